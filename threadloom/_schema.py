@@ -1,0 +1,138 @@
+"""Reading state schemas: which keys a TypedDict, dataclass or pydantic model declares,
+which channel each key gets, and converting between state objects and plain dicts."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
+
+from threadloom.channels import BaseChannel, BinaryOperatorAggregate, LastValue
+
+ROOT = "__root__"
+
+
+def is_pydantic_model(obj: Any) -> bool:
+    return isinstance(obj, type) and hasattr(obj, "model_fields") and hasattr(
+        obj, "model_validate"
+    )
+
+
+def is_typeddict(obj: Any) -> bool:
+    return isinstance(obj, type) and hasattr(obj, "__annotations__") and hasattr(
+        obj, "__total__"
+    )
+
+
+def is_schema_class(obj: Any) -> bool:
+    """True when ``obj`` declares named keys (TypedDict, dataclass or pydantic model)."""
+    return is_typeddict(obj) or is_pydantic_model(obj) or (
+        isinstance(obj, type) and dataclasses.is_dataclass(obj)
+    )
+
+
+def schema_hints(schema: Any) -> dict[str, Any]:
+    """Field name -> annotation (with ``Annotated`` extras) for a schema class."""
+    if is_pydantic_model(schema):
+        hints: dict[str, Any] = {}
+        for name, field in schema.model_fields.items():
+            ann = field.annotation
+            if field.metadata:
+                ann = Annotated[(ann, *field.metadata)]
+            hints[name] = ann
+        return hints
+    try:
+        return get_type_hints(schema, include_extras=True)
+    except Exception:  # noqa: BLE001 - forward refs we cannot resolve: use raw annotations
+        return dict(getattr(schema, "__annotations__", {}))
+
+
+def _is_reducer(fn: Any) -> bool:
+    if not callable(fn) or isinstance(fn, type):
+        return False
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    return len(positional) == 2 or any(p.kind == p.VAR_POSITIONAL for p in positional)
+
+
+def channel_for(key: str, annotation: Any) -> BaseChannel | str:
+    """The channel a key's annotation asks for, or the name of a managed value."""
+    from threadloom.managed import is_managed
+
+    if managed := is_managed(annotation):
+        return managed
+    if get_origin(annotation) is Annotated:
+        base, *extras = get_args(annotation)
+        for extra in reversed(extras):
+            if isinstance(extra, BaseChannel):
+                chan = extra.copy()
+                chan.key = key
+                return chan
+            if isinstance(extra, type) and issubclass(extra, BaseChannel):
+                return extra(base, key=key)
+            if managed := is_managed(extra):
+                return managed
+            if callable(extra) and not isinstance(extra, type):
+                if not _is_reducer(extra):
+                    raise ValueError(
+                        f"Invalid reducer signature for key '{key}': a reducer takes exactly "
+                        f"two positional arguments (current, update), got {extra!r}."
+                    )
+                return BinaryOperatorAggregate(base, extra, key=key)
+        return LastValue(base, key=key)
+    return LastValue(annotation, key=key)
+
+
+def state_object_to_dict(obj: Any) -> dict[str, Any] | None:
+    """The keys a state object sets, as a dict; None if ``obj`` is not a state object."""
+    if isinstance(obj, dict):
+        return obj
+    fields = getattr(type(obj), "model_fields", None)
+    if fields is not None and hasattr(obj, "model_fields_set"):
+        out = {}
+        for name, field in fields.items():
+            value = getattr(obj, name)
+            if name in obj.model_fields_set or value != field.get_default(
+                call_default_factory=True
+            ):
+                out[name] = value
+        return out
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    return None
+
+
+def make_coercer(schema: Any) -> Callable[[dict[str, Any]], Any]:
+    """A function turning a dict of channel values into what a node expects as input."""
+    if is_pydantic_model(schema):
+        return lambda values: schema(**values)
+    if isinstance(schema, type) and dataclasses.is_dataclass(schema):
+        return lambda values: schema(**values)
+    return _identity
+
+
+def _identity(values: Any) -> Any:
+    return values
+
+
+def first_param_schema(fn: Any) -> Any | None:
+    """The schema class annotated on a callable's first parameter, if any."""
+    try:
+        target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else fn.__call__
+        params = list(inspect.signature(target).parameters.values())
+        if not params:
+            return None
+        hints = typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - no usable hints: the node reads the whole state
+        return None
+    ann = hints.get(params[0].name)
+    return ann if is_schema_class(ann) else None

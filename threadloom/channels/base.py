@@ -1,0 +1,73 @@
+"""How one state key takes updates: the channel interface.
+
+A channel holds one value. Once per superstep the engine hands it *all* the writes made
+to it in that step (``update``); the channel decides how they combine (keep the last,
+reduce, collect, reject duplicates). ``checkpoint()`` / ``from_checkpoint()`` convert it
+to and from the plain value a saver stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from threadloom.errors import EmptyChannelError
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+"""Marks an empty channel (``None`` is a legitimate value)."""
+
+
+class BaseChannel:
+    """A state key's storage and update rule. Subclasses set ``value`` and ``update``."""
+
+    __slots__ = ("key", "typ", "value")
+
+    def __init__(self, typ: Any = Any, key: str = "") -> None:
+        self.typ = typ
+        self.key = key
+        self.value: Any = MISSING
+
+    def get(self) -> Any:
+        if self.value is MISSING:
+            raise EmptyChannelError(self.key)
+        return self.value
+
+    def is_available(self) -> bool:
+        return self.value is not MISSING
+
+    def update(self, values: Sequence[Any]) -> bool:
+        """Apply one superstep's writes; return True when the value changed."""
+        raise NotImplementedError
+
+    def checkpoint(self) -> Any:
+        """The value to store, or ``MISSING`` when there is nothing to store."""
+        return self.value
+
+    def from_checkpoint(self, value: Any) -> BaseChannel:
+        """A fresh channel like this one holding ``value`` (``MISSING`` for empty)."""
+        new = self.copy()
+        new.value = value
+        return new
+
+    def copy(self) -> BaseChannel:
+        new = object.__new__(type(self))
+        for cls in type(self).__mro__:
+            for slot in getattr(cls, "__slots__", ()):
+                if hasattr(self, slot):
+                    setattr(new, slot, getattr(self, slot))
+        return new
+
+    def consume(self) -> bool:
+        """Called after a node triggered by this channel ran; True if the value changed."""
+        return False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.key!r}, value={self.value!r})"

@@ -1,0 +1,76 @@
+"""The reducer channel behind ``Annotated[T, reducer]`` keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from threadloom.channels.base import MISSING, BaseChannel
+from threadloom.errors import InvalidUpdateError
+from threadloom.types import Overwrite
+
+
+def _overwrite_value(value: Any) -> tuple[bool, Any]:
+    if isinstance(value, Overwrite):
+        return True, value.value
+    if isinstance(value, dict):
+        if len(value) == 1 and "__overwrite__" in value:
+            return True, value["__overwrite__"]
+        if value.get("type") == "__overwrite__" and "value" in value and len(value) == 2:
+            return True, value["value"]
+    return False, None
+
+
+class BinaryOperatorAggregate(BaseChannel):
+    """Folds every write into the value with ``operator(old, new)``.
+
+    Starts from ``typ()`` when the type can be built with no arguments (so
+    ``Annotated[list, operator.add]`` starts as ``[]``), otherwise empty. An ``Overwrite``
+    write replaces the value without the reducer.
+    """
+
+    __slots__ = ("operator",)
+
+    def __init__(self, typ: Any, operator: Callable[[Any, Any], Any], key: str = "") -> None:
+        super().__init__(typ, key)
+        self.operator = operator
+        self.value = _initial(typ)
+
+    def update(self, values: Sequence[Any]) -> bool:
+        if not values:
+            return False
+        seen_overwrite = False
+        value = self.value
+        for item in values:
+            is_overwrite, replacement = _overwrite_value(item)
+            if is_overwrite:
+                if seen_overwrite:
+                    raise InvalidUpdateError(
+                        f"At key '{self.key}': Can receive only one Overwrite value per "
+                        "super-step."
+                    )
+                seen_overwrite = True
+                value = replacement
+            elif value is MISSING:
+                value = item
+            else:
+                value = self.operator(value, item)
+        self.value = value
+        return True
+
+    def from_checkpoint(self, value: Any) -> BaseChannel:
+        new = self.copy()
+        new.value = _initial(self.typ) if value is MISSING else value
+        return new
+
+
+def _initial(typ: Any) -> Any:
+    origin = getattr(typ, "__origin__", None) or typ
+    if origin in (list, dict, set, tuple, int, float, str, frozenset):
+        return origin()
+    try:
+        if isinstance(origin, type) and origin.__module__ in ("collections", "builtins"):
+            return origin()
+    except Exception:  # noqa: BLE001 - an unbuildable type simply starts empty
+        pass
+    return MISSING

@@ -1,0 +1,242 @@
+"""The checkpoint saver interface every backend implements, and the shapes it stores.
+
+A *checkpoint* is the state of one thread (in one namespace) between two supersteps: the
+channel values, their versions and which versions each node has seen. *Pending writes*
+are the writes of tasks that finished (or interrupted, or failed) in the superstep after
+a checkpoint, so a resumed run does not redo them.
+
+Savers store ``channel_values`` only for the channels listed in ``new_versions``; the rest
+are unchanged since an earlier checkpoint and are found by their version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, TypedDict
+
+from threadloom.constants import WRITES_IDX_MAP
+from threadloom.errors import EmptyChannelError
+
+__all__ = [
+    "BaseCheckpointSaver",
+    "ChannelVersions",
+    "Checkpoint",
+    "CheckpointMetadata",
+    "CheckpointTuple",
+    "EmptyChannelError",
+    "PendingWrite",
+    "SerializerProtocol",
+    "WRITES_IDX_MAP",
+    "create_checkpoint_id",
+    "empty_checkpoint",
+    "get_checkpoint_id",
+]
+
+ChannelVersions = dict[str, str | int | float]
+PendingWrite = tuple[str, str, Any]  # (task_id, channel, value)
+
+
+class Checkpoint(TypedDict):
+    """One snapshot of a thread's channels."""
+
+    v: int
+    id: str
+    ts: str
+    channel_values: dict[str, Any]
+    channel_versions: ChannelVersions
+    versions_seen: dict[str, ChannelVersions]
+    updated_channels: list[str] | None
+
+
+class CheckpointMetadata(TypedDict, total=False):
+    """Why a checkpoint exists: ``source`` is "input", "loop", "update" or "fork"."""
+
+    source: str
+    step: int
+    parents: dict[str, str]
+    run_id: str
+
+
+class CheckpointTuple(NamedTuple):
+    config: dict[str, Any]
+    checkpoint: Checkpoint
+    metadata: CheckpointMetadata
+    parent_config: dict[str, Any] | None = None
+    pending_writes: list[PendingWrite] | None = None
+
+
+class SerializerProtocol:
+    """Turns values into ``(type_tag, bytes)`` and back."""
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+_last_uuid_time = 0
+
+
+def create_checkpoint_id() -> str:
+    """A UUIDv6-like id whose string order is creation order, so ``max(id)`` is the newest.
+
+    Ids created in the same 100 ns tick (or after a clock step back) are still strictly
+    increasing within this process.
+    """
+    global _last_uuid_time
+    ts = datetime.now(UTC).timestamp()
+    t = int(ts * 10_000_000) + 0x01B21DD213814000  # 100 ns intervals since 1582-10-15
+    if t <= _last_uuid_time:
+        t = _last_uuid_time + 1
+    _last_uuid_time = t
+    time_high_and_mid = (t >> 12) & 0xFFFF_FFFF_FFFF
+    time_low = t & 0x0FFF
+    rand = uuid.uuid4().int
+    clock_seq = (rand >> 64) & 0x3FFF
+    node = rand & 0xFFFF_FFFF_FFFF
+    value = (time_high_and_mid << 80) | (0x6 << 76) | (time_low << 64)
+    value |= (0x2 << 62) | (clock_seq << 48) | node
+    return str(uuid.UUID(int=value))
+
+
+def empty_checkpoint() -> Checkpoint:
+    return Checkpoint(
+        v=4,
+        id=create_checkpoint_id(),
+        ts=datetime.now(UTC).isoformat(),
+        channel_values={},
+        channel_versions={},
+        versions_seen={},
+        updated_channels=None,
+    )
+
+
+def get_checkpoint_id(config: dict[str, Any]) -> str | None:
+    return config.get("configurable", {}).get("checkpoint_id")
+
+
+class BaseCheckpointSaver:
+    """Where checkpoints and pending writes live. Subclass it to add a backend.
+
+    Implement the sync methods (``get_tuple``, ``list``, ``put``, ``put_writes``,
+    ``delete_thread``); the async twins run them in a worker thread unless overridden.
+    Every saver must pass ``tests/checkpoint_conformance.py``.
+    """
+
+    serde: SerializerProtocol
+
+    def __init__(self, *, serde: SerializerProtocol | None = None) -> None:
+        if serde is None:
+            from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
+
+            serde = MsgpackSerializer()
+        self.serde = serde
+
+    # -- reading ---------------------------------------------------------------------
+
+    def get(self, config: dict[str, Any]) -> Checkpoint | None:
+        tup = self.get_tuple(config)
+        return tup.checkpoint if tup else None
+
+    def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
+        """The checkpoint named by ``checkpoint_id`` in ``config``, else the thread's newest."""
+        raise NotImplementedError
+
+    def list(
+        self,
+        config: dict[str, Any] | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Checkpoints newest first; ``filter`` matches metadata keys exactly."""
+        raise NotImplementedError
+
+    # -- writing ---------------------------------------------------------------------
+
+    def put(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> dict[str, Any]:
+        """Store ``checkpoint`` as the child of ``config``'s checkpoint; return its config."""
+        raise NotImplementedError
+
+    def put_writes(
+        self,
+        config: dict[str, Any],
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes against the checkpoint in ``config``."""
+        raise NotImplementedError
+
+    def delete_thread(self, thread_id: str) -> None:
+        raise NotImplementedError
+
+    def get_next_version(self, current: str | int | float | None, channel: Any = None) -> str:
+        """Versions are zero-padded counters plus a random fraction.
+
+        String order is version order; the random part keeps two forks of one thread from
+        minting the same version for different values (blobs are stored per version).
+        """
+        if current is None:
+            n = 0
+        elif isinstance(current, str):
+            n = int(current.split(".", 1)[0])
+        else:
+            n = int(current)
+        return f"{n + 1:032d}.{random.random():.16f}"
+
+    # -- async twins -----------------------------------------------------------------
+
+    async def aget(self, config: dict[str, Any]) -> Checkpoint | None:
+        tup = await self.aget_tuple(config)
+        return tup.checkpoint if tup else None
+
+    async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: dict[str, Any] | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        items = await asyncio.to_thread(
+            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
+        )
+        for item in items:
+            yield item
+
+    async def aput(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> dict[str, Any]:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: dict[str, Any],
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)

@@ -1,0 +1,40 @@
+"""Names shared by every layer: the graph's virtual nodes and the engine's reserved channels.
+
+`START` and `END` are public (they appear in user graphs); everything starting with a
+double underscore is reserved for the engine and rejected as a node name.
+"""
+
+from __future__ import annotations
+
+START = "__start__"
+"""The virtual node every run begins at: edges from it say where the graph is entered."""
+
+END = "__end__"
+"""The virtual node that ends a branch: routing to it schedules nothing."""
+
+TAG_NOSTREAM = "nostream"
+"""Tag a chat model with this to keep its tokens out of ``stream_mode="messages"``."""
+
+TAG_HIDDEN = "langsmith:hidden"
+
+CONF = "configurable"
+
+# Reserved write channels (pending writes that are not state keys).
+INTERRUPT = "__interrupt__"
+RESUME = "__resume__"
+ERROR = "__error__"
+TASKS = "__pregel_tasks"
+NULL_TASK_ID = "00000000-0000-0000-0000-000000000000"
+
+# Pseudo nodes used by update_state.
+INPUT = "__input__"
+COPY = "__copy__"
+
+# Task path kinds (shown in PregelTask.path).
+PULL = "__pregel_pull"
+PUSH = "__pregel_push"
+
+# Fixed write indexes for the special channels, so a task's latest record replaces the old.
+WRITES_IDX_MAP = {ERROR: -1, "__scheduled__": -2, INTERRUPT: -3, RESUME: -4}
+
+RESERVED_CHARS = (":", "|")

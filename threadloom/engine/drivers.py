@@ -1,0 +1,281 @@
+"""The two drivers of ``Loop.run()``: one with plain calls and threads, one with asyncio.
+
+A driver performs the loop's I/O requests and runs its tasks. A lone task runs inline on
+the caller's thread (no pool hand-off) unless the caller streams tokens or custom events
+live; several tasks run in parallel (a thread pool for sync nodes, the event loop for
+async ones). Writes are applied by the loop, in task order, after all tasks end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
+from typing import Any
+
+from langchain_core.runnables.config import var_child_runnable_config
+
+from threadloom._context import current_task
+from threadloom.engine.loop import Loop
+from threadloom.engine.task import Task
+from threadloom.errors import GraphBubbleUp, GraphInterrupt, ParentCommand
+from threadloom.types import Command, RetryPolicy
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(thread_name_prefix="threadloom")
+    return _pool
+
+
+# -- retries -----------------------------------------------------------------------
+
+
+def _matching_policy(policies: Any, exc: Exception) -> RetryPolicy | None:
+    for policy in policies:
+        retry_on = policy.retry_on
+        if isinstance(retry_on, type) and issubclass(retry_on, BaseException):
+            ok = isinstance(exc, retry_on)
+        elif isinstance(retry_on, (tuple, list)):
+            ok = isinstance(exc, tuple(retry_on))
+        else:
+            ok = bool(retry_on(exc))
+        if ok:
+            return policy
+    return None
+
+
+def _retry_delay(policy: RetryPolicy, attempt: int) -> float:
+    backoff = policy.initial_interval * policy.backoff_factor ** (attempt - 1)
+    delay = min(policy.max_interval, backoff)
+    return delay + (random.uniform(0, 1) if policy.jitter else 0)
+
+
+def _finish(task: Task, result: Any) -> None:
+    task.result = result
+    task.writes = task.node.write(task, result)
+
+
+async def _afinish(task: Task, result: Any) -> None:
+    task.result = result
+    write = task.node.write
+    if getattr(write, "is_async", False):
+        task.writes = await write.acall(task, result)
+    else:
+        task.writes = write(task, result)
+
+
+def _child_command(exc: ParentCommand) -> Command:
+    cmd = exc.command
+    return Command(update=cmd.update, goto=cmd.goto)
+
+
+def run_task(task: Task) -> None:
+    """Run one task to its end state: writes, interrupts or error (never raises)."""
+    token = current_task.set(task)
+    lc_token = var_child_runnable_config.set(task.config)
+    node = task.node
+    attempt = 0
+    try:
+        while True:
+            attempt += 1
+            try:
+                try:
+                    result = node.bound.call(task.input, task)
+                except ParentCommand as exc:  # a subgraph's Command(graph=PARENT)
+                    result = _child_command(exc)
+                _finish(task, result)
+                return
+            except GraphInterrupt as exc:
+                task.interrupts = exc.interrupts
+                return
+            except GraphBubbleUp as exc:
+                task.error = exc
+                return
+            except Exception as exc:  # noqa: BLE001 - recorded, re-raised by the loop
+                policy = _matching_policy(node.retry_policy, exc)
+                if policy is None or attempt >= policy.max_attempts:
+                    task.error = exc
+                    return
+                time.sleep(_retry_delay(policy, attempt))
+    finally:
+        var_child_runnable_config.reset(lc_token)
+        current_task.reset(token)
+
+
+async def arun_task(task: Task) -> None:
+    """The async twin of ``run_task``."""
+    token = current_task.set(task)
+    lc_token = var_child_runnable_config.set(task.config)
+    node = task.node
+    attempt = 0
+    try:
+        while True:
+            attempt += 1
+            try:
+                try:
+                    result = await node.bound.acall(task.input, task)
+                except ParentCommand as exc:
+                    result = _child_command(exc)
+                await _afinish(task, result)
+                return
+            except GraphInterrupt as exc:
+                task.interrupts = exc.interrupts
+                return
+            except GraphBubbleUp as exc:
+                task.error = exc
+                return
+            except Exception as exc:  # noqa: BLE001 - recorded, re-raised by the loop
+                policy = _matching_policy(node.retry_policy, exc)
+                if policy is None or attempt >= policy.max_attempts:
+                    task.error = exc
+                    return
+                await asyncio.sleep(_retry_delay(policy, attempt))
+    finally:
+        var_child_runnable_config.reset(lc_token)
+        current_task.reset(token)
+
+
+# -- sync driver -------------------------------------------------------------------
+
+
+def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[Any]:
+    """Run ``loop`` with plain calls; yield the stream events as they happen.
+
+    Stream events land in ``loop.out``; when the caller streams live, ``events`` is the
+    queue the sink pokes (with None) so events from running tasks are forwarded at once.
+    """
+    gen = loop.run()
+    reply: Any = None
+    out = loop.out
+    try:
+        while True:
+            request = gen.send(reply)
+            reply = None
+            kind = request[0]
+            if kind == "run":
+                yield from _run_tasks(loop, request[1], saver, events)
+            else:
+                reply = getattr(saver, kind)(*request[1:])
+            while out:
+                yield out.popleft()
+    except StopIteration:
+        pass
+    while out:
+        yield out.popleft()
+
+
+def _run_tasks(
+    loop: Loop, tasks: list[Task], saver: Any, events: queue.SimpleQueue | None
+) -> Iterator[Any]:
+    n = len(tasks)
+    if n == 1 and not (loop.scope.live and events is not None):
+        task = tasks[0]
+        run_task(task)
+        for request in loop.task_done(task, 1):
+            getattr(saver, request[0])(*request[1:])
+        return
+    done: queue.SimpleQueue = events if events is not None else queue.SimpleQueue()
+    pool = _executor()
+    for task in tasks:
+        if task.node.bound.is_async_only:
+            raise TypeError(
+                f'No synchronous function provided to "{task.name}": it is an async function. '
+                "Run the graph with ainvoke()/astream(), or give the node a sync function."
+            )
+        ctx = copy_context()
+        future = pool.submit(ctx.run, run_task, task)
+        future.add_done_callback(lambda _f, t=task: done.put(t))
+    remaining = n
+    while remaining:
+        item = done.get()
+        if item is not None:  # None only wakes us to forward live stream events
+            remaining -= 1
+            for request in loop.task_done(item, n):
+                getattr(saver, request[0])(*request[1:])
+        while loop.out:
+            yield loop.out.popleft()
+
+
+# -- async driver ------------------------------------------------------------------
+
+
+async def adrive(
+    loop: Loop, saver: Any, events: asyncio.Queue | None
+) -> AsyncIterator[Any]:
+    """Run ``loop`` on asyncio; the saver's async methods do the I/O."""
+    gen = loop.run()
+    reply: Any = None
+    out = loop.out
+    try:
+        while True:
+            request = gen.send(reply)
+            reply = None
+            kind = request[0]
+            if kind == "run":
+                async for item in _arun_tasks(loop, request[1], saver, events):
+                    yield item
+            else:
+                reply = await getattr(saver, "a" + kind)(*request[1:])
+            while out:
+                yield out.popleft()
+    except StopIteration:
+        pass
+    while out:
+        yield out.popleft()
+
+
+async def _arun_tasks(
+    loop: Loop, tasks: list[Task], saver: Any, events: asyncio.Queue | None
+) -> AsyncIterator[Any]:
+    n = len(tasks)
+    if n == 1 and not (loop.scope.live and events is not None):
+        task = tasks[0]
+        await arun_task(task)
+        for request in loop.task_done(task, 1):
+            await getattr(saver, "a" + request[0])(*request[1:])
+        return
+    done: asyncio.Queue = events if events is not None else asyncio.Queue()
+    running = []
+    for task in tasks:
+        fut = asyncio.ensure_future(arun_task(task))
+        fut.add_done_callback(lambda _f, t=task: done.put_nowait(t))
+        running.append(fut)
+    remaining = n
+    try:
+        while remaining:
+            item = await done.get()
+            if item is not None:  # None only wakes us to forward live stream events
+                remaining -= 1
+                for request in loop.task_done(item, n):
+                    await getattr(saver, "a" + request[0])(*request[1:])
+            while loop.out:
+                yield loop.out.popleft()
+    finally:
+        for fut in running:
+            if not fut.done():
+                fut.cancel()
+
+
+def thread_safe_put(aqueue: asyncio.Queue) -> Callable[[Any], None]:
+    """A ``put`` usable from worker threads (sync nodes in an async run) and the loop."""
+    aloop = asyncio.get_running_loop()
+
+    def put(item: Any) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is aloop:
+            aqueue.put_nowait(item)
+        else:
+            aloop.call_soon_threadsafe(aqueue.put_nowait, item)
+
+    return put

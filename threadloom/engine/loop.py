@@ -1,0 +1,712 @@
+"""The superstep loop, written once for both drivers.
+
+``Loop.run()`` is a generator: it plans, applies and decides, and *yields* every piece of
+I/O it needs (``("get_tuple", config)``, ``("put", ...)``, ``("put_writes", ...)``,
+``("run", tasks)``). The sync driver performs each request with plain calls, the async
+driver awaits the saver's async methods; the algorithm itself exists in one place.
+
+A superstep: plan the tasks triggered by the last step's writes (a pure function of the
+checkpoint), run them, apply all their writes at once through the channels, save a
+checkpoint. Interrupts stop at a step boundary (``interrupt_before``/``after``) or inside
+a task (``interrupt()``); finished siblings' writes are saved as pending writes so a
+resumed run does not redo them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Generator
+from datetime import UTC, datetime
+from typing import Any
+
+from threadloom.channels import MISSING, BaseChannel
+from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
+from threadloom.constants import (
+    ERROR,
+    INTERRUPT,
+    NULL_TASK_ID,
+    PULL,
+    PUSH,
+    RESUME,
+    START,
+    TASKS,
+)
+from threadloom.engine.program import Program
+from threadloom.engine.scope import Scope
+from threadloom.engine.task import Task, task_id
+from threadloom.errors import (
+    EmptyInputError,
+    ErrorCode,
+    GraphInterrupt,
+    GraphRecursionError,
+    create_error_message,
+)
+from threadloom.managed import managed_value
+from threadloom.types import Command, Interrupt, Send
+
+NO_WRITES = "__no_writes__"
+_SPECIAL = frozenset({ERROR, INTERRUPT, RESUME, NO_WRITES})
+_METADATA_SKIP = frozenset({"thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map"})
+
+Request = tuple[Any, ...]
+
+
+def newer(version: Any, seen: Any) -> bool:
+    return seen is None or (version is not None and version > seen)
+
+
+def run_metadata(config: dict[str, Any]) -> dict[str, Any]:
+    """User keys that go into every checkpoint's metadata (filterable in history)."""
+    meta: dict[str, Any] = {}
+    for key, value in (config.get("configurable") or {}).items():
+        if (
+            key not in _METADATA_SKIP
+            and not key.startswith("__")
+            and not key.startswith("langgraph_")
+            and isinstance(value, (str, int, float, bool))
+        ):
+            meta[key] = value
+    for key, value in (config.get("metadata") or {}).items():
+        if not key.startswith("langgraph_"):
+            meta[key] = value
+    return meta
+
+
+def restore_channels(program: Program, checkpoint: Checkpoint | None) -> dict[str, BaseChannel]:
+    if not checkpoint:
+        return program.new_channels()
+    values = checkpoint["channel_values"]
+    return {
+        k: c.from_checkpoint(values.get(k, MISSING)) for k, c in program.channels.items()
+    }
+
+
+class PendingWrites:
+    """A checkpoint's pending writes, grouped by task: what finished, failed or paused."""
+
+    __slots__ = ("succeeded", "interrupts", "resumes", "errors", "null")
+
+    def __init__(self, writes: list[tuple[str, str, Any]] | None) -> None:
+        self.succeeded: dict[str, list[tuple[str, Any]]] = {}
+        self.interrupts: dict[str, tuple[Interrupt, ...]] = {}
+        self.resumes: dict[str, list[Any]] = {}
+        self.errors: dict[str, Any] = {}
+        self.null: list[tuple[str, Any]] = []
+        for tid, channel, value in writes or ():
+            if tid == NULL_TASK_ID:
+                if channel not in _SPECIAL:
+                    self.null.append((channel, value))
+            elif channel == INTERRUPT:
+                self.interrupts[tid] = tuple(value)
+            elif channel == RESUME:
+                self.resumes[tid] = list(value)
+            elif channel == ERROR:
+                self.errors[tid] = value
+            else:
+                bucket = self.succeeded.setdefault(tid, [])
+                if channel != NO_WRITES:
+                    bucket.append((channel, value))
+
+    def pending_interrupts(self) -> list[Interrupt]:
+        return [
+            i for tid, its in self.interrupts.items() if tid not in self.succeeded for i in its
+        ]
+
+
+class Loop:
+    """One run of a program on one thread (or on no thread, without a checkpointer)."""
+
+    def __init__(
+        self,
+        program: Program,
+        input: Any,
+        config: dict[str, Any],
+        scope: Scope,
+        *,
+        checkpointer: Any,
+        interrupt_before: Any,
+        interrupt_after: Any,
+        durability: str,
+        recursion_limit: int,
+        input_writes: Any,
+        output: Any,
+        graph_name: str,
+        out: deque[Any],
+        persistent_ns: str | None = None,
+    ) -> None:
+        self.program = program
+        self.input = input
+        self.config = config
+        self.scope = scope
+        self.checkpointer = checkpointer
+        self.interrupt_before = interrupt_before
+        self.interrupt_after = interrupt_after
+        self.durability = durability
+        self.recursion_limit = recursion_limit
+        self.input_writes = input_writes
+        self.output_fn = output
+        self.graph_name = graph_name
+        conf = config.get("configurable") or {}
+        self.thread_id = conf.get("thread_id")
+        self.ns: str = persistent_ns if persistent_ns is not None else conf.get(
+            "checkpoint_ns", ""
+        )
+        self.checkpoint_map: dict[str, str] = dict(conf.get("checkpoint_map") or {})
+        self.channels: dict[str, BaseChannel] = {}
+        self.checkpoint: Checkpoint = None  # type: ignore[assignment]
+        self.checkpoint_config: dict[str, Any] | None = None
+        self.parent_config: dict[str, Any] | None = None
+        self.metadata_base = run_metadata(config)
+        self.step = -2
+        self.stop = 0
+        self.updated: set[str] | None = None
+        self.pending: PendingWrites = PendingWrites(None)
+        self.out = out
+        self.status = "pending"
+        self.interrupts: list[Interrupt] = []
+        self._unsaved: tuple[Any, ...] | None = None
+        self._int_version = 0
+
+    # -- versions and checkpoints ---------------------------------------------------
+
+    def _next_version(self) -> Any:
+        versions = self.checkpoint["channel_versions"]
+        if self.checkpointer is None:
+            self._int_version += 1
+            return self._int_version
+        current = max(versions.values()) if versions else None
+        return self.checkpointer.get_next_version(current, None)
+
+    def _config_for(self, checkpoint_id: str) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "thread_id": self.thread_id,
+            "checkpoint_ns": self.ns,
+            "checkpoint_id": checkpoint_id,
+        }
+        if self.checkpoint_map:
+            conf["checkpoint_map"] = {**self.checkpoint_map, self.ns: checkpoint_id}
+        return {"configurable": conf}
+
+    def _new_checkpoint(self, step: int, source: str) -> Generator[Request, Any, None]:
+        """Seal the channels into a new checkpoint and (per durability) save it."""
+        cp = self.checkpoint
+        new: Checkpoint = {
+            "v": 4,
+            "id": create_checkpoint_id(),
+            "ts": datetime.now(UTC).isoformat(),
+            "channel_values": {},
+            "channel_versions": cp["channel_versions"],
+            "versions_seen": cp["versions_seen"],
+            "updated_channels": sorted(self.updated) if self.updated is not None else None,
+        }
+        self.step = step
+        if self.checkpointer is None:
+            self.checkpoint = new
+            return
+        values = {}
+        for key, chan in self.channels.items():
+            value = chan.checkpoint()
+            if value is not MISSING:
+                values[key] = value
+        new["channel_values"] = values
+        # The saver must never see later mutations: hand it copies of the version maps.
+        saved: Checkpoint = {
+            **new,
+            "channel_versions": dict(new["channel_versions"]),
+            "versions_seen": {k: dict(v) for k, v in new["versions_seen"].items()},
+        }
+        new["channel_versions"] = dict(new["channel_versions"])
+        new["versions_seen"] = {k: dict(v) for k, v in new["versions_seen"].items()}
+        metadata = {**self.metadata_base, "source": source, "step": step}
+        if self.checkpoint_map:
+            metadata["parents"] = dict(self.checkpoint_map)
+        if self.updated is None:
+            changed = dict(saved["channel_versions"])
+        else:
+            versions = saved["channel_versions"]
+            changed = {k: versions[k] for k in self.updated if k in versions}
+        parent = self.checkpoint_config
+        self.parent_config = parent
+        self.checkpoint = new
+        self.checkpoint_config = self._config_for(new["id"])
+        request = ("put", parent or self._config_for(""), saved, metadata, changed)
+        if self.durability == "exit":
+            self._unsaved = self._merge_unsaved(request)
+        else:
+            yield request
+        if "checkpoints" in self.scope.modes or "debug" in self.scope.modes:
+            self._emit_checkpoint(saved, metadata, parent)
+
+    def _merge_unsaved(self, request: Request) -> Request:
+        # With durability="exit" only the last checkpoint is written: its new_versions must
+        # cover every channel that changed since the last saved one.
+        if self._unsaved is None:
+            return request
+        changed = {**self._unsaved[4], **request[4]}
+        parent = self._unsaved[1]
+        return ("put", parent, request[2], request[3], changed)
+
+    def _put_writes(self, task_id_: str, writes: list[tuple[str, Any]], path: str = "") -> Request:
+        return ("put_writes", self.checkpoint_config, writes, task_id_, path)
+
+    # -- planning -------------------------------------------------------------------
+
+    def plan(self, step: int, for_execution: bool = True) -> list[Task]:
+        """The tasks of the next superstep: triggered nodes, then ``Send`` packets."""
+        program = self.program
+        channels = self.channels
+        versions = self.checkpoint["channel_versions"]
+        seen_all = self.checkpoint["versions_seen"]
+        checkpoint_id = self.checkpoint["id"]
+        if self.updated is None:
+            candidates: Any = program.nodes
+        else:
+            found: set[str] = set()
+            index = program.trigger_to_nodes
+            for channel in self.updated:
+                found.update(index.get(channel, ()))
+            candidates = found
+        tasks: list[Task] = []
+        for name in sorted(candidates):
+            node = program.nodes[name]
+            seen = seen_all.get(name)
+            fired = tuple(
+                ch
+                for ch in node.triggers
+                if channels[ch].is_available()
+                and newer(versions.get(ch), seen.get(ch) if seen else None)
+            )
+            if not fired:
+                continue
+            tid = task_id(checkpoint_id, self.ns, step, name, PULL, *fired)
+            value = node.read(self.channels, self.managed(step)) if for_execution else None
+            tasks.append(self._task(tid, name, (PULL, name), value, node, fired, step))
+        sends = channels.get(TASKS)
+        if sends is not None and sends.is_available():
+            for idx, packet in enumerate(sends.get()):
+                if not isinstance(packet, Send) or packet.node not in program.nodes:
+                    continue
+                tid = task_id(checkpoint_id, self.ns, step, packet.node, PUSH, idx)
+                node = program.nodes[packet.node]
+                tasks.append(
+                    self._task(tid, packet.node, (PUSH, idx, False), packet.arg, node, (), step)
+                )
+        return tasks
+
+    def managed(self, step: int) -> dict[str, Any] | None:
+        """Managed values (remaining steps, ...) as a task of ``step`` sees them."""
+        if not self.program.managed:
+            return None
+        return {k: managed_value(kind, step, self.stop) for k, kind in self.program.managed.items()}
+
+    def _task(
+        self,
+        tid: str,
+        name: str,
+        path: tuple[Any, ...],
+        value: Any,
+        node: Any,
+        triggers: tuple[str, ...],
+        step: int,
+    ) -> Task:
+        ns = f"{self.ns}|{name}:{tid}" if self.ns else f"{name}:{tid}"
+        task = Task(tid, name, path, value, node, triggers, ns, self.scope)
+        task.channels = self.channels
+        task.config = self._task_config(task, step)
+        return task
+
+    def _task_config(self, task: Task, step: int) -> dict[str, Any]:
+        base = self.config
+        conf = {
+            **(base.get("configurable") or {}),
+            "checkpoint_ns": task.ns,
+            "__threadloom_scope": self.scope,
+            "__threadloom_task": task,
+            "__threadloom_checkpointer": self.checkpointer,
+        }
+        conf.pop("checkpoint_id", None)
+        if self.checkpointer is not None and self.checkpoint_config is not None:
+            conf["checkpoint_map"] = {
+                **self.checkpoint_map,
+                self.ns: self.checkpoint["id"],
+            }
+        metadata = {
+            **(base.get("metadata") or {}),
+            "langgraph_step": step,
+            "langgraph_node": task.name,
+            "langgraph_triggers": task.triggers or ("__pregel_push",),
+            "langgraph_path": task.path,
+            "langgraph_checkpoint_ns": task.ns,
+            "checkpoint_ns": task.ns,
+        }
+        if self.thread_id is not None:
+            metadata["thread_id"] = self.thread_id
+        config = {**base, "configurable": conf, "metadata": metadata}
+        callbacks = self.scope.callbacks
+        if callbacks is not None:
+            config["callbacks"] = callbacks
+        else:
+            config.pop("callbacks", None)
+        config["run_name"] = task.name
+        return config
+
+    # -- applying -------------------------------------------------------------------
+
+    def apply(self, tasks: list[Task]) -> None:
+        """Fold all tasks' writes into the channels at once; mark their triggers seen."""
+        channels = self.channels
+        versions = self.checkpoint["channel_versions"]
+        seen_all = self.checkpoint["versions_seen"]
+        ordered = sorted(tasks, key=_task_order)
+        for task in ordered:
+            if task.triggers:
+                seen = seen_all.setdefault(task.name, {})
+                for ch in task.triggers:
+                    if ch in versions:
+                        seen[ch] = versions[ch]
+        version = self._next_version()
+        updated: set[str] = set()
+        for task in ordered:
+            for ch in task.triggers:
+                chan = channels.get(ch)
+                if chan is not None and chan.consume():
+                    versions[ch] = version
+                    updated.add(ch)
+        by_channel: dict[str, list[Any]] = {}
+        for task in ordered:
+            for ch, value in task.writes:
+                if ch in channels:
+                    by_channel.setdefault(ch, []).append(value)
+        for ch, values in by_channel.items():
+            if channels[ch].update(values):
+                versions[ch] = version
+                updated.add(ch)
+        for ch in self.program.ephemeral:
+            if ch not in by_channel and channels[ch].update(()):
+                versions[ch] = version
+                updated.add(ch)
+        self.updated = updated
+
+    def apply_null_writes(self, writes: list[tuple[str, Any]]) -> None:
+        """Writes that belong to no task (a ``Command`` given as input)."""
+        if not writes:
+            return
+        task = Task(NULL_TASK_ID, "__input__", (), None, None, (), "", self.scope)
+        task.writes = writes
+        previous = self.updated
+        self.apply([task])
+        if previous is not None:
+            self.updated = previous | (self.updated or set())
+        else:
+            self.updated = None
+
+    def should_interrupt(self, nodes: Any, tasks: list[Task]) -> bool:
+        """Breakpoints fire once per change: resuming moves past the one that stopped us."""
+        if not nodes:
+            return False
+        versions = self.checkpoint["channel_versions"]
+        seen = self.checkpoint["versions_seen"].get(INTERRUPT, {})
+        if not any(newer(v, seen.get(k)) for k, v in versions.items()):
+            return False
+        hit = any(
+            (nodes == "*" or t.name in nodes) and not t.node.hidden for t in tasks
+        )
+        if hit:
+            self.checkpoint["versions_seen"][INTERRUPT] = dict(versions)
+        return hit
+
+    def mark_breakpoints_passed(self) -> None:
+        self.checkpoint["versions_seen"][INTERRUPT] = dict(self.checkpoint["channel_versions"])
+
+    # -- output and stream ----------------------------------------------------------
+
+    def output(self) -> Any:
+        return self.output_fn(self.channels)
+
+    def emit(self, mode: str, payload: Any) -> None:
+        self.scope.emit(mode, payload, self.ns)
+
+    def _emit_values(self) -> None:
+        if "values" in self.scope.modes:
+            self.emit("values", self.output())
+
+    def _emit_checkpoint(self, saved: Checkpoint, metadata: dict[str, Any], parent: Any) -> None:
+        next_tasks = self.plan(self.step + 1, for_execution=False)
+        payload = {
+            "config": self.checkpoint_config,
+            "parent_config": parent,
+            "values": self.output(),
+            "metadata": metadata,
+            "next": [t.name for t in next_tasks],
+            "tasks": [{"id": t.id, "name": t.name, "interrupts": (), "state": None}
+                      for t in next_tasks],
+        }
+        self.emit("checkpoints", payload)
+        self.emit("debug", _debug("checkpoint", self.step, payload))
+
+    def task_started(self, task: Task) -> None:
+        if "tasks" in self.scope.modes or "debug" in self.scope.modes:
+            payload = {"id": task.id, "name": task.name, "input": task.input,
+                       "triggers": task.triggers or ("__pregel_push",)}
+            self.emit("tasks", payload)
+            self.emit("debug", _debug("task", self.step + 1, payload))
+
+    def task_done(self, task: Task, siblings: int) -> list[Request]:
+        """Bookkeeping when a task ends (on the driver's thread): stream it, save its writes."""
+        task.done = True
+        modes = self.scope.modes
+        if task.error is None and not task.interrupts:
+            if "updates" in modes and not task.node.hidden:
+                self.emit("updates", {task.name: _update_payload(task, self.program)})
+        if "tasks" in modes or "debug" in modes:
+            payload = {
+                "id": task.id,
+                "name": task.name,
+                "error": task.error,
+                "result": [w for w in task.writes if w[0] in self.program.state_keys],
+                "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
+            }
+            self.emit("tasks", payload)
+            self.emit("debug", _debug("task_result", self.step + 1, payload))
+        if self.checkpointer is None or self.checkpoint_config is None:
+            return []
+        if task.interrupts:
+            writes: list[tuple[str, Any]] = [(INTERRUPT, list(task.interrupts))]
+            if task.resume:
+                writes.append(task.resume_write())
+        elif task.error is not None:
+            writes = [(ERROR, repr(task.error))]
+        elif siblings > 1:
+            # Only needed when a sibling may still fail or pause: alone, the task's writes
+            # go straight into the next checkpoint.
+            writes = list(task.writes) or [(NO_WRITES, None)]
+        else:
+            return []
+        request = self._put_writes(task.id, writes, _path_str(task.path))
+        if self.durability == "exit":
+            self._exit_writes.append(request)
+            return []
+        return [request]
+
+    # -- the run --------------------------------------------------------------------
+
+    _exit_writes: list[Request]
+
+    def run(self) -> Generator[Request, Any, None]:
+        self._exit_writes = []
+        saved = None
+        if self.checkpointer is not None:
+            if self.thread_id is None:
+                raise ValueError(
+                    "Checkpointer requires one or more of the following 'configurable' keys: "
+                    "thread_id, checkpoint_ns, checkpoint_id. Pass "
+                    "config={'configurable': {'thread_id': '...'}} to invoke/stream."
+                )
+            read_conf = {"thread_id": self.thread_id, "checkpoint_ns": self.ns}
+            replay_id = (self.config.get("configurable") or {}).get("checkpoint_id")
+            if replay_id and not self.scope.nested:
+                read_conf["checkpoint_id"] = replay_id
+            saved = yield ("get_tuple", {"configurable": read_conf})
+        else:
+            replay_id = None
+        try:
+            yield from self._start(saved, replay_id)
+            yield from self._supersteps()
+        finally:
+            if self.durability == "exit" and self.checkpointer is not None:
+                if self._unsaved is not None:
+                    request, self._unsaved = self._unsaved, None
+                    yield request
+                for request in self._exit_writes:
+                    yield request
+                self._exit_writes = []
+
+    def _start(self, saved: Any, replay_id: str | None) -> Generator[Request, Any, None]:
+        inp = self.input
+        resuming = inp is None or isinstance(inp, Command)
+        if isinstance(inp, Command):
+            if inp.resume is None and inp.update is None and not inp.goto:
+                raise EmptyInputError(
+                    "Received empty Command input: give Command(resume=...), "
+                    "Command(update=...) or Command(goto=...)."
+                )
+            if inp.resume is not None and self.checkpointer is None:
+                raise RuntimeError(
+                    "Cannot use Command(resume=...) without checkpointer: compile the graph "
+                    "with checkpointer=MemorySaver() (or a durable saver) to resume."
+                )
+        if saved is not None:
+            self.checkpoint = saved.checkpoint
+            self.checkpoint.setdefault("versions_seen", {})
+            self.channels = restore_channels(self.program, saved.checkpoint)
+            self.checkpoint_config = saved.config
+            self.parent_config = saved.parent_config
+            self.step = (saved.metadata or {}).get("step", -1)
+            self.updated = None
+            if replay_id:
+                # Replaying from a past checkpoint: fork it so history stays intact, and
+                # forget its pending writes so every task (and interrupt) runs again.
+                yield from self._new_checkpoint(self.step, "fork")
+            else:
+                self.pending = PendingWrites(saved.pending_writes)
+        else:
+            self.checkpoint = {
+                "v": 4,
+                "id": create_checkpoint_id(),
+                "ts": "",
+                "channel_values": {},
+                "channel_versions": {},
+                "versions_seen": {},
+                "updated_channels": None,
+            }
+            self.channels = self.program.new_channels()
+        self.stop = self.step + self.recursion_limit + 2
+        if resuming:
+            if saved is None and not (isinstance(inp, Command) and (inp.update or inp.goto)):
+                if self.scope.nested:
+                    return
+                raise EmptyInputError(
+                    "Received no input for __start__: this thread has no checkpoint to "
+                    "resume. Pass the graph's input (e.g. a dict of state keys) instead of "
+                    "None."
+                )
+            self.apply_null_writes(self.pending.null)
+            if isinstance(inp, Command):
+                writes = self.input_writes(inp)
+                if writes:
+                    self.apply_null_writes(writes)
+                    if self.checkpointer is not None and self.checkpoint_config is not None:
+                        yield self._put_writes(NULL_TASK_ID, writes)
+                if inp.resume is not None:
+                    pending = self.pending.pending_interrupts()
+                    box = self.scope.resume_box
+                    if box.has_value and len(pending) > 1:
+                        raise RuntimeError(
+                            "When there are multiple pending interrupts, you must specify the "
+                            "interrupt id when resuming: pass Command(resume={interrupt.id: "
+                            "value, ...}). Pending ids: " + ", ".join(i.id for i in pending)
+                        )
+            self.mark_breakpoints_passed()
+            self._emit_values()
+        else:
+            if saved is not None:
+                # New input on a paused thread: drop the pending tasks (never run them).
+                discarded = self.plan(self.step + 1, for_execution=False)
+                if discarded:
+                    self.apply(discarded)
+            self.pending = PendingWrites(None)
+            self.channels[START].update([inp])
+            version = self._next_version()
+            self.checkpoint["channel_versions"][START] = version
+            self.updated = (self.updated or set()) | {START}
+            yield from self._new_checkpoint(self.step + 1, "input")
+            self.stop = self.step + self.recursion_limit + 1
+
+    def _supersteps(self) -> Generator[Request, Any, None]:
+        first = True
+        while True:
+            step = self.step + 1
+            if step > self.stop:
+                raise GraphRecursionError(
+                    create_error_message(
+                        message=(
+                            f"Recursion limit of {self.recursion_limit} reached without "
+                            "hitting a stop condition. You can increase the limit by setting "
+                            "the `recursion_limit` config key, e.g. "
+                            "graph.invoke(inputs, {'recursion_limit': 100})."
+                        ),
+                        error_code=ErrorCode.GRAPH_RECURSION_LIMIT,
+                    )
+                )
+            tasks = self.plan(step)
+            if not tasks:
+                self.status = "done"
+                return
+            if self.should_interrupt(self.interrupt_before, tasks):
+                self.status = "interrupt_before"
+                self._pause(())
+                return
+            to_run = tasks
+            if first and self.pending.succeeded:
+                to_run = []
+                for task in tasks:
+                    done = self.pending.succeeded.get(task.id)
+                    if done is not None:
+                        task.writes = done
+                        task.done = True
+                    else:
+                        to_run.append(task)
+            if first:
+                for task in to_run:
+                    task.resume = list(self.pending.resumes.get(task.id, ()))
+            first = False
+            if to_run:
+                for task in to_run:
+                    self.task_started(task)
+                yield ("run", to_run)
+            failed = [t for t in to_run if t.error is not None]
+            if failed:
+                self.status = "error"
+                raise failed[0].error  # type: ignore[misc]
+            paused = [t for t in tasks if t.interrupts]
+            if paused:
+                self.status = "interrupted"
+                self._pause(tuple(i for t in sorted(paused, key=_task_order)
+                                  for i in t.interrupts))
+                return
+            self.apply(tasks)
+            yield from self._new_checkpoint(step, "loop")
+            self._emit_values()
+            if self.should_interrupt(self.interrupt_after, tasks):
+                self.status = "interrupt_after"
+                self._pause(())
+                return
+
+    def _pause(self, interrupts: tuple[Interrupt, ...]) -> None:
+        self.interrupts = list(interrupts)
+        if interrupts and "values" in self.scope.modes:
+            self.emit("values", {**_as_dict(self.output()), INTERRUPT: interrupts})
+        self.emit("updates", {INTERRUPT: interrupts})
+
+    def raise_if_nested_pause(self) -> None:
+        """A subgraph that paused must pause its parent task too."""
+        if self.scope.nested and self.status in ("interrupted", "interrupt_before",
+                                                 "interrupt_after"):
+            raise GraphInterrupt(self.interrupts)
+
+
+def _task_order(task: Task) -> tuple[Any, ...]:
+    path = task.path
+    if not path:
+        return ("", "")
+    return (path[0], path[1]) if path[0] == PULL else (path[0], f"{path[1]:010d}")
+
+
+def _path_str(path: tuple[Any, ...]) -> str:
+    if not path:
+        return ""
+    return f"~{path[0]}, {path[1]:010d}" if path[0] == PUSH else f"~{path[0]}, {path[1]}"
+
+
+def _update_payload(task: Task, program: Program) -> Any:
+    keys = program.state_keys
+    out: dict[str, Any] = {}
+    for ch, value in task.writes:
+        if ch in keys:
+            out[ch] = value
+    if "__root__" in out and len(keys) == 1:
+        return out["__root__"]
+    return out or None
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {"__root__": value}
+
+
+def _debug(kind: str, step: int, payload: Any) -> dict[str, Any]:
+    return {
+        "step": step,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "type": kind,
+        "payload": payload,
+    }

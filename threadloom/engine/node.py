@@ -1,0 +1,95 @@
+"""Calling a user's node: plain functions, coroutines and langchain Runnables alike.
+
+Which extra arguments a function wants (``config``, ``runtime``, ``writer``, ``store``) is
+decided once, when the graph is built, so each call is a plain function call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+_INJECTABLE = ("config", "runtime", "writer", "store")
+
+
+def _signature_target(fn: Any) -> Any:
+    if inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn):
+        return fn
+    if hasattr(fn, "func") and callable(fn.func):  # functools.partial
+        return fn
+    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects
+    return call if call is not None else fn
+
+
+def _is_async(fn: Any) -> bool:
+    target = _signature_target(fn)
+    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(fn)
+
+
+def _is_runnable(obj: Any) -> bool:
+    return hasattr(obj, "invoke") and hasattr(obj, "ainvoke") and not inspect.isfunction(obj)
+
+
+class NodeCallable:
+    """A node's function with its injection plan worked out ahead of time."""
+
+    __slots__ = ("name", "func", "afunc", "runnable", "wants", "is_subgraph")
+
+    def __init__(self, name: str, fn: Any) -> None:
+        self.name = name
+        self.runnable = _is_runnable(fn)
+        self.is_subgraph = bool(getattr(fn, "_threadloom_graph", False))
+        self.wants: tuple[str, ...] = ()
+        if self.runnable:
+            self.func: Callable[..., Any] | None = fn.invoke
+            self.afunc: Callable[..., Any] | None = fn.ainvoke
+            return
+        try:
+            params = inspect.signature(_signature_target(fn)).parameters
+        except (TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+        self.wants = tuple(
+            n
+            for n in _INJECTABLE
+            if n in params and params[n].kind not in (inspect.Parameter.POSITIONAL_ONLY,)
+        )
+        if _is_async(fn):
+            self.func = None
+            self.afunc = fn
+        else:
+            self.func = fn
+            self.afunc = None
+
+    def _kwargs(self, task: Any) -> dict[str, Any]:
+        return {name: getattr(task, name) for name in self.wants}
+
+    def call(self, value: Any, task: Any) -> Any:
+        if self.runnable:
+            return self.func(value, task.config)  # type: ignore[misc]
+        if self.func is None:
+            raise TypeError(
+                f'No synchronous function provided to "{self.name}": it is an async '
+                "function. Run the graph with ainvoke()/astream(), or give the node a sync "
+                "function."
+            )
+        if self.wants:
+            return self.func(value, **self._kwargs(task))
+        return self.func(value)
+
+    async def acall(self, value: Any, task: Any) -> Any:
+        if self.runnable:
+            return await self.afunc(value, task.config)  # type: ignore[misc]
+        if self.afunc is None:
+            # Sync node under an async run: a worker thread keeps the event loop free.
+            loop = asyncio.get_running_loop()
+            ctx = task.context_copy()
+            return await loop.run_in_executor(None, ctx.run, self.call, value, task)
+        if self.wants:
+            return await self.afunc(value, **self._kwargs(task))
+        return await self.afunc(value)
+
+    @property
+    def is_async_only(self) -> bool:
+        return self.func is None

@@ -1,0 +1,64 @@
+"""What the engine runs: nodes with their triggers, readers and writers, and the channels.
+
+The graph layer (``threadloom.graph``) compiles a ``StateGraph`` into a ``Program``; the
+engine never looks at edges or schemas, only at which channel writes wake which node, how
+a node's input is read and how its return value becomes writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from threadloom.channels import BaseChannel, EphemeralValue, Topic
+from threadloom.engine.node import NodeCallable
+from threadloom.types import RetryPolicy
+
+
+@dataclass(slots=True)
+class PregelNode:
+    """One node as the engine sees it.
+
+    ``read(channels, managed)`` builds the node's input from the channels (and the managed
+    values of this step, or None);
+    ``write(task, result)`` turns the node's return value into ``(channel, value)`` writes
+    (state updates plus the triggers of the nodes that run next).
+    """
+
+    name: str
+    triggers: tuple[str, ...]
+    bound: NodeCallable
+    read: Callable[[Any, Any], Any]
+    write: Callable[[Any, Any], list[tuple[str, Any]]]
+    retry_policy: Sequence[RetryPolicy] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    hidden: bool = False
+
+
+@dataclass(slots=True)
+class Program:
+    """A compiled graph in the engine's terms."""
+
+    nodes: dict[str, PregelNode]
+    channels: dict[str, BaseChannel]
+    output_channels: Sequence[str] | str
+    state_keys: frozenset[str]
+    managed: dict[str, str]
+    trigger_to_nodes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    ephemeral: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        index: dict[str, list[str]] = {}
+        for name, node in self.nodes.items():
+            for channel in node.triggers:
+                index.setdefault(channel, []).append(name)
+        self.trigger_to_nodes = {k: tuple(sorted(v)) for k, v in index.items()}
+        self.ephemeral = tuple(
+            k
+            for k, c in self.channels.items()
+            if isinstance(c, (EphemeralValue, Topic)) and not getattr(c, "accumulate", False)
+        )
+
+    def new_channels(self) -> dict[str, BaseChannel]:
+        return {k: c.copy() for k, c in self.channels.items()}

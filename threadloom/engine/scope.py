@@ -1,0 +1,89 @@
+"""What one run shares with its tasks and with the subgraph runs inside them.
+
+The stream sink, the requested stream modes, the answers to pending interrupts, the
+store and the run's context travel together; a subgraph run gets a child scope that
+forwards its stream events to the parent's sink under its own namespace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from threadloom.engine.task import ResumeBox
+
+Sink = Callable[[tuple[str, ...], str, Any], None]
+
+_SCOPE_KEY = "__threadloom_scope"
+
+
+class Scope:
+    """Run-wide settings and the place stream events go."""
+
+    __slots__ = (
+        "modes",
+        "sink",
+        "resume_box",
+        "store",
+        "context",
+        "checkpointer",
+        "ns",
+        "callbacks",
+        "live",
+        "nested",
+    )
+
+    def __init__(
+        self,
+        *,
+        modes: frozenset[str],
+        sink: Sink | None,
+        resume_box: ResumeBox,
+        store: Any,
+        context: Any,
+        checkpointer: Any,
+        ns: str,
+        nested: bool,
+    ) -> None:
+        self.modes = modes
+        self.sink = sink
+        self.resume_box = resume_box
+        self.store = store
+        self.context = context
+        self.checkpointer = checkpointer
+        self.ns = ns
+        self.nested = nested
+        self.callbacks: Any = None
+        # True when events must reach the caller while a node is still running.
+        self.live = bool(modes & {"custom", "messages"})
+
+    def emit(self, mode: str, payload: Any, ns: str | None = None) -> None:
+        if self.sink is not None and mode in self.modes:
+            self.sink(ns_tuple(self.ns if ns is None else ns), mode, payload)
+
+    def custom_writer(self, task: Any) -> Callable[[Any], None]:
+        if "custom" not in self.modes or self.sink is None:
+            return _noop
+        sink = self.sink
+        ns = ns_tuple(self.ns)
+
+        def write(chunk: Any) -> None:
+            sink(ns, "custom", chunk)
+
+        return write
+
+    def record_resume(self, task: Any) -> None:
+        """A task consumed an answer; the loop persists the task's answers when it ends."""
+        return None
+
+
+def _noop(_chunk: Any) -> None:
+    return None
+
+
+def ns_tuple(ns: str) -> tuple[str, ...]:
+    return tuple(ns.split("|")) if ns else ()
+
+
+def scope_key() -> str:
+    return _SCOPE_KEY

@@ -1,0 +1,166 @@
+"""One unit of work in a superstep, and the context a running node sees.
+
+A ``Task`` is created by the planner (which node, with what input, why it was triggered)
+and carries the node's writes back to the loop. While the node runs, the task is the
+``current_task`` context value: ``interrupt()``, ``get_config()`` and the stream writer
+all go through it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import threading
+from typing import Any
+
+from threadloom.constants import RESUME
+from threadloom.errors import GraphInterrupt
+from threadloom.types import Interrupt, interrupt_id
+
+
+def task_id(*parts: object) -> str:
+    """A deterministic UUID-shaped id: the same checkpoint plans the same task ids."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=16).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
+
+
+class ResumeBox:
+    """Answers given with ``Command(resume=...)``, shared by a run and its subgraph runs.
+
+    A bare value goes to the first ``interrupt()`` call that has no stored answer yet; a
+    map goes to the calls whose interrupt ids it names. Each answer is used once.
+    """
+
+    __slots__ = ("value", "has_value", "by_id", "_lock")
+
+    def __init__(self, resume: Any = None, has_value: bool = False) -> None:
+        self._lock = threading.Lock()
+        self.by_id: dict[str, Any] = {}
+        self.value = None
+        self.has_value = False
+        if has_value:
+            if is_resume_map(resume):
+                self.by_id = dict(resume)
+            else:
+                self.value = resume
+                self.has_value = True
+
+    def take(self, iid: str) -> tuple[bool, Any]:
+        with self._lock:
+            if iid in self.by_id:
+                return True, self.by_id.pop(iid)
+            if self.has_value:
+                self.has_value = False
+                value, self.value = self.value, None
+                return True, value
+            return False, None
+
+
+def is_resume_map(value: Any) -> bool:
+    """A dict counts as ``{interrupt_id: answer}`` only if every key looks like an id."""
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(
+            isinstance(k, str) and len(k) == 32 and all(c in "0123456789abcdef" for c in k)
+            for k in value
+        )
+    )
+
+
+class Task:
+    """A planned node execution; also the node's view of the run while it executes."""
+
+    __slots__ = (
+        "id",
+        "name",
+        "path",
+        "input",
+        "node",
+        "triggers",
+        "ns",
+        "config",
+        "writes",
+        "resume",
+        "interrupt_count",
+        "interrupts",
+        "error",
+        "scope",
+        "result",
+        "done",
+        "channels",
+        "_runtime",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        name: str,
+        path: tuple[Any, ...],
+        input: Any,
+        node: Any,
+        triggers: tuple[str, ...],
+        ns: str,
+        scope: Any,
+    ) -> None:
+        self.id = id
+        self.name = name
+        self.path = path
+        self.input = input
+        self.node = node
+        self.triggers = triggers
+        self.ns = ns
+        self.scope = scope
+        self.config: dict[str, Any] = {}
+        self.writes: list[tuple[str, Any]] = []
+        self.resume: list[Any] = []
+        self.interrupt_count = 0
+        self.interrupts: tuple[Interrupt, ...] = ()
+        self.error: BaseException | None = None
+        self.result: Any = None
+        self.done = False
+        self.channels: Any = None
+        self._runtime: Any = None
+
+    # -- what a node can reach -----------------------------------------------------
+
+    @property
+    def store(self) -> Any:
+        return self.scope.store
+
+    @property
+    def writer(self) -> Any:
+        return self.scope.custom_writer(self)
+
+    @property
+    def runtime(self) -> Any:
+        if self._runtime is None:
+            from threadloom.runtime import Runtime
+
+            self._runtime = Runtime(
+                context=self.scope.context, store=self.scope.store, stream_writer=self.writer
+            )
+        return self._runtime
+
+    def context_copy(self) -> contextvars.Context:
+        return contextvars.copy_context()
+
+    def interrupt(self, value: Any) -> Any:
+        """Return the stored answer for this call, or pause the task asking ``value``."""
+        index = self.interrupt_count
+        self.interrupt_count += 1
+        if index < len(self.resume):
+            return self.resume[index]
+        iid = interrupt_id(self.ns, index)
+        found, answer = self.scope.resume_box.take(iid)
+        if found:
+            self.resume.append(answer)
+            self.scope.record_resume(self)
+            return answer
+        raise GraphInterrupt([Interrupt(value=value, id=iid)])
+
+    def resume_write(self) -> tuple[str, Any]:
+        return (RESUME, list(self.resume))
+
+    def __repr__(self) -> str:
+        return f"Task({self.name!r}, id={self.id!r}, path={self.path!r})"

@@ -1,0 +1,541 @@
+"""``CompiledStateGraph``: run a graph, stream it, and read or edit a thread's state.
+
+It is a langchain_core ``Runnable`` (``batch``, ``with_config``, ``astream_events`` and
+composition work), but runs the engine directly: callbacks are only called when the
+caller passed some, and the per-step work never goes through the Runnable machinery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.runnables import Runnable
+
+from threadloom._context import current_task
+from threadloom.checkpoint.base import BaseCheckpointSaver
+from threadloom.constants import INTERRUPT
+from threadloom.engine.drivers import adrive, drive, thread_safe_put
+from threadloom.engine.loop import Loop
+from threadloom.engine.messages import StreamMessagesHandler
+from threadloom.engine.scope import Scope
+from threadloom.engine.task import ResumeBox
+from threadloom.graph import thread_state as state_ops
+from threadloom.graph.state import StateGraph, values_of
+from threadloom.types import Command, GraphOutput, StateSnapshot
+
+DEFAULT_RECURSION_LIMIT = int(os.environ.get("THREADLOOM_DEFAULT_RECURSION_LIMIT", "10007"))
+_MODES = frozenset({"values", "updates", "custom", "messages", "debug", "tasks", "checkpoints"})
+
+
+class _Run:
+    """Everything one invocation set up: the loop, its saver, how to report the end."""
+
+    __slots__ = ("loop", "saver", "manager", "events", "single", "subgraphs", "output_keys")
+
+    def __init__(self, loop: Loop, saver: Any, manager: Any) -> None:
+        self.loop = loop
+        self.saver = saver
+        self.manager = manager
+        self.events: Any = None
+        self.single: str | None = None
+        self.subgraphs = False
+        self.output_keys: Any = None
+
+    def format(self, event: tuple[tuple[str, ...], str, Any]) -> Any:
+        ns, mode, payload = event
+        if self.single is not None:
+            return (ns, payload) if self.subgraphs else payload
+        return (ns, mode, payload) if self.subgraphs else (mode, payload)
+
+    def keep(self, event: tuple[tuple[str, ...], str, Any]) -> bool:
+        return self.subgraphs or not event[0] or event[1] == "messages"
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if self.manager is None:
+            return
+        if error is not None:
+            self.manager.on_chain_error(error)
+        else:
+            self.manager.on_chain_end(self.loop.output())
+
+
+class CompiledStateGraph(Runnable):
+    """A ``StateGraph`` ready to run. Create it with ``StateGraph.compile()``."""
+
+    _threadloom_graph = True
+    stream_mode = "updates"
+
+    def __init__(
+        self,
+        *,
+        builder: StateGraph,
+        program: Any,
+        checkpointer: Any,
+        store: Any,
+        interrupt_before: Any,
+        interrupt_after: Any,
+        name: str,
+        debug: bool = False,
+    ) -> None:
+        self.builder = builder
+        self.program = program
+        self.checkpointer = checkpointer
+        self.store = store
+        self.interrupt_before_nodes = interrupt_before
+        self.interrupt_after_nodes = interrupt_after
+        self.name = name
+        self.debug = debug
+        self.nodes = program.nodes
+        self.channels = program.channels
+        self._output_keys = program.output_channels
+
+    # -- Runnable plumbing ----------------------------------------------------------
+
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        base = name or self.name
+        return f"{base}{suffix}" if suffix else base
+
+    @property
+    def InputType(self) -> Any:  # noqa: N802 - Runnable API
+        return self.builder.input_schema
+
+    @property
+    def OutputType(self) -> Any:  # noqa: N802 - Runnable API
+        return self.builder.output_schema
+
+    def get_graph(self, config: Any = None, *, xray: int | bool = False) -> Any:
+        """The graph as a langchain_core ``Graph`` (``.draw_mermaid()``, ``.draw_ascii()``)."""
+        from threadloom.graph.draw import draw_graph
+
+        return draw_graph(self.builder, xray=xray)
+
+    # -- setting up a run -----------------------------------------------------------
+
+    def _saver_for(self, config: dict[str, Any]) -> tuple[Any, bool]:
+        """(the saver to use, whether this graph keeps its own persistent namespace)."""
+        cp = self.checkpointer
+        if isinstance(cp, BaseCheckpointSaver):
+            return cp, False
+        parent = (config.get("configurable") or {}).get("__threadloom_checkpointer")
+        if cp is False:
+            return None, False
+        return parent, cp is True
+
+    def _prepare(
+        self,
+        input: Any,
+        config: dict[str, Any] | None,
+        *,
+        modes: frozenset[str],
+        sink: Any,
+        context: Any,
+        interrupt_before: Any,
+        interrupt_after: Any,
+        durability: str | None,
+    ) -> _Run:
+        if config is None:
+            task = current_task.get()
+            config = dict(task.config) if task is not None else {}
+        conf = config.get("configurable") or {}
+        parent_scope: Scope | None = conf.get("__threadloom_scope")
+        nested = conf.get("__threadloom_task") is not None and parent_scope is not None
+        saver, own_ns = self._saver_for(config)
+        if conf.get("thread_id") is not None and not isinstance(conf["thread_id"], str):
+            config = {**config, "configurable": {**conf, "thread_id": str(conf["thread_id"])}}
+            conf = config["configurable"]
+        persistent_ns = None
+        if nested and own_ns:
+            persistent_ns = "|".join(
+                part.split(":", 1)[0] for part in conf.get("checkpoint_ns", "").split("|")
+            )
+        if nested:
+            assert parent_scope is not None
+            scope = Scope(
+                modes=parent_scope.modes,
+                sink=parent_scope.sink,
+                resume_box=parent_scope.resume_box,
+                store=self.store if self.store is not None else parent_scope.store,
+                context=parent_scope.context if context is None else context,
+                checkpointer=saver,
+                ns=persistent_ns if persistent_ns is not None else conf.get("checkpoint_ns", ""),
+                nested=True,
+            )
+            scope.callbacks = parent_scope.callbacks
+            manager = None
+        else:
+            resume = input.resume if isinstance(input, Command) else None
+            scope = Scope(
+                modes=modes,
+                sink=sink,
+                resume_box=ResumeBox(resume, has_value=resume is not None),
+                store=self.store,
+                context=self._coerce_context(context),
+                checkpointer=saver,
+                ns="",
+                nested=False,
+            )
+            manager = self._callbacks(config, scope, input)
+        limit = config.get("recursion_limit", DEFAULT_RECURSION_LIMIT)
+        if not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"recursion_limit must be a positive integer, got {limit!r}.")
+        before = self.interrupt_before_nodes if interrupt_before is None else interrupt_before
+        after = self.interrupt_after_nodes if interrupt_after is None else interrupt_after
+        start_writer = self.program.nodes["__start__"].write
+        loop = Loop(
+            self.program,
+            input,
+            config,
+            scope,
+            checkpointer=saver,
+            interrupt_before=_node_list(before),
+            interrupt_after=_node_list(after),
+            durability=durability or "async",
+            recursion_limit=limit,
+            input_writes=start_writer.command_input,
+            output=self._output,
+            graph_name=self.name,
+            out=deque(),
+            persistent_ns=persistent_ns,
+        )
+        return _Run(loop, saver, manager)
+
+    def _output(self, channels: dict[str, Any]) -> Any:
+        keys = self._output_keys
+        if isinstance(keys, str):
+            chan = channels[keys]
+            return chan.value if chan.is_available() else None
+        return values_of(channels, keys)
+
+    def _coerce_context(self, context: Any) -> Any:
+        schema = self.builder.context_schema
+        if context is None or schema is None or isinstance(context, schema):
+            return context
+        if isinstance(context, dict):
+            return schema(**context)
+        return context
+
+    def _callbacks(self, config: dict[str, Any], scope: Scope, input: Any) -> Any:
+        """Start a callback run only when someone listens (callbacks given or messages)."""
+        callbacks = config.get("callbacks")
+        if not callbacks and "messages" not in scope.modes:
+            return None
+        from langchain_core.callbacks import CallbackManager
+
+        manager = CallbackManager.configure(
+            inheritable_callbacks=callbacks,
+            inheritable_tags=config.get("tags"),
+            inheritable_metadata=config.get("metadata"),
+        )
+        if "messages" in scope.modes:
+
+            def emit(message: Any, meta: dict[str, Any]) -> None:
+                ns = meta.get("langgraph_checkpoint_ns", "")
+                scope.emit("messages", (message, meta), ns="|".join(ns.split("|")[:-1]))
+
+            manager.add_handler(StreamMessagesHandler(emit), inherit=True)
+        run = manager.on_chain_start(
+            None, input if isinstance(input, dict) else {"input": input},
+            name=config.get("run_name") or self.get_name(), run_id=config.get("run_id"),
+        )
+        scope.callbacks = run.get_child()
+        return run
+
+    def _modes(self, stream_mode: Any) -> tuple[frozenset[str], str | None]:
+        if stream_mode is None:
+            stream_mode = self.stream_mode
+        if isinstance(stream_mode, str):
+            requested = [stream_mode]
+            single = stream_mode
+        else:
+            requested = list(stream_mode)
+            single = None
+        for mode in requested:
+            if mode not in _MODES:
+                raise ValueError(
+                    f"Unknown stream_mode {mode!r}: use one or a list of {sorted(_MODES)}."
+                )
+        return frozenset(requested), single
+
+    # -- running --------------------------------------------------------------------
+
+    def invoke(
+        self,
+        input: Any,
+        config: dict[str, Any] | None = None,
+        *,
+        context: Any = None,
+        stream_mode: Any = "values",
+        output_keys: Any = None,
+        interrupt_before: Any = None,
+        interrupt_after: Any = None,
+        durability: str | None = None,
+        version: str = "v1",
+        **kwargs: Any,
+    ) -> Any:
+        """Run until the graph ends or pauses; return the final state (or stream chunks)."""
+        if stream_mode != "values":
+            return list(
+                self.stream(input, config, context=context, stream_mode=stream_mode,
+                            interrupt_before=interrupt_before, interrupt_after=interrupt_after,
+                            durability=durability, **kwargs)
+            )
+        run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
+                            interrupt_before=interrupt_before, interrupt_after=interrupt_after,
+                            durability=durability)
+        try:
+            for _ in drive(run.loop, run.saver, None):
+                pass
+        except BaseException as exc:
+            run.finish(exc)
+            raise
+        run.finish()
+        return self._result(run, output_keys, version)
+
+    async def ainvoke(
+        self,
+        input: Any,
+        config: dict[str, Any] | None = None,
+        *,
+        context: Any = None,
+        stream_mode: Any = "values",
+        output_keys: Any = None,
+        interrupt_before: Any = None,
+        interrupt_after: Any = None,
+        durability: str | None = None,
+        version: str = "v1",
+        **kwargs: Any,
+    ) -> Any:
+        """Async ``invoke``: async nodes run on the event loop, sync ones in threads."""
+        if stream_mode != "values":
+            return [
+                chunk
+                async for chunk in self.astream(
+                    input, config, context=context, stream_mode=stream_mode,
+                    interrupt_before=interrupt_before, interrupt_after=interrupt_after,
+                    durability=durability, **kwargs)
+            ]
+        run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
+                            interrupt_before=interrupt_before, interrupt_after=interrupt_after,
+                            durability=durability)
+        try:
+            async for _ in adrive(run.loop, run.saver, None):
+                pass
+        except BaseException as exc:
+            run.finish(exc)
+            raise
+        run.finish()
+        return self._result(run, output_keys, version)
+
+    def _result(self, run: _Run, output_keys: Any, version: str) -> Any:
+        loop = run.loop
+        loop.raise_if_nested_pause()
+        value = loop.output()
+        if output_keys is not None and isinstance(value, dict):
+            keys = [output_keys] if isinstance(output_keys, str) else output_keys
+            value = {k: v for k, v in value.items() if k in keys}
+        if version == "v2":
+            return GraphOutput(value=value, interrupts=tuple(loop.interrupts))
+        if loop.interrupts:
+            value = {**(value if isinstance(value, dict) else {"__root__": value}),
+                     INTERRUPT: list(loop.interrupts)}
+        return value
+
+    def stream(
+        self,
+        input: Any,
+        config: dict[str, Any] | None = None,
+        *,
+        context: Any = None,
+        stream_mode: Any = None,
+        output_keys: Any = None,
+        interrupt_before: Any = None,
+        interrupt_after: Any = None,
+        durability: str | None = None,
+        subgraphs: bool = False,
+        debug: bool | None = None,
+        **kwargs: Any,
+    ) -> Iterator[Any]:
+        """Run the graph, yielding what ``stream_mode`` asks for as it happens."""
+        modes, single = self._modes(stream_mode)
+        out: deque[Any] = deque()
+        wake: queue.SimpleQueue | None = None
+        if modes & {"custom", "messages"}:
+            wake = queue.SimpleQueue()
+
+        def sink(ns: tuple[str, ...], mode: str, payload: Any) -> None:
+            out.append((ns, mode, payload))
+            if wake is not None:
+                wake.put(None)
+
+        run = self._prepare(input, config, modes=modes, sink=sink, context=context,
+                            interrupt_before=interrupt_before, interrupt_after=interrupt_after,
+                            durability=durability)
+        run.loop.out = out
+        run.single = single
+        run.subgraphs = subgraphs
+        try:
+            for event in drive(run.loop, run.saver, wake):
+                if run.keep(event):
+                    yield run.format(event)
+        except BaseException as exc:
+            run.finish(exc)
+            raise
+        run.finish()
+        run.loop.raise_if_nested_pause()
+
+    async def astream(
+        self,
+        input: Any,
+        config: dict[str, Any] | None = None,
+        *,
+        context: Any = None,
+        stream_mode: Any = None,
+        output_keys: Any = None,
+        interrupt_before: Any = None,
+        interrupt_after: Any = None,
+        durability: str | None = None,
+        subgraphs: bool = False,
+        debug: bool | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Any]:
+        """Async ``stream``."""
+        modes, single = self._modes(stream_mode)
+        out: deque[Any] = deque()
+        wake: asyncio.Queue | None = None
+        poke: Any = None
+        if modes & {"custom", "messages"}:
+            wake = asyncio.Queue()
+            poke = thread_safe_put(wake)
+
+        def sink(ns: tuple[str, ...], mode: str, payload: Any) -> None:
+            out.append((ns, mode, payload))
+            if poke is not None:
+                poke(None)
+
+        run = self._prepare(input, config, modes=modes, sink=sink, context=context,
+                            interrupt_before=interrupt_before, interrupt_after=interrupt_after,
+                            durability=durability)
+        run.loop.out = out
+        run.single = single
+        run.subgraphs = subgraphs
+        try:
+            async for event in adrive(run.loop, run.saver, wake):
+                if run.keep(event):
+                    yield run.format(event)
+        except BaseException as exc:
+            run.finish(exc)
+            raise
+        run.finish()
+        run.loop.raise_if_nested_pause()
+
+    # -- state ----------------------------------------------------------------------
+
+    def _require_saver(self, config: dict[str, Any]) -> Any:
+        saver, _ = self._saver_for(config)
+        if saver is None:
+            raise ValueError(
+                "No checkpointer set: compile the graph with a checkpointer, e.g. "
+                "builder.compile(checkpointer=MemorySaver()), to read or edit thread state."
+            )
+        return saver
+
+    def get_state(self, config: dict[str, Any], *, subgraphs: bool = False) -> StateSnapshot:
+        """The thread's state: values, what runs next, pending tasks and interrupts."""
+        saver = self._require_saver(config)
+        return state_ops.run_sync(state_ops.get_state(self, saver, config, subgraphs), saver)
+
+    async def aget_state(
+        self, config: dict[str, Any], *, subgraphs: bool = False
+    ) -> StateSnapshot:
+        saver = self._require_saver(config)
+        return await state_ops.run_async(
+            state_ops.get_state(self, saver, config, subgraphs), saver
+        )
+
+    def get_state_history(
+        self,
+        config: dict[str, Any],
+        *,
+        filter: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[StateSnapshot]:
+        """The thread's checkpoints, newest first."""
+        saver = self._require_saver(config)
+        for tup in saver.list(state_ops.history_config(config), filter=filter, before=before,
+                              limit=limit):
+            yield state_ops.snapshot(self, tup, live=False)
+
+    async def aget_state_history(
+        self,
+        config: dict[str, Any],
+        *,
+        filter: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[StateSnapshot]:
+        saver = self._require_saver(config)
+        async for tup in saver.alist(state_ops.history_config(config), filter=filter,
+                                     before=before, limit=limit):
+            yield state_ops.snapshot(self, tup, live=False)
+
+    def update_state(
+        self,
+        config: dict[str, Any],
+        values: Any,
+        as_node: str | None = None,
+        task_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Write ``values`` as if node ``as_node`` returned them; return the new config."""
+        saver = self._require_saver(config)
+        return state_ops.run_sync(state_ops.update_state(self, saver, config, values, as_node),
+                                  saver)
+
+    async def aupdate_state(
+        self,
+        config: dict[str, Any],
+        values: Any,
+        as_node: str | None = None,
+        task_id: str | None = None,
+    ) -> dict[str, Any]:
+        saver = self._require_saver(config)
+        return await state_ops.run_async(
+            state_ops.update_state(self, saver, config, values, as_node), saver
+        )
+
+    def bulk_update_state(
+        self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
+    ) -> dict[str, Any]:
+        """Apply several supersteps of updates, one checkpoint each."""
+        if not supersteps:
+            raise ValueError("bulk_update_state needs at least one superstep of updates.")
+        for updates in supersteps:
+            if not updates:
+                raise ValueError("Each superstep of bulk_update_state needs an update.")
+            if len(updates) > 1:
+                from threadloom.errors import InvalidUpdateError
+
+                if any(u.as_node is None for u in updates):
+                    raise InvalidUpdateError("as_node is required when applying multiple updates")
+                raise InvalidUpdateError(
+                    "Several updates in one superstep are not supported yet: give one "
+                    "update per superstep."
+                )
+            update = updates[0]
+            config = self.update_state(config, update.values, as_node=update.as_node)
+        return config
+
+
+def _node_list(value: Any) -> Any:
+    if value is None:
+        return ()
+    if value == "*":
+        return "*"
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)

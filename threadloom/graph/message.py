@@ -1,0 +1,270 @@
+"""Message-list state helpers: the ``add_messages`` reducer and ``MessagesState``.
+
+``add_messages`` merges two lists of chat messages by id: new messages are
+appended, messages whose id already exists replace the old one in place, and
+:class:`~langchain_core.messages.RemoveMessage` entries delete messages.
+``MessagesState`` is a ready-made state schema whose ``messages`` key uses it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal, TypedDict, cast, overload
+
+from langchain_core.messages import (
+    AnyMessage,
+    BaseMessage,
+    BaseMessageChunk,
+    MessageLikeRepresentation,
+    RemoveMessage,
+    convert_to_messages,
+    message_chunk_to_message,
+)
+
+__all__ = [
+    "REMOVE_ALL_MESSAGES",
+    "AnyMessage",
+    "Messages",
+    "MessagesState",
+    "add_messages",
+]
+
+REMOVE_ALL_MESSAGES = "__remove_all__"
+"""Id for a ``RemoveMessage`` that clears every message preceding it."""
+
+Messages = list[MessageLikeRepresentation] | MessageLikeRepresentation
+"""A single message-like value or a list of them (accepted by ``add_messages``)."""
+
+MessageFormat = Literal["langchain-openai"]
+"""Output formats understood by ``add_messages(format=...)``."""
+
+_ALLOWED_FORMATS: tuple[str | None, ...] = ("langchain-openai", None)
+
+
+class _Unset:
+    """Sentinel type marking an argument that was not passed at all."""
+
+    _instance: _Unset | None = None
+
+    def __new__(cls) -> _Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET = _Unset()
+
+Reducer = Callable[[Messages, Messages], list[BaseMessage]]
+"""A configured ``add_messages`` reducer: ``(left, right) -> merged``."""
+
+
+@overload
+def add_messages(
+    left: Messages,
+    right: Messages,
+    *,
+    format: MessageFormat | None = None,
+) -> list[BaseMessage]: ...
+
+
+@overload
+def add_messages(
+    *,
+    format: MessageFormat | None = None,
+) -> Reducer: ...
+
+
+def add_messages(
+    left: Messages | None | _Unset = _UNSET,
+    right: Messages | None | _Unset = _UNSET,
+    *,
+    format: MessageFormat | None = None,
+) -> list[BaseMessage] | Reducer:
+    """Merge two lists of messages, updating existing messages by id.
+
+    Both sides are first coerced to lists of ``BaseMessage``: message objects,
+    ``(role, content)`` tuples, ``{"role"/"type": ..., "content": ...}`` dicts
+    and plain strings (which become ``HumanMessage``) are accepted, message
+    chunks are converted to full messages, and a single message (rather than a
+    list) is wrapped in a list. Messages lacking an ``id`` get a fresh
+    ``str(uuid.uuid4())`` id.
+
+    Merge semantics (the result is always a new list; ``left`` is never
+    mutated in place):
+
+    * a right-hand message whose id is already present replaces the old
+      message at the same position;
+    * any other right-hand message is appended;
+    * ``RemoveMessage(id=x)`` deletes message ``x``; deleting an id that does
+      not exist raises ``ValueError``;
+    * ``RemoveMessage(id=REMOVE_ALL_MESSAGES)`` discards everything on the
+      left and everything before it on the right; only the right-hand
+      messages after the last such marker are kept (merged with the same
+      rules among themselves).
+
+    When called with only keyword arguments, e.g.
+    ``add_messages(format="langchain-openai")``, a configured reducer taking
+    ``(left, right)`` is returned instead, suitable for use in
+    ``Annotated[list[AnyMessage], add_messages(format=...)]``.
+
+    Args:
+        left: The current messages.
+        right: The messages to merge in.
+        format: ``None`` (default) to keep messages as they are, or
+            ``"langchain-openai"`` to convert message content to
+            OpenAI-style content blocks (e.g. ``"hi"`` becomes
+            ``[{"type": "text", "text": "hi"}]``).
+
+    Returns:
+        The merged list of messages, or a configured reducer when neither
+        ``left`` nor ``right`` is given.
+
+    Raises:
+        ValueError: If only one of ``left``/``right`` is given or either is
+            ``None``, if a ``RemoveMessage`` targets an unknown id, or if
+            ``format`` is not a supported value.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage, HumanMessage
+        >>> history = [HumanMessage(content="Hello", id="1")]
+        >>> update = [AIMessage(content="Hi there!", id="2")]
+        >>> [m.content for m in add_messages(history, update)]
+        ['Hello', 'Hi there!']
+        >>> edit = [HumanMessage(content="Hello again", id="1")]
+        >>> [m.content for m in add_messages(history + update, edit)]
+        ['Hello again', 'Hi there!']
+    """
+    if format not in _ALLOWED_FORMATS:
+        msg = (
+            f"Unrecognized format={format!r}. Expected one of "
+            f"{', '.join(repr(f) for f in _ALLOWED_FORMATS)}."
+        )
+        raise ValueError(msg)
+
+    left_unset = isinstance(left, _Unset)
+    right_unset = isinstance(right, _Unset)
+    if left_unset and right_unset:
+        return _make_reducer(format)
+    if left_unset or right_unset or left is None or right is None:
+        missing = [
+            name
+            for name, value in (("left", left), ("right", right))
+            if value is None or isinstance(value, _Unset)
+        ]
+        msg = (
+            "add_messages requires non-null 'left' and 'right' arguments; "
+            f"missing or None: {', '.join(repr(n) for n in missing)}."
+        )
+        raise ValueError(msg)
+
+    return _merge(cast(Messages, left), cast(Messages, right), format)
+
+
+def _make_reducer(format: MessageFormat | None) -> Reducer:
+    """Return a two-argument reducer bound to ``format``."""
+
+    def reducer(left: Messages, right: Messages) -> list[BaseMessage]:
+        """Merge ``right`` into ``left`` (see ``add_messages``)."""
+        return add_messages(left, right, format=format)
+
+    reducer.__name__ = "add_messages"
+    reducer.__qualname__ = "add_messages"
+    reducer.__doc__ = add_messages.__doc__
+    return reducer
+
+
+def _coerce(value: Messages) -> list[BaseMessage]:
+    """Coerce a message-like value (or list of them) to full messages with ids."""
+    items: Sequence[Any] = value if isinstance(value, list) else [value]
+    messages: list[BaseMessage] = []
+    for message in convert_to_messages(items):
+        if isinstance(message, BaseMessageChunk):
+            message = message_chunk_to_message(message)
+        if message.id is None:
+            message.id = str(uuid.uuid4())
+        messages.append(message)
+    return messages
+
+
+def _merge(left: Messages, right: Messages, format: MessageFormat | None) -> list[BaseMessage]:
+    """Merge ``right`` into ``left`` and apply ``format``."""
+    left_msgs = _coerce(left)
+    right_msgs = _coerce(right)
+
+    last_remove_all: int | None = None
+    for idx, message in enumerate(right_msgs):
+        if isinstance(message, RemoveMessage) and message.id == REMOVE_ALL_MESSAGES:
+            last_remove_all = idx
+    if last_remove_all is not None:
+        left_msgs = []
+        right_msgs = right_msgs[last_remove_all + 1 :]
+
+    # New list: never mutate the caller's (possibly checkpointed) list.
+    merged: list[BaseMessage] = list(left_msgs)
+    index_by_id: dict[str, int] = {cast(str, m.id): i for i, m in enumerate(merged)}
+    to_remove: set[str] = set()
+    for message in right_msgs:
+        message_id = cast(str, message.id)
+        existing = index_by_id.get(message_id)
+        if isinstance(message, RemoveMessage):
+            if existing is None:
+                msg = (
+                    f"Attempting to delete a message with an ID that doesn't exist ('{message_id}')"
+                )
+                raise ValueError(msg)
+            to_remove.add(message_id)
+        elif existing is not None:
+            # Replace in place; a later re-add cancels an earlier removal.
+            to_remove.discard(message_id)
+            merged[existing] = message
+        else:
+            index_by_id[message_id] = len(merged)
+            merged.append(message)
+
+    if to_remove:
+        merged = [m for m in merged if m.id not in to_remove]
+
+    if format == "langchain-openai":
+        merged = _format_openai(merged)
+    return merged
+
+
+def _format_openai(messages: list[BaseMessage]) -> list[BaseMessage]:
+    """Convert each message's content to OpenAI-style content blocks.
+
+    Message type, id, tool calls and metadata are preserved; only ``content``
+    is rewritten. If the conversion splits one message into several (e.g. a
+    human message carrying tool results), the converted messages are used.
+    """
+    from langchain_core.messages import convert_to_openai_messages
+
+    formatted: list[BaseMessage] = []
+    for message in messages:
+        converted = cast(
+            list[dict[str, Any]],
+            convert_to_openai_messages([message], text_format="block", include_id=True),
+        )
+        if len(converted) == 1:
+            formatted.append(message.model_copy(update={"content": converted[0]["content"]}))
+        else:
+            for new_message in convert_to_messages(converted):
+                if new_message.id is None:
+                    new_message.id = str(uuid.uuid4())
+                formatted.append(new_message)
+    return formatted
+
+
+class MessagesState(TypedDict):
+    """State schema with a single ``messages`` key reduced by ``add_messages``.
+
+    Subclass it to add more keys::
+
+        class State(MessagesState):
+            documents: list[str]
+    """
+
+    messages: Annotated[list[AnyMessage], add_messages]

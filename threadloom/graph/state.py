@@ -1,0 +1,419 @@
+"""``StateGraph``: declare a state schema, nodes and edges, then ``compile()`` it.
+
+The builder only records what the user said; ``compile()`` checks it (naming the node at
+fault) and turns it into the engine's ``Program``: one channel per state key, a trigger
+channel per node, and for each node a reader (state -> input) and a writer (return value
+-> channel writes, including the routes to the next nodes).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from threadloom._schema import (
+    ROOT,
+    channel_for,
+    first_param_schema,
+    is_schema_class,
+    make_coercer,
+    schema_hints,
+)
+from threadloom.channels import (
+    MISSING,
+    BaseChannel,
+    EphemeralValue,
+    LastValue,
+    NamedBarrierValue,
+    Topic,
+)
+from threadloom.constants import END, RESERVED_CHARS, START, TASKS
+from threadloom.engine.node import NodeCallable
+from threadloom.engine.program import PregelNode, Program
+from threadloom.graph.branch import Branch, branch_channel
+from threadloom.types import RetryPolicy
+
+__all__ = ["StateGraph"]
+
+logger = logging.getLogger("threadloom")
+
+
+@dataclass
+class NodeSpec:
+    """A node as declared: its callable and options."""
+
+    runnable: Any
+    input_schema: Any
+    retry_policy: Sequence[RetryPolicy] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    destinations: Any = None
+    defer: bool = False
+
+
+class StateGraph:
+    """A graph whose nodes read and update a shared state.
+
+    ``state_schema`` is a TypedDict, a dataclass or a pydantic model; each key becomes a
+    channel (``Annotated[T, reducer]`` keys combine writes with the reducer, plain keys
+    keep the last write). Nodes are functions of the state returning a partial update.
+    """
+
+    def __init__(
+        self,
+        state_schema: Any = None,
+        context_schema: Any = None,
+        *,
+        input_schema: Any = None,
+        output_schema: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        context_schema = context_schema or kwargs.pop("config_schema", None)
+        input_schema = input_schema or kwargs.pop("input", None)
+        output_schema = output_schema or kwargs.pop("output", None)
+        if kwargs:
+            raise TypeError(f"StateGraph() got unexpected arguments: {sorted(kwargs)}")
+        if state_schema is None:
+            if input_schema is None or output_schema is None:
+                raise ValueError(
+                    "StateGraph needs a state schema: StateGraph(MyState), where MyState is "
+                    "a TypedDict, dataclass or pydantic model."
+                )
+            state_schema = input_schema
+        self.state_schema = state_schema
+        self.context_schema = context_schema
+        self.input_schema = input_schema or state_schema
+        self.output_schema = output_schema or state_schema
+        self.channels: dict[str, BaseChannel] = {}
+        self.managed: dict[str, str] = {}
+        self.schemas: dict[Any, list[str]] = {}
+        self.nodes: dict[str, NodeSpec] = {}
+        self.edges: set[tuple[str, str]] = set()
+        self.waiting_edges: set[tuple[tuple[str, ...], str]] = set()
+        self.branches: dict[str, dict[str, Branch]] = {}
+        self.compiled = False
+        for schema in (state_schema, self.input_schema, self.output_schema):
+            self._add_schema(schema)
+
+    # -- schemas --------------------------------------------------------------------
+
+    def _add_schema(self, schema: Any, allow_managed: bool = True) -> list[str]:
+        if schema in self.schemas:
+            return self.schemas[schema]
+        if not is_schema_class(schema):
+            chan = channel_for(ROOT, schema)
+            if isinstance(chan, str):
+                raise ValueError("A managed value cannot be the whole state.")
+            self.channels.setdefault(ROOT, chan)
+            self.schemas[schema] = [ROOT]
+            return [ROOT]
+        keys = []
+        for key, annotation in schema_hints(schema).items():
+            chan = channel_for(key, annotation)
+            keys.append(key)
+            if isinstance(chan, str):
+                self.managed[key] = chan
+                continue
+            existing = self.channels.get(key)
+            if existing is None:
+                self.channels[key] = chan
+            elif type(existing) is not type(chan) and not isinstance(chan, LastValue):
+                if isinstance(existing, LastValue):
+                    self.channels[key] = chan
+                else:
+                    raise ValueError(f"Channel '{key}' already exists with a different type")
+        self.schemas[schema] = keys
+        return keys
+
+    # -- nodes and edges ------------------------------------------------------------
+
+    def add_node(
+        self,
+        node: Any,
+        action: Any = None,
+        *,
+        defer: bool = False,
+        metadata: dict[str, Any] | None = None,
+        input_schema: Any = None,
+        retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None,
+        cache_policy: Any = None,
+        destinations: Any = None,
+        **kwargs: Any,
+    ) -> StateGraph:
+        """Add a node: ``add_node("name", fn)`` or ``add_node(fn)`` (named after ``fn``)."""
+        retry_policy = retry_policy or kwargs.pop("retry", None)
+        input_schema = input_schema or kwargs.pop("input", None)
+        if kwargs:
+            raise TypeError(f"add_node() got unexpected arguments: {sorted(kwargs)}")
+        if self.compiled:
+            logger.warning("Adding a node to a graph that has already been compiled.")
+        if not isinstance(node, str):
+            action = node
+            node = getattr(action, "name", None) if hasattr(action, "get_name") else None
+            node = node or getattr(action, "__name__", None)
+            if node is None and hasattr(action, "get_name"):
+                node = action.get_name()
+            if node is None:
+                raise ValueError(
+                    f"Cannot infer a node name from {action!r}: use add_node('name', fn)."
+                )
+        if action is None:
+            raise ValueError(f"Node `{node}` needs a function: add_node('{node}', fn).")
+        if node in self.nodes:
+            raise ValueError(f"Node `{node}` already present.")
+        if node in (START, END):
+            raise ValueError(f"Node `{node}` is reserved.")
+        for char in RESERVED_CHARS:
+            if char in node:
+                raise ValueError(
+                    f"'{char}' is a reserved character and is not allowed in node names "
+                    f"(got '{node}')."
+                )
+        if input_schema is None:
+            sub_builder = getattr(action, "builder", None)
+            if getattr(action, "_threadloom_graph", False) and sub_builder is not None:
+                input_schema = sub_builder.input_schema
+            else:
+                input_schema = first_param_schema(action)
+        if input_schema is not None:
+            self._add_schema(input_schema)
+        if isinstance(retry_policy, RetryPolicy):
+            retry_policy = (retry_policy,)
+        self.nodes[node] = NodeSpec(
+            runnable=action,
+            input_schema=input_schema or self.state_schema,
+            retry_policy=tuple(retry_policy or ()),
+            metadata=metadata or {},
+            destinations=destinations,
+            defer=defer,
+        )
+        return self
+
+    def add_edge(self, start_key: str | list[str], end_key: str) -> StateGraph:
+        """Run ``end_key`` after ``start_key``; after *all* of them for a list."""
+        if isinstance(start_key, str):
+            if start_key == END:
+                raise ValueError("END cannot be a start node")
+            if end_key == START:
+                raise ValueError("START cannot be an end node")
+            self.edges.add((start_key, end_key))
+            return self
+        for start in start_key:
+            if start == END:
+                raise ValueError("END cannot be a start node")
+            if start not in self.nodes and start != START:
+                raise ValueError(f"Need to add_node `{start}` first")
+        if end_key == START:
+            raise ValueError("START cannot be an end node")
+        if end_key != END and end_key not in self.nodes:
+            raise ValueError(f"Need to add_node `{end_key}` first")
+        self.waiting_edges.add((tuple(start_key), end_key))
+        return self
+
+    def add_conditional_edges(
+        self,
+        source: str,
+        path: Callable[..., Any],
+        path_map: dict[Hashable, str] | list[str] | None = None,
+    ) -> StateGraph:
+        """After ``source``, run the node(s) that ``path(state)`` names (or ``Send``s)."""
+        branch = Branch(path, path_map)
+        existing = self.branches.setdefault(source, {})
+        if branch.name in existing:
+            raise ValueError(
+                f"Branch with name `{branch.name}` already exists for node `{source}`: give "
+                "each routing function of a node its own name."
+            )
+        existing[branch.name] = branch
+        return self
+
+    def add_sequence(self, nodes: Sequence[Any]) -> StateGraph:
+        """Add nodes (callables or ``(name, callable)``) and chain them with edges."""
+        if not nodes:
+            raise ValueError("Sequence requires at least one node.")
+        previous: str | None = None
+        for item in nodes:
+            if isinstance(item, tuple) and len(item) == 2:
+                name, action = item
+            else:
+                action = item
+                name = getattr(item, "__name__", None) or (
+                    item.get_name() if hasattr(item, "get_name") else None
+                )
+            if name in self.nodes:
+                raise ValueError(
+                    f"Node names must be unique: node with the name '{name}' already exists."
+                )
+            self.add_node(name, action)
+            if previous is not None:
+                self.add_edge(previous, name)
+            previous = name
+        return self
+
+    def set_entry_point(self, key: str) -> StateGraph:
+        return self.add_edge(START, key)
+
+    def set_conditional_entry_point(
+        self, path: Callable[..., Any], path_map: Any = None
+    ) -> StateGraph:
+        return self.add_conditional_edges(START, path, path_map)
+
+    def set_finish_point(self, key: str) -> StateGraph:
+        return self.add_edge(key, END)
+
+    # -- compile --------------------------------------------------------------------
+
+    def validate(self, interrupt: Sequence[str] = ()) -> None:
+        """Check the graph's wiring; every error names the node at fault."""
+        sources = {src for src, _ in self.edges} | set(self.branches)
+        for srcs, _ in self.waiting_edges:
+            sources.update(srcs)
+        for src in sources:
+            if src != START and src not in self.nodes:
+                raise ValueError(f"Found edge starting at unknown node '{src}'")
+        if START not in sources:
+            raise ValueError(
+                "Graph must have an entrypoint: add at least one edge from START to another "
+                "node, e.g. builder.add_edge(START, 'first_node')."
+            )
+        for _, dst in self.edges:
+            if dst != END and dst not in self.nodes:
+                raise ValueError(f"Found edge ending at unknown node `{dst}`")
+        for src, branches in self.branches.items():
+            for branch in branches.values():
+                for dst in (branch.ends or {}).values():
+                    if dst != END and dst not in self.nodes:
+                        raise ValueError(
+                            f"At '{src}' node, '{branch.name}' branch found unknown target "
+                            f"'{dst}'"
+                        )
+        for name in interrupt:
+            if name != "*" and name not in self.nodes:
+                raise ValueError(
+                    f"Interrupt node `{name}` not found: interrupt_before/interrupt_after "
+                    f"must name nodes of the graph ({sorted(self.nodes)})."
+                )
+
+    def compile(
+        self,
+        checkpointer: Any = None,
+        *,
+        cache: Any = None,
+        store: Any = None,
+        interrupt_before: Any = None,
+        interrupt_after: Any = None,
+        debug: bool = False,
+        name: str | None = None,
+    ) -> Any:
+        """Check the graph and freeze it into a runnable ``CompiledStateGraph``."""
+        from threadloom.checkpoint.base import BaseCheckpointSaver
+        from threadloom.graph.compiled import CompiledStateGraph
+
+        if checkpointer not in (None, True, False) and not isinstance(
+            checkpointer, BaseCheckpointSaver
+        ):
+            raise TypeError(
+                "Invalid checkpointer provided. Expected an instance of `BaseCheckpointSaver`, "
+                f"`True`, `False`, or `None`. Received {type(checkpointer).__name__}."
+            )
+        interrupt_before = _as_node_list(interrupt_before)
+        interrupt_after = _as_node_list(interrupt_after)
+        self.validate(
+            [*(interrupt_before if interrupt_before != "*" else ()),
+             *(interrupt_after if interrupt_after != "*" else ())]
+        )
+        self.compiled = True
+        return CompiledStateGraph(
+            builder=self,
+            program=self._program(),
+            checkpointer=checkpointer,
+            store=store,
+            interrupt_before=interrupt_before,
+            interrupt_after=interrupt_after,
+            name=name or "LangGraph",
+            debug=debug,
+        )
+
+    def _program(self) -> Program:
+        from threadloom.graph.writers import NodeWriter, input_reader, state_reader
+
+        channels: dict[str, BaseChannel] = {}
+        for key, chan in self.channels.items():
+            copy = chan.copy()
+            copy.key = key
+            channels[key] = copy
+        channels[START] = EphemeralValue(Any, key=START)
+        channels[TASKS] = Topic(Any, key=TASKS)
+        for name in self.nodes:
+            channels[branch_channel(name)] = EphemeralValue(Any, guard=False,
+                                                            key=branch_channel(name))
+        joins: dict[str, list[tuple[str, str]]] = {}
+        triggers: dict[str, list[str]] = {name: [branch_channel(name)] for name in self.nodes}
+        for srcs, dst in sorted(self.waiting_edges):
+            if dst == END:
+                continue
+            join = f"join:{'+'.join(srcs)}:{dst}"
+            channels[join] = NamedBarrierValue(Any, names=srcs, key=join)
+            triggers[dst].append(join)
+            for src in srcs:
+                joins.setdefault(src, []).append((join, src))
+        state_keys = frozenset(self.channels)
+        writer_args = {"graph": self, "state_keys": state_keys, "joins": joins}
+        nodes: dict[str, PregelNode] = {
+            START: PregelNode(
+                name=START,
+                triggers=(START,),
+                bound=NodeCallable(START, _passthrough),
+                read=input_reader(self),
+                write=NodeWriter(START, **writer_args),
+                hidden=True,
+            )
+        }
+        for name, spec in self.nodes.items():
+            nodes[name] = PregelNode(
+                name=name,
+                triggers=tuple(triggers[name]),
+                bound=NodeCallable(name, spec.runnable),
+                read=state_reader(self, spec.input_schema),
+                write=NodeWriter(name, **writer_args),
+                retry_policy=spec.retry_policy,
+                metadata=spec.metadata,
+            )
+        output_keys = self.schemas[self.output_schema]
+        return Program(
+            nodes=nodes,
+            channels=channels,
+            output_channels=ROOT if output_keys == [ROOT] else tuple(
+                k for k in output_keys if k not in self.managed
+            ),
+            state_keys=state_keys,
+            managed=dict(self.managed),
+        )
+
+    def coerce_state(self) -> Callable[[Any], Any]:
+        return make_coercer(self.state_schema)
+
+
+def _passthrough(value: Any) -> Any:
+    return value
+
+
+def _as_node_list(value: Any) -> Any:
+    if value is None:
+        return ()
+    if value == "*":
+        return "*"
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+def values_of(channels: dict[str, BaseChannel], keys: Sequence[str]) -> dict[str, Any]:
+    """The available values of ``keys`` (missing keys are absent, not None)."""
+    out = {}
+    for key in keys:
+        chan = channels.get(key)
+        if chan is not None and chan.value is not MISSING:
+            out[key] = chan.value
+    return out

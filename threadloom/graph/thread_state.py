@@ -1,0 +1,234 @@
+"""Reading and editing a thread's state: ``get_state``, history and ``update_state``.
+
+Each operation is a generator that yields saver requests, like the run loop, so the sync
+and async methods of ``CompiledStateGraph`` share one implementation.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from threadloom.constants import COPY, END, INPUT, PULL, START
+from threadloom.engine.loop import Loop, PendingWrites, restore_channels
+from threadloom.engine.scope import Scope
+from threadloom.engine.task import ResumeBox, Task
+from threadloom.errors import InvalidUpdateError
+from threadloom.types import PregelTask, StateSnapshot
+
+if TYPE_CHECKING:
+    from threadloom.graph.compiled import CompiledStateGraph
+
+Request = tuple[Any, ...]
+
+
+def run_sync(gen: Generator[Request, Any, Any], saver: Any) -> Any:
+    reply = None
+    try:
+        while True:
+            request = gen.send(reply)
+            reply = getattr(saver, request[0])(*request[1:])
+    except StopIteration as stop:
+        return stop.value
+
+
+async def run_async(gen: Generator[Request, Any, Any], saver: Any) -> Any:
+    reply = None
+    try:
+        while True:
+            request = gen.send(reply)
+            reply = await getattr(saver, "a" + request[0])(*request[1:])
+    except StopIteration as stop:
+        return stop.value
+
+
+def _read_config(config: dict[str, Any]) -> dict[str, Any]:
+    conf = config.get("configurable") or {}
+    if "thread_id" not in conf:
+        raise ValueError(
+            "Checkpointer requires one or more of the following 'configurable' keys: "
+            "thread_id, checkpoint_ns, checkpoint_id. Pass {'configurable': {'thread_id': ...}}."
+        )
+    out = {"thread_id": str(conf["thread_id"]), "checkpoint_ns": conf.get("checkpoint_ns", "")}
+    if conf.get("checkpoint_id"):
+        out["checkpoint_id"] = conf["checkpoint_id"]
+    return {"configurable": out}
+
+
+def history_config(config: dict[str, Any]) -> dict[str, Any]:
+    read = _read_config(config)
+    read["configurable"].pop("checkpoint_id", None)
+    return read
+
+
+def _inspector(graph: CompiledStateGraph, saver: Any, config: dict[str, Any]) -> Loop:
+    scope = Scope(modes=frozenset(), sink=None, resume_box=ResumeBox(), store=graph.store,
+                  context=None, checkpointer=saver, ns="", nested=False)
+    return Loop(
+        graph.program, None, config, scope, checkpointer=saver, interrupt_before=(),
+        interrupt_after=(), durability="sync", recursion_limit=10**9,
+        input_writes=graph.program.nodes[START].write.command_input, output=graph._output,
+        graph_name=graph.name, out=deque(),
+    )
+
+
+def _load(loop: Loop, tup: Any) -> None:
+    loop.checkpoint = tup.checkpoint
+    loop.checkpoint["versions_seen"] = {
+        k: dict(v) for k, v in tup.checkpoint.get("versions_seen", {}).items()
+    }
+    loop.checkpoint["channel_versions"] = dict(tup.checkpoint["channel_versions"])
+    loop.channels = restore_channels(loop.program, tup.checkpoint)
+    loop.checkpoint_config = tup.config
+    loop.step = (tup.metadata or {}).get("step", -1)
+    loop.updated = None
+
+
+def snapshot(graph: CompiledStateGraph, tup: Any, *, live: bool) -> StateSnapshot:
+    """Turn a checkpoint tuple into a ``StateSnapshot``.
+
+    ``live`` (the thread's head) shows the writes of tasks that already finished in the
+    pending step and lists only the tasks still to run; a past checkpoint is shown as
+    it was recorded, with every task and what it wrote.
+    """
+    conf = tup.config["configurable"]
+    loop = _inspector(graph, None, {"configurable": {"thread_id": conf["thread_id"],
+                                                      "checkpoint_ns": conf["checkpoint_ns"]}})
+    loop.checkpointer = None
+    _load(loop, tup)
+    pending = PendingWrites(tup.pending_writes)
+    loop.apply_null_writes(pending.null)
+    tasks = loop.plan(loop.step + 1, for_execution=False)
+    finished = [t for t in tasks if t.id in pending.succeeded]
+    if live and finished:
+        for t in finished:
+            t.writes = pending.succeeded[t.id]
+        loop.apply(finished)
+    views = []
+    for t in tasks:
+        interrupts = pending.interrupts.get(t.id, ()) if t.id not in pending.succeeded else ()
+        error = pending.errors.get(t.id)
+        result = None
+        if t.id in pending.succeeded:
+            result = {k: v for k, v in pending.succeeded[t.id]
+                      if k in graph.program.state_keys} or None
+        state = None
+        if t.node.bound.is_subgraph:
+            state = {"configurable": {"thread_id": conf["thread_id"],
+                                      "checkpoint_ns": t.ns}}
+        views.append(PregelTask(t.id, t.name, t.path, error, tuple(interrupts), state, result))
+    shown = [v for v in views if not (live and v.id in pending.succeeded)]
+    return StateSnapshot(
+        values=loop.output(),
+        next=tuple(v.name for v in shown),
+        config=tup.config,
+        metadata=tup.metadata,
+        created_at=tup.checkpoint.get("ts"),
+        parent_config=tup.parent_config,
+        tasks=tuple(shown if live else views),
+        interrupts=tuple(i for v in shown for i in v.interrupts),
+    )
+
+
+def get_state(
+    graph: CompiledStateGraph, saver: Any, config: dict[str, Any], subgraphs: bool
+) -> Generator[Request, Any, StateSnapshot]:
+    read = _read_config(config)
+    tup = yield ("get_tuple", read)
+    if tup is None:
+        return StateSnapshot(values={}, next=(), config=config, metadata=None,
+                             created_at=None, parent_config=None, tasks=(), interrupts=())
+    snap = snapshot(graph, tup, live="checkpoint_id" not in read["configurable"])
+    if not subgraphs:
+        return snap
+    tasks = []
+    for task in snap.tasks:
+        node = graph.builder.nodes.get(task.name)
+        child = node.runnable if node is not None else None
+        if task.state is not None and getattr(child, "_threadloom_graph", False):
+            child_snap = yield from get_state(child, saver, task.state, True)
+            task = task._replace(state=child_snap)
+        tasks.append(task)
+    return snap._replace(tasks=tuple(tasks))
+
+
+def _last_writer(loop: Loop, graph: CompiledStateGraph) -> str:
+    seen = loop.checkpoint["versions_seen"]
+    latest: list[tuple[Any, str]] = []
+    for name, versions in seen.items():
+        if name in graph.builder.nodes and versions:
+            latest.append((max(versions.values()), name))
+    if not latest:
+        return START
+    top = max(v for v, _ in latest)
+    names = [n for v, n in latest if v == top]
+    if len(names) > 1:
+        raise InvalidUpdateError(
+            f"Ambiguous update, specify as_node: nodes {sorted(names)} all wrote last."
+        )
+    return names[0]
+
+
+def update_state(
+    graph: CompiledStateGraph,
+    saver: Any,
+    config: dict[str, Any],
+    values: Any,
+    as_node: str | None,
+) -> Generator[Request, Any, dict[str, Any]]:
+    read = _read_config(config)
+    loop = _inspector(graph, saver, read)
+    tup = yield ("get_tuple", read)
+    nodes = graph.program.nodes
+    if as_node is not None and as_node not in nodes and as_node not in (END, INPUT, COPY):
+        raise InvalidUpdateError(
+            f"Node {as_node} does not exist: as_node must be one of {sorted(graph.builder.nodes)}."
+        )
+    if tup is None:
+        loop.checkpoint = {"v": 4, "id": "", "ts": "", "channel_values": {},
+                           "channel_versions": {}, "versions_seen": {}, "updated_channels": None}
+        loop.channels = graph.program.new_channels()
+        loop.checkpoint_config = None
+        loop.step = -1
+        loop.updated = set()
+        pending = PendingWrites(None)
+        as_node = as_node or START
+    else:
+        _load(loop, tup)
+        pending = PendingWrites(tup.pending_writes)
+        loop.apply_null_writes(pending.null)
+        if as_node is None:
+            as_node = _last_writer(loop, graph)
+    step = loop.step + 1
+    if as_node == COPY:
+        yield from loop._new_checkpoint(loop.step, "fork")
+        return loop.checkpoint_config
+    if as_node == INPUT:
+        loop.channels[START].update([values])
+        loop.checkpoint["channel_versions"][START] = loop._next_version()
+        loop.updated = {START}
+        yield from loop._new_checkpoint(step, "input")
+        return loop.checkpoint_config
+    tasks = loop.plan(step, for_execution=False)
+    on_head = "checkpoint_id" not in read["configurable"]
+    applied = []
+    for t in tasks:
+        if on_head and t.id in pending.succeeded:
+            t.writes = pending.succeeded[t.id]
+            applied.append(t)
+    if as_node == END:
+        if values is not None:
+            raise InvalidUpdateError("update_state(..., as_node=END) takes values=None.")
+        loop.apply(tasks)
+        yield from loop._new_checkpoint(step, "update")
+        return loop.checkpoint_config
+    node = nodes[as_node]
+    task = Task(f"update:{as_node}", as_node, (PULL, as_node), None, node, node.triggers, "",
+                loop.scope)
+    task.channels = loop.channels
+    task.config = loop._task_config(task, step)
+    task.writes = node.write(task, values)
+    loop.apply([*applied, task])
+    yield from loop._new_checkpoint(step, "update")
+    return loop.checkpoint_config

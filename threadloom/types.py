@@ -1,0 +1,278 @@
+"""The small vocabulary that nodes and callers share with the engine.
+
+``Command`` and ``Send`` steer a run, ``interrupt()`` pauses one, ``StateSnapshot`` and
+``PregelTask`` describe a thread's state, ``RetryPolicy`` says how a failing node retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
+
+from threadloom._context import current_task
+
+__all__ = [
+    "All",
+    "Checkpointer",
+    "Command",
+    "Durability",
+    "Interrupt",
+    "Overwrite",
+    "PregelTask",
+    "RetryPolicy",
+    "Send",
+    "StateSnapshot",
+    "StateUpdate",
+    "StreamMode",
+    "StreamWriter",
+    "interrupt",
+]
+
+All = Literal["*"]
+StreamMode = Literal["values", "updates", "custom", "messages", "debug", "tasks", "checkpoints"]
+StreamWriter = Callable[[Any], None]
+Durability = Literal["sync", "async", "exit"]
+Checkpointer = Any  # None | bool | BaseCheckpointSaver
+
+N = TypeVar("N")
+
+
+def interrupt_id(namespace: str, index: int = 0) -> str:
+    """The stable id of the ``index``-th ``interrupt()`` call of the task at ``namespace``.
+
+    32 lowercase hex characters, so a resume map's keys can be told from a plain dict.
+    """
+    key = namespace if index == 0 else f"{namespace}|{index}"
+    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(init=False, slots=True)
+class Interrupt:
+    """A pause raised by ``interrupt(value)``: ``value`` is shown to the person, ``id`` names
+    the pause so a resume map can answer it."""
+
+    value: Any
+    id: str
+
+    def __init__(self, value: Any, id: str = "placeholder-id") -> None:
+        self.value = value
+        self.id = id
+
+    @property
+    def interrupt_id(self) -> str:  # deprecated alias kept for compatibility
+        return self.id
+
+    @classmethod
+    def from_ns(cls, value: Any, ns: str) -> Interrupt:
+        return cls(value=value, id=interrupt_id(ns))
+
+
+class Send:
+    """Run ``node`` in the next superstep with ``arg`` as its whole input (map-reduce fan-out).
+
+    Return one or a list of them from a conditional edge, or put them in ``Command.goto``.
+    """
+
+    __slots__ = ("node", "arg", "timeout")
+
+    def __init__(self, node: str, arg: Any, *, timeout: float | None = None) -> None:
+        self.node = node
+        self.arg = arg
+        self.timeout = timeout
+
+    def __hash__(self) -> int:
+        return hash((self.node, repr(self.arg), self.timeout))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Send)
+            and self.node == other.node
+            and self.arg == other.arg
+            and self.timeout == other.timeout
+        )
+
+    def __repr__(self) -> str:
+        return f"Send(node={self.node!r}, arg={self.arg!r})"
+
+
+def _command_base() -> type:
+    # Tools may return a Command (ToolNode passes it through): langchain_core recognises
+    # tool outputs by this mixin.
+    try:
+        from langchain_core.tools.base import ToolOutputMixin
+
+        return ToolOutputMixin
+    except ImportError:  # pragma: no cover - older langchain_core
+        return object
+
+
+@dataclass(frozen=True, eq=True)
+class Command(_command_base(), Generic[N]):  # type: ignore[misc]
+    """Update the state and choose where to go next, in one value.
+
+    * returned from a node: ``update`` is applied like a normal return value and ``goto``
+      adds destinations (node names or ``Send``) to the static edges;
+    * ``graph=Command.PARENT`` applies it in the parent graph instead;
+    * given to ``invoke``/``stream``: ``resume`` answers pending ``interrupt()`` calls
+      (one value, or ``{interrupt_id: value}``), ``update`` is written as input.
+    """
+
+    graph: str | None = None
+    update: Any | None = None
+    resume: Any | None = None
+    goto: Any = ()
+
+    PARENT: ClassVar[Literal["__parent__"]] = "__parent__"
+
+    def __repr__(self) -> str:
+        parts = ", ".join(
+            f"{name}={value!r}"
+            for name in ("graph", "update", "resume", "goto")
+            if (value := getattr(self, name))
+        )
+        return f"Command({parts})"
+
+    def _update_as_tuples(self) -> list[tuple[str, Any]]:
+        update = self.update
+        if update is None:
+            return []
+        if isinstance(update, dict):
+            return list(update.items())
+        if isinstance(update, (list, tuple)) and all(
+            isinstance(t, tuple) and len(t) == 2 and isinstance(t[0], str) for t in update
+        ):
+            return list(update)
+        from threadloom._schema import state_object_to_dict
+
+        as_dict = state_object_to_dict(update)
+        if as_dict is not None:
+            return list(as_dict.items())
+        return [("__root__", update)]
+
+
+@dataclass(slots=True)
+class Overwrite:
+    """Write ``value`` to a reducer key as is, bypassing its reducer."""
+
+    value: Any
+
+
+class PregelTask(NamedTuple):
+    """One task of a step as ``get_state`` shows it."""
+
+    id: str
+    name: str
+    path: tuple[Any, ...]
+    error: Any | None = None
+    interrupts: tuple[Interrupt, ...] = ()
+    state: Any | None = None
+    result: Any | None = None
+
+
+class StateSnapshot(NamedTuple):
+    """A thread's state at one checkpoint: the values, what runs next, and why it paused."""
+
+    values: dict[str, Any] | Any
+    next: tuple[str, ...]
+    config: dict[str, Any]
+    metadata: dict[str, Any] | None
+    created_at: str | None
+    parent_config: dict[str, Any] | None
+    tasks: tuple[PregelTask, ...]
+    interrupts: tuple[Interrupt, ...] = ()
+
+
+class StateUpdate(NamedTuple):
+    """One update of ``bulk_update_state``."""
+
+    values: dict[str, Any] | None
+    as_node: str | None = None
+    task_id: str | None = None
+
+
+_PROGRAMMING_ERRORS = (
+    ValueError,
+    TypeError,
+    ArithmeticError,
+    ImportError,
+    LookupError,
+    NameError,
+    SyntaxError,
+    RuntimeError,
+    ReferenceError,
+    StopIteration,
+    StopAsyncIteration,
+    OSError,
+)
+
+
+def default_retry_on(exc: Exception) -> bool:
+    """Retry transient failures, not programming errors.
+
+    Connection errors and HTTP 5xx responses (httpx, requests) are retried; ValueError,
+    TypeError, KeyError and the like are not, since running the same code again will fail
+    the same way.
+    """
+    if isinstance(exc, ConnectionError):
+        return True
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if type(exc).__name__ == "HTTPStatusError" or (
+        status is not None and type(exc).__module__.startswith("requests")
+    ):
+        return isinstance(status, int) and 500 <= status < 600
+    return not isinstance(exc, _PROGRAMMING_ERRORS)
+
+
+class RetryPolicy(NamedTuple):
+    """How a failing node is retried, inside the same superstep.
+
+    ``max_attempts`` counts the first try. The wait before retry k is
+    ``min(max_interval, initial_interval * backoff_factor ** (k - 1))`` seconds, plus up to
+    one second of random jitter.
+    """
+
+    initial_interval: float = 0.5
+    backoff_factor: float = 2.0
+    max_interval: float = 128.0
+    max_attempts: int = 3
+    jitter: bool = True
+    retry_on: type[BaseException] | Sequence[type[BaseException]] | Callable[
+        [Exception], bool
+    ] = default_retry_on
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """Accepted for compatibility; node results are not cached yet."""
+
+    key_func: Callable[..., Any] | None = None
+    ttl: int | None = None
+
+
+@dataclass(frozen=True)
+class GraphOutput:
+    """What ``invoke(..., version="v2")`` returns: the values and the pending interrupts."""
+
+    value: Any
+    interrupts: tuple[Interrupt, ...] = field(default_factory=tuple)
+
+
+def interrupt(value: Any) -> Any:
+    """Pause the running node and show ``value`` to a person.
+
+    The first time it is reached it stops the run (the state is checkpointed). When the
+    caller resumes with ``Command(resume=answer)``, the node runs again from its first line
+    and this call returns ``answer``. Several calls in one node are answered in order.
+
+    Needs a checkpointer to be resumable; must be called inside a running node.
+    """
+    task = current_task.get()
+    if task is None:
+        raise RuntimeError(
+            "interrupt() was called outside a running graph node. Call it from inside a "
+            "node function while the graph runs (invoke/stream)."
+        )
+    return task.interrupt(value)
