@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypedDict
@@ -80,28 +81,29 @@ class SerializerProtocol:
 
 
 _last_uuid_time = 0
+_uuid_lock = threading.Lock()
 
 
 def create_checkpoint_id() -> str:
     """A UUIDv6-like id whose string order is creation order, so ``max(id)`` is the newest.
 
     Ids created in the same 100 ns tick (or after a clock step back) are still strictly
-    increasing within this process.
+    increasing within this process. Built with string formatting, not ``uuid.UUID``: it
+    is minted at every step.
     """
     global _last_uuid_time
-    ts = datetime.now(UTC).timestamp()
-    t = int(ts * 10_000_000) + 0x01B21DD213814000  # 100 ns intervals since 1582-10-15
-    if t <= _last_uuid_time:
-        t = _last_uuid_time + 1
-    _last_uuid_time = t
-    time_high_and_mid = (t >> 12) & 0xFFFF_FFFF_FFFF
-    time_low = t & 0x0FFF
-    rand = uuid.uuid4().int
-    clock_seq = (rand >> 64) & 0x3FFF
+    t = time.time_ns() // 100 + 0x01B21DD213814000  # 100 ns intervals since 1582-10-15
+    with _uuid_lock:
+        if t <= _last_uuid_time:
+            t = _last_uuid_time + 1
+        _last_uuid_time = t
+    high = (t >> 12) & 0xFFFF_FFFF_FFFF
+    low = t & 0x0FFF
+    rand = random.getrandbits(62)
+    clock_seq = 0x8000 | ((rand >> 48) & 0x3FFF)
     node = rand & 0xFFFF_FFFF_FFFF
-    value = (time_high_and_mid << 80) | (0x6 << 76) | (time_low << 64)
-    value |= (0x2 << 62) | (clock_seq << 48) | node
-    return str(uuid.UUID(int=value))
+    h = f"{high:012x}"
+    return f"{h[:8]}-{h[8:]}-6{low:03x}-{clock_seq:04x}-{node:012x}"
 
 
 def empty_checkpoint() -> Checkpoint:

@@ -189,6 +189,11 @@ class Loop:
 
     def _new_checkpoint(self, step: int, source: str) -> Generator[Request, Any, None]:
         """Seal the channels into a new checkpoint and (per durability) save it."""
+        self.step = step
+        if self.checkpointer is None:
+            # Nothing is stored: keep the run's one checkpoint record (task ids still
+            # differ per step because the step is part of them).
+            return
         cp = self.checkpoint
         new: Checkpoint = {
             "v": 4,
@@ -199,10 +204,6 @@ class Loop:
             "versions_seen": cp["versions_seen"],
             "updated_channels": sorted(self.updated) if self.updated is not None else None,
         }
-        self.step = step
-        if self.checkpointer is None:
-            self.checkpoint = new
-            return
         values = {}
         for key, chan in self.channels.items():
             value = chan.checkpoint()
@@ -382,7 +383,8 @@ class Loop:
                 versions[ch] = version
                 updated.add(ch)
         for ch in self.program.ephemeral:
-            if ch not in by_channel and channels[ch].update(()):
+            chan = channels[ch]
+            if chan.value is not MISSING and ch not in by_channel and chan.update(()):
                 versions[ch] = version
                 updated.add(ch)
         self.updated = updated
@@ -561,6 +563,15 @@ class Loop:
             }
             self.channels = self.program.new_channels()
         self.stop = self.step + self.recursion_limit + 2
+        if (
+            not resuming
+            and self.scope.nested
+            and saved is not None
+            and self.plan(self.step + 1, for_execution=False)
+        ):
+            # A subgraph re-entered by its parent's re-run task continues where it paused
+            # (its input is the same parent state it already received).
+            resuming = True
         if resuming:
             if saved is None and not (isinstance(inp, Command) and (inp.update or inp.goto)):
                 if self.scope.nested:

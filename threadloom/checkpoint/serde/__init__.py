@@ -1,0 +1,51 @@
+"""Checkpoint serializers: values to ``(type_tag, bytes)`` and back, safely.
+
+* :class:`MsgpackSerializer` - the default: compact msgpack that only rebuilds allowlisted
+  types and never unpickles unless built with ``pickle_fallback=True``.
+* :func:`register_type` - allow your own classes (pydantic models, dataclasses, ...) in
+  every serializer of the process.
+* :class:`EncryptedSerializer` - encrypt another serializer's output (AES-GCM via
+  ``EncryptedSerializer.from_aes_gcm()``; needs ``pip install threadloom[crypto]``).
+"""
+
+from threadloom.checkpoint.serde.base import (
+    CorruptCheckpointError,
+    DecryptionError,
+    EncryptionKeyError,
+    PickleNotAllowedError,
+    SerdeError,
+    SerializerProtocol,
+    UnknownTypeError,
+    UnregisteredTypeError,
+)
+from threadloom.checkpoint.serde.encrypted import (
+    AesGcmCipher,
+    CipherProtocol,
+    EncryptedSerializer,
+)
+from threadloom.checkpoint.serde.msgpack import (
+    DEFAULT_REGISTRY,
+    MsgpackSerializer,
+    TypeRegistry,
+    register_type,
+    type_key,
+)
+
+__all__ = [
+    "AesGcmCipher",
+    "CipherProtocol",
+    "CorruptCheckpointError",
+    "DEFAULT_REGISTRY",
+    "DecryptionError",
+    "EncryptedSerializer",
+    "EncryptionKeyError",
+    "MsgpackSerializer",
+    "PickleNotAllowedError",
+    "SerdeError",
+    "SerializerProtocol",
+    "TypeRegistry",
+    "UnknownTypeError",
+    "UnregisteredTypeError",
+    "register_type",
+    "type_key",
+]
