@@ -172,11 +172,9 @@ class InMemorySaver(BaseCheckpointSaver):
                 key = (thread_id, ns, channel, version)
                 if key not in self.blobs:
                     self.blobs[key] = dumps(values[channel]) if channel in values else _EMPTY
+            # Kept by reference: put() takes ownership of the checkpoint (the engine never
+            # touches a checkpoint after handing it over); reads return copies.
             stored = {k: v for k, v in checkpoint.items() if k != "channel_values"}
-            stored["channel_versions"] = dict(checkpoint["channel_versions"])
-            stored["versions_seen"] = {
-                k: dict(v) for k, v in checkpoint["versions_seen"].items()
-            }
             self.storage[thread_id].setdefault(ns, {})[checkpoint["id"]] = (
                 stored,
                 dumps(dict(metadata)),

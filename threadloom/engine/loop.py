@@ -195,29 +195,28 @@ class Loop:
             # differ per step because the step is part of them).
             return
         cp = self.checkpoint
-        new: Checkpoint = {
-            "v": 4,
-            "id": create_checkpoint_id(),
-            "ts": datetime.now(UTC).isoformat(),
-            "channel_values": {},
-            "channel_versions": cp["channel_versions"],
-            "versions_seen": cp["versions_seen"],
-            "updated_channels": sorted(self.updated) if self.updated is not None else None,
-        }
         values = {}
         for key, chan in self.channels.items():
             value = chan.checkpoint()
             if value is not MISSING:
                 values[key] = value
-        new["channel_values"] = values
-        # The saver must never see later mutations: hand it copies of the version maps.
         saved: Checkpoint = {
-            **new,
-            "channel_versions": dict(new["channel_versions"]),
-            "versions_seen": {k: dict(v) for k, v in new["versions_seen"].items()},
+            "v": 4,
+            "id": create_checkpoint_id(),
+            "ts": datetime.now(UTC).isoformat(),
+            "channel_values": values,
+            "channel_versions": cp["channel_versions"],
+            "versions_seen": cp["versions_seen"],
+            "updated_channels": sorted(self.updated) if self.updated is not None else None,
         }
-        new["channel_versions"] = dict(new["channel_versions"])
-        new["versions_seen"] = {k: dict(v) for k, v in new["versions_seen"].items()}
+        # From here on the saver owns these maps; the loop goes on with copies. The inner
+        # versions_seen dicts are replaced, never mutated (see apply), so a shallow copy
+        # of the outer one is enough.
+        new: Checkpoint = {
+            **saved,
+            "channel_versions": dict(saved["channel_versions"]),
+            "versions_seen": dict(saved["versions_seen"]),
+        }
         metadata = {**self.metadata_base, "source": source, "step": step}
         if self.checkpoint_map:
             metadata["parents"] = dict(self.checkpoint_map)
@@ -361,10 +360,11 @@ class Loop:
         ordered = sorted(tasks, key=_task_order)
         for task in ordered:
             if task.triggers:
-                seen = seen_all.setdefault(task.name, {})
+                seen = dict(seen_all.get(task.name) or ())
                 for ch in task.triggers:
                     if ch in versions:
                         seen[ch] = versions[ch]
+                seen_all[task.name] = seen
         version = self._next_version()
         updated: set[str] = set()
         for task in ordered:
