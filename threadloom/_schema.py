@@ -7,7 +7,7 @@ import dataclasses
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, NotRequired, Required, get_args, get_origin, get_type_hints
 
 from threadloom.channels import BaseChannel, BinaryOperatorAggregate, LastValue
 
@@ -68,6 +68,8 @@ def channel_for(key: str, annotation: Any) -> BaseChannel | str:
     """The channel a key's annotation asks for, or the name of a managed value."""
     from threadloom.managed import is_managed
 
+    while get_origin(annotation) in (NotRequired, Required):
+        annotation = get_args(annotation)[0]
     if managed := is_managed(annotation):
         return managed
     if get_origin(annotation) is Annotated:

@@ -6,7 +6,7 @@ supersteps are left before the recursion limit; ``IsLastStep`` is True on the la
 
 from __future__ import annotations
 
-from typing import Annotated, Any, get_args, get_origin
+from typing import Annotated, Any, NotRequired, Required, get_args, get_origin
 
 __all__ = ["IsLastStep", "RemainingSteps"]
 
@@ -24,7 +24,12 @@ IsLastStep = Annotated[bool, _IsLastStepMarker]
 
 
 def is_managed(annotation: Any) -> str | None:
-    """The managed-value kind named by an annotation (or marker), else None."""
+    """The managed-value kind named by an annotation (or marker), else None.
+
+    ``NotRequired[...]`` / ``Required[...]`` wrappers (as in a TypedDict) are looked through.
+    """
+    while get_origin(annotation) in (NotRequired, Required):
+        annotation = get_args(annotation)[0]
     if annotation is _RemainingStepsMarker:
         return "remaining_steps"
     if annotation is _IsLastStepMarker:

@@ -457,9 +457,11 @@ class Loop:
         """Bookkeeping when a task ends (on the driver's thread): stream it, save its writes."""
         task.done = True
         modes = self.scope.modes
-        if task.error is None and not task.interrupts:
-            if "updates" in modes and not task.node.hidden:
+        if task.error is None and not task.interrupts and not task.node.hidden:
+            if "updates" in modes:
                 self.emit("updates", {task.name: _update_payload(task, self.program)})
+            if "messages" in modes:
+                self._emit_node_messages(task)
         if "tasks" in modes or "debug" in modes:
             payload = {
                 "id": task.id,
@@ -489,6 +491,28 @@ class Loop:
             self._exit_writes.append(request)
             return []
         return [request]
+
+    def _emit_node_messages(self, task: Task) -> None:
+        """Messages a node returned that were not already streamed token by token."""
+        from langchain_core.messages import BaseMessage, RemoveMessage
+
+        seen = self.scope.message_ids
+        meta: dict[str, Any] | None = None
+        for channel, value in task.writes:
+            if channel not in self.program.state_keys:
+                continue
+            for message in value if isinstance(value, list) else (value,):
+                if not isinstance(message, BaseMessage) or isinstance(message, RemoveMessage):
+                    continue
+                if message.id is not None and message.id in seen:
+                    continue
+                if message.id is not None:
+                    seen.add(message.id)
+                if meta is None:
+                    source = task.config.get("metadata") or {}
+                    meta = {k: v for k, v in source.items() if k.startswith("langgraph_")}
+                    meta["checkpoint_ns"] = task.ns
+                self.emit("messages", (message, meta))
 
     # -- the run --------------------------------------------------------------------
 

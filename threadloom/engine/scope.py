@@ -31,6 +31,7 @@ class Scope:
         "callbacks",
         "live",
         "nested",
+        "message_ids",
     )
 
     def __init__(
@@ -56,6 +57,8 @@ class Scope:
         self.callbacks: Any = None
         # True when events must reach the caller while a node is still running.
         self.live = bool(modes & {"custom", "messages"})
+        # Ids of messages already streamed in "messages" mode (tokens or node outputs).
+        self.message_ids: set[str] = set()
 
     def emit(self, mode: str, payload: Any, ns: str | None = None) -> None:
         if self.sink is not None and mode in self.modes:

@@ -234,6 +234,8 @@ class CompiledStateGraph(Runnable):
         if "messages" in scope.modes:
 
             def emit(message: Any, meta: dict[str, Any]) -> None:
+                if message.id is not None:
+                    scope.message_ids.add(message.id)
                 ns = meta.get("langgraph_checkpoint_ns", "")
                 scope.emit("messages", (message, meta), ns="|".join(ns.split("|")[:-1]))
 
