@@ -16,11 +16,11 @@ demo: $(STAMP)
 	$(PY) -m threadloom.demo $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m ruff check threadloom tests examples bench
+	$(PY) -m ruff check threadloom tests examples $(wildcard bench)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check threadloom tests examples bench
+	$(PY) -m ruff check threadloom tests examples $(wildcard bench)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'

@@ -45,8 +45,19 @@ def schema_hints(schema: Any) -> dict[str, Any]:
         return hints
     try:
         return get_type_hints(schema, include_extras=True)
-    except Exception:  # noqa: BLE001 - forward refs we cannot resolve: use raw annotations
-        return dict(getattr(schema, "__annotations__", {}))
+    except Exception as exc:  # noqa: BLE001 - explain which key could not be resolved
+        hints = {}
+        for cls in reversed(getattr(schema, "__mro__", (schema,))):
+            hints.update(getattr(cls, "__annotations__", {}))
+        for key, ann in hints.items():
+            if isinstance(ann, str):
+                raise TypeError(
+                    f"Cannot resolve the annotation {ann!r} of key '{key}' in "
+                    f"{schema.__qualname__} ({exc}). Define the schema at module level, or "
+                    "import the names it uses where it is defined, so its reducers and "
+                    "types can be read."
+                ) from exc
+        return hints
 
 
 def _is_reducer(fn: Any) -> bool:
