@@ -7,7 +7,16 @@ import dataclasses
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, NotRequired, Required, get_args, get_origin, get_type_hints
+from typing import (
+    Annotated,
+    Any,
+    ForwardRef,
+    NotRequired,
+    Required,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from threadloom.channels import BaseChannel, BinaryOperatorAggregate, LastValue
 
@@ -50,9 +59,10 @@ def schema_hints(schema: Any) -> dict[str, Any]:
         for cls in reversed(getattr(schema, "__mro__", (schema,))):
             hints.update(getattr(cls, "__annotations__", {}))
         for key, ann in hints.items():
-            if isinstance(ann, str):
+            if isinstance(ann, (str, ForwardRef)):
+                text = ann.__forward_arg__ if isinstance(ann, ForwardRef) else ann
                 raise TypeError(
-                    f"Cannot resolve the annotation {ann!r} of key '{key}' in "
+                    f"Cannot resolve the annotation {text!r} of key '{key}' in "
                     f"{schema.__qualname__} ({exc}). Define the schema at module level, or "
                     "import the names it uses where it is defined, so its reducers and "
                     "types can be read."
