@@ -5,7 +5,8 @@ The chat model is ``ScriptedChatModel``, so every run is deterministic and offli
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypedDict
+from collections.abc import Sequence
+from typing import Annotated, Any, NotRequired, TypedDict
 
 import pytest
 from langchain_core.messages import (
@@ -24,6 +25,7 @@ from pydantic import BaseModel
 from threadloom.checkpoint.memory import MemorySaver
 from threadloom.graph import END, START, StateGraph
 from threadloom.graph.message import add_messages
+from threadloom.managed import RemainingSteps
 from threadloom.prebuilt import (
     InjectedState,
     InjectedStore,
@@ -638,16 +640,12 @@ def test_pydantic_state_schema_survives_a_checkpointed_pause(version: str) -> No
     assert log == [("read", "a")]
 
 
+class DocState(TypedDict):
+    messages: Annotated[Sequence[BaseMessage], add_messages]
+    remaining_steps: NotRequired[RemainingSteps]
+
+
 def test_remaining_steps_declared_not_required_as_in_langgraph_docs() -> None:
-    from collections.abc import Sequence
-    from typing import NotRequired
-
-    from threadloom.managed import RemainingSteps
-
-    class DocState(TypedDict):
-        messages: Annotated[Sequence[BaseMessage], add_messages]
-        remaining_steps: NotRequired[RemainingSteps]
-
     tools, _ = file_tools()
     model = ScriptedChatModel(
         [{"tool_calls": [call("read_file", path="x")]}], when_exhausted="cycle"

@@ -77,8 +77,52 @@ def _child_command(exc: ParentCommand) -> Command:
     return Command(update=cmd.update, goto=cmd.goto)
 
 
+def _start_node_run(task: Task) -> Any:
+    """Report the node as a chain run to the caller's callbacks (only if there are some).
+
+    This is what makes ``astream_events`` show each node; without callbacks nothing is done.
+    """
+    callbacks = task.config.get("callbacks")
+    if callbacks is None or task.node.hidden:
+        return None
+    manager = callbacks.copy()
+    manager.add_metadata(task.config.get("metadata") or {}, inherit=False)
+    run = manager.on_chain_start(
+        None, task.input if isinstance(task.input, dict) else {"input": task.input},
+        name=task.name,
+    )
+    task.config = {**task.config, "callbacks": run.get_child()}
+    return run
+
+
+def _end_node_run(run: Any, task: Task) -> None:
+    if run is None:
+        return
+    if task.error is not None:
+        run.on_chain_error(task.error)
+    else:
+        run.on_chain_end(task.result if isinstance(task.result, dict) else {"output": task.result})
+
+
 def run_task(task: Task) -> None:
     """Run one task to its end state: writes, interrupts or error (never raises)."""
+    node_run = _start_node_run(task)
+    try:
+        _run_task(task)
+    finally:
+        _end_node_run(node_run, task)
+
+
+async def arun_task(task: Task) -> None:
+    """The async twin of ``run_task``."""
+    node_run = _start_node_run(task)
+    try:
+        await _arun_task(task)
+    finally:
+        _end_node_run(node_run, task)
+
+
+def _run_task(task: Task) -> None:
     token = current_task.set(task)
     lc_token = var_child_runnable_config.set(task.config)
     node = task.node
@@ -110,8 +154,7 @@ def run_task(task: Task) -> None:
         current_task.reset(token)
 
 
-async def arun_task(task: Task) -> None:
-    """The async twin of ``run_task``."""
+async def _arun_task(task: Task) -> None:
     token = current_task.set(task)
     lc_token = var_child_runnable_config.set(task.config)
     node = task.node

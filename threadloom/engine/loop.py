@@ -342,12 +342,13 @@ class Loop:
         if self.thread_id is not None:
             metadata["thread_id"] = self.thread_id
         config = {**base, "configurable": conf, "metadata": metadata}
+        config.pop("run_id", None)  # the caller's run id names the graph run, not the node's
         callbacks = self.scope.callbacks
         if callbacks is not None:
             config["callbacks"] = callbacks
         else:
             config.pop("callbacks", None)
-        config["run_name"] = task.name
+        config.pop("run_name", None)
         return config
 
     # -- applying -------------------------------------------------------------------
