@@ -391,17 +391,24 @@ class Loop:
         self.updated = updated
 
     def apply_null_writes(self, writes: list[tuple[str, Any]]) -> None:
-        """Writes that belong to no task (a ``Command`` given as input)."""
+        """Writes that belong to no task (a ``Command`` given as input).
+
+        Only the written channels change: pending tasks keep their triggers, so a node
+        waiting to resume still runs, and sees the update.
+        """
         if not writes:
             return
-        task = Task(NULL_TASK_ID, "__input__", (), None, None, (), "", self.scope)
-        task.writes = writes
-        previous = self.updated
-        self.apply([task])
-        if previous is not None:
-            self.updated = previous | (self.updated or set())
-        else:
-            self.updated = None
+        grouped: dict[str, list[Any]] = {}
+        for channel, value in writes:
+            if channel in self.channels:
+                grouped.setdefault(channel, []).append(value)
+        versions = self.checkpoint["channel_versions"]
+        version = self._next_version()
+        for channel, values in grouped.items():
+            if self.channels[channel].update(values):
+                versions[channel] = version
+                if self.updated is not None:
+                    self.updated.add(channel)
 
     def should_interrupt(self, nodes: Any, tasks: list[Task]) -> bool:
         """Breakpoints fire once per change: resuming moves past the one that stopped us."""
@@ -448,6 +455,8 @@ class Loop:
         self.emit("debug", _debug("checkpoint", self.step, payload))
 
     def task_started(self, task: Task) -> None:
+        if task.node.hidden:
+            return
         if "tasks" in self.scope.modes or "debug" in self.scope.modes:
             payload = {"id": task.id, "name": task.name, "input": task.input,
                        "triggers": task.triggers or ("__pregel_push",)}
@@ -463,12 +472,12 @@ class Loop:
                 self.emit("updates", {task.name: _update_payload(task, self.program)})
             if "messages" in modes:
                 self._emit_node_messages(task)
-        if "tasks" in modes or "debug" in modes:
+        if ("tasks" in modes or "debug" in modes) and not task.node.hidden:
             payload = {
                 "id": task.id,
                 "name": task.name,
                 "error": task.error,
-                "result": [w for w in task.writes if w[0] in self.program.state_keys],
+                "result": {k: v for k, v in task.writes if k in self.program.state_keys},
                 "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
             }
             self.emit("tasks", payload)

@@ -446,17 +446,39 @@ class CompiledStateGraph(Runnable):
             )
         return saver
 
+    def _graph_for_ns(self, config: dict[str, Any]) -> CompiledStateGraph:
+        """The (sub)graph whose checkpoints live at ``config``'s ``checkpoint_ns``."""
+        ns = (config.get("configurable") or {}).get("checkpoint_ns") or ""
+        graph: CompiledStateGraph = self
+        for part in ns.split("|") if ns else ():
+            name = part.split(":", 1)[0]
+            spec = graph.builder.nodes.get(name)
+            child = spec.runnable if spec is not None else None
+            if not getattr(child, "_threadloom_graph", False):
+                raise ValueError(
+                    f"checkpoint_ns {ns!r} names '{name}', which is not a subgraph node of "
+                    f"graph '{graph.name}'."
+                )
+            graph = child  # type: ignore[assignment]
+        return graph
+
     def get_state(self, config: dict[str, Any], *, subgraphs: bool = False) -> StateSnapshot:
-        """The thread's state: values, what runs next, pending tasks and interrupts."""
+        """The thread's state: values, what runs next, pending tasks and interrupts.
+
+        A config whose ``checkpoint_ns`` points into a subgraph (as ``tasks[i].state``
+        does) reads that subgraph's state.
+        """
         saver = self._require_saver(config)
-        return state_ops.run_sync(state_ops.get_state(self, saver, config, subgraphs), saver)
+        graph = self._graph_for_ns(config)
+        return state_ops.run_sync(state_ops.get_state(graph, saver, config, subgraphs), saver)
 
     async def aget_state(
         self, config: dict[str, Any], *, subgraphs: bool = False
     ) -> StateSnapshot:
         saver = self._require_saver(config)
+        graph = self._graph_for_ns(config)
         return await state_ops.run_async(
-            state_ops.get_state(self, saver, config, subgraphs), saver
+            state_ops.get_state(graph, saver, config, subgraphs), saver
         )
 
     def get_state_history(

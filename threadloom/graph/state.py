@@ -95,6 +95,14 @@ class StateGraph:
         self.compiled = False
         for schema in (state_schema, self.input_schema, self.output_schema):
             self._add_schema(schema)
+        for kind, schema in (("input", input_schema), ("output", output_schema)):
+            managed = [k for k in self.schemas.get(schema, ()) if k in self.managed]
+            if schema is not None and schema is not state_schema and managed:
+                raise ValueError(
+                    f"Managed values {managed} are not allowed in the {kind} schema "
+                    f"{getattr(schema, '__name__', schema)}: declare them only in the state "
+                    "schema (the engine computes them; callers never pass or receive them)."
+                )
 
     # -- schemas --------------------------------------------------------------------
 

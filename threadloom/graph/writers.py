@@ -75,8 +75,11 @@ class NodeWriter:
         self.static += [(join, src) for join, src in joins.get(name, ())]
         self.branches: list[Branch] = list(graph.branches.get(name, {}).values())
         self.is_async = any(b.is_async for b in self.branches)
-        self.coerce_state = make_coercer(graph.state_schema)
-        self.state_keys_order = tuple(graph.schemas[graph.state_schema])
+        # Routing functions see the state as their source node does (its input schema).
+        spec = graph.nodes.get(name)
+        schema = spec.input_schema if spec is not None else graph.state_schema
+        self.coerce_state = make_coercer(schema)
+        self.state_keys_order = tuple(graph.schemas[schema])
 
     # -- the value a node returned -> (updates, gotos) -------------------------------
 
