@@ -23,6 +23,7 @@ __all__ = [
     "EmptyChannelError",
     "TaskNotFound",
     "CheckpointConflictError",
+    "PausedWithoutCheckpointerWarning",
 ]
 
 
@@ -95,6 +96,10 @@ class ParentCommand(GraphBubbleUp):
     @property
     def command(self) -> Any:
         return self.args[0]
+
+
+class PausedWithoutCheckpointerWarning(UserWarning):
+    """A run paused that nobody can resume: the graph has no checkpointer."""
 
 
 class EmptyInputError(Exception):

@@ -14,6 +14,7 @@ resumed run does not redo them.
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from collections.abc import Generator
 from datetime import UTC, datetime
@@ -39,6 +40,7 @@ from threadloom.errors import (
     ErrorCode,
     GraphInterrupt,
     GraphRecursionError,
+    PausedWithoutCheckpointerWarning,
     create_error_message,
 )
 from threadloom.managed import managed_value
@@ -708,6 +710,14 @@ class Loop:
                 return
 
     def _pause(self, interrupts: tuple[Interrupt, ...]) -> None:
+        if self.checkpointer is None and not self.scope.nested:
+            warnings.warn(
+                f"Graph '{self.graph_name}' paused ({self.status}) but has no checkpointer, "
+                "so this pause can never be resumed. Compile it with a checkpointer, e.g. "
+                "builder.compile(checkpointer=MemorySaver()).",
+                PausedWithoutCheckpointerWarning,
+                stacklevel=2,
+            )
         self.interrupts = list(interrupts)
         if interrupts and "values" in self.scope.modes:
             self.emit("values", {**_as_dict(self.output()), INTERRUPT: interrupts})
