@@ -3,7 +3,13 @@
 from threadloom.channels.base import MISSING, BaseChannel
 from threadloom.channels.binop import BinaryOperatorAggregate
 from threadloom.channels.topic import NamedBarrierValue, Topic
-from threadloom.channels.values import AnyValue, EphemeralValue, LastValue, UntrackedValue
+from threadloom.channels.values import (
+    AnyValue,
+    EphemeralValue,
+    LastValue,
+    TriggerFlag,
+    UntrackedValue,
+)
 
 __all__ = [
     "MISSING",
@@ -14,5 +20,6 @@ __all__ = [
     "LastValue",
     "NamedBarrierValue",
     "Topic",
+    "TriggerFlag",
     "UntrackedValue",
 ]

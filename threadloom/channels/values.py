@@ -87,3 +87,25 @@ class UntrackedValue(EphemeralValue):
 
     def checkpoint(self) -> Any:
         return MISSING
+
+
+class TriggerFlag(BaseChannel):
+    """Remembers that a node was triggered until that node runs (then ``consume`` clears it).
+
+    Deferred nodes wait on it: their trigger must survive the supersteps in which other
+    branches are still running.
+    """
+
+    __slots__ = ()
+
+    def update(self, values: Sequence[Any]) -> bool:
+        if not values or self.value is not MISSING:
+            return False
+        self.value = True
+        return True
+
+    def consume(self) -> bool:
+        if self.value is MISSING:
+            return False
+        self.value = MISSING
+        return True

@@ -267,7 +267,7 @@ class Loop:
             index = program.trigger_to_nodes
             for channel in self.updated:
                 found.update(index.get(channel, ()))
-            candidates = found
+            candidates = found | program.deferred if program.deferred else found
         tasks: list[Task] = []
         for name in sorted(candidates):
             node = program.nodes[name]
@@ -283,6 +283,9 @@ class Loop:
             tid = task_id(checkpoint_id, self.ns, step, name, PULL, *fired)
             value = node.read(self.channels, self.managed(step)) if for_execution else None
             tasks.append(self._task(tid, name, (PULL, name), value, node, fired, step))
+        if len(tasks) > 1 and any(t.node.defer for t in tasks):
+            # Deferred nodes wait until nothing else is left to run.
+            tasks = [t for t in tasks if not t.node.defer] or tasks
         sends = channels.get(TASKS)
         if sends is not None and sends.is_available():
             for idx, packet in enumerate(sends.get()):

@@ -34,6 +34,7 @@ class PregelNode:
     retry_policy: Sequence[RetryPolicy] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     hidden: bool = False
+    defer: bool = False
 
 
 @dataclass(slots=True)
@@ -47,8 +48,10 @@ class Program:
     managed: dict[str, str]
     trigger_to_nodes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     ephemeral: tuple[str, ...] = ()
+    deferred: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
+        self.deferred = frozenset(n for n, node in self.nodes.items() if node.defer)
         index: dict[str, list[str]] = {}
         for name, node in self.nodes.items():
             for channel in node.triggers:

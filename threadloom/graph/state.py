@@ -28,6 +28,7 @@ from threadloom.channels import (
     LastValue,
     NamedBarrierValue,
     Topic,
+    TriggerFlag,
 )
 from threadloom.constants import END, RESERVED_CHARS, START, TASKS
 from threadloom.engine.node import NodeCallable
@@ -353,9 +354,13 @@ class StateGraph:
             channels[key] = copy
         channels[START] = EphemeralValue(Any, key=START)
         channels[TASKS] = Topic(Any, key=TASKS)
-        for name in self.nodes:
-            channels[branch_channel(name)] = EphemeralValue(Any, guard=False,
-                                                            key=branch_channel(name))
+        for name, spec in self.nodes.items():
+            key = branch_channel(name)
+            # A deferred node's trigger must outlive the steps other branches still take.
+            channels[key] = (
+                TriggerFlag(Any, key=key) if spec.defer else EphemeralValue(Any, guard=False,
+                                                                            key=key)
+            )
         joins: dict[str, list[tuple[str, str]]] = {}
         triggers: dict[str, list[str]] = {name: [branch_channel(name)] for name in self.nodes}
         for srcs, dst in sorted(self.waiting_edges):
@@ -387,6 +392,7 @@ class StateGraph:
                 write=NodeWriter(name, **writer_args),
                 retry_policy=spec.retry_policy,
                 metadata=spec.metadata,
+                defer=spec.defer,
             )
         output_keys = self.schemas[self.output_schema]
         return Program(
