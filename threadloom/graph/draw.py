@@ -6,11 +6,13 @@ are drawn dotted, to every target of their ``path_map`` (or to every node withou
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import inspect
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_hints
 
 from langchain_core.runnables.graph import Graph
 
 from threadloom.constants import END, START
+from threadloom.types import Command
 
 if TYPE_CHECKING:
     from threadloom.graph.state import StateGraph
@@ -36,6 +38,10 @@ def draw_graph(builder: StateGraph, *, xray: int | bool = False) -> Graph:
     for srcs, dst in sorted(builder.waiting_edges):
         for src in srcs:
             graph.add_edge(nodes[src], target(dst))
+    for name, spec in builder.nodes.items():
+        for label, dst in _destinations(spec).items():
+            graph.add_edge(nodes[name], target(dst), data=label if label != dst else None,
+                           conditional=True)
     for src, branches in builder.branches.items():
         for branch in branches.values():
             if branch.ends is not None:
@@ -49,7 +55,28 @@ def draw_graph(builder: StateGraph, *, xray: int | bool = False) -> Graph:
         nodes[END] = graph.add_node(None, END)
         for name in builder.nodes:
             has_out = any(s == name for s, _ in builder.edges) or name in builder.branches
+            has_out = has_out or bool(_destinations(builder.nodes[name]))
             has_out = has_out or any(name in srcs for srcs, _ in builder.waiting_edges)
             if not has_out:
                 graph.add_edge(nodes[name], nodes[END])
     return graph
+
+
+def _destinations(spec: Any) -> dict[str, str]:
+    """Where a node's ``Command(goto=...)`` may lead: ``destinations=`` or its return hint."""
+    if isinstance(spec.destinations, dict):
+        return {str(label): dst for dst, label in spec.destinations.items()}
+    if spec.destinations:
+        return {dst: dst for dst in spec.destinations}
+    try:
+        fn = spec.runnable
+        target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else fn.__call__
+        hint = get_type_hints(target).get("return")
+    except Exception:  # noqa: BLE001 - no usable hint: nothing to draw
+        return {}
+    if get_origin(hint) is not Command:
+        return {}
+    args = get_args(hint)
+    if not args or get_origin(args[0]) is not Literal:
+        return {}
+    return {dst: dst for dst in get_args(args[0])}
