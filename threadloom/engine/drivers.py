@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from typing import Any
 
+from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
 
 from threadloom._context import current_task
@@ -59,11 +60,19 @@ def _retry_delay(policy: RetryPolicy, attempt: int) -> float:
 
 
 def _finish(task: Task, result: Any) -> None:
+    if _returned_runnable(result):  # LangChain semantics: a returned Runnable is run
+        result = result.invoke(task.input, task.config)
     task.result = result
     task.writes = task.node.write(task, result)
 
 
+def _returned_runnable(result: Any) -> bool:
+    return isinstance(result, Runnable) and not getattr(result, "_threadloom_graph", False)
+
+
 async def _afinish(task: Task, result: Any) -> None:
+    if _returned_runnable(result):
+        result = await result.ainvoke(task.input, task.config)
     task.result = result
     write = task.node.write
     if getattr(write, "is_async", False):

@@ -17,6 +17,7 @@ from typing import Any
 from langchain_core.runnables import Runnable
 
 from threadloom._context import current_task
+from threadloom._schema import is_schema_class, make_coercer
 from threadloom.checkpoint.base import BaseCheckpointSaver
 from threadloom.constants import INTERRUPT
 from threadloom.engine.drivers import adrive, drive, thread_safe_put
@@ -341,6 +342,8 @@ class CompiledStateGraph(Runnable):
             keys = [output_keys] if isinstance(output_keys, str) else output_keys
             value = {k: v for k, v in value.items() if k in keys}
         if version == "v2":
+            if isinstance(value, dict) and is_schema_class(self.builder.output_schema):
+                value = make_coercer(self.builder.output_schema)(value)
             return GraphOutput(value=value, interrupts=tuple(loop.interrupts))
         if loop.interrupts:
             value = {**(value if isinstance(value, dict) else {"__root__": value}),
