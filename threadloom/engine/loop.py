@@ -69,7 +69,7 @@ def run_metadata(config: dict[str, Any]) -> dict[str, Any]:
         ):
             meta[key] = value
     for key, value in (config.get("metadata") or {}).items():
-        if not key.startswith("langgraph_"):
+        if not key.startswith("langgraph_") and key not in _METADATA_SKIP:
             meta[key] = value
     return meta
 
@@ -317,6 +317,7 @@ class Loop:
         ns = f"{self.ns}|{name}:{tid}" if self.ns else f"{name}:{tid}"
         task = Task(tid, name, path, value, node, triggers, ns, self.scope)
         task.channels = self.channels
+        task.managed = self.managed(step)
         task.config = self._task_config(task, step)
         return task
 

@@ -89,6 +89,7 @@ class Task:
         "result",
         "done",
         "channels",
+        "managed",
         "_runtime",
     )
 
@@ -120,6 +121,7 @@ class Task:
         self.result: Any = None
         self.done = False
         self.channels: Any = None
+        self.managed: dict[str, Any] | None = None
         self._runtime: Any = None
 
     # -- what a node can reach -----------------------------------------------------

@@ -520,8 +520,9 @@ class CompiledStateGraph(Runnable):
     ) -> dict[str, Any]:
         """Write ``values`` as if node ``as_node`` returned them; return the new config."""
         saver = self._require_saver(config)
-        return state_ops.run_sync(state_ops.update_state(self, saver, config, values, as_node),
-                                  saver)
+        return state_ops.run_sync(
+            state_ops.update_state(self, saver, config, [(values, as_node)]), saver
+        )
 
     async def aupdate_state(
         self,
@@ -532,30 +533,39 @@ class CompiledStateGraph(Runnable):
     ) -> dict[str, Any]:
         saver = self._require_saver(config)
         return await state_ops.run_async(
-            state_ops.update_state(self, saver, config, values, as_node), saver
+            state_ops.update_state(self, saver, config, [(values, as_node)]), saver
         )
 
     def bulk_update_state(
         self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
     ) -> dict[str, Any]:
-        """Apply several supersteps of updates, one checkpoint each."""
-        if not supersteps:
-            raise ValueError("bulk_update_state needs at least one superstep of updates.")
-        for updates in supersteps:
-            if not updates:
-                raise ValueError("Each superstep of bulk_update_state needs an update.")
-            if len(updates) > 1:
-                from threadloom.errors import InvalidUpdateError
-
-                if any(u.as_node is None for u in updates):
-                    raise InvalidUpdateError("as_node is required when applying multiple updates")
-                raise InvalidUpdateError(
-                    "Several updates in one superstep are not supported yet: give one "
-                    "update per superstep."
-                )
-            update = updates[0]
-            config = self.update_state(config, update.values, as_node=update.as_node)
+        """Apply several supersteps of ``StateUpdate``s, one checkpoint each."""
+        saver = self._require_saver(config)
+        for updates in _check_supersteps(supersteps):
+            config = state_ops.run_sync(state_ops.update_state(self, saver, config, updates),
+                                        saver)
         return config
+
+    async def abulk_update_state(
+        self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
+    ) -> dict[str, Any]:
+        saver = self._require_saver(config)
+        for updates in _check_supersteps(supersteps):
+            config = await state_ops.run_async(
+                state_ops.update_state(self, saver, config, updates), saver
+            )
+        return config
+
+
+def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[Any, Any]]]:
+    if not supersteps:
+        raise ValueError("bulk_update_state needs at least one superstep of updates.")
+    out = []
+    for updates in supersteps:
+        if not updates:
+            raise ValueError("Each superstep of bulk_update_state needs at least one update.")
+        out.append([(u.values, u.as_node) for u in updates])
+    return out
 
 
 def _node_list(value: Any) -> Any:

@@ -7,7 +7,7 @@ and async methods of ``CompiledStateGraph`` share one implementation.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from threadloom.constants import COPY, END, INPUT, PULL, START
@@ -126,7 +126,7 @@ def snapshot(graph: CompiledStateGraph, tup: Any, *, live: bool) -> StateSnapsho
         metadata=tup.metadata,
         created_at=tup.checkpoint.get("ts"),
         parent_config=tup.parent_config,
-        tasks=tuple(shown if live else views),
+        tasks=tuple(views),
         interrupts=tuple(i for v in shown for i in v.interrupts),
     )
 
@@ -174,17 +174,32 @@ def update_state(
     graph: CompiledStateGraph,
     saver: Any,
     config: dict[str, Any],
-    values: Any,
-    as_node: str | None,
+    updates: Sequence[tuple[Any, str | None]],
 ) -> Generator[Request, Any, dict[str, Any]]:
+    """One new checkpoint in which each ``(values, as_node)`` is written as if that node ran.
+
+    Several updates form one superstep (each must name its node); ``END``, ``__input__``
+    and ``__copy__`` stand alone.
+    """
     read = _read_config(config)
     loop = _inspector(graph, saver, read)
-    tup = yield ("get_tuple", read)
     nodes = graph.program.nodes
-    if as_node is not None and as_node not in nodes and as_node not in (END, INPUT, COPY):
-        raise InvalidUpdateError(
-            f"Node {as_node} does not exist: as_node must be one of {sorted(graph.builder.nodes)}."
-        )
+    if not updates:
+        raise ValueError("update_state needs at least one update.")
+    for _, as_node in updates:
+        if as_node is not None and as_node not in nodes and as_node not in (END, INPUT, COPY):
+            raise InvalidUpdateError(
+                f"Node {as_node} does not exist: as_node must be one of "
+                f"{sorted(graph.builder.nodes)}."
+            )
+    if len(updates) > 1:
+        if any(as_node is None for _, as_node in updates):
+            raise InvalidUpdateError("as_node is required when applying multiple updates")
+        if any(as_node in (END, INPUT, COPY) for _, as_node in updates):
+            raise InvalidUpdateError(
+                "END, __input__ and __copy__ updates must be the only update of their superstep."
+            )
+    tup = yield ("get_tuple", read)
     if tup is None:
         loop.checkpoint = {"v": 4, "id": "", "ts": "", "channel_values": {},
                            "channel_versions": {}, "versions_seen": {}, "updated_channels": None}
@@ -193,18 +208,20 @@ def update_state(
         loop.step = -1
         loop.updated = set()
         pending = PendingWrites(None)
-        as_node = as_node or START
     else:
         _load(loop, tup)
         pending = PendingWrites(tup.pending_writes)
         loop.apply_null_writes(pending.null)
-        if as_node is None:
-            as_node = _last_writer(loop, graph)
+    resolved = [
+        (values, as_node or (START if tup is None else _last_writer(loop, graph)))
+        for values, as_node in updates
+    ]
     step = loop.step + 1
-    if as_node == COPY:
+    values, first = resolved[0]
+    if first == COPY:
         yield from loop._new_checkpoint(loop.step, "fork")
         return loop.checkpoint_config
-    if as_node == INPUT:
+    if first == INPUT:
         loop.channels[START].update([values])
         loop.checkpoint["channel_versions"][START] = loop._next_version()
         loop.updated = {START}
@@ -217,18 +234,20 @@ def update_state(
         if on_head and t.id in pending.succeeded:
             t.writes = pending.succeeded[t.id]
             applied.append(t)
-    if as_node == END:
+    if first == END:
         if values is not None:
             raise InvalidUpdateError("update_state(..., as_node=END) takes values=None.")
         loop.apply(tasks)
         yield from loop._new_checkpoint(step, "update")
         return loop.checkpoint_config
-    node = nodes[as_node]
-    task = Task(f"update:{as_node}", as_node, (PULL, as_node), None, node, node.triggers, "",
-                loop.scope)
-    task.channels = loop.channels
-    task.config = loop._task_config(task, step)
-    task.writes = node.write(task, values)
-    loop.apply([*applied, task])
+    for index, (values, as_node) in enumerate(resolved):
+        node = nodes[as_node]
+        task = Task(f"update:{index}:{as_node}", as_node, (PULL, as_node), None, node,
+                    node.triggers, "", loop.scope)
+        task.channels = loop.channels
+        task.config = loop._task_config(task, step)
+        task.writes = node.write(task, values)
+        applied.append(task)
+    loop.apply(applied)
     yield from loop._new_checkpoint(step, "update")
     return loop.checkpoint_config

@@ -179,10 +179,14 @@ class NodeWriter:
             chan = touched.get(ROOT) or channels[ROOT]
             return chan.value
         values = {}
+        managed = task.managed
         for key in self.state_keys_order:
             chan = touched.get(key) or channels.get(key)
-            if chan is not None and chan.value is not MISSING:
-                values[key] = chan.value
+            if chan is not None:
+                if chan.value is not MISSING:
+                    values[key] = chan.value
+            elif managed and key in managed:
+                values[key] = managed[key]
         return self.coerce_state(values)
 
     def command_input(self, command: Command) -> list[tuple[str, Any]]:
