@@ -80,3 +80,26 @@ def test_demo_tool_paths() -> None:
 def test_demo_end_of_input_takes_safe_default() -> None:
     ask = demo.make_asker(False, io.StringIO(""))
     assert ask("question?", "a") == "a"
+
+
+def test_demo_uses_chat_openai_when_a_key_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With OPENAI_API_KEY and OPENAI_BASE_URL set, the demo's agent talks to that server."""
+    pytest.importorskip("langchain_openai")
+    from openai_server import OpenAIStub
+
+    with OpenAIStub([
+        {"tool_calls": [{"name": "delete_file", "args": {"path": "/tmp/real.csv"}}]},
+        "All done, the file is gone.",
+    ]) as server:
+        monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        model = demo.make_model()
+        assert type(model).__name__ == "ChatOpenAI"
+        outcome = demo.tool_workflow(answers("a"), model)
+    assert outcome == "All done, the file is gone."
+    assert len(server.requests) == 2
+    tool_names = {t["function"]["name"] for t in server.requests[0]["tools"]}
+    assert tool_names == {"delete_file", "read_file"}
+    # The second request carries the tool's result back to the model.
+    assert any(m.get("role") == "tool" and "Deleted /tmp/real.csv" in m.get("content", "")
+               for m in server.requests[1]["messages"])
