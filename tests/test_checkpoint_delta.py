@@ -1,0 +1,292 @@
+"""Unit tests of ``threadloom.checkpoint._delta`` (storage-agnostic append deltas)."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+
+from threadloom.checkpoint._delta import (
+    EMPTY,
+    BlobPlan,
+    BrokenChainError,
+    DeltaCache,
+    Resolved,
+    StoredBlob,
+    needed_keys,
+    pickle_fingerprint,
+    resolve,
+    serde_fingerprint,
+)
+
+T, NS = "thread", ""
+
+
+class Store:
+    """A fake blob table: writes plans the way a saver does, reads them with ``resolve``."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[Any, ...], StoredBlob] = {}
+
+    def write(self, plans: list[BlobPlan]) -> None:
+        for p in plans:
+            if p.value is EMPTY:
+                self.rows[(T, NS, p.channel, p.version)] = StoredBlob("empty", None)
+            else:
+                self.rows[(T, NS, p.channel, p.version)] = StoredBlob(
+                    "pickle", pickle.dumps(p.payload), p.base_version, p.root_version
+                )
+
+    def read(self, channel: str, version: str) -> Any:
+        key = (T, NS, channel, version)
+        return resolve(self.rows, [key], decode)[key].value
+
+
+def decode(key: tuple[Any, ...], row: StoredBlob) -> Any:
+    return EMPTY if row.type == "empty" else pickle.loads(row.blob or b"")
+
+
+def step(
+    cache: DeltaCache, store: Store, parent: str | None, cid: str, values: dict[str, Any]
+) -> list[BlobPlan]:
+    versions = {c: f"{cid}-{c}" for c in values}
+    plans = cache.plan(T, NS, parent, values, versions)
+    store.write(plans)
+    cache.remember_put(T, NS, cid, versions, plans)
+    return plans
+
+
+def test_append_is_stored_as_delta_and_rebuilt() -> None:
+    cache, store = DeltaCache(), Store()
+    items = [{"n": 0}]
+    [p0] = step(cache, store, None, "c0", {"m": items})
+    assert not p0.is_delta
+    items = [*items, {"n": 1}, {"n": 2}]
+    [p1] = step(cache, store, "c0", "c1", {"m": items})
+    assert p1.is_delta and p1.base_version == "c0-m" and p1.root_version == "c0-m"
+    assert p1.payload == [{"n": 1}, {"n": 2}]
+    assert store.read("m", "c1-m") == items
+    assert store.read("m", "c0-m") == [{"n": 0}]
+
+
+def test_equal_but_not_identical_items_still_extend() -> None:
+    cache, store = DeltaCache(), Store()
+    step(cache, store, None, "c0", {"m": [[1], "a"]})
+    [p1] = step(cache, store, "c0", "c1", {"m": [[1], "a", "b"]})
+    assert p1.is_delta
+
+
+class Msg:
+    def __init__(self, text: str) -> None:
+        self.text: str = text
+        self.id: str | None = None
+
+
+def test_items_changed_in_place_are_seen() -> None:
+    """``add_messages`` assigns ids to stored messages in place: that must not be lost."""
+
+    cache, store = DeltaCache(), Store()
+    first = Msg("hi")
+    step(cache, store, None, "c0", {"m": [first]})  # stored without an id
+    first.id = "assigned-later"
+    second = Msg("there")
+    [p1] = step(cache, store, "c0", "c1", {"m": [first, second]})
+    assert not p1.is_delta
+    assert [m.id for m in store.read("m", "c1-m")] == ["assigned-later", None]
+    nested = {"k": [1]}
+    step(cache, store, "c1", "c2", {"m": [nested]})
+    nested["k"].append(2)  # a deep change
+    [p3] = step(cache, store, "c2", "c3", {"m": [nested, "x"]})
+    assert not p3.is_delta
+    assert store.read("m", "c3-m") == [{"k": [1, 2]}, "x"]
+
+
+def test_unfingerprintable_items_disable_the_delta() -> None:
+    cache, store = DeltaCache(), Store()
+    step(cache, store, None, "c0", {"m": ["a"]})
+    [p] = cache.plan(T, NS, "c0", {"m": ["a", lambda: 0]}, {"m": "c1-m"})
+    assert p.is_delta and p.fingerprints is None  # stored as a delta, not remembered
+    cache.remember_put(T, NS, "c1", {"m": "c1-m"}, [p])
+    [p2] = cache.plan(T, NS, "c1", {"m": ["a", "b", "c"]}, {"m": "c2-m"})
+    assert not p2.is_delta
+
+
+def test_type_changing_equal_items_are_stored_whole() -> None:
+    cache, store = DeltaCache(), Store()
+    step(cache, store, None, "c0", {"m": [1]})
+    [p1] = step(cache, store, "c0", "c1", {"m": [True, 2]})  # True == 1, yet differs
+    assert not p1.is_delta
+    assert store.read("m", "c1-m") == [True, 2]
+    assert type(store.read("m", "c1-m")[0]) is bool
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda xs: ["X", *xs[1:], "new"],  # replaced
+        lambda xs: xs[1:],  # removed
+        lambda xs: [*xs[:-1]],  # shrunk
+        lambda xs: tuple(xs) + ("t",),  # not a list
+    ],
+)
+def test_other_changes_are_stored_whole(change: Any) -> None:
+    cache, store = DeltaCache(), Store()
+    start = ["a", "b", "c"]
+    step(cache, store, None, "c0", {"m": start})
+    value = change(start)
+    [p1] = step(cache, store, "c0", "c1", {"m": value})
+    assert not p1.is_delta
+    assert store.read("m", "c1-m") == value
+
+
+def test_fork_from_other_checkpoint_is_whole() -> None:
+    cache, store = DeltaCache(), Store()
+    step(cache, store, None, "c0", {"m": ["a"]})
+    step(cache, store, "c0", "c1", {"m": ["a", "b"]})
+    [p] = step(cache, store, "c0", "c2", {"m": ["a", "z"]})  # parent is not the known head
+    assert not p.is_delta
+
+
+def test_unchanged_channel_keeps_its_snapshot() -> None:
+    cache, store = DeltaCache(), Store()
+    step(cache, store, None, "c0", {"m": ["a"], "n": [1]})
+    # c1 only rewrites "n"; "m" stays at version c0-m
+    plans = cache.plan(T, NS, "c0", {"n": [1, 2], "m": ["a"]}, {"n": "c1-n"})
+    store.write(plans)
+    cache.remember_put(T, NS, "c1", {"m": "c0-m", "n": "c1-n"}, plans)
+    [p] = cache.plan(T, NS, "c1", {"m": ["a", "b"]}, {"m": "c2-m"})
+    assert p.is_delta and p.base_version == "c0-m"
+
+
+def test_chain_of_100_rebuilds_every_version() -> None:
+    cache, store = DeltaCache(), Store()
+    items: list[int] = []
+    parent = None
+    for i in range(100):
+        items = [*items, i]
+        plans = step(cache, store, parent, f"c{i}", {"m": items})
+        assert plans[0].is_delta == (i > 0)
+        assert plans[0].depth == i
+        parent = f"c{i}"
+    targets = [(T, NS, "m", f"c{i}-m") for i in range(100)]
+    out = resolve(store.rows, targets, decode)
+    for i in range(100):
+        assert out[targets[i]].value == list(range(i + 1))
+        assert out[targets[i]].root == "c0-m"
+        assert out[targets[i]].depth == i
+
+
+def test_max_depth_restarts_the_chain() -> None:
+    cache, store = DeltaCache(max_depth=3), Store()
+    items: list[int] = []
+    parent = None
+    kinds = []
+    for i in range(6):
+        items = [*items, i]
+        [p] = step(cache, store, parent, f"c{i}", {"m": items})
+        kinds.append(p.is_delta)
+        parent = f"c{i}"
+    assert kinds == [False, True, True, True, False, True]
+    assert store.read("m", "c5-m") == list(range(6))
+
+
+def test_empty_channel_and_empty_list() -> None:
+    cache, store = DeltaCache(), Store()
+    plans = cache.plan(T, NS, None, {"m": []}, {"m": "v1", "gone": "v1"})
+    assert [p.value is EMPTY for p in plans] == [False, True]
+    store.write(plans)
+    cache.remember_put(T, NS, "c0", {"m": "v1", "gone": "v1"}, plans)
+    [p] = cache.plan(T, NS, "c0", {"m": ["x"]}, {"m": "v2"})
+    assert not p.is_delta  # nothing to save by extending an empty list
+
+
+def test_serde_fingerprint_uses_tag_and_bytes() -> None:
+    fp = serde_fingerprint(lambda v: ("a", b"x") if v == 1 else ("b", b"x"))
+    assert fp(1) != fp(2)
+    assert fp(1) == fp(1) and len(fp(1)) == 16
+
+
+def test_remember_loaded_keeps_known_fingerprints() -> None:
+    cache, store = DeltaCache(), Store()
+    item = {"v": 1}
+    step(cache, store, None, "c0", {"m": [item]})
+    item["v"] = 2  # changed after it was stored, then "loaded" again as the caller sees it
+    cache.remember_loaded(T, NS, "c0", {"m": "c0-m"}, {"m": Resolved([item], "c0-m", 0)})
+    [p] = cache.plan(T, NS, "c0", {"m": [item, "new"]}, {"m": "c1-m"})
+    assert not p.is_delta  # the fingerprints taken at put time still win
+
+
+def test_remember_loaded_enables_deltas_in_a_fresh_cache() -> None:
+    cache, store = DeltaCache(), Store()
+    step(cache, store, None, "c0", {"m": ["a"]})
+    step(cache, store, "c0", "c1", {"m": ["a", "b"]})
+    fresh = DeltaCache()
+    key = (T, NS, "m", "c1-m")
+    loaded = resolve(store.rows, [key], decode)[key]
+    fresh.remember_loaded(T, NS, "c1", {"m": "c1-m"}, {"m": loaded})
+    [p] = fresh.plan(T, NS, "c1", {"m": [*loaded.value, "c"]}, {"m": "c2-m"})
+    assert p.is_delta and p.root_version == "c0-m" and p.depth == 2
+
+
+def test_forget_and_lru_bound() -> None:
+    cache = DeltaCache(max_heads=2)
+    fps = (pickle_fingerprint("x"),)
+    for t in ("a", "b", "c"):
+        cache.remember_put(t, NS, "c0", {"m": "v"}, [BlobPlan("m", "v", ["x"], fingerprints=fps)])
+    assert cache.plan("a", NS, "c0", {"m": ["x", "y"]}, {"m": "w"})[0].is_delta is False
+    assert cache.plan("c", NS, "c0", {"m": ["x", "y"]}, {"m": "w"})[0].is_delta is True
+    cache.forget("c")
+    assert cache.plan("c", NS, "c0", {"m": ["x", "y"]}, {"m": "w"})[0].is_delta is False
+
+
+def test_as_full_drops_the_base() -> None:
+    p = BlobPlan("m", "v2", [1, 2], base_version="v1", root_version="v1", start=1, depth=1)
+    assert p.payload == [2]
+    full = p.as_full()
+    assert not full.is_delta and full.payload == [1, 2]
+
+
+def test_resolve_errors() -> None:
+    rows = {(T, NS, "m", "v2"): StoredBlob("pickle", pickle.dumps([2]), "v1", "v1")}
+    with pytest.raises(BrokenChainError, match="missing"):
+        resolve(rows, [(T, NS, "m", "v2")], decode)
+    loop = {
+        (T, NS, "m", "v1"): StoredBlob("pickle", pickle.dumps([1]), "v2", "v2"),
+        (T, NS, "m", "v2"): StoredBlob("pickle", pickle.dumps([2]), "v1", "v1"),
+    }
+    with pytest.raises(BrokenChainError, match="loop"):
+        resolve(loop, [(T, NS, "m", "v2")], decode)
+    not_list = {
+        (T, NS, "m", "v1"): StoredBlob("pickle", pickle.dumps("text")),
+        (T, NS, "m", "v2"): StoredBlob("pickle", pickle.dumps([2]), "v1", "v1"),
+    }
+    with pytest.raises(BrokenChainError, match="not a list"):
+        resolve(not_list, [(T, NS, "m", "v2")], decode)
+    assert resolve({}, [(T, NS, "m", "nope")], decode) == {}
+
+
+def test_resolved_values_are_independent_lists() -> None:
+    rows = {
+        (T, NS, "m", "v1"): StoredBlob("pickle", pickle.dumps([1])),
+        (T, NS, "m", "v2"): StoredBlob("pickle", pickle.dumps([2]), "v1", "v1"),
+    }
+    out = resolve(rows, [(T, NS, "m", "v1"), (T, NS, "m", "v2")], decode)
+    out[(T, NS, "m", "v1")].value.append("mutated")
+    assert out[(T, NS, "m", "v2")].value == [1, 2]
+    assert isinstance(out[(T, NS, "m", "v2")], Resolved)
+
+
+def test_needed_keys_follows_chains() -> None:
+    bases = {
+        ("m", "v1"): None,
+        ("m", "v2"): "v1",
+        ("m", "v3"): "v2",
+        ("m", "x1"): None,  # unreferenced full value
+        ("m", "v4"): "v3",  # newer delta nobody references
+    }
+    assert needed_keys([("m", "v3"), ("m", "zz")], bases) == {
+        ("m", "v1"),
+        ("m", "v2"),
+        ("m", "v3"),
+    }

@@ -1,0 +1,402 @@
+"""Append deltas: store only the items a list channel gained since its previous version.
+
+Why: agent threads keep their history in list channels (``add_messages``,
+``operator.add``) that grow by a few items per step. Storing the whole list at every
+version makes a thread's storage grow with the square of its length; storing only the
+appended items plus a pointer to the version they extend makes it grow linearly.
+
+How, without reading anything back from the database on the write path:
+
+* ``DeltaCache`` remembers, per (thread, namespace), the checkpoint this process last
+  wrote or read and, for each list channel stored at that checkpoint's version, one
+  *fingerprint* per item: a digest of the item's serialized bytes as stored. When ``put``
+  continues from that checkpoint and a channel's new value starts with items whose
+  fingerprints are exactly those, ``plan()`` emits a delta: the new items, the base
+  version they extend, and the chain's root (the version holding a full list). Anything
+  else - an item replaced, removed or changed in place, a fork from another checkpoint, a
+  value that is not a plain ``list`` - is stored whole.
+* Why fingerprints rather than ``is``/``==``: the same object can change after it was
+  stored. ``add_messages`` assigns ids *in place* to messages already in the list (a
+  first input written without ids, then merged on the next step); an identity check
+  would keep the stored, id-less copy forever. Comparing serialized bytes is exactly as
+  strict as storing the list whole, at the cost of serializing the prefix (which a saver
+  storing whole lists pays anyway).
+* The cache may be stale (another process deleted or pruned the thread): savers check,
+  in the same transaction as the insert, that every planned base still exists, and store
+  the value whole when it does not (``BlobPlan.as_full()``).
+* ``resolve()`` rebuilds values from stored rows iteratively (no recursion, cycle-safe),
+  decoding each delta once even when several requested versions share a chain.
+* ``needed_keys()`` says which stored rows must survive a prune: everything a kept
+  checkpoint references plus every base its chain walks through.
+
+The module is storage-agnostic: SQLite, Postgres (and the memory saver, later) share it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "EMPTY",
+    "MAX_CHAIN_DEPTH",
+    "BlobPlan",
+    "BrokenChainError",
+    "DeltaCache",
+    "Resolved",
+    "StoredBlob",
+    "chain_roots",
+    "needed_keys",
+    "pickle_fingerprint",
+    "resolve",
+    "serde_fingerprint",
+]
+
+MAX_CHAIN_DEPTH = 2000
+"""After this many deltas in a row, store the list whole again, so a read never walks an
+unbounded chain. Growth stays linear in practice (one full copy per 2000 appends)."""
+
+EMPTY: Any = object()
+"""Planned value of a channel listed in ``new_versions`` but absent from the values."""
+
+Fingerprint = Callable[[Any], bytes]
+
+
+class BrokenChainError(ValueError):
+    """A delta's base row is missing or the chain loops: the stored data is damaged."""
+
+    def __init__(self, key: Hashable, reason: str) -> None:
+        super().__init__(f"{reason} (at {key!r})")
+        self.key = key
+
+
+def serde_fingerprint(dumps_typed: Callable[[Any], tuple[str, bytes]]) -> Fingerprint:
+    """Fingerprints from a serializer's ``dumps_typed``: what a saver actually stores."""
+
+    def fingerprint(item: Any) -> bytes:
+        tag, data = dumps_typed(item)
+        return hashlib.blake2b(data, digest_size=16, person=tag.encode()[:16]).digest()
+
+    return fingerprint
+
+
+def pickle_fingerprint(item: Any) -> bytes:
+    """A serializer-free fingerprint (for tests and tools); only ever pickles, never loads."""
+    return hashlib.blake2b(pickle.dumps(item, protocol=5), digest_size=16).digest()
+
+
+# -- writing -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BlobPlan:
+    """How one channel version will be stored: whole, or as items appended to a base."""
+
+    channel: str
+    version: str
+    value: Any  # the full value, or EMPTY
+    base_version: str | None = None  # set for a delta
+    root_version: str | None = None  # first version of the chain (a full row); deltas only
+    start: int = 0  # index of the first new item in ``value`` (deltas only)
+    depth: int = 0  # number of deltas between this version and its root
+    fingerprints: tuple[bytes, ...] | None = None  # one per item of a list value
+
+    @property
+    def is_delta(self) -> bool:
+        return self.base_version is not None
+
+    @property
+    def payload(self) -> Any:
+        """What to serialize: the new items for a delta, else the whole value."""
+        return self.value[self.start :] if self.is_delta else self.value
+
+    def as_full(self) -> BlobPlan:
+        """The same version stored whole (used when the delta's base has disappeared)."""
+        return BlobPlan(self.channel, self.version, self.value, fingerprints=self.fingerprints)
+
+
+@dataclass(slots=True)
+class _ListSnapshot:
+    version: str
+    fingerprints: tuple[bytes, ...]
+    root: str
+    depth: int
+
+
+@dataclass(slots=True)
+class _Head:
+    checkpoint_id: str
+    versions: dict[str, str]
+    lists: dict[str, _ListSnapshot] = field(default_factory=dict)
+
+
+class DeltaCache:
+    """Per-process memory of the item fingerprints of the last stored list values.
+
+    Keyed by (thread_id, checkpoint_ns), bounded to ``max_heads`` entries (least recently
+    used dropped first); thread-safe. Losing an entry only costs one full write, never
+    correctness. ``fingerprint`` must digest what the saver stores for an item (see
+    ``serde_fingerprint``); an item it cannot fingerprint just disables the delta.
+    """
+
+    def __init__(
+        self,
+        fingerprint: Fingerprint = pickle_fingerprint,
+        *,
+        max_heads: int = 256,
+        max_depth: int = MAX_CHAIN_DEPTH,
+    ) -> None:
+        self.fingerprint = fingerprint
+        self.max_heads = max_heads
+        self.max_depth = max_depth
+        self._heads: OrderedDict[tuple[str, str], _Head] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def plan(
+        self,
+        thread_id: str,
+        ns: str,
+        parent_id: str | None,
+        values: Mapping[str, Any],
+        new_versions: Mapping[str, Any],
+    ) -> list[BlobPlan]:
+        """One ``BlobPlan`` per channel in ``new_versions``; deltas where it is safe."""
+        with self._lock:
+            head = self._heads.get((thread_id, ns))
+            if head is not None and (parent_id is None or head.checkpoint_id != parent_id):
+                head = None
+        plans: list[BlobPlan] = []
+        for channel, raw_version in new_versions.items():
+            version = str(raw_version)
+            if channel not in values:
+                plans.append(BlobPlan(channel, version, EMPTY))
+            else:
+                plans.append(self._plan_one(head, channel, version, values[channel]))
+        return plans
+
+    def _plan_one(self, head: _Head | None, channel: str, version: str, value: Any) -> BlobPlan:
+        if type(value) is not list:
+            return BlobPlan(channel, version, value)
+        snap = head.lists.get(channel) if head is not None else None
+        if (
+            head is None
+            or snap is None
+            or snap.version != head.versions.get(channel)
+            or snap.version == version
+            or not snap.fingerprints
+            or len(value) < len(snap.fingerprints)
+            or snap.depth >= self.max_depth
+        ):
+            return BlobPlan(channel, version, value, fingerprints=self._all(value))
+        start = len(snap.fingerprints)
+        prefix = self._all(value[:start], expect=snap.fingerprints)
+        if prefix is None:  # an old item changed (or cannot be fingerprinted)
+            return BlobPlan(channel, version, value, fingerprints=self._all(value))
+        tail = self._all(value[start:])
+        return BlobPlan(
+            channel,
+            version,
+            value,
+            base_version=snap.version,
+            root_version=snap.root,
+            start=start,
+            depth=snap.depth + 1,
+            fingerprints=None if tail is None else prefix + tail,
+        )
+
+    def _all(
+        self, items: list[Any], expect: tuple[bytes, ...] | None = None
+    ) -> tuple[bytes, ...] | None:
+        """Fingerprints of ``items``; None when one fails or differs from ``expect``."""
+        out = []
+        try:
+            for i, item in enumerate(items):
+                fp = self.fingerprint(item)
+                if expect is not None and fp != expect[i]:
+                    return None
+                out.append(fp)
+        except Exception:
+            return None
+        return tuple(out)
+
+    def remember_put(
+        self,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        channel_versions: Mapping[str, Any],
+        plans: Iterable[BlobPlan],
+    ) -> None:
+        """Record the checkpoint just stored as the head this process knows."""
+        versions = {c: str(v) for c, v in channel_versions.items()}
+        with self._lock:
+            old = self._heads.get((thread_id, ns))
+            lists = {}
+            if old is not None:  # unchanged channels keep their snapshot (same version)
+                lists = {c: s for c, s in old.lists.items() if versions.get(c) == s.version}
+            for plan in plans:
+                if plan.fingerprints is not None and type(plan.value) is list:
+                    root = plan.root_version if plan.is_delta else plan.version
+                    lists[plan.channel] = _ListSnapshot(
+                        plan.version, plan.fingerprints, root or plan.version, plan.depth
+                    )
+                else:
+                    lists.pop(plan.channel, None)
+            self._store((thread_id, ns), _Head(checkpoint_id, versions, lists))
+
+    def remember_loaded(
+        self,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        channel_versions: Mapping[str, Any],
+        resolved: Mapping[str, Resolved],
+    ) -> None:
+        """Record a checkpoint just read, so a run continuing from it can append deltas.
+
+        Values are fingerprinted now, before anyone can change them in place; nothing is
+        done when the cache already holds this checkpoint (its fingerprints are exact).
+        """
+        key = (thread_id, ns)
+        with self._lock:
+            known = self._heads.get(key)
+            if known is not None and known.checkpoint_id == checkpoint_id:
+                self._heads.move_to_end(key)
+                return
+        versions = {c: str(v) for c, v in channel_versions.items()}
+        lists = {}
+        for channel, r in resolved.items():
+            if type(r.value) is list and r.value and channel in versions:
+                fps = self._all(r.value)
+                if fps is not None:
+                    lists[channel] = _ListSnapshot(versions[channel], fps, r.root, r.depth)
+        with self._lock:
+            self._store(key, _Head(checkpoint_id, versions, lists))
+
+    def forget(self, thread_id: str) -> None:
+        """Drop everything known about a thread (after delete or prune)."""
+        with self._lock:
+            for key in [k for k in self._heads if k[0] == thread_id]:
+                del self._heads[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._heads.clear()
+
+    def _store(self, key: tuple[str, str], head: _Head) -> None:
+        self._heads[key] = head
+        self._heads.move_to_end(key)
+        while len(self._heads) > self.max_heads:
+            self._heads.popitem(last=False)
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """One stored row: a full value, or (``base_version`` set) the items appended to it."""
+
+    type: str
+    blob: bytes | None
+    base_version: str | None = None
+    root_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A rebuilt value, with the chain facts a later delta needs."""
+
+    value: Any
+    root: str  # version of the chain's full row
+    depth: int  # deltas applied on top of it
+
+
+BlobKey = tuple[Any, ...]  # (..., channel, version): the version is always last
+
+
+def _base_key(key: BlobKey, base_version: str) -> BlobKey:
+    return (*key[:-1], base_version)
+
+
+def resolve(
+    rows: Mapping[BlobKey, StoredBlob],
+    targets: Iterable[BlobKey],
+    decode: Callable[[BlobKey, StoredBlob], Any],
+) -> dict[BlobKey, Resolved]:
+    """Rebuild the value of each target key present in ``rows``.
+
+    Targets missing from ``rows`` are left out (an absent blob means an empty channel).
+    ``decode(key, row)`` turns a row into a Python value; it is called once per row.
+    Raises ``BrokenChainError`` when a base is missing, a chain loops, or a value that
+    deltas extend is not a list.
+    """
+    out: dict[BlobKey, Resolved] = {}
+    wanted = {t for t in targets if t in rows}
+    for target in wanted:
+        if target in out:
+            continue
+        chain: list[BlobKey] = []
+        seen: set[BlobKey] = set()
+        key = target
+        while True:
+            if key in out:
+                base = out[key]
+                acc_root, acc_depth, acc = base.root, base.depth, base.value
+                break
+            row = rows.get(key)
+            if row is None:
+                raise BrokenChainError(key, "the base version of a stored list delta is missing")
+            if row.base_version is None:
+                acc = decode(key, row)
+                acc_root, acc_depth = str(key[-1]), 0
+                if key in wanted:
+                    out[key] = Resolved(acc, acc_root, 0)
+                break
+            if key in seen:
+                raise BrokenChainError(key, "stored list deltas form a loop")
+            seen.add(key)
+            chain.append(key)
+            key = _base_key(key, row.base_version)
+        if chain and type(acc) is not list:
+            raise BrokenChainError(key, "a stored list delta extends a value that is not a list")
+        acc = list(acc) if chain else acc
+        for key in reversed(chain):
+            items = decode(key, rows[key])
+            if type(items) is not list:
+                raise BrokenChainError(key, "a stored list delta does not hold a list")
+            acc.extend(items)
+            acc_depth += 1
+            if key in wanted:
+                out[key] = Resolved(list(acc), acc_root, acc_depth)
+    return out
+
+
+def chain_roots(rows: Mapping[BlobKey, StoredBlob]) -> set[BlobKey]:
+    """Keys of the chain roots the delta rows in ``rows`` need (to fetch in one query)."""
+    return {
+        _base_key(k, r.root_version or r.base_version or "")
+        for k, r in rows.items()
+        if r.base_version is not None
+    }
+
+
+def needed_keys(referenced: Iterable[BlobKey], bases: Mapping[BlobKey, str | None]) -> set[BlobKey]:
+    """``referenced`` plus every base their delta chains walk through.
+
+    ``bases`` maps each stored key to its base version (None for a full row). Keys not in
+    ``bases`` are ignored (nothing stored for them).
+    """
+    needed: set[BlobKey] = set()
+    for start in referenced:
+        key: BlobKey | None = start
+        while key is not None and key in bases and key not in needed:
+            needed.add(key)
+            base = bases[key]
+            key = _base_key(key, base) if base is not None else None
+    return needed

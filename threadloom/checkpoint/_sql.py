@@ -1,0 +1,246 @@
+"""Vocabulary shared by the SQL savers: statements, drivers, dialects, input checks.
+
+Each saver operation (see ``_sqlcore``) is a *generator* that yields ``Query`` objects
+and receives their rows; a backend "driver" runs it inside one transaction
+(``drive_sync`` / ``drive_async``). The two databases differ only in what ``Dialect``
+holds (locking, JSON filtering, byte-length functions); all SQL is written with ``?``
+placeholders (the Postgres driver rewrites them to ``%s``).
+
+Hostile input never reaches SQL text: thread ids, namespaces, checkpoint ids and filter
+values are parameters; filter keys are validated against ``FILTER_KEY_RE`` before they
+are even turned into (parameterized) JSON paths. Table names are constants.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from threadloom.checkpoint.base import CheckpointMetadata
+
+__all__ = [
+    "BLOBS",
+    "CHECKPOINTS",
+    "EXPIRE_BATCH",
+    "FILTER_KEY_RE",
+    "MIGRATIONS_TABLE",
+    "PAGE_SIZE",
+    "WRITES",
+    "Dialect",
+    "Op",
+    "PostgresDialect",
+    "Query",
+    "SqliteDialect",
+    "canonical_json",
+    "chunks",
+    "dump_metadata",
+    "drive_async",
+    "drive_sync",
+    "make_config",
+    "thread_and_ns",
+    "timestamp",
+    "validate_filter",
+    "values_cte",
+]
+
+CHECKPOINTS = "threadloom_checkpoints"
+BLOBS = "threadloom_blobs"
+WRITES = "threadloom_writes"
+MIGRATIONS_TABLE = "threadloom_migrations"
+
+FILTER_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+PAGE_SIZE = 100  # checkpoints loaded per round trip by ``list``
+EXPIRE_BATCH = 200  # threads deleted per transaction by ``expire_paused``
+_MAX_PARAMS = 999  # per statement: the lowest limit of any SQLite build still in use
+
+T = TypeVar("T")
+Rows = list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One statement for a driver to run; ``fetch`` says whether rows are sent back."""
+
+    sql: str
+    params: Sequence[Any] = ()
+    fetch: bool = False
+
+
+Op = Generator[Query, Rows | None, T]
+
+
+def drive_sync(op: Op[T], execute: Callable[[Query], Rows | None]) -> T:
+    """Run ``op`` to completion, executing each query it yields with ``execute``."""
+    try:
+        query = next(op)
+        while True:
+            query = op.send(execute(query))
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        op.close()
+
+
+async def drive_async(op: Op[T], execute: Callable[[Query], Any]) -> T:
+    """``drive_sync`` for an ``execute`` coroutine function."""
+    try:
+        query = next(op)
+        while True:
+            query = op.send(await execute(query))
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        op.close()
+
+
+# -- small helpers -------------------------------------------------------------------
+
+
+def thread_and_ns(config: dict[str, Any]) -> tuple[str, str]:
+    conf = config.get("configurable") or {}
+    if "thread_id" not in conf:
+        raise ValueError(
+            "The checkpointer needs config['configurable']['thread_id'] to know which "
+            "thread to read or write, e.g. {'configurable': {'thread_id': 'my-thread'}}."
+        )
+    return str(conf["thread_id"]), str(conf.get("checkpoint_ns") or "")
+
+
+def make_config(thread_id: str, ns: str, checkpoint_id: str) -> dict[str, Any]:
+    return {
+        "configurable": {
+            "thread_id": thread_id,
+            "checkpoint_ns": ns,
+            "checkpoint_id": checkpoint_id,
+        }
+    }
+
+
+def canonical_json(value: Any) -> str:
+    """Key-sorted compact JSON, so equal dicts are equal strings (used for filters)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def dump_metadata(metadata: CheckpointMetadata | dict[str, Any]) -> str:
+    """Metadata as JSON text; a value JSON cannot hold is a ``TypeError`` naming its key."""
+    try:
+        return canonical_json(dict(metadata))
+    except (TypeError, ValueError) as exc:
+        for key, value in dict(metadata).items():
+            try:
+                canonical_json(value)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"Checkpoint metadata must be JSON (str, int, float, bool, None, dict, "
+                    f"list); key {key!r} holds a {type(value).__name__}: {value!r:.80}"
+                ) from exc
+        raise TypeError(f"Checkpoint metadata must be a JSON object: {exc}") from exc
+
+
+def validate_filter(filter: dict[str, Any] | None) -> dict[str, Any]:
+    """Check metadata filter keys before any SQL is built from them."""
+    if not filter:
+        return {}
+    for key, value in filter.items():
+        if not isinstance(key, str) or not FILTER_KEY_RE.match(key):
+            raise ValueError(
+                f"Invalid metadata filter key {key!r}: keys must be 1-64 characters of "
+                "letters, digits, '_' or '-'."
+            )
+        try:
+            canonical_json(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"Metadata filter value for key {key!r} must be JSON-like, got {value!r:.80}"
+            ) from exc
+    return dict(filter)
+
+
+def timestamp(ts: Any) -> float:
+    """Seconds since the epoch of a checkpoint's ISO ``ts`` (now, if it has none)."""
+    try:
+        dt = datetime.fromisoformat(str(ts))
+    except ValueError:
+        return time.time()
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def chunks(items: Sequence[T], width: int) -> Iterator[Sequence[T]]:
+    """Slices of ``items`` small enough for rows of ``width`` parameters each."""
+    size = max(1, _MAX_PARAMS // width)
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def values_cte(name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Query:
+    """``WITH name(cols) AS (VALUES (?, ...), ...)``: a parameterized key list to join on."""
+    one = "(" + ", ".join("?" for _ in columns) + ")"
+    sql = f"WITH {name}({', '.join(columns)}) AS (VALUES {', '.join(one for _ in rows)}) "
+    return Query(sql, [v for row in rows for v in row])
+
+
+# -- dialects ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the databases. SQL here uses ``?`` placeholders throughout."""
+
+    name: str
+    lock_thread: str | None  # takes the per-thread write lock; one parameter: thread_id
+    lock_migrations: str | None
+    metadata_param: str  # placeholder for a JSON metadata value
+    blob_len: str  # SQL function giving a blob's size in bytes
+    metadata_len: str  # SQL expression giving the metadata column's size in bytes
+
+    def filter_sql(self, filter: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        raise NotImplementedError
+
+
+class SqliteDialect(Dialect):
+    def filter_sql(self, filter: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for key, value in filter.items():
+            path = f'$."{key}"'  # key already matched FILTER_KEY_RE; the path is a parameter
+            if value is None:
+                clauses.append("json_type(metadata, ?) = 'null'")
+                params.append(path)
+            elif isinstance(value, bool):
+                clauses.append("json_type(metadata, ?) = ?")
+                params += [path, "true" if value else "false"]
+            elif isinstance(value, int | float):
+                clauses.append(
+                    "json_type(metadata, ?) IN ('integer', 'real') "
+                    "AND json_extract(metadata, ?) = ?"
+                )
+                params += [path, path, value]
+            elif isinstance(value, str):
+                clauses.append("json_type(metadata, ?) = 'text' AND json_extract(metadata, ?) = ?")
+                params += [path, path, value]
+            else:  # dict / list: compare canonical JSON (metadata is stored key-sorted)
+                clauses.append(
+                    "json_type(metadata, ?) IN ('object', 'array') "
+                    "AND json_extract(metadata, ?) = ?"
+                )
+                params += [path, path, canonical_json(value)]
+        return clauses, params
+
+
+class PostgresDialect(Dialect):
+    def filter_sql(self, filter: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        # Containment finds candidates (and can use a GIN index); for dict/list values it
+        # would also match supersets, so those are compared exactly as well.
+        clauses, params = ["metadata @> ?::jsonb"], [canonical_json(filter)]
+        for key, value in filter.items():
+            if isinstance(value, dict | list):
+                clauses.append("metadata -> ? = ?::jsonb")
+                params += [key, canonical_json(value)]
+        return clauses, params

@@ -1,0 +1,369 @@
+"""Public saver methods on top of ``_sqlcore.SqlCore``, for sync and async database drivers.
+
+A backend supplies only how to run one operation in one transaction: ``_run(op)`` for a
+blocking connection (``SyncSqlSaver``), ``_arun(op)`` for an asyncio one
+(``AsyncSqlSaver``). Everything else - the checkpoint API, housekeeping, paging, the
+version scheme - lives here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, TypeVar
+
+from threadloom.checkpoint._delta import DeltaCache, serde_fingerprint
+from threadloom.checkpoint._sql import PAGE_SIZE, Dialect, Op, validate_filter
+from threadloom.checkpoint._sqlcore import SqlCore
+from threadloom.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    SerializerProtocol,
+)
+
+__all__ = ["AsyncSqlSaver", "SqlSaver", "SyncSqlSaver"]
+
+T = TypeVar("T")
+_Keyset = tuple[str, str, str]
+
+
+def _cutoff(older_than: timedelta, now: datetime | None) -> float:
+    now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return (now - older_than).timestamp()
+
+
+def _next_page(page: list[CheckpointTuple], size: int) -> _Keyset | None:
+    """Keyset of the last row, or None when this page was the last one."""
+    if len(page) < size:
+        return None
+    last = page[-1].config["configurable"]
+    return (last["checkpoint_id"], last["thread_id"], last["checkpoint_ns"])
+
+
+class SqlSaver(BaseCheckpointSaver):
+    """Common state of the SQL savers: the dialect, the delta cache and the core."""
+
+    dialect: ClassVar[Dialect]
+
+    def __init__(self, *, serde: SerializerProtocol | None = None) -> None:
+        super().__init__(serde=serde)  # sets self.serde, which builds the core
+
+    @property  # type: ignore[override]
+    def serde(self) -> SerializerProtocol:
+        return self._serde
+
+    @serde.setter
+    def serde(self, value: SerializerProtocol) -> None:
+        """Replacing the serializer (e.g. with an encrypting one) rebuilds the core."""
+        self._serde = value
+        # Fingerprint with the plain serializer under an encrypting one: encryption output
+        # differs on every call, the plaintext encoding does not.
+        inner = getattr(value, "serde", None)
+        plain = inner if callable(getattr(inner, "dumps_typed", None)) else value
+        self._delta_cache = DeltaCache(serde_fingerprint(plain.dumps_typed))
+        self._core = SqlCore(self.dialect, value, self._delta_cache)
+
+    def get_next_version(self, current: str | int | float | None, channel: Any = None) -> str:
+        """A zero-padded counter plus a random suffix.
+
+        The suffix makes two forks of one checkpoint (``update_state`` on an old
+        checkpoint, twice) write *different* versions of a channel, so a stored blob -
+        keyed by (thread, namespace, channel, version) and never overwritten - can never
+        be mistaken for another branch's value. Only the counter decides the order.
+        """
+        if current is None:
+            n = 0
+        elif isinstance(current, str):
+            n = int(current.split(".", 1)[0])
+        else:
+            n = int(current)
+        return f"{n + 1:032d}.{random.getrandbits(64):016x}"
+
+
+class SyncSqlSaver(SqlSaver):
+    """Methods for a blocking connection; the async twins run them in a worker thread."""
+
+    def _run(self, op: Op[T], *, write: bool) -> T:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    # -- checkpoint API ----------------------------------------------------------------
+
+    def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
+        return self._run(self._core.get_tuple(config), write=False)
+
+    def list(
+        self,
+        config: dict[str, Any] | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        """Newest first, fetched ``PAGE_SIZE`` at a time (the lock is not held between)."""
+        checked = validate_filter(filter)
+        return self._pages(config, checked, before, limit)
+
+    def _pages(
+        self,
+        config: dict[str, Any] | None,
+        filter: dict[str, Any],
+        before: dict[str, Any] | None,
+        limit: int | None,
+    ) -> Iterator[CheckpointTuple]:
+        after: _Keyset | None = None
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
+            op = self._core.list_page(config, filter, before, size, after)
+            page = self._run(op, write=False)
+            yield from page
+            if remaining is not None:
+                remaining -= len(page)
+            after = _next_page(page, size)
+            if after is None:
+                return
+
+    def put(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> dict[str, Any]:
+        """Store a checkpoint. Raises ``CheckpointConflictError`` when a ``loop``
+        checkpoint's parent is no longer the thread's newest checkpoint."""
+        prepared = self._core.prepare_put(config, checkpoint, metadata, new_versions)
+        return self._run(self._core.put(prepared), write=True)
+
+    def put_writes(
+        self,
+        config: dict[str, Any],
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._run(self._core.put_writes(config, writes, task_id, task_path), write=True)
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._run(self._core.delete_thread(thread_id), write=True)
+
+    # -- housekeeping ------------------------------------------------------------------
+
+    def list_threads(self, limit: int | None = None) -> list[str]:
+        """Thread ids, the one with the newest checkpoint first."""
+        return self._run(self._core.list_threads(limit), write=False)
+
+    def prune(self, thread_id: str, keep_last: int) -> int:
+        """Keep the ``keep_last`` newest checkpoints of each namespace of the thread.
+
+        Older checkpoints, their pending writes and the values only they used are deleted;
+        returns the number of checkpoints deleted.
+        """
+        return self._run(self._core.prune(thread_id, keep_last), write=True)
+
+    def expire_paused(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
+        """Delete threads whose newest checkpoint is older than ``older_than``; their ids.
+
+        ``now`` defaults to the current UTC time (naive datetimes are taken as UTC).
+        """
+        cutoff = _cutoff(older_than, now)
+        expired: list[str] = []
+        more = True
+        while more:
+            batch, more = self._run(self._core.expire(cutoff), write=True)
+            expired += batch
+        return expired
+
+    def stored_bytes(self, thread_id: str | None = None) -> int:
+        """Bytes of stored checkpoint, metadata, value and write payloads (for benchmarks)."""
+        return self._run(self._core.stored_bytes(thread_id), write=False)
+
+    async def alist_threads(self, limit: int | None = None) -> list[str]:
+        return await asyncio.to_thread(self.list_threads, limit)
+
+    async def aprune(self, thread_id: str, keep_last: int) -> int:
+        return await asyncio.to_thread(self.prune, thread_id, keep_last)
+
+    async def aexpire_paused(
+        self, older_than: timedelta, *, now: datetime | None = None
+    ) -> list[str]:
+        return await asyncio.to_thread(self.expire_paused, older_than, now=now)
+
+    async def astored_bytes(self, thread_id: str | None = None) -> int:
+        return await asyncio.to_thread(self.stored_bytes, thread_id)
+
+
+class AsyncSqlSaver(SqlSaver):
+    """Methods for an asyncio connection.
+
+    The sync methods also work, but only from a thread other than the event loop's (they
+    hand the coroutine to the saver's loop and wait); called on the loop itself they raise
+    instead of deadlocking.
+    """
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    async def _arun(self, op: Op[T], *, write: bool) -> T:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _remember_loop(self) -> None:
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+
+    # -- checkpoint API ----------------------------------------------------------------
+
+    async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
+        self._remember_loop()
+        return await self._arun(self._core.get_tuple(config), write=False)
+
+    async def alist(
+        self,
+        config: dict[str, Any] | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        self._remember_loop()
+        checked = validate_filter(filter)
+        after: _Keyset | None = None
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
+            op = self._core.list_page(config, checked, before, size, after)
+            page = await self._arun(op, write=False)
+            for item in page:
+                yield item
+            if remaining is not None:
+                remaining -= len(page)
+            after = _next_page(page, size)
+            if after is None:
+                return
+
+    async def aput(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> dict[str, Any]:
+        self._remember_loop()
+        prepared = self._core.prepare_put(config, checkpoint, metadata, new_versions)
+        return await self._arun(self._core.put(prepared), write=True)
+
+    async def aput_writes(
+        self,
+        config: dict[str, Any],
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._remember_loop()
+        await self._arun(self._core.put_writes(config, writes, task_id, task_path), write=True)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        self._remember_loop()
+        await self._arun(self._core.delete_thread(thread_id), write=True)
+
+    async def alist_threads(self, limit: int | None = None) -> list[str]:
+        self._remember_loop()
+        return await self._arun(self._core.list_threads(limit), write=False)
+
+    async def aprune(self, thread_id: str, keep_last: int) -> int:
+        self._remember_loop()
+        return await self._arun(self._core.prune(thread_id, keep_last), write=True)
+
+    async def aexpire_paused(
+        self, older_than: timedelta, *, now: datetime | None = None
+    ) -> list[str]:
+        self._remember_loop()
+        cutoff = _cutoff(older_than, now)
+        expired: list[str] = []
+        more = True
+        while more:
+            batch, more = await self._arun(self._core.expire(cutoff), write=True)
+            expired += batch
+        return expired
+
+    async def astored_bytes(self, thread_id: str | None = None) -> int:
+        self._remember_loop()
+        return await self._arun(self._core.stored_bytes(thread_id), write=False)
+
+    # -- sync bridges ------------------------------------------------------------------
+
+    def _bridge(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        loop = self.loop
+        if running is not None and running is loop:
+            coro.close()
+            raise RuntimeError(
+                f"{type(self).__name__}'s sync methods would block its own event loop. "
+                "Use the async methods (await saver.aget_tuple(...), graph.ainvoke(...)), "
+                "or a sync saver for sync code."
+            )
+        if loop is None or loop.is_closed() or not loop.is_running():
+            coro.close()
+            raise RuntimeError(
+                f"{type(self).__name__}'s sync methods need its event loop running in "
+                "another thread. Use the async methods, or a sync saver for sync code."
+            )
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
+        return self._bridge(self.aget_tuple(config))
+
+    def list(
+        self,
+        config: dict[str, Any] | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        async def collect() -> list[CheckpointTuple]:
+            return [t async for t in self.alist(config, filter=filter, before=before, limit=limit)]
+
+        return iter(self._bridge(collect()))
+
+    def put(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> dict[str, Any]:
+        return self._bridge(self.aput(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: dict[str, Any],
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._bridge(self.aput_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._bridge(self.adelete_thread(thread_id))
+
+    def list_threads(self, limit: int | None = None) -> list[str]:
+        return self._bridge(self.alist_threads(limit))
+
+    def prune(self, thread_id: str, keep_last: int) -> int:
+        return self._bridge(self.aprune(thread_id, keep_last))
+
+    def expire_paused(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
+        return self._bridge(self.aexpire_paused(older_than, now=now))
+
+    def stored_bytes(self, thread_id: str | None = None) -> int:
+        return self._bridge(self.astored_bytes(thread_id))
