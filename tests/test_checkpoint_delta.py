@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pickle
+import json
 from typing import Any
 
 import pytest
@@ -15,7 +15,6 @@ from threadloom.checkpoint._delta import (
     Resolved,
     StoredBlob,
     needed_keys,
-    pickle_fingerprint,
     resolve,
     serde_fingerprint,
 )
@@ -35,7 +34,7 @@ class Store:
                 self.rows[(T, NS, p.channel, p.version)] = StoredBlob("empty", None)
             else:
                 self.rows[(T, NS, p.channel, p.version)] = StoredBlob(
-                    "pickle", pickle.dumps(p.payload), p.base_version, p.root_version
+                    "json", json.dumps(p.payload).encode(), p.base_version, p.root_version
                 )
 
     def read(self, channel: str, version: str) -> Any:
@@ -44,7 +43,7 @@ class Store:
 
 
 def decode(key: tuple[Any, ...], row: StoredBlob) -> Any:
-    return EMPTY if row.type == "empty" else pickle.loads(row.blob or b"")
+    return EMPTY if row.type == "empty" else json.loads(row.blob or b"")
 
 
 def step(
@@ -231,7 +230,7 @@ def test_remember_loaded_enables_deltas_in_a_fresh_cache() -> None:
 
 def test_forget_and_lru_bound() -> None:
     cache = DeltaCache(max_heads=2)
-    fps = (pickle_fingerprint("x"),)
+    fps = (DeltaCache().fingerprint("x"),)
     for t in ("a", "b", "c"):
         cache.remember_put(t, NS, "c0", {"m": "v"}, [BlobPlan("m", "v", ["x"], fingerprints=fps)])
     assert cache.plan("a", NS, "c0", {"m": ["x", "y"]}, {"m": "w"})[0].is_delta is False
@@ -248,18 +247,18 @@ def test_as_full_drops_the_base() -> None:
 
 
 def test_resolve_errors() -> None:
-    rows = {(T, NS, "m", "v2"): StoredBlob("pickle", pickle.dumps([2]), "v1", "v1")}
+    rows = {(T, NS, "m", "v2"): StoredBlob("json", json.dumps([2]).encode(), "v1", "v1")}
     with pytest.raises(BrokenChainError, match="missing"):
         resolve(rows, [(T, NS, "m", "v2")], decode)
     loop = {
-        (T, NS, "m", "v1"): StoredBlob("pickle", pickle.dumps([1]), "v2", "v2"),
-        (T, NS, "m", "v2"): StoredBlob("pickle", pickle.dumps([2]), "v1", "v1"),
+        (T, NS, "m", "v1"): StoredBlob("json", json.dumps([1]).encode(), "v2", "v2"),
+        (T, NS, "m", "v2"): StoredBlob("json", json.dumps([2]).encode(), "v1", "v1"),
     }
     with pytest.raises(BrokenChainError, match="loop"):
         resolve(loop, [(T, NS, "m", "v2")], decode)
     not_list = {
-        (T, NS, "m", "v1"): StoredBlob("pickle", pickle.dumps("text")),
-        (T, NS, "m", "v2"): StoredBlob("pickle", pickle.dumps([2]), "v1", "v1"),
+        (T, NS, "m", "v1"): StoredBlob("json", json.dumps("text").encode()),
+        (T, NS, "m", "v2"): StoredBlob("json", json.dumps([2]).encode(), "v1", "v1"),
     }
     with pytest.raises(BrokenChainError, match="not a list"):
         resolve(not_list, [(T, NS, "m", "v2")], decode)
@@ -268,8 +267,8 @@ def test_resolve_errors() -> None:
 
 def test_resolved_values_are_independent_lists() -> None:
     rows = {
-        (T, NS, "m", "v1"): StoredBlob("pickle", pickle.dumps([1])),
-        (T, NS, "m", "v2"): StoredBlob("pickle", pickle.dumps([2]), "v1", "v1"),
+        (T, NS, "m", "v1"): StoredBlob("json", json.dumps([1]).encode()),
+        (T, NS, "m", "v2"): StoredBlob("json", json.dumps([2]).encode(), "v1", "v1"),
     }
     out = resolve(rows, [(T, NS, "m", "v1"), (T, NS, "m", "v2")], decode)
     out[(T, NS, "m", "v1")].value.append("mutated")

@@ -35,7 +35,6 @@ The module is storage-agnostic: SQLite, Postgres (and the memory saver, later) s
 from __future__ import annotations
 
 import hashlib
-import pickle
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
@@ -52,7 +51,6 @@ __all__ = [
     "StoredBlob",
     "chain_roots",
     "needed_keys",
-    "pickle_fingerprint",
     "resolve",
     "serde_fingerprint",
 ]
@@ -83,11 +81,6 @@ def serde_fingerprint(dumps_typed: Callable[[Any], tuple[str, bytes]]) -> Finger
         return hashlib.blake2b(data, digest_size=16, person=tag.encode()[:16]).digest()
 
     return fingerprint
-
-
-def pickle_fingerprint(item: Any) -> bytes:
-    """A serializer-free fingerprint (for tests and tools); only ever pickles, never loads."""
-    return hashlib.blake2b(pickle.dumps(item, protocol=5), digest_size=16).digest()
 
 
 # -- writing -------------------------------------------------------------------------
@@ -146,11 +139,15 @@ class DeltaCache:
 
     def __init__(
         self,
-        fingerprint: Fingerprint = pickle_fingerprint,
+        fingerprint: Fingerprint | None = None,
         *,
         max_heads: int = 256,
         max_depth: int = MAX_CHAIN_DEPTH,
     ) -> None:
+        if fingerprint is None:
+            from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
+
+            fingerprint = serde_fingerprint(MsgpackSerializer().dumps_typed)
         self.fingerprint = fingerprint
         self.max_heads = max_heads
         self.max_depth = max_depth
