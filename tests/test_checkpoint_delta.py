@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -18,6 +17,9 @@ from threadloom.checkpoint._delta import (
     resolve,
     serde_fingerprint,
 )
+from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
+
+SERDE = MsgpackSerializer()
 
 T, NS = "thread", ""
 
@@ -33,8 +35,9 @@ class Store:
             if p.value is EMPTY:
                 self.rows[(T, NS, p.channel, p.version)] = StoredBlob("empty", None)
             else:
+                tag, data = SERDE.dumps_typed(p.payload)
                 self.rows[(T, NS, p.channel, p.version)] = StoredBlob(
-                    "json", json.dumps(p.payload).encode(), p.base_version, p.root_version
+                    tag, data, p.base_version, p.root_version
                 )
 
     def read(self, channel: str, version: str) -> Any:
@@ -43,7 +46,7 @@ class Store:
 
 
 def decode(key: tuple[Any, ...], row: StoredBlob) -> Any:
-    return EMPTY if row.type == "empty" else json.loads(row.blob or b"")
+    return EMPTY if row.type == "empty" else SERDE.loads_typed((row.type, row.blob or b""))
 
 
 def step(
@@ -77,9 +80,14 @@ def test_equal_but_not_identical_items_still_extend() -> None:
 
 
 class Msg:
+    """A message-like object whose ``id`` is assigned in place, like ``add_messages`` does."""
+
     def __init__(self, text: str) -> None:
         self.text: str = text
         self.id: str | None = None
+
+
+SERDE.register(Msg)
 
 
 def test_items_changed_in_place_are_seen() -> None:
@@ -247,18 +255,18 @@ def test_as_full_drops_the_base() -> None:
 
 
 def test_resolve_errors() -> None:
-    rows = {(T, NS, "m", "v2"): StoredBlob("json", json.dumps([2]).encode(), "v1", "v1")}
+    rows = {(T, NS, "m", "v2"): StoredBlob(*SERDE.dumps_typed([2]), "v1", "v1")}
     with pytest.raises(BrokenChainError, match="missing"):
         resolve(rows, [(T, NS, "m", "v2")], decode)
     loop = {
-        (T, NS, "m", "v1"): StoredBlob("json", json.dumps([1]).encode(), "v2", "v2"),
-        (T, NS, "m", "v2"): StoredBlob("json", json.dumps([2]).encode(), "v1", "v1"),
+        (T, NS, "m", "v1"): StoredBlob(*SERDE.dumps_typed([1]), "v2", "v2"),
+        (T, NS, "m", "v2"): StoredBlob(*SERDE.dumps_typed([2]), "v1", "v1"),
     }
     with pytest.raises(BrokenChainError, match="loop"):
         resolve(loop, [(T, NS, "m", "v2")], decode)
     not_list = {
-        (T, NS, "m", "v1"): StoredBlob("json", json.dumps("text").encode()),
-        (T, NS, "m", "v2"): StoredBlob("json", json.dumps([2]).encode(), "v1", "v1"),
+        (T, NS, "m", "v1"): StoredBlob(*SERDE.dumps_typed("text")),
+        (T, NS, "m", "v2"): StoredBlob(*SERDE.dumps_typed([2]), "v1", "v1"),
     }
     with pytest.raises(BrokenChainError, match="not a list"):
         resolve(not_list, [(T, NS, "m", "v2")], decode)
@@ -267,8 +275,8 @@ def test_resolve_errors() -> None:
 
 def test_resolved_values_are_independent_lists() -> None:
     rows = {
-        (T, NS, "m", "v1"): StoredBlob("json", json.dumps([1]).encode()),
-        (T, NS, "m", "v2"): StoredBlob("json", json.dumps([2]).encode(), "v1", "v1"),
+        (T, NS, "m", "v1"): StoredBlob(*SERDE.dumps_typed([1])),
+        (T, NS, "m", "v2"): StoredBlob(*SERDE.dumps_typed([2]), "v1", "v1"),
     }
     out = resolve(rows, [(T, NS, "m", "v1"), (T, NS, "m", "v2")], decode)
     out[(T, NS, "m", "v1")].value.append("mutated")
