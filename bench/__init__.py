@@ -1,0 +1,1 @@
+"""Benchmarks: threadloom side by side with LangGraph (``make bench``)."""
