@@ -24,6 +24,8 @@ class _Missing:
 MISSING: Any = _Missing()
 """Marks an empty channel (``None`` is a legitimate value)."""
 
+_SLOTS: dict[type, tuple[str, ...]] = {}  # every slot of a channel class, for copy()
+
 
 class BaseChannel:
     """A state key's storage and update rule. Subclasses set ``value`` and ``update``."""
@@ -58,11 +60,15 @@ class BaseChannel:
         return new
 
     def copy(self) -> BaseChannel:
-        new = object.__new__(type(self))
-        for cls in type(self).__mro__:
-            for slot in getattr(cls, "__slots__", ()):
-                if hasattr(self, slot):
-                    setattr(new, slot, getattr(self, slot))
+        cls = type(self)
+        slots = _SLOTS.get(cls)
+        if slots is None:
+            slots = _SLOTS[cls] = tuple(
+                slot for klass in cls.__mro__ for slot in getattr(klass, "__slots__", ())
+            )
+        new = object.__new__(cls)
+        for slot in slots:
+            setattr(new, slot, getattr(self, slot))
         return new
 
     def consume(self) -> bool:

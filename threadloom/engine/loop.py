@@ -167,6 +167,7 @@ class Loop:
         self.status = "pending"
         self.interrupts: list[Interrupt] = []
         self._unsaved: tuple[Any, ...] | None = None
+        self._config_bases: tuple[Any, ...] | None = None
         self._int_version = 0
 
     # -- versions and checkpoints ---------------------------------------------------
@@ -231,6 +232,7 @@ class Loop:
         self.parent_config = parent
         self.checkpoint = new
         self.checkpoint_config = self._config_for(new["id"])
+        self._config_bases = None
         request = ("put", parent or self._config_for(""), saved, metadata, changed)
         if self.durability == "exit":
             self._unsaved = self._merge_unsaved(request)
@@ -322,40 +324,45 @@ class Loop:
         return task
 
     def _task_config(self, task: Task, step: int) -> dict[str, Any]:
-        base = self.config
-        conf = {
-            **(base.get("configurable") or {}),
-            "checkpoint_ns": task.ns,
-            "__threadloom_scope": self.scope,
-            "__threadloom_task": task,
-            "__threadloom_checkpointer": self.checkpointer,
-        }
-        conf.pop("checkpoint_id", None)
-        if self.checkpointer is not None and self.checkpoint_config is not None:
-            conf["checkpoint_map"] = {
-                **self.checkpoint_map,
-                self.ns: self.checkpoint["id"],
-            }
+        """The ``RunnableConfig`` a node (and any langchain runnable it calls) sees."""
+        bases = self._config_bases
+        if bases is None or bases[0] != step:
+            bases = self._config_bases = (step, *self._make_config_bases(step))
+        _, config_base, conf_base, meta_base = bases
+        conf = {**conf_base, "checkpoint_ns": task.ns, "__threadloom_task": task}
         metadata = {
-            **(base.get("metadata") or {}),
-            "langgraph_step": step,
+            **meta_base,
             "langgraph_node": task.name,
             "langgraph_triggers": task.triggers or ("__pregel_push",),
             "langgraph_path": task.path,
             "langgraph_checkpoint_ns": task.ns,
             "checkpoint_ns": task.ns,
         }
+        return {**config_base, "configurable": conf, "metadata": metadata}
+
+    def _make_config_bases(self, step: int) -> tuple[dict[str, Any], ...]:
+        """What every task config of a step shares, built once per step."""
+        base = self.config
+        config_base = {
+            k: v
+            for k, v in base.items()
+            # the caller's run id/name name the graph run, not the node's
+            if k not in ("configurable", "metadata", "run_id", "run_name", "callbacks")
+        }
+        if self.scope.callbacks is not None:
+            config_base["callbacks"] = self.scope.callbacks
+        conf_base = {
+            **(base.get("configurable") or {}),
+            "__threadloom_scope": self.scope,
+            "__threadloom_checkpointer": self.checkpointer,
+        }
+        conf_base.pop("checkpoint_id", None)
+        if self.checkpointer is not None and self.checkpoint_config is not None:
+            conf_base["checkpoint_map"] = {**self.checkpoint_map, self.ns: self.checkpoint["id"]}
+        meta_base = {**(base.get("metadata") or {}), "langgraph_step": step}
         if self.thread_id is not None:
-            metadata["thread_id"] = self.thread_id
-        config = {**base, "configurable": conf, "metadata": metadata}
-        config.pop("run_id", None)  # the caller's run id names the graph run, not the node's
-        callbacks = self.scope.callbacks
-        if callbacks is not None:
-            config["callbacks"] = callbacks
-        else:
-            config.pop("callbacks", None)
-        config.pop("run_name", None)
-        return config
+            meta_base["thread_id"] = self.thread_id
+        return config_base, conf_base, meta_base
 
     # -- applying -------------------------------------------------------------------
 

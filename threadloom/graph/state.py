@@ -372,7 +372,11 @@ class StateGraph:
             for src in srcs:
                 joins.setdefault(src, []).append((join, src))
         state_keys = frozenset(self.channels)
-        writer_args = {"graph": self, "state_keys": state_keys, "joins": joins}
+        edges_from: dict[str, list[str]] = {}
+        for src, dst in sorted(self.edges):
+            edges_from.setdefault(src, []).append(dst)
+        writer_args = {"graph": self, "state_keys": state_keys, "joins": joins,
+                       "edges_from": edges_from}
         nodes: dict[str, PregelNode] = {
             START: PregelNode(
                 name=START,

@@ -61,6 +61,7 @@ class NodeWriter:
         graph: StateGraph,
         state_keys: frozenset[str],
         joins: dict[str, list[tuple[str, str]]],
+        edges_from: dict[str, list[str]],
     ) -> None:
         self.name = name
         self.graph = graph
@@ -68,9 +69,7 @@ class NodeWriter:
         self.root = state_keys == frozenset({ROOT})
         self.input_keys = frozenset(graph.schemas[graph.input_schema])
         self.static: list[tuple[str, Any]] = [
-            (branch_channel(dst), None)
-            for src, dst in sorted(graph.edges)
-            if src == name and dst != END
+            (branch_channel(dst), None) for dst in edges_from.get(name, ()) if dst != END
         ]
         self.static += [(join, src) for join, src in joins.get(name, ())]
         self.branches: list[Branch] = list(graph.branches.get(name, {}).values())
