@@ -271,7 +271,7 @@ class Loop:
                 found.update(index.get(channel, ()))
             candidates = found | program.deferred if program.deferred else found
         tasks: list[Task] = []
-        for name in sorted(candidates):
+        for name in sorted(candidates) if len(candidates) > 1 else candidates:
             node = program.nodes[name]
             seen = seen_all.get(name)
             fired = tuple(
@@ -371,7 +371,7 @@ class Loop:
         channels = self.channels
         versions = self.checkpoint["channel_versions"]
         seen_all = self.checkpoint["versions_seen"]
-        ordered = sorted(tasks, key=_task_order)
+        ordered = sorted(tasks, key=_task_order) if len(tasks) > 1 else tasks
         for task in ordered:
             if task.triggers:
                 seen = dict(seen_all.get(task.name) or ())
