@@ -831,7 +831,10 @@ class MsgpackSerializer(SerializerProtocol):
         self.pickle_fallback = pickle_fallback
         self.registry = TypeRegistry(allowed_types)
         self._packb: Callable[[Any], bytes] = functools.partial(
-            msgpack.packb, default=self._default, use_bin_type=True, strict_types=True
+            # A small starting buffer (it grows as needed): the default allocates 256 KiB
+            # per call, which dominates peak memory when values nest.
+            msgpack.packb, default=self._default, use_bin_type=True, strict_types=True,
+            buf_size=1024,
         )
         self._unpackb: Callable[[bytes], Any] = functools.partial(
             msgpack.unpackb,
