@@ -103,3 +103,18 @@ def test_demo_uses_chat_openai_when_a_key_is_set(monkeypatch: pytest.MonkeyPatch
     # The second request carries the tool's result back to the model.
     assert any(m.get("role") == "tool" and "Deleted /tmp/real.csv" in m.get("content", "")
                for m in server.requests[1]["messages"])
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        ("approve", "Result: Deleted /tmp/old_data.csv"),
+        ("edit", "Result: Deleted /tmp/old_data.csv.bak"),
+        ("replace", "Result: Contents of /tmp/old_data.csv: ..."),
+        ("reject", "Result: Rejected by the reviewer: deleting files is not allowed."),
+    ],
+)
+def test_react_agent_approval_paths(choice: str, expected: str) -> None:
+    out = run_example("react_agent_approval.py", choice)
+    assert "Proposed: delete_file {'path': '/tmp/old_data.csv'}" in out
+    assert f"Agent: {expected}" in out
