@@ -12,6 +12,9 @@ are unchanged since an earlier checkpoint and are found by their version.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import json
 import random
 import threading
 import time
@@ -23,6 +26,7 @@ from threadloom.constants import WRITES_IDX_MAP
 from threadloom.errors import EmptyChannelError
 
 __all__ = [
+    "AuditRecord",
     "BaseCheckpointSaver",
     "ChannelVersions",
     "Checkpoint",
@@ -32,6 +36,8 @@ __all__ = [
     "PendingWrite",
     "SerializerProtocol",
     "WRITES_IDX_MAP",
+    "audit_record_hash",
+    "chain_audit_records",
     "create_checkpoint_id",
     "empty_checkpoint",
     "get_checkpoint_id",
@@ -39,6 +45,7 @@ __all__ = [
 
 ChannelVersions = dict[str, str | int | float]
 PendingWrite = tuple[str, str, Any]  # (task_id, channel, value)
+AuditRecord = dict[str, Any]  # one JSON object of a thread's audit log (threadloom.hitl.audit)
 
 
 class Checkpoint(TypedDict):
@@ -122,6 +129,19 @@ def get_checkpoint_id(config: dict[str, Any]) -> str | None:
     return config.get("configurable", {}).get("checkpoint_id")
 
 
+_busy_guard = threading.Lock()  # guards each saver's set of threads being run
+
+
+def _busy(thread_id: str) -> Exception:
+    from threadloom.errors import CheckpointConflictError
+
+    return CheckpointConflictError(
+        f"Thread {thread_id!r} is being run by another run right now (for example a second "
+        "resume of the same pause). Nothing was run or written by this one: wait for the "
+        "other run to finish, then read get_state() and decide again."
+    )
+
+
 class BaseCheckpointSaver:
     """Where checkpoints and pending writes live. Subclass it to add a backend.
 
@@ -199,6 +219,34 @@ class BaseCheckpointSaver:
             n = int(current)
         return f"{n + 1:032d}.{random.random():.16f}"
 
+    # -- one run per thread ----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock_thread(self, thread_id: str) -> Iterator[None]:
+        """Hold the thread for one run; another run of it gets ``CheckpointConflictError``.
+
+        The engine takes it around every run that has a thread, so two resumes of one
+        paused thread can never both run its nodes. This default is per process; the
+        SQLite and PostgreSQL savers override it with locks other processes see (and that
+        a killed process releases).
+        """
+        with _busy_guard:
+            busy = self.__dict__.setdefault("_busy_threads", set())
+            if thread_id in busy:
+                raise _busy(thread_id)
+            busy.add(thread_id)
+        try:
+            yield
+        finally:
+            with _busy_guard:
+                busy.discard(thread_id)
+
+    @contextlib.asynccontextmanager
+    async def alock_thread(self, thread_id: str) -> AsyncIterator[None]:
+        """The async twin of ``lock_thread``."""
+        with self.lock_thread(thread_id):
+            yield
+
     # -- async twins -----------------------------------------------------------------
 
     async def aget(self, config: dict[str, Any]) -> Checkpoint | None:
@@ -242,3 +290,57 @@ class BaseCheckpointSaver:
 
     async def adelete_thread(self, thread_id: str) -> None:
         await asyncio.to_thread(self.delete_thread, thread_id)
+
+    # -- audit log (added for threadloom.hitl) --------------------------------------
+
+    def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
+        """Append ``records`` (JSON objects) to the thread's audit log; return them as
+        stored, with ``seq``, ``prev_hash`` and ``hash`` (see ``chain_audit_records``).
+
+        The log is append-only and outlives ``delete_thread``: it is the record of who
+        decided what. Savers without an audit log raise ``NotImplementedError``.
+        """
+        raise _no_audit(self)
+
+    def list_audit(self, thread_id: str) -> list[AuditRecord]:
+        """The thread's audit records, oldest first."""
+        raise _no_audit(self)
+
+    async def aput_audit(
+        self, thread_id: str, records: Sequence[AuditRecord]
+    ) -> list[AuditRecord]:
+        return await asyncio.to_thread(self.put_audit, thread_id, records)
+
+    async def alist_audit(self, thread_id: str) -> list[AuditRecord]:
+        return await asyncio.to_thread(self.list_audit, thread_id)
+
+
+def audit_record_hash(record: AuditRecord) -> str:
+    """sha256 of the record's canonical JSON, without its own ``hash`` key."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def chain_audit_records(
+    last: AuditRecord | None, thread_id: str, records: Sequence[AuditRecord]
+) -> list[AuditRecord]:
+    """``records`` as stored after ``last``: numbered (``seq`` from 1) and hash-chained
+    (``prev_hash`` is the previous record's ``hash``), so an edited or deleted entry
+    shows. Savers call it inside the transaction that appends."""
+    seq = int(last["seq"]) if last else 0
+    prev = str(last["hash"]) if last else ""
+    out: list[AuditRecord] = []
+    for record in records:
+        seq += 1
+        stored = {**record, "thread_id": str(thread_id), "seq": seq, "prev_hash": prev}
+        stored["hash"] = prev = audit_record_hash(stored)
+        out.append(stored)
+    return out
+
+
+def _no_audit(saver: Any) -> NotImplementedError:
+    return NotImplementedError(
+        f"{type(saver).__name__} does not store an audit log of decisions. Use "
+        "InMemorySaver, SqliteSaver or PostgresSaver, or implement put_audit/list_audit."
+    )

@@ -9,6 +9,7 @@ person may answer tomorrow.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -16,12 +17,14 @@ from typing import Any
 
 from threadloom.checkpoint.base import (
     WRITES_IDX_MAP,
+    AuditRecord,
     BaseCheckpointSaver,
     ChannelVersions,
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
     SerializerProtocol,
+    chain_audit_records,
     get_checkpoint_id,
 )
 
@@ -228,6 +231,35 @@ class InMemorySaver(BaseCheckpointSaver):
 
     async def adelete_thread(self, thread_id: str) -> None:
         self.delete_thread(thread_id)
+
+    # -- audit log (added for threadloom.hitl) --------------------------------------
+
+    def _audit_log(self) -> dict[str, list[str]]:
+        # thread -> records as JSON text (copies: callers cannot rewrite history)
+        log = self.__dict__.get("_audit")
+        if log is None:
+            log = self.__dict__.setdefault("_audit", {})
+        return log
+
+    def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
+        thread_id = str(thread_id)
+        with self._lock:
+            log = self._audit_log().setdefault(thread_id, [])
+            last = json.loads(log[-1]) if log else None
+            stored = chain_audit_records(last, thread_id, records)
+            texts = [json.dumps(r) for r in stored]  # TypeError on non-JSON values
+            log.extend(texts)
+        return stored
+
+    def list_audit(self, thread_id: str) -> list[AuditRecord]:
+        with self._lock:
+            return [json.loads(r) for r in self._audit_log().get(str(thread_id), ())]
+
+    async def aput_audit(self, thread_id, records):  # type: ignore[override]
+        return self.put_audit(thread_id, records)
+
+    async def alist_audit(self, thread_id: str) -> list[AuditRecord]:
+        return self.list_audit(thread_id)
 
 
 MemorySaver = InMemorySaver

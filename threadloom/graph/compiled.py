@@ -8,6 +8,7 @@ caller passed some, and the per-step work never goes through the Runnable machin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 from collections import deque
@@ -26,6 +27,7 @@ from threadloom.engine.messages import StreamMessagesHandler
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
+from threadloom.graph.hooks import installed as installed_hooks
 from threadloom.graph.state import StateGraph, values_of
 from threadloom.types import Command, GraphOutput, StateSnapshot
 
@@ -126,6 +128,31 @@ class CompiledStateGraph(Runnable):
         if cp is False:
             return None, False
         return parent, cp is True
+
+    def _lock_target(self, config: dict[str, Any] | None) -> tuple[Any, str] | None:
+        """(saver, thread id) of a root run that must hold its thread, else None."""
+        if config is None:
+            task = current_task.get()
+            config = task.config if task is not None else {}
+        conf = config.get("configurable") or {}
+        if conf.get("__threadloom_task") is not None:  # a subgraph: the parent holds it
+            return None
+        saver, _ = self._saver_for(config)
+        thread_id = conf.get("thread_id")
+        if saver is None or thread_id is None:
+            return None
+        return saver, str(thread_id)
+
+    def _thread_lock(self, config: dict[str, Any] | None) -> Any:
+        """One run (or state edit) per thread at a time; see ``lock_thread``."""
+        target = self._lock_target(config)
+        lock = getattr(target[0], "lock_thread", None) if target else None
+        return lock(target[1]) if lock is not None else contextlib.nullcontext()
+
+    def _athread_lock(self, config: dict[str, Any] | None) -> Any:
+        target = self._lock_target(config)
+        lock = getattr(target[0], "alock_thread", None) if target else None
+        return lock(target[1]) if lock is not None else contextlib.nullcontext()
 
     def _prepare(
         self,
@@ -287,16 +314,18 @@ class CompiledStateGraph(Runnable):
                             interrupt_before=interrupt_before, interrupt_after=interrupt_after,
                             durability=durability, **kwargs)
             )
-        run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
-                            interrupt_before=interrupt_before, interrupt_after=interrupt_after,
-                            durability=durability)
-        try:
-            for _ in drive(run.loop, run.saver, None):
-                pass
-        except BaseException as exc:
-            run.finish(exc)
-            raise
-        run.finish()
+        with self._thread_lock(config):
+            input = _checked_resume(self, input, config)
+            run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
+                                interrupt_before=interrupt_before,
+                                interrupt_after=interrupt_after, durability=durability)
+            try:
+                for _ in drive(run.loop, run.saver, None):
+                    pass
+            except BaseException as exc:
+                run.finish(exc)
+                raise
+            run.finish()
         return self._result(run, output_keys, version)
 
     async def ainvoke(
@@ -322,16 +351,18 @@ class CompiledStateGraph(Runnable):
                     interrupt_before=interrupt_before, interrupt_after=interrupt_after,
                     durability=durability, **kwargs)
             ]
-        run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
-                            interrupt_before=interrupt_before, interrupt_after=interrupt_after,
-                            durability=durability)
-        try:
-            async for _ in adrive(run.loop, run.saver, None):
-                pass
-        except BaseException as exc:
-            run.finish(exc)
-            raise
-        run.finish()
+        async with self._athread_lock(config):
+            input = await _achecked_resume(self, input, config)
+            run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
+                                interrupt_before=interrupt_before,
+                                interrupt_after=interrupt_after, durability=durability)
+            try:
+                async for _ in adrive(run.loop, run.saver, None):
+                    pass
+            except BaseException as exc:
+                run.finish(exc)
+                raise
+            run.finish()
         return self._result(run, output_keys, version)
 
     def _result(self, run: _Run, output_keys: Any, version: str) -> Any:
@@ -377,20 +408,22 @@ class CompiledStateGraph(Runnable):
             if wake is not None:
                 wake.put(None)
 
-        run = self._prepare(input, config, modes=modes, sink=sink, context=context,
-                            interrupt_before=interrupt_before, interrupt_after=interrupt_after,
-                            durability=durability)
-        run.loop.out = out
-        run.single = single
-        run.subgraphs = subgraphs
-        try:
-            for event in drive(run.loop, run.saver, wake):
-                if run.keep(event):
-                    yield run.format(event)
-        except BaseException as exc:
-            run.finish(exc)
-            raise
-        run.finish()
+        with self._thread_lock(config):
+            input = _checked_resume(self, input, config)
+            run = self._prepare(input, config, modes=modes, sink=sink, context=context,
+                                interrupt_before=interrupt_before,
+                                interrupt_after=interrupt_after, durability=durability)
+            run.loop.out = out
+            run.single = single
+            run.subgraphs = subgraphs
+            try:
+                for event in drive(run.loop, run.saver, wake):
+                    if run.keep(event):
+                        yield run.format(event)
+            except BaseException as exc:
+                run.finish(exc)
+                raise
+            run.finish()
         run.loop.raise_if_nested_pause()
 
     async def astream(
@@ -422,20 +455,22 @@ class CompiledStateGraph(Runnable):
             if poke is not None:
                 poke(None)
 
-        run = self._prepare(input, config, modes=modes, sink=sink, context=context,
-                            interrupt_before=interrupt_before, interrupt_after=interrupt_after,
-                            durability=durability)
-        run.loop.out = out
-        run.single = single
-        run.subgraphs = subgraphs
-        try:
-            async for event in adrive(run.loop, run.saver, wake):
-                if run.keep(event):
-                    yield run.format(event)
-        except BaseException as exc:
-            run.finish(exc)
-            raise
-        run.finish()
+        async with self._athread_lock(config):
+            input = await _achecked_resume(self, input, config)
+            run = self._prepare(input, config, modes=modes, sink=sink, context=context,
+                                interrupt_before=interrupt_before,
+                                interrupt_after=interrupt_after, durability=durability)
+            run.loop.out = out
+            run.single = single
+            run.subgraphs = subgraphs
+            try:
+                async for event in adrive(run.loop, run.saver, wake):
+                    if run.keep(event):
+                        yield run.format(event)
+            except BaseException as exc:
+                run.finish(exc)
+                raise
+            run.finish()
         run.loop.raise_if_nested_pause()
 
     # -- state ----------------------------------------------------------------------
@@ -520,9 +555,8 @@ class CompiledStateGraph(Runnable):
     ) -> dict[str, Any]:
         """Write ``values`` as if node ``as_node`` returned them; return the new config."""
         saver = self._require_saver(config)
-        return state_ops.run_sync(
-            state_ops.update_state(self, saver, config, [(values, as_node)]), saver
-        )
+        with self._thread_lock(config):
+            return _recorded_update(self, saver, config, [(values, as_node)])
 
     async def aupdate_state(
         self,
@@ -532,29 +566,39 @@ class CompiledStateGraph(Runnable):
         task_id: str | None = None,
     ) -> dict[str, Any]:
         saver = self._require_saver(config)
-        return await state_ops.run_async(
-            state_ops.update_state(self, saver, config, [(values, as_node)]), saver
-        )
+        async with self._athread_lock(config):
+            return await _arecorded_update(self, saver, config, [(values, as_node)])
 
     def bulk_update_state(
         self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
     ) -> dict[str, Any]:
         """Apply several supersteps of ``StateUpdate``s, one checkpoint each."""
         saver = self._require_saver(config)
-        for updates in _check_supersteps(supersteps):
-            config = state_ops.run_sync(state_ops.update_state(self, saver, config, updates),
-                                        saver)
+        with self._thread_lock(config):
+            for updates in _check_supersteps(supersteps):
+                config = _recorded_update(self, saver, config, updates)
         return config
 
     async def abulk_update_state(
         self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
     ) -> dict[str, Any]:
         saver = self._require_saver(config)
-        for updates in _check_supersteps(supersteps):
-            config = await state_ops.run_async(
-                state_ops.update_state(self, saver, config, updates), saver
-            )
+        async with self._athread_lock(config):
+            for updates in _check_supersteps(supersteps):
+                config = await _arecorded_update(self, saver, config, updates)
         return config
+
+    def get_audit_log(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        """The thread's audit log, oldest first: every resume, approval decision (who,
+        when, which request and digest, what an edit changed), refusal and state update.
+        See ``threadloom.hitl.audit`` for the record format."""
+        saver = self._require_saver(config)
+        return saver.list_audit(state_ops.history_config(config)["configurable"]["thread_id"])
+
+    async def aget_audit_log(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        saver = self._require_saver(config)
+        thread_id = state_ops.history_config(config)["configurable"]["thread_id"]
+        return await saver.alist_audit(thread_id)
 
 
 def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[Any, Any]]]:
@@ -567,6 +611,46 @@ def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[An
         out.append([(u.values, u.as_node) for u in updates])
     return out
 
+
+# -- hooks of higher layers (threadloom.hitl): answers checked, updates audited -----------
+
+
+def _checked_resume(graph: CompiledStateGraph, input: Any, config: Any) -> Any:
+    """An installed layer may check (and stamp) the answers of a resume before it runs."""
+    hooks = installed_hooks()
+    if hooks is not None and isinstance(input, Command) and input.resume is not None:
+        return hooks.before_resume(graph, input, config)
+    return input
+
+
+async def _achecked_resume(graph: CompiledStateGraph, input: Any, config: Any) -> Any:
+    hooks = installed_hooks()
+    if hooks is not None and isinstance(input, Command) and input.resume is not None:
+        return await hooks.abefore_resume(graph, input, config)
+    return input
+
+
+def _recorded_update(graph: CompiledStateGraph, saver: Any, config: Any, updates: Any) -> Any:
+    """One ``update_state`` superstep, recorded by an installed layer (the audit log)."""
+    hooks = installed_hooks()
+    before = hooks.before_update(graph, saver, config) if hooks is not None else None
+    new_config = state_ops.run_sync(state_ops.update_state(graph, saver, config, updates), saver)
+    if hooks is not None:
+        hooks.after_update(saver, config, updates, before, new_config)
+    return new_config
+
+
+async def _arecorded_update(
+    graph: CompiledStateGraph, saver: Any, config: Any, updates: Any
+) -> Any:
+    hooks = installed_hooks()
+    before = await hooks.abefore_update(graph, saver, config) if hooks is not None else None
+    new_config = await state_ops.run_async(
+        state_ops.update_state(graph, saver, config, updates), saver
+    )
+    if hooks is not None:
+        await hooks.aafter_update(saver, config, updates, before, new_config)
+    return new_config
 
 def _node_list(value: Any) -> Any:
     if value is None:

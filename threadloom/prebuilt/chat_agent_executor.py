@@ -121,6 +121,7 @@ def create_react_agent(
     debug: bool = False,
     version: Literal["v1", "v2"] = "v2",
     name: str | None = None,
+    approval: Any = None,
 ) -> CompiledStateGraph:
     """Build a graph that calls ``model`` and runs the tools it asks for, in a loop.
 
@@ -132,6 +133,10 @@ def create_react_agent(
     one ``ToolNode`` over all calls. When fewer than two steps remain before the
     recursion limit and the model still asks for tools, the agent answers
     ``"Sorry, need more steps to process this request."`` instead of failing.
+
+    ``approval=ApprovalPolicy(...)`` (``threadloom.hitl``) pauses before the tools run for
+    the calls the policy says need a person: one request per call, all of a turn in one
+    interrupt (so the turn's calls go to one ``tools`` task, as with ``"v1"``).
     """
     from threadloom.graph import StateGraph
 
@@ -145,6 +150,8 @@ def create_react_agent(
         _check_state_schema(state_schema, response_format is not None)
 
     tool_node, tool_classes, builtin_tools = _tool_setup(tools)
+    if approval is not None:
+        tool_node = _with_approval(tool_node, approval)
     tool_calling = bool(tool_classes)
     return_direct = {t.name for t in tool_classes if t.return_direct}
     model_source = _ModelSource(model, tool_classes, builtin_tools, prompt)
@@ -189,7 +196,9 @@ def create_react_agent(
 
     builder.add_node("tools", tool_node)
     _allow_in_checkpoints(state_schema)
-    router = _Router(version, final, entry, return_direct, post_model_hook is not None)
+    # With approval, a turn's calls are decided together: one tools task for all of them.
+    routing = "v1" if approval is not None else version
+    router = _Router(routing, final, entry, return_direct, post_model_hook is not None)
     if post_model_hook is not None:
         builder.add_conditional_edges(
             "post_model_hook", router.after_post_hook, path_map=_unique([entry, "tools", final])
@@ -219,6 +228,23 @@ def _tool_setup(
     builtin = [t for t in tools if isinstance(t, dict)]
     node = ToolNode([t for t in tools if not isinstance(t, dict)])
     return node, list(node.tools_by_name.values()), builtin
+
+
+def _with_approval(node: ToolNode, approval: Any) -> ToolNode:
+    """``node`` gated by ``approval`` (a new ToolNode with the same tools and options)."""
+    if node.approval is not None:
+        raise ValueError(
+            "The ToolNode given to create_react_agent already has approval=...; pass the "
+            "policy in one place only."
+        )
+    return ToolNode(
+        list(node.tools_by_name.values()),
+        name=node.name,
+        tags=node.tags,
+        handle_tool_errors=node.handle_tool_errors,
+        messages_key=node.messages_key,
+        approval=approval,
+    )
 
 
 def _bound_tool_names(bound: Sequence[Any]) -> set[str]:

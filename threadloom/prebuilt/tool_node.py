@@ -170,6 +170,10 @@ class ToolNode(Runnable[Any, Any]):
     all, answered with that text; an exception class or tuple only those; a callable
     only the types its first parameter is annotated with, answered with its return
     value; ``False`` none. Interrupts (``GraphBubbleUp``) always propagate.
+
+    ``approval=ApprovalPolicy(...)`` (``threadloom.hitl``) first pauses for the calls the
+    policy says a person must decide, all in one interrupt, and runs nothing until they
+    are decided; rejected calls are answered with an error ``ToolMessage``.
     """
 
     def __init__(
@@ -180,6 +184,7 @@ class ToolNode(Runnable[Any, Any]):
         tags: list[str] | None = None,
         handle_tool_errors: ErrorHandler = _default_handle_tool_errors,
         messages_key: str = "messages",
+        approval: Any = None,
     ) -> None:
         self.name = name
         self.tags = list(tags or [])
@@ -192,6 +197,13 @@ class ToolNode(Runnable[Any, Any]):
             tool = _as_tool(item)
             self.tools_by_name[tool.name] = tool
             self._injections[tool.name] = _find_injections(tool)
+        # approval=ApprovalPolicy(...): pause for the calls a person must decide first.
+        self.approval = approval
+        self._approval_gate: Any = None
+        if approval is not None:
+            from threadloom.hitl.tool_gate import ToolApprovalGate
+
+            self._approval_gate = ToolApprovalGate(approval, self.tools_by_name)
 
     def __repr__(self) -> str:
         return f"ToolNode(tools={list(self.tools_by_name)!r}, name={self.name!r})"
@@ -213,6 +225,10 @@ class ToolNode(Runnable[Any, Any]):
 
     def _run_sync(self, input: Any, config: RunnableConfig) -> Any:
         calls, input_type, state = self._parse_input(input)
+        gated = None
+        if self._approval_gate is not None:
+            gated = self._approval_gate.checked_review(calls, self._messages_of(state, input_type))
+            calls = gated.to_run if gated is not None else calls
         store = _current_store()
         prepared = [self._prepare(call, state, store) for call in calls]
         configs = get_config_list(config, len(prepared))
@@ -225,17 +241,37 @@ class ToolNode(Runnable[Any, Any]):
                 outputs = list(
                     executor.map(self._run_one, prepared, [input_type] * len(prepared), configs)
                 )
+        if gated is not None:
+            outputs = gated.merge(outputs)
         return self._combine(outputs, input_type)
 
     async def _run_async(self, input: Any, config: RunnableConfig) -> Any:
         calls, input_type, state = self._parse_input(input)
+        gated = None
+        if self._approval_gate is not None:
+            gated = await self._approval_gate.acheck_review(
+                calls, self._messages_of(state, input_type)
+            )
+            calls = gated.to_run if gated is not None else calls
         store = _current_store()
         prepared = [self._prepare(call, state, store) for call in calls]
         configs = get_config_list(config, len(prepared))
-        outputs = await asyncio.gather(
+        outputs = list(await asyncio.gather(
             *(self._arun_one(c, input_type, cf) for c, cf in zip(prepared, configs, strict=True))
-        )
-        return self._combine(list(outputs), input_type)
+        ))
+        if gated is not None:
+            outputs = gated.merge(outputs)
+        return self._combine(outputs, input_type)
+
+    def _messages_of(self, state: Any, input_type: InputType) -> Any:
+        """The message list an approval edit can update (None for bare tool calls)."""
+        if input_type == "list":
+            return state
+        if input_type == "dict":
+            if isinstance(state, dict):
+                return state.get(self.messages_key)
+            return getattr(state, self.messages_key, None)
+        return None
 
     # -- input -----------------------------------------------------------------------------
 

@@ -1,0 +1,237 @@
+"""The audit log is stored durably by every saver: memory, SQLite and PostgreSQL (sync and
+async), in its own versioned migration, append-only and hash-chained; decisions made on
+one connection are read on another; ``threadloom audit`` exports and verifies it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from langchain_core.messages import HumanMessage
+from langchain_core.tools import tool
+
+from threadloom.checkpoint.memory import InMemorySaver
+from threadloom.cli import main as cli_main
+from threadloom.hitl import ApprovalPolicy, verify_chain
+from threadloom.prebuilt import ScriptedChatModel, create_react_agent
+from threadloom.types import Command
+
+PG_URL = os.environ.get(
+    "THREADLOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+_pg: dict[str, str | None] = {}
+
+
+def _pg_unavailable() -> str | None:
+    if "reason" not in _pg:
+        try:
+            import psycopg
+
+            with psycopg.connect(PG_URL, connect_timeout=3) as conn:
+                conn.execute("SELECT 1")
+            _pg["reason"] = None
+        except Exception as exc:
+            _pg["reason"] = f"Postgres at {PG_URL} unreachable: {exc}"
+    return _pg["reason"]
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    reason = _pg_unavailable()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    import psycopg
+
+    schema = f"tl_hitl_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options={quote(f'-c search_path={schema}')}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextmanager
+def sync_saver(kind: str, where: str) -> Iterator[Any]:
+    if kind == "sqlite":
+        from threadloom.checkpoint.sqlite import SqliteSaver
+
+        with SqliteSaver.from_conn_string(where) as saver:
+            yield saver
+    else:
+        from threadloom.checkpoint.postgres import PostgresSaver
+
+        with PostgresSaver.from_conn_string(where) as saver:
+            saver.setup()
+            yield saver
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def durable(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    if request.param == "sqlite":
+        return "sqlite", str(tmp_path / "audit.db")
+    return "postgres", request.getfixturevalue("pg_url")
+
+
+@tool
+def delete_file(path: str) -> str:
+    """Delete a file from the filesystem."""
+    return f"Deleted {path}"
+
+
+def make_agent(saver: Any) -> Any:
+    def respond(messages: list[Any]) -> Any:
+        if len(messages) > 1:
+            return "Done."
+        return {"content": "", "tool_calls": [
+            {"name": "delete_file", "args": {"path": "/srv/a"}, "id": "call_a"},
+            {"name": "delete_file", "args": {"path": "/srv/b"}, "id": "call_b"}]}
+
+    return create_react_agent(ScriptedChatModel(respond=respond), [delete_file],
+                              checkpointer=saver, approval=ApprovalPolicy(default="always"))
+
+
+def cfg(**conf: Any) -> dict[str, Any]:
+    return {"configurable": {"thread_id": "t", **conf}}
+
+
+BOB = {"id": "bob", "roles": ["ops"]}
+
+
+def test_decisions_survive_a_new_connection(durable: tuple[str, str]) -> None:
+    kind, where = durable
+    with sync_saver(kind, where) as saver:
+        agent = make_agent(saver)
+        agent.invoke({"messages": [HumanMessage("tidy")]}, cfg())
+        agent.invoke(Command(resume=[
+            {"type": "edit", "args": {"path": "/srv/a.bak"}},
+            {"type": "reject", "args": "keep b"},
+        ]), cfg(reviewer=BOB))
+    with sync_saver(kind, where) as saver:
+        log = make_agent(saver).get_audit_log(cfg())
+        saver.delete_thread("t")
+        assert saver.list_audit("t") == log  # the log outlives the thread's checkpoints
+    assert [(r["request_id"], r["decision"], r["who"]["id"]) for r in log] == [
+        ("call_a", "edit", "bob"), ("call_b", "reject", "bob")]
+    assert log[0]["args_diff"]["changed"] == {"path": {"from": "/srv/a", "to": "/srv/a.bak"}}
+    verify_chain(log)
+
+
+def test_appends_are_numbered_chained_and_never_fork(durable: tuple[str, str]) -> None:
+    kind, where = durable
+    with sync_saver(kind, where) as saver:
+        first = saver.put_audit("x", [{"event": "a"}, {"event": "b"}])
+        second = saver.put_audit("x", [{"event": "c", "text": "naïve ✓"}])
+        assert [r["seq"] for r in first + second] == [1, 2, 3]
+        assert second[0]["prev_hash"] == first[1]["hash"]
+        assert saver.list_audit("x") == first + second
+        assert saver.list_audit("y") == []
+        with pytest.raises(TypeError):
+            saver.put_audit("x", [{"event": object()}])
+        assert len(saver.list_audit("x")) == 3
+    # The same place cannot be taken twice: the table's key refuses a forked log.
+    if kind == "sqlite":
+        conn = sqlite3.connect(where)
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO threadloom_audit_log VALUES ('x', 3, '{}', 0)")
+        conn.close()
+
+
+def test_audit_table_is_its_own_versioned_migration(tmp_path: Path) -> None:
+    from threadloom.checkpoint.sqlite import MIGRATIONS, SqliteSaver
+
+    db = str(tmp_path / "m.db")
+    with SqliteSaver.from_conn_string(db) as saver:
+        saver.setup()  # idempotent
+        versions = [r[0] for r in saver.conn.execute("SELECT v FROM threadloom_migrations")]
+    assert versions == list(range(len(MIGRATIONS)))
+    assert any("threadloom_audit_log" in stmt for stmt in MIGRATIONS[-1])
+
+
+def test_async_savers_store_the_log(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    from threadloom.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    async def run(saver: Any) -> list[dict[str, Any]]:
+        agent = make_agent(saver)
+        await agent.ainvoke({"messages": [HumanMessage("tidy")]}, cfg())
+        await agent.ainvoke(Command(resume={"call_a": True, "call_b": False}),
+                            cfg(reviewer=BOB))
+        return await agent.aget_audit_log(cfg())
+
+    async def with_sqlite() -> list[dict[str, Any]]:
+        async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "a.db")) as saver:
+            return await run(saver)
+
+    logs = [asyncio.run(with_sqlite())]
+    if _pg_unavailable() is None:
+        from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        url = request.getfixturevalue("pg_url")
+
+        async def with_pg() -> list[dict[str, Any]]:
+            async with AsyncPostgresSaver.from_conn_string(url) as saver:
+                await saver.setup()
+                return await run(saver)
+
+        logs.append(asyncio.run(with_pg()))
+    for log in logs:
+        assert [r["decision"] for r in log] == ["accept", "reject"]
+        verify_chain(log)
+
+
+def test_cli_exports_and_verifies_a_threads_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "cli.db")
+    with sync_saver("sqlite", db) as saver:
+        agent = make_agent(saver)
+        agent.invoke({"messages": [HumanMessage("tidy")]}, cfg())
+        agent.invoke(Command(resume=[True, True]), cfg(reviewer=BOB))
+    out = tmp_path / "log.jsonl"
+    assert cli_main(["audit", "--sqlite", db, "--thread", "t", "--out", str(out),
+                     "--verify"]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["request_id"] for r in records] == ["call_a", "call_b"]
+    assert cli_main(["audit", "--sqlite", db, "--thread", "t"]) == 0
+    assert capsys.readouterr().out.count('"event": "decision"') == 2
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE threadloom_audit_log SET record = replace(record, 'bob', 'eve')")
+    conn.commit()
+    conn.close()
+    assert cli_main(["audit", "--sqlite", db, "--thread", "t", "--verify"]) == 1
+    assert "altered" in capsys.readouterr().err
+
+
+def test_memory_saver_is_durable_for_the_process_only() -> None:
+    saver = InMemorySaver()
+    agent = make_agent(saver)
+    agent.invoke({"messages": [HumanMessage("tidy")]}, cfg())
+    agent.invoke(Command(resume=[True, True]), cfg(reviewer=BOB))
+    assert [r["decision"] for r in saver.list_audit("t")] == ["accept", "accept"]
+
+
+def test_a_database_from_before_the_audit_log_is_told_to_migrate(pg_url: str) -> None:
+    import psycopg
+
+    from threadloom.checkpoint.postgres import PostgresSaver
+
+    with PostgresSaver.from_conn_string(pg_url) as saver:
+        saver.setup()
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # as an older release left it
+            conn.execute("DROP TABLE threadloom_audit_log")
+            conn.execute("DELETE FROM threadloom_migrations WHERE v = 2")
+        with pytest.raises(RuntimeError, match=r"run saver\.setup\(\)"):
+            saver.put_audit("t", [{"event": "x"}])
+        saver.setup()
+        assert [r["seq"] for r in saver.put_audit("t", [{"event": "x"}])] == [1]

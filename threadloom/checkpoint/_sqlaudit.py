@@ -1,0 +1,111 @@
+"""Durable audit log storage for the SQL savers: one table, append-only, hash-chained.
+
+``threadloom_audit_log(thread_id, seq, record, created_at)`` holds a thread's audit
+records (``threadloom.hitl.audit``) as JSON text, numbered from 1 per thread. An append
+reads the thread's last record and inserts the new ones chained after it
+(``chain_audit_records``) in one transaction; ``(thread_id, seq)`` is the primary key,
+so two concurrent appends cannot both take the same place - one fails instead of
+forking the log. The log is not touched by ``delete_thread``, ``prune`` or
+``expire_paused``: it is the record of who decided what.
+
+The table comes with its own migration (``SQLITE_MIGRATION`` / ``POSTGRES_MIGRATION``),
+appended to each saver's migration list.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from threadloom.checkpoint._sql import Dialect, Op, Query
+from threadloom.checkpoint.base import AuditRecord, chain_audit_records
+
+__all__ = [
+    "AUDIT",
+    "POSTGRES_MIGRATION",
+    "SQLITE_MIGRATION",
+    "explained",
+    "list_audit",
+    "put_audit",
+]
+
+AUDIT = "threadloom_audit_log"
+
+SQLITE_MIGRATION: tuple[str, ...] = (
+    f"""CREATE TABLE IF NOT EXISTS {AUDIT} (
+        thread_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        record TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (thread_id, seq)
+    )""",
+)
+
+POSTGRES_MIGRATION: tuple[str, ...] = (
+    f"""CREATE TABLE IF NOT EXISTS {AUDIT} (
+        thread_id TEXT COLLATE "C" NOT NULL,
+        seq BIGINT NOT NULL,
+        record TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (thread_id, seq)
+    )""",
+)
+
+# Appends to one thread's log take turns (Postgres: an advisory transaction lock of its
+# own class, "tlau"; SQLite: BEGIN IMMEDIATE already serializes writers).
+_LOCKS = {"postgres": "SELECT pg_advisory_xact_lock(1953259893, hashtext(?))"}
+
+
+def _decode(raw: Any) -> AuditRecord:
+    return json.loads(raw) if isinstance(raw, (str, bytes, bytearray)) else dict(raw)
+
+
+def put_audit(
+    dialect: Dialect, thread_id: str, records: Sequence[AuditRecord]
+) -> Op[list[AuditRecord]]:
+    thread_id = str(thread_id)
+    for record in records:
+        json.dumps(record)  # a value JSON cannot hold fails here, before any I/O
+    lock = _LOCKS.get(dialect.name)
+    if lock:
+        yield Query(lock, (thread_id,))
+    rows = yield Query(
+        f"SELECT record FROM {AUDIT} WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
+        (thread_id,),
+        fetch=True,
+    )
+    last = _decode(rows[0][0]) if rows else None
+    stored = chain_audit_records(last, thread_id, records)
+    now = time.time()
+    for record in stored:
+        yield Query(
+            f"INSERT INTO {AUDIT} (thread_id, seq, record, created_at) VALUES (?, ?, ?, ?)",
+            (thread_id, record["seq"], json.dumps(record, ensure_ascii=False), now),
+        )
+    return stored
+
+
+def list_audit(thread_id: str) -> Op[list[AuditRecord]]:
+    rows = yield Query(
+        f"SELECT record FROM {AUDIT} WHERE thread_id = ? ORDER BY seq", (str(thread_id),),
+        fetch=True,
+    )
+    return [_decode(r[0]) for r in rows or ()]
+
+
+@contextmanager
+def explained() -> Iterator[None]:
+    """A database created before the audit log existed says how to add it."""
+    try:
+        yield
+    except Exception as exc:
+        text = str(exc)
+        if AUDIT in text and ("no such table" in text or "does not exist" in text):
+            raise RuntimeError(
+                f"The database has no {AUDIT} table yet: run saver.setup() once to apply "
+                "the migration that adds it (idempotent; safe with other processes)."
+            ) from exc
+        raise

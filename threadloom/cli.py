@@ -1,0 +1,157 @@
+"""The ``threadloom`` command.
+
+    threadloom sweep --sqlite checkpoints.db --graph myapp.agent:graph [--now ISO] [--json]
+    threadloom sweep --postgres postgresql://... --graph myapp.agent:graph
+    threadloom audit --sqlite checkpoints.db --thread t-42 [--out log.jsonl] [--verify]
+
+``sweep`` applies the passed deadlines of approval requests on every paused thread of
+the graph (``threadloom.hitl.deadlines.sweep``); run it from cron or a timer. ``audit``
+prints (or exports as JSON lines) a thread's audit log.
+
+``--graph module:attr`` names a compiled graph, a ``StateGraph`` builder, or a function
+taking the checkpointer and returning a compiled graph; the graph is run on the saver
+given here, whatever checkpointer it was compiled with. The current directory is on
+the import path, as with ``python -m``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["load_graph", "main"]
+
+
+def _add_saver_options(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--sqlite", metavar="PATH", help="SQLite checkpoint file")
+    where.add_argument("--postgres", metavar="URL", help="PostgreSQL connection URL")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="threadloom", description="Stateful agent workflows with people in the loop."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sweep = commands.add_parser(
+        "sweep", help="apply passed approval deadlines on every paused thread"
+    )
+    _add_saver_options(sweep)
+    sweep.add_argument("--graph", required=True, metavar="MODULE:ATTR",
+                       help="the graph whose threads to sweep, e.g. myapp.agent:graph")
+    sweep.add_argument("--now", metavar="ISO", help="sweep as of this time (default: now)")
+    sweep.add_argument("--json", action="store_true", help="print one JSON object per result")
+
+    audit = commands.add_parser("audit", help="print or export a thread's audit log")
+    _add_saver_options(audit)
+    audit.add_argument("--thread", required=True, metavar="ID", help="thread id")
+    audit.add_argument("--out", metavar="FILE", help="write JSON lines to FILE")
+    audit.add_argument("--verify", action="store_true",
+                       help="check the log's hash chain; exit 1 if it is broken")
+    return parser
+
+
+@contextmanager
+def open_saver(args: argparse.Namespace) -> Iterator[Any]:
+    """The saver named on the command line, set up and closed on exit."""
+    if args.sqlite:
+        from threadloom.checkpoint.sqlite import SqliteSaver
+
+        with SqliteSaver.from_conn_string(args.sqlite) as saver:
+            yield saver
+    else:
+        from threadloom.checkpoint.postgres import PostgresSaver
+
+        with PostgresSaver.from_conn_string(args.postgres) as saver:
+            saver.setup()
+            yield saver
+
+
+def load_graph(spec: str, checkpointer: Any) -> Any:
+    """Import ``module:attr`` and return it as a compiled graph running on ``checkpointer``."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise SystemExit(f"--graph {spec!r}: use MODULE:ATTR, e.g. myapp.agent:graph")
+    if "" not in sys.path:
+        sys.path.insert(0, "")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SystemExit(f"--graph {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise SystemExit(f"--graph {spec!r}: {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    from threadloom.graph import StateGraph
+
+    if isinstance(obj, StateGraph):
+        return obj.compile(checkpointer=checkpointer)
+    if getattr(obj, "_threadloom_graph", False):
+        graph = copy.copy(obj)  # the same graph, on this command's saver
+        graph.checkpointer = checkpointer
+        return graph
+    if callable(obj):
+        graph = obj(checkpointer)
+        if getattr(graph, "_threadloom_graph", False):
+            return graph
+    raise SystemExit(
+        f"--graph {spec!r} is a {type(obj).__name__}: give a compiled graph, a StateGraph, "
+        "or a function taking the checkpointer and returning a compiled graph."
+    )
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from threadloom.hitl.clock import from_iso
+    from threadloom.hitl.deadlines import sweep
+
+    now = from_iso(args.now) if args.now else None
+    with open_saver(args) as saver:
+        graph = load_graph(args.graph, saver)
+        results = sweep(graph, now=now)
+    for r in results:
+        if args.json:
+            print(json.dumps({**r.__dict__, "ok": r.ok}, sort_keys=True))
+        else:
+            status = "ok" if r.ok else f"FAILED: {r.error}"
+            print(f"{r.thread_id}: {r.action} ({r.request_id}) -> {r.decision} "
+                  f"[deadline {r.deadline}] {status}")
+    if not args.json:
+        print(f"{len(results)} expired request(s) handled.")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from threadloom.hitl.audit import export_jsonl, verify_chain
+
+    with open_saver(args) as saver:
+        records = saver.list_audit(args.thread)
+    if args.verify:
+        try:
+            verify_chain(records)
+        except ValueError as exc:
+            print(f"audit log of {args.thread!r} is broken: {exc}", file=sys.stderr)
+            return 1
+    if args.out:
+        count = export_jsonl(records, args.out)
+        print(f"{count} record(s) written to {args.out}")
+    else:
+        export_jsonl(records, sys.stdout)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "sweep":
+        return _sweep(args)
+    return _audit(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

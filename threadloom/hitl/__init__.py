@@ -1,0 +1,77 @@
+"""People in the loop: approval requests, policies, deadlines, quorum and the audit trail.
+
+The pieces, one concept a module:
+
+* ``request`` / ``response`` - the one request shape (Agent Inbox compatible) and every
+  answer shape UIs send;
+* ``policy`` - which actions need a person (``ApprovalPolicy``), for ``ToolNode`` /
+  ``create_react_agent(approval=...)`` or ``policy.review(...)`` in any node;
+* ``approve`` - ``request_approval`` / ``collect_decisions`` inside a node;
+* ``digest`` + ``decision`` - approvals bound to the exact action, checked at execution;
+* ``quorum`` - reviewer identity (from the run's config), roles, M distinct approvers;
+* ``deadlines`` - what happens when nobody decides in time; ``sweep`` applies it;
+* ``audit`` - the per-thread, hash-chained log of decisions; ``export_jsonl``;
+* ``hooks`` - where the graph checks answers before a resume and records updates.
+"""
+
+from threadloom.graph.hooks import install as _install_graph_hooks
+from threadloom.hitl import hooks as _graph_hooks
+from threadloom.hitl.approve import collect_decisions, request_approval
+from threadloom.hitl.audit import arg_diff, export_jsonl, verify_chain
+from threadloom.hitl.deadlines import (
+    DEADLINE_REVIEWER,
+    Deadline,
+    Escalate,
+    SweepResult,
+    asweep,
+    sweep,
+)
+from threadloom.hitl.decision import Decision
+from threadloom.hitl.digest import action_digest
+from threadloom.hitl.errors import (
+    ApprovalError,
+    ApprovalMismatchError,
+    DeadlinePassedError,
+    DuplicateApproverError,
+    InvalidEditError,
+    InvalidResponseError,
+    ReviewerNotAllowedError,
+)
+from threadloom.hitl.policy import ApprovalPolicy, ApprovalRule
+from threadloom.hitl.quorum import Reviewer, Reviewers
+from threadloom.hitl.request import Allowed, ApprovalRequest, requests_in
+from threadloom.hitl.response import ApprovalResponse
+
+__all__ = [
+    "DEADLINE_REVIEWER",
+    "Allowed",
+    "ApprovalError",
+    "ApprovalMismatchError",
+    "ApprovalPolicy",
+    "ApprovalRequest",
+    "ApprovalResponse",
+    "ApprovalRule",
+    "Deadline",
+    "DeadlinePassedError",
+    "Decision",
+    "DuplicateApproverError",
+    "Escalate",
+    "InvalidEditError",
+    "InvalidResponseError",
+    "Reviewer",
+    "ReviewerNotAllowedError",
+    "Reviewers",
+    "SweepResult",
+    "action_digest",
+    "arg_diff",
+    "asweep",
+    "collect_decisions",
+    "export_jsonl",
+    "request_approval",
+    "requests_in",
+    "sweep",
+    "verify_chain",
+]
+
+# Importing the approval layer makes every graph check resume answers and audit updates.
+_install_graph_hooks(_graph_hooks)

@@ -1,0 +1,211 @@
+"""What a person answers, in every shape UIs send, and how answers meet their requests.
+
+Accepted shapes for one answer:
+
+* Agent Inbox ``HumanResponse``: ``{"type": "accept"|"edit"|"response"|"ignore",
+  "args": ...}`` - ``edit`` carries the edited ``{"action", "args"}`` (or just the new
+  arguments), ``response`` the text; plus our ``{"type": "reject", "args": "reason"}``;
+* LangChain's HITL decisions: ``{"type": "approve"}``, ``{"type": "reject", "message":
+  ...}``, ``{"type": "edit", "edited_action": {"name", "args"}}``;
+* shorthands ``True`` (accept), ``False`` (reject), ``"accept"``, ``"reject"``.
+
+For a batch of requests the answer is a list in request order (``None`` leaves one
+unanswered for now) or a dict keyed by request id (the tool call id). Agent Inbox's
+"list holding one response" fits a single request.
+
+When an answer arrives the graph stamps it with who gave it (from the run's config),
+when, and the digest of the request it answers; ``ApprovalResponse.to_dict`` is that
+stamped form, which is what the paused node finally reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from threadloom.hitl.errors import InvalidResponseError
+from threadloom.hitl.quorum import Reviewer
+from threadloom.hitl.request import RESPONSE_TYPES, ApprovalRequest
+
+__all__ = ["ApprovalResponse", "match_responses"]
+
+_ALIASES = {
+    "approve": "accept",
+    "approved": "accept",
+    "accept": "accept",
+    "edit": "edit",
+    "reject": "reject",
+    "deny": "reject",
+    "response": "response",
+    "respond": "response",
+    "ignore": "ignore",
+    "escalate": "escalate",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalResponse:
+    """One answer to one request.
+
+    ``args`` holds an edit's new arguments, ``message`` a rejection's reason or a
+    response's text. ``reviewer``, ``at`` and ``digest`` are stamped on arrival;
+    ``via_deadline`` marks the decision a deadline applied (``threadloom sweep``).
+    """
+
+    type: str
+    args: dict[str, Any] | None = None
+    action: str | None = None
+    message: str | None = None
+    digest: str | None = None
+    reviewer: Reviewer | None = None
+    at: str | None = None
+    via_deadline: bool = False
+
+    @classmethod
+    def parse(cls, value: Any, *, request_id: str | None = None) -> ApprovalResponse:
+        """Read any accepted answer shape (see the module docstring)."""
+        if isinstance(value, ApprovalResponse):
+            return value
+        if value is True:
+            return cls(type="accept")
+        if value is False:
+            return cls(type="reject")
+        if isinstance(value, str):
+            return cls(type=_type_of(value, request_id))
+        if not isinstance(value, Mapping):
+            raise InvalidResponseError(
+                f"Cannot read the answer {value!r}"
+                + (f" to request {request_id!r}" if request_id else "")
+                + ": give a dict like {'type': 'accept'}, {'type': 'edit', 'args': {...}}, "
+                "{'type': 'reject', 'args': 'reason'}, {'type': 'response', 'args': 'text'} "
+                "or {'type': 'ignore'}.",
+                request_id=request_id,
+            )
+        kind = _type_of(value.get("type"), request_id)
+        raw_args = value.get("args")
+        args: dict[str, Any] | None = None
+        action: str | None = None
+        message = value.get("message") if isinstance(value.get("message"), str) else None
+        if kind == "edit":
+            edited = value.get("edited_action")
+            if isinstance(edited, Mapping):
+                action = edited.get("name") or edited.get("action")
+                args = edited.get("args")
+            elif isinstance(raw_args, Mapping) and set(raw_args) == {"action", "args"} and (
+                isinstance(raw_args["args"], Mapping)
+            ):
+                action = raw_args["action"]
+                args = raw_args["args"]
+            else:
+                args = raw_args  # type: ignore[assignment]
+            if not isinstance(args, Mapping):
+                raise InvalidResponseError(
+                    "An 'edit' answer needs the new arguments: {'type': 'edit', 'args': "
+                    "{'action': name, 'args': {...}}} or {'type': 'edit', 'args': {...}}"
+                    + (f" (request {request_id!r})" if request_id else "")
+                    + f"; got {raw_args!r}.",
+                    request_id=request_id,
+                )
+            args = dict(args)
+        elif kind in ("reject", "response", "escalate"):
+            if message is None:
+                message = value.get("reason") if isinstance(value.get("reason"), str) else None
+            if message is None and isinstance(raw_args, str):
+                message = raw_args
+        reviewer = value.get("reviewer")
+        return cls(
+            type=kind,
+            args=args,
+            action=action,
+            message=message,
+            digest=value.get("digest") if isinstance(value.get("digest"), str) else None,
+            reviewer=Reviewer.of(reviewer) if isinstance(reviewer, (Mapping, Reviewer)) else None,
+            at=value.get("at") if isinstance(value.get("at"), str) else None,
+            via_deadline=bool(value.get("deadline", False)),
+        )
+
+    def stamped(self, *, reviewer: Reviewer | None, at: str, digest: str) -> ApprovalResponse:
+        """The answer as stored: identity from the run's config (never from the payload),
+        the arrival time, and the digest of the request it answers (kept if given)."""
+        return dataclasses.replace(self, reviewer=reviewer, at=at, digest=self.digest or digest)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        if self.type == "edit":
+            out["args"] = {"action": self.action, "args": self.args}
+        elif self.message is not None:
+            out["args"] = self.message
+        else:
+            out["args"] = None
+        out["digest"] = self.digest
+        out["reviewer"] = self.reviewer.to_dict() if self.reviewer else None
+        out["at"] = self.at
+        out["deadline"] = self.via_deadline
+        return out
+
+
+def _type_of(value: Any, request_id: str | None) -> str:
+    kind = _ALIASES.get(value) if isinstance(value, str) else None
+    if kind is None:
+        raise InvalidResponseError(
+            f"Unknown answer type {value!r}"
+            + (f" for request {request_id!r}" if request_id else "")
+            + f": use one of {list(RESPONSE_TYPES)}.",
+            request_id=request_id,
+        )
+    return kind
+
+
+def match_responses(
+    requests: Sequence[ApprovalRequest], value: Any
+) -> list[ApprovalResponse | None]:
+    """Pair an answer with a batch of requests: one entry per request, None = unanswered.
+
+    Refuses answers that cannot be paired unambiguously, and an answer that answers
+    nothing, naming the pending request ids.
+    """
+    ids = [r.id for r in requests]
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(requests):
+            raise InvalidResponseError(
+                f"Got {len(value)} answers for {len(requests)} pending requests {ids}: give "
+                "one answer per request, in request order (None to leave one for later), "
+                "or a dict keyed by request id."
+            )
+        out = [
+            None if v is None else ApprovalResponse.parse(v, request_id=r.id)
+            for r, v in zip(requests, value, strict=True)
+        ]
+    elif isinstance(value, Mapping) and ("type" in value or "edited_action" in value):
+        if len(requests) != 1:
+            raise InvalidResponseError(
+                f"One answer was given but {len(requests)} requests are pending {ids}: give "
+                "a list in request order or a dict keyed by request id."
+            )
+        out = [ApprovalResponse.parse(value, request_id=ids[0])]
+    elif isinstance(value, Mapping):
+        unknown = [k for k in value if k not in ids]
+        if unknown:
+            raise InvalidResponseError(
+                f"Answers name unknown requests {unknown}; the pending requests are {ids}."
+            )
+        out = [
+            None
+            if value.get(r.id) is None
+            else ApprovalResponse.parse(value[r.id], request_id=r.id)
+            for r in requests
+        ]
+    else:
+        if len(requests) != 1:
+            raise InvalidResponseError(
+                f"One answer was given but {len(requests)} requests are pending {ids}: give "
+                "a list in request order or a dict keyed by request id."
+            )
+        out = [ApprovalResponse.parse(value, request_id=ids[0])]
+    if all(r is None for r in out):
+        raise InvalidResponseError(
+            f"The answer decides none of the pending requests {ids}."
+        )
+    return out
