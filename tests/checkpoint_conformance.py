@@ -19,10 +19,12 @@ import os
 import pathlib
 import pickle
 import re
+import signal
+import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -104,6 +106,15 @@ class Api:
 
     async def stored_bytes(self, thread_id: str | None = None) -> int:
         return await self._call("stored_bytes", thread_id)
+
+    @asynccontextmanager
+    async def lock_thread(self, thread_id: str) -> AsyncIterator[None]:
+        if self.use_async:
+            async with self.saver.alock_thread(thread_id):
+                yield
+        else:
+            with self.saver.lock_thread(thread_id):
+                yield
 
 
 @dataclass
@@ -578,6 +589,25 @@ async def test_list_deltas_with_forks_and_fresh_readers(saver_kit: SaverKit) -> 
     assert got.checkpoint["channel_values"]["items"][-3:] == ["fork-a", "fork-b", "elsewhere"]
 
 
+async def test_stale_delta_cache_stores_whole(saver_kit: SaverKit) -> None:
+    """Another saver pruned or deleted the thread: a delta planned on a base that is gone
+    is stored whole instead (nothing half-written, nothing lost)."""
+    if saver_kit.spec is None:
+        pytest.skip("needs a second saver on the same storage")
+    api = saver_kit.api
+    t = Thread(api, tid("stale"))
+    for i in range(3):
+        await t.put(items=[f"i{j}" for j in range(i + 1)])
+    with open_sync_saver(saver_kit.spec) as other:
+        other.prune(t.thread_id, 1)  # type: ignore[attr-defined]
+        other.delete_thread(t.thread_id)
+    await t.put(source="update", items=[*t.values["items"], "after"])
+    getattr(saver_kit.saver, "clear_cache", lambda: None)()
+    got = await api.get_tuple(cfg(t.thread_id))
+    assert got is not None
+    assert got.checkpoint["channel_values"]["items"] == ["i0", "i1", "i2", "after"]
+
+
 @memory_pending("append-delta storage and stored_bytes()")
 async def test_storage_grows_linearly(saver_kit: SaverKit) -> None:
     api = saver_kit.api
@@ -708,6 +738,84 @@ async def test_concurrent_setup_from_two_processes(saver_kit: SaverKit) -> None:
         c = saver.put(cfg("t"), make_cp({"a": 1}, {"a": "1"}), {"source": "input"}, {"a": "1"})
         got = saver.get_tuple(c)
         assert got is not None and got.checkpoint["channel_values"] == {"a": 1}
+
+
+# -- one run per thread: lock_thread ----------------------------------------------------------
+
+BUSY = "is being run by another"
+
+
+async def test_one_run_per_thread(saver_kit: SaverKit) -> None:
+    api = saver_kit.api
+    t = tid("run")
+    async with api.lock_thread(t):
+        with pytest.raises(CheckpointConflictError, match=BUSY):
+            async with api.lock_thread(t):
+                pytest.fail("a second run of the thread got in")
+        async with api.lock_thread(tid("other")):  # other threads are not held
+            pass
+        if saver_kit.spec is not None:  # another saver on the same storage sees it too
+            with open_sync_saver(saver_kit.spec) as other:
+                with pytest.raises(CheckpointConflictError, match=BUSY), other.lock_thread(t):
+                    pytest.fail("another saver got in")
+    async with api.lock_thread(t):  # released at exit ...
+        pass
+    with pytest.raises(RuntimeError, match="boom"):
+        async with api.lock_thread(t):
+            raise RuntimeError("boom")
+    async with api.lock_thread(t):  # ... and when the run fails
+        pass
+    if saver_kit.spec is not None:
+        with open_sync_saver(saver_kit.spec) as other, other.lock_thread(t):
+            with pytest.raises(CheckpointConflictError, match=BUSY):
+                async with api.lock_thread(t):
+                    pytest.fail("got in while another saver held the thread")
+    crossed = Api(saver_kit.saver, use_async=True)  # sync savers' async twin too
+    if not api.use_async:
+        async with crossed.lock_thread(t):
+            with pytest.raises(CheckpointConflictError, match=BUSY):
+                async with api.lock_thread(t):
+                    pytest.fail("the sync and async locks are not the same lock")
+        async with api.lock_thread(t):
+            pass
+
+
+def _hold_run_lock(spec: tuple[str, str], thread_id: str, ready: Any) -> None:
+    with open_sync_saver(spec) as saver, saver.lock_thread(thread_id):  # type: ignore[attr-defined]
+        ready.set()
+        time.sleep(600)  # until killed
+
+
+async def test_run_lock_dies_with_its_process(saver_kit: SaverKit) -> None:
+    """A process killed by SIGKILL while holding a thread leaves it free."""
+    spec = _needs_processes(saver_kit)
+    t = tid("killed")
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_run_lock, args=(spec, t, ready))
+    holder.start()
+    try:
+        assert ready.wait(timeout=30), "the child never took the lock"
+        with open_sync_saver(spec) as saver:
+            with pytest.raises(CheckpointConflictError, match=BUSY):
+                with saver.lock_thread(t):  # type: ignore[attr-defined]
+                    pytest.fail("got in while another process held the thread")
+            os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
+            holder.join(timeout=30)
+            assert holder.exitcode == -signal.SIGKILL
+            deadline = time.monotonic() + 10  # Postgres ends the session on the EOF
+            while True:
+                try:
+                    with saver.lock_thread(t):  # type: ignore[attr-defined]
+                        break
+                except CheckpointConflictError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+    finally:
+        if holder.is_alive():
+            holder.kill()
+            holder.join()
 
 
 async def test_setup_twice(saver_kit: SaverKit) -> None:
@@ -904,6 +1012,9 @@ async def test_corrupted_rows_raise_clear_errors(saver_kit: SaverKit, tmp_path: 
         await api.put_writes(t.config, [("w", 1)], "task")
         marker = str(tmp_path / f"pwned-{what}")
         _damage(saver_kit, t.thread_id, what, marker)
+        # The SQL savers serve values they wrote from their process cache: damage done
+        # behind their back shows on the next read from storage.
+        getattr(saver_kit.saver, "clear_cache", lambda: None)()
         with pytest.raises(ValueError, match=re.escape(repr(t.thread_id))) as info:
             await api.get_tuple(cfg(t.thread_id))
         assert "checkpoint" in str(info.value), str(info.value)

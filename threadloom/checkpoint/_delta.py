@@ -28,6 +28,11 @@ How, without reading anything back from the database on the write path:
   decoding each delta once even when several requested versions share a chain.
 * ``needed_keys()`` says which stored rows must survive a prune: everything a kept
   checkpoint references plus every base its chain walks through.
+* ``ValueCache`` keeps, per process, the stored rows this saver wrote or read and the
+  values rebuilt from them, keyed by (thread, namespace, channel, version). Those keys are
+  immutable (a version is written once and never overwritten, and versions carry a
+  random suffix), so a read of a long thread neither fetches nor decodes its delta chain
+  again: it only copies the cached list.
 
 The module is storage-agnostic: SQLite, Postgres (and the memory saver, later) share it.
 """
@@ -49,6 +54,7 @@ __all__ = [
     "DeltaCache",
     "Resolved",
     "StoredBlob",
+    "ValueCache",
     "chain_roots",
     "needed_keys",
     "resolve",
@@ -397,3 +403,241 @@ def needed_keys(referenced: Iterable[BlobKey], bases: Mapping[BlobKey, str | Non
             base = bases[key]
             key = _base_key(key, base) if base is not None else None
     return needed
+
+
+# -- caching rebuilt values ----------------------------------------------------------
+
+_ATOMS = (str, int, float, bool, bytes, type(None))
+_ENTRY_OVERHEAD = 100  # rough bytes of bookkeeping per cached entry
+
+
+@dataclass(slots=True)
+class _Cached:
+    """A stored row (decoded lazily), or a value rebuilt from it and its chain."""
+
+    row: StoredBlob
+    size: int  # estimated bytes held: the serialized bytes the value was built from
+    resolved: Resolved | None = None
+
+
+class ValueCache:
+    """Process-local LRU of channel values, keyed by (thread, namespace, channel, version).
+
+    What it holds: the rows this saver stored (``add_rows``, at ``put``) or fetched, and,
+    once read, the value they rebuild to. A key is written once and never changes, so an
+    entry can only go stale if its thread is deleted or pruned by *another process* and
+    then written again with the very same version strings, which the savers' versions
+    (a counter plus 64 random bits) rule out; deletes and prunes in this process drop
+    the thread's entries. Damage done to rows behind the saver's back (by hand, in SQL)
+    shows only once the cached entries are gone (``clear``).
+
+    What readers get: a fresh list for a list value (so appending to, or reassigning
+    items of, a returned list never reaches the cache); immutable scalars as they are;
+    any other value decoded anew from its stored bytes on every read. The *items* of a
+    cached list are shared between the readers of that version: by convention
+    checkpointed items (messages, documents) are not changed in place, and a caller that
+    must do so should copy the item first - as with any value a checkpointer hands out.
+
+    Bounded by ``max_bytes`` (serialized bytes the cached values were built from, an
+    estimate of the memory they hold) and ``max_entries``; least recently used first
+    out. ``max_bytes=0`` disables it. Thread-safe.
+    """
+
+    def __init__(self, max_bytes: int = 64 * 2**20, max_entries: int = 100_000) -> None:
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self._entries: OrderedDict[BlobKey, _Cached] = OrderedDict()
+        self._by_thread: dict[Any, set[BlobKey]] = {}
+        self._bytes = 0
+        self._lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    # -- filling -------------------------------------------------------------------
+
+    def add_rows(self, rows: Mapping[BlobKey, StoredBlob]) -> None:
+        """Remember stored rows (already-known keys are kept: their bytes are the same)."""
+        if self.max_bytes <= 0:
+            return
+        with self._lock:
+            for key, row in rows.items():
+                if key in self._entries:
+                    self._entries.move_to_end(key)
+                    continue
+                self._insert(key, _Cached(row, len(row.blob or b"") + _ENTRY_OVERHEAD))
+            self._evict()
+
+    def add_resolved(
+        self, rows: Mapping[BlobKey, StoredBlob], resolved: Mapping[BlobKey, Resolved]
+    ) -> None:
+        """Remember rows fetched from the database and the values rebuilt from them."""
+        if self.max_bytes <= 0:
+            return
+        with self._lock:
+            sizes: dict[BlobKey, int] = {}
+            for key, got in resolved.items():
+                row = rows.get(key)
+                if row is None:
+                    continue
+                size = self._chain_size(key, rows, sizes)
+                entry = _Cached(row, size, _own(got) if _keepable(got.value) else None)
+                old = self._entries.get(key)
+                if old is not None and old.resolved is not None:
+                    self._entries.move_to_end(key)
+                    continue
+                self._insert(key, entry)
+            for key, row in rows.items():  # chain rows: later versions extend them
+                if key not in self._entries:
+                    self._insert(key, _Cached(row, len(row.blob or b"") + _ENTRY_OVERHEAD))
+            self._evict()
+
+    # -- reading -------------------------------------------------------------------
+
+    def lookup(
+        self, keys: Iterable[BlobKey], decode: Callable[[BlobKey, StoredBlob], Any]
+    ) -> tuple[dict[BlobKey, Resolved], list[BlobKey]]:
+        """Values for ``keys`` rebuilt from the cache, and the keys it cannot serve.
+
+        ``decode(key, row)`` turns a cached row into a value (the saver's decoder). Every
+        returned value is the caller's own (see the class docstring).
+        """
+        found: dict[BlobKey, Resolved] = {}
+        missing: list[BlobKey] = []
+        if self.max_bytes <= 0:
+            return found, list(keys)
+        with self._lock:
+            for key in keys:
+                got = self._resolve(key, decode)
+                if got is None:
+                    missing.append(key)
+                else:
+                    found[key] = got
+        return found, missing
+
+    def _resolve(
+        self, key: BlobKey, decode: Callable[[BlobKey, StoredBlob], Any]
+    ) -> Resolved | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        if entry.resolved is not None:
+            return _own(entry.resolved)
+        row = entry.row
+        if row.base_version is None:
+            value = decode(key, row)
+            got = Resolved(value, str(key[-1]), 0)
+            if _keepable(value):
+                entry.resolved = _own(got)
+            return got
+        # a delta: walk back to a rebuilt value or a full row, all within the cache
+        chain: list[tuple[BlobKey, _Cached]] = []
+        seen: set[BlobKey] = set()
+        at, cur = key, entry
+        while cur.resolved is None and cur.row.base_version is not None:
+            if at in seen:
+                return None  # a loop: let the database path report it
+            seen.add(at)
+            chain.append((at, cur))
+            at = _base_key(at, cur.row.base_version)
+            nxt = self._entries.get(at)
+            if nxt is None:
+                return None
+            cur = nxt
+        if cur.resolved is not None:
+            base = cur.resolved
+        else:
+            value = decode(at, cur.row)
+            base = Resolved(value, str(at[-1]), 0)
+            if _keepable(value):
+                cur.resolved = _own(base)
+        if type(base.value) is not list:
+            return None
+        acc = list(base.value)
+        size = cur.size
+        for k, c in reversed(chain):
+            items = decode(k, c.row)
+            if type(items) is not list:
+                return None
+            acc.extend(items)
+            size += len(c.row.blob or b"")
+        got = Resolved(acc, base.root, base.depth + len(chain))
+        old = entry.size
+        entry.resolved = _own(got)
+        entry.size = size + _ENTRY_OVERHEAD
+        self._bytes += entry.size - old
+        self._evict()
+        return got
+
+    # -- dropping ------------------------------------------------------------------
+
+    def forget(self, thread_id: Any) -> None:
+        """Drop every entry of a thread (after a delete or prune)."""
+        with self._lock:
+            for key in self._by_thread.pop(thread_id, set()):
+                entry = self._entries.pop(key, None)
+                if entry is not None:
+                    self._bytes -= entry.size
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._by_thread.clear()
+            self._bytes = 0
+
+    # -- internals -----------------------------------------------------------------
+
+    def _chain_size(
+        self, key: BlobKey, rows: Mapping[BlobKey, StoredBlob], memo: dict[BlobKey, int]
+    ) -> int:
+        total, at, seen = 0, key, set()
+        while at in rows and at not in seen:
+            if at in memo:
+                total += memo[at]
+                break
+            seen.add(at)
+            row = rows[at]
+            total += len(row.blob or b"")
+            if row.base_version is None:
+                break
+            at = _base_key(at, row.base_version)
+        memo[key] = total
+        return total + _ENTRY_OVERHEAD
+
+    def _insert(self, key: BlobKey, entry: _Cached) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= old.size
+        self._entries[key] = entry
+        self._bytes += entry.size
+        self._by_thread.setdefault(key[0], set()).add(key)
+
+    def _evict(self) -> None:
+        while self._entries and (
+            self._bytes > self.max_bytes or len(self._entries) > self.max_entries
+        ):
+            key, entry = self._entries.popitem(last=False)
+            self._bytes -= entry.size
+            keys = self._by_thread.get(key[0])
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_thread[key[0]]
+
+
+def _keepable(value: Any) -> bool:
+    """Values the cache may keep decoded: lists (handed out as copies) and scalars."""
+    return type(value) is list or isinstance(value, _ATOMS)
+
+
+def _own(got: Resolved) -> Resolved:
+    """``got`` with a list of its own (the cache's copy, or a reader's)."""
+    if type(got.value) is list:
+        return Resolved(list(got.value), got.root, got.depth)
+    return got
+

@@ -1,10 +1,14 @@
 """Vocabulary shared by the SQL savers: statements, drivers, dialects, input checks.
 
 Each saver operation (see ``_sqlcore``) is a *generator* that yields ``Query`` objects
-and receives their rows; a backend "driver" runs it inside one transaction
-(``drive_sync`` / ``drive_async``). The two databases differ only in what ``Dialect``
-holds (locking, JSON filtering, byte-length functions); all SQL is written with ``?``
-placeholders (the Postgres driver rewrites them to ``%s``).
+and receives their rows, or yields a ``Batch`` (a tuple of queries that do not depend on
+each other's results) and receives one result per query. A backend "driver" runs it
+(``drive_sync`` / ``drive_async``): either the whole operation in one transaction, or -
+for the hot-path operations, whose every step is self-contained - each query or batch as
+its own atomic unit, a batch in a single round trip (psycopg's pipeline mode: the queries
+are sent together and run in one implicit transaction). The two databases differ only in
+what ``Dialect`` holds (locking, JSON filtering, byte-length functions, casts); all SQL is
+written with ``?`` placeholders (the Postgres driver rewrites them to ``%s``).
 
 Hostile input never reaches SQL text: thread ids, namespaces, checkpoint ids and filter
 values are parameters; filter keys are validated against ``FILTER_KEY_RE`` before they
@@ -28,9 +32,11 @@ __all__ = [
     "CHECKPOINTS",
     "EXPIRE_BATCH",
     "FILTER_KEY_RE",
+    "MAX_PARAMS",
     "MIGRATIONS_TABLE",
     "PAGE_SIZE",
     "WRITES",
+    "Batch",
     "Dialect",
     "Op",
     "PostgresDialect",
@@ -56,7 +62,7 @@ MIGRATIONS_TABLE = "threadloom_migrations"
 FILTER_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 PAGE_SIZE = 100  # checkpoints loaded per round trip by ``list``
 EXPIRE_BATCH = 200  # threads deleted per transaction by ``expire_paused``
-_MAX_PARAMS = 999  # per statement: the lowest limit of any SQLite build still in use
+MAX_PARAMS = 999  # per statement: the lowest limit of any SQLite build still in use
 
 T = TypeVar("T")
 Rows = list[tuple[Any, ...]]
@@ -71,27 +77,52 @@ class Query:
     fetch: bool = False
 
 
-Op = Generator[Query, Rows | None, T]
+Batch = tuple[Query, ...]
+"""Queries sent together; none depends on another's result. The op receives a list with
+one entry per query (its rows, or None). A batch is atomic: it runs in one transaction."""
+
+Op = Generator[Query | Batch, Any, T]
 
 
-def drive_sync(op: Op[T], execute: Callable[[Query], Rows | None]) -> T:
-    """Run ``op`` to completion, executing each query it yields with ``execute``."""
+def drive_sync(
+    op: Op[T],
+    execute: Callable[[Query], Rows | None],
+    execute_batch: Callable[[Batch], list[Rows | None]] | None = None,
+) -> T:
+    """Run ``op`` to completion, executing each query it yields with ``execute`` and each
+    batch with ``execute_batch`` (default: its queries one after the other)."""
     try:
-        query = next(op)
+        step = next(op)
         while True:
-            query = op.send(execute(query))
+            if isinstance(step, Query):
+                result: Any = execute(step)
+            elif execute_batch is not None:
+                result = execute_batch(step)
+            else:
+                result = [execute(q) for q in step]
+            step = op.send(result)
     except StopIteration as stop:
         return stop.value
     finally:
         op.close()
 
 
-async def drive_async(op: Op[T], execute: Callable[[Query], Any]) -> T:
-    """``drive_sync`` for an ``execute`` coroutine function."""
+async def drive_async(
+    op: Op[T],
+    execute: Callable[[Query], Any],
+    execute_batch: Callable[[Batch], Any] | None = None,
+) -> T:
+    """``drive_sync`` for coroutine functions ``execute`` / ``execute_batch``."""
     try:
-        query = next(op)
+        step = next(op)
         while True:
-            query = op.send(await execute(query))
+            if isinstance(step, Query):
+                result: Any = await execute(step)
+            elif execute_batch is not None:
+                result = await execute_batch(step)
+            else:
+                result = [await execute(q) for q in step]
+            step = op.send(result)
     except StopIteration as stop:
         return stop.value
     finally:
@@ -172,9 +203,10 @@ def timestamp(ts: Any) -> float:
     return dt.timestamp()
 
 
-def chunks(items: Sequence[T], width: int) -> Iterator[Sequence[T]]:
-    """Slices of ``items`` small enough for rows of ``width`` parameters each."""
-    size = max(1, _MAX_PARAMS // width)
+def chunks(items: Sequence[T], width: int, reserve: int = 0) -> Iterator[Sequence[T]]:
+    """Slices of ``items`` small enough for rows of ``width`` parameters each (plus
+    ``reserve`` other parameters in the same statement)."""
+    size = max(1, (MAX_PARAMS - reserve) // width)
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -197,8 +229,10 @@ class Dialect:
     lock_thread: str | None  # takes the per-thread write lock; one parameter: thread_id
     lock_migrations: str | None
     metadata_param: str  # placeholder for a JSON metadata value
+    blob_param: str  # placeholder for a bytes value whose type the database must not guess
     blob_len: str  # SQL function giving a blob's size in bytes
     metadata_len: str  # SQL expression giving the metadata column's size in bytes
+    writable_ctes: bool = False  # INSERT inside WITH: a put can be a single statement
 
     def filter_sql(self, filter: dict[str, Any]) -> tuple[list[str], list[Any]]:
         raise NotImplementedError

@@ -1,10 +1,26 @@
 """The SQL savers' algorithm, written once for SQLite and Postgres, sync and async.
 
-Every method of ``SqlCore`` that touches the database is a generator of ``Query`` (see
-``_sql``): it decides what to read and write, a backend driver executes it in one
-transaction. So what to store, how a stale head is detected, how delta chains are
-rebuilt and what a prune may delete are the same code on every backend, with no I/O of
-their own.
+Every method of ``SqlCore`` that touches the database is a generator of ``Query`` or
+``Batch`` (see ``_sql``): it decides what to read and write, a backend driver executes
+it. So what to store, how a stale head is detected, how delta chains are rebuilt and what
+a prune may delete are the same code on every backend, with no I/O of their own.
+
+Round trips on the hot path (what a graph run and ``get_state`` do):
+
+* ``get_tuple`` is one statement (the checkpoint row and its pending writes together);
+  channel values come from the saver's ``ValueCache`` when it holds them, else from one
+  more statement fetching the rows and their delta chains.
+* ``put`` is one batch, one round trip on Postgres (pipeline mode): [thread write lock,]
+  a status query, the value inserts and the checkpoint insert. Every insert is
+  conditional on the same two checks - the head check of the conflict rule and the
+  existence of every delta's base row - so when either fails nothing is written and the
+  status row says which (a missing base, i.e. a stale delta cache, is retried with whole
+  values; a stale head raises ``CheckpointConflictError``).
+* ``put_writes`` is one batch.
+
+Each of these steps is self-contained, so the drivers may run them without an enclosing
+transaction (each statement or batch is atomic on its own); housekeeping (``prune``,
+``delete_thread``, ``expire``, ``migrate``) still runs as one transaction.
 
 Storage layout (tables in ``_sql``): a checkpoint row without values (serialized with the
 saver's serde) and JSON metadata; one blob row per (thread, namespace, channel, version)
@@ -20,8 +36,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from threadloom.checkpoint._delta import (
@@ -31,7 +48,7 @@ from threadloom.checkpoint._delta import (
     DeltaCache,
     Resolved,
     StoredBlob,
-    chain_roots,
+    ValueCache,
     needed_keys,
     resolve,
 )
@@ -41,6 +58,7 @@ from threadloom.checkpoint._sql import (
     EXPIRE_BATCH,
     MIGRATIONS_TABLE,
     WRITES,
+    Batch,
     Dialect,
     Op,
     Query,
@@ -72,8 +90,32 @@ _CP_COLUMNS = (
     "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"
 )
 _BLOB_COLUMNS = (
-    "b.checkpoint_ns, b.channel, b.version, b.type, b.blob, b.base_version, b.root_version"
+    "b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob, b.base_version, "
+    "b.root_version"
 )
+_MAX_DELTAS_PER_PUT = 64  # more list deltas in one put are stored whole (keeps SQL small)
+_ATTEMPTS = 3  # put: as planned; bases re-checked; all values whole (always succeeds)
+
+Key = tuple[Any, ...]
+
+
+def _with_writes(inner: str) -> str:
+    """``inner`` (a query for checkpoint rows) plus their pending writes, in one statement.
+
+    Rows come back tagged: ``0`` for a checkpoint (columns as ``_CP_COLUMNS``), ``1`` for
+    a write (thread, namespace, checkpoint, task id, type, blob, -, channel), checkpoints
+    first, newest first, then the writes in (task path, task id, index) order.
+    """
+    return (
+        f"WITH c AS ({inner}) "
+        "SELECT 0, thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
+        "checkpoint, metadata, NULL, NULL, NULL FROM c UNION ALL "
+        "SELECT 1, x.thread_id, x.checkpoint_ns, x.checkpoint_id, x.task_id, x.type, x.blob, "
+        f"NULL, x.channel, x.task_path, x.idx FROM {WRITES} x JOIN c ON "
+        "x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns "
+        "AND x.checkpoint_id = c.checkpoint_id "
+        "ORDER BY 1, 4 DESC, 2 DESC, 3 DESC, 10, 5, 11"
+    )
 
 
 @dataclass(slots=True)
@@ -90,15 +132,23 @@ class PreparedPut:
     metadata_json: str
     created_at: float
     blobs: list[tuple[BlobPlan, str, bytes | None]]
+    stored: list[tuple[BlobPlan, str, bytes | None]] | None = None  # as written by ``put``
 
 
 class SqlCore:
     """The saver operations as generators of ``Query`` (see the module docstring)."""
 
-    def __init__(self, dialect: Dialect, serde: SerializerProtocol, cache: DeltaCache) -> None:
+    def __init__(
+        self,
+        dialect: Dialect,
+        serde: SerializerProtocol,
+        cache: DeltaCache,
+        values: ValueCache | None = None,
+    ) -> None:
         self.d = dialect
         self.serde = serde
         self.cache = cache
+        self.values = values if values is not None else ValueCache(max_bytes=0)
 
     # -- schema ------------------------------------------------------------------------
 
@@ -130,15 +180,14 @@ class SqlCore:
         checkpoint_id = get_checkpoint_id(config)
         base = f"SELECT {_CP_COLUMNS} FROM {CHECKPOINTS} WHERE thread_id = ? AND checkpoint_ns = ?"
         if checkpoint_id is not None:
-            params = (thread_id, ns, checkpoint_id)
-            rows = yield Query(base + " AND checkpoint_id = ?", params, fetch=True)
+            inner, params = base + " AND checkpoint_id = ?", (thread_id, ns, checkpoint_id)
         else:
-            rows = yield Query(
-                base + " ORDER BY checkpoint_id DESC LIMIT 1", (thread_id, ns), fetch=True
-            )
-        if not rows:
+            inner, params = base + " ORDER BY checkpoint_id DESC LIMIT 1", (thread_id, ns)
+        rows = yield Query(_with_writes(inner), params, fetch=True)
+        checkpoints, writes = self._split(rows)
+        if not checkpoints:
             return None
-        [(tup, resolved)] = yield from self._load(rows)
+        [(tup, resolved)] = yield from self._load(checkpoints, writes)
         if checkpoint_id is None:
             # The newest checkpoint is what a run continues from: remember it, so that the
             # run's first put can append deltas even in a process that never wrote this
@@ -185,16 +234,37 @@ class SqlCore:
         if where:
             sql += " WHERE " + " AND ".join(f"({w})" for w in where)
         sql += " ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC LIMIT ?"
-        rows = yield Query(sql, [*params, limit], fetch=True)
-        if not rows:
+        rows = yield Query(_with_writes(sql), [*params, limit], fetch=True)
+        checkpoints, writes = self._split(rows)
+        if not checkpoints:
             return []
-        loaded = yield from self._load(rows)
+        loaded = yield from self._load(checkpoints, writes)
         return [tup for tup, _ in loaded]
 
-    def _load(self, rows: Rows) -> Op[list[tuple[CheckpointTuple, dict[str, Resolved]]]]:
-        """Turn checkpoint rows into tuples: decode, fetch blobs (+ chains) and writes."""
+    def _split(
+        self, rows: Rows | None
+    ) -> tuple[Rows, dict[tuple[str, str, str], list[PendingWrite]]]:
+        """Checkpoint rows and decoded pending writes of a ``_with_writes`` result."""
+        checkpoints: Rows = []
+        writes: dict[tuple[str, str, str], list[PendingWrite]] = defaultdict(list)
+        for row in rows or ():
+            if row[0] == 0:
+                checkpoints.append(row[1:8])
+                continue
+            _, thread_id, ns, checkpoint_id, task_id, typ, blob, _, channel = row[:9]
+            value = self._decode(
+                (typ, blob), partial(_write_name, task_id, channel, thread_id, ns, checkpoint_id)
+            )
+            writes[(thread_id, ns, checkpoint_id)].append((task_id, channel, value))
+        return checkpoints, writes
+
+    def _load(
+        self, rows: Rows, writes: dict[tuple[str, str, str], list[PendingWrite]]
+    ) -> Op[list[tuple[CheckpointTuple, dict[str, Resolved]]]]:
+        """Turn checkpoint rows into tuples: decode them, find their values (in the value
+        cache, else in the database with their delta chains), attach ``writes``."""
         decoded = []
-        owners: dict[tuple[Any, ...], str] = {}
+        owners: dict[Key, str] = {}
         for thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata in rows:
             where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"
             checkpoint = self._decode((typ, blob), f"checkpoint of {where}")
@@ -211,48 +281,56 @@ class SqlCore:
                 owners.setdefault(key, checkpoint_id)
             decoded.append((thread_id, ns, checkpoint_id, parent_id, checkpoint, meta, keys))
 
-        blob_rows = yield from self._fetch_blobs(list(owners))
-        # a chain row is named after a checkpoint whose value is built on it
-        via_chain = {
-            _root_key(k, r): owners[k] for k, r in blob_rows.items() if r.base_version is not None
-        }
-        roots = chain_roots(blob_rows)
-        if roots:
-            blob_rows.update((yield from self._fetch_chains(sorted(roots))))
+        via_chain: dict[Key, str] = {}
+        blob_rows: dict[Key, StoredBlob] = {}
 
-        def owner_of(key: tuple[Any, ...]) -> str:
+        def owner_of(key: Key) -> str:
             if key in owners:
                 return f"checkpoint {owners[key]!r}"
             row = blob_rows.get(key)
             owner = via_chain.get(_root_key(key, row) if row else key)
             return f"checkpoint {owner!r}, through the list delta chain it extends"
 
-        def decode(key: tuple[Any, ...], row: StoredBlob) -> Any:
+        def decode(key: Key, row: StoredBlob) -> Any:
             thread_id, ns, channel, version = key
             return self._decode(
                 (row.type, row.blob),
-                f"value of channel {channel!r} version {version!r} (thread {thread_id!r}, "
-                f"namespace {ns!r}, {owner_of(key)})",
+                lambda: f"value of channel {channel!r} version {version!r} (thread "
+                f"{thread_id!r}, namespace {ns!r}, {owner_of(key)})",
             )
 
-        try:
-            resolved = resolve(blob_rows, list(owners), decode)
-        except BrokenChainError as exc:
-            thread_id, ns, channel, version = exc.key
-            raise CorruptCheckpointError(
-                f"Stored value of channel {channel!r} version {version!r} (thread "
-                f"{thread_id!r}, namespace {ns!r}, {owner_of(exc.key)}) "
-                f"cannot be rebuilt: {exc}"
-            ) from exc
+        resolved, missing = self.values.lookup(owners, decode)
+        if missing:
+            blob_rows.update((yield from self._fetch_values(missing)))
+            # a chain row is named after a checkpoint whose value is built on it
+            via_chain.update(
+                (_root_key(k, r), owners[k])
+                for k, r in blob_rows.items()
+                if r.base_version is not None and k in owners
+            )
+            try:
+                fresh = resolve(blob_rows, missing, decode)
+            except BrokenChainError as exc:
+                thread_id, ns, channel, version = exc.key
+                raise CorruptCheckpointError(
+                    f"Stored value of channel {channel!r} version {version!r} (thread "
+                    f"{thread_id!r}, namespace {ns!r}, {owner_of(exc.key)}) "
+                    f"cannot be rebuilt: {exc}"
+                ) from exc
+            self.values.add_resolved(blob_rows, fresh)
+            resolved.update(fresh)
 
-        writes = yield from self._fetch_writes([(d[0], d[1], d[2]) for d in decoded])
         out = []
+        handed: set[Key] = set()
         for thread_id, ns, checkpoint_id, parent_id, checkpoint, meta, keys in decoded:
             values: dict[str, Any] = {}
             mine: dict[str, Resolved] = {}
             for key in keys:
                 got = resolved.get(key)
                 if got is not None and got.value is not EMPTY:
+                    if key in handed:  # checkpoints sharing a version get their own lists
+                        got = Resolved(_copied(got.value), got.root, got.depth)
+                    handed.add(key)
                     values[key[2]] = got.value
                     mine[key[2]] = got
             checkpoint = dict(checkpoint)
@@ -267,74 +345,48 @@ class SqlCore:
             out.append((tup, mine))
         return out
 
-    def _fetch_blobs(self, keys: list[tuple[Any, ...]]) -> Op[dict[tuple[Any, ...], StoredBlob]]:
-        found: dict[tuple[Any, ...], StoredBlob] = {}
+    def _fetch_values(self, keys: list[Key]) -> Op[dict[Key, StoredBlob]]:
+        """The rows of ``keys`` and every row of the delta chains they extend, in one
+        batch (one statement per chunk of keys)."""
         cols = ("thread_id", "checkpoint_ns", "channel", "version")
+        queries = []
         for chunk in chunks(keys, 4):
             cte = values_cte("w", cols, chunk)
-            sql = (
-                f"{cte.sql}SELECT b.thread_id, {_BLOB_COLUMNS} FROM {BLOBS} b JOIN w ON "
-                "b.thread_id = w.thread_id AND b.checkpoint_ns = w.checkpoint_ns "
-                "AND b.channel = w.channel AND b.version = w.version"
+            chain = (
+                f"SELECT {_BLOB_COLUMNS} FROM {BLOBS} b JOIN r ON b.thread_id = r.thread_id "
+                "AND b.checkpoint_ns = r.checkpoint_ns AND b.channel = r.channel AND "
             )
-            rows = yield Query(sql, cte.params, fetch=True)
+            sql = (
+                f"{cte.sql}, k AS (SELECT {_BLOB_COLUMNS} FROM {BLOBS} b JOIN w ON "
+                "b.thread_id = w.thread_id AND b.checkpoint_ns = w.checkpoint_ns "
+                "AND b.channel = w.channel AND b.version = w.version), "
+                "r AS (SELECT DISTINCT thread_id, checkpoint_ns, channel, "
+                "COALESCE(root_version, base_version) AS root FROM k "
+                "WHERE base_version IS NOT NULL) "
+                "SELECT * FROM k "
+                f"UNION ALL {chain}b.root_version = r.root "
+                f"UNION ALL {chain}b.version = r.root"
+            )
+            queries.append(Query(sql, cte.params, fetch=True))
+        found: dict[Key, StoredBlob] = {}
+        if not queries:
+            return found
+        results = yield tuple(queries)
+        for rows in results:
             found.update(_blob_rows(rows))
         return found
 
-    def _fetch_chains(self, roots: list[tuple[Any, ...]]) -> Op[dict[tuple[Any, ...], StoredBlob]]:
-        """Every row of the chains starting at ``roots`` (the root and its deltas)."""
-        found: dict[tuple[Any, ...], StoredBlob] = {}
-        cols = ("thread_id", "checkpoint_ns", "channel", "root")
-        for chunk in chunks(roots, 4):
-            cte = values_cte("w", cols, chunk)
-            join = (
-                "b.thread_id = w.thread_id AND b.checkpoint_ns = w.checkpoint_ns "
-                "AND b.channel = w.channel AND "
-            )
-            sql = (
-                f"{cte.sql}SELECT b.thread_id, {_BLOB_COLUMNS} FROM {BLOBS} b JOIN w ON "
-                f"{join}b.root_version = w.root UNION ALL "
-                f"SELECT b.thread_id, {_BLOB_COLUMNS} FROM {BLOBS} b JOIN w ON "
-                f"{join}b.version = w.root"
-            )
-            rows = yield Query(sql, cte.params, fetch=True)
-            found.update(_blob_rows(rows))
-        return found
-
-    def _fetch_writes(
-        self, keys: list[tuple[str, str, str]]
-    ) -> Op[dict[tuple[str, str, str], list[PendingWrite]]]:
-        out: dict[tuple[str, str, str], list[PendingWrite]] = defaultdict(list)
-        cols = ("thread_id", "checkpoint_ns", "checkpoint_id")
-        for chunk in chunks(keys, 3):
-            cte = values_cte("w", cols, chunk)
-            sql = (
-                f"{cte.sql}SELECT x.thread_id, x.checkpoint_ns, x.checkpoint_id, x.task_id, "
-                f"x.channel, x.type, x.blob FROM {WRITES} x JOIN w ON "
-                "x.thread_id = w.thread_id AND x.checkpoint_ns = w.checkpoint_ns "
-                "AND x.checkpoint_id = w.checkpoint_id "
-                "ORDER BY x.thread_id, x.checkpoint_ns, x.checkpoint_id, x.task_path, "
-                "x.task_id, x.idx"
-            )
-            rows = yield Query(sql, cte.params, fetch=True)
-            for thread_id, ns, checkpoint_id, task_id, channel, typ, blob in rows or ():
-                value = self._decode(
-                    (typ, _bytes(blob)),
-                    f"pending write of task {task_id!r} to channel {channel!r} (thread "
-                    f"{thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r})",
-                )
-                out[(thread_id, ns, checkpoint_id)].append((task_id, channel, value))
-        return out
-
-    def _decode(self, data: tuple[str, Any], what: str) -> Any:
+    def _decode(self, data: tuple[str, Any], what: str | Callable[[], str]) -> Any:
+        """Decode a stored value; ``what`` (or what it returns) names it in errors."""
         typ, blob = data
         if typ == "empty":
             return EMPTY
         try:
             return self.serde.loads_typed((typ, _bytes(blob)))
         except Exception as exc:
+            name = what if isinstance(what, str) else what()
             raise CorruptCheckpointError(
-                f"Stored {what} cannot be decoded ({type(exc).__name__}: {exc}). The row is "
+                f"Stored {name} cannot be decoded ({type(exc).__name__}: {exc}). The row is "
                 "damaged or was written by an incompatible serializer; nothing in it was run."
             ) from exc
 
@@ -356,6 +408,8 @@ class SqlCore:
         plans = self.cache.plan(
             thread_id, ns, parent_id, checkpoint["channel_values"], new_versions
         )
+        if sum(plan.is_delta for plan in plans) > _MAX_DELTAS_PER_PUT:
+            plans = [plan.as_full() if plan.is_delta else plan for plan in plans]
         return PreparedPut(
             thread_id=thread_id,
             ns=ns,
@@ -377,98 +431,204 @@ class SqlCore:
     def put(self, p: PreparedPut) -> Op[dict[str, Any]]:
         """Store a prepared checkpoint; a ``loop`` checkpoint on a stale head loses.
 
-        The head check and the inserts share one transaction under the thread's write
-        lock, so of two writers continuing from the same head exactly one succeeds.
+        One batch (see the module docstring): the head check and the delta-base check are
+        folded into every insert, so of two writers continuing from the same head exactly
+        one writes anything, and a delta is never stored on a base that is gone. On
+        Postgres the batch first takes the thread's write lock (an advisory transaction
+        lock), so the checks and the inserts see the same head; SQLite's ``BEGIN
+        IMMEDIATE`` serializes writers already.
         """
         checkpoint_id = p.checkpoint["id"]
-        if self.d.lock_thread:
-            yield Query(self.d.lock_thread, (p.thread_id,))
-        rows = yield Query(
-            f"SELECT checkpoint_id FROM {CHECKPOINTS} WHERE thread_id = ? AND checkpoint_ns = ? "
-            "ORDER BY checkpoint_id DESC LIMIT 1",
-            (p.thread_id, p.ns),
-            fetch=True,
-        )
-        head = rows[0][0] if rows else None
-        if p.source == "loop" and head != p.parent_id and head != checkpoint_id:
-            raise CheckpointConflictError(
-                f"Thread {p.thread_id!r} (namespace {p.ns!r}) moved on: this run continues "
-                f"from checkpoint {p.parent_id!r} but the newest checkpoint is now {head!r}. "
-                "Another run advanced the thread first; nothing was written. Re-read the "
-                "thread with get_state() and decide again."
-            )
-        blobs = yield from self._check_bases(p)
-        for chunk in chunks(blobs, 8):
-            one = "(?, ?, ?, ?, ?, ?, ?, ?)"
-            yield Query(
-                f"INSERT INTO {BLOBS} (thread_id, checkpoint_ns, channel, version, type, blob, "
-                f"base_version, root_version) VALUES {', '.join(one for _ in chunk)} "
-                "ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING",
-                [
-                    v
-                    for plan, typ, blob in chunk
-                    for v in (
-                        p.thread_id,
-                        p.ns,
-                        plan.channel,
-                        plan.version,
-                        typ,
-                        blob,
-                        plan.base_version,
-                        plan.root_version,
-                    )
-                ],
-            )
-        yield Query(
-            f"INSERT INTO {CHECKPOINTS} (thread_id, checkpoint_ns, checkpoint_id, "
-            "parent_checkpoint_id, type, checkpoint, metadata, created_at) "
-            f"VALUES (?, ?, ?, ?, ?, ?, {self.d.metadata_param}, ?) "
-            "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
-            "parent_checkpoint_id = excluded.parent_checkpoint_id, type = excluded.type, "
-            "checkpoint = excluded.checkpoint, metadata = excluded.metadata, "
-            "created_at = excluded.created_at",
-            (
-                p.thread_id,
-                p.ns,
-                checkpoint_id,
-                p.parent_id,
-                p.cp_type,
-                p.cp_blob,
-                p.metadata_json,
-                p.created_at,
-            ),
+        blobs = p.blobs
+        for attempt in range(_ATTEMPTS):
+            batch, status_at = self._put_batch(p, blobs)
+            results = yield batch
+            head, head_ok, bases_ok = results[status_at][0]
+            if not head_ok:
+                raise CheckpointConflictError(
+                    f"Thread {p.thread_id!r} (namespace {p.ns!r}) moved on: this run "
+                    f"continues from checkpoint {p.parent_id!r} but the newest checkpoint is "
+                    f"now {head!r}. Another run advanced the thread first; nothing was "
+                    "written. Re-read the thread with get_state() and decide again."
+                )
+            if bases_ok:
+                break
+            # The delta cache was stale (the thread was pruned or deleted elsewhere):
+            # store whole what no longer has a base - or, at the last try, everything.
+            if attempt == 0:
+                blobs = yield from self._check_bases(p, blobs)
+            else:
+                blobs = [self._full(b) for b in blobs]
+        p.stored = blobs
+        return make_config(p.thread_id, p.ns, checkpoint_id)
+
+    def remember_put(self, p: PreparedPut) -> None:
+        """After ``put`` committed: what it wrote is what this process now knows of the
+        thread (the delta cache's head, the value cache's rows)."""
+        if p.stored is None:
+            return
+        self.values.add_rows(
+            {
+                (p.thread_id, p.ns, plan.channel, plan.version): StoredBlob(
+                    typ, blob, plan.base_version, plan.root_version
+                )
+                for plan, typ, blob in p.stored
+            }
         )
         self.cache.remember_put(
             p.thread_id,
             p.ns,
-            checkpoint_id,
+            p.checkpoint["id"],
             p.checkpoint["channel_versions"],
-            [plan for plan, _, _ in blobs],
+            [plan for plan, _, _ in p.stored],
         )
-        return make_config(p.thread_id, p.ns, checkpoint_id)
 
-    def _check_bases(self, p: PreparedPut) -> Op[list[tuple[BlobPlan, str, bytes | None]]]:
+    def _full(
+        self, blob: tuple[BlobPlan, str, bytes | None]
+    ) -> tuple[BlobPlan, str, bytes | None]:
+        plan = blob[0]
+        if not plan.is_delta:
+            return blob
+        plan = plan.as_full()
+        return (plan, *self._dump_plan(plan))
+
+    def _put_batch(
+        self, p: PreparedPut, blobs: list[tuple[BlobPlan, str, bytes | None]]
+    ) -> tuple[Batch, int]:
+        """The statements of one ``put`` attempt, and the index of its status query.
+
+        Both checks - the conflict rule's head check and the delta-base check - guard
+        every insert; the status query returns the head and both verdicts. Where the
+        database has data-modifying ``WITH`` (Postgres) it is all one statement, the
+        checks evaluated once; elsewhere (SQLite) a status query and conditional inserts.
+        """
+        t, ns, checkpoint_id = p.thread_id, p.ns, p.checkpoint["id"]
+        head_query = (
+            f"SELECT MAX(checkpoint_id) AS head FROM {CHECKPOINTS} "
+            "WHERE thread_id = ? AND checkpoint_ns = ?"
+        )
+        one_statement = self.d.writable_ctes and len(blobs) * 8 < 30_000
+        head, head_params = ("h.head", []) if one_statement else (f"({head_query})", [t, ns])
+        head_ok, head_ok_params = "1 = 1", []
+        if p.source == "loop":  # the conflict rule: only a loop checkpoint needs the head
+            if p.parent_id is None:
+                head_ok = f"COALESCE({head} = ?, 1 = 1)"
+                head_ok_params = [*head_params, checkpoint_id]
+            else:
+                head_ok = f"COALESCE({head} IN (?, ?), 1 = 0)"
+                head_ok_params = [*head_params, p.parent_id, checkpoint_id]
+        deltas = [plan for plan, _, _ in blobs if plan.is_delta]
+        bases_ok, bases_params = "1 = 1", []
+        if deltas:
+            pairs = " OR ".join("(channel = ? AND version = ?)" for _ in deltas)
+            bases_ok = (
+                f"(SELECT COUNT(*) FROM {BLOBS} WHERE thread_id = ? AND checkpoint_ns = ? "
+                f"AND ({pairs})) = ?"
+            )
+            bases_params = [t, ns]
+            for plan in deltas:
+                bases_params += [plan.channel, plan.base_version]
+            bases_params.append(len(deltas))
+
+        blob_columns = (
+            f"INSERT INTO {BLOBS} (thread_id, checkpoint_ns, channel, version, type, blob, "
+            "base_version, root_version) "
+        )
+        blob_conflict = " ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING"
+        one = f"(?, ?, ?, ?, ?, {self.d.blob_param}, ?, ?)"
+
+        def blob_values(chunk: Sequence[tuple[BlobPlan, str, bytes | None]]) -> list[Any]:
+            return [
+                v
+                for plan, typ, blob in chunk
+                for v in (
+                    t, ns, plan.channel, plan.version, typ, blob, plan.base_version,
+                    plan.root_version,
+                )
+            ]  # fmt: skip
+
+        cp_insert = (
+            f"INSERT INTO {CHECKPOINTS} (thread_id, checkpoint_ns, checkpoint_id, "
+            "parent_checkpoint_id, type, checkpoint, metadata, created_at) "
+            f"SELECT ?, ?, ?, ?, ?, {self.d.blob_param}, {self.d.metadata_param}, ?"
+        )
+        cp_conflict = (
+            " ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
+            "parent_checkpoint_id = excluded.parent_checkpoint_id, type = excluded.type, "
+            "checkpoint = excluded.checkpoint, metadata = excluded.metadata, "
+            "created_at = excluded.created_at"
+        )
+        cp_params = [
+            t, ns, checkpoint_id, p.parent_id, p.cp_type, p.cp_blob, p.metadata_json,
+            p.created_at,
+        ]  # fmt: skip
+
+        queries: list[Query] = []
+        if self.d.lock_thread:
+            queries.append(Query(self.d.lock_thread, (t,)))
+        status_at = len(queries)
+        if one_statement:
+            sql = (
+                f"WITH h AS ({head_query}), "
+                f"s AS (SELECT head, {head_ok} AS head_ok, {bases_ok} AS bases_ok FROM h)"
+            )
+            params: list[Any] = [t, ns, *head_ok_params, *bases_params]
+            if blobs:
+                sql += (
+                    f", b AS ({blob_columns}SELECT v.* FROM (VALUES "
+                    f"{', '.join(one for _ in blobs)}) AS v, s WHERE s.head_ok AND "
+                    f"s.bases_ok{blob_conflict})"
+                )
+                params += blob_values(blobs)
+            sql += (
+                f", c AS ({cp_insert} FROM s WHERE s.head_ok AND s.bases_ok{cp_conflict}) "
+                "SELECT head, CASE WHEN head_ok THEN 1 ELSE 0 END, "
+                "CASE WHEN bases_ok THEN 1 ELSE 0 END FROM s"
+            )
+            queries.append(Query(sql, [*params, *cp_params], fetch=True))
+            return tuple(queries), status_at
+
+        where = f" WHERE {head_ok} AND {bases_ok}"
+        where_params = head_ok_params + bases_params
+        queries.append(
+            Query(
+                f"SELECT {head}, CASE WHEN {head_ok} THEN 1 ELSE 0 END, "
+                f"CASE WHEN {bases_ok} THEN 1 ELSE 0 END",
+                [*head_params, *where_params],
+                fetch=True,
+            )
+        )
+        for chunk in chunks(blobs, 8, reserve=len(where_params)):
+            queries.append(
+                Query(
+                    f"{blob_columns}SELECT * FROM (VALUES {', '.join(one for _ in chunk)}) "
+                    f"AS v{where}{blob_conflict}",
+                    [*blob_values(chunk), *where_params],
+                )
+            )
+        queries.append(Query(cp_insert + where + cp_conflict, [*cp_params, *where_params]))
+        return tuple(queries), status_at
+
+    def _check_bases(
+        self, p: PreparedPut, blobs: list[tuple[BlobPlan, str, bytes | None]]
+    ) -> Op[list[tuple[BlobPlan, str, bytes | None]]]:
         """Store a delta whole when its base row is gone (the cache was stale)."""
         bases = sorted(
             {
                 (p.thread_id, p.ns, plan.channel, plan.base_version)
-                for plan, _, _ in p.blobs
+                for plan, _, _ in blobs
                 if plan.is_delta
             }
         )
         if not bases:
-            return p.blobs
+            return blobs
         present = yield from self._fetch_keys(bases)
-        out = []
-        for plan, typ, blob in p.blobs:
-            if (
-                plan.is_delta
-                and (p.thread_id, p.ns, plan.channel, plan.base_version) not in present
-            ):
-                plan = plan.as_full()
-                typ, blob = self._dump_plan(plan)
-            out.append((plan, typ, blob))
-        return out
+        return [
+            self._full(b)
+            if b[0].is_delta and (p.thread_id, p.ns, b[0].channel, b[0].base_version) not in present
+            else b
+            for b in blobs
+        ]
 
     def _fetch_keys(self, keys: list[tuple[Any, ...]]) -> Op[set[tuple[Any, ...]]]:
         present: set[tuple[Any, ...]] = set()
@@ -513,6 +673,7 @@ class SqlCore:
             "channel, type, blob, task_path) VALUES "
         )
         conflict = " ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) "
+        queries: list[Query] = []
         for rows, action in (
             (list(regular.values()), "DO NOTHING"),
             (
@@ -522,11 +683,15 @@ class SqlCore:
             ),
         ):
             for chunk in chunks(rows, 9):
-                one = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                yield Query(
-                    insert + ", ".join(one for _ in chunk) + conflict + action,
-                    [v for row in chunk for v in row],
+                one = f"(?, ?, ?, ?, ?, ?, ?, {self.d.blob_param}, ?)"
+                queries.append(
+                    Query(
+                        insert + ", ".join(one for _ in chunk) + conflict + action,
+                        [v for row in chunk for v in row],
+                    )
                 )
+        if queries:
+            yield tuple(queries)  # one round trip; atomic
         return None
 
     # -- housekeeping ------------------------------------------------------------------
@@ -538,6 +703,7 @@ class SqlCore:
         for table in (WRITES, BLOBS, CHECKPOINTS):
             yield Query(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))
         self.cache.forget(thread_id)
+        self.values.forget(thread_id)
         return None
 
     def list_threads(self, limit: int | None) -> Op[list[str]]:
@@ -610,6 +776,7 @@ class SqlCore:
                 cte.params,
             )
         self.cache.forget(thread_id)
+        self.values.forget(thread_id)
         return len(dropped)
 
     def expire(self, cutoff: float, batch: int | None = None) -> Op[tuple[list[str], bool]]:
@@ -662,6 +829,17 @@ def _bytes(blob: Any) -> bytes | None:
 def _root_key(key: tuple[Any, ...], row: StoredBlob) -> tuple[Any, ...]:
     """Key of the full row a stored value's chain starts at (its own key if it is full)."""
     return (*key[:-1], row.root_version or row.base_version or key[-1])
+
+
+def _write_name(task_id: str, channel: str, thread_id: str, ns: str, checkpoint_id: str) -> str:
+    return (
+        f"pending write of task {task_id!r} to channel {channel!r} (thread {thread_id!r}, "
+        f"namespace {ns!r}, checkpoint {checkpoint_id!r})"
+    )
+
+
+def _copied(value: Any) -> Any:
+    return list(value) if type(value) is list else value
 
 
 def _blob_rows(rows: Rows | None) -> Iterable[tuple[tuple[Any, ...], StoredBlob]]:

@@ -1,23 +1,30 @@
 """Public saver methods on top of ``_sqlcore.SqlCore``, for sync and async database drivers.
 
-A backend supplies only how to run one operation in one transaction: ``_run(op)`` for a
-blocking connection (``SyncSqlSaver``), ``_arun(op)`` for an asyncio one
-(``AsyncSqlSaver``). Everything else - the checkpoint API, housekeeping, paging, the
-version scheme - lives here once.
+A backend supplies only how to run one operation: ``_run(op)`` for a blocking connection
+(``SyncSqlSaver``), ``_arun(op)`` for an asyncio one (``AsyncSqlSaver``). With
+``atomic=True`` (the default) the whole operation is one transaction; the hot-path
+operations pass ``atomic=False``: each of their steps is self-contained, so a driver may
+run each statement or batch as its own atomic unit, in one round trip. Everything else -
+the checkpoint API, housekeeping, paging, the version scheme, the value cache - lives
+here once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
-from threadloom.checkpoint._delta import DeltaCache, serde_fingerprint
+from threadloom.checkpoint import _sqlaudit
+from threadloom.checkpoint._delta import DeltaCache, ValueCache, serde_fingerprint
 from threadloom.checkpoint._sql import PAGE_SIZE, Dialect, Op, validate_filter
 from threadloom.checkpoint._sqlcore import SqlCore
 from threadloom.checkpoint.base import (
+    AuditRecord,
     BaseCheckpointSaver,
     ChannelVersions,
     Checkpoint,
@@ -26,10 +33,48 @@ from threadloom.checkpoint.base import (
     SerializerProtocol,
 )
 
-__all__ = ["AsyncSqlSaver", "SqlSaver", "SyncSqlSaver"]
+__all__ = ["AsyncSqlSaver", "RunGuard", "SqlSaver", "SyncSqlSaver", "thread_busy_error"]
 
 T = TypeVar("T")
 _Keyset = tuple[str, str, str]
+
+
+def thread_busy_error(thread_id: str) -> Exception:
+    """What ``lock_thread`` raises when another run holds the thread."""
+    from threadloom.errors import CheckpointConflictError
+
+    return CheckpointConflictError(
+        f"Thread {thread_id!r} is being run by another process or run right now (it holds "
+        "the thread's run lock, e.g. a second resume of the same pause). Nothing was run or "
+        "written by this one. Retry once that run has finished, or read the thread with "
+        "get_state() to see where it stands and decide again."
+    )
+
+
+class RunGuard:
+    """The thread ids this saver is running in this process (a non-blocking set lock)."""
+
+    def __init__(self) -> None:
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+
+    def take(self, thread_id: str) -> None:
+        with self._lock:
+            if thread_id in self._held:
+                raise thread_busy_error(thread_id)
+            self._held.add(thread_id)
+
+    def drop(self, thread_id: str) -> None:
+        with self._lock:
+            self._held.discard(thread_id)
+
+    @contextmanager
+    def hold(self, thread_id: str) -> Iterator[None]:
+        self.take(thread_id)
+        try:
+            yield
+        finally:
+            self.drop(thread_id)
 
 
 def _cutoff(older_than: timedelta, now: datetime | None) -> float:
@@ -48,7 +93,15 @@ def _next_page(page: list[CheckpointTuple], size: int) -> _Keyset | None:
 
 
 class SqlSaver(BaseCheckpointSaver):
-    """Common state of the SQL savers: the dialect, the delta cache and the core."""
+    """Common state of the SQL savers: the dialect, the caches and the core.
+
+    ``value_cache`` (a ``threadloom.checkpoint._delta.ValueCache``) keeps the channel
+    values this saver stored or read, so reading a long thread again neither fetches nor
+    decodes its history; lists are handed out as fresh copies (their items are shared:
+    do not change checkpointed messages in place). Bounded (64 MiB of serialized values
+    by default; set ``saver.value_cache.max_bytes``, 0 disables it); ``clear_cache()``
+    empties it.
+    """
 
     dialect: ClassVar[Dialect]
 
@@ -68,7 +121,21 @@ class SqlSaver(BaseCheckpointSaver):
         inner = getattr(value, "serde", None)
         plain = inner if callable(getattr(inner, "dumps_typed", None)) else value
         self._delta_cache = DeltaCache(serde_fingerprint(plain.dumps_typed))
-        self._core = SqlCore(self.dialect, value, self._delta_cache)
+        old = getattr(self, "_values", None)
+        self._values = ValueCache(
+            **({} if old is None else {"max_bytes": old.max_bytes, "max_entries": old.max_entries})
+        )
+        self._core = SqlCore(self.dialect, value, self._delta_cache, self._values)
+
+    @property
+    def value_cache(self) -> ValueCache:
+        return self._values
+
+    def clear_cache(self) -> None:
+        """Forget every cached value and delta fingerprint of this saver (the next reads
+        go to the database; the next write of each list stores it whole)."""
+        self._values.clear()
+        self._delta_cache.clear()
 
     def get_next_version(self, current: str | int | float | None, channel: Any = None) -> str:
         """A zero-padded counter plus a random suffix.
@@ -90,13 +157,13 @@ class SqlSaver(BaseCheckpointSaver):
 class SyncSqlSaver(SqlSaver):
     """Methods for a blocking connection; the async twins run them in a worker thread."""
 
-    def _run(self, op: Op[T], *, write: bool) -> T:  # pragma: no cover - interface
+    def _run(self, op: Op[T], *, write: bool, atomic: bool = True) -> T:  # pragma: no cover
         raise NotImplementedError
 
     # -- checkpoint API ----------------------------------------------------------------
 
     def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
-        return self._run(self._core.get_tuple(config), write=False)
+        return self._run(self._core.get_tuple(config), write=False, atomic=False)
 
     def list(
         self,
@@ -122,7 +189,7 @@ class SyncSqlSaver(SqlSaver):
         while remaining is None or remaining > 0:
             size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
             op = self._core.list_page(config, filter, before, size, after)
-            page = self._run(op, write=False)
+            page = self._run(op, write=False, atomic=False)
             yield from page
             if remaining is not None:
                 remaining -= len(page)
@@ -140,7 +207,9 @@ class SyncSqlSaver(SqlSaver):
         """Store a checkpoint. Raises ``CheckpointConflictError`` when a ``loop``
         checkpoint's parent is no longer the thread's newest checkpoint."""
         prepared = self._core.prepare_put(config, checkpoint, metadata, new_versions)
-        return self._run(self._core.put(prepared), write=True)
+        stored = self._run(self._core.put(prepared), write=True, atomic=False)
+        self._core.remember_put(prepared)  # committed: now the caches may know it
+        return stored
 
     def put_writes(
         self,
@@ -149,7 +218,8 @@ class SyncSqlSaver(SqlSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        self._run(self._core.put_writes(config, writes, task_id, task_path), write=True)
+        op = self._core.put_writes(config, writes, task_id, task_path)
+        self._run(op, write=True, atomic=False)
 
     def delete_thread(self, thread_id: str) -> None:
         self._run(self._core.delete_thread(thread_id), write=True)
@@ -158,7 +228,7 @@ class SyncSqlSaver(SqlSaver):
 
     def list_threads(self, limit: int | None = None) -> list[str]:
         """Thread ids, the one with the newest checkpoint first."""
-        return self._run(self._core.list_threads(limit), write=False)
+        return self._run(self._core.list_threads(limit), write=False, atomic=False)
 
     def prune(self, thread_id: str, keep_last: int) -> int:
         """Keep the ``keep_last`` newest checkpoints of each namespace of the thread.
@@ -183,7 +253,7 @@ class SyncSqlSaver(SqlSaver):
 
     def stored_bytes(self, thread_id: str | None = None) -> int:
         """Bytes of stored checkpoint, metadata, value and write payloads (for benchmarks)."""
-        return self._run(self._core.stored_bytes(thread_id), write=False)
+        return self._run(self._core.stored_bytes(thread_id), write=False, atomic=False)
 
     async def alist_threads(self, limit: int | None = None) -> list[str]:
         return await asyncio.to_thread(self.list_threads, limit)
@@ -199,6 +269,18 @@ class SyncSqlSaver(SqlSaver):
     async def astored_bytes(self, thread_id: str | None = None) -> int:
         return await asyncio.to_thread(self.stored_bytes, thread_id)
 
+    # -- audit log (threadloom.hitl; table and migration in ``_sqlaudit``) -------------
+
+    def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
+        """Append records to the thread's audit log (numbered, hash-chained)."""
+        with _sqlaudit.explained():
+            return self._run(_sqlaudit.put_audit(self.dialect, thread_id, records), write=True)
+
+    def list_audit(self, thread_id: str) -> list[AuditRecord]:
+        """The thread's audit records, oldest first."""
+        with _sqlaudit.explained():
+            return self._run(_sqlaudit.list_audit(thread_id), write=False)
+
 
 class AsyncSqlSaver(SqlSaver):
     """Methods for an asyncio connection.
@@ -210,7 +292,9 @@ class AsyncSqlSaver(SqlSaver):
 
     loop: asyncio.AbstractEventLoop | None = None
 
-    async def _arun(self, op: Op[T], *, write: bool) -> T:  # pragma: no cover - interface
+    async def _arun(
+        self, op: Op[T], *, write: bool, atomic: bool = True
+    ) -> T:  # pragma: no cover - interface
         raise NotImplementedError
 
     def _remember_loop(self) -> None:
@@ -221,7 +305,7 @@ class AsyncSqlSaver(SqlSaver):
 
     async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
         self._remember_loop()
-        return await self._arun(self._core.get_tuple(config), write=False)
+        return await self._arun(self._core.get_tuple(config), write=False, atomic=False)
 
     async def alist(
         self,
@@ -238,7 +322,7 @@ class AsyncSqlSaver(SqlSaver):
         while remaining is None or remaining > 0:
             size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
             op = self._core.list_page(config, checked, before, size, after)
-            page = await self._arun(op, write=False)
+            page = await self._arun(op, write=False, atomic=False)
             for item in page:
                 yield item
             if remaining is not None:
@@ -256,7 +340,9 @@ class AsyncSqlSaver(SqlSaver):
     ) -> dict[str, Any]:
         self._remember_loop()
         prepared = self._core.prepare_put(config, checkpoint, metadata, new_versions)
-        return await self._arun(self._core.put(prepared), write=True)
+        stored = await self._arun(self._core.put(prepared), write=True, atomic=False)
+        self._core.remember_put(prepared)
+        return stored
 
     async def aput_writes(
         self,
@@ -266,7 +352,8 @@ class AsyncSqlSaver(SqlSaver):
         task_path: str = "",
     ) -> None:
         self._remember_loop()
-        await self._arun(self._core.put_writes(config, writes, task_id, task_path), write=True)
+        op = self._core.put_writes(config, writes, task_id, task_path)
+        await self._arun(op, write=True, atomic=False)
 
     async def adelete_thread(self, thread_id: str) -> None:
         self._remember_loop()
@@ -274,7 +361,7 @@ class AsyncSqlSaver(SqlSaver):
 
     async def alist_threads(self, limit: int | None = None) -> list[str]:
         self._remember_loop()
-        return await self._arun(self._core.list_threads(limit), write=False)
+        return await self._arun(self._core.list_threads(limit), write=False, atomic=False)
 
     async def aprune(self, thread_id: str, keep_last: int) -> int:
         self._remember_loop()
@@ -294,7 +381,20 @@ class AsyncSqlSaver(SqlSaver):
 
     async def astored_bytes(self, thread_id: str | None = None) -> int:
         self._remember_loop()
-        return await self._arun(self._core.stored_bytes(thread_id), write=False)
+        return await self._arun(self._core.stored_bytes(thread_id), write=False, atomic=False)
+
+    async def aput_audit(
+        self, thread_id: str, records: Sequence[AuditRecord]
+    ) -> list[AuditRecord]:
+        self._remember_loop()
+        with _sqlaudit.explained():
+            op = _sqlaudit.put_audit(self.dialect, thread_id, records)
+            return await self._arun(op, write=True)
+
+    async def alist_audit(self, thread_id: str) -> list[AuditRecord]:
+        self._remember_loop()
+        with _sqlaudit.explained():
+            return await self._arun(_sqlaudit.list_audit(thread_id), write=False)
 
     # -- sync bridges ------------------------------------------------------------------
 
@@ -367,3 +467,9 @@ class AsyncSqlSaver(SqlSaver):
 
     def stored_bytes(self, thread_id: str | None = None) -> int:
         return self._bridge(self.astored_bytes(thread_id))
+
+    def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
+        return self._bridge(self.aput_audit(thread_id, records))
+
+    def list_audit(self, thread_id: str) -> list[AuditRecord]:
+        return self._bridge(self.alist_audit(thread_id))

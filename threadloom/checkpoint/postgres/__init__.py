@@ -5,8 +5,14 @@
         graph = builder.compile(checkpointer=saver)
 
 Takes a ``psycopg.Connection`` (shared between threads behind a lock) or a
-``psycopg_pool.ConnectionPool`` (one pooled connection per operation). Every operation is
-one transaction (a savepoint when the caller already has one open).
+``psycopg_pool.ConnectionPool`` (one pooled connection per operation).
+
+Round trips: reading a checkpoint is one statement (plus one to fetch values the saver's
+value cache does not hold); ``put`` and ``put_writes`` are one round trip each - their
+statements go out together in pipeline mode and run as one implicit transaction (the
+connection is switched to autocommit for the moment if it is idle). Housekeeping
+operations are one explicit transaction each, and when the caller already has a
+transaction open, every operation joins it through a savepoint.
 
 * ``setup()`` applies the versioned migrations in ``threadloom_migrations`` behind an
   advisory transaction lock, so several processes may call it at once, and it may run
@@ -15,6 +21,10 @@ one transaction (a savepoint when the caller already has one open).
   id. A ``loop`` checkpoint whose parent is no longer the newest checkpoint of its
   (thread, namespace) raises ``CheckpointConflictError``: of two workers continuing from
   one head, exactly one wins.
+* One run per thread, enforced before anything runs: ``lock_thread`` takes a
+  session-level ``pg_try_advisory_lock`` keyed by (schema, thread id) on a dedicated
+  connection of the saver's own. The server drops it when that session ends, so a
+  process that dies (even by SIGKILL) never leaves a thread held.
 * Metadata is ``jsonb``; ``list(filter=...)`` uses ``metadata @> %s::jsonb`` (plus an
   exact ``metadata -> key = value`` test for dict/list values, so filters mean equality
   on every saver). Strings in metadata cannot contain NUL characters (a ``jsonb`` limit),
@@ -29,14 +39,20 @@ collation on keys, so ordering is by code point as everywhere else.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 try:
     import psycopg
+    from psycopg import pq
+    from psycopg.conninfo import make_conninfo
+    from psycopg.pq import TransactionStatus
     from psycopg.rows import tuple_row
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
@@ -47,12 +63,14 @@ from threadloom.checkpoint._sql import (
     BLOBS,
     CHECKPOINTS,
     WRITES,
+    Batch,
     Op,
     PostgresDialect,
     Query,
     drive_sync,
 )
-from threadloom.checkpoint._sqlsaver import SyncSqlSaver
+from threadloom.checkpoint._sqlaudit import POSTGRES_MIGRATION
+from threadloom.checkpoint._sqlsaver import RunGuard, SyncSqlSaver, thread_busy_error
 from threadloom.checkpoint.base import SerializerProtocol
 
 if TYPE_CHECKING:
@@ -73,8 +91,10 @@ DIALECT = PostgresDialect(
         f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK}, hashtext(COALESCE(current_schema(), '')))"
     ),
     metadata_param="?::jsonb",
+    blob_param="?::bytea",
     blob_len="octet_length",
     metadata_len="octet_length(metadata::text)",
+    writable_ctes=True,
 )
 
 _KEY = 'TEXT COLLATE "C" NOT NULL'
@@ -122,6 +142,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         f"CREATE INDEX IF NOT EXISTS {CHECKPOINTS}_created ON {CHECKPOINTS} "
         "(thread_id, created_at)",
     ),
+    POSTGRES_MIGRATION,  # v2: threadloom_audit_log, the decisions of people (threadloom.hitl)
 ]
 """Append only: each entry is one schema version, applied once, in order."""
 
@@ -140,8 +161,142 @@ def _execute(cursor: psycopg.Cursor[Any], query: Query) -> list[tuple[Any, ...]]
     return cursor.fetchall() if query.fetch else None
 
 
+def _pipeline(conn: psycopg.Connection[Any], batch: Batch) -> list[Any]:
+    """Run ``batch`` in one round trip: sent together in pipeline mode, one ``Sync``.
+
+    On an autocommit connection the statements form one implicit transaction: all or none.
+    """
+    if len(batch) == 1:
+        with conn.cursor(row_factory=tuple_row) as cursor:
+            return [_execute(cursor, batch[0])]
+    cursors: list[psycopg.Cursor[Any]] = []
+    try:
+        with conn.pipeline():
+            for query in batch:
+                cursor = conn.cursor(row_factory=tuple_row)
+                cursors.append(cursor)
+                cursor.execute(pg_sql(query.sql), query.params)
+        return [c.fetchall() if q.fetch else None for c, q in zip(cursors, batch, strict=True)]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+@contextmanager
+def _in_pipeline(conn: psycopg.Connection[Any]) -> Iterator[Any]:
+    """A pipeline for a whole op (one implicit transaction, ended by its Sync).
+
+    Yields ``execute(query)``: each query gets a cursor of its own (a cursor shared by
+    queued statements could hand back an earlier statement's rows); a query whose rows
+    are needed is waited for, the others are only queued.
+    """
+    cursors: list[psycopg.Cursor[Any]] = []
+
+    def execute(query: Query) -> list[tuple[Any, ...]] | None:
+        cursor = conn.cursor(row_factory=tuple_row)
+        cursors.append(cursor)
+        return _execute(cursor, query)
+
+    try:
+        with conn.pipeline():
+            yield execute
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+@contextmanager
+def _autocommit(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """Autocommit for the moment (no round trip: the connection is idle)."""
+    if conn.autocommit:
+        yield
+        return
+    conn.autocommit = True
+    try:
+        yield
+    finally:
+        conn.autocommit = False
+
+
+# -- run locks (one run per thread) --------------------------------------------------
+
+_RUN_LOCK_SQL = "SELECT pg_try_advisory_lock(%s)"
+_RUN_UNLOCK_SQL = "SELECT pg_advisory_unlock(%s)"
+# The lock session asks the server to notice a vanished client (host down, cable cut)
+# within about a minute; a killed process closes its socket and is noticed at once.
+_LOCK_SESSION_SQL = (
+    "SELECT COALESCE(current_schema(), ''), set_config('tcp_keepalives_idle', '30', false), "
+    "set_config('tcp_keepalives_interval', '10', false), "
+    "set_config('tcp_keepalives_count', '3', false)"
+)
+
+
+def run_lock_key(schema: str, thread_id: str) -> int:
+    """The signed 64-bit ``pg_try_advisory_lock`` key of a thread's run lock."""
+    digest = hashlib.sha256(f"threadloom-run\0{schema}\0{thread_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class _LockSession:
+    """The sync saver's run-lock connection (private to the saver, behind its mutex).
+
+    It speaks psycopg's low-level ``pq`` API, so taking or releasing a lock is one lean
+    round trip. A release waits for the server's reply: once ``lock_thread`` has exited,
+    any other session can take the thread.
+    """
+
+    def __init__(self, conninfo: str, kwargs: dict[str, Any]) -> None:
+        self.conn = psycopg.Connection.connect(conninfo, **kwargs, autocommit=True)
+        try:
+            row = self.conn.execute(_LOCK_SESSION_SQL).fetchone()
+        except BaseException:
+            self.conn.close()
+            raise
+        self.schema = str(row[0]) if row else ""
+
+    @property
+    def alive(self) -> bool:
+        conn = self.conn
+        return not conn.closed and not conn.broken and conn.pgconn.status == pq.ConnStatus.OK
+
+    def call(self, sql: bytes, key: int) -> bool:
+        pgconn = self.conn.pgconn
+        res = pgconn.exec_params(sql, [str(key).encode()])
+        if res.status != pq.ExecStatus.TUPLES_OK:
+            message = (res.error_message or pgconn.error_message or b"").decode(errors="replace")
+            raise psycopg.OperationalError(f"run lock query failed: {message.strip()}")
+        return res.get_value(0, 0) == b"t"
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def lock_conninfo(conn: Any, conninfo: str | None) -> tuple[str, dict[str, Any]]:
+    """Where to open the run-lock connection: ``conninfo`` when the saver was opened from
+    a string, a pool's own conninfo and arguments, or a connection's parameters."""
+    if conninfo is not None:
+        return conninfo, {}
+    if hasattr(conn, "pgconn"):  # a (sync or async) connection
+        params = {
+            o.keyword.decode(): o.val.decode()
+            for o in conn.pgconn.info
+            if o.val is not None and o.val != b""
+        }
+        return make_conninfo("", **params), {}
+    kwargs = dict(getattr(conn, "kwargs", None) or {})
+    kwargs.pop("autocommit", None)
+    return str(conn.conninfo), kwargs
+
+
 class PostgresSaver(SyncSqlSaver):
-    """A saver on a psycopg 3 ``Connection`` or ``ConnectionPool``."""
+    """A saver on a psycopg 3 ``Connection`` or ``ConnectionPool``.
+
+    ``lock_thread(thread_id)`` (the engine takes it around each run) holds a session-level
+    advisory lock for the run on a dedicated connection, opened on first use from the
+    same connection parameters (a pool's conninfo, or the connection's) and kept for
+    later runs, so it neither costs a connect per run nor takes a pooled connection away
+    from the run's own queries.
+    """
 
     dialect = DIALECT
 
@@ -154,6 +309,10 @@ class PostgresSaver(SyncSqlSaver):
         super().__init__(serde=serde)
         self.conn = conn
         self._lock = threading.Lock()
+        self._conninfo: str | None = None
+        self._runs = RunGuard()
+        self._lock_session: _LockSession | None = None
+        self._lock_mutex = threading.Lock()
 
     @classmethod
     @contextmanager
@@ -165,11 +324,93 @@ class PostgresSaver(SyncSqlSaver):
         Call ``setup()`` once before first use (this does not, so read-only roles work).
         """
         with psycopg.Connection.connect(conn_string, autocommit=True) as conn:
-            yield cls(conn, serde=serde)
+            saver = cls(conn, serde=serde)
+            saver._conninfo = conn_string
+            try:
+                yield saver
+            finally:
+                saver.close_run_locks()
 
     def setup(self) -> None:
         """Create or migrate the tables; idempotent and safe from concurrent processes."""
         self._run(self._core.migrate(MIGRATIONS), write=True)
+
+    # -- one run per thread ------------------------------------------------------------
+
+    @contextmanager
+    def lock_thread(self, thread_id: str) -> Iterator[None]:
+        """Hold ``thread_id`` for one run; raise ``CheckpointConflictError`` at once when
+        another run - in this process or any other - holds it.
+
+        ``pg_try_advisory_lock(key)`` on the saver's run-lock connection (session level,
+        so it outlives transactions; the server drops it when the session ends, e.g. when
+        the holding process is killed), released with ``pg_advisory_unlock``. The key is
+        64 bits of sha256 over the schema and the thread id.
+        """
+        thread_id = str(thread_id)
+        with self._runs.hold(thread_id):  # advisory locks re-enter within one session
+            key = self._take_run_lock(thread_id)
+            try:
+                yield
+            finally:
+                self._give_run_lock(key)
+
+    @asynccontextmanager
+    async def alock_thread(self, thread_id: str) -> AsyncIterator[None]:
+        """``lock_thread`` for async runs (the lock's round trips run in a worker thread)."""
+        thread_id = str(thread_id)
+        with self._runs.hold(thread_id):
+            key = await asyncio.to_thread(self._take_run_lock, thread_id)
+            try:
+                yield
+            finally:
+                await asyncio.to_thread(self._give_run_lock, key)
+
+    def close_run_locks(self) -> None:
+        """Close the run-lock connection (releasing any run locks it still holds)."""
+        with self._lock_mutex:
+            session, self._lock_session = self._lock_session, None
+        if session is not None:
+            session.close()
+
+    def _session(self) -> _LockSession:
+        session = self._lock_session
+        if session is not None and session.alive:
+            return session
+        if session is not None:
+            session.close()
+        session = _LockSession(*lock_conninfo(self.conn, self._conninfo))
+        self._lock_session = session
+        weakref.finalize(self, session.close)
+        return session
+
+    def _take_run_lock(self, thread_id: str) -> int:
+        with self._lock_mutex:
+            for attempt in range(2):
+                session = self._session()
+                key = run_lock_key(session.schema, thread_id)
+                try:
+                    got = session.call(b"SELECT pg_try_advisory_lock($1)", key)
+                    break
+                except psycopg.OperationalError:  # the session died: its locks went too
+                    self._lock_session = None
+                    session.close()
+                    if attempt:
+                        raise
+        if not got:
+            raise thread_busy_error(thread_id)
+        return key
+
+    def _give_run_lock(self, key: int) -> None:
+        with self._lock_mutex:
+            session = self._lock_session
+            if session is None or not session.alive:
+                return  # the session ended, and its locks with it
+            try:
+                session.call(b"SELECT pg_advisory_unlock($1)", key)
+            except psycopg.Error:
+                self._lock_session = None
+                session.close()
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -180,10 +421,20 @@ class PostgresSaver(SyncSqlSaver):
             with self.conn.connection() as conn:
                 yield conn
 
-    def _run(self, op: Op[T], *, write: bool) -> T:
-        with (
-            self._connection() as conn,
-            conn.transaction(),
-            conn.cursor(row_factory=tuple_row) as cursor,
-        ):
-            return drive_sync(op, lambda q: _execute(cursor, q))
+    def _run(self, op: Op[T], *, write: bool, atomic: bool = True) -> T:
+        with self._connection() as conn:
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                # the caller's transaction is open: join it (a savepoint)
+                with conn.transaction(), conn.cursor(row_factory=tuple_row) as cursor:
+                    return drive_sync(op, lambda q: _execute(cursor, q))
+            with _autocommit(conn):
+                if atomic:
+                    # The whole op in one pipeline: one implicit transaction, ended by the
+                    # pipeline's Sync; a round trip per query whose rows it needs, plus one.
+                    with _in_pipeline(conn) as execute:
+                        return drive_sync(op, execute)
+                # each statement or batch of ``op`` is atomic on its own: one round trip each
+                with conn.cursor(row_factory=tuple_row) as cursor:
+                    return drive_sync(
+                        op, lambda q: _execute(cursor, q), lambda b: _pipeline(conn, b)
+                    )

@@ -4,31 +4,42 @@
         await saver.setup()
         graph = builder.compile(checkpointer=saver)
 
-Same storage, locking and conflict rule as ``PostgresSaver`` (the operations are shared).
-Takes a ``psycopg.AsyncConnection`` (operations take turns on it) or a
-``psycopg_pool.AsyncConnectionPool``. The sync methods work only from a thread other than
-the event loop's (see ``AsyncSqlSaver``).
+Same storage, locking, round trips, run locks and conflict rule as ``PostgresSaver`` (the
+operations are shared). Takes a ``psycopg.AsyncConnection`` (operations take turns on it)
+or a ``psycopg_pool.AsyncConnectionPool``. The sync methods work only from a thread other
+than the event loop's (see ``AsyncSqlSaver``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 try:
     import psycopg
+    from psycopg.pq import TransactionStatus
     from psycopg.rows import tuple_row
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
         "The Postgres savers need psycopg 3: pip install 'threadloom[postgres]'"
     ) from exc
 
-from threadloom.checkpoint._sql import Op, Query, drive_async
-from threadloom.checkpoint._sqlsaver import AsyncSqlSaver
+from threadloom.checkpoint._sql import Batch, Op, Query, drive_async
+from threadloom.checkpoint._sqlsaver import AsyncSqlSaver, RunGuard, thread_busy_error
 from threadloom.checkpoint.base import SerializerProtocol
-from threadloom.checkpoint.postgres import DIALECT, MIGRATIONS, pg_sql
+from threadloom.checkpoint.postgres import (
+    _LOCK_SESSION_SQL,
+    _RUN_LOCK_SQL,
+    _RUN_UNLOCK_SQL,
+    DIALECT,
+    MIGRATIONS,
+    lock_conninfo,
+    pg_sql,
+    run_lock_key,
+)
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -41,6 +52,56 @@ T = TypeVar("T")
 async def _execute(cursor: psycopg.AsyncCursor[Any], query: Query) -> list[tuple[Any, ...]] | None:
     await cursor.execute(pg_sql(query.sql), query.params)
     return await cursor.fetchall() if query.fetch else None
+
+
+async def _pipeline(conn: psycopg.AsyncConnection[Any], batch: Batch) -> list[Any]:
+    """``postgres._pipeline`` for an async connection: one round trip, all or none."""
+    if len(batch) == 1:
+        async with conn.cursor(row_factory=tuple_row) as cursor:
+            return [await _execute(cursor, batch[0])]
+    cursors: list[psycopg.AsyncCursor[Any]] = []
+    try:
+        async with conn.pipeline():
+            for query in batch:
+                cursor = conn.cursor(row_factory=tuple_row)
+                cursors.append(cursor)
+                await cursor.execute(pg_sql(query.sql), query.params)
+        return [
+            await c.fetchall() if q.fetch else None for c, q in zip(cursors, batch, strict=True)
+        ]
+    finally:
+        for cursor in cursors:
+            await cursor.close()
+
+
+@asynccontextmanager
+async def _in_pipeline(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[Any]:
+    """``postgres._in_pipeline`` for an async connection."""
+    cursors: list[psycopg.AsyncCursor[Any]] = []
+
+    async def execute(query: Query) -> list[tuple[Any, ...]] | None:
+        cursor = conn.cursor(row_factory=tuple_row)
+        cursors.append(cursor)
+        return await _execute(cursor, query)
+
+    try:
+        async with conn.pipeline():
+            yield execute
+    finally:
+        for cursor in cursors:
+            await cursor.close()
+
+
+@asynccontextmanager
+async def _autocommit(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    if conn.autocommit:
+        yield
+        return
+    await conn.set_autocommit(True)
+    try:
+        yield
+    finally:
+        await conn.set_autocommit(False)
 
 
 class AsyncPostgresSaver(AsyncSqlSaver):
@@ -57,6 +118,11 @@ class AsyncPostgresSaver(AsyncSqlSaver):
         super().__init__(serde=serde)
         self.conn = conn
         self._lock = asyncio.Lock()
+        self._conninfo: str | None = None
+        self._runs = RunGuard()
+        self._lock_conn: psycopg.AsyncConnection[Any] | None = None
+        self._lock_schema = ""
+        self._lock_mutex = asyncio.Lock()
         try:
             self.loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -72,7 +138,12 @@ class AsyncPostgresSaver(AsyncSqlSaver):
         Call ``await saver.setup()`` once before first use.
         """
         async with await psycopg.AsyncConnection.connect(conn_string, autocommit=True) as conn:
-            yield cls(conn, serde=serde)
+            saver = cls(conn, serde=serde)
+            saver._conninfo = conn_string
+            try:
+                yield saver
+            finally:
+                await saver.aclose_run_locks()
 
     async def setup(self) -> None:
         """Create or migrate the tables; idempotent and safe from concurrent processes."""
@@ -88,10 +159,102 @@ class AsyncPostgresSaver(AsyncSqlSaver):
             async with self.conn.connection() as conn:
                 yield conn
 
-    async def _arun(self, op: Op[T], *, write: bool) -> T:
-        async with (
-            self._connection() as conn,
-            conn.transaction(),
-            conn.cursor(row_factory=tuple_row) as cursor,
-        ):
-            return await drive_async(op, lambda q: _execute(cursor, q))
+    async def _arun(self, op: Op[T], *, write: bool, atomic: bool = True) -> T:
+        async with self._connection() as conn:
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                async with conn.transaction(), conn.cursor(row_factory=tuple_row) as cursor:
+                    return await drive_async(op, lambda q: _execute(cursor, q))
+            async with _autocommit(conn):
+                if atomic:  # one implicit transaction (see PostgresSaver._run)
+                    async with _in_pipeline(conn) as execute:
+                        return await drive_async(op, execute)
+                async with conn.cursor(row_factory=tuple_row) as cursor:
+                    return await drive_async(
+                        op, lambda q: _execute(cursor, q), lambda b: _pipeline(conn, b)
+                    )
+
+    # -- one run per thread ------------------------------------------------------------
+
+    @asynccontextmanager
+    async def alock_thread(self, thread_id: str) -> AsyncIterator[None]:
+        """Hold ``thread_id`` for one run; raise ``CheckpointConflictError`` at once when
+        another run holds it. See ``PostgresSaver.lock_thread``."""
+        self._remember_loop()
+        thread_id = str(thread_id)
+        with self._runs.hold(thread_id):
+            key = await self._take_run_lock(thread_id)
+            try:
+                yield
+            finally:
+                await self._give_run_lock(key)
+
+    @contextmanager
+    def lock_thread(self, thread_id: str) -> Iterator[None]:
+        """``alock_thread`` for sync runs (from a thread other than the event loop's)."""
+        thread_id = str(thread_id)
+        with self._runs.hold(thread_id):
+            key = self._bridge(self._take_run_lock(thread_id))
+            try:
+                yield
+            finally:
+                self._bridge(self._give_run_lock(key))
+
+    async def aclose_run_locks(self) -> None:
+        """Close the run-lock connection (releasing any run locks it still holds)."""
+        async with self._lock_mutex:
+            conn, self._lock_conn = self._lock_conn, None
+        if conn is not None:
+            await conn.close()
+
+    async def _lock_connection(self) -> psycopg.AsyncConnection[Any]:
+        conn = self._lock_conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        conninfo, kwargs = lock_conninfo(self.conn, self._conninfo)
+        conn = await psycopg.AsyncConnection.connect(conninfo, **kwargs, autocommit=True)
+        try:
+            row = await (await conn.execute(_LOCK_SESSION_SQL)).fetchone()
+        except BaseException:
+            await conn.close()
+            raise
+        self._lock_schema = str(row[0]) if row else ""
+        self._lock_conn = conn
+        weakref.finalize(self, _close_quietly, conn)
+        return conn
+
+    async def _take_run_lock(self, thread_id: str) -> int:
+        async with self._lock_mutex:
+            for attempt in range(2):
+                conn = await self._lock_connection()
+                key = run_lock_key(self._lock_schema, thread_id)
+                try:
+                    row = await (await conn.execute(_RUN_LOCK_SQL, (key,))).fetchone()
+                    break
+                except psycopg.OperationalError:
+                    self._lock_conn = None
+                    await conn.close()
+                    if attempt:
+                        raise
+        if not (row and row[0]):
+            raise thread_busy_error(thread_id)
+        return key
+
+    async def _give_run_lock(self, key: int) -> None:
+        async with self._lock_mutex:
+            conn = self._lock_conn
+            if conn is None or conn.closed or conn.broken:
+                return
+            try:
+                await conn.execute(_RUN_UNLOCK_SQL, (key,))
+            except psycopg.Error:
+                self._lock_conn = None
+                await conn.close()
+
+
+def _close_quietly(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Drop the socket of an async connection without an event loop (at exit)."""
+    try:
+        if not conn.closed:
+            conn.pgconn.finish()
+    except Exception:
+        pass

@@ -10,7 +10,17 @@ turns through ``BEGIN IMMEDIATE``). For many machines use ``PostgresSaver``.
 Storage grows with what changed: values are stored once per channel version, and list
 channels that only grew store just their new items (see ``threadloom.checkpoint._delta``).
 Two runs continuing from the same checkpoint cannot both win: the second ``loop``
-checkpoint raises ``CheckpointConflictError``.
+checkpoint raises ``CheckpointConflictError``; and one run at a time per thread is
+enforced before anything runs by ``lock_thread`` (an ``flock`` on
+``<database>-locks/<hash of the thread id>.lock``, which the kernel releases when the
+holder dies, however it dies).
+
+Durability: by default (``durability="normal"``) a file database runs in WAL mode with
+``PRAGMA synchronous=NORMAL``: a commit is not flushed to disk on its own. Every committed
+checkpoint survives the process crashing or being killed; only an operating-system crash
+or a power loss can lose the last transactions committed before it (never corrupting the
+file). ``durability="full"`` keeps ``synchronous=FULL``: every commit is flushed, at the
+cost of an fsync per checkpoint.
 
 Schema (created by ``setup()``, which every method runs on first use; versioned in
 ``threadloom_migrations``):
@@ -29,9 +39,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Literal, TypeVar
 
 from threadloom.checkpoint._sql import (
     BLOBS,
@@ -42,18 +52,23 @@ from threadloom.checkpoint._sql import (
     SqliteDialect,
     drive_sync,
 )
-from threadloom.checkpoint._sqlsaver import SyncSqlSaver
+from threadloom.checkpoint._sqlaudit import SQLITE_MIGRATION
+from threadloom.checkpoint._sqlsaver import RunGuard, SyncSqlSaver, thread_busy_error
 from threadloom.checkpoint.base import SerializerProtocol
+from threadloom.checkpoint.sqlite import _locks
 
 __all__ = ["SqliteSaver", "MIGRATIONS"]
 
 T = TypeVar("T")
+Durability = Literal["normal", "full"]
+DURABILITIES = ("normal", "full")
 
 DIALECT = SqliteDialect(
     name="sqlite",
     lock_thread=None,  # BEGIN IMMEDIATE already serializes every writer of the file
     lock_migrations=None,
     metadata_param="?",
+    blob_param="?",
     blob_len="length",
     metadata_len="length(CAST(metadata AS BLOB))",
 )
@@ -101,6 +116,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         f"CREATE INDEX IF NOT EXISTS {CHECKPOINTS}_created ON {CHECKPOINTS} "
         "(thread_id, created_at)",
     ),
+    SQLITE_MIGRATION,  # v2: threadloom_audit_log, the decisions of people (threadloom.hitl)
 ]
 """Append only: each entry is one schema version, applied once, in order."""
 
@@ -139,8 +155,27 @@ def _enable_wal(conn: sqlite3.Connection, timeout: float = 30.0) -> None:
 
 
 def _is_file(conn: sqlite3.Connection) -> bool:
-    row = conn.execute("PRAGMA database_list").fetchone()
-    return bool(row and row[2])  # in-memory and temporary databases have no file name
+    return bool(_database_file(conn))
+
+
+def _database_file(conn: sqlite3.Connection) -> str:
+    """The main database's file path ("" for in-memory and temporary databases)."""
+    for _seq, name, file in conn.execute("PRAGMA database_list").fetchall():
+        if name == "main":
+            return str(file or "")
+    return ""
+
+
+def _set_synchronous(conn: sqlite3.Connection, durability: str) -> None:
+    """``synchronous=NORMAL`` in WAL mode (``FULL`` for ``durability="full"``)."""
+    if conn.in_transaction:  # SQLite refuses to change it inside a transaction
+        return
+    if durability == "full":
+        conn.execute("PRAGMA synchronous=FULL")
+        return
+    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    if str(mode).lower() == "wal":  # NORMAL without WAL could corrupt on power loss
+        conn.execute("PRAGMA synchronous=NORMAL")
 
 
 class _SqliteRunner:
@@ -150,10 +185,15 @@ class _SqliteRunner:
         self.conn = conn
         self.lock = threading.RLock()
 
-    def run(self, op: Op[T], *, write: bool) -> T:
+    def run(self, op: Op[T], *, write: bool, atomic: bool = True) -> T:
+        """One transaction - except for a non-atomic read, whose every statement is a read
+        transaction of its own (a single-statement read needs no BEGIN/COMMIT)."""
         with self.lock:
             conn = self.conn
             nested = conn.in_transaction  # the caller's own transaction: use a savepoint
+            if not write and not atomic and not nested:
+                cursor = conn.cursor()
+                return drive_sync(op, lambda q: _execute(cursor, q))
             conn.execute(
                 "SAVEPOINT threadloom" if nested else "BEGIN IMMEDIATE" if write else "BEGIN"
             )
@@ -178,17 +218,30 @@ def _execute(cursor: sqlite3.Cursor, query: Query) -> list[tuple[Any, ...]] | No
 
 
 class SqliteSaverBase(SyncSqlSaver):
-    """What the sync and the async SQLite savers share: connection, lock, lazy setup."""
+    """What the sync and the async SQLite savers share: connection, lock, lazy setup,
+    durability and the run locks."""
 
     dialect = DIALECT
 
     def __init__(
-        self, conn: sqlite3.Connection, *, serde: SerializerProtocol | None = None
+        self,
+        conn: sqlite3.Connection,
+        *,
+        serde: SerializerProtocol | None = None,
+        durability: Durability = "normal",
     ) -> None:
+        if durability not in DURABILITIES:
+            raise ValueError(
+                f"durability must be 'normal' (WAL + synchronous=NORMAL: safe against "
+                f"process crashes) or 'full' (an fsync per commit), got {durability!r}"
+            )
         super().__init__(serde=serde)
         self.conn = conn
+        self.durability = durability
         self.is_setup = False
         self._runner = _SqliteRunner(conn)
+        self._runs = RunGuard()
+        self._lock_dir: str | None | bool = False  # False: not looked up yet
 
     def _setup_sync(self) -> None:
         with self._runner.lock:
@@ -196,13 +249,52 @@ class SqliteSaverBase(SyncSqlSaver):
                 return
             if _is_file(self.conn) and not self.conn.in_transaction:
                 _enable_wal(self.conn)
+            _set_synchronous(self.conn, self.durability)
             self._runner.run(self._core.migrate(MIGRATIONS), write=True)
             self.is_setup = True
 
-    def _run(self, op: Op[T], *, write: bool) -> T:
+    def _run(self, op: Op[T], *, write: bool, atomic: bool = True) -> T:
         if not self.is_setup:
             self._setup_sync()
         return self._runner.run(op, write=write)
+
+    # -- one run per thread ------------------------------------------------------------
+
+    def _locks_folder(self) -> str | None:
+        if self._lock_dir is False:
+            with self._runner.lock:
+                path = _database_file(self.conn)
+            self._lock_dir = _locks.lock_dir_for(path) if path else None
+        return self._lock_dir  # type: ignore[return-value]
+
+    @contextmanager
+    def lock_thread(self, thread_id: str) -> Iterator[None]:
+        """Hold ``thread_id`` for one run; raise ``CheckpointConflictError`` at once when
+        another run - in any process - holds it.
+
+        A file database locks ``<database>-locks/<sha256(thread_id)[:32]>.lock`` with
+        ``flock(LOCK_EX | LOCK_NB)``: released when the run ends, or by the kernel when
+        the process dies (even by SIGKILL). In-memory databases, private to this process,
+        use an in-process lock.
+        """
+        thread_id = str(thread_id)
+        folder = self._locks_folder()
+        if folder is None:
+            with self._runs.hold(thread_id):
+                yield
+            return
+        path = _locks.lock_path(folder, thread_id)
+        fd = _locks.acquire(path, lambda: thread_busy_error(thread_id))
+        try:
+            yield
+        finally:
+            _locks.release(path, fd)
+
+    @asynccontextmanager
+    async def alock_thread(self, thread_id: str) -> AsyncIterator[None]:
+        """``lock_thread`` for async runs (taking it never blocks)."""
+        with self.lock_thread(thread_id):
+            yield
 
 
 class SqliteSaver(SqliteSaverBase):
@@ -211,18 +303,33 @@ class SqliteSaver(SqliteSaverBase):
     Pass a connection opened with ``check_same_thread=False`` (``from_conn_string`` does
     it for you). The async methods run the sync ones in a worker thread; in asyncio code
     ``AsyncSqliteSaver`` offers the same with an async ``setup``/``from_conn_string``.
+
+    Durability (``SqliteSaver(conn, durability=...)``): ``"normal"`` (the default) puts a
+    file database in WAL mode with ``PRAGMA synchronous=NORMAL`` - commits are not
+    fsynced one by one, so checkpoints survive any crash of the *process* (including
+    SIGKILL), but an operating-system crash or power loss may lose the last few committed
+    transactions (the file stays consistent). ``"full"`` sets ``synchronous=FULL``: each
+    commit is on disk before ``put`` returns, at the cost of an fsync per checkpoint.
+    Both are set when the schema is set up (``setup()`` or first use).
+
+    ``lock_thread(thread_id)`` / ``alock_thread`` (taken by the engine around each run)
+    let one run at a time continue a thread, across processes: see ``lock_thread``.
     """
 
     @classmethod
     @contextmanager
     def from_conn_string(
-        cls, conn_string: str, *, serde: SerializerProtocol | None = None
+        cls,
+        conn_string: str,
+        *,
+        serde: SerializerProtocol | None = None,
+        durability: Durability = "normal",
     ) -> Iterator[SqliteSaver]:
         """Open ``conn_string`` (a file path, ``":memory:"`` or a ``file:`` URI), set up the
-        schema, and close the connection on exit."""
+        schema, and close the connection on exit. ``durability``: see the module."""
         conn = _connect(conn_string)
         try:
-            saver = cls(conn, serde=serde)
+            saver = cls(conn, serde=serde, durability=durability)
             saver.setup()
             yield saver
         finally:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from threadloom.checkpoint.base import SerializerProtocol
-from threadloom.checkpoint.sqlite import SqliteSaverBase, _connect
+from threadloom.checkpoint.sqlite import Durability, SqliteSaverBase, _connect
 
 __all__ = ["AsyncSqliteSaver"]
 
@@ -29,13 +29,17 @@ class AsyncSqliteSaver(SqliteSaverBase):
     @classmethod
     @asynccontextmanager
     async def from_conn_string(
-        cls, conn_string: str, *, serde: SerializerProtocol | None = None
+        cls,
+        conn_string: str,
+        *,
+        serde: SerializerProtocol | None = None,
+        durability: Durability = "normal",
     ) -> AsyncIterator[AsyncSqliteSaver]:
         """Open ``conn_string`` (path, ``":memory:"`` or ``file:`` URI), set up the schema,
-        and close the connection on exit."""
+        and close the connection on exit. ``durability``: see ``SqliteSaver``."""
         conn = await asyncio.to_thread(_connect, conn_string)
         try:
-            saver = cls(conn, serde=serde)
+            saver = cls(conn, serde=serde, durability=durability)
             await saver.setup()
             yield saver
         finally:
