@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTION = ROOT / "threadloom" / "hitl" / "README_SECTION.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", SECTION.read_text(), flags=re.S)
+README = (ROOT / "README.md").read_text()
+SECTION_TEXT = README[README.index("## People in the loop"):]
+SECTION_TEXT = SECTION_TEXT[: SECTION_TEXT.index("\n## ", 3)]
+BLOCKS = re.findall(r"```python\n(.*?)```", SECTION_TEXT, flags=re.S)
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +86,12 @@ def test_readme_section_has_examples() -> None:
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_section_example_runs(index: int, capsys: pytest.CaptureFixture[str]) -> None:
-    compiled = compile(BLOCKS[index], f"README_SECTION.md[{index}]", "exec", dont_inherit=True)
+    name = f"README.md[people in the loop {index}]"
+    compiled = compile(BLOCKS[index], name, "exec", dont_inherit=True)
     exec(compiled, {"__name__": "readme"})
     out = capsys.readouterr().out
     if index == 0:
-        text = re.search(r"```text\n(.*?)```", SECTION.read_text(), flags=re.S)
+        text = re.search(r"```text\n(.*?)```", SECTION_TEXT, flags=re.S)
         assert text is not None and out == text.group(1)
     if index == 1:
         assert "call_c error The reviewer rejected" in out and "refused:" in out
