@@ -13,6 +13,7 @@ from threadloom.checkpoint._delta import (
     DeltaCache,
     Resolved,
     StoredBlob,
+    ValueCache,
     needed_keys,
     resolve,
     serde_fingerprint,
@@ -297,3 +298,99 @@ def test_needed_keys_follows_chains() -> None:
         ("m", "v2"),
         ("m", "v3"),
     }
+
+
+# -- ValueCache -------------------------------------------------------------------------------
+
+
+def _filled(n: int, cache: ValueCache | None = None) -> tuple[ValueCache, Store, list[Any]]:
+    """A chain of ``n`` versions of list channel "m" (c0 full, then deltas), all cached."""
+    deltas, store = DeltaCache(), Store()
+    cache = ValueCache() if cache is None else cache
+    items: list[Any] = []
+    parent = None
+    for i in range(n):
+        items = [*items, {"n": i}]
+        step(deltas, store, parent, f"c{i}", {"m": items})
+        parent = f"c{i}"
+    cache.add_rows(store.rows)
+    return cache, store, items
+
+
+def test_value_cache_rebuilds_chains_from_cached_rows() -> None:
+    cache, store, items = _filled(50)
+    decoded: list[Any] = []
+
+    def counting(key: tuple[Any, ...], row: StoredBlob) -> Any:
+        decoded.append(key)
+        return decode(key, row)
+
+    last = (T, NS, "m", "c49-m")
+    found, missing = cache.lookup([last], counting)
+    assert missing == [] and found[last].value == items
+    assert found[last].root == "c0-m" and found[last].depth == 49
+    assert len(decoded) == 50  # each row decoded once
+    decoded.clear()
+    again, _ = cache.lookup([last], counting)
+    assert again[last].value == items and decoded == []  # now served rebuilt
+    # a later version extends the rebuilt one: only its own row is decoded
+    deltas = DeltaCache()
+    deltas.remember_loaded(T, NS, "c49", {"m": "c49-m"}, {"m": found[last]})
+    step(deltas, store, "c49", "c50", {"m": [*items, {"n": 50}]})
+    cache.add_rows({k: r for k, r in store.rows.items() if k[-1] == "c50-m"})
+    decoded.clear()
+    newer, _ = cache.lookup([(T, NS, "m", "c50-m")], counting)
+    assert newer[(T, NS, "m", "c50-m")].value == [*items, {"n": 50}] and len(decoded) == 1
+
+
+def test_value_cache_hands_out_fresh_lists() -> None:
+    cache, _, items = _filled(3)
+    key = (T, NS, "m", "c2-m")
+    first = cache.lookup([key], decode)[0][key].value
+    first.append("caller's own")
+    first[0] = "replaced"
+    second = cache.lookup([key], decode)[0][key].value
+    assert second == items and second is not first
+
+
+def test_value_cache_decodes_mutable_non_lists_on_every_read() -> None:
+    cache = ValueCache()
+    tag, data = SERDE.dumps_typed({"a": [1]})
+    key = (T, NS, "d", "1")
+    cache.add_rows({key: StoredBlob(tag, data)})
+    one = cache.lookup([key], decode)[0][key].value
+    one["a"].append(2)
+    assert cache.lookup([key], decode)[0][key].value == {"a": [1]}
+
+
+def test_value_cache_misses_what_it_cannot_rebuild() -> None:
+    cache, store, _ = _filled(5, ValueCache())
+    cache.forget(T)
+    assert len(cache) == 0 and cache.bytes == 0
+    only_tail = ValueCache()
+    only_tail.add_rows({k: r for k, r in store.rows.items() if k[-1] == "c4-m"})
+    found, missing = only_tail.lookup([(T, NS, "m", "c4-m"), (T, NS, "x", "1")], decode)
+    assert found == {} and missing == [(T, NS, "m", "c4-m"), (T, NS, "x", "1")]
+
+
+def test_value_cache_is_bounded() -> None:
+    small = ValueCache(max_bytes=2_000)
+    _filled(200, small)
+    assert small.bytes <= 2_000 and 0 < len(small) < 200
+    few = ValueCache(max_entries=10)
+    _filled(50, few)
+    assert len(few) == 10
+    off = ValueCache(max_bytes=0)
+    _filled(5, off)
+    key = (T, NS, "m", "c4-m")
+    assert len(off) == 0 and off.lookup([key], decode) == ({}, [key])
+
+
+def test_value_cache_keeps_resolved_reads() -> None:
+    _, store, items = _filled(10)
+    cache = ValueCache()
+    key = (T, NS, "m", "c9-m")
+    resolved = resolve(store.rows, [key], decode)
+    cache.add_resolved(store.rows, resolved)
+    resolved[key].value.append("caller's own")  # the cache kept a copy
+    assert cache.lookup([key], lambda *_: pytest.fail("decoded"))[0][key].value == items

@@ -283,3 +283,145 @@ def test_encrypted_serializer_keeps_deltas(tmp_path: Any) -> None:
         plain = SqliteSaver(saver.conn)
         plain.serde = serde  # replacing the serializer after construction works too
         assert plain.get_tuple(cfg("t")).checkpoint["channel_values"]["items"] == items  # type: ignore[union-attr]
+
+
+# -- durability, run locks, round trips, the value cache ------------------------------------
+
+
+def test_sqlite_durability(tmp_path: Any) -> None:
+    """WAL + synchronous=NORMAL by default; durability="full" keeps an fsync per commit."""
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    for durability, level in (("normal", 1), ("full", 2)):
+        path = str(tmp_path / f"{durability}.db")
+        with SqliteSaver.from_conn_string(path, durability=durability) as saver:
+            assert saver.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert saver.conn.execute("PRAGMA synchronous").fetchone()[0] == level
+    with SqliteSaver.from_conn_string(str(tmp_path / "default.db")) as saver:
+        assert saver.durability == "normal"
+    with pytest.raises(ValueError, match="durability"):
+        SqliteSaver(sqlite3.connect(":memory:"), durability="fast")  # type: ignore[arg-type]
+
+
+def test_sqlite_run_lock_files(tmp_path: Any) -> None:
+    """Lock files live next to the database and are removed once released."""
+    from threadloom.checkpoint.sqlite import SqliteSaver
+    from threadloom.errors import CheckpointConflictError
+
+    path = tmp_path / "db.sqlite"
+    with SqliteSaver.from_conn_string(str(path)) as saver:
+        with saver.lock_thread("t 1/../x"):  # any thread id: only its hash names the file
+            files = list((tmp_path / "db.sqlite-locks").iterdir())
+            assert len(files) == 1 and len(files[0].name) == len("0" * 32 + ".lock")
+        assert list((tmp_path / "db.sqlite-locks").iterdir()) == []
+    with SqliteSaver.from_conn_string(":memory:") as mem, mem.lock_thread("t"):
+        with pytest.raises(CheckpointConflictError), mem.lock_thread("t"):
+            pass
+
+
+def _counting(saver: Any) -> list[str]:
+    """Record each statement or batch the saver's operations send ("q" / "b<n>")."""
+    import threadloom.checkpoint._sql as sql
+
+    steps: list[str] = []
+    run = saver._run
+
+    def counted(op: Any, **kwargs: Any) -> Any:
+        def spy() -> Any:
+            step = next(op)
+            while True:
+                steps.append("q" if isinstance(step, sql.Query) else f"b{len(step)}")
+                reply = yield step
+                try:
+                    step = op.send(reply)
+                except StopIteration as stop:
+                    return stop.value
+
+        return run(spy(), **kwargs)
+
+    saver._run = counted
+    return steps
+
+
+def test_hot_path_round_trips(tmp_path: Any) -> None:
+    """put: one batch; put_writes: one batch; get_tuple: one statement when the values
+    are cached, two when they are not (checkpoint + writes, then values and chains)."""
+    from checkpoint_conformance import Thread, cfg
+
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "rt.db")) as saver:
+        api = Api(saver, use_async=False)
+        t = Thread(api, "rt")
+        import asyncio
+
+        for i in range(5):
+            asyncio.run(t.put(messages=[f"m{j}" for j in range(i + 1)], n=i))
+        steps = _counting(saver)
+        asyncio.run(t.put(messages=[f"m{j}" for j in range(6)], n=5))  # a delta
+        assert steps == ["b3"]  # status query + value insert + checkpoint insert
+        steps.clear()
+        saver.put_writes(t.config, [("a", 1), ("__interrupt__", 2)], "task")
+        assert steps == ["b2"]  # regular + special writes, together
+        steps.clear()
+        got = saver.get_tuple(cfg("rt"))
+        assert got is not None and got.checkpoint["channel_values"]["n"] == 5
+        assert steps == ["q"]
+        saver.clear_cache()
+        steps.clear()
+        again = saver.get_tuple(cfg("rt"))
+        assert again is not None and again.checkpoint == got.checkpoint
+        assert steps == ["q", "b1"]
+
+
+def test_value_cache_hands_out_copies(tmp_path: Any) -> None:
+    from checkpoint_conformance import cfg, make_cp
+
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "vc.db")) as saver:
+        c = cfg("t")
+        items: list[Any] = []
+        for i in range(4):
+            items = [*items, {"i": i}]
+            v = f"{i + 1:032d}"
+            c = saver.put(c, make_cp({"items": items, "d": {"k": i}}, {"items": v, "d": v}),
+                          {"source": "loop", "step": i}, {"items": v, "d": v})  # fmt: skip
+        first = saver.get_tuple(cfg("t"))
+        assert first is not None
+        values = first.checkpoint["channel_values"]
+        values["items"].append("mine")  # the caller's list and dict are its own
+        values["d"]["k"] = "changed"
+        second = saver.get_tuple(cfg("t"))
+        assert second is not None
+        assert second.checkpoint["channel_values"] == {"items": items, "d": {"k": 3}}
+        assert len(saver.value_cache) > 0 and saver.value_cache.bytes > 0
+        saver.value_cache.max_bytes = 0  # disabled: every read goes to the database
+        saver.clear_cache()
+        third = saver.get_tuple(cfg("t"))
+        assert third is not None and third.checkpoint["channel_values"]["items"] == items
+        assert len(saver.value_cache) == 0
+        saver.delete_thread("t")
+        assert saver.get_tuple(cfg("t")) is None
+
+
+async def test_postgres_pool_run_lock(pg_schemas: Callable[[], str]) -> None:
+    """A pool-backed saver takes run locks on its own connection, not a pooled one."""
+    _require_postgres()
+    from psycopg_pool import ConnectionPool
+
+    from threadloom.checkpoint.postgres import PostgresSaver
+    from threadloom.errors import CheckpointConflictError
+
+    url = pg_schemas()
+    with ConnectionPool(url, min_size=1, max_size=1, open=True) as pool:
+        saver = PostgresSaver(pool)
+        saver.setup()
+        with saver.lock_thread("t"):
+            saver.list_threads()  # the single pooled connection is still free
+            with PostgresSaver.from_conn_string(url) as other:
+                with pytest.raises(CheckpointConflictError), other.lock_thread("t"):
+                    pass
+        with PostgresSaver.from_conn_string(url) as other, other.lock_thread("t"):
+            pass
+        saver.close_run_locks()

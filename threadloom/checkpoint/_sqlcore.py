@@ -10,17 +10,20 @@ Round trips on the hot path (what a graph run and ``get_state`` do):
 * ``get_tuple`` is one statement (the checkpoint row and its pending writes together);
   channel values come from the saver's ``ValueCache`` when it holds them, else from one
   more statement fetching the rows and their delta chains.
-* ``put`` is one batch, one round trip on Postgres (pipeline mode): [thread write lock,]
-  a status query, the value inserts and the checkpoint insert. Every insert is
-  conditional on the same two checks - the head check of the conflict rule and the
-  existence of every delta's base row - so when either fails nothing is written and the
-  status row says which (a missing base, i.e. a stale delta cache, is retried with whole
-  values; a stale head raises ``CheckpointConflictError``).
+* ``put`` is one batch: on Postgres one round trip (pipeline mode) of two statements,
+  the thread's write lock and a single statement whose data-modifying ``WITH`` clauses
+  check and insert; on SQLite (inside ``BEGIN IMMEDIATE``) a status query and the
+  conditional inserts. Every insert is conditional on the same two checks - the head
+  check of the conflict rule and the existence of every delta's base row - so when
+  either fails nothing is written and the status row says which (a missing base, i.e.
+  a stale delta cache, is retried with whole values; a stale head raises
+  ``CheckpointConflictError``). No SELECT-then-INSERT on the way.
 * ``put_writes`` is one batch.
 
 Each of these steps is self-contained, so the drivers may run them without an enclosing
 transaction (each statement or batch is atomic on its own); housekeeping (``prune``,
-``delete_thread``, ``expire``, ``migrate``) still runs as one transaction.
+``delete_thread``, ``expire``, ``migrate``) runs as one transaction (on Postgres one
+pipeline: a round trip per statement whose rows it needs, plus one).
 
 Storage layout (tables in ``_sql``): a checkpoint row without values (serialized with the
 saver's serde) and JSON metadata; one blob row per (thread, namespace, channel, version)
