@@ -271,20 +271,23 @@ class Loop:
                 found.update(index.get(channel, ()))
             candidates = found | program.deferred if program.deferred else found
         tasks: list[Task] = []
+        managed = self.managed(step)
         for name in sorted(candidates) if len(candidates) > 1 else candidates:
             node = program.nodes[name]
-            seen = seen_all.get(name)
-            fired = tuple(
-                ch
-                for ch in node.triggers
-                if channels[ch].is_available()
-                and newer(versions.get(ch), seen.get(ch) if seen else None)
-            )
+            seen = seen_all.get(name) or {}
+            fired = []
+            for ch in node.triggers:
+                if channels[ch].is_available():
+                    version, last = versions.get(ch), seen.get(ch)
+                    if last is None or (version is not None and version > last):
+                        fired.append(ch)
             if not fired:
                 continue
             tid = task_id(checkpoint_id, self.ns, step, name, PULL, *fired)
-            value = node.read(self.channels, self.managed(step)) if for_execution else None
-            tasks.append(self._task(tid, name, (PULL, name), value, node, fired, step))
+            value = node.read(channels, managed) if for_execution else None
+            tasks.append(
+                self._task(tid, name, (PULL, name), value, node, tuple(fired), step, managed)
+            )
         if len(tasks) > 1 and any(t.node.defer for t in tasks):
             # Deferred nodes wait until nothing else is left to run.
             tasks = [t for t in tasks if not t.node.defer] or tasks
@@ -296,7 +299,8 @@ class Loop:
                 tid = task_id(checkpoint_id, self.ns, step, packet.node, PUSH, idx)
                 node = program.nodes[packet.node]
                 tasks.append(
-                    self._task(tid, packet.node, (PUSH, idx, False), packet.arg, node, (), step)
+                    self._task(tid, packet.node, (PUSH, idx, False), packet.arg, node, (), step,
+                               managed)
                 )
         return tasks
 
@@ -315,11 +319,12 @@ class Loop:
         node: Any,
         triggers: tuple[str, ...],
         step: int,
+        managed: dict[str, Any] | None = None,
     ) -> Task:
         ns = f"{self.ns}|{name}:{tid}" if self.ns else f"{name}:{tid}"
         task = Task(tid, name, path, value, node, triggers, ns, self.scope)
         task.channels = self.channels
-        task.managed = self.managed(step)
+        task.managed = managed
         task.config = self._task_config(task, step)
         return task
 
