@@ -1,10 +1,32 @@
 """``InMemorySaver``: checkpoints in a dict, for tests, demos and short-lived processes.
 
 Values are serialized on the way in (only the channels that changed, once per version), so
-a node that later mutates an object it returned cannot rewrite history, and the memory
-used grows with what changed rather than with the whole state at every step. Everything
-is lost when the process exits: use ``SqliteSaver`` or ``PostgresSaver`` for anything a
-person may answer tomorrow.
+a node that later mutates an object it returned cannot rewrite history, and every read
+decodes fresh values. A list channel that grew (``add_messages``, ``operator.add``) is
+stored as the items it gained since its previous version, planned by ``_delta.DeltaCache``
+exactly as the SQL savers plan them, so a thread's memory grows linearly with its length
+rather than with its square. Two CPU savings on top, since memory is all CPU: lists of
+up to ``_SMALL_LIST`` items are stored whole (a delta saves next to nothing there, while
+fingerprinting the items - what makes deltas safe - and rebuilding chains on reads would
+cost at every step), and a channel goes to the planner only from its second long write
+on (a list written once, such as a 100-way ``Send`` fan-out, is never fingerprinted).
+Everything is lost when the process exits: use ``SqliteSaver`` or ``PostgresSaver`` for
+anything a person may answer tomorrow.
+
+It follows the rules of the SQL savers (``tests/checkpoint_conformance.py`` checks both):
+the one-writer conflict rule, metadata filter keys, damaged-row errors, housekeeping
+(``list_threads``, ``prune``, ``expire_paused``) and ``stored_bytes``. The storage-agnostic
+pieces are shared with them (``_delta``, ``_sql``, a few helpers of ``_sqlcore``).
+
+Layout (plain dicts, so a test can inspect or damage them):
+
+* ``storage[thread][ns][checkpoint_id] = (checkpoint, metadata, parent_id)``: the
+  checkpoint dict without its values, kept by reference (``put`` takes ownership; reads
+  return copies); metadata serialized as ``(type, bytes)``.
+* ``blobs[(thread, ns, channel, version)]``: ``(type, bytes)`` for a whole value,
+  ``_Row(type, bytes, base_version, root_version)`` (a 4-tuple) for the items appended to
+  ``base_version``, ``("empty", b"")`` for a channel in ``new_versions`` without a value.
+* ``writes[(thread, ns, checkpoint_id)][(task_id, idx)] = (task_id, channel, value, path)``.
 """
 
 from __future__ import annotations
@@ -12,9 +34,29 @@ from __future__ import annotations
 import json
 import threading
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, NamedTuple
 
+from threadloom.checkpoint._delta import (
+    EMPTY,
+    BrokenChainError,
+    DeltaCache,
+    Resolved,
+    needed_keys,
+    resolve,
+    serde_fingerprint,
+)
+from threadloom.checkpoint._sql import (
+    PAGE_SIZE,
+    make_config,
+    thread_and_ns,
+    timestamp,
+    validate_filter,
+)
+from threadloom.checkpoint._sqlcore import CorruptCheckpointError, SqlCore, _root_key, _write_name
+from threadloom.checkpoint._sqlsaver import _cutoff
 from threadloom.checkpoint.base import (
     WRITES_IDX_MAP,
     AuditRecord,
@@ -27,43 +69,120 @@ from threadloom.checkpoint.base import (
     chain_audit_records,
     get_checkpoint_id,
 )
+from threadloom.errors import CheckpointConflictError
 
 __all__ = ["InMemorySaver", "MemorySaver"]
 
 _EMPTY = ("empty", b"")
+_MISSING: Any = object()
+_SMALL_LIST = 8  # lists up to this long are stored whole: a delta saves little, costs more
+
+Key = tuple[str, str, str, str]  # (thread, namespace, channel, version)
+# (thread, namespace, checkpoint id, stored entry, metadata already decoded or None)
+_Entry = tuple[str, str, str, tuple[Any, Any, str | None], Any]
 
 
-def _config(thread_id: str, ns: str, checkpoint_id: str) -> dict[str, Any]:
-    conf = {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}
-    return {"configurable": conf}
+class _Row(NamedTuple):
+    """A stored delta row: ``_delta.StoredBlob``'s fields, as a tuple (cheap to make, and
+    shaped like the whole-value rows, ``(type, bytes)``)."""
+
+    type: str
+    blob: bytes | None
+    base_version: str | None = None
+    root_version: str | None = None
 
 
-def _thread_and_ns(config: dict[str, Any]) -> tuple[str, str]:
-    conf = config.get("configurable") or {}
-    if "thread_id" not in conf:
-        raise ValueError(
-            "The checkpointer needs config['configurable']['thread_id'] to know which "
-            "thread to read or write, e.g. {'configurable': {'thread_id': 'my-thread'}}."
+class _Rows(Mapping):
+    """``blobs`` as the rows ``_delta.resolve`` reads: delta rows are ``_Row`` already,
+    whole-value rows are wrapped on access (only the chain roots being rebuilt)."""
+
+    __slots__ = ("blobs",)
+
+    def __init__(self, blobs: dict[Key, tuple[Any, ...]]) -> None:
+        self.blobs = blobs
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        row = self.blobs.get(key)
+        if row is None:
+            return default
+        if type(row) is _Row:
+            return row
+        return _Row(*row[:4]) if len(row) > 2 else _Row(row[0], row[1])
+
+    def __getitem__(self, key: Any) -> Any:
+        row = self.get(key)
+        if row is None:
+            raise KeyError(key)
+        return row
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.blobs
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self.blobs)
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+
+def _json_equal(have: Any, want: Any) -> bool:
+    """Metadata filter equality as the SQL savers compare JSON: types must agree (``True``
+    is not ``1``, ``"1"`` is not ``1``), numbers compare by value, objects and arrays
+    compare whole (equality, not containment)."""
+    if want is None or isinstance(want, bool | str):
+        return type(have) is type(want) and have == want
+    if isinstance(want, int | float):
+        return isinstance(have, int | float) and not isinstance(have, bool) and have == want
+    if isinstance(want, dict):
+        return (
+            isinstance(have, dict)
+            and have.keys() == want.keys()
+            and all(_json_equal(have[k], v) for k, v in want.items())
         )
-    return str(conf["thread_id"]), conf.get("checkpoint_ns", "")
+    if isinstance(want, list | tuple):
+        return (
+            isinstance(have, list | tuple)
+            and len(have) == len(want)
+            and all(_json_equal(h, w) for h, w in zip(have, want, strict=True))
+        )
+    return have == want
+
+
+def _matches(metadata: Any, filter: dict[str, Any]) -> bool:
+    if not isinstance(metadata, dict):
+        return False
+    return all(k in metadata and _json_equal(metadata[k], v) for k, v in filter.items())
 
 
 class InMemorySaver(BaseCheckpointSaver):
     """Keeps checkpoints in process memory. ``MemorySaver`` is the same class."""
 
+    # The SQL savers' decoder: ``CorruptCheckpointError`` naming what could not be read,
+    # never running code named by stored bytes. It only needs ``self.serde``.
+    _decode = SqlCore._decode
+
     def __init__(self, *, serde: SerializerProtocol | None = None) -> None:
         super().__init__(serde=serde)
-        # thread -> ns -> checkpoint_id -> (checkpoint without values, metadata, parent id)
         self.storage: defaultdict[str, dict[str, dict[str, tuple[Any, Any, str | None]]]] = (
             defaultdict(dict)
         )
-        # (thread, ns, channel, version) -> serialized value
-        self.blobs: dict[tuple[str, str, str, Any], tuple[str, bytes]] = {}
-        # (thread, ns, checkpoint_id) -> {(task_id, idx): (task_id, channel, value, path)}
+        self.blobs: dict[Key, tuple[Any, ...]] = {}
         self.writes: defaultdict[tuple[str, str, str], dict[tuple[str, int], tuple]] = (
             defaultdict(dict)
         )
         self._lock = threading.RLock()
+        # (thread, ns) -> newest checkpoint id (ids sort in creation order)
+        self._heads: dict[tuple[str, str], str] = {}
+        # (thread, ns) -> its list channels written longer than _SMALL_LIST at least once:
+        # from their second such write on they go through the delta planner
+        self._long_lists: dict[tuple[str, str], set[str]] = {}
+        # thread -> (newest created_at, newest checkpoint id); dropped by put, rebuilt lazily
+        self._activity: dict[str, tuple[float, str]] = {}
+        # Fingerprint with the plain serializer under an encrypting one (its output differs
+        # on every call; the plaintext encoding does not), as the SQL savers do.
+        inner = getattr(self.serde, "serde", None)
+        plain = inner if callable(getattr(inner, "dumps_typed", None)) else self.serde
+        self._delta = DeltaCache(serde_fingerprint(plain.dumps_typed))
 
     def __enter__(self) -> InMemorySaver:
         return self
@@ -80,47 +199,192 @@ class InMemorySaver(BaseCheckpointSaver):
     # -- reading ---------------------------------------------------------------------
 
     def _load(
-        self, thread_id: str, ns: str, checkpoint_id: str, saved: tuple[Any, Any, str | None]
-    ) -> CheckpointTuple:
-        stored, metadata, parent_id = saved
-        checkpoint: Checkpoint = dict(stored)  # type: ignore[assignment]
-        values: dict[str, Any] = {}
+        self, entries: Sequence[_Entry], *, remember: bool = False
+    ) -> list[CheckpointTuple]:
+        """Build tuples from stored entries (the caller holds the lock).
+
+        Each value is decoded once per call; delta chains are rebuilt together, decoding
+        each row once even when several checkpoints share a chain. With ``remember`` (a
+        single head read) the delta cache learns the checkpoint, so a run continuing from
+        it appends deltas.
+        """
+        blobs = self.blobs
         loads = self.serde.loads_typed
-        for channel, version in stored["channel_versions"].items():
-            blob = self.blobs.get((thread_id, ns, channel, version))
-            if blob is not None and blob[0] != "empty":
-                values[channel] = loads(blob)
-        checkpoint["channel_values"] = values
-        checkpoint["channel_versions"] = dict(stored["channel_versions"])
-        checkpoint["versions_seen"] = {k: dict(v) for k, v in stored["versions_seen"].items()}
-        writes = self.writes.get((thread_id, ns, checkpoint_id), {})
-        pending = [
-            (task_id, channel, loads(value))
-            for (task_id, channel, value, _path) in sorted(
-                writes.values(), key=lambda w: (w[3], w[0])
+        found: dict[Key, Any] = {}  # key -> value (EMPTY for an empty channel)
+        owners: dict[Key, str] = {}  # key -> first checkpoint reading it (for errors)
+        deltas: list[Key] = []
+        decoded = []
+        for thread_id, ns, checkpoint_id, (stored, meta, parent_id), metadata in entries:
+            if metadata is None:
+                try:
+                    metadata = loads(meta)
+                except Exception:
+                    where = (thread_id, ns, checkpoint_id)
+                    metadata = self._named_decode(meta, "metadata of ", *where)
+            keys = []
+            for channel, version in stored["channel_versions"].items():
+                key = (thread_id, ns, channel, str(version))
+                row = blobs.get(key)
+                if row is None:
+                    continue
+                keys.append(key)
+                if key in owners:
+                    continue
+                owners[key] = checkpoint_id
+                if len(row) > 2:
+                    deltas.append(key)
+                elif row[0] == "empty":
+                    found[key] = EMPTY
+                else:
+                    try:
+                        found[key] = loads(row)
+                    except Exception:
+                        found[key] = self._named_decode(
+                            row,
+                            f"value of channel {channel!r} version {key[3]!r} (",
+                            thread_id,
+                            ns,
+                            checkpoint_id,
+                            ")",
+                        )
+            decoded.append((thread_id, ns, checkpoint_id, stored, metadata, parent_id, keys))
+
+        chains: dict[Key, Resolved] = {}
+        if deltas:
+            chains = self._resolve(deltas, owners)
+            for key, got in chains.items():
+                found[key] = got.value
+
+        out = []
+        handed: set[Key] | None = set() if len(decoded) > 1 else None
+        for thread_id, ns, checkpoint_id, stored, metadata, parent_id, keys in decoded:
+            values: dict[str, Any] = {}
+            for key in keys:
+                value = found.get(key, EMPTY)
+                if value is EMPTY:
+                    continue
+                if handed is not None:
+                    if key in handed:  # checkpoints sharing a version get their own lists
+                        value = list(value) if type(value) is list else value
+                    else:
+                        handed.add(key)
+                values[key[2]] = value
+            checkpoint: Checkpoint = dict(stored)  # type: ignore[assignment]
+            checkpoint["channel_values"] = values
+            checkpoint["channel_versions"] = dict(stored["channel_versions"])
+            checkpoint["versions_seen"] = {
+                k: dict(v) for k, v in stored["versions_seen"].items()
+            }
+            out.append(
+                CheckpointTuple(
+                    config=make_config(thread_id, ns, checkpoint_id),
+                    checkpoint=checkpoint,
+                    metadata=metadata,
+                    parent_config=make_config(thread_id, ns, parent_id) if parent_id else None,
+                    pending_writes=self._pending(thread_id, ns, checkpoint_id),
+                )
             )
-        ]
-        return CheckpointTuple(
-            config=_config(thread_id, ns, checkpoint_id),
-            checkpoint=checkpoint,
-            metadata=self.serde.loads_typed(metadata),
-            parent_config=_config(thread_id, ns, parent_id) if parent_id else None,
-            pending_writes=pending,
+            long_lists = self._long_lists.get((thread_id, ns)) if remember else None
+            if long_lists:
+                lists = {
+                    key[2]: chains.get(key) or Resolved(values[key[2]], key[3], 0)
+                    for key in keys
+                    if key[2] in long_lists and type(values.get(key[2])) is list
+                }
+                if lists:
+                    self._delta.remember_loaded(
+                        thread_id, ns, checkpoint_id, checkpoint["channel_versions"], lists
+                    )
+        return out
+
+    def _named_decode(
+        self, data: Any, what: str, thread_id: str, ns: str, checkpoint_id: str, end: str = ""
+    ) -> Any:
+        """Decode through the SQL savers' decoder, which raises ``CorruptCheckpointError``
+        naming the row (reads try the serializer directly first: this is the slow path)."""
+        return self._decode(
+            data,
+            lambda: f"{what}thread {thread_id!r}, namespace {ns!r}, checkpoint "
+            f"{checkpoint_id!r}{end}",
         )
 
+    def _resolve(self, targets: list[Key], owners: dict[Key, str]) -> dict[Key, Resolved]:
+        """Rebuild delta-stored values; damage raises ``CorruptCheckpointError`` naming the
+        thread, namespace and checkpoint (as the SQL savers do)."""
+        rows = _Rows(self.blobs)
+        via_chain: dict[Key, str] = {}
+        for key in targets:  # a chain row is named after a checkpoint whose value needs it
+            via_chain.setdefault(_root_key(key, rows[key]), owners[key])
+
+        def owner_of(key: Key) -> str:
+            if key in owners:
+                return f"checkpoint {owners[key]!r}"
+            row = rows.get(key)
+            owner = via_chain.get(_root_key(key, row) if row else key)
+            return f"checkpoint {owner!r}, through the list delta chain it extends"
+
+        loads = self.serde.loads_typed
+
+        def decode(key: Key, row: _Row) -> Any:
+            if row.type == "empty":
+                return EMPTY
+            try:
+                return loads((row.type, row.blob))
+            except Exception:  # decode again through the SQL savers' decoder, which
+                pass  # raises CorruptCheckpointError naming the row (outside this handler)
+            thread_id, ns, channel, version = key
+            return self._decode(
+                (row.type, row.blob),
+                lambda: f"value of channel {channel!r} version {version!r} (thread "
+                f"{thread_id!r}, namespace {ns!r}, {owner_of(key)})",
+            )
+
+        try:
+            return resolve(rows, targets, decode)
+        except BrokenChainError as exc:
+            thread_id, ns, channel, version = exc.key
+            raise CorruptCheckpointError(
+                f"Stored value of channel {channel!r} version {version!r} (thread "
+                f"{thread_id!r}, namespace {ns!r}, {owner_of(exc.key)}) "
+                f"cannot be rebuilt: {exc}"
+            ) from exc
+
+    def _pending(self, thread_id: str, ns: str, checkpoint_id: str) -> list[Any]:
+        """Pending writes in (task path, task id, index) order, as the SQL savers list them."""
+        bucket = self.writes.get((thread_id, ns, checkpoint_id))
+        if not bucket:
+            return []
+        decode = self._decode
+        items = sorted(bucket.items(), key=lambda kv: (kv[1][3], kv[0][0], kv[0][1]))
+        return [
+            (
+                task_id,
+                channel,
+                decode(value, partial(_write_name, task_id, channel, thread_id, ns, checkpoint_id)),
+            )
+            for _, (task_id, channel, value, _path) in items
+        ]
+
     def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
-        thread_id, ns = _thread_and_ns(config)
+        thread_id, ns = thread_and_ns(config)
+        checkpoint_id = get_checkpoint_id(config)
         with self._lock:
-            checkpoints = self.storage.get(thread_id, {}).get(ns)
+            per_ns = self.storage.get(thread_id)
+            checkpoints = per_ns.get(ns) if per_ns else None
             if not checkpoints:
                 return None
-            checkpoint_id = get_checkpoint_id(config)
-            if checkpoint_id is None:
-                checkpoint_id = max(checkpoints)
-            saved = checkpoints.get(checkpoint_id)
+            wanted = checkpoint_id
+            if wanted is None:
+                wanted = self._heads.get((thread_id, ns))
+                if wanted is None or wanted not in checkpoints:
+                    wanted = max(checkpoints)
+            saved = checkpoints.get(wanted)
             if saved is None:
                 return None
-            return self._load(thread_id, ns, checkpoint_id, saved)
+            # The newest checkpoint is what a run continues from: remember it for deltas
+            # (explicit, older checkpoints are history: no fingerprinting for them).
+            entry = (thread_id, ns, wanted, saved, None)
+            return self._load([entry], remember=checkpoint_id is None)[0]
 
     def list(
         self,
@@ -130,33 +394,64 @@ class InMemorySaver(BaseCheckpointSaver):
         before: dict[str, Any] | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
+        """Newest first (by checkpoint id, then thread, then namespace, across threads as
+        the SQL savers order them), loaded ``PAGE_SIZE`` at a time."""
+        checked = validate_filter(filter)  # before anything runs, as the SQL savers do
+        return self._pages(config, checked, before, limit)
+
+    def _pages(
+        self,
+        config: dict[str, Any] | None,
+        filter: dict[str, Any],
+        before: dict[str, Any] | None,
+        limit: int | None,
+    ) -> Iterator[CheckpointTuple]:
+        conf = (config or {}).get("configurable") or {}
+        wanted_ns = conf.get("checkpoint_ns")
+        wanted_ns = None if wanted_ns is None else str(wanted_ns)
+        wanted_id = conf.get("checkpoint_id")
+        before_id = get_checkpoint_id(before) if before else None
         with self._lock:
-            conf = (config or {}).get("configurable") or {}
             thread_ids = [str(conf["thread_id"])] if "thread_id" in conf else list(self.storage)
-            wanted_ns = conf.get("checkpoint_ns")
-            wanted_id = conf.get("checkpoint_id")
-            before_id = get_checkpoint_id(before) if before else None
-            found: list[CheckpointTuple] = []
+            candidates: list[tuple[str, str, str]] = []
             for thread_id in thread_ids:
-                for ns, checkpoints in self.storage.get(thread_id, {}).items():
+                for ns, checkpoints in (self.storage.get(thread_id) or {}).items():
                     if wanted_ns is not None and ns != wanted_ns:
                         continue
-                    for checkpoint_id in sorted(checkpoints, reverse=True):
-                        if wanted_id and checkpoint_id != wanted_id:
+                    ids = [wanted_id] if wanted_id else checkpoints
+                    for checkpoint_id in ids:
+                        if checkpoint_id not in checkpoints:
                             continue
-                        if before_id and checkpoint_id >= before_id:
+                        if before_id and not checkpoint_id < before_id:
                             continue
-                        saved = checkpoints[checkpoint_id]
-                        if filter:
-                            metadata = self.serde.loads_typed(saved[1])
-                            if any(metadata.get(k) != v for k, v in filter.items()):
-                                continue
-                        found.append(self._load(thread_id, ns, checkpoint_id, saved))
-                        if limit is not None and len(found) >= limit:
-                            break
-                    if limit is not None and len(found) >= limit:
-                        break
-        yield from found
+                        candidates.append((checkpoint_id, thread_id, ns))
+        candidates.sort(reverse=True)
+        remaining = limit
+        at = 0
+        while at < len(candidates) and (remaining is None or remaining > 0):
+            size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
+            entries: list[_Entry] = []
+            with self._lock:  # not held between pages
+                while at < len(candidates) and len(entries) < size:
+                    checkpoint_id, thread_id, ns = candidates[at]
+                    at += 1
+                    saved = ((self.storage.get(thread_id) or {}).get(ns) or {}).get(
+                        checkpoint_id
+                    )
+                    if saved is None:  # pruned or deleted since the listing started
+                        continue
+                    metadata = None
+                    if filter:
+                        metadata = self._named_decode(
+                            saved[1], "metadata of ", thread_id, ns, checkpoint_id
+                        )
+                        if not _matches(metadata, filter):
+                            continue
+                    entries.append((thread_id, ns, checkpoint_id, saved, metadata))
+                page = self._load(entries) if entries else []
+            yield from page
+            if remaining is not None:
+                remaining -= len(page)
 
     # -- writing ---------------------------------------------------------------------
 
@@ -167,23 +462,87 @@ class InMemorySaver(BaseCheckpointSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> dict[str, Any]:
-        thread_id, ns = _thread_and_ns(config)
-        dumps = self.serde.dumps_typed
+        """Store ``checkpoint`` (taking ownership of the dict). Raises
+        ``CheckpointConflictError`` when a ``loop`` checkpoint's parent is no longer the
+        newest checkpoint of its thread and namespace."""
+        thread_id, ns = thread_and_ns(config)
+        parent_id = get_checkpoint_id(config) or None  # "" means "no parent" too
+        checkpoint_id = checkpoint["id"]
         values = checkpoint["channel_values"]
+        dumps = self.serde.dumps_typed
+        head_key = (thread_id, ns)
+        long_lists = self._long_lists.get(head_key)
+        # Serialize outside the lock: only the channels that changed. A long list goes to
+        # the delta planner once it was long before (a list written once, such as a Send
+        # fan-out, never pays for the fingerprints that make deltas safe).
+        rows: list[tuple[Key, tuple[Any, ...]]] = []
+        lists: dict[str, Any] | None = None
+        first_long: list[str] | None = None
+        for channel, version in new_versions.items():
+            if channel not in values:
+                rows.append(((thread_id, ns, channel, str(version)), _EMPTY))
+                continue
+            value = values[channel]
+            if type(value) is list and len(value) > _SMALL_LIST:
+                if long_lists is not None and channel in long_lists:
+                    if lists is None:
+                        lists = {}
+                    lists[channel] = version
+                    continue
+                if first_long is None:
+                    first_long = []
+                first_long.append(channel)
+            rows.append(((thread_id, ns, channel, str(version)), dumps(value)))
+        plans = None
+        if long_lists is not None or first_long is not None:  # the planner follows the head
+            plans = self._delta.plan(thread_id, ns, parent_id, values, lists or {})
+            for plan in plans:
+                typ, blob = dumps(plan.payload)
+                key = (thread_id, ns, plan.channel, plan.version)
+                if plan.is_delta:
+                    rows.append((key, _Row(typ, blob, plan.base_version, plan.root_version)))
+                else:
+                    rows.append((key, (typ, blob)))
+        stored = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+        meta = dumps(dict(metadata))
+        loop = metadata.get("source") == "loop" if metadata else False
         with self._lock:
-            for channel, version in new_versions.items():
-                key = (thread_id, ns, channel, version)
-                if key not in self.blobs:
-                    self.blobs[key] = dumps(values[channel]) if channel in values else _EMPTY
-            # Kept by reference: put() takes ownership of the checkpoint (the engine never
-            # touches a checkpoint after handing it over); reads return copies.
-            stored = {k: v for k, v in checkpoint.items() if k != "channel_values"}
-            self.storage[thread_id].setdefault(ns, {})[checkpoint["id"]] = (
-                stored,
-                dumps(dict(metadata)),
-                get_checkpoint_id(config),
-            )
-        return _config(thread_id, ns, checkpoint["id"])
+            head = self._heads.get(head_key)
+            if loop and not (
+                (head is None or head == checkpoint_id)
+                if parent_id is None
+                else head in (parent_id, checkpoint_id)
+            ):
+                raise CheckpointConflictError(
+                    f"Thread {thread_id!r} (namespace {ns!r}) moved on: this run "
+                    f"continues from checkpoint {parent_id!r} but the newest checkpoint is "
+                    f"now {head!r}. Another run advanced the thread first; nothing was "
+                    "written. Re-read the thread with get_state() and decide again."
+                )
+            blobs = self.blobs
+            if plans is not None:
+                for i, plan in enumerate(plans):
+                    if plan.is_delta and (thread_id, ns, plan.channel, plan.base_version) not in (
+                        blobs
+                    ):  # the base was pruned or deleted: store the value whole
+                        plans[i] = plan.as_full()
+                        key = (thread_id, ns, plan.channel, plan.version)
+                        rows = [r for r in rows if r[0] != key]
+                        rows.append((key, dumps(plans[i].payload)))
+            for key, row in rows:
+                if key not in blobs:  # a version is written once
+                    blobs[key] = row
+            self.storage[thread_id].setdefault(ns, {})[checkpoint_id] = (stored, meta, parent_id)
+            if head is None or checkpoint_id > head:
+                self._heads[head_key] = checkpoint_id
+            self._activity.pop(thread_id, None)
+            if first_long is not None:
+                self._long_lists.setdefault(head_key, set()).update(first_long)
+            if plans is not None:
+                self._delta.remember_put(
+                    thread_id, ns, checkpoint_id, checkpoint["channel_versions"], plans
+                )
+        return make_config(thread_id, ns, checkpoint_id)
 
     def put_writes(
         self,
@@ -192,7 +551,8 @@ class InMemorySaver(BaseCheckpointSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        thread_id, ns = _thread_and_ns(config)
+        """Regular writes are kept once per (task, index); special ones are replaced."""
+        thread_id, ns = thread_and_ns(config)
         checkpoint_id = get_checkpoint_id(config)
         if checkpoint_id is None:
             raise ValueError("put_writes needs a checkpoint_id in config['configurable'].")
@@ -208,18 +568,144 @@ class InMemorySaver(BaseCheckpointSaver):
     def delete_thread(self, thread_id: str) -> None:
         thread_id = str(thread_id)
         with self._lock:
-            self.storage.pop(thread_id, None)
-            for key in [k for k in self.writes if k[0] == thread_id]:
-                del self.writes[key]
-            for key in [k for k in self.blobs if k[0] == thread_id]:
-                del self.blobs[key]
+            self._drop_thread(thread_id)
+
+    def _drop_thread(self, thread_id: str) -> None:
+        for ns in self.storage.pop(thread_id, None) or ():
+            self._heads.pop((thread_id, ns), None)
+            self._long_lists.pop((thread_id, ns), None)
+        for key in [k for k in self.writes if k[0] == thread_id]:
+            del self.writes[key]
+        for key in [k for k in self.blobs if k[0] == thread_id]:
+            del self.blobs[key]
+        self._activity.pop(thread_id, None)
+        self._delta.forget(thread_id)
+
+    # -- housekeeping ------------------------------------------------------------------
+
+    def _activity_of(self, thread_id: str) -> tuple[float, str] | None:
+        """(newest created_at, newest checkpoint id) of a thread, as the SQL savers order
+        threads; created_at is the checkpoint's ``ts``."""
+        got = self._activity.get(thread_id)
+        if got is None:
+            newest: tuple[float, str] | None = None
+            for checkpoints in (self.storage.get(thread_id) or {}).values():
+                for checkpoint_id, (stored, _meta, _parent) in checkpoints.items():
+                    at = timestamp(stored.get("ts"))
+                    if newest is None:
+                        newest = (at, checkpoint_id)
+                    else:
+                        newest = (max(newest[0], at), max(newest[1], checkpoint_id))
+            if newest is None:
+                return None
+            got = self._activity[thread_id] = newest
+        return got
+
+    def list_threads(self, limit: int | None = None) -> list[str]:
+        """Thread ids, the one with the newest checkpoint first."""
+        with self._lock:
+            found = []
+            for thread_id in list(self.storage):
+                activity = self._activity_of(thread_id)
+                if activity is not None:
+                    found.append((activity, thread_id))
+        found.sort(key=lambda x: x[1])  # ties: by thread id, ascending
+        found.sort(key=lambda x: x[0], reverse=True)
+        ids = [thread_id for _, thread_id in found]
+        return ids if limit is None else ids[: int(limit)]
+
+    def prune(self, thread_id: str, keep_last: int) -> int:
+        """Keep the ``keep_last`` newest checkpoints of each namespace of the thread.
+
+        Older checkpoints, their pending writes and the values only they used are deleted
+        (a value a kept checkpoint reads through a delta chain stays); returns the number
+        of checkpoints deleted.
+        """
+        if keep_last < 0:
+            raise ValueError(f"keep_last must be >= 0, got {keep_last}")
+        thread_id = str(thread_id)
+        with self._lock:
+            per_ns = self.storage.get(thread_id)
+            if not per_ns:
+                return 0
+            dropped = 0
+            referenced: set[Key] = set()
+            for ns, checkpoints in list(per_ns.items()):
+                newest_first = sorted(checkpoints, reverse=True)
+                for checkpoint_id in newest_first[keep_last:]:
+                    del checkpoints[checkpoint_id]
+                    self.writes.pop((thread_id, ns, checkpoint_id), None)
+                    dropped += 1
+                for checkpoint_id in newest_first[:keep_last]:
+                    versions = checkpoints[checkpoint_id][0].get("channel_versions") or {}
+                    referenced.update((thread_id, ns, ch, str(v)) for ch, v in versions.items())
+                if not checkpoints:
+                    del per_ns[ns]
+                    self._heads.pop((thread_id, ns), None)
+                    self._long_lists.pop((thread_id, ns), None)
+            if not per_ns:
+                del self.storage[thread_id]
+            if not dropped:
+                return 0
+            bases = {
+                k: (row[2] if len(row) > 2 else None)
+                for k, row in self.blobs.items()
+                if k[0] == thread_id
+            }
+            keep = needed_keys(referenced, bases)
+            for key in bases:
+                if key not in keep:
+                    del self.blobs[key]
+            self._activity.pop(thread_id, None)
+            self._delta.forget(thread_id)
+            return dropped
+
+    def expire_paused(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
+        """Delete threads whose newest checkpoint is older than ``older_than``; their ids.
+
+        ``now`` defaults to the current UTC time (naive datetimes are taken as UTC).
+        """
+        cutoff = _cutoff(older_than, now)
+        with self._lock:
+            expired = []
+            for thread_id in sorted(self.storage):
+                activity = self._activity_of(thread_id)
+                if activity is not None and activity[0] < cutoff:
+                    self._drop_thread(thread_id)
+                    expired.append(thread_id)
+            return expired
+
+    def stored_bytes(self, thread_id: str | None = None) -> int:
+        """Serialized bytes of stored checkpoints, metadata, values and pending writes
+        (the payloads the SQL savers count), for the thread or for everything."""
+        dumps = self.serde.dumps_typed
+        with self._lock:
+            threads = list(self.storage) if thread_id is None else [str(thread_id)]
+            total = 0
+            for t in threads:
+                for checkpoints in (self.storage.get(t) or {}).values():
+                    for stored, meta, _parent in checkpoints.values():
+                        total += len(dumps(stored)[1]) + len(meta[1])
+            mine = (lambda k: True) if thread_id is None else (lambda k: k[0] == threads[0])
+            total += sum(len(row[1] or b"") for k, row in self.blobs.items() if mine(k))
+            for key, bucket in self.writes.items():
+                if mine(key):
+                    total += sum(len(w[2][1] or b"") for w in bucket.values())
+            return total
 
     # The in-memory operations never block on I/O: run them inline, not in a thread.
 
     async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
         return self.get_tuple(config)
 
-    async def alist(self, config, *, filter=None, before=None, limit=None):  # type: ignore[override]
+    async def alist(  # type: ignore[override]
+        self,
+        config: dict[str, Any] | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
         for item in self.list(config, filter=filter, before=before, limit=limit):
             yield item
 
@@ -231,6 +717,20 @@ class InMemorySaver(BaseCheckpointSaver):
 
     async def adelete_thread(self, thread_id: str) -> None:
         self.delete_thread(thread_id)
+
+    async def alist_threads(self, limit: int | None = None) -> list[str]:
+        return self.list_threads(limit)
+
+    async def aprune(self, thread_id: str, keep_last: int) -> int:
+        return self.prune(thread_id, keep_last)
+
+    async def aexpire_paused(
+        self, older_than: timedelta, *, now: datetime | None = None
+    ) -> list[str]:
+        return self.expire_paused(older_than, now=now)
+
+    async def astored_bytes(self, thread_id: str | None = None) -> int:
+        return self.stored_bytes(thread_id)
 
     # -- audit log (added for threadloom.hitl) --------------------------------------
 
