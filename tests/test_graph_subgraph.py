@@ -508,8 +508,6 @@ def test_subgraph_snapshot_metadata_has_parents() -> None:
     assert child.metadata["source"] == "loop"
 
 
-@pytest.mark.xfail(strict=True, reason="subgraph snapshot config lacks checkpoint_map "
-                   "({ns: checkpoint_id} of ancestors) (§1.3)")
 def test_subgraph_snapshot_config_has_checkpoint_map() -> None:
     app = _paused_child_app()
     parent = app.get_state(cfg(), subgraphs=True)

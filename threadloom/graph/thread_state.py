@@ -119,10 +119,16 @@ def snapshot(graph: CompiledStateGraph, tup: Any, *, live: bool) -> StateSnapsho
                                       "checkpoint_ns": t.ns}}
         views.append(PregelTask(t.id, t.name, t.path, error, tuple(interrupts), state, result))
     shown = [v for v in views if not (live and v.id in pending.succeeded)]
+    config = tup.config
+    parents = (tup.metadata or {}).get("parents")
+    if conf["checkpoint_ns"] and parents:
+        # A subgraph's checkpoint also names its ancestors' checkpoints, as LangGraph's do.
+        config = {"configurable": {**conf, "checkpoint_map": {
+            **parents, conf["checkpoint_ns"]: conf["checkpoint_id"]}}}
     return StateSnapshot(
         values=loop.output(),
         next=tuple(v.name for v in shown),
-        config=tup.config,
+        config=config,
         metadata=tup.metadata,
         created_at=tup.checkpoint.get("ts"),
         parent_config=tup.parent_config,
