@@ -38,3 +38,9 @@ PUSH = "__pregel_push"
 WRITES_IDX_MAP = {ERROR: -1, "__scheduled__": -2, INTERRUPT: -3, RESUME: -4}
 
 RESERVED_CHARS = (":", "|")
+
+# Private keys the engine puts in a running node's config["configurable"]: they let a
+# subgraph (or get_config) find its parent's run, task and checkpointer.
+CONFIG_KEY_SCOPE = "__threadloom_scope"
+CONFIG_KEY_TASK = "__threadloom_task"
+CONFIG_KEY_CHECKPOINTER = "__threadloom_checkpointer"

@@ -23,6 +23,9 @@ from typing import Any
 from threadloom.channels import MISSING, BaseChannel
 from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
 from threadloom.constants import (
+    CONFIG_KEY_CHECKPOINTER,
+    CONFIG_KEY_SCOPE,
+    CONFIG_KEY_TASK,
     ERROR,
     INTERRUPT,
     NULL_TASK_ID,
@@ -334,7 +337,7 @@ class Loop:
         if bases is None or bases[0] != step:
             bases = self._config_bases = (step, *self._make_config_bases(step))
         _, config_base, conf_base, meta_base = bases
-        conf = {**conf_base, "checkpoint_ns": task.ns, "__threadloom_task": task}
+        conf = {**conf_base, "checkpoint_ns": task.ns, CONFIG_KEY_TASK: task}
         metadata = {
             **meta_base,
             "langgraph_node": task.name,
@@ -358,8 +361,8 @@ class Loop:
             config_base["callbacks"] = self.scope.callbacks
         conf_base = {
             **(base.get("configurable") or {}),
-            "__threadloom_scope": self.scope,
-            "__threadloom_checkpointer": self.checkpointer,
+            CONFIG_KEY_SCOPE: self.scope,
+            CONFIG_KEY_CHECKPOINTER: self.checkpointer,
         }
         conf_base.pop("checkpoint_id", None)
         if self.checkpointer is not None and self.checkpoint_config is not None:

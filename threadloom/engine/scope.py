@@ -14,8 +14,6 @@ from threadloom.engine.task import ResumeBox
 
 Sink = Callable[[tuple[str, ...], str, Any], None]
 
-_SCOPE_KEY = "__threadloom_scope"
-
 
 class Scope:
     """Run-wide settings and the place stream events go."""
@@ -75,10 +73,6 @@ class Scope:
 
         return write
 
-    def record_resume(self, task: Any) -> None:
-        """A task consumed an answer; the loop persists the task's answers when it ends."""
-        return None
-
 
 def _noop(_chunk: Any) -> None:
     return None
@@ -86,7 +80,3 @@ def _noop(_chunk: Any) -> None:
 
 def ns_tuple(ns: str) -> tuple[str, ...]:
     return tuple(ns.split("|")) if ns else ()
-
-
-def scope_key() -> str:
-    return _SCOPE_KEY

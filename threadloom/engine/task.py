@@ -156,8 +156,7 @@ class Task:
         iid = interrupt_id(self.ns, index)
         found, answer = self.scope.resume_box.take(iid)
         if found:
-            self.resume.append(answer)
-            self.scope.record_resume(self)
+            self.resume.append(answer)  # saved with the task's writes when it ends
             return answer
         raise GraphInterrupt([Interrupt(value=value, id=iid)])
 

@@ -20,7 +20,12 @@ from langchain_core.runnables import Runnable
 from threadloom._context import current_task
 from threadloom._schema import is_schema_class, make_coercer
 from threadloom.checkpoint.base import BaseCheckpointSaver
-from threadloom.constants import INTERRUPT
+from threadloom.constants import (
+    CONFIG_KEY_CHECKPOINTER,
+    CONFIG_KEY_SCOPE,
+    CONFIG_KEY_TASK,
+    INTERRUPT,
+)
 from threadloom.engine.drivers import adrive, drive, thread_safe_put
 from threadloom.engine.loop import Loop
 from threadloom.engine.messages import StreamMessagesHandler
@@ -124,7 +129,7 @@ class CompiledStateGraph(Runnable):
         cp = self.checkpointer
         if isinstance(cp, BaseCheckpointSaver):
             return cp, False
-        parent = (config.get("configurable") or {}).get("__threadloom_checkpointer")
+        parent = (config.get("configurable") or {}).get(CONFIG_KEY_CHECKPOINTER)
         if cp is False:
             return None, False
         return parent, cp is True
@@ -135,7 +140,7 @@ class CompiledStateGraph(Runnable):
             task = current_task.get()
             config = task.config if task is not None else {}
         conf = config.get("configurable") or {}
-        if conf.get("__threadloom_task") is not None:  # a subgraph: the parent holds it
+        if conf.get(CONFIG_KEY_TASK) is not None:  # a subgraph: the parent holds it
             return None
         saver, _ = self._saver_for(config)
         thread_id = conf.get("thread_id")
@@ -170,8 +175,8 @@ class CompiledStateGraph(Runnable):
             task = current_task.get()
             config = dict(task.config) if task is not None else {}
         conf = config.get("configurable") or {}
-        parent_scope: Scope | None = conf.get("__threadloom_scope")
-        nested = conf.get("__threadloom_task") is not None and parent_scope is not None
+        parent_scope: Scope | None = conf.get(CONFIG_KEY_SCOPE)
+        nested = conf.get(CONFIG_KEY_TASK) is not None and parent_scope is not None
         saver, own_ns = self._saver_for(config)
         if conf.get("thread_id") is not None and not isinstance(conf["thread_id"], str):
             config = {**config, "configurable": {**conf, "thread_id": str(conf["thread_id"])}}

@@ -18,7 +18,6 @@ from threadloom._schema import (
     channel_for,
     first_param_schema,
     is_schema_class,
-    make_coercer,
     schema_hints,
 )
 from threadloom.channels import (
@@ -408,9 +407,6 @@ class StateGraph:
             state_keys=state_keys,
             managed=dict(self.managed),
         )
-
-    def coerce_state(self) -> Callable[[Any], Any]:
-        return make_coercer(self.state_schema)
 
 
 def _passthrough(value: Any) -> Any:

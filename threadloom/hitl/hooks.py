@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from threadloom.constants import CONFIG_KEY_TASK
 from threadloom.hitl.audit import (
     decision_record,
     refused_record,
@@ -58,7 +59,7 @@ def _saver_for_resume(graph: CompiledStateGraph, input: Any, config: Any) -> Any
     if not isinstance(input, Command) or input.resume is None or not config:
         return None
     conf = config.get("configurable") or {}
-    if conf.get("__threadloom_task") is not None or conf.get("thread_id") is None:
+    if conf.get(CONFIG_KEY_TASK) is not None or conf.get("thread_id") is None:
         return None  # a subgraph run inside a node: its parent checked the answers
     saver, _ = graph._saver_for(config)
     return saver

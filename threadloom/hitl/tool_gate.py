@@ -24,6 +24,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, ToolMessage
 
+from threadloom.constants import CONFIG_KEY_CHECKPOINTER
 from threadloom.hitl.approve import asking_context, build_request, collect_decisions
 from threadloom.hitl.audit import refused_record, supports_audit
 from threadloom.hitl.clock import now_from_config, to_iso
@@ -205,7 +206,7 @@ def _refusal(exc: ApprovalError) -> tuple[Any, str | None, dict[str, Any]]:
 
     config = get_config()
     conf = config.get("configurable") or {}
-    saver = conf.get("__threadloom_checkpointer")
+    saver = conf.get(CONFIG_KEY_CHECKPOINTER)
     checkpoint_id, _ = asking_context()
     try:
         who = Reviewer.from_config(config)
