@@ -543,6 +543,44 @@ async def test_list_deltas_round_trip(saver_kit: SaverKit) -> None:
         assert tup.checkpoint["channel_values"]["nums"] == expected_nums
 
 
+async def test_readers_get_values_of_their_own(saver_kit: SaverKit) -> None:
+    """Changing a message read from a checkpoint in place (the usual way to edit a tool
+    call before ``update_state``) never changes what the saver holds: not the next read,
+    not older checkpoints, not another checkpoint of the same read."""
+    api = saver_kit.api
+    t = Thread(api, tid())
+    msgs: list[Any] = []
+    for i in range(30):  # long enough to be stored as deltas and cached
+        call = {"name": "search", "args": {"q": f"query {i}"}, "id": f"c{i}"}
+        msgs = [*msgs, AIMessage("", id=f"a{i}", tool_calls=[call])]
+        await t.put(messages=msgs)
+    for _ in range(2):  # a cold read, then one the value cache serves
+        got = await api.get_tuple(cfg(t.thread_id))
+        assert got is not None
+        last = got.checkpoint["channel_values"]["messages"][-1]
+        last.tool_calls[0]["args"]["q"] = "edited"
+        last.content = "edited"
+        last.additional_kwargs["note"] = "edited"
+        got.checkpoint["channel_values"]["messages"].append("appended")
+    again = await api.get_tuple(cfg(t.thread_id))
+    assert again is not None
+    assert again.checkpoint["channel_values"]["messages"] == msgs
+    assert again.checkpoint["channel_values"]["messages"][-1].tool_calls[0]["args"] == {
+        "q": "query 29"
+    }
+    listed = await api.list(cfg(t.thread_id), limit=3)
+    assert [tup.checkpoint["channel_values"]["messages"] for tup in listed] == [
+        msgs,
+        msgs[:-1],
+        msgs[:-2],
+    ]
+    first = listed[0].checkpoint["channel_values"]["messages"]
+    first[0].tool_calls[0]["args"]["q"] = "edited"
+    assert (await api.list(cfg(t.thread_id), limit=1))[0].checkpoint["channel_values"][
+        "messages"
+    ] == msgs
+
+
 async def test_list_deltas_with_forks_and_fresh_readers(saver_kit: SaverKit) -> None:
     api = saver_kit.api
     t = Thread(api, tid())

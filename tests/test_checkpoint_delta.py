@@ -353,7 +353,7 @@ def test_value_cache_hands_out_fresh_lists() -> None:
     assert second == items and second is not first
 
 
-def test_value_cache_decodes_mutable_non_lists_on_every_read() -> None:
+def test_value_cache_hands_out_independent_dicts() -> None:
     cache = ValueCache()
     tag, data = SERDE.dumps_typed({"a": [1]})
     key = (T, NS, "d", "1")

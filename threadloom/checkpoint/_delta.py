@@ -29,12 +29,12 @@ How, without reading anything back from the database on the write path:
 * ``needed_keys()`` says which stored rows must survive a prune: everything a kept
   checkpoint references plus every base its chain walks through.
 * ``ValueCache`` keeps, per process, the stored rows this saver wrote or read and the
-  values rebuilt from them, keyed by (thread, namespace, channel, version). Those keys are
-  immutable (a version is written once and never overwritten, and versions carry a
-  random suffix), so a read of a long thread neither fetches nor decodes its delta chain
-  again: it only copies the cached list.
+  values rebuilt from them (frozen, see ``threadloom.checkpoint._frozen``), keyed by
+  (thread, namespace, channel, version). Those keys are immutable (a version is written
+  once and never overwritten, and versions carry a random suffix), so a read of a long
+  thread neither fetches nor walks its delta chain again: it thaws one frozen copy.
 
-The module is storage-agnostic: SQLite, Postgres (and the memory saver, later) share it.
+The module is storage-agnostic: the memory, SQLite and Postgres savers share it.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from threadloom.checkpoint._frozen import Frozen, freeze
 
 __all__ = [
     "EMPTY",
@@ -59,6 +61,7 @@ __all__ = [
     "needed_keys",
     "resolve",
     "serde_fingerprint",
+    "shared_copy",
 ]
 
 MAX_CHAIN_DEPTH = 2000
@@ -380,6 +383,13 @@ def resolve(
     return out
 
 
+def shared_copy(value: Any) -> Any:
+    """The value for a second checkpoint of the same read that holds the same version: a
+    list of its own over the same items (values rebuilt in one read share the items
+    common to them, as ``resolve`` builds them)."""
+    return list(value) if type(value) is list else value
+
+
 def chain_roots(rows: Mapping[BlobKey, StoredBlob]) -> set[BlobKey]:
     """Keys of the chain roots the delta rows in ``rows`` need (to fetch in one query)."""
     return {
@@ -407,40 +417,41 @@ def needed_keys(referenced: Iterable[BlobKey], bases: Mapping[BlobKey, str | Non
 
 # -- caching rebuilt values ----------------------------------------------------------
 
-_ATOMS = (str, int, float, bool, bytes, type(None))
 _ENTRY_OVERHEAD = 100  # rough bytes of bookkeeping per cached entry
 
 
 @dataclass(slots=True)
 class _Cached:
-    """A stored row (decoded lazily), or a value rebuilt from it and its chain."""
+    """A stored row and, once read, the value it rebuilds to (with its chain), frozen."""
 
     row: StoredBlob
-    size: int  # estimated bytes held: the serialized bytes the value was built from
-    resolved: Resolved | None = None
+    size: int  # estimated bytes held: the row's bytes plus the frozen value's
+    frozen: Frozen | None = None
+    root: str = ""  # chain facts of the frozen value (see ``Resolved``)
+    depth: int = 0
+    unfreezable: bool = False  # freeze() refused the value: decode it on every read
 
 
 class ValueCache:
     """Process-local LRU of channel values, keyed by (thread, namespace, channel, version).
 
     What it holds: the rows this saver stored (``add_rows``, at ``put``) or fetched, and,
-    once read, the value they rebuild to. A key is written once and never changes, so an
-    entry can only go stale if its thread is deleted or pruned by *another process* and
-    then written again with the very same version strings, which the savers' versions
-    (a counter plus 64 random bits) rule out; deletes and prunes in this process drop
-    the thread's entries. Damage done to rows behind the saver's back (by hand, in SQL)
-    shows only once the cached entries are gone (``clear``).
+    once read, the value they rebuild to, frozen (``threadloom.checkpoint._frozen``). A
+    key is written once and never changes, so an entry can only go stale if its thread is
+    deleted or pruned by *another process* and then written again with the very same
+    version strings, which the savers' versions (a counter plus 64 random bits) rule out;
+    deletes and prunes in this process drop the thread's entries. Damage done to rows
+    behind the saver's back (by hand, in SQL) shows only once the cached entries are gone
+    (``clear``).
 
-    What readers get: a fresh list for a list value (so appending to, or reassigning
-    items of, a returned list never reaches the cache); immutable scalars as they are;
-    any other value decoded anew from its stored bytes on every read. The *items* of a
-    cached list are shared between the readers of that version: by convention
-    checkpointed items (messages, documents) are not changed in place, and a caller that
-    must do so should copy the item first - as with any value a checkpointer hands out.
+    What readers get: a value of their own, every time - the frozen copy thawed anew, or
+    (for values ``freeze`` refuses) the row decoded anew. Changing a returned message in
+    place, as human-in-the-loop edits do before ``update_state``, never reaches the cache
+    or another reader.
 
-    Bounded by ``max_bytes`` (serialized bytes the cached values were built from, an
-    estimate of the memory they hold) and ``max_entries``; least recently used first
-    out. ``max_bytes=0`` disables it. Thread-safe.
+    Bounded by ``max_bytes`` (an estimate of the memory entries hold) and
+    ``max_entries``; least recently used first out. ``max_bytes=0`` disables it.
+    Thread-safe.
     """
 
     def __init__(self, max_bytes: int = 64 * 2**20, max_entries: int = 100_000) -> None:
@@ -469,31 +480,33 @@ class ValueCache:
                 if key in self._entries:
                     self._entries.move_to_end(key)
                     continue
-                self._insert(key, _Cached(row, len(row.blob or b"") + _ENTRY_OVERHEAD))
+                self._insert(key, _Cached(row, _row_size(row)))
             self._evict()
 
     def add_resolved(
         self, rows: Mapping[BlobKey, StoredBlob], resolved: Mapping[BlobKey, Resolved]
     ) -> None:
-        """Remember rows fetched from the database and the values rebuilt from them."""
+        """Remember rows fetched from storage and the values rebuilt from them.
+
+        Call it before handing the values out: they are frozen now, as they were stored.
+        """
         if self.max_bytes <= 0:
             return
         with self._lock:
-            sizes: dict[BlobKey, int] = {}
             for key, got in resolved.items():
                 row = rows.get(key)
                 if row is None:
                     continue
-                size = self._chain_size(key, rows, sizes)
-                entry = _Cached(row, size, _own(got) if _keepable(got.value) else None)
                 old = self._entries.get(key)
-                if old is not None and old.resolved is not None:
+                if old is not None and old.frozen is not None:
                     self._entries.move_to_end(key)
                     continue
+                entry = _Cached(row, _row_size(row))
+                self._freeze(entry, got, held=False)
                 self._insert(key, entry)
             for key, row in rows.items():  # chain rows: later versions extend them
                 if key not in self._entries:
-                    self._insert(key, _Cached(row, len(row.blob or b"") + _ENTRY_OVERHEAD))
+                    self._insert(key, _Cached(row, _row_size(row)))
             self._evict()
 
     # -- reading -------------------------------------------------------------------
@@ -511,13 +524,46 @@ class ValueCache:
         if self.max_bytes <= 0:
             return found, list(keys)
         with self._lock:
-            for key in keys:
-                got = self._resolve(key, decode)
+            # Deepest versions first: a shallower version of the same chain is then a
+            # prefix of a list already thawed in this call (see ``_prefix``).
+            order = sorted(keys, key=self._depth, reverse=True)
+            for key in order:
+                got = self._prefix(key, found) or self._resolve(key, decode)
                 if got is None:
                     missing.append(key)
                 else:
                     found[key] = got
+            self._evict()
         return found, missing
+
+    def _depth(self, key: BlobKey) -> int:
+        entry = self._entries.get(key)
+        return -1 if entry is None or entry.frozen is None else entry.depth
+
+    def _prefix(self, key: BlobKey, found: Mapping[BlobKey, Resolved]) -> Resolved | None:
+        """``key``'s value as a slice of a deeper version of its chain thawed in the same
+        call, when ``key`` lies on that version's chain.
+
+        Values rebuilt in one read share the items common to them, as ``resolve`` builds
+        them from storage; each read still gets items of its own.
+        """
+        entry = self._entries.get(key)
+        if entry is None or entry.frozen is None or entry.frozen.single:
+            return None
+        for other, got in found.items():
+            if other[:-1] != key[:-1] or got.root != entry.root or got.depth <= entry.depth:
+                continue
+            at: BlobKey | None = other
+            for _ in range(got.depth - entry.depth):  # walk back to entry's depth
+                cur = self._entries.get(at) if at is not None else None
+                if cur is None or cur.row.base_version is None:
+                    at = None
+                    break
+                at = _base_key(at, cur.row.base_version)
+            if at == key and type(got.value) is list:
+                self._entries.move_to_end(key)
+                return Resolved(got.value[: entry.frozen.length], entry.root, entry.depth)
+        return None
 
     def _resolve(
         self, key: BlobKey, decode: Callable[[BlobKey, StoredBlob], Any]
@@ -526,52 +572,40 @@ class ValueCache:
         if entry is None:
             return None
         self._entries.move_to_end(key)
-        if entry.resolved is not None:
-            return _own(entry.resolved)
+        if entry.frozen is not None:
+            return Resolved(entry.frozen.thaw(), entry.root, entry.depth)
         row = entry.row
         if row.base_version is None:
-            value = decode(key, row)
-            got = Resolved(value, str(key[-1]), 0)
-            if _keepable(value):
-                entry.resolved = _own(got)
-            return got
-        # a delta: walk back to a rebuilt value or a full row, all within the cache
-        chain: list[tuple[BlobKey, _Cached]] = []
-        seen: set[BlobKey] = set()
-        at, cur = key, entry
-        while cur.resolved is None and cur.row.base_version is not None:
-            if at in seen:
-                return None  # a loop: let the database path report it
-            seen.add(at)
-            chain.append((at, cur))
-            at = _base_key(at, cur.row.base_version)
-            nxt = self._entries.get(at)
-            if nxt is None:
+            got = Resolved(decode(key, row), str(key[-1]), 0)
+        else:  # a delta: walk back to a frozen value or a full row, all within the cache
+            chain: list[tuple[BlobKey, _Cached]] = []
+            seen: set[BlobKey] = set()
+            at, cur = key, entry
+            while cur.frozen is None and cur.row.base_version is not None:
+                if at in seen:
+                    return None  # a loop: let the storage path report it
+                seen.add(at)
+                chain.append((at, cur))
+                at = _base_key(at, cur.row.base_version)
+                nxt = self._entries.get(at)
+                if nxt is None:
+                    return None
+                cur = nxt
+            if cur.frozen is not None:
+                base = Resolved(cur.frozen.thaw(), cur.root, cur.depth)
+            else:
+                base = Resolved(decode(at, cur.row), str(at[-1]), 0)
+            if type(base.value) is not list:
                 return None
-            cur = nxt
-        if cur.resolved is not None:
-            base = cur.resolved
-        else:
-            value = decode(at, cur.row)
-            base = Resolved(value, str(at[-1]), 0)
-            if _keepable(value):
-                cur.resolved = _own(base)
-        if type(base.value) is not list:
-            return None
-        acc = list(base.value)
-        size = cur.size
-        for k, c in reversed(chain):
-            items = decode(k, c.row)
-            if type(items) is not list:
-                return None
-            acc.extend(items)
-            size += len(c.row.blob or b"")
-        got = Resolved(acc, base.root, base.depth + len(chain))
-        old = entry.size
-        entry.resolved = _own(got)
-        entry.size = size + _ENTRY_OVERHEAD
-        self._bytes += entry.size - old
-        self._evict()
+            acc = base.value
+            for k, c in reversed(chain):
+                items = decode(k, c.row)
+                if type(items) is not list:
+                    return None
+                acc.extend(items)
+            got = Resolved(acc, base.root, base.depth + len(chain))
+        if not entry.unfreezable:
+            self._freeze(entry, got, held=True)
         return got
 
     # -- dropping ------------------------------------------------------------------
@@ -592,22 +626,16 @@ class ValueCache:
 
     # -- internals -----------------------------------------------------------------
 
-    def _chain_size(
-        self, key: BlobKey, rows: Mapping[BlobKey, StoredBlob], memo: dict[BlobKey, int]
-    ) -> int:
-        total, at, seen = 0, key, set()
-        while at in rows and at not in seen:
-            if at in memo:
-                total += memo[at]
-                break
-            seen.add(at)
-            row = rows[at]
-            total += len(row.blob or b"")
-            if row.base_version is None:
-                break
-            at = _base_key(at, row.base_version)
-        memo[key] = total
-        return total + _ENTRY_OVERHEAD
+    def _freeze(self, entry: _Cached, got: Resolved, *, held: bool) -> None:
+        """Freeze ``got`` into ``entry``; ``held``: the entry is already counted."""
+        frozen = freeze(got.value)
+        if frozen is None:
+            entry.unfreezable = True
+            return
+        entry.frozen, entry.root, entry.depth = frozen, got.root, got.depth
+        entry.size += frozen.size
+        if held:
+            self._bytes += frozen.size
 
     def _insert(self, key: BlobKey, entry: _Cached) -> None:
         old = self._entries.pop(key, None)
@@ -630,14 +658,5 @@ class ValueCache:
                     del self._by_thread[key[0]]
 
 
-def _keepable(value: Any) -> bool:
-    """Values the cache may keep decoded: lists (handed out as copies) and scalars."""
-    return type(value) is list or isinstance(value, _ATOMS)
-
-
-def _own(got: Resolved) -> Resolved:
-    """``got`` with a list of its own (the cache's copy, or a reader's)."""
-    if type(got.value) is list:
-        return Resolved(list(got.value), got.root, got.depth)
-    return got
-
+def _row_size(row: StoredBlob) -> int:
+    return len(row.blob or b"") + _ENTRY_OVERHEAD

@@ -54,6 +54,7 @@ from threadloom.checkpoint._delta import (
     ValueCache,
     needed_keys,
     resolve,
+    shared_copy,
 )
 from threadloom.checkpoint._sql import (
     BLOBS,
@@ -332,7 +333,7 @@ class SqlCore:
                 got = resolved.get(key)
                 if got is not None and got.value is not EMPTY:
                     if key in handed:  # checkpoints sharing a version get their own lists
-                        got = Resolved(_copied(got.value), got.root, got.depth)
+                        got = Resolved(shared_copy(got.value), got.root, got.depth)
                     handed.add(key)
                     values[key[2]] = got.value
                     mine[key[2]] = got
@@ -841,8 +842,6 @@ def _write_name(task_id: str, channel: str, thread_id: str, ns: str, checkpoint_
     )
 
 
-def _copied(value: Any) -> Any:
-    return list(value) if type(value) is list else value
 
 
 def _blob_rows(rows: Rows | None) -> Iterable[tuple[tuple[Any, ...], StoredBlob]]:

@@ -44,9 +44,11 @@ from threadloom.checkpoint._delta import (
     BrokenChainError,
     DeltaCache,
     Resolved,
+    ValueCache,
     needed_keys,
     resolve,
     serde_fingerprint,
+    shared_copy,
 )
 from threadloom.checkpoint._sql import (
     PAGE_SIZE,
@@ -183,6 +185,9 @@ class InMemorySaver(BaseCheckpointSaver):
         inner = getattr(self.serde, "serde", None)
         plain = inner if callable(getattr(inner, "dumps_typed", None)) else self.serde
         self._delta = DeltaCache(serde_fingerprint(plain.dumps_typed))
+        # Values rebuilt from delta chains, frozen: a long thread's read thaws one copy
+        # instead of decoding every delta row again (each reader still gets its own).
+        self._values = ValueCache()
 
     def __enter__(self) -> InMemorySaver:
         return self
@@ -265,7 +270,7 @@ class InMemorySaver(BaseCheckpointSaver):
                     continue
                 if handed is not None:
                     if key in handed:  # checkpoints sharing a version get their own lists
-                        value = list(value) if type(value) is list else value
+                        value = shared_copy(value)
                     else:
                         handed.add(key)
                 values[key[2]] = value
@@ -339,8 +344,11 @@ class InMemorySaver(BaseCheckpointSaver):
                 f"{thread_id!r}, namespace {ns!r}, {owner_of(key)})",
             )
 
+        cached, missing = self._values.lookup(targets, decode)
+        if not missing:
+            return cached
         try:
-            return resolve(rows, targets, decode)
+            fresh = resolve(rows, missing, decode)
         except BrokenChainError as exc:
             thread_id, ns, channel, version = exc.key
             raise CorruptCheckpointError(
@@ -348,6 +356,9 @@ class InMemorySaver(BaseCheckpointSaver):
                 f"{thread_id!r}, namespace {ns!r}, {owner_of(exc.key)}) "
                 f"cannot be rebuilt: {exc}"
             ) from exc
+        self._values.add_resolved({key: rows[key] for key in fresh}, fresh)
+        cached.update(fresh)
+        return cached
 
     def _pending(self, thread_id: str, ns: str, checkpoint_id: str) -> list[Any]:
         """Pending writes in (task path, task id, index) order, as the SQL savers list them."""
@@ -580,6 +591,7 @@ class InMemorySaver(BaseCheckpointSaver):
             del self.blobs[key]
         self._activity.pop(thread_id, None)
         self._delta.forget(thread_id)
+        self._values.forget(thread_id)
 
     # -- housekeeping ------------------------------------------------------------------
 
@@ -658,6 +670,7 @@ class InMemorySaver(BaseCheckpointSaver):
                     del self.blobs[key]
             self._activity.pop(thread_id, None)
             self._delta.forget(thread_id)
+            self._values.forget(thread_id)
             return dropped
 
     def expire_paused(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:

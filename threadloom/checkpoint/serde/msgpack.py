@@ -439,8 +439,20 @@ _PYDANTIC_SLOTS: Final = (
 )
 
 
-def _pydantic_codec(cls: Any, wire: int | str) -> _Codec:
+def plain_pydantic_model(cls: Any) -> bool:
+    """Whether instances of the pydantic model ``cls`` can be rebuilt by setting its four
+    slots (what ``model_construct`` does): no ``model_post_init``, not a root model, and
+    pydantic's ``BaseModel`` still has exactly those slots."""
     from pydantic import BaseModel
+
+    return (
+        getattr(BaseModel, "__slots__", None) == _PYDANTIC_SLOTS
+        and getattr(cls, "__pydantic_post_init__", None) is None
+        and not getattr(cls, "__pydantic_root_model__", False)
+    )
+
+
+def _pydantic_codec(cls: Any, wire: int | str) -> _Codec:
     from pydantic_core import PydanticUndefined
 
     fields = cls.__pydantic_fields__
@@ -460,11 +472,7 @@ def _pydantic_codec(cls: Any, wire: int | str) -> _Codec:
             plan.append((name, _MISSING, False, info.is_required()))
     is_root = bool(getattr(cls, "__pydantic_root_model__", False))
     allow_extra = cls.model_config.get("extra") == "allow"
-    fast = (
-        getattr(BaseModel, "__slots__", None) == _PYDANTIC_SLOTS
-        and cls.__pydantic_post_init__ is None
-        and not is_root
-    )
+    fast = plain_pydantic_model(cls)
     missing = _MISSING
     new = cls.__new__
     setattr_ = object.__setattr__
@@ -493,37 +501,55 @@ def _pydantic_codec(cls: Any, wire: int | str) -> _Codec:
                 values[name] = default() if is_factory else default
         return cls.model_construct(fields_set, **values)
 
+    # The fast rebuild starts from a template holding every field in declaration order
+    # (so ``__dict__``, ``repr`` and ``model_dump`` keep the field order), puts fresh empty
+    # containers where a field's default is an empty-builtin factory, and lays the stored
+    # values over it with one ``dict.update``: no per-field Python loop on the hot path.
+    template: dict[str, Any] = {}
+    factories: list[tuple[str, Any]] = []  # fields whose elided default is made per object
+    required: list[str] = []  # fields without a default: absent ones stay unset
+    computed: list[str] = []  # defaults this module cannot elide (user factories, ...)
+    for name, default, is_factory, is_required in plan:
+        template[name] = missing
+        if default is missing:
+            (required if is_required else computed).append(name)
+        elif is_factory:
+            factories.append((name, default))
+        else:
+            template[name] = default
+    n_fields = len(fields)
+
     def decode(p: list[Any]) -> Any:
         # Same result as model_construct (no validation: the values were validated when
         # the object was made), without its per-call signature inspection of factories.
-        state = _state_dict(p, "pydantic model")
+        state = p[1] if len(p) > 1 else None
+        if type(state) is not dict:
+            raise CorruptCheckpointError("malformed pydantic model record in checkpoint data")
         fields_set = set(p[2]) if len(p) > 2 else set(state)
         if not fast:
             return rebuild_slow(state, fields_set)
-        values: dict[str, Any] = {}
-        used = 0
-        for name, default, is_factory, required in plan:
-            value = state.get(name, missing)
-            if value is missing:
-                if default is missing:
-                    if not required:
-                        value = fields[name].get_default(
-                            call_default_factory=True, validated_data=values
-                        )
-                    else:
-                        continue
-                else:
-                    value = default() if is_factory else default
-            else:
-                used += 1
-            values[name] = value
+        values = template.copy()
+        for name, factory in factories:
+            values[name] = factory()
+        values.update(state)
         extra = None
-        if allow_extra:
+        if len(values) != n_fields:  # stored keys that are not fields (any more)
+            extra = {k: values.pop(k) for k in list(values) if k not in fields}
+            if not allow_extra:
+                extra = None
+            elif not all(type(k) is str for k in extra):
+                raise CorruptCheckpointError("malformed pydantic model record")
+        elif allow_extra:
             extra = {}
-            if used < len(state):
-                extra = {k: v for k, v in state.items() if k not in fields}
-                if not all(type(k) is str for k in extra):
-                    raise CorruptCheckpointError("malformed pydantic model record")
+        for name in required:
+            if values[name] is missing:
+                del values[name]
+        for name in computed:
+            if values[name] is missing:
+                known = {k: v for k, v in values.items() if v is not missing}
+                values[name] = fields[name].get_default(
+                    call_default_factory=True, validated_data=known
+                )
         obj = new(cls)
         setattr_(obj, "__dict__", values)
         setattr_(obj, "__pydantic_fields_set__", fields_set)
@@ -1033,6 +1059,8 @@ class MsgpackSerializer(SerializerProtocol):
     # -- decoding ----------------------------------------------------------------------
 
     def _ext_hook(self, code: int, data: bytes) -> Any:
+        if code == EXT_OBJECT:  # the hot path: one per stored message
+            return self._decode_object(data)
         decoder = self._ext_decoders.get(code)
         if decoder is None:
             raise CorruptCheckpointError(
@@ -1116,7 +1144,10 @@ class MsgpackSerializer(SerializerProtocol):
         }
 
     def _decode_object(self, data: bytes) -> Any:
-        record = self._unpackb(data)
+        # unpackb called directly: through the functools.partial it costs a third more
+        record = msgpack.unpackb(
+            data, ext_hook=self._ext_hook, raw=False, strict_map_key=False
+        )
         if type(record) is not list or not record:
             raise CorruptCheckpointError("malformed object record in checkpoint data")
         key = record[0]

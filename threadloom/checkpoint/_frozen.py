@@ -1,0 +1,123 @@
+"""Frozen values: a process-local copy of a checkpointed value that every read thaws anew.
+
+Why: a saver's value cache must hand every reader a value of its own. The canonical
+human-in-the-loop edit does ``msg = graph.get_state(cfg).values["messages"][-1]``,
+changes ``msg.tool_calls[0]["args"]`` in place and passes ``msg`` to ``update_state``;
+had the cache shared ``msg`` with its readers, that edit would also rewrite the stored
+history this process reads back (and only this process). Decoding the stored bytes again
+on every read is correct but slow (a 200-message thread costs 200 extension hooks and
+nested unpacks); ``copy.deepcopy`` is slower still.
+
+How: ``freeze(value)`` packs the value's plain data (``None``/bool/int/float/str/bytes,
+lists, dicts) with msgpack's C packer in strict mode, replacing each pydantic model (a
+langchain message) by its ``__dict__`` and remembering its class and ``fields_set``.
+``Frozen.thaw()`` unpacks that in one C call - every list and dict comes out new - and
+rebuilds the models around their fresh ``__dict__`` exactly as ``model_construct`` would.
+Anything else (a tuple, a dataclass, a model nested inside another, a private attribute)
+makes ``freeze`` return ``None``: such values are decoded from their stored bytes on
+every read instead. The bytes never leave the process and are never read from outside,
+so nothing here is exposed to stored data.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgpack
+
+__all__ = ["Frozen", "freeze"]
+
+_ATOMS: Final = frozenset({str, int, float, bool, bytes, type(None)})
+_setattr = object.__setattr__
+_new = object.__new__
+_models: dict[type, bool] = {}  # class -> rebuilt like model_construct (see _is_plain_model)
+
+
+def _is_plain_model(cls: type) -> bool:
+    """A pydantic v2 model whose state is exactly its four slots (no custom ``__new__``,
+    no ``model_post_init``, not a root model): what the msgpack serializer also rebuilds
+    without running code."""
+    known = _models.get(cls)
+    if known is None:
+        from threadloom.checkpoint.serde.msgpack import plain_pydantic_model
+
+        known = _models[cls] = plain_pydantic_model(cls) and cls.__new__ is object.__new__
+    return known
+
+
+@functools.cache
+def _slot_setters() -> tuple[Callable[[Any, Any], None], ...]:
+    """The ``__set__`` of pydantic's three ``BaseModel`` slots: calling a slot descriptor
+    directly is cheaper than ``object.__setattr__`` by name (it skips the lookup)."""
+    from pydantic import BaseModel
+
+    slots = ("__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+    return tuple(vars(BaseModel)[name].__set__ for name in slots)
+
+
+class Frozen:
+    """An immutable snapshot of a value; ``thaw()`` returns a new, independent copy."""
+
+    __slots__ = ("blob", "length", "models", "single", "size")
+
+    def __init__(
+        self,
+        blob: bytes,
+        models: list[tuple[int, type, frozenset[str], bool]],
+        single: bool,
+        length: int,
+    ) -> None:
+        self.blob = blob
+        self.models = models  # (index in the list, class, fields_set, has extra fields)
+        self.single = single  # the value is one item, not a list of them
+        self.length = length  # items in the list (1 for a single value)
+        self.size = len(blob) + 48 * len(models)
+
+    def thaw(self) -> Any:
+        items = msgpack.unpackb(self.blob, raw=False, strict_map_key=False)
+        set_fields, set_extra, set_private = _slot_setters()
+        for index, cls, fields_set, has_extra in self.models:
+            state = items[index]
+            obj = _new(cls)
+            if has_extra:
+                _setattr(obj, "__dict__", state[0])
+                set_extra(obj, state[1])
+            else:
+                _setattr(obj, "__dict__", state)
+                set_extra(obj, None)
+            set_fields(obj, set(fields_set))
+            set_private(obj, None)
+            items[index] = obj
+        return items[0] if self.single else items
+
+
+def freeze(value: Any) -> Frozen | None:
+    """A ``Frozen`` copy of ``value``, or ``None`` when it holds anything but plain data
+    and top-level pydantic models (see the module docstring)."""
+    single = type(value) is not list
+    items = [value] if single else value
+    plain: list[Any] = []
+    models: list[tuple[int, type, frozenset[str], bool]] = []
+    for index, item in enumerate(items):
+        cls = type(item)
+        if cls in _ATOMS or cls is dict or cls is list:
+            plain.append(item)
+            continue
+        if not hasattr(cls, "__pydantic_fields__") or not _is_plain_model(cls):
+            return None
+        if item.__pydantic_private__ is not None:
+            return None
+        extra = item.__pydantic_extra__
+        if extra is None:
+            plain.append(item.__dict__)
+        else:
+            plain.append([item.__dict__, extra])
+        models.append((index, cls, frozenset(item.__pydantic_fields_set__), extra is not None))
+    try:
+        # strict: tuples, subclasses of builtins and unknown objects raise, never coerce
+        blob = msgpack.packb(plain, use_bin_type=True, strict_types=True)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return Frozen(blob, models, single, len(items))
