@@ -425,3 +425,111 @@ async def test_postgres_pool_run_lock(pg_schemas: Callable[[], str]) -> None:
         with PostgresSaver.from_conn_string(url) as other, other.lock_thread("t"):
             pass
         saver.close_run_locks()
+
+
+# -- durability="async" on Postgres: relaxed commits, one flush when the run ends -------------
+
+
+def _three_step_graph(saver: Any) -> Any:
+    from typing import TypedDict
+
+    from threadloom.graph import END, START, StateGraph
+
+    class S(TypedDict):
+        n: int
+
+    builder = StateGraph(S)
+    builder.add_node("a", lambda s: {"n": s["n"] + 1})
+    builder.add_node("b", lambda s: {"n": s["n"] + 1})
+    builder.add_edge(START, "a")
+    builder.add_edge("a", "b")
+    builder.add_edge("b", END)
+    return builder.compile(checkpointer=saver)
+
+
+class _Statements:
+    """Records the SQL the Postgres savers send (wrapping the real calls)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import threadloom.checkpoint.postgres as pg
+        import threadloom.checkpoint.postgres.aio as pg_aio
+
+        self.batches: list[list[str]] = []
+        self.unlocks: list[bool] = []  # one per released run lock: flushed?
+        real_pipeline, real_apipeline = pg._pipeline, pg_aio._pipeline
+
+        def pipeline(conn: Any, batch: Any) -> Any:
+            self.batches.append([q.sql for q in batch])
+            return real_pipeline(conn, batch)
+
+        async def apipeline(conn: Any, batch: Any) -> Any:
+            self.batches.append([q.sql for q in batch])
+            return await real_apipeline(conn, batch)
+
+        monkeypatch.setattr(pg, "_pipeline", pipeline)
+        monkeypatch.setattr(pg_aio, "_pipeline", apipeline)
+        for cls in (pg.PostgresSaver, pg_aio.AsyncPostgresSaver):
+            real = cls._give_run_lock
+
+            def give(saver: Any, key: int, *, flush: bool = False, _real: Any = real) -> Any:
+                self.unlocks.append(flush)
+                return _real(saver, key, flush=flush)
+
+            monkeypatch.setattr(cls, "_give_run_lock", give)
+
+    def relaxed(self) -> list[bool]:
+        """Per write batch: did it commit relaxed?"""
+        return [b[0] == "SET LOCAL synchronous_commit = off" for b in self.batches]
+
+
+def test_async_durability_relaxes_commits_and_flushes_at_release(
+    pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _require_postgres()
+    from threadloom.checkpoint.postgres import PostgresSaver
+
+    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
+        saver.setup()
+        graph = _three_step_graph(saver)
+        seen = _Statements(monkeypatch)
+        config = {"configurable": {"thread_id": "async"}}
+        assert graph.invoke({"n": 0}, config) == {"n": 2}  # durability="async" by default
+        assert seen.relaxed() == [True, True, True, True]  # input, start, a, b
+        assert seen.unlocks == [True]  # one flush, before invoke returned
+        assert not saver._runs._unflushed
+
+        seen.batches.clear(), seen.unlocks.clear()
+        graph.invoke({"n": 0}, {"configurable": {"thread_id": "sync"}}, durability="sync")
+        assert seen.relaxed() == [False] * 4 and seen.unlocks == [False]
+
+        seen.batches.clear(), seen.unlocks.clear()
+        graph.update_state(config, {"n": 10})  # not a run: committed synchronously
+        assert seen.relaxed() == [False] and seen.unlocks == [False]
+
+        # a write that says "async" but is made outside a run lock is never relaxed
+        head = saver.get_tuple(config)
+        assert head is not None
+        conf = {"configurable": {**head.config["configurable"], "__threadloom_durability": "async"}}
+        seen.batches.clear()
+        saver.put_writes(conf, [("n", 1)], "task")
+        assert seen.relaxed() == [False]
+        assert graph.get_state(config).values == {"n": 10}
+
+
+async def test_async_durability_on_the_async_saver(
+    pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _require_postgres()
+    from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    async with AsyncPostgresSaver.from_conn_string(pg_schemas()) as saver:
+        await saver.setup()
+        graph = _three_step_graph(saver)
+        seen = _Statements(monkeypatch)
+        config = {"configurable": {"thread_id": "t"}}
+        assert await graph.ainvoke({"n": 0}, config) == {"n": 2}
+        assert seen.relaxed() == [True] * 4 and seen.unlocks == [True]
+        seen.batches.clear(), seen.unlocks.clear()
+        await graph.ainvoke({"n": 5}, config, durability="exit")
+        assert seen.relaxed() == [False] and seen.unlocks == [False]
+        assert (await graph.aget_state(config)).values == {"n": 7}

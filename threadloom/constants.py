@@ -44,3 +44,6 @@ RESERVED_CHARS = (":", "|")
 CONFIG_KEY_SCOPE = "__threadloom_scope"
 CONFIG_KEY_TASK = "__threadloom_task"
 CONFIG_KEY_CHECKPOINTER = "__threadloom_checkpointer"
+# In the config of a put/put_writes made by a run with durability="async": the saver may
+# commit it without waiting for its flush, if it makes the run durable when it ends.
+CONFIG_KEY_DURABILITY = "__threadloom_durability"

@@ -233,6 +233,8 @@ class Dialect:
     blob_len: str  # SQL function giving a blob's size in bytes
     metadata_len: str  # SQL expression giving the metadata column's size in bytes
     writable_ctes: bool = False  # INSERT inside WITH: a put can be a single statement
+    # Makes the current transaction commit without waiting for its flush (see RunGuard)
+    relaxed_commit: str | None = None
 
     def filter_sql(self, filter: dict[str, Any]) -> tuple[list[str], list[Any]]:
         raise NotImplementedError

@@ -137,6 +137,7 @@ class PreparedPut:
     created_at: float
     blobs: list[tuple[BlobPlan, str, bytes | None]]
     stored: list[tuple[BlobPlan, str, bytes | None]] | None = None  # as written by ``put``
+    relaxed: bool = False  # commit without waiting for the flush (``Dialect.relaxed_commit``)
 
 
 class SqlCore:
@@ -402,8 +403,13 @@ class SqlCore:
         checkpoint: Checkpoint,
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
+        *,
+        relaxed: bool = False,
     ) -> PreparedPut:
-        """Serialize outside the transaction, so the write lock is held only for I/O."""
+        """Serialize outside the transaction, so the write lock is held only for I/O.
+
+        ``relaxed``: commit without waiting for the flush, where the dialect can (the
+        caller makes the write durable later, see ``RunGuard``)."""
         thread_id, ns = thread_and_ns(config)
         parent_id = get_checkpoint_id(config) or None  # "" means "no parent" too
         metadata_json = dump_metadata(metadata)
@@ -425,6 +431,7 @@ class SqlCore:
             metadata_json=metadata_json,
             created_at=timestamp(checkpoint.get("ts")),
             blobs=[(plan, *self._dump_plan(plan)) for plan in plans],
+            relaxed=relaxed,
         )
 
     def _dump_plan(self, plan: BlobPlan) -> tuple[str, bytes | None]:
@@ -567,7 +574,7 @@ class SqlCore:
             p.created_at,
         ]  # fmt: skip
 
-        queries: list[Query] = []
+        queries = self._commit_mode(p.relaxed)
         if self.d.lock_thread:
             queries.append(Query(self.d.lock_thread, (t,)))
         status_at = len(queries)
@@ -656,8 +663,12 @@ class SqlCore:
         writes: Sequence[tuple[str, Any]],
         task_id: str,
         task_path: str = "",
+        *,
+        relaxed: bool = False,
     ) -> Op[None]:
-        """Regular writes are kept once per (task, index); special ones are replaced."""
+        """Regular writes are kept once per (task, index); special ones are replaced.
+
+        ``relaxed``: as for ``prepare_put``."""
         thread_id, ns = thread_and_ns(config)
         checkpoint_id = get_checkpoint_id(config)
         if checkpoint_id is None:
@@ -677,7 +688,7 @@ class SqlCore:
             "channel, type, blob, task_path) VALUES "
         )
         conflict = " ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) "
-        queries: list[Query] = []
+        queries = self._commit_mode(relaxed)
         for rows, action in (
             (list(regular.values()), "DO NOTHING"),
             (
@@ -694,9 +705,15 @@ class SqlCore:
                         [v for row in chunk for v in row],
                     )
                 )
-        if queries:
+        if len(queries) > relaxed:
             yield tuple(queries)  # one round trip; atomic
         return None
+
+    def _commit_mode(self, relaxed: bool) -> list[Query]:
+        """The statement starting a relaxed write's transaction, if any."""
+        if relaxed and self.d.relaxed_commit:
+            return [Query(self.d.relaxed_commit, ())]
+        return []
 
     # -- housekeeping ------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from threadloom.checkpoint.base import (
     CheckpointTuple,
     SerializerProtocol,
 )
+from threadloom.constants import CONFIG_KEY_DURABILITY
 
 __all__ = ["AsyncSqlSaver", "RunGuard", "SqlSaver", "SyncSqlSaver", "thread_busy_error"]
 
@@ -52,11 +53,39 @@ def thread_busy_error(thread_id: str) -> Exception:
 
 
 class RunGuard:
-    """The thread ids this saver is running in this process (a non-blocking set lock)."""
+    """The thread ids this saver is running in this process (a non-blocking set lock).
+
+    It also remembers which held threads had writes committed *relaxed* - without
+    waiting for the disk, as a run with durability="async" allows (``relax``). Whoever
+    releases the run lock asks ``unflushed`` and, if so, makes everything durable before
+    the run returns (on Postgres one synchronous commit flushes all earlier WAL), so a
+    caller never sees a pause or result that a crash of the database could lose.
+    """
 
     def __init__(self) -> None:
         self._held: set[str] = set()
+        self._unflushed: set[str] = set()
         self._lock = threading.Lock()
+
+    def relax(self, config: dict[str, Any], dialect: Dialect) -> bool:
+        """Whether a write with this config may commit relaxed (and note that it did)."""
+        conf = config.get("configurable") or {}
+        if dialect.relaxed_commit is None or conf.get(CONFIG_KEY_DURABILITY) != "async":
+            return False
+        thread_id = str(conf.get("thread_id"))
+        with self._lock:
+            if thread_id not in self._held:  # no run lock to make it durable at the end
+                return False
+            self._unflushed.add(thread_id)
+            return True
+
+    def unflushed(self, thread_id: str) -> bool:
+        """Whether the run of ``thread_id`` committed relaxed writes (clears the mark)."""
+        with self._lock:
+            if thread_id in self._unflushed:
+                self._unflushed.discard(thread_id)
+                return True
+            return False
 
     def take(self, thread_id: str) -> None:
         with self._lock:
@@ -67,6 +96,7 @@ class RunGuard:
     def drop(self, thread_id: str) -> None:
         with self._lock:
             self._held.discard(thread_id)
+            self._unflushed.discard(thread_id)
 
     @contextmanager
     def hold(self, thread_id: str) -> Iterator[None]:
@@ -97,10 +127,9 @@ class SqlSaver(BaseCheckpointSaver):
 
     ``value_cache`` (a ``threadloom.checkpoint._delta.ValueCache``) keeps the channel
     values this saver stored or read, so reading a long thread again neither fetches nor
-    decodes its history; lists are handed out as fresh copies (their items are shared:
-    do not change checkpointed messages in place). Bounded (64 MiB of serialized values
-    by default; set ``saver.value_cache.max_bytes``, 0 disables it); ``clear_cache()``
-    empties it.
+    walks its delta chains; every read gets values of its own (changing a message read
+    from a checkpoint in place changes nothing stored). Bounded (64 MiB by default; set
+    ``saver.value_cache.max_bytes``, 0 disables it); ``clear_cache()`` empties it.
     """
 
     dialect: ClassVar[Dialect]
@@ -130,6 +159,12 @@ class SqlSaver(BaseCheckpointSaver):
     @property
     def value_cache(self) -> ValueCache:
         return self._values
+
+    def _relaxed(self, config: dict[str, Any]) -> bool:
+        """Whether a write may commit without waiting for its flush: only in a run with
+        durability="async" whose run lock this saver holds (see ``RunGuard``)."""
+        runs: RunGuard | None = getattr(self, "_runs", None)
+        return runs is not None and runs.relax(config, self.dialect)
 
     def clear_cache(self) -> None:
         """Forget every cached value and delta fingerprint of this saver (the next reads
@@ -206,7 +241,9 @@ class SyncSqlSaver(SqlSaver):
     ) -> dict[str, Any]:
         """Store a checkpoint. Raises ``CheckpointConflictError`` when a ``loop``
         checkpoint's parent is no longer the thread's newest checkpoint."""
-        prepared = self._core.prepare_put(config, checkpoint, metadata, new_versions)
+        prepared = self._core.prepare_put(
+            config, checkpoint, metadata, new_versions, relaxed=self._relaxed(config)
+        )
         stored = self._run(self._core.put(prepared), write=True, atomic=False)
         self._core.remember_put(prepared)  # committed: now the caches may know it
         return stored
@@ -218,7 +255,9 @@ class SyncSqlSaver(SqlSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        op = self._core.put_writes(config, writes, task_id, task_path)
+        op = self._core.put_writes(
+            config, writes, task_id, task_path, relaxed=self._relaxed(config)
+        )
         self._run(op, write=True, atomic=False)
 
     def delete_thread(self, thread_id: str) -> None:
@@ -339,7 +378,9 @@ class AsyncSqlSaver(SqlSaver):
         new_versions: ChannelVersions,
     ) -> dict[str, Any]:
         self._remember_loop()
-        prepared = self._core.prepare_put(config, checkpoint, metadata, new_versions)
+        prepared = self._core.prepare_put(
+            config, checkpoint, metadata, new_versions, relaxed=self._relaxed(config)
+        )
         stored = await self._arun(self._core.put(prepared), write=True, atomic=False)
         self._core.remember_put(prepared)
         return stored
@@ -352,7 +393,9 @@ class AsyncSqlSaver(SqlSaver):
         task_path: str = "",
     ) -> None:
         self._remember_loop()
-        op = self._core.put_writes(config, writes, task_id, task_path)
+        op = self._core.put_writes(
+            config, writes, task_id, task_path, relaxed=self._relaxed(config)
+        )
         await self._arun(op, write=True, atomic=False)
 
     async def adelete_thread(self, thread_id: str) -> None:

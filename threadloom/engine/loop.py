@@ -24,6 +24,7 @@ from threadloom.channels import MISSING, BaseChannel
 from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
 from threadloom.constants import (
     CONFIG_KEY_CHECKPOINTER,
+    CONFIG_KEY_DURABILITY,
     CONFIG_KEY_SCOPE,
     CONFIG_KEY_TASK,
     ERROR,
@@ -236,7 +237,8 @@ class Loop:
         self.checkpoint = new
         self.checkpoint_config = self._config_for(new["id"])
         self._config_bases = None
-        request = ("put", parent or self._config_for(""), saved, metadata, changed)
+        request = ("put", self._saver_config(parent or self._config_for("")), saved, metadata,
+                   changed)
         if self.durability == "exit":
             self._unsaved = self._merge_unsaved(request)
         else:
@@ -254,7 +256,16 @@ class Loop:
         return ("put", parent, request[2], request[3], changed)
 
     def _put_writes(self, task_id_: str, writes: list[tuple[str, Any]], path: str = "") -> Request:
-        return ("put_writes", self.checkpoint_config, writes, task_id_, path)
+        return ("put_writes", self._saver_config(self.checkpoint_config), writes, task_id_, path)
+
+    def _saver_config(self, config: Any) -> Any:
+        """The config a write goes to the saver with: under durability="async" it says so,
+        and a saver that makes the whole run durable when its run lock is released may
+        commit the write without waiting for the disk (see ``PostgresSaver``)."""
+        if self.durability != "async" or config is None:
+            return config
+        return {**config, "configurable": {**config["configurable"],
+                                           CONFIG_KEY_DURABILITY: "async"}}
 
     # -- planning -------------------------------------------------------------------
 

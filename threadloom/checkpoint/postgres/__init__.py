@@ -95,6 +95,7 @@ DIALECT = PostgresDialect(
     blob_len="octet_length",
     metadata_len="octet_length(metadata::text)",
     writable_ctes=True,
+    relaxed_commit="SET LOCAL synchronous_commit = off",
 )
 
 _KEY = 'TEXT COLLATE "C" NOT NULL'
@@ -222,6 +223,10 @@ def _autocommit(conn: psycopg.Connection[Any]) -> Iterator[None]:
 
 _RUN_LOCK_SQL = "SELECT pg_try_advisory_lock(%s)"
 _RUN_UNLOCK_SQL = "SELECT pg_advisory_unlock(%s)"
+# Release plus durability barrier: txid_current() makes this a transaction that commits
+# synchronously, and a synchronous commit flushes all earlier WAL - including the relaxed
+# commits of the run (see RunGuard) - before the reply comes back.
+_RUN_UNLOCK_FLUSH_SQL = "SELECT pg_advisory_unlock(%s), txid_current()"
 # The lock session asks the server to notice a vanished client (host down, cable cut)
 # within about a minute; a killed process closes its socket and is noticed at once.
 _LOCK_SESSION_SQL = (
@@ -229,6 +234,12 @@ _LOCK_SESSION_SQL = (
     "set_config('tcp_keepalives_interval', '10', false), "
     "set_config('tcp_keepalives_count', '3', false)"
 )
+
+
+def _flush_wal() -> Op[None]:
+    """A synchronous commit: returns once all earlier WAL is on disk."""
+    yield Query("SELECT txid_current()", (), fetch=True)
+    return None
 
 
 def run_lock_key(schema: str, thread_id: str) -> int:
@@ -353,7 +364,7 @@ class PostgresSaver(SyncSqlSaver):
             try:
                 yield
             finally:
-                self._give_run_lock(key)
+                self._give_run_lock(key, flush=self._runs.unflushed(thread_id))
 
     @asynccontextmanager
     async def alock_thread(self, thread_id: str) -> AsyncIterator[None]:
@@ -364,7 +375,8 @@ class PostgresSaver(SyncSqlSaver):
             try:
                 yield
             finally:
-                await asyncio.to_thread(self._give_run_lock, key)
+                flush = self._runs.unflushed(thread_id)
+                await asyncio.to_thread(self._give_run_lock, key, flush=flush)
 
     def close_run_locks(self) -> None:
         """Close the run-lock connection (releasing any run locks it still holds)."""
@@ -401,16 +413,24 @@ class PostgresSaver(SyncSqlSaver):
             raise thread_busy_error(thread_id)
         return key
 
-    def _give_run_lock(self, key: int) -> None:
+    def _give_run_lock(self, key: int, *, flush: bool = False) -> None:
+        """Release the run lock; with ``flush``, also make the run's relaxed commits
+        durable first (if the lock session is gone, through the data connection)."""
         with self._lock_mutex:
             session = self._lock_session
-            if session is None or not session.alive:
-                return  # the session ended, and its locks with it
-            try:
-                session.call(b"SELECT pg_advisory_unlock($1)", key)
-            except psycopg.Error:
-                self._lock_session = None
-                session.close()
+            if session is not None and session.alive:
+                sql = b"SELECT pg_advisory_unlock($1)"
+                if flush:
+                    sql = b"SELECT pg_advisory_unlock($1), txid_current()"
+                try:
+                    session.call(sql, key)
+                    return
+                except psycopg.Error:
+                    self._lock_session = None
+                    session.close()
+        # the session ended, and its locks with it; the flush must still happen
+        if flush:
+            self._run(_flush_wal(), write=True, atomic=False)
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:

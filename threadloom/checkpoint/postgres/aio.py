@@ -33,9 +33,11 @@ from threadloom.checkpoint.base import SerializerProtocol
 from threadloom.checkpoint.postgres import (
     _LOCK_SESSION_SQL,
     _RUN_LOCK_SQL,
+    _RUN_UNLOCK_FLUSH_SQL,
     _RUN_UNLOCK_SQL,
     DIALECT,
     MIGRATIONS,
+    _flush_wal,
     lock_conninfo,
     pg_sql,
     run_lock_key,
@@ -186,7 +188,7 @@ class AsyncPostgresSaver(AsyncSqlSaver):
             try:
                 yield
             finally:
-                await self._give_run_lock(key)
+                await self._give_run_lock(key, flush=self._runs.unflushed(thread_id))
 
     @contextmanager
     def lock_thread(self, thread_id: str) -> Iterator[None]:
@@ -197,7 +199,8 @@ class AsyncPostgresSaver(AsyncSqlSaver):
             try:
                 yield
             finally:
-                self._bridge(self._give_run_lock(key))
+                flush = self._runs.unflushed(thread_id)
+                self._bridge(self._give_run_lock(key, flush=flush))
 
     async def aclose_run_locks(self) -> None:
         """Close the run-lock connection (releasing any run locks it still holds)."""
@@ -239,16 +242,20 @@ class AsyncPostgresSaver(AsyncSqlSaver):
             raise thread_busy_error(thread_id)
         return key
 
-    async def _give_run_lock(self, key: int) -> None:
+    async def _give_run_lock(self, key: int, *, flush: bool = False) -> None:
+        """Release the run lock; with ``flush``, also make the run's relaxed commits
+        durable first (see ``PostgresSaver._give_run_lock``)."""
         async with self._lock_mutex:
             conn = self._lock_conn
-            if conn is None or conn.closed or conn.broken:
-                return
-            try:
-                await conn.execute(_RUN_UNLOCK_SQL, (key,))
-            except psycopg.Error:
-                self._lock_conn = None
-                await conn.close()
+            if conn is not None and not conn.closed and not conn.broken:
+                try:
+                    await conn.execute(_RUN_UNLOCK_FLUSH_SQL if flush else _RUN_UNLOCK_SQL, (key,))
+                    return
+                except psycopg.Error:
+                    self._lock_conn = None
+                    await conn.close()
+        if flush:
+            await self._arun(_flush_wal(), write=True, atomic=False)
 
 
 def _close_quietly(conn: psycopg.AsyncConnection[Any]) -> None:
