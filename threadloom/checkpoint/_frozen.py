@@ -33,6 +33,10 @@ _ATOMS: Final = frozenset({str, int, float, bool, bytes, type(None)})
 _setattr = object.__setattr__
 _new = object.__new__
 _models: dict[type, bool] = {}  # class -> rebuilt like model_construct (see _is_plain_model)
+# (class, fields_set, has extra fields), interned: a cache holding many versions of a long
+# message list keeps one pointer per item, not a tuple and a frozenset each.
+_Shape = tuple[type, frozenset[str], bool]
+_shapes: dict[_Shape, _Shape] = {}
 
 
 def _is_plain_model(cls: type) -> bool:
@@ -60,25 +64,24 @@ def _slot_setters() -> tuple[Callable[[Any, Any], None], ...]:
 class Frozen:
     """An immutable snapshot of a value; ``thaw()`` returns a new, independent copy."""
 
-    __slots__ = ("blob", "length", "models", "single", "size")
+    __slots__ = ("blob", "length", "shapes", "single", "size")
 
     def __init__(
-        self,
-        blob: bytes,
-        models: list[tuple[int, type, frozenset[str], bool]],
-        single: bool,
-        length: int,
+        self, blob: bytes, shapes: list[_Shape | None], single: bool, length: int
     ) -> None:
         self.blob = blob
-        self.models = models  # (index in the list, class, fields_set, has extra fields)
+        self.shapes = shapes  # per item: how to rebuild its model, or None (plain data)
         self.single = single  # the value is one item, not a list of them
         self.length = length  # items in the list (1 for a single value)
-        self.size = len(blob) + 48 * len(models)
+        self.size = len(blob) + 8 * len(shapes) + 64
 
     def thaw(self) -> Any:
         items = msgpack.unpackb(self.blob, raw=False, strict_map_key=False)
         set_fields, set_extra, set_private = _slot_setters()
-        for index, cls, fields_set, has_extra in self.models:
+        for index, shape in enumerate(self.shapes):
+            if shape is None:
+                continue
+            cls, fields_set, has_extra = shape
             state = items[index]
             obj = _new(cls)
             if has_extra:
@@ -99,11 +102,12 @@ def freeze(value: Any) -> Frozen | None:
     single = type(value) is not list
     items = [value] if single else value
     plain: list[Any] = []
-    models: list[tuple[int, type, frozenset[str], bool]] = []
-    for index, item in enumerate(items):
+    shapes: list[_Shape | None] = []
+    for item in items:
         cls = type(item)
         if cls in _ATOMS or cls is dict or cls is list:
             plain.append(item)
+            shapes.append(None)
             continue
         if not hasattr(cls, "__pydantic_fields__") or not _is_plain_model(cls):
             return None
@@ -114,10 +118,13 @@ def freeze(value: Any) -> Frozen | None:
             plain.append(item.__dict__)
         else:
             plain.append([item.__dict__, extra])
-        models.append((index, cls, frozenset(item.__pydantic_fields_set__), extra is not None))
+        shape = (cls, frozenset(item.__pydantic_fields_set__), extra is not None)
+        shapes.append(_shapes.setdefault(shape, shape))
     try:
         # strict: tuples, subclasses of builtins and unknown objects raise, never coerce
         blob = msgpack.packb(plain, use_bin_type=True, strict_types=True)
     except (TypeError, ValueError, OverflowError):
         return None
-    return Frozen(blob, models, single, len(items))
+    if not any(shapes):
+        shapes = []  # plain data only: nothing to rebuild
+    return Frozen(blob, shapes, single, len(items))
