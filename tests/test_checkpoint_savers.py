@@ -533,3 +533,47 @@ async def test_async_durability_on_the_async_saver(
         await graph.ainvoke({"n": 5}, config, durability="exit")
         assert seen.relaxed() == [False] and seen.unlocks == [False]
         assert (await graph.aget_state(config)).values == {"n": 7}
+
+
+def test_flush_still_happens_when_the_lock_session_died(
+    pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the run-lock connection is gone by the end of the run (its locks went with it),
+    the relaxed commits are flushed through the data connection instead."""
+    _require_postgres()
+    import threadloom.checkpoint.postgres as pg
+    from threadloom.checkpoint.postgres import PostgresSaver
+
+    executed: list[str] = []
+    real_execute = pg._execute
+
+    def execute(cursor: Any, query: Any) -> Any:
+        executed.append(query.sql)
+        return real_execute(cursor, query)
+
+    monkeypatch.setattr(pg, "_execute", execute)
+    from typing import TypedDict
+
+    from threadloom.graph import END, START, StateGraph
+
+    class S(TypedDict):
+        n: int
+
+    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
+        saver.setup()
+
+        def step(state: S) -> S:
+            if state["n"] == 0:  # the first run: the lock session dies while it runs
+                saver._lock_session.conn.close()  # type: ignore[union-attr]
+            return {"n": state["n"] + 1}
+
+        builder = StateGraph(S)
+        builder.add_node("step", step)
+        builder.add_edge(START, "step")
+        builder.add_edge("step", END)
+        graph = builder.compile(checkpointer=saver)
+        config = {"configurable": {"thread_id": "t"}}
+        assert graph.invoke({"n": 0}, config) == {"n": 1}
+        assert "SELECT txid_current()" in executed
+        assert not saver._runs._unflushed
+        assert graph.invoke({"n": 5}, config) == {"n": 6}  # a new lock session next run

@@ -933,3 +933,50 @@ def test_schema_evolution(serde: MsgpackSerializer) -> None:
     old_ticket = _ext(EXT_OBJECT, [f"{__name__}:Ticket", {"id": 4, "removed_field": 5}])
     result = serde.loads_typed(("msgpack", old_ticket))
     assert result == Ticket(id=4) and result.labels == []
+
+
+def test_models_read_back_after_their_class_changed() -> None:
+    """Stored by one version of a class, read by the next: fields it gained take their
+    defaults (fresh containers, user factories called), fields it lost are dropped (or
+    kept as extras where the model allows them), field order is the new class's."""
+
+    class Ticket(BaseModel):
+        title: str
+        old: str = "gone"
+
+    Ticket.__qualname__ = "Ticket"  # every version below is stored under this one name
+    stored = MsgpackSerializer(allowed_types=[Ticket]).dumps_typed(
+        Ticket(title="t", old="was here")
+    )
+
+    def newer(extra: str) -> type[BaseModel]:
+        class Ticket(BaseModel):
+            model_config = ConfigDict(extra=extra)  # type: ignore[typeddict-item]
+            tags: list[str] = Field(default_factory=list)
+            title: str
+            note: str = "none"
+            stamp: list[str] = Field(default_factory=lambda: ["made on read"])
+
+        Ticket.__qualname__ = "Ticket"
+        return Ticket
+
+    for extra in ("ignore", "allow"):
+        cls = newer(extra)
+        first = MsgpackSerializer(allowed_types=[cls]).loads_typed(stored)
+        second = MsgpackSerializer(allowed_types=[cls]).loads_typed(stored)
+        assert type(first) is cls
+        assert list(first.__dict__) == ["tags", "title", "note", "stamp"]
+        assert (first.tags, first.title, first.note, first.stamp) == (
+            [], "t", "none", ["made on read"]
+        )
+        assert first.tags is not second.tags and first.stamp is not second.stamp
+        assert first.model_extra == ({"old": "was here"} if extra == "allow" else None)
+        assert first.model_fields_set == {"title", "old"}  # as stored
+
+    class Ticket(BaseModel):  # noqa: F811 - a required field the stored one lacks
+        title: str
+        owner: str
+
+    Ticket.__qualname__ = "Ticket"
+    lacking = MsgpackSerializer(allowed_types=[Ticket]).loads_typed(stored)
+    assert lacking.title == "t" and "owner" not in lacking.__dict__

@@ -27,6 +27,8 @@ from typing import Any, Final
 
 import msgpack
 
+from threadloom.checkpoint.serde.msgpack import plain_pydantic_model
+
 __all__ = ["Frozen", "freeze"]
 
 _ATOMS: Final = frozenset({str, int, float, bool, bytes, type(None)})
@@ -45,8 +47,6 @@ def _is_plain_model(cls: type) -> bool:
     without running code."""
     known = _models.get(cls)
     if known is None:
-        from threadloom.checkpoint.serde.msgpack import plain_pydantic_model
-
         known = _models[cls] = plain_pydantic_model(cls) and cls.__new__ is object.__new__
     return known
 

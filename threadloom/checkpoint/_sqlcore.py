@@ -688,7 +688,7 @@ class SqlCore:
             "channel, type, blob, task_path) VALUES "
         )
         conflict = " ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) "
-        queries = self._commit_mode(relaxed)
+        inserts: list[Query] = []
         for rows, action in (
             (list(regular.values()), "DO NOTHING"),
             (
@@ -699,14 +699,14 @@ class SqlCore:
         ):
             for chunk in chunks(rows, 9):
                 one = f"(?, ?, ?, ?, ?, ?, ?, {self.d.blob_param}, ?)"
-                queries.append(
+                inserts.append(
                     Query(
                         insert + ", ".join(one for _ in chunk) + conflict + action,
                         [v for row in chunk for v in row],
                     )
                 )
-        if len(queries) > relaxed:
-            yield tuple(queries)  # one round trip; atomic
+        if inserts:
+            yield (*self._commit_mode(relaxed), *inserts)  # one round trip; atomic
         return None
 
     def _commit_mode(self, relaxed: bool) -> list[Query]:
@@ -857,8 +857,6 @@ def _write_name(task_id: str, channel: str, thread_id: str, ns: str, checkpoint_
         f"pending write of task {task_id!r} to channel {channel!r} (thread {thread_id!r}, "
         f"namespace {ns!r}, checkpoint {checkpoint_id!r})"
     )
-
-
 
 
 def _blob_rows(rows: Rows | None) -> Iterable[tuple[tuple[Any, ...], StoredBlob]]:

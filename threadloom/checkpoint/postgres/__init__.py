@@ -227,6 +227,11 @@ _RUN_UNLOCK_SQL = "SELECT pg_advisory_unlock(%s)"
 # synchronously, and a synchronous commit flushes all earlier WAL - including the relaxed
 # commits of the run (see RunGuard) - before the reply comes back.
 _RUN_UNLOCK_FLUSH_SQL = "SELECT pg_advisory_unlock(%s), txid_current()"
+
+
+def _pq(sql: str) -> bytes:
+    """A run-lock statement for the sync lock session's low-level ``pq`` calls."""
+    return sql.replace("%s", "$1").encode()
 # The lock session asks the server to notice a vanished client (host down, cable cut)
 # within about a minute; a killed process closes its socket and is noticed at once.
 _LOCK_SESSION_SQL = (
@@ -402,7 +407,7 @@ class PostgresSaver(SyncSqlSaver):
                 session = self._session()
                 key = run_lock_key(session.schema, thread_id)
                 try:
-                    got = session.call(b"SELECT pg_try_advisory_lock($1)", key)
+                    got = session.call(_pq(_RUN_LOCK_SQL), key)
                     break
                 except psycopg.OperationalError:  # the session died: its locks went too
                     self._lock_session = None
@@ -419,11 +424,8 @@ class PostgresSaver(SyncSqlSaver):
         with self._lock_mutex:
             session = self._lock_session
             if session is not None and session.alive:
-                sql = b"SELECT pg_advisory_unlock($1)"
-                if flush:
-                    sql = b"SELECT pg_advisory_unlock($1), txid_current()"
                 try:
-                    session.call(sql, key)
+                    session.call(_pq(_RUN_UNLOCK_FLUSH_SQL if flush else _RUN_UNLOCK_SQL), key)
                     return
                 except psycopg.Error:
                     self._lock_session = None

@@ -1140,7 +1140,6 @@ class MsgpackSerializer(SerializerProtocol):
             EXT_DEQUE: dec_deque,
             EXT_COMPLEX: dec_complex,
             EXT_ORDEREDDICT: dec_ordereddict,
-            EXT_OBJECT: self._decode_object,
         }
 
     def _decode_object(self, data: bytes) -> Any:
