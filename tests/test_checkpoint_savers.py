@@ -448,15 +448,19 @@ def _three_step_graph(saver: Any) -> Any:
 
 
 class _Statements:
-    """Records the SQL the Postgres savers send (wrapping the real calls)."""
+    """Records the SQL the Postgres savers send (wrapping the real calls): batches on the
+    data connection, writes sent ahead on the sync saver's run session, run-lock releases."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         import threadloom.checkpoint.postgres as pg
         import threadloom.checkpoint.postgres.aio as pg_aio
+        from threadloom.checkpoint.postgres._runsession import RunSession
 
-        self.batches: list[list[str]] = []
+        self.batches: list[list[str]] = []  # on the data connection
+        self.ahead: list[list[str]] = []  # writes sent ahead on the run session
         self.unlocks: list[bool] = []  # one per released run lock: flushed?
         real_pipeline, real_apipeline = pg._pipeline, pg_aio._pipeline
+        real_send = RunSession._send
 
         def pipeline(conn: Any, batch: Any) -> Any:
             self.batches.append([q.sql for q in batch])
@@ -466,8 +470,14 @@ class _Statements:
             self.batches.append([q.sql for q in batch])
             return await real_apipeline(conn, batch)
 
+        def send(session: Any, item: Any) -> Any:
+            if any("INSERT" in q.sql for q in item.queries):
+                self.ahead.append([q.sql for q in item.queries])
+            return real_send(session, item)
+
         monkeypatch.setattr(pg, "_pipeline", pipeline)
         monkeypatch.setattr(pg_aio, "_pipeline", apipeline)
+        monkeypatch.setattr(RunSession, "_send", send)
         for cls in (pg.PostgresSaver, pg_aio.AsyncPostgresSaver):
             real = cls._give_run_lock
 
@@ -477,14 +487,26 @@ class _Statements:
 
             monkeypatch.setattr(cls, "_give_run_lock", give)
 
-    def relaxed(self) -> list[bool]:
-        """Per write batch: did it commit relaxed?"""
-        return [b[0] == "SET LOCAL synchronous_commit = off" for b in self.batches]
+    @staticmethod
+    def relaxed(batches: list[list[str]]) -> list[bool]:
+        """Per write: did it commit relaxed?"""
+        return [any("set_config('synchronous_commit', 'off'" in sql for sql in b) for b in batches]
+
+    @staticmethod
+    def write_locked(batches: list[list[str]]) -> list[bool]:
+        """Per write: did it take the thread's write lock (an advisory transaction lock)?"""
+        return [any("pg_advisory_xact_lock" in sql for sql in b) for b in batches]
+
+    def clear(self) -> None:
+        self.batches.clear(), self.ahead.clear(), self.unlocks.clear()
 
 
 def test_async_durability_relaxes_commits_and_flushes_at_release(
     pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """durability="async" (the default): the run's writes commit relaxed and are sent
+    ahead on the run session without waiting; the release of the run lock flushes them.
+    The head read came with the run lock: the data connection is not used at all."""
     _require_postgres()
     from threadloom.checkpoint.postgres import PostgresSaver
 
@@ -494,25 +516,31 @@ def test_async_durability_relaxes_commits_and_flushes_at_release(
         seen = _Statements(monkeypatch)
         config = {"configurable": {"thread_id": "async"}}
         assert graph.invoke({"n": 0}, config) == {"n": 2}  # durability="async" by default
-        assert seen.relaxed() == [True, True, True, True]  # input, start, a, b
+        assert seen.relaxed(seen.ahead) == [True, True, True, True]  # input, start, a, b
+        assert seen.write_locked(seen.ahead) == [False] * 4  # the run lock is enough
+        assert seen.batches == []
         assert seen.unlocks == [True]  # one flush, before invoke returned
-        assert not saver._runs._unflushed
+        assert not saver._runs._unflushed and not saver._lock_session.sent  # type: ignore[union-attr]
 
-        seen.batches.clear(), seen.unlocks.clear()
+        seen.clear()
         graph.invoke({"n": 0}, {"configurable": {"thread_id": "sync"}}, durability="sync")
-        assert seen.relaxed() == [False] * 4 and seen.unlocks == [False]
+        assert seen.ahead == [] and seen.unlocks == [False]
+        assert seen.relaxed(seen.batches) == [False] * 4
+        assert seen.write_locked(seen.batches) == [False] * 4
 
-        seen.batches.clear(), seen.unlocks.clear()
-        graph.update_state(config, {"n": 10})  # not a run: committed synchronously
-        assert seen.relaxed() == [False] and seen.unlocks == [False]
+        # a state edit holds the run lock too, and is durable when update_state returns
+        seen.clear()
+        graph.update_state(config, {"n": 10})
+        assert seen.relaxed(seen.ahead) == [True] and seen.unlocks == [True]
 
-        # a write that says "async" but is made outside a run lock is never relaxed
+        # a write that says "async" but is made outside a run lock is never relaxed, and
+        # takes the write lock
         head = saver.get_tuple(config)
         assert head is not None
         conf = {"configurable": {**head.config["configurable"], "__threadloom_durability": "async"}}
-        seen.batches.clear()
+        seen.clear()
         saver.put_writes(conf, [("n", 1)], "task")
-        assert seen.relaxed() == [False]
+        assert seen.ahead == [] and seen.relaxed(seen.batches) == [False]
         assert graph.get_state(config).values == {"n": 10}
 
 
@@ -528,10 +556,10 @@ async def test_async_durability_on_the_async_saver(
         seen = _Statements(monkeypatch)
         config = {"configurable": {"thread_id": "t"}}
         assert await graph.ainvoke({"n": 0}, config) == {"n": 2}
-        assert seen.relaxed() == [True] * 4 and seen.unlocks == [True]
-        seen.batches.clear(), seen.unlocks.clear()
+        assert seen.relaxed(seen.batches) == [True] * 4 and seen.unlocks == [True]
+        seen.clear()
         await graph.ainvoke({"n": 5}, config, durability="exit")
-        assert seen.relaxed() == [False] and seen.unlocks == [False]
+        assert seen.relaxed(seen.batches) == [False] and seen.unlocks == [False]
         assert (await graph.aget_state(config)).values == {"n": 7}
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "drive_async",
     "drive_sync",
     "make_config",
+    "resumed",
     "thread_and_ns",
     "timestamp",
     "validate_filter",
@@ -105,6 +106,17 @@ def drive_sync(
         return stop.value
     finally:
         op.close()
+
+
+def resumed(first: Query | Batch, op: Op[T]) -> Op[T]:
+    """``op``, whose first step (``first``) was already taken, as an op to drive anew."""
+    result = yield first
+    while True:
+        try:
+            step = op.send(result)
+        except StopIteration as stop:
+            return stop.value
+        result = yield step
 
 
 async def drive_async(
@@ -233,7 +245,8 @@ class Dialect:
     blob_len: str  # SQL function giving a blob's size in bytes
     metadata_len: str  # SQL expression giving the metadata column's size in bytes
     writable_ctes: bool = False  # INSERT inside WITH: a put can be a single statement
-    # Makes the current transaction commit without waiting for its flush (see RunGuard)
+    # An SQL expression that makes the current transaction commit without waiting for its
+    # flush (see RunGuard); an expression, so a write can fold it into its one statement
     relaxed_commit: str | None = None
 
     def filter_sql(self, filter: dict[str, Any]) -> tuple[list[str], list[Any]]:

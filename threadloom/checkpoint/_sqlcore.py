@@ -138,6 +138,11 @@ class PreparedPut:
     blobs: list[tuple[BlobPlan, str, bytes | None]]
     stored: list[tuple[BlobPlan, str, bytes | None]] | None = None  # as written by ``put``
     relaxed: bool = False  # commit without waiting for the flush (``Dialect.relaxed_commit``)
+    run_locked: bool = False  # this process holds the thread's run lock: no other writer
+
+    def config(self) -> dict[str, Any]:
+        """The config ``put`` returns: the stored checkpoint's address."""
+        return make_config(self.thread_id, self.ns, self.checkpoint["id"])
 
 
 class SqlCore:
@@ -405,11 +410,14 @@ class SqlCore:
         new_versions: ChannelVersions,
         *,
         relaxed: bool = False,
+        run_locked: bool = False,
     ) -> PreparedPut:
         """Serialize outside the transaction, so the write lock is held only for I/O.
 
         ``relaxed``: commit without waiting for the flush, where the dialect can (the
-        caller makes the write durable later, see ``RunGuard``)."""
+        caller makes the write durable later, see ``RunGuard``). ``run_locked``: the
+        caller holds the thread's run lock, so no other writer can come between the head
+        check and the insert and the write lock is not needed."""
         thread_id, ns = thread_and_ns(config)
         parent_id = get_checkpoint_id(config) or None  # "" means "no parent" too
         metadata_json = dump_metadata(metadata)
@@ -432,6 +440,7 @@ class SqlCore:
             created_at=timestamp(checkpoint.get("ts")),
             blobs=[(plan, *self._dump_plan(plan)) for plan in plans],
             relaxed=relaxed,
+            run_locked=run_locked,
         )
 
     def _dump_plan(self, plan: BlobPlan) -> tuple[str, bytes | None]:
@@ -449,7 +458,6 @@ class SqlCore:
         lock), so the checks and the inserts see the same head; SQLite's ``BEGIN
         IMMEDIATE`` serializes writers already.
         """
-        checkpoint_id = p.checkpoint["id"]
         blobs = p.blobs
         for attempt in range(_ATTEMPTS):
             batch, status_at = self._put_batch(p, blobs)
@@ -471,7 +479,7 @@ class SqlCore:
             else:
                 blobs = [self._full(b) for b in blobs]
         p.stored = blobs
-        return make_config(p.thread_id, p.ns, checkpoint_id)
+        return p.config()
 
     def remember_put(self, p: PreparedPut) -> None:
         """After ``put`` committed: what it wrote is what this process now knows of the
@@ -574,14 +582,16 @@ class SqlCore:
             p.created_at,
         ]  # fmt: skip
 
-        queries = self._commit_mode(p.relaxed)
-        if self.d.lock_thread:
+        queries: list[Query] = []
+        if self.d.lock_thread and not p.run_locked:
             queries.append(Query(self.d.lock_thread, (t,)))
-        status_at = len(queries)
         if one_statement:
+            # the commit mode is a column of ``s``, which every part reads: evaluated once,
+            # before anything is written
+            relax = f", {self.d.relaxed_commit} AS relaxed" if self._relax(p.relaxed) else ""
             sql = (
                 f"WITH h AS ({head_query}), "
-                f"s AS (SELECT head, {head_ok} AS head_ok, {bases_ok} AS bases_ok FROM h)"
+                f"s AS (SELECT head, {head_ok} AS head_ok, {bases_ok} AS bases_ok{relax} FROM h)"
             )
             params: list[Any] = [t, ns, *head_ok_params, *bases_params]
             if blobs:
@@ -597,8 +607,10 @@ class SqlCore:
                 "CASE WHEN bases_ok THEN 1 ELSE 0 END FROM s"
             )
             queries.append(Query(sql, [*params, *cp_params], fetch=True))
-            return tuple(queries), status_at
+            return tuple(queries), len(queries) - 1
 
+        queries[:0] = self._commit_mode(p.relaxed)
+        status_at = len(queries)
         where = f" WHERE {head_ok} AND {bases_ok}"
         where_params = head_ok_params + bases_params
         queries.append(
@@ -685,9 +697,11 @@ class SqlCore:
                 regular.setdefault(key, row)
         insert = (
             f"INSERT INTO {WRITES} (thread_id, checkpoint_ns, checkpoint_id, task_id, idx, "
-            "channel, type, blob, task_path) VALUES "
+            "channel, type, blob, task_path) "
         )
         conflict = " ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) "
+        one = f"(?, ?, ?, ?, ?, ?, ?, {self.d.blob_param}, ?)"
+        relax = self._relax(relaxed)
         inserts: list[Query] = []
         for rows, action in (
             (list(regular.values()), "DO NOTHING"),
@@ -698,21 +712,25 @@ class SqlCore:
             ),
         ):
             for chunk in chunks(rows, 9):
-                one = f"(?, ?, ?, ?, ?, ?, ?, {self.d.blob_param}, ?)"
-                inserts.append(
-                    Query(
-                        insert + ", ".join(one for _ in chunk) + conflict + action,
-                        [v for row in chunk for v in row],
+                values = f"VALUES {', '.join(one for _ in chunk)}"
+                if relax and not inserts:  # the commit mode, folded into the first insert
+                    values = (
+                        f"SELECT v.* FROM ({values}) AS v, (SELECT {self.d.relaxed_commit}) AS m"
                     )
+                inserts.append(
+                    Query(insert + values + conflict + action, [v for row in chunk for v in row])
                 )
         if inserts:
-            yield (*self._commit_mode(relaxed), *inserts)  # one round trip; atomic
+            yield tuple(inserts)  # one round trip; atomic
         return None
+
+    def _relax(self, relaxed: bool) -> bool:
+        return relaxed and self.d.relaxed_commit is not None
 
     def _commit_mode(self, relaxed: bool) -> list[Query]:
         """The statement starting a relaxed write's transaction, if any."""
-        if relaxed and self.d.relaxed_commit:
-            return [Query(self.d.relaxed_commit, ())]
+        if self._relax(relaxed):
+            return [Query(f"SELECT {self.d.relaxed_commit}", ())]
         return []
 
     # -- housekeeping ------------------------------------------------------------------

@@ -14,15 +14,23 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 from threadloom.checkpoint import _sqlaudit
 from threadloom.checkpoint._delta import DeltaCache, ValueCache, serde_fingerprint
-from threadloom.checkpoint._sql import PAGE_SIZE, Dialect, Op, validate_filter
-from threadloom.checkpoint._sqlcore import SqlCore
+from threadloom.checkpoint._sql import (
+    PAGE_SIZE,
+    Batch,
+    Dialect,
+    Op,
+    Query,
+    resumed,
+    validate_filter,
+)
+from threadloom.checkpoint._sqlcore import PreparedPut, SqlCore
 from threadloom.checkpoint.base import (
     AuditRecord,
     BaseCheckpointSaver,
@@ -78,6 +86,12 @@ class RunGuard:
                 return False
             self._unflushed.add(thread_id)
             return True
+
+    def holds(self, config: dict[str, Any]) -> bool:
+        """Whether this saver holds the run lock of the thread ``config`` names."""
+        thread_id = (config.get("configurable") or {}).get("thread_id")
+        with self._lock:
+            return thread_id is not None and str(thread_id) in self._held
 
     def unflushed(self, thread_id: str) -> bool:
         """Whether the run of ``thread_id`` committed relaxed writes (clears the mark)."""
@@ -166,6 +180,23 @@ class SqlSaver(BaseCheckpointSaver):
         runs: RunGuard | None = getattr(self, "_runs", None)
         return runs is not None and runs.relax(config, self.dialect)
 
+    def _prepare_put(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> PreparedPut:
+        runs: RunGuard | None = getattr(self, "_runs", None)
+        return self._core.prepare_put(
+            config,
+            checkpoint,
+            metadata,
+            new_versions,
+            relaxed=self._relaxed(config),
+            run_locked=runs is not None and runs.holds(config),
+        )
+
     def clear_cache(self) -> None:
         """Forget every cached value and delta fingerprint of this saver (the next reads
         go to the database; the next write of each list stores it whole)."""
@@ -241,10 +272,17 @@ class SyncSqlSaver(SqlSaver):
     ) -> dict[str, Any]:
         """Store a checkpoint. Raises ``CheckpointConflictError`` when a ``loop``
         checkpoint's parent is no longer the thread's newest checkpoint."""
-        prepared = self._core.prepare_put(
-            config, checkpoint, metadata, new_versions, relaxed=self._relaxed(config)
-        )
-        stored = self._run(self._core.put(prepared), write=True, atomic=False)
+        prepared = self._prepare_put(config, checkpoint, metadata, new_versions)
+        op = self._core.put(prepared)
+        if prepared.relaxed:
+            first = next(op)
+            if self._send_ahead(first, op, lambda: self._core.put(prepared), prepared):
+                # optimistic: the caches learn the write now (a failed one clears them)
+                prepared.stored = prepared.blobs
+                self._core.remember_put(prepared)
+                return prepared.config()
+            op = resumed(first, op)
+        stored = self._run(op, write=True, atomic=False)
         self._core.remember_put(prepared)  # committed: now the caches may know it
         return stored
 
@@ -255,10 +293,33 @@ class SyncSqlSaver(SqlSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        op = self._core.put_writes(
-            config, writes, task_id, task_path, relaxed=self._relaxed(config)
-        )
+        relaxed = self._relaxed(config)
+
+        def write() -> Op[None]:
+            return self._core.put_writes(config, writes, task_id, task_path, relaxed=relaxed)
+
+        op = write()
+        if relaxed:
+            try:
+                first = next(op)
+            except StopIteration:  # nothing to write
+                return
+            if self._send_ahead(first, op, write, None):
+                return
+            op = resumed(first, op)
         self._run(op, write=True, atomic=False)
+
+    def _send_ahead(
+        self,
+        first: Query | Batch,
+        op: Op[Any],
+        again: Callable[[], Op[Any]],
+        prepared: PreparedPut | None,
+    ) -> bool:
+        """Send a relaxed write (``op``, whose first step is ``first``) without waiting
+        for it, where the backend can; ``again`` makes it anew, should it have to run
+        again. False: it was not sent, the caller runs it."""
+        return False
 
     def delete_thread(self, thread_id: str) -> None:
         self._run(self._core.delete_thread(thread_id), write=True)
@@ -378,9 +439,7 @@ class AsyncSqlSaver(SqlSaver):
         new_versions: ChannelVersions,
     ) -> dict[str, Any]:
         self._remember_loop()
-        prepared = self._core.prepare_put(
-            config, checkpoint, metadata, new_versions, relaxed=self._relaxed(config)
-        )
+        prepared = self._prepare_put(config, checkpoint, metadata, new_versions)
         stored = await self._arun(self._core.put(prepared), write=True, atomic=False)
         self._core.remember_put(prepared)
         return stored

@@ -62,12 +62,14 @@ def history_config(config: dict[str, Any]) -> dict[str, Any]:
     return read
 
 
-def _inspector(graph: CompiledStateGraph, saver: Any, config: dict[str, Any]) -> Loop:
+def _inspector(
+    graph: CompiledStateGraph, saver: Any, config: dict[str, Any], durability: str = "sync"
+) -> Loop:
     scope = Scope(modes=frozenset(), sink=None, resume_box=ResumeBox(), store=graph.store,
                   context=None, checkpointer=saver, ns="", nested=False)
     return Loop(
         graph.program, None, config, scope, checkpointer=saver, interrupt_before=(),
-        interrupt_after=(), durability="sync", recursion_limit=10**9,
+        interrupt_after=(), durability=durability, recursion_limit=10**9,
         input_writes=graph.program.nodes[START].write.command_input, output=graph._output,
         graph_name=graph.name, out=deque(),
     )
@@ -188,7 +190,9 @@ def update_state(
     and ``__copy__`` stand alone.
     """
     read = _read_config(config)
-    loop = _inspector(graph, saver, read)
+    # "async": the saver may commit the new checkpoint without waiting for the disk if it
+    # makes it durable when the edit's run lock is released - before update_state returns
+    loop = _inspector(graph, saver, read, durability="async")
     nodes = graph.program.nodes
     if not updates:
         raise ValueError("update_state needs at least one update.")

@@ -43,14 +43,14 @@ import asyncio
 import hashlib
 import threading
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 try:
     import psycopg
-    from psycopg import pq
     from psycopg.conninfo import make_conninfo
     from psycopg.pq import TransactionStatus
     from psycopg.rows import tuple_row
@@ -68,10 +68,21 @@ from threadloom.checkpoint._sql import (
     PostgresDialect,
     Query,
     drive_sync,
+    resumed,
 )
 from threadloom.checkpoint._sqlaudit import POSTGRES_MIGRATION
+from threadloom.checkpoint._sqlcore import PreparedPut
 from threadloom.checkpoint._sqlsaver import RunGuard, SyncSqlSaver, thread_busy_error
-from threadloom.checkpoint.base import SerializerProtocol
+from threadloom.checkpoint.base import CheckpointTuple, SerializerProtocol, get_checkpoint_id
+from threadloom.checkpoint.postgres._runsession import (
+    MAX_SENT,
+    RUN_LOCK_SQL,
+    RUN_UNLOCK_FLUSH_SQL,
+    RUN_UNLOCK_SQL,
+    SESSION_SQL,
+    RunSession,
+    Sent,
+)
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -95,7 +106,9 @@ DIALECT = PostgresDialect(
     blob_len="octet_length",
     metadata_len="octet_length(metadata::text)",
     writable_ctes=True,
-    relaxed_commit="SET LOCAL synchronous_commit = off",
+    # not ``SET LOCAL``: outside an explicit BEGIN (a pipeline's implicit transaction) that
+    # works too, but the server logs a WARNING for every write
+    relaxed_commit="set_config('synchronous_commit', 'off', true)",
 )
 
 _KEY = 'TEXT COLLATE "C" NOT NULL'
@@ -221,24 +234,11 @@ def _autocommit(conn: psycopg.Connection[Any]) -> Iterator[None]:
 
 # -- run locks (one run per thread) --------------------------------------------------
 
-_RUN_LOCK_SQL = "SELECT pg_try_advisory_lock(%s)"
-_RUN_UNLOCK_SQL = "SELECT pg_advisory_unlock(%s)"
-# Release plus durability barrier: txid_current() makes this a transaction that commits
-# synchronously, and a synchronous commit flushes all earlier WAL - including the relaxed
-# commits of the run (see RunGuard) - before the reply comes back.
-_RUN_UNLOCK_FLUSH_SQL = "SELECT pg_advisory_unlock(%s), txid_current()"
-
-
-def _pq(sql: str) -> bytes:
-    """A run-lock statement for the sync lock session's low-level ``pq`` calls."""
-    return sql.replace("%s", "$1").encode()
-# The lock session asks the server to notice a vanished client (host down, cable cut)
-# within about a minute; a killed process closes its socket and is noticed at once.
-_LOCK_SESSION_SQL = (
-    "SELECT COALESCE(current_schema(), ''), set_config('tcp_keepalives_idle', '30', false), "
-    "set_config('tcp_keepalives_interval', '10', false), "
-    "set_config('tcp_keepalives_count', '3', false)"
-)
+# aio.py shares these names
+_RUN_LOCK_SQL = RUN_LOCK_SQL
+_RUN_UNLOCK_SQL = RUN_UNLOCK_SQL
+_RUN_UNLOCK_FLUSH_SQL = RUN_UNLOCK_FLUSH_SQL
+_LOCK_SESSION_SQL = SESSION_SQL
 
 
 def _flush_wal() -> Op[None]:
@@ -253,38 +253,25 @@ def run_lock_key(schema: str, thread_id: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-class _LockSession:
-    """The sync saver's run-lock connection (private to the saver, behind its mutex).
+def _batch(step: Query | Batch) -> Batch:
+    return step if isinstance(step, tuple) else (step,)
 
-    It speaks psycopg's low-level ``pq`` API, so taking or releasing a lock is one lean
-    round trip. A release waits for the server's reply: once ``lock_thread`` has exited,
-    any other session can take the thread.
-    """
 
-    def __init__(self, conninfo: str, kwargs: dict[str, Any]) -> None:
-        self.conn = psycopg.Connection.connect(conninfo, **kwargs, autocommit=True)
-        try:
-            row = self.conn.execute(_LOCK_SESSION_SQL).fetchone()
-        except BaseException:
-            self.conn.close()
-            raise
-        self.schema = str(row[0]) if row else ""
+@dataclass(slots=True)
+class _Prefetch:
+    """A head read sent with a run lock (``Sent.owner``)."""
 
-    @property
-    def alive(self) -> bool:
-        conn = self.conn
-        return not conn.closed and not conn.broken and conn.pgconn.status == pq.ConnStatus.OK
+    thread_id: str
+    read: Op[Any]  # ``SqlCore.get_tuple``, its first query sent
 
-    def call(self, sql: bytes, key: int) -> bool:
-        pgconn = self.conn.pgconn
-        res = pgconn.exec_params(sql, [str(key).encode()])
-        if res.status != pq.ExecStatus.TUPLES_OK:
-            message = (res.error_message or pgconn.error_message or b"").decode(errors="replace")
-            raise psycopg.OperationalError(f"run lock query failed: {message.strip()}")
-        return res.get_value(0, 0) == b"t"
 
-    def close(self) -> None:
-        self.conn.close()
+@dataclass(slots=True)
+class _Ahead:
+    """A write sent ahead on the run session (``Sent.owner``): how to finish it."""
+
+    op: Op[Any]  # its first step was sent; the rows go back into it
+    again: Callable[[], Op[Any]]  # the write from scratch, to run it again
+    prepared: PreparedPut | None  # a put's, for the caches
 
 
 def lock_conninfo(conn: Any, conninfo: str | None) -> tuple[str, dict[str, Any]]:
@@ -327,8 +314,11 @@ class PostgresSaver(SyncSqlSaver):
         self._lock = threading.Lock()
         self._conninfo: str | None = None
         self._runs = RunGuard()
-        self._lock_session: _LockSession | None = None
+        self._lock_session: RunSession | None = None
         self._lock_mutex = threading.Lock()
+        # thread id -> (its head read, the rows of that read's first query), fetched with
+        # the run lock and taken by the run's first get_tuple
+        self._prefetched: dict[str, tuple[Op[Any], Any]] = {}
 
     @classmethod
     @contextmanager
@@ -369,6 +359,7 @@ class PostgresSaver(SyncSqlSaver):
             try:
                 yield
             finally:
+                self._prefetched.pop(thread_id, None)
                 self._give_run_lock(key, flush=self._runs.unflushed(thread_id))
 
     @asynccontextmanager
@@ -380,6 +371,7 @@ class PostgresSaver(SyncSqlSaver):
             try:
                 yield
             finally:
+                self._prefetched.pop(thread_id, None)
                 flush = self._runs.unflushed(thread_id)
                 await asyncio.to_thread(self._give_run_lock, key, flush=flush)
 
@@ -390,49 +382,171 @@ class PostgresSaver(SyncSqlSaver):
         if session is not None:
             session.close()
 
-    def _session(self) -> _LockSession:
+    def _session(self) -> RunSession:
         session = self._lock_session
         if session is not None and session.alive:
             return session
         if session is not None:
             session.close()
-        session = _LockSession(*lock_conninfo(self.conn, self._conninfo))
+        session = RunSession(*lock_conninfo(self.conn, self._conninfo))
         self._lock_session = session
         weakref.finalize(self, session.close)
         return session
 
+    def _lost(self, session: RunSession) -> list[Sent]:
+        """Close a run session that failed; the writes it had sent ahead (their fate is
+        unknown: the caller runs them again)."""
+        if self._lock_session is session:
+            self._lock_session = None
+        session.close()
+        return session.sent
+
     def _take_run_lock(self, thread_id: str) -> int:
+        """Take the run lock - and, in the same round trip, read the thread's newest
+        checkpoint, which is what a run reads first (``get_tuple`` takes it from there)."""
+        done: list[Sent] = []
+        lost: list[Sent] = []
+        head = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
         with self._lock_mutex:
             for attempt in range(2):
                 session = self._session()
                 key = run_lock_key(session.schema, thread_id)
+                read = self._core.get_tuple(head)
+                first = next(read)
+                then = session.sendable(_batch(first), _Prefetch(thread_id, read))
                 try:
-                    got = session.call(_pq(_RUN_LOCK_SQL), key)
+                    got, done = session.call(RUN_LOCK_SQL, key, then=then)
                     break
                 except psycopg.OperationalError:  # the session died: its locks went too
-                    self._lock_session = None
-                    session.close()
+                    lost += self._lost(session)
                     if attempt:
+                        self._settle([], lost)
                         raise
+        for item in done:
+            if isinstance(item.owner, _Prefetch) and got and item.error is None:
+                self._prefetched[thread_id] = (item.owner.read, item.results[0])
+        self._settle(done, lost)
         if not got:
             raise thread_busy_error(thread_id)
         return key
 
     def _give_run_lock(self, key: int, *, flush: bool = False) -> None:
         """Release the run lock; with ``flush``, also make the run's relaxed commits
-        durable first (if the lock session is gone, through the data connection)."""
+        durable first (if the run session is gone, through the data connection).
+
+        Writes the run sent ahead are settled in the same round trip: the release goes
+        after them on the run session, and its reply after theirs."""
+        done: list[Sent] = []
+        lost: list[Sent] = []
         with self._lock_mutex:
             session = self._lock_session
             if session is not None and session.alive:
                 try:
-                    session.call(_pq(_RUN_UNLOCK_FLUSH_SQL if flush else _RUN_UNLOCK_SQL), key)
-                    return
+                    _, done = session.call(RUN_UNLOCK_FLUSH_SQL if flush else RUN_UNLOCK_SQL, key)
+                    flush = False
                 except psycopg.Error:
-                    self._lock_session = None
-                    session.close()
+                    lost = self._lost(session)
         # the session ended, and its locks with it; the flush must still happen
-        if flush:
-            self._run(_flush_wal(), write=True, atomic=False)
+        self._settle(done, lost, flush=flush)
+
+    def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
+        conf = config.get("configurable") or {}
+        if self._prefetched and "thread_id" in conf:
+            stash = self._prefetched.pop(str(conf["thread_id"]), None)
+            if (
+                stash is not None
+                and not conf.get("checkpoint_ns")
+                and get_checkpoint_id(config) is None
+            ):
+                read, rows = stash
+                try:
+                    step = read.send(rows)
+                except StopIteration as stop:
+                    return stop.value
+                return self._run(resumed(step, read), write=False, atomic=False)
+        return super().get_tuple(config)
+
+    # -- writes sent ahead (durability="async") -------------------------------------------
+
+    def _send_ahead(
+        self, first: Batch, op: Op[Any], again: Callable[[], Op[Any]], prepared: PreparedPut | None
+    ) -> bool:
+        """Send a relaxed write's first batch on the run session and return at once (see
+        ``_runsession``); False if it cannot go that way (then nothing was sent)."""
+        done: list[Sent] = []
+        lost: list[Sent] = []
+        if not isinstance(first, tuple):
+            return False
+        self._prefetched.clear()  # a write: reads fetched ahead are stale
+        with self._lock_mutex:
+            session = self._lock_session
+            if session is None or not session.alive:
+                return False
+            try:
+                if len(session.sent) >= MAX_SENT:
+                    done = session.drain()
+                sent = session.send(first, _Ahead(op, again, prepared)) is not None
+            except psycopg.Error:
+                lost, sent = self._lost(session), False
+        self._settle(done, lost)
+        return sent
+
+    def _drain_sent(self) -> None:
+        """Wait for the writes sent ahead, so that what comes next sees them."""
+        session = self._lock_session
+        if session is None or not session.sent:
+            return
+        done: list[Sent] = []
+        lost: list[Sent] = []
+        with self._lock_mutex:
+            try:
+                done = session.drain()
+            except psycopg.Error:
+                lost = self._lost(session)
+        self._settle(done, lost)
+
+    def _settle(self, done: list[Sent], lost: list[Sent], *, flush: bool = False) -> None:
+        """Finish writes sent ahead, in order: their rows go back into their ops.
+
+        A write that must retry (its delta base was gone) is finished on the data
+        connection, and every later one runs again from scratch (its head check saw the
+        gap); so do ``lost`` writes, whose fate is unknown (a write is idempotent). The
+        first error is raised, after the caches are cleared: they assumed every write
+        would land. Whatever ran here is made durable before this returns."""
+        redo: list[_Ahead] = []
+        retried = False
+        try:
+            for item in done:
+                ahead = item.owner
+                if not isinstance(ahead, _Ahead):
+                    continue
+                if retried:
+                    redo.append(ahead)
+                    continue
+                if item.error is not None:
+                    raise item.error
+                try:
+                    step = ahead.op.send(item.results)
+                except StopIteration:
+                    continue
+                self._run(resumed(step, ahead.op), write=True, atomic=False)
+                self._remember(ahead)
+                retried = flush = True
+            redo += [item.owner for item in lost if isinstance(item.owner, _Ahead)]
+            for ahead in redo:
+                self._run(ahead.again(), write=True, atomic=False)
+                self._remember(ahead)
+                flush = True
+        except BaseException:
+            self.clear_cache()
+            raise
+        finally:
+            if flush:
+                self._run(_flush_wal(), write=True, atomic=False)
+
+    def _remember(self, ahead: _Ahead) -> None:
+        if ahead.prepared is not None:
+            self._core.remember_put(ahead.prepared)
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -444,6 +558,8 @@ class PostgresSaver(SyncSqlSaver):
                 yield conn
 
     def _run(self, op: Op[T], *, write: bool, atomic: bool = True) -> T:
+        self._prefetched.clear()  # anything may change a thread: those reads are stale
+        self._drain_sent()  # whatever runs next sees the writes sent ahead
         with self._connection() as conn:
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 # the caller's transaction is open: join it (a savepoint)

@@ -1,0 +1,277 @@
+"""The sync Postgres saver's own connection for runs: run locks, and writes sent ahead.
+
+A run (``lock_thread``) holds a session-level advisory lock on this connection, which
+the saver opens itself, so the lock never takes a pooled connection away from queries
+and dies with the process. Taking or releasing a lock is one lean round trip through
+psycopg's low-level ``pq`` API.
+
+With durability="async" a run's writes need not be waited for: the engine goes on to
+the next step while the database commits them. ``send`` puts such a write on this
+connection in pipeline mode - its statements and a Sync, flushed to the server at once,
+each write its own transaction - and returns without reading the reply. The server
+runs it right away, in order; the replies are read by ``drain``, which the saver calls
+before anything that must see those writes (any read, and the release of the run lock,
+whose reply arrives after all of theirs: one round trip for the whole run's writes).
+"""
+
+from __future__ import annotations
+
+import select
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg import pq
+
+from threadloom.checkpoint._sql import Query
+
+__all__ = ["RUN_LOCK_SQL", "RUN_UNLOCK_FLUSH_SQL", "RUN_UNLOCK_SQL", "RunSession", "Sent"]
+
+RUN_LOCK_SQL = "SELECT pg_try_advisory_lock(%s)"
+RUN_UNLOCK_SQL = "SELECT pg_advisory_unlock(%s)"
+# Release plus durability barrier: txid_current() makes this a transaction that commits
+# synchronously, and a synchronous commit flushes all earlier WAL - including the relaxed
+# commits of the run (see RunGuard) - before the reply comes back.
+RUN_UNLOCK_FLUSH_SQL = "SELECT pg_advisory_unlock(%s), txid_current()"
+# The session asks the server to notice a vanished client (host down, cable cut) within
+# about a minute; a killed process closes its socket and is noticed at once.
+SESSION_SQL = (
+    "SELECT COALESCE(current_schema(), ''), set_config('tcp_keepalives_idle', '30', false), "
+    "set_config('tcp_keepalives_interval', '10', false), "
+    "set_config('tcp_keepalives_count', '3', false)"
+)
+MAX_SENT = 64  # writes sent ahead before the saver waits for their replies
+
+_OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+
+
+@lru_cache(maxsize=512)
+def _numbered(sql: str) -> bytes:
+    """``?`` placeholders (the shared core's; it writes no literal ``?``) to ``$1..$n``."""
+    parts = sql.split("?")
+    out = [f"{part}${i}" for i, part in enumerate(parts[:-1], 1)]
+    out.append(parts[-1])
+    return "".join(out).encode()
+
+
+def _pq(sql: str) -> bytes:
+    """A run-lock statement (``%s``, one parameter) for the ``pq`` calls."""
+    return sql.replace("%s", "$1").encode()
+
+
+class _Unsendable(TypeError):
+    """A parameter this module does not know how to send; the write goes the usual way."""
+
+
+def _dump(params: Sequence[Any]) -> tuple[list[bytes | None], list[int], list[int]]:
+    """Parameters as libpq wants them: values, type oids, formats (0 text, 1 binary)."""
+    values: list[bytes | None] = []
+    oids: list[int] = []
+    formats: list[int] = []
+    for value in params:
+        if value is None:
+            values.append(None), oids.append(0), formats.append(0)
+        elif isinstance(value, str):
+            values.append(value.encode()), oids.append(25), formats.append(0)
+        elif isinstance(value, bool):
+            values.append(b"t" if value else b"f"), oids.append(16), formats.append(0)
+        elif isinstance(value, int):
+            values.append(str(value).encode()), oids.append(20), formats.append(0)
+        elif isinstance(value, float):
+            values.append(repr(value).encode()), oids.append(701), formats.append(0)
+        elif isinstance(value, bytes | bytearray | memoryview):
+            values.append(bytes(value)), oids.append(17), formats.append(1)
+        else:
+            raise _Unsendable(type(value).__name__)
+    return values, oids, formats
+
+
+def _int(raw: bytes) -> int:
+    return int.from_bytes(raw, "big", signed=True)
+
+
+# Binary-format results: the column types the saver's statements return.
+_DECODE: dict[int, Callable[[bytes], Any]] = {
+    16: lambda raw: raw == b"\x01",  # bool
+    20: _int,  # int8
+    21: _int,  # int2
+    23: _int,  # int4
+    25: bytes.decode,  # text
+    1043: bytes.decode,  # varchar
+    17: bytes,  # bytea
+    701: lambda raw: struct.unpack(">d", raw)[0],  # float8
+    3802: lambda raw: raw[1:],  # jsonb: a version byte, then the JSON text
+    114: bytes,  # json
+}
+
+
+def _rows(res: pq.abc.PGresult) -> list[tuple[Any, ...]]:
+    """The rows of a binary-format result, as psycopg's tuple rows would have them
+    (except ``jsonb``, left as its JSON text: the saver parses metadata itself)."""
+    decoders = []
+    for col in range(res.nfields):
+        oid = res.ftype(col)
+        if oid not in _DECODE:
+            raise psycopg.NotSupportedError(f"no decoder for type oid {oid} (column {col})")
+        decoders.append(_DECODE[oid])
+    rows: list[tuple[Any, ...]] = []
+    get = res.get_value
+    for row in range(res.ntuples):
+        rows.append(
+            tuple(
+                None if (raw := get(row, col)) is None else decode(raw)
+                for col, decode in enumerate(decoders)
+            )
+        )
+    return rows
+
+
+@dataclass(slots=True)
+class Sent:
+    """A write sent ahead: its statements, and once drained their rows or its error."""
+
+    queries: tuple[Query, ...]
+    owner: Any = None  # whatever the saver needs to finish the write (see PostgresSaver)
+    results: list[Any] = field(default_factory=list)
+    error: psycopg.Error | None = None
+    # the replies to read: per statement, a prepare's (the first time) and its run's
+    replies: list[tuple[Query, bool]] = field(default_factory=list)
+
+
+class RunSession:
+    """The saver's run connection (private to the saver, used behind its mutex)."""
+
+    def __init__(self, conninfo: str, kwargs: dict[str, Any]) -> None:
+        self.conn = psycopg.Connection.connect(conninfo, **kwargs, autocommit=True)
+        try:
+            row = self.conn.execute(SESSION_SQL).fetchone()
+        except BaseException:
+            self.conn.close()
+            raise
+        self.schema = str(row[0]) if row else ""
+        self.sent: list[Sent] = []
+        self._prepared: dict[tuple[str, tuple[int, ...]], bytes] = {}
+
+    @property
+    def alive(self) -> bool:
+        conn = self.conn
+        return not conn.closed and not conn.broken and conn.pgconn.status == pq.ConnStatus.OK
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- run locks -----------------------------------------------------------------------
+
+    def call(self, sql: str, key: int, *, then: Sent | None = None) -> tuple[bool, list[Sent]]:
+        """Run a run-lock statement; whether it answered true, and what was drained with
+        it: the writes sent ahead of it (it goes after them) and ``then``, a read sent
+        after it - all in one round trip."""
+        if self.sent or then is not None:
+            lock = Sent((Query(sql.replace("%s", "?"), (key,), fetch=True),))
+            self._send(lock)
+            if then is not None:
+                self._send(then)
+            done = self.drain()
+            if lock.error is not None:
+                raise lock.error
+            return bool(lock.results[0] and lock.results[0][0][0]), [
+                item for item in done if item is not lock
+            ]
+        pgconn = self.conn.pgconn
+        res = pgconn.exec_params(_pq(sql), [str(key).encode()])
+        if res.status != pq.ExecStatus.TUPLES_OK:
+            raise psycopg.OperationalError(f"run lock query failed: {_message(res, pgconn)}")
+        return res.get_value(0, 0) == b"t", []
+
+    # -- writes sent ahead ---------------------------------------------------------------
+
+    def send(self, queries: tuple[Query, ...], owner: Any) -> Sent | None:
+        """Send statements as one transaction and return without waiting; None (nothing
+        sent) if a parameter cannot be sent this way."""
+        item = Sent(queries, owner)
+        try:
+            self._send(item)
+        except _Unsendable:
+            return None
+        return item
+
+    def sendable(self, queries: tuple[Query, ...], owner: Any) -> Sent | None:
+        """``queries`` as an item to send later (``call(then=...)``); None if a parameter
+        cannot be sent this way."""
+        try:
+            for query in queries:
+                _dump(query.params)
+        except _Unsendable:
+            return None
+        return Sent(queries, owner)
+
+    def _send(self, item: Sent) -> None:
+        dumped = [_dump(query.params) for query in item.queries]  # may refuse: nothing sent
+        pgconn = self.conn.pgconn
+        if pgconn.pipeline_status == pq.PipelineStatus.OFF:
+            pgconn.enter_pipeline_mode()
+        for query, (values, oids, formats) in zip(item.queries, dumped, strict=True):
+            key = (query.sql, tuple(oids))
+            name = self._prepared.get(key)
+            if name is None:
+                name = self._prepared[key] = f"_tl_{len(self._prepared)}".encode()
+                pgconn.send_prepare(name, _numbered(query.sql), oids)
+                item.replies.append((query, True))
+            pgconn.send_query_prepared(name, values, formats, result_format=pq.Format.BINARY)
+            item.replies.append((query, False))
+        pgconn.pipeline_sync()
+        pgconn.flush()
+        self.sent.append(item)
+
+    def drain(self) -> list[Sent]:
+        """Read the replies of everything sent ahead, in order; the writes, each with its
+        rows or its error. Raises ``psycopg.Error`` if the connection failed; then
+        ``sent`` still lists them all, and which of them committed is unknown."""
+        sent = self.sent
+        if not sent:
+            return sent
+        pgconn = self.conn.pgconn
+        for item in sent:
+            for query, is_prepare in item.replies:
+                res = self._result()
+                if res is None:
+                    raise psycopg.OperationalError("the run connection sent no reply")
+                self._result()  # the end of this statement's results
+                if res.status in _OK:
+                    if not is_prepare:
+                        item.results.append(_rows(res) if query.fetch else None)
+                elif item.error is None:
+                    if is_prepare:
+                        self._forget(query)
+                    item.error = _error(res, self.conn.info.encoding)
+            sync = self._result()
+            if sync is None or sync.status != pq.ExecStatus.PIPELINE_SYNC:
+                raise psycopg.OperationalError("the run connection lost its place in the pipeline")
+        pgconn.exit_pipeline_mode()
+        self.sent = []
+        return sent
+
+    def _forget(self, query: Query) -> None:
+        for key in [k for k in self._prepared if k[0] == query.sql]:
+            del self._prepared[key]
+
+    def _result(self) -> pq.abc.PGresult | None:
+        """The next result, waiting for the socket without holding the GIL."""
+        pgconn = self.conn.pgconn
+        while pgconn.is_busy():
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        return pgconn.get_result()
+
+
+def _message(res: pq.abc.PGresult, pgconn: pq.abc.PGconn) -> str:
+    return (res.error_message or pgconn.error_message or b"").decode(errors="replace").strip()
+
+
+def _error(res: pq.abc.PGresult, encoding: str) -> psycopg.Error:
+    if res.status == pq.ExecStatus.PIPELINE_ABORTED:
+        return psycopg.errors.PipelineAborted("an earlier statement of this write failed")
+    return psycopg.errors.error_from_result(res, encoding=encoding)
