@@ -502,6 +502,12 @@ class SqlCore:
             [plan for plan, _, _ in p.stored],
         )
 
+    def store_whole(self, p: PreparedPut) -> None:
+        """Make ``p`` store every list delta whole: for a write planned on a delta chain
+        that changed before it ran (a write before it was stored whole on retry), whose
+        planned chain root may no longer exist."""
+        p.blobs = [self._full(b) for b in p.blobs]
+
     def _full(
         self, blob: tuple[BlobPlan, str, bytes | None]
     ) -> tuple[BlobPlan, str, bytes | None]:

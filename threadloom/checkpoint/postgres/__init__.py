@@ -510,7 +510,9 @@ class PostgresSaver(SyncSqlSaver):
 
         A write that must retry (its delta base was gone) is finished on the data
         connection, and every later one runs again from scratch (its head check saw the
-        gap); so do ``lost`` writes, whose fate is unknown (a write is idempotent). The
+        gap), storing its list values whole (their planned delta chains changed shape),
+        and the caches are cleared; ``lost`` writes, whose fate is unknown, run again
+        too (a write is idempotent). The
         first error is raised, after the caches are cleared: they assumed every write
         would land. Whatever ran here is made durable before this returns."""
         redo: list[_Ahead] = []
@@ -530,13 +532,18 @@ class PostgresSaver(SyncSqlSaver):
                 except StopIteration:
                     continue
                 self._run(resumed(step, ahead.op), write=True, atomic=False)
-                self._remember(ahead)
                 retried = flush = True
             redo += [item.owner for item in lost if isinstance(item.owner, _Ahead)]
             for ahead in redo:
+                if retried and ahead.prepared is not None:
+                    # planned on the retried write's delta chain, whose shape changed
+                    self._core.store_whole(ahead.prepared)
                 self._run(ahead.again(), write=True, atomic=False)
                 self._remember(ahead)
                 flush = True
+            if retried:
+                # the caches learned the writes as they were planned, not as they landed
+                self.clear_cache()
         except BaseException:
             self.clear_cache()
             raise

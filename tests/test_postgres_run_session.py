@@ -1,0 +1,169 @@
+"""The sync Postgres saver's run session: writes sent ahead, and what happens when they
+fail, when the session dies, when a run reads mid-way, when a run writes many steps.
+
+See ``threadloom.checkpoint.postgres._runsession``. These run against a real server
+(``THREADLOOM_TEST_POSTGRES_URL``); under CI=true they must not skip.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Annotated, Any, TypedDict
+
+import psycopg
+import pytest
+from test_checkpoint_savers import _require_postgres, pg_schemas  # noqa: F401 (a fixture)
+
+from threadloom.checkpoint.postgres import PostgresSaver
+from threadloom.checkpoint.postgres._runsession import MAX_SENT, _dump, _numbered, _Unsendable
+from threadloom.errors import CheckpointConflictError
+from threadloom.graph import END, START, StateGraph
+
+
+class Log(TypedDict):
+    items: Annotated[list[str], operator.add]
+
+
+def _chain(saver: PostgresSaver, names: list[str], hooks: dict[str, Callable[[], None]]) -> Any:
+    """START -> names[0] -> ... -> END; each node appends its name (after its hook)."""
+
+    def node(name: str) -> Callable[[Log], dict[str, list[str]]]:
+        def run(state: Log) -> dict[str, list[str]]:
+            if name in hooks:
+                hooks[name]()
+            return {"items": [name]}
+
+        return run
+
+    builder = StateGraph(Log)
+    for name in names:
+        builder.add_node(name, node(name))
+    for a, b in zip([START, *names], [*names, END], strict=True):
+        builder.add_edge(a, b)
+    return builder.compile(checkpointer=saver)
+
+
+def _history(graph: Any, config: dict[str, Any]) -> list[list[str]]:
+    return [s.values.get("items", []) for s in graph.get_state_history(config)]
+
+
+def test_a_run_reading_its_thread_mid_way_sees_the_writes_sent_ahead(
+    pg_schemas: Callable[[], str],  # noqa: F811
+) -> None:
+    _require_postgres()
+    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
+        saver.setup()
+        config = {"configurable": {"thread_id": "t"}}
+        seen: list[list[str]] = []
+        graph = _chain(saver, ["a", "b", "c"], {"c": lambda: seen.append(read())})
+
+        def read() -> list[str]:
+            return list(graph.get_state(config).values["items"])
+
+        assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c"]}
+        assert seen == [["a", "b"]]  # what b's checkpoint holds, read while c runs
+        assert _history(graph, config) == [["a", "b", "c"], ["a", "b"], ["a"], [], []]
+
+
+def test_a_stale_delta_base_is_retried_and_later_writes_run_again(
+    pg_schemas: Callable[[], str],  # noqa: F811
+) -> None:
+    """Mid-run, another process deletes the stored values the next write's delta builds
+    on. That write fails its base check when its reply is read; it is retried whole, and
+    the writes sent after it (whose head check saw the gap) run again."""
+    _require_postgres()
+    url = pg_schemas()
+    with PostgresSaver.from_conn_string(url) as saver:
+        saver.setup()
+        config = {"configurable": {"thread_id": "t"}}
+
+        def drop_values() -> None:
+            saver.get_tuple(config)  # wait for the writes sent so far
+            with psycopg.connect(url, autocommit=True) as other:
+                other.execute("DELETE FROM threadloom_blobs WHERE channel = 'items'")
+
+        graph = _chain(saver, ["a", "b", "c", "d"], {"c": drop_values})
+        assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c", "d"]}
+        saver.clear_cache()  # read what the database holds, not what this process cached
+        assert graph.get_state(config).values == {"items": ["a", "b", "c", "d"]}
+        assert not saver._lock_session.sent  # type: ignore[union-attr]
+
+
+def test_a_write_that_fails_when_its_reply_is_read_fails_the_run(
+    pg_schemas: Callable[[], str],  # noqa: F811
+) -> None:
+    """The thread is deleted by someone else mid-run: the next checkpoint's head check
+    fails. The run raises (when the reply is read, at the latest when it ends), the run
+    lock is released and the caches no longer claim the lost writes."""
+    _require_postgres()
+    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
+        saver.setup()
+        config = {"configurable": {"thread_id": "t"}}
+        deleted: list[bool] = []
+        with PostgresSaver.from_conn_string(saver._conninfo or "") as other:
+
+            def delete() -> None:
+                if deleted:
+                    return
+                deleted.append(True)
+                saver.get_tuple(config)
+                other.delete_thread("t")
+
+            graph = _chain(saver, ["a", "b", "c"], {"b": delete})
+            with pytest.raises(CheckpointConflictError, match="moved on"):
+                graph.invoke({"items": []}, config)
+        assert graph.get_state(config).values == {}  # the run's later writes did not land
+        assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c"]}  # not held
+
+
+def test_writes_sent_ahead_survive_the_run_session_dying(
+    pg_schemas: Callable[[], str],  # noqa: F811
+) -> None:
+    """The run session's connection dies with writes sent on it: their fate is unknown,
+    so they run again on the data connection (a write is idempotent)."""
+    _require_postgres()
+    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
+        saver.setup()
+        config = {"configurable": {"thread_id": "t"}}
+
+        def kill() -> None:
+            session = saver._lock_session
+            assert session is not None and session.sent  # the checkpoint before b's
+            session.conn.pgconn.finish()  # the socket closes; the server drops its locks
+
+        graph = _chain(saver, ["a", "b", "c"], {"b": kill})
+        assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c"]}
+        saver.clear_cache()
+        assert _history(graph, config) == [["a", "b", "c"], ["a", "b"], ["a"], [], []]
+        assert graph.invoke(None, config) == {"items": ["a", "b", "c"]}  # a new session
+
+
+def test_a_long_run_waits_for_its_writes_every_max_sent(
+    pg_schemas: Callable[[], str],  # noqa: F811
+) -> None:
+    _require_postgres()
+    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
+        saver.setup()
+        names = [f"n{i}" for i in range(MAX_SENT + 6)]
+        most = 0
+
+        def count() -> None:
+            nonlocal most
+            most = max(most, len(saver._lock_session.sent))  # type: ignore[union-attr]
+
+        graph = _chain(saver, names, {name: count for name in names})
+        config = {"configurable": {"thread_id": "t"}}
+        assert graph.invoke({"items": []}, config)["items"] == names
+        assert most == MAX_SENT  # never more in flight
+        saver.clear_cache()
+        assert len(_history(graph, config)) == len(names) + 2
+
+
+def test_the_session_sends_what_the_core_writes() -> None:
+    assert _numbered("SELECT ? WHERE a = ? AND b = ?") == b"SELECT $1 WHERE a = $2 AND b = $3"
+    values, oids, formats = _dump(["t", None, 3, 1.5, b"\x00\x01", True])
+    assert values == [b"t", None, b"3", b"1.5", b"\x00\x01", b"t"]
+    assert oids == [25, 0, 20, 701, 17, 16] and formats == [0, 0, 0, 0, 1, 0]
+    with pytest.raises(_Unsendable):
+        _dump([object()])
