@@ -93,25 +93,40 @@ def test_models_with_extra_fields_round_trip() -> None:
     assert frozen.thaw()[0].b == {"c": 2}
 
 
+class _Text(str):
+    pass
+
+
 @pytest.mark.parametrize(
     "value",
     [
-        (1, 2),  # tuples would come back as lists
-        [{"k": (1,)}],
         [{"k": HumanMessage("nested model")}],  # only top-level models are rebuilt
         [_Private()],  # private attributes are not part of the frozen state
-        [2**70],  # outside msgpack's integers
-        [{(1, 2): "tuple key"}],
-        [object()],
+        [_Text("a str subclass")],  # would come back as a plain str
+        [{"k": _Text("deep down")}],
+        [{"when": object()}],
+        [len],
     ],
 )
 def test_what_cannot_be_frozen_exactly_is_refused(value: Any) -> None:
     assert freeze(value) is None
 
 
+def test_every_builtin_container_thaws_as_itself() -> None:
+    """Tuples stay tuples, big ints big, sets sets: a thaw is the value, not a coercion."""
+    value = [(1, (2, "x")), {(1, 2): "tuple key"}, 2**70, {3, 4}, frozenset({5}), b"\x00", 1.5]
+    frozen = freeze(value)
+    assert frozen is not None
+    first, second = frozen.thaw(), frozen.thaw()
+    assert first == value and [type(v) for v in first] == [type(v) for v in value]
+    first[3].add(9)
+    assert second[3] == {3, 4}
+
+
 def test_value_cache_decodes_unfreezable_values_on_every_read() -> None:
     cache = ValueCache()
-    tag, data = SERDE.dumps_typed([(1, 2)])
+    value = [{"k": HumanMessage("nested", id="n1")}]
+    tag, data = SERDE.dumps_typed(value)
     key = ("t", "", "c", "1")
     cache.add_rows({key: StoredBlob(tag, data)})
     calls = []
@@ -122,7 +137,7 @@ def test_value_cache_decodes_unfreezable_values_on_every_read() -> None:
 
     for _ in range(3):
         got = cache.lookup([key], decode)[0][key].value
-        assert got == [(1, 2)]
+        assert got == value
         got.append("mine")
     assert len(calls) == 3
 
