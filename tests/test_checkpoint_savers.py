@@ -481,9 +481,9 @@ class _Statements:
         for cls in (pg.PostgresSaver, pg_aio.AsyncPostgresSaver):
             real = cls._give_run_lock
 
-            def give(saver: Any, key: int, *, flush: bool = False, _real: Any = real) -> Any:
+            def give(saver: Any, *args: Any, flush: bool = False, _real: Any = real) -> Any:
                 self.unlocks.append(flush)
-                return _real(saver, key, flush=flush)
+                return _real(saver, *args, flush=flush)
 
             monkeypatch.setattr(cls, "_give_run_lock", give)
 

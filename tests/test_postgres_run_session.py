@@ -8,6 +8,7 @@ See ``threadloom.checkpoint.postgres._runsession``. These run against a real ser
 from __future__ import annotations
 
 import operator
+import threading
 from collections.abc import Callable
 from typing import Annotated, Any, TypedDict
 
@@ -42,6 +43,18 @@ def _chain(saver: PostgresSaver, names: list[str], hooks: dict[str, Callable[[],
     for a, b in zip([START, *names], [*names, END], strict=True):
         builder.add_edge(a, b)
     return builder.compile(checkpointer=saver)
+
+
+def _once(hook: Callable[[], None]) -> Callable[[], None]:
+    """``hook`` on the first call only (a later run of the same graph runs plainly)."""
+    calls: list[None] = []
+
+    def run() -> None:
+        if not calls:
+            calls.append(None)
+            hook()
+
+    return run
 
 
 def _history(graph: Any, config: dict[str, Any]) -> list[list[str]]:
@@ -100,21 +113,53 @@ def test_a_write_that_fails_when_its_reply_is_read_fails_the_run(
     with PostgresSaver.from_conn_string(pg_schemas()) as saver:
         saver.setup()
         config = {"configurable": {"thread_id": "t"}}
-        deleted: list[bool] = []
         with PostgresSaver.from_conn_string(saver._conninfo or "") as other:
 
             def delete() -> None:
-                if deleted:
-                    return
-                deleted.append(True)
                 saver.get_tuple(config)
                 other.delete_thread("t")
 
-            graph = _chain(saver, ["a", "b", "c"], {"b": delete})
+            graph = _chain(saver, ["a", "b", "c"], {"b": _once(delete)})
             with pytest.raises(CheckpointConflictError, match="moved on"):
                 graph.invoke({"items": []}, config)
         assert graph.get_state(config).values == {}  # the run's later writes did not land
         assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c"]}  # not held
+
+
+def test_a_failed_write_fails_its_own_run_not_the_run_that_read_its_reply(
+    pg_schemas: Callable[[], str],  # noqa: F811
+) -> None:
+    """Two runs share the saver's run session. Run 1's write fails on the server; run 2,
+    starting in another thread, reads that reply (its run lock goes after the write).
+    Run 2 goes on untouched; run 1 raises at its next write."""
+    _require_postgres()
+    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
+        saver.setup()
+        one = {"configurable": {"thread_id": "one"}}
+        two = {"configurable": {"thread_id": "two"}}
+        second = _chain(saver, ["x", "y"], {})
+        results: list[Any] = []
+        with PostgresSaver.from_conn_string(saver._conninfo or "") as other:
+
+            def delete() -> None:  # the checkpoint after b will fail its head check
+                saver.get_tuple(one)
+                other.delete_thread("one")
+
+            def run_two() -> None:
+                worker = threading.Thread(
+                    target=lambda: results.append(second.invoke({"items": []}, two))
+                )
+                worker.start()
+                worker.join()
+
+            first = _chain(saver, ["a", "b", "c"], {"b": _once(delete), "c": _once(run_two)})
+            with pytest.raises(CheckpointConflictError, match="moved on"):
+                first.invoke({"items": []}, one)
+        assert results == [{"items": ["x", "y"]}]
+        saver.clear_cache()
+        assert _history(second, two) == [["x", "y"], ["x"], [], []]
+        assert first.get_state(one).values == {}
+        assert first.invoke({"items": []}, one) == {"items": ["a", "b", "c"]}  # not held
 
 
 def test_writes_sent_ahead_survive_the_run_session_dying(

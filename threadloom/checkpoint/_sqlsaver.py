@@ -28,6 +28,7 @@ from threadloom.checkpoint._sql import (
     Op,
     Query,
     resumed,
+    thread_and_ns,
     validate_filter,
 )
 from threadloom.checkpoint._sqlcore import PreparedPut, SqlCore
@@ -276,7 +277,8 @@ class SyncSqlSaver(SqlSaver):
         op = self._core.put(prepared)
         if prepared.relaxed:
             first = next(op)
-            if self._send_ahead(first, op, lambda: self._core.put(prepared), prepared):
+            again = lambda: self._core.put(prepared)  # noqa: E731
+            if self._send_ahead(prepared.thread_id, first, op, again, prepared):
                 # optimistic: the caches learn the write now (a failed one clears them)
                 prepared.stored = prepared.blobs
                 self._core.remember_put(prepared)
@@ -304,13 +306,14 @@ class SyncSqlSaver(SqlSaver):
                 first = next(op)
             except StopIteration:  # nothing to write
                 return
-            if self._send_ahead(first, op, write, None):
+            if self._send_ahead(thread_and_ns(config)[0], first, op, write, None):
                 return
             op = resumed(first, op)
         self._run(op, write=True, atomic=False)
 
     def _send_ahead(
         self,
+        thread_id: str,
         first: Query | Batch,
         op: Op[Any],
         again: Callable[[], Op[Any]],

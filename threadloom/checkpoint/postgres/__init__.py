@@ -269,9 +269,18 @@ class _Prefetch:
 class _Ahead:
     """A write sent ahead on the run session (``Sent.owner``): how to finish it."""
 
+    thread_id: str  # whose run sent it
     op: Op[Any]  # its first step was sent; the rows go back into it
     again: Callable[[], Op[Any]]  # the write from scratch, to run it again
     prepared: PreparedPut | None  # a put's, for the caches
+
+
+@dataclass(slots=True)
+class _Failure:
+    """A write sent ahead that failed, kept for its run (``PostgresSaver._settle``)."""
+
+    error: Exception
+    raised: bool = False  # the run has raised it already
 
 
 def lock_conninfo(conn: Any, conninfo: str | None) -> tuple[str, dict[str, Any]]:
@@ -315,7 +324,10 @@ class PostgresSaver(SyncSqlSaver):
         self._conninfo: str | None = None
         self._runs = RunGuard()
         self._lock_session: RunSession | None = None
-        self._lock_mutex = threading.Lock()
+        # guards the run session, and settling what was sent on it (which re-enters)
+        self._lock_mutex = threading.RLock()
+        # thread id -> the first failed write its run sent ahead (see ``_settle``)
+        self._failures: dict[str, _Failure] = {}
         # thread id -> (its head read, the rows of that read's first query), fetched with
         # the run lock and taken by the run's first get_tuple
         self._prefetched: dict[str, tuple[Op[Any], Any]] = {}
@@ -360,7 +372,7 @@ class PostgresSaver(SyncSqlSaver):
                 yield
             finally:
                 self._prefetched.pop(thread_id, None)
-                self._give_run_lock(key, flush=self._runs.unflushed(thread_id))
+                self._give_run_lock(thread_id, key, flush=self._runs.unflushed(thread_id))
 
     @asynccontextmanager
     async def alock_thread(self, thread_id: str) -> AsyncIterator[None]:
@@ -373,7 +385,7 @@ class PostgresSaver(SyncSqlSaver):
             finally:
                 self._prefetched.pop(thread_id, None)
                 flush = self._runs.unflushed(thread_id)
-                await asyncio.to_thread(self._give_run_lock, key, flush=flush)
+                await asyncio.to_thread(self._give_run_lock, thread_id, key, flush=flush)
 
     def close_run_locks(self) -> None:
         """Close the run-lock connection (releasing any run locks it still holds)."""
@@ -404,10 +416,10 @@ class PostgresSaver(SyncSqlSaver):
     def _take_run_lock(self, thread_id: str) -> int:
         """Take the run lock - and, in the same round trip, read the thread's newest
         checkpoint, which is what a run reads first (``get_tuple`` takes it from there)."""
-        done: list[Sent] = []
-        lost: list[Sent] = []
         head = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
         with self._lock_mutex:
+            self._failures.pop(thread_id, None)  # a new run starts clean
+            lost: list[Sent] = []
             for attempt in range(2):
                 session = self._session()
                 key = run_lock_key(session.schema, thread_id)
@@ -422,20 +434,21 @@ class PostgresSaver(SyncSqlSaver):
                     if attempt:
                         self._settle([], lost)
                         raise
-        for item in done:
-            if isinstance(item.owner, _Prefetch) and got and item.error is None:
-                self._prefetched[thread_id] = (item.owner.read, item.results[0])
-        self._settle(done, lost)
+            for item in done:
+                if isinstance(item.owner, _Prefetch) and got and item.error is None:
+                    self._prefetched[thread_id] = (item.owner.read, item.results[0])
+            self._settle(done, lost)
         if not got:
             raise thread_busy_error(thread_id)
         return key
 
-    def _give_run_lock(self, key: int, *, flush: bool = False) -> None:
+    def _give_run_lock(self, thread_id: str, key: int, *, flush: bool = False) -> None:
         """Release the run lock; with ``flush``, also make the run's relaxed commits
         durable first (if the run session is gone, through the data connection).
 
         Writes the run sent ahead are settled in the same round trip: the release goes
-        after them on the run session, and its reply after theirs."""
+        after them on the run session, and its reply after theirs. If one of them failed
+        and the run has not raised that yet, it raises now."""
         done: list[Sent] = []
         lost: list[Sent] = []
         with self._lock_mutex:
@@ -446,8 +459,11 @@ class PostgresSaver(SyncSqlSaver):
                     flush = False
                 except psycopg.Error:
                     lost = self._lost(session)
-        # the session ended, and its locks with it; the flush must still happen
-        self._settle(done, lost, flush=flush)
+            # the session ended, and its locks with it; the flush must still happen
+            self._settle(done, lost, flush=flush)
+            failure = self._failures.pop(thread_id, None)
+        if failure is not None and not failure.raised:
+            raise failure.error
 
     def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
         conf = config.get("configurable") or {}
@@ -469,62 +485,80 @@ class PostgresSaver(SyncSqlSaver):
     # -- writes sent ahead (durability="async") -------------------------------------------
 
     def _send_ahead(
-        self, first: Batch, op: Op[Any], again: Callable[[], Op[Any]], prepared: PreparedPut | None
+        self,
+        thread_id: str,
+        first: Batch,
+        op: Op[Any],
+        again: Callable[[], Op[Any]],
+        prepared: PreparedPut | None,
     ) -> bool:
         """Send a relaxed write's first batch on the run session and return at once (see
-        ``_runsession``); False if it cannot go that way (then nothing was sent)."""
-        done: list[Sent] = []
-        lost: list[Sent] = []
+        ``_runsession``); False if it cannot go that way (then nothing was sent). Raises
+        the error of an earlier write of this run that failed, before sending."""
         if not isinstance(first, tuple):
             return False
         self._prefetched.clear()  # a write: reads fetched ahead are stale
         with self._lock_mutex:
+            self._raise_failure(thread_id)
             session = self._lock_session
+            if session is not None and len(session.sent) >= MAX_SENT:
+                self._drain_sent()  # never more than MAX_SENT writes in flight
+                self._raise_failure(thread_id)
+                session = self._lock_session
             if session is None or not session.alive:
                 return False
             try:
-                if len(session.sent) >= MAX_SENT:
-                    done = session.drain()
-                sent = session.send(first, _Ahead(op, again, prepared)) is not None
+                return session.send(first, _Ahead(thread_id, op, again, prepared)) is not None
             except psycopg.Error:
-                lost, sent = self._lost(session), False
-        self._settle(done, lost)
-        return sent
+                self._settle([], self._lost(session))
+                return False
 
     def _drain_sent(self) -> None:
-        """Wait for the writes sent ahead, so that what comes next sees them."""
-        session = self._lock_session
-        if session is None or not session.sent:
+        """Wait for the writes sent ahead and settle them, so that what comes next sees
+        them. Their failures are kept for the runs they belong to (``_failures``)."""
+        if self._lock_session is None or not self._lock_session.sent:
             return
-        done: list[Sent] = []
-        lost: list[Sent] = []
         with self._lock_mutex:
+            session = self._lock_session
+            if session is None or not session.sent:
+                return
             try:
-                done = session.drain()
+                done, lost = session.drain(), []
             except psycopg.Error:
-                lost = self._lost(session)
-        self._settle(done, lost)
+                done, lost = [], self._lost(session)
+            self._settle(done, lost)
+
+    def _raise_failure(self, thread_id: str) -> None:
+        """Raise the first failed write of ``thread_id``'s run, once."""
+        failure = self._failures.get(thread_id)
+        if failure is not None and not failure.raised:
+            failure.raised = True
+            raise failure.error
 
     def _settle(self, done: list[Sent], lost: list[Sent], *, flush: bool = False) -> None:
-        """Finish writes sent ahead, in order: their rows go back into their ops.
+        """Finish writes sent ahead, in order (``_lock_mutex`` held): their rows go back
+        into their ops.
+
+        One session carries the writes of every run of this saver, so whoever drains it
+        settles them all; an error is therefore not raised here but kept for the run it
+        belongs to (``_failures``), which raises it at its next write or at its end. The
+        caches are cleared: they assumed every write would land.
 
         A write that must retry (its delta base was gone) is finished on the data
-        connection, and every later one runs again from scratch (its head check saw the
-        gap), storing its list values whole (their planned delta chains changed shape),
-        and the caches are cleared; ``lost`` writes, whose fate is unknown, run again
-        too (a write is idempotent). The
-        first error is raised, after the caches are cleared: they assumed every write
-        would land. Whatever ran here is made durable before this returns."""
+        connection, and its run's later writes run again from scratch (their head checks
+        saw the gap), storing their lists whole (the delta chains they were planned on
+        changed shape). ``lost`` writes, whose fate is unknown, run again too (a write
+        is idempotent). Whatever ran here is made durable before this returns."""
+        retried: set[str] = set()  # runs whose later writes run again
         redo: list[_Ahead] = []
-        retried = False
-        try:
-            for item in done:
-                ahead = item.owner
-                if not isinstance(ahead, _Ahead):
-                    continue
-                if retried:
-                    redo.append(ahead)
-                    continue
+        for item in done:
+            ahead = item.owner
+            if not isinstance(ahead, _Ahead) or ahead.thread_id in self._failures:
+                continue  # a read fetched ahead, or a write of a run that already failed
+            if ahead.thread_id in retried:
+                redo.append(ahead)
+                continue
+            try:
                 if item.error is not None:
                     raise item.error
                 try:
@@ -532,24 +566,31 @@ class PostgresSaver(SyncSqlSaver):
                 except StopIteration:
                     continue
                 self._run(resumed(step, ahead.op), write=True, atomic=False)
-                retried = flush = True
-            redo += [item.owner for item in lost if isinstance(item.owner, _Ahead)]
-            for ahead in redo:
-                if retried and ahead.prepared is not None:
-                    # planned on the retried write's delta chain, whose shape changed
+                retried.add(ahead.thread_id)
+                flush = True
+            except Exception as exc:
+                self._fail(ahead.thread_id, exc)
+        redo += [item.owner for item in lost if isinstance(item.owner, _Ahead)]
+        for ahead in redo:
+            if ahead.thread_id in self._failures:
+                continue
+            try:
+                if ahead.thread_id in retried and ahead.prepared is not None:
                     self._core.store_whole(ahead.prepared)
                 self._run(ahead.again(), write=True, atomic=False)
                 self._remember(ahead)
                 flush = True
-            if retried:
-                # the caches learned the writes as they were planned, not as they landed
-                self.clear_cache()
-        except BaseException:
+            except Exception as exc:
+                self._fail(ahead.thread_id, exc)
+        if retried:
+            # the caches learned the writes as they were planned, not as they landed
             self.clear_cache()
-            raise
-        finally:
-            if flush:
-                self._run(_flush_wal(), write=True, atomic=False)
+        if flush:
+            self._run(_flush_wal(), write=True, atomic=False)
+
+    def _fail(self, thread_id: str, error: Exception) -> None:
+        self._failures.setdefault(thread_id, _Failure(error))
+        self.clear_cache()
 
     def _remember(self, ahead: _Ahead) -> None:
         if ahead.prepared is not None:
