@@ -23,8 +23,14 @@ transaction open, every operation joins it through a savepoint.
   one head, exactly one wins.
 * One run per thread, enforced before anything runs: ``lock_thread`` takes a
   session-level ``pg_try_advisory_lock`` keyed by (schema, thread id) on a dedicated
-  connection of the saver's own. The server drops it when that session ends, so a
-  process that dies (even by SIGKILL) never leaves a thread held.
+  connection of the saver's own (the run session, ``_runsession``), and reads the
+  thread's head in the same round trip. The server drops the lock when that session
+  ends, so a process that dies (even by SIGKILL) never leaves a thread held.
+* Runs with durability="async" (the default) do not wait for their writes: each is sent
+  on the run session as its own relaxed-commit transaction and the run goes on; the
+  release of the run lock reads all their replies and flushes the WAL in one round
+  trip, so ``invoke`` returns only once the run's writes are durable. A write that
+  failed fails its own run (at its next write, at the latest when it ends).
 * Metadata is ``jsonb``; ``list(filter=...)`` uses ``metadata @> %s::jsonb`` (plus an
   exact ``metadata -> key = value`` test for dict/list values, so filters mean equality
   on every saver). Strings in metadata cannot contain NUL characters (a ``jsonb`` limit),
@@ -79,7 +85,6 @@ from threadloom.checkpoint.postgres._runsession import (
     RUN_LOCK_SQL,
     RUN_UNLOCK_FLUSH_SQL,
     RUN_UNLOCK_SQL,
-    SESSION_SQL,
     RunSession,
     Sent,
 )
@@ -233,12 +238,6 @@ def _autocommit(conn: psycopg.Connection[Any]) -> Iterator[None]:
 
 
 # -- run locks (one run per thread) --------------------------------------------------
-
-# aio.py shares these names
-_RUN_LOCK_SQL = RUN_LOCK_SQL
-_RUN_UNLOCK_SQL = RUN_UNLOCK_SQL
-_RUN_UNLOCK_FLUSH_SQL = RUN_UNLOCK_FLUSH_SQL
-_LOCK_SESSION_SQL = SESSION_SQL
 
 
 def _flush_wal() -> Op[None]:

@@ -31,16 +31,18 @@ from threadloom.checkpoint._sql import Batch, Op, Query, drive_async
 from threadloom.checkpoint._sqlsaver import AsyncSqlSaver, RunGuard, thread_busy_error
 from threadloom.checkpoint.base import SerializerProtocol
 from threadloom.checkpoint.postgres import (
-    _LOCK_SESSION_SQL,
-    _RUN_LOCK_SQL,
-    _RUN_UNLOCK_FLUSH_SQL,
-    _RUN_UNLOCK_SQL,
     DIALECT,
     MIGRATIONS,
     _flush_wal,
     lock_conninfo,
     pg_sql,
     run_lock_key,
+)
+from threadloom.checkpoint.postgres._runsession import (
+    RUN_LOCK_SQL,
+    RUN_UNLOCK_FLUSH_SQL,
+    RUN_UNLOCK_SQL,
+    SESSION_SQL,
 )
 
 if TYPE_CHECKING:
@@ -216,7 +218,7 @@ class AsyncPostgresSaver(AsyncSqlSaver):
         conninfo, kwargs = lock_conninfo(self.conn, self._conninfo)
         conn = await psycopg.AsyncConnection.connect(conninfo, **kwargs, autocommit=True)
         try:
-            row = await (await conn.execute(_LOCK_SESSION_SQL)).fetchone()
+            row = await (await conn.execute(SESSION_SQL)).fetchone()
         except BaseException:
             await conn.close()
             raise
@@ -231,7 +233,7 @@ class AsyncPostgresSaver(AsyncSqlSaver):
                 conn = await self._lock_connection()
                 key = run_lock_key(self._lock_schema, thread_id)
                 try:
-                    row = await (await conn.execute(_RUN_LOCK_SQL, (key,))).fetchone()
+                    row = await (await conn.execute(RUN_LOCK_SQL, (key,))).fetchone()
                     break
                 except psycopg.OperationalError:
                     self._lock_conn = None
@@ -249,7 +251,7 @@ class AsyncPostgresSaver(AsyncSqlSaver):
             conn = self._lock_conn
             if conn is not None and not conn.closed and not conn.broken:
                 try:
-                    await conn.execute(_RUN_UNLOCK_FLUSH_SQL if flush else _RUN_UNLOCK_SQL, (key,))
+                    await conn.execute(RUN_UNLOCK_FLUSH_SQL if flush else RUN_UNLOCK_SQL, (key,))
                     return
                 except psycopg.Error:
                     self._lock_conn = None
