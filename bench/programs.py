@@ -253,14 +253,23 @@ def chat_graph(api: Api, checkpointer: Any) -> Graph:
 
 
 def fill_history(graph: Graph, thread_id: str, checkpoints: int) -> int:
-    """Invoke until the thread holds ``checkpoints`` checkpoints; returns how many it holds."""
+    """Invoke until the thread holds at least ``checkpoints`` checkpoints (each invoke adds
+    the same number: its input, its start and its reply); returns how many it holds."""
     config = thread(thread_id)
-    for i in range(checkpoints // 2):
+
+    def held() -> int:
+        return sum(1 for _ in graph.get_state_history(config))
+
+    def say(i: int) -> None:
         update: State = {"messages": [HumanMessage(f"Message {i}: please note this.")]}
         if i == 0:
             update["turn"] = 0
         graph.invoke(update, config)
-    return sum(1 for _ in graph.get_state_history(config))
+
+    say(0)
+    for i in range(1, -(-checkpoints // held())):  # ceil: as many invokes as needed
+        say(i)
+    return held()
 
 
 def read_state(graph: Graph, thread_id: str) -> Any:

@@ -1,0 +1,91 @@
+"""The benchmark suite's own logic, on threadloom alone (LangGraph is only a bench extra).
+
+Every figure's program must build and run on threadloom's memory and SQLite savers and
+give the output the harness compares with LangGraph's; the comparison must see through
+what legitimately differs (message ids) and point at what does not; the verdicts and the
+sample order must be what ``bench/RESULTS.md`` says they are.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+
+from bench import harness, programs, report
+from bench.api import load_api
+from bench.cases import HISTORY_CHECKPOINTS, figures
+from bench.cli import _linear
+from bench.harness import Prepared
+from bench.normalize import first_difference, normalize
+from bench.savers import open_saver
+
+API = load_api("threadloom")
+FIGURES = [f for f in figures() if f.saver in ("none", "memory", "sqlite")]
+
+
+@pytest.mark.parametrize("fig", FIGURES, ids=[f.key for f in FIGURES])
+def test_every_figure_runs_on_threadloom(fig: Any) -> None:
+    with open_saver("threadloom", fig.saver) as saver:
+        prepared = fig.prepare(API, saver, fig.saver, fig.key)
+        prepared.run()  # what the harness times, once more
+    assert prepared.units >= 1 and prepared.output
+    if fig.program == "history":
+        assert HISTORY_CHECKPOINTS <= prepared.output["checkpoints"] < HISTORY_CHECKPOINTS + 3
+    if fig.program == "agent" and fig.saver != "none":
+        assert prepared.extra["bytes_exact"] and prepared.extra["bytes"] > 0
+
+
+def test_outputs_compare_without_message_ids() -> None:
+    call = {"name": "lookup", "args": {"q": "x"}, "id": "call-1"}
+    ours = {"messages": [HumanMessage("hi", id="1"), AIMessage("", tool_calls=[call], id="2")]}
+    theirs = {
+        "messages": [HumanMessage("hi", id="a"), AIMessage("", tool_calls=[call], id="b")]
+    }
+    assert first_difference(normalize(ours), normalize(theirs)) is None
+
+    edited = {**call, "args": {"q": "y"}}
+    theirs["messages"][1] = AIMessage("", tool_calls=[edited], id="b")
+    assert first_difference(normalize(ours), normalize(theirs)) == (
+        "$.messages[1]: ('ai', '', (('lookup', {'q': 'x'}),)) != "
+        "('ai', '', (('lookup', {'q': 'y'}),))"
+    )
+    assert first_difference({"a": [1]}, {"a": [1, 2]}) == "$.a: length 1 != 2"
+    assert first_difference({"a": 1}, {}) == "$.a: only in threadloom"
+
+
+def test_snapshots_compare_by_what_a_person_reads() -> None:
+    with open_saver("threadloom", "memory") as saver:
+        approval = programs.approval_graph(API, saver)
+        seen = normalize(programs.run_approval_cycle(API, approval, "t"))
+    assert seen["snapshot"]["next"] == ["send"]
+    assert seen["snapshot"]["values"]["messages"][-1][1] == (
+        "Draft: Dear client, here is the report..."
+    )
+    assert seen["final"]["messages"][-1][1] == (
+        "Email sent: Dear client, the report is attached."
+    )
+
+
+def test_samples_alternate_between_the_libraries() -> None:
+    order: list[str] = []
+
+    def program(name: str) -> Prepared:
+        return Prepared(run=lambda: order.append(name), units=1, output=None)
+
+    stats = harness.measure({"a": program("a"), "b": program("b")}, repeats=3, target_s=0.0)
+    assert order[:2] == ["a", "b"]  # one call each to calibrate (a zero-second sample)
+    assert order[2:] == ["a", "b"] * 3
+    assert len(stats["a"].samples) == len(stats["b"].samples) == 3
+
+
+def test_verdicts_and_growth() -> None:
+    assert report.verdict(0.12, 1 / 8) == "PASS"
+    assert report.verdict(0.13, 1 / 8) == "FAIL"
+    assert report.verdict(None, 1 / 8) == "n/a"
+    assert report.verdict(0.5, None) == "-"
+    assert report.target_text(1 / 2.5) == "<= 1/2.5"
+    assert _linear({25: 100, 50: 200, 100: 400}) == (True, 1.0)
+    quadratic = {25: 25**2, 50: 50**2, 100: 100**2}
+    assert _linear(quadratic)[0] is False
