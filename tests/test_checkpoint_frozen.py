@@ -201,3 +201,17 @@ def test_editing_a_tool_call_read_from_get_state_keeps_history(kind: str) -> Non
         if len(snap.values.get("messages", [])) == 2
     ]
     assert calls == ["alice", "bob"]
+
+
+def test_field_names_are_one_string_each_in_a_thaw() -> None:
+    """Messages decoded by different paths carry equal field names as different string
+    objects; a thaw makes one object per name (fewer allocations per read)."""
+    first, second = HumanMessage("a", id="1"), AIMessage("b", id="2")
+    fresh = {"".join(list(name)): value for name, value in second.__dict__.items()}
+    object.__setattr__(second, "__dict__", fresh)
+    assert next(iter(second.__dict__)) is not next(iter(first.__dict__))
+    frozen = freeze([first, second])
+    assert frozen is not None
+    a, b = frozen.thaw()
+    assert (a, b) == (first, second)
+    assert all(x is y for x, y in zip(a.__dict__, b.__dict__, strict=False))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 import io
 import pickle
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -66,6 +67,7 @@ def _slot_setters() -> tuple[Callable[[Any, Any], None], ...]:
 
 
 _loads = pickle.loads
+_intern = sys.intern
 
 
 class _NotPlain(Exception):
@@ -132,10 +134,11 @@ def freeze(value: Any) -> Frozen | None:
         if not _is_plain_model(cls) or item.__pydantic_private__ is not None:
             return None
         extra = item.__pydantic_extra__
-        if extra is None:
-            plain.append(item.__dict__)
-        else:
-            plain.append([item.__dict__, extra])
+        # one string object per field name, whichever decoder made the dict: the pickle
+        # writes each name once and every thaw shares it (a memo reference) instead of
+        # allocating it anew for every message
+        state = {_intern(name): value for name, value in item.__dict__.items()}
+        plain.append(state if extra is None else [state, extra])
         shape = (cls, frozenset(item.__pydantic_fields_set__), extra is not None)
         shapes.append(_shapes.setdefault(shape, shape))
     buffer = io.BytesIO()
