@@ -114,7 +114,7 @@ def test_unfingerprintable_items_disable_the_delta() -> None:
     cache, store = DeltaCache(), Store()
     step(cache, store, None, "c0", {"m": ["a"]})
     [p] = cache.plan(T, NS, "c0", {"m": ["a", lambda: 0]}, {"m": "c1-m"})
-    assert p.is_delta and p.fingerprints is None  # stored as a delta, not remembered
+    assert p.is_delta and p.printed is None  # stored as a delta, not remembered
     cache.remember_put(T, NS, "c1", {"m": "c1-m"}, [p])
     [p2] = cache.plan(T, NS, "c1", {"m": ["a", "b", "c"]}, {"m": "c2-m"})
     assert not p2.is_delta
@@ -239,9 +239,9 @@ def test_remember_loaded_enables_deltas_in_a_fresh_cache() -> None:
 
 def test_forget_and_lru_bound() -> None:
     cache = DeltaCache(max_heads=2)
-    fps = (DeltaCache().fingerprint("x"),)
+    printed = DeltaCache().print_of(["x"])
     for t in ("a", "b", "c"):
-        cache.remember_put(t, NS, "c0", {"m": "v"}, [BlobPlan("m", "v", ["x"], fingerprints=fps)])
+        cache.remember_put(t, NS, "c0", {"m": "v"}, [BlobPlan("m", "v", ["x"], printed=printed)])
     assert cache.plan("a", NS, "c0", {"m": ["x", "y"]}, {"m": "w"})[0].is_delta is False
     assert cache.plan("c", NS, "c0", {"m": ["x", "y"]}, {"m": "w"})[0].is_delta is True
     cache.forget("c")
@@ -394,3 +394,31 @@ def test_value_cache_keeps_resolved_reads() -> None:
     cache.add_resolved(store.rows, resolved)
     resolved[key].value.append("caller's own")  # the cache kept a copy
     assert cache.lookup([key], lambda *_: pytest.fail("decoded"))[0][key].value == items
+
+
+def test_a_print_sees_every_change_of_state_and_nothing_else() -> None:
+    """Equal states print equal however their objects are shared (a decoded copy shares
+    its field names, a live message may not); any change of state, deep or shallow, of
+    class or of fields set, prints differently."""
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    call = {"name": "search", "args": {"q": "weather"}, "id": "c1", "type": "tool_call"}
+    live = [HumanMessage("hi", id="h1"), AIMessage("", id="a1", tool_calls=[call])]
+    cache = DeltaCache()
+    printed = cache.print_of(live)
+    assert printed is not None and printed.length == 2
+
+    copy = SERDE.loads_typed(SERDE.dumps_typed(live))
+    renamed = {"".join(list(name)): value for name, value in copy[0].__dict__.items()}
+    object.__setattr__(copy[0], "__dict__", renamed)  # same state, other key objects
+    assert cache.print_of(copy) == printed
+
+    copy[1].tool_calls[0]["args"]["q"] = "weather in Paris"  # a deep, in-place change
+    assert cache.print_of(copy) != printed
+    copy = SERDE.loads_typed(SERDE.dumps_typed(live))
+    copy[0] = AIMessage("hi", id="h1")  # another class, the same fields
+    assert cache.print_of(copy) != printed
+    copy = SERDE.loads_typed(SERDE.dumps_typed(live))
+    copy[1].__pydantic_fields_set__.add("name")
+    assert cache.print_of(copy) != printed
+    assert cache.print_of([(1, 2)]) != cache.print_of([[1, 2]])  # tuples are not lists

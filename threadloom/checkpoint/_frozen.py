@@ -35,7 +35,7 @@ from typing import Any
 
 from threadloom.checkpoint.serde.msgpack import plain_pydantic_model
 
-__all__ = ["Frozen", "freeze"]
+__all__ = ["Frozen", "freeze", "item_states", "state_bytes"]
 
 _setattr = object.__setattr__
 _new = object.__new__
@@ -150,3 +150,61 @@ def freeze(value: Any) -> Frozen | None:
     if not any(shapes):
         shapes = []  # plain data only: nothing to rebuild
     return Frozen(blob, shapes, single, len(items))
+
+
+def item_states(items: list[Any]) -> list[Any] | None:
+    """What ``state_bytes`` pickles for each of ``items``: a plain model's class, fields,
+    extras and fields set, anything else as it is (the pickler then checks it is plain
+    data); ``None`` when an item is a pydantic model that is not plain."""
+    states: list[Any] = []
+    append = states.append
+    for item in items:
+        cls = type(item)
+        head = _state_heads.get(cls)
+        if head is None:
+            head = _state_heads[cls] = _state_head(cls)
+        if head is _NOT_A_MODEL:
+            append((0, item) if cls is tuple else item)
+        elif head is _OPAQUE or item.__pydantic_private__ is not None:
+            return None
+        else:
+            append(
+                (
+                    *head,
+                    item.__dict__,
+                    item.__pydantic_extra__,
+                    sorted(item.__pydantic_fields_set__),
+                )
+            )
+    return states
+
+
+def state_bytes(states: list[Any]) -> bytes | None:
+    """Bytes that change whenever any of the ``item_states`` do, for telling whether a
+    list was changed in place (``_delta``); ``None`` when a state is not plain data.
+
+    One pickle without pickle's memo, so equal states give equal bytes however their
+    objects happen to be shared (a decoded copy shares its field names, a live message
+    may not).
+    """
+    buffer = io.BytesIO()
+    pickler = _PlainPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.fast = True  # no memo (see above); a cycle raises ValueError
+    try:
+        pickler.dump(states)
+    except (_NotPlain, pickle.PicklingError, RecursionError, ValueError, TypeError):
+        return None
+    return buffer.getvalue()
+
+
+_NOT_A_MODEL: Any = ()
+_OPAQUE: Any = (None,)
+_state_heads: dict[type, tuple[Any, ...]] = {}  # class -> its states' first items
+
+
+def _state_head(cls: type) -> tuple[Any, ...]:
+    if not hasattr(cls, "__pydantic_fields__"):
+        return _NOT_A_MODEL
+    if not _is_plain_model(cls):
+        return _OPAQUE
+    return (1, cls.__module__, cls.__qualname__)
