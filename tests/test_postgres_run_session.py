@@ -212,3 +212,64 @@ def test_the_session_sends_what_the_core_writes() -> None:
     assert oids == [25, 0, 20, 701, 17, 16] and formats == [0, 0, 0, 0, 1, 0]
     with pytest.raises(_Unsendable):
         _dump([object()])
+
+
+def test_a_head_read_thaws_the_values_it_expects_while_its_query_runs(
+    pg_schemas: Callable[[], str],  # noqa: F811
+) -> None:
+    _require_postgres()
+    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
+        saver.setup()
+        graph = _chain(saver, ["a", "b"], {})
+        config = {"configurable": {"thread_id": "t"}}
+        graph.invoke({"items": []}, config)
+        thawed: list[Any] = []
+        real = saver._core.values.thawed
+
+        def spy(keys: Any) -> Any:
+            got = real(keys)
+            thawed.append(sorted(k[2] for k in got))
+            return got
+
+        saver._core.values.thawed = spy  # type: ignore[method-assign]
+        first, second = graph.get_state(config), graph.get_state(config)
+        assert first.values == second.values == {"items": ["a", "b"]}
+        # the first read froze what it decoded; the second thawed it ahead
+        assert thawed[0] == [] and "items" in thawed[1]
+        first.values["items"].append("mine")  # each read is the reader's own
+        assert graph.get_state(config).values == {"items": ["a", "b"]}
+
+
+def test_a_head_read_whose_guess_misses_reads_what_is_stored(
+    pg_schemas: Callable[[], str],  # noqa: F811
+) -> None:
+    """Another process moved the thread on: the values thawed ahead are those of the
+    head this process knew, and the read uses what the query found instead."""
+    _require_postgres()
+    url = pg_schemas()
+    with PostgresSaver.from_conn_string(url) as saver, PostgresSaver.from_conn_string(
+        url
+    ) as other:
+        saver.setup()
+        config = {"configurable": {"thread_id": "t"}}
+        _chain(saver, ["a", "b"], {}).invoke({"items": []}, config)
+        _chain(other, ["c"], {}).invoke({"items": ["x"]}, config)
+        tup = saver.get_tuple(config)
+        assert tup is not None
+        assert tup.checkpoint["channel_values"]["items"] == ["a", "b", "x", "c"]
+
+
+def test_a_head_read_survives_its_prepared_statement_being_dropped(
+    pg_schemas: Callable[[], str],  # noqa: F811
+) -> None:
+    _require_postgres()
+    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
+        saver.setup()
+        graph = _chain(saver, ["a"], {})
+        config = {"configurable": {"thread_id": "t"}}
+        graph.invoke({"items": []}, config)
+        assert graph.get_state(config).values == {"items": ["a"]}
+        saver.conn.execute("DEALLOCATE ALL")  # as a pool's reset with DISCARD ALL would
+        assert graph.get_state(config).values == {"items": ["a"]}
+        with saver.conn.transaction():  # inside the caller's transaction: joined
+            assert graph.get_state(config).values == {"items": ["a"]}

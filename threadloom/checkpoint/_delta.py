@@ -297,6 +297,13 @@ class DeltaCache:
         with self._lock:
             self._store(key, _Head(checkpoint_id, versions, lists))
 
+    def head_versions(self, thread_id: str, ns: str) -> dict[str, str]:
+        """The channel versions of the newest checkpoint this process knows of the thread
+        (empty when it knows none): what its next head read most likely returns."""
+        with self._lock:
+            head = self._heads.get((thread_id, ns))
+            return {} if head is None else dict(head.versions)
+
     def forget(self, thread_id: str) -> None:
         """Drop everything known about a thread (after delete or prune)."""
         with self._lock:
@@ -548,6 +555,19 @@ class ValueCache:
                     found[key] = got
             self._evict()
         return found, missing
+
+    def thawed(self, keys: Iterable[BlobKey]) -> dict[BlobKey, Resolved]:
+        """The values of those ``keys`` that are held frozen, each thawed anew - what
+        ``lookup`` would return for them - and nothing else (no decoding): for a read to
+        prepare while its query is in flight."""
+        found: dict[BlobKey, Resolved] = {}
+        with self._lock:
+            for key in keys:
+                entry = self._entries.get(key)
+                if entry is not None and entry.frozen is not None:
+                    self._entries.move_to_end(key)
+                    found[key] = Resolved(entry.frozen.thaw(), entry.root, entry.depth)
+        return found
 
     def _depth(self, key: BlobKey) -> int:
         entry = self._entries.get(key)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -185,7 +185,12 @@ class SqlCore:
 
     # -- reading -------------------------------------------------------------------------
 
-    def get_tuple(self, config: dict[str, Any]) -> Op[CheckpointTuple | None]:
+    def get_tuple(
+        self, config: dict[str, Any], ready: Mapping[Key, Resolved] | None = None
+    ) -> Op[CheckpointTuple | None]:
+        """The checkpoint ``config`` names, or the newest; ``ready``: values the caller
+        already holds (see ``ahead_keys``), filled in at the latest before the first
+        query's rows are sent back."""
         thread_id, ns = thread_and_ns(config)
         checkpoint_id = get_checkpoint_id(config)
         base = f"SELECT {_CP_COLUMNS} FROM {CHECKPOINTS} WHERE thread_id = ? AND checkpoint_ns = ?"
@@ -197,7 +202,7 @@ class SqlCore:
         checkpoints, writes = self._split(rows)
         if not checkpoints:
             return None
-        [(tup, resolved)] = yield from self._load(checkpoints, writes)
+        [(tup, resolved)] = yield from self._load(checkpoints, writes, ready)
         if checkpoint_id is None:
             # The newest checkpoint is what a run continues from: remember it, so that the
             # run's first put can append deltas even in a process that never wrote this
@@ -268,11 +273,22 @@ class SqlCore:
             writes[(thread_id, ns, checkpoint_id)].append((task_id, channel, value))
         return checkpoints, writes
 
+    def ahead_keys(self, config: dict[str, Any]) -> list[Key]:
+        """The value keys a read of the thread's newest checkpoint most likely needs (those
+        of the head this process last wrote or read), for ``get_tuple(ready=...)``."""
+        thread_id, ns = thread_and_ns(config)
+        versions = self.cache.head_versions(thread_id, ns)
+        return [(thread_id, ns, channel, version) for channel, version in versions.items()]
+
     def _load(
-        self, rows: Rows, writes: dict[tuple[str, str, str], list[PendingWrite]]
+        self,
+        rows: Rows,
+        writes: dict[tuple[str, str, str], list[PendingWrite]],
+        ready: Mapping[Key, Resolved] | None = None,
     ) -> Op[list[tuple[CheckpointTuple, dict[str, Resolved]]]]:
-        """Turn checkpoint rows into tuples: decode them, find their values (in the value
-        cache, else in the database with their delta chains), attach ``writes``."""
+        """Turn checkpoint rows into tuples: decode them, find their values (``ready``,
+        else in the value cache, else in the database with their delta chains), attach
+        ``writes``."""
         decoded = []
         owners: dict[Key, str] = {}
         for thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata in rows:
@@ -309,7 +325,11 @@ class SqlCore:
                 f"{thread_id!r}, namespace {ns!r}, {owner_of(key)})",
             )
 
-        resolved, missing = self.values.lookup(owners, decode)
+        if ready:
+            resolved, missing = self.values.lookup([k for k in owners if k not in ready], decode)
+            resolved.update((k, ready[k]) for k in owners if k in ready)
+        else:
+            resolved, missing = self.values.lookup(owners, decode)
         if missing:
             blob_rows.update((yield from self._fetch_values(missing)))
             # a chain row is named after a checkpoint whose value is built on it

@@ -85,6 +85,7 @@ from threadloom.checkpoint.postgres._runsession import (
     RUN_LOCK_SQL,
     RUN_UNLOCK_FLUSH_SQL,
     RUN_UNLOCK_SQL,
+    PreparedReads,
     RunSession,
     Sent,
 )
@@ -327,6 +328,7 @@ class PostgresSaver(SyncSqlSaver):
         self._lock_mutex = threading.RLock()
         # thread id -> the first failed write its run sent ahead (see ``_settle``)
         self._failures: dict[str, _Failure] = {}
+        self._reads = PreparedReads()  # head reads, prepared on the data connections
         # thread id -> (its head read, the rows of that read's first query), fetched with
         # the run lock and taken by the run's first get_tuple
         self._prefetched: dict[str, tuple[Op[Any], Any]] = {}
@@ -479,7 +481,40 @@ class PostgresSaver(SyncSqlSaver):
                 except StopIteration as stop:
                     return stop.value
                 return self._run(resumed(step, read), write=False, atomic=False)
+        if get_checkpoint_id(config) is None:
+            keys = self._core.ahead_keys(config)
+            if keys:
+                return self._read_ahead(config, keys)
         return super().get_tuple(config)
+
+    def _read_ahead(self, config: dict[str, Any], keys: list[Any]) -> CheckpointTuple | None:
+        """A head read that thaws the values it most likely needs (``keys``: those of the
+        head this process knows) while its query is on the wire, so the round trip and
+        the thaw overlap instead of adding up; a guess that misses costs one wasted thaw.
+        The query goes as a statement prepared on the connection (``PreparedReads``)."""
+        self._prefetched.clear()
+        self._drain_sent()
+        ready: dict[Any, Any] = {}
+        with self._connection() as conn:
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                return self._drive_joined(conn, self._core.get_tuple(config))
+            with _autocommit(conn), conn.cursor(row_factory=tuple_row) as cursor:
+                op = self._core.get_tuple(config, ready)
+                first = next(op)
+                rows = None
+                if isinstance(first, Query):
+
+                    def thaw() -> None:  # the server works on the query meanwhile
+                        ready.update(self._core.values.thawed(keys))
+
+                    rows = self._reads.read(conn, first, thaw)
+                if rows is None:  # not sendable that way: the usual path, nothing guessed
+                    return drive_sync(resumed(first, op), lambda q: _execute(cursor, q))
+                try:
+                    step = op.send(rows)
+                except StopIteration as stop:
+                    return stop.value
+                return drive_sync(resumed(step, op), lambda q: _execute(cursor, q))
 
     # -- writes sent ahead (durability="async") -------------------------------------------
 
@@ -604,14 +639,18 @@ class PostgresSaver(SyncSqlSaver):
             with self.conn.connection() as conn:
                 yield conn
 
+    @staticmethod
+    def _drive_joined(conn: psycopg.Connection[Any], op: Op[T]) -> T:
+        """``op`` inside the caller's open transaction (a savepoint)."""
+        with conn.transaction(), conn.cursor(row_factory=tuple_row) as cursor:
+            return drive_sync(op, lambda q: _execute(cursor, q))
+
     def _run(self, op: Op[T], *, write: bool, atomic: bool = True) -> T:
         self._prefetched.clear()  # anything may change a thread: those reads are stale
         self._drain_sent()  # whatever runs next sees the writes sent ahead
         with self._connection() as conn:
             if conn.info.transaction_status != TransactionStatus.IDLE:
-                # the caller's transaction is open: join it (a savepoint)
-                with conn.transaction(), conn.cursor(row_factory=tuple_row) as cursor:
-                    return drive_sync(op, lambda q: _execute(cursor, q))
+                return self._drive_joined(conn, op)
             with _autocommit(conn):
                 if atomic:
                     # The whole op in one pipeline: one implicit transaction, ended by the
