@@ -1215,3 +1215,36 @@ def test_messages_stream_mode_yields_tokens_with_metadata() -> None:
     assert meta["langgraph_step"] == 1
     assert meta["langgraph_path"] == ("__pregel_pull", "call")
     assert meta["langgraph_checkpoint_ns"].startswith("call:")
+
+
+def test_a_run_leaves_no_reference_cycles() -> None:
+    """Everything a run allocates is freed by reference counting as soon as it ends: no
+    garbage waits for the cycle collector (whose full passes would walk every stored
+    checkpoint of a long-lived process)."""
+    import gc
+
+    def review(state: dict[str, Any]) -> dict[str, Any]:
+        return {"log": [interrupt("ok?")]}
+
+    builder = StateGraph(S)
+    builder.add_node("a", logger("a"))
+    builder.add_node("review", review)
+    builder.add_edge(START, "a")
+    builder.add_edge("a", "review")
+    builder.add_edge("review", END)
+    graph = builder.compile(checkpointer=InMemorySaver())
+
+    def cycle(thread_id: str) -> None:
+        config = cfg(thread_id)
+        graph.invoke({"x": 0, "log": []}, config)
+        graph.get_state(config)
+        graph.invoke(Command(resume="yes"), config)
+
+    cycle("warm-up")
+    gc.collect()
+    gc.disable()
+    try:
+        cycle("t")
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

@@ -40,7 +40,8 @@ WRITES_IDX_MAP = {ERROR: -1, "__scheduled__": -2, INTERRUPT: -3, RESUME: -4}
 RESERVED_CHARS = (":", "|")
 
 # Private keys the engine puts in a running node's config["configurable"]: they let a
-# subgraph (or get_config) find its parent's run, task and checkpointer.
+# subgraph (or get_config) find its parent's run and checkpointer; CONFIG_KEY_TASK holds
+# the task's id and marks the config as a node's (a graph invoked with it runs nested).
 CONFIG_KEY_SCOPE = "__threadloom_scope"
 CONFIG_KEY_TASK = "__threadloom_task"
 CONFIG_KEY_CHECKPOINTER = "__threadloom_checkpointer"

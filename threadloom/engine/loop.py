@@ -348,7 +348,9 @@ class Loop:
         if bases is None or bases[0] != step:
             bases = self._config_bases = (step, *self._make_config_bases(step))
         _, config_base, conf_base, meta_base = bases
-        conf = {**conf_base, "checkpoint_ns": task.ns, CONFIG_KEY_TASK: task}
+        # the task's id, not the task: the task holds this config, and a reference back
+        # would make every task a reference cycle, freed only by the garbage collector
+        conf = {**conf_base, "checkpoint_ns": task.ns, CONFIG_KEY_TASK: task.id}
         metadata = {
             **meta_base,
             "langgraph_node": task.name,
