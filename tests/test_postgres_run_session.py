@@ -273,3 +273,19 @@ def test_a_head_read_survives_its_prepared_statement_being_dropped(
         assert graph.get_state(config).values == {"items": ["a"]}
         with saver.conn.transaction():  # inside the caller's transaction: joined
             assert graph.get_state(config).values == {"items": ["a"]}
+
+
+def test_a_connection_that_must_not_prepare_is_read_the_usual_way(
+    pg_schemas: Callable[[], str],  # noqa: F811
+) -> None:
+    _require_postgres()
+    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
+        saver.setup()
+        saver.conn.prepare_threshold = None  # as for PgBouncer in transaction mode
+        graph = _chain(saver, ["a"], {})
+        config = {"configurable": {"thread_id": "t"}}
+        graph.invoke({"items": []}, config)
+        for _ in range(3):
+            assert graph.get_state(config).values == {"items": ["a"]}
+        names = saver.conn.execute("SELECT name FROM pg_prepared_statements").fetchall()
+        assert not [n for (n,) in names if n.startswith("_tl_read")]

@@ -305,7 +305,11 @@ class PreparedReads:
         self, conn: psycopg.Connection[Any], query: Query, meanwhile: Callable[[], None]
     ) -> list[tuple[Any, ...]] | None:
         """The rows of ``query`` (``None``: it cannot be sent this way, nothing was sent);
-        ``meanwhile`` runs while the server works on it."""
+        ``meanwhile`` runs while the server works on it. A connection whose
+        ``prepare_threshold`` is None (e.g. behind PgBouncer in transaction mode, where a
+        prepared statement may be gone at the next query) is left alone."""
+        if conn.prepare_threshold is None:
+            return None
         try:
             values, oids, formats = _dump(query.params)
         except _Unsendable:
