@@ -16,6 +16,7 @@ whose reply arrives after all of theirs: one round trip for the whole run's writ
 
 from __future__ import annotations
 
+import itertools
 import select
 import struct
 import threading
@@ -291,8 +292,9 @@ class PreparedReads:
     the caller has done what it can meanwhile (``read(..., meanwhile=...)``).
 
     The connection must be idle (autocommit, no transaction) and held by the caller.
-    Statements are prepared once per connection (names ``_tl_read_N``, apart from
-    psycopg's ``_pg3_N``); one that the server no longer has is prepared again.
+    Statements are prepared once per connection (names ``_tl_read_N``, unique in the
+    process and apart from psycopg's ``_pg3_N``); one that the server no longer has, or
+    whose plan no longer fits its table, is dropped and prepared again.
     """
 
     def __init__(self) -> None:
@@ -331,28 +333,30 @@ class PreparedReads:
                 raise psycopg.OperationalError("the connection sent no reply")
             if attempt or error.sqlstate not in _STALE_STATEMENT:
                 raise error
-            self._forget(conn)
+            self._drop(conn, query.sql, name)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _prepare(self, conn: Any, sql: str, oids: list[int]) -> bytes:
         with self._lock:
-            names = self._names.setdefault(conn, {})
-            name = names.get(sql)
+            name = self._names.setdefault(conn, {}).get(sql)
         if name is not None:
             return name
-        name = f"_tl_read_{len(names)}".encode()
+        name = f"_tl_read_{next(_statement_numbers)}".encode()
         res = conn.pgconn.prepare(name, _numbered(sql), oids)
         if res.status != pq.ExecStatus.COMMAND_OK:
-            error = _error(res, conn.info.encoding)
-            if error.sqlstate != "42P05":  # already there (this process lost count)
-                raise error
+            raise _error(res, conn.info.encoding)
         with self._lock:
-            names[sql] = name
+            self._names.setdefault(conn, {})[sql] = name
         return name
 
-    def _forget(self, conn: Any) -> None:
+    def _drop(self, conn: Any, sql: str, name: bytes) -> None:
+        """Forget a stale statement, and deallocate it if the server still has it."""
         with self._lock:
-            self._names.pop(conn, None)
+            self._names.get(conn, {}).pop(sql, None)
+        conn.pgconn.exec_(b'DEALLOCATE "' + name + b'"')  # an error here is harmless
+
+
+_statement_numbers = itertools.count()
 
 
 def _message(res: pq.abc.PGresult, pgconn: pq.abc.PGconn) -> str:
