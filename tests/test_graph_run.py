@@ -8,6 +8,7 @@ Pins LangGraph's behaviour as described in ../shared/reference/langgraph-api.md
 from __future__ import annotations
 
 import asyncio
+import gc
 import operator
 import threading
 from dataclasses import dataclass
@@ -1221,7 +1222,6 @@ def test_a_run_leaves_no_reference_cycles() -> None:
     """Everything a run allocates is freed by reference counting as soon as it ends: no
     garbage waits for the cycle collector (whose full passes would walk every stored
     checkpoint of a long-lived process)."""
-    import gc
 
     def review(state: dict[str, Any]) -> dict[str, Any]:
         return {"log": [interrupt("ok?")]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypedDict
 
 import psycopg
@@ -24,6 +24,15 @@ from threadloom.graph import END, START, StateGraph
 
 class Log(TypedDict):
     items: Annotated[list[str], operator.add]
+
+
+@pytest.fixture
+def saver(pg_schemas: Callable[[], str]) -> Iterator[PostgresSaver]:  # noqa: F811
+    """A set-up sync Postgres saver in a schema of its own (its URL: ``_conninfo``)."""
+    _require_postgres()
+    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
+        saver.setup()
+        yield saver
 
 
 def _chain(saver: PostgresSaver, names: list[str], hooks: dict[str, Callable[[], None]]) -> Any:
@@ -61,148 +70,119 @@ def _history(graph: Any, config: dict[str, Any]) -> list[list[str]]:
     return [s.values.get("items", []) for s in graph.get_state_history(config)]
 
 
-def test_a_run_reading_its_thread_mid_way_sees_the_writes_sent_ahead(
-    pg_schemas: Callable[[], str],  # noqa: F811
-) -> None:
-    _require_postgres()
-    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
-        saver.setup()
-        config = {"configurable": {"thread_id": "t"}}
-        seen: list[list[str]] = []
-        graph = _chain(saver, ["a", "b", "c"], {"c": lambda: seen.append(read())})
+def test_a_run_reading_its_thread_mid_way_sees_the_writes_sent_ahead(saver: PostgresSaver) -> None:
+    config = {"configurable": {"thread_id": "t"}}
+    seen: list[list[str]] = []
+    graph = _chain(saver, ["a", "b", "c"], {"c": lambda: seen.append(read())})
 
-        def read() -> list[str]:
-            return list(graph.get_state(config).values["items"])
+    def read() -> list[str]:
+        return list(graph.get_state(config).values["items"])
 
-        assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c"]}
-        assert seen == [["a", "b"]]  # what b's checkpoint holds, read while c runs
-        assert _history(graph, config) == [["a", "b", "c"], ["a", "b"], ["a"], [], []]
+    assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c"]}
+    assert seen == [["a", "b"]]  # what b's checkpoint holds, read while c runs
+    assert _history(graph, config) == [["a", "b", "c"], ["a", "b"], ["a"], [], []]
 
 
-def test_a_stale_delta_base_is_retried_and_later_writes_run_again(
-    pg_schemas: Callable[[], str],  # noqa: F811
-) -> None:
+def test_a_stale_delta_base_is_retried_and_later_writes_run_again(saver: PostgresSaver) -> None:
     """Mid-run, another process deletes the stored values the next write's delta builds
     on. That write fails its base check when its reply is read; it is retried whole, and
     the writes sent after it (whose head check saw the gap) run again."""
-    _require_postgres()
-    url = pg_schemas()
-    with PostgresSaver.from_conn_string(url) as saver:
-        saver.setup()
-        config = {"configurable": {"thread_id": "t"}}
+    config = {"configurable": {"thread_id": "t"}}
 
-        def drop_values() -> None:
-            saver.get_tuple(config)  # wait for the writes sent so far
-            with psycopg.connect(url, autocommit=True) as other:
-                other.execute("DELETE FROM threadloom_blobs WHERE channel = 'items'")
+    def drop_values() -> None:
+        saver.get_tuple(config)  # wait for the writes sent so far
+        with psycopg.connect(saver._conninfo or "", autocommit=True) as other:
+            other.execute("DELETE FROM threadloom_blobs WHERE channel = 'items'")
 
-        graph = _chain(saver, ["a", "b", "c", "d"], {"c": drop_values})
-        assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c", "d"]}
-        saver.clear_cache()  # read what the database holds, not what this process cached
-        assert graph.get_state(config).values == {"items": ["a", "b", "c", "d"]}
-        assert not saver._lock_session.sent  # type: ignore[union-attr]
+    graph = _chain(saver, ["a", "b", "c", "d"], {"c": drop_values})
+    assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c", "d"]}
+    saver.clear_cache()  # read what the database holds, not what this process cached
+    assert graph.get_state(config).values == {"items": ["a", "b", "c", "d"]}
+    assert not saver._lock_session.sent  # type: ignore[union-attr]
 
 
-def test_a_write_that_fails_when_its_reply_is_read_fails_the_run(
-    pg_schemas: Callable[[], str],  # noqa: F811
-) -> None:
+def test_a_write_that_fails_when_its_reply_is_read_fails_the_run(saver: PostgresSaver) -> None:
     """The thread is deleted by someone else mid-run: the next checkpoint's head check
     fails. The run raises (when the reply is read, at the latest when it ends), the run
     lock is released and the caches no longer claim the lost writes."""
-    _require_postgres()
-    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
-        saver.setup()
-        config = {"configurable": {"thread_id": "t"}}
-        with PostgresSaver.from_conn_string(saver._conninfo or "") as other:
+    config = {"configurable": {"thread_id": "t"}}
+    with PostgresSaver.from_conn_string(saver._conninfo or "") as other:
 
-            def delete() -> None:
-                saver.get_tuple(config)
-                other.delete_thread("t")
+        def delete() -> None:
+            saver.get_tuple(config)
+            other.delete_thread("t")
 
-            graph = _chain(saver, ["a", "b", "c"], {"b": _once(delete)})
-            with pytest.raises(CheckpointConflictError, match="moved on"):
-                graph.invoke({"items": []}, config)
-        assert graph.get_state(config).values == {}  # the run's later writes did not land
-        assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c"]}  # not held
+        graph = _chain(saver, ["a", "b", "c"], {"b": _once(delete)})
+        with pytest.raises(CheckpointConflictError, match="moved on"):
+            graph.invoke({"items": []}, config)
+    assert graph.get_state(config).values == {}  # the run's later writes did not land
+    assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c"]}  # not held
 
 
 def test_a_failed_write_fails_its_own_run_not_the_run_that_read_its_reply(
-    pg_schemas: Callable[[], str],  # noqa: F811
+    saver: PostgresSaver,
 ) -> None:
     """Two runs share the saver's run session. Run 1's write fails on the server; run 2,
     starting in another thread, reads that reply (its run lock goes after the write).
     Run 2 goes on untouched; run 1 raises at its next write."""
-    _require_postgres()
-    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
-        saver.setup()
-        one = {"configurable": {"thread_id": "one"}}
-        two = {"configurable": {"thread_id": "two"}}
-        second = _chain(saver, ["x", "y"], {})
-        results: list[Any] = []
-        with PostgresSaver.from_conn_string(saver._conninfo or "") as other:
+    one = {"configurable": {"thread_id": "one"}}
+    two = {"configurable": {"thread_id": "two"}}
+    second = _chain(saver, ["x", "y"], {})
+    results: list[Any] = []
+    with PostgresSaver.from_conn_string(saver._conninfo or "") as other:
 
-            def delete() -> None:  # the checkpoint after b will fail its head check
-                saver.get_tuple(one)
-                other.delete_thread("one")
+        def delete() -> None:  # the checkpoint after b will fail its head check
+            saver.get_tuple(one)
+            other.delete_thread("one")
 
-            def run_two() -> None:
-                worker = threading.Thread(
-                    target=lambda: results.append(second.invoke({"items": []}, two))
-                )
-                worker.start()
-                worker.join()
+        def run_two() -> None:
+            worker = threading.Thread(
+                target=lambda: results.append(second.invoke({"items": []}, two))
+            )
+            worker.start()
+            worker.join()
 
-            first = _chain(saver, ["a", "b", "c"], {"b": _once(delete), "c": _once(run_two)})
-            with pytest.raises(CheckpointConflictError, match="moved on"):
-                first.invoke({"items": []}, one)
-        assert results == [{"items": ["x", "y"]}]
-        saver.clear_cache()
-        assert _history(second, two) == [["x", "y"], ["x"], [], []]
-        assert first.get_state(one).values == {}
-        assert first.invoke({"items": []}, one) == {"items": ["a", "b", "c"]}  # not held
+        first = _chain(saver, ["a", "b", "c"], {"b": _once(delete), "c": _once(run_two)})
+        with pytest.raises(CheckpointConflictError, match="moved on"):
+            first.invoke({"items": []}, one)
+    assert results == [{"items": ["x", "y"]}]
+    saver.clear_cache()
+    assert _history(second, two) == [["x", "y"], ["x"], [], []]
+    assert first.get_state(one).values == {}
+    assert first.invoke({"items": []}, one) == {"items": ["a", "b", "c"]}  # not held
 
 
-def test_writes_sent_ahead_survive_the_run_session_dying(
-    pg_schemas: Callable[[], str],  # noqa: F811
-) -> None:
+def test_writes_sent_ahead_survive_the_run_session_dying(saver: PostgresSaver) -> None:
     """The run session's connection dies with writes sent on it: their fate is unknown,
     so they run again on the data connection (a write is idempotent)."""
-    _require_postgres()
-    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
-        saver.setup()
-        config = {"configurable": {"thread_id": "t"}}
+    config = {"configurable": {"thread_id": "t"}}
 
-        def kill() -> None:
-            session = saver._lock_session
-            assert session is not None and session.sent  # the checkpoint before b's
-            session.conn.pgconn.finish()  # the socket closes; the server drops its locks
+    def kill() -> None:
+        session = saver._lock_session
+        assert session is not None and session.sent  # the checkpoint before b's
+        session.conn.pgconn.finish()  # the socket closes; the server drops its locks
 
-        graph = _chain(saver, ["a", "b", "c"], {"b": kill})
-        assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c"]}
-        saver.clear_cache()
-        assert _history(graph, config) == [["a", "b", "c"], ["a", "b"], ["a"], [], []]
-        assert graph.invoke(None, config) == {"items": ["a", "b", "c"]}  # a new session
+    graph = _chain(saver, ["a", "b", "c"], {"b": kill})
+    assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c"]}
+    saver.clear_cache()
+    assert _history(graph, config) == [["a", "b", "c"], ["a", "b"], ["a"], [], []]
+    assert graph.invoke(None, config) == {"items": ["a", "b", "c"]}  # a new session
 
 
-def test_a_long_run_waits_for_its_writes_every_max_sent(
-    pg_schemas: Callable[[], str],  # noqa: F811
-) -> None:
-    _require_postgres()
-    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
-        saver.setup()
-        names = [f"n{i}" for i in range(MAX_SENT + 6)]
-        most = 0
+def test_a_long_run_waits_for_its_writes_every_max_sent(saver: PostgresSaver) -> None:
+    names = [f"n{i}" for i in range(MAX_SENT + 6)]
+    most = 0
 
-        def count() -> None:
-            nonlocal most
-            most = max(most, len(saver._lock_session.sent))  # type: ignore[union-attr]
+    def count() -> None:
+        nonlocal most
+        most = max(most, len(saver._lock_session.sent))  # type: ignore[union-attr]
 
-        graph = _chain(saver, names, {name: count for name in names})
-        config = {"configurable": {"thread_id": "t"}}
-        assert graph.invoke({"items": []}, config)["items"] == names
-        assert most == MAX_SENT  # never more in flight
-        saver.clear_cache()
-        assert len(_history(graph, config)) == len(names) + 2
+    graph = _chain(saver, names, {name: count for name in names})
+    config = {"configurable": {"thread_id": "t"}}
+    assert graph.invoke({"items": []}, config)["items"] == names
+    assert most == MAX_SENT  # never more in flight
+    saver.clear_cache()
+    assert len(_history(graph, config)) == len(names) + 2
 
 
 def test_the_session_sends_what_the_core_writes() -> None:
@@ -214,78 +194,56 @@ def test_the_session_sends_what_the_core_writes() -> None:
         _dump([object()])
 
 
-def test_a_head_read_thaws_the_values_it_expects_while_its_query_runs(
-    pg_schemas: Callable[[], str],  # noqa: F811
-) -> None:
-    _require_postgres()
-    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
-        saver.setup()
-        graph = _chain(saver, ["a", "b"], {})
-        config = {"configurable": {"thread_id": "t"}}
-        graph.invoke({"items": []}, config)
-        thawed: list[Any] = []
-        real = saver._core.values.thawed
+def test_a_head_read_thaws_the_values_it_expects_while_its_query_runs(saver: PostgresSaver) -> None:
+    graph = _chain(saver, ["a", "b"], {})
+    config = {"configurable": {"thread_id": "t"}}
+    graph.invoke({"items": []}, config)
+    thawed: list[Any] = []
+    real = saver._core.values.thawed
 
-        def spy(keys: Any) -> Any:
-            got = real(keys)
-            thawed.append(sorted(k[2] for k in got))
-            return got
+    def spy(keys: Any) -> Any:
+        got = real(keys)
+        thawed.append(sorted(k[2] for k in got))
+        return got
 
-        saver._core.values.thawed = spy  # type: ignore[method-assign]
-        first, second = graph.get_state(config), graph.get_state(config)
-        assert first.values == second.values == {"items": ["a", "b"]}
-        # the first read froze what it decoded; the second thawed it ahead
-        assert thawed[0] == [] and "items" in thawed[1]
-        first.values["items"].append("mine")  # each read is the reader's own
-        assert graph.get_state(config).values == {"items": ["a", "b"]}
+    saver._core.values.thawed = spy  # type: ignore[method-assign]
+    first, second = graph.get_state(config), graph.get_state(config)
+    assert first.values == second.values == {"items": ["a", "b"]}
+    # the first read froze what it decoded; the second thawed it ahead
+    assert thawed[0] == [] and "items" in thawed[1]
+    first.values["items"].append("mine")  # each read is the reader's own
+    assert graph.get_state(config).values == {"items": ["a", "b"]}
 
 
-def test_a_head_read_whose_guess_misses_reads_what_is_stored(
-    pg_schemas: Callable[[], str],  # noqa: F811
-) -> None:
+def test_a_head_read_whose_guess_misses_reads_what_is_stored(saver: PostgresSaver) -> None:
     """Another process moved the thread on: the values thawed ahead are those of the
     head this process knew, and the read uses what the query found instead."""
-    _require_postgres()
-    url = pg_schemas()
-    with PostgresSaver.from_conn_string(url) as saver, PostgresSaver.from_conn_string(
-        url
-    ) as other:
-        saver.setup()
-        config = {"configurable": {"thread_id": "t"}}
-        _chain(saver, ["a", "b"], {}).invoke({"items": []}, config)
+    config = {"configurable": {"thread_id": "t"}}
+    _chain(saver, ["a", "b"], {}).invoke({"items": []}, config)
+    with PostgresSaver.from_conn_string(saver._conninfo or "") as other:
         _chain(other, ["c"], {}).invoke({"items": ["x"]}, config)
-        tup = saver.get_tuple(config)
-        assert tup is not None
-        assert tup.checkpoint["channel_values"]["items"] == ["a", "b", "x", "c"]
+    tup = saver.get_tuple(config)
+    assert tup is not None
+    assert tup.checkpoint["channel_values"]["items"] == ["a", "b", "x", "c"]
 
 
-def test_a_head_read_survives_its_prepared_statement_being_dropped(
-    pg_schemas: Callable[[], str],  # noqa: F811
-) -> None:
-    _require_postgres()
-    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
-        saver.setup()
-        graph = _chain(saver, ["a"], {})
-        config = {"configurable": {"thread_id": "t"}}
-        graph.invoke({"items": []}, config)
+def test_a_head_read_survives_its_prepared_statement_being_dropped(saver: PostgresSaver) -> None:
+    graph = _chain(saver, ["a"], {})
+    config = {"configurable": {"thread_id": "t"}}
+    graph.invoke({"items": []}, config)
+    assert graph.get_state(config).values == {"items": ["a"]}
+    saver.conn.execute("DEALLOCATE ALL")  # as a pool's reset with DISCARD ALL would
+    assert graph.get_state(config).values == {"items": ["a"]}
+    with saver.conn.transaction():  # inside the caller's transaction: joined
         assert graph.get_state(config).values == {"items": ["a"]}
-        saver.conn.execute("DEALLOCATE ALL")  # as a pool's reset with DISCARD ALL would
+
+
+def test_a_connection_that_must_not_prepare_is_read_the_usual_way(saver: PostgresSaver) -> None:
+    saver.conn.prepare_threshold = None  # as for PgBouncer in transaction mode
+    graph = _chain(saver, ["a"], {})
+    config = {"configurable": {"thread_id": "t"}}
+    graph.invoke({"items": []}, config)
+    for _ in range(3):
         assert graph.get_state(config).values == {"items": ["a"]}
-        with saver.conn.transaction():  # inside the caller's transaction: joined
-            assert graph.get_state(config).values == {"items": ["a"]}
-
-
-def test_a_connection_that_must_not_prepare_is_read_the_usual_way(
-    pg_schemas: Callable[[], str],  # noqa: F811
-) -> None:
-    _require_postgres()
-    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
-        saver.setup()
-        saver.conn.prepare_threshold = None  # as for PgBouncer in transaction mode
-        graph = _chain(saver, ["a"], {})
-        config = {"configurable": {"thread_id": "t"}}
-        graph.invoke({"items": []}, config)
-        for _ in range(3):
-            assert graph.get_state(config).values == {"items": ["a"]}
-        names = saver.conn.execute("SELECT name FROM pg_prepared_statements").fetchall()
-        assert not [n for (n,) in names if n.startswith("_tl_read")]
+    names = saver.conn.execute("SELECT name FROM pg_prepared_statements").fetchall()
+    assert not [n for (n,) in names if n.startswith("_tl_read")]

@@ -39,21 +39,31 @@ __all__ = ["Frozen", "freeze", "item_states", "state_bytes"]
 
 _setattr = object.__setattr__
 _new = object.__new__
-_models: dict[type, bool] = {}  # class -> rebuilt like model_construct (see _is_plain_model)
 # (class, fields_set, has extra fields), interned: a cache holding many versions of a long
 # message list keeps one pointer per item, not a tuple and a frozenset each.
 _Shape = tuple[type, frozenset[str], bool]
 _shapes: dict[_Shape, _Shape] = {}
 
+_NOT_A_MODEL: Any = ()
+_OPAQUE: Any = (None,)
+_kinds: dict[type, tuple[Any, ...]] = {}
 
-def _is_plain_model(cls: type) -> bool:
-    """A pydantic v2 model whose state is exactly its four slots (no custom ``__new__``,
-    no ``model_post_init``, not a root model): what the msgpack serializer also rebuilds
-    without running code."""
-    known = _models.get(cls)
-    if known is None:
-        known = _models[cls] = plain_pydantic_model(cls) and cls.__new__ is object.__new__
-    return known
+
+def _kind(cls: type) -> tuple[Any, ...]:
+    """What ``cls`` is here (cached): ``_NOT_A_MODEL``; ``_OPAQUE``, a pydantic model
+    whose state is more than its four slots (a custom ``__new__``, ``model_post_init``, a
+    root model - what the msgpack serializer does not rebuild without running code
+    either); or a plain model, as the head of its ``item_states`` entry."""
+    kind = _kinds.get(cls)
+    if kind is None:
+        if not hasattr(cls, "__pydantic_fields__"):
+            kind = _NOT_A_MODEL
+        elif plain_pydantic_model(cls) and cls.__new__ is object.__new__:
+            kind = (1, cls.__module__, cls.__qualname__)
+        else:
+            kind = _OPAQUE
+        _kinds[cls] = kind
+    return kind
 
 
 @functools.cache
@@ -127,11 +137,12 @@ def freeze(value: Any) -> Frozen | None:
     shapes: list[_Shape | None] = []
     for item in items:
         cls = type(item)
-        if not hasattr(cls, "__pydantic_fields__"):
+        kind = _kind(cls)
+        if kind is _NOT_A_MODEL:
             plain.append(item)  # builtins, or the pickler refuses it
             shapes.append(None)
             continue
-        if not _is_plain_model(cls) or item.__pydantic_private__ is not None:
+        if kind is _OPAQUE or item.__pydantic_private__ is not None:
             return None
         extra = item.__pydantic_extra__
         # one string object per field name, whichever decoder made the dict: the pickle
@@ -141,12 +152,9 @@ def freeze(value: Any) -> Frozen | None:
         plain.append(state if extra is None else [state, extra])
         shape = (cls, frozenset(item.__pydantic_fields_set__), extra is not None)
         shapes.append(_shapes.setdefault(shape, shape))
-    buffer = io.BytesIO()
-    try:
-        _PlainPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(plain)
-    except (_NotPlain, pickle.PicklingError, RecursionError):
+    blob = _pickle_plain(plain, memo=True)
+    if blob is None:
         return None
-    blob = buffer.getvalue()
     if not any(shapes):
         shapes = []  # plain data only: nothing to rebuild
     return Frozen(blob, shapes, single, len(items))
@@ -160,9 +168,7 @@ def item_states(items: list[Any]) -> list[Any] | None:
     append = states.append
     for item in items:
         cls = type(item)
-        head = _state_heads.get(cls)
-        if head is None:
-            head = _state_heads[cls] = _state_head(cls)
+        head = _kind(cls)
         if head is _NOT_A_MODEL:
             append((0, item) if cls is tuple else item)
         elif head is _OPAQUE or item.__pydantic_private__ is not None:
@@ -183,28 +189,21 @@ def state_bytes(states: list[Any]) -> bytes | None:
     """Bytes that change whenever any of the ``item_states`` do, for telling whether a
     list was changed in place (``_delta``); ``None`` when a state is not plain data.
 
-    One pickle without pickle's memo, so equal states give equal bytes however their
+    A pickle without pickle's memo, so equal states give equal bytes however their
     objects happen to be shared (a decoded copy shares its field names, a live message
     may not).
     """
+    return _pickle_plain(states, memo=False)
+
+
+def _pickle_plain(value: Any, *, memo: bool) -> bytes | None:
+    """``value`` pickled if it is plain data, else ``None``. Without ``memo`` an object
+    met twice is written twice (and a cycle raises ValueError: ``None``)."""
     buffer = io.BytesIO()
     pickler = _PlainPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
-    pickler.fast = True  # no memo (see above); a cycle raises ValueError
+    pickler.fast = not memo
     try:
-        pickler.dump(states)
-    except (_NotPlain, pickle.PicklingError, RecursionError, ValueError, TypeError):
+        pickler.dump(value)
+    except (_NotPlain, pickle.PicklingError, RecursionError, ValueError):
         return None
     return buffer.getvalue()
-
-
-_NOT_A_MODEL: Any = ()
-_OPAQUE: Any = (None,)
-_state_heads: dict[type, tuple[Any, ...]] = {}  # class -> its states' first items
-
-
-def _state_head(cls: type) -> tuple[Any, ...]:
-    if not hasattr(cls, "__pydantic_fields__"):
-        return _NOT_A_MODEL
-    if not _is_plain_model(cls):
-        return _OPAQUE
-    return (1, cls.__module__, cls.__qualname__)

@@ -17,6 +17,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 from threadloom.checkpoint import _sqlaudit
@@ -277,7 +278,7 @@ class SyncSqlSaver(SqlSaver):
         op = self._core.put(prepared)
         if prepared.relaxed:
             first = next(op)
-            again = lambda: self._core.put(prepared)  # noqa: E731
+            again = partial(self._core.put, prepared)
             if self._send_ahead(prepared.thread_id, first, op, again, prepared):
                 # optimistic: the caches learn the write now (a failed one clears them)
                 prepared.stored = prepared.blobs

@@ -490,31 +490,14 @@ class PostgresSaver(SyncSqlSaver):
     def _read_ahead(self, config: dict[str, Any], keys: list[Any]) -> CheckpointTuple | None:
         """A head read that thaws the values it most likely needs (``keys``: those of the
         head this process knows) while its query is on the wire, so the round trip and
-        the thaw overlap instead of adding up; a guess that misses costs one wasted thaw.
-        The query goes as a statement prepared on the connection (``PreparedReads``)."""
-        self._prefetched.clear()
-        self._drain_sent()
+        the thaw overlap instead of adding up; a guess that misses costs one wasted thaw."""
         ready: dict[Any, Any] = {}
-        with self._connection() as conn:
-            if conn.info.transaction_status != TransactionStatus.IDLE:
-                return self._drive_joined(conn, self._core.get_tuple(config))
-            with _autocommit(conn), conn.cursor(row_factory=tuple_row) as cursor:
-                op = self._core.get_tuple(config, ready)
-                first = next(op)
-                rows = None
-                if isinstance(first, Query):
 
-                    def thaw() -> None:  # the server works on the query meanwhile
-                        ready.update(self._core.values.thawed(keys))
+        def thaw() -> None:
+            ready.update(self._core.values.thawed(keys))
 
-                    rows = self._reads.read(conn, first, thaw)
-                if rows is None:  # not sendable that way: the usual path, nothing guessed
-                    return drive_sync(resumed(first, op), lambda q: _execute(cursor, q))
-                try:
-                    step = op.send(rows)
-                except StopIteration as stop:
-                    return stop.value
-                return drive_sync(resumed(step, op), lambda q: _execute(cursor, q))
+        op = self._core.get_tuple(config, ready)
+        return self._run(op, write=False, atomic=False, meanwhile=thaw)
 
     # -- writes sent ahead (durability="async") -------------------------------------------
 
@@ -639,18 +622,24 @@ class PostgresSaver(SyncSqlSaver):
             with self.conn.connection() as conn:
                 yield conn
 
-    @staticmethod
-    def _drive_joined(conn: psycopg.Connection[Any], op: Op[T]) -> T:
-        """``op`` inside the caller's open transaction (a savepoint)."""
-        with conn.transaction(), conn.cursor(row_factory=tuple_row) as cursor:
-            return drive_sync(op, lambda q: _execute(cursor, q))
-
-    def _run(self, op: Op[T], *, write: bool, atomic: bool = True) -> T:
+    def _run(
+        self,
+        op: Op[T],
+        *,
+        write: bool,
+        atomic: bool = True,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> T:
+        """Drive ``op`` on a data connection. ``meanwhile``: work to do while the op's
+        first query is on the wire - that query then goes as a prepared read
+        (``PreparedReads``), where it can (a non-atomic op on an idle connection)."""
         self._prefetched.clear()  # anything may change a thread: those reads are stale
         self._drain_sent()  # whatever runs next sees the writes sent ahead
         with self._connection() as conn:
             if conn.info.transaction_status != TransactionStatus.IDLE:
-                return self._drive_joined(conn, op)
+                # the caller's transaction is open: join it (a savepoint)
+                with conn.transaction(), conn.cursor(row_factory=tuple_row) as cursor:
+                    return drive_sync(op, lambda q: _execute(cursor, q))
             with _autocommit(conn):
                 if atomic:
                     # The whole op in one pipeline: one implicit transaction, ended by the
@@ -659,6 +648,14 @@ class PostgresSaver(SyncSqlSaver):
                         return drive_sync(op, execute)
                 # each statement or batch of ``op`` is atomic on its own: one round trip each
                 with conn.cursor(row_factory=tuple_row) as cursor:
-                    return drive_sync(
-                        op, lambda q: _execute(cursor, q), lambda b: _pipeline(conn, b)
-                    )
+
+                    def execute(query: Query) -> Any:
+                        nonlocal meanwhile
+                        if meanwhile is not None:  # the first query, sent before the work
+                            work, meanwhile = meanwhile, None
+                            rows = self._reads.read(conn, query, work)
+                            if rows is not None:
+                                return rows
+                        return _execute(cursor, query)
+
+                    return drive_sync(op, execute, lambda b: _pipeline(conn, b))

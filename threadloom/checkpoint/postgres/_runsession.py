@@ -38,7 +38,6 @@ __all__ = [
     "PreparedReads",
     "RunSession",
     "Sent",
-    "next_result",
 ]
 
 RUN_LOCK_SQL = "SELECT pg_try_advisory_lock(%s)"
