@@ -4,7 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench clean
+COMPAT_VENV := .venv-compat
+COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test lint bench compat clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,5 +29,15 @@ bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) bench/run.py
 
+# LangGraph's own tests against threadloom, in a venv without LangGraph (see COMPAT.md)
+$(COMPAT_STAMP): pyproject.toml
+	test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(COMPAT_VENV)/bin/python -m pip install -q -e '.[compat]'
+	rm -f $(COMPAT_VENV)/.installed-* && touch $(COMPAT_STAMP)
+
+compat: $(COMPAT_STAMP)
+	$(COMPAT_VENV)/bin/python compat/run.py --check $(ARGS)
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(COMPAT_VENV)

@@ -1,0 +1,242 @@
+"""`make compat`: LangGraph's own published tests, run against threadloom.
+
+Downloads the pinned sdists from PyPI into a cache outside the repository
+(``$THREADLOOM_COMPAT_CACHE``, default ``~/.cache/threadloom/compat``), runs
+each suite's unedited ``tests/`` with pytest through the import alias
+(``plugin.py``: ``langgraph.*`` is served by ``threadloom.*``; LangGraph itself
+is not installed), and prints one line per suite, then the total.
+
+    python compat/run.py                      # every suite
+    python compat/run.py --suite langgraph -- -k interrupt -x   # extra pytest args
+    python compat/run.py --check              # exit 1 if a suite falls below its floor
+
+A test file that fails to import cannot report its tests; each ``def test_*``
+in it is counted as failed (before parametrization, so the figure is a
+bound, and the line says how many files could not be collected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CACHE = Path(
+    os.environ.get("THREADLOOM_COMPAT_CACHE", Path.home() / ".cache" / "threadloom" / "compat")
+)
+DESELECT = HERE / "deselect.txt"
+FLOOR = HERE / "floor.json"
+
+
+@dataclass
+class Suite:
+    name: str
+    requirement: str  # name==version on PyPI
+    paths: list[str]  # test paths, relative to the sdist root unless absolute
+    package: str | None = None  # a langgraph.* package the sdist itself provides
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def sdist_dir(self) -> Path:
+        name, version = self.requirement.split("==")
+        return CACHE / f"{name.replace('-', '_')}-{version}"
+
+
+SUITES = [
+    Suite("langgraph", "langgraph==1.2.22", ["tests"]),
+    Suite("langgraph-prebuilt", "langgraph-prebuilt==1.1.3", ["tests"]),
+    Suite(
+        "langgraph-checkpoint-conformance",
+        "langgraph-checkpoint-conformance==0.0.2",
+        ["tests", str(HERE / "conformance")],
+        package="langgraph.checkpoint.conformance",
+    ),
+]
+
+
+def fetch(suite: Suite) -> Path:
+    """The suite's sdist, unpacked in the cache (downloaded once)."""
+    target = suite.sdist_dir
+    if (target / "tests").is_dir():
+        return target
+    CACHE.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+         "--dest", str(CACHE), suite.requirement],
+        check=True,
+    )
+    name, version = suite.requirement.split("==")
+    stem = f"{name}-{version}".lower().replace("-", "_")
+    archives = [p for p in CACHE.glob("*.tar.gz")
+                if p.name.lower().replace("-", "_") == stem + ".tar.gz"]
+    if not archives:
+        raise SystemExit(f"compat: pip did not leave an sdist for {suite.requirement} in {CACHE}")
+    with tarfile.open(archives[0]) as tar:
+        tar.extractall(CACHE, filter="data")
+    unpacked = CACHE / archives[0].name[: -len(".tar.gz")]
+    if unpacked != target:
+        unpacked.rename(target)
+    return target
+
+
+def deselect_file(suite: Suite, out: Path) -> int:
+    """Write the suite's node ids from deselect.txt to *out*; return how many lines."""
+    lines = []
+    for raw in DESELECT.read_text().splitlines() if DESELECT.exists() else []:
+        entry = raw.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        name, _, nodeid = entry.partition(" ")
+        if name == suite.name:
+            lines.append(nodeid.strip())
+    out.write_text("\n".join(lines) + "\n")
+    return len(lines)
+
+
+def count_tests_in(path: Path) -> int:
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError):
+        return 1
+    return sum(
+        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test")
+        for node in ast.walk(tree)
+    ) or 1
+
+
+@dataclass
+class Figures:
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    deselected: int = 0
+    uncollected_files: int = 0
+    seconds: float = 0.0
+
+    @property
+    def selected(self) -> int:
+        return self.passed + self.failed + self.skipped
+
+    @property
+    def rate(self) -> float:
+        ran = self.passed + self.failed
+        return 100.0 * self.passed / ran if ran else 0.0
+
+    def line(self, name: str) -> str:
+        extra = f", {self.uncollected_files} files not collected" if self.uncollected_files else ""
+        return (f"{name:34} {self.rate:5.1f}%  passed {self.passed}, failed {self.failed}, "
+                f"skipped {self.skipped}, deselected {self.deselected}{extra} "
+                f"({self.seconds:.0f} s)")
+
+
+def read_junit(path: Path, root: Path, figures: Figures, skip=lambda name: False) -> None:
+    for case in ET.parse(path).getroot().iter("testcase"):
+        if skip(case.get("name", "")):
+            continue
+        outcome = "passed"
+        collection_error = False
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = "failed"
+                collection_error |= "collection failure" in (child.get("message") or "")
+            elif child.tag == "skipped" and outcome == "passed":
+                outcome = "skipped"
+        if collection_error:  # the module could not be imported: count its tests as failed
+            module = case.get("classname") or case.get("name") or ""
+            file = root / (module.replace(".", "/") + ".py")
+            figures.failed += count_tests_in(file) if file.exists() else 1
+            figures.uncollected_files += 1
+            continue
+        setattr(figures, outcome, getattr(figures, outcome) + 1)
+
+
+def run_suite(suite: Suite, pytest_args: list[str], workers: str) -> Figures:
+    root = fetch(suite)
+    work = CACHE / "runs" / suite.name
+    work.mkdir(parents=True, exist_ok=True)
+    junit = work / "junit.xml"
+    results = work / "results.jsonl"
+    deselect = work / "deselect.txt"
+    for p in (junit, results):
+        p.unlink(missing_ok=True)
+    figures = Figures(deselected=deselect_file(suite, deselect))
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(HERE), str(root), str(REPO)]),
+        THREADLOOM_COMPAT_DESELECT=str(deselect),
+        THREADLOOM_COMPAT_SUITE=suite.name,
+        THREADLOOM_COMPAT_RESULTS=str(results),
+        NO_DOCKER="false",
+        LANGSMITH_TRACING="false",
+    )
+    if suite.package:
+        env["THREADLOOM_COMPAT_SUITE_PACKAGE"] = suite.package
+        env["THREADLOOM_COMPAT_SUITE_ROOT"] = str(root)
+    paths = [p if os.path.isabs(p) else str(root / p) for p in suite.paths]
+    cmd = [sys.executable, "-m", "pytest", *paths, "-p", "plugin", "-p", "no:cacheprovider",
+           "--rootdir", str(root), "-c", str(root / "pyproject.toml"),
+           "-q", "--tb=line", "-o", "addopts=", f"--junitxml={junit}",
+           "-W", "ignore::DeprecationWarning"]
+    if workers != "0":
+        cmd += ["-n", workers]
+    cmd += pytest_args
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    figures.seconds = time.monotonic() - started
+    (work / "pytest.log").write_text(proc.stdout)
+    if not junit.exists():
+        print(proc.stdout[-3000:])
+        figures.failed += 1
+        return figures
+    reported = set()
+    if results.exists():  # the conformance file: count the spec's tests, not the savers
+        for line in results.read_text().splitlines():
+            record = json.loads(line)
+            reported.add(record["saver"])
+            setattr(figures, record["outcome"], getattr(figures, record["outcome"]) + 1)
+    read_junit(junit, root, figures, skip=lambda name: name.split("[")[0] == "test_conformance"
+               and name.split("[", 1)[1].rstrip("]") in reported)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", action="append", choices=[s.name for s in SUITES])
+    parser.add_argument("--workers", default=os.environ.get("THREADLOOM_COMPAT_WORKERS", "2"),
+                        help="pytest-xdist workers (0: no xdist)")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if a suite's pass rate falls below compat/floor.json")
+    parser.add_argument("pytest_args", nargs="*")
+    args = parser.parse_args(argv)
+    chosen = [s for s in SUITES if not args.suite or s.name in args.suite]
+    total = Figures()
+    floors = json.loads(FLOOR.read_text()) if FLOOR.exists() else {}
+    below = []
+    for suite in chosen:
+        figures = run_suite(suite, args.pytest_args, args.workers)
+        print(figures.line(suite.name), flush=True)
+        for f in ("passed", "failed", "skipped", "deselected", "uncollected_files", "seconds"):
+            setattr(total, f, getattr(total, f) + getattr(figures, f))
+        if figures.rate < floors.get(suite.name, 0.0):
+            below.append(f"{suite.name}: {figures.rate:.1f}% < floor {floors[suite.name]}%")
+    print(total.line("total"))
+    print(f"logs: {CACHE / 'runs'}/<suite>/pytest.log")
+    if args.check and below:
+        print("compat: below the recorded floor: " + "; ".join(below))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
