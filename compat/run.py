@@ -36,6 +36,7 @@ CACHE = Path(
 )
 DESELECT = HERE / "deselect.txt"
 FLOOR = HERE / "floor.json"
+RUNS = REPO / ".compat"  # junit and logs of the last run, per checkout (gitignored)
 
 
 @dataclass
@@ -162,7 +163,7 @@ def read_junit(path: Path, root: Path, figures: Figures, skip=lambda name: False
 
 def run_suite(suite: Suite, pytest_args: list[str], workers: str) -> Figures:
     root = fetch(suite)
-    work = CACHE / "runs" / suite.name
+    work = RUNS / suite.name
     work.mkdir(parents=True, exist_ok=True)
     junit = work / "junit.xml"
     results = work / "results.jsonl"
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         if figures.rate < floors.get(suite.name, 0.0):
             below.append(f"{suite.name}: {figures.rate:.1f}% < floor {floors[suite.name]}%")
     print(total.line("total"))
-    print(f"logs: {CACHE / 'runs'}/<suite>/pytest.log")
+    print(f"logs: {RUNS}/<suite>/pytest.log")
     if args.check and below:
         print("compat: below the recorded floor: " + "; ".join(below))
         return 1
