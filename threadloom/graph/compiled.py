@@ -480,6 +480,50 @@ class CompiledStateGraph(Runnable):
 
     # -- state ----------------------------------------------------------------------
 
+    def stream_events(
+        self,
+        input: Any,
+        config: dict[str, Any] | None = None,
+        *,
+        version: str = "v3",
+        transformers: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """A typed run stream (``version="v3"``): see ``threadloom.stream``."""
+        if version != "v3":
+            raise ValueError(
+                f"stream_events supports version='v3' only, got {version!r}; "
+                "astream_events(version='v2') gives LangChain callback events"
+            )
+        from threadloom.stream.runner import open_run_stream
+
+        return open_run_stream(self, input, config, transformers=transformers,
+                               is_async=False, **kwargs)
+
+    def astream_events(
+        self,
+        input: Any,
+        config: dict[str, Any] | None = None,
+        *,
+        version: str = "v2",
+        transformers: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``version="v3"``: awaitable async run stream; v1/v2: LangChain's callback events."""
+        if version == "v3":
+            return self._astream_events_v3(input, config, transformers, kwargs)
+        if transformers is not None:
+            raise TypeError("transformers= is only accepted with version='v3'")
+        return super().astream_events(input, config, version=version, **kwargs)
+
+    async def _astream_events_v3(
+        self, input: Any, config: Any, transformers: Any, kwargs: dict[str, Any]
+    ) -> Any:
+        from threadloom.stream.runner import open_run_stream
+
+        return open_run_stream(self, input, config, transformers=transformers,
+                               is_async=True, **kwargs)
+
     def _require_saver(self, config: dict[str, Any]) -> Any:
         saver, _ = self._saver_for(config)
         if saver is None:
