@@ -252,6 +252,12 @@ class AsyncGraphRunStream(_RunState):
         except BaseException as exc:  # noqa: BLE001 - handed to the reader
             await self._queue.put((False, exc))
             return
+        finally:
+            # stop the graph now (cancelling its running nodes), not when collected
+            aclose = getattr(self._parts, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
         await self._queue.put((False, _DONE))
 
     async def _apump_one(self) -> bool:
