@@ -28,7 +28,11 @@ from threadloom.constants import (
 )
 from threadloom.engine.drivers import adrive, drive, thread_safe_put
 from threadloom.engine.loop import Loop
-from threadloom.engine.messages import StreamMessagesHandler
+from threadloom.engine.messages import (
+    CONFIG_KEY_STREAM_MESSAGES_V2,
+    StreamMessagesHandler,
+    StreamMessagesHandlerV2,
+)
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
@@ -272,7 +276,17 @@ class CompiledStateGraph(Runnable):
                 ns = meta.get("langgraph_checkpoint_ns", "")
                 scope.emit("messages", (message, meta), ns="|".join(ns.split("|")[:-1]))
 
-            manager.add_handler(StreamMessagesHandler(emit), inherit=True)
+            if (config.get("configurable") or {}).get(CONFIG_KEY_STREAM_MESSAGES_V2):
+
+                def emit_v2(item: tuple[tuple[str, ...], str, Any]) -> None:
+                    ns, mode, data = item
+                    scope.emit(mode, data, ns="|".join(ns))
+
+                manager.add_handler(
+                    StreamMessagesHandlerV2(emit_v2, seen=scope.message_ids), inherit=True
+                )
+            else:
+                manager.add_handler(StreamMessagesHandler(emit), inherit=True)
         run = manager.on_chain_start(
             None, input if isinstance(input, dict) else {"input": input},
             name=config.get("run_name") or self.get_name(), run_id=config.get("run_id"),

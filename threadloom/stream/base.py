@@ -17,9 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from typing import Any, ClassVar, Literal, TypedDict
-
-from typing_extensions import NotRequired
+from typing import Any, ClassVar, Literal, NotRequired, TypedDict
 
 __all__ = ["ProtocolEvent", "ProtocolParams", "StreamTransformer"]
 

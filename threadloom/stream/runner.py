@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from threadloom.constants import INTERRUPT
+from threadloom.engine.messages import CONFIG_KEY_STREAM_MESSAGES_V2
 from threadloom.stream.mux import StreamMux, normalize_factories
 from threadloom.stream.run_stream import AsyncGraphRunStream, GraphRunStream
 from threadloom.stream.transformers import (
@@ -99,6 +100,8 @@ def open_run_stream(
     kwargs.pop("stream_mode", None)
     kwargs.pop("subgraphs", None)
     parent = _parent_ns(config)
+    conf = (config or {}).get("configurable") or {}
+    config = {**(config or {}), "configurable": {**conf, CONFIG_KEY_STREAM_MESSAGES_V2: True}}
     mux = build_mux(transformers, parent, is_async=is_async)
     modes = _modes(mux)
     if is_async:

@@ -13,9 +13,7 @@ payloads of those stream modes, at the run's own namespace).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal, TypedDict
-
-from typing_extensions import NotRequired
+from typing import Any, ClassVar, Literal, NotRequired, TypedDict
 
 from threadloom.errors import GraphInterrupt
 from threadloom.stream.base import ProtocolEvent, StreamTransformer
@@ -134,49 +132,52 @@ class ValuesTransformer(StreamTransformer):
 
 
 class MessagesTransformer(StreamTransformer):
-    """``run.messages``: a ``ChatModelStream`` per model call made at this scope.
+    """``run.messages``: a ``ChatModelStream`` per AI message produced at this scope.
 
-    ``messages`` events carry ``(protocol_event, metadata)``; a ``message-start`` opens
-    a stream (keyed by the call's ``run_id``), the following events are dispatched to
-    it, ``message-finish`` closes it.
+    ``messages`` events carry ``(protocol_event, metadata)``: a ``message-start`` opens
+    a stream (keyed by the model call's ``run_id``), the following events of that run
+    are dispatched to it, ``message-finish`` ends it. A whole ``AIMessage`` (a node
+    returned it without a streamed model call) becomes a complete stream at once.
+    Messages of other roles and legacy ``AIMessageChunk`` tokens are not projected.
     """
 
     required_stream_modes: ClassVar[tuple[str, ...]] = ("messages",)
     _native: ClassVar[bool] = True
 
-    def __init__(self, scope: tuple[str, ...] = (), *, is_async: bool = False) -> None:
+    def __init__(self, scope: tuple[str, ...] = ()) -> None:
         super().__init__(scope)
         self._log: StreamChannel[Any] = StreamChannel()
         self._by_run: dict[Any, Any] = {}
-        self._pump: Callable[[], Any] | None = None
-        self._is_async = is_async
+        self._ignored_runs: set[Any] = set()
+        self._pump_fn: Callable[[], Any] | None = None
 
     def init(self) -> dict[str, Any]:
         return {"messages": self._log}
 
-    def _attach_mux(self, mux: Any) -> None:
-        self._is_async = mux._is_async
-
     def _bind_pump(self, pump: Callable[[], Any] | None) -> None:
-        self._pump = pump
+        self._pump_fn = pump
 
-    def _new_stream(self, payload: dict[str, Any], meta: dict[str, Any], key: Any) -> Any:
+    def _new_stream(self, message_id: Any, meta: dict[str, Any]) -> Any:
         from langchain_core.language_models.chat_model_stream import (
             AsyncChatModelStream,
             ChatModelStream,
         )
 
-        message_id = payload.get("message_id") or payload.get("id") or (
-            str(key) if key is not None else None
-        )
-        kind = AsyncChatModelStream if self._is_async else ChatModelStream
+        is_async = bool(self._log._is_async)
+        kind = AsyncChatModelStream if is_async else ChatModelStream
         stream = kind(namespace=list(self.scope), node=meta.get("langgraph_node"),
-                      message_id=message_id)
-        if self._pump is not None:
-            if self._is_async:
-                stream.set_arequest_more(self._pump)
+                      message_id=None if message_id is None else str(message_id))
+        if self._pump_fn is not None:
+            if is_async:
+                stream.set_arequest_more(self._pump_fn)
             else:
-                stream.set_request_more(self._pump)
+                stream.set_request_more(self._pump_fn)
+        return stream
+
+    def _open(self, message_id: Any, meta: dict[str, Any]) -> Any:
+        stream = self._new_stream(message_id, meta)
+        if not self._log._closed:
+            self._log.push(stream)
         return stream
 
     def process(self, event: ProtocolEvent) -> bool:
@@ -186,29 +187,53 @@ class MessagesTransformer(StreamTransformer):
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             return True
         payload, meta = data
-        if not isinstance(payload, dict) or "event" not in payload:
-            return True
-        meta = meta or {}
-        key = meta.get("run_id") or payload.get("message_id") or payload.get("id")
+        meta = meta if isinstance(meta, dict) else {}
+        if isinstance(payload, dict) and "event" in payload:
+            self._route(payload, meta)
+        else:
+            self._whole(payload, meta)
+        return True
+
+    def _route(self, payload: dict[str, Any], meta: dict[str, Any]) -> None:
         kind = payload["event"]
+        key = meta.get("run_id") or payload.get("message_id") or payload.get("id")
+        if kind == "message-start":
+            if payload.get("role", "ai") != "ai":
+                self._ignored_runs.add(key)
+                return
+            message_id = payload.get("message_id") or payload.get("id") or key
+            self._by_run[key] = self._open(message_id, meta)
+        if key in self._ignored_runs:
+            if kind in ("message-finish", "error"):
+                self._ignored_runs.discard(key)
+            return
         stream = self._by_run.get(key)
-        if kind == "message-start" or stream is None:
-            stream = self._new_stream(payload, meta, key)
-            self._by_run[key] = stream
-            self._log.push(stream)
+        if stream is None:
+            return  # no message-start seen for this run
         stream.dispatch(payload)
         if kind in ("message-finish", "error"):
             self._by_run.pop(key, None)
-        return True
+
+    def _whole(self, message: Any, meta: dict[str, Any]) -> None:
+        from langchain_core.language_models._compat_bridge import message_to_events
+        from langchain_core.messages import AIMessage, AIMessageChunk
+
+        if not isinstance(message, AIMessage) or isinstance(message, AIMessageChunk):
+            return
+        stream = self._open(message.id, meta)
+        for protocol_event in message_to_events(message, message_id=message.id):
+            stream.dispatch(protocol_event)
 
     def finalize(self) -> None:
         self._by_run.clear()
+        self._ignored_runs.clear()
 
     def fail(self, err: BaseException) -> None:
         for stream in self._by_run.values():
             if not stream.done:
                 stream.fail(err)
         self._by_run.clear()
+        self._ignored_runs.clear()
 
 
 # -- subgraph lifecycle ---------------------------------------------------------------
