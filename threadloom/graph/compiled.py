@@ -203,6 +203,9 @@ class CompiledStateGraph(Runnable):
                 nested=True,
             )
             scope.callbacks = parent_scope.callbacks
+            # one run, one set of streamed message ids: a parent does not stream again
+            # the messages its subgraph already streamed
+            scope.message_ids = parent_scope.message_ids
             manager = None
         else:
             resume = input.resume if isinstance(input, Command) else None
