@@ -29,6 +29,7 @@ from threadloom.constants import (
     CONFIG_KEY_TASK,
     ERROR,
     INTERRUPT,
+    NO_WRITES,
     NULL_TASK_ID,
     PULL,
     PUSH,
@@ -50,7 +51,6 @@ from threadloom.errors import (
 from threadloom.managed import managed_value
 from threadloom.types import Command, Interrupt, Send
 
-NO_WRITES = "__no_writes__"
 _SPECIAL = frozenset({ERROR, INTERRUPT, RESUME, NO_WRITES})
 _METADATA_SKIP = frozenset({"thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map"})
 
