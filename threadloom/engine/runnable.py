@@ -154,7 +154,7 @@ class RunnableCallable(Runnable):
             elif runtime is not None:
                 kwargs[name] = runtime if attr == "" else getattr(runtime, attr, None)
             elif optional:
-                continue
+                kwargs[name] = None
             else:
                 raise ValueError(
                     f"Missing required config key '{CONFIG_KEY_RUNTIME}' for "
