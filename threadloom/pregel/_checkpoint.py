@@ -8,7 +8,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from threadloom.channels import MISSING, BaseChannel
-from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id, empty_checkpoint
+from threadloom.checkpoint.base import (
+    Checkpoint,
+    copy_checkpoint,
+    create_checkpoint_id,
+    empty_checkpoint,
+)
 
 
 def channels_from_checkpoint(
@@ -21,4 +26,9 @@ def channels_from_checkpoint(
     return channels, {}
 
 
-__all__ = ["channels_from_checkpoint", "create_checkpoint_id", "empty_checkpoint"]
+__all__ = [
+    "channels_from_checkpoint",
+    "copy_checkpoint",
+    "create_checkpoint_id",
+    "empty_checkpoint",
+]
