@@ -37,6 +37,7 @@ from threadloom.constants import (
     TASKS,
 )
 from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
+from threadloom.engine.payloads import task_start_payload
 from threadloom.engine.program import Program
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import Task, task_id
@@ -493,8 +494,7 @@ class Loop:
         if task.node.hidden:
             return
         if "tasks" in self.scope.modes or "debug" in self.scope.modes:
-            payload = {"id": task.id, "name": task.name, "input": task.input,
-                       "triggers": task.triggers or ("__pregel_push",)}
+            payload = task_start_payload(task)
             self.emit("tasks", payload)
             self.emit("debug", _debug("task", self.step + 1, payload))
 
