@@ -1012,3 +1012,7 @@ def _errors_of(exc: Exception) -> list[dict[str, Any]]:
         return list(exc.errors())  # type: ignore[attr-defined]
     except Exception:
         return []
+
+
+# The name LangGraph's own tests import for this helper.
+_infer_handled_types = _annotated_exception_types
