@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import types
 import typing
 import warnings
@@ -60,6 +61,7 @@ from pydantic.v1 import BaseModel as _BaseModelV1
 from pydantic.v1 import ValidationError as ValidationErrorV1
 from typing_extensions import TypedDict
 
+from threadloom._context import current_task
 from threadloom.constants import END
 from threadloom.errors import GraphBubbleUp
 from threadloom.graph.message import REMOVE_ALL_MESSAGES
@@ -169,6 +171,7 @@ class _Injections:
     store: str | None
     store_optional: bool
     runtime: tuple[str, ...]  # arguments typed ToolRuntime
+    defaulted: frozenset[str]  # state arguments with a default: a missing key keeps it
     other: tuple[str, ...]  # other InjectedToolArg arguments (not the call id): never the model's
 
     @property
@@ -461,8 +464,26 @@ class ToolNode(Runnable[Any, Any]):
             return call
         # The model must not supply injected arguments: drop whatever it sent for them.
         args = {k: v for k, v in call["args"].items() if k not in injections.other}
+        if isinstance(state, list):  # bare messages: the state is {messages_key: messages}
+            state = {self.messages_key: state}
         for arg, key in injections.state.items():
-            args[arg] = _state_value(state, key, call["name"])
+            if key is None:
+                args[arg] = state
+            elif _has_key(state, key):
+                args[arg] = _get_key(state, key)
+            elif arg in injections.defaulted:
+                args.pop(arg, None)  # the tool's default applies
+            elif isinstance(state, dict) and set(state) == {self.messages_key}:
+                raise ValueError(
+                    f"Tool {call['name']!r} asks for state key {key!r} (InjectedState) but "
+                    "ToolNode was given a list of messages, not a graph state: give it a "
+                    "state dict."
+                )
+            else:
+                raise KeyError(
+                    f"Tool {call['name']!r} asks for state key {key!r} (InjectedState), "
+                    "which the state does not have."
+                )
         if injections.store:
             store = getattr(runtime, "store", None)
             if store is None and not injections.store_optional:
@@ -541,8 +562,10 @@ class ToolNode(Runnable[Any, Any]):
         tool = request.tool
         if tool is None:
             return self._invalid_call(call)
+        # Injection failures (no store, a missing state key) are the graph's, not the
+        # model's: they propagate whatever handle_tool_errors says.
+        prepared = self._prepare(tool, call, request.state, self._execution_runtime(request))
         try:
-            prepared = self._prepare(tool, call, request.state, self._execution_runtime(request))
             try:
                 response = tool.invoke({**prepared, "type": "tool_call"}, config)
             except (ValidationErrorV2, ValidationErrorV1) as exc:
@@ -565,8 +588,10 @@ class ToolNode(Runnable[Any, Any]):
         tool = request.tool
         if tool is None:
             return self._invalid_call(call)
+        # Injection failures (no store, a missing state key) are the graph's, not the
+        # model's: they propagate whatever handle_tool_errors says.
+        prepared = self._prepare(tool, call, request.state, self._execution_runtime(request))
         try:
-            prepared = self._prepare(tool, call, request.state, self._execution_runtime(request))
             try:
                 response = await tool.ainvoke({**prepared, "type": "tool_call"}, config)
             except (ValidationErrorV2, ValidationErrorV1) as exc:
@@ -664,7 +689,7 @@ class ToolNode(Runnable[Any, Any]):
         if isinstance(response, Command):
             return self._checked_command(response, call, input_type)
         if isinstance(response, ToolMessage):
-            return response
+            return _json_content(response)
         raise TypeError(
             f"Tool {call['name']!r} returned {type(response).__name__}; ToolNode expects "
             "a ToolMessage or a Command (tools get a ToolMessage automatically when "
@@ -825,7 +850,18 @@ def _find_injections(tool: BaseTool) -> _Injections:
         store_optional=store_optional,
         runtime=tuple(runtime),
         other=tuple(other),
+        defaulted=_defaulted_args(tool, state),
     )
+
+
+def _defaulted_args(tool: BaseTool, names: Any) -> frozenset[str]:
+    if not names:
+        return frozenset()
+    try:
+        fields = getattr(tool.get_input_schema(), "model_fields", {})
+    except Exception:
+        return frozenset()
+    return frozenset(n for n in names if n in fields and not fields[n].is_required())
 
 
 def _is_tool_runtime(annotation: Any) -> bool:
@@ -935,17 +971,33 @@ def _calls_of(messages: Sequence[Any]) -> list[ToolCall]:
     )
 
 
-def _state_value(state: Any, key: str | None, tool_name: str) -> Any:
-    if key is None:
-        return state
+def _json_content(message: ToolMessage) -> ToolMessage:
+    """A list result that is not content blocks (e.g. a list of strings) as JSON text.
+
+    Content blocks (dicts with a ``type``) stay as they are; anything else in a list
+    would be read by providers as text blocks, so it is sent as one JSON string
+    (non-ASCII kept readable).
+    """
+    content = message.content
+    if not isinstance(content, list) or all(
+        isinstance(block, dict) and "type" in block for block in content
+    ):
+        return message
+    try:
+        text = json.dumps(content, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return message
+    return message.model_copy(update={"content": text})
+
+
+def _has_key(state: Any, key: str) -> bool:
     if isinstance(state, dict):
-        return state.get(key)
-    if isinstance(state, list):
-        raise ValueError(
-            f"Tool {tool_name!r} asks for state key {key!r} (InjectedState) but ToolNode "
-            "was given a list, not a graph state: give it a state dict."
-        )
-    return getattr(state, key, None)
+        return key in state
+    return hasattr(state, key)
+
+
+def _get_key(state: Any, key: str) -> Any:
+    return state[key] if isinstance(state, dict) else getattr(state, key)
 
 
 def _runtime_of(config: RunnableConfig) -> Any:
@@ -967,15 +1019,21 @@ def _read_graph_state(config: RunnableConfig | None) -> Any:
 
     The reader is a ``partial(read, scratchpad, channels, managed, task)`` taking
     ``(select, fresh)``; the channel names come from its ``channels`` argument.
-    None when there is no such reader.
+    Without one, the running threadloom node's state; None outside a graph.
     """
-    if not config:
+    read = ((config or {}).get("configurable") or {}).get("__pregel_read")
+    if isinstance(read, functools.partial) and len(read.args) >= 3:
+        names = [*read.args[1], *(read.args[2] or ())]
+        return read(names, False)
+    # Inside a threadloom graph: the running node's view of the state, as an edge gives it.
+    task = current_task.get()
+    reader = getattr(getattr(task, "node", None), "read", None)
+    if reader is None or getattr(task, "channels", None) is None:
         return None
-    read = (config.get("configurable") or {}).get("__pregel_read")
-    if not isinstance(read, functools.partial) or len(read.args) < 3:
+    try:
+        return reader(task.channels, task.managed)
+    except Exception:  # e.g. a node reading only its own input channel
         return None
-    names = [*read.args[1], *(read.args[2] or ())]
-    return read(names, False)
 
 
 def _removes_everything(messages: list[BaseMessage]) -> bool:
