@@ -351,6 +351,8 @@ def _prompt_runnable(prompt: Prompt | None) -> Runnable[Any, Any]:
         return RunnableLambda(lambda state: [system, *_messages_of(state)], name="Prompt")
     if isinstance(prompt, Runnable):
         return prompt
+    if callable(prompt):
+        prompt = _with_store(prompt)
     if inspect.iscoroutinefunction(prompt):
         return RunnableLambda(_no_sync(prompt), afunc=prompt, name="Prompt")
     if callable(prompt):
@@ -359,6 +361,47 @@ def _prompt_runnable(prompt: Prompt | None) -> Runnable[Any, Any]:
         f"Got unexpected type for prompt: {type(prompt).__name__}. Use a str, a "
         "SystemMessage, a callable taking the state, or a Runnable."
     )
+
+
+def _with_store(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` with its ``store`` parameter (if any) filled with the graph's store.
+
+    The result takes ``(state, config)``; ``config`` is passed on only if ``func`` has it.
+    """
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return func
+    if "store" not in params:
+        return func
+    wants_config = "config" in params
+
+    def kwargs(config: RunnableConfig) -> dict[str, Any]:
+        extra: dict[str, Any] = {"store": _current_store()}
+        if wants_config:
+            extra["config"] = config
+        return extra
+
+    if inspect.iscoroutinefunction(func):
+
+        async def aprompt(state: Any, config: RunnableConfig) -> Any:
+            return await func(state, **kwargs(config))
+
+        return aprompt
+
+    def prompt(state: Any, config: RunnableConfig) -> Any:
+        return func(state, **kwargs(config))
+
+    return prompt
+
+
+def _current_store() -> Any:
+    from threadloom.config import get_store
+
+    try:
+        return get_store()
+    except RuntimeError:  # outside a graph run
+        return None
 
 
 def _no_sync(func: Callable[..., Any]) -> Callable[..., Any]:
