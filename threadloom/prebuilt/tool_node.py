@@ -24,7 +24,6 @@ from typing import (
     Any,
     Generic,
     Literal,
-    TypeVar,
     Union,
     cast,
     get_args,
@@ -59,7 +58,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as ValidationErrorV2
 from pydantic.v1 import BaseModel as _BaseModelV1
 from pydantic.v1 import ValidationError as ValidationErrorV1
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict, TypeVar
 
 from threadloom._context import current_task
 from threadloom.constants import END
@@ -93,8 +92,9 @@ TOOL_INVOCATION_ERROR_TEMPLATE = (
 
 ErrorHandler = bool | str | Callable[..., str] | type[Exception] | tuple[type[Exception], ...]
 InputType = Literal["dict", "list", "tool_calls"]
-ContextT = TypeVar("ContextT")
-StateT = TypeVar("StateT")
+# Defaults (typing_extensions) let ToolRuntime[Ctx] leave the state type out.
+ContextT = TypeVar("ContextT", default=None)
+StateT = TypeVar("StateT", default=Any)
 
 
 class InjectedState(InjectedToolArg):
@@ -142,10 +142,13 @@ class ToolInvocationError(Exception):
         source: Exception,
         tool_kwargs: dict[str, Any],
         error_text: str | None = None,
+        filtered_errors: list[dict[str, Any]] | None = None,
     ) -> None:
         self.tool_name = tool_name
         self.source = source
         self.tool_kwargs = tool_kwargs
+        # The validation errors about arguments the model gave (injected ones left out).
+        self.filtered_errors = filtered_errors
         self.message = TOOL_INVOCATION_ERROR_TEMPLATE.format(
             tool_name=tool_name,
             tool_kwargs=tool_kwargs,
@@ -635,7 +638,11 @@ class ToolNode(Runnable[Any, Any]):
         hidden = injections.names | frozenset(injections.other) | _injected_call_id_args(tool)
         model_args = {k: v for k, v in call["args"].items() if k not in hidden}
         return ToolInvocationError(
-            call["name"], exc, model_args, _validation_text(exc, schema.__name__, hidden)
+            call["name"],
+            exc,
+            model_args,
+            _validation_text(exc, schema.__name__, hidden),
+            filtered_errors=_model_errors(exc, hidden),
         )
 
     def _handled(self, exc: Exception, call: ToolCall) -> ToolMessage:
@@ -1054,7 +1061,7 @@ def _only_sends(goto: Any) -> list[Send]:
 
 def _validation_text(exc: Exception, title: str, hidden: frozenset[str]) -> str:
     """The validation error as the model should read it: only about arguments it gave."""
-    errors = [err for err in _errors_of(exc) if not (err.get("loc") and err["loc"][0] in hidden)]
+    errors = _model_errors(exc, hidden)
     if not hidden:
         return str(exc)
     # Rebuilt by hand: pydantic's text quotes whole inputs, which hold the injected state.
@@ -1063,6 +1070,10 @@ def _validation_text(exc: Exception, title: str, hidden: frozenset[str]) -> str:
         loc = ".".join(str(part) for part in err.get("loc", ()))
         lines.append(f"{loc}\n  {err.get('msg')} [type={err.get('type')}]")
     return "\n".join(lines)
+
+
+def _model_errors(exc: Exception, hidden: frozenset[str]) -> list[dict[str, Any]]:
+    return [err for err in _errors_of(exc) if not (err.get("loc") and err["loc"][0] in hidden)]
 
 
 def _errors_of(exc: Exception) -> list[dict[str, Any]]:
