@@ -467,7 +467,8 @@ class ToolNode(Runnable[Any, Any]):
             return call
         # The model must not supply injected arguments: drop whatever it sent for them.
         args = {k: v for k, v in call["args"].items() if k not in injections.other}
-        if isinstance(state, list):  # bare messages: the state is {messages_key: messages}
+        bare = isinstance(state, list)
+        if bare:  # bare messages: the state is {messages_key: messages}
             state = {self.messages_key: state}
         for arg, key in injections.state.items():
             if key is None:
@@ -476,7 +477,7 @@ class ToolNode(Runnable[Any, Any]):
                 args[arg] = _get_key(state, key)
             elif arg in injections.defaulted:
                 args.pop(arg, None)  # the tool's default applies
-            elif isinstance(state, dict) and set(state) == {self.messages_key}:
+            elif bare:
                 raise ValueError(
                     f"Tool {call['name']!r} asks for state key {key!r} (InjectedState) but "
                     "ToolNode was given a list of messages, not a graph state: give it a "
