@@ -728,7 +728,7 @@ def test_drawing_lists_edges_sorted_with_plain_end_edges_last() -> None:
         return text
 
     agent = create_react_agent(ScriptedChatModel(["x"]), [echo])
-    lines = agent.get_graph().draw_mermaid(with_styles=False).splitlines()[1:-1]
+    lines = agent.get_graph().draw_mermaid(with_styles=False).splitlines()[1:]
     assert [line.strip() for line in lines if line.strip()] == [
         "__start__ --> agent;",
         "agent -.-> __end__;",
