@@ -248,3 +248,29 @@ def test_validation_node_answers_each_call_with_the_validated_args_or_an_error()
         out = ValidationNode([Point]).invoke({"messages": [message]})["messages"]
     assert out[0].content == '{"x":1,"y":2}' and not out[0].additional_kwargs.get("is_error")
     assert out[1].additional_kwargs["is_error"] is True and "x" in out[1].content
+
+
+def test_tool_call_transformer_projects_tools_events_into_streams() -> None:
+    from langchain_core.messages import ToolMessage as TM
+
+    from threadloom.prebuilt import ToolCallTransformer
+    from threadloom.stream.mux import StreamMux
+
+    transformer = ToolCallTransformer()
+    mux = StreamMux([transformer], is_async=False)
+    transformer._log._subscribed = True  # a reader is attached
+
+    def event(data: dict[str, Any], ns: list[str] | None = None) -> Any:
+        return {"type": "event", "method": "tools",
+                "params": {"namespace": ns or [], "timestamp": 0, "data": data}}
+
+    mux.push(event({"event": "tool-started", "tool_call_id": "a", "tool_name": "t",
+                    "input": {"x": 1}}))
+    mux.push(event({"event": "tool-started", "tool_call_id": "b", "tool_name": "t"},
+                   ["child:1"]))  # another scope: not projected here
+    [stream] = [item for _, item in transformer._log._items]
+    assert (stream.tool_call_id, stream.tool_name, stream.input) == ("a", "t", {"x": 1})
+    mux.push(event({"event": "tool-finished", "tool_call_id": "a",
+                    "output": TM("done", tool_call_id="a")}))
+    assert stream.completed and stream.output == "done" and stream.error is None
+    assert transformer._active == {}

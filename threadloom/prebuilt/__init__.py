@@ -4,6 +4,7 @@ them without a provider."""
 
 from threadloom.prebuilt.chat_agent_executor import create_react_agent
 from threadloom.prebuilt.scripted_model import ScriptedChatModel
+from threadloom.prebuilt.tool_call_stream import ToolCallTransformer
 from threadloom.prebuilt.tool_node import (
     InjectedState,
     InjectedStore,
@@ -19,6 +20,7 @@ __all__ = [
     "InjectedStore",
     "ScriptedChatModel",
     "ToolCallRequest",
+    "ToolCallTransformer",
     "ToolNode",
     "ToolRuntime",
     "ValidationNode",
