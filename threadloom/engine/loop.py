@@ -204,8 +204,11 @@ class Loop:
             # differ per step because the step is part of them).
             return
         cp = self.checkpoint
+        versions = cp["channel_versions"]
         values = {}
         for key, chan in self.channels.items():
+            if key not in versions:  # never written: only its initial value (e.g. [])
+                continue
             value = chan.checkpoint()
             if value is not MISSING:
                 values[key] = value
