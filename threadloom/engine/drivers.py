@@ -21,6 +21,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
 
 from threadloom._context import current_task
+from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
 from threadloom.engine.task import Task
 from threadloom.errors import GraphBubbleUp, GraphInterrupt, ParentCommand
@@ -207,6 +208,7 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
     gen = loop.run()
     reply: Any = None
     out = loop.out
+    calls = loop.scope.calls = SyncCalls(loop, saver, run_task, _executor())
     try:
         while True:
             request = gen.send(reply)
@@ -214,12 +216,15 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
             kind = request[0]
             if kind == "run":
                 yield from _run_tasks(loop, request[1], saver, events)
+                calls.wait()
             else:
                 reply = getattr(saver, kind)(*request[1:])
             while out:
                 yield out.popleft()
     except StopIteration:
         pass
+    finally:
+        loop.scope.calls = None  # the scope outlives the run (its tasks keep it)
     while out:
         yield out.popleft()
 
@@ -266,6 +271,7 @@ async def adrive(
     gen = loop.run()
     reply: Any = None
     out = loop.out
+    calls = loop.scope.calls = AsyncCalls(loop, saver, arun_task)
     try:
         while True:
             request = gen.send(reply)
@@ -274,12 +280,15 @@ async def adrive(
             if kind == "run":
                 async for item in _arun_tasks(loop, request[1], saver, events):
                     yield item
+                await calls.wait()
             else:
                 reply = await getattr(saver, "a" + kind)(*request[1:])
             while out:
                 yield out.popleft()
     except StopIteration:
         pass
+    finally:
+        loop.scope.calls = None
     while out:
         yield out.popleft()
 

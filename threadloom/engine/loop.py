@@ -33,6 +33,7 @@ from threadloom.constants import (
     PULL,
     PUSH,
     RESUME,
+    RETURN,
     START,
     TASKS,
 )
@@ -114,9 +115,14 @@ class PendingWrites:
                     bucket.append((channel, value))
 
     def pending_interrupts(self) -> list[Interrupt]:
-        return [
-            i for tid, its in self.interrupts.items() if tid not in self.succeeded for i in its
-        ]
+        # one interrupt may be recorded twice: by a called task and by its caller, which
+        # the call's interrupt paused too
+        found: dict[str, Interrupt] = {}
+        for tid, its in self.interrupts.items():
+            if tid not in self.succeeded:
+                for i in its:
+                    found.setdefault(i.id, i)
+        return list(found.values())
 
 
 class Loop:
@@ -511,7 +517,8 @@ class Loop:
                 "id": task.id,
                 "name": task.name,
                 "error": task.error,
-                "result": {k: v for k, v in task.writes if k in self.program.state_keys},
+                "result": {k: v for k, v in task.writes
+                           if k in self.program.state_keys or k == RETURN},
                 "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
             }
             self.emit("tasks", payload)
@@ -776,13 +783,17 @@ def _path_str(path: tuple[Any, ...]) -> str:
 
 
 def _update_payload(task: Task, program: Program) -> Any:
+    writes = task.writes
+    if len(writes) == 1 and writes[0][0] == RETURN:  # a called task: what it returned
+        return writes[0][1]
     keys = program.state_keys
     out: dict[str, Any] = {}
-    for ch, value in task.writes:
+    for ch, value in writes:
         if ch in keys:
             out[ch] = value
-    if "__root__" in out and len(keys) == 1:
-        return out["__root__"]
+    single = program.output_channels
+    if isinstance(single, str) and len(keys) == 1 and single in out:
+        return out[single]  # a graph whose state is one bare value
     return out or None
 
 

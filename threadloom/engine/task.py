@@ -90,6 +90,7 @@ class Task:
         "done",
         "channels",
         "managed",
+        "call_index",
         "_runtime",
     )
 
@@ -122,6 +123,7 @@ class Task:
         self.done = False
         self.channels: Any = None
         self.managed: dict[str, Any] | None = None
+        self.call_index = 0  # how many tasks this task called (ids of calls, see calls.py)
         self._runtime: Any = None
 
     # -- what a node can reach -----------------------------------------------------

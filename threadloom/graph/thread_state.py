@@ -70,7 +70,7 @@ def _inspector(
     return Loop(
         graph.program, None, config, scope, checkpointer=saver, interrupt_before=(),
         interrupt_after=(), durability=durability, recursion_limit=10**9,
-        input_writes=graph.program.nodes[START].write.command_input, output=graph._output,
+        input_writes=graph._input_writes, output=graph._output,
         graph_name=graph.name, out=deque(),
     )
 
