@@ -66,10 +66,13 @@ class Calls:
         saved = self.finished.get(tid)
         if saved is None:
             saved = loop.pending.succeeded.get(tid)
-        if saved is not None:
+        if saved is not None and not loop.scope.modes & {"tasks", "debug"}:
             return None, returned(saved)
         child = loop._task(tid, node.name, (PUSH, index, parent.id), (args, kwargs), node, (),
                            loop.step + 1, parent.managed)
+        if saved is not None:  # shown as started again, as LangGraph does; not run
+            loop.task_started(child)
+            return None, returned(saved)
         callbacks = parent.config.get("callbacks")
         if callbacks is not None:  # traced as a child run of its caller
             child.config = {**child.config, "callbacks": callbacks}
@@ -78,7 +81,9 @@ class Calls:
         return child, None
 
     def _done(self, child: Task) -> list[tuple[Any, ...]]:
-        if child.error is None and not child.interrupts:
+        if child.interrupts:
+            self.loop.call_interrupts.extend(child.interrupts)
+        elif child.error is None:
             self.finished[child.id] = child.writes
         # siblings=2: a call's writes are always saved as pending writes, since they never
         # reach the channels (nothing reads them but the caller re-run)

@@ -97,9 +97,10 @@ def _start_node_run(task: Task) -> Any:
         return None
     manager = callbacks.copy()
     manager.add_metadata(task.config.get("metadata") or {}, inherit=False)
+    shown = getattr(task.node.bound, "traced_input", None)  # a called task: its arguments
+    inputs = shown(task.input) if shown is not None else task.input
     run = manager.on_chain_start(
-        None, task.input if isinstance(task.input, dict) else {"input": task.input},
-        name=task.name,
+        None, inputs if isinstance(inputs, dict) else {"input": inputs}, name=task.name,
     )
     task.config = {**task.config, "callbacks": run.get_child()}
     return run

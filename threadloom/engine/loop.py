@@ -179,6 +179,8 @@ class Loop:
         self._unsaved: tuple[Any, ...] | None = None
         self._config_bases: tuple[Any, ...] | None = None
         self._int_version = 0
+        # interrupts of tasks called from running tasks (``@task``), in the order they paused
+        self.call_interrupts: list[Interrupt] = []
 
     # -- versions and checkpoints ---------------------------------------------------
 
@@ -737,8 +739,11 @@ class Loop:
             paused = [t for t in tasks if t.interrupts]
             if paused:
                 self.status = "interrupted"
-                self._pause(tuple(i for t in sorted(paused, key=_task_order)
-                                  for i in t.interrupts))
+                found = {i.id: i for t in sorted(paused, key=_task_order)
+                         for i in t.interrupts}
+                for i in self.call_interrupts:  # tasks called by the paused ones
+                    found.setdefault(i.id, i)
+                self._pause(tuple(found.values()))
                 return
             self.apply(tasks)
             yield from self._new_checkpoint(step, "loop")

@@ -129,6 +129,14 @@ class _TaskBody:
             if p.name in _INJECTABLE and p.kind is not inspect.Parameter.POSITIONAL_ONLY
         )
 
+    def traced_input(self, value: Any) -> Any:
+        """The call's arguments by parameter name, as a traced run shows its inputs."""
+        args, kwargs = value
+        try:
+            return dict(inspect.signature(self.fn).bind_partial(*args, **kwargs).arguments)
+        except (TypeError, ValueError):
+            return {"args": args, **kwargs}
+
     def _arguments(self, value: Any, task: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
         args, kwargs = value
         if self.injectable:
