@@ -424,3 +424,74 @@ async def test_a_cancelled_task_runs_again_on_resume() -> None:
     await graph.ainvoke(0, thread())
     assert await graph.ainvoke(Command(resume=9), thread()) == [0, 9]
     assert started == [0, 1, 1]
+
+
+# -- retries: attempts and what retry_on accepts -------------------------------------------
+
+
+def test_a_retried_node_sees_its_attempt_number() -> None:
+    from unittest.mock import patch
+
+    from threadloom.runtime import Runtime
+
+    class State(TypedDict):
+        foo: str
+
+    seen: list[tuple[int, float | None, str | None]] = []
+
+    def flaky(state: State, runtime: Runtime) -> dict:
+        info = runtime.execution_info
+        seen.append((info.node_attempt, info.node_first_attempt_time, info.thread_id))
+        if len(seen) < 3:
+            raise ValueError("again")
+        return {"foo": "ok"}
+
+    policy = RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=False,
+                         retry_on=ValueError)
+    graph = (StateGraph(State).add_node("flaky", flaky, retry_policy=policy)
+             .add_edge(START, "flaky").compile(checkpointer=InMemorySaver()))
+    with patch("time.sleep") as sleep:
+        assert graph.invoke({"foo": ""}, thread("r")) == {"foo": "ok"}
+    assert [args[0][0] for args in sleep.call_args_list] == [0.01, 0.02]
+    assert [attempt for attempt, _, _ in seen] == [1, 2, 3]
+    first_times = {first for _, first, _ in seen}
+    assert len(first_times) == 1 and isinstance(first_times.pop(), float)
+    assert {thread_id for _, _, thread_id in seen} == {"r"}
+
+
+def test_retry_on_accepts_classes_sequences_and_predicates() -> None:
+    from threadloom.engine.drivers import should_retry_on
+
+    assert should_retry_on(RetryPolicy(retry_on=ValueError), KeyError()) is False
+    assert should_retry_on(RetryPolicy(retry_on=(ValueError, KeyError)), KeyError()) is True
+    assert should_retry_on(RetryPolicy(retry_on=()), ValueError()) is False
+    assert should_retry_on(RetryPolicy(retry_on=lambda e: "retry" in str(e)),
+                           ValueError("retry me")) is True
+    assert should_retry_on(RetryPolicy(), ConnectionError()) is True
+    assert should_retry_on(RetryPolicy(), ValueError()) is False
+    with pytest.raises(TypeError, match="retry_on must be an Exception class"):
+        should_retry_on(RetryPolicy(retry_on=123), ValueError())  # type: ignore[arg-type]
+
+
+def test_a_retried_caller_replays_the_tasks_it_already_called() -> None:
+    from unittest.mock import patch
+
+    runs: list[str] = []
+
+    @task
+    def fetch() -> str:
+        runs.append("fetch")
+        return "data"
+
+    @entrypoint(retry_policy=RetryPolicy(max_attempts=2, jitter=False,
+                                         retry_on=ConnectionError))
+    def graph(_: Any) -> str:
+        value = fetch().result()
+        runs.append("body")
+        if runs.count("body") == 1:
+            raise ConnectionError("flaky network")
+        return value
+
+    with patch("time.sleep"):
+        assert graph.invoke(1) == "data"
+    assert runs == ["fetch", "body", "body"]

@@ -12,7 +12,7 @@ import asyncio
 import queue
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from typing import Any
@@ -40,16 +40,25 @@ def _executor() -> ThreadPoolExecutor:
 # -- retries -----------------------------------------------------------------------
 
 
+def should_retry_on(policy: RetryPolicy, exc: Exception) -> bool:
+    """Whether ``policy.retry_on`` (an exception class, a sequence of them, or a
+    predicate) accepts ``exc``."""
+    retry_on = policy.retry_on
+    if isinstance(retry_on, type) and issubclass(retry_on, BaseException):
+        return isinstance(exc, retry_on)
+    if isinstance(retry_on, Sequence) and not isinstance(retry_on, str):
+        return isinstance(exc, tuple(retry_on))
+    if callable(retry_on):
+        return bool(retry_on(exc))
+    raise TypeError(
+        "retry_on must be an Exception class, a list or tuple of Exception classes, or a "
+        f"callable that takes an exception and returns a bool; got {retry_on!r}."
+    )
+
+
 def _matching_policy(policies: Any, exc: Exception) -> RetryPolicy | None:
     for policy in policies:
-        retry_on = policy.retry_on
-        if isinstance(retry_on, type) and issubclass(retry_on, BaseException):
-            ok = isinstance(exc, retry_on)
-        elif isinstance(retry_on, (tuple, list)):
-            ok = isinstance(exc, tuple(retry_on))
-        else:
-            ok = bool(retry_on(exc))
-        if ok:
+        if should_retry_on(policy, exc):
             return policy
     return None
 
@@ -141,6 +150,7 @@ def _run_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
+            task.start_attempt(attempt)
             try:
                 try:
                     result = node.bound.call(task.input, task)
@@ -173,6 +183,7 @@ async def _arun_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
+            task.start_attempt(attempt)
             try:
                 try:
                     result = await node.bound.acall(task.input, task)
