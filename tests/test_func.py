@@ -495,3 +495,27 @@ def test_a_retried_caller_replays_the_tasks_it_already_called() -> None:
     with patch("time.sleep"):
         assert graph.invoke(1) == "data"
     assert runs == ["fetch", "body", "body"]
+
+
+def test_a_task_with_a_cache_policy_is_served_from_the_cache() -> None:
+    from threadloom.cache.memory import InMemoryCache
+    from threadloom.types import CachePolicy
+
+    runs: list[int] = []
+    cache = InMemoryCache()
+
+    @task(cache_policy=CachePolicy())
+    def double(x: int) -> int:
+        runs.append(x)
+        return 2 * x
+
+    @entrypoint(cache=cache)
+    def graph(numbers: list[int]) -> list[int]:
+        return [double(n).result() for n in numbers]
+
+    assert graph.invoke([1, 2, 1]) == [2, 4, 2]
+    assert graph.invoke([2, 1]) == [4, 2]
+    assert runs == [1, 2]
+    double.clear_cache(cache)
+    assert graph.invoke([1]) == [2]
+    assert runs == [1, 2, 1]

@@ -23,6 +23,7 @@ from contextvars import copy_context
 from typing import Any
 
 from threadloom.constants import PUSH, RETURN
+from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
 from threadloom.engine.task import Task, task_id
 from threadloom.errors import GraphInterrupt
 
@@ -80,6 +81,29 @@ class Calls:
         loop.task_started(child)
         return child, None
 
+    def cache_key(self, child: Task) -> Any:
+        """Where the result of ``child`` is cached, if its task has a ``CachePolicy``
+        and the run a cache (the key comes from the call's arguments)."""
+        policy = child.node.cache_policy
+        if policy is None or self.loop.scope.cache is None:
+            return None
+        args, kwargs = child.input
+        return (child.node.cache_ns, cache_key(policy, *args, **kwargs))
+
+    def from_cache(self, child: Task, found: dict[Any, Any], key: Any) -> bool:
+        writes = decode_writes(found[key]) if key in found else None
+        if writes is None:
+            return False
+        child.writes = writes
+        child.result = returned(writes)
+        child.cached = True
+        return True
+
+    def to_cache(self, child: Task, key: Any) -> dict[Any, Any] | None:
+        if key is None or child.cached or child.error is not None or child.interrupts:
+            return None
+        return {key: (encode_writes(child.writes), child.node.cache_policy.ttl)}
+
     def _done(self, child: Task) -> list[tuple[Any, ...]]:
         if child.interrupts:
             self.loop.call_interrupts.extend(child.interrupts)
@@ -115,10 +139,17 @@ class _CallFuture(concurrent.futures.Future):
         if not self._claim() or not self.set_running_or_notify_cancel():
             return
         child = self._child
+        calls = self._calls
         try:
-            self._calls.run_task(child)
-            for request in self._calls._done(child):
-                getattr(self._calls.saver, request[0])(*request[1:])
+            key = calls.cache_key(child)
+            cache = calls.loop.scope.cache
+            if key is None or not calls.from_cache(child, cache.get([key]), key):
+                calls.run_task(child)
+            for request in calls._done(child):
+                getattr(calls.saver, request[0])(*request[1:])
+            store = calls.to_cache(child, key)
+            if store:
+                cache.set(store)
             value = _raise_outcome(child)
         except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
             self.set_exception(exc)
@@ -173,9 +204,15 @@ class AsyncCalls(Calls):
         self.running: set[asyncio.Task] = set()
 
     async def _run(self, child: Task) -> Any:
-        await self.arun_task(child)
+        key = self.cache_key(child)
+        cache = self.loop.scope.cache
+        if key is None or not self.from_cache(child, await cache.aget([key]), key):
+            await self.arun_task(child)
         for request in self._done(child):
             await getattr(self.saver, "a" + request[0])(*request[1:])
+        store = self.to_cache(child, key)
+        if store:
+            await cache.aset(store)
         return _raise_outcome(child)
 
     def _start(self, child: Task) -> asyncio.Task:

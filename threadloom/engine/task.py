@@ -93,6 +93,7 @@ class Task:
         "managed",
         "call_index",
         "attempt",
+        "cached",
         "_runtime",
     )
 
@@ -127,6 +128,8 @@ class Task:
         self.managed: dict[str, Any] | None = None
         self.call_index = 0  # how many tasks this task called (ids of calls, see calls.py)
         self.attempt: tuple[int, float | None] = (1, None)  # (number, first attempt's time)
+        # its writes were replayed (node cache, or saved by an earlier attempt), not run
+        self.cached = False
         self._runtime: Any = None
 
     # -- what a node can reach -----------------------------------------------------

@@ -50,6 +50,7 @@ from threadloom._context import current_task
 from threadloom.channels import MISSING, EphemeralValue, LastValue
 from threadloom.constants import END, PREVIOUS, RETURN, START
 from threadloom.engine.node import NodeCallable
+from threadloom.engine.node_cache import node_namespace
 from threadloom.engine.program import PregelNode, Program
 from threadloom.graph.compiled import CompiledStateGraph
 from threadloom.graph.state import NodeSpec
@@ -199,6 +200,8 @@ class _TaskFunction:
             read=_no_read,
             write=_write_return,
             retry_policy=self.retry_policy,
+            cache_policy=cache_policy,
+            cache_ns=node_namespace(self.name, fn),
         )
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
@@ -220,13 +223,11 @@ class _TaskFunction:
                              timeout=self.timeout)
 
     def clear_cache(self, cache: Any) -> None:
-        """Forget this task's cached results in ``cache``."""
-        if cache is not None and hasattr(cache, "clear"):
-            cache.clear(((f"__pregel_ns_{self.name}", self.name),))
+        """Forget this task's cached results in ``cache`` (a ``BaseCache``)."""
+        cache.clear([self.node.cache_ns])
 
     async def aclear_cache(self, cache: Any) -> None:
-        if cache is not None and hasattr(cache, "aclear"):
-            await cache.aclear(((f"__pregel_ns_{self.name}", self.name),))
+        await cache.aclear([self.node.cache_ns])
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -485,8 +486,8 @@ class entrypoint(Generic[R]):  # noqa: N801 - LangGraph's public name
             interrupt_before=(),
             interrupt_after=(),
             name="LangGraph",
+            cache=self.cache,
         )
-        graph.cache = self.cache
         return graph
 
 

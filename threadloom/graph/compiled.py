@@ -28,7 +28,11 @@ from threadloom.constants import (
 )
 from threadloom.engine.drivers import adrive, drive, thread_safe_put
 from threadloom.engine.loop import Loop
-from threadloom.engine.messages import StreamMessagesHandler
+from threadloom.engine.messages import (
+    CONFIG_KEY_STREAM_MESSAGES_V2,
+    StreamMessagesHandler,
+    StreamMessagesHandlerV2,
+)
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
@@ -92,11 +96,13 @@ class CompiledStateGraph(Runnable):
         interrupt_after: Any,
         name: str,
         debug: bool = False,
+        cache: Any = None,
     ) -> None:
         self.builder = builder
         self.program = program
         self.checkpointer = checkpointer
         self.store = store
+        self.cache = cache
         self.interrupt_before_nodes = interrupt_before
         self.interrupt_after_nodes = interrupt_after
         self.name = name
@@ -124,6 +130,37 @@ class CompiledStateGraph(Runnable):
         from threadloom.graph.draw import draw_graph
 
         return draw_graph(self.builder, xray=xray)
+
+    # -- the node cache -------------------------------------------------------------
+
+    def _cache_namespaces(self, nodes: Sequence[str] | None) -> list[tuple[str, ...]]:
+        if self.cache is None:
+            raise ValueError(
+                "No cache is set for this graph, so there is nothing to clear: compile it "
+                "with a cache, e.g. builder.compile(cache=InMemoryCache())."
+            )
+        if nodes is not None:
+            unknown = sorted(set(nodes) - set(self.program.nodes))
+            if unknown:
+                raise ValueError(f"clear_cache(): unknown nodes {unknown}.")
+        return [
+            node.cache_ns
+            for name, node in self.program.nodes.items()
+            if node.cache_ns is not None and (nodes is None or name in nodes)
+        ]
+
+    def clear_cache(self, nodes: Sequence[str] | None = None) -> None:
+        """Forget the cached results of ``nodes`` (all nodes with a ``CachePolicy`` when
+        ``None``), so they run again the next time they are reached."""
+        namespaces = self._cache_namespaces(nodes)
+        if namespaces:
+            self.cache.clear(namespaces)
+
+    async def aclear_cache(self, nodes: Sequence[str] | None = None) -> None:
+        """The async twin of :meth:`clear_cache`."""
+        namespaces = self._cache_namespaces(nodes)
+        if namespaces:
+            await self.cache.aclear(namespaces)
 
     # -- setting up a run -----------------------------------------------------------
 
@@ -200,8 +237,12 @@ class CompiledStateGraph(Runnable):
                 checkpointer=saver,
                 ns=persistent_ns if persistent_ns is not None else conf.get("checkpoint_ns", ""),
                 nested=True,
+                cache=self.cache if self.cache is not None else parent_scope.cache,
             )
             scope.callbacks = parent_scope.callbacks
+            # one run, one set of streamed message ids: a parent does not stream again
+            # the messages its subgraph already streamed
+            scope.message_ids = parent_scope.message_ids
             manager = None
         else:
             resume = input.resume if isinstance(input, Command) else None
@@ -214,6 +255,7 @@ class CompiledStateGraph(Runnable):
                 checkpointer=saver,
                 ns="",
                 nested=False,
+                cache=self.cache,
             )
             manager = self._callbacks(config, scope, input)
             scope.live = scope.live or self._live_updates
@@ -279,7 +321,17 @@ class CompiledStateGraph(Runnable):
                 ns = meta.get("langgraph_checkpoint_ns", "")
                 scope.emit("messages", (message, meta), ns="|".join(ns.split("|")[:-1]))
 
-            manager.add_handler(StreamMessagesHandler(emit), inherit=True)
+            if (config.get("configurable") or {}).get(CONFIG_KEY_STREAM_MESSAGES_V2):
+
+                def emit_v2(item: tuple[tuple[str, ...], str, Any]) -> None:
+                    ns, mode, data = item
+                    scope.emit(mode, data, ns="|".join(ns))
+
+                manager.add_handler(
+                    StreamMessagesHandlerV2(emit_v2, seen=scope.message_ids), inherit=True
+                )
+            else:
+                manager.add_handler(StreamMessagesHandler(emit), inherit=True)
         run = manager.on_chain_start(
             None, input if isinstance(input, dict) else {"input": input},
             name=config.get("run_name") or self.get_name(), run_id=config.get("run_id"),
@@ -486,6 +538,50 @@ class CompiledStateGraph(Runnable):
         run.loop.raise_if_nested_pause()
 
     # -- state ----------------------------------------------------------------------
+
+    def stream_events(
+        self,
+        input: Any,
+        config: dict[str, Any] | None = None,
+        *,
+        version: str = "v3",
+        transformers: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """A typed run stream (``version="v3"``): see ``threadloom.stream``."""
+        if version != "v3":
+            raise ValueError(
+                f"stream_events supports version='v3' only, got {version!r}; "
+                "astream_events(version='v2') gives LangChain callback events"
+            )
+        from threadloom.stream.runner import open_run_stream
+
+        return open_run_stream(self, input, config, transformers=transformers,
+                               is_async=False, **kwargs)
+
+    def astream_events(
+        self,
+        input: Any,
+        config: dict[str, Any] | None = None,
+        *,
+        version: str = "v2",
+        transformers: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``version="v3"``: awaitable async run stream; v1/v2: LangChain's callback events."""
+        if version == "v3":
+            return self._astream_events_v3(input, config, transformers, kwargs)
+        if transformers is not None:
+            raise TypeError("transformers= is only accepted with version='v3'")
+        return super().astream_events(input, config, version=version, **kwargs)
+
+    async def _astream_events_v3(
+        self, input: Any, config: Any, transformers: Any, kwargs: dict[str, Any]
+    ) -> Any:
+        from threadloom.stream.runner import open_run_stream
+
+        return open_run_stream(self, input, config, transformers=transformers,
+                               is_async=True, **kwargs)
 
     def _require_saver(self, config: dict[str, Any]) -> Any:
         saver, _ = self._saver_for(config)
