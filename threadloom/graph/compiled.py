@@ -383,6 +383,7 @@ class CompiledStateGraph(Runnable):
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability)
+            _lifecycle(config, input, run.loop, None)
             try:
                 for _ in drive(run.loop, run.saver, None):
                     pass
@@ -390,6 +391,7 @@ class CompiledStateGraph(Runnable):
                 run.finish(exc)
                 raise
             run.finish()
+            _lifecycle(config, None, run.loop, run.loop.interrupts)
         return self._result(run, output_keys, version)
 
     async def ainvoke(
@@ -420,6 +422,7 @@ class CompiledStateGraph(Runnable):
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability)
+            await _alifecycle(config, input, run.loop, None)
             try:
                 async for _ in adrive(run.loop, run.saver, None):
                     pass
@@ -427,6 +430,7 @@ class CompiledStateGraph(Runnable):
                 run.finish(exc)
                 raise
             run.finish()
+            await _alifecycle(config, None, run.loop, run.loop.interrupts)
         return self._result(run, output_keys, version)
 
     def _result(self, run: _Run, output_keys: Any, version: str) -> Any:
@@ -707,6 +711,35 @@ class CompiledStateGraph(Runnable):
         saver = self._require_saver(config)
         thread_id = state_ops.history_config(config)["configurable"]["thread_id"]
         return await saver.alist_audit(thread_id)
+
+
+def _lifecycle_event(config: Any, input: Any, loop: Loop, interrupts: Any) -> Any:
+    """The graph-callback event of a root run starting a resume or ending paused."""
+    if loop.scope.nested or not config or not config.get("callbacks"):
+        return None
+    from threadloom.callbacks import GraphInterruptEvent, GraphResumeEvent
+
+    if interrupts:
+        return "on_interrupt", GraphInterruptEvent(tuple(interrupts), (), config)
+    if isinstance(input, Command) and input.resume is not None:
+        return "on_resume", GraphResumeEvent(input.resume, (), config)
+    return None
+
+
+def _lifecycle(config: Any, input: Any, loop: Loop, interrupts: Any) -> None:
+    event = _lifecycle_event(config, input, loop, interrupts)
+    if event is not None:
+        from threadloom.callbacks import dispatch
+
+        dispatch(config["callbacks"], *event)
+
+
+async def _alifecycle(config: Any, input: Any, loop: Loop, interrupts: Any) -> None:
+    event = _lifecycle_event(config, input, loop, interrupts)
+    if event is not None:
+        from threadloom.callbacks import adispatch
+
+        await adispatch(config["callbacks"], *event)
 
 
 def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[Any, Any]]]:
