@@ -34,6 +34,7 @@ from threadloom.constants import (
     PULL,
     PUSH,
     RESUME,
+    RETURN,
     START,
     TASKS,
 )
@@ -116,9 +117,14 @@ class PendingWrites:
                     bucket.append((channel, value))
 
     def pending_interrupts(self) -> list[Interrupt]:
-        return [
-            i for tid, its in self.interrupts.items() if tid not in self.succeeded for i in its
-        ]
+        # one interrupt may be recorded twice: by a called task and by its caller, which
+        # the call's interrupt paused too
+        found: dict[str, Interrupt] = {}
+        for tid, its in self.interrupts.items():
+            if tid not in self.succeeded:
+                for i in its:
+                    found.setdefault(i.id, i)
+        return list(found.values())
 
 
 class Loop:
@@ -175,6 +181,8 @@ class Loop:
         self._unsaved: tuple[Any, ...] | None = None
         self._config_bases: tuple[Any, ...] | None = None
         self._int_version = 0
+        # interrupts of tasks called from running tasks (``@task``), in the order they paused
+        self.call_interrupts: list[Interrupt] = []
 
     # -- versions and checkpoints ---------------------------------------------------
 
@@ -566,7 +574,8 @@ class Loop:
                 "id": task.id,
                 "name": task.name,
                 "error": task.error,
-                "result": {k: v for k, v in task.writes if k in self.program.state_keys},
+                "result": {k: v for k, v in task.writes
+                           if k in self.program.state_keys or k == RETURN},
                 "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
             }
             self.emit("tasks", payload)
@@ -793,8 +802,11 @@ class Loop:
             paused = [t for t in tasks if t.interrupts]
             if paused:
                 self.status = "interrupted"
-                self._pause(tuple(i for t in sorted(paused, key=_task_order)
-                                  for i in t.interrupts))
+                found = {i.id: i for t in sorted(paused, key=_task_order)
+                         for i in t.interrupts}
+                for i in self.call_interrupts:  # tasks called by the paused ones
+                    found.setdefault(i.id, i)
+                self._pause(tuple(found.values()))
                 return
             self.apply(tasks)
             yield from self._new_checkpoint(step, "loop")
@@ -851,13 +863,17 @@ _path_str = task_path_str
 
 
 def _update_payload(task: Task, program: Program) -> Any:
+    writes = task.writes
+    if len(writes) == 1 and writes[0][0] == RETURN:  # a called task: what it returned
+        return writes[0][1]
     keys = program.state_keys
     out: dict[str, Any] = {}
-    for ch, value in task.writes:
+    for ch, value in writes:
         if ch in keys:
             out[ch] = value
-    if "__root__" in out and len(keys) == 1:
-        return out["__root__"]
+    single = program.output_channels
+    if isinstance(single, str) and len(keys) == 1 and single in out:
+        return out[single]  # a graph whose state is one bare value
     return out or None
 
 
