@@ -17,11 +17,11 @@ import hashlib
 import json
 import random
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypedDict
 
+from threadloom.checkpoint.base.id import next_uuid6_tick
 from threadloom.constants import WRITES_IDX_MAP
 from threadloom.errors import EmptyChannelError
 
@@ -87,23 +87,15 @@ class SerializerProtocol:
         raise NotImplementedError
 
 
-_last_uuid_time = 0
-_uuid_lock = threading.Lock()
-
-
 def create_checkpoint_id() -> str:
-    """A UUIDv6-like id whose string order is creation order, so ``max(id)`` is the newest.
+    """A UUIDv6 string (``base.id.uuid6``) whose string order is creation order, so
+    ``max(id)`` is the newest.
 
     Ids created in the same 100 ns tick (or after a clock step back) are still strictly
     increasing within this process. Built with string formatting, not ``uuid.UUID``: it
     is minted at every step.
     """
-    global _last_uuid_time
-    t = time.time_ns() // 100 + 0x01B21DD213814000  # 100 ns intervals since 1582-10-15
-    with _uuid_lock:
-        if t <= _last_uuid_time:
-            t = _last_uuid_time + 1
-        _last_uuid_time = t
+    t = next_uuid6_tick()
     high = (t >> 12) & 0xFFFF_FFFF_FFFF
     low = t & 0x0FFF
     rand = random.getrandbits(62)
