@@ -248,6 +248,8 @@ class Dialect:
     # An SQL expression that makes the current transaction commit without waiting for its
     # flush (see RunGuard); an expression, so a write can fold it into its one statement
     relaxed_commit: str | None = None
+    # an SQL expression giving the ``run_id`` of a checkpoint row's metadata, as text
+    run_id_sql: str = "NULL"
 
     def filter_sql(self, filter: dict[str, Any]) -> tuple[list[str], list[Any]]:
         raise NotImplementedError
