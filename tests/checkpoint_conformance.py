@@ -1212,6 +1212,39 @@ async def test_prune_threads_by_strategy(saver_kit: SaverKit) -> None:
         await api.prune_threads([a.thread_id], keep_last=2, strategy="delete")
 
 
+async def test_prune_drops_finished_subgraph_calls_with_their_parents(
+    saver_kit: SaverKit,
+) -> None:
+    """A subgraph call's namespace (``node:task_id``) goes with the parent checkpoints it
+    belongs to (metadata ``parents``); an interrupted call under the kept head, a
+    persistent subgraph's namespace and checkpoints naming no parent stay."""
+    api = saver_kit.api
+    t = tid()
+    roots = []
+    parent = cfg(t)
+    for step in range(3):
+        parent = await api.put(parent, make_cp({}, {}), {"source": "loop", "step": step}, {})
+        roots.append(parent["configurable"]["checkpoint_id"])
+
+    async def child(ns: str, parent_id: str | None, n: int = 2) -> None:
+        config = cfg(t, ns=ns)
+        for step in range(n):
+            metadata: dict[str, Any] = {"source": "loop", "step": step}
+            if parent_id is not None:
+                metadata["parents"] = {"": parent_id}
+            config = await api.put(config, make_cp({}, {}), metadata, {})
+
+    await child("call:finished", roots[0])
+    await child("sub:interrupted", roots[2])
+    await child("sub:interrupted|inner:finished", roots[0])
+    await child("memory", roots[0])
+    await child("child:1", None)
+    assert await api.prune_threads([t]) == 2 + 2 + 1 + 2 + 1 + 1
+    everything = {"configurable": {"thread_id": t}}  # all namespaces
+    left = sorted(tup.config["configurable"]["checkpoint_ns"] for tup in await api.list(everything))
+    assert left == ["", "child:1", "memory", "sub:interrupted"]
+
+
 async def test_delete_for_runs(saver_kit: SaverKit) -> None:
     """The checkpoints (and writes) of the named runs go; the rest reads back whole, even
     when its values were stored as deltas on a deleted run's rows."""

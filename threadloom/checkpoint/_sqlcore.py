@@ -69,6 +69,7 @@ from threadloom.checkpoint._sql import (
     chunks,
     dump_metadata,
     make_config,
+    pruned_checkpoints,
     thread_and_ns,
     timestamp,
     values_cte,
@@ -801,7 +802,9 @@ class SqlCore:
             raise ValueError(f"keep_last must be >= 0, got {keep_last}")
         dropped = 0
         for thread_id in sorted({str(t) for t in thread_ids}):  # lock order: no deadlocks
-            dropped += yield from self._drop(thread_id, lambda rank, _run: rank > keep_last)
+            dropped += yield from self._drop(
+                thread_id, lambda entries: pruned_checkpoints(entries, keep_last)
+            )
         return dropped
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> Op[int]:
@@ -821,29 +824,43 @@ class SqlCore:
             )
             threads.update(r[0] for r in rows or ())
         wanted = set(runs)
+
+        def made_by_run(entries: list[tuple[str, str, dict[str, Any]]]) -> set[tuple[str, str]]:
+            return {(ns, c) for ns, c, meta in entries if meta.get("run_id") in wanted}
+
         dropped = 0
         for thread_id in sorted(threads):
-            dropped += yield from self._drop(thread_id, lambda _rank, run: run in wanted)
+            dropped += yield from self._drop(thread_id, made_by_run)
         return dropped
 
-    def _drop(self, thread_id: str, drop: Callable[[int, Any], bool]) -> Op[int]:
-        """Delete the checkpoints of ``thread_id`` for which ``drop(rank, run_id)`` is
-        true (``rank``: 1 for the newest of its namespace), their writes, and the blobs
-        no remaining checkpoint needs; how many checkpoints went."""
+    def _drop(
+        self,
+        thread_id: str,
+        choose: Callable[[list[tuple[str, str, dict[str, Any]]]], set[tuple[str, str]]],
+    ) -> Op[int]:
+        """Delete the checkpoints of ``thread_id`` that ``choose`` picks (as (namespace,
+        checkpoint id) pairs, from every (namespace, checkpoint id, metadata)), their
+        writes, and the blobs no remaining checkpoint needs; how many checkpoints went."""
         if self.d.lock_thread:
             yield Query(self.d.lock_thread, (thread_id,))
         rows = yield Query(
-            f"SELECT checkpoint_ns, checkpoint_id, type, checkpoint, {self.d.run_id_sql} "
+            f"SELECT checkpoint_ns, checkpoint_id, type, checkpoint, metadata "
             f"FROM {CHECKPOINTS} WHERE thread_id = ? ORDER BY checkpoint_ns, checkpoint_id DESC",
             (thread_id,),
             fetch=True,
         )
-        seen: dict[str, int] = defaultdict(int)
+        rows = rows or []
+        picked = choose(
+            [
+                (ns, checkpoint_id, _load_metadata(meta, f"thread {thread_id!r}, namespace "
+                                    f"{ns!r}, checkpoint {checkpoint_id!r}"))
+                for ns, checkpoint_id, _typ, _blob, meta in rows
+            ]
+        )  # fmt: skip
         dropped: list[tuple[str, str, str]] = []
         referenced: set[tuple[Any, ...]] = set()
-        for ns, checkpoint_id, typ, blob, run_id in rows or ():
-            seen[ns] += 1
-            if drop(seen[ns], run_id):
+        for ns, checkpoint_id, typ, blob, _meta in rows:
+            if (ns, checkpoint_id) in picked:
                 dropped.append((thread_id, ns, checkpoint_id))
                 continue
             where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"

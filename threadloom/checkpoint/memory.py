@@ -58,6 +58,7 @@ from threadloom.checkpoint._delta import (
 from threadloom.checkpoint._sql import (
     PAGE_SIZE,
     make_config,
+    pruned_checkpoints,
     thread_and_ns,
     timestamp,
     validate_filter,
@@ -671,7 +672,9 @@ class InMemorySaver(BaseCheckpointSaver):
         """
         ids, keep = prune_plan(thread_ids, keep_last, strategy)
         with self._lock:
-            return sum(self._drop(t, lambda rank, _meta: rank > keep) for t in ids)
+            return sum(
+                self._drop(t, lambda entries: pruned_checkpoints(entries, keep)) for t in ids
+            )
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints whose metadata ``run_id`` is one of ``run_ids``, in every
@@ -679,35 +682,37 @@ class InMemorySaver(BaseCheckpointSaver):
         wanted = {str(r) for r in run_ids}
         if not wanted:
             return
-        loads = self.serde.loads_typed
-
-        def made_by_run(_rank: int, meta: Any) -> bool:
-            metadata = loads(meta)
-            return isinstance(metadata, dict) and metadata.get("run_id") in wanted
+        def made_by_run(entries: list[tuple[str, str, Any]]) -> set[tuple[str, str]]:
+            return {(ns, c) for ns, c, meta in entries if meta.get("run_id") in wanted}
 
         with self._lock:
             for thread_id in list(self.storage):
                 self._drop(thread_id, made_by_run)
 
-    def _drop(self, thread_id: str, drop: Any) -> int:
-        """Delete the checkpoints of ``thread_id`` for which ``drop(rank, metadata)`` is
-        true (``rank``: 1 for the newest of its namespace; ``metadata`` as stored), their
+    def _drop(self, thread_id: str, choose: Any) -> int:
+        """Delete the checkpoints of ``thread_id`` that ``choose`` picks (as (namespace,
+        checkpoint id) pairs, from every (namespace, checkpoint id, metadata)), their
         writes and the values no remaining checkpoint needs; how many went. The caller
         holds the lock."""
         per_ns = self.storage.get(thread_id)
         if not per_ns:
             return 0
+        entries = []
+        for ns, checkpoints in per_ns.items():
+            for checkpoint_id, (_stored, meta, _parent) in checkpoints.items():
+                metadata = self._named_decode(meta, "metadata of ", thread_id, ns, checkpoint_id)
+                entries.append((ns, checkpoint_id, metadata if isinstance(metadata, dict) else {}))
+        picked = choose(entries)
         dropped = 0
         referenced: set[Key] = set()
         for ns, checkpoints in list(per_ns.items()):
-            for rank, checkpoint_id in enumerate(sorted(checkpoints, reverse=True), 1):
-                stored, meta, _parent = checkpoints[checkpoint_id]
-                if drop(rank, meta):
+            for checkpoint_id in list(checkpoints):
+                if (ns, checkpoint_id) in picked:
                     del checkpoints[checkpoint_id]
                     self.writes.pop((thread_id, ns, checkpoint_id), None)
                     dropped += 1
                     continue
-                versions = stored.get("channel_versions") or {}
+                versions = checkpoints[checkpoint_id][0].get("channel_versions") or {}
                 referenced.update((thread_id, ns, ch, str(v)) for ch, v in versions.items())
             if not checkpoints:
                 del per_ns[ns]
