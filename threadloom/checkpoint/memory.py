@@ -190,7 +190,12 @@ class InMemorySaver(BaseCheckpointSaver):
         )
         self._lock = threading.RLock()
         # (thread, ns) -> newest checkpoint id (ids sort in creation order)
-        self._heads: dict[tuple[str, str], str] = {}
+        self._heads: dict[tuple[str, str], str] = {
+            (thread_id, ns): max(checkpoints)  # tables loaded from a file (PersistentDict)
+            for thread_id, per_ns in self.storage.items()
+            for ns, checkpoints in per_ns.items()
+            if checkpoints
+        }
         # (thread, ns) -> its list channels written longer than _SMALL_LIST at least once:
         # from their second such write on they go through the delta planner
         self._long_lists: dict[tuple[str, str], set[str]] = {}

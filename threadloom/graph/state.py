@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from threadloom._schema import (
     ROOT,
@@ -54,7 +54,10 @@ class NodeSpec:
     cache_policy: CachePolicy | None = None
 
 
-class StateGraph:
+StateT = TypeVar("StateT")
+
+
+class StateGraph(Generic[StateT]):
     """A graph whose nodes read and update a shared state.
 
     ``state_schema`` is a TypedDict, a dataclass or a pydantic model; each key becomes a
@@ -450,3 +453,13 @@ def values_of(channels: dict[str, BaseChannel], keys: Sequence[str]) -> dict[str
         if chan is not None and chan.value is not MISSING:
             out[key] = chan.value
     return out
+
+
+def __getattr__(name: str) -> Any:
+    # ``from langgraph.graph.state import CompiledStateGraph`` (it lives in .compiled,
+    # which imports this module)
+    if name == "CompiledStateGraph":
+        from threadloom.graph.compiled import CompiledStateGraph
+
+        return CompiledStateGraph
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
