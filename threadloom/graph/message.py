@@ -167,6 +167,19 @@ def add_messages(
     return _merge(cast(Messages, left), cast(Messages, right), format)
 
 
+def _messages_delta_reducer(state: Messages, writes: Sequence[Messages]) -> list[BaseMessage]:
+    """The batched form of ``add_messages`` that ``DeltaChannel`` takes: merge every write
+    of ``writes`` (each one message-like or a list of them; a tuple is one message) into
+    ``state``, in order."""
+    right: list[Any] = []
+    for write in writes:
+        if isinstance(write, list):
+            right.extend(write)
+        else:
+            right.append(write)
+    return _merge(state, right, None)
+
+
 def _make_reducer(format: MessageFormat | None) -> Reducer:
     """Return a two-argument reducer bound to ``format``."""
 

@@ -138,6 +138,7 @@ _BUILTIN_TABLE: Final[tuple[str, ...]] = (
     "threadloom.types:StateSnapshot",
     "threadloom.types:StateUpdate",  # 20
     "threadloom.types:GraphOutput",
+    "threadloom.checkpoint.serde.types:_DeltaSnapshot",
 )
 
 # Modules whose every message class / exception class is allowlisted by name.
