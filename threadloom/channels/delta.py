@@ -19,8 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NotRequired, Required, get_args, get_origin
 
-
-
 from threadloom.channels.base import MISSING, BaseChannel
 from threadloom.channels.binop import _get_overwrite, _initial
 from threadloom.checkpoint.serde.types import _DeltaSnapshot
