@@ -12,7 +12,8 @@ Record keys (absent when they do not apply):
     position in the log and the chain;
 ``event``
     ``"decision"`` (an answer to an approval request), ``"resume"`` (an answer to any
-    other interrupt), ``"update_state"``, ``"refused"`` (an answer or execution that was
+    other interrupt), ``"update_state"``, ``"command_update"`` (``Command(update=...)``
+    given to ``invoke``), ``"refused"`` (an answer or execution that was
     refused: the thread did not change);
 ``at``, ``who``
     when, and the reviewer identity from the run's config (``{"id", "roles"}``; None if
@@ -29,7 +30,7 @@ Record keys (absent when they do not apply):
     after this answer: ``"decided:<outcome>"``, or ``"pending"`` with ``approvals`` /
     ``rejections`` counted against ``needed``;
 ``as_node``, ``values``, ``tool_call_changes``
-    for ``update_state``: the node, the values written, and tool-call edits
+    for ``update_state`` and ``command_update``: the node, the values written, and tool-call edits
     (``[{"tool_call_id", "action": {"from", "to"}, "args_diff"}]``);
 ``error``, ``stage``
     for refusals: the error type and message, and ``"arrival"`` or ``"execution"``.
@@ -52,6 +53,7 @@ from threadloom.hitl.response import ApprovalResponse
 __all__ = [
     "AuditRecord",
     "arg_diff",
+    "command_update_record",
     "decision_record",
     "export_jsonl",
     "refused_record",
@@ -228,6 +230,33 @@ def update_record(
         "checkpoint_id": checkpoint_id,
         "new_checkpoint_id": new_checkpoint_id,
         "as_node": as_node,
+        "values": to_jsonable(values),
+    }
+    changes = tool_call_changes(before, values)
+    if changes:
+        record["tool_call_changes"] = changes
+    return record
+
+
+def command_update_record(
+    *,
+    values: Any,
+    before: Any,
+    checkpoint_id: str | None,
+    who: Reviewer | None,
+    at: str,
+) -> AuditRecord:
+    """A ``Command(update=...)`` given to ``invoke``/``stream``: who wrote what, and which
+    pending tool calls it rewrote (as ``update_state`` records do)."""
+    if isinstance(values, (list, tuple)) and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 for p in values
+    ):
+        values = dict(values)
+    record: AuditRecord = {
+        "event": "command_update",
+        "at": at,
+        "who": _who(who),
+        "checkpoint_id": checkpoint_id,
         "values": to_jsonable(values),
     }
     changes = tool_call_changes(before, values)
