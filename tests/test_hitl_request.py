@@ -9,6 +9,7 @@ import pytest
 from threadloom.checkpoint.base import create_checkpoint_id
 from threadloom.hitl import (
     Allowed,
+    ApprovalHooks,
     ApprovalPolicy,
     ApprovalRequest,
     ApprovalResponse,
@@ -21,7 +22,6 @@ from threadloom.hitl import (
     action_digest,
     requests_in,
 )
-from threadloom.hitl import ApprovalHooks
 from threadloom.hitl.clock import checkpoint_time
 from threadloom.hitl.response import match_responses
 from threadloom.hitl.validation import json_schema_errors

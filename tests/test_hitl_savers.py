@@ -21,7 +21,7 @@ from langchain_core.tools import tool
 
 from threadloom.checkpoint.memory import InMemorySaver
 from threadloom.cli import main as cli_main
-from threadloom.hitl import ApprovalPolicy, verify_chain
+from threadloom.hitl import ApprovalPolicy, echo_digests, verify_chain
 from threadloom.prebuilt import ScriptedChatModel, create_react_agent
 from threadloom.types import Command
 
@@ -106,6 +106,11 @@ def cfg(**conf: Any) -> dict[str, Any]:
     return {"configurable": {"thread_id": "t", **conf}}
 
 
+def signed(agent: Any, answer: Any) -> Any:
+    """The answer as a UI sends it: approvals echo the digest of the request shown."""
+    return echo_digests(agent.get_state(cfg()).interrupts, answer)
+
+
 BOB = {"id": "bob", "roles": ["ops"]}
 
 
@@ -114,10 +119,10 @@ def test_decisions_survive_a_new_connection(durable: tuple[str, str]) -> None:
     with sync_saver(kind, where) as saver:
         agent = make_agent(saver)
         agent.invoke({"messages": [HumanMessage("tidy")]}, cfg())
-        agent.invoke(Command(resume=[
+        agent.invoke(Command(resume=signed(agent, [
             {"type": "edit", "args": {"path": "/srv/a.bak"}},
             {"type": "reject", "args": "keep b"},
-        ]), cfg(reviewer=BOB))
+        ])), cfg(reviewer=BOB))
     with sync_saver(kind, where) as saver:
         log = make_agent(saver).get_audit_log(cfg())
         saver.delete_thread("t")
@@ -165,7 +170,9 @@ def test_async_savers_store_the_log(tmp_path: Path, request: pytest.FixtureReque
     async def run(saver: Any) -> list[dict[str, Any]]:
         agent = make_agent(saver)
         await agent.ainvoke({"messages": [HumanMessage("tidy")]}, cfg())
-        await agent.ainvoke(Command(resume={"call_a": True, "call_b": False}),
+        shown = (await agent.aget_state(cfg())).interrupts
+        await agent.ainvoke(Command(resume=echo_digests(shown, {"call_a": True,
+                                                                "call_b": False})),
                             cfg(reviewer=BOB))
         return await agent.aget_audit_log(cfg())
 
@@ -197,7 +204,7 @@ def test_cli_exports_and_verifies_a_threads_log(
     with sync_saver("sqlite", db) as saver:
         agent = make_agent(saver)
         agent.invoke({"messages": [HumanMessage("tidy")]}, cfg())
-        agent.invoke(Command(resume=[True, True]), cfg(reviewer=BOB))
+        agent.invoke(Command(resume=signed(agent, [True, True])), cfg(reviewer=BOB))
     out = tmp_path / "log.jsonl"
     assert cli_main(["audit", "--sqlite", db, "--thread", "t", "--out", str(out),
                      "--verify"]) == 0
@@ -217,7 +224,7 @@ def test_memory_saver_is_durable_for_the_process_only() -> None:
     saver = InMemorySaver()
     agent = make_agent(saver)
     agent.invoke({"messages": [HumanMessage("tidy")]}, cfg())
-    agent.invoke(Command(resume=[True, True]), cfg(reviewer=BOB))
+    agent.invoke(Command(resume=signed(agent, [True, True])), cfg(reviewer=BOB))
     assert [r["decision"] for r in saver.list_audit("t")] == ["accept", "accept"]
 
 

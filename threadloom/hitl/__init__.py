@@ -47,7 +47,7 @@ from threadloom.hitl.hooks import ApprovalHooks, uses_approvals
 from threadloom.hitl.policy import ApprovalPolicy, ApprovalRule
 from threadloom.hitl.quorum import Reviewer, Reviewers
 from threadloom.hitl.request import Allowed, ApprovalRequest, requests_in
-from threadloom.hitl.response import ApprovalResponse
+from threadloom.hitl.response import ApprovalResponse, echo_digests
 
 __all__ = [
     "DEADLINE_REVIEWER",
@@ -78,6 +78,7 @@ __all__ = [
     "arg_diff",
     "asweep",
     "collect_decisions",
+    "echo_digests",
     "export_jsonl",
     "request_approval",
     "requests_in",

@@ -12,7 +12,6 @@ replayed from its stored answers: the outcome is the same every time.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from threadloom.hitl.clock import from_iso, to_iso, utcnow

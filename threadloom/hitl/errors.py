@@ -82,6 +82,23 @@ class ApprovalMismatchError(ApprovalError):
         self.got = got
 
 
+class NoPendingRequestError(InvalidResponseError, ApprovalMismatchError):
+    """The answer names no request that is pending now: nothing is waiting, or the
+    interrupt or request it names was already answered. ``pending`` lists the interrupt
+    ids that are waiting (possibly none). Read the thread with ``get_state``.
+
+    It is also an ``ApprovalMismatchError``: what the answer is for is not what is
+    pending."""
+
+    def __init__(
+        self, message: str, *, request_id: str | None = None, pending: list[str] | None = None
+    ) -> None:
+        ApprovalError.__init__(self, message, request_id=request_id)
+        self.expected = None
+        self.got = None
+        self.pending = list(pending or [])
+
+
 class DeadlinePassedError(ApprovalError):
     """A person answered after the request's deadline; the deadline's own decision
     (applied by ``threadloom sweep``) is the only one accepted now.
@@ -103,18 +120,6 @@ class DeadlinePassedError(ApprovalError):
         self.decision = decision
         self.decided_by = decided_by
         self.decided_at = decided_at
-
-
-class NoPendingRequestError(InvalidResponseError):
-    """The answer names no request that is pending now: nothing is waiting, or the
-    interrupt or request it names was already answered. ``pending`` lists the interrupt
-    ids that are waiting (possibly none). Read the thread with ``get_state``."""
-
-    def __init__(
-        self, message: str, *, request_id: str | None = None, pending: list[str] | None = None
-    ) -> None:
-        super().__init__(message, request_id=request_id)
-        self.pending = list(pending or [])
 
 
 class DigestRequiredError(InvalidResponseError):

@@ -41,7 +41,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from threadloom.constants import CONFIG_KEY_TASK
 from threadloom.hitl.audit import (
@@ -67,9 +67,6 @@ from threadloom.hitl.quorum import Reviewer
 from threadloom.hitl.request import ApprovalRequest, requests_in
 from threadloom.hitl.response import match_responses, unwrap_decisions
 from threadloom.hitl.validation import ArgsValidator, schema_validator, validate_response
-
-if TYPE_CHECKING:
-    from threadloom.graph.compiled import CompiledStateGraph
 
 __all__ = [
     "DEFAULT_HOOKS",
@@ -468,6 +465,10 @@ def _check_batch(
                 ),
                 request_id=request.id,
             )
+        answer = given.stamped(reviewer=reviewer, at=at, digest=request.digest)
+        answer = validate_response(
+            request, answer, now=now, validate_args=_validator(node, request)
+        )
         if (
             not sweep
             and request.require_digest
@@ -482,10 +483,6 @@ def _check_batch(
                 "allow digest-less answers with require_digest=False.",
                 request_id=request.id,
             )
-        answer = given.stamped(reviewer=reviewer, at=at, digest=request.digest)
-        answer = validate_response(
-            request, answer, now=now, validate_args=_validator(node, request)
-        )
         answer = dataclasses.replace(answer, digest=request.digest)
         records.append(
             decision_record(

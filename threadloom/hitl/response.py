@@ -33,7 +33,7 @@ from threadloom.hitl.errors import InvalidResponseError
 from threadloom.hitl.quorum import Reviewer
 from threadloom.hitl.request import RESPONSE_TYPES, ApprovalRequest
 
-__all__ = ["ApprovalResponse", "match_responses", "unwrap_decisions"]
+__all__ = ["ApprovalResponse", "echo_digests", "match_responses", "unwrap_decisions"]
 
 _ALIASES = {
     "approve": "accept",
@@ -160,6 +160,43 @@ def _type_of(value: Any, request_id: str | None) -> str:
             request_id=request_id,
         )
     return kind
+
+
+def echo_digests(interrupts: Sequence[Any], answer: Any) -> Any:
+    """``answer`` with each approving answer (accept / edit) carrying the digest of the
+    request it answers, taken from ``interrupts`` - the pending interrupts *as shown to
+    the reviewer* (``get_state(config).interrupts`` read when the request was displayed,
+    or the ``__interrupt__`` of the run that paused). What a UI does when it sends an
+    answer; answers that already carry a digest are kept as they are.
+    """
+    from threadloom.hitl.request import requests_in
+
+    requests = [r for i in interrupts for r in requests_in(getattr(i, "value", i)) or ()]
+    by_id = {r.id: r for r in requests}
+
+    def sign(given: Any, request: ApprovalRequest) -> Any:
+        if given is True or given in ("accept", "approve"):
+            given = {"type": "accept"}
+        if (
+            isinstance(given, Mapping)
+            and _ALIASES.get(given.get("type")) in ("accept", "edit")
+            and given.get("digest") is None
+        ):
+            return {**given, "digest": request.digest}
+        return given
+
+    answer = unwrap_decisions(answer)
+    if isinstance(answer, (list, tuple)):
+        signed = [None if a is None else sign(a, r) for a, r in zip(answer, requests, strict=False)]
+        return signed + list(answer[len(requests):])
+    if (
+        isinstance(answer, Mapping)
+        and "type" not in answer
+        and answer
+        and all(k in by_id for k in answer)
+    ):
+        return {k: None if v is None else sign(v, by_id[k]) for k, v in answer.items()}
+    return sign(answer, requests[0]) if requests else answer
 
 
 def unwrap_decisions(value: Any) -> Any:
