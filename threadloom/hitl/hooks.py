@@ -153,7 +153,8 @@ class ApprovalHooks:
                 start.saver.put_audit(start.thread_id, [_refusal(self, exc, snapshot, start)])
             raise
         if start.audit and plan.records:
-            start.saver.put_audit(start.thread_id, plan.records)
+            stored = start.saver.put_audit(start.thread_id, plan.records)
+            return plan.input, _anchored(start.config, stored)
         return plan.input, start.config
 
     async def abefore_run(self, graph: Any, input: Any, config: Any) -> tuple[Any, Any]:
@@ -178,7 +179,8 @@ class ApprovalHooks:
                 )
             raise
         if start.audit and plan.records:
-            await start.saver.aput_audit(start.thread_id, plan.records)
+            stored = await start.saver.aput_audit(start.thread_id, plan.records)
+            return plan.input, _anchored(start.config, stored)
         return plan.input, start.config
 
     def before_update(self, graph: Any, saver: Any, config: Any) -> Any:
@@ -299,6 +301,32 @@ def end_sweep(token: contextvars.Token[SweepContext | None]) -> None:
 
 
 # -- planning a run ----------------------------------------------------------------------------
+
+
+AUDIT_ANCHOR_KEY = "audit_anchor"
+"""Config key whose ``"<seq>:<hash>"`` (the audit record a run follows) the run's
+checkpoints keep in their metadata: the chain is anchored in the thread's checkpoints
+as well, so a log cut short below it shows even if its own anchor row was moved back."""
+
+
+def _anchored(config: Any, stored: Any) -> Any:
+    if not stored:
+        return config
+    last = stored[-1]
+    conf = {**config["configurable"], AUDIT_ANCHOR_KEY: f"{last['seq']}:{last['hash']}"}
+    return {**config, "configurable": conf}
+
+
+def checkpoint_anchors(saver: Any, thread_id: str) -> list[dict[str, Any]]:
+    """The ``{"seq", "hash"}`` audit anchors the thread's checkpoints hold."""
+    out: dict[int, dict[str, Any]] = {}
+    for tup in saver.list({"configurable": {"thread_id": str(thread_id)}}):
+        value = (tup.metadata or {}).get(AUDIT_ANCHOR_KEY)
+        if isinstance(value, str) and ":" in value:
+            seq, _, digest = value.partition(":")
+            if seq.isdigit():
+                out[int(seq)] = {"seq": int(seq), "hash": digest}
+    return [out[k] for k in sorted(out)]
 
 
 def _thread_id(config: Mapping[str, Any]) -> str:
