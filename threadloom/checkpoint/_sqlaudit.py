@@ -5,9 +5,9 @@ records (``threadloom.hitl.audit``) as JSON text, numbered from 1 per thread; th
 numbered 0 is the chain's anchor (``{"seq", "hash"}`` of the last record), moved in the
 same transaction as every append, so a log cut short (its last records deleted) no
 longer reaches its anchor. An append reads the thread's last record and inserts the
-new ones chained after it (``chain_audit_records``) in one transaction; ``(thread_id, seq)`` is the primary key,
-so two concurrent appends cannot both take the same place - one fails instead of
-forking the log. The log is not touched by ``delete_thread``, ``prune`` or
+new ones chained after it (``chain_audit_records``) in one transaction;
+``(thread_id, seq)`` is the primary key, so two concurrent appends cannot both take the
+same place - one fails instead of forking the log. The log is not touched by ``delete_thread``, ``prune`` or
 ``expire_paused``: it is the record of who decided what.
 
 The table comes with its own migration (``SQLITE_MIGRATION`` / ``POSTGRES_MIGRATION``),
