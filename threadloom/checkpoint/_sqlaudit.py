@@ -7,8 +7,8 @@ same transaction as every append, so a log cut short (its last records deleted) 
 longer reaches its anchor. An append reads the thread's last record and inserts the
 new ones chained after it (``chain_audit_records``) in one transaction;
 ``(thread_id, seq)`` is the primary key, so two concurrent appends cannot both take the
-same place - one fails instead of forking the log. The log is not touched by ``delete_thread``, ``prune`` or
-``expire_paused``: it is the record of who decided what.
+same place - one fails instead of forking the log. The log is not touched by
+``delete_thread``, ``prune`` or ``expire_paused``: it is the record of who decided what.
 
 The table comes with its own migration (``SQLITE_MIGRATION`` / ``POSTGRES_MIGRATION``),
 appended to each saver's migration list.
