@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import collections.abc
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from threadloom.channels.base import MISSING, BaseChannel
+from threadloom.constants import OVERWRITE
 from threadloom.errors import InvalidUpdateError
 from threadloom.types import Overwrite
 
 
-def _overwrite_value(value: Any) -> tuple[bool, Any]:
+def _get_overwrite(value: Any) -> tuple[bool, Any]:
+    """``(True, replacement)`` when ``value`` asks to overwrite (an ``Overwrite``, or its
+    dict forms ``{"__overwrite__": v}`` / ``{"type": "__overwrite__", "value": v}``)."""
     if isinstance(value, Overwrite):
         return True, value.value
     if isinstance(value, dict):
-        if len(value) == 1 and "__overwrite__" in value:
-            return True, value["__overwrite__"]
-        if value.get("type") == "__overwrite__" and "value" in value and len(value) == 2:
+        if len(value) == 1 and OVERWRITE in value:
+            return True, value[OVERWRITE]
+        if value.get("type") == OVERWRITE and "value" in value and len(value) == 2:
             return True, value["value"]
     return False, None
 
@@ -42,7 +46,7 @@ class BinaryOperatorAggregate(BaseChannel):
         seen_overwrite = False
         value = self.value
         for item in values:
-            is_overwrite, replacement = _overwrite_value(item)
+            is_overwrite, replacement = _get_overwrite(item)
             if is_overwrite:
                 if seen_overwrite:
                     raise InvalidUpdateError(
@@ -64,10 +68,25 @@ class BinaryOperatorAggregate(BaseChannel):
         return new
 
 
+_ABSTRACT_STARTS: tuple[tuple[Any, type], ...] = (
+    (collections.abc.Sequence, list),
+    (collections.abc.MutableSequence, list),
+    (collections.abc.Set, set),
+    (collections.abc.MutableSet, set),
+    (collections.abc.Mapping, dict),
+    (collections.abc.MutableMapping, dict),
+)
+
+
 def _initial(typ: Any) -> Any:
     origin = getattr(typ, "__origin__", None) or typ
     if origin in (list, dict, set, tuple, int, float, str, frozenset):
         return origin()
+    # Abstract collections (Sequence[BaseMessage], ...) start as their plain counterpart,
+    # so the reducer sees every write, the first included.
+    for abstract, concrete in _ABSTRACT_STARTS:
+        if origin is abstract:
+            return concrete()
     try:
         if isinstance(origin, type) and origin.__module__ in ("collections", "builtins"):
             return origin()

@@ -12,7 +12,7 @@ import asyncio
 import queue
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from typing import Any
@@ -21,6 +21,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
 
 from threadloom._context import current_task
+from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
 from threadloom.engine.task import Task
 from threadloom.errors import GraphBubbleUp, GraphInterrupt, ParentCommand
@@ -39,16 +40,25 @@ def _executor() -> ThreadPoolExecutor:
 # -- retries -----------------------------------------------------------------------
 
 
+def should_retry_on(policy: RetryPolicy, exc: Exception) -> bool:
+    """Whether ``policy.retry_on`` (an exception class, a sequence of them, or a
+    predicate) accepts ``exc``."""
+    retry_on = policy.retry_on
+    if isinstance(retry_on, type) and issubclass(retry_on, BaseException):
+        return isinstance(exc, retry_on)
+    if isinstance(retry_on, Sequence) and not isinstance(retry_on, str):
+        return isinstance(exc, tuple(retry_on))
+    if callable(retry_on):
+        return bool(retry_on(exc))
+    raise TypeError(
+        "retry_on must be an Exception class, a list or tuple of Exception classes, or a "
+        f"callable that takes an exception and returns a bool; got {retry_on!r}."
+    )
+
+
 def _matching_policy(policies: Any, exc: Exception) -> RetryPolicy | None:
     for policy in policies:
-        retry_on = policy.retry_on
-        if isinstance(retry_on, type) and issubclass(retry_on, BaseException):
-            ok = isinstance(exc, retry_on)
-        elif isinstance(retry_on, (tuple, list)):
-            ok = isinstance(exc, tuple(retry_on))
-        else:
-            ok = bool(retry_on(exc))
-        if ok:
+        if should_retry_on(policy, exc):
             return policy
     return None
 
@@ -96,9 +106,10 @@ def _start_node_run(task: Task) -> Any:
         return None
     manager = callbacks.copy()
     manager.add_metadata(task.config.get("metadata") or {}, inherit=False)
+    shown = getattr(task.node.bound, "traced_input", None)  # a called task: its arguments
+    inputs = shown(task.input) if shown is not None else task.input
     run = manager.on_chain_start(
-        None, task.input if isinstance(task.input, dict) else {"input": task.input},
-        name=task.name,
+        None, inputs if isinstance(inputs, dict) else {"input": inputs}, name=task.name,
     )
     task.config = {**task.config, "callbacks": run.get_child()}
     return run
@@ -139,6 +150,7 @@ def _run_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
+            task.start_attempt(attempt)
             try:
                 try:
                     result = node.bound.call(task.input, task)
@@ -171,6 +183,7 @@ async def _arun_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
+            task.start_attempt(attempt)
             try:
                 try:
                     result = await node.bound.acall(task.input, task)
@@ -195,6 +208,26 @@ async def _arun_task(task: Task) -> None:
         current_task.reset(token)
 
 
+# -- I/O requests ------------------------------------------------------------------
+
+
+def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
+    """Do one of the loop's I/O requests: ``("cache_<method>", ...)`` goes to the node
+    cache, anything else to the checkpoint saver."""
+    kind = request[0]
+    if kind.startswith("cache_"):
+        return getattr(loop.scope.cache, kind[6:])(*request[1:])
+    return getattr(saver, kind)(*request[1:])
+
+
+async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
+    """The async twin of ``perform`` (the ``a``-prefixed methods)."""
+    kind = request[0]
+    if kind.startswith("cache_"):
+        return await getattr(loop.scope.cache, "a" + kind[6:])(*request[1:])
+    return await getattr(saver, "a" + kind)(*request[1:])
+
+
 # -- sync driver -------------------------------------------------------------------
 
 
@@ -207,6 +240,7 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
     gen = loop.run()
     reply: Any = None
     out = loop.out
+    calls = loop.scope.calls = SyncCalls(loop, saver, run_task, _executor())
     try:
         while True:
             request = gen.send(reply)
@@ -214,12 +248,15 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
             kind = request[0]
             if kind == "run":
                 yield from _run_tasks(loop, request[1], saver, events)
+                calls.wait()
             else:
-                reply = getattr(saver, kind)(*request[1:])
+                reply = perform(loop, saver, request)
             while out:
                 yield out.popleft()
     except StopIteration:
         pass
+    finally:
+        loop.scope.calls = None  # the scope outlives the run (its tasks keep it)
     while out:
         yield out.popleft()
 
@@ -232,7 +269,7 @@ def _run_tasks(
         task = tasks[0]
         run_task(task)
         for request in loop.task_done(task, 1):
-            getattr(saver, request[0])(*request[1:])
+            perform(loop, saver, request)
         return
     done: queue.SimpleQueue = events if events is not None else queue.SimpleQueue()
     pool = _executor()
@@ -251,7 +288,7 @@ def _run_tasks(
         if item is not None:  # None only wakes us to forward live stream events
             remaining -= 1
             for request in loop.task_done(item, n):
-                getattr(saver, request[0])(*request[1:])
+                perform(loop, saver, request)
         while loop.out:
             yield loop.out.popleft()
 
@@ -266,6 +303,7 @@ async def adrive(
     gen = loop.run()
     reply: Any = None
     out = loop.out
+    calls = loop.scope.calls = AsyncCalls(loop, saver, arun_task)
     try:
         while True:
             request = gen.send(reply)
@@ -274,12 +312,15 @@ async def adrive(
             if kind == "run":
                 async for item in _arun_tasks(loop, request[1], saver, events):
                     yield item
+                await calls.wait()
             else:
-                reply = await getattr(saver, "a" + kind)(*request[1:])
+                reply = await aperform(loop, saver, request)
             while out:
                 yield out.popleft()
     except StopIteration:
         pass
+    finally:
+        loop.scope.calls = None
     while out:
         yield out.popleft()
 
@@ -292,7 +333,7 @@ async def _arun_tasks(
         task = tasks[0]
         await arun_task(task)
         for request in loop.task_done(task, 1):
-            await getattr(saver, "a" + request[0])(*request[1:])
+            await aperform(loop, saver, request)
         return
     done: asyncio.Queue = events if events is not None else asyncio.Queue()
     running = []
@@ -307,7 +348,7 @@ async def _arun_tasks(
             if item is not None:  # None only wakes us to forward live stream events
                 remaining -= 1
                 for request in loop.task_done(item, n):
-                    await getattr(saver, "a" + request[0])(*request[1:])
+                    await aperform(loop, saver, request)
             while loop.out:
                 yield loop.out.popleft()
     finally:

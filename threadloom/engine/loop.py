@@ -29,13 +29,17 @@ from threadloom.constants import (
     CONFIG_KEY_TASK,
     ERROR,
     INTERRUPT,
+    NO_WRITES,
     NULL_TASK_ID,
     PULL,
     PUSH,
     RESUME,
+    RETURN,
     START,
     TASKS,
 )
+from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
+from threadloom.engine.payloads import task_start_payload
 from threadloom.engine.program import Program
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import Task, task_id
@@ -50,7 +54,6 @@ from threadloom.errors import (
 from threadloom.managed import managed_value
 from threadloom.types import Command, Interrupt, Send
 
-NO_WRITES = "__no_writes__"
 _SPECIAL = frozenset({ERROR, INTERRUPT, RESUME, NO_WRITES})
 _METADATA_SKIP = frozenset({"thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map"})
 
@@ -114,9 +117,14 @@ class PendingWrites:
                     bucket.append((channel, value))
 
     def pending_interrupts(self) -> list[Interrupt]:
-        return [
-            i for tid, its in self.interrupts.items() if tid not in self.succeeded for i in its
-        ]
+        # one interrupt may be recorded twice: by a called task and by its caller, which
+        # the call's interrupt paused too
+        found: dict[str, Interrupt] = {}
+        for tid, its in self.interrupts.items():
+            if tid not in self.succeeded:
+                for i in its:
+                    found.setdefault(i.id, i)
+        return list(found.values())
 
 
 class Loop:
@@ -173,6 +181,8 @@ class Loop:
         self._unsaved: tuple[Any, ...] | None = None
         self._config_bases: tuple[Any, ...] | None = None
         self._int_version = 0
+        # interrupts of tasks called from running tasks (``@task``), in the order they paused
+        self.call_interrupts: list[Interrupt] = []
 
     # -- versions and checkpoints ---------------------------------------------------
 
@@ -202,8 +212,11 @@ class Loop:
             # differ per step because the step is part of them).
             return
         cp = self.checkpoint
+        versions = cp["channel_versions"]
         values = {}
         for key, chan in self.channels.items():
+            if key not in versions:  # never written: only its initial value (e.g. [])
+                continue
             value = chan.checkpoint()
             if value is not MISSING:
                 values[key] = value
@@ -472,6 +485,11 @@ class Loop:
 
     def _emit_values(self) -> None:
         if "values" in self.scope.modes:
+            if self.program.values_on_write:
+                keys = self.program.output_channels
+                keys = (keys,) if isinstance(keys, str) else keys
+                if self.updated is None or not self.updated.intersection(keys):
+                    return
             self.emit("values", self.output())
 
     def _emit_checkpoint(self, saved: Checkpoint, metadata: dict[str, Any], parent: Any) -> None:
@@ -492,18 +510,63 @@ class Loop:
         if task.node.hidden:
             return
         if "tasks" in self.scope.modes or "debug" in self.scope.modes:
-            payload = {"id": task.id, "name": task.name, "input": task.input,
-                       "triggers": task.triggers or ("__pregel_push",)}
+            payload = task_start_payload(task)
             self.emit("tasks", payload)
             self.emit("debug", _debug("task", self.step + 1, payload))
+
+    def _emit_update(self, task: Task) -> None:
+        if "updates" in self.scope.modes and not task.node.hidden:
+            update = {task.name: _update_payload(task, self.program)}
+            if task.cached:
+                update["__metadata__"] = {"cached": True}
+            self.emit("updates", update)
+
+    # -- the node cache -------------------------------------------------------------
+
+    def _from_cache(
+        self, tasks: list[Task], siblings: int
+    ) -> Generator[Request, Any, tuple[list[Task], dict[str, Any]]]:
+        """Serve tasks of nodes with a ``CachePolicy`` from the cache; return the tasks
+        still to run and the cache keys of those to store once they succeed."""
+        keys: dict[str, Any] = {}
+        for task in tasks:
+            policy = task.node.cache_policy
+            if policy is not None:
+                keys[task.id] = (task.node.cache_ns, cache_key(policy, task.input))
+        if not keys:
+            return tasks, keys
+        found = yield ("cache_get", list(dict.fromkeys(keys.values())))
+        if not found:
+            return tasks, keys
+        remaining = []
+        for task in tasks:
+            key = keys.get(task.id)
+            writes = decode_writes(found[key]) if key in found else None
+            if writes is None:
+                remaining.append(task)
+                continue
+            del keys[task.id]
+            task.writes = writes
+            task.cached = True
+            yield from self.task_done(task, siblings)
+        return remaining, keys
+
+    def _to_cache(self, ran: list[Task], keys: dict[str, Any]) -> Generator[Request, Any, None]:
+        """Store the writes of the cacheable tasks that succeeded."""
+        pairs = {}
+        for task in ran:
+            key = keys.get(task.id)
+            if key is not None and task.error is None and not task.interrupts:
+                pairs[key] = (encode_writes(task.writes), task.node.cache_policy.ttl)
+        if pairs:
+            yield ("cache_set", pairs)
 
     def task_done(self, task: Task, siblings: int) -> list[Request]:
         """Bookkeeping when a task ends (on the driver's thread): stream it, save its writes."""
         task.done = True
         modes = self.scope.modes
         if task.error is None and not task.interrupts and not task.node.hidden:
-            if "updates" in modes:
-                self.emit("updates", {task.name: _update_payload(task, self.program)})
+            self._emit_update(task)
             if "messages" in modes:
                 self._emit_node_messages(task)
         if ("tasks" in modes or "debug" in modes) and not task.node.hidden:
@@ -511,7 +574,8 @@ class Loop:
                 "id": task.id,
                 "name": task.name,
                 "error": task.error,
-                "result": {k: v for k, v in task.writes if k in self.program.state_keys},
+                "result": {k: v for k, v in task.writes
+                           if k in self.program.state_keys or k == RETURN},
                 "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
             }
             self.emit("tasks", payload)
@@ -711,18 +775,26 @@ class Loop:
                 for task in tasks:
                     done = self.pending.succeeded.get(task.id)
                     if done is not None:
+                        # finished before the pause: its saved writes stand for it
                         task.writes = done
                         task.done = True
+                        task.cached = True
+                        self._emit_update(task)
                     else:
                         to_run.append(task)
             if first:
                 for task in to_run:
                     task.resume = list(self.pending.resumes.get(task.id, ()))
             first = False
+            cache_keys: dict[str, Any] = {}
+            if to_run and self.scope.cache is not None:
+                to_run, cache_keys = yield from self._from_cache(to_run, len(tasks))
             if to_run:
                 for task in to_run:
                     self.task_started(task)
                 yield ("run", to_run)
+            if cache_keys:
+                yield from self._to_cache(to_run, cache_keys)
             failed = [t for t in to_run if t.error is not None]
             if failed:
                 self.status = "error"
@@ -730,8 +802,11 @@ class Loop:
             paused = [t for t in tasks if t.interrupts]
             if paused:
                 self.status = "interrupted"
-                self._pause(tuple(i for t in sorted(paused, key=_task_order)
-                                  for i in t.interrupts))
+                found = {i.id: i for t in sorted(paused, key=_task_order)
+                         for i in t.interrupts}
+                for i in self.call_interrupts:  # tasks called by the paused ones
+                    found.setdefault(i.id, i)
+                self._pause(tuple(found.values()))
                 return
             self.apply(tasks)
             yield from self._new_checkpoint(step, "loop")
@@ -769,20 +844,36 @@ def _task_order(task: Task) -> tuple[Any, ...]:
     return (path[0], path[1]) if path[0] == PULL else (path[0], f"{path[1]:010d}")
 
 
-def _path_str(path: tuple[Any, ...]) -> str:
-    if not path:
-        return ""
-    return f"~{path[0]}, {path[1]:010d}" if path[0] == PUSH else f"~{path[0]}, {path[1]}"
+def task_path_str(path: tuple[Any, ...]) -> str:
+    """A task path as a string that sorts in task order: ``"~__pregel_pull, node"``,
+    ``"~__pregel_push, 0000000002"``; nested paths nest (``"~push, ~push, 0000000002,
+    0000000001"``)."""
+    parts = []
+    for part in path:
+        if isinstance(part, tuple):
+            parts.append(task_path_str(part))
+        elif isinstance(part, str):
+            parts.append(part)
+        elif isinstance(part, int) and not isinstance(part, bool):
+            parts.append(f"{part:010d}")
+    return f"~{', '.join(parts)}" if parts else ""
+
+
+_path_str = task_path_str
 
 
 def _update_payload(task: Task, program: Program) -> Any:
+    writes = task.writes
+    if len(writes) == 1 and writes[0][0] == RETURN:  # a called task: what it returned
+        return writes[0][1]
     keys = program.state_keys
     out: dict[str, Any] = {}
-    for ch, value in task.writes:
+    for ch, value in writes:
         if ch in keys:
             out[ch] = value
-    if "__root__" in out and len(keys) == 1:
-        return out["__root__"]
+    single = program.output_channels
+    if isinstance(single, str) and len(keys) == 1 and single in out:
+        return out[single]  # a graph whose state is one bare value
     return out or None
 
 

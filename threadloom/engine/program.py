@@ -13,7 +13,7 @@ from typing import Any
 
 from threadloom.channels import BaseChannel, EphemeralValue, Topic
 from threadloom.engine.node import NodeCallable
-from threadloom.types import RetryPolicy
+from threadloom.types import CachePolicy, RetryPolicy
 
 
 @dataclass(slots=True)
@@ -35,6 +35,27 @@ class PregelNode:
     metadata: dict[str, Any] = field(default_factory=dict)
     hidden: bool = False
     defer: bool = False
+    cache_policy: CachePolicy | None = None
+    cache_ns: tuple[str, ...] | None = None  # where its cached writes live (node_cache)
+
+    def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+        """Run the node's own runnable on ``input`` outside a run (no state writes).
+
+        For inspecting a compiled graph's nodes, e.g. ``graph.nodes["tools"].invoke(...)``.
+        """
+        return self._runnable("invoke").invoke(input, config, **kwargs)
+
+    async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+        """``invoke`` for async callers."""
+        return await self._runnable("ainvoke").ainvoke(input, config, **kwargs)
+
+    def _runnable(self, method: str) -> Any:
+        if not self.bound.runnable:
+            raise TypeError(
+                f"Node {self.name!r} is a plain function, not a Runnable: call the function "
+                f"itself instead of graph.nodes[{self.name!r}].{method}()."
+            )
+        return self.bound.func.__self__  # type: ignore[union-attr]
 
 
 @dataclass(slots=True)
@@ -49,6 +70,8 @@ class Program:
     trigger_to_nodes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     ephemeral: tuple[str, ...] = ()
     deferred: frozenset[str] = frozenset()
+    # emit a "values" event only after steps that wrote an output channel (Pregel graphs)
+    values_on_write: bool = False
 
     def __post_init__(self) -> None:
         self.deferred = frozenset(n for n, node in self.nodes.items() if node.defer)

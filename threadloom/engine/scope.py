@@ -1,7 +1,7 @@
 """What one run shares with its tasks and with the subgraph runs inside them.
 
 The stream sink, the requested stream modes, the answers to pending interrupts, the
-store and the run's context travel together; a subgraph run gets a child scope that
+store, the node cache and the run's context travel together; a subgraph run gets a child scope that
 forwards its stream events to the parent's sink under its own namespace.
 """
 
@@ -30,6 +30,8 @@ class Scope:
         "live",
         "nested",
         "message_ids",
+        "calls",
+        "cache",
     )
 
     def __init__(
@@ -43,6 +45,7 @@ class Scope:
         checkpointer: Any,
         ns: str,
         nested: bool,
+        cache: Any = None,
     ) -> None:
         self.modes = modes
         self.sink = sink
@@ -52,11 +55,14 @@ class Scope:
         self.checkpointer = checkpointer
         self.ns = ns
         self.nested = nested
+        self.cache = cache  # a BaseCache for nodes with a CachePolicy, or None
         self.callbacks: Any = None
         # True when events must reach the caller while a node is still running.
         self.live = bool(modes & {"custom", "messages"})
         # Ids of messages already streamed in "messages" mode (tokens or node outputs).
         self.message_ids: set[str] = set()
+        # How a running task calls another (``@task``): set by the driver of the run.
+        self.calls: Any = None
 
     def emit(self, mode: str, payload: Any, ns: str | None = None) -> None:
         if self.sink is not None and mode in self.modes:

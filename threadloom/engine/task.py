@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import threading
+import time
 from typing import Any
 
 from threadloom.constants import RESUME
@@ -90,6 +91,9 @@ class Task:
         "done",
         "channels",
         "managed",
+        "call_index",
+        "attempt",
+        "cached",
         "_runtime",
     )
 
@@ -122,6 +126,10 @@ class Task:
         self.done = False
         self.channels: Any = None
         self.managed: dict[str, Any] | None = None
+        self.call_index = 0  # how many tasks this task called (ids of calls, see calls.py)
+        self.attempt: tuple[int, float | None] = (1, None)  # (number, first attempt's time)
+        # its writes were replayed (node cache, or saved by an earlier attempt), not run
+        self.cached = False
         self._runtime: Any = None
 
     # -- what a node can reach -----------------------------------------------------
@@ -140,9 +148,33 @@ class Task:
             from threadloom.runtime import Runtime
 
             self._runtime = Runtime(
-                context=self.scope.context, store=self.scope.store, stream_writer=self.writer
+                context=self.scope.context, store=self.scope.store, stream_writer=self.writer,
+                execution_info=self.execution_info(),
             )
         return self._runtime
+
+    def execution_info(self) -> Any:
+        from threadloom.runtime import ExecutionInfo
+
+        conf = self.config.get("configurable") or {}
+        parent_ns = self.ns.rsplit("|", 1)[0] if "|" in self.ns else ""
+        attempt, first_time = self.attempt
+        return ExecutionInfo(
+            checkpoint_id=(conf.get("checkpoint_map") or {}).get(parent_ns, ""),
+            checkpoint_ns=self.ns,
+            task_id=self.id,
+            thread_id=conf.get("thread_id"),
+            run_id=self.config.get("run_id"),
+            node_attempt=attempt,
+            node_first_attempt_time=first_time,
+        )
+
+    def start_attempt(self, attempt: int) -> None:
+        """Number the attempt about to run (retries re-run a task in the same step)."""
+        first_time = self.attempt[1] if attempt > 1 else None
+        self.attempt = (attempt, first_time if first_time is not None else time.time())
+        self._runtime = None
+        self.call_index = 0  # a retried caller replays the calls that already finished
 
     def context_copy(self) -> contextvars.Context:
         return contextvars.copy_context()

@@ -28,7 +28,11 @@ from threadloom.constants import (
 )
 from threadloom.engine.drivers import adrive, drive, thread_safe_put
 from threadloom.engine.loop import Loop
-from threadloom.engine.messages import StreamMessagesHandler
+from threadloom.engine.messages import (
+    CONFIG_KEY_STREAM_MESSAGES_V2,
+    StreamMessagesHandler,
+    StreamMessagesHandlerV2,
+)
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
@@ -76,6 +80,9 @@ class CompiledStateGraph(Runnable):
 
     _threadloom_graph = True
     stream_mode = "updates"
+    # Stream events of running tasks reach the caller at once, not when the step ends
+    # (the functional API's entrypoint: its called tasks finish while it runs).
+    _live_updates = False
 
     def __init__(
         self,
@@ -88,12 +95,14 @@ class CompiledStateGraph(Runnable):
         interrupt_after: Any,
         name: str,
         debug: bool = False,
+        cache: Any = None,
         hooks: tuple[Any, ...] = (),
     ) -> None:
         self.builder = builder
         self.program = program
         self.checkpointer = checkpointer
         self.store = store
+        self.cache = cache
         self.interrupt_before_nodes = interrupt_before
         self.interrupt_after_nodes = interrupt_after
         self.name = name
@@ -123,6 +132,37 @@ class CompiledStateGraph(Runnable):
         from threadloom.graph.draw import draw_graph
 
         return draw_graph(self.builder, xray=xray)
+
+    # -- the node cache -------------------------------------------------------------
+
+    def _cache_namespaces(self, nodes: Sequence[str] | None) -> list[tuple[str, ...]]:
+        if self.cache is None:
+            raise ValueError(
+                "No cache is set for this graph, so there is nothing to clear: compile it "
+                "with a cache, e.g. builder.compile(cache=InMemoryCache())."
+            )
+        if nodes is not None:
+            unknown = sorted(set(nodes) - set(self.program.nodes))
+            if unknown:
+                raise ValueError(f"clear_cache(): unknown nodes {unknown}.")
+        return [
+            node.cache_ns
+            for name, node in self.program.nodes.items()
+            if node.cache_ns is not None and (nodes is None or name in nodes)
+        ]
+
+    def clear_cache(self, nodes: Sequence[str] | None = None) -> None:
+        """Forget the cached results of ``nodes`` (all nodes with a ``CachePolicy`` when
+        ``None``), so they run again the next time they are reached."""
+        namespaces = self._cache_namespaces(nodes)
+        if namespaces:
+            self.cache.clear(namespaces)
+
+    async def aclear_cache(self, nodes: Sequence[str] | None = None) -> None:
+        """The async twin of :meth:`clear_cache`."""
+        namespaces = self._cache_namespaces(nodes)
+        if namespaces:
+            await self.cache.aclear(namespaces)
 
     # -- setting up a run -----------------------------------------------------------
 
@@ -199,8 +239,12 @@ class CompiledStateGraph(Runnable):
                 checkpointer=saver,
                 ns=persistent_ns if persistent_ns is not None else conf.get("checkpoint_ns", ""),
                 nested=True,
+                cache=self.cache if self.cache is not None else parent_scope.cache,
             )
             scope.callbacks = parent_scope.callbacks
+            # one run, one set of streamed message ids: a parent does not stream again
+            # the messages its subgraph already streamed
+            scope.message_ids = parent_scope.message_ids
             manager = None
         else:
             resume = input.resume if isinstance(input, Command) else None
@@ -213,14 +257,15 @@ class CompiledStateGraph(Runnable):
                 checkpointer=saver,
                 ns="",
                 nested=False,
+                cache=self.cache,
             )
             manager = self._callbacks(config, scope, input)
+            scope.live = scope.live or self._live_updates
         limit = config.get("recursion_limit", DEFAULT_RECURSION_LIMIT)
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"recursion_limit must be a positive integer, got {limit!r}.")
         before = self.interrupt_before_nodes if interrupt_before is None else interrupt_before
         after = self.interrupt_after_nodes if interrupt_after is None else interrupt_after
-        start_writer = self.program.nodes["__start__"].write
         loop = Loop(
             self.program,
             input,
@@ -231,13 +276,17 @@ class CompiledStateGraph(Runnable):
             interrupt_after=_node_list(after),
             durability=durability or "async",
             recursion_limit=limit,
-            input_writes=start_writer.command_input,
+            input_writes=self._input_writes,
             output=self._output,
             graph_name=self.name,
             out=deque(),
             persistent_ns=persistent_ns,
         )
         return _Run(loop, saver, manager)
+
+    def _input_writes(self, command: Command) -> list[tuple[str, Any]]:
+        """The writes of a ``Command`` given as input (its update and goto)."""
+        return self.program.nodes["__start__"].write.command_input(command)
 
     def _output(self, channels: dict[str, Any]) -> Any:
         keys = self._output_keys
@@ -274,7 +323,17 @@ class CompiledStateGraph(Runnable):
                 ns = meta.get("langgraph_checkpoint_ns", "")
                 scope.emit("messages", (message, meta), ns="|".join(ns.split("|")[:-1]))
 
-            manager.add_handler(StreamMessagesHandler(emit), inherit=True)
+            if (config.get("configurable") or {}).get(CONFIG_KEY_STREAM_MESSAGES_V2):
+
+                def emit_v2(item: tuple[tuple[str, ...], str, Any]) -> None:
+                    ns, mode, data = item
+                    scope.emit(mode, data, ns="|".join(ns))
+
+                manager.add_handler(
+                    StreamMessagesHandlerV2(emit_v2, seen=scope.message_ids), inherit=True
+                )
+            else:
+                manager.add_handler(StreamMessagesHandler(emit), inherit=True)
         run = manager.on_chain_start(
             None, input if isinstance(input, dict) else {"input": input},
             name=config.get("run_name") or self.get_name(), run_id=config.get("run_id"),
@@ -326,6 +385,7 @@ class CompiledStateGraph(Runnable):
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability)
+            _lifecycle(config, input, run.loop, None)
             try:
                 for _ in drive(run.loop, run.saver, None):
                     pass
@@ -333,6 +393,7 @@ class CompiledStateGraph(Runnable):
                 run.finish(exc)
                 raise
             run.finish()
+            _lifecycle(config, None, run.loop, run.loop.interrupts)
         return self._result(run, output_keys, version)
 
     async def ainvoke(
@@ -363,6 +424,7 @@ class CompiledStateGraph(Runnable):
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability)
+            await _alifecycle(config, input, run.loop, None)
             try:
                 async for _ in adrive(run.loop, run.saver, None):
                     pass
@@ -370,6 +432,7 @@ class CompiledStateGraph(Runnable):
                 run.finish(exc)
                 raise
             run.finish()
+            await _alifecycle(config, None, run.loop, run.loop.interrupts)
         return self._result(run, output_keys, version)
 
     def _result(self, run: _Run, output_keys: Any, version: str) -> Any:
@@ -407,7 +470,7 @@ class CompiledStateGraph(Runnable):
         modes, single = self._modes(stream_mode)
         out: deque[Any] = deque()
         wake: queue.SimpleQueue | None = None
-        if modes & {"custom", "messages"}:
+        if modes & {"custom", "messages"} or self._live_updates:
             wake = queue.SimpleQueue()
 
         def sink(ns: tuple[str, ...], mode: str, payload: Any) -> None:
@@ -453,7 +516,7 @@ class CompiledStateGraph(Runnable):
         out: deque[Any] = deque()
         wake: asyncio.Queue | None = None
         poke: Any = None
-        if modes & {"custom", "messages"}:
+        if modes & {"custom", "messages"} or self._live_updates:
             wake = asyncio.Queue()
             poke = thread_safe_put(wake)
 
@@ -481,6 +544,50 @@ class CompiledStateGraph(Runnable):
         run.loop.raise_if_nested_pause()
 
     # -- state ----------------------------------------------------------------------
+
+    def stream_events(
+        self,
+        input: Any,
+        config: dict[str, Any] | None = None,
+        *,
+        version: str = "v3",
+        transformers: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """A typed run stream (``version="v3"``): see ``threadloom.stream``."""
+        if version != "v3":
+            raise ValueError(
+                f"stream_events supports version='v3' only, got {version!r}; "
+                "astream_events(version='v2') gives LangChain callback events"
+            )
+        from threadloom.stream.runner import open_run_stream
+
+        return open_run_stream(self, input, config, transformers=transformers,
+                               is_async=False, **kwargs)
+
+    def astream_events(
+        self,
+        input: Any,
+        config: dict[str, Any] | None = None,
+        *,
+        version: str = "v2",
+        transformers: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``version="v3"``: awaitable async run stream; v1/v2: LangChain's callback events."""
+        if version == "v3":
+            return self._astream_events_v3(input, config, transformers, kwargs)
+        if transformers is not None:
+            raise TypeError("transformers= is only accepted with version='v3'")
+        return super().astream_events(input, config, version=version, **kwargs)
+
+    async def _astream_events_v3(
+        self, input: Any, config: Any, transformers: Any, kwargs: dict[str, Any]
+    ) -> Any:
+        from threadloom.stream.runner import open_run_stream
+
+        return open_run_stream(self, input, config, transformers=transformers,
+                               is_async=True, **kwargs)
 
     def _require_saver(self, config: dict[str, Any]) -> Any:
         saver, _ = self._saver_for(config)
@@ -606,6 +713,35 @@ class CompiledStateGraph(Runnable):
         saver = self._require_saver(config)
         thread_id = state_ops.history_config(config)["configurable"]["thread_id"]
         return await saver.alist_audit(thread_id)
+
+
+def _lifecycle_event(config: Any, input: Any, loop: Loop, interrupts: Any) -> Any:
+    """The graph-callback event of a root run starting a resume or ending paused."""
+    if loop.scope.nested or not config or not config.get("callbacks"):
+        return None
+    from threadloom.callbacks import GraphInterruptEvent, GraphResumeEvent
+
+    if interrupts:
+        return "on_interrupt", GraphInterruptEvent(tuple(interrupts), (), config)
+    if isinstance(input, Command) and input.resume is not None:
+        return "on_resume", GraphResumeEvent(input.resume, (), config)
+    return None
+
+
+def _lifecycle(config: Any, input: Any, loop: Loop, interrupts: Any) -> None:
+    event = _lifecycle_event(config, input, loop, interrupts)
+    if event is not None:
+        from threadloom.callbacks import dispatch
+
+        dispatch(config["callbacks"], *event)
+
+
+async def _alifecycle(config: Any, input: Any, loop: Loop, interrupts: Any) -> None:
+    event = _lifecycle_event(config, input, loop, interrupts)
+    if event is not None:
+        from threadloom.callbacks import adispatch
+
+        await adispatch(config["callbacks"], *event)
 
 
 def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[Any, Any]]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal, TypedDict, cast, overload
+from typing import Annotated, Any, Literal, cast, overload
 
 from langchain_core.messages import (
     AnyMessage,
@@ -21,6 +21,9 @@ from langchain_core.messages import (
     convert_to_messages,
     message_chunk_to_message,
 )
+
+# typing_extensions' TypedDict: pydantic (tool signatures) rejects typing's on Python < 3.12.
+from typing_extensions import TypedDict
 
 __all__ = [
     "REMOVE_ALL_MESSAGES",
