@@ -74,6 +74,8 @@ def _finish(task: Task, result: Any) -> None:
         result = result.invoke(task.input, task.config)
     task.result = result
     task.writes = task.node.write(task, result)
+    if task.pushed:
+        task.writes = [*task.pushed, *task.writes]
 
 
 def _returned_runnable(result: Any) -> bool:
@@ -89,6 +91,8 @@ async def _afinish(task: Task, result: Any) -> None:
         task.writes = await write.acall(task, result)
     else:
         task.writes = write(task, result)
+    if task.pushed:
+        task.writes = [*task.pushed, *task.writes]
 
 
 def _child_command(exc: ParentCommand) -> Command:
@@ -335,7 +339,7 @@ async def _arun_tasks(
         for request in loop.task_done(task, 1):
             await aperform(loop, saver, request)
         return
-    done: asyncio.Queue = events if events is not None else asyncio.Queue()
+    done: asyncio.Queue = events if events is not None else WakeQueue()
     running = []
     for task in tasks:
         fut = asyncio.ensure_future(arun_task(task))
@@ -355,6 +359,30 @@ async def _arun_tasks(
         for fut in running:
             if not fut.done():
                 fut.cancel()
+
+
+class WakeQueue(asyncio.Queue):
+    """The async run's wake-up queue: finished tasks and live stream events are put here.
+
+    ``wait()`` returns once an item is queued, without taking it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ready = asyncio.Event()
+
+    def _put(self, item: Any) -> None:
+        super()._put(item)
+        self._ready.set()
+
+    def _get(self) -> Any:
+        item = super()._get()
+        if self.empty():
+            self._ready.clear()
+        return item
+
+    async def wait(self) -> None:
+        await self._ready.wait()
 
 
 def thread_safe_put(aqueue: asyncio.Queue) -> Callable[[Any], None]:

@@ -268,8 +268,12 @@ class Loop:
         parent = self._unsaved[1]
         return ("put", parent, request[2], request[3], changed)
 
-    def _put_writes(self, task_id_: str, writes: list[tuple[str, Any]], path: str = "") -> Request:
-        return ("put_writes", self._saver_config(self.checkpoint_config), writes, task_id_, path)
+    def put_writes(
+        self, task_id_: str, writes: list[tuple[str, Any]], *, task_path: str = ""
+    ) -> Request:
+        """The request that saves a task's ``writes`` as pending writes of this checkpoint."""
+        return ("put_writes", self._saver_config(self.checkpoint_config), writes, task_id_,
+                task_path)
 
     def _saver_config(self, config: Any) -> Any:
         """The config a write goes to the saver with: under durability="async" it says so,
@@ -594,7 +598,7 @@ class Loop:
             writes = list(task.writes) or [(NO_WRITES, None)]
         else:
             return []
-        request = self._put_writes(task.id, writes, _path_str(task.path))
+        request = self.put_writes(task.id, writes, task_path=_path_str(task.path))
         if self.durability == "exit":
             self._exit_writes.append(request)
             return []
@@ -719,7 +723,7 @@ class Loop:
                 if writes:
                     self.apply_null_writes(writes)
                     if self.checkpointer is not None and self.checkpoint_config is not None:
-                        yield self._put_writes(NULL_TASK_ID, writes)
+                        yield self.put_writes(NULL_TASK_ID, writes)
                 if inp.resume is not None:
                     pending = self.pending.pending_interrupts()
                     box = self.scope.resume_box

@@ -94,6 +94,7 @@ class Task:
         "call_index",
         "attempt",
         "cached",
+        "pushed",
         "_runtime",
     )
 
@@ -130,6 +131,8 @@ class Task:
         self.attempt: tuple[int, float | None] = (1, None)  # (number, first attempt's time)
         # its writes were replayed (node cache, or saved by an earlier attempt), not run
         self.cached = False
+        # writes made while the node runs (``push_message``), kept ahead of its return's
+        self.pushed: list[tuple[str, Any]] = []
         self._runtime: Any = None
 
     # -- what a node can reach -----------------------------------------------------
@@ -175,6 +178,7 @@ class Task:
         self.attempt = (attempt, first_time if first_time is not None else time.time())
         self._runtime = None
         self.call_index = 0  # a retried caller replays the calls that already finished
+        self.pushed = []  # messages pushed by an earlier attempt are not kept
 
     def context_copy(self) -> contextvars.Context:
         return contextvars.copy_context()
@@ -191,6 +195,18 @@ class Task:
             self.resume.append(answer)  # saved with the task's writes when it ends
             return answer
         raise GraphInterrupt([Interrupt(value=value, id=iid)])
+
+    def push_message(self, message: Any, state_key: str | None) -> None:
+        """Stream ``message`` now (``messages`` mode) and, with a key, write it to the state."""
+        scope = self.scope
+        if "messages" in scope.modes and message.id not in scope.message_ids:
+            scope.message_ids.add(message.id)
+            source = self.config.get("metadata") or {}
+            meta = {k: v for k, v in source.items() if k.startswith("langgraph_")}
+            meta["checkpoint_ns"] = self.ns
+            scope.emit("messages", (message, meta))
+        if state_key:
+            self.pushed.append((state_key, message))
 
     def resume_write(self) -> tuple[str, Any]:
         return (RESUME, list(self.resume))

@@ -26,7 +26,7 @@ from threadloom.constants import (
     CONFIG_KEY_TASK,
     INTERRUPT,
 )
-from threadloom.engine.drivers import adrive, drive, thread_safe_put
+from threadloom.engine.drivers import WakeQueue, adrive, drive, thread_safe_put
 from threadloom.engine.loop import Loop
 from threadloom.engine.messages import (
     CONFIG_KEY_STREAM_MESSAGES_V2,
@@ -517,7 +517,7 @@ class CompiledStateGraph(Runnable):
         wake: asyncio.Queue | None = None
         poke: Any = None
         if modes & {"custom", "messages"} or self._live_updates:
-            wake = asyncio.Queue()
+            wake = WakeQueue()
             poke = thread_safe_put(wake)
 
         def sink(ns: tuple[str, ...], mode: str, payload: Any) -> None:
