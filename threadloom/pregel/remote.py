@@ -22,7 +22,7 @@ The module never imports the SDK at import time: it is imported when a client is
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from threadloom._internal._constants import CONFIG_KEY_STREAM, CONFIG_KEY_STRICT_RESUME
@@ -52,6 +52,7 @@ _REMOTE_MODES = frozenset(
 _DROP_CONFIGURABLE = frozenset(
     {"checkpoint_map", "checkpoint_id", "checkpoint_ns", CONFIG_KEY_STRICT_RESUME}
 )
+_ENGINE_KEY_PREFIXES = ("__pregel_", "__threadloom_")
 
 _MISSING = object()
 
@@ -440,7 +441,9 @@ class RemoteGraph(PregelProtocol):
             configurable = {
                 k: v
                 for k, v in (config["configurable"] or {}).items()
-                if isinstance(k, str) and k not in _DROP_CONFIGURABLE
+                if isinstance(k, str)
+                and k not in _DROP_CONFIGURABLE
+                and not k.startswith(_ENGINE_KEY_PREFIXES)
             }
             out["configurable"] = _json_safe(configurable)
         return out
