@@ -26,7 +26,7 @@ from threadloom.constants import (
     CONFIG_KEY_TASK,
     INTERRUPT,
 )
-from threadloom.engine.drivers import adrive, drive, thread_safe_put
+from threadloom.engine.drivers import WakeQueue, adrive, drive, thread_safe_put
 from threadloom.engine.loop import Loop
 from threadloom.engine.messages import (
     CONFIG_KEY_STREAM_MESSAGES_V2,
@@ -81,6 +81,9 @@ class CompiledStateGraph(Runnable):
 
     _threadloom_graph = True
     stream_mode = "updates"
+    # Stream events of running tasks reach the caller at once, not when the step ends
+    # (the functional API's entrypoint: its called tasks finish while it runs).
+    _live_updates = False
 
     def __init__(
         self,
@@ -255,12 +258,12 @@ class CompiledStateGraph(Runnable):
                 cache=self.cache,
             )
             manager = self._callbacks(config, scope, input)
+            scope.live = scope.live or self._live_updates
         limit = config.get("recursion_limit", DEFAULT_RECURSION_LIMIT)
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"recursion_limit must be a positive integer, got {limit!r}.")
         before = self.interrupt_before_nodes if interrupt_before is None else interrupt_before
         after = self.interrupt_after_nodes if interrupt_after is None else interrupt_after
-        start_writer = self.program.nodes["__start__"].write
         loop = Loop(
             self.program,
             input,
@@ -271,13 +274,17 @@ class CompiledStateGraph(Runnable):
             interrupt_after=_node_list(after),
             durability=durability or "async",
             recursion_limit=limit,
-            input_writes=start_writer.command_input,
+            input_writes=self._input_writes,
             output=self._output,
             graph_name=self.name,
             out=deque(),
             persistent_ns=persistent_ns,
         )
         return _Run(loop, saver, manager)
+
+    def _input_writes(self, command: Command) -> list[tuple[str, Any]]:
+        """The writes of a ``Command`` given as input (its update and goto)."""
+        return self.program.nodes["__start__"].write.command_input(command)
 
     def _output(self, channels: dict[str, Any]) -> Any:
         keys = self._output_keys
@@ -461,7 +468,7 @@ class CompiledStateGraph(Runnable):
         modes, single = self._modes(stream_mode)
         out: deque[Any] = deque()
         wake: queue.SimpleQueue | None = None
-        if modes & {"custom", "messages"}:
+        if modes & {"custom", "messages"} or self._live_updates:
             wake = queue.SimpleQueue()
 
         def sink(ns: tuple[str, ...], mode: str, payload: Any) -> None:
@@ -507,8 +514,8 @@ class CompiledStateGraph(Runnable):
         out: deque[Any] = deque()
         wake: asyncio.Queue | None = None
         poke: Any = None
-        if modes & {"custom", "messages"}:
-            wake = asyncio.Queue()
+        if modes & {"custom", "messages"} or self._live_updates:
+            wake = WakeQueue()
             poke = thread_safe_put(wake)
 
         def sink(ns: tuple[str, ...], mode: str, payload: Any) -> None:

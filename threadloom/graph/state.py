@@ -445,6 +445,12 @@ def _as_node_list(value: Any) -> Any:
     return tuple(value)
 
 
+def _get_channel(name: str, annotation: Any) -> BaseChannel | str:
+    """The channel (or managed value name) a state key's annotation asks for; LangGraph's
+    private name, kept for code that builds channels from annotations directly."""
+    return channel_for(name, annotation)
+
+
 def values_of(channels: dict[str, BaseChannel], keys: Sequence[str]) -> dict[str, Any]:
     """The available values of ``keys`` (missing keys are absent, not None)."""
     out = {}

@@ -1,11 +1,14 @@
-"""``threadloom.pregel.protocol``: what a graph-like object offers, and a stream sink.
+"""``langgraph.pregel.protocol``: what a parent run hands a nested run to stream through,
+and what a graph-like object offers.
+
+A ``StreamProtocol`` is a callable taking one ``(namespace, mode, payload)`` chunk, plus
+the set of stream ``modes`` the receiver wants. Code that runs a graph inside a node puts
+one in ``config["configurable"]["__pregel_stream"]`` (``CONFIG_KEY_STREAM``) so the nested
+run's events reach the outer stream.
 
 ``PregelProtocol`` is the surface shared by graphs that run here and graphs that run
-elsewhere (:class:`threadloom.pregel.remote.RemoteGraph`): invoke/stream, state
-reading and editing, drawing. ``StreamProtocol`` is a stream sink a caller may put in
-a node's config (under ``CONFIG_KEY_STREAM``) so a graph running inside that node can
-hand its stream events up: it is called with ``(namespace, mode, payload)`` tuples and
-says which modes it wants in ``modes``.
+elsewhere (:class:`threadloom.pregel.remote.RemoteGraph`): invoke/stream, state reading
+and editing, drawing.
 """
 
 from __future__ import annotations
@@ -16,27 +19,26 @@ from typing import Any
 
 from langchain_core.runnables import Runnable
 
-__all__ = ["PregelProtocol", "StreamProtocol"]
+__all__ = ["PregelProtocol", "StreamChunk", "StreamProtocol"]
+
+StreamChunk = tuple[tuple[str, ...], str, Any]
+"""One stream event: ``(namespace, mode, payload)``."""
 
 
 class StreamProtocol:
-    """A callable stream sink with the set of stream modes it accepts."""
+    """A stream sink: ``protocol(chunk)`` forwards one chunk; ``modes`` says which it wants."""
 
-    __slots__ = ("_func", "modes")
+    __slots__ = ("func", "modes")
 
-    def __init__(
-        self,
-        func: Callable[[tuple[tuple[str, ...], str, Any]], None],
-        modes: set[str] | frozenset[str],
-    ) -> None:
-        self._func = func
+    def __init__(self, func: Callable[[StreamChunk], None], modes: set[str]) -> None:
+        self.func = func
         self.modes = modes
 
-    def __call__(self, chunk: tuple[tuple[str, ...], str, Any]) -> None:
-        self._func(chunk)
+    def __call__(self, chunk: StreamChunk) -> None:
+        self.func(chunk)
 
     def __repr__(self) -> str:
-        return f"StreamProtocol(modes={sorted(self.modes)!r})"
+        return f"StreamProtocol({self.func!r}, modes={sorted(self.modes)!r})"
 
 
 class PregelProtocol(Runnable[Any, Any], ABC):
