@@ -19,8 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NotRequired, Required, get_args, get_origin
 
-
-
 from threadloom.channels.base import MISSING, BaseChannel
 from threadloom.channels.binop import _get_overwrite, _initial
 from threadloom.checkpoint.serde.types import _DeltaSnapshot
@@ -46,7 +44,7 @@ class DeltaChannel(BaseChannel):
     fresh channel holds ``typ()`` (an empty list when no type is known).
     """
 
-    __slots__ = ("reducer", "snapshot_frequency")
+    __slots__ = ("overwritten", "reducer", "snapshot_frequency")
 
     def __init__(
         self,
@@ -66,6 +64,7 @@ class DeltaChannel(BaseChannel):
         super().__init__(typ, key)
         self.reducer = reducer
         self.snapshot_frequency = snapshot_frequency
+        self.overwritten = False  # an Overwrite since the last checkpoint: store it whole
         self.value = self._empty()
 
     def with_type(self, typ: Any) -> DeltaChannel:
@@ -108,7 +107,14 @@ class DeltaChannel(BaseChannel):
         if batch:
             value = self.reducer(value, batch)
         self.value = value
+        self.overwritten = self.overwritten or seen_overwrite
         return True
+
+    def take_overwritten(self) -> bool:
+        """Whether an ``Overwrite`` replaced the value since the last call (a replaced
+        value is stored whole: replaying across it would need the writes it dropped)."""
+        seen, self.overwritten = self.overwritten, False
+        return seen
 
     def replay_writes(self, writes: Sequence[tuple[str, str, Any]]) -> None:
         """Fold recorded writes ``(task_id, channel, value)`` onto the value, oldest
@@ -136,6 +142,8 @@ class DeltaChannel(BaseChannel):
         or a plain stored value (a thread written before the key became a delta channel)
         as the seed that recorded writes are replayed onto."""
         new = self.copy()
+        assert isinstance(new, DeltaChannel)
+        new.overwritten = False
         if value is MISSING:
             new.value = self._empty()
         elif isinstance(value, _DeltaSnapshot):

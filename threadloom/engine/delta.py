@@ -66,14 +66,13 @@ def next_counters(
     channels: Mapping[str, BaseChannel],
     previous: Mapping[str, Any] | None,
     updated: Iterable[str] | None,
-    versions: Mapping[str, Any],
 ) -> dict[str, tuple[int, int]]:
     """Counters after one more checkpoint in which ``updated`` channels changed."""
     prev = previous or {}
     changed = set(updated or ())
     out: dict[str, tuple[int, int]] = {}
     for name, chan in channels.items():
-        if not isinstance(chan, DeltaChannel) or name not in versions:
+        if not isinstance(chan, DeltaChannel):
             continue
         updates, supersteps = prev.get(name, (0, 0))
         out[name] = (int(updates) + (name in changed), int(supersteps) + 1)
