@@ -86,6 +86,13 @@ class DeltaChannel(BaseChannel):
 
     # -- updating ------------------------------------------------------------------
 
+    def prepare_write(self, value: Any) -> Any:
+        """The form of one write that is recorded and applied: the reducer's
+        ``prepare_write`` (when it has one) makes it deterministic, e.g. gives messages
+        their ids once, so that replaying the record rebuilds exactly this value."""
+        prepare = getattr(self.reducer, "prepare_write", None)
+        return value if prepare is None else prepare(value)
+
     def update(self, values: Sequence[Any]) -> bool:
         if not values:
             return False

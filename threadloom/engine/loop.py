@@ -45,6 +45,7 @@ from threadloom.engine.delta import (
     exit_delta_task_id,
     history_channels,
     next_counters,
+    prepare_writes,
 )
 from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
 from threadloom.engine.payloads import task_start_payload
@@ -629,6 +630,8 @@ class Loop:
             }
             self.emit("tasks", payload)
             self.emit("debug", _debug("task_result", self.step + 1, payload))
+        if self.program.delta_channels and task.error is None and not task.interrupts:
+            task.writes = prepare_writes(self.channels, list(task.writes))
         if self.checkpointer is None or self.checkpoint_config is None:
             return []
         if task.interrupts:
@@ -744,7 +747,10 @@ class Loop:
             self.updated = None
             if replay_id:
                 # Replaying from a past checkpoint: fork it so history stays intact, and
-                # forget its pending writes so every task (and interrupt) runs again.
+                # forget its pending writes so every task (and interrupt) runs again. The
+                # fork stores its delta channels whole: the writes recorded on the past
+                # checkpoint belong to the branch that already continued from it.
+                self.force_delta_snapshot = True
                 yield from self._new_checkpoint(self.step, "fork")
             else:
                 self.pending = PendingWrites(saved.pending_writes)
@@ -780,7 +786,7 @@ class Loop:
                 )
             self.apply_null_writes(self.pending.null)
             if isinstance(inp, Command):
-                writes = self.input_writes(inp)
+                writes = prepare_writes(self.channels, list(self.input_writes(inp)))
                 if writes:
                     self.apply_null_writes(writes)
                     if self.checkpointer is not None and self.checkpoint_config is not None:
@@ -802,6 +808,11 @@ class Loop:
                 discarded = self.plan(self.step + 1, for_execution=False)
                 if discarded:
                     self.apply(discarded)
+                if self.program.delta_channels and any(
+                    w[1] in self.program.delta_channels for w in saved.pending_writes or ()
+                ):
+                    # writes recorded on the head that this input drops: seal them off
+                    self.force_delta_snapshot = True
             self.pending = PendingWrites(None)
             self.channels[START].update([inp])
             version = self._next_version()

@@ -22,6 +22,9 @@ from langchain_core.messages import (
     message_chunk_to_message,
 )
 
+from threadloom.constants import OVERWRITE
+from threadloom.types import Overwrite
+
 __all__ = [
     "REMOVE_ALL_MESSAGES",
     "AnyMessage",
@@ -175,6 +178,21 @@ def _messages_delta_reducer(state: Messages, writes: Sequence[Messages]) -> list
         else:
             right.append(write)
     return _merge(state, right, None)
+
+
+def _prepare_delta_write(write: Any) -> Any:
+    """A write as ``DeltaChannel`` records it: message-likes coerced to messages with
+    ids, so that every replay of the record rebuilds the same messages (ids included)."""
+    if isinstance(write, Overwrite):
+        return Overwrite(_prepare_delta_write(write.value))
+    if isinstance(write, dict) and (OVERWRITE in write or write.get("type") == OVERWRITE):
+        return write
+    if isinstance(write, list):
+        return _coerce(write)
+    return _coerce([write])
+
+
+_messages_delta_reducer.prepare_write = _prepare_delta_write  # type: ignore[attr-defined]
 
 
 def _make_reducer(format: MessageFormat | None) -> Reducer:

@@ -12,7 +12,7 @@ from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from threadloom.constants import COPY, END, INPUT, PULL, START
-from threadloom.engine.delta import COUNTERS_KEY
+from threadloom.engine.delta import COUNTERS_KEY, prepare_writes
 from threadloom.engine.loop import Loop, PendingWrites, delta_histories, restore_channels
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import ResumeBox, Task
@@ -245,6 +245,7 @@ def update_state(
     step = loop.step + 1
     values, first = resolved[0]
     if first == COPY:
+        loop.force_delta_snapshot = True
         yield from loop._new_checkpoint(loop.step, "fork")
         return loop.checkpoint_config
     if first == INPUT:
@@ -272,22 +273,25 @@ def update_state(
                     node.triggers, "", loop.scope)
         task.channels = loop.channels
         task.config = loop._task_config(task, step)
-        task.writes = node.write(task, values)
+        task.writes = prepare_writes(loop.channels, list(node.write(task, values)))
         applied.append(task)
     loop.apply(applied)
-    yield from _record_delta_writes(loop, tup, applied)
+    yield from _record_delta_writes(loop, tup, applied, on_head)
     yield from loop._new_checkpoint(step, "update")
     return loop.checkpoint_config
 
 
-def _record_delta_writes(loop: Loop, tup: Any, tasks: list[Task]) -> Generator[Request, Any, None]:
+def _record_delta_writes(
+    loop: Loop, tup: Any, tasks: list[Task], on_head: bool
+) -> Generator[Request, Any, None]:
     """An update's writes to delta channels are their record (threadloom.engine.delta):
-    store them on the checkpoint the update extends; a thread's first update has none, so
-    its checkpoint stores those channels whole."""
+    store them on the checkpoint the update extends. A thread's first update has none,
+    and an older checkpoint's records belong to the branch that already continued from it:
+    then the new checkpoint stores those channels whole."""
     delta = loop.program.delta_channels
     if not delta:
         return
-    if tup is None:
+    if tup is None or not on_head:
         loop.force_delta_snapshot = True
         return
     for task in tasks:
