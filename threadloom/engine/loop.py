@@ -300,10 +300,12 @@ class Loop:
             if key in versions and (self.force_delta_snapshot or chan.take_overwritten()):
                 due.add(key)
         for key in due:
-            if self.updated is not None and key not in self.updated:
-                # stored at a version of its own, so that the saver keeps the snapshot
+            if self.updated is None or key not in self.updated:
+                # stored at a version of its own: the current one is already stored (as
+                # nothing) for an earlier checkpoint, and the saver keeps that row
                 versions[key] = self._next_version()
-                self.updated.add(key)
+                if self.updated is not None:
+                    self.updated.add(key)
             values[key] = _DeltaSnapshot(delta[key].get())
             counters.pop(key, None)
         self.force_delta_snapshot = False
