@@ -35,6 +35,7 @@ from threadloom.constants import (
     PULL,
     PUSH,
     RESUME,
+    RETURN,
     START,
     TASKS,
 )
@@ -148,9 +149,14 @@ class PendingWrites:
                     bucket.append((channel, value))
 
     def pending_interrupts(self) -> list[Interrupt]:
-        return [
-            i for tid, its in self.interrupts.items() if tid not in self.succeeded for i in its
-        ]
+        # one interrupt may be recorded twice: by a called task and by its caller, which
+        # the call's interrupt paused too
+        found: dict[str, Interrupt] = {}
+        for tid, its in self.interrupts.items():
+            if tid not in self.succeeded:
+                for i in its:
+                    found.setdefault(i.id, i)
+        return list(found.values())
 
 
 class Loop:
@@ -212,6 +218,8 @@ class Loop:
         # every delta channel at the next checkpoint (a thread's first update_state).
         self.delta_counters: dict[str, Any] = {}
         self.force_delta_snapshot = False
+        # interrupts of tasks called from running tasks (``@task``), in the order they paused
+        self.call_interrupts: list[Interrupt] = []
 
     # -- versions and checkpoints ---------------------------------------------------
 
@@ -241,8 +249,11 @@ class Loop:
             # differ per step because the step is part of them).
             return
         cp = self.checkpoint
+        versions = cp["channel_versions"]
         values = {}
         for key, chan in self.channels.items():
+            if key not in versions:  # never written: only its initial value (e.g. [])
+                continue
             value = chan.checkpoint()
             if value is not MISSING:
                 values[key] = value
@@ -321,8 +332,12 @@ class Loop:
         parent = self._unsaved[1]
         return ("put", parent, request[2], request[3], changed)
 
-    def _put_writes(self, task_id_: str, writes: list[tuple[str, Any]], path: str = "") -> Request:
-        return ("put_writes", self._saver_config(self.checkpoint_config), writes, task_id_, path)
+    def put_writes(
+        self, task_id_: str, writes: list[tuple[str, Any]], *, task_path: str = ""
+    ) -> Request:
+        """The request that saves a task's ``writes`` as pending writes of this checkpoint."""
+        return ("put_writes", self._saver_config(self.checkpoint_config), writes, task_id_,
+                task_path)
 
     def _saver_config(self, config: Any) -> Any:
         """The config a write goes to the saver with: under durability="async" it says so,
@@ -627,7 +642,8 @@ class Loop:
                 "id": task.id,
                 "name": task.name,
                 "error": task.error,
-                "result": {k: v for k, v in task.writes if k in self.program.state_keys},
+                "result": {k: v for k, v in task.writes
+                           if k in self.program.state_keys or k == RETURN},
                 "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
             }
             self.emit("tasks", payload)
@@ -658,7 +674,7 @@ class Loop:
                 [(c, v) for c, v in task.writes if c in delta],
                 exit_delta_task_id(self.step + 1, task.id), _path_str(task.path),
             ))
-        request = self._put_writes(task.id, writes, _path_str(task.path))
+        request = self.put_writes(task.id, writes, task_path=_path_str(task.path))
         if self.durability == "exit":
             self._exit_writes.append(request)
             return []
@@ -792,7 +808,7 @@ class Loop:
                 if writes:
                     self.apply_null_writes(writes)
                     if self.checkpointer is not None and self.checkpoint_config is not None:
-                        yield self._put_writes(NULL_TASK_ID, writes)
+                        yield self.put_writes(NULL_TASK_ID, writes)
                 if inp.resume is not None:
                     pending = self.pending.pending_interrupts()
                     box = self.scope.resume_box
@@ -880,8 +896,11 @@ class Loop:
             paused = [t for t in tasks if t.interrupts]
             if paused:
                 self.status = "interrupted"
-                self._pause(tuple(i for t in sorted(paused, key=_task_order)
-                                  for i in t.interrupts))
+                found = {i.id: i for t in sorted(paused, key=_task_order)
+                         for i in t.interrupts}
+                for i in self.call_interrupts:  # tasks called by the paused ones
+                    found.setdefault(i.id, i)
+                self._pause(tuple(found.values()))
                 return
             self.apply(tasks)
             yield from self._new_checkpoint(step, "loop")
@@ -938,13 +957,17 @@ _path_str = task_path_str
 
 
 def _update_payload(task: Task, program: Program) -> Any:
+    writes = task.writes
+    if len(writes) == 1 and writes[0][0] == RETURN:  # a called task: what it returned
+        return writes[0][1]
     keys = program.state_keys
     out: dict[str, Any] = {}
-    for ch, value in task.writes:
+    for ch, value in writes:
         if ch in keys:
             out[ch] = value
-    if "__root__" in out and len(keys) == 1:
-        return out["__root__"]
+    single = program.output_channels
+    if isinstance(single, str) and len(keys) == 1 and single in out:
+        return out[single]  # a graph whose state is one bare value
     return out or None
 
 

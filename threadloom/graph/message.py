@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal, TypedDict, cast, overload
+from typing import Annotated, Any, Literal, cast, overload
 
 from langchain_core.messages import (
     AnyMessage,
@@ -22,6 +22,9 @@ from langchain_core.messages import (
     message_chunk_to_message,
 )
 
+# typing_extensions' TypedDict: pydantic (tool signatures) rejects typing's on Python < 3.12.
+from typing_extensions import TypedDict
+
 from threadloom.constants import OVERWRITE
 from threadloom.types import Overwrite
 
@@ -31,6 +34,7 @@ __all__ = [
     "Messages",
     "MessagesState",
     "add_messages",
+    "push_message",
 ]
 
 REMOVE_ALL_MESSAGES = "__remove_all__"
@@ -287,6 +291,31 @@ def _format_openai(messages: list[BaseMessage]) -> list[BaseMessage]:
                     new_message.id = str(uuid.uuid4())
                 formatted.append(new_message)
     return formatted
+
+
+def push_message(
+    message: MessageLikeRepresentation | BaseMessageChunk, *, state_key: str | None = "messages"
+) -> AnyMessage:
+    """Send a message to the ``messages`` stream now, from inside a node.
+
+    The message (which must carry an id) reaches ``stream_mode="messages"`` at once and,
+    unless ``state_key`` is None, is also written to that state key when the node ends
+    (before the node's own return value), so the state shows it too. It is streamed only
+    once: returning it from the node afterwards does not stream it again.
+    """
+    from threadloom._context import current_task
+
+    task = current_task.get()
+    if task is None:
+        raise RuntimeError("push_message() can only be called from inside a graph node.")
+    if isinstance(message, BaseMessageChunk):
+        message = message_chunk_to_message(message)
+    elif not isinstance(message, BaseMessage):
+        message = convert_to_messages([message])[0]
+    if not message.id:
+        raise ValueError("Message ID is required: push_message() needs a message with an id.")
+    task.push_message(message, state_key)
+    return message
 
 
 class MessagesState(TypedDict):
