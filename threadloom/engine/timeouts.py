@@ -1,0 +1,177 @@
+"""Timeouts of one node attempt: a run deadline, an idle deadline refreshed by progress.
+
+A ``TimedAttempt`` is the clock of one attempt. The node's outputs (writes, stream events,
+stream-writer calls, callback events) pass through its guards: each counts as progress
+(unless the policy refreshes on heartbeats only) and is dropped once the attempt has been
+abandoned, so a timed-out attempt that keeps running in the background can change nothing.
+``runtime.heartbeat()`` reaches the running attempt through a context variable.
+
+``run_timed`` runs one async attempt under its policy and raises ``NodeTimeoutError``
+when a deadline passes; the attempt's task is cancelled and not waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+
+from threadloom._context import current_attempt
+from threadloom.errors import NodeTimeoutError
+from threadloom.types import TimeoutPolicy
+
+
+SYNC_TIMEOUT_MESSAGE = (
+    "timeout is only supported for async nodes: node {name!r} runs synchronous code. "
+    "Make it an `async def` function (or an async Runnable), or drop the timeout."
+)
+
+
+def sync_timeout_error(name: str) -> ValueError:
+    return ValueError(SYNC_TIMEOUT_MESSAGE.format(name=name))
+
+
+def heartbeat() -> None:
+    """Mark progress of the running timed attempt (no-op outside one)."""
+    attempt = current_attempt.get()
+    if attempt is not None:
+        attempt.touch(heartbeat=True)
+
+
+class TimedAttempt:
+    """The clock of one attempt; see the module docstring."""
+
+    def __init__(self, policy: TimeoutPolicy | None = None) -> None:
+        self._lock = threading.Lock()
+        self.policy = policy or TimeoutPolicy()
+        self.started = time.monotonic()
+        self.last_progress = self.started
+        self.abandoned = False
+
+    # -- progress ------------------------------------------------------------------
+
+    def touch(self, *, heartbeat: bool = False) -> None:
+        if self.abandoned or (not heartbeat and self.policy.refresh_on == "heartbeat"):
+            return
+        now = time.monotonic()
+        with self._lock:
+            self.last_progress = now
+
+    def abandon(self) -> None:
+        with self._lock:
+            self.abandoned = True
+
+    def deadline(self) -> tuple[float, str] | None:
+        """The earliest ``(monotonic time, kind)`` at which the attempt times out."""
+        policy = self.policy
+        with self._lock:
+            candidates = []
+            if policy.run_timeout is not None:
+                candidates.append((self.started + policy.run_timeout, "run"))
+            if policy.idle_timeout is not None:
+                candidates.append((self.last_progress + policy.idle_timeout, "idle"))
+        return min(candidates) if candidates else None
+
+    def error(self, node: str, kind: str) -> NodeTimeoutError:
+        return NodeTimeoutError(
+            node,
+            time.monotonic() - self.started,
+            kind=kind,
+            run_timeout=self.policy.run_timeout,
+            idle_timeout=self.policy.idle_timeout,
+        )
+
+    # -- guards (the lock is never held while the wrapped callable runs) -------------
+
+    def _guard_call(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` that counts as progress and does nothing once the attempt is abandoned."""
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if self.abandoned:
+                return None
+            self.touch()
+            return fn(*args, **kwargs)
+
+        return guarded
+
+    def _guard_stream(self, stream: Any) -> Any:
+        """A guarded copy of a ``StreamProtocol`` (same modes)."""
+        from threadloom.pregel.protocol import StreamProtocol
+
+        return StreamProtocol(self._guard_call(stream), stream.modes)
+
+    def _guard_stream_writer(self, writer: Callable[[Any], None]) -> Callable[[Any], None]:
+        return self._guard_call(writer)
+
+    def callback_handler(self) -> BaseCallbackHandler:
+        """A callback handler for which any LLM/chain/tool event counts as progress."""
+        return _ProgressHandler(self)
+
+
+class _ProgressHandler(BaseCallbackHandler):
+    run_inline = True
+
+    def __init__(self, attempt: TimedAttempt) -> None:
+        self.attempt = attempt
+
+    def _progress(self, *args: Any, **kwargs: Any) -> None:
+        self.attempt.touch()
+
+    on_llm_start = on_chat_model_start = on_llm_new_token = on_llm_end = _progress
+    on_chain_start = on_chain_end = on_tool_start = on_tool_end = _progress
+    on_retriever_start = on_retriever_end = on_custom_event = on_text = _progress
+
+
+def with_progress_callbacks(callbacks: Any, attempt: TimedAttempt) -> Any:
+    """``callbacks`` (None, a list of handlers or a manager) plus the attempt's handler."""
+    handler = attempt.callback_handler()
+    if callbacks is None:
+        return [handler]
+    if isinstance(callbacks, list):
+        return [*callbacks, handler]
+    manager = callbacks.copy()
+    manager.add_handler(handler, inherit=True)
+    return manager
+
+
+async def run_timed(
+    start: Callable[[], Awaitable[Any]], attempt: TimedAttempt, node: str
+) -> Any:
+    """Await ``start()`` under ``attempt``'s deadlines (see the module docstring)."""
+    token = current_attempt.set(attempt)
+    try:
+        fut = asyncio.ensure_future(start())  # the task copies the context: heartbeats work
+    finally:
+        current_attempt.reset(token)
+    try:
+        while True:
+            due = attempt.deadline()
+            if due is None:
+                return await fut
+            when, kind = due
+            remaining = when - time.monotonic()
+            if remaining > 0:
+                await asyncio.wait((fut,), timeout=remaining)
+            if fut.done():
+                return fut.result()
+            due = attempt.deadline()
+            if due is not None and due[0] <= time.monotonic():
+                attempt.abandon()
+                fut.add_done_callback(_consume)
+                fut.cancel()
+                raise attempt.error(node, due[1])
+    except asyncio.CancelledError:
+        if not fut.done():
+            attempt.abandon()
+            fut.add_done_callback(_consume)
+            fut.cancel()
+        raise
+
+
+def _consume(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()  # retrieved, so asyncio does not log it
