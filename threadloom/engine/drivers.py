@@ -190,7 +190,11 @@ async def _arun_task(task: Task) -> None:
             task.start_attempt(attempt)
             try:
                 try:
-                    result = await node.bound.acall(task.input, task)
+                    timeout = task.timeout or node.timeout
+                    if timeout is None:
+                        result = await node.bound.acall(task.input, task)
+                    else:
+                        result = await _acall_timed(task, timeout)
                 except ParentCommand as exc:
                     result = _child_command(exc)
                 await _afinish(task, result)
@@ -210,6 +214,19 @@ async def _arun_task(task: Task) -> None:
     finally:
         var_child_runnable_config.reset(lc_token)
         current_task.reset(token)
+
+
+async def _acall_timed(task: Task, timeout: Any) -> Any:
+    """Call the node under ``timeout``; LLM/chain callback events count as progress."""
+    from threadloom.engine.timeouts import TimedAttempt, run_timed, with_progress_callbacks
+
+    clock = TimedAttempt(timeout)
+    config = task.config
+    task.config = {**config, "callbacks": with_progress_callbacks(config.get("callbacks"), clock)}
+    try:
+        return await run_timed(lambda: task.node.bound.acall(task.input, task), clock, task.name)
+    finally:
+        task.config = config
 
 
 # -- I/O requests ------------------------------------------------------------------

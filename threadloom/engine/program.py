@@ -13,7 +13,7 @@ from typing import Any
 
 from threadloom.channels import BaseChannel, EphemeralValue, Topic
 from threadloom.engine.node import NodeCallable
-from threadloom.types import CachePolicy, RetryPolicy
+from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy
 
 
 @dataclass(slots=True)
@@ -37,6 +37,7 @@ class PregelNode:
     defer: bool = False
     cache_policy: CachePolicy | None = None
     cache_ns: tuple[str, ...] | None = None  # where its cached writes live (node_cache)
+    timeout: TimeoutPolicy | None = None  # of each attempt (async nodes only)
 
     def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
         """Run the node's own runnable on ``input`` outside a run (no state writes).

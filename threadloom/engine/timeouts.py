@@ -24,7 +24,6 @@ from threadloom._context import current_attempt
 from threadloom.errors import NodeTimeoutError
 from threadloom.types import TimeoutPolicy
 
-
 SYNC_TIMEOUT_MESSAGE = (
     "timeout is only supported for async nodes: node {name!r} runs synchronous code. "
     "Make it an `async def` function (or an async Runnable), or drop the timeout."
@@ -175,3 +174,36 @@ async def run_timed(
 def _consume(fut: asyncio.Future) -> None:
     if not fut.cancelled():
         fut.exception()  # retrieved, so asyncio does not log it
+
+
+def runs_async(action: Any) -> bool:
+    """Whether ``action`` (a function or Runnable) has async code of its own, so that a
+    timeout can cancel it (sync code run in a worker thread cannot be stopped)."""
+    import inspect
+
+    from langchain_core.runnables import (
+        RunnableBinding,
+        RunnableLambda,
+        RunnableParallel,
+        RunnableSequence,
+    )
+
+    if isinstance(action, RunnableBinding):
+        return runs_async(action.bound)
+    if isinstance(action, RunnableSequence):
+        return all(runs_async(step) for step in action.steps)
+    if isinstance(action, RunnableParallel):
+        return all(runs_async(step) for step in action.steps__.values())
+    if isinstance(action, RunnableLambda):
+        return getattr(action, "afunc", None) is not None or inspect.iscoroutinefunction(
+            getattr(action, "func", None)
+        )
+    afunc = getattr(action, "afunc", None)
+    if afunc is not None:  # RunnableCallable and the like: a sync and an async function
+        return True
+    if hasattr(action, "ainvoke") and not callable(action):
+        return True
+    if getattr(action, "_threadloom_graph", False):
+        return True
+    target = getattr(action, "__call__", None) if not inspect.isroutine(action) else action  # noqa: B004
+    return inspect.iscoroutinefunction(action) or inspect.iscoroutinefunction(target)

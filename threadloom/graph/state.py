@@ -33,8 +33,9 @@ from threadloom.constants import END, RESERVED_CHARS, START, TASKS
 from threadloom.engine.node import NodeCallable
 from threadloom.engine.node_cache import node_namespace
 from threadloom.engine.program import PregelNode, Program
+from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.branch import Branch, branch_channel
-from threadloom.types import CachePolicy, RetryPolicy
+from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy
 
 __all__ = ["StateGraph"]
 
@@ -52,6 +53,7 @@ class NodeSpec:
     destinations: Any = None
     defer: bool = False
     cache_policy: CachePolicy | None = None
+    timeout: TimeoutPolicy | None = None
 
 
 StateT = TypeVar("StateT")
@@ -152,9 +154,15 @@ class StateGraph(Generic[StateT]):
         retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None,
         cache_policy: CachePolicy | None = None,
         destinations: Any = None,
+        timeout: Any = None,
         **kwargs: Any,
     ) -> StateGraph:
-        """Add a node: ``add_node("name", fn)`` or ``add_node(fn)`` (named after ``fn``)."""
+        """Add a node: ``add_node("name", fn)`` or ``add_node(fn)`` (named after ``fn``).
+
+        Options not given fall back to ``set_node_defaults``; ``timeout`` (a
+        ``TimeoutPolicy``, or seconds for a run timeout) applies to async nodes only.
+        """
+        timeout = TimeoutPolicy.coerce(timeout)
         retry_policy = retry_policy or kwargs.pop("retry", None)
         input_schema = input_schema or kwargs.pop("input", None)
         if kwargs:
@@ -206,7 +214,25 @@ class StateGraph(Generic[StateT]):
             destinations=destinations,
             defer=defer,
             cache_policy=cache_policy,
+            timeout=timeout,
         )
+        return self
+
+    def set_node_defaults(
+        self, *, retry_policy: Any = None, cache_policy: CachePolicy | None = None,
+        timeout: Any = None,
+    ) -> StateGraph:
+        """Options for every node that does not set its own (applied at ``compile()``)."""
+        defaults = dict(getattr(self, "_node_defaults", {}))
+        if retry_policy is not None:
+            defaults["retry_policy"] = (
+                (retry_policy,) if isinstance(retry_policy, RetryPolicy) else tuple(retry_policy)
+            )
+        if cache_policy is not None:
+            defaults["cache_policy"] = cache_policy
+        if timeout is not None:
+            defaults["timeout"] = TimeoutPolicy.coerce(timeout)
+        self._node_defaults = defaults
         return self
 
     def add_edge(self, start_key: str | list[str], end_key: str) -> StateGraph:
@@ -406,18 +432,24 @@ class StateGraph(Generic[StateT]):
                 hidden=True,
             )
         }
+        defaults = getattr(self, "_node_defaults", {})
         for name, spec in self.nodes.items():
+            timeout = spec.timeout or defaults.get("timeout")
+            if timeout is not None and not runs_async(spec.runnable):
+                raise sync_timeout_error(name)
             nodes[name] = PregelNode(
                 name=name,
                 triggers=tuple(triggers[name]),
                 bound=NodeCallable(name, spec.runnable),
                 read=state_reader(self, spec.input_schema),
                 write=NodeWriter(name, **writer_args),
-                retry_policy=spec.retry_policy,
+                retry_policy=spec.retry_policy or defaults.get("retry_policy", ()),
                 metadata=spec.metadata,
                 defer=spec.defer,
-                cache_policy=spec.cache_policy,
-                cache_ns=node_namespace(name, spec.runnable) if spec.cache_policy else None,
+                cache_policy=spec.cache_policy or defaults.get("cache_policy"),
+                timeout=timeout,
+                cache_ns=(node_namespace(name, spec.runnable)
+                          if spec.cache_policy or defaults.get("cache_policy") else None),
             )
         output_keys = self.schemas[self.output_schema]
         return Program(
