@@ -292,6 +292,18 @@ class TimeoutPolicy:
                 f"refresh_on must be 'auto' or 'heartbeat', got {self.refresh_on!r}."
             )
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (int, float, timedelta)) and not isinstance(other, bool):
+            other = TimeoutPolicy.coerce(other)  # a bare number means a run timeout
+        if not isinstance(other, TimeoutPolicy):
+            return NotImplemented
+        return (self.run_timeout, self.idle_timeout, self.refresh_on) == (
+            other.run_timeout, other.idle_timeout, other.refresh_on
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.run_timeout, self.idle_timeout, self.refresh_on))
+
     @classmethod
     def coerce(cls, value: Any) -> TimeoutPolicy | None:
         """None, a policy (returned as is), or seconds/timedelta (a ``run_timeout``)."""
