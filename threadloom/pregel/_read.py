@@ -27,7 +27,7 @@ def PregelNode(  # noqa: N802 - the published class name
     if bound is not None:
         builder.do(bound)
     for writer in writers or ():
-        builder.do_write(writer)
+        builder.do(writer)  # a writer Runnable runs on the output, after `bound`
     if retry_policy:
         builder.add_retry_policies(*(
             [retry_policy] if not isinstance(retry_policy, (list, tuple)) else retry_policy
