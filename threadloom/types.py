@@ -232,6 +232,10 @@ def default_retry_on(exc: Exception) -> bool:
         return True
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
+    if response is None and type(exc).__name__ == "HTTPError" and type(
+        exc
+    ).__module__.startswith("requests"):
+        return True  # no response at all: the connection failed
     if type(exc).__name__ == "HTTPStatusError" or (
         status is not None and type(exc).__module__.startswith("requests")
     ):

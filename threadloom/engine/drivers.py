@@ -222,9 +222,15 @@ async def _acall_timed(task: Task, timeout: Any) -> Any:
 
     clock = TimedAttempt(timeout)
     config = task.config
-    task.config = {**config, "callbacks": with_progress_callbacks(config.get("callbacks"), clock)}
+    task.config = {**config, "callbacks": with_progress_callbacks(
+        config.get("callbacks"), clock, manager=True)}
+
+    async def attempt() -> Any:
+        var_child_runnable_config.set(task.config)  # in the attempt's own context
+        return await task.node.bound.acall(task.input, task)
+
     try:
-        return await run_timed(lambda: task.node.bound.acall(task.input, task), clock, task.name)
+        return await run_timed(attempt, clock, task.name)
     finally:
         task.config = config
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from threadloom._context import current_attempt
 from threadloom._internal._constants import (
     CONF,
     CONFIG_KEY_CHECKPOINT_ID,
@@ -257,6 +258,9 @@ async def _acall(task: Any, config: dict[str, Any], stream: bool) -> Any:
         result = None
         async for chunk in proc.astream(task.input, config):
             result = chunk
+            clock = current_attempt.get()
+            if clock is not None:
+                clock.touch()  # a yielded chunk is progress
     elif hasattr(proc, "ainvoke"):
         result = await proc.ainvoke(task.input, config)
     else:

@@ -125,9 +125,17 @@ class _ProgressHandler(BaseCallbackHandler):
     on_retriever_start = on_retriever_end = on_custom_event = on_text = _progress
 
 
-def with_progress_callbacks(callbacks: Any, attempt: TimedAttempt) -> Any:
-    """``callbacks`` (None, a list of handlers or a manager) plus the attempt's handler."""
+def with_progress_callbacks(
+    callbacks: Any, attempt: TimedAttempt, *, manager: bool = False
+) -> Any:
+    """``callbacks`` (None, a list of handlers or a manager) plus the attempt's handler;
+    with ``manager`` the result is always a callback manager."""
     handler = attempt.callback_handler()
+    if manager and (callbacks is None or isinstance(callbacks, list)):
+        from langchain_core.callbacks import CallbackManager
+
+        handlers = [*(callbacks or ()), handler]
+        return CallbackManager(handlers=handlers, inheritable_handlers=handlers)
     if callbacks is None:
         return [handler]
     if isinstance(callbacks, list):
