@@ -24,7 +24,7 @@ from threadloom._context import current_task
 from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
 from threadloom.engine.task import Task
-from threadloom.errors import GraphBubbleUp, GraphInterrupt, ParentCommand
+from threadloom.errors import GraphBubbleUp, GraphInterrupt, NodeCancelledError, ParentCommand
 from threadloom.types import Command, RetryPolicy
 
 _pool: ThreadPoolExecutor | None = None
@@ -204,6 +204,15 @@ async def _arun_task(task: Task) -> None:
                 return
             except GraphBubbleUp as exc:
                 task.error = exc
+                return
+            except asyncio.CancelledError as exc:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the run itself is being cancelled
+                # the node raised it: a failure of the node, not a quiet stop of the run
+                error = NodeCancelledError(task.name, "the node raised CancelledError")
+                error.__cause__ = exc
+                task.error = error
                 return
             except Exception as exc:  # noqa: BLE001 - recorded, re-raised by the loop
                 policy = _matching_policy(node.retry_policy, exc)

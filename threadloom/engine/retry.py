@@ -252,6 +252,12 @@ async def arun_with_retry(
             await asyncio.sleep(_retry_delay(policy, attempt))
 
 
+def _for_this_task(task: Any, exc: ParentCommand) -> bool:
+    graph = exc.command.graph
+    ns = (task.config.get(CONF) or {}).get(CONFIG_KEY_CHECKPOINT_NS)
+    return graph is not None and graph in (task.name, ns)
+
+
 async def _acall(task: Any, config: dict[str, Any], stream: bool) -> Any:
     proc = task.proc
     if stream and hasattr(proc, "astream"):
@@ -261,10 +267,16 @@ async def _acall(task: Any, config: dict[str, Any], stream: bool) -> Any:
             clock = current_attempt.get()
             if clock is not None:
                 clock.touch()  # a yielded chunk is progress
-    elif hasattr(proc, "ainvoke"):
-        result = await proc.ainvoke(task.input, config)
     else:
-        result = proc.invoke(task.input, config)
+        try:
+            if hasattr(proc, "ainvoke"):
+                result = await proc.ainvoke(task.input, config)
+            else:
+                result = proc.invoke(task.input, config)
+        except ParentCommand as exc:
+            if not _for_this_task(task, exc):
+                raise
+            result = exc.command  # a Command addressed to this task: its writers apply it
     for writer in getattr(task, "writers", ()) or ():
         if hasattr(writer, "ainvoke"):
             await writer.ainvoke(result, config)
