@@ -21,11 +21,12 @@ from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
 
 from threadloom._context import current_task
+from threadloom.constants import TASKS
 from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
 from threadloom.engine.task import Task
 from threadloom.errors import GraphBubbleUp, GraphInterrupt, NodeCancelledError, ParentCommand
-from threadloom.types import Command, RetryPolicy
+from threadloom.types import Command, RetryPolicy, Send
 
 _pool: ThreadPoolExecutor | None = None
 
@@ -67,6 +68,20 @@ def _retry_delay(policy: RetryPolicy, attempt: int) -> float:
     backoff = policy.initial_interval * policy.backoff_factor ** (attempt - 1)
     delay = min(policy.max_interval, backoff)
     return delay + (random.uniform(0, 1) if policy.jitter else 0)
+
+
+def _fail(task: Task, exc: BaseException) -> None:
+    """Record the task's final failure, or hand it to the node's error handler: the task
+    then ends with one write, a ``Send`` of the failure to the handler node."""
+    handler = task.node.error_handler
+    if handler is None:
+        task.error = exc
+        return
+    error = exc
+    if type(error).__module__ != "builtins":  # the Send is checkpointed: keep it storable
+        error = RuntimeError(f"{type(exc).__name__}: {exc}")
+    payload = {"node": task.name, "error": error, "task_id": task.id}
+    task.writes = [(TASKS, Send(handler, payload))]
 
 
 def _finish(task: Task, result: Any) -> None:
@@ -171,7 +186,7 @@ def _run_task(task: Task) -> None:
             except Exception as exc:  # noqa: BLE001 - recorded, re-raised by the loop
                 policy = _matching_policy(node.retry_policy, exc)
                 if policy is None or attempt >= policy.max_attempts:
-                    task.error = exc
+                    _fail(task, exc)
                     return
                 time.sleep(_retry_delay(policy, attempt))
     finally:
@@ -217,7 +232,7 @@ async def _arun_task(task: Task) -> None:
             except Exception as exc:  # noqa: BLE001 - recorded, re-raised by the loop
                 policy = _matching_policy(node.retry_policy, exc)
                 if policy is None or attempt >= policy.max_attempts:
-                    task.error = exc
+                    _fail(task, exc)
                     return
                 await asyncio.sleep(_retry_delay(policy, attempt))
     finally:

@@ -38,6 +38,7 @@ class PregelNode:
     cache_policy: CachePolicy | None = None
     cache_ns: tuple[str, ...] | None = None  # where its cached writes live (node_cache)
     timeout: TimeoutPolicy | None = None  # of each attempt (async nodes only)
+    error_handler: str | None = None  # the node a final failure is sent to, if any
 
     def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
         """Run the node's own runnable on ``input`` outside a run (no state writes).

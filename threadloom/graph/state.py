@@ -35,6 +35,7 @@ from threadloom.engine.node_cache import node_namespace
 from threadloom.engine.program import PregelNode, Program
 from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.branch import Branch, branch_channel
+from threadloom.graph.error_handlers import DEFAULT_HANDLER, handler_body, handler_name
 from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy
 
 __all__ = ["StateGraph"]
@@ -54,6 +55,7 @@ class NodeSpec:
     defer: bool = False
     cache_policy: CachePolicy | None = None
     timeout: TimeoutPolicy | None = None
+    error_handler: Any = None  # runs after the node's final failure (error_handlers.py)
 
 
 StateT = TypeVar("StateT")
@@ -155,6 +157,7 @@ class StateGraph(Generic[StateT]):
         cache_policy: CachePolicy | None = None,
         destinations: Any = None,
         timeout: Any = None,
+        error_handler: Any = None,
         **kwargs: Any,
     ) -> StateGraph:
         """Add a node: ``add_node("name", fn)`` or ``add_node(fn)`` (named after ``fn``).
@@ -215,14 +218,18 @@ class StateGraph(Generic[StateT]):
             defer=defer,
             cache_policy=cache_policy,
             timeout=timeout,
+            error_handler=error_handler,
         )
         return self
 
     def set_node_defaults(
         self, *, retry_policy: Any = None, cache_policy: CachePolicy | None = None,
-        timeout: Any = None,
+        timeout: Any = None, error_handler: Any = None,
     ) -> StateGraph:
-        """Options for every node that does not set its own (applied at ``compile()``)."""
+        """Options for every node that does not set its own (applied at ``compile()``).
+
+        ``error_handler`` runs after any node without its own handler finally fails (see
+        ``threadloom.graph.error_handlers``)."""
         defaults = dict(getattr(self, "_node_defaults", {}))
         if retry_policy is not None:
             defaults["retry_policy"] = (
@@ -232,6 +239,8 @@ class StateGraph(Generic[StateT]):
             defaults["cache_policy"] = cache_policy
         if timeout is not None:
             defaults["timeout"] = TimeoutPolicy.coerce(timeout)
+        if error_handler is not None:
+            defaults["error_handler"] = error_handler
         self._node_defaults = defaults
         return self
 
@@ -378,9 +387,11 @@ class StateGraph(Generic[StateT]):
                 )
         interrupt_before = _as_node_list(interrupt_before)
         interrupt_after = _as_node_list(interrupt_after)
+        handlers = self._error_handlers()
         self.validate(
-            [*(interrupt_before if interrupt_before != "*" else ()),
-             *(interrupt_after if interrupt_after != "*" else ())]
+            [n for n in (*(interrupt_before if interrupt_before != "*" else ()),
+                         *(interrupt_after if interrupt_after != "*" else ()))
+             if n not in handlers]
         )
         graph_hooks = resolve_hooks(
             {name: spec.runnable for name, spec in self.nodes.items()}, hooks
@@ -398,6 +409,30 @@ class StateGraph(Generic[StateT]):
             debug=debug,
             hooks=graph_hooks,
         )
+
+    def _error_handlers(self) -> dict[str, Any]:
+        """Handler node name -> handler function, and each failing node's handler name."""
+        default = getattr(self, "_node_defaults", {}).get("error_handler")
+        handlers: dict[str, Any] = {}
+        for name, spec in self.nodes.items():
+            if spec.error_handler is not None:
+                handlers[handler_name(name, default=False)] = spec.error_handler
+            elif default is not None:
+                handlers[DEFAULT_HANDLER] = default
+        for hname in handlers:
+            if hname in self.nodes:
+                raise ValueError(
+                    f"Node `{hname}` is reserved for the graph's error handler: rename that "
+                    "node or drop the error_handler."
+                )
+        return handlers
+
+    def _handler_of(self, name: str) -> str | None:
+        if self.nodes[name].error_handler is not None:
+            return handler_name(name, default=False)
+        if getattr(self, "_node_defaults", {}).get("error_handler") is not None:
+            return DEFAULT_HANDLER
+        return None
 
     def _program(self) -> Program:
         from threadloom.graph.writers import NodeWriter, input_reader, state_reader
@@ -460,6 +495,16 @@ class StateGraph(Generic[StateT]):
                 timeout=timeout,
                 cache_ns=(node_namespace(name, spec.runnable)
                           if spec.cache_policy or defaults.get("cache_policy") else None),
+                error_handler=self._handler_of(name),
+            )
+        for hname, handler in self._error_handlers().items():
+            nodes[hname] = PregelNode(
+                name=hname,
+                triggers=(),  # runs only through the failed task's Send
+                bound=NodeCallable(hname, handler_body(
+                    hname, handler, state_reader(self, self.state_schema))),
+                read=state_reader(self, self.state_schema),
+                write=NodeWriter(hname, **writer_args),
             )
         output_keys = self.schemas[self.output_schema]
         return Program(
