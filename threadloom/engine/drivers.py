@@ -21,6 +21,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
 
 from threadloom._context import current_task
+from threadloom._internal._constants import CONFIG_KEY_TIMED_ATTEMPT_OBSERVER
 from threadloom.constants import TASKS
 from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
@@ -242,10 +243,24 @@ async def _arun_task(task: Task) -> None:
 
 async def _acall_timed(task: Task, timeout: Any) -> Any:
     """Call the node under ``timeout``; LLM/chain callback events count as progress."""
-    from threadloom.engine.timeouts import TimedAttempt, run_timed, with_progress_callbacks
+    from threadloom.engine.timeouts import (
+        ObservedAttempt,
+        TimedAttemptContext,
+        now_utc,
+        run_timed,
+        with_progress_callbacks,
+    )
 
-    clock = TimedAttempt(timeout)
     config = task.config
+    observer = (config.get("configurable") or {}).get(CONFIG_KEY_TIMED_ATTEMPT_OBSERVER)
+    context = None
+    if observer is not None:
+        context = TimedAttemptContext(
+            task_name=task.name, task_id=task.id, attempt=task.attempt[0],
+            started_at=now_utc(), run_timeout_secs=timeout.run_timeout,
+            idle_timeout_secs=timeout.idle_timeout,
+        )
+    clock = ObservedAttempt(timeout, observer, context)
     task.config = {**config, "callbacks": with_progress_callbacks(
         config.get("callbacks"), clock, manager=True)}
 
@@ -254,9 +269,14 @@ async def _acall_timed(task: Task, timeout: Any) -> Any:
         return await task.node.bound.acall(task.input, task)
 
     try:
-        return await run_timed(attempt, clock, task.name)
+        result = await run_timed(attempt, clock, task.name)
+    except BaseException as exc:
+        clock.finish(exc)  # reported before any retry or error handler starts
+        raise
     finally:
         task.config = config
+    clock.finish(None)
+    return result
 
 
 # -- I/O requests ------------------------------------------------------------------

@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from threadloom._context import current_attempt
@@ -31,7 +29,9 @@ from threadloom._internal._constants import (
 )
 from threadloom.engine.drivers import _retry_delay, should_retry_on
 from threadloom.engine.timeouts import (
-    TimedAttempt,
+    ObservedAttempt,
+    TimedAttemptContext,
+    now_utc,
     run_timed,
     sync_timeout_error,
     with_progress_callbacks,
@@ -69,77 +69,6 @@ def ensure_execution_info(runtime: Any, config: dict[str, Any], task: Any) -> An
         thread_id=conf.get(CONFIG_KEY_THREAD_ID),
         run_id=str(config["run_id"]) if config.get("run_id") is not None else None,
     ))
-
-
-# -- the attempt observer ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TimedAttemptContext:
-    task_name: str
-    task_id: str | None
-    attempt: int
-    started_at: datetime
-    run_timeout_secs: float | None
-    idle_timeout_secs: float | None
-
-
-@dataclass(frozen=True)
-class TimedAttemptEvent:
-    """What ``configurable[CONFIG_KEY_TIMED_ATTEMPT_OBSERVER]`` receives for a timed
-    attempt: ``event`` is ``"start"``, ``"progress"`` (rate-limited heartbeats) or
-    ``"finish"`` (with ``status`` ``"success"``/``"error"``)."""
-
-    event: str
-    context: TimedAttemptContext
-    status: str | None = None
-    error_type: str | None = None
-    error_message: str | None = None
-    finished_at: datetime | None = None
-    progress_at: datetime | None = None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class ObservedAttempt(TimedAttempt):
-    """A ``TimedAttempt`` that reports start, progress and finish to an observer."""
-
-    def __init__(
-        self, policy: TimeoutPolicy, observer: Callable[[Any], None] | None,
-        context: TimedAttemptContext | None,
-    ) -> None:
-        super().__init__(policy)
-        self.observer = observer
-        self.context = context
-        self._last_report = 0.0
-        self._finished = False
-        if observer is not None and context is not None:
-            observer(TimedAttemptEvent("start", context))
-
-    def touch(self, *, heartbeat: bool = False) -> None:
-        super().touch(heartbeat=heartbeat)
-        if self.observer is None or self.context is None or self.abandoned:
-            return
-        now = time.monotonic()
-        interval = (self.policy.idle_timeout or self.policy.run_timeout or 0) / 4
-        if now - self._last_report >= interval:
-            self._last_report = now
-            self.observer(TimedAttemptEvent("progress", self.context, progress_at=_now()))
-
-    def finish(self, error: BaseException | None) -> None:
-        if self._finished or self.observer is None or self.context is None:
-            return
-        self._finished = True
-        failed = error is not None and not isinstance(error, (GraphBubbleUp, ParentCommand))
-        self.observer(TimedAttemptEvent(
-            "finish", self.context,
-            status="error" if failed else "success",
-            error_type=type(error).__name__ if failed else None,
-            error_message=str(error) if failed else None,
-            finished_at=_now(),
-        ))
 
 
 # -- running ---------------------------------------------------------------------------
@@ -299,7 +228,7 @@ def _timed_config(
     if observer is not None:
         context = TimedAttemptContext(
             task_name=task.name, task_id=getattr(task, "id", None), attempt=attempt,
-            started_at=_now(), run_timeout_secs=policy.run_timeout,
+            started_at=now_utc(), run_timeout_secs=policy.run_timeout,
             idle_timeout_secs=policy.idle_timeout,
         )
     clock = ObservedAttempt(policy, observer, context)

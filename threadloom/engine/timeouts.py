@@ -16,12 +16,14 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 
 from threadloom._context import current_attempt
-from threadloom.errors import NodeTimeoutError
+from threadloom.errors import GraphBubbleUp, NodeTimeoutError, ParentCommand
 from threadloom.types import TimeoutPolicy
 
 SYNC_TIMEOUT_MESSAGE = (
@@ -109,6 +111,78 @@ class TimedAttempt:
     def callback_handler(self) -> BaseCallbackHandler:
         """A callback handler for which any LLM/chain/tool event counts as progress."""
         return _ProgressHandler(self)
+
+
+# -- the attempt observer ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimedAttemptContext:
+    task_name: str
+    task_id: str | None
+    attempt: int
+    started_at: datetime
+    run_timeout_secs: float | None
+    idle_timeout_secs: float | None
+
+
+@dataclass(frozen=True)
+class TimedAttemptEvent:
+    """What ``configurable[CONFIG_KEY_TIMED_ATTEMPT_OBSERVER]`` receives for a timed
+    attempt: ``event`` is ``"start"``, ``"progress"`` (rate-limited heartbeats) or
+    ``"finish"`` (with ``status`` ``"success"``/``"error"``)."""
+
+    event: str
+    context: TimedAttemptContext
+    status: str | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    finished_at: datetime | None = None
+    progress_at: datetime | None = None
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class ObservedAttempt(TimedAttempt):
+    """A ``TimedAttempt`` that reports start, progress and finish to an observer."""
+
+    def __init__(
+        self, policy: TimeoutPolicy, observer: Callable[[Any], None] | None,
+        context: TimedAttemptContext | None,
+    ) -> None:
+        super().__init__(policy)
+        self.observer = observer
+        self.context = context
+        self._last_report = 0.0
+        self._finished = False
+        if observer is not None and context is not None:
+            observer(TimedAttemptEvent("start", context))
+
+    def touch(self, *, heartbeat: bool = False) -> None:
+        super().touch(heartbeat=heartbeat)
+        if self.observer is None or self.context is None or self.abandoned:
+            return
+        now = time.monotonic()
+        interval = (self.policy.idle_timeout or self.policy.run_timeout or 0) / 4
+        if now - self._last_report >= interval:
+            self._last_report = now
+            self.observer(TimedAttemptEvent("progress", self.context, progress_at=now_utc()))
+
+    def finish(self, error: BaseException | None) -> None:
+        if self._finished or self.observer is None or self.context is None:
+            return
+        self._finished = True
+        failed = error is not None and not isinstance(error, (GraphBubbleUp, ParentCommand))
+        self.observer(TimedAttemptEvent(
+            "finish", self.context,
+            status="error" if failed else "success",
+            error_type=type(error).__name__ if failed else None,
+            error_message=str(error) if failed else None,
+            finished_at=now_utc(),
+        ))
+
 
 
 class _ProgressHandler(BaseCallbackHandler):
