@@ -9,9 +9,10 @@ channel per node, and for each node a reader (state -> input) and a writer (retu
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
 from threadloom._schema import (
     ROOT,
@@ -81,6 +82,7 @@ class StateGraph:
                     "a TypedDict, dataclass or pydantic model."
                 )
             state_schema = input_schema
+        _warn_invalid_state_schema(state_schema)
         self.state_schema = state_schema
         self.context_schema = context_schema
         self.input_schema = input_schema or state_schema
@@ -158,14 +160,10 @@ class StateGraph:
             logger.warning("Adding a node to a graph that has already been compiled.")
         if not isinstance(node, str):
             action = node
-            node = getattr(action, "name", None) if hasattr(action, "get_name") else None
-            node = node or getattr(action, "__name__", None)
-            if node is None and hasattr(action, "get_name"):
-                node = action.get_name()
-            if node is None:
-                raise ValueError(
-                    f"Cannot infer a node name from {action!r}: use add_node('name', fn)."
-                )
+            try:
+                node = _get_node_name(action)
+            except TypeError as exc:
+                raise ValueError(str(exc)) from None
         if action is None:
             raise ValueError(f"Node `{node}` needs a function: add_node('{node}', fn).")
         if node in self.nodes:
@@ -407,6 +405,60 @@ class StateGraph:
             state_keys=state_keys,
             managed=dict(self.managed),
         )
+
+
+def _get_node_name(node: Any) -> str:
+    """The name a node gets when added without one: the function's, the runnable's or
+    (for a callable object) its class's."""
+    name = getattr(node, "name", None) if hasattr(node, "get_name") else None
+    if isinstance(name, str) and name:
+        return name
+    name = getattr(node, "__name__", None)
+    if isinstance(name, str):
+        return name
+    if hasattr(node, "get_name"):
+        return node.get_name()
+    if callable(node):
+        return type(node).__name__
+    raise TypeError(f"Cannot infer a node name from {node!r}: use add_node('name', fn).")
+
+
+def _is_field_channel(annotation: Any) -> BaseChannel | None:
+    """The channel an ``Annotated[T, ...]`` key names (a channel class or instance among
+    its extras), else None. A class is instantiated for ``T``; an instance is returned
+    as given."""
+    if get_origin(annotation) is not Annotated:
+        return None
+    base, *extras = get_args(annotation)
+    for extra in reversed(extras):
+        if isinstance(extra, BaseChannel):
+            return extra
+        if isinstance(extra, type) and issubclass(extra, BaseChannel):
+            return extra(base)
+    return None
+
+
+def _warn_invalid_state_schema(schema: Any) -> None:
+    """Warn when a state schema is a value (a dict, a list, a model instance) rather than a
+    type: each key of the state would then be missed."""
+    if isinstance(schema, type) or get_origin(schema) is not None:
+        return
+    warnings.warn(
+        f"Invalid state_schema: {schema!r}. Expected a type or Annotated[type, reducer]. "
+        "Please provide a valid schema (a TypedDict, dataclass or pydantic model class) "
+        "to ensure correct updates.",
+        stacklevel=2,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # ``CompiledStateGraph`` lives in graph.compiled (which imports this module); it is
+    # also importable from here, as in LangGraph.
+    if name == "CompiledStateGraph":
+        from threadloom.graph.compiled import CompiledStateGraph
+
+        return CompiledStateGraph
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _passthrough(value: Any) -> Any:
