@@ -184,6 +184,10 @@ def run_suite(suite: Suite, pytest_args: list[str], workers: str) -> Figures:
         env["THREADLOOM_COMPAT_SUITE_PACKAGE"] = suite.package
         env["THREADLOOM_COMPAT_SUITE_ROOT"] = str(root)
     paths = [p if os.path.isabs(p) else str(root / p) for p in suite.paths]
+    # test paths among the pytest arguments (tests/test_x.py, tests/test_x.py::name) choose
+    # what runs instead of the suite's default paths
+    if any((root / a.split("::")[0]).exists() for a in pytest_args if not a.startswith("-")):
+        paths = []
     cmd = [sys.executable, "-m", "pytest", *paths, "-p", "plugin", "-p", "no:cacheprovider",
            "--rootdir", str(root), "-c", str(root / "pyproject.toml"),
            "-q", "--tb=line", "-o", "addopts=", f"--junitxml={junit}",

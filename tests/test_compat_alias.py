@@ -104,3 +104,49 @@ def test_refuses_when_the_real_langgraph_is_imported_already() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("refused: the real LangGraph is already imported (langgraph)")
     assert "before anything imports langgraph" in proc.stdout
+
+
+def test_unchanged_program_runs_with_python_m_threadloom_as_langgraph(tmp_path: Path) -> None:
+    program = tmp_path / "agent.py"
+    program.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            from typing import TypedDict
+            from langgraph.checkpoint.memory import MemorySaver
+            from langgraph.graph import END, START, StateGraph
+            from langgraph.types import Command, interrupt
+
+            class S(TypedDict):
+                answer: str
+
+            def ask(state):
+                return {"answer": interrupt("name?")}
+
+            g = StateGraph(S)
+            g.add_node("ask", ask)
+            g.add_edge(START, "ask")
+            g.add_edge("ask", END)
+            app = g.compile(checkpointer=MemorySaver())
+            cfg = {"configurable": {"thread_id": "t"}}
+            app.invoke({"answer": ""}, cfg)
+            print(app.invoke(Command(resume=sys.argv[1]), cfg)["answer"], type(app).__module__)
+            """
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "threadloom.as_langgraph", str(program), "ada"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    answer, module = proc.stdout.split()
+    assert answer == "ada" and module.startswith("threadloom.")
+
+
+def test_as_langgraph_without_a_program_prints_usage() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "threadloom.as_langgraph"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "usage: python -m threadloom.as_langgraph" in proc.stderr

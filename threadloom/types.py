@@ -15,6 +15,7 @@ from threadloom._context import current_task
 
 __all__ = [
     "All",
+    "CachePolicy",
     "Checkpointer",
     "Command",
     "Durability",
@@ -244,11 +245,62 @@ class RetryPolicy(NamedTuple):
     ] = default_retry_on
 
 
-@dataclass(frozen=True)
-class CachePolicy:
-    """Accepted for compatibility; node results are not cached yet."""
+def default_cache_key(*args: Any, **kwargs: Any) -> str:
+    """The default ``CachePolicy.key_func``: a hash of the arguments' pickled form.
 
-    key_func: Callable[..., Any] | None = None
+    Equal inputs give equal keys, also in another process: dicts with string keys are
+    read in sorted order, sets in a fixed order, and pickling keeps no back-references
+    (two equal strings hash the same whether or not they are one object). Inputs that
+    cannot be pickled raise ``TypeError``: give the policy a ``key_func`` for them.
+    """
+    import io
+    import pickle
+
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=5)
+    pickler.fast = True  # no memo: the bytes depend on values, not on object identity
+    try:
+        pickler.dump(_canonical((args, kwargs)))
+    except (pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
+        raise TypeError(
+            f"CachePolicy could not compute a cache key: the input cannot be pickled "
+            f"({type(exc).__name__}: {exc}). Pass CachePolicy(key_func=...) returning a "
+            "string (or any picklable value) that identifies the input."
+        ) from exc
+    return hashlib.blake2b(buffer.getvalue(), digest_size=16).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    """``value`` with containers rebuilt so equal values pickle to equal bytes."""
+    kind = type(value)
+    if kind is dict:
+        items = [(k, _canonical(v)) for k, v in value.items()]
+        if all(type(k) is str for k in value):
+            items.sort(key=lambda kv: kv[0])
+        return ("__dict__", tuple(items))
+    if kind is list or kind is tuple:
+        return (kind.__name__, tuple(_canonical(v) for v in value))
+    if kind is set or kind is frozenset:
+        members = [_canonical(v) for v in value]
+        return ("__set__", tuple(sorted(members, key=repr)))
+    return value
+
+
+@dataclass(frozen=True)
+class CachePolicy(Generic[N]):
+    """Cache a node's (or task's) result; needs a cache: ``compile(cache=InMemoryCache())``.
+
+    A run reaching the node with an input it has seen (same ``key_func(input)``) replays
+    the writes stored then instead of running it; the update is streamed with
+    ``"__metadata__": {"cached": True}``. Failed or interrupted runs are not cached.
+
+    Args:
+        key_func: the input's cache key; the default hashes the pickled input.
+        ttl: seconds an entry lives; ``None`` keeps it until the cache is cleared
+            (``graph.clear_cache()``).
+    """
+
+    key_func: Callable[..., Any] = default_cache_key
     ttl: int | None = None
 
 

@@ -8,8 +8,7 @@ that threadloom does not have fails to import as it would anywhere else.
 
 The finder is installed only by an explicit call
 (:func:`threadloom.install_as_langgraph`) or, for programs that cannot change
-their code, by the ``THREADLOOM_AS_LANGGRAPH=1`` environment variable read by
-the ``threadloom-as-langgraph.pth`` start-up hook (see the README).
+their code, by running them with ``python -m threadloom.as_langgraph``.
 """
 
 from __future__ import annotations
@@ -99,6 +98,28 @@ def install() -> None:
         raise LangGraphConflictError(
             f"the real LangGraph is already imported ({shown}); call "
             "threadloom.install_as_langgraph() before anything imports langgraph, "
-            "or set THREADLOOM_AS_LANGGRAPH=1 so it happens at interpreter start"
+            "or run the program with `python -m threadloom.as_langgraph`"
         )
     sys.meta_path.insert(0, LangGraphAliasFinder())
+
+
+def run_as_langgraph(argv: list[str]) -> None:
+    """Run a program with ``langgraph`` served by threadloom (``-m threadloom.as_langgraph``).
+
+    ``argv`` is what follows on the command line: ``script.py [args...]`` or
+    ``-m module [args...]``, as ``python`` itself takes them.
+    """
+    import runpy
+
+    if not argv or argv[0] in ("-h", "--help") or (argv[0] == "-m" and len(argv) < 2):
+        raise SystemExit(
+            "usage: python -m threadloom.as_langgraph (script.py | -m module) [args...]\n"
+            "runs the program with every `import langgraph...` served by threadloom"
+        )
+    install()
+    if argv[0] == "-m":
+        sys.argv = [argv[1], *argv[2:]]
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = list(argv)
+        runpy.run_path(argv[0], run_name="__main__")

@@ -38,6 +38,7 @@ __all__ = [
     "WRITES_IDX_MAP",
     "audit_record_hash",
     "chain_audit_records",
+    "copy_checkpoint",
     "create_checkpoint_id",
     "empty_checkpoint",
     "get_checkpoint_id",
@@ -123,6 +124,17 @@ def empty_checkpoint() -> Checkpoint:
         versions_seen={},
         updated_channels=None,
     )
+
+
+def copy_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
+    """A copy of ``checkpoint`` whose dicts can be changed without touching the original
+    (``channel_values``, ``channel_versions`` and each ``versions_seen`` entry are new
+    dicts; the values themselves are shared)."""
+    copied: Checkpoint = {**checkpoint}  # type: ignore[typeddict-item]
+    copied["channel_values"] = dict(checkpoint["channel_values"])
+    copied["channel_versions"] = dict(checkpoint["channel_versions"])
+    copied["versions_seen"] = {k: dict(v) for k, v in checkpoint["versions_seen"].items()}
+    return copied
 
 
 def get_checkpoint_id(config: dict[str, Any]) -> str | None:

@@ -31,10 +31,15 @@ Layout (plain dicts, so a test can inspect or damage them):
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pickle
+import tempfile
 import threading
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
@@ -73,7 +78,7 @@ from threadloom.checkpoint.base import (
 )
 from threadloom.errors import CheckpointConflictError
 
-__all__ = ["InMemorySaver", "MemorySaver"]
+__all__ = ["InMemorySaver", "MemorySaver", "PersistentDict"]
 
 _EMPTY = ("empty", b"")
 _MISSING: Any = object()
@@ -163,14 +168,23 @@ class InMemorySaver(BaseCheckpointSaver):
     # never running code named by stored bytes. It only needs ``self.serde``.
     _decode = SqlCore._decode
 
-    def __init__(self, *, serde: SerializerProtocol | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        serde: SerializerProtocol | None = None,
+        factory: Callable[..., Any] = defaultdict,
+    ) -> None:
         super().__init__(serde=serde)
+        # ``factory(default_factory)`` makes the three tables: ``defaultdict`` by default,
+        # ``PersistentDict`` (or a ``partial`` of it naming the file) to keep them in a
+        # file. Context-managed tables are closed with the saver (``stack``).
+        self.stack = ExitStack()
         self.storage: defaultdict[str, dict[str, dict[str, tuple[Any, Any, str | None]]]] = (
-            defaultdict(dict)
+            self._table(factory, dict, "storage")
         )
-        self.blobs: dict[Key, tuple[Any, ...]] = {}
+        self.blobs: dict[Key, tuple[Any, ...]] = self._table(factory, None, "blobs")
         self.writes: defaultdict[tuple[str, str, str], dict[tuple[str, int], tuple]] = (
-            defaultdict(dict)
+            self._table(factory, dict, "writes")
         )
         self._lock = threading.RLock()
         # (thread, ns) -> newest checkpoint id (ids sort in creation order)
@@ -189,17 +203,25 @@ class InMemorySaver(BaseCheckpointSaver):
         # instead of decoding every delta row again (each reader still gets its own).
         self._values = ValueCache()
 
+    def _table(self, factory: Callable[..., Any], default: Any, name: str) -> Any:
+        table = factory(default)
+        if isinstance(table, PersistentDict):  # the three tables may share one file
+            table.use_section(name)
+        if hasattr(table, "__enter__") and hasattr(table, "__exit__"):
+            self.stack.enter_context(table)
+        return table
+
     def __enter__(self) -> InMemorySaver:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        self.stack.close()
 
     async def __aenter__(self) -> InMemorySaver:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        return None
+        self.stack.close()
 
     # -- reading ---------------------------------------------------------------------
 
@@ -776,3 +798,67 @@ class InMemorySaver(BaseCheckpointSaver):
 
 
 MemorySaver = InMemorySaver
+
+
+class PersistentDict(defaultdict):
+    """A ``defaultdict`` whose contents can be kept in a file between processes.
+
+    ``PersistentDict(default_factory, filename=path)`` starts with what ``path`` holds for
+    its ``section`` (an empty or missing file starts empty); :meth:`sync` writes the table
+    back (pickle, through a temporary file renamed into place, so a crash never leaves half
+    a file), as does leaving its ``with`` block. Several tables may share one file, each in
+    its own section: ``InMemorySaver(factory=partial(PersistentDict, filename=path))`` keeps
+    its ``storage``, ``writes`` and ``blobs`` in sections of those names and syncs them when
+    the saver is closed (``with`` block or ``saver.stack.close()``).
+
+    The file is read with ``pickle``: only load files this program wrote.
+    """
+
+    def __init__(self, *args: Any, filename: str, section: str = "data", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.filename = filename
+        self.section = section
+        self.update(self._read_file().get(section, {}))
+
+    def _read_file(self) -> dict[str, Any]:
+        if not os.path.exists(self.filename) or os.path.getsize(self.filename) == 0:
+            return {}
+        with open(self.filename, "rb") as f:
+            sections = pickle.load(f)
+        if not isinstance(sections, dict):
+            raise ValueError(f"{self.filename!r} is not a file written by PersistentDict.")
+        return sections
+
+    def use_section(self, section: str) -> None:
+        """Switch to ``section`` of the file: the table now holds what it saved there."""
+        self.section = section
+        self.clear()
+        self.update(self._read_file().get(section, {}))
+
+    def sync(self) -> None:
+        """Write the table to its section of ``filename`` atomically."""
+        sections = self._read_file()
+        sections[self.section] = dict(self)
+        directory = os.path.dirname(os.path.abspath(self.filename))
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".persistentdict-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                pickle.dump(sections, f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, self.filename)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+
+    def close(self) -> None:
+        """Same as :meth:`sync` (the table stays usable)."""
+        self.sync()
+
+    def __enter__(self) -> PersistentDict:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> Any:  # pickles as a plain dict of its items
+        return (dict, (dict(self),))

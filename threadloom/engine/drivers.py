@@ -195,6 +195,26 @@ async def _arun_task(task: Task) -> None:
         current_task.reset(token)
 
 
+# -- I/O requests ------------------------------------------------------------------
+
+
+def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
+    """Do one of the loop's I/O requests: ``("cache_<method>", ...)`` goes to the node
+    cache, anything else to the checkpoint saver."""
+    kind = request[0]
+    if kind.startswith("cache_"):
+        return getattr(loop.scope.cache, kind[6:])(*request[1:])
+    return getattr(saver, kind)(*request[1:])
+
+
+async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
+    """The async twin of ``perform`` (the ``a``-prefixed methods)."""
+    kind = request[0]
+    if kind.startswith("cache_"):
+        return await getattr(loop.scope.cache, "a" + kind[6:])(*request[1:])
+    return await getattr(saver, "a" + kind)(*request[1:])
+
+
 # -- sync driver -------------------------------------------------------------------
 
 
@@ -215,7 +235,7 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
             if kind == "run":
                 yield from _run_tasks(loop, request[1], saver, events)
             else:
-                reply = getattr(saver, kind)(*request[1:])
+                reply = perform(loop, saver, request)
             while out:
                 yield out.popleft()
     except StopIteration:
@@ -232,7 +252,7 @@ def _run_tasks(
         task = tasks[0]
         run_task(task)
         for request in loop.task_done(task, 1):
-            getattr(saver, request[0])(*request[1:])
+            perform(loop, saver, request)
         return
     done: queue.SimpleQueue = events if events is not None else queue.SimpleQueue()
     pool = _executor()
@@ -251,7 +271,7 @@ def _run_tasks(
         if item is not None:  # None only wakes us to forward live stream events
             remaining -= 1
             for request in loop.task_done(item, n):
-                getattr(saver, request[0])(*request[1:])
+                perform(loop, saver, request)
         while loop.out:
             yield loop.out.popleft()
 
@@ -275,7 +295,7 @@ async def adrive(
                 async for item in _arun_tasks(loop, request[1], saver, events):
                     yield item
             else:
-                reply = await getattr(saver, "a" + kind)(*request[1:])
+                reply = await aperform(loop, saver, request)
             while out:
                 yield out.popleft()
     except StopIteration:
@@ -292,7 +312,7 @@ async def _arun_tasks(
         task = tasks[0]
         await arun_task(task)
         for request in loop.task_done(task, 1):
-            await getattr(saver, "a" + request[0])(*request[1:])
+            await aperform(loop, saver, request)
         return
     done: asyncio.Queue = events if events is not None else asyncio.Queue()
     running = []
@@ -307,7 +327,7 @@ async def _arun_tasks(
             if item is not None:  # None only wakes us to forward live stream events
                 remaining -= 1
                 for request in loop.task_done(item, n):
-                    await getattr(saver, "a" + request[0])(*request[1:])
+                    await aperform(loop, saver, request)
             while loop.out:
                 yield loop.out.popleft()
     finally:

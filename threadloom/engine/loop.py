@@ -36,6 +36,7 @@ from threadloom.constants import (
     START,
     TASKS,
 )
+from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
 from threadloom.engine.program import Program
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import Task, task_id
@@ -497,13 +498,59 @@ class Loop:
             self.emit("tasks", payload)
             self.emit("debug", _debug("task", self.step + 1, payload))
 
+    def _emit_update(self, task: Task) -> None:
+        if "updates" in self.scope.modes and not task.node.hidden:
+            update = {task.name: _update_payload(task, self.program)}
+            if task.cached:
+                update["__metadata__"] = {"cached": True}
+            self.emit("updates", update)
+
+    # -- the node cache -------------------------------------------------------------
+
+    def _from_cache(
+        self, tasks: list[Task], siblings: int
+    ) -> Generator[Request, Any, tuple[list[Task], dict[str, Any]]]:
+        """Serve tasks of nodes with a ``CachePolicy`` from the cache; return the tasks
+        still to run and the cache keys of those to store once they succeed."""
+        keys: dict[str, Any] = {}
+        for task in tasks:
+            policy = task.node.cache_policy
+            if policy is not None:
+                keys[task.id] = (task.node.cache_ns, cache_key(policy, task.input))
+        if not keys:
+            return tasks, keys
+        found = yield ("cache_get", list(dict.fromkeys(keys.values())))
+        if not found:
+            return tasks, keys
+        remaining = []
+        for task in tasks:
+            key = keys.get(task.id)
+            writes = decode_writes(found[key]) if key in found else None
+            if writes is None:
+                remaining.append(task)
+                continue
+            del keys[task.id]
+            task.writes = writes
+            task.cached = True
+            yield from self.task_done(task, siblings)
+        return remaining, keys
+
+    def _to_cache(self, ran: list[Task], keys: dict[str, Any]) -> Generator[Request, Any, None]:
+        """Store the writes of the cacheable tasks that succeeded."""
+        pairs = {}
+        for task in ran:
+            key = keys.get(task.id)
+            if key is not None and task.error is None and not task.interrupts:
+                pairs[key] = (encode_writes(task.writes), task.node.cache_policy.ttl)
+        if pairs:
+            yield ("cache_set", pairs)
+
     def task_done(self, task: Task, siblings: int) -> list[Request]:
         """Bookkeeping when a task ends (on the driver's thread): stream it, save its writes."""
         task.done = True
         modes = self.scope.modes
         if task.error is None and not task.interrupts and not task.node.hidden:
-            if "updates" in modes:
-                self.emit("updates", {task.name: _update_payload(task, self.program)})
+            self._emit_update(task)
             if "messages" in modes:
                 self._emit_node_messages(task)
         if ("tasks" in modes or "debug" in modes) and not task.node.hidden:
@@ -711,18 +758,26 @@ class Loop:
                 for task in tasks:
                     done = self.pending.succeeded.get(task.id)
                     if done is not None:
+                        # finished before the pause: its saved writes stand for it
                         task.writes = done
                         task.done = True
+                        task.cached = True
+                        self._emit_update(task)
                     else:
                         to_run.append(task)
             if first:
                 for task in to_run:
                     task.resume = list(self.pending.resumes.get(task.id, ()))
             first = False
+            cache_keys: dict[str, Any] = {}
+            if to_run and self.scope.cache is not None:
+                to_run, cache_keys = yield from self._from_cache(to_run, len(tasks))
             if to_run:
                 for task in to_run:
                     self.task_started(task)
                 yield ("run", to_run)
+            if cache_keys:
+                yield from self._to_cache(to_run, cache_keys)
             failed = [t for t in to_run if t.error is not None]
             if failed:
                 self.status = "error"

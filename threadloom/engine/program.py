@@ -13,7 +13,7 @@ from typing import Any
 
 from threadloom.channels import BaseChannel, EphemeralValue, Topic
 from threadloom.engine.node import NodeCallable
-from threadloom.types import RetryPolicy
+from threadloom.types import CachePolicy, RetryPolicy
 
 
 @dataclass(slots=True)
@@ -35,6 +35,8 @@ class PregelNode:
     metadata: dict[str, Any] = field(default_factory=dict)
     hidden: bool = False
     defer: bool = False
+    cache_policy: CachePolicy | None = None
+    cache_ns: tuple[str, ...] | None = None  # where its cached writes live (node_cache)
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
 """What one run shares with its tasks and with the subgraph runs inside them.
 
 The stream sink, the requested stream modes, the answers to pending interrupts, the
-store and the run's context travel together; a subgraph run gets a child scope that
+store, the node cache and the run's context travel together; a subgraph run gets a child scope that
 forwards its stream events to the parent's sink under its own namespace.
 """
 
@@ -30,6 +30,7 @@ class Scope:
         "live",
         "nested",
         "message_ids",
+        "cache",
     )
 
     def __init__(
@@ -43,6 +44,7 @@ class Scope:
         checkpointer: Any,
         ns: str,
         nested: bool,
+        cache: Any = None,
     ) -> None:
         self.modes = modes
         self.sink = sink
@@ -52,6 +54,7 @@ class Scope:
         self.checkpointer = checkpointer
         self.ns = ns
         self.nested = nested
+        self.cache = cache  # a BaseCache for nodes with a CachePolicy, or None
         self.callbacks: Any = None
         # True when events must reach the caller while a node is still running.
         self.live = bool(modes & {"custom", "messages"})

@@ -90,6 +90,7 @@ class Task:
         "done",
         "channels",
         "managed",
+        "cached",
         "_runtime",
     )
 
@@ -122,6 +123,8 @@ class Task:
         self.done = False
         self.channels: Any = None
         self.managed: dict[str, Any] | None = None
+        # its writes were replayed (node cache, or saved by an earlier attempt), not run
+        self.cached = False
         self._runtime: Any = None
 
     # -- what a node can reach -----------------------------------------------------

@@ -89,11 +89,13 @@ class CompiledStateGraph(Runnable):
         interrupt_after: Any,
         name: str,
         debug: bool = False,
+        cache: Any = None,
     ) -> None:
         self.builder = builder
         self.program = program
         self.checkpointer = checkpointer
         self.store = store
+        self.cache = cache
         self.interrupt_before_nodes = interrupt_before
         self.interrupt_after_nodes = interrupt_after
         self.name = name
@@ -121,6 +123,37 @@ class CompiledStateGraph(Runnable):
         from threadloom.graph.draw import draw_graph
 
         return draw_graph(self.builder, xray=xray)
+
+    # -- the node cache -------------------------------------------------------------
+
+    def _cache_namespaces(self, nodes: Sequence[str] | None) -> list[tuple[str, ...]]:
+        if self.cache is None:
+            raise ValueError(
+                "No cache is set for this graph, so there is nothing to clear: compile it "
+                "with a cache, e.g. builder.compile(cache=InMemoryCache())."
+            )
+        if nodes is not None:
+            unknown = sorted(set(nodes) - set(self.program.nodes))
+            if unknown:
+                raise ValueError(f"clear_cache(): unknown nodes {unknown}.")
+        return [
+            node.cache_ns
+            for name, node in self.program.nodes.items()
+            if node.cache_ns is not None and (nodes is None or name in nodes)
+        ]
+
+    def clear_cache(self, nodes: Sequence[str] | None = None) -> None:
+        """Forget the cached results of ``nodes`` (all nodes with a ``CachePolicy`` when
+        ``None``), so they run again the next time they are reached."""
+        namespaces = self._cache_namespaces(nodes)
+        if namespaces:
+            self.cache.clear(namespaces)
+
+    async def aclear_cache(self, nodes: Sequence[str] | None = None) -> None:
+        """The async twin of :meth:`clear_cache`."""
+        namespaces = self._cache_namespaces(nodes)
+        if namespaces:
+            await self.cache.aclear(namespaces)
 
     # -- setting up a run -----------------------------------------------------------
 
@@ -197,6 +230,7 @@ class CompiledStateGraph(Runnable):
                 checkpointer=saver,
                 ns=persistent_ns if persistent_ns is not None else conf.get("checkpoint_ns", ""),
                 nested=True,
+                cache=self.cache if self.cache is not None else parent_scope.cache,
             )
             scope.callbacks = parent_scope.callbacks
             manager = None
@@ -211,6 +245,7 @@ class CompiledStateGraph(Runnable):
                 checkpointer=saver,
                 ns="",
                 nested=False,
+                cache=self.cache,
             )
             manager = self._callbacks(config, scope, input)
         limit = config.get("recursion_limit", DEFAULT_RECURSION_LIMIT)

@@ -32,9 +32,10 @@ from threadloom.channels import (
 )
 from threadloom.constants import END, RESERVED_CHARS, START, TASKS
 from threadloom.engine.node import NodeCallable
+from threadloom.engine.node_cache import node_namespace
 from threadloom.engine.program import PregelNode, Program
 from threadloom.graph.branch import Branch, branch_channel
-from threadloom.types import RetryPolicy
+from threadloom.types import CachePolicy, RetryPolicy
 
 __all__ = ["StateGraph"]
 
@@ -51,6 +52,7 @@ class NodeSpec:
     metadata: dict[str, Any] = field(default_factory=dict)
     destinations: Any = None
     defer: bool = False
+    cache_policy: CachePolicy | None = None
 
 
 class StateGraph:
@@ -147,7 +149,7 @@ class StateGraph:
         metadata: dict[str, Any] | None = None,
         input_schema: Any = None,
         retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None,
-        cache_policy: Any = None,
+        cache_policy: CachePolicy | None = None,
         destinations: Any = None,
         **kwargs: Any,
     ) -> StateGraph:
@@ -186,6 +188,11 @@ class StateGraph:
             self._add_schema(input_schema)
         if isinstance(retry_policy, RetryPolicy):
             retry_policy = (retry_policy,)
+        if cache_policy is not None and not isinstance(cache_policy, CachePolicy):
+            raise TypeError(
+                f"cache_policy of node `{node}` must be a CachePolicy, got "
+                f"{type(cache_policy).__name__}."
+            )
         self.nodes[node] = NodeSpec(
             runnable=action,
             input_schema=input_schema or self.state_schema,
@@ -193,6 +200,7 @@ class StateGraph:
             metadata=metadata or {},
             destinations=destinations,
             defer=defer,
+            cache_policy=cache_policy,
         )
         return self
 
@@ -323,6 +331,14 @@ class StateGraph:
                 "Invalid checkpointer provided. Expected an instance of `BaseCheckpointSaver`, "
                 f"`True`, `False`, or `None`. Received {type(checkpointer).__name__}."
             )
+        if cache is not None:
+            from threadloom.cache.base import BaseCache
+
+            if not isinstance(cache, BaseCache):
+                raise TypeError(
+                    "Invalid cache provided. Expected an instance of `BaseCache` (e.g. "
+                    f"InMemoryCache(), SqliteCache(path=...)), got {type(cache).__name__}."
+                )
         interrupt_before = _as_node_list(interrupt_before)
         interrupt_after = _as_node_list(interrupt_after)
         self.validate(
@@ -335,6 +351,7 @@ class StateGraph:
             program=self._program(),
             checkpointer=checkpointer,
             store=store,
+            cache=cache,
             interrupt_before=interrupt_before,
             interrupt_after=interrupt_after,
             name=name or "LangGraph",
@@ -394,6 +411,8 @@ class StateGraph:
                 retry_policy=spec.retry_policy,
                 metadata=spec.metadata,
                 defer=spec.defer,
+                cache_policy=spec.cache_policy,
+                cache_ns=node_namespace(name, spec.runnable) if spec.cache_policy else None,
             )
         output_keys = self.schemas[self.output_schema]
         return Program(

@@ -24,7 +24,13 @@ from typing import Any, Protocol, runtime_checkable
 from threadloom.checkpoint.base import SerializerProtocol
 from threadloom.checkpoint.serde.base import DecryptionError, EncryptionKeyError
 
-__all__ = ["AesGcmCipher", "CipherProtocol", "EncryptedSerializer", "parse_key"]
+__all__ = [
+    "AesGcmCipher",
+    "CipherProtocol",
+    "EncryptedSerializer",
+    "PycryptodomeAesGcmCipher",
+    "parse_key",
+]
 
 _KEY_SIZES = (16, 24, 32)
 _NONCE_SIZE = 12
@@ -129,6 +135,58 @@ class AesGcmCipher:
             ) from None
 
 
+class PycryptodomeAesGcmCipher:
+    """:class:`AesGcmCipher` on ``pycryptodome`` instead of ``cryptography``.
+
+    Same name and ciphertext layout (``nonce (12) || encrypted data || GCM tag (16)``), so
+    values written by either cipher are read by the other with the same key.
+    """
+
+    name = AesGcmCipher.name
+
+    def __init__(self, key: bytes) -> None:
+        if not isinstance(key, bytes | bytearray) or len(key) not in _KEY_SIZES:
+            raise EncryptionKeyError(
+                "AES key must be 16, 24 or 32 bytes "
+                f"(got {len(key) if isinstance(key, bytes | bytearray) else type(key).__name__})."
+            )
+        try:
+            from Crypto.Cipher import AES
+        except ImportError as exc:
+            raise ImportError(
+                "EncryptedSerializer.from_pycryptodome_aes() needs the 'pycryptodome' "
+                "package (pip install pycryptodome), or use from_aes_gcm() with "
+                "'cryptography'."
+            ) from exc
+        self._aes = AES
+        self._key = bytes(key)
+
+    def encrypt(self, plaintext: bytes) -> tuple[str, bytes]:
+        nonce = os.urandom(_NONCE_SIZE)
+        cipher = self._aes.new(self._key, self._aes.MODE_GCM, nonce=nonce, mac_len=_TAG_SIZE)
+        body, tag = cipher.encrypt_and_digest(plaintext)
+        return self.name, nonce + body + tag
+
+    def decrypt(self, ciphername: str, ciphertext: bytes) -> bytes:
+        if ciphername != self.name:
+            raise DecryptionError(
+                f"Checkpoint value was encrypted with cipher {ciphername!r}, but this "
+                f"serializer uses {self.name!r}."
+            )
+        if len(ciphertext) < _NONCE_SIZE + _TAG_SIZE:
+            raise DecryptionError("Encrypted checkpoint value is truncated.")
+        nonce = ciphertext[:_NONCE_SIZE]
+        body, tag = ciphertext[_NONCE_SIZE:-_TAG_SIZE], ciphertext[-_TAG_SIZE:]
+        cipher = self._aes.new(self._key, self._aes.MODE_GCM, nonce=nonce, mac_len=_TAG_SIZE)
+        try:
+            return cipher.decrypt_and_verify(bytes(body), bytes(tag))
+        except ValueError:
+            raise DecryptionError(
+                "Encrypted checkpoint value failed authentication: it was tampered with, "
+                "truncated, or encrypted with a different key."
+            ) from None
+
+
 class EncryptedSerializer(SerializerProtocol):
     """Encrypt the output of another serializer.
 
@@ -189,6 +247,36 @@ class EncryptedSerializer(SerializerProtocol):
         else:
             raw = key
         return cls(AesGcmCipher(raw), serde, allow_plaintext=allow_plaintext)
+
+    @classmethod
+    def from_pycryptodome_aes(
+        cls,
+        serde: SerializerProtocol | None = None,
+        *,
+        key: bytes | str | None = None,
+        env_var: str = "LANGGRAPH_AES_KEY",
+        allow_plaintext: bool = True,
+    ) -> EncryptedSerializer:
+        """LangGraph's constructor name: AES-GCM through ``pycryptodome``.
+
+        Takes ``key`` like :meth:`from_aes_gcm` (raw bytes, or hex/base64 text), read from
+        ``env_var`` when not given; the stored format is the same as ``from_aes_gcm``'s.
+        """
+        if key is None:
+            text = os.environ.get(env_var)
+            if not text or not text.strip():
+                raise EncryptionKeyError(
+                    f"No encryption key: pass key=... or set the environment variable "
+                    f"{env_var} to a 16, 24 or 32-byte AES key."
+                )
+            raw = text.encode() if len(text.encode()) in _KEY_SIZES else parse_key(
+                text, source=f"environment variable {env_var}"
+            )
+        elif isinstance(key, str):
+            raw = parse_key(key, source="key")
+        else:
+            raw = key
+        return cls(PycryptodomeAesGcmCipher(raw), serde, allow_plaintext=allow_plaintext)
 
     def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
         """Serialize with the inner serializer, then encrypt; tag ``"<tag>+<cipher>"``."""
