@@ -171,6 +171,8 @@ class Loop:
         self.out = out
         self.status = "pending"
         self.interrupts: list[Interrupt] = []
+        # the channels as a paused run shows them (see _show_finished), else None
+        self.view: dict[str, BaseChannel] | None = None
         self._unsaved: tuple[Any, ...] | None = None
         self._config_bases: tuple[Any, ...] | None = None
         self._int_version = 0
@@ -466,7 +468,7 @@ class Loop:
     # -- output and stream ----------------------------------------------------------
 
     def output(self) -> Any:
-        return self.output_fn(self.channels)
+        return self.output_fn(self.view if self.view is not None else self.channels)
 
     def emit(self, mode: str, payload: Any) -> None:
         self.scope.emit(mode, payload, self.ns)
@@ -785,6 +787,7 @@ class Loop:
             paused = [t for t in tasks if t.interrupts]
             if paused:
                 self.status = "interrupted"
+                self._show_finished([t for t in tasks if not t.interrupts])
                 self._pause(tuple(i for t in sorted(paused, key=_task_order)
                                   for i in t.interrupts))
                 return
@@ -806,9 +809,31 @@ class Loop:
                 stacklevel=2,
             )
         self.interrupts = list(interrupts)
+        self.emit("updates", {INTERRUPT: interrupts})
         if interrupts and "values" in self.scope.modes:
             self.emit("values", {**_as_dict(self.output()), INTERRUPT: interrupts})
-        self.emit("updates", {INTERRUPT: interrupts})
+
+    def _show_finished(self, finished: list[Task]) -> None:
+        """A step paused: what the run returns (and streams) is the state with the writes
+        of the tasks that finished in that step applied. The channels and the checkpoint
+        stay as they are (those writes are pending writes until the step completes)."""
+        finished = [t for t in finished if t.writes]
+        if not finished:
+            return
+        keys = self.program.state_keys
+        grouped: dict[str, list[Any]] = {}
+        for task in sorted(finished, key=_task_order):
+            for channel, value in task.writes:
+                if channel in keys:
+                    grouped.setdefault(channel, []).append(value)
+        if not grouped:
+            return
+        view = dict(self.channels)
+        for channel, values in grouped.items():
+            chan = view[channel].copy()
+            chan.update(values)
+            view[channel] = chan
+        self.view = view
 
     def raise_if_nested_pause(self) -> None:
         """A subgraph that paused must pause its parent task too."""
