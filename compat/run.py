@@ -191,6 +191,7 @@ def run_suite(suite: Suite, pytest_args: list[str], workers: str) -> Figures:
     cmd = [sys.executable, "-m", "pytest", *paths, "-p", "plugin", "-p", "no:cacheprovider",
            "--rootdir", str(root), "-c", str(root / "pyproject.toml"),
            "-q", "--tb=line", "-o", "addopts=", f"--junitxml={junit}",
+           "--continue-on-collection-errors",
            "-W", "ignore::DeprecationWarning"]
     if workers != "0":
         cmd += ["-n", workers]

@@ -48,3 +48,43 @@ CONFIG_KEY_CHECKPOINTER = "__threadloom_checkpointer"
 # In the config of a put/put_writes made by a run with durability="async": the saver may
 # commit it without waiting for its flush, if it makes the run durable when it ends.
 CONFIG_KEY_DURABILITY = "__threadloom_durability"
+
+# The node's Runtime in a config's "configurable" (LangGraph's key, so a Runtime put there
+# by code written for LangGraph is found); a callback called with a node's name when it
+# finishes; the channel a node's plain return value goes to; the marker of a task that
+# wrote nothing; the overwrite marker of reducer channels.
+CONFIG_KEY_RUNTIME = "__pregel_runtime"
+CONFIG_KEY_NODE_FINISHED = "__pregel_node_finished"
+RETURN = "__return__"
+NO_WRITES = "__no_writes__"
+OVERWRITE = "__overwrite__"
+
+# Names LangGraph once exported here; importing them still works, with a warning.
+_MOVED = {"Send": "threadloom.types", "Interrupt": "threadloom.types"}
+_PRIVATE = {"PREVIOUS": "__previous__"}  # now private: threadloom._internal._constants
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+    import warnings
+
+    from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+    if name in _MOVED:
+        warnings.warn(
+            f"Importing {name} from langgraph.constants is deprecated. Please use "
+            f"'from langgraph.types import {name}' instead (threadloom: "
+            f"{_MOVED[name]}).",
+            LangGraphDeprecatedSinceV10,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    if name in _PRIVATE:
+        warnings.warn(
+            f"Importing {name} from langgraph.constants is deprecated. This constant is now "
+            "private and should not be used directly.",
+            LangGraphDeprecatedSinceV10,
+            stacklevel=2,
+        )
+        return _PRIVATE[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

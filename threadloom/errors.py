@@ -24,6 +24,12 @@ __all__ = [
     "TaskNotFound",
     "CheckpointConflictError",
     "PausedWithoutCheckpointerWarning",
+    "GraphDrained",
+    "NodeError",
+    "NodeTimeoutError",
+    "NodeCancelledError",
+    "UnknownInterruptError",
+    "is_invalid_resume",
 ]
 
 
@@ -82,8 +88,17 @@ class NodeInterrupt(GraphInterrupt):
     """Deprecated: raise it from a node to pause with ``value``; prefer ``interrupt()``."""
 
     def __init__(self, value: Any, id: str | None = None) -> None:
-        from threadloom.types import Interrupt
+        import warnings
 
+        from threadloom.types import Interrupt
+        from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+        warnings.warn(
+            "NodeInterrupt is deprecated. Please use `langgraph.types.interrupt` instead "
+            "(threadloom.types.interrupt).",
+            LangGraphDeprecatedSinceV10,
+            stacklevel=2,
+        )
         super().__init__([Interrupt(value=value, id=id or "placeholder-id")])
 
 
@@ -116,3 +131,84 @@ class CheckpointConflictError(Exception):
     Re-read the thread with ``get_state`` and decide again; nothing was written by the run
     that lost the race.
     """
+
+
+class GraphDrained(Exception):
+    """The run stopped early, at a superstep boundary, because a drain was requested
+    (``RunControl.request_drain(reason)``, e.g. on shutdown).
+
+    Everything up to the last finished superstep is checkpointed: ``invoke(None, config)``
+    carries on where the drained run stopped.
+    """
+
+    def __init__(self, reason: str = "shutdown") -> None:
+        super().__init__(f"Graph run drained before completion (reason: {reason}).")
+        self.reason = reason
+
+
+class NodeError(Exception):
+    """What a node's error handler receives: which node failed, and with what exception."""
+
+    def __init__(self, node: str, error: BaseException, *, task_id: str | None = None) -> None:
+        super().__init__(f"Node '{node}' raised {type(error).__name__}: {error}")
+        self.node = node
+        self.error = error
+        self.task_id = task_id
+
+
+class NodeTimeoutError(TimeoutError):
+    """A node ran longer than its ``TimeoutPolicy`` allows.
+
+    ``kind`` is ``"run"`` (total run time over ``run_timeout``) or ``"idle"`` (no
+    progress for ``idle_timeout`` seconds); ``elapsed`` is how long it had run.
+    """
+
+    def __init__(
+        self,
+        node: str,
+        elapsed: float,
+        *,
+        kind: str = "run",
+        run_timeout: float | None = None,
+        idle_timeout: float | None = None,
+    ) -> None:
+        limit = run_timeout if kind == "run" else idle_timeout
+        super().__init__(
+            f"Node '{node}' timed out after {elapsed:.3g}s ({kind} timeout of {limit}s)."
+        )
+        self.node = node
+        self.elapsed = elapsed
+        self.kind = kind
+        self.run_timeout = run_timeout
+        self.idle_timeout = idle_timeout
+
+
+class NodeCancelledError(Exception):
+    """A node's task was cancelled before it finished (e.g. a sibling failed)."""
+
+    def __init__(self, node: str, reason: str | None = None) -> None:
+        super().__init__(f"Node '{node}' was cancelled" + (f": {reason}" if reason else "."))
+        self.node = node
+        self.reason = reason
+
+
+class UnknownInterruptError(ValueError):
+    """A resume map named an interrupt id that is not pending on the thread."""
+
+
+_INVALID_RESUME_MARK = "__threadloom_invalid_resume__"
+
+
+def mark_invalid_resume(exc: BaseException) -> BaseException:
+    """Tag ``exc`` as raised while validating a resume value against a response schema."""
+    try:
+        setattr(exc, _INVALID_RESUME_MARK, True)
+    except AttributeError:  # pragma: no cover - exceptions with __slots__
+        pass
+    return exc
+
+
+def is_invalid_resume(exc: BaseException) -> bool:
+    """True when ``exc`` was raised because a resume value did not match the
+    ``response_schema`` its ``interrupt()`` asked for (so the caller can re-ask)."""
+    return bool(getattr(exc, _INVALID_RESUME_MARK, False))

@@ -1,18 +1,27 @@
 """``Runtime``: what a node can ask of the run besides the state.
 
 Declare a ``runtime`` parameter on a node to receive it: the run's ``context`` (given as
-``invoke(..., context=...)`` and typed by the graph's ``context_schema``), the ``store``
-and the custom ``stream_writer``.
+``invoke(..., context=...)`` and typed by the graph's ``context_schema``), the ``store``,
+the custom ``stream_writer``, where the task runs (``execution_info``), what server runs
+it (``server_info``) and the run's ``control`` (request a drain from inside a node).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from threadloom._context import current_task
 
-__all__ = ["Runtime", "get_runtime"]
+__all__ = [
+    "DEFAULT_RUNTIME",
+    "ExecutionInfo",
+    "RunControl",
+    "Runtime",
+    "ServerInfo",
+    "get_runtime",
+]
 
 Ctx = TypeVar("Ctx")
 
@@ -21,14 +30,98 @@ def _noop(_chunk: Any) -> None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class ExecutionInfo:
+    """Where and how the current task runs: its checkpoint, namespace, task and thread
+    ids, and which attempt this is (retries count up from 1)."""
+
+    checkpoint_id: str | None = None
+    checkpoint_ns: str = ""
+    task_id: str | None = None
+    thread_id: str | None = None
+    run_id: str | None = None
+    node_attempt: int = 1
+    node_first_attempt_time: float | None = None
+
+    def patch(self, **changes: Any) -> ExecutionInfo:
+        """A copy with ``changes`` applied (this one is frozen)."""
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """Set when the graph runs on a server: which assistant and graph, and which user
+    (``configurable["langgraph_auth_user"]``) started the run."""
+
+    assistant_id: str | None = None
+    graph_id: str | None = None
+    user: Any = None
+
+
+class RunControl:
+    """A handle on a running graph from outside (or inside) it.
+
+    ``request_drain(reason)`` asks the run to stop at the next superstep boundary: the
+    steps done are checkpointed and the run raises ``GraphDrained(reason)`` instead of
+    starting the next one (a run whose last step is running simply finishes).
+    """
+
+    __slots__ = ("_lock", "_reason")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reason: str | None = None
+
+    def request_drain(self, reason: str = "shutdown") -> None:
+        with self._lock:
+            if self._reason is None:
+                self._reason = reason
+
+    @property
+    def drain_requested(self) -> bool:
+        return self._reason is not None
+
+    @property
+    def drain_reason(self) -> str | None:
+        return self._reason
+
+    def __repr__(self) -> str:
+        return f"RunControl(drain_requested={self.drain_requested!r})"
+
+
 @dataclass(frozen=True)
 class Runtime(Generic[Ctx]):
-    """Run-scoped values a node can read: ``context``, ``store``, ``stream_writer``."""
+    """Run-scoped values a node can read: ``context``, ``store``, ``stream_writer``, ..."""
 
     context: Ctx = None  # type: ignore[assignment]
     store: Any = None
     stream_writer: Any = field(default=_noop)
     previous: Any = None
+    execution_info: ExecutionInfo | None = None
+    server_info: ServerInfo | None = None
+    control: RunControl | None = None
+
+    def merge(self, other: Runtime[Any]) -> Runtime[Ctx]:
+        """This runtime with ``other``'s values where they are set (not None/no-op)."""
+        return Runtime(
+            context=other.context or self.context,
+            store=other.store or self.store,
+            stream_writer=(
+                other.stream_writer if other.stream_writer is not _noop else self.stream_writer
+            ),
+            previous=other.previous if other.previous is not None else self.previous,
+            execution_info=other.execution_info or self.execution_info,
+            server_info=other.server_info or self.server_info,
+            control=other.control or self.control,
+        )
+
+    def override(self, **changes: Any) -> Runtime[Ctx]:
+        """A copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+
+DEFAULT_RUNTIME: Runtime[Any] = Runtime()
+"""The runtime of code that runs outside a graph: no context, store or writer."""
 
 
 def get_runtime(context_schema: type[Ctx] | None = None) -> Runtime[Ctx]:

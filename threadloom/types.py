@@ -155,9 +155,14 @@ class Command(_command_base(), Generic[N]):  # type: ignore[misc]
 
 @dataclass(slots=True)
 class Overwrite:
-    """Write ``value`` to a reducer key as is, bypassing its reducer."""
+    """Write ``value`` to a reducer key as is, bypassing its reducer.
+
+    ``type`` is a fixed marker, so the JSON form (``{"value": ..., "type":
+    "__overwrite__"}``) is still recognised as an overwrite after a round trip.
+    """
 
     value: Any
+    type: str = field(default="__overwrite__", repr=False, compare=False, kw_only=True)
 
 
 class PregelTask(NamedTuple):

@@ -2,11 +2,12 @@
 
 from threadloom.channels.base import MISSING, BaseChannel
 from threadloom.channels.binop import BinaryOperatorAggregate
-from threadloom.channels.topic import NamedBarrierValue, Topic
+from threadloom.channels.topic import NamedBarrierValue, NamedBarrierValueAfterFinish, Topic
 from threadloom.channels.values import (
     AnyValue,
     EphemeralValue,
     LastValue,
+    LastValueAfterFinish,
     TriggerFlag,
     UntrackedValue,
 )
@@ -18,7 +19,9 @@ __all__ = [
     "BinaryOperatorAggregate",
     "EphemeralValue",
     "LastValue",
+    "LastValueAfterFinish",
     "NamedBarrierValue",
+    "NamedBarrierValueAfterFinish",
     "Topic",
     "TriggerFlag",
     "UntrackedValue",

@@ -37,6 +37,16 @@ class BaseChannel:
         self.key = key
         self.value: Any = MISSING
 
+    @property
+    def ValueType(self) -> Any:  # noqa: N802 - LangGraph's name
+        """The type of the value ``get()`` returns."""
+        return self.typ
+
+    @property
+    def UpdateType(self) -> Any:  # noqa: N802 - LangGraph's name
+        """The type of one write ``update()`` accepts."""
+        return self.typ
+
     def get(self) -> Any:
         if self.value is MISSING:
             raise EmptyChannelError(self.key)
@@ -73,6 +83,11 @@ class BaseChannel:
 
     def consume(self) -> bool:
         """Called after a node triggered by this channel ran; True if the value changed."""
+        return False
+
+    def finish(self) -> bool:
+        """Called when the run would otherwise end; True if the value changed (channels
+        that hold their value back until then release it here)."""
         return False
 
     def __repr__(self) -> str:

@@ -6,17 +6,20 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from threadloom.channels.base import MISSING, BaseChannel
+from threadloom.constants import OVERWRITE
 from threadloom.errors import InvalidUpdateError
 from threadloom.types import Overwrite
 
 
-def _overwrite_value(value: Any) -> tuple[bool, Any]:
+def _get_overwrite(value: Any) -> tuple[bool, Any]:
+    """``(True, replacement)`` when ``value`` asks to overwrite (an ``Overwrite``, or its
+    dict forms ``{"__overwrite__": v}`` / ``{"type": "__overwrite__", "value": v}``)."""
     if isinstance(value, Overwrite):
         return True, value.value
     if isinstance(value, dict):
-        if len(value) == 1 and "__overwrite__" in value:
-            return True, value["__overwrite__"]
-        if value.get("type") == "__overwrite__" and "value" in value and len(value) == 2:
+        if len(value) == 1 and OVERWRITE in value:
+            return True, value[OVERWRITE]
+        if value.get("type") == OVERWRITE and "value" in value and len(value) == 2:
             return True, value["value"]
     return False, None
 
@@ -42,7 +45,7 @@ class BinaryOperatorAggregate(BaseChannel):
         seen_overwrite = False
         value = self.value
         for item in values:
-            is_overwrite, replacement = _overwrite_value(item)
+            is_overwrite, replacement = _get_overwrite(item)
             if is_overwrite:
                 if seen_overwrite:
                     raise InvalidUpdateError(

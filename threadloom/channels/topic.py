@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from threadloom.channels.base import MISSING, BaseChannel
-from threadloom.errors import InvalidUpdateError
+from threadloom.errors import EmptyChannelError, InvalidUpdateError
 
 
 class Topic(BaseChannel):
@@ -34,8 +34,18 @@ class Topic(BaseChannel):
         self.value = current if current else MISSING
         return changed
 
+    @property
+    def ValueType(self) -> Any:  # noqa: N802 - LangGraph's name
+        return Sequence[self.typ]  # type: ignore[name-defined]
+
+    @property
+    def UpdateType(self) -> Any:  # noqa: N802 - LangGraph's name
+        return self.typ | list[self.typ]  # type: ignore[name-defined]
+
     def get(self) -> Any:
-        return [] if self.value is MISSING else self.value
+        if self.value is MISSING:
+            raise EmptyChannelError(self.key)
+        return self.value
 
 
 class NamedBarrierValue(BaseChannel):
@@ -68,8 +78,6 @@ class NamedBarrierValue(BaseChannel):
 
     def get(self) -> Any:
         if not self.is_available():
-            from threadloom.errors import EmptyChannelError
-
             raise EmptyChannelError(self.key)
         return None
 
@@ -84,5 +92,44 @@ class NamedBarrierValue(BaseChannel):
     def consume(self) -> bool:
         if self.value == self.names:
             self.value = frozenset()
+            return True
+        return False
+
+
+class NamedBarrierValueAfterFinish(NamedBarrierValue):
+    """A barrier that, once every name has written, still waits for ``finish()`` (the
+    run having nothing else to do) before it becomes available: deferred joins."""
+
+    __slots__ = ("finished",)
+
+    def __init__(self, typ: Any = Any, names: Iterable[str] = (), key: str = "") -> None:
+        super().__init__(typ, names, key)
+        self.finished = False
+
+    def is_available(self) -> bool:
+        return self.finished and self.value == self.names
+
+    def finish(self) -> bool:
+        if not self.finished and self.value == self.names:
+            self.finished = True
+            return True
+        return False
+
+    def checkpoint(self) -> Any:
+        return (sorted(self.value), self.finished) if self.value else MISSING
+
+    def from_checkpoint(self, value: Any) -> BaseChannel:
+        new = self.copy()
+        if value is MISSING:
+            new.value, new.finished = frozenset(), False  # type: ignore[attr-defined]
+        else:
+            seen, finished = value
+            new.value, new.finished = frozenset(seen), finished  # type: ignore[attr-defined]
+        return new
+
+    def consume(self) -> bool:
+        if self.finished and self.value == self.names:
+            self.value = frozenset()
+            self.finished = False
             return True
         return False

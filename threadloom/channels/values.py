@@ -6,7 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from threadloom.channels.base import MISSING, BaseChannel
-from threadloom.errors import ErrorCode, InvalidUpdateError, create_error_message
+from threadloom.errors import (
+    EmptyChannelError,
+    ErrorCode,
+    InvalidUpdateError,
+    create_error_message,
+)
 
 
 class LastValue(BaseChannel):
@@ -34,6 +39,56 @@ class LastValue(BaseChannel):
             )
         self.value = values[-1]
         return True
+
+
+class LastValueAfterFinish(BaseChannel):
+    """Keeps the last value written, but makes it available only after ``finish()`` (the
+    run having nothing else to do): the trigger of deferred nodes."""
+
+    __slots__ = ("finished",)
+
+    def __init__(self, typ: Any = Any, key: str = "") -> None:
+        super().__init__(typ, key)
+        self.finished = False
+
+    def update(self, values: Sequence[Any]) -> bool:
+        if not values:
+            return False
+        self.finished = False
+        self.value = values[-1]
+        return True
+
+    def is_available(self) -> bool:
+        return self.finished and self.value is not MISSING
+
+    def get(self) -> Any:
+        if not self.is_available():
+            raise EmptyChannelError(self.key)
+        return self.value
+
+    def finish(self) -> bool:
+        if not self.finished and self.value is not MISSING:
+            self.finished = True
+            return True
+        return False
+
+    def consume(self) -> bool:
+        if self.finished:
+            self.finished = False
+            self.value = MISSING
+            return True
+        return False
+
+    def checkpoint(self) -> Any:
+        return MISSING if self.value is MISSING else (self.value, self.finished)
+
+    def from_checkpoint(self, value: Any) -> BaseChannel:
+        new = self.copy()
+        if value is MISSING:
+            new.value, new.finished = MISSING, False  # type: ignore[attr-defined]
+        else:
+            new.value, new.finished = value  # type: ignore[attr-defined]
+        return new
 
 
 class AnyValue(BaseChannel):

@@ -29,6 +29,7 @@ from threadloom.constants import (
     CONFIG_KEY_TASK,
     ERROR,
     INTERRUPT,
+    NO_WRITES,
     NULL_TASK_ID,
     PULL,
     PUSH,
@@ -37,6 +38,7 @@ from threadloom.constants import (
     TASKS,
 )
 from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
+from threadloom.engine.payloads import task_start_payload
 from threadloom.engine.program import Program
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import Task, task_id
@@ -51,7 +53,6 @@ from threadloom.errors import (
 from threadloom.managed import managed_value
 from threadloom.types import Command, Interrupt, Send
 
-NO_WRITES = "__no_writes__"
 _SPECIAL = frozenset({ERROR, INTERRUPT, RESUME, NO_WRITES})
 _METADATA_SKIP = frozenset({"thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map"})
 
@@ -475,6 +476,11 @@ class Loop:
 
     def _emit_values(self) -> None:
         if "values" in self.scope.modes:
+            if self.program.values_on_write:
+                keys = self.program.output_channels
+                keys = (keys,) if isinstance(keys, str) else keys
+                if self.updated is None or not self.updated.intersection(keys):
+                    return
             self.emit("values", self.output())
 
     def _emit_checkpoint(self, saved: Checkpoint, metadata: dict[str, Any], parent: Any) -> None:
@@ -495,8 +501,7 @@ class Loop:
         if task.node.hidden:
             return
         if "tasks" in self.scope.modes or "debug" in self.scope.modes:
-            payload = {"id": task.id, "name": task.name, "input": task.input,
-                       "triggers": task.triggers or ("__pregel_push",)}
+            payload = task_start_payload(task)
             self.emit("tasks", payload)
             self.emit("debug", _debug("task", self.step + 1, payload))
 
@@ -849,10 +854,22 @@ def _task_order(task: Task) -> tuple[Any, ...]:
     return (path[0], path[1]) if path[0] == PULL else (path[0], f"{path[1]:010d}")
 
 
-def _path_str(path: tuple[Any, ...]) -> str:
-    if not path:
-        return ""
-    return f"~{path[0]}, {path[1]:010d}" if path[0] == PUSH else f"~{path[0]}, {path[1]}"
+def task_path_str(path: tuple[Any, ...]) -> str:
+    """A task path as a string that sorts in task order: ``"~__pregel_pull, node"``,
+    ``"~__pregel_push, 0000000002"``; nested paths nest (``"~push, ~push, 0000000002,
+    0000000001"``)."""
+    parts = []
+    for part in path:
+        if isinstance(part, tuple):
+            parts.append(task_path_str(part))
+        elif isinstance(part, str):
+            parts.append(part)
+        elif isinstance(part, int) and not isinstance(part, bool):
+            parts.append(f"{part:010d}")
+    return f"~{', '.join(parts)}" if parts else ""
+
+
+_path_str = task_path_str
 
 
 def _update_payload(task: Task, program: Program) -> Any:

@@ -14,9 +14,16 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, LLMResult
-from langchain_core.tracers._streaming import _StreamingCallbackHandler
+from langchain_core.tracers._streaming import (
+    _StreamingCallbackHandler,
+    _V2StreamingCallbackHandler,
+)
 
 from threadloom.constants import TAG_NOSTREAM
+
+# set in a run's configurable by stream_events(version="v3"): stream content-block
+# protocol events in "messages" mode instead of message chunks
+CONFIG_KEY_STREAM_MESSAGES_V2 = "__threadloom_stream_messages_v2"
 
 _META_KEYS = (
     "langgraph_step",
@@ -100,3 +107,98 @@ class StreamMessagesHandler(BaseCallbackHandler, _StreamingCallbackHandler):
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self.runs.pop(run_id, None)
         self.streamed.discard(run_id)
+
+
+class StreamMessagesHandlerV2(BaseCallbackHandler, _V2StreamingCallbackHandler):
+    """``messages`` for ``stream_events(version="v3")``: content-block protocol events.
+
+    Declaring itself a v2 streaming handler makes chat models (even on ``invoke()``)
+    drive langchain_core's protocol event generator and call ``on_stream_event`` per
+    event; each is emitted as ``(namespace, "messages", (event, metadata))`` with the
+    model call's ``run_id`` in the metadata. A model run that streamed nothing is
+    replayed from its final message. ``emit`` takes that one tuple.
+    """
+
+    run_inline = True
+
+    def __init__(self, emit: Any, *, subgraphs: bool = False,
+                 seen: set[str] | None = None) -> None:
+        self.emit = emit
+        self.subgraphs = subgraphs
+        self.metadata: dict[UUID, tuple[tuple[str, ...], dict[str, Any]]] = {}
+        self.streamed: set[UUID] = set()
+        self.seen: set[str] = seen if seen is not None else set()
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        metadata = metadata or {}
+        if (tags and TAG_NOSTREAM in tags) or "langgraph_node" not in metadata:
+            return
+        meta = {k: metadata[k] for k in _META_KEYS if k in metadata}
+        meta.update({k: v for k, v in metadata.items() if k.startswith("ls_")})
+        if tags:
+            meta["tags"] = [t for t in tags if not t.startswith("seq:step:")]
+        ns = metadata.get("langgraph_checkpoint_ns") or ""
+        parts = tuple(ns.split("|")[:-1]) if ns else ()
+        self.metadata[run_id] = (parts, meta)
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        return None  # v1 tokens: this handler streams protocol events instead
+
+    def _send(self, run_id: UUID, event: dict[str, Any]) -> None:
+        ns, meta = self.metadata[run_id]
+        self.emit((ns, "messages", (event, {**meta, "run_id": str(run_id)})))
+
+    def on_stream_event(self, event: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        if run_id not in self.metadata:
+            return
+        self.streamed.add(run_id)
+        if event.get("event") == "message-start":
+            message_id = event.get("message_id") or event.get("id")
+            if message_id:
+                self.seen.add(message_id)
+        self._send(run_id, dict(event))
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        if run_id not in self.metadata:
+            return
+        try:
+            streamed = run_id in self.streamed
+            for generations in response.generations:
+                for gen in generations:
+                    message = getattr(gen, "message", None)
+                    if message is None:
+                        continue
+                    if streamed:
+                        if message.id:
+                            self.seen.add(message.id)
+                        continue
+                    if message.id and message.id in self.seen:
+                        continue
+                    if message.id:
+                        self.seen.add(message.id)
+                    from langchain_core.language_models._compat_bridge import (
+                        message_to_events,
+                    )
+
+                    for event in message_to_events(message, message_id=message.id):
+                        self._send(run_id, dict(event))
+        finally:
+            self.metadata.pop(run_id, None)
+            self.streamed.discard(run_id)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.metadata.pop(run_id, None)
+        self.streamed.discard(run_id)
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        return None  # node outputs reach the messages stream from the engine

@@ -29,7 +29,14 @@ def _is_async(fn: Any) -> bool:
 
 
 def _is_runnable(obj: Any) -> bool:
-    return hasattr(obj, "invoke") and hasattr(obj, "ainvoke") and not inspect.isfunction(obj)
+    from langchain_core.runnables import Runnable
+
+    if isinstance(obj, Runnable):
+        return True
+    # duck-typed runnables; a plain callable (a function, a mock) is called, not invoked
+    return (
+        hasattr(obj, "invoke") and hasattr(obj, "ainvoke") and not callable(obj)
+    )
 
 
 class NodeCallable:

@@ -51,6 +51,8 @@ class Program:
     trigger_to_nodes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     ephemeral: tuple[str, ...] = ()
     deferred: frozenset[str] = frozenset()
+    # emit a "values" event only after steps that wrote an output channel (Pregel graphs)
+    values_on_write: bool = False
 
     def __post_init__(self) -> None:
         self.deferred = frozenset(n for n, node in self.nodes.items() if node.defer)

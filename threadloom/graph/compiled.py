@@ -28,7 +28,11 @@ from threadloom.constants import (
 )
 from threadloom.engine.drivers import adrive, drive, thread_safe_put
 from threadloom.engine.loop import Loop
-from threadloom.engine.messages import StreamMessagesHandler
+from threadloom.engine.messages import (
+    CONFIG_KEY_STREAM_MESSAGES_V2,
+    StreamMessagesHandler,
+    StreamMessagesHandlerV2,
+)
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
@@ -233,6 +237,9 @@ class CompiledStateGraph(Runnable):
                 cache=self.cache if self.cache is not None else parent_scope.cache,
             )
             scope.callbacks = parent_scope.callbacks
+            # one run, one set of streamed message ids: a parent does not stream again
+            # the messages its subgraph already streamed
+            scope.message_ids = parent_scope.message_ids
             manager = None
         else:
             resume = input.resume if isinstance(input, Command) else None
@@ -307,7 +314,17 @@ class CompiledStateGraph(Runnable):
                 ns = meta.get("langgraph_checkpoint_ns", "")
                 scope.emit("messages", (message, meta), ns="|".join(ns.split("|")[:-1]))
 
-            manager.add_handler(StreamMessagesHandler(emit), inherit=True)
+            if (config.get("configurable") or {}).get(CONFIG_KEY_STREAM_MESSAGES_V2):
+
+                def emit_v2(item: tuple[tuple[str, ...], str, Any]) -> None:
+                    ns, mode, data = item
+                    scope.emit(mode, data, ns="|".join(ns))
+
+                manager.add_handler(
+                    StreamMessagesHandlerV2(emit_v2, seen=scope.message_ids), inherit=True
+                )
+            else:
+                manager.add_handler(StreamMessagesHandler(emit), inherit=True)
         run = manager.on_chain_start(
             None, input if isinstance(input, dict) else {"input": input},
             name=config.get("run_name") or self.get_name(), run_id=config.get("run_id"),
@@ -359,6 +376,7 @@ class CompiledStateGraph(Runnable):
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability)
+            _lifecycle(config, input, run.loop, None)
             try:
                 for _ in drive(run.loop, run.saver, None):
                     pass
@@ -366,6 +384,7 @@ class CompiledStateGraph(Runnable):
                 run.finish(exc)
                 raise
             run.finish()
+            _lifecycle(config, None, run.loop, run.loop.interrupts)
         return self._result(run, output_keys, version)
 
     async def ainvoke(
@@ -396,6 +415,7 @@ class CompiledStateGraph(Runnable):
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability)
+            await _alifecycle(config, input, run.loop, None)
             try:
                 async for _ in adrive(run.loop, run.saver, None):
                     pass
@@ -403,6 +423,7 @@ class CompiledStateGraph(Runnable):
                 run.finish(exc)
                 raise
             run.finish()
+            await _alifecycle(config, None, run.loop, run.loop.interrupts)
         return self._result(run, output_keys, version)
 
     def _result(self, run: _Run, output_keys: Any, version: str) -> Any:
@@ -514,6 +535,50 @@ class CompiledStateGraph(Runnable):
         run.loop.raise_if_nested_pause()
 
     # -- state ----------------------------------------------------------------------
+
+    def stream_events(
+        self,
+        input: Any,
+        config: dict[str, Any] | None = None,
+        *,
+        version: str = "v3",
+        transformers: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """A typed run stream (``version="v3"``): see ``threadloom.stream``."""
+        if version != "v3":
+            raise ValueError(
+                f"stream_events supports version='v3' only, got {version!r}; "
+                "astream_events(version='v2') gives LangChain callback events"
+            )
+        from threadloom.stream.runner import open_run_stream
+
+        return open_run_stream(self, input, config, transformers=transformers,
+                               is_async=False, **kwargs)
+
+    def astream_events(
+        self,
+        input: Any,
+        config: dict[str, Any] | None = None,
+        *,
+        version: str = "v2",
+        transformers: Sequence[Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``version="v3"``: awaitable async run stream; v1/v2: LangChain's callback events."""
+        if version == "v3":
+            return self._astream_events_v3(input, config, transformers, kwargs)
+        if transformers is not None:
+            raise TypeError("transformers= is only accepted with version='v3'")
+        return super().astream_events(input, config, version=version, **kwargs)
+
+    async def _astream_events_v3(
+        self, input: Any, config: Any, transformers: Any, kwargs: dict[str, Any]
+    ) -> Any:
+        from threadloom.stream.runner import open_run_stream
+
+        return open_run_stream(self, input, config, transformers=transformers,
+                               is_async=True, **kwargs)
 
     def _require_saver(self, config: dict[str, Any]) -> Any:
         saver, _ = self._saver_for(config)
@@ -639,6 +704,35 @@ class CompiledStateGraph(Runnable):
         saver = self._require_saver(config)
         thread_id = state_ops.history_config(config)["configurable"]["thread_id"]
         return await saver.alist_audit(thread_id)
+
+
+def _lifecycle_event(config: Any, input: Any, loop: Loop, interrupts: Any) -> Any:
+    """The graph-callback event of a root run starting a resume or ending paused."""
+    if loop.scope.nested or not config or not config.get("callbacks"):
+        return None
+    from threadloom.callbacks import GraphInterruptEvent, GraphResumeEvent
+
+    if interrupts:
+        return "on_interrupt", GraphInterruptEvent(tuple(interrupts), (), config)
+    if isinstance(input, Command) and input.resume is not None:
+        return "on_resume", GraphResumeEvent(input.resume, (), config)
+    return None
+
+
+def _lifecycle(config: Any, input: Any, loop: Loop, interrupts: Any) -> None:
+    event = _lifecycle_event(config, input, loop, interrupts)
+    if event is not None:
+        from threadloom.callbacks import dispatch
+
+        dispatch(config["callbacks"], *event)
+
+
+async def _alifecycle(config: Any, input: Any, loop: Loop, interrupts: Any) -> None:
+    event = _lifecycle_event(config, input, loop, interrupts)
+    if event is not None:
+        from threadloom.callbacks import adispatch
+
+        await adispatch(config["callbacks"], *event)
 
 
 def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[Any, Any]]]:

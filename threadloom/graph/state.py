@@ -12,7 +12,7 @@ import logging
 import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, get_args, get_origin
+from typing import Annotated, Any, Generic, TypeVar, get_args, get_origin
 
 from threadloom._schema import (
     ROOT,
@@ -55,7 +55,10 @@ class NodeSpec:
     cache_policy: CachePolicy | None = None
 
 
-class StateGraph:
+StateT = TypeVar("StateT")
+
+
+class StateGraph(Generic[StateT]):
     """A graph whose nodes read and update a shared state.
 
     ``state_schema`` is a TypedDict, a dataclass or a pydantic model; each key becomes a
@@ -502,3 +505,13 @@ def values_of(channels: dict[str, BaseChannel], keys: Sequence[str]) -> dict[str
         if chan is not None and chan.value is not MISSING:
             out[key] = chan.value
     return out
+
+
+def __getattr__(name: str) -> Any:
+    # ``from langgraph.graph.state import CompiledStateGraph`` (it lives in .compiled,
+    # which imports this module)
+    if name == "CompiledStateGraph":
+        from threadloom.graph.compiled import CompiledStateGraph
+
+        return CompiledStateGraph
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

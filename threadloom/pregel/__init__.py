@@ -1,5 +1,10 @@
-"""``threadloom.pregel``: LangGraph's ``langgraph.pregel`` import path.
+"""``threadloom.pregel``: graphs built from channels and nodes (LangGraph's low-level API).
 
-Only the private modules that published code imports live here, as thin re-exports of
-threadloom's own code (the runtime itself is ``threadloom.engine``).
+``Pregel`` and ``NodeBuilder`` build a graph directly (see :mod:`threadloom.pregel.main`);
+the private modules here (``_checkpoint``, ``_algo``) are thin re-exports of threadloom's
+own code at the paths published code imports them from.
 """
+
+from threadloom.pregel.main import NodeBuilder, Pregel
+
+__all__ = ["NodeBuilder", "Pregel"]

@@ -1,0 +1,5 @@
+"""Compatibility path ``langgraph.stream._mux``: see ``threadloom.stream.mux``."""
+
+from threadloom.stream.mux import StreamMux
+
+__all__ = ["StreamMux"]
