@@ -231,6 +231,8 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
         while True:
             request = gen.send(reply)
             reply = None
+            while out:  # what the loop emitted so far reaches the caller before more runs
+                yield out.popleft()
             kind = request[0]
             if kind == "run":
                 yield from _run_tasks(loop, request[1], saver, events)
@@ -290,6 +292,8 @@ async def adrive(
         while True:
             request = gen.send(reply)
             reply = None
+            while out:
+                yield out.popleft()
             kind = request[0]
             if kind == "run":
                 async for item in _arun_tasks(loop, request[1], saver, events):

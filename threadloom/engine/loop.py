@@ -474,6 +474,15 @@ class Loop:
     def emit(self, mode: str, payload: Any) -> None:
         self.scope.emit(mode, payload, self.ns)
 
+    def _wrote_output(self) -> bool:
+        """Whether the last applied step changed any of the channels the run outputs."""
+        if self.updated is None:
+            return True
+        keys = self.program.output_channels
+        if isinstance(keys, str):
+            return keys in self.updated
+        return any(k in self.updated for k in keys)
+
     def _emit_values(self) -> None:
         if "values" in self.scope.modes:
             if self.program.values_on_write:
@@ -565,7 +574,7 @@ class Loop:
                 "id": task.id,
                 "name": task.name,
                 "error": task.error,
-                "result": {k: v for k, v in task.writes if k in self.program.state_keys},
+                "result": task_result(task.writes, self.program.state_keys) or {},
                 "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
             }
             self.emit("tasks", payload)
@@ -580,7 +589,7 @@ class Loop:
             writes = [(ERROR, repr(task.error))]
         elif siblings > 1:
             # Only needed when a sibling may still fail or pause: alone, the task's writes
-            # go straight into the next checkpoint.
+            # go straight into the next checkpoint (history derives its result from there).
             writes = list(task.writes) or [(NO_WRITES, None)]
         else:
             return []
@@ -709,7 +718,8 @@ class Loop:
                 if writes:
                     self.apply_null_writes(writes)
                     if self.checkpointer is not None and self.checkpoint_config is not None:
-                        yield self._put_writes(NULL_TASK_ID, writes)
+                        # with the updates of earlier resumes of this step, which stay pending too
+                        yield self._put_writes(NULL_TASK_ID, [*self.pending.null, *writes])
                 if inp.resume is not None:
                     pending = self.pending.pending_interrupts()
                     box = self.scope.resume_box
@@ -798,7 +808,8 @@ class Loop:
                 return
             self.apply(tasks)
             yield from self._new_checkpoint(step, "loop")
-            self._emit_values()
+            if self._wrote_output():
+                self._emit_values()
             if self.should_interrupt(self.interrupt_after, tasks):
                 self.status = "interrupt_after"
                 self._pause(())
@@ -847,6 +858,23 @@ class Loop:
             raise GraphInterrupt(self.interrupts)
 
 
+def task_result(writes: Any, keys: Any) -> dict[str, Any] | None:
+    """What a task wrote to the state, by key (several writes to one key: ``$writes``)."""
+    out: dict[str, Any] = {}
+    many: dict[str, list[Any]] = {}
+    for channel, value in writes:
+        if channel not in keys:
+            continue
+        if channel in many:
+            many[channel].append(value)
+        elif channel in out:
+            many[channel] = [out[channel], value]
+            out[channel] = {"$writes": many[channel]}
+        else:
+            out[channel] = value
+    return out or None
+
+
 def _task_order(task: Task) -> tuple[Any, ...]:
     path = task.path
     if not path:
@@ -873,14 +901,20 @@ _path_str = task_path_str
 
 
 def _update_payload(task: Task, program: Program) -> Any:
+    """A task's ``updates`` chunk: its writes by key; a list of such dicts when it wrote
+    one key more than once (each repeat starts the next dict)."""
     keys = program.state_keys
-    out: dict[str, Any] = {}
+    groups: list[dict[str, Any]] = [{}]
     for ch, value in task.writes:
         if ch in keys:
-            out[ch] = value
-    if "__root__" in out and len(keys) == 1:
-        return out["__root__"]
-    return out or None
+            if ch in groups[-1]:
+                groups.append({})
+            groups[-1][ch] = value
+    root = len(keys) == 1 and "__root__" in keys
+    shown = [g["__root__"] if root and "__root__" in g else g for g in groups]
+    if len(shown) > 1:
+        return shown
+    return shown[0] or None
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

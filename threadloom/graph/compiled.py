@@ -634,9 +634,10 @@ class CompiledStateGraph(Runnable):
     ) -> Iterator[StateSnapshot]:
         """The thread's checkpoints, newest first."""
         saver = self._require_saver(config)
+        index = state_ops.ChildIndex()
         for tup in saver.list(state_ops.history_config(config), filter=filter, before=before,
                               limit=limit):
-            yield state_ops.snapshot(self, tup, live=False)
+            yield state_ops.snapshot(self, tup, live=False, child=index.see(tup))
 
     async def aget_state_history(
         self,
@@ -647,9 +648,10 @@ class CompiledStateGraph(Runnable):
         limit: int | None = None,
     ) -> AsyncIterator[StateSnapshot]:
         saver = self._require_saver(config)
+        index = state_ops.ChildIndex()
         async for tup in saver.alist(state_ops.history_config(config), filter=filter,
                                      before=before, limit=limit):
-            yield state_ops.snapshot(self, tup, live=False)
+            yield state_ops.snapshot(self, tup, live=False, child=index.see(tup))
 
     def update_state(
         self,

@@ -473,16 +473,6 @@ def _warn_invalid_state_schema(schema: Any) -> None:
     )
 
 
-def __getattr__(name: str) -> Any:
-    # ``CompiledStateGraph`` lives in graph.compiled (which imports this module); it is
-    # also importable from here, as in LangGraph.
-    if name == "CompiledStateGraph":
-        from threadloom.graph.compiled import CompiledStateGraph
-
-        return CompiledStateGraph
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _passthrough(value: Any) -> Any:
     return value
 

@@ -1,0 +1,164 @@
+"""Run semantics as LangGraph shows them: what a paused run returns and streams, the order
+of stream chunks, the results history shows, and how ``Command`` input starts a run."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+import pytest
+
+from threadloom.checkpoint.memory import MemorySaver
+from threadloom.graph import END, START, StateGraph
+from threadloom.types import Command, StateUpdate, interrupt
+
+
+class Log(TypedDict):
+    log: Annotated[list, operator.add]
+
+
+def cfg(thread: str = "t") -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread}}
+
+
+def parallel_asks() -> Any:
+    def a(state: Log) -> dict:
+        return {"log": [f"a:{interrupt('a?')}"]}
+
+    def b(state: Log) -> dict:
+        return {"log": [f"b:{interrupt('b?')}"]}
+
+    def c(state: Log) -> dict:
+        return {"log": ["c"]}
+
+    return (
+        StateGraph(Log)
+        .add_node("a", a).add_node("b", b).add_node("c", c)
+        .add_edge(START, "a").add_edge(START, "b").add_edge(START, "c")
+        .compile(checkpointer=MemorySaver())
+    )
+
+
+def test_a_paused_run_returns_the_writes_of_the_tasks_that_finished() -> None:
+    graph = parallel_asks()
+    first = graph.invoke({"log": []}, cfg())
+    assert first["log"] == ["c"]  # c finished while a and b paused
+    ids = {i.value: i.id for i in first["__interrupt__"]}
+    second = graph.invoke(Command(resume={ids["a?"]: "x"}), cfg())
+    assert second["log"] == ["a:x", "c"]
+    assert [i.value for i in second["__interrupt__"]] == ["b?"]
+    # the checkpoint did not advance: the step completes when b is answered
+    assert graph.get_state(cfg()).next == ("b",)
+    final = graph.invoke(Command(resume={ids["b?"]: "y"}), cfg())
+    assert final == {"log": ["a:x", "b:y", "c"]}
+
+
+def test_the_interrupt_update_comes_before_the_last_values_chunk() -> None:
+    graph = parallel_asks()
+    chunks = list(graph.stream({"log": []}, cfg(), stream_mode=["updates", "values"]))
+    modes = [mode for mode, _ in chunks]
+    assert modes[-2:] == ["updates", "values"]
+    assert "__interrupt__" in chunks[-2][1]
+    assert chunks[-1][1]["log"] == ["c"] and len(chunks[-1][1]["__interrupt__"]) == 2
+
+
+def test_no_values_chunk_after_a_step_that_wrote_nothing() -> None:
+    class S(TypedDict, total=False):
+        x: int
+
+    graph = (
+        StateGraph(S)
+        .add_node("a", lambda s: {"x": 1})
+        .add_node("b", lambda s: None)
+        .add_edge(START, "a").add_edge("a", "b")
+        .compile()
+    )
+    assert list(graph.stream({}, stream_mode="values")) == [{"x": 1}]
+
+
+def test_sync_stream_yields_a_chunk_before_the_next_step_runs() -> None:
+    ran: list[str] = []
+
+    def node(name: str) -> Any:
+        def run(state: Log) -> dict:
+            ran.append(name)
+            return {"log": [name]}
+
+        return run
+
+    graph = (
+        StateGraph(Log)
+        .add_node("a", node("a")).add_node("b", node("b"))
+        .add_edge(START, "a").add_edge("a", "b")
+        .compile()
+    )
+    seen = [(chunk["log"], list(ran)) for chunk in graph.stream({"log": []},
+                                                                 stream_mode="values")]
+    assert seen == [([], []), (["a"], ["a"]), (["a", "b"], ["a", "b"])]
+
+
+def test_updates_of_a_node_that_wrote_one_key_twice_are_a_list() -> None:
+    class S(TypedDict):
+        foo: Annotated[str, operator.add]
+
+    graph = (
+        StateGraph(S)
+        .add_node("a", lambda s: [Command(update={"foo": "1"}), Command(update={"foo": "2"})])
+        .add_edge(START, "a")
+        .compile()
+    )
+    assert list(graph.stream({"foo": ""}, stream_mode="updates")) == [
+        {"a": [{"foo": "1"}, {"foo": "2"}]}
+    ]
+
+
+def test_history_shows_the_result_of_a_task_that_ran_alone() -> None:
+    class S(TypedDict):
+        num: int
+        log: Annotated[list, operator.add]
+
+    graph = (
+        StateGraph(S)
+        .add_node("double", lambda s: {"num": s["num"] * 2, "log": ["doubled"]})
+        .add_edge(START, "double").add_edge("double", END)
+        .compile(checkpointer=MemorySaver())
+    )
+    graph.invoke({"num": 1, "log": ["in"]}, cfg())
+    results = {t.name: t.result for s in graph.get_state_history(cfg()) for t in s.tasks}
+    assert results == {"__start__": {"num": 1, "log": ["in"]},
+                       "double": {"num": 2, "log": ["doubled"]}}
+
+
+def test_input_update_on_a_new_thread_is_step_minus_one() -> None:
+    class S(TypedDict):
+        foo: str
+
+    graph = (
+        StateGraph(S)
+        .add_node("agent", lambda s: {"foo": "agent"})
+        .add_edge(START, "agent")
+        .compile(checkpointer=MemorySaver())
+    )
+    graph.bulk_update_state(cfg(), [[StateUpdate({"foo": "in"}, "__input__")],
+                                    [StateUpdate({"foo": "in"}, "__start__")]])
+    steps = [s.metadata["step"] for s in graph.get_state_history(cfg())]
+    assert steps == [0, -1]
+
+
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+def test_each_resume_with_an_update_applies_its_update(durability: str) -> None:
+    def ask_three_times(state: Log) -> dict:
+        answers = [interrupt(str(q)) for q in range(1, 4)]
+        return {"log": ["a:" + "".join(answers)]}
+
+    graph = (
+        StateGraph(Log)
+        .add_node("a", ask_three_times).add_edge(START, "a")
+        .compile(checkpointer=MemorySaver())
+    )
+    result = graph.invoke({"log": []}, cfg(), durability=durability)
+    for i in range(1, 4):
+        result = graph.invoke(Command(resume=str(i), update={"log": [f"u{i}"]}), cfg(),
+                              durability=durability)
+    assert sorted(result["log"]) == ["a:123", "u1", "u2", "u3"]
+    assert sorted(graph.get_state(cfg()).values["log"]) == sorted(result["log"])
