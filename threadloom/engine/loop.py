@@ -639,7 +639,16 @@ class Loop:
             replay_id = (self.config.get("configurable") or {}).get("checkpoint_id")
             if replay_id and not self.scope.nested:
                 read_conf["checkpoint_id"] = replay_id
+            else:
+                replay_id = None
             saved = yield ("get_tuple", {"configurable": read_conf})
+            if replay_id and saved is not None:
+                # the thread's latest checkpoint named by id is no replay: the run goes on
+                # from it as without the id (its pending writes and answers count)
+                head = yield ("get_tuple", {"configurable": {"thread_id": self.thread_id,
+                                                             "checkpoint_ns": self.ns}})
+                if head is not None and head.checkpoint["id"] == saved.checkpoint["id"]:
+                    replay_id = None
         else:
             replay_id = None
         try:
@@ -676,10 +685,12 @@ class Loop:
             self.parent_config = saved.parent_config
             self.step = (saved.metadata or {}).get("step", -1)
             self.updated = None
-            if replay_id:
+            if replay_id and resuming:
                 # Replaying from a past checkpoint: fork it so history stays intact, and
                 # forget its pending writes so every task (and interrupt) runs again.
                 yield from self._new_checkpoint(self.step, "fork")
+            elif replay_id:
+                pass  # new input on a past checkpoint: a branch from it (its tasks dropped)
             else:
                 self.pending = PendingWrites(saved.pending_writes)
         else:

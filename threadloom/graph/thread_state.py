@@ -151,9 +151,9 @@ def snapshot(
         else None
     )
     for t in tasks:
-        # a task that finished (its step made a next checkpoint) no longer shows what it asked
-        done = t.id in pending.succeeded or t.id == alone
-        interrupts = pending.interrupts.get(t.id, ()) if not done else ()
+        # the head shows only questions still open; a record (by id) every one asked
+        answered = live and t.id in pending.succeeded
+        interrupts = pending.interrupts.get(t.id, ()) if not answered else ()
         error = pending.errors.get(t.id)
         result = None
         if t.id in pending.succeeded:
