@@ -204,6 +204,8 @@ def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     kind = request[0]
     if kind.startswith("cache_"):
         return getattr(loop.scope.cache, kind[6:])(*request[1:])
+    if kind == "list":
+        return list(saver.list(*request[1:]))
     return getattr(saver, kind)(*request[1:])
 
 
@@ -212,6 +214,8 @@ async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     kind = request[0]
     if kind.startswith("cache_"):
         return await getattr(loop.scope.cache, "a" + kind[6:])(*request[1:])
+    if kind == "list":
+        return [tup async for tup in saver.alist(*request[1:])]
     return await getattr(saver, "a" + kind)(*request[1:])
 
 

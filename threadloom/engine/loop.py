@@ -25,6 +25,7 @@ from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
 from threadloom.constants import (
     CONFIG_KEY_CHECKPOINTER,
     CONFIG_KEY_DURABILITY,
+    CONFIG_KEY_REPLAYING,
     CONFIG_KEY_SCOPE,
     CONFIG_KEY_TASK,
     ERROR,
@@ -160,6 +161,10 @@ class Loop:
             "checkpoint_ns", ""
         )
         self.checkpoint_map: dict[str, str] = dict(conf.get("checkpoint_map") or {})
+        # a run that replays a past checkpoint (or a subgraph run inside one): a subgraph
+        # with its own namespace loads its state as of the parent's branch, not its latest
+        self.replaying = bool(conf.get(CONFIG_KEY_REPLAYING)) and persistent_ns is not None
+        self.persistent = persistent_ns is not None
         self.channels: dict[str, BaseChannel] = {}
         self.checkpoint: Checkpoint = None  # type: ignore[assignment]
         self.checkpoint_config: dict[str, Any] | None = None
@@ -382,6 +387,9 @@ class Loop:
             CONFIG_KEY_CHECKPOINTER: self.checkpointer,
         }
         conf_base.pop("checkpoint_id", None)
+        conf_base.pop(CONFIG_KEY_REPLAYING, None)
+        if self.replaying:
+            conf_base[CONFIG_KEY_REPLAYING] = True
         if self.checkpointer is not None and self.checkpoint_config is not None:
             conf_base["checkpoint_map"] = {**self.checkpoint_map, self.ns: self.checkpoint["id"]}
         meta_base = {**(base.get("metadata") or {}), "langgraph_step": step}
@@ -641,7 +649,10 @@ class Loop:
                 read_conf["checkpoint_id"] = replay_id
             else:
                 replay_id = None
-            saved = yield ("get_tuple", {"configurable": read_conf})
+            if self.replaying and self.scope.nested and self.checkpoint_map:
+                saved = yield from self._branch_state()
+            else:
+                saved = yield ("get_tuple", {"configurable": read_conf})
             if replay_id and saved is not None:
                 # the thread's latest checkpoint named by id is no replay: the run goes on
                 # from it as without the id (its pending writes and answers count)
@@ -662,6 +673,30 @@ class Loop:
                 for request in self._exit_writes:
                     yield request
                 self._exit_writes = []
+
+    def _branch_state(self) -> Generator[Request, Any, Any]:
+        """The subgraph checkpoint on the parent's branch: the newest one made while the
+        parent stood on one of the checkpoints its current checkpoint descends from."""
+        parent_ns, parent_id = list(self.checkpoint_map.items())[-1]
+        history = yield ("list", {"configurable": {"thread_id": self.thread_id,
+                                                   "checkpoint_ns": parent_ns}})
+        up = {
+            t.config["configurable"]["checkpoint_id"]:
+            (t.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+            for t in history
+        }
+        lineage = set()
+        current: str | None = parent_id
+        while current and current not in lineage:
+            lineage.add(current)
+            current = up.get(current)
+        mine = yield ("list", {"configurable": {"thread_id": self.thread_id,
+                                                "checkpoint_ns": self.ns}})
+        for tup in mine:  # newest first
+            parents = (tup.metadata or {}).get("parents") or {}
+            if parents.get(parent_ns) in lineage:
+                return tup
+        return None
 
     def _start(self, saved: Any, replay_id: str | None) -> Generator[Request, Any, None]:
         inp = self.input
@@ -688,6 +723,7 @@ class Loop:
             if replay_id and resuming:
                 # Replaying from a past checkpoint: fork it so history stays intact, and
                 # forget its pending writes so every task (and interrupt) runs again.
+                self.replaying = True
                 yield from self._new_checkpoint(self.step, "fork")
             elif replay_id:
                 pass  # new input on a past checkpoint: a branch from it (its tasks dropped)
