@@ -4,12 +4,15 @@ of stream chunks, the results history shows, and how ``Command`` input starts a 
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from langchain_core.messages import BaseMessage
 
 from threadloom.checkpoint.memory import MemorySaver
 from threadloom.graph import END, START, StateGraph
+from threadloom.graph.message import add_messages
 from threadloom.types import Command, StateUpdate, interrupt
 
 
@@ -162,3 +165,111 @@ def test_each_resume_with_an_update_applies_its_update(durability: str) -> None:
                               durability=durability)
     assert sorted(result["log"]) == ["a:123", "u1", "u2", "u3"]
     assert sorted(graph.get_state(cfg()).values["log"]) == sorted(result["log"])
+
+
+def test_an_answer_for_a_thread_that_never_ran_starts_the_graph() -> None:
+    def ask(state: Log) -> dict:
+        return {"log": [f"a:{interrupt('q')}"]}
+
+    graph = (
+        StateGraph(Log).add_node("a", ask).add_edge(START, "a")
+        .compile(checkpointer=MemorySaver())
+    )
+    assert graph.invoke(Command(resume="x"), cfg()) == {"log": ["a:x"]}
+
+
+class SeqMessages(TypedDict):
+    messages: Annotated[Sequence[BaseMessage], add_messages]
+
+
+def test_a_sequence_of_messages_key_reduces_its_first_write() -> None:
+    from langchain_core.messages import HumanMessage
+
+    S = SeqMessages
+    seen: list[Any] = []
+    graph = (
+        StateGraph(S).add_node("a", lambda s: seen.append(s["messages"]))
+        .add_edge(START, "a").compile()
+    )
+    graph.invoke({"messages": "hello"})
+    assert [type(m) for m in seen[0]] == [HumanMessage]
+    assert seen[0][0].content == "hello" and seen[0][0].id
+
+
+def test_messages_a_node_hands_back_from_its_input_are_not_streamed() -> None:
+    from langchain_core.messages import AIMessage
+
+    from threadloom.graph import MessagesState
+
+    graph = (
+        StateGraph(MessagesState)
+        .add_node("a", lambda s: {"messages": AIMessage("hi", id="1")})
+        .add_node("b", lambda s: s)
+        .add_edge(START, "a").add_edge("a", "b")
+        .compile()
+    )
+    chunks = list(graph.stream({"messages": "hey"}, {"configurable": {"thread_id": "t1"}},
+                               stream_mode="messages"))
+    assert [(m.id, meta["langgraph_node"]) for m, meta in chunks] == [("1", "a")]
+    meta = chunks[0][1]
+    assert meta["ls_integration"] == "langgraph" and meta["thread_id"] == "t1"
+
+
+def test_a_subgraphs_private_keys_stay_out_of_the_parent() -> None:
+    class Sub(TypedDict):
+        log: Annotated[list, operator.add]
+        private: str
+
+    sub = (
+        StateGraph(Sub).add_node("s", lambda s: {"log": ["s"], "private": "p"})
+        .add_edge(START, "s").compile()
+    )
+    graph = StateGraph(Log).add_node("sub", sub).add_edge(START, "sub").compile()
+    assert list(graph.stream({"log": []}, stream_mode="updates")) == [{"sub": {"log": ["s"]}}]
+    assert graph.invoke({"log": []}) == {"log": ["s"]}
+
+
+def test_naming_the_head_checkpoint_resumes_without_a_fork() -> None:
+    def ask(state: Log) -> dict:
+        first = interrupt("1?")
+        second = interrupt("2?")
+        return {"log": [first, second]}
+
+    graph = (
+        StateGraph(Log).add_node("a", ask).add_edge(START, "a")
+        .compile(checkpointer=MemorySaver())
+    )
+    graph.invoke({"log": []}, cfg())
+    graph.invoke(Command(resume="x"), graph.get_state(cfg()).config)
+    result = graph.invoke(Command(resume="y"), graph.get_state(cfg()).config)
+    assert result == {"log": ["x", "y"]}
+    sources = [s.metadata["source"] for s in graph.get_state_history(cfg())]
+    assert "fork" not in sources
+
+
+def test_a_replayed_run_gives_a_stateful_subgraph_its_state_on_that_branch() -> None:
+    class Sub(TypedDict):
+        value: Annotated[list, operator.add]
+
+    observed: list[Any] = []
+
+    def step(state: Sub) -> dict:
+        observed.append(list(state["value"]))
+        return {"value": ["s"]}
+
+    sub = StateGraph(Sub).add_node("step", step).add_edge(START, "step").compile(
+        checkpointer=True)
+    graph = (
+        StateGraph(Log)
+        .add_node("a", lambda s: {"log": ["a"]}).add_node("sub", sub)
+        .add_edge(START, "a").add_edge("a", "sub")
+        .compile(checkpointer=MemorySaver())
+    )
+    graph.invoke({"log": []}, cfg())
+    graph.invoke({"log": []}, cfg())
+    assert observed == [[], ["s"]]
+    before_a = [s for s in graph.get_state_history(cfg()) if s.next == ("a",)][0]
+    graph.invoke(None, before_a.config)  # replays the 2nd turn
+    assert observed[-1] == ["s"]  # the subgraph's state after the 1st turn
+    graph.invoke({"log": []}, cfg())
+    assert observed[-1] == ["s", "s"]  # after the replayed turn

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,8 +68,16 @@ class BinaryOperatorAggregate(BaseChannel):
         return new
 
 
+_CONCRETE = {
+    collections.abc.Sequence: list, collections.abc.MutableSequence: list,
+    collections.abc.Set: set, collections.abc.MutableSet: set,
+    collections.abc.Mapping: dict, collections.abc.MutableMapping: dict,
+}
+
+
 def _initial(typ: Any) -> Any:
     origin = getattr(typ, "__origin__", None) or typ
+    origin = _CONCRETE.get(origin, origin)  # Sequence[...] starts as a list, ...
     if origin in (list, dict, set, tuple, int, float, str, frozenset):
         return origin()
     try:

@@ -54,6 +54,9 @@ from threadloom.errors import (
 from threadloom.managed import managed_value
 from threadloom.types import Command, Interrupt, Send
 
+# configurable keys that identify a run, shown with the messages its nodes return
+_MESSAGE_META_KEYS = ("thread_id", "checkpoint_id", "checkpoint_ns", "task_id", "run_id",
+                      "assistant_id", "graph_id")
 _SPECIAL = frozenset({ERROR, INTERRUPT, RESUME, NO_WRITES})
 _METADATA_SKIP = frozenset({"thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map"})
 
@@ -612,6 +615,8 @@ class Loop:
         from langchain_core.messages import BaseMessage, RemoveMessage
 
         seen = self.scope.message_ids
+        # a message the node received in its input is not news when it hands it back
+        given = _message_ids(task.input, BaseMessage)
         meta: dict[str, Any] | None = None
         for channel, value in task.writes:
             if channel not in self.program.state_keys:
@@ -619,15 +624,23 @@ class Loop:
             for message in value if isinstance(value, list) else (value,):
                 if not isinstance(message, BaseMessage) or isinstance(message, RemoveMessage):
                     continue
-                if message.id is not None and message.id in seen:
+                if message.id is not None and (message.id in seen or message.id in given):
                     continue
                 if message.id is not None:
                     seen.add(message.id)
                 if meta is None:
-                    source = task.config.get("metadata") or {}
-                    meta = {k: v for k, v in source.items() if k.startswith("langgraph_")}
-                    meta["checkpoint_ns"] = task.ns
+                    meta = self._message_metadata(task)
                 self.emit("messages", (message, meta))
+
+    def _message_metadata(self, task: Task) -> dict[str, Any]:
+        """The metadata a message a node returned streams with: the run's identifying
+        configurable keys, then the node's ``langgraph_*`` keys."""
+        conf = self.config.get("configurable") or {}
+        meta: dict[str, Any] = {k: conf[k] for k in _MESSAGE_META_KEYS if k in conf}
+        meta["ls_integration"] = "langgraph"
+        source = task.config.get("metadata") or {}
+        meta.update((k, v) for k, v in source.items() if k.startswith("langgraph_"))
+        return meta
 
     # -- the run --------------------------------------------------------------------
 
@@ -750,6 +763,14 @@ class Loop:
             # A subgraph re-entered by its parent's re-run task continues where it paused
             # (its input is the same parent state it already received).
             resuming = True
+        if (
+            resuming and saved is None and isinstance(inp, Command) and inp.resume is not None
+            and not (inp.update or inp.goto) and not self.scope.nested
+        ):
+            # an answer for a thread that never ran: the graph starts (from an empty state)
+            # and the first interrupt() takes the answer
+            resuming = False
+            inp = {} if self.program.output_channels != "__root__" else None
         if resuming:
             if saved is None and not (isinstance(inp, Command) and (inp.update or inp.goto)):
                 if self.scope.nested:
@@ -903,6 +924,22 @@ class Loop:
         if self.scope.nested and self.status in ("interrupted", "interrupt_before",
                                                  "interrupt_after"):
             raise GraphInterrupt(self.interrupts)
+
+
+def _message_ids(value: Any, kind: type) -> set[str]:
+    """Ids of the messages in a node's input (a state dict, a model, or a message list)."""
+    if isinstance(value, dict):
+        items: Any = value.values()
+    elif hasattr(value, "__dict__") and not isinstance(value, kind):
+        items = vars(value).values()
+    else:
+        items = (value,)
+    ids: set[str] = set()
+    for item in items:
+        for message in item if isinstance(item, list) else (item,):
+            if isinstance(message, kind) and message.id is not None:
+                ids.add(message.id)
+    return ids
 
 
 def task_result(writes: Any, keys: Any) -> dict[str, Any] | None:
