@@ -12,7 +12,7 @@ import asyncio
 import queue
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from typing import Any
@@ -21,6 +21,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
 
 from threadloom._context import current_task
+from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
 from threadloom.engine.task import Task
 from threadloom.errors import GraphBubbleUp, GraphInterrupt, ParentCommand
@@ -39,16 +40,25 @@ def _executor() -> ThreadPoolExecutor:
 # -- retries -----------------------------------------------------------------------
 
 
+def should_retry_on(policy: RetryPolicy, exc: Exception) -> bool:
+    """Whether ``policy.retry_on`` (an exception class, a sequence of them, or a
+    predicate) accepts ``exc``."""
+    retry_on = policy.retry_on
+    if isinstance(retry_on, type) and issubclass(retry_on, BaseException):
+        return isinstance(exc, retry_on)
+    if isinstance(retry_on, Sequence) and not isinstance(retry_on, str):
+        return isinstance(exc, tuple(retry_on))
+    if callable(retry_on):
+        return bool(retry_on(exc))
+    raise TypeError(
+        "retry_on must be an Exception class, a list or tuple of Exception classes, or a "
+        f"callable that takes an exception and returns a bool; got {retry_on!r}."
+    )
+
+
 def _matching_policy(policies: Any, exc: Exception) -> RetryPolicy | None:
     for policy in policies:
-        retry_on = policy.retry_on
-        if isinstance(retry_on, type) and issubclass(retry_on, BaseException):
-            ok = isinstance(exc, retry_on)
-        elif isinstance(retry_on, (tuple, list)):
-            ok = isinstance(exc, tuple(retry_on))
-        else:
-            ok = bool(retry_on(exc))
-        if ok:
+        if should_retry_on(policy, exc):
             return policy
     return None
 
@@ -64,6 +74,8 @@ def _finish(task: Task, result: Any) -> None:
         result = result.invoke(task.input, task.config)
     task.result = result
     task.writes = task.node.write(task, result)
+    if task.pushed:
+        task.writes = [*task.pushed, *task.writes]
 
 
 def _returned_runnable(result: Any) -> bool:
@@ -79,6 +91,8 @@ async def _afinish(task: Task, result: Any) -> None:
         task.writes = await write.acall(task, result)
     else:
         task.writes = write(task, result)
+    if task.pushed:
+        task.writes = [*task.pushed, *task.writes]
 
 
 def _child_command(exc: ParentCommand) -> Command:
@@ -96,9 +110,10 @@ def _start_node_run(task: Task) -> Any:
         return None
     manager = callbacks.copy()
     manager.add_metadata(task.config.get("metadata") or {}, inherit=False)
+    shown = getattr(task.node.bound, "traced_input", None)  # a called task: its arguments
+    inputs = shown(task.input) if shown is not None else task.input
     run = manager.on_chain_start(
-        None, task.input if isinstance(task.input, dict) else {"input": task.input},
-        name=task.name,
+        None, inputs if isinstance(inputs, dict) else {"input": inputs}, name=task.name,
     )
     task.config = {**task.config, "callbacks": run.get_child()}
     return run
@@ -139,6 +154,7 @@ def _run_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
+            task.start_attempt(attempt)
             try:
                 try:
                     result = node.bound.call(task.input, task)
@@ -171,6 +187,7 @@ async def _arun_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
+            task.start_attempt(attempt)
             try:
                 try:
                     result = await node.bound.acall(task.input, task)
@@ -231,6 +248,7 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
     gen = loop.run()
     reply: Any = None
     out = loop.out
+    calls = loop.scope.calls = SyncCalls(loop, saver, run_task, _executor())
     try:
         while True:
             request = gen.send(reply)
@@ -240,12 +258,15 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
             kind = request[0]
             if kind == "run":
                 yield from _run_tasks(loop, request[1], saver, events)
+                calls.wait()
             else:
                 reply = perform(loop, saver, request)
             while out:
                 yield out.popleft()
     except StopIteration:
         pass
+    finally:
+        loop.scope.calls = None  # the scope outlives the run (its tasks keep it)
     while out:
         yield out.popleft()
 
@@ -292,6 +313,7 @@ async def adrive(
     gen = loop.run()
     reply: Any = None
     out = loop.out
+    calls = loop.scope.calls = AsyncCalls(loop, saver, arun_task)
     try:
         while True:
             request = gen.send(reply)
@@ -302,12 +324,15 @@ async def adrive(
             if kind == "run":
                 async for item in _arun_tasks(loop, request[1], saver, events):
                     yield item
+                await calls.wait()
             else:
                 reply = await aperform(loop, saver, request)
             while out:
                 yield out.popleft()
     except StopIteration:
         pass
+    finally:
+        loop.scope.calls = None
     while out:
         yield out.popleft()
 
@@ -322,7 +347,7 @@ async def _arun_tasks(
         for request in loop.task_done(task, 1):
             await aperform(loop, saver, request)
         return
-    done: asyncio.Queue = events if events is not None else asyncio.Queue()
+    done: asyncio.Queue = events if events is not None else WakeQueue()
     running = []
     for task in tasks:
         fut = asyncio.ensure_future(arun_task(task))
@@ -342,6 +367,30 @@ async def _arun_tasks(
         for fut in running:
             if not fut.done():
                 fut.cancel()
+
+
+class WakeQueue(asyncio.Queue):
+    """The async run's wake-up queue: finished tasks and live stream events are put here.
+
+    ``wait()`` returns once an item is queued, without taking it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ready = asyncio.Event()
+
+    def _put(self, item: Any) -> None:
+        super()._put(item)
+        self._ready.set()
+
+    def _get(self) -> Any:
+        item = super()._get()
+        if self.empty():
+            self._ready.clear()
+        return item
+
+    async def wait(self) -> None:
+        await self._ready.wait()
 
 
 def thread_safe_put(aqueue: asyncio.Queue) -> Callable[[Any], None]:

@@ -35,6 +35,7 @@ from threadloom.constants import (
     PULL,
     PUSH,
     RESUME,
+    RETURN,
     START,
     TASKS,
 )
@@ -120,9 +121,14 @@ class PendingWrites:
                     bucket.append((channel, value))
 
     def pending_interrupts(self) -> list[Interrupt]:
-        return [
-            i for tid, its in self.interrupts.items() if tid not in self.succeeded for i in its
-        ]
+        # one interrupt may be recorded twice: by a called task and by its caller, which
+        # the call's interrupt paused too
+        found: dict[str, Interrupt] = {}
+        for tid, its in self.interrupts.items():
+            if tid not in self.succeeded:
+                for i in its:
+                    found.setdefault(i.id, i)
+        return list(found.values())
 
 
 class Loop:
@@ -185,6 +191,8 @@ class Loop:
         self._unsaved: tuple[Any, ...] | None = None
         self._config_bases: tuple[Any, ...] | None = None
         self._int_version = 0
+        # interrupts of tasks called from running tasks (``@task``), in the order they paused
+        self.call_interrupts: list[Interrupt] = []
 
     # -- versions and checkpoints ---------------------------------------------------
 
@@ -214,8 +222,11 @@ class Loop:
             # differ per step because the step is part of them).
             return
         cp = self.checkpoint
+        versions = cp["channel_versions"]
         values = {}
         for key, chan in self.channels.items():
+            if key not in versions:  # never written: only its initial value (e.g. [])
+                continue
             value = chan.checkpoint()
             if value is not MISSING:
                 values[key] = value
@@ -267,8 +278,12 @@ class Loop:
         parent = self._unsaved[1]
         return ("put", parent, request[2], request[3], changed)
 
-    def _put_writes(self, task_id_: str, writes: list[tuple[str, Any]], path: str = "") -> Request:
-        return ("put_writes", self._saver_config(self.checkpoint_config), writes, task_id_, path)
+    def put_writes(
+        self, task_id_: str, writes: list[tuple[str, Any]], *, task_path: str = ""
+    ) -> Request:
+        """The request that saves a task's ``writes`` as pending writes of this checkpoint."""
+        return ("put_writes", self._saver_config(self.checkpoint_config), writes, task_id_,
+                task_path)
 
     def _saver_config(self, config: Any) -> Any:
         """The config a write goes to the saver with: under durability="async" it says so,
@@ -585,7 +600,7 @@ class Loop:
                 "id": task.id,
                 "name": task.name,
                 "error": task.error,
-                "result": task_result(task.writes, self.program.state_keys) or {},
+                "result": task_result(task.writes, self.program.state_keys | {RETURN}) or {},
                 "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
             }
             self.emit("tasks", payload)
@@ -604,7 +619,7 @@ class Loop:
             writes = list(task.writes) or [(NO_WRITES, None)]
         else:
             return []
-        request = self._put_writes(task.id, writes, _path_str(task.path))
+        request = self.put_writes(task.id, writes, task_path=_path_str(task.path))
         if self.durability == "exit":
             self._exit_writes.append(request)
             return []
@@ -787,7 +802,7 @@ class Loop:
                     self.apply_null_writes(writes)
                     if self.checkpointer is not None and self.checkpoint_config is not None:
                         # with the updates of earlier resumes of this step, which stay pending too
-                        yield self._put_writes(NULL_TASK_ID, [*self.pending.null, *writes])
+                        yield self.put_writes(NULL_TASK_ID, [*self.pending.null, *writes])
                 if inp.resume is not None:
                     pending = self.pending.pending_interrupts()
                     box = self.scope.resume_box
@@ -871,8 +886,11 @@ class Loop:
             if paused:
                 self.status = "interrupted"
                 self._show_finished([t for t in tasks if not t.interrupts])
-                self._pause(tuple(i for t in sorted(paused, key=_task_order)
-                                  for i in t.interrupts))
+                found = {i.id: i for t in sorted(paused, key=_task_order)
+                         for i in t.interrupts}
+                for i in self.call_interrupts:  # tasks called by the paused ones
+                    found.setdefault(i.id, i)
+                self._pause(tuple(found.values()))
                 return
             self.apply(tasks)
             yield from self._new_checkpoint(step, "loop")
@@ -987,15 +1005,21 @@ _path_str = task_path_str
 def _update_payload(task: Task, program: Program) -> Any:
     """A task's ``updates`` chunk: its writes by key; a list of such dicts when it wrote
     one key more than once (each repeat starts the next dict)."""
+    writes = task.writes
+    if len(writes) == 1 and writes[0][0] == RETURN:  # a called task: what it returned
+        return writes[0][1]
     keys = program.state_keys
     groups: list[dict[str, Any]] = [{}]
-    for ch, value in task.writes:
+    for ch, value in writes:
         if ch in keys:
             if ch in groups[-1]:
                 groups.append({})
             groups[-1][ch] = value
-    root = len(keys) == 1 and "__root__" in keys
-    shown = [g["__root__"] if root and "__root__" in g else g for g in groups]
+    single = program.output_channels
+    if isinstance(single, str) and len(keys) == 1:  # a graph whose state is one bare value
+        shown = [g[single] if single in g else g for g in groups]
+    else:
+        shown = list(groups)
     if len(shown) > 1:
         return shown
     return shown[0] or None

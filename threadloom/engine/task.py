@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import threading
+import time
 from typing import Any
 
 from threadloom.constants import RESUME
@@ -90,7 +91,10 @@ class Task:
         "done",
         "channels",
         "managed",
+        "call_index",
+        "attempt",
         "cached",
+        "pushed",
         "_runtime",
     )
 
@@ -123,8 +127,12 @@ class Task:
         self.done = False
         self.channels: Any = None
         self.managed: dict[str, Any] | None = None
+        self.call_index = 0  # how many tasks this task called (ids of calls, see calls.py)
+        self.attempt: tuple[int, float | None] = (1, None)  # (number, first attempt's time)
         # its writes were replayed (node cache, or saved by an earlier attempt), not run
         self.cached = False
+        # writes made while the node runs (``push_message``), kept ahead of its return's
+        self.pushed: list[tuple[str, Any]] = []
         self._runtime: Any = None
 
     # -- what a node can reach -----------------------------------------------------
@@ -143,9 +151,34 @@ class Task:
             from threadloom.runtime import Runtime
 
             self._runtime = Runtime(
-                context=self.scope.context, store=self.scope.store, stream_writer=self.writer
+                context=self.scope.context, store=self.scope.store, stream_writer=self.writer,
+                execution_info=self.execution_info(),
             )
         return self._runtime
+
+    def execution_info(self) -> Any:
+        from threadloom.runtime import ExecutionInfo
+
+        conf = self.config.get("configurable") or {}
+        parent_ns = self.ns.rsplit("|", 1)[0] if "|" in self.ns else ""
+        attempt, first_time = self.attempt
+        return ExecutionInfo(
+            checkpoint_id=(conf.get("checkpoint_map") or {}).get(parent_ns, ""),
+            checkpoint_ns=self.ns,
+            task_id=self.id,
+            thread_id=conf.get("thread_id"),
+            run_id=self.config.get("run_id"),
+            node_attempt=attempt,
+            node_first_attempt_time=first_time,
+        )
+
+    def start_attempt(self, attempt: int) -> None:
+        """Number the attempt about to run (retries re-run a task in the same step)."""
+        first_time = self.attempt[1] if attempt > 1 else None
+        self.attempt = (attempt, first_time if first_time is not None else time.time())
+        self._runtime = None
+        self.call_index = 0  # a retried caller replays the calls that already finished
+        self.pushed = []  # messages pushed by an earlier attempt are not kept
 
     def context_copy(self) -> contextvars.Context:
         return contextvars.copy_context()
@@ -162,6 +195,18 @@ class Task:
             self.resume.append(answer)  # saved with the task's writes when it ends
             return answer
         raise GraphInterrupt([Interrupt(value=value, id=iid)])
+
+    def push_message(self, message: Any, state_key: str | None) -> None:
+        """Stream ``message`` now (``messages`` mode) and, with a key, write it to the state."""
+        scope = self.scope
+        if "messages" in scope.modes and message.id not in scope.message_ids:
+            scope.message_ids.add(message.id)
+            source = self.config.get("metadata") or {}
+            meta = {k: v for k, v in source.items() if k.startswith("langgraph_")}
+            meta["checkpoint_ns"] = self.ns
+            scope.emit("messages", (message, meta))
+        if state_key:
+            self.pushed.append((state_key, message))
 
     def resume_write(self) -> tuple[str, Any]:
         return (RESUME, list(self.resume))

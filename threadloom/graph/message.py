@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal, TypedDict, cast, overload
+from typing import Annotated, Any, Literal, cast, overload
 
 from langchain_core.messages import (
     AnyMessage,
@@ -22,12 +22,16 @@ from langchain_core.messages import (
     message_chunk_to_message,
 )
 
+# typing_extensions' TypedDict: pydantic (tool signatures) rejects typing's on Python < 3.12.
+from typing_extensions import TypedDict
+
 __all__ = [
     "REMOVE_ALL_MESSAGES",
     "AnyMessage",
     "Messages",
     "MessagesState",
     "add_messages",
+    "push_message",
 ]
 
 REMOVE_ALL_MESSAGES = "__remove_all__"
@@ -164,6 +168,19 @@ def add_messages(
     return _merge(cast(Messages, left), cast(Messages, right), format)
 
 
+def _messages_delta_reducer(state: Messages, writes: Sequence[Messages]) -> list[BaseMessage]:
+    """The batched form of ``add_messages`` that ``DeltaChannel`` takes: merge every write
+    of ``writes`` (each one message-like or a list of them; a tuple is one message) into
+    ``state``, in order."""
+    right: list[Any] = []
+    for write in writes:
+        if isinstance(write, list):
+            right.extend(write)
+        else:
+            right.append(write)
+    return _merge(state, right, None)
+
+
 def _make_reducer(format: MessageFormat | None) -> Reducer:
     """Return a two-argument reducer bound to ``format``."""
 
@@ -256,6 +273,31 @@ def _format_openai(messages: list[BaseMessage]) -> list[BaseMessage]:
                     new_message.id = str(uuid.uuid4())
                 formatted.append(new_message)
     return formatted
+
+
+def push_message(
+    message: MessageLikeRepresentation | BaseMessageChunk, *, state_key: str | None = "messages"
+) -> AnyMessage:
+    """Send a message to the ``messages`` stream now, from inside a node.
+
+    The message (which must carry an id) reaches ``stream_mode="messages"`` at once and,
+    unless ``state_key`` is None, is also written to that state key when the node ends
+    (before the node's own return value), so the state shows it too. It is streamed only
+    once: returning it from the node afterwards does not stream it again.
+    """
+    from threadloom._context import current_task
+
+    task = current_task.get()
+    if task is None:
+        raise RuntimeError("push_message() can only be called from inside a graph node.")
+    if isinstance(message, BaseMessageChunk):
+        message = message_chunk_to_message(message)
+    elif not isinstance(message, BaseMessage):
+        message = convert_to_messages([message])[0]
+    if not message.id:
+        raise ValueError("Message ID is required: push_message() needs a message with an id.")
+    task.push_message(message, state_key)
+    return message
 
 
 class MessagesState(TypedDict):

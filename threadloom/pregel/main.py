@@ -34,6 +34,10 @@ from threadloom.types import Command, RetryPolicy, Send
 
 __all__ = ["NodeBuilder", "Pregel"]
 
+# ``_normalize_stream_transformer_factories`` (imported above) is LangGraph's private name
+# for ``threadloom.stream.mux.normalize_factories``; it is importable from here for the
+# code that uses that name.
+
 
 # -- building nodes --------------------------------------------------------------------
 
