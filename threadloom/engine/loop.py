@@ -526,11 +526,18 @@ class Loop:
             "values": self.output(),
             "metadata": metadata,
             "next": [t.name for t in next_tasks],
-            "tasks": [{"id": t.id, "name": t.name, "interrupts": (), "state": None}
-                      for t in next_tasks],
+            "tasks": [{"id": t.id, "name": t.name, "interrupts": (),
+                       "state": self._subgraph_config(t)} for t in next_tasks],
         }
         self.emit("checkpoints", payload)
         self.emit("debug", _debug("checkpoint", self.step, payload))
+
+    def _subgraph_config(self, task: Task) -> dict[str, Any] | None:
+        """Where a subgraph task's own checkpoints live (as a snapshot's ``tasks[i].state``
+        shows it), or None for a plain node."""
+        if not task.node.bound.is_subgraph:
+            return None
+        return {"configurable": {"thread_id": self.thread_id, "checkpoint_ns": task.ns}}
 
     def task_started(self, task: Task) -> None:
         if task.node.hidden:
