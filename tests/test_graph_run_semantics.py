@@ -273,3 +273,59 @@ def test_a_replayed_run_gives_a_stateful_subgraph_its_state_on_that_branch() -> 
     assert observed[-1] == ["s"]  # the subgraph's state after the 1st turn
     graph.invoke({"log": []}, cfg())
     assert observed[-1] == ["s", "s"]  # after the replayed turn
+
+
+class Overall(TypedDict):
+    foo: Annotated[int, operator.add]
+    bar: str
+
+
+class Private(TypedDict):
+    baz: str
+
+
+def test_a_routing_function_gets_the_state_its_annotation_asks_for() -> None:
+    seen: list[Any] = []
+
+    def router(state: Overall) -> str:
+        seen.append(dict(state))
+        return END
+
+    def node_2(state: Private) -> dict:
+        return {"foo": 1, "bar": state["baz"]}
+
+    graph = (
+        StateGraph(Overall)
+        .add_node("node_1", lambda s: {"foo": 1, "baz": "b"})
+        .add_node("node_2", node_2)
+        .add_edge(START, "node_1").add_edge("node_1", "node_2")
+        .add_conditional_edges("node_2", router)
+        .compile()
+    )
+    graph.invoke({"foo": 0})
+    assert seen == [{"foo": 2, "bar": "b"}]
+
+
+def test_input_json_schema_requires_what_the_schema_requires() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class In:
+        a: str
+        b: int | None
+        c: str = "x"
+
+    graph = StateGraph(In).add_node("n", lambda s: None).add_edge(START, "n").compile()
+    schema = graph.get_input_jsonschema()
+    assert set(schema["required"]) == {"a"} and set(schema["properties"]) == {"a", "b", "c"}
+
+
+def test_streamed_checkpoints_name_a_subgraph_tasks_namespace() -> None:
+    sub = StateGraph(Log).add_node("s", lambda s: {"log": ["s"]}).add_edge(START, "s").compile()
+    graph = (
+        StateGraph(Log).add_node("sub", sub).add_edge(START, "sub")
+        .compile(checkpointer=MemorySaver())
+    )
+    states = [task["state"] for chunk in graph.stream({"log": []}, cfg(), stream_mode="checkpoints")
+              for task in chunk["tasks"] if task["name"] == "sub"]
+    assert states and states[0]["configurable"]["checkpoint_ns"].startswith("sub:")

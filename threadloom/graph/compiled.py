@@ -127,6 +127,19 @@ class CompiledStateGraph(Runnable):
     def OutputType(self) -> Any:  # noqa: N802 - Runnable API
         return self.builder.output_schema
 
+    def get_input_schema(self, config: Any = None) -> Any:
+        """The input schema as a pydantic model (``get_input_jsonschema()`` reads it)."""
+        from threadloom._schema import io_model
+
+        model = io_model(self.builder.input_schema, self.builder.managed)
+        return model if model is not None else super().get_input_schema(config)
+
+    def get_output_schema(self, config: Any = None) -> Any:
+        from threadloom._schema import io_model
+
+        model = io_model(self.builder.output_schema, self.builder.managed)
+        return model if model is not None else super().get_output_schema(config)
+
     def get_graph(self, config: Any = None, *, xray: int | bool = False) -> Any:
         """The graph as a langchain_core ``Graph`` (``.draw_mermaid()``, ``.draw_ascii()``)."""
         from threadloom.graph.draw import draw_graph

@@ -234,6 +234,12 @@ class StateGraph(Generic[StateT]):
     ) -> StateGraph:
         """After ``source``, run the node(s) that ``path(state)`` names (or ``Send``s)."""
         branch = Branch(path, path_map)
+        if not branch.is_runnable:
+            # the routing function sees the state its own first parameter asks for
+            schema = first_param_schema(path)
+            if schema is not None:
+                self._add_schema(schema)
+                branch.input_schema = schema
         existing = self.branches.setdefault(source, {})
         if branch.name in existing:
             raise ValueError(
