@@ -9,6 +9,7 @@ async ones). Writes are applied by the loop, in task order, after all tasks end.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import queue
 import random
 import time
@@ -215,6 +216,25 @@ async def _arun_task(task: Task) -> None:
 # -- I/O requests ------------------------------------------------------------------
 
 
+_TASK_PATH: dict[tuple[type, str], bool] = {}
+
+
+def _takes_task_path(saver: Any, method: str) -> bool:
+    """Whether a saver's ``put_writes`` takes the task path (a saver written against the
+    older three-argument signature is called without it)."""
+    key = (type(saver), method)
+    found = _TASK_PATH.get(key)
+    if found is None:
+        try:
+            params = inspect.signature(getattr(saver, method)).parameters.values()
+            found = len(params) >= 4 or any(
+                p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+        except (TypeError, ValueError):
+            found = True
+        _TASK_PATH[key] = found
+    return found
+
+
 def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     """Do one of the loop's I/O requests: ``("cache_<method>", ...)`` goes to the node
     cache, anything else to the checkpoint saver."""
@@ -223,6 +243,8 @@ def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
         return getattr(loop.scope.cache, kind[6:])(*request[1:])
     if kind == "list":
         return list(saver.list(*request[1:]))
+    if kind == "put_writes" and not _takes_task_path(saver, "put_writes"):
+        return saver.put_writes(*request[1:4])
     return getattr(saver, kind)(*request[1:])
 
 
@@ -233,6 +255,8 @@ async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
         return await getattr(loop.scope.cache, "a" + kind[6:])(*request[1:])
     if kind == "list":
         return [tup async for tup in saver.alist(*request[1:])]
+    if kind == "put_writes" and not _takes_task_path(saver, "aput_writes"):
+        return await saver.aput_writes(*request[1:4])
     return await getattr(saver, "a" + kind)(*request[1:])
 
 
