@@ -329,3 +329,32 @@ def test_streamed_checkpoints_name_a_subgraph_tasks_namespace() -> None:
     states = [task["state"] for chunk in graph.stream({"log": []}, cfg(), stream_mode="checkpoints")
               for task in chunk["tasks"] if task["name"] == "sub"]
     assert states and states[0]["configurable"]["checkpoint_ns"].startswith("sub:")
+
+
+class SubAsk(TypedDict):
+    bar: str
+
+
+def test_a_subgraph_called_by_a_node_function_shows_its_state() -> None:
+    def ask(state: SubAsk) -> dict:
+        return {"bar": state["bar"] + interrupt("baz?")}
+
+    sub = (
+        StateGraph(SubAsk).add_node("ask", ask).add_edge(START, "ask")
+        .compile(checkpointer=True)
+    )
+
+    class Parent(TypedDict):
+        foo: str
+
+    def node(state: Parent) -> dict:
+        return {"foo": sub.invoke({"bar": state["foo"]})["bar"]}
+
+    graph = (
+        StateGraph(Parent).add_node("node", node).add_edge(START, "node")
+        .compile(checkpointer=MemorySaver())
+    )
+    graph.invoke({"foo": "hi"}, cfg())
+    task = graph.get_state(cfg(), subgraphs=True).tasks[0]
+    assert task.state.values == {"bar": "hi"}
+    assert graph.invoke(Command(resume="!"), cfg()) == {"foo": "hi!"}

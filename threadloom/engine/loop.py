@@ -535,9 +535,7 @@ class Loop:
     def _subgraph_config(self, task: Task) -> dict[str, Any] | None:
         """Where a subgraph task's own checkpoints live (as a snapshot's ``tasks[i].state``
         shows it), or None for a plain node."""
-        if not task.node.bound.is_subgraph:
-            return None
-        return {"configurable": {"thread_id": self.thread_id, "checkpoint_ns": task.ns}}
+        return subgraph_state_config(task, self.thread_id)
 
     def task_started(self, task: Task) -> None:
         if task.node.hidden:
@@ -949,6 +947,19 @@ class Loop:
         if self.scope.nested and self.status in ("interrupted", "interrupt_before",
                                                  "interrupt_after"):
             raise GraphInterrupt(self.interrupts)
+
+
+def subgraph_state_config(task: Task, thread_id: Any) -> dict[str, Any] | None:
+    """The config of a subgraph task's own checkpoints: under the task's namespace, or
+    for a subgraph compiled with ``checkpointer=True`` under its stable one (no task ids),
+    where it keeps its state from run to run. None for a plain node."""
+    sub = task.node.bound.subgraph
+    if sub is None:
+        return None
+    ns = task.ns
+    if getattr(sub, "checkpointer", None) is True:
+        ns = "|".join(part.split(":", 1)[0] for part in ns.split("|"))
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}
 
 
 def _message_ids(value: Any, kind: type) -> set[str]:

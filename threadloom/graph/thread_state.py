@@ -17,7 +17,13 @@ from threadloom.channels import (
     LastValueAfterFinish,
 )
 from threadloom.constants import COPY, END, INPUT, PULL, START
-from threadloom.engine.loop import Loop, PendingWrites, restore_channels, task_result
+from threadloom.engine.loop import (
+    Loop,
+    PendingWrites,
+    restore_channels,
+    subgraph_state_config,
+    task_result,
+)
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import ResumeBox, Task
 from threadloom.errors import InvalidUpdateError
@@ -160,10 +166,7 @@ def snapshot(
             result = task_result(pending.succeeded[t.id], graph.program.state_keys)
         elif t.id == alone:
             result = derived_result(graph, tup, child)
-        state = None
-        if t.node.bound.is_subgraph:
-            state = {"configurable": {"thread_id": conf["thread_id"],
-                                      "checkpoint_ns": t.ns}}
+        state = subgraph_state_config(t, conf["thread_id"])
         views.append(PregelTask(t.id, t.name, t.path, error, tuple(interrupts), state, result))
     shown = [v for v in views if not (live and v.id in pending.succeeded)]
     config = tup.config
@@ -210,8 +213,8 @@ def get_state(
         return snap
     tasks = []
     for task in snap.tasks:
-        node = graph.builder.nodes.get(task.name)
-        child = node.runnable if node is not None else None
+        node = graph.program.nodes.get(task.name)
+        child = node.bound.subgraph if node is not None else None
         if task.state is not None and getattr(child, "_threadloom_graph", False):
             child_snap = yield from get_state(child, saver, task.state, True)
             task = task._replace(state=child_snap)
