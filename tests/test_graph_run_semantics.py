@@ -358,3 +358,33 @@ def test_a_subgraph_called_by_a_node_function_shows_its_state() -> None:
     task = graph.get_state(cfg(), subgraphs=True).tasks[0]
     assert task.state.values == {"bar": "hi"}
     assert graph.invoke(Command(resume="!"), cfg()) == {"foo": "hi!"}
+
+
+class Key(TypedDict):
+    my_key: str
+
+
+def test_a_breakpoint_in_a_nested_subgraph_pauses_the_parent() -> None:
+    grandchild = (
+        StateGraph(Key)
+        .add_node("g1", lambda s: {"my_key": s["my_key"] + " here"})
+        .add_node("g2", lambda s: {"my_key": s["my_key"] + " and there"})
+        .add_edge(START, "g1").add_edge("g1", "g2")
+        .compile(interrupt_before=["g2"])
+    )
+    child = StateGraph(Key).add_node("c", grandchild).add_edge(START, "c").compile()
+    graph = (
+        StateGraph(Key)
+        .add_node("p1", lambda s: {"my_key": "hi " + s["my_key"]})
+        .add_node("child", child)
+        .add_node("p2", lambda s: {"my_key": s["my_key"] + " and back"})
+        .add_edge(START, "p1").add_edge("p1", "child").add_edge("child", "p2")
+        .compile(checkpointer=MemorySaver())
+    )
+    finished: list[str] = []
+    config = {"configurable": {"thread_id": "t", "__pregel_node_finished": finished.append}}
+    chunks = list(graph.stream({"my_key": "v"}, config, subgraphs=True))
+    assert [c for c in chunks if "__interrupt__" in c[1]] == [((), {"__interrupt__": ()})]
+    assert chunks[0] == ((), {"p1": {"my_key": "hi v"}})
+    assert graph.invoke(None, config) == {"my_key": "hi v here and there and back"}
+    assert finished == ["p1", "g1", "g2", "c", "child", "p2"]

@@ -24,7 +24,7 @@ from langchain_core.runnables.config import var_child_runnable_config
 from threadloom._context import current_task
 from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
-from threadloom.engine.task import Task
+from threadloom.engine.task import PAUSED_AT_BREAKPOINT, Task
 from threadloom.errors import GraphBubbleUp, GraphInterrupt, ParentCommand
 from threadloom.types import Command, RetryPolicy
 
@@ -164,7 +164,7 @@ def _run_task(task: Task) -> None:
                 _finish(task, result)
                 return
             except GraphInterrupt as exc:
-                task.interrupts = exc.interrupts
+                task.interrupts = exc.interrupts or PAUSED_AT_BREAKPOINT
                 return
             except GraphBubbleUp as exc:
                 task.error = exc
@@ -197,7 +197,7 @@ async def _arun_task(task: Task) -> None:
                 await _afinish(task, result)
                 return
             except GraphInterrupt as exc:
-                task.interrupts = exc.interrupts
+                task.interrupts = exc.interrupts or PAUSED_AT_BREAKPOINT
                 return
             except GraphBubbleUp as exc:
                 task.error = exc

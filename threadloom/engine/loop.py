@@ -25,6 +25,7 @@ from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
 from threadloom.constants import (
     CONFIG_KEY_CHECKPOINTER,
     CONFIG_KEY_DURABILITY,
+    CONFIG_KEY_NODE_FINISHED,
     CONFIG_KEY_REPLAYING,
     CONFIG_KEY_SCOPE,
     CONFIG_KEY_TASK,
@@ -597,6 +598,9 @@ class Loop:
         task.done = True
         modes = self.scope.modes
         if task.error is None and not task.interrupts and not task.node.hidden:
+            finished = (self.config.get("configurable") or {}).get(CONFIG_KEY_NODE_FINISHED)
+            if finished is not None:  # the caller asked to hear of each node that ends
+                finished(task.name)
             self._emit_update(task)
             if "messages" in modes:
                 self._emit_node_messages(task)
@@ -916,9 +920,14 @@ class Loop:
                 stacklevel=2,
             )
         self.interrupts = list(interrupts)
-        self.emit("updates", {INTERRUPT: interrupts})
-        if interrupts and "values" in self.scope.modes:
-            self.emit("values", {**_as_dict(self.output()), INTERRUPT: interrupts})
+        if interrupts or not self.scope.nested:
+            # (a subgraph stopped at a breakpoint says so through its parent only)
+            self.emit("updates", {INTERRUPT: interrupts})
+        if "values" in self.scope.modes:
+            if interrupts:
+                self.emit("values", {**_as_dict(self.output()), INTERRUPT: interrupts})
+            elif self.view is not None:  # finished siblings of a task paused at a breakpoint
+                self.emit("values", self.output())
 
     def _show_finished(self, finished: list[Task]) -> None:
         """A step paused: what the run returns (and streams) is the state with the writes

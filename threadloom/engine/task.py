@@ -213,3 +213,17 @@ class Task:
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, id={self.id!r}, path={self.path!r})"
+
+
+class _Paused(tuple):
+    """The interrupts of a task that paused without asking anything: a subgraph it runs
+    stopped at a breakpoint (``interrupt_before``/``after``). Empty, but true: the task
+    did not finish."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return True
+
+
+PAUSED_AT_BREAKPOINT: tuple[Interrupt, ...] = _Paused()
