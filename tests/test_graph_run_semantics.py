@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
 
 import pytest
 from langchain_core.messages import BaseMessage
+from typing_extensions import TypedDict
 
 from threadloom.checkpoint.memory import MemorySaver
 from threadloom.graph import END, START, StateGraph
@@ -388,3 +389,33 @@ def test_a_breakpoint_in_a_nested_subgraph_pauses_the_parent() -> None:
     assert chunks[0] == ((), {"p1": {"my_key": "hi v"}})
     assert graph.invoke(None, config) == {"my_key": "hi v here and there and back"}
     assert finished == ["p1", "g1", "g2", "c", "child", "p2"]
+
+
+class Decision(TypedDict):
+    approved: bool
+
+
+def test_an_answer_must_match_the_interrupts_response_schema() -> None:
+    from pydantic import ValidationError
+
+    from threadloom.errors import is_invalid_resume
+
+    class S(TypedDict):
+        answer: Any
+
+    graph = (
+        StateGraph(S)
+        .add_node("n", lambda s: {"answer": interrupt("ok?", response_schema=Decision)})
+        .add_edge(START, "n")
+        .compile(checkpointer=MemorySaver())
+    )
+    first = graph.invoke({"answer": None}, cfg())
+    [asked] = first["__interrupt__"]
+    assert asked.response_schema["required"] == ["approved"]
+    with pytest.raises(ValidationError) as refused:
+        graph.invoke(Command(resume={"approved": "nope"}), cfg())
+    assert is_invalid_resume(refused.value)
+    assert not is_invalid_resume(ValueError("x"))
+    assert graph.get_state(cfg()).interrupts[0].id == asked.id  # still open
+    assert graph.invoke(Command(resume={"approved": True}), cfg()) == {
+        "answer": {"approved": True}}
