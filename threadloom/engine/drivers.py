@@ -245,6 +245,8 @@ def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
         return list(saver.list(*request[1:]))
     if kind == "put_writes" and not _takes_task_path(saver, "put_writes"):
         return saver.put_writes(*request[1:4])
+    if kind == "get_delta_channel_history":  # keyword-only in the saver API
+        return saver.get_delta_channel_history(config=request[1], channels=request[2])
     return getattr(saver, kind)(*request[1:])
 
 
@@ -257,6 +259,8 @@ async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
         return [tup async for tup in saver.alist(*request[1:])]
     if kind == "put_writes" and not _takes_task_path(saver, "aput_writes"):
         return await saver.aput_writes(*request[1:4])
+    if kind == "get_delta_channel_history":
+        return await saver.aget_delta_channel_history(config=request[1], channels=request[2])
     return await getattr(saver, "a" + kind)(*request[1:])
 
 

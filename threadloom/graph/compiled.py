@@ -659,7 +659,9 @@ class CompiledStateGraph(Runnable):
         index = state_ops.ChildIndex()
         for tup in saver.list(state_ops.history_config(config), filter=filter, before=before,
                               limit=limit):
-            yield state_ops.snapshot(self, tup, live=False, child=index.see(tup))
+            histories = state_ops.run_sync(state_ops.delta_histories(self.program, tup), saver)
+            yield state_ops.snapshot(self, tup, live=False, histories=histories,
+                                     child=index.see(tup))
 
     async def aget_state_history(
         self,
@@ -673,7 +675,11 @@ class CompiledStateGraph(Runnable):
         index = state_ops.ChildIndex()
         async for tup in saver.alist(state_ops.history_config(config), filter=filter,
                                      before=before, limit=limit):
-            yield state_ops.snapshot(self, tup, live=False, child=index.see(tup))
+            histories = await state_ops.run_async(
+                state_ops.delta_histories(self.program, tup), saver
+            )
+            yield state_ops.snapshot(self, tup, live=False, histories=histories,
+                                     child=index.see(tup))
 
     def update_state(
         self,
