@@ -419,3 +419,45 @@ def test_an_answer_must_match_the_interrupts_response_schema() -> None:
     assert graph.get_state(cfg()).interrupts[0].id == asked.id  # still open
     assert graph.invoke(Command(resume={"approved": True}), cfg()) == {
         "answer": {"approved": True}}
+
+
+def test_strict_resume_refuses_answers_that_name_no_pending_interrupt() -> None:
+    from threadloom.errors import UnknownInterruptError
+
+    graph = parallel_asks()
+    strict = {"configurable": {"thread_id": "s", "__pregel_strict_resume": True}}
+    graph.invoke({"log": []}, strict)
+    ids = {i.value: i.id for i in graph.get_state(strict).interrupts}
+    with pytest.raises(UnknownInterruptError, match="0" * 32) as refused:
+        graph.invoke(Command(resume={"0" * 32: "x"}), strict)
+    assert refused.value.reason == "not_pending"
+    assert refused.value.pending_ids == tuple(sorted(ids.values()))
+    with pytest.raises(UnknownInterruptError) as refused:
+        graph.invoke(Command(resume="x"), strict)
+    assert refused.value.reason == "ambiguous"
+    with pytest.raises(UnknownInterruptError) as refused:
+        graph.invoke(Command(resume={}), strict)
+    assert refused.value.reason == "empty_map"
+    result = graph.invoke(Command(resume={ids["a?"]: "1", ids["b?"]: "2"}), strict)
+    assert result == {"log": ["a:1", "b:2", "c"]}
+
+
+def test_a_retried_node_reuses_the_answer_it_took() -> None:
+    from threadloom.types import RetryPolicy
+
+    failures = [ConnectionError("flaky")]
+
+    def ask(state: Log) -> dict:
+        answer = interrupt("go?")
+        if failures:
+            raise failures.pop()
+        return {"log": [answer]}
+
+    graph = (
+        StateGraph(Log)
+        .add_node("ask", ask, retry_policy=RetryPolicy(initial_interval=0, jitter=False))
+        .add_edge(START, "ask")
+        .compile(checkpointer=MemorySaver())
+    )
+    graph.invoke({"log": []}, cfg())
+    assert graph.invoke(Command(resume="yes"), cfg()) == {"log": ["yes"]}

@@ -155,6 +155,7 @@ def _run_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
+            task.interrupt_count = 0  # a retry asks its questions (and takes answers) anew
             task.start_attempt(attempt)
             try:
                 try:
@@ -188,6 +189,7 @@ async def _arun_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
+            task.interrupt_count = 0  # a retry asks its questions (and takes answers) anew
             task.start_attempt(attempt)
             try:
                 try:

@@ -29,6 +29,7 @@ from threadloom.constants import (
     CONFIG_KEY_NODE_FINISHED,
     CONFIG_KEY_REPLAYING,
     CONFIG_KEY_SCOPE,
+    CONFIG_KEY_STRICT_RESUME,
     CONFIG_KEY_TASK,
     ERROR,
     INTERRUPT,
@@ -61,6 +62,7 @@ from threadloom.errors import (
     GraphInterrupt,
     GraphRecursionError,
     PausedWithoutCheckpointerWarning,
+    UnknownInterruptError,
     create_error_message,
 )
 from threadloom.managed import managed_value
@@ -890,6 +892,11 @@ class Loop:
                     "None."
                 )
             self.apply_null_writes(self.pending.null)
+            if (
+                isinstance(inp, Command) and inp.resume is not None and not self.scope.nested
+                and (self.config.get("configurable") or {}).get(CONFIG_KEY_STRICT_RESUME)
+            ):
+                check_strict_resume(inp.resume, self.pending.pending_interrupts())
             if isinstance(inp, Command):
                 writes = prepare_writes(self.channels, list(self.input_writes(inp)))
                 if writes:
@@ -1075,6 +1082,37 @@ def _message_ids(value: Any, kind: type) -> set[str]:
             if isinstance(message, kind) and message.id is not None:
                 ids.add(message.id)
     return ids
+
+
+def check_strict_resume(resume: Any, pending: list[Interrupt]) -> None:
+    """Strict resume (``CONFIG_KEY_STRICT_RESUME``): refuse, before anything is written, an
+    answer that cannot go where it is meant to - a map naming an interrupt that is not
+    pending (unknown, or already answered), an empty map, or one bare value while several
+    interrupts wait."""
+    from threadloom.engine.task import is_resume_map
+
+    pending_ids = tuple(sorted(i.id for i in pending))
+    shown = ", ".join(pending_ids) or "none"
+    if isinstance(resume, dict) and not resume:
+        raise UnknownInterruptError(
+            f"The resume map names no interrupt: give Command(resume={{interrupt_id: "
+            f"answer}}). Pending interrupts: {shown}.",
+            reason="empty_map", interrupt_ids=(), pending_ids=pending_ids,
+        )
+    if is_resume_map(resume):
+        unknown = tuple(i for i in resume if i not in pending_ids)
+        if unknown:
+            raise UnknownInterruptError(
+                f"Unknown or already-consumed interrupt: {', '.join(unknown)}. Pending "
+                f"interrupts: {shown}.",
+                reason="not_pending", interrupt_ids=unknown, pending_ids=pending_ids,
+            )
+    elif len(pending) > 1:
+        raise UnknownInterruptError(
+            "One answer given while there are multiple pending interrupts: answer them by "
+            f"id with Command(resume={{interrupt_id: answer, ...}}). Pending: {shown}.",
+            reason="ambiguous", interrupt_ids=(), pending_ids=pending_ids,
+        )
 
 
 def task_result(writes: Any, keys: Any) -> dict[str, Any] | None:
