@@ -59,10 +59,16 @@ class Interrupt:
 
     value: Any
     id: str
+    response_schema: dict[str, Any] | None
 
-    def __init__(self, value: Any, id: str = "placeholder-id") -> None:
+    def __init__(
+        self, value: Any, id: str = "placeholder-id",
+        response_schema: dict[str, Any] | None = None,
+    ) -> None:
         self.value = value
         self.id = id
+        # the JSON Schema an answer must match (from interrupt(..., response_schema=))
+        self.response_schema = response_schema
 
     @property
     def interrupt_id(self) -> str:  # deprecated alias kept for compatibility
@@ -410,7 +416,7 @@ class GraphOutput:
     interrupts: tuple[Interrupt, ...] = field(default_factory=tuple)
 
 
-def interrupt(value: Any) -> Any:
+def interrupt(value: Any, *, response_schema: Any = None) -> Any:
     """Pause the running node and show ``value`` to a person.
 
     The first time it is reached it stops the run (the state is checkpointed). When the
@@ -418,6 +424,12 @@ def interrupt(value: Any) -> Any:
     and this call returns ``answer``. Several calls in one node are answered in order.
 
     Needs a checkpointer to be resumable; must be called inside a running node.
+
+    ``response_schema`` (a pydantic model, TypedDict, dataclass, or a JSON Schema dict)
+    says what the answer must look like: the pause shows it as JSON Schema, and a typed
+    schema validates the answer (returned as that type); a wrong answer fails the resume
+    with pydantic's ``ValidationError`` (``is_invalid_resume(exc)`` is true) and the
+    question stays open.
     """
     task = current_task.get()
     if task is None:
@@ -425,4 +437,4 @@ def interrupt(value: Any) -> Any:
             "interrupt() was called outside a running graph node. Call it from inside a "
             "node function while the graph runs (invoke/stream)."
         )
-    return task.interrupt(value)
+    return task.interrupt(value, response_schema)

@@ -9,6 +9,7 @@ async ones). Writes are applied by the loop, in task order, after all tasks end.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import queue
 import random
 import time
@@ -25,7 +26,7 @@ from threadloom._internal._constants import CONFIG_KEY_TIMED_ATTEMPT_OBSERVER
 from threadloom.constants import TASKS
 from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
-from threadloom.engine.task import Task
+from threadloom.engine.task import PAUSED_AT_BREAKPOINT, Task
 from threadloom.errors import GraphBubbleUp, GraphInterrupt, NodeCancelledError, ParentCommand
 from threadloom.types import Command, RetryPolicy, Send
 
@@ -170,6 +171,7 @@ def _run_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
+            task.interrupt_count = 0  # a retry asks its questions (and takes answers) anew
             task.start_attempt(attempt)
             try:
                 try:
@@ -179,7 +181,7 @@ def _run_task(task: Task) -> None:
                 _finish(task, result)
                 return
             except GraphInterrupt as exc:
-                task.interrupts = exc.interrupts
+                task.interrupts = exc.interrupts or PAUSED_AT_BREAKPOINT
                 return
             except GraphBubbleUp as exc:
                 task.error = exc
@@ -203,6 +205,7 @@ async def _arun_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
+            task.interrupt_count = 0  # a retry asks its questions (and takes answers) anew
             task.start_attempt(attempt)
             try:
                 try:
@@ -216,7 +219,7 @@ async def _arun_task(task: Task) -> None:
                 await _afinish(task, result)
                 return
             except GraphInterrupt as exc:
-                task.interrupts = exc.interrupts
+                task.interrupts = exc.interrupts or PAUSED_AT_BREAKPOINT
                 return
             except GraphBubbleUp as exc:
                 task.error = exc
@@ -282,12 +285,35 @@ async def _acall_timed(task: Task, timeout: Any) -> Any:
 # -- I/O requests ------------------------------------------------------------------
 
 
+_TASK_PATH: dict[tuple[type, str], bool] = {}
+
+
+def _takes_task_path(saver: Any, method: str) -> bool:
+    """Whether a saver's ``put_writes`` takes the task path (a saver written against the
+    older three-argument signature is called without it)."""
+    key = (type(saver), method)
+    found = _TASK_PATH.get(key)
+    if found is None:
+        try:
+            params = inspect.signature(getattr(saver, method)).parameters.values()
+            found = len(params) >= 4 or any(
+                p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+        except (TypeError, ValueError):
+            found = True
+        _TASK_PATH[key] = found
+    return found
+
+
 def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     """Do one of the loop's I/O requests: ``("cache_<method>", ...)`` goes to the node
     cache, anything else to the checkpoint saver."""
     kind = request[0]
     if kind.startswith("cache_"):
         return getattr(loop.scope.cache, kind[6:])(*request[1:])
+    if kind == "list":
+        return list(saver.list(*request[1:]))
+    if kind == "put_writes" and not _takes_task_path(saver, "put_writes"):
+        return saver.put_writes(*request[1:4])
     if kind == "get_delta_channel_history":  # keyword-only in the saver API
         return saver.get_delta_channel_history(config=request[1], channels=request[2])
     return getattr(saver, kind)(*request[1:])
@@ -298,6 +324,10 @@ async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     kind = request[0]
     if kind.startswith("cache_"):
         return await getattr(loop.scope.cache, "a" + kind[6:])(*request[1:])
+    if kind == "list":
+        return [tup async for tup in saver.alist(*request[1:])]
+    if kind == "put_writes" and not _takes_task_path(saver, "aput_writes"):
+        return await saver.aput_writes(*request[1:4])
     if kind == "get_delta_channel_history":
         return await saver.aget_delta_channel_history(config=request[1], channels=request[2])
     return await getattr(saver, "a" + kind)(*request[1:])
@@ -320,6 +350,8 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
         while True:
             request = gen.send(reply)
             reply = None
+            while out:  # what the loop emitted so far reaches the caller before more runs
+                yield out.popleft()
             kind = request[0]
             if kind == "run":
                 yield from _run_tasks(loop, request[1], saver, events)
@@ -383,6 +415,8 @@ async def adrive(
         while True:
             request = gen.send(reply)
             reply = None
+            while out:
+                yield out.popleft()
             kind = request[0]
             if kind == "run":
                 async for item in _arun_tasks(loop, request[1], saver, events):
