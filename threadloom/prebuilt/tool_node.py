@@ -328,6 +328,16 @@ class ToolNode(Runnable[Any, Any]):
         the approval hooks that check answers before they reach it."""
         return (self.approval.hooks,) if self.approval is not None else ()
 
+    # LangGraph keeps these two under private names, and libraries that rebuild a ToolNode
+    # with the same settings (langgraph-supervisor) read them from there.
+    @property
+    def _handle_tool_errors(self) -> ErrorHandler:
+        return self.handle_tool_errors
+
+    @property
+    def _messages_key(self) -> str:
+        return self.messages_key
+
     def __repr__(self) -> str:
         return f"ToolNode(tools={list(self.tools_by_name)!r}, name={self.name!r})"
 

@@ -31,6 +31,7 @@ from threadloom.engine.program import PregelNode, Program
 from threadloom.engine.runnable import RunnableCallable, RunnableSeq
 from threadloom.graph.compiled import CompiledStateGraph
 from threadloom.types import Command, RetryPolicy, Send
+from threadloom.typing import ContextT, InputT, OutputT, StateT
 
 __all__ = ["NodeBuilder", "Pregel"]
 
@@ -244,7 +245,7 @@ class _Spec:
     nodes: dict[str, Any] = field(default_factory=dict)
 
 
-class Pregel(CompiledStateGraph):
+class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
     """A graph of channel-subscribed nodes (see the module docstring)."""
 
     stream_mode = "values"
