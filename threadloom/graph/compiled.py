@@ -88,6 +88,8 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     # Stream events of running tasks reach the caller at once, not when the step ends
     # (the functional API's entrypoint: its called tasks finish while it runs).
     _live_updates = False
+    # compile(transformers=...): stream transformers of every v3 event stream of this graph
+    stream_transformers: tuple[Any, ...] = ()
 
     def __init__(
         self,
