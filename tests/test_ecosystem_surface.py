@@ -13,8 +13,8 @@ from typing_extensions import TypedDict
 from threadloom.checkpoint.base import BaseCheckpointSaver
 from threadloom.graph import END, START, StateGraph
 from threadloom.graph.state import CompiledStateGraph
-from threadloom.pregel import Pregel
 from threadloom.prebuilt import ToolNode
+from threadloom.pregel import Pregel
 from threadloom.stream import CustomTransformer, UpdatesTransformer
 from threadloom.types import omit_payload
 
