@@ -88,3 +88,24 @@ def test_tool_node_settings_under_their_private_names():
     node = ToolNode([], handle_tool_errors=False, messages_key="history")
     assert node._handle_tool_errors is False
     assert node._messages_key == "history"
+
+
+def test_an_argument_named_runtime_gets_the_tool_runtime():
+    from langchain_core.messages import AIMessage
+    from langchain_core.tools import tool
+
+    from threadloom.prebuilt import ToolRuntime
+
+    seen = {}
+
+    @tool
+    def probe(x: int, runtime: Any) -> str:
+        """Look at the runtime."""
+        seen["runtime"] = runtime
+        return f"got {x}"
+
+    node = ToolNode([probe])
+    call = {"name": "probe", "args": {"x": 42}, "id": "c1", "type": "tool_call"}
+    out = node.invoke({"messages": [AIMessage("", tool_calls=[call])]})
+    assert out["messages"][0].content == "got 42"
+    assert isinstance(seen["runtime"], ToolRuntime) and seen["runtime"].tool_call_id == "c1"

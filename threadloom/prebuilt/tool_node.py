@@ -847,7 +847,8 @@ def _find_injections(tool: BaseTool) -> _Injections:
     runtime: list[str] = []
     other: list[str] = []
     for arg, annotation in _argument_annotations(tool).items():
-        if _is_tool_runtime(annotation):
+        # an argument named ``runtime`` gets the ToolRuntime whatever its annotation says
+        if arg == "runtime" or _is_tool_runtime(annotation):
             runtime.append(arg)
             continue
         mine = False
@@ -905,7 +906,10 @@ def _argument_annotations(tool: BaseTool) -> dict[str, Any]:
         func = getattr(tool, "func", None) or getattr(tool, "coroutine", None)
         if func is None:
             return {}
-        return typing.get_type_hints(func, include_extras=True)
+        try:
+            return typing.get_type_hints(func, include_extras=True)
+        except Exception:  # unresolvable annotations: the names still tell ``runtime``
+            return {name: Any for name in inspect.signature(func).parameters}
 
 
 def _injected_call_id_args(tool: BaseTool) -> frozenset[str]:
