@@ -109,3 +109,24 @@ def test_an_argument_named_runtime_gets_the_tool_runtime():
     out = node.invoke({"messages": [AIMessage("", tool_calls=[call])]})
     assert out["messages"][0].content == "got 42"
     assert isinstance(seen["runtime"], ToolRuntime) and seen["runtime"].tool_call_id == "c1"
+
+
+def test_injections_found_in_the_function_when_args_schema_leaves_them_out():
+    from langchain_core.messages import AIMessage
+    from langchain_core.tools import StructuredTool
+    from pydantic import BaseModel
+
+    from threadloom.prebuilt import InjectedState, ToolRuntime
+
+    class Args(BaseModel):
+        city: str
+
+    def weather(city: str, state: Annotated[Any, InjectedState], runtime: ToolRuntime) -> str:
+        return f"{city}: {len(state['messages'])} message(s), call {runtime.tool_call_id}"
+
+    node = ToolNode([StructuredTool.from_function(
+        func=weather, name="weather", description="Weather.", args_schema=Args,
+        infer_schema=False)])
+    call = {"name": "weather", "args": {"city": "Oslo"}, "id": "c9", "type": "tool_call"}
+    out = node.invoke({"messages": [AIMessage("", tool_calls=[call])]})
+    assert out["messages"][0].content == "Oslo: 1 message(s), call c9"

@@ -897,19 +897,31 @@ def _is_tool_runtime(annotation: Any) -> bool:
 
 
 def _argument_annotations(tool: BaseTool) -> dict[str, Any]:
-    schema = tool.args_schema
-    if isinstance(schema, dict):
+    """The tool's arguments and their annotations: its input schema's, plus those of its
+    function that an explicit ``args_schema`` leaves out (injected ones, typically)."""
+    annotations: dict[str, Any] = {}
+    if not isinstance(tool.args_schema, dict):
+        try:
+            annotations = dict(get_all_basemodel_annotations(tool.get_input_schema()))
+        except Exception:  # an unusual schema: the function's signature tells
+            pass
+    func = getattr(tool, "func", None) or getattr(tool, "coroutine", None)
+    if func is not None:
+        for name, annotation in _function_annotations(func).items():
+            annotations.setdefault(name, annotation)
+    return annotations
+
+
+def _function_annotations(func: Any) -> dict[str, Any]:
+    try:
+        names = list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
         return {}
     try:
-        return dict(get_all_basemodel_annotations(tool.get_input_schema()))
-    except Exception:  # an unusual schema: fall back to the function's signature
-        func = getattr(tool, "func", None) or getattr(tool, "coroutine", None)
-        if func is None:
-            return {}
-        try:
-            return typing.get_type_hints(func, include_extras=True)
-        except Exception:  # unresolvable annotations: the names still tell ``runtime``
-            return {name: Any for name in inspect.signature(func).parameters}
+        hints = typing.get_type_hints(func, include_extras=True)
+    except Exception:  # unresolvable annotations: the names still tell ``runtime``
+        hints = {}
+    return {name: hints.get(name, Any) for name in names}
 
 
 def _injected_call_id_args(tool: BaseTool) -> frozenset[str]:
