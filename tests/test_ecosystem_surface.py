@@ -8,15 +8,24 @@ import operator
 from typing import Annotated, Any
 
 import pytest
+from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 from threadloom.checkpoint.base import BaseCheckpointSaver
 from threadloom.graph import END, START, StateGraph
 from threadloom.graph.state import CompiledStateGraph
-from threadloom.prebuilt import ToolNode
+from threadloom.prebuilt import InjectedState, ToolNode, ToolRuntime
 from threadloom.pregel import Pregel
 from threadloom.stream import CustomTransformer, UpdatesTransformer
 from threadloom.types import omit_payload
+
+
+class WeatherArgs(BaseModel):
+    city: str
+
+
+def weather(city: str, state: Annotated[Any, InjectedState], runtime: ToolRuntime) -> str:
+    return f"{city}: {len(state['messages'])} message(s), call {runtime.tool_call_id}"
 
 
 class State(TypedDict):
@@ -114,18 +123,9 @@ def test_an_argument_named_runtime_gets_the_tool_runtime():
 def test_injections_found_in_the_function_when_args_schema_leaves_them_out():
     from langchain_core.messages import AIMessage
     from langchain_core.tools import StructuredTool
-    from pydantic import BaseModel
-
-    from threadloom.prebuilt import InjectedState, ToolRuntime
-
-    class Args(BaseModel):
-        city: str
-
-    def weather(city: str, state: Annotated[Any, InjectedState], runtime: ToolRuntime) -> str:
-        return f"{city}: {len(state['messages'])} message(s), call {runtime.tool_call_id}"
 
     node = ToolNode([StructuredTool.from_function(
-        func=weather, name="weather", description="Weather.", args_schema=Args,
+        func=weather, name="weather", description="Weather.", args_schema=WeatherArgs,
         infer_schema=False)])
     call = {"name": "weather", "args": {"city": "Oslo"}, "id": "c9", "type": "tool_call"}
     out = node.invoke({"messages": [AIMessage("", tool_calls=[call])]})
