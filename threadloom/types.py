@@ -174,6 +174,15 @@ class Overwrite:
     type: str = field(default="__overwrite__", repr=False, compare=False, kw_only=True)
 
 
+def omit_payload(value: Any) -> dict[str, Any]:
+    """A trace processor that records nothing of the value: ``{}`` in its place.
+
+    For ``TracePolicy(process_inputs=omit_payload)`` (or ``process_outputs=``) on a node
+    whose inputs or outputs must not reach the tracer; the node itself still gets the value.
+    """
+    return {}
+
+
 class PregelTask(NamedTuple):
     """One task of a step as ``get_state`` shows it."""
 

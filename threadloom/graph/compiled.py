@@ -13,7 +13,7 @@ import os
 import queue
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, Generic
 
 from langchain_core.runnables import Runnable
 
@@ -38,6 +38,7 @@ from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
 from threadloom.graph.state import StateGraph, values_of
 from threadloom.types import Command, GraphOutput, StateSnapshot
+from threadloom.typing import ContextT, InputT, OutputT, StateT
 
 DEFAULT_RECURSION_LIMIT = int(os.environ.get("THREADLOOM_DEFAULT_RECURSION_LIMIT", "10007"))
 _MODES = frozenset({"values", "updates", "custom", "messages", "debug", "tasks", "checkpoints"})
@@ -75,14 +76,20 @@ class _Run:
             self.manager.on_chain_end(self.loop.output())
 
 
-class CompiledStateGraph(Runnable):
-    """A ``StateGraph`` ready to run. Create it with ``StateGraph.compile()``."""
+class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
+    """A ``StateGraph`` ready to run. Create it with ``StateGraph.compile()``.
+
+    Its type parameters (state, context, input, output) serve annotations only, as in
+    ``CompiledStateGraph[MyState, MyContext, Any, Any]``; ``Pregel[MyState]`` likewise.
+    """
 
     _threadloom_graph = True
     stream_mode = "updates"
     # Stream events of running tasks reach the caller at once, not when the step ends
     # (the functional API's entrypoint: its called tasks finish while it runs).
     _live_updates = False
+    # compile(transformers=...): stream transformers of every v3 event stream of this graph
+    stream_transformers: tuple[Any, ...] = ()
 
     def __init__(
         self,

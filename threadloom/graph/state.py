@@ -362,8 +362,13 @@ class StateGraph(Generic[StateT]):
         debug: bool = False,
         name: str | None = None,
         hooks: Any = None,
+        transformers: Any = None,
     ) -> Any:
         """Check the graph and freeze it into a runnable ``CompiledStateGraph``.
+
+        ``transformers``: stream transformers (classes or ``scope -> transformer``
+        factories) every ``stream_events(..., version="v3")`` run of this graph gets,
+        before the ones passed to that call.
 
         ``hooks`` (threadloom's addition) attaches higher layers to this graph only, e.g.
         ``hooks=[ApprovalHooks(clock=...)]``; nodes may carry their own (see
@@ -398,8 +403,12 @@ class StateGraph(Generic[StateT]):
         graph_hooks = resolve_hooks(
             {name: spec.runnable for name, spec in self.nodes.items()}, hooks
         )
+        if transformers is not None:
+            from threadloom.stream.mux import normalize_factories
+
+            normalize_factories(transformers)  # a wrong item fails here, not at the first run
         self.compiled = True
-        return CompiledStateGraph(
+        compiled = CompiledStateGraph(
             builder=self,
             program=self._program(),
             checkpointer=checkpointer,
@@ -411,6 +420,9 @@ class StateGraph(Generic[StateT]):
             debug=debug,
             hooks=graph_hooks,
         )
+        if transformers is not None:
+            compiled.stream_transformers = tuple(transformers)
+        return compiled
 
     def _error_handlers(self) -> dict[str, Any]:
         """Handler node name -> handler function, and each failing node's handler name."""
