@@ -96,6 +96,11 @@ class RunGuard:
         with self._lock:
             return thread_id is not None and str(thread_id) in self._held
 
+    def alone(self, thread_id: str) -> bool:
+        """Whether ``thread_id`` is the only thread this saver holds (or none is)."""
+        with self._lock:
+            return self._held <= {thread_id}
+
     def unflushed(self, thread_id: str) -> bool:
         """Whether the run of ``thread_id`` committed relaxed writes (clears the mark)."""
         with self._lock:

@@ -284,6 +284,11 @@ class _Failure:
     raised: bool = False  # the run has raised it already
 
 
+def _is_pool(conn: Any) -> bool:
+    """Whether the saver was given a connection pool (not a connection)."""
+    return hasattr(conn, "getconn") and hasattr(conn, "putconn")
+
+
 def lock_conninfo(conn: Any, conninfo: str | None) -> tuple[str, dict[str, Any]]:
     """Where to open the run-lock connection: ``conninfo`` when the saver was opened from
     a string, a pool's own conninfo and arguments, or a connection's parameters."""
@@ -464,6 +469,16 @@ class PostgresSaver(SyncSqlSaver):
             # the session ended, and its locks with it; the flush must still happen
             self._settle(done, lost, flush=flush)
             failure = self._failures.pop(thread_id, None)
+            session = self._lock_session
+            if (
+                session is not None
+                and _is_pool(self.conn)
+                and self._runs.alone(thread_id)
+                and not session.sent
+            ):
+                # the last run ended: a pool-backed saver keeps no connection of its own
+                # between runs, so closing the pool leaves nothing of it open
+                self.close_run_locks()
         if failure is not None and not failure.raised:
             raise failure.error
 

@@ -308,8 +308,12 @@ class PreparedReads:
         """The rows of ``query`` (``None``: it cannot be sent this way, nothing was sent);
         ``meanwhile`` runs while the server works on it. A connection whose
         ``prepare_threshold`` is None (e.g. behind PgBouncer in transaction mode, where a
-        prepared statement may be gone at the next query) is left alone."""
-        if conn.prepare_threshold is None:
+        prepared statement may be gone at the next query) is left alone, and so is one
+        the caller put in pipeline mode (libpq refuses synchronous calls there)."""
+        if (
+            conn.prepare_threshold is None
+            or conn.pgconn.pipeline_status != pq.PipelineStatus.OFF
+        ):
             return None
         try:
             values, oids, formats = _dump(query.params)
