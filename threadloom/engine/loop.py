@@ -662,6 +662,9 @@ class Loop:
     def _start(self, saved: Any, replay_id: str | None) -> Generator[Request, Any, None]:
         inp = self.input
         resuming = inp is None or isinstance(inp, Command)
+        # Command(resume=...) at an explicit checkpoint answers that checkpoint's
+        # interrupts: a resume, not a replay
+        resuming_command = isinstance(inp, Command) and inp.resume is not None
         if isinstance(inp, Command):
             if inp.resume is None and inp.update is None and not inp.goto:
                 raise EmptyInputError(
@@ -681,10 +684,13 @@ class Loop:
             self.parent_config = saved.parent_config
             self.step = (saved.metadata or {}).get("step", -1)
             self.updated = None
-            if replay_id:
-                # Replaying from a past checkpoint: fork it so history stays intact, and
-                # forget its pending writes so every task (and interrupt) runs again.
-                yield from self._new_checkpoint(self.step, "fork")
+            if replay_id and not resuming_command:
+                # Replaying from a past checkpoint: forget its pending writes so every
+                # task (and interrupt) runs again, on a fork so history stays intact. A
+                # checkpoint that is already a branch point (update_state, __copy__) is
+                # run from directly.
+                if (saved.metadata or {}).get("source") not in ("update", "fork"):
+                    yield from self._new_checkpoint(self.step, "fork")
             else:
                 self.pending = PendingWrites(saved.pending_writes)
         else:
