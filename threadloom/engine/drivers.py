@@ -221,6 +221,9 @@ def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     kind = request[0]
     if kind.startswith("cache_"):
         return getattr(loop.scope.cache, kind[6:])(*request[1:])
+    if kind == "latest_before":  # (config, checkpoint_id): newest checkpoint older than it
+        before = {"configurable": {**request[1]["configurable"], "checkpoint_id": request[2]}}
+        return next(iter(saver.list(request[1], before=before, limit=1)), None)
     return getattr(saver, kind)(*request[1:])
 
 
@@ -229,6 +232,11 @@ async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     kind = request[0]
     if kind.startswith("cache_"):
         return await getattr(loop.scope.cache, "a" + kind[6:])(*request[1:])
+    if kind == "latest_before":
+        before = {"configurable": {**request[1]["configurable"], "checkpoint_id": request[2]}}
+        async for tup in saver.alist(request[1], before=before, limit=1):
+            return tup
+        return None
     return await getattr(saver, "a" + kind)(*request[1:])
 
 

@@ -41,7 +41,7 @@ from threadloom.constants import (
 from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
 from threadloom.engine.payloads import task_start_payload
 from threadloom.engine.program import Program
-from threadloom.engine.scope import Scope
+from threadloom.engine.scope import ReplayPoint, Scope
 from threadloom.engine.task import Task, task_id
 from threadloom.errors import (
     EmptyInputError,
@@ -162,6 +162,7 @@ class Loop:
         self.graph_name = graph_name
         conf = config.get("configurable") or {}
         self.thread_id = conf.get("thread_id")
+        self.persistent = persistent_ns is not None
         self.ns: str = persistent_ns if persistent_ns is not None else conf.get(
             "checkpoint_ns", ""
         )
@@ -644,7 +645,13 @@ class Loop:
             replay_id = (self.config.get("configurable") or {}).get("checkpoint_id")
             if replay_id and not self.scope.nested:
                 read_conf["checkpoint_id"] = replay_id
-            saved = yield ("get_tuple", {"configurable": read_conf})
+            replay = self.scope.replay
+            if (self.scope.nested and self.persistent and replay is not None
+                    and self.ns not in replay.entered):
+                replay.entered.add(self.ns)
+                saved = yield ("latest_before", {"configurable": read_conf}, replay.before)
+            else:
+                saved = yield ("get_tuple", {"configurable": read_conf})
         else:
             replay_id = None
         try:
@@ -689,8 +696,7 @@ class Loop:
                 # task (and interrupt) runs again, on a fork so history stays intact. A
                 # checkpoint that is already a branch point (update_state, __copy__) is
                 # run from directly.
-                if (saved.metadata or {}).get("source") not in ("update", "fork"):
-                    yield from self._new_checkpoint(self.step, "fork")
+                yield from self._replay(saved)
             else:
                 self.pending = PendingWrites(saved.pending_writes)
         else:
@@ -754,6 +760,22 @@ class Loop:
             self.updated = (self.updated or set()) | {START}
             yield from self._new_checkpoint(self.step + 1, "input")
             self.stop = self.step + self.recursion_limit + 1
+
+    def _replay(self, saved: Any) -> Generator[Request, Any, None]:
+        """Start replaying ``saved``: fork it, unless it is the thread's newest checkpoint
+        and already a branch point (made by ``update_state`` or ``__copy__``)."""
+        branch = (saved.metadata or {}).get("source") in ("update", "fork")
+        before = saved.config["configurable"]["checkpoint_id"]
+        if branch:
+            parent = (saved.parent_config or {}).get("configurable") or {}
+            before = parent.get("checkpoint_id") or before
+            head = yield ("get_tuple", {"configurable": {"thread_id": self.thread_id,
+                                                         "checkpoint_ns": self.ns}})
+            branch = head is not None and head.config["configurable"]["checkpoint_id"] == (
+                saved.config["configurable"]["checkpoint_id"])
+        self.scope.replay = ReplayPoint(before)
+        if not branch:
+            yield from self._new_checkpoint(self.step, "fork")
 
     def _supersteps(self) -> Generator[Request, Any, None]:
         first = True

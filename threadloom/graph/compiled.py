@@ -243,6 +243,7 @@ class CompiledStateGraph(Runnable):
             # one run, one set of streamed message ids: a parent does not stream again
             # the messages its subgraph already streamed
             scope.message_ids = parent_scope.message_ids
+            scope.replay = parent_scope.replay
             manager = None
         else:
             resume = input.resume if isinstance(input, Command) else None

@@ -183,12 +183,10 @@ class StateGraph(Generic[StateT]):
                     f"'{char}' is a reserved character and is not allowed in node names "
                     f"(got '{node}')."
                 )
-        if input_schema is None:
-            sub_builder = getattr(action, "builder", None)
-            if getattr(action, "_threadloom_graph", False) and sub_builder is not None:
-                input_schema = sub_builder.input_schema
-            else:
-                input_schema = first_param_schema(action)
+        if input_schema is None and not getattr(action, "_threadloom_graph", False):
+            # a compiled subgraph reads the parent's state (and takes the keys it knows);
+            # its own keys do not become the parent's
+            input_schema = first_param_schema(action)
         if input_schema is not None:
             self._add_schema(input_schema)
         if isinstance(retry_policy, RetryPolicy):
