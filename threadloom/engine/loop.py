@@ -641,15 +641,28 @@ class Loop:
                     "thread_id, checkpoint_ns, checkpoint_id. Pass "
                     "config={'configurable': {'thread_id': '...'}} to invoke/stream."
                 )
+            conf = self.config.get("configurable") or {}
+            replay_id = conf.get("checkpoint_id")
+            if replay_id and not self.scope.nested and self.ns:
+                replay_id = self._enter_from_subgraph(conf)
             read_conf = {"thread_id": self.thread_id, "checkpoint_ns": self.ns}
-            replay_id = (self.config.get("configurable") or {}).get("checkpoint_id")
             if replay_id and not self.scope.nested:
                 read_conf["checkpoint_id"] = replay_id
             replay = self.scope.replay
             if (self.scope.nested and self.persistent and replay is not None
                     and self.ns not in replay.entered):
+                # the first run of a stateful subgraph in a replay: back to its past
                 replay.entered.add(self.ns)
-                saved = yield ("latest_before", {"configurable": read_conf}, replay.before)
+                target = replay.targets.get(self.ns)
+                if target is not None:
+                    read_conf["checkpoint_id"] = target
+                    saved = yield ("get_tuple", {"configurable": read_conf})
+                    replay_id = None if replay.resume else target
+                elif replay.before is not None:
+                    saved = yield ("latest_before", {"configurable": read_conf},
+                                   replay.before)
+                else:
+                    saved = yield ("get_tuple", {"configurable": read_conf})
             else:
                 saved = yield ("get_tuple", {"configurable": read_conf})
         else:
@@ -665,6 +678,28 @@ class Loop:
                 for request in self._exit_writes:
                     yield request
                 self._exit_writes = []
+
+    def _enter_from_subgraph(self, conf: dict[str, Any]) -> str:
+        """The root graph run with a subgraph's checkpoint config (``checkpoint_ns`` names
+        the subgraph, ``checkpoint_map`` the checkpoints of the graphs above it): run the
+        root from its checkpoint in that map, and let the subgraphs on the way start from
+        theirs. Returns the root checkpoint id."""
+        cmap = dict(conf.get("checkpoint_map") or {})
+        root = cmap.pop("", None)
+        if root is None:
+            raise ValueError(
+                f"Cannot run the graph from checkpoint_ns {self.ns!r}: the config names a "
+                "subgraph's checkpoint but no checkpoint_map with the root graph's "
+                "checkpoint (''). Pass the config from get_state(..., subgraphs=True)."
+            )
+        cmap[self.ns] = conf["checkpoint_id"]
+        targets = {stable_ns(ns): cid for ns, cid in cmap.items()}
+        self.scope.replay = ReplayPoint(
+            None, targets, resume=isinstance(self.input, Command)
+        )
+        self.ns = ""
+        self.checkpoint_map = {}
+        return root
 
     def _start(self, saved: Any, replay_id: str | None) -> Generator[Request, Any, None]:
         inp = self.input
@@ -773,7 +808,11 @@ class Loop:
                                                          "checkpoint_ns": self.ns}})
             branch = head is not None and head.config["configurable"]["checkpoint_id"] == (
                 saved.config["configurable"]["checkpoint_id"])
-        self.scope.replay = ReplayPoint(before)
+        if not self.scope.nested:
+            if self.scope.replay is None:
+                self.scope.replay = ReplayPoint(before)
+            else:
+                self.scope.replay.before = before
         if not branch:
             yield from self._new_checkpoint(self.step, "fork")
 
@@ -867,6 +906,11 @@ class Loop:
         if self.scope.nested and self.status in ("interrupted", "interrupt_before",
                                                  "interrupt_after"):
             raise GraphInterrupt(self.interrupts)
+
+
+def stable_ns(ns: str) -> str:
+    """A namespace without its task ids: where a stateful subgraph keeps its history."""
+    return "|".join(part.split(":", 1)[0] for part in ns.split("|"))
 
 
 def _task_order(task: Task) -> tuple[Any, ...]:

@@ -93,10 +93,16 @@ class ReplayPoint:
     starts from its newest checkpoint older than ``before`` (the replayed parent
     checkpoint), later times from its newest, which the replay itself wrote."""
 
-    __slots__ = ("before", "entered")
+    __slots__ = ("before", "targets", "resume", "entered")
 
-    def __init__(self, before: str) -> None:
+    def __init__(self, before: str | None, targets: dict[str, str] | None = None,
+                 resume: bool = False) -> None:
         self.before = before
+        # subgraph namespace -> the checkpoint it starts from (a subgraph's own checkpoint
+        # given to the root graph, with the checkpoint_map that leads to it)
+        self.targets = targets or {}
+        # True when the run answers interrupts at those checkpoints instead of replaying
+        self.resume = resume
         self.entered: set[str] = set()
 
 

@@ -11,7 +11,7 @@ from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from threadloom.constants import COPY, END, INPUT, PULL, START
-from threadloom.engine.loop import Loop, PendingWrites, restore_channels
+from threadloom.engine.loop import Loop, PendingWrites, restore_channels, stable_ns
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import ResumeBox, Task
 from threadloom.errors import InvalidUpdateError
@@ -117,8 +117,11 @@ def snapshot(graph: CompiledStateGraph, tup: Any, *, live: bool) -> StateSnapsho
                       if k in graph.program.state_keys} or None
         state = None
         if t.node.bound.is_subgraph:
+            spec = graph.builder.nodes.get(t.name)
+            # a stateful subgraph (checkpointer=True) keeps one history per node path
+            stateful = getattr(getattr(spec, "runnable", None), "checkpointer", None) is True
             state = {"configurable": {"thread_id": conf["thread_id"],
-                                      "checkpoint_ns": t.ns}}
+                                      "checkpoint_ns": stable_ns(t.ns) if stateful else t.ns}}
         views.append(PregelTask(t.id, t.name, t.path, error, tuple(interrupts), state, result))
     shown = [v for v in views if not (live and v.id in pending.succeeded)]
     config = tup.config
