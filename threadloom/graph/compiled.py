@@ -669,7 +669,8 @@ class CompiledStateGraph(Runnable):
         """Write ``values`` as if node ``as_node`` returned them; return the new config."""
         saver = self._require_saver(config)
         with self._thread_lock(config):
-            return _recorded_update(self, saver, config, [(values, as_node)])
+            return _recorded_update(self._graph_for_ns(config), saver, config,
+                                    [(values, as_node)])
 
     async def aupdate_state(
         self,
@@ -680,7 +681,8 @@ class CompiledStateGraph(Runnable):
     ) -> dict[str, Any]:
         saver = self._require_saver(config)
         async with self._athread_lock(config):
-            return await _arecorded_update(self, saver, config, [(values, as_node)])
+            return await _arecorded_update(self._graph_for_ns(config), saver, config,
+                                           [(values, as_node)])
 
     def bulk_update_state(
         self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
@@ -689,7 +691,7 @@ class CompiledStateGraph(Runnable):
         saver = self._require_saver(config)
         with self._thread_lock(config):
             for updates in _check_supersteps(supersteps):
-                config = _recorded_update(self, saver, config, updates)
+                config = _recorded_update(self._graph_for_ns(config), saver, config, updates)
         return config
 
     async def abulk_update_state(
@@ -698,7 +700,7 @@ class CompiledStateGraph(Runnable):
         saver = self._require_saver(config)
         async with self._athread_lock(config):
             for updates in _check_supersteps(supersteps):
-                config = await _arecorded_update(self, saver, config, updates)
+                config = await _arecorded_update(self._graph_for_ns(config), saver, config, updates)
         return config
 
     def get_audit_log(self, config: dict[str, Any]) -> list[dict[str, Any]]:

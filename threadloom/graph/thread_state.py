@@ -209,6 +209,12 @@ def update_state(
     # "async": the saver may commit the new checkpoint without waiting for the disk if it
     # makes it durable when the edit's run lock is released - before update_state returns
     loop = _inspector(graph, saver, read, durability="async")
+    ns = read["configurable"]["checkpoint_ns"]
+    if ns:
+        # a subgraph's checkpoint: the new one names its ancestors' checkpoints too, so
+        # the root graph can be run from the returned config
+        cmap = (config.get("configurable") or {}).get("checkpoint_map") or {}
+        loop.checkpoint_map = {k: v for k, v in cmap.items() if k != ns}
     nodes = graph.program.nodes
     if not updates:
         raise ValueError("update_state needs at least one update.")
