@@ -52,6 +52,9 @@ CONFIG_KEY_CHECKPOINTER = "__threadloom_checkpointer"
 # In the config of a put/put_writes made by a run with durability="async": the saver may
 # commit it without waiting for its flush, if it makes the run durable when it ends.
 CONFIG_KEY_DURABILITY = "__threadloom_durability"
+# on a put: the run chose to branch from this (past) checkpoint (time travel), so the
+# saver does not require it to be the thread's newest
+CONFIG_KEY_BRANCH = "__threadloom_branch"
 
 # The node's Runtime in a config's "configurable" (LangGraph's key, so a Runtime put there
 # by code written for LangGraph is found); a callback called with a node's name when it

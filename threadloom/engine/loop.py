@@ -23,6 +23,7 @@ from typing import Any
 from threadloom.channels import MISSING, BaseChannel
 from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
 from threadloom.constants import (
+    CONFIG_KEY_BRANCH,
     CONFIG_KEY_CHECKPOINTER,
     CONFIG_KEY_DURABILITY,
     CONFIG_KEY_SCOPE,
@@ -180,6 +181,8 @@ class Loop:
         self.status = "pending"
         self.interrupts: list[Interrupt] = []
         self._unsaved: tuple[Any, ...] | None = None
+        # the checkpoint a run was told to start from (checkpoint_id): its first put branches
+        self.branch_from: str | None = None
         self._config_bases: tuple[Any, ...] | None = None
         self._int_version = 0
         # interrupts of tasks called from running tasks (``@task``), in the order they paused
@@ -251,8 +254,13 @@ class Loop:
         self.checkpoint = new
         self.checkpoint_config = self._config_for(new["id"])
         self._config_bases = None
-        request = ("put", self._saver_config(parent or self._config_for("")), saved, metadata,
-                   changed)
+        put_config = self._saver_config(parent or self._config_for(""))
+        if self.branch_from is not None:
+            # the first checkpoint after starting from an explicit (maybe past) checkpoint
+            put_config = {**put_config, "configurable": {**put_config["configurable"],
+                                                         CONFIG_KEY_BRANCH: True}}
+            self.branch_from = None
+        request = ("put", put_config, saved, metadata, changed)
         if self.durability == "exit":
             self._unsaved = self._merge_unsaved(request)
         else:
@@ -665,6 +673,8 @@ class Loop:
                     saved = yield ("get_tuple", {"configurable": read_conf})
             else:
                 saved = yield ("get_tuple", {"configurable": read_conf})
+            if saved is not None and "checkpoint_id" in read_conf:
+                self.branch_from = read_conf["checkpoint_id"]
         else:
             replay_id = None
         try:

@@ -181,7 +181,7 @@ def _last_writer(loop: Loop, graph: CompiledStateGraph) -> str:
     seen = loop.checkpoint["versions_seen"]
     latest: list[tuple[Any, str]] = []
     for name, versions in seen.items():
-        if name in graph.builder.nodes and versions:
+        if (name in graph.builder.nodes or name == START) and versions:
             latest.append((max(versions.values()), name))
     if not latest:
         return START
