@@ -241,9 +241,9 @@ class Loop:
             "channel_versions": dict(saved["channel_versions"]),
             "versions_seen": dict(saved["versions_seen"]),
         }
-        metadata = {**self.metadata_base, "source": source, "step": step}
-        if self.checkpoint_map:
-            metadata["parents"] = dict(self.checkpoint_map)
+        # "parents": the checkpoints of the graphs above this one ({} at the root)
+        metadata = {**self.metadata_base, "source": source, "step": step,
+                    "parents": dict(self.checkpoint_map)}
         if self.updated is None:
             changed = dict(saved["channel_versions"])
         else:

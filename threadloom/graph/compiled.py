@@ -642,9 +642,11 @@ class CompiledStateGraph(Runnable):
     ) -> Iterator[StateSnapshot]:
         """The thread's checkpoints, newest first."""
         saver = self._require_saver(config)
+        newer = None  # newest first: the previous one may be this one's child
         for tup in saver.list(state_ops.history_config(config), filter=filter, before=before,
                               limit=limit):
-            yield state_ops.snapshot(self, tup, live=False)
+            yield state_ops.snapshot(self, tup, live=False, child=newer)
+            newer = tup
 
     async def aget_state_history(
         self,
@@ -655,9 +657,11 @@ class CompiledStateGraph(Runnable):
         limit: int | None = None,
     ) -> AsyncIterator[StateSnapshot]:
         saver = self._require_saver(config)
+        newer = None
         async for tup in saver.alist(state_ops.history_config(config), filter=filter,
                                      before=before, limit=limit):
-            yield state_ops.snapshot(self, tup, live=False)
+            yield state_ops.snapshot(self, tup, live=False, child=newer)
+            newer = tup
 
     def update_state(
         self,
@@ -669,8 +673,7 @@ class CompiledStateGraph(Runnable):
         """Write ``values`` as if node ``as_node`` returned them; return the new config."""
         saver = self._require_saver(config)
         with self._thread_lock(config):
-            return _recorded_update(self._graph_for_ns(config), saver, config,
-                                    [(values, as_node)])
+            return _recorded_update(self, saver, config, [(values, as_node)])
 
     async def aupdate_state(
         self,
@@ -691,7 +694,7 @@ class CompiledStateGraph(Runnable):
         saver = self._require_saver(config)
         with self._thread_lock(config):
             for updates in _check_supersteps(supersteps):
-                config = _recorded_update(self._graph_for_ns(config), saver, config, updates)
+                config = _recorded_update(self, saver, config, updates)
         return config
 
     async def abulk_update_state(
@@ -778,7 +781,10 @@ def _recorded_update(graph: CompiledStateGraph, saver: Any, config: Any, updates
     """One ``update_state`` superstep, recorded by an installed layer (the audit log)."""
     hooks = installed_hooks()
     before = hooks.before_update(graph, saver, config) if hooks is not None else None
-    new_config = state_ops.run_sync(state_ops.update_state(graph, saver, config, updates), saver)
+    # a config into a subgraph (checkpoint_ns) edits that subgraph's checkpoints
+    target = graph._graph_for_ns(config)
+    new_config = state_ops.run_sync(state_ops.update_state(target, saver, config, updates),
+                                    saver)
     if hooks is not None:
         hooks.after_update(saver, config, updates, before, new_config)
     return new_config
@@ -790,7 +796,7 @@ async def _arecorded_update(
     hooks = installed_hooks()
     before = await hooks.abefore_update(graph, saver, config) if hooks is not None else None
     new_config = await state_ops.run_async(
-        state_ops.update_state(graph, saver, config, updates), saver
+        state_ops.update_state(graph._graph_for_ns(config), saver, config, updates), saver
     )
     if hooks is not None:
         await hooks.aafter_update(saver, config, updates, before, new_config)

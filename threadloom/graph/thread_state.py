@@ -87,12 +87,15 @@ def _load(loop: Loop, tup: Any) -> None:
     loop.updated = None
 
 
-def snapshot(graph: CompiledStateGraph, tup: Any, *, live: bool) -> StateSnapshot:
+def snapshot(graph: CompiledStateGraph, tup: Any, *, live: bool,
+             child: Any = None) -> StateSnapshot:
     """Turn a checkpoint tuple into a ``StateSnapshot``.
 
     ``live`` (the thread's head) shows the writes of tasks that already finished in the
     pending step and lists only the tasks still to run; a past checkpoint is shown as
-    it was recorded, with every task and what it wrote.
+    it was recorded, with every task and what it wrote. ``child`` (the checkpoint that
+    step made, when known) gives the result of a task that ran alone in its step, whose
+    writes went straight into that checkpoint.
     """
     conf = tup.config["configurable"]
     loop = _inspector(graph, None, {"configurable": {"thread_id": conf["thread_id"],
@@ -107,6 +110,10 @@ def snapshot(graph: CompiledStateGraph, tup: Any, *, live: bool) -> StateSnapsho
         for t in finished:
             t.writes = pending.succeeded[t.id]
         loop.apply(finished)
+    alone = None
+    if (child is not None and len(tasks) == 1 and tasks[0].id not in pending.succeeded
+            and tasks[0].id not in pending.errors and _is_child(child, tup)):
+        alone = _result_from_child(graph, loop, child)
     views = []
     for t in tasks:
         interrupts = pending.interrupts.get(t.id, ()) if t.id not in pending.succeeded else ()
@@ -115,6 +122,8 @@ def snapshot(graph: CompiledStateGraph, tup: Any, *, live: bool) -> StateSnapsho
         if t.id in pending.succeeded:
             result = {k: v for k, v in pending.succeeded[t.id]
                       if k in graph.program.state_keys} or None
+        elif alone is not None:
+            result = alone
         state = None
         if t.node.bound.is_subgraph:
             spec = graph.builder.nodes.get(t.name)
@@ -140,6 +149,45 @@ def snapshot(graph: CompiledStateGraph, tup: Any, *, live: bool) -> StateSnapsho
         tasks=tuple(views),
         interrupts=_pending_interrupts(shown, pending, {t.id for t in tasks}),
     )
+
+
+def _is_child(child: Any, tup: Any) -> bool:
+    parent = (child.parent_config or {}).get("configurable") or {}
+    return parent.get("checkpoint_id") == tup.config["configurable"]["checkpoint_id"]
+
+
+def _result_from_child(graph: CompiledStateGraph, loop: Loop, child: Any) -> Any:
+    """What a task that ran alone in its step wrote to the state, read back from the
+    checkpoint its step made: for each state key that changed, the write that turns the
+    value before into the value after (a plain value, or what a list reducer appended),
+    checked by applying it. A key whose write cannot be told is left out."""
+    program = graph.program
+    after = child.checkpoint.get("channel_values") or {}
+    updated = child.checkpoint.get("updated_channels")
+    keys = [k for k in (updated if updated is not None else after) if k in program.state_keys]
+    result: dict[str, Any] = {}
+    for key in keys:
+        if key not in after or key not in loop.channels:
+            continue
+        new = program.channels[key].from_checkpoint(after[key])
+        if not new.is_available():
+            continue
+        value = new.get()
+        before = loop.channels[key]
+        old = before.get() if before.is_available() else None
+        candidates = [value]
+        if isinstance(value, list) and isinstance(old, list) and value[:len(old)] == old:
+            candidates.insert(0, value[len(old):])
+        for write in candidates:
+            trial = program.channels[key].from_checkpoint(before.checkpoint())
+            try:
+                trial.update([write])
+            except Exception:  # noqa: BLE001 - a write this channel refuses is not it
+                continue
+            if trial.is_available() and trial.get() == value:
+                result[key] = write
+                break
+    return result or None
 
 
 def _pending_interrupts(shown: list[PregelTask], pending: PendingWrites,
