@@ -148,3 +148,35 @@ def test_root_graph_replays_from_a_subgraph_checkpoint() -> None:
     graph.invoke(None, fork)
     result = graph.invoke(Command(resume="new"), fork)
     assert result["value"] == ["a", "edited", "new"]
+
+
+def test_history_shows_the_result_of_a_task_that_ran_alone() -> None:
+    graph = _chain(InMemorySaver())
+    config = {"configurable": {"thread_id": "1"}}
+    graph.invoke({"value": ["in"]}, config)
+    results = {s.metadata["step"]: [t.result for t in s.tasks]
+               for s in graph.get_state_history(config)}
+    assert results == {-1: [{"value": ["in"]}], 0: [{"value": ["a"]}],
+                       1: [{"value": ["b"]}], 2: []}
+
+
+async def test_aupdate_state_on_a_subgraph_checkpoint_edits_the_subgraph() -> None:
+    def ask(state: State) -> State:
+        return {"value": [interrupt("q?")]}
+
+    sub = (
+        StateGraph(State).add_node("ask", ask).add_edge(START, "ask")
+        .compile(checkpointer=True)
+    )
+    graph = (
+        StateGraph(State).add_node("sub", sub).add_edge(START, "sub")
+        .compile(checkpointer=InMemorySaver())
+    )
+    config = {"configurable": {"thread_id": "1"}}
+    await graph.ainvoke({"value": []}, config)
+    sub_config = (await graph.aget_state(config, subgraphs=True)).tasks[0].state.config
+    fork = await graph.aupdate_state(sub_config, {"value": ["edited"]})
+    assert (await graph.aget_state(fork)).values == {"value": ["edited"]}
+    await graph.ainvoke(None, fork)
+    result = await graph.ainvoke(Command(resume="new"), fork)
+    assert result["value"] == ["edited", "new"]

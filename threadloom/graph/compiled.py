@@ -684,8 +684,7 @@ class CompiledStateGraph(Runnable):
     ) -> dict[str, Any]:
         saver = self._require_saver(config)
         async with self._athread_lock(config):
-            return await _arecorded_update(self._graph_for_ns(config), saver, config,
-                                           [(values, as_node)])
+            return await _arecorded_update(self, saver, config, [(values, as_node)])
 
     def bulk_update_state(
         self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
@@ -703,7 +702,7 @@ class CompiledStateGraph(Runnable):
         saver = self._require_saver(config)
         async with self._athread_lock(config):
             for updates in _check_supersteps(supersteps):
-                config = await _arecorded_update(self._graph_for_ns(config), saver, config, updates)
+                config = await _arecorded_update(self, saver, config, updates)
         return config
 
     def get_audit_log(self, config: dict[str, Any]) -> list[dict[str, Any]]:

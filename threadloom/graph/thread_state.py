@@ -164,7 +164,11 @@ def _result_from_child(graph: CompiledStateGraph, loop: Loop, child: Any) -> Any
     program = graph.program
     after = child.checkpoint.get("channel_values") or {}
     updated = child.checkpoint.get("updated_channels")
-    keys = [k for k in (updated if updated is not None else after) if k in program.state_keys]
+    if updated is None:  # written without the list: the channels whose version moved
+        was = loop.checkpoint.get("channel_versions") or {}
+        updated = [k for k, v in (child.checkpoint.get("channel_versions") or {}).items()
+                   if was.get(k) != v]
+    keys = [k for k in updated if k in program.state_keys]
     result: dict[str, Any] = {}
     for key in keys:
         if key not in after or key not in loop.channels:
@@ -176,10 +180,13 @@ def _result_from_child(graph: CompiledStateGraph, loop: Loop, child: Any) -> Any
         before = loop.channels[key]
         old = before.get() if before.is_available() else None
         candidates = [value]
-        if isinstance(value, list) and isinstance(old, list) and value[:len(old)] == old:
-            candidates.insert(0, value[len(old):])
+        if isinstance(value, list) and isinstance(old, list):
+            candidates.insert(0, _added(old, value))
         for write in candidates:
-            trial = program.channels[key].from_checkpoint(before.checkpoint())
+            base = before.checkpoint()
+            # a reducer may change its first argument in place: give it a copy
+            trial = program.channels[key].from_checkpoint(
+                list(base) if isinstance(base, list) else base)
             try:
                 trial.update([write])
             except Exception:  # noqa: BLE001 - a write this channel refuses is not it
@@ -188,6 +195,20 @@ def _result_from_child(graph: CompiledStateGraph, loop: Loop, child: Any) -> Any
                 result[key] = write
                 break
     return result or None
+
+
+def _added(old: list[Any], new: list[Any]) -> list[Any]:
+    """The items of ``new`` that are not (one for one) in ``old``, in ``new``'s order."""
+    if new[:len(old)] == old:
+        return new[len(old):]
+    remaining = list(old)
+    added = []
+    for item in new:
+        if item in remaining:
+            remaining.remove(item)
+        else:
+            added.append(item)
+    return added
 
 
 def _pending_interrupts(shown: list[PregelTask], pending: PendingWrites,
