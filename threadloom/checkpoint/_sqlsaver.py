@@ -452,12 +452,18 @@ class SyncSqlSaver(SqlSaver):
     def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
         """Append records to the thread's audit log (numbered, hash-chained)."""
         with _sqlaudit.explained():
-            return self._run(_sqlaudit.put_audit(self.dialect, thread_id, records), write=True)
+            op = _sqlaudit.put_audit(self.dialect, thread_id, records, self.audit_key)
+            return self._run(op, write=True)
 
     def list_audit(self, thread_id: str) -> list[AuditRecord]:
         """The thread's audit records, oldest first."""
         with _sqlaudit.explained():
             return self._run(_sqlaudit.list_audit(thread_id), write=False)
+
+    def audit_head(self, thread_id: str) -> dict[str, Any] | None:
+        """The anchor of the thread's audit chain (see ``BaseCheckpointSaver``)."""
+        with _sqlaudit.explained():
+            return self._run(_sqlaudit.audit_head(thread_id), write=False)
 
 
 class AsyncSqlSaver(SqlSaver):
@@ -584,13 +590,18 @@ class AsyncSqlSaver(SqlSaver):
     ) -> list[AuditRecord]:
         self._remember_loop()
         with _sqlaudit.explained():
-            op = _sqlaudit.put_audit(self.dialect, thread_id, records)
+            op = _sqlaudit.put_audit(self.dialect, thread_id, records, self.audit_key)
             return await self._arun(op, write=True)
 
     async def alist_audit(self, thread_id: str) -> list[AuditRecord]:
         self._remember_loop()
         with _sqlaudit.explained():
             return await self._arun(_sqlaudit.list_audit(thread_id), write=False)
+
+    async def aaudit_head(self, thread_id: str) -> dict[str, Any] | None:
+        self._remember_loop()
+        with _sqlaudit.explained():
+            return await self._arun(_sqlaudit.audit_head(thread_id), write=False)
 
     # -- sync bridges ------------------------------------------------------------------
 
@@ -681,3 +692,6 @@ class AsyncSqlSaver(SqlSaver):
 
     def list_audit(self, thread_id: str) -> list[AuditRecord]:
         return self._bridge(self.alist_audit(thread_id))
+
+    def audit_head(self, thread_id: str) -> dict[str, Any] | None:
+        return self._bridge(self.aaudit_head(thread_id))

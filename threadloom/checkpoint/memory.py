@@ -871,10 +871,21 @@ class InMemorySaver(BaseCheckpointSaver):
         with self._lock:
             log = self._audit_log().setdefault(thread_id, [])
             last = json.loads(log[-1]) if log else None
-            stored = chain_audit_records(last, thread_id, records)
+            stored = chain_audit_records(last, thread_id, records, self.audit_key)
             texts = [json.dumps(r) for r in stored]  # TypeError on non-JSON values
             log.extend(texts)
+            if stored:
+                heads = self.__dict__.setdefault("_audit_heads", {})
+                heads[thread_id] = {"seq": stored[-1]["seq"], "hash": stored[-1]["hash"]}
         return stored
+
+    def audit_head(self, thread_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            head = self.__dict__.get("_audit_heads", {}).get(str(thread_id))
+            return dict(head) if head else None
+
+    async def aaudit_head(self, thread_id: str) -> dict[str, Any] | None:
+        return self.audit_head(thread_id)
 
     def list_audit(self, thread_id: str) -> list[AuditRecord]:
         with self._lock:

@@ -36,7 +36,6 @@ from threadloom.engine.messages import (
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
-from threadloom.graph.hooks import installed as installed_hooks
 from threadloom.graph.state import StateGraph, values_of
 from threadloom.types import Command, GraphOutput, StateSnapshot
 
@@ -97,6 +96,7 @@ class CompiledStateGraph(Runnable):
         name: str,
         debug: bool = False,
         cache: Any = None,
+        hooks: tuple[Any, ...] = (),
     ) -> None:
         self.builder = builder
         self.program = program
@@ -107,6 +107,8 @@ class CompiledStateGraph(Runnable):
         self.interrupt_after_nodes = interrupt_after
         self.name = name
         self.debug = debug
+        # Higher layers attached to this graph (threadloom.graph.hooks); () for most.
+        self.hooks = tuple(hooks)
         self.nodes = program.nodes
         self.channels = program.channels
         self._output_keys = program.output_channels
@@ -380,7 +382,7 @@ class CompiledStateGraph(Runnable):
                             durability=durability, **kwargs)
             )
         with self._thread_lock(config):
-            input = _checked_resume(self, input, config)
+            input, config = _before_run(self, input, config)
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability)
@@ -419,7 +421,7 @@ class CompiledStateGraph(Runnable):
                     durability=durability, **kwargs)
             ]
         async with self._athread_lock(config):
-            input = await _achecked_resume(self, input, config)
+            input, config = await _abefore_run(self, input, config)
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability)
@@ -478,7 +480,7 @@ class CompiledStateGraph(Runnable):
                 wake.put(None)
 
         with self._thread_lock(config):
-            input = _checked_resume(self, input, config)
+            input, config = _before_run(self, input, config)
             run = self._prepare(input, config, modes=modes, sink=sink, context=context,
                                 interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability)
@@ -525,7 +527,7 @@ class CompiledStateGraph(Runnable):
                 poke(None)
 
         async with self._athread_lock(config):
-            input = await _achecked_resume(self, input, config)
+            input, config = await _abefore_run(self, input, config)
             run = self._prepare(input, config, modes=modes, sink=sink, context=context,
                                 interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability)
@@ -758,48 +760,51 @@ def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[An
     return out
 
 
-# -- hooks of higher layers (threadloom.hitl): answers checked, updates audited -----------
+# -- hooks attached to this graph (threadloom.graph.hooks): answers checked, updates audited
 
 
-def _checked_resume(graph: CompiledStateGraph, input: Any, config: Any) -> Any:
-    """An installed layer may check (and stamp) the answers of a resume before it runs."""
-    hooks = installed_hooks()
-    if hooks is not None and isinstance(input, Command) and input.resume is not None:
-        return hooks.before_resume(graph, input, config)
-    return input
+def _before_run(graph: CompiledStateGraph, input: Any, config: Any) -> tuple[Any, Any]:
+    """The graph's hooks may check (and stamp) the input and add to the run's config."""
+    for hook in graph.hooks:
+        input, config = hook.before_run(graph, input, config)
+    return input, config
 
 
-async def _achecked_resume(graph: CompiledStateGraph, input: Any, config: Any) -> Any:
-    hooks = installed_hooks()
-    if hooks is not None and isinstance(input, Command) and input.resume is not None:
-        return await hooks.abefore_resume(graph, input, config)
-    return input
+async def _abefore_run(graph: CompiledStateGraph, input: Any, config: Any) -> tuple[Any, Any]:
+    for hook in graph.hooks:
+        input, config = await hook.abefore_run(graph, input, config)
+    return input, config
 
 
 def _recorded_update(graph: CompiledStateGraph, saver: Any, config: Any, updates: Any) -> Any:
-    """One ``update_state`` superstep, recorded by an installed layer (the audit log)."""
-    hooks = installed_hooks()
-    before = hooks.before_update(graph, saver, config) if hooks is not None else None
+    """One ``update_state`` superstep, recorded by the graph's hooks (the audit log)."""
     # a config into a subgraph (checkpoint_ns) edits that subgraph's checkpoints
     target = graph._graph_for_ns(config)
+    if not graph.hooks:
+        return state_ops.run_sync(state_ops.update_state(target, saver, config, updates), saver)
+    before = [hook.before_update(graph, saver, config) for hook in graph.hooks]
     new_config = state_ops.run_sync(state_ops.update_state(target, saver, config, updates),
                                     saver)
-    if hooks is not None:
-        hooks.after_update(saver, config, updates, before, new_config)
+    for hook, seen in zip(graph.hooks, before, strict=True):
+        hook.after_update(saver, config, updates, seen, new_config)
     return new_config
 
 
 async def _arecorded_update(
     graph: CompiledStateGraph, saver: Any, config: Any, updates: Any
 ) -> Any:
-    hooks = installed_hooks()
-    before = await hooks.abefore_update(graph, saver, config) if hooks is not None else None
+    if not graph.hooks:
+        return await state_ops.run_async(
+            state_ops.update_state(graph._graph_for_ns(config), saver, config, updates), saver
+        )
+    before = [await hook.abefore_update(graph, saver, config) for hook in graph.hooks]
     new_config = await state_ops.run_async(
         state_ops.update_state(graph._graph_for_ns(config), saver, config, updates), saver
     )
-    if hooks is not None:
-        await hooks.aafter_update(saver, config, updates, before, new_config)
+    for hook, seen in zip(graph.hooks, before, strict=True):
+        await hook.aafter_update(saver, config, updates, seen, new_config)
     return new_config
+
 
 def _node_list(value: Any) -> Any:
     if value is None:

@@ -322,6 +322,12 @@ class ToolNode(Runnable[Any, Any]):
 
             self._approval_gate = ToolApprovalGate(approval, self.tools_by_name)
 
+    @property
+    def graph_hooks(self) -> tuple[Any, ...]:
+        """Hooks this node carries into the graph it is compiled in: with ``approval=``,
+        the approval hooks that check answers before they reach it."""
+        return (self.approval.hooks,) if self.approval is not None else ()
+
     def __repr__(self) -> str:
         return f"ToolNode(tools={list(self.tools_by_name)!r}, name={self.name!r})"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import random
 import threading
@@ -362,6 +363,20 @@ class BaseCheckpointSaver:
         """The thread's audit records, oldest first."""
         raise _no_audit(self)
 
+    audit_key: bytes | None = None
+    """Set it (``saver.audit_key = b"..."``) to chain the audit log with HMAC-SHA256
+    under this key instead of plain sha256: a rewritten suffix can then not be re-hashed
+    without the key (``verify_chain(records, key=...)`` checks it)."""
+
+    def audit_head(self, thread_id: str) -> dict[str, Any] | None:
+        """The anchor of the thread's audit chain, kept apart from the records and moved
+        in the same transaction as each append: ``{"seq", "hash"}`` of the last record
+        (None when the thread has no log). A log cut short no longer reaches it."""
+        raise _no_audit(self)
+
+    async def aaudit_head(self, thread_id: str) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self.audit_head, thread_id)
+
     async def aput_audit(
         self, thread_id: str, records: Sequence[AuditRecord]
     ) -> list[AuditRecord]:
@@ -406,26 +421,35 @@ def prune_plan(
     return ids, keep_last
 
 
-def audit_record_hash(record: AuditRecord) -> str:
-    """sha256 of the record's canonical JSON, without its own ``hash`` key."""
+KEYED = "hmac-sha256:"
+
+
+def audit_record_hash(record: AuditRecord, key: bytes | None = None) -> str:
+    """sha256 of the record's canonical JSON, without its own ``hash`` key; with ``key``,
+    ``"hmac-sha256:<hex>"`` (HMAC-SHA256 under the key)."""
     body = {k: v for k, v in record.items() if k != "hash"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if key is not None:
+        return KEYED + hmac.new(bytes(key), text.encode(), hashlib.sha256).hexdigest()
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def chain_audit_records(
-    last: AuditRecord | None, thread_id: str, records: Sequence[AuditRecord]
+    last: AuditRecord | None,
+    thread_id: str,
+    records: Sequence[AuditRecord],
+    key: bytes | None = None,
 ) -> list[AuditRecord]:
     """``records`` as stored after ``last``: numbered (``seq`` from 1) and hash-chained
-    (``prev_hash`` is the previous record's ``hash``), so an edited or deleted entry
-    shows. Savers call it inside the transaction that appends."""
+    (``prev_hash`` is the previous record's ``hash``; HMAC under ``key`` if given), so an
+    edited or deleted entry shows. Savers call it inside the transaction that appends."""
     seq = int(last["seq"]) if last else 0
     prev = str(last["hash"]) if last else ""
     out: list[AuditRecord] = []
     for record in records:
         seq += 1
         stored = {**record, "thread_id": str(thread_id), "seq": seq, "prev_hash": prev}
-        stored["hash"] = prev = audit_record_hash(stored)
+        stored["hash"] = prev = audit_record_hash(stored, key)
         out.append(stored)
     return out
 
