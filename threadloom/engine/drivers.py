@@ -224,6 +224,8 @@ def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     if kind == "latest_before":  # (config, checkpoint_id): newest checkpoint older than it
         before = {"configurable": {**request[1]["configurable"], "checkpoint_id": request[2]}}
         return next(iter(saver.list(request[1], before=before, limit=1)), None)
+    if kind == "get_delta_channel_history":  # keyword-only in the saver API
+        return saver.get_delta_channel_history(config=request[1], channels=request[2])
     return getattr(saver, kind)(*request[1:])
 
 
@@ -237,6 +239,8 @@ async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
         async for tup in saver.alist(request[1], before=before, limit=1):
             return tup
         return None
+    if kind == "get_delta_channel_history":
+        return await saver.aget_delta_channel_history(config=request[1], channels=request[2])
     return await getattr(saver, "a" + kind)(*request[1:])
 
 

@@ -647,7 +647,8 @@ class CompiledStateGraph(Runnable):
         newer = None  # newest first: the previous one may be this one's child
         for tup in saver.list(state_ops.history_config(config), filter=filter, before=before,
                               limit=limit):
-            yield state_ops.snapshot(self, tup, live=False, child=newer)
+            histories = state_ops.run_sync(state_ops.delta_histories(self.program, tup), saver)
+            yield state_ops.snapshot(self, tup, live=False, histories=histories, child=newer)
             newer = tup
 
     async def aget_state_history(
@@ -662,7 +663,10 @@ class CompiledStateGraph(Runnable):
         newer = None
         async for tup in saver.alist(state_ops.history_config(config), filter=filter,
                                      before=before, limit=limit):
-            yield state_ops.snapshot(self, tup, live=False, child=newer)
+            histories = await state_ops.run_async(
+                state_ops.delta_histories(self.program, tup), saver
+            )
+            yield state_ops.snapshot(self, tup, live=False, histories=histories, child=newer)
             newer = tup
 
     def update_state(
