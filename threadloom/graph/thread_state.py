@@ -270,9 +270,12 @@ def get_state(
 
 def _last_writer(loop: Loop, graph: CompiledStateGraph) -> str:
     seen = loop.checkpoint["versions_seen"]
+    # a StateGraph's input is a node (START) that may be the last writer; a Pregel
+    # graph's input is written to its channels by no node
+    graph_input = getattr(graph, "_input_is_node", True)
     latest: list[tuple[Any, str]] = []
     for name, versions in seen.items():
-        if (name in graph.builder.nodes or name == START) and versions:
+        if (name in graph.builder.nodes or (name == START and graph_input)) and versions:
             latest.append((max(versions.values()), name))
     if not latest:
         return START

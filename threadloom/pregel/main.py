@@ -247,6 +247,10 @@ class _Spec:
 class Pregel(CompiledStateGraph):
     """A graph of channel-subscribed nodes (see the module docstring)."""
 
+    # its input goes straight to its input channels: no START node that update_state
+    # could name as the last writer
+    _input_is_node = False
+
     stream_mode = "values"
 
     def __init__(
