@@ -180,3 +180,19 @@ async def test_aupdate_state_on_a_subgraph_checkpoint_edits_the_subgraph() -> No
     await graph.ainvoke(None, fork)
     result = await graph.ainvoke(Command(resume="new"), fork)
     assert result["value"] == ["edited", "new"]
+
+
+def test_migrate_checkpoint_renames_legacy_trigger_channels() -> None:
+    graph = _chain(None)
+    checkpoint = {
+        "v": 1, "id": "x", "ts": "",
+        "channel_values": {"value": ["a"], "a": "a"},
+        "channel_versions": {"__start__": "1", "start:a": "2", "a": "3", "b": "4"},
+        "versions_seen": {"a": {"start:a": "2"}, "b": {"a": "3"}},
+    }
+    graph._migrate_checkpoint(checkpoint)
+    assert checkpoint["channel_versions"] == {
+        "__start__": "1", "branch:to:a": "2", "branch:to:b": "3"}
+    assert checkpoint["versions_seen"] == {"a": {"branch:to:a": "2"},
+                                           "b": {"branch:to:b": "3"}}
+    assert set(checkpoint["channel_values"]) == {"value", "branch:to:b"}
