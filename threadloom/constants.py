@@ -47,7 +47,6 @@ RESERVED_CHARS = (":", "|")
 # subgraph (or get_config) find its parent's run and checkpointer; CONFIG_KEY_TASK holds
 # the task's id and marks the config as a node's (a graph invoked with it runs nested).
 CONFIG_KEY_SCOPE = "__threadloom_scope"
-CONFIG_KEY_REPLAYING = "__threadloom_replaying"  # the run replays a past checkpoint
 # refuse resume answers that name no pending interrupt (see engine.loop.check_strict_resume)
 CONFIG_KEY_STRICT_RESUME = "__pregel_strict_resume"
 CONFIG_KEY_TASK = "__threadloom_task"
@@ -55,6 +54,9 @@ CONFIG_KEY_CHECKPOINTER = "__threadloom_checkpointer"
 # In the config of a put/put_writes made by a run with durability="async": the saver may
 # commit it without waiting for its flush, if it makes the run durable when it ends.
 CONFIG_KEY_DURABILITY = "__threadloom_durability"
+# on a put: the run chose to branch from this (past) checkpoint (time travel), so the
+# saver does not require it to be the thread's newest
+CONFIG_KEY_BRANCH = "__threadloom_branch"
 
 # The node's Runtime in a config's "configurable" (LangGraph's key, so a Runtime put there
 # by code written for LangGraph is found); a callback called with a node's name when it

@@ -52,6 +52,9 @@ def interrupt_id(namespace: str, index: int = 0) -> str:
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
+_PLACEHOLDER_ID = "placeholder-id"
+
+
 @dataclass(init=False, slots=True)
 class Interrupt:
     """A pause raised by ``interrupt(value)``: ``value`` is shown to the person, ``id`` names
@@ -62,13 +65,40 @@ class Interrupt:
     response_schema: dict[str, Any] | None
 
     def __init__(
-        self, value: Any, id: str = "placeholder-id",
-        response_schema: dict[str, Any] | None = None,
+        self, value: Any, id: str = _PLACEHOLDER_ID,
+        response_schema: dict[str, Any] | None = None, **deprecated: Any,
     ) -> None:
         self.value = value
         self.id = id
         # the JSON Schema an answer must match (from interrupt(..., response_schema=))
         self.response_schema = response_schema
+        if deprecated:
+            self._legacy(deprecated)
+
+    def _legacy(self, kwargs: dict[str, Any]) -> None:
+        """LangGraph < 1.0's ``Interrupt(value, resumable=, ns=, when=, interrupt_id=)``:
+        accepted with a deprecation warning; ``ns`` (the task namespace, a list of parts
+        or a ``|``-joined string) gives the id, as ``Interrupt.from_ns`` does."""
+        unknown = sorted(set(kwargs) - {"resumable", "ns", "when", "interrupt_id"})
+        if unknown:
+            raise TypeError(f"Interrupt() got unexpected keyword arguments: {unknown}.")
+        import warnings
+
+        from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+        warnings.warn(
+            "Interrupt's resumable, ns, when and interrupt_id arguments are deprecated: "
+            "build it as Interrupt(value, id) or Interrupt.from_ns(value, ns)",
+            LangGraphDeprecatedSinceV10,
+            stacklevel=3,
+        )
+        if self.id != _PLACEHOLDER_ID:
+            return
+        if kwargs.get("interrupt_id"):
+            self.id = kwargs["interrupt_id"]
+        elif kwargs.get("ns"):
+            ns = kwargs["ns"]
+            self.id = interrupt_id(ns if isinstance(ns, str) else "|".join(ns))
 
     @property
     def interrupt_id(self) -> str:  # deprecated alias kept for compatibility

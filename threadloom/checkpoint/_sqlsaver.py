@@ -43,7 +43,7 @@ from threadloom.checkpoint.base import (
     SerializerProtocol,
     prune_plan,
 )
-from threadloom.constants import CONFIG_KEY_DURABILITY
+from threadloom.constants import CONFIG_KEY_BRANCH, CONFIG_KEY_DURABILITY
 
 __all__ = ["AsyncSqlSaver", "RunGuard", "SqlSaver", "SyncSqlSaver", "thread_busy_error"]
 
@@ -202,7 +202,8 @@ class SqlSaver(BaseCheckpointSaver):
             metadata,
             new_versions,
             relaxed=self._relaxed(config),
-            run_locked=runs is not None and runs.holds(config),
+            run_locked=runs is not None and runs.holds(config)
+            and not (config.get("configurable") or {}).get(CONFIG_KEY_BRANCH),
         )
 
     def clear_cache(self) -> None:

@@ -310,10 +310,11 @@ def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     kind = request[0]
     if kind.startswith("cache_"):
         return getattr(loop.scope.cache, kind[6:])(*request[1:])
-    if kind == "list":
-        return list(saver.list(*request[1:]))
     if kind == "put_writes" and not _takes_task_path(saver, "put_writes"):
         return saver.put_writes(*request[1:4])
+    if kind == "latest_before":  # (config, checkpoint_id): newest checkpoint older than it
+        before = {"configurable": {**request[1]["configurable"], "checkpoint_id": request[2]}}
+        return next(iter(saver.list(request[1], before=before, limit=1)), None)
     if kind == "get_delta_channel_history":  # keyword-only in the saver API
         return saver.get_delta_channel_history(config=request[1], channels=request[2])
     return getattr(saver, kind)(*request[1:])
@@ -324,10 +325,13 @@ async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     kind = request[0]
     if kind.startswith("cache_"):
         return await getattr(loop.scope.cache, "a" + kind[6:])(*request[1:])
-    if kind == "list":
-        return [tup async for tup in saver.alist(*request[1:])]
     if kind == "put_writes" and not _takes_task_path(saver, "aput_writes"):
         return await saver.aput_writes(*request[1:4])
+    if kind == "latest_before":
+        before = {"configurable": {**request[1]["configurable"], "checkpoint_id": request[2]}}
+        async for tup in saver.alist(request[1], before=before, limit=1):
+            return tup
+        return None
     if kind == "get_delta_channel_history":
         return await saver.aget_delta_channel_history(config=request[1], channels=request[2])
     return await getattr(saver, "a" + kind)(*request[1:])

@@ -24,10 +24,10 @@ from threadloom.channels import MISSING, BaseChannel
 from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
 from threadloom.checkpoint.serde.types import _DeltaSnapshot
 from threadloom.constants import (
+    CONFIG_KEY_BRANCH,
     CONFIG_KEY_CHECKPOINTER,
     CONFIG_KEY_DURABILITY,
     CONFIG_KEY_NODE_FINISHED,
-    CONFIG_KEY_REPLAYING,
     CONFIG_KEY_SCOPE,
     CONFIG_KEY_STRICT_RESUME,
     CONFIG_KEY_TASK,
@@ -54,7 +54,7 @@ from threadloom.engine.delta import (
 from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
 from threadloom.engine.payloads import task_start_payload
 from threadloom.engine.program import Program
-from threadloom.engine.scope import Scope
+from threadloom.engine.scope import ReplayPoint, Scope
 from threadloom.engine.task import Task, task_id
 from threadloom.errors import (
     EmptyInputError,
@@ -201,13 +201,11 @@ class Loop:
         self.graph_name = graph_name
         conf = config.get("configurable") or {}
         self.thread_id = conf.get("thread_id")
+        self.persistent = persistent_ns is not None
         self.ns: str = persistent_ns if persistent_ns is not None else conf.get(
             "checkpoint_ns", ""
         )
         self.checkpoint_map: dict[str, str] = dict(conf.get("checkpoint_map") or {})
-        # a run that replays a past checkpoint (or a subgraph run inside one): a subgraph
-        # with its own namespace loads its state as of the parent's branch, not its latest
-        self.replaying = bool(conf.get(CONFIG_KEY_REPLAYING)) and persistent_ns is not None
         self.persistent = persistent_ns is not None
         self.channels: dict[str, BaseChannel] = {}
         self.checkpoint: Checkpoint = None  # type: ignore[assignment]
@@ -224,6 +222,8 @@ class Loop:
         # the channels as a paused run shows them (see _show_finished), else None
         self.view: dict[str, BaseChannel] | None = None
         self._unsaved: tuple[Any, ...] | None = None
+        # the checkpoint a run was told to start from (checkpoint_id): its first put branches
+        self.branch_from: str | None = None
         self._config_bases: tuple[Any, ...] | None = None
         self._int_version = 0
         # Delta channels (see threadloom.engine.delta): counters since each one's last
@@ -303,8 +303,13 @@ class Loop:
         self.checkpoint = new
         self.checkpoint_config = self._config_for(new["id"])
         self._config_bases = None
-        request = ("put", self._saver_config(parent or self._config_for("")), saved, metadata,
-                   changed)
+        put_config = self._saver_config(parent or self._config_for(""))
+        if self.branch_from is not None:
+            # the first checkpoint after starting from an explicit (maybe past) checkpoint
+            put_config = {**put_config, "configurable": {**put_config["configurable"],
+                                                         CONFIG_KEY_BRANCH: True}}
+            self.branch_from = None
+        request = ("put", put_config, saved, metadata, changed)
         if self.durability == "exit":
             self._unsaved = self._merge_unsaved(request)
         else:
@@ -472,9 +477,6 @@ class Loop:
             CONFIG_KEY_CHECKPOINTER: self.checkpointer,
         }
         conf_base.pop("checkpoint_id", None)
-        conf_base.pop(CONFIG_KEY_REPLAYING, None)
-        if self.replaying:
-            conf_base[CONFIG_KEY_REPLAYING] = True
         if self.checkpointer is not None and self.checkpoint_config is not None:
             conf_base["checkpoint_map"] = {**self.checkpoint_map, self.ns: self.checkpoint["id"]}
         meta_base = {**(base.get("metadata") or {}), "langgraph_step": step}
@@ -762,23 +764,34 @@ class Loop:
                     "thread_id, checkpoint_ns, checkpoint_id. Pass "
                     "config={'configurable': {'thread_id': '...'}} to invoke/stream."
                 )
+            conf = self.config.get("configurable") or {}
+            replay_id = conf.get("checkpoint_id")
+            if replay_id and not self.scope.nested and self.ns:
+                replay_id = self._enter_from_subgraph(conf)
             read_conf = {"thread_id": self.thread_id, "checkpoint_ns": self.ns}
-            replay_id = (self.config.get("configurable") or {}).get("checkpoint_id")
             if replay_id and not self.scope.nested:
                 read_conf["checkpoint_id"] = replay_id
             else:
                 replay_id = None
-            if self.replaying and self.scope.nested and self.checkpoint_map:
-                saved = yield from self._branch_state()
+            replay = self.scope.replay
+            if (self.scope.nested and self.persistent and replay is not None
+                    and self.ns not in replay.entered):
+                # the first run of a stateful subgraph in a replay: back to its past
+                replay.entered.add(self.ns)
+                target = replay.targets.get(self.ns)
+                if target is not None:
+                    read_conf["checkpoint_id"] = target
+                    saved = yield ("get_tuple", {"configurable": read_conf})
+                    replay_id = None if replay.resume else target
+                elif replay.before is not None:
+                    saved = yield ("latest_before", {"configurable": read_conf},
+                                   replay.before)
+                else:
+                    saved = yield ("get_tuple", {"configurable": read_conf})
             else:
                 saved = yield ("get_tuple", {"configurable": read_conf})
-            if replay_id and saved is not None:
-                # the thread's latest checkpoint named by id is no replay: the run goes on
-                # from it as without the id (its pending writes and answers count)
-                head = yield ("get_tuple", {"configurable": {"thread_id": self.thread_id,
-                                                             "checkpoint_ns": self.ns}})
-                if head is not None and head.checkpoint["id"] == saved.checkpoint["id"]:
-                    replay_id = None
+            if saved is not None and "checkpoint_id" in read_conf:
+                self.branch_from = read_conf["checkpoint_id"]
         else:
             replay_id = None
         try:
@@ -793,33 +806,34 @@ class Loop:
                     yield request
                 self._exit_writes = []
 
-    def _branch_state(self) -> Generator[Request, Any, Any]:
-        """The subgraph checkpoint on the parent's branch: the newest one made while the
-        parent stood on one of the checkpoints its current checkpoint descends from."""
-        parent_ns, parent_id = list(self.checkpoint_map.items())[-1]
-        history = yield ("list", {"configurable": {"thread_id": self.thread_id,
-                                                   "checkpoint_ns": parent_ns}})
-        up = {
-            t.config["configurable"]["checkpoint_id"]:
-            (t.parent_config or {}).get("configurable", {}).get("checkpoint_id")
-            for t in history
-        }
-        lineage = set()
-        current: str | None = parent_id
-        while current and current not in lineage:
-            lineage.add(current)
-            current = up.get(current)
-        mine = yield ("list", {"configurable": {"thread_id": self.thread_id,
-                                                "checkpoint_ns": self.ns}})
-        for tup in mine:  # newest first
-            parents = (tup.metadata or {}).get("parents") or {}
-            if parents.get(parent_ns) in lineage:
-                return tup
-        return None
+    def _enter_from_subgraph(self, conf: dict[str, Any]) -> str:
+        """The root graph run with a subgraph's checkpoint config (``checkpoint_ns`` names
+        the subgraph, ``checkpoint_map`` the checkpoints of the graphs above it): run the
+        root from its checkpoint in that map, and let the subgraphs on the way start from
+        theirs. Returns the root checkpoint id."""
+        cmap = dict(conf.get("checkpoint_map") or {})
+        root = cmap.pop("", None)
+        if root is None:
+            raise ValueError(
+                f"Cannot run the graph from checkpoint_ns {self.ns!r}: the config names a "
+                "subgraph's checkpoint but no checkpoint_map with the root graph's "
+                "checkpoint (''). Pass the config from get_state(..., subgraphs=True)."
+            )
+        cmap[self.ns] = conf["checkpoint_id"]
+        targets = {stable_ns(ns): cid for ns, cid in cmap.items()}
+        self.scope.replay = ReplayPoint(
+            None, targets, resume=isinstance(self.input, Command)
+        )
+        self.ns = ""
+        self.checkpoint_map = {}
+        return root
 
     def _start(self, saved: Any, replay_id: str | None) -> Generator[Request, Any, None]:
         inp = self.input
         resuming = inp is None or isinstance(inp, Command)
+        # Command(resume=...) at an explicit checkpoint answers that checkpoint's
+        # interrupts: a resume, not a replay
+        resuming_command = isinstance(inp, Command) and inp.resume is not None
         if isinstance(inp, Command):
             if inp.resume is None and inp.update is None and not inp.goto:
                 raise EmptyInputError(
@@ -841,16 +855,12 @@ class Loop:
             self.step = (saved.metadata or {}).get("step", -1)
             self.delta_counters = dict((saved.metadata or {}).get(COUNTERS_KEY) or {})
             self.updated = None
-            if replay_id and resuming:
-                # Replaying from a past checkpoint: fork it so history stays intact, and
-                # forget its pending writes so every task (and interrupt) runs again. The
-                # fork stores its delta channels whole: the writes recorded on the past
-                # checkpoint belong to the branch that already continued from it.
-                self.force_delta_snapshot = True
-                self.replaying = True
-                yield from self._new_checkpoint(self.step, "fork")
-            elif replay_id:
-                pass  # new input on a past checkpoint: a branch from it (its tasks dropped)
+            if replay_id and not resuming_command:
+                # Replaying from a past checkpoint (or new input on it): forget its pending
+                # writes so every task (and interrupt) runs again, on a fork so history
+                # stays intact. A checkpoint that is already a branch point (update_state,
+                # __copy__) is run from directly.
+                yield from self._replay(saved)
             else:
                 self.pending = PendingWrites(saved.pending_writes)
         else:
@@ -933,6 +943,29 @@ class Loop:
             self.updated = (self.updated or set()) | {START}
             yield from self._new_checkpoint(self.step + 1, "input")
             self.stop = self.step + self.recursion_limit + 1
+
+    def _replay(self, saved: Any) -> Generator[Request, Any, None]:
+        """Start replaying ``saved``: fork it, unless it is the thread's newest checkpoint
+        and already a branch point (made by ``update_state`` or ``__copy__``)."""
+        branch = (saved.metadata or {}).get("source") in ("update", "fork")
+        before = saved.config["configurable"]["checkpoint_id"]
+        if branch:
+            parent = (saved.parent_config or {}).get("configurable") or {}
+            before = parent.get("checkpoint_id") or before
+            head = yield ("get_tuple", {"configurable": {"thread_id": self.thread_id,
+                                                         "checkpoint_ns": self.ns}})
+            branch = head is not None and head.config["configurable"]["checkpoint_id"] == (
+                saved.config["configurable"]["checkpoint_id"])
+        if not self.scope.nested:
+            if self.scope.replay is None:
+                self.scope.replay = ReplayPoint(before)
+            else:
+                self.scope.replay.before = before
+        if not branch:
+            # The fork stores its delta channels whole: the writes recorded on the past
+            # checkpoint belong to the branch that already continued from it.
+            self.force_delta_snapshot = True
+            yield from self._new_checkpoint(self.step, "fork")
 
     def _supersteps(self) -> Generator[Request, Any, None]:
         first = True
@@ -1064,7 +1097,7 @@ def subgraph_state_config(task: Task, thread_id: Any) -> dict[str, Any] | None:
         return None
     ns = task.ns
     if getattr(sub, "checkpointer", None) is True:
-        ns = "|".join(part.split(":", 1)[0] for part in ns.split("|"))
+        ns = stable_ns(ns)
     return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}
 
 
@@ -1130,6 +1163,11 @@ def task_result(writes: Any, keys: Any) -> dict[str, Any] | None:
         else:
             out[channel] = value
     return out or None
+
+
+def stable_ns(ns: str) -> str:
+    """A namespace without its task ids: where a stateful subgraph keeps its history."""
+    return "|".join(part.split(":", 1)[0] for part in ns.split("|"))
 
 
 def _task_order(task: Task) -> tuple[Any, ...]:

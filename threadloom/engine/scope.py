@@ -32,6 +32,7 @@ class Scope:
         "message_ids",
         "calls",
         "cache",
+        "replay",
     )
 
     def __init__(
@@ -63,6 +64,8 @@ class Scope:
         self.message_ids: set[str] = set()
         # How a running task calls another (``@task``): set by the driver of the run.
         self.calls: Any = None
+        # Set while a run replays a past checkpoint (shared with its subgraph runs).
+        self.replay: ReplayPoint | None = None
 
     def emit(self, mode: str, payload: Any, ns: str | None = None) -> None:
         if self.sink is not None and mode in self.modes:
@@ -82,6 +85,25 @@ class Scope:
 
 def _noop(_chunk: Any) -> None:
     return None
+
+
+class ReplayPoint:
+    """The past a replaying run goes back to, for the subgraphs that keep their own
+    history (``checkpointer=True``): the first time such a subgraph runs in the replay it
+    starts from its newest checkpoint older than ``before`` (the replayed parent
+    checkpoint), later times from its newest, which the replay itself wrote."""
+
+    __slots__ = ("before", "targets", "resume", "entered")
+
+    def __init__(self, before: str | None, targets: dict[str, str] | None = None,
+                 resume: bool = False) -> None:
+        self.before = before
+        # subgraph namespace -> the checkpoint it starts from (a subgraph's own checkpoint
+        # given to the root graph, with the checkpoint_map that leads to it)
+        self.targets = targets or {}
+        # True when the run answers interrupts at those checkpoints instead of replaying
+        self.resume = resume
+        self.entered: set[str] = set()
 
 
 def ns_tuple(ns: str) -> tuple[str, ...]:

@@ -186,6 +186,46 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
 
     # -- setting up a run -----------------------------------------------------------
 
+    def _migrate_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Rename, in place, the trigger channels of a checkpoint written by LangGraph
+        before its 0.4 format to the ``branch:to:<node>`` channels this graph uses:
+        ``start:<node>``, ``branch:<source>:<condition>:<node>`` and a node's own
+        channel (its plain edges' trigger). Channels no node listens to are dropped."""
+        nodes = self.builder.nodes
+        edges = self.builder.edges
+
+        def renamed(channel: str) -> list[str]:
+            if channel in nodes:
+                return [f"branch:to:{dst}" for src, dst in sorted(edges)
+                        if src == channel and dst in nodes]
+            if channel.startswith("start:"):
+                return ["branch:to:" + channel[len("start:"):]]
+            if channel.startswith("branch:") and not channel.startswith("branch:to:"):
+                return ["branch:to:" + channel.rsplit(":", 1)[1]]
+            return [channel]
+
+        checkpoint.setdefault("updated_channels", None)
+        if not any(renamed(k) != [k] for k in checkpoint.get("channel_versions", {})):
+            return
+
+        def versions(mapping: dict[str, Any]) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for key, version in mapping.items():
+                for name in renamed(key):
+                    if name not in out or version > out[name]:
+                        out[name] = version
+            return out
+
+        values: dict[str, Any] = {}
+        for key, value in checkpoint.get("channel_values", {}).items():
+            for name in renamed(key):
+                values.setdefault(name, value)
+        checkpoint["channel_values"] = values
+        checkpoint["channel_versions"] = versions(checkpoint.get("channel_versions", {}))
+        checkpoint["versions_seen"] = {
+            node: versions(seen) for node, seen in checkpoint.get("versions_seen", {}).items()
+        }
+
     def _saver_for(self, config: dict[str, Any]) -> tuple[Any, bool]:
         """(the saver to use, whether this graph keeps its own persistent namespace)."""
         cp = self.checkpointer
@@ -265,6 +305,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             # one run, one set of streamed message ids: a parent does not stream again
             # the messages its subgraph already streamed
             scope.message_ids = parent_scope.message_ids
+            scope.replay = parent_scope.replay
             manager = None
         else:
             resume = input.resume if isinstance(input, Command) else None
@@ -801,10 +842,13 @@ async def _abefore_run(graph: CompiledStateGraph, input: Any, config: Any) -> tu
 
 def _recorded_update(graph: CompiledStateGraph, saver: Any, config: Any, updates: Any) -> Any:
     """One ``update_state`` superstep, recorded by the graph's hooks (the audit log)."""
+    # a config into a subgraph (checkpoint_ns) edits that subgraph's checkpoints
+    target = graph._graph_for_ns(config)
     if not graph.hooks:
-        return state_ops.run_sync(state_ops.update_state(graph, saver, config, updates), saver)
+        return state_ops.run_sync(state_ops.update_state(target, saver, config, updates), saver)
     before = [hook.before_update(graph, saver, config) for hook in graph.hooks]
-    new_config = state_ops.run_sync(state_ops.update_state(graph, saver, config, updates), saver)
+    new_config = state_ops.run_sync(state_ops.update_state(target, saver, config, updates),
+                                    saver)
     for hook, seen in zip(graph.hooks, before, strict=True):
         hook.after_update(saver, config, updates, seen, new_config)
     return new_config
@@ -815,11 +859,11 @@ async def _arecorded_update(
 ) -> Any:
     if not graph.hooks:
         return await state_ops.run_async(
-            state_ops.update_state(graph, saver, config, updates), saver
+            state_ops.update_state(graph._graph_for_ns(config), saver, config, updates), saver
         )
     before = [await hook.abefore_update(graph, saver, config) for hook in graph.hooks]
     new_config = await state_ops.run_async(
-        state_ops.update_state(graph, saver, config, updates), saver
+        state_ops.update_state(graph._graph_for_ns(config), saver, config, updates), saver
     )
     for hook, seen in zip(graph.hooks, before, strict=True):
         await hook.aafter_update(saver, config, updates, seen, new_config)

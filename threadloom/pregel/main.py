@@ -258,6 +258,10 @@ class _Spec:
 class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
     """A graph of channel-subscribed nodes (see the module docstring)."""
 
+    # its input goes straight to its input channels: no START node that update_state
+    # could name as the last writer
+    _input_is_node = False
+
     stream_mode = "values"
 
     def __init__(
