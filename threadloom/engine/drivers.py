@@ -23,7 +23,7 @@ from langchain_core.runnables.config import var_child_runnable_config
 from threadloom._context import current_task
 from threadloom.engine.loop import Loop
 from threadloom.engine.task import Task
-from threadloom.errors import GraphBubbleUp, GraphInterrupt, ParentCommand
+from threadloom.errors import GraphBubbleUp, GraphDrained, GraphInterrupt, ParentCommand
 from threadloom.types import Command, RetryPolicy
 
 _pool: ThreadPoolExecutor | None = None
@@ -143,7 +143,7 @@ def _run_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
-            task.pushed = []
+            task.start_attempt()
             try:
                 try:
                     result = node.bound.call(task.input, task)
@@ -153,8 +153,9 @@ def _run_task(task: Task) -> None:
                 return
             except GraphInterrupt as exc:
                 task.interrupts = exc.interrupts
+                task.paused = True
                 return
-            except GraphBubbleUp as exc:
+            except (GraphBubbleUp, GraphDrained) as exc:  # never retried
                 task.error = exc
                 return
             except Exception as exc:  # noqa: BLE001 - recorded, re-raised by the loop
@@ -176,7 +177,7 @@ async def _arun_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
-            task.pushed = []
+            task.start_attempt()
             try:
                 try:
                     result = await node.bound.acall(task.input, task)
@@ -186,8 +187,9 @@ async def _arun_task(task: Task) -> None:
                 return
             except GraphInterrupt as exc:
                 task.interrupts = exc.interrupts
+                task.paused = True
                 return
-            except GraphBubbleUp as exc:
+            except (GraphBubbleUp, GraphDrained) as exc:  # never retried
                 task.error = exc
                 return
             except Exception as exc:  # noqa: BLE001 - recorded, re-raised by the loop

@@ -45,12 +45,14 @@ from threadloom.engine.task import Task, task_id
 from threadloom.errors import (
     EmptyInputError,
     ErrorCode,
+    GraphDrained,
     GraphInterrupt,
     GraphRecursionError,
     PausedWithoutCheckpointerWarning,
     create_error_message,
 )
 from threadloom.managed import managed_value
+from threadloom.runtime import ExecutionInfo
 from threadloom.types import Command, Interrupt, Send
 
 _SPECIAL = frozenset({ERROR, INTERRUPT, RESUME, NO_WRITES})
@@ -165,6 +167,8 @@ class Loop:
         self.checkpoint_config: dict[str, Any] | None = None
         self.parent_config: dict[str, Any] | None = None
         self.metadata_base = run_metadata(config)
+        run_id = config.get("run_id")
+        self.run_id: str | None = str(run_id) if run_id is not None else None
         self.step = -2
         self.stop = 0
         self.updated: set[str] | None = None
@@ -346,6 +350,13 @@ class Loop:
         task.channels = self.channels
         task.managed = managed
         task.config = self._task_config(task, step)
+        task.execution = ExecutionInfo(
+            checkpoint_id=self.checkpoint["id"] if self.checkpoint else None,
+            checkpoint_ns=ns,
+            task_id=tid,
+            thread_id=self.thread_id,
+            run_id=self.run_id,
+        )
         return task
 
     def _task_config(self, task: Task, step: int) -> dict[str, Any]:
@@ -549,7 +560,7 @@ class Loop:
         pairs = {}
         for task in ran:
             key = keys.get(task.id)
-            if key is not None and task.error is None and not task.interrupts:
+            if key is not None and task.error is None and not task.paused:
                 pairs[key] = (encode_writes(task.writes), task.node.cache_policy.ttl)
         if pairs:
             yield ("cache_set", pairs)
@@ -558,7 +569,7 @@ class Loop:
         """Bookkeeping when a task ends (on the driver's thread): stream it, save its writes."""
         task.done = True
         modes = self.scope.modes
-        if task.error is None and not task.interrupts and not task.node.hidden:
+        if task.error is None and not task.paused and not task.node.hidden:
             self._emit_update(task)
             if "messages" in modes:
                 self._emit_node_messages(task)
@@ -574,10 +585,12 @@ class Loop:
             self.emit("debug", _debug("task_result", self.step + 1, payload))
         if self.checkpointer is None or self.checkpoint_config is None:
             return []
-        if task.interrupts:
+        if task.paused:
             writes: list[tuple[str, Any]] = [(INTERRUPT, list(task.interrupts))]
             if task.resume:
                 writes.append(task.resume_write())
+        elif isinstance(task.error, GraphDrained):
+            return []  # not a failure: the task runs again when the run is resumed
         elif task.error is not None:
             writes = [(ERROR, repr(task.error))]
         elif siblings > 1:
@@ -761,6 +774,12 @@ class Loop:
                 self.status = "interrupt_before"
                 self._pause(())
                 return
+            control = self.scope.control
+            if control is not None and control.drain_requested:
+                # Stop between supersteps: everything done so far is checkpointed (the
+                # breakpoint check above comes first, so a resume does not skip it).
+                self.status = "drained"
+                raise GraphDrained(control.drain_reason or "shutdown")
             to_run = tasks
             if first and self.pending.succeeded:
                 to_run = []
@@ -791,7 +810,7 @@ class Loop:
             if failed:
                 self.status = "error"
                 raise failed[0].error  # type: ignore[misc]
-            paused = [t for t in tasks if t.interrupts]
+            paused = [t for t in tasks if t.paused]
             if paused:
                 self.status = "interrupted"
                 self._pause(tuple(i for t in sorted(paused, key=_task_order)

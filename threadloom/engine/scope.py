@@ -31,6 +31,8 @@ class Scope:
         "nested",
         "message_ids",
         "cache",
+        "control",
+        "server_info",
     )
 
     def __init__(
@@ -45,6 +47,8 @@ class Scope:
         ns: str,
         nested: bool,
         cache: Any = None,
+        control: Any = None,
+        server_info: Any = None,
     ) -> None:
         self.modes = modes
         self.sink = sink
@@ -55,6 +59,10 @@ class Scope:
         self.ns = ns
         self.nested = nested
         self.cache = cache  # a BaseCache for nodes with a CachePolicy, or None
+        # the run's RunControl (drain requests are honoured between supersteps), or None
+        self.control = control
+        # a ServerInfo when the run comes from a server (assistant/graph ids), else None
+        self.server_info = server_info
         self.callbacks: Any = None
         # True when events must reach the caller while a node is still running.
         self.live = bool(modes & {"custom", "messages"})

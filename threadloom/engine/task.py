@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import threading
+import time
 from typing import Any
 
-from threadloom.constants import RESUME
+from threadloom.constants import CONFIG_KEY_RUNTIME, RESUME
 from threadloom.errors import GraphInterrupt
 from threadloom.types import Interrupt, interrupt_id
 
@@ -84,6 +85,7 @@ class Task:
         "resume",
         "interrupt_count",
         "interrupts",
+        "paused",
         "error",
         "scope",
         "result",
@@ -92,6 +94,9 @@ class Task:
         "managed",
         "cached",
         "pushed",
+        "execution",
+        "attempt",
+        "first_attempt_time",
         "_runtime",
     )
 
@@ -119,6 +124,8 @@ class Task:
         self.resume: list[Any] = []
         self.interrupt_count = 0
         self.interrupts: tuple[Interrupt, ...] = ()
+        # it paused: raised GraphInterrupt (interrupts may be empty: a subgraph breakpoint)
+        self.paused = False
         self.error: BaseException | None = None
         self.result: Any = None
         self.done = False
@@ -128,6 +135,10 @@ class Task:
         self.cached = False
         # writes made while the node runs (``push_message``), kept ahead of its return's
         self.pushed: list[tuple[str, Any]] = []
+        # where it runs (an ExecutionInfo, set by the loop) and which attempt this is
+        self.execution: Any = None
+        self.attempt = 0
+        self.first_attempt_time: float | None = None
         self._runtime: Any = None
 
     # -- what a node can reach -----------------------------------------------------
@@ -143,12 +154,34 @@ class Task:
     @property
     def runtime(self) -> Any:
         if self._runtime is None:
-            from threadloom.runtime import Runtime
+            from threadloom.runtime import ExecutionInfo, Runtime
 
+            scope = self.scope
+            info = self.execution or ExecutionInfo(checkpoint_ns=self.ns, task_id=self.id)
+            if self.attempt:
+                info = info.patch(node_attempt=self.attempt,
+                                  node_first_attempt_time=self.first_attempt_time)
             self._runtime = Runtime(
-                context=self.scope.context, store=self.scope.store, stream_writer=self.writer
+                context=scope.context,
+                store=scope.store,
+                stream_writer=self.writer,
+                execution_info=info,
+                server_info=scope.server_info,
+                control=scope.control,
             )
         return self._runtime
+
+    def start_attempt(self) -> None:
+        """Count one more attempt at running the node; its runtime (which says which
+        attempt this is) goes in the node's config under ``CONFIG_KEY_RUNTIME``."""
+        self.attempt += 1
+        if self.first_attempt_time is None:
+            self.first_attempt_time = time.time()
+        self.pushed = []
+        self._runtime = None
+        conf = self.config.get("configurable")
+        if conf is not None:
+            conf[CONFIG_KEY_RUNTIME] = self.runtime
 
     def context_copy(self) -> contextvars.Context:
         return contextvars.copy_context()

@@ -18,10 +18,11 @@ from typing import Any
 from langchain_core.runnables import Runnable
 
 from threadloom._context import current_task
-from threadloom._schema import is_schema_class, make_coercer
+from threadloom._schema import is_schema_class, is_typeddict, make_coercer
 from threadloom.checkpoint.base import BaseCheckpointSaver
 from threadloom.constants import (
     CONFIG_KEY_CHECKPOINTER,
+    CONFIG_KEY_RUNTIME,
     CONFIG_KEY_SCOPE,
     CONFIG_KEY_TASK,
     INTERRUPT,
@@ -38,6 +39,7 @@ from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
 from threadloom.graph.hooks import installed as installed_hooks
 from threadloom.graph.state import StateGraph, values_of
+from threadloom.runtime import server_info_from
 from threadloom.types import Command, GraphOutput, StateSnapshot
 
 DEFAULT_RECURSION_LIMIT = int(os.environ.get("THREADLOOM_DEFAULT_RECURSION_LIMIT", "10007"))
@@ -207,6 +209,7 @@ class CompiledStateGraph(Runnable):
         interrupt_before: Any,
         interrupt_after: Any,
         durability: str | None,
+        control: Any = None,
     ) -> _Run:
         if config is None:
             task = current_task.get()
@@ -223,6 +226,9 @@ class CompiledStateGraph(Runnable):
             persistent_ns = "|".join(
                 part.split(":", 1)[0] for part in conf.get("checkpoint_ns", "").split("|")
             )
+        outer = conf.get(CONFIG_KEY_RUNTIME)  # a runtime (or look-alike) set by the caller
+        if control is None:
+            control = getattr(outer, "control", None)
         if nested:
             assert parent_scope is not None
             scope = Scope(
@@ -235,6 +241,8 @@ class CompiledStateGraph(Runnable):
                 ns=persistent_ns if persistent_ns is not None else conf.get("checkpoint_ns", ""),
                 nested=True,
                 cache=self.cache if self.cache is not None else parent_scope.cache,
+                control=control if control is not None else parent_scope.control,
+                server_info=parent_scope.server_info,
             )
             scope.callbacks = parent_scope.callbacks
             # one run, one set of streamed message ids: a parent does not stream again
@@ -247,12 +255,16 @@ class CompiledStateGraph(Runnable):
                 modes=modes,
                 sink=sink,
                 resume_box=ResumeBox(resume, has_value=resume is not None),
-                store=self.store,
-                context=self._coerce_context(context),
+                store=self.store if self.store is not None else getattr(outer, "store", None),
+                context=self._coerce_context(
+                    getattr(outer, "context", None) if context is None else context
+                ),
                 checkpointer=saver,
                 ns="",
                 nested=False,
                 cache=self.cache,
+                control=control,
+                server_info=server_info_from(conf),
             )
             manager = self._callbacks(config, scope, input)
         limit = config.get("recursion_limit", DEFAULT_RECURSION_LIMIT)
@@ -287,8 +299,12 @@ class CompiledStateGraph(Runnable):
         return values_of(channels, keys)
 
     def _coerce_context(self, context: Any) -> Any:
+        """A dict given for a dataclass / pydantic ``context_schema`` becomes an instance
+        of it; a TypedDict schema is a plain dict at run time, so it passes as is."""
         schema = self.builder.context_schema
-        if context is None or schema is None or isinstance(context, schema):
+        if context is None or schema is None or not isinstance(schema, type):
+            return context
+        if is_typeddict(schema) or isinstance(context, schema):
             return context
         if isinstance(context, dict):
             return schema(**context)
@@ -362,6 +378,7 @@ class CompiledStateGraph(Runnable):
         interrupt_after: Any = None,
         durability: str | None = None,
         version: str = "v1",
+        control: Any = None,
         **kwargs: Any,
     ) -> Any:
         """Run until the graph ends or pauses; return the final state (or stream chunks)."""
@@ -369,13 +386,14 @@ class CompiledStateGraph(Runnable):
             return list(
                 self.stream(input, config, context=context, stream_mode=stream_mode,
                             interrupt_before=interrupt_before, interrupt_after=interrupt_after,
-                            durability=durability, **kwargs)
+                            durability=durability, control=control, **kwargs)
             )
         with self._thread_lock(config):
             input = _checked_resume(self, input, config)
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
-                                interrupt_after=interrupt_after, durability=durability)
+                                interrupt_after=interrupt_after, durability=durability,
+                                control=control)
             _lifecycle(config, input, run.loop, None)
             try:
                 for _ in drive(run.loop, run.saver, None):
@@ -399,6 +417,7 @@ class CompiledStateGraph(Runnable):
         interrupt_after: Any = None,
         durability: str | None = None,
         version: str = "v1",
+        control: Any = None,
         **kwargs: Any,
     ) -> Any:
         """Async ``invoke``: async nodes run on the event loop, sync ones in threads."""
@@ -408,13 +427,14 @@ class CompiledStateGraph(Runnable):
                 async for chunk in self.astream(
                     input, config, context=context, stream_mode=stream_mode,
                     interrupt_before=interrupt_before, interrupt_after=interrupt_after,
-                    durability=durability, **kwargs)
+                    durability=durability, control=control, **kwargs)
             ]
         async with self._athread_lock(config):
             input = await _achecked_resume(self, input, config)
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
-                                interrupt_after=interrupt_after, durability=durability)
+                                interrupt_after=interrupt_after, durability=durability,
+                                control=control)
             await _alifecycle(config, input, run.loop, None)
             try:
                 async for _ in adrive(run.loop, run.saver, None):
@@ -455,6 +475,7 @@ class CompiledStateGraph(Runnable):
         durability: str | None = None,
         subgraphs: bool = False,
         debug: bool | None = None,
+        control: Any = None,
         **kwargs: Any,
     ) -> Iterator[Any]:
         """Run the graph, yielding what ``stream_mode`` asks for as it happens."""
@@ -473,7 +494,8 @@ class CompiledStateGraph(Runnable):
             input = _checked_resume(self, input, config)
             run = self._prepare(input, config, modes=modes, sink=sink, context=context,
                                 interrupt_before=interrupt_before,
-                                interrupt_after=interrupt_after, durability=durability)
+                                interrupt_after=interrupt_after, durability=durability,
+                                control=control)
             run.loop.out = out
             run.single = single
             run.subgraphs = subgraphs
@@ -500,6 +522,7 @@ class CompiledStateGraph(Runnable):
         durability: str | None = None,
         subgraphs: bool = False,
         debug: bool | None = None,
+        control: Any = None,
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
         """Async ``stream``."""
@@ -520,7 +543,8 @@ class CompiledStateGraph(Runnable):
             input = await _achecked_resume(self, input, config)
             run = self._prepare(input, config, modes=modes, sink=sink, context=context,
                                 interrupt_before=interrupt_before,
-                                interrupt_after=interrupt_after, durability=durability)
+                                interrupt_after=interrupt_after, durability=durability,
+                                control=control)
             run.loop.out = out
             run.single = single
             run.subgraphs = subgraphs

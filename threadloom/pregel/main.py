@@ -30,7 +30,6 @@ from threadloom.engine.node import NodeCallable
 from threadloom.engine.program import PregelNode, Program
 from threadloom.engine.runnable import RunnableCallable, RunnableSeq
 from threadloom.graph.compiled import CompiledStateGraph
-from threadloom.stream.mux import normalize_factories as _normalize_stream_transformer_factories
 from threadloom.types import Command, RetryPolicy, Send
 
 __all__ = ["NodeBuilder", "Pregel"]
