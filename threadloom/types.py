@@ -28,6 +28,7 @@ __all__ = [
     "StateUpdate",
     "StreamMode",
     "StreamWriter",
+    "TracePolicy",
     "interrupt",
 ]
 
@@ -307,6 +308,21 @@ class CachePolicy(Generic[N]):
 
     key_func: Callable[..., Any] = default_cache_key
     ttl: int | None = None
+
+
+@dataclass(frozen=True)
+class TracePolicy:
+    """What a node's trace run records, for tracers only (LangSmith and other
+    ``BaseTracer`` handlers): ``add_node(..., trace_policy=TracePolicy(...))``.
+
+    ``process_inputs(input)`` / ``process_outputs(output)`` return what the tracer records
+    instead of the real values (e.g. with secrets removed). The node, the graph's result,
+    the stream and other callback handlers still see the real values. A processor that
+    raises is ignored: the real value is recorded and the run goes on.
+    """
+
+    process_inputs: Callable[[Any], Any] | None = None
+    process_outputs: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from langchain_core.runnables.config import var_child_runnable_config
 from threadloom._context import current_task
 from threadloom.engine.loop import Loop
 from threadloom.engine.task import Task
+from threadloom.engine.tracing import start_policy_run
 from threadloom.errors import GraphBubbleUp, GraphDrained, GraphInterrupt, ParentCommand
 from threadloom.types import Command, RetryPolicy
 
@@ -100,10 +101,12 @@ def _start_node_run(task: Task) -> Any:
         return None
     manager = callbacks.copy()
     manager.add_metadata(task.config.get("metadata") or {}, inherit=False)
-    run = manager.on_chain_start(
-        None, task.input if isinstance(task.input, dict) else {"input": task.input},
-        name=task.name,
-    )
+    inputs = task.input if isinstance(task.input, dict) else {"input": task.input}
+    policy = task.node.trace_policy
+    if policy is None:
+        run = manager.on_chain_start(None, inputs, name=task.name)
+    else:
+        run = start_policy_run(manager, inputs, name=task.name, policy=policy)
     task.config = {**task.config, "callbacks": run.get_child()}
     return run
 

@@ -611,6 +611,7 @@ class Loop:
 
         seen = self.scope.message_ids
         meta: dict[str, Any] | None = None
+        inputs: set[str] | None = None
         for channel, value in task.writes:
             if channel not in self.program.state_keys:
                 continue
@@ -619,6 +620,10 @@ class Loop:
                     continue
                 if message.id is not None and message.id in seen:
                     continue
+                if inputs is None:
+                    inputs = _input_message_ids(task.input)
+                if message.id is not None and message.id in inputs:
+                    continue  # given to the node, not produced by it
                 if message.id is not None:
                     seen.add(message.id)
                 if meta is None:
@@ -843,6 +848,19 @@ class Loop:
         if self.scope.nested and self.status in ("interrupted", "interrupt_before",
                                                  "interrupt_after"):
             raise GraphInterrupt(self.interrupts)
+
+
+def _input_message_ids(value: Any) -> set[str]:
+    """Ids of the messages in a node's input (a state dict or a list of messages)."""
+    from langchain_core.messages import BaseMessage
+
+    values = value.values() if isinstance(value, dict) else (value,)
+    ids: set[str] = set()
+    for item in values:
+        for message in item if isinstance(item, list) else (item,):
+            if isinstance(message, BaseMessage) and message.id is not None:
+                ids.add(message.id)
+    return ids
 
 
 def _task_order(task: Task) -> tuple[Any, ...]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from threadloom.channels import BaseChannel, EphemeralValue, Topic
 from threadloom.engine.node import NodeCallable
-from threadloom.types import CachePolicy, RetryPolicy
+from threadloom.types import CachePolicy, RetryPolicy, TracePolicy
 
 
 @dataclass(slots=True)
@@ -37,6 +37,7 @@ class PregelNode:
     defer: bool = False
     cache_policy: CachePolicy | None = None
     cache_ns: tuple[str, ...] | None = None  # where its cached writes live (node_cache)
+    trace_policy: TracePolicy | None = None  # what tracers record of its runs
 
 
 @dataclass(slots=True)

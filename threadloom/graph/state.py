@@ -34,7 +34,7 @@ from threadloom.engine.node import NodeCallable
 from threadloom.engine.node_cache import node_namespace
 from threadloom.engine.program import PregelNode, Program
 from threadloom.graph.branch import Branch, branch_channel
-from threadloom.types import CachePolicy, RetryPolicy
+from threadloom.types import CachePolicy, RetryPolicy, TracePolicy
 
 __all__ = ["StateGraph"]
 
@@ -52,6 +52,7 @@ class NodeSpec:
     destinations: Any = None
     defer: bool = False
     cache_policy: CachePolicy | None = None
+    trace_policy: TracePolicy | None = None
 
 
 StateT = TypeVar("StateT")
@@ -152,6 +153,7 @@ class StateGraph(Generic[StateT]):
         retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None,
         cache_policy: CachePolicy | None = None,
         destinations: Any = None,
+        trace_policy: TracePolicy | None = None,
         **kwargs: Any,
     ) -> StateGraph:
         """Add a node: ``add_node("name", fn)`` or ``add_node(fn)`` (named after ``fn``)."""
@@ -206,6 +208,7 @@ class StateGraph(Generic[StateT]):
             destinations=destinations,
             defer=defer,
             cache_policy=cache_policy,
+            trace_policy=trace_policy,
         )
         return self
 
@@ -418,6 +421,7 @@ class StateGraph(Generic[StateT]):
                 defer=spec.defer,
                 cache_policy=spec.cache_policy,
                 cache_ns=node_namespace(name, spec.runnable) if spec.cache_policy else None,
+                trace_policy=spec.trace_policy,
             )
         output_keys = self.schemas[self.output_schema]
         return Program(
