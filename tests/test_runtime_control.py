@@ -157,3 +157,86 @@ def test_push_message_streams_and_writes_once() -> None:
 def test_push_message_outside_a_node_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="inside a graph node"):
         push_message(AIMessage(content="x", id="1"))
+
+
+# -- tracing ---------------------------------------------------------------------------
+
+
+class _Recorder:
+    """A tracer that keeps the finished runs."""
+
+    def __new__(cls) -> Any:
+        from langchain_core.tracers import BaseTracer
+
+        class Recorder(BaseTracer):
+            def __init__(self) -> None:
+                super().__init__()
+                self.runs: list[Any] = []
+
+            def _persist_run(self, run: Any) -> None:
+                self.runs.append(run)
+
+        return Recorder()
+
+
+def _flatten(runs: list[Any]) -> list[Any]:
+    out = []
+    for run in runs:
+        out.append(run)
+        out.extend(_flatten(run.child_runs))
+    return out
+
+
+def test_trace_policy_changes_what_tracers_record_only() -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    from threadloom.types import TracePolicy
+
+    class Plain(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.inputs: list[Any] = []
+
+        def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+            if kwargs.get("name") == "n":
+                self.inputs.append(inputs)
+
+    def boom(_: Any) -> Any:
+        raise RuntimeError("scrubber broke")
+
+    class S(TypedDict):
+        value: int
+
+    policy = TracePolicy(process_inputs=lambda _: {"hidden": True},
+                         process_outputs=lambda _: {"out": "hidden"})
+    for pol, expected_in, expected_out in ((policy, {"hidden": True}, {"out": "hidden"}),
+                                           (TracePolicy(process_inputs=boom), {"value": 1},
+                                            {"value": 2})):
+        builder = StateGraph(S)
+        builder.add_node("n", lambda s: {"value": s["value"] + 1}, trace_policy=pol)
+        builder.add_edge(START, "n")
+        tracer, plain = _Recorder(), Plain()
+        result = builder.compile().invoke({"value": 1}, {"callbacks": [tracer, plain]})
+        assert result == {"value": 2}
+        run = next(r for r in _flatten(tracer.runs) if r.name == "n")
+        assert (run.inputs, run.outputs) == (expected_in, expected_out)
+        assert plain.inputs == [{"value": 1}]
+
+
+def test_nodes_run_under_the_langsmith_run_tree_when_tracing() -> None:
+    from unittest.mock import patch
+
+    import langsmith
+    from langsmith import get_current_run_tree
+
+    class S(TypedDict, total=False):
+        run_id: Any
+
+    builder = StateGraph(S)
+    builder.add_node("n", lambda s: {"run_id": get_current_run_tree().id})
+    builder.add_edge(START, "n")
+    graph = builder.compile()
+    with patch("langsmith.client.Client", spec=langsmith.Client) as client:
+        with patch("langchain_core.tracers.langchain.get_client", return_value=client):
+            with langsmith.tracing_context(enabled=True):
+                assert graph.invoke({})["run_id"] is not None
+                assert asyncio.run(graph.ainvoke({}))["run_id"] is not None

@@ -23,7 +23,7 @@ from langchain_core.runnables.config import var_child_runnable_config
 from threadloom._context import current_task
 from threadloom.engine.loop import Loop
 from threadloom.engine.task import Task
-from threadloom.engine.tracing import start_policy_run
+from threadloom.engine.tracing import run_tree_context, start_policy_run
 from threadloom.errors import GraphBubbleUp, GraphDrained, GraphInterrupt, ParentCommand
 from threadloom.types import Command, RetryPolicy
 
@@ -124,7 +124,11 @@ def run_task(task: Task) -> None:
     """Run one task to its end state: writes, interrupts or error (never raises)."""
     node_run = _start_node_run(task)
     try:
-        _run_task(task)
+        if node_run is None:
+            _run_task(task)
+        else:
+            with run_tree_context(task.config):
+                _run_task(task)
     finally:
         _end_node_run(node_run, task)
 
@@ -133,7 +137,11 @@ async def arun_task(task: Task) -> None:
     """The async twin of ``run_task``."""
     node_run = _start_node_run(task)
     try:
-        await _arun_task(task)
+        if node_run is None:
+            await _arun_task(task)
+        else:
+            with run_tree_context(task.config):
+                await _arun_task(task)
     finally:
         _end_node_run(node_run, task)
 

@@ -9,6 +9,7 @@ children of that id for every handler.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 from uuid import uuid4
@@ -16,7 +17,7 @@ from uuid import uuid4
 from langchain_core.callbacks import CallbackManagerForChainRun
 from langchain_core.tracers.base import BaseTracer
 
-__all__ = ["PolicyRun", "start_policy_run"]
+__all__ = ["PolicyRun", "run_tree_context", "start_policy_run"]
 
 logger = logging.getLogger("threadloom")
 
@@ -92,3 +93,26 @@ def start_policy_run(manager: Any, inputs: Any, *, name: str, policy: Any) -> Po
         inheritable_metadata=manager.inheritable_metadata,
     )
     return PolicyRun(full, plain, traced, policy)
+
+
+def run_tree_context(config: Any) -> contextlib.AbstractContextManager[Any]:
+    """While a node runs under a LangSmith tracer, make its run the current run tree.
+
+    Code in the node that traces through ``langsmith`` directly (``@traceable``,
+    ``get_current_run_tree()``) then nests under the node's run. Without such a tracer
+    this is a no-op.
+    """
+    callbacks = config.get("callbacks")
+    parent_run_id = getattr(callbacks, "parent_run_id", None)
+    if parent_run_id is None:
+        return contextlib.nullcontext()
+    from langchain_core.tracers.langchain import LangChainTracer
+
+    for handler in getattr(callbacks, "handlers", ()):
+        if isinstance(handler, LangChainTracer):
+            run = handler.run_map.get(str(parent_run_id))
+            if run is not None:
+                from langsmith.run_helpers import tracing_context
+
+                return tracing_context(parent=run)
+    return contextlib.nullcontext()

@@ -313,7 +313,7 @@ class CompiledStateGraph(Runnable):
     def _callbacks(self, config: dict[str, Any], scope: Scope, input: Any) -> Any:
         """Start a callback run only when someone listens (callbacks given or messages)."""
         callbacks = config.get("callbacks")
-        if not callbacks and "messages" not in scope.modes:
+        if not callbacks and "messages" not in scope.modes and not _tracing_enabled():
             return None
         from langchain_core.callbacks import CallbackManager
 
@@ -809,6 +809,14 @@ async def _arecorded_update(
     if hooks is not None:
         await hooks.aafter_update(saver, config, updates, before, new_config)
     return new_config
+
+def _tracing_enabled() -> bool:
+    """LangSmith tracing is on (env ``LANGSMITH_TRACING`` or ``tracing_context``): the
+    run then reports itself (and its nodes) to the tracer langchain_core adds."""
+    from langchain_core.tracers.context import _tracing_v2_is_enabled
+
+    return bool(_tracing_v2_is_enabled())
+
 
 def _node_list(value: Any) -> Any:
     if value is None:
