@@ -53,14 +53,32 @@ def interrupt_id(namespace: str, index: int = 0) -> str:
 @dataclass(init=False, slots=True)
 class Interrupt:
     """A pause raised by ``interrupt(value)``: ``value`` is shown to the person, ``id`` names
-    the pause so a resume map can answer it."""
+    the pause so a resume map can answer it, ``response_schema`` (a JSON schema, or None)
+    describes the answer it expects."""
 
     value: Any
     id: str
+    response_schema: dict[str, Any] | None
 
-    def __init__(self, value: Any, id: str = "placeholder-id") -> None:
+    def __init__(
+        self,
+        value: Any,
+        id: str = "placeholder-id",
+        *,
+        response_schema: dict[str, Any] | None = None,
+        **deprecated: Any,
+    ) -> None:
         self.value = value
-        self.id = id
+        self.response_schema = response_schema
+        # Interrupts saved before LangGraph 1.0 carry ``ns`` (their task namespace as a
+        # list), ``resumable`` and ``when`` instead of an id: the id is derived from ns.
+        unknown = set(deprecated) - {"ns", "resumable", "when", "interrupt_id"}
+        if unknown:
+            raise TypeError(f"Interrupt() got unexpected arguments: {sorted(unknown)}")
+        ns = deprecated.get("ns")
+        if ns is not None and id == "placeholder-id":
+            id = interrupt_id("|".join(ns) if isinstance(ns, (list, tuple)) else str(ns))
+        self.id = deprecated.get("interrupt_id") or id
 
     @property
     def interrupt_id(self) -> str:  # deprecated alias kept for compatibility
@@ -333,12 +351,18 @@ class GraphOutput:
     interrupts: tuple[Interrupt, ...] = field(default_factory=tuple)
 
 
-def interrupt(value: Any) -> Any:
+def interrupt(value: Any, *, response_schema: Any = None) -> Any:
     """Pause the running node and show ``value`` to a person.
 
     The first time it is reached it stops the run (the state is checkpointed). When the
     caller resumes with ``Command(resume=answer)``, the node runs again from its first line
     and this call returns ``answer``. Several calls in one node are answered in order.
+
+    ``response_schema`` describes the answer: a JSON schema dict (shown as is, the answer
+    is returned unchecked), or a pydantic model, TypedDict or dataclass (shown as its JSON
+    schema; the answer is validated and returned as that type). An answer that does not
+    validate fails the resume with the validation error (``errors.is_invalid_resume(exc)``
+    is true) and leaves the interrupt pending, so it can be answered again.
 
     Needs a checkpointer to be resumable; must be called inside a running node.
     """
@@ -348,4 +372,6 @@ def interrupt(value: Any) -> Any:
             "interrupt() was called outside a running graph node. Call it from inside a "
             "node function while the graph runs (invoke/stream)."
         )
-    return task.interrupt(value)
+    if response_schema is None:
+        return task.interrupt(value)
+    return task.interrupt(value, response_schema=response_schema)

@@ -230,9 +230,9 @@ class Loop:
             "channel_versions": dict(saved["channel_versions"]),
             "versions_seen": dict(saved["versions_seen"]),
         }
-        metadata = {**self.metadata_base, "source": source, "step": step}
-        if self.checkpoint_map:
-            metadata["parents"] = dict(self.checkpoint_map)
+        metadata = {**self.metadata_base, "source": source, "step": step,
+                    # the checkpoint ids of the enclosing graphs by namespace ({} at the root)
+                    "parents": dict(self.checkpoint_map)}
         if self.updated is None:
             changed = dict(saved["channel_versions"])
         else:
@@ -579,7 +579,8 @@ class Loop:
                 "name": task.name,
                 "error": task.error,
                 "result": {k: v for k, v in task.writes if k in self.program.state_keys},
-                "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
+                "interrupts": [{"value": i.value, "id": i.id, "response_schema": i.response_schema}
+                               for i in task.interrupts],
             }
             self.emit("tasks", payload)
             self.emit("debug", _debug("task_result", self.step + 1, payload))

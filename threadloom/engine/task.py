@@ -186,18 +186,32 @@ class Task:
     def context_copy(self) -> contextvars.Context:
         return contextvars.copy_context()
 
-    def interrupt(self, value: Any) -> Any:
+    def interrupt(self, value: Any, response_schema: Any = None) -> Any:
         """Return the stored answer for this call, or pause the task asking ``value``."""
         index = self.interrupt_count
         self.interrupt_count += 1
         if index < len(self.resume):
-            return self.resume[index]
+            return self._checked(response_schema, self.resume[index])
         iid = interrupt_id(self.ns, index)
         found, answer = self.scope.resume_box.take(iid)
         if found:
+            checked = self._checked(response_schema, answer)  # an invalid answer is not kept
             self.resume.append(answer)  # saved with the task's writes when it ends
+            return checked
+        schema = None
+        if response_schema is not None:
+            from threadloom._answer_schema import json_schema_of
+
+            schema = json_schema_of(response_schema)
+        raise GraphInterrupt([Interrupt(value=value, id=iid, response_schema=schema)])
+
+    @staticmethod
+    def _checked(response_schema: Any, answer: Any) -> Any:
+        if response_schema is None:
             return answer
-        raise GraphInterrupt([Interrupt(value=value, id=iid)])
+        from threadloom._answer_schema import validate_answer
+
+        return validate_answer(response_schema, answer)
 
     def push_message(self, message: Any, state_key: str | None) -> None:
         """Stream ``message`` now (``messages`` mode) and, with a key, write it to the state."""

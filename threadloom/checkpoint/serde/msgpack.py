@@ -734,12 +734,14 @@ def _send_codec(cls: Any, wire: int | str) -> _Codec:
 
 def _interrupt_codec(cls: Any, wire: int | str) -> _Codec:
     def encode(obj: Any) -> list[Any]:
-        return [wire, obj.value, obj.id]
+        if obj.response_schema is None:
+            return [wire, obj.value, obj.id]
+        return [wire, obj.value, obj.id, obj.response_schema]
 
     def decode(p: list[Any]) -> Any:
-        if len(p) != 3:
+        if len(p) not in (3, 4):
             raise CorruptCheckpointError("malformed Interrupt record in checkpoint data")
-        return cls(p[1], p[2])
+        return cls(p[1], p[2], response_schema=p[3] if len(p) == 4 else None)
 
     return _Codec(cls, encode, decode)
 
