@@ -42,10 +42,11 @@ def _is_runnable(obj: Any) -> bool:
 class NodeCallable:
     """A node's function with its injection plan worked out ahead of time."""
 
-    __slots__ = ("name", "func", "afunc", "runnable", "wants", "is_subgraph")
+    __slots__ = ("name", "target", "func", "afunc", "runnable", "wants", "is_subgraph")
 
     def __init__(self, name: str, fn: Any) -> None:
         self.name = name
+        self.target = fn  # what the node was built from (a function, runnable or graph)
         self.runnable = _is_runnable(fn)
         self.is_subgraph = bool(getattr(fn, "_threadloom_graph", False))
         self.wants: tuple[str, ...] = ()

@@ -39,6 +39,13 @@ class PregelNode:
     cache_ns: tuple[str, ...] | None = None  # where its cached writes live (node_cache)
     trace_policy: TracePolicy | None = None  # what tracers record of its runs
 
+    @property
+    def subgraphs(self) -> list[Any]:
+        """The graphs this node runs or may run (see ``engine.subgraphs``)."""
+        from threadloom.engine.subgraphs import find_subgraphs
+
+        return find_subgraphs(self.bound.target)
+
 
 @dataclass(slots=True)
 class Program:
