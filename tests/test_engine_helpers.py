@@ -109,3 +109,18 @@ def test_task_statuses_from_pending_writes() -> None:
     assert statuses["done"].output == (("log", [1]),)
     assert statuses["waiting"].pending_interrupts == (asked,)
     assert not statuses["failed"].finished and statuses["failed"].error == "boom"
+
+
+def test_message_graph_is_deprecated_and_merges_messages() -> None:
+    import pytest
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from threadloom.graph.message import MessageGraph
+    from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+    with pytest.warns(LangGraphDeprecatedSinceV10, match="MessageGraph is deprecated"):
+        graph = MessageGraph()
+    graph.add_node("reply", lambda messages: [AIMessage("hi", id="2")])
+    graph.add_edge(START, "reply")
+    result = graph.compile().invoke([HumanMessage("hello", id="1")])
+    assert [m.content for m in result] == ["hello", "hi"]

@@ -30,13 +30,14 @@ from threadloom.engine.node import NodeCallable
 from threadloom.engine.program import PregelNode, Program
 from threadloom.engine.runnable import RunnableCallable, RunnableSeq
 from threadloom.graph.compiled import CompiledStateGraph
+from threadloom.stream.mux import normalize_factories
 from threadloom.types import Command, RetryPolicy, Send
 
 __all__ = ["NodeBuilder", "Pregel"]
 
-# ``_normalize_stream_transformer_factories`` (imported above) is LangGraph's private name
-# for ``threadloom.stream.mux.normalize_factories``; it is importable from here for the
-# code that uses that name.
+# LangGraph's private name for ``threadloom.stream.mux.normalize_factories``, importable
+# from here for the code that uses that name.
+_normalize_stream_transformer_factories = normalize_factories
 
 
 # -- building nodes --------------------------------------------------------------------
