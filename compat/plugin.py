@@ -19,6 +19,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -46,14 +47,12 @@ class _SuitePackageFinder(importlib.abc.MetaPathFinder):
 
 
 def _forward(listen_port: int, host: str, port: int) -> None:
-    """Forward 127.0.0.1:listen_port to host:port in daemon threads."""
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        server.bind(("127.0.0.1", listen_port))
-    except OSError:
-        return  # another worker of this run forwards already
-    server.listen(128)
+    """Forward 127.0.0.1:listen_port to host:port from daemon threads.
+
+    Several pytest processes (xdist workers, or runs from other checkouts)
+    may want the port: one holds it, the others keep trying to bind, so the
+    forwarding outlives whichever process happened to take it first.
+    """
 
     def pipe(src: socket.socket, dst: socket.socket) -> None:
         try:
@@ -68,14 +67,28 @@ def _forward(listen_port: int, host: str, port: int) -> None:
                 except OSError:
                     pass
 
-    def accept() -> None:
+    def serve() -> None:
         while True:
-            client, _ = server.accept()
-            upstream = socket.create_connection((host, port))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+            server = socket.socket()
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                server.bind(("127.0.0.1", listen_port))
+            except OSError:
+                server.close()
+                time.sleep(0.2)  # held by another process: take over when it exits
+                continue
+            server.listen(128)
+            while True:
+                client, _ = server.accept()
+                try:
+                    upstream = socket.create_connection((host, port))
+                except OSError:
+                    client.close()
+                    continue
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=pipe, args=(a, b), daemon=True).start()
 
-    threading.Thread(target=accept, daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -28,6 +28,7 @@ from threadloom.graph import END, START, StateGraph
 from threadloom.graph.message import add_messages
 from threadloom.hitl import (
     ApprovalError,
+    ApprovalHooks,
     ApprovalPolicy,
     ApprovalRule,
     Deadline,
@@ -103,7 +104,7 @@ builder.add_node("send", send_email)
 builder.add_edge(START, "draft")
 builder.add_edge("draft", "send")
 builder.add_edge("send", END)
-email_graph = builder.compile(checkpointer=MemorySaver())
+email_graph = builder.compile(checkpointer=MemorySaver(), hooks=[ApprovalHooks()])
 
 
 def email_workflow() -> None:
@@ -116,9 +117,10 @@ def email_workflow() -> None:
     (request,) = out["__interrupt__"][0].value
     print(f"  paused: {request['description']} (needs {request['reviewers']['quorum']} of "
           f"{request['reviewers']['roles']}, by {request['deadline']['at']})")
+    approve = [{"type": "accept", "digest": request["digest"]}]  # a UI echoes the digest
     for who in (MALLORY, ALICE, ALICE, BOB):
         try:
-            out = email_graph.invoke(Command(resume=[{"type": "accept"}]),
+            out = email_graph.invoke(Command(resume=approve),
                                      config=as_reviewer(thread, who))
         except ApprovalError as exc:
             print(f"  {who['id']} refused: {type(exc).__name__}")
@@ -207,7 +209,8 @@ def file_workflow() -> None:
           "wait, but need nobody)")
     out = file_agent.invoke(
         Command(resume={
-            "call_doc": {"type": "edit", "args": {"path": "/home/me/report.docx.bak"}},
+            "call_doc": {"type": "edit", "args": {"path": "/home/me/report.docx.bak"},
+                         "digest": {r["id"]: r for r in requests}["call_doc"]["digest"]},
             "call_db": {"type": "reject", "args": "Never delete the production database."},
         }),
         config=as_reviewer(thread, BOB),
@@ -215,7 +218,8 @@ def file_workflow() -> None:
     (still,) = out["__interrupt__"][0].value  # the rejection is final; the edit needs a 2nd
     print(f"  bob edited {still['id']} and rejected call_db; waiting for a second reviewer "
           f"of {still['action_request']['args']}")
-    out = file_agent.invoke(Command(resume={"call_doc": {"type": "accept"}}),
+    out = file_agent.invoke(Command(resume={"call_doc": {"type": "accept",
+                                                         "digest": still["digest"]}}),
                             config=as_reviewer(thread, CAROL))
     for m in out["messages"]:
         if isinstance(m, ToolMessage):

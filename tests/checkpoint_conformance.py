@@ -40,6 +40,7 @@ from threadloom.checkpoint.base import (
     empty_checkpoint,
 )
 from threadloom.checkpoint.serde import register_type
+from threadloom.checkpoint.serde.types import INTERRUPT as INTERRUPT_CHANNEL
 from threadloom.errors import CheckpointConflictError
 from threadloom.types import Interrupt, Send
 
@@ -100,6 +101,15 @@ class Api:
 
     async def prune(self, thread_id: str, keep_last: int) -> int:
         return await self._call("prune", thread_id, keep_last)
+
+    async def prune_threads(self, thread_ids: list[str], **kwargs: Any) -> int:
+        return await self._call("prune", thread_ids, **kwargs)
+
+    async def delete_for_runs(self, run_ids: list[str]) -> None:
+        await self._call("delete_for_runs", run_ids)
+
+    async def copy_thread(self, source: str, target: str) -> None:
+        await self._call("copy_thread", source, target)
 
     async def expire_paused(self, older_than: dt.timedelta, now: dt.datetime | None = None) -> Any:
         return await self._call("expire_paused", older_than, now=now)
@@ -188,7 +198,9 @@ class Thread:
         self.versions: dict[str, Any] = {}
         self.step = -1
 
-    async def put(self, source: str = "loop", **updates: Any) -> dict[str, Any]:
+    async def put(
+        self, source: str = "loop", run_id: str | None = None, **updates: Any
+    ) -> dict[str, Any]:
         new_versions = {}
         for channel, value in updates.items():
             version = self.api.saver.get_next_version(self.versions.get(channel), None)
@@ -196,7 +208,9 @@ class Thread:
             self.values[channel] = value
         self.step += 1
         cp = make_cp(self.values, self.versions)
-        metadata = {"source": source, "step": self.step}
+        metadata: dict[str, Any] = {"source": source, "step": self.step}
+        if run_id is not None:
+            metadata["run_id"] = run_id
         self.config = await self.api.put(self.config, cp, metadata, new_versions)
         return self.config
 
@@ -668,31 +682,42 @@ async def test_storage_grows_linearly(saver_kit: SaverKit) -> None:
 
 
 async def test_stale_loop_checkpoint_conflicts(saver_kit: SaverKit) -> None:
+    """Within a run (the thread's run lock held), a loop checkpoint must continue from the
+    head: the thread changed outside the run otherwise."""
     api = saver_kit.api
     t = tid()
     c0 = await api.put(cfg(t), make_cp({"x": 0}, {"x": "1"}), {"source": "input"}, {"x": "1"})
-    c1 = await api.put(c0, make_cp({"x": 1}, {"x": "2"}), {"source": "loop"}, {"x": "2"})
-    stale = make_cp({"x": "stale"}, {"x": "3"})
-    with pytest.raises(CheckpointConflictError):
-        await api.put(c0, stale, {"source": "loop", "step": 1}, {"x": "3"})
-    assert await api.get_tuple(cfg(t, stale["id"])) is None
-    assert len(await api.list(cfg(t))) == 2
-    with pytest.raises(CheckpointConflictError):  # no parent while the thread has a head
-        await api.put(cfg(t), make_cp({}, {}), {"source": "loop"}, {})
-    # forks are allowed from anywhere
-    c2 = await api.put(c0, make_cp({"x": "fork"}, {"x": "4"}), {"source": "update"}, {"x": "4"})
-    with pytest.raises(CheckpointConflictError):
-        await api.put(c1, make_cp({"x": 9}, {"x": "5"}), {"source": "loop"}, {"x": "5"})
-    c3 = await api.put(c2, make_cp({"x": 3}, {"x": "6"}), {"source": "loop"}, {"x": "6"})
-    for source in ("fork", "input"):
-        await api.put(c0, make_cp({}, {}), {"source": source}, {})
-    # the namespaces of a thread have independent heads
-    await api.put(cfg(t, ns="child:1"), make_cp({}, {}), {"source": "loop"}, {})
-    # re-putting the head itself is not a conflict
-    head = await api.get_tuple(c3)
-    assert head is not None
-    got = await api.get_tuple(cfg(t, ns="child:1"))
-    assert got is not None
+    async with api.lock_thread(t):
+        c1 = await api.put(c0, make_cp({"x": 1}, {"x": "2"}), {"source": "loop"}, {"x": "2"})
+        stale = make_cp({"x": "stale"}, {"x": "3"})
+        with pytest.raises(CheckpointConflictError):
+            await api.put(c0, stale, {"source": "loop", "step": 1}, {"x": "3"})
+        assert await api.get_tuple(cfg(t, stale["id"])) is None
+        assert len(await api.list(cfg(t))) == 2
+        with pytest.raises(CheckpointConflictError):  # no parent while the thread has a head
+            await api.put(cfg(t), make_cp({}, {}), {"source": "loop"}, {})
+        # forks are allowed from anywhere
+        c2 = await api.put(c0, make_cp({"x": "fork"}, {"x": "4"}), {"source": "update"}, {"x": "4"})
+        with pytest.raises(CheckpointConflictError):
+            await api.put(c1, make_cp({"x": 9}, {"x": "5"}), {"source": "loop"}, {"x": "5"})
+        c3 = await api.put(c2, make_cp({"x": 3}, {"x": "6"}), {"source": "loop"}, {"x": "6"})
+        for source in ("fork", "input"):
+            await api.put(c0, make_cp({}, {}), {"source": source}, {})
+        # the namespaces of a thread have independent heads
+        await api.put(cfg(t, ns="child:1"), make_cp({}, {}), {"source": "loop"}, {})
+        # re-putting the head itself is not a conflict
+        head = await api.get_tuple(c3)
+        assert head is not None
+        got = await api.get_tuple(cfg(t, ns="child:1"))
+        assert got is not None
+    # Outside a run, put is plain storage (the saver contract): any parent is accepted.
+    free = tid()
+    f0 = await api.put(cfg(free), make_cp({}, {}), {"source": "loop"}, {})
+    f1 = await api.put(f0, make_cp({}, {}), {"source": "loop"}, {})
+    f2 = await api.put(f0, make_cp({}, {}), {"source": "loop"}, {})
+    f3 = await api.put(cfg(free), make_cp({}, {}), {"source": "loop"}, {})
+    listed = [tup.config["configurable"]["checkpoint_id"] for tup in await api.list(cfg(free))]
+    assert listed == [c["configurable"]["checkpoint_id"] for c in (f3, f2, f1, f0)]
 
 
 @dataclass
@@ -707,11 +732,12 @@ def _race_put(race: _Race, barrier: Any, results: Any) -> None:
         with open_sync_saver(race.spec) as saver:
             cp = make_cp({"x": os.getpid()}, {"x": "2"})
             barrier.wait(timeout=30)
-            try:
-                saver.put(
-                    cfg(race.thread_id, race.parent_id), cp, {"source": "loop", "step": 1},
-                    {"x": "2"},
-                )  # fmt: skip
+            try:  # as a run does: under the run lock (the loser: busy, or a stale head)
+                with saver.lock_thread(race.thread_id):  # type: ignore[attr-defined]
+                    saver.put(
+                        cfg(race.thread_id, race.parent_id), cp, {"source": "loop", "step": 1},
+                        {"x": "2"},
+                    )  # fmt: skip
                 results.put("ok")
             except CheckpointConflictError:
                 results.put("conflict")
@@ -1141,6 +1167,174 @@ async def test_prune_keeps_newest_and_their_chains(saver_kit: SaverKit) -> None:
     assert await api.list(cfg(t.thread_id)) == []
     with pytest.raises(ValueError, match="keep_last"):
         await api.prune(t.thread_id, -1)
+
+
+async def test_every_operation_is_the_savers_own(saver_kit: SaverKit) -> None:
+    """Sync and async methods of the whole interface are defined by the saver's class,
+    not inherited defaults (LangGraph's conformance spec detects capabilities so)."""
+    kind = type(saver_kit.saver)
+    for name in ("put", "put_writes", "get_tuple", "list", "delete_thread",
+                 "delete_for_runs", "copy_thread", "prune"):  # fmt: skip
+        for method in (name, "a" + name):
+            assert getattr(kind, method) is not getattr(BaseCheckpointSaver, method), method
+
+
+async def test_prune_threads_by_strategy(saver_kit: SaverKit) -> None:
+    """prune(thread_ids, strategy=...): LangGraph's form (one call, several threads)."""
+    api = saver_kit.api
+    a, b, c = Thread(api, tid("a")), Thread(api, tid("b")), Thread(api, tid("c"))
+    child = Thread(api, a.thread_id, ns="child:1")
+    msgs: list[Any] = []
+    for i in range(12):  # long lists: stored as delta chains
+        msgs = [*msgs, HumanMessage(f"m{i}", id=str(i))]
+        for t in (a, b, c):
+            await t.put(messages=msgs)
+        if i < 2:
+            await child.put(n=i)
+    await api.put_writes(a.config, [("w", 1)], "task")
+    pruned = await api.prune_threads([a.thread_id, b.thread_id], strategy="keep_latest")
+    assert pruned == 11 + 1 + 11
+    for t in (a, b):
+        [kept] = await api.list(cfg(t.thread_id, ns=""))
+        assert kept.checkpoint["channel_values"]["messages"] == msgs
+    [kept] = await api.list(cfg(a.thread_id, ns="child:1"))
+    assert kept.checkpoint["channel_values"] == {"n": 1}
+    got = await api.get_tuple(cfg(a.thread_id))
+    assert got is not None and got.pending_writes == [("task", "w", 1)]
+    assert len(await api.list(cfg(c.thread_id))) == 12  # not named: untouched
+    assert await api.prune_threads([c.thread_id], strategy="delete") == 12
+    assert await api.list(cfg(c.thread_id)) == []
+    assert await api.prune_threads([], strategy="delete") == 0
+    assert await api.prune_threads([tid("missing")]) == 0  # keep_latest by default
+    with pytest.raises(ValueError, match="strategy"):
+        await api.prune_threads([a.thread_id], strategy="keep_oldest")
+    with pytest.raises(ValueError, match="not both"):
+        await api.prune_threads([a.thread_id], keep_last=2, strategy="delete")
+
+
+async def test_prune_drops_finished_subgraph_calls_with_their_parents(
+    saver_kit: SaverKit,
+) -> None:
+    """A subgraph call's namespace (``node:task_id``) goes with the parent checkpoints it
+    belongs to (metadata ``parents``); an interrupted call under the kept head, a
+    persistent subgraph's namespace and checkpoints naming no parent stay."""
+    api = saver_kit.api
+    t = tid()
+    roots = []
+    parent = cfg(t)
+    for step in range(3):
+        parent = await api.put(parent, make_cp({}, {}), {"source": "loop", "step": step}, {})
+        roots.append(parent["configurable"]["checkpoint_id"])
+
+    async def child(ns: str, parent_id: str | None, n: int = 2) -> None:
+        config = cfg(t, ns=ns)
+        for step in range(n):
+            metadata: dict[str, Any] = {"source": "loop", "step": step}
+            if parent_id is not None:
+                metadata["parents"] = {"": parent_id}
+            config = await api.put(config, make_cp({}, {}), metadata, {})
+
+    await child("call:finished", roots[0])
+    await child("sub:interrupted", roots[2])
+    await child("sub:interrupted|inner:finished", roots[0])
+    await child("memory", roots[0])
+    await child("child:1", None)
+    assert await api.prune_threads([t]) == 2 + 2 + 1 + 2 + 1 + 1
+    everything = {"configurable": {"thread_id": t}}  # all namespaces
+    left = sorted(tup.config["configurable"]["checkpoint_ns"] for tup in await api.list(everything))
+    assert left == ["", "child:1", "memory", "sub:interrupted"]
+
+
+async def test_delete_for_runs(saver_kit: SaverKit) -> None:
+    """The checkpoints (and writes) of the named runs go; the rest reads back whole, even
+    when its values were stored as deltas on a deleted run's rows."""
+    api = saver_kit.api
+    t = Thread(api, tid())
+    child = Thread(api, t.thread_id, ns="child:1")
+    other = Thread(api, tid("other"))
+    msgs: list[Any] = []
+    history = []
+    for i in range(24):
+        run = "run-1" if i < 12 else "run-2"
+        msgs = [*msgs, HumanMessage(f"m{i} " * 5, id=str(i))]
+        await t.put(run_id=run, messages=msgs, n=i)
+        history.append(list(msgs))
+        await api.put_writes(t.config, [("w", i)], "task")
+    await child.put(run_id="run-1", x=1)
+    await other.put(run_id="run-1", x=2)
+    await other.put(run_id="run-3", x=3)
+    await api.delete_for_runs(["run-1", "nobody"])
+    kept = await api.list(cfg(t.thread_id, ns=""))
+    assert [tup.metadata["run_id"] for tup in kept] == ["run-2"] * 12
+    for offset, tup in enumerate(kept):
+        i = 23 - offset
+        assert tup.checkpoint["channel_values"] == {"messages": history[i], "n": i}
+        assert tup.pending_writes == [("task", "w", i)]
+    getattr(saver_kit.saver, "clear_cache", lambda: None)()
+    got = await api.get_tuple(cfg(t.thread_id))
+    assert got is not None and got.checkpoint["channel_values"]["messages"] == msgs
+    assert await api.list(cfg(t.thread_id, ns="child:1")) == []
+    [left] = await api.list(cfg(other.thread_id))
+    assert left.metadata["run_id"] == "run-3"
+    assert left.checkpoint["channel_values"] == {"x": 3}
+    await api.delete_for_runs([])
+    # the thread goes on from its (kept) head
+    msgs = [*msgs, HumanMessage("after", id="after")]
+    await t.put(run_id="run-4", messages=msgs)
+    got = await api.get_tuple(cfg(t.thread_id))
+    assert got is not None and got.checkpoint["channel_values"]["messages"] == msgs
+
+
+async def test_copy_thread(saver_kit: SaverKit) -> None:
+    """Every checkpoint, namespace, value and write, under the same ids; the copy and
+    the source then go their own ways."""
+    api = saver_kit.api
+    src = Thread(api, tid("src"))
+    child = Thread(api, src.thread_id, ns="child:1")
+    msgs: list[Any] = []
+    for i in range(12):
+        msgs = [*msgs, AIMessage(f"m{i}", id=str(i))]
+        await src.put(messages=msgs)
+    await child.put(x=1)
+    await api.put_writes(src.config, [("w", "v"), (INTERRUPT_CHANNEL, {"why": 1})], "task")
+    dst = tid("dst")
+    await api.copy_thread(src.thread_id, dst)
+    for ns in ("", "child:1"):
+        a = await api.list(cfg(src.thread_id, ns=ns))
+        b = await api.list(cfg(dst, ns=ns))
+        assert ids(a) == ids(b) and len(a) == (12 if ns == "" else 1)
+        for x, y in zip(a, b, strict=True):
+            assert y.config["configurable"]["thread_id"] == dst
+            assert x.checkpoint == y.checkpoint and x.metadata == y.metadata
+            assert x.pending_writes == y.pending_writes
+            if x.parent_config is None:
+                assert y.parent_config is None
+            else:
+                parent = x.parent_config["configurable"]["checkpoint_id"]
+                assert y.parent_config == cfg(dst, parent, ns=ns)
+    # both go on independently
+    copy = Thread(api, dst)
+    copy.config = cfg(dst, src.checkpoint_id)
+    copy.values, copy.versions = dict(src.values), dict(src.versions)
+    await copy.put(messages=[*msgs, AIMessage("dst", id="d")])
+    await src.put(messages=[*msgs, AIMessage("src", id="s")])
+    getattr(saver_kit.saver, "clear_cache", lambda: None)()
+    got_dst = await api.get_tuple(cfg(dst))
+    got_src = await api.get_tuple(cfg(src.thread_id))
+    assert got_dst is not None and got_dst.checkpoint["channel_values"]["messages"][-1].id == "d"
+    assert got_src is not None and got_src.checkpoint["channel_values"]["messages"][-1].id == "s"
+    await api.delete_thread(src.thread_id)
+    got_dst = await api.get_tuple(cfg(dst))
+    assert got_dst is not None and len(got_dst.checkpoint["channel_values"]["messages"]) == 13
+    # a target that has checkpoints is refused; a missing source copies nothing
+    again = tid("again")
+    await api.copy_thread(dst, again)
+    with pytest.raises(ValueError, match="already has"):
+        await api.copy_thread(dst, again)
+    assert len(await api.list(cfg(again, ns=""))) == 13
+    empty = tid("empty")
+    await api.copy_thread(tid("missing"), empty)
+    assert await api.list(cfg(empty)) == []
 
 
 async def test_expire_paused(saver_kit: SaverKit, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -605,3 +605,30 @@ def test_flush_still_happens_when_the_lock_session_died(
         assert "SELECT txid_current()" in executed
         assert not saver._runs._unflushed
         assert graph.invoke({"n": 5}, config) == {"n": 6}  # a new lock session next run
+
+
+def test_node_returning_message_text_on_sqlite(tmp_path: Any) -> None:
+    """langchain_core's ``AIMessage.text`` is a ``str`` subclass: a node returning it is
+    checkpointed (as a ``str``), not refused."""
+    from typing import TypedDict
+
+    from langchain_core.messages import AIMessage
+
+    from threadloom.checkpoint.sqlite import SqliteSaver
+    from threadloom.graph import START, StateGraph
+
+    class State(TypedDict):
+        summary: str
+
+    def summarize(state: State) -> dict[str, Any]:
+        return {"summary": AIMessage("a short summary").text}
+
+    config = {"configurable": {"thread_id": "t"}}
+    with SqliteSaver.from_conn_string(str(tmp_path / "db.sqlite")) as saver:
+        builder = StateGraph(State).add_node(summarize).add_edge(START, "summarize")
+        graph = builder.compile(checkpointer=saver)
+        assert graph.invoke({"summary": ""}, config) == {"summary": "a short summary"}
+    with SqliteSaver.from_conn_string(str(tmp_path / "db.sqlite")) as saver:
+        graph = builder.compile(checkpointer=saver)
+        values = graph.get_state(config).values
+        assert values == {"summary": "a short summary"} and type(values["summary"]) is str

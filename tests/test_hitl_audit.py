@@ -17,7 +17,7 @@ from threadloom.checkpoint.base import BaseCheckpointSaver
 from threadloom.checkpoint.memory import InMemorySaver
 from threadloom.graph import END, START, StateGraph
 from threadloom.graph.message import add_messages
-from threadloom.hitl import export_jsonl, verify_chain
+from threadloom.hitl import ApprovalHooks, export_jsonl, verify_chain
 from threadloom.types import Command, StateUpdate, interrupt
 
 NOW = datetime(2031, 3, 4, 5, 6, 7, tzinfo=UTC)
@@ -44,7 +44,10 @@ def build(saver: Any = None) -> Any:
     builder.add_edge(START, "agent")
     builder.add_edge("agent", "ask")
     builder.add_edge("ask", END)
-    return builder.compile(checkpointer=saver or InMemorySaver())
+    # The graph records its resumes and updates because it carries the approval hooks
+    # (with the deployment's clock); a graph without them records nothing.
+    return builder.compile(checkpointer=saver or InMemorySaver(),
+                           hooks=[ApprovalHooks(clock=lambda: NOW)])
 
 
 def cfg(**conf: Any) -> dict[str, Any]:
@@ -59,14 +62,14 @@ def test_resume_and_update_state_are_recorded_in_order_with_who_and_when() -> No
     graph.invoke({"messages": [HumanMessage("hi")]}, cfg())
     # The seed's "Option B": downgrade the pending call before it runs.
     graph.update_state(
-        cfg(reviewer=ALICE, hitl_now=NOW),
+        cfg(reviewer=ALICE),
         {"messages": [AIMessage("", id="ai-1", tool_calls=[
             {"name": "read_file", "args": {"path": "/tmp/old_data.csv", "lines": 10},
              "id": "call_1"}])]},
         as_node="agent",
     )
     graph.invoke(None, cfg())  # runs on to the question again
-    graph.invoke(Command(resume="Write a haiku."), cfg(reviewer=ALICE, hitl_now=NOW))
+    graph.invoke(Command(resume="Write a haiku."), cfg(reviewer=ALICE))
     log = graph.get_audit_log(cfg())
     assert [r["event"] for r in log] == ["update_state", "resume"]
     assert [r["seq"] for r in log] == [1, 2]
@@ -149,6 +152,7 @@ def test_savers_without_an_audit_log_still_run_and_say_so() -> None:
     graph = build(PlainSaver())
     graph.invoke({"messages": [HumanMessage("hi")]}, cfg())
     graph.update_state(cfg(), {"note": "n"}, as_node="agent")
+    graph.invoke(None, cfg())  # on to the question (a resume answers only what is pending)
     graph.invoke(Command(resume="x"), cfg())
     assert graph.get_state(cfg()).values["note"] == "x"
     with pytest.raises(NotImplementedError, match="does not store an audit log"):
@@ -161,6 +165,7 @@ def test_async_updates_and_reads() -> None:
     async def run() -> list[dict[str, Any]]:
         await graph.ainvoke({"messages": [HumanMessage("hi")]}, cfg())
         await graph.aupdate_state(cfg(reviewer=ALICE), {"note": "n"}, as_node="agent")
+        await graph.ainvoke(None, cfg())  # on to the question again
         await graph.ainvoke(Command(resume="y"), cfg(reviewer=ALICE))
         return await graph.aget_audit_log(cfg())
 

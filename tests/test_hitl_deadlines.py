@@ -19,6 +19,7 @@ from langchain_core.tools import tool
 
 from threadloom.checkpoint.memory import InMemorySaver
 from threadloom.hitl import (
+    ApprovalHooks,
     ApprovalPolicy,
     ApprovalRule,
     Deadline,
@@ -28,6 +29,7 @@ from threadloom.hitl import (
     ReviewerNotAllowedError,
     Reviewers,
     asweep,
+    echo_digests,
     sweep,
 )
 from threadloom.hitl.clock import checkpoint_time, from_iso
@@ -74,9 +76,29 @@ def start(graph: Any, thread: str = "t") -> list[dict[str, Any]]:
     return out["__interrupt__"][0].value
 
 
-def deadline_policy(on_timeout: Any = "reject", **rule: Any) -> ApprovalPolicy:
-    return ApprovalPolicy({"delete_file": ApprovalRule(
-        deadline=Deadline(after=timedelta(hours=1), on_timeout=on_timeout), **rule)})
+def signed(graph: Any, answer: Any, thread: str = "t") -> Any:
+    """The answer as a UI sends it: approvals echo the digest of the request shown."""
+    return echo_digests(graph.get_state(cfg(thread)).interrupts, answer)
+
+
+class Clock:
+    """The deployment's clock, as a test sets it (None: the system clock)."""
+
+    def __init__(self) -> None:
+        self.now: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.now or datetime.now(UTC)
+
+
+def deadline_policy(
+    on_timeout: Any = "reject", clock: Clock | None = None, **rule: Any
+) -> ApprovalPolicy:
+    return ApprovalPolicy(
+        {"delete_file": ApprovalRule(
+            deadline=Deadline(after=timedelta(hours=1), on_timeout=on_timeout), **rule)},
+        hooks=ApprovalHooks(clock=clock) if clock is not None else None,
+    )
 
 
 def test_request_carries_its_deadline_anchored_to_its_checkpoint() -> None:
@@ -117,24 +139,31 @@ def test_deadline_may_approve() -> None:
 
 
 def test_late_answer_from_a_person_is_refused_before_anything_is_written() -> None:
-    graph = agent(deadline_policy(), "/srv/a")
+    clock = Clock()
+    graph = agent(deadline_policy(clock=clock), "/srv/a")
     (request,) = start(graph)
     late = from_iso(request["deadline"]["at"]) + timedelta(seconds=1)
     before = graph.get_state(cfg())
+    clock.now = late
     with pytest.raises(DeadlinePassedError, match="threadloom sweep"):
-        graph.invoke(Command(resume=[{"type": "accept"}]), cfg(hitl_now=late))
+        graph.invoke(Command(resume=signed(graph, [{"type": "accept"}])), cfg())
     assert graph.get_state(cfg()).config == before.config and RAN == []
-    # ...and a deadline's own decision cannot be claimed before the deadline.
-    with pytest.raises(InvalidResponseError, match="has not passed"):
-        graph.invoke(Command(resume=[{"type": "reject", "deadline": True}]),
-                     cfg(hitl_now=late - timedelta(minutes=30)))
-    with pytest.raises(InvalidResponseError, match="decides 'reject'"):
-        graph.invoke(Command(resume=[{"type": "accept", "deadline": True}]), cfg(hitl_now=late))
+    # ...and a deadline's own decision is never taken from an answer, before the deadline
+    # or after it: only the sweep applies it.
+    clock.now = late - timedelta(minutes=30)
+    with pytest.raises(InvalidResponseError, match="only by the sweep"):
+        graph.invoke(Command(resume=[{"type": "reject", "deadline": True}]), cfg())
+    clock.now = late
+    with pytest.raises(InvalidResponseError, match="only by the sweep"):
+        graph.invoke(Command(resume=[{"type": "accept", "deadline": True}]), cfg())
+    assert graph.get_state(cfg()).config == before.config and RAN == []
 
 
 def test_escalation_hands_the_request_to_another_group_with_a_new_deadline() -> None:
     escalate = Escalate(to=Reviewers(roles=["managers"]), after=timedelta(hours=4))
-    graph = agent(deadline_policy(escalate, reviewers=Reviewers(roles=["ops"])), "/srv/a")
+    clock = Clock()
+    graph = agent(deadline_policy(escalate, clock, reviewers=Reviewers(roles=["ops"])),
+                  "/srv/a")
     (request,) = start(graph)
     first = from_iso(request["deadline"]["at"]) + timedelta(minutes=5)
     (result,) = sweep(graph, now=first)
@@ -144,11 +173,12 @@ def test_escalation_hands_the_request_to_another_group_with_a_new_deadline() -> 
     assert escalated["reviewers"]["roles"] == ["managers"]
     assert escalated["deadline"]["at"] == (first + timedelta(hours=4)).isoformat()
     assert escalated["deadline"]["on_timeout"] == "reject"
+    clock.now = first
     with pytest.raises(ReviewerNotAllowedError):  # ops may no longer decide
-        graph.invoke(Command(resume=[True]),
-                     cfg(reviewer={"id": "olga", "roles": ["ops"]}, hitl_now=first))
-    graph.invoke(Command(resume=[True]),
-                 cfg(reviewer={"id": "max", "roles": ["managers"]}, hitl_now=first))
+        graph.invoke(Command(resume=signed(graph, [True])),
+                     cfg(reviewer={"id": "olga", "roles": ["ops"]}))
+    graph.invoke(Command(resume=signed(graph, [True])),
+                 cfg(reviewer={"id": "max", "roles": ["managers"]}))
     assert RAN == ["/srv/a"]
 
 
@@ -190,7 +220,7 @@ def test_only_the_due_requests_of_a_batch_are_decided() -> None:
     assert (result.request_id, result.decision) == ("call_del", "reject")
     (still,) = graph.get_state(cfg()).interrupts[0].value
     assert still["id"] == "call_read"
-    out = graph.invoke(Command(resume={"call_read": True}), cfg())
+    out = graph.invoke(Command(resume=signed(graph, {"call_read": True})), cfg())
     answers = {m.tool_call_id: m for m in out["messages"] if isinstance(m, ToolMessage)}
     assert answers["call_del"].status == "error" and RAN == []
     assert answers["call_read"].content == "Contents of /srv/b"

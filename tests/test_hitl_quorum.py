@@ -10,9 +10,11 @@ import pytest
 from threadloom.checkpoint.memory import InMemorySaver
 from threadloom.graph import START, StateGraph
 from threadloom.hitl import (
+    ApprovalHooks,
     DuplicateApproverError,
     ReviewerNotAllowedError,
     Reviewers,
+    echo_digests,
     request_approval,
 )
 from threadloom.types import Command
@@ -43,7 +45,7 @@ def build(reviewers: Reviewers) -> Any:
     builder = StateGraph(State)
     builder.add_node("pay", pay)
     builder.add_edge(START, "pay")
-    return builder.compile(checkpointer=InMemorySaver())
+    return builder.compile(checkpointer=InMemorySaver(), hooks=[ApprovalHooks()])
 
 
 def as_(who: str | None, *roles: str, thread: str = "t") -> dict[str, Any]:
@@ -51,6 +53,11 @@ def as_(who: str | None, *roles: str, thread: str = "t") -> dict[str, Any]:
     if who is not None:
         conf["reviewer"] = {"id": who, "roles": list(roles)}
     return {"configurable": conf}
+
+
+def signed(graph: Any, answer: Any) -> Any:
+    """The answer as a UI sends it: approvals echo the digest of the request shown."""
+    return echo_digests(graph.get_state(as_(None)).interrupts, answer)
 
 
 def pending(graph: Any) -> list[tuple[str, Any]]:
@@ -68,7 +75,7 @@ def test_two_distinct_finance_approvers_are_needed() -> None:
     assert request["reviewers"] == {"roles": ["finance"], "quorum": 2, "rejections": 1}
     assert request["approvals"] == []
 
-    out = graph.invoke(Command(resume=[{"type": "accept"}]), as_("alice", "finance"))
+    out = graph.invoke(Command(resume=signed(graph, [{"type": "accept"}])), as_("alice", "finance"))
     assert SENT == []  # one approval short: still paused, the approval is recorded
     (again,) = out["__interrupt__"]
     assert [a["id"] for a in again.value[0]["approvals"]] == ["alice"]
@@ -76,10 +83,11 @@ def test_two_distinct_finance_approvers_are_needed() -> None:
 
     before = pending(graph)
     with pytest.raises(DuplicateApproverError, match="already approved"):
-        graph.invoke(Command(resume=[{"type": "accept"}]), as_("alice", "finance"))
+        graph.invoke(Command(resume=signed(graph, [{"type": "accept"}])), as_("alice", "finance"))
     assert pending(graph) == before and SENT == []
 
-    out = graph.invoke(Command(resume=[{"type": "accept"}]), as_("bob", "finance", "ops"))
+    out = graph.invoke(Command(resume=signed(graph, [{"type": "accept"}])),
+                       as_("bob", "finance", "ops"))
     assert SENT == [{"to": "ACME", "amount": 5000}]
     assert out["paid"]["by"] == ["alice", "bob"]
     decisions = [r for r in graph.get_audit_log(as_(None)) if r["event"] == "decision"]
@@ -103,7 +111,7 @@ def test_reviewer_without_the_role_is_refused_and_the_thread_stays_paused(
     before = pending(graph)
     checkpoint = graph.get_state(as_(None)).config
     with pytest.raises(ReviewerNotAllowedError, match=text.replace("[", r"\[").replace("]", r"\]")):
-        graph.invoke(Command(resume=[{"type": "accept"}]), as_(who, *roles))
+        graph.invoke(Command(resume=signed(graph, [{"type": "accept"}])), as_(who, *roles))
     assert pending(graph) == before
     assert graph.get_state(as_(None)).config == checkpoint
     refused = graph.get_audit_log(as_(None))[-1]
@@ -116,8 +124,8 @@ def test_identity_comes_from_config_not_from_the_payload() -> None:
     graph.invoke({"amount": 10}, as_(None))
     forged = {"type": "accept", "reviewer": {"id": "cfo", "roles": ["finance"]}}
     with pytest.raises(ReviewerNotAllowedError):
-        graph.invoke(Command(resume=[forged]), as_("mallory", "intern"))
-    graph.invoke(Command(resume=[forged]), as_("alice", "finance"))
+        graph.invoke(Command(resume=signed(graph, [forged])), as_("mallory", "intern"))
+    graph.invoke(Command(resume=signed(graph, [forged])), as_("alice", "finance"))
     (record,) = [r for r in graph.get_audit_log(as_(None)) if r["event"] == "decision"]
     assert record["who"] == {"id": "alice", "roles": ["finance"]}
 
@@ -125,8 +133,9 @@ def test_identity_comes_from_config_not_from_the_payload() -> None:
 def test_a_single_reject_is_final() -> None:
     graph = build(FINANCE_TWO)
     graph.invoke({"amount": 10}, as_(None))
-    graph.invoke(Command(resume=[{"type": "accept"}]), as_("alice", "finance"))
-    out = graph.invoke(Command(resume=[{"type": "reject", "args": "Unknown payee."}]),
+    graph.invoke(Command(resume=signed(graph, [{"type": "accept"}])), as_("alice", "finance"))
+    out = graph.invoke(Command(resume=signed(graph, [{"type": "reject",
+                                                      "args": "Unknown payee."}])),
                        as_("bob", "finance"))
     assert out["refused"] == "Unknown payee." and SENT == []
     assert "__interrupt__" not in out
@@ -135,27 +144,29 @@ def test_a_single_reject_is_final() -> None:
 def test_rejections_can_require_several_reviewers() -> None:
     graph = build(Reviewers(roles=["finance"], quorum=2, rejections=2))
     graph.invoke({"amount": 10}, as_(None))
-    out = graph.invoke(Command(resume=[{"type": "reject", "args": "hmm"}]), as_("a", "finance"))
+    out = graph.invoke(Command(resume=signed(graph, [{"type": "reject", "args": "hmm"}])),
+                       as_("a", "finance"))
     assert out["__interrupt__"][0].value[0]["rejections"][0]["id"] == "a"
     with pytest.raises(DuplicateApproverError, match="already rejected"):
-        graph.invoke(Command(resume=[{"type": "reject"}]), as_("a", "finance"))
-    out = graph.invoke(Command(resume=[{"type": "reject", "args": "no"}]), as_("b", "finance"))
+        graph.invoke(Command(resume=signed(graph, [{"type": "reject"}])), as_("a", "finance"))
+    out = graph.invoke(Command(resume=signed(graph, [{"type": "reject", "args": "no"}])),
+                       as_("b", "finance"))
     assert out["refused"] == "hmm; no"
 
 
 def test_an_edit_restarts_the_count_for_the_new_arguments() -> None:
     graph = build(FINANCE_TWO)
     graph.invoke({"amount": 9000}, as_(None))
-    graph.invoke(Command(resume=[{"type": "accept"}]), as_("alice", "finance"))
+    graph.invoke(Command(resume=signed(graph, [{"type": "accept"}])), as_("alice", "finance"))
     out = graph.invoke(
-        Command(resume=[{"type": "edit", "args": {"to": "ACME", "amount": 900}}]),
+        Command(resume=signed(graph, [{"type": "edit", "args": {"to": "ACME", "amount": 900}}])),
         as_("bob", "finance"),
     )
     revised = out["__interrupt__"][0].value[0]
     assert revised["action_request"]["args"] == {"to": "ACME", "amount": 900}
     assert revised["original_args"] == {"to": "ACME", "amount": 9000}
     assert [a["id"] for a in revised["approvals"]] == ["bob"]  # alice approved other args
-    out = graph.invoke(Command(resume=[{"type": "accept"}]), as_("alice", "finance"))
+    out = graph.invoke(Command(resume=signed(graph, [{"type": "accept"}])), as_("alice", "finance"))
     assert SENT == [{"to": "ACME", "amount": 900}]
     edit = [r for r in graph.get_audit_log(as_(None)) if r["decision"] == "edit"
             if r["event"] == "decision"][0]
@@ -165,5 +176,5 @@ def test_an_edit_restarts_the_count_for_the_new_arguments() -> None:
 def test_anyone_may_answer_when_no_reviewers_are_named() -> None:
     graph = build(Reviewers())
     graph.invoke({"amount": 1}, as_(None))
-    out = graph.invoke(Command(resume=True), as_(None))
+    out = graph.invoke(Command(resume=signed(graph, True)), as_(None))
     assert out["paid"]["by"] == [None]

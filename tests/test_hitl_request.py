@@ -9,6 +9,7 @@ import pytest
 from threadloom.checkpoint.base import create_checkpoint_id
 from threadloom.hitl import (
     Allowed,
+    ApprovalHooks,
     ApprovalPolicy,
     ApprovalRequest,
     ApprovalResponse,
@@ -21,7 +22,7 @@ from threadloom.hitl import (
     action_digest,
     requests_in,
 )
-from threadloom.hitl.clock import checkpoint_time, now_from_config
+from threadloom.hitl.clock import checkpoint_time
 from threadloom.hitl.response import match_responses
 from threadloom.hitl.validation import json_schema_errors
 
@@ -152,15 +153,18 @@ def test_deadline_and_reviewer_specs_are_checked() -> None:
         Reviewer.of({"id": "a", "roles": "admin"})
 
 
-def test_clock_reads_checkpoint_ids_and_config() -> None:
+def test_clock_reads_checkpoint_ids_and_the_deployments_clock() -> None:
     before = datetime.now(UTC)
     when = checkpoint_time(create_checkpoint_id())
     assert when is not None and before - timedelta(seconds=1) <= when <= datetime.now(UTC)
     assert checkpoint_time("not-a-uuid") is None
     fixed = datetime(2031, 5, 1, tzinfo=UTC)
-    assert now_from_config({"configurable": {"hitl_now": fixed}}) == fixed
-    assert now_from_config({"configurable": {"hitl_now": lambda: fixed}}) == fixed
-    assert now_from_config({"configurable": {"hitl_now": "2031-05-01T00:00:00"}}) == fixed
+    # The clock belongs to the deployment (ApprovalHooks), not to a run's config.
+    assert ApprovalHooks(clock=lambda: fixed).now() == fixed
+    assert ApprovalHooks(clock=lambda: "2031-05-01T00:00:00").now() == fixed
+    assert ApprovalHooks(clock=lambda: fixed.replace(tzinfo=None)).now() == fixed
+    with pytest.raises(TypeError, match="must return a datetime"):
+        ApprovalHooks(clock=lambda: 12).now()
 
 
 def test_small_json_schema_check_for_custom_requests() -> None:

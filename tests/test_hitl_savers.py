@@ -21,7 +21,7 @@ from langchain_core.tools import tool
 
 from threadloom.checkpoint.memory import InMemorySaver
 from threadloom.cli import main as cli_main
-from threadloom.hitl import ApprovalPolicy, verify_chain
+from threadloom.hitl import ApprovalPolicy, echo_digests, verify_chain
 from threadloom.prebuilt import ScriptedChatModel, create_react_agent
 from threadloom.types import Command
 
@@ -106,6 +106,11 @@ def cfg(**conf: Any) -> dict[str, Any]:
     return {"configurable": {"thread_id": "t", **conf}}
 
 
+def signed(agent: Any, answer: Any) -> Any:
+    """The answer as a UI sends it: approvals echo the digest of the request shown."""
+    return echo_digests(agent.get_state(cfg()).interrupts, answer)
+
+
 BOB = {"id": "bob", "roles": ["ops"]}
 
 
@@ -114,10 +119,10 @@ def test_decisions_survive_a_new_connection(durable: tuple[str, str]) -> None:
     with sync_saver(kind, where) as saver:
         agent = make_agent(saver)
         agent.invoke({"messages": [HumanMessage("tidy")]}, cfg())
-        agent.invoke(Command(resume=[
+        agent.invoke(Command(resume=signed(agent, [
             {"type": "edit", "args": {"path": "/srv/a.bak"}},
             {"type": "reject", "args": "keep b"},
-        ]), cfg(reviewer=BOB))
+        ])), cfg(reviewer=BOB))
     with sync_saver(kind, where) as saver:
         log = make_agent(saver).get_audit_log(cfg())
         saver.delete_thread("t")
@@ -165,7 +170,9 @@ def test_async_savers_store_the_log(tmp_path: Path, request: pytest.FixtureReque
     async def run(saver: Any) -> list[dict[str, Any]]:
         agent = make_agent(saver)
         await agent.ainvoke({"messages": [HumanMessage("tidy")]}, cfg())
-        await agent.ainvoke(Command(resume={"call_a": True, "call_b": False}),
+        shown = (await agent.aget_state(cfg())).interrupts
+        await agent.ainvoke(Command(resume=echo_digests(shown, {"call_a": True,
+                                                                "call_b": False})),
                             cfg(reviewer=BOB))
         return await agent.aget_audit_log(cfg())
 
@@ -197,7 +204,7 @@ def test_cli_exports_and_verifies_a_threads_log(
     with sync_saver("sqlite", db) as saver:
         agent = make_agent(saver)
         agent.invoke({"messages": [HumanMessage("tidy")]}, cfg())
-        agent.invoke(Command(resume=[True, True]), cfg(reviewer=BOB))
+        agent.invoke(Command(resume=signed(agent, [True, True])), cfg(reviewer=BOB))
     out = tmp_path / "log.jsonl"
     assert cli_main(["audit", "--sqlite", db, "--thread", "t", "--out", str(out),
                      "--verify"]) == 0
@@ -217,7 +224,7 @@ def test_memory_saver_is_durable_for_the_process_only() -> None:
     saver = InMemorySaver()
     agent = make_agent(saver)
     agent.invoke({"messages": [HumanMessage("tidy")]}, cfg())
-    agent.invoke(Command(resume=[True, True]), cfg(reviewer=BOB))
+    agent.invoke(Command(resume=signed(agent, [True, True])), cfg(reviewer=BOB))
     assert [r["decision"] for r in saver.list_audit("t")] == ["accept", "accept"]
 
 
@@ -235,3 +242,127 @@ def test_a_database_from_before_the_audit_log_is_told_to_migrate(pg_url: str) ->
             saver.put_audit("t", [{"event": "x"}])
         saver.setup()
         assert [r["seq"] for r in saver.put_audit("t", [{"event": "x"}])] == [1]
+
+
+# -- the chain is anchored: a log cut short or re-hashed shows ------------------------------
+
+
+def _execute(kind: str, where: str, sql: str, *params: Any) -> None:
+    if kind == "sqlite":
+        conn = sqlite3.connect(where)
+        conn.execute(sql.replace("%s", "?"), params)
+        conn.commit()
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(where, autocommit=True) as conn:
+            conn.execute(sql, params)
+
+
+def _decide(saver: Any) -> None:
+    agent = make_agent(saver)
+    agent.invoke({"messages": [HumanMessage("tidy")]}, cfg())
+    agent.invoke(Command(resume=signed(agent, [True, False])), cfg(reviewer=BOB))
+
+
+def _verify(saver: Any, key: bytes | None = None) -> None:
+    from threadloom.hitl.hooks import checkpoint_anchors
+
+    verify_chain(saver.list_audit("t"), head=saver.audit_head("t"), key=key,
+                 anchors=checkpoint_anchors(saver, "t"))
+
+
+def test_a_truncated_log_is_detected(durable: tuple[str, str]) -> None:
+    kind, where = durable
+    with sync_saver(kind, where) as saver:
+        _decide(saver)
+        _verify(saver)
+        assert saver.audit_head("t")["seq"] == 2
+    _execute(kind, where, "DELETE FROM threadloom_audit_log WHERE thread_id = %s AND seq = 2",
+             "t")
+    with sync_saver(kind, where) as saver:
+        records = saver.list_audit("t")
+        verify_chain(records)  # what is left is a valid chain on its own...
+        with pytest.raises(ValueError, match="cut short"):
+            verify_chain(records, head=saver.audit_head("t"))  # ...but not up to its anchor
+
+
+def test_moving_the_anchor_back_still_shows_in_the_checkpoints(
+    durable: tuple[str, str],
+) -> None:
+    kind, where = durable
+    with sync_saver(kind, where) as saver:
+        _decide(saver)
+        first = saver.list_audit("t")[0]
+    _execute(kind, where, "DELETE FROM threadloom_audit_log WHERE thread_id = %s AND seq = 2",
+             "t")
+    _execute(kind, where,
+             "UPDATE threadloom_audit_log SET record = %s WHERE thread_id = %s AND seq = 0",
+             json.dumps({"seq": 1, "hash": first["hash"]}), "t")
+    with sync_saver(kind, where) as saver:
+        verify_chain(saver.list_audit("t"), head=saver.audit_head("t"))
+        with pytest.raises(ValueError, match="checkpoints anchor"):
+            _verify(saver)
+
+
+def test_a_rehashed_suffix_is_detected_and_a_keyed_chain_needs_the_key(
+    durable: tuple[str, str],
+) -> None:
+    from threadloom.checkpoint.base import audit_record_hash
+
+    kind, where = durable
+    with sync_saver(kind, where) as saver:
+        _decide(saver)
+        last = saver.list_audit("t")[-1]
+    forged = {**last, "who": {"id": "eve", "roles": ["ops"]}}
+    forged["hash"] = audit_record_hash(forged)
+    _execute(kind, where,
+             "UPDATE threadloom_audit_log SET record = %s WHERE thread_id = %s AND seq = 2",
+             json.dumps(forged), "t")
+    with sync_saver(kind, where) as saver:
+        verify_chain(saver.list_audit("t"))  # re-hashed: the chain alone cannot tell
+        with pytest.raises(ValueError, match="cut short or rewritten"):
+            verify_chain(saver.list_audit("t"), head=saver.audit_head("t"))
+    # With an HMAC key, re-hashing the suffix and moving the anchor along does not help.
+    _execute(kind, where, "DELETE FROM threadloom_audit_log WHERE thread_id = %s", "t")
+    key = b"k" * 32
+    with sync_saver(kind, where) as saver:
+        saver.delete_thread("t")
+        saver.audit_key = key
+        _decide(saver)
+        _verify(saver, key)
+        with pytest.raises(ValueError, match="give the audit key"):
+            verify_chain(saver.list_audit("t"))
+        last = saver.list_audit("t")[-1]
+    forged = {**last, "who": {"id": "eve", "roles": ["ops"]}}
+    forged["hash"] = audit_record_hash(forged)
+    _execute(kind, where,
+             "UPDATE threadloom_audit_log SET record = %s WHERE thread_id = %s AND seq = 2",
+             json.dumps(forged), "t")
+    _execute(kind, where,
+             "UPDATE threadloom_audit_log SET record = %s WHERE thread_id = %s AND seq = 0",
+             json.dumps({"seq": 2, "hash": forged["hash"]}), "t")
+    with sync_saver(kind, where) as saver:
+        with pytest.raises(ValueError, match="not signed with the audit key"):
+            verify_chain(saver.list_audit("t"), head=saver.audit_head("t"), key=key)
+
+
+def test_cli_verify_fails_on_a_cut_log_a_missing_thread_or_a_mistyped_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "cli.db")
+    with sync_saver("sqlite", db) as saver:
+        _decide(saver)
+    assert cli_main(["audit", "--sqlite", db, "--thread", "t", "--verify"]) == 0
+    _execute("sqlite", db, "DELETE FROM threadloom_audit_log WHERE thread_id = ? AND seq = 2",
+             "t")
+    capsys.readouterr()
+    assert cli_main(["audit", "--sqlite", db, "--thread", "t", "--verify"]) == 1
+    assert "cut short" in capsys.readouterr().err
+    assert cli_main(["audit", "--sqlite", db, "--thread", "nope", "--verify"]) == 1
+    assert "no audit log for thread 'nope'" in capsys.readouterr().err
+    typo = tmp_path / "cli.bd"
+    assert cli_main(["audit", "--sqlite", str(typo), "--thread", "t", "--verify"]) == 2
+    assert "no such database file" in capsys.readouterr().err
+    assert not typo.exists()

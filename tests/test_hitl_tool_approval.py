@@ -24,7 +24,9 @@ from threadloom.hitl import (
     ApprovalRule,
     InvalidEditError,
     InvalidResponseError,
+    NoPendingRequestError,
     action_digest,
+    echo_digests,
 )
 from threadloom.prebuilt import ScriptedChatModel, ToolNode, create_react_agent
 from threadloom.types import Command
@@ -78,6 +80,11 @@ def agent(*turns: Any, policy: ApprovalPolicy = POLICY, **kw: Any) -> Any:
 
 def cfg(thread: str = "t", **conf: Any) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread, **conf}}
+
+
+def signed(graph: Any, answer: Any, thread: str = "t") -> Any:
+    """The answer as a UI sends it: approvals echo the digest of the request shown."""
+    return echo_digests(graph.get_state(cfg(thread)).interrupts, answer)
 
 
 def ask(graph: Any, thread: str = "t") -> Any:
@@ -137,7 +144,7 @@ def test_no_call_needing_approval_runs_straight_through() -> None:
 def test_agent_inbox_single_response_list_accepts() -> None:
     graph = agent(calls(("delete_file", {"path": "/etc/hosts"})))
     ask(graph)
-    out = graph.invoke(Command(resume=[{"type": "accept", "args": None}]), cfg())
+    out = graph.invoke(Command(resume=signed(graph, [{"type": "accept", "args": None}])), cfg())
     assert RAN == [("delete_file", {"path": "/etc/hosts"})]
     assert tool_messages(out)["call_1"].content == "Deleted /etc/hosts"
 
@@ -151,11 +158,11 @@ def test_mixed_approve_edit_reject_batch_answers_every_call() -> None:
                         ("delete_file", {"path": "/home/me/b"}),
                         ("read_file", {"path": "/r"})))
     ask(graph)
-    out = graph.invoke(Command(resume=[
+    out = graph.invoke(Command(resume=signed(graph, [
         {"type": "accept"},
         {"type": "edit", "args": {"action": "copy_file", "args": {"src": "x", "dst": "z"}}},
         {"type": "reject", "args": "Never delete home files."},
-    ]), cfg())
+    ])), cfg())
     assert RAN == [("delete_file", {"path": "/etc/a"}),
                    ("copy_file", {"src": "x", "dst": "z", "times": 1}),
                    ("read_file", {"path": "/r"})]
@@ -178,7 +185,7 @@ def test_batch_answered_by_tool_call_id_and_in_two_sittings() -> None:
     (intr,) = out["__interrupt__"]  # call_1 is still open: nothing ran yet
     assert [r["id"] for r in intr.value] == ["call_1"]
     assert RAN == []
-    out = graph.invoke(Command(resume={"call_1": True}), cfg())
+    out = graph.invoke(Command(resume=signed(graph, {"call_1": True})), cfg())
     assert RAN == [("delete_file", {"path": "/etc/a"})]
     assert tool_messages(out)["call_2"].status == "error"
 
@@ -230,7 +237,7 @@ def test_bad_answer_is_refused_before_anything_is_written(
     assert frozen(graph, saver) == before
     assert RAN == []
     # The same request can still be answered properly.
-    out = graph.invoke(Command(resume=[{"type": "accept"}]), cfg())
+    out = graph.invoke(Command(resume=signed(graph, [{"type": "accept"}])), cfg())
     assert tool_messages(out)["call_1"].content == "Deleted /etc/a"
 
 
@@ -238,10 +245,10 @@ def test_edit_is_checked_against_the_tools_schema_with_coercion() -> None:
     graph = agent(calls(("copy_file", {"src": "a", "dst": "b"})))
     ask(graph)
     with pytest.raises(InvalidEditError, match="times"):
-        graph.invoke(Command(resume=[{"type": "edit", "args": {"src": "a", "dst": "b",
-                                                                "times": "lots"}}]), cfg())
-    out = graph.invoke(Command(resume=[{"type": "edit", "args": {"src": "a", "dst": "b",
-                                                                  "times": "3"}}]), cfg())
+        graph.invoke(Command(resume=signed(graph, [
+            {"type": "edit", "args": {"src": "a", "dst": "b", "times": "lots"}}])), cfg())
+    out = graph.invoke(Command(resume=signed(graph, [
+        {"type": "edit", "args": {"src": "a", "dst": "b", "times": "3"}}])), cfg())
     assert RAN == [("copy_file", {"src": "a", "dst": "b", "times": 3})]
     assert tool_messages(out)["call_1"].content == "Copied a to b x3"
 
@@ -271,8 +278,8 @@ def test_arguments_changed_after_approval_are_refused_at_execution() -> None:
     tampered = ai.model_copy(update={"tool_calls": [
         {**ai.tool_calls[0], "args": {"path": "/etc/passwd"}}]})
     with pytest.raises(ApprovalMismatchError, match="another proposal"):
-        graph.invoke(Command(resume=[{"type": "accept"}], update={"messages": [tampered]}),
-                     cfg())
+        graph.invoke(Command(resume=signed(graph, [{"type": "accept"}]),
+                             update={"messages": [tampered]}), cfg())
     assert RAN == []
     refused = [r for r in graph.get_audit_log(cfg()) if r["event"] == "refused"]
     assert refused[-1]["stage"] == "execution"
@@ -290,8 +297,9 @@ def test_stale_approval_after_update_state_is_refused_at_execution() -> None:
     # The approval names what the reviewer saw; no request is pending any more.
     with pytest.raises(ApprovalMismatchError):
         graph.invoke(Command(resume=[{"type": "accept", "digest": seen["digest"]}]), cfg())
-    # An answer with no digest cannot be taken for the new request either.
-    with pytest.raises(ApprovalMismatchError, match="not given for it"):
+    # An answer with no digest cannot be taken for the new request either: nothing is
+    # pending, so it is refused on arrival.
+    with pytest.raises(NoPendingRequestError, match="Nothing is waiting"):
         graph.invoke(Command(resume=[{"type": "accept"}]), cfg())
     assert RAN == []
     # Asking again shows the call as it is now, with a new digest.
@@ -328,7 +336,9 @@ def test_toolnode_approval_in_a_hand_built_graph_and_async() -> None:
         await graph.ainvoke({"messages": [HumanMessage("go")]}, cfg("a"))
         with pytest.raises(InvalidEditError):
             await graph.ainvoke(Command(resume={"c1": {"type": "edit", "args": {}}}), cfg("a"))
-        return await graph.ainvoke(Command(resume={"c1": {"type": "approve"}}), cfg("a"))
+        shown = (await graph.aget_state(cfg("a"))).interrupts
+        return await graph.ainvoke(
+            Command(resume=echo_digests(shown, {"c1": {"type": "approve"}})), cfg("a"))
 
     RAN.clear()
     out = asyncio.run(run())
@@ -368,8 +378,9 @@ def test_a_batch_is_validated_as_a_whole_before_anything_is_written() -> None:
     before = frozen(graph, saver)
     audit_before = graph.get_audit_log(cfg())
     with pytest.raises(InvalidEditError):  # the last answer is bad: none is applied
-        graph.invoke(Command(resume=[True, {"type": "reject", "args": "no"},
-                                     {"type": "edit", "args": {"path": None}}]), cfg())
+        graph.invoke(Command(resume=signed(graph, [True, {"type": "reject", "args": "no"},
+                                                   {"type": "edit", "args": {"path": None}}])),
+                     cfg())
     assert frozen(graph, saver) == before and RAN == []
     new = graph.get_audit_log(cfg())[len(audit_before):]
     assert [r["event"] for r in new] == ["refused"]  # no decision was recorded

@@ -149,14 +149,15 @@ def test_listed_checkpoints_sharing_a_version_get_their_own_lists() -> None:
 
 def test_conflict_rule_details() -> None:
     saver = InMemorySaver()
-    with pytest.raises(CheckpointConflictError, match="moved on"):  # parent, empty thread
-        saver.put(cfg("t", "gone"), make_cp({}, {}), {"source": "loop"}, {})
-    c0 = saver.put(cfg("t", ""), make_cp({}, {}), {"source": "loop"}, {})  # "" = no parent
-    head = make_cp({}, {})
-    saver.put(c0, head, {"source": "loop"}, {})
-    saver.put(c0, head, {"source": "loop"}, {})  # the same head again
-    with pytest.raises(CheckpointConflictError, match=re.escape(repr(head["id"]))):
-        saver.put(c0, make_cp({}, {}), {"source": "loop"}, {})
+    with saver.lock_thread("t"):  # the rule holds within a run
+        with pytest.raises(CheckpointConflictError, match="moved on"):  # parent, empty thread
+            saver.put(cfg("t", "gone"), make_cp({}, {}), {"source": "loop"}, {})
+        c0 = saver.put(cfg("t", ""), make_cp({}, {}), {"source": "loop"}, {})  # "" = no parent
+        head = make_cp({}, {})
+        saver.put(c0, head, {"source": "loop"}, {})
+        saver.put(c0, head, {"source": "loop"}, {})  # the same head again
+        with pytest.raises(CheckpointConflictError, match=re.escape(repr(head["id"]))):
+            saver.put(c0, make_cp({}, {}), {"source": "loop"}, {})
     assert len(list(saver.list(cfg("t")))) == 2
 
 

@@ -679,3 +679,69 @@ def test_provider_builtin_tools_are_bound_but_not_run() -> None:
     only_builtin = ScriptedChatModel(["ok"])
     create_react_agent(only_builtin, [{"type": "web_search_preview"}])
     assert only_builtin.bound_tools == [{"type": "web_search_preview"}]
+
+
+# -- LangGraph-compatible extras ------------------------------------------------------------
+
+
+def test_unknown_keyword_arguments_are_refused_and_config_schema_is_deprecated() -> None:
+    from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments: \{'extra': 1\}"):
+        create_react_agent(ScriptedChatModel(["x"]), [], extra=1)
+    with pytest.warns(LangGraphDeprecatedSinceV10, match="context_schema"):
+        create_react_agent(ScriptedChatModel(["x"]), [], config_schema=dict)
+
+
+def test_prompt_callable_may_take_the_store() -> None:
+    from threadloom.store.memory import InMemoryStore
+
+    store = InMemoryStore()
+    store.put(("users",), "me", {"name": "Ada"})
+
+    def prompt(state: Any, config: Any, *, store: Any) -> list[BaseMessage]:
+        name = store.get(("users",), config["configurable"]["user"]).value["name"]
+        return [SystemMessage(f"User is {name}"), *state["messages"]]
+
+    model = ScriptedChatModel(["hi"])
+    agent = create_react_agent(model, [], prompt=prompt, store=store)
+    agent.invoke({"messages": [HumanMessage("hello")]}, {"configurable": {"user": "me"}})
+    assert model.calls[0][0].content == "User is Ada"
+
+
+def test_pydantic_agent_state_takes_dict_messages() -> None:
+    from threadloom.prebuilt.chat_agent_executor import AgentStatePydantic
+
+    class State(AgentStatePydantic):
+        foo: int = 0
+
+    agent = create_react_agent(ScriptedChatModel(["ok"]), [], state_schema=State)
+    out = agent.invoke({"messages": [{"role": "user", "content": "hi"}], "foo": 2})
+    assert kinds(out["messages"]) == ["HumanMessage", "AIMessage"]
+    assert out["foo"] == 2
+
+
+def test_drawing_lists_edges_sorted_with_plain_end_edges_last() -> None:
+    @tool
+    def echo(text: str) -> str:
+        """Echo."""
+        return text
+
+    agent = create_react_agent(ScriptedChatModel(["x"]), [echo])
+    lines = agent.get_graph().draw_mermaid(with_styles=False).splitlines()[1:]
+    assert [line.strip() for line in lines if line.strip()] == [
+        "__start__ --> agent;",
+        "agent -.-> __end__;",
+        "agent -.-> tools;",
+        "tools --> agent;",
+    ]
+
+
+def test_checkpoint_leaves_out_channels_never_written() -> None:
+    saver = MemorySaver()
+    agent = create_react_agent(ScriptedChatModel(["hi"]), [], checkpointer=saver)
+    config = {"configurable": {"thread_id": "t"}}
+    agent.invoke({"messages": [HumanMessage("hello")]}, config)
+    first = list(saver.list(config))[-1]  # the input checkpoint, before any node ran
+    assert first.metadata["step"] == -1
+    assert "messages" not in first.checkpoint["channel_values"]

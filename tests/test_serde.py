@@ -582,6 +582,45 @@ def test_registered_namedtuple_plain_and_str_subclass(serde: MsgpackSerializer) 
     assert type(uid) is UserId and uid == "u-1"
 
 
+def test_unregistered_subclass_of_a_builtin_is_stored_as_the_builtin() -> None:
+    """Like langchain_core's ``AIMessage.text`` (a ``str`` subclass): the value is kept,
+    as its builtin base; registering the class keeps the class."""
+
+    class Label(str):
+        pass
+
+    class Counts(dict):
+        pass
+
+    class Row(tuple):
+        pass
+
+    class Tags(frozenset):
+        pass
+
+    class Big(int):
+        pass
+
+    serde = MsgpackSerializer()
+    text = AIMessage("a summary").text
+    assert type(text) is not str  # the library's own subclass
+    value = {
+        "text": text, "label": Label("x"), "counts": Counts(a=[Row((1, Big(2)))]),
+        "tags": Tags({"t"}), "big": Big(2**70), "rate": type("Rate", (float,), {})(0.5),
+    }  # fmt: skip
+    got = roundtrip(serde, value)
+    assert got == {"text": "a summary", "label": "x", "counts": {"a": [(1, 2)]},
+                   "tags": frozenset({"t"}), "big": 2**70, "rate": 0.5}  # fmt: skip
+    assert [type(got[k]) for k in ("text", "label", "counts", "tags", "big", "rate")] == [
+        str, str, dict, frozenset, int, float,
+    ]  # fmt: skip
+    assert type(got["counts"]["a"][0]) is tuple and type(got["counts"]["a"][0][1]) is int
+    serde.register(Label)  # registered: the class survives
+    assert type(roundtrip(serde, Label("y"))) is Label
+    with pytest.raises(UnregisteredTypeError):  # enums are not plain subclasses
+        serde.dumps_typed(Level.LOW)
+
+
 def test_register_type_global_and_instance_register() -> None:
     default = MsgpackSerializer()
     assert roundtrip(default, GloballyRegistered(value=3)) == GloballyRegistered(value=3)

@@ -470,7 +470,8 @@ def test_injected_state_from_object_and_list() -> None:
     node = ToolNode([whole, keyed])
     out = node.invoke(S(messages=[ai(("whole", {}), ("keyed", {}))]))
     assert [m.content for m in out["messages"]] == ["S", "bob"]
-    assert node.invoke([ai(("whole", {}))])[0].content == "list"
+    # As in LangGraph: given bare messages, the whole state is {"messages": [...]}.
+    assert node.invoke([ai(("whole", {}))])[0].content == "dict"
     with pytest.raises(ValueError, match="state key 'user'"):
         node.invoke([ai(("keyed", {}))])
 

@@ -97,7 +97,8 @@ def channel_for(key: str, annotation: Any) -> BaseChannel | str:
         base, *extras = get_args(annotation)
         for extra in reversed(extras):
             if isinstance(extra, BaseChannel):
-                chan = extra.copy()
+                with_type = getattr(extra, "with_type", None)  # DeltaChannel: type from here
+                chan = with_type(base) if with_type is not None else extra.copy()
                 chan.key = key
                 return chan
             if isinstance(extra, type) and issubclass(extra, BaseChannel):

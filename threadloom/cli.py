@@ -3,10 +3,14 @@
     threadloom sweep --sqlite checkpoints.db --graph myapp.agent:graph [--now ISO] [--json]
     threadloom sweep --postgres postgresql://... --graph myapp.agent:graph
     threadloom audit --sqlite checkpoints.db --thread t-42 [--out log.jsonl] [--verify]
+                     [--key-file audit.key]
 
 ``sweep`` applies the passed deadlines of approval requests on every paused thread of
-the graph (``threadloom.hitl.deadlines.sweep``); run it from cron or a timer. ``audit``
-prints (or exports as JSON lines) a thread's audit log.
+the graph (``threadloom.hitl.deadlines.sweep``; threads of other graphs in the same
+database are left alone); run it from cron or a timer. ``audit`` prints (or exports as
+JSON lines) a thread's audit log; ``--verify`` checks its chain, its anchor and the
+anchors in the thread's checkpoints (and the HMAC, with the key), and fails on a thread
+with no log. A ``--sqlite`` path that does not exist is an error, never a new file.
 
 ``--graph module:attr`` names a compiled graph, a ``StateGraph`` builder, or a function
 taking the checkpointer and returning a compiled graph; the graph is run on the saver
@@ -54,16 +58,29 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--thread", required=True, metavar="ID", help="thread id")
     audit.add_argument("--out", metavar="FILE", help="write JSON lines to FILE")
     audit.add_argument("--verify", action="store_true",
-                       help="check the log's hash chain; exit 1 if it is broken")
+                       help="check the log's hash chain and its anchors; exit 1 if it is "
+                            "broken, cut short or missing")
+    audit.add_argument("--key-file", metavar="FILE",
+                       help="the saver's audit_key (HMAC), to verify a signed log "
+                            "(default: $THREADLOOM_AUDIT_KEY)")
     return parser
+
+
+class _Refused(Exception):
+    """A command-line mistake, reported on stderr with exit status 2."""
 
 
 @contextmanager
 def open_saver(args: argparse.Namespace) -> Iterator[Any]:
     """The saver named on the command line, set up and closed on exit."""
     if args.sqlite:
+        import os
+
         from threadloom.checkpoint.sqlite import SqliteSaver
 
+        if args.sqlite != ":memory:" and not os.path.isfile(args.sqlite):
+            # A mistyped path must not quietly create an empty database and "pass".
+            raise _Refused(f"--sqlite {args.sqlite!r}: no such database file.")
         with SqliteSaver.from_conn_string(args.sqlite) as saver:
             yield saver
     else:
@@ -127,14 +144,32 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _audit_key(args: argparse.Namespace) -> bytes | None:
+    import os
+
+    if args.key_file:
+        with open(args.key_file, "rb") as fh:
+            return fh.read().strip()
+    env = os.environ.get("THREADLOOM_AUDIT_KEY")
+    return env.encode() if env else None
+
+
 def _audit(args: argparse.Namespace) -> int:
     from threadloom.hitl.audit import export_jsonl, verify_chain
+    from threadloom.hitl.hooks import checkpoint_anchors
 
+    key = _audit_key(args) if args.verify else None
     with open_saver(args) as saver:
         records = saver.list_audit(args.thread)
+        head = saver.audit_head(args.thread) if args.verify else None
+        anchors = checkpoint_anchors(saver, args.thread) if args.verify else []
     if args.verify:
+        if not records and head is None and not anchors:
+            print(f"no audit log for thread {args.thread!r} (wrong thread id or database?)",
+                  file=sys.stderr)
+            return 1
         try:
-            verify_chain(records)
+            verify_chain(records, head=head, key=key, anchors=anchors)
         except ValueError as exc:
             print(f"audit log of {args.thread!r} is broken: {exc}", file=sys.stderr)
             return 1
@@ -148,9 +183,13 @@ def _audit(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "sweep":
-        return _sweep(args)
-    return _audit(args)
+    try:
+        if args.command == "sweep":
+            return _sweep(args)
+        return _audit(args)
+    except _Refused as exc:
+        print(f"threadloom {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

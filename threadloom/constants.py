@@ -24,6 +24,10 @@ INTERRUPT = "__interrupt__"
 RESUME = "__resume__"
 ERROR = "__error__"
 TASKS = "__pregel_tasks"
+RETURN = "__return__"
+"""The pending write holding what a task called from a running task returned."""
+PREVIOUS = "__previous__"
+"""The channel an entrypoint saves its value in, handed back as ``previous`` next run."""
 NULL_TASK_ID = "00000000-0000-0000-0000-000000000000"
 
 # Pseudo nodes used by update_state.

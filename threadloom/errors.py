@@ -29,6 +29,7 @@ __all__ = [
     "NodeTimeoutError",
     "NodeCancelledError",
     "UnknownInterruptError",
+    "RemoteException",
     "is_invalid_resume",
 ]
 
@@ -77,11 +78,12 @@ class GraphInterrupt(GraphBubbleUp):
     """
 
     def __init__(self, interrupts: Sequence[Any] = ()) -> None:
-        super().__init__(tuple(interrupts))
+        # a list or tuple is kept as given (``exc.args[0]`` is what the raiser passed)
+        super().__init__(interrupts if isinstance(interrupts, (list, tuple)) else tuple(interrupts))
 
     @property
     def interrupts(self) -> tuple[Any, ...]:
-        return self.args[0]
+        return tuple(self.args[0])
 
 
 class NodeInterrupt(GraphInterrupt):
@@ -194,6 +196,11 @@ class NodeCancelledError(Exception):
 
 class UnknownInterruptError(ValueError):
     """A resume map named an interrupt id that is not pending on the thread."""
+
+
+class RemoteException(Exception):
+    """A run of a graph deployed on an Agent Server failed (``RemoteGraph``); the
+    message is the server's ``"<ErrorClass>: <message>"``."""
 
 
 _INVALID_RESUME_MARK = "__threadloom_invalid_resume__"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,10 +68,25 @@ class BinaryOperatorAggregate(BaseChannel):
         return new
 
 
+_ABSTRACT_STARTS: tuple[tuple[Any, type], ...] = (
+    (collections.abc.Sequence, list),
+    (collections.abc.MutableSequence, list),
+    (collections.abc.Set, set),
+    (collections.abc.MutableSet, set),
+    (collections.abc.Mapping, dict),
+    (collections.abc.MutableMapping, dict),
+)
+
+
 def _initial(typ: Any) -> Any:
     origin = getattr(typ, "__origin__", None) or typ
     if origin in (list, dict, set, tuple, int, float, str, frozenset):
         return origin()
+    # Abstract collections (Sequence[BaseMessage], ...) start as their plain counterpart,
+    # so the reducer sees every write, the first included.
+    for abstract, concrete in _ABSTRACT_STARTS:
+        if origin is abstract:
+            return concrete()
     try:
         if isinstance(origin, type) and origin.__module__ in ("collections", "builtins"):
             return origin()

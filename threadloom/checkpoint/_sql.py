@@ -48,6 +48,7 @@ __all__ = [
     "drive_async",
     "drive_sync",
     "make_config",
+    "pruned_checkpoints",
     "resumed",
     "thread_and_ns",
     "timestamp",
@@ -215,6 +216,38 @@ def timestamp(ts: Any) -> float:
     return dt.timestamp()
 
 
+def pruned_checkpoints(
+    entries: Sequence[tuple[str, str, Any]], keep_last: int
+) -> set[tuple[str, str]]:
+    """The (namespace, checkpoint id) pairs ``prune(keep_last)`` deletes, of one thread's
+    ``entries`` (namespace, checkpoint id, metadata).
+
+    The ``keep_last`` newest of each namespace stay - except in the namespace of a
+    subgraph *call* (a segment ``node:task_id``), whose checkpoints go with the parent
+    checkpoint they belong to (metadata ``parents``): a call that finished before the kept
+    parent checkpoints is gone, an interrupted one (whose parent is kept) stays.
+    Namespaces of persistent subgraphs (``checkpointer=True``: no task id) and
+    checkpoints naming no parent follow the per-namespace rule only.
+    """
+    by_ns: dict[str, list[tuple[str, Any]]] = {}
+    for ns, checkpoint_id, metadata in entries:
+        by_ns.setdefault(ns, []).append((checkpoint_id, metadata))
+    dropped: set[tuple[str, str]] = set()
+    for ns, items in by_ns.items():
+        items.sort(key=lambda item: item[0], reverse=True)
+        dropped.update((ns, checkpoint_id) for checkpoint_id, _ in items[keep_last:])
+    gone = {checkpoint_id for _, checkpoint_id in dropped}
+    for ns in sorted(by_ns, key=lambda n: n.count("|")):  # parents before their children
+        if not ns or all(":" not in part for part in ns.split("|")):
+            continue
+        for checkpoint_id, metadata in by_ns[ns]:
+            parents = metadata.get("parents") if isinstance(metadata, dict) else None
+            if isinstance(parents, dict) and any(p in gone for p in parents.values()):
+                dropped.add((ns, checkpoint_id))
+                gone.add(checkpoint_id)
+    return dropped
+
+
 def chunks(items: Sequence[T], width: int, reserve: int = 0) -> Iterator[Sequence[T]]:
     """Slices of ``items`` small enough for rows of ``width`` parameters each (plus
     ``reserve`` other parameters in the same statement)."""
@@ -248,6 +281,8 @@ class Dialect:
     # An SQL expression that makes the current transaction commit without waiting for its
     # flush (see RunGuard); an expression, so a write can fold it into its one statement
     relaxed_commit: str | None = None
+    # an SQL expression giving the ``run_id`` of a checkpoint row's metadata, as text
+    run_id_sql: str = "NULL"
 
     def filter_sql(self, filter: dict[str, Any]) -> tuple[list[str], list[Any]]:
         raise NotImplementedError

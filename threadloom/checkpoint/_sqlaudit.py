@@ -1,12 +1,14 @@
 """Durable audit log storage for the SQL savers: one table, append-only, hash-chained.
 
 ``threadloom_audit_log(thread_id, seq, record, created_at)`` holds a thread's audit
-records (``threadloom.hitl.audit``) as JSON text, numbered from 1 per thread. An append
-reads the thread's last record and inserts the new ones chained after it
-(``chain_audit_records``) in one transaction; ``(thread_id, seq)`` is the primary key,
-so two concurrent appends cannot both take the same place - one fails instead of
-forking the log. The log is not touched by ``delete_thread``, ``prune`` or
-``expire_paused``: it is the record of who decided what.
+records (``threadloom.hitl.audit``) as JSON text, numbered from 1 per thread; the row
+numbered 0 is the chain's anchor (``{"seq", "hash"}`` of the last record), moved in the
+same transaction as every append, so a log cut short (its last records deleted) no
+longer reaches its anchor. An append reads the thread's last record and inserts the
+new ones chained after it (``chain_audit_records``) in one transaction;
+``(thread_id, seq)`` is the primary key, so two concurrent appends cannot both take the
+same place - one fails instead of forking the log. The log is not touched by
+``delete_thread``, ``prune`` or ``expire_paused``: it is the record of who decided what.
 
 The table comes with its own migration (``SQLITE_MIGRATION`` / ``POSTGRES_MIGRATION``),
 appended to each saver's migration list.
@@ -27,6 +29,7 @@ __all__ = [
     "AUDIT",
     "POSTGRES_MIGRATION",
     "SQLITE_MIGRATION",
+    "audit_head",
     "explained",
     "list_audit",
     "put_audit",
@@ -64,7 +67,10 @@ def _decode(raw: Any) -> AuditRecord:
 
 
 def put_audit(
-    dialect: Dialect, thread_id: str, records: Sequence[AuditRecord]
+    dialect: Dialect,
+    thread_id: str,
+    records: Sequence[AuditRecord],
+    key: bytes | None = None,
 ) -> Op[list[AuditRecord]]:
     thread_id = str(thread_id)
     for record in records:
@@ -73,27 +79,45 @@ def put_audit(
     if lock:
         yield Query(lock, (thread_id,))
     rows = yield Query(
-        f"SELECT record FROM {AUDIT} WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
+        f"SELECT record FROM {AUDIT} WHERE thread_id = ? AND seq > 0 "
+        "ORDER BY seq DESC LIMIT 1",
         (thread_id,),
         fetch=True,
     )
     last = _decode(rows[0][0]) if rows else None
-    stored = chain_audit_records(last, thread_id, records)
+    stored = chain_audit_records(last, thread_id, records, key)
     now = time.time()
     for record in stored:
         yield Query(
             f"INSERT INTO {AUDIT} (thread_id, seq, record, created_at) VALUES (?, ?, ?, ?)",
             (thread_id, record["seq"], json.dumps(record, ensure_ascii=False), now),
         )
+    if stored:  # the anchor (row seq 0) moves with the append, in the same transaction
+        head = json.dumps({"seq": stored[-1]["seq"], "hash": stored[-1]["hash"]})
+        yield Query(
+            f"INSERT INTO {AUDIT} (thread_id, seq, record, created_at) VALUES (?, 0, ?, ?) "
+            "ON CONFLICT (thread_id, seq) DO UPDATE SET record = excluded.record, "
+            "created_at = excluded.created_at",
+            (thread_id, head, now),
+        )
     return stored
 
 
 def list_audit(thread_id: str) -> Op[list[AuditRecord]]:
     rows = yield Query(
-        f"SELECT record FROM {AUDIT} WHERE thread_id = ? ORDER BY seq", (str(thread_id),),
+        f"SELECT record FROM {AUDIT} WHERE thread_id = ? AND seq > 0 ORDER BY seq",
+        (str(thread_id),),
         fetch=True,
     )
     return [_decode(r[0]) for r in rows or ()]
+
+
+def audit_head(thread_id: str) -> Op[dict[str, Any] | None]:
+    rows = yield Query(
+        f"SELECT record FROM {AUDIT} WHERE thread_id = ? AND seq = 0", (str(thread_id),),
+        fetch=True,
+    )
+    return _decode(rows[0][0]) if rows else None
 
 
 @contextmanager

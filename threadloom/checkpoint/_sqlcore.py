@@ -69,6 +69,7 @@ from threadloom.checkpoint._sql import (
     chunks,
     dump_metadata,
     make_config,
+    pruned_checkpoints,
     thread_and_ns,
     timestamp,
     values_cte,
@@ -469,11 +470,16 @@ class SqlCore:
         return self.serde.dumps_typed(plan.payload)
 
     def put(self, p: PreparedPut) -> Op[dict[str, Any]]:
-        """Store a prepared checkpoint; a ``loop`` checkpoint on a stale head loses.
+        """Store a prepared checkpoint; a run's ``loop`` checkpoint on a stale head loses.
+
+        The conflict rule applies to the puts of a run holding the thread's run lock
+        (``p.run_locked``): the lock keeps other runs out, the head check catches a
+        thread changed behind the run's back (deleted, pruned, written by a plain
+        ``put``). A put outside a run is plain storage, as the saver contract has it.
 
         One batch (see the module docstring): the head check and the delta-base check are
-        folded into every insert, so of two writers continuing from the same head exactly
-        one writes anything, and a delta is never stored on a base that is gone. On
+        folded into every insert, so the check and the write see the same head, and a
+        delta is never stored on a base that is gone. On
         Postgres the batch first takes the thread's write lock (an advisory transaction
         lock), so the checks and the inserts see the same head; SQLite's ``BEGIN
         IMMEDIATE`` serializes writers already.
@@ -487,8 +493,9 @@ class SqlCore:
                 raise CheckpointConflictError(
                     f"Thread {p.thread_id!r} (namespace {p.ns!r}) moved on: this run "
                     f"continues from checkpoint {p.parent_id!r} but the newest checkpoint is "
-                    f"now {head!r}. Another run advanced the thread first; nothing was "
-                    "written. Re-read the thread with get_state() and decide again."
+                    f"now {head!r}: the thread was changed outside this run (by another "
+                    "writer, a delete or a prune); nothing was written. Re-read the thread "
+                    "with get_state() and decide again."
                 )
             if bases_ok:
                 break
@@ -555,7 +562,7 @@ class SqlCore:
         one_statement = self.d.writable_ctes and len(blobs) * 8 < 30_000
         head, head_params = ("h.head", []) if one_statement else (f"({head_query})", [t, ns])
         head_ok, head_ok_params = "1 = 1", []
-        if p.source == "loop":  # the conflict rule: only a loop checkpoint needs the head
+        if p.source == "loop" and p.run_locked:  # the conflict rule (see ``put``)
             if p.parent_id is None:
                 head_ok = f"COALESCE({head} = ?, 1 = 1)"
                 head_ok_params = [*head_params, checkpoint_id]
@@ -783,29 +790,77 @@ class SqlCore:
         rows = yield Query(sql, params, fetch=True)
         return [r[0] for r in rows or ()]
 
-    def prune(self, thread_id: str, keep_last: int) -> Op[int]:
-        """Keep the ``keep_last`` newest checkpoints per namespace; returns how many went.
+    def prune(self, thread_ids: Sequence[str], keep_last: int) -> Op[int]:
+        """Keep the ``keep_last`` newest checkpoints per namespace of each thread; returns
+        how many checkpoints went (with their pending writes and the values only they
+        used).
 
         Blobs survive while a kept checkpoint references them or a kept delta chain runs
         through them, so every kept checkpoint still reads back whole.
         """
         if keep_last < 0:
             raise ValueError(f"keep_last must be >= 0, got {keep_last}")
-        thread_id = str(thread_id)
+        dropped = 0
+        for thread_id in sorted({str(t) for t in thread_ids}):  # lock order: no deadlocks
+            dropped += yield from self._drop(
+                thread_id, lambda entries: pruned_checkpoints(entries, keep_last)
+            )
+        return dropped
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> Op[int]:
+        """Delete the checkpoints whose metadata ``run_id`` is one of ``run_ids`` (in every
+        thread and namespace), their pending writes and the values only they used;
+        returns how many checkpoints went. Other checkpoints still read back whole."""
+        runs = sorted({str(r) for r in run_ids})
+        if not runs:
+            return 0
+        threads: set[str] = set()
+        for chunk in chunks(runs, 1):
+            rows = yield Query(
+                f"SELECT DISTINCT thread_id FROM {CHECKPOINTS} WHERE {self.d.run_id_sql} "
+                f"IN ({', '.join('?' for _ in chunk)})",
+                list(chunk),
+                fetch=True,
+            )
+            threads.update(r[0] for r in rows or ())
+        wanted = set(runs)
+
+        def made_by_run(entries: list[tuple[str, str, dict[str, Any]]]) -> set[tuple[str, str]]:
+            return {(ns, c) for ns, c, meta in entries if meta.get("run_id") in wanted}
+
+        dropped = 0
+        for thread_id in sorted(threads):
+            dropped += yield from self._drop(thread_id, made_by_run)
+        return dropped
+
+    def _drop(
+        self,
+        thread_id: str,
+        choose: Callable[[list[tuple[str, str, dict[str, Any]]]], set[tuple[str, str]]],
+    ) -> Op[int]:
+        """Delete the checkpoints of ``thread_id`` that ``choose`` picks (as (namespace,
+        checkpoint id) pairs, from every (namespace, checkpoint id, metadata)), their
+        writes, and the blobs no remaining checkpoint needs; how many checkpoints went."""
         if self.d.lock_thread:
             yield Query(self.d.lock_thread, (thread_id,))
         rows = yield Query(
-            f"SELECT checkpoint_ns, checkpoint_id, type, checkpoint FROM {CHECKPOINTS} "
-            "WHERE thread_id = ? ORDER BY checkpoint_ns, checkpoint_id DESC",
+            f"SELECT checkpoint_ns, checkpoint_id, type, checkpoint, metadata "
+            f"FROM {CHECKPOINTS} WHERE thread_id = ? ORDER BY checkpoint_ns, checkpoint_id DESC",
             (thread_id,),
             fetch=True,
         )
-        seen: dict[str, int] = defaultdict(int)
+        rows = rows or []
+        picked = choose(
+            [
+                (ns, checkpoint_id, _load_metadata(meta, f"thread {thread_id!r}, namespace "
+                                    f"{ns!r}, checkpoint {checkpoint_id!r}"))
+                for ns, checkpoint_id, _typ, _blob, meta in rows
+            ]
+        )  # fmt: skip
         dropped: list[tuple[str, str, str]] = []
         referenced: set[tuple[Any, ...]] = set()
-        for ns, checkpoint_id, typ, blob in rows or ():
-            seen[ns] += 1
-            if seen[ns] > keep_last:
+        for ns, checkpoint_id, typ, blob, _meta in rows:
+            if (ns, checkpoint_id) in picked:
                 dropped.append((thread_id, ns, checkpoint_id))
                 continue
             where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"
@@ -843,6 +898,46 @@ class SqlCore:
         self.cache.forget(thread_id)
         self.values.forget(thread_id)
         return len(dropped)
+
+    def copy_thread(self, source: str, target: str) -> Op[int]:
+        """Copy every checkpoint of thread ``source`` (all namespaces, with their values
+        and pending writes, ids unchanged) to thread ``target``, which must have none;
+        returns how many checkpoints were copied."""
+        source, target = str(source), str(target)
+        if source == target:
+            raise ValueError(f"copy_thread needs two different threads, got {source!r} twice")
+        if self.d.lock_thread:
+            for thread_id in sorted((source, target)):
+                yield Query(self.d.lock_thread, (thread_id,))
+        rows = yield Query(
+            f"SELECT (SELECT COUNT(*) FROM {CHECKPOINTS} WHERE thread_id = ?), "
+            f"(SELECT COUNT(*) FROM {CHECKPOINTS} WHERE thread_id = ?)",
+            (source, target),
+            fetch=True,
+        )
+        count, taken = (int(v) for v in rows[0]) if rows else (0, 0)
+        if taken:
+            raise ValueError(
+                f"Cannot copy thread {source!r} to {target!r}: {target!r} already has "
+                f"{taken} checkpoint(s). Copy to a new thread id, or delete {target!r} first."
+            )
+        if not count:
+            return 0
+        for table, columns in (
+            (CHECKPOINTS, "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
+             "checkpoint, metadata, created_at"),
+            (BLOBS, "checkpoint_ns, channel, version, type, blob, base_version, root_version"),
+            (WRITES, "checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, "
+             "task_path"),
+        ):  # fmt: skip
+            yield Query(
+                f"INSERT INTO {table} (thread_id, {columns}) "
+                f"SELECT ?, {columns} FROM {table} WHERE thread_id = ?",
+                (target, source),
+            )
+        self.cache.forget(target)
+        self.values.forget(target)
+        return count
 
     def expire(self, cutoff: float, batch: int | None = None) -> Op[tuple[list[str], bool]]:
         """Delete up to ``batch`` threads whose newest checkpoint is older than ``cutoff``.

@@ -41,6 +41,7 @@ from threadloom.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
     SerializerProtocol,
+    prune_plan,
 )
 from threadloom.constants import CONFIG_KEY_DURABILITY
 
@@ -272,8 +273,9 @@ class SyncSqlSaver(SqlSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> dict[str, Any]:
-        """Store a checkpoint. Raises ``CheckpointConflictError`` when a ``loop``
-        checkpoint's parent is no longer the thread's newest checkpoint."""
+        """Store a checkpoint. Raises ``CheckpointConflictError`` when a run's ``loop``
+        checkpoint's parent is no longer the thread's newest checkpoint (see
+        ``SqlCore.put``)."""
         prepared = self._prepare_put(config, checkpoint, metadata, new_versions)
         op = self._core.put(prepared)
         if prepared.relaxed:
@@ -334,13 +336,26 @@ class SyncSqlSaver(SqlSaver):
         """Thread ids, the one with the newest checkpoint first."""
         return self._run(self._core.list_threads(limit), write=False, atomic=False)
 
-    def prune(self, thread_id: str, keep_last: int) -> int:
-        """Keep the ``keep_last`` newest checkpoints of each namespace of the thread.
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints of the runs ``run_ids`` (see ``BaseCheckpointSaver``)."""
+        self._run(self._core.delete_for_runs(run_ids), write=True)
 
-        Older checkpoints, their pending writes and the values only they used are deleted;
-        returns the number of checkpoints deleted.
-        """
-        return self._run(self._core.prune(thread_id, keep_last), write=True)
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy a thread to a new thread id (see ``BaseCheckpointSaver``)."""
+        self._run(self._core.copy_thread(source_thread_id, target_thread_id), write=True)
+
+    def prune(
+        self,
+        thread_ids: str | Sequence[str],
+        keep_last: int | None = None,
+        *,
+        strategy: str | None = None,
+    ) -> int:
+        """Delete old checkpoints of the threads (``keep_last`` newest, or ``strategy``:
+        see ``BaseCheckpointSaver.prune``), their pending writes and the values only they
+        used, in one transaction; returns the number of checkpoints deleted."""
+        ids, keep = prune_plan(thread_ids, keep_last, strategy)
+        return self._run(self._core.prune(ids, keep), write=True)
 
     def expire_paused(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
         """Delete threads whose newest checkpoint is older than ``older_than``; their ids.
@@ -362,8 +377,66 @@ class SyncSqlSaver(SqlSaver):
     async def alist_threads(self, limit: int | None = None) -> list[str]:
         return await asyncio.to_thread(self.list_threads, limit)
 
-    async def aprune(self, thread_id: str, keep_last: int) -> int:
-        return await asyncio.to_thread(self.prune, thread_id, keep_last)
+    async def aprune(
+        self,
+        thread_ids: str | Sequence[str],
+        keep_last: int | None = None,
+        *,
+        strategy: str | None = None,
+    ) -> int:
+        return await asyncio.to_thread(self.prune, thread_ids, keep_last, strategy=strategy)
+
+    # The async twins run the blocking operations in a worker thread, one at a time per
+    # call (``alist`` fetches each page in one).
+
+    async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: dict[str, Any] | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        pages = self.list(config, filter=filter, before=before, limit=limit)
+        done = object()
+        try:
+            while True:
+                item = await asyncio.to_thread(next, pages, done)
+                if item is done:
+                    return
+                yield item
+        finally:
+            pages.close()  # type: ignore[attr-defined]
+
+    async def aput(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> dict[str, Any]:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: dict[str, Any],
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
 
     async def aexpire_paused(
         self, older_than: timedelta, *, now: datetime | None = None
@@ -378,12 +451,18 @@ class SyncSqlSaver(SqlSaver):
     def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
         """Append records to the thread's audit log (numbered, hash-chained)."""
         with _sqlaudit.explained():
-            return self._run(_sqlaudit.put_audit(self.dialect, thread_id, records), write=True)
+            op = _sqlaudit.put_audit(self.dialect, thread_id, records, self.audit_key)
+            return self._run(op, write=True)
 
     def list_audit(self, thread_id: str) -> list[AuditRecord]:
         """The thread's audit records, oldest first."""
         with _sqlaudit.explained():
             return self._run(_sqlaudit.list_audit(thread_id), write=False)
+
+    def audit_head(self, thread_id: str) -> dict[str, Any] | None:
+        """The anchor of the thread's audit chain (see ``BaseCheckpointSaver``)."""
+        with _sqlaudit.explained():
+            return self._run(_sqlaudit.audit_head(thread_id), write=False)
 
 
 class AsyncSqlSaver(SqlSaver):
@@ -469,9 +548,25 @@ class AsyncSqlSaver(SqlSaver):
         self._remember_loop()
         return await self._arun(self._core.list_threads(limit), write=False, atomic=False)
 
-    async def aprune(self, thread_id: str, keep_last: int) -> int:
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         self._remember_loop()
-        return await self._arun(self._core.prune(thread_id, keep_last), write=True)
+        await self._arun(self._core.delete_for_runs(run_ids), write=True)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._remember_loop()
+        await self._arun(self._core.copy_thread(source_thread_id, target_thread_id), write=True)
+
+    async def aprune(
+        self,
+        thread_ids: str | Sequence[str],
+        keep_last: int | None = None,
+        *,
+        strategy: str | None = None,
+    ) -> int:
+        """See ``SyncSqlSaver.prune``."""
+        ids, keep = prune_plan(thread_ids, keep_last, strategy)
+        self._remember_loop()
+        return await self._arun(self._core.prune(ids, keep), write=True)
 
     async def aexpire_paused(
         self, older_than: timedelta, *, now: datetime | None = None
@@ -494,13 +589,18 @@ class AsyncSqlSaver(SqlSaver):
     ) -> list[AuditRecord]:
         self._remember_loop()
         with _sqlaudit.explained():
-            op = _sqlaudit.put_audit(self.dialect, thread_id, records)
+            op = _sqlaudit.put_audit(self.dialect, thread_id, records, self.audit_key)
             return await self._arun(op, write=True)
 
     async def alist_audit(self, thread_id: str) -> list[AuditRecord]:
         self._remember_loop()
         with _sqlaudit.explained():
             return await self._arun(_sqlaudit.list_audit(thread_id), write=False)
+
+    async def aaudit_head(self, thread_id: str) -> dict[str, Any] | None:
+        self._remember_loop()
+        with _sqlaudit.explained():
+            return await self._arun(_sqlaudit.audit_head(thread_id), write=False)
 
     # -- sync bridges ------------------------------------------------------------------
 
@@ -565,8 +665,20 @@ class AsyncSqlSaver(SqlSaver):
     def list_threads(self, limit: int | None = None) -> list[str]:
         return self._bridge(self.alist_threads(limit))
 
-    def prune(self, thread_id: str, keep_last: int) -> int:
-        return self._bridge(self.aprune(thread_id, keep_last))
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._bridge(self.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._bridge(self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(
+        self,
+        thread_ids: str | Sequence[str],
+        keep_last: int | None = None,
+        *,
+        strategy: str | None = None,
+    ) -> int:
+        return self._bridge(self.aprune(thread_ids, keep_last, strategy=strategy))
 
     def expire_paused(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
         return self._bridge(self.aexpire_paused(older_than, now=now))
@@ -579,3 +691,6 @@ class AsyncSqlSaver(SqlSaver):
 
     def list_audit(self, thread_id: str) -> list[AuditRecord]:
         return self._bridge(self.alist_audit(thread_id))
+
+    def audit_head(self, thread_id: str) -> dict[str, Any] | None:
+        return self._bridge(self.aaudit_head(thread_id))

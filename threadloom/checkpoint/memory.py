@@ -58,6 +58,7 @@ from threadloom.checkpoint._delta import (
 from threadloom.checkpoint._sql import (
     PAGE_SIZE,
     make_config,
+    pruned_checkpoints,
     thread_and_ns,
     timestamp,
     validate_filter,
@@ -75,6 +76,7 @@ from threadloom.checkpoint.base import (
     SerializerProtocol,
     chain_audit_records,
     get_checkpoint_id,
+    prune_plan,
 )
 from threadloom.errors import CheckpointConflictError
 
@@ -501,8 +503,8 @@ class InMemorySaver(BaseCheckpointSaver):
         new_versions: ChannelVersions,
     ) -> dict[str, Any]:
         """Store ``checkpoint`` (taking ownership of the dict). Raises
-        ``CheckpointConflictError`` when a ``loop`` checkpoint's parent is no longer the
-        newest checkpoint of its thread and namespace."""
+        ``CheckpointConflictError`` when a run's ``loop`` checkpoint's parent is no longer
+        the newest checkpoint of its thread and namespace (see ``lock_thread``)."""
         thread_id, ns = thread_and_ns(config)
         parent_id = get_checkpoint_id(config) or None  # "" means "no parent" too
         checkpoint_id = checkpoint["id"]
@@ -543,7 +545,12 @@ class InMemorySaver(BaseCheckpointSaver):
                     rows.append((key, (typ, blob)))
         stored = {k: v for k, v in checkpoint.items() if k != "channel_values"}
         meta = dumps(dict(metadata))
-        loop = metadata.get("source") == "loop" if metadata else False
+        # the conflict rule, for a run holding the thread's run lock (see ``lock_thread``)
+        loop = (
+            bool(metadata)
+            and metadata.get("source") == "loop"
+            and thread_id in self.__dict__.get("_busy_threads", ())
+        )
         with self._lock:
             head = self._heads.get(head_key)
             if loop and not (
@@ -554,8 +561,9 @@ class InMemorySaver(BaseCheckpointSaver):
                 raise CheckpointConflictError(
                     f"Thread {thread_id!r} (namespace {ns!r}) moved on: this run "
                     f"continues from checkpoint {parent_id!r} but the newest checkpoint is "
-                    f"now {head!r}. Another run advanced the thread first; nothing was "
-                    "written. Re-read the thread with get_state() and decide again."
+                    f"now {head!r}: the thread was changed outside this run (by another "
+                    "writer, a delete or a prune); nothing was written. Re-read the thread "
+                    "with get_state() and decide again."
                 )
             blobs = self.blobs
             if plans is not None:
@@ -653,52 +661,115 @@ class InMemorySaver(BaseCheckpointSaver):
         ids = [thread_id for _, thread_id in found]
         return ids if limit is None else ids[: int(limit)]
 
-    def prune(self, thread_id: str, keep_last: int) -> int:
-        """Keep the ``keep_last`` newest checkpoints of each namespace of the thread.
+    def prune(
+        self,
+        thread_ids: str | Sequence[str],
+        keep_last: int | None = None,
+        *,
+        strategy: str | None = None,
+    ) -> int:
+        """Delete old checkpoints of the threads: keep the ``keep_last`` newest of each
+        namespace, or follow ``strategy`` (see ``BaseCheckpointSaver.prune``).
 
         Older checkpoints, their pending writes and the values only they used are deleted
         (a value a kept checkpoint reads through a delta chain stays); returns the number
         of checkpoints deleted.
         """
-        if keep_last < 0:
-            raise ValueError(f"keep_last must be >= 0, got {keep_last}")
-        thread_id = str(thread_id)
+        ids, keep = prune_plan(thread_ids, keep_last, strategy)
         with self._lock:
-            per_ns = self.storage.get(thread_id)
-            if not per_ns:
-                return 0
-            dropped = 0
-            referenced: set[Key] = set()
-            for ns, checkpoints in list(per_ns.items()):
-                newest_first = sorted(checkpoints, reverse=True)
-                for checkpoint_id in newest_first[keep_last:]:
+            return sum(
+                self._drop(t, lambda entries: pruned_checkpoints(entries, keep)) for t in ids
+            )
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints whose metadata ``run_id`` is one of ``run_ids``, in every
+        thread and namespace, with their pending writes and the values only they used."""
+        wanted = {str(r) for r in run_ids}
+        if not wanted:
+            return
+        def made_by_run(entries: list[tuple[str, str, Any]]) -> set[tuple[str, str]]:
+            return {(ns, c) for ns, c, meta in entries if meta.get("run_id") in wanted}
+
+        with self._lock:
+            for thread_id in list(self.storage):
+                self._drop(thread_id, made_by_run)
+
+    def _drop(self, thread_id: str, choose: Any) -> int:
+        """Delete the checkpoints of ``thread_id`` that ``choose`` picks (as (namespace,
+        checkpoint id) pairs, from every (namespace, checkpoint id, metadata)), their
+        writes and the values no remaining checkpoint needs; how many went. The caller
+        holds the lock."""
+        per_ns = self.storage.get(thread_id)
+        if not per_ns:
+            return 0
+        entries = []
+        for ns, checkpoints in per_ns.items():
+            for checkpoint_id, (_stored, meta, _parent) in checkpoints.items():
+                metadata = self._named_decode(meta, "metadata of ", thread_id, ns, checkpoint_id)
+                entries.append((ns, checkpoint_id, metadata if isinstance(metadata, dict) else {}))
+        picked = choose(entries)
+        dropped = 0
+        referenced: set[Key] = set()
+        for ns, checkpoints in list(per_ns.items()):
+            for checkpoint_id in list(checkpoints):
+                if (ns, checkpoint_id) in picked:
                     del checkpoints[checkpoint_id]
                     self.writes.pop((thread_id, ns, checkpoint_id), None)
                     dropped += 1
-                for checkpoint_id in newest_first[:keep_last]:
-                    versions = checkpoints[checkpoint_id][0].get("channel_versions") or {}
-                    referenced.update((thread_id, ns, ch, str(v)) for ch, v in versions.items())
-                if not checkpoints:
-                    del per_ns[ns]
-                    self._heads.pop((thread_id, ns), None)
-                    self._long_lists.pop((thread_id, ns), None)
+                    continue
+                versions = checkpoints[checkpoint_id][0].get("channel_versions") or {}
+                referenced.update((thread_id, ns, ch, str(v)) for ch, v in versions.items())
+            if not checkpoints:
+                del per_ns[ns]
+                self._long_lists.pop((thread_id, ns), None)
+            if checkpoints:
+                self._heads[(thread_id, ns)] = max(checkpoints)
+            else:
+                self._heads.pop((thread_id, ns), None)
+        if not per_ns:
+            del self.storage[thread_id]
+        if not dropped:
+            return 0
+        bases = {
+            k: (row[2] if len(row) > 2 else None)
+            for k, row in self.blobs.items()
+            if k[0] == thread_id
+        }
+        keep = needed_keys(referenced, bases)
+        for key in bases:
+            if key not in keep:
+                del self.blobs[key]
+        self._activity.pop(thread_id, None)
+        self._delta.forget(thread_id)
+        self._values.forget(thread_id)
+        return dropped
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint of one thread (all namespaces, values, pending writes,
+        ids unchanged) to another thread, which must have no checkpoints yet."""
+        source, target = str(source_thread_id), str(target_thread_id)
+        if source == target:
+            raise ValueError(f"copy_thread needs two different threads, got {source!r} twice")
+        with self._lock:
+            if self.storage.get(target):
+                raise ValueError(
+                    f"Cannot copy thread {source!r} to {target!r}: {target!r} already has "
+                    f"checkpoints. Copy to a new thread id, or delete {target!r} first."
+                )
+            per_ns = self.storage.get(source)
             if not per_ns:
-                del self.storage[thread_id]
-            if not dropped:
-                return 0
-            bases = {
-                k: (row[2] if len(row) > 2 else None)
-                for k, row in self.blobs.items()
-                if k[0] == thread_id
-            }
-            keep = needed_keys(referenced, bases)
-            for key in bases:
-                if key not in keep:
-                    del self.blobs[key]
-            self._activity.pop(thread_id, None)
-            self._delta.forget(thread_id)
-            self._values.forget(thread_id)
-            return dropped
+                return
+            # stored checkpoints and rows are never changed in place: share them
+            self.storage[target] = {ns: dict(cps) for ns, cps in per_ns.items()}
+            for ns, checkpoints in per_ns.items():
+                self._heads[(target, ns)] = max(checkpoints)
+            for key, row in list(self.blobs.items()):
+                if key[0] == source:
+                    self.blobs[(target, *key[1:])] = row
+            for key, bucket in list(self.writes.items()):
+                if key[0] == source:
+                    self.writes[(target, *key[1:])] = dict(bucket)
+            self._activity.pop(target, None)
 
     def expire_paused(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
         """Delete threads whose newest checkpoint is older than ``older_than``; their ids.
@@ -761,8 +832,20 @@ class InMemorySaver(BaseCheckpointSaver):
     async def alist_threads(self, limit: int | None = None) -> list[str]:
         return self.list_threads(limit)
 
-    async def aprune(self, thread_id: str, keep_last: int) -> int:
-        return self.prune(thread_id, keep_last)
+    async def aprune(
+        self,
+        thread_ids: str | Sequence[str],
+        keep_last: int | None = None,
+        *,
+        strategy: str | None = None,
+    ) -> int:
+        return self.prune(thread_ids, keep_last, strategy=strategy)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self.delete_for_runs(run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self.copy_thread(source_thread_id, target_thread_id)
 
     async def aexpire_paused(
         self, older_than: timedelta, *, now: datetime | None = None
@@ -786,10 +869,21 @@ class InMemorySaver(BaseCheckpointSaver):
         with self._lock:
             log = self._audit_log().setdefault(thread_id, [])
             last = json.loads(log[-1]) if log else None
-            stored = chain_audit_records(last, thread_id, records)
+            stored = chain_audit_records(last, thread_id, records, self.audit_key)
             texts = [json.dumps(r) for r in stored]  # TypeError on non-JSON values
             log.extend(texts)
+            if stored:
+                heads = self.__dict__.setdefault("_audit_heads", {})
+                heads[thread_id] = {"seq": stored[-1]["seq"], "hash": stored[-1]["hash"]}
         return stored
+
+    def audit_head(self, thread_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            head = self.__dict__.get("_audit_heads", {}).get(str(thread_id))
+            return dict(head) if head else None
+
+    async def aaudit_head(self, thread_id: str) -> dict[str, Any] | None:
+        return self.audit_head(thread_id)
 
     def list_audit(self, thread_id: str) -> list[AuditRecord]:
         with self._lock:

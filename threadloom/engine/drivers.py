@@ -12,7 +12,7 @@ import asyncio
 import queue
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from typing import Any
@@ -21,6 +21,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
 
 from threadloom._context import current_task
+from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
 from threadloom.engine.task import Task
 from threadloom.engine.tracing import run_tree_context, start_policy_run
@@ -40,16 +41,25 @@ def _executor() -> ThreadPoolExecutor:
 # -- retries -----------------------------------------------------------------------
 
 
+def should_retry_on(policy: RetryPolicy, exc: Exception) -> bool:
+    """Whether ``policy.retry_on`` (an exception class, a sequence of them, or a
+    predicate) accepts ``exc``."""
+    retry_on = policy.retry_on
+    if isinstance(retry_on, type) and issubclass(retry_on, BaseException):
+        return isinstance(exc, retry_on)
+    if isinstance(retry_on, Sequence) and not isinstance(retry_on, str):
+        return isinstance(exc, tuple(retry_on))
+    if callable(retry_on):
+        return bool(retry_on(exc))
+    raise TypeError(
+        "retry_on must be an Exception class, a list or tuple of Exception classes, or a "
+        f"callable that takes an exception and returns a bool; got {retry_on!r}."
+    )
+
+
 def _matching_policy(policies: Any, exc: Exception) -> RetryPolicy | None:
     for policy in policies:
-        retry_on = policy.retry_on
-        if isinstance(retry_on, type) and issubclass(retry_on, BaseException):
-            ok = isinstance(exc, retry_on)
-        elif isinstance(retry_on, (tuple, list)):
-            ok = isinstance(exc, tuple(retry_on))
-        else:
-            ok = bool(retry_on(exc))
-        if ok:
+        if should_retry_on(policy, exc):
             return policy
     return None
 
@@ -101,7 +111,10 @@ def _start_node_run(task: Task) -> Any:
         return None
     manager = callbacks.copy()
     manager.add_metadata(task.config.get("metadata") or {}, inherit=False)
-    inputs = task.input if isinstance(task.input, dict) else {"input": task.input}
+    shown = getattr(task.node.bound, "traced_input", None)  # a called task: its arguments
+    inputs = shown(task.input) if shown is not None else task.input
+    if not isinstance(inputs, dict):
+        inputs = {"input": inputs}
     policy = task.node.trace_policy
     if policy is None:
         run = manager.on_chain_start(None, inputs, name=task.name)
@@ -154,7 +167,7 @@ def _run_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
-            task.start_attempt()
+            task.start_attempt(attempt)
             try:
                 try:
                     result = node.bound.call(task.input, task)
@@ -188,7 +201,7 @@ async def _arun_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
-            task.start_attempt()
+            task.start_attempt(attempt)
             try:
                 try:
                     result = await node.bound.acall(task.input, task)
@@ -246,6 +259,7 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
     gen = loop.run()
     reply: Any = None
     out = loop.out
+    calls = loop.scope.calls = SyncCalls(loop, saver, run_task, _executor())
     try:
         while True:
             request = gen.send(reply)
@@ -253,12 +267,15 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
             kind = request[0]
             if kind == "run":
                 yield from _run_tasks(loop, request[1], saver, events)
+                calls.wait()
             else:
                 reply = perform(loop, saver, request)
             while out:
                 yield out.popleft()
     except StopIteration:
         pass
+    finally:
+        loop.scope.calls = None  # the scope outlives the run (its tasks keep it)
     while out:
         yield out.popleft()
 
@@ -305,6 +322,7 @@ async def adrive(
     gen = loop.run()
     reply: Any = None
     out = loop.out
+    calls = loop.scope.calls = AsyncCalls(loop, saver, arun_task)
     try:
         while True:
             request = gen.send(reply)
@@ -313,12 +331,15 @@ async def adrive(
             if kind == "run":
                 async for item in _arun_tasks(loop, request[1], saver, events):
                     yield item
+                await calls.wait()
             else:
                 reply = await aperform(loop, saver, request)
             while out:
                 yield out.popleft()
     except StopIteration:
         pass
+    finally:
+        loop.scope.calls = None
     while out:
         yield out.popleft()
 

@@ -34,6 +34,7 @@ from threadloom.constants import (
     PULL,
     PUSH,
     RESUME,
+    RETURN,
     START,
     TASKS,
 )
@@ -52,7 +53,6 @@ from threadloom.errors import (
     create_error_message,
 )
 from threadloom.managed import managed_value
-from threadloom.runtime import ExecutionInfo
 from threadloom.types import Command, Interrupt, Send
 
 _SPECIAL = frozenset({ERROR, INTERRUPT, RESUME, NO_WRITES})
@@ -118,9 +118,14 @@ class PendingWrites:
                     bucket.append((channel, value))
 
     def pending_interrupts(self) -> list[Interrupt]:
-        return [
-            i for tid, its in self.interrupts.items() if tid not in self.succeeded for i in its
-        ]
+        # one interrupt may be recorded twice: by a called task and by its caller, which
+        # the call's interrupt paused too
+        found: dict[str, Interrupt] = {}
+        for tid, its in self.interrupts.items():
+            if tid not in self.succeeded:
+                for i in its:
+                    found.setdefault(i.id, i)
+        return list(found.values())
 
 
 class Loop:
@@ -167,8 +172,6 @@ class Loop:
         self.checkpoint_config: dict[str, Any] | None = None
         self.parent_config: dict[str, Any] | None = None
         self.metadata_base = run_metadata(config)
-        run_id = config.get("run_id")
-        self.run_id: str | None = str(run_id) if run_id is not None else None
         self.step = -2
         self.stop = 0
         self.updated: set[str] | None = None
@@ -179,6 +182,8 @@ class Loop:
         self._unsaved: tuple[Any, ...] | None = None
         self._config_bases: tuple[Any, ...] | None = None
         self._int_version = 0
+        # interrupts of tasks called from running tasks (``@task``), in the order they paused
+        self.call_interrupts: list[Interrupt] = []
 
     # -- versions and checkpoints ---------------------------------------------------
 
@@ -208,8 +213,11 @@ class Loop:
             # differ per step because the step is part of them).
             return
         cp = self.checkpoint
+        versions = cp["channel_versions"]
         values = {}
         for key, chan in self.channels.items():
+            if key not in versions:  # never written: only its initial value (e.g. [])
+                continue
             value = chan.checkpoint()
             if value is not MISSING:
                 values[key] = value
@@ -350,13 +358,6 @@ class Loop:
         task.channels = self.channels
         task.managed = managed
         task.config = self._task_config(task, step)
-        task.execution = ExecutionInfo(
-            checkpoint_id=self.checkpoint["id"] if self.checkpoint else None,
-            checkpoint_ns=ns,
-            task_id=tid,
-            thread_id=self.thread_id,
-            run_id=self.run_id,
-        )
         return task
 
     def _task_config(self, task: Task, step: int) -> dict[str, Any]:
@@ -578,7 +579,8 @@ class Loop:
                 "id": task.id,
                 "name": task.name,
                 "error": task.error,
-                "result": {k: v for k, v in task.writes if k in self.program.state_keys},
+                "result": {k: v for k, v in task.writes
+                           if k in self.program.state_keys or k == RETURN},
                 "interrupts": [{"value": i.value, "id": i.id, "response_schema": i.response_schema}
                                for i in task.interrupts],
             }
@@ -819,8 +821,11 @@ class Loop:
             paused = [t for t in tasks if t.paused]
             if paused:
                 self.status = "interrupted"
-                self._pause(tuple(i for t in sorted(paused, key=_task_order)
-                                  for i in t.interrupts))
+                found = {i.id: i for t in sorted(paused, key=_task_order)
+                         for i in t.interrupts}
+                for i in self.call_interrupts:  # tasks called by the paused ones
+                    found.setdefault(i.id, i)
+                self._pause(tuple(found.values()))
                 return
             self.apply(tasks)
             yield from self._new_checkpoint(step, "loop")
@@ -890,13 +895,17 @@ _path_str = task_path_str
 
 
 def _update_payload(task: Task, program: Program) -> Any:
+    writes = task.writes
+    if len(writes) == 1 and writes[0][0] == RETURN:  # a called task: what it returned
+        return writes[0][1]
     keys = program.state_keys
     out: dict[str, Any] = {}
-    for ch, value in task.writes:
+    for ch, value in writes:
         if ch in keys:
             out[ch] = value
-    if "__root__" in out and len(keys) == 1:
-        return out["__root__"]
+    single = program.output_channels
+    if isinstance(single, str) and len(keys) == 1 and single in out:
+        return out[single]  # a graph whose state is one bare value
     return out or None
 
 

@@ -46,6 +46,25 @@ class PregelNode:
 
         return find_subgraphs(self.bound.target)
 
+    def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+        """Run the node's own runnable on ``input`` outside a run (no state writes).
+
+        For inspecting a compiled graph's nodes, e.g. ``graph.nodes["tools"].invoke(...)``.
+        """
+        return self._runnable("invoke").invoke(input, config, **kwargs)
+
+    async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+        """``invoke`` for async callers."""
+        return await self._runnable("ainvoke").ainvoke(input, config, **kwargs)
+
+    def _runnable(self, method: str) -> Any:
+        if not self.bound.runnable:
+            raise TypeError(
+                f"Node {self.name!r} is a plain function, not a Runnable: call the function "
+                f"itself instead of graph.nodes[{self.name!r}].{method}()."
+            )
+        return self.bound.func.__self__  # type: ignore[union-attr]
+
 
 @dataclass(slots=True)
 class Program:

@@ -30,6 +30,7 @@ class Scope:
         "live",
         "nested",
         "message_ids",
+        "calls",
         "cache",
         "control",
         "server_info",
@@ -68,6 +69,8 @@ class Scope:
         self.live = bool(modes & {"custom", "messages"})
         # Ids of messages already streamed in "messages" mode (tokens or node outputs).
         self.message_ids: set[str] = set()
+        # How a running task calls another (``@task``): set by the driver of the run.
+        self.calls: Any = None
 
     def emit(self, mode: str, payload: Any, ns: str | None = None) -> None:
         if self.sink is not None and mode in self.modes:

@@ -92,11 +92,10 @@ class Task:
         "done",
         "channels",
         "managed",
+        "call_index",
+        "attempt",
         "cached",
         "pushed",
-        "execution",
-        "attempt",
-        "first_attempt_time",
         "_runtime",
     )
 
@@ -131,14 +130,12 @@ class Task:
         self.done = False
         self.channels: Any = None
         self.managed: dict[str, Any] | None = None
+        self.call_index = 0  # how many tasks this task called (ids of calls, see calls.py)
+        self.attempt: tuple[int, float | None] = (1, None)  # (number, first attempt's time)
         # its writes were replayed (node cache, or saved by an earlier attempt), not run
         self.cached = False
         # writes made while the node runs (``push_message``), kept ahead of its return's
         self.pushed: list[tuple[str, Any]] = []
-        # where it runs (an ExecutionInfo, set by the loop) and which attempt this is
-        self.execution: Any = None
-        self.attempt = 0
-        self.first_attempt_time: float | None = None
         self._runtime: Any = None
 
     # -- what a node can reach -----------------------------------------------------
@@ -154,31 +151,44 @@ class Task:
     @property
     def runtime(self) -> Any:
         if self._runtime is None:
-            from threadloom.runtime import ExecutionInfo, Runtime
+            from threadloom.runtime import Runtime
 
             scope = self.scope
-            info = self.execution or ExecutionInfo(checkpoint_ns=self.ns, task_id=self.id)
-            if self.attempt:
-                info = info.patch(node_attempt=self.attempt,
-                                  node_first_attempt_time=self.first_attempt_time)
             self._runtime = Runtime(
                 context=scope.context,
                 store=scope.store,
                 stream_writer=self.writer,
-                execution_info=info,
+                execution_info=self.execution_info(),
                 server_info=scope.server_info,
                 control=scope.control,
             )
         return self._runtime
 
-    def start_attempt(self) -> None:
-        """Count one more attempt at running the node; its runtime (which says which
-        attempt this is) goes in the node's config under ``CONFIG_KEY_RUNTIME``."""
-        self.attempt += 1
-        if self.first_attempt_time is None:
-            self.first_attempt_time = time.time()
-        self.pushed = []
+    def execution_info(self) -> Any:
+        from threadloom.runtime import ExecutionInfo
+
+        conf = self.config.get("configurable") or {}
+        parent_ns = self.ns.rsplit("|", 1)[0] if "|" in self.ns else ""
+        attempt, first_time = self.attempt
+        return ExecutionInfo(
+            checkpoint_id=(conf.get("checkpoint_map") or {}).get(parent_ns, ""),
+            checkpoint_ns=self.ns,
+            task_id=self.id,
+            thread_id=conf.get("thread_id"),
+            run_id=self.config.get("run_id"),
+            node_attempt=attempt,
+            node_first_attempt_time=first_time,
+        )
+
+    def start_attempt(self, attempt: int) -> None:
+        """Number the attempt about to run (retries re-run a task in the same step); its
+        runtime (which says which attempt this is) goes in the node's config under
+        ``CONFIG_KEY_RUNTIME``."""
+        first_time = self.attempt[1] if attempt > 1 else None
+        self.attempt = (attempt, first_time if first_time is not None else time.time())
         self._runtime = None
+        self.call_index = 0  # a retried caller replays the calls that already finished
+        self.pushed = []  # messages pushed by an earlier attempt are not kept
         conf = self.config.get("configurable")
         if conf is not None:
             conf[CONFIG_KEY_RUNTIME] = self.runtime

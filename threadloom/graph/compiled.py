@@ -37,7 +37,6 @@ from threadloom.engine.messages import (
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
-from threadloom.graph.hooks import installed as installed_hooks
 from threadloom.graph.state import StateGraph, values_of
 from threadloom.runtime import server_info_from
 from threadloom.types import Command, GraphOutput, StateSnapshot
@@ -83,6 +82,9 @@ class CompiledStateGraph(Runnable):
 
     _threadloom_graph = True
     stream_mode = "updates"
+    # Stream events of running tasks reach the caller at once, not when the step ends
+    # (the functional API's entrypoint: its called tasks finish while it runs).
+    _live_updates = False
 
     def __init__(
         self,
@@ -96,6 +98,7 @@ class CompiledStateGraph(Runnable):
         name: str,
         debug: bool = False,
         cache: Any = None,
+        hooks: tuple[Any, ...] = (),
     ) -> None:
         self.builder = builder
         self.program = program
@@ -106,6 +109,8 @@ class CompiledStateGraph(Runnable):
         self.interrupt_after_nodes = interrupt_after
         self.name = name
         self.debug = debug
+        # Higher layers attached to this graph (threadloom.graph.hooks); () for most.
+        self.hooks = tuple(hooks)
         self.nodes = program.nodes
         self.channels = program.channels
         self._output_keys = program.output_channels
@@ -267,12 +272,12 @@ class CompiledStateGraph(Runnable):
                 server_info=server_info_from(conf),
             )
             manager = self._callbacks(config, scope, input)
+            scope.live = scope.live or self._live_updates
         limit = config.get("recursion_limit", DEFAULT_RECURSION_LIMIT)
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"recursion_limit must be a positive integer, got {limit!r}.")
         before = self.interrupt_before_nodes if interrupt_before is None else interrupt_before
         after = self.interrupt_after_nodes if interrupt_after is None else interrupt_after
-        start_writer = self.program.nodes["__start__"].write
         loop = Loop(
             self.program,
             input,
@@ -283,13 +288,17 @@ class CompiledStateGraph(Runnable):
             interrupt_after=_node_list(after),
             durability=durability or "async",
             recursion_limit=limit,
-            input_writes=start_writer.command_input,
+            input_writes=self._input_writes,
             output=self._output,
             graph_name=self.name,
             out=deque(),
             persistent_ns=persistent_ns,
         )
         return _Run(loop, saver, manager)
+
+    def _input_writes(self, command: Command) -> list[tuple[str, Any]]:
+        """The writes of a ``Command`` given as input (its update and goto)."""
+        return self.program.nodes["__start__"].write.command_input(command)
 
     def _output(self, channels: dict[str, Any]) -> Any:
         keys = self._output_keys
@@ -389,7 +398,7 @@ class CompiledStateGraph(Runnable):
                             durability=durability, control=control, **kwargs)
             )
         with self._thread_lock(config):
-            input = _checked_resume(self, input, config)
+            input, config = _before_run(self, input, config)
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability,
@@ -430,7 +439,7 @@ class CompiledStateGraph(Runnable):
                     durability=durability, control=control, **kwargs)
             ]
         async with self._athread_lock(config):
-            input = await _achecked_resume(self, input, config)
+            input, config = await _abefore_run(self, input, config)
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability,
@@ -482,7 +491,7 @@ class CompiledStateGraph(Runnable):
         modes, single = self._modes(stream_mode)
         out: deque[Any] = deque()
         wake: queue.SimpleQueue | None = None
-        if modes & {"custom", "messages"}:
+        if modes & {"custom", "messages"} or self._live_updates:
             wake = queue.SimpleQueue()
 
         def sink(ns: tuple[str, ...], mode: str, payload: Any) -> None:
@@ -491,7 +500,7 @@ class CompiledStateGraph(Runnable):
                 wake.put(None)
 
         with self._thread_lock(config):
-            input = _checked_resume(self, input, config)
+            input, config = _before_run(self, input, config)
             run = self._prepare(input, config, modes=modes, sink=sink, context=context,
                                 interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability,
@@ -530,7 +539,7 @@ class CompiledStateGraph(Runnable):
         out: deque[Any] = deque()
         wake: asyncio.Queue | None = None
         poke: Any = None
-        if modes & {"custom", "messages"}:
+        if modes & {"custom", "messages"} or self._live_updates:
             wake = WakeQueue()
             poke = thread_safe_put(wake)
 
@@ -540,7 +549,7 @@ class CompiledStateGraph(Runnable):
                 poke(None)
 
         async with self._athread_lock(config):
-            input = await _achecked_resume(self, input, config)
+            input, config = await _abefore_run(self, input, config)
             run = self._prepare(input, config, modes=modes, sink=sink, context=context,
                                 interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability,
@@ -770,44 +779,46 @@ def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[An
     return out
 
 
-# -- hooks of higher layers (threadloom.hitl): answers checked, updates audited -----------
+# -- hooks attached to this graph (threadloom.graph.hooks): answers checked, updates audited
 
 
-def _checked_resume(graph: CompiledStateGraph, input: Any, config: Any) -> Any:
-    """An installed layer may check (and stamp) the answers of a resume before it runs."""
-    hooks = installed_hooks()
-    if hooks is not None and isinstance(input, Command) and input.resume is not None:
-        return hooks.before_resume(graph, input, config)
-    return input
+def _before_run(graph: CompiledStateGraph, input: Any, config: Any) -> tuple[Any, Any]:
+    """The graph's hooks may check (and stamp) the input and add to the run's config."""
+    for hook in graph.hooks:
+        input, config = hook.before_run(graph, input, config)
+    return input, config
 
 
-async def _achecked_resume(graph: CompiledStateGraph, input: Any, config: Any) -> Any:
-    hooks = installed_hooks()
-    if hooks is not None and isinstance(input, Command) and input.resume is not None:
-        return await hooks.abefore_resume(graph, input, config)
-    return input
+async def _abefore_run(graph: CompiledStateGraph, input: Any, config: Any) -> tuple[Any, Any]:
+    for hook in graph.hooks:
+        input, config = await hook.abefore_run(graph, input, config)
+    return input, config
 
 
 def _recorded_update(graph: CompiledStateGraph, saver: Any, config: Any, updates: Any) -> Any:
-    """One ``update_state`` superstep, recorded by an installed layer (the audit log)."""
-    hooks = installed_hooks()
-    before = hooks.before_update(graph, saver, config) if hooks is not None else None
+    """One ``update_state`` superstep, recorded by the graph's hooks (the audit log)."""
+    if not graph.hooks:
+        return state_ops.run_sync(state_ops.update_state(graph, saver, config, updates), saver)
+    before = [hook.before_update(graph, saver, config) for hook in graph.hooks]
     new_config = state_ops.run_sync(state_ops.update_state(graph, saver, config, updates), saver)
-    if hooks is not None:
-        hooks.after_update(saver, config, updates, before, new_config)
+    for hook, seen in zip(graph.hooks, before, strict=True):
+        hook.after_update(saver, config, updates, seen, new_config)
     return new_config
 
 
 async def _arecorded_update(
     graph: CompiledStateGraph, saver: Any, config: Any, updates: Any
 ) -> Any:
-    hooks = installed_hooks()
-    before = await hooks.abefore_update(graph, saver, config) if hooks is not None else None
+    if not graph.hooks:
+        return await state_ops.run_async(
+            state_ops.update_state(graph, saver, config, updates), saver
+        )
+    before = [await hook.abefore_update(graph, saver, config) for hook in graph.hooks]
     new_config = await state_ops.run_async(
         state_ops.update_state(graph, saver, config, updates), saver
     )
-    if hooks is not None:
-        await hooks.aafter_update(saver, config, updates, before, new_config)
+    for hook, seen in zip(graph.hooks, before, strict=True):
+        await hook.aafter_update(saver, config, updates, seen, new_config)
     return new_config
 
 def _tracing_enabled() -> bool:

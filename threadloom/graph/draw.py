@@ -33,15 +33,15 @@ def draw_graph(builder: StateGraph, *, xray: int | bool = False) -> Graph:
                 nodes[END] = graph.add_node(None, END)
         return nodes[name]
 
-    for src, dst in sorted(builder.edges):
-        graph.add_edge(nodes[src], target(dst))
-    for srcs, dst in sorted(builder.waiting_edges):
-        for src in srcs:
-            graph.add_edge(nodes[src], target(dst))
+    # Edges in LangGraph's drawing order: by (source, target), plain edges into END last.
+    edges: list[tuple[str, str, str | None, bool]] = []
+    for src, dst in builder.edges:
+        edges.append((src, dst, None, False))
+    for srcs, dst in builder.waiting_edges:
+        edges.extend((src, dst, None, False) for src in srcs)
     for name, spec in builder.nodes.items():
         for label, dst in _destinations(spec).items():
-            graph.add_edge(nodes[name], target(dst), data=label if label != dst else None,
-                           conditional=True)
+            edges.append((name, dst, label if label != dst else None, True))
     for src, branches in builder.branches.items():
         for branch in branches.values():
             if branch.ends is not None:
@@ -49,8 +49,10 @@ def draw_graph(builder: StateGraph, *, xray: int | bool = False) -> Graph:
             else:
                 targets = {n: n for n in [*builder.nodes, END] if n != src}
             for label, dst in targets.items():
-                graph.add_edge(nodes[src], target(dst),
-                               data=label if label != dst else None, conditional=True)
+                edges.append((src, dst, label if label != dst else None, True))
+    edges.sort(key=lambda e: (e[1] == END and not e[3], e[0], e[1]))
+    for src, dst, label, conditional in edges:
+        graph.add_edge(nodes[src], target(dst), data=label, conditional=conditional)
     if not ends_used:
         nodes[END] = graph.add_node(None, END)
         for name in builder.nodes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal, TypedDict, cast, overload
+from typing import Annotated, Any, Literal, cast, overload
 
 from langchain_core.messages import (
     AnyMessage,
@@ -22,6 +22,9 @@ from langchain_core.messages import (
     convert_to_messages,
     message_chunk_to_message,
 )
+
+# typing_extensions' TypedDict: pydantic (tool signatures) rejects typing's on Python < 3.12.
+from typing_extensions import TypedDict
 
 from threadloom.graph.state import StateGraph
 from threadloom.warnings import LangGraphDeprecatedSinceV10
@@ -168,6 +171,19 @@ def add_messages(
         raise ValueError(msg)
 
     return _merge(cast(Messages, left), cast(Messages, right), format)
+
+
+def _messages_delta_reducer(state: Messages, writes: Sequence[Messages]) -> list[BaseMessage]:
+    """The batched form of ``add_messages`` that ``DeltaChannel`` takes: merge every write
+    of ``writes`` (each one message-like or a list of them; a tuple is one message) into
+    ``state``, in order."""
+    right: list[Any] = []
+    for write in writes:
+        if isinstance(write, list):
+            right.extend(write)
+        else:
+            right.append(write)
+    return _merge(state, right, None)
 
 
 def _make_reducer(format: MessageFormat | None) -> Reducer:

@@ -327,10 +327,16 @@ class StateGraph(Generic[StateT]):
         interrupt_after: Any = None,
         debug: bool = False,
         name: str | None = None,
+        hooks: Any = None,
     ) -> Any:
-        """Check the graph and freeze it into a runnable ``CompiledStateGraph``."""
+        """Check the graph and freeze it into a runnable ``CompiledStateGraph``.
+
+        ``hooks`` (threadloom's addition) attaches higher layers to this graph only, e.g.
+        ``hooks=[ApprovalHooks(clock=...)]``; nodes may carry their own (see
+        ``threadloom.graph.hooks``)."""
         from threadloom.checkpoint.base import BaseCheckpointSaver
         from threadloom.graph.compiled import CompiledStateGraph
+        from threadloom.graph.hooks import resolve_hooks
 
         if checkpointer not in (None, True, False) and not isinstance(
             checkpointer, BaseCheckpointSaver
@@ -353,6 +359,9 @@ class StateGraph(Generic[StateT]):
             [*(interrupt_before if interrupt_before != "*" else ()),
              *(interrupt_after if interrupt_after != "*" else ())]
         )
+        graph_hooks = resolve_hooks(
+            {name: spec.runnable for name, spec in self.nodes.items()}, hooks
+        )
         self.compiled = True
         return CompiledStateGraph(
             builder=self,
@@ -364,6 +373,7 @@ class StateGraph(Generic[StateT]):
             interrupt_after=interrupt_after,
             name=name or "LangGraph",
             debug=debug,
+            hooks=graph_hooks,
         )
 
     def _program(self) -> Program:
@@ -447,6 +457,12 @@ def _as_node_list(value: Any) -> Any:
     if isinstance(value, str):
         return (value,)
     return tuple(value)
+
+
+def _get_channel(name: str, annotation: Any) -> BaseChannel | str:
+    """The channel (or managed value name) a state key's annotation asks for; LangGraph's
+    private name, kept for code that builds channels from annotations directly."""
+    return channel_for(name, annotation)
 
 
 def values_of(channels: dict[str, BaseChannel], keys: Sequence[str]) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def _inspector(
     return Loop(
         graph.program, None, config, scope, checkpointer=saver, interrupt_before=(),
         interrupt_after=(), durability=durability, recursion_limit=10**9,
-        input_writes=graph.program.nodes[START].write.command_input, output=graph._output,
+        input_writes=graph._input_writes, output=graph._output,
         graph_name=graph.name, out=deque(),
     )
 
@@ -135,8 +135,21 @@ def snapshot(graph: CompiledStateGraph, tup: Any, *, live: bool) -> StateSnapsho
         created_at=tup.checkpoint.get("ts"),
         parent_config=tup.parent_config,
         tasks=tuple(views),
-        interrupts=tuple(i for v in shown for i in v.interrupts),
+        interrupts=_pending_interrupts(shown, pending, {t.id for t in tasks}),
     )
+
+
+def _pending_interrupts(shown: list[PregelTask], pending: PendingWrites,
+                        planned: set[str]) -> tuple[Any, ...]:
+    """The interrupts still waiting for an answer: those of the shown tasks, then those of
+    tasks called from them (``@task``) that paused too, each interrupt once."""
+    found = {i.id: i for v in shown for i in v.interrupts}
+    if shown:
+        for tid, interrupts in pending.interrupts.items():
+            if tid not in planned and tid not in pending.succeeded:
+                for i in interrupts:
+                    found.setdefault(i.id, i)
+    return tuple(found.values())
 
 
 def get_state(

@@ -11,11 +11,13 @@ The pieces, one concept a module:
 * ``quorum`` - reviewer identity (from the run's config), roles, M distinct approvers;
 * ``deadlines`` - what happens when nobody decides in time; ``sweep`` applies it;
 * ``audit`` - the per-thread, hash-chained log of decisions; ``export_jsonl``;
-* ``hooks`` - where the graph checks answers before a resume and records updates.
+* ``hooks`` - ``ApprovalHooks``: what graphs that use approvals carry (the deployment's
+  clock and reviewer source), where answers are checked before a resume and updates
+  recorded. Importing this package changes no graph: ``ToolNode(approval=...)`` and
+  ``create_react_agent(approval=...)`` attach the hooks, a hand-built graph gets them
+  with ``compile(..., hooks=[ApprovalHooks()])``.
 """
 
-from threadloom.graph.hooks import install as _install_graph_hooks
-from threadloom.hitl import hooks as _graph_hooks
 from threadloom.hitl.approve import collect_decisions, request_approval
 from threadloom.hitl.audit import arg_diff, export_jsonl, verify_chain
 from threadloom.hitl.deadlines import (
@@ -30,34 +32,44 @@ from threadloom.hitl.decision import Decision
 from threadloom.hitl.digest import action_digest
 from threadloom.hitl.errors import (
     ApprovalError,
+    ApprovalHooksMissingError,
     ApprovalMismatchError,
+    ClockOverrideError,
     DeadlinePassedError,
+    DigestRequiredError,
     DuplicateApproverError,
     InvalidEditError,
     InvalidResponseError,
+    NoPendingRequestError,
     ReviewerNotAllowedError,
 )
+from threadloom.hitl.hooks import ApprovalHooks, uses_approvals
 from threadloom.hitl.policy import ApprovalPolicy, ApprovalRule
 from threadloom.hitl.quorum import Reviewer, Reviewers
 from threadloom.hitl.request import Allowed, ApprovalRequest, requests_in
-from threadloom.hitl.response import ApprovalResponse
+from threadloom.hitl.response import ApprovalResponse, echo_digests
 
 __all__ = [
     "DEADLINE_REVIEWER",
     "Allowed",
     "ApprovalError",
+    "ApprovalHooks",
+    "ApprovalHooksMissingError",
     "ApprovalMismatchError",
     "ApprovalPolicy",
     "ApprovalRequest",
     "ApprovalResponse",
     "ApprovalRule",
+    "ClockOverrideError",
     "Deadline",
     "DeadlinePassedError",
     "Decision",
+    "DigestRequiredError",
     "DuplicateApproverError",
     "Escalate",
     "InvalidEditError",
     "InvalidResponseError",
+    "NoPendingRequestError",
     "Reviewer",
     "ReviewerNotAllowedError",
     "Reviewers",
@@ -66,12 +78,11 @@ __all__ = [
     "arg_diff",
     "asweep",
     "collect_decisions",
+    "echo_digests",
     "export_jsonl",
     "request_approval",
     "requests_in",
     "sweep",
+    "uses_approvals",
     "verify_chain",
 ]
-
-# Importing the approval layer makes every graph check resume answers and audit updates.
-_install_graph_hooks(_graph_hooks)

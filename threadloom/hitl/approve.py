@@ -12,10 +12,9 @@ replayed from its stored answers: the outcome is the same every time.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
-from threadloom.hitl.clock import checkpoint_time, from_iso, now_from_config, to_iso, utcnow
+from threadloom.hitl.clock import from_iso, to_iso, utcnow
 from threadloom.hitl.deadlines import Deadline
 from threadloom.hitl.decision import Decision, advance
 from threadloom.hitl.quorum import Reviewers
@@ -26,13 +25,16 @@ from threadloom.hitl.validation import ArgsValidator, schema_validator, validate
 __all__ = ["asking_context", "collect_decisions", "json_schema_of", "request_approval"]
 
 
-def asking_context() -> tuple[str | None, datetime]:
-    """(checkpoint id the running node was planned on, when that checkpoint was made).
+def asking_context() -> tuple[str | None, Any]:
+    """(checkpoint id the running node was planned on, the run's approval context).
 
-    Both are the same on every re-run of the node, so requests built from them - their
-    digests and deadlines - are too.
+    The checkpoint id is the same on every re-run of the node, and the context gives
+    back when a request was first asked, so requests built from them - their digests
+    and deadlines - are too. Raises ``ApprovalHooksMissingError`` in a graph compiled
+    without the approval hooks.
     """
     from threadloom.config import get_config
+    from threadloom.hitl.hooks import run_context
 
     try:
         config = get_config()
@@ -48,8 +50,7 @@ def asking_context() -> tuple[str | None, datetime]:
     checkpoint_id = cmap.get(graph_ns)
     if checkpoint_id is None and cmap:
         checkpoint_id = list(cmap.values())[-1]
-    asked = checkpoint_time(checkpoint_id) or now_from_config(config)
-    return checkpoint_id, asked
+    return checkpoint_id, run_context(config)
 
 
 def json_schema_of(schema: Any) -> dict[str, Any] | None:
@@ -88,6 +89,8 @@ def collect_decisions(
             if given is None:
                 still.append(request)
                 continue
+            # Answers reach the node only through the graph's approval hooks, which
+            # stamped them (reviewer, arrival time on the deployment's clock, digest).
             now = from_iso(given.at) if given.at else utcnow()
             checked = validate_response(
                 request, given, now=now, validate_args=validate_args, require_digest=True
@@ -112,13 +115,15 @@ def build_request(
     *,
     id: str,
     checkpoint_id: str | None,
-    asked_at: datetime,
+    run: Any,
     description: str | None = None,
     allow: Allowed | Sequence[str] | None = None,
     reviewers: Reviewers | None = None,
     deadline: Deadline | None = None,
     args_schema: Any = None,
+    require_digest: bool = True,
 ) -> ApprovalRequest:
+    asked_at = run.asked_at(checkpoint_id, id)
     return ApprovalRequest.create(
         id=id,
         action=action,
@@ -130,6 +135,8 @@ def build_request(
         deadline=deadline.resolve(asked_at) if deadline is not None else None,
         reviewers=reviewers,
         args_schema=json_schema_of(args_schema),
+        require_digest=require_digest,
+        graph=run.graph_id,
     )
 
 
@@ -143,6 +150,7 @@ def request_approval(
     reviewers: Reviewers | None = None,
     deadline: Deadline | None = None,
     args_schema: Any = None,
+    require_digest: bool = True,
 ) -> Decision:
     """Ask a person to approve ``action(**args)``; return the decision once settled.
 
@@ -150,20 +158,24 @@ def request_approval(
     response); ``reviewers`` names roles and a quorum; ``deadline`` what happens if
     nobody decides in time; ``args_schema`` (pydantic model or JSON schema) checks
     edits. ``id`` names the request (default: the action); give distinct ids when one
-    node asks several times about the same action.
+    node asks several times about the same action. ``require_digest=False`` lets an
+    approval that does not echo the request's digest through (default: refused).
+
+    The graph must carry the approval hooks: ``compile(..., hooks=[ApprovalHooks()])``.
     """
-    checkpoint_id, asked_at = asking_context()
+    checkpoint_id, run = asking_context()
     request = build_request(
         action,
         args,
         id=id or action,
         checkpoint_id=checkpoint_id,
-        asked_at=asked_at,
+        run=run,
         description=description,
         allow=allow,
         reviewers=reviewers,
         deadline=deadline,
         args_schema=args_schema,
+        require_digest=require_digest,
     )
     validator = schema_validator(args_schema, request_id=request.id) if args_schema else None
     return collect_decisions([request], validate_args=validator)[0]

@@ -12,7 +12,8 @@ Record keys (absent when they do not apply):
     position in the log and the chain;
 ``event``
     ``"decision"`` (an answer to an approval request), ``"resume"`` (an answer to any
-    other interrupt), ``"update_state"``, ``"refused"`` (an answer or execution that was
+    other interrupt), ``"update_state"``, ``"command_update"`` (``Command(update=...)``
+    given to ``invoke``), ``"refused"`` (an answer or execution that was
     refused: the thread did not change);
 ``at``, ``who``
     when, and the reviewer identity from the run's config (``{"id", "roles"}``; None if
@@ -29,7 +30,7 @@ Record keys (absent when they do not apply):
     after this answer: ``"decided:<outcome>"``, or ``"pending"`` with ``approvals`` /
     ``rejections`` counted against ``needed``;
 ``as_node``, ``values``, ``tool_call_changes``
-    for ``update_state``: the node, the values written, and tool-call edits
+    for ``update_state`` and ``command_update``: the node, the values written, and tool-call edits
     (``[{"tool_call_id", "action": {"from", "to"}, "args_diff"}]``);
 ``error``, ``stage``
     for refusals: the error type and message, and ``"arrival"`` or ``"execution"``.
@@ -42,7 +43,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from threadloom.checkpoint.base import AuditRecord, BaseCheckpointSaver, audit_record_hash
+from threadloom.checkpoint.base import (
+    KEYED,
+    AuditRecord,
+    BaseCheckpointSaver,
+    audit_record_hash,
+)
 from threadloom.hitl.decision import Decision
 from threadloom.hitl.digest import to_jsonable
 from threadloom.hitl.quorum import Reviewer
@@ -52,6 +58,7 @@ from threadloom.hitl.response import ApprovalResponse
 __all__ = [
     "AuditRecord",
     "arg_diff",
+    "command_update_record",
     "decision_record",
     "export_jsonl",
     "refused_record",
@@ -236,9 +243,49 @@ def update_record(
     return record
 
 
-def verify_chain(records: Sequence[AuditRecord]) -> None:
+def command_update_record(
+    *,
+    values: Any,
+    before: Any,
+    checkpoint_id: str | None,
+    who: Reviewer | None,
+    at: str,
+) -> AuditRecord:
+    """A ``Command(update=...)`` given to ``invoke``/``stream``: who wrote what, and which
+    pending tool calls it rewrote (as ``update_state`` records do)."""
+    if isinstance(values, (list, tuple)) and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 for p in values
+    ):
+        values = dict(values)
+    record: AuditRecord = {
+        "event": "command_update",
+        "at": at,
+        "who": _who(who),
+        "checkpoint_id": checkpoint_id,
+        "values": to_jsonable(values),
+    }
+    changes = tool_call_changes(before, values)
+    if changes:
+        record["tool_call_changes"] = changes
+    return record
+
+
+def verify_chain(
+    records: Sequence[AuditRecord],
+    *,
+    head: Mapping[str, Any] | None = None,
+    key: bytes | None = None,
+    anchors: Iterable[Mapping[str, Any]] = (),
+) -> None:
     """Raise ``ValueError`` if the records are not an intact chain (numbering, links,
-    hashes); a log read whole from ``get_audit_log`` must pass."""
+    hashes); a log read whole from ``get_audit_log`` must pass.
+
+    ``head`` (``saver.audit_head(thread_id)``) is the chain's anchor: a log whose last
+    record is not the anchored one was cut short. ``key`` is the saver's ``audit_key``:
+    every record must then carry an HMAC under it, so a rewritten suffix re-hashed
+    without the key shows. ``anchors`` are ``{"seq", "hash"}`` pairs recorded elsewhere
+    (the thread's checkpoints): each must still be in the chain.
+    """
     prev = ""
     expected_seq = 1
     for record in records:
@@ -248,10 +295,35 @@ def verify_chain(records: Sequence[AuditRecord]) -> None:
             )
         if record.get("prev_hash") != prev:
             raise ValueError(f"Audit record {record.get('seq')} does not follow the one before it.")
-        if audit_record_hash(record) != record.get("hash"):
+        stored = str(record.get("hash"))
+        keyed = stored.startswith(KEYED)
+        if keyed and key is None:
+            raise ValueError(
+                f"Audit record {record.get('seq')} is signed (HMAC): give the audit key to "
+                "verify it."
+            )
+        if key is not None and not keyed:
+            raise ValueError(
+                f"Audit record {record.get('seq')} is not signed with the audit key: it was "
+                "written or re-hashed without it."
+            )
+        if audit_record_hash(record, key if keyed else None) != stored:
             raise ValueError(f"Audit record {record.get('seq')} was altered (hash mismatch).")
-        prev = record["hash"]
+        prev = stored
         expected_seq += 1
+    last = expected_seq - 1
+    if head is not None and (head.get("seq") != last or head.get("hash") != prev):
+        raise ValueError(
+            f"Audit log was cut short or rewritten: its anchor names record {head.get('seq')} "
+            f"({head.get('hash')}), the log ends at record {last}."
+        )
+    by_seq = {r.get("seq"): r.get("hash") for r in records}
+    for anchor in anchors:
+        if by_seq.get(anchor.get("seq")) != anchor.get("hash"):
+            raise ValueError(
+                f"Audit log does not hold record {anchor.get('seq')} ({anchor.get('hash')}) "
+                "that the thread's checkpoints anchor: it was cut short or rewritten."
+            )
 
 
 def export_jsonl(records: Iterable[Mapping[str, Any]], path_or_file: str | Path | IO[str]) -> int:

@@ -1,24 +1,28 @@
-"""Time for approvals: one notion of "now", injectable, and stable request times.
+"""Time for approvals: one clock, owned by the deployment, and stable request times.
 
-Deadlines must be testable without sleeping and must not move when a node re-runs on
-resume. So:
+Deadlines must be testable without sleeping, must not move when a node re-runs on
+resume, and must not be settable by whoever sends a request. So:
 
-* "now" is read from ``config["configurable"]["hitl_now"]`` (a datetime, or a function
-  returning one) when given, else the system clock - tests and ``sweep(now=...)`` set it;
-* the time a request was asked is read from the checkpoint id it was asked on
-  (checkpoint ids are time-ordered UUIDs), so every re-run computes the same deadline.
+* "now" is the clock of the graph's ``ApprovalHooks(clock=...)`` (a function returning
+  a datetime; default the system clock). The same clock stamps when a request was asked,
+  when an answer arrived and whether a deadline passed. A run's config cannot set it:
+  ``config["configurable"]["hitl_now"]`` is refused (``ClockOverrideError``);
+* the time a request was asked is fixed when it is first asked: a re-run of the node
+  reads it back from the pending request (with the system clock, from the checkpoint id
+  it was asked on: checkpoint ids are time-ordered UUIDs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["NOW_KEY", "checkpoint_time", "from_iso", "now_from_config", "to_iso", "utcnow"]
+__all__ = ["NOW_KEY", "checkpoint_time", "from_iso", "read_clock", "to_iso", "utcnow"]
 
 NOW_KEY = "hitl_now"
-"""Config key (under ``configurable``) that overrides the clock for one run."""
+"""The config key (under ``configurable``) that earlier versions read as the clock; a run
+that sets it is refused, since the clock belongs to the deployment."""
 
 _UUID_EPOCH = 0x01B21DD213814000  # 100 ns intervals from 1582-10-15 to 1970-01-01
 
@@ -42,20 +46,15 @@ def from_iso(value: str | datetime) -> datetime:
     return aware(datetime.fromisoformat(value))
 
 
-def now_from_config(config: Mapping[str, Any] | None) -> datetime:
-    """The run's "now": ``configurable["hitl_now"]`` if set, else the system clock."""
-    conf = (config or {}).get("configurable") or {}
-    value = conf.get(NOW_KEY)
-    if value is None:
-        return utcnow()
-    if callable(value):
-        value = value()
+def read_clock(clock: Callable[[], Any]) -> datetime:
+    """``clock()`` as an aware datetime (ISO strings accepted), or a typed error."""
+    value = clock()
     if isinstance(value, str):
         return from_iso(value)
     if not isinstance(value, datetime):
         raise TypeError(
-            f"config['configurable'][{NOW_KEY!r}] must be a datetime, an ISO string or a "
-            f"function returning a datetime; got {type(value).__name__}."
+            f"The approval clock must return a datetime (or an ISO string); got "
+            f"{type(value).__name__}."
         )
     return aware(value)
 

@@ -10,6 +10,10 @@ decision. That decision goes through the same validation and audit trail as a pe
 
 Once a deadline has passed, a person's late answer is refused (``DeadlinePassedError``):
 the deadline's decision is the only one accepted, so sweeping and answering cannot race.
+An answer arriving after the sweep applied it is refused the same way (and audited as
+refused). Deadline decisions come only from the sweep (never from an answer's data), and
+"now" is the graph's approval clock (``ApprovalHooks(clock=...)``) unless the operator
+sweeps as of another time (``sweep(now=...)``, ``threadloom sweep --now``).
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-from threadloom.hitl.clock import NOW_KEY, aware, from_iso, to_iso, utcnow
-from threadloom.hitl.quorum import REVIEWER_KEY, Reviewers
+from threadloom.hitl.clock import aware, from_iso, to_iso
+from threadloom.hitl.quorum import Reviewers
 from threadloom.hitl.request import ApprovalRequest, requests_in
 
 if TYPE_CHECKING:
@@ -143,16 +147,21 @@ def escalated(request: ApprovalRequest, at: str) -> ApprovalRequest:
     )
 
 
-def due_requests(interrupts: Iterable[Any], now: datetime) -> dict[str, list[Any]]:
+def due_requests(
+    interrupts: Iterable[Any], now: datetime, graph_id: str | None = None
+) -> dict[str, list[Any]]:
     """For pending interrupts, the timeout answers of the requests that are due.
 
     Returns ``{interrupt_id: [answer or None per request]}`` - ready to be given as
     ``Command(resume=...)`` - holding only interrupts with at least one due request.
+    With ``graph_id``, only requests asked by that graph count.
     """
     out: dict[str, list[Any]] = {}
     for intr in interrupts:
         requests = requests_in(getattr(intr, "value", None))
         if not requests:
+            continue
+        if graph_id is not None and any(r.graph != graph_id for r in requests):
             continue
         answers = [timeout_answer(r) if is_due(r, now) else None for r in requests]
         if any(a is not None for a in answers):
@@ -205,16 +214,6 @@ def _results(
     return out
 
 
-def _sweep_config(thread_id: str, now: datetime) -> dict[str, Any]:
-    return {
-        "configurable": {
-            "thread_id": thread_id,
-            REVIEWER_KEY: dict(DEADLINE_REVIEWER),
-            NOW_KEY: now,
-        }
-    }
-
-
 def _thread_ids(saver: Any) -> list[str]:
     """Every thread the saver holds: ``list_threads()`` when the saver has it (SQL
     savers), the memory saver's keys, else a walk over all checkpoints."""
@@ -253,6 +252,26 @@ def _require_saver(graph: CompiledStateGraph) -> Any:
     return saver
 
 
+def _hooks(graph: CompiledStateGraph) -> Any:
+    from threadloom.hitl.hooks import ApprovalHooks
+
+    for hook in getattr(graph, "hooks", ()):
+        if isinstance(hook, ApprovalHooks):
+            return hook
+    from threadloom.hitl.errors import ApprovalHooksMissingError
+
+    raise ApprovalHooksMissingError(
+        "sweep(graph) needs a graph that carries the approval hooks (compile(..., hooks="
+        "[ApprovalHooks()]), ToolNode(approval=...) or create_react_agent(approval=...))."
+    )
+
+
+def _due(graph: CompiledStateGraph, snapshot: Any, now: datetime) -> dict[str, list[Any]]:
+    from threadloom.hitl.hooks import graph_identity
+
+    return due_requests(snapshot.interrupts, now, graph_identity(graph))
+
+
 def sweep(
     graph: CompiledStateGraph,
     *,
@@ -265,25 +284,34 @@ def sweep(
     deadline's decision for each due request (other requests of the batch stay pending).
     The decision is recorded in the audit trail as made by ``threadloom:deadline``. A
     thread that fails to resume is reported with ``error`` set; the others still run.
-    ``now`` defaults to the current time (inject it in tests).
+    Only requests this graph asked are decided: threads of other graphs sharing the
+    database are left alone. ``now`` defaults to the graph's approval clock.
     """
+    from threadloom.hitl.hooks import end_sweep, sweeping
     from threadloom.types import Command
 
     saver = _require_saver(graph)
-    now = aware(now) if now is not None else utcnow()
+    hooks = _hooks(graph)
+    now = aware(now) if now is not None else hooks.now()
     results: list[SweepResult] = []
     for thread_id in list(thread_ids) if thread_ids is not None else _thread_ids(saver):
         config = {"configurable": {"thread_id": thread_id}}
-        interrupts = graph.get_state(config).interrupts
-        due = due_requests(interrupts, now)
+        try:
+            snapshot = graph.get_state(config)
+        except Exception:  # a thread this graph cannot read is another graph's
+            continue
+        due = _due(graph, snapshot, now)
         if not due:
             continue
         error = None
+        token = sweeping(now)
         try:
-            graph.invoke(Command(resume=due), _sweep_config(thread_id, now))
+            graph.invoke(Command(resume=due), config)
         except Exception as exc:  # one broken thread must not stop the sweep
             error = f"{type(exc).__name__}: {exc}"
-        results += _results(thread_id, interrupts, due, error)
+        finally:
+            end_sweep(token)
+        results += _results(thread_id, snapshot.interrupts, due, error)
     return results
 
 
@@ -294,22 +322,30 @@ async def asweep(
     thread_ids: Iterable[str] | None = None,
 ) -> list[SweepResult]:
     """Async ``sweep``, for asyncio workers and async savers."""
+    from threadloom.hitl.hooks import end_sweep, sweeping
     from threadloom.types import Command
 
     saver = _require_saver(graph)
-    now = aware(now) if now is not None else utcnow()
+    hooks = _hooks(graph)
+    now = aware(now) if now is not None else hooks.now()
     results: list[SweepResult] = []
     ids = list(thread_ids) if thread_ids is not None else await _athread_ids(saver)
     for thread_id in ids:
         config = {"configurable": {"thread_id": thread_id}}
-        interrupts = (await graph.aget_state(config)).interrupts
-        due = due_requests(interrupts, now)
+        try:
+            snapshot = await graph.aget_state(config)
+        except Exception:  # a thread this graph cannot read is another graph's
+            continue
+        due = _due(graph, snapshot, now)
         if not due:
             continue
         error = None
+        token = sweeping(now)
         try:
-            await graph.ainvoke(Command(resume=due), _sweep_config(thread_id, now))
+            await graph.ainvoke(Command(resume=due), config)
         except Exception as exc:  # one broken thread must not stop the sweep
             error = f"{type(exc).__name__}: {exc}"
-        results += _results(thread_id, interrupts, due, error)
+        finally:
+            end_sweep(token)
+        results += _results(thread_id, snapshot.interrupts, due, error)
     return results

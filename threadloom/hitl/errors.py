@@ -11,6 +11,10 @@ from typing import Any
 
 __all__ = [
     "ApprovalError",
+    "ApprovalHooksMissingError",
+    "ClockOverrideError",
+    "DigestRequiredError",
+    "NoPendingRequestError",
     "ApprovalMismatchError",
     "DeadlinePassedError",
     "DuplicateApproverError",
@@ -78,6 +82,59 @@ class ApprovalMismatchError(ApprovalError):
         self.got = got
 
 
+class NoPendingRequestError(InvalidResponseError, ApprovalMismatchError):
+    """The answer names no request that is pending now: nothing is waiting, or the
+    interrupt or request it names was already answered. ``pending`` lists the interrupt
+    ids that are waiting (possibly none). Read the thread with ``get_state``.
+
+    It is also an ``ApprovalMismatchError``: what the answer is for is not what is
+    pending."""
+
+    def __init__(
+        self, message: str, *, request_id: str | None = None, pending: list[str] | None = None
+    ) -> None:
+        ApprovalError.__init__(self, message, request_id=request_id)
+        self.expected = None
+        self.got = None
+        self.pending = list(pending or [])
+
+
 class DeadlinePassedError(ApprovalError):
     """A person answered after the request's deadline; the deadline's own decision
-    (applied by ``threadloom sweep``) is the only one accepted now."""
+    (applied by ``threadloom sweep``) is the only one accepted now.
+
+    When the sweep already applied it, ``decision`` is what the deadline decided
+    (``"reject"``, ``"accept"``, ``"escalate"``), ``decided_by`` who recorded it (the
+    sweep's identity) and ``decided_at`` when."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: str | None = None,
+        decision: str | None = None,
+        decided_by: str | None = None,
+        decided_at: str | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.decision = decision
+        self.decided_by = decided_by
+        self.decided_at = decided_at
+
+
+class DigestRequiredError(InvalidResponseError):
+    """An approving answer (accept / edit) that does not echo the request's ``digest``:
+    it could approve whatever is pending when it arrives, not what the reviewer saw.
+    Send ``{"type": "accept", "digest": request["digest"]}``."""
+
+
+class ClockOverrideError(ApprovalError, ValueError):
+    """The run's config tried to set the approval clock (``hitl_now``): the clock belongs
+    to the deployment, ``ApprovalHooks(clock=...)``, never to a request."""
+
+
+class ApprovalHooksMissingError(ApprovalError, RuntimeError):
+    """A node asked for approval in a graph compiled without the approval hooks, which
+    check answers before they reach the node. Compile with
+    ``compile(..., hooks=[ApprovalHooks()])`` (``ToolNode(approval=...)`` and
+    ``create_react_agent(approval=...)`` attach them themselves)."""

@@ -1,137 +1,467 @@
-"""Where the graph hands answers and state edits to the approval layer.
+"""``ApprovalHooks``: what a graph that uses approvals carries, and where it checks answers.
 
-``CompiledStateGraph`` calls these at two doors:
+Graphs get these hooks explicitly - ``ToolNode(approval=...)`` and
+``create_react_agent(approval=...)`` carry them, ``compile(..., hooks=[ApprovalHooks()])``
+attaches them to a hand-built graph - never by importing this module. They hold what
+belongs to the deployment, not to a request:
 
-* ``before_resume`` when ``invoke``/``stream`` get ``Command(resume=...)``: it reads the
-  pending interrupts, checks every answer to an approval request against its request
-  (allowed type, digest, deadline, reviewer role and quorum, edit schema) *as a whole*,
-  and only if all pass stamps them (reviewer from the config, time, digest) and records
-  them in the audit log. If any answer is refused, the error reaches the caller before
-  anything is written: the thread is exactly as it was (the refusal itself is logged).
-  Answers to ordinary ``interrupt()`` calls are recorded and passed through unchanged.
+* ``clock`` - the one clock for asking (``asked_at``, deadlines) and deciding (arrival
+  time, "has the deadline passed"); default the system clock. A run's config cannot set
+  it (``hitl_now`` is refused with ``ClockOverrideError``);
+* ``reviewer`` - where the identity of the person resuming comes from: a function of the
+  run's config (default ``config["configurable"]["reviewer"]``, which a server fills in
+  from the signed-in user). Never from the answer itself.
+
+The graph calls them at its doors:
+
+* ``before_run`` before every run: it refuses a clock in the config, and when the input
+  is ``Command(resume=...)`` it reads the pending interrupts and checks every answer to an
+  approval request against its request (allowed type, digest, deadline, reviewer role and
+  quorum, edit schema) *as a whole*; only if all pass are they stamped (reviewer, time,
+  digest) and recorded in the audit log. A refused answer reaches the caller before
+  anything is written (the refusal itself is logged). An answer with no pending request
+  for it - nothing is waiting, or the interrupt it names was already answered - is refused
+  (``NoPendingRequestError``, or ``DeadlinePassedError`` when the sweep decided it). Only
+  the sweep gives deadline decisions. ``Command(update=...)`` is recorded like
+  ``update_state``. It also hands the nodes the run's approval context (``run_context``).
 * ``before_update``/``after_update`` around ``update_state``: record who changed what,
   including tool calls whose arguments were rewritten.
 
-A resume may also answer several pending approval interrupts at once with one list
-(in the order ``get_state().interrupts`` lists them) or one dict keyed by request id;
-it is split into the ``{interrupt_id: answer}`` map the engine understands.
+A resume may answer several pending approval interrupts at once with one list (in the
+order ``get_state().interrupts`` lists them; a shorter list answers the first requests)
+or one dict keyed by request id; it is split into the ``{interrupt_id: answer}`` map the
+engine understands.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from threadloom.constants import CONFIG_KEY_TASK
 from threadloom.hitl.audit import (
+    command_update_record,
     decision_record,
     refused_record,
     resume_record,
     supports_audit,
     update_record,
 )
-from threadloom.hitl.clock import now_from_config, to_iso
+from threadloom.hitl.clock import NOW_KEY, checkpoint_time, from_iso, read_clock, to_iso, utcnow
 from threadloom.hitl.decision import advance
-from threadloom.hitl.errors import ApprovalError
+from threadloom.hitl.errors import (
+    ApprovalError,
+    ApprovalHooksMissingError,
+    ClockOverrideError,
+    DeadlinePassedError,
+    DigestRequiredError,
+    InvalidResponseError,
+    NoPendingRequestError,
+)
 from threadloom.hitl.quorum import Reviewer
 from threadloom.hitl.request import ApprovalRequest, requests_in
-from threadloom.hitl.response import match_responses
+from threadloom.hitl.response import match_responses, unwrap_decisions
 from threadloom.hitl.validation import ArgsValidator, schema_validator, validate_response
 
-if TYPE_CHECKING:
-    from threadloom.graph.compiled import CompiledStateGraph
-
 __all__ = [
-    "abefore_resume",
-    "abefore_update",
-    "aafter_update",
-    "after_update",
-    "before_resume",
-    "before_update",
+    "DEFAULT_HOOKS",
+    "MAX_ANSWER_DEPTH",
+    "ApprovalHooks",
+    "ApprovalRun",
+    "graph_identity",
+    "run_context",
+    "uses_approvals",
 ]
 
+RUN_KEY = "__threadloom_approvals"
+"""Config key (under ``configurable``) holding the run's ``ApprovalRun``; an object, so
+it cannot come from JSON a client sent."""
 
-def _saver_for_resume(graph: CompiledStateGraph, input: Any, config: Any) -> Any:
-    from threadloom.types import Command
+MAX_ANSWER_DEPTH = 64
+"""How deeply an answer may nest (an edit's arguments included); deeper is refused."""
 
-    if not isinstance(input, Command) or input.resume is None or not config:
-        return None
-    conf = config.get("configurable") or {}
-    if conf.get(CONFIG_KEY_TASK) is not None or conf.get("thread_id") is None:
-        return None  # a subgraph run inside a node: its parent checked the answers
-    saver, _ = graph._saver_for(config)
-    return saver
+_APPROVING = ("accept", "edit")
+
+
+def _config_reviewer(config: Mapping[str, Any] | None) -> Reviewer | None:
+    return Reviewer.from_config(config)
+
+
+class ApprovalHooks:
+    """The approval layer's hooks for one deployment: its clock and reviewer source.
+
+    ``clock()`` returns the current time (a datetime); ``reviewer(config)`` returns the
+    identity resuming (a ``Reviewer``, a ``{"id", "roles"}`` dict, or None).
+    """
+
+    name = "approvals"
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], Any] | None = None,
+        reviewer: Callable[[Mapping[str, Any]], Any] | None = None,
+    ) -> None:
+        if clock is not None and not callable(clock):
+            raise TypeError(
+                "ApprovalHooks(clock=...) takes a function returning a datetime, e.g. "
+                f"lambda: datetime.now(UTC); got {type(clock).__name__}."
+            )
+        if reviewer is not None and not callable(reviewer):
+            raise TypeError(
+                "ApprovalHooks(reviewer=...) takes a function of the run's config returning "
+                f"the reviewer identity; got {type(reviewer).__name__}."
+            )
+        self.clock = clock
+        self.reviewer = reviewer
+
+    def __repr__(self) -> str:
+        return f"ApprovalHooks(clock={self.clock!r}, reviewer={self.reviewer!r})"
+
+    def now(self) -> datetime:
+        """The deployment's current time."""
+        return utcnow() if self.clock is None else read_clock(self.clock)
+
+    def reviewer_of(self, config: Mapping[str, Any] | None) -> Reviewer | None:
+        """The identity resuming, from the configured source (never from an answer)."""
+        if self.reviewer is None:
+            return _config_reviewer(config)
+        return Reviewer.of(self.reviewer(config or {}))
+
+    # -- the doors (see the module docstring) -----------------------------------------
+
+    def before_run(self, graph: Any, input: Any, config: Any) -> tuple[Any, Any]:
+        start = _start(self, graph, input, config)
+        if start.done:
+            return start.input, start.config
+        snapshot = graph.get_state(start.config, subgraphs=True)
+        try:
+            plan = _plan(self, graph, snapshot, start)
+        except _NotPending as missing:
+            records = start.saver.list_audit(start.thread_id) if start.audit else []
+            exc = missing.error(records)
+            if start.audit:
+                start.saver.put_audit(start.thread_id, [_refusal(self, exc, snapshot, start)])
+            raise exc from None
+        except ApprovalError as exc:
+            if start.audit:
+                start.saver.put_audit(start.thread_id, [_refusal(self, exc, snapshot, start)])
+            raise
+        if start.audit and plan.records:
+            stored = start.saver.put_audit(start.thread_id, plan.records)
+            return plan.input, _anchored(start.config, stored)
+        return plan.input, start.config
+
+    async def abefore_run(self, graph: Any, input: Any, config: Any) -> tuple[Any, Any]:
+        start = _start(self, graph, input, config)
+        if start.done:
+            return start.input, start.config
+        snapshot = await graph.aget_state(start.config, subgraphs=True)
+        try:
+            plan = _plan(self, graph, snapshot, start)
+        except _NotPending as missing:
+            records = await start.saver.alist_audit(start.thread_id) if start.audit else []
+            exc = missing.error(records)
+            if start.audit:
+                await start.saver.aput_audit(
+                    start.thread_id, [_refusal(self, exc, snapshot, start)]
+                )
+            raise exc from None
+        except ApprovalError as exc:
+            if start.audit:
+                await start.saver.aput_audit(
+                    start.thread_id, [_refusal(self, exc, snapshot, start)]
+                )
+            raise
+        if start.audit and plan.records:
+            stored = await start.saver.aput_audit(start.thread_id, plan.records)
+            return plan.input, _anchored(start.config, stored)
+        return plan.input, start.config
+
+    def before_update(self, graph: Any, saver: Any, config: Any) -> Any:
+        """The state ``update_state`` is about to change (None when nothing is recorded)."""
+        if not supports_audit(saver):
+            return None
+        self.reviewer_of(config)  # a malformed identity fails before anything is written
+        return graph.get_state(config)
+
+    async def abefore_update(self, graph: Any, saver: Any, config: Any) -> Any:
+        if not supports_audit(saver):
+            return None
+        self.reviewer_of(config)
+        return await graph.aget_state(config)
+
+    def after_update(
+        self, saver: Any, config: Any, updates: Any, before: Any, new_config: Any
+    ) -> None:
+        """Record the ``(values, as_node)`` updates of one ``update_state`` superstep."""
+        if before is None:
+            return
+        saver.put_audit(_thread_id(config), _updates(self, config, updates, before, new_config))
+
+    async def aafter_update(
+        self, saver: Any, config: Any, updates: Any, before: Any, new_config: Any
+    ) -> None:
+        if before is None:
+            return
+        await saver.aput_audit(
+            _thread_id(config), _updates(self, config, updates, before, new_config)
+        )
+
+
+DEFAULT_HOOKS = ApprovalHooks()
+"""The hooks ``ToolNode(approval=...)`` carries unless its policy names others."""
+
+
+def uses_approvals(node: Any) -> Any:
+    """Mark a node function that asks for approval (``request_approval``,
+    ``policy.review``): compiling its graph without ``hooks=[ApprovalHooks(...)]`` then
+    fails at once with ``GraphHooksError`` instead of when the node runs."""
+    node.requires_graph_hooks = (ApprovalHooks.name,)
+    return node
+
+
+# -- what the nodes see ----------------------------------------------------------------------
+
+
+@dataclass
+class ApprovalRun:
+    """The approval context of one run, handed to its nodes through the config."""
+
+    hooks: ApprovalHooks
+    graph_id: str
+    asked: dict[tuple[str | None, str], str] = field(default_factory=dict)
+
+    def asked_at(self, checkpoint_id: str | None, request_id: str) -> datetime:
+        """When the request was first asked: read back from the pending request on a
+        re-run, else now by the deployment's clock."""
+        stored = self.asked.get((checkpoint_id, request_id))
+        if stored is not None:
+            return from_iso(stored)
+        if self.hooks.clock is None:
+            return checkpoint_time(checkpoint_id) or utcnow()
+        return self.hooks.now()
+
+
+def run_context(config: Mapping[str, Any]) -> ApprovalRun:
+    """The running graph's approval context, or ``ApprovalHooksMissingError``."""
+    run = (config.get("configurable") or {}).get(RUN_KEY)
+    if not isinstance(run, ApprovalRun):
+        raise ApprovalHooksMissingError(
+            "This node asks for approval, but its graph was compiled without the approval "
+            "hooks that check answers before they reach it. Compile with "
+            "builder.compile(checkpointer=..., hooks=[ApprovalHooks()]) (ToolNode(approval="
+            "...) and create_react_agent(approval=...) attach them themselves)."
+        )
+    return run
+
+
+def graph_identity(graph: Any) -> str:
+    """A stable name for the graph (its name, nodes and their tools): requests carry it,
+    and ``sweep`` only decides requests asked by the graph it runs."""
+    cached = graph.__dict__.get("_approval_identity")
+    if cached is not None:
+        return cached
+    parts = [str(graph.name)]
+    for name in sorted(graph.builder.nodes):
+        node = graph.builder.nodes[name].runnable
+        tools = getattr(node, "tools_by_name", None)
+        parts.append(name + (":" + ",".join(sorted(tools)) if isinstance(tools, Mapping) else ""))
+    ident = "graph:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+    graph.__dict__["_approval_identity"] = ident
+    return ident
+
+
+# -- the sweep's side channel ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """Set by ``sweep`` around its resumes: deadline decisions come only from here."""
+
+    now: datetime
+
+
+_SWEEP: contextvars.ContextVar[SweepContext | None] = contextvars.ContextVar(
+    "threadloom_hitl_sweep", default=None
+)
+
+
+def sweeping(now: datetime) -> contextvars.Token[SweepContext | None]:
+    return _SWEEP.set(SweepContext(now))
+
+
+def end_sweep(token: contextvars.Token[SweepContext | None]) -> None:
+    _SWEEP.reset(token)
+
+
+# -- planning a run ----------------------------------------------------------------------------
+
+
+AUDIT_ANCHOR_KEY = "audit_anchor"
+"""Config key whose ``"<seq>:<hash>"`` (the audit record a run follows) the run's
+checkpoints keep in their metadata: the chain is anchored in the thread's checkpoints
+as well, so a log cut short below it shows even if its own anchor row was moved back."""
+
+
+def _anchored(config: Any, stored: Any) -> Any:
+    if not stored:
+        return config
+    last = stored[-1]
+    conf = {**config["configurable"], AUDIT_ANCHOR_KEY: f"{last['seq']}:{last['hash']}"}
+    return {**config, "configurable": conf}
+
+
+def checkpoint_anchors(saver: Any, thread_id: str) -> list[dict[str, Any]]:
+    """The ``{"seq", "hash"}`` audit anchors the thread's checkpoints hold."""
+    out: dict[int, dict[str, Any]] = {}
+    for tup in saver.list({"configurable": {"thread_id": str(thread_id)}}):
+        value = (tup.metadata or {}).get(AUDIT_ANCHOR_KEY)
+        if isinstance(value, str) and ":" in value:
+            seq, _, digest = value.partition(":")
+            if seq.isdigit():
+                out[int(seq)] = {"seq": int(seq), "hash": digest}
+    return [out[k] for k in sorted(out)]
 
 
 def _thread_id(config: Mapping[str, Any]) -> str:
     return str((config.get("configurable") or {})["thread_id"])
 
 
+@dataclass
+class _Start:
+    input: Any
+    config: Any
+    done: bool
+    run: ApprovalRun | None = None
+    saver: Any = None
+    thread_id: str = ""
+    audit: bool = False
+
+
+def _start(hooks: ApprovalHooks, graph: Any, input: Any, config: Any) -> _Start:
+    """Refuse a clock in the config, add the run context; say whether state must be read."""
+    from threadloom._context import current_task
+    from threadloom.types import Command
+
+    if config is None:
+        if current_task.get() is not None:
+            return _Start(input, config, done=True)  # a subgraph run inside a node
+        config = {}
+    conf = config.get("configurable") or {}
+    if conf.get(CONFIG_KEY_TASK) is not None:
+        return _Start(input, config, done=True)  # nested: the root run checked everything
+    if NOW_KEY in conf:
+        raise ClockOverrideError(
+            f"config['configurable'][{NOW_KEY!r}] is refused: the approval clock belongs to "
+            "the deployment, not to a request. Set it where the graph is built: "
+            "ApprovalHooks(clock=...) (compile(hooks=[...]) or ApprovalPolicy(hooks=...))."
+        )
+    run = ApprovalRun(hooks, graph_identity(graph))
+    config = {**config, "configurable": {**conf, RUN_KEY: run}}
+    saver, _ = graph._saver_for(config)
+    thread_id = conf.get("thread_id")
+    resuming = input is None or isinstance(input, Command)
+    if saver is None or thread_id is None or not resuming:
+        return _Start(input, config, done=True)
+    return _Start(input, config, done=False, run=run, saver=saver, thread_id=str(thread_id),
+                  audit=supports_audit(saver))
+
+
 class _Plan:
-    """What a resume turns into: the (stamped) input and the records to append."""
+    """What a run's input turns into: the (stamped) input and the records to append."""
 
     def __init__(self, input: Any, records: list[dict[str, Any]]) -> None:
         self.input = input
         self.records = records
 
 
-def _plan_resume(
-    graph: CompiledStateGraph, snapshot: Any, input: Any, config: Mapping[str, Any]
-) -> _Plan:
+def _plan(hooks: ApprovalHooks, graph: Any, snapshot: Any, start: _Start) -> _Plan:
     from threadloom.engine.task import is_resume_map
+    from threadloom.types import Command
 
+    input, config, run = start.input, start.config, start.run
+    assert run is not None
     pending = list(snapshot.interrupts)
-    reviewer = Reviewer.from_config(config)
-    now = now_from_config(config)
-    at = to_iso(now)
+    for intr in pending:  # a re-run asks with the times the requests were first asked
+        for request in requests_in(intr.value) or ():
+            if request.asked_at:
+                run.asked[(request.checkpoint_id, request.id)] = request.asked_at
     checkpoint_id = (snapshot.config.get("configurable") or {}).get("checkpoint_id")
-    resume = input.resume
-    if not pending:
-        # Nothing is waiting: the first interrupt() reached takes the value (an approval
-        # request refuses it there, since it was checked against no request).
-        record = resume_record(
-            checkpoint_id=checkpoint_id, interrupt_id=None, value=resume, who=reviewer, at=at
+    records: list[dict[str, Any]] = []
+    sweep = _SWEEP.get()
+    if isinstance(input, Command) and input.update is not None:
+        records.append(
+            command_update_record(
+                values=input.update,
+                before=snapshot.values,
+                checkpoint_id=checkpoint_id,
+                who=hooks.reviewer_of(config),
+                at=to_iso(hooks.now()),
+            )
         )
-        return _Plan(input, [record])
+    if not isinstance(input, Command) or input.resume is None:
+        return _Plan(input, records)
+    resume = input.resume
+    check_depth(resume)
+    now = sweep.now if sweep is not None else hooks.now()
+    reviewer = _deadline_reviewer() if sweep is not None else hooks.reviewer_of(config)
+    at = to_iso(now)
+    if not pending:
+        raise _NotPending(resume, [], None)
+    resume = unwrap_decisions(resume)
+    by_id = {i.id: i for i in pending}
     if is_resume_map(resume):
+        unknown = [k for k in resume if k not in by_id]
+        if unknown:
+            raise _NotPending(resume, [i.id for i in pending], unknown)
         answers = dict(resume)
     elif len(pending) == 1:
         answers = {pending[0].id: resume}
     else:
         split = _distribute(pending, resume)
         if split is None:
-            return _Plan(input, [])  # ambiguous: the engine refuses it with its own error
-        answers = split
-    by_id = {i.id: i for i in pending}
-    records: list[dict[str, Any]] = []
-    out: dict[str, Any] = {}
-    touched_approvals = False
-    for iid, value in answers.items():
-        intr = by_id.get(iid)
-        requests = requests_in(intr.value) if intr is not None else None
-        if intr is None or requests is None:
-            out[iid] = value
-            if intr is not None:
-                records.append(
-                    resume_record(
-                        checkpoint_id=checkpoint_id, interrupt_id=iid, value=value,
-                        who=reviewer, at=at,
-                    )
+            if any(requests_in(i.value) is not None for i in pending):
+                raise InvalidResponseError(
+                    f"{len(pending)} interrupts are pending {[i.id for i in pending]}: "
+                    "answer with a dict keyed by interrupt id (or by request id), or a list "
+                    "in the order get_state().interrupts lists the requests."
                 )
+            return _Plan(input, records)  # plain interrupts: the engine says what's wrong
+        answers = split
+    out: dict[str, Any] = {}
+    for iid, value in answers.items():
+        intr = by_id[iid]
+        requests = requests_in(intr.value)
+        if requests is None:
+            out[iid] = value
+            records.append(
+                resume_record(
+                    checkpoint_id=checkpoint_id, interrupt_id=iid, value=value,
+                    who=reviewer, at=at,
+                )
+            )
             continue
-        touched_approvals = True
         node = _node_for(graph, snapshot, iid)
         stamped, recs = _check_batch(
             requests, value, reviewer=reviewer, now=now, at=at, node=node,
-            checkpoint_id=checkpoint_id, interrupt_id=iid,
+            checkpoint_id=checkpoint_id, interrupt_id=iid, sweep=sweep is not None,
         )
         out[iid] = stamped
         records += recs
-    if not touched_approvals:
-        return _Plan(input, records)
+    # Keyed by interrupt id, so no answer can reach an interrupt it was not checked for.
     return _Plan(dataclasses.replace(input, resume=out), records)
+
+
+def _deadline_reviewer() -> Reviewer:
+    from threadloom.hitl.deadlines import DEADLINE_REVIEWER
+
+    return Reviewer.of(DEADLINE_REVIEWER)  # type: ignore[return-value]
 
 
 def _check_batch(
@@ -144,6 +474,7 @@ def _check_batch(
     node: Any,
     checkpoint_id: str | None,
     interrupt_id: str,
+    sweep: bool,
 ) -> tuple[list[dict[str, Any] | None], list[dict[str, Any]]]:
     stamped: list[dict[str, Any] | None] = []
     records: list[dict[str, Any]] = []
@@ -151,10 +482,36 @@ def _check_batch(
         if given is None:
             stamped.append(None)
             continue
+        if given.via_deadline != sweep:
+            raise InvalidResponseError(
+                f"Request {request.id!r} ({request.action}): "
+                + (
+                    "a deadline's decision is applied only by the sweep (threadloom sweep / "
+                    "threadloom.hitl.sweep), never sent in an answer."
+                    if given.via_deadline
+                    else "the sweep only applies deadline decisions."
+                ),
+                request_id=request.id,
+            )
         answer = given.stamped(reviewer=reviewer, at=at, digest=request.digest)
         answer = validate_response(
             request, answer, now=now, validate_args=_validator(node, request)
         )
+        if (
+            not sweep
+            and request.require_digest
+            and given.type in _APPROVING
+            and given.digest is None
+        ):
+            raise DigestRequiredError(
+                f"An {given.type!r} answer to request {request.id!r} ({request.action}) must "
+                f"echo the request's digest, so it approves exactly what the reviewer saw: "
+                f"{{'type': {given.type!r}, 'digest': {request.digest!r}, ...}} (the digest "
+                "is in the pending request: get_state(config).interrupts). A policy may "
+                "allow digest-less answers with require_digest=False.",
+                request_id=request.id,
+            )
+        answer = dataclasses.replace(answer, digest=request.digest)
         records.append(
             decision_record(
                 checkpoint_id=checkpoint_id,
@@ -182,15 +539,15 @@ def _distribute(pending: list[Any], resume: Any) -> dict[str, Any] | None:
             out.setdefault(owner[key], {})[key] = answer
         return out
     if isinstance(resume, (list, tuple)):
-        if len(resume) != sum(len(requests or ()) for _, requests in groups):
+        if len(resume) > sum(len(requests or ()) for _, requests in groups):
             return None
         pos = 0
-        for iid, requests in groups:
+        for iid, requests in groups:  # a shorter list answers the first requests
             chunk = list(resume[pos : pos + len(requests or ())])
             pos += len(chunk)
             if any(c is not None for c in chunk):
                 out[iid] = chunk
-        return out
+        return out or None
     return None
 
 
@@ -224,9 +581,105 @@ def _validator(node: Any, request: ApprovalRequest) -> ArgsValidator | None:
     return None
 
 
-def _refusal(exc: ApprovalError, snapshot: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+def check_depth(value: Any, limit: int = MAX_ANSWER_DEPTH) -> None:
+    """Refuse an answer nested deeper than ``limit`` (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise InvalidResponseError(
+                f"The answer is nested more than {limit} levels deep; an answer (and an "
+                "edit's arguments) must be plain data of reasonable depth."
+            )
+        stack.extend((child, depth + 1) for child in children)
+
+
+class _NotPending(Exception):
+    """An answer for something that is not pending; becomes a typed error once the
+    audit log has said whether a deadline decided it."""
+
+    def __init__(self, answer: Any, pending: list[str], unknown: list[str] | None) -> None:
+        super().__init__("not pending")
+        self.answer = answer
+        self.pending = pending
+        self.unknown = unknown
+
+    def _targets(self) -> tuple[set[str], set[str]]:
+        """(request ids, digests) the answer names."""
+        ids: set[str] = set()
+        digests: set[str] = set()
+
+        def look(value: Any, key_is_id: bool) -> None:
+            if isinstance(value, Mapping):
+                if isinstance(value.get("digest"), str):
+                    digests.add(value["digest"])
+                if "type" not in value:
+                    for k, v in value.items():
+                        if key_is_id and isinstance(k, str):
+                            ids.add(k)
+                        look(v, False)
+            elif isinstance(value, (list, tuple)):
+                for v in value:
+                    look(v, False)
+
+        look(unwrap_decisions(self.answer) if isinstance(self.answer, Mapping) else self.answer,
+             True)
+        return ids, digests
+
+    def error(self, records: list[dict[str, Any]]) -> ApprovalError:
+        ids, digests = self._targets()
+        decisions = [r for r in records if r.get("event") == "decision"]
+        chosen = None
+        for record in reversed(decisions):
+            if not str(record.get("status", "")).startswith("decided:") and record.get(
+                "decision"
+            ) != "escalate":
+                continue
+            named = record.get("request_id") in ids or record.get("digest") in digests
+            if named or (not ids and not digests and record is decisions[-1]):
+                chosen = record
+                break
+        if chosen is not None and chosen.get("via_deadline"):
+            who = (chosen.get("who") or {}).get("id")
+            rid = chosen.get("request_id")
+            return DeadlinePassedError(
+                f"Request {rid!r} ({chosen.get('action')}) was already decided by its "
+                f"deadline: {chosen.get('decision')!r}, applied by {who} at "
+                f"{chosen.get('at')}. This late answer was not applied; read the thread "
+                "with get_state for what is pending now.",
+                request_id=rid,
+                decision=chosen.get("decision"),
+                decided_by=who,
+                decided_at=chosen.get("at"),
+            )
+        if self.unknown:
+            return NoPendingRequestError(
+                f"The answer names interrupts {self.unknown} that are not pending (already "
+                f"answered, or never asked); pending now: {self.pending}. Read the thread "
+                "with get_state and answer what is pending.",
+                pending=self.pending,
+            )
+        return NoPendingRequestError(
+            "Nothing is waiting for an answer on this thread, so this resume was refused "
+            "(an answer is only taken for a request pending when it arrives). Read the "
+            "thread with get_state; to continue a run paused before a node, invoke(None, "
+            "config).",
+            pending=[],
+        )
+
+
+def _refusal(
+    hooks: ApprovalHooks, exc: ApprovalError, snapshot: Any, start: _Start
+) -> dict[str, Any]:
+    sweep = _SWEEP.get()
     try:
-        who = Reviewer.from_config(config)
+        who = _deadline_reviewer() if sweep is not None else hooks.reviewer_of(start.config)
     except (TypeError, ValueError):
         who = None
     return refused_record(
@@ -234,68 +687,15 @@ def _refusal(exc: ApprovalError, snapshot: Any, config: Mapping[str, Any]) -> di
         stage="arrival",
         checkpoint_id=(snapshot.config.get("configurable") or {}).get("checkpoint_id"),
         who=who,
-        at=to_iso(now_from_config(config)),
+        at=to_iso(sweep.now if sweep is not None else hooks.now()),
     )
 
 
-# -- the doors --------------------------------------------------------------------------------
-
-
-def before_resume(graph: CompiledStateGraph, input: Any, config: Any) -> Any:
-    """Validate, stamp and record the answers in ``Command(resume=...)``; return the
-    input to run with. Raises an ``ApprovalError`` (nothing written) on a bad answer."""
-    saver = _saver_for_resume(graph, input, config)
-    if saver is None:
-        return input
-    snapshot = graph.get_state(config, subgraphs=True)
-    audit = supports_audit(saver)
-    try:
-        plan = _plan_resume(graph, snapshot, input, config)
-    except ApprovalError as exc:
-        if audit:
-            saver.put_audit(_thread_id(config), [_refusal(exc, snapshot, config)])
-        raise
-    if audit and plan.records:
-        saver.put_audit(_thread_id(config), plan.records)
-    return plan.input
-
-
-async def abefore_resume(graph: CompiledStateGraph, input: Any, config: Any) -> Any:
-    """Async ``before_resume``."""
-    saver = _saver_for_resume(graph, input, config)
-    if saver is None:
-        return input
-    snapshot = await graph.aget_state(config, subgraphs=True)
-    audit = supports_audit(saver)
-    try:
-        plan = _plan_resume(graph, snapshot, input, config)
-    except ApprovalError as exc:
-        if audit:
-            await saver.aput_audit(_thread_id(config), [_refusal(exc, snapshot, config)])
-        raise
-    if audit and plan.records:
-        await saver.aput_audit(_thread_id(config), plan.records)
-    return plan.input
-
-
-def before_update(graph: CompiledStateGraph, saver: Any, config: Any) -> Any:
-    """The state ``update_state`` is about to change (None when nothing is recorded)."""
-    if not supports_audit(saver):
-        return None
-    Reviewer.from_config(config)  # a malformed identity fails before anything is written
-    return graph.get_state(config)
-
-
-async def abefore_update(graph: CompiledStateGraph, saver: Any, config: Any) -> Any:
-    if not supports_audit(saver):
-        return None
-    Reviewer.from_config(config)
-    return await graph.aget_state(config)
-
-
-def _updates(config: Any, updates: Any, before: Any, new: Any) -> list[dict[str, Any]]:
-    who = Reviewer.from_config(config)
-    at = to_iso(now_from_config(config))
+def _updates(
+    hooks: ApprovalHooks, config: Any, updates: Any, before: Any, new: Any
+) -> list[dict[str, Any]]:
+    who = hooks.reviewer_of(config)
+    at = to_iso(hooks.now())
     return [
         update_record(
             as_node=as_node,
@@ -308,19 +708,3 @@ def _updates(config: Any, updates: Any, before: Any, new: Any) -> list[dict[str,
         )
         for values, as_node in updates
     ]
-
-
-def after_update(saver: Any, config: Any, updates: Any, before: Any, new_config: Any) -> None:
-    """Record the ``(values, as_node)`` updates of one ``update_state`` superstep that
-    ``before_update`` prepared."""
-    if before is None:
-        return
-    saver.put_audit(_thread_id(config), _updates(config, updates, before, new_config))
-
-
-async def aafter_update(
-    saver: Any, config: Any, updates: Any, before: Any, new_config: Any
-) -> None:
-    if before is None:
-        return
-    await saver.aput_audit(_thread_id(config), _updates(config, updates, before, new_config))

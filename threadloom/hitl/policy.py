@@ -49,6 +49,7 @@ class ApprovalRule:
     reviewers: Reviewers | None = None
     deadline: Deadline | None = None
     description: Description | None = None
+    require_digest: bool | None = None
 
     def __post_init__(self) -> None:
         _check_when(self.when)
@@ -100,6 +101,8 @@ class ApprovalPolicy:
         reviewers: Reviewers | None = None,
         deadline: Deadline | None = None,
         description: Description | None = None,
+        require_digest: bool = True,
+        hooks: Any = None,
     ) -> None:
         self.rules: dict[str, ApprovalRule] = {
             name: _as_rule(rule) for name, rule in (rules or {}).items()
@@ -109,6 +112,20 @@ class ApprovalPolicy:
         self.reviewers = reviewers
         self.deadline = deadline
         self.description = description
+        # False lets a bare "accept" (no digest echoed) approve whatever is pending.
+        self.require_digest = require_digest
+        # The approval hooks a ToolNode with this policy carries into its graph.
+        self._hooks = hooks
+
+    @property
+    def hooks(self) -> Any:
+        """The ``ApprovalHooks`` graphs using this policy carry (default: system clock,
+        reviewer from ``config["configurable"]["reviewer"]``)."""
+        if self._hooks is None:
+            from threadloom.hitl.hooks import DEFAULT_HOOKS
+
+            return DEFAULT_HOOKS
+        return self._hooks
 
     @classmethod
     def always(cls, **settings: Any) -> ApprovalPolicy:
@@ -132,6 +149,9 @@ class ApprovalPolicy:
             reviewers=rule.reviewers if rule.reviewers is not None else self.reviewers,
             deadline=rule.deadline if rule.deadline is not None else self.deadline,
             description=rule.description if rule.description is not None else self.description,
+            require_digest=(
+                rule.require_digest if rule.require_digest is not None else self.require_digest
+            ),
         )
 
     def needs_approval(self, action: str, args: Mapping[str, Any]) -> bool:
@@ -165,4 +185,5 @@ class ApprovalPolicy:
             reviewers=rule.reviewers,
             deadline=rule.deadline,
             args_schema=args_schema,
+            require_digest=rule.require_digest is not False,
         )

@@ -11,7 +11,9 @@ are::
 plus threadloom's keys, which such UIs ignore: ``id`` (the tool call id, or a name you
 give), ``digest`` (what exactly is approved, see ``digest.py``), ``checkpoint_id`` and
 ``asked_at``, ``deadline``, ``reviewers`` and the approvals recorded so far (quorum),
-and ``args_schema`` (JSON schema of the arguments, for edit forms).
+``args_schema`` (JSON schema of the arguments, for edit forms), ``require_digest``
+(whether an approving answer must echo ``digest``) and ``graph`` (the identity of the
+graph that asked: ``sweep`` only decides requests of its own graph).
 
 Requests travel as plain dicts in interrupt values (so they are checkpointed with the
 thread and survive restarts); ``ApprovalRequest`` is the typed view of one.
@@ -126,6 +128,8 @@ class ApprovalRequest:
     escalation: int = 0
     original_args: dict[str, Any] | None = None
     args_schema: dict[str, Any] | None = None
+    require_digest: bool = True
+    graph: str | None = None
 
     @classmethod
     def create(
@@ -141,6 +145,8 @@ class ApprovalRequest:
         deadline: dict[str, Any] | None = None,
         reviewers: Reviewers | None = None,
         args_schema: dict[str, Any] | None = None,
+        require_digest: bool = True,
+        graph: str | None = None,
     ) -> ApprovalRequest:
         args = dict(args)
         return cls(
@@ -155,6 +161,8 @@ class ApprovalRequest:
             deadline=deadline,
             reviewers=reviewers or Reviewers(),
             args_schema=args_schema,
+            require_digest=require_digest,
+            graph=graph,
         )
 
     def with_args(self, args: Mapping[str, Any]) -> ApprovalRequest:
@@ -194,6 +202,8 @@ class ApprovalRequest:
             "escalation": self.escalation,
             "original_args": to_jsonable(self.original_args),
             "args_schema": self.args_schema,
+            "require_digest": self.require_digest,
+            "graph": self.graph,
         }
 
     @classmethod
@@ -217,6 +227,8 @@ class ApprovalRequest:
             escalation=int(value.get("escalation") or 0),
             original_args=value.get("original_args"),
             args_schema=value.get("args_schema"),
+            require_digest=value.get("require_digest") is not False,
+            graph=value.get("graph"),
         )
 
 

@@ -10,12 +10,16 @@ Accepted shapes for one answer:
 * shorthands ``True`` (accept), ``False`` (reject), ``"accept"``, ``"reject"``.
 
 For a batch of requests the answer is a list in request order (``None`` leaves one
-unanswered for now) or a dict keyed by request id (the tool call id). Agent Inbox's
-"list holding one response" fits a single request.
+unanswered for now; a shorter list answers the first requests and leaves the rest
+pending, as Agent Inbox's "list holding one response" does), LangChain v1's
+``{"decisions": [...]}``, or a dict keyed by request id (the tool call id).
 
-When an answer arrives the graph stamps it with who gave it (from the run's config),
-when, and the digest of the request it answers; ``ApprovalResponse.to_dict`` is that
-stamped form, which is what the paused node finally reads.
+An approving answer (accept, edit) must echo the request's ``digest`` unless the
+request's rule allows digest-less answers. ``reviewer``, ``at`` and ``deadline`` keys in
+an answer are never trusted: when an answer arrives the graph's approval hooks stamp it
+with who gave it (the configured reviewer source), when (the deployment's clock), and
+the digest of the request it answers; only the sweep gives deadline decisions.
+``ApprovalResponse.to_dict`` is that stamped form, which is what the paused node reads.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from threadloom.hitl.errors import InvalidResponseError
 from threadloom.hitl.quorum import Reviewer
 from threadloom.hitl.request import RESPONSE_TYPES, ApprovalRequest
 
-__all__ = ["ApprovalResponse", "match_responses"]
+__all__ = ["ApprovalResponse", "echo_digests", "match_responses", "unwrap_decisions"]
 
 _ALIASES = {
     "approve": "accept",
@@ -158,6 +162,56 @@ def _type_of(value: Any, request_id: str | None) -> str:
     return kind
 
 
+def echo_digests(interrupts: Sequence[Any], answer: Any) -> Any:
+    """``answer`` with each approving answer (accept / edit) carrying the digest of the
+    request it answers, taken from ``interrupts`` - the pending interrupts *as shown to
+    the reviewer* (``get_state(config).interrupts`` read when the request was displayed,
+    or the ``__interrupt__`` of the run that paused). What a UI does when it sends an
+    answer; answers that already carry a digest are kept as they are.
+    """
+    from threadloom.hitl.request import requests_in
+
+    requests = [r for i in interrupts for r in requests_in(getattr(i, "value", i)) or ()]
+    by_id = {r.id: r for r in requests}
+
+    def sign(given: Any, request: ApprovalRequest) -> Any:
+        if given is True or given in ("accept", "approve"):
+            given = {"type": "accept"}
+        if (
+            isinstance(given, Mapping)
+            and _ALIASES.get(given.get("type")) in ("accept", "edit")
+            and given.get("digest") is None
+        ):
+            return {**given, "digest": request.digest}
+        return given
+
+    answer = unwrap_decisions(answer)
+    if isinstance(answer, (list, tuple)):
+        signed = [None if a is None else sign(a, r) for a, r in zip(answer, requests, strict=False)]
+        return signed + list(answer[len(requests):])
+    if (
+        isinstance(answer, Mapping)
+        and "type" not in answer
+        and answer
+        and all(k in by_id for k in answer)
+    ):
+        return {k: None if v is None else sign(v, by_id[k]) for k, v in answer.items()}
+    return sign(answer, requests[0]) if requests else answer
+
+
+def unwrap_decisions(value: Any) -> Any:
+    """LangChain v1's ``{"decisions": [...]}`` answer shape, as the plain list."""
+    if isinstance(value, Mapping) and set(value) == {"decisions"}:
+        decisions = value["decisions"]
+        if not isinstance(decisions, (list, tuple)):
+            raise InvalidResponseError(
+                f"{{'decisions': ...}} must hold a list of decisions, got "
+                f"{type(decisions).__name__}."
+            )
+        return list(decisions)
+    return value
+
+
 def match_responses(
     requests: Sequence[ApprovalRequest], value: Any
 ) -> list[ApprovalResponse | None]:
@@ -167,13 +221,17 @@ def match_responses(
     nothing, naming the pending request ids.
     """
     ids = [r.id for r in requests]
+    value = unwrap_decisions(value)
     if isinstance(value, (list, tuple)):
-        if len(value) != len(requests):
+        if len(value) > len(requests):
             raise InvalidResponseError(
                 f"Got {len(value)} answers for {len(requests)} pending requests {ids}: give "
-                "one answer per request, in request order (None to leave one for later), "
-                "or a dict keyed by request id."
+                "at most one answer per request, in request order (None to leave one for "
+                "later), or a dict keyed by request id."
             )
+        # A shorter list answers the first requests; the others stay pending (Agent
+        # Inbox shows one request and answers it with a list of one).
+        value = [*value, *([None] * (len(requests) - len(value)))]
         out = [
             None if v is None else ApprovalResponse.parse(v, request_id=r.id)
             for r, v in zip(requests, value, strict=True)

@@ -27,11 +27,10 @@ from langchain_core.messages import AIMessage, ToolMessage
 from threadloom.constants import CONFIG_KEY_CHECKPOINTER
 from threadloom.hitl.approve import asking_context, build_request, collect_decisions
 from threadloom.hitl.audit import refused_record, supports_audit
-from threadloom.hitl.clock import now_from_config, to_iso
+from threadloom.hitl.clock import to_iso
 from threadloom.hitl.decision import Decision
 from threadloom.hitl.errors import ApprovalError, ApprovalMismatchError
 from threadloom.hitl.policy import ApprovalPolicy
-from threadloom.hitl.quorum import Reviewer
 from threadloom.hitl.validation import ArgsValidator, validate_args_against
 
 __all__ = ["GateResult", "ToolApprovalGate", "tool_args_validator"]
@@ -93,7 +92,7 @@ class ToolApprovalGate:
         )
 
     def _requests(self, calls: Sequence[Mapping[str, Any]]) -> list[Any]:
-        checkpoint_id, asked_at = asking_context()
+        checkpoint_id, run = asking_context()
         requests = []
         for index, call in enumerate(calls):
             name, args = call["name"], dict(call.get("args") or {})
@@ -105,12 +104,13 @@ class ToolApprovalGate:
                     args,
                     id=call.get("id") or f"{name}:{index}",
                     checkpoint_id=checkpoint_id,
-                    asked_at=asked_at,
+                    run=run,
                     description=rule.describe(name, args) or _describe(tool, name, args),
                     allow=rule.allow,
                     reviewers=rule.reviewers,
                     deadline=rule.deadline,
                     args_schema=getattr(tool, "tool_call_schema", None),
+                    require_digest=rule.require_digest is not False,
                 )
             )
         return requests
@@ -207,14 +207,14 @@ def _refusal(exc: ApprovalError) -> tuple[Any, str | None, dict[str, Any]]:
     config = get_config()
     conf = config.get("configurable") or {}
     saver = conf.get(CONFIG_KEY_CHECKPOINTER)
-    checkpoint_id, _ = asking_context()
+    checkpoint_id, run = asking_context()
     try:
-        who = Reviewer.from_config(config)
+        who = run.hooks.reviewer_of(config)
     except (TypeError, ValueError):
         who = None
     record = refused_record(
         exc, stage="execution", checkpoint_id=checkpoint_id, who=who,
-        at=to_iso(now_from_config(config)),
+        at=to_iso(run.hooks.now()),
     )
     thread_id = conf.get("thread_id")
     if not supports_audit(saver) or thread_id is None:

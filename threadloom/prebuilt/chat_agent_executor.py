@@ -18,7 +18,6 @@ from typing import (
     Annotated,
     Any,
     Literal,
-    TypedDict,
     cast,
     get_type_hints,
     is_typeddict,
@@ -41,6 +40,7 @@ from langchain_core.runnables import (
 )
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel
+from typing_extensions import TypedDict
 
 from threadloom.constants import END, START
 from threadloom.errors import ErrorCode, create_error_message
@@ -57,6 +57,8 @@ __all__ = [
     "AgentStatePydantic",
     "AgentStateWithStructuredResponse",
     "AgentStateWithStructuredResponsePydantic",
+    "StateSchemaType",
+    "StructuredResponse",
     "create_react_agent",
 ]
 
@@ -68,6 +70,8 @@ Prompt = (
     | Callable[[Any], Sequence[BaseMessage]]
     | Runnable[Any, Sequence[BaseMessage]]
 )
+
+StateSchemaType = type  # a TypedDict, pydantic model or dataclass describing the state
 
 NOT_ENOUGH_STEPS = "Sorry, need more steps to process this request."
 
@@ -122,6 +126,7 @@ def create_react_agent(
     version: Literal["v1", "v2"] = "v2",
     name: str | None = None,
     approval: Any = None,
+    **deprecated_kwargs: Any,
 ) -> CompiledStateGraph:
     """Build a graph that calls ``model`` and runs the tools it asks for, in a loop.
 
@@ -140,6 +145,24 @@ def create_react_agent(
     """
     from threadloom.graph import StateGraph
 
+    if "config_schema" in deprecated_kwargs:
+        import warnings
+
+        from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+        warnings.warn(
+            "`config_schema` is deprecated and will be removed. Please use "
+            "`context_schema` instead.",
+            LangGraphDeprecatedSinceV10,
+            stacklevel=2,
+        )
+        config_schema = deprecated_kwargs.pop("config_schema")
+        if context_schema is None:
+            context_schema = config_schema
+    if deprecated_kwargs:
+        raise TypeError(
+            f"create_react_agent() got unexpected keyword arguments: {deprecated_kwargs}"
+        )
     if version not in ("v1", "v2"):
         raise ValueError(f"Invalid version {version!r}: expected 'v1' or 'v2'.")
     if state_schema is None:
@@ -328,6 +351,8 @@ def _prompt_runnable(prompt: Prompt | None) -> Runnable[Any, Any]:
         return RunnableLambda(lambda state: [system, *_messages_of(state)], name="Prompt")
     if isinstance(prompt, Runnable):
         return prompt
+    if callable(prompt):
+        prompt = _with_store(prompt)
     if inspect.iscoroutinefunction(prompt):
         return RunnableLambda(_no_sync(prompt), afunc=prompt, name="Prompt")
     if callable(prompt):
@@ -336,6 +361,47 @@ def _prompt_runnable(prompt: Prompt | None) -> Runnable[Any, Any]:
         f"Got unexpected type for prompt: {type(prompt).__name__}. Use a str, a "
         "SystemMessage, a callable taking the state, or a Runnable."
     )
+
+
+def _with_store(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` with its ``store`` parameter (if any) filled with the graph's store.
+
+    The result takes ``(state, config)``; ``config`` is passed on only if ``func`` has it.
+    """
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return func
+    if "store" not in params:
+        return func
+    wants_config = "config" in params
+
+    def kwargs(config: RunnableConfig) -> dict[str, Any]:
+        extra: dict[str, Any] = {"store": _current_store()}
+        if wants_config:
+            extra["config"] = config
+        return extra
+
+    if inspect.iscoroutinefunction(func):
+
+        async def aprompt(state: Any, config: RunnableConfig) -> Any:
+            return await func(state, **kwargs(config))
+
+        return aprompt
+
+    def prompt(state: Any, config: RunnableConfig) -> Any:
+        return func(state, **kwargs(config))
+
+    return prompt
+
+
+def _current_store() -> Any:
+    from threadloom.config import get_store
+
+    try:
+        return get_store()
+    except RuntimeError:  # outside a graph run
+        return None
 
 
 def _no_sync(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -698,3 +764,14 @@ def _allow_in_checkpoints(state_schema: type) -> None:
 
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+# -- the names LangGraph's own tests import for these helpers --------------------------------
+
+_validate_chat_history = _check_chat_history
+_get_model = _chat_model
+
+
+def _should_bind_tools(model: Any, tools: Sequence[BaseTool], num_builtin: int = 0) -> bool:
+    """True when ``model`` still needs ``tools`` bound (see ``_needs_tool_binding``)."""
+    return _needs_tool_binding(model, list(tools), num_builtin)

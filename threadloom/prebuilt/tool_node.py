@@ -11,12 +11,24 @@ model can correct, and passes ``Command`` results from tools through to the grap
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
+import json
 import types
 import typing
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Annotated, Any, Literal, TypedDict, Union, cast, get_args, get_origin
+import warnings
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import (
+    Annotated,
+    Any,
+    Generic,
+    Literal,
+    Union,
+    cast,
+    get_args,
+    get_origin,
+)
 
 from langchain_core.messages import (
     AIMessage,
@@ -36,12 +48,19 @@ from langchain_core.runnables.config import (
 )
 from langchain_core.tools import BaseTool, InjectedToolArg, StructuredTool
 from langchain_core.tools import tool as create_tool
-from langchain_core.tools.base import get_all_basemodel_annotations
+from langchain_core.tools.base import (
+    InjectedToolCallId,
+    _DirectlyInjectedToolArg,
+    _is_injected_arg_type,
+    get_all_basemodel_annotations,
+)
 from pydantic import BaseModel
 from pydantic import ValidationError as ValidationErrorV2
 from pydantic.v1 import BaseModel as _BaseModelV1
 from pydantic.v1 import ValidationError as ValidationErrorV1
+from typing_extensions import TypedDict, TypeVar
 
+from threadloom._context import current_task
 from threadloom.constants import END
 from threadloom.errors import GraphBubbleUp
 from threadloom.graph.message import REMOVE_ALL_MESSAGES
@@ -53,9 +72,11 @@ __all__ = [
     "TOOL_INVOCATION_ERROR_TEMPLATE",
     "InjectedState",
     "InjectedStore",
+    "ToolCallRequest",
     "ToolCallWithContext",
     "ToolInvocationError",
     "ToolNode",
+    "ToolRuntime",
     "tools_condition",
 ]
 
@@ -71,6 +92,9 @@ TOOL_INVOCATION_ERROR_TEMPLATE = (
 
 ErrorHandler = bool | str | Callable[..., str] | type[Exception] | tuple[type[Exception], ...]
 InputType = Literal["dict", "list", "tool_calls"]
+# Defaults (typing_extensions) let ToolRuntime[Ctx] leave the state type out.
+ContextT = TypeVar("ContextT", default=None)
+StateT = TypeVar("StateT", default=Any)
 
 
 class InjectedState(InjectedToolArg):
@@ -118,10 +142,13 @@ class ToolInvocationError(Exception):
         source: Exception,
         tool_kwargs: dict[str, Any],
         error_text: str | None = None,
+        filtered_errors: list[dict[str, Any]] | None = None,
     ) -> None:
         self.tool_name = tool_name
         self.source = source
         self.tool_kwargs = tool_kwargs
+        # The validation errors about arguments the model gave (injected ones left out).
+        self.filtered_errors = filtered_errors
         self.message = TOOL_INVOCATION_ERROR_TEMPLATE.format(
             tool_name=tool_name,
             tool_kwargs=tool_kwargs,
@@ -141,18 +168,100 @@ def _default_handle_tool_errors(e: ToolInvocationError) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Injections:
-    """Which arguments of one tool the node fills in, found once at construction."""
+    """Which arguments of one tool the node fills in, found once per tool."""
 
     state: dict[str, str | None]  # argument -> state key (None: the whole state)
     store: str | None
     store_optional: bool
+    runtime: tuple[str, ...]  # arguments typed ToolRuntime
+    defaulted: frozenset[str]  # state arguments with a default: a missing key keeps it
+    other: tuple[str, ...]  # other InjectedToolArg arguments (not the call id): never the model's
 
     @property
     def names(self) -> frozenset[str]:
-        names = set(self.state)
+        names = set(self.state) | set(self.runtime)
         if self.store:
             names.add(self.store)
         return frozenset(names)
+
+
+@dataclass
+class ToolRuntime(_DirectlyInjectedToolArg, Generic[ContextT, StateT]):
+    """What a tool can ask of the run: declare a parameter typed ``ToolRuntime``.
+
+    The parameter is hidden from the model (langchain_core treats ``ToolRuntime`` as an
+    injected argument) and filled by ``ToolNode`` with the graph ``state`` the call was
+    made in, the run's ``context``, ``store`` and ``stream_writer``, the node's
+    ``config``, the ``tool_call_id``, and the ``tools`` the node can run.
+    """
+
+    state: StateT
+    context: ContextT
+    config: RunnableConfig
+    stream_writer: Any
+    tool_call_id: str | None
+    store: Any
+    tools: list[BaseTool] = field(default_factory=list)
+    execution_info: Any = None
+    server_info: Any = None
+
+
+_REQUEST_FIELDS = frozenset({"tool_call", "tool", "state", "runtime"})
+
+
+@dataclass
+class ToolCallRequest:
+    """One tool call as a ``wrap_tool_call`` hook sees it.
+
+    ``tool`` is None when no registered tool has the call's name (a hook may answer
+    such calls itself, or supply a tool with ``request.override(tool=...)``). Make
+    changes with ``override(...)``, which returns a new request; assigning attributes
+    still works but is deprecated.
+    """
+
+    tool_call: ToolCall
+    tool: BaseTool | None
+    state: Any
+    runtime: Any
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_ready", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _REQUEST_FIELDS and getattr(self, "_ready", False):
+            warnings.warn(
+                f"Setting attribute {name!r} on ToolCallRequest is deprecated; use "
+                f"request.override({name}=...) to make a modified copy instead.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        object.__setattr__(self, name, value)
+
+    def override(self, **changes: Any) -> ToolCallRequest:
+        """A copy of this request with ``changes`` (tool_call, tool, state, runtime)."""
+        unknown = set(changes) - _REQUEST_FIELDS
+        if unknown:
+            raise TypeError(
+                f"ToolCallRequest.override() got unknown field(s) {sorted(unknown)}; "
+                f"expected some of {sorted(_REQUEST_FIELDS)}."
+            )
+        return replace(self, **changes)
+
+
+ToolCallHandler = Callable[[ToolCallRequest], Any]
+ToolCallWrapper = Callable[[ToolCallRequest, Callable[[ToolCallRequest], Any]], Any]
+AsyncToolCallWrapper = Callable[
+    [ToolCallRequest, Callable[[ToolCallRequest], Awaitable[Any]]], Awaitable[Any]
+]
+
+
+class _Several:
+    """A tool's list of outputs (Commands and ToolMessages) for one call, kept together."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
 
 
 class ToolNode(Runnable[Any, Any]):
@@ -160,9 +269,9 @@ class ToolNode(Runnable[Any, Any]):
 
     Input: a state dict (or state object) holding ``messages_key``, a list of messages,
     or a list of tool-call dicts. Output: ``{messages_key: [ToolMessage, ...]}`` (a plain
-    list for list input), one message per call in tool-call order. When a tool returns a
-    ``Command`` the output is a list of Commands and message updates for the graph to
-    apply. Several calls run concurrently: a thread pool for ``invoke``,
+    list for list-of-messages input), one message per call in tool-call order. When a
+    tool returns a ``Command`` the output is a list of Commands and message updates for
+    the graph to apply. Several calls run concurrently: a thread pool for ``invoke``,
     ``asyncio.gather`` for ``ainvoke``.
 
     ``handle_tool_errors`` says which exceptions become error ``ToolMessage``s instead of
@@ -170,6 +279,10 @@ class ToolNode(Runnable[Any, Any]):
     all, answered with that text; an exception class or tuple only those; a callable
     only the types its first parameter is annotated with, answered with its return
     value; ``False`` none. Interrupts (``GraphBubbleUp``) always propagate.
+
+    ``wrap_tool_call(request, execute)`` (and ``awrap_tool_call`` for ``ainvoke``) wraps
+    each call: it gets a ``ToolCallRequest`` and a function that executes one, and may
+    change the request, skip execution and answer itself, retry, or change the result.
 
     ``approval=ApprovalPolicy(...)`` (``threadloom.hitl``) first pauses for the calls the
     policy says a person must decide, all in one interrupt, and runs nothing until they
@@ -184,12 +297,16 @@ class ToolNode(Runnable[Any, Any]):
         tags: list[str] | None = None,
         handle_tool_errors: ErrorHandler = _default_handle_tool_errors,
         messages_key: str = "messages",
+        wrap_tool_call: ToolCallWrapper | None = None,
+        awrap_tool_call: AsyncToolCallWrapper | None = None,
         approval: Any = None,
     ) -> None:
         self.name = name
         self.tags = list(tags or [])
         self.handle_tool_errors = handle_tool_errors
         self.messages_key = messages_key
+        self.wrap_tool_call = wrap_tool_call
+        self.awrap_tool_call = awrap_tool_call
         self._caught = _caught_exception_types(handle_tool_errors)
         self.tools_by_name: dict[str, BaseTool] = {}
         self._injections: dict[str, _Injections] = {}
@@ -204,6 +321,12 @@ class ToolNode(Runnable[Any, Any]):
             from threadloom.hitl.tool_gate import ToolApprovalGate
 
             self._approval_gate = ToolApprovalGate(approval, self.tools_by_name)
+
+    @property
+    def graph_hooks(self) -> tuple[Any, ...]:
+        """Hooks this node carries into the graph it is compiled in: with ``approval=``,
+        the approval hooks that check answers before they reach it."""
+        return (self.approval.hooks,) if self.approval is not None else ()
 
     def __repr__(self) -> str:
         return f"ToolNode(tools={list(self.tools_by_name)!r}, name={self.name!r})"
@@ -224,40 +347,40 @@ class ToolNode(Runnable[Any, Any]):
         return config
 
     def _run_sync(self, input: Any, config: RunnableConfig) -> Any:
-        calls, input_type, state = self._parse_input(input)
+        calls, input_type, state = self._parse_input(input, config)
         gated = None
         if self._approval_gate is not None:
             gated = self._approval_gate.checked_review(calls, self._messages_of(state, input_type))
             calls = gated.to_run if gated is not None else calls
-        store = _current_store()
-        prepared = [self._prepare(call, state, store) for call in calls]
-        configs = get_config_list(config, len(prepared))
-        if len(prepared) <= 1:  # no thread for the common single call
+        runtime = _runtime_of(config)
+        requests = [self._request(call, state, runtime, config) for call in calls]
+        configs = get_config_list(config, len(requests))
+        if len(requests) <= 1:  # no thread for the common single call
             outputs = [
-                self._run_one(c, input_type, cf) for c, cf in zip(prepared, configs, strict=True)
+                self._run_one(r, input_type, cf) for r, cf in zip(requests, configs, strict=True)
             ]
         else:
             with get_executor_for_config(config) as executor:
                 outputs = list(
-                    executor.map(self._run_one, prepared, [input_type] * len(prepared), configs)
+                    executor.map(self._run_one, requests, [input_type] * len(requests), configs)
                 )
         if gated is not None:
             outputs = gated.merge(outputs)
         return self._combine(outputs, input_type)
 
     async def _run_async(self, input: Any, config: RunnableConfig) -> Any:
-        calls, input_type, state = self._parse_input(input)
+        calls, input_type, state = self._parse_input(input, config)
         gated = None
         if self._approval_gate is not None:
             gated = await self._approval_gate.acheck_review(
                 calls, self._messages_of(state, input_type)
             )
             calls = gated.to_run if gated is not None else calls
-        store = _current_store()
-        prepared = [self._prepare(call, state, store) for call in calls]
-        configs = get_config_list(config, len(prepared))
+        runtime = _runtime_of(config)
+        requests = [self._request(call, state, runtime, config) for call in calls]
+        configs = get_config_list(config, len(requests))
         outputs = list(await asyncio.gather(
-            *(self._arun_one(c, input_type, cf) for c, cf in zip(prepared, configs, strict=True))
+            *(self._arun_one(r, input_type, cf) for r, cf in zip(requests, configs, strict=True))
         ))
         if gated is not None:
             outputs = gated.merge(outputs)
@@ -275,13 +398,21 @@ class ToolNode(Runnable[Any, Any]):
 
     # -- input -----------------------------------------------------------------------------
 
-    def _parse_input(self, input: Any) -> tuple[list[ToolCall], InputType, Any]:
+    def _parse_input(
+        self, input: Any, config: RunnableConfig | None = None
+    ) -> tuple[list[ToolCall], InputType, Any]:
         """Find the tool calls to run, how to shape the output, and the state to inject."""
         if isinstance(input, dict) and input.get("__type") == "tool_call_with_context":
             return [input["tool_call"]], "tool_calls", input.get("state")
         if isinstance(input, list):
             if input and all(_is_raw_tool_call(item) for item in input):
-                return [_as_tool_call(item) for item in input], "tool_calls", input
+                # Bare calls (e.g. Send("tools", [call])): the state is the graph's, if known.
+                state = _read_graph_state(config)
+                return (
+                    [_as_tool_call(item) for item in input],
+                    "tool_calls",
+                    input if state is None else state,
+                )
             return _calls_of(input), "list", input
         if isinstance(input, dict):
             messages = input.get(self.messages_key)
@@ -297,18 +428,74 @@ class ToolNode(Runnable[Any, Any]):
             )
         return _calls_of(messages), input_type, input
 
+    def _request(
+        self, call: ToolCall, state: Any, runtime: Any, config: RunnableConfig
+    ) -> ToolCallRequest:
+        tool_runtime = ToolRuntime(
+            state=state,
+            context=getattr(runtime, "context", None),
+            config=config,
+            stream_writer=getattr(runtime, "stream_writer", None),
+            tool_call_id=call.get("id"),
+            store=getattr(runtime, "store", None),
+            tools=list(self.tools_by_name.values()),
+            execution_info=getattr(runtime, "execution_info", None),
+            server_info=getattr(runtime, "server_info", None),
+        )
+        return ToolCallRequest(
+            tool_call=call,
+            tool=self.tools_by_name.get(call["name"]),
+            state=state,
+            runtime=tool_runtime,
+        )
+
     def inject_tool_args(self, tool_call: ToolCall, input: Any, store: Any) -> ToolCall:
         """Return ``tool_call`` with its injected arguments (state, store) filled in."""
-        return self._prepare(tool_call, input, store)
+        tool = self.tools_by_name.get(tool_call["name"])
+        if tool is None:
+            return tool_call
+        runtime = ToolRuntime(
+            state=input, context=None, config={}, stream_writer=None,
+            tool_call_id=tool_call.get("id"), store=store,
+            tools=list(self.tools_by_name.values()),
+        )
+        return self._prepare(tool, tool_call, input, runtime)
 
-    def _prepare(self, call: ToolCall, state: Any, store: Any) -> ToolCall:
-        injections = self._injections.get(call["name"])
-        if injections is None:
+    def _injections_of(self, tool: BaseTool) -> _Injections:
+        found = self._injections.get(tool.name)
+        if found is None or self.tools_by_name.get(tool.name) is not tool:
+            found = _find_injections(tool)  # a tool a wrapper supplied
+        return found
+
+    def _prepare(self, tool: BaseTool, call: ToolCall, state: Any, runtime: Any) -> ToolCall:
+        injections = self._injections_of(tool)
+        if not (injections.names or injections.other):
             return call
-        args = dict(call["args"])
+        # The model must not supply injected arguments: drop whatever it sent for them.
+        args = {k: v for k, v in call["args"].items() if k not in injections.other}
+        bare = isinstance(state, list)
+        if bare:  # bare messages: the state is {messages_key: messages}
+            state = {self.messages_key: state}
         for arg, key in injections.state.items():
-            args[arg] = _state_value(state, key, call["name"])
+            if key is None:
+                args[arg] = state
+            elif _has_key(state, key):
+                args[arg] = _get_key(state, key)
+            elif arg in injections.defaulted:
+                args.pop(arg, None)  # the tool's default applies
+            elif bare:
+                raise ValueError(
+                    f"Tool {call['name']!r} asks for state key {key!r} (InjectedState) but "
+                    "ToolNode was given a list of messages, not a graph state: give it a "
+                    "state dict."
+                )
+            else:
+                raise KeyError(
+                    f"Tool {call['name']!r} asks for state key {key!r} (InjectedState), "
+                    "which the state does not have."
+                )
         if injections.store:
+            store = getattr(runtime, "store", None)
             if store is None and not injections.store_optional:
                 raise ValueError(
                     f"Tool {call['name']!r} needs a store (argument {injections.store!r} is "
@@ -316,49 +503,121 @@ class ToolNode(Runnable[Any, Any]):
                     "graph with one: builder.compile(store=InMemoryStore())."
                 )
             args[injections.store] = store
+        for arg in injections.runtime:
+            args[arg] = runtime
         return {**call, "args": args}
+
+    def _execution_runtime(self, request: ToolCallRequest) -> Any:
+        """The request's ToolRuntime, agreeing with its (possibly overridden) state."""
+        runtime = request.runtime
+        call_id = request.tool_call.get("id")
+        if isinstance(runtime, ToolRuntime):
+            if runtime.state is not request.state or runtime.tool_call_id != call_id:
+                runtime = replace(runtime, state=request.state, tool_call_id=call_id)
+            return runtime
+        return ToolRuntime(
+            state=request.state,
+            context=getattr(runtime, "context", None),
+            config={},
+            stream_writer=getattr(runtime, "stream_writer", None),
+            tool_call_id=call_id,
+            store=getattr(runtime, "store", None),
+            tools=list(self.tools_by_name.values()),
+        )
 
     # -- running one call -------------------------------------------------------------------
 
-    def _run_one(self, call: ToolCall, input_type: InputType, config: RunnableConfig) -> Any:
-        if (invalid := self._invalid_call(call)) is not None:
-            return invalid
-        tool = self.tools_by_name[call["name"]]
+    def _run_one(
+        self, request: ToolCallRequest, input_type: InputType, config: RunnableConfig
+    ) -> Any:
+        def execute(req: ToolCallRequest) -> Any:
+            return self._execute(req, input_type, config)
+
+        if self.wrap_tool_call is None:
+            if self.awrap_tool_call is not None:
+                raise TypeError(
+                    "This ToolNode has only an async awrap_tool_call hook, so it must run "
+                    "with ainvoke()/astream(); or also pass wrap_tool_call."
+                )
+            return execute(request)
+        try:
+            return self.wrap_tool_call(request, execute)
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            return self._handled(exc, request.tool_call)
+
+    async def _arun_one(
+        self, request: ToolCallRequest, input_type: InputType, config: RunnableConfig
+    ) -> Any:
+        async def execute(req: ToolCallRequest) -> Any:
+            return await self._aexecute(req, input_type, config)
+
+        if self.awrap_tool_call is None:
+            if self.wrap_tool_call is not None:
+                # Only a sync hook: it runs here, its execute() runs the tool synchronously.
+                return self._run_one(request, input_type, config)
+            return await execute(request)
+        try:
+            return await self.awrap_tool_call(request, execute)
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            return self._handled(exc, request.tool_call)
+
+    def _execute(
+        self, request: ToolCallRequest, input_type: InputType, config: RunnableConfig
+    ) -> Any:
+        call = request.tool_call
+        tool = request.tool
+        if tool is None:
+            return self._invalid_call(call)
+        # Injection failures (no store, a missing state key) are the graph's, not the
+        # model's: they propagate whatever handle_tool_errors says.
+        prepared = self._prepare(tool, call, request.state, self._execution_runtime(request))
         try:
             try:
-                response = tool.invoke({**call, "type": "tool_call"}, config)
+                response = tool.invoke({**prepared, "type": "tool_call"}, config)
             except (ValidationErrorV2, ValidationErrorV1) as exc:
                 wrapped = self._invocation_error(tool, call, exc)
                 if wrapped is None:
                     raise
                 raise wrapped from exc
+            if isinstance(response, list):
+                return _Several(self._checked_several(response, call))
         except GraphBubbleUp:
             raise
         except Exception as exc:
             return self._handled(exc, call)
         return self._checked_output(response, call, input_type)
 
-    async def _arun_one(self, call: ToolCall, input_type: InputType, config: RunnableConfig) -> Any:
-        if (invalid := self._invalid_call(call)) is not None:
-            return invalid
-        tool = self.tools_by_name[call["name"]]
+    async def _aexecute(
+        self, request: ToolCallRequest, input_type: InputType, config: RunnableConfig
+    ) -> Any:
+        call = request.tool_call
+        tool = request.tool
+        if tool is None:
+            return self._invalid_call(call)
+        # Injection failures (no store, a missing state key) are the graph's, not the
+        # model's: they propagate whatever handle_tool_errors says.
+        prepared = self._prepare(tool, call, request.state, self._execution_runtime(request))
         try:
             try:
-                response = await tool.ainvoke({**call, "type": "tool_call"}, config)
+                response = await tool.ainvoke({**prepared, "type": "tool_call"}, config)
             except (ValidationErrorV2, ValidationErrorV1) as exc:
                 wrapped = self._invocation_error(tool, call, exc)
                 if wrapped is None:
                     raise
                 raise wrapped from exc
+            if isinstance(response, list):
+                return _Several(self._checked_several(response, call))
         except GraphBubbleUp:
             raise
         except Exception as exc:
             return self._handled(exc, call)
         return self._checked_output(response, call, input_type)
 
-    def _invalid_call(self, call: ToolCall) -> ToolMessage | None:
-        if call["name"] in self.tools_by_name:
-            return None
+    def _invalid_call(self, call: ToolCall) -> ToolMessage:
         content = INVALID_TOOL_NAME_ERROR_TEMPLATE.format(
             requested_tool=call["name"], available_tools=", ".join(self.tools_by_name)
         )
@@ -382,10 +641,15 @@ class ToolNode(Runnable[Any, Any]):
                 return None
         elif getattr(exc, "model", None) is not schema:
             return None
-        hidden = self._injections[tool.name].names | _injected_call_id_args(tool)
+        injections = self._injections_of(tool)
+        hidden = injections.names | frozenset(injections.other) | _injected_call_id_args(tool)
         model_args = {k: v for k, v in call["args"].items() if k not in hidden}
         return ToolInvocationError(
-            call["name"], exc, model_args, _validation_text(exc, schema.__name__, hidden)
+            call["name"],
+            exc,
+            model_args,
+            _validation_text(exc, schema.__name__, hidden),
+            filtered_errors=_model_errors(exc, hidden),
         )
 
     def _handled(self, exc: Exception, call: ToolCall) -> ToolMessage:
@@ -402,11 +666,44 @@ class ToolNode(Runnable[Any, Any]):
             content=content, name=call["name"], tool_call_id=call["id"], status="error"
         )
 
+    def _checked_several(self, items: list[Any], call: ToolCall) -> list[Any]:
+        """A tool's list of Commands/ToolMessages: exactly one must answer the call."""
+        answers = 0
+        checked: list[Any] = []
+        for item in items:
+            if isinstance(item, ToolMessage):
+                if item.tool_call_id == call["id"]:
+                    answers += 1
+                    item = item.model_copy(update={"name": call["name"]})
+                checked.append(item)
+            elif isinstance(item, Command):
+                update = item.update
+                if isinstance(update, dict):
+                    messages = convert_to_messages(update.get(self.messages_key, []))
+                    answers += sum(
+                        isinstance(m, ToolMessage) and m.tool_call_id == call["id"]
+                        for m in messages
+                    )
+                checked.append(item)
+            else:
+                raise TypeError(
+                    f"Tool {call['name']!r} returned a list holding "
+                    f"{type(item).__name__}; a list return may hold only Commands and "
+                    "ToolMessages."
+                )
+        if answers != 1:
+            raise ValueError(
+                f"Tool {call['name']!r} returned a list with {answers} messages bound to "
+                f"tool_call_id {call['id']!r}; exactly one ToolMessage (top level or in a "
+                f"Command's {self.messages_key!r} update) must answer the call."
+            )
+        return checked
+
     def _checked_output(self, response: Any, call: ToolCall, input_type: InputType) -> Any:
         if isinstance(response, Command):
             return self._checked_command(response, call, input_type)
         if isinstance(response, ToolMessage):
-            return response
+            return _json_content(response)
         raise TypeError(
             f"Tool {call['name']!r} returned {type(response).__name__}; ToolNode expects "
             "a ToolMessage or a Command (tools get a ToolMessage automatically when "
@@ -464,6 +761,12 @@ class ToolNode(Runnable[Any, Any]):
         return replace(command, update=messages)
 
     def _combine(self, outputs: list[Any], input_type: InputType) -> Any:
+        if any(isinstance(out, _Several) for out in outputs):
+            outputs = [
+                item
+                for out in outputs
+                for item in (out.items if isinstance(out, _Several) else [out])
+            ]
         if not any(isinstance(out, Command) for out in outputs):
             return outputs if input_type == "list" else {self.messages_key: outputs}
         combined: list[Any] = []
@@ -531,16 +834,55 @@ def _find_injections(tool: BaseTool) -> _Injections:
     state: dict[str, str | None] = {}
     store: str | None = None
     store_optional = False
+    runtime: list[str] = []
+    other: list[str] = []
     for arg, annotation in _argument_annotations(tool).items():
+        if _is_tool_runtime(annotation):
+            runtime.append(arg)
+            continue
+        mine = False
         for marker in _metadata(annotation):
             if marker is InjectedState:
                 state[arg] = None
+                mine = True
             elif isinstance(marker, InjectedState):
                 state[arg] = marker.field
+                mine = True
             elif marker is InjectedStore or isinstance(marker, InjectedStore):
                 store = arg
                 store_optional = _accepts_none(get_args(annotation)[0])
-    return _Injections(state=state, store=store, store_optional=store_optional)
+                mine = True
+        if (
+            not mine
+            and _is_injected_arg_type(annotation)
+            and not _is_injected_arg_type(annotation, injected_type=InjectedToolCallId)
+        ):
+            other.append(arg)
+    return _Injections(
+        state=state,
+        store=store,
+        store_optional=store_optional,
+        runtime=tuple(runtime),
+        other=tuple(other),
+        defaulted=_defaulted_args(tool, state),
+    )
+
+
+def _defaulted_args(tool: BaseTool, names: Any) -> frozenset[str]:
+    if not names:
+        return frozenset()
+    try:
+        fields = getattr(tool.get_input_schema(), "model_fields", {})
+    except Exception:
+        return frozenset()
+    return frozenset(n for n in names if n in fields and not fields[n].is_required())
+
+
+def _is_tool_runtime(annotation: Any) -> bool:
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    target = get_origin(annotation) or annotation
+    return isinstance(target, type) and issubclass(target, ToolRuntime)
 
 
 def _argument_annotations(tool: BaseTool) -> dict[str, Any]:
@@ -557,8 +899,6 @@ def _argument_annotations(tool: BaseTool) -> dict[str, Any]:
 
 
 def _injected_call_id_args(tool: BaseTool) -> frozenset[str]:
-    from langchain_core.tools import InjectedToolCallId
-
     return frozenset(
         arg
         for arg, annotation in _argument_annotations(tool).items()
@@ -645,25 +985,68 @@ def _calls_of(messages: Sequence[Any]) -> list[ToolCall]:
     )
 
 
-def _state_value(state: Any, key: str | None, tool_name: str) -> Any:
-    if key is None:
-        return state
-    if isinstance(state, dict):
-        return state.get(key)
-    if isinstance(state, list):
-        raise ValueError(
-            f"Tool {tool_name!r} asks for state key {key!r} (InjectedState) but ToolNode "
-            "was given a list, not a graph state: give it a state dict."
-        )
-    return getattr(state, key, None)
+def _json_content(message: ToolMessage) -> ToolMessage:
+    """A list result that is not content blocks (e.g. a list of strings) as JSON text.
 
-
-def _current_store() -> Any:
-    from threadloom.config import get_store
-
+    Content blocks (dicts with a ``type``) stay as they are; anything else in a list
+    would be read by providers as text blocks, so it is sent as one JSON string
+    (non-ASCII kept readable).
+    """
+    content = message.content
+    if not isinstance(content, list) or all(
+        isinstance(block, dict) and "type" in block for block in content
+    ):
+        return message
     try:
-        return get_store()
-    except RuntimeError:  # not running inside a graph
+        text = json.dumps(content, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return message
+    return message.model_copy(update={"content": text})
+
+
+def _has_key(state: Any, key: str) -> bool:
+    if isinstance(state, dict):
+        return key in state
+    return hasattr(state, key)
+
+
+def _get_key(state: Any, key: str) -> Any:
+    return state[key] if isinstance(state, dict) else getattr(state, key)
+
+
+def _runtime_of(config: RunnableConfig) -> Any:
+    """The run's Runtime: the one in the config (``__pregel_runtime``), else the running
+    node's, else an empty one (a ToolNode invoked outside any graph)."""
+    from threadloom.runtime import Runtime, get_runtime
+
+    given = (config.get("configurable") or {}).get("__pregel_runtime")
+    if given is not None:
+        return given
+    try:
+        return get_runtime()
+    except RuntimeError:
+        return Runtime()
+
+
+def _read_graph_state(config: RunnableConfig | None) -> Any:
+    """The graph state through a channel reader in the config (``__pregel_read``).
+
+    The reader is a ``partial(read, scratchpad, channels, managed, task)`` taking
+    ``(select, fresh)``; the channel names come from its ``channels`` argument.
+    Without one, the running threadloom node's state; None outside a graph.
+    """
+    read = ((config or {}).get("configurable") or {}).get("__pregel_read")
+    if isinstance(read, functools.partial) and len(read.args) >= 3:
+        names = [*read.args[1], *(read.args[2] or ())]
+        return read(names, False)
+    # Inside a threadloom graph: the running node's view of the state, as an edge gives it.
+    task = current_task.get()
+    reader = getattr(getattr(task, "node", None), "read", None)
+    if reader is None or getattr(task, "channels", None) is None:
+        return None
+    try:
+        return reader(task.channels, task.managed)
+    except Exception:  # e.g. a node reading only its own input channel
         return None
 
 
@@ -685,7 +1068,7 @@ def _only_sends(goto: Any) -> list[Send]:
 
 def _validation_text(exc: Exception, title: str, hidden: frozenset[str]) -> str:
     """The validation error as the model should read it: only about arguments it gave."""
-    errors = [err for err in _errors_of(exc) if not (err.get("loc") and err["loc"][0] in hidden)]
+    errors = _model_errors(exc, hidden)
     if not hidden:
         return str(exc)
     # Rebuilt by hand: pydantic's text quotes whole inputs, which hold the injected state.
@@ -696,8 +1079,16 @@ def _validation_text(exc: Exception, title: str, hidden: frozenset[str]) -> str:
     return "\n".join(lines)
 
 
+def _model_errors(exc: Exception, hidden: frozenset[str]) -> list[dict[str, Any]]:
+    return [err for err in _errors_of(exc) if not (err.get("loc") and err["loc"][0] in hidden)]
+
+
 def _errors_of(exc: Exception) -> list[dict[str, Any]]:
     try:
         return list(exc.errors())  # type: ignore[attr-defined]
     except Exception:
         return []
+
+
+# The name LangGraph's own tests import for this helper.
+_infer_handled_types = _annotated_exception_types

@@ -1,6 +1,6 @@
 """Compatibility path ``langgraph.pregel._checkpoint``: checkpoint helpers that tests and
 libraries import from there. The code is ``threadloom.checkpoint.base``'s and the
-engine's."""
+engine's (``threadloom.engine.delta`` for delta channels)."""
 
 from __future__ import annotations
 
@@ -14,21 +14,70 @@ from threadloom.checkpoint.base import (
     create_checkpoint_id,
     empty_checkpoint,
 )
+from threadloom.engine.delta import (
+    apply_history,
+    delta_channels_to_snapshot,
+    exit_delta_task_id,
+    history_channels,
+)
+
+
+def _restore(
+    specs: Mapping[str, BaseChannel], checkpoint: Checkpoint, histories: Mapping[str, Any]
+) -> dict[str, BaseChannel]:
+    values = checkpoint["channel_values"]
+    return {
+        k: apply_history(spec, histories[k])
+        if k in histories
+        else spec.from_checkpoint(values.get(k, MISSING))
+        for k, spec in specs.items()
+    }
 
 
 def channels_from_checkpoint(
-    specs: Mapping[str, BaseChannel], checkpoint: Checkpoint
+    specs: Mapping[str, BaseChannel],
+    checkpoint: Checkpoint,
+    *,
+    saver: Any = None,
+    config: Any = None,
 ) -> tuple[dict[str, BaseChannel], dict[str, Any]]:
     """Fresh channels holding ``checkpoint``'s values, and the managed values (none are
-    channels in threadloom: they are computed per task)."""
-    values = checkpoint["channel_values"]
-    channels = {k: spec.from_checkpoint(values.get(k, MISSING)) for k, spec in specs.items()}
-    return channels, {}
+    channels in threadloom: they are computed per task). Reducer channels stored as
+    deltas are rebuilt through ``saver.get_delta_channel_history`` when a saver is given."""
+    histories: Mapping[str, Any] = {}
+    if saver is not None and config is not None:
+        wanted = history_channels(
+            specs, checkpoint["channel_values"], checkpoint.get("channel_versions", {})
+        )
+        if wanted:
+            histories = saver.get_delta_channel_history(config=config, channels=wanted)
+    return _restore(specs, checkpoint, histories), {}
+
+
+async def achannels_from_checkpoint(
+    specs: Mapping[str, BaseChannel],
+    checkpoint: Checkpoint,
+    *,
+    saver: Any = None,
+    config: Any = None,
+) -> tuple[dict[str, BaseChannel], dict[str, Any]]:
+    """``channels_from_checkpoint`` reading history through the saver's async API."""
+    histories: Mapping[str, Any] = {}
+    if saver is not None and config is not None:
+        wanted = history_channels(
+            specs, checkpoint["channel_values"], checkpoint.get("channel_versions", {})
+        )
+        if wanted:
+            histories = await saver.aget_delta_channel_history(config=config, channels=wanted)
+    return _restore(specs, checkpoint, histories), {}
 
 
 __all__ = [
+    "achannels_from_checkpoint",
     "channels_from_checkpoint",
     "copy_checkpoint",
     "create_checkpoint_id",
+    "delta_channels_to_snapshot",
     "empty_checkpoint",
+    "exit_delta_task_id",
 ]

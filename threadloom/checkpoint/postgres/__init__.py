@@ -18,9 +18,9 @@ transaction open, every operation joins it through a savepoint.
   advisory transaction lock, so several processes may call it at once, and it may run
   inside the caller's transaction.
 * Writers of one thread take turns on an advisory transaction lock keyed by the thread
-  id. A ``loop`` checkpoint whose parent is no longer the newest checkpoint of its
-  (thread, namespace) raises ``CheckpointConflictError``: of two workers continuing from
-  one head, exactly one wins.
+  id. A run's ``loop`` checkpoint whose parent is no longer the newest checkpoint of its
+  (thread, namespace) - the thread was changed outside the run - raises
+  ``CheckpointConflictError``.
 * One run per thread, enforced before anything runs: ``lock_thread`` takes a
   session-level ``pg_try_advisory_lock`` keyed by (schema, thread id) on a dedicated
   connection of the saver's own (the run session, ``_runsession``), and reads the
@@ -115,6 +115,7 @@ DIALECT = PostgresDialect(
     # not ``SET LOCAL``: outside an explicit BEGIN (a pipeline's implicit transaction) that
     # works too, but the server logs a WARNING for every write
     relaxed_commit="set_config('synchronous_commit', 'off', true)",
+    run_id_sql="(metadata ->> 'run_id')",
 )
 
 _KEY = 'TEXT COLLATE "C" NOT NULL'

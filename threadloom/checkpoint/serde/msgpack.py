@@ -138,6 +138,7 @@ _BUILTIN_TABLE: Final[tuple[str, ...]] = (
     "threadloom.types:StateSnapshot",
     "threadloom.types:StateUpdate",  # 20
     "threadloom.types:GraphOutput",
+    "threadloom.checkpoint.serde.types:_DeltaSnapshot",
 )
 
 # Modules whose every message class / exception class is allowlisted by name.
@@ -655,12 +656,7 @@ def _exception_codec(cls: Any, wire: int | str) -> _Codec:
 
 def _cast_codec(cls: Any, wire: int | str) -> _Codec:
     base = next(b for b in _CAST_BASES if issubclass(cls, b))
-    to_base: Callable[[Any], Any] = {
-        str: str.__str__,
-        int: int.__int__,
-        float: float.__float__,
-        bytes: lambda o: bytes(memoryview(o)),
-    }.get(base, base)
+    to_base: Callable[[Any], Any] = _TO_BUILTIN.get(base, base)
 
     def encode(obj: Any) -> list[Any]:
         return [wire, to_base(obj)]
@@ -671,6 +667,29 @@ def _cast_codec(cls: Any, wire: int | str) -> _Codec:
         return cls(p[1])
 
     return _Codec(cls, encode, decode)
+
+
+_TO_BUILTIN: Final[dict[type, Callable[[Any], Any]]] = {
+    str: str.__str__,
+    int: int.__int__,
+    float: float.__float__,
+    bytes: lambda o: bytes(memoryview(o)),
+}
+
+
+def _as_builtin(cls: type) -> tuple[type, Callable[[Any], Any]] | None:
+    """For an unregistered plain subclass of a builtin value type (``str``, ``int``,
+    ``float``, ``bytes``, ``dict``, ``list``, ``tuple``, ``set``, ``frozenset``): that
+    builtin, and a function giving an instance's value as it - what gets stored (and read
+    back). None for any other class (enums, NamedTuples, models, ... must be registered)."""
+    try:
+        kind = _classify(cls)
+    except TypeError:
+        return None
+    if kind != "cast":
+        return None
+    base = next(b for b in _CAST_BASES if issubclass(cls, b))
+    return base, _TO_BUILTIN.get(base, base)
 
 
 def _slot_names(cls: type) -> set[str]:
@@ -848,6 +867,12 @@ class MsgpackSerializer(SerializerProtocol):
     * NamedTuples: the items, rebuilt with ``cls(*items)``. Enums: the value, ``cls(value)``.
     * exceptions: ``args`` and ``__dict__``; plain classes: their ``__getstate__`` state.
 
+    A value whose class is an *unregistered* plain subclass of a builtin value type
+    (``str``, ``int``, ``float``, ``bytes``, ``dict``, ``list``, ``tuple``, ``set``,
+    ``frozenset``; e.g. langchain_core's ``AIMessage.text``, a ``str`` subclass) is stored
+    as that builtin and read back as it; register the class to keep it. Enums and
+    NamedTuples are not plain subclasses: they must be registered.
+
     For pydantic models and dataclasses, unknown stored fields are ignored (kept as extras
     by models that allow extras) and missing ones take their defaults, so classes can gain
     and lose fields between writing and reading.
@@ -873,7 +898,7 @@ class MsgpackSerializer(SerializerProtocol):
         )
         self._native_encoders = self._make_native_encoders()
         self._ext_decoders = self._make_ext_decoders()
-        self._encoders: dict[type, Callable[[Any], msgpack.ExtType]] = {}
+        self._encoders: dict[type, Callable[[Any], Any]] = {}
         self._decoders: dict[int | str, _Codec] = {}
         self._generation = -1
         self._sync()
@@ -980,17 +1005,24 @@ class MsgpackSerializer(SerializerProtocol):
         self._decoders = {}
         self._generation = _generation
 
-    def _default(self, obj: Any) -> msgpack.ExtType:
+    def _default(self, obj: Any) -> Any:
         encoder = self._encoders.get(obj.__class__)
         if encoder is None:
             encoder = self._encoder_for(obj.__class__)
         return encoder(obj)
 
-    def _encoder_for(self, cls: type) -> Callable[[Any], msgpack.ExtType]:
+    def _encoder_for(self, cls: type) -> Callable[[Any], Any]:
         if cls not in self.registry and cls not in DEFAULT_REGISTRY:
             _BUILTINS.ensure()
             if cls not in _BUILTINS.wire:
-                raise _unregistered(cls)
+                found = _as_builtin(cls)
+                if found is None:
+                    raise _unregistered(cls)
+                base, to_base = found
+                native = self._native_encoders.get(base)  # tuple, set, frozenset
+                as_builtin = to_base if native is None else lambda o: native(to_base(o))
+                self._encoders[cls] = as_builtin
+                return as_builtin
         encode = _codec_for(cls).encode
         pack = self._packb
         ext = msgpack.ExtType

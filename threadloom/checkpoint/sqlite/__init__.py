@@ -9,11 +9,11 @@ turns through ``BEGIN IMMEDIATE``). For many machines use ``PostgresSaver``.
 
 Storage grows with what changed: values are stored once per channel version, and list
 channels that only grew store just their new items (see ``threadloom.checkpoint._delta``).
-Two runs continuing from the same checkpoint cannot both win: the second ``loop``
-checkpoint raises ``CheckpointConflictError``; and one run at a time per thread is
-enforced before anything runs by ``lock_thread`` (an ``flock`` on
-``<database>-locks/<hash of the thread id>.lock``, which the kernel releases when the
-holder dies, however it dies).
+One run at a time per thread is enforced before anything runs by ``lock_thread`` (an
+``flock`` on ``<database>-locks/<hash of the thread id>.lock``, which the kernel releases
+when the holder dies, however it dies); a run's ``loop`` checkpoint whose parent is no
+longer the newest (the thread was changed outside the run) raises
+``CheckpointConflictError``.
 
 Durability: by default (``durability="normal"``) a file database runs in WAL mode with
 ``PRAGMA synchronous=NORMAL``: a commit is not flushed to disk on its own. Every committed
@@ -71,6 +71,7 @@ DIALECT = SqliteDialect(
     blob_param="?",
     blob_len="length",
     metadata_len="length(CAST(metadata AS BLOB))",
+    run_id_sql="json_extract(metadata, '$.run_id')",
 )
 
 MIGRATIONS: list[tuple[str, ...]] = [
@@ -279,16 +280,16 @@ class SqliteSaverBase(SyncSqlSaver):
         """
         thread_id = str(thread_id)
         folder = self._locks_folder()
-        if folder is None:
-            with self._runs.hold(thread_id):
+        with self._runs.hold(thread_id):  # what this process holds (the conflict rule)
+            if folder is None:
                 yield
-            return
-        path = _locks.lock_path(folder, thread_id)
-        fd = _locks.acquire(path, lambda: thread_busy_error(thread_id))
-        try:
-            yield
-        finally:
-            _locks.release(path, fd)
+                return
+            path = _locks.lock_path(folder, thread_id)
+            fd = _locks.acquire(path, lambda: thread_busy_error(thread_id))
+            try:
+                yield
+            finally:
+                _locks.release(path, fd)
 
     @asynccontextmanager
     async def alock_thread(self, thread_id: str) -> AsyncIterator[None]:

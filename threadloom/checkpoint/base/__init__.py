@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import random
 import threading
-import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypedDict
 
+from threadloom.checkpoint.base.id import next_uuid6_tick
 from threadloom.constants import WRITES_IDX_MAP
 from threadloom.errors import EmptyChannelError
 
@@ -33,6 +34,7 @@ __all__ = [
     "CheckpointMetadata",
     "CheckpointTuple",
     "EmptyChannelError",
+    "PRUNE_STRATEGIES",
     "PendingWrite",
     "SerializerProtocol",
     "WRITES_IDX_MAP",
@@ -42,6 +44,7 @@ __all__ = [
     "create_checkpoint_id",
     "empty_checkpoint",
     "get_checkpoint_id",
+    "prune_plan",
 ]
 
 ChannelVersions = dict[str, str | int | float]
@@ -88,23 +91,15 @@ class SerializerProtocol:
         raise NotImplementedError
 
 
-_last_uuid_time = 0
-_uuid_lock = threading.Lock()
-
-
 def create_checkpoint_id() -> str:
-    """A UUIDv6-like id whose string order is creation order, so ``max(id)`` is the newest.
+    """A UUIDv6 string (``base.id.uuid6``) whose string order is creation order, so
+    ``max(id)`` is the newest.
 
     Ids created in the same 100 ns tick (or after a clock step back) are still strictly
     increasing within this process. Built with string formatting, not ``uuid.UUID``: it
     is minted at every step.
     """
-    global _last_uuid_time
-    t = time.time_ns() // 100 + 0x01B21DD213814000  # 100 ns intervals since 1582-10-15
-    with _uuid_lock:
-        if t <= _last_uuid_time:
-            t = _last_uuid_time + 1
-        _last_uuid_time = t
+    t = next_uuid6_tick()
     high = (t >> 12) & 0xFFFF_FFFF_FFFF
     low = t & 0x0FFF
     rand = random.getrandbits(62)
@@ -217,6 +212,34 @@ class BaseCheckpointSaver:
     def delete_thread(self, thread_id: str) -> None:
         raise NotImplementedError
 
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        """Delete the checkpoints made by the runs ``run_ids`` (metadata ``run_id``), in
+        every thread and namespace, with their pending writes. Other checkpoints stay
+        whole; unknown run ids are ignored."""
+        raise NotImplementedError
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Copy every checkpoint of one thread (all namespaces, values, pending writes,
+        ids unchanged) to another thread, which must have no checkpoints yet."""
+        raise NotImplementedError
+
+    def prune(
+        self,
+        thread_ids: str | Sequence[str],
+        keep_last: int | None = None,
+        *,
+        strategy: str | None = None,
+    ) -> int:
+        """Delete old checkpoints of the threads ``thread_ids`` (one id, or several); the
+        number of checkpoints deleted.
+
+        ``strategy="keep_latest"`` (the default) keeps the newest checkpoint of each
+        namespace, ``"delete"`` deletes every checkpoint; ``keep_last=n`` keeps the ``n``
+        newest of each namespace. Pending writes go with their checkpoint; a value stays
+        while a kept checkpoint needs it. See ``prune_plan``.
+        """
+        raise NotImplementedError
+
     def get_next_version(self, current: str | int | float | None, channel: Any = None) -> str:
         """Versions are zero-padded counters plus a random fraction.
 
@@ -237,10 +260,17 @@ class BaseCheckpointSaver:
     def lock_thread(self, thread_id: str) -> Iterator[None]:
         """Hold the thread for one run; another run of it gets ``CheckpointConflictError``.
 
-        The engine takes it around every run that has a thread, so two resumes of one
-        paused thread can never both run its nodes. This default is per process; the
-        SQLite and PostgreSQL savers override it with locks other processes see (and that
-        a killed process releases).
+        One writer per thread: the engine takes it around every run (and state edit)
+        that has a thread, so two resumes of one paused thread can never both run its
+        nodes. This default is per process; the SQLite and PostgreSQL savers override it
+        with locks other processes see (and that a killed process releases).
+
+        While a saver holds a thread's run lock, its ``put`` of a ``loop`` checkpoint
+        also checks that the parent is still the newest checkpoint of the (thread,
+        namespace), and raises ``CheckpointConflictError`` if not: the thread was changed
+        outside the run (deleted, pruned, written by a plain ``put``). Outside a run,
+        ``put`` is plain storage: it stores any checkpoint under any parent, as the
+        checkpoint saver contract has it (tools, migrations, ``copy_thread``).
         """
         with _busy_guard:
             busy = self.__dict__.setdefault("_busy_threads", set())
@@ -303,6 +333,21 @@ class BaseCheckpointSaver:
     async def adelete_thread(self, thread_id: str) -> None:
         await asyncio.to_thread(self.delete_thread, thread_id)
 
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(
+        self,
+        thread_ids: str | Sequence[str],
+        keep_last: int | None = None,
+        *,
+        strategy: str | None = None,
+    ) -> int:
+        return await asyncio.to_thread(self.prune, thread_ids, keep_last, strategy=strategy)
+
     # -- audit log (added for threadloom.hitl) --------------------------------------
 
     def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
@@ -318,6 +363,20 @@ class BaseCheckpointSaver:
         """The thread's audit records, oldest first."""
         raise _no_audit(self)
 
+    audit_key: bytes | None = None
+    """Set it (``saver.audit_key = b"..."``) to chain the audit log with HMAC-SHA256
+    under this key instead of plain sha256: a rewritten suffix can then not be re-hashed
+    without the key (``verify_chain(records, key=...)`` checks it)."""
+
+    def audit_head(self, thread_id: str) -> dict[str, Any] | None:
+        """The anchor of the thread's audit chain, kept apart from the records and moved
+        in the same transaction as each append: ``{"seq", "hash"}`` of the last record
+        (None when the thread has no log). A log cut short no longer reaches it."""
+        raise _no_audit(self)
+
+    async def aaudit_head(self, thread_id: str) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self.audit_head, thread_id)
+
     async def aput_audit(
         self, thread_id: str, records: Sequence[AuditRecord]
     ) -> list[AuditRecord]:
@@ -327,26 +386,70 @@ class BaseCheckpointSaver:
         return await asyncio.to_thread(self.list_audit, thread_id)
 
 
-def audit_record_hash(record: AuditRecord) -> str:
-    """sha256 of the record's canonical JSON, without its own ``hash`` key."""
+PRUNE_STRATEGIES = ("keep_latest", "delete")
+
+
+def prune_plan(
+    thread_ids: str | Sequence[str], keep_last: int | None, strategy: str | None
+) -> tuple[list[str], int]:
+    """``prune``'s arguments as (thread ids, how many checkpoints to keep per namespace).
+
+    ``thread_ids`` is one id or an iterable of ids; give ``keep_last`` or ``strategy``
+    (``"keep_latest"``: keep 1, ``"delete"``: keep 0), not both; neither means
+    ``"keep_latest"``.
+    """
+    if keep_last is not None and strategy is not None:
+        raise ValueError(
+            f"prune takes keep_last or strategy, not both (got keep_last={keep_last!r}, "
+            f"strategy={strategy!r})"
+        )
+    if keep_last is None:
+        if strategy is None:
+            strategy = "keep_latest"
+        if strategy not in PRUNE_STRATEGIES:
+            raise ValueError(
+                f"Unknown prune strategy {strategy!r}: use 'keep_latest' (keep the newest "
+                "checkpoint of each namespace) or 'delete' (delete every checkpoint)."
+            )
+        keep_last = 1 if strategy == "keep_latest" else 0
+    elif isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
+        raise ValueError(f"keep_last must be an int >= 0, got {keep_last!r}")
+    if isinstance(thread_ids, str | bytes) or not isinstance(thread_ids, Iterable):
+        ids = [str(thread_ids)]
+    else:
+        ids = [str(t) for t in thread_ids]
+    return ids, keep_last
+
+
+KEYED = "hmac-sha256:"
+
+
+def audit_record_hash(record: AuditRecord, key: bytes | None = None) -> str:
+    """sha256 of the record's canonical JSON, without its own ``hash`` key; with ``key``,
+    ``"hmac-sha256:<hex>"`` (HMAC-SHA256 under the key)."""
     body = {k: v for k, v in record.items() if k != "hash"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if key is not None:
+        return KEYED + hmac.new(bytes(key), text.encode(), hashlib.sha256).hexdigest()
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def chain_audit_records(
-    last: AuditRecord | None, thread_id: str, records: Sequence[AuditRecord]
+    last: AuditRecord | None,
+    thread_id: str,
+    records: Sequence[AuditRecord],
+    key: bytes | None = None,
 ) -> list[AuditRecord]:
     """``records`` as stored after ``last``: numbered (``seq`` from 1) and hash-chained
-    (``prev_hash`` is the previous record's ``hash``), so an edited or deleted entry
-    shows. Savers call it inside the transaction that appends."""
+    (``prev_hash`` is the previous record's ``hash``; HMAC under ``key`` if given), so an
+    edited or deleted entry shows. Savers call it inside the transaction that appends."""
     seq = int(last["seq"]) if last else 0
     prev = str(last["hash"]) if last else ""
     out: list[AuditRecord] = []
     for record in records:
         seq += 1
         stored = {**record, "thread_id": str(thread_id), "seq": seq, "prev_hash": prev}
-        stored["hash"] = prev = audit_record_hash(stored)
+        stored["hash"] = prev = audit_record_hash(stored, key)
         out.append(stored)
     return out
 
