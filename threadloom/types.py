@@ -9,13 +9,27 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
+from typing import Any, ClassVar, Generic, Literal, NamedTuple, NotRequired, TypeVar, Union
+
+from typing_extensions import TypeAliasType, TypedDict
 
 from threadloom._context import current_task
 
 __all__ = [
     "All",
     "CachePolicy",
+    "CheckpointPayload",
+    "CheckpointStreamPart",
+    "CustomStreamPart",
+    "DebugPayload",
+    "DebugStreamPart",
+    "MessagesStreamPart",
+    "StreamPart",
+    "TaskPayload",
+    "TaskResultPayload",
+    "TasksStreamPart",
+    "UpdatesStreamPart",
+    "ValuesStreamPart",
     "Checkpointer",
     "Command",
     "Durability",
@@ -350,6 +364,34 @@ class GraphOutput:
     value: Any
     interrupts: tuple[Interrupt, ...] = field(default_factory=tuple)
 
+    # The v1 result was a dict with an "__interrupt__" key: dict-style access still works
+    # (deprecated since LangGraph 1.1) and reads ``value`` or ``interrupts``.
+
+    def __getitem__(self, key: str) -> Any:
+        _warn_dict_access("result[key]", "result.value[key]")
+        if key == "__interrupt__":
+            return self.interrupts
+        return self.value[key]
+
+    def __contains__(self, key: object) -> bool:
+        _warn_dict_access("key in result", "key in result.value")
+        if key == "__interrupt__":
+            return bool(self.interrupts)
+        return isinstance(self.value, dict) and key in self.value
+
+
+def _warn_dict_access(form: str, instead: str) -> None:
+    import warnings
+
+    from threadloom.warnings import LangGraphDeprecatedSinceV11
+
+    warnings.warn(
+        f"Accessing GraphOutput via `{form}` is deprecated. Use `{instead}` (and "
+        "`result.interrupts` for the pending interrupts) instead.",
+        LangGraphDeprecatedSinceV11,
+        stacklevel=3,
+    )
+
 
 def interrupt(value: Any, *, response_schema: Any = None) -> Any:
     """Pause the running node and show ``value`` to a person.
@@ -375,3 +417,120 @@ def interrupt(value: Any, *, response_schema: Any = None) -> Any:
     if response_schema is None:
         return task.interrupt(value)
     return task.interrupt(value, response_schema=response_schema)
+
+
+# -- stream parts: what ``stream(..., version="v2")`` yields --------------------------
+# Each part is a dict ``{"type": <mode>, "ns": <namespace tuple>, "data": <payload>}``;
+# "values" parts also carry the run's pending ``interrupts``.
+
+StateT = TypeVar("StateT")
+OutputT = TypeVar("OutputT")
+
+
+class TaskPayload(TypedDict):
+    """A task started (``tasks`` mode / debug ``task``)."""
+
+    id: str
+    name: str
+    input: Any
+    triggers: list[str]
+    metadata: NotRequired[dict[str, Any]]
+
+
+class TaskResultPayload(TypedDict):
+    """A task ended (``tasks`` mode / debug ``task_result``)."""
+
+    id: str
+    name: str
+    error: Any
+    result: dict[str, Any]
+    interrupts: list[dict[str, Any]]
+
+
+class CheckpointTask(TypedDict):
+    """A task as a checkpoint payload lists it."""
+
+    id: str
+    name: str
+    error: NotRequired[Any]
+    interrupts: tuple[Any, ...]
+    state: Any
+
+
+class CheckpointPayload(TypedDict, Generic[StateT]):
+    """A checkpoint was saved (``checkpoints`` mode / debug ``checkpoint``)."""
+
+    config: dict[str, Any]
+    parent_config: dict[str, Any] | None
+    values: StateT
+    metadata: dict[str, Any]
+    next: list[str]
+    tasks: list[CheckpointTask]
+
+
+class DebugPayload(TypedDict, Generic[StateT]):
+    """A ``debug`` event: one of the payloads above, stamped with step and time."""
+
+    step: int
+    timestamp: str
+    type: Literal["checkpoint", "task", "task_result"]
+    payload: CheckpointPayload[StateT] | TaskPayload | TaskResultPayload
+
+
+class ValuesStreamPart(TypedDict, Generic[OutputT]):
+    type: Literal["values"]
+    ns: tuple[str, ...]
+    data: OutputT
+    interrupts: tuple[Interrupt, ...]
+
+
+class UpdatesStreamPart(TypedDict):
+    type: Literal["updates"]
+    ns: tuple[str, ...]
+    data: dict[str, Any]
+
+
+class MessagesStreamPart(TypedDict):
+    type: Literal["messages"]
+    ns: tuple[str, ...]
+    data: tuple[Any, dict[str, Any]]
+
+
+class CustomStreamPart(TypedDict):
+    type: Literal["custom"]
+    ns: tuple[str, ...]
+    data: Any
+
+
+class CheckpointStreamPart(TypedDict, Generic[StateT]):
+    type: Literal["checkpoints"]
+    ns: tuple[str, ...]
+    data: CheckpointPayload[StateT]
+
+
+class TasksStreamPart(TypedDict):
+    type: Literal["tasks"]
+    ns: tuple[str, ...]
+    data: TaskPayload | TaskResultPayload
+
+
+class DebugStreamPart(TypedDict, Generic[StateT]):
+    type: Literal["debug"]
+    ns: tuple[str, ...]
+    data: DebugPayload[StateT]
+
+
+StreamPart = TypeAliasType(
+    "StreamPart",
+    Union[  # noqa: UP007 - a runtime alias, subscripted as StreamPart[StateT, OutputT]
+        ValuesStreamPart[OutputT],
+        UpdatesStreamPart,
+        MessagesStreamPart,
+        CustomStreamPart,
+        CheckpointStreamPart[StateT],
+        TasksStreamPart,
+        DebugStreamPart[StateT],
+    ],
+    type_params=(StateT, OutputT),
+)
+"""Any part ``stream(..., version="v2")`` yields (narrow on ``part["type"]``)."""

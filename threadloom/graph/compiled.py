@@ -48,7 +48,8 @@ _MODES = frozenset({"values", "updates", "custom", "messages", "debug", "tasks",
 class _Run:
     """Everything one invocation set up: the loop, its saver, how to report the end."""
 
-    __slots__ = ("loop", "saver", "manager", "events", "single", "subgraphs", "output_keys")
+    __slots__ = ("loop", "saver", "manager", "events", "single", "subgraphs", "output_keys",
+                 "coerce_values")
 
     def __init__(self, loop: Loop, saver: Any, manager: Any) -> None:
         self.loop = loop
@@ -58,9 +59,13 @@ class _Run:
         self.single: str | None = None
         self.subgraphs = False
         self.output_keys: Any = None
+        # set for stream(version="v2"): parts are dicts, values coerced by this function
+        self.coerce_values: Any = None
 
     def format(self, event: tuple[tuple[str, ...], str, Any]) -> Any:
         ns, mode, payload = event
+        if self.coerce_values is not None:
+            return _stream_part(ns, mode, payload, self.coerce_values)
         if self.single is not None:
             return (ns, payload) if self.subgraphs else payload
         return (ns, mode, payload) if self.subgraphs else (mode, payload)
@@ -395,7 +400,8 @@ class CompiledStateGraph(Runnable):
             return list(
                 self.stream(input, config, context=context, stream_mode=stream_mode,
                             interrupt_before=interrupt_before, interrupt_after=interrupt_after,
-                            durability=durability, control=control, **kwargs)
+                            durability=durability, control=control, version=version,
+                            **kwargs)
             )
         with self._thread_lock(config):
             input, config = _before_run(self, input, config)
@@ -436,7 +442,7 @@ class CompiledStateGraph(Runnable):
                 async for chunk in self.astream(
                     input, config, context=context, stream_mode=stream_mode,
                     interrupt_before=interrupt_before, interrupt_after=interrupt_after,
-                    durability=durability, control=control, **kwargs)
+                    durability=durability, control=control, version=version, **kwargs)
             ]
         async with self._athread_lock(config):
             input, config = await _abefore_run(self, input, config)
@@ -454,6 +460,13 @@ class CompiledStateGraph(Runnable):
             run.finish()
             await _alifecycle(config, None, run.loop, run.loop.interrupts)
         return self._result(run, output_keys, version)
+
+    def _v2_values(self, value: Any) -> Any:
+        """A "values" part's data in a v2 stream: the output schema's type when it is a
+        class (pydantic model, dataclass), else the dict."""
+        if isinstance(value, dict) and is_schema_class(self.builder.output_schema):
+            return make_coercer(self.builder.output_schema)(value)
+        return value
 
     def _result(self, run: _Run, output_keys: Any, version: str) -> Any:
         loop = run.loop
@@ -484,6 +497,7 @@ class CompiledStateGraph(Runnable):
         durability: str | None = None,
         subgraphs: bool = False,
         debug: bool | None = None,
+        version: str = "v1",
         control: Any = None,
         **kwargs: Any,
     ) -> Iterator[Any]:
@@ -508,6 +522,8 @@ class CompiledStateGraph(Runnable):
             run.loop.out = out
             run.single = single
             run.subgraphs = subgraphs
+            if version == "v2":
+                run.coerce_values = self._v2_values
             try:
                 for event in drive(run.loop, run.saver, wake):
                     if run.keep(event):
@@ -531,6 +547,7 @@ class CompiledStateGraph(Runnable):
         durability: str | None = None,
         subgraphs: bool = False,
         debug: bool | None = None,
+        version: str = "v1",
         control: Any = None,
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
@@ -557,6 +574,8 @@ class CompiledStateGraph(Runnable):
             run.loop.out = out
             run.single = single
             run.subgraphs = subgraphs
+            if version == "v2":
+                run.coerce_values = self._v2_values
             try:
                 async for event in adrive(run.loop, run.saver, wake):
                     if run.keep(event):
@@ -820,6 +839,34 @@ async def _arecorded_update(
     for hook, seen in zip(graph.hooks, before, strict=True):
         await hook.aafter_update(saver, config, updates, seen, new_config)
     return new_config
+
+def _stream_part(ns: tuple[str, ...], mode: str, payload: Any, coerce: Any) -> dict[str, Any]:
+    """One ``stream(..., version="v2")`` part: ``{"type", "ns", "data"}``; a "values" part
+    also has the pending ``interrupts`` (taken out of the data). State values (of "values"
+    and of checkpoint payloads) are given as the output schema's type by ``coerce``."""
+    if mode == "checkpoints" and isinstance(payload, dict) and "values" in payload:
+        payload = {**payload, "values": _try_coerce(coerce, payload["values"])}
+    elif mode == "debug" and isinstance(payload, dict) and payload.get("type") == "checkpoint":
+        inner = payload.get("payload")
+        if isinstance(inner, dict) and "values" in inner:
+            payload = {**payload,
+                       "payload": {**inner, "values": _try_coerce(coerce, inner["values"])}}
+    if mode != "values":
+        return {"type": mode, "ns": ns, "data": payload}
+    interrupts: tuple[Any, ...] = ()
+    if isinstance(payload, dict) and INTERRUPT in payload:
+        payload = dict(payload)
+        interrupts = tuple(payload.pop(INTERRUPT))
+    return {"type": mode, "ns": ns, "data": coerce(payload), "interrupts": interrupts}
+
+
+def _try_coerce(coerce: Any, values: Any) -> Any:
+    # a checkpoint taken before every required key is set stays a dict
+    try:
+        return coerce(values)
+    except Exception:  # noqa: BLE001
+        return values
+
 
 def _tracing_enabled() -> bool:
     """LangSmith tracing is on (env ``LANGSMITH_TRACING`` or ``tracing_context``): the
