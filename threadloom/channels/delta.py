@@ -44,7 +44,7 @@ class DeltaChannel(BaseChannel):
     fresh channel holds ``typ()`` (an empty list when no type is known).
     """
 
-    __slots__ = ("reducer", "snapshot_frequency")
+    __slots__ = ("overwritten", "reducer", "snapshot_frequency")
 
     def __init__(
         self,
@@ -64,6 +64,7 @@ class DeltaChannel(BaseChannel):
         super().__init__(typ, key)
         self.reducer = reducer
         self.snapshot_frequency = snapshot_frequency
+        self.overwritten = False  # an Overwrite since the last checkpoint: store it whole
         self.value = self._empty()
 
     def with_type(self, typ: Any) -> DeltaChannel:
@@ -84,6 +85,13 @@ class DeltaChannel(BaseChannel):
         return [] if value is MISSING else value
 
     # -- updating ------------------------------------------------------------------
+
+    def prepare_write(self, value: Any) -> Any:
+        """The form of one write that is recorded and applied: the reducer's
+        ``prepare_write`` (when it has one) makes it deterministic, e.g. gives messages
+        their ids once, so that replaying the record rebuilds exactly this value."""
+        prepare = getattr(self.reducer, "prepare_write", None)
+        return value if prepare is None else prepare(value)
 
     def update(self, values: Sequence[Any]) -> bool:
         if not values:
@@ -106,7 +114,14 @@ class DeltaChannel(BaseChannel):
         if batch:
             value = self.reducer(value, batch)
         self.value = value
+        self.overwritten = self.overwritten or seen_overwrite
         return True
+
+    def take_overwritten(self) -> bool:
+        """Whether an ``Overwrite`` replaced the value since the last call (a replaced
+        value is stored whole: replaying across it would need the writes it dropped)."""
+        seen, self.overwritten = self.overwritten, False
+        return seen
 
     def replay_writes(self, writes: Sequence[tuple[str, str, Any]]) -> None:
         """Fold recorded writes ``(task_id, channel, value)`` onto the value, oldest
@@ -134,6 +149,8 @@ class DeltaChannel(BaseChannel):
         or a plain stored value (a thread written before the key became a delta channel)
         as the seed that recorded writes are replayed onto."""
         new = self.copy()
+        assert isinstance(new, DeltaChannel)
+        new.overwritten = False
         if value is MISSING:
             new.value = self._empty()
         elif isinstance(value, _DeltaSnapshot):

@@ -16,6 +16,7 @@ reducer, and the other way round.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -57,23 +58,42 @@ def delta_channels_to_snapshot(
         if not isinstance(chan, DeltaChannel) or name not in versions:
             continue
         updates, supersteps = counters.get(name, (0, 0))
-        if updates >= chan.snapshot_frequency or supersteps >= MAX_SUPERSTEPS_BETWEEN_SNAPSHOTS:
+        if updates >= chan.snapshot_frequency or supersteps >= _max_supersteps():
             due.add(name)
     return due
+
+
+def _max_supersteps() -> int:
+    """``MAX_SUPERSTEPS_BETWEEN_SNAPSHOTS``, or the value of LangGraph's knob for it
+    (``langgraph.pregel._checkpoint.DELTA_MAX_SUPERSTEPS_SINCE_SNAPSHOT``) when code
+    has set that on the compatibility module."""
+    compat = sys.modules.get("threadloom.pregel._checkpoint")
+    return getattr(compat, "DELTA_MAX_SUPERSTEPS_SINCE_SNAPSHOT", MAX_SUPERSTEPS_BETWEEN_SNAPSHOTS)
+
+
+def prepare_writes(
+    channels: Mapping[str, BaseChannel], writes: list[tuple[str, Any]]
+) -> list[tuple[str, Any]]:
+    """``writes`` with each write to a delta channel in its recorded form."""
+    out = []
+    for ch, value in writes:
+        chan = channels.get(ch)
+        out.append((ch, chan.prepare_write(value)) if isinstance(chan, DeltaChannel)
+                   else (ch, value))
+    return out
 
 
 def next_counters(
     channels: Mapping[str, BaseChannel],
     previous: Mapping[str, Any] | None,
     updated: Iterable[str] | None,
-    versions: Mapping[str, Any],
 ) -> dict[str, tuple[int, int]]:
     """Counters after one more checkpoint in which ``updated`` channels changed."""
     prev = previous or {}
     changed = set(updated or ())
     out: dict[str, tuple[int, int]] = {}
     for name, chan in channels.items():
-        if not isinstance(chan, DeltaChannel) or name not in versions:
+        if not isinstance(chan, DeltaChannel):
             continue
         updates, supersteps = prev.get(name, (0, 0))
         out[name] = (int(updates) + (name in changed), int(supersteps) + 1)

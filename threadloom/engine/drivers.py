@@ -294,6 +294,8 @@ def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     kind = request[0]
     if kind.startswith("cache_"):
         return getattr(loop.scope.cache, kind[6:])(*request[1:])
+    if kind == "get_delta_channel_history":  # keyword-only in the saver API
+        return saver.get_delta_channel_history(config=request[1], channels=request[2])
     return getattr(saver, kind)(*request[1:])
 
 
@@ -302,6 +304,8 @@ async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     kind = request[0]
     if kind.startswith("cache_"):
         return await getattr(loop.scope.cache, "a" + kind[6:])(*request[1:])
+    if kind == "get_delta_channel_history":
+        return await saver.aget_delta_channel_history(config=request[1], channels=request[2])
     return await getattr(saver, "a" + kind)(*request[1:])
 
 

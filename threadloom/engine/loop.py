@@ -22,6 +22,7 @@ from typing import Any
 
 from threadloom.channels import MISSING, BaseChannel
 from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
+from threadloom.checkpoint.serde.types import _DeltaSnapshot
 from threadloom.constants import (
     CONFIG_KEY_CHECKPOINTER,
     CONFIG_KEY_DURABILITY,
@@ -37,6 +38,15 @@ from threadloom.constants import (
     RETURN,
     START,
     TASKS,
+)
+from threadloom.engine.delta import (
+    COUNTERS_KEY,
+    apply_history,
+    delta_channels_to_snapshot,
+    exit_delta_task_id,
+    history_channels,
+    next_counters,
+    prepare_writes,
 )
 from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
 from threadloom.engine.payloads import task_start_payload
@@ -82,13 +92,35 @@ def run_metadata(config: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def restore_channels(program: Program, checkpoint: Checkpoint | None) -> dict[str, BaseChannel]:
+def restore_channels(
+    program: Program, checkpoint: Checkpoint | None, histories: Any = None
+) -> dict[str, BaseChannel]:
+    """The channels as ``checkpoint`` stored them; ``histories`` (from
+    ``delta_histories``) rebuild the channels stored as deltas."""
     if not checkpoint:
         return program.new_channels()
     values = checkpoint["channel_values"]
+    histories = histories or {}
     return {
-        k: c.from_checkpoint(values.get(k, MISSING)) for k, c in program.channels.items()
+        k: apply_history(c, histories[k])
+        if k in histories
+        else c.from_checkpoint(values.get(k, MISSING))
+        for k, c in program.channels.items()
     }
+
+
+def delta_histories(program: Program, tup: Any) -> Generator[Request, Any, dict[str, Any]]:
+    """Ask the saver for the history of the channels ``tup`` stores as deltas (none are
+    asked for when the checkpoint stores every value: plain threads never walk)."""
+    if tup is None:
+        return {}
+    cp = tup.checkpoint
+    wanted = history_channels(program.channels, cp["channel_values"],
+                              cp.get("channel_versions") or {})
+    if not wanted:
+        return {}
+    got = yield ("get_delta_channel_history", tup.config, wanted)
+    return dict(got or {})
 
 
 class PendingWrites:
@@ -182,6 +214,11 @@ class Loop:
         self._unsaved: tuple[Any, ...] | None = None
         self._config_bases: tuple[Any, ...] | None = None
         self._int_version = 0
+        # Delta channels (see threadloom.engine.delta): counters since each one's last
+        # snapshot, as the last checkpoint's metadata holds them; force a snapshot of
+        # every delta channel at the next checkpoint (a thread's first update_state).
+        self.delta_counters: dict[str, Any] = {}
+        self.force_delta_snapshot = False
         # interrupts of tasks called from running tasks (``@task``), in the order they paused
         self.call_interrupts: list[Interrupt] = []
 
@@ -221,6 +258,7 @@ class Loop:
             value = chan.checkpoint()
             if value is not MISSING:
                 values[key] = value
+        counters = self._delta_checkpoint(values, cp["channel_versions"])
         saved: Checkpoint = {
             "v": 4,
             "id": create_checkpoint_id(),
@@ -241,6 +279,8 @@ class Loop:
         metadata = {**self.metadata_base, "source": source, "step": step,
                     # the checkpoint ids of the enclosing graphs by namespace ({} at the root)
                     "parents": dict(self.checkpoint_map)}
+        if counters:
+            metadata[COUNTERS_KEY] = counters
         if self.updated is None:
             changed = dict(saved["channel_versions"])
         else:
@@ -259,6 +299,30 @@ class Loop:
             yield request
         if "checkpoints" in self.scope.modes or "debug" in self.scope.modes:
             self._emit_checkpoint(saved, metadata, parent)
+
+    def _delta_checkpoint(self, values: dict[str, Any], versions: dict[str, Any]) -> dict:
+        """Store the delta channels that are due whole (``_DeltaSnapshot``) in ``values``;
+        the counters the new checkpoint's metadata carries for the others."""
+        if not self.program.delta_channels:
+            return {}
+        delta = {k: self.channels[k] for k in self.program.delta_channels}
+        counters = next_counters(delta, self.delta_counters, self.updated)
+        due = delta_channels_to_snapshot(delta, counters, versions)
+        for key, chan in delta.items():
+            if key in versions and (self.force_delta_snapshot or chan.take_overwritten()):
+                due.add(key)
+        for key in due:
+            if self.updated is None or key not in self.updated:
+                # stored at a version of its own: the current one is already stored (as
+                # nothing) for an earlier checkpoint, and the saver keeps that row
+                versions[key] = self._next_version()
+                if self.updated is not None:
+                    self.updated.add(key)
+            values[key] = _DeltaSnapshot(delta[key].get())
+            counters.pop(key, None)
+        self.force_delta_snapshot = False
+        self.delta_counters = counters
+        return {k: list(v) for k, v in counters.items()}
 
     def _merge_unsaved(self, request: Request) -> Request:
         # With durability="exit" only the last checkpoint is written: its new_versions must
@@ -587,6 +651,8 @@ class Loop:
             }
             self.emit("tasks", payload)
             self.emit("debug", _debug("task_result", self.step + 1, payload))
+        if self.program.delta_channels and task.error is None and not task.interrupts:
+            task.writes = prepare_writes(self.channels, list(task.writes))
         if self.checkpointer is None or self.checkpoint_config is None:
             return []
         if task.paused:
@@ -597,17 +663,31 @@ class Loop:
             return []  # not a failure: the task runs again when the run is resumed
         elif task.error is not None:
             writes = [(ERROR, repr(task.error))]
-        elif siblings > 1:
-            # Only needed when a sibling may still fail or pause: alone, the task's writes
-            # go straight into the next checkpoint.
+        elif siblings > 1 or self._writes_delta(task):
+            # Only needed when a sibling may still fail or pause (alone, the task's writes
+            # go straight into the next checkpoint), or when they are a delta channel's
+            # record (threadloom.engine.delta).
             writes = list(task.writes) or [(NO_WRITES, None)]
         else:
             return []
+        if self.durability == "exit" and self._writes_delta(task) and self._unsaved:
+            # The step's own checkpoint is never saved: record the delta writes on the
+            # last saved one, under ids that sort by step.
+            delta = self.program.delta_channels
+            self._exit_writes.append((
+                "put_writes", self._unsaved[1],
+                [(c, v) for c, v in task.writes if c in delta],
+                exit_delta_task_id(self.step + 1, task.id), _path_str(task.path),
+            ))
         request = self.put_writes(task.id, writes, task_path=_path_str(task.path))
         if self.durability == "exit":
             self._exit_writes.append(request)
             return []
         return [request]
+
+    def _writes_delta(self, task: Task) -> bool:
+        delta = self.program.delta_channels
+        return bool(delta) and any(c in delta for c, _ in task.writes)
 
     def _emit_node_messages(self, task: Task) -> None:
         """Messages a node returned that were not already streamed token by token."""
@@ -686,14 +766,19 @@ class Loop:
         if saved is not None:
             self.checkpoint = saved.checkpoint
             self.checkpoint.setdefault("versions_seen", {})
-            self.channels = restore_channels(self.program, saved.checkpoint)
+            histories = yield from delta_histories(self.program, saved)
+            self.channels = restore_channels(self.program, saved.checkpoint, histories)
             self.checkpoint_config = saved.config
             self.parent_config = saved.parent_config
             self.step = (saved.metadata or {}).get("step", -1)
+            self.delta_counters = dict((saved.metadata or {}).get(COUNTERS_KEY) or {})
             self.updated = None
             if replay_id:
                 # Replaying from a past checkpoint: fork it so history stays intact, and
-                # forget its pending writes so every task (and interrupt) runs again.
+                # forget its pending writes so every task (and interrupt) runs again. The
+                # fork stores its delta channels whole: the writes recorded on the past
+                # checkpoint belong to the branch that already continued from it.
+                self.force_delta_snapshot = True
                 yield from self._new_checkpoint(self.step, "fork")
             else:
                 self.pending = PendingWrites(saved.pending_writes)
@@ -729,7 +814,7 @@ class Loop:
                 )
             self.apply_null_writes(self.pending.null)
             if isinstance(inp, Command):
-                writes = self.input_writes(inp)
+                writes = prepare_writes(self.channels, list(self.input_writes(inp)))
                 if writes:
                     self.apply_null_writes(writes)
                     if self.checkpointer is not None and self.checkpoint_config is not None:
@@ -751,6 +836,11 @@ class Loop:
                 discarded = self.plan(self.step + 1, for_execution=False)
                 if discarded:
                     self.apply(discarded)
+                if self.program.delta_channels and any(
+                    w[1] in self.program.delta_channels for w in saved.pending_writes or ()
+                ):
+                    # writes recorded on the head that this input drops: seal them off
+                    self.force_delta_snapshot = True
             self.pending = PendingWrites(None)
             self.channels[START].update([inp])
             version = self._next_version()

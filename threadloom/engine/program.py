@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from threadloom.channels import BaseChannel, EphemeralValue, Topic
+from threadloom.channels.delta import DeltaChannel
 from threadloom.engine.node import NodeCallable
 from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy, TracePolicy
 
@@ -79,6 +80,8 @@ class Program:
     trigger_to_nodes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     ephemeral: tuple[str, ...] = ()
     deferred: frozenset[str] = frozenset()
+    # channels stored as deltas (DeltaChannel; see threadloom.engine.delta)
+    delta_channels: frozenset[str] = frozenset()
     # emit a "values" event only after steps that wrote an output channel (Pregel graphs)
     values_on_write: bool = False
 
@@ -93,6 +96,10 @@ class Program:
             k
             for k, c in self.channels.items()
             if isinstance(c, (EphemeralValue, Topic)) and not getattr(c, "accumulate", False)
+        )
+
+        self.delta_channels = frozenset(
+            k for k, c in self.channels.items() if isinstance(c, DeltaChannel)
         )
 
     def new_channels(self) -> dict[str, BaseChannel]:

@@ -688,7 +688,8 @@ class CompiledStateGraph(Runnable):
         saver = self._require_saver(config)
         for tup in saver.list(state_ops.history_config(config), filter=filter, before=before,
                               limit=limit):
-            yield state_ops.snapshot(self, tup, live=False)
+            histories = state_ops.run_sync(state_ops.delta_histories(self.program, tup), saver)
+            yield state_ops.snapshot(self, tup, live=False, histories=histories)
 
     async def aget_state_history(
         self,
@@ -701,7 +702,10 @@ class CompiledStateGraph(Runnable):
         saver = self._require_saver(config)
         async for tup in saver.alist(state_ops.history_config(config), filter=filter,
                                      before=before, limit=limit):
-            yield state_ops.snapshot(self, tup, live=False)
+            histories = await state_ops.run_async(
+                state_ops.delta_histories(self.program, tup), saver
+            )
+            yield state_ops.snapshot(self, tup, live=False, histories=histories)
 
     def update_state(
         self,

@@ -26,7 +26,9 @@ from langchain_core.messages import (
 # typing_extensions' TypedDict: pydantic (tool signatures) rejects typing's on Python < 3.12.
 from typing_extensions import TypedDict
 
+from threadloom.constants import OVERWRITE
 from threadloom.graph.state import StateGraph
+from threadloom.types import Overwrite
 from threadloom.warnings import LangGraphDeprecatedSinceV10
 
 __all__ = [
@@ -184,6 +186,21 @@ def _messages_delta_reducer(state: Messages, writes: Sequence[Messages]) -> list
         else:
             right.append(write)
     return _merge(state, right, None)
+
+
+def _prepare_delta_write(write: Any) -> Any:
+    """A write as ``DeltaChannel`` records it: message-likes coerced to messages with
+    ids, so that every replay of the record rebuilds the same messages (ids included)."""
+    if isinstance(write, Overwrite):
+        return Overwrite(_prepare_delta_write(write.value))
+    if isinstance(write, dict) and (OVERWRITE in write or write.get("type") == OVERWRITE):
+        return write
+    if isinstance(write, list):
+        return _coerce(write)
+    return _coerce([write])
+
+
+_messages_delta_reducer.prepare_write = _prepare_delta_write  # type: ignore[attr-defined]
 
 
 def _make_reducer(format: MessageFormat | None) -> Reducer:

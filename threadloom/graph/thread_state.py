@@ -6,12 +6,14 @@ and async methods of ``CompiledStateGraph`` share one implementation.
 
 from __future__ import annotations
 
+import uuid
 from collections import deque
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from threadloom.constants import COPY, END, INPUT, PULL, START
-from threadloom.engine.loop import Loop, PendingWrites, restore_channels
+from threadloom.engine.delta import COUNTERS_KEY, prepare_writes
+from threadloom.engine.loop import Loop, PendingWrites, delta_histories, restore_channels
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import ResumeBox, Task
 from threadloom.errors import InvalidUpdateError
@@ -28,7 +30,10 @@ def run_sync(gen: Generator[Request, Any, Any], saver: Any) -> Any:
     try:
         while True:
             request = gen.send(reply)
-            reply = getattr(saver, request[0])(*request[1:])
+            if request[0] == "get_delta_channel_history":  # keyword-only in the saver API
+                reply = saver.get_delta_channel_history(config=request[1], channels=request[2])
+            else:
+                reply = getattr(saver, request[0])(*request[1:])
     except StopIteration as stop:
         return stop.value
 
@@ -38,7 +43,12 @@ async def run_async(gen: Generator[Request, Any, Any], saver: Any) -> Any:
     try:
         while True:
             request = gen.send(reply)
-            reply = await getattr(saver, "a" + request[0])(*request[1:])
+            if request[0] == "get_delta_channel_history":
+                reply = await saver.aget_delta_channel_history(
+                    config=request[1], channels=request[2]
+                )
+            else:
+                reply = await getattr(saver, "a" + request[0])(*request[1:])
     except StopIteration as stop:
         return stop.value
 
@@ -75,19 +85,22 @@ def _inspector(
     )
 
 
-def _load(loop: Loop, tup: Any) -> None:
+def _load(loop: Loop, tup: Any, histories: Any = None) -> None:
     loop.checkpoint = tup.checkpoint
     loop.checkpoint["versions_seen"] = {
         k: dict(v) for k, v in tup.checkpoint.get("versions_seen", {}).items()
     }
     loop.checkpoint["channel_versions"] = dict(tup.checkpoint["channel_versions"])
-    loop.channels = restore_channels(loop.program, tup.checkpoint)
+    loop.channels = restore_channels(loop.program, tup.checkpoint, histories)
     loop.checkpoint_config = tup.config
     loop.step = (tup.metadata or {}).get("step", -1)
+    loop.delta_counters = dict((tup.metadata or {}).get(COUNTERS_KEY) or {})
     loop.updated = None
 
 
-def snapshot(graph: CompiledStateGraph, tup: Any, *, live: bool) -> StateSnapshot:
+def snapshot(
+    graph: CompiledStateGraph, tup: Any, *, live: bool, histories: Any = None
+) -> StateSnapshot:
     """Turn a checkpoint tuple into a ``StateSnapshot``.
 
     ``live`` (the thread's head) shows the writes of tasks that already finished in the
@@ -98,7 +111,7 @@ def snapshot(graph: CompiledStateGraph, tup: Any, *, live: bool) -> StateSnapsho
     loop = _inspector(graph, None, {"configurable": {"thread_id": conf["thread_id"],
                                                       "checkpoint_ns": conf["checkpoint_ns"]}})
     loop.checkpointer = None
-    _load(loop, tup)
+    _load(loop, tup, histories)
     pending = PendingWrites(tup.pending_writes)
     loop.apply_null_writes(pending.null)
     tasks = loop.plan(loop.step + 1, for_execution=False)
@@ -160,7 +173,9 @@ def get_state(
     if tup is None:
         return StateSnapshot(values={}, next=(), config=config, metadata=None,
                              created_at=None, parent_config=None, tasks=(), interrupts=())
-    snap = snapshot(graph, tup, live="checkpoint_id" not in read["configurable"])
+    histories = yield from delta_histories(graph.program, tup)
+    snap = snapshot(graph, tup, live="checkpoint_id" not in read["configurable"],
+                    histories=histories)
     if not subgraphs:
         return snap
     tasks = []
@@ -232,7 +247,8 @@ def update_state(
         loop.updated = set()
         pending = PendingWrites(None)
     else:
-        _load(loop, tup)
+        histories = yield from delta_histories(graph.program, tup)
+        _load(loop, tup, histories)
         pending = PendingWrites(tup.pending_writes)
         loop.apply_null_writes(pending.null)
     resolved = [
@@ -242,6 +258,7 @@ def update_state(
     step = loop.step + 1
     values, first = resolved[0]
     if first == COPY:
+        loop.force_delta_snapshot = True
         yield from loop._new_checkpoint(loop.step, "fork")
         return loop.checkpoint_config
     if first == INPUT:
@@ -269,8 +286,30 @@ def update_state(
                     node.triggers, "", loop.scope)
         task.channels = loop.channels
         task.config = loop._task_config(task, step)
-        task.writes = node.write(task, values)
+        task.writes = prepare_writes(loop.channels, list(node.write(task, values)))
         applied.append(task)
     loop.apply(applied)
+    yield from _record_delta_writes(loop, tup, applied, on_head)
     yield from loop._new_checkpoint(step, "update")
     return loop.checkpoint_config
+
+
+def _record_delta_writes(
+    loop: Loop, tup: Any, tasks: list[Task], on_head: bool
+) -> Generator[Request, Any, None]:
+    """An update's writes to delta channels are their record (threadloom.engine.delta):
+    store them on the checkpoint the update extends. A thread's first update has none,
+    and an older checkpoint's records belong to the branch that already continued from it:
+    then the new checkpoint stores those channels whole."""
+    delta = loop.program.delta_channels
+    if not delta:
+        return
+    if tup is None or not on_head:
+        loop.force_delta_snapshot = True
+        return
+    for task in tasks:
+        writes = [(c, v) for c, v in task.writes if c in delta]
+        if writes and task.id.startswith("update:"):
+            yield ("put_writes", tup.config, writes, str(uuid.uuid4()), "")
+        elif writes:
+            yield ("put_writes", tup.config, writes, task.id, "")

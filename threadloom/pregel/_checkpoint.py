@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from threadloom.channels import MISSING, BaseChannel
+from threadloom.channels.delta import MAX_SUPERSTEPS_BETWEEN_SNAPSHOTS
 from threadloom.checkpoint.base import (
     Checkpoint,
     copy_checkpoint,
@@ -20,6 +21,10 @@ from threadloom.engine.delta import (
     exit_delta_task_id,
     history_channels,
 )
+
+DELTA_MAX_SUPERSTEPS_SINCE_SNAPSHOT = MAX_SUPERSTEPS_BETWEEN_SNAPSHOTS
+"""LangGraph's name for the checkpoints-between-snapshots bound; setting it here (as
+tests do with ``unittest.mock.patch``) changes the bound the engine applies."""
 
 
 def _restore(

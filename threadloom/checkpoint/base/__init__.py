@@ -209,6 +209,23 @@ class BaseCheckpointSaver:
         """Store a task's writes against the checkpoint in ``config``."""
         raise NotImplementedError
 
+    def get_delta_channel_history(
+        self, *, config: dict[str, Any], channels: Sequence[str]
+    ) -> dict[str, Any]:
+        """Per channel, ``{"seed": nearest stored value (absent: none), "writes": [(task_id,
+        channel, value), ...] recorded after it}``: what rebuilds a channel stored as
+        deltas at the checkpoint ``config`` names (see ``threadloom.checkpoint._delta_history``)."""
+        from threadloom.checkpoint._delta_history import HistoryWalk
+
+        walk = HistoryWalk(channels)
+        at: Any = config
+        while at is not None:
+            tup = self.get_tuple(at)
+            if tup is None:
+                break
+            at = walk.visit(tup)
+        return dict(walk.result())
+
     def delete_thread(self, thread_id: str) -> None:
         raise NotImplementedError
 
@@ -294,6 +311,21 @@ class BaseCheckpointSaver:
     async def aget(self, config: dict[str, Any]) -> Checkpoint | None:
         tup = await self.aget_tuple(config)
         return tup.checkpoint if tup else None
+
+    async def aget_delta_channel_history(
+        self, *, config: dict[str, Any], channels: Sequence[str]
+    ) -> dict[str, Any]:
+        """Async ``get_delta_channel_history`` (walks with ``aget_tuple``)."""
+        from threadloom.checkpoint._delta_history import HistoryWalk
+
+        walk = HistoryWalk(channels)
+        at: Any = config
+        while at is not None:
+            tup = await self.aget_tuple(at)
+            if tup is None:
+                break
+            at = walk.visit(tup)
+        return dict(walk.result())
 
     async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
         return await asyncio.to_thread(self.get_tuple, config)
