@@ -425,7 +425,11 @@ async def _arun_tasks(
     remaining = n
     try:
         while remaining:
-            item = await done.get()
+            if isinstance(done, WakeQueue):
+                await done.wait()
+                item = done.get_nowait()
+            else:
+                item = await done.get()
             if item is not None:  # None only wakes us to forward live stream events
                 remaining -= 1
                 for request in loop.task_done(item, n):
