@@ -124,3 +124,23 @@ def test_message_graph_is_deprecated_and_merges_messages() -> None:
     graph.add_edge(START, "reply")
     result = graph.compile().invoke([HumanMessage("hello", id="1")])
     assert [m.content for m in result] == ["hello", "hi"]
+
+
+def test_saver_overriding_put_writes_without_task_path() -> None:
+    from threadloom.checkpoint.memory import MemorySaver
+
+    seen: list[str] = []
+
+    class OldSaver(MemorySaver):
+        def put_writes(self, config, writes, task_id):  # type: ignore[no-untyped-def,override]
+            seen.append(task_id)
+            return super().put_writes(config, writes, task_id)
+
+    builder = StateGraph(S)
+    builder.add_node("a", lambda s: {"log": ["a"]})
+    builder.add_node("b", lambda s: {"log": ["b"]})
+    builder.add_edge(START, "a")
+    builder.add_edge(START, "b")  # two tasks in a step: their writes are saved as pending
+    graph = builder.compile(checkpointer=OldSaver())
+    assert graph.invoke({"log": []}, {"configurable": {"thread_id": "t"}}) == {"log": ["a", "b"]}
+    assert len(seen) == 2

@@ -9,6 +9,8 @@ async ones). Writes are applied by the loop, in task order, after all tasks end.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import queue
 import random
 import time
@@ -296,7 +298,7 @@ def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
         return getattr(loop.scope.cache, kind[6:])(*request[1:])
     if kind == "get_delta_channel_history":  # keyword-only in the saver API
         return saver.get_delta_channel_history(config=request[1], channels=request[2])
-    return getattr(saver, kind)(*request[1:])
+    return getattr(saver, kind)(*_saver_args(saver, request))
 
 
 async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
@@ -306,7 +308,25 @@ async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
         return await getattr(loop.scope.cache, "a" + kind[6:])(*request[1:])
     if kind == "get_delta_channel_history":
         return await saver.aget_delta_channel_history(config=request[1], channels=request[2])
-    return await getattr(saver, "a" + kind)(*request[1:])
+    return await getattr(saver, "a" + kind)(*_saver_args(saver, request, "aput_writes"))
+
+
+def _saver_args(saver: Any, request: tuple[Any, ...], method: str = "put_writes") -> tuple:
+    # put_writes(config, writes, task_id[, task_path]): the path is left out for savers
+    # that override put_writes without the task_path parameter (older signature)
+    if request[0] == "put_writes" and not _takes_task_path(type(saver), method):
+        return request[1:4]
+    return request[1:]
+
+
+@functools.lru_cache(maxsize=64)
+def _takes_task_path(cls: type, method: str) -> bool:
+    try:
+        params = inspect.signature(getattr(cls, method)).parameters.values()
+    except (AttributeError, TypeError, ValueError):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return any(p.kind == p.VAR_POSITIONAL for p in params) or len(positional) >= 5
 
 
 # -- sync driver -------------------------------------------------------------------
