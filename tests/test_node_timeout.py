@@ -109,28 +109,3 @@ def test_send_timeout_overrides_and_round_trips() -> None:
     serde = MsgpackSerializer()
     send = Send("n", {"x": 1}, timeout=TimeoutPolicy(run_timeout=2, refresh_on="heartbeat"))
     assert serde.loads_typed(serde.dumps_typed(send)) == send
-
-
-def test_pregel_node_builder_timeout() -> None:
-    from langchain_core.runnables import RunnableLambda
-
-    from threadloom.channels import EphemeralValue, LastValue
-    from threadloom.pregel import NodeBuilder, Pregel
-
-    async def slow(value: int) -> int:
-        await asyncio.sleep(0.3)
-        return value + 1
-
-    def graph(step):  # type: ignore[no-untyped-def]
-        node = (NodeBuilder().subscribe_only("input").do(step)
-                .set_timeout(TimeoutPolicy(idle_timeout=0.05)).write_to("output"))
-        return Pregel(nodes={"slow": node},
-                      channels={"input": EphemeralValue(int), "output": LastValue(int)},
-                      input_channels="input", output_channels="output")
-
-    with pytest.raises(NodeTimeoutError):
-        asyncio.run(graph(slow).ainvoke(1))
-    with pytest.raises(ValueError, match="only supported for async nodes"):
-        graph(RunnableLambda(lambda v: v).with_config(tags=["wrapped"]))
-    with pytest.raises(ValueError, match="greater than 0"):
-        NodeBuilder().set_timeout(0)

@@ -39,28 +39,6 @@ def _is_runnable(obj: Any) -> bool:
     )
 
 
-def natively_async(obj: Any) -> bool:
-    """``obj`` runs as a coroutine all the way down (no sync function in a thread)."""
-    if getattr(obj, "_threadloom_graph", False):
-        return True
-    if not _is_runnable(obj):
-        return _is_async(obj)
-    bound = getattr(obj, "bound", None)  # RunnableBinding (with_config, ...)
-    if bound is not None and _is_runnable(bound):
-        return natively_async(bound)
-    steps = getattr(obj, "steps", None) or getattr(obj, "steps__", None)
-    if isinstance(steps, dict):
-        steps = list(steps.values())
-    if isinstance(steps, (list, tuple)) and steps:
-        return all(natively_async(step) for step in steps)
-    from langchain_core.runnables import RunnableLambda
-
-    if isinstance(obj, RunnableLambda) or hasattr(obj, "func"):  # or a RunnableCallable
-        afunc = getattr(obj, "afunc", None)
-        return afunc is not None and _is_async(afunc)
-    return True  # another runnable: its own ainvoke
-
-
 class NodeCallable:
     """A node's function with its injection plan worked out ahead of time."""
 
@@ -94,9 +72,8 @@ class NodeCallable:
 
     @property
     def can_await(self) -> bool:
-        """It runs natively async (so a timeout can stop it): an ``async def``, a graph,
-        or a runnable whose functions are all async."""
-        return self.afunc is not None and natively_async(self.target)
+        """It has a native async form (an ``async def`` or a runnable's ``ainvoke``)."""
+        return self.afunc is not None
 
     def _kwargs(self, task: Any) -> dict[str, Any]:
         return {name: getattr(task, name) for name in self.wants}

@@ -20,7 +20,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from langchain_core.runnables import Runnable
@@ -32,7 +31,7 @@ from threadloom.engine.program import PregelNode, Program
 from threadloom.engine.runnable import RunnableCallable, RunnableSeq
 from threadloom.graph.compiled import CompiledStateGraph
 from threadloom.stream.mux import normalize_factories
-from threadloom.types import Command, RetryPolicy, Send, TimeoutPolicy
+from threadloom.types import Command, RetryPolicy, Send
 
 __all__ = ["NodeBuilder", "Pregel"]
 
@@ -55,7 +54,6 @@ class _NodeSpec:
     retry_policy: list[RetryPolicy] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
-    timeout: TimeoutPolicy | None = None
 
 
 class _Self:
@@ -78,7 +76,6 @@ class NodeBuilder:
         self._retry: list[RetryPolicy] = []
         self._metadata: dict[str, Any] = {}
         self._tags: list[str] = []
-        self._timeout: TimeoutPolicy | None = None
 
     def subscribe_only(self, channel: str) -> NodeBuilder:
         """Wake on ``channel`` and take its value (not a dict) as the node's input."""
@@ -134,11 +131,6 @@ class NodeBuilder:
         self._retry.extend(policies)
         return self
 
-    def set_timeout(self, timeout: TimeoutPolicy | float | timedelta | None) -> NodeBuilder:
-        """Bound each run of the node (async steps only; see ``TimeoutPolicy``)."""
-        self._timeout = TimeoutPolicy.coerce(timeout)
-        return self
-
     def build(self) -> _NodeSpec:
         if not self._triggers:
             raise ValueError("A node must subscribe to at least one channel.")
@@ -151,7 +143,6 @@ class NodeBuilder:
             retry_policy=list(self._retry),
             metadata=dict(self._metadata),
             tags=list(self._tags),
-            timeout=self._timeout,
         )
 
 
@@ -324,14 +315,7 @@ class Pregel(CompiledStateGraph):
                 write=_NodeWriter(spec.writers),
                 retry_policy=spec.retry_policy or policies,
                 metadata=spec.metadata,
-                timeout=spec.timeout,
             )
-            if spec.timeout is not None and not program_nodes[node_name].bound.can_await:
-                raise ValueError(
-                    f"Node `{node_name}` has a timeout, but timeouts are only supported for "
-                    "async nodes (a running sync function cannot be stopped): use async "
-                    "functions or runnables."
-                )
         program = Program(
             nodes=program_nodes,
             channels=chans,
