@@ -30,10 +30,6 @@ def _noop(_chunk: Any) -> None:
     return None
 
 
-def _noop_heartbeat() -> None:
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class ExecutionInfo:
     """Where and how the current task runs: its checkpoint, namespace, task and thread
@@ -120,9 +116,6 @@ class Runtime(Generic[Ctx]):
     execution_info: ExecutionInfo | None = None
     server_info: ServerInfo | None = None
     control: RunControl | None = None
-    heartbeat: Any = field(default=_noop_heartbeat)
-    """``runtime.heartbeat()``: report progress to the node's idle timeout (a no-op when
-    the node has none)."""
 
     def merge(self, other: Runtime[Any]) -> Runtime[Ctx]:
         """This runtime with ``other``'s values where they are set (not None/no-op)."""
@@ -136,9 +129,6 @@ class Runtime(Generic[Ctx]):
             execution_info=other.execution_info or self.execution_info,
             server_info=other.server_info or self.server_info,
             control=other.control or self.control,
-            heartbeat=(
-                other.heartbeat if other.heartbeat is not _noop_heartbeat else self.heartbeat
-            ),
         )
 
     def override(self, **changes: Any) -> Runtime[Ctx]:

@@ -7,10 +7,8 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, NotRequired, TypeVar, Union
 
 from typing_extensions import TypeAliasType, TypedDict
@@ -44,7 +42,6 @@ __all__ = [
     "StateUpdate",
     "StreamMode",
     "StreamWriter",
-    "TimeoutPolicy",
     "TracePolicy",
     "interrupt",
 ]
@@ -114,14 +111,9 @@ class Send:
 
     __slots__ = ("node", "arg", "timeout")
 
-    def __init__(
-        self, node: str, arg: Any, *, timeout: TimeoutPolicy | float | timedelta | None = None
-    ) -> None:
+    def __init__(self, node: str, arg: Any, *, timeout: float | None = None) -> None:
         self.node = node
         self.arg = arg
-        # overrides the target node's own timeout for this task (async nodes only); kept as
-        # given (a number means a run timeout), checked now
-        TimeoutPolicy.coerce(timeout)
         self.timeout = timeout
 
     def __hash__(self) -> int:
@@ -264,10 +256,6 @@ def default_retry_on(exc: Exception) -> bool:
     """
     if isinstance(exc, ConnectionError):
         return True
-    from threadloom.errors import NodeTimeoutError
-
-    if isinstance(exc, NodeTimeoutError):
-        return True
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     if type(exc).__name__ == "HTTPStatusError" or (
@@ -352,53 +340,6 @@ class CachePolicy(Generic[N]):
 
     key_func: Callable[..., Any] = default_cache_key
     ttl: int | None = None
-
-
-def _seconds(name: str, value: float | timedelta | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or a timedelta, got {value!r}.")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be greater than 0, got {value!r}.")
-    return float(value)
-
-
-@dataclass(frozen=True)
-class TimeoutPolicy:
-    """How long an async node may run: ``add_node(..., timeout=TimeoutPolicy(...))`` (a
-    plain number of seconds or a ``timedelta`` means ``run_timeout``).
-
-    ``run_timeout`` bounds each attempt's total time; ``idle_timeout`` bounds the time
-    without progress, where progress is the node writing to the stream (custom writer,
-    ``push_message``) when ``refresh_on="auto"``, or only ``runtime.heartbeat()`` calls
-    when ``refresh_on="heartbeat"``. An attempt over its limit is cancelled and raises
-    ``NodeTimeoutError`` (retried like any error when a ``RetryPolicy`` matches it). Sync
-    nodes cannot be interrupted safely, so a timeout on one is refused at compile time.
-    """
-
-    run_timeout: float | None = None
-    idle_timeout: float | None = None
-    refresh_on: Literal["auto", "heartbeat"] = "auto"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "run_timeout", _seconds("run_timeout", self.run_timeout))
-        object.__setattr__(self, "idle_timeout", _seconds("idle_timeout", self.idle_timeout))
-        if self.run_timeout is None and self.idle_timeout is None:
-            raise ValueError("TimeoutPolicy needs run_timeout, idle_timeout or both.")
-        if self.refresh_on not in ("auto", "heartbeat"):
-            raise ValueError(
-                f"refresh_on must be 'auto' or 'heartbeat', got {self.refresh_on!r}."
-            )
-
-    @classmethod
-    def coerce(cls, value: TimeoutPolicy | float | timedelta | None) -> TimeoutPolicy | None:
-        """``value`` as a policy: None stays None, a number or timedelta is a run timeout."""
-        if value is None or isinstance(value, TimeoutPolicy):
-            return value
-        return cls(run_timeout=value)
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,7 @@ from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
 from threadloom.engine.task import Task
 from threadloom.engine.tracing import run_tree_context, start_policy_run
-from threadloom.errors import (
-    GraphBubbleUp,
-    GraphDrained,
-    GraphInterrupt,
-    NodeTimeoutError,
-    ParentCommand,
-)
+from threadloom.errors import GraphBubbleUp, GraphDrained, GraphInterrupt, ParentCommand
 from threadloom.types import Command, RetryPolicy
 
 _pool: ThreadPoolExecutor | None = None
@@ -167,53 +161,7 @@ async def arun_task(task: Task) -> None:
         _end_node_run(node_run, task)
 
 
-def _timeout_refused(task: Task, sync_run: bool) -> ValueError | None:
-    if task.timeout is None:
-        return None
-    if sync_run or not task.node.bound.can_await:
-        return ValueError(
-            f"Node `{task.name}` has a timeout, but timeouts are only supported for async "
-            "nodes run with ainvoke/astream (a running sync function cannot be stopped)."
-        )
-    return None
-
-
-async def _timed_call(task: Task) -> Any:
-    """One attempt of an async node under its ``TimeoutPolicy``: cancelled (and turned
-    into ``NodeTimeoutError``) when it runs past ``run_timeout`` or goes ``idle_timeout``
-    seconds without progress (see ``Task.progress``)."""
-    policy = task.timeout
-    assert policy is not None
-    start = time.monotonic()
-    progress = task.progress
-    call = asyncio.ensure_future(task.node.bound.acall(task.input, task))
-    try:
-        while True:
-            limits = []
-            if policy.run_timeout is not None:
-                limits.append((start + policy.run_timeout, "run"))
-            if policy.idle_timeout is not None and progress is not None:
-                limits.append((progress[0] + policy.idle_timeout, "idle"))
-            deadline, kind = min(limits)
-            now = time.monotonic()
-            if now >= deadline:
-                call.cancel()
-                await asyncio.wait({call})
-                raise NodeTimeoutError(task.name, now - start, kind=kind,
-                                       run_timeout=policy.run_timeout,
-                                       idle_timeout=policy.idle_timeout)
-            await asyncio.wait({call}, timeout=deadline - now)
-            if call.done():
-                return call.result()
-    finally:
-        if not call.done():
-            call.cancel()
-
-
 def _run_task(task: Task) -> None:
-    if (refused := _timeout_refused(task, sync_run=True)) is not None:
-        task.error = refused
-        return
     token = current_task.set(task)
     lc_token = var_child_runnable_config.set(task.config)
     node = task.node
@@ -248,9 +196,6 @@ def _run_task(task: Task) -> None:
 
 
 async def _arun_task(task: Task) -> None:
-    if (refused := _timeout_refused(task, sync_run=False)) is not None:
-        task.error = refused
-        return
     token = current_task.set(task)
     lc_token = var_child_runnable_config.set(task.config)
     node = task.node
@@ -261,10 +206,7 @@ async def _arun_task(task: Task) -> None:
             task.start_attempt(attempt)
             try:
                 try:
-                    if task.timeout is None:
-                        result = await node.bound.acall(task.input, task)
-                    else:
-                        result = await _timed_call(task)
+                    result = await node.bound.acall(task.input, task)
                 except ParentCommand as exc:
                     result = _child_command(exc)
                 await _afinish(task, result)

@@ -63,7 +63,7 @@ from threadloom.errors import (
     create_error_message,
 )
 from threadloom.managed import managed_value
-from threadloom.types import Command, Interrupt, Send, TimeoutPolicy
+from threadloom.types import Command, Interrupt, Send
 
 _SPECIAL = frozenset({ERROR, INTERRUPT, RESUME, NO_WRITES})
 _METADATA_SKIP = frozenset({"thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map"})
@@ -394,11 +394,10 @@ class Loop:
                     continue
                 tid = task_id(checkpoint_id, self.ns, step, packet.node, PUSH, idx)
                 node = program.nodes[packet.node]
-                task = self._task(tid, packet.node, (PUSH, idx, False), packet.arg, node, (),
-                                  step, managed)
-                if packet.timeout is not None:  # the Send's own timeout wins
-                    task.timeout = TimeoutPolicy.coerce(packet.timeout)
-                tasks.append(task)
+                tasks.append(
+                    self._task(tid, packet.node, (PUSH, idx, False), packet.arg, node, (), step,
+                               managed)
+                )
         return tasks
 
     def managed(self, step: int) -> dict[str, Any] | None:

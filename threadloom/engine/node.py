@@ -70,11 +70,6 @@ class NodeCallable:
             self.func = fn
             self.afunc = None
 
-    @property
-    def can_await(self) -> bool:
-        """It has a native async form (an ``async def`` or a runnable's ``ainvoke``)."""
-        return self.afunc is not None
-
     def _kwargs(self, task: Any) -> dict[str, Any]:
         return {name: getattr(task, name) for name in self.wants}
 

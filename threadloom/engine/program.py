@@ -14,7 +14,7 @@ from typing import Any
 from threadloom.channels import BaseChannel, EphemeralValue, Topic
 from threadloom.channels.delta import DeltaChannel
 from threadloom.engine.node import NodeCallable
-from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy, TracePolicy
+from threadloom.types import CachePolicy, RetryPolicy, TracePolicy
 
 
 @dataclass(slots=True)
@@ -39,7 +39,6 @@ class PregelNode:
     cache_policy: CachePolicy | None = None
     cache_ns: tuple[str, ...] | None = None  # where its cached writes live (node_cache)
     trace_policy: TracePolicy | None = None  # what tracers record of its runs
-    timeout: TimeoutPolicy | None = None  # how long an attempt may run (async nodes)
 
     @property
     def subgraphs(self) -> list[Any]:

@@ -96,8 +96,6 @@ class Task:
         "attempt",
         "cached",
         "pushed",
-        "timeout",
-        "progress",
         "_runtime",
     )
 
@@ -138,9 +136,6 @@ class Task:
         self.cached = False
         # writes made while the node runs (``push_message``), kept ahead of its return's
         self.pushed: list[tuple[str, Any]] = []
-        self.timeout = getattr(node, "timeout", None)  # a Send may override it
-        # [monotonic time of the last progress] while a timed attempt runs, else None
-        self.progress: list[float] | None = None
         self._runtime: Any = None
 
     # -- what a node can reach -----------------------------------------------------
@@ -151,16 +146,7 @@ class Task:
 
     @property
     def writer(self) -> Any:
-        write = self.scope.custom_writer(self)
-        progress = self.progress
-        if progress is None or self.timeout.refresh_on != "auto":
-            return write
-
-        def write_and_refresh(chunk: Any) -> None:  # a stream write is progress
-            progress[0] = time.monotonic()
-            write(chunk)
-
-        return write_and_refresh
+        return self.scope.custom_writer(self)
 
     @property
     def runtime(self) -> Any:
@@ -168,14 +154,6 @@ class Task:
             from threadloom.runtime import Runtime
 
             scope = self.scope
-            extra = {}
-            progress = self.progress
-            if progress is not None:
-
-                def heartbeat() -> None:  # progress for an idle timeout
-                    progress[0] = time.monotonic()
-
-                extra["heartbeat"] = heartbeat
             self._runtime = Runtime(
                 context=scope.context,
                 store=scope.store,
@@ -183,7 +161,6 @@ class Task:
                 execution_info=self.execution_info(),
                 server_info=scope.server_info,
                 control=scope.control,
-                **extra,
             )
         return self._runtime
 
@@ -210,11 +187,6 @@ class Task:
         first_time = self.attempt[1] if attempt > 1 else None
         self.attempt = (attempt, first_time if first_time is not None else time.time())
         self._runtime = None
-        timeout = self.timeout
-        self.progress = (
-            [time.monotonic()] if timeout is not None and timeout.idle_timeout is not None
-            else None
-        )
         self.call_index = 0  # a retried caller replays the calls that already finished
         self.pushed = []  # messages pushed by an earlier attempt are not kept
         conf = self.config.get("configurable")
@@ -262,8 +234,6 @@ class Task:
             scope.emit("messages", (message, meta))
         if state_key:
             self.pushed.append((state_key, message))
-        if self.progress is not None and self.timeout.refresh_on == "auto":
-            self.progress[0] = time.monotonic()
 
     def resume_write(self) -> tuple[str, Any]:
         return (RESUME, list(self.resume))

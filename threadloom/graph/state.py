@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
 from threadloom._schema import (
@@ -35,7 +34,7 @@ from threadloom.engine.node import NodeCallable
 from threadloom.engine.node_cache import node_namespace
 from threadloom.engine.program import PregelNode, Program
 from threadloom.graph.branch import Branch, branch_channel
-from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy, TracePolicy
+from threadloom.types import CachePolicy, RetryPolicy, TracePolicy
 
 __all__ = ["StateGraph"]
 
@@ -54,7 +53,6 @@ class NodeSpec:
     defer: bool = False
     cache_policy: CachePolicy | None = None
     trace_policy: TracePolicy | None = None
-    timeout: TimeoutPolicy | None = None
 
 
 StateT = TypeVar("StateT")
@@ -156,7 +154,6 @@ class StateGraph(Generic[StateT]):
         cache_policy: CachePolicy | None = None,
         destinations: Any = None,
         trace_policy: TracePolicy | None = None,
-        timeout: TimeoutPolicy | float | timedelta | None = None,
         **kwargs: Any,
     ) -> StateGraph:
         """Add a node: ``add_node("name", fn)`` or ``add_node(fn)`` (named after ``fn``)."""
@@ -212,7 +209,6 @@ class StateGraph(Generic[StateT]):
             defer=defer,
             cache_policy=cache_policy,
             trace_policy=trace_policy,
-            timeout=TimeoutPolicy.coerce(timeout),
         )
         return self
 
@@ -436,13 +432,7 @@ class StateGraph(Generic[StateT]):
                 cache_policy=spec.cache_policy,
                 cache_ns=node_namespace(name, spec.runnable) if spec.cache_policy else None,
                 trace_policy=spec.trace_policy,
-                timeout=spec.timeout,
             )
-            if spec.timeout is not None and not nodes[name].bound.can_await:
-                raise ValueError(
-                    f"Node `{name}` has a timeout, but timeouts are only supported for async "
-                    "nodes (a running sync function cannot be stopped): make it `async def`."
-                )
         output_keys = self.schemas[self.output_schema]
         return Program(
             nodes=nodes,

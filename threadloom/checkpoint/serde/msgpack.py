@@ -741,22 +741,12 @@ def _send_codec(cls: Any, wire: int | str) -> _Codec:
     def encode(obj: Any) -> list[Any]:
         if obj.timeout is None:
             return [wire, obj.node, obj.arg]
-        t = obj.timeout  # seconds, a timedelta, or a TimeoutPolicy (stored as its fields)
-        if hasattr(t, "refresh_on"):
-            t = [t.run_timeout, t.idle_timeout, t.refresh_on]
-        return [wire, obj.node, obj.arg, t]
+        return [wire, obj.node, obj.arg, obj.timeout]
 
     def decode(p: list[Any]) -> Any:
         if len(p) not in (3, 4):
             raise CorruptCheckpointError("malformed Send record in checkpoint data")
-        timeout = p[3] if len(p) == 4 else None
-        if isinstance(timeout, (list, tuple)):
-            from threadloom.types import TimeoutPolicy
-
-            if len(timeout) != 3:
-                raise CorruptCheckpointError("malformed Send timeout in checkpoint data")
-            timeout = TimeoutPolicy(timeout[0], timeout[1], timeout[2])
-        return cls(p[1], p[2], timeout=timeout)
+        return cls(p[1], p[2], timeout=p[3] if len(p) == 4 else None)
 
     return _Codec(cls, encode, decode)
 
