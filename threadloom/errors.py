@@ -183,6 +183,7 @@ class NodeTimeoutError(TimeoutError):
         self.kind = kind
         self.run_timeout = run_timeout
         self.idle_timeout = idle_timeout
+        self.timeout = limit  # the limit that fired
 
 
 class NodeCancelledError(Exception):

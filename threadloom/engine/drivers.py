@@ -23,12 +23,20 @@ from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
 
 from threadloom._context import current_task
+from threadloom._internal._constants import CONFIG_KEY_TIMED_ATTEMPT_OBSERVER
+from threadloom.constants import TASKS
 from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
 from threadloom.engine.task import Task
 from threadloom.engine.tracing import run_tree_context, start_policy_run
-from threadloom.errors import GraphBubbleUp, GraphDrained, GraphInterrupt, ParentCommand
-from threadloom.types import Command, RetryPolicy
+from threadloom.errors import (
+    GraphBubbleUp,
+    GraphDrained,
+    GraphInterrupt,
+    NodeCancelledError,
+    ParentCommand,
+)
+from threadloom.types import Command, RetryPolicy, Send
 
 _pool: ThreadPoolExecutor | None = None
 
@@ -70,6 +78,20 @@ def _retry_delay(policy: RetryPolicy, attempt: int) -> float:
     backoff = policy.initial_interval * policy.backoff_factor ** (attempt - 1)
     delay = min(policy.max_interval, backoff)
     return delay + (random.uniform(0, 1) if policy.jitter else 0)
+
+
+def _fail(task: Task, exc: BaseException) -> None:
+    """Record the task's final failure, or hand it to the node's error handler: the task
+    then ends with one write, a ``Send`` of the failure to the handler node."""
+    handler = task.node.error_handler
+    if handler is None:
+        task.error = exc
+        return
+    error = exc
+    if type(error).__module__ != "builtins":  # the Send is checkpointed: keep it storable
+        error = RuntimeError(f"{type(exc).__name__}: {exc}")
+    payload = {"node": task.name, "error": error, "task_id": task.id}
+    task.writes = [(TASKS, Send(handler, payload))]
 
 
 def _finish(task: Task, result: Any) -> None:
@@ -187,7 +209,7 @@ def _run_task(task: Task) -> None:
             except Exception as exc:  # noqa: BLE001 - recorded, re-raised by the loop
                 policy = _matching_policy(node.retry_policy, exc)
                 if policy is None or attempt >= policy.max_attempts:
-                    task.error = exc
+                    _fail(task, exc)
                     return
                 time.sleep(_retry_delay(policy, attempt))
     finally:
@@ -206,7 +228,11 @@ async def _arun_task(task: Task) -> None:
             task.start_attempt(attempt)
             try:
                 try:
-                    result = await node.bound.acall(task.input, task)
+                    timeout = task.timeout or node.timeout
+                    if timeout is None:
+                        result = await node.bound.acall(task.input, task)
+                    else:
+                        result = await _acall_timed(task, timeout)
                 except ParentCommand as exc:
                     result = _child_command(exc)
                 await _afinish(task, result)
@@ -218,15 +244,62 @@ async def _arun_task(task: Task) -> None:
             except (GraphBubbleUp, GraphDrained) as exc:  # never retried
                 task.error = exc
                 return
+            except asyncio.CancelledError as exc:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the run itself is being cancelled
+                # the node raised it: a failure of the node, not a quiet stop of the run
+                error = NodeCancelledError(task.name, "the node raised CancelledError")
+                error.__cause__ = exc
+                task.error = error
+                return
             except Exception as exc:  # noqa: BLE001 - recorded, re-raised by the loop
                 policy = _matching_policy(node.retry_policy, exc)
                 if policy is None or attempt >= policy.max_attempts:
-                    task.error = exc
+                    _fail(task, exc)
                     return
                 await asyncio.sleep(_retry_delay(policy, attempt))
     finally:
         var_child_runnable_config.reset(lc_token)
         current_task.reset(token)
+
+
+async def _acall_timed(task: Task, timeout: Any) -> Any:
+    """Call the node under ``timeout``; LLM/chain callback events count as progress."""
+    from threadloom.engine.timeouts import (
+        ObservedAttempt,
+        TimedAttemptContext,
+        now_utc,
+        run_timed,
+        with_progress_callbacks,
+    )
+
+    config = task.config
+    observer = (config.get("configurable") or {}).get(CONFIG_KEY_TIMED_ATTEMPT_OBSERVER)
+    context = None
+    if observer is not None:
+        context = TimedAttemptContext(
+            task_name=task.name, task_id=task.id, attempt=task.attempt[0],
+            started_at=now_utc(), run_timeout_secs=timeout.run_timeout,
+            idle_timeout_secs=timeout.idle_timeout,
+        )
+    clock = ObservedAttempt(timeout, observer, context)
+    task.config = {**config, "callbacks": with_progress_callbacks(
+        config.get("callbacks"), clock, manager=True)}
+
+    async def attempt() -> Any:
+        var_child_runnable_config.set(task.config)  # in the attempt's own context
+        return await task.node.bound.acall(task.input, task)
+
+    try:
+        result = await run_timed(attempt, clock, task.name)
+    except BaseException as exc:
+        clock.finish(exc)  # reported before any retry or error handler starts
+        raise
+    finally:
+        task.config = config
+    clock.finish(None)
+    return result
 
 
 # -- I/O requests ------------------------------------------------------------------

@@ -394,10 +394,10 @@ class Loop:
                     continue
                 tid = task_id(checkpoint_id, self.ns, step, packet.node, PUSH, idx)
                 node = program.nodes[packet.node]
-                tasks.append(
-                    self._task(tid, packet.node, (PUSH, idx, False), packet.arg, node, (), step,
-                               managed)
-                )
+                pushed = self._task(tid, packet.node, (PUSH, idx, False), packet.arg, node, (),
+                                    step, managed)
+                pushed.timeout = packet.timeout
+                tasks.append(pushed)
         return tasks
 
     def managed(self, step: int) -> dict[str, Any] | None:

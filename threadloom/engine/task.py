@@ -96,6 +96,7 @@ class Task:
         "attempt",
         "cached",
         "pushed",
+        "timeout",
         "_runtime",
     )
 
@@ -137,6 +138,7 @@ class Task:
         # writes made while the node runs (``push_message``), kept ahead of its return's
         self.pushed: list[tuple[str, Any]] = []
         self._runtime: Any = None
+        self.timeout: Any = None  # a Send's TimeoutPolicy, over the node's own
 
     # -- what a node can reach -----------------------------------------------------
 

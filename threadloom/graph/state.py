@@ -33,8 +33,10 @@ from threadloom.constants import END, RESERVED_CHARS, START, TASKS
 from threadloom.engine.node import NodeCallable
 from threadloom.engine.node_cache import node_namespace
 from threadloom.engine.program import PregelNode, Program
+from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.branch import Branch, branch_channel
-from threadloom.types import CachePolicy, RetryPolicy, TracePolicy
+from threadloom.graph.error_handlers import DEFAULT_HANDLER, handler_body, handler_name
+from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy, TracePolicy
 
 __all__ = ["StateGraph"]
 
@@ -53,6 +55,8 @@ class NodeSpec:
     defer: bool = False
     cache_policy: CachePolicy | None = None
     trace_policy: TracePolicy | None = None
+    timeout: TimeoutPolicy | None = None
+    error_handler: Any = None  # runs after the node's final failure (error_handlers.py)
 
 
 StateT = TypeVar("StateT")
@@ -154,9 +158,16 @@ class StateGraph(Generic[StateT]):
         cache_policy: CachePolicy | None = None,
         destinations: Any = None,
         trace_policy: TracePolicy | None = None,
+        timeout: Any = None,
+        error_handler: Any = None,
         **kwargs: Any,
     ) -> StateGraph:
-        """Add a node: ``add_node("name", fn)`` or ``add_node(fn)`` (named after ``fn``)."""
+        """Add a node: ``add_node("name", fn)`` or ``add_node(fn)`` (named after ``fn``).
+
+        Options not given fall back to ``set_node_defaults``; ``timeout`` (a
+        ``TimeoutPolicy``, or seconds for a run timeout) applies to async nodes only.
+        """
+        timeout = TimeoutPolicy.coerce(timeout)
         retry_policy = retry_policy or kwargs.pop("retry", None)
         input_schema = input_schema or kwargs.pop("input", None)
         if kwargs:
@@ -209,7 +220,31 @@ class StateGraph(Generic[StateT]):
             defer=defer,
             cache_policy=cache_policy,
             trace_policy=trace_policy,
+            timeout=timeout,
+            error_handler=error_handler,
         )
+        return self
+
+    def set_node_defaults(
+        self, *, retry_policy: Any = None, cache_policy: CachePolicy | None = None,
+        timeout: Any = None, error_handler: Any = None,
+    ) -> StateGraph:
+        """Options for every node that does not set its own (applied at ``compile()``).
+
+        ``error_handler`` runs after any node without its own handler finally fails (see
+        ``threadloom.graph.error_handlers``)."""
+        defaults = dict(getattr(self, "_node_defaults", {}))
+        if retry_policy is not None:
+            defaults["retry_policy"] = (
+                (retry_policy,) if isinstance(retry_policy, RetryPolicy) else tuple(retry_policy)
+            )
+        if cache_policy is not None:
+            defaults["cache_policy"] = cache_policy
+        if timeout is not None:
+            defaults["timeout"] = TimeoutPolicy.coerce(timeout)
+        if error_handler is not None:
+            defaults["error_handler"] = error_handler
+        self._node_defaults = defaults
         return self
 
     def add_edge(self, start_key: str | list[str], end_key: str) -> StateGraph:
@@ -355,9 +390,11 @@ class StateGraph(Generic[StateT]):
                 )
         interrupt_before = _as_node_list(interrupt_before)
         interrupt_after = _as_node_list(interrupt_after)
+        handlers = self._error_handlers()
         self.validate(
-            [*(interrupt_before if interrupt_before != "*" else ()),
-             *(interrupt_after if interrupt_after != "*" else ())]
+            [n for n in (*(interrupt_before if interrupt_before != "*" else ()),
+                         *(interrupt_after if interrupt_after != "*" else ()))
+             if n not in handlers]
         )
         graph_hooks = resolve_hooks(
             {name: spec.runnable for name, spec in self.nodes.items()}, hooks
@@ -375,6 +412,30 @@ class StateGraph(Generic[StateT]):
             debug=debug,
             hooks=graph_hooks,
         )
+
+    def _error_handlers(self) -> dict[str, Any]:
+        """Handler node name -> handler function, and each failing node's handler name."""
+        default = getattr(self, "_node_defaults", {}).get("error_handler")
+        handlers: dict[str, Any] = {}
+        for name, spec in self.nodes.items():
+            if spec.error_handler is not None:
+                handlers[handler_name(name, default=False)] = spec.error_handler
+            elif default is not None:
+                handlers[DEFAULT_HANDLER] = default
+        for hname in handlers:
+            if hname in self.nodes:
+                raise ValueError(
+                    f"Node `{hname}` is reserved for the graph's error handler: rename that "
+                    "node or drop the error_handler."
+                )
+        return handlers
+
+    def _handler_of(self, name: str) -> str | None:
+        if self.nodes[name].error_handler is not None:
+            return handler_name(name, default=False)
+        if getattr(self, "_node_defaults", {}).get("error_handler") is not None:
+            return DEFAULT_HANDLER
+        return None
 
     def _program(self) -> Program:
         from threadloom.graph.writers import NodeWriter, input_reader, state_reader
@@ -419,19 +480,35 @@ class StateGraph(Generic[StateT]):
                 hidden=True,
             )
         }
+        defaults = getattr(self, "_node_defaults", {})
         for name, spec in self.nodes.items():
+            timeout = spec.timeout or defaults.get("timeout")
+            if timeout is not None and not runs_async(spec.runnable):
+                raise sync_timeout_error(name)
             nodes[name] = PregelNode(
                 name=name,
                 triggers=tuple(triggers[name]),
                 bound=NodeCallable(name, spec.runnable),
                 read=state_reader(self, spec.input_schema),
                 write=NodeWriter(name, **writer_args),
-                retry_policy=spec.retry_policy,
+                retry_policy=spec.retry_policy or defaults.get("retry_policy", ()),
                 metadata=spec.metadata,
                 defer=spec.defer,
-                cache_policy=spec.cache_policy,
-                cache_ns=node_namespace(name, spec.runnable) if spec.cache_policy else None,
+                cache_policy=spec.cache_policy or defaults.get("cache_policy"),
+                timeout=timeout,
+                cache_ns=(node_namespace(name, spec.runnable)
+                          if spec.cache_policy or defaults.get("cache_policy") else None),
+                error_handler=self._handler_of(name),
                 trace_policy=spec.trace_policy,
+            )
+        for hname, handler in self._error_handlers().items():
+            nodes[hname] = PregelNode(
+                name=hname,
+                triggers=(),  # runs only through the failed task's Send
+                bound=NodeCallable(hname, handler_body(
+                    hname, handler, state_reader(self, self.state_schema))),
+                read=state_reader(self, self.state_schema),
+                write=NodeWriter(hname, **writer_args),
             )
         output_keys = self.schemas[self.output_schema]
         return Program(
