@@ -60,3 +60,29 @@ def test_graph_output_dict_access_is_deprecated() -> None:
         assert out["k"] == 1
     with pytest.warns(LangGraphDeprecatedSinceV11, match="key in result"):
         assert "__interrupt__" in out
+
+
+def test_checkpoint_during_maps_to_durability_with_a_warning() -> None:
+    from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+    class D(TypedDict, total=False):
+        durability: str
+
+    builder = StateGraph(D)
+    builder.add_node("n", lambda s, config: {
+        "durability": config["configurable"]["__pregel_durability"]})
+    builder.add_edge(START, "n")
+    graph = builder.compile()
+    assert graph.invoke({}, durability="sync") == {"durability": "sync"}
+    for during, expected in ((True, "async"), (False, "exit")):
+        with pytest.warns(LangGraphDeprecatedSinceV10, match="checkpoint_during"):
+            assert graph.invoke({}, checkpoint_during=during) == {"durability": expected}
+
+
+def test_deprecated_interrupt_id_and_previous_import() -> None:
+    from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+    with pytest.warns(LangGraphDeprecatedSinceV10, match="`interrupt_id` is deprecated"):
+        assert Interrupt("q", id="abc").interrupt_id == "abc"
+    with pytest.warns(LangGraphDeprecatedSinceV10, match="PREVIOUS"):
+        from threadloom.constants import PREVIOUS  # noqa: F401

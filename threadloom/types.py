@@ -98,7 +98,14 @@ class Interrupt:
         self.id = deprecated.get("interrupt_id") or id
 
     @property
-    def interrupt_id(self) -> str:  # deprecated alias kept for compatibility
+    def interrupt_id(self) -> str:
+        """Deprecated alias of ``id``."""
+        import warnings
+
+        from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+        warnings.warn("`interrupt_id` is deprecated. Use `id` instead.",
+                      LangGraphDeprecatedSinceV10, stacklevel=2)
         return self.id
 
     @classmethod

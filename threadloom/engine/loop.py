@@ -36,6 +36,7 @@ from threadloom.constants import (
     PUSH,
     RESUME,
     RETURN,
+    RUN_DURABILITY_KEY,
     START,
     TASKS,
 )
@@ -458,6 +459,7 @@ class Loop:
             **(base.get("configurable") or {}),
             CONFIG_KEY_SCOPE: self.scope,
             CONFIG_KEY_CHECKPOINTER: self.checkpointer,
+            RUN_DURABILITY_KEY: self.durability,
         }
         conf_base.pop("checkpoint_id", None)
         if self.checkpointer is not None and self.checkpoint_config is not None:

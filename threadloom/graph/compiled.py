@@ -396,6 +396,7 @@ class CompiledStateGraph(Runnable):
         **kwargs: Any,
     ) -> Any:
         """Run until the graph ends or pauses; return the final state (or stream chunks)."""
+        durability = _durability(durability, kwargs)
         if stream_mode != "values":
             return list(
                 self.stream(input, config, context=context, stream_mode=stream_mode,
@@ -436,6 +437,7 @@ class CompiledStateGraph(Runnable):
         **kwargs: Any,
     ) -> Any:
         """Async ``invoke``: async nodes run on the event loop, sync ones in threads."""
+        durability = _durability(durability, kwargs)
         if stream_mode != "values":
             return [
                 chunk
@@ -502,6 +504,7 @@ class CompiledStateGraph(Runnable):
         **kwargs: Any,
     ) -> Iterator[Any]:
         """Run the graph, yielding what ``stream_mode`` asks for as it happens."""
+        durability = _durability(durability, kwargs)
         modes, single = self._modes(stream_mode)
         out: deque[Any] = deque()
         wake: queue.SimpleQueue | None = None
@@ -552,6 +555,7 @@ class CompiledStateGraph(Runnable):
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
         """Async ``stream``."""
+        durability = _durability(durability, kwargs)
         modes, single = self._modes(stream_mode)
         out: deque[Any] = deque()
         wake: asyncio.Queue | None = None
@@ -870,6 +874,25 @@ def _try_coerce(coerce: Any, values: Any) -> Any:
         return coerce(values)
     except Exception:  # noqa: BLE001
         return values
+
+
+def _durability(durability: str | None, kwargs: dict[str, Any]) -> str | None:
+    """``durability``, or what the deprecated ``checkpoint_during=`` asked for (True: save
+    while running, "async"; False: only at the end, "exit")."""
+    if "checkpoint_during" not in kwargs:
+        return durability
+    during = kwargs.pop("checkpoint_during")
+    import warnings
+
+    from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+    warnings.warn(
+        "`checkpoint_during` is deprecated and will be removed. Please use `durability` "
+        "instead.", LangGraphDeprecatedSinceV10, stacklevel=3,
+    )
+    if durability is not None or during is None:
+        return durability
+    return "async" if during else "exit"
 
 
 def _tracing_enabled() -> bool:
