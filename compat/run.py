@@ -121,6 +121,13 @@ SUITES = [
         ["tests", str(HERE / "conformance")],
         package="langgraph.checkpoint.conformance",
     ),
+    # The ecosystem: libraries that import langgraph themselves, their unit tests run with the
+    # alias active. The library under test is imported from its unpacked sdist (on PYTHONPATH);
+    # none of them is installed with its `langgraph` dependency (see the Makefile).
+    Suite("langchain-agents", "langchain==1.5.2", ["tests/unit_tests/agents"]),
+    Suite("langgraph-supervisor", "langgraph-supervisor==0.0.31", ["tests"]),
+    Suite("langgraph-swarm", "langgraph-swarm==0.1.0", ["tests"]),
+    Suite("langgraph-bigtool", "langgraph-bigtool==0.0.3", ["tests/unit_tests"]),
 ]
 
 

@@ -81,11 +81,11 @@ class Interrupt:
         self,
         value: Any,
         id: str = "placeholder-id",
-        *,
         response_schema: dict[str, Any] | None = None,
         **deprecated: Any,
     ) -> None:
         self.value = value
+        # the JSON Schema an answer must match (from interrupt(..., response_schema=))
         self.response_schema = response_schema
         # Interrupts saved before LangGraph 1.0 carry ``ns`` (their task namespace as a
         # list), ``resumable`` and ``when`` instead of an id: the id is derived from ns.
@@ -206,6 +206,15 @@ class Overwrite:
 
     value: Any
     type: str = field(default="__overwrite__", repr=False, compare=False, kw_only=True)
+
+
+def omit_payload(value: Any) -> dict[str, Any]:
+    """A trace processor that records nothing of the value: ``{}`` in its place.
+
+    For ``TracePolicy(process_inputs=omit_payload)`` (or ``process_outputs=``) on a node
+    whose inputs or outputs must not reach the tracer; the node itself still gets the value.
+    """
+    return {}
 
 
 class PregelTask(NamedTuple):
@@ -507,6 +516,12 @@ def interrupt(value: Any, *, response_schema: Any = None) -> Any:
     is true) and leaves the interrupt pending, so it can be answered again.
 
     Needs a checkpointer to be resumable; must be called inside a running node.
+
+    ``response_schema`` (a pydantic model, TypedDict, dataclass, or a JSON Schema dict)
+    says what the answer must look like: the pause shows it as JSON Schema, and a typed
+    schema validates the answer (returned as that type); a wrong answer fails the resume
+    with pydantic's ``ValidationError`` (``is_invalid_resume(exc)`` is true) and the
+    question stays open.
     """
     task = current_task.get()
     if task is None:
@@ -514,9 +529,7 @@ def interrupt(value: Any, *, response_schema: Any = None) -> Any:
             "interrupt() was called outside a running graph node. Call it from inside a "
             "node function while the graph runs (invoke/stream)."
         )
-    if response_schema is None:
-        return task.interrupt(value)
-    return task.interrupt(value, response_schema=response_schema)
+    return task.interrupt(value, response_schema)
 
 
 # -- stream parts: what ``stream(..., version="v2")`` yields --------------------------

@@ -27,7 +27,7 @@ from threadloom._internal._constants import CONFIG_KEY_TIMED_ATTEMPT_OBSERVER
 from threadloom.constants import TASKS
 from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
-from threadloom.engine.task import Task
+from threadloom.engine.task import PAUSED_AT_BREAKPOINT, Task
 from threadloom.engine.tracing import run_tree_context, start_policy_run
 from threadloom.errors import (
     GraphBubbleUp,
@@ -191,6 +191,7 @@ def _run_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
+            task.interrupt_count = 0  # a retry asks its questions (and takes answers) anew
             task.start_attempt(attempt)
             try:
                 try:
@@ -200,7 +201,7 @@ def _run_task(task: Task) -> None:
                 _finish(task, result)
                 return
             except GraphInterrupt as exc:
-                task.interrupts = exc.interrupts
+                task.interrupts = exc.interrupts or PAUSED_AT_BREAKPOINT
                 task.paused = True
                 return
             except (GraphBubbleUp, GraphDrained) as exc:  # never retried
@@ -225,6 +226,7 @@ async def _arun_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
+            task.interrupt_count = 0  # a retry asks its questions (and takes answers) anew
             task.start_attempt(attempt)
             try:
                 try:
@@ -238,7 +240,7 @@ async def _arun_task(task: Task) -> None:
                 await _afinish(task, result)
                 return
             except GraphInterrupt as exc:
-                task.interrupts = exc.interrupts
+                task.interrupts = exc.interrupts or PAUSED_AT_BREAKPOINT
                 task.paused = True
                 return
             except (GraphBubbleUp, GraphDrained) as exc:  # never retried
@@ -305,12 +307,35 @@ async def _acall_timed(task: Task, timeout: Any) -> Any:
 # -- I/O requests ------------------------------------------------------------------
 
 
+_TASK_PATH: dict[tuple[type, str], bool] = {}
+
+
+def _takes_task_path(saver: Any, method: str) -> bool:
+    """Whether a saver's ``put_writes`` takes the task path (a saver written against the
+    older three-argument signature is called without it)."""
+    key = (type(saver), method)
+    found = _TASK_PATH.get(key)
+    if found is None:
+        try:
+            params = inspect.signature(getattr(saver, method)).parameters.values()
+            found = len(params) >= 4 or any(
+                p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+        except (TypeError, ValueError):
+            found = True
+        _TASK_PATH[key] = found
+    return found
+
+
 def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     """Do one of the loop's I/O requests: ``("cache_<method>", ...)`` goes to the node
     cache, anything else to the checkpoint saver."""
     kind = request[0]
     if kind.startswith("cache_"):
         return getattr(loop.scope.cache, kind[6:])(*request[1:])
+    if kind == "list":
+        return list(saver.list(*request[1:]))
+    if kind == "put_writes" and not _takes_task_path(saver, "put_writes"):
+        return saver.put_writes(*request[1:4])
     if kind == "get_delta_channel_history":  # keyword-only in the saver API
         return saver.get_delta_channel_history(config=request[1], channels=request[2])
     return getattr(saver, kind)(*_saver_args(saver, request))
@@ -321,6 +346,10 @@ async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     kind = request[0]
     if kind.startswith("cache_"):
         return await getattr(loop.scope.cache, "a" + kind[6:])(*request[1:])
+    if kind == "list":
+        return [tup async for tup in saver.alist(*request[1:])]
+    if kind == "put_writes" and not _takes_task_path(saver, "aput_writes"):
+        return await saver.aput_writes(*request[1:4])
     if kind == "get_delta_channel_history":
         return await saver.aget_delta_channel_history(config=request[1], channels=request[2])
     return await getattr(saver, "a" + kind)(*_saver_args(saver, request, "aput_writes"))
@@ -361,6 +390,8 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
         while True:
             request = gen.send(reply)
             reply = None
+            while out:  # what the loop emitted so far reaches the caller before more runs
+                yield out.popleft()
             kind = request[0]
             if kind == "run":
                 yield from _run_tasks(loop, request[1], saver, events)
@@ -424,6 +455,8 @@ async def adrive(
         while True:
             request = gen.send(reply)
             reply = None
+            while out:
+                yield out.popleft()
             kind = request[0]
             if kind == "run":
                 async for item in _arun_tasks(loop, request[1], saver, events):

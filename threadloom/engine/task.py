@@ -14,8 +14,9 @@ import threading
 import time
 from typing import Any
 
+from threadloom._schema import is_typeddict
 from threadloom.constants import CONFIG_KEY_RUNTIME, RESUME
-from threadloom.errors import GraphInterrupt
+from threadloom.errors import GraphInterrupt, mark_invalid_resume
 from threadloom.types import Interrupt, interrupt_id
 
 
@@ -202,28 +203,16 @@ class Task:
         """Return the stored answer for this call, or pause the task asking ``value``."""
         index = self.interrupt_count
         self.interrupt_count += 1
-        if index < len(self.resume):
-            return self._checked(response_schema, self.resume[index])
         iid = interrupt_id(self.ns, index)
+        if index < len(self.resume):
+            return checked_answer(self.resume[index], response_schema, iid)
         found, answer = self.scope.resume_box.take(iid)
         if found:
-            checked = self._checked(response_schema, answer)  # an invalid answer is not kept
+            checked = checked_answer(answer, response_schema, iid)
             self.resume.append(answer)  # saved with the task's writes when it ends
             return checked
-        schema = None
-        if response_schema is not None:
-            from threadloom._answer_schema import json_schema_of
-
-            schema = json_schema_of(response_schema)
-        raise GraphInterrupt([Interrupt(value=value, id=iid, response_schema=schema)])
-
-    @staticmethod
-    def _checked(response_schema: Any, answer: Any) -> Any:
-        if response_schema is None:
-            return answer
-        from threadloom._answer_schema import validate_answer
-
-        return validate_answer(response_schema, answer)
+        raise GraphInterrupt([Interrupt(value=value, id=iid,
+                                        response_schema=json_schema_of(response_schema))])
 
     def push_message(self, message: Any, state_key: str | None) -> None:
         """Stream ``message`` now (``messages`` mode) and, with a key, write it to the state."""
@@ -242,3 +231,53 @@ class Task:
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, id={self.id!r}, path={self.path!r})"
+
+
+INVALID_RESUME_NOTE = "threadloom: the answer does not match the interrupt's response_schema"
+
+
+def json_schema_of(schema: Any) -> dict[str, Any] | None:
+    """A response schema as JSON Schema (a dict is taken as one already)."""
+    if schema is None or isinstance(schema, dict):
+        return schema
+    if hasattr(schema, "model_json_schema"):
+        return schema.model_json_schema()
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(schema).json_schema()
+
+
+def checked_answer(answer: Any, schema: Any, iid: str) -> Any:
+    """The answer as the typed response schema asks (a JSON Schema dict checks nothing)."""
+    if schema is None or isinstance(schema, dict):
+        return answer
+    from pydantic import TypeAdapter, ValidationError
+
+    if isinstance(schema, type) and not is_typeddict(schema):
+        # the graph's own code named this class: its validated answers (which usually end
+        # up in the state) may be checkpointed, as if it were passed to register_type
+        from threadloom.checkpoint.serde import register_type
+
+        register_type(schema)
+    try:
+        if hasattr(schema, "model_validate"):
+            return schema.model_validate(answer)
+        return TypeAdapter(schema).validate_python(answer)
+    except ValidationError as exc:
+        exc.add_note(f"{INVALID_RESUME_NOTE} (interrupt {iid})")
+        mark_invalid_resume(exc)
+        raise
+
+
+class _Paused(tuple):
+    """The interrupts of a task that paused without asking anything: a subgraph it runs
+    stopped at a breakpoint (``interrupt_before``/``after``). Empty, but true: the task
+    did not finish."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return True
+
+
+PAUSED_AT_BREAKPOINT: tuple[Interrupt, ...] = _Paused()

@@ -9,9 +9,10 @@ channel per node, and for each node a reader (state -> input) and a writer (retu
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, get_args, get_origin
 
 from threadloom._schema import (
     ROOT,
@@ -91,6 +92,7 @@ class StateGraph(Generic[StateT]):
                     "a TypedDict, dataclass or pydantic model."
                 )
             state_schema = input_schema
+        _warn_invalid_state_schema(state_schema)
         self.state_schema = state_schema
         self.context_schema = context_schema
         self.input_schema = input_schema or state_schema
@@ -176,14 +178,10 @@ class StateGraph(Generic[StateT]):
             logger.warning("Adding a node to a graph that has already been compiled.")
         if not isinstance(node, str):
             action = node
-            node = getattr(action, "name", None) if hasattr(action, "get_name") else None
-            node = node or getattr(action, "__name__", None)
-            if node is None and hasattr(action, "get_name"):
-                node = action.get_name()
-            if node is None:
-                raise ValueError(
-                    f"Cannot infer a node name from {action!r}: use add_node('name', fn)."
-                )
+            try:
+                node = _get_node_name(action)
+            except TypeError as exc:
+                raise ValueError(str(exc)) from None
         if action is None:
             raise ValueError(f"Node `{node}` needs a function: add_node('{node}', fn).")
         if node in self.nodes:
@@ -196,12 +194,10 @@ class StateGraph(Generic[StateT]):
                     f"'{char}' is a reserved character and is not allowed in node names "
                     f"(got '{node}')."
                 )
-        if input_schema is None:
-            sub_builder = getattr(action, "builder", None)
-            if getattr(action, "_threadloom_graph", False) and sub_builder is not None:
-                input_schema = sub_builder.input_schema
-            else:
-                input_schema = first_param_schema(action)
+        if input_schema is None and not getattr(action, "_threadloom_graph", False):
+            # a subgraph node reads the parent's state (it picks its own keys from it);
+            # its private keys never become the parent's
+            input_schema = first_param_schema(action)
         if input_schema is not None:
             self._add_schema(input_schema)
         if isinstance(retry_policy, RetryPolicy):
@@ -276,6 +272,12 @@ class StateGraph(Generic[StateT]):
     ) -> StateGraph:
         """After ``source``, run the node(s) that ``path(state)`` names (or ``Send``s)."""
         branch = Branch(path, path_map)
+        if not branch.is_runnable:
+            # the routing function sees the state its own first parameter asks for
+            schema = first_param_schema(path)
+            if schema is not None:
+                self._add_schema(schema)
+                branch.input_schema = schema
         existing = self.branches.setdefault(source, {})
         if branch.name in existing:
             raise ValueError(
@@ -363,8 +365,13 @@ class StateGraph(Generic[StateT]):
         debug: bool = False,
         name: str | None = None,
         hooks: Any = None,
+        transformers: Any = None,
     ) -> Any:
         """Check the graph and freeze it into a runnable ``CompiledStateGraph``.
+
+        ``transformers``: stream transformers (classes or ``scope -> transformer``
+        factories) every ``stream_events(..., version="v3")`` run of this graph gets,
+        before the ones passed to that call.
 
         ``hooks`` (threadloom's addition) attaches higher layers to this graph only, e.g.
         ``hooks=[ApprovalHooks(clock=...)]``; nodes may carry their own (see
@@ -399,8 +406,12 @@ class StateGraph(Generic[StateT]):
         graph_hooks = resolve_hooks(
             {name: spec.runnable for name, spec in self.nodes.items()}, hooks
         )
+        if transformers is not None:
+            from threadloom.stream.mux import normalize_factories
+
+            normalize_factories(transformers)  # a wrong item fails here, not at the first run
         self.compiled = True
-        return CompiledStateGraph(
+        compiled = CompiledStateGraph(
             builder=self,
             program=self._program(),
             checkpointer=checkpointer,
@@ -412,6 +423,9 @@ class StateGraph(Generic[StateT]):
             debug=debug,
             hooks=graph_hooks,
         )
+        if transformers is not None:
+            compiled.stream_transformers = tuple(transformers)
+        return compiled
 
     def _error_handlers(self) -> dict[str, Any]:
         """Handler node name -> handler function, and each failing node's handler name."""
@@ -520,6 +534,50 @@ class StateGraph(Generic[StateT]):
             state_keys=state_keys,
             managed=dict(self.managed),
         )
+
+
+def _get_node_name(node: Any) -> str:
+    """The name a node gets when added without one: the function's, the runnable's or
+    (for a callable object) its class's."""
+    name = getattr(node, "name", None) if hasattr(node, "get_name") else None
+    if isinstance(name, str) and name:
+        return name
+    name = getattr(node, "__name__", None)
+    if isinstance(name, str):
+        return name
+    if hasattr(node, "get_name"):
+        return node.get_name()
+    if callable(node):
+        return type(node).__name__
+    raise TypeError(f"Cannot infer a node name from {node!r}: use add_node('name', fn).")
+
+
+def _is_field_channel(annotation: Any) -> BaseChannel | None:
+    """The channel an ``Annotated[T, ...]`` key names (a channel class or instance among
+    its extras), else None. A class is instantiated for ``T``; an instance is returned
+    as given."""
+    if get_origin(annotation) is not Annotated:
+        return None
+    base, *extras = get_args(annotation)
+    for extra in reversed(extras):
+        if isinstance(extra, BaseChannel):
+            return extra
+        if isinstance(extra, type) and issubclass(extra, BaseChannel):
+            return extra(base)
+    return None
+
+
+def _warn_invalid_state_schema(schema: Any) -> None:
+    """Warn when a state schema is a value (a dict, a list, a model instance) rather than a
+    type: each key of the state would then be missed."""
+    if isinstance(schema, type) or get_origin(schema) is not None:
+        return
+    warnings.warn(
+        f"Invalid state_schema: {schema!r}. Expected a type or Annotated[type, reducer]. "
+        "Please provide a valid schema (a TypedDict, dataclass or pydantic model class) "
+        "to ensure correct updates.",
+        stacklevel=2,
+    )
 
 
 def _passthrough(value: Any) -> Any:

@@ -33,6 +33,7 @@ from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.compiled import CompiledStateGraph
 from threadloom.stream.mux import normalize_factories
 from threadloom.types import Command, RetryPolicy, Send, TimeoutPolicy
+from threadloom.typing import ContextT, InputT, OutputT, StateT
 
 __all__ = ["NodeBuilder", "Pregel"]
 
@@ -255,7 +256,7 @@ class _Spec:
     nodes: dict[str, Any] = field(default_factory=dict)
 
 
-class Pregel(CompiledStateGraph):
+class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
     """A graph of channel-subscribed nodes (see the module docstring)."""
 
     stream_mode = "values"

@@ -763,14 +763,13 @@ def _send_codec(cls: Any, wire: int | str) -> _Codec:
 
 def _interrupt_codec(cls: Any, wire: int | str) -> _Codec:
     def encode(obj: Any) -> list[Any]:
-        if obj.response_schema is None:
-            return [wire, obj.value, obj.id]
-        return [wire, obj.value, obj.id, obj.response_schema]
+        schema = getattr(obj, "response_schema", None)
+        return [wire, obj.value, obj.id] if schema is None else [wire, obj.value, obj.id, schema]
 
     def decode(p: list[Any]) -> Any:
         if len(p) not in (3, 4):
             raise CorruptCheckpointError("malformed Interrupt record in checkpoint data")
-        return cls(p[1], p[2], response_schema=p[3] if len(p) == 4 else None)
+        return cls(p[1], p[2]) if len(p) == 3 else cls(p[1], p[2], response_schema=p[3])
 
     return _Codec(cls, encode, decode)
 
