@@ -26,8 +26,6 @@ ERROR = "__error__"
 TASKS = "__pregel_tasks"
 RETURN = "__return__"
 """The pending write holding what a task called from a running task returned."""
-PREVIOUS = "__previous__"
-"""The channel an entrypoint saves its value in, handed back as ``previous`` next run."""
 NULL_TASK_ID = "00000000-0000-0000-0000-000000000000"
 
 # Pseudo nodes used by update_state.
@@ -62,6 +60,8 @@ CONFIG_KEY_BRANCH = "__threadloom_branch"
 # by code written for LangGraph is found); a callback called with a node's name when it
 # finishes; the channel a node's plain return value goes to; the marker of a task that
 # wrote nothing; the overwrite marker of reducer channels.
+RUN_DURABILITY_KEY = "__pregel_durability"
+"""Where a node's config says the run's durability ("sync", "async" or "exit")."""
 CONFIG_KEY_RUNTIME = "__pregel_runtime"
 CONFIG_KEY_NODE_FINISHED = "__pregel_node_finished"
 RETURN = "__return__"

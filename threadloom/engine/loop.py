@@ -39,6 +39,7 @@ from threadloom.constants import (
     PUSH,
     RESUME,
     RETURN,
+    RUN_DURABILITY_KEY,
     START,
     TASKS,
 )
@@ -59,6 +60,7 @@ from threadloom.engine.task import Task, task_id
 from threadloom.errors import (
     EmptyInputError,
     ErrorCode,
+    GraphDrained,
     GraphInterrupt,
     GraphRecursionError,
     PausedWithoutCheckpointerWarning,
@@ -475,6 +477,7 @@ class Loop:
             **(base.get("configurable") or {}),
             CONFIG_KEY_SCOPE: self.scope,
             CONFIG_KEY_CHECKPOINTER: self.checkpointer,
+            RUN_DURABILITY_KEY: self.durability,
         }
         conf_base.pop("checkpoint_id", None)
         if self.checkpointer is not None and self.checkpoint_config is not None:
@@ -656,7 +659,7 @@ class Loop:
         pairs = {}
         for task in ran:
             key = keys.get(task.id)
-            if key is not None and task.error is None and not task.interrupts:
+            if key is not None and task.error is None and not task.paused:
                 pairs[key] = (encode_writes(task.writes), task.node.cache_policy.ttl)
         if pairs:
             yield ("cache_set", pairs)
@@ -665,7 +668,7 @@ class Loop:
         """Bookkeeping when a task ends (on the driver's thread): stream it, save its writes."""
         task.done = True
         modes = self.scope.modes
-        if task.error is None and not task.interrupts and not task.node.hidden:
+        if task.error is None and not task.paused and not task.node.hidden:
             finished = (self.config.get("configurable") or {}).get(CONFIG_KEY_NODE_FINISHED)
             if finished is not None:  # the caller asked to hear of each node that ends
                 finished(task.name)
@@ -678,7 +681,8 @@ class Loop:
                 "name": task.name,
                 "error": task.error,
                 "result": task_result(task.writes, self.program.state_keys | {RETURN}) or {},
-                "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
+                "interrupts": [{"value": i.value, "id": i.id, "response_schema": i.response_schema}
+                               for i in task.interrupts],
             }
             self.emit("tasks", payload)
             self.emit("debug", _debug("task_result", self.step + 1, payload))
@@ -686,10 +690,12 @@ class Loop:
             task.writes = prepare_writes(self.channels, list(task.writes))
         if self.checkpointer is None or self.checkpoint_config is None:
             return []
-        if task.interrupts:
+        if task.paused:
             writes: list[tuple[str, Any]] = [(INTERRUPT, list(task.interrupts))]
             if task.resume:
                 writes.append(task.resume_write())
+        elif isinstance(task.error, GraphDrained):
+            return []  # not a failure: the task runs again when the run is resumed
         elif task.error is not None:
             writes = [(ERROR, repr(task.error))]
         elif siblings > 1 or self._writes_delta(task):
@@ -991,6 +997,12 @@ class Loop:
                 self.status = "interrupt_before"
                 self._pause(())
                 return
+            control = self.scope.control
+            if control is not None and control.drain_requested:
+                # Stop between supersteps: everything done so far is checkpointed (the
+                # breakpoint check above comes first, so a resume does not skip it).
+                self.status = "drained"
+                raise GraphDrained(control.drain_reason or "shutdown")
             to_run = tasks
             if first and self.pending.succeeded:
                 to_run = []
@@ -1021,7 +1033,7 @@ class Loop:
             if failed:
                 self.status = "error"
                 raise failed[0].error  # type: ignore[misc]
-            paused = [t for t in tasks if t.interrupts]
+            paused = [t for t in tasks if t.paused]
             if paused:
                 self.status = "interrupted"
                 self._show_finished([t for t in tasks if not t.interrupts])

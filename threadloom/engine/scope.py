@@ -33,6 +33,8 @@ class Scope:
         "calls",
         "cache",
         "replay",
+        "control",
+        "server_info",
     )
 
     def __init__(
@@ -47,6 +49,8 @@ class Scope:
         ns: str,
         nested: bool,
         cache: Any = None,
+        control: Any = None,
+        server_info: Any = None,
     ) -> None:
         self.modes = modes
         self.sink = sink
@@ -57,6 +61,10 @@ class Scope:
         self.ns = ns
         self.nested = nested
         self.cache = cache  # a BaseCache for nodes with a CachePolicy, or None
+        # the run's RunControl (drain requests are honoured between supersteps), or None
+        self.control = control
+        # a ServerInfo when the run comes from a server (assistant/graph ids), else None
+        self.server_info = server_info
         self.callbacks: Any = None
         # True when events must reach the caller while a node is still running.
         self.live = bool(modes & {"custom", "messages"})

@@ -14,7 +14,8 @@ import threading
 import time
 from typing import Any
 
-from threadloom.constants import RESUME
+from threadloom._schema import is_typeddict
+from threadloom.constants import CONFIG_KEY_RUNTIME, RESUME
 from threadloom.errors import GraphInterrupt, mark_invalid_resume
 from threadloom.types import Interrupt, interrupt_id
 
@@ -85,6 +86,7 @@ class Task:
         "resume",
         "interrupt_count",
         "interrupts",
+        "paused",
         "error",
         "scope",
         "result",
@@ -123,6 +125,8 @@ class Task:
         self.resume: list[Any] = []
         self.interrupt_count = 0
         self.interrupts: tuple[Interrupt, ...] = ()
+        # it paused: raised GraphInterrupt (interrupts may be empty: a subgraph breakpoint)
+        self.paused = False
         self.error: BaseException | None = None
         self.result: Any = None
         self.done = False
@@ -152,9 +156,14 @@ class Task:
         if self._runtime is None:
             from threadloom.runtime import Runtime
 
+            scope = self.scope
             self._runtime = Runtime(
-                context=self.scope.context, store=self.scope.store, stream_writer=self.writer,
+                context=scope.context,
+                store=scope.store,
+                stream_writer=self.writer,
                 execution_info=self.execution_info(),
+                server_info=scope.server_info,
+                control=scope.control,
             )
         return self._runtime
 
@@ -175,12 +184,17 @@ class Task:
         )
 
     def start_attempt(self, attempt: int) -> None:
-        """Number the attempt about to run (retries re-run a task in the same step)."""
+        """Number the attempt about to run (retries re-run a task in the same step); its
+        runtime (which says which attempt this is) goes in the node's config under
+        ``CONFIG_KEY_RUNTIME``."""
         first_time = self.attempt[1] if attempt > 1 else None
         self.attempt = (attempt, first_time if first_time is not None else time.time())
         self._runtime = None
         self.call_index = 0  # a retried caller replays the calls that already finished
         self.pushed = []  # messages pushed by an earlier attempt are not kept
+        conf = self.config.get("configurable")
+        if conf is not None:
+            conf[CONFIG_KEY_RUNTIME] = self.runtime
 
     def context_copy(self) -> contextvars.Context:
         return contextvars.copy_context()
@@ -239,6 +253,12 @@ def checked_answer(answer: Any, schema: Any, iid: str) -> Any:
         return answer
     from pydantic import TypeAdapter, ValidationError
 
+    if isinstance(schema, type) and not is_typeddict(schema):
+        # the graph's own code named this class: its validated answers (which usually end
+        # up in the state) may be checkpointed, as if it were passed to register_type
+        from threadloom.checkpoint.serde import register_type
+
+        register_type(schema)
     try:
         if hasattr(schema, "model_validate"):
             return schema.model_validate(answer)

@@ -18,10 +18,11 @@ from typing import Any, Generic
 from langchain_core.runnables import Runnable
 
 from threadloom._context import current_task
-from threadloom._schema import is_schema_class, make_coercer
+from threadloom._schema import is_schema_class, is_typeddict, make_coercer
 from threadloom.checkpoint.base import BaseCheckpointSaver
 from threadloom.constants import (
     CONFIG_KEY_CHECKPOINTER,
+    CONFIG_KEY_RUNTIME,
     CONFIG_KEY_SCOPE,
     CONFIG_KEY_TASK,
     INTERRUPT,
@@ -37,6 +38,7 @@ from threadloom.engine.scope import Scope
 from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
 from threadloom.graph.state import StateGraph, values_of
+from threadloom.runtime import server_info_from
 from threadloom.types import Command, GraphOutput, StateSnapshot
 from threadloom.typing import ContextT, InputT, OutputT, StateT
 
@@ -47,7 +49,8 @@ _MODES = frozenset({"values", "updates", "custom", "messages", "debug", "tasks",
 class _Run:
     """Everything one invocation set up: the loop, its saver, how to report the end."""
 
-    __slots__ = ("loop", "saver", "manager", "events", "single", "subgraphs", "output_keys")
+    __slots__ = ("loop", "saver", "manager", "events", "single", "subgraphs", "output_keys",
+                 "coerce_values")
 
     def __init__(self, loop: Loop, saver: Any, manager: Any) -> None:
         self.loop = loop
@@ -57,9 +60,13 @@ class _Run:
         self.single: str | None = None
         self.subgraphs = False
         self.output_keys: Any = None
+        # set for stream(version="v2"): parts are dicts, values coerced by this function
+        self.coerce_values: Any = None
 
     def format(self, event: tuple[tuple[str, ...], str, Any]) -> Any:
         ns, mode, payload = event
+        if self.coerce_values is not None:
+            return _stream_part(ns, mode, payload, self.coerce_values)
         if self.single is not None:
             return (ns, payload) if self.subgraphs else payload
         return (ns, mode, payload) if self.subgraphs else (mode, payload)
@@ -272,6 +279,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         interrupt_before: Any,
         interrupt_after: Any,
         durability: str | None,
+        control: Any = None,
     ) -> _Run:
         if config is None:
             task = current_task.get()
@@ -288,6 +296,9 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             persistent_ns = "|".join(
                 part.split(":", 1)[0] for part in conf.get("checkpoint_ns", "").split("|")
             )
+        outer = conf.get(CONFIG_KEY_RUNTIME)  # a runtime (or look-alike) set by the caller
+        if control is None:
+            control = getattr(outer, "control", None)
         if nested:
             assert parent_scope is not None
             scope = Scope(
@@ -300,6 +311,8 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                 ns=persistent_ns if persistent_ns is not None else conf.get("checkpoint_ns", ""),
                 nested=True,
                 cache=self.cache if self.cache is not None else parent_scope.cache,
+                control=control if control is not None else parent_scope.control,
+                server_info=parent_scope.server_info,
             )
             scope.callbacks = parent_scope.callbacks
             # one run, one set of streamed message ids: a parent does not stream again
@@ -313,12 +326,16 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                 modes=modes,
                 sink=sink,
                 resume_box=ResumeBox(resume, has_value=resume is not None),
-                store=self.store,
-                context=self._coerce_context(context),
+                store=self.store if self.store is not None else getattr(outer, "store", None),
+                context=self._coerce_context(
+                    getattr(outer, "context", None) if context is None else context
+                ),
                 checkpointer=saver,
                 ns="",
                 nested=False,
                 cache=self.cache,
+                control=control,
+                server_info=server_info_from(conf),
             )
             manager = self._callbacks(config, scope, input)
             scope.live = scope.live or self._live_updates
@@ -357,8 +374,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         return values_of(channels, keys)
 
     def _coerce_context(self, context: Any) -> Any:
+        """A dict given for a dataclass / pydantic ``context_schema`` becomes an instance
+        of it; a TypedDict schema is a plain dict at run time, so it passes as is."""
         schema = self.builder.context_schema
-        if context is None or schema is None or isinstance(context, schema):
+        if context is None or schema is None or not isinstance(schema, type):
+            return context
+        if is_typeddict(schema) or isinstance(context, schema):
             return context
         if isinstance(context, dict):
             return schema(**context)
@@ -367,7 +388,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     def _callbacks(self, config: dict[str, Any], scope: Scope, input: Any) -> Any:
         """Start a callback run only when someone listens (callbacks given or messages)."""
         callbacks = config.get("callbacks")
-        if not callbacks and "messages" not in scope.modes:
+        if not callbacks and "messages" not in scope.modes and not _tracing_enabled():
             return None
         from langchain_core.callbacks import CallbackManager
 
@@ -432,20 +453,24 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         interrupt_after: Any = None,
         durability: str | None = None,
         version: str = "v1",
+        control: Any = None,
         **kwargs: Any,
     ) -> Any:
         """Run until the graph ends or pauses; return the final state (or stream chunks)."""
+        durability = _durability(durability, kwargs)
         if stream_mode != "values":
             return list(
                 self.stream(input, config, context=context, stream_mode=stream_mode,
                             interrupt_before=interrupt_before, interrupt_after=interrupt_after,
-                            durability=durability, **kwargs)
+                            durability=durability, control=control, version=version,
+                            **kwargs)
             )
         with self._thread_lock(config):
             input, config = _before_run(self, input, config)
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
-                                interrupt_after=interrupt_after, durability=durability)
+                                interrupt_after=interrupt_after, durability=durability,
+                                control=control)
             _lifecycle(config, input, run.loop, None)
             try:
                 for _ in drive(run.loop, run.saver, None):
@@ -469,22 +494,25 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         interrupt_after: Any = None,
         durability: str | None = None,
         version: str = "v1",
+        control: Any = None,
         **kwargs: Any,
     ) -> Any:
         """Async ``invoke``: async nodes run on the event loop, sync ones in threads."""
+        durability = _durability(durability, kwargs)
         if stream_mode != "values":
             return [
                 chunk
                 async for chunk in self.astream(
                     input, config, context=context, stream_mode=stream_mode,
                     interrupt_before=interrupt_before, interrupt_after=interrupt_after,
-                    durability=durability, **kwargs)
+                    durability=durability, control=control, version=version, **kwargs)
             ]
         async with self._athread_lock(config):
             input, config = await _abefore_run(self, input, config)
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
-                                interrupt_after=interrupt_after, durability=durability)
+                                interrupt_after=interrupt_after, durability=durability,
+                                control=control)
             await _alifecycle(config, input, run.loop, None)
             try:
                 async for _ in adrive(run.loop, run.saver, None):
@@ -495,6 +523,13 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             run.finish()
             await _alifecycle(config, None, run.loop, run.loop.interrupts)
         return self._result(run, output_keys, version)
+
+    def _v2_values(self, value: Any) -> Any:
+        """A "values" part's data in a v2 stream: the output schema's type when it is a
+        class (pydantic model, dataclass), else the dict."""
+        if isinstance(value, dict) and is_schema_class(self.builder.output_schema):
+            return make_coercer(self.builder.output_schema)(value)
+        return value
 
     def _result(self, run: _Run, output_keys: Any, version: str) -> Any:
         loop = run.loop
@@ -525,9 +560,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         durability: str | None = None,
         subgraphs: bool = False,
         debug: bool | None = None,
+        version: str = "v1",
+        control: Any = None,
         **kwargs: Any,
     ) -> Iterator[Any]:
         """Run the graph, yielding what ``stream_mode`` asks for as it happens."""
+        durability = _durability(durability, kwargs)
         modes, single = self._modes(stream_mode)
         out: deque[Any] = deque()
         wake: queue.SimpleQueue | None = None
@@ -543,10 +581,13 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             input, config = _before_run(self, input, config)
             run = self._prepare(input, config, modes=modes, sink=sink, context=context,
                                 interrupt_before=interrupt_before,
-                                interrupt_after=interrupt_after, durability=durability)
+                                interrupt_after=interrupt_after, durability=durability,
+                                control=control)
             run.loop.out = out
             run.single = single
             run.subgraphs = subgraphs
+            if version == "v2":
+                run.coerce_values = self._v2_values
             try:
                 for event in drive(run.loop, run.saver, wake):
                     if run.keep(event):
@@ -570,9 +611,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         durability: str | None = None,
         subgraphs: bool = False,
         debug: bool | None = None,
+        version: str = "v1",
+        control: Any = None,
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
         """Async ``stream``."""
+        durability = _durability(durability, kwargs)
         modes, single = self._modes(stream_mode)
         out: deque[Any] = deque()
         wake: asyncio.Queue | None = None
@@ -590,10 +634,13 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             input, config = await _abefore_run(self, input, config)
             run = self._prepare(input, config, modes=modes, sink=sink, context=context,
                                 interrupt_before=interrupt_before,
-                                interrupt_after=interrupt_after, durability=durability)
+                                interrupt_after=interrupt_after, durability=durability,
+                                control=control)
             run.loop.out = out
             run.single = single
             run.subgraphs = subgraphs
+            if version == "v2":
+                run.coerce_values = self._v2_values
             try:
                 async for event in adrive(run.loop, run.saver, wake):
                     if run.keep(event):
@@ -868,6 +915,60 @@ async def _arecorded_update(
     for hook, seen in zip(graph.hooks, before, strict=True):
         await hook.aafter_update(saver, config, updates, seen, new_config)
     return new_config
+
+def _stream_part(ns: tuple[str, ...], mode: str, payload: Any, coerce: Any) -> dict[str, Any]:
+    """One ``stream(..., version="v2")`` part: ``{"type", "ns", "data"}``; a "values" part
+    also has the pending ``interrupts`` (taken out of the data). State values (of "values"
+    and of checkpoint payloads) are given as the output schema's type by ``coerce``."""
+    if mode == "checkpoints" and isinstance(payload, dict) and "values" in payload:
+        payload = {**payload, "values": _try_coerce(coerce, payload["values"])}
+    elif mode == "debug" and isinstance(payload, dict) and payload.get("type") == "checkpoint":
+        inner = payload.get("payload")
+        if isinstance(inner, dict) and "values" in inner:
+            payload = {**payload,
+                       "payload": {**inner, "values": _try_coerce(coerce, inner["values"])}}
+    if mode != "values":
+        return {"type": mode, "ns": ns, "data": payload}
+    interrupts: tuple[Any, ...] = ()
+    if isinstance(payload, dict) and INTERRUPT in payload:
+        payload = dict(payload)
+        interrupts = tuple(payload.pop(INTERRUPT))
+    return {"type": mode, "ns": ns, "data": coerce(payload), "interrupts": interrupts}
+
+
+def _try_coerce(coerce: Any, values: Any) -> Any:
+    # a checkpoint taken before every required key is set stays a dict
+    try:
+        return coerce(values)
+    except Exception:  # noqa: BLE001
+        return values
+
+
+def _durability(durability: str | None, kwargs: dict[str, Any]) -> str | None:
+    """``durability``, or what the deprecated ``checkpoint_during=`` asked for (True: save
+    while running, "async"; False: only at the end, "exit")."""
+    if "checkpoint_during" not in kwargs:
+        return durability
+    during = kwargs.pop("checkpoint_during")
+    import warnings
+
+    from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+    warnings.warn(
+        "`checkpoint_during` is deprecated and will be removed. Please use `durability` "
+        "instead.", LangGraphDeprecatedSinceV10, stacklevel=3,
+    )
+    if durability is not None or during is None:
+        return durability
+    return "async" if during else "exit"
+
+
+def _tracing_enabled() -> bool:
+    """LangSmith tracing is on (env ``LANGSMITH_TRACING`` or ``tracing_context``): the
+    run then reports itself (and its nodes) to the tracer langchain_core adds."""
+    from langchain_core.tracers.context import _tracing_v2_is_enabled
+
+    return bool(_tracing_v2_is_enabled())
 
 
 def _node_list(value: Any) -> Any:

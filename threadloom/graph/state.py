@@ -37,7 +37,7 @@ from threadloom.engine.program import PregelNode, Program
 from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.branch import Branch, branch_channel
 from threadloom.graph.error_handlers import DEFAULT_HANDLER, handler_body, handler_name
-from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy
+from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy, TracePolicy
 
 __all__ = ["StateGraph"]
 
@@ -55,6 +55,7 @@ class NodeSpec:
     destinations: Any = None
     defer: bool = False
     cache_policy: CachePolicy | None = None
+    trace_policy: TracePolicy | None = None
     timeout: TimeoutPolicy | None = None
     error_handler: Any = None  # runs after the node's final failure (error_handlers.py)
 
@@ -158,6 +159,7 @@ class StateGraph(Generic[StateT]):
         retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None,
         cache_policy: CachePolicy | None = None,
         destinations: Any = None,
+        trace_policy: TracePolicy | None = None,
         timeout: Any = None,
         error_handler: Any = None,
         **kwargs: Any,
@@ -213,6 +215,7 @@ class StateGraph(Generic[StateT]):
             destinations=destinations,
             defer=defer,
             cache_policy=cache_policy,
+            trace_policy=trace_policy,
             timeout=timeout,
             error_handler=error_handler,
         )
@@ -510,6 +513,7 @@ class StateGraph(Generic[StateT]):
                 cache_ns=(node_namespace(name, spec.runnable)
                           if spec.cache_policy or defaults.get("cache_policy") else None),
                 error_handler=self._handler_of(name),
+                trace_policy=spec.trace_policy,
             )
         for hname, handler in self._error_handlers().items():
             nodes[hname] = PregelNode(

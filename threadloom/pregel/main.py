@@ -31,14 +31,15 @@ from threadloom.engine.program import PregelNode, Program
 from threadloom.engine.runnable import RunnableCallable, RunnableSeq
 from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.compiled import CompiledStateGraph
+from threadloom.stream.mux import normalize_factories
 from threadloom.types import Command, RetryPolicy, Send, TimeoutPolicy
 from threadloom.typing import ContextT, InputT, OutputT, StateT
 
 __all__ = ["NodeBuilder", "Pregel"]
 
-# ``_normalize_stream_transformer_factories`` (imported above) is LangGraph's private name
-# for ``threadloom.stream.mux.normalize_factories``; it is importable from here for the
-# code that uses that name.
+# LangGraph's private name for ``threadloom.stream.mux.normalize_factories``, importable
+# from here for the code that uses that name.
+_normalize_stream_transformer_factories = normalize_factories
 
 
 # -- building nodes --------------------------------------------------------------------
