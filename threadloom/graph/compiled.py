@@ -13,7 +13,7 @@ import os
 import queue
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, Generic
 
 from langchain_core.runnables import Runnable
 
@@ -38,6 +38,7 @@ from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
 from threadloom.graph.state import StateGraph, values_of
 from threadloom.types import Command, GraphOutput, StateSnapshot
+from threadloom.typing import ContextT, InputT, OutputT, StateT
 
 DEFAULT_RECURSION_LIMIT = int(os.environ.get("THREADLOOM_DEFAULT_RECURSION_LIMIT", "10007"))
 _MODES = frozenset({"values", "updates", "custom", "messages", "debug", "tasks", "checkpoints"})
@@ -75,14 +76,20 @@ class _Run:
             self.manager.on_chain_end(self.loop.output())
 
 
-class CompiledStateGraph(Runnable):
-    """A ``StateGraph`` ready to run. Create it with ``StateGraph.compile()``."""
+class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
+    """A ``StateGraph`` ready to run. Create it with ``StateGraph.compile()``.
+
+    Its type parameters (state, context, input, output) serve annotations only, as in
+    ``CompiledStateGraph[MyState, MyContext, Any, Any]``; ``Pregel[MyState]`` likewise.
+    """
 
     _threadloom_graph = True
     stream_mode = "updates"
     # Stream events of running tasks reach the caller at once, not when the step ends
     # (the functional API's entrypoint: its called tasks finish while it runs).
     _live_updates = False
+    # compile(transformers=...): stream transformers of every v3 event stream of this graph
+    stream_transformers: tuple[Any, ...] = ()
 
     def __init__(
         self,
@@ -126,6 +133,19 @@ class CompiledStateGraph(Runnable):
     @property
     def OutputType(self) -> Any:  # noqa: N802 - Runnable API
         return self.builder.output_schema
+
+    def get_input_schema(self, config: Any = None) -> Any:
+        """The input schema as a pydantic model (``get_input_jsonschema()`` reads it)."""
+        from threadloom._schema import io_model
+
+        model = io_model(self.builder.input_schema, self.builder.managed)
+        return model if model is not None else super().get_input_schema(config)
+
+    def get_output_schema(self, config: Any = None) -> Any:
+        from threadloom._schema import io_model
+
+        model = io_model(self.builder.output_schema, self.builder.managed)
+        return model if model is not None else super().get_output_schema(config)
 
     def get_graph(self, config: Any = None, *, xray: int | bool = False) -> Any:
         """The graph as a langchain_core ``Graph`` (``.draw_mermaid()``, ``.draw_ascii()``)."""
@@ -643,10 +663,12 @@ class CompiledStateGraph(Runnable):
     ) -> Iterator[StateSnapshot]:
         """The thread's checkpoints, newest first."""
         saver = self._require_saver(config)
+        index = state_ops.ChildIndex()
         for tup in saver.list(state_ops.history_config(config), filter=filter, before=before,
                               limit=limit):
             histories = state_ops.run_sync(state_ops.delta_histories(self.program, tup), saver)
-            yield state_ops.snapshot(self, tup, live=False, histories=histories)
+            yield state_ops.snapshot(self, tup, live=False, histories=histories,
+                                     child=index.see(tup))
 
     async def aget_state_history(
         self,
@@ -657,12 +679,14 @@ class CompiledStateGraph(Runnable):
         limit: int | None = None,
     ) -> AsyncIterator[StateSnapshot]:
         saver = self._require_saver(config)
+        index = state_ops.ChildIndex()
         async for tup in saver.alist(state_ops.history_config(config), filter=filter,
                                      before=before, limit=limit):
             histories = await state_ops.run_async(
                 state_ops.delta_histories(self.program, tup), saver
             )
-            yield state_ops.snapshot(self, tup, live=False, histories=histories)
+            yield state_ops.snapshot(self, tup, live=False, histories=histories,
+                                     child=index.see(tup))
 
     def update_state(
         self,
