@@ -282,6 +282,7 @@ class SyncSqlSaver(SqlSaver):
         """Store a checkpoint. Raises ``CheckpointConflictError`` when a run's ``loop``
         checkpoint's parent is no longer the thread's newest checkpoint (see
         ``SqlCore.put``)."""
+        self._fence(config, checkpoint=True)
         prepared = self._prepare_put(config, checkpoint, metadata, new_versions)
         op = self._core.put(prepared)
         if prepared.relaxed:
@@ -304,6 +305,7 @@ class SyncSqlSaver(SqlSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
+        self._fence(config, checkpoint=False)
         relaxed = self._relaxed(config)
 
         def write() -> Op[None]:
@@ -319,6 +321,12 @@ class SyncSqlSaver(SqlSaver):
                 return
             op = resumed(first, op)
         self._run(op, write=True, atomic=False)
+
+    def _fence(self, config: dict[str, Any], *, checkpoint: bool) -> None:
+        """Before a write (``checkpoint``: one that ends a step): make sure a run that
+        holds its thread's run lock still does (raise ``RunLockLostError`` if not), and
+        that its earlier writes did not fail. Backends whose locks cannot be lost while
+        the process lives, and whose writes are never left in flight, check nothing."""
 
     def _send_ahead(
         self,

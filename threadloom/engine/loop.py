@@ -18,10 +18,13 @@ import warnings
 from collections import deque
 from collections.abc import Generator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from threadloom.channels import MISSING, BaseChannel
+from threadloom.checkpoint._shape import check_write
 from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
+from threadloom.checkpoint.serde.base import CorruptCheckpointError
 from threadloom.checkpoint.serde.types import _DeltaSnapshot
 from threadloom.constants import (
     CONFIG_KEY_BRANCH,
@@ -131,12 +134,24 @@ def delta_histories(program: Program, tup: Any) -> Generator[Request, Any, dict[
     return dict(got or {})
 
 
+def _write_where(task_id: str, channel: str, config: Any) -> str:
+    conf = (config or {}).get("configurable", {})
+    return (
+        f"pending write of task {task_id!r} to channel {channel!r} (thread "
+        f"{conf.get('thread_id')!r}, namespace {conf.get('checkpoint_ns', '')!r}, checkpoint "
+        f"{conf.get('checkpoint_id')!r})"
+    )
+
+
 class PendingWrites:
     """A checkpoint's pending writes, grouped by task: what finished, failed or paused."""
 
     __slots__ = ("succeeded", "interrupts", "resumes", "errors", "null")
 
-    def __init__(self, writes: list[tuple[str, str, Any]] | None) -> None:
+    def __init__(
+        self, writes: list[tuple[str, str, Any]] | None, config: Any = None
+    ) -> None:
+        """``config``: the checkpoint's config, to name it if a write is damaged."""
         self.succeeded: dict[str, list[tuple[str, Any]]] = {}
         self.interrupts: dict[str, tuple[Interrupt, ...]] = {}
         self.resumes: dict[str, list[Any]] = {}
@@ -147,8 +162,10 @@ class PendingWrites:
                 if channel not in _SPECIAL:
                     self.null.append((channel, value))
             elif channel == INTERRUPT:
+                check_write(channel, value, partial(_write_where, tid, channel, config))
                 self.interrupts[tid] = tuple(value)
             elif channel == RESUME:
+                check_write(channel, value, partial(_write_where, tid, channel, config))
                 self.resumes[tid] = list(value)
             elif channel == ERROR:
                 self.errors[tid] = value
@@ -243,8 +260,15 @@ class Loop:
         if self.checkpointer is None:
             self._int_version += 1
             return self._int_version
-        current = max(versions.values()) if versions else None
-        return self.checkpointer.get_next_version(current, None)
+        try:
+            current = max(versions.values()) if versions else None
+            return self.checkpointer.get_next_version(current, None)
+        except (TypeError, ValueError) as exc:  # a damaged row: versions that do not compare
+            raise CorruptCheckpointError(
+                f"Stored channel versions of thread {self.thread_id!r}, namespace "
+                f"{self.ns!r}, checkpoint {self.checkpoint.get('id')!r} are damaged "
+                f"({type(exc).__name__}: {exc}); the run cannot continue from it."
+            ) from exc
 
     def _config_for(self, checkpoint_id: str) -> dict[str, Any]:
         conf: dict[str, Any] = {
@@ -868,7 +892,7 @@ class Loop:
                 # __copy__) is run from directly.
                 yield from self._replay(saved)
             else:
-                self.pending = PendingWrites(saved.pending_writes)
+                self.pending = PendingWrites(saved.pending_writes, saved.config)
         else:
             self.checkpoint = {
                 "v": 4,

@@ -122,7 +122,7 @@ def snapshot(
                                                       "checkpoint_ns": conf["checkpoint_ns"]}})
     loop.checkpointer = None
     _load(loop, tup, histories)
-    pending = PendingWrites(tup.pending_writes)
+    pending = PendingWrites(tup.pending_writes, tup.config)
     loop.apply_null_writes(pending.null)
     tasks = loop.plan(loop.step + 1, for_execution=False)
     finished = [t for t in tasks if t.id in pending.succeeded]
@@ -351,7 +351,7 @@ def update_state(
     else:
         histories = yield from delta_histories(graph.program, tup)
         _load(loop, tup, histories)
-        pending = PendingWrites(tup.pending_writes)
+        pending = PendingWrites(tup.pending_writes, tup.config)
         loop.apply_null_writes(pending.null)
     resolved = [
         (values, as_node or (START if tup is None else _last_writer(loop, graph)))

@@ -51,6 +51,17 @@ ext code  payload
 
 ``bytearray`` and ``memoryview`` values are packed by msgpack's C packer as ``bin`` before
 any hook can see them, so they are read back as ``bytes``.
+
+Nesting depth
+-------------
+Every extension record is packed and unpacked by a nested msgpack call, and each nested
+call costs tens of kilobytes of C stack: a few hundred levels exhaust a thread's stack and
+kill the process outright (no Python exception can catch that). So extension records may
+nest at most :data:`MAX_NESTING_DEPTH` levels deep (plain lists and dicts do not count:
+msgpack nests those without recursion). Writing a deeper value raises
+:class:`~threadloom.checkpoint.serde.base.NestingTooDeepError`; reading deeper bytes (only
+forged or damaged data can be) raises
+:class:`~threadloom.checkpoint.serde.base.CorruptCheckpointError`.
 """
 
 from __future__ import annotations
@@ -76,6 +87,7 @@ import msgpack
 from threadloom.checkpoint.base import SerializerProtocol
 from threadloom.checkpoint.serde.base import (
     CorruptCheckpointError,
+    NestingTooDeepError,
     PickleNotAllowedError,
     SerdeError,
     UnknownTypeError,
@@ -84,6 +96,7 @@ from threadloom.checkpoint.serde.base import (
 
 __all__ = [
     "DEFAULT_REGISTRY",
+    "MAX_NESTING_DEPTH",
     "MsgpackSerializer",
     "TypeRegistry",
     "register_type",
@@ -112,6 +125,16 @@ EXT_DEQUE: Final = 15
 EXT_COMPLEX: Final = 16
 EXT_ORDEREDDICT: Final = 17
 EXT_OBJECT: Final = 32
+
+MAX_NESTING_DEPTH: Final = 64
+"""How deep extension records (tuples, sets, datetimes, registered objects, ...) may nest
+inside one another, on write and on read (see the module docstring)."""
+
+
+class _Depth(threading.local):
+    """How many nested msgpack calls this thread is inside (per serializer)."""
+
+    value = 0
 
 # Compact ids of the built-in allowlist, written instead of the "module:qualname" key.
 # APPEND ONLY: an index, once released, is part of the stored format.
@@ -905,6 +928,7 @@ class MsgpackSerializer(SerializerProtocol):
             strict_map_key=False,
             use_list=True,
         )
+        self._depth = _Depth()
         self._native_encoders = self._make_native_encoders()
         self._ext_decoders = self._make_ext_decoders()
         self._encoders: dict[type, Callable[[Any], Any]] = {}
@@ -935,6 +959,8 @@ class MsgpackSerializer(SerializerProtocol):
         except UnregisteredTypeError:
             if not self.pickle_fallback:
                 raise
+        except NestingTooDeepError:
+            raise
         except RecursionError:
             raise ValueError(
                 "Cannot store the value in a checkpoint: it is nested too deeply or contains "
@@ -1007,6 +1033,43 @@ class MsgpackSerializer(SerializerProtocol):
             f"'msgpack' (and 'pickle' with pickle_fallback=True).{hint}"
         )
 
+    # -- nesting ------------------------------------------------------------------------
+
+    def _pack_nested(self, obj: Any) -> bytes:
+        """Pack the payload of an extension record, one level deeper."""
+        depth = self._depth
+        level = depth.value
+        if level >= MAX_NESTING_DEPTH:
+            raise NestingTooDeepError(
+                f"Cannot store the value in a checkpoint: tuples, sets, datetimes or objects "
+                f"in it nest more than {MAX_NESTING_DEPTH} levels deep, or it contains a "
+                "reference cycle (a deeper value could not be read back safely). Flatten it, "
+                "or use lists and dicts for deep trees."
+            )
+        depth.value = level + 1
+        try:
+            return self._packb(obj)
+        finally:
+            depth.value = level
+
+    def _unpack_nested(self, data: bytes) -> Any:
+        """Unpack the payload of an extension record, one level deeper."""
+        depth = self._depth
+        level = depth.value
+        if level >= MAX_NESTING_DEPTH:
+            raise CorruptCheckpointError(
+                f"Checkpoint data nests extension records more than {MAX_NESTING_DEPTH} "
+                "levels deep; no value this serializer writes does, so it is forged or "
+                "damaged."
+            )
+        depth.value = level + 1
+        try:
+            return msgpack.unpackb(
+                data, ext_hook=self._ext_hook, raw=False, strict_map_key=False
+            )
+        finally:
+            depth.value = level
+
     # -- encoding ----------------------------------------------------------------------
 
     def _sync(self) -> None:
@@ -1033,7 +1096,7 @@ class MsgpackSerializer(SerializerProtocol):
                 self._encoders[cls] = as_builtin
                 return as_builtin
         encode = _codec_for(cls).encode
-        pack = self._packb
+        pack = self._pack_nested
         ext = msgpack.ExtType
 
         def encoder(obj: Any) -> msgpack.ExtType:
@@ -1043,7 +1106,7 @@ class MsgpackSerializer(SerializerProtocol):
         return encoder
 
     def _make_native_encoders(self) -> dict[type, Callable[[Any], msgpack.ExtType]]:
-        pack = self._packb
+        pack = self._pack_nested
         ext = msgpack.ExtType
 
         def enc_datetime(o: dt.datetime) -> msgpack.ExtType:
@@ -1113,7 +1176,7 @@ class MsgpackSerializer(SerializerProtocol):
         return decoder(data)
 
     def _make_ext_decoders(self) -> dict[int, Callable[[bytes], Any]]:
-        unpack = self._unpackb
+        unpack = self._unpack_nested
 
         def items(data: bytes, what: str) -> list[Any]:
             value = unpack(data)
@@ -1186,10 +1249,7 @@ class MsgpackSerializer(SerializerProtocol):
         }
 
     def _decode_object(self, data: bytes) -> Any:
-        # unpackb called directly: through the functools.partial it costs a third more
-        record = msgpack.unpackb(
-            data, ext_hook=self._ext_hook, raw=False, strict_map_key=False
-        )
+        record = self._unpack_nested(data)
         if type(record) is not list or not record:
             raise CorruptCheckpointError("malformed object record in checkpoint data")
         key = record[0]
