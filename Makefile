@@ -19,11 +19,11 @@ demo: $(STAMP)
 	$(PY) -m threadloom.demo $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m ruff check threadloom tests examples $(wildcard bench)
+	$(PY) -m ruff check threadloom tests examples compat $(wildcard bench)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check threadloom tests examples $(wildcard bench)
+	$(PY) -m ruff check threadloom tests examples compat $(wildcard bench)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
