@@ -1058,6 +1058,33 @@ def test_with_config_thread_and_recursion_limit() -> None:
         limited.invoke({"x": 0}, cfg("wc2"))
 
 
+def test_with_config_returns_a_named_compiled_graph_copy() -> None:
+    app = chain("a", "b", checkpointer=InMemorySaver())
+    app.name = "agent"
+    bound = app.with_config({"configurable": {"thread_id": "wcopy"}}, tags=["x"])
+    assert type(bound) is type(app) and bound is not app
+    assert bound.name == "agent" and app.config is None
+    assert bound.config["configurable"] == {"thread_id": "wcopy"}
+    assert bound.config["tags"] == ["x"]
+    again = bound.with_config(recursion_limit=50)
+    assert again.config["configurable"] == {"thread_id": "wcopy"}
+    assert again.config["recursion_limit"] == 50
+    assert bound.invoke({"x": 0})["log"] == ["a", "b"]
+    # the default config serves the state methods too; the caller's config wins
+    assert bound.get_state({}).values["log"] == ["a", "b"]
+    assert bound.invoke({"x": 0}, cfg("other"))["log"] == ["a", "b"]
+    assert app.get_state(cfg("other")).values["log"] == ["a", "b"]
+
+
+async def test_with_config_copy_async_stream() -> None:
+    bound = chain("a", "b", checkpointer=InMemorySaver()).with_config(
+        configurable={"thread_id": "wca"}
+    )
+    chunks = [c async for c in bound.astream({"x": 0}, stream_mode="values")]
+    assert chunks[-1]["log"] == ["a", "b"]
+    assert (await bound.aget_state({})).values["log"] == ["a", "b"]
+
+
 def test_composition_with_runnable_lambda() -> None:
     pipeline = chain("a", "b") | RunnableLambda(lambda s: "+".join(s["log"]))
     assert pipeline.invoke({"x": 0}) == "a+b"
