@@ -749,6 +749,28 @@ def test_store_param_and_runtime_store() -> None:
     assert store.get(("ns",), "k").value == {"v": 1}
 
 
+def test_conditional_edge_gets_store_and_runtime_injected() -> None:
+    store = InMemoryStore()
+    store.put(("route",), "next", {"node": "b"})
+
+    def route(state: S, *, store) -> str:  # noqa: ANN001 - keyword-only, like a node's
+        return store.get(("route",), "next").value["node"]
+
+    def route_rt(state: S, runtime: Runtime) -> str:
+        return "c" if runtime.store is store else "b"
+
+    g = StateGraph(S)
+    g.add_node("a", lambda s: {"log": ["a"]})
+    g.add_node("b", lambda s: {"log": ["b"]})
+    g.add_node("c", lambda s: {"log": ["c"]})
+    g.add_edge(START, "a")
+    g.add_conditional_edges("a", route, ["b", "c"])
+    g.add_conditional_edges("b", route_rt, ["b", "c"])
+    app = g.compile(store=store)
+    assert app.invoke({"x": 0})["log"] == ["a", "b", "c"]
+    assert asyncio.run(app.ainvoke({"x": 0}))["log"] == ["a", "b", "c"]
+
+
 @dataclass
 class Ctx:
     user: str

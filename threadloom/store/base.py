@@ -179,8 +179,8 @@ class SearchItem(Item):
 
     ``score`` is the cosine similarity to the query for semantic searches, ``None`` for
     plain searches (and for unindexed items in a semantic search). Two search items are
-    equal when all base fields and the score match; a search item equals a plain item with the same base fields, so a search
-    hit can be compared with the result of ``get``.
+    equal when all base fields and the score match; a search item equals a plain item with
+    the same base fields, so a search hit can be compared with the result of ``get``.
     """
 
     __slots__ = ("score",)
