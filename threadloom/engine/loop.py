@@ -154,7 +154,7 @@ class PendingWrites:
         """``config``: the checkpoint's config, to name it if a write is damaged."""
         self.succeeded: dict[str, list[tuple[str, Any]]] = {}
         self.interrupts: dict[str, tuple[Interrupt, ...]] = {}
-        self.resumes: dict[str, list[Any]] = {}
+        self.resumes: dict[str, list[Any] | dict[str, Any]] = {}
         self.errors: dict[str, Any] = {}
         self.null: list[tuple[str, Any]] = []
         for tid, channel, value in writes or ():
@@ -166,7 +166,7 @@ class PendingWrites:
                 self.interrupts[tid] = tuple(value)
             elif channel == RESUME:
                 check_write(channel, value, partial(_write_where, tid, channel, config))
-                self.resumes[tid] = list(value)
+                self.resumes[tid] = dict(value) if isinstance(value, dict) else list(value)
             elif channel == ERROR:
                 self.errors[tid] = value
             else:
@@ -716,7 +716,7 @@ class Loop:
             return []
         if task.paused:
             writes: list[tuple[str, Any]] = [(INTERRUPT, list(task.interrupts))]
-            if task.resume:
+            if task.has_answers():
                 writes.append(task.resume_write())
         elif isinstance(task.error, GraphDrained):
             return []  # not a failure: the task runs again when the run is resumed
@@ -836,6 +836,16 @@ class Loop:
                     yield request
                 self._exit_writes = []
 
+    def _at_head(self, saved: Any) -> Generator[Request, Any, bool]:
+        """Whether ``saved`` is the thread's latest checkpoint (a run pinned to an older,
+        superseded one is a fork: strict resume does not check its interrupts)."""
+        if saved is None or self.branch_from is None:
+            return True
+        head = yield ("get_tuple", {"configurable": {"thread_id": self.thread_id,
+                                                     "checkpoint_ns": self.ns}})
+        return head is None or head.config["configurable"]["checkpoint_id"] == (
+            saved.config["configurable"]["checkpoint_id"])
+
     def _enter_from_subgraph(self, conf: dict[str, Any]) -> str:
         """The root graph run with a subgraph's checkpoint config (``checkpoint_ns`` names
         the subgraph, ``checkpoint_map`` the checkpoints of the graphs above it): run the
@@ -935,6 +945,7 @@ class Loop:
             if (
                 isinstance(inp, Command) and inp.resume is not None and not self.scope.nested
                 and (self.config.get("configurable") or {}).get(CONFIG_KEY_STRICT_RESUME)
+                and (yield from self._at_head(saved))
             ):
                 check_strict_resume(inp.resume, self.pending.pending_interrupts())
             if isinstance(inp, Command):
@@ -1042,7 +1053,8 @@ class Loop:
                         to_run.append(task)
             if first:
                 for task in to_run:
-                    task.resume = list(self.pending.resumes.get(task.id, ()))
+                    task.load_answers(self.pending.resumes.get(task.id),
+                                      self.pending.interrupts.get(task.id, ()))
             first = False
             cache_keys: dict[str, Any] = {}
             if to_run and self.scope.cache is not None:
