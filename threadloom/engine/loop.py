@@ -243,6 +243,8 @@ class Loop:
         self._unsaved: tuple[Any, ...] | None = None
         # the checkpoint a run was told to start from (checkpoint_id): its first put branches
         self.branch_from: str | None = None
+        # a program that outputs values only when written (Pregel): whether this run did
+        self.wrote_values = False
         self._config_bases: tuple[Any, ...] | None = None
         self._int_version = 0
         # Delta channels (see threadloom.engine.delta): counters since each one's last
@@ -606,12 +608,13 @@ class Loop:
         return any(k in self.updated for k in keys)
 
     def _emit_values(self) -> None:
+        if self.program.values_on_write:
+            keys = self.program.output_channels
+            keys = (keys,) if isinstance(keys, str) else keys
+            if self.updated is None or not self.updated.intersection(keys):
+                return
+            self.wrote_values = True
         if "values" in self.scope.modes:
-            if self.program.values_on_write:
-                keys = self.program.output_channels
-                keys = (keys,) if isinstance(keys, str) else keys
-                if self.updated is None or not self.updated.intersection(keys):
-                    return
             self.emit("values", self.output())
 
     def _emit_checkpoint(self, saved: Checkpoint, metadata: dict[str, Any], parent: Any) -> None:
@@ -978,10 +981,15 @@ class Loop:
                     # writes recorded on the head that this input drops: seal them off
                     self.force_delta_snapshot = True
             self.pending = PendingWrites(None)
-            self.channels[START].update([inp])
-            version = self._next_version()
-            self.checkpoint["channel_versions"][START] = version
-            self.updated = (self.updated or set()) | {START}
+            if self.program.direct_input is not None:
+                self.updated = set(self.updated or ())
+                self.apply_null_writes(
+                    prepare_writes(self.channels, self.program.direct_input(inp)))
+            else:
+                self.channels[START].update([inp])
+                version = self._next_version()
+                self.checkpoint["channel_versions"][START] = version
+                self.updated = (self.updated or set()) | {START}
             yield from self._new_checkpoint(self.step + 1, "input")
             self.stop = self.step + self.recursion_limit + 1
 

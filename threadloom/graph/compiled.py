@@ -373,6 +373,10 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             return chan.value if chan.is_available() else None
         return values_of(channels, keys)
 
+    def _snapshot_values(self, channels: dict[str, Any]) -> Any:
+        """What ``get_state(...).values`` shows: the output (a Pregel: its stream channels)."""
+        return self._output(channels)
+
     def _coerce_context(self, context: Any) -> Any:
         """A dict given for a dataclass / pydantic ``context_schema`` becomes an instance
         of it; a TypedDict schema is a plain dict at run time, so it passes as is."""
@@ -534,7 +538,8 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     def _result(self, run: _Run, output_keys: Any, version: str) -> Any:
         loop = run.loop
         loop.raise_if_nested_pause()
-        value = loop.output()
+        # a Pregel whose output channels this run never wrote returns None
+        value = None if loop.program.values_on_write and not loop.wrote_values else loop.output()
         if output_keys is not None and isinstance(value, dict):
             keys = [output_keys] if isinstance(output_keys, str) else output_keys
             value = {k: v for k, v in value.items() if k in keys}
@@ -543,7 +548,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                 value = make_coercer(self.builder.output_schema)(value)
             return GraphOutput(value=value, interrupts=tuple(loop.interrupts))
         if loop.interrupts:
-            value = {**(value if isinstance(value, dict) else {"__root__": value}),
+            value = {**(value if isinstance(value, dict) else {}),
                      INTERRUPT: list(loop.interrupts)}
         return value
 
