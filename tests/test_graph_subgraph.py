@@ -595,7 +595,8 @@ def _paused_subgraph_app(saver: Any) -> Any:
         .compile(interrupt_before=["inner_2"])
     )
     return (StateGraph(_Outer).add_node("inner", inner).add_edge(START, "inner")
-            .compile(checkpointer=saver))
+            .add_node("after", lambda s: {"my_key": s["my_key"] + "!"})
+            .add_edge("inner", "after").compile(checkpointer=saver))
 
 
 def test_subgraph_saves_with_the_durability_of_the_run_and_its_history_reads_it() -> None:
@@ -610,3 +611,14 @@ def test_subgraph_saves_with_the_durability_of_the_run_and_its_history_reads_it(
     # read with the subgraph's own channels
     assert (history[0].values, history[0].next) == (
         {"my_key": "v here", "my_other_key": "v"}, ("inner_2",))
+
+
+def test_history_under_exit_durability_does_not_take_a_later_checkpoint_as_a_result() -> None:
+    app = _paused_subgraph_app(InMemorySaver())
+    config = {"configurable": {"thread_id": "1"}}
+    app.invoke({"my_key": "v"}, config, durability="exit")
+    app.invoke(None, config, durability="exit")
+    history = list(app.get_state_history(config))
+    assert [h.metadata["step"] for h in history] == [2, 0]
+    # the saved checkpoint after step 0 is step 2's: step 0's task result is not known
+    assert history[1].tasks[0].result is None
