@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import os
 import queue
 from collections import deque
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Generic
 
 from langchain_core.runnables import Runnable
+from langchain_core.runnables.config import merge_configs
 
 from threadloom._context import current_task
 from threadloom._schema import is_schema_class, is_typeddict, make_coercer
@@ -97,6 +99,8 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     _live_updates = False
     # compile(transformers=...): stream transformers of every v3 event stream of this graph
     stream_transformers: tuple[Any, ...] = ()
+    # Default run config set by ``with_config``; the caller's config is merged over it.
+    config: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -128,6 +132,32 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         self._output_keys = program.output_channels
 
     # -- Runnable plumbing ----------------------------------------------------------
+
+    def copy(self, **updates: Any) -> CompiledStateGraph:
+        """A shallow copy of this compiled graph with ``updates`` applied to its attributes
+        (``name``, ``config``, ``checkpointer``, ...); the original is left unchanged."""
+        clone = copy.copy(self)
+        for attr, value in updates.items():
+            if not hasattr(self, attr):
+                raise TypeError(f"copy(): {type(self).__name__} has no attribute {attr!r}")
+            setattr(clone, attr, value)
+        return clone
+
+    def with_config(self, config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        """A copy of this graph (same class, same ``name``) whose runs start from ``config``
+        (and ``kwargs``) merged into its default config; a run's own config wins."""
+        return self.copy(config=merge_configs(self.config, config, kwargs))
+
+    def _with_defaults(self, config: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The config a run uses: this graph's default config (``with_config``) under the
+        caller's. ``None`` stays ``None`` (inherit the enclosing task's config) when there is
+        no default."""
+        if not self.config:
+            return config
+        if config is None:
+            task = current_task.get()
+            config = dict(task.config) if task is not None else {}
+        return merge_configs(self.config, config)
 
     def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
         base = name or self.name
@@ -471,6 +501,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                             durability=durability, control=control, version=version,
                             **kwargs)
             )
+        config = self._with_defaults(config)
         with self._thread_lock(config):
             input, config = _before_run(self, input, config)
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
@@ -513,6 +544,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                     interrupt_before=interrupt_before, interrupt_after=interrupt_after,
                     durability=durability, control=control, version=version, **kwargs)
             ]
+        config = self._with_defaults(config)
         async with self._athread_lock(config):
             input, config = await _abefore_run(self, input, config)
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
@@ -584,6 +616,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             if wake is not None:
                 wake.put(None)
 
+        config = self._with_defaults(config)
         with self._thread_lock(config):
             input, config = _before_run(self, input, config)
             run = self._prepare(input, config, modes=modes, sink=sink, context=context,
@@ -637,6 +670,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             if poke is not None:
                 poke(None)
 
+        config = self._with_defaults(config)
         async with self._athread_lock(config):
             input, config = await _abefore_run(self, input, config)
             run = self._prepare(input, config, modes=modes, sink=sink, context=context,
@@ -743,6 +777,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         A config whose ``checkpoint_ns`` points into a subgraph (as ``tasks[i].state``
         does) reads that subgraph's state.
         """
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         graph = self._graph_for_ns(config)
         return state_ops.run_sync(state_ops.get_state(graph, saver, config, subgraphs), saver)
@@ -750,6 +785,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     async def aget_state(
         self, config: dict[str, Any], *, subgraphs: bool = False
     ) -> StateSnapshot:
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         graph = self._graph_for_ns(config)
         return await state_ops.run_async(
@@ -766,6 +802,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     ) -> Iterator[StateSnapshot]:
         """The thread's checkpoints, newest first (a subgraph's, read with the subgraph,
         for a config whose ``checkpoint_ns`` points into one)."""
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         graph = self._graph_for_history(config)
         index = state_ops.ChildIndex()
@@ -783,6 +820,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         before: dict[str, Any] | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[StateSnapshot]:
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         graph = self._graph_for_history(config)
         index = state_ops.ChildIndex()
@@ -802,6 +840,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         task_id: str | None = None,
     ) -> dict[str, Any]:
         """Write ``values`` as if node ``as_node`` returned them; return the new config."""
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         with self._thread_lock(config):
             return _recorded_update(self, saver, config, [(values, as_node)])
@@ -813,6 +852,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         as_node: str | None = None,
         task_id: str | None = None,
     ) -> dict[str, Any]:
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         async with self._athread_lock(config):
             return await _arecorded_update(self, saver, config, [(values, as_node)])
@@ -821,6 +861,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
     ) -> dict[str, Any]:
         """Apply several supersteps of ``StateUpdate``s, one checkpoint each."""
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         with self._thread_lock(config):
             for updates in _check_supersteps(supersteps):
@@ -830,6 +871,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     async def abulk_update_state(
         self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
     ) -> dict[str, Any]:
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         async with self._athread_lock(config):
             for updates in _check_supersteps(supersteps):
@@ -840,10 +882,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         """The thread's audit log, oldest first: every resume, approval decision (who,
         when, which request and digest, what an edit changed), refusal and state update.
         See ``threadloom.hitl.audit`` for the record format."""
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         return saver.list_audit(state_ops.history_config(config)["configurable"]["thread_id"])
 
     async def aget_audit_log(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         thread_id = state_ops.history_config(config)["configurable"]["thread_id"]
         return await saver.alist_audit(thread_id)
