@@ -181,3 +181,19 @@ def test_interrupt_of_a_graph_with_a_root_state_returns_only_the_interrupts() ->
     assert list(result) == ["__interrupt__"]
     assert result["__interrupt__"][0].value == "why?"
     assert graph.invoke(Command(resume="because"), config) == ["0", "because"]
+
+
+def test_a_mock_node_is_not_taken_for_a_subgraph() -> None:
+    from unittest import mock
+
+    add_one = mock.Mock(side_effect=lambda x: x + 1)
+    app = Pregel(
+        nodes={"one": NodeBuilder().subscribe_only("input").do(add_one).write_to("output")},
+        channels={"input": LastValue(int), "output": LastValue(int)},
+        input_channels="input", output_channels="output", checkpointer=MemorySaver(),
+        interrupt_before_nodes=["one"],
+    )
+    config = {"configurable": {"thread_id": "1"}}
+    app.invoke(1, config)
+    (task,) = app.get_state(config).tasks
+    assert task.state is None  # a plain node has no state of its own
