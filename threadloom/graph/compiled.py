@@ -349,6 +349,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             # the messages its subgraph already streamed
             scope.message_ids = parent_scope.message_ids
             scope.replay = parent_scope.replay
+            scope.durability = parent_scope.durability
             manager = None
         else:
             resume = input.resume if isinstance(input, Command) else None
@@ -369,6 +370,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             )
             manager = self._callbacks(config, scope, input)
             scope.live = scope.live or self._live_updates
+            scope.durability = durability
         limit = config.get("recursion_limit", DEFAULT_RECURSION_LIMIT)
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"recursion_limit must be a positive integer, got {limit!r}.")
@@ -382,7 +384,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             checkpointer=saver,
             interrupt_before=_node_list(before),
             interrupt_after=_node_list(after),
-            durability=durability or "async",
+            durability=durability or scope.durability or "async",
             recursion_limit=limit,
             input_writes=self._input_writes,
             output=self._output,
@@ -402,6 +404,10 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             chan = channels[keys]
             return chan.value if chan.is_available() else None
         return values_of(channels, keys)
+
+    def _snapshot_values(self, channels: dict[str, Any]) -> Any:
+        """What ``get_state(...).values`` shows: the output (a Pregel: its stream channels)."""
+        return self._output(channels)
 
     def _coerce_context(self, context: Any) -> Any:
         """A dict given for a dataclass / pydantic ``context_schema`` becomes an instance
@@ -566,7 +572,8 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     def _result(self, run: _Run, output_keys: Any, version: str) -> Any:
         loop = run.loop
         loop.raise_if_nested_pause()
-        value = loop.output()
+        # a Pregel whose output channels this run never wrote returns None
+        value = None if loop.program.values_on_write and not loop.wrote_values else loop.output()
         if output_keys is not None and isinstance(value, dict):
             keys = [output_keys] if isinstance(output_keys, str) else output_keys
             value = {k: v for k, v in value.items() if k in keys}
@@ -575,7 +582,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                 value = make_coercer(self.builder.output_schema)(value)
             return GraphOutput(value=value, interrupts=tuple(loop.interrupts))
         if loop.interrupts:
-            value = {**(value if isinstance(value, dict) else {"__root__": value}),
+            value = {**(value if isinstance(value, dict) else {}),
                      INTERRUPT: list(loop.interrupts)}
         return value
 
@@ -756,6 +763,14 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             graph = child  # type: ignore[assignment]
         return graph
 
+    def _graph_for_history(self, config: dict[str, Any]) -> CompiledStateGraph:
+        """The subgraph a history config points into when it is one of this graph's
+        subgraph nodes; else this graph (a subgraph called from inside a node)."""
+        try:
+            return self._graph_for_ns(config)
+        except ValueError:
+            return self
+
     def get_state(self, config: dict[str, Any], *, subgraphs: bool = False) -> StateSnapshot:
         """The thread's state: values, what runs next, pending tasks and interrupts.
 
@@ -785,14 +800,16 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         before: dict[str, Any] | None = None,
         limit: int | None = None,
     ) -> Iterator[StateSnapshot]:
-        """The thread's checkpoints, newest first."""
+        """The thread's checkpoints, newest first (a subgraph's, read with the subgraph,
+        for a config whose ``checkpoint_ns`` points into one)."""
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
+        graph = self._graph_for_history(config)
         index = state_ops.ChildIndex()
         for tup in saver.list(state_ops.history_config(config), filter=filter, before=before,
                               limit=limit):
-            histories = state_ops.run_sync(state_ops.delta_histories(self.program, tup), saver)
-            yield state_ops.snapshot(self, tup, live=False, histories=histories,
+            histories = state_ops.run_sync(state_ops.delta_histories(graph.program, tup), saver)
+            yield state_ops.snapshot(graph, tup, live=False, histories=histories,
                                      child=index.see(tup))
 
     async def aget_state_history(
@@ -805,13 +822,14 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     ) -> AsyncIterator[StateSnapshot]:
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
+        graph = self._graph_for_history(config)
         index = state_ops.ChildIndex()
         async for tup in saver.alist(state_ops.history_config(config), filter=filter,
                                      before=before, limit=limit):
             histories = await state_ops.run_async(
-                state_ops.delta_histories(self.program, tup), saver
+                state_ops.delta_histories(graph.program, tup), saver
             )
-            yield state_ops.snapshot(self, tup, live=False, histories=histories,
+            yield state_ops.snapshot(graph, tup, live=False, histories=histories,
                                      child=index.see(tup))
 
     def update_state(
