@@ -243,3 +243,38 @@ def test_graph_state_and_interrupts_with_unregistered_classes(saver_kind: str) -
     else:
         with SqliteSaver.from_conn_string(":memory:") as saver:
             run(saver)
+
+
+def test_compile_allows_schema_classes_in_a_strict_serializer() -> None:
+    def ask(state: ProfileState) -> dict[str, Any]:
+        answer = interrupt(Note("mood?"))
+        return {"profile": Profile(name=state.profile.name, mood=answer)}
+
+    def leak(state: ProfileState) -> dict[str, Any]:
+        interrupt(StrictOnly(1))  # not declared by any schema
+        return {}
+
+    strict = MsgpackSerializer(strict=True)
+    saver = InMemorySaver(serde=strict)
+    builder = StateGraph(ProfileState)
+    builder.add_node("ask", ask)
+    builder.add_edge(START, "ask")
+    builder.add_edge("ask", END)
+    graph = builder.compile(checkpointer=saver)
+    assert {Profile, Mood, Note, Span} <= set(strict.registry)
+    config = {"configurable": {"thread_id": "t"}}
+    graph.invoke({"profile": Profile(name="ada")}, config)
+    out = graph.invoke(Command(resume=Mood.SAD), config)
+    assert out["profile"] == Profile(name="ada", mood=Mood.SAD)
+
+    other = StateGraph(ProfileState)
+    other.add_node("leak", leak)
+    other.add_edge(START, "leak")
+    with pytest.raises(UnregisteredTypeError, match="StrictOnly"):
+        other.compile(checkpointer=InMemorySaver(serde=MsgpackSerializer(strict=True))).invoke(
+            {"profile": Profile(name="x")}, {"configurable": {"thread_id": "t"}}
+        )
+    # a non-strict serializer is left as it is
+    loose = MsgpackSerializer(strict=False)
+    builder.compile(checkpointer=InMemorySaver(serde=loose))
+    assert len(loose.registry) == 0
