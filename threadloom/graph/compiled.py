@@ -34,7 +34,7 @@ from threadloom.engine.messages import (
     StreamMessagesHandler,
     StreamMessagesHandlerV2,
 )
-from threadloom.engine.scope import Scope
+from threadloom.engine.scope import LIVE_MODES, Scope
 from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
 from threadloom.graph.state import StateGraph, values_of
@@ -43,7 +43,9 @@ from threadloom.types import Command, GraphOutput, StateSnapshot
 from threadloom.typing import ContextT, InputT, OutputT, StateT
 
 DEFAULT_RECURSION_LIMIT = int(os.environ.get("THREADLOOM_DEFAULT_RECURSION_LIMIT", "10007"))
-_MODES = frozenset({"values", "updates", "custom", "messages", "debug", "tasks", "checkpoints"})
+_MODES = frozenset(
+    {"values", "updates", "custom", "messages", "debug", "tasks", "checkpoints", "tools"}
+)
 
 
 class _Run:
@@ -388,7 +390,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     def _callbacks(self, config: dict[str, Any], scope: Scope, input: Any) -> Any:
         """Start a callback run only when someone listens (callbacks given or messages)."""
         callbacks = config.get("callbacks")
-        if not callbacks and "messages" not in scope.modes and not _tracing_enabled():
+        if not callbacks and not scope.modes & {"messages", "tools"} and not _tracing_enabled():
             return None
         from langchain_core.callbacks import CallbackManager
 
@@ -416,6 +418,13 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                 )
             else:
                 manager.add_handler(StreamMessagesHandler(emit), inherit=True)
+        if "tools" in scope.modes:
+            from threadloom.engine.tools import StreamToolCallHandler
+
+            def emit_tool(ns: tuple[str, ...] | None, payload: dict[str, Any]) -> None:
+                scope.emit("tools", payload, ns=None if ns is None else "|".join(ns))
+
+            manager.add_handler(StreamToolCallHandler(emit_tool), inherit=True)
         run = manager.on_chain_start(
             None, input if isinstance(input, dict) else {"input": input},
             name=config.get("run_name") or self.get_name(), run_id=config.get("run_id"),
@@ -569,7 +578,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         modes, single = self._modes(stream_mode)
         out: deque[Any] = deque()
         wake: queue.SimpleQueue | None = None
-        if modes & {"custom", "messages"} or self._live_updates:
+        if modes & LIVE_MODES or self._live_updates:
             wake = queue.SimpleQueue()
 
         def sink(ns: tuple[str, ...], mode: str, payload: Any) -> None:
@@ -621,7 +630,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         out: deque[Any] = deque()
         wake: asyncio.Queue | None = None
         poke: Any = None
-        if modes & {"custom", "messages"} or self._live_updates:
+        if modes & LIVE_MODES or self._live_updates:
             wake = WakeQueue()
             poke = thread_safe_put(wake)
 
