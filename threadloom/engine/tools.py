@@ -107,7 +107,9 @@ class StreamToolCallHandler(BaseCallbackHandler):
         self.emit(ns, {"event": "tool-error", "tool_call_id": call_id, "message": str(error)})
 
 
-def tool_call_writer(config: dict[str, Any] | None, tool_call_id: Any) -> Callable[[Any], None] | None:
+def tool_call_writer(
+    config: dict[str, Any] | None, tool_call_id: Any
+) -> Callable[[Any], None] | None:
     """The writer of ``tool-output-delta`` events for one call a node makes, or None when
     the run does not stream ``tools`` (or ``config`` is not a graph node's)."""
     if not config:
