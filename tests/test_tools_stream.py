@@ -210,3 +210,48 @@ def test_stream_events_v3_projects_tool_calls() -> None:
     assert seen == [("c1", "shout", ["one", "two"])]
     assert final.completed and final.error is None
     assert final.output == "ONE TWO"
+
+
+@tool
+def echo(text: str) -> str:
+    """Echo."""
+    return text
+
+
+def _echoing_graph() -> Any:
+    def node(state: State) -> dict:
+        echo.invoke({"text": "hi"})
+        return {}
+
+    return StateGraph(State).add_node("node", node).add_edge(START, "node").compile()
+
+
+def test_graph_run_on_its_own_thread_by_a_node_reports_to_the_caller() -> None:
+    child = _echoing_graph()
+
+    def node(state: State) -> dict:
+        child.invoke({"messages": []}, {"configurable": {"thread_id": "child"}})
+        return {}
+
+    parent = StateGraph(State).add_node("node", node).add_edge(START, "node").compile()
+
+    events = list(parent.stream({"messages": []}, stream_mode="tools"))
+
+    assert [e["event"] for e in events] == ["tool-started", "tool-finished"]
+
+
+def test_graph_a_node_streams_itself_keeps_its_tool_events() -> None:
+    child = _echoing_graph()
+    received: list = []
+
+    def node(state: State) -> dict:
+        received.extend(
+            child.stream({"messages": []}, {"configurable": {"thread_id": "child"}},
+                         stream_mode="tools")
+        )
+        return {}
+
+    parent = StateGraph(State).add_node("node", node).add_edge(START, "node").compile()
+
+    assert list(parent.stream({"messages": []}, stream_mode="tools")) == []
+    assert [e["event"] for e in received] == ["tool-started", "tool-finished"]

@@ -390,6 +390,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     def _callbacks(self, config: dict[str, Any], scope: Scope, input: Any) -> Any:
         """Start a callback run only when someone listens (callbacks given or messages)."""
         callbacks = config.get("callbacks")
+        if callbacks is None:
+            # a graph a node runs on its own thread reports to the node's callbacks, as
+            # any runnable the node calls does (the caller's message/tool streams see it)
+            task = current_task.get()
+            if task is not None:
+                callbacks = task.config.get("callbacks")
         if not callbacks and not scope.modes & {"messages", "tools"} and not _tracing_enabled():
             return None
         from langchain_core.callbacks import CallbackManager
@@ -399,6 +405,18 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             inheritable_tags=config.get("tags"),
             inheritable_metadata=config.get("metadata"),
         )
+        # the stream modes this run streams itself are its own: a caller streaming the
+        # same modes (the node running this graph) does not get its events too
+        from threadloom.engine.tools import StreamToolCallHandler
+
+        taken: tuple[type, ...] = ()
+        if "messages" in scope.modes:
+            taken += (StreamMessagesHandler, StreamMessagesHandlerV2)
+        if "tools" in scope.modes:
+            taken += (StreamToolCallHandler,)
+        for handler in list(manager.handlers) if taken else ():
+            if isinstance(handler, taken):
+                manager.remove_handler(handler)
         if "messages" in scope.modes:
 
             def emit(message: Any, meta: dict[str, Any]) -> None:
@@ -419,7 +437,6 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             else:
                 manager.add_handler(StreamMessagesHandler(emit), inherit=True)
         if "tools" in scope.modes:
-            from threadloom.engine.tools import StreamToolCallHandler
 
             def emit_tool(ns: tuple[str, ...] | None, payload: dict[str, Any]) -> None:
                 scope.emit("tools", payload, ns=None if ns is None else "|".join(ns))
