@@ -255,3 +255,19 @@ def test_graph_a_node_streams_itself_keeps_its_tool_events() -> None:
 
     assert list(parent.stream({"messages": []}, stream_mode="tools")) == []
     assert [e["event"] for e in received] == ["tool-started", "tool-finished"]
+
+
+def test_node_streaming_a_subgraph_gets_its_events_and_the_caller_does_not() -> None:
+    child = _echoing_graph()
+    received: list = []
+
+    def node(state: State, config: Any) -> dict:
+        received.extend(child.stream({"messages": []}, stream_mode=["tools", "updates"]))
+        return {}
+
+    parent = StateGraph(State).add_node("node", node).add_edge(START, "node").compile()
+
+    assert list(parent.stream({"messages": []}, stream_mode="tools", subgraphs=True)) == []
+    assert [(mode, data.get("event", "")) for mode, data in received] == [
+        ("tools", "tool-started"), ("tools", "tool-finished"), ("updates", ""),
+    ]

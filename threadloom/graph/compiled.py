@@ -34,7 +34,7 @@ from threadloom.engine.messages import (
     StreamMessagesHandler,
     StreamMessagesHandlerV2,
 )
-from threadloom.engine.scope import LIVE_MODES, Scope
+from threadloom.engine.scope import LIVE_MODES, Scope, ns_tuple
 from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
 from threadloom.graph.state import StateGraph, values_of
@@ -303,9 +303,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             control = getattr(outer, "control", None)
         if nested:
             assert parent_scope is not None
+            # a node streaming this graph (rather than invoking it) gets its events too
+            own = sink is not None and bool(modes)
             scope = Scope(
-                modes=parent_scope.modes,
-                sink=parent_scope.sink,
+                modes=parent_scope.modes | modes if own else parent_scope.modes,
+                sink=(_nested_sink(parent_scope, conf, persistent_ns, modes, sink) if own
+                      else parent_scope.sink),
                 resume_box=parent_scope.resume_box,
                 store=self.store if self.store is not None else parent_scope.store,
                 context=parent_scope.context if context is None else context,
@@ -322,6 +325,8 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             scope.message_ids = parent_scope.message_ids
             scope.replay = parent_scope.replay
             manager = None
+            if own and modes & {"messages", "tools"}:
+                manager = self._callbacks(config, scope, input)
         else:
             resume = input.resume if isinstance(input, Command) else None
             scope = Scope(
@@ -898,6 +903,35 @@ def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[An
 
 
 # -- hooks attached to this graph (threadloom.graph.hooks): answers checked, updates audited
+
+
+def _nested_sink(parent: Scope, conf: dict[str, Any], persistent_ns: str | None,
+                 modes: frozenset[str], sink: Any) -> Any:
+    """Where the events of a subgraph run that its node streams go: the modes the node
+    asked for to the node's stream (namespaces relative to the subgraph), the caller's
+    modes to the caller's stream as for any subgraph, except the messages and tool
+    events the node streams itself, which are the node's alone."""
+    # the subgraph's namespace, with task ids (callback events) and as its run has it
+    prefixes = {ns_tuple(conf.get("checkpoint_ns", "")), ns_tuple(persistent_ns or "")}
+    prefixes.discard(())
+    parent_sink = parent.sink
+    parent_modes = parent.modes
+
+    def relative(ns: tuple[str, ...]) -> tuple[str, ...]:
+        for prefix in prefixes:
+            if ns[:len(prefix)] == prefix:
+                return ns[len(prefix):]
+        return ns
+
+    def emit(ns: tuple[str, ...], mode: str, payload: Any) -> None:
+        if mode in modes:
+            sink(relative(ns), mode, payload)
+            if mode in ("messages", "tools"):
+                return
+        if parent_sink is not None and mode in parent_modes:
+            parent_sink(ns, mode, payload)
+
+    return emit
 
 
 def _before_run(graph: CompiledStateGraph, input: Any, config: Any) -> tuple[Any, Any]:
