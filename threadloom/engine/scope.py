@@ -38,6 +38,7 @@ class Scope:
         "replay",
         "control",
         "server_info",
+        "durability",
     )
 
     def __init__(
@@ -69,6 +70,8 @@ class Scope:
         # a ServerInfo when the run comes from a server (assistant/graph ids), else None
         self.server_info = server_info
         self.callbacks: Any = None
+        # the root run's durability; its subgraph runs save theirs the same way
+        self.durability: str | None = None
         # True when events must reach the caller while a node is still running.
         self.live = bool(modes & LIVE_MODES)
         # Ids of messages already streamed in "messages" mode (tokens or node outputs).

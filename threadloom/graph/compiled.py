@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import os
 import queue
 from collections import deque
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Generic
 
 from langchain_core.runnables import Runnable
+from langchain_core.runnables.config import merge_configs
 
 from threadloom._context import current_task
 from threadloom._schema import is_schema_class, is_typeddict, make_coercer
@@ -99,6 +101,8 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     _live_updates = False
     # compile(transformers=...): stream transformers of every v3 event stream of this graph
     stream_transformers: tuple[Any, ...] = ()
+    # Default run config set by ``with_config``; the caller's config is merged over it.
+    config: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -130,6 +134,32 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         self._output_keys = program.output_channels
 
     # -- Runnable plumbing ----------------------------------------------------------
+
+    def copy(self, **updates: Any) -> CompiledStateGraph:
+        """A shallow copy of this compiled graph with ``updates`` applied to its attributes
+        (``name``, ``config``, ``checkpointer``, ...); the original is left unchanged."""
+        clone = copy.copy(self)
+        for attr, value in updates.items():
+            if not hasattr(self, attr):
+                raise TypeError(f"copy(): {type(self).__name__} has no attribute {attr!r}")
+            setattr(clone, attr, value)
+        return clone
+
+    def with_config(self, config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        """A copy of this graph (same class, same ``name``) whose runs start from ``config``
+        (and ``kwargs``) merged into its default config; a run's own config wins."""
+        return self.copy(config=merge_configs(self.config, config, kwargs))
+
+    def _with_defaults(self, config: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The config a run uses: this graph's default config (``with_config``) under the
+        caller's. ``None`` stays ``None`` (inherit the enclosing task's config) when there is
+        no default."""
+        if not self.config:
+            return config
+        if config is None:
+            task = current_task.get()
+            config = dict(task.config) if task is not None else {}
+        return merge_configs(self.config, config)
 
     def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
         base = name or self.name
@@ -324,6 +354,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             # the messages its subgraph already streamed
             scope.message_ids = parent_scope.message_ids
             scope.replay = parent_scope.replay
+            scope.durability = parent_scope.durability
             manager = None
             if own and modes & {"messages", "tools"}:
                 manager = self._callbacks(config, scope, input)
@@ -346,6 +377,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             )
             manager = self._callbacks(config, scope, input)
             scope.live = scope.live or self._live_updates
+            scope.durability = durability
         limit = config.get("recursion_limit", DEFAULT_RECURSION_LIMIT)
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"recursion_limit must be a positive integer, got {limit!r}.")
@@ -359,7 +391,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             checkpointer=saver,
             interrupt_before=_node_list(before),
             interrupt_after=_node_list(after),
-            durability=durability or "async",
+            durability=durability or scope.durability or "async",
             recursion_limit=limit,
             input_writes=self._input_writes,
             output=self._output,
@@ -379,6 +411,10 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             chan = channels[keys]
             return chan.value if chan.is_available() else None
         return values_of(channels, keys)
+
+    def _snapshot_values(self, channels: dict[str, Any]) -> Any:
+        """What ``get_state(...).values`` shows: the output (a Pregel: its stream channels)."""
+        return self._output(channels)
 
     def _coerce_context(self, context: Any) -> Any:
         """A dict given for a dataclass / pydantic ``context_schema`` becomes an instance
@@ -496,6 +532,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                             durability=durability, control=control, version=version,
                             **kwargs)
             )
+        config = self._with_defaults(config)
         with self._thread_lock(config):
             input, config = _before_run(self, input, config)
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
@@ -538,6 +575,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                     interrupt_before=interrupt_before, interrupt_after=interrupt_after,
                     durability=durability, control=control, version=version, **kwargs)
             ]
+        config = self._with_defaults(config)
         async with self._athread_lock(config):
             input, config = await _abefore_run(self, input, config)
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
@@ -565,7 +603,8 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     def _result(self, run: _Run, output_keys: Any, version: str) -> Any:
         loop = run.loop
         loop.raise_if_nested_pause()
-        value = loop.output()
+        # a Pregel whose output channels this run never wrote returns None
+        value = None if loop.program.values_on_write and not loop.wrote_values else loop.output()
         if output_keys is not None and isinstance(value, dict):
             keys = [output_keys] if isinstance(output_keys, str) else output_keys
             value = {k: v for k, v in value.items() if k in keys}
@@ -574,7 +613,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                 value = make_coercer(self.builder.output_schema)(value)
             return GraphOutput(value=value, interrupts=tuple(loop.interrupts))
         if loop.interrupts:
-            value = {**(value if isinstance(value, dict) else {"__root__": value}),
+            value = {**(value if isinstance(value, dict) else {}),
                      INTERRUPT: list(loop.interrupts)}
         return value
 
@@ -608,6 +647,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             if wake is not None:
                 wake.put(None)
 
+        config = self._with_defaults(config)
         with self._thread_lock(config):
             input, config = _before_run(self, input, config)
             run = self._prepare(input, config, modes=modes, sink=sink, context=context,
@@ -661,6 +701,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             if poke is not None:
                 poke(None)
 
+        config = self._with_defaults(config)
         async with self._athread_lock(config):
             input, config = await _abefore_run(self, input, config)
             run = self._prepare(input, config, modes=modes, sink=sink, context=context,
@@ -753,12 +794,21 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             graph = child  # type: ignore[assignment]
         return graph
 
+    def _graph_for_history(self, config: dict[str, Any]) -> CompiledStateGraph:
+        """The subgraph a history config points into when it is one of this graph's
+        subgraph nodes; else this graph (a subgraph called from inside a node)."""
+        try:
+            return self._graph_for_ns(config)
+        except ValueError:
+            return self
+
     def get_state(self, config: dict[str, Any], *, subgraphs: bool = False) -> StateSnapshot:
         """The thread's state: values, what runs next, pending tasks and interrupts.
 
         A config whose ``checkpoint_ns`` points into a subgraph (as ``tasks[i].state``
         does) reads that subgraph's state.
         """
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         graph = self._graph_for_ns(config)
         return state_ops.run_sync(state_ops.get_state(graph, saver, config, subgraphs), saver)
@@ -766,6 +816,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     async def aget_state(
         self, config: dict[str, Any], *, subgraphs: bool = False
     ) -> StateSnapshot:
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         graph = self._graph_for_ns(config)
         return await state_ops.run_async(
@@ -780,13 +831,16 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         before: dict[str, Any] | None = None,
         limit: int | None = None,
     ) -> Iterator[StateSnapshot]:
-        """The thread's checkpoints, newest first."""
+        """The thread's checkpoints, newest first (a subgraph's, read with the subgraph,
+        for a config whose ``checkpoint_ns`` points into one)."""
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
+        graph = self._graph_for_history(config)
         index = state_ops.ChildIndex()
         for tup in saver.list(state_ops.history_config(config), filter=filter, before=before,
                               limit=limit):
-            histories = state_ops.run_sync(state_ops.delta_histories(self.program, tup), saver)
-            yield state_ops.snapshot(self, tup, live=False, histories=histories,
+            histories = state_ops.run_sync(state_ops.delta_histories(graph.program, tup), saver)
+            yield state_ops.snapshot(graph, tup, live=False, histories=histories,
                                      child=index.see(tup))
 
     async def aget_state_history(
@@ -797,14 +851,16 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         before: dict[str, Any] | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[StateSnapshot]:
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
+        graph = self._graph_for_history(config)
         index = state_ops.ChildIndex()
         async for tup in saver.alist(state_ops.history_config(config), filter=filter,
                                      before=before, limit=limit):
             histories = await state_ops.run_async(
-                state_ops.delta_histories(self.program, tup), saver
+                state_ops.delta_histories(graph.program, tup), saver
             )
-            yield state_ops.snapshot(self, tup, live=False, histories=histories,
+            yield state_ops.snapshot(graph, tup, live=False, histories=histories,
                                      child=index.see(tup))
 
     def update_state(
@@ -815,6 +871,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         task_id: str | None = None,
     ) -> dict[str, Any]:
         """Write ``values`` as if node ``as_node`` returned them; return the new config."""
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         with self._thread_lock(config):
             return _recorded_update(self, saver, config, [(values, as_node)])
@@ -826,6 +883,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         as_node: str | None = None,
         task_id: str | None = None,
     ) -> dict[str, Any]:
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         async with self._athread_lock(config):
             return await _arecorded_update(self, saver, config, [(values, as_node)])
@@ -834,6 +892,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
     ) -> dict[str, Any]:
         """Apply several supersteps of ``StateUpdate``s, one checkpoint each."""
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         with self._thread_lock(config):
             for updates in _check_supersteps(supersteps):
@@ -843,6 +902,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     async def abulk_update_state(
         self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
     ) -> dict[str, Any]:
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         async with self._athread_lock(config):
             for updates in _check_supersteps(supersteps):
@@ -853,10 +913,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         """The thread's audit log, oldest first: every resume, approval decision (who,
         when, which request and digest, what an edit changed), refusal and state update.
         See ``threadloom.hitl.audit`` for the record format."""
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         return saver.list_audit(state_ops.history_config(config)["configurable"]["thread_id"])
 
     async def aget_audit_log(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         thread_id = state_ops.history_config(config)["configurable"]["thread_id"]
         return await saver.alist_audit(thread_id)
