@@ -335,10 +335,10 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             assert parent_scope is not None
             # a node streaming this graph (rather than invoking it) gets its events too
             own = sink is not None and bool(modes)
+            both, own_sink = _nested_sinks(parent_scope, conf, persistent_ns, modes, sink)
             scope = Scope(
                 modes=parent_scope.modes | modes if own else parent_scope.modes,
-                sink=(_nested_sink(parent_scope, conf, persistent_ns, modes, sink) if own
-                      else parent_scope.sink),
+                sink=both if own else parent_scope.sink,
                 resume_box=parent_scope.resume_box,
                 store=self.store if self.store is not None else parent_scope.store,
                 context=parent_scope.context if context is None else context,
@@ -357,7 +357,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             scope.durability = parent_scope.durability
             manager = None
             if own and modes & {"messages", "tools"}:
-                manager = self._callbacks(config, scope, input)
+                manager = self._callbacks(config, scope, input, sink=own_sink)
         else:
             resume = input.resume if isinstance(input, Command) else None
             scope = Scope(
@@ -428,8 +428,20 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             return schema(**context)
         return context
 
-    def _callbacks(self, config: dict[str, Any], scope: Scope, input: Any) -> Any:
-        """Start a callback run only when someone listens (callbacks given or messages)."""
+    def _callbacks(
+        self, config: dict[str, Any], scope: Scope, input: Any, sink: Any = None
+    ) -> Any:
+        """Start a callback run only when someone listens (callbacks given or messages).
+
+        The messages and tools events of the run's callbacks go to ``sink`` when given
+        (a subgraph its node streams: to that node alone), else to the scope."""
+
+        def send(mode: str, payload: Any, ns: str | None = None) -> None:
+            if sink is None:
+                scope.emit(mode, payload, ns=ns)
+            else:
+                sink(ns_tuple(scope.ns if ns is None else ns), mode, payload)
+
         callbacks = config.get("callbacks")
         if callbacks is None:
             # a graph a node runs on its own thread reports to the node's callbacks, as
@@ -464,13 +476,13 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                 if message.id is not None:
                     scope.message_ids.add(message.id)
                 ns = meta.get("langgraph_checkpoint_ns", "")
-                scope.emit("messages", (message, meta), ns="|".join(ns.split("|")[:-1]))
+                send("messages", (message, meta), ns="|".join(ns.split("|")[:-1]))
 
             if (config.get("configurable") or {}).get(CONFIG_KEY_STREAM_MESSAGES_V2):
 
                 def emit_v2(item: tuple[tuple[str, ...], str, Any]) -> None:
                     ns, mode, data = item
-                    scope.emit(mode, data, ns="|".join(ns))
+                    send(mode, data, ns="|".join(ns))
 
                 manager.add_handler(
                     StreamMessagesHandlerV2(emit_v2, seen=scope.message_ids), inherit=True
@@ -480,7 +492,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         if "tools" in scope.modes:
 
             def emit_tool(ns: tuple[str, ...] | None, payload: dict[str, Any]) -> None:
-                scope.emit("tools", payload, ns=None if ns is None else "|".join(ns))
+                send("tools", payload, ns=None if ns is None else "|".join(ns))
 
             manager.add_handler(StreamToolCallHandler(emit_tool), inherit=True)
         run = manager.on_chain_start(
@@ -967,33 +979,39 @@ def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[An
 # -- hooks attached to this graph (threadloom.graph.hooks): answers checked, updates audited
 
 
-def _nested_sink(parent: Scope, conf: dict[str, Any], persistent_ns: str | None,
-                 modes: frozenset[str], sink: Any) -> Any:
-    """Where the events of a subgraph run that its node streams go: the modes the node
-    asked for to the node's stream (namespaces relative to the subgraph), the caller's
-    modes to the caller's stream as for any subgraph, except the messages and tool
-    events the node streams itself, which are the node's alone."""
+def _nested_sinks(parent: Scope, conf: dict[str, Any], persistent_ns: str | None,
+                  modes: frozenset[str], sink: Any) -> tuple[Any, Any]:
+    """Where the events of a subgraph run that its node streams go, as two sinks.
+
+    The first takes the run's own events: the modes the node asked for go to the node's
+    stream (namespaces relative to the subgraph), the caller's modes to the caller's
+    stream as from any subgraph, except tool events, which are the node's alone. The
+    second takes the events of the run's callbacks (model tokens, tool calls): the node
+    streams them, so they are the node's alone.
+    """
     # the subgraph's namespace, with task ids (callback events) and as its run has it
     prefixes = {ns_tuple(conf.get("checkpoint_ns", "")), ns_tuple(persistent_ns or "")}
     prefixes.discard(())
     parent_sink = parent.sink
     parent_modes = parent.modes
 
-    def relative(ns: tuple[str, ...]) -> tuple[str, ...]:
+    def own(ns: tuple[str, ...], mode: str, payload: Any) -> None:
+        if mode not in modes:
+            return
         for prefix in prefixes:
             if ns[:len(prefix)] == prefix:
-                return ns[len(prefix):]
-        return ns
+                ns = ns[len(prefix):]
+                break
+        sink(ns, mode, payload)
 
-    def emit(ns: tuple[str, ...], mode: str, payload: Any) -> None:
-        if mode in modes:
-            sink(relative(ns), mode, payload)
-            if mode in ("messages", "tools"):
-                return
+    def both(ns: tuple[str, ...], mode: str, payload: Any) -> None:
+        own(ns, mode, payload)
+        if mode == "tools" and mode in modes:
+            return
         if parent_sink is not None and mode in parent_modes:
             parent_sink(ns, mode, payload)
 
-    return emit
+    return both, own
 
 
 def _before_run(graph: CompiledStateGraph, input: Any, config: Any) -> tuple[Any, Any]:
