@@ -790,8 +790,16 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             )
         return saver
 
-    def _graph_for_ns(self, config: dict[str, Any]) -> CompiledStateGraph:
-        """The (sub)graph whose checkpoints live at ``config``'s ``checkpoint_ns``."""
+    def _graph_for_ns(
+        self, config: dict[str, Any], *, for_update: bool = True
+    ) -> CompiledStateGraph:
+        """The (sub)graph whose checkpoints live at ``config``'s ``checkpoint_ns``.
+
+        A namespace segment that names no declared subgraph node (a graph invoked
+        from inside a plain node, as a tool runs a subagent) is read with the graph
+        holding that node (``for_update=False``); an update there raises, since that
+        graph's nodes and channels would write the wrong state into the namespace.
+        """
         ns = (config.get("configurable") or {}).get("checkpoint_ns") or ""
         graph: CompiledStateGraph = self
         for part in ns.split("|") if ns else ():
@@ -799,20 +807,19 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             spec = graph.builder.nodes.get(name)
             child = spec.runnable if spec is not None else None
             if not getattr(child, "_threadloom_graph", False):
+                if not for_update:
+                    return graph
+                plain = "|".join(p.split(":", 1)[0] for p in ns.split("|"))
                 raise ValueError(
-                    f"checkpoint_ns {ns!r} names '{name}', which is not a subgraph node of "
-                    f"graph '{graph.name}'."
+                    f"Subgraph {plain} not found: checkpoint_ns {ns!r} names '{name}', "
+                    f"which is not a subgraph node of graph '{graph.name}'."
                 )
             graph = child  # type: ignore[assignment]
         return graph
 
     def _graph_for_history(self, config: dict[str, Any]) -> CompiledStateGraph:
-        """The subgraph a history config points into when it is one of this graph's
-        subgraph nodes; else this graph (a subgraph called from inside a node)."""
-        try:
-            return self._graph_for_ns(config)
-        except ValueError:
-            return self
+        """The subgraph a history config points into (see ``_graph_for_ns``)."""
+        return self._graph_for_ns(config, for_update=False)
 
     def get_state(self, config: dict[str, Any], *, subgraphs: bool = False) -> StateSnapshot:
         """The thread's state: values, what runs next, pending tasks and interrupts.
@@ -822,7 +829,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         """
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
-        graph = self._graph_for_ns(config)
+        graph = self._graph_for_ns(config, for_update=False)
         return state_ops.run_sync(state_ops.get_state(graph, saver, config, subgraphs), saver)
 
     async def aget_state(
@@ -830,7 +837,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     ) -> StateSnapshot:
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
-        graph = self._graph_for_ns(config)
+        graph = self._graph_for_ns(config, for_update=False)
         return await state_ops.run_async(
             state_ops.get_state(graph, saver, config, subgraphs), saver
         )

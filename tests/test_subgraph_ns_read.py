@@ -1,0 +1,50 @@
+"""Reading a namespace whose node declares no subgraph (a graph invoked inside a node)."""
+
+import operator
+from typing import Annotated
+from uuid import uuid4
+
+import pytest
+from typing_extensions import TypedDict
+
+from threadloom.checkpoint.memory import InMemorySaver
+from threadloom.graph import START, StateGraph
+
+
+class S(TypedDict):
+    items: Annotated[list, operator.add]
+
+
+def _parent():
+    inner = StateGraph(S).add_node("work", lambda s: {"items": ["inner"]})
+    inner = inner.add_edge(START, "work").compile()
+
+    def tools(state: S) -> dict:
+        inner.invoke({"items": ["start"]})
+        return {"items": ["tool"]}
+
+    parent = StateGraph(S).add_node("tools", tools).add_edge(START, "tools")
+    parent = parent.compile(checkpointer=InMemorySaver())
+    thread = str(uuid4())
+    namespaces = {
+        ns[0]
+        for ns, _ in parent.stream({"items": []}, {"configurable": {"thread_id": thread}},
+                                   subgraphs=True)
+        if ns
+    }
+    (ns,) = namespaces
+    return parent, {"configurable": {"thread_id": thread, "checkpoint_ns": ns}}
+
+
+def test_undeclared_namespace_reads_with_parent_graph():
+    parent, config = _parent()
+    assert parent.get_state(config).values == {"items": ["start", "inner"]}
+    assert [s.values.get("items", []) for s in parent.get_state_history(config)] == [
+        ["start", "inner"], ["start"], [],
+    ]
+
+
+def test_undeclared_namespace_update_raises():
+    parent, config = _parent()
+    with pytest.raises(ValueError, match="Subgraph tools not found"):
+        parent.update_state(config, {"items": ["edit"]})
