@@ -48,3 +48,27 @@ def test_undeclared_namespace_update_raises():
     parent, config = _parent()
     with pytest.raises(ValueError, match="Subgraph tools not found"):
         parent.update_state(config, {"items": ["edit"]})
+
+
+class M(TypedDict):
+    log: Annotated[list, operator.add]
+
+
+def test_two_stateful_graphs_in_one_node_keep_separate_state():
+    def echo(label):
+        g = StateGraph(M).add_node("echo", lambda s: {"log": [label]})
+        return g.add_edge(START, "echo").compile(checkpointer=True)
+
+    fruit, veggie = echo("fruit"), echo("veggie")
+    seen = []
+
+    def call_both(state: S) -> dict:
+        seen.append((fruit.invoke({"log": []})["log"], veggie.invoke({"log": []})["log"]))
+        return {"items": ["x"]}
+
+    parent = StateGraph(S).add_node("call_both", call_both).add_edge(START, "call_both")
+    parent = parent.compile(checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": str(uuid4())}}
+    parent.invoke({"items": []}, config)
+    parent.invoke({"items": []}, config)
+    assert seen == [(["fruit"], ["veggie"]), (["fruit", "fruit"], ["veggie", "veggie"])]

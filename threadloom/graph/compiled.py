@@ -328,6 +328,14 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             persistent_ns = "|".join(
                 part.split(":", 1)[0] for part in conf.get("checkpoint_ns", "").split("|")
             )
+            # several checkpointer=True graphs invoked by one task: the first keeps the
+            # task's stable namespace, later ones "<ns>|1", "<ns>|2"... (call order)
+            caller = current_task.get()
+            if caller is not None and caller.ns == conf.get("checkpoint_ns"):
+                position = caller.stateful_calls
+                caller.stateful_calls += 1
+                if position:
+                    persistent_ns = f"{persistent_ns}|{position}"
         outer = conf.get(CONFIG_KEY_RUNTIME)  # a runtime (or look-alike) set by the caller
         if control is None:
             control = getattr(outer, "control", None)
