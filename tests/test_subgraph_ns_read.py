@@ -72,3 +72,29 @@ def test_two_stateful_graphs_in_one_node_keep_separate_state():
     parent.invoke({"items": []}, config)
     parent.invoke({"items": []}, config)
     assert seen == [(["fruit"], ["veggie"]), (["fruit", "fruit"], ["veggie", "veggie"])]
+
+
+def test_get_subgraphs_matches_whole_segments():
+    def leaf():
+        return StateGraph(M).add_node("w", lambda s: {}).add_edge(START, "w").compile()
+
+    inner_review = leaf()
+    research = StateGraph(M).add_node("review", inner_review).add_edge(START, "review")
+    research = research.compile()
+    rr, review = leaf(), leaf()
+    parent = (
+        StateGraph(M).add_node("research", research).add_node("research_review", rr)
+        .add_node("review", review).add_edge(START, "research")
+        .add_edge("research", "research_review").add_edge("research_review", "review")
+        .compile()
+    )
+    assert list(parent.get_subgraphs()) == [
+        ("research", research), ("research_review", rr), ("review", review),
+    ]
+    assert dict(parent.get_subgraphs(recurse=True))["research|review"] is inner_review
+    for ns, graph in [("research", research), ("research|review", inner_review),
+                      ("research_review", rr), ("review", review)]:
+        assert list(parent.get_subgraphs(namespace=ns, recurse=True)) == [(ns, graph)]
+    assert list(parent.get_subgraphs(namespace="research:abc|review:def", recurse=True)) == [
+        ("research|review", inner_review)
+    ]

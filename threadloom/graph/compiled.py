@@ -829,6 +829,38 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         """The subgraph a history config points into (see ``_graph_for_ns``)."""
         return self._graph_for_ns(config, for_update=False)
 
+    def get_subgraphs(
+        self, *, namespace: str | None = None, recurse: bool = False
+    ) -> Iterator[tuple[str, CompiledStateGraph]]:
+        """``(namespace, graph)`` for each subgraph node (``"a|b"`` for nested ones with
+        ``recurse=True``). With ``namespace``, only the subgraph at exactly that
+        namespace (matched a whole ``|`` segment at a time; task ids are ignored)."""
+        head, rest = None, ""
+        if namespace is not None:
+            head, _, rest = namespace.partition("|")
+            head = head.split(":", 1)[0]
+        for name, spec in self.builder.nodes.items():
+            child = spec.runnable
+            if not getattr(child, "_threadloom_graph", False):
+                continue
+            if head is not None and name != head:
+                continue
+            if head is None or not rest:
+                yield name, child
+            if recurse and (head is None or rest):
+                for sub_name, sub in child.get_subgraphs(
+                    namespace=rest or None, recurse=True
+                ):
+                    yield f"{name}|{sub_name}", sub
+            if head is not None:
+                return
+
+    async def aget_subgraphs(
+        self, *, namespace: str | None = None, recurse: bool = False
+    ) -> AsyncIterator[tuple[str, CompiledStateGraph]]:
+        for item in self.get_subgraphs(namespace=namespace, recurse=recurse):
+            yield item
+
     def get_state(self, config: dict[str, Any], *, subgraphs: bool = False) -> StateSnapshot:
         """The thread's state: values, what runs next, pending tasks and interrupts.
 
