@@ -39,6 +39,7 @@ from threadloom.constants import (
     START,
     TASKS,
 )
+from threadloom.checkpoint._delta_history import APPLIED_KEY
 from threadloom.engine.delta import (
     COUNTERS_KEY,
     apply_history,
@@ -218,6 +219,15 @@ class Loop:
         # every delta channel at the next checkpoint (a thread's first update_state).
         self.delta_counters: dict[str, Any] = {}
         self.force_delta_snapshot = False
+        # the task ids of the parent's recorded writes the next checkpoint applies, in
+        # order (its metadata's APPLIED_KEY, see threadloom.checkpoint._delta_history);
+        # with durability="exit", the ids the step's writes were recorded under instead
+        self.delta_applied: list[str] = []
+        self._exit_ids: dict[str, str] = {}
+        # durability="exit": delta channels whose snapshot fell due at a checkpoint that
+        # is never saved; every later checkpoint of the run stores them whole
+        self._exit_snapshots: set[str] = set()
+        self._stub_id: str | None = None
         # interrupts of tasks called from running tasks (``@task``), in the order they paused
         self.call_interrupts: list[Interrupt] = []
 
@@ -244,6 +254,7 @@ class Loop:
     def _new_checkpoint(self, step: int, source: str) -> Generator[Request, Any, None]:
         """Seal the channels into a new checkpoint and (per durability) save it."""
         self.step = step
+        applied, self.delta_applied = self.delta_applied, []
         if self.checkpointer is None:
             # Nothing is stored: keep the run's one checkpoint record (task ids still
             # differ per step because the step is part of them).
@@ -258,6 +269,9 @@ class Loop:
             if value is not MISSING:
                 values[key] = value
         counters = self._delta_checkpoint(values, cp["channel_versions"])
+        if (self.durability == "exit" and self.checkpoint_config is None
+                and self.program.delta_channels and self._stub_id is None):
+            self._stub_id = create_checkpoint_id()  # sorts before the run's checkpoints
         saved: Checkpoint = {
             "v": 4,
             "id": create_checkpoint_id(),
@@ -278,6 +292,8 @@ class Loop:
         metadata = {**self.metadata_base, "source": source, "step": step}
         if counters:
             metadata[COUNTERS_KEY] = counters
+        if self.program.delta_channels:
+            metadata[APPLIED_KEY] = applied
         if self.checkpoint_map:
             metadata["parents"] = dict(self.checkpoint_map)
         if self.updated is None:
@@ -310,6 +326,10 @@ class Loop:
         for key, chan in delta.items():
             if key in versions and (self.force_delta_snapshot or chan.take_overwritten()):
                 due.add(key)
+        if self.durability == "exit":
+            # only the run's last checkpoint is saved: a snapshot due earlier is taken there
+            due |= self._exit_snapshots
+            self._exit_snapshots = set(due)
         for key in due:
             if self.updated is None or key not in self.updated:
                 # stored at a version of its own: the current one is already stored (as
@@ -330,7 +350,12 @@ class Loop:
             return request
         changed = {**self._unsaved[4], **request[4]}
         parent = self._unsaved[1]
-        return ("put", parent, request[2], request[3], changed)
+        metadata = request[3]
+        if APPLIED_KEY in metadata:  # every step's writes were recorded on that parent
+            metadata = {**metadata,
+                        APPLIED_KEY: [*self._unsaved[3].get(APPLIED_KEY, ()),
+                                      *metadata[APPLIED_KEY]]}
+        return ("put", parent, request[2], metadata, changed)
 
     def put_writes(
         self, task_id_: str, writes: list[tuple[str, Any]], *, task_path: str = ""
@@ -669,10 +694,12 @@ class Loop:
             # The step's own checkpoint is never saved: record the delta writes on the
             # last saved one, under ids that sort by step.
             delta = self.program.delta_channels
+            exit_id = exit_delta_task_id(self.step + 1, task.id)
+            self._exit_ids[task.id] = exit_id
             self._exit_writes.append((
                 "put_writes", self._unsaved[1],
                 [(c, v) for c, v in task.writes if c in delta],
-                exit_delta_task_id(self.step + 1, task.id), _path_str(task.path),
+                exit_id, _path_str(task.path),
             ))
         request = self.put_writes(task.id, writes, task_path=_path_str(task.path))
         if self.durability == "exit":
@@ -732,12 +759,42 @@ class Loop:
             yield from self._supersteps()
         finally:
             if self.durability == "exit" and self.checkpointer is not None:
-                if self._unsaved is not None:
-                    request, self._unsaved = self._unsaved, None
-                    yield request
-                for request in self._exit_writes:
-                    yield request
-                self._exit_writes = []
+                yield from self._save_exit()
+
+    def _save_exit(self) -> Generator[Request, Any, None]:
+        """durability="exit": save the run's last checkpoint, then the writes. Delta
+        writes recorded on a thread that had no checkpoint yet go onto a stub: an empty
+        checkpoint (step -2) saved first, as the last checkpoint's parent."""
+        request, self._unsaved = self._unsaved, None
+        writes, self._exit_writes = self._exit_writes, []
+        self._exit_snapshots = set()
+        if request is not None:
+            parent = request[1]
+            if not (parent or {}).get("configurable", {}).get("checkpoint_id") and any(
+                w[1] is parent for w in writes
+            ):
+                stub = yield from self._put_stub(parent)
+                writes = [(w[0], stub, *w[2:]) if w[1] is parent else w for w in writes]
+                request = ("put", stub, *request[2:])
+            yield request
+        for write in writes:
+            yield write
+
+    def _put_stub(self, parent: Any) -> Generator[Request, Any, Any]:
+        stub: Checkpoint = {
+            "v": 4,
+            "id": self._stub_id or create_checkpoint_id(),
+            "ts": datetime.now(UTC).isoformat(),
+            "channel_values": {},
+            "channel_versions": {},
+            "versions_seen": {},
+            "updated_channels": None,
+        }
+        metadata = {**self.metadata_base, "source": "input", "step": -2}
+        if self.checkpoint_map:
+            metadata["parents"] = dict(self.checkpoint_map)
+        saved = yield ("put", parent, stub, metadata, {})
+        return saved if saved is not None else self._config_for(stub["id"])
 
     def _start(self, saved: Any, replay_id: str | None) -> Generator[Request, Any, None]:
         inp = self.input
@@ -766,9 +823,8 @@ class Loop:
             if replay_id:
                 # Replaying from a past checkpoint: fork it so history stays intact, and
                 # forget its pending writes so every task (and interrupt) runs again. The
-                # fork stores its delta channels whole: the writes recorded on the past
-                # checkpoint belong to the branch that already continued from it.
-                self.force_delta_snapshot = True
+                # fork applies none of the writes recorded on the past checkpoint (they
+                # belong to the branch that already continued from it).
                 yield from self._new_checkpoint(self.step, "fork")
             else:
                 self.pending = PendingWrites(saved.pending_writes)
@@ -803,12 +859,15 @@ class Loop:
                     "None."
                 )
             self.apply_null_writes(self.pending.null)
+            delta = self.program.delta_channels
+            if any(c in delta for c, _ in self.pending.null):
+                self.delta_applied.append(NULL_TASK_ID)
             if isinstance(inp, Command):
                 writes = prepare_writes(self.channels, list(self.input_writes(inp)))
                 if writes:
                     self.apply_null_writes(writes)
                     if self.checkpointer is not None and self.checkpoint_config is not None:
-                        yield self.put_writes(NULL_TASK_ID, writes)
+                        yield from self._record_input_writes(writes)
                 if inp.resume is not None:
                     pending = self.pending.pending_interrupts()
                     box = self.scope.resume_box
@@ -826,11 +885,6 @@ class Loop:
                 discarded = self.plan(self.step + 1, for_execution=False)
                 if discarded:
                     self.apply(discarded)
-                if self.program.delta_channels and any(
-                    w[1] in self.program.delta_channels for w in saved.pending_writes or ()
-                ):
-                    # writes recorded on the head that this input drops: seal them off
-                    self.force_delta_snapshot = True
             self.pending = PendingWrites(None)
             self.channels[START].update([inp])
             version = self._next_version()
@@ -838,6 +892,30 @@ class Loop:
             self.updated = (self.updated or set()) | {START}
             yield from self._new_checkpoint(self.step + 1, "input")
             self.stop = self.step + self.recursion_limit + 1
+
+    def _record_input_writes(self, writes: list[tuple[str, Any]]) -> Generator[Request, Any, None]:
+        """Store a ``Command``'s update as the writes of no task on the checkpoint it
+        extends (under durability="exit", after a fork that is never saved: on the last
+        saved checkpoint, under an exit id)."""
+        delta = self.program.delta_channels
+        if self.durability == "exit" and self._unsaved is not None:
+            recorded = [(c, v) for c, v in writes if c in delta]
+            if recorded:
+                tid = exit_delta_task_id(self.step + 1, NULL_TASK_ID)
+                self._exit_writes.append(("put_writes", self._unsaved[1], recorded, tid, ""))
+                self.delta_applied.append(tid)
+            return
+        yield self.put_writes(NULL_TASK_ID, writes)
+        if any(c in delta for c, _ in writes):
+            self.delta_applied.append(NULL_TASK_ID)
+
+    def _note_applied(self, tasks: list[Task]) -> None:
+        """The next checkpoint applies these tasks' recorded delta writes, in task order."""
+        if not self.program.delta_channels:
+            return
+        for task in sorted(tasks, key=_task_order):
+            if self._writes_delta(task):
+                self.delta_applied.append(self._exit_ids.pop(task.id, task.id))
 
     def _supersteps(self) -> Generator[Request, Any, None]:
         first = True
@@ -902,6 +980,7 @@ class Loop:
                     found.setdefault(i.id, i)
                 self._pause(tuple(found.values()))
                 return
+            self._note_applied(tasks)
             self.apply(tasks)
             yield from self._new_checkpoint(step, "loop")
             self._emit_values()

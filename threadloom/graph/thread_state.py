@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from threadloom.constants import COPY, END, INPUT, PULL, START
+from threadloom.constants import COPY, END, INPUT, NULL_TASK_ID, PULL, START
 from threadloom.engine.delta import COUNTERS_KEY, prepare_writes
 from threadloom.engine.loop import Loop, PendingWrites, delta_histories, restore_channels
 from threadloom.engine.scope import Scope
@@ -251,14 +251,15 @@ def update_state(
         _load(loop, tup, histories)
         pending = PendingWrites(tup.pending_writes)
         loop.apply_null_writes(pending.null)
+        if any(c in graph.program.delta_channels for c, _ in pending.null):
+            loop.delta_applied.append(NULL_TASK_ID)
     resolved = [
         (values, as_node or (START if tup is None else _last_writer(loop, graph)))
         for values, as_node in updates
     ]
     step = loop.step + 1
     values, first = resolved[0]
-    if first == COPY:
-        loop.force_delta_snapshot = True
+    if first == COPY:  # applies none of the copied checkpoint's writes
         yield from loop._new_checkpoint(loop.step, "fork")
         return loop.checkpoint_config
     if first == INPUT:
@@ -277,6 +278,7 @@ def update_state(
     if first == END:
         if values is not None:
             raise InvalidUpdateError("update_state(..., as_node=END) takes values=None.")
+        loop._note_applied(applied)
         loop.apply(tasks)
         yield from loop._new_checkpoint(step, "update")
         return loop.checkpoint_config
@@ -298,18 +300,21 @@ def _record_delta_writes(
     loop: Loop, tup: Any, tasks: list[Task], on_head: bool
 ) -> Generator[Request, Any, None]:
     """An update's writes to delta channels are their record (threadloom.engine.delta):
-    store them on the checkpoint the update extends. A thread's first update has none,
-    and an older checkpoint's records belong to the branch that already continued from it:
-    then the new checkpoint stores those channels whole."""
+    store them on the checkpoint the update extends, and name them in the new
+    checkpoint's metadata as the ones it applied (other children of an older checkpoint
+    keep to their own). A thread's first update has no checkpoint to extend: the new
+    checkpoint stores those channels whole."""
     delta = loop.program.delta_channels
     if not delta:
         return
-    if tup is None or not on_head:
+    if tup is None:
         loop.force_delta_snapshot = True
         return
     for task in tasks:
         writes = [(c, v) for c, v in task.writes if c in delta]
-        if writes and task.id.startswith("update:"):
-            yield ("put_writes", tup.config, writes, str(uuid.uuid4()), "")
-        elif writes:
-            yield ("put_writes", tup.config, writes, task.id, "")
+        if not writes:
+            continue
+        tid = str(uuid.uuid4()) if task.id.startswith("update:") else task.id
+        if tid != task.id or not on_head:
+            yield ("put_writes", tup.config, writes, tid, "")
+        loop.delta_applied.append(tid)
