@@ -251,7 +251,9 @@ class Loop:
             conf["checkpoint_map"] = {**self.checkpoint_map, self.ns: checkpoint_id}
         return {"configurable": conf}
 
-    def _new_checkpoint(self, step: int, source: str) -> Generator[Request, Any, None]:
+    def _new_checkpoint(
+        self, step: int, source: str, *, save: bool = False
+    ) -> Generator[Request, Any, None]:
         """Seal the channels into a new checkpoint and (per durability) save it."""
         self.step = step
         applied, self.delta_applied = self.delta_applied, []
@@ -308,7 +310,7 @@ class Loop:
         self._config_bases = None
         request = ("put", self._saver_config(parent or self._config_for("")), saved, metadata,
                    changed)
-        if self.durability == "exit":
+        if self.durability == "exit" and not save:
             self._unsaved = self._merge_unsaved(request)
         else:
             yield request
@@ -824,8 +826,10 @@ class Loop:
                 # Replaying from a past checkpoint: fork it so history stays intact, and
                 # forget its pending writes so every task (and interrupt) runs again. The
                 # fork applies none of the writes recorded on the past checkpoint (they
-                # belong to the branch that already continued from it).
-                yield from self._new_checkpoint(self.step, "fork")
+                # belong to the branch that already continued from it). It is saved
+                # even with durability="exit": the run's last checkpoint then extends the
+                # thread's newest checkpoint, as a run holding the thread must.
+                yield from self._new_checkpoint(self.step, "fork", save=True)
             else:
                 self.pending = PendingWrites(saved.pending_writes)
         else:
