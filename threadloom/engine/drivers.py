@@ -164,6 +164,7 @@ def _run_task(task: Task) -> None:
                 return
             except GraphInterrupt as exc:
                 task.interrupts = exc.interrupts
+                task.paused = True
                 return
             except GraphBubbleUp as exc:
                 task.error = exc
@@ -197,6 +198,7 @@ async def _arun_task(task: Task) -> None:
                 return
             except GraphInterrupt as exc:
                 task.interrupts = exc.interrupts
+                task.paused = True
                 return
             except GraphBubbleUp as exc:
                 task.error = exc

@@ -651,7 +651,7 @@ class Loop:
         pairs = {}
         for task in ran:
             key = keys.get(task.id)
-            if key is not None and task.error is None and not task.interrupts:
+            if key is not None and task.error is None and not _is_paused(task):
                 pairs[key] = (encode_writes(task.writes), task.node.cache_policy.ttl)
         if pairs:
             yield ("cache_set", pairs)
@@ -660,7 +660,7 @@ class Loop:
         """Bookkeeping when a task ends (on the driver's thread): stream it, save its writes."""
         task.done = True
         modes = self.scope.modes
-        if task.error is None and not task.interrupts and not task.node.hidden:
+        if task.error is None and not _is_paused(task) and not task.node.hidden:
             self._emit_update(task)
             if "messages" in modes:
                 self._emit_node_messages(task)
@@ -675,11 +675,11 @@ class Loop:
             }
             self.emit("tasks", payload)
             self.emit("debug", _debug("task_result", self.step + 1, payload))
-        if self.program.delta_channels and task.error is None and not task.interrupts:
+        if self.program.delta_channels and task.error is None and not _is_paused(task):
             task.writes = prepare_writes(self.channels, list(task.writes))
         if self.checkpointer is None or self.checkpoint_config is None:
             return []
-        if task.interrupts:
+        if _is_paused(task):
             writes: list[tuple[str, Any]] = [(INTERRUPT, list(task.interrupts))]
             if task.resume:
                 writes.append(task.resume_write())
@@ -975,7 +975,7 @@ class Loop:
             if failed:
                 self.status = "error"
                 raise failed[0].error  # type: ignore[misc]
-            paused = [t for t in tasks if t.interrupts]
+            paused = [t for t in tasks if _is_paused(t)]
             if paused:
                 self.status = "interrupted"
                 found = {i.id: i for t in sorted(paused, key=_task_order)
@@ -1012,6 +1012,10 @@ class Loop:
         if self.scope.nested and self.status in ("interrupted", "interrupt_before",
                                                  "interrupt_after"):
             raise GraphInterrupt(self.interrupts)
+
+
+def _is_paused(task: Task) -> bool:
+    return task.paused or bool(task.interrupts)
 
 
 def _task_order(task: Task) -> tuple[Any, ...]:

@@ -85,6 +85,7 @@ class Task:
         "resume",
         "interrupt_count",
         "interrupts",
+        "paused",
         "error",
         "scope",
         "result",
@@ -122,6 +123,9 @@ class Task:
         self.resume: list[Any] = []
         self.interrupt_count = 0
         self.interrupts: tuple[Interrupt, ...] = ()
+        # paused by a GraphInterrupt, with or without interrupt values (a subgraph that
+        # stopped at one of its own breakpoints pauses its task with none)
+        self.paused = False
         self.error: BaseException | None = None
         self.result: Any = None
         self.done = False
