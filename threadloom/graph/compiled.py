@@ -614,6 +614,24 @@ class CompiledStateGraph(Runnable):
             graph = child  # type: ignore[assignment]
         return graph
 
+    def _state_target(self, config: dict[str, Any]) -> tuple[CompiledStateGraph, dict[str, Any]]:
+        """The (sub)graph ``config`` points to and the config its checkpoints are read
+        with: a subgraph compiled with ``checkpointer=True`` keeps one namespace per
+        thread (node names without task ids), whichever task's config points to it."""
+        graph = self._graph_for_ns(config)
+        return graph, graph._own_ns_config(config)
+
+    def _own_ns_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` (pointing to this graph as a subgraph) with the namespace its
+        checkpoints live at: for ``checkpointer=True``, node names without task ids."""
+        conf = config.get("configurable") or {}
+        ns = conf.get("checkpoint_ns") or ""
+        if ns and self.checkpointer is True:
+            persistent = "|".join(part.split(":", 1)[0] for part in ns.split("|"))
+            if persistent != ns:
+                config = {**config, "configurable": {**conf, "checkpoint_ns": persistent}}
+        return config
+
     def get_state(self, config: dict[str, Any], *, subgraphs: bool = False) -> StateSnapshot:
         """The thread's state: values, what runs next, pending tasks and interrupts.
 
@@ -621,14 +639,14 @@ class CompiledStateGraph(Runnable):
         does) reads that subgraph's state.
         """
         saver = self._require_saver(config)
-        graph = self._graph_for_ns(config)
+        graph, config = self._state_target(config)
         return state_ops.run_sync(state_ops.get_state(graph, saver, config, subgraphs), saver)
 
     async def aget_state(
         self, config: dict[str, Any], *, subgraphs: bool = False
     ) -> StateSnapshot:
         saver = self._require_saver(config)
-        graph = self._graph_for_ns(config)
+        graph, config = self._state_target(config)
         return await state_ops.run_async(
             state_ops.get_state(graph, saver, config, subgraphs), saver
         )
@@ -643,10 +661,11 @@ class CompiledStateGraph(Runnable):
     ) -> Iterator[StateSnapshot]:
         """The thread's checkpoints, newest first."""
         saver = self._require_saver(config)
+        graph, config = self._state_target(config)
         for tup in saver.list(state_ops.history_config(config), filter=filter, before=before,
                               limit=limit):
-            histories = state_ops.run_sync(state_ops.delta_histories(self.program, tup), saver)
-            yield state_ops.snapshot(self, tup, live=False, histories=histories)
+            histories = state_ops.run_sync(state_ops.delta_histories(graph.program, tup), saver)
+            yield state_ops.snapshot(graph, tup, live=False, histories=histories)
 
     async def aget_state_history(
         self,
@@ -657,12 +676,13 @@ class CompiledStateGraph(Runnable):
         limit: int | None = None,
     ) -> AsyncIterator[StateSnapshot]:
         saver = self._require_saver(config)
+        graph, config = self._state_target(config)
         async for tup in saver.alist(state_ops.history_config(config), filter=filter,
                                      before=before, limit=limit):
             histories = await state_ops.run_async(
-                state_ops.delta_histories(self.program, tup), saver
+                state_ops.delta_histories(graph.program, tup), saver
             )
-            yield state_ops.snapshot(self, tup, live=False, histories=histories)
+            yield state_ops.snapshot(graph, tup, live=False, histories=histories)
 
     def update_state(
         self,
@@ -673,8 +693,9 @@ class CompiledStateGraph(Runnable):
     ) -> dict[str, Any]:
         """Write ``values`` as if node ``as_node`` returned them; return the new config."""
         saver = self._require_saver(config)
+        graph, config = self._state_target(config)  # tasks[i].state points into one
         with self._thread_lock(config):
-            return _recorded_update(self, saver, config, [(values, as_node)])
+            return _recorded_update(graph, saver, config, [(values, as_node)])
 
     async def aupdate_state(
         self,
@@ -684,8 +705,9 @@ class CompiledStateGraph(Runnable):
         task_id: str | None = None,
     ) -> dict[str, Any]:
         saver = self._require_saver(config)
+        graph, config = self._state_target(config)
         async with self._athread_lock(config):
-            return await _arecorded_update(self, saver, config, [(values, as_node)])
+            return await _arecorded_update(graph, saver, config, [(values, as_node)])
 
     def bulk_update_state(
         self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]

@@ -183,7 +183,8 @@ def get_state(
         node = graph.builder.nodes.get(task.name)
         child = node.runnable if node is not None else None
         if task.state is not None and getattr(child, "_threadloom_graph", False):
-            child_snap = yield from get_state(child, saver, task.state, True)
+            child_config = child._own_ns_config(task.state)
+            child_snap = yield from get_state(child, saver, child_config, True)
             task = task._replace(state=child_snap)
         tasks.append(task)
     return snap._replace(tasks=tuple(tasks))
