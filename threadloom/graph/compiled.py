@@ -591,6 +591,12 @@ class CompiledStateGraph(Runnable):
 
     def _require_saver(self, config: dict[str, Any]) -> Any:
         saver, _ = self._saver_for(config)
+        if saver is None and self.checkpointer is True:
+            raise RuntimeError(
+                "checkpointer=True cannot be used for root graphs: it means 'keep this "
+                "subgraph's checkpoints in its parent's checkpointer'. Read the state through "
+                "the parent graph, or compile this graph with a checkpointer instance."
+            )
         if saver is None:
             raise ValueError(
                 "No checkpointer set: compile the graph with a checkpointer, e.g. "
@@ -599,7 +605,9 @@ class CompiledStateGraph(Runnable):
         return saver
 
     def _graph_for_ns(self, config: dict[str, Any]) -> CompiledStateGraph:
-        """The (sub)graph whose checkpoints live at ``config``'s ``checkpoint_ns``."""
+        """The (sub)graph whose checkpoints live at ``config``'s ``checkpoint_ns``. A
+        namespace that names no subgraph node is this graph's own (it ran as a subgraph
+        there, e.g. called from inside a node)."""
         ns = (config.get("configurable") or {}).get("checkpoint_ns") or ""
         graph: CompiledStateGraph = self
         for part in ns.split("|") if ns else ():
@@ -607,6 +615,8 @@ class CompiledStateGraph(Runnable):
             spec = graph.builder.nodes.get(name)
             child = spec.runnable if spec is not None else None
             if not getattr(child, "_threadloom_graph", False):
+                if graph is self:
+                    return self
                 raise ValueError(
                     f"checkpoint_ns {ns!r} names '{name}', which is not a subgraph node of "
                     f"graph '{graph.name}'."

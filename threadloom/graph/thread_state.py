@@ -129,7 +129,7 @@ def snapshot(
             result = {k: v for k, v in pending.succeeded[t.id]
                       if k in graph.program.state_keys} or None
         state = None
-        if t.node.bound.is_subgraph:
+        if t.node.bound.is_subgraph and _keeps_state(graph, t.name):
             state = {"configurable": {"thread_id": conf["thread_id"],
                                       "checkpoint_ns": t.ns}}
         views.append(PregelTask(t.id, t.name, t.path, error, tuple(interrupts), state, result))
@@ -150,6 +150,12 @@ def snapshot(
         tasks=tuple(views),
         interrupts=_pending_interrupts(shown, pending, {t.id for t in tasks}),
     )
+
+
+def _keeps_state(graph: CompiledStateGraph, name: str) -> bool:
+    """Whether a subgraph node keeps checkpoints to point to (not ``checkpointer=False``)."""
+    spec = graph.builder.nodes.get(name)
+    return getattr(spec.runnable if spec is not None else None, "checkpointer", None) is not False
 
 
 def _pending_interrupts(shown: list[PregelTask], pending: PendingWrites,
