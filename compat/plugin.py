@@ -6,8 +6,8 @@ Loaded with ``-p plugin`` before any conftest, it
   so the unedited test files run against threadloom; LangGraph is not installed;
 - serves the conformance spec (``langgraph.checkpoint.conformance``, a
   package of the suite under test, not of threadloom) from its sdist;
-- forwards the PostgreSQL address the suites hard-code (localhost:5442) to
-  the server named by ``THREADLOOM_TEST_POSTGRES_URL``;
+- where run.py could not start the suites' own PostgreSQL on localhost:5442,
+  forwards that address to the server named by ``THREADLOOM_TEST_POSTGRES_URL``;
 - deselects the tests named in ``deselect.txt`` (each line has its reason).
 """
 
@@ -99,12 +99,13 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser, args) -> 
     if suite_pkg:
         root = Path(os.environ["THREADLOOM_COMPAT_SUITE_ROOT"])
         sys.meta_path.insert(0, _SuitePackageFinder(root, suite_pkg))
-    url = urlparse(
-        os.environ.get(
-            "THREADLOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+    if os.environ.get("THREADLOOM_COMPAT_FORWARD_POSTGRES"):  # no server of its own
+        url = urlparse(
+            os.environ.get(
+                "THREADLOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+            )
         )
-    )
-    _forward(SUITE_POSTGRES_PORT, url.hostname or "127.0.0.1", url.port or 5432)
+        _forward(SUITE_POSTGRES_PORT, url.hostname or "127.0.0.1", url.port or 5432)
 
 
 def _deselected() -> set[str]:

@@ -19,11 +19,16 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import glob
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -37,6 +42,60 @@ CACHE = Path(
 DESELECT = HERE / "deselect.txt"
 FLOOR = HERE / "floor.json"
 RUNS = REPO / ".compat"  # junit and logs of the last run, per checkout (gitignored)
+
+
+SUITE_POSTGRES_PORT = 5442  # where LangGraph's conftest expects its test server
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextlib.contextmanager
+def suite_postgres():
+    """The disposable PostgreSQL server LangGraph's suites expect on localhost:5442.
+
+    LangGraph runs its tests against a throwaway ``postgres`` container on port
+    5442; this is the same with the machine's PostgreSQL binaries: a cluster in
+    the temp directory, trust auth, and no fsync (its data is thrown away; every
+    test creates and drops a database, and with fsync each drop waits seconds for a
+    checkpoint). Yields the URL of its ``postgres`` database. A server already on
+    the port is used as it is. Without PostgreSQL binaries, the suites' address is
+    forwarded to ``THREADLOOM_TEST_POSTGRES_URL`` instead (see plugin.py).
+    """
+    url = f"postgresql://postgres@127.0.0.1:{SUITE_POSTGRES_PORT}/postgres"
+    if _port_open(SUITE_POSTGRES_PORT):
+        yield url
+        return
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    pg_ctl = bins[-1] if bins else shutil.which("pg_ctl")
+    if not pg_ctl:
+        yield None
+        return
+    bindir = Path(pg_ctl).parent
+    data = Path(tempfile.gettempdir()) / "threadloom-compat-pg"
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        as_user = ["runuser", "-u", "postgres", "--"]
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(mode=0o700, exist_ok=True)
+        if as_user:
+            shutil.chown(data, "postgres", "postgres")
+        subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
+                        "--auth=trust", "-E", "UTF8", "--no-sync"],
+                       check=True, stdout=subprocess.DEVNULL)
+    options = (f"-p {SUITE_POSTGRES_PORT} -c listen_addresses=127.0.0.1 "
+               f"-c unix_socket_directories={data} -c fsync=off -c full_page_writes=off "
+               "-c synchronous_commit=off -c max_connections=300")
+    subprocess.run([*as_user, str(pg_ctl), "-D", str(data), "-o", options, "-w", "-l",
+                    str(data / "server.log"), "start"], check=True, stdout=subprocess.DEVNULL)
+    try:
+        yield url
+    finally:
+        subprocess.run([*as_user, str(pg_ctl), "-D", str(data), "-m", "fast", "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @dataclass
@@ -161,7 +220,8 @@ def read_junit(path: Path, root: Path, figures: Figures, skip=lambda name: False
         setattr(figures, outcome, getattr(figures, outcome) + 1)
 
 
-def run_suite(suite: Suite, pytest_args: list[str], workers: str) -> Figures:
+def run_suite(suite: Suite, pytest_args: list[str], workers: str,
+              postgres_url: str | None) -> Figures:
     root = fetch(suite)
     work = RUNS / suite.name
     work.mkdir(parents=True, exist_ok=True)
@@ -180,6 +240,10 @@ def run_suite(suite: Suite, pytest_args: list[str], workers: str) -> Figures:
         NO_DOCKER="false",
         LANGSMITH_TRACING="false",
     )
+    if postgres_url:
+        env["THREADLOOM_TEST_POSTGRES_URL"] = postgres_url
+    else:
+        env["THREADLOOM_COMPAT_FORWARD_POSTGRES"] = "1"
     if suite.package:
         env["THREADLOOM_COMPAT_SUITE_PACKAGE"] = suite.package
         env["THREADLOOM_COMPAT_SUITE_ROOT"] = str(root)
@@ -229,13 +293,15 @@ def main(argv: list[str] | None = None) -> int:
     total = Figures()
     floors = json.loads(FLOOR.read_text()) if FLOOR.exists() else {}
     below = []
-    for suite in chosen:
-        figures = run_suite(suite, args.pytest_args, args.workers)
-        print(figures.line(suite.name), flush=True)
-        for f in ("passed", "failed", "skipped", "deselected", "uncollected_files", "seconds"):
-            setattr(total, f, getattr(total, f) + getattr(figures, f))
-        if figures.rate < floors.get(suite.name, 0.0):
-            below.append(f"{suite.name}: {figures.rate:.1f}% < floor {floors[suite.name]}%")
+    with suite_postgres() as postgres_url:
+        for suite in chosen:
+            figures = run_suite(suite, args.pytest_args, args.workers, postgres_url)
+            print(figures.line(suite.name), flush=True)
+            for f in ("passed", "failed", "skipped", "deselected", "uncollected_files",
+                      "seconds"):
+                setattr(total, f, getattr(total, f) + getattr(figures, f))
+            if figures.rate < floors.get(suite.name, 0.0):
+                below.append(f"{suite.name}: {figures.rate:.1f}% < floor {floors[suite.name]}%")
     print(total.line("total"))
     print(f"logs: {RUNS}/<suite>/pytest.log")
     if args.check and below:

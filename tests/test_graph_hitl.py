@@ -933,9 +933,6 @@ def test_get_state_with_checkpoint_id_is_record_view() -> None:
     assert [t.name for t in snap.tasks] == ["b"]
 
 
-@pytest.mark.xfail(strict=True, reason="a task that ran alone in its superstep has no "
-                   "pending writes saved, so the record view's tasks[i].result is None "
-                   "(§1.3: history items show what each task wrote)")
 def test_record_view_shows_result_of_single_task() -> None:
     calls: Counter = Counter()
     app = abc(b=asking_b(calls), calls=calls)

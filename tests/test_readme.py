@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,13 @@ def test_readme_has_examples() -> None:
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index: int) -> None:
-    code = BLOCKS[index]
-    # dont_inherit: the README's code must not pick up this file's __future__ imports.
-    compiled = compile(code, f"README.md[python block {index}]", "exec", dont_inherit=True)
-    exec(compiled, {"__name__": "readme"})
+    # Each block in a fresh interpreter, as a reader would run it: a block may change
+    # the process (install_as_langgraph), and none may lean on another's imports.
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCKS[index]],
+        cwd=README.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, f"README.md python block {index} failed:\n{proc.stderr}"

@@ -12,3 +12,7 @@ from contextvars import ContextVar
 from typing import Any
 
 current_task: ContextVar[Any] = ContextVar("threadloom_current_task", default=None)
+
+# The clock of the running timed node attempt (``threadloom.engine.timeouts.TimedAttempt``),
+# so that ``Runtime.heartbeat()`` can reach it; None outside a timed attempt.
+current_attempt: ContextVar[Any] = ContextVar("threadloom_timed_attempt", default=None)

@@ -160,3 +160,58 @@ def first_param_schema(fn: Any) -> Any | None:
         return None
     ann = hints.get(params[0].name)
     return ann if is_schema_class(ann) else None
+
+
+def _plain(annotation: Any) -> Any:
+    """The value type of a key's annotation: no Required/NotRequired, no Annotated extras."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Required, NotRequired):
+            annotation = get_args(annotation)[0]
+        else:
+            return annotation
+
+
+def _optional(annotation: Any) -> bool:
+    import types
+    import typing
+
+    origin = get_origin(annotation)
+    return origin in (typing.Union, types.UnionType) and type(None) in get_args(annotation)
+
+
+def io_model(schema: Any, skip: Any = ()) -> Any:
+    """A pydantic model describing ``schema``'s keys for JSON Schema (managed keys left
+    out): a TypedDict key is required as the TypedDict says, a dataclass field when it
+    has no default (an ``...`` default counts as none) and is not Optional."""
+    from pydantic import BaseModel, create_model
+
+    if is_pydantic_model(schema):
+        return schema
+    if not is_schema_class(schema):
+        return None
+    hints = schema_hints(schema)
+    defaults: dict[str, Any] = {}
+    if is_typeddict(schema):
+        required = set(getattr(schema, "__required_keys__", hints))
+    else:
+        required = set()
+        for f in dataclasses.fields(schema):
+            has_default = (f.default is not dataclasses.MISSING and f.default is not ...) or (
+                f.default_factory is not dataclasses.MISSING
+            )
+            if has_default:
+                defaults[f.name] = (
+                    f.default if f.default is not dataclasses.MISSING else None
+                )
+            elif not _optional(_plain(hints.get(f.name))):
+                required.add(f.name)
+    fields: dict[str, Any] = {}
+    for key, annotation in hints.items():
+        if key in skip:
+            continue
+        plain = _plain(annotation)
+        fields[key] = (plain, ...) if key in required else (plain, defaults.get(key))
+    return create_model(schema.__name__, __base__=BaseModel, **fields)

@@ -47,6 +47,9 @@ RESERVED_CHARS = (":", "|")
 # subgraph (or get_config) find its parent's run and checkpointer; CONFIG_KEY_TASK holds
 # the task's id and marks the config as a node's (a graph invoked with it runs nested).
 CONFIG_KEY_SCOPE = "__threadloom_scope"
+CONFIG_KEY_REPLAYING = "__threadloom_replaying"  # the run replays a past checkpoint
+# refuse resume answers that name no pending interrupt (see engine.loop.check_strict_resume)
+CONFIG_KEY_STRICT_RESUME = "__pregel_strict_resume"
 CONFIG_KEY_TASK = "__threadloom_task"
 CONFIG_KEY_CHECKPOINTER = "__threadloom_checkpointer"
 # In the config of a put/put_writes made by a run with durability="async": the saver may

@@ -183,6 +183,7 @@ class NodeTimeoutError(TimeoutError):
         self.kind = kind
         self.run_timeout = run_timeout
         self.idle_timeout = idle_timeout
+        self.timeout = limit  # the limit that fired
 
 
 class NodeCancelledError(Exception):
@@ -195,7 +196,25 @@ class NodeCancelledError(Exception):
 
 
 class UnknownInterruptError(ValueError):
-    """A resume map named an interrupt id that is not pending on the thread."""
+    """A resume map named an interrupt id that is not pending on the thread.
+
+    ``reason`` says how the answer missed (``"not_pending"``, ``"empty_map"``,
+    ``"ambiguous"``), ``interrupt_ids`` the ids it named that are not pending, and
+    ``pending_ids`` the ids that wait for an answer.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        reason: str = "not_pending",
+        interrupt_ids: tuple[str, ...] = (),
+        pending_ids: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.interrupt_ids = tuple(interrupt_ids)
+        self.pending_ids = tuple(pending_ids)
 
 
 class RemoteException(Exception):

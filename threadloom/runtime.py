@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
-from threadloom._context import current_task
+from threadloom._context import current_attempt, current_task
 
 __all__ = [
     "DEFAULT_RUNTIME",
@@ -118,6 +118,15 @@ class Runtime(Generic[Ctx]):
     def override(self, **changes: Any) -> Runtime[Ctx]:
         """A copy with ``changes`` applied."""
         return replace(self, **changes)
+
+    def heartbeat(self) -> None:
+        """Tell the engine the node is making progress: resets its ``idle_timeout``.
+
+        A no-op when the running node has no idle timeout (or outside a run).
+        """
+        attempt = current_attempt.get()
+        if attempt is not None:
+            attempt.touch(heartbeat=True)
 
 
 DEFAULT_RUNTIME: Runtime[Any] = Runtime()

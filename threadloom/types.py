@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
 
 from threadloom._context import current_task
@@ -21,6 +22,7 @@ __all__ = [
     "Durability",
     "Interrupt",
     "Overwrite",
+    "PregelExecutableTask",
     "PregelTask",
     "RetryPolicy",
     "Send",
@@ -28,6 +30,7 @@ __all__ = [
     "StateUpdate",
     "StreamMode",
     "StreamWriter",
+    "TimeoutPolicy",
     "interrupt",
 ]
 
@@ -56,10 +59,16 @@ class Interrupt:
 
     value: Any
     id: str
+    response_schema: dict[str, Any] | None
 
-    def __init__(self, value: Any, id: str = "placeholder-id") -> None:
+    def __init__(
+        self, value: Any, id: str = "placeholder-id",
+        response_schema: dict[str, Any] | None = None,
+    ) -> None:
         self.value = value
         self.id = id
+        # the JSON Schema an answer must match (from interrupt(..., response_schema=))
+        self.response_schema = response_schema
 
     @property
     def interrupt_id(self) -> str:  # deprecated alias kept for compatibility
@@ -78,10 +87,10 @@ class Send:
 
     __slots__ = ("node", "arg", "timeout")
 
-    def __init__(self, node: str, arg: Any, *, timeout: float | None = None) -> None:
+    def __init__(self, node: str, arg: Any, *, timeout: Any = None) -> None:
         self.node = node
         self.arg = arg
-        self.timeout = timeout
+        self.timeout = TimeoutPolicy.coerce(timeout)  # overrides the node's own timeout
 
     def __hash__(self) -> int:
         return hash((self.node, repr(self.arg), self.timeout))
@@ -223,8 +232,16 @@ def default_retry_on(exc: Exception) -> bool:
     """
     if isinstance(exc, ConnectionError):
         return True
+    from threadloom.errors import NodeTimeoutError
+
+    if isinstance(exc, NodeTimeoutError):  # a slow attempt may well be fast next time
+        return True
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
+    if response is None and type(exc).__name__ == "HTTPError" and type(
+        exc
+    ).__module__.startswith("requests"):
+        return True  # no response at all: the connection failed
     if type(exc).__name__ == "HTTPStatusError" or (
         status is not None and type(exc).__module__.startswith("requests")
     ):
@@ -248,6 +265,88 @@ class RetryPolicy(NamedTuple):
     retry_on: type[BaseException] | Sequence[type[BaseException]] | Callable[
         [Exception], bool
     ] = default_retry_on
+
+
+def _seconds(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or a timedelta, got {value!r}.")
+    if value <= 0:
+        raise ValueError(f"{name} must be greater than 0, got {value!r}.")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutPolicy:
+    """How long one attempt of an (async) node may run.
+
+    ``run_timeout``: seconds (or a timedelta) from the attempt's start. ``idle_timeout``:
+    seconds without progress; progress is a heartbeat (``runtime.heartbeat()``) and, with
+    ``refresh_on="auto"``, also anything the node streams (custom events, LLM tokens,
+    writes). A timed-out attempt raises ``NodeTimeoutError``, which retry policies may
+    retry. A bare number or timedelta where a policy is expected is a ``run_timeout``.
+    """
+
+    run_timeout: float | None = None
+    idle_timeout: float | None = None
+    refresh_on: Literal["auto", "heartbeat"] = "auto"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run_timeout", _seconds("run_timeout", self.run_timeout))
+        object.__setattr__(self, "idle_timeout", _seconds("idle_timeout", self.idle_timeout))
+        if self.refresh_on not in ("auto", "heartbeat"):
+            raise ValueError(
+                f"refresh_on must be 'auto' or 'heartbeat', got {self.refresh_on!r}."
+            )
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (int, float, timedelta)) and not isinstance(other, bool):
+            other = TimeoutPolicy.coerce(other)  # a bare number means a run timeout
+        if not isinstance(other, TimeoutPolicy):
+            return NotImplemented
+        return (self.run_timeout, self.idle_timeout, self.refresh_on) == (
+            other.run_timeout, other.idle_timeout, other.refresh_on
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.run_timeout, self.idle_timeout, self.refresh_on))
+
+    @classmethod
+    def coerce(cls, value: Any) -> TimeoutPolicy | None:
+        """None, a policy (returned as is), or seconds/timedelta (a ``run_timeout``)."""
+        if value is None or isinstance(value, cls):
+            return value
+        return cls(run_timeout=value)
+
+
+@dataclass
+class PregelExecutableTask:
+    """One runnable task in LangGraph's low-level terms: a ``proc`` called with
+    ``(input, config)``, the ``writes`` it made, its ``writers``, retry and timeout policies.
+
+    Code that drives tasks by hand runs it with ``langgraph.pregel._retry.run_with_retry``
+    (``threadloom.engine.retry``).
+    """
+
+    name: str
+    input: Any
+    proc: Any
+    writes: Any
+    config: dict[str, Any]
+    triggers: Sequence[str]
+    retry_policy: Sequence[RetryPolicy]
+    cache_key: Any
+    id: str
+    path: tuple[Any, ...]
+    writers: Sequence[Any] = ()
+    subgraphs: Sequence[Any] = ()
+    timeout: TimeoutPolicy | None = None
+
+    def __post_init__(self) -> None:
+        self.timeout = TimeoutPolicy.coerce(self.timeout)
 
 
 def default_cache_key(*args: Any, **kwargs: Any) -> str:
@@ -317,7 +416,7 @@ class GraphOutput:
     interrupts: tuple[Interrupt, ...] = field(default_factory=tuple)
 
 
-def interrupt(value: Any) -> Any:
+def interrupt(value: Any, *, response_schema: Any = None) -> Any:
     """Pause the running node and show ``value`` to a person.
 
     The first time it is reached it stops the run (the state is checkpointed). When the
@@ -325,6 +424,12 @@ def interrupt(value: Any) -> Any:
     and this call returns ``answer``. Several calls in one node are answered in order.
 
     Needs a checkpointer to be resumable; must be called inside a running node.
+
+    ``response_schema`` (a pydantic model, TypedDict, dataclass, or a JSON Schema dict)
+    says what the answer must look like: the pause shows it as JSON Schema, and a typed
+    schema validates the answer (returned as that type); a wrong answer fails the resume
+    with pydantic's ``ValidationError`` (``is_invalid_resume(exc)`` is true) and the
+    question stays open.
     """
     task = current_task.get()
     if task is None:
@@ -332,4 +437,4 @@ def interrupt(value: Any) -> Any:
             "interrupt() was called outside a running graph node. Call it from inside a "
             "node function while the graph runs (invoke/stream)."
         )
-    return task.interrupt(value)
+    return task.interrupt(value, response_schema)

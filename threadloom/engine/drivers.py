@@ -9,6 +9,7 @@ async ones). Writes are applied by the loop, in task order, after all tasks end.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import queue
 import random
 import time
@@ -21,11 +22,13 @@ from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
 
 from threadloom._context import current_task
+from threadloom._internal._constants import CONFIG_KEY_TIMED_ATTEMPT_OBSERVER
+from threadloom.constants import TASKS
 from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
-from threadloom.engine.task import Task
-from threadloom.errors import GraphBubbleUp, GraphInterrupt, ParentCommand
-from threadloom.types import Command, RetryPolicy
+from threadloom.engine.task import PAUSED_AT_BREAKPOINT, Task
+from threadloom.errors import GraphBubbleUp, GraphInterrupt, NodeCancelledError, ParentCommand
+from threadloom.types import Command, RetryPolicy, Send
 
 _pool: ThreadPoolExecutor | None = None
 
@@ -67,6 +70,20 @@ def _retry_delay(policy: RetryPolicy, attempt: int) -> float:
     backoff = policy.initial_interval * policy.backoff_factor ** (attempt - 1)
     delay = min(policy.max_interval, backoff)
     return delay + (random.uniform(0, 1) if policy.jitter else 0)
+
+
+def _fail(task: Task, exc: BaseException) -> None:
+    """Record the task's final failure, or hand it to the node's error handler: the task
+    then ends with one write, a ``Send`` of the failure to the handler node."""
+    handler = task.node.error_handler
+    if handler is None:
+        task.error = exc
+        return
+    error = exc
+    if type(error).__module__ != "builtins":  # the Send is checkpointed: keep it storable
+        error = RuntimeError(f"{type(exc).__name__}: {exc}")
+    payload = {"node": task.name, "error": error, "task_id": task.id}
+    task.writes = [(TASKS, Send(handler, payload))]
 
 
 def _finish(task: Task, result: Any) -> None:
@@ -154,6 +171,7 @@ def _run_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
+            task.interrupt_count = 0  # a retry asks its questions (and takes answers) anew
             task.start_attempt(attempt)
             try:
                 try:
@@ -163,8 +181,7 @@ def _run_task(task: Task) -> None:
                 _finish(task, result)
                 return
             except GraphInterrupt as exc:
-                task.interrupts = exc.interrupts
-                task.paused = True
+                task.interrupts = exc.interrupts or PAUSED_AT_BREAKPOINT
                 return
             except GraphBubbleUp as exc:
                 task.error = exc
@@ -172,7 +189,7 @@ def _run_task(task: Task) -> None:
             except Exception as exc:  # noqa: BLE001 - recorded, re-raised by the loop
                 policy = _matching_policy(node.retry_policy, exc)
                 if policy is None or attempt >= policy.max_attempts:
-                    task.error = exc
+                    _fail(task, exc)
                     return
                 time.sleep(_retry_delay(policy, attempt))
     finally:
@@ -188,25 +205,38 @@ async def _arun_task(task: Task) -> None:
     try:
         while True:
             attempt += 1
+            task.interrupt_count = 0  # a retry asks its questions (and takes answers) anew
             task.start_attempt(attempt)
             try:
                 try:
-                    result = await node.bound.acall(task.input, task)
+                    timeout = task.timeout or node.timeout
+                    if timeout is None:
+                        result = await node.bound.acall(task.input, task)
+                    else:
+                        result = await _acall_timed(task, timeout)
                 except ParentCommand as exc:
                     result = _child_command(exc)
                 await _afinish(task, result)
                 return
             except GraphInterrupt as exc:
-                task.interrupts = exc.interrupts
-                task.paused = True
+                task.interrupts = exc.interrupts or PAUSED_AT_BREAKPOINT
                 return
             except GraphBubbleUp as exc:
                 task.error = exc
                 return
+            except asyncio.CancelledError as exc:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the run itself is being cancelled
+                # the node raised it: a failure of the node, not a quiet stop of the run
+                error = NodeCancelledError(task.name, "the node raised CancelledError")
+                error.__cause__ = exc
+                task.error = error
+                return
             except Exception as exc:  # noqa: BLE001 - recorded, re-raised by the loop
                 policy = _matching_policy(node.retry_policy, exc)
                 if policy is None or attempt >= policy.max_attempts:
-                    task.error = exc
+                    _fail(task, exc)
                     return
                 await asyncio.sleep(_retry_delay(policy, attempt))
     finally:
@@ -214,7 +244,64 @@ async def _arun_task(task: Task) -> None:
         current_task.reset(token)
 
 
+async def _acall_timed(task: Task, timeout: Any) -> Any:
+    """Call the node under ``timeout``; LLM/chain callback events count as progress."""
+    from threadloom.engine.timeouts import (
+        ObservedAttempt,
+        TimedAttemptContext,
+        now_utc,
+        run_timed,
+        with_progress_callbacks,
+    )
+
+    config = task.config
+    observer = (config.get("configurable") or {}).get(CONFIG_KEY_TIMED_ATTEMPT_OBSERVER)
+    context = None
+    if observer is not None:
+        context = TimedAttemptContext(
+            task_name=task.name, task_id=task.id, attempt=task.attempt[0],
+            started_at=now_utc(), run_timeout_secs=timeout.run_timeout,
+            idle_timeout_secs=timeout.idle_timeout,
+        )
+    clock = ObservedAttempt(timeout, observer, context)
+    task.config = {**config, "callbacks": with_progress_callbacks(
+        config.get("callbacks"), clock, manager=True)}
+
+    async def attempt() -> Any:
+        var_child_runnable_config.set(task.config)  # in the attempt's own context
+        return await task.node.bound.acall(task.input, task)
+
+    try:
+        result = await run_timed(attempt, clock, task.name)
+    except BaseException as exc:
+        clock.finish(exc)  # reported before any retry or error handler starts
+        raise
+    finally:
+        task.config = config
+    clock.finish(None)
+    return result
+
+
 # -- I/O requests ------------------------------------------------------------------
+
+
+_TASK_PATH: dict[tuple[type, str], bool] = {}
+
+
+def _takes_task_path(saver: Any, method: str) -> bool:
+    """Whether a saver's ``put_writes`` takes the task path (a saver written against the
+    older three-argument signature is called without it)."""
+    key = (type(saver), method)
+    found = _TASK_PATH.get(key)
+    if found is None:
+        try:
+            params = inspect.signature(getattr(saver, method)).parameters.values()
+            found = len(params) >= 4 or any(
+                p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+        except (TypeError, ValueError):
+            found = True
+        _TASK_PATH[key] = found
+    return found
 
 
 def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
@@ -223,6 +310,10 @@ def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     kind = request[0]
     if kind.startswith("cache_"):
         return getattr(loop.scope.cache, kind[6:])(*request[1:])
+    if kind == "list":
+        return list(saver.list(*request[1:]))
+    if kind == "put_writes" and not _takes_task_path(saver, "put_writes"):
+        return saver.put_writes(*request[1:4])
     if kind == "get_delta_channel_history":  # keyword-only in the saver API
         return saver.get_delta_channel_history(config=request[1], channels=request[2])
     return getattr(saver, kind)(*request[1:])
@@ -233,6 +324,10 @@ async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     kind = request[0]
     if kind.startswith("cache_"):
         return await getattr(loop.scope.cache, "a" + kind[6:])(*request[1:])
+    if kind == "list":
+        return [tup async for tup in saver.alist(*request[1:])]
+    if kind == "put_writes" and not _takes_task_path(saver, "aput_writes"):
+        return await saver.aput_writes(*request[1:4])
     if kind == "get_delta_channel_history":
         return await saver.aget_delta_channel_history(config=request[1], channels=request[2])
     return await getattr(saver, "a" + kind)(*request[1:])
@@ -255,6 +350,8 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
         while True:
             request = gen.send(reply)
             reply = None
+            while out:  # what the loop emitted so far reaches the caller before more runs
+                yield out.popleft()
             kind = request[0]
             if kind == "run":
                 yield from _run_tasks(loop, request[1], saver, events)
@@ -318,6 +415,8 @@ async def adrive(
         while True:
             request = gen.send(reply)
             reply = None
+            while out:
+                yield out.popleft()
             kind = request[0]
             if kind == "run":
                 async for item in _arun_tasks(loop, request[1], saver, events):

@@ -21,12 +21,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from threadloom.channels import MISSING, BaseChannel
+from threadloom.checkpoint._delta_history import APPLIED_KEY
 from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
 from threadloom.checkpoint.serde.types import _DeltaSnapshot
 from threadloom.constants import (
     CONFIG_KEY_CHECKPOINTER,
     CONFIG_KEY_DURABILITY,
+    CONFIG_KEY_NODE_FINISHED,
+    CONFIG_KEY_REPLAYING,
     CONFIG_KEY_SCOPE,
+    CONFIG_KEY_STRICT_RESUME,
     CONFIG_KEY_TASK,
     ERROR,
     INTERRUPT,
@@ -39,7 +43,6 @@ from threadloom.constants import (
     START,
     TASKS,
 )
-from threadloom.checkpoint._delta_history import APPLIED_KEY
 from threadloom.engine.delta import (
     COUNTERS_KEY,
     apply_history,
@@ -60,11 +63,15 @@ from threadloom.errors import (
     GraphInterrupt,
     GraphRecursionError,
     PausedWithoutCheckpointerWarning,
+    UnknownInterruptError,
     create_error_message,
 )
 from threadloom.managed import managed_value
 from threadloom.types import Command, Interrupt, Send
 
+# configurable keys that identify a run, shown with the messages its nodes return
+_MESSAGE_META_KEYS = ("thread_id", "checkpoint_id", "checkpoint_ns", "task_id", "run_id",
+                      "assistant_id", "graph_id")
 _SPECIAL = frozenset({ERROR, INTERRUPT, RESUME, NO_WRITES})
 _METADATA_SKIP = frozenset({"thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map"})
 
@@ -199,6 +206,10 @@ class Loop:
             "checkpoint_ns", ""
         )
         self.checkpoint_map: dict[str, str] = dict(conf.get("checkpoint_map") or {})
+        # a run that replays a past checkpoint (or a subgraph run inside one): a subgraph
+        # with its own namespace loads its state as of the parent's branch, not its latest
+        self.replaying = bool(conf.get(CONFIG_KEY_REPLAYING)) and persistent_ns is not None
+        self.persistent = persistent_ns is not None
         self.channels: dict[str, BaseChannel] = {}
         self.checkpoint: Checkpoint = None  # type: ignore[assignment]
         self.checkpoint_config: dict[str, Any] | None = None
@@ -211,6 +222,8 @@ class Loop:
         self.out = out
         self.status = "pending"
         self.interrupts: list[Interrupt] = []
+        # the channels as a paused run shows them (see _show_finished), else None
+        self.view: dict[str, BaseChannel] | None = None
         self._unsaved: tuple[Any, ...] | None = None
         self._config_bases: tuple[Any, ...] | None = None
         self._int_version = 0
@@ -291,13 +304,13 @@ class Loop:
             "channel_versions": dict(saved["channel_versions"]),
             "versions_seen": dict(saved["versions_seen"]),
         }
-        metadata = {**self.metadata_base, "source": source, "step": step}
+        # parents: the checkpoint each enclosing graph stood on ({} for a root graph)
+        metadata = {**self.metadata_base, "source": source, "step": step,
+                    "parents": dict(self.checkpoint_map)}
         if counters:
             metadata[COUNTERS_KEY] = counters
         if self.program.delta_channels:
             metadata[APPLIED_KEY] = applied
-        if self.checkpoint_map:
-            metadata["parents"] = dict(self.checkpoint_map)
         if self.updated is None:
             changed = dict(saved["channel_versions"])
         else:
@@ -420,10 +433,10 @@ class Loop:
                     continue
                 tid = task_id(checkpoint_id, self.ns, step, packet.node, PUSH, idx)
                 node = program.nodes[packet.node]
-                tasks.append(
-                    self._task(tid, packet.node, (PUSH, idx, False), packet.arg, node, (), step,
-                               managed)
-                )
+                pushed = self._task(tid, packet.node, (PUSH, idx, False), packet.arg, node, (),
+                                    step, managed)
+                pushed.timeout = packet.timeout
+                tasks.append(pushed)
         return tasks
 
     def managed(self, step: int) -> dict[str, Any] | None:
@@ -486,6 +499,9 @@ class Loop:
             CONFIG_KEY_CHECKPOINTER: self.checkpointer,
         }
         conf_base.pop("checkpoint_id", None)
+        conf_base.pop(CONFIG_KEY_REPLAYING, None)
+        if self.replaying:
+            conf_base[CONFIG_KEY_REPLAYING] = True
         if self.checkpointer is not None and self.checkpoint_config is not None:
             conf_base["checkpoint_map"] = {**self.checkpoint_map, self.ns: self.checkpoint["id"]}
         meta_base = {**(base.get("metadata") or {}), "langgraph_step": step}
@@ -573,10 +589,19 @@ class Loop:
     # -- output and stream ----------------------------------------------------------
 
     def output(self) -> Any:
-        return self.output_fn(self.channels)
+        return self.output_fn(self.view if self.view is not None else self.channels)
 
     def emit(self, mode: str, payload: Any) -> None:
         self.scope.emit(mode, payload, self.ns)
+
+    def _wrote_output(self) -> bool:
+        """Whether the last applied step changed any of the channels the run outputs."""
+        if self.updated is None:
+            return True
+        keys = self.program.output_channels
+        if isinstance(keys, str):
+            return keys in self.updated
+        return any(k in self.updated for k in keys)
 
     def _emit_values(self) -> None:
         if "values" in self.scope.modes:
@@ -595,11 +620,16 @@ class Loop:
             "values": self.output(),
             "metadata": metadata,
             "next": [t.name for t in next_tasks],
-            "tasks": [{"id": t.id, "name": t.name, "interrupts": (), "state": None}
-                      for t in next_tasks],
+            "tasks": [{"id": t.id, "name": t.name, "interrupts": (),
+                       "state": self._subgraph_config(t)} for t in next_tasks],
         }
         self.emit("checkpoints", payload)
         self.emit("debug", _debug("checkpoint", self.step, payload))
+
+    def _subgraph_config(self, task: Task) -> dict[str, Any] | None:
+        """Where a subgraph task's own checkpoints live (as a snapshot's ``tasks[i].state``
+        shows it), or None for a plain node."""
+        return subgraph_state_config(task, self.thread_id)
 
     def task_started(self, task: Task) -> None:
         if task.node.hidden:
@@ -651,7 +681,7 @@ class Loop:
         pairs = {}
         for task in ran:
             key = keys.get(task.id)
-            if key is not None and task.error is None and not _is_paused(task):
+            if key is not None and task.error is None and not task.interrupts:
                 pairs[key] = (encode_writes(task.writes), task.node.cache_policy.ttl)
         if pairs:
             yield ("cache_set", pairs)
@@ -660,7 +690,10 @@ class Loop:
         """Bookkeeping when a task ends (on the driver's thread): stream it, save its writes."""
         task.done = True
         modes = self.scope.modes
-        if task.error is None and not _is_paused(task) and not task.node.hidden:
+        if task.error is None and not task.interrupts and not task.node.hidden:
+            finished = (self.config.get("configurable") or {}).get(CONFIG_KEY_NODE_FINISHED)
+            if finished is not None:  # the caller asked to hear of each node that ends
+                finished(task.name)
             self._emit_update(task)
             if "messages" in modes:
                 self._emit_node_messages(task)
@@ -669,17 +702,16 @@ class Loop:
                 "id": task.id,
                 "name": task.name,
                 "error": task.error,
-                "result": {k: v for k, v in task.writes
-                           if k in self.program.state_keys or k == RETURN},
+                "result": task_result(task.writes, self.program.state_keys | {RETURN}) or {},
                 "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
             }
             self.emit("tasks", payload)
             self.emit("debug", _debug("task_result", self.step + 1, payload))
-        if self.program.delta_channels and task.error is None and not _is_paused(task):
+        if self.program.delta_channels and task.error is None and not task.interrupts:
             task.writes = prepare_writes(self.channels, list(task.writes))
         if self.checkpointer is None or self.checkpoint_config is None:
             return []
-        if _is_paused(task):
+        if task.interrupts:
             writes: list[tuple[str, Any]] = [(INTERRUPT, list(task.interrupts))]
             if task.resume:
                 writes.append(task.resume_write())
@@ -687,8 +719,8 @@ class Loop:
             writes = [(ERROR, repr(task.error))]
         elif siblings > 1 or self._writes_delta(task):
             # Only needed when a sibling may still fail or pause (alone, the task's writes
-            # go straight into the next checkpoint), or when they are a delta channel's
-            # record (threadloom.engine.delta).
+            # go straight into the next checkpoint, and history derives its result from
+            # there), or when they are a delta channel's record (threadloom.engine.delta).
             writes = list(task.writes) or [(NO_WRITES, None)]
         else:
             return []
@@ -718,6 +750,8 @@ class Loop:
         from langchain_core.messages import BaseMessage, RemoveMessage
 
         seen = self.scope.message_ids
+        # a message the node received in its input is not news when it hands it back
+        given = _message_ids(task.input, BaseMessage)
         meta: dict[str, Any] | None = None
         for channel, value in task.writes:
             if channel not in self.program.state_keys:
@@ -725,15 +759,23 @@ class Loop:
             for message in value if isinstance(value, list) else (value,):
                 if not isinstance(message, BaseMessage) or isinstance(message, RemoveMessage):
                     continue
-                if message.id is not None and message.id in seen:
+                if message.id is not None and (message.id in seen or message.id in given):
                     continue
                 if message.id is not None:
                     seen.add(message.id)
                 if meta is None:
-                    source = task.config.get("metadata") or {}
-                    meta = {k: v for k, v in source.items() if k.startswith("langgraph_")}
-                    meta["checkpoint_ns"] = task.ns
+                    meta = self._message_metadata(task)
                 self.emit("messages", (message, meta))
+
+    def _message_metadata(self, task: Task) -> dict[str, Any]:
+        """The metadata a message a node returned streams with: the run's identifying
+        configurable keys, then the node's ``langgraph_*`` keys."""
+        conf = self.config.get("configurable") or {}
+        meta: dict[str, Any] = {k: conf[k] for k in _MESSAGE_META_KEYS if k in conf}
+        meta["ls_integration"] = "langgraph"
+        source = task.config.get("metadata") or {}
+        meta.update((k, v) for k, v in source.items() if k.startswith("langgraph_"))
+        return meta
 
     # -- the run --------------------------------------------------------------------
 
@@ -753,7 +795,19 @@ class Loop:
             replay_id = (self.config.get("configurable") or {}).get("checkpoint_id")
             if replay_id and not self.scope.nested:
                 read_conf["checkpoint_id"] = replay_id
-            saved = yield ("get_tuple", {"configurable": read_conf})
+            else:
+                replay_id = None
+            if self.replaying and self.scope.nested and self.checkpoint_map:
+                saved = yield from self._branch_state()
+            else:
+                saved = yield ("get_tuple", {"configurable": read_conf})
+            if replay_id and saved is not None:
+                # the thread's latest checkpoint named by id is no replay: the run goes on
+                # from it as without the id (its pending writes and answers count)
+                head = yield ("get_tuple", {"configurable": {"thread_id": self.thread_id,
+                                                             "checkpoint_ns": self.ns}})
+                if head is not None and head.checkpoint["id"] == saved.checkpoint["id"]:
+                    replay_id = None
         else:
             replay_id = None
         try:
@@ -779,8 +833,7 @@ class Loop:
                 writes = [(w[0], stub, *w[2:]) if w[1] is parent else w for w in writes]
                 request = ("put", stub, *request[2:])
             yield request
-        for write in writes:
-            yield write
+        yield from writes
 
     def _put_stub(self, parent: Any) -> Generator[Request, Any, Any]:
         stub: Checkpoint = {
@@ -797,6 +850,30 @@ class Loop:
             metadata["parents"] = dict(self.checkpoint_map)
         saved = yield ("put", parent, stub, metadata, {})
         return saved if saved is not None else self._config_for(stub["id"])
+
+    def _branch_state(self) -> Generator[Request, Any, Any]:
+        """The subgraph checkpoint on the parent's branch: the newest one made while the
+        parent stood on one of the checkpoints its current checkpoint descends from."""
+        parent_ns, parent_id = list(self.checkpoint_map.items())[-1]
+        history = yield ("list", {"configurable": {"thread_id": self.thread_id,
+                                                   "checkpoint_ns": parent_ns}})
+        up = {
+            t.config["configurable"]["checkpoint_id"]:
+            (t.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+            for t in history
+        }
+        lineage = set()
+        current: str | None = parent_id
+        while current and current not in lineage:
+            lineage.add(current)
+            current = up.get(current)
+        mine = yield ("list", {"configurable": {"thread_id": self.thread_id,
+                                                "checkpoint_ns": self.ns}})
+        for tup in mine:  # newest first
+            parents = (tup.metadata or {}).get("parents") or {}
+            if parents.get(parent_ns) in lineage:
+                return tup
+        return None
 
     def _start(self, saved: Any, replay_id: str | None) -> Generator[Request, Any, None]:
         inp = self.input
@@ -822,14 +899,17 @@ class Loop:
             self.step = (saved.metadata or {}).get("step", -1)
             self.delta_counters = dict((saved.metadata or {}).get(COUNTERS_KEY) or {})
             self.updated = None
-            if replay_id:
+            if replay_id and resuming:
                 # Replaying from a past checkpoint: fork it so history stays intact, and
                 # forget its pending writes so every task (and interrupt) runs again. The
                 # fork applies none of the writes recorded on the past checkpoint (they
                 # belong to the branch that already continued from it). It is saved
                 # even with durability="exit": the run's last checkpoint then extends the
                 # thread's newest checkpoint, as a run holding the thread must.
+                self.replaying = True
                 yield from self._new_checkpoint(self.step, "fork", save=True)
+            elif replay_id:
+                pass  # new input on a past checkpoint: a branch from it (its tasks dropped)
             else:
                 self.pending = PendingWrites(saved.pending_writes)
         else:
@@ -853,6 +933,14 @@ class Loop:
             # A subgraph re-entered by its parent's re-run task continues where it paused
             # (its input is the same parent state it already received).
             resuming = True
+        if (
+            resuming and saved is None and isinstance(inp, Command) and inp.resume is not None
+            and not (inp.update or inp.goto) and not self.scope.nested
+        ):
+            # an answer for a thread that never ran: the graph starts (from an empty state)
+            # and the first interrupt() takes the answer
+            resuming = False
+            inp = {} if self.program.output_channels != "__root__" else None
         if resuming:
             if saved is None and not (isinstance(inp, Command) and (inp.update or inp.goto)):
                 if self.scope.nested:
@@ -866,12 +954,19 @@ class Loop:
             delta = self.program.delta_channels
             if any(c in delta for c, _ in self.pending.null):
                 self.delta_applied.append(NULL_TASK_ID)
+            if (
+                isinstance(inp, Command) and inp.resume is not None and not self.scope.nested
+                and (self.config.get("configurable") or {}).get(CONFIG_KEY_STRICT_RESUME)
+            ):
+                check_strict_resume(inp.resume, self.pending.pending_interrupts())
             if isinstance(inp, Command):
                 writes = prepare_writes(self.channels, list(self.input_writes(inp)))
                 if writes:
                     self.apply_null_writes(writes)
                     if self.checkpointer is not None and self.checkpoint_config is not None:
-                        yield from self._record_input_writes(writes)
+                        # with the updates of earlier resumes of this step, which stay pending too
+                        yield from self._record_input_writes(
+                            writes, [*self.pending.null, *writes])
                 if inp.resume is not None:
                     pending = self.pending.pending_interrupts()
                     box = self.scope.resume_box
@@ -894,13 +989,17 @@ class Loop:
             version = self._next_version()
             self.checkpoint["channel_versions"][START] = version
             self.updated = (self.updated or set()) | {START}
-            yield from self._new_checkpoint(self.step + 1, "input")
+            # (saved at once under durability="exit" when it branches from a past checkpoint)
+            yield from self._new_checkpoint(self.step + 1, "input", save=bool(replay_id))
             self.stop = self.step + self.recursion_limit + 1
 
-    def _record_input_writes(self, writes: list[tuple[str, Any]]) -> Generator[Request, Any, None]:
-        """Store a ``Command``'s update as the writes of no task on the checkpoint it
-        extends (under durability="exit", after a fork that is never saved: on the last
-        saved checkpoint, under an exit id)."""
+    def _record_input_writes(
+        self, writes: list[tuple[str, Any]], stored: list[tuple[str, Any]]
+    ) -> Generator[Request, Any, None]:
+        """Store a ``Command``'s update (``writes``; ``stored``: with those of earlier
+        resumes) as the writes of no task on the checkpoint it extends (under
+        durability="exit", after a fork that is never saved: on the last saved
+        checkpoint, under an exit id)."""
         delta = self.program.delta_channels
         if self.durability == "exit" and self._unsaved is not None:
             recorded = [(c, v) for c, v in writes if c in delta]
@@ -909,7 +1008,7 @@ class Loop:
                 self._exit_writes.append(("put_writes", self._unsaved[1], recorded, tid, ""))
                 self.delta_applied.append(tid)
             return
-        yield self.put_writes(NULL_TASK_ID, writes)
+        yield self.put_writes(NULL_TASK_ID, stored)
         if any(c in delta for c, _ in writes):
             self.delta_applied.append(NULL_TASK_ID)
 
@@ -975,9 +1074,10 @@ class Loop:
             if failed:
                 self.status = "error"
                 raise failed[0].error  # type: ignore[misc]
-            paused = [t for t in tasks if _is_paused(t)]
+            paused = [t for t in tasks if t.interrupts]
             if paused:
                 self.status = "interrupted"
+                self._show_finished([t for t in tasks if not t.interrupts])
                 found = {i.id: i for t in sorted(paused, key=_task_order)
                          for i in t.interrupts}
                 for i in self.call_interrupts:  # tasks called by the paused ones
@@ -987,7 +1087,8 @@ class Loop:
             self._note_applied(tasks)
             self.apply(tasks)
             yield from self._new_checkpoint(step, "loop")
-            self._emit_values()
+            if self._wrote_output():
+                self._emit_values()
             if self.should_interrupt(self.interrupt_after, tasks):
                 self.status = "interrupt_after"
                 self._pause(())
@@ -1003,9 +1104,36 @@ class Loop:
                 stacklevel=2,
             )
         self.interrupts = list(interrupts)
-        if interrupts and "values" in self.scope.modes:
-            self.emit("values", {**_as_dict(self.output()), INTERRUPT: interrupts})
-        self.emit("updates", {INTERRUPT: interrupts})
+        if interrupts or not self.scope.nested:
+            # (a subgraph stopped at a breakpoint says so through its parent only)
+            self.emit("updates", {INTERRUPT: interrupts})
+        if "values" in self.scope.modes:
+            if interrupts:
+                self.emit("values", {**_as_dict(self.output()), INTERRUPT: interrupts})
+            elif self.view is not None:  # finished siblings of a task paused at a breakpoint
+                self.emit("values", self.output())
+
+    def _show_finished(self, finished: list[Task]) -> None:
+        """A step paused: what the run returns (and streams) is the state with the writes
+        of the tasks that finished in that step applied. The channels and the checkpoint
+        stay as they are (those writes are pending writes until the step completes)."""
+        finished = [t for t in finished if t.writes]
+        if not finished:
+            return
+        keys = self.program.state_keys
+        grouped: dict[str, list[Any]] = {}
+        for task in sorted(finished, key=_task_order):
+            for channel, value in task.writes:
+                if channel in keys:
+                    grouped.setdefault(channel, []).append(value)
+        if not grouped:
+            return
+        view = dict(self.channels)
+        for channel, values in grouped.items():
+            chan = view[channel].copy()
+            chan.update(values)
+            view[channel] = chan
+        self.view = view
 
     def raise_if_nested_pause(self) -> None:
         """A subgraph that paused must pause its parent task too."""
@@ -1014,8 +1142,82 @@ class Loop:
             raise GraphInterrupt(self.interrupts)
 
 
-def _is_paused(task: Task) -> bool:
-    return task.paused or bool(task.interrupts)
+def subgraph_state_config(task: Task, thread_id: Any) -> dict[str, Any] | None:
+    """The config of a subgraph task's own checkpoints: under the task's namespace, or
+    for a subgraph compiled with ``checkpointer=True`` under its stable one (no task ids),
+    where it keeps its state from run to run. None for a plain node, and for a subgraph
+    compiled with ``checkpointer=False`` (it keeps no checkpoints)."""
+    sub = task.node.bound.subgraph
+    if sub is None or getattr(sub, "checkpointer", None) is False:
+        return None
+    ns = task.ns
+    if getattr(sub, "checkpointer", None) is True:
+        ns = "|".join(part.split(":", 1)[0] for part in ns.split("|"))
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}
+
+
+def _message_ids(value: Any, kind: type) -> set[str]:
+    """Ids of the messages in a node's input (a state dict, a model, or a message list)."""
+    if isinstance(value, dict):
+        items: Any = value.values()
+    elif hasattr(value, "__dict__") and not isinstance(value, kind):
+        items = vars(value).values()
+    else:
+        items = (value,)
+    ids: set[str] = set()
+    for item in items:
+        for message in item if isinstance(item, list) else (item,):
+            if isinstance(message, kind) and message.id is not None:
+                ids.add(message.id)
+    return ids
+
+
+def check_strict_resume(resume: Any, pending: list[Interrupt]) -> None:
+    """Strict resume (``CONFIG_KEY_STRICT_RESUME``): refuse, before anything is written, an
+    answer that cannot go where it is meant to - a map naming an interrupt that is not
+    pending (unknown, or already answered), an empty map, or one bare value while several
+    interrupts wait."""
+    from threadloom.engine.task import is_resume_map
+
+    pending_ids = tuple(sorted(i.id for i in pending))
+    shown = ", ".join(pending_ids) or "none"
+    if isinstance(resume, dict) and not resume:
+        raise UnknownInterruptError(
+            f"The resume map names no interrupt: give Command(resume={{interrupt_id: "
+            f"answer}}). Pending interrupts: {shown}.",
+            reason="empty_map", interrupt_ids=(), pending_ids=pending_ids,
+        )
+    if is_resume_map(resume):
+        unknown = tuple(i for i in resume if i not in pending_ids)
+        if unknown:
+            raise UnknownInterruptError(
+                f"Unknown or already-consumed interrupt: {', '.join(unknown)}. Pending "
+                f"interrupts: {shown}.",
+                reason="not_pending", interrupt_ids=unknown, pending_ids=pending_ids,
+            )
+    elif len(pending) > 1:
+        raise UnknownInterruptError(
+            "One answer given while there are multiple pending interrupts: answer them by "
+            f"id with Command(resume={{interrupt_id: answer, ...}}). Pending: {shown}.",
+            reason="ambiguous", interrupt_ids=(), pending_ids=pending_ids,
+        )
+
+
+def task_result(writes: Any, keys: Any) -> dict[str, Any] | None:
+    """What a task wrote to the state, by key (several writes to one key: ``$writes``)."""
+    out: dict[str, Any] = {}
+    many: dict[str, list[Any]] = {}
+    for channel, value in writes:
+        if channel not in keys:
+            continue
+        if channel in many:
+            many[channel].append(value)
+        elif channel in out:
+            many[channel] = [out[channel], value]
+            out[channel] = {"$writes": many[channel]}
+        else:
+            out[channel] = value
+    return out or None
 
 
 def _task_order(task: Task) -> tuple[Any, ...]:
@@ -1044,18 +1246,26 @@ _path_str = task_path_str
 
 
 def _update_payload(task: Task, program: Program) -> Any:
+    """A task's ``updates`` chunk: its writes by key; a list of such dicts when it wrote
+    one key more than once (each repeat starts the next dict)."""
     writes = task.writes
     if len(writes) == 1 and writes[0][0] == RETURN:  # a called task: what it returned
         return writes[0][1]
     keys = program.state_keys
-    out: dict[str, Any] = {}
+    groups: list[dict[str, Any]] = [{}]
     for ch, value in writes:
         if ch in keys:
-            out[ch] = value
+            if ch in groups[-1]:
+                groups.append({})
+            groups[-1][ch] = value
     single = program.output_channels
-    if isinstance(single, str) and len(keys) == 1 and single in out:
-        return out[single]  # a graph whose state is one bare value
-    return out or None
+    if isinstance(single, str) and len(keys) == 1:  # a graph whose state is one bare value
+        shown = [g[single] if single in g else g for g in groups]
+    else:
+        shown = list(groups)
+    if len(shown) > 1:
+        return shown
+    return shown[0] or None
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

@@ -28,6 +28,21 @@ def _is_async(fn: Any) -> bool:
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(fn)
 
 
+def _called_graph(fn: Any) -> Any:
+    """A compiled graph a node function refers to (a closure variable or a global it
+    names), so its state can be found as the node's subgraph; None if there is none."""
+    if not inspect.isfunction(fn):
+        return None
+    try:
+        refs = inspect.getclosurevars(fn)
+    except (TypeError, ValueError):
+        return None
+    for value in (*refs.nonlocals.values(), *refs.globals.values()):
+        if getattr(value, "_threadloom_graph", False) is True and hasattr(value, "builder"):
+            return value
+    return None
+
+
 def _is_runnable(obj: Any) -> bool:
     from langchain_core.runnables import Runnable
 
@@ -42,12 +57,14 @@ def _is_runnable(obj: Any) -> bool:
 class NodeCallable:
     """A node's function with its injection plan worked out ahead of time."""
 
-    __slots__ = ("name", "func", "afunc", "runnable", "wants", "is_subgraph")
+    __slots__ = ("name", "func", "afunc", "runnable", "wants", "is_subgraph", "subgraph")
 
     def __init__(self, name: str, fn: Any) -> None:
         self.name = name
         self.runnable = _is_runnable(fn)
-        self.is_subgraph = bool(getattr(fn, "_threadloom_graph", False))
+        # the graph this node runs: the node itself, or one its function calls
+        self.subgraph: Any = fn if getattr(fn, "_threadloom_graph", False) else _called_graph(fn)
+        self.is_subgraph = self.subgraph is not None
         self.wants: tuple[str, ...] = ()
         if self.runnable:
             self.func: Callable[..., Any] | None = fn.invoke

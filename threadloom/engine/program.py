@@ -14,7 +14,7 @@ from typing import Any
 from threadloom.channels import BaseChannel, EphemeralValue, Topic
 from threadloom.channels.delta import DeltaChannel
 from threadloom.engine.node import NodeCallable
-from threadloom.types import CachePolicy, RetryPolicy
+from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy
 
 
 @dataclass(slots=True)
@@ -38,6 +38,8 @@ class PregelNode:
     defer: bool = False
     cache_policy: CachePolicy | None = None
     cache_ns: tuple[str, ...] | None = None  # where its cached writes live (node_cache)
+    timeout: TimeoutPolicy | None = None  # of each attempt (async nodes only)
+    error_handler: str | None = None  # the node a final failure is sent to, if any
 
     def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
         """Run the node's own runnable on ``input`` outside a run (no state writes).

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from threadloom.constants import RESUME
-from threadloom.errors import GraphInterrupt
+from threadloom.errors import GraphInterrupt, mark_invalid_resume
 from threadloom.types import Interrupt, interrupt_id
 
 
@@ -85,7 +85,6 @@ class Task:
         "resume",
         "interrupt_count",
         "interrupts",
-        "paused",
         "error",
         "scope",
         "result",
@@ -96,6 +95,7 @@ class Task:
         "attempt",
         "cached",
         "pushed",
+        "timeout",
         "_runtime",
     )
 
@@ -123,9 +123,6 @@ class Task:
         self.resume: list[Any] = []
         self.interrupt_count = 0
         self.interrupts: tuple[Interrupt, ...] = ()
-        # paused by a GraphInterrupt, with or without interrupt values (a subgraph that
-        # stopped at one of its own breakpoints pauses its task with none)
-        self.paused = False
         self.error: BaseException | None = None
         self.result: Any = None
         self.done = False
@@ -138,6 +135,7 @@ class Task:
         # writes made while the node runs (``push_message``), kept ahead of its return's
         self.pushed: list[tuple[str, Any]] = []
         self._runtime: Any = None
+        self.timeout: Any = None  # a Send's TimeoutPolicy, over the node's own
 
     # -- what a node can reach -----------------------------------------------------
 
@@ -187,18 +185,20 @@ class Task:
     def context_copy(self) -> contextvars.Context:
         return contextvars.copy_context()
 
-    def interrupt(self, value: Any) -> Any:
+    def interrupt(self, value: Any, response_schema: Any = None) -> Any:
         """Return the stored answer for this call, or pause the task asking ``value``."""
         index = self.interrupt_count
         self.interrupt_count += 1
-        if index < len(self.resume):
-            return self.resume[index]
         iid = interrupt_id(self.ns, index)
+        if index < len(self.resume):
+            return checked_answer(self.resume[index], response_schema, iid)
         found, answer = self.scope.resume_box.take(iid)
         if found:
+            checked = checked_answer(answer, response_schema, iid)
             self.resume.append(answer)  # saved with the task's writes when it ends
-            return answer
-        raise GraphInterrupt([Interrupt(value=value, id=iid)])
+            return checked
+        raise GraphInterrupt([Interrupt(value=value, id=iid,
+                                        response_schema=json_schema_of(response_schema))])
 
     def push_message(self, message: Any, state_key: str | None) -> None:
         """Stream ``message`` now (``messages`` mode) and, with a key, write it to the state."""
@@ -217,3 +217,47 @@ class Task:
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, id={self.id!r}, path={self.path!r})"
+
+
+INVALID_RESUME_NOTE = "threadloom: the answer does not match the interrupt's response_schema"
+
+
+def json_schema_of(schema: Any) -> dict[str, Any] | None:
+    """A response schema as JSON Schema (a dict is taken as one already)."""
+    if schema is None or isinstance(schema, dict):
+        return schema
+    if hasattr(schema, "model_json_schema"):
+        return schema.model_json_schema()
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(schema).json_schema()
+
+
+def checked_answer(answer: Any, schema: Any, iid: str) -> Any:
+    """The answer as the typed response schema asks (a JSON Schema dict checks nothing)."""
+    if schema is None or isinstance(schema, dict):
+        return answer
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        if hasattr(schema, "model_validate"):
+            return schema.model_validate(answer)
+        return TypeAdapter(schema).validate_python(answer)
+    except ValidationError as exc:
+        exc.add_note(f"{INVALID_RESUME_NOTE} (interrupt {iid})")
+        mark_invalid_resume(exc)
+        raise
+
+
+class _Paused(tuple):
+    """The interrupts of a task that paused without asking anything: a subgraph it runs
+    stopped at a breakpoint (``interrupt_before``/``after``). Empty, but true: the task
+    did not finish."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return True
+
+
+PAUSED_AT_BREAKPOINT: tuple[Interrupt, ...] = _Paused()

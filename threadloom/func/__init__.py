@@ -52,9 +52,10 @@ from threadloom.constants import END, PREVIOUS, RETURN, START
 from threadloom.engine.node import NodeCallable
 from threadloom.engine.node_cache import node_namespace
 from threadloom.engine.program import PregelNode, Program
+from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.compiled import CompiledStateGraph
 from threadloom.graph.state import NodeSpec
-from threadloom.types import CachePolicy, Command, RetryPolicy
+from threadloom.types import CachePolicy, Command, RetryPolicy, TimeoutPolicy
 
 __all__ = ["entrypoint", "task"]
 
@@ -174,6 +175,13 @@ def _write_return(task: Any, result: Any) -> list[tuple[str, Any]]:
     return [(RETURN, result)]
 
 
+def _checked_timeout(timeout: Any, fn: Any, name: str) -> TimeoutPolicy | None:
+    policy = TimeoutPolicy.coerce(timeout)
+    if policy is not None and not runs_async(fn):
+        raise sync_timeout_error(name)
+    return policy
+
+
 def _no_read(channels: Any, managed: Any) -> Any:
     return None
 
@@ -192,7 +200,7 @@ class _TaskFunction:
         self.name = name or _callable_name(fn)
         self.retry_policy = _policies(retry_policy)
         self.cache_policy = cache_policy
-        self.timeout = timeout
+        self.timeout = _checked_timeout(timeout, fn, self.name)
         self.node = PregelNode(
             name=self.name,
             triggers=(),
@@ -202,6 +210,7 @@ class _TaskFunction:
             retry_policy=self.retry_policy,
             cache_policy=cache_policy,
             cache_ns=node_namespace(self.name, fn),
+            timeout=self.timeout,
         )
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
@@ -250,6 +259,7 @@ def task(
     finished task again. ``retry_policy`` retries it on failure, like a node's.
     """
     retry_policy = _deprecated_retry(kwargs, retry_policy, "task")
+    timeout = TimeoutPolicy.coerce(timeout)  # a bad value fails here, not at first call
 
     def decorate(fn: Callable[..., Any]) -> _TaskFunction:
         return _TaskFunction(fn, name=name, retry_policy=retry_policy,
@@ -441,7 +451,7 @@ class entrypoint(Generic[R]):  # noqa: N801 - LangGraph's public name
         self.context_schema = context_schema
         self.cache_policy = cache_policy
         self.retry_policy = _deprecated_retry(kwargs, retry_policy, "entrypoint")
-        self.timeout = timeout
+        self.timeout = TimeoutPolicy.coerce(timeout)
 
     @dataclasses.dataclass
     class final(Generic[R, S]):  # noqa: N801 - LangGraph's public name
@@ -464,6 +474,7 @@ class entrypoint(Generic[R]):  # noqa: N801 - LangGraph's public name
             read=_read_input,
             write=_EntrypointWriter(),  # type: ignore[arg-type]
             retry_policy=_policies(self.retry_policy),
+            timeout=_checked_timeout(self.timeout, func, name),
         )
         program = Program(
             nodes={name: node},

@@ -28,6 +28,7 @@ class Branch:
         path_map: dict[Hashable, str] | list[str] | None = None,
     ) -> None:
         self.path = path
+        self.input_schema: Any = None  # the state schema the path asks for, if it says
         self.is_runnable = hasattr(path, "invoke") and not inspect.isfunction(path)
         self.is_async = inspect.iscoroutinefunction(path) or inspect.iscoroutinefunction(
             getattr(path, "__call__", None)  # noqa: B004

@@ -127,6 +127,19 @@ class CompiledStateGraph(Runnable):
     def OutputType(self) -> Any:  # noqa: N802 - Runnable API
         return self.builder.output_schema
 
+    def get_input_schema(self, config: Any = None) -> Any:
+        """The input schema as a pydantic model (``get_input_jsonschema()`` reads it)."""
+        from threadloom._schema import io_model
+
+        model = io_model(self.builder.input_schema, self.builder.managed)
+        return model if model is not None else super().get_input_schema(config)
+
+    def get_output_schema(self, config: Any = None) -> Any:
+        from threadloom._schema import io_model
+
+        model = io_model(self.builder.output_schema, self.builder.managed)
+        return model if model is not None else super().get_output_schema(config)
+
     def get_graph(self, config: Any = None, *, xray: int | bool = False) -> Any:
         """The graph as a langchain_core ``Graph`` (``.draw_mermaid()``, ``.draw_ascii()``)."""
         from threadloom.graph.draw import draw_graph
@@ -672,10 +685,12 @@ class CompiledStateGraph(Runnable):
         """The thread's checkpoints, newest first."""
         saver = self._require_saver(config)
         graph, config = self._state_target(config)
+        index = state_ops.ChildIndex()
         for tup in saver.list(state_ops.history_config(config), filter=filter, before=before,
                               limit=limit):
             histories = state_ops.run_sync(state_ops.delta_histories(graph.program, tup), saver)
-            yield state_ops.snapshot(graph, tup, live=False, histories=histories)
+            yield state_ops.snapshot(graph, tup, live=False, histories=histories,
+                                     child=index.see(tup))
 
     async def aget_state_history(
         self,
@@ -687,12 +702,14 @@ class CompiledStateGraph(Runnable):
     ) -> AsyncIterator[StateSnapshot]:
         saver = self._require_saver(config)
         graph, config = self._state_target(config)
+        index = state_ops.ChildIndex()
         async for tup in saver.alist(state_ops.history_config(config), filter=filter,
                                      before=before, limit=limit):
             histories = await state_ops.run_async(
                 state_ops.delta_histories(graph.program, tup), saver
             )
-            yield state_ops.snapshot(graph, tup, live=False, histories=histories)
+            yield state_ops.snapshot(graph, tup, live=False, histories=histories,
+                                     child=index.see(tup))
 
     def update_state(
         self,

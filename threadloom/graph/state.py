@@ -9,9 +9,10 @@ channel per node, and for each node a reader (state -> input) and a writer (retu
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, get_args, get_origin
 
 from threadloom._schema import (
     ROOT,
@@ -33,8 +34,10 @@ from threadloom.constants import END, RESERVED_CHARS, START, TASKS
 from threadloom.engine.node import NodeCallable
 from threadloom.engine.node_cache import node_namespace
 from threadloom.engine.program import PregelNode, Program
+from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.branch import Branch, branch_channel
-from threadloom.types import CachePolicy, RetryPolicy
+from threadloom.graph.error_handlers import DEFAULT_HANDLER, handler_body, handler_name
+from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy
 
 __all__ = ["StateGraph"]
 
@@ -52,6 +55,8 @@ class NodeSpec:
     destinations: Any = None
     defer: bool = False
     cache_policy: CachePolicy | None = None
+    timeout: TimeoutPolicy | None = None
+    error_handler: Any = None  # runs after the node's final failure (error_handlers.py)
 
 
 StateT = TypeVar("StateT")
@@ -86,6 +91,7 @@ class StateGraph(Generic[StateT]):
                     "a TypedDict, dataclass or pydantic model."
                 )
             state_schema = input_schema
+        _warn_invalid_state_schema(state_schema)
         self.state_schema = state_schema
         self.context_schema = context_schema
         self.input_schema = input_schema or state_schema
@@ -152,9 +158,16 @@ class StateGraph(Generic[StateT]):
         retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None,
         cache_policy: CachePolicy | None = None,
         destinations: Any = None,
+        timeout: Any = None,
+        error_handler: Any = None,
         **kwargs: Any,
     ) -> StateGraph:
-        """Add a node: ``add_node("name", fn)`` or ``add_node(fn)`` (named after ``fn``)."""
+        """Add a node: ``add_node("name", fn)`` or ``add_node(fn)`` (named after ``fn``).
+
+        Options not given fall back to ``set_node_defaults``; ``timeout`` (a
+        ``TimeoutPolicy``, or seconds for a run timeout) applies to async nodes only.
+        """
+        timeout = TimeoutPolicy.coerce(timeout)
         retry_policy = retry_policy or kwargs.pop("retry", None)
         input_schema = input_schema or kwargs.pop("input", None)
         if kwargs:
@@ -163,14 +176,10 @@ class StateGraph(Generic[StateT]):
             logger.warning("Adding a node to a graph that has already been compiled.")
         if not isinstance(node, str):
             action = node
-            node = getattr(action, "name", None) if hasattr(action, "get_name") else None
-            node = node or getattr(action, "__name__", None)
-            if node is None and hasattr(action, "get_name"):
-                node = action.get_name()
-            if node is None:
-                raise ValueError(
-                    f"Cannot infer a node name from {action!r}: use add_node('name', fn)."
-                )
+            try:
+                node = _get_node_name(action)
+            except TypeError as exc:
+                raise ValueError(str(exc)) from None
         if action is None:
             raise ValueError(f"Node `{node}` needs a function: add_node('{node}', fn).")
         if node in self.nodes:
@@ -183,12 +192,10 @@ class StateGraph(Generic[StateT]):
                     f"'{char}' is a reserved character and is not allowed in node names "
                     f"(got '{node}')."
                 )
-        if input_schema is None:
-            sub_builder = getattr(action, "builder", None)
-            if getattr(action, "_threadloom_graph", False) and sub_builder is not None:
-                input_schema = sub_builder.input_schema
-            else:
-                input_schema = first_param_schema(action)
+        if input_schema is None and not getattr(action, "_threadloom_graph", False):
+            # a subgraph node reads the parent's state (it picks its own keys from it);
+            # its private keys never become the parent's
+            input_schema = first_param_schema(action)
         if input_schema is not None:
             self._add_schema(input_schema)
         if isinstance(retry_policy, RetryPolicy):
@@ -206,7 +213,31 @@ class StateGraph(Generic[StateT]):
             destinations=destinations,
             defer=defer,
             cache_policy=cache_policy,
+            timeout=timeout,
+            error_handler=error_handler,
         )
+        return self
+
+    def set_node_defaults(
+        self, *, retry_policy: Any = None, cache_policy: CachePolicy | None = None,
+        timeout: Any = None, error_handler: Any = None,
+    ) -> StateGraph:
+        """Options for every node that does not set its own (applied at ``compile()``).
+
+        ``error_handler`` runs after any node without its own handler finally fails (see
+        ``threadloom.graph.error_handlers``)."""
+        defaults = dict(getattr(self, "_node_defaults", {}))
+        if retry_policy is not None:
+            defaults["retry_policy"] = (
+                (retry_policy,) if isinstance(retry_policy, RetryPolicy) else tuple(retry_policy)
+            )
+        if cache_policy is not None:
+            defaults["cache_policy"] = cache_policy
+        if timeout is not None:
+            defaults["timeout"] = TimeoutPolicy.coerce(timeout)
+        if error_handler is not None:
+            defaults["error_handler"] = error_handler
+        self._node_defaults = defaults
         return self
 
     def add_edge(self, start_key: str | list[str], end_key: str) -> StateGraph:
@@ -238,6 +269,12 @@ class StateGraph(Generic[StateT]):
     ) -> StateGraph:
         """After ``source``, run the node(s) that ``path(state)`` names (or ``Send``s)."""
         branch = Branch(path, path_map)
+        if not branch.is_runnable:
+            # the routing function sees the state its own first parameter asks for
+            schema = first_param_schema(path)
+            if schema is not None:
+                self._add_schema(schema)
+                branch.input_schema = schema
         existing = self.branches.setdefault(source, {})
         if branch.name in existing:
             raise ValueError(
@@ -352,9 +389,11 @@ class StateGraph(Generic[StateT]):
                 )
         interrupt_before = _as_node_list(interrupt_before)
         interrupt_after = _as_node_list(interrupt_after)
+        handlers = self._error_handlers()
         self.validate(
-            [*(interrupt_before if interrupt_before != "*" else ()),
-             *(interrupt_after if interrupt_after != "*" else ())]
+            [n for n in (*(interrupt_before if interrupt_before != "*" else ()),
+                         *(interrupt_after if interrupt_after != "*" else ()))
+             if n not in handlers]
         )
         graph_hooks = resolve_hooks(
             {name: spec.runnable for name, spec in self.nodes.items()}, hooks
@@ -372,6 +411,30 @@ class StateGraph(Generic[StateT]):
             debug=debug,
             hooks=graph_hooks,
         )
+
+    def _error_handlers(self) -> dict[str, Any]:
+        """Handler node name -> handler function, and each failing node's handler name."""
+        default = getattr(self, "_node_defaults", {}).get("error_handler")
+        handlers: dict[str, Any] = {}
+        for name, spec in self.nodes.items():
+            if spec.error_handler is not None:
+                handlers[handler_name(name, default=False)] = spec.error_handler
+            elif default is not None:
+                handlers[DEFAULT_HANDLER] = default
+        for hname in handlers:
+            if hname in self.nodes:
+                raise ValueError(
+                    f"Node `{hname}` is reserved for the graph's error handler: rename that "
+                    "node or drop the error_handler."
+                )
+        return handlers
+
+    def _handler_of(self, name: str) -> str | None:
+        if self.nodes[name].error_handler is not None:
+            return handler_name(name, default=False)
+        if getattr(self, "_node_defaults", {}).get("error_handler") is not None:
+            return DEFAULT_HANDLER
+        return None
 
     def _program(self) -> Program:
         from threadloom.graph.writers import NodeWriter, input_reader, state_reader
@@ -416,18 +479,34 @@ class StateGraph(Generic[StateT]):
                 hidden=True,
             )
         }
+        defaults = getattr(self, "_node_defaults", {})
         for name, spec in self.nodes.items():
+            timeout = spec.timeout or defaults.get("timeout")
+            if timeout is not None and not runs_async(spec.runnable):
+                raise sync_timeout_error(name)
             nodes[name] = PregelNode(
                 name=name,
                 triggers=tuple(triggers[name]),
                 bound=NodeCallable(name, spec.runnable),
                 read=state_reader(self, spec.input_schema),
                 write=NodeWriter(name, **writer_args),
-                retry_policy=spec.retry_policy,
+                retry_policy=spec.retry_policy or defaults.get("retry_policy", ()),
                 metadata=spec.metadata,
                 defer=spec.defer,
-                cache_policy=spec.cache_policy,
-                cache_ns=node_namespace(name, spec.runnable) if spec.cache_policy else None,
+                cache_policy=spec.cache_policy or defaults.get("cache_policy"),
+                timeout=timeout,
+                cache_ns=(node_namespace(name, spec.runnable)
+                          if spec.cache_policy or defaults.get("cache_policy") else None),
+                error_handler=self._handler_of(name),
+            )
+        for hname, handler in self._error_handlers().items():
+            nodes[hname] = PregelNode(
+                name=hname,
+                triggers=(),  # runs only through the failed task's Send
+                bound=NodeCallable(hname, handler_body(
+                    hname, handler, state_reader(self, self.state_schema))),
+                read=state_reader(self, self.state_schema),
+                write=NodeWriter(hname, **writer_args),
             )
         output_keys = self.schemas[self.output_schema]
         return Program(
@@ -439,6 +518,50 @@ class StateGraph(Generic[StateT]):
             state_keys=state_keys,
             managed=dict(self.managed),
         )
+
+
+def _get_node_name(node: Any) -> str:
+    """The name a node gets when added without one: the function's, the runnable's or
+    (for a callable object) its class's."""
+    name = getattr(node, "name", None) if hasattr(node, "get_name") else None
+    if isinstance(name, str) and name:
+        return name
+    name = getattr(node, "__name__", None)
+    if isinstance(name, str):
+        return name
+    if hasattr(node, "get_name"):
+        return node.get_name()
+    if callable(node):
+        return type(node).__name__
+    raise TypeError(f"Cannot infer a node name from {node!r}: use add_node('name', fn).")
+
+
+def _is_field_channel(annotation: Any) -> BaseChannel | None:
+    """The channel an ``Annotated[T, ...]`` key names (a channel class or instance among
+    its extras), else None. A class is instantiated for ``T``; an instance is returned
+    as given."""
+    if get_origin(annotation) is not Annotated:
+        return None
+    base, *extras = get_args(annotation)
+    for extra in reversed(extras):
+        if isinstance(extra, BaseChannel):
+            return extra
+        if isinstance(extra, type) and issubclass(extra, BaseChannel):
+            return extra(base)
+    return None
+
+
+def _warn_invalid_state_schema(schema: Any) -> None:
+    """Warn when a state schema is a value (a dict, a list, a model instance) rather than a
+    type: each key of the state would then be missed."""
+    if isinstance(schema, type) or get_origin(schema) is not None:
+        return
+    warnings.warn(
+        f"Invalid state_schema: {schema!r}. Expected a type or Annotated[type, reducer]. "
+        "Please provide a valid schema (a TypedDict, dataclass or pydantic model class) "
+        "to ensure correct updates.",
+        stacklevel=2,
+    )
 
 
 def _passthrough(value: Any) -> Any:

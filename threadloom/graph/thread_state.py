@@ -11,9 +11,22 @@ from collections import deque
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from threadloom.channels import (
+    AnyValue,
+    BinaryOperatorAggregate,
+    LastValue,
+    LastValueAfterFinish,
+)
 from threadloom.constants import COPY, END, INPUT, NULL_TASK_ID, PULL, START
 from threadloom.engine.delta import COUNTERS_KEY, prepare_writes
-from threadloom.engine.loop import Loop, PendingWrites, delta_histories, restore_channels
+from threadloom.engine.loop import (
+    Loop,
+    PendingWrites,
+    delta_histories,
+    restore_channels,
+    subgraph_state_config,
+    task_result,
+)
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import ResumeBox, Task
 from threadloom.errors import InvalidUpdateError
@@ -98,8 +111,37 @@ def _load(loop: Loop, tup: Any, histories: Any = None) -> None:
     loop.updated = None
 
 
+def derived_result(graph: CompiledStateGraph, tup: Any, child: Any) -> dict[str, Any] | None:
+    """What the one task of ``tup``'s step wrote, read off the checkpoint that step made.
+
+    A task that ran alone in its step has no pending writes saved (its writes went straight
+    into ``child``): a key it wrote has a new version there; its value is the write itself
+    for a last-value key, and for a reducer key over a list what the step appended.
+    """
+    before = tup.checkpoint.get("channel_versions") or {}
+    after = child.checkpoint.get("channel_versions") or {}
+    old_values = tup.checkpoint.get("channel_values") or {}
+    new_values = child.checkpoint.get("channel_values") or {}
+    channels = graph.program.channels
+    out: dict[str, Any] = {}
+    for key in graph.program.state_keys:
+        if key not in after or after.get(key) == before.get(key) or key not in new_values:
+            continue
+        chan = channels.get(key)
+        value = new_values[key]
+        if isinstance(chan, (LastValue, LastValueAfterFinish, AnyValue)):
+            out[key] = value
+        elif isinstance(chan, BinaryOperatorAggregate) and isinstance(value, list):
+            old = old_values.get(key)
+            old = old if isinstance(old, list) else []
+            if value[: len(old)] == old:
+                out[key] = value[len(old):]
+    return out or None
+
+
 def snapshot(
-    graph: CompiledStateGraph, tup: Any, *, live: bool, histories: Any = None
+    graph: CompiledStateGraph, tup: Any, *, live: bool, histories: Any = None,
+    child: Any = None
 ) -> StateSnapshot:
     """Turn a checkpoint tuple into a ``StateSnapshot``.
 
@@ -121,17 +163,23 @@ def snapshot(
             t.writes = pending.succeeded[t.id]
         loop.apply(finished)
     views = []
+    alone = (
+        tasks[0].id
+        if child is not None and len(tasks) == 1 and tasks[0].id not in pending.succeeded
+        and tasks[0].id not in pending.errors
+        else None
+    )
     for t in tasks:
-        interrupts = pending.interrupts.get(t.id, ()) if t.id not in pending.succeeded else ()
+        # the head shows only questions still open; a record (by id) every one asked
+        answered = live and t.id in pending.succeeded
+        interrupts = pending.interrupts.get(t.id, ()) if not answered else ()
         error = pending.errors.get(t.id)
         result = None
         if t.id in pending.succeeded:
-            result = {k: v for k, v in pending.succeeded[t.id]
-                      if k in graph.program.state_keys} or None
-        state = None
-        if t.node.bound.is_subgraph and _keeps_state(graph, t.name):
-            state = {"configurable": {"thread_id": conf["thread_id"],
-                                      "checkpoint_ns": t.ns}}
+            result = task_result(pending.succeeded[t.id], graph.program.state_keys)
+        elif t.id == alone:
+            result = derived_result(graph, tup, child)
+        state = subgraph_state_config(t, conf["thread_id"])
         views.append(PregelTask(t.id, t.name, t.path, error, tuple(interrupts), state, result))
     shown = [v for v in views if not (live and v.id in pending.succeeded)]
     config = tup.config
@@ -150,12 +198,6 @@ def snapshot(
         tasks=tuple(views),
         interrupts=_pending_interrupts(shown, pending, {t.id for t in tasks}),
     )
-
-
-def _keeps_state(graph: CompiledStateGraph, name: str) -> bool:
-    """Whether a subgraph node keeps checkpoints to point to (not ``checkpointer=False``)."""
-    spec = graph.builder.nodes.get(name)
-    return getattr(spec.runnable if spec is not None else None, "checkpointer", None) is not False
 
 
 def _pending_interrupts(shown: list[PregelTask], pending: PendingWrites,
@@ -186,14 +228,32 @@ def get_state(
         return snap
     tasks = []
     for task in snap.tasks:
-        node = graph.builder.nodes.get(task.name)
-        child = node.runnable if node is not None else None
+        node = graph.program.nodes.get(task.name)
+        child = node.bound.subgraph if node is not None else None
         if task.state is not None and getattr(child, "_threadloom_graph", False):
             child_config = child._own_ns_config(task.state)
             child_snap = yield from get_state(child, saver, child_config, True)
             task = task._replace(state=child_snap)
         tasks.append(task)
     return snap._replace(tasks=tuple(tasks))
+
+
+class ChildIndex:
+    """Walks a thread's history newest first and finds, for each checkpoint, the one its
+    step produced (the oldest ``loop``/``update`` child: later children are forks)."""
+
+    def __init__(self) -> None:
+        self.children: dict[str, Any] = {}
+
+    def see(self, tup: Any) -> Any:
+        """Record ``tup`` as a child of its parent; return ``tup``'s own child, if seen."""
+        parent = tup.parent_config
+        source = (tup.metadata or {}).get("source")
+        if parent is not None and source in ("loop", "update"):
+            pid = parent["configurable"].get("checkpoint_id")
+            if pid:
+                self.children[pid] = tup
+        return self.children.pop(tup.config["configurable"]["checkpoint_id"], None)
 
 
 def _last_writer(loop: Loop, graph: CompiledStateGraph) -> str:
@@ -270,10 +330,12 @@ def update_state(
         yield from loop._new_checkpoint(loop.step, "fork")
         return loop.checkpoint_config
     if first == INPUT:
+        if tup is None:
+            loop.step = -2  # a thread's first input is step -1, as in a run
         loop.channels[START].update([values])
         loop.checkpoint["channel_versions"][START] = loop._next_version()
         loop.updated = {START}
-        yield from loop._new_checkpoint(step, "input")
+        yield from loop._new_checkpoint(loop.step + 1, "input")
         return loop.checkpoint_config
     tasks = loop.plan(step, for_execution=False)
     on_head = "checkpoint_id" not in read["configurable"]

@@ -79,6 +79,13 @@ class NodeWriter:
         schema = spec.input_schema if spec is not None else graph.state_schema
         self.coerce_state = make_coercer(schema)
         self.state_keys_order = tuple(graph.schemas[schema])
+        # ...unless a routing function annotates the state it wants
+        self.branch_views: list[tuple[Branch, tuple[str, ...], Any]] = [
+            (b, tuple(graph.schemas[b.input_schema]), make_coercer(b.input_schema))
+            if b.input_schema is not None and b.input_schema in graph.schemas
+            else (b, self.state_keys_order, self.coerce_state)
+            for b in self.branches
+        ]
 
     # -- the value a node returned -> (updates, gotos) -------------------------------
 
@@ -143,8 +150,8 @@ class NodeWriter:
         updates, gotos = self.updates(result)
         writes = updates + self.static
         if self.branches:
-            state = self.fresh_state(task, updates)
-            for branch in self.branches:
+            for branch, keys, coerce in self.branch_views:
+                state = self.fresh_state(task, updates, keys, coerce)
                 writes += route_writes(branch.route(state, task.config), self.graph.nodes,
                                        self.name)
         if gotos:
@@ -155,15 +162,17 @@ class NodeWriter:
         updates, gotos = self.updates(result)
         writes = updates + self.static
         if self.branches:
-            state = self.fresh_state(task, updates)
-            for branch in self.branches:
+            for branch, keys, coerce in self.branch_views:
+                state = self.fresh_state(task, updates, keys, coerce)
                 writes += route_writes(await branch.aroute(state, task.config),
                                        self.graph.nodes, self.name)
         if gotos:
             writes += route_writes(gotos, self.graph.nodes, self.name)
         return writes
 
-    def fresh_state(self, task: Any, updates: list[tuple[str, Any]]) -> Any:
+    def fresh_state(
+        self, task: Any, updates: list[tuple[str, Any]], keys: Any = None, coerce: Any = None
+    ) -> Any:
         """The state with this node's own writes applied, but not its siblings'."""
         channels = task.channels
         touched: dict[str, Any] = {}
@@ -179,14 +188,14 @@ class NodeWriter:
             return chan.value
         values = {}
         managed = task.managed
-        for key in self.state_keys_order:
+        for key in self.state_keys_order if keys is None else keys:
             chan = touched.get(key) or channels.get(key)
             if chan is not None:
                 if chan.value is not MISSING:
                     values[key] = chan.value
             elif managed and key in managed:
                 values[key] = managed[key]
-        return self.coerce_state(values)
+        return (self.coerce_state if coerce is None else coerce)(values)
 
     def command_input(self, command: Command) -> list[tuple[str, Any]]:
         """Writes for a ``Command`` given as graph input: its update and goto."""

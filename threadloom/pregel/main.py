@@ -29,8 +29,9 @@ from threadloom.constants import START, TASKS
 from threadloom.engine.node import NodeCallable
 from threadloom.engine.program import PregelNode, Program
 from threadloom.engine.runnable import RunnableCallable, RunnableSeq
+from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.compiled import CompiledStateGraph
-from threadloom.types import Command, RetryPolicy, Send
+from threadloom.types import Command, RetryPolicy, Send, TimeoutPolicy
 
 __all__ = ["NodeBuilder", "Pregel"]
 
@@ -53,6 +54,7 @@ class _NodeSpec:
     retry_policy: list[RetryPolicy] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
+    timeout: TimeoutPolicy | None = None
 
 
 class _Self:
@@ -75,6 +77,7 @@ class NodeBuilder:
         self._retry: list[RetryPolicy] = []
         self._metadata: dict[str, Any] = {}
         self._tags: list[str] = []
+        self._timeout: TimeoutPolicy | None = None
 
     def subscribe_only(self, channel: str) -> NodeBuilder:
         """Wake on ``channel`` and take its value (not a dict) as the node's input."""
@@ -130,6 +133,12 @@ class NodeBuilder:
         self._retry.extend(policies)
         return self
 
+    def set_timeout(self, timeout: Any) -> NodeBuilder:
+        """Limit each attempt of the node (a ``TimeoutPolicy``, or seconds of run time);
+        async nodes only."""
+        self._timeout = TimeoutPolicy.coerce(timeout)
+        return self
+
     def build(self) -> _NodeSpec:
         if not self._triggers:
             raise ValueError("A node must subscribe to at least one channel.")
@@ -142,6 +151,7 @@ class NodeBuilder:
             retry_policy=list(self._retry),
             metadata=dict(self._metadata),
             tags=list(self._tags),
+            timeout=self._timeout,
         )
 
 
@@ -290,6 +300,9 @@ class Pregel(CompiledStateGraph):
             chans[key] = copy
         if auto_validate:
             _validate(specs, chans, input_channels, output_channels)
+        for node_name, spec in specs.items():
+            if spec.timeout is not None and not all(runs_async(s) for s in spec.steps):
+                raise sync_timeout_error(node_name)
         policies = [retry_policy] if isinstance(retry_policy, RetryPolicy) else list(
             retry_policy
         )
@@ -314,6 +327,7 @@ class Pregel(CompiledStateGraph):
                 write=_NodeWriter(spec.writers),
                 retry_policy=spec.retry_policy or policies,
                 metadata=spec.metadata,
+                timeout=spec.timeout,
             )
         program = Program(
             nodes=program_nodes,

@@ -741,24 +741,35 @@ def _send_codec(cls: Any, wire: int | str) -> _Codec:
     def encode(obj: Any) -> list[Any]:
         if obj.timeout is None:
             return [wire, obj.node, obj.arg]
-        return [wire, obj.node, obj.arg, obj.timeout]
+        t = obj.timeout  # a TimeoutPolicy, stored as its three fields
+        return [wire, obj.node, obj.arg, [t.run_timeout, t.idle_timeout, t.refresh_on]]
 
     def decode(p: list[Any]) -> Any:
         if len(p) not in (3, 4):
             raise CorruptCheckpointError("malformed Send record in checkpoint data")
-        return cls(p[1], p[2], timeout=p[3] if len(p) == 4 else None)
+        if len(p) == 3:
+            return cls(p[1], p[2])
+        from threadloom.types import TimeoutPolicy
+
+        t = p[3]
+        if isinstance(t, (int, float)):  # written before timeouts were policies
+            return cls(p[1], p[2], timeout=t)
+        if not isinstance(t, list) or len(t) != 3:
+            raise CorruptCheckpointError("malformed Send timeout in checkpoint data")
+        return cls(p[1], p[2], timeout=TimeoutPolicy(t[0], t[1], t[2]))
 
     return _Codec(cls, encode, decode)
 
 
 def _interrupt_codec(cls: Any, wire: int | str) -> _Codec:
     def encode(obj: Any) -> list[Any]:
-        return [wire, obj.value, obj.id]
+        schema = getattr(obj, "response_schema", None)
+        return [wire, obj.value, obj.id] if schema is None else [wire, obj.value, obj.id, schema]
 
     def decode(p: list[Any]) -> Any:
-        if len(p) != 3:
+        if len(p) not in (3, 4):
             raise CorruptCheckpointError("malformed Interrupt record in checkpoint data")
-        return cls(p[1], p[2])
+        return cls(p[1], p[2]) if len(p) == 3 else cls(p[1], p[2], response_schema=p[3])
 
     return _Codec(cls, encode, decode)
 
