@@ -51,6 +51,7 @@ from threadloom.engine.delta import (
     history_channels,
     next_counters,
     prepare_writes,
+    restore_stored,
 )
 from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
 from threadloom.engine.payloads import task_start_payload
@@ -111,7 +112,7 @@ def restore_channels(
     return {
         k: apply_history(c, histories[k])
         if k in histories
-        else c.from_checkpoint(values.get(k, MISSING))
+        else restore_stored(c, values.get(k, MISSING))
         for k, c in program.channels.items()
     }
 

@@ -92,6 +92,7 @@ class Task:
         "channels",
         "managed",
         "call_index",
+        "subgraph_calls",
         "attempt",
         "cached",
         "pushed",
@@ -129,6 +130,9 @@ class Task:
         self.channels: Any = None
         self.managed: dict[str, Any] | None = None
         self.call_index = 0  # how many tasks this task called (ids of calls, see calls.py)
+        # how many times it ran a checkpointer=True subgraph (each call after the first
+        # keeps its checkpoints at a namespace of its own: "node|1", "node|2", ...)
+        self.subgraph_calls = 0
         self.attempt: tuple[int, float | None] = (1, None)  # (number, first attempt's time)
         # its writes were replayed (node cache, or saved by an earlier attempt), not run
         self.cached = False
@@ -180,6 +184,7 @@ class Task:
         self.attempt = (attempt, first_time if first_time is not None else time.time())
         self._runtime = None
         self.call_index = 0  # a retried caller replays the calls that already finished
+        self.subgraph_calls = 0
         self.pushed = []  # messages pushed by an earlier attempt are not kept
 
     def context_copy(self) -> contextvars.Context:

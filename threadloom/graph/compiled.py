@@ -241,6 +241,11 @@ class CompiledStateGraph(Runnable):
             persistent_ns = "|".join(
                 part.split(":", 1)[0] for part in conf.get("checkpoint_ns", "").split("|")
             )
+            caller = current_task.get()
+            if caller is not None:  # the same subgraph called again from the same task
+                calls, caller.subgraph_calls = caller.subgraph_calls, caller.subgraph_calls + 1
+                if calls:
+                    persistent_ns = f"{persistent_ns}|{calls}"
         if nested:
             assert parent_scope is not None
             scope = Scope(
