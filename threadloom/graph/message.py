@@ -26,7 +26,6 @@ from langchain_core.messages import (
 from typing_extensions import TypedDict
 
 from threadloom.channels.binop import _get_overwrite
-from threadloom.constants import OVERWRITE
 from threadloom.types import Overwrite
 
 __all__ = [
