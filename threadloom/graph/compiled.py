@@ -727,7 +727,8 @@ class CompiledStateGraph(Runnable):
         saver = self._require_saver(config)
         graph, config = self._state_target(config)  # tasks[i].state points into one
         with self._thread_lock(config):
-            return _recorded_update(graph, saver, config, [(values, as_node)])
+            return _recorded_update(graph, saver, config,
+                                    [state_ops.Update(values, as_node, task_id)])
 
     async def aupdate_state(
         self,
@@ -739,7 +740,8 @@ class CompiledStateGraph(Runnable):
         saver = self._require_saver(config)
         graph, config = self._state_target(config)
         async with self._athread_lock(config):
-            return await _arecorded_update(graph, saver, config, [(values, as_node)])
+            return await _arecorded_update(graph, saver, config,
+                                           [state_ops.Update(values, as_node, task_id)])
 
     def bulk_update_state(
         self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
@@ -809,7 +811,8 @@ def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[An
     for updates in supersteps:
         if not updates:
             raise ValueError("Each superstep of bulk_update_state needs at least one update.")
-        out.append([(u.values, u.as_node) for u in updates])
+        out.append([state_ops.Update(u.values, u.as_node, getattr(u, "task_id", None))
+                    for u in updates])
     return out
 
 

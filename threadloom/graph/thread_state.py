@@ -273,6 +273,18 @@ def _last_writer(loop: Loop, graph: CompiledStateGraph) -> str:
     return names[0]
 
 
+class Update(tuple):
+    """One update, ``(values, as_node)``, with the task id its writes are stored under
+    when the caller named one (``StateUpdate.task_id``; otherwise a fresh one)."""
+
+    task_id: str | None
+
+    def __new__(cls, values: Any, as_node: str | None, task_id: str | None = None) -> Update:
+        self = super().__new__(cls, (values, as_node))
+        self.task_id = task_id
+        return self
+
+
 def update_state(
     graph: CompiledStateGraph,
     saver: Any,
@@ -351,22 +363,26 @@ def update_state(
         loop.apply(tasks)
         yield from loop._new_checkpoint(step, "update")
         return loop.checkpoint_config
+    record_ids: dict[str, str] = {}
     for index, (values, as_node) in enumerate(resolved):
         node = nodes[as_node]
         task = Task(f"update:{index}:{as_node}", as_node, (PULL, as_node), None, node,
                     node.triggers, "", loop.scope)
+        named = getattr(updates[index], "task_id", None)
+        if named:
+            record_ids[task.id] = str(named)
         task.channels = loop.channels
         task.config = loop._task_config(task, step)
         task.writes = prepare_writes(loop.channels, list(node.write(task, values)))
         applied.append(task)
     loop.apply(applied)
-    yield from _record_delta_writes(loop, tup, applied, on_head)
+    yield from _record_delta_writes(loop, tup, applied, on_head, record_ids)
     yield from loop._new_checkpoint(step, "update")
     return loop.checkpoint_config
 
 
 def _record_delta_writes(
-    loop: Loop, tup: Any, tasks: list[Task], on_head: bool
+    loop: Loop, tup: Any, tasks: list[Task], on_head: bool, record_ids: dict[str, str]
 ) -> Generator[Request, Any, None]:
     """An update's writes to delta channels are their record (threadloom.engine.delta):
     store them on the checkpoint the update extends, and name them in the new
@@ -383,7 +399,8 @@ def _record_delta_writes(
         writes = [(c, v) for c, v in task.writes if c in delta]
         if not writes:
             continue
-        tid = str(uuid.uuid4()) if task.id.startswith("update:") else task.id
-        if tid != task.id or not on_head:
+        update = task.id.startswith("update:")
+        tid = record_ids.get(task.id) or str(uuid.uuid4()) if update else task.id
+        if update or not on_head:
             yield ("put_writes", tup.config, writes, tid, "")
         loop.delta_applied.append(tid)
