@@ -11,7 +11,8 @@ nearest stored value (the *seed*) and the writes recorded after it
 
 The reducer is *batched*: ``reducer(state, writes) -> state`` receives every write of a
 step at once (``threadloom.graph.message._messages_delta_reducer`` is ``add_messages``
-in that form). ``Overwrite(value)`` replaces the value, as with plain reducers.
+in that form). ``Overwrite(value)`` replaces the value; the other writes of its step
+are dropped.
 """
 
 from __future__ import annotations
@@ -116,10 +117,10 @@ class DeltaChannel(BaseChannel):
                         "super-step."
                     )
                 seen_overwrite = True
-                value, batch = replacement, []
+                value = replacement
             else:
                 batch.append(item)
-        if batch:
+        if batch and not seen_overwrite:  # an Overwrite is the step's whole say
             value = self.reducer(value, batch)
         self.value = value
         self.overwritten = self.overwritten or seen_overwrite

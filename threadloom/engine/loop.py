@@ -827,6 +827,12 @@ class Loop:
         self._exit_snapshots = set()
         if request is not None:
             parent = request[1]
+            if not (parent or {}).get("configurable", {}).get("checkpoint_id"):
+                # writes of channels the last checkpoint stores whole are not needed
+                whole = {k for k, v in request[2]["channel_values"].items()
+                         if isinstance(v, _DeltaSnapshot)}
+                writes = [w for w in writes if w[1] is not parent
+                          or any(c not in whole for c, _ in w[2])]
             if not (parent or {}).get("configurable", {}).get("checkpoint_id") and any(
                 w[1] is parent for w in writes
             ):
