@@ -819,9 +819,10 @@ class Loop:
                 yield from self._save_exit()
 
     def _save_exit(self) -> Generator[Request, Any, None]:
-        """durability="exit": save the run's last checkpoint, then the writes. Delta
-        writes recorded on a thread that had no checkpoint yet go onto a stub: an empty
-        checkpoint (step -2) saved first, as the last checkpoint's parent."""
+        """durability="exit": save the run's writes, then its last checkpoint (a write
+        that fails leaves no checkpoint that would read it). Delta writes recorded on a
+        thread that had no checkpoint yet go onto a stub: an empty checkpoint (step -2)
+        saved first, as the last checkpoint's parent."""
         request, self._unsaved = self._unsaved, None
         writes, self._exit_writes = self._exit_writes, []
         self._exit_snapshots = set()
@@ -839,8 +840,9 @@ class Loop:
                 stub = yield from self._put_stub(parent)
                 writes = [(w[0], stub, *w[2:]) if w[1] is parent else w for w in writes]
                 request = ("put", stub, *request[2:])
-            yield request
         yield from writes
+        if request is not None:
+            yield request
 
     def _put_stub(self, parent: Any) -> Generator[Request, Any, Any]:
         stub: Checkpoint = {
