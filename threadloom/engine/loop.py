@@ -415,7 +415,7 @@ class Loop:
             for ch in node.triggers:
                 if channels[ch].is_available():
                     version, last = versions.get(ch), seen.get(ch)
-                    if last is None or (version is not None and version > last):
+                    if version is not None and (last is None or version > last):
                         fired.append(ch)
             if not fired:
                 continue
