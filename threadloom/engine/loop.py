@@ -284,7 +284,7 @@ class Loop:
             value = chan.checkpoint()
             if value is not MISSING:
                 values[key] = value
-        counters = self._delta_checkpoint(values, cp["channel_versions"])
+        counters = self._delta_checkpoint(values, cp["channel_versions"], source == "fork")
         if (self.durability == "exit" and self.checkpoint_config is None
                 and self.program.delta_channels and self._stub_id is None):
             self._stub_id = create_checkpoint_id()  # sorts before the run's checkpoints
@@ -331,13 +331,18 @@ class Loop:
         if "checkpoints" in self.scope.modes or "debug" in self.scope.modes:
             self._emit_checkpoint(saved, metadata, parent)
 
-    def _delta_checkpoint(self, values: dict[str, Any], versions: dict[str, Any]) -> dict:
+    def _delta_checkpoint(
+        self, values: dict[str, Any], versions: dict[str, Any], copy: bool = False
+    ) -> dict:
         """Store the delta channels that are due whole (``_DeltaSnapshot``) in ``values``;
         the counters the new checkpoint's metadata carries for the others."""
         if not self.program.delta_channels:
             return {}
         delta = {k: self.channels[k] for k in self.program.delta_channels}
-        counters = next_counters(delta, self.delta_counters, self.updated)
+        if copy:  # a copy of a checkpoint is no superstep: its counters carry over
+            counters = {k: tuple(v) for k, v in self.delta_counters.items() if k in delta}
+        else:
+            counters = next_counters(delta, self.delta_counters, self.updated)
         due = delta_channels_to_snapshot(delta, counters, versions)
         for key, chan in delta.items():
             if key in versions and (self.force_delta_snapshot or chan.take_overwritten()):

@@ -341,6 +341,13 @@ def update_state(
     if first == COPY:  # applies none of the copied checkpoint's writes
         yield from loop._new_checkpoint(loop.step, "fork")
         return loop.checkpoint_config
+    source = "update"
+    if first == INPUT and getattr(graph, "_input_writes_channels", False):
+        # a Pregel graph's input goes straight into its input channels (its START node
+        # only stands for that mapping): the update is that mapping's writes
+        if tup is None:
+            loop.step = step = -1
+        resolved, first, source = [(values, START)], START, "input"
     if first == INPUT:
         if tup is None:
             loop.step = -2  # a thread's first input is step -1, as in a run
@@ -377,7 +384,7 @@ def update_state(
         applied.append(task)
     loop.apply(applied)
     yield from _record_delta_writes(loop, tup, applied, on_head, record_ids)
-    yield from loop._new_checkpoint(step, "update")
+    yield from loop._new_checkpoint(step, source)
     return loop.checkpoint_config
 
 
