@@ -160,3 +160,68 @@ def test_bulk_update_stores_writes_under_the_task_ids_given() -> None:
     stored = saver.get_tuple(base.config)
     assert {w[0] for w in stored.pending_writes} == {"task-1", "task-2"}
     assert graph.get_state(config).values["log"] == ["in", "a", "b", "x", "y"]
+
+
+def test_an_overwrite_is_the_whole_say_of_its_step() -> None:
+    from threadloom.types import Overwrite
+
+    builder = StateGraph(_Log)
+    builder.add_node("a", lambda state: {"log": ["a"]})
+    builder.add_node("b", lambda state: {"log": Overwrite(["b"])})
+    builder.add_node("c", lambda state: {"log": ["c"]})
+    builder.add_edge(START, "a")
+    builder.add_edge("a", "b")
+    builder.add_edge("a", "c")
+    saver = InMemorySaver()
+    graph = builder.compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": "t"}}
+    assert graph.invoke({"log": ["in"]}, config) == {"log": ["b"]}
+    assert saver.get_tuple(config).checkpoint["channel_values"]["log"] == _DeltaSnapshot(["b"])
+
+
+def test_a_copy_keeps_the_delta_counters() -> None:
+    saver = InMemorySaver()
+    graph = _two_steps(saver)
+    config = {"configurable": {"thread_id": "t"}}
+    graph.invoke({"log": ["in"]}, config)
+    before = saver.get_tuple(config).metadata["counters_since_delta_snapshot"]
+    copied = graph.update_state(config, None, as_node="__copy__")
+    assert saver.get_tuple(copied).metadata["counters_since_delta_snapshot"] == before
+
+
+def test_a_pregel_input_update_writes_the_input_channels_and_wakes_only_their_readers(
+) -> None:
+    from threadloom.channels.last_value import LastValue
+    from threadloom.pregel import NodeBuilder, Pregel
+
+    reads: list = []
+    writer = NodeBuilder().subscribe_only("a").do(lambda _: [1]).write_to("d")
+    reader = NodeBuilder().subscribe_only("d").do(lambda d: reads.append(list(d)))
+    graph = Pregel(
+        nodes={"writer": writer, "reader": reader},
+        channels={"a": LastValue(str),
+                  "d": DeltaChannel(lambda cur, ws: [*cur, *(x for w in ws for x in w)])},
+        input_channels="a", output_channels=["d"], checkpointer=InMemorySaver(),
+    )
+    config = {"configurable": {"thread_id": "t"}}
+    graph.invoke("go", config)
+    first = next(s.config for s in graph.get_state_history(config)
+                 if s.metadata["step"] == -1)
+    assert graph.get_state(first).next == ("__start__",)  # "d" unwritten wakes nobody
+
+    fork = graph.update_state(first, {"a": "go"}, as_node="__input__")
+    assert graph.get_state(fork).next == ("writer",)
+    graph.invoke(None, fork)
+    assert reads == [[1], [1]]
+
+
+def test_hydrating_a_written_delta_channel_needs_a_saver() -> None:
+    import pytest
+
+    from threadloom.checkpoint.base import empty_checkpoint
+    from threadloom.pregel._checkpoint import channels_from_checkpoint
+
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_versions"]["log"] = 1
+    with pytest.raises(ValueError, match="no checkpointer"):
+        channels_from_checkpoint({"log": DeltaChannel(lambda c, w: c)}, checkpoint)
