@@ -308,8 +308,9 @@ class PreparedReads:
         """The rows of ``query`` (``None``: it cannot be sent this way, nothing was sent);
         ``meanwhile`` runs while the server works on it. A connection whose
         ``prepare_threshold`` is None (e.g. behind PgBouncer in transaction mode, where a
-        prepared statement may be gone at the next query) is left alone."""
-        if conn.prepare_threshold is None:
+        prepared statement may be gone at the next query) is left alone, and so is one in
+        pipeline mode (it refuses the synchronous calls this way takes)."""
+        if conn.prepare_threshold is None or conn.pgconn.pipeline_status:
             return None
         try:
             values, oids, formats = _dump(query.params)
