@@ -19,11 +19,11 @@ demo: $(STAMP)
 	$(PY) -m threadloom.demo $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m ruff check threadloom tests examples $(wildcard bench)
+	$(PY) -m ruff check threadloom tests examples compat $(wildcard bench)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check threadloom tests examples $(wildcard bench)
+	$(PY) -m ruff check threadloom tests examples compat $(wildcard bench)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
@@ -34,6 +34,9 @@ $(COMPAT_STAMP): pyproject.toml
 	test -x $(COMPAT_VENV)/bin/python || $(PYTHON) -m venv $(COMPAT_VENV)
 	$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip
 	$(COMPAT_VENV)/bin/python -m pip install -q -e '.[compat]'
+	# libraries that declare a dependency on langgraph: never let pip bring it in
+	$(COMPAT_VENV)/bin/python -m pip install -q --no-deps 'langchain==1.5.2' 'langchain-tests==1.1.9'
+	! $(COMPAT_VENV)/bin/python -m pip show -q langgraph 2>/dev/null  # LangGraph must not be installed
 	rm -f $(COMPAT_VENV)/.installed-* && touch $(COMPAT_STAMP)
 
 compat: $(COMPAT_STAMP)

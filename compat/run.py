@@ -62,8 +62,9 @@ def suite_postgres():
     the temp directory, trust auth, and no fsync (its data is thrown away; every
     test creates and drops a database, and with fsync each drop waits seconds for a
     checkpoint). Yields the URL of its ``postgres`` database. A server already on
-    the port is used as it is. Without PostgreSQL binaries, the suites' address is
-    forwarded to ``THREADLOOM_TEST_POSTGRES_URL`` instead (see plugin.py).
+    the port is used as it is; one this starts stays up for the next run. Without
+    PostgreSQL binaries, the suites' address is forwarded to
+    ``THREADLOOM_TEST_POSTGRES_URL`` instead (see plugin.py).
     """
     url = f"postgresql://postgres@127.0.0.1:{SUITE_POSTGRES_PORT}/postgres"
     if _port_open(SUITE_POSTGRES_PORT):
@@ -91,11 +92,9 @@ def suite_postgres():
                "-c synchronous_commit=off -c max_connections=300")
     subprocess.run([*as_user, str(pg_ctl), "-D", str(data), "-o", options, "-w", "-l",
                     str(data / "server.log"), "start"], check=True, stdout=subprocess.DEVNULL)
-    try:
-        yield url
-    finally:
-        subprocess.run([*as_user, str(pg_ctl), "-D", str(data), "-m", "fast", "stop"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Left running for later runs (and for other checkouts running at the same time):
+    # stop it with `pg_ctl -D <tmp>/threadloom-compat-pg stop`.
+    yield url
 
 
 @dataclass
@@ -121,6 +120,13 @@ SUITES = [
         ["tests", str(HERE / "conformance")],
         package="langgraph.checkpoint.conformance",
     ),
+    # The ecosystem: libraries that import langgraph themselves, their unit tests run with the
+    # alias active. The library under test is imported from its unpacked sdist (on PYTHONPATH);
+    # none of them is installed with its `langgraph` dependency (see the Makefile).
+    Suite("langchain-agents", "langchain==1.5.2", ["tests/unit_tests/agents"]),
+    Suite("langgraph-supervisor", "langgraph-supervisor==0.0.31", ["tests"]),
+    Suite("langgraph-swarm", "langgraph-swarm==0.1.0", ["tests"]),
+    Suite("langgraph-bigtool", "langgraph-bigtool==0.0.3", ["tests/unit_tests"]),
 ]
 
 

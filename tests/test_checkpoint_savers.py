@@ -481,9 +481,11 @@ class _Statements:
         for cls in (pg.PostgresSaver, pg_aio.AsyncPostgresSaver):
             real = cls._give_run_lock
 
-            def give(saver: Any, *args: Any, flush: bool = False, _real: Any = real) -> Any:
+            def give(
+                saver: Any, *args: Any, flush: bool = False, _real: Any = real, **kw: Any
+            ) -> Any:
                 self.unlocks.append(flush)
-                return _real(saver, *args, flush=flush)
+                return _real(saver, *args, flush=flush, **kw)
 
             monkeypatch.setattr(cls, "_give_run_lock", give)
 

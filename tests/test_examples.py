@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import subprocess
@@ -118,3 +119,29 @@ def test_react_agent_approval_paths(choice: str, expected: str) -> None:
     out = run_example("react_agent_approval.py", choice)
     assert "Proposed: delete_file {'path': '/tmp/old_data.csv'}" in out
     assert f"Agent: {expected}" in out
+
+
+needs_langchain = pytest.mark.skipif(
+    importlib.util.find_spec("langchain") is None,
+    reason="examples/langchain_agent_hitl.py needs LangChain v1 (pip install --no-deps "
+    "langchain): not installed in this environment",
+)
+
+
+@needs_langchain
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        ("approve", "Tool said: Deleted /tmp/old_data.csv"),
+        ("edit", "Deleted /tmp/scratch.csv"),
+        ("reject", "User rejected the tool call for `delete_file` with reason: Keep that file"),
+    ],
+)
+def test_langchain_agent_hitl_pauses_in_one_process_resumes_in_another(
+    choice: str, expected: str
+) -> None:
+    out = run_example("langchain_agent_hitl.py", choice)
+    assert "Paused for approval: delete_file {'path': '/tmp/old_data.csv'}" in out
+    assert "Pending in a new process: 1 approval request(s)" in out
+    assert expected in out
+    assert "Final: Result:" in out

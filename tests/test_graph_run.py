@@ -749,6 +749,28 @@ def test_store_param_and_runtime_store() -> None:
     assert store.get(("ns",), "k").value == {"v": 1}
 
 
+def test_conditional_edge_gets_store_and_runtime_injected() -> None:
+    store = InMemoryStore()
+    store.put(("route",), "next", {"node": "b"})
+
+    def route(state: S, *, store) -> str:  # noqa: ANN001 - keyword-only, like a node's
+        return store.get(("route",), "next").value["node"]
+
+    def route_rt(state: S, runtime: Runtime) -> str:
+        return "c" if runtime.store is store else "b"
+
+    g = StateGraph(S)
+    g.add_node("a", lambda s: {"log": ["a"]})
+    g.add_node("b", lambda s: {"log": ["b"]})
+    g.add_node("c", lambda s: {"log": ["c"]})
+    g.add_edge(START, "a")
+    g.add_conditional_edges("a", route, ["b", "c"])
+    g.add_conditional_edges("b", route_rt, ["b", "c"])
+    app = g.compile(store=store)
+    assert app.invoke({"x": 0})["log"] == ["a", "b", "c"]
+    assert asyncio.run(app.ainvoke({"x": 0}))["log"] == ["a", "b", "c"]
+
+
 @dataclass
 class Ctx:
     user: str
@@ -1056,6 +1078,33 @@ def test_with_config_thread_and_recursion_limit() -> None:
     limited = app.with_config(recursion_limit=3)
     with pytest.raises(GraphRecursionError):
         limited.invoke({"x": 0}, cfg("wc2"))
+
+
+def test_with_config_returns_a_named_compiled_graph_copy() -> None:
+    app = chain("a", "b", checkpointer=InMemorySaver())
+    app.name = "agent"
+    bound = app.with_config({"configurable": {"thread_id": "wcopy"}}, tags=["x"])
+    assert type(bound) is type(app) and bound is not app
+    assert bound.name == "agent" and app.config is None
+    assert bound.config["configurable"] == {"thread_id": "wcopy"}
+    assert bound.config["tags"] == ["x"]
+    again = bound.with_config(recursion_limit=50)
+    assert again.config["configurable"] == {"thread_id": "wcopy"}
+    assert again.config["recursion_limit"] == 50
+    assert bound.invoke({"x": 0})["log"] == ["a", "b"]
+    # the default config serves the state methods too; the caller's config wins
+    assert bound.get_state({}).values["log"] == ["a", "b"]
+    assert bound.invoke({"x": 0}, cfg("other"))["log"] == ["a", "b"]
+    assert app.get_state(cfg("other")).values["log"] == ["a", "b"]
+
+
+async def test_with_config_copy_async_stream() -> None:
+    bound = chain("a", "b", checkpointer=InMemorySaver()).with_config(
+        configurable={"thread_id": "wca"}
+    )
+    chunks = [c async for c in bound.astream({"x": 0}, stream_mode="values")]
+    assert chunks[-1]["log"] == ["a", "b"]
+    assert (await bound.aget_state({})).values["log"] == ["a", "b"]
 
 
 def test_composition_with_runnable_lambda() -> None:

@@ -169,7 +169,10 @@ def test_writes_sent_ahead_survive_the_run_session_dying(saver: PostgresSaver) -
     assert graph.invoke(None, config) == {"items": ["a", "b", "c"]}  # a new session
 
 
-def test_a_long_run_waits_for_its_writes_every_max_sent(saver: PostgresSaver) -> None:
+def test_a_long_run_waits_for_its_writes_at_each_step(saver: PostgresSaver) -> None:
+    """Each checkpoint waits for the writes sent before it (so a failed write stops the
+    run before the next step starts): while a node runs, only the checkpoint before it
+    is in flight."""
     names = [f"n{i}" for i in range(MAX_SENT + 6)]
     most = 0
 
@@ -180,9 +183,36 @@ def test_a_long_run_waits_for_its_writes_every_max_sent(saver: PostgresSaver) ->
     graph = _chain(saver, names, {name: count for name in names})
     config = {"configurable": {"thread_id": "t"}}
     assert graph.invoke({"items": []}, config)["items"] == names
-    assert most == MAX_SENT  # never more in flight
+    assert most == 1
     saver.clear_cache()
     assert len(_history(graph, config)) == len(names) + 2
+
+
+def test_a_wide_step_waits_for_its_writes_every_max_sent(
+    saver: PostgresSaver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from threadloom.checkpoint.postgres._runsession import RunSession
+
+    most = 0
+    send = RunSession.send
+
+    def counting(self: RunSession, *args: Any) -> Any:
+        nonlocal most
+        sent = send(self, *args)
+        most = max(most, len(self.sent))
+        return sent
+
+    monkeypatch.setattr(RunSession, "send", counting)
+    names = [f"n{i}" for i in range(MAX_SENT + 6)]
+    builder = StateGraph(Log)
+    for name in names:
+        builder.add_node(name, lambda state, name=name: {"items": [name]})
+        builder.add_edge(START, name)
+        builder.add_edge(name, END)
+    graph = builder.compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": "t"}}
+    assert sorted(graph.invoke({"items": []}, config)["items"]) == sorted(names)
+    assert most == MAX_SENT  # never more in flight
 
 
 def test_the_session_sends_what_the_core_writes() -> None:
@@ -247,3 +277,103 @@ def test_a_connection_that_must_not_prepare_is_read_the_usual_way(saver: Postgre
         assert graph.get_state(config).values == {"items": ["a"]}
     names = saver.conn.execute("SELECT name FROM pg_prepared_statements").fetchall()
     assert not [n for (n,) in names if n.startswith("_tl_read")]
+
+
+def _terminate(*pids: int) -> None:
+    """``pg_terminate_backend`` each of ``pids``, and wait until their sessions are gone
+    (the terminate is asynchronous)."""
+    import time
+
+    from test_checkpoint_savers import PG_URL
+
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            row = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (list(pids),)
+            ).fetchone()
+            if row is not None and row[0] == 0:
+                break
+            time.sleep(0.01)
+    time.sleep(0.05)  # the end of the stream reaches the client
+
+
+def test_a_failed_write_stops_the_run_before_the_step_after_next(saver: PostgresSaver) -> None:
+    """durability="async" (the default): the checkpoint written after b fails on the
+    server (someone deleted the thread). c runs while that write is in flight (what
+    async allows), but the run stops before d starts; before, it ran every node to its
+    end and failed only then, and every node ran again on resume."""
+    config = {"configurable": {"thread_id": "t"}}
+    ran: list[str] = []
+    with PostgresSaver.from_conn_string(saver._conninfo or "") as other:
+
+        def delete() -> None:
+            ran.append("b")
+            saver.get_tuple(config)
+            other.delete_thread("t")
+
+        hooks = {name: (lambda name=name: ran.append(name)) for name in "acde"}
+        hooks["b"] = _once(delete)
+        graph = _chain(saver, ["a", "b", "c", "d", "e"], hooks)
+        with pytest.raises(CheckpointConflictError, match="moved on"):
+            graph.invoke({"items": []}, config)
+    assert ran == ["a", "b", "c"]
+
+
+def test_a_run_that_lost_its_run_lock_stops_before_its_next_write(saver: PostgresSaver) -> None:
+    """The session holding the run lock is terminated while b runs, and a second worker
+    takes the thread. The fencing check before b's write notices: the run stops with
+    RunLockLostError, c never runs, nothing more is written."""
+    from threadloom.errors import RunLockLostError
+
+    config = {"configurable": {"thread_id": "t"}}
+    ran: list[str] = []
+    with PostgresSaver.from_conn_string(saver._conninfo or "") as other:
+        taken = other.lock_thread("t")
+
+        def steal() -> None:
+            session = saver._lock_session
+            assert session is not None
+            _terminate(session.conn.info.backend_pid)
+            taken.__enter__()  # the second worker now holds the thread
+
+        hooks = {name: (lambda name=name: ran.append(name)) for name in "ac"}
+        hooks["b"] = _once(lambda: (ran.append("b"), steal()))
+        graph = _chain(saver, ["a", "b", "c"], hooks)
+        with pytest.raises(RunLockLostError, match="'t' lost its run lock"):
+            graph.invoke({"items": []}, config)
+        assert ran == ["a", "b"]
+        saver.clear_cache()
+        assert graph.get_state(config).values == {"items": ["a"]}  # b's write did not land
+        taken.__exit__(None, None, None)
+    assert graph.invoke(None, config) == {"items": ["a", "b", "c"]}  # resumes at b
+
+
+def test_a_run_whose_lock_session_died_alone_takes_the_lock_again(
+    saver: PostgresSaver,
+) -> None:
+    """The run session is terminated but nobody else takes the thread: the run takes the
+    lock again on a new session and finishes; the lock is held meanwhile."""
+    config = {"configurable": {"thread_id": "t"}}
+    held: list[bool] = []
+
+    def kill() -> None:
+        session = saver._lock_session
+        assert session is not None
+        _terminate(session.conn.info.backend_pid)
+
+    def probe() -> None:
+        with PostgresSaver.from_conn_string(saver._conninfo or "") as other:
+            try:
+                with other.lock_thread("t"):
+                    held.append(False)
+            except CheckpointConflictError:
+                held.append(True)
+
+    graph = _chain(saver, ["a", "b", "c"], {"b": _once(kill), "c": _once(probe)})
+    assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c"]}
+    assert held == [True]
+    saver.clear_cache()
+    assert _history(graph, config) == [["a", "b", "c"], ["a", "b"], ["a"], [], []]

@@ -1019,3 +1019,196 @@ def test_models_read_back_after_their_class_changed() -> None:
     Ticket.__qualname__ = "Ticket"
     lacking = MsgpackSerializer(allowed_types=[Ticket]).loads_typed(stored)
     assert lacking.title == "t" and "owner" not in lacking.__dict__
+
+
+# -- nesting depth and damaged rows (hostile bytes) -----------------------------------------
+
+
+def _forged_nest(depth: int) -> bytes:
+    """``depth`` tuple extension records, each holding the next one: the shape of a
+    forged value that used to exhaust the reader's C stack (a segfault at ~200 levels)."""
+    data = msgpack.packb([])
+    for _ in range(depth):
+        data = msgpack.packb(msgpack.ExtType(EXT_TUPLE, b"\x91" + data))
+    return data
+
+
+def test_forged_deep_nesting_is_refused_not_a_crash(tmp_path: pathlib.Path) -> None:
+    import sqlite3
+    import subprocess
+    import textwrap
+
+    from threadloom.checkpoint.base import empty_checkpoint
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    db = tmp_path / "forged.db"
+    with SqliteSaver.from_conn_string(str(db)) as saver:
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"x": (1,)}
+        cp["channel_versions"] = {"x": "00000000000000000000000000000001.1"}
+        config = {"configurable": {"thread_id": "victim", "checkpoint_ns": ""}}
+        saved = saver.put(config, cp, {}, cp["channel_versions"])
+    forged = _forged_nest(200)
+    assert 900 < len(forged) < 1000
+    conn = sqlite3.connect(db)
+    assert conn.execute("UPDATE threadloom_blobs SET blob = ? WHERE channel = 'x'", (forged,))
+    conn.commit()
+    conn.close()
+    # in a child process: before the bound, the read killed the whole process (SIGSEGV)
+    script = textwrap.dedent(
+        f"""
+        from threadloom.checkpoint.sqlite import SqliteSaver
+        from threadloom.checkpoint.serde import CorruptCheckpointError
+        with SqliteSaver.from_conn_string({str(db)!r}) as saver:
+            try:
+                saver.get_tuple({{"configurable": {{"thread_id": "victim"}}}})
+            except CorruptCheckpointError as exc:
+                print("REFUSED", exc)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.startswith("REFUSED"), done.stdout
+    assert "'victim'" in done.stdout
+    assert repr(saved["configurable"]["checkpoint_id"]) in done.stdout
+    assert "nests extension records more than 64 levels" in done.stdout
+
+
+def test_extension_nesting_is_bounded_on_both_sides() -> None:
+    from threadloom.checkpoint.serde import NestingTooDeepError
+    from threadloom.checkpoint.serde.msgpack import MAX_NESTING_DEPTH
+
+    serde = MsgpackSerializer()
+    ok: Any = "leaf"
+    for _ in range(MAX_NESTING_DEPTH):
+        ok = (ok,)
+    assert serde.loads_typed(serde.dumps_typed(ok)) == ok  # the deepest value allowed
+    too_deep: Any = ()
+    for _ in range(200):
+        too_deep = (too_deep,)
+    with pytest.raises(NestingTooDeepError, match="more than 64 levels deep") as info:
+        serde.dumps_typed(too_deep)
+    assert isinstance(info.value, ValueError)
+    # objects, sets and datetimes count too; plain lists and dicts do not
+    deep_objects: Any = "leaf"
+    for _ in range(100):
+        deep_objects = Send("node", {"arg": deep_objects})
+    with pytest.raises(NestingTooDeepError):
+        serde.dumps_typed(deep_objects)
+    lists: Any = []
+    for _ in range(300):
+        lists = [lists]
+    assert serde.loads_typed(serde.dumps_typed(lists)) == lists
+    with pytest.raises(CorruptCheckpointError, match="forged or damaged"):
+        serde.loads_typed(("msgpack", _forged_nest(MAX_NESTING_DEPTH + 1)))
+    assert serde.loads_typed(("msgpack", _forged_nest(MAX_NESTING_DEPTH))) is not None
+    # the failed calls left no depth behind: a normal value still reads and writes
+    assert serde.loads_typed(serde.dumps_typed(((1,), {2}))) == ((1,), {2})
+
+
+def _damage_sqlite_row(db: pathlib.Path, table: str, column: str, change: Any) -> None:
+    """Decode each msgpack row of ``table``, let ``change`` alter it, store it back."""
+    import sqlite3
+
+    serde = MsgpackSerializer()
+    conn = sqlite3.connect(db)
+    rows = conn.execute(f"SELECT rowid, type, {column} FROM {table}").fetchall()
+    for rowid, typ, blob in rows:
+        if typ != "msgpack":
+            continue
+        changed = change(serde.loads_typed((typ, blob)))
+        if changed is not None:
+            conn.execute(
+                f"UPDATE {table} SET {column} = ? WHERE rowid = ?",
+                (serde.dumps_typed(changed)[1], rowid),
+            )
+    conn.commit()
+    conn.close()
+
+
+def _paused_sqlite_graph(db: pathlib.Path) -> tuple[Any, str]:
+    from typing import TypedDict
+
+    from threadloom.checkpoint.sqlite import SqliteSaver
+    from threadloom.graph import END, START, StateGraph
+    from threadloom.types import interrupt
+
+    class State(TypedDict):
+        x: int
+
+    def ask(state: State) -> dict[str, int]:
+        return {"x": interrupt("ok?")}
+
+    builder = StateGraph(State)
+    builder.add_node("ask", ask)
+    builder.add_edge(START, "ask")
+    builder.add_edge("ask", END)
+    with SqliteSaver.from_conn_string(str(db)) as saver:
+        builder.compile(checkpointer=saver).invoke({"x": 1}, {"configurable": {"thread_id": "t"}})
+        head = saver.get_tuple({"configurable": {"thread_id": "t"}})
+    assert head is not None
+    return builder, head.config["configurable"]["checkpoint_id"]
+
+
+def _set(path: tuple[Any, ...], value: Any) -> Any:
+    def change(stored: Any) -> Any:
+        target = stored
+        for key in path[:-1]:
+            if not isinstance(target, dict) or key not in target:
+                return None
+            target = target[key]
+        if not isinstance(target, dict) or path[-1] not in target:
+            return None
+        target[path[-1]] = value
+        return stored
+
+    return change
+
+
+def _damage_version(stored: Any) -> Any:
+    if isinstance(stored, dict) and stored.get("channel_versions"):
+        channel = next(iter(stored["channel_versions"]))
+        stored["channel_versions"][channel] = "00v00000000000000000000000000003.5"
+        return stored
+    return None
+
+
+@pytest.mark.parametrize(
+    "table, column, change",
+    [
+        ("threadloom_checkpoints", "checkpoint", _set(("versions_seen",), None)),
+        ("threadloom_checkpoints", "checkpoint", _set(("versions_seen",), [["a"]])),
+        ("threadloom_checkpoints", "checkpoint", _set(("channel_versions",), [1])),
+        ("threadloom_checkpoints", "checkpoint", _damage_version),
+        (
+            "threadloom_writes",
+            "blob",
+            lambda v: [{"value": "ok?", "id": "x"}] if isinstance(v, list) else None,
+        ),
+        ("threadloom_writes", "blob", lambda v: True if isinstance(v, list) else None),
+    ],
+    ids=["seen-none", "seen-list", "versions-list", "version-text", "interrupt-dict",
+         "interrupt-bool"],
+)
+def test_damaged_rows_raise_corrupt_checkpoint_error_naming_the_row(
+    tmp_path: pathlib.Path, table: str, column: str, change: Any
+) -> None:
+    """Rows that decode cleanly but are damaged used to surface as raw TypeError /
+    AttributeError / ValueError from deep inside a run."""
+    from threadloom.checkpoint.sqlite import SqliteSaver
+    from threadloom.types import Command
+
+    db = tmp_path / "damaged.db"
+    builder, checkpoint_id = _paused_sqlite_graph(db)
+    _damage_sqlite_row(db, table, column, change)
+    config = {"configurable": {"thread_id": "t"}}
+    with SqliteSaver.from_conn_string(str(db)) as saver:
+        graph = builder.compile(checkpointer=saver)
+        with pytest.raises(CorruptCheckpointError) as info:
+            graph.get_state(config)
+            graph.invoke(Command(resume=2), config)
+    assert "thread 't'" in str(info.value)
+    assert repr(checkpoint_id) in str(info.value)

@@ -18,7 +18,9 @@ database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import math
 import os
 import pickle
 import sqlite3
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.embeddings import Embeddings
 
 from threadloom.store import (
     BaseStore,
@@ -615,9 +618,162 @@ def test_item_shape_equality_and_serialization() -> None:
     assert pickle.loads(pickle.dumps(hit)) == hit and "score=0.5" in repr(hit)
 
 
-def test_memory_store_rejects_index_config() -> None:
-    with pytest.raises(SemanticSearchNotSupportedError):
-        InMemoryStore(index={"dims": 3, "embed": lambda texts: [[0.0] * 3 for _ in texts]})
+# --------------------------------------------------------------------------------------
+# Semantic search (index=): InMemoryStore and SqliteStore
+# --------------------------------------------------------------------------------------
+
+_TOPICS = ("cat", "dog", "fish")
+
+
+def _topic_vector(text: str) -> list[float]:
+    """A 3-d bag of topic words: texts about the same animals point the same way."""
+    lowered = text.lower()
+    return [float(lowered.count(word)) for word in _TOPICS]
+
+
+class TopicEmbeddings(Embeddings):
+    """A LangChain Embeddings object that records which texts it saw (sync vs async)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.async_calls = 0
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.seen.extend(texts)
+        return [_topic_vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return _topic_vector(text)
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.async_calls += 1
+        return self.embed_documents(texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        self.async_calls += 1
+        return _topic_vector(text)
+
+
+@contextlib.contextmanager
+def _semantic_store(kind: str, index: dict[str, Any], tmp_path: Path) -> Iterator[BaseStore]:
+    if kind == "memory":
+        yield InMemoryStore(index=index)  # type: ignore[arg-type]
+    else:
+        with SqliteStore.from_conn_string(str(tmp_path / "sem.db"), index=index) as store:
+            yield store
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_semantic_search_ranks_by_cosine_similarity(kind: str, tmp_path: Path) -> None:
+    embeddings = TopicEmbeddings()
+    index = {"embed": embeddings, "dims": 3, "fields": ["text"]}
+    with _semantic_store(kind, index, tmp_path) as store:
+        store.put(("docs",), "a", {"text": "dog dog", "other": "cat"})
+        store.put(("docs",), "b", {"text": "cat and a cat"})
+        store.put(("docs",), "c", {"text": "fish"}, index=False)  # stored, not indexed
+        store.put(("docs", "sub"), "d", {"text": "cat dog"})
+        store.put(("other",), "e", {"text": "cat"})
+        # only the "text" field, and nothing from the index=False put
+        assert embeddings.seen == ["dog dog", "cat and a cat", "cat dog", "cat"]
+
+        hits = store.search(("docs",), query="a cat")
+        assert [h.key for h in hits] == ["b", "d", "a", "c"]
+        assert hits[0].score == pytest.approx(1.0)
+        assert hits[1].score == pytest.approx(1 / math.sqrt(2))
+        assert hits[2].score == pytest.approx(0.0)
+        assert hits[3].score is None  # unindexed items follow, unscored
+        assert all(isinstance(h, SearchItem) for h in hits)
+
+        # filter, limit and offset apply to the ranked list
+        assert [h.key for h in store.search(("docs",), query="cat", limit=2)] == ["b", "d"]
+        assert [h.key for h in store.search(("docs",), query="cat", offset=1, limit=1)] == ["d"]
+        filtered = store.search(("docs",), query="cat", filter={"other": "cat"})
+        assert [h.key for h in filtered] == ["a"]
+        # no query: the plain search, insertion order, no scores
+        plain = store.search(("docs",))
+        assert [h.key for h in plain] == ["a", "b", "c", "d"]
+        assert {h.score for h in plain} == {None}
+
+        # overwriting re-embeds; deleting drops the vectors with the item
+        store.put(("docs",), "a", {"text": "cat"})
+        assert store.search(("docs",), query="cat", limit=1)[0].score == pytest.approx(1.0)
+        store.delete(("docs",), "b")
+        assert "b" not in [h.key for h in store.search(("docs",), query="cat")]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_semantic_search_async_uses_async_embeddings(kind: str, tmp_path: Path) -> None:
+    embeddings = TopicEmbeddings()
+    index = {"embed": embeddings, "dims": 3, "fields": ["text"]}
+    with _semantic_store(kind, index, tmp_path) as store:
+        await store.aput(("docs",), "a", {"text": "fish"})
+        await store.aput(("docs",), "b", {"text": "dog"})
+        hits = await store.asearch(("docs",), query="dog")
+        assert [h.key for h in hits] == ["b", "a"]
+        assert embeddings.async_calls == 3
+
+
+def test_semantic_index_field_paths_and_per_put_override() -> None:
+    seen: list[str] = []
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        seen.extend(texts)
+        return [_topic_vector(t) for t in texts]
+
+    store = InMemoryStore(
+        index={"embed": embed, "dims": 3, "fields": ["title", "meta.summary", "notes[*].body"]}
+    )
+    store.put(
+        ("n",), "k",
+        {"title": "cat", "meta": {"summary": "dog"}, "notes": [{"body": "fish"}, {"x": 1}]},
+    )
+    assert seen == ["cat", "dog", "fish"]
+    seen.clear()
+    store.put(("n",), "k2", {"title": "cat", "tags": ["dog", "fish"]}, index=["tags[-1]"])
+    assert seen == ["fish"]
+    assert [h.key for h in store.search(("n",), query="fish")][0] in {"k", "k2"}
+    seen.clear()
+    whole = InMemoryStore(index={"embed": embed, "dims": 3})  # default field "$": the value
+    whole.put(("n",), "k", {"a": "cat"})
+    assert seen == ['{"a": "cat"}']
+
+
+async def test_semantic_index_async_function_and_errors() -> None:
+    async def aembed(texts: list[str]) -> list[list[float]]:
+        return [_topic_vector(t) for t in texts]
+
+    store = InMemoryStore(index={"embed": aembed, "dims": 3, "fields": ["text"]})
+    await store.aput(("d",), "a", {"text": "dog"})
+    assert (await store.asearch(("d",), query="dog"))[0].score == pytest.approx(1.0)
+    # an async-only function cannot serve the sync methods inside a running loop
+    with pytest.raises(RuntimeError, match="async-only"):
+        store.put(("d",), "b", {"text": "cat"})
+    assert await store.aget(("d",), "b") is None  # the failed batch changed nothing
+
+    wrong = InMemoryStore(index={"embed": lambda texts: [[1.0] * 2 for _ in texts], "dims": 3})
+    with pytest.raises(ValueError, match="dims=3"):
+        wrong.put(("d",), "a", {"text": "x"})
+    assert wrong.get(("d",), "a") is None
+    with pytest.raises(ValueError, match="dims"):
+        InMemoryStore(index={"embed": aembed})  # type: ignore[typeddict-item]
+    with pytest.raises(ValueError, match="provider:model"):
+        InMemoryStore(index={"embed": "no-colon", "dims": 3})
+    with pytest.raises(TypeError, match="embed"):
+        InMemoryStore(index={"embed": 42, "dims": 3})
+    with pytest.raises(ValueError, match="Invalid index field path"):
+        InMemoryStore(index={"embed": aembed, "dims": 3, "fields": ["a..b"]})
+    with pytest.raises(ValueError, match="Invalid index field path"):
+        await store.aput(("d",), "c", {"a": 1}, index=["a["])
+
+
+def test_semantic_search_needs_an_index_and_postgres_says_it_has_none() -> None:
+    from threadloom.store.postgres import AsyncPostgresStore, PostgresStore
+
+    with pytest.raises(SemanticSearchNotSupportedError, match="not supported"):
+        InMemoryStore().search(("d",), query="x")
+    for cls in (PostgresStore, AsyncPostgresStore):
+        with pytest.raises(SemanticSearchNotSupportedError, match=cls.__name__):
+            cls(None, index={"embed": lambda t: [], "dims": 3})
 
 
 def test_lazy_exports() -> None:
@@ -651,7 +807,7 @@ def test_sqlite_setup_is_idempotent_and_versioned(tmp_path: Path) -> None:
         store.setup()
         store.setup()
         versions = store.conn.execute("SELECT v FROM store_migrations").fetchall()
-        assert versions == [(0,)]
+        assert versions == [(0,), (1,)]  # items; vectors (semantic search)
         tables = {
             row[0]
             for row in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")

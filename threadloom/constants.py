@@ -26,8 +26,6 @@ ERROR = "__error__"
 TASKS = "__pregel_tasks"
 RETURN = "__return__"
 """The pending write holding what a task called from a running task returned."""
-PREVIOUS = "__previous__"
-"""The channel an entrypoint saves its value in, handed back as ``previous`` next run."""
 NULL_TASK_ID = "00000000-0000-0000-0000-000000000000"
 
 # Pseudo nodes used by update_state.
@@ -47,7 +45,6 @@ RESERVED_CHARS = (":", "|")
 # subgraph (or get_config) find its parent's run and checkpointer; CONFIG_KEY_TASK holds
 # the task's id and marks the config as a node's (a graph invoked with it runs nested).
 CONFIG_KEY_SCOPE = "__threadloom_scope"
-CONFIG_KEY_REPLAYING = "__threadloom_replaying"  # the run replays a past checkpoint
 # refuse resume answers that name no pending interrupt (see engine.loop.check_strict_resume)
 CONFIG_KEY_STRICT_RESUME = "__pregel_strict_resume"
 CONFIG_KEY_TASK = "__threadloom_task"
@@ -55,11 +52,16 @@ CONFIG_KEY_CHECKPOINTER = "__threadloom_checkpointer"
 # In the config of a put/put_writes made by a run with durability="async": the saver may
 # commit it without waiting for its flush, if it makes the run durable when it ends.
 CONFIG_KEY_DURABILITY = "__threadloom_durability"
+# on a put: the run chose to branch from this (past) checkpoint (time travel), so the
+# saver does not require it to be the thread's newest
+CONFIG_KEY_BRANCH = "__threadloom_branch"
 
 # The node's Runtime in a config's "configurable" (LangGraph's key, so a Runtime put there
 # by code written for LangGraph is found); a callback called with a node's name when it
 # finishes; the channel a node's plain return value goes to; the marker of a task that
 # wrote nothing; the overwrite marker of reducer channels.
+RUN_DURABILITY_KEY = "__pregel_durability"
+"""Where a node's config says the run's durability ("sync", "async" or "exit")."""
 CONFIG_KEY_RUNTIME = "__pregel_runtime"
 CONFIG_KEY_NODE_FINISHED = "__pregel_node_finished"
 RETURN = "__return__"

@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Any
 
 __all__ = [
+    "RunLockLostError",
     "ErrorCode",
     "create_error_message",
     "GraphRecursionError",
@@ -132,6 +133,15 @@ class CheckpointConflictError(Exception):
 
     Re-read the thread with ``get_state`` and decide again; nothing was written by the run
     that lost the race.
+    """
+
+
+class RunLockLostError(CheckpointConflictError):
+    """The run lost its hold on the thread mid-run (the database session holding the run
+    lock ended: terminated, timed out, the connection dropped) and could not take it
+    back, so another worker may be running the thread. The run stopped before its next
+    write; what it saved before is kept. Read the thread with ``get_state`` and resume
+    it once no other run holds it.
     """
 
 

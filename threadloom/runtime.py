@@ -58,6 +58,22 @@ class ServerInfo:
     user: Any = None
 
 
+def server_info_from(configurable: Any) -> ServerInfo | None:
+    """The ``ServerInfo`` a run's ``configurable`` describes (``assistant_id``,
+    ``graph_id``, ``langgraph_auth_user``), or None when it names no assistant or graph."""
+    if not configurable:
+        return None
+    assistant_id = configurable.get("assistant_id")
+    graph_id = configurable.get("graph_id")
+    if assistant_id is None and graph_id is None:
+        return None
+    return ServerInfo(
+        assistant_id=None if assistant_id is None else str(assistant_id),
+        graph_id=None if graph_id is None else str(graph_id),
+        user=configurable.get("langgraph_auth_user"),
+    )
+
+
 class RunControl:
     """A handle on a running graph from outside (or inside) it.
 

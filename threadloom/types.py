@@ -10,13 +10,27 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
+from typing import Any, ClassVar, Generic, Literal, NamedTuple, NotRequired, TypeVar, Union
+
+from typing_extensions import TypeAliasType, TypedDict
 
 from threadloom._context import current_task
 
 __all__ = [
     "All",
     "CachePolicy",
+    "CheckpointPayload",
+    "CheckpointStreamPart",
+    "CustomStreamPart",
+    "DebugPayload",
+    "DebugStreamPart",
+    "MessagesStreamPart",
+    "StreamPart",
+    "TaskPayload",
+    "TaskResultPayload",
+    "TasksStreamPart",
+    "UpdatesStreamPart",
+    "ValuesStreamPart",
     "Checkpointer",
     "Command",
     "Durability",
@@ -31,6 +45,7 @@ __all__ = [
     "StreamMode",
     "StreamWriter",
     "TimeoutPolicy",
+    "TracePolicy",
     "interrupt",
 ]
 
@@ -46,32 +61,77 @@ N = TypeVar("N")
 def interrupt_id(namespace: str, index: int = 0) -> str:
     """The stable id of the ``index``-th ``interrupt()`` call of the task at ``namespace``.
 
-    32 lowercase hex characters, so a resume map's keys can be told from a plain dict.
+    32 lowercase hex characters, so a resume map's keys can be told from a plain dict. The
+    first call's id is the XXH3-128 digest of the namespace, as LangGraph computes it, so
+    ids agree with what its clients derive.
     """
+    from xxhash import xxh3_128_hexdigest
+
     key = namespace if index == 0 else f"{namespace}|{index}"
-    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    return xxh3_128_hexdigest(key.encode())
+
+
+_PLACEHOLDER_ID = "placeholder-id"
 
 
 @dataclass(init=False, slots=True)
 class Interrupt:
     """A pause raised by ``interrupt(value)``: ``value`` is shown to the person, ``id`` names
-    the pause so a resume map can answer it."""
+    the pause so a resume map can answer it, ``response_schema`` (a JSON schema, or None)
+    describes the answer it expects."""
 
     value: Any
     id: str
     response_schema: dict[str, Any] | None
 
     def __init__(
-        self, value: Any, id: str = "placeholder-id",
+        self,
+        value: Any,
+        id: str = _PLACEHOLDER_ID,
         response_schema: dict[str, Any] | None = None,
+        **deprecated: Any,
     ) -> None:
         self.value = value
-        self.id = id
         # the JSON Schema an answer must match (from interrupt(..., response_schema=))
         self.response_schema = response_schema
+        self.id = id
+        if deprecated:
+            self._legacy(deprecated)
+
+    def _legacy(self, kwargs: dict[str, Any]) -> None:
+        """LangGraph < 1.0's ``Interrupt(value, resumable=, ns=, when=, interrupt_id=)``:
+        accepted with a deprecation warning; ``ns`` (the task namespace, a list of parts
+        or a ``|``-joined string) gives the id, as ``Interrupt.from_ns`` does."""
+        unknown = sorted(set(kwargs) - {"resumable", "ns", "when", "interrupt_id"})
+        if unknown:
+            raise TypeError(f"Interrupt() got unexpected keyword arguments: {unknown}.")
+        import warnings
+
+        from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+        warnings.warn(
+            "Interrupt's resumable, ns, when and interrupt_id arguments are deprecated: "
+            "build it as Interrupt(value, id) or Interrupt.from_ns(value, ns)",
+            LangGraphDeprecatedSinceV10,
+            stacklevel=3,
+        )
+        if self.id != _PLACEHOLDER_ID:
+            return
+        if kwargs.get("interrupt_id"):
+            self.id = kwargs["interrupt_id"]
+        elif kwargs.get("ns"):
+            ns = kwargs["ns"]
+            self.id = interrupt_id(ns if isinstance(ns, str) else "|".join(ns))
 
     @property
-    def interrupt_id(self) -> str:  # deprecated alias kept for compatibility
+    def interrupt_id(self) -> str:
+        """Deprecated alias of ``id``."""
+        import warnings
+
+        from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+        warnings.warn("`interrupt_id` is deprecated. Use `id` instead.",
+                      LangGraphDeprecatedSinceV10, stacklevel=2)
         return self.id
 
     @classmethod
@@ -172,6 +232,15 @@ class Overwrite:
 
     value: Any
     type: str = field(default="__overwrite__", repr=False, compare=False, kw_only=True)
+
+
+def omit_payload(value: Any) -> dict[str, Any]:
+    """A trace processor that records nothing of the value: ``{}`` in its place.
+
+    For ``TracePolicy(process_inputs=omit_payload)`` (or ``process_outputs=``) on a node
+    whose inputs or outputs must not reach the tracer; the node itself still gets the value.
+    """
+    return {}
 
 
 class PregelTask(NamedTuple):
@@ -409,11 +478,54 @@ class CachePolicy(Generic[N]):
 
 
 @dataclass(frozen=True)
+class TracePolicy:
+    """What a node's trace run records, for tracers only (LangSmith and other
+    ``BaseTracer`` handlers): ``add_node(..., trace_policy=TracePolicy(...))``.
+
+    ``process_inputs(input)`` / ``process_outputs(output)`` return what the tracer records
+    instead of the real values (e.g. with secrets removed). The node, the graph's result,
+    the stream and other callback handlers still see the real values. A processor that
+    raises is ignored: the real value is recorded and the run goes on.
+    """
+
+    process_inputs: Callable[[Any], Any] | None = None
+    process_outputs: Callable[[Any], Any] | None = None
+
+
+@dataclass(frozen=True)
 class GraphOutput:
     """What ``invoke(..., version="v2")`` returns: the values and the pending interrupts."""
 
     value: Any
     interrupts: tuple[Interrupt, ...] = field(default_factory=tuple)
+
+    # The v1 result was a dict with an "__interrupt__" key: dict-style access still works
+    # (deprecated since LangGraph 1.1) and reads ``value`` or ``interrupts``.
+
+    def __getitem__(self, key: str) -> Any:
+        _warn_dict_access("result[key]", "result.value[key]")
+        if key == "__interrupt__":
+            return self.interrupts
+        return self.value[key]
+
+    def __contains__(self, key: object) -> bool:
+        _warn_dict_access("key in result", "key in result.value")
+        if key == "__interrupt__":
+            return bool(self.interrupts)
+        return isinstance(self.value, dict) and key in self.value
+
+
+def _warn_dict_access(form: str, instead: str) -> None:
+    import warnings
+
+    from threadloom.warnings import LangGraphDeprecatedSinceV11
+
+    warnings.warn(
+        f"Accessing GraphOutput via `{form}` is deprecated. Use `{instead}` (and "
+        "`result.interrupts` for the pending interrupts) instead.",
+        LangGraphDeprecatedSinceV11,
+        stacklevel=3,
+    )
 
 
 def interrupt(value: Any, *, response_schema: Any = None) -> Any:
@@ -422,6 +534,12 @@ def interrupt(value: Any, *, response_schema: Any = None) -> Any:
     The first time it is reached it stops the run (the state is checkpointed). When the
     caller resumes with ``Command(resume=answer)``, the node runs again from its first line
     and this call returns ``answer``. Several calls in one node are answered in order.
+
+    ``response_schema`` describes the answer: a JSON schema dict (shown as is, the answer
+    is returned unchecked), or a pydantic model, TypedDict or dataclass (shown as its JSON
+    schema; the answer is validated and returned as that type). An answer that does not
+    validate fails the resume with the validation error (``errors.is_invalid_resume(exc)``
+    is true) and leaves the interrupt pending, so it can be answered again.
 
     Needs a checkpointer to be resumable; must be called inside a running node.
 
@@ -438,3 +556,120 @@ def interrupt(value: Any, *, response_schema: Any = None) -> Any:
             "node function while the graph runs (invoke/stream)."
         )
     return task.interrupt(value, response_schema)
+
+
+# -- stream parts: what ``stream(..., version="v2")`` yields --------------------------
+# Each part is a dict ``{"type": <mode>, "ns": <namespace tuple>, "data": <payload>}``;
+# "values" parts also carry the run's pending ``interrupts``.
+
+StateT = TypeVar("StateT")
+OutputT = TypeVar("OutputT")
+
+
+class TaskPayload(TypedDict):
+    """A task started (``tasks`` mode / debug ``task``)."""
+
+    id: str
+    name: str
+    input: Any
+    triggers: list[str]
+    metadata: NotRequired[dict[str, Any]]
+
+
+class TaskResultPayload(TypedDict):
+    """A task ended (``tasks`` mode / debug ``task_result``)."""
+
+    id: str
+    name: str
+    error: Any
+    result: dict[str, Any]
+    interrupts: list[dict[str, Any]]
+
+
+class CheckpointTask(TypedDict):
+    """A task as a checkpoint payload lists it."""
+
+    id: str
+    name: str
+    error: NotRequired[Any]
+    interrupts: tuple[Any, ...]
+    state: Any
+
+
+class CheckpointPayload(TypedDict, Generic[StateT]):
+    """A checkpoint was saved (``checkpoints`` mode / debug ``checkpoint``)."""
+
+    config: dict[str, Any]
+    parent_config: dict[str, Any] | None
+    values: StateT
+    metadata: dict[str, Any]
+    next: list[str]
+    tasks: list[CheckpointTask]
+
+
+class DebugPayload(TypedDict, Generic[StateT]):
+    """A ``debug`` event: one of the payloads above, stamped with step and time."""
+
+    step: int
+    timestamp: str
+    type: Literal["checkpoint", "task", "task_result"]
+    payload: CheckpointPayload[StateT] | TaskPayload | TaskResultPayload
+
+
+class ValuesStreamPart(TypedDict, Generic[OutputT]):
+    type: Literal["values"]
+    ns: tuple[str, ...]
+    data: OutputT
+    interrupts: tuple[Interrupt, ...]
+
+
+class UpdatesStreamPart(TypedDict):
+    type: Literal["updates"]
+    ns: tuple[str, ...]
+    data: dict[str, Any]
+
+
+class MessagesStreamPart(TypedDict):
+    type: Literal["messages"]
+    ns: tuple[str, ...]
+    data: tuple[Any, dict[str, Any]]
+
+
+class CustomStreamPart(TypedDict):
+    type: Literal["custom"]
+    ns: tuple[str, ...]
+    data: Any
+
+
+class CheckpointStreamPart(TypedDict, Generic[StateT]):
+    type: Literal["checkpoints"]
+    ns: tuple[str, ...]
+    data: CheckpointPayload[StateT]
+
+
+class TasksStreamPart(TypedDict):
+    type: Literal["tasks"]
+    ns: tuple[str, ...]
+    data: TaskPayload | TaskResultPayload
+
+
+class DebugStreamPart(TypedDict, Generic[StateT]):
+    type: Literal["debug"]
+    ns: tuple[str, ...]
+    data: DebugPayload[StateT]
+
+
+StreamPart = TypeAliasType(
+    "StreamPart",
+    Union[  # noqa: UP007 - a runtime alias, subscripted as StreamPart[StateT, OutputT]
+        ValuesStreamPart[OutputT],
+        UpdatesStreamPart,
+        MessagesStreamPart,
+        CustomStreamPart,
+        CheckpointStreamPart[StateT],
+        TasksStreamPart,
+        DebugStreamPart[StateT],
+    ],
+    type_params=(StateT, OutputT),
+)
+"""Any part ``stream(..., version="v2")`` yields (narrow on ``part["type"]``)."""

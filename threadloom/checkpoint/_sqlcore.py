@@ -56,6 +56,7 @@ from threadloom.checkpoint._delta import (
     resolve,
     shared_copy,
 )
+from threadloom.checkpoint._shape import check_checkpoint
 from threadloom.checkpoint._sql import (
     BLOBS,
     CHECKPOINTS,
@@ -295,13 +296,7 @@ class SqlCore:
         for thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata in rows:
             where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"
             checkpoint = self._decode((typ, blob), f"checkpoint of {where}")
-            if not isinstance(checkpoint, dict) or not isinstance(
-                checkpoint.get("channel_versions"), dict
-            ):
-                raise CorruptCheckpointError(
-                    f"Stored checkpoint of {where} is not a checkpoint (got "
-                    f"{type(checkpoint).__name__}); the row is damaged."
-                )
+            check_checkpoint(checkpoint, where)
             meta = _load_metadata(metadata, where)
             keys = [(thread_id, ns, ch, str(v)) for ch, v in checkpoint["channel_versions"].items()]
             for key in keys:

@@ -43,7 +43,7 @@ from threadloom.checkpoint.base import (
     SerializerProtocol,
     prune_plan,
 )
-from threadloom.constants import CONFIG_KEY_DURABILITY
+from threadloom.constants import CONFIG_KEY_BRANCH, CONFIG_KEY_DURABILITY
 
 __all__ = ["AsyncSqlSaver", "RunGuard", "SqlSaver", "SyncSqlSaver", "thread_busy_error"]
 
@@ -95,6 +95,11 @@ class RunGuard:
         thread_id = (config.get("configurable") or {}).get("thread_id")
         with self._lock:
             return thread_id is not None and str(thread_id) in self._held
+
+    def alone(self, thread_id: str) -> bool:
+        """Whether ``thread_id`` is the only thread this saver holds (or none is)."""
+        with self._lock:
+            return self._held <= {thread_id}
 
     def unflushed(self, thread_id: str) -> bool:
         """Whether the run of ``thread_id`` committed relaxed writes (clears the mark)."""
@@ -197,7 +202,8 @@ class SqlSaver(BaseCheckpointSaver):
             metadata,
             new_versions,
             relaxed=self._relaxed(config),
-            run_locked=runs is not None and runs.holds(config),
+            run_locked=runs is not None and runs.holds(config)
+            and not (config.get("configurable") or {}).get(CONFIG_KEY_BRANCH),
         )
 
     def clear_cache(self) -> None:
@@ -276,6 +282,7 @@ class SyncSqlSaver(SqlSaver):
         """Store a checkpoint. Raises ``CheckpointConflictError`` when a run's ``loop``
         checkpoint's parent is no longer the thread's newest checkpoint (see
         ``SqlCore.put``)."""
+        self._fence(config, checkpoint=True)
         prepared = self._prepare_put(config, checkpoint, metadata, new_versions)
         op = self._core.put(prepared)
         if prepared.relaxed:
@@ -298,6 +305,7 @@ class SyncSqlSaver(SqlSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
+        self._fence(config, checkpoint=False)
         relaxed = self._relaxed(config)
 
         def write() -> Op[None]:
@@ -313,6 +321,12 @@ class SyncSqlSaver(SqlSaver):
                 return
             op = resumed(first, op)
         self._run(op, write=True, atomic=False)
+
+    def _fence(self, config: dict[str, Any], *, checkpoint: bool) -> None:
+        """Before a write (``checkpoint``: one that ends a step): make sure a run that
+        holds its thread's run lock still does (raise ``RunLockLostError`` if not), and
+        that its earlier writes did not fail. Backends whose locks cannot be lost while
+        the process lives, and whose writes are never left in flight, check nothing."""
 
     def _send_ahead(
         self,

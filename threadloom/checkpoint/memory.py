@@ -78,6 +78,7 @@ from threadloom.checkpoint.base import (
     get_checkpoint_id,
     prune_plan,
 )
+from threadloom.constants import CONFIG_KEY_BRANCH
 from threadloom.errors import CheckpointConflictError
 
 __all__ = ["InMemorySaver", "MemorySaver", "PersistentDict"]
@@ -550,6 +551,7 @@ class InMemorySaver(BaseCheckpointSaver):
             bool(metadata)
             and metadata.get("source") == "loop"
             and thread_id in self.__dict__.get("_busy_threads", ())
+            and not (config.get("configurable") or {}).get(CONFIG_KEY_BRANCH)
         )
         with self._lock:
             head = self._heads.get(head_key)

@@ -9,6 +9,7 @@ async ones). Writes are applied by the loop, in task order, after all tasks end.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import queue
 import random
@@ -27,7 +28,14 @@ from threadloom.constants import TASKS
 from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
 from threadloom.engine.task import PAUSED_AT_BREAKPOINT, Task
-from threadloom.errors import GraphBubbleUp, GraphInterrupt, NodeCancelledError, ParentCommand
+from threadloom.engine.tracing import run_tree_context, start_policy_run
+from threadloom.errors import (
+    GraphBubbleUp,
+    GraphDrained,
+    GraphInterrupt,
+    NodeCancelledError,
+    ParentCommand,
+)
 from threadloom.types import Command, RetryPolicy, Send
 
 _pool: ThreadPoolExecutor | None = None
@@ -129,9 +137,13 @@ def _start_node_run(task: Task) -> Any:
     manager.add_metadata(task.config.get("metadata") or {}, inherit=False)
     shown = getattr(task.node.bound, "traced_input", None)  # a called task: its arguments
     inputs = shown(task.input) if shown is not None else task.input
-    run = manager.on_chain_start(
-        None, inputs if isinstance(inputs, dict) else {"input": inputs}, name=task.name,
-    )
+    if not isinstance(inputs, dict):
+        inputs = {"input": inputs}
+    policy = task.node.trace_policy
+    if policy is None:
+        run = manager.on_chain_start(None, inputs, name=task.name)
+    else:
+        run = start_policy_run(manager, inputs, name=task.name, policy=policy)
     task.config = {**task.config, "callbacks": run.get_child()}
     return run
 
@@ -149,7 +161,11 @@ def run_task(task: Task) -> None:
     """Run one task to its end state: writes, interrupts or error (never raises)."""
     node_run = _start_node_run(task)
     try:
-        _run_task(task)
+        if node_run is None:
+            _run_task(task)
+        else:
+            with run_tree_context(task.config):
+                _run_task(task)
     finally:
         _end_node_run(node_run, task)
 
@@ -158,7 +174,11 @@ async def arun_task(task: Task) -> None:
     """The async twin of ``run_task``."""
     node_run = _start_node_run(task)
     try:
-        await _arun_task(task)
+        if node_run is None:
+            await _arun_task(task)
+        else:
+            with run_tree_context(task.config):
+                await _arun_task(task)
     finally:
         _end_node_run(node_run, task)
 
@@ -182,8 +202,9 @@ def _run_task(task: Task) -> None:
                 return
             except GraphInterrupt as exc:
                 task.interrupts = exc.interrupts or PAUSED_AT_BREAKPOINT
+                task.paused = True
                 return
-            except GraphBubbleUp as exc:
+            except (GraphBubbleUp, GraphDrained) as exc:  # never retried
                 task.error = exc
                 return
             except Exception as exc:  # noqa: BLE001 - recorded, re-raised by the loop
@@ -220,8 +241,9 @@ async def _arun_task(task: Task) -> None:
                 return
             except GraphInterrupt as exc:
                 task.interrupts = exc.interrupts or PAUSED_AT_BREAKPOINT
+                task.paused = True
                 return
-            except GraphBubbleUp as exc:
+            except (GraphBubbleUp, GraphDrained) as exc:  # never retried
                 task.error = exc
                 return
             except asyncio.CancelledError as exc:
@@ -310,13 +332,14 @@ def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     kind = request[0]
     if kind.startswith("cache_"):
         return getattr(loop.scope.cache, kind[6:])(*request[1:])
-    if kind == "list":
-        return list(saver.list(*request[1:]))
     if kind == "put_writes" and not _takes_task_path(saver, "put_writes"):
         return saver.put_writes(*request[1:4])
+    if kind == "latest_before":  # (config, checkpoint_id): newest checkpoint older than it
+        before = {"configurable": {**request[1]["configurable"], "checkpoint_id": request[2]}}
+        return next(iter(saver.list(request[1], before=before, limit=1)), None)
     if kind == "get_delta_channel_history":  # keyword-only in the saver API
         return saver.get_delta_channel_history(config=request[1], channels=request[2])
-    return getattr(saver, kind)(*request[1:])
+    return getattr(saver, kind)(*_saver_args(saver, request))
 
 
 async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
@@ -324,13 +347,34 @@ async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     kind = request[0]
     if kind.startswith("cache_"):
         return await getattr(loop.scope.cache, "a" + kind[6:])(*request[1:])
-    if kind == "list":
-        return [tup async for tup in saver.alist(*request[1:])]
     if kind == "put_writes" and not _takes_task_path(saver, "aput_writes"):
         return await saver.aput_writes(*request[1:4])
+    if kind == "latest_before":
+        before = {"configurable": {**request[1]["configurable"], "checkpoint_id": request[2]}}
+        async for tup in saver.alist(request[1], before=before, limit=1):
+            return tup
+        return None
     if kind == "get_delta_channel_history":
         return await saver.aget_delta_channel_history(config=request[1], channels=request[2])
-    return await getattr(saver, "a" + kind)(*request[1:])
+    return await getattr(saver, "a" + kind)(*_saver_args(saver, request, "aput_writes"))
+
+
+def _saver_args(saver: Any, request: tuple[Any, ...], method: str = "put_writes") -> tuple:
+    # put_writes(config, writes, task_id[, task_path]): the path is left out for savers
+    # that override put_writes without the task_path parameter (older signature)
+    if request[0] == "put_writes" and not _takes_task_path(type(saver), method):
+        return request[1:4]
+    return request[1:]
+
+
+@functools.lru_cache(maxsize=64)
+def _takes_task_path(cls: type, method: str) -> bool:
+    try:
+        params = inspect.signature(getattr(cls, method)).parameters.values()
+    except (AttributeError, TypeError, ValueError):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return any(p.kind == p.VAR_POSITIONAL for p in params) or len(positional) >= 5
 
 
 # -- sync driver -------------------------------------------------------------------
@@ -453,7 +497,11 @@ async def _arun_tasks(
     remaining = n
     try:
         while remaining:
-            item = await done.get()
+            if isinstance(done, WakeQueue):
+                await done.wait()
+                item = done.get_nowait()
+            else:
+                item = await done.get()
             if item is not None:  # None only wakes us to forward live stream events
                 remaining -= 1
                 for request in loop.task_done(item, n):

@@ -14,21 +14,25 @@ resumed run does not redo them.
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from collections import deque
 from collections.abc import Generator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from threadloom.channels import MISSING, BaseChannel
 from threadloom.checkpoint._delta_history import APPLIED_KEY
+from threadloom.checkpoint._shape import check_write
 from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
+from threadloom.checkpoint.serde.base import CorruptCheckpointError
 from threadloom.checkpoint.serde.types import _DeltaSnapshot
 from threadloom.constants import (
+    CONFIG_KEY_BRANCH,
     CONFIG_KEY_CHECKPOINTER,
     CONFIG_KEY_DURABILITY,
     CONFIG_KEY_NODE_FINISHED,
-    CONFIG_KEY_REPLAYING,
     CONFIG_KEY_SCOPE,
     CONFIG_KEY_STRICT_RESUME,
     CONFIG_KEY_TASK,
@@ -40,6 +44,7 @@ from threadloom.constants import (
     PUSH,
     RESUME,
     RETURN,
+    RUN_DURABILITY_KEY,
     START,
     TASKS,
 )
@@ -56,11 +61,12 @@ from threadloom.engine.delta import (
 from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
 from threadloom.engine.payloads import task_start_payload
 from threadloom.engine.program import Program
-from threadloom.engine.scope import Scope
+from threadloom.engine.scope import ReplayPoint, Scope
 from threadloom.engine.task import Task, task_id
 from threadloom.errors import (
     EmptyInputError,
     ErrorCode,
+    GraphDrained,
     GraphInterrupt,
     GraphRecursionError,
     PausedWithoutCheckpointerWarning,
@@ -131,15 +137,27 @@ def delta_histories(program: Program, tup: Any) -> Generator[Request, Any, dict[
     return dict(got or {})
 
 
+def _write_where(task_id: str, channel: str, config: Any) -> str:
+    conf = (config or {}).get("configurable", {})
+    return (
+        f"pending write of task {task_id!r} to channel {channel!r} (thread "
+        f"{conf.get('thread_id')!r}, namespace {conf.get('checkpoint_ns', '')!r}, checkpoint "
+        f"{conf.get('checkpoint_id')!r})"
+    )
+
+
 class PendingWrites:
     """A checkpoint's pending writes, grouped by task: what finished, failed or paused."""
 
     __slots__ = ("succeeded", "interrupts", "resumes", "errors", "null")
 
-    def __init__(self, writes: list[tuple[str, str, Any]] | None) -> None:
+    def __init__(
+        self, writes: list[tuple[str, str, Any]] | None, config: Any = None
+    ) -> None:
+        """``config``: the checkpoint's config, to name it if a write is damaged."""
         self.succeeded: dict[str, list[tuple[str, Any]]] = {}
         self.interrupts: dict[str, tuple[Interrupt, ...]] = {}
-        self.resumes: dict[str, list[Any]] = {}
+        self.resumes: dict[str, list[Any] | dict[str, Any]] = {}
         self.errors: dict[str, Any] = {}
         self.null: list[tuple[str, Any]] = []
         for tid, channel, value in writes or ():
@@ -147,9 +165,11 @@ class PendingWrites:
                 if channel not in _SPECIAL:
                     self.null.append((channel, value))
             elif channel == INTERRUPT:
+                check_write(channel, value, partial(_write_where, tid, channel, config))
                 self.interrupts[tid] = tuple(value)
             elif channel == RESUME:
-                self.resumes[tid] = list(value)
+                check_write(channel, value, partial(_write_where, tid, channel, config))
+                self.resumes[tid] = dict(value) if isinstance(value, dict) else list(value)
             elif channel == ERROR:
                 self.errors[tid] = value
             else:
@@ -203,13 +223,11 @@ class Loop:
         self.graph_name = graph_name
         conf = config.get("configurable") or {}
         self.thread_id = conf.get("thread_id")
+        self.persistent = persistent_ns is not None
         self.ns: str = persistent_ns if persistent_ns is not None else conf.get(
             "checkpoint_ns", ""
         )
         self.checkpoint_map: dict[str, str] = dict(conf.get("checkpoint_map") or {})
-        # a run that replays a past checkpoint (or a subgraph run inside one): a subgraph
-        # with its own namespace loads its state as of the parent's branch, not its latest
-        self.replaying = bool(conf.get(CONFIG_KEY_REPLAYING)) and persistent_ns is not None
         self.persistent = persistent_ns is not None
         self.channels: dict[str, BaseChannel] = {}
         self.checkpoint: Checkpoint = None  # type: ignore[assignment]
@@ -226,6 +244,10 @@ class Loop:
         # the channels as a paused run shows them (see _show_finished), else None
         self.view: dict[str, BaseChannel] | None = None
         self._unsaved: tuple[Any, ...] | None = None
+        # the checkpoint a run was told to start from (checkpoint_id): its first put branches
+        self.branch_from: str | None = None
+        # a program that outputs values only when written (Pregel): whether this run did
+        self.wrote_values = False
         self._config_bases: tuple[Any, ...] | None = None
         self._int_version = 0
         # Delta channels (see threadloom.engine.delta): counters since each one's last
@@ -252,8 +274,15 @@ class Loop:
         if self.checkpointer is None:
             self._int_version += 1
             return self._int_version
-        current = max(versions.values()) if versions else None
-        return self.checkpointer.get_next_version(current, None)
+        try:
+            current = max(versions.values()) if versions else None
+            return self.checkpointer.get_next_version(current, None)
+        except (TypeError, ValueError) as exc:  # a damaged row: versions that do not compare
+            raise CorruptCheckpointError(
+                f"Stored channel versions of thread {self.thread_id!r}, namespace "
+                f"{self.ns!r}, checkpoint {self.checkpoint.get('id')!r} are damaged "
+                f"({type(exc).__name__}: {exc}); the run cannot continue from it."
+            ) from exc
 
     def _config_for(self, checkpoint_id: str) -> dict[str, Any]:
         conf: dict[str, Any] = {
@@ -322,8 +351,13 @@ class Loop:
         self.checkpoint = new
         self.checkpoint_config = self._config_for(new["id"])
         self._config_bases = None
-        request = ("put", self._saver_config(parent or self._config_for("")), saved, metadata,
-                   changed)
+        put_config = self._saver_config(parent or self._config_for(""))
+        if self.branch_from is not None:
+            # the first checkpoint after starting from an explicit (maybe past) checkpoint
+            put_config = {**put_config, "configurable": {**put_config["configurable"],
+                                                         CONFIG_KEY_BRANCH: True}}
+            self.branch_from = None
+        request = ("put", put_config, saved, metadata, changed)
         if self.durability == "exit" and not save:
             self._unsaved = self._merge_unsaved(request)
         else:
@@ -503,11 +537,9 @@ class Loop:
             **(base.get("configurable") or {}),
             CONFIG_KEY_SCOPE: self.scope,
             CONFIG_KEY_CHECKPOINTER: self.checkpointer,
+            RUN_DURABILITY_KEY: self.durability,
         }
         conf_base.pop("checkpoint_id", None)
-        conf_base.pop(CONFIG_KEY_REPLAYING, None)
-        if self.replaying:
-            conf_base[CONFIG_KEY_REPLAYING] = True
         if self.checkpointer is not None and self.checkpoint_config is not None:
             conf_base["checkpoint_map"] = {**self.checkpoint_map, self.ns: self.checkpoint["id"]}
         meta_base = {**(base.get("metadata") or {}), "langgraph_step": step}
@@ -610,12 +642,13 @@ class Loop:
         return any(k in self.updated for k in keys)
 
     def _emit_values(self) -> None:
+        if self.program.values_on_write:
+            keys = self.program.output_channels
+            keys = (keys,) if isinstance(keys, str) else keys
+            if self.updated is None or not self.updated.intersection(keys):
+                return
+            self.wrote_values = True
         if "values" in self.scope.modes:
-            if self.program.values_on_write:
-                keys = self.program.output_channels
-                keys = (keys,) if isinstance(keys, str) else keys
-                if self.updated is None or not self.updated.intersection(keys):
-                    return
             self.emit("values", self.output())
 
     def _emit_checkpoint(self, saved: Checkpoint, metadata: dict[str, Any], parent: Any) -> None:
@@ -687,7 +720,7 @@ class Loop:
         pairs = {}
         for task in ran:
             key = keys.get(task.id)
-            if key is not None and task.error is None and not task.interrupts:
+            if key is not None and task.error is None and not task.paused:
                 pairs[key] = (encode_writes(task.writes), task.node.cache_policy.ttl)
         if pairs:
             yield ("cache_set", pairs)
@@ -696,7 +729,7 @@ class Loop:
         """Bookkeeping when a task ends (on the driver's thread): stream it, save its writes."""
         task.done = True
         modes = self.scope.modes
-        if task.error is None and not task.interrupts and not task.node.hidden:
+        if task.error is None and not task.paused and not task.node.hidden:
             finished = (self.config.get("configurable") or {}).get(CONFIG_KEY_NODE_FINISHED)
             if finished is not None:  # the caller asked to hear of each node that ends
                 finished(task.name)
@@ -709,7 +742,8 @@ class Loop:
                 "name": task.name,
                 "error": task.error,
                 "result": task_result(task.writes, self.program.state_keys | {RETURN}) or {},
-                "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
+                "interrupts": [{"value": i.value, "id": i.id, "response_schema": i.response_schema}
+                               for i in task.interrupts],
             }
             self.emit("tasks", payload)
             self.emit("debug", _debug("task_result", self.step + 1, payload))
@@ -717,10 +751,12 @@ class Loop:
             task.writes = prepare_writes(self.channels, list(task.writes))
         if self.checkpointer is None or self.checkpoint_config is None:
             return []
-        if task.interrupts:
+        if task.paused:
             writes: list[tuple[str, Any]] = [(INTERRUPT, list(task.interrupts))]
-            if task.resume:
+            if task.has_answers():
                 writes.append(task.resume_write())
+        elif isinstance(task.error, GraphDrained):
+            return []  # not a failure: the task runs again when the run is resumed
         elif task.error is not None:
             writes = [(ERROR, repr(task.error))]
         elif siblings > 1 or self._writes_delta(task):
@@ -797,23 +833,34 @@ class Loop:
                     "thread_id, checkpoint_ns, checkpoint_id. Pass "
                     "config={'configurable': {'thread_id': '...'}} to invoke/stream."
                 )
+            conf = self.config.get("configurable") or {}
+            replay_id = conf.get("checkpoint_id")
+            if replay_id and not self.scope.nested and self.ns:
+                replay_id = self._enter_from_subgraph(conf)
             read_conf = {"thread_id": self.thread_id, "checkpoint_ns": self.ns}
-            replay_id = (self.config.get("configurable") or {}).get("checkpoint_id")
             if replay_id and not self.scope.nested:
                 read_conf["checkpoint_id"] = replay_id
             else:
                 replay_id = None
-            if self.replaying and self.scope.nested and self.checkpoint_map:
-                saved = yield from self._branch_state()
+            replay = self.scope.replay
+            if (self.scope.nested and self.persistent and replay is not None
+                    and self.ns not in replay.entered):
+                # the first run of a stateful subgraph in a replay: back to its past
+                replay.entered.add(self.ns)
+                target = replay.targets.get(self.ns)
+                if target is not None:
+                    read_conf["checkpoint_id"] = target
+                    saved = yield ("get_tuple", {"configurable": read_conf})
+                    replay_id = None if replay.resume else target
+                elif replay.before is not None:
+                    saved = yield ("latest_before", {"configurable": read_conf},
+                                   replay.before)
+                else:
+                    saved = yield ("get_tuple", {"configurable": read_conf})
             else:
                 saved = yield ("get_tuple", {"configurable": read_conf})
-            if replay_id and saved is not None:
-                # the thread's latest checkpoint named by id is no replay: the run goes on
-                # from it as without the id (its pending writes and answers count)
-                head = yield ("get_tuple", {"configurable": {"thread_id": self.thread_id,
-                                                             "checkpoint_ns": self.ns}})
-                if head is not None and head.checkpoint["id"] == saved.checkpoint["id"]:
-                    replay_id = None
+            if saved is not None and "checkpoint_id" in read_conf:
+                self.branch_from = read_conf["checkpoint_id"]
         else:
             replay_id = None
         try:
@@ -865,33 +912,44 @@ class Loop:
         saved = yield ("put", parent, stub, metadata, {})
         return saved if saved is not None else self._config_for(stub["id"])
 
-    def _branch_state(self) -> Generator[Request, Any, Any]:
-        """The subgraph checkpoint on the parent's branch: the newest one made while the
-        parent stood on one of the checkpoints its current checkpoint descends from."""
-        parent_ns, parent_id = list(self.checkpoint_map.items())[-1]
-        history = yield ("list", {"configurable": {"thread_id": self.thread_id,
-                                                   "checkpoint_ns": parent_ns}})
-        up = {
-            t.config["configurable"]["checkpoint_id"]:
-            (t.parent_config or {}).get("configurable", {}).get("checkpoint_id")
-            for t in history
-        }
-        lineage = set()
-        current: str | None = parent_id
-        while current and current not in lineage:
-            lineage.add(current)
-            current = up.get(current)
-        mine = yield ("list", {"configurable": {"thread_id": self.thread_id,
-                                                "checkpoint_ns": self.ns}})
-        for tup in mine:  # newest first
-            parents = (tup.metadata or {}).get("parents") or {}
-            if parents.get(parent_ns) in lineage:
-                return tup
-        return None
+    def _at_head(self, saved: Any) -> Generator[Request, Any, bool]:
+        """Whether ``saved`` is the thread's latest checkpoint (a run pinned to an older,
+        superseded one is a fork: strict resume does not check its interrupts)."""
+        if saved is None or self.branch_from is None:
+            return True
+        head = yield ("get_tuple", {"configurable": {"thread_id": self.thread_id,
+                                                     "checkpoint_ns": self.ns}})
+        return head is None or head.config["configurable"]["checkpoint_id"] == (
+            saved.config["configurable"]["checkpoint_id"])
+
+    def _enter_from_subgraph(self, conf: dict[str, Any]) -> str:
+        """The root graph run with a subgraph's checkpoint config (``checkpoint_ns`` names
+        the subgraph, ``checkpoint_map`` the checkpoints of the graphs above it): run the
+        root from its checkpoint in that map, and let the subgraphs on the way start from
+        theirs. Returns the root checkpoint id."""
+        cmap = dict(conf.get("checkpoint_map") or {})
+        root = cmap.pop("", None)
+        if root is None:
+            raise ValueError(
+                f"Cannot run the graph from checkpoint_ns {self.ns!r}: the config names a "
+                "subgraph's checkpoint but no checkpoint_map with the root graph's "
+                "checkpoint (''). Pass the config from get_state(..., subgraphs=True)."
+            )
+        cmap[self.ns] = conf["checkpoint_id"]
+        targets = {stable_ns(ns): cid for ns, cid in cmap.items()}
+        self.scope.replay = ReplayPoint(
+            None, targets, resume=isinstance(self.input, Command)
+        )
+        self.ns = ""
+        self.checkpoint_map = {}
+        return root
 
     def _start(self, saved: Any, replay_id: str | None) -> Generator[Request, Any, None]:
         inp = self.input
         resuming = inp is None or isinstance(inp, Command)
+        # Command(resume=...) at an explicit checkpoint answers that checkpoint's
+        # interrupts: a resume, not a replay
+        resuming_command = isinstance(inp, Command) and inp.resume is not None
         if isinstance(inp, Command):
             if inp.resume is None and inp.update is None and not inp.goto:
                 raise EmptyInputError(
@@ -913,19 +971,14 @@ class Loop:
             self.step = (saved.metadata or {}).get("step", -1)
             self.delta_counters = dict((saved.metadata or {}).get(COUNTERS_KEY) or {})
             self.updated = None
-            if replay_id and resuming:
-                # Replaying from a past checkpoint: fork it so history stays intact, and
-                # forget its pending writes so every task (and interrupt) runs again. The
-                # fork applies none of the writes recorded on the past checkpoint (they
-                # belong to the branch that already continued from it). It is saved
-                # even with durability="exit": the run's last checkpoint then extends the
-                # thread's newest checkpoint, as a run holding the thread must.
-                self.replaying = True
-                yield from self._new_checkpoint(self.step, "fork", save=True)
-            elif replay_id:
-                pass  # new input on a past checkpoint: a branch from it (its tasks dropped)
+            if replay_id and not resuming_command:
+                # Replaying from a past checkpoint (or new input on it): forget its pending
+                # writes so every task (and interrupt) runs again, on a fork so history
+                # stays intact. A checkpoint that is already a branch point (update_state,
+                # __copy__) is run from directly.
+                yield from self._replay(saved)
             else:
-                self.pending = PendingWrites(saved.pending_writes)
+                self.pending = PendingWrites(saved.pending_writes, saved.config)
         else:
             self.checkpoint = {
                 "v": 4,
@@ -971,6 +1024,7 @@ class Loop:
             if (
                 isinstance(inp, Command) and inp.resume is not None and not self.scope.nested
                 and (self.config.get("configurable") or {}).get(CONFIG_KEY_STRICT_RESUME)
+                and (yield from self._at_head(saved))
             ):
                 check_strict_resume(inp.resume, self.pending.pending_interrupts())
             if isinstance(inp, Command):
@@ -999,13 +1053,35 @@ class Loop:
                 if discarded:
                     self.apply(discarded)
             self.pending = PendingWrites(None)
-            self.channels[START].update([inp])
-            version = self._next_version()
-            self.checkpoint["channel_versions"][START] = version
-            self.updated = (self.updated or set()) | {START}
+            if self.program.direct_input is not None:
+                self.updated = set(self.updated or ())
+                writes = prepare_writes(self.channels, self.program.direct_input(inp))
+                self.apply_null_writes(writes)
+                yield from self._record_direct_input(writes)
+            else:
+                self.channels[START].update([inp])
+                version = self._next_version()
+                self.checkpoint["channel_versions"][START] = version
+                self.updated = (self.updated or set()) | {START}
             # (saved at once under durability="exit" when it branches from a past checkpoint)
             yield from self._new_checkpoint(self.step + 1, "input", save=bool(replay_id))
             self.stop = self.step + self.recursion_limit + 1
+
+    def _record_direct_input(
+        self, writes: list[tuple[str, Any]]
+    ) -> Generator[Request, Any, None]:
+        """A Pregel input written straight into its channels makes the input checkpoint:
+        its delta writes are recorded on the checkpoint it extends (a thread's first
+        input has none: the input checkpoint stores those channels whole)."""
+        recorded = [(c, v) for c, v in writes if c in self.program.delta_channels]
+        if not recorded or self.checkpointer is None:
+            return
+        if self.checkpoint_config is None:
+            self.force_delta_snapshot = True
+            return
+        tid = str(uuid.uuid4())
+        yield ("put_writes", self._saver_config(self.checkpoint_config), recorded, tid, "")
+        self.delta_applied.append(tid)
 
     def _record_input_writes(
         self, writes: list[tuple[str, Any]], stored: list[tuple[str, Any]]
@@ -1034,6 +1110,29 @@ class Loop:
             if self._writes_delta(task):
                 self.delta_applied.append(self._exit_ids.pop(task.id, task.id))
 
+    def _replay(self, saved: Any) -> Generator[Request, Any, None]:
+        """Start replaying ``saved``: fork it, unless it is the thread's newest checkpoint
+        and already a branch point (made by ``update_state`` or ``__copy__``)."""
+        branch = (saved.metadata or {}).get("source") in ("update", "fork")
+        before = saved.config["configurable"]["checkpoint_id"]
+        if branch:
+            parent = (saved.parent_config or {}).get("configurable") or {}
+            before = parent.get("checkpoint_id") or before
+            head = yield ("get_tuple", {"configurable": {"thread_id": self.thread_id,
+                                                         "checkpoint_ns": self.ns}})
+            branch = head is not None and head.config["configurable"]["checkpoint_id"] == (
+                saved.config["configurable"]["checkpoint_id"])
+        if not self.scope.nested:
+            if self.scope.replay is None:
+                self.scope.replay = ReplayPoint(before)
+            else:
+                self.scope.replay.before = before
+        if not branch:
+            # The fork applies none of the writes recorded on the past checkpoint (they
+            # belong to the branch that already continued from it). It is saved even
+            # with durability="exit", so the run's writes are recorded on it.
+            yield from self._new_checkpoint(self.step, "fork", save=True)
+
     def _supersteps(self) -> Generator[Request, Any, None]:
         first = True
         while True:
@@ -1058,6 +1157,12 @@ class Loop:
                 self.status = "interrupt_before"
                 self._pause(())
                 return
+            control = self.scope.control
+            if control is not None and control.drain_requested:
+                # Stop between supersteps: everything done so far is checkpointed (the
+                # breakpoint check above comes first, so a resume does not skip it).
+                self.status = "drained"
+                raise GraphDrained(control.drain_reason or "shutdown")
             to_run = tasks
             if first and self.pending.succeeded:
                 to_run = []
@@ -1073,7 +1178,8 @@ class Loop:
                         to_run.append(task)
             if first:
                 for task in to_run:
-                    task.resume = list(self.pending.resumes.get(task.id, ()))
+                    task.load_answers(self.pending.resumes.get(task.id),
+                                      self.pending.interrupts.get(task.id, ()))
             first = False
             cache_keys: dict[str, Any] = {}
             if to_run and self.scope.cache is not None:
@@ -1088,7 +1194,7 @@ class Loop:
             if failed:
                 self.status = "error"
                 raise failed[0].error  # type: ignore[misc]
-            paused = [t for t in tasks if t.interrupts]
+            paused = [t for t in tasks if t.paused]
             if paused:
                 self.status = "interrupted"
                 self._show_finished([t for t in tasks if not t.interrupts])
@@ -1166,7 +1272,7 @@ def subgraph_state_config(task: Task, thread_id: Any) -> dict[str, Any] | None:
         return None
     ns = task.ns
     if getattr(sub, "checkpointer", None) is True:
-        ns = "|".join(part.split(":", 1)[0] for part in ns.split("|"))
+        ns = stable_ns(ns)
     return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}
 
 
@@ -1232,6 +1338,11 @@ def task_result(writes: Any, keys: Any) -> dict[str, Any] | None:
         else:
             out[channel] = value
     return out or None
+
+
+def stable_ns(ns: str) -> str:
+    """A namespace without its task ids: where a stateful subgraph keeps its history."""
+    return "|".join(part.split(":", 1)[0] for part in ns.split("|"))
 
 
 def _task_order(task: Task) -> tuple[Any, ...]:

@@ -14,7 +14,7 @@ from typing import Any
 from threadloom.channels import BaseChannel, EphemeralValue, Topic
 from threadloom.channels.delta import DeltaChannel
 from threadloom.engine.node import NodeCallable
-from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy
+from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy, TracePolicy
 
 
 @dataclass(slots=True)
@@ -38,8 +38,16 @@ class PregelNode:
     defer: bool = False
     cache_policy: CachePolicy | None = None
     cache_ns: tuple[str, ...] | None = None  # where its cached writes live (node_cache)
+    trace_policy: TracePolicy | None = None  # what tracers record of its runs
     timeout: TimeoutPolicy | None = None  # of each attempt (async nodes only)
     error_handler: str | None = None  # the node a final failure is sent to, if any
+
+    @property
+    def subgraphs(self) -> list[Any]:
+        """The graphs this node runs or may run (see ``engine.subgraphs``)."""
+        from threadloom.engine.subgraphs import find_subgraphs
+
+        return find_subgraphs(self.bound.target)
 
     def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
         """Run the node's own runnable on ``input`` outside a run (no state writes).
@@ -77,6 +85,9 @@ class Program:
     delta_channels: frozenset[str] = frozenset()
     # emit a "values" event only after steps that wrote an output channel (Pregel graphs)
     values_on_write: bool = False
+    # input -> writes applied to the channels in the input checkpoint itself (Pregel
+    # graphs, which have no START node for the input to pass through); None: via START
+    direct_input: Callable[[Any], list[tuple[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
         self.deferred = frozenset(n for n, node in self.nodes.items() if node.defer)

@@ -32,6 +32,10 @@ class Scope:
         "message_ids",
         "calls",
         "cache",
+        "replay",
+        "control",
+        "server_info",
+        "durability",
     )
 
     def __init__(
@@ -46,6 +50,8 @@ class Scope:
         ns: str,
         nested: bool,
         cache: Any = None,
+        control: Any = None,
+        server_info: Any = None,
     ) -> None:
         self.modes = modes
         self.sink = sink
@@ -56,13 +62,21 @@ class Scope:
         self.ns = ns
         self.nested = nested
         self.cache = cache  # a BaseCache for nodes with a CachePolicy, or None
+        # the run's RunControl (drain requests are honoured between supersteps), or None
+        self.control = control
+        # a ServerInfo when the run comes from a server (assistant/graph ids), else None
+        self.server_info = server_info
         self.callbacks: Any = None
+        # the root run's durability; its subgraph runs save theirs the same way
+        self.durability: str | None = None
         # True when events must reach the caller while a node is still running.
         self.live = bool(modes & {"custom", "messages"})
         # Ids of messages already streamed in "messages" mode (tokens or node outputs).
         self.message_ids: set[str] = set()
         # How a running task calls another (``@task``): set by the driver of the run.
         self.calls: Any = None
+        # Set while a run replays a past checkpoint (shared with its subgraph runs).
+        self.replay: ReplayPoint | None = None
 
     def emit(self, mode: str, payload: Any, ns: str | None = None) -> None:
         if self.sink is not None and mode in self.modes:
@@ -82,6 +96,25 @@ class Scope:
 
 def _noop(_chunk: Any) -> None:
     return None
+
+
+class ReplayPoint:
+    """The past a replaying run goes back to, for the subgraphs that keep their own
+    history (``checkpointer=True``): the first time such a subgraph runs in the replay it
+    starts from its newest checkpoint older than ``before`` (the replayed parent
+    checkpoint), later times from its newest, which the replay itself wrote."""
+
+    __slots__ = ("before", "targets", "resume", "entered")
+
+    def __init__(self, before: str | None, targets: dict[str, str] | None = None,
+                 resume: bool = False) -> None:
+        self.before = before
+        # subgraph namespace -> the checkpoint it starts from (a subgraph's own checkpoint
+        # given to the root graph, with the checkpoint_map that leads to it)
+        self.targets = targets or {}
+        # True when the run answers interrupts at those checkpoints instead of replaying
+        self.resume = resume
+        self.entered: set[str] = set()
 
 
 def ns_tuple(ns: str) -> tuple[str, ...]:

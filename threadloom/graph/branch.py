@@ -13,6 +13,9 @@ from threadloom.types import Send
 
 logger = logging.getLogger("threadloom")
 
+# the arguments a routing function may ask for by name, as a node can
+_INJECTABLE = ("config", "runtime", "writer", "store")
+
 
 def branch_channel(node: str) -> str:
     """The trigger channel whose write schedules ``node`` in the next superstep."""
@@ -33,12 +36,19 @@ class Branch:
         self.is_async = inspect.iscoroutinefunction(path) or inspect.iscoroutinefunction(
             getattr(path, "__call__", None)  # noqa: B004
         )
-        self.wants_config = False
+        # the extra arguments the path asks for by name, as a node can (``store`` ...)
+        self.wants: tuple[str, ...] = ()
         if not self.is_runnable:
             try:
-                self.wants_config = "config" in inspect.signature(path).parameters
+                params = inspect.signature(path).parameters
             except (TypeError, ValueError):
-                pass
+                params = {}  # type: ignore[assignment]
+            self.wants = tuple(
+                name for name in _INJECTABLE
+                if name in params
+                and params[name].kind is not inspect.Parameter.POSITIONAL_ONLY
+            )
+        self.wants_config = "config" in self.wants
         if isinstance(path_map, list):
             self.ends: dict[Hashable, str] | None = {name: name for name in path_map}
         elif isinstance(path_map, dict):
@@ -51,8 +61,17 @@ class Branch:
         name = getattr(self.path, "__name__", None) or type(self.path).__name__
         return "condition" if name == "<lambda>" else name
 
-    def route(self, state: Any, config: dict[str, Any]) -> list[Any]:
-        """Evaluate the path on ``state``; return node names and ``Send`` packets."""
+    def _kwargs(self, config: dict[str, Any], task: Any) -> dict[str, Any]:
+        return {
+            name: config if name == "config" else getattr(task, name, None)
+            for name in self.wants
+        }
+
+    def route(self, state: Any, config: dict[str, Any], task: Any = None) -> list[Any]:
+        """Evaluate the path on ``state``; return node names and ``Send`` packets.
+
+        ``task`` (the running task) supplies ``store``/``runtime``/``writer`` to a path
+        that asks for them."""
         if self.is_runnable:
             result = self.path.invoke(state, config)
         elif self.is_async:
@@ -60,17 +79,17 @@ class Branch:
                 f"Conditional edge '{self.name}' is async: run the graph with "
                 "ainvoke()/astream(), or give a sync routing function."
             )
-        elif self.wants_config:
-            result = self.path(state, config=config)
+        elif self.wants:
+            result = self.path(state, **self._kwargs(config, task))
         else:
             result = self.path(state)
         return self.resolve(result)
 
-    async def aroute(self, state: Any, config: dict[str, Any]) -> list[Any]:
+    async def aroute(self, state: Any, config: dict[str, Any], task: Any = None) -> list[Any]:
         if self.is_runnable:
             result = await self.path.ainvoke(state, config)
-        elif self.wants_config:
-            result = self.path(state, config=config)
+        elif self.wants:
+            result = self.path(state, **self._kwargs(config, task))
         else:
             result = self.path(state)
         if inspect.isawaitable(result):

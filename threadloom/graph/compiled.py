@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import os
 import queue
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, Generic
 
 from langchain_core.runnables import Runnable
+from langchain_core.runnables.config import merge_configs
 
 from threadloom._context import current_task
-from threadloom._schema import is_schema_class, make_coercer
+from threadloom._schema import is_schema_class, is_typeddict, make_coercer
 from threadloom.checkpoint.base import BaseCheckpointSaver
 from threadloom.constants import (
     CONFIG_KEY_CHECKPOINTER,
+    CONFIG_KEY_RUNTIME,
     CONFIG_KEY_SCOPE,
     CONFIG_KEY_TASK,
     INTERRUPT,
@@ -37,7 +40,9 @@ from threadloom.engine.scope import Scope
 from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
 from threadloom.graph.state import StateGraph, values_of
+from threadloom.runtime import server_info_from
 from threadloom.types import Command, GraphOutput, StateSnapshot
+from threadloom.typing import ContextT, InputT, OutputT, StateT
 
 DEFAULT_RECURSION_LIMIT = int(os.environ.get("THREADLOOM_DEFAULT_RECURSION_LIMIT", "10007"))
 _MODES = frozenset({"values", "updates", "custom", "messages", "debug", "tasks", "checkpoints"})
@@ -46,7 +51,8 @@ _MODES = frozenset({"values", "updates", "custom", "messages", "debug", "tasks",
 class _Run:
     """Everything one invocation set up: the loop, its saver, how to report the end."""
 
-    __slots__ = ("loop", "saver", "manager", "events", "single", "subgraphs", "output_keys")
+    __slots__ = ("loop", "saver", "manager", "events", "single", "subgraphs", "output_keys",
+                 "coerce_values")
 
     def __init__(self, loop: Loop, saver: Any, manager: Any) -> None:
         self.loop = loop
@@ -56,9 +62,13 @@ class _Run:
         self.single: str | None = None
         self.subgraphs = False
         self.output_keys: Any = None
+        # set for stream(version="v2"): parts are dicts, values coerced by this function
+        self.coerce_values: Any = None
 
     def format(self, event: tuple[tuple[str, ...], str, Any]) -> Any:
         ns, mode, payload = event
+        if self.coerce_values is not None:
+            return _stream_part(ns, mode, payload, self.coerce_values)
         if self.single is not None:
             return (ns, payload) if self.subgraphs else payload
         return (ns, mode, payload) if self.subgraphs else (mode, payload)
@@ -75,14 +85,22 @@ class _Run:
             self.manager.on_chain_end(self.loop.output())
 
 
-class CompiledStateGraph(Runnable):
-    """A ``StateGraph`` ready to run. Create it with ``StateGraph.compile()``."""
+class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
+    """A ``StateGraph`` ready to run. Create it with ``StateGraph.compile()``.
+
+    Its type parameters (state, context, input, output) serve annotations only, as in
+    ``CompiledStateGraph[MyState, MyContext, Any, Any]``; ``Pregel[MyState]`` likewise.
+    """
 
     _threadloom_graph = True
     stream_mode = "updates"
     # Stream events of running tasks reach the caller at once, not when the step ends
     # (the functional API's entrypoint: its called tasks finish while it runs).
     _live_updates = False
+    # compile(transformers=...): stream transformers of every v3 event stream of this graph
+    stream_transformers: tuple[Any, ...] = ()
+    # Default run config set by ``with_config``; the caller's config is merged over it.
+    config: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -114,6 +132,32 @@ class CompiledStateGraph(Runnable):
         self._output_keys = program.output_channels
 
     # -- Runnable plumbing ----------------------------------------------------------
+
+    def copy(self, **updates: Any) -> CompiledStateGraph:
+        """A shallow copy of this compiled graph with ``updates`` applied to its attributes
+        (``name``, ``config``, ``checkpointer``, ...); the original is left unchanged."""
+        clone = copy.copy(self)
+        for attr, value in updates.items():
+            if not hasattr(self, attr):
+                raise TypeError(f"copy(): {type(self).__name__} has no attribute {attr!r}")
+            setattr(clone, attr, value)
+        return clone
+
+    def with_config(self, config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        """A copy of this graph (same class, same ``name``) whose runs start from ``config``
+        (and ``kwargs``) merged into its default config; a run's own config wins."""
+        return self.copy(config=merge_configs(self.config, config, kwargs))
+
+    def _with_defaults(self, config: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The config a run uses: this graph's default config (``with_config``) under the
+        caller's. ``None`` stays ``None`` (inherit the enclosing task's config) when there is
+        no default."""
+        if not self.config:
+            return config
+        if config is None:
+            task = current_task.get()
+            config = dict(task.config) if task is not None else {}
+        return merge_configs(self.config, config)
 
     def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
         base = name or self.name
@@ -179,6 +223,46 @@ class CompiledStateGraph(Runnable):
 
     # -- setting up a run -----------------------------------------------------------
 
+    def _migrate_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Rename, in place, the trigger channels of a checkpoint written by LangGraph
+        before its 0.4 format to the ``branch:to:<node>`` channels this graph uses:
+        ``start:<node>``, ``branch:<source>:<condition>:<node>`` and a node's own
+        channel (its plain edges' trigger). Channels no node listens to are dropped."""
+        nodes = self.builder.nodes
+        edges = self.builder.edges
+
+        def renamed(channel: str) -> list[str]:
+            if channel in nodes:
+                return [f"branch:to:{dst}" for src, dst in sorted(edges)
+                        if src == channel and dst in nodes]
+            if channel.startswith("start:"):
+                return ["branch:to:" + channel[len("start:"):]]
+            if channel.startswith("branch:") and not channel.startswith("branch:to:"):
+                return ["branch:to:" + channel.rsplit(":", 1)[1]]
+            return [channel]
+
+        checkpoint.setdefault("updated_channels", None)
+        if not any(renamed(k) != [k] for k in checkpoint.get("channel_versions", {})):
+            return
+
+        def versions(mapping: dict[str, Any]) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for key, version in mapping.items():
+                for name in renamed(key):
+                    if name not in out or version > out[name]:
+                        out[name] = version
+            return out
+
+        values: dict[str, Any] = {}
+        for key, value in checkpoint.get("channel_values", {}).items():
+            for name in renamed(key):
+                values.setdefault(name, value)
+        checkpoint["channel_values"] = values
+        checkpoint["channel_versions"] = versions(checkpoint.get("channel_versions", {}))
+        checkpoint["versions_seen"] = {
+            node: versions(seen) for node, seen in checkpoint.get("versions_seen", {}).items()
+        }
+
     def _saver_for(self, config: dict[str, Any]) -> tuple[Any, bool]:
         """(the saver to use, whether this graph keeps its own persistent namespace)."""
         cp = self.checkpointer
@@ -225,6 +309,7 @@ class CompiledStateGraph(Runnable):
         interrupt_before: Any,
         interrupt_after: Any,
         durability: str | None,
+        control: Any = None,
     ) -> _Run:
         if config is None:
             task = current_task.get()
@@ -246,6 +331,9 @@ class CompiledStateGraph(Runnable):
                 calls, caller.subgraph_calls = caller.subgraph_calls, caller.subgraph_calls + 1
                 if calls:
                     persistent_ns = f"{persistent_ns}|{calls}"
+        outer = conf.get(CONFIG_KEY_RUNTIME)  # a runtime (or look-alike) set by the caller
+        if control is None:
+            control = getattr(outer, "control", None)
         if nested:
             assert parent_scope is not None
             scope = Scope(
@@ -258,11 +346,15 @@ class CompiledStateGraph(Runnable):
                 ns=persistent_ns if persistent_ns is not None else conf.get("checkpoint_ns", ""),
                 nested=True,
                 cache=self.cache if self.cache is not None else parent_scope.cache,
+                control=control if control is not None else parent_scope.control,
+                server_info=parent_scope.server_info,
             )
             scope.callbacks = parent_scope.callbacks
             # one run, one set of streamed message ids: a parent does not stream again
             # the messages its subgraph already streamed
             scope.message_ids = parent_scope.message_ids
+            scope.replay = parent_scope.replay
+            scope.durability = parent_scope.durability
             manager = None
         else:
             resume = input.resume if isinstance(input, Command) else None
@@ -270,15 +362,20 @@ class CompiledStateGraph(Runnable):
                 modes=modes,
                 sink=sink,
                 resume_box=ResumeBox(resume, has_value=resume is not None),
-                store=self.store,
-                context=self._coerce_context(context),
+                store=self.store if self.store is not None else getattr(outer, "store", None),
+                context=self._coerce_context(
+                    getattr(outer, "context", None) if context is None else context
+                ),
                 checkpointer=saver,
                 ns="",
                 nested=False,
                 cache=self.cache,
+                control=control,
+                server_info=server_info_from(conf),
             )
             manager = self._callbacks(config, scope, input)
             scope.live = scope.live or self._live_updates
+            scope.durability = durability
         limit = config.get("recursion_limit", DEFAULT_RECURSION_LIMIT)
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"recursion_limit must be a positive integer, got {limit!r}.")
@@ -292,7 +389,7 @@ class CompiledStateGraph(Runnable):
             checkpointer=saver,
             interrupt_before=_node_list(before),
             interrupt_after=_node_list(after),
-            durability=durability or "async",
+            durability=durability or scope.durability or "async",
             recursion_limit=limit,
             input_writes=self._input_writes,
             output=self._output,
@@ -313,9 +410,17 @@ class CompiledStateGraph(Runnable):
             return chan.value if chan.is_available() else None
         return values_of(channels, keys)
 
+    def _snapshot_values(self, channels: dict[str, Any]) -> Any:
+        """What ``get_state(...).values`` shows: the output (a Pregel: its stream channels)."""
+        return self._output(channels)
+
     def _coerce_context(self, context: Any) -> Any:
+        """A dict given for a dataclass / pydantic ``context_schema`` becomes an instance
+        of it; a TypedDict schema is a plain dict at run time, so it passes as is."""
         schema = self.builder.context_schema
-        if context is None or schema is None or isinstance(context, schema):
+        if context is None or schema is None or not isinstance(schema, type):
+            return context
+        if is_typeddict(schema) or isinstance(context, schema):
             return context
         if isinstance(context, dict):
             return schema(**context)
@@ -324,7 +429,7 @@ class CompiledStateGraph(Runnable):
     def _callbacks(self, config: dict[str, Any], scope: Scope, input: Any) -> Any:
         """Start a callback run only when someone listens (callbacks given or messages)."""
         callbacks = config.get("callbacks")
-        if not callbacks and "messages" not in scope.modes:
+        if not callbacks and "messages" not in scope.modes and not _tracing_enabled():
             return None
         from langchain_core.callbacks import CallbackManager
 
@@ -389,20 +494,25 @@ class CompiledStateGraph(Runnable):
         interrupt_after: Any = None,
         durability: str | None = None,
         version: str = "v1",
+        control: Any = None,
         **kwargs: Any,
     ) -> Any:
         """Run until the graph ends or pauses; return the final state (or stream chunks)."""
+        durability = _durability(durability, kwargs)
         if stream_mode != "values":
             return list(
                 self.stream(input, config, context=context, stream_mode=stream_mode,
                             interrupt_before=interrupt_before, interrupt_after=interrupt_after,
-                            durability=durability, **kwargs)
+                            durability=durability, control=control, version=version,
+                            **kwargs)
             )
+        config = self._with_defaults(config)
         with self._thread_lock(config):
             input, config = _before_run(self, input, config)
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
-                                interrupt_after=interrupt_after, durability=durability)
+                                interrupt_after=interrupt_after, durability=durability,
+                                control=control)
             _lifecycle(config, input, run.loop, None)
             try:
                 for _ in drive(run.loop, run.saver, None):
@@ -426,22 +536,26 @@ class CompiledStateGraph(Runnable):
         interrupt_after: Any = None,
         durability: str | None = None,
         version: str = "v1",
+        control: Any = None,
         **kwargs: Any,
     ) -> Any:
         """Async ``invoke``: async nodes run on the event loop, sync ones in threads."""
+        durability = _durability(durability, kwargs)
         if stream_mode != "values":
             return [
                 chunk
                 async for chunk in self.astream(
                     input, config, context=context, stream_mode=stream_mode,
                     interrupt_before=interrupt_before, interrupt_after=interrupt_after,
-                    durability=durability, **kwargs)
+                    durability=durability, control=control, version=version, **kwargs)
             ]
+        config = self._with_defaults(config)
         async with self._athread_lock(config):
             input, config = await _abefore_run(self, input, config)
             run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
                                 interrupt_before=interrupt_before,
-                                interrupt_after=interrupt_after, durability=durability)
+                                interrupt_after=interrupt_after, durability=durability,
+                                control=control)
             await _alifecycle(config, input, run.loop, None)
             try:
                 async for _ in adrive(run.loop, run.saver, None):
@@ -453,10 +567,18 @@ class CompiledStateGraph(Runnable):
             await _alifecycle(config, None, run.loop, run.loop.interrupts)
         return self._result(run, output_keys, version)
 
+    def _v2_values(self, value: Any) -> Any:
+        """A "values" part's data in a v2 stream: the output schema's type when it is a
+        class (pydantic model, dataclass), else the dict."""
+        if isinstance(value, dict) and is_schema_class(self.builder.output_schema):
+            return make_coercer(self.builder.output_schema)(value)
+        return value
+
     def _result(self, run: _Run, output_keys: Any, version: str) -> Any:
         loop = run.loop
         loop.raise_if_nested_pause()
-        value = loop.output()
+        # a Pregel whose output channels this run never wrote returns None
+        value = None if loop.program.values_on_write and not loop.wrote_values else loop.output()
         if output_keys is not None and isinstance(value, dict):
             keys = [output_keys] if isinstance(output_keys, str) else output_keys
             value = {k: v for k, v in value.items() if k in keys}
@@ -465,7 +587,7 @@ class CompiledStateGraph(Runnable):
                 value = make_coercer(self.builder.output_schema)(value)
             return GraphOutput(value=value, interrupts=tuple(loop.interrupts))
         if loop.interrupts:
-            value = {**(value if isinstance(value, dict) else {"__root__": value}),
+            value = {**(value if isinstance(value, dict) else {}),
                      INTERRUPT: list(loop.interrupts)}
         return value
 
@@ -482,9 +604,12 @@ class CompiledStateGraph(Runnable):
         durability: str | None = None,
         subgraphs: bool = False,
         debug: bool | None = None,
+        version: str = "v1",
+        control: Any = None,
         **kwargs: Any,
     ) -> Iterator[Any]:
         """Run the graph, yielding what ``stream_mode`` asks for as it happens."""
+        durability = _durability(durability, kwargs)
         modes, single = self._modes(stream_mode)
         out: deque[Any] = deque()
         wake: queue.SimpleQueue | None = None
@@ -496,14 +621,18 @@ class CompiledStateGraph(Runnable):
             if wake is not None:
                 wake.put(None)
 
+        config = self._with_defaults(config)
         with self._thread_lock(config):
             input, config = _before_run(self, input, config)
             run = self._prepare(input, config, modes=modes, sink=sink, context=context,
                                 interrupt_before=interrupt_before,
-                                interrupt_after=interrupt_after, durability=durability)
+                                interrupt_after=interrupt_after, durability=durability,
+                                control=control)
             run.loop.out = out
             run.single = single
             run.subgraphs = subgraphs
+            if version == "v2":
+                run.coerce_values = self._v2_values
             try:
                 for event in drive(run.loop, run.saver, wake):
                     if run.keep(event):
@@ -527,9 +656,12 @@ class CompiledStateGraph(Runnable):
         durability: str | None = None,
         subgraphs: bool = False,
         debug: bool | None = None,
+        version: str = "v1",
+        control: Any = None,
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
         """Async ``stream``."""
+        durability = _durability(durability, kwargs)
         modes, single = self._modes(stream_mode)
         out: deque[Any] = deque()
         wake: asyncio.Queue | None = None
@@ -543,14 +675,18 @@ class CompiledStateGraph(Runnable):
             if poke is not None:
                 poke(None)
 
+        config = self._with_defaults(config)
         async with self._athread_lock(config):
             input, config = await _abefore_run(self, input, config)
             run = self._prepare(input, config, modes=modes, sink=sink, context=context,
                                 interrupt_before=interrupt_before,
-                                interrupt_after=interrupt_after, durability=durability)
+                                interrupt_after=interrupt_after, durability=durability,
+                                control=control)
             run.loop.out = out
             run.single = single
             run.subgraphs = subgraphs
+            if version == "v2":
+                run.coerce_values = self._v2_values
             try:
                 async for event in adrive(run.loop, run.saver, wake):
                     if run.keep(event):
@@ -660,12 +796,21 @@ class CompiledStateGraph(Runnable):
                 config = {**config, "configurable": {**conf, "checkpoint_ns": persistent}}
         return config
 
+    def _graph_for_history(self, config: dict[str, Any]) -> CompiledStateGraph:
+        """The subgraph a history config points into when it is one of this graph's
+        subgraph nodes; else this graph (a subgraph called from inside a node)."""
+        try:
+            return self._graph_for_ns(config)
+        except ValueError:
+            return self
+
     def get_state(self, config: dict[str, Any], *, subgraphs: bool = False) -> StateSnapshot:
         """The thread's state: values, what runs next, pending tasks and interrupts.
 
         A config whose ``checkpoint_ns`` points into a subgraph (as ``tasks[i].state``
         does) reads that subgraph's state.
         """
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         graph, config = self._state_target(config)
         return state_ops.run_sync(state_ops.get_state(graph, saver, config, subgraphs), saver)
@@ -673,6 +818,7 @@ class CompiledStateGraph(Runnable):
     async def aget_state(
         self, config: dict[str, Any], *, subgraphs: bool = False
     ) -> StateSnapshot:
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         graph, config = self._state_target(config)
         return await state_ops.run_async(
@@ -687,9 +833,12 @@ class CompiledStateGraph(Runnable):
         before: dict[str, Any] | None = None,
         limit: int | None = None,
     ) -> Iterator[StateSnapshot]:
-        """The thread's checkpoints, newest first."""
+        """The thread's checkpoints, newest first (a subgraph's, read with the subgraph,
+        for a config whose ``checkpoint_ns`` points into one)."""
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
-        graph, config = self._state_target(config)
+        graph = self._graph_for_history(config)
+        config = graph._own_ns_config(config)
         index = state_ops.ChildIndex()
         for tup in saver.list(state_ops.history_config(config), filter=filter, before=before,
                               limit=limit):
@@ -705,8 +854,10 @@ class CompiledStateGraph(Runnable):
         before: dict[str, Any] | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[StateSnapshot]:
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
-        graph, config = self._state_target(config)
+        graph = self._graph_for_history(config)
+        config = graph._own_ns_config(config)
         index = state_ops.ChildIndex()
         async for tup in saver.alist(state_ops.history_config(config), filter=filter,
                                      before=before, limit=limit):
@@ -724,6 +875,7 @@ class CompiledStateGraph(Runnable):
         task_id: str | None = None,
     ) -> dict[str, Any]:
         """Write ``values`` as if node ``as_node`` returned them; return the new config."""
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         graph, config = self._state_target(config)  # tasks[i].state points into one
         with self._thread_lock(config):
@@ -737,6 +889,7 @@ class CompiledStateGraph(Runnable):
         as_node: str | None = None,
         task_id: str | None = None,
     ) -> dict[str, Any]:
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         graph, config = self._state_target(config)
         async with self._athread_lock(config):
@@ -747,6 +900,7 @@ class CompiledStateGraph(Runnable):
         self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
     ) -> dict[str, Any]:
         """Apply several supersteps of ``StateUpdate``s, one checkpoint each."""
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         with self._thread_lock(config):
             for updates in _check_supersteps(supersteps):
@@ -756,6 +910,7 @@ class CompiledStateGraph(Runnable):
     async def abulk_update_state(
         self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
     ) -> dict[str, Any]:
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         async with self._athread_lock(config):
             for updates in _check_supersteps(supersteps):
@@ -766,10 +921,12 @@ class CompiledStateGraph(Runnable):
         """The thread's audit log, oldest first: every resume, approval decision (who,
         when, which request and digest, what an edit changed), refusal and state update.
         See ``threadloom.hitl.audit`` for the record format."""
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         return saver.list_audit(state_ops.history_config(config)["configurable"]["thread_id"])
 
     async def aget_audit_log(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         thread_id = state_ops.history_config(config)["configurable"]["thread_id"]
         return await saver.alist_audit(thread_id)
@@ -834,10 +991,13 @@ async def _abefore_run(graph: CompiledStateGraph, input: Any, config: Any) -> tu
 
 def _recorded_update(graph: CompiledStateGraph, saver: Any, config: Any, updates: Any) -> Any:
     """One ``update_state`` superstep, recorded by the graph's hooks (the audit log)."""
+    # a config into a subgraph (checkpoint_ns) edits that subgraph's checkpoints
+    target = graph._graph_for_ns(config)
     if not graph.hooks:
-        return state_ops.run_sync(state_ops.update_state(graph, saver, config, updates), saver)
+        return state_ops.run_sync(state_ops.update_state(target, saver, config, updates), saver)
     before = [hook.before_update(graph, saver, config) for hook in graph.hooks]
-    new_config = state_ops.run_sync(state_ops.update_state(graph, saver, config, updates), saver)
+    new_config = state_ops.run_sync(state_ops.update_state(target, saver, config, updates),
+                                    saver)
     for hook, seen in zip(graph.hooks, before, strict=True):
         hook.after_update(saver, config, updates, seen, new_config)
     return new_config
@@ -848,15 +1008,69 @@ async def _arecorded_update(
 ) -> Any:
     if not graph.hooks:
         return await state_ops.run_async(
-            state_ops.update_state(graph, saver, config, updates), saver
+            state_ops.update_state(graph._graph_for_ns(config), saver, config, updates), saver
         )
     before = [await hook.abefore_update(graph, saver, config) for hook in graph.hooks]
     new_config = await state_ops.run_async(
-        state_ops.update_state(graph, saver, config, updates), saver
+        state_ops.update_state(graph._graph_for_ns(config), saver, config, updates), saver
     )
     for hook, seen in zip(graph.hooks, before, strict=True):
         await hook.aafter_update(saver, config, updates, seen, new_config)
     return new_config
+
+def _stream_part(ns: tuple[str, ...], mode: str, payload: Any, coerce: Any) -> dict[str, Any]:
+    """One ``stream(..., version="v2")`` part: ``{"type", "ns", "data"}``; a "values" part
+    also has the pending ``interrupts`` (taken out of the data). State values (of "values"
+    and of checkpoint payloads) are given as the output schema's type by ``coerce``."""
+    if mode == "checkpoints" and isinstance(payload, dict) and "values" in payload:
+        payload = {**payload, "values": _try_coerce(coerce, payload["values"])}
+    elif mode == "debug" and isinstance(payload, dict) and payload.get("type") == "checkpoint":
+        inner = payload.get("payload")
+        if isinstance(inner, dict) and "values" in inner:
+            payload = {**payload,
+                       "payload": {**inner, "values": _try_coerce(coerce, inner["values"])}}
+    if mode != "values":
+        return {"type": mode, "ns": ns, "data": payload}
+    interrupts: tuple[Any, ...] = ()
+    if isinstance(payload, dict) and INTERRUPT in payload:
+        payload = dict(payload)
+        interrupts = tuple(payload.pop(INTERRUPT))
+    return {"type": mode, "ns": ns, "data": coerce(payload), "interrupts": interrupts}
+
+
+def _try_coerce(coerce: Any, values: Any) -> Any:
+    # a checkpoint taken before every required key is set stays a dict
+    try:
+        return coerce(values)
+    except Exception:  # noqa: BLE001
+        return values
+
+
+def _durability(durability: str | None, kwargs: dict[str, Any]) -> str | None:
+    """``durability``, or what the deprecated ``checkpoint_during=`` asked for (True: save
+    while running, "async"; False: only at the end, "exit")."""
+    if "checkpoint_during" not in kwargs:
+        return durability
+    during = kwargs.pop("checkpoint_during")
+    import warnings
+
+    from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+    warnings.warn(
+        "`checkpoint_during` is deprecated and will be removed. Please use `durability` "
+        "instead.", LangGraphDeprecatedSinceV10, stacklevel=3,
+    )
+    if durability is not None or during is None:
+        return durability
+    return "async" if during else "exit"
+
+
+def _tracing_enabled() -> bool:
+    """LangSmith tracing is on (env ``LANGSMITH_TRACING`` or ``tracing_context``): the
+    run then reports itself (and its nodes) to the tracer langchain_core adds."""
+    from langchain_core.tracers.context import _tracing_v2_is_enabled
+
+    return bool(_tracing_v2_is_enabled())
 
 
 def _node_list(value: Any) -> Any:

@@ -9,6 +9,7 @@ appended, messages whose id already exists replace the old one in place, and
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal, cast, overload
 
@@ -26,12 +27,15 @@ from langchain_core.messages import (
 from typing_extensions import TypedDict
 
 from threadloom.channels.binop import _get_overwrite
+from threadloom.graph.state import StateGraph
 from threadloom.types import Overwrite
+from threadloom.warnings import LangGraphDeprecatedSinceV10
 
 __all__ = [
     "REMOVE_ALL_MESSAGES",
     "AnyMessage",
     "Messages",
+    "MessageGraph",
     "MessagesState",
     "add_messages",
     "push_message",
@@ -329,3 +333,18 @@ class MessagesState(TypedDict):
     """
 
     messages: Annotated[list[AnyMessage], add_messages]
+
+
+
+class MessageGraph(StateGraph):
+    """Deprecated: a graph whose whole state is one list of messages (merged with
+    ``add_messages``). Use ``StateGraph(MessagesState)`` (a ``messages`` key) instead."""
+
+    def __init__(self) -> None:
+        warnings.warn(
+            "MessageGraph is deprecated in LangGraph v1.0.0, to be removed in v2.0.0. "
+            "Please use StateGraph with a `messages` key instead.",
+            LangGraphDeprecatedSinceV10,
+            stacklevel=2,
+        )
+        super().__init__(Annotated[list[AnyMessage], add_messages])

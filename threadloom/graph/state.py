@@ -37,7 +37,7 @@ from threadloom.engine.program import PregelNode, Program
 from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.branch import Branch, branch_channel
 from threadloom.graph.error_handlers import DEFAULT_HANDLER, handler_body, handler_name
-from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy
+from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy, TracePolicy
 
 __all__ = ["StateGraph"]
 
@@ -55,6 +55,7 @@ class NodeSpec:
     destinations: Any = None
     defer: bool = False
     cache_policy: CachePolicy | None = None
+    trace_policy: TracePolicy | None = None
     timeout: TimeoutPolicy | None = None
     error_handler: Any = None  # runs after the node's final failure (error_handlers.py)
 
@@ -158,6 +159,7 @@ class StateGraph(Generic[StateT]):
         retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None,
         cache_policy: CachePolicy | None = None,
         destinations: Any = None,
+        trace_policy: TracePolicy | None = None,
         timeout: Any = None,
         error_handler: Any = None,
         **kwargs: Any,
@@ -213,6 +215,7 @@ class StateGraph(Generic[StateT]):
             destinations=destinations,
             defer=defer,
             cache_policy=cache_policy,
+            trace_policy=trace_policy,
             timeout=timeout,
             error_handler=error_handler,
         )
@@ -362,8 +365,13 @@ class StateGraph(Generic[StateT]):
         debug: bool = False,
         name: str | None = None,
         hooks: Any = None,
+        transformers: Any = None,
     ) -> Any:
         """Check the graph and freeze it into a runnable ``CompiledStateGraph``.
+
+        ``transformers``: stream transformers (classes or ``scope -> transformer``
+        factories) every ``stream_events(..., version="v3")`` run of this graph gets,
+        before the ones passed to that call.
 
         ``hooks`` (threadloom's addition) attaches higher layers to this graph only, e.g.
         ``hooks=[ApprovalHooks(clock=...)]``; nodes may carry their own (see
@@ -398,8 +406,20 @@ class StateGraph(Generic[StateT]):
         graph_hooks = resolve_hooks(
             {name: spec.runnable for name, spec in self.nodes.items()}, hooks
         )
+        if transformers is not None:
+            from threadloom.stream.mux import normalize_factories
+
+            normalize_factories(transformers)  # a wrong item fails here, not at the first run
+        if isinstance(checkpointer, BaseCheckpointSaver):
+            from threadloom.checkpoint.serde.allowlist import allow_graph_classes
+
+            allow_graph_classes(
+                checkpointer,
+                [self.state_schema, self.input_schema, self.output_schema, *self.schemas],
+                self.channels,
+            )
         self.compiled = True
-        return CompiledStateGraph(
+        compiled = CompiledStateGraph(
             builder=self,
             program=self._program(),
             checkpointer=checkpointer,
@@ -411,6 +431,9 @@ class StateGraph(Generic[StateT]):
             debug=debug,
             hooks=graph_hooks,
         )
+        if transformers is not None:
+            compiled.stream_transformers = tuple(transformers)
+        return compiled
 
     def _error_handlers(self) -> dict[str, Any]:
         """Handler node name -> handler function, and each failing node's handler name."""
@@ -498,6 +521,7 @@ class StateGraph(Generic[StateT]):
                 cache_ns=(node_namespace(name, spec.runnable)
                           if spec.cache_policy or defaults.get("cache_policy") else None),
                 error_handler=self._handler_of(name),
+                trace_policy=spec.trace_policy,
             )
         for hname, handler in self._error_handlers().items():
             nodes[hname] = PregelNode(

@@ -11,12 +11,6 @@ from collections import deque
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from threadloom.channels import (
-    AnyValue,
-    BinaryOperatorAggregate,
-    LastValue,
-    LastValueAfterFinish,
-)
 from threadloom.constants import COPY, END, INPUT, NULL_TASK_ID, PULL, START
 from threadloom.engine.delta import COUNTERS_KEY, prepare_writes
 from threadloom.engine.loop import (
@@ -111,50 +105,24 @@ def _load(loop: Loop, tup: Any, histories: Any = None) -> None:
     loop.updated = None
 
 
-def derived_result(graph: CompiledStateGraph, tup: Any, child: Any) -> dict[str, Any] | None:
-    """What the one task of ``tup``'s step wrote, read off the checkpoint that step made.
-
-    A task that ran alone in its step has no pending writes saved (its writes went straight
-    into ``child``): a key it wrote has a new version there; its value is the write itself
-    for a last-value key, and for a reducer key over a list what the step appended.
-    """
-    before = tup.checkpoint.get("channel_versions") or {}
-    after = child.checkpoint.get("channel_versions") or {}
-    old_values = tup.checkpoint.get("channel_values") or {}
-    new_values = child.checkpoint.get("channel_values") or {}
-    channels = graph.program.channels
-    out: dict[str, Any] = {}
-    for key in graph.program.state_keys:
-        if key not in after or after.get(key) == before.get(key) or key not in new_values:
-            continue
-        chan = channels.get(key)
-        value = new_values[key]
-        if isinstance(chan, (LastValue, LastValueAfterFinish, AnyValue)):
-            out[key] = value
-        elif isinstance(chan, BinaryOperatorAggregate) and isinstance(value, list):
-            old = old_values.get(key)
-            old = old if isinstance(old, list) else []
-            if value[: len(old)] == old:
-                out[key] = value[len(old):]
-    return out or None
-
-
 def snapshot(
     graph: CompiledStateGraph, tup: Any, *, live: bool, histories: Any = None,
-    child: Any = None
+    child: Any = None,
 ) -> StateSnapshot:
     """Turn a checkpoint tuple into a ``StateSnapshot``.
 
     ``live`` (the thread's head) shows the writes of tasks that already finished in the
     pending step and lists only the tasks still to run; a past checkpoint is shown as
-    it was recorded, with every task and what it wrote.
+    it was recorded, with every task and what it wrote. ``child`` (the checkpoint that
+    step made, when known) gives the result of a task that ran alone in its step, whose
+    writes went straight into that checkpoint.
     """
     conf = tup.config["configurable"]
     loop = _inspector(graph, None, {"configurable": {"thread_id": conf["thread_id"],
                                                       "checkpoint_ns": conf["checkpoint_ns"]}})
     loop.checkpointer = None
     _load(loop, tup, histories)
-    pending = PendingWrites(tup.pending_writes)
+    pending = PendingWrites(tup.pending_writes, tup.config)
     loop.apply_null_writes(pending.null)
     tasks = loop.plan(loop.step + 1, for_execution=False)
     finished = [t for t in tasks if t.id in pending.succeeded]
@@ -162,13 +130,11 @@ def snapshot(
         for t in finished:
             t.writes = pending.succeeded[t.id]
         loop.apply(finished)
+    alone = None
+    if (child is not None and len(tasks) == 1 and tasks[0].id not in pending.succeeded
+            and tasks[0].id not in pending.errors and _is_child(child, tup)):
+        alone = _result_from_child(graph, loop, child)
     views = []
-    alone = (
-        tasks[0].id
-        if child is not None and len(tasks) == 1 and tasks[0].id not in pending.succeeded
-        and tasks[0].id not in pending.errors
-        else None
-    )
     for t in tasks:
         # the head shows only questions still open; a record (by id) every one asked
         answered = live and t.id in pending.succeeded
@@ -177,8 +143,8 @@ def snapshot(
         result = None
         if t.id in pending.succeeded:
             result = task_result(pending.succeeded[t.id], graph.program.state_keys)
-        elif t.id == alone:
-            result = derived_result(graph, tup, child)
+        elif alone is not None:
+            result = alone
         state = subgraph_state_config(t, conf["thread_id"])
         views.append(PregelTask(t.id, t.name, t.path, error, tuple(interrupts), state, result))
     shown = [v for v in views if not (live and v.id in pending.succeeded)]
@@ -189,7 +155,7 @@ def snapshot(
         config = {"configurable": {**conf, "checkpoint_map": {
             **parents, conf["checkpoint_ns"]: conf["checkpoint_id"]}}}
     return StateSnapshot(
-        values=loop.output(),
+        values=graph._snapshot_values(loop.view if loop.view is not None else loop.channels),
         next=tuple(v.name for v in shown),
         config=config,
         metadata=tup.metadata,
@@ -198,6 +164,73 @@ def snapshot(
         tasks=tuple(views),
         interrupts=_pending_interrupts(shown, pending, {t.id for t in tasks}),
     )
+
+
+def _is_child(child: Any, tup: Any) -> bool:
+    """Whether ``child`` is the checkpoint ``tup``'s step made (not a later one saved
+    after unsaved steps, as durability="exit" leaves them)."""
+    parent = (child.parent_config or {}).get("configurable") or {}
+    if parent.get("checkpoint_id") != tup.config["configurable"]["checkpoint_id"]:
+        return False
+    step = (tup.metadata or {}).get("step")
+    child_step = (child.metadata or {}).get("step")
+    return step is None or child_step is None or child_step == step + 1
+
+
+def _result_from_child(graph: CompiledStateGraph, loop: Loop, child: Any) -> Any:
+    """What a task that ran alone in its step wrote to the state, read back from the
+    checkpoint its step made: for each state key that changed, the write that turns the
+    value before into the value after (a plain value, or what a list reducer appended),
+    checked by applying it. A key whose write cannot be told is left out."""
+    program = graph.program
+    after = child.checkpoint.get("channel_values") or {}
+    updated = child.checkpoint.get("updated_channels")
+    if updated is None:  # written without the list: the channels whose version moved
+        was = loop.checkpoint.get("channel_versions") or {}
+        updated = [k for k, v in (child.checkpoint.get("channel_versions") or {}).items()
+                   if was.get(k) != v]
+    # a delta channel's checkpoint value is not the whole value: left out
+    keys = [k for k in updated if k in program.state_keys and k not in program.delta_channels]
+    result: dict[str, Any] = {}
+    for key in keys:
+        if key not in after or key not in loop.channels:
+            continue
+        new = program.channels[key].from_checkpoint(after[key])
+        if not new.is_available():
+            continue
+        value = new.get()
+        before = loop.channels[key]
+        old = before.get() if before.is_available() else None
+        candidates = [value]
+        if isinstance(value, list) and isinstance(old, list):
+            candidates.insert(0, _added(old, value))
+        for write in candidates:
+            base = before.checkpoint()
+            # a reducer may change its first argument in place: give it a copy
+            trial = program.channels[key].from_checkpoint(
+                list(base) if isinstance(base, list) else base)
+            try:
+                trial.update([write])
+            except Exception:  # noqa: BLE001 - a write this channel refuses is not it
+                continue
+            if trial.is_available() and trial.get() == value:
+                result[key] = write
+                break
+    return result or None
+
+
+def _added(old: list[Any], new: list[Any]) -> list[Any]:
+    """The items of ``new`` that are not (one for one) in ``old``, in ``new``'s order."""
+    if new[:len(old)] == old:
+        return new[len(old):]
+    remaining = list(old)
+    added = []
+    for item in new:
+        if item in remaining:
+            remaining.remove(item)
+        else:
+            added.append(item)
+    return added
 
 
 def _pending_interrupts(shown: list[PregelTask], pending: PendingWrites,
@@ -258,9 +291,12 @@ class ChildIndex:
 
 def _last_writer(loop: Loop, graph: CompiledStateGraph) -> str:
     seen = loop.checkpoint["versions_seen"]
+    # a StateGraph's input is a node (START) that may be the last writer; a Pregel
+    # graph's input is written to its channels by no node
+    graph_input = getattr(graph, "_input_is_node", True)
     latest: list[tuple[Any, str]] = []
     for name, versions in seen.items():
-        if name in graph.builder.nodes and versions:
+        if (name in graph.builder.nodes or (name == START and graph_input)) and versions:
             latest.append((max(versions.values()), name))
     if not latest:
         return START
@@ -300,6 +336,12 @@ def update_state(
     # "async": the saver may commit the new checkpoint without waiting for the disk if it
     # makes it durable when the edit's run lock is released - before update_state returns
     loop = _inspector(graph, saver, read, durability="async")
+    ns = read["configurable"]["checkpoint_ns"]
+    if ns:
+        # a subgraph's checkpoint: the new one names its ancestors' checkpoints too, so
+        # the root graph can be run from the returned config
+        cmap = (config.get("configurable") or {}).get("checkpoint_map") or {}
+        loop.checkpoint_map = {k: v for k, v in cmap.items() if k != ns}
     nodes = graph.program.nodes
     if not updates:
         raise ValueError("update_state needs at least one update.")
@@ -328,7 +370,7 @@ def update_state(
     else:
         histories = yield from delta_histories(graph.program, tup)
         _load(loop, tup, histories)
-        pending = PendingWrites(tup.pending_writes)
+        pending = PendingWrites(tup.pending_writes, tup.config)
         loop.apply_null_writes(pending.null)
         if any(c in graph.program.delta_channels for c, _ in pending.null):
             loop.delta_applied.append(NULL_TASK_ID)

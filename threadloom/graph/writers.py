@@ -152,7 +152,7 @@ class NodeWriter:
         if self.branches:
             for branch, keys, coerce in self.branch_views:
                 state = self.fresh_state(task, updates, keys, coerce)
-                writes += route_writes(branch.route(state, task.config), self.graph.nodes,
+                writes += route_writes(branch.route(state, task.config, task), self.graph.nodes,
                                        self.name)
         if gotos:
             writes += route_writes(gotos, self.graph.nodes, self.name)
@@ -164,7 +164,7 @@ class NodeWriter:
         if self.branches:
             for branch, keys, coerce in self.branch_views:
                 state = self.fresh_state(task, updates, keys, coerce)
-                writes += route_writes(await branch.aroute(state, task.config),
+                writes += route_writes(await branch.aroute(state, task.config, task),
                                        self.graph.nodes, self.name)
         if gotos:
             writes += route_writes(gotos, self.graph.nodes, self.name)

@@ -328,6 +328,16 @@ class ToolNode(Runnable[Any, Any]):
         the approval hooks that check answers before they reach it."""
         return (self.approval.hooks,) if self.approval is not None else ()
 
+    # LangGraph keeps these two under private names, and libraries that rebuild a ToolNode
+    # with the same settings (langgraph-supervisor) read them from there.
+    @property
+    def _handle_tool_errors(self) -> ErrorHandler:
+        return self.handle_tool_errors
+
+    @property
+    def _messages_key(self) -> str:
+        return self.messages_key
+
     def __repr__(self) -> str:
         return f"ToolNode(tools={list(self.tools_by_name)!r}, name={self.name!r})"
 
@@ -837,7 +847,8 @@ def _find_injections(tool: BaseTool) -> _Injections:
     runtime: list[str] = []
     other: list[str] = []
     for arg, annotation in _argument_annotations(tool).items():
-        if _is_tool_runtime(annotation):
+        # an argument named ``runtime`` gets the ToolRuntime whatever its annotation says
+        if arg == "runtime" or _is_tool_runtime(annotation):
             runtime.append(arg)
             continue
         mine = False
@@ -886,16 +897,31 @@ def _is_tool_runtime(annotation: Any) -> bool:
 
 
 def _argument_annotations(tool: BaseTool) -> dict[str, Any]:
-    schema = tool.args_schema
-    if isinstance(schema, dict):
+    """The tool's arguments and their annotations: its input schema's, plus those of its
+    function that an explicit ``args_schema`` leaves out (injected ones, typically)."""
+    annotations: dict[str, Any] = {}
+    if not isinstance(tool.args_schema, dict):
+        try:
+            annotations = dict(get_all_basemodel_annotations(tool.get_input_schema()))
+        except Exception:  # an unusual schema: the function's signature tells
+            pass
+    func = getattr(tool, "func", None) or getattr(tool, "coroutine", None)
+    if func is not None:
+        for name, annotation in _function_annotations(func).items():
+            annotations.setdefault(name, annotation)
+    return annotations
+
+
+def _function_annotations(func: Any) -> dict[str, Any]:
+    try:
+        names = list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
         return {}
     try:
-        return dict(get_all_basemodel_annotations(tool.get_input_schema()))
-    except Exception:  # an unusual schema: fall back to the function's signature
-        func = getattr(tool, "func", None) or getattr(tool, "coroutine", None)
-        if func is None:
-            return {}
-        return typing.get_type_hints(func, include_extras=True)
+        hints = typing.get_type_hints(func, include_extras=True)
+    except Exception:  # unresolvable annotations: the names still tell ``runtime``
+        hints = {}
+    return {name: hints.get(name, Any) for name in names}
 
 
 def _injected_call_id_args(tool: BaseTool) -> frozenset[str]:

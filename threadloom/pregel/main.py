@@ -31,13 +31,15 @@ from threadloom.engine.program import PregelNode, Program
 from threadloom.engine.runnable import RunnableCallable, RunnableSeq
 from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.compiled import CompiledStateGraph
+from threadloom.stream.mux import normalize_factories
 from threadloom.types import Command, RetryPolicy, Send, TimeoutPolicy
+from threadloom.typing import ContextT, InputT, OutputT, StateT
 
 __all__ = ["NodeBuilder", "Pregel"]
 
-# ``_normalize_stream_transformer_factories`` (imported above) is LangGraph's private name
-# for ``threadloom.stream.mux.normalize_factories``; it is importable from here for the
-# code that uses that name.
+# LangGraph's private name for ``threadloom.stream.mux.normalize_factories``, importable
+# from here for the code that uses that name.
+_normalize_stream_transformer_factories = normalize_factories
 
 
 # -- building nodes --------------------------------------------------------------------
@@ -254,8 +256,12 @@ class _Spec:
     nodes: dict[str, Any] = field(default_factory=dict)
 
 
-class Pregel(CompiledStateGraph):
+class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
     """A graph of channel-subscribed nodes (see the module docstring)."""
+
+    # its input goes straight to its input channels: no START node that update_state
+    # could name as the last writer
+    _input_is_node = False
 
     stream_mode = "values"
     # update_state(as_node="__input__") writes the input channels at once: a Pregel
@@ -340,6 +346,7 @@ class Pregel(CompiledStateGraph):
             state_keys=frozenset(k for k in chans if k not in (START, TASKS)),
             managed={},
             values_on_write=True,
+            direct_input=_InputWriter(input_channels)._writes,
         )
         self.input_channels = input_channels
         self.output_channels = output_channels
@@ -372,6 +379,19 @@ class Pregel(CompiledStateGraph):
         from threadloom.graph.state import values_of
 
         return values_of(channels, output_keys)
+
+    def _snapshot_values(self, channels: dict[str, Any]) -> Any:
+        """A snapshot shows the stream channels: by default every channel, not only the
+        output ones."""
+        keys = self.stream_channels
+        if isinstance(keys, str):
+            chan = channels[keys]
+            return chan.value if chan.is_available() else None
+        if keys is None:
+            keys = [k for k in self.program.channels if not k.startswith("__")]
+        from threadloom.graph.state import values_of
+
+        return values_of(channels, keys)
 
     # -- schemas ------------------------------------------------------------------------
 

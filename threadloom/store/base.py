@@ -25,10 +25,16 @@ Shared semantics (documented once, relied on by every backend):
 * **Timestamps** are timezone-aware UTC datetimes. ``InMemoryStore`` resets ``created_at``
   when a key is overwritten (LangGraph's in-memory behaviour); the SQL stores keep the
   original ``created_at`` and only move ``updated_at`` (LangGraph's SQL behaviour).
-* **Semantic search** (``query=``) needs an embedding index, which threadloom does not
-  implement yet. Rather than silently ignoring the query (and returning unranked results
-  that look ranked), every backend raises :class:`SemanticSearchNotSupportedError`.
-  ``query=None`` or ``""`` is simply "no query".
+* **Semantic search** (``query=``) needs an embedding index: a store created with
+  ``index={"embed": ..., "dims": ..., "fields": [...]}`` (``InMemoryStore``,
+  ``SqliteStore``) embeds the configured fields of every value it stores and ranks
+  ``search(..., query=...)`` hits by cosine similarity (``SearchItem.score``; items stored
+  without vectors follow unscored). See :mod:`threadloom.store.embed` for the accepted
+  ``embed`` forms and field paths. ``put(..., index=False)`` stores a value unindexed,
+  ``index=[...]`` embeds those fields instead of the configured ones. A store without an
+  index (or a backend without semantic search) raises
+  :class:`SemanticSearchNotSupportedError` for a query rather than silently returning
+  unranked results that look ranked. ``query=None`` or ``""`` is simply "no query".
 * **TTL** is not supported either: ``put(..., ttl=<number>)`` raises
   ``NotImplementedError``; ``refresh_ttl`` arguments are accepted and ignored (there is
   nothing to refresh).
@@ -63,6 +69,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, TypedDict
+
+from threadloom.store.embed import tokenize_path
 
 __all__ = [
     "NOT_PROVIDED",
@@ -169,10 +177,10 @@ class Item:
 class SearchItem(Item):
     """An :class:`Item` returned by ``search``, with the relevance ``score``.
 
-    ``score`` is ``None`` for plain (non-semantic) searches, which is the only kind
-    threadloom supports today. Two search items are equal when all base fields and the
-    score match; a search item equals a plain item with the same base fields, so a search
-    hit can be compared with the result of ``get``.
+    ``score`` is the cosine similarity to the query for semantic searches, ``None`` for
+    plain searches (and for unindexed items in a semantic search). Two search items are
+    equal when all base fields and the score match; a search item equals a plain item with
+    the same base fields, so a search hit can be compared with the result of ``get``.
     """
 
     __slots__ = ("score",)
@@ -268,7 +276,8 @@ class SearchOp(NamedTuple):
 class PutOp(NamedTuple):
     """Write (insert or overwrite) one item; ``value=None`` deletes it.
 
-    ``index`` selects fields to embed for semantic search; with no index configured it is
+    ``index`` selects fields to embed for semantic search (``False``: do not index this
+    value; ``None``: the store's configured fields); with no index configured it is
     accepted and ignored. ``ttl`` (minutes) is not supported; it must be ``None``.
     """
 
@@ -300,7 +309,9 @@ Result = Item | list[Item] | list[SearchItem] | list[tuple[str, ...]] | None
 
 
 class IndexConfig(TypedDict, total=False):
-    """Semantic-search index settings (accepted for API compatibility; not supported yet)."""
+    """Semantic-search index settings: ``embed`` (an Embeddings object, a sync or async
+    function from texts to vectors, or a ``"provider:model"`` string), ``dims`` (vector
+    size) and ``fields`` (JSON paths to embed; default ``["$"]``, the whole value)."""
 
     dims: int
     embed: Any
@@ -320,7 +331,8 @@ class InvalidNamespaceError(ValueError):
 
 
 class SemanticSearchNotSupportedError(NotImplementedError):
-    """``query=`` / ``index=`` asked for semantic search, which threadloom lacks so far.
+    """``query=`` / ``index=`` asked for semantic search of a store that has no index (or
+    of a backend that cannot do it).
 
     Raised instead of silently ignoring the query so callers never mistake unranked
     results for relevance-ranked ones.
@@ -406,12 +418,13 @@ def _validate_page(limit: Any, offset: Any) -> None:
 def _reject_query(query: str | None) -> None:
     if query:
         raise SemanticSearchNotSupportedError(
-            f"Semantic search (query={query!r}) is not supported yet: threadloom stores "
-            "have no embedding index. Drop query= and use filter= instead."
+            f"Semantic search (query={query!r}) is not supported by this store: it has no "
+            "embedding index. Create it with one, e.g. InMemoryStore(index={'embed': "
+            "embeddings, 'dims': 1536}), or drop query= and use filter=."
         )
 
 
-def _validate_op(op: Any) -> None:
+def _validate_op(op: Any, semantic: bool = False) -> None:
     """Validate one operation; called for every op of a batch before any runs."""
     if isinstance(op, GetOp):
         _validate_labels(_as_namespace(op.namespace))
@@ -436,10 +449,16 @@ def _validate_op(op: Any) -> None:
             isinstance(op.index, list) and all(isinstance(f, str) for f in op.index)
         ):
             raise ValueError(f"index must be None, False or a list of field paths: {op.index!r}")
+        if isinstance(op.index, list):
+            for field in op.index:
+                tokenize_path(field)
     elif isinstance(op, SearchOp):
         _validate_labels(_as_namespace(op.namespace_prefix, "namespace_prefix"))
         _validate_page(op.limit, op.offset)
-        _reject_query(op.query)
+        if op.query is not None and not isinstance(op.query, str):
+            raise ValueError(f"query must be a string or None, got {op.query!r}")
+        if not semantic:
+            _reject_query(op.query)
         _parse_filter(op.filter)
     elif isinstance(op, ListNamespacesOp):
         for condition in op.match_conditions or ():
@@ -458,10 +477,12 @@ def _validate_op(op: Any) -> None:
         raise TypeError(f"Unknown store operation: {op!r}")
 
 
-def _validate_ops(ops: Iterable[Op]) -> list[Op]:
+def _validate_ops(ops: Iterable[Op], *, semantic: bool = False) -> list[Op]:
+    """Validate a batch; ``semantic`` says the store has an embedding index (queries
+    allowed)."""
     ops = list(ops)
     for op in ops:
-        _validate_op(op)
+        _validate_op(op, semantic)
     return ops
 
 
@@ -782,7 +803,8 @@ class BaseStore(ABC):
         """Items under ``namespace_prefix`` matching ``filter``, in insertion order.
 
         See the module docstring for the filter language. ``query`` raises
-        :class:`SemanticSearchNotSupportedError` (no embedding index yet).
+        ranks by semantic similarity when the store has an embedding index and raises
+        :class:`SemanticSearchNotSupportedError` otherwise.
         """
         op = _search_op(namespace_prefix, query, filter, limit, offset, refresh_ttl)
         return self.batch([op])[0]  # type: ignore[return-value]

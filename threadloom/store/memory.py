@@ -22,13 +22,13 @@ from threadloom.store.base import (
     Result,
     SearchItem,
     SearchOp,
-    SemanticSearchNotSupportedError,
     _list_namespaces,
     _matches,
     _now,
     _parse_filter,
     _validate_ops,
 )
+from threadloom.store.embed import SemanticIndex, rank
 
 __all__ = ["InMemoryStore"]
 
@@ -44,49 +44,74 @@ class InMemoryStore(BaseStore):
     passed to ``put`` nor mutating an item it got back can change what is stored -- the
     same isolation the SQL stores give by serializing to JSON.
 
-    ``index`` (semantic search) is not supported yet and raises
-    :class:`~threadloom.store.base.SemanticSearchNotSupportedError`.
+    ``index={"embed": ..., "dims": ..., "fields": [...]}`` enables semantic search: each
+    put embeds the configured fields (see :mod:`threadloom.store.embed`) and
+    ``search(..., query=...)`` ranks by cosine similarity. Embedding happens before the
+    batch takes the lock, so a failing model changes nothing.
     """
 
     def __init__(self, *, index: IndexConfig | None = None) -> None:
-        if index is not None:
-            raise SemanticSearchNotSupportedError(
-                "InMemoryStore(index=...) would enable semantic search, which threadloom "
-                "does not support yet; create the store without index="
-            )
-        self.index_config: IndexConfig | None = None
+        self._index = None if index is None else SemanticIndex(index, "InMemoryStore")
+        self.index_config: IndexConfig | None = (
+            None if self._index is None else self._index.config  # type: ignore[assignment]
+        )
         self._items: dict[tuple[tuple[str, ...], str], Item] = {}
+        # (namespace, key) -> the (field, vector) pairs of an indexed item
+        self._vectors: dict[tuple[tuple[str, ...], str], list[tuple[str, list[float]]]] = {}
         # Batches may come from several threads (sync nodes run in a thread pool).
         self._lock = threading.RLock()
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Validate every op, then run them in order under one lock (atomic per batch)."""
-        checked = _validate_ops(ops)
-        with self._lock:
-            return [self._run(op) for op in checked]
+        checked = _validate_ops(ops, semantic=self._index is not None)
+        vectors: dict[int, Any] = {}
+        queries: dict[int, Any] = {}
+        if self._index is not None:
+            vectors = self._index.embed_puts(checked)
+            queries = self._index.embed_queries(checked)
+        return self._apply(checked, vectors, queries)
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        """Same as :meth:`batch`: the work is pure in-memory and never blocks on I/O."""
-        return self.batch(ops)
+        """Like :meth:`batch`; the embedding model is called through its async methods."""
+        checked = _validate_ops(ops, semantic=self._index is not None)
+        vectors: dict[int, Any] = {}
+        queries: dict[int, Any] = {}
+        if self._index is not None:
+            vectors = await self._index.aembed_puts(checked)
+            queries = await self._index.aembed_queries(checked)
+        return self._apply(checked, vectors, queries)
 
-    def _run(self, op: Op) -> Result:
+    def _apply(
+        self, ops: list[Op], vectors: dict[int, Any], queries: dict[int, Any]
+    ) -> list[Result]:
+        with self._lock:
+            return [
+                self._run(op, vectors.get(i), queries.get(i)) for i, op in enumerate(ops)
+            ]
+
+    def _run(self, op: Op, vectors: Any = None, query: Any = None) -> Result:
         if isinstance(op, GetOp):
             item = self._items.get((tuple(op.namespace), op.key))
             return None if item is None else _copy_item(item)
         if isinstance(op, PutOp):
-            self._put(op)
+            self._put(op, vectors)
             return None
         if isinstance(op, SearchOp):
+            if query is not None:
+                return self._semantic_search(op, query)
             return self._search(op)
         if isinstance(op, ListNamespacesOp):
             return _list_namespaces({ns for ns, _ in self._items}, op)
         raise TypeError(f"Unknown store operation: {op!r}")  # pragma: no cover
 
-    def _put(self, op: PutOp) -> None:
+    def _put(self, op: PutOp, vectors: Any = None) -> None:
         slot = (tuple(op.namespace), op.key)
+        self._vectors.pop(slot, None)
         if op.value is None:
             self._items.pop(slot, None)
             return
+        if vectors:
+            self._vectors[slot] = vectors
         now = _now()
         # Assigning to an existing dict key keeps its position (insertion order).
         self._items[slot] = Item(
@@ -114,6 +139,20 @@ class InMemoryStore(BaseStore):
             if len(results) >= op.limit:
                 break
         return results
+
+
+    def _semantic_search(self, op: SearchOp, query: list[float]) -> list[SearchItem]:
+        prefix = tuple(op.namespace_prefix)
+        conditions = _parse_filter(op.filter)
+        candidates = [
+            (item, [vector for _field, vector in self._vectors.get(slot, ())])
+            for slot, item in self._items.items()
+            if slot[0][: len(prefix)] == prefix and _matches(item.value, conditions)
+        ]
+        return [
+            _search_item(item, score) for item, score in rank(candidates, query, op.offset,
+                                                              op.limit)
+        ]
 
 
 def _copy_item(item: Item) -> Item:

@@ -42,6 +42,7 @@ from threadloom.store.base import (
     Result,
     SearchItem,
     SearchOp,
+    SemanticSearchNotSupportedError,
     _Condition,
     _dumps_value,
     _join_namespace,
@@ -247,7 +248,8 @@ class PostgresStore(BaseStore):
     :class:`AsyncPostgresStore` in async applications.
     """
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, *, index: Any = None) -> None:
+        _reject_index(type(self).__name__, index)
         self.conn = conn
         self._lock = threading.RLock()
         self._is_setup = False
@@ -319,7 +321,8 @@ class AsyncPostgresStore(BaseStore):
     ``asyncio.InvalidStateError`` instead.
     """
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, *, index: Any = None) -> None:
+        _reject_index(type(self).__name__, index)
         self.conn = conn
         self._lock: asyncio.Lock | None = None
         self._is_setup = False
@@ -399,3 +402,13 @@ class AsyncPostgresStore(BaseStore):
         ops = list(ops)
         _prepare(ops)  # fail fast in the caller's thread on invalid input
         return asyncio.run_coroutine_threadsafe(self.abatch(ops), self.loop).result()
+
+
+def _reject_index(store_name: str, index: Any) -> None:
+    """The PostgreSQL stores keep no vectors yet: say so at construction, not at search."""
+    if index is not None:
+        raise SemanticSearchNotSupportedError(
+            f"{store_name}(index=...) asks for semantic search, which {store_name} does not "
+            "support yet; use InMemoryStore or SqliteStore with index=, or create the store "
+            "without index="
+        )

@@ -10,6 +10,11 @@ The schema is versioned in ``store_migrations``; :meth:`SqliteStore.setup` appli
 migrations inside a ``BEGIN IMMEDIATE`` transaction so concurrent processes cannot apply
 one twice. It runs automatically on first use if you never call it.
 
+With ``index={"embed": ..., "dims": ..., "fields": [...]}`` the store embeds the
+configured fields of each value on put and keeps the vectors (float64 blobs) in
+``store_vectors``; ``search(..., query=...)`` narrows the rows in SQL (namespace, filter)
+and ranks them by cosine similarity in Python, so no SQLite extension is needed.
+
 Async methods run the sync code in a worker thread, so the connection must allow use from
 other threads (``from_conn_string`` opens it with ``check_same_thread=False``).
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -48,6 +54,7 @@ from threadloom.store.base import (
     _split_namespace,
     _validate_ops,
 )
+from threadloom.store.embed import SemanticIndex, rank
 
 __all__ = ["SqliteStore"]
 
@@ -66,6 +73,18 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # semantic search: the vectors of an item's embedded fields
+        """
+        CREATE TABLE IF NOT EXISTS store_vectors (
+            prefix TEXT NOT NULL,
+            key TEXT NOT NULL,
+            field TEXT NOT NULL,
+            vector BLOB NOT NULL
+        )
+        """,
+        "CREATE INDEX IF NOT EXISTS store_vectors_item ON store_vectors (prefix, key)",
+    ),
 )
 
 _SELECT_ITEM = "SELECT prefix, key, value, created_at, updated_at FROM store_items"
@@ -79,16 +98,22 @@ class SqliteStore(BaseStore):
     Pass a ``sqlite3.Connection`` you own, or use :meth:`from_conn_string` to have the
     store open (and later close) one. All access goes through one lock because a sqlite3
     connection must not be used by two threads at once.
+
+    ``index=`` enables semantic search (see :mod:`threadloom.store.embed`).
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, index: Any = None) -> None:
         self.conn = conn
+        self._index = None if index is None else SemanticIndex(index, "SqliteStore")
+        self.index_config = None if self._index is None else self._index.config
         self._lock = threading.RLock()
         self._is_setup = False
 
     @classmethod
     @contextmanager
-    def from_conn_string(cls, conn_string: str) -> Iterator[SqliteStore]:
+    def from_conn_string(
+        cls, conn_string: str, *, index: Any = None
+    ) -> Iterator[SqliteStore]:
         """Open ``conn_string`` (a path or ``":memory:"``), yield a set-up store, close it.
 
         File databases switch to WAL so readers do not block the writer.
@@ -97,7 +122,7 @@ class SqliteStore(BaseStore):
         try:
             if conn_string != ":memory:" and not conn_string.startswith("file::memory:"):
                 conn.execute("PRAGMA journal_mode=WAL")
-            store = cls(conn)
+            store = cls(conn, index=index)
             store.setup()
             yield store
         finally:
@@ -123,7 +148,28 @@ class SqliteStore(BaseStore):
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Validate every op, then run them in order; writes commit atomically per batch."""
-        checked = _validate_ops(ops)
+        checked = _validate_ops(ops, semantic=self._index is not None)
+        vectors: dict[int, Any] = {}
+        queries: dict[int, Any] = {}
+        if self._index is not None:
+            vectors = self._index.embed_puts(checked)
+            queries = self._index.embed_queries(checked)
+        return self._execute(checked, vectors, queries)
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        """Like :meth:`batch`; the embedding model is called through its async methods and
+        the database work runs in a worker thread so the event loop never blocks on disk."""
+        checked = _validate_ops(ops, semantic=self._index is not None)
+        vectors: dict[int, Any] = {}
+        queries: dict[int, Any] = {}
+        if self._index is not None:
+            vectors = await self._index.aembed_puts(checked)
+            queries = await self._index.aembed_queries(checked)
+        return await _run_in_thread(self._execute, checked, vectors, queries)
+
+    def _execute(
+        self, checked: list[Op], vectors: dict[int, Any], queries: dict[int, Any]
+    ) -> list[Result]:
         # Serialize values before touching the database so a bad value changes nothing.
         payloads = {
             i: _dumps_value(op.value, op.key)
@@ -135,15 +181,15 @@ class SqliteStore(BaseStore):
                 self.setup()
             has_writes = any(isinstance(op, PutOp) for op in checked)
             if not has_writes:
-                return [self._run(op, None) for op in checked]
+                return [self._run(op, None, None, queries.get(i))
+                        for i, op in enumerate(checked)]
             with _transaction(self.conn):
-                return [self._run(op, payloads.get(i)) for i, op in enumerate(checked)]
+                return [self._run(op, payloads.get(i), vectors.get(i), queries.get(i))
+                        for i, op in enumerate(checked)]
 
-    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        """Run :meth:`batch` in a worker thread so the event loop never blocks on disk."""
-        return await _run_in_thread(self.batch, list(ops))
-
-    def _run(self, op: Op, payload: str | None) -> Result:
+    def _run(
+        self, op: Op, payload: str | None, vectors: Any = None, query: Any = None
+    ) -> Result:
         if isinstance(op, GetOp):
             row = self.conn.execute(
                 f"{_SELECT_ITEM} WHERE prefix = ? AND key = ?",
@@ -151,16 +197,28 @@ class SqliteStore(BaseStore):
             ).fetchone()
             return None if row is None else _row_to_item(row, Item)
         if isinstance(op, PutOp):
-            self._put(op, payload)
+            self._put(op, payload, vectors)
             return None
         if isinstance(op, SearchOp):
+            if query is not None:
+                return self._semantic_search(op, query)
             return self._search(op)
         if isinstance(op, ListNamespacesOp):
             return self._list_namespaces(op)
         raise TypeError(f"Unknown store operation: {op!r}")  # pragma: no cover
 
-    def _put(self, op: PutOp, payload: str | None) -> None:
+    def _put(self, op: PutOp, payload: str | None, vectors: Any = None) -> None:
         prefix = _join_namespace(op.namespace)
+        if self._index is not None or vectors:
+            self.conn.execute(
+                "DELETE FROM store_vectors WHERE prefix = ? AND key = ?", (prefix, op.key)
+            )
+        if vectors:
+            self.conn.executemany(
+                "INSERT INTO store_vectors (prefix, key, field, vector) VALUES (?, ?, ?, ?)",
+                [(prefix, op.key, field, array("d", vector).tobytes())
+                 for field, vector in vectors],
+            )
         if payload is None:
             self.conn.execute(
                 "DELETE FROM store_items WHERE prefix = ? AND key = ?", (prefix, op.key)
@@ -216,11 +274,33 @@ class SqliteStore(BaseStore):
                     skipped += 1
                     continue
                 results.append(item)
-                if len(results) >= op.limit:
+                if 0 <= op.limit <= len(results):
                     break
         finally:
             cursor.close()
         return results
+
+    def _semantic_search(self, op: SearchOp, query: list[float]) -> list[SearchItem]:
+        """Candidates come from SQL (namespace range + filter), ranking from Python."""
+        candidates = self._search(op._replace(limit=-1, offset=0))
+        if not candidates:
+            return []
+        found: dict[tuple[str, str], list[list[float]]] = {}
+        sql = "SELECT prefix, key, vector FROM store_vectors"
+        params: list[Any] = []
+        if op.namespace_prefix:
+            sql += " WHERE prefix = ? OR (prefix >= ? AND prefix < ?)"
+            params.extend(_prefix_bounds(op.namespace_prefix))
+        for prefix, key, blob in self.conn.execute(sql, params):
+            found.setdefault((prefix, key), []).append(array("d", blob).tolist())
+        ranked = rank(
+            [(item, found.get((_join_namespace(item.namespace), item.key), []))
+             for item in candidates],
+            query, op.offset, op.limit,
+        )
+        for item, score in ranked:
+            item.score = score
+        return [item for item, _score in ranked]
 
     def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
         sql = "SELECT DISTINCT prefix FROM store_items"

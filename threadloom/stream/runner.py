@@ -102,7 +102,8 @@ def open_run_stream(
     parent = _parent_ns(config)
     conf = (config or {}).get("configurable") or {}
     config = {**(config or {}), "configurable": {**conf, CONFIG_KEY_STREAM_MESSAGES_V2: True}}
-    mux = build_mux(transformers, parent, is_async=is_async)
+    own = getattr(graph, "stream_transformers", ())  # compile(transformers=...)
+    mux = build_mux([*own, *(transformers or ())], parent, is_async=is_async)
     modes = _modes(mux)
     if is_async:
         events = graph.astream(input, config, stream_mode=modes, subgraphs=True, **kwargs)

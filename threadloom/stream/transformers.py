@@ -26,11 +26,16 @@ __all__ = [
     "LifecyclePayload",
     "LifecycleTransformer",
     "MessagesTransformer",
+    "SubgraphStatus",
     "SubgraphTransformer",
     "TasksTransformer",
     "UpdatesTransformer",
     "ValuesTransformer",
 ]
+
+
+SubgraphStatus = Literal["started", "completed", "failed", "interrupted"]
+"""Where a subgraph's run stands, as the lifecycle transformers report it."""
 
 
 def _namespace(event: ProtocolEvent) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ import random
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, Generic, NamedTuple, TypedDict, TypeVar
 
 from threadloom.checkpoint.base.id import next_uuid6_tick
 from threadloom.constants import WRITES_IDX_MAP
@@ -149,7 +149,11 @@ def _busy(thread_id: str) -> Exception:
     )
 
 
-class BaseCheckpointSaver:
+V = TypeVar("V", int, float, str)
+"""The type of a saver's channel versions (``BaseCheckpointSaver[str]``: annotations only)."""
+
+
+class BaseCheckpointSaver(Generic[V]):
     """Where checkpoints and pending writes live. Subclass it to add a backend.
 
     Implement the sync methods (``get_tuple``, ``list``, ``put``, ``put_writes``,
@@ -161,9 +165,9 @@ class BaseCheckpointSaver:
 
     def __init__(self, *, serde: SerializerProtocol | None = None) -> None:
         if serde is None:
-            from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
+            from threadloom.checkpoint.serde.msgpack import default_serializer
 
-            serde = MsgpackSerializer()
+            serde = default_serializer()
         self.serde = serde
 
     # -- reading ---------------------------------------------------------------------

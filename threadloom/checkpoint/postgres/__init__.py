@@ -89,6 +89,7 @@ from threadloom.checkpoint.postgres._runsession import (
     RunSession,
     Sent,
 )
+from threadloom.errors import RunLockLostError
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -284,6 +285,11 @@ class _Failure:
     raised: bool = False  # the run has raised it already
 
 
+def _is_pool(conn: Any) -> bool:
+    """Whether the saver was given a connection pool (not a connection)."""
+    return hasattr(conn, "getconn") and hasattr(conn, "putconn")
+
+
 def lock_conninfo(conn: Any, conninfo: str | None) -> tuple[str, dict[str, Any]]:
     """Where to open the run-lock connection: ``conninfo`` when the saver was opened from
     a string, a pool's own conninfo and arguments, or a connection's parameters."""
@@ -299,6 +305,15 @@ def lock_conninfo(conn: Any, conninfo: str | None) -> tuple[str, dict[str, Any]]
     kwargs = dict(getattr(conn, "kwargs", None) or {})
     kwargs.pop("autocommit", None)
     return str(conn.conninfo), kwargs
+
+
+def _lock_lost(thread_id: str, why: str) -> RunLockLostError:
+    return RunLockLostError(
+        f"The run of thread {thread_id!r} lost its run lock: the database session holding "
+        f"it ended, and {why}. The run stopped before its next write, so two workers "
+        "never write the thread at once; what it saved before is kept. Read the thread "
+        "with get_state() and resume it once no other run holds it."
+    )
 
 
 class PostgresSaver(SyncSqlSaver):
@@ -333,6 +348,8 @@ class PostgresSaver(SyncSqlSaver):
         # thread id -> (its head read, the rows of that read's first query), fetched with
         # the run lock and taken by the run's first get_tuple
         self._prefetched: dict[str, tuple[Op[Any], Any]] = {}
+        # thread id -> the run session holding its run lock, and the lock's key
+        self._holders: dict[str, tuple[RunSession, int]] = {}
 
     @classmethod
     @contextmanager
@@ -439,6 +456,8 @@ class PostgresSaver(SyncSqlSaver):
             for item in done:
                 if isinstance(item.owner, _Prefetch) and got and item.error is None:
                     self._prefetched[thread_id] = (item.owner.read, item.results[0])
+            if got:
+                self._holders[thread_id] = (session, key)
             self._settle(done, lost)
         if not got:
             raise thread_busy_error(thread_id)
@@ -454,6 +473,7 @@ class PostgresSaver(SyncSqlSaver):
         done: list[Sent] = []
         lost: list[Sent] = []
         with self._lock_mutex:
+            self._holders.pop(thread_id, None)
             session = self._lock_session
             if session is not None and session.alive:
                 try:
@@ -464,6 +484,16 @@ class PostgresSaver(SyncSqlSaver):
             # the session ended, and its locks with it; the flush must still happen
             self._settle(done, lost, flush=flush)
             failure = self._failures.pop(thread_id, None)
+            session = self._lock_session
+            if (
+                session is not None
+                and _is_pool(self.conn)
+                and self._runs.alone(thread_id)
+                and not session.sent
+            ):
+                # the last run ended: a pool-backed saver keeps no connection of its own
+                # between runs, so closing the pool leaves nothing of it open
+                self.close_run_locks()
         if failure is not None and not failure.raised:
             raise failure.error
 
@@ -499,6 +529,53 @@ class PostgresSaver(SyncSqlSaver):
 
         op = self._core.get_tuple(config, ready)
         return self._run(op, write=False, atomic=False, meanwhile=thaw)
+
+    def _fence(self, config: dict[str, Any], *, checkpoint: bool) -> None:
+        """The checks before each write of a run holding its thread's run lock.
+
+        A checkpoint ends a step: the writes sent ahead during it (and the previous
+        checkpoint) must have landed before the next step starts, so they are waited
+        for here - before this checkpoint is planned on them - and a failed one stops
+        the run now, not at its end. Their replies have mostly arrived while the step
+        ran: this rarely waits.
+
+        Then the fencing check.
+
+        The lock lives as long as the run session holding it. If that session ended
+        (terminated, ``idle_session_timeout``, a dropped connection), the lock went with
+        it and another worker may have taken the thread: the run takes the lock again on
+        a new session and goes on if it gets it (nobody else holds the thread; a write
+        another run made meanwhile still fails the head check), else it stops with
+        ``RunLockLostError`` before writing anything more.
+        """
+        if not self._holders:
+            return
+        thread_id = str((config.get("configurable") or {}).get("thread_id"))
+        with self._lock_mutex:
+            held = self._holders.get(thread_id)
+            if held is None:
+                return
+            if checkpoint:
+                self._drain_sent()
+                self._raise_failure(thread_id)
+            holder, key = held
+            if holder is self._lock_session and holder.check_alive():
+                return
+            if self._lock_session is not None and not self._lock_session.check_alive():
+                self._settle([], self._lost(self._lock_session))
+            if holder is not self._lock_session:
+                holder.close()
+            try:
+                session = self._session()
+                got, done = session.call(RUN_LOCK_SQL, key)
+            except psycopg.Error as exc:
+                self._holders.pop(thread_id, None)
+                raise _lock_lost(thread_id, f"it could not be taken again: {exc}") from exc
+            self._settle(done, [])
+            if not got:
+                self._holders.pop(thread_id, None)
+                raise _lock_lost(thread_id, "another run holds it now")
+            self._holders[thread_id] = (session, key)
 
     # -- writes sent ahead (durability="async") -------------------------------------------
 

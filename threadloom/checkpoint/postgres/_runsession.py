@@ -170,6 +170,24 @@ class RunSession:
         conn = self.conn
         return not conn.closed and not conn.broken and conn.pgconn.status == pq.ConnStatus.OK
 
+    def check_alive(self) -> bool:
+        """Whether the session is still up, checked without a round trip: a session the
+        server ended (``pg_terminate_backend``, ``idle_session_timeout``, a shutdown)
+        has left a last message and the end of the stream on the socket. Replies already
+        there are kept for ``drain``."""
+        if not self.alive:
+            return False
+        pgconn = self.conn.pgconn
+        try:
+            for _ in range(4):
+                readable, _, _ = select.select([pgconn.socket], [], [], 0)
+                if not readable:
+                    break
+                pgconn.consume_input()
+        except (OSError, psycopg.Error):
+            return False
+        return self.alive
+
     def close(self) -> None:
         self.conn.close()
 
@@ -308,9 +326,12 @@ class PreparedReads:
         """The rows of ``query`` (``None``: it cannot be sent this way, nothing was sent);
         ``meanwhile`` runs while the server works on it. A connection whose
         ``prepare_threshold`` is None (e.g. behind PgBouncer in transaction mode, where a
-        prepared statement may be gone at the next query) is left alone, and so is one in
-        pipeline mode (it refuses the synchronous calls this way takes)."""
-        if conn.prepare_threshold is None or conn.pgconn.pipeline_status:
+        prepared statement may be gone at the next query) is left alone, and so is one
+        the caller put in pipeline mode (libpq refuses synchronous calls there)."""
+        if (
+            conn.prepare_threshold is None
+            or conn.pgconn.pipeline_status != pq.PipelineStatus.OFF
+        ):
             return None
         try:
             values, oids, formats = _dump(query.params)

@@ -34,6 +34,7 @@ from threadloom.checkpoint.postgres import (
     DIALECT,
     MIGRATIONS,
     _flush_wal,
+    _is_pool,
     lock_conninfo,
     pg_sql,
     run_lock_key,
@@ -190,7 +191,9 @@ class AsyncPostgresSaver(AsyncSqlSaver):
             try:
                 yield
             finally:
-                await self._give_run_lock(key, flush=self._runs.unflushed(thread_id))
+                await self._give_run_lock(
+                    key, flush=self._runs.unflushed(thread_id), last=self._runs.alone(thread_id)
+                )
 
     @contextmanager
     def lock_thread(self, thread_id: str) -> Iterator[None]:
@@ -202,7 +205,8 @@ class AsyncPostgresSaver(AsyncSqlSaver):
                 yield
             finally:
                 flush = self._runs.unflushed(thread_id)
-                self._bridge(self._give_run_lock(key, flush=flush))
+                last = self._runs.alone(thread_id)
+                self._bridge(self._give_run_lock(key, flush=flush, last=last))
 
     async def aclose_run_locks(self) -> None:
         """Close the run-lock connection (releasing any run locks it still holds)."""
@@ -244,14 +248,19 @@ class AsyncPostgresSaver(AsyncSqlSaver):
             raise thread_busy_error(thread_id)
         return key
 
-    async def _give_run_lock(self, key: int, *, flush: bool = False) -> None:
+    async def _give_run_lock(self, key: int, *, flush: bool = False, last: bool = False) -> None:
         """Release the run lock; with ``flush``, also make the run's relaxed commits
-        durable first (see ``PostgresSaver._give_run_lock``)."""
+        durable first (see ``PostgresSaver._give_run_lock``). ``last``: no other run of
+        this saver holds a lock; a pool-backed saver then closes its run-lock connection,
+        so closing the pool leaves nothing of the saver open."""
         async with self._lock_mutex:
             conn = self._lock_conn
             if conn is not None and not conn.closed and not conn.broken:
                 try:
                     await conn.execute(RUN_UNLOCK_FLUSH_SQL if flush else RUN_UNLOCK_SQL, (key,))
+                    if last and _is_pool(self.conn):
+                        self._lock_conn = None
+                        await conn.close()
                     return
                 except psycopg.Error:
                     self._lock_conn = None

@@ -14,6 +14,7 @@ __all__ = [
     "CorruptCheckpointError",
     "DecryptionError",
     "EncryptionKeyError",
+    "NestingTooDeepError",
     "PickleNotAllowedError",
     "SerdeError",
     "SerializerProtocol",
@@ -48,6 +49,10 @@ class DecryptionError(CorruptCheckpointError):
 
 class EncryptionKeyError(SerdeError, ValueError):
     """The encryption key is missing or malformed."""
+
+
+class NestingTooDeepError(SerdeError, ValueError):
+    """A value to be written nests tuples/sets/objects deeper than the serializer reads back."""
 
 
 class UnregisteredTypeError(SerdeError, TypeError):

@@ -12,7 +12,11 @@ serializer only ever rebuilds
 * a fixed set of standard-library value types (tuples, sets, datetimes, UUIDs, ...),
 * classes on an allowlist: the built-in one (langchain_core messages and ``Document``,
   threadloom's ``Send``/``Interrupt``/``Command``/..., builtin exceptions) plus the classes
-  registered with :func:`register_type` or ``MsgpackSerializer(allowed_types=...)``.
+  registered with :func:`register_type` or ``MsgpackSerializer(allowed_types=...)``,
+* and, unless the serializer is strict (the savers' default serializer is not, like
+  LangGraph's), pydantic models, dataclasses, NamedTuples and enums of modules the reading
+  process has *already imported* (or classes it stored itself), rebuilt through their
+  codecs; see ``MsgpackSerializer(strict=...)``.
 
 A stored object names its class by a key (``"module:qualname"``, or a small integer for
 the built-in allowlist). On load the key is only *looked up* in the registry; an unknown
@@ -51,6 +55,17 @@ ext code  payload
 
 ``bytearray`` and ``memoryview`` values are packed by msgpack's C packer as ``bin`` before
 any hook can see them, so they are read back as ``bytes``.
+
+Nesting depth
+-------------
+Every extension record is packed and unpacked by a nested msgpack call, and each nested
+call costs tens of kilobytes of C stack: a few hundred levels exhaust a thread's stack and
+kill the process outright (no Python exception can catch that). So extension records may
+nest at most :data:`MAX_NESTING_DEPTH` levels deep (plain lists and dicts do not count:
+msgpack nests those without recursion). Writing a deeper value raises
+:class:`~threadloom.checkpoint.serde.base.NestingTooDeepError`; reading deeper bytes (only
+forged or damaged data can be) raises
+:class:`~threadloom.checkpoint.serde.base.CorruptCheckpointError`.
 """
 
 from __future__ import annotations
@@ -63,7 +78,10 @@ import enum
 import functools
 import importlib
 import inspect
+import logging
+import os
 import pathlib
+import sys
 import threading
 import uuid
 from collections import OrderedDict, defaultdict, deque
@@ -76,6 +94,7 @@ import msgpack
 from threadloom.checkpoint.base import SerializerProtocol
 from threadloom.checkpoint.serde.base import (
     CorruptCheckpointError,
+    NestingTooDeepError,
     PickleNotAllowedError,
     SerdeError,
     UnknownTypeError,
@@ -84,11 +103,16 @@ from threadloom.checkpoint.serde.base import (
 
 __all__ = [
     "DEFAULT_REGISTRY",
+    "MAX_NESTING_DEPTH",
     "MsgpackSerializer",
     "TypeRegistry",
+    "default_serializer",
     "register_type",
+    "strict_by_default",
     "type_key",
 ]
+
+logger = logging.getLogger("threadloom.checkpoint.serde")
 
 T = TypeVar("T", bound=type)
 
@@ -112,6 +136,16 @@ EXT_DEQUE: Final = 15
 EXT_COMPLEX: Final = 16
 EXT_ORDEREDDICT: Final = 17
 EXT_OBJECT: Final = 32
+
+MAX_NESTING_DEPTH: Final = 64
+"""How deep extension records (tuples, sets, datetimes, registered objects, ...) may nest
+inside one another, on write and on read (see the module docstring)."""
+
+
+class _Depth(threading.local):
+    """How many nested msgpack calls this thread is inside (per serializer)."""
+
+    value = 0
 
 # Compact ids of the built-in allowlist, written instead of the "module:qualname" key.
 # APPEND ONLY: an index, once released, is part of the stored format.
@@ -382,6 +416,80 @@ class _Builtins:
 
 
 _BUILTINS = _Builtins()
+
+
+# -- unregistered classes (non-strict serializers) ----------------------------------------
+
+# The kinds of class a non-strict serializer stores without registration: their codecs
+# rebuild them from field values through the class itself (constructor, model_construct,
+# ``cls(value)``), never through pickle's reduce protocol.
+_AUTO_KINDS: Final = frozenset({"enum", "pydantic", "dataclass", "namedtuple"})
+_STRICT_ENV: Final = ("THREADLOOM_STRICT_MSGPACK", "LANGGRAPH_STRICT_MSGPACK")
+
+# Classes this process stored without registration, by key: a later read of that key gets
+# the same class back even when it cannot be found by name (a class defined in a function).
+_written: dict[str, type] = {}
+_warned: set[str] = set()
+
+
+def strict_by_default() -> bool:
+    """Whether the default serializers are strict: ``THREADLOOM_STRICT_MSGPACK`` (or
+    LangGraph's ``LANGGRAPH_STRICT_MSGPACK``) set to ``1``/``true``/``yes``."""
+    return any(
+        os.environ.get(name, "").strip().lower() in ("1", "true", "yes") for name in _STRICT_ENV
+    )
+
+
+def default_serializer() -> MsgpackSerializer:
+    """The serializer savers, caches and ``EncryptedSerializer`` use when given none:
+    ``MsgpackSerializer(strict=False)`` (LangGraph's default behaviour), or a strict one
+    if :func:`strict_by_default` says so."""
+    return MsgpackSerializer(strict=strict_by_default())
+
+
+def _auto_kind(cls: type) -> str | None:
+    """The codec kind of ``cls`` if a non-strict serializer may store it unregistered."""
+    try:
+        kind = _classify(cls)
+    except TypeError:
+        return None
+    return kind if kind in _AUTO_KINDS else None
+
+
+def _remember_written(cls: type) -> None:
+    global _generation
+    key = type_key(cls)
+    with _registry_lock:
+        previous = _written.get(key)
+        if previous is not cls:
+            _written[key] = cls
+            if previous is not None:  # redefined under the same name: drop cached decoders
+                _generation += 1
+
+
+def _resolve_loaded(key: str) -> type | None:
+    """The class named by ``key`` (``"module:qualname"``) if this process already has it:
+    one it stored itself, or one found by plain dictionary lookups in a module that is
+    already imported. Never imports, never calls ``__getattr__`` hooks; only pydantic
+    models, dataclasses, NamedTuples and enums qualify, under their own canonical key."""
+    cls = _written.get(key)
+    if cls is not None:
+        return cls
+    module_name, sep, qualname = key.partition(":")
+    module = sys.modules.get(module_name) if sep else None
+    if module is None:
+        return None
+    obj: Any = module
+    for part in qualname.split("."):
+        namespace = getattr(obj, "__dict__", None)
+        if namespace is None or not hasattr(namespace, "get"):
+            return None
+        obj = namespace.get(part)
+        if obj is None:
+            return None
+    if not isinstance(obj, type) or type_key(obj) != key or _auto_kind(obj) is None:
+        return None
+    return obj
 
 
 # -- per-class codecs ---------------------------------------------------------------------
@@ -803,7 +911,7 @@ def _codec_for(cls: type) -> _Codec:
     return codec
 
 
-def _unregistered(cls: type) -> UnregisteredTypeError:
+def _unregistered(cls: type, *, strict: bool = True) -> UnregisteredTypeError:
     name = _dotted(cls)
     try:
         _classify(cls)
@@ -814,10 +922,16 @@ def _unregistered(cls: type) -> UnregisteredTypeError:
             "such values with MsgpackSerializer(pickle_fallback=True)."
         )
     short = cls.__qualname__
+    why = (
+        "this serializer is strict (it stores only registered types)"
+        if strict and _auto_kind(cls) is not None
+        else "only pydantic models, dataclasses, NamedTuples and enums are stored without "
+        "registration"
+    )
     return UnregisteredTypeError(
         f"Cannot store a value of type {name} in a checkpoint: the type is not registered "
-        "with the serializer, and unregistered types are refused so that stored bytes can "
-        "never name arbitrary code to run. Register it once at import time with "
+        f"with the serializer and {why}, so that stored bytes can never name arbitrary "
+        "code to run. Register it once at import time with "
         f"`from threadloom.checkpoint.serde import register_type; register_type({short})`, "
         f"or for one saver only with `MsgpackSerializer(allowed_types=[{short}])`. "
         "Alternatively, and only if you fully trust the checkpoint store, opt in to pickle "
@@ -861,6 +975,14 @@ class MsgpackSerializer(SerializerProtocol):
             values. **Unsafe** unless every writer of the checkpoint store is trusted:
             unpickling runs code chosen by the bytes. Serializers without it refuse
             ``"pickle"`` data and never call into ``pickle``.
+        strict: ``True`` (the default of this class): store and rebuild only the allowlist
+            above. ``False`` (the savers' default, see :func:`default_serializer`, and
+            LangGraph's): also store unregistered pydantic models, dataclasses,
+            NamedTuples and enums by their ``"module:qualname"``, and on reading rebuild
+            such a class if this process stored it itself or its module is *already
+            imported* (looked up in ``sys.modules``; stored bytes never cause an import,
+            and the class is rebuilt through its codec, never pickle), logging a warning
+            once per class read that way. Any other name is an :class:`UnknownTypeError`.
 
     How allowlisted classes are stored (only exact classes match, not subclasses):
 
@@ -880,7 +1002,7 @@ class MsgpackSerializer(SerializerProtocol):
     (``str``, ``int``, ``float``, ``bytes``, ``dict``, ``list``, ``tuple``, ``set``,
     ``frozenset``; e.g. langchain_core's ``AIMessage.text``, a ``str`` subclass) is stored
     as that builtin and read back as it; register the class to keep it. Enums and
-    NamedTuples are not plain subclasses: they must be registered.
+    NamedTuples are not plain subclasses: a strict serializer refuses them unregistered.
 
     For pydantic models and dataclasses, unknown stored fields are ignored (kept as extras
     by models that allow extras) and missing ones take their defaults, so classes can gain
@@ -888,9 +1010,14 @@ class MsgpackSerializer(SerializerProtocol):
     """
 
     def __init__(
-        self, *, allowed_types: Iterable[type] = (), pickle_fallback: bool = False
+        self,
+        *,
+        allowed_types: Iterable[type] = (),
+        pickle_fallback: bool = False,
+        strict: bool = True,
     ) -> None:
         self.pickle_fallback = pickle_fallback
+        self.strict = strict
         self.registry = TypeRegistry(allowed_types)
         self._packb: Callable[[Any], bytes] = functools.partial(
             # A small starting buffer (it grows as needed): the default allocates 256 KiB
@@ -905,6 +1032,7 @@ class MsgpackSerializer(SerializerProtocol):
             strict_map_key=False,
             use_list=True,
         )
+        self._depth = _Depth()
         self._native_encoders = self._make_native_encoders()
         self._ext_decoders = self._make_ext_decoders()
         self._encoders: dict[type, Callable[[Any], Any]] = {}
@@ -935,6 +1063,8 @@ class MsgpackSerializer(SerializerProtocol):
         except UnregisteredTypeError:
             if not self.pickle_fallback:
                 raise
+        except NestingTooDeepError:
+            raise
         except RecursionError:
             raise ValueError(
                 "Cannot store the value in a checkpoint: it is nested too deeply or contains "
@@ -1007,6 +1137,43 @@ class MsgpackSerializer(SerializerProtocol):
             f"'msgpack' (and 'pickle' with pickle_fallback=True).{hint}"
         )
 
+    # -- nesting ------------------------------------------------------------------------
+
+    def _pack_nested(self, obj: Any) -> bytes:
+        """Pack the payload of an extension record, one level deeper."""
+        depth = self._depth
+        level = depth.value
+        if level >= MAX_NESTING_DEPTH:
+            raise NestingTooDeepError(
+                f"Cannot store the value in a checkpoint: tuples, sets, datetimes or objects "
+                f"in it nest more than {MAX_NESTING_DEPTH} levels deep, or it contains a "
+                "reference cycle (a deeper value could not be read back safely). Flatten it, "
+                "or use lists and dicts for deep trees."
+            )
+        depth.value = level + 1
+        try:
+            return self._packb(obj)
+        finally:
+            depth.value = level
+
+    def _unpack_nested(self, data: bytes) -> Any:
+        """Unpack the payload of an extension record, one level deeper."""
+        depth = self._depth
+        level = depth.value
+        if level >= MAX_NESTING_DEPTH:
+            raise CorruptCheckpointError(
+                f"Checkpoint data nests extension records more than {MAX_NESTING_DEPTH} "
+                "levels deep; no value this serializer writes does, so it is forged or "
+                "damaged."
+            )
+        depth.value = level + 1
+        try:
+            return msgpack.unpackb(
+                data, ext_hook=self._ext_hook, raw=False, strict_map_key=False
+            )
+        finally:
+            depth.value = level
+
     # -- encoding ----------------------------------------------------------------------
 
     def _sync(self) -> None:
@@ -1026,14 +1193,20 @@ class MsgpackSerializer(SerializerProtocol):
             if cls not in _BUILTINS.wire:
                 found = _as_builtin(cls)
                 if found is None:
-                    raise _unregistered(cls)
+                    if self.strict or _auto_kind(cls) is None:
+                        raise _unregistered(cls, strict=self.strict)
+                    _remember_written(cls)
+                    return self._object_encoder(cls)
                 base, to_base = found
                 native = self._native_encoders.get(base)  # tuple, set, frozenset
                 as_builtin = to_base if native is None else lambda o: native(to_base(o))
                 self._encoders[cls] = as_builtin
                 return as_builtin
+        return self._object_encoder(cls)
+
+    def _object_encoder(self, cls: type) -> Callable[[Any], Any]:
         encode = _codec_for(cls).encode
-        pack = self._packb
+        pack = self._pack_nested
         ext = msgpack.ExtType
 
         def encoder(obj: Any) -> msgpack.ExtType:
@@ -1043,7 +1216,7 @@ class MsgpackSerializer(SerializerProtocol):
         return encoder
 
     def _make_native_encoders(self) -> dict[type, Callable[[Any], msgpack.ExtType]]:
-        pack = self._packb
+        pack = self._pack_nested
         ext = msgpack.ExtType
 
         def enc_datetime(o: dt.datetime) -> msgpack.ExtType:
@@ -1113,7 +1286,7 @@ class MsgpackSerializer(SerializerProtocol):
         return decoder(data)
 
     def _make_ext_decoders(self) -> dict[int, Callable[[bytes], Any]]:
-        unpack = self._unpackb
+        unpack = self._unpack_nested
 
         def items(data: bytes, what: str) -> list[Any]:
             value = unpack(data)
@@ -1186,10 +1359,7 @@ class MsgpackSerializer(SerializerProtocol):
         }
 
     def _decode_object(self, data: bytes) -> Any:
-        # unpackb called directly: through the functools.partial it costs a third more
-        record = msgpack.unpackb(
-            data, ext_hook=self._ext_hook, raw=False, strict_map_key=False
-        )
+        record = self._unpack_nested(data)
         if type(record) is not list or not record:
             raise CorruptCheckpointError("malformed object record in checkpoint data")
         key = record[0]
@@ -1215,6 +1385,16 @@ class MsgpackSerializer(SerializerProtocol):
         if cls is None:
             _BUILTINS.ensure()
             cls = _BUILTINS.by_key.get(key)
+        if cls is None and type(key) is str and not self.strict:
+            cls = _resolve_loaded(key)  # type: ignore[arg-type]
+            if cls is not None and key not in _written and key not in _warned:
+                _warned.add(key)  # type: ignore[arg-type]
+                logger.warning(
+                    "Rebuilding %s from checkpoint data although it is not registered with "
+                    "the serializer; register it (register_type) or list it in "
+                    "allowed_msgpack_modules so that a strict serializer reads it too.",
+                    _dotted(cls),
+                )
         if cls is None:
             if type(key) is int:
                 raise UnknownTypeError(
@@ -1222,13 +1402,19 @@ class MsgpackSerializer(SerializerProtocol):
                     "threadloom does not know; it was written by a newer version or is "
                     "corrupt."
                 )
+            found = (
+                "not a pydantic model, dataclass, NamedTuple or enum of an imported module"
+                if not self.strict
+                else "not registered with this strict serializer"
+            )
             raise UnknownTypeError(
-                f"Checkpoint data names type {key!r}, which is not registered with the "
-                "serializer (stored bytes never cause imports). If it is your class, "
-                "register it in the reading process with "
+                f"Checkpoint data names type {key!r}, which is {found} (stored bytes never "
+                "cause imports). If it is your class, import its module before reading, "
+                "or register it in the reading process with "
                 "`from threadloom.checkpoint.serde import register_type; "
-                "register_type(YourClass)` or pass "
-                "`MsgpackSerializer(allowed_types=[YourClass])`."
+                "register_type(YourClass)`, or pass "
+                "`MsgpackSerializer(allowed_types=[YourClass])` / "
+                "`JsonPlusSerializer(allowed_msgpack_modules=[(module, name)])`."
             )
         codec = _codec_for(cls)
         self._decoders[key] = codec

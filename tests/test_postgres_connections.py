@@ -1,0 +1,88 @@
+"""PostgreSQL savers on the connection shapes users give them: a pool, a connection in
+pipeline mode. Every test here drops its database afterwards without FORCE, so a
+connection the saver left open fails the test."""
+
+from __future__ import annotations
+
+import time
+from typing import TypedDict
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from threadloom.checkpoint.postgres import PostgresSaver
+from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
+from threadloom.graph import END, START, StateGraph
+
+
+class State(TypedDict):
+    n: int
+
+
+def counter():
+    builder = StateGraph(State)
+    builder.add_node("inc", lambda state: {"n": state["n"] + 1})
+    builder.add_edge(START, "inc")
+    builder.add_edge("inc", END)
+    return builder
+
+
+def connections_to(url: str, *, settle_at: int) -> int:
+    """How many sessions the server has on ``url``'s database, once that number reached
+    ``settle_at`` or 5 s passed (a backend leaves the list shortly after its client
+    closes)."""
+    name = url.rsplit("/", 1)[1]
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    deadline = time.monotonic() + 5
+    with psycopg.connect(admin, autocommit=True) as conn:
+        while True:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+            ).fetchone()
+            count = int(row[0]) if row else 0
+            if count == settle_at or time.monotonic() > deadline:
+                return count
+            time.sleep(0.05)
+
+
+def test_pool_backed_saver_leaves_no_connection_once_the_pool_closes(
+    fresh_postgres_database: str,
+) -> None:
+    with ConnectionPool(fresh_postgres_database, max_size=4, kwargs={"autocommit": True}) as pool:
+        saver = PostgresSaver(pool)
+        saver.setup()
+        graph = counter().compile(checkpointer=saver)
+        cfg = {"configurable": {"thread_id": "t"}}
+        assert graph.invoke({"n": 1}, cfg) == {"n": 2}
+        assert graph.invoke({"n": 5}, cfg) == {"n": 6}
+        # between runs the saver holds no connection of its own: only the pool's are open
+        size = pool.get_stats()["pool_size"]
+        assert connections_to(fresh_postgres_database, settle_at=size) == size
+    assert connections_to(fresh_postgres_database, settle_at=0) == 0
+
+
+async def test_async_pool_backed_saver_leaves_no_connection_once_the_pool_closes(
+    fresh_postgres_database: str,
+) -> None:
+    async with AsyncConnectionPool(
+        fresh_postgres_database, max_size=4, kwargs={"autocommit": True}
+    ) as pool:
+        saver = AsyncPostgresSaver(pool)
+        await saver.setup()
+        graph = counter().compile(checkpointer=saver)
+        cfg = {"configurable": {"thread_id": "t"}}
+        assert await graph.ainvoke({"n": 1}, cfg) == {"n": 2}
+        assert await graph.ainvoke({"n": 5}, cfg) == {"n": 6}
+    assert connections_to(fresh_postgres_database, settle_at=0) == 0
+
+
+def test_saver_on_a_connection_in_pipeline_mode(fresh_postgres_database: str) -> None:
+    with PostgresSaver.from_conn_string(fresh_postgres_database) as saver:
+        saver.setup()
+        with saver.conn.pipeline():
+            graph = counter().compile(checkpointer=saver)
+            cfg = {"configurable": {"thread_id": "t"}}
+            assert graph.invoke({"n": 1}, cfg) == {"n": 2}
+            assert graph.invoke({"n": 5}, cfg) == {"n": 6}
+            assert graph.get_state(cfg).values == {"n": 6}
+            assert len(list(graph.get_state_history(cfg))) == 6

@@ -1,0 +1,89 @@
+"""Shape checks for decoded checkpoint rows, so a damaged row fails where it is read.
+
+Bytes that decode cleanly can still be damaged (a flipped byte turning a version string
+into another string, a map into a list, an interrupt into a dict). The engine trusts the
+shape of what a saver hands it, so without these checks such a row surfaces later as a
+raw ``TypeError``/``AttributeError``/``KeyError`` from deep inside a run. The savers call
+:func:`check_checkpoint` on every decoded checkpoint row, the engine :func:`check_write`
+on the writes to its own channels; both raise :class:`CorruptCheckpointError` naming the
+row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from threadloom.checkpoint.serde.base import CorruptCheckpointError
+from threadloom.constants import INTERRUPT, RESUME
+from threadloom.types import Interrupt
+
+__all__ = ["check_checkpoint", "check_write"]
+
+
+def _is_version(value: Any) -> bool:
+    return type(value) in (str, int, float)
+
+
+def _versions_problem(versions: Any, what: str) -> str | None:
+    if not isinstance(versions, dict):
+        return f"{what} is a {type(versions).__name__}, not a mapping"
+    for channel, version in versions.items():
+        if type(channel) is not str or not _is_version(version):
+            return f"{what}[{channel!r}] = {version!r} is not a channel version"
+    return None
+
+
+def _checkpoint_problem(checkpoint: Any) -> str | None:
+    if not isinstance(checkpoint, dict):
+        return f"it is a {type(checkpoint).__name__}, not a checkpoint"
+    problem = _versions_problem(checkpoint.get("channel_versions"), "channel_versions")
+    if problem:
+        return problem
+    seen = checkpoint.get("versions_seen", {})
+    if not isinstance(seen, dict):
+        return f"versions_seen is a {type(seen).__name__}, not a mapping"
+    for node, versions in seen.items():
+        if type(node) is not str:
+            return f"versions_seen has a key {node!r} that is not a node name"
+        problem = _versions_problem(versions, f"versions_seen[{node!r}]")
+        if problem:
+            return problem
+    for key in ("id", "ts"):
+        if key in checkpoint and type(checkpoint[key]) is not str:
+            return f"{key} is {checkpoint[key]!r}, not a string"
+    updated = checkpoint.get("updated_channels")
+    if updated is not None and (
+        not isinstance(updated, list | tuple) or any(type(c) is not str for c in updated)
+    ):
+        return f"updated_channels is {updated!r}, not a list of channel names"
+    return None
+
+
+def check_checkpoint(checkpoint: Any, where: str) -> None:
+    """Raise ``CorruptCheckpointError`` if ``checkpoint`` (decoded from the row ``where``
+    names) is not shaped like a checkpoint."""
+    problem = _checkpoint_problem(checkpoint)
+    if problem is not None:
+        raise CorruptCheckpointError(
+            f"Stored checkpoint of {where} is damaged: {problem}. Nothing in it was run."
+        )
+
+
+def check_write(channel: Any, value: Any, name: Callable[[], str]) -> None:
+    """Raise ``CorruptCheckpointError`` if a pending write to one of the engine's own
+    channels (``name()`` names it) does not hold what the engine writes there.
+
+    Called by the engine when it reads the writes, not by the savers: a saver stores
+    whatever it is given (the conformance suite writes strings there)."""
+    if channel == INTERRUPT:
+        ok = isinstance(value, list | tuple) and all(isinstance(i, Interrupt) for i in value)
+    elif channel == RESUME:  # answers in call order, or by interrupt id
+        ok = isinstance(value, list | tuple | dict)
+    else:
+        return
+    if not ok:
+        raise CorruptCheckpointError(
+            f"Stored {name()} is damaged: {value!r:.200} is not what the engine writes to "
+            f"{channel!r}. Nothing in it was run."
+        )
