@@ -14,6 +14,9 @@ from threadloom.engine.task import ResumeBox
 
 Sink = Callable[[tuple[str, ...], str, Any], None]
 
+# stream modes whose events come while a node still runs (so the caller is woken for them)
+LIVE_MODES = frozenset({"custom", "messages", "tools"})
+
 
 class Scope:
     """Run-wide settings and the place stream events go."""
@@ -70,7 +73,7 @@ class Scope:
         # the root run's durability; its subgraph runs save theirs the same way
         self.durability: str | None = None
         # True when events must reach the caller while a node is still running.
-        self.live = bool(modes & {"custom", "messages"})
+        self.live = bool(modes & LIVE_MODES)
         # Ids of messages already streamed in "messages" mode (tokens or node outputs).
         self.message_ids: set[str] = set()
         # How a running task calls another (``@task``): set by the driver of the run.
