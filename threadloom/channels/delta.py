@@ -11,11 +11,14 @@ nearest stored value (the *seed*) and the writes recorded after it
 
 The reducer is *batched*: ``reducer(state, writes) -> state`` receives every write of a
 step at once (``threadloom.graph.message._messages_delta_reducer`` is ``add_messages``
-in that form). ``Overwrite(value)`` replaces the value, as with plain reducers.
+in that form). ``Overwrite(value)`` replaces the value; the other writes of its step
+are dropped.
 """
 
 from __future__ import annotations
 
+import sys
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, NotRequired, Required, get_args, get_origin
 
@@ -23,8 +26,14 @@ from threadloom.channels.base import MISSING, BaseChannel
 from threadloom.channels.binop import _get_overwrite, _initial
 from threadloom.checkpoint.serde.types import _DeltaSnapshot
 from threadloom.errors import InvalidUpdateError
+from threadloom.types import Overwrite
 
-__all__ = ["DEFAULT_SNAPSHOT_FREQUENCY", "MAX_SUPERSTEPS_BETWEEN_SNAPSHOTS", "DeltaChannel"]
+__all__ = [
+    "DEFAULT_SNAPSHOT_FREQUENCY",
+    "MAX_SUPERSTEPS_BETWEEN_SNAPSHOTS",
+    "DeltaChannel",
+    "ensure_message_ids",
+]
 
 DEFAULT_SNAPSHOT_FREQUENCY = 100
 """Updates between two stored snapshots when ``snapshot_frequency`` is not given."""
@@ -91,7 +100,7 @@ class DeltaChannel(BaseChannel):
         ``prepare_write`` (when it has one) makes it deterministic, e.g. gives messages
         their ids once, so that replaying the record rebuilds exactly this value."""
         prepare = getattr(self.reducer, "prepare_write", None)
-        return value if prepare is None else prepare(value)
+        return ensure_message_ids(value) if prepare is None else prepare(value)
 
     def update(self, values: Sequence[Any]) -> bool:
         if not values:
@@ -108,10 +117,10 @@ class DeltaChannel(BaseChannel):
                         "super-step."
                     )
                 seen_overwrite = True
-                value, batch = replacement, []
+                value = replacement
             else:
                 batch.append(item)
-        if batch:
+        if batch and not seen_overwrite:  # an Overwrite is the step's whole say
             value = self.reducer(value, batch)
         self.value = value
         self.overwritten = self.overwritten or seen_overwrite
@@ -158,3 +167,39 @@ class DeltaChannel(BaseChannel):
         else:
             new.value = value
         return new
+
+
+def ensure_message_ids(value: Any) -> Any:
+    """A write to a delta channel whose reducer does not prepare writes itself, with the
+    chat messages in it given ids: a message without one gets a fresh UUID (on a copy;
+    the caller's message is left alone) and a message-shaped dict (``{"role": ...,
+    "content": ...}``) becomes a message, so that every replay of the record reads the
+    same ids. Inside an ``Overwrite`` only messages are given ids; dicts stay dicts."""
+    is_overwrite, replacement = _get_overwrite(value)
+    if is_overwrite:
+        if isinstance(replacement, (list, tuple)):
+            return Overwrite(type(replacement)(_with_id(v, False) for v in replacement))
+        return Overwrite(_with_id(replacement, False))
+    if isinstance(value, list):
+        return [_with_id(v, True) for v in value]
+    return _with_id(value, True)
+
+
+def _with_id(item: Any, coerce_dicts: bool) -> Any:
+    if "langchain_core" not in sys.modules and not isinstance(item, dict):
+        return item  # no chat message can exist yet
+    from langchain_core.messages import BaseMessage, convert_to_messages
+
+    if (
+        coerce_dicts
+        and isinstance(item, dict)
+        and "content" in item
+        and isinstance(item.get("role", item.get("type")), str)
+    ):
+        try:
+            item = convert_to_messages([item])[0]
+        except (KeyError, ValueError, TypeError, NotImplementedError):
+            return item  # not a message after all: recorded as it is
+    if isinstance(item, BaseMessage) and not item.id:
+        return item.model_copy(update={"id": str(uuid.uuid4())})
+    return item

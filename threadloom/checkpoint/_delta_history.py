@@ -16,7 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NotRequired, TypedDict
 
-__all__ = ["DeltaChannelHistory", "HistoryWalk"]
+__all__ = ["APPLIED_KEY", "DeltaChannelHistory", "HistoryWalk"]
+
+APPLIED_KEY = "delta_writes_applied"
+"""Checkpoint metadata: the task ids of the parent's recorded writes this checkpoint
+applied, in order (see the module docstring)."""
 
 
 class DeltaChannelHistory(TypedDict):
@@ -36,17 +40,29 @@ class HistoryWalk:
         }
         self.seeds: dict[str, Any] = {}
         self.first = True
+        self.applied: list[str] | None = None  # what the child just visited applied
+
+    def _parent_writes(self, tup: Any) -> list[tuple[str, str, Any]]:
+        """The writes of ``tup`` (a parent) that the child visited before it applied."""
+        writes = [tuple(w) for w in tup.pending_writes or () if w[1] in self.remaining]
+        if self.applied is None or not writes:
+            return writes
+        by_task: dict[str, list[tuple[str, str, Any]]] = {}
+        for write in writes:
+            by_task.setdefault(write[0], []).append(write)
+        return [w for tid in dict.fromkeys(self.applied) for w in by_task.get(tid, ())]
 
     def visit(self, tup: Any) -> Any:
         """Take one checkpoint tuple in; the config of the next one to visit, or None."""
         if not self.first:
             by_channel: dict[str, list[tuple[str, str, Any]]] = {}
-            for write in tup.pending_writes or ():
-                if write[1] in self.remaining:
-                    by_channel.setdefault(write[1], []).append(tuple(write))
+            for write in self._parent_writes(tup):
+                by_channel.setdefault(write[1], []).append(write)
             for ch, writes in by_channel.items():
                 self.segments[ch].append(writes)
         self.first = False
+        applied = (tup.metadata or {}).get(APPLIED_KEY)
+        self.applied = None if applied is None else [str(t) for t in applied]
         values = tup.checkpoint.get("channel_values") or {}
         for ch in list(self.remaining):
             if ch in values:

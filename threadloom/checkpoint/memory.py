@@ -811,6 +811,12 @@ class InMemorySaver(BaseCheckpointSaver):
     async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
         return self.get_tuple(config)
 
+    async def aget_delta_channel_history(self, *, config: dict[str, Any],
+                                         channels: Any) -> Any:
+        # in memory nothing waits: the async read is the sync one (a subclass that
+        # overrides get_delta_channel_history changes both)
+        return self.get_delta_channel_history(config=config, channels=channels)
+
     async def alist(  # type: ignore[override]
         self,
         config: dict[str, Any] | None,

@@ -33,6 +33,7 @@ __all__ = [
     "history_channels",
     "is_delta",
     "next_counters",
+    "restore_stored",
 ]
 
 COUNTERS_KEY = "counters_since_delta_snapshot"
@@ -130,6 +131,15 @@ def history_channels(
         elif isinstance(chan, BinaryOperatorAggregate) and stored is MISSING:
             out.append(name)
     return out
+
+
+def restore_stored(spec: BaseChannel, stored: Any) -> BaseChannel:
+    """A channel from its stored value: a snapshot a ``DeltaChannel`` stored is a plain
+    value to any other channel (a thread written with delta channels read with plain
+    reducers)."""
+    if isinstance(stored, _DeltaSnapshot) and not isinstance(spec, DeltaChannel):
+        stored = stored.value
+    return spec.from_checkpoint(stored)
 
 
 def apply_history(spec: BaseChannel, history: Mapping[str, Any]) -> BaseChannel:

@@ -14,6 +14,7 @@ resumed run does not redo them.
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from collections import deque
 from collections.abc import Generator
@@ -22,6 +23,7 @@ from functools import partial
 from typing import Any
 
 from threadloom.channels import MISSING, BaseChannel
+from threadloom.checkpoint._delta_history import APPLIED_KEY
 from threadloom.checkpoint._shape import check_write
 from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
 from threadloom.checkpoint.serde.base import CorruptCheckpointError
@@ -54,6 +56,7 @@ from threadloom.engine.delta import (
     history_channels,
     next_counters,
     prepare_writes,
+    restore_stored,
 )
 from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
 from threadloom.engine.payloads import task_start_payload
@@ -115,7 +118,7 @@ def restore_channels(
     return {
         k: apply_history(c, histories[k])
         if k in histories
-        else c.from_checkpoint(values.get(k, MISSING))
+        else restore_stored(c, values.get(k, MISSING))
         for k, c in program.channels.items()
     }
 
@@ -252,6 +255,15 @@ class Loop:
         # every delta channel at the next checkpoint (a thread's first update_state).
         self.delta_counters: dict[str, Any] = {}
         self.force_delta_snapshot = False
+        # the task ids of the parent's recorded writes the next checkpoint applies, in
+        # order (its metadata's APPLIED_KEY, see threadloom.checkpoint._delta_history);
+        # with durability="exit", the ids the step's writes were recorded under instead
+        self.delta_applied: list[str] = []
+        self._exit_ids: dict[str, str] = {}
+        # durability="exit": delta channels whose snapshot fell due at a checkpoint that
+        # is never saved; every later checkpoint of the run stores them whole
+        self._exit_snapshots: set[str] = set()
+        self._stub_id: str | None = None
         # interrupts of tasks called from running tasks (``@task``), in the order they paused
         self.call_interrupts: list[Interrupt] = []
 
@@ -282,9 +294,12 @@ class Loop:
             conf["checkpoint_map"] = {**self.checkpoint_map, self.ns: checkpoint_id}
         return {"configurable": conf}
 
-    def _new_checkpoint(self, step: int, source: str) -> Generator[Request, Any, None]:
+    def _new_checkpoint(
+        self, step: int, source: str, *, save: bool = False
+    ) -> Generator[Request, Any, None]:
         """Seal the channels into a new checkpoint and (per durability) save it."""
         self.step = step
+        applied, self.delta_applied = self.delta_applied, []
         if self.checkpointer is None:
             # Nothing is stored: keep the run's one checkpoint record (task ids still
             # differ per step because the step is part of them).
@@ -298,7 +313,10 @@ class Loop:
             value = chan.checkpoint()
             if value is not MISSING:
                 values[key] = value
-        counters = self._delta_checkpoint(values, cp["channel_versions"])
+        counters = self._delta_checkpoint(values, cp["channel_versions"], source == "fork")
+        if (self.durability == "exit" and self.checkpoint_config is None
+                and self.program.delta_channels and self._stub_id is None):
+            self._stub_id = create_checkpoint_id()  # sorts before the run's checkpoints
         saved: Checkpoint = {
             "v": 4,
             "id": create_checkpoint_id(),
@@ -321,6 +339,8 @@ class Loop:
                     "parents": dict(self.checkpoint_map)}
         if counters:
             metadata[COUNTERS_KEY] = counters
+        if self.program.delta_channels:
+            metadata[APPLIED_KEY] = applied
         if self.updated is None:
             changed = dict(saved["channel_versions"])
         else:
@@ -338,24 +358,33 @@ class Loop:
                                                          CONFIG_KEY_BRANCH: True}}
             self.branch_from = None
         request = ("put", put_config, saved, metadata, changed)
-        if self.durability == "exit":
+        if self.durability == "exit" and not save:
             self._unsaved = self._merge_unsaved(request)
         else:
             yield request
         if "checkpoints" in self.scope.modes or "debug" in self.scope.modes:
             self._emit_checkpoint(saved, metadata, parent)
 
-    def _delta_checkpoint(self, values: dict[str, Any], versions: dict[str, Any]) -> dict:
+    def _delta_checkpoint(
+        self, values: dict[str, Any], versions: dict[str, Any], copy: bool = False
+    ) -> dict:
         """Store the delta channels that are due whole (``_DeltaSnapshot``) in ``values``;
         the counters the new checkpoint's metadata carries for the others."""
         if not self.program.delta_channels:
             return {}
         delta = {k: self.channels[k] for k in self.program.delta_channels}
-        counters = next_counters(delta, self.delta_counters, self.updated)
+        if copy:  # a copy of a checkpoint is no superstep: its counters carry over
+            counters = {k: tuple(v) for k, v in self.delta_counters.items() if k in delta}
+        else:
+            counters = next_counters(delta, self.delta_counters, self.updated)
         due = delta_channels_to_snapshot(delta, counters, versions)
         for key, chan in delta.items():
             if key in versions and (self.force_delta_snapshot or chan.take_overwritten()):
                 due.add(key)
+        if self.durability == "exit":
+            # only the run's last checkpoint is saved: a snapshot due earlier is taken there
+            due |= self._exit_snapshots
+            self._exit_snapshots = set(due)
         for key in due:
             if self.updated is None or key not in self.updated:
                 # stored at a version of its own: the current one is already stored (as
@@ -376,7 +405,12 @@ class Loop:
             return request
         changed = {**self._unsaved[4], **request[4]}
         parent = self._unsaved[1]
-        return ("put", parent, request[2], request[3], changed)
+        metadata = request[3]
+        if APPLIED_KEY in metadata:  # every step's writes were recorded on that parent
+            metadata = {**metadata,
+                        APPLIED_KEY: [*self._unsaved[3].get(APPLIED_KEY, ()),
+                                      *metadata[APPLIED_KEY]]}
+        return ("put", parent, request[2], metadata, changed)
 
     def put_writes(
         self, task_id_: str, writes: list[tuple[str, Any]], *, task_path: str = ""
@@ -420,7 +454,7 @@ class Loop:
             for ch in node.triggers:
                 if channels[ch].is_available():
                     version, last = versions.get(ch), seen.get(ch)
-                    if last is None or (version is not None and version > last):
+                    if version is not None and (last is None or version > last):
                         fired.append(ch)
             if not fired:
                 continue
@@ -736,10 +770,12 @@ class Loop:
             # The step's own checkpoint is never saved: record the delta writes on the
             # last saved one, under ids that sort by step.
             delta = self.program.delta_channels
+            exit_id = exit_delta_task_id(self.step + 1, task.id)
+            self._exit_ids[task.id] = exit_id
             self._exit_writes.append((
                 "put_writes", self._unsaved[1],
                 [(c, v) for c, v in task.writes if c in delta],
-                exit_delta_task_id(self.step + 1, task.id), _path_str(task.path),
+                exit_id, _path_str(task.path),
             ))
         request = self.put_writes(task.id, writes, task_path=_path_str(task.path))
         if self.durability == "exit":
@@ -832,12 +868,49 @@ class Loop:
             yield from self._supersteps()
         finally:
             if self.durability == "exit" and self.checkpointer is not None:
-                if self._unsaved is not None:
-                    request, self._unsaved = self._unsaved, None
-                    yield request
-                for request in self._exit_writes:
-                    yield request
-                self._exit_writes = []
+                yield from self._save_exit()
+
+    def _save_exit(self) -> Generator[Request, Any, None]:
+        """durability="exit": save the run's writes, then its last checkpoint (a write
+        that fails leaves no checkpoint that would read it). Delta writes recorded on a
+        thread that had no checkpoint yet go onto a stub: an empty checkpoint (step -2)
+        saved first, as the last checkpoint's parent."""
+        request, self._unsaved = self._unsaved, None
+        writes, self._exit_writes = self._exit_writes, []
+        self._exit_snapshots = set()
+        if request is not None:
+            parent = request[1]
+            if not (parent or {}).get("configurable", {}).get("checkpoint_id"):
+                # writes of channels the last checkpoint stores whole are not needed
+                whole = {k for k, v in request[2]["channel_values"].items()
+                         if isinstance(v, _DeltaSnapshot)}
+                writes = [w for w in writes if w[1] is not parent
+                          or any(c not in whole for c, _ in w[2])]
+            if not (parent or {}).get("configurable", {}).get("checkpoint_id") and any(
+                w[1] is parent for w in writes
+            ):
+                stub = yield from self._put_stub(parent)
+                writes = [(w[0], stub, *w[2:]) if w[1] is parent else w for w in writes]
+                request = ("put", stub, *request[2:])
+        yield from writes
+        if request is not None:
+            yield request
+
+    def _put_stub(self, parent: Any) -> Generator[Request, Any, Any]:
+        stub: Checkpoint = {
+            "v": 4,
+            "id": self._stub_id or create_checkpoint_id(),
+            "ts": datetime.now(UTC).isoformat(),
+            "channel_values": {},
+            "channel_versions": {},
+            "versions_seen": {},
+            "updated_channels": None,
+        }
+        metadata = {**self.metadata_base, "source": "input", "step": -2}
+        if self.checkpoint_map:
+            metadata["parents"] = dict(self.checkpoint_map)
+        saved = yield ("put", parent, stub, metadata, {})
+        return saved if saved is not None else self._config_for(stub["id"])
 
     def _at_head(self, saved: Any) -> Generator[Request, Any, bool]:
         """Whether ``saved`` is the thread's latest checkpoint (a run pinned to an older,
@@ -945,6 +1018,9 @@ class Loop:
                     "None."
                 )
             self.apply_null_writes(self.pending.null)
+            delta = self.program.delta_channels
+            if any(c in delta for c, _ in self.pending.null):
+                self.delta_applied.append(NULL_TASK_ID)
             if (
                 isinstance(inp, Command) and inp.resume is not None and not self.scope.nested
                 and (self.config.get("configurable") or {}).get(CONFIG_KEY_STRICT_RESUME)
@@ -957,7 +1033,8 @@ class Loop:
                     self.apply_null_writes(writes)
                     if self.checkpointer is not None and self.checkpoint_config is not None:
                         # with the updates of earlier resumes of this step, which stay pending too
-                        yield self.put_writes(NULL_TASK_ID, [*self.pending.null, *writes])
+                        yield from self._record_input_writes(
+                            writes, [*self.pending.null, *writes])
                 if inp.resume is not None:
                     pending = self.pending.pending_interrupts()
                     box = self.scope.resume_box
@@ -975,23 +1052,63 @@ class Loop:
                 discarded = self.plan(self.step + 1, for_execution=False)
                 if discarded:
                     self.apply(discarded)
-                if self.program.delta_channels and any(
-                    w[1] in self.program.delta_channels for w in saved.pending_writes or ()
-                ):
-                    # writes recorded on the head that this input drops: seal them off
-                    self.force_delta_snapshot = True
             self.pending = PendingWrites(None)
             if self.program.direct_input is not None:
                 self.updated = set(self.updated or ())
-                self.apply_null_writes(
-                    prepare_writes(self.channels, self.program.direct_input(inp)))
+                writes = prepare_writes(self.channels, self.program.direct_input(inp))
+                self.apply_null_writes(writes)
+                yield from self._record_direct_input(writes)
             else:
                 self.channels[START].update([inp])
                 version = self._next_version()
                 self.checkpoint["channel_versions"][START] = version
                 self.updated = (self.updated or set()) | {START}
-            yield from self._new_checkpoint(self.step + 1, "input")
+            # (saved at once under durability="exit" when it branches from a past checkpoint)
+            yield from self._new_checkpoint(self.step + 1, "input", save=bool(replay_id))
             self.stop = self.step + self.recursion_limit + 1
+
+    def _record_direct_input(
+        self, writes: list[tuple[str, Any]]
+    ) -> Generator[Request, Any, None]:
+        """A Pregel input written straight into its channels makes the input checkpoint:
+        its delta writes are recorded on the checkpoint it extends (a thread's first
+        input has none: the input checkpoint stores those channels whole)."""
+        recorded = [(c, v) for c, v in writes if c in self.program.delta_channels]
+        if not recorded or self.checkpointer is None:
+            return
+        if self.checkpoint_config is None:
+            self.force_delta_snapshot = True
+            return
+        tid = str(uuid.uuid4())
+        yield ("put_writes", self._saver_config(self.checkpoint_config), recorded, tid, "")
+        self.delta_applied.append(tid)
+
+    def _record_input_writes(
+        self, writes: list[tuple[str, Any]], stored: list[tuple[str, Any]]
+    ) -> Generator[Request, Any, None]:
+        """Store a ``Command``'s update (``writes``; ``stored``: with those of earlier
+        resumes) as the writes of no task on the checkpoint it extends (under
+        durability="exit", after a fork that is never saved: on the last saved
+        checkpoint, under an exit id)."""
+        delta = self.program.delta_channels
+        if self.durability == "exit" and self._unsaved is not None:
+            recorded = [(c, v) for c, v in writes if c in delta]
+            if recorded:
+                tid = exit_delta_task_id(self.step + 1, NULL_TASK_ID)
+                self._exit_writes.append(("put_writes", self._unsaved[1], recorded, tid, ""))
+                self.delta_applied.append(tid)
+            return
+        yield self.put_writes(NULL_TASK_ID, stored)
+        if any(c in delta for c, _ in writes):
+            self.delta_applied.append(NULL_TASK_ID)
+
+    def _note_applied(self, tasks: list[Task]) -> None:
+        """The next checkpoint applies these tasks' recorded delta writes, in task order."""
+        if not self.program.delta_channels:
+            return
+        for task in sorted(tasks, key=_task_order):
+            if self._writes_delta(task):
+                self.delta_applied.append(self._exit_ids.pop(task.id, task.id))
 
     def _replay(self, saved: Any) -> Generator[Request, Any, None]:
         """Start replaying ``saved``: fork it, unless it is the thread's newest checkpoint
@@ -1011,10 +1128,10 @@ class Loop:
             else:
                 self.scope.replay.before = before
         if not branch:
-            # The fork stores its delta channels whole: the writes recorded on the past
-            # checkpoint belong to the branch that already continued from it.
-            self.force_delta_snapshot = True
-            yield from self._new_checkpoint(self.step, "fork")
+            # The fork applies none of the writes recorded on the past checkpoint (they
+            # belong to the branch that already continued from it). It is saved even
+            # with durability="exit", so the run's writes are recorded on it.
+            yield from self._new_checkpoint(self.step, "fork", save=True)
 
     def _supersteps(self) -> Generator[Request, Any, None]:
         first = True
@@ -1087,6 +1204,7 @@ class Loop:
                     found.setdefault(i.id, i)
                 self._pause(tuple(found.values()))
                 return
+            self._note_applied(tasks)
             self.apply(tasks)
             yield from self._new_checkpoint(step, "loop")
             if self._wrote_output():
@@ -1147,9 +1265,10 @@ class Loop:
 def subgraph_state_config(task: Task, thread_id: Any) -> dict[str, Any] | None:
     """The config of a subgraph task's own checkpoints: under the task's namespace, or
     for a subgraph compiled with ``checkpointer=True`` under its stable one (no task ids),
-    where it keeps its state from run to run. None for a plain node."""
+    where it keeps its state from run to run. None for a plain node, and for a subgraph
+    compiled with ``checkpointer=False`` (it keeps no checkpoints)."""
     sub = task.node.bound.subgraph
-    if sub is None:
+    if sub is None or getattr(sub, "checkpointer", None) is False:
         return None
     ns = task.ns
     if getattr(sub, "checkpointer", None) is True:

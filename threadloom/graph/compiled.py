@@ -791,6 +791,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
 
     def _require_saver(self, config: dict[str, Any]) -> Any:
         saver, _ = self._saver_for(config)
+        if saver is None and self.checkpointer is True:
+            raise RuntimeError(
+                "checkpointer=True cannot be used for root graphs: it means 'keep this "
+                "subgraph's checkpoints in its parent's checkpointer'. Read the state through "
+                "the parent graph, or compile this graph with a checkpointer instance."
+            )
         if saver is None:
             raise ValueError(
                 "No checkpointer set: compile the graph with a checkpointer, e.g. "
@@ -807,12 +813,16 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         from inside a plain node, as a tool runs a subagent) is read with the graph
         holding that node (``for_update=False``); an update there raises, since that
         graph's nodes and channels would write the wrong state into the namespace.
+        A first segment that names no node of this graph at all is this graph's own
+        namespace: it ran there as a subgraph (called from inside another graph's node).
         """
         ns = (config.get("configurable") or {}).get("checkpoint_ns") or ""
         graph: CompiledStateGraph = self
         for part in ns.split("|") if ns else ():
             name = part.split(":", 1)[0]
             spec = graph.builder.nodes.get(name)
+            if spec is None and graph is self:
+                return self
             child = spec.runnable if spec is not None else None
             if not getattr(child, "_threadloom_graph", False):
                 if not for_update:
@@ -824,6 +834,27 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                 )
             graph = child  # type: ignore[assignment]
         return graph
+
+    def _state_target(
+        self, config: dict[str, Any], *, for_update: bool = True
+    ) -> tuple[CompiledStateGraph, dict[str, Any]]:
+        """The (sub)graph ``config`` points to and the config its checkpoints are read
+        with: a subgraph compiled with ``checkpointer=True`` keeps one namespace per
+        thread (node names without task ids), whichever task's config points to it.
+        ``for_update``: see ``_graph_for_ns``."""
+        graph = self._graph_for_ns(config, for_update=for_update)
+        return graph, graph._own_ns_config(config)
+
+    def _own_ns_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` (pointing to this graph as a subgraph) with the namespace its
+        checkpoints live at: for ``checkpointer=True``, node names without task ids."""
+        conf = config.get("configurable") or {}
+        ns = conf.get("checkpoint_ns") or ""
+        if ns and self.checkpointer is True:
+            persistent = "|".join(part.split(":", 1)[0] for part in ns.split("|"))
+            if persistent != ns:
+                config = {**config, "configurable": {**conf, "checkpoint_ns": persistent}}
+        return config
 
     def _graph_for_history(self, config: dict[str, Any]) -> CompiledStateGraph:
         """The subgraph a history config points into (see ``_graph_for_ns``)."""
@@ -869,7 +900,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         """
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
-        graph = self._graph_for_ns(config, for_update=False)
+        graph, config = self._state_target(config, for_update=False)
         return state_ops.run_sync(state_ops.get_state(graph, saver, config, subgraphs), saver)
 
     async def aget_state(
@@ -877,7 +908,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     ) -> StateSnapshot:
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
-        graph = self._graph_for_ns(config, for_update=False)
+        graph, config = self._state_target(config, for_update=False)
         return await state_ops.run_async(
             state_ops.get_state(graph, saver, config, subgraphs), saver
         )
@@ -895,6 +926,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         graph = self._graph_for_history(config)
+        config = graph._own_ns_config(config)
         index = state_ops.ChildIndex()
         for tup in saver.list(state_ops.history_config(config), filter=filter, before=before,
                               limit=limit):
@@ -913,6 +945,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         graph = self._graph_for_history(config)
+        config = graph._own_ns_config(config)
         index = state_ops.ChildIndex()
         async for tup in saver.alist(state_ops.history_config(config), filter=filter,
                                      before=before, limit=limit):
@@ -932,8 +965,10 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         """Write ``values`` as if node ``as_node`` returned them; return the new config."""
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
+        graph, config = self._state_target(config)  # tasks[i].state points into one
         with self._thread_lock(config):
-            return _recorded_update(self, saver, config, [(values, as_node)])
+            return _recorded_update(graph, saver, config,
+                                    [state_ops.Update(values, as_node, task_id)])
 
     async def aupdate_state(
         self,
@@ -944,8 +979,10 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     ) -> dict[str, Any]:
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
+        graph, config = self._state_target(config)
         async with self._athread_lock(config):
-            return await _arecorded_update(self, saver, config, [(values, as_node)])
+            return await _arecorded_update(graph, saver, config,
+                                           [state_ops.Update(values, as_node, task_id)])
 
     def bulk_update_state(
         self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
@@ -1019,7 +1056,8 @@ def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[An
     for updates in supersteps:
         if not updates:
             raise ValueError("Each superstep of bulk_update_state needs at least one update.")
-        out.append([(u.values, u.as_node) for u in updates])
+        out.append([state_ops.Update(u.values, u.as_node, getattr(u, "task_id", None))
+                    for u in updates])
     return out
 
 

@@ -26,7 +26,7 @@ from langchain_core.messages import (
 # typing_extensions' TypedDict: pydantic (tool signatures) rejects typing's on Python < 3.12.
 from typing_extensions import TypedDict
 
-from threadloom.constants import OVERWRITE
+from threadloom.channels.binop import _get_overwrite
 from threadloom.graph.state import StateGraph
 from threadloom.types import Overwrite
 from threadloom.warnings import LangGraphDeprecatedSinceV10
@@ -191,10 +191,11 @@ def _messages_delta_reducer(state: Messages, writes: Sequence[Messages]) -> list
 def _prepare_delta_write(write: Any) -> Any:
     """A write as ``DeltaChannel`` records it: message-likes coerced to messages with
     ids, so that every replay of the record rebuilds the same messages (ids included)."""
-    if isinstance(write, Overwrite):
-        return Overwrite(_prepare_delta_write(write.value))
-    if isinstance(write, dict) and (OVERWRITE in write or write.get("type") == OVERWRITE):
-        return write
+    is_overwrite, replacement = _get_overwrite(write)
+    if is_overwrite:  # the replacing messages: a list or a tuple of them, or one
+        if isinstance(replacement, (list, tuple)):
+            return Overwrite(_coerce(list(replacement)))
+        return Overwrite(_coerce([replacement]))
     if isinstance(write, list):
         return _coerce(write)
     return _coerce([write])
@@ -223,7 +224,7 @@ def _coerce(value: Messages) -> list[BaseMessage]:
     for message in convert_to_messages(items):
         if isinstance(message, BaseMessageChunk):
             message = message_chunk_to_message(message)
-        if message.id is None:
+        if not message.id:  # none, or an empty string from the wire
             message.id = str(uuid.uuid4())
         messages.append(message)
     return messages

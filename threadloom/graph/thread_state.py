@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from threadloom.constants import COPY, END, INPUT, PULL, START
+from threadloom.constants import COPY, END, INPUT, NULL_TASK_ID, PULL, START
 from threadloom.engine.delta import COUNTERS_KEY, prepare_writes
 from threadloom.engine.loop import (
     Loop,
@@ -264,7 +264,8 @@ def get_state(
         node = graph.program.nodes.get(task.name)
         child = node.bound.subgraph if node is not None else None
         if task.state is not None and getattr(child, "_threadloom_graph", False):
-            child_snap = yield from get_state(child, saver, task.state, True)
+            child_config = child._own_ns_config(task.state)
+            child_snap = yield from get_state(child, saver, child_config, True)
             task = task._replace(state=child_snap)
         tasks.append(task)
     return snap._replace(tasks=tuple(tasks))
@@ -306,6 +307,18 @@ def _last_writer(loop: Loop, graph: CompiledStateGraph) -> str:
             f"Ambiguous update, specify as_node: nodes {sorted(names)} all wrote last."
         )
     return names[0]
+
+
+class Update(tuple):
+    """One update, ``(values, as_node)``, with the task id its writes are stored under
+    when the caller named one (``StateUpdate.task_id``; otherwise a fresh one)."""
+
+    task_id: str | None
+
+    def __new__(cls, values: Any, as_node: str | None, task_id: str | None = None) -> Update:
+        self = super().__new__(cls, (values, as_node))
+        self.task_id = task_id
+        return self
 
 
 def update_state(
@@ -359,16 +372,24 @@ def update_state(
         _load(loop, tup, histories)
         pending = PendingWrites(tup.pending_writes, tup.config)
         loop.apply_null_writes(pending.null)
+        if any(c in graph.program.delta_channels for c, _ in pending.null):
+            loop.delta_applied.append(NULL_TASK_ID)
     resolved = [
         (values, as_node or (START if tup is None else _last_writer(loop, graph)))
         for values, as_node in updates
     ]
     step = loop.step + 1
     values, first = resolved[0]
-    if first == COPY:
-        loop.force_delta_snapshot = True
+    if first == COPY:  # applies none of the copied checkpoint's writes
         yield from loop._new_checkpoint(loop.step, "fork")
         return loop.checkpoint_config
+    source = "update"
+    if first == INPUT and getattr(graph, "_input_writes_channels", False):
+        # a Pregel graph's input goes straight into its input channels (its START node
+        # only stands for that mapping): the update is that mapping's writes
+        if tup is None:
+            loop.step = step = -1
+        resolved, first, source = [(values, START)], START, "input"
     if first == INPUT:
         if tup is None:
             loop.step = -2  # a thread's first input is step -1, as in a run
@@ -387,39 +408,48 @@ def update_state(
     if first == END:
         if values is not None:
             raise InvalidUpdateError("update_state(..., as_node=END) takes values=None.")
+        loop._note_applied(applied)
         loop.apply(tasks)
         yield from loop._new_checkpoint(step, "update")
         return loop.checkpoint_config
+    record_ids: dict[str, str] = {}
     for index, (values, as_node) in enumerate(resolved):
         node = nodes[as_node]
         task = Task(f"update:{index}:{as_node}", as_node, (PULL, as_node), None, node,
                     node.triggers, "", loop.scope)
+        named = getattr(updates[index], "task_id", None)
+        if named:
+            record_ids[task.id] = str(named)
         task.channels = loop.channels
         task.config = loop._task_config(task, step)
         task.writes = prepare_writes(loop.channels, list(node.write(task, values)))
         applied.append(task)
     loop.apply(applied)
-    yield from _record_delta_writes(loop, tup, applied, on_head)
-    yield from loop._new_checkpoint(step, "update")
+    yield from _record_delta_writes(loop, tup, applied, on_head, record_ids)
+    yield from loop._new_checkpoint(step, source)
     return loop.checkpoint_config
 
 
 def _record_delta_writes(
-    loop: Loop, tup: Any, tasks: list[Task], on_head: bool
+    loop: Loop, tup: Any, tasks: list[Task], on_head: bool, record_ids: dict[str, str]
 ) -> Generator[Request, Any, None]:
     """An update's writes to delta channels are their record (threadloom.engine.delta):
-    store them on the checkpoint the update extends. A thread's first update has none,
-    and an older checkpoint's records belong to the branch that already continued from it:
-    then the new checkpoint stores those channels whole."""
+    store them on the checkpoint the update extends, and name them in the new
+    checkpoint's metadata as the ones it applied (other children of an older checkpoint
+    keep to their own). A thread's first update has no checkpoint to extend: the new
+    checkpoint stores those channels whole."""
     delta = loop.program.delta_channels
     if not delta:
         return
-    if tup is None or not on_head:
+    if tup is None:
         loop.force_delta_snapshot = True
         return
     for task in tasks:
         writes = [(c, v) for c, v in task.writes if c in delta]
-        if writes and task.id.startswith("update:"):
-            yield ("put_writes", tup.config, writes, str(uuid.uuid4()), "")
-        elif writes:
-            yield ("put_writes", tup.config, writes, task.id, "")
+        if not writes:
+            continue
+        update = task.id.startswith("update:")
+        tid = record_ids.get(task.id) or str(uuid.uuid4()) if update else task.id
+        if update or not on_head:
+            yield ("put_writes", tup.config, writes, tid, "")
+        loop.delta_applied.append(tid)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from threadloom.channels import MISSING, BaseChannel
-from threadloom.channels.delta import MAX_SUPERSTEPS_BETWEEN_SNAPSHOTS
+from threadloom.channels.delta import MAX_SUPERSTEPS_BETWEEN_SNAPSHOTS, DeltaChannel
 from threadloom.checkpoint.base import (
     Checkpoint,
     copy_checkpoint,
@@ -50,12 +50,9 @@ def channels_from_checkpoint(
     channels in threadloom: they are computed per task). Reducer channels stored as
     deltas are rebuilt through ``saver.get_delta_channel_history`` when a saver is given."""
     histories: Mapping[str, Any] = {}
-    if saver is not None and config is not None:
-        wanted = history_channels(
-            specs, checkpoint["channel_values"], checkpoint.get("channel_versions", {})
-        )
-        if wanted:
-            histories = saver.get_delta_channel_history(config=config, channels=wanted)
+    wanted = _wanted(specs, checkpoint, saver, config)
+    if wanted:
+        histories = saver.get_delta_channel_history(config=config, channels=wanted)
     return _restore(specs, checkpoint, histories), {}
 
 
@@ -68,13 +65,30 @@ async def achannels_from_checkpoint(
 ) -> tuple[dict[str, BaseChannel], dict[str, Any]]:
     """``channels_from_checkpoint`` reading history through the saver's async API."""
     histories: Mapping[str, Any] = {}
-    if saver is not None and config is not None:
-        wanted = history_channels(
-            specs, checkpoint["channel_values"], checkpoint.get("channel_versions", {})
-        )
-        if wanted:
-            histories = await saver.aget_delta_channel_history(config=config, channels=wanted)
+    wanted = _wanted(specs, checkpoint, saver, config)
+    if wanted:
+        histories = await saver.aget_delta_channel_history(config=config, channels=wanted)
     return _restore(specs, checkpoint, histories), {}
+
+
+def _wanted(specs: Mapping[str, BaseChannel], checkpoint: Checkpoint, saver: Any,
+            config: Any) -> list[str]:
+    """The channels to rebuild from the saver's history. A delta channel that was written
+    but has no stored value cannot be rebuilt without a saver and a config to walk."""
+    wanted = history_channels(
+        specs, checkpoint["channel_values"], checkpoint.get("channel_versions", {})
+    )
+    if saver is not None and config is not None:
+        return wanted
+    unreadable = [k for k in wanted if isinstance(specs[k], DeltaChannel)]
+    if unreadable:
+        raise ValueError(
+            f"Cannot read delta channel(s) {unreadable}: they were written but the "
+            "checkpoint stores no value for them, and there is no checkpointer to read "
+            "their history from. Pass saver= (the checkpointer) and config= (the "
+            "checkpoint's config)."
+        )
+    return []
 
 
 __all__ = [

@@ -264,6 +264,9 @@ class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
     _input_is_node = False
 
     stream_mode = "values"
+    # update_state(as_node="__input__") writes the input channels at once: a Pregel
+    # graph has no START step of its own (its START node only stands for the mapping)
+    _input_writes_channels = True
 
     def __init__(
         self,
