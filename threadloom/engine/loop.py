@@ -35,6 +35,7 @@ from threadloom.constants import (
     CONFIG_KEY_STRICT_RESUME,
     CONFIG_KEY_TASK,
     ERROR,
+    INPUT,
     INTERRUPT,
     NO_WRITES,
     NULL_TASK_ID,
@@ -235,6 +236,8 @@ class Loop:
         self.stop = 0
         self.updated: set[str] | None = None
         self.pending: PendingWrites = PendingWrites(None)
+        # the running step resumes one whose checkpoint holds other tasks' writes
+        self.partial_step = False
         self.out = out
         self.status = "pending"
         self.interrupts: list[Interrupt] = []
@@ -296,6 +299,11 @@ class Loop:
             value = chan.checkpoint()
             if value is not MISSING:
                 values[key] = value
+        # A step's updated channels are those it left holding a value: a trigger it
+        # consumed, or an ephemeral channel it cleared, moved version but is not listed.
+        updated = (
+            sorted(k for k in self.updated if k in values) if self.updated is not None else None
+        )
         counters = self._delta_checkpoint(values, cp["channel_versions"])
         saved: Checkpoint = {
             "v": 4,
@@ -304,7 +312,7 @@ class Loop:
             "channel_values": values,
             "channel_versions": cp["channel_versions"],
             "versions_seen": cp["versions_seen"],
-            "updated_channels": sorted(self.updated) if self.updated is not None else None,
+            "updated_channels": updated,
         }
         # From here on the saver owns these maps; the loop goes on with copies. The inner
         # versions_seen dicts are replaced, never mutated (see apply), so a shallow copy
@@ -722,10 +730,12 @@ class Loop:
             return []  # not a failure: the task runs again when the run is resumed
         elif task.error is not None:
             writes = [(ERROR, repr(task.error))]
-        elif siblings > 1 or self._writes_delta(task):
+        elif siblings > 1 or self.partial_step or self._writes_delta(task):
             # Only needed when a sibling may still fail or pause (alone, the task's writes
             # go straight into the next checkpoint, and history derives its result from
-            # there), or when they are a delta channel's record (threadloom.engine.delta).
+            # there), when the step's checkpoint already records other tasks' results
+            # (a resumed step: its writes then list every task's), or when they are a
+            # delta channel's record (threadloom.engine.delta).
             writes = list(task.writes) or [(NO_WRITES, None)]
         else:
             return []
@@ -971,6 +981,8 @@ class Loop:
             version = self._next_version()
             self.checkpoint["channel_versions"][START] = version
             self.updated = (self.updated or set()) | {START}
+            # the input is recorded as seen by the (virtual) input task, as LangGraph does
+            self.checkpoint["versions_seen"][INPUT] = {}
             yield from self._new_checkpoint(self.step + 1, "input")
             self.stop = self.step + self.recursion_limit + 1
 
@@ -1043,6 +1055,11 @@ class Loop:
             if first:
                 for task in to_run:
                     task.resume = list(self.pending.resumes.get(task.id, ()))
+            p = self.pending
+            # (under durability="exit" the step's own checkpoint is the one saved instead)
+            self.partial_step = (
+                first and self.durability != "exit" and bool(p.succeeded or p.errors)
+            )
             first = False
             cache_keys: dict[str, Any] = {}
             if to_run and self.scope.cache is not None:

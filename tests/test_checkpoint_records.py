@@ -1,0 +1,78 @@
+"""What checkpoints record: updated_channels, the input's versions_seen entry, and the
+writes a resumed step saves on the checkpoint it stood on."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated
+
+import pytest
+from typing_extensions import TypedDict
+
+from threadloom.checkpoint.memory import InMemorySaver
+from threadloom.graph import START, StateGraph
+from threadloom.types import RetryPolicy
+
+
+class State(TypedDict):
+    value: Annotated[int, operator.add]
+
+
+class _Node:
+    def __init__(self, result):
+        self.result = result
+        self.calls = 0
+
+    def __call__(self, state: State):
+        self.calls += 1
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+def _fan_out(saver):
+    one, two = _Node({"value": 2}), _Node(ConnectionError("down"))
+    graph = (
+        StateGraph(State).add_node("one", one)
+        .add_node("two", two, retry_policy=RetryPolicy(max_attempts=1))
+        .add_edge(START, "one").add_edge(START, "two").compile(checkpointer=saver)
+    )
+    return graph, one, two
+
+
+def test_updated_channels_lists_only_channels_left_with_a_value() -> None:
+    saver = InMemorySaver()
+    graph, _, two = _fan_out(saver)
+    config = {"configurable": {"thread_id": "1"}}
+    two.result = {"value": 3}
+    assert graph.invoke({"value": 1}, config) == {"value": 6}
+    records = [c.checkpoint["updated_channels"] for c in saver.list(config)]
+    # newest first: the step of one/two, the step of __start__, the input
+    assert records == [["value"], ["branch:to:one", "branch:to:two", "value"], ["__start__"]]
+
+
+def test_every_checkpoint_records_the_input_as_seen() -> None:
+    saver = InMemorySaver()
+    graph, _, two = _fan_out(saver)
+    config = {"configurable": {"thread_id": "1"}}
+    two.result = {"value": 3}
+    graph.invoke({"value": 1}, config)
+    assert all(c.checkpoint["versions_seen"].get("__input__") == {} for c in saver.list(config))
+
+
+@pytest.mark.parametrize("durability", ["sync", "exit"])
+def test_a_resumed_step_saves_the_writes_of_the_task_that_ran_alone(durability) -> None:
+    saver = InMemorySaver()
+    graph, one, two = _fan_out(saver)
+    config = {"configurable": {"thread_id": "1"}}
+    with pytest.raises(ConnectionError):
+        graph.invoke({"value": 1}, config, durability=durability)
+    two.result = {"value": 3}
+    assert graph.invoke(None, config, durability=durability) == {"value": 6}
+    assert one.calls == 1
+    stood_on = list(saver.list(config))[1]
+    channels = sorted(c for _, c, _ in stood_on.pending_writes)
+    if durability == "exit":  # only the run's last checkpoint is saved: no write on it
+        assert channels == ["__error__", "value"]
+    else:  # the error, one's earlier write, and two's write from the resumed run
+        assert channels == ["__error__", "value", "value"]
