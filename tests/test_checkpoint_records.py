@@ -76,3 +76,50 @@ def test_a_resumed_step_saves_the_writes_of_the_task_that_ran_alone(durability) 
         assert channels == ["__error__", "value"]
     else:  # the error, one's earlier write, and two's write from the resumed run
         assert channels == ["__error__", "value", "value"]
+
+
+def _nested():
+    def node(name):
+        return lambda state: {"value": 1}
+
+    child = (StateGraph(State).add_node("c_one", node("c_one")).add_edge(START, "c_one")
+             .compile())
+    return (
+        StateGraph(State).add_node("p_one", node("p_one")).add_node("p_two", child)
+        .add_edge(START, "p_one").add_edge("p_one", "p_two").compile()
+    )
+
+
+def test_subgraph_history_is_read_with_the_subgraph() -> None:
+    saver = InMemorySaver()
+    graph = (StateGraph(State).add_node("sub", _nested()).add_edge(START, "sub")
+             .compile(checkpointer=saver))
+    config = {"configurable": {"thread_id": "1"}}
+    graph.invoke({"value": 0}, config)
+    ns = next(c.config["configurable"]["checkpoint_ns"] for c in saver.list(config)
+              if c.config["configurable"]["checkpoint_ns"].count("|") == 0
+              and c.config["configurable"]["checkpoint_ns"])
+    history = list(graph.get_state_history({"configurable": {"thread_id": "1",
+                                                             "checkpoint_ns": ns}}))
+    assert [s.next for s in history[::-1]] == [("__start__",), ("p_one",), ("p_two",), ()]
+
+
+def test_debug_checkpoint_parent_config_is_as_history_shows_it() -> None:
+    graph = (StateGraph(State).add_node("sub", _nested()).add_edge(START, "sub")
+             .compile(checkpointer=InMemorySaver()))
+    config = {"configurable": {"thread_id": "1"}}
+    for _ns, event in graph.stream({"value": 0}, config, stream_mode="debug", subgraphs=True):
+        if event["type"] == "checkpoint" and event["payload"]["parent_config"] is not None:
+            assert "checkpoint_map" not in event["payload"]["parent_config"]["configurable"]
+
+
+def test_exit_durability_saves_no_checkpoint_of_a_finished_subgraph() -> None:
+    saver = InMemorySaver()
+    graph = (StateGraph(State).add_node("sub", _nested()).add_edge(START, "sub")
+             .compile(checkpointer=saver))
+    config = {"configurable": {"thread_id": "1"}}
+    events = [e for _, e in graph.stream({"value": 0}, config, stream_mode="debug",
+                                         subgraphs=True, durability="exit")
+              if e["type"] == "checkpoint"]
+    assert [c.config["configurable"]["checkpoint_ns"] for c in saver.list(config)] == [""]
+    assert events[-1]["payload"]["parent_config"] is None  # the one saved has no parent

@@ -624,6 +624,14 @@ class Loop:
 
     def _emit_checkpoint(self, saved: Checkpoint, metadata: dict[str, Any], parent: Any) -> None:
         next_tasks = self.plan(self.step + 1, for_execution=False)
+        if self.durability == "exit" and self._unsaved is not None:
+            parent = self._unsaved[1]  # the saved checkpoint the one put at exit follows
+        if parent is not None:
+            # as the saver records it (and history shows it): no checkpoint_map
+            conf = parent["configurable"]
+            parent = {"configurable": {
+                "thread_id": conf.get("thread_id"), "checkpoint_ns": conf.get("checkpoint_ns", ""),
+                "checkpoint_id": conf.get("checkpoint_id")}} if conf.get("checkpoint_id") else None
         payload = {
             "config": self.checkpoint_config,
             "parent_config": parent,
@@ -838,6 +846,13 @@ class Loop:
             yield from self._start(saved, replay_id)
             yield from self._supersteps()
         finally:
+            if (self.durability == "exit" and self.scope.nested and not self.persistent
+                    and self.status == "done"):
+                # a subgraph that finished saves nothing under durability="exit" (only
+                # one that stops - paused or failed - must be found again on resume, and
+                # a checkpointer=True one keeps its state from run to run)
+                self._unsaved = None
+                self._exit_writes = []
             if self.durability == "exit" and self.checkpointer is not None:
                 if self._unsaved is not None:
                     request, self._unsaved = self._unsaved, None

@@ -28,6 +28,7 @@ from threadloom.constants import (
     CONFIG_KEY_SCOPE,
     CONFIG_KEY_TASK,
     INTERRUPT,
+    RUN_DURABILITY_KEY,
 )
 from threadloom.engine.drivers import WakeQueue, adrive, drive, thread_safe_put
 from threadloom.engine.loop import Loop
@@ -382,7 +383,9 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             checkpointer=saver,
             interrupt_before=_node_list(before),
             interrupt_after=_node_list(after),
-            durability=durability or "async",
+            # a subgraph run by a task keeps its parent run's durability
+            durability=durability or (conf.get(RUN_DURABILITY_KEY) if nested else None)
+            or "async",
             recursion_limit=limit,
             input_writes=self._input_writes,
             output=self._output,
@@ -785,14 +788,16 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         before: dict[str, Any] | None = None,
         limit: int | None = None,
     ) -> Iterator[StateSnapshot]:
-        """The thread's checkpoints, newest first."""
+        """The thread's checkpoints, newest first (a subgraph's, read with that
+        subgraph, when ``checkpoint_ns`` points into one)."""
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
+        graph = self._graph_for_ns(config)
         index = state_ops.ChildIndex()
         for tup in saver.list(state_ops.history_config(config), filter=filter, before=before,
                               limit=limit):
-            histories = state_ops.run_sync(state_ops.delta_histories(self.program, tup), saver)
-            yield state_ops.snapshot(self, tup, live=False, histories=histories,
+            histories = state_ops.run_sync(state_ops.delta_histories(graph.program, tup), saver)
+            yield state_ops.snapshot(graph, tup, live=False, histories=histories,
                                      child=index.see(tup))
 
     async def aget_state_history(
@@ -805,13 +810,14 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     ) -> AsyncIterator[StateSnapshot]:
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
+        graph = self._graph_for_ns(config)
         index = state_ops.ChildIndex()
         async for tup in saver.alist(state_ops.history_config(config), filter=filter,
                                      before=before, limit=limit):
             histories = await state_ops.run_async(
-                state_ops.delta_histories(self.program, tup), saver
+                state_ops.delta_histories(graph.program, tup), saver
             )
-            yield state_ops.snapshot(self, tup, live=False, histories=histories,
+            yield state_ops.snapshot(graph, tup, live=False, histories=histories,
                                      child=index.see(tup))
 
     def update_state(
