@@ -123,3 +123,12 @@ def test_exit_durability_saves_no_checkpoint_of_a_finished_subgraph() -> None:
               if e["type"] == "checkpoint"]
     assert [c.config["configurable"]["checkpoint_ns"] for c in saver.list(config)] == [""]
     assert events[-1]["payload"]["parent_config"] is None  # the one saved has no parent
+
+
+def test_bulk_update_state_names_what_is_missing() -> None:
+    graph, _, _ = _fan_out(InMemorySaver())
+    config = {"configurable": {"thread_id": "1"}}
+    with pytest.raises(ValueError, match="No supersteps provided"):
+        graph.bulk_update_state(config, [])
+    with pytest.raises(ValueError, match="No updates provided"):
+        graph.bulk_update_state(config, [[], []])
