@@ -48,7 +48,8 @@ async def test_pregel_async_and_checkpointed() -> None:
     app.checkpointer = MemorySaver()
     config = {"configurable": {"thread_id": "p"}}
     assert await app.ainvoke(1, config) == 20
-    assert app.get_state(config).values == 20
+    # a snapshot shows every channel (as LangGraph's does), not just the output
+    assert app.get_state(config).values == {"input": 1, "inbox": 2, "output": 20}
 
 
 def test_pregel_reads_several_channels_and_writes_mapped_values() -> None:
@@ -137,3 +138,21 @@ def test_deprecated_constant_imports_warn() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         from threadloom.constants import START as _start  # noqa: F401
+
+
+def test_pregel_snapshot_values_are_every_channel_not_the_output() -> None:
+    import operator
+
+    from threadloom.channels.binop import BinaryOperatorAggregate
+
+    one = (NodeBuilder().subscribe_to("input").read_from("total")
+           .do(lambda x: x["total"] + x["input"]).write_to("output", "total"))
+    app = Pregel(
+        nodes={"one": one},
+        channels={"total": BinaryOperatorAggregate(int, operator.add),
+                  "input": LastValue(int), "output": LastValue(int)},
+        input_channels="input", output_channels="output", checkpointer=MemorySaver(),
+    )
+    config = {"configurable": {"thread_id": "1"}}
+    assert app.invoke(2, config) == 2
+    assert app.get_state(config).values == {"total": 2, "input": 2, "output": 2}

@@ -406,6 +406,10 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             return chan.value if chan.is_available() else None
         return values_of(channels, keys)
 
+    def _snapshot_values(self, channels: dict[str, Any]) -> Any:
+        """A ``StateSnapshot``'s values: the state the graph outputs."""
+        return self._output(channels)
+
     def _coerce_context(self, context: Any) -> Any:
         """A dict given for a dataclass / pydantic ``context_schema`` becomes an instance
         of it; a TypedDict schema is a plain dict at run time, so it passes as is."""

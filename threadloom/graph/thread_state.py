@@ -155,7 +155,7 @@ def snapshot(
         config = {"configurable": {**conf, "checkpoint_map": {
             **parents, conf["checkpoint_ns"]: conf["checkpoint_id"]}}}
     return StateSnapshot(
-        values=loop.output(),
+        values=graph._snapshot_values(loop.view if loop.view is not None else loop.channels),
         next=tuple(v.name for v in shown),
         config=config,
         metadata=tup.metadata,
