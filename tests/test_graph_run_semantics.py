@@ -442,6 +442,73 @@ def test_strict_resume_refuses_answers_that_name_no_pending_interrupt() -> None:
     assert result == {"log": ["a:1", "b:2", "c"]}
 
 
+def test_interrupts_asked_from_threads_in_one_node_are_answered_out_of_order() -> None:
+    from langchain_core.runnables.config import ContextThreadPoolExecutor
+
+    from threadloom.types import Interrupt
+
+    def ask_in_parallel(state: Log) -> dict:
+        with ContextThreadPoolExecutor(1) as pool:  # copies the node's context
+            b = pool.submit(interrupt, "b?")  # first call: its answer comes second
+            b.exception()
+            a = pool.submit(interrupt, "a?")
+            return {"log": [f"{a.result()},{b.result()}"]}
+
+    saver = MemorySaver()
+    graph = (StateGraph(Log).add_node("ask", ask_in_parallel).add_edge(START, "ask")
+             .compile(checkpointer=saver))
+    config = {"configurable": {"thread_id": "t", "__pregel_strict_resume": True}}
+    graph.invoke({"log": []}, config)
+    asked = []
+    for answer in ("1", "2"):
+        (card,) = graph.get_state(config).interrupts
+        asked.append(card.value)
+        graph.invoke(Command(resume={card.id: answer}), config)
+    assert asked == ["a?", "b?"]
+    assert graph.get_state(config).values["log"] == ["1,2"]
+
+    # an interrupt saved (by an older version) with the id of the node's first call
+    # still takes the answer sent to that id
+    def ask_twice(state: Log) -> dict:
+        return {"log": [f"{interrupt('first?')},{interrupt('second?')}"]}
+
+    graph = (StateGraph(Log).add_node("ask", ask_twice).add_edge(START, "ask")
+             .compile(checkpointer=saver))
+    config = {"configurable": {"thread_id": "u", "__pregel_strict_resume": True}}
+    graph.invoke({"log": []}, config)
+    (first,) = graph.get_state(config).interrupts
+    graph.invoke(Command(resume={first.id: "1"}), config)
+    state = graph.get_state(config)
+    (second,) = state.interrupts
+    assert second.id != first.id
+    saver.put_writes(state.config, [("__interrupt__", (Interrupt("second?", id=first.id),))],
+                     state.tasks[0].id)
+    assert graph.invoke(Command(resume={first.id: "2"}), config) == {"log": ["1,2"]}
+
+
+def test_strict_resume_does_not_check_a_superseded_checkpoint() -> None:
+    graph = parallel_asks()
+    config = {"configurable": {"thread_id": "s", "__pregel_strict_resume": True}}
+    graph.invoke({"log": []}, config)
+    paused = graph.get_state(config).config
+    ids = {i.value: i.id for i in graph.get_state(config).interrupts}
+    graph.invoke(Command(resume={ids["a?"]: "1", ids["b?"]: "2"}), config)
+    pinned = {"configurable": {**config["configurable"], **paused["configurable"]}}
+    graph.invoke(Command(resume={ids["a?"]: "x", ids["b?"]: "y"}), pinned)  # not refused
+
+
+def test_first_interrupt_id_is_the_xxh3_digest_of_the_task_namespace() -> None:
+    from xxhash import xxh3_128_hexdigest
+
+    graph = (StateGraph(Log).add_node("ask", lambda s: {"log": [interrupt("?")]})
+             .add_edge(START, "ask").compile(checkpointer=MemorySaver()))
+    config = {"configurable": {"thread_id": "x"}}
+    graph.invoke({"log": []}, config)
+    state = graph.get_state(config)
+    (card,) = state.interrupts
+    assert card.id == xxh3_128_hexdigest(f"ask:{state.tasks[0].id}".encode())
+
+
 def test_a_retried_node_reuses_the_answer_it_took() -> None:
     from threadloom.types import RetryPolicy
 

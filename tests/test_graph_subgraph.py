@@ -574,3 +574,51 @@ def test_parallel_subgraphs_with_several_interrupts_each() -> None:
     assert out == {"log": ["k1.c1", "k1:K1?x", "k2.c1", "k2:K2?y", "j"]}
     # inner nodes before the interrupts never re-run; the interrupted ones restart each time
     assert calls == {"k1.c1": 1, "k2.c1": 1, "k1.c2": 4, "k2.c2": 5}
+
+
+class _Inner(TypedDict, total=False):
+    my_key: str
+    my_other_key: str
+
+
+class _Outer(TypedDict, total=False):
+    my_key: str
+
+
+def _paused_subgraph_app(saver: Any) -> Any:
+    inner = (
+        StateGraph(_Inner)
+        .add_node("inner_1", lambda s: {"my_key": s["my_key"] + " here",
+                                        "my_other_key": s["my_key"]})
+        .add_node("inner_2", lambda s: {"my_key": s["my_key"] + " and there"})
+        .add_edge(START, "inner_1").add_edge("inner_1", "inner_2")
+        .compile(interrupt_before=["inner_2"])
+    )
+    return (StateGraph(_Outer).add_node("inner", inner).add_edge(START, "inner")
+            .add_node("after", lambda s: {"my_key": s["my_key"] + "!"})
+            .add_edge("inner", "after").compile(checkpointer=saver))
+
+
+def test_subgraph_saves_with_the_durability_of_the_run_and_its_history_reads_it() -> None:
+    saver = InMemorySaver()
+    app = _paused_subgraph_app(saver)
+    config = {"configurable": {"thread_id": "1"}}
+    app.invoke({"my_key": "v"}, config, durability="exit")
+    sub_config = app.get_state(config).tasks[0].state
+    history = list(app.get_state_history(sub_config))
+    # durability="exit" reaches the subgraph: only its last checkpoint is saved
+    assert [(h.metadata["step"], h.parent_config) for h in history] == [(1, None)]
+    # read with the subgraph's own channels
+    assert (history[0].values, history[0].next) == (
+        {"my_key": "v here", "my_other_key": "v"}, ("inner_2",))
+
+
+def test_history_under_exit_durability_does_not_take_a_later_checkpoint_as_a_result() -> None:
+    app = _paused_subgraph_app(InMemorySaver())
+    config = {"configurable": {"thread_id": "1"}}
+    app.invoke({"my_key": "v"}, config, durability="exit")
+    app.invoke(None, config, durability="exit")
+    history = list(app.get_state_history(config))
+    assert [h.metadata["step"] for h in history] == [2, 0]
+    # the saved checkpoint after step 0 is step 2's: step 0's task result is not known
+    assert history[1].tasks[0].result is None

@@ -48,7 +48,7 @@ async def test_pregel_async_and_checkpointed() -> None:
     app.checkpointer = MemorySaver()
     config = {"configurable": {"thread_id": "p"}}
     assert await app.ainvoke(1, config) == 20
-    # a snapshot shows every channel (as LangGraph's does), not just the output
+    # a snapshot shows the stream channels (all of them by default), as LangGraph's does
     assert app.get_state(config).values == {"input": 1, "inbox": 2, "output": 20}
 
 
@@ -140,19 +140,60 @@ def test_deprecated_constant_imports_warn() -> None:
         from threadloom.constants import START as _start  # noqa: F401
 
 
-def test_pregel_snapshot_values_are_every_channel_not_the_output() -> None:
+def _two_steps(checkpointer: Any) -> Pregel:
+    one = NodeBuilder().subscribe_only("input").do(lambda x: x + 1).write_to("inbox")
+    two = NodeBuilder().subscribe_only("inbox").do(lambda x: x + 1).write_to("output")
+    return Pregel(
+        nodes={"one": one, "two": two},
+        channels={"inbox": LastValue(int), "output": LastValue(int), "input": LastValue(int)},
+        input_channels="input", output_channels="output", checkpointer=checkpointer,
+        interrupt_after_nodes=["one"],
+    )
+
+
+def test_pregel_input_checkpoint_holds_the_input_and_snapshots_show_every_channel() -> None:
+    app = _two_steps(MemorySaver())
+    config = {"configurable": {"thread_id": "1"}}
+    assert app.invoke(2, config) is None
+    assert app.invoke(None, config) == 4
+    # the output channel still holds 4, but this run did not write it
+    assert app.invoke(20, config) is None
+    state = app.get_state(config)
+    assert (state.values, state.next) == ({"inbox": 21, "output": 4, "input": 20}, ("two",))
+    history = [(h.metadata["source"], h.metadata["step"], h.values, h.next)
+               for h in app.get_state_history(config)]
+    assert history[-1] == ("input", -1, {"input": 2}, ("one",))
+    assert [h[:2] for h in history] == [
+        ("loop", 3), ("input", 2), ("loop", 1), ("loop", 0), ("input", -1)]
+
+
+def test_interrupt_of_a_graph_with_a_root_state_returns_only_the_interrupts() -> None:
     import operator
+    from typing import Annotated
 
-    from threadloom.channels.binop import BinaryOperatorAggregate
+    def ask(state: list) -> list:
+        return [interrupt("why?")]
 
-    one = (NodeBuilder().subscribe_to("input").read_from("total")
-           .do(lambda x: x["total"] + x["input"]).write_to("output", "total"))
+    graph = (StateGraph(Annotated[list, operator.add]).add_node("ask", ask)
+             .add_edge(START, "ask").compile(checkpointer=MemorySaver()))
+    config = {"configurable": {"thread_id": "1"}}
+    result = graph.invoke(["0"], config)
+    assert list(result) == ["__interrupt__"]
+    assert result["__interrupt__"][0].value == "why?"
+    assert graph.invoke(Command(resume="because"), config) == ["0", "because"]
+
+
+def test_a_mock_node_is_not_taken_for_a_subgraph() -> None:
+    from unittest import mock
+
+    add_one = mock.Mock(side_effect=lambda x: x + 1)
     app = Pregel(
-        nodes={"one": one},
-        channels={"total": BinaryOperatorAggregate(int, operator.add),
-                  "input": LastValue(int), "output": LastValue(int)},
+        nodes={"one": NodeBuilder().subscribe_only("input").do(add_one).write_to("output")},
+        channels={"input": LastValue(int), "output": LastValue(int)},
         input_channels="input", output_channels="output", checkpointer=MemorySaver(),
+        interrupt_before_nodes=["one"],
     )
     config = {"configurable": {"thread_id": "1"}}
-    assert app.invoke(2, config) == 2
-    assert app.get_state(config).values == {"total": 2, "input": 2, "output": 2}
+    app.invoke(1, config)
+    (task,) = app.get_state(config).tasks
+    assert task.state is None  # a plain node has no state of its own

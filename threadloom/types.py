@@ -61,10 +61,14 @@ N = TypeVar("N")
 def interrupt_id(namespace: str, index: int = 0) -> str:
     """The stable id of the ``index``-th ``interrupt()`` call of the task at ``namespace``.
 
-    32 lowercase hex characters, so a resume map's keys can be told from a plain dict.
+    32 lowercase hex characters, so a resume map's keys can be told from a plain dict. The
+    first call's id is the XXH3-128 digest of the namespace, as LangGraph computes it, so
+    ids agree with what its clients derive.
     """
+    from xxhash import xxh3_128_hexdigest
+
     key = namespace if index == 0 else f"{namespace}|{index}"
-    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    return xxh3_128_hexdigest(key.encode())
 
 
 _PLACEHOLDER_ID = "placeholder-id"

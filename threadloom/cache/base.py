@@ -33,16 +33,17 @@ class BaseCache(ABC, Generic[ValueT]):
 
     Args:
         serde: turns values into ``(type, bytes)`` and back; defaults to
-            ``MsgpackSerializer()``, the checkpoint savers' default.
+            ``default_serializer()`` (``MsgpackSerializer(strict=False)``), the checkpoint
+            savers' default.
     """
 
     serde: SerializerProtocol
 
     def __init__(self, *, serde: SerializerProtocol | None = None) -> None:
         if serde is None:
-            from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
+            from threadloom.checkpoint.serde.msgpack import default_serializer
 
-            serde = MsgpackSerializer()
+            serde = default_serializer()
         self.serde = serde
 
     @abstractmethod

@@ -169,7 +169,7 @@ class DeltaCache:
         if fingerprint is None:
             from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
 
-            fingerprint = serde_fingerprint(MsgpackSerializer().dumps_typed)
+            fingerprint = serde_fingerprint(MsgpackSerializer(strict=False).dumps_typed)
         self.fingerprint = fingerprint
         self.max_heads = max_heads
         self.max_depth = max_depth

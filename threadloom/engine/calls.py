@@ -77,7 +77,7 @@ class Calls:
         callbacks = parent.config.get("callbacks")
         if callbacks is not None:  # traced as a child run of its caller
             child.config = {**child.config, "callbacks": callbacks}
-        child.resume = list(loop.pending.resumes.get(tid, ()))
+        child.load_answers(loop.pending.resumes.get(tid), loop.pending.interrupts.get(tid, ()))
         loop.task_started(child)
         return child, None
 

@@ -155,7 +155,7 @@ class PendingWrites:
         """``config``: the checkpoint's config, to name it if a write is damaged."""
         self.succeeded: dict[str, list[tuple[str, Any]]] = {}
         self.interrupts: dict[str, tuple[Interrupt, ...]] = {}
-        self.resumes: dict[str, list[Any]] = {}
+        self.resumes: dict[str, list[Any] | dict[str, Any]] = {}
         self.errors: dict[str, Any] = {}
         self.null: list[tuple[str, Any]] = []
         for tid, channel, value in writes or ():
@@ -167,7 +167,7 @@ class PendingWrites:
                 self.interrupts[tid] = tuple(value)
             elif channel == RESUME:
                 check_write(channel, value, partial(_write_where, tid, channel, config))
-                self.resumes[tid] = list(value)
+                self.resumes[tid] = dict(value) if isinstance(value, dict) else list(value)
             elif channel == ERROR:
                 self.errors[tid] = value
             else:
@@ -246,6 +246,8 @@ class Loop:
         self._unsaved: tuple[Any, ...] | None = None
         # the checkpoint a run was told to start from (checkpoint_id): its first put branches
         self.branch_from: str | None = None
+        # a program that outputs values only when written (Pregel): whether this run did
+        self.wrote_values = False
         self._config_bases: tuple[Any, ...] | None = None
         self._int_version = 0
         # Delta channels (see threadloom.engine.delta): counters since each one's last
@@ -614,12 +616,13 @@ class Loop:
         return any(k in self.updated for k in keys)
 
     def _emit_values(self) -> None:
+        if self.program.values_on_write:
+            keys = self.program.output_channels
+            keys = (keys,) if isinstance(keys, str) else keys
+            if self.updated is None or not self.updated.intersection(keys):
+                return
+            self.wrote_values = True
         if "values" in self.scope.modes:
-            if self.program.values_on_write:
-                keys = self.program.output_channels
-                keys = (keys,) if isinstance(keys, str) else keys
-                if self.updated is None or not self.updated.intersection(keys):
-                    return
             self.emit("values", self.output())
 
     def _emit_checkpoint(self, saved: Checkpoint, metadata: dict[str, Any], parent: Any) -> None:
@@ -732,7 +735,7 @@ class Loop:
             return []
         if task.paused:
             writes: list[tuple[str, Any]] = [(INTERRUPT, list(task.interrupts))]
-            if task.resume:
+            if task.has_answers():
                 writes.append(task.resume_write())
         elif isinstance(task.error, GraphDrained):
             return []  # not a failure: the task runs again when the run is resumed
@@ -861,6 +864,16 @@ class Loop:
                     yield request
                 self._exit_writes = []
 
+    def _at_head(self, saved: Any) -> Generator[Request, Any, bool]:
+        """Whether ``saved`` is the thread's latest checkpoint (a run pinned to an older,
+        superseded one is a fork: strict resume does not check its interrupts)."""
+        if saved is None or self.branch_from is None:
+            return True
+        head = yield ("get_tuple", {"configurable": {"thread_id": self.thread_id,
+                                                     "checkpoint_ns": self.ns}})
+        return head is None or head.config["configurable"]["checkpoint_id"] == (
+            saved.config["configurable"]["checkpoint_id"])
+
     def _enter_from_subgraph(self, conf: dict[str, Any]) -> str:
         """The root graph run with a subgraph's checkpoint config (``checkpoint_ns`` names
         the subgraph, ``checkpoint_map`` the checkpoints of the graphs above it): run the
@@ -960,6 +973,7 @@ class Loop:
             if (
                 isinstance(inp, Command) and inp.resume is not None and not self.scope.nested
                 and (self.config.get("configurable") or {}).get(CONFIG_KEY_STRICT_RESUME)
+                and (yield from self._at_head(saved))
             ):
                 check_strict_resume(inp.resume, self.pending.pending_interrupts())
             if isinstance(inp, Command):
@@ -992,10 +1006,15 @@ class Loop:
                     # writes recorded on the head that this input drops: seal them off
                     self.force_delta_snapshot = True
             self.pending = PendingWrites(None)
-            self.channels[START].update([inp])
-            version = self._next_version()
-            self.checkpoint["channel_versions"][START] = version
-            self.updated = (self.updated or set()) | {START}
+            if self.program.direct_input is not None:
+                self.updated = set(self.updated or ())
+                self.apply_null_writes(
+                    prepare_writes(self.channels, self.program.direct_input(inp)))
+            else:
+                self.channels[START].update([inp])
+                version = self._next_version()
+                self.checkpoint["channel_versions"][START] = version
+                self.updated = (self.updated or set()) | {START}
             # the input is recorded as seen by the (virtual) input task, as LangGraph does
             self.checkpoint["versions_seen"][INPUT] = {}
             yield from self._new_checkpoint(self.step + 1, "input")
@@ -1069,7 +1088,8 @@ class Loop:
                         to_run.append(task)
             if first:
                 for task in to_run:
-                    task.resume = list(self.pending.resumes.get(task.id, ()))
+                    task.load_answers(self.pending.resumes.get(task.id),
+                                      self.pending.interrupts.get(task.id, ()))
             p = self.pending
             # (under durability="exit" the step's own checkpoint is the one saved instead)
             self.partial_step = (

@@ -65,7 +65,9 @@ class NodeCallable:
         self.target = fn  # what the node was built from (a function, runnable or graph)
         self.runnable = _is_runnable(fn)
         # the graph this node runs: the node itself, or one its function calls
-        self.subgraph: Any = fn if getattr(fn, "_threadloom_graph", False) else _called_graph(fn)
+        # "is True": a Mock (or any object answering every attribute) is not a graph
+        self.subgraph: Any = (
+            fn if getattr(fn, "_threadloom_graph", False) is True else _called_graph(fn))
         self.is_subgraph = self.subgraph is not None
         self.wants: tuple[str, ...] = ()
         if self.runnable:

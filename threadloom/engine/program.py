@@ -85,6 +85,9 @@ class Program:
     delta_channels: frozenset[str] = frozenset()
     # emit a "values" event only after steps that wrote an output channel (Pregel graphs)
     values_on_write: bool = False
+    # input -> writes applied to the channels in the input checkpoint itself (Pregel
+    # graphs, which have no START node for the input to pass through); None: via START
+    direct_input: Callable[[Any], list[tuple[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
         self.deferred = frozenset(n for n, node in self.nodes.items() if node.defer)

@@ -14,6 +14,9 @@ from threadloom.engine.task import ResumeBox
 
 Sink = Callable[[tuple[str, ...], str, Any], None]
 
+# stream modes whose events come while a node still runs (so the caller is woken for them)
+LIVE_MODES = frozenset({"custom", "messages", "tools"})
+
 
 class Scope:
     """Run-wide settings and the place stream events go."""
@@ -35,6 +38,7 @@ class Scope:
         "replay",
         "control",
         "server_info",
+        "durability",
     )
 
     def __init__(
@@ -66,8 +70,10 @@ class Scope:
         # a ServerInfo when the run comes from a server (assistant/graph ids), else None
         self.server_info = server_info
         self.callbacks: Any = None
+        # the root run's durability; its subgraph runs save theirs the same way
+        self.durability: str | None = None
         # True when events must reach the caller while a node is still running.
-        self.live = bool(modes & {"custom", "messages"})
+        self.live = bool(modes & LIVE_MODES)
         # Ids of messages already streamed in "messages" mode (tokens or node outputs).
         self.message_ids: set[str] = set()
         # How a running task calls another (``@task``): set by the driver of the run.

@@ -99,6 +99,8 @@ class Task:
         "pushed",
         "timeout",
         "_runtime",
+        "answers",
+        "asked",
     )
 
     def __init__(
@@ -122,7 +124,11 @@ class Task:
         self.scope = scope
         self.config: dict[str, Any] = {}
         self.writes: list[tuple[str, Any]] = []
+        # answers to its interrupt() calls, in call order; once one call was answered out
+        # of order (calls made from threads), all of them by interrupt id in ``answers``
         self.resume: list[Any] = []
+        self.answers: dict[str, Any] = {}
+        self.asked: tuple[str, ...] = ()  # ids of the interrupts it was saved waiting on
         self.interrupt_count = 0
         self.interrupts: tuple[Interrupt, ...] = ()
         # it paused: raised GraphInterrupt (interrupts may be empty: a subgraph breakpoint)
@@ -199,6 +205,15 @@ class Task:
     def context_copy(self) -> contextvars.Context:
         return contextvars.copy_context()
 
+    def load_answers(self, saved: Any, asked: tuple[Interrupt, ...] = ()) -> None:
+        """Take the answers earlier resumes saved for this task (a list in call order, or a
+        map by interrupt id) and the interrupts it was saved waiting on."""
+        if isinstance(saved, dict):
+            self.resume, self.answers = [], dict(saved)
+        else:
+            self.resume, self.answers = list(saved or ()), {}
+        self.asked = tuple(i.id for i in asked)
+
     def interrupt(self, value: Any, response_schema: Any = None) -> Any:
         """Return the stored answer for this call, or pause the task asking ``value``."""
         index = self.interrupt_count
@@ -206,13 +221,40 @@ class Task:
         iid = interrupt_id(self.ns, index)
         if index < len(self.resume):
             return checked_answer(self.resume[index], response_schema, iid)
+        if iid in self.answers:
+            return checked_answer(self.answers[iid], response_schema, iid)
         found, answer = self.scope.resume_box.take(iid)
+        if not found:
+            found, answer = self._answer_to_earlier_id(index)
         if found:
             checked = checked_answer(answer, response_schema, iid)
-            self.resume.append(answer)  # saved with the task's writes when it ends
+            self._keep_answer(index, iid, answer)  # saved with the task's writes when it ends
             return checked
         raise GraphInterrupt([Interrupt(value=value, id=iid,
                                         response_schema=json_schema_of(response_schema))])
+
+    def _answer_to_earlier_id(self, index: int) -> tuple[bool, Any]:
+        """An answer addressed to the interrupt this task was saved waiting on, when that
+        interrupt carries the id of one of its earlier calls (saved by a version that gave
+        every interrupt of a task the task's id): it answers this call."""
+        earlier = {interrupt_id(self.ns, i) for i in range(index)}
+        for asked in self.asked:
+            if asked in earlier:
+                found, answer = self.scope.resume_box.take(asked)
+                if found:
+                    return True, answer
+        return False, None
+
+    def _keep_answer(self, index: int, iid: str, answer: Any) -> None:
+        if not self.answers and index == len(self.resume):
+            self.resume.append(answer)
+            return
+        if self.resume:  # answered out of call order: from now on by interrupt id
+            self.answers.update(
+                (interrupt_id(self.ns, i), a) for i, a in enumerate(self.resume)
+            )
+            self.resume = []
+        self.answers[iid] = answer
 
     def push_message(self, message: Any, state_key: str | None) -> None:
         """Stream ``message`` now (``messages`` mode) and, with a key, write it to the state."""
@@ -226,8 +268,11 @@ class Task:
         if state_key:
             self.pushed.append((state_key, message))
 
+    def has_answers(self) -> bool:
+        return bool(self.resume or self.answers)
+
     def resume_write(self) -> tuple[str, Any]:
-        return (RESUME, list(self.resume))
+        return (RESUME, dict(self.answers) if self.answers else list(self.resume))
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, id={self.id!r}, path={self.path!r})"

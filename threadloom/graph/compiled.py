@@ -28,7 +28,6 @@ from threadloom.constants import (
     CONFIG_KEY_SCOPE,
     CONFIG_KEY_TASK,
     INTERRUPT,
-    RUN_DURABILITY_KEY,
 )
 from threadloom.engine.drivers import WakeQueue, adrive, drive, thread_safe_put
 from threadloom.engine.loop import Loop
@@ -37,7 +36,7 @@ from threadloom.engine.messages import (
     StreamMessagesHandler,
     StreamMessagesHandlerV2,
 )
-from threadloom.engine.scope import Scope
+from threadloom.engine.scope import LIVE_MODES, Scope, ns_tuple
 from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
 from threadloom.graph.state import StateGraph, values_of
@@ -46,7 +45,9 @@ from threadloom.types import Command, GraphOutput, StateSnapshot
 from threadloom.typing import ContextT, InputT, OutputT, StateT
 
 DEFAULT_RECURSION_LIMIT = int(os.environ.get("THREADLOOM_DEFAULT_RECURSION_LIMIT", "10007"))
-_MODES = frozenset({"values", "updates", "custom", "messages", "debug", "tasks", "checkpoints"})
+_MODES = frozenset(
+    {"values", "updates", "custom", "messages", "debug", "tasks", "checkpoints", "tools"}
+)
 
 
 class _Run:
@@ -332,9 +333,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             control = getattr(outer, "control", None)
         if nested:
             assert parent_scope is not None
+            # a node streaming this graph (rather than invoking it) gets its events too
+            own = sink is not None and bool(modes)
+            both, own_sink = _nested_sinks(parent_scope, conf, persistent_ns, modes, sink)
             scope = Scope(
-                modes=parent_scope.modes,
-                sink=parent_scope.sink,
+                modes=parent_scope.modes | modes if own else parent_scope.modes,
+                sink=both if own else parent_scope.sink,
                 resume_box=parent_scope.resume_box,
                 store=self.store if self.store is not None else parent_scope.store,
                 context=parent_scope.context if context is None else context,
@@ -350,7 +354,10 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             # the messages its subgraph already streamed
             scope.message_ids = parent_scope.message_ids
             scope.replay = parent_scope.replay
+            scope.durability = parent_scope.durability
             manager = None
+            if own and modes & {"messages", "tools"}:
+                manager = self._callbacks(config, scope, input, sink=own_sink)
         else:
             resume = input.resume if isinstance(input, Command) else None
             scope = Scope(
@@ -370,6 +377,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             )
             manager = self._callbacks(config, scope, input)
             scope.live = scope.live or self._live_updates
+            scope.durability = durability
         limit = config.get("recursion_limit", DEFAULT_RECURSION_LIMIT)
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"recursion_limit must be a positive integer, got {limit!r}.")
@@ -383,9 +391,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             checkpointer=saver,
             interrupt_before=_node_list(before),
             interrupt_after=_node_list(after),
-            # a subgraph run by a task keeps its parent run's durability
-            durability=durability or (conf.get(RUN_DURABILITY_KEY) if nested else None)
-            or "async",
+            durability=durability or scope.durability or "async",
             recursion_limit=limit,
             input_writes=self._input_writes,
             output=self._output,
@@ -407,7 +413,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         return values_of(channels, keys)
 
     def _snapshot_values(self, channels: dict[str, Any]) -> Any:
-        """A ``StateSnapshot``'s values: the state the graph outputs."""
+        """What ``get_state(...).values`` shows: the output (a Pregel: its stream channels)."""
         return self._output(channels)
 
     def _coerce_context(self, context: Any) -> Any:
@@ -422,10 +428,28 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             return schema(**context)
         return context
 
-    def _callbacks(self, config: dict[str, Any], scope: Scope, input: Any) -> Any:
-        """Start a callback run only when someone listens (callbacks given or messages)."""
+    def _callbacks(
+        self, config: dict[str, Any], scope: Scope, input: Any, sink: Any = None
+    ) -> Any:
+        """Start a callback run only when someone listens (callbacks given or messages).
+
+        The messages and tools events of the run's callbacks go to ``sink`` when given
+        (a subgraph its node streams: to that node alone), else to the scope."""
+
+        def send(mode: str, payload: Any, ns: str | None = None) -> None:
+            if sink is None:
+                scope.emit(mode, payload, ns=ns)
+            else:
+                sink(ns_tuple(scope.ns if ns is None else ns), mode, payload)
+
         callbacks = config.get("callbacks")
-        if not callbacks and "messages" not in scope.modes and not _tracing_enabled():
+        if callbacks is None:
+            # a graph a node runs on its own thread reports to the node's callbacks, as
+            # any runnable the node calls does (the caller's message/tool streams see it)
+            task = current_task.get()
+            if task is not None:
+                callbacks = task.config.get("callbacks")
+        if not callbacks and not scope.modes & {"messages", "tools"} and not _tracing_enabled():
             return None
         from langchain_core.callbacks import CallbackManager
 
@@ -434,25 +458,43 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             inheritable_tags=config.get("tags"),
             inheritable_metadata=config.get("metadata"),
         )
+        # the stream modes this run streams itself are its own: a caller streaming the
+        # same modes (the node running this graph) does not get its events too
+        from threadloom.engine.tools import StreamToolCallHandler
+
+        taken: tuple[type, ...] = ()
+        if "messages" in scope.modes:
+            taken += (StreamMessagesHandler, StreamMessagesHandlerV2)
+        if "tools" in scope.modes:
+            taken += (StreamToolCallHandler,)
+        for handler in list(manager.handlers) if taken else ():
+            if isinstance(handler, taken):
+                manager.remove_handler(handler)
         if "messages" in scope.modes:
 
             def emit(message: Any, meta: dict[str, Any]) -> None:
                 if message.id is not None:
                     scope.message_ids.add(message.id)
                 ns = meta.get("langgraph_checkpoint_ns", "")
-                scope.emit("messages", (message, meta), ns="|".join(ns.split("|")[:-1]))
+                send("messages", (message, meta), ns="|".join(ns.split("|")[:-1]))
 
             if (config.get("configurable") or {}).get(CONFIG_KEY_STREAM_MESSAGES_V2):
 
                 def emit_v2(item: tuple[tuple[str, ...], str, Any]) -> None:
                     ns, mode, data = item
-                    scope.emit(mode, data, ns="|".join(ns))
+                    send(mode, data, ns="|".join(ns))
 
                 manager.add_handler(
                     StreamMessagesHandlerV2(emit_v2, seen=scope.message_ids), inherit=True
                 )
             else:
                 manager.add_handler(StreamMessagesHandler(emit), inherit=True)
+        if "tools" in scope.modes:
+
+            def emit_tool(ns: tuple[str, ...] | None, payload: dict[str, Any]) -> None:
+                send("tools", payload, ns=None if ns is None else "|".join(ns))
+
+            manager.add_handler(StreamToolCallHandler(emit_tool), inherit=True)
         run = manager.on_chain_start(
             None, input if isinstance(input, dict) else {"input": input},
             name=config.get("run_name") or self.get_name(), run_id=config.get("run_id"),
@@ -573,7 +615,8 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     def _result(self, run: _Run, output_keys: Any, version: str) -> Any:
         loop = run.loop
         loop.raise_if_nested_pause()
-        value = loop.output()
+        # a Pregel whose output channels this run never wrote returns None
+        value = None if loop.program.values_on_write and not loop.wrote_values else loop.output()
         if output_keys is not None and isinstance(value, dict):
             keys = [output_keys] if isinstance(output_keys, str) else output_keys
             value = {k: v for k, v in value.items() if k in keys}
@@ -582,7 +625,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                 value = make_coercer(self.builder.output_schema)(value)
             return GraphOutput(value=value, interrupts=tuple(loop.interrupts))
         if loop.interrupts:
-            value = {**(value if isinstance(value, dict) else {"__root__": value}),
+            value = {**(value if isinstance(value, dict) else {}),
                      INTERRUPT: list(loop.interrupts)}
         return value
 
@@ -608,7 +651,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         modes, single = self._modes(stream_mode)
         out: deque[Any] = deque()
         wake: queue.SimpleQueue | None = None
-        if modes & {"custom", "messages"} or self._live_updates:
+        if modes & LIVE_MODES or self._live_updates:
             wake = queue.SimpleQueue()
 
         def sink(ns: tuple[str, ...], mode: str, payload: Any) -> None:
@@ -661,7 +704,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         out: deque[Any] = deque()
         wake: asyncio.Queue | None = None
         poke: Any = None
-        if modes & {"custom", "messages"} or self._live_updates:
+        if modes & LIVE_MODES or self._live_updates:
             wake = WakeQueue()
             poke = thread_safe_put(wake)
 
@@ -763,6 +806,14 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             graph = child  # type: ignore[assignment]
         return graph
 
+    def _graph_for_history(self, config: dict[str, Any]) -> CompiledStateGraph:
+        """The subgraph a history config points into when it is one of this graph's
+        subgraph nodes; else this graph (a subgraph called from inside a node)."""
+        try:
+            return self._graph_for_ns(config)
+        except ValueError:
+            return self
+
     def get_state(self, config: dict[str, Any], *, subgraphs: bool = False) -> StateSnapshot:
         """The thread's state: values, what runs next, pending tasks and interrupts.
 
@@ -792,11 +843,11 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         before: dict[str, Any] | None = None,
         limit: int | None = None,
     ) -> Iterator[StateSnapshot]:
-        """The thread's checkpoints, newest first (a subgraph's, read with that
-        subgraph, when ``checkpoint_ns`` points into one)."""
+        """The thread's checkpoints, newest first (a subgraph's, read with the subgraph,
+        for a config whose ``checkpoint_ns`` points into one)."""
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
-        graph = self._graph_for_ns(config)
+        graph = self._graph_for_history(config)
         index = state_ops.ChildIndex()
         for tup in saver.list(state_ops.history_config(config), filter=filter, before=before,
                               limit=limit):
@@ -814,7 +865,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     ) -> AsyncIterator[StateSnapshot]:
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
-        graph = self._graph_for_ns(config)
+        graph = self._graph_for_history(config)
         index = state_ops.ChildIndex()
         async for tup in saver.alist(state_ops.history_config(config), filter=filter,
                                      before=before, limit=limit):
@@ -931,6 +982,41 @@ def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[An
 
 
 # -- hooks attached to this graph (threadloom.graph.hooks): answers checked, updates audited
+
+
+def _nested_sinks(parent: Scope, conf: dict[str, Any], persistent_ns: str | None,
+                  modes: frozenset[str], sink: Any) -> tuple[Any, Any]:
+    """Where the events of a subgraph run that its node streams go, as two sinks.
+
+    The first takes the run's own events: the modes the node asked for go to the node's
+    stream (namespaces relative to the subgraph), the caller's modes to the caller's
+    stream as from any subgraph, except tool events, which are the node's alone. The
+    second takes the events of the run's callbacks (model tokens, tool calls): the node
+    streams them, so they are the node's alone.
+    """
+    # the subgraph's namespace, with task ids (callback events) and as its run has it
+    prefixes = {ns_tuple(conf.get("checkpoint_ns", "")), ns_tuple(persistent_ns or "")}
+    prefixes.discard(())
+    parent_sink = parent.sink
+    parent_modes = parent.modes
+
+    def own(ns: tuple[str, ...], mode: str, payload: Any) -> None:
+        if mode not in modes:
+            return
+        for prefix in prefixes:
+            if ns[:len(prefix)] == prefix:
+                ns = ns[len(prefix):]
+                break
+        sink(ns, mode, payload)
+
+    def both(ns: tuple[str, ...], mode: str, payload: Any) -> None:
+        own(ns, mode, payload)
+        if mode == "tools" and mode in modes:
+            return
+        if parent_sink is not None and mode in parent_modes:
+            parent_sink(ns, mode, payload)
+
+    return both, own
 
 
 def _before_run(graph: CompiledStateGraph, input: Any, config: Any) -> tuple[Any, Any]:

@@ -410,6 +410,14 @@ class StateGraph(Generic[StateT]):
             from threadloom.stream.mux import normalize_factories
 
             normalize_factories(transformers)  # a wrong item fails here, not at the first run
+        if isinstance(checkpointer, BaseCheckpointSaver):
+            from threadloom.checkpoint.serde.allowlist import allow_graph_classes
+
+            allow_graph_classes(
+                checkpointer,
+                [self.state_schema, self.input_schema, self.output_schema, *self.schemas],
+                self.channels,
+            )
         self.compiled = True
         compiled = CompiledStateGraph(
             builder=self,

@@ -167,8 +167,14 @@ def snapshot(
 
 
 def _is_child(child: Any, tup: Any) -> bool:
+    """Whether ``child`` is the checkpoint ``tup``'s step made (not a later one saved
+    after unsaved steps, as durability="exit" leaves them)."""
     parent = (child.parent_config or {}).get("configurable") or {}
-    return parent.get("checkpoint_id") == tup.config["configurable"]["checkpoint_id"]
+    if parent.get("checkpoint_id") != tup.config["configurable"]["checkpoint_id"]:
+        return False
+    step = (tup.metadata or {}).get("step")
+    child_step = (child.metadata or {}).get("step")
+    return step is None or child_step is None or child_step == step + 1
 
 
 def _result_from_child(graph: CompiledStateGraph, loop: Loop, child: Any) -> Any:

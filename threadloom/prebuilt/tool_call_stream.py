@@ -49,6 +49,8 @@ class ToolCallTransformer(StreamTransformer):
     """Projects ``tools`` events at this scope into ``run.tool_calls``."""
 
     required_stream_modes: ClassVar[tuple[str, ...]] = ("tools",)
+    # a projection of the library's own, so the run exposes it as ``run.tool_calls``
+    _native: ClassVar[bool] = True
 
     def __init__(self, scope: tuple[str, ...] = ()) -> None:
         super().__init__(scope)

@@ -62,6 +62,7 @@ from typing_extensions import TypedDict, TypeVar
 
 from threadloom._context import current_task
 from threadloom.constants import END
+from threadloom.engine.tools import emit_tool_output_delta, writing_tool_output
 from threadloom.errors import GraphBubbleUp
 from threadloom.graph.message import REMOVE_ALL_MESSAGES
 from threadloom.types import Command, Send
@@ -204,6 +205,11 @@ class ToolRuntime(_DirectlyInjectedToolArg, Generic[ContextT, StateT]):
     tools: list[BaseTool] = field(default_factory=list)
     execution_info: Any = None
     server_info: Any = None
+
+    def emit_output_delta(self, delta: Any) -> None:
+        """Stream ``delta`` as partial output of this call on ``stream_mode="tools"``
+        (a ``tool-output-delta`` event); a no-op when nobody streams ``tools``."""
+        emit_tool_output_delta(delta)
 
 
 _REQUEST_FIELDS = frozenset({"tool_call", "tool", "state", "runtime"})
@@ -587,7 +593,8 @@ class ToolNode(Runnable[Any, Any]):
         prepared = self._prepare(tool, call, request.state, self._execution_runtime(request))
         try:
             try:
-                response = tool.invoke({**prepared, "type": "tool_call"}, config)
+                with writing_tool_output(config, call.get("id")):
+                    response = tool.invoke({**prepared, "type": "tool_call"}, config)
             except (ValidationErrorV2, ValidationErrorV1) as exc:
                 wrapped = self._invocation_error(tool, call, exc)
                 if wrapped is None:
@@ -613,7 +620,8 @@ class ToolNode(Runnable[Any, Any]):
         prepared = self._prepare(tool, call, request.state, self._execution_runtime(request))
         try:
             try:
-                response = await tool.ainvoke({**prepared, "type": "tool_call"}, config)
+                with writing_tool_output(config, call.get("id")):
+                    response = await tool.ainvoke({**prepared, "type": "tool_call"}, config)
             except (ValidationErrorV2, ValidationErrorV1) as exc:
                 wrapped = self._invocation_error(tool, call, exc)
                 if wrapped is None:

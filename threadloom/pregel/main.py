@@ -344,6 +344,7 @@ class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
             state_keys=frozenset(k for k in chans if k not in (START, TASKS)),
             managed={},
             values_on_write=True,
+            direct_input=_InputWriter(input_channels)._writes,
         )
         self.input_channels = input_channels
         self.output_channels = output_channels
@@ -387,6 +388,19 @@ class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
         from threadloom.graph.state import values_of
 
         return values_of(channels, output_keys)
+
+    def _snapshot_values(self, channels: dict[str, Any]) -> Any:
+        """A snapshot shows the stream channels: by default every channel, not only the
+        output ones."""
+        keys = self.stream_channels
+        if isinstance(keys, str):
+            chan = channels[keys]
+            return chan.value if chan.is_available() else None
+        if keys is None:
+            keys = [k for k in self.program.channels if not k.startswith("__")]
+        from threadloom.graph.state import values_of
+
+        return values_of(channels, keys)
 
     # -- schemas ------------------------------------------------------------------------
 

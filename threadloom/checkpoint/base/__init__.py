@@ -165,9 +165,9 @@ class BaseCheckpointSaver(Generic[V]):
 
     def __init__(self, *, serde: SerializerProtocol | None = None) -> None:
         if serde is None:
-            from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
+            from threadloom.checkpoint.serde.msgpack import default_serializer
 
-            serde = MsgpackSerializer()
+            serde = default_serializer()
         self.serde = serde
 
     # -- reading ---------------------------------------------------------------------

@@ -10,6 +10,11 @@ not themselves (their values are plain dicts); builtins, ``Any`` and ``Literal``
 nothing. Give the result to ``MsgpackSerializer(allowed_types=...)`` (or, as
 ``(module, name)`` pairs, to ``JsonPlusSerializer(allowed_msgpack_modules=...)``).
 
+``allow_graph_classes(checkpointer, schemas, channels)`` is what ``StateGraph.compile``
+does with that: a *strict* serializer of the checkpointer is allowed the classes the
+graph's schemas declare (as LangGraph's strict mode allows them); non-strict serializers
+need nothing.
+
 ``builtin_classes()`` is the serializer's own allowlist (langchain_core messages and
 documents, threadloom's types, builtin exceptions) with the message base classes.
 """
@@ -26,7 +31,7 @@ from typing import Any
 
 import typing_extensions
 
-__all__ = ["builtin_classes", "schema_classes"]
+__all__ = ["allow_graph_classes", "builtin_classes", "schema_classes"]
 
 _NOTHING = (Any, typing_extensions.Any)
 _WRAPPERS = {
@@ -52,6 +57,31 @@ def schema_classes(
                 continue
             _walk(tp, found, seen)
     return found
+
+
+def allow_graph_classes(
+    checkpointer: Any, schemas: Iterable[Any] = (), channels: Mapping[str, Any] | None = None
+) -> None:
+    """Register the classes reachable from ``schemas``/``channels`` with ``checkpointer``'s
+    serializer (looked for as ``checkpointer.serde``, through an ``EncryptedSerializer``'s
+    ``.serde``) if it is a strict ``MsgpackSerializer``; otherwise do nothing. Classes the
+    serializer cannot store are skipped (writing such a value names them later)."""
+    from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
+
+    serde = getattr(checkpointer, "serde", None)
+    for _ in range(4):  # unwrap wrapping serializers (EncryptedSerializer, ...)
+        if isinstance(serde, MsgpackSerializer) or serde is None:
+            break
+        serde = getattr(serde, "serde", None)
+    if not isinstance(serde, MsgpackSerializer) or not serde.strict:
+        return
+    for cls in schema_classes(schemas, channels):
+        if cls in serde.registry:
+            continue
+        try:
+            serde.register(cls)
+        except TypeError:
+            continue
 
 
 def builtin_classes() -> set[type]:

@@ -194,7 +194,7 @@ class EncryptedSerializer(SerializerProtocol):
         cipher: an object with ``encrypt(plaintext) -> (ciphername, ciphertext)`` and
             ``decrypt(ciphername, ciphertext) -> plaintext`` (see :class:`CipherProtocol`).
         serde: the serializer whose output is encrypted; defaults to a new
-            ``MsgpackSerializer()``.
+            ``default_serializer()`` (``MsgpackSerializer(strict=False)``).
         allow_plaintext: load values stored before encryption was enabled (tags without
             ``+``). Set it to ``False`` once a store is fully migrated, so nobody with write
             access to the store can slip in unencrypted values.
@@ -210,9 +210,9 @@ class EncryptedSerializer(SerializerProtocol):
         allow_plaintext: bool = True,
     ) -> None:
         if serde is None:
-            from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
+            from threadloom.checkpoint.serde.msgpack import default_serializer
 
-            serde = MsgpackSerializer()
+            serde = default_serializer()
         self.cipher = cipher
         self.serde = serde
         self.allow_plaintext = allow_plaintext

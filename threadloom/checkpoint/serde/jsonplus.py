@@ -3,10 +3,18 @@
 It is :class:`~threadloom.checkpoint.serde.msgpack.MsgpackSerializer` taking LangGraph's
 constructor arguments, so code that builds ``JsonPlusSerializer(...)`` runs unchanged:
 
-* ``allowed_msgpack_modules``: extra classes this serializer may rebuild, given as
-  classes or ``(module, qualified name)`` pairs (imported when the serializer is made).
-  ``None`` or ``True`` add nothing: threadloom's serializer is always strict, rebuilding
-  only its built-in allowlist, the process registry (``register_type``) and these.
+* ``allowed_msgpack_modules``: which classes beyond the built-in allowlist and the
+  process registry (``register_type``) this serializer stores and rebuilds:
+
+  - left out (the default): like LangGraph's default, non-strict
+    (``MsgpackSerializer(strict=False)``): pydantic models, dataclasses, NamedTuples and
+    enums are stored by name and rebuilt if their module is already imported, with a
+    warning; ``THREADLOOM_STRICT_MSGPACK``/``LANGGRAPH_STRICT_MSGPACK`` set to ``true``
+    makes the default strict;
+  - ``True``: non-strict, whatever the environment says;
+  - ``None`` (or ``False``): strict, only the built-in allowlist and the registry;
+  - classes or ``(module, qualified name)`` pairs (imported when the serializer is made,
+    never from stored bytes): strict, plus these.
 * ``pickle_fallback``: as ``MsgpackSerializer``'s (unsafe unless every writer is trusted).
 * ``allowed_json_modules``: accepted for compatibility; threadloom does not write the
   legacy JSON format, and only reads what its own serializer wrote.
@@ -18,7 +26,7 @@ import importlib
 from collections.abc import Iterable
 from typing import Any
 
-from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
+from threadloom.checkpoint.serde.msgpack import MsgpackSerializer, strict_by_default
 
 __all__ = ["JsonPlusSerializer"]
 
@@ -46,6 +54,9 @@ def _resolve(entry: Any) -> type:
     )
 
 
+_DEFAULT: Any = object()
+
+
 class JsonPlusSerializer(MsgpackSerializer):
     """``MsgpackSerializer`` under LangGraph's name and constructor signature."""
 
@@ -54,12 +65,24 @@ class JsonPlusSerializer(MsgpackSerializer):
         *,
         pickle_fallback: bool = False,
         allowed_json_modules: Iterable[Any] | bool | None = None,
-        allowed_msgpack_modules: Iterable[Any] | bool | None = None,
+        allowed_msgpack_modules: Iterable[Any] | bool | None = _DEFAULT,  # type: ignore[assignment]
         **kwargs: Any,
     ) -> None:
         allowed: list[type] = []
-        if allowed_msgpack_modules not in (None, True, False):
+        if allowed_msgpack_modules is _DEFAULT:
+            strict = strict_by_default()
+        elif allowed_msgpack_modules is True:
+            strict = False
+        elif allowed_msgpack_modules is None or allowed_msgpack_modules is False:
+            strict = True
+        else:
+            strict = True
             allowed = [_resolve(entry) for entry in allowed_msgpack_modules]  # type: ignore[union-attr]
+        kwargs.setdefault("strict", strict)
         self.allowed_json_modules = allowed_json_modules
-        self.allowed_msgpack_modules = allowed_msgpack_modules
+        self.allowed_msgpack_modules = (  # the default, as what it resolved to
+            (None if strict else True)
+            if allowed_msgpack_modules is _DEFAULT
+            else allowed_msgpack_modules
+        )
         super().__init__(allowed_types=allowed, pickle_fallback=pickle_fallback, **kwargs)

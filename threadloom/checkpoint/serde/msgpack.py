@@ -12,7 +12,11 @@ serializer only ever rebuilds
 * a fixed set of standard-library value types (tuples, sets, datetimes, UUIDs, ...),
 * classes on an allowlist: the built-in one (langchain_core messages and ``Document``,
   threadloom's ``Send``/``Interrupt``/``Command``/..., builtin exceptions) plus the classes
-  registered with :func:`register_type` or ``MsgpackSerializer(allowed_types=...)``.
+  registered with :func:`register_type` or ``MsgpackSerializer(allowed_types=...)``,
+* and, unless the serializer is strict (the savers' default serializer is not, like
+  LangGraph's), pydantic models, dataclasses, NamedTuples and enums of modules the reading
+  process has *already imported* (or classes it stored itself), rebuilt through their
+  codecs; see ``MsgpackSerializer(strict=...)``.
 
 A stored object names its class by a key (``"module:qualname"``, or a small integer for
 the built-in allowlist). On load the key is only *looked up* in the registry; an unknown
@@ -74,7 +78,10 @@ import enum
 import functools
 import importlib
 import inspect
+import logging
+import os
 import pathlib
+import sys
 import threading
 import uuid
 from collections import OrderedDict, defaultdict, deque
@@ -99,9 +106,13 @@ __all__ = [
     "MAX_NESTING_DEPTH",
     "MsgpackSerializer",
     "TypeRegistry",
+    "default_serializer",
     "register_type",
+    "strict_by_default",
     "type_key",
 ]
+
+logger = logging.getLogger("threadloom.checkpoint.serde")
 
 T = TypeVar("T", bound=type)
 
@@ -405,6 +416,80 @@ class _Builtins:
 
 
 _BUILTINS = _Builtins()
+
+
+# -- unregistered classes (non-strict serializers) ----------------------------------------
+
+# The kinds of class a non-strict serializer stores without registration: their codecs
+# rebuild them from field values through the class itself (constructor, model_construct,
+# ``cls(value)``), never through pickle's reduce protocol.
+_AUTO_KINDS: Final = frozenset({"enum", "pydantic", "dataclass", "namedtuple"})
+_STRICT_ENV: Final = ("THREADLOOM_STRICT_MSGPACK", "LANGGRAPH_STRICT_MSGPACK")
+
+# Classes this process stored without registration, by key: a later read of that key gets
+# the same class back even when it cannot be found by name (a class defined in a function).
+_written: dict[str, type] = {}
+_warned: set[str] = set()
+
+
+def strict_by_default() -> bool:
+    """Whether the default serializers are strict: ``THREADLOOM_STRICT_MSGPACK`` (or
+    LangGraph's ``LANGGRAPH_STRICT_MSGPACK``) set to ``1``/``true``/``yes``."""
+    return any(
+        os.environ.get(name, "").strip().lower() in ("1", "true", "yes") for name in _STRICT_ENV
+    )
+
+
+def default_serializer() -> MsgpackSerializer:
+    """The serializer savers, caches and ``EncryptedSerializer`` use when given none:
+    ``MsgpackSerializer(strict=False)`` (LangGraph's default behaviour), or a strict one
+    if :func:`strict_by_default` says so."""
+    return MsgpackSerializer(strict=strict_by_default())
+
+
+def _auto_kind(cls: type) -> str | None:
+    """The codec kind of ``cls`` if a non-strict serializer may store it unregistered."""
+    try:
+        kind = _classify(cls)
+    except TypeError:
+        return None
+    return kind if kind in _AUTO_KINDS else None
+
+
+def _remember_written(cls: type) -> None:
+    global _generation
+    key = type_key(cls)
+    with _registry_lock:
+        previous = _written.get(key)
+        if previous is not cls:
+            _written[key] = cls
+            if previous is not None:  # redefined under the same name: drop cached decoders
+                _generation += 1
+
+
+def _resolve_loaded(key: str) -> type | None:
+    """The class named by ``key`` (``"module:qualname"``) if this process already has it:
+    one it stored itself, or one found by plain dictionary lookups in a module that is
+    already imported. Never imports, never calls ``__getattr__`` hooks; only pydantic
+    models, dataclasses, NamedTuples and enums qualify, under their own canonical key."""
+    cls = _written.get(key)
+    if cls is not None:
+        return cls
+    module_name, sep, qualname = key.partition(":")
+    module = sys.modules.get(module_name) if sep else None
+    if module is None:
+        return None
+    obj: Any = module
+    for part in qualname.split("."):
+        namespace = getattr(obj, "__dict__", None)
+        if namespace is None or not hasattr(namespace, "get"):
+            return None
+        obj = namespace.get(part)
+        if obj is None:
+            return None
+    if not isinstance(obj, type) or type_key(obj) != key or _auto_kind(obj) is None:
+        return None
+    return obj
 
 
 # -- per-class codecs ---------------------------------------------------------------------
@@ -826,7 +911,7 @@ def _codec_for(cls: type) -> _Codec:
     return codec
 
 
-def _unregistered(cls: type) -> UnregisteredTypeError:
+def _unregistered(cls: type, *, strict: bool = True) -> UnregisteredTypeError:
     name = _dotted(cls)
     try:
         _classify(cls)
@@ -837,10 +922,16 @@ def _unregistered(cls: type) -> UnregisteredTypeError:
             "such values with MsgpackSerializer(pickle_fallback=True)."
         )
     short = cls.__qualname__
+    why = (
+        "this serializer is strict (it stores only registered types)"
+        if strict and _auto_kind(cls) is not None
+        else "only pydantic models, dataclasses, NamedTuples and enums are stored without "
+        "registration"
+    )
     return UnregisteredTypeError(
         f"Cannot store a value of type {name} in a checkpoint: the type is not registered "
-        "with the serializer, and unregistered types are refused so that stored bytes can "
-        "never name arbitrary code to run. Register it once at import time with "
+        f"with the serializer and {why}, so that stored bytes can never name arbitrary "
+        "code to run. Register it once at import time with "
         f"`from threadloom.checkpoint.serde import register_type; register_type({short})`, "
         f"or for one saver only with `MsgpackSerializer(allowed_types=[{short}])`. "
         "Alternatively, and only if you fully trust the checkpoint store, opt in to pickle "
@@ -884,6 +975,14 @@ class MsgpackSerializer(SerializerProtocol):
             values. **Unsafe** unless every writer of the checkpoint store is trusted:
             unpickling runs code chosen by the bytes. Serializers without it refuse
             ``"pickle"`` data and never call into ``pickle``.
+        strict: ``True`` (the default of this class): store and rebuild only the allowlist
+            above. ``False`` (the savers' default, see :func:`default_serializer`, and
+            LangGraph's): also store unregistered pydantic models, dataclasses,
+            NamedTuples and enums by their ``"module:qualname"``, and on reading rebuild
+            such a class if this process stored it itself or its module is *already
+            imported* (looked up in ``sys.modules``; stored bytes never cause an import,
+            and the class is rebuilt through its codec, never pickle), logging a warning
+            once per class read that way. Any other name is an :class:`UnknownTypeError`.
 
     How allowlisted classes are stored (only exact classes match, not subclasses):
 
@@ -903,7 +1002,7 @@ class MsgpackSerializer(SerializerProtocol):
     (``str``, ``int``, ``float``, ``bytes``, ``dict``, ``list``, ``tuple``, ``set``,
     ``frozenset``; e.g. langchain_core's ``AIMessage.text``, a ``str`` subclass) is stored
     as that builtin and read back as it; register the class to keep it. Enums and
-    NamedTuples are not plain subclasses: they must be registered.
+    NamedTuples are not plain subclasses: a strict serializer refuses them unregistered.
 
     For pydantic models and dataclasses, unknown stored fields are ignored (kept as extras
     by models that allow extras) and missing ones take their defaults, so classes can gain
@@ -911,9 +1010,14 @@ class MsgpackSerializer(SerializerProtocol):
     """
 
     def __init__(
-        self, *, allowed_types: Iterable[type] = (), pickle_fallback: bool = False
+        self,
+        *,
+        allowed_types: Iterable[type] = (),
+        pickle_fallback: bool = False,
+        strict: bool = True,
     ) -> None:
         self.pickle_fallback = pickle_fallback
+        self.strict = strict
         self.registry = TypeRegistry(allowed_types)
         self._packb: Callable[[Any], bytes] = functools.partial(
             # A small starting buffer (it grows as needed): the default allocates 256 KiB
@@ -1089,12 +1193,18 @@ class MsgpackSerializer(SerializerProtocol):
             if cls not in _BUILTINS.wire:
                 found = _as_builtin(cls)
                 if found is None:
-                    raise _unregistered(cls)
+                    if self.strict or _auto_kind(cls) is None:
+                        raise _unregistered(cls, strict=self.strict)
+                    _remember_written(cls)
+                    return self._object_encoder(cls)
                 base, to_base = found
                 native = self._native_encoders.get(base)  # tuple, set, frozenset
                 as_builtin = to_base if native is None else lambda o: native(to_base(o))
                 self._encoders[cls] = as_builtin
                 return as_builtin
+        return self._object_encoder(cls)
+
+    def _object_encoder(self, cls: type) -> Callable[[Any], Any]:
         encode = _codec_for(cls).encode
         pack = self._pack_nested
         ext = msgpack.ExtType
@@ -1275,6 +1385,16 @@ class MsgpackSerializer(SerializerProtocol):
         if cls is None:
             _BUILTINS.ensure()
             cls = _BUILTINS.by_key.get(key)
+        if cls is None and type(key) is str and not self.strict:
+            cls = _resolve_loaded(key)  # type: ignore[arg-type]
+            if cls is not None and key not in _written and key not in _warned:
+                _warned.add(key)  # type: ignore[arg-type]
+                logger.warning(
+                    "Rebuilding %s from checkpoint data although it is not registered with "
+                    "the serializer; register it (register_type) or list it in "
+                    "allowed_msgpack_modules so that a strict serializer reads it too.",
+                    _dotted(cls),
+                )
         if cls is None:
             if type(key) is int:
                 raise UnknownTypeError(
@@ -1282,13 +1402,19 @@ class MsgpackSerializer(SerializerProtocol):
                     "threadloom does not know; it was written by a newer version or is "
                     "corrupt."
                 )
+            found = (
+                "not a pydantic model, dataclass, NamedTuple or enum of an imported module"
+                if not self.strict
+                else "not registered with this strict serializer"
+            )
             raise UnknownTypeError(
-                f"Checkpoint data names type {key!r}, which is not registered with the "
-                "serializer (stored bytes never cause imports). If it is your class, "
-                "register it in the reading process with "
+                f"Checkpoint data names type {key!r}, which is {found} (stored bytes never "
+                "cause imports). If it is your class, import its module before reading, "
+                "or register it in the reading process with "
                 "`from threadloom.checkpoint.serde import register_type; "
-                "register_type(YourClass)` or pass "
-                "`MsgpackSerializer(allowed_types=[YourClass])`."
+                "register_type(YourClass)`, or pass "
+                "`MsgpackSerializer(allowed_types=[YourClass])` / "
+                "`JsonPlusSerializer(allowed_msgpack_modules=[(module, name)])`."
             )
         codec = _codec_for(cls)
         self._decoders[key] = codec
