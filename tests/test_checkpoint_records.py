@@ -132,3 +132,21 @@ def test_bulk_update_state_names_what_is_missing() -> None:
         graph.bulk_update_state(config, [])
     with pytest.raises(ValueError, match="No updates provided"):
         graph.bulk_update_state(config, [[], []])
+
+
+def test_an_overwrite_drops_the_other_writes_of_its_step() -> None:
+    from threadloom.types import Overwrite
+
+    class Msgs(TypedDict):
+        messages: Annotated[list, operator.add]
+
+    graph = (
+        StateGraph(Msgs)
+        .add_node("a", lambda s: {"messages": ["a"]})
+        .add_node("b", lambda s: {"messages": Overwrite(["b"])})
+        .add_node("c", lambda s: {"messages": ["c"]})
+        .add_node("d", lambda s: {"messages": ["d"]})
+        .add_edge(START, "a").add_edge("a", "b").add_edge("a", "c")
+        .add_edge("b", "d").add_edge("c", "d").compile()
+    )
+    assert graph.invoke({"messages": ["START"]}) == {"messages": ["b", "d"]}
