@@ -55,6 +55,9 @@ class BinaryOperatorAggregate(BaseChannel):
                     )
                 seen_overwrite = True
                 value = replacement
+            elif seen_overwrite:
+                # an Overwrite sets the step's value: other writes of the step are dropped
+                continue
             elif value is MISSING:
                 value = item
             else:

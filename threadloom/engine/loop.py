@@ -37,6 +37,7 @@ from threadloom.constants import (
     CONFIG_KEY_STRICT_RESUME,
     CONFIG_KEY_TASK,
     ERROR,
+    INPUT,
     INTERRUPT,
     NO_WRITES,
     NULL_TASK_ID,
@@ -238,6 +239,8 @@ class Loop:
         self.stop = 0
         self.updated: set[str] | None = None
         self.pending: PendingWrites = PendingWrites(None)
+        # the running step resumes one whose checkpoint holds other tasks' writes
+        self.partial_step = False
         self.out = out
         self.status = "pending"
         self.interrupts: list[Interrupt] = []
@@ -313,6 +316,11 @@ class Loop:
             value = chan.checkpoint()
             if value is not MISSING:
                 values[key] = value
+        # A step's updated channels are those it left holding a value: a trigger it
+        # consumed, or an ephemeral channel it cleared, moved version but is not listed.
+        updated = (
+            sorted(k for k in self.updated if k in values) if self.updated is not None else None
+        )
         counters = self._delta_checkpoint(values, cp["channel_versions"], source == "fork")
         if (self.durability == "exit" and self.checkpoint_config is None
                 and self.program.delta_channels and self._stub_id is None):
@@ -324,7 +332,7 @@ class Loop:
             "channel_values": values,
             "channel_versions": cp["channel_versions"],
             "versions_seen": cp["versions_seen"],
-            "updated_channels": sorted(self.updated) if self.updated is not None else None,
+            "updated_channels": updated,
         }
         # From here on the saver owns these maps; the loop goes on with copies. The inner
         # versions_seen dicts are replaced, never mutated (see apply), so a shallow copy
@@ -653,6 +661,14 @@ class Loop:
 
     def _emit_checkpoint(self, saved: Checkpoint, metadata: dict[str, Any], parent: Any) -> None:
         next_tasks = self.plan(self.step + 1, for_execution=False)
+        if self.durability == "exit" and self._unsaved is not None:
+            parent = self._unsaved[1]  # the saved checkpoint the one put at exit follows
+        if parent is not None:
+            # as the saver records it (and history shows it): no checkpoint_map
+            conf = parent["configurable"]
+            parent = {"configurable": {
+                "thread_id": conf.get("thread_id"), "checkpoint_ns": conf.get("checkpoint_ns", ""),
+                "checkpoint_id": conf.get("checkpoint_id")}} if conf.get("checkpoint_id") else None
         payload = {
             "config": self.checkpoint_config,
             "parent_config": parent,
@@ -759,10 +775,12 @@ class Loop:
             return []  # not a failure: the task runs again when the run is resumed
         elif task.error is not None:
             writes = [(ERROR, repr(task.error))]
-        elif siblings > 1 or self._writes_delta(task):
+        elif siblings > 1 or self.partial_step or self._writes_delta(task):
             # Only needed when a sibling may still fail or pause (alone, the task's writes
             # go straight into the next checkpoint, and history derives its result from
-            # there), or when they are a delta channel's record (threadloom.engine.delta).
+            # there), when the step's checkpoint already records other tasks' results
+            # (a resumed step: its writes then list every task's), or when they are a
+            # delta channel's record (threadloom.engine.delta).
             writes = list(task.writes) or [(NO_WRITES, None)]
         else:
             return []
@@ -867,6 +885,13 @@ class Loop:
             yield from self._start(saved, replay_id)
             yield from self._supersteps()
         finally:
+            if (self.durability == "exit" and self.scope.nested and not self.persistent
+                    and self.status == "done"):
+                # a subgraph that finished saves nothing under durability="exit" (only
+                # one that stops - paused or failed - must be found again on resume, and
+                # a checkpointer=True one keeps its state from run to run)
+                self._unsaved = None
+                self._exit_writes = []
             if self.durability == "exit" and self.checkpointer is not None:
                 yield from self._save_exit()
 
@@ -1063,6 +1088,8 @@ class Loop:
                 version = self._next_version()
                 self.checkpoint["channel_versions"][START] = version
                 self.updated = (self.updated or set()) | {START}
+            # the input is recorded as seen by the (virtual) input task, as LangGraph does
+            self.checkpoint["versions_seen"][INPUT] = {}
             # (saved at once under durability="exit" when it branches from a past checkpoint)
             yield from self._new_checkpoint(self.step + 1, "input", save=bool(replay_id))
             self.stop = self.step + self.recursion_limit + 1
@@ -1180,6 +1207,11 @@ class Loop:
                 for task in to_run:
                     task.load_answers(self.pending.resumes.get(task.id),
                                       self.pending.interrupts.get(task.id, ()))
+            p = self.pending
+            # (under durability="exit" the step's own checkpoint is the one saved instead)
+            self.partial_step = (
+                first and self.durability != "exit" and bool(p.succeeded or p.errors)
+            )
             first = False
             cache_keys: dict[str, Any] = {}
             if to_run and self.scope.cache is not None:

@@ -1051,11 +1051,16 @@ async def _alifecycle(config: Any, input: Any, loop: Loop, interrupts: Any) -> N
 
 def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[Any, Any]]]:
     if not supersteps:
-        raise ValueError("bulk_update_state needs at least one superstep of updates.")
+        raise ValueError(
+            "No supersteps provided: bulk_update_state needs at least one superstep of updates."
+        )
     out = []
     for updates in supersteps:
         if not updates:
-            raise ValueError("Each superstep of bulk_update_state needs at least one update.")
+            raise ValueError(
+                "No updates provided: each superstep of bulk_update_state needs at least one "
+                "update."
+            )
         out.append([state_ops.Update(u.values, u.as_node, getattr(u, "task_id", None))
                     for u in updates])
     return out

@@ -31,6 +31,7 @@ from threadloom.engine.program import PregelNode, Program
 from threadloom.engine.runnable import RunnableCallable, RunnableSeq
 from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.compiled import CompiledStateGraph
+from threadloom.graph.state import values_of
 from threadloom.stream.mux import normalize_factories
 from threadloom.types import Command, RetryPolicy, Send, TimeoutPolicy
 from threadloom.typing import ContextT, InputT, OutputT, StateT
@@ -368,6 +369,17 @@ class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
             debug=debug,
         )
         self.nodes = {n: node for n, node in program_nodes.items() if n != START}
+
+    def _snapshot_values(self, channels: dict[str, Any]) -> Any:
+        """A snapshot shows the stream channels (every channel of the user's when none
+        were named) as a dict, whatever the output channels are, as LangGraph's does."""
+        keys = self.stream_channels
+        if isinstance(keys, str):
+            chan = channels[keys]
+            return chan.value if chan.is_available() else None
+        if keys is None:
+            keys = [k for k in self.program.channels if k not in (START, TASKS)]
+        return values_of(channels, keys)
 
     def _result(self, run: Any, output_keys: Any, version: str) -> Any:
         if output_keys is None:
