@@ -54,7 +54,7 @@ class _Run:
     """Everything one invocation set up: the loop, its saver, how to report the end."""
 
     __slots__ = ("loop", "saver", "manager", "events", "single", "subgraphs", "output_keys",
-                 "coerce_values")
+                 "coerce_values", "root_ns")
 
     def __init__(self, loop: Loop, saver: Any, manager: Any) -> None:
         self.loop = loop
@@ -66,6 +66,8 @@ class _Run:
         self.output_keys: Any = None
         # set for stream(version="v2"): parts are dicts, values coerced by this function
         self.coerce_values: Any = None
+        # the namespace the run's own events carry (a config's checkpoint_ns, usually '')
+        self.root_ns = ns_tuple(getattr(loop, "ns", "") or "")
 
     def format(self, event: tuple[tuple[str, ...], str, Any]) -> Any:
         ns, mode, payload = event
@@ -76,7 +78,8 @@ class _Run:
         return (ns, mode, payload) if self.subgraphs else (mode, payload)
 
     def keep(self, event: tuple[tuple[str, ...], str, Any]) -> bool:
-        return self.subgraphs or not event[0] or event[1] == "messages"
+        # without subgraphs=True, events of subgraphs (messages included) stay out
+        return self.subgraphs or not event[0] or event[0] == self.root_ns
 
     def finish(self, error: BaseException | None = None) -> None:
         if self.manager is None:
@@ -357,7 +360,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             scope.durability = parent_scope.durability
             manager = None
             if own and modes & {"messages", "tools"}:
-                manager = self._callbacks(config, scope, input, sink=own_sink)
+                manager = self._callbacks(config, scope, input, sink=both)
         else:
             resume = input.resume if isinstance(input, Command) else None
             scope = Scope(
