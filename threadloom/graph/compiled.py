@@ -12,6 +12,7 @@ import contextlib
 import copy
 import os
 import queue
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Generic
@@ -167,6 +168,43 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
         base = name or self.name
         return f"{base}{suffix}" if suffix else base
+
+    @property
+    def context_schema(self) -> Any:
+        """The run-scoped context's schema the builder was given (or None)."""
+        return self.builder.context_schema
+
+    def get_context_jsonschema(self, config: Any = None) -> dict[str, Any] | None:
+        """The context schema as JSON Schema (None when the graph has none)."""
+        schema = self.builder.context_schema
+        if schema is None:
+            return None
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(schema).json_schema()
+
+    def config_schema(self, *, include: Any = None) -> Any:
+        from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+        warnings.warn(
+            "`config_schema` is deprecated. Use `get_context_jsonschema` for the relevant "
+            "schema instead.",
+            LangGraphDeprecatedSinceV10,
+            stacklevel=2,
+        )
+        return super().config_schema(include=include)
+
+    def get_config_jsonschema(self, *, include: Any = None) -> dict[str, Any]:
+        from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+        warnings.warn(
+            "`get_config_jsonschema` is deprecated. Use `get_context_jsonschema` instead.",
+            LangGraphDeprecatedSinceV10,
+            stacklevel=2,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LangGraphDeprecatedSinceV10)
+            return self.config_schema(include=include).model_json_schema()
 
     @property
     def InputType(self) -> Any:  # noqa: N802 - Runnable API
