@@ -659,3 +659,39 @@ def test_tools_condition() -> None:
         tools_condition({"messages": []})
     with pytest.raises(ValueError, match="No messages"):
         tools_condition({})
+
+
+class _Verdict(BaseModel):
+    approved: bool
+
+
+@pytest.mark.parametrize("handle_tool_errors", [True, (ValueError,)])
+def test_invalid_resume_answer_is_not_turned_into_a_tool_error(handle_tool_errors: Any) -> None:
+    from langchain_core.tools import tool as dec_tool
+
+    from threadloom.checkpoint.memory import InMemorySaver
+    from threadloom.graph import START, MessagesState, StateGraph
+    from threadloom.types import interrupt
+
+    @dec_tool
+    def ask_human() -> str:
+        """Ask a human for approval."""
+        verdict = interrupt("Approve?", response_schema=_Verdict)
+        return f"approved={verdict.approved}"
+
+    graph = (
+        StateGraph(MessagesState)
+        .add_node("tools", ToolNode([ask_human], handle_tool_errors=handle_tool_errors))
+        .add_edge(START, "tools")
+        .compile(checkpointer=InMemorySaver())
+    )
+    config: Any = {"configurable": {"thread_id": "t"}}
+    call = {"name": "ask_human", "args": {}, "id": "c1", "type": "tool_call"}
+    [pending] = graph.invoke({"messages": [AIMessage("", tool_calls=[call])]}, config)[
+        "__interrupt__"
+    ]
+    with pytest.raises(ValidationError, match="approved"):
+        graph.invoke(Command(resume={pending.id: {"approved": "maybe"}}), config)
+    assert [i.id for i in graph.get_state(config).interrupts] == [pending.id]
+    out = graph.invoke(Command(resume={pending.id: {"approved": True}}), config)
+    assert out["messages"][-1].content == "approved=True"

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import os
 import queue
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Generic
@@ -54,7 +55,7 @@ class _Run:
     """Everything one invocation set up: the loop, its saver, how to report the end."""
 
     __slots__ = ("loop", "saver", "manager", "events", "single", "subgraphs", "output_keys",
-                 "coerce_values")
+                 "coerce_values", "root_ns")
 
     def __init__(self, loop: Loop, saver: Any, manager: Any) -> None:
         self.loop = loop
@@ -66,6 +67,8 @@ class _Run:
         self.output_keys: Any = None
         # set for stream(version="v2"): parts are dicts, values coerced by this function
         self.coerce_values: Any = None
+        # the namespace the run's own events carry (a config's checkpoint_ns, usually '')
+        self.root_ns = ns_tuple(getattr(loop, "ns", "") or "")
 
     def format(self, event: tuple[tuple[str, ...], str, Any]) -> Any:
         ns, mode, payload = event
@@ -76,7 +79,8 @@ class _Run:
         return (ns, mode, payload) if self.subgraphs else (mode, payload)
 
     def keep(self, event: tuple[tuple[str, ...], str, Any]) -> bool:
-        return self.subgraphs or not event[0] or event[1] == "messages"
+        # without subgraphs=True, events of subgraphs (messages included) stay out
+        return self.subgraphs or not event[0] or event[0] == self.root_ns
 
     def finish(self, error: BaseException | None = None) -> None:
         if self.manager is None:
@@ -164,6 +168,43 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
         base = name or self.name
         return f"{base}{suffix}" if suffix else base
+
+    @property
+    def context_schema(self) -> Any:
+        """The run-scoped context's schema the builder was given (or None)."""
+        return self.builder.context_schema
+
+    def get_context_jsonschema(self, config: Any = None) -> dict[str, Any] | None:
+        """The context schema as JSON Schema (None when the graph has none)."""
+        schema = self.builder.context_schema
+        if schema is None:
+            return None
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(schema).json_schema()
+
+    def config_schema(self, *, include: Any = None) -> Any:
+        from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+        warnings.warn(
+            "`config_schema` is deprecated. Use `get_context_jsonschema` for the relevant "
+            "schema instead.",
+            LangGraphDeprecatedSinceV10,
+            stacklevel=2,
+        )
+        return super().config_schema(include=include)
+
+    def get_config_jsonschema(self, *, include: Any = None) -> dict[str, Any]:
+        from threadloom.warnings import LangGraphDeprecatedSinceV10
+
+        warnings.warn(
+            "`get_config_jsonschema` is deprecated. Use `get_context_jsonschema` instead.",
+            LangGraphDeprecatedSinceV10,
+            stacklevel=2,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LangGraphDeprecatedSinceV10)
+            return self.config_schema(include=include).model_json_schema()
 
     @property
     def InputType(self) -> Any:  # noqa: N802 - Runnable API
@@ -365,7 +406,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             scope.durability = parent_scope.durability
             manager = None
             if own and modes & {"messages", "tools"}:
-                manager = self._callbacks(config, scope, input, sink=own_sink)
+                manager = self._callbacks(config, scope, input, sink=both)
         else:
             resume = input.resume if isinstance(input, Command) else None
             scope = Scope(

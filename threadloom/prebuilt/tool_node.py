@@ -63,7 +63,7 @@ from typing_extensions import TypedDict, TypeVar
 from threadloom._context import current_task
 from threadloom.constants import END
 from threadloom.engine.tools import emit_tool_output_delta, writing_tool_output
-from threadloom.errors import GraphBubbleUp
+from threadloom.errors import GraphBubbleUp, is_invalid_resume
 from threadloom.graph.message import REMOVE_ALL_MESSAGES
 from threadloom.types import Command, Send
 
@@ -284,7 +284,8 @@ class ToolNode(Runnable[Any, Any]):
     failing the run: the default only argument-validation errors; ``True`` all; a string
     all, answered with that text; an exception class or tuple only those; a callable
     only the types its first parameter is annotated with, answered with its return
-    value; ``False`` none. Interrupts (``GraphBubbleUp``) always propagate.
+    value; ``False`` none. Interrupts (``GraphBubbleUp``) and answers to an interrupt that
+    do not match its ``response_schema`` always propagate.
 
     ``wrap_tool_call(request, execute)`` (and ``awrap_tool_call`` for ``ainvoke``) wraps
     each call: it gets a ``ToolCallRequest`` and a function that executes one, and may
@@ -672,7 +673,9 @@ class ToolNode(Runnable[Any, Any]):
 
     def _handled(self, exc: Exception, call: ToolCall) -> ToolMessage:
         flag = self.handle_tool_errors
-        if not isinstance(exc, self._caught):
+        # A bad answer to an interrupt is the person's, not the tool's: the run fails
+        # (nothing saved) so the same interrupt can be answered again.
+        if not isinstance(exc, self._caught) or is_invalid_resume(exc):
             raise exc
         if isinstance(flag, str):
             content: Any = flag

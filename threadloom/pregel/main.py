@@ -353,7 +353,6 @@ class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
         self.output_channels = output_channels
         self.stream_channels = stream_channels
         self.stream_mode = stream_mode  # type: ignore[misc]
-        self.context_schema = context_schema
         self.cache = cache
         self.retry_policy = policies
         self.specs = specs
