@@ -797,7 +797,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         for part in ns.split("|") if ns else ():
             name = part.split(":", 1)[0]
             spec = graph.builder.nodes.get(name)
-            child = spec.runnable if spec is not None else None
+            child = spec.action if spec is not None else None
             if not getattr(child, "_threadloom_graph", False):
                 raise ValueError(
                     f"checkpoint_ns {ns!r} names '{name}', which is not a subgraph node of "
