@@ -298,6 +298,8 @@ class Loop:
             value = chan.checkpoint()
             if value is not MISSING:
                 values[key] = value
+        if TASKS in values and self.program.untracked_channels:
+            values[TASKS] = [self._stored_send(v) for v in values[TASKS]]
         counters = self._delta_checkpoint(values, cp["channel_versions"])
         saved: Checkpoint = {
             "v": 4,
@@ -382,8 +384,23 @@ class Loop:
         self, task_id_: str, writes: list[tuple[str, Any]], *, task_path: str = ""
     ) -> Request:
         """The request that saves a task's ``writes`` as pending writes of this checkpoint."""
+        untracked = self.program.untracked_channels
+        if untracked:
+            # untracked values are never stored: not as writes, nor inside a Send's argument
+            writes = [(c, self._stored_send(v)) if c == TASKS else (c, v)
+                      for c, v in writes if c not in untracked] or [(NO_WRITES, None)]
         return ("put_writes", self._saver_config(self.checkpoint_config), writes, task_id_,
                 task_path)
+
+    def _stored_send(self, value: Any) -> Any:
+        """A ``Send`` as a checkpoint keeps it: without the values of untracked channels
+        in its (dict) argument. The running task still gets the argument as sent."""
+        untracked = self.program.untracked_channels
+        if (isinstance(value, Send) and isinstance(value.arg, dict)
+                and not untracked.isdisjoint(value.arg)):
+            arg = {k: v for k, v in value.arg.items() if k not in untracked}
+            return Send(value.node, arg, timeout=value.timeout)
+        return value
 
     def _saver_config(self, config: Any) -> Any:
         """The config a write goes to the saver with: under durability="async" it says so,
