@@ -572,3 +572,30 @@ def test_send_argument_keeps_untracked_values_out_of_checkpoints() -> None:
         sends += saved.checkpoint["channel_values"].get("__pregel_tasks", [])
     assert sends
     assert all(set(s.arg) == {"log"} for s in sends)
+
+
+def test_history_of_resumed_send_step() -> None:
+    """History after a step with Sends paused and resumed: Send tasks are listed before
+    triggered nodes, a one-value state's task results are the values written, and the
+    resumed task's result is recorded on the step it ran in."""
+    calls = {"flaky": 0}
+
+    def flaky(state: list) -> list:
+        calls["flaky"] += 1
+        interrupt("pause")
+        return [f"flaky|{state}"]
+
+    builder = StateGraph(Annotated[list, operator.add])
+    builder.add_node("one", lambda s: ["one"])
+    builder.add_node("two", lambda s: ["two"])
+    builder.add_node("flaky", flaky)
+    builder.add_edge(START, "one")
+    builder.add_conditional_edges("one", lambda s: [Send("flaky", 4), "two"])
+    graph = builder.compile(checkpointer=MemorySaver())
+    config = {"configurable": {"thread_id": "h"}}
+    graph.invoke(["0"], config)
+    assert graph.get_state(config).next == ("flaky",)
+    assert graph.invoke(Command(resume="ok"), config) == ["0", "one", "two", "flaky|4"]
+    step = next(s for s in graph.get_state_history(config) if s.metadata["step"] == 1)
+    assert step.next == ("flaky", "two")
+    assert [t.result for t in step.tasks] == [["flaky|4"], ["two"]]

@@ -254,6 +254,9 @@ class Loop:
         self.force_delta_snapshot = False
         # interrupts of tasks called from running tasks (``@task``), in the order they paused
         self.call_interrupts: list[Interrupt] = []
+        # how many tasks the running step has, counting those whose writes a resume
+        # recovered (a task running alone in such a step still has siblings)
+        self.step_tasks = 0
 
     # -- versions and checkpoints ---------------------------------------------------
 
@@ -742,7 +745,7 @@ class Loop:
             return []  # not a failure: the task runs again when the run is resumed
         elif task.error is not None:
             writes = [(ERROR, repr(task.error))]
-        elif siblings > 1 or self._writes_delta(task):
+        elif siblings > 1 or self.step_tasks > 1 or self._writes_delta(task):
             # Only needed when a sibling may still fail or pause (alone, the task's writes
             # go straight into the next checkpoint, and history derives its result from
             # there), or when they are a delta channel's record (threadloom.engine.delta).
@@ -1085,6 +1088,7 @@ class Loop:
             if to_run and self.scope.cache is not None:
                 to_run, cache_keys = yield from self._from_cache(to_run, len(tasks))
             if to_run:
+                self.step_tasks = len(tasks)
                 for task in to_run:
                     self.task_started(task)
                 yield ("run", to_run)
