@@ -745,7 +745,8 @@ class Loop:
             return []  # not a failure: the task runs again when the run is resumed
         elif task.error is not None:
             writes = [(ERROR, repr(task.error))]
-        elif siblings > 1 or self.step_tasks > 1 or self._writes_delta(task):
+        elif (siblings > 1 or self._writes_delta(task)
+              or (self.step_tasks > 1 and self.durability != "exit")):
             # Only needed when a sibling may still fail or pause (alone, the task's writes
             # go straight into the next checkpoint, and history derives its result from
             # there), or when they are a delta channel's record (threadloom.engine.delta).
