@@ -94,6 +94,7 @@ class Task:
         "channels",
         "managed",
         "call_index",
+        "stateful_calls",
         "attempt",
         "cached",
         "pushed",
@@ -139,6 +140,9 @@ class Task:
         self.channels: Any = None
         self.managed: dict[str, Any] | None = None
         self.call_index = 0  # how many tasks this task called (ids of calls, see calls.py)
+        # how many checkpointer=True graphs it invoked: each after the first keeps its
+        # state under the task's stable namespace + "|<n>" (in call order)
+        self.stateful_calls = 0
         self.attempt: tuple[int, float | None] = (1, None)  # (number, first attempt's time)
         # its writes were replayed (node cache, or saved by an earlier attempt), not run
         self.cached = False
@@ -197,6 +201,7 @@ class Task:
         self.attempt = (attempt, first_time if first_time is not None else time.time())
         self._runtime = None
         self.call_index = 0  # a retried caller replays the calls that already finished
+        self.stateful_calls = 0
         self.pushed = []  # messages pushed by an earlier attempt are not kept
         conf = self.config.get("configurable")
         if conf is not None:

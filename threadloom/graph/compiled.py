@@ -328,6 +328,14 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             persistent_ns = "|".join(
                 part.split(":", 1)[0] for part in conf.get("checkpoint_ns", "").split("|")
             )
+            # several checkpointer=True graphs invoked by one task: the first keeps the
+            # task's stable namespace, later ones "<ns>|1", "<ns>|2"... (call order)
+            caller = current_task.get()
+            if caller is not None and caller.ns == conf.get("checkpoint_ns"):
+                position = caller.stateful_calls
+                caller.stateful_calls += 1
+                if position:
+                    persistent_ns = f"{persistent_ns}|{position}"
         outer = conf.get(CONFIG_KEY_RUNTIME)  # a runtime (or look-alike) set by the caller
         if control is None:
             control = getattr(outer, "control", None)
@@ -790,8 +798,16 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             )
         return saver
 
-    def _graph_for_ns(self, config: dict[str, Any]) -> CompiledStateGraph:
-        """The (sub)graph whose checkpoints live at ``config``'s ``checkpoint_ns``."""
+    def _graph_for_ns(
+        self, config: dict[str, Any], *, for_update: bool = True
+    ) -> CompiledStateGraph:
+        """The (sub)graph whose checkpoints live at ``config``'s ``checkpoint_ns``.
+
+        A namespace segment that names no declared subgraph node (a graph invoked
+        from inside a plain node, as a tool runs a subagent) is read with the graph
+        holding that node (``for_update=False``); an update there raises, since that
+        graph's nodes and channels would write the wrong state into the namespace.
+        """
         ns = (config.get("configurable") or {}).get("checkpoint_ns") or ""
         graph: CompiledStateGraph = self
         for part in ns.split("|") if ns else ():
@@ -799,20 +815,51 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             spec = graph.builder.nodes.get(name)
             child = spec.action if spec is not None else None
             if not getattr(child, "_threadloom_graph", False):
+                if not for_update:
+                    return graph
+                plain = "|".join(p.split(":", 1)[0] for p in ns.split("|"))
                 raise ValueError(
-                    f"checkpoint_ns {ns!r} names '{name}', which is not a subgraph node of "
-                    f"graph '{graph.name}'."
+                    f"Subgraph {plain} not found: checkpoint_ns {ns!r} names '{name}', "
+                    f"which is not a subgraph node of graph '{graph.name}'."
                 )
             graph = child  # type: ignore[assignment]
         return graph
 
     def _graph_for_history(self, config: dict[str, Any]) -> CompiledStateGraph:
-        """The subgraph a history config points into when it is one of this graph's
-        subgraph nodes; else this graph (a subgraph called from inside a node)."""
-        try:
-            return self._graph_for_ns(config)
-        except ValueError:
-            return self
+        """The subgraph a history config points into (see ``_graph_for_ns``)."""
+        return self._graph_for_ns(config, for_update=False)
+
+    def get_subgraphs(
+        self, *, namespace: str | None = None, recurse: bool = False
+    ) -> Iterator[tuple[str, CompiledStateGraph]]:
+        """``(namespace, graph)`` for each subgraph node (``"a|b"`` for nested ones with
+        ``recurse=True``). With ``namespace``, only the subgraph at exactly that
+        namespace (matched a whole ``|`` segment at a time; task ids are ignored)."""
+        head, rest = None, ""
+        if namespace is not None:
+            head, _, rest = namespace.partition("|")
+            head = head.split(":", 1)[0]
+        for name, spec in self.builder.nodes.items():
+            child = spec.runnable
+            if not getattr(child, "_threadloom_graph", False):
+                continue
+            if head is not None and name != head:
+                continue
+            if head is None or not rest:
+                yield name, child
+            if recurse and (head is None or rest):
+                for sub_name, sub in child.get_subgraphs(
+                    namespace=rest or None, recurse=True
+                ):
+                    yield f"{name}|{sub_name}", sub
+            if head is not None:
+                return
+
+    async def aget_subgraphs(
+        self, *, namespace: str | None = None, recurse: bool = False
+    ) -> AsyncIterator[tuple[str, CompiledStateGraph]]:
+        for item in self.get_subgraphs(namespace=namespace, recurse=recurse):
+            yield item
 
     def get_state(self, config: dict[str, Any], *, subgraphs: bool = False) -> StateSnapshot:
         """The thread's state: values, what runs next, pending tasks and interrupts.
@@ -822,7 +869,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         """
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
-        graph = self._graph_for_ns(config)
+        graph = self._graph_for_ns(config, for_update=False)
         return state_ops.run_sync(state_ops.get_state(graph, saver, config, subgraphs), saver)
 
     async def aget_state(
@@ -830,7 +877,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     ) -> StateSnapshot:
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
-        graph = self._graph_for_ns(config)
+        graph = self._graph_for_ns(config, for_update=False)
         return await state_ops.run_async(
             state_ops.get_state(graph, saver, config, subgraphs), saver
         )
