@@ -841,3 +841,32 @@ def test_deprecated_config_schema_kwarg() -> None:
     g.add_node("a", a)
     g.add_edge(START, "a")
     assert g.compile().invoke({"x": 0}, context={"user": "u"})["log"] == ["u"]
+
+
+def test_builder_node_runnable_wraps_the_callable() -> None:
+    """``builder.nodes[name].runnable`` is a Runnable whose ``.func`` is the callable given
+    to ``add_node``; a node given as a Runnable is exposed as is."""
+    from langchain_core.runnables import Runnable, RunnableLambda
+
+    class Counter:
+        def __init__(self) -> None:
+            self.ticks = 0
+
+        def __call__(self, state: LogState) -> dict:
+            self.ticks += 1
+            return {"log": ["c"]}
+
+    counter = Counter()
+    lam = RunnableLambda(lambda s: {"log": ["l"]})
+    builder = StateGraph(LogState)
+    builder.add_node("c", counter)
+    builder.add_node("l", lam)
+    builder.add_edge(START, "c")
+    builder.add_edge("c", "l")
+    graph = builder.compile()
+    assert graph.invoke({"x": 1, "log": []}) == {"x": 1, "log": ["c", "l"]}
+    spec = builder.nodes["c"]
+    assert isinstance(spec.runnable, Runnable)
+    assert spec.runnable.func is counter
+    assert spec.runnable.func.ticks == 1
+    assert builder.nodes["l"].runnable is lam

@@ -4,6 +4,7 @@ of stream chunks, the results history shows, and how ``Command`` input starts a 
 from __future__ import annotations
 
 import operator
+import threading
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -11,10 +12,11 @@ import pytest
 from langchain_core.messages import BaseMessage
 from typing_extensions import TypedDict
 
+from threadloom.channels import UntrackedValue
 from threadloom.checkpoint.memory import MemorySaver
 from threadloom.graph import END, START, StateGraph
 from threadloom.graph.message import add_messages
-from threadloom.types import Command, StateUpdate, interrupt
+from threadloom.types import Command, Send, StateUpdate, interrupt
 
 
 class Log(TypedDict):
@@ -528,3 +530,72 @@ def test_a_retried_node_reuses_the_answer_it_took() -> None:
     )
     graph.invoke({"log": []}, cfg())
     assert graph.invoke(Command(resume="yes"), cfg()) == {"log": ["yes"]}
+
+
+def test_send_argument_keeps_untracked_values_out_of_checkpoints() -> None:
+    """A ``Send`` whose argument carries an ``UntrackedValue`` key: the task gets the
+    value, the checkpoint (and its pending writes) stores the Send without it."""
+    class Resource:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.lock = threading.Lock()  # not serializable
+
+    class S(TypedDict):
+        log: Annotated[list, operator.add]
+        res: Annotated[Any, UntrackedValue]
+
+    def setup(state: S) -> dict:
+        return {"log": ["setup"], "res": Resource("r1")}
+
+    def tool(state: S) -> dict:
+        return {"log": [f"tool:{state['res'].name}"], "res": Resource("r2")}
+
+    builder = StateGraph(S)
+    builder.add_node("setup", setup)
+    builder.add_node("tool", tool)
+    builder.add_node("other", lambda s: {"log": ["other"]})
+    builder.add_edge(START, "setup")
+    # a sibling task: "tool"'s writes are saved as pending writes too
+    builder.add_conditional_edges("setup", lambda s: [Send("tool", s), "other"])
+    saver = MemorySaver()
+    graph = builder.compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": "u"}}
+    out = graph.invoke({}, config)
+    assert sorted(out["log"]) == ["other", "setup", "tool:r1"]
+    assert out["res"].name == "r2"
+    assert "res" not in graph.get_state(config).values
+    sends = []
+    for snapshot in graph.get_state_history(config):
+        saved = saver.get_tuple(snapshot.config)
+        assert all(channel != "res" for _, channel, _ in saved.pending_writes)
+        sends += [v for _, c, v in saved.pending_writes if isinstance(v, Send)]
+        sends += saved.checkpoint["channel_values"].get("__pregel_tasks", [])
+    assert sends
+    assert all(set(s.arg) == {"log"} for s in sends)
+
+
+def test_history_of_resumed_send_step() -> None:
+    """History after a step with Sends paused and resumed: Send tasks are listed before
+    triggered nodes, a one-value state's task results are the values written, and the
+    resumed task's result is recorded on the step it ran in."""
+    calls = {"flaky": 0}
+
+    def flaky(state: list) -> list:
+        calls["flaky"] += 1
+        interrupt("pause")
+        return [f"flaky|{state}"]
+
+    builder = StateGraph(Annotated[list, operator.add])
+    builder.add_node("one", lambda s: ["one"])
+    builder.add_node("two", lambda s: ["two"])
+    builder.add_node("flaky", flaky)
+    builder.add_edge(START, "one")
+    builder.add_conditional_edges("one", lambda s: [Send("flaky", 4), "two"])
+    graph = builder.compile(checkpointer=MemorySaver())
+    config = {"configurable": {"thread_id": "h"}}
+    graph.invoke(["0"], config)
+    assert graph.get_state(config).next == ("flaky",)
+    assert graph.invoke(Command(resume="ok"), config) == ["0", "one", "two", "flaky|4"]
+    step = next(s for s in graph.get_state_history(config) if s.metadata["step"] == 1)
+    assert step.next == ("flaky", "two")
+    assert [t.result for t in step.tasks] == [["flaky|4"], ["two"]]

@@ -269,6 +269,9 @@ class Loop:
         self._stub_id: str | None = None
         # interrupts of tasks called from running tasks (``@task``), in the order they paused
         self.call_interrupts: list[Interrupt] = []
+        # how many tasks the running step has, counting those whose writes a resume
+        # recovered (a task running alone in such a step still has siblings)
+        self.step_tasks = 0
 
     # -- versions and checkpoints ---------------------------------------------------
 
@@ -321,6 +324,8 @@ class Loop:
         updated = (
             sorted(k for k in self.updated if k in values) if self.updated is not None else None
         )
+        if TASKS in values and self.program.untracked_channels:
+            values[TASKS] = [self._stored_send(v) for v in values[TASKS]]
         counters = self._delta_checkpoint(values, cp["channel_versions"], source == "fork")
         if (self.durability == "exit" and self.checkpoint_config is None
                 and self.program.delta_channels and self._stub_id is None):
@@ -424,8 +429,23 @@ class Loop:
         self, task_id_: str, writes: list[tuple[str, Any]], *, task_path: str = ""
     ) -> Request:
         """The request that saves a task's ``writes`` as pending writes of this checkpoint."""
+        untracked = self.program.untracked_channels
+        if untracked:
+            # untracked values are never stored: not as writes, nor inside a Send's argument
+            writes = [(c, self._stored_send(v)) if c == TASKS else (c, v)
+                      for c, v in writes if c not in untracked] or [(NO_WRITES, None)]
         return ("put_writes", self._saver_config(self.checkpoint_config), writes, task_id_,
                 task_path)
+
+    def _stored_send(self, value: Any) -> Any:
+        """A ``Send`` as a checkpoint keeps it: without the values of untracked channels
+        in its (dict) argument. The running task still gets the argument as sent."""
+        untracked = self.program.untracked_channels
+        if (isinstance(value, Send) and isinstance(value.arg, dict)
+                and not untracked.isdisjoint(value.arg)):
+            arg = {k: v for k, v in value.arg.items() if k not in untracked}
+            return Send(value.node, arg, timeout=value.timeout)
+        return value
 
     def _saver_config(self, config: Any) -> Any:
         """The config a write goes to the saver with: under durability="async" it says so,
@@ -775,7 +795,8 @@ class Loop:
             return []  # not a failure: the task runs again when the run is resumed
         elif task.error is not None:
             writes = [(ERROR, repr(task.error))]
-        elif siblings > 1 or self.partial_step or self._writes_delta(task):
+        elif (siblings > 1 or self.partial_step or self._writes_delta(task)
+              or (self.step_tasks > 1 and self.durability != "exit")):
             # Only needed when a sibling may still fail or pause (alone, the task's writes
             # go straight into the next checkpoint, and history derives its result from
             # there), when the step's checkpoint already records other tasks' results
@@ -1217,6 +1238,7 @@ class Loop:
             if to_run and self.scope.cache is not None:
                 to_run, cache_keys = yield from self._from_cache(to_run, len(tasks))
             if to_run:
+                self.step_tasks = len(tasks)
                 for task in to_run:
                     self.task_started(task)
                 yield ("run", to_run)

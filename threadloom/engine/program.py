@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from threadloom.channels import BaseChannel, EphemeralValue, Topic
+from threadloom.channels import BaseChannel, EphemeralValue, Topic, UntrackedValue
 from threadloom.channels.delta import DeltaChannel
 from threadloom.engine.node import NodeCallable
 from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy, TracePolicy
@@ -83,6 +83,9 @@ class Program:
     deferred: frozenset[str] = frozenset()
     # channels stored as deltas (DeltaChannel; see threadloom.engine.delta)
     delta_channels: frozenset[str] = frozenset()
+    # channels never stored (UntrackedValue): their keys are also left out of the Send
+    # arguments a checkpoint keeps
+    untracked_channels: frozenset[str] = frozenset()
     # emit a "values" event only after steps that wrote an output channel (Pregel graphs)
     values_on_write: bool = False
     # input -> writes applied to the channels in the input checkpoint itself (Pregel
@@ -104,6 +107,9 @@ class Program:
 
         self.delta_channels = frozenset(
             k for k, c in self.channels.items() if isinstance(c, DeltaChannel)
+        )
+        self.untracked_channels = frozenset(
+            k for k, c in self.channels.items() if isinstance(c, UntrackedValue)
         )
 
     def new_channels(self) -> dict[str, BaseChannel]:

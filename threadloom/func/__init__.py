@@ -324,7 +324,7 @@ class _EntrypointSpec:
 
     def __init__(self, name: str, fn: Any, input_schema: Any, output_schema: Any,
                  context_schema: Any) -> None:
-        self.nodes = {name: NodeSpec(runnable=fn, input_schema=input_schema)}
+        self.nodes = {name: NodeSpec(action=fn, input_schema=input_schema)}
         self.edges = {(START, name), (name, END)}
         self.waiting_edges: set[Any] = set()
         self.branches: dict[str, Any] = {}

@@ -864,7 +864,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             spec = graph.builder.nodes.get(name)
             if spec is None and graph is self:
                 return self
-            child = spec.runnable if spec is not None else None
+            child = spec.action if spec is not None else None
             if not getattr(child, "_threadloom_graph", False):
                 if not for_update:
                     return graph
@@ -912,7 +912,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             head, _, rest = namespace.partition("|")
             head = head.split(":", 1)[0]
         for name, spec in self.builder.nodes.items():
-            child = spec.runnable
+            child = spec.action
             if not getattr(child, "_threadloom_graph", False):
                 continue
             if head is not None and name != head:

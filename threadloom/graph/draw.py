@@ -71,7 +71,7 @@ def _destinations(spec: Any) -> dict[str, str]:
     if spec.destinations:
         return {dst: dst for dst in spec.destinations}
     try:
-        fn = spec.runnable
+        fn = spec.action
         target = fn if inspect.isfunction(fn) or inspect.ismethod(fn) else fn.__call__
         hint = get_type_hints(target).get("return")
     except Exception:  # noqa: BLE001 - no usable hint: nothing to draw

@@ -12,6 +12,7 @@ import logging
 import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Annotated, Any, Generic, TypeVar, get_args, get_origin
 
 from threadloom._schema import (
@@ -31,9 +32,10 @@ from threadloom.channels import (
     TriggerFlag,
 )
 from threadloom.constants import END, RESERVED_CHARS, START, TASKS
-from threadloom.engine.node import NodeCallable
+from threadloom.engine.node import NodeCallable, _is_runnable
 from threadloom.engine.node_cache import node_namespace
 from threadloom.engine.program import PregelNode, Program
+from threadloom.engine.runnable import RunnableCallable
 from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.branch import Branch, branch_channel
 from threadloom.graph.error_handlers import DEFAULT_HANDLER, handler_body, handler_name
@@ -46,9 +48,13 @@ logger = logging.getLogger("threadloom")
 
 @dataclass
 class NodeSpec:
-    """A node as declared: its callable and options."""
+    """A node as declared: its callable and options.
 
-    runnable: Any
+    ``action`` is what ``add_node`` was given (a function, callable object, runnable or
+    graph); ``runnable`` is that as a ``Runnable`` (a plain callable wrapped in a
+    ``RunnableCallable``, whose ``.func`` is the callable), as LangGraph exposes it."""
+
+    action: Any
     input_schema: Any
     retry_policy: Sequence[RetryPolicy] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -58,6 +64,12 @@ class NodeSpec:
     trace_policy: TracePolicy | None = None
     timeout: TimeoutPolicy | None = None
     error_handler: Any = None  # runs after the node's final failure (error_handlers.py)
+
+    @cached_property
+    def runnable(self) -> Any:
+        if _is_runnable(self.action):
+            return self.action
+        return RunnableCallable(self.action, name=_node_name_or_none(self.action))
 
 
 StateT = TypeVar("StateT")
@@ -208,7 +220,7 @@ class StateGraph(Generic[StateT]):
                 f"{type(cache_policy).__name__}."
             )
         self.nodes[node] = NodeSpec(
-            runnable=action,
+            action=action,
             input_schema=input_schema or self.state_schema,
             retry_policy=tuple(retry_policy or ()),
             metadata=metadata or {},
@@ -404,7 +416,7 @@ class StateGraph(Generic[StateT]):
              if n not in handlers]
         )
         graph_hooks = resolve_hooks(
-            {name: spec.runnable for name, spec in self.nodes.items()}, hooks
+            {name: spec.action for name, spec in self.nodes.items()}, hooks
         )
         if transformers is not None:
             from threadloom.stream.mux import normalize_factories
@@ -505,12 +517,12 @@ class StateGraph(Generic[StateT]):
         defaults = getattr(self, "_node_defaults", {})
         for name, spec in self.nodes.items():
             timeout = spec.timeout or defaults.get("timeout")
-            if timeout is not None and not runs_async(spec.runnable):
+            if timeout is not None and not runs_async(spec.action):
                 raise sync_timeout_error(name)
             nodes[name] = PregelNode(
                 name=name,
                 triggers=tuple(triggers[name]),
-                bound=NodeCallable(name, spec.runnable),
+                bound=NodeCallable(name, spec.action),
                 read=state_reader(self, spec.input_schema),
                 write=NodeWriter(name, **writer_args),
                 retry_policy=spec.retry_policy or defaults.get("retry_policy", ()),
@@ -518,7 +530,7 @@ class StateGraph(Generic[StateT]):
                 defer=spec.defer,
                 cache_policy=spec.cache_policy or defaults.get("cache_policy"),
                 timeout=timeout,
-                cache_ns=(node_namespace(name, spec.runnable)
+                cache_ns=(node_namespace(name, spec.action)
                           if spec.cache_policy or defaults.get("cache_policy") else None),
                 error_handler=self._handler_of(name),
                 trace_policy=spec.trace_policy,
@@ -542,6 +554,13 @@ class StateGraph(Generic[StateT]):
             state_keys=state_keys,
             managed=dict(self.managed),
         )
+
+
+def _node_name_or_none(node: Any) -> str | None:
+    try:
+        return _get_node_name(node)
+    except TypeError:
+        return None
 
 
 def _get_node_name(node: Any) -> str:

@@ -11,7 +11,8 @@ from collections import deque
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from threadloom.constants import COPY, END, INPUT, NULL_TASK_ID, PULL, START
+from threadloom._schema import ROOT
+from threadloom.constants import COPY, END, INPUT, NULL_TASK_ID, PULL, PUSH, START
 from threadloom.engine.delta import COUNTERS_KEY, prepare_writes
 from threadloom.engine.loop import (
     Loop,
@@ -124,7 +125,8 @@ def snapshot(
     _load(loop, tup, histories)
     pending = PendingWrites(tup.pending_writes, tup.config)
     loop.apply_null_writes(pending.null)
-    tasks = loop.plan(loop.step + 1, for_execution=False)
+    # shown as LangGraph lists them: the Send packets' tasks first, then triggered nodes
+    tasks = sorted(loop.plan(loop.step + 1, for_execution=False), key=lambda t: t.path[0] != PUSH)
     finished = [t for t in tasks if t.id in pending.succeeded]
     if live and finished:
         for t in finished:
@@ -145,6 +147,8 @@ def snapshot(
             result = task_result(pending.succeeded[t.id], graph.program.state_keys)
         elif alone is not None:
             result = alone
+        if isinstance(result, dict) and result.keys() == {ROOT}:
+            result = result[ROOT]  # a graph whose state is one value: the value written
         state = subgraph_state_config(t, conf["thread_id"])
         views.append(PregelTask(t.id, t.name, t.path, error, tuple(interrupts), state, result))
     shown = [v for v in views if not (live and v.id in pending.succeeded)]

@@ -269,7 +269,7 @@ def graph_identity(graph: Any) -> str:
         return cached
     parts = [str(graph.name)]
     for name in sorted(graph.builder.nodes):
-        node = graph.builder.nodes[name].runnable
+        node = graph.builder.nodes[name].action
         tools = getattr(node, "tools_by_name", None)
         parts.append(name + (":" + ",".join(sorted(tools)) if isinstance(tools, Mapping) else ""))
     ident = "graph:" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
