@@ -536,6 +536,7 @@ class AsyncSqlSaver(SqlSaver):
         new_versions: ChannelVersions,
     ) -> dict[str, Any]:
         self._remember_loop()
+        await self._afence(config, checkpoint=True)
         prepared = self._prepare_put(config, checkpoint, metadata, new_versions)
         stored = await self._arun(self._core.put(prepared), write=True, atomic=False)
         self._core.remember_put(prepared)
@@ -549,10 +550,16 @@ class AsyncSqlSaver(SqlSaver):
         task_path: str = "",
     ) -> None:
         self._remember_loop()
+        await self._afence(config, checkpoint=False)
         op = self._core.put_writes(
             config, writes, task_id, task_path, relaxed=self._relaxed(config)
         )
         await self._arun(op, write=True, atomic=False)
+
+    async def _afence(self, config: dict[str, Any], *, checkpoint: bool) -> None:
+        """``SyncSqlSaver._fence`` for asyncio savers: before a write of a run holding its
+        thread's run lock, make sure it still does (raise ``RunLockLostError`` if not).
+        Their writes are always awaited, so a failed one has stopped the run already."""
 
     async def adelete_thread(self, thread_id: str) -> None:
         self._remember_loop()
