@@ -187,6 +187,6 @@ async def join_run_stream(
     return sse_response(
         events,
         with_ids=bool(run["kwargs"].get("resumable")),
-        modes=stream_mode,
+        modes=[m for m in stream_mode or () if m] or None,  # the SDK sends "" for none
         on_disconnect=disconnected if cancel_on_disconnect else None,
     )
