@@ -26,6 +26,7 @@ GRAPHS = {
     "parallel": "./graphs.py:parallel",
     "slow": "./graphs.py:slow",
     "payment": "./graphs.py:payment",
+    "streaming": "./graphs.py:streaming",
 }
 
 API_KEYS = {

@@ -188,3 +188,30 @@ _payment.add_node("pay", pay)
 _payment.add_edge(START, "pay")
 _payment.add_edge("pay", END)
 payment = _payment.compile(hooks=[ApprovalHooks()])
+
+# -- streaming: tokens, custom events, a subgraph ------------------------------------------
+
+chat = ScriptedChatModel(["Hello there, reviewer"])
+
+
+class ChatState(TypedDict):
+    messages: Annotated[list, add_messages]
+
+
+async def talk(state: ChatState) -> dict:
+    from threadloom.config import get_stream_writer
+
+    get_stream_writer()({"progress": "thinking"})
+    return {"messages": [await chat.ainvoke(state["messages"])]}
+
+
+_inner = StateGraph(ChatState)
+_inner.add_node("talk", talk)
+_inner.add_edge(START, "talk")
+_inner.add_edge("talk", END)
+
+_outer = StateGraph(ChatState)
+_outer.add_node("inner", _inner.compile())
+_outer.add_edge(START, "inner")
+_outer.add_edge("inner", END)
+streaming = _outer.compile()

@@ -142,7 +142,8 @@ class RunService:
             known.update(r.id for r in requests_in(intr.value) or ())
         if pending and all(k in known for k in resume):
             return
-        named = set(resume) if isinstance(resume, Mapping) else set()
+        keyed = isinstance(resume, Mapping) and (is_resume_map(resume) or "type" not in resume)
+        named = set(resume) if keyed else set()
         decision = await self._earlier_decision(thread_id, named)
         detail = (
             f"Nothing on thread {thread_id} is waiting for this answer"
