@@ -5,6 +5,9 @@
     threadloom audit --sqlite checkpoints.db --thread t-42 [--out log.jsonl] [--verify]
                      [--key-file audit.key]
 
+    threadloom serve --config langgraph.json [--port 2024] [--database FILE] [--dev]
+    threadloom interrupts list | approve ID | reject ID | runs list   (see threadloom.server)
+
 ``sweep`` applies the passed deadlines of approval requests on every paused thread of
 the graph (``threadloom.hitl.deadlines.sweep``; threads of other graphs in the same
 database are left alone); run it from cron or a timer. ``audit`` prints (or exports as
@@ -64,8 +67,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="the saver's audit_key (HMAC), to verify a signed log "
                             "(default: $THREADLOOM_AUDIT_KEY)")
     from threadloom.server.cli import add_serve_parser
+    from threadloom.server.operator_cli import add_operator_parsers
 
     add_serve_parser(commands)
+    add_operator_parsers(commands)
     return parser
 
 
@@ -201,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from threadloom.server.cli import serve
 
             return serve(args)
+        if args.command in ("interrupts", "approve", "reject", "runs"):
+            from threadloom.server.operator_cli import run_operator_command
+
+            return run_operator_command(args)
         return _audit(args)
     except _Refused as exc:
         print(f"threadloom {args.command}: {exc}", file=sys.stderr)
