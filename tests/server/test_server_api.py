@@ -156,3 +156,34 @@ async def test_missing_things_are_404(client) -> None:
         await client.runs.get(tid, missing)
     with pytest.raises(UnprocessableEntityError):
         await client.runs.get(tid, "nope")
+
+
+def test_crons(served, sync_client) -> None:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    tid = sync_client.threads.create()["thread_id"]
+    cron = sync_client.crons.create_for_thread(tid, "plan", schedule="0 9 * * *",
+                                               input={"messages": []})
+    assert cron["thread_id"] == tid and cron["schedule"] == "0 9 * * *"
+    assert cron["next_run_date"] > datetime.now(UTC).isoformat()
+    stateless = sync_client.crons.create("email", schedule="*/5 * * * *", input={})
+    found = sync_client.crons.search(thread_id=tid)
+    assert [c["cron_id"] for c in found] == [cron["cron_id"]]
+    assert sync_client.crons.count(assistant_id=cron["assistant_id"]) >= 1
+    with pytest.raises(UnprocessableEntityError):
+        sync_client.crons.create("email", schedule="not a schedule")
+    # fire them as if a day had passed: one run on the thread, one on a new thread
+    later = datetime.now(UTC) + timedelta(days=1)
+    fired = asyncio.run_coroutine_threadsafe(served.server.crons.tick(later),
+                                             served.server.loop).result(30)
+    assert len(fired) == 2
+    [run] = sync_client.runs.list(tid)
+    assert sync_client.runs.join(tid, run["run_id"])["__interrupt__"]
+    moved = sync_client.crons.search(thread_id=tid)[0]
+    assert moved["next_run_date"] > later.isoformat()
+    updated = sync_client.crons.update(cron["cron_id"], enabled=False)
+    assert updated["enabled"] is False
+    sync_client.crons.delete(cron["cron_id"])
+    sync_client.crons.delete(stateless["cron_id"])
+    assert sync_client.crons.search(thread_id=tid) == []

@@ -13,6 +13,7 @@ process only queues runs and ``threadloom worker`` processes execute them
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -27,9 +28,10 @@ from threadloom.server.config import ServerConfig, import_object
 from threadloom.server.context import ServerContext
 from threadloom.server.errors import ServerError
 from threadloom.server.graphs import GraphRegistry
-from threadloom.server.routes import assistants, meta, runs, store, threads
+from threadloom.server.routes import assistants, crons, meta, runs, store, threads
 from threadloom.server.routes.common import json_response
 from threadloom.server.services.assistants import AssistantService
+from threadloom.server.services.crons import CronService
 from threadloom.server.services.runs import RunService
 from threadloom.server.services.store import StoreService
 from threadloom.server.services.threads import ThreadService
@@ -69,7 +71,9 @@ class Server:
         self.threads = ThreadService(self.ctx)
         self.runs = RunService(self.ctx, self.threads, self.assistants)
         self.store = StoreService(self.ctx)
+        self.crons = CronService(self.ctx, self.runs)
         self.worker = Worker(self.threads, concurrency=config.workers) if run_worker else None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_config(cls, config: ServerConfig, *, graphs: Mapping[str, Any] | None = None,
@@ -89,14 +93,17 @@ class Server:
         return cls(config, storage, registry, authorizer, run_worker=run_worker)
 
     async def start(self) -> None:
-        """Set up the storage, the system assistants and the worker."""
+        """Set up the storage, the system assistants, the worker and the cron timer."""
+        self.loop = asyncio.get_running_loop()
         await self.ctx.storage.setup()
         await self.assistants.ensure_system_assistants()
         if self.worker is not None:
             await self.worker.start()
+            await self.crons.start()
 
     async def stop(self) -> None:
         """Stop the worker and close the storage."""
+        await self.crons.stop()
         if self.worker is not None:
             await self.worker.stop()
         await self.ctx.storage.close()
@@ -148,6 +155,6 @@ def create_app(server: Server) -> FastAPI:
             allow_headers=cors.get("allow_headers", ["*"]),
             expose_headers=cors.get("expose_headers", ["Content-Location", "Location"]),
         )
-    for module in (meta, assistants, threads, runs, store):
+    for module in (meta, assistants, threads, runs, crons, store):
         app.include_router(module.router)
     return app

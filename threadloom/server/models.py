@@ -245,6 +245,9 @@ class CronCreate(_Body):
     enabled: bool = True
     multitask_strategy: Strategy | None = None
     stream_mode: StreamMode | list[StreamMode] | None = None
+    stream_subgraphs: bool | None = None
+    stream_resumable: bool | None = None
+    durability: Literal["sync", "async", "exit"] | None = None
 
 
 class CronUpdate(_Body):
