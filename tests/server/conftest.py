@@ -4,9 +4,6 @@ server tests, driven through the official ``langgraph_sdk`` client."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,46 +53,26 @@ class RunningServer:
         return get_sync_client(url=self.url, api_key=key, timeout=30)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def serve_config(tmp_path_factory: pytest.TempPathFactory):
     """Start a server from a config file; yields a function config_dict -> RunningServer."""
-    import uvicorn
+    from contextlib import ExitStack
 
-    from threadloom.server import Server, create_app, load_config
+    from threadloom.server import background_server, load_config
 
-    started: list[tuple[uvicorn.Server, threading.Thread]] = []
+    with ExitStack() as stack:
 
-    def start(config: dict[str, Any], *, dev: bool = False) -> RunningServer:
-        folder = tmp_path_factory.mktemp("server")
-        for name in ("graphs.py", "auth.py"):
-            (folder / name).write_text((HERE / name).read_text())
-        (folder / "langgraph.json").write_text(json.dumps(config))
-        cfg = load_config(folder / "langgraph.json", dev=dev or None)
-        cfg.database = str(folder / "threadloom.db")
-        server = Server.from_config(cfg)
-        port = _free_port()
-        uv = uvicorn.Server(uvicorn.Config(create_app(server), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-        thread = threading.Thread(target=uv.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not uv.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-        started.append((uv, thread))
-        return RunningServer(f"http://127.0.0.1:{port}", server)
+        def start(config: dict[str, Any], *, dev: bool = False) -> RunningServer:
+            folder = tmp_path_factory.mktemp("server")
+            for name in ("graphs.py", "auth.py"):
+                (folder / name).write_text((HERE / name).read_text())
+            (folder / "langgraph.json").write_text(json.dumps(config))
+            cfg = load_config(folder / "langgraph.json", dev=dev or None)
+            cfg.database = str(folder / "threadloom.db")
+            url = stack.enter_context(background_server(cfg))
+            return RunningServer(str(url), url.server)
 
-    yield start
-    for uv, thread in started:
-        uv.should_exit = True
-        thread.join(timeout=10)
+        yield start
 
 
 @pytest.fixture(scope="session")

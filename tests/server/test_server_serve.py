@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.server.conftest import _free_port
+from threadloom.server.embedded import free_port
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,7 +26,7 @@ def test_serve_dev_mode_runs_a_graph(tmp_path: Path) -> None:
     from langgraph_sdk import get_sync_client
 
     config = _write(tmp_path, {"graphs": {"email": "./graphs.py:email"}})
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "threadloom.cli", "serve", "--config", str(config),
          "--port", str(port), "--dev", "--log-level", "warning"],
@@ -58,7 +58,7 @@ def test_serve_refuses_to_start_without_auth(tmp_path: Path) -> None:
     config = _write(tmp_path, {"graphs": {"email": "./graphs.py:email"}})
     proc = subprocess.run(
         [sys.executable, "-m", "threadloom.cli", "serve", "--config", str(config),
-         "--port", str(_free_port())],
+         "--port", str(free_port())],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )

@@ -16,5 +16,13 @@ or embed it: ``create_app(Server.from_config(config))``.
 
 from threadloom.server.app import Server, create_app, open_storage
 from threadloom.server.config import ServerConfig, load_config
+from threadloom.server.embedded import background_server
 
-__all__ = ["Server", "ServerConfig", "create_app", "load_config", "open_storage"]
+__all__ = [
+    "Server",
+    "ServerConfig",
+    "background_server",
+    "create_app",
+    "load_config",
+    "open_storage",
+]
