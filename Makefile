@@ -10,7 +10,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut
 COMPAT_VENV := .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench bench-scale compat clean
+.PHONY: demo test lint bench bench-scale bench-server compat clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: $(BENCH_STAMP)
 # growth with thread length, thread count, value and list size, beside LangGraph
 bench-scale: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python bench/scale.py --write $(ARGS)
+
+# approval round trips over HTTP, 50 concurrent official clients (ARGS="--url ..." for another server)
+bench-server: $(STAMP)
+	$(PY) bench/server.py $(ARGS)
 
 # LangGraph's own tests against threadloom, in a venv without LangGraph (see COMPAT.md)
 $(COMPAT_STAMP): pyproject.toml
