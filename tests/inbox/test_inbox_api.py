@@ -211,7 +211,7 @@ def test_events_and_a_deadline_the_server_applies(inbox: Inbox) -> None:
                                 daemon=True)
     listener.start()
     assert ready.wait(20)
-    quick = inbox.start("refund", refund(seconds=1.5))
+    quick = inbox.start("refund", refund(seconds=3))
     email = inbox.start("email", email_request())
     files = inbox.start("files", seed_call())
     kind, data = _wait_for(found, lambda k, d: k == "requested" and d["row"]["thread_id"] == quick)
