@@ -302,3 +302,44 @@ def test_the_page_and_its_assets_come_from_the_package(inbox: Inbox) -> None:
         assert "https://" not in page.text and "http://" not in page.text
         assert http.get("/inbox/../app.py").status_code == 404
         assert http.get("/inbox/secrets.txt").status_code == 404
+
+
+def test_make_serve_starts_the_demo_and_prints_the_inbox_url(tmp_path) -> None:
+    """``make serve`` (examples/inbox/serve.py): the seed's workflows with approvals
+    already waiting, and the URL to open."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from threadloom.server.embedded import free_port
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "inbox" / "serve.py"), "--port", str(port),
+         "--database", str(tmp_path / "demo.db")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        printed = []
+        for line in proc.stdout:
+            printed.append(line)
+            if "(Ctrl-C stops)" in line:
+                break
+        text = "".join(printed)
+        assert f"threadloom approval inbox: http://127.0.0.1:{port}/inbox" in text, text
+        assert "demo-alice" in text and "demo-bob" in text
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(base + "/inbox").status_code == 200
+        items = httpx.get(base + "/approvals", headers={"x-api-key": ALICE}).json()["items"]
+        assert sorted(r["action"] for r in items) == [
+            "delete_file", "delete_file", "delete_file", "issue_refund", "send_email"]
+        seed = [r for r in items if r["request_id"] == "call_delete"]
+        assert seed[0]["args"] == {"path": "/tmp/old_data.csv"}  # the seed's tool call
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
