@@ -191,7 +191,7 @@ payment = _payment.compile(hooks=[ApprovalHooks()])
 
 # -- streaming: tokens, custom events, a subgraph ------------------------------------------
 
-chat = ScriptedChatModel(["Hello there, reviewer"])
+chat = ScriptedChatModel(["Hello there, reviewer"], when_exhausted="cycle")
 
 
 class ChatState(TypedDict):

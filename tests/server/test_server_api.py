@@ -187,3 +187,16 @@ def test_crons(served, sync_client) -> None:
     sync_client.crons.delete(cron["cron_id"])
     sync_client.crons.delete(stateless["cron_id"])
     assert sync_client.crons.search(thread_id=tid) == []
+
+
+async def test_legacy_messages_mode_accumulates_tokens(client) -> None:
+    parts = [p async for p in client.runs.stream(
+        None, "streaming", input={"messages": [{"role": "user", "content": "hi"}]},
+        stream_mode="messages", stream_subgraphs=True,  # the model runs in a subgraph
+    )]
+    names = [p.event.split("|")[0] for p in parts]
+    assert "messages/metadata" in names
+    partial = [p.data[0]["content"] for p in parts
+               if p.event.startswith("messages/partial|inner:")]
+    assert partial[-1] == "Hello there, reviewer"
+    assert all(a in b for a, b in zip(partial, partial[1:], strict=False))  # growing

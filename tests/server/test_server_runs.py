@@ -187,3 +187,81 @@ def test_graph_failure_is_reported(sync_client) -> None:
     answers = {i["id"]: "ok" for i in first["__interrupt__"]}
     final = sync_client.runs.wait(tid, "parallel", command={"resume": answers})
     assert sorted(final["answers"]) == ["finance:ok", "legal:ok"]
+
+
+async def test_long_waits_keep_the_connection_alive(served, client, monkeypatch) -> None:
+    """While a run is busy, wait sends newlines and streams send heartbeat comments."""
+    import httpx
+
+    from threadloom.server.routes import common
+
+    monkeypatch.setattr(common, "HEARTBEAT_SECONDS", 0.02)
+    tid = (await client.threads.create())["thread_id"]
+    a, b = _tag(), _tag()
+    headers = {"x-api-key": "key-alice"}
+    async with httpx.AsyncClient(base_url=served.url, headers=headers, timeout=30) as http:
+        body = {"assistant_id": "slow", "input": {"log": []}, "config": _cfg(a)}
+        async with http.stream("POST", f"/threads/{tid}/runs/wait", json=body) as r:
+            chunks = r.aiter_bytes()
+            assert (await chunks.__anext__()).startswith(b"\n")
+            await _open(client, a)
+            rest = b"".join([c async for c in chunks])
+        assert r.headers["location"].endswith("/join")
+        assert __import__("json").loads(rest)["log"] == [f"first:{a}", f"second:{a}"]
+        body = {"assistant_id": "slow", "input": {"log": []}, "config": _cfg(b)}
+        async with http.stream("POST", f"/threads/{tid}/runs/stream", json=body) as r:
+            lines = r.aiter_lines()
+            seen = []
+            async for line in lines:
+                seen.append(line)
+                if line == ": heartbeat":
+                    break
+            await _open(client, b)
+            seen += [line async for line in lines]
+        assert seen[0] == "event: metadata"
+        assert any(line.startswith("event: values") for line in seen)
+
+
+def test_webhook_gets_the_finished_run_signed(serve_config) -> None:
+    """The run is POSTed to its webhook when it ends, HMAC-signed; a 500 is retried."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from tests.server.conftest import GRAPHS
+    from threadloom.server.webhooks import sign
+
+    got: list[tuple[dict, bytes]] = []
+    done = threading.Event()
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((dict(self.headers), body))
+            self.send_response(500 if len(got) == 1 else 204)  # fail once: retried
+            self.end_headers()
+            if len(got) == 2:
+                done.set()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    receiver = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        running = serve_config({"graphs": GRAPHS, "auth": {"api_keys": {"k": {
+            "identity": "ops"}}}, "webhooks": {"secret": "s3cret"}})
+        client = running.sync_client("k")
+        tid = client.threads.create()["thread_id"]
+        url = f"http://127.0.0.1:{receiver.server_port}/hook"
+        client.runs.wait(tid, "plan", input={"messages": []}, webhook=url)
+        assert done.wait(30)
+    finally:
+        receiver.shutdown()
+    headers, body = got[-1]
+    assert got[0][1] == body
+    assert headers["X-Threadloom-Signature"] == sign(
+        "s3cret", headers["X-Threadloom-Timestamp"], body)
+    payload = json.loads(body)
+    assert payload["thread_id"] == tid and payload["status"] == "success"
+    assert payload["values"]["__interrupt__"][0]["value"].startswith("Please review")

@@ -6,7 +6,8 @@
         "path": "./auth.py:auth",                       # a langgraph_sdk.Auth object
         "api_keys": {"secret-1": {"identity": "alice", "permissions": ["finance"]}}
       },
-      "http": {"cors": {"allow_origins": ["https://inbox.example"]}}
+      "http": {"cors": {"allow_origins": ["https://inbox.example"]}},
+      "webhooks": {"secret": "..."}                     # or $THREADLOOM_WEBHOOK_SECRET
     }
 
 Graph specs are ``./file.py:attr`` (relative to the config file) or ``module:attr``
@@ -44,6 +45,8 @@ class ServerConfig:
     database: str = "threadloom.db"
     #: concurrent runs the embedded worker executes
     workers: int = 8
+    #: HMAC key signing webhook deliveries (None: unsigned)
+    webhook_secret: str | None = None
 
     @property
     def has_auth(self) -> bool:
@@ -93,6 +96,8 @@ def load_config(path: str | os.PathLike[str] | None, **overrides: Any) -> Server
         api_keys=api_keys,
         cors=(data.get("http") or {}).get("cors"),
         base_dir=base,
+        webhook_secret=(data.get("webhooks") or {}).get("secret")
+        or os.environ.get("THREADLOOM_WEBHOOK_SECRET"),
     )
     for key, value in overrides.items():
         if value is not None:

@@ -211,9 +211,11 @@ async def execute_run(
         status = "error"
         error = {"error": type(exc).__name__, "message": str(exc)}
         await publish("error", error)
-    result = await _finish(threads, run, graph, status, error)
+    result, finished = await _finish(threads, run, graph, status, error)
     await publish(RESULT_EVENT, result)
     await storage.close_stream(run_id)
+    if kwargs.get("webhook") and finished is not None:
+        _send_webhook(threads, finished, kwargs["webhook"], result)
     return status
 
 
@@ -225,6 +227,23 @@ def _sweeping(at: str) -> None:
     from threadloom.hitl.hooks import sweeping
 
     sweeping(from_iso(at))
+
+
+_PENDING_WEBHOOKS: set[asyncio.Task] = set()
+
+
+def _send_webhook(threads: ThreadService, run: dict, url: str, result: Any) -> None:
+    """POST the finished run in the background (retried; see ``webhooks``)."""
+    from threadloom.server.services.runs import public_run
+    from threadloom.server.webhooks import deliver
+
+    task = asyncio.create_task(
+        deliver(url, {**public_run(run), "values": result},
+                secret=threads.ctx.config.webhook_secret),
+        name=f"webhook-{run['run_id']}",
+    )
+    _PENDING_WEBHOOKS.add(task)
+    task.add_done_callback(_PENDING_WEBHOOKS.discard)
 
 
 async def _stream(graph: Any, graph_input: Any, config: dict, modes: list[str],
@@ -251,8 +270,8 @@ async def _stream(graph: Any, graph_input: Any, config: dict, modes: list[str],
 
 
 async def _finish(threads: ThreadService, run: dict, graph: Any, status: str,
-                  error: dict | None) -> Any:
-    """Store the thread's new state and the run's status; the run's output."""
+                  error: dict | None) -> tuple[Any, dict | None]:
+    """Store the thread's new state and the run's status; the run's output and record."""
     storage = threads.ctx.storage
     thread_fields: dict[str, Any] = {}
     output: Any = None
@@ -280,10 +299,10 @@ async def _finish(threads: ThreadService, run: dict, graph: Any, status: str,
         thread_fields = {"status": "error", "error": error}
     if error is not None:
         output = {"__error__": error}
-    await storage.finish_run(run["run_id"], status, thread=thread_fields)
+    finished = await storage.finish_run(run["run_id"], status, thread=thread_fields)
     if run["kwargs"].get("temporary"):
         await storage.delete_thread(run["thread_id"])
-    return output
+    return output, finished
 
 
 async def _rollback(threads: ThreadService, run: dict, graph: Any) -> None:

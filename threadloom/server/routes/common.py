@@ -18,7 +18,14 @@ from threadloom.server.storage.base import StreamEvent
 if TYPE_CHECKING:
     from threadloom.server.app import Server
 
-__all__ = ["HEARTBEAT_SECONDS", "caller", "json_response", "server_of", "sse_response"]
+__all__ = [
+    "HEARTBEAT_SECONDS",
+    "caller",
+    "json_response",
+    "long_poll_response",
+    "server_of",
+    "sse_response",
+]
 
 HEARTBEAT_SECONDS = 5.0
 
@@ -38,6 +45,27 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     """``data`` as JSON (messages and other objects in their wire form)."""
     return Response(serde.dumps(data), status_code=status, media_type="application/json",
                     headers=headers)
+
+
+def long_poll_response(result: Awaitable[Any], headers: dict[str, str] | None = None
+                       ) -> StreamingResponse:
+    """A 200 JSON answer that is ready later: a newline every few seconds meanwhile
+    (leading whitespace is valid JSON), so proxies and clients do not time out."""
+
+    async def body() -> AsyncIterator[bytes]:
+        task = asyncio.ensure_future(result)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
+                if done:
+                    break
+                yield b"\n"
+            yield serde.dumps(task.result())
+        finally:
+            if not task.done():
+                task.cancel()
+
+    return StreamingResponse(body(), media_type="application/json", headers=headers)
 
 
 def _frame(event: StreamEvent, with_id: bool) -> bytes:

@@ -9,7 +9,13 @@ from starlette.responses import Response
 
 from threadloom.server.auth import AuthUser
 from threadloom.server.models import RunCancelMany, RunCreate
-from threadloom.server.routes.common import caller, json_response, server_of, sse_response
+from threadloom.server.routes.common import (
+    caller,
+    json_response,
+    long_poll_response,
+    server_of,
+    sse_response,
+)
 from threadloom.server.services.runs import public_run
 from threadloom.server.storage.base import RUN_ACTIVE
 
@@ -55,8 +61,8 @@ async def _wait(request: Request, user: AuthUser, thread_id: str | None,
     server = server_of(request)
     run, events = await server.runs.create(user, thread_id, body.data(), listen=True)
     assert events is not None
-    result = await server.runs.collect_result(events)
-    return json_response(result, headers=_locations(run, "join"))
+    return long_poll_response(server.runs.collect_result(events),
+                              headers=_locations(run, "join"))
 
 
 @router.post("/threads/{thread_id}/runs")
@@ -160,7 +166,9 @@ async def cancel_run(thread_id: str, run_id: str, request: Request, wait: bool =
 async def join_run(thread_id: str, run_id: str, request: Request,
                    user: AuthUser = Depends(caller)) -> Response:
     """Wait for the run to end; its output."""
-    return json_response(await server_of(request).runs.join(user, thread_id, run_id))
+    server = server_of(request)
+    run = await server.runs.get(user, thread_id, run_id)  # 404 before the 200 starts
+    return long_poll_response(server.runs.join(user, thread_id, run["run_id"]))
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream")

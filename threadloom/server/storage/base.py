@@ -208,9 +208,12 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def claim_run(self, worker_id: str, lease_seconds: float) -> dict | None:
-        """Take the oldest pending run whose thread has no running run and whose
+        """Take the oldest pending run whose thread has no running run (and no older
+        pending run: a thread's runs start in the order they were queued) and whose
         ``after_seconds`` delay has passed: mark it ``running``, owned by ``worker_id``
-        for ``lease_seconds``. None when there is nothing to take."""
+        for ``lease_seconds``, ``attempt`` + 1. None when there is nothing to take.
+        PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so workers never wait on each
+        other, with a partial unique index on ``(thread_id) WHERE status = 'running'``."""
 
     @abc.abstractmethod
     async def heartbeat(self, run_id: str, worker_id: str, lease_seconds: float) -> bool:

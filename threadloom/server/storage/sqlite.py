@@ -247,12 +247,14 @@ class SqliteStorage(Storage):
             # one shared in-memory database for the saver, the store and the records
             path = f"file:threadloom-server-{id(self)}?mode=memory&cache=shared"
         self.path = path
+        # One connection and one lock for the saver, the store and the records: writers
+        # in this process take turns on the lock instead of meeting SQLite's busy
+        # handler, whose sleeps (up to 100 ms each) would dominate latency under load.
         self._conn = _connect(path)
-        self._conn.execute("PRAGMA busy_timeout = 30000")
-        self._saver_conn = _connect(path)
-        self._store_conn = _connect(path)
-        self.checkpointer = SqliteSaver(self._saver_conn)
-        self.store = SqliteStore(self._store_conn)
+        self.checkpointer = SqliteSaver(self._conn)
+        self._lock = self.checkpointer._runner.lock
+        self.store = SqliteStore(self._conn)
+        self.store._lock = self._lock
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="threadloom-db")
         self._streams = LocalStreams()
         self._work = asyncio.Event()
@@ -268,21 +270,26 @@ class SqliteStorage(Storage):
         return await loop.run_in_executor(self._pool, fn, *args)
 
     def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+    def _locked(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            return fn(self._conn)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._call(self._tx, fn)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._call(fn, self._conn)
+        return await self._call(self._locked, fn)
 
     async def setup(self) -> None:
         def migrate(conn: sqlite3.Connection) -> None:
@@ -296,18 +303,12 @@ class SqliteStorage(Storage):
                     conn.execute(statement)
                 conn.execute("INSERT INTO server_migrations (v) VALUES (?)", (version,))
 
-        if not self.path.startswith("file:"):
-            await self._call(lambda: self._conn.execute("PRAGMA journal_mode=WAL"))
-        await self._call(self.checkpointer.setup)
+        await self._call(self.checkpointer.setup)  # WAL mode for a file database
         await self._call(self.store.setup)
         await self._write(migrate)
 
     async def close(self) -> None:
-        def close_all() -> None:
-            for conn in (self._conn, self._saver_conn, self._store_conn):
-                conn.close()
-
-        await self._call(close_all)
+        await self._call(self._locked, lambda conn: conn.close())
         self._pool.shutdown(wait=True)
 
     # -- assistants --------------------------------------------------------------------
