@@ -9,7 +9,7 @@ import sqlite3
 import threading
 from typing import Any
 
-from conftest import (
+from inbox_support import (
     ALICE,
     BOB,
     CAROL,
@@ -343,3 +343,21 @@ def test_make_serve_starts_the_demo_and_prints_the_inbox_url(tmp_path) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
+
+
+def test_a_decision_after_the_thread_moved_on_is_refused(inbox: Inbox) -> None:
+    from langgraph_sdk import get_sync_client
+
+    thread = inbox.start("files", seed_call())
+    (row,) = inbox.rows(ALICE, thread)
+    client = get_sync_client(url=inbox.url, api_key=CAROL, timeout=30)
+    # carol's agent changes its mind: the pending tool call is replaced by an answer
+    client.threads.update_state(
+        thread, {"messages": [{"role": "assistant", "content": "Never mind."}]},
+        as_node="agent",
+    )
+    assert inbox.rows(ALICE, thread) == []
+    refused = decide(inbox, ALICE, thread, answer(row, "accept"))
+    assert refused.status_code == 409 and refused.json()["reason"] == "overtaken"
+    assert "The thread moved on" in refused.json()["detail"]
+    assert "Deleted" not in json.dumps(inbox.state(thread))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ALICE, BOB, Inbox, cleanup_request, email_request, refund, seed_call
+from inbox_support import ALICE, BOB, Inbox, cleanup_request, email_request, refund, seed_call
 
 pytest.importorskip("playwright")
 
