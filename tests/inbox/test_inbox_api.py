@@ -361,3 +361,18 @@ def test_a_decision_after_the_thread_moved_on_is_refused(inbox: Inbox) -> None:
     assert refused.status_code == 409 and refused.json()["reason"] == "overtaken"
     assert "The thread moved on" in refused.json()["detail"]
     assert "Deleted" not in json.dumps(inbox.state(thread))
+
+
+def test_every_inbox_file_is_package_data() -> None:
+    """The wheel carries the page: pyproject's package-data names every inbox file."""
+    import fnmatch
+    import tomllib
+
+    from threadloom.server.routes.inbox import INBOX_DIR
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["threadloom.server"]
+    files = [p.relative_to(INBOX_DIR.parent).as_posix() for p in INBOX_DIR.iterdir()]
+    assert sorted(files) == ["inbox/inbox.css", "inbox/inbox.js", "inbox/index.html"]
+    for name in files:
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), name
