@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 COMPAT_VENV := .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo serve test lint bench bench-server compat clean
+.PHONY: demo serve test lint bench bench-server bench-scale compat clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: $(STAMP)
 # approval round trips over HTTP, 50 concurrent official clients (ARGS="--url ..." for another server)
 bench-server: $(STAMP)
 	$(PY) bench/server.py $(ARGS)
+
+# growth with thread length, thread count, value and list size, beside LangGraph
+bench-scale: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) bench/scale.py --write $(ARGS)
 
 # LangGraph's own tests against threadloom, in a venv without LangGraph (see COMPAT.md)
 $(COMPAT_STAMP): pyproject.toml
