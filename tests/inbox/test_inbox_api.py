@@ -376,3 +376,23 @@ def test_every_inbox_file_is_package_data() -> None:
     assert sorted(files) == ["inbox/inbox.css", "inbox/inbox.js", "inbox/index.html"]
     for name in files:
         assert any(fnmatch.fnmatch(name, p) for p in patterns), name
+
+
+def test_a_request_stays_listed_while_its_thread_is_busy(inbox: Inbox) -> None:
+    """While a run is applying an answer the thread is busy: its request stays listed
+    (no 'answered' then 'requested' again) until the run has ended."""
+    import asyncio
+
+    thread = inbox.start("email", email_request())
+    storage = inbox.server.ctx.storage
+
+    def set_status(status: str) -> None:
+        asyncio.run_coroutine_threadsafe(
+            storage.update_thread(thread, status=status), inbox.server.loop
+        ).result(10)
+
+    set_status("busy")
+    try:
+        assert [r["action"] for r in inbox.rows(BOB, thread)] == ["send_email"]
+    finally:
+        set_status("interrupted")

@@ -68,7 +68,10 @@ SORTS = ("newest", "oldest", "urgent")
 """Orders of the list: asked most recently first, asked longest ago first, or nearest
 deadline first (requests without a deadline last)."""
 
-_THREAD_STATUSES = ("interrupted", "error")  # a refused answer leaves a thread in error
+# A refused answer leaves a thread in error with its requests pending; a busy thread
+# keeps the requests it had until its run ends (a request being answered stays listed
+# until the answer is applied, rather than vanishing and coming back).
+_THREAD_STATUSES = ("interrupted", "error", "busy")
 _PAGE = 500
 _SUMMARY_CHARS = 120
 
