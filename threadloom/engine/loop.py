@@ -63,7 +63,7 @@ from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
 from threadloom.engine.payloads import task_start_payload
 from threadloom.engine.program import Program
 from threadloom.engine.scope import ReplayPoint, Scope
-from threadloom.engine.task import Task, task_id
+from threadloom.engine.task import Task, checkpoint_id_bytes, planned_task_id, task_id
 from threadloom.errors import (
     EmptyInputError,
     ErrorCode,
@@ -105,6 +105,16 @@ def run_metadata(config: dict[str, Any]) -> dict[str, Any]:
         if not key.startswith("langgraph_") and key not in _METADATA_SKIP:
             meta[key] = value
     return meta
+
+
+def migrate_checkpoint(program: Program, checkpoint: Checkpoint, writes: Any) -> Any:
+    """Bring, in place, a checkpoint saved in a format older than the one threadloom
+    writes (``v`` < 4, e.g. by an earlier LangGraph) to the program's channels; return
+    its pending ``writes``, renamed likewise. Today's checkpoints are not looked at."""
+    version = checkpoint.get("v", 1)
+    if program.migrate is not None and (not isinstance(version, int) or version < 4):
+        return program.migrate(checkpoint, writes or ())
+    return writes
 
 
 def restore_channels(
@@ -177,6 +187,24 @@ class PendingWrites:
                 bucket = self.succeeded.setdefault(tid, [])
                 if channel != NO_WRITES:
                     bucket.append((channel, value))
+
+    def adopt_legacy_ids(
+        self, tasks: list[Task], checkpoint_id: str, ns: str, step: int
+    ) -> None:
+        """File under the ids ``tasks`` have now the writes a checkpoint saved before
+        planned tasks took LangGraph's ids (``planned_task_id``): threadloom then keyed
+        them by ``task_id`` of the same parts. Nothing happens when every write's task
+        was planned (the usual case, checked first)."""
+        books = (self.succeeded, self.interrupts, self.resumes, self.errors)
+        ids = {t.id for t in tasks}
+        if all(tid in ids for book in books for tid in book):
+            return
+        for task in tasks:
+            why = task.triggers if task.path[0] == PULL else task.path[1:2]
+            old = task_id(checkpoint_id, ns, step, task.name, task.path[0], *why)
+            for book in books:
+                if old in book and task.id not in book:
+                    book[task.id] = book.pop(old)
 
     def pending_interrupts(self) -> list[Interrupt]:
         # one interrupt may be recorded twice: by a called task and by its caller, which
@@ -475,6 +503,9 @@ class Loop:
             candidates = found | program.deferred if program.deferred else found
         tasks: list[Task] = []
         managed = self.managed(step)
+        cid = checkpoint_id_bytes(checkpoint_id)
+        version = self.checkpoint.get("v", 4)
+        v1 = isinstance(version, int) and version < 2  # ids of a v1 checkpoint's tasks
         for name in sorted(candidates) if len(candidates) > 1 else candidates:
             node = program.nodes[name]
             seen = seen_all.get(name) or {}
@@ -486,7 +517,7 @@ class Loop:
                         fired.append(ch)
             if not fired:
                 continue
-            tid = task_id(checkpoint_id, self.ns, step, name, PULL, *fired)
+            tid = planned_task_id(cid, self.ns, step, name, PULL, *fired, sha1=v1)
             value = node.read(channels, managed) if for_execution else None
             tasks.append(
                 self._task(tid, name, (PULL, name), value, node, tuple(fired), step, managed)
@@ -499,7 +530,7 @@ class Loop:
             for idx, packet in enumerate(sends.get()):
                 if not isinstance(packet, Send) or packet.node not in program.nodes:
                     continue
-                tid = task_id(checkpoint_id, self.ns, step, packet.node, PUSH, idx)
+                tid = planned_task_id(cid, self.ns, step, packet.node, PUSH, idx, sha1=v1)
                 node = program.nodes[packet.node]
                 pushed = self._task(tid, packet.node, (PUSH, idx, False), packet.arg, node, (),
                                     step, managed)
@@ -1009,6 +1040,7 @@ class Loop:
                 )
         if saved is not None:
             self.checkpoint = saved.checkpoint
+            stored = migrate_checkpoint(self.program, self.checkpoint, saved.pending_writes)
             self.checkpoint.setdefault("versions_seen", {})
             histories = yield from delta_histories(self.program, saved)
             self.channels = restore_channels(self.program, saved.checkpoint, histories)
@@ -1024,7 +1056,13 @@ class Loop:
                 # __copy__) is run from directly.
                 yield from self._replay(saved)
             else:
-                self.pending = PendingWrites(saved.pending_writes, saved.config)
+                self.pending = PendingWrites(stored, saved.config)
+                if replay_id and not (yield from self._at_head(saved)):
+                    # Answers for a checkpoint the thread has moved past: what its tasks
+                    # stored belongs to the branch that went on from it, so every task
+                    # runs again (the paused ones with the answers).
+                    self.pending.succeeded = {}
+                    self.pending.errors = {}
         else:
             self.checkpoint = {
                 "v": 4,
@@ -1212,6 +1250,8 @@ class Loop:
                 self.status = "drained"
                 raise GraphDrained(control.drain_reason or "shutdown")
             to_run = tasks
+            if first:
+                self.pending.adopt_legacy_ids(tasks, self.checkpoint["id"], self.ns, step)
             if first and self.pending.succeeded:
                 to_run = []
                 for task in tasks:
