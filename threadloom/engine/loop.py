@@ -300,6 +300,10 @@ class Loop:
         # how many tasks the running step has, counting those whose writes a resume
         # recovered (a task running alone in such a step still has siblings)
         self.step_tasks = 0
+        # error handlers started in the running step (see _error_handler_task): all of
+        # them, and those the driver has yet to start
+        self.handlers: list[Task] = []
+        self.spawned: list[Task] = []
 
     # -- versions and checkpoints ---------------------------------------------------
 
@@ -785,9 +789,11 @@ class Loop:
     def _to_cache(self, ran: list[Task], keys: dict[str, Any]) -> Generator[Request, Any, None]:
         """Store the writes of the cacheable tasks that succeeded."""
         pairs = {}
+        failed = {h.path[1] for h in self.handlers}  # failures handed to error handlers
         for task in ran:
             key = keys.get(task.id)
-            if key is not None and task.error is None and not task.paused:
+            if (key is not None and task.error is None and not task.paused
+                    and task.path not in failed):
                 pairs[key] = (encode_writes(task.writes), task.node.cache_policy.ttl)
         if pairs:
             yield ("cache_set", pairs)
@@ -816,6 +822,41 @@ class Loop:
             self.emit("debug", _debug("task_result", self.step + 1, payload))
         if self.program.delta_channels and task.error is None and not task.interrupts:
             task.writes = prepare_writes(self.channels, list(task.writes))
+        handler = self._error_handler_task(task)
+        if handler is not None:
+            self.step_tasks += 1
+            self.handlers.append(handler)
+            self.spawned.append(handler)
+        requests = self._save_task_writes(task, siblings, handler is not None)
+        if handler is not None:
+            # the handler's writes stand for the failure in this step (the Send stays
+            # stored, so a resume starts the handler again without the failed node)
+            task.writes = []
+        return requests
+
+    def _error_handler_task(self, task: Task) -> Task | None:
+        """The task of the error handler ``task`` failed into (its one write is the Send
+        of its failure, see ``drivers._fail``), to run in this step beside the tasks
+        still running; None for any other task, and when a breakpoint before the handler
+        defers it to the next step (the Send is then applied as any other)."""
+        name = task.node.error_handler
+        if name is None or len(task.writes) != 1:
+            return None
+        channel, packet = task.writes[0]
+        if channel != TASKS or not isinstance(packet, Send) or packet.node != name:
+            return None
+        stop = self.interrupt_before
+        if stop and (stop == "*" or name in stop):
+            return None
+        step = self.step + 1
+        tid = planned_task_id(checkpoint_id_bytes(self.checkpoint["id"]), self.ns, step,
+                              name, PUSH, task.id)
+        return self._task(tid, name, (PUSH, task.path, ERROR), packet.arg,
+                          self.program.nodes[name], (), step, task.managed)
+
+    def _save_task_writes(self, task: Task, siblings: int, handled: bool) -> list[Request]:
+        """The requests that record a finished task's writes as pending writes (none when
+        the step's checkpoint will hold them)."""
         if self.checkpointer is None or self.checkpoint_config is None:
             return []
         if task.paused:
@@ -826,7 +867,7 @@ class Loop:
             return []  # not a failure: the task runs again when the run is resumed
         elif task.error is not None:
             writes = [(ERROR, repr(task.error))]
-        elif (siblings > 1 or self.partial_step or self._writes_delta(task)
+        elif (siblings > 1 or self.partial_step or self._writes_delta(task) or handled
               or (self.step_tasks > 1 and self.durability != "exit")):
             # Only needed when a sibling may still fail or pause (alone, the task's writes
             # go straight into the next checkpoint, and history derives its result from
@@ -1254,6 +1295,7 @@ class Loop:
                 self.pending.adopt_legacy_ids(tasks, self.checkpoint["id"], self.ns, step)
             if first and self.pending.succeeded:
                 to_run = []
+                handlers = []
                 for task in tasks:
                     done = self.pending.succeeded.get(task.id)
                     if done is not None:
@@ -1262,8 +1304,20 @@ class Loop:
                         task.done = True
                         task.cached = True
                         self._emit_update(task)
+                        handler = self._error_handler_task(task)
+                        if handler is not None:  # it failed: its handler runs (again)
+                            task.writes = []
+                            handlers.append(handler)
                     else:
                         to_run.append(task)
+                for handler in handlers:
+                    done = self.pending.succeeded.get(handler.id)
+                    if done is not None:
+                        handler.writes, handler.done, handler.cached = done, True, True
+                        self._emit_update(handler)
+                    else:
+                        to_run.append(handler)
+                tasks = [*tasks, *handlers]
             if first:
                 for task in to_run:
                     task.load_answers(self.pending.resumes.get(task.id),
@@ -1277,11 +1331,15 @@ class Loop:
             cache_keys: dict[str, Any] = {}
             if to_run and self.scope.cache is not None:
                 to_run, cache_keys = yield from self._from_cache(to_run, len(tasks))
+            self.handlers, self.spawned = [], []
             if to_run:
                 self.step_tasks = len(tasks)
                 for task in to_run:
                     self.task_started(task)
                 yield ("run", to_run)
+            if self.handlers:  # error handlers the step's failures started
+                to_run = [*to_run, *self.handlers]
+                tasks = [*tasks, *self.handlers]
             if cache_keys:
                 yield from self._to_cache(to_run, cache_keys)
             failed = [t for t in to_run if t.error is not None]
@@ -1443,7 +1501,11 @@ def _task_order(task: Task) -> tuple[Any, ...]:
     path = task.path
     if not path:
         return ("", "")
-    return (path[0], path[1]) if path[0] == PULL else (path[0], f"{path[1]:010d}")
+    if path[0] == PULL:
+        return (path[0], path[1])
+    if isinstance(path[1], int):
+        return (path[0], f"{path[1]:010d}")
+    return (path[0], task_path_str(path[1:]))  # an error handler's: (PUSH, failed, ERROR)
 
 
 def task_path_str(path: tuple[Any, ...]) -> str:

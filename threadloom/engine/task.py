@@ -175,8 +175,8 @@ class Task:
         self.channels: Any = None
         self.managed: dict[str, Any] | None = None
         self.call_index = 0  # how many tasks this task called (ids of calls, see calls.py)
-        # how many checkpointer=True graphs it invoked: each after the first keeps its
-        # state under the task's stable namespace + "|<n>" (in call order)
+        # how many graphs it invoked: each after the first runs under the task's
+        # namespace (a checkpointer=True one: its stable namespace) + "|<n>", call order
         self.stateful_calls = 0
         self.attempt: tuple[int, float | None] = (1, None)  # (number, first attempt's time)
         # its writes were replayed (node cache, or saved by an earlier attempt), not run

@@ -332,18 +332,23 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             config = {**config, "configurable": {**conf, "thread_id": str(conf["thread_id"])}}
             conf = config["configurable"]
         persistent_ns = None
+        # several graphs invoked by one task: the first runs in the task's namespace,
+        # later ones in "<ns>|1", "<ns>|2"... (call order), so each has its own
+        position = 0
+        caller = current_task.get() if nested else None
+        if caller is not None and caller.ns == conf.get("checkpoint_ns"):
+            position = caller.stateful_calls
+            caller.stateful_calls += 1
         if nested and own_ns:
+            # a checkpointer=True graph: the stable namespace (without task ids)
             persistent_ns = "|".join(
                 part.split(":", 1)[0] for part in conf.get("checkpoint_ns", "").split("|")
             )
-            # several checkpointer=True graphs invoked by one task: the first keeps the
-            # task's stable namespace, later ones "<ns>|1", "<ns>|2"... (call order)
-            caller = current_task.get()
-            if caller is not None and caller.ns == conf.get("checkpoint_ns"):
-                position = caller.stateful_calls
-                caller.stateful_calls += 1
-                if position:
-                    persistent_ns = f"{persistent_ns}|{position}"
+            if position:
+                persistent_ns = f"{persistent_ns}|{position}"
+        elif position:
+            conf = {**conf, "checkpoint_ns": f"{conf['checkpoint_ns']}|{position}"}
+            config = {**config, "configurable": conf}
         outer = conf.get(CONFIG_KEY_RUNTIME)  # a runtime (or look-alike) set by the caller
         if control is None:
             control = getattr(outer, "control", None)
