@@ -167,3 +167,29 @@ def test_an_answer_for_a_checkpoint_the_thread_moved_past_reruns_its_tasks() -> 
     graph.invoke({"query": "y"}, THREAD)
     graph.invoke(Command(resume="ok"), graph.get_state(THREAD).config)
     assert calls == ["other", "qa", "qa"] or calls == ["qa", "other", "qa"]
+
+
+def test_a_v3_checkpoint_keeps_its_sends_beside_the_channels() -> None:
+    # before v4, the Sends for the next step were stored as "pending_sends"
+    from threadloom.types import Send
+
+    saver = InMemorySaver()
+    graph = (
+        StateGraph(State)
+        .add_node("fan", lambda s: {"docs": [s["query"]]})
+        .add_conditional_edges(START, lambda s: [Send("fan", {"query": q}) for q in "ab"],
+                               ["fan"])
+        .compile(checkpointer=saver, interrupt_before=["fan"])
+    )
+    graph.invoke({"query": "x"}, THREAD)
+    head = saver.get_tuple(THREAD)
+    old = dict(head.checkpoint, v=3)
+    old["channel_values"] = dict(old["channel_values"])
+    old["pending_sends"] = old["channel_values"].pop("__pregel_tasks")
+    old["channel_versions"] = {k: v for k, v in old["channel_versions"].items()
+                               if k != "__pregel_tasks"}
+    moved = {"configurable": {**THREAD["configurable"], "thread_id": "v3"}}
+    saver.put(moved, old, head.metadata, old["channel_versions"])
+
+    assert graph.get_state(moved).next == ("fan", "fan")
+    assert sorted(graph.invoke(None, moved)["docs"]) == ["a", "b"]

@@ -112,7 +112,17 @@ def migrate_checkpoint(program: Program, checkpoint: Checkpoint, writes: Any) ->
     writes (``v`` < 4, e.g. by an earlier LangGraph) to the program's channels; return
     its pending ``writes``, renamed likewise. Today's checkpoints are not looked at."""
     version = checkpoint.get("v", 1)
-    if program.migrate is not None and (not isinstance(version, int) or version < 4):
+    if isinstance(version, int) and version >= 4:
+        return writes
+    # before v4 the Sends a checkpoint hands to its next step were kept beside the
+    # channels, as "pending_sends": they are the tasks channel's value now
+    sends = checkpoint.pop("pending_sends", None)
+    if sends and TASKS in program.channels:
+        checkpoint["channel_values"] = {**checkpoint["channel_values"], TASKS: list(sends)}
+        versions = checkpoint["channel_versions"]
+        if TASKS not in versions:
+            versions[TASKS] = max(versions.values()) if versions else 1
+    if program.migrate is not None:
         return program.migrate(checkpoint, writes or ())
     return writes
 
