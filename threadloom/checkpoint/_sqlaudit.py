@@ -10,6 +10,9 @@ new ones chained after it (``chain_audit_records``) in one transaction;
 same place - one fails instead of forking the log. The log is not touched by
 ``delete_thread``, ``prune`` or ``expire_paused``: it is the record of who decided what.
 
+Under an encrypting serializer each record (and the anchor) is sealed for its place
+(``_auditcodec``); the chain covers the plaintext records.
+
 The table comes with its own migration (``SQLITE_MIGRATION`` / ``POSTGRES_MIGRATION``),
 appended to each saver's migration list.
 """
@@ -22,8 +25,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from threadloom.checkpoint._auditcodec import open_text, seal_text
 from threadloom.checkpoint._sql import Dialect, Op, Query
 from threadloom.checkpoint.base import AuditRecord, chain_audit_records
+from threadloom.checkpoint.serde.place import audit_head_place, audit_place, binds
 
 __all__ = [
     "AUDIT",
@@ -62,16 +67,15 @@ POSTGRES_MIGRATION: tuple[str, ...] = (
 _LOCKS = {"postgres": "SELECT pg_advisory_xact_lock(1953259893, hashtext(?))"}
 
 
-def _decode(raw: Any) -> AuditRecord:
-    return json.loads(raw) if isinstance(raw, (str, bytes, bytearray)) else dict(raw)
-
-
 def put_audit(
     dialect: Dialect,
     thread_id: str,
     records: Sequence[AuditRecord],
     key: bytes | None = None,
+    serde: Any = None,
 ) -> Op[list[AuditRecord]]:
+    """Append ``records`` after the thread's last one (chained, sealed by ``serde`` when
+    it encrypts) and move the anchor; the records as stored."""
     thread_id = str(thread_id)
     for record in records:
         json.dumps(record)  # a value JSON cannot hold fails here, before any I/O
@@ -79,21 +83,28 @@ def put_audit(
     if lock:
         yield Query(lock, (thread_id,))
     rows = yield Query(
-        f"SELECT record FROM {AUDIT} WHERE thread_id = ? AND seq > 0 "
+        f"SELECT seq, record FROM {AUDIT} WHERE thread_id = ? AND seq > 0 "
         "ORDER BY seq DESC LIMIT 1",
         (thread_id,),
         fetch=True,
     )
-    last = _decode(rows[0][0]) if rows else None
-    stored = chain_audit_records(last, thread_id, records, key)
+    last = open_text(serde, rows[0][1], audit_place(thread_id, rows[0][0])) if rows else None
+    stored = chain_audit_records(last, thread_id, records, key, salt=binds(serde))
     now = time.time()
     for record in stored:
+        text = seal_text(
+            serde, json.dumps(record, ensure_ascii=False), audit_place(thread_id, record["seq"])
+        )
         yield Query(
             f"INSERT INTO {AUDIT} (thread_id, seq, record, created_at) VALUES (?, ?, ?, ?)",
-            (thread_id, record["seq"], json.dumps(record, ensure_ascii=False), now),
+            (thread_id, record["seq"], text, now),
         )
     if stored:  # the anchor (row seq 0) moves with the append, in the same transaction
-        head = json.dumps({"seq": stored[-1]["seq"], "hash": stored[-1]["hash"]})
+        head = seal_text(
+            serde,
+            json.dumps({"seq": stored[-1]["seq"], "hash": stored[-1]["hash"]}),
+            audit_head_place(thread_id),
+        )
         yield Query(
             f"INSERT INTO {AUDIT} (thread_id, seq, record, created_at) VALUES (?, 0, ?, ?) "
             "ON CONFLICT (thread_id, seq) DO UPDATE SET record = excluded.record, "
@@ -103,21 +114,25 @@ def put_audit(
     return stored
 
 
-def list_audit(thread_id: str) -> Op[list[AuditRecord]]:
+def list_audit(thread_id: str, serde: Any = None) -> Op[list[AuditRecord]]:
+    """The thread's records, oldest first (opened by ``serde`` when sealed)."""
+    thread_id = str(thread_id)
     rows = yield Query(
-        f"SELECT record FROM {AUDIT} WHERE thread_id = ? AND seq > 0 ORDER BY seq",
-        (str(thread_id),),
+        f"SELECT seq, record FROM {AUDIT} WHERE thread_id = ? AND seq > 0 ORDER BY seq",
+        (thread_id,),
         fetch=True,
     )
-    return [_decode(r[0]) for r in rows or ()]
+    return [open_text(serde, r[1], audit_place(thread_id, r[0])) for r in rows or ()]
 
 
-def audit_head(thread_id: str) -> Op[dict[str, Any] | None]:
+def audit_head(thread_id: str, serde: Any = None) -> Op[dict[str, Any] | None]:
+    """The thread's anchor ``{"seq", "hash"}``, or None."""
+    thread_id = str(thread_id)
     rows = yield Query(
-        f"SELECT record FROM {AUDIT} WHERE thread_id = ? AND seq = 0", (str(thread_id),),
+        f"SELECT record FROM {AUDIT} WHERE thread_id = ? AND seq = 0", (thread_id,),
         fetch=True,
     )
-    return _decode(rows[0][0]) if rows else None
+    return open_text(serde, rows[0][0], audit_head_place(thread_id)) if rows else None
 
 
 @contextmanager

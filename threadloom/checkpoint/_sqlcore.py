@@ -86,6 +86,14 @@ from threadloom.checkpoint.base import (
     get_checkpoint_id,
 )
 from threadloom.checkpoint.serde.base import CorruptCheckpointError
+from threadloom.checkpoint.serde.place import (
+    Place,
+    binds,
+    checkpoint_place,
+    dumps_at,
+    value_place,
+    write_place,
+)
 from threadloom.errors import CheckpointConflictError
 
 __all__ = ["CorruptCheckpointError", "PreparedPut", "SqlCore"]
@@ -159,6 +167,7 @@ class SqlCore:
     ) -> None:
         self.d = dialect
         self.serde = serde
+        self._dumps_at = dumps_at(serde)  # place-bound where the serializer binds
         self.cache = cache
         self.values = values if values is not None else ValueCache(max_bytes=0)
 
@@ -268,9 +277,11 @@ class SqlCore:
             if row[0] == 0:
                 checkpoints.append(row[1:8])
                 continue
-            _, thread_id, ns, checkpoint_id, task_id, typ, blob, _, channel = row[:9]
+            _, thread_id, ns, checkpoint_id, task_id, typ, blob, _, channel, _, idx = row
             value = self._decode(
-                (typ, blob), partial(_write_name, task_id, channel, thread_id, ns, checkpoint_id)
+                (typ, blob),
+                partial(_write_name, task_id, channel, thread_id, ns, checkpoint_id),
+                write_place(thread_id, ns, checkpoint_id, task_id, idx, channel),
             )
             writes[(thread_id, ns, checkpoint_id)].append((task_id, channel, value))
         return checkpoints, writes
@@ -295,7 +306,8 @@ class SqlCore:
         owners: dict[Key, str] = {}
         for thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata in rows:
             where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"
-            checkpoint = self._decode((typ, blob), f"checkpoint of {where}")
+            place = checkpoint_place(thread_id, ns, checkpoint_id)
+            checkpoint = self._decode((typ, blob), f"checkpoint of {where}", place)
             check_checkpoint(checkpoint, where)
             meta = _load_metadata(metadata, where)
             keys = [(thread_id, ns, ch, str(v)) for ch, v in checkpoint["channel_versions"].items()]
@@ -319,6 +331,7 @@ class SqlCore:
                 (row.type, row.blob),
                 lambda: f"value of channel {channel!r} version {version!r} (thread "
                 f"{thread_id!r}, namespace {ns!r}, {owner_of(key)})",
+                value_place(*key, row.base_version, row.root_version),
             )
 
         if ready:
@@ -402,19 +415,37 @@ class SqlCore:
             found.update(_blob_rows(rows))
         return found
 
-    def _decode(self, data: tuple[str, Any], what: str | Callable[[], str]) -> Any:
-        """Decode a stored value; ``what`` (or what it returns) names it in errors."""
+    def _decode(
+        self, data: tuple[str, Any], what: str | Callable[[], str], place: Place | None = None
+    ) -> Any:
+        """Decode a stored value; ``what`` (or what it returns) names it in errors.
+
+        ``place``: where the value is stored, for a serializer that binds values to their
+        place (``serde.place``). Errors are ``CorruptCheckpointError`` - of the
+        serializer's own subclass when it raised one (``UnencryptedValueError``, ...) -
+        naming the row."""
         typ, blob = data
         if typ == "empty":
             return EMPTY
+        serde = self.serde
         try:
-            return self.serde.loads_typed((typ, _bytes(blob)))
+            if place is not None:
+                bound = getattr(serde, "loads_typed_at", None)
+                if bound is not None:
+                    return bound((typ, _bytes(blob)), place)
+            return serde.loads_typed((typ, _bytes(blob)))
         except Exception as exc:
             name = what if isinstance(what, str) else what()
-            raise CorruptCheckpointError(
-                f"Stored {name} cannot be decoded ({type(exc).__name__}: {exc}). The row is "
-                "damaged or was written by an incompatible serializer; nothing in it was run."
-            ) from exc
+            kind = type(exc) if isinstance(exc, CorruptCheckpointError) else None
+            try:
+                error = (kind or CorruptCheckpointError)(
+                    f"Stored {name} cannot be decoded ({type(exc).__name__}: {exc}). The row "
+                    "is damaged or was written by an incompatible serializer; nothing in it "
+                    "was run."
+                )
+            except Exception:  # a subclass that takes other arguments
+                error = CorruptCheckpointError(f"Stored {name} cannot be decoded: {exc}")
+            raise error from exc
 
     # -- writing -----------------------------------------------------------------------
 
@@ -438,7 +469,8 @@ class SqlCore:
         parent_id = get_checkpoint_id(config) or None  # "" means "no parent" too
         metadata_json = dump_metadata(metadata)
         stored = {k: v for k, v in checkpoint.items() if k != "channel_values"}
-        cp_type, cp_blob = self.serde.dumps_typed(stored)
+        place = checkpoint_place(thread_id, ns, checkpoint["id"])
+        cp_type, cp_blob = self._dumps_at(stored, place)
         plans = self.cache.plan(
             thread_id, ns, parent_id, checkpoint["channel_values"], new_versions
         )
@@ -454,15 +486,18 @@ class SqlCore:
             cp_blob=cp_blob,
             metadata_json=metadata_json,
             created_at=timestamp(checkpoint.get("ts")),
-            blobs=[(plan, *self._dump_plan(plan)) for plan in plans],
+            blobs=[(plan, *self._dump_plan(thread_id, ns, plan)) for plan in plans],
             relaxed=relaxed,
             run_locked=run_locked,
         )
 
-    def _dump_plan(self, plan: BlobPlan) -> tuple[str, bytes | None]:
+    def _dump_plan(self, thread_id: str, ns: str, plan: BlobPlan) -> tuple[str, bytes | None]:
         if plan.value is EMPTY:
             return "empty", None
-        return self.serde.dumps_typed(plan.payload)
+        place = value_place(
+            thread_id, ns, plan.channel, plan.version, plan.base_version, plan.root_version
+        )
+        return self._dumps_at(plan.payload, place)
 
     def put(self, p: PreparedPut) -> Op[dict[str, Any]]:
         """Store a prepared checkpoint; a run's ``loop`` checkpoint on a stale head loses.
@@ -499,7 +534,7 @@ class SqlCore:
             if attempt == 0:
                 blobs = yield from self._check_bases(p, blobs)
             else:
-                blobs = [self._full(b) for b in blobs]
+                blobs = [self._full(p, b) for b in blobs]
         p.stored = blobs
         return p.config()
 
@@ -528,16 +563,16 @@ class SqlCore:
         """Make ``p`` store every list delta whole: for a write planned on a delta chain
         that changed before it ran (a write before it was stored whole on retry), whose
         planned chain root may no longer exist."""
-        p.blobs = [self._full(b) for b in p.blobs]
+        p.blobs = [self._full(p, b) for b in p.blobs]
 
     def _full(
-        self, blob: tuple[BlobPlan, str, bytes | None]
+        self, p: PreparedPut, blob: tuple[BlobPlan, str, bytes | None]
     ) -> tuple[BlobPlan, str, bytes | None]:
         plan = blob[0]
         if not plan.is_delta:
             return blob
         plan = plan.as_full()
-        return (plan, *self._dump_plan(plan))
+        return (plan, *self._dump_plan(p.thread_id, p.ns, plan))
 
     def _put_batch(
         self, p: PreparedPut, blobs: list[tuple[BlobPlan, str, bytes | None]]
@@ -675,7 +710,7 @@ class SqlCore:
             return blobs
         present = yield from self._fetch_keys(bases)
         return [
-            self._full(b)
+            self._full(p, b)
             if b[0].is_delta and (p.thread_id, p.ns, b[0].channel, b[0].base_version) not in present
             else b
             for b in blobs
@@ -716,8 +751,10 @@ class SqlCore:
         regular: dict[int, tuple[Any, ...]] = {}
         special: dict[int, tuple[Any, ...]] = {}
         for idx, (channel, value) in enumerate(writes):
-            typ, blob = self.serde.dumps_typed(value)
             key = WRITES_IDX_MAP.get(channel, idx)
+            typ, blob = self._dumps_at(
+                value, write_place(thread_id, ns, checkpoint_id, task_id, key, channel)
+            )
             row = (thread_id, ns, checkpoint_id, task_id, key, channel, typ, blob, task_path)
             if key < 0:
                 special[key] = row  # the last one wins, as in the memory saver
@@ -859,7 +896,8 @@ class SqlCore:
                 dropped.append((thread_id, ns, checkpoint_id))
                 continue
             where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"
-            checkpoint = self._decode((typ, blob), f"checkpoint of {where}")
+            place = checkpoint_place(thread_id, ns, checkpoint_id)
+            checkpoint = self._decode((typ, blob), f"checkpoint of {where}", place)
             for channel, version in (checkpoint.get("channel_versions") or {}).items():
                 referenced.add((thread_id, ns, channel, str(version)))
         if not dropped:
@@ -930,6 +968,10 @@ class SqlCore:
                 f"SELECT ?, {columns} FROM {table} WHERE thread_id = ?",
                 (target, source),
             )
+        if binds(self.serde):  # values bound to their place: seal the copies for theirs
+            from threadloom.checkpoint._reseal import reseal_thread
+
+            yield from reseal_thread(self.d, self.serde, source, target)
         self.cache.forget(target)
         self.values.forget(target)
         return count
