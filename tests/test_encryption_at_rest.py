@@ -542,3 +542,62 @@ def test_cli_rekey(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("THREADLOOM_AES_OLD_KEYS")
     assert cli_main(["audit", *where, "--thread", "t", "--verify"]) == 0  # reads with KEY2
     assert '"value": "ok"' in capsys.readouterr().out
+
+
+# -- a graph with approvals on an encrypted store ---------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_nothing_a_person_decided_is_stored_in_plaintext(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Resume answers, edited tool arguments, update_state values: none of them appears
+    in any table of an encrypted store, and the audit chain still verifies."""
+    from langchain_core.messages import HumanMessage
+    from langchain_core.tools import tool
+
+    from threadloom.hitl import ApprovalPolicy, echo_digests
+    from threadloom.hitl.hooks import checkpoint_anchors
+    from threadloom.prebuilt import ScriptedChatModel, create_react_agent
+    from threadloom.types import Command
+
+    @tool
+    def wire_transfer(iban: str) -> str:
+        """Send money to an account."""
+        return f"sent to {iban}"
+
+    def respond(messages: list[Any]) -> Any:
+        if len(messages) > 1:
+            return "Done."
+        return {"content": "", "tool_calls": [
+            {"name": "wire_transfer", "args": {"iban": "DE89-PROPOSED"}, "id": "c1"}]}
+
+    if backend == "sqlite":
+        store = Store("sqlite", str(tmp_path / "graph.db"))
+    else:
+        store = Store("postgres", request.getfixturevalue("fresh_postgres_database"))
+    config = {"configurable": {"thread_id": "t", "reviewer": {"id": "bob", "roles": ["ops"]}}}
+
+    async def run() -> None:
+        async with store.open(enc()) as saver:
+            agent = create_react_agent(ScriptedChatModel(respond=respond), [wire_transfer],
+                                       checkpointer=saver,
+                                       approval=ApprovalPolicy(default="always"))
+            agent.invoke({"messages": [HumanMessage("pay the PROMPT-SECRET invoice")]}, config)
+            answer = echo_digests(agent.get_state(config).interrupts,
+                                  [{"type": "edit", "args": {"iban": "DE89-EDITED"}}])
+            agent.invoke(Command(resume=answer), config)
+            agent.update_state(config, {"messages": [HumanMessage("UPDATE-SECRET")]})
+            log = agent.get_audit_log(config)
+            assert [r["event"] for r in log] == ["decision", "update_state"]
+            assert log[0]["args_diff"]["changed"]["iban"]["to"] == "DE89-EDITED"
+            verify_chain(log, head=saver.audit_head("t"),
+                         anchors=checkpoint_anchors(saver, "t"))
+
+    asyncio.run(run())
+    for table in ("threadloom_checkpoints", "threadloom_blobs", "threadloom_writes",
+                  "threadloom_audit_log"):
+        for row in store.sql(f"SELECT * FROM {table}"):
+            text = repr([bytes(v) if isinstance(v, memoryview) else v for v in row])
+            for secret in ("PROPOSED", "EDITED", "PROMPT-SECRET", "UPDATE-SECRET"):
+                assert secret not in text, (table, secret)
