@@ -601,3 +601,37 @@ def test_nothing_a_person_decided_is_stored_in_plaintext(
             text = repr([bytes(v) if isinstance(v, memoryview) else v for v in row])
             for secret in ("PROPOSED", "EDITED", "PROMPT-SECRET", "UPDATE-SECRET"):
                 assert secret not in text, (table, secret)
+
+
+def test_a_cipher_without_associated_data_still_binds_values() -> None:
+    """A custom cipher with LangGraph's two-method protocol (no ``aad``) gets the place
+    sealed inside the plaintext instead: the same refusal of a moved value."""
+    from threadloom.checkpoint.serde.encrypted import AesGcmCipher
+    from threadloom.checkpoint.serde.place import write_place
+
+    class Wrapped:  # encrypt(plaintext) / decrypt(name, ciphertext) only
+        key_id = "custom-1"
+
+        def __init__(self) -> None:
+            self.inner = AesGcmCipher(KEY1)
+
+        def encrypt(self, plaintext: bytes) -> tuple[str, bytes]:
+            return self.inner.encrypt(plaintext)
+
+        def decrypt(self, ciphername: str, ciphertext: bytes) -> bytes:
+            return self.inner.decrypt(ciphername, ciphertext)
+
+    serde = EncryptedSerializer(Wrapped())
+    here = write_place("t", "", "c1", "task", 0, "x")
+    there = write_place("t", "", "c1", "task", 1, "x")
+    data = serde.dumps_typed_at({"v": 1}, here)
+    assert data[0] == "msgpack+aesgcm:custom-1"
+    assert serde.loads_typed_at(data, here) == {"v": 1}
+    with pytest.raises(DecryptionError):
+        serde.loads_typed_at(data, there)
+
+    class NoId(Wrapped):
+        key_id = None  # type: ignore[assignment]
+
+    with pytest.raises(Exception, match="key_id"):
+        EncryptedSerializer(NoId(), old_ciphers=[NoId()])

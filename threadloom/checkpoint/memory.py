@@ -383,14 +383,18 @@ class InMemorySaver(BaseCheckpointSaver):
             owner = via_chain.get(_root_key(key, row) if row else key)
             return f"checkpoint {owner!r}, through the list delta chain it extends"
 
-        loads = loads_at(self.serde)
+        bound = getattr(self.serde, "loads_typed_at", None)
+        plain = self.serde.loads_typed
 
         def decode(key: Key, row: _Row) -> Any:
             if row.type == "empty":
                 return EMPTY
-            place = value_place(*key, row.base_version, row.root_version)
+            place = None  # the place is built only for a serializer that binds to it
             try:
-                return loads((row.type, row.blob), place)
+                if bound is None:
+                    return plain((row.type, row.blob))
+                place = value_place(*key, row.base_version, row.root_version)
+                return bound((row.type, row.blob), place)
             except Exception:  # decode again through the SQL savers' decoder, which
                 pass  # raises CorruptCheckpointError naming the row (outside this handler)
             thread_id, ns, channel, version = key

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import inspect
 import os
@@ -284,12 +285,12 @@ def _digest(aad: bytes) -> bytes:
     return hashlib.blake2b(aad, digest_size=16, person=b"threadloom-aad").digest()
 
 
+@functools.lru_cache(maxsize=4096)  # reads of a delta chain meet the same places again
 def _aad(inner: str, kid: str, place: Place | None) -> bytes:
     """What a value's encryption authenticates besides its bytes: the format, the inner
     tag, the key id and the place (or the mark of a value written without one)."""
-    tag, k = inner.encode(), kid.encode()
     where = _UNBOUND if place is None else place_bytes(place)
-    return b"tl2" + len(tag).to_bytes(2, "big") + tag + len(k).to_bytes(2, "big") + k + where
+    return f"tl2{len(inner)}:{inner}{len(kid)}:{kid}".encode() + where
 
 
 class EncryptedSerializer(SerializerProtocol):

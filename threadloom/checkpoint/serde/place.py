@@ -99,13 +99,12 @@ def audit_head_place(thread_id: str) -> Place:
 
 
 def place_bytes(place: Place) -> bytes:
-    """The canonical encoding of a place (length-prefixed UTF-8 parts): what is
-    authenticated as associated data. Distinct places never encode alike."""
-    out = bytearray(b"threadloom-place\x00")
-    for part in place:
-        raw = part.encode("utf-8", "surrogatepass")
-        out += len(raw).to_bytes(4, "big") + raw
-    return bytes(out)
+    """The canonical encoding of a place - what is authenticated as associated data:
+    each part as ``<length>:<text>`` (netstring-like), so distinct places never encode
+    alike."""
+    return ("threadloom-place\x00" + "".join(f"{len(p)}:{p}" for p in place)).encode(
+        "utf-8", "surrogatepass"
+    )
 
 
 def place_name(place: Place) -> str:
