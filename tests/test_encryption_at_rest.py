@@ -68,7 +68,10 @@ class Store:
                 audit = Path(self.where + ".audit")
                 if audit.exists():
                     saved = json.loads(audit.read_text())
-                    saver.__dict__["_audit"] = saved["log"]
+                    saver.__dict__["_audit"] = {  # JSON made the seqs strings
+                        t: {int(seq): text for seq, text in log.items()}
+                        for t, log in saved["log"].items()
+                    }
                     saver.__dict__["_audit_heads"] = saved["heads"]
                 yield saver
                 audit.write_text(json.dumps({
@@ -370,7 +373,8 @@ def test_plain_serializers_keep_the_langgraph_protocol() -> None:
 
 def _raw_audit(store: Store, saver: Any, thread_id: str) -> list[str]:
     if store.kind == "memory":
-        return [*saver.__dict__["_audit"][thread_id], saver.__dict__["_audit_heads"][thread_id]]
+        return [*saver.__dict__["_audit"][thread_id].values(),
+                saver.__dict__["_audit_heads"][thread_id]]
     return [r[0] for r in store.sql("SELECT record FROM threadloom_audit_log WHERE thread_id = ? "
                                     "ORDER BY seq", thread_id)]
 

@@ -75,6 +75,7 @@ from threadloom.checkpoint._sql import (
     timestamp,
     values_cte,
 )
+from threadloom.checkpoint._sqlaudit import AUDIT
 from threadloom.checkpoint.base import (
     WRITES_IDX_MAP,
     ChannelVersions,
@@ -804,7 +805,8 @@ class SqlCore:
         thread_id = str(thread_id)
         if self.d.lock_thread:
             yield Query(self.d.lock_thread, (thread_id,))
-        for table in (WRITES, BLOBS, CHECKPOINTS):
+        # the thread's audit log goes with it (``_sqlaudit``)
+        for table in (WRITES, BLOBS, CHECKPOINTS, AUDIT):
             yield Query(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))
         self.cache.forget(thread_id)
         self.values.forget(thread_id)

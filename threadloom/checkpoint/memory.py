@@ -75,8 +75,11 @@ from threadloom.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
     SerializerProtocol,
+    audit_keep_last,
+    audit_prune_marker,
     chain_audit_records,
     get_checkpoint_id,
+    is_prune_marker,
     prune_plan,
 )
 from threadloom.checkpoint.serde.place import (
@@ -668,6 +671,8 @@ class InMemorySaver(BaseCheckpointSaver):
         self._activity.pop(thread_id, None)
         self._delta.forget(thread_id)
         self._values.forget(thread_id)
+        self.__dict__.get("_audit", {}).pop(thread_id, None)  # the log goes with its thread
+        self.__dict__.get("_audit_heads", {}).pop(thread_id, None)
 
     # -- housekeeping ------------------------------------------------------------------
 
@@ -717,10 +722,15 @@ class InMemorySaver(BaseCheckpointSaver):
         of checkpoints deleted.
         """
         ids, keep = prune_plan(thread_ids, keep_last, strategy)
+        keep_audit = audit_keep_last(self)
         with self._lock:
-            return sum(
+            dropped = sum(
                 self._drop(t, lambda entries: pruned_checkpoints(entries, keep)) for t in ids
             )
+            if keep_audit is not None:
+                for thread_id in ids:
+                    self._prune_audit(thread_id, keep_audit)
+            return dropped
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints whose metadata ``run_id`` is one of ``run_ids``, in every
@@ -921,7 +931,7 @@ class InMemorySaver(BaseCheckpointSaver):
                             tid, channel, serde.reseal(value, place), path,
                         )  # fmt: skip
             for thread_id, log in self._audit_log().items():
-                for seq, text in enumerate(log, 1):
+                for seq, text in log.items():
                     new = reseal_text(serde, text, audit_place(thread_id, seq))
                     if new is not None:
                         audit[(thread_id, seq)] = new
@@ -936,7 +946,7 @@ class InMemorySaver(BaseCheckpointSaver):
             for (thread_id, ns, checkpoint_id, task_id, idx), entry in writes.items():
                 self.writes[(thread_id, ns, checkpoint_id)][(task_id, idx)] = entry
             for (thread_id, seq), text in audit.items():
-                self._audit_log()[thread_id][seq - 1] = text
+                self._audit_log()[thread_id][seq] = text
             self.__dict__.get("_audit_heads", {}).update(heads)
             self._values.clear()  # cached rows are the old ciphertexts
         report.count("metadata", sum(len(c) for p in self.storage.values()
@@ -1005,8 +1015,9 @@ class InMemorySaver(BaseCheckpointSaver):
 
     # -- audit log (added for threadloom.hitl) --------------------------------------
 
-    def _audit_log(self) -> dict[str, list[str]]:
-        # thread -> records as JSON text (copies: callers cannot rewrite history)
+    def _audit_log(self) -> dict[str, dict[int, str]]:
+        # thread -> {seq: record as stored JSON text} in seq order (copies: callers cannot
+        # rewrite history; sealed under an encrypting serializer, for their seq)
         log = self.__dict__.get("_audit")
         if log is None:
             log = self.__dict__.setdefault("_audit", {})
@@ -1018,21 +1029,42 @@ class InMemorySaver(BaseCheckpointSaver):
         thread_id = str(thread_id)
         serde = self.serde
         with self._lock:
-            log = self._audit_log().setdefault(thread_id, [])
-            last = open_text(serde, log[-1], audit_place(thread_id, len(log))) if log else None
+            log = self._audit_log().setdefault(thread_id, {})
+            last = None
+            if log:
+                seq, text = next(reversed(log.items()))
+                last = open_text(serde, text, audit_place(thread_id, seq))
             stored = chain_audit_records(
                 last, thread_id, records, self.audit_key, salt=binds(serde)
             )
-            texts = [  # TypeError on non-JSON values, before anything is stored
-                seal_text(serde, json.dumps(r), audit_place(thread_id, r["seq"]))
+            texts = {  # TypeError on non-JSON values, before anything is stored
+                r["seq"]: seal_text(serde, json.dumps(r), audit_place(thread_id, r["seq"]))
                 for r in stored
-            ]
-            log.extend(texts)
+            }
+            log.update(texts)
             if stored:
                 heads = self.__dict__.setdefault("_audit_heads", {})
                 head = {"seq": stored[-1]["seq"], "hash": stored[-1]["hash"]}
                 heads[thread_id] = seal_text(serde, json.dumps(head), audit_head_place(thread_id))
         return stored
+
+    def _prune_audit(self, thread_id: str, keep: int) -> None:
+        """Keep the ``keep`` newest audit records of the thread; the older ones become
+        one anchor record (see ``BaseCheckpointSaver.audit_keep_last``)."""
+        log = self._audit_log().get(thread_id)
+        if not log:
+            return
+        entries = list(log.items())
+        first = open_text(self.serde, entries[0][1], audit_place(thread_id, entries[0][0]))
+        real = len(entries) - (1 if is_prune_marker(first) else 0)
+        if real <= keep:
+            return
+        seq, text = entries[len(entries) - keep - 1]
+        last = open_text(self.serde, text, audit_place(thread_id, seq))
+        marker = json.dumps(audit_prune_marker(last, self.audit_key))
+        log.clear()
+        log[seq] = seal_text(self.serde, marker, audit_place(thread_id, seq))
+        log.update(entries[len(entries) - keep :])
 
     def audit_head(self, thread_id: str) -> dict[str, Any] | None:
         thread_id = str(thread_id)
@@ -1046,10 +1078,10 @@ class InMemorySaver(BaseCheckpointSaver):
     def list_audit(self, thread_id: str) -> list[AuditRecord]:
         thread_id = str(thread_id)
         with self._lock:
-            log = self._audit_log().get(thread_id, ())
+            log = self._audit_log().get(thread_id) or {}
             return [
-                open_text(self.serde, text, audit_place(thread_id, i))
-                for i, text in enumerate(log, 1)
+                open_text(self.serde, text, audit_place(thread_id, seq))
+                for seq, text in log.items()
             ]
 
     async def aput_audit(self, thread_id, records):  # type: ignore[override]

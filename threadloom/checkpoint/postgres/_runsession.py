@@ -30,6 +30,7 @@ import psycopg
 from psycopg import pq
 
 from threadloom.checkpoint._sql import Query
+from threadloom.checkpoint.postgres._fencing import connection_up, session_up
 
 __all__ = [
     "RUN_LOCK_SQL",
@@ -167,26 +168,12 @@ class RunSession:
 
     @property
     def alive(self) -> bool:
-        conn = self.conn
-        return not conn.closed and not conn.broken and conn.pgconn.status == pq.ConnStatus.OK
+        return connection_up(self.conn)
 
     def check_alive(self) -> bool:
-        """Whether the session is still up, checked without a round trip: a session the
-        server ended (``pg_terminate_backend``, ``idle_session_timeout``, a shutdown)
-        has left a last message and the end of the stream on the socket. Replies already
-        there are kept for ``drain``."""
-        if not self.alive:
-            return False
-        pgconn = self.conn.pgconn
-        try:
-            for _ in range(4):
-                readable, _, _ = select.select([pgconn.socket], [], [], 0)
-                if not readable:
-                    break
-                pgconn.consume_input()
-        except (OSError, psycopg.Error):
-            return False
-        return self.alive
+        """Whether the session is still up, checked without a round trip (see
+        ``_fencing.session_up``); replies already there are kept for ``drain``."""
+        return session_up(self.conn)
 
     def close(self) -> None:
         self.conn.close()
