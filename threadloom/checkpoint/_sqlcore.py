@@ -169,6 +169,7 @@ class SqlCore:
         self.d = dialect
         self.serde = serde
         self._dumps_at = dumps_at(serde)  # place-bound where the serializer binds
+        self._binds = binds(serde)
         self.cache = cache
         self.values = values if values is not None else ValueCache(max_bytes=0)
 
@@ -309,8 +310,13 @@ class SqlCore:
             where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"
             place = checkpoint_place(thread_id, ns, checkpoint_id)
             checkpoint = self._decode((typ, blob), f"checkpoint of {where}", place)
+            sealed = (
+                checkpoint.pop(SEALED_METADATA, None) if isinstance(checkpoint, dict) else None
+            )
             check_checkpoint(checkpoint, where)
             meta = _load_metadata(metadata, where)
+            if sealed is not None:
+                meta = _authentic_metadata(meta, sealed, where)
             keys = [(thread_id, ns, ch, str(v)) for ch, v in checkpoint["channel_versions"].items()]
             for key in keys:
                 owners.setdefault(key, checkpoint_id)
@@ -470,6 +476,8 @@ class SqlCore:
         parent_id = get_checkpoint_id(config) or None  # "" means "no parent" too
         metadata_json = dump_metadata(metadata)
         stored = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+        if self._binds:  # the metadata column stays JSON (filters): seal a copy to check it
+            stored[SEALED_METADATA] = json.loads(metadata_json)
         place = checkpoint_place(thread_id, ns, checkpoint["id"])
         cp_type, cp_blob = self._dumps_at(stored, place)
         plans = self.cache.plan(
@@ -1040,6 +1048,38 @@ def _write_name(task_id: str, channel: str, thread_id: str, ns: str, checkpoint_
 def _blob_rows(rows: Rows | None) -> Iterable[tuple[tuple[Any, ...], StoredBlob]]:
     for thread_id, ns, channel, version, typ, blob, base, root in rows or ():
         yield (thread_id, ns, channel, version), StoredBlob(typ, _bytes(blob), base, root)
+
+
+SEALED_METADATA = "threadloom:metadata"
+"""Key of the copy of a checkpoint's metadata sealed inside its checkpoint row, where the
+serializer binds values to their place (encryption): the metadata column stays plaintext
+JSON, because ``list(filter=...)`` queries it in the database, but a change made to it
+behind the saver's back no longer goes unnoticed (``_authentic_metadata``)."""
+
+
+def _json_numbers(value: Any) -> Any:
+    """``value`` with every number as a float: JSON numbers as a database may give them
+    back (PostgreSQL's jsonb prints ``1e+20`` as ``100000000000000000000``)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_numbers(v) for v in value]
+    return value
+
+
+def _authentic_metadata(column: dict[str, Any], sealed: Any, where: str) -> dict[str, Any]:
+    """The sealed copy of a checkpoint's metadata, once the metadata column is found to
+    say the same; ``CorruptCheckpointError`` if it was altered."""
+    if not isinstance(sealed, dict) or _json_numbers(column) != _json_numbers(sealed):
+        raise CorruptCheckpointError(
+            f"Stored metadata of {where} was altered: it differs from the copy sealed in "
+            "the encrypted checkpoint row. Nothing in it was used."
+        )
+    return sealed
 
 
 def _load_metadata(raw: Any, where: str) -> dict[str, Any]:
