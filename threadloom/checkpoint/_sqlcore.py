@@ -32,7 +32,11 @@ that grew, the appended items plus ``base_version``/``root_version`` (``_delta``
 per pending write.
 
 Damaged rows raise ``CorruptCheckpointError`` naming the thread, namespace and checkpoint;
-decoding goes through the serializer, which never runs code named by stored bytes.
+decoding goes through the serializer, which never runs code named by stored bytes. A
+serializer that binds values to their place (``EncryptedSerializer``) is given each row's
+place (``serde.place``: the checkpoint row, the value's (channel, version, base, root),
+the write's (checkpoint, task, index, channel)), so a row copied elsewhere is refused;
+``copy_thread`` then reseals the copies for their new thread (``_reseal``).
 """
 
 from __future__ import annotations
