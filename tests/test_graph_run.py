@@ -1267,6 +1267,37 @@ def test_messages_stream_mode_yields_tokens_with_metadata() -> None:
     assert meta["langgraph_checkpoint_ns"].startswith("call:")
 
 
+def test_messages_stream_metadata_keeps_the_callers_own_keys() -> None:
+    """An agent's name bound with ``with_config`` (as LangChain's ``create_agent(name=)``
+    does) and the caller's own metadata reach every streamed message, in both the v1
+    ``messages`` mode and the v3 event stream."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    from threadloom.graph import MessagesState
+
+    def call(state: MessagesState) -> dict:
+        model = GenericFakeChatModel(messages=iter([AIMessage(content="hi")]))
+        return {"messages": [model.invoke(state["messages"])]}
+
+    g = StateGraph(MessagesState)
+    g.add_node("call", call)
+    g.add_edge(START, "call")
+    agent = g.compile().with_config({"metadata": {"lc_agent_name": "helper"}})
+    chunks = list(agent.stream({"messages": [("user", "hi")]}, {"metadata": {"team": "ops"}},
+                               stream_mode="messages"))
+    assert chunks
+    for _message, meta in chunks:
+        assert meta["lc_agent_name"] == "helper"
+        assert meta["team"] == "ops"
+        assert meta["ls_provider"] == "genericfakechatmodel"  # the model's own keys too
+
+    run = agent.stream_events({"messages": [("user", "hi")]}, version="v3")
+    events = [e for e in run if e["method"] == "messages"]
+    assert events
+    assert all(e["params"]["data"][1]["lc_agent_name"] == "helper" for e in events)
+
+
 def test_a_run_leaves_no_reference_cycles() -> None:
     """Everything a run allocates is freed by reference counting as soon as it ends: no
     garbage waits for the cycle collector (whose full passes would walk every stored
