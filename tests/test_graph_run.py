@@ -1107,6 +1107,30 @@ async def test_with_config_copy_async_stream() -> None:
     assert (await bound.aget_state({})).values["log"] == ["a", "b"]
 
 
+def test_a_bound_config_wins_over_the_enclosing_task_config() -> None:
+    """A graph bound with ``with_config`` and run from inside another graph's node keeps
+    its own metadata (LangChain's ``create_agent(name=...)`` binds ``lc_agent_name`` so):
+    the enclosing task's config is inherited, under the bound one."""
+
+    def report(state: S, config) -> dict:
+        meta = config["metadata"]
+        return {"log": [f"{meta['lc_agent_name']}/{meta['team']}"]}
+
+    inner = (
+        StateGraph(S).add_node("report", report).add_edge(START, "report").compile()
+        .with_config({"metadata": {"lc_agent_name": "inner"}})
+    )
+
+    def call_inner(state: S) -> dict:
+        return {"log": inner.invoke({"x": 0})["log"]}  # no config: inherits the task's
+
+    outer = (
+        StateGraph(S).add_node("call", call_inner).add_edge(START, "call").compile()
+        .with_config({"metadata": {"lc_agent_name": "outer", "team": "ops"}})
+    )
+    assert outer.invoke({"x": 0})["log"] == ["inner/ops"]
+
+
 def test_composition_with_runnable_lambda() -> None:
     pipeline = chain("a", "b") | RunnableLambda(lambda s: "+".join(s["log"]))
     assert pipeline.invoke({"x": 0}) == "a+b"

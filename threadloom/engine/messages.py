@@ -113,8 +113,10 @@ class StreamMessagesHandlerV2(BaseCallbackHandler, _V2StreamingCallbackHandler):
     Declaring itself a v2 streaming handler makes chat models (even on ``invoke()``)
     drive langchain_core's protocol event generator and call ``on_stream_event`` per
     event; each is emitted as ``(namespace, "messages", (event, metadata))`` with the
-    model call's ``run_id`` in the metadata. A model run that streamed nothing is
-    replayed from its final message. ``emit`` takes that one tuple.
+    model call's ``run_id`` in the metadata. A model run that streamed nothing (a model
+    without ``_stream``) is emitted as its whole final message, ``(message, metadata)``,
+    as LangGraph does; ``MessagesTransformer`` turns that into a complete stream.
+    ``emit`` takes that one tuple.
     """
 
     run_inline = True
@@ -149,7 +151,7 @@ class StreamMessagesHandlerV2(BaseCallbackHandler, _V2StreamingCallbackHandler):
     def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
         return None  # v1 tokens: this handler streams protocol events instead
 
-    def _send(self, run_id: UUID, event: dict[str, Any]) -> None:
+    def _send(self, run_id: UUID, event: dict[str, Any] | BaseMessage) -> None:
         ns, meta = self.metadata[run_id]
         self.emit((ns, "messages", (event, {**meta, "run_id": str(run_id)})))
 
@@ -181,12 +183,7 @@ class StreamMessagesHandlerV2(BaseCallbackHandler, _V2StreamingCallbackHandler):
                         continue
                     if message.id:
                         self.seen.add(message.id)
-                    from langchain_core.language_models._compat_bridge import (
-                        message_to_events,
-                    )
-
-                    for event in message_to_events(message, message_id=message.id):
-                        self._send(run_id, dict(event))
+                    self._send(run_id, message)
         finally:
             self.metadata.pop(run_id, None)
             self.streamed.discard(run_id)
