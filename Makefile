@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 COMPAT_VENV := .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench compat clean
+.PHONY: demo test lint bench compat compat-reference clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,5 +42,10 @@ $(COMPAT_STAMP): pyproject.toml
 compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python compat/run.py --check $(ARGS)
 
+# the same suites on the real LangGraph, in its own throwaway .venv-reference; records
+# compat/reference.json (committed: CI compares against it and never installs LangGraph)
+compat-reference: $(COMPAT_STAMP)
+	$(COMPAT_VENV)/bin/python compat/run.py --reference $(ARGS)
+
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV)
+	rm -rf $(VENV) $(COMPAT_VENV) .venv-reference
