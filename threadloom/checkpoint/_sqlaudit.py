@@ -7,8 +7,12 @@ same transaction as every append, so a log cut short (its last records deleted) 
 longer reaches its anchor. An append reads the thread's last record and inserts the
 new ones chained after it (``chain_audit_records``) in one transaction;
 ``(thread_id, seq)`` is the primary key, so two concurrent appends cannot both take the
-same place - one fails instead of forking the log. The log is not touched by
-``delete_thread``, ``prune`` or ``expire_paused``: it is the record of who decided what.
+same place - one fails instead of forking the log.
+
+The log goes with its thread: ``delete_thread`` and ``expire_paused`` delete its rows
+(``SqlCore.delete_thread``), and ``prune`` keeps the ``audit_keep_last`` newest records
+when the saver sets it (``prune_audit``: the older ones become one anchor record at the
+last pruned record's place, so the chain still verifies; by default it keeps them all).
 
 The table comes with its own migration (``SQLITE_MIGRATION`` / ``POSTGRES_MIGRATION``),
 appended to each saver's migration list.
@@ -23,7 +27,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from threadloom.checkpoint._sql import Dialect, Op, Query
-from threadloom.checkpoint.base import AuditRecord, chain_audit_records
+from threadloom.checkpoint.base import (
+    AuditRecord,
+    audit_prune_marker,
+    chain_audit_records,
+    is_prune_marker,
+)
 
 __all__ = [
     "AUDIT",
@@ -32,6 +41,7 @@ __all__ = [
     "audit_head",
     "explained",
     "list_audit",
+    "prune_audit",
     "put_audit",
 ]
 
@@ -101,6 +111,39 @@ def put_audit(
             (thread_id, head, now),
         )
     return stored
+
+
+def prune_audit(
+    dialect: Dialect, thread_id: str, keep: int, key: bytes | None = None
+) -> Op[None]:
+    """Keep the ``keep`` newest records of the thread's log; the older ones are replaced
+    by one anchor record (``audit_prune_marker``) at the last pruned record's place.
+    The head row (seq 0) stays as it is: the log still ends where it did."""
+    thread_id = str(thread_id)
+    lock = _LOCKS.get(dialect.name)
+    if lock:
+        yield Query(lock, (thread_id,))
+    rows = yield Query(
+        f"SELECT seq, record FROM {AUDIT} WHERE thread_id = ? AND seq > 0 "
+        "ORDER BY seq DESC LIMIT 1 OFFSET ?",
+        (thread_id, int(keep)),
+        fetch=True,
+    )
+    if not rows:
+        return None  # no more than ``keep`` records
+    seq, raw = rows[0]
+    last = _decode(raw)
+    if is_prune_marker(last):
+        return None  # what is older than the newest ``keep`` is already pruned
+    yield Query(
+        f"DELETE FROM {AUDIT} WHERE thread_id = ? AND seq > 0 AND seq <= ?", (thread_id, seq)
+    )
+    marker = audit_prune_marker(last, key)
+    yield Query(
+        f"INSERT INTO {AUDIT} (thread_id, seq, record, created_at) VALUES (?, ?, ?, ?)",
+        (thread_id, seq, json.dumps(marker, ensure_ascii=False), time.time()),
+    )
+    return None
 
 
 def list_audit(thread_id: str) -> Op[list[AuditRecord]]:

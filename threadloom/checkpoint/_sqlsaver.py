@@ -41,6 +41,7 @@ from threadloom.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
     SerializerProtocol,
+    audit_keep_last,
     prune_plan,
 )
 from threadloom.constants import CONFIG_KEY_BRANCH, CONFIG_KEY_DURABILITY
@@ -206,6 +207,28 @@ class SqlSaver(BaseCheckpointSaver):
             and not (config.get("configurable") or {}).get(CONFIG_KEY_BRANCH),
         )
 
+    def _prune(
+        self,
+        thread_ids: str | Sequence[str],
+        keep_last: int | None,
+        strategy: str | None,
+    ) -> Op[int]:
+        """``prune`` as one operation: the threads' old checkpoints (``SqlCore.prune``),
+        then their audit logs as ``audit_keep_last`` says (``_sqlaudit.prune_audit``)."""
+        ids, keep = prune_plan(thread_ids, keep_last, strategy)
+        keep_audit = audit_keep_last(self)  # a bad setting fails before anything goes
+
+        def op() -> Op[int]:
+            dropped = yield from self._core.prune(ids, keep)
+            if keep_audit is not None:
+                for thread_id in sorted(set(ids)):
+                    yield from _sqlaudit.prune_audit(
+                        self.dialect, thread_id, keep_audit, self.audit_key
+                    )
+            return dropped
+
+        return op()
+
     def clear_cache(self) -> None:
         """Forget every cached value and delta fingerprint of this saver (the next reads
         go to the database; the next write of each list stores it whole)."""
@@ -342,7 +365,9 @@ class SyncSqlSaver(SqlSaver):
         return False
 
     def delete_thread(self, thread_id: str) -> None:
-        self._run(self._core.delete_thread(thread_id), write=True)
+        """Delete the thread: its checkpoints, pending writes, values and audit log."""
+        with _sqlaudit.explained():
+            self._run(self._core.delete_thread(thread_id), write=True)
 
     # -- housekeeping ------------------------------------------------------------------
 
@@ -367,9 +392,11 @@ class SyncSqlSaver(SqlSaver):
     ) -> int:
         """Delete old checkpoints of the threads (``keep_last`` newest, or ``strategy``:
         see ``BaseCheckpointSaver.prune``), their pending writes and the values only they
-        used, in one transaction; returns the number of checkpoints deleted."""
-        ids, keep = prune_plan(thread_ids, keep_last, strategy)
-        return self._run(self._core.prune(ids, keep), write=True)
+        used, and the audit records ``audit_keep_last`` does not keep, in one
+        transaction; returns the number of checkpoints deleted."""
+        op = self._prune(thread_ids, keep_last, strategy)
+        with _sqlaudit.explained():
+            return self._run(op, write=True)
 
     def expire_paused(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
         """Delete threads whose newest checkpoint is older than ``older_than``; their ids.
@@ -380,7 +407,8 @@ class SyncSqlSaver(SqlSaver):
         expired: list[str] = []
         more = True
         while more:
-            batch, more = self._run(self._core.expire(cutoff), write=True)
+            with _sqlaudit.explained():
+                batch, more = self._run(self._core.expire(cutoff), write=True)
             expired += batch
         return expired
 
@@ -536,6 +564,7 @@ class AsyncSqlSaver(SqlSaver):
         new_versions: ChannelVersions,
     ) -> dict[str, Any]:
         self._remember_loop()
+        await self._afence(config, checkpoint=True)
         prepared = self._prepare_put(config, checkpoint, metadata, new_versions)
         stored = await self._arun(self._core.put(prepared), write=True, atomic=False)
         self._core.remember_put(prepared)
@@ -549,14 +578,21 @@ class AsyncSqlSaver(SqlSaver):
         task_path: str = "",
     ) -> None:
         self._remember_loop()
+        await self._afence(config, checkpoint=False)
         op = self._core.put_writes(
             config, writes, task_id, task_path, relaxed=self._relaxed(config)
         )
         await self._arun(op, write=True, atomic=False)
 
+    async def _afence(self, config: dict[str, Any], *, checkpoint: bool) -> None:
+        """``SyncSqlSaver._fence`` for asyncio savers: before a write of a run holding its
+        thread's run lock, make sure it still does (raise ``RunLockLostError`` if not).
+        Their writes are always awaited, so a failed one has stopped the run already."""
+
     async def adelete_thread(self, thread_id: str) -> None:
         self._remember_loop()
-        await self._arun(self._core.delete_thread(thread_id), write=True)
+        with _sqlaudit.explained():
+            await self._arun(self._core.delete_thread(thread_id), write=True)
 
     async def alist_threads(self, limit: int | None = None) -> list[str]:
         self._remember_loop()
@@ -578,9 +614,10 @@ class AsyncSqlSaver(SqlSaver):
         strategy: str | None = None,
     ) -> int:
         """See ``SyncSqlSaver.prune``."""
-        ids, keep = prune_plan(thread_ids, keep_last, strategy)
+        op = self._prune(thread_ids, keep_last, strategy)
         self._remember_loop()
-        return await self._arun(self._core.prune(ids, keep), write=True)
+        with _sqlaudit.explained():
+            return await self._arun(op, write=True)
 
     async def aexpire_paused(
         self, older_than: timedelta, *, now: datetime | None = None
@@ -590,7 +627,8 @@ class AsyncSqlSaver(SqlSaver):
         expired: list[str] = []
         more = True
         while more:
-            batch, more = await self._arun(self._core.expire(cutoff), write=True)
+            with _sqlaudit.explained():
+                batch, more = await self._arun(self._core.expire(cutoff), write=True)
             expired += batch
         return expired
 

@@ -74,8 +74,11 @@ from threadloom.checkpoint.base import (
     CheckpointMetadata,
     CheckpointTuple,
     SerializerProtocol,
+    audit_keep_last,
+    audit_prune_marker,
     chain_audit_records,
     get_checkpoint_id,
+    is_prune_marker,
     prune_plan,
 )
 from threadloom.constants import CONFIG_KEY_BRANCH
@@ -629,6 +632,8 @@ class InMemorySaver(BaseCheckpointSaver):
         self._activity.pop(thread_id, None)
         self._delta.forget(thread_id)
         self._values.forget(thread_id)
+        self.__dict__.get("_audit", {}).pop(thread_id, None)  # the log goes with its thread
+        self.__dict__.get("_audit_heads", {}).pop(thread_id, None)
 
     # -- housekeeping ------------------------------------------------------------------
 
@@ -678,10 +683,15 @@ class InMemorySaver(BaseCheckpointSaver):
         of checkpoints deleted.
         """
         ids, keep = prune_plan(thread_ids, keep_last, strategy)
+        keep_audit = audit_keep_last(self)
         with self._lock:
-            return sum(
+            dropped = sum(
                 self._drop(t, lambda entries: pruned_checkpoints(entries, keep)) for t in ids
             )
+            if keep_audit is not None:
+                for thread_id in ids:
+                    self._prune_audit(thread_id, keep_audit)
+            return dropped
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints whose metadata ``run_id`` is one of ``run_ids``, in every
@@ -884,6 +894,18 @@ class InMemorySaver(BaseCheckpointSaver):
                 heads = self.__dict__.setdefault("_audit_heads", {})
                 heads[thread_id] = {"seq": stored[-1]["seq"], "hash": stored[-1]["hash"]}
         return stored
+
+    def _prune_audit(self, thread_id: str, keep: int) -> None:
+        """Keep the ``keep`` newest audit records of the thread; the older ones become
+        one anchor record (see ``BaseCheckpointSaver.audit_keep_last``)."""
+        log = self._audit_log().get(thread_id)
+        if not log:
+            return
+        real = len(log) - (1 if is_prune_marker(json.loads(log[0])) else 0)
+        if real <= keep:
+            return
+        last = json.loads(log[len(log) - keep - 1])
+        log[:] = [json.dumps(audit_prune_marker(last, self.audit_key)), *log[len(log) - keep :]]
 
     def audit_head(self, thread_id: str) -> dict[str, Any] | None:
         with self._lock:

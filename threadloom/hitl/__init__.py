@@ -31,6 +31,7 @@ from threadloom.hitl.deadlines import (
 from threadloom.hitl.decision import Decision
 from threadloom.hitl.digest import action_digest
 from threadloom.hitl.errors import (
+    AnswerTooLargeError,
     ApprovalError,
     ApprovalHooksMissingError,
     ApprovalMismatchError,
@@ -52,6 +53,7 @@ from threadloom.hitl.response import ApprovalResponse, echo_digests
 __all__ = [
     "DEADLINE_REVIEWER",
     "Allowed",
+    "AnswerTooLargeError",
     "ApprovalError",
     "ApprovalHooks",
     "ApprovalHooksMissingError",

@@ -33,7 +33,21 @@ Record keys (absent when they do not apply):
     for ``update_state`` and ``command_update``: the node, the values written, and tool-call edits
     (``[{"tool_call_id", "action": {"from", "to"}, "args_diff"}]``);
 ``error``, ``stage``
-    for refusals: the error type and message, and ``"arrival"`` or ``"execution"``.
+    for refusals: the error type and message, and ``"arrival"`` or ``"execution"``;
+``answer``
+    for an answer refused as too large (``AnswerTooLargeError``): only its ``bytes``,
+    ``sha256`` digest and the ``limit`` it broke, never the answer itself.
+
+Size: a record is at most ``ApprovalHooks(max_record_bytes=...)`` (``MAX_RECORD_BYTES``
+by default) of JSON. Its largest payload fields (``value``, ``values``, ``args``,
+``message``, ``error``...) are replaced, largest first, by a summary until it fits:
+``{"omitted": "too large for the audit log", "bytes", "sha256", "head"}`` (``head``: the
+first characters, so a reason stays readable; ``sha256`` identifies the exact value).
+The ids, the event, the time, the digest and the outcome are always kept whole.
+
+Retention: the log goes with its thread (``delete_thread`` deletes it); ``prune`` keeps
+what the saver's ``audit_keep_last`` says, leaving an anchor record (``event:
+"pruned"``) for what it removed, so the chain still verifies.
 """
 
 from __future__ import annotations
@@ -47,17 +61,22 @@ from threadloom.checkpoint.base import (
     KEYED,
     AuditRecord,
     BaseCheckpointSaver,
+    audit_marker_seal,
     audit_record_hash,
+    is_prune_marker,
 )
 from threadloom.hitl.decision import Decision
-from threadloom.hitl.digest import to_jsonable
+from threadloom.hitl.digest import canonical_json, json_digest, to_jsonable
+from threadloom.hitl.errors import AnswerTooLargeError
 from threadloom.hitl.quorum import Reviewer
 from threadloom.hitl.request import ApprovalRequest
 from threadloom.hitl.response import ApprovalResponse
 
 __all__ = [
+    "MAX_RECORD_BYTES",
     "AuditRecord",
     "arg_diff",
+    "bounded_record",
     "command_update_record",
     "decision_record",
     "export_jsonl",
@@ -67,6 +86,48 @@ __all__ = [
     "update_record",
     "verify_chain",
 ]
+
+
+MAX_RECORD_BYTES = 64 * 1024
+"""The default largest audit record, in bytes of JSON (``ApprovalHooks(max_record_bytes)``)."""
+
+# Never summarized: what says who did what to which request, when and with what outcome.
+_WHOLE = frozenset({
+    "event", "seq", "hash", "prev_hash", "thread_id", "at", "checkpoint_id",
+    "new_checkpoint_id", "interrupt_id", "request_id", "action", "digest", "decision",
+    "via_deadline", "status", "approvals", "rejections", "needed", "escalation", "stage",
+    "as_node", "answer",
+})
+_HEAD = 256  # characters of a summarized value kept readable
+
+
+def _size(value: Any) -> int:
+    return len(canonical_json(value).encode())
+
+
+def _summary(value: Any) -> dict[str, Any]:
+    size, digest = json_digest(value)
+    text = value if isinstance(value, str) else canonical_json(value)
+    return {
+        "omitted": "too large for the audit log",
+        "bytes": size,
+        "sha256": digest,
+        "head": text[:_HEAD],
+    }
+
+
+def bounded_record(record: AuditRecord, limit: int = MAX_RECORD_BYTES) -> AuditRecord:
+    """``record`` if its JSON fits in ``limit`` bytes; else a copy whose largest payload
+    fields are replaced, largest first, by summaries (size, sha256, a readable head)
+    until it fits (see the module docstring)."""
+    if _size(record) <= limit:
+        return record
+    out = dict(record)
+    for name in sorted((k for k in out if k not in _WHOLE), key=lambda k: -_size(out[k])):
+        out[name] = _summary(out[name])
+        if _size(out) <= limit:
+            break
+    return out
 
 
 def supports_audit(saver: Any) -> bool:
@@ -166,8 +227,9 @@ def refused_record(
     interrupt_id: str | None = None,
     request_id: str | None = None,
 ) -> AuditRecord:
-    """An answer or an execution that was refused; the thread did not change."""
-    return {
+    """An answer or an execution that was refused; the thread did not change. An answer
+    refused as too large is kept as its size and digest only (``answer``)."""
+    record: AuditRecord = {
         "event": "refused",
         "stage": stage,
         "at": at,
@@ -177,6 +239,9 @@ def refused_record(
         "request_id": request_id if request_id is not None else getattr(error, "request_id", None),
         "error": f"{type(error).__name__}: {error}",
     }
+    if isinstance(error, AnswerTooLargeError):
+        record["answer"] = {"bytes": error.size, "sha256": error.digest, "limit": error.limit}
+    return record
 
 
 def _messages_by_id(messages: Any) -> dict[str, Any]:
@@ -284,11 +349,35 @@ def verify_chain(
     record is not the anchored one was cut short. ``key`` is the saver's ``audit_key``:
     every record must then carry an HMAC under it, so a rewritten suffix re-hashed
     without the key shows. ``anchors`` are ``{"seq", "hash"}`` pairs recorded elsewhere
-    (the thread's checkpoints): each must still be in the chain.
+    (the thread's checkpoints): each must still be in the chain, unless ``prune`` removed
+    it.
+
+    A log ``prune`` cut (``saver.audit_keep_last``) starts with the anchor record that
+    stands for the removed records (``event: "pruned"``): its ``seal`` is checked (an
+    HMAC under ``key`` when the log is keyed) and the chain goes on from its ``hash``.
     """
     prev = ""
     expected_seq = 1
-    for record in records:
+    pruned = 0  # records 1..pruned were removed by prune (the log starts with its anchor)
+    for index, record in enumerate(records):
+        if is_prune_marker(record):
+            if index:
+                raise ValueError(
+                    f"Audit record {record.get('seq')} is a prune anchor in the middle of the "
+                    "log: only the first record may stand for pruned ones."
+                )
+            _check_signed(record, "seal", key)
+            if audit_marker_seal(record, key if _keyed(record, "seal") else None) != record.get(
+                "seal"
+            ):
+                raise ValueError(
+                    f"Audit record {record.get('seq')} (the anchor of the pruned records) was "
+                    "altered (seal mismatch)."
+                )
+            pruned = int(record.get("seq") or 0)
+            prev = str(record.get("hash"))
+            expected_seq = pruned + 1
+            continue
         if record.get("seq") != expected_seq:
             raise ValueError(
                 f"Audit log gap: expected seq {expected_seq}, got {record.get('seq')}."
@@ -296,18 +385,8 @@ def verify_chain(
         if record.get("prev_hash") != prev:
             raise ValueError(f"Audit record {record.get('seq')} does not follow the one before it.")
         stored = str(record.get("hash"))
-        keyed = stored.startswith(KEYED)
-        if keyed and key is None:
-            raise ValueError(
-                f"Audit record {record.get('seq')} is signed (HMAC): give the audit key to "
-                "verify it."
-            )
-        if key is not None and not keyed:
-            raise ValueError(
-                f"Audit record {record.get('seq')} is not signed with the audit key: it was "
-                "written or re-hashed without it."
-            )
-        if audit_record_hash(record, key if keyed else None) != stored:
+        _check_signed(record, "hash", key)
+        if audit_record_hash(record, key if _keyed(record, "hash") else None) != stored:
             raise ValueError(f"Audit record {record.get('seq')} was altered (hash mismatch).")
         prev = stored
         expected_seq += 1
@@ -319,11 +398,33 @@ def verify_chain(
         )
     by_seq = {r.get("seq"): r.get("hash") for r in records}
     for anchor in anchors:
+        if int(anchor.get("seq") or 0) < pruned:
+            continue  # a record prune removed: what is kept is checked
         if by_seq.get(anchor.get("seq")) != anchor.get("hash"):
             raise ValueError(
                 f"Audit log does not hold record {anchor.get('seq')} ({anchor.get('hash')}) "
                 "that the thread's checkpoints anchor: it was cut short or rewritten."
             )
+
+
+def _keyed(record: Mapping[str, Any], field: str) -> bool:
+    return str(record.get(field)).startswith(KEYED)
+
+
+def _check_signed(record: Mapping[str, Any], field: str, key: bytes | None) -> None:
+    """A record signed with HMAC needs the key to verify; with a key, every record must
+    be signed (one written or re-hashed without it shows)."""
+    keyed = _keyed(record, field)
+    if keyed and key is None:
+        raise ValueError(
+            f"Audit record {record.get('seq')} is signed (HMAC): give the audit key to "
+            "verify it."
+        )
+    if key is not None and not keyed:
+        raise ValueError(
+            f"Audit record {record.get('seq')} is not signed with the audit key: it was "
+            "written or re-hashed without it."
+        )
 
 
 def export_jsonl(records: Iterable[Mapping[str, Any]], path_or_file: str | Path | IO[str]) -> int:

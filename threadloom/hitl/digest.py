@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-__all__ = ["action_digest", "canonical_json", "to_jsonable"]
+__all__ = ["action_digest", "canonical_json", "json_digest", "to_jsonable"]
 
 
 def to_jsonable(value: Any) -> Any:
@@ -60,6 +60,13 @@ def canonical_json(value: Any) -> str:
     return json.dumps(
         to_jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
+
+
+def json_digest(value: Any) -> tuple[int, str]:
+    """(bytes, ``"sha256:<hex>"``) of ``value``'s canonical JSON (UTF-8): how large a
+    value is and which one it was, e.g. for an answer too large to keep."""
+    data = canonical_json(value).encode()
+    return len(data), "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def action_digest(

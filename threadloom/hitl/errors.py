@@ -15,6 +15,7 @@ __all__ = [
     "ClockOverrideError",
     "DigestRequiredError",
     "NoPendingRequestError",
+    "AnswerTooLargeError",
     "ApprovalMismatchError",
     "DeadlinePassedError",
     "DuplicateApproverError",
@@ -126,6 +127,22 @@ class DigestRequiredError(InvalidResponseError):
     """An approving answer (accept / edit) that does not echo the request's ``digest``:
     it could approve whatever is pending when it arrives, not what the reviewer saw.
     Send ``{"type": "accept", "digest": request["digest"]}``."""
+
+
+class AnswerTooLargeError(InvalidResponseError):
+    """An answer (a resume value, an edit's arguments, a ``Command(update=...)``) larger
+    than the deployment allows (``ApprovalHooks(max_answer_bytes=...)``), measured as
+    its canonical JSON. It was refused before anything ran; the audit log keeps only
+    its ``size``, ``digest`` (``"sha256:<hex>"`` of that JSON) and the reason, not the
+    answer. ``limit`` is the limit it broke."""
+
+    def __init__(
+        self, message: str, *, size: int, limit: int, digest: str, request_id: str | None = None
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.size = size
+        self.limit = limit
+        self.digest = digest
 
 
 class ClockOverrideError(ApprovalError, ValueError):

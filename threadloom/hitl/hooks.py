@@ -10,7 +10,11 @@ belongs to the deployment, not to a request:
   it (``hitl_now`` is refused with ``ClockOverrideError``);
 * ``reviewer`` - where the identity of the person resuming comes from: a function of the
   run's config (default ``config["configurable"]["reviewer"]``, which a server fills in
-  from the signed-in user). Never from the answer itself.
+  from the signed-in user). Never from the answer itself;
+* ``max_answer_bytes`` - the largest answer taken (a resume value with its edits, or a
+  ``Command(update=...)``), in bytes of canonical JSON; a larger one is refused with
+  ``AnswerTooLargeError`` and only its size and digest are logged;
+* ``max_record_bytes`` - the largest audit record stored (``audit.bounded_record``).
 
 The graph calls them at its doors:
 
@@ -45,6 +49,8 @@ from typing import Any
 
 from threadloom.constants import CONFIG_KEY_TASK
 from threadloom.hitl.audit import (
+    MAX_RECORD_BYTES,
+    bounded_record,
     command_update_record,
     decision_record,
     refused_record,
@@ -54,7 +60,9 @@ from threadloom.hitl.audit import (
 )
 from threadloom.hitl.clock import NOW_KEY, checkpoint_time, from_iso, read_clock, to_iso, utcnow
 from threadloom.hitl.decision import advance
+from threadloom.hitl.digest import json_digest
 from threadloom.hitl.errors import (
+    AnswerTooLargeError,
     ApprovalError,
     ApprovalHooksMissingError,
     ClockOverrideError,
@@ -70,6 +78,7 @@ from threadloom.hitl.validation import ArgsValidator, schema_validator, validate
 
 __all__ = [
     "DEFAULT_HOOKS",
+    "MAX_ANSWER_BYTES",
     "MAX_ANSWER_DEPTH",
     "ApprovalHooks",
     "ApprovalRun",
@@ -85,6 +94,9 @@ it cannot come from JSON a client sent."""
 MAX_ANSWER_DEPTH = 64
 """How deeply an answer may nest (an edit's arguments included); deeper is refused."""
 
+MAX_ANSWER_BYTES = 1024 * 1024
+"""The default largest answer, in bytes of canonical JSON (``ApprovalHooks``)."""
+
 _APPROVING = ("accept", "edit")
 
 
@@ -93,10 +105,15 @@ def _config_reviewer(config: Mapping[str, Any] | None) -> Reviewer | None:
 
 
 class ApprovalHooks:
-    """The approval layer's hooks for one deployment: its clock and reviewer source.
+    """The approval layer's hooks for one deployment: its clock, reviewer source and
+    size limits.
 
     ``clock()`` returns the current time (a datetime); ``reviewer(config)`` returns the
     identity resuming (a ``Reviewer``, a ``{"id", "roles"}`` dict, or None).
+    ``max_answer_bytes``: answers larger than this (canonical JSON) are refused with
+    ``AnswerTooLargeError`` (default ``MAX_ANSWER_BYTES``, 1 MiB); ``max_record_bytes``:
+    audit records larger than this keep summaries of their largest fields instead
+    (default ``MAX_RECORD_BYTES``, 64 KiB; see ``threadloom.hitl.audit``).
     """
 
     name = "approvals"
@@ -106,6 +123,8 @@ class ApprovalHooks:
         *,
         clock: Callable[[], Any] | None = None,
         reviewer: Callable[[Mapping[str, Any]], Any] | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
+        max_record_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         if clock is not None and not callable(clock):
             raise TypeError(
@@ -117,11 +136,44 @@ class ApprovalHooks:
                 "ApprovalHooks(reviewer=...) takes a function of the run's config returning "
                 f"the reviewer identity; got {type(reviewer).__name__}."
             )
+        for name, limit in (("max_answer_bytes", max_answer_bytes),
+                            ("max_record_bytes", max_record_bytes)):
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0:
+                raise ValueError(
+                    f"ApprovalHooks({name}=...) takes a number of bytes > 0; got {limit!r}."
+                )
         self.clock = clock
         self.reviewer = reviewer
+        self.max_answer_bytes = max_answer_bytes
+        self.max_record_bytes = max_record_bytes
 
     def __repr__(self) -> str:
-        return f"ApprovalHooks(clock={self.clock!r}, reviewer={self.reviewer!r})"
+        return (
+            f"ApprovalHooks(clock={self.clock!r}, reviewer={self.reviewer!r}, "
+            f"max_answer_bytes={self.max_answer_bytes}, "
+            f"max_record_bytes={self.max_record_bytes})"
+        )
+
+    def bounded(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``records`` as the audit log keeps them: each within ``max_record_bytes``."""
+        return [bounded_record(r, self.max_record_bytes) for r in records]
+
+    def check_answer(self, value: Any, what: str = "answer") -> None:
+        """Refuse an answer nested too deeply (``InvalidResponseError``) or larger than
+        ``max_answer_bytes`` (``AnswerTooLargeError``, naming the limit)."""
+        check_depth(value)
+        size, digest = json_digest(value)
+        if size > self.max_answer_bytes:
+            raise AnswerTooLargeError(
+                f"The {what} is {size} bytes of JSON, more than this deployment takes "
+                f"(ApprovalHooks(max_answer_bytes={self.max_answer_bytes})). It was refused "
+                f"before anything ran; the audit log keeps only its size and digest "
+                f"({digest}). Send a smaller answer, or raise the limit where the graph's "
+                "hooks are built.",
+                size=size,
+                limit=self.max_answer_bytes,
+                digest=digest,
+            )
 
     def now(self) -> datetime:
         """The deployment's current time."""
@@ -396,6 +448,7 @@ def _plan(hooks: ApprovalHooks, graph: Any, snapshot: Any, start: _Start) -> _Pl
     records: list[dict[str, Any]] = []
     sweep = _SWEEP.get()
     if isinstance(input, Command) and input.update is not None:
+        hooks.check_answer(input.update, "Command(update=...)")
         records.append(
             command_update_record(
                 values=input.update,
@@ -406,9 +459,9 @@ def _plan(hooks: ApprovalHooks, graph: Any, snapshot: Any, start: _Start) -> _Pl
             )
         )
     if not isinstance(input, Command) or input.resume is None:
-        return _Plan(input, records)
+        return _Plan(input, hooks.bounded(records))
     resume = input.resume
-    check_depth(resume)
+    hooks.check_answer(resume)
     now = sweep.now if sweep is not None else hooks.now()
     reviewer = _deadline_reviewer() if sweep is not None else hooks.reviewer_of(config)
     at = to_iso(now)
@@ -432,7 +485,8 @@ def _plan(hooks: ApprovalHooks, graph: Any, snapshot: Any, start: _Start) -> _Pl
                     "answer with a dict keyed by interrupt id (or by request id), or a list "
                     "in the order get_state().interrupts lists the requests."
                 )
-            return _Plan(input, records)  # plain interrupts: the engine says what's wrong
+            # plain interrupts: the engine says what's wrong
+            return _Plan(input, hooks.bounded(records))
         answers = split
     out: dict[str, Any] = {}
     for iid, value in answers.items():
@@ -455,7 +509,7 @@ def _plan(hooks: ApprovalHooks, graph: Any, snapshot: Any, start: _Start) -> _Pl
         out[iid] = stamped
         records += recs
     # Keyed by interrupt id, so no answer can reach an interrupt it was not checked for.
-    return _Plan(dataclasses.replace(input, resume=out), records)
+    return _Plan(dataclasses.replace(input, resume=out), hooks.bounded(records))
 
 
 def _deadline_reviewer() -> Reviewer:
@@ -682,13 +736,14 @@ def _refusal(
         who = _deadline_reviewer() if sweep is not None else hooks.reviewer_of(start.config)
     except (TypeError, ValueError):
         who = None
-    return refused_record(
+    record = refused_record(
         exc,
         stage="arrival",
         checkpoint_id=(snapshot.config.get("configurable") or {}).get("checkpoint_id"),
         who=who,
         at=to_iso(sweep.now if sweep is not None else hooks.now()),
     )
+    return bounded_record(record, hooks.max_record_bytes)
 
 
 def _updates(
@@ -696,7 +751,7 @@ def _updates(
 ) -> list[dict[str, Any]]:
     who = hooks.reviewer_of(config)
     at = to_iso(hooks.now())
-    return [
+    return hooks.bounded([
         update_record(
             as_node=as_node,
             values=values,
@@ -707,4 +762,4 @@ def _updates(
             at=at,
         )
         for values, as_node in updates
-    ]
+    ])

@@ -212,10 +212,12 @@ def _refusal(exc: ApprovalError) -> tuple[Any, str | None, dict[str, Any]]:
         who = run.hooks.reviewer_of(config)
     except (TypeError, ValueError):
         who = None
-    record = refused_record(
-        exc, stage="execution", checkpoint_id=checkpoint_id, who=who,
-        at=to_iso(run.hooks.now()),
-    )
+    record = run.hooks.bounded([
+        refused_record(
+            exc, stage="execution", checkpoint_id=checkpoint_id, who=who,
+            at=to_iso(run.hooks.now()),
+        )
+    ])[0]
     thread_id = conf.get("thread_id")
     if not supports_audit(saver) or thread_id is None:
         return None, None, record

@@ -38,7 +38,12 @@ __all__ = [
     "PendingWrite",
     "SerializerProtocol",
     "WRITES_IDX_MAP",
+    "AUDIT_PRUNED",
+    "audit_keep_last",
+    "audit_marker_seal",
+    "audit_prune_marker",
     "audit_record_hash",
+    "is_prune_marker",
     "chain_audit_records",
     "copy_checkpoint",
     "create_checkpoint_id",
@@ -390,8 +395,10 @@ class BaseCheckpointSaver(Generic[V]):
         """Append ``records`` (JSON objects) to the thread's audit log; return them as
         stored, with ``seq``, ``prev_hash`` and ``hash`` (see ``chain_audit_records``).
 
-        The log is append-only and outlives ``delete_thread``: it is the record of who
-        decided what. Savers without an audit log raise ``NotImplementedError``.
+        The log is append-only while its thread lives. It goes with its thread:
+        ``delete_thread`` (and ``expire_paused``) delete it, and ``prune`` keeps what
+        ``audit_keep_last`` says (by default all of it). Savers without an audit log
+        raise ``NotImplementedError``.
         """
         raise _no_audit(self)
 
@@ -403,6 +410,15 @@ class BaseCheckpointSaver(Generic[V]):
     """Set it (``saver.audit_key = b"..."``) to chain the audit log with HMAC-SHA256
     under this key instead of plain sha256: a rewritten suffix can then not be re-hashed
     without the key (``verify_chain(records, key=...)`` checks it)."""
+
+    audit_keep_last: int | None = None
+    """The audit log's retention under ``prune``: ``None`` (the default) keeps a thread's
+    whole log - ``prune`` reclaims checkpoints, the log is the record of who decided
+    what, and its records are bounded in size (``ApprovalHooks(max_record_bytes=...)``).
+    ``n`` keeps the ``n`` newest records: the older ones are replaced by one anchor
+    record (``audit_prune_marker``) holding the last pruned record's ``seq`` and
+    ``hash``, so the rest of the chain still verifies. ``delete_thread`` always deletes
+    the whole log."""
 
     def audit_head(self, thread_id: str) -> dict[str, Any] | None:
         """The anchor of the thread's audit chain, kept apart from the records and moved
@@ -488,6 +504,51 @@ def chain_audit_records(
         stored["hash"] = prev = audit_record_hash(stored, key)
         out.append(stored)
     return out
+
+
+AUDIT_PRUNED = "pruned"
+"""The ``event`` of the anchor record that stands for the records ``prune`` removed."""
+
+
+def audit_marker_seal(marker: AuditRecord, key: bytes | None = None) -> str:
+    """The seal of a prune anchor record: the hash (HMAC under ``key``) of everything in
+    it but the seal, its ``hash`` included (the pruned record's, which the next record
+    follows)."""
+    body = {k: v for k, v in marker.items() if k != "seal"}
+    return audit_record_hash({AUDIT_PRUNED: body}, key)
+
+
+def audit_prune_marker(
+    last: AuditRecord, key: bytes | None = None, *, at: datetime | None = None
+) -> AuditRecord:
+    """The anchor record that replaces records ``1..last["seq"]`` when ``prune`` cuts a
+    log: it sits at ``last``'s place, carries its ``hash`` (so the first kept record
+    still follows it) and a ``seal`` over itself (see ``audit_marker_seal``)."""
+    marker: AuditRecord = {
+        "event": AUDIT_PRUNED,
+        "thread_id": last.get("thread_id"),
+        "seq": int(last["seq"]),
+        "hash": str(last["hash"]),
+        "at": (at or datetime.now(UTC)).isoformat(),
+    }
+    marker["seal"] = audit_marker_seal(marker, key)
+    return marker
+
+
+def is_prune_marker(record: AuditRecord) -> bool:
+    """Whether ``record`` is the anchor record a ``prune`` left (``audit_prune_marker``)."""
+    return record.get("event") == AUDIT_PRUNED and "seal" in record
+
+
+def audit_keep_last(saver: Any) -> int | None:
+    """``saver.audit_keep_last``, checked: None or an int >= 0."""
+    keep = getattr(saver, "audit_keep_last", None)
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
+        raise ValueError(
+            f"{type(saver).__name__}.audit_keep_last must be None (prune keeps the whole "
+            f"audit log) or an int >= 0 (the newest records prune keeps); got {keep!r}."
+        )
+    return keep
 
 
 def _no_audit(saver: Any) -> NotImplementedError:

@@ -68,6 +68,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from threadloom.checkpoint._sql import (
     BLOBS,
     CHECKPOINTS,
+    LISTING_MIGRATION,
     WRITES,
     Batch,
     Op,
@@ -80,6 +81,7 @@ from threadloom.checkpoint._sqlaudit import POSTGRES_MIGRATION
 from threadloom.checkpoint._sqlcore import PreparedPut
 from threadloom.checkpoint._sqlsaver import RunGuard, SyncSqlSaver, thread_busy_error
 from threadloom.checkpoint.base import CheckpointTuple, SerializerProtocol, get_checkpoint_id
+from threadloom.checkpoint.postgres._fencing import RunLockHolders
 from threadloom.checkpoint.postgres._runsession import (
     MAX_SENT,
     RUN_LOCK_SQL,
@@ -89,7 +91,6 @@ from threadloom.checkpoint.postgres._runsession import (
     RunSession,
     Sent,
 )
-from threadloom.errors import RunLockLostError
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -113,6 +114,7 @@ DIALECT = PostgresDialect(
     blob_len="octet_length",
     metadata_len="octet_length(metadata::text)",
     writable_ctes=True,
+    lateral=True,
     # not ``SET LOCAL``: outside an explicit BEGIN (a pipeline's implicit transaction) that
     # works too, but the server logs a WARNING for every write
     relaxed_commit="set_config('synchronous_commit', 'off', true)",
@@ -165,6 +167,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "(thread_id, created_at)",
     ),
     POSTGRES_MIGRATION,  # v2: threadloom_audit_log, the decisions of people (threadloom.hitl)
+    LISTING_MIGRATION,  # v3: indexes that keep list pages and thread listings O(page)
 ]
 """Append only: each entry is one schema version, applied once, in order."""
 
@@ -307,15 +310,6 @@ def lock_conninfo(conn: Any, conninfo: str | None) -> tuple[str, dict[str, Any]]
     return str(conn.conninfo), kwargs
 
 
-def _lock_lost(thread_id: str, why: str) -> RunLockLostError:
-    return RunLockLostError(
-        f"The run of thread {thread_id!r} lost its run lock: the database session holding "
-        f"it ended, and {why}. The run stopped before its next write, so two workers "
-        "never write the thread at once; what it saved before is kept. Read the thread "
-        "with get_state() and resume it once no other run holds it."
-    )
-
-
 class PostgresSaver(SyncSqlSaver):
     """A saver on a psycopg 3 ``Connection`` or ``ConnectionPool``.
 
@@ -349,7 +343,7 @@ class PostgresSaver(SyncSqlSaver):
         # the run lock and taken by the run's first get_tuple
         self._prefetched: dict[str, tuple[Op[Any], Any]] = {}
         # thread id -> the run session holding its run lock, and the lock's key
-        self._holders: dict[str, tuple[RunSession, int]] = {}
+        self._holders: RunLockHolders[RunSession] = RunLockHolders()
 
     @classmethod
     @contextmanager
@@ -457,7 +451,7 @@ class PostgresSaver(SyncSqlSaver):
                 if isinstance(item.owner, _Prefetch) and got and item.error is None:
                     self._prefetched[thread_id] = (item.owner.read, item.results[0])
             if got:
-                self._holders[thread_id] = (session, key)
+                self._holders.hold(thread_id, session, key)
             self._settle(done, lost)
         if not got:
             raise thread_busy_error(thread_id)
@@ -473,7 +467,7 @@ class PostgresSaver(SyncSqlSaver):
         done: list[Sent] = []
         lost: list[Sent] = []
         with self._lock_mutex:
-            self._holders.pop(thread_id, None)
+            self._holders.drop(thread_id)
             session = self._lock_session
             if session is not None and session.alive:
                 try:
@@ -539,13 +533,8 @@ class PostgresSaver(SyncSqlSaver):
         the run now, not at its end. Their replies have mostly arrived while the step
         ran: this rarely waits.
 
-        Then the fencing check.
-
-        The lock lives as long as the run session holding it. If that session ended
-        (terminated, ``idle_session_timeout``, a dropped connection), the lock went with
-        it and another worker may have taken the thread: the run takes the lock again on
-        a new session and goes on if it gets it (nobody else holds the thread; a write
-        another run made meanwhile still fails the head check), else it stops with
+        Then the fencing check (see ``_fencing``): if the session holding the lock
+        ended, the lock is taken again on a new session, or the run stops with
         ``RunLockLostError`` before writing anything more.
         """
         if not self._holders:
@@ -569,13 +558,9 @@ class PostgresSaver(SyncSqlSaver):
                 session = self._session()
                 got, done = session.call(RUN_LOCK_SQL, key)
             except psycopg.Error as exc:
-                self._holders.pop(thread_id, None)
-                raise _lock_lost(thread_id, f"it could not be taken again: {exc}") from exc
+                raise self._holders.failed(thread_id, exc) from exc
             self._settle(done, [])
-            if not got:
-                self._holders.pop(thread_id, None)
-                raise _lock_lost(thread_id, "another run holds it now")
-            self._holders[thread_id] = (session, key)
+            self._holders.retaken(thread_id, session, key, got)
 
     # -- writes sent ahead (durability="async") -------------------------------------------
 

@@ -30,6 +30,7 @@ import psycopg
 from psycopg import pq
 
 from threadloom.checkpoint._sql import Query
+from threadloom.checkpoint.postgres._fencing import connection_up, session_up
 
 __all__ = [
     "RUN_LOCK_SQL",
@@ -167,26 +168,12 @@ class RunSession:
 
     @property
     def alive(self) -> bool:
-        conn = self.conn
-        return not conn.closed and not conn.broken and conn.pgconn.status == pq.ConnStatus.OK
+        return connection_up(self.conn)
 
     def check_alive(self) -> bool:
-        """Whether the session is still up, checked without a round trip: a session the
-        server ended (``pg_terminate_backend``, ``idle_session_timeout``, a shutdown)
-        has left a last message and the end of the stream on the socket. Replies already
-        there are kept for ``drain``."""
-        if not self.alive:
-            return False
-        pgconn = self.conn.pgconn
-        try:
-            for _ in range(4):
-                readable, _, _ = select.select([pgconn.socket], [], [], 0)
-                if not readable:
-                    break
-                pgconn.consume_input()
-        except (OSError, psycopg.Error):
-            return False
-        return self.alive
+        """Whether the session is still up, checked without a round trip (see
+        ``_fencing.session_up``); replies already there are kept for ``drain``."""
+        return session_up(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -251,7 +238,7 @@ class RunSession:
             pgconn.send_query_prepared(name, values, formats, result_format=pq.Format.BINARY)
             item.replies.append((query, False))
         pgconn.pipeline_sync()
-        pgconn.flush()
+        flush_all(pgconn)
         self.sent.append(item)
 
     def drain(self) -> list[Sent]:
@@ -288,6 +275,20 @@ class RunSession:
 
     def _result(self) -> pq.abc.PGresult | None:
         return next_result(self.conn.pgconn)
+
+
+def flush_all(pgconn: pq.abc.PGconn) -> None:
+    """Send everything libpq holds for the server, however large.
+
+    The connection is nonblocking (psycopg's), so one ``flush`` sends what the socket
+    takes and reports the rest: a value larger than the socket buffer needs many. While
+    waiting to send, replies the server already wrote are read into libpq's buffer (kept
+    for ``get_result``): a server blocked on writing its output stops reading ours, and
+    neither side would move again."""
+    while pgconn.flush():
+        readable, _, _ = select.select([pgconn.socket], [pgconn.socket], [])
+        if readable:
+            pgconn.consume_input()
 
 
 def next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
@@ -341,7 +342,7 @@ class PreparedReads:
         for attempt in range(2):
             name = self._prepare(conn, query.sql, oids)
             pgconn.send_query_prepared(name, values, formats, result_format=pq.Format.BINARY)
-            pgconn.flush()
+            flush_all(pgconn)
             if attempt == 0:
                 meanwhile()
             res = next_result(pgconn)

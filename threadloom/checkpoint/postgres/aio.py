@@ -39,6 +39,7 @@ from threadloom.checkpoint.postgres import (
     pg_sql,
     run_lock_key,
 )
+from threadloom.checkpoint.postgres._fencing import RunLockHolders, session_up
 from threadloom.checkpoint.postgres._runsession import (
     RUN_LOCK_SQL,
     RUN_UNLOCK_FLUSH_SQL,
@@ -128,6 +129,8 @@ class AsyncPostgresSaver(AsyncSqlSaver):
         self._lock_conn: psycopg.AsyncConnection[Any] | None = None
         self._lock_schema = ""
         self._lock_mutex = asyncio.Lock()
+        # thread id -> the lock connection holding its run lock, and the lock's key
+        self._holders: RunLockHolders[psycopg.AsyncConnection[Any]] = RunLockHolders()
         try:
             self.loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -192,7 +195,10 @@ class AsyncPostgresSaver(AsyncSqlSaver):
                 yield
             finally:
                 await self._give_run_lock(
-                    key, flush=self._runs.unflushed(thread_id), last=self._runs.alone(thread_id)
+                    thread_id,
+                    key,
+                    flush=self._runs.unflushed(thread_id),
+                    last=self._runs.alone(thread_id),
                 )
 
     @contextmanager
@@ -206,7 +212,7 @@ class AsyncPostgresSaver(AsyncSqlSaver):
             finally:
                 flush = self._runs.unflushed(thread_id)
                 last = self._runs.alone(thread_id)
-                self._bridge(self._give_run_lock(key, flush=flush, last=last))
+                self._bridge(self._give_run_lock(thread_id, key, flush=flush, last=last))
 
     async def aclose_run_locks(self) -> None:
         """Close the run-lock connection (releasing any run locks it still holds)."""
@@ -244,16 +250,49 @@ class AsyncPostgresSaver(AsyncSqlSaver):
                     await conn.close()
                     if attempt:
                         raise
+            if row and row[0]:
+                self._holders.hold(thread_id, conn, key)
         if not (row and row[0]):
             raise thread_busy_error(thread_id)
         return key
 
-    async def _give_run_lock(self, key: int, *, flush: bool = False, last: bool = False) -> None:
+    async def _afence(self, config: dict[str, Any], *, checkpoint: bool) -> None:
+        """The fencing check before each write of a run holding its thread's run lock
+        (see ``_fencing``, and ``PostgresSaver._fence``): if the connection holding the
+        lock ended, the lock is taken again on a new one, or the run stops with
+        ``RunLockLostError`` before writing anything more."""
+        if not self._holders:
+            return
+        thread_id = str((config.get("configurable") or {}).get("thread_id"))
+        async with self._lock_mutex:
+            held = self._holders.get(thread_id)
+            if held is None:
+                return
+            holder, key = held
+            current = self._lock_conn
+            if holder is current and session_up(holder):
+                return
+            if current is not None and not session_up(current):
+                self._lock_conn = None
+                await current.close()
+            if holder is not self._lock_conn:
+                await holder.close()
+            try:
+                conn = await self._lock_connection()
+                row = await (await conn.execute(RUN_LOCK_SQL, (key,))).fetchone()
+            except psycopg.Error as exc:
+                raise self._holders.failed(thread_id, exc) from exc
+            self._holders.retaken(thread_id, conn, key, bool(row and row[0]))
+
+    async def _give_run_lock(
+        self, thread_id: str, key: int, *, flush: bool = False, last: bool = False
+    ) -> None:
         """Release the run lock; with ``flush``, also make the run's relaxed commits
         durable first (see ``PostgresSaver._give_run_lock``). ``last``: no other run of
         this saver holds a lock; a pool-backed saver then closes its run-lock connection,
         so closing the pool leaves nothing of the saver open."""
         async with self._lock_mutex:
+            self._holders.drop(thread_id)
             conn = self._lock_conn
             if conn is not None and not conn.closed and not conn.broken:
                 try:

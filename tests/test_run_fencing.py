@@ -1,0 +1,182 @@
+"""Runs that outlive their database session (issue #15, item 13), on the savers other
+than the sync ``PostgresSaver`` (``tests/test_postgres_run_session.py``): a failed write
+stops the run before the next step, and on ``AsyncPostgresSaver`` a run whose run lock
+went with its session (terminated, ``idle_session_timeout``) notices before its next
+write. SQLite's run locks (``flock``) cannot be lost while the process lives, and its
+writes are never left in flight, so a failed write is all there is to check there.
+
+The Postgres tests run against a real server (``THREADLOOM_TEST_POSTGRES_URL``).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from test_checkpoint_savers import _require_postgres, pg_schemas  # noqa: F401 (a fixture)
+from test_postgres_run_session import _once, _terminate
+
+from threadloom.checkpoint.postgres import PostgresSaver
+from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
+from threadloom.checkpoint.sqlite import SqliteSaver
+from threadloom.checkpoint.sqlite.aio import AsyncSqliteSaver
+from threadloom.errors import CheckpointConflictError, RunLockLostError
+from threadloom.graph import END, START, StateGraph
+
+
+class Log(TypedDict):
+    items: Annotated[list[str], operator.add]
+
+
+@pytest.fixture
+async def asaver(pg_schemas: Callable[[], str]) -> AsyncIterator[AsyncPostgresSaver]:  # noqa: F811
+    """A set-up async Postgres saver in a schema of its own (its URL: ``_conninfo``)."""
+    _require_postgres()
+    async with AsyncPostgresSaver.from_conn_string(pg_schemas()) as saver:
+        await saver.setup()
+        yield saver
+
+
+def _chain(
+    saver: Any, names: list[str], hooks: dict[str, Callable[[], None]], *, sync: bool = False
+) -> Any:
+    """START -> names[0] -> ... -> END; each node (async ones unless ``sync``) appends
+    its name after its hook."""
+
+    def node(name: str) -> Any:
+        def run(state: Log) -> dict[str, list[str]]:
+            if name in hooks:
+                hooks[name]()
+            return {"items": [name]}
+
+        async def arun(state: Log) -> dict[str, list[str]]:
+            return run(state)
+
+        return run if sync else arun
+
+    builder = StateGraph(Log)
+    for name in names:
+        builder.add_node(name, node(name))
+    for a, b in zip([START, *names], [*names, END], strict=True):
+        builder.add_edge(a, b)
+    return builder.compile(checkpointer=saver)
+
+
+def _lock_pid(saver: AsyncPostgresSaver) -> int:
+    conn = saver._lock_conn
+    assert conn is not None
+    return conn.info.backend_pid
+
+
+async def _history(graph: Any, config: dict[str, Any]) -> list[list[str]]:
+    return [s.values.get("items", []) async for s in graph.aget_state_history(config)]
+
+
+async def test_a_failed_write_stops_the_async_run_before_the_next_step(
+    asaver: AsyncPostgresSaver,
+) -> None:
+    """durability="async" (the default): the checkpoint after b fails on the server
+    (another process deleted the thread while b ran); c never starts."""
+    config = {"configurable": {"thread_id": "t"}}
+    ran: list[str] = []
+    with PostgresSaver.from_conn_string(asaver._conninfo or "") as other:
+
+        def delete() -> None:
+            ran.append("b")
+            other.delete_thread("t")
+
+        hooks = {name: (lambda name=name: ran.append(name)) for name in "acde"}
+        hooks["b"] = _once(delete)
+        graph = _chain(asaver, ["a", "b", "c", "d", "e"], hooks)
+        with pytest.raises(CheckpointConflictError, match="moved on"):
+            await graph.ainvoke({"items": []}, config)
+    assert ran == ["a", "b"]
+
+
+async def test_an_async_run_that_lost_its_run_lock_stops_before_its_next_write(
+    asaver: AsyncPostgresSaver,
+) -> None:
+    """The session holding the run lock is terminated while b runs, and a second worker
+    takes the thread: the fencing check before b's write raises RunLockLostError, c never
+    runs, b's write does not land; once the other worker lets go, the thread resumes at b
+    and no node runs twice."""
+    config = {"configurable": {"thread_id": "t"}}
+    ran: list[str] = []
+    with PostgresSaver.from_conn_string(asaver._conninfo or "") as other:
+        taken = other.lock_thread("t")
+
+        def steal() -> None:
+            _terminate(_lock_pid(asaver))
+            taken.__enter__()  # the second worker now holds the thread
+
+        hooks = {name: (lambda name=name: ran.append(name)) for name in "ac"}
+        steal_once = _once(steal)
+        hooks["b"] = lambda: (ran.append("b"), steal_once())
+        graph = _chain(asaver, ["a", "b", "c"], hooks)
+        with pytest.raises(RunLockLostError, match="'t' lost its run lock"):
+            await graph.ainvoke({"items": []}, config)
+        assert ran == ["a", "b"]
+        asaver.clear_cache()
+        assert (await graph.aget_state(config)).values == {"items": ["a"]}
+        taken.__exit__(None, None, None)
+    assert await graph.ainvoke(None, config) == {"items": ["a", "b", "c"]}
+    assert ran == ["a", "b", "b", "c"]  # b again (its write was refused), a and c once
+
+
+async def test_an_async_run_whose_lock_session_died_alone_takes_the_lock_again(
+    asaver: AsyncPostgresSaver,
+) -> None:
+    """The run session is terminated but nobody else takes the thread: the run takes the
+    lock again on a new session and finishes, holding it meanwhile."""
+    config = {"configurable": {"thread_id": "t"}}
+    held: list[bool] = []
+
+    def probe() -> None:
+        with PostgresSaver.from_conn_string(asaver._conninfo or "") as other:
+            try:
+                with other.lock_thread("t"):
+                    held.append(False)
+            except CheckpointConflictError:
+                held.append(True)
+
+    graph = _chain(
+        asaver,
+        ["a", "b", "c"],
+        {"b": _once(lambda: _terminate(_lock_pid(asaver))), "c": _once(probe)},
+    )
+    assert await graph.ainvoke({"items": []}, config) == {"items": ["a", "b", "c"]}
+    assert held == [True]
+    asaver.clear_cache()
+    assert await _history(graph, config) == [["a", "b", "c"], ["a", "b"], ["a"], [], []]
+
+
+@pytest.mark.parametrize("run_async", [False, True], ids=["sync", "async"])
+async def test_a_failed_sqlite_write_stops_the_run_before_the_next_step(
+    tmp_path: Any, run_async: bool
+) -> None:
+    """Another process deletes the thread while b runs: the checkpoint after b is
+    refused and c never starts (sync and async SQLite savers)."""
+    path = str(tmp_path / "db.sqlite")
+    config = {"configurable": {"thread_id": "t"}}
+    ran: list[str] = []
+    with SqliteSaver.from_conn_string(path) as other:
+
+        def delete() -> None:
+            ran.append("b")
+            other.delete_thread("t")
+
+        hooks = {name: (lambda name=name: ran.append(name)) for name in "acd"}
+        hooks["b"] = _once(delete)
+        if run_async:
+            async with AsyncSqliteSaver.from_conn_string(path) as asaver:
+                graph = _chain(asaver, ["a", "b", "c", "d"], hooks)
+                with pytest.raises(CheckpointConflictError, match="moved on"):
+                    await graph.ainvoke({"items": []}, config)
+        else:
+            with SqliteSaver.from_conn_string(path) as saver:
+                graph = _chain(saver, ["a", "b", "c", "d"], hooks, sync=True)
+                with pytest.raises(CheckpointConflictError, match="moved on"):
+                    graph.invoke({"items": []}, config)
+    assert ran == ["a", "b"]
