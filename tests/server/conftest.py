@@ -53,7 +53,9 @@ class RunningServer:
         return get_sync_client(url=self.url, api_key=key, timeout=30)
 
 
-@pytest.fixture(scope="session")
+# module scope: no server thread outlives its module (tests elsewhere fork processes,
+# and a fork taken while a server thread holds a lock deadlocks the child)
+@pytest.fixture(scope="module")
 def serve_config(tmp_path_factory: pytest.TempPathFactory):
     """Start a server from a config file; yields a function config_dict -> RunningServer."""
     from contextlib import ExitStack
@@ -75,7 +77,7 @@ def serve_config(tmp_path_factory: pytest.TempPathFactory):
         yield start
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def served(serve_config) -> RunningServer:
     """The shared server: every test graph, API keys for alice, bob and mallory."""
     return serve_config({"graphs": GRAPHS, "auth": {"api_keys": API_KEYS}})
