@@ -5,7 +5,8 @@
     threadloom audit --sqlite checkpoints.db --thread t-42 [--out log.jsonl] [--verify]
                      [--key-file audit.key]
 
-    threadloom serve --config langgraph.json [--port 2024] [--database FILE] [--dev]
+    threadloom serve --config langgraph.json [--port 2024] [--database FILE|URL] [--dev]
+    threadloom worker --config langgraph.json --database postgresql://...
     threadloom interrupts list | approve ID | reject ID | runs list   (see threadloom.server)
 
 ``sweep`` applies the passed deadlines of approval requests on every paused thread of
@@ -66,10 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--key-file", metavar="FILE",
                        help="the saver's audit_key (HMAC), to verify a signed log "
                             "(default: $THREADLOOM_AUDIT_KEY)")
-    from threadloom.server.cli import add_serve_parser
+    from threadloom.server.cli import add_serve_parser, add_worker_parser
     from threadloom.server.operator_cli import add_operator_parsers
 
     add_serve_parser(commands)
+    add_worker_parser(commands)
     add_operator_parsers(commands)
     return parser
 
@@ -206,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from threadloom.server.cli import serve
 
             return serve(args)
+        if args.command == "worker":
+            from threadloom.server.cli import work
+
+            return work(args)
         if args.command in ("interrupts", "approve", "reject", "runs"):
             from threadloom.server.operator_cli import run_operator_command
 

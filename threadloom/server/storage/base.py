@@ -70,6 +70,9 @@ class Storage(abc.ABC):
     checkpointer: Any
     #: the store every served graph and the ``/store`` routes use (a ``BaseStore``)
     store: Any
+    #: whether several processes share this storage (then the API process only queues
+    #: runs and ``threadloom worker`` processes execute them); False: one process does all
+    shared: bool = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
