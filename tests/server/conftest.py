@@ -27,6 +27,7 @@ GRAPHS = {
     "parallel": "./graphs.py:parallel",
     "slow": "./graphs.py:slow",
     "payment": "./graphs.py:payment",
+    "deadline_payment": "./graphs.py:deadline_payment",
     "streaming": "./graphs.py:streaming",
 }
 

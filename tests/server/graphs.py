@@ -271,3 +271,24 @@ _ledger.add_edge("approve", "work")
 _ledger.add_edge("work", "finish")
 _ledger.add_edge("finish", END)
 ledger = _ledger.compile(hooks=[ApprovalHooks()])
+
+# -- an approval with a deadline (the workers apply it) ------------------------------------
+
+
+def pay_by_deadline(state: PaymentState) -> dict:
+    from datetime import timedelta
+
+    from threadloom.hitl import Deadline
+
+    decision = request_approval(
+        "pay", {"amount": state["amount"]}, reviewers=Reviewers(roles=["finance"]),
+        require_digest=False, deadline=Deadline(after=timedelta(hours=1), on_timeout="reject"),
+    )
+    return {"outcome": "paid" if decision.approved else "refused"}
+
+
+_deadline_payment = StateGraph(PaymentState)
+_deadline_payment.add_node("pay", pay_by_deadline)
+_deadline_payment.add_edge(START, "pay")
+_deadline_payment.add_edge("pay", END)
+deadline_payment = _deadline_payment.compile(hooks=[ApprovalHooks()])

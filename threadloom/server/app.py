@@ -26,6 +26,7 @@ from starlette.responses import Response
 from threadloom.server.auth import Authorizer
 from threadloom.server.config import ServerConfig, import_object
 from threadloom.server.context import ServerContext
+from threadloom.server.deadlines import DeadlineSweeper
 from threadloom.server.errors import ServerError
 from threadloom.server.graphs import GraphRegistry
 from threadloom.server.routes import assistants, crons, meta, runs, store, threads
@@ -72,6 +73,7 @@ class Server:
         self.runs = RunService(self.ctx, self.threads, self.assistants)
         self.store = StoreService(self.ctx)
         self.crons = CronService(self.ctx, self.runs)
+        self.deadlines = DeadlineSweeper(self.ctx, self.runs)
         self.worker = Worker(
             self.threads, concurrency=config.workers, lease_seconds=config.lease_seconds
         ) if run_worker else None
@@ -100,17 +102,20 @@ class Server:
         return cls(config, storage, registry, authorizer, run_worker=run_worker)
 
     async def start(self) -> None:
-        """Set up the storage, the system assistants, the worker and the cron timer."""
+        """Set up the storage, the system assistants, the worker, the cron timer and the
+        approval deadlines' sweep (the last three where runs are executed)."""
         self.loop = asyncio.get_running_loop()
         await self.ctx.storage.setup()
         await self.assistants.ensure_system_assistants()
         if self.worker is not None:
             await self.worker.start()
             await self.crons.start()
+            await self.deadlines.start(self.ctx.config.deadline_sweep_seconds)
 
     async def stop(self) -> None:
         """Stop the worker and close the storage."""
         await self.crons.stop()
+        await self.deadlines.stop()
         if self.worker is not None:
             await self.worker.stop()
         await self.ctx.storage.close()

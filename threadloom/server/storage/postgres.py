@@ -81,8 +81,10 @@ WORK, RUN, CANCEL, STREAM = (
 )
 CLOSED = ""  # the event name of the marker row ending a stream
 
-# Advisory lock key ("tlsm") serialising concurrent setup() of the records' tables.
+# Advisory lock keys: "tlsm" serialises concurrent setup() of the records' tables; "tldu"
+# (with the duty's hash) makes one process at a time fire crons / apply deadlines.
 _MIGRATION_LOCK = 0x746C736D
+_DUTY_LOCK = 0x746C6475
 
 MIGRATIONS: list[tuple[str, ...]] = [
     (
@@ -177,6 +179,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
 ]
 
 _NOTIFY = "SELECT pg_notify(%s, %s)"
+# Commit without waiting for the WAL flush (a crash of the database server may lose the
+# last few such commits, never corrupt anything): for what costs only a retry if lost -
+# stream events (the checkpoints are the truth), claims, leases and finished runs (a lost
+# one is run again from its durable checkpoint), thread records (refreshed from the
+# checkpoint). Queued runs and new threads - what a client was told exists - wait for it.
+_RELAXED = "set_config('synchronous_commit', 'off', true)"
 
 
 class PostgresStorage(Storage):
@@ -210,6 +218,7 @@ class PostgresStorage(Storage):
             kwargs={"autocommit": True},
         )
         self.checkpointer = AsyncPostgresSaver(self._pool)
+        self.checkpointer.keep_lock_connection = True  # closed in close()
         self.store = AsyncPostgresStore(self._pool)
         self._listener: Any = None
         self._listen_task: asyncio.Task | None = None
@@ -224,6 +233,9 @@ class PostgresStorage(Storage):
         self._cancel_callbacks: list[CancelCallback] = []
         self._last_cleanup = 0.0
         self._closed = False
+        # the connection holding this process's duties (``lead``), and which it holds
+        self._leader: Any = None
+        self._duties: set[str] = set()
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -270,9 +282,10 @@ class PostgresStorage(Storage):
             self._listen_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listen_task
-        if self._listener is not None:
-            with contextlib.suppress(Exception):
-                await self._listener.close()
+        for conn in (self._listener, self._leader):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
         with contextlib.suppress(Exception):
             await self.checkpointer.aclose_run_locks()
         await self._pool.close()
@@ -541,6 +554,7 @@ class PostgresStorage(Storage):
 
     async def update_thread(self, thread_id: str, **fields: Any) -> dict | None:
         async with self._tx() as cur:
+            await cur.execute(f"SELECT {_RELAXED}")  # refreshed from the checkpoint anyway
             return await self._update_thread(cur, thread_id, fields)
 
     async def delete_thread(self, thread_id: str) -> bool:
@@ -670,6 +684,7 @@ class PostgresStorage(Storage):
 
         try:
             async with self._tx() as cur:
+                await cur.execute(f"SELECT {_RELAXED}")
                 await cur.execute(
                     f"""
                     WITH next AS (
@@ -706,7 +721,7 @@ class PostgresStorage(Storage):
         row = await self._one(
             "UPDATE server_runs SET lease_expires_at = clock_timestamp() + "
             "make_interval(secs => %s) WHERE run_id = %s AND worker_id = %s "
-            "AND status = 'running' RETURNING 1",
+            f"AND status = 'running' RETURNING {_RELAXED}",
             (float(lease_seconds), run_id, worker_id),
         )
         return row is not None
@@ -718,8 +733,11 @@ class PostgresStorage(Storage):
             return None
         async with self._tx() as cur:
             # thread row first, then the run: the order create_run and delete_thread use
+            # relaxed: if lost, the run's lease runs out and it is run again from its
+            # (durable) last checkpoint, where it ends at once
             await cur.execute(
-                "SELECT 1 FROM server_threads WHERE thread_id = %s FOR UPDATE", (found[0],)
+                f"SELECT {_RELAXED} FROM server_threads WHERE thread_id = %s FOR UPDATE",
+                (found[0],),
             )
             stamp = now_iso()
             await cur.execute(
@@ -733,16 +751,18 @@ class PostgresStorage(Storage):
             run = run_row(row)
             fields = dict(thread or {})
             await cur.execute(
-                "SELECT 1 FROM server_runs WHERE thread_id = %s AND run_id != %s AND status IN "
-                "('pending', 'running') LIMIT 1",
+                "SELECT status FROM server_runs WHERE thread_id = %s AND run_id != %s AND "
+                "status IN ('pending', 'running')",
                 (run["thread_id"], run_id),
             )
-            if await cur.fetchone() is not None:
+            others = {r[0] for r in await cur.fetchall()}
+            if others:
                 fields["status"] = "busy"
             if fields:
                 await self._update_thread(cur, run["thread_id"], fields)
             await cur.execute(_NOTIFY, (RUN, run_id))
-            await cur.execute(_NOTIFY, (WORK, ""))
+            if "pending" in others:  # a run queued behind this one may start now
+                await cur.execute(_NOTIFY, (WORK, ""))
             return run
 
     async def request_cancel(self, run_ids: Sequence[str], action: CancelAction) -> list[dict]:
@@ -823,13 +843,39 @@ class PostgresStorage(Storage):
     async def watch_cancellations(self, callback: CancelCallback) -> None:
         self._cancel_callbacks.append(callback)
 
+    # -- duties of one process at a time ----------------------------------------------
+
+    async def lead(self, duty: str) -> bool:
+        """A session advisory lock per duty on a connection of this process's own: held
+        until the process (or that connection) ends, then the next process asking
+        gets it."""
+        import psycopg
+
+        if duty in self._duties and self._leader is not None and not self._leader.closed:
+            return True
+        try:
+            if self._leader is None or self._leader.closed or self._leader.broken:
+                self._duties.clear()
+                self._leader = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            cur = await self._leader.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_DUTY_LOCK, duty)
+            )
+            row = await cur.fetchone()
+        except psycopg.Error:
+            log.warning("asking for the %s duty failed", duty, exc_info=True)
+            return False
+        if row and row[0]:
+            self._duties.add(duty)
+            return True
+        return False
+
     # -- streams -----------------------------------------------------------------------
 
     async def publish(self, run_id: str, event: str, data: bytes, *, keep: bool) -> str:
         row = await self._one(
             "WITH e AS (INSERT INTO server_run_events (run_id, event, data, keep) "
             "VALUES (%s, %s, %s, %s) RETURNING id) "
-            "SELECT id, pg_notify(%s, %s || ' ' || id) FROM e",
+            f"SELECT id, pg_notify(%s, %s || ' ' || id), {_RELAXED} FROM e",
             (run_id, event, data, keep, STREAM, run_id),
         )
         assert row is not None

@@ -717,6 +717,9 @@ class SqliteStorage(Storage):
     async def watch_cancellations(self, callback: CancelCallback) -> None:
         self._cancel_callbacks.append(callback)
 
+    async def lead(self, duty: str) -> bool:
+        return True  # one process serves the file
+
     # -- streams -----------------------------------------------------------------------
 
     async def publish(self, run_id: str, event: str, data: bytes, *, keep: bool) -> str:
