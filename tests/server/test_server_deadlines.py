@@ -1,4 +1,5 @@
-"""The workers apply the passed deadlines of pending approvals (threadloom.hitl)."""
+"""The workers apply the passed deadlines of pending approvals (threadloom.hitl), on
+SQLite and on PostgreSQL, where one worker process at a time does it."""
 
 from __future__ import annotations
 
@@ -10,26 +11,28 @@ import pytest
 from langgraph_sdk.errors import ConflictError
 
 
-async def _tick(served: Any, now: datetime | None) -> list[str]:
-    """One sweep, on the server's own event loop (where its storage lives)."""
-    future = asyncio.run_coroutine_threadsafe(
-        served.server.deadlines.tick(now), served.server.loop
-    )
-    return await asyncio.wrap_future(future)
+def _approval_hooks(served: Any, graph_id: str) -> Any:
+    from threadloom.hitl.hooks import hooks_of
+
+    return hooks_of(served.server.ctx.graphs.get(graph_id))
 
 
 async def test_a_passed_deadline_is_applied_by_a_worker_run(served, client) -> None:
+    """The worker's approval feed answers a request whose deadline passed (the graph's
+    approval clock moved two hours on) with the deadline's decision, through a run."""
     tid = (await client.threads.create())["thread_id"]
     out = await client.runs.wait(tid, "deadline_payment", input={"amount": 90})
     [pending] = out["__interrupt__"]
-    assert tid not in await _tick(served, None)  # an hour left: nothing to do
-    assert (await client.threads.get(tid))["status"] == "interrupted"
-
-    [run_id] = await _tick(served, datetime.now(UTC) + timedelta(hours=2))
-    run = await client.runs.get(tid, run_id)
-    assert run["metadata"]["deadlines"] is True
-    await client.runs.join(tid, run_id)
-    assert (await client.runs.get(tid, run_id))["status"] == "success"
+    hooks = _approval_hooks(served, "deadline_payment")
+    later = datetime.now(UTC) + timedelta(hours=2)
+    hooks.clock = lambda: later
+    try:
+        while len(runs := await client.runs.list(tid)) < 2:  # the feed looks every second
+            await asyncio.sleep(0.05)
+        await client.runs.join(tid, runs[0]["run_id"])
+    finally:
+        hooks.clock = None
+    assert (await client.runs.get(tid, runs[0]["run_id"]))["status"] == "success"
     thread = await client.threads.get(tid)
     assert thread["status"] == "idle" and thread["values"]["outcome"] == "refused"
     log = served.server.ctx.storage.checkpointer.list_audit(tid)
@@ -41,7 +44,6 @@ async def test_a_passed_deadline_is_applied_by_a_worker_run(served, client) -> N
     with pytest.raises(ConflictError) as late:
         await client.runs.create(tid, "deadline_payment", command={"resume": {"type": "accept"}})
     assert late.value.response.json()["decision"]["who"]["id"] == "threadloom:deadline"
-    assert await _tick(served, datetime.now(UTC) + timedelta(hours=3)) == []  # done once
 
 
 def test_one_process_at_a_time_leads_a_duty(module_postgres_database: str) -> None:

@@ -26,11 +26,12 @@ from starlette.responses import Response
 from threadloom.server.auth import Authorizer
 from threadloom.server.config import ServerConfig, import_object
 from threadloom.server.context import ServerContext
-from threadloom.server.deadlines import DeadlineSweeper
 from threadloom.server.errors import ServerError
 from threadloom.server.graphs import GraphRegistry
 from threadloom.server.routes import assistants, crons, meta, runs, store, threads
 from threadloom.server.routes.common import json_response
+from threadloom.server.services.approval_events import ApprovalFeed
+from threadloom.server.services.approvals import ApprovalService
 from threadloom.server.services.assistants import AssistantService
 from threadloom.server.services.crons import CronService
 from threadloom.server.services.runs import RunService
@@ -73,10 +74,12 @@ class Server:
         self.runs = RunService(self.ctx, self.threads, self.assistants)
         self.store = StoreService(self.ctx)
         self.crons = CronService(self.ctx, self.runs)
-        self.deadlines = DeadlineSweeper(self.ctx, self.runs)
         self.worker = Worker(
             self.threads, concurrency=config.workers, lease_seconds=config.lease_seconds
         ) if run_worker else None
+        # the approval inbox's API; deadlines are applied where runs are executed
+        self.approvals = ApprovalService(self.ctx, self.threads, self.runs)
+        self.approval_feed = ApprovalFeed(self.approvals, self.runs, sweep=run_worker)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
@@ -102,20 +105,20 @@ class Server:
         return cls(config, storage, registry, authorizer, run_worker=run_worker)
 
     async def start(self) -> None:
-        """Set up the storage, the system assistants, the worker, the cron timer and the
-        approval deadlines' sweep (the last three where runs are executed)."""
+        """Set up the storage, the system assistants, the worker and the cron timer
+        (where runs are executed), and the approval feed."""
         self.loop = asyncio.get_running_loop()
         await self.ctx.storage.setup()
         await self.assistants.ensure_system_assistants()
         if self.worker is not None:
             await self.worker.start()
             await self.crons.start()
-            await self.deadlines.start(self.ctx.config.deadline_sweep_seconds)
+        await self.approval_feed.start()
 
     async def stop(self) -> None:
         """Stop the worker and close the storage."""
+        await self.approval_feed.stop()
         await self.crons.stop()
-        await self.deadlines.stop()
         if self.worker is not None:
             await self.worker.stop()
         await self.ctx.storage.close()
@@ -169,4 +172,8 @@ def create_app(server: Server) -> FastAPI:
         )
     for module in (meta, assistants, threads, runs, crons, store):
         app.include_router(module.router)
+    from threadloom.server.routes import approvals, inbox  # the approval inbox
+
+    app.include_router(approvals.router)
+    app.include_router(inbox.router)
     return app

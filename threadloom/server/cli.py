@@ -79,6 +79,7 @@ def serve(args: argparse.Namespace) -> int:
 
     config = _config(args, dev=args.dev or None, workers=args.workers)
     server = Server.from_config(config, run_worker=True if args.embedded_worker else None)
+    print(f"threadloom approval inbox: http://{args.host}:{args.port}/inbox", flush=True)
     uvicorn.run(create_app(server), host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

@@ -47,8 +47,6 @@ class ServerConfig:
     workers: int = 8
     #: a worker that has not renewed its lease on a run for this long loses the run
     lease_seconds: float = 30.0
-    #: how often a worker applies the passed deadlines of pending approvals
-    deadline_sweep_seconds: float = 30.0
     #: HMAC key signing webhook deliveries (None: unsigned)
     webhook_secret: str | None = None
 

@@ -20,8 +20,7 @@ checkpoint when the first attempt got as far as writing one, else starts as aske
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
 from threadloom.server import serde
@@ -196,15 +195,16 @@ async def execute_run(
             graph_input = None
             for key in ("checkpoint_id", "checkpoint_map"):
                 config["configurable"].pop(key, None)
-        with _sweeping(kwargs.get("_sweep_at")):
-            if "events" in modes:
-                async for event in graph.astream_events(
-                    graph_input, config, version="v2", **options
-                ):
-                    await publish("events", event)
-            else:
-                await _stream(graph, graph_input, config, modes, options,
-                              bool(kwargs.get("subgraphs")), publish)
+        if kwargs.get("_deadline_sweep"):
+            _sweeping(kwargs["_deadline_sweep"])
+        if "events" in modes:
+            async for event in graph.astream_events(
+                graph_input, config, version="v2", **options
+            ):
+                await publish("events", event)
+        else:
+            await _stream(graph, graph_input, config, modes, options,
+                          bool(kwargs.get("subgraphs")), publish)
     except asyncio.CancelledError:
         action = cancel_action.get("action")
         if action is None:  # the worker is shutting down: the lease will hand it on
@@ -225,6 +225,16 @@ async def execute_run(
     if kwargs.get("webhook") and finished is not None:
         _send_webhook(threads, finished, kwargs["webhook"], result)
     return status
+
+
+def _sweeping(at: str) -> None:
+    """This run is the server applying approval deadlines as of ``at``: only such a run
+    may give deadline decisions (``threadloom.hitl.deadlines``). The flag lives in the
+    context of the task executing the run, so it ends with the run."""
+    from threadloom.hitl.clock import from_iso
+    from threadloom.hitl.hooks import sweeping
+
+    sweeping(from_iso(at))
 
 
 _PENDING_WEBHOOKS: set[asyncio.Task] = set()
@@ -265,23 +275,6 @@ async def _stream(graph: Any, graph_input: Any, config: dict, modes: list[str],
                     await publish(_event_name(name, ns), data)
             continue
         await publish(_event_name(mode, ns), chunk)
-
-
-@contextmanager
-def _sweeping(at: str | None) -> Iterator[None]:
-    """For a deadline run (``RunService.queue_deadlines``): the approvals apply the
-    deadlines' decisions as of ``at`` (see ``threadloom.hitl.deadlines``)."""
-    if at is None:
-        yield
-        return
-    from threadloom.hitl.clock import from_iso
-    from threadloom.hitl.hooks import end_sweep, sweeping
-
-    token = sweeping(from_iso(at))
-    try:
-        yield
-    finally:
-        end_sweep(token)
 
 
 async def _started(graph: Any, run: dict[str, Any]) -> bool:

@@ -44,27 +44,6 @@ def public_run(run: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _record(run_id: str, thread_id: str, assistant: dict[str, Any], metadata: dict[str, Any],
-            kwargs: dict[str, Any], after_seconds: float) -> dict[str, Any]:
-    """A new run's record, as ``Storage.create_run`` takes it."""
-    now = now_iso()
-    return {
-        "run_id": run_id,
-        "thread_id": thread_id,
-        "assistant_id": assistant["assistant_id"],
-        "created_at": now,
-        "updated_at": now,
-        "metadata": {
-            **(assistant.get("metadata") or {}),
-            **metadata,
-            "graph_id": assistant["graph_id"],
-            "assistant_id": assistant["assistant_id"],
-        },
-        "kwargs": kwargs,
-        "run_at": time.time() + after_seconds,
-    }
-
-
 class RunService:
     """Create, follow, list and cancel runs."""
 
@@ -78,10 +57,12 @@ class RunService:
 
     async def create(
         self, user: AuthUser, thread_id: str | None, body: dict[str, Any], *,
-        listen: bool = False,
+        listen: bool = False, internal: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], AsyncIterator[StreamEvent] | None]:
         """Queue a run on ``thread_id`` (None: a temporary thread): the run record and,
-        with ``listen``, its events (subscribed before anything else can happen)."""
+        with ``listen``, its events (subscribed before anything else can happen).
+        ``internal``: the server's own ``_``-prefixed run options (never a client's),
+        e.g. ``_deadline_sweep``."""
         storage = self.ctx.storage
         assistant = await self.assistants.resolve(body["assistant_id"])
         temporary = thread_id is None
@@ -119,11 +100,26 @@ class RunService:
         kwargs["resumable"] = bool(body.get("stream_resumable"))
         kwargs["temporary"] = temporary and body.get("on_completion", "delete") == "delete"
         kwargs["_user"] = user.to_dict()
+        kwargs.update({k: v for k, v in (internal or {}).items() if k.startswith("_")})
+        now = now_iso()
         await storage.update_thread(
             thread_id, metadata={"graph_id": graph_id, "assistant_id": assistant["assistant_id"]}
         )
-        record = _record(run_id, thread_id, assistant, metadata, kwargs,
-                         float(body.get("after_seconds") or 0))
+        record = {
+            "run_id": run_id,
+            "thread_id": thread_id,
+            "assistant_id": assistant["assistant_id"],
+            "created_at": now,
+            "updated_at": now,
+            "metadata": {
+                **(assistant.get("metadata") or {}),
+                **metadata,
+                "graph_id": graph_id,
+                "assistant_id": assistant["assistant_id"],
+            },
+            "kwargs": kwargs,
+            "run_at": time.time() + float(body.get("after_seconds") or 0),
+        }
         strategy = body.get("multitask_strategy") or "enqueue"
         run, to_cancel = await storage.create_run(record, multitask_strategy=strategy)
         events = storage.subscribe(run_id, after=None) if listen else None
@@ -132,23 +128,6 @@ class RunService:
             await self.cancel_runs([r["run_id"] for r in to_cancel], action)
         run.pop("run_at", None)
         return run, events
-
-    async def queue_deadlines(self, thread_id: str, assistant_id: str, resume: Any,
-                              now: str) -> dict[str, Any]:
-        """Queue the run applying passed approval deadlines to a paused thread (the
-        server's own run: no caller, the decisions ``threadloom:deadline``'s). ``resume``
-        is ``threadloom.hitl.due_requests``'s answer; ``now`` (ISO) the sweep's time.
-        ``Conflict`` when the thread is busy: whoever runs it now decides first."""
-        assistant = await self.assistants.resolve(assistant_id)
-        kwargs = {
-            "command": {"resume": resume}, "stream_mode": ["values"], "subgraphs": False,
-            "resumable": False, "temporary": False, "_user": None,
-            "_sweep_at": now,  # set only here: a client cannot ask for deadline decisions
-        }
-        record = _record(new_id(), thread_id, assistant, {"deadlines": True}, kwargs, 0.0)
-        run, _ = await self.ctx.storage.create_run(record, multitask_strategy="reject")
-        run.pop("run_at", None)
-        return run
 
     async def _check_resume(self, thread_id: str, graph: Any, resume: Any) -> None:
         """409 for an answer to nothing pending (a second answer, an unknown id)."""
