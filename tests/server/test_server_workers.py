@@ -195,3 +195,37 @@ def _check(database: str, killed: int, logs: list[str]) -> None:
 
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+
+
+def test_a_cancel_reaches_the_worker_taking_over_the_run(module_postgres_database: str) -> None:
+    """A run cancelled while its worker is dead (the cancel found nobody to stop) is
+    cancelled by the worker that takes it over, not run."""
+    from langgraph_sdk import get_sync_client
+
+    from threadloom.server import background_server, load_config
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    config = load_config(None, graphs={"plan": "./graphs.py:plan"}, base_dir=HERE,
+                         database=module_postgres_database, dev=True, lease_seconds=1.0)
+    with background_server(config) as api:  # queues runs, executes none
+        client = get_sync_client(url=api, api_key=None)
+        tid = client.threads.create()["thread_id"]
+        run = client.runs.create(tid, "plan", input={"messages": []})
+
+        async def claim_and_die() -> None:
+            dead = PostgresStorage(module_postgres_database)
+            await dead.setup()
+            try:
+                claimed = await dead.claim_run("dead-worker", lease_seconds=1.0)
+                assert claimed is not None and claimed["run_id"] == run["run_id"]
+            finally:
+                await dead.close()
+
+        asyncio.run(claim_and_die())
+        assert client.runs.get(tid, run["run_id"])["status"] == "running"
+        client.runs.cancel(tid, run["run_id"])  # nobody holds it to stop it
+        with background_server(config, run_worker=True):  # a worker comes up
+            client.runs.join(tid, run["run_id"])
+        done = client.runs.get(tid, run["run_id"])
+        assert done["status"] == "interrupted"
+        assert client.threads.get_state(tid)["values"] == {}  # the graph never ran

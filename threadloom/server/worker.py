@@ -102,7 +102,9 @@ class Worker:
             cancel: dict[str, str] = {}
             task = asyncio.create_task(self._execute(run, cancel), name=f"run-{run['run_id']}")
             self._running[run["run_id"]] = (task, cancel)
-            early = self._early.pop(run["run_id"], None)
+            # a cancel asked of the worker that held it before (and died), or one that
+            # arrived here just before this claim returned
+            early = self._early.pop(run["run_id"], None) or run.get("cancel_reason")
             if early is not None:  # once the task has started (a task cancelled before
                 # its first step would skip execute_run's own handling)
                 asyncio.get_running_loop().call_soon(self._on_cancel, run["run_id"], early)
