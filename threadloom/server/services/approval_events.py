@@ -113,6 +113,10 @@ class ApprovalFeed:
     async def tick(self) -> list[ApprovalEvent]:
         """Look once: publish and return the events since the last look; apply due
         deadlines when sweeping."""
+        if self.sweep and not self._subscribers and not await self.approvals.ctx.storage.lead(
+            "deadlines"
+        ):
+            return []  # a worker process that neither feeds anyone nor applies deadlines
         items = await self.approvals.all_pending()
         current = {i.key: i for i in items}
         events: list[ApprovalEvent] = []
