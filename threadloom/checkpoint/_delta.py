@@ -100,11 +100,21 @@ def serde_fingerprint(dumps_typed: Callable[[Any], tuple[str, bytes]]) -> Finger
 
 @dataclass(frozen=True, slots=True)
 class ListPrint:
-    """A list value as it was stored, in a few bytes: its length and a digest of its
-    items (see ``DeltaCache.print_of``)."""
+    """A list value as it was stored, in a few bytes: digests of its items' state.
+
+    ``digest`` covers the items ``[0, checked)`` (checked all at once, see
+    ``DeltaCache``); each of ``stretches`` - ``(end, digest)``, oldest first - covers the
+    items from the previous end (or ``checked``) up to ``end``: what one ``put``
+    appended, digested when it was stored. ``length`` is the last end; ``full`` the
+    list's length when every item was last digested. A print of one stretch
+    (``DeltaCache.print_of``) has ``checked == full == length`` and no stretches.
+    """
 
     length: int
     digest: bytes
+    checked: int
+    stretches: tuple[tuple[int, bytes], ...] = ()
+    full: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +129,7 @@ class BlobPlan:
     start: int = 0  # index of the first new item in ``value`` (deltas only)
     depth: int = 0  # number of deltas between this version and its root
     printed: ListPrint | None = None  # a list value's print, for the next delta
+    items: list[Any] | None = None  # the list's items as planned (a copy), with ``printed``
 
     @property
     def is_delta(self) -> bool:
@@ -131,7 +142,9 @@ class BlobPlan:
 
     def as_full(self) -> BlobPlan:
         """The same version stored whole (used when the delta's base has disappeared)."""
-        return BlobPlan(self.channel, self.version, self.value, printed=self.printed)
+        return BlobPlan(
+            self.channel, self.version, self.value, printed=self.printed, items=self.items
+        )
 
 
 @dataclass(slots=True)
@@ -140,6 +153,7 @@ class _ListSnapshot:
     printed: ListPrint
     root: str
     depth: int
+    items: list[Any] | None  # the items stored, by reference (None: dropped, see max_item_refs)
 
 
 @dataclass(slots=True)
@@ -150,13 +164,36 @@ class _Head:
 
 
 class DeltaCache:
-    """Per-process memory of the prints of the last stored list values.
+    """Per-process memory of the last stored list values: their items and prints.
 
     Keyed by (thread_id, checkpoint_ns), bounded to ``max_heads`` entries (least recently
     used dropped first); thread-safe. Losing an entry only costs one full write, never
     correctness. ``fingerprint`` digests what the saver stores for an item that is not
     plain data (see ``serde_fingerprint``); an item it cannot fingerprint just disables
     the delta.
+
+    What a ``put`` costs (``plan``), for a list that grew from the stored one:
+
+    * the stored items are compared with the new list's first items by identity (one
+      C-level list comparison, no digest): an item replaced by another object, removed
+      or moved, or a list changed in place, is seen at once and the list stored whole;
+    * the new items are digested (kept in the print as one *stretch*), and so are the
+      newest ``tail_items`` stored items again: an item stored lately and changed in
+      place since (``add_messages`` assigning an id, a node editing the last message's
+      tool call and returning it, as LangChain's human-in-the-loop middleware does) is
+      seen at the very next ``put``;
+    * every item stored is digested again once the list has grown by a
+      ``1/verify_growth`` part since the last such check (all of it, at once).
+
+    Digest work is then O(items appended) per ``put``, amortized; ``items_digested``
+    counts it. The one thing not seen at once: an *older* item (not among the newest
+    ``tail_items``) changed in place by a node that does not return it. LangGraph stores
+    such an edit at the next checkpoint that writes the channel, because it serializes
+    the whole list each time; here it is stored whole at the next full check, which
+    comes within ``length / verify_growth`` appended items. To store an edit at its own
+    step, return the edited message in the node's update (``add_messages`` replaces it
+    by id): a written-back item is compared again like any new one. ``verify_growth=0``
+    checks every item at every ``put`` (the strict, O(length) mode).
     """
 
     def __init__(
@@ -165,6 +202,9 @@ class DeltaCache:
         *,
         max_heads: int = 256,
         max_depth: int = MAX_CHAIN_DEPTH,
+        tail_items: int = 32,
+        verify_growth: int = 8,
+        max_item_refs: int = 200_000,
     ) -> None:
         if fingerprint is None:
             from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
@@ -173,7 +213,14 @@ class DeltaCache:
         self.fingerprint = fingerprint
         self.max_heads = max_heads
         self.max_depth = max_depth
+        self.tail_items = tail_items
+        self.verify_growth = verify_growth
+        self.max_item_refs = max_item_refs
+        self.items_digested = 0
+        """Items whose state this cache digested, in all (an operation counter: what a
+        ``put`` costs beyond serializing what it stores)."""
         self._heads: OrderedDict[tuple[str, str], _Head] = OrderedDict()
+        self._item_refs = 0
         self._lock = threading.Lock()
 
     def plan(
@@ -211,26 +258,100 @@ class DeltaCache:
             or len(value) < snap.printed.length
             or snap.depth >= self.max_depth
         ):
-            return BlobPlan(channel, version, value, printed=self.print_of(value))
-        start = snap.printed.length
-        states = item_states(value)  # once for both prints
-        if self.print_of(value[:start], states and states[:start]) != snap.printed:
-            # an old item changed (or cannot be printed)
-            return BlobPlan(channel, version, value, printed=self.print_of(value, states))
+            return self._whole(channel, version, value)
+        unchanged, printed = self._extend(snap.printed, snap.items, value)
+        if not unchanged:  # an old item changed (or cannot be printed)
+            return self._whole(channel, version, value)
         return BlobPlan(
             channel,
             version,
             value,
             base_version=snap.version,
             root_version=snap.root,
-            start=start,
+            start=snap.printed.length,
             depth=snap.depth + 1,
-            printed=self.print_of(value, states),
+            printed=printed,
+            items=None if printed is None else list(value),
         )
+
+    def _whole(self, channel: str, version: str, value: list[Any]) -> BlobPlan:
+        printed = self._fresh_print(value)
+        items = None if printed is None else list(value)
+        return BlobPlan(channel, version, value, printed=printed, items=items)
+
+    def _extend(
+        self, old: ListPrint, items: list[Any] | None, value: list[Any]
+    ) -> tuple[bool, ListPrint | None]:
+        """Whether ``value`` starts with the items ``old`` printed, unchanged; and
+        ``value``'s print (None when its new items cannot be printed)."""
+        start = old.length
+        if items is not None:
+            try:  # identity first (C-level): equal but distinct items are digested below
+                same = (value if len(value) == start else value[:start]) == items
+            except Exception:  # an item's __eq__ failed: compare states instead
+                same = True
+                items = None
+            if not same:
+                return False, None
+        if (
+            items is None
+            or old.full <= self.tail_items
+            or (start - old.full) * self.verify_growth >= old.full
+        ):
+            if not self._check(value, old):
+                return False, None
+            return True, self._fresh_print(value)
+        # the newest stretches, back to ``tail_items`` items (or all of them)
+        covered = 0
+        index = len(old.stretches)
+        while index and covered < self.tail_items:
+            index -= 1
+            end, digest = old.stretches[index]
+            begin = old.stretches[index - 1][0] if index else old.checked
+            got = self.print_of(value[begin:end])
+            if got is None or got.digest != digest:
+                return False, None
+            covered += end - begin
+        if start == len(value):
+            return True, old
+        # the new items as one stretch, or two when many: the newest ``tail_items`` apart
+        stretches = old.stretches
+        cut = max(len(value) - self.tail_items, start)
+        for begin, end in ((start, cut), (cut, len(value))):
+            if begin < end:
+                new = self.print_of(value[begin:end])
+                if new is None:
+                    return True, None
+                stretches = (*stretches, (end, new.digest))
+        return True, ListPrint(len(value), old.digest, old.checked, stretches, old.full)
+
+    def _check(self, value: list[Any], old: ListPrint) -> bool:
+        """Whether every item ``old`` printed still has the state it was printed with."""
+        whole = self.print_of(value[: old.checked])
+        if whole is None or whole.digest != old.digest:
+            return False
+        begin = old.checked
+        for end, digest in old.stretches:
+            got = self.print_of(value[begin:end])
+            if got is None or got.digest != digest:
+                return False
+            begin = end
+        return True
+
+    def _fresh_print(self, value: list[Any]) -> ListPrint | None:
+        """``value``'s print, every item digested now: its newest ``tail_items`` items as a
+        stretch of their own, so that the next ``put`` checks them again."""
+        cut = max(len(value) - self.tail_items, 0)
+        head, tail = self.print_of(value[:cut]), self.print_of(value[cut:])
+        if head is None or tail is None:
+            return None
+        stretches = ((len(value), tail.digest),) if cut < len(value) else ()
+        return ListPrint(len(value), head.digest, cut, stretches, len(value))
 
     def print_of(self, items: list[Any], states: list[Any] | None = None) -> ListPrint | None:
         """``items``' print (``states``: their ``item_states`` if already made); None when
         one of them cannot be fingerprinted."""
+        self.items_digested += len(items)
         if states is None:
             states = item_states(items)
         data = None if states is None else state_bytes(states)
@@ -241,7 +362,8 @@ class DeltaCache:
             except Exception:
                 return None
             person = b"tl-items"
-        return ListPrint(len(items), hashlib.blake2b(data, digest_size=16, person=person).digest())
+        digest = hashlib.blake2b(data, digest_size=16, person=person).digest()
+        return ListPrint(len(items), digest, len(items), (), len(items))
 
     def remember_put(
         self,
@@ -262,7 +384,11 @@ class DeltaCache:
                 if plan.printed is not None and type(plan.value) is list:
                     root = plan.root_version if plan.is_delta else plan.version
                     lists[plan.channel] = _ListSnapshot(
-                        plan.version, plan.printed, root or plan.version, plan.depth
+                        plan.version,
+                        plan.printed,
+                        root or plan.version,
+                        plan.depth,
+                        plan.items if plan.items is not None else list(plan.value),
                     )
                 else:
                     lists.pop(plan.channel, None)
@@ -278,22 +404,36 @@ class DeltaCache:
     ) -> None:
         """Record a checkpoint just read, so a run continuing from it can append deltas.
 
-        Values are printed now, before anyone can change them in place; nothing is done
-        when the cache already holds this checkpoint (its prints are exact).
+        Values are printed now, before anyone can change them in place. When the cache
+        already holds this checkpoint its prints are exact: only the items it compares
+        by identity become the ones just read (what the run goes on with).
         """
         key = (thread_id, ns)
         with self._lock:
             known = self._heads.get(key)
             if known is not None and known.checkpoint_id == checkpoint_id:
+                for channel, r in resolved.items():
+                    snap = known.lists.get(channel)
+                    if (
+                        snap is not None
+                        and type(r.value) is list
+                        and len(r.value) == snap.printed.length
+                    ):
+                        self._item_refs -= len(snap.items or ())
+                        snap.items = list(r.value)
+                        self._item_refs += len(snap.items)
                 self._heads.move_to_end(key)
+                self._trim()
                 return
         versions = {c: str(v) for c, v in channel_versions.items()}
         lists = {}
         for channel, r in resolved.items():
             if type(r.value) is list and r.value and channel in versions:
-                printed = self.print_of(r.value)
+                printed = self._fresh_print(r.value)
                 if printed is not None:
-                    lists[channel] = _ListSnapshot(versions[channel], printed, r.root, r.depth)
+                    lists[channel] = _ListSnapshot(
+                        versions[channel], printed, r.root, r.depth, list(r.value)
+                    )
         with self._lock:
             self._store(key, _Head(checkpoint_id, versions, lists))
 
@@ -308,17 +448,38 @@ class DeltaCache:
         """Drop everything known about a thread (after delete or prune)."""
         with self._lock:
             for key in [k for k in self._heads if k[0] == thread_id]:
-                del self._heads[key]
+                self._drop(self._heads.pop(key))
 
     def clear(self) -> None:
         with self._lock:
             self._heads.clear()
+            self._item_refs = 0
 
     def _store(self, key: tuple[str, str], head: _Head) -> None:
+        old = self._heads.pop(key, None)
+        if old is not None:
+            self._drop(old)
         self._heads[key] = head
-        self._heads.move_to_end(key)
+        self._item_refs += sum(len(s.items or ()) for s in head.lists.values())
         while len(self._heads) > self.max_heads:
-            self._heads.popitem(last=False)
+            self._drop(self._heads.popitem(last=False)[1])
+        self._trim()
+
+    def _drop(self, head: _Head) -> None:
+        self._item_refs -= sum(len(s.items or ()) for s in head.lists.values())
+
+    def _trim(self) -> None:
+        """Keep at most ``max_item_refs`` stored items referenced: the least recently used
+        heads let theirs go (their next ``put`` checks every item's state instead)."""
+        if self._item_refs <= self.max_item_refs:
+            return
+        for head in self._heads.values():
+            for snap in head.lists.values():
+                if snap.items is not None:
+                    self._item_refs -= len(snap.items)
+                    snap.items = None
+            if self._item_refs <= self.max_item_refs:
+                return
 
 
 # -- reading -------------------------------------------------------------------------
