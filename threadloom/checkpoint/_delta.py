@@ -202,7 +202,7 @@ class DeltaCache:
         *,
         max_heads: int = 256,
         max_depth: int = MAX_CHAIN_DEPTH,
-        tail_items: int = 32,
+        tail_items: int = 8,
         verify_growth: int = 8,
         max_item_refs: int = 200_000,
     ) -> None:
@@ -301,23 +301,20 @@ class DeltaCache:
             if not self._check(value, old):
                 return False, None
             return True, self._fresh_print(value)
-        # the newest stretches, back to ``tail_items`` items (or all of them)
-        covered = 0
-        index = len(old.stretches)
-        while index and covered < self.tail_items:
-            index -= 1
-            end, digest = old.stretches[index]
-            begin = old.stretches[index - 1][0] if index else old.checked
-            got = self.print_of(value[begin:end])
-            if got is None or got.digest != digest:
+        # The last stretch is the tail: the newest items (``tail_items`` of them once the
+        # list is long enough), checked again at every put. The items that leave it are
+        # given a stretch of their own; the new tail ends with the appended items.
+        stretches = old.stretches
+        tail_begin = stretches[-2][0] if len(stretches) > 1 else old.checked
+        if stretches:
+            got = self.print_of(value[tail_begin:start])
+            if got is None or got.digest != stretches[-1][1]:
                 return False, None
-            covered += end - begin
+            stretches = stretches[:-1]
         if start == len(value):
             return True, old
-        # the new items as one stretch, or two when many: the newest ``tail_items`` apart
-        stretches = old.stretches
-        cut = max(len(value) - self.tail_items, start)
-        for begin, end in ((start, cut), (cut, len(value))):
+        new_begin = max(len(value) - self.tail_items, tail_begin)
+        for begin, end in ((tail_begin, new_begin), (new_begin, len(value))):
             if begin < end:
                 new = self.print_of(value[begin:end])
                 if new is None:
