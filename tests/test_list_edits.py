@@ -133,6 +133,25 @@ def test_a_tool_call_edited_in_place_and_returned_is_stored_at_its_step(
     assert [m.id for m in state.values["messages"]][-3:] == ["turn-3", "turn-4", "turn-5"]
 
 
+def test_an_old_message_replaced_by_an_edited_copy_is_stored_at_its_step(
+    open_saver: Callable[[], Any],
+) -> None:
+    """A message far older than the tail, replaced by an edited copy with its id: stored
+    at the step that wrote it."""
+
+    def edit(messages: list[Any]) -> Any:
+        copy = messages[1].model_copy(deep=True)
+        copy.tool_calls[0]["args"]["q"] = "edited copy"
+        return copy
+
+    start = _history(60)
+    state, history = _run(open_saver, lambda s: _chat_graph(s, 2, 4, edit), start)
+    assert state.values["messages"][1].tool_calls[0]["args"]["q"] == "edited copy"
+    by_turn = {h.values["turn"]: h.values["messages"] for h in history if "turn" in h.values}
+    assert by_turn[3][1].tool_calls[0]["args"]["q"] == "edited copy"
+    assert by_turn[2][1].tool_calls[0]["args"]["q"] == "item 0"
+
+
 def test_an_old_message_edited_in_place_and_not_returned_is_not_lost(
     open_saver: Callable[[], Any],
 ) -> None:

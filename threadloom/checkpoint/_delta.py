@@ -8,21 +8,26 @@ appended items plus a pointer to the version they extend makes it grow linearly.
 How, without reading anything back from the database on the write path:
 
 * ``DeltaCache`` remembers, per (thread, namespace), the checkpoint this process last
-  wrote or read and, for each list channel stored at that checkpoint's version, its
-  *print*: its length and a digest of its items' state. When ``put`` continues from
-  that checkpoint and a channel's new value starts with as many items whose digest is
-  exactly that, ``plan()`` emits a delta: the new items, the base version they extend,
-  and the chain's root (the version holding a full list). Anything else - an item
-  replaced, removed or changed in place, a fork from another checkpoint, a value that
-  is not a plain ``list`` - is stored whole.
-* Why digests rather than ``is``/``==``: the same object can change after it was
-  stored. ``add_messages`` assigns ids *in place* to messages already in the list (a
-  first input written without ids, then merged on the next step); an identity check
-  would keep the stored, id-less copy forever. Comparing a digest of the items' whole
-  state is exactly as strict as storing the list whole. It costs one C-level pickle of
-  the items' state per check (``_frozen.state_bytes``, about 0.5 µs a message), not a
-  serialization of each item; items that are not plain data are fingerprinted through
-  the saver's serializer instead (``serde_fingerprint``), as slowly as before.
+  wrote or read and, for each list channel stored at that checkpoint's version, the
+  items stored (by reference) and their *print*: digests of the items' state, taken
+  when they were stored. When ``put`` continues from that checkpoint and a channel's new
+  value starts with the very items stored, still in the state printed, ``plan()`` emits
+  a delta: the new items, the base version they extend, and the chain's root (the
+  version holding a full list). Anything else - an item replaced, removed or changed in
+  place, a fork from another checkpoint, a value that is not a plain ``list`` - is
+  stored whole.
+* What a ``put`` costs stays O(items appended) (``DeltaCache`` has the details): the
+  stored items are compared by identity (C-level), the new items and the newest few
+  stored ones are digested, and every stored item is digested again only once the list
+  has grown by a fraction since the last such check. Why digests at all, rather than
+  ``is``/``==`` alone: the same object can change after it was stored. ``add_messages``
+  assigns ids *in place* to messages already in the list (a first input written without
+  ids, then merged on the next step), LangChain's human-in-the-loop middleware edits the
+  last AI message's tool calls in place and returns it; an identity check would keep the
+  stored copy forever. A digest is one C-level pickle of the items' state
+  (``_frozen.state_bytes``, about 0.5 µs a message), not a serialization of each item;
+  items that are not plain data are fingerprinted through the saver's serializer instead
+  (``serde_fingerprint``).
 * The cache may be stale (another process deleted or pruned the thread): savers check,
   in the same transaction as the insert, that every planned base still exists, and store
   the value whole when it does not (``BlobPlan.as_full()``).
@@ -177,23 +182,26 @@ class DeltaCache:
     * the stored items are compared with the new list's first items by identity (one
       C-level list comparison, no digest): an item replaced by another object, removed
       or moved, or a list changed in place, is seen at once and the list stored whole;
-    * the new items are digested (kept in the print as one *stretch*), and so are the
-      newest ``tail_items`` stored items again: an item stored lately and changed in
-      place since (``add_messages`` assigning an id, a node editing the last message's
-      tool call and returning it, as LangChain's human-in-the-loop middleware does) is
-      seen at the very next ``put``;
+    * the newest ``tail_items`` stored items (the print's last stretch, the *tail*) are
+      digested again, and the new tail with the appended items: an item stored lately
+      and changed in place since (``add_messages`` assigning an id, a node editing the
+      last AI message's tool call and returning it, as LangChain's human-in-the-loop
+      middleware does) is seen at the very next ``put``. Three digests a ``put``, of
+      about ``2 * tail_items + appended`` items;
     * every item stored is digested again once the list has grown by a
       ``1/verify_growth`` part since the last such check (all of it, at once).
 
     Digest work is then O(items appended) per ``put``, amortized; ``items_digested``
     counts it. The one thing not seen at once: an *older* item (not among the newest
-    ``tail_items``) changed in place by a node that does not return it. LangGraph stores
-    such an edit at the next checkpoint that writes the channel, because it serializes
-    the whole list each time; here it is stored whole at the next full check, which
-    comes within ``length / verify_growth`` appended items. To store an edit at its own
-    step, return the edited message in the node's update (``add_messages`` replaces it
-    by id): a written-back item is compared again like any new one. ``verify_growth=0``
-    checks every item at every ``put`` (the strict, O(length) mode).
+    ``tail_items``) changed in place - by a node, whether it returns the item or not
+    (written back over itself, the object is the one stored, and ``==`` cannot tell a
+    copy edited alike from it either). LangGraph stores such an edit at the next
+    checkpoint that writes the channel, because it serializes the whole list each time;
+    here it is stored whole at the next full check, which comes within
+    ``length / verify_growth`` appended items - later, never lost while the run goes on.
+    To store such an edit at its own step, write a *new* message with the same id (a
+    copy made before editing): it replaces the old one and differs from what was stored.
+    ``verify_growth=0`` checks every item at every ``put`` (the strict, O(length) mode).
     """
 
     def __init__(
@@ -295,6 +303,7 @@ class DeltaCache:
                 return False, None
         if (
             items is None
+            or self.verify_growth <= 0
             or old.full <= self.tail_items
             or (start - old.full) * self.verify_growth >= old.full
         ):
