@@ -10,7 +10,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut
 COMPAT_VENV := .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench bench-scale bench-server compat clean
+.PHONY: demo serve test lint bench bench-scale bench-server compat clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m threadloom.demo $(ARGS)
+
+# the server with the approval inbox, the seed's workflows and two demo reviewers
+serve: $(STAMP)
+	$(PY) examples/inbox/serve.py $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m ruff check threadloom tests examples compat $(wildcard bench)

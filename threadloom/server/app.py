@@ -30,6 +30,8 @@ from threadloom.server.errors import ServerError
 from threadloom.server.graphs import GraphRegistry
 from threadloom.server.routes import assistants, crons, meta, runs, store, threads
 from threadloom.server.routes.common import json_response
+from threadloom.server.services.approval_events import ApprovalFeed
+from threadloom.server.services.approvals import ApprovalService
 from threadloom.server.services.assistants import AssistantService
 from threadloom.server.services.crons import CronService
 from threadloom.server.services.runs import RunService
@@ -73,6 +75,9 @@ class Server:
         self.store = StoreService(self.ctx)
         self.crons = CronService(self.ctx, self.runs)
         self.worker = Worker(self.threads, concurrency=config.workers) if run_worker else None
+        # the approval inbox's API; deadlines are applied where runs are executed
+        self.approvals = ApprovalService(self.ctx, self.threads, self.runs)
+        self.approval_feed = ApprovalFeed(self.approvals, self.runs, sweep=run_worker)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
@@ -100,9 +105,11 @@ class Server:
         if self.worker is not None:
             await self.worker.start()
             await self.crons.start()
+        await self.approval_feed.start()
 
     async def stop(self) -> None:
         """Stop the worker and close the storage."""
+        await self.approval_feed.stop()
         await self.crons.stop()
         if self.worker is not None:
             await self.worker.stop()
@@ -157,4 +164,8 @@ def create_app(server: Server) -> FastAPI:
         )
     for module in (meta, assistants, threads, runs, crons, store):
         app.include_router(module.router)
+    from threadloom.server.routes import approvals, inbox  # the approval inbox
+
+    app.include_router(approvals.router)
+    app.include_router(inbox.router)
     return app

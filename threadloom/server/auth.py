@@ -31,7 +31,7 @@ from starlette.requests import Request
 
 from threadloom.server.errors import Forbidden, ServerError, Unauthorized
 
-__all__ = ["ANONYMOUS", "AuthUser", "Authorizer"]
+__all__ = ["ANONYMOUS", "SERVER", "AuthUser", "Authorizer"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,10 @@ class AuthUser:
 
 
 ANONYMOUS = AuthUser("anonymous", (), "anonymous", is_authenticated=False)
+
+SERVER = AuthUser("threadloom:server", (), "threadloom server", is_authenticated=False)
+"""The server acting on its own (applying approval deadlines): never what a request
+authenticates as, and not subject to the ``@auth.on`` handlers (checked by identity)."""
 
 
 def _plain(value: Any) -> bool:

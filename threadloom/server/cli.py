@@ -46,5 +46,6 @@ def serve(args: argparse.Namespace) -> int:
     database = args.database or os.environ.get("THREADLOOM_DATABASE_URL")
     config.database = database or str(config.base_dir / "threadloom.db")
     server = Server.from_config(config)
+    print(f"threadloom approval inbox: http://{args.host}:{args.port}/inbox", flush=True)
     uvicorn.run(create_app(server), host=args.host, port=args.port, log_level=args.log_level)
     return 0

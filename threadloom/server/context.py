@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from threadloom.server.auth import Authorizer, AuthUser
+from threadloom.server.auth import SERVER, Authorizer, AuthUser
 from threadloom.server.config import ServerConfig
 from threadloom.server.errors import NotFound, Unprocessable
 from threadloom.server.graphs import GraphRegistry
@@ -28,7 +28,10 @@ class ServerContext:
     async def authorize(
         self, user: AuthUser, resource: str, action: str, value: dict[str, Any]
     ) -> dict[str, Any] | None:
-        """The ``@auth.on`` decision for this action (see ``Authorizer.authorize``)."""
+        """The ``@auth.on`` decision for this action (see ``Authorizer.authorize``);
+        the server's own actions (``SERVER``) are not the handlers' to refuse."""
+        if user is SERVER:
+            return None
         return await self.authorizer.authorize(user, resource, action, value)
 
 

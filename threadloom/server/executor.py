@@ -187,6 +187,8 @@ async def execute_run(
         if kwargs.get("durability"):
             options["durability"] = kwargs["durability"]
         graph_input = build_input(kwargs)
+        if kwargs.get("_deadline_sweep"):
+            _sweeping(kwargs["_deadline_sweep"])
         if "events" in modes:
             async for event in graph.astream_events(
                 graph_input, config, version="v2", **options
@@ -215,6 +217,16 @@ async def execute_run(
     if kwargs.get("webhook") and finished is not None:
         _send_webhook(threads, finished, kwargs["webhook"], result)
     return status
+
+
+def _sweeping(at: str) -> None:
+    """This run is the server applying approval deadlines as of ``at``: only such a run
+    may give deadline decisions (``threadloom.hitl.deadlines``). The flag lives in the
+    context of the task executing the run, so it ends with the run."""
+    from threadloom.hitl.clock import from_iso
+    from threadloom.hitl.hooks import sweeping
+
+    sweeping(from_iso(at))
 
 
 _PENDING_WEBHOOKS: set[asyncio.Task] = set()

@@ -57,10 +57,12 @@ class RunService:
 
     async def create(
         self, user: AuthUser, thread_id: str | None, body: dict[str, Any], *,
-        listen: bool = False,
+        listen: bool = False, internal: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], AsyncIterator[StreamEvent] | None]:
         """Queue a run on ``thread_id`` (None: a temporary thread): the run record and,
-        with ``listen``, its events (subscribed before anything else can happen)."""
+        with ``listen``, its events (subscribed before anything else can happen).
+        ``internal``: the server's own ``_``-prefixed run options (never a client's),
+        e.g. ``_deadline_sweep``."""
         storage = self.ctx.storage
         assistant = await self.assistants.resolve(body["assistant_id"])
         temporary = thread_id is None
@@ -98,6 +100,7 @@ class RunService:
         kwargs["resumable"] = bool(body.get("stream_resumable"))
         kwargs["temporary"] = temporary and body.get("on_completion", "delete") == "delete"
         kwargs["_user"] = user.to_dict()
+        kwargs.update({k: v for k, v in (internal or {}).items() if k.startswith("_")})
         now = now_iso()
         await storage.update_thread(
             thread_id, metadata={"graph_id": graph_id, "assistant_id": assistant["assistant_id"]}
