@@ -411,25 +411,23 @@ class DeltaCache:
         """Record a checkpoint just read, so a run continuing from it can append deltas.
 
         Values are printed now, before anyone can change them in place. When the cache
-        already holds this checkpoint its prints are exact: only the items it compares
-        by identity become the ones just read (what the run goes on with).
+        already holds this checkpoint its prints are exact, but the items it would
+        compare by identity are not the ones just read (a run goes on with those): it
+        lets them go, and the next ``put`` checks every item's state instead (once per
+        run, as loading the values costs O(length) anyway). Holding the objects just read
+        instead would keep every ``get_state`` result alive until the next read, which
+        costs reads more in garbage collection than that one check costs a run.
         """
         key = (thread_id, ns)
         with self._lock:
             known = self._heads.get(key)
             if known is not None and known.checkpoint_id == checkpoint_id:
-                for channel, r in resolved.items():
+                for channel in resolved:
                     snap = known.lists.get(channel)
-                    if (
-                        snap is not None
-                        and type(r.value) is list
-                        and len(r.value) == snap.printed.length
-                    ):
-                        self._item_refs -= len(snap.items or ())
-                        snap.items = list(r.value)
-                        self._item_refs += len(snap.items)
+                    if snap is not None and snap.items is not None:
+                        self._item_refs -= len(snap.items)
+                        snap.items = None
                 self._heads.move_to_end(key)
-                self._trim()
                 return
         versions = {c: str(v) for c, v in channel_versions.items()}
         lists = {}
