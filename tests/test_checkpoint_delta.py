@@ -422,3 +422,26 @@ def test_a_print_sees_every_change_of_state_and_nothing_else() -> None:
     copy[1].__pydantic_fields_set__.add("name")
     assert cache.print_of(copy) != printed
     assert cache.print_of([(1, 2)]) != cache.print_of([[1, 2]])  # tuples are not lists
+
+
+def test_an_old_item_changed_in_place_is_seen_at_the_next_full_check() -> None:
+    """Older than the tail: seen once the list grew by ``1/verify_growth`` (or at once with
+    ``verify_growth=0``); the newest ``tail_items`` are checked at every put."""
+    # with 8: once 13 items (>= 100 / 8) were appended, at the put after them
+    for growth, seen_after in ((0, 1), (8, 14)):
+        cache, store = DeltaCache(verify_growth=growth), Store()
+        items: list[Any] = [{"n": i} for i in range(100)]
+        step(cache, store, None, "c0", {"m": items})
+        items[0]["n"] = "changed"
+        for k in range(1, 40):
+            items = [*items, {"n": 100 + k}]
+            [p] = step(cache, store, f"c{k - 1}", f"c{k}", {"m": items})
+            if not p.is_delta:
+                break
+        assert k == seen_after and store.read("m", f"c{k}-m")[0] == {"n": "changed"}
+    cache, store = DeltaCache(), Store()
+    items = [{"n": i} for i in range(100)]
+    step(cache, store, None, "c0", {"m": items})
+    items[-cache.tail_items]["n"] = "changed"
+    [p] = step(cache, store, "c0", "c1", {"m": [*items, {"n": 100}]})
+    assert not p.is_delta

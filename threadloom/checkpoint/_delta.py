@@ -8,21 +8,26 @@ appended items plus a pointer to the version they extend makes it grow linearly.
 How, without reading anything back from the database on the write path:
 
 * ``DeltaCache`` remembers, per (thread, namespace), the checkpoint this process last
-  wrote or read and, for each list channel stored at that checkpoint's version, its
-  *print*: its length and a digest of its items' state. When ``put`` continues from
-  that checkpoint and a channel's new value starts with as many items whose digest is
-  exactly that, ``plan()`` emits a delta: the new items, the base version they extend,
-  and the chain's root (the version holding a full list). Anything else - an item
-  replaced, removed or changed in place, a fork from another checkpoint, a value that
-  is not a plain ``list`` - is stored whole.
-* Why digests rather than ``is``/``==``: the same object can change after it was
-  stored. ``add_messages`` assigns ids *in place* to messages already in the list (a
-  first input written without ids, then merged on the next step); an identity check
-  would keep the stored, id-less copy forever. Comparing a digest of the items' whole
-  state is exactly as strict as storing the list whole. It costs one C-level pickle of
-  the items' state per check (``_frozen.state_bytes``, about 0.5 µs a message), not a
-  serialization of each item; items that are not plain data are fingerprinted through
-  the saver's serializer instead (``serde_fingerprint``), as slowly as before.
+  wrote or read and, for each list channel stored at that checkpoint's version, the
+  items stored (by reference) and their *print*: digests of the items' state, taken
+  when they were stored. When ``put`` continues from that checkpoint and a channel's new
+  value starts with the very items stored, still in the state printed, ``plan()`` emits
+  a delta: the new items, the base version they extend, and the chain's root (the
+  version holding a full list). Anything else - an item replaced, removed or changed in
+  place, a fork from another checkpoint, a value that is not a plain ``list`` - is
+  stored whole.
+* What a ``put`` costs stays O(items appended) (``DeltaCache`` has the details): the
+  stored items are compared by identity (C-level), the new items and the newest few
+  stored ones are digested, and every stored item is digested again only once the list
+  has grown by a fraction since the last such check. Why digests at all, rather than
+  ``is``/``==`` alone: the same object can change after it was stored. ``add_messages``
+  assigns ids *in place* to messages already in the list (a first input written without
+  ids, then merged on the next step), LangChain's human-in-the-loop middleware edits the
+  last AI message's tool calls in place and returns it; an identity check would keep the
+  stored copy forever. A digest is one C-level pickle of the items' state
+  (``_frozen.state_bytes``, about 0.5 µs a message), not a serialization of each item;
+  items that are not plain data are fingerprinted through the saver's serializer instead
+  (``serde_fingerprint``).
 * The cache may be stale (another process deleted or pruned the thread): savers check,
   in the same transaction as the insert, that every planned base still exists, and store
   the value whole when it does not (``BlobPlan.as_full()``).
@@ -100,11 +105,21 @@ def serde_fingerprint(dumps_typed: Callable[[Any], tuple[str, bytes]]) -> Finger
 
 @dataclass(frozen=True, slots=True)
 class ListPrint:
-    """A list value as it was stored, in a few bytes: its length and a digest of its
-    items (see ``DeltaCache.print_of``)."""
+    """A list value as it was stored, in a few bytes: digests of its items' state.
+
+    ``digest`` covers the items ``[0, checked)`` (checked all at once, see
+    ``DeltaCache``); each of ``stretches`` - ``(end, digest)``, oldest first - covers the
+    items from the previous end (or ``checked``) up to ``end``: what one ``put``
+    appended, digested when it was stored. ``length`` is the last end; ``full`` the
+    list's length when every item was last digested. A print of one stretch
+    (``DeltaCache.print_of``) has ``checked == full == length`` and no stretches.
+    """
 
     length: int
     digest: bytes
+    checked: int
+    stretches: tuple[tuple[int, bytes], ...] = ()
+    full: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +134,7 @@ class BlobPlan:
     start: int = 0  # index of the first new item in ``value`` (deltas only)
     depth: int = 0  # number of deltas between this version and its root
     printed: ListPrint | None = None  # a list value's print, for the next delta
+    items: list[Any] | None = None  # the list's items as planned (a copy), with ``printed``
 
     @property
     def is_delta(self) -> bool:
@@ -131,7 +147,9 @@ class BlobPlan:
 
     def as_full(self) -> BlobPlan:
         """The same version stored whole (used when the delta's base has disappeared)."""
-        return BlobPlan(self.channel, self.version, self.value, printed=self.printed)
+        return BlobPlan(
+            self.channel, self.version, self.value, printed=self.printed, items=self.items
+        )
 
 
 @dataclass(slots=True)
@@ -140,6 +158,7 @@ class _ListSnapshot:
     printed: ListPrint
     root: str
     depth: int
+    items: list[Any] | None  # the items stored, by reference (None: dropped, see max_item_refs)
 
 
 @dataclass(slots=True)
@@ -150,13 +169,39 @@ class _Head:
 
 
 class DeltaCache:
-    """Per-process memory of the prints of the last stored list values.
+    """Per-process memory of the last stored list values: their items and prints.
 
     Keyed by (thread_id, checkpoint_ns), bounded to ``max_heads`` entries (least recently
     used dropped first); thread-safe. Losing an entry only costs one full write, never
     correctness. ``fingerprint`` digests what the saver stores for an item that is not
     plain data (see ``serde_fingerprint``); an item it cannot fingerprint just disables
     the delta.
+
+    What a ``put`` costs (``plan``), for a list that grew from the stored one:
+
+    * the stored items are compared with the new list's first items by identity (one
+      C-level list comparison, no digest): an item replaced by another object, removed
+      or moved, or a list changed in place, is seen at once and the list stored whole;
+    * the newest ``tail_items`` stored items (the print's last stretch, the *tail*) are
+      digested again, and the new tail with the appended items: an item stored lately
+      and changed in place since (``add_messages`` assigning an id, a node editing the
+      last AI message's tool call and returning it, as LangChain's human-in-the-loop
+      middleware does) is seen at the very next ``put``. Three digests a ``put``, of
+      about ``2 * tail_items + appended`` items;
+    * every item stored is digested again once the list has grown by a
+      ``1/verify_growth`` part since the last such check (all of it, at once).
+
+    Digest work is then O(items appended) per ``put``, amortized; ``items_digested``
+    counts it. The one thing not seen at once: an *older* item (not among the newest
+    ``tail_items``) changed in place - by a node, whether it returns the item or not
+    (written back over itself, the object is the one stored, and ``==`` cannot tell a
+    copy edited alike from it either). LangGraph stores such an edit at the next
+    checkpoint that writes the channel, because it serializes the whole list each time;
+    here it is stored whole at the next full check, which comes within
+    ``length / verify_growth`` appended items - later, never lost while the run goes on.
+    To store such an edit at its own step, write a *new* message with the same id (a
+    copy made before editing): it replaces the old one and differs from what was stored.
+    ``verify_growth=0`` checks every item at every ``put`` (the strict, O(length) mode).
     """
 
     def __init__(
@@ -165,6 +210,9 @@ class DeltaCache:
         *,
         max_heads: int = 256,
         max_depth: int = MAX_CHAIN_DEPTH,
+        tail_items: int = 8,
+        verify_growth: int = 8,
+        max_item_refs: int = 200_000,
     ) -> None:
         if fingerprint is None:
             from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
@@ -173,7 +221,14 @@ class DeltaCache:
         self.fingerprint = fingerprint
         self.max_heads = max_heads
         self.max_depth = max_depth
+        self.tail_items = tail_items
+        self.verify_growth = verify_growth
+        self.max_item_refs = max_item_refs
+        self.items_digested = 0
+        """Items whose state this cache digested, in all (an operation counter: what a
+        ``put`` costs beyond serializing what it stores)."""
         self._heads: OrderedDict[tuple[str, str], _Head] = OrderedDict()
+        self._item_refs = 0
         self._lock = threading.Lock()
 
     def plan(
@@ -211,26 +266,98 @@ class DeltaCache:
             or len(value) < snap.printed.length
             or snap.depth >= self.max_depth
         ):
-            return BlobPlan(channel, version, value, printed=self.print_of(value))
-        start = snap.printed.length
-        states = item_states(value)  # once for both prints
-        if self.print_of(value[:start], states and states[:start]) != snap.printed:
-            # an old item changed (or cannot be printed)
-            return BlobPlan(channel, version, value, printed=self.print_of(value, states))
+            return self._whole(channel, version, value)
+        unchanged, printed = self._extend(snap.printed, snap.items, value)
+        if not unchanged:  # an old item changed (or cannot be printed)
+            return self._whole(channel, version, value)
         return BlobPlan(
             channel,
             version,
             value,
             base_version=snap.version,
             root_version=snap.root,
-            start=start,
+            start=snap.printed.length,
             depth=snap.depth + 1,
-            printed=self.print_of(value, states),
+            printed=printed,
+            items=None if printed is None else list(value),
         )
+
+    def _whole(self, channel: str, version: str, value: list[Any]) -> BlobPlan:
+        printed = self._fresh_print(value)
+        items = None if printed is None else list(value)
+        return BlobPlan(channel, version, value, printed=printed, items=items)
+
+    def _extend(
+        self, old: ListPrint, items: list[Any] | None, value: list[Any]
+    ) -> tuple[bool, ListPrint | None]:
+        """Whether ``value`` starts with the items ``old`` printed, unchanged; and
+        ``value``'s print (None when its new items cannot be printed)."""
+        start = old.length
+        if items is not None:
+            try:  # identity first (C-level): equal but distinct items are digested below
+                same = (value if len(value) == start else value[:start]) == items
+            except Exception:  # an item's __eq__ failed: compare states instead
+                same = True
+                items = None
+            if not same:
+                return False, None
+        if (
+            items is None
+            or self.verify_growth <= 0
+            or old.full <= self.tail_items
+            or (start - old.full) * self.verify_growth >= old.full
+        ):
+            if not self._check(value, old):
+                return False, None
+            return True, self._fresh_print(value)
+        # The last stretch is the tail: the newest items (``tail_items`` of them once the
+        # list is long enough), checked again at every put. The items that leave it are
+        # given a stretch of their own; the new tail ends with the appended items.
+        stretches = old.stretches
+        tail_begin = stretches[-2][0] if len(stretches) > 1 else old.checked
+        if stretches:
+            got = self.print_of(value[tail_begin:start])
+            if got is None or got.digest != stretches[-1][1]:
+                return False, None
+            stretches = stretches[:-1]
+        if start == len(value):
+            return True, old
+        new_begin = max(len(value) - self.tail_items, tail_begin)
+        for begin, end in ((tail_begin, new_begin), (new_begin, len(value))):
+            if begin < end:
+                new = self.print_of(value[begin:end])
+                if new is None:
+                    return True, None
+                stretches = (*stretches, (end, new.digest))
+        return True, ListPrint(len(value), old.digest, old.checked, stretches, old.full)
+
+    def _check(self, value: list[Any], old: ListPrint) -> bool:
+        """Whether every item ``old`` printed still has the state it was printed with."""
+        whole = self.print_of(value[: old.checked])
+        if whole is None or whole.digest != old.digest:
+            return False
+        begin = old.checked
+        for end, digest in old.stretches:
+            got = self.print_of(value[begin:end])
+            if got is None or got.digest != digest:
+                return False
+            begin = end
+        return True
+
+    def _fresh_print(self, value: list[Any]) -> ListPrint | None:
+        """``value``'s print, every item digested now: its newest ``tail_items`` items as a
+        stretch of their own, so that the next ``put`` checks them again."""
+        cut = max(len(value) - self.tail_items, 0)
+        head, tail = self.print_of(value[:cut]), self.print_of(value[cut:])
+        if head is None or tail is None:
+            return None
+        stretches = ((len(value), tail.digest),) if cut < len(value) else ()
+        return ListPrint(len(value), head.digest, cut, stretches, len(value))
 
     def print_of(self, items: list[Any], states: list[Any] | None = None) -> ListPrint | None:
         """``items``' print (``states``: their ``item_states`` if already made); None when
         one of them cannot be fingerprinted."""
+        self.items_digested += len(items)
         if states is None:
             states = item_states(items)
         data = None if states is None else state_bytes(states)
@@ -241,7 +368,8 @@ class DeltaCache:
             except Exception:
                 return None
             person = b"tl-items"
-        return ListPrint(len(items), hashlib.blake2b(data, digest_size=16, person=person).digest())
+        digest = hashlib.blake2b(data, digest_size=16, person=person).digest()
+        return ListPrint(len(items), digest, len(items), (), len(items))
 
     def remember_put(
         self,
@@ -262,7 +390,11 @@ class DeltaCache:
                 if plan.printed is not None and type(plan.value) is list:
                     root = plan.root_version if plan.is_delta else plan.version
                     lists[plan.channel] = _ListSnapshot(
-                        plan.version, plan.printed, root or plan.version, plan.depth
+                        plan.version,
+                        plan.printed,
+                        root or plan.version,
+                        plan.depth,
+                        plan.items if plan.items is not None else list(plan.value),
                     )
                 else:
                     lists.pop(plan.channel, None)
@@ -278,22 +410,34 @@ class DeltaCache:
     ) -> None:
         """Record a checkpoint just read, so a run continuing from it can append deltas.
 
-        Values are printed now, before anyone can change them in place; nothing is done
-        when the cache already holds this checkpoint (its prints are exact).
+        Values are printed now, before anyone can change them in place. When the cache
+        already holds this checkpoint its prints are exact, but the items it would
+        compare by identity are not the ones just read (a run goes on with those): it
+        lets them go, and the next ``put`` checks every item's state instead (once per
+        run, as loading the values costs O(length) anyway). Holding the objects just read
+        instead would keep every ``get_state`` result alive until the next read, which
+        costs reads more in garbage collection than that one check costs a run.
         """
         key = (thread_id, ns)
         with self._lock:
             known = self._heads.get(key)
             if known is not None and known.checkpoint_id == checkpoint_id:
+                for channel in resolved:
+                    snap = known.lists.get(channel)
+                    if snap is not None and snap.items is not None:
+                        self._item_refs -= len(snap.items)
+                        snap.items = None
                 self._heads.move_to_end(key)
                 return
         versions = {c: str(v) for c, v in channel_versions.items()}
         lists = {}
         for channel, r in resolved.items():
             if type(r.value) is list and r.value and channel in versions:
-                printed = self.print_of(r.value)
+                printed = self._fresh_print(r.value)
                 if printed is not None:
-                    lists[channel] = _ListSnapshot(versions[channel], printed, r.root, r.depth)
+                    lists[channel] = _ListSnapshot(
+                        versions[channel], printed, r.root, r.depth, list(r.value)
+                    )
         with self._lock:
             self._store(key, _Head(checkpoint_id, versions, lists))
 
@@ -308,17 +452,38 @@ class DeltaCache:
         """Drop everything known about a thread (after delete or prune)."""
         with self._lock:
             for key in [k for k in self._heads if k[0] == thread_id]:
-                del self._heads[key]
+                self._drop(self._heads.pop(key))
 
     def clear(self) -> None:
         with self._lock:
             self._heads.clear()
+            self._item_refs = 0
 
     def _store(self, key: tuple[str, str], head: _Head) -> None:
+        old = self._heads.pop(key, None)
+        if old is not None:
+            self._drop(old)
         self._heads[key] = head
-        self._heads.move_to_end(key)
+        self._item_refs += sum(len(s.items or ()) for s in head.lists.values())
         while len(self._heads) > self.max_heads:
-            self._heads.popitem(last=False)
+            self._drop(self._heads.popitem(last=False)[1])
+        self._trim()
+
+    def _drop(self, head: _Head) -> None:
+        self._item_refs -= sum(len(s.items or ()) for s in head.lists.values())
+
+    def _trim(self) -> None:
+        """Keep at most ``max_item_refs`` stored items referenced: the least recently used
+        heads let theirs go (their next ``put`` checks every item's state instead)."""
+        if self._item_refs <= self.max_item_refs:
+            return
+        for head in self._heads.values():
+            for snap in head.lists.values():
+                if snap.items is not None:
+                    self._item_refs -= len(snap.items)
+                    snap.items = None
+            if self._item_refs <= self.max_item_refs:
+                return
 
 
 # -- reading -------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from langchain_core.messages import (
 from typing_extensions import TypedDict
 
 from threadloom.channels.binop import _get_overwrite
+from threadloom.graph import _message_index
 from threadloom.graph.state import StateGraph
 from threadloom.types import Overwrite
 from threadloom.warnings import LangGraphDeprecatedSinceV10
@@ -231,8 +232,13 @@ def _coerce(value: Messages) -> list[BaseMessage]:
 
 
 def _merge(left: Messages, right: Messages, format: MessageFormat | None) -> list[BaseMessage]:
-    """Merge ``right`` into ``left`` and apply ``format``."""
-    left_msgs = _coerce(left)
+    """Merge ``right`` into ``left`` and apply ``format``.
+
+    ``left`` is usually the list the previous merge returned: its id index is then reused
+    (``_message_index``), so a merge costs O(len(right)) beyond copying the list.
+    """
+    index = _message_index.recall(left) if format is None else None
+    left_msgs = cast(list[BaseMessage], left) if index is not None else _coerce(left)
     right_msgs = _coerce(right)
 
     last_remove_all: int | None = None
@@ -241,15 +247,20 @@ def _merge(left: Messages, right: Messages, format: MessageFormat | None) -> lis
             last_remove_all = idx
     if last_remove_all is not None:
         left_msgs = []
+        index = None
         right_msgs = right_msgs[last_remove_all + 1 :]
 
     # New list: never mutate the caller's (possibly checkpointed) list.
     merged: list[BaseMessage] = list(left_msgs)
-    index_by_id: dict[str, int] = {cast(str, m.id): i for i, m in enumerate(merged)}
+    if index is None:
+        index = _index_of(merged)
     to_remove: set[str] = set()
     for message in right_msgs:
         message_id = cast(str, message.id)
-        existing = index_by_id.get(message_id)
+        existing = index.get(message_id)
+        if existing is not None and merged[existing].id != message_id:
+            index = _index_of(merged)  # an id changed in place: index the list again
+            existing = index.get(message_id)
         if isinstance(message, RemoveMessage):
             if existing is None:
                 msg = (
@@ -262,15 +273,21 @@ def _merge(left: Messages, right: Messages, format: MessageFormat | None) -> lis
             to_remove.discard(message_id)
             merged[existing] = message
         else:
-            index_by_id[message_id] = len(merged)
+            index[message_id] = len(merged)
             merged.append(message)
 
     if to_remove:
         merged = [m for m in merged if m.id not in to_remove]
+        index = _index_of(merged)
 
     if format == "langchain-openai":
-        merged = _format_openai(merged)
+        return _format_openai(merged)
+    _message_index.remember(merged, index)
     return merged
+
+
+def _index_of(messages: list[BaseMessage]) -> dict[str, int]:
+    return {cast(str, m.id): i for i, m in enumerate(messages)}
 
 
 def _format_openai(messages: list[BaseMessage]) -> list[BaseMessage]:

@@ -1,0 +1,233 @@
+"""Long list channels: a ``put`` costs O(items appended), and edits made in place are kept.
+
+The delta planner (``threadloom.checkpoint._delta.DeltaCache``) no longer digests the
+whole list at every ``put``: it compares the stored items with the new list by identity,
+digests the new items and the newest stored ones, and checks every stored item again
+once the list has grown by a fraction since the last such check. These tests run real
+graphs on every saver and read the results back through a fresh saver (what another
+process would see).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+
+from threadloom.checkpoint._delta import DeltaCache
+from threadloom.checkpoint.memory import InMemorySaver
+from threadloom.graph import END, START, StateGraph
+from threadloom.graph.message import add_messages
+
+KINDS = ["memory", "sqlite", "postgres"]
+TAIL = DeltaCache().tail_items
+GROWTH = DeltaCache().verify_growth
+
+
+@pytest.fixture(params=KINDS)
+def open_saver(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Callable[[], Any]]:
+    """Opens the kind's saver on the same storage each time it is called (for memory: the
+    same saver, whose reads decode what it stored)."""
+    kind = request.param
+    if kind == "memory":
+        saver = InMemorySaver()
+
+        @contextmanager
+        def same() -> Iterator[Any]:
+            yield saver
+
+        yield same
+        return
+    if kind == "sqlite":
+        from threadloom.checkpoint.sqlite import SqliteSaver
+
+        path = str(tmp_path / "edits.db")
+        yield lambda: SqliteSaver.from_conn_string(path)
+        return
+    from threadloom.checkpoint.postgres import PostgresSaver
+
+    url = request.getfixturevalue("fresh_postgres_database")
+
+    @contextmanager
+    def postgres() -> Iterator[Any]:
+        with PostgresSaver.from_conn_string(url) as saver:
+            saver.setup()
+            yield saver
+
+    yield postgres
+
+
+def _delta_cache(saver: Any) -> DeltaCache:
+    cache = getattr(saver, "_delta", None) or saver._delta_cache
+    assert isinstance(cache, DeltaCache)
+    return cache
+
+
+class Chat(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+    turn: int
+
+
+def _history(n: int) -> list[AnyMessage]:
+    out: list[AnyMessage] = [HumanMessage("start", id="h")]
+    for i in range(n):
+        call = {"name": "lookup", "args": {"q": f"item {i}"}, "id": f"c{i}", "type": "tool_call"}
+        out.append(AIMessage("", id=f"a{i}", tool_calls=[call]))
+        out.append(ToolMessage(f"result {i}", tool_call_id=f"c{i}", id=f"t{i}"))
+    return out
+
+
+def _chat_graph(saver: Any, edit_at: int, steps: int, edit: Callable[[list[Any]], Any]) -> Any:
+    """``talk`` appends one message per step; at turn ``edit_at`` it calls ``edit`` on the
+    live list first and appends what it returns as well (a message written back)."""
+
+    def talk(state: Chat) -> dict[str, Any]:
+        turn = state["turn"]
+        new: list[Any] = [AIMessage(f"turn {turn}", id=f"turn-{turn}")]
+        if turn == edit_at:
+            back = edit(state["messages"])
+            if back is not None:
+                new.insert(0, back)
+        return {"messages": new, "turn": turn + 1}
+
+    builder = StateGraph(Chat)
+    builder.add_node("talk", talk)
+    builder.add_edge(START, "talk")
+    builder.add_conditional_edges("talk", lambda s: "talk" if s["turn"] < steps else END)
+    return builder.compile(checkpointer=saver)
+
+
+def _run(open_saver: Callable[[], Any], graph_of: Callable[[Any], Any], start: list[Any]) -> Any:
+    config = {"configurable": {"thread_id": "t"}, "recursion_limit": 1000}
+    with open_saver() as saver:
+        graph_of(saver).invoke({"messages": start, "turn": 0}, config)
+    with open_saver() as fresh:  # what another process reads
+        graph = graph_of(fresh)
+        return graph.get_state(config), list(graph.get_state_history(config))
+
+
+def test_a_tool_call_edited_in_place_and_returned_is_stored_at_its_step(
+    open_saver: Callable[[], Any],
+) -> None:
+    """LangChain's human-in-the-loop middleware edits the last AI message's tool calls in
+    place and returns that same object: the checkpoint of that very step holds the edit."""
+
+    def edit(messages: list[Any]) -> Any:
+        last_call = next(m for m in messages if m.id == "a58")  # stored, among the newest
+        last_call.tool_calls[0]["args"]["q"] = "edited in place"
+        return last_call
+
+    start = _history(60)  # long: stored as deltas
+    state, history = _run(open_saver, lambda s: _chat_graph(s, 3, 6, edit), start)
+    edited = next(m for m in state.values["messages"] if m.id == "a58")
+    assert edited.tool_calls[0]["args"]["q"] == "edited in place"
+    by_turn = {h.values["turn"]: h.values["messages"] for h in history if "turn" in h.values}
+    assert next(m for m in by_turn[4] if m.id == "a58").tool_calls[0]["args"]["q"] == (
+        "edited in place"
+    )
+    assert next(m for m in by_turn[3] if m.id == "a58").tool_calls[0]["args"]["q"] == "item 58"
+    assert [m.id for m in state.values["messages"]][-3:] == ["turn-3", "turn-4", "turn-5"]
+
+
+def test_an_old_message_replaced_by_an_edited_copy_is_stored_at_its_step(
+    open_saver: Callable[[], Any],
+) -> None:
+    """A message far older than the tail, replaced by an edited copy with its id: stored
+    at the step that wrote it."""
+
+    def edit(messages: list[Any]) -> Any:
+        copy = messages[1].model_copy(deep=True)
+        copy.tool_calls[0]["args"]["q"] = "edited copy"
+        return copy
+
+    start = _history(60)
+    state, history = _run(open_saver, lambda s: _chat_graph(s, 2, 4, edit), start)
+    assert state.values["messages"][1].tool_calls[0]["args"]["q"] == "edited copy"
+    by_turn = {h.values["turn"]: h.values["messages"] for h in history if "turn" in h.values}
+    assert by_turn[3][1].tool_calls[0]["args"]["q"] == "edited copy"
+    assert by_turn[2][1].tool_calls[0]["args"]["q"] == "item 0"
+
+
+def test_an_old_message_edited_in_place_and_not_returned_is_not_lost(
+    open_saver: Callable[[], Any],
+) -> None:
+    """An item older than the newest ``TAIL`` changed in place by a node that does not
+    return it: stored whole at the next full check, which comes once the list has grown
+    by a ``1/GROWTH`` part - never dropped."""
+
+    def edit(messages: list[Any]) -> None:
+        messages[1].tool_calls[0]["args"]["q"] = "redacted"
+        messages[0].content = "start (edited)"
+
+    start = _history(50)  # 101 messages: item 1 is far older than the tail
+    steps = 3 + len(start) // GROWTH + 2
+    state, history = _run(open_saver, lambda s: _chat_graph(s, 3, steps, edit), start)
+    messages = state.values["messages"]
+    assert messages[0].content == "start (edited)"
+    assert messages[1].tool_calls[0]["args"]["q"] == "redacted"
+    assert len(messages) == len(start) + steps
+    # every later checkpoint keeps it; the first one holding it comes within the window
+    holding = [
+        h.values["turn"]
+        for h in history
+        if h.values.get("messages") and h.values["messages"][0].content == "start (edited)"
+    ]
+    assert holding == sorted(holding, reverse=True) and holding[0] == steps
+    assert min(holding) <= 4 + len(start) // GROWTH + 1
+
+
+def test_a_list_changed_in_place_by_a_node_is_stored(open_saver: Callable[[], Any]) -> None:
+    """An item of the live list replaced by another object (no reducer involved) is seen by
+    the identity comparison at the very next put."""
+
+    def edit(messages: list[Any]) -> None:
+        messages[5] = HumanMessage("swapped in", id=messages[5].id)
+
+    start = _history(40)
+    state, history = _run(open_saver, lambda s: _chat_graph(s, 2, 4, edit), start)
+    assert state.values["messages"][5].content == "swapped in"
+    by_turn = {h.values["turn"]: h.values["messages"] for h in history if "turn" in h.values}
+    assert by_turn[3][5].content == "swapped in" and by_turn[2][5].content != "swapped in"
+
+
+class Items(TypedDict):
+    items: Annotated[list, operator.add]
+    n: int
+
+
+def test_appending_to_a_long_list_digests_o_of_the_change(
+    open_saver: Callable[[], Any],
+) -> None:
+    """Appending one item per step to a 10,000-item list digests a bounded number of items
+    per put - the new one, and the newest stretches again back to at least ``TAIL`` items
+    (less than ``2 * TAIL``) - not the whole list."""
+    size, steps = 10_000, 40
+    counts: list[int] = []
+
+    def graph_of(saver: Any) -> Any:
+        cache = _delta_cache(saver)
+
+        def grow(state: Items) -> dict[str, Any]:
+            counts.append(cache.items_digested)  # one put between two steps
+            return {"items": [{"i": state["n"]}], "n": state["n"] + 1}
+
+        builder = StateGraph(Items)
+        builder.add_node("grow", grow)
+        builder.add_edge(START, "grow")
+        builder.add_conditional_edges("grow", lambda s: "grow" if s["n"] < steps else END)
+        return builder.compile(checkpointer=saver)
+
+    config = {"configurable": {"thread_id": "t"}, "recursion_limit": 1000}
+    start = [{"i": -k} for k in range(size)]
+    with open_saver() as saver:
+        graph_of(saver).invoke({"items": start, "n": 0}, config, durability="sync")
+    per_put = [b - a for a, b in zip(counts[1:], counts[2:], strict=False)]
+    assert len(per_put) == steps - 2 and max(per_put) <= 2 * TAIL + 1
+    with open_saver() as fresh:
+        values = graph_of(fresh).get_state(config).values
+    assert values["items"] == [*start, *({"i": i} for i in range(steps))]
+    assert values["n"] == steps
