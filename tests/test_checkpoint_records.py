@@ -78,6 +78,25 @@ def test_a_resumed_step_saves_the_writes_of_the_task_that_ran_alone(durability) 
         assert channels == ["__error__", "value", "value"]
 
 
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+def test_the_input_checkpoint_keeps_where_the_input_went(durability) -> None:
+    saver = InMemorySaver()
+    graph, _, two = _fan_out(saver)
+    config = {"configurable": {"thread_id": "1"}}
+    two.result = {"value": 3}
+    assert graph.invoke({"value": 1}, config, durability=durability) == {"value": 6}
+    history = list(saver.list(config))
+    if durability == "exit":  # only the last checkpoint is saved
+        assert [c.metadata["step"] for c in history] == [1]
+        return
+    first = history[-1]
+    assert first.metadata["source"] == "input"
+    # the __start__ task ran alone, yet its writes are kept on the input checkpoint
+    assert sorted((c, v) for _, c, v in first.pending_writes) == [
+        ("branch:to:one", None), ("branch:to:two", None), ("value", 1)]
+    assert len({t for t, _, _ in first.pending_writes}) == 1
+
+
 def _nested():
     def node(name):
         return lambda state: {"value": 1}

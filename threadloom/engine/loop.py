@@ -796,12 +796,15 @@ class Loop:
         elif task.error is not None:
             writes = [(ERROR, repr(task.error))]
         elif (siblings > 1 or self.partial_step or self._writes_delta(task)
-              or (self.step_tasks > 1 and self.durability != "exit")):
+              or (self.step_tasks > 1 and self.durability != "exit")
+              or (task.name == START and self.durability != "exit")):
             # Only needed when a sibling may still fail or pause (alone, the task's writes
             # go straight into the next checkpoint, and history derives its result from
             # there), when the step's checkpoint already records other tasks' results
             # (a resumed step: its writes then list every task's), or when they are a
-            # delta channel's record (threadloom.engine.delta).
+            # delta channel's record (threadloom.engine.delta). The input task's writes
+            # are kept on the input checkpoint as LangGraph keeps them (one write per
+            # run, not per step: the input checkpoint then shows where the input went).
             writes = list(task.writes) or [(NO_WRITES, None)]
         else:
             return []
