@@ -488,3 +488,22 @@ async def test_async_subgraph_interrupt_resume() -> None:
                                            subgraphs=True)]
     assert ((), {"child": {"x": 0, "log": ["c1", "c2:ok"]}}) in chunks
     assert calls == {"c1": 1, "c2": 2}
+
+
+async def test_aupdate_state_as_a_node_with_an_async_routing_function() -> None:
+    async def route(state: S) -> str:
+        return "b" if state["x"] > 1 else END
+
+    graph = (
+        StateGraph(S)
+        .add_node("a", lambda s: {"log": ["a"]})
+        .add_node("b", lambda s: {"log": ["b"]})
+        .add_edge(START, "a").add_conditional_edges("a", route, ["b", END])
+        .compile(checkpointer=InMemorySaver())
+    )
+    await graph.ainvoke({"x": 1, "log": []}, cfg())
+    # the update is written as if "a" returned it: its async route is awaited
+    await graph.aupdate_state(cfg(), {"x": 2}, as_node="a")
+    state = await graph.aget_state(cfg())
+    assert state.next == ("b",)
+    assert (await graph.ainvoke(None, cfg()))["log"] == ["a", "b"]

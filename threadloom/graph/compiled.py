@@ -136,6 +136,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         self.nodes = program.nodes
         self.channels = program.channels
         self._output_keys = program.output_channels
+        # get_state(...).values shows the whole state (every state key, in schema order),
+        # whatever the output schema keeps
+        state = [k for k in program.channels if k in program.state_keys
+                 and k not in program.managed]
+        self._snapshot_keys: Any = (
+            state[0] if len(state) == 1 and state[0] == program.output_channels else state)
 
     # -- Runnable plumbing ----------------------------------------------------------
 
@@ -454,16 +460,19 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         """The writes of a ``Command`` given as input (its update and goto)."""
         return self.program.nodes["__start__"].write.command_input(command)
 
-    def _output(self, channels: dict[str, Any]) -> Any:
-        keys = self._output_keys
+    def _output(self, channels: dict[str, Any], keys: Any = None) -> Any:
+        """The values of ``keys`` (the output channels by default): one channel's value
+        when ``keys`` is a channel name, else a dict."""
+        keys = self._output_keys if keys is None else keys
         if isinstance(keys, str):
             chan = channels[keys]
             return chan.value if chan.is_available() else None
         return values_of(channels, keys)
 
     def _snapshot_values(self, channels: dict[str, Any]) -> Any:
-        """What ``get_state(...).values`` shows: the output (a Pregel: its stream channels)."""
-        return self._output(channels)
+        """What ``get_state(...).values`` shows: every state key (a Pregel: its stream
+        channels), not only those of the output schema."""
+        return self._output(channels, self._snapshot_keys)
 
     def _coerce_context(self, context: Any) -> Any:
         """A dict given for a dataclass / pydantic ``context_schema`` becomes an instance
