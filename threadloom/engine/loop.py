@@ -679,10 +679,17 @@ class Loop:
         if "values" in self.scope.modes:
             self.emit("values", self.output())
 
-    def _emit_checkpoint(self, saved: Checkpoint, metadata: dict[str, Any], parent: Any) -> None:
+    def _emit_checkpoint(
+        self, saved: Checkpoint, metadata: dict[str, Any], parent: Any,
+        interrupts: dict[str, tuple[Interrupt, ...]] | None = None,
+    ) -> None:
+        """Stream a checkpoint (``checkpoints``/``debug`` modes) with the tasks it plans;
+        ``interrupts``: those its tasks already raised (a resumed checkpoint's)."""
         next_tasks = self.plan(self.step + 1, for_execution=False)
         if self.durability == "exit" and self._unsaved is not None:
-            parent = self._unsaved[1]  # the saved checkpoint the one put at exit follows
+            # not saved by this run (only the last one is, at exit): streamed with no
+            # parent, as LangGraph streams it
+            parent = None
         if parent is not None:
             # as the saver records it (and history shows it): no checkpoint_map
             conf = parent["configurable"]
@@ -695,7 +702,10 @@ class Loop:
             "values": self.output(),
             "metadata": metadata,
             "next": [t.name for t in next_tasks],
-            "tasks": [{"id": t.id, "name": t.name, "interrupts": (),
+            "tasks": [{"id": t.id, "name": t.name,
+                       "interrupts": tuple(
+                           {"id": i.id, "response_schema": i.response_schema, "value": i.value}
+                           for i in (interrupts or {}).get(t.id, ())),
                        "state": self._subgraph_config(t)} for t in next_tasks],
         }
         self.emit("checkpoints", payload)
@@ -1066,6 +1076,11 @@ class Loop:
                     "resume. Pass the graph's input (e.g. a dict of state keys) instead of "
                     "None."
                 )
+            if saved is not None and ("checkpoints" in self.scope.modes
+                                      or "debug" in self.scope.modes):
+                # the run streams the checkpoint it resumes, with the interrupts it answers
+                self._emit_checkpoint(saved.checkpoint, saved.metadata or {},
+                                      saved.parent_config, self.pending.interrupts)
             self.apply_null_writes(self.pending.null)
             delta = self.program.delta_channels
             if any(c in delta for c, _ in self.pending.null):
