@@ -954,6 +954,29 @@ def test_stream_checkpoints_mode() -> None:
     assert chunks[1]["parent_config"] == chunks[0]["config"]
 
 
+@pytest.mark.parametrize("use_async", [False, True])
+def test_recursion_limit_still_streams_the_last_checkpoint_saved(use_async: bool) -> None:
+    g = StateGraph(S)
+    g.add_node("loop", lambda s: {"x": s["x"] + 1})
+    g.add_edge(START, "loop")
+    g.add_edge("loop", "loop")
+    app = g.compile(checkpointer=InMemorySaver())
+    config = {**cfg(), "recursion_limit": 3}
+    chunks: list[Any] = []
+
+    async def astream() -> None:
+        async for c in app.astream({"x": 0}, config, stream_mode="checkpoints"):
+            chunks.append(c)
+
+    with pytest.raises(GraphRecursionError):
+        if use_async:
+            asyncio.run(astream())
+        else:
+            chunks.extend(app.stream({"x": 0}, config, stream_mode="checkpoints"))
+    assert chunks[-1]["config"] == app.get_state(config).config
+    assert chunks[-1]["values"]["x"] == 3
+
+
 def test_stream_custom_mode_with_updates() -> None:
     def a(state: S, writer) -> dict:  # noqa: ANN001
         writer("chunk")

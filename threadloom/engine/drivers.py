@@ -392,7 +392,14 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
     calls = loop.scope.calls = SyncCalls(loop, saver, run_task, _executor())
     try:
         while True:
-            request = gen.send(reply)
+            try:
+                request = gen.send(reply)
+            except StopIteration:
+                raise
+            except Exception:
+                while out:  # what the loop streamed before it failed (e.g. the checkpoint
+                    yield out.popleft()  # saved before the recursion limit) still arrives
+                raise
             reply = None
             while out:  # what the loop emitted so far reaches the caller before more runs
                 yield out.popleft()
@@ -457,7 +464,14 @@ async def adrive(
     calls = loop.scope.calls = AsyncCalls(loop, saver, arun_task)
     try:
         while True:
-            request = gen.send(reply)
+            try:
+                request = gen.send(reply)
+            except StopIteration:
+                raise
+            except Exception:
+                while out:  # as in drive: what was streamed before the failure arrives
+                    yield out.popleft()
+                raise
             reply = None
             while out:
                 yield out.popleft()
