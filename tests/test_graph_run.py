@@ -977,6 +977,55 @@ def test_recursion_limit_still_streams_the_last_checkpoint_saved(use_async: bool
     assert chunks[-1]["values"]["x"] == 3
 
 
+def _fan_out_counting(delay_async: bool) -> tuple[Any, dict[str, int]]:
+    """Ten Send tasks that record how many of them run at the same moment."""
+    seen = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def enter() -> None:
+        with lock:
+            seen["now"] += 1
+            seen["most"] = max(seen["most"], seen["now"])
+
+    def leave() -> None:
+        with lock:
+            seen["now"] -= 1
+
+    def work_sync(_: Any) -> list:
+        enter()
+        threading.Event().wait(0.02)
+        leave()
+        return ["w"]
+
+    async def work_async(_: Any) -> list:
+        enter()
+        await asyncio.sleep(0.02)
+        leave()
+        return ["w"]
+
+    g = StateGraph(Annotated[list, operator.add])
+    g.add_node("fan", lambda s: ["f"])
+    g.add_node("work", work_async if delay_async else work_sync)
+    g.add_edge(START, "fan")
+    g.add_conditional_edges("fan", lambda s: [Send("work", i) for i in range(10)])
+    return g.compile(), seen
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_max_concurrency_bounds_the_tasks_of_a_step_running_at_once(use_async: bool) -> None:
+    app, seen = _fan_out_counting(use_async)
+    config = {"max_concurrency": 3}
+    result = asyncio.run(app.ainvoke(["0"], config)) if use_async else app.invoke(["0"], config)
+    assert result == ["0", "f", *["w"] * 10]
+    assert 1 <= seen["most"] <= 3 and seen["now"] == 0
+
+
+def test_max_concurrency_must_be_a_positive_integer() -> None:
+    app, _ = _fan_out_counting(False)
+    with pytest.raises(ValueError, match="max_concurrency must be a positive integer"):
+        app.invoke(["0"], {"max_concurrency": 0})
+
+
 def test_stream_custom_mode_with_updates() -> None:
     def a(state: S, writer) -> dict:  # noqa: ANN001
         writer("chunk")

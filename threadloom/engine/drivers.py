@@ -14,6 +14,7 @@ import inspect
 import queue
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
@@ -437,18 +438,39 @@ def _run_tasks(
                 f'No synchronous function provided to "{task.name}": it is an async function. '
                 "Run the graph with ainvoke()/astream(), or give the node a sync function."
             )
-        ctx = copy_context()
-        future = pool.submit(ctx.run, run_task, task)
+    waiting = deque(tasks)
+
+    def launch() -> None:
+        task = waiting.popleft()
+        future = pool.submit(copy_context().run, run_task, task)
         future.add_done_callback(lambda _f, t=task: done.put(t))
+
+    for _ in range(_window(loop, n)):
+        launch()
     remaining = n
     while remaining:
         item = done.get()
         if item is not None:  # None only wakes us to forward live stream events
             remaining -= 1
+            if waiting:
+                launch()
             for request in loop.task_done(item, n):
                 perform(loop, saver, request)
         while loop.out:
             yield loop.out.popleft()
+
+
+def _window(loop: Loop, n: int) -> int:
+    """How many of a step's ``n`` tasks run at once: the run's ``max_concurrency``
+    (config key) when set, else all of them; the others start as running ones end."""
+    limit = loop.config.get("max_concurrency")
+    if limit is None:
+        return n
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(
+            f"max_concurrency must be a positive integer (or None for no limit), got {limit!r}"
+        )
+    return min(limit, n)
 
 
 # -- async driver ------------------------------------------------------------------
@@ -504,10 +526,16 @@ async def _arun_tasks(
         return
     done: asyncio.Queue = events if events is not None else WakeQueue()
     running = []
-    for task in tasks:
+    waiting = deque(tasks)
+
+    def launch() -> None:
+        task = waiting.popleft()
         fut = asyncio.ensure_future(arun_task(task))
         fut.add_done_callback(lambda _f, t=task: done.put_nowait(t))
         running.append(fut)
+
+    for _ in range(_window(loop, n)):
+        launch()
     remaining = n
     try:
         while remaining:
@@ -518,6 +546,8 @@ async def _arun_tasks(
                 item = await done.get()
             if item is not None:  # None only wakes us to forward live stream events
                 remaining -= 1
+                if waiting:
+                    launch()
                 for request in loop.task_done(item, n):
                     await aperform(loop, saver, request)
             while loop.out:
