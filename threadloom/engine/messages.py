@@ -33,6 +33,7 @@ _META_KEYS = (
     "langgraph_checkpoint_ns",
     "checkpoint_ns",
     "thread_id",
+    "lc_versions",  # the package versions a chat model records in its metadata
 )
 
 
