@@ -219,6 +219,7 @@ class Loop:
         self.interrupt_after = interrupt_after
         self.durability = durability
         self.recursion_limit = recursion_limit
+        self.step_timeout: float | None = None  # the graph's step_timeout (the drivers')
         self.input_writes = input_writes
         self.output_fn = output
         self.graph_name = graph_name

@@ -107,6 +107,9 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     stream_transformers: tuple[Any, ...] = ()
     # Default run config set by ``with_config``; the caller's config is merged over it.
     config: dict[str, Any] | None = None
+    # Seconds a superstep may take (set it on the compiled graph, as in LangGraph): when its
+    # tasks are not all done by then the run raises TimeoutError (async runs cancel them).
+    step_timeout: float | None = None
 
     def __init__(
         self,
@@ -454,6 +457,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             out=deque(),
             persistent_ns=persistent_ns,
         )
+        loop.step_timeout = self.step_timeout
         return _Run(loop, saver, manager)
 
     def _input_writes(self, command: Command) -> list[tuple[str, Any]]:
@@ -654,8 +658,9 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                                 control=control)
             await _alifecycle(config, input, run.loop, None)
             try:
-                async for _ in adrive(run.loop, run.saver, None):
-                    pass
+                async with contextlib.aclosing(adrive(run.loop, run.saver, None)) as events:
+                    async for _ in events:
+                        pass
             except BaseException as exc:
                 run.finish(exc)
                 raise
@@ -784,9 +789,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             if version == "v2":
                 run.coerce_values = self._v2_values
             try:
-                async for event in adrive(run.loop, run.saver, wake):
-                    if run.keep(event):
-                        yield run.format(event)
+                # closed with the stream: a consumer that stops early cancels the tasks
+                # still running before its aclose() returns
+                async with contextlib.aclosing(adrive(run.loop, run.saver, wake)) as events:
+                    async for event in events:
+                        if run.keep(event):
+                            yield run.format(event)
             except BaseException as exc:
                 run.finish(exc)
                 raise
