@@ -431,24 +431,28 @@ def _run_tasks(
         run_task(task)
         for request in loop.task_done(task, 1):
             perform(loop, saver, request)
+        while loop.spawned:  # it failed into its error handler: that runs next
+            handler = loop.spawned.pop(0)
+            loop.task_started(handler)
+            run_task(handler)
+            for request in loop.task_done(handler, 1):
+                perform(loop, saver, request)
         return
     done: queue.SimpleQueue = events if events is not None else queue.SimpleQueue()
     pool = _executor()
-    for task in tasks:
+
+    def start(task: Task) -> None:
         if task.node.bound.is_async_only:
             raise TypeError(
                 f'No synchronous function provided to "{task.name}": it is an async function. '
                 "Run the graph with ainvoke()/astream(), or give the node a sync function."
             )
-    waiting = deque(tasks)
-
-    def launch() -> None:
-        task = waiting.popleft()
         future = pool.submit(copy_context().run, run_task, task)
         future.add_done_callback(lambda _f, t=task: done.put(t))
 
+    waiting = deque(tasks)
     for _ in range(_window(loop, n)):
-        launch()
+        start(waiting.popleft())
     remaining = n
     while remaining:
         if deadline is None:
@@ -461,9 +465,15 @@ def _run_tasks(
         if item is not None:  # None only wakes us to forward live stream events
             remaining -= 1
             if waiting:
-                launch()
+                start(waiting.popleft())
             for request in loop.task_done(item, n):
                 perform(loop, saver, request)
+            while loop.spawned:  # a failed task's error handler starts at once
+                handler = loop.spawned.pop(0)
+                loop.task_started(handler)
+                start(handler)
+                remaining += 1
+                n += 1
         while loop.out:
             yield loop.out.popleft()
 
@@ -568,19 +578,24 @@ async def _arun_tasks(
         await arun_task(task)
         for request in loop.task_done(task, 1):
             await aperform(loop, saver, request)
+        while loop.spawned:  # it failed into its error handler: that runs next
+            handler = loop.spawned.pop(0)
+            loop.task_started(handler)
+            await arun_task(handler)
+            for request in loop.task_done(handler, 1):
+                await aperform(loop, saver, request)
         return
     done: asyncio.Queue = events if events is not None else WakeQueue()
     running = []
-    waiting = deque(tasks)
 
-    def launch() -> None:
-        task = waiting.popleft()
+    def start(task: Task) -> None:
         fut = asyncio.ensure_future(arun_task(task))
         fut.add_done_callback(lambda _f, t=task: done.put_nowait(t))
         running.append(fut)
 
+    waiting = deque(tasks)
     for _ in range(_window(loop, n)):
-        launch()
+        start(waiting.popleft())
     remaining = n
     try:
         while remaining:
@@ -590,9 +605,15 @@ async def _arun_tasks(
                 remaining -= 1
                 for request in loop.task_done(item, n):
                     await aperform(loop, saver, request)
+                while loop.spawned:  # a failed task's error handler starts at once
+                    handler = loop.spawned.pop(0)
+                    loop.task_started(handler)
+                    start(handler)
+                    remaining += 1
+                    n += 1
                 failed = _fails_step(item)
                 if waiting and not failed:
-                    launch()
+                    start(waiting.popleft())
             while loop.out:
                 yield loop.out.popleft()
             if failed:
