@@ -258,6 +258,10 @@ class Loop:
         self.durability = durability
         self.recursion_limit = recursion_limit
         self.step_timeout: float | None = None  # the graph's step_timeout (the drivers')
+        # the values stream, when it is not the output (a Pregel's stream_channels): the
+        # channels whose writes emit it, and the function of the channels it shows
+        self.values_keys: Any = None
+        self.values_fn: Any = None
         self.input_writes = input_writes
         self.output_fn = output
         self.graph_name = graph_name
@@ -707,23 +711,31 @@ class Loop:
         self.scope.emit(mode, payload, self.ns)
 
     def _wrote_output(self) -> bool:
-        """Whether the last applied step changed any of the channels the run outputs."""
+        """Whether the last applied step changed any of the channels the run outputs (or
+        streams as values)."""
         if self.updated is None:
             return True
-        keys = self.program.output_channels
-        if isinstance(keys, str):
-            return keys in self.updated
-        return any(k in self.updated for k in keys)
+        return self._wrote(self.program.output_channels) or (
+            self.values_keys is not None and self._wrote(self.values_keys))
 
     def _emit_values(self) -> None:
         if self.program.values_on_write:
-            keys = self.program.output_channels
-            keys = (keys,) if isinstance(keys, str) else keys
-            if self.updated is None or not self.updated.intersection(keys):
+            # (a Pregel: only a step that wrote the output - or the stream channels it
+            # names for the values stream - emits one)
+            if self._wrote(self.program.output_channels):
+                self.wrote_values = True
+            streamed = self.values_keys
+            if not self._wrote(self.program.output_channels if streamed is None else streamed):
                 return
-            self.wrote_values = True
         if "values" in self.scope.modes:
-            self.emit("values", self.output())
+            view = self.view if self.view is not None else self.channels
+            self.emit("values", self.output() if self.values_fn is None
+                      else self.values_fn(view))
+
+    def _wrote(self, keys: Any) -> bool:
+        """Whether the last applied step wrote one of ``keys`` (a name or names)."""
+        keys = (keys,) if isinstance(keys, str) else keys
+        return self.updated is not None and bool(self.updated.intersection(keys))
 
     def _emit_checkpoint(
         self, saved: Checkpoint, metadata: dict[str, Any], parent: Any,

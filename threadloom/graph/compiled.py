@@ -430,7 +430,13 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             persistent_ns=persistent_ns,
         )
         loop.step_timeout = self.step_timeout
+        loop.values_keys, loop.values_fn = self._values_stream()
         return _Run(loop, saver, manager)
+
+    def _values_stream(self) -> tuple[Any, Any]:
+        """What the ``values`` stream shows, when not the output: (channels whose writes
+        emit it, function of the channels); (None, None) here: the output."""
+        return None, None
 
     def _input_writes(self, command: Command) -> list[tuple[str, Any]]:
         """The writes of a ``Command`` given as input (its update and goto)."""
