@@ -78,6 +78,25 @@ def test_a_resumed_step_saves_the_writes_of_the_task_that_ran_alone(durability) 
         assert channels == ["__error__", "value", "value"]
 
 
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+def test_the_input_checkpoint_keeps_where_the_input_went(durability) -> None:
+    saver = InMemorySaver()
+    graph, _, two = _fan_out(saver)
+    config = {"configurable": {"thread_id": "1"}}
+    two.result = {"value": 3}
+    assert graph.invoke({"value": 1}, config, durability=durability) == {"value": 6}
+    history = list(saver.list(config))
+    if durability == "exit":  # only the last checkpoint is saved
+        assert [c.metadata["step"] for c in history] == [1]
+        return
+    first = history[-1]
+    assert first.metadata["source"] == "input"
+    # the __start__ task ran alone, yet its writes are kept on the input checkpoint
+    assert sorted((c, v) for _, c, v in first.pending_writes) == [
+        ("branch:to:one", None), ("branch:to:two", None), ("value", 1)]
+    assert len({t for t, _, _ in first.pending_writes}) == 1
+
+
 def _nested():
     def node(name):
         return lambda state: {"value": 1}
@@ -150,3 +169,31 @@ def test_an_overwrite_drops_the_other_writes_of_its_step() -> None:
         .add_edge("b", "d").add_edge("c", "d").compile()
     )
     assert graph.invoke({"messages": ["START"]}) == {"messages": ["b", "d"]}
+
+
+@pytest.mark.parametrize("durability", ["sync", "exit"])
+def test_a_resumed_run_streams_the_checkpoint_it_resumes(durability) -> None:
+    from threadloom.types import Command, interrupt
+
+    def ask(state: State):
+        return {"value": interrupt("how much?")}
+
+    graph = StateGraph(State).add_node("ask", ask).add_edge(START, "ask").compile(
+        checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "1"}}
+    graph.invoke({"value": 1}, config, durability=durability)
+    paused = graph.get_state(config)
+    events = [e for e in graph.stream(Command(resume=2), config, stream_mode="debug",
+                                      durability=durability)
+              if e["type"] == "checkpoint"]
+    first, last = events[0]["payload"], events[-1]["payload"]
+    assert first["config"]["configurable"]["checkpoint_id"] == (
+        paused.config["configurable"]["checkpoint_id"])
+    assert first["next"] == ["ask"]
+    [task] = first["tasks"]
+    assert [i["value"] for i in task["interrupts"]] == ["how much?"]
+    assert last["values"] == {"value": 3}
+    if durability == "exit":  # saved only at exit, after it streamed: no parent yet
+        assert last["parent_config"] is None
+    else:
+        assert last["parent_config"] == paused.config

@@ -393,16 +393,23 @@ async def test_async_update_state_while_paused_in_interrupt() -> None:
 async def test_async_errors_are_checkpointed() -> None:
     calls: Counter = Counter()
     fail = {"on": True}
+    b_done = asyncio.Event()
 
     async def a(state: S) -> dict:
         calls["a"] += 1
         if fail["on"]:
+            await b_done.wait()  # (a failure cancels siblings still running)
             raise RuntimeError("kaput")
         return {"log": ["a"]}
 
+    async def b(state: S) -> dict:
+        calls["b"] += 1
+        b_done.set()
+        return {"log": ["b"]}
+
     g = StateGraph(S)
     g.add_node("a", a)
-    g.add_node("b", alogger("b", calls))
+    g.add_node("b", b)
     g.add_edge(START, "a")
     g.add_edge(START, "b")
     app = g.compile(checkpointer=InMemorySaver())
@@ -488,3 +495,119 @@ async def test_async_subgraph_interrupt_resume() -> None:
                                            subgraphs=True)]
     assert ((), {"child": {"x": 0, "log": ["c1", "c2:ok"]}}) in chunks
     assert calls == {"c1": 1, "c2": 2}
+
+
+async def test_aupdate_state_as_a_node_with_an_async_routing_function() -> None:
+    async def route(state: S) -> str:
+        return "b" if state["x"] > 1 else END
+
+    graph = (
+        StateGraph(S)
+        .add_node("a", lambda s: {"log": ["a"]})
+        .add_node("b", lambda s: {"log": ["b"]})
+        .add_edge(START, "a").add_conditional_edges("a", route, ["b", END])
+        .compile(checkpointer=InMemorySaver())
+    )
+    await graph.ainvoke({"x": 1, "log": []}, cfg())
+    # the update is written as if "a" returned it: its async route is awaited
+    await graph.aupdate_state(cfg(), {"x": 2}, as_node="a")
+    state = await graph.aget_state(cfg())
+    assert state.next == ("b",)
+    assert (await graph.ainvoke(None, cfg()))["log"] == ["a", "b"]
+
+
+class _Blocked:
+    """An async node that waits forever (until cancelled), saying when it started."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.cancelled = False
+
+    async def __call__(self, state: S) -> dict:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        return {}
+
+
+def _with_blocked_sibling(other: Any) -> tuple[StateGraph, _Blocked]:
+    blocked = _Blocked()
+    builder = (
+        StateGraph(S).add_node("blocked", blocked).add_node("other", other)
+        .add_edge(START, "blocked").add_edge(START, "other")
+    )
+    return builder, blocked
+
+
+async def test_a_failing_task_cancels_its_running_siblings() -> None:
+    async def bad(state: S) -> dict:
+        raise ValueError("bad")
+
+    builder, blocked = _with_blocked_sibling(bad)
+    with pytest.raises(ValueError, match="bad"):
+        await asyncio.wait_for(builder.compile().ainvoke({"x": 0, "log": []}), 10)
+    assert blocked.cancelled
+
+
+async def test_closing_a_stream_early_cancels_the_tasks_still_running() -> None:
+    async def quick(state: S) -> dict:
+        return {"log": ["quick"]}
+
+    builder, blocked = _with_blocked_sibling(quick)
+    graph = builder.compile(checkpointer=InMemorySaver())
+    stream = graph.astream({"x": 0, "log": []}, cfg())
+    async for chunk in stream:
+        assert chunk == {"other": {"log": ["quick"]}}
+        break
+    await stream.aclose()
+    assert blocked.cancelled  # before aclose() returned
+    # the finished sibling's writes were kept: it is not run again
+    assert (await graph.aget_state(cfg())).next == ("blocked",)
+
+
+async def test_a_cancelled_run_under_exit_durability_still_saves_its_checkpoint() -> None:
+    blocked = _Blocked()
+    saver = InMemorySaver()
+    graph = StateGraph(S).add_node("blocked", blocked).add_edge(START, "blocked").compile(
+        checkpointer=saver)
+    run = asyncio.ensure_future(graph.ainvoke({"x": 1, "log": []}, cfg(), durability="exit"))
+    await blocked.started.wait()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert blocked.cancelled
+    state = await graph.aget_state(cfg())
+    assert state.values == {"x": 1, "log": []} and state.next == ("blocked",)
+
+
+async def test_step_timeout_cancels_the_step_and_raises_timeout_error() -> None:
+    async def quick(state: S) -> dict:
+        return {"log": ["quick"]}
+
+    builder, blocked = _with_blocked_sibling(quick)
+    graph = builder.compile()
+    graph.step_timeout = 0.05
+    with pytest.raises(TimeoutError, match="step_timeout"):
+        await asyncio.wait_for(graph.ainvoke({"x": 0, "log": []}), 10)
+    assert blocked.cancelled
+
+
+def test_step_timeout_of_a_sync_run_raises_timeout_error() -> None:
+    import threading
+
+    release = threading.Event()
+
+    def slow(state: S) -> dict:
+        release.wait(10)
+        return {}
+
+    graph = StateGraph(S).add_node("slow", slow).add_edge(START, "slow").compile()
+    graph.step_timeout = 0.05
+    try:
+        with pytest.raises(TimeoutError, match="still running: slow"):
+            graph.invoke({"x": 0, "log": []})
+    finally:
+        release.set()

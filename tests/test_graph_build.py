@@ -870,3 +870,18 @@ def test_builder_node_runnable_wraps_the_callable() -> None:
     assert spec.runnable.func is counter
     assert spec.runnable.func.ticks == 1
     assert builder.nodes["l"].runnable is lam
+
+
+def test_a_compiled_nodes_copy_replaces_the_attributes_given() -> None:
+    from threadloom.types import RetryPolicy
+
+    graph = (StateGraph(LogState).add_node("a", lambda s: {"log": ["a"]})
+             .add_edge(START, "a").compile())
+    node = graph.nodes["a"]
+    policy = (RetryPolicy(max_attempts=5),)
+    copied = node.copy({"retry_policy": policy})
+    assert copied is not node and copied.retry_policy == policy
+    assert node.retry_policy != policy and copied.name == node.name
+    assert node.copy({}) == node
+    with pytest.raises(TypeError, match="unknown attribute"):
+        node.copy({"colour": "red"})

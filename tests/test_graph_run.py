@@ -954,6 +954,78 @@ def test_stream_checkpoints_mode() -> None:
     assert chunks[1]["parent_config"] == chunks[0]["config"]
 
 
+@pytest.mark.parametrize("use_async", [False, True])
+def test_recursion_limit_still_streams_the_last_checkpoint_saved(use_async: bool) -> None:
+    g = StateGraph(S)
+    g.add_node("loop", lambda s: {"x": s["x"] + 1})
+    g.add_edge(START, "loop")
+    g.add_edge("loop", "loop")
+    app = g.compile(checkpointer=InMemorySaver())
+    config = {**cfg(), "recursion_limit": 3}
+    chunks: list[Any] = []
+
+    async def astream() -> None:
+        async for c in app.astream({"x": 0}, config, stream_mode="checkpoints"):
+            chunks.append(c)
+
+    with pytest.raises(GraphRecursionError):
+        if use_async:
+            asyncio.run(astream())
+        else:
+            chunks.extend(app.stream({"x": 0}, config, stream_mode="checkpoints"))
+    assert chunks[-1]["config"] == app.get_state(config).config
+    assert chunks[-1]["values"]["x"] == 3
+
+
+def _fan_out_counting(delay_async: bool) -> tuple[Any, dict[str, int]]:
+    """Ten Send tasks that record how many of them run at the same moment."""
+    seen = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def enter() -> None:
+        with lock:
+            seen["now"] += 1
+            seen["most"] = max(seen["most"], seen["now"])
+
+    def leave() -> None:
+        with lock:
+            seen["now"] -= 1
+
+    def work_sync(_: Any) -> list:
+        enter()
+        threading.Event().wait(0.02)
+        leave()
+        return ["w"]
+
+    async def work_async(_: Any) -> list:
+        enter()
+        await asyncio.sleep(0.02)
+        leave()
+        return ["w"]
+
+    g = StateGraph(Annotated[list, operator.add])
+    g.add_node("fan", lambda s: ["f"])
+    g.add_node("work", work_async if delay_async else work_sync)
+    g.add_edge(START, "fan")
+    g.add_conditional_edges("fan", lambda s: [Send("work", i) for i in range(10)])
+    return g.compile(), seen
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_max_concurrency_bounds_the_tasks_of_a_step_running_at_once(use_async: bool) -> None:
+    app, seen = _fan_out_counting(use_async)
+    config = {"max_concurrency": 3}
+    result = asyncio.run(app.ainvoke(["0"], config)) if use_async else app.invoke(["0"], config)
+    assert result == ["0", "f", *["w"] * 10]
+    assert 1 <= seen["most"] <= 3 and seen["now"] == 0
+
+
+def test_max_concurrency_must_be_a_positive_integer() -> None:
+    app, _ = _fan_out_counting(False)
+    with pytest.raises(ValueError, match="max_concurrency must be a positive integer"):
+        app.invoke(["0"], {"max_concurrency": 0})
+
+
 def test_stream_custom_mode_with_updates() -> None:
     def a(state: S, writer) -> dict:  # noqa: ANN001
         writer("chunk")
@@ -1289,6 +1361,8 @@ def test_messages_stream_mode_yields_tokens_with_metadata() -> None:
     assert meta["langgraph_step"] == 1
     assert meta["langgraph_path"] == ("__pregel_pull", "call")
     assert meta["langgraph_checkpoint_ns"].startswith("call:")
+    # the versions the model records for tracing travel with its tokens
+    assert meta["lc_versions"] == model.metadata["lc_versions"]
 
 
 def test_messages_stream_metadata_keeps_the_callers_own_keys() -> None:

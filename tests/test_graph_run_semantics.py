@@ -599,3 +599,48 @@ def test_history_of_resumed_send_step() -> None:
     step = next(s for s in graph.get_state_history(config) if s.metadata["step"] == 1)
     assert step.next == ("flaky", "two")
     assert [t.result for t in step.tasks] == [["flaky|4"], ["two"]]
+
+
+class _Docs(TypedDict):
+    query: str
+    answer: str
+    docs: Annotated[list, operator.add]
+
+
+class _DocsOut(TypedDict):
+    answer: str
+
+
+def test_a_pydantic_update_writes_its_defaults_but_not_unset_none_fields() -> None:
+    from pydantic import BaseModel, Field
+
+    class Found(BaseModel):
+        docs: list[str] = Field(default_factory=lambda: ["d1", "d2"])
+
+    class Update(BaseModel):
+        query: str | None = None
+        answer: str | None = None
+
+    graph = (
+        StateGraph(_Docs)
+        .add_node("find", lambda s: Found())
+        .add_node("ask", lambda s: Update(query="q2"))
+        .add_node("clear", lambda s: Update(answer=None))  # None passed: written
+        .add_edge(START, "find").add_edge("find", "ask").add_edge("ask", "clear")
+        .compile()
+    )
+    assert list(graph.stream({"query": "q", "answer": "a", "docs": []})) == [
+        {"find": {"docs": ["d1", "d2"]}},
+        {"ask": {"query": "q2"}},
+        {"clear": {"answer": None}},
+    ]
+
+
+def test_get_state_shows_every_state_key_whatever_the_output_schema() -> None:
+    graph = (
+        StateGraph(_Docs, output_schema=_DocsOut)
+        .add_node("qa", lambda s: {"answer": ",".join(s["docs"])})
+        .add_edge(START, "qa").compile(checkpointer=MemorySaver())
+    )
+    assert graph.invoke({"query": "q", "docs": ["d1"]}, cfg()) == {"answer": "d1"}
+    assert graph.get_state(cfg()).values == {"query": "q", "answer": "d1", "docs": ["d1"]}

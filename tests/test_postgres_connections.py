@@ -109,3 +109,37 @@ def test_saver_on_a_connection_in_pipeline_mode(fresh_postgres_database: str) ->
             assert graph.invoke({"n": 5}, cfg) == {"n": 6}
             assert graph.get_state(cfg).values == {"n": 6}
             assert len(list(graph.get_state_history(cfg))) == 6
+
+
+def committed_checkpoints(url: str) -> int:
+    """Checkpoints another session sees: what the saver's connection committed."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM threadloom_checkpoints").fetchone()
+        return int(row[0]) if row else 0
+
+
+def test_exit_durability_on_a_connection_in_pipeline_mode_commits_its_checkpoint(
+    fresh_postgres_database: str,
+) -> None:
+    # the run's one write is a lone statement: it still needs a Sync of its own
+    with PostgresSaver.from_conn_string(fresh_postgres_database) as saver:
+        saver.setup()
+        with saver.conn.pipeline():
+            graph = counter().compile(checkpointer=saver)
+            cfg = {"configurable": {"thread_id": "t"}}
+            assert graph.invoke({"n": 1}, cfg, durability="exit") == {"n": 2}
+            assert committed_checkpoints(fresh_postgres_database) == 1
+            assert graph.invoke({"n": 5}, cfg, durability="exit") == {"n": 6}
+            assert committed_checkpoints(fresh_postgres_database) == 2
+
+
+async def test_async_exit_durability_on_a_connection_in_pipeline_mode_commits(
+    fresh_postgres_database: str,
+) -> None:
+    async with AsyncPostgresSaver.from_conn_string(fresh_postgres_database) as saver:
+        await saver.setup()
+        async with saver.conn.pipeline():
+            graph = counter().compile(checkpointer=saver)
+            cfg = {"configurable": {"thread_id": "t"}}
+            assert await graph.ainvoke({"n": 1}, cfg, durability="exit") == {"n": 2}
+            assert committed_checkpoints(fresh_postgres_database) == 1

@@ -197,3 +197,17 @@ def test_a_mock_node_is_not_taken_for_a_subgraph() -> None:
     app.invoke(1, config)
     (task,) = app.get_state(config).tasks
     assert task.state is None  # a plain node has no state of its own
+
+
+def test_named_stream_channels_are_what_the_values_stream_shows() -> None:
+    one = NodeBuilder().subscribe_only("input").do(lambda x: x + 1).write_to("inbox")
+    two = NodeBuilder().subscribe_only("inbox").do(lambda x: x + 1).write_to("output")
+    app = Pregel(
+        nodes={"one": one, "two": two},
+        channels={"inbox": LastValue(int), "output": LastValue(int), "input": LastValue(int)},
+        input_channels="input", output_channels="output",
+        stream_channels=["inbox", "output"],
+    )
+    assert app.invoke(2) == 4  # the output channel
+    # a step that wrote only a stream channel (inbox) emits too
+    assert list(app.stream(2)) == [{"inbox": 3}, {"inbox": 3, "output": 4}]

@@ -163,7 +163,17 @@ CASES = [
     ("postgres", "async"),
     ("apg", "async"),
     ("apg", "thread"),
+    # from_conn_string options: statements in pipeline mode, connections from a pool
+    ("postgres_pipe", "sync"),
+    ("postgres_pool", "thread"),
+    ("apg_pipe", "async"),
+    ("apg_pool", "async"),
 ]
+
+PG_OPTIONS: dict[str, dict[str, Any]] = {
+    "pipe": {"pipeline": True},
+    "pool": {"pool_config": {"max_size": 3}},
+}
 
 
 @pytest.fixture(params=CASES, ids=[f"{kind}-{mode}" for kind, mode in CASES])
@@ -182,13 +192,25 @@ async def h(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Har
             yield Harness(store, kind, mode, root)
         finally:
             cleanup(root)
+    elif kind.startswith("postgres_"):
+        from threadloom.store.postgres import PostgresStore
+
+        url = request.getfixturevalue("pg_url")
+        cleanup = request.getfixturevalue("pg_cleanup")
+        options = PG_OPTIONS[kind.removeprefix("postgres_")]
+        try:
+            with PostgresStore.from_conn_string(url, **options) as store:
+                yield Harness(store, kind, mode, root)
+        finally:
+            cleanup(root)
     else:
         from threadloom.store.postgres import AsyncPostgresStore
 
         url = request.getfixturevalue("pg_url")
         cleanup = request.getfixturevalue("pg_cleanup")
+        options = PG_OPTIONS.get(kind.removeprefix("apg_"), {})
         try:
-            async with AsyncPostgresStore.from_conn_string(url) as store:
+            async with AsyncPostgresStore.from_conn_string(url, **options) as store:
                 yield Harness(store, kind, mode, root)
         finally:
             cleanup(root)
@@ -909,3 +931,11 @@ async def test_async_postgres_sync_call_on_loop_thread_raises(pg_url: str) -> No
     async with AsyncPostgresStore.from_conn_string(pg_url) as store:
         with pytest.raises(asyncio.InvalidStateError, match="async methods"):
             store.get(("x",), "k")
+
+
+def test_pool_config_with_an_unknown_key_is_refused(pg_url: str) -> None:
+    from threadloom.store.postgres import PostgresStore
+
+    with pytest.raises(ValueError, match="max_conns"):
+        with PostgresStore.from_conn_string(pg_url, pool_config={"max_conns": 3}):  # type: ignore[typeddict-unknown-key]
+            pass

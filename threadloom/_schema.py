@@ -117,7 +117,12 @@ def channel_for(key: str, annotation: Any) -> BaseChannel | str:
 
 
 def state_object_to_dict(obj: Any) -> dict[str, Any] | None:
-    """The keys a state object sets, as a dict; None if ``obj`` is not a state object."""
+    """The keys a state object sets, as a dict; None if ``obj`` is not a state object.
+
+    A pydantic model writes every field except one left at a ``None`` default (a ``None``
+    passed explicitly is written): an update model's unset optional fields are not updates,
+    while a default such as ``Field(default_factory=...)`` is a value the node returns.
+    """
     if isinstance(obj, dict):
         return obj
     fields = getattr(type(obj), "model_fields", None)
@@ -125,9 +130,7 @@ def state_object_to_dict(obj: Any) -> dict[str, Any] | None:
         out = {}
         for name, field in fields.items():
             value = getattr(obj, name)
-            if name in obj.model_fields_set or value != field.get_default(
-                call_default_factory=True
-            ):
+            if value is not None or field.default is not None or name in obj.model_fields_set:
                 out[name] = value
         return out
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

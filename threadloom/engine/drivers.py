@@ -9,11 +9,13 @@ async ones). Writes are applied by the loop, in task order, after all tasks end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import queue
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
@@ -392,7 +394,14 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
     calls = loop.scope.calls = SyncCalls(loop, saver, run_task, _executor())
     try:
         while True:
-            request = gen.send(reply)
+            try:
+                request = gen.send(reply)
+            except StopIteration:
+                raise
+            except Exception:
+                while out:  # what the loop streamed before it failed (e.g. the checkpoint
+                    yield out.popleft()  # saved before the recursion limit) still arrives
+                raise
             reply = None
             while out:  # what the loop emitted so far reaches the caller before more runs
                 yield out.popleft()
@@ -416,7 +425,8 @@ def _run_tasks(
     loop: Loop, tasks: list[Task], saver: Any, events: queue.SimpleQueue | None
 ) -> Iterator[Any]:
     n = len(tasks)
-    if n == 1 and not (loop.scope.live and events is not None):
+    deadline = _deadline(loop)
+    if n == 1 and not (loop.scope.live and events is not None) and deadline is None:
         task = tasks[0]
         run_task(task)
         for request in loop.task_done(task, 1):
@@ -437,17 +447,25 @@ def _run_tasks(
                 f'No synchronous function provided to "{task.name}": it is an async function. '
                 "Run the graph with ainvoke()/astream(), or give the node a sync function."
             )
-        ctx = copy_context()
-        future = pool.submit(ctx.run, run_task, task)
+        future = pool.submit(copy_context().run, run_task, task)
         future.add_done_callback(lambda _f, t=task: done.put(t))
 
-    for task in tasks:
-        start(task)
+    waiting = deque(tasks)
+    for _ in range(_window(loop, n)):
+        start(waiting.popleft())
     remaining = n
     while remaining:
-        item = done.get()
+        if deadline is None:
+            item = done.get()
+        else:
+            try:
+                item = done.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:  # (threads cannot be stopped: they finish unheeded)
+                raise _step_timed_out(loop, tasks) from None
         if item is not None:  # None only wakes us to forward live stream events
             remaining -= 1
+            if waiting:
+                start(waiting.popleft())
             for request in loop.task_done(item, n):
                 perform(loop, saver, request)
             while loop.spawned:  # a failed task's error handler starts at once
@@ -458,6 +476,34 @@ def _run_tasks(
                 n += 1
         while loop.out:
             yield loop.out.popleft()
+
+
+def _deadline(loop: Loop) -> float | None:
+    """When the step now starting must be done (``time.monotonic``), if the graph has a
+    ``step_timeout``."""
+    timeout = loop.step_timeout
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _step_timed_out(loop: Loop, tasks: list[Task]) -> TimeoutError:
+    running = [t.name for t in tasks if not t.done]
+    return TimeoutError(
+        f"Graph step {loop.step + 1} took longer than step_timeout={loop.step_timeout} s; "
+        f"still running: {', '.join(running) or '(none)'}"
+    )
+
+
+def _window(loop: Loop, n: int) -> int:
+    """How many of a step's ``n`` tasks run at once: the run's ``max_concurrency``
+    (config key) when set, else all of them; the others start as running ones end."""
+    limit = loop.config.get("max_concurrency")
+    if limit is None:
+        return n
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(
+            f"max_concurrency must be a positive integer (or None for no limit), got {limit!r}"
+        )
+    return min(limit, n)
 
 
 # -- async driver ------------------------------------------------------------------
@@ -473,17 +519,32 @@ async def adrive(
     calls = loop.scope.calls = AsyncCalls(loop, saver, arun_task)
     try:
         while True:
-            request = gen.send(reply)
+            try:
+                request = gen.send(reply)
+            except StopIteration:
+                raise
+            except Exception:
+                while out:  # as in drive: what was streamed before the failure arrives
+                    yield out.popleft()
+                raise
             reply = None
             while out:
                 yield out.popleft()
             kind = request[0]
-            if kind == "run":
-                async for item in _arun_tasks(loop, request[1], saver, events):
-                    yield item
-                await calls.wait()
-            else:
-                reply = await aperform(loop, saver, request)
+            try:
+                if kind == "run":
+                    # closed at once when the stream is (its running tasks cancelled)
+                    async with contextlib.aclosing(
+                        _arun_tasks(loop, request[1], saver, events)
+                    ) as step:
+                        async for item in step:
+                            yield item
+                    await calls.wait()
+                else:
+                    reply = await aperform(loop, saver, request)
+            except asyncio.CancelledError as exc:
+                await _aunwind(loop, saver, gen, exc)
+                raise
             while out:
                 yield out.popleft()
     except StopIteration:
@@ -494,11 +555,25 @@ async def adrive(
         yield out.popleft()
 
 
+async def _aunwind(loop: Loop, saver: Any, gen: Any, exc: BaseException) -> None:
+    """The run is cancelled while its tasks or I/O were pending: let the loop end as a
+    failed run does, doing the I/O it still asks for (under durability="exit", saving
+    the last checkpoint) before the cancellation goes on."""
+    try:
+        request = gen.throw(exc)
+        while True:
+            request = gen.send(await aperform(loop, saver, request))
+    except BaseException as end:  # noqa: BLE001 - the loop re-raises what was thrown in
+        if end is not exc and not isinstance(end, (StopIteration, asyncio.CancelledError)):
+            raise
+
+
 async def _arun_tasks(
     loop: Loop, tasks: list[Task], saver: Any, events: asyncio.Queue | None
 ) -> AsyncIterator[Any]:
     n = len(tasks)
-    if n == 1 and not (loop.scope.live and events is not None):
+    deadline = _deadline(loop)
+    if n == 1 and not (loop.scope.live and events is not None) and deadline is None:
         task = tasks[0]
         await arun_task(task)
         for request in loop.task_done(task, 1):
@@ -518,16 +593,14 @@ async def _arun_tasks(
         fut.add_done_callback(lambda _f, t=task: done.put_nowait(t))
         running.append(fut)
 
-    for task in tasks:
-        start(task)
+    waiting = deque(tasks)
+    for _ in range(_window(loop, n)):
+        start(waiting.popleft())
     remaining = n
     try:
         while remaining:
-            if isinstance(done, WakeQueue):
-                await done.wait()
-                item = done.get_nowait()
-            else:
-                item = await done.get()
+            item = await _next_done(done, deadline, loop, tasks)
+            failed = False
             if item is not None:  # None only wakes us to forward live stream events
                 remaining -= 1
                 for request in loop.task_done(item, n):
@@ -538,12 +611,48 @@ async def _arun_tasks(
                     start(handler)
                     remaining += 1
                     n += 1
+                failed = _fails_step(item)
+                if waiting and not failed:
+                    start(waiting.popleft())
             while loop.out:
                 yield loop.out.popleft()
+            if failed:
+                return  # the step fails: its other tasks are cancelled (below)
     finally:
-        for fut in running:
-            if not fut.done():
-                fut.cancel()
+        # a failed step, a closed stream or a cancelled run: tasks still running are
+        # cancelled, and waited for, so none outlives the run
+        unfinished = [fut for fut in running if not fut.done()]
+        for fut in unfinished:
+            fut.cancel()
+        if unfinished:
+            await asyncio.gather(*unfinished, return_exceptions=True)
+
+
+async def _next_done(
+    done: asyncio.Queue, deadline: float | None, loop: Loop, tasks: list[Task]
+) -> Any:
+    """The next finished task (or ``None``, a wake-up for live events) from ``done``;
+    past the step's deadline with nothing there, ``TimeoutError`` (also when the consumer
+    held the stream until after it)."""
+    if deadline is not None and done.empty():
+        left = deadline - time.monotonic()
+        try:
+            if isinstance(done, WakeQueue):
+                await asyncio.wait_for(done.wait(), left)
+            else:
+                return await asyncio.wait_for(done.get(), left)
+        except TimeoutError:
+            raise _step_timed_out(loop, tasks) from None
+    if isinstance(done, WakeQueue):
+        await done.wait()
+        return done.get_nowait()
+    return await done.get()
+
+
+def _fails_step(task: Task) -> bool:
+    """Whether ``task`` ended in an error that fails its step (not a pause, a command
+    for the parent graph or a drain, which end the step otherwise)."""
+    return task.error is not None and not isinstance(task.error, (GraphBubbleUp, GraphDrained))
 
 
 class WakeQueue(asyncio.Queue):

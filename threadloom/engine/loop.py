@@ -257,6 +257,11 @@ class Loop:
         self.interrupt_after = interrupt_after
         self.durability = durability
         self.recursion_limit = recursion_limit
+        self.step_timeout: float | None = None  # the graph's step_timeout (the drivers')
+        # the values stream, when it is not the output (a Pregel's stream_channels): the
+        # channels whose writes emit it, and the function of the channels it shows
+        self.values_keys: Any = None
+        self.values_fn: Any = None
         self.input_writes = input_writes
         self.output_fn = output
         self.graph_name = graph_name
@@ -706,28 +711,43 @@ class Loop:
         self.scope.emit(mode, payload, self.ns)
 
     def _wrote_output(self) -> bool:
-        """Whether the last applied step changed any of the channels the run outputs."""
+        """Whether the last applied step changed any of the channels the run outputs (or
+        streams as values)."""
         if self.updated is None:
             return True
-        keys = self.program.output_channels
-        if isinstance(keys, str):
-            return keys in self.updated
-        return any(k in self.updated for k in keys)
+        return self._wrote(self.program.output_channels) or (
+            self.values_keys is not None and self._wrote(self.values_keys))
 
     def _emit_values(self) -> None:
         if self.program.values_on_write:
-            keys = self.program.output_channels
-            keys = (keys,) if isinstance(keys, str) else keys
-            if self.updated is None or not self.updated.intersection(keys):
+            # (a Pregel: only a step that wrote the output - or the stream channels it
+            # names for the values stream - emits one)
+            if self._wrote(self.program.output_channels):
+                self.wrote_values = True
+            streamed = self.values_keys
+            if not self._wrote(self.program.output_channels if streamed is None else streamed):
                 return
-            self.wrote_values = True
         if "values" in self.scope.modes:
-            self.emit("values", self.output())
+            view = self.view if self.view is not None else self.channels
+            self.emit("values", self.output() if self.values_fn is None
+                      else self.values_fn(view))
 
-    def _emit_checkpoint(self, saved: Checkpoint, metadata: dict[str, Any], parent: Any) -> None:
+    def _wrote(self, keys: Any) -> bool:
+        """Whether the last applied step wrote one of ``keys`` (a name or names)."""
+        keys = (keys,) if isinstance(keys, str) else keys
+        return self.updated is not None and bool(self.updated.intersection(keys))
+
+    def _emit_checkpoint(
+        self, saved: Checkpoint, metadata: dict[str, Any], parent: Any,
+        interrupts: dict[str, tuple[Interrupt, ...]] | None = None,
+    ) -> None:
+        """Stream a checkpoint (``checkpoints``/``debug`` modes) with the tasks it plans;
+        ``interrupts``: those its tasks already raised (a resumed checkpoint's)."""
         next_tasks = self.plan(self.step + 1, for_execution=False)
         if self.durability == "exit" and self._unsaved is not None:
-            parent = self._unsaved[1]  # the saved checkpoint the one put at exit follows
+            # not saved by this run (only the last one is, at exit): streamed with no
+            # parent, as LangGraph streams it
+            parent = None
         if parent is not None:
             # as the saver records it (and history shows it): no checkpoint_map
             conf = parent["configurable"]
@@ -740,7 +760,10 @@ class Loop:
             "values": self.output(),
             "metadata": metadata,
             "next": [t.name for t in next_tasks],
-            "tasks": [{"id": t.id, "name": t.name, "interrupts": (),
+            "tasks": [{"id": t.id, "name": t.name,
+                       "interrupts": tuple(
+                           {"id": i.id, "response_schema": i.response_schema, "value": i.value}
+                           for i in (interrupts or {}).get(t.id, ())),
                        "state": self._subgraph_config(t)} for t in next_tasks],
         }
         self.emit("checkpoints", payload)
@@ -878,12 +901,15 @@ class Loop:
         elif task.error is not None:
             writes = [(ERROR, repr(task.error))]
         elif (siblings > 1 or self.partial_step or self._writes_delta(task) or handled
-              or (self.step_tasks > 1 and self.durability != "exit")):
+              or (self.step_tasks > 1 and self.durability != "exit")
+              or (task.name == START and self.durability != "exit")):
             # Only needed when a sibling may still fail or pause (alone, the task's writes
             # go straight into the next checkpoint, and history derives its result from
             # there), when the step's checkpoint already records other tasks' results
             # (a resumed step: its writes then list every task's), or when they are a
-            # delta channel's record (threadloom.engine.delta).
+            # delta channel's record (threadloom.engine.delta). The input task's writes
+            # are kept on the input checkpoint as LangGraph keeps them (one write per
+            # run, not per step: the input checkpoint then shows where the input went).
             writes = list(task.writes) or [(NO_WRITES, None)]
         else:
             return []
@@ -1152,6 +1178,11 @@ class Loop:
                     "resume. Pass the graph's input (e.g. a dict of state keys) instead of "
                     "None."
                 )
+            if saved is not None and ("checkpoints" in self.scope.modes
+                                      or "debug" in self.scope.modes):
+                # the run streams the checkpoint it resumes, with the interrupts it answers
+                self._emit_checkpoint(saved.checkpoint, saved.metadata or {},
+                                      saved.parent_config, self.pending.interrupts)
             self.apply_null_writes(self.pending.null)
             delta = self.program.delta_channels
             if any(c in delta for c, _ in self.pending.null):

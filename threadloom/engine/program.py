@@ -8,7 +8,7 @@ a node's input is read and how its return value becomes writes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from threadloom.channels import BaseChannel, EphemeralValue, Topic, UntrackedValue
@@ -41,6 +41,18 @@ class PregelNode:
     trace_policy: TracePolicy | None = None  # what tracers record of its runs
     timeout: TimeoutPolicy | None = None  # of each attempt (async nodes only)
     error_handler: str | None = None  # the node a final failure is sent to, if any
+
+    def copy(self, update: dict[str, Any] | None = None) -> PregelNode:
+        """A copy of this node with the attributes in ``update`` replaced (e.g.
+        ``{"retry_policy": (...,)}``); the node itself is left unchanged."""
+        update = dict(update or {})
+        unknown = sorted(set(update) - {f.name for f in fields(self)})
+        if unknown:
+            raise TypeError(
+                f"PregelNode.copy() got unknown attribute(s) {unknown}; a node has "
+                f"{', '.join(f.name for f in fields(self))}"
+            )
+        return replace(self, **update)
 
     @property
     def subgraphs(self) -> list[Any]:

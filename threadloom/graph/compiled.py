@@ -107,6 +107,9 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     stream_transformers: tuple[Any, ...] = ()
     # Default run config set by ``with_config``; the caller's config is merged over it.
     config: dict[str, Any] | None = None
+    # Seconds a superstep may take (set it on the compiled graph, as in LangGraph): when its
+    # tasks are not all done by then the run raises TimeoutError (async runs cancel them).
+    step_timeout: float | None = None
 
     def __init__(
         self,
@@ -136,6 +139,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         self.nodes = program.nodes
         self.channels = program.channels
         self._output_keys = program.output_channels
+        # get_state(...).values shows the whole state (every state key, in schema order),
+        # whatever the output schema keeps
+        state = [k for k in program.channels if k in program.state_keys
+                 and k not in program.managed]
+        self._snapshot_keys: Any = (
+            state[0] if len(state) == 1 and state[0] == program.output_channels else state)
 
     # -- Runnable plumbing ----------------------------------------------------------
 
@@ -422,22 +431,32 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             out=deque(),
             persistent_ns=persistent_ns,
         )
+        loop.step_timeout = self.step_timeout
+        loop.values_keys, loop.values_fn = self._values_stream()
         return _Run(loop, saver, manager)
+
+    def _values_stream(self) -> tuple[Any, Any]:
+        """What the ``values`` stream shows, when not the output: (channels whose writes
+        emit it, function of the channels); (None, None) here: the output."""
+        return None, None
 
     def _input_writes(self, command: Command) -> list[tuple[str, Any]]:
         """The writes of a ``Command`` given as input (its update and goto)."""
         return self.program.nodes["__start__"].write.command_input(command)
 
-    def _output(self, channels: dict[str, Any]) -> Any:
-        keys = self._output_keys
+    def _output(self, channels: dict[str, Any], keys: Any = None) -> Any:
+        """The values of ``keys`` (the output channels by default): one channel's value
+        when ``keys`` is a channel name, else a dict."""
+        keys = self._output_keys if keys is None else keys
         if isinstance(keys, str):
             chan = channels[keys]
             return chan.value if chan.is_available() else None
         return values_of(channels, keys)
 
     def _snapshot_values(self, channels: dict[str, Any]) -> Any:
-        """What ``get_state(...).values`` shows: the output (a Pregel: its stream channels)."""
-        return self._output(channels)
+        """What ``get_state(...).values`` shows: every state key (a Pregel: its stream
+        channels), not only those of the output schema."""
+        return self._output(channels, self._snapshot_keys)
 
     def _coerce_context(self, context: Any) -> Any:
         """A dict given for a dataclass / pydantic ``context_schema`` becomes an instance
@@ -619,8 +638,9 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                                 control=control)
             await _alifecycle(config, input, run.loop, None)
             try:
-                async for _ in adrive(run.loop, run.saver, None):
-                    pass
+                async with contextlib.aclosing(adrive(run.loop, run.saver, None)) as events:
+                    async for _ in events:
+                        pass
             except BaseException as exc:
                 run.finish(exc)
                 raise
@@ -749,9 +769,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             if version == "v2":
                 run.coerce_values = self._v2_values
             try:
-                async for event in adrive(run.loop, run.saver, wake):
-                    if run.keep(event):
-                        yield run.format(event)
+                # closed with the stream: a consumer that stops early cancels the tasks
+                # still running before its aclose() returns
+                async with contextlib.aclosing(adrive(run.loop, run.saver, wake)) as events:
+                    async for event in events:
+                        if run.keep(event):
+                            yield run.format(event)
             except BaseException as exc:
                 run.finish(exc)
                 raise

@@ -1,7 +1,9 @@
 """Reading and editing a thread's state: ``get_state``, history and ``update_state``.
 
 Each operation is a generator that yields saver requests, like the run loop, so the sync
-and async methods of ``CompiledStateGraph`` share one implementation.
+and async methods of ``CompiledStateGraph`` share one implementation. One request is not
+the saver's: ``("node_writes", writer, task, values)`` asks for a node's writes for an
+update, so the async driver can await an async routing function.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ def run_sync(gen: Generator[Request, Any, Any], saver: Any) -> Any:
             request = gen.send(reply)
             if request[0] == "get_delta_channel_history":  # keyword-only in the saver API
                 reply = saver.get_delta_channel_history(config=request[1], channels=request[2])
+            elif request[0] == "node_writes":  # (node_writes, writer, task, values)
+                reply = request[1](request[2], request[3])
             else:
                 reply = getattr(saver, request[0])(*request[1:])
     except StopIteration as stop:
@@ -56,6 +60,11 @@ async def run_async(gen: Generator[Request, Any, Any], saver: Any) -> Any:
                 reply = await saver.aget_delta_channel_history(
                     config=request[1], channels=request[2]
                 )
+            elif request[0] == "node_writes":  # an async routing function is awaited here
+                writer = request[1]
+                reply = (await writer.acall(request[2], request[3])
+                         if getattr(writer, "is_async", False)
+                         else writer(request[2], request[3]))
             else:
                 reply = await getattr(saver, "a" + request[0])(*request[1:])
     except StopIteration as stop:
@@ -433,7 +442,8 @@ def update_state(
             record_ids[task.id] = str(named)
         task.channels = loop.channels
         task.config = loop._task_config(task, step)
-        task.writes = prepare_writes(loop.channels, list(node.write(task, values)))
+        task.writes = prepare_writes(
+            loop.channels, list((yield ("node_writes", node.write, task, values))))
         applied.append(task)
     loop.apply(applied)
     yield from _record_delta_writes(loop, tup, applied, on_head, record_ids)

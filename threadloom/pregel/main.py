@@ -369,16 +369,13 @@ class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
         )
         self.nodes = {n: node for n, node in program_nodes.items() if n != START}
 
-    def _snapshot_values(self, channels: dict[str, Any]) -> Any:
-        """A snapshot shows the stream channels (every channel of the user's when none
-        were named) as a dict, whatever the output channels are, as LangGraph's does."""
+    def _values_stream(self) -> tuple[Any, Any]:
+        """Named ``stream_channels`` are what the ``values`` stream shows (as a dict, or one
+        value for a single channel name), emitted whenever a step writes one of them."""
         keys = self.stream_channels
-        if isinstance(keys, str):
-            chan = channels[keys]
-            return chan.value if chan.is_available() else None
         if keys is None:
-            keys = [k for k in self.program.channels if k not in (START, TASKS)]
-        return values_of(channels, keys)
+            return None, None
+        return keys, lambda channels: self._output(channels, keys)
 
     def _result(self, run: Any, output_keys: Any, version: str) -> Any:
         if output_keys is None:
@@ -387,8 +384,6 @@ class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
         if isinstance(output_keys, str):
             chan = channels[output_keys]
             return chan.value if chan.is_available() else None
-        from threadloom.graph.state import values_of
-
         return values_of(channels, output_keys)
 
     def _snapshot_values(self, channels: dict[str, Any]) -> Any:
@@ -400,8 +395,6 @@ class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
             return chan.value if chan.is_available() else None
         if keys is None:
             keys = [k for k in self.program.channels if not k.startswith("__")]
-        from threadloom.graph.state import values_of
-
         return values_of(channels, keys)
 
     # -- schemas ------------------------------------------------------------------------

@@ -11,9 +11,11 @@ transaction that first takes a PostgreSQL advisory lock, so any number of worker
 call ``setup()`` concurrently at start-up. ``setup()`` also runs automatically on first use.
 
 Connections: pass an ``autocommit=True`` connection (what ``from_conn_string`` opens) or a
-``psycopg_pool`` pool. Every batch runs in ``conn.transaction()``; on a connection the
-caller left inside an open transaction that becomes a savepoint and committing is up to the
-caller.
+``psycopg_pool`` pool (``from_conn_string(..., pool_config={...})`` opens one). Every batch
+runs in ``conn.transaction()``; on a connection the caller left inside an open transaction
+that becomes a savepoint and committing is up to the caller. With ``pipeline=True`` a
+batch's statements go out together in psycopg pipeline mode (one round trip per batch
+instead of one per operation).
 
 Values must be JSON; PostgreSQL's ``jsonb`` additionally rejects the NUL character
 (``"\\u0000"``) inside strings, and does not preserve object key order.
@@ -24,10 +26,10 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import psycopg
 from psycopg.rows import tuple_row
@@ -248,18 +250,40 @@ class PostgresStore(BaseStore):
     :class:`AsyncPostgresStore` in async applications.
     """
 
-    def __init__(self, conn: Any, *, index: Any = None) -> None:
+    def __init__(self, conn: Any, *, pipeline: bool = False, index: Any = None) -> None:
         _reject_index(type(self).__name__, index)
         self.conn = conn
+        self.pipeline = pipeline
         self._lock = threading.RLock()
         self._is_setup = False
 
     @classmethod
     @contextmanager
-    def from_conn_string(cls, conn_string: str) -> Iterator[PostgresStore]:
-        """Connect (autocommit) to ``conn_string``, yield a set-up store, then disconnect."""
+    def from_conn_string(
+        cls,
+        conn_string: str,
+        *,
+        pipeline: bool = False,
+        pool_config: PoolConfig | None = None,
+        index: Any = None,
+    ) -> Iterator[PostgresStore]:
+        """Connect to ``conn_string``, yield a set-up store, then disconnect.
+
+        By default one autocommit connection; ``pool_config`` (``min_size``, ``max_size``,
+        ``kwargs`` for each connection) opens a ``psycopg_pool.ConnectionPool`` instead.
+        ``pipeline=True`` sends each batch's statements in one round trip.
+        """
+        _reject_index(cls.__name__, index)
+        if pool_config is not None:
+            from psycopg_pool import ConnectionPool
+
+            with ConnectionPool(conn_string, open=True, **_pool_args(pool_config)) as pool:
+                store = cls(pool, pipeline=pipeline)
+                store.setup()
+                yield store
+            return
         with psycopg.Connection.connect(conn_string, autocommit=True) as conn:
-            store = cls(conn)
+            store = cls(conn, pipeline=pipeline)
             store.setup()
             yield store
 
@@ -293,13 +317,17 @@ class PostgresStore(BaseStore):
         with self._connection() as conn:
             if not self._is_setup:
                 self._setup(conn)
-            results: list[Result] = []
-            with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+            pending: list[tuple[psycopg.Cursor[Any], Callable[[list[Any]], Result]]] = []
+            with _sending(conn, self.pipeline) as flush, conn.transaction():
+                # One cursor per op, every statement sent before any result is read: in
+                # pipeline mode the whole batch is one round trip.
                 for op, payload in prepared:
                     sql, params, decode = _plan(op, payload, now)
+                    cur = conn.cursor(row_factory=tuple_row)
                     cur.execute(sql, params)
-                    results.append(decode(cur.fetchall() if cur.description else []))
-            return results
+                    pending.append((cur, decode))
+                flush()
+                return [decode(_rows(cur)) for cur, decode in pending]
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
         """Run :meth:`batch` in a worker thread so the event loop never blocks."""
@@ -321,9 +349,10 @@ class AsyncPostgresStore(BaseStore):
     ``asyncio.InvalidStateError`` instead.
     """
 
-    def __init__(self, conn: Any, *, index: Any = None) -> None:
+    def __init__(self, conn: Any, *, pipeline: bool = False, index: Any = None) -> None:
         _reject_index(type(self).__name__, index)
         self.conn = conn
+        self.pipeline = pipeline
         self._lock: asyncio.Lock | None = None
         self._is_setup = False
         try:
@@ -333,10 +362,32 @@ class AsyncPostgresStore(BaseStore):
 
     @classmethod
     @asynccontextmanager
-    async def from_conn_string(cls, conn_string: str) -> AsyncIterator[AsyncPostgresStore]:
-        """Connect (autocommit) to ``conn_string``, yield a set-up store, then disconnect."""
+    async def from_conn_string(
+        cls,
+        conn_string: str,
+        *,
+        pipeline: bool = False,
+        pool_config: PoolConfig | None = None,
+        index: Any = None,
+    ) -> AsyncIterator[AsyncPostgresStore]:
+        """Connect to ``conn_string``, yield a set-up store, then disconnect.
+
+        The same options as :meth:`PostgresStore.from_conn_string`; ``pool_config`` opens a
+        ``psycopg_pool.AsyncConnectionPool``.
+        """
+        _reject_index(cls.__name__, index)
+        if pool_config is not None:
+            from psycopg_pool import AsyncConnectionPool
+
+            async with AsyncConnectionPool(
+                conn_string, open=False, **_pool_args(pool_config)
+            ) as pool:
+                store = cls(pool, pipeline=pipeline)
+                await store.setup()
+                yield store
+            return
         async with await psycopg.AsyncConnection.connect(conn_string, autocommit=True) as conn:
-            store = cls(conn)
+            store = cls(conn, pipeline=pipeline)
             await store.setup()
             yield store
 
@@ -375,13 +426,15 @@ class AsyncPostgresStore(BaseStore):
         async with self._connection() as conn:
             if not self._is_setup:
                 await self._setup(conn)
-            results: list[Result] = []
-            async with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+            pending: list[tuple[psycopg.AsyncCursor[Any], Callable[[list[Any]], Result]]] = []
+            async with _asending(conn, self.pipeline) as flush, conn.transaction():
                 for op, payload in prepared:
                     sql, params, decode = _plan(op, payload, now)
+                    cur = conn.cursor(row_factory=tuple_row)
                     await cur.execute(sql, params)
-                    results.append(decode(await cur.fetchall() if cur.description else []))
-            return results
+                    pending.append((cur, decode))
+                await flush()
+                return [decode(await _arows(cur)) for cur, decode in pending]
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Run :meth:`abatch` on the store's event loop from another thread and wait."""
@@ -402,6 +455,66 @@ class AsyncPostgresStore(BaseStore):
         ops = list(ops)
         _prepare(ops)  # fail fast in the caller's thread on invalid input
         return asyncio.run_coroutine_threadsafe(self.abatch(ops), self.loop).result()
+
+
+class PoolConfig(TypedDict, total=False):
+    """Connection-pool options for ``from_conn_string(..., pool_config=...)``."""
+
+    min_size: int
+    max_size: int
+    kwargs: dict[str, Any]
+
+
+def _pool_args(config: PoolConfig) -> dict[str, Any]:
+    """``psycopg_pool`` arguments: autocommit connections, plus the caller's options."""
+    unknown = set(config) - set(PoolConfig.__annotations__)
+    if unknown:
+        raise ValueError(
+            f"pool_config has unknown keys {sorted(unknown)}; expected min_size, max_size, kwargs"
+        )
+    return {
+        "min_size": config.get("min_size", 1),
+        "max_size": config.get("max_size", 4),
+        "kwargs": {"autocommit": True, **config.get("kwargs", {})},
+    }
+
+
+@contextmanager
+def _sending(conn: psycopg.Connection[Any], pipeline: bool) -> Iterator[Callable[[], None]]:
+    """Pipeline mode for one batch when asked; yields the call that gets every result in."""
+    if not pipeline:
+        yield lambda: None
+        return
+    with conn.pipeline() as pipe:
+        yield pipe.sync
+
+
+@asynccontextmanager
+async def _asending(
+    conn: psycopg.AsyncConnection[Any], pipeline: bool
+) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """:func:`_sending` for an async connection."""
+    if not pipeline:
+
+        async def nothing() -> None:
+            return None
+
+        yield nothing
+        return
+    async with conn.pipeline() as pipe:
+        yield pipe.sync
+
+
+def _rows(cur: psycopg.Cursor[Any]) -> list[Any]:
+    """All rows of ``cur``'s statement (results already in), or ``[]`` when it has none."""
+    with cur:
+        return cur.fetchall() if cur.description else []
+
+
+async def _arows(cur: psycopg.AsyncCursor[Any]) -> list[Any]:
+    """:func:`_rows` for an async cursor."""
+    async with cur:
+        return await cur.fetchall() if cur.description else []
 
 
 def _reject_index(store_name: str, index: Any) -> None:

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 try:
     import psycopg
     from psycopg.conninfo import make_conninfo
-    from psycopg.pq import TransactionStatus
+    from psycopg.pq import PipelineStatus, TransactionStatus
     from psycopg.rows import tuple_row
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
@@ -191,7 +191,9 @@ def _pipeline(conn: psycopg.Connection[Any], batch: Batch) -> list[Any]:
 
     On an autocommit connection the statements form one implicit transaction: all or none.
     """
-    if len(batch) == 1:
+    if len(batch) == 1 and conn.pgconn.pipeline_status == PipelineStatus.OFF:
+        # (on a connection the caller keeps in pipeline mode, a lone statement still needs
+        # the Sync of a pipeline block of its own, or it is never sent nor committed)
         with conn.cursor(row_factory=tuple_row) as cursor:
             return [_execute(cursor, batch[0])]
     cursors: list[psycopg.Cursor[Any]] = []

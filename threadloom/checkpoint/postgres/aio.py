@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 try:
     import psycopg
-    from psycopg.pq import TransactionStatus
+    from psycopg.pq import PipelineStatus, TransactionStatus
     from psycopg.rows import tuple_row
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
@@ -62,7 +62,9 @@ async def _execute(cursor: psycopg.AsyncCursor[Any], query: Query) -> list[tuple
 
 async def _pipeline(conn: psycopg.AsyncConnection[Any], batch: Batch) -> list[Any]:
     """``postgres._pipeline`` for an async connection: one round trip, all or none."""
-    if len(batch) == 1:
+    if len(batch) == 1 and conn.pgconn.pipeline_status == PipelineStatus.OFF:
+        # (on a connection the caller keeps in pipeline mode, a lone statement still needs
+        # the Sync of a pipeline block of its own, or it is never sent nor committed)
         async with conn.cursor(row_factory=tuple_row) as cursor:
             return [await _execute(cursor, batch[0])]
     cursors: list[psycopg.AsyncCursor[Any]] = []
