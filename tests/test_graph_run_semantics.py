@@ -599,3 +599,36 @@ def test_history_of_resumed_send_step() -> None:
     step = next(s for s in graph.get_state_history(config) if s.metadata["step"] == 1)
     assert step.next == ("flaky", "two")
     assert [t.result for t in step.tasks] == [["flaky|4"], ["two"]]
+
+
+def test_a_routing_function_sees_extra_keys_its_node_returned_but_state_keeps_none() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def route(data: dict) -> str:
+        seen.append(dict(data))
+        return END
+
+    builder = StateGraph(Log)
+    builder.add_node("agent", lambda s: {"log": ["agent"], "note": "for the edge only"})
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", route)
+    out = builder.compile().invoke({"log": []})
+
+    assert seen == [{"log": ["agent"], "note": "for the edge only"}]
+    assert out == {"log": ["agent"]}
+
+
+def test_a_routing_function_that_names_its_schema_sees_only_that_schema() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def route(data: Log) -> str:
+        seen.append(dict(data))
+        return END
+
+    builder = StateGraph(Log)
+    builder.add_node("agent", lambda s: {"log": ["agent"], "note": "for the edge only"})
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", route)
+    builder.compile().invoke({"log": []})
+
+    assert seen == [{"log": ["agent"]}]
