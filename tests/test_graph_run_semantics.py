@@ -14,6 +14,7 @@ from typing_extensions import TypedDict
 
 from threadloom.channels import UntrackedValue
 from threadloom.checkpoint.memory import MemorySaver
+from threadloom.constants import TASKS
 from threadloom.graph import END, START, StateGraph
 from threadloom.graph.message import add_messages
 from threadloom.types import Command, Send, StateUpdate, interrupt
@@ -632,3 +633,36 @@ def test_a_routing_function_that_names_its_schema_sees_only_that_schema() -> Non
     builder.compile().invoke({"log": []})
 
     assert seen == [{"log": ["agent"]}]
+
+
+class FormatThreeSaver(MemorySaver):
+    """Hands checkpoints back as LangGraph's format 3 stored them: the Send packets in
+    ``pending_sends`` beside the channels, not in the tasks channel."""
+
+    def get_tuple(self, config: dict[str, Any]) -> Any:
+        tup = super().get_tuple(config)
+        if tup is not None and tup.checkpoint["channel_values"].get(TASKS):
+            cp = tup.checkpoint
+            cp["v"] = 3
+            cp["pending_sends"] = cp["channel_values"].pop(TASKS)
+            cp["channel_versions"].pop(TASKS, None)
+            for seen in cp["versions_seen"].values():
+                seen.pop(TASKS, None)
+        return tup
+
+
+def test_a_format_three_checkpoint_resumes_its_pending_sends() -> None:
+    def flaky(state: list) -> list:
+        interrupt("pause")
+        return [f"flaky|{state}"]
+
+    builder = StateGraph(Annotated[list, operator.add])
+    builder.add_node("one", lambda s: ["one"])
+    builder.add_node("flaky", flaky)
+    builder.add_edge(START, "one")
+    builder.add_conditional_edges("one", lambda s: [Send("flaky", 4)])
+    graph = builder.compile(checkpointer=FormatThreeSaver())
+    config = {"configurable": {"thread_id": "v3"}}
+    graph.invoke(["0"], config)
+    assert graph.get_state(config).next == ("flaky",)
+    assert graph.invoke(Command(resume="ok"), config) == ["0", "one", "flaky|4"]

@@ -115,6 +115,9 @@ def restore_channels(
     if not checkpoint:
         return program.new_channels()
     values = checkpoint["channel_values"]
+    if checkpoint.get("v", 4) < 4 and checkpoint.get("pending_sends") and TASKS not in values:
+        # a checkpoint from before format 4 kept its Send packets beside the channels
+        values = {**values, TASKS: list(checkpoint["pending_sends"])}
     histories = histories or {}
     return {
         k: apply_history(c, histories[k])
