@@ -1265,6 +1265,9 @@ def test_messages_stream_mode_yields_tokens_with_metadata() -> None:
     assert meta["langgraph_step"] == 1
     assert meta["langgraph_path"] == ("__pregel_pull", "call")
     assert meta["langgraph_checkpoint_ns"].startswith("call:")
+    # the package versions the chat model records for tracing travel with its messages
+    assert meta["lc_versions"] == model.metadata["lc_versions"]
+    assert "langchain-core" in meta["lc_versions"]
 
 
 def test_a_run_leaves_no_reference_cycles() -> None:

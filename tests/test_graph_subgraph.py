@@ -622,3 +622,57 @@ def test_history_under_exit_durability_does_not_take_a_later_checkpoint_as_a_res
     assert [h.metadata["step"] for h in history] == [2, 0]
     # the saved checkpoint after step 0 is step 2's: step 0's task result is not known
     assert history[1].tasks[0].result is None
+
+
+def _paused_inside_a_called_subgraph() -> tuple[Any, list[str]]:
+    ran: list[str] = []
+
+    def step(name: str):
+        def run(state: S) -> dict:
+            ran.append(name)
+            return {"log": [name]}
+
+        return run
+
+    inner = StateGraph(S)
+    inner.add_node("model", step("model"))
+    inner.add_node("tool", step("tool"))
+    inner.add_edge(START, "model")
+    inner.add_edge("model", "tool")
+    compiled_inner = inner.compile(interrupt_before=["tool"])
+
+    def call_inner(state: S) -> dict:
+        return {"log": compiled_inner.invoke(state)["log"][len(state["log"]):]}
+
+    outer = StateGraph(S)
+    outer.add_node("call_inner", call_inner)
+    outer.add_edge(START, "call_inner")
+    graph = outer.compile(checkpointer=InMemorySaver())
+    graph.invoke({"x": 0, "log": []}, cfg())
+    return graph, ran
+
+
+def test_a_subgraph_finished_by_update_state_is_not_run_again_on_resume() -> None:
+    graph, ran = _paused_inside_a_called_subgraph()
+    inner_state = graph.get_state(cfg(), subgraphs=True).tasks[0].state
+    assert inner_state.next == ("tool",)
+    graph.update_state(inner_state.config, {"log": ["edited"]}, as_node="tool")
+    inner_done = graph.get_state(cfg(), subgraphs=True).tasks[0].state
+    assert inner_done.next == ()
+    # the subgraph's checkpoints (and their parents) name the root checkpoint they are under
+    cmap = inner_done.parent_config["configurable"]["checkpoint_map"]
+    assert cmap[""] == graph.get_state(cfg()).config["configurable"]["checkpoint_id"]
+    ns = inner_done.config["configurable"]["checkpoint_ns"]
+    assert cmap[ns] == inner_done.parent_config["configurable"]["checkpoint_id"]
+
+    # resuming the parent re-runs its node; the subgraph it calls continues from its
+    # (finished) checkpoint instead of starting again from the node's input
+    assert graph.invoke(None, cfg()) == {"x": 0, "log": ["model", "edited"]}
+    assert ran == ["model"]
+
+
+def test_a_retried_subgraph_call_in_a_fresh_run_starts_again() -> None:
+    graph, ran = _paused_inside_a_called_subgraph()
+    # new input: not a resume, the subgraph starts from its input in a new task
+    graph.invoke({"x": 1, "log": []}, cfg())
+    assert ran == ["model", "model"]

@@ -1044,10 +1044,15 @@ class Loop:
             not resuming
             and self.scope.nested
             and saved is not None
-            and self.plan(self.step + 1, for_execution=False)
+            and (
+                (self.scope.resuming and not self.persistent)
+                or self.plan(self.step + 1, for_execution=False)
+            )
         ):
             # A subgraph re-entered by its parent's re-run task continues where it paused
-            # (its input is the same parent state it already received).
+            # (its input is the same parent state it already received); when the parent
+            # resumed, its task's subgraph continues even if it had finished (as edited
+            # by update_state, say): nothing of it runs again.
             resuming = True
         if (
             resuming and saved is None and isinstance(inp, Command) and inp.resume is not None
@@ -1057,6 +1062,7 @@ class Loop:
             # and the first interrupt() takes the answer
             resuming = False
             inp = {} if self.program.output_channels != "__root__" else None
+        self.scope.resuming = resuming
         if resuming:
             if saved is None and not (isinstance(inp, Command) and (inp.update or inp.goto)):
                 if self.scope.nested:

@@ -33,7 +33,16 @@ _META_KEYS = (
     "langgraph_checkpoint_ns",
     "checkpoint_ns",
     "thread_id",
+    "lc_versions",  # the package versions a chat model records for tracing
 )
+
+
+def _model_run_meta(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The metadata a chat model run's messages stream with: the node's (step, node,
+    namespace, thread), the model's ``ls_*`` tracing keys and its ``lc_versions``."""
+    meta = {k: metadata[k] for k in _META_KEYS if k in metadata}
+    meta.update({k: v for k, v in metadata.items() if k.startswith("ls_")})
+    return meta
 
 
 class StreamMessagesHandler(BaseCallbackHandler, _StreamingCallbackHandler):
@@ -68,8 +77,7 @@ class StreamMessagesHandler(BaseCallbackHandler, _StreamingCallbackHandler):
             return
         if "langgraph_node" not in metadata:
             return
-        meta = {k: metadata[k] for k in _META_KEYS if k in metadata}
-        meta.update({k: v for k, v in metadata.items() if k.startswith("ls_")})
+        meta = _model_run_meta(metadata)
         if tags:
             meta["tags"] = list(tags)
         self.runs[run_id] = meta
@@ -143,8 +151,7 @@ class StreamMessagesHandlerV2(BaseCallbackHandler, _V2StreamingCallbackHandler):
         metadata = metadata or {}
         if (tags and TAG_NOSTREAM in tags) or "langgraph_node" not in metadata:
             return
-        meta = {k: metadata[k] for k in _META_KEYS if k in metadata}
-        meta.update({k: v for k, v in metadata.items() if k.startswith("ls_")})
+        meta = _model_run_meta(metadata)
         if tags:
             meta["tags"] = [t for t in tags if not t.startswith("seq:step:")]
         ns = metadata.get("langgraph_checkpoint_ns") or ""

@@ -11,6 +11,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from threadloom.engine.subgraphs import node_subgraph
+
 _INJECTABLE = ("config", "runtime", "writer", "store")
 
 
@@ -26,21 +28,6 @@ def _signature_target(fn: Any) -> Any:
 def _is_async(fn: Any) -> bool:
     target = _signature_target(fn)
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(fn)
-
-
-def _called_graph(fn: Any) -> Any:
-    """A compiled graph a node function refers to (a closure variable or a global it
-    names), so its state can be found as the node's subgraph; None if there is none."""
-    if not inspect.isfunction(fn):
-        return None
-    try:
-        refs = inspect.getclosurevars(fn)
-    except (TypeError, ValueError):
-        return None
-    for value in (*refs.nonlocals.values(), *refs.globals.values()):
-        if getattr(value, "_threadloom_graph", False) is True and hasattr(value, "builder"):
-            return value
-    return None
 
 
 def _is_runnable(obj: Any) -> bool:
@@ -65,9 +52,7 @@ class NodeCallable:
         self.target = fn  # what the node was built from (a function, runnable or graph)
         self.runnable = _is_runnable(fn)
         # the graph this node runs: the node itself, or one its function calls
-        # "is True": a Mock (or any object answering every attribute) is not a graph
-        self.subgraph: Any = (
-            fn if getattr(fn, "_threadloom_graph", False) is True else _called_graph(fn))
+        self.subgraph: Any = node_subgraph(fn)
         self.is_subgraph = self.subgraph is not None
         self.wants: tuple[str, ...] = ()
         if self.runnable:

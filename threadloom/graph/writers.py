@@ -182,9 +182,10 @@ class NodeWriter:
             branch.input_schema is None
             and isinstance(result, dict)
             and isinstance(state, dict)
-            and not result.keys() <= state.keys()
+            and not result.keys() <= self.state_keys
         ):
-            return {**result, **state}
+            extra = {k: v for k, v in result.items() if k not in self.state_keys}
+            return {**extra, **state}
         return state
 
     def fresh_state(
