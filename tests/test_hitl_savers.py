@@ -159,7 +159,7 @@ def test_audit_table_is_its_own_versioned_migration(tmp_path: Path) -> None:
         saver.setup()  # idempotent
         versions = [r[0] for r in saver.conn.execute("SELECT v FROM threadloom_migrations")]
     assert versions == list(range(len(MIGRATIONS)))
-    assert any("threadloom_audit_log" in stmt for stmt in MIGRATIONS[-1])
+    assert any("threadloom_audit_log" in stmt for stmt in MIGRATIONS[2])
 
 
 def test_async_savers_store_the_log(tmp_path: Path, request: pytest.FixtureRequest) -> None:

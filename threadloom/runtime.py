@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from threadloom._context import current_attempt, current_task
@@ -143,6 +144,58 @@ class Runtime(Generic[Ctx]):
         attempt = current_attempt.get()
         if attempt is not None:
             attempt.touch(heartbeat=True)
+
+
+class _TaskRuntime(Runtime[Ctx]):
+    """The ``Runtime`` the engine hands a task: ``execution_info`` is built on first read
+    from facts taken when the attempt started (most nodes never read it).
+
+    Everything else is a ``Runtime``: its fields, ``merge``, ``override`` (which makes a
+    plain copy of the same class with every field set), equality and ``repr`` read
+    ``execution_info`` like any other field."""
+
+    @cached_property
+    def execution_info(self) -> ExecutionInfo | None:  # type: ignore[override]
+        ns, task_id, checkpoint_map, thread_id, run_id, attempt, first_time = self.__dict__.pop(
+            "_info"
+        )
+        return ExecutionInfo(
+            checkpoint_id=(checkpoint_map or {}).get(ns.rsplit("|", 1)[0] if "|" in ns else "", ""),
+            checkpoint_ns=ns,
+            task_id=task_id,
+            thread_id=thread_id,
+            run_id=run_id,
+            node_attempt=attempt,
+            node_first_attempt_time=first_time,
+        )
+
+
+_TaskRuntime.__qualname__ = "Runtime"  # its repr reads as any Runtime's
+
+
+def task_runtime(
+    context: Any,
+    store: Any,
+    stream_writer: Any,
+    server_info: ServerInfo | None,
+    control: RunControl | None,
+    info: tuple[Any, ...],
+) -> Runtime[Any]:
+    """A task attempt's ``Runtime``, made without the frozen dataclass's per-field
+    ``__init__`` (this runs once per task). ``info``: (namespace, task id, the config's
+    ``checkpoint_map``, thread id, run id, attempt number, first attempt's time), the
+    facts its ``ExecutionInfo`` is built from when first read."""
+    runtime = object.__new__(_TaskRuntime)
+    runtime.__dict__.update(
+        context=context,
+        store=store,
+        stream_writer=stream_writer,
+        previous=None,
+        server_info=server_info,
+        control=control,
+        _info=info,
+    )
+    return runtime
 
 
 DEFAULT_RUNTIME: Runtime[Any] = Runtime()

@@ -31,6 +31,7 @@ __all__ = [
     "BLOBS",
     "CHECKPOINTS",
     "EXPIRE_BATCH",
+    "LISTING_MIGRATION",
     "FILTER_KEY_RE",
     "MAX_PARAMS",
     "MIGRATIONS_TABLE",
@@ -60,6 +61,19 @@ CHECKPOINTS = "threadloom_checkpoints"
 BLOBS = "threadloom_blobs"
 WRITES = "threadloom_writes"
 MIGRATIONS_TABLE = "threadloom_migrations"
+
+# Schema v3, both dialects: ``list`` pages walk an index in their order (newest checkpoint
+# id first, keyset after the last row), within a thread or over all threads, so a page
+# costs the same whatever the table holds; ``list_threads`` and ``expire_paused`` can walk
+# ``created_at`` newest first. ``IF NOT EXISTS``: an existing database gains them at its
+# next ``setup()``.
+LISTING_MIGRATION: tuple[str, ...] = (
+    f"CREATE INDEX IF NOT EXISTS {CHECKPOINTS}_listed ON {CHECKPOINTS} "
+    "(checkpoint_id, thread_id, checkpoint_ns)",
+    f"CREATE INDEX IF NOT EXISTS {CHECKPOINTS}_thread_listed ON {CHECKPOINTS} "
+    "(thread_id, checkpoint_id, checkpoint_ns)",
+    f"CREATE INDEX IF NOT EXISTS {CHECKPOINTS}_recent ON {CHECKPOINTS} (created_at)",
+)
 
 FILTER_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 PAGE_SIZE = 100  # checkpoints loaded per round trip by ``list``
@@ -283,6 +297,21 @@ class Dialect:
     relaxed_commit: str | None = None
     # an SQL expression giving the ``run_id`` of a checkpoint row's metadata, as text
     run_id_sql: str = "NULL"
+    # LATERAL subqueries: a join of a few keys on a big table can be made to probe its
+    # index per key (PostgreSQL would otherwise hash the whole table for a hundred keys
+    # while its statistics undercount it); SQLite probes per key anyway
+    lateral: bool = False
+
+    def probe(self, table: str, alias: str, keys: str, columns: Sequence[str], one: bool) -> str:
+        """``FROM`` text joining the rows of ``keys`` (a CTE) to ``table`` (as ``alias``)
+        on ``columns``, through the table's index once per key; ``one``: each key
+        matches at most one row (its primary key)."""
+        on = " AND ".join(f"{alias}.{c} = {keys}.{c}" for c in columns)
+        if not self.lateral:
+            return f"{table} {alias} JOIN {keys} ON {on}"
+        # LIMIT / OFFSET keep the planner from pulling the subquery up into a hash join
+        cap = "LIMIT 1" if one else "OFFSET 0"
+        return f"{keys} CROSS JOIN LATERAL (SELECT * FROM {table} {alias} WHERE {on} {cap}) {alias}"
 
     def filter_sql(self, filter: dict[str, Any]) -> tuple[list[str], list[Any]]:
         raise NotImplementedError

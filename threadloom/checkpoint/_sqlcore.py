@@ -104,9 +104,10 @@ _MAX_DELTAS_PER_PUT = 64  # more list deltas in one put are stored whole (keeps 
 _ATTEMPTS = 3  # put: as planned; bases re-checked; all values whole (always succeeds)
 
 Key = tuple[Any, ...]
+_CP_KEY = ("thread_id", "checkpoint_ns", "checkpoint_id")
 
 
-def _with_writes(inner: str) -> str:
+def _with_writes(inner: str, d: Dialect) -> str:
     """``inner`` (a query for checkpoint rows) plus their pending writes, in one statement.
 
     Rows come back tagged: ``0`` for a checkpoint (columns as ``_CP_COLUMNS``), ``1`` for
@@ -118,9 +119,7 @@ def _with_writes(inner: str) -> str:
         "SELECT 0, thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
         "checkpoint, metadata, NULL, NULL, NULL FROM c UNION ALL "
         "SELECT 1, x.thread_id, x.checkpoint_ns, x.checkpoint_id, x.task_id, x.type, x.blob, "
-        f"NULL, x.channel, x.task_path, x.idx FROM {WRITES} x JOIN c ON "
-        "x.thread_id = c.thread_id AND x.checkpoint_ns = c.checkpoint_ns "
-        "AND x.checkpoint_id = c.checkpoint_id "
+        f"NULL, x.channel, x.task_path, x.idx FROM {d.probe(WRITES, 'x', 'c', _CP_KEY, one=False)} "
         "ORDER BY 1, 4 DESC, 2 DESC, 3 DESC, 10, 5, 11"
     )
 
@@ -201,7 +200,7 @@ class SqlCore:
             inner, params = base + " AND checkpoint_id = ?", (thread_id, ns, checkpoint_id)
         else:
             inner, params = base + " ORDER BY checkpoint_id DESC LIMIT 1", (thread_id, ns)
-        rows = yield Query(_with_writes(inner), params, fetch=True)
+        rows = yield Query(_with_writes(inner, self.d), params, fetch=True)
         checkpoints, writes = self._split(rows)
         if not checkpoints:
             return None
@@ -252,7 +251,7 @@ class SqlCore:
         if where:
             sql += " WHERE " + " AND ".join(f"({w})" for w in where)
         sql += " ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC LIMIT ?"
-        rows = yield Query(_with_writes(sql), [*params, limit], fetch=True)
+        rows = yield Query(_with_writes(sql, self.d), [*params, limit], fetch=True)
         checkpoints, writes = self._split(rows)
         if not checkpoints:
             return []
@@ -318,8 +317,10 @@ class SqlCore:
             thread_id, ns, channel, version = key
             return self._decode(
                 (row.type, row.blob),
-                lambda: f"value of channel {channel!r} version {version!r} (thread "
-                f"{thread_id!r}, namespace {ns!r}, {owner_of(key)})",
+                lambda: (
+                    f"value of channel {channel!r} version {version!r} (thread "
+                    f"{thread_id!r}, namespace {ns!r}, {owner_of(key)})"
+                ),
             )
 
         if ready:
@@ -384,9 +385,8 @@ class SqlCore:
                 "AND b.checkpoint_ns = r.checkpoint_ns AND b.channel = r.channel AND "
             )
             sql = (
-                f"{cte.sql}, k AS (SELECT {_BLOB_COLUMNS} FROM {BLOBS} b JOIN w ON "
-                "b.thread_id = w.thread_id AND b.checkpoint_ns = w.checkpoint_ns "
-                "AND b.channel = w.channel AND b.version = w.version), "
+                f"{cte.sql}, k AS (SELECT {_BLOB_COLUMNS} FROM "
+                f"{self.d.probe(BLOBS, 'b', 'w', cols, one=True)}), "
                 "r AS (SELECT DISTINCT thread_id, checkpoint_ns, channel, "
                 "COALESCE(root_version, base_version) AS root FROM k "
                 "WHERE base_version IS NOT NULL) "
@@ -531,9 +531,7 @@ class SqlCore:
         planned chain root may no longer exist."""
         p.blobs = [self._full(b) for b in p.blobs]
 
-    def _full(
-        self, blob: tuple[BlobPlan, str, bytes | None]
-    ) -> tuple[BlobPlan, str, bytes | None]:
+    def _full(self, blob: tuple[BlobPlan, str, bytes | None]) -> tuple[BlobPlan, str, bytes | None]:
         plan = blob[0]
         if not plan.is_delta:
             return blob

@@ -164,34 +164,24 @@ class Task:
     @property
     def runtime(self) -> Any:
         if self._runtime is None:
-            from threadloom.runtime import Runtime
+            from threadloom.runtime import task_runtime
 
             scope = self.scope
-            self._runtime = Runtime(
-                context=scope.context,
-                store=scope.store,
-                stream_writer=self.writer,
-                execution_info=self.execution_info(),
-                server_info=scope.server_info,
-                control=scope.control,
+            conf = self.config.get("configurable") or {}
+            attempt, first_time = self.attempt
+            info = (
+                self.ns,
+                self.id,
+                conf.get("checkpoint_map"),
+                conf.get("thread_id"),
+                self.config.get("run_id"),
+                attempt,
+                first_time,
+            )
+            self._runtime = task_runtime(
+                scope.context, scope.store, self.writer, scope.server_info, scope.control, info
             )
         return self._runtime
-
-    def execution_info(self) -> Any:
-        from threadloom.runtime import ExecutionInfo
-
-        conf = self.config.get("configurable") or {}
-        parent_ns = self.ns.rsplit("|", 1)[0] if "|" in self.ns else ""
-        attempt, first_time = self.attempt
-        return ExecutionInfo(
-            checkpoint_id=(conf.get("checkpoint_map") or {}).get(parent_ns, ""),
-            checkpoint_ns=self.ns,
-            task_id=self.id,
-            thread_id=conf.get("thread_id"),
-            run_id=self.config.get("run_id"),
-            node_attempt=attempt,
-            node_first_attempt_time=first_time,
-        )
 
     def start_attempt(self, attempt: int) -> None:
         """Number the attempt about to run (retries re-run a task in the same step); its

@@ -68,6 +68,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from threadloom.checkpoint._sql import (
     BLOBS,
     CHECKPOINTS,
+    LISTING_MIGRATION,
     WRITES,
     Batch,
     Op,
@@ -113,6 +114,7 @@ DIALECT = PostgresDialect(
     blob_len="octet_length",
     metadata_len="octet_length(metadata::text)",
     writable_ctes=True,
+    lateral=True,
     # not ``SET LOCAL``: outside an explicit BEGIN (a pipeline's implicit transaction) that
     # works too, but the server logs a WARNING for every write
     relaxed_commit="set_config('synchronous_commit', 'off', true)",
@@ -165,6 +167,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "(thread_id, created_at)",
     ),
     POSTGRES_MIGRATION,  # v2: threadloom_audit_log, the decisions of people (threadloom.hitl)
+    LISTING_MIGRATION,  # v3: indexes that keep list pages and thread listings O(page)
 ]
 """Append only: each entry is one schema version, applied once, in order."""
 

@@ -238,7 +238,7 @@ class RunSession:
             pgconn.send_query_prepared(name, values, formats, result_format=pq.Format.BINARY)
             item.replies.append((query, False))
         pgconn.pipeline_sync()
-        pgconn.flush()
+        flush_all(pgconn)
         self.sent.append(item)
 
     def drain(self) -> list[Sent]:
@@ -275,6 +275,20 @@ class RunSession:
 
     def _result(self) -> pq.abc.PGresult | None:
         return next_result(self.conn.pgconn)
+
+
+def flush_all(pgconn: pq.abc.PGconn) -> None:
+    """Send everything libpq holds for the server, however large.
+
+    The connection is nonblocking (psycopg's), so one ``flush`` sends what the socket
+    takes and reports the rest: a value larger than the socket buffer needs many. While
+    waiting to send, replies the server already wrote are read into libpq's buffer (kept
+    for ``get_result``): a server blocked on writing its output stops reading ours, and
+    neither side would move again."""
+    while pgconn.flush():
+        readable, _, _ = select.select([pgconn.socket], [pgconn.socket], [])
+        if readable:
+            pgconn.consume_input()
 
 
 def next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
@@ -328,7 +342,7 @@ class PreparedReads:
         for attempt in range(2):
             name = self._prepare(conn, query.sql, oids)
             pgconn.send_query_prepared(name, values, formats, result_format=pq.Format.BINARY)
-            pgconn.flush()
+            flush_all(pgconn)
             if attempt == 0:
                 meanwhile()
             res = next_result(pgconn)

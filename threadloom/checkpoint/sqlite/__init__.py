@@ -46,6 +46,7 @@ from typing import Any, Literal, TypeVar
 from threadloom.checkpoint._sql import (
     BLOBS,
     CHECKPOINTS,
+    LISTING_MIGRATION,
     WRITES,
     Op,
     Query,
@@ -118,6 +119,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "(thread_id, created_at)",
     ),
     SQLITE_MIGRATION,  # v2: threadloom_audit_log, the decisions of people (threadloom.hitl)
+    LISTING_MIGRATION,  # v3: indexes that keep list pages and thread listings O(page)
 ]
 """Append only: each entry is one schema version, applied once, in order."""
 

@@ -1,0 +1,375 @@
+"""``make bench-scale``: how the cost grows with the work, threadloom beside LangGraph.
+
+    .venv/bin/python bench/scale.py                 # every figure (several minutes)
+    .venv/bin/python bench/scale.py --quick         # smaller sizes, a smoke run
+    .venv/bin/python bench/scale.py --only listing  # one family: turns, listing, big, items
+    .venv/bin/python bench/scale.py --write         # also append the table to RESULTS.md
+
+Same programs on both libraries (``bench/programs.py``), one process, the libraries
+alternating per sample; a figure is the median of its samples. Growth exponents: the
+slope of log(time per unit) over log(size) between the smallest and largest size
+(0 = constant per unit, 1 = each unit costs in proportion to the size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import operator
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import date
+from importlib import import_module
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+from bench import programs as p  # noqa: E402
+from bench.api import LIBRARIES, Api, load_api  # noqa: E402
+from bench.normalize import first_difference, normalize  # noqa: E402
+from bench.savers import open_saver, unavailable  # noqa: E402
+
+TL, LG = LIBRARIES
+Row = dict[str, Any]
+
+
+def _median_time(run: Callable[[], Any], repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        gc.collect()
+        start = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def _side_by_side(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each library's ``run``, samples alternating."""
+    samples: dict[str, list[float]] = {lib: [] for lib in runs}
+    for _ in range(repeats):
+        for lib, run in runs.items():
+            samples[lib].append(_median_time(run, 1))
+    return {lib: statistics.median(s) for lib, s in samples.items()}
+
+
+def _exponent(sizes: list[int], per_unit: list[float]) -> float:
+    return math.log(per_unit[-1] / per_unit[0]) / math.log(sizes[-1] / sizes[0])
+
+
+# -- (1) thread length: an agent loop of N turns, time per turn ----------------------
+
+
+def turns_figures(kinds: list[str], sizes: list[int], apis: dict[str, Api]) -> list[Row]:
+    rows: list[Row] = []
+    for kind in kinds:
+        if any(unavailable(lib, kind) for lib in LIBRARIES):
+            continue
+        per_turn: dict[str, list[float]] = {TL: [], LG: []}
+        for turns in sizes:
+            times: dict[str, float] = {}
+            outputs = {}
+            for lib in LIBRARIES:
+                with open_saver(lib, kind) as saver:
+                    graph = p.agent_graph(apis[lib], saver, turns)
+                    ids = iter(range(10**6))
+                    outputs[lib] = normalize(p.run_agent(graph, f"warm-{turns}"))
+                    repeats = 3 if turns <= 100 else 1
+                    times[lib] = _median_time(
+                        lambda g=graph, i=ids, n=turns: p.run_agent(g, f"t{n}-{next(i)}"),
+                        repeats,
+                    )
+            diff = first_difference(outputs[TL], outputs[LG])
+            if diff is not None:
+                raise AssertionError(f"agent loop, {turns} turns, {kind}: outputs differ: {diff}")
+            for lib in LIBRARIES:
+                per_turn[lib].append(times[lib] / turns)
+            rows.append(
+                _row(
+                    f"agent loop, {turns} turns",
+                    kind,
+                    "ms/turn",
+                    1e3,
+                    times[TL] / turns,
+                    times[LG] / turns,
+                )
+            )
+        rows.append(
+            _growth(f"agent loop per-turn growth {sizes[0]}->{sizes[-1]}", kind, sizes, per_turn)
+        )
+    return rows
+
+
+# -- (2) listing: list(None) over many threads ---------------------------------------
+
+
+def _fill(lib: str, saver: Any, threads: int, per_thread: int) -> None:
+    """``threads`` threads of ``per_thread`` checkpoints each, through ``put``."""
+    base = import_module(f"{lib}.checkpoint.base")
+    ids = import_module(f"{lib}.checkpoint.base.id")
+    for t in range(threads):
+        config: dict[str, Any] = {"configurable": {"thread_id": f"t{t}", "checkpoint_ns": ""}}
+        version = None
+        for step in range(per_thread):
+            checkpoint = base.empty_checkpoint()
+            checkpoint["id"] = str(ids.uuid6(clock_seq=step))
+            version = saver.get_next_version(version, None)
+            checkpoint["channel_values"] = {"x": t * 10 + step}
+            checkpoint["channel_versions"] = {"x": version}
+            metadata = {"source": "loop", "step": step, "parents": {}}
+            config = saver.put(config, checkpoint, metadata, {"x": version})
+
+
+def listing_figures(kinds: list[str], threads: int, repeats: int) -> list[Row]:
+    rows: list[Row] = []
+    for kind in kinds:
+        if kind == "memory" or any(unavailable(lib, kind) for lib in LIBRARIES):
+            continue
+        with open_saver(TL, kind) as tl, open_saver(LG, kind) as lg:
+            savers = {TL: tl, LG: lg}
+            for lib, saver in savers.items():
+                _fill(lib, saver, threads, 3)
+            counts = {lib: sum(1 for _ in s.list(None)) for lib, s in savers.items()}
+            if counts[TL] != counts[LG]:
+                raise AssertionError(f"list(None) on {kind}: counts differ: {counts}")
+            times = _side_by_side(
+                {lib: (lambda s=s: sum(1 for _ in s.list(None))) for lib, s in savers.items()},
+                repeats,
+            )
+            rows.append(
+                _row(
+                    f"list(None), {counts[TL]:,} checkpoints of {threads:,} threads",
+                    kind,
+                    "s/listing",
+                    1,
+                    times[TL],
+                    times[LG],
+                    target=0.5,
+                )
+            )
+            page = _side_by_side(
+                {lib: (lambda s=s: list(s.list(None, limit=10))) for lib, s in savers.items()},
+                repeats * 5,
+            )
+            rows.append(
+                _row(
+                    f"list(None, limit=10), {threads:,} threads",
+                    kind,
+                    "ms/page",
+                    1e3,
+                    page[TL],
+                    page[LG],
+                )
+            )
+    return rows
+
+
+# -- (3) a big value in the state -------------------------------------------------------
+
+
+class BigState(TypedDict):
+    blob: str
+
+
+def _big_graph(api: Api, saver: Any, size: int) -> Any:
+    def write(state: BigState) -> dict[str, str]:
+        return {"blob": "x" * size}
+
+    builder = api.StateGraph(BigState)
+    builder.add_node("write", write)
+    builder.add_edge(api.START, "write")
+    builder.add_edge("write", api.END)
+    return builder.compile(checkpointer=saver)
+
+
+def big_value_figures(kinds: list[str], size: int, apis: dict[str, Api], repeats: int) -> list[Row]:
+    rows: list[Row] = []
+    for kind in kinds:
+        if any(unavailable(lib, kind) for lib in LIBRARIES):
+            continue
+        with open_saver(TL, kind) as tl, open_saver(LG, kind) as lg:
+            runs = {}
+            for lib, saver in ((TL, tl), (LG, lg)):
+                graph = _big_graph(apis[lib], saver, size)
+                ids = iter(range(10**6))
+                runs[lib] = lambda g=graph, i=ids: g.invoke(
+                    {"blob": ""}, {"configurable": {"thread_id": f"big-{next(i)}"}}
+                )
+            times = _side_by_side(runs, repeats)
+            rows.append(
+                _row(
+                    f"{size / 2**20:.0f} MB value, default durability",
+                    kind,
+                    "ms/run",
+                    1e3,
+                    times[TL],
+                    times[LG],
+                )
+            )
+    return rows
+
+
+# -- (4) a 10,000-item list, one item appended per step --------------------------------
+
+
+class ItemsState(TypedDict):
+    items: Annotated[list, operator.add]
+    n: int
+
+
+def _items_graph(api: Api, saver: Any, steps: int) -> Any:
+    def grow(state: ItemsState) -> dict[str, Any]:
+        return {"items": [{"i": state["n"], "note": "one more"}], "n": state["n"] + 1}
+
+    def route(state: ItemsState) -> str:
+        return "grow" if state["n"] < steps else api.END
+
+    builder = api.StateGraph(ItemsState)
+    builder.add_node("grow", grow)
+    builder.add_edge(api.START, "grow")
+    builder.add_conditional_edges("grow", route, ["grow", api.END])
+    return builder.compile(checkpointer=saver)
+
+
+def items_figures(
+    kinds: list[str], items: int, steps: int, apis: dict[str, Api], repeats: int
+) -> list[Row]:
+    rows: list[Row] = []
+    start = [{"i": -k, "note": "already there"} for k in range(items)]
+    for kind in kinds:
+        if any(unavailable(lib, kind) for lib in LIBRARIES):
+            continue
+        with open_saver(TL, kind) as tl, open_saver(LG, kind) as lg:
+            runs = {}
+            for lib, saver in ((TL, tl), (LG, lg)):
+                graph = _items_graph(apis[lib], saver, steps)
+                ids = iter(range(10**6))
+                runs[lib] = lambda g=graph, i=ids: g.invoke(
+                    {"items": list(start), "n": 0}, p.thread(f"items-{next(i)}")
+                )
+            times = _side_by_side(runs, repeats)
+            rows.append(
+                _row(
+                    f"{items:,}-item list, append 1 per step ({steps} steps)",
+                    kind,
+                    "ms/step",
+                    1e3,
+                    times[TL] / steps,
+                    times[LG] / steps,
+                    target=0.25,
+                )
+            )
+    return rows
+
+
+# -- the table --------------------------------------------------------------------------
+
+
+def _row(
+    label: str,
+    kind: str,
+    unit: str,
+    scale: float,
+    tl: float,
+    lg: float,
+    target: float | None = None,
+) -> Row:
+    return {
+        "label": label,
+        "saver": kind,
+        "unit": unit,
+        "tl": tl * scale,
+        "lg": lg * scale,
+        "ratio": tl / lg,
+        "target": target,
+    }
+
+
+def _growth(label: str, kind: str, sizes: list[int], per_unit: dict[str, list[float]]) -> Row:
+    return {
+        "label": label,
+        "saver": kind,
+        "unit": "exponent",
+        "tl": _exponent(sizes, per_unit[TL]),
+        "lg": _exponent(sizes, per_unit[LG]),
+        "ratio": per_unit[TL][-1] / per_unit[TL][0],  # our own last/first per-unit time
+        "target": None,
+        "growth": True,
+    }
+
+
+def table(rows: list[Row]) -> str:
+    head = (
+        f"{'figure':<52}  {'saver':<8}  {'unit':<9}  {'threadloom':>10}  {'LangGraph':>10}  "
+        f"{'tl/lg':>6}  result"
+    )
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if r.get("growth"):
+            lines.append(
+                f"{r['label']:<52}  {r['saver']:<8}  {r['unit']:<9}  {r['tl']:>10.2f}  "
+                f"{r['lg']:>10.2f}  {'':>6}  ours last/first per turn {r['ratio']:.2f}x"
+            )
+            continue
+        result = "-"
+        if r["target"] is not None:
+            ok = r["ratio"] <= r["target"]
+            result = f"{'PASS' if ok else 'FAIL'} (<= {r['target']})"
+        lines.append(
+            f"{r['label']:<52}  {r['saver']:<8}  {r['unit']:<9}  {r['tl']:>10,.3g}  "
+            f"{r['lg']:>10,.3g}  {r['ratio']:>6.3f}  {result}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    parser.add_argument(
+        "--only", action="append", default=[], choices=["turns", "listing", "big", "items"]
+    )
+    parser.add_argument(
+        "--saver", action="append", default=[], choices=["memory", "sqlite", "postgres"]
+    )
+    parser.add_argument("--write", action="store_true", help="append the table to RESULTS.md")
+    args = parser.parse_args(argv)
+    families = args.only or ["turns", "listing", "big", "items"]
+    kinds = args.saver or ["memory", "sqlite", "postgres"]
+    apis = {lib: load_api(lib) for lib in LIBRARIES}
+    quick = args.quick
+    started = time.perf_counter()
+    rows: list[Row] = []
+    if "turns" in families:
+        rows += turns_figures(kinds, [10, 100] if quick else [10, 100, 1000], apis)
+    if "listing" in families:
+        rows += listing_figures(kinds, 1000 if quick else 10_000, 3)
+    if "big" in families:
+        rows += big_value_figures([k for k in kinds if k != "memory"], 5 * 2**20, apis, 3)
+    if "items" in families:
+        rows += items_figures(kinds, 1000 if quick else 10_000, 20, apis, 3)
+    elapsed = time.perf_counter() - started
+    text = table(rows)
+    header = (
+        f"threadloom {apis[TL].version} vs langgraph {apis[LG].version}; Python "
+        f"{platform.python_version()}; {'quick' if quick else 'full'} run of "
+        f"`bench/scale.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
+        f"in {elapsed:.0f} s on {date.today().isoformat()}"
+    )
+    print(header)
+    print(text)
+    if args.write:
+        with open(_HERE / "RESULTS.md", "a") as out:
+            out.write(
+                f"\n## Growth at scale (`make bench-scale`)\n\n{header}\n\n```\n{text}\n```\n"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

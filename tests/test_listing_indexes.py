@@ -1,0 +1,114 @@
+"""Listing stays O(page): the v3 indexes exist (also on databases made before them), and
+the statements of ``list`` walk an index in their order instead of sorting the table.
+
+Plans are read with ``EXPLAIN QUERY PLAN`` on the very statements ``list`` runs (caught
+with SQLite's trace callback), so no timing is involved.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from threadloom.checkpoint.base import create_checkpoint_id, empty_checkpoint
+
+INDEXES = {
+    "threadloom_checkpoints_listed",
+    "threadloom_checkpoints_thread_listed",
+    "threadloom_checkpoints_recent",
+}
+
+
+def _fill(saver: Any, threads: int, per_thread: int) -> None:
+    for t in range(threads):
+        config: dict[str, Any] = {"configurable": {"thread_id": f"t{t}", "checkpoint_ns": ""}}
+        version = None
+        for step in range(per_thread):
+            checkpoint = empty_checkpoint()
+            checkpoint["id"] = create_checkpoint_id()
+            version = saver.get_next_version(version, None)
+            checkpoint["channel_values"] = {"x": t * 100 + step}
+            checkpoint["channel_versions"] = {"x": version}
+            config = saver.put(config, checkpoint, {"step": step}, {"x": version})
+
+
+def _sqlite_indexes(path: str) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+    return {r[0] for r in rows}
+
+
+def test_an_existing_sqlite_database_gains_the_listing_indexes(tmp_path: Path) -> None:
+    from threadloom.checkpoint.sqlite import MIGRATIONS, SqliteSaver
+
+    path = str(tmp_path / "old.sqlite")
+    with SqliteSaver.from_conn_string(path) as saver:
+        saver.setup()
+        _fill(saver, 3, 2)
+    # make it a database of schema v2, as written before the indexes existed
+    with sqlite3.connect(path) as conn:
+        for name in INDEXES:
+            conn.execute(f"DROP INDEX {name}")
+        conn.execute("DELETE FROM threadloom_migrations WHERE v >= 3")
+    assert not INDEXES & _sqlite_indexes(path)
+    with SqliteSaver.from_conn_string(path) as saver:
+        saver.setup()
+        versions = [r[0] for r in saver.conn.execute("SELECT v FROM threadloom_migrations")]
+        listed = [t.checkpoint["channel_values"]["x"] for t in saver.list(None)]
+    assert versions == list(range(len(MIGRATIONS)))
+    assert INDEXES <= _sqlite_indexes(path)
+    assert sorted(listed) == sorted(t * 100 + s for t in range(3) for s in range(2))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [None, {"configurable": {"thread_id": "t7"}}],
+    ids=["all-threads", "one-thread"],
+)
+def test_sqlite_list_pages_walk_an_index(tmp_path: Path, config: Any) -> None:
+    """Every page of ``list`` (over all threads, or one thread's namespaces) reads rows
+    in index order: no temporary B-tree sorts the table for ORDER BY."""
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    path = str(tmp_path / "many.sqlite")
+    with SqliteSaver.from_conn_string(path) as saver:
+        saver.setup()
+        _fill(saver, 60, 4)  # 240 checkpoints: three pages over all threads
+        statements: list[str] = []
+        saver.conn.set_trace_callback(statements.append)
+        try:
+            listed = list(saver.list(config))
+        finally:
+            saver.conn.set_trace_callback(None)
+        pages = [s for s in statements if "ORDER BY checkpoint_id DESC" in s]
+        assert len(pages) == (3 if config is None else 1)
+        for sql in pages:
+            plan = saver.conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
+            (page,) = [row[0] for row in plan if row[3] == "MATERIALIZE c"]
+            steps = [row[3] for row in plan if row[1] == page]  # the page's own rows
+            assert any("USING INDEX threadloom_checkpoints_" in s for s in steps), plan
+            assert not any("TEMP B-TREE" in s for s in steps), plan
+    ids = [t.config["configurable"]["checkpoint_id"] for t in listed]
+    assert ids == sorted(ids, reverse=True)
+    assert len(ids) == (240 if config is None else 4)
+
+
+def test_postgres_setup_creates_the_listing_indexes(fresh_postgres_database: str) -> None:
+    import psycopg
+
+    from threadloom.checkpoint.postgres import PostgresSaver
+
+    with PostgresSaver.from_conn_string(fresh_postgres_database) as saver:
+        saver.setup()
+        _fill(saver, 30, 4)
+        listed = list(saver.list(None))
+        one = list(saver.list({"configurable": {"thread_id": "t3"}}))
+    with psycopg.connect(fresh_postgres_database) as conn:
+        names = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes").fetchall()}
+    assert INDEXES <= names
+    ids = [t.config["configurable"]["checkpoint_id"] for t in listed]
+    assert ids == sorted(ids, reverse=True) and len(ids) == 120
+    assert [t.checkpoint["channel_values"]["x"] for t in one] == [303, 302, 301, 300]
