@@ -69,6 +69,17 @@ def test_the_interrupt_update_comes_before_the_last_values_chunk() -> None:
     assert chunks[-1][1]["log"] == ["c"] and len(chunks[-1][1]["__interrupt__"]) == 2
 
 
+def test_each_paused_task_streams_its_own_interrupt_update() -> None:
+    graph = parallel_asks()
+    updates = list(graph.stream({"log": []}, cfg(), stream_mode="updates"))
+    asked = sorted(
+        tuple(i.value for i in chunk["__interrupt__"])
+        for chunk in updates if "__interrupt__" in chunk
+    )
+    assert asked == [("a?",), ("b?",)]
+    assert {"c": {"log": ["c"]}} in updates
+
+
 def test_no_values_chunk_after_a_step_that_wrote_nothing() -> None:
     class S(TypedDict, total=False):
         x: int

@@ -1261,11 +1261,16 @@ class Loop:
             if paused:
                 self.status = "interrupted"
                 self._show_finished([t for t in tasks if not t.interrupts])
-                found = {i.id: i for t in sorted(paused, key=_task_order)
-                         for i in t.interrupts}
-                for i in self.call_interrupts:  # tasks called by the paused ones
+                ordered = sorted(paused, key=_task_order)
+                found = {i.id: i for t in ordered for i in t.interrupts}
+                # one "updates" event per paused task, as each task's interrupt is saved
+                per_task = [t.interrupts for t in ordered if t.interrupts]
+                called = tuple(i for i in self.call_interrupts if i.id not in found)
+                for i in called:  # tasks called by the paused ones
                     found.setdefault(i.id, i)
-                self._pause(tuple(found.values()))
+                if called:
+                    per_task.append(called)
+                self._pause(tuple(found.values()), per_task)
                 return
             self._note_applied(tasks)
             self.apply(tasks)
@@ -1277,7 +1282,13 @@ class Loop:
                 self._pause(())
                 return
 
-    def _pause(self, interrupts: tuple[Interrupt, ...]) -> None:
+    def _pause(
+        self,
+        interrupts: tuple[Interrupt, ...],
+        per_task: list[tuple[Interrupt, ...]] | None = None,
+    ) -> None:
+        """Stop the run: ``interrupts`` are all it asks; ``per_task`` groups them by the
+        task that asked (each group streams as its own ``updates`` event)."""
         if self.checkpointer is None and not self.scope.nested:
             warnings.warn(
                 f"Graph '{self.graph_name}' paused ({self.status}) but has no checkpointer, "
@@ -1289,7 +1300,8 @@ class Loop:
         self.interrupts = list(interrupts)
         if interrupts or not self.scope.nested:
             # (a subgraph stopped at a breakpoint says so through its parent only)
-            self.emit("updates", {INTERRUPT: interrupts})
+            for group in per_task or [interrupts]:
+                self.emit("updates", {INTERRUPT: group})
         if "values" in self.scope.modes:
             if interrupts:
                 self.emit("values", {**_as_dict(self.output()), INTERRUPT: interrupts})
