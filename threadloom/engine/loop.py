@@ -834,8 +834,9 @@ class Loop:
         from langchain_core.messages import BaseMessage, RemoveMessage
 
         seen = self.scope.message_ids
-        # a message the node received in its input is not news when it hands it back
-        given = _message_ids(task.input, BaseMessage)
+        # a message a node received in its input is not news when it (or a graph above
+        # it, returning the subgraph's state) hands it back, in this run
+        seen.update(_message_ids(task.input, BaseMessage))
         meta: dict[str, Any] | None = None
         for channel, value in task.writes:
             if channel not in self.program.state_keys:
@@ -843,7 +844,7 @@ class Loop:
             for message in value if isinstance(value, list) else (value,):
                 if not isinstance(message, BaseMessage) or isinstance(message, RemoveMessage):
                     continue
-                if message.id is not None and (message.id in seen or message.id in given):
+                if message.id is not None and message.id in seen:
                     continue
                 if message.id is not None:
                     seen.add(message.id)
