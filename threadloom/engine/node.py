@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,44 @@ def _signature_target(fn: Any) -> Any:
 def _is_async(fn: Any) -> bool:
     target = _signature_target(fn)
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(fn)
+
+
+def warn_if_config_mistyped(fn: Any) -> None:
+    """Warn (``UserWarning``) when ``fn``'s ``config`` parameter is annotated as anything
+    but ``RunnableConfig`` or ``RunnableConfig | None``: the run's config is passed to it
+    all the same, but its annotation misleads type checkers and readers. An unannotated
+    parameter, or one whose annotation cannot be resolved, is left alone."""
+    if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
+        return
+    try:
+        param = inspect.signature(fn).parameters.get("config")
+    except (TypeError, ValueError):
+        return
+    if param is None or param.annotation is inspect.Parameter.empty:
+        return
+    annotation = param.annotation
+    if isinstance(annotation, str):
+        try:
+            annotation = typing.get_type_hints(fn).get("config", annotation)
+        except Exception:  # noqa: BLE001 - a name only the type checker knows
+            return
+        if isinstance(annotation, str):
+            return
+    from langchain_core.runnables import RunnableConfig
+
+    allowed = (RunnableConfig, typing.Optional[RunnableConfig], RunnableConfig | None)  # noqa: UP045
+    if annotation in allowed:
+        return
+    import warnings
+
+    shown = getattr(annotation, "__name__", None) or repr(annotation)
+    warnings.warn(
+        f"The 'config' parameter should be typed as 'RunnableConfig' or "
+        f"'RunnableConfig | None', not '{shown}'. Node '{getattr(fn, '__name__', fn)}' "
+        "receives the run's config either way; only its annotation is wrong.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _is_runnable(obj: Any) -> bool:

@@ -185,14 +185,9 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         return TypeAdapter(schema).json_schema()
 
     def config_schema(self, *, include: Any = None) -> Any:
-        from threadloom.warnings import LangGraphDeprecatedSinceV10
+        from threadloom.warnings import warn_config_schema_method
 
-        warnings.warn(
-            "`config_schema` is deprecated. Use `get_context_jsonschema` for the relevant "
-            "schema instead.",
-            LangGraphDeprecatedSinceV10,
-            stacklevel=2,
-        )
+        warn_config_schema_method()
         return super().config_schema(include=include)
 
     def get_config_jsonschema(self, *, include: Any = None) -> dict[str, Any]:
