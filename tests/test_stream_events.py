@@ -218,3 +218,59 @@ def test_task_start_payload_keeps_listener_metadata_only():
 
     payload = task_start_payload(Task())
     assert payload["metadata"] == {"lc_agent_name": "a", "tags": ["mine"]}
+
+
+class _Two(StreamTransformer):
+    """Two named projections, pushed to by a test-driven pump."""
+
+    _native = True
+
+    def init(self) -> dict[str, Any]:
+        self.alpha: StreamChannel[str] = StreamChannel("alpha")
+        self.beta: StreamChannel[str] = StreamChannel("beta")
+        return {"alpha": self.alpha, "beta": self.beta}
+
+    def process(self, event: Any) -> bool:
+        return True
+
+
+def test_interleave_follows_push_order_with_a_pump_the_caller_binds():
+    from threadloom.stream.mux import StreamMux
+    from threadloom.stream.run_stream import GraphRunStream
+
+    mux = StreamMux(factories=[_Two], is_async=False)
+    run = GraphRunStream(None, mux, wire_pump=False)
+    script = iter([("alpha", "a1"), ("alpha", "a2"), ("beta", "b1"), ("alpha", "a3")])
+
+    def pump() -> bool:
+        for name, item in script:
+            mux.extensions[name].push(item)
+            return True
+        mux.close()
+        return False
+
+    mux.bind_pump(pump)
+    assert list(run.interleave("alpha", "beta")) == [
+        ("alpha", "a1"), ("alpha", "a2"), ("beta", "b1"), ("alpha", "a3"),
+    ]
+    # a channel no run wires stamps its items 0; a run's channels count from 1 up
+    loose: StreamChannel[str] = StreamChannel()
+    loose._bind(is_async=False)
+    loose._subscribed = True
+    loose.push("x")
+    assert list(loose._items) == [(0, "x")]
+
+
+def test_interleave_that_fails_to_subscribe_releases_what_it_took():
+    from threadloom.stream.mux import StreamMux
+    from threadloom.stream.run_stream import GraphRunStream
+
+    mux = StreamMux(factories=[_Two], is_async=False)
+    run = GraphRunStream(None, mux, wire_pump=False)
+    mux.close()
+    held = iter(mux.extensions["beta"])  # another reader holds beta
+    with pytest.raises(RuntimeError, match="already has a subscriber"):
+        list(run.interleave("alpha", "beta"))
+    assert mux.extensions["alpha"]._subscribed is False
+    assert mux.extensions["beta"]._subscribed is True  # still the other reader's
+    del held
