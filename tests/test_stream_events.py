@@ -274,3 +274,24 @@ def test_interleave_that_fails_to_subscribe_releases_what_it_took():
     assert mux.extensions["alpha"]._subscribed is False
     assert mux.extensions["beta"]._subscribed is True  # still the other reader's
     del held
+
+
+def test_v3_refuses_the_modes_it_sets_itself_and_forwards_the_rest():
+    graph = _chain()
+    with pytest.raises(TypeError, match="stream_mode"):
+        graph.stream_events({"value": "x", "items": []}, version="v3", stream_mode="values")
+    with pytest.raises(TypeError, match="subgraphs"):
+        graph.stream_events({"value": "x", "items": []}, version="v3", subgraphs=False)
+    seen: list[dict[str, Any]] = []
+    original = graph.stream
+
+    def recording(input: Any, config: Any = None, **kwargs: Any) -> Any:
+        seen.append(kwargs)
+        yield from original(input, config, **kwargs)
+
+    graph.stream = recording  # type: ignore[method-assign]
+    run = graph.stream_events({"value": "x", "items": []}, version="v3",
+                              interrupt_after=["a"])
+    assert list(run.values)
+    assert seen[0]["interrupt_after"] == ["a"]
+    assert seen[0]["interrupt_before"] is None and seen[0]["control"] is None
