@@ -1307,3 +1307,17 @@ def test_a_run_leaves_no_reference_cycles() -> None:
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
+
+
+def test_a_dict_of_runnables_is_a_node_that_runs_them_all() -> None:
+    from langchain_core.runnables import RunnableLambda
+
+    class S2(TypedDict):
+        a: int
+        b: int
+
+    g = StateGraph(S2)
+    g.add_node("both", {"a": RunnableLambda(lambda s: s["a"] + 1),
+                        "b": RunnableLambda(lambda s: s["a"] * 10)})
+    g.add_edge(START, "both")
+    assert g.compile().invoke({"a": 1, "b": 0}) == {"a": 2, "b": 10}

@@ -206,6 +206,11 @@ class StateGraph(Generic[StateT]):
                 raise ValueError(str(exc)) from None
         if action is None:
             raise ValueError(f"Node `{node}` needs a function: add_node('{node}', fn).")
+        if isinstance(action, dict):
+            # a dict of runnables runs them all on the state: {key: output, ...}
+            from langchain_core.runnables import RunnableParallel
+
+            action = RunnableParallel(action)
         if node in self.nodes:
             raise ValueError(f"Node `{node}` already present.")
         if node in (START, END):
