@@ -1321,3 +1321,26 @@ def test_a_dict_of_runnables_is_a_node_that_runs_them_all() -> None:
                         "b": RunnableLambda(lambda s: s["a"] * 10)})
     g.add_edge(START, "both")
     assert g.compile().invoke({"a": 1, "b": 0}) == {"a": 2, "b": 10}
+
+
+def test_messages_metadata_keeps_the_callers_tags_not_sequence_step_tags() -> None:
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.runnables import RunnableLambda
+
+    from threadloom.graph import MessagesState
+
+    tagged = GenericFakeChatModel(messages=iter([AIMessage(content="hi")]), tags=["mine"])
+    untagged = GenericFakeChatModel(messages=iter([AIMessage(content="yo")]))
+
+    def call(state: MessagesState) -> dict:
+        first = (RunnableLambda(lambda m: m) | tagged).invoke(state["messages"])
+        second = (RunnableLambda(lambda m: m) | untagged).invoke(state["messages"])
+        return {"messages": [first, second]}
+
+    g = StateGraph(MessagesState)
+    g.add_node("call", call)
+    g.add_edge(START, "call")
+    chunks = list(g.compile().stream({"messages": [("user", "x")]}, stream_mode="messages"))
+    tags = {m.content: meta.get("tags") for m, meta in chunks}
+    assert tags == {"hi": ["mine"], "yo": None}

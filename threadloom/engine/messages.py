@@ -78,8 +78,10 @@ class StreamMessagesHandler(BaseCallbackHandler, _StreamingCallbackHandler):
         if "langgraph_node" not in metadata:
             return
         meta = _model_run_meta(metadata)
+        # the caller's tags, not the step tags langchain adds inside a sequence
+        tags = [t for t in tags or () if not t.startswith("seq:step:")]
         if tags:
-            meta["tags"] = list(tags)
+            meta["tags"] = tags
         self.runs[run_id] = meta
 
     def on_llm_new_token(
