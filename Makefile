@@ -4,10 +4,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
 COMPAT_VENV := .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench bench-scale compat clean
+.PHONY: demo serve test lint bench bench-scale bench-server compat clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +21,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m threadloom.demo $(ARGS)
 
+# the server with the approval inbox, the seed's workflows and two demo reviewers
+serve: $(STAMP)
+	$(PY) examples/inbox/serve.py $(ARGS)
+
 test: $(STAMP)
 	$(PY) -m ruff check threadloom tests examples compat $(wildcard bench)
 	$(PY) -m pytest -q
@@ -25,14 +32,23 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check threadloom tests examples compat $(wildcard bench)
 
-bench: $(STAMP)
-	$(PY) -m pip install -q -e '.[test,bench]'
-	$(PY) bench/run.py
+# benchmarks run beside LangGraph, in their own venv: .venv (make test) never holds LangGraph
+$(BENCH_STAMP): pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[test,bench]'
+	rm -f $(BENCH_VENV)/.installed-* && touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python bench/run.py $(ARGS)
 
 # growth with thread length, thread count, value and list size, beside LangGraph
-bench-scale: $(STAMP)
-	$(PY) -m pip install -q -e '.[test,bench]'
-	$(PY) bench/scale.py --write $(ARGS)
+bench-scale: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python bench/scale.py --write $(ARGS)
+
+# approval round trips over HTTP, 50 concurrent official clients (ARGS="--url ..." for another server)
+bench-server: $(STAMP)
+	$(PY) bench/server.py $(ARGS)
 
 # LangGraph's own tests against threadloom, in a venv without LangGraph (see COMPAT.md)
 $(COMPAT_STAMP): pyproject.toml
@@ -48,4 +64,4 @@ compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python compat/run.py --check $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV)
+	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV)

@@ -1,9 +1,9 @@
 """Where threadloom's time goes: cProfile over benchmark figures, top functions by tottime.
 
-    .venv/bin/python bench/profile.py                      # chain, approval, interrupt,
+    .venv-bench/bin/python bench/profile.py                      # chain, approval, interrupt,
                                                            # fan-out, all on the memory saver
-    .venv/bin/python bench/profile.py --figure approval/sqlite --figure compile/none
-    .venv/bin/python bench/profile.py --top 40 --seconds 3
+    .venv-bench/bin/python bench/profile.py --figure approval/sqlite --figure compile/none
+    .venv-bench/bin/python bench/profile.py --top 40 --seconds 3
 
 ``--figure`` takes a figure key of ``bench/run.py`` (see its table; ``--list`` prints them).
 Only threadloom runs here; the time is spent on copies of the same programs.

@@ -1,8 +1,8 @@
 """``make bench``: threadloom side by side with LangGraph, same programs, one process.
 
-.venv/bin/python bench/run.py            # the full run (under 5 minutes)
-.venv/bin/python bench/run.py --quick    # a ~30 s smoke run
-.venv/bin/python bench/run.py --only agent
+.venv-bench/bin/python bench/run.py            # the full run (under 5 minutes)
+.venv-bench/bin/python bench/run.py --quick    # a ~30 s smoke run
+.venv-bench/bin/python bench/run.py --only agent
 """
 
 import sys

@@ -1,9 +1,9 @@
 """``make bench-scale``: how the cost grows with the work, threadloom beside LangGraph.
 
-    .venv/bin/python bench/scale.py                 # every figure (several minutes)
-    .venv/bin/python bench/scale.py --quick         # smaller sizes, a smoke run
-    .venv/bin/python bench/scale.py --only listing  # one family: turns, listing, big, items
-    .venv/bin/python bench/scale.py --write         # also append the table to RESULTS.md
+    .venv-bench/bin/python bench/scale.py                 # every figure (several minutes)
+    .venv-bench/bin/python bench/scale.py --quick         # smaller sizes, a smoke run
+    .venv-bench/bin/python bench/scale.py --only listing  # one family: turns, listing, big, items
+    .venv-bench/bin/python bench/scale.py --write         # also append the table to RESULTS.md
 
 Same programs on both libraries (``bench/programs.py``), one process, the libraries
 alternating per sample; a figure is the median of its samples. Growth exponents: the

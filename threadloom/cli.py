@@ -5,6 +5,9 @@
     threadloom audit --sqlite checkpoints.db --thread t-42 [--out log.jsonl] [--verify]
                      [--key-file audit.key]
 
+    threadloom serve --config langgraph.json [--port 2024] [--database FILE] [--dev]
+    threadloom interrupts list | approve ID | reject ID | runs list   (see threadloom.server)
+
 ``sweep`` applies the passed deadlines of approval requests on every paused thread of
 the graph (``threadloom.hitl.deadlines.sweep``; threads of other graphs in the same
 database are left alone); run it from cron or a timer. ``audit`` prints (or exports as
@@ -29,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["load_graph", "main"]
+__all__ = ["bind_graph", "load_graph", "main"]
 
 
 def _add_saver_options(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--key-file", metavar="FILE",
                        help="the saver's audit_key (HMAC), to verify a signed log "
                             "(default: $THREADLOOM_AUDIT_KEY)")
+    from threadloom.server.cli import add_serve_parser
+    from threadloom.server.operator_cli import add_operator_parsers
+
+    add_serve_parser(commands)
+    add_operator_parsers(commands)
     return parser
 
 
@@ -106,22 +114,30 @@ def load_graph(spec: str, checkpointer: Any) -> Any:
         if not hasattr(obj, part):
             raise SystemExit(f"--graph {spec!r}: {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
+    return bind_graph(obj, checkpointer, what=f"--graph {spec!r}")
+
+
+def bind_graph(obj: Any, checkpointer: Any, *, store: Any = None, what: str = "graph") -> Any:
+    """``obj`` (a compiled graph, a ``StateGraph`` builder, or a function taking the
+    checkpointer and returning a compiled graph) as a compiled graph running on
+    ``checkpointer`` (and on ``store`` when given and the graph has none)."""
     from threadloom.graph import StateGraph
 
     if isinstance(obj, StateGraph):
-        return obj.compile(checkpointer=checkpointer)
-    if getattr(obj, "_threadloom_graph", False):
+        graph = obj.compile(checkpointer=checkpointer)
+    elif getattr(obj, "_threadloom_graph", False):
         graph = copy.copy(obj)  # the same graph, on this command's saver
         graph.checkpointer = checkpointer
-        return graph
-    if callable(obj):
-        graph = obj(checkpointer)
-        if getattr(graph, "_threadloom_graph", False):
-            return graph
-    raise SystemExit(
-        f"--graph {spec!r} is a {type(obj).__name__}: give a compiled graph, a StateGraph, "
-        "or a function taking the checkpointer and returning a compiled graph."
-    )
+    elif callable(obj) and getattr(graph := obj(checkpointer), "_threadloom_graph", False):
+        pass
+    else:
+        raise SystemExit(
+            f"{what} is a {type(obj).__name__}: give a compiled graph, a StateGraph, "
+            "or a function taking the checkpointer and returning a compiled graph."
+        )
+    if store is not None and getattr(graph, "store", None) is None:
+        graph.store = store
+    return graph
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -186,6 +202,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "serve":
+            from threadloom.server.cli import serve
+
+            return serve(args)
+        if args.command in ("interrupts", "approve", "reject", "runs"):
+            from threadloom.server.operator_cli import run_operator_command
+
+            return run_operator_command(args)
         return _audit(args)
     except _Refused as exc:
         print(f"threadloom {args.command}: {exc}", file=sys.stderr)

@@ -253,11 +253,11 @@ def _require_saver(graph: CompiledStateGraph) -> Any:
 
 
 def _hooks(graph: CompiledStateGraph) -> Any:
-    from threadloom.hitl.hooks import ApprovalHooks
+    from threadloom.hitl.hooks import hooks_of
 
-    for hook in getattr(graph, "hooks", ()):
-        if isinstance(hook, ApprovalHooks):
-            return hook
+    hook = hooks_of(graph)
+    if hook is not None:
+        return hook
     from threadloom.hitl.errors import ApprovalHooksMissingError
 
     raise ApprovalHooksMissingError(

@@ -82,7 +82,10 @@ __all__ = [
     "MAX_ANSWER_DEPTH",
     "ApprovalHooks",
     "ApprovalRun",
+    "acheck_resume",
+    "acheckpoint_anchors",
     "graph_identity",
+    "hooks_of",
     "run_context",
     "uses_approvals",
 ]
@@ -373,12 +376,64 @@ def checkpoint_anchors(saver: Any, thread_id: str) -> list[dict[str, Any]]:
     """The ``{"seq", "hash"}`` audit anchors the thread's checkpoints hold."""
     out: dict[int, dict[str, Any]] = {}
     for tup in saver.list({"configurable": {"thread_id": str(thread_id)}}):
-        value = (tup.metadata or {}).get(AUDIT_ANCHOR_KEY)
-        if isinstance(value, str) and ":" in value:
-            seq, _, digest = value.partition(":")
-            if seq.isdigit():
-                out[int(seq)] = {"seq": int(seq), "hash": digest}
+        anchor = _anchor_of(tup.metadata)
+        if anchor is not None:
+            out[anchor["seq"]] = anchor
     return [out[k] for k in sorted(out)]
+
+
+async def acheckpoint_anchors(saver: Any, thread_id: str) -> list[dict[str, Any]]:
+    """``checkpoint_anchors`` for async use (servers)."""
+    out: dict[int, dict[str, Any]] = {}
+    async for tup in saver.alist({"configurable": {"thread_id": str(thread_id)}}):
+        anchor = _anchor_of(tup.metadata)
+        if anchor is not None:
+            out[anchor["seq"]] = anchor
+    return [out[k] for k in sorted(out)]
+
+
+def _anchor_of(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    value = (metadata or {}).get(AUDIT_ANCHOR_KEY)
+    if isinstance(value, str) and ":" in value:
+        seq, _, digest = value.partition(":")
+        if seq.isdigit():
+            return {"seq": int(seq), "hash": digest}
+    return None
+
+
+def hooks_of(graph: Any) -> ApprovalHooks | None:
+    """The ``ApprovalHooks`` a compiled graph carries (None: it uses no approvals)."""
+    for hook in getattr(graph, "hooks", None) or ():
+        if isinstance(hook, ApprovalHooks):
+            return hook
+    return None
+
+
+async def acheck_resume(graph: Any, resume: Any, config: Any) -> list[dict[str, Any]]:
+    """Check ``Command(resume=resume)`` on ``config``'s thread exactly as the graph's
+    approval hooks will when the run starts, without running or writing anything.
+
+    Returns the audit records the answer would add (what each decision does: settled,
+    or still pending with the approvals counted); raises the ``ApprovalError`` the run
+    would raise (a refused answer: wrong role, deadline passed, not pending, ...). For
+    a UI that must refuse an answer before queueing a run for it; the run checks again.
+    """
+    from threadloom.types import Command
+
+    hooks = hooks_of(graph)
+    if hooks is None:
+        raise ApprovalHooksMissingError(
+            "This graph carries no approval hooks, so its answers are not checked."
+        )
+    start = _start(hooks, graph, Command(resume=resume), config)
+    if start.done:
+        return []
+    snapshot = await graph.aget_state(start.config, subgraphs=True)
+    try:
+        return _plan(hooks, graph, snapshot, start).records
+    except _NotPending as missing:
+        records = await start.saver.alist_audit(start.thread_id) if start.audit else []
+        raise missing.error(records) from None
 
 
 def _thread_id(config: Mapping[str, Any]) -> str:

@@ -1,0 +1,217 @@
+"""Graphs the server tests serve (named in the test config as ./graphs.py:NAME).
+
+None is compiled with a checkpointer: the server gives each its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.messages import HumanMessage
+from langchain_core.tools import tool
+
+from threadloom.config import get_store
+from threadloom.graph import END, START, StateGraph
+from threadloom.graph.message import add_messages
+from threadloom.hitl import ApprovalHooks, Reviewers, request_approval
+from threadloom.prebuilt import ScriptedChatModel, ToolNode
+from threadloom.types import interrupt
+
+# -- the seed's three workflows ------------------------------------------------------------
+
+
+class ApprovalState(TypedDict):
+    messages: Annotated[list, add_messages]
+
+
+def draft_email(state: ApprovalState) -> dict:
+    return {"messages": [("assistant", "Draft: Dear client, here is the report...")]}
+
+
+def send_email(state: ApprovalState) -> dict:
+    return {"messages": [("assistant", "Email sent successfully.")]}
+
+
+_email = StateGraph(ApprovalState)
+_email.add_node("draft", draft_email)
+_email.add_node("send", send_email)
+_email.add_edge(START, "draft")
+_email.add_edge("draft", "send")
+_email.add_edge("send", END)
+email = _email.compile(interrupt_before=["send"])
+
+
+@tool
+def delete_file(path: str) -> str:
+    """Delete a file from the filesystem."""
+    return f"Deleted {path}"
+
+
+@tool
+def read_file(path: str) -> str:
+    """Read a file from the filesystem."""
+    return f"Contents of {path}: ..."
+
+
+def _answer(messages: list) -> Any:
+    last = messages[-1]
+    if isinstance(last, HumanMessage):
+        return {"content": "", "tool_calls": [
+            {"name": "delete_file", "args": {"path": "/tmp/old_data.csv"}, "id": "call_1"}
+        ]}
+    return f"Done: {last.content}"
+
+
+llm = ScriptedChatModel(_answer).bind_tools([delete_file, read_file])
+
+
+def agent(state: ApprovalState) -> dict:
+    return {"messages": [llm.invoke(state["messages"])]}
+
+
+def should_continue(state: ApprovalState) -> str:
+    return "tools" if state["messages"][-1].tool_calls else END
+
+
+_tools = StateGraph(ApprovalState)
+_tools.add_node("agent", agent)
+_tools.add_node("tools", ToolNode([delete_file, read_file]))
+_tools.add_edge(START, "agent")
+_tools.add_conditional_edges("agent", should_continue)
+_tools.add_edge("tools", "agent")
+tool_agent = _tools.compile(interrupt_before=["tools"])
+
+
+class InteractiveState(TypedDict):
+    messages: Annotated[list, add_messages]
+    user_feedback: str
+
+
+def generate_plan(state: InteractiveState) -> dict:
+    return {"messages": [("assistant", "Plan: Step 1, Step 2, Step 3")]}
+
+
+def review_plan(state: InteractiveState) -> dict:
+    feedback = interrupt("Please review the plan above and provide feedback or type 'approve'.")
+    return {"user_feedback": feedback}
+
+
+def execute_plan(state: InteractiveState) -> dict:
+    fb = state.get("user_feedback", "")
+    if "approve" in fb.lower():
+        return {"messages": [("assistant", "Executing the plan now.")]}
+    return {"messages": [("assistant", f"Revising plan based on: {fb}")]}
+
+
+_plan = StateGraph(InteractiveState)
+_plan.add_node("generate", generate_plan)
+_plan.add_node("review", review_plan)
+_plan.add_node("execute", execute_plan)
+_plan.add_edge(START, "generate")
+_plan.add_edge("generate", "review")
+_plan.add_edge("review", "execute")
+_plan.add_edge("execute", END)
+plan = _plan.compile()
+
+# -- parallel interrupts -------------------------------------------------------------------
+
+
+class ParallelState(TypedDict):
+    answers: Annotated[list, operator.add]
+
+
+def ask_legal(state: ParallelState) -> dict:
+    return {"answers": ["legal:" + str(interrupt("legal ok?"))]}
+
+
+def ask_finance(state: ParallelState) -> dict:
+    return {"answers": ["finance:" + str(interrupt("finance ok?"))]}
+
+
+_parallel = StateGraph(ParallelState)
+_parallel.add_node("legal", ask_legal)
+_parallel.add_node("finance", ask_finance)
+_parallel.add_edge(START, "legal")
+_parallel.add_edge(START, "finance")
+_parallel.add_edge("legal", END)
+_parallel.add_edge("finance", END)
+parallel = _parallel.compile()
+
+# -- a slow graph held at a gate (multitask strategies, cancel, join) ---------------------
+
+
+class LogState(TypedDict):
+    log: Annotated[list, operator.add]
+
+
+async def first(state: LogState, config: dict) -> dict:
+    return {"log": [f"first:{config['configurable'].get('tag', '?')}"]}
+
+
+async def second(state: LogState, config: dict) -> dict:
+    """Waits until the test opens the gate: a store item ("gates", <tag>)."""
+    tag = config["configurable"].get("tag", "?")
+    store = get_store()
+    while await store.aget(("gates",), tag) is None:
+        await asyncio.sleep(0.01)
+    return {"log": [f"second:{tag}"]}
+
+
+_slow = StateGraph(LogState)
+_slow.add_node("first", first)
+_slow.add_node("second", second)
+_slow.add_edge(START, "first")
+_slow.add_edge("first", "second")
+_slow.add_edge("second", END)
+slow = _slow.compile()
+
+# -- an approval with reviewer roles (threadloom.hitl) --------------------------------------
+
+
+class PaymentState(TypedDict):
+    amount: int
+    outcome: str
+
+
+def pay(state: PaymentState) -> dict:
+    decision = request_approval(
+        "pay", {"amount": state["amount"]}, reviewers=Reviewers(roles=["finance"]),
+        require_digest=False,
+    )
+    return {"outcome": "paid" if decision.approved else "refused"}
+
+
+_payment = StateGraph(PaymentState)
+_payment.add_node("pay", pay)
+_payment.add_edge(START, "pay")
+_payment.add_edge("pay", END)
+payment = _payment.compile(hooks=[ApprovalHooks()])
+
+# -- streaming: tokens, custom events, a subgraph ------------------------------------------
+
+chat = ScriptedChatModel(["Hello there, reviewer"], when_exhausted="cycle")
+
+
+class ChatState(TypedDict):
+    messages: Annotated[list, add_messages]
+
+
+async def talk(state: ChatState) -> dict:
+    from threadloom.config import get_stream_writer
+
+    get_stream_writer()({"progress": "thinking"})
+    return {"messages": [await chat.ainvoke(state["messages"])]}
+
+
+_inner = StateGraph(ChatState)
+_inner.add_node("talk", talk)
+_inner.add_edge(START, "talk")
+_inner.add_edge("talk", END)
+
+_outer = StateGraph(ChatState)
+_outer.add_node("inner", _inner.compile())
+_outer.add_edge(START, "inner")
+_outer.add_edge("inner", END)
+streaming = _outer.compile()

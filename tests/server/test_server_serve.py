@@ -1,0 +1,66 @@
+"""``threadloom serve`` as a process: config file, --dev, and refusing to start open."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from threadloom.server.embedded import free_port
+
+HERE = Path(__file__).resolve().parent
+
+
+def _write(tmp_path: Path, config: dict) -> Path:
+    (tmp_path / "graphs.py").write_text((HERE / "graphs.py").read_text())
+    path = tmp_path / "langgraph.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_serve_dev_mode_runs_a_graph(tmp_path: Path) -> None:
+    from langgraph_sdk import get_sync_client
+
+    config = _write(tmp_path, {"graphs": {"email": "./graphs.py:email"}})
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "threadloom.cli", "serve", "--config", str(config),
+         "--port", str(port), "--dev", "--log-level", "warning"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/ok").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        client = get_sync_client(url=url, api_key=None)
+        tid = client.threads.create()["thread_id"]
+        out = client.runs.wait(tid, "email", input={"messages": []})
+        assert out["messages"][-1]["content"].startswith("Draft:")
+        assert (tmp_path / "threadloom.db").is_file()  # the default database file
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_serve_refuses_to_start_without_auth(tmp_path: Path) -> None:
+    config = _write(tmp_path, {"graphs": {"email": "./graphs.py:email"}})
+    proc = subprocess.run(
+        [sys.executable, "-m", "threadloom.cli", "serve", "--config", str(config),
+         "--port", str(free_port())],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert proc.returncode != 0
+    assert "No authentication configured" in proc.stderr

@@ -1,0 +1,171 @@
+"""The server as an ASGI application: ``Server`` (services, worker) and ``create_app``.
+
+    from threadloom.server import Server, create_app
+    server = Server.from_config(load_config("langgraph.json", database="app.db"))
+    app = create_app(server)          # serve with uvicorn
+
+Layers: routes (``threadloom.server.routes``: validation, auth, SSE) -> services
+(``threadloom.server.services``) -> ``Storage``. The embedded storage is SQLite and the
+``Worker`` runs in this process; with a storage shared by several processes, the API
+process only queues runs and ``threadloom worker`` processes execute them
+(``Server(..., run_worker=False)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
+
+from threadloom.server.auth import Authorizer
+from threadloom.server.config import ServerConfig, import_object
+from threadloom.server.context import ServerContext
+from threadloom.server.errors import ServerError
+from threadloom.server.graphs import GraphRegistry
+from threadloom.server.routes import assistants, crons, meta, runs, store, threads
+from threadloom.server.routes.common import json_response
+from threadloom.server.services.approval_events import ApprovalFeed
+from threadloom.server.services.approvals import ApprovalService
+from threadloom.server.services.assistants import AssistantService
+from threadloom.server.services.crons import CronService
+from threadloom.server.services.runs import RunService
+from threadloom.server.services.store import StoreService
+from threadloom.server.services.threads import ThreadService
+from threadloom.server.storage.base import Storage
+from threadloom.server.worker import Worker
+
+__all__ = ["Server", "create_app", "open_storage"]
+
+
+def open_storage(database: str) -> Storage:
+    """The storage a database URL or path names (a SQLite file unless it is a
+    ``postgresql://`` URL)."""
+    if database.startswith(("postgres://", "postgresql://")):
+        raise SystemExit(
+            "PostgreSQL server storage is not available in this version; use a SQLite file."
+        )
+    path = database.removeprefix("sqlite:///").removeprefix("sqlite://")
+    from threadloom.server.storage.sqlite import SqliteStorage
+
+    return SqliteStorage(path)
+
+
+class Server:
+    """One server: its context, services and (optionally) an in-process worker."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        storage: Storage,
+        graphs: GraphRegistry,
+        authorizer: Authorizer,
+        *,
+        run_worker: bool = True,
+    ) -> None:
+        self.ctx = ServerContext(config, storage, graphs, authorizer)
+        self.assistants = AssistantService(self.ctx)
+        self.threads = ThreadService(self.ctx)
+        self.runs = RunService(self.ctx, self.threads, self.assistants)
+        self.store = StoreService(self.ctx)
+        self.crons = CronService(self.ctx, self.runs)
+        self.worker = Worker(self.threads, concurrency=config.workers) if run_worker else None
+        # the approval inbox's API; deadlines are applied where runs are executed
+        self.approvals = ApprovalService(self.ctx, self.threads, self.runs)
+        self.approval_feed = ApprovalFeed(self.approvals, self.runs, sweep=run_worker)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def from_config(cls, config: ServerConfig, *, graphs: Mapping[str, Any] | None = None,
+                    auth: Any = None, run_worker: bool = True) -> Server:
+        """Open the configured storage, import the graphs and the auth object.
+
+        ``graphs`` / ``auth`` given as objects take the place of the config's specs.
+        """
+        storage = open_storage(config.database)
+        if graphs is not None:
+            registry = GraphRegistry.of(graphs, storage.checkpointer, storage.store)
+        else:
+            registry = GraphRegistry(config, storage.checkpointer, storage.store)
+        if auth is None and config.auth_path:
+            auth = import_object(config.auth_path, config.base_dir, what="auth.path")
+        authorizer = Authorizer(api_keys=config.api_keys, auth=auth, dev=config.dev)
+        return cls(config, storage, registry, authorizer, run_worker=run_worker)
+
+    async def start(self) -> None:
+        """Set up the storage, the system assistants, the worker and the cron timer."""
+        self.loop = asyncio.get_running_loop()
+        await self.ctx.storage.setup()
+        await self.assistants.ensure_system_assistants()
+        if self.worker is not None:
+            await self.worker.start()
+            await self.crons.start()
+        await self.approval_feed.start()
+
+    async def stop(self) -> None:
+        """Stop the worker and close the storage."""
+        await self.approval_feed.stop()
+        await self.crons.stop()
+        if self.worker is not None:
+            await self.worker.stop()
+        await self.ctx.storage.close()
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts.append(f"{where or 'body'}: {err.get('msg')}")
+    return "Invalid request: " + "; ".join(parts)
+
+
+def create_app(server: Server) -> FastAPI:
+    """The ASGI app serving ``server`` (started and stopped with the app's lifespan)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await server.start()
+        try:
+            yield
+        finally:
+            await server.stop()
+
+    app = FastAPI(
+        title="threadloom server",
+        description="LangGraph's Agent Server API, served by threadloom.",
+        lifespan=lifespan,
+    )
+    app.state.server = server
+
+    @app.exception_handler(ServerError)
+    async def server_error(request: Request, exc: ServerError) -> Response:
+        body: dict[str, Any] = {"detail": exc.detail}
+        body.update(getattr(exc, "extra", None) or {})
+        return json_response(body, status=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        return json_response({"detail": _validation_detail(exc)}, status=422)
+
+    cors = server.ctx.config.cors
+    if cors is not None or server.ctx.config.dev:
+        cors = cors or {}
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors.get("allow_origins", ["*"]),
+            allow_methods=cors.get("allow_methods", ["*"]),
+            allow_headers=cors.get("allow_headers", ["*"]),
+            expose_headers=cors.get("expose_headers", ["Content-Location", "Location"]),
+        )
+    for module in (meta, assistants, threads, runs, crons, store):
+        app.include_router(module.router)
+    from threadloom.server.routes import approvals, inbox  # the approval inbox
+
+    app.include_router(approvals.router)
+    app.include_router(inbox.router)
+    return app

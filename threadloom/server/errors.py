@@ -1,0 +1,64 @@
+"""Typed errors of the server's service layer; the HTTP layer turns each into its status.
+
+Every error body the server sends is ``{"detail": "<text>"}`` (what the official client
+reads), and the text says what was wrong.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "NotFound",
+    "ServerError",
+    "Unauthorized",
+    "Unprocessable",
+]
+
+
+class ServerError(Exception):
+    """Base of the errors a request can end with; ``status`` is the HTTP status."""
+
+    status = 500
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(ServerError):
+    """The request is well formed but names something that cannot be done (400)."""
+
+    status = 400
+
+
+class Unauthorized(ServerError):
+    """No valid credentials (401)."""
+
+    status = 401
+
+
+class Forbidden(ServerError):
+    """Authenticated, but not allowed to do this (403)."""
+
+    status = 403
+
+
+class NotFound(ServerError):
+    """The thread, run, assistant or cron does not exist, or is not visible (404)."""
+
+    status = 404
+
+
+class Conflict(ServerError):
+    """The request clashes with the current state: a busy thread, a duplicate id, an
+    approval already answered (409)."""
+
+    status = 409
+
+
+class Unprocessable(ServerError):
+    """A value of the request is invalid (422)."""
+
+    status = 422

@@ -1,0 +1,318 @@
+"""Executing one claimed run: the graph run, its stream events, its final status.
+
+``execute_run`` is what a worker does with a run it claimed: it builds the run's
+config (the assistant's config under the run's; the thread, run and assistant ids;
+the caller's identity as the approvals' reviewer - never the client's config), turns
+``input``/``command`` into the graph's input, runs ``graph.astream`` with the stream
+modes asked for, publishes every chunk as a server-sent event, and at the end stores
+the thread's new values/status/interrupts *before* closing the stream (a client that
+sees the stream end and asks for the run finds its final status).
+
+Event names follow the API: ``metadata`` first, then one event per chunk named after
+its mode (``messages-tuple`` chunks are named ``messages``; with ``stream_subgraphs``
+a subgraph's chunk is named ``mode|<ns>``), ``error`` on failure. An internal
+``__result__`` event (never sent to clients) carries the run's output for ``wait``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from threadloom.server import serde
+from threadloom.server.auth import AuthUser
+from threadloom.server.graphs import interrupt_dicts
+from threadloom.server.serde import jsonable
+from threadloom.server.services.threads import (
+    ThreadService,
+    reviewer_config,
+    strip_client_identity,
+)
+
+__all__ = ["RESULT_EVENT", "build_input", "execute_run", "run_config"]
+
+RESULT_EVENT = "__result__"
+
+_GRAPH_MODES = {
+    "values": "values",
+    "updates": "updates",
+    "custom": "custom",
+    "debug": "debug",
+    "tasks": "tasks",
+    "checkpoints": "checkpoints",
+    "messages-tuple": "messages",
+    "messages": "messages",
+}
+
+
+def run_config(assistant: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
+    """The graph config of a run: assistant config under the run's, plus the ids and
+    the caller's identity (which no client-sent key can override)."""
+    kwargs = run["kwargs"]
+    base = dict(assistant.get("config") or {})
+    given = dict(kwargs.get("config") or {})
+    configurable = {
+        **(base.get("configurable") or {}),
+        **strip_client_identity(dict(given.get("configurable") or {})),
+    }
+    user = AuthUser.from_dict(kwargs.get("_user"))
+    configurable.update(reviewer_config(user))
+    configurable.update(
+        thread_id=run["thread_id"],
+        run_id=run["run_id"],
+        assistant_id=assistant["assistant_id"],
+        graph_id=assistant["graph_id"],
+    )
+    checkpoint = kwargs.get("checkpoint") or {}
+    if kwargs.get("checkpoint_id"):
+        checkpoint = {**checkpoint, "checkpoint_id": kwargs["checkpoint_id"]}
+    for key in ("checkpoint_id", "checkpoint_ns", "checkpoint_map"):
+        if checkpoint.get(key):
+            configurable[key] = checkpoint[key]
+    config: dict[str, Any] = {**base, **given, "configurable": configurable}
+    config["metadata"] = {
+        **(base.get("metadata") or {}),
+        **(given.get("metadata") or {}),
+        **(run.get("metadata") or {}),
+        "run_id": run["run_id"],
+        "thread_id": run["thread_id"],
+        "graph_id": assistant["graph_id"],
+        "assistant_id": assistant["assistant_id"],
+        "run_attempt": run.get("attempt", 1),
+    }
+    tags = list(base.get("tags") or []) + list(given.get("tags") or [])
+    if tags:
+        config["tags"] = list(dict.fromkeys(tags))
+    return config
+
+
+def _goto(value: Any) -> Any:
+    from threadloom.types import Send
+
+    if isinstance(value, Mapping) and "node" in value:
+        return Send(value["node"], value.get("input"))
+    if isinstance(value, list):
+        return [_goto(v) for v in value]
+    return value
+
+
+def build_input(kwargs: Mapping[str, Any]) -> Any:
+    """The graph input: a ``Command`` for ``command``, else ``input`` (None resumes a
+    statically interrupted thread)."""
+    command = kwargs.get("command")
+    if command:
+        from threadloom.types import Command
+
+        args: dict[str, Any] = {}
+        if command.get("resume") is not None:
+            args["resume"] = command["resume"]
+        if command.get("update") is not None:
+            update = command["update"]
+            args["update"] = [tuple(u) for u in update] if isinstance(update, list) else update
+        if command.get("goto") is not None:
+            args["goto"] = _goto(command["goto"])
+        return Command(**args)
+    return kwargs.get("input")
+
+
+def _event_name(mode: str, ns: tuple[str, ...]) -> str:
+    name = "messages" if mode == "messages-tuple" else mode
+    return "|".join((name, *ns)) if ns else name
+
+
+class _LegacyMessages:
+    """The legacy ``messages`` mode: metadata once per message, then the accumulated
+    message per token (``messages/partial``), whole messages as ``messages/complete``."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Any] = {}
+
+    def events(self, chunk: Any, metadata: Any) -> list[tuple[str, Any]]:
+        from langchain_core.messages import BaseMessageChunk
+
+        msg_id = getattr(chunk, "id", None) or ""
+        out: list[tuple[str, Any]] = []
+        if msg_id not in self.seen:
+            out.append(("messages/metadata", {msg_id: {"metadata": metadata}}))
+            self.seen[msg_id] = None
+        if isinstance(chunk, BaseMessageChunk):
+            prev = self.seen[msg_id]
+            self.seen[msg_id] = chunk if prev is None else prev + chunk
+            out.append(("messages/partial", [self.seen[msg_id]]))
+        else:
+            out.append(("messages/complete", [chunk]))
+        return out
+
+
+async def execute_run(
+    threads: ThreadService,
+    run: dict[str, Any],
+    *,
+    cancel_action: dict[str, str],
+) -> str:
+    """Run ``run`` to its end and record it; returns the final status.
+
+    ``cancel_action`` is filled (``{"action": "interrupt"|"rollback"}``) by whoever
+    cancels the task running this coroutine, so the cancellation is recorded as asked.
+    """
+    ctx = threads.ctx
+    storage = ctx.storage
+    run_id = run["run_id"]
+    kwargs = run["kwargs"]
+    keep = bool(kwargs.get("resumable"))
+
+    async def publish(event: str, data: Any) -> None:
+        await storage.publish(run_id, event, serde.dumps(data), keep=keep)
+
+    status = "success"
+    error: dict[str, Any] | None = None
+    graph = None
+    try:
+        await publish("metadata", {"run_id": run_id, "attempt": run.get("attempt", 1)})
+        assistant = await storage.get_assistant(run["assistant_id"])
+        if assistant is None:
+            raise LookupError(f"Assistant {run['assistant_id']} was deleted.")
+        graph = ctx.graphs.get(assistant["graph_id"])
+        config = run_config(assistant, run)
+        modes = kwargs.get("stream_mode") or ["values"]
+        if isinstance(modes, str):
+            modes = [modes]
+        context = {**(assistant.get("context") or {}), **(kwargs.get("context") or {})}
+        options = {
+            "context": context or None,
+            "interrupt_before": kwargs.get("interrupt_before"),
+            "interrupt_after": kwargs.get("interrupt_after"),
+        }
+        if kwargs.get("durability"):
+            options["durability"] = kwargs["durability"]
+        graph_input = build_input(kwargs)
+        if kwargs.get("_deadline_sweep"):
+            _sweeping(kwargs["_deadline_sweep"])
+        if "events" in modes:
+            async for event in graph.astream_events(
+                graph_input, config, version="v2", **options
+            ):
+                await publish("events", event)
+        else:
+            await _stream(graph, graph_input, config, modes, options,
+                          bool(kwargs.get("subgraphs")), publish)
+    except asyncio.CancelledError:
+        action = cancel_action.get("action")
+        if action is None:  # the worker is shutting down: the lease will hand it on
+            raise
+        status = "interrupted"
+        if action == "rollback":
+            await _rollback(threads, run, graph)
+            await publish(RESULT_EVENT, None)
+            await storage.close_stream(run_id)
+            return "rollback"
+    except Exception as exc:  # the graph failed: the run ends in error, the server lives on
+        status = "error"
+        error = {"error": type(exc).__name__, "message": str(exc)}
+        await publish("error", error)
+    result, finished = await _finish(threads, run, graph, status, error)
+    await publish(RESULT_EVENT, result)
+    await storage.close_stream(run_id)
+    if kwargs.get("webhook") and finished is not None:
+        _send_webhook(threads, finished, kwargs["webhook"], result)
+    return status
+
+
+def _sweeping(at: str) -> None:
+    """This run is the server applying approval deadlines as of ``at``: only such a run
+    may give deadline decisions (``threadloom.hitl.deadlines``). The flag lives in the
+    context of the task executing the run, so it ends with the run."""
+    from threadloom.hitl.clock import from_iso
+    from threadloom.hitl.hooks import sweeping
+
+    sweeping(from_iso(at))
+
+
+_PENDING_WEBHOOKS: set[asyncio.Task] = set()
+
+
+def _send_webhook(threads: ThreadService, run: dict, url: str, result: Any) -> None:
+    """POST the finished run in the background (retried; see ``webhooks``)."""
+    from threadloom.server.services.runs import public_run
+    from threadloom.server.webhooks import deliver
+
+    task = asyncio.create_task(
+        deliver(url, {**public_run(run), "values": result},
+                secret=threads.ctx.config.webhook_secret),
+        name=f"webhook-{run['run_id']}",
+    )
+    _PENDING_WEBHOOKS.add(task)
+    task.add_done_callback(_PENDING_WEBHOOKS.discard)
+
+
+async def _stream(graph: Any, graph_input: Any, config: dict, modes: list[str],
+                  options: dict, subgraphs: bool, publish: Any) -> None:
+    graph_modes = list(dict.fromkeys(_GRAPH_MODES[m] for m in modes if m in _GRAPH_MODES))
+    legacy = _LegacyMessages() if "messages" in modes else None
+    tuple_mode = "messages-tuple" in modes
+    async for item in graph.astream(
+        graph_input, config, stream_mode=graph_modes, subgraphs=subgraphs, **options
+    ):
+        if subgraphs:
+            ns, mode, chunk = item
+        else:
+            (mode, chunk), ns = item, ()
+        if mode == "messages":
+            message, metadata = chunk
+            if tuple_mode:
+                await publish(_event_name("messages", ns), [message, metadata])
+            if legacy is not None:
+                for name, data in legacy.events(message, metadata):
+                    await publish(_event_name(name, ns), data)
+            continue
+        await publish(_event_name(mode, ns), chunk)
+
+
+async def _finish(threads: ThreadService, run: dict, graph: Any, status: str,
+                  error: dict | None) -> tuple[Any, dict | None]:
+    """Store the thread's new state and the run's status; the run's output and record."""
+    storage = threads.ctx.storage
+    thread_fields: dict[str, Any] = {}
+    output: Any = None
+    if graph is not None:
+        snapshot = await graph.aget_state(
+            {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
+        )
+        from threadloom.server.graphs import pending_interrupts
+        from threadloom.server.services.threads import thread_status
+
+        values = jsonable(snapshot.values) if (snapshot.config.get("configurable") or {}).get(
+            "checkpoint_id") else None
+        thread_fields = {
+            "values": values,
+            "interrupts": pending_interrupts(snapshot),
+            "status": thread_status(snapshot, failed=error is not None),
+            "error": error,
+            "state_updated": True,
+        }
+        output = values
+        if snapshot.interrupts:
+            output = {**(values if isinstance(values, dict) else {}),
+                      "__interrupt__": interrupt_dicts(snapshot.interrupts)}
+    elif error is not None:
+        thread_fields = {"status": "error", "error": error}
+    if error is not None:
+        output = {"__error__": error}
+    finished = await storage.finish_run(run["run_id"], status, thread=thread_fields)
+    if run["kwargs"].get("temporary"):
+        await storage.delete_thread(run["thread_id"])
+    return output, finished
+
+
+async def _rollback(threads: ThreadService, run: dict, graph: Any) -> None:
+    """Undo a cancelled run: its checkpoints and its record go; the thread is as before."""
+    storage = threads.ctx.storage
+    await storage.checkpointer.adelete_for_runs([run["run_id"]])
+    await storage.finish_run(run["run_id"], "interrupted", thread=None)
+    await storage.delete_run(run["run_id"])
+    if graph is not None:
+        await threads.refresh(run["thread_id"], graph)
+        active = await storage.list_active_runs(run["thread_id"])
+        if active:
+            await storage.update_thread(run["thread_id"], status="busy")

@@ -1,0 +1,276 @@
+"""Request bodies of the HTTP API, validated by pydantic (a bad body is a 422).
+
+Field names, types and defaults follow the Agent Server API that the official client
+speaks; unknown fields are ignored, as the reference does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AssistantCreate",
+    "AssistantSearch",
+    "AssistantUpdate",
+    "AssistantVersions",
+    "CronCreate",
+    "CronSearch",
+    "CronUpdate",
+    "HistoryQuery",
+    "LatestVersion",
+    "RunCancelMany",
+    "RunCreate",
+    "StateAtCheckpoint",
+    "StateUpdate",
+    "StoreDelete",
+    "StoreNamespaces",
+    "StorePut",
+    "StoreSearch",
+    "ThreadCreate",
+    "ThreadPatch",
+    "ThreadPrune",
+    "ThreadSearch",
+]
+
+SortOrder = Literal["asc", "desc"]
+StreamMode = Literal[
+    "values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks",
+    "checkpoints", "events",
+]
+Strategy = Literal["reject", "interrupt", "rollback", "enqueue"]
+ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    def data(self) -> dict[str, Any]:
+        """The fields the client sent (and their defaults), as plain data."""
+        return self.model_dump(exclude_unset=False)
+
+
+class Checkpoint(_Body):
+    """Where in a thread's history: a checkpoint id, its namespace, the subgraph map."""
+
+    checkpoint_id: str | None = None
+    checkpoint_ns: str | None = ""
+    checkpoint_map: dict[str, Any] | None = None
+    thread_id: str | None = None
+
+
+class AssistantCreate(_Body):
+    graph_id: str
+    assistant_id: str | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    name: str | None = None
+    description: str | None = None
+
+
+class AssistantUpdate(_Body):
+    graph_id: str | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    name: str | None = None
+    description: str | None = None
+
+
+class AssistantSearch(_Body):
+    metadata: dict[str, Any] | None = None
+    graph_id: str | None = None
+    name: str | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+    sort_by: Literal["assistant_id", "created_at", "updated_at", "name", "graph_id"] | None = None
+    sort_order: SortOrder | None = None
+    select: list[str] | None = None
+
+
+class AssistantVersions(_Body):
+    metadata: dict[str, Any] | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+
+
+class LatestVersion(_Body):
+    version: int
+
+
+class ThreadCreate(_Body):
+    thread_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    supersteps: list[dict[str, Any]] | None = None
+    graph_id: str | None = None
+    ttl: Any = None
+
+
+class ThreadPatch(_Body):
+    metadata: dict[str, Any] | None = None
+    ttl: Any = None
+
+
+class ThreadSearch(_Body):
+    metadata: dict[str, Any] | None = None
+    values: dict[str, Any] | None = None
+    ids: list[str] | None = None
+    status: ThreadStatus | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+    sort_by: Literal[
+        "thread_id", "status", "created_at", "updated_at", "state_updated_at"
+    ] | None = None
+    sort_order: SortOrder | None = None
+    select: list[str] | None = None
+    extract: dict[str, Any] | None = None
+
+
+class ThreadPrune(_Body):
+    thread_ids: list[str]
+    strategy: Literal["delete", "keep_latest"] = "delete"
+
+
+class StateUpdate(_Body):
+    values: dict[str, Any] | list[Any] | None = None
+    as_node: str | None = None
+    checkpoint: Checkpoint | None = None
+    checkpoint_id: str | None = None
+
+
+class StateAtCheckpoint(_Body):
+    checkpoint: Checkpoint
+    subgraphs: bool = False
+
+
+class HistoryQuery(_Body):
+    limit: int = Field(10, ge=1, le=10_000)
+    before: str | Checkpoint | None = None
+    metadata: dict[str, Any] | None = None
+    checkpoint: Checkpoint | None = None
+
+
+class Command(_Body):
+    resume: Any = None
+    update: dict[str, Any] | list[Any] | None = None
+    goto: Any = None
+
+
+class RunCreate(_Body):
+    assistant_id: str
+    input: Any = None
+    command: Command | None = None
+    metadata: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    checkpoint: Checkpoint | None = None
+    checkpoint_id: str | None = None
+    checkpoint_during: bool | None = None
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+    stream_mode: StreamMode | list[StreamMode] | None = None
+    stream_subgraphs: bool = False
+    stream_resumable: bool = False
+    feedback_keys: list[str] | None = None
+    webhook: str | None = None
+    multitask_strategy: Strategy | None = None
+    if_not_exists: Literal["create", "reject"] = "reject"
+    on_disconnect: Literal["cancel", "continue"] = "continue"
+    on_completion: Literal["delete", "keep"] = "delete"
+    after_seconds: float | None = Field(None, ge=0)
+    durability: Literal["sync", "async", "exit"] | None = None
+
+    def data(self) -> dict[str, Any]:
+        out = self.model_dump(exclude_none=True)
+        if self.command is not None:
+            out["command"] = self.command.model_dump(exclude_unset=True)
+        if isinstance(out.get("stream_mode"), str):
+            out["stream_mode"] = [out["stream_mode"]]
+        return out
+
+
+class RunCancelMany(_Body):
+    thread_id: str | None = None
+    run_ids: list[str] | None = None
+    status: Literal["pending", "running", "all"] | None = None
+
+
+class StorePut(_Body):
+    namespace: list[str]
+    key: str
+    value: dict[str, Any]
+    index: Literal[False] | list[str] | None = None
+    ttl: float | None = None
+
+
+class StoreDelete(_Body):
+    namespace: list[str]
+    key: str
+
+
+class StoreSearch(_Body):
+    namespace_prefix: list[str] | None = None
+    filter: dict[str, Any] | None = None
+    limit: int = Field(10, ge=0, le=1000)
+    offset: int = Field(0, ge=0)
+    query: str | None = None
+    refresh_ttl: bool | None = None
+
+
+class StoreNamespaces(_Body):
+    prefix: list[str] | None = None
+    suffix: list[str] | None = None
+    max_depth: int | None = Field(None, ge=1)
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+
+
+class CronCreate(_Body):
+    schedule: str
+    assistant_id: str
+    input: Any = None
+    metadata: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+    webhook: str | None = None
+    timezone: str | None = None
+    end_time: str | None = None
+    on_run_completed: Literal["delete", "keep"] | None = None
+    enabled: bool = True
+    multitask_strategy: Strategy | None = None
+    stream_mode: StreamMode | list[StreamMode] | None = None
+    stream_subgraphs: bool | None = None
+    stream_resumable: bool | None = None
+    durability: Literal["sync", "async", "exit"] | None = None
+
+
+class CronUpdate(_Body):
+    schedule: str | None = None
+    end_time: str | None = None
+    input: Any = None
+    metadata: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    webhook: str | None = None
+    interrupt_before: Literal["*"] | list[str] | None = None
+    interrupt_after: Literal["*"] | list[str] | None = None
+    on_run_completed: Literal["delete", "keep"] | None = None
+    enabled: bool | None = None
+    timezone: str | None = None
+
+
+class CronSearch(_Body):
+    assistant_id: str | None = None
+    thread_id: str | None = None
+    enabled: bool | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+    sort_by: str | None = None
+    sort_order: SortOrder | None = None
+    select: list[str] | None = None

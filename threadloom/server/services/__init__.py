@@ -1,0 +1,1 @@
+"""The service layer: what each route means, over the ``Storage`` interface."""

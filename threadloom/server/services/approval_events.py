@@ -1,0 +1,179 @@
+"""Approval events as they happen, and the deadlines the server applies.
+
+``ApprovalFeed`` looks at the pending approvals of every thread each ``interval``
+seconds (and at once after a decision this server applied), compares them with what
+it saw the time before, and hands every subscriber the events:
+
+* ``requested`` - a new request is waiting (or a request now proposes something else);
+* ``answered`` - someone answered it: decided, or counted toward its quorum;
+* ``expired`` - its deadline decided it (or handed it to another group);
+* ``withdrawn`` - it left without an answer (the thread moved on, or was deleted).
+
+It reads only thread records and audit logs, so it sees changes whatever process made
+them (a run of this server, a client's ``update_state``, another server on the same
+database).
+
+With ``sweep`` (servers running a worker), each look also applies the deadlines that
+passed: a thread with due requests gets a run answering them with the deadlines'
+decisions - what ``threadloom sweep`` does for a library graph - recorded in the audit
+log as made by ``threadloom:deadline``. A person's late answer is refused from the
+moment the deadline passes, so the two never race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from threadloom.hitl.clock import to_iso
+from threadloom.server.auth import SERVER
+from threadloom.server.errors import Conflict
+from threadloom.server.services.approvals import ApprovalService, PendingRequest
+from threadloom.server.services.runs import RunService
+
+__all__ = ["ApprovalEvent", "ApprovalFeed"]
+
+log = logging.getLogger("threadloom.server")
+
+
+@dataclass(frozen=True)
+class ApprovalEvent:
+    """One change: ``kind``, the request as it is now (or as last seen, when it left),
+    the request before the change, whether it is still ``pending``, and the audit
+    ``decision`` that made the change."""
+
+    kind: str
+    item: PendingRequest
+    previous: PendingRequest | None
+    pending: bool
+    decision: dict[str, Any] | None = None
+
+
+class ApprovalFeed:
+    """Watches pending approvals and tells subscribers (see the module docstring)."""
+
+    def __init__(self, approvals: ApprovalService, runs: RunService, *,
+                 interval: float = 1.0, sweep: bool = True) -> None:
+        self.approvals = approvals
+        self.runs = runs
+        self.interval = interval
+        self.sweep = sweep
+        self._known: dict[str, PendingRequest] | None = None
+        self._subscribers: set[asyncio.Queue[ApprovalEvent]] = set()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._attempted: set[tuple[str, str]] = set()
+        approvals.on_decided.append(self.poke)
+
+    async def start(self) -> None:
+        """Start looking (the first look only learns what is pending)."""
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._loop(), name="threadloom-approval-feed")
+
+    async def stop(self) -> None:
+        """Stop looking."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+
+    def poke(self) -> None:
+        """Look again now (something was just decided)."""
+        if self._wake is not None:
+            self._wake.set()
+
+    def subscribe(self) -> asyncio.Queue[ApprovalEvent]:
+        """A queue receiving every later event (``unsubscribe`` it when done)."""
+        queue: asyncio.Queue[ApprovalEvent] = asyncio.Queue()
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[ApprovalEvent]) -> None:
+        """Stop delivering to ``queue``."""
+        self._subscribers.discard(queue)
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            try:
+                await self.tick()
+            except Exception:  # the database is away: look again later
+                log.exception("looking at pending approvals failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+
+    async def tick(self) -> list[ApprovalEvent]:
+        """Look once: publish and return the events since the last look; apply due
+        deadlines when sweeping."""
+        items = await self.approvals.all_pending()
+        current = {i.key: i for i in items}
+        events: list[ApprovalEvent] = []
+        if self._known is not None:
+            for key, item in current.items():
+                old = self._known.get(key)
+                if old is None:
+                    events.append(ApprovalEvent("requested", item, None, True))
+                elif old.fingerprint() != item.fingerprint():
+                    kind, decision = await self.approvals.reason_gone(old)
+                    kind = "requested" if kind == "withdrawn" else kind
+                    events.append(ApprovalEvent(kind, item, old, True, decision))
+            for key, old in self._known.items():
+                if key not in current:
+                    kind, decision = await self.approvals.reason_gone(old)
+                    events.append(ApprovalEvent(kind, old, old, False, decision))
+        self._known = current
+        for event in events:
+            for queue in list(self._subscribers):
+                queue.put_nowait(event)
+        if self.sweep:
+            await self._apply_deadlines(items)
+        return events
+
+    async def _apply_deadlines(self, items: list[PendingRequest]) -> None:
+        from threadloom.hitl.deadlines import due_requests
+        from threadloom.hitl.hooks import graph_identity, hooks_of
+
+        threads: dict[str, PendingRequest] = {}
+        for item in items:
+            threads.setdefault(item.thread_id, item)
+        graphs = self.approvals.ctx.graphs
+        for thread_id, item in threads.items():
+            graph_id = item.graph_id
+            if graph_id is None or graph_id not in graphs:
+                continue
+            graph = graphs.get(graph_id)
+            hooks = hooks_of(graph)
+            if hooks is None:
+                continue
+            now = hooks.now()
+            interrupts = [
+                SimpleNamespace(id=i["id"], value=i.get("value"))
+                for group in (item.thread.get("interrupts") or {}).values() for i in group
+            ]
+            due = due_requests(interrupts, now, graph_identity(graph))
+            if not due:
+                continue
+            mark = (thread_id, json.dumps(due, sort_keys=True, default=str))
+            if mark in self._attempted:
+                continue  # tried and failed: the thread shows the error
+            metadata = item.thread.get("metadata") or {}
+            body = {
+                "assistant_id": metadata.get("assistant_id") or graph_id,
+                "command": {"resume": due},
+                "multitask_strategy": "reject",
+            }
+            try:
+                await self.runs.create(SERVER, thread_id, body,
+                                       internal={"_deadline_sweep": to_iso(now)})
+            except Conflict:
+                continue  # a run is busy on the thread: look again next time
+            except Exception:
+                log.exception("applying the deadlines of thread %s failed", thread_id)
+            self._attempted.add(mark)

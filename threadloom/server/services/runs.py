@@ -1,0 +1,286 @@
+"""Runs: queue them, follow them, wait for them, cancel them.
+
+A run is queued in the storage (``create_run`` applies the thread's
+``multitask_strategy`` atomically) and executed by a worker; the request that made it
+can follow its events (``stream``), wait for its output (``wait``), or return at once.
+Stateless runs (no thread id) get a temporary thread, deleted when they end unless
+``on_completion="keep"``.
+
+Answers to people's questions are checked here before anything is queued: a resume
+when nothing is pending on the thread, or naming interrupts that are no longer
+pending, is a 409 carrying the earlier decision from the audit log - the second answer
+to an approval never reaches the graph.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from threadloom.server.auth import AuthUser
+from threadloom.server.context import ServerContext, check_uuid, visible
+from threadloom.server.errors import Conflict, NotFound
+from threadloom.server.executor import RESULT_EVENT
+from threadloom.server.records import new_id, now_iso
+from threadloom.server.services.assistants import AssistantService
+from threadloom.server.services.threads import ThreadService
+from threadloom.server.storage.base import RUN_ACTIVE, StreamEvent
+
+__all__ = ["RunService", "public_run"]
+
+_KWARGS = (
+    "input", "command", "config", "context", "stream_mode", "interrupt_before",
+    "interrupt_after", "webhook", "feedback_keys", "checkpoint", "checkpoint_id",
+    "durability", "on_disconnect",
+)
+
+
+def public_run(run: dict[str, Any]) -> dict[str, Any]:
+    """The run as clients see it (without the private keys kept for the worker)."""
+    kwargs = {k: v for k, v in (run.get("kwargs") or {}).items() if not k.startswith("_")}
+    out = {k: v for k, v in run.items() if k != "attempt"}
+    out["kwargs"] = kwargs
+    return out
+
+
+class RunService:
+    """Create, follow, list and cancel runs."""
+
+    def __init__(self, ctx: ServerContext, threads: ThreadService,
+                 assistants: AssistantService) -> None:
+        self.ctx = ctx
+        self.threads = threads
+        self.assistants = assistants
+
+    # -- creating ----------------------------------------------------------------------
+
+    async def create(
+        self, user: AuthUser, thread_id: str | None, body: dict[str, Any], *,
+        listen: bool = False, internal: Mapping[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], AsyncIterator[StreamEvent] | None]:
+        """Queue a run on ``thread_id`` (None: a temporary thread): the run record and,
+        with ``listen``, its events (subscribed before anything else can happen).
+        ``internal``: the server's own ``_``-prefixed run options (never a client's),
+        e.g. ``_deadline_sweep``."""
+        storage = self.ctx.storage
+        assistant = await self.assistants.resolve(body["assistant_id"])
+        temporary = thread_id is None
+        if temporary:
+            thread = await self.threads.create(user, {"metadata": {}})
+            thread_id = thread["thread_id"]
+        else:
+            check_uuid(thread_id, "thread")
+            thread = await storage.get_thread(thread_id)
+            if thread is None:
+                if body.get("if_not_exists") != "create":
+                    raise NotFound(
+                        f"Thread {thread_id} not found: create it first, or send "
+                        "if_not_exists='create'."
+                    )
+                thread = await self.threads.create(user, {"thread_id": thread_id})
+        run_id = new_id()
+        metadata = dict(body.get("metadata") or {})
+        value = {
+            "thread_id": thread_id, "assistant_id": assistant["assistant_id"], "run_id": run_id,
+            "status": "pending", "metadata": metadata, "kwargs": dict(body),
+            "multitask_strategy": body.get("multitask_strategy"), "prevent_insert_if_inflight":
+            True,
+        }
+        filt = await self.ctx.authorize(user, "threads", "create_run", value)
+        visible(thread, filt, f"Thread {thread_id}")
+        graph_id = assistant["graph_id"]
+        graph = self.ctx.graphs.get(graph_id)
+        command = body.get("command") or {}
+        if command.get("resume") is not None:
+            await self._check_resume(thread_id, graph, command["resume"])
+        kwargs = {k: body[k] for k in _KWARGS if body.get(k) is not None}
+        kwargs["stream_mode"] = body.get("stream_mode") or ["values"]
+        kwargs["subgraphs"] = bool(body.get("stream_subgraphs"))
+        kwargs["resumable"] = bool(body.get("stream_resumable"))
+        kwargs["temporary"] = temporary and body.get("on_completion", "delete") == "delete"
+        kwargs["_user"] = user.to_dict()
+        kwargs.update({k: v for k, v in (internal or {}).items() if k.startswith("_")})
+        now = now_iso()
+        await storage.update_thread(
+            thread_id, metadata={"graph_id": graph_id, "assistant_id": assistant["assistant_id"]}
+        )
+        record = {
+            "run_id": run_id,
+            "thread_id": thread_id,
+            "assistant_id": assistant["assistant_id"],
+            "created_at": now,
+            "updated_at": now,
+            "metadata": {
+                **(assistant.get("metadata") or {}),
+                **metadata,
+                "graph_id": graph_id,
+                "assistant_id": assistant["assistant_id"],
+            },
+            "kwargs": kwargs,
+            "run_at": time.time() + float(body.get("after_seconds") or 0),
+        }
+        strategy = body.get("multitask_strategy") or "enqueue"
+        run, to_cancel = await storage.create_run(record, multitask_strategy=strategy)
+        events = storage.subscribe(run_id, after=None) if listen else None
+        if to_cancel:
+            action = "rollback" if strategy == "rollback" else "interrupt"
+            await self.cancel_runs([r["run_id"] for r in to_cancel], action)
+        run.pop("run_at", None)
+        return run, events
+
+    async def _check_resume(self, thread_id: str, graph: Any, resume: Any) -> None:
+        """409 for an answer to nothing pending (a second answer, an unknown id)."""
+        if await self.ctx.storage.list_active_runs(thread_id):
+            return  # queued behind a run: what is pending is known only when it starts
+        from threadloom.engine.task import is_resume_map
+        from threadloom.hitl.request import requests_in
+
+        snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+        pending = list(snapshot.interrupts)
+        if pending and not (isinstance(resume, Mapping) and is_resume_map(resume)):
+            return
+        known = {i.id for i in pending}
+        for intr in pending:
+            known.update(r.id for r in requests_in(intr.value) or ())
+        if pending and all(k in known for k in resume):
+            return
+        keyed = isinstance(resume, Mapping) and (is_resume_map(resume) or "type" not in resume)
+        named = set(resume) if keyed else set()
+        decision = await self._earlier_decision(thread_id, named)
+        detail = (
+            f"Nothing on thread {thread_id} is waiting for this answer"
+            + (f" (pending now: {sorted(i.id for i in pending)})" if pending else "")
+            + ": it was already answered, or never asked."
+        )
+        if decision is not None:
+            detail += (
+                f" Request {decision.get('request_id')!r} was already decided: "
+                f"{decision.get('decision')!r} by {(decision.get('who') or {}).get('id')} at "
+                f"{decision.get('at')}."
+            )
+        error = Conflict(detail)
+        error.extra = {"decision": decision}  # type: ignore[attr-defined]
+        raise error
+
+    async def _earlier_decision(self, thread_id: str, named: set[str]) -> dict | None:
+        saver = self.ctx.storage.checkpointer
+        if not hasattr(saver, "alist_audit"):
+            return None
+        records = [r for r in await saver.alist_audit(thread_id) if r.get("event") == "decision"]
+        for record in reversed(records):
+            if not named or record.get("request_id") in named or record.get(
+                "interrupt_id"
+            ) in named:
+                return {k: record.get(k) for k in (
+                    "request_id", "interrupt_id", "action", "decision", "status", "who", "at"
+                )}
+        return None
+
+    def listen(self, run_id: str, *, after: str | None = None) -> AsyncIterator[StreamEvent]:
+        """The run's events from now on (see ``Storage.subscribe``)."""
+        return self.ctx.storage.subscribe(run_id, after=after)
+
+    async def output(self, run: dict[str, Any]) -> Any:
+        """A finished run's output: the thread's values (+ ``__interrupt__``) or
+        ``{"__error__": ...}``."""
+        if run["status"] == "error":
+            thread = await self.ctx.storage.get_thread(run["thread_id"])
+            return {"__error__": (thread or {}).get("error") or {"error": "Error",
+                                                                  "message": "run failed"}}
+        thread = await self.ctx.storage.get_thread(run["thread_id"])
+        if thread is None:
+            return None
+        values = thread.get("values")
+        interrupts = [i for group in (thread.get("interrupts") or {}).values() for i in group]
+        if interrupts:
+            return {**(values if isinstance(values, dict) else {}), "__interrupt__": [
+                {**i, "response_schema": None} for i in interrupts
+            ]}
+        return values
+
+    @staticmethod
+    async def collect_result(events: AsyncIterator[StreamEvent]) -> Any:
+        """Drain a subscription until its end; the run's ``__result__``."""
+        from threadloom.server import serde
+
+        result = None
+        async for event in events:
+            if event.event == RESULT_EVENT:
+                result = serde.loads(event.data)
+        return result
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def get(self, user: AuthUser, thread_id: str, run_id: str) -> dict:
+        await self.threads.readable(user, thread_id)
+        check_uuid(run_id, "run")
+        run = await self.ctx.storage.get_run(run_id, thread_id)
+        if run is None:
+            raise NotFound(f"Run {run_id} not found on thread {thread_id}.")
+        return run
+
+    async def list(self, user: AuthUser, thread_id: str, *, limit: int, offset: int,
+                   status: str | None) -> list[dict]:
+        await self.threads.readable(user, thread_id)
+        return await self.ctx.storage.list_runs(thread_id, limit=limit, offset=offset,
+                                                status=status)
+
+    async def delete(self, user: AuthUser, thread_id: str, run_id: str) -> None:
+        await self.threads.readable(user, thread_id, "delete")
+        run = await self.get(user, thread_id, run_id)
+        if run["status"] in RUN_ACTIVE:
+            await self.cancel_runs([run_id], "interrupt")
+        await self.ctx.storage.delete_run(run_id)
+
+    async def join(self, user: AuthUser, thread_id: str, run_id: str) -> Any:
+        run = await self.get(user, thread_id, run_id)
+        run = await self.ctx.storage.wait_run(run["run_id"], None)
+        if run is None:
+            return None
+        return await self.output(run)
+
+    # -- cancelling --------------------------------------------------------------------
+
+    async def cancel(self, user: AuthUser, thread_id: str, run_id: str, *, wait: bool,
+                     action: str) -> None:
+        await self.threads.readable(user, thread_id, "update")
+        run = await self.get(user, thread_id, run_id)
+        if run["status"] not in RUN_ACTIVE:
+            raise NotFound(f"Run {run_id} is not pending or running (it is {run['status']}).")
+        await self.cancel_runs([run_id], action)
+        if wait:
+            await self.ctx.storage.wait_run(run_id, None)
+
+    async def cancel_runs(self, run_ids: list[str], action: str) -> None:
+        """Cancel runs; pending ones end at once (and their thread is brought up to date)."""
+        found = await self.ctx.storage.request_cancel(run_ids, action)  # type: ignore[arg-type]
+        for run in found:
+            if run["status"] != "pending":
+                continue
+            thread = await self.ctx.storage.get_thread(run["thread_id"])
+            if thread is None:
+                continue
+            if await self.ctx.storage.list_active_runs(run["thread_id"]):
+                continue
+            await self.threads.refresh(run["thread_id"], self.threads.graph_for(thread))
+
+    async def cancel_many(self, user: AuthUser, body: dict[str, Any], action: str) -> None:
+        thread_id = body.get("thread_id")
+        status = body.get("status")
+        if body.get("run_ids"):
+            if thread_id is None:
+                raise NotFound("cancel by run_ids needs the thread_id")
+            ids = list(body["run_ids"])
+            for run_id in ids:
+                await self.get(user, thread_id, run_id)
+        else:
+            if thread_id is not None:
+                await self.threads.readable(user, thread_id, "update")
+            active = await self.ctx.storage.list_active_runs(thread_id)
+            ids = [
+                r["run_id"] for r in active
+                if status in (None, "all") or r["status"] == status
+            ]
+        if ids:
+            await self.cancel_runs(ids, action)

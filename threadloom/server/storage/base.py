@@ -1,0 +1,304 @@
+"""``Storage``: the one interface between the server's services and its database.
+
+It holds the server's records (assistants, threads, runs, crons), the run queue the
+workers take runs from, the streams of run events, and it hands out the checkpointer
+and the store the graphs run on. Two implementations fit behind it: ``SqliteStorage``
+(one SQLite file, one process: the embedded default) and a PostgreSQL one for any number
+of ``threadloom worker`` processes. Routes and services only ever talk to this
+interface, so adding an implementation changes neither.
+
+Records are plain JSON-ready dicts with the keys the Agent Server API returns
+(``threadloom/server/records.py`` builds them); timestamps are ISO 8601 strings with an
+offset. Every method is a coroutine: the SQLite implementation runs its statements on
+one worker thread, the PostgreSQL one on an async connection pool.
+
+What an implementation must guarantee (the services rely on it):
+
+* **One active run per thread.** ``create_run`` decides a busy thread's
+  ``multitask_strategy`` atomically with the insert, and ``claim_run`` hands out a run
+  only when no other run of its thread is ``running`` (a database constraint, not a
+  check in Python, when several processes claim).
+* **Leases.** A claimed run belongs to its worker until ``lease_seconds`` pass without a
+  ``heartbeat``; ``requeue_expired`` puts such runs back to ``pending`` (their graph
+  resumes from the last checkpoint, since the run's config names the thread).
+* **Wake-ups, not polling.** ``wait_for_work`` returns as soon as a run is queued
+  (SQLite: an in-process event; PostgreSQL: LISTEN/NOTIFY), ``wait_run`` as soon as a
+  run finishes, ``watch_cancellations`` delivers cancel requests to the process running
+  the run.
+* **Streams.** ``publish`` gives each event of a run a strictly increasing id;
+  ``subscribe(after=id)`` replays the kept events after that id, then follows live
+  ones until ``close_stream``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "RUN_ACTIVE",
+    "RUN_TERMINAL",
+    "CancelAction",
+    "CancelCallback",
+    "StreamEvent",
+    "Storage",
+]
+
+CancelAction = Literal["interrupt", "rollback"]
+CancelCallback = Callable[[str, CancelAction], Awaitable[None] | None]
+"""Called with ``(run_id, action)`` in the process running the run."""
+
+RUN_ACTIVE = ("pending", "running")
+RUN_TERMINAL = ("success", "error", "interrupted", "timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One server-sent event of a run: ``id`` strictly increases within the run."""
+
+    id: str
+    event: str
+    data: bytes  # JSON text
+
+
+class Storage(abc.ABC):
+    """Records, run queue and run streams of one server (see the module docstring)."""
+
+    #: the checkpointer every served graph runs on (a ``BaseCheckpointSaver``)
+    checkpointer: Any
+    #: the store every served graph and the ``/store`` routes use (a ``BaseStore``)
+    store: Any
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def setup(self) -> None:
+        """Create or migrate the tables (idempotent)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections; the storage is not used afterwards."""
+
+    # -- assistants --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_assistant(self, record: dict[str, Any], *, if_exists: str) -> dict:
+        """Insert an assistant (version 1). ``if_exists``: ``raise`` -> ``Conflict`` on a
+        duplicate id, ``do_nothing`` -> the existing one."""
+
+    @abc.abstractmethod
+    async def get_assistant(self, assistant_id: str) -> dict | None:
+        """The assistant at its current version."""
+
+    @abc.abstractmethod
+    async def update_assistant(self, assistant_id: str, changes: dict[str, Any]) -> dict | None:
+        """Store a new version (version + 1) with ``changes`` (graph_id, config, context,
+        name, description replace; metadata is merged) and make it current."""
+
+    @abc.abstractmethod
+    async def delete_assistant(self, assistant_id: str) -> bool:
+        """Delete the assistant and its versions; False when there was none."""
+
+    @abc.abstractmethod
+    async def search_assistants(
+        self,
+        *,
+        graph_id: str | None,
+        name: str | None,
+        metadata: dict[str, Any] | None,
+        limit: int,
+        offset: int,
+        sort_by: str | None,
+        sort_order: str | None,
+    ) -> list[dict]:
+        """Assistants matching every given filter (metadata: containment)."""
+
+    @abc.abstractmethod
+    async def count_assistants(
+        self, *, graph_id: str | None, name: str | None, metadata: dict[str, Any] | None
+    ) -> int:
+        """How many assistants ``search_assistants`` would find without paging."""
+
+    @abc.abstractmethod
+    async def assistant_versions(
+        self, assistant_id: str, *, metadata: dict[str, Any] | None, limit: int, offset: int
+    ) -> list[dict]:
+        """The assistant's versions, newest first."""
+
+    @abc.abstractmethod
+    async def set_assistant_version(self, assistant_id: str, version: int) -> dict | None:
+        """Make ``version`` current; None when the assistant or version is unknown."""
+
+    # -- threads -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_thread(self, record: dict[str, Any], *, if_exists: str) -> dict:
+        """Insert a thread; ``if_exists`` as for assistants."""
+
+    @abc.abstractmethod
+    async def get_thread(self, thread_id: str) -> dict | None:
+        """The thread record."""
+
+    @abc.abstractmethod
+    async def update_thread(self, thread_id: str, **fields: Any) -> dict | None:
+        """Change thread fields: ``metadata`` is merged into the stored one; ``status``,
+        ``values``, ``interrupts``, ``error``, ``config`` replace; ``state_updated``
+        (bool) bumps ``state_updated_at``."""
+
+    @abc.abstractmethod
+    async def delete_thread(self, thread_id: str) -> bool:
+        """Delete the thread, its runs and its checkpoints; False when there was none."""
+
+    @abc.abstractmethod
+    async def search_threads(
+        self,
+        *,
+        ids: Sequence[str] | None,
+        metadata: dict[str, Any] | None,
+        values: dict[str, Any] | None,
+        status: str | None,
+        limit: int,
+        offset: int,
+        sort_by: str | None,
+        sort_order: str | None,
+    ) -> list[dict]:
+        """Threads matching every filter (metadata, values: containment)."""
+
+    @abc.abstractmethod
+    async def count_threads(
+        self,
+        *,
+        metadata: dict[str, Any] | None,
+        values: dict[str, Any] | None,
+        status: str | None,
+    ) -> int:
+        """How many threads ``search_threads`` would find without paging."""
+
+    # -- runs and the run queue --------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_run(
+        self, record: dict[str, Any], *, multitask_strategy: str
+    ) -> tuple[dict, list[dict]]:
+        """Queue a run (``status: pending``) and mark its thread ``busy``, atomically with
+        the decision on a busy thread: ``reject`` raises ``Conflict``; ``interrupt`` /
+        ``rollback`` return the active runs to cancel (the caller calls
+        ``request_cancel``); ``enqueue`` queues behind them. Returns ``(run, to_cancel)``
+        and wakes a waiting worker."""
+
+    @abc.abstractmethod
+    async def get_run(self, run_id: str, thread_id: str | None = None) -> dict | None:
+        """The run (of that thread, when given)."""
+
+    @abc.abstractmethod
+    async def list_runs(
+        self, thread_id: str, *, limit: int, offset: int, status: str | None
+    ) -> list[dict]:
+        """A thread's runs, newest first."""
+
+    @abc.abstractmethod
+    async def list_active_runs(self, thread_id: str | None = None) -> list[dict]:
+        """Pending and running runs (of one thread, or all), oldest first."""
+
+    @abc.abstractmethod
+    async def delete_run(self, run_id: str) -> bool:
+        """Delete the run record (its checkpoints stay)."""
+
+    @abc.abstractmethod
+    async def claim_run(self, worker_id: str, lease_seconds: float) -> dict | None:
+        """Take the oldest pending run whose thread has no running run (and no older
+        pending run: a thread's runs start in the order they were queued) and whose
+        ``after_seconds`` delay has passed: mark it ``running``, owned by ``worker_id``
+        for ``lease_seconds``, ``attempt`` + 1. None when there is nothing to take.
+        PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so workers never wait on each
+        other, with a partial unique index on ``(thread_id) WHERE status = 'running'``."""
+
+    @abc.abstractmethod
+    async def heartbeat(self, run_id: str, worker_id: str, lease_seconds: float) -> bool:
+        """Extend the lease; False when the run is no longer this worker's."""
+
+    @abc.abstractmethod
+    async def finish_run(
+        self, run_id: str, status: str, *, thread: dict[str, Any] | None
+    ) -> dict | None:
+        """Set the run's final status and, in the same transaction, the thread's fields
+        (``update_thread`` keys; the thread stays ``busy`` when another run of it is
+        active). Wakes ``wait_run``. Returns the run."""
+
+    @abc.abstractmethod
+    async def request_cancel(self, run_ids: Sequence[str], action: CancelAction) -> list[dict]:
+        """Cancel runs: pending ones end at once (``interrupted``, or deleted for
+        ``rollback``); running ones get the request delivered to their worker through
+        ``watch_cancellations``. Returns the runs found."""
+
+    @abc.abstractmethod
+    async def requeue_expired(self) -> list[str]:
+        """Put running runs whose lease expired back to ``pending``; their ids."""
+
+    @abc.abstractmethod
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when a run may have been queued, or after ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    async def wait_run(self, run_id: str, timeout: float | None) -> dict | None:
+        """Wait until the run is in a final state (or deleted: None); the run."""
+
+    @abc.abstractmethod
+    async def watch_cancellations(self, callback: CancelCallback) -> None:
+        """Deliver every later cancel request of a running run to ``callback``."""
+
+    # -- run streams -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def publish(self, run_id: str, event: str, data: bytes, *, keep: bool) -> str:
+        """Append one event to the run's stream; its id. ``keep``: stored for replay
+        (``stream_resumable``), else delivered only to those listening now."""
+
+    @abc.abstractmethod
+    async def close_stream(self, run_id: str) -> None:
+        """The run emits nothing more: subscribers end after the events they have."""
+
+    @abc.abstractmethod
+    def subscribe(self, run_id: str, *, after: str | None) -> AsyncIterator[StreamEvent]:
+        """The run's events: the kept ones after ``after`` (a ``Last-Event-ID``; None:
+        none of the past), then live ones until the stream closes. Listening starts
+        when this returns (a subscriber made right after ``create_run`` misses nothing),
+        not when iteration starts."""
+
+    # -- crons -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def create_cron(self, record: dict[str, Any]) -> dict:
+        """Insert a cron."""
+
+    @abc.abstractmethod
+    async def get_cron(self, cron_id: str) -> dict | None:
+        """The cron."""
+
+    @abc.abstractmethod
+    async def update_cron(self, cron_id: str, **fields: Any) -> dict | None:
+        """Replace cron fields."""
+
+    @abc.abstractmethod
+    async def delete_cron(self, cron_id: str) -> bool:
+        """Delete the cron."""
+
+    @abc.abstractmethod
+    async def search_crons(
+        self,
+        *,
+        assistant_id: str | None,
+        thread_id: str | None,
+        enabled: bool | None,
+        limit: int,
+        offset: int,
+        sort_by: str | None,
+        sort_order: str | None,
+    ) -> list[dict]:
+        """Crons matching the filters."""
+
+    @abc.abstractmethod
+    async def due_crons(self, now_iso: str) -> list[dict]:
+        """Enabled crons whose ``next_run_date`` has come."""

@@ -1,0 +1,932 @@
+"""``SqliteStorage``: the embedded server storage - one SQLite file, one process.
+
+The file holds everything: the checkpoints (``SqliteSaver``'s tables), the store
+(``SqliteStore``'s), and the server's records:
+
+* ``server_assistants`` / ``server_assistant_versions`` - assistants and every version;
+* ``server_threads`` - thread records (status, metadata, the latest values and pending
+  interrupts, so searches by status or values read one table);
+* ``server_runs`` - runs and the run queue: ``status`` pending -> running -> final,
+  ``seq`` the queue order, ``worker_id``/``lease_expires_at`` the claim; a partial
+  unique index allows one ``running`` run per thread;
+* ``server_crons``.
+
+Statements run on one dedicated thread (one connection, so no writer waits on
+another inside this process); wake-ups and run streams are in-process
+(``asyncio`` events, ``LocalStreams``). Other processes may read the file (the
+``threadloom`` operator commands do), but only one server process should run the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from threadloom.server import serde
+from threadloom.server.errors import Conflict
+from threadloom.server.records import matches, now_iso
+from threadloom.server.storage.base import (
+    RUN_ACTIVE,
+    CancelAction,
+    CancelCallback,
+    Storage,
+    StreamEvent,
+)
+from threadloom.server.storage.streams import LocalStreams
+
+__all__ = ["SqliteStorage"]
+
+T = TypeVar("T")
+
+MIGRATIONS: list[tuple[str, ...]] = [
+    (
+        """CREATE TABLE IF NOT EXISTS server_assistants (
+            assistant_id TEXT PRIMARY KEY,
+            graph_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            description TEXT,
+            config TEXT NOT NULL,
+            context TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS server_assistant_versions (
+            assistant_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            graph_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            description TEXT,
+            config TEXT NOT NULL,
+            context TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (assistant_id, version)
+        )""",
+        """CREATE TABLE IF NOT EXISTS server_threads (
+            thread_id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            state_updated_at TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            status TEXT NOT NULL,
+            config TEXT NOT NULL,
+            "values" TEXT,
+            interrupts TEXT,
+            error TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS server_threads_status ON server_threads (status)",
+        """CREATE TABLE IF NOT EXISTS server_runs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL UNIQUE,
+            thread_id TEXT NOT NULL,
+            assistant_id TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            status TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            kwargs TEXT NOT NULL,
+            multitask_strategy TEXT,
+            run_at REAL NOT NULL DEFAULT 0,
+            worker_id TEXT,
+            lease_expires_at REAL,
+            cancel_action TEXT,
+            attempt INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX IF NOT EXISTS server_runs_thread ON server_runs (thread_id, seq)",
+        "CREATE INDEX IF NOT EXISTS server_runs_status ON server_runs (status, seq)",
+        # one running run per thread, whatever the code above does
+        "CREATE UNIQUE INDEX IF NOT EXISTS server_runs_one_running ON server_runs (thread_id) "
+        "WHERE status = 'running'",
+        """CREATE TABLE IF NOT EXISTS server_crons (
+            cron_id TEXT PRIMARY KEY,
+            assistant_id TEXT,
+            thread_id TEXT,
+            user_id TEXT,
+            schedule TEXT NOT NULL,
+            timezone TEXT,
+            end_time TEXT,
+            payload TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            enabled INTEGER NOT NULL,
+            on_run_completed TEXT,
+            next_run_date TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+    ),
+]
+
+_J = serde.dumps
+
+
+def _j(value: Any) -> str:
+    return serde.dumps(value).decode()
+
+
+_ASSISTANT_COLS = (
+    "assistant_id, graph_id, name, description, config, context, metadata, version, "
+    "created_at, updated_at"
+)
+_THREAD_COLS = (
+    'thread_id, created_at, updated_at, state_updated_at, metadata, status, config, "values", '
+    "interrupts, error"
+)
+_RUN_COLS = (
+    "run_id, thread_id, assistant_id, created_at, updated_at, status, metadata, kwargs, "
+    "multitask_strategy, cancel_action, attempt"
+)
+_CRON_COLS = (
+    "cron_id, assistant_id, thread_id, user_id, schedule, timezone, end_time, payload, "
+    "metadata, enabled, on_run_completed, next_run_date, created_at, updated_at"
+)
+
+_THREAD_SORT = {"thread_id", "status", "created_at", "updated_at", "state_updated_at"}
+_ASSISTANT_SORT = {"assistant_id", "created_at", "updated_at", "name", "graph_id"}
+_CRON_SORT = {"cron_id", "assistant_id", "thread_id", "next_run_date", "created_at",
+              "updated_at", "end_time"}
+
+
+def _assistant(row: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "assistant_id": row[0],
+        "graph_id": row[1],
+        "name": row[2],
+        "description": row[3],
+        "config": serde.loads(row[4]),
+        "context": serde.loads(row[5]),
+        "metadata": serde.loads(row[6]),
+        "version": row[7],
+        "created_at": row[8],
+        "updated_at": row[9],
+    }
+
+
+def _thread(row: Sequence[Any]) -> dict[str, Any]:
+    out = {
+        "thread_id": row[0],
+        "created_at": row[1],
+        "updated_at": row[2],
+        "state_updated_at": row[3],
+        "metadata": serde.loads(row[4]),
+        "status": row[5],
+        "config": serde.loads(row[6]),
+        "values": serde.loads(row[7]),
+    }
+    if row[8] is not None:
+        out["interrupts"] = serde.loads(row[8])
+    if row[9] is not None:
+        out["error"] = serde.loads(row[9])
+    return out
+
+
+def _run(row: Sequence[Any]) -> dict[str, Any]:
+    out = {
+        "run_id": row[0],
+        "thread_id": row[1],
+        "assistant_id": row[2],
+        "created_at": row[3],
+        "updated_at": row[4],
+        "status": row[5],
+        "metadata": serde.loads(row[6]),
+        "kwargs": serde.loads(row[7]),
+        "multitask_strategy": row[8],
+        "attempt": row[10],
+    }
+    if row[9] is not None:
+        out["cancel_reason"] = row[9]
+    return out
+
+
+def _cron(row: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "cron_id": row[0],
+        "assistant_id": row[1],
+        "thread_id": row[2],
+        "user_id": row[3],
+        "schedule": row[4],
+        "timezone": row[5],
+        "end_time": row[6],
+        "payload": serde.loads(row[7]),
+        "metadata": serde.loads(row[8]),
+        "enabled": bool(row[9]),
+        "on_run_completed": row[10],
+        "next_run_date": row[11],
+        "created_at": row[12],
+        "updated_at": row[13],
+    }
+
+
+def _order(sort_by: str | None, sort_order: str | None, allowed: set[str], default: str) -> str:
+    column = sort_by if sort_by in allowed else default
+    direction = "ASC" if (sort_order or "").lower() == "asc" else "DESC"
+    return f"{column} {direction}"
+
+
+def _page(rows: list[dict], limit: int, offset: int) -> list[dict]:
+    return rows[offset: offset + limit] if limit >= 0 else rows[offset:]
+
+
+class SqliteStorage(Storage):
+    """Server storage in one SQLite file (see the module docstring).
+
+    ``path`` is a file path (or ``":memory:"`` for a throwaway server). The checkpointer
+    is a ``SqliteSaver`` and the store a ``SqliteStore`` on the same file.
+    """
+
+    def __init__(self, path: str) -> None:
+        from threadloom.checkpoint.sqlite import SqliteSaver, _connect
+        from threadloom.store.sqlite import SqliteStore
+
+        if path == ":memory:":
+            # one shared in-memory database for the saver, the store and the records
+            path = f"file:threadloom-server-{id(self)}?mode=memory&cache=shared"
+        self.path = path
+        # One connection and one lock for the saver, the store and the records: writers
+        # in this process take turns on the lock instead of meeting SQLite's busy
+        # handler, whose sleeps (up to 100 ms each) would dominate latency under load.
+        self._conn = _connect(path)
+        self.checkpointer = SqliteSaver(self._conn)
+        self._lock = self.checkpointer._runner.lock
+        self.store = SqliteStore(self._conn)
+        self.store._lock = self._lock
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="threadloom-db")
+        self._streams = LocalStreams()
+        self._work = asyncio.Event()
+        self._run_waiters: dict[str, list[asyncio.Future]] = {}
+        self._cancel_callbacks: list[CancelCallback] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        return await loop.run_in_executor(self._pool, fn, *args)
+
+    def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+    def _locked(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            return fn(self._conn)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(self._tx, fn)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(self._locked, fn)
+
+    async def setup(self) -> None:
+        def migrate(conn: sqlite3.Connection) -> None:
+            conn.execute("CREATE TABLE IF NOT EXISTS server_migrations (v INTEGER PRIMARY KEY)")
+            row = conn.execute("SELECT max(v) FROM server_migrations").fetchone()
+            current = -1 if row[0] is None else int(row[0])
+            for version, statements in enumerate(MIGRATIONS):
+                if version <= current:
+                    continue
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO server_migrations (v) VALUES (?)", (version,))
+
+        await self._call(self.checkpointer.setup)  # WAL mode for a file database
+        await self._call(self.store.setup)
+        await self._write(migrate)
+
+    async def close(self) -> None:
+        await self._call(self._locked, lambda conn: conn.close())
+        self._pool.shutdown(wait=True)
+
+    # -- assistants --------------------------------------------------------------------
+
+    async def create_assistant(self, record: dict[str, Any], *, if_exists: str) -> dict:
+        def go(conn: sqlite3.Connection) -> dict:
+            row = conn.execute(
+                f"SELECT {_ASSISTANT_COLS} FROM server_assistants WHERE assistant_id = ?",
+                (record["assistant_id"],),
+            ).fetchone()
+            if row is not None:
+                if if_exists == "do_nothing":
+                    return _assistant(row)
+                raise Conflict(f"Assistant {record['assistant_id']} already exists.")
+            self._insert_assistant_version(conn, record)
+            conn.execute(
+                f"INSERT INTO server_assistants ({_ASSISTANT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (record["assistant_id"], record["graph_id"], record["name"],
+                 record.get("description"), _j(record["config"]), _j(record["context"]),
+                 _j(record["metadata"]), record["version"], record["created_at"],
+                 record["updated_at"]),
+            )
+            return record
+
+        return await self._write(go)
+
+    @staticmethod
+    def _insert_assistant_version(conn: sqlite3.Connection, record: dict[str, Any]) -> None:
+        conn.execute(
+            "INSERT INTO server_assistant_versions (assistant_id, version, graph_id, name, "
+            "description, config, context, metadata, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            (record["assistant_id"], record["version"], record["graph_id"], record["name"],
+             record.get("description"), _j(record["config"]), _j(record["context"]),
+             _j(record["metadata"]), record["updated_at"]),
+        )
+
+    async def get_assistant(self, assistant_id: str) -> dict | None:
+        def go(conn: sqlite3.Connection) -> dict | None:
+            row = conn.execute(
+                f"SELECT {_ASSISTANT_COLS} FROM server_assistants WHERE assistant_id = ?",
+                (assistant_id,),
+            ).fetchone()
+            return None if row is None else _assistant(row)
+
+        return await self._read(go)
+
+    async def update_assistant(self, assistant_id: str, changes: dict[str, Any]) -> dict | None:
+        def go(conn: sqlite3.Connection) -> dict | None:
+            row = conn.execute(
+                f"SELECT {_ASSISTANT_COLS} FROM server_assistants WHERE assistant_id = ?",
+                (assistant_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            current = _assistant(row)
+            latest = conn.execute(
+                "SELECT max(version) FROM server_assistant_versions WHERE assistant_id = ?",
+                (assistant_id,),
+            ).fetchone()[0]
+            new = dict(current)
+            for key in ("graph_id", "config", "context", "name", "description"):
+                if changes.get(key) is not None:
+                    new[key] = changes[key]
+            if changes.get("metadata") is not None:
+                new["metadata"] = {**current["metadata"], **changes["metadata"]}
+            new["version"] = int(latest or current["version"]) + 1
+            new["updated_at"] = now_iso()
+            self._insert_assistant_version(conn, new)
+            conn.execute(
+                "UPDATE server_assistants SET graph_id=?, name=?, description=?, config=?, "
+                "context=?, metadata=?, version=?, updated_at=? WHERE assistant_id=?",
+                (new["graph_id"], new["name"], new.get("description"), _j(new["config"]),
+                 _j(new["context"]), _j(new["metadata"]), new["version"], new["updated_at"],
+                 assistant_id),
+            )
+            return new
+
+        return await self._write(go)
+
+    async def delete_assistant(self, assistant_id: str) -> bool:
+        def go(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM server_assistants WHERE assistant_id = ?", (assistant_id,)
+            )
+            conn.execute(
+                "DELETE FROM server_assistant_versions WHERE assistant_id = ?", (assistant_id,)
+            )
+            return cur.rowcount > 0
+
+        return await self._write(go)
+
+    def _assistants(
+        self, conn: sqlite3.Connection, graph_id: str | None, name: str | None,
+        metadata: dict | None, order: str,
+    ) -> list[dict]:
+        sql = f"SELECT {_ASSISTANT_COLS} FROM server_assistants WHERE 1=1"
+        args: list[Any] = []
+        if graph_id is not None:
+            sql += " AND graph_id = ?"
+            args.append(graph_id)
+        if name is not None:
+            sql += " AND name LIKE ?"
+            args.append(f"%{name}%")
+        rows = [_assistant(r) for r in conn.execute(f"{sql} ORDER BY {order}", args)]
+        return [r for r in rows if matches(r["metadata"], metadata)]
+
+    async def search_assistants(self, *, graph_id, name, metadata, limit, offset, sort_by,
+                                sort_order) -> list[dict]:
+        order = _order(sort_by, sort_order, _ASSISTANT_SORT, "created_at")
+        rows = await self._read(lambda c: self._assistants(c, graph_id, name, metadata, order))
+        return _page(rows, limit, offset)
+
+    async def count_assistants(self, *, graph_id, name, metadata) -> int:
+        rows = await self._read(
+            lambda c: self._assistants(c, graph_id, name, metadata, "created_at")
+        )
+        return len(rows)
+
+    async def assistant_versions(self, assistant_id, *, metadata, limit, offset) -> list[dict]:
+        def go(conn: sqlite3.Connection) -> list[dict]:
+            rows = conn.execute(
+                "SELECT assistant_id, graph_id, name, description, config, context, metadata, "
+                "version, created_at, created_at FROM server_assistant_versions "
+                "WHERE assistant_id = ? ORDER BY version DESC",
+                (assistant_id,),
+            ).fetchall()
+            out = []
+            for row in rows:
+                rec = _assistant(row)
+                rec.pop("updated_at")
+                if matches(rec["metadata"], metadata):
+                    out.append(rec)
+            return out
+
+        return _page(await self._read(go), limit, offset)
+
+    async def set_assistant_version(self, assistant_id: str, version: int) -> dict | None:
+        def go(conn: sqlite3.Connection) -> dict | None:
+            row = conn.execute(
+                "SELECT assistant_id, graph_id, name, description, config, context, metadata, "
+                "version, created_at, created_at FROM server_assistant_versions "
+                "WHERE assistant_id = ? AND version = ?",
+                (assistant_id, version),
+            ).fetchone()
+            if row is None:
+                return None
+            rec = _assistant(row)
+            now = now_iso()
+            conn.execute(
+                "UPDATE server_assistants SET graph_id=?, name=?, description=?, config=?, "
+                "context=?, metadata=?, version=?, updated_at=? WHERE assistant_id=?",
+                (rec["graph_id"], rec["name"], rec.get("description"), _j(rec["config"]),
+                 _j(rec["context"]), _j(rec["metadata"]), rec["version"], now, assistant_id),
+            )
+            row = conn.execute(
+                f"SELECT {_ASSISTANT_COLS} FROM server_assistants WHERE assistant_id = ?",
+                (assistant_id,),
+            ).fetchone()
+            return _assistant(row)
+
+        return await self._write(go)
+
+    # -- threads -----------------------------------------------------------------------
+
+    async def create_thread(self, record: dict[str, Any], *, if_exists: str) -> dict:
+        def go(conn: sqlite3.Connection) -> dict:
+            row = conn.execute(
+                f"SELECT {_THREAD_COLS} FROM server_threads WHERE thread_id = ?",
+                (record["thread_id"],),
+            ).fetchone()
+            if row is not None:
+                if if_exists == "do_nothing":
+                    return _thread(row)
+                raise Conflict(f"Thread {record['thread_id']} already exists.")
+            self._insert_thread(conn, record)
+            return record
+
+        return await self._write(go)
+
+    @staticmethod
+    def _insert_thread(conn: sqlite3.Connection, record: dict[str, Any]) -> None:
+        conn.execute(
+            f"INSERT INTO server_threads ({_THREAD_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (record["thread_id"], record["created_at"], record["updated_at"],
+             record["state_updated_at"], _j(record["metadata"]), record["status"],
+             _j(record.get("config") or {}),
+             None if record.get("values") is None else _j(record["values"]),
+             None if "interrupts" not in record else _j(record["interrupts"]),
+             None if record.get("error") is None else _j(record["error"])),
+        )
+
+    async def get_thread(self, thread_id: str) -> dict | None:
+        def go(conn: sqlite3.Connection) -> dict | None:
+            row = conn.execute(
+                f"SELECT {_THREAD_COLS} FROM server_threads WHERE thread_id = ?", (thread_id,)
+            ).fetchone()
+            return None if row is None else _thread(row)
+
+        return await self._read(go)
+
+    @staticmethod
+    def _update_thread(conn: sqlite3.Connection, thread_id: str, fields: dict) -> dict | None:
+        row = conn.execute(
+            f"SELECT {_THREAD_COLS} FROM server_threads WHERE thread_id = ?", (thread_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        rec = _thread(row)
+        now = now_iso()
+        if fields.get("metadata") is not None:
+            rec["metadata"] = {**rec["metadata"], **fields["metadata"]}
+        for key in ("status", "config", "values", "interrupts", "error"):
+            if key in fields:
+                rec[key] = fields[key]
+        rec["updated_at"] = now
+        if fields.get("state_updated"):
+            rec["state_updated_at"] = now
+        conn.execute(
+            'UPDATE server_threads SET updated_at=?, state_updated_at=?, metadata=?, status=?, '
+            'config=?, "values"=?, interrupts=?, error=? WHERE thread_id=?',
+            (rec["updated_at"], rec["state_updated_at"], _j(rec["metadata"]), rec["status"],
+             _j(rec.get("config") or {}),
+             None if rec.get("values") is None else _j(rec["values"]),
+             None if rec.get("interrupts") is None else _j(rec["interrupts"]),
+             None if rec.get("error") is None else _j(rec["error"]), thread_id),
+        )
+        if rec.get("error") is None:
+            rec.pop("error", None)
+        if rec.get("interrupts") is None:
+            rec.pop("interrupts", None)
+        return rec
+
+    async def update_thread(self, thread_id: str, **fields: Any) -> dict | None:
+        return await self._write(lambda c: self._update_thread(c, thread_id, fields))
+
+    async def delete_thread(self, thread_id: str) -> bool:
+        def go(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute("DELETE FROM server_threads WHERE thread_id = ?", (thread_id,))
+            conn.execute("DELETE FROM server_runs WHERE thread_id = ?", (thread_id,))
+            return cur.rowcount > 0
+
+        found = await self._write(go)
+        if found:
+            await self._call(self.checkpointer.delete_thread, thread_id)
+        return found
+
+    def _threads(self, conn, ids, metadata, values, status, order) -> list[dict]:
+        sql = f"SELECT {_THREAD_COLS} FROM server_threads WHERE 1=1"
+        args: list[Any] = []
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        if ids:
+            sql += f" AND thread_id IN ({','.join('?' * len(ids))})"
+            args.extend(ids)
+        rows = [_thread(r) for r in conn.execute(f"{sql} ORDER BY {order}", args)]
+        return [
+            r for r in rows
+            if matches(r["metadata"], metadata) and (not values or matches(r["values"], values))
+        ]
+
+    async def search_threads(self, *, ids, metadata, values, status, limit, offset, sort_by,
+                             sort_order) -> list[dict]:
+        order = _order(sort_by, sort_order, _THREAD_SORT, "created_at")
+        rows = await self._read(
+            lambda c: self._threads(c, ids, metadata, values, status, order)
+        )
+        return _page(rows, limit, offset)
+
+    async def count_threads(self, *, metadata, values, status) -> int:
+        rows = await self._read(
+            lambda c: self._threads(c, None, metadata, values, status, "created_at")
+        )
+        return len(rows)
+
+    # -- runs --------------------------------------------------------------------------
+
+    async def create_run(self, record: dict[str, Any], *, multitask_strategy: str
+                         ) -> tuple[dict, list[dict]]:
+        def go(conn: sqlite3.Connection) -> tuple[dict, list[dict]]:
+            active = [
+                _run(r) for r in conn.execute(
+                    f"SELECT {_RUN_COLS} FROM server_runs WHERE thread_id = ? AND status IN "
+                    "('pending', 'running') ORDER BY seq",
+                    (record["thread_id"],),
+                )
+            ]
+            if active and multitask_strategy == "reject":
+                raise Conflict(
+                    f"Thread {record['thread_id']} is already running a task (run "
+                    f"{active[0]['run_id']}). Wait for it to finish, or choose a different "
+                    "multitask strategy (interrupt, rollback, enqueue)."
+                )
+            to_cancel = active if multitask_strategy in ("interrupt", "rollback") else []
+            conn.execute(
+                "INSERT INTO server_runs (run_id, thread_id, assistant_id, created_at, "
+                "updated_at, status, metadata, kwargs, multitask_strategy, run_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (record["run_id"], record["thread_id"], record["assistant_id"],
+                 record["created_at"], record["updated_at"], "pending",
+                 _j(record["metadata"]), _j(record["kwargs"]), multitask_strategy,
+                 record.get("run_at", 0.0)),
+            )
+            conn.execute(
+                "UPDATE server_threads SET status = 'busy', updated_at = ? WHERE thread_id = ?",
+                (record["updated_at"], record["thread_id"]),
+            )
+            return {**record, "status": "pending", "multitask_strategy": multitask_strategy,
+                    "attempt": 0}, to_cancel
+
+        result = await self._write(go)
+        self._streams.open(record["run_id"])
+        self._work.set()
+        return result
+
+    async def get_run(self, run_id: str, thread_id: str | None = None) -> dict | None:
+        def go(conn: sqlite3.Connection) -> dict | None:
+            row = conn.execute(
+                f"SELECT {_RUN_COLS} FROM server_runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            run = _run(row)
+            if thread_id is not None and run["thread_id"] != thread_id:
+                return None
+            return run
+
+        return await self._read(go)
+
+    async def list_runs(self, thread_id, *, limit, offset, status) -> list[dict]:
+        def go(conn: sqlite3.Connection) -> list[dict]:
+            sql = f"SELECT {_RUN_COLS} FROM server_runs WHERE thread_id = ?"
+            args: list[Any] = [thread_id]
+            if status is not None:
+                sql += " AND status = ?"
+                args.append(status)
+            sql += " ORDER BY seq DESC LIMIT ? OFFSET ?"
+            args += [limit, offset]
+            return [_run(r) for r in conn.execute(sql, args)]
+
+        return await self._read(go)
+
+    async def list_active_runs(self, thread_id: str | None = None) -> list[dict]:
+        def go(conn: sqlite3.Connection) -> list[dict]:
+            sql = f"SELECT {_RUN_COLS} FROM server_runs WHERE status IN ('pending', 'running')"
+            args: list[Any] = []
+            if thread_id is not None:
+                sql += " AND thread_id = ?"
+                args.append(thread_id)
+            return [_run(r) for r in conn.execute(sql + " ORDER BY seq", args)]
+
+        return await self._read(go)
+
+    async def delete_run(self, run_id: str) -> bool:
+        def go(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM server_runs WHERE run_id = ?", (run_id,)).rowcount > 0
+
+        found = await self._write(go)
+        if found:
+            self._wake_run(run_id)
+        return found
+
+    async def claim_run(self, worker_id: str, lease_seconds: float) -> dict | None:
+        def go(conn: sqlite3.Connection) -> dict | None:
+            now = time.time()
+            row = conn.execute(
+                f"SELECT {_RUN_COLS} FROM server_runs r WHERE status = 'pending' "
+                "AND run_at <= ? AND NOT EXISTS (SELECT 1 FROM server_runs o WHERE "
+                "o.thread_id = r.thread_id AND (o.status = 'running' OR (o.status = 'pending' "
+                "AND o.seq < r.seq))) ORDER BY seq LIMIT 1",
+                (now,),
+            ).fetchone()
+            if row is None:
+                return None
+            run = _run(row)
+            stamp = now_iso()
+            conn.execute(
+                "UPDATE server_runs SET status = 'running', worker_id = ?, "
+                "lease_expires_at = ?, attempt = attempt + 1, updated_at = ? WHERE run_id = ?",
+                (worker_id, now + lease_seconds, stamp, run["run_id"]),
+            )
+            run.update(status="running", updated_at=stamp, attempt=run["attempt"] + 1)
+            return run
+
+        return await self._write(go)
+
+    async def heartbeat(self, run_id: str, worker_id: str, lease_seconds: float) -> bool:
+        def go(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE server_runs SET lease_expires_at = ? WHERE run_id = ? AND worker_id = ? "
+                "AND status = 'running'",
+                (time.time() + lease_seconds, run_id, worker_id),
+            )
+            return cur.rowcount > 0
+
+        return await self._write(go)
+
+    async def finish_run(self, run_id: str, status: str, *, thread: dict[str, Any] | None
+                         ) -> dict | None:
+        def go(conn: sqlite3.Connection) -> dict | None:
+            row = conn.execute(
+                f"SELECT {_RUN_COLS} FROM server_runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            run = _run(row)
+            stamp = now_iso()
+            conn.execute(
+                "UPDATE server_runs SET status = ?, updated_at = ?, worker_id = NULL, "
+                "lease_expires_at = NULL WHERE run_id = ?",
+                (status, stamp, run_id),
+            )
+            run.update(status=status, updated_at=stamp)
+            fields = dict(thread or {})
+            busy = conn.execute(
+                "SELECT 1 FROM server_runs WHERE thread_id = ? AND run_id != ? AND status IN "
+                "('pending', 'running') LIMIT 1",
+                (run["thread_id"], run_id),
+            ).fetchone()
+            if busy is not None:
+                fields["status"] = "busy"
+            if fields:
+                self._update_thread(conn, run["thread_id"], fields)
+            return run
+
+        run = await self._write(go)
+        self._wake_run(run_id)
+        self._work.set()
+        return run
+
+    async def request_cancel(self, run_ids: Sequence[str], action: CancelAction) -> list[dict]:
+        def go(conn: sqlite3.Connection) -> list[dict]:
+            found = []
+            for run_id in run_ids:
+                row = conn.execute(
+                    f"SELECT {_RUN_COLS} FROM server_runs WHERE run_id = ?", (run_id,)
+                ).fetchone()
+                if row is None:
+                    continue
+                run = _run(row)
+                found.append(run)
+                if run["status"] == "pending":  # never started: ends here and now
+                    if action == "rollback":
+                        conn.execute("DELETE FROM server_runs WHERE run_id = ?", (run_id,))
+                    else:
+                        conn.execute(
+                            "UPDATE server_runs SET status = 'interrupted', cancel_action = ?, "
+                            "updated_at = ? WHERE run_id = ?",
+                            (action, now_iso(), run_id),
+                        )
+                elif run["status"] == "running":
+                    conn.execute(
+                        "UPDATE server_runs SET cancel_action = ? WHERE run_id = ?",
+                        (action, run_id),
+                    )
+            return found
+
+        runs = await self._write(go)
+        for run in runs:
+            if run["status"] == "pending":
+                self._wake_run(run["run_id"])
+            if run["status"] != "running":
+                continue
+            run["cancel_reason"] = action
+            for callback in list(self._cancel_callbacks):
+                result = callback(run["run_id"], action)
+                if asyncio.iscoroutine(result):
+                    await result
+        return runs
+
+    async def requeue_expired(self) -> list[str]:
+        def go(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT run_id FROM server_runs WHERE status = 'running' "
+                "AND lease_expires_at < ?",
+                (time.time(),),
+            ).fetchall()
+            ids = [r[0] for r in rows]
+            for run_id in ids:
+                conn.execute(
+                    "UPDATE server_runs SET status = 'pending', worker_id = NULL, "
+                    "lease_expires_at = NULL WHERE run_id = ?",
+                    (run_id,),
+                )
+            return ids
+
+        ids = await self._write(go)
+        if ids:
+            self._work.set()
+        return ids
+
+    async def wait_for_work(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._work.wait(), timeout)
+        except TimeoutError:
+            pass
+        self._work.clear()
+
+    def _wake_run(self, run_id: str) -> None:
+        for fut in self._run_waiters.pop(run_id, []):
+            if not fut.done():
+                fut.set_result(None)
+
+    async def wait_run(self, run_id: str, timeout: float | None) -> dict | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            fut = asyncio.get_running_loop().create_future()
+            self._run_waiters.setdefault(run_id, []).append(fut)
+            run = await self.get_run(run_id)
+            if run is None or run["status"] not in RUN_ACTIVE:
+                self._run_waiters.get(run_id, []).remove(fut) if fut in self._run_waiters.get(
+                    run_id, []) else None
+                return run
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                await asyncio.wait_for(fut, left)
+            except TimeoutError:
+                return await self.get_run(run_id)
+
+    async def watch_cancellations(self, callback: CancelCallback) -> None:
+        self._cancel_callbacks.append(callback)
+
+    # -- streams -----------------------------------------------------------------------
+
+    async def publish(self, run_id: str, event: str, data: bytes, *, keep: bool) -> str:
+        return self._streams.publish(run_id, event, data, keep=keep)
+
+    async def close_stream(self, run_id: str) -> None:
+        self._streams.close(run_id)
+
+    def subscribe(self, run_id: str, *, after: str | None) -> AsyncIterator[StreamEvent]:
+        async def finished() -> bool:
+            run = await self.get_run(run_id)
+            return run is None or run["status"] not in RUN_ACTIVE
+
+        return self._streams.subscribe(run_id, after=after, is_finished=finished)
+
+    # -- crons -------------------------------------------------------------------------
+
+    async def create_cron(self, record: dict[str, Any]) -> dict:
+        def go(conn: sqlite3.Connection) -> dict:
+            conn.execute(
+                f"INSERT INTO server_crons ({_CRON_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (record["cron_id"], record.get("assistant_id"), record.get("thread_id"),
+                 record.get("user_id"), record["schedule"], record.get("timezone"),
+                 record.get("end_time"), _j(record["payload"]), _j(record["metadata"]),
+                 int(record["enabled"]), record.get("on_run_completed"),
+                 record.get("next_run_date"), record["created_at"], record["updated_at"]),
+            )
+            return record
+
+        return await self._write(go)
+
+    async def get_cron(self, cron_id: str) -> dict | None:
+        def go(conn: sqlite3.Connection) -> dict | None:
+            row = conn.execute(
+                f"SELECT {_CRON_COLS} FROM server_crons WHERE cron_id = ?", (cron_id,)
+            ).fetchone()
+            return None if row is None else _cron(row)
+
+        return await self._read(go)
+
+    async def update_cron(self, cron_id: str, **fields: Any) -> dict | None:
+        def go(conn: sqlite3.Connection) -> dict | None:
+            row = conn.execute(
+                f"SELECT {_CRON_COLS} FROM server_crons WHERE cron_id = ?", (cron_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            rec = {**_cron(row), **fields, "updated_at": now_iso()}
+            conn.execute("DELETE FROM server_crons WHERE cron_id = ?", (cron_id,))
+            conn.execute(
+                f"INSERT INTO server_crons ({_CRON_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (rec["cron_id"], rec.get("assistant_id"), rec.get("thread_id"),
+                 rec.get("user_id"), rec["schedule"], rec.get("timezone"), rec.get("end_time"),
+                 _j(rec["payload"]), _j(rec["metadata"]), int(rec["enabled"]),
+                 rec.get("on_run_completed"), rec.get("next_run_date"), rec["created_at"],
+                 rec["updated_at"]),
+            )
+            return rec
+
+        return await self._write(go)
+
+    async def delete_cron(self, cron_id: str) -> bool:
+        return await self._write(
+            lambda c: c.execute("DELETE FROM server_crons WHERE cron_id = ?", (cron_id,)).rowcount
+            > 0
+        )
+
+    async def search_crons(self, *, assistant_id, thread_id, enabled, limit, offset, sort_by,
+                           sort_order) -> list[dict]:
+        def go(conn: sqlite3.Connection) -> list[dict]:
+            sql = f"SELECT {_CRON_COLS} FROM server_crons WHERE 1=1"
+            args: list[Any] = []
+            if assistant_id is not None:
+                sql += " AND assistant_id = ?"
+                args.append(assistant_id)
+            if thread_id is not None:
+                sql += " AND thread_id = ?"
+                args.append(thread_id)
+            if enabled is not None:
+                sql += " AND enabled = ?"
+                args.append(int(enabled))
+            order = _order(sort_by, sort_order, _CRON_SORT, "created_at")
+            sql += f" ORDER BY {order} LIMIT ? OFFSET ?"
+            args += [limit, offset]
+            return [_cron(r) for r in conn.execute(sql, args)]
+
+        return await self._read(go)
+
+    async def due_crons(self, now_iso: str) -> list[dict]:
+        def go(conn: sqlite3.Connection) -> list[dict]:
+            return [
+                _cron(r) for r in conn.execute(
+                    f"SELECT {_CRON_COLS} FROM server_crons WHERE enabled = 1 AND "
+                    "next_run_date IS NOT NULL AND next_run_date <= ?",
+                    (now_iso,),
+                )
+            ]
+
+        return await self._read(go)

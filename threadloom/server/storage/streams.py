@@ -1,0 +1,154 @@
+"""``LocalStreams``: run event streams inside one process.
+
+Used by ``SqliteStorage`` (the run and its listeners share the process). Each run has
+a counter (event ids ``1``, ``2``, ... strictly increasing), the events kept for replay
+(``stream_resumable``), and the queues of its live subscribers. A closed stream is
+remembered for ``retain_seconds`` so a late join (or a reconnect with
+``Last-Event-ID``) still replays it and ends at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from threadloom.server.storage.base import StreamEvent
+
+__all__ = ["LocalStreams"]
+
+_CLOSED = object()
+
+
+@dataclass
+class _Stream:
+    seq: int = 0
+    kept: list[StreamEvent] = field(default_factory=list)
+    listeners: list[asyncio.Queue] = field(default_factory=list)
+    closed_at: float | None = None
+
+
+class LocalStreams:
+    """In-process run streams (see the module docstring)."""
+
+    def __init__(self, *, retain_seconds: float = 600.0, max_closed: int = 10_000) -> None:
+        self._streams: OrderedDict[str, _Stream] = OrderedDict()
+        self._retain = retain_seconds
+        self._max_closed = max_closed
+
+    def _get(self, run_id: str) -> _Stream:
+        stream = self._streams.get(run_id)
+        if stream is None:
+            stream = self._streams[run_id] = _Stream()
+        return stream
+
+    def publish(self, run_id: str, event: str, data: bytes, *, keep: bool) -> str:
+        """Give the event the run's next id, keep it if asked, hand it to listeners."""
+        stream = self._get(run_id)
+        stream.seq += 1
+        item = StreamEvent(str(stream.seq), event, data)
+        if keep:
+            stream.kept.append(item)
+        for queue in stream.listeners:
+            queue.put_nowait(item)
+        return item.id
+
+    def close(self, run_id: str) -> None:
+        """No more events: listeners end; the stream is remembered for a while."""
+        stream = self._get(run_id)
+        stream.closed_at = time.monotonic()
+        for queue in stream.listeners:
+            queue.put_nowait(_CLOSED)
+        stream.listeners.clear()
+        self._streams.move_to_end(run_id)
+        self._expire()
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        closed = [
+            rid for rid, s in self._streams.items()
+            if s.closed_at is not None and (now - s.closed_at > self._retain)
+        ]
+        for rid in closed:
+            del self._streams[rid]
+        excess = sum(1 for s in self._streams.values() if s.closed_at is not None)
+        for rid in list(self._streams):
+            if excess <= self._max_closed:
+                break
+            if self._streams[rid].closed_at is not None:
+                del self._streams[rid]
+                excess -= 1
+
+    def subscribe(
+        self,
+        run_id: str,
+        *,
+        after: str | None,
+        is_finished: Callable[[], Awaitable[bool]],
+    ) -> AsyncIterator[StreamEvent]:
+        """Replay kept events after ``after``, then follow live ones until closed.
+
+        Listening starts when this is called (not when iteration starts), so a caller
+        that subscribes before queueing a run sees all its events. ``is_finished`` is
+        asked when this process has no stream for the run (one that ended before the
+        process remembered it): then nothing follows.
+        """
+        stream = self._streams.get(run_id)
+        queue: asyncio.Queue = asyncio.Queue()
+        if stream is not None and stream.closed_at is None:
+            stream.listeners.append(queue)
+            return self._follow(run_id, stream, queue, after, is_finished, live=True)
+        return self._follow(run_id, stream, queue, after, is_finished, live=False)
+
+    def open(self, run_id: str) -> None:
+        """Make the run's stream now, so subscribers attach before it publishes."""
+        self._get(run_id)
+
+    async def _follow(
+        self,
+        run_id: str,
+        stream: _Stream | None,
+        queue: asyncio.Queue,
+        after: str | None,
+        is_finished: Callable[[], Awaitable[bool]],
+        *,
+        live: bool,
+    ) -> AsyncIterator[StreamEvent]:
+        if stream is None:
+            if await is_finished():
+                return
+            stream = self._get(run_id)
+        if not live and stream.closed_at is None:
+            stream.listeners.append(queue)
+            live = True
+        last = _parse(after)
+        replay = [e for e in stream.kept if int(e.id) > last] if after is not None else []
+        closed = not live
+        try:
+            for item in replay:
+                last = int(item.id)
+                yield item
+            if closed:
+                return
+            while True:
+                item = await queue.get()
+                if item is _CLOSED:
+                    return
+                if int(item.id) <= last:
+                    continue
+                last = int(item.id)
+                yield item
+        finally:
+            if queue in stream.listeners:
+                stream.listeners.remove(queue)
+
+
+def _parse(event_id: str | None) -> int:
+    if not event_id:
+        return 0
+    try:
+        return int(str(event_id).split("-", 1)[0])
+    except ValueError:
+        return 0

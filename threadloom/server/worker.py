@@ -1,0 +1,119 @@
+"""``Worker``: takes queued runs from the storage and executes them.
+
+The embedded server runs one inside its own process; with PostgreSQL, ``threadloom
+worker`` processes run the same class against the shared database. A worker:
+
+* claims runs (``Storage.claim_run``) up to ``concurrency`` at a time, sleeping in
+  ``wait_for_work`` (woken when a run is queued) when there is nothing to take;
+* renews the lease of each run it holds every ``lease_seconds / 3`` (a worker that
+  stops heartbeating loses its runs to ``requeue_expired``, run by every worker);
+* cancels the task of a run when a cancel request for it arrives
+  (``watch_cancellations``), recording the action asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from typing import Any
+
+from threadloom.server.executor import execute_run
+from threadloom.server.records import new_id
+from threadloom.server.services.threads import ThreadService
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("threadloom.server")
+
+
+class Worker:
+    """Executes queued runs (see the module docstring)."""
+
+    def __init__(
+        self,
+        threads: ThreadService,
+        *,
+        concurrency: int = 8,
+        lease_seconds: float = 30.0,
+        worker_id: str | None = None,
+    ) -> None:
+        self.threads = threads
+        self.storage = threads.ctx.storage
+        self.concurrency = max(1, int(concurrency))
+        self.lease_seconds = lease_seconds
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
+        self._running: dict[str, tuple[asyncio.Task, dict[str, str]]] = {}
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = False
+
+    async def start(self) -> None:
+        """Start claiming runs in the background."""
+        await self.storage.watch_cancellations(self._on_cancel)
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="threadloom-claim"),
+            asyncio.create_task(self._lease_loop(), name="threadloom-lease"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop claiming; cancel the runs in progress (their leases hand them on)."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        running = [task for task, _ in self._running.values()]
+        for task in running:
+            task.cancel()
+        for task in [*self._tasks, *running]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def _on_cancel(self, run_id: str, action: str) -> None:
+        held = self._running.get(run_id)
+        if held is None:
+            return
+        task, cancel = held
+        cancel.setdefault("action", action)
+        task.cancel()
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            await self._slots.acquire()
+            try:
+                run = await self.storage.claim_run(self.worker_id, self.lease_seconds)
+            except Exception:  # the database is away: try again shortly
+                log.exception("claiming a run failed")
+                self._slots.release()
+                await asyncio.sleep(1.0)
+                continue
+            if run is None:
+                self._slots.release()
+                await self.storage.wait_for_work(timeout=1.0)
+                continue
+            cancel: dict[str, str] = {}
+            task = asyncio.create_task(self._execute(run, cancel), name=f"run-{run['run_id']}")
+            self._running[run["run_id"]] = (task, cancel)
+
+    async def _execute(self, run: dict[str, Any], cancel: dict[str, str]) -> None:
+        try:
+            await execute_run(self.threads, run, cancel_action=cancel)
+        except asyncio.CancelledError:
+            if not self._stopping:
+                log.warning("run %s was cancelled without a cancel request", run["run_id"])
+        except Exception:
+            log.exception("run %s could not be recorded", run["run_id"])
+        finally:
+            self._running.pop(run["run_id"], None)
+            self._slots.release()
+
+    async def _lease_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                for run_id in list(self._running):
+                    await self.storage.heartbeat(run_id, self.worker_id, self.lease_seconds)
+                await self.storage.requeue_expired()
+            except Exception:
+                log.exception("renewing leases failed")
