@@ -76,3 +76,28 @@ def test_a_resumed_subgraph_does_not_stream_again_what_an_earlier_run_streamed()
     # the resumed run streams the answer (inside, then as the subgraph's output), not the
     # proposal again, although the subgraph's state handed back to the parent holds it
     assert ids(Command(resume="yes")) == ["answer"]
+
+
+def test_a_graph_a_node_streams_keeps_message_chunks_under_a_v3_run_stream() -> None:
+    from langchain_core.language_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessageChunk
+    from typing_extensions import TypedDict
+
+    model = GenericFakeChatModel(messages=iter(["inner words"]))
+    inner = (
+        StateGraph(MessagesState)
+        .add_node("call", lambda s: {"messages": model.invoke(s["messages"])})
+        .add_edge(START, "call")
+        .compile()
+    )
+
+    class Outer(TypedDict, total=False):
+        kinds: list
+
+    def node(state: Outer, config: Any) -> dict:
+        parts = list(inner.stream({"messages": "hi"}, config, stream_mode="messages"))
+        return {"kinds": sorted({type(payload).__name__ for payload, _meta in parts})}
+
+    outer = StateGraph(Outer).add_node("n", node).add_edge(START, "n").compile()
+    run = outer.stream_events({}, version="v3")
+    assert run.output == {"kinds": [AIMessageChunk.__name__]}

@@ -525,7 +525,11 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                 ns = meta.get("langgraph_checkpoint_ns", "")
                 send("messages", (message, meta), ns="|".join(ns.split("|")[:-1]))
 
-            if (config.get("configurable") or {}).get(CONFIG_KEY_STREAM_MESSAGES_V2):
+            # v2 protocol events for the run a v3 run stream started; a graph a node
+            # streams itself (sink given) keeps the message chunks its caller asked for
+            if sink is None and (config.get("configurable") or {}).get(
+                CONFIG_KEY_STREAM_MESSAGES_V2
+            ):
 
                 def emit_v2(item: tuple[tuple[str, ...], str, Any]) -> None:
                     ns, mode, data = item
