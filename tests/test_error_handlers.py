@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import operator
+import threading
+from typing import Annotated, Any
 
 import pytest
 from typing_extensions import TypedDict
@@ -111,3 +114,141 @@ def test_handler_node_name_is_reserved():
     )
     with pytest.raises(ValueError, match="__default_error_handler__"):
         builder.compile()
+
+
+class Log(TypedDict):
+    log: Annotated[list[str], operator.add]
+
+
+def _concurrent_graph(saver: InMemorySaver, calls: dict[str, int], handled: Any,
+                      handler_fails: list[bool]) -> Any:
+    def failing(state: Log) -> Log:
+        calls["failing"] += 1
+        raise RuntimeError("failing broke")
+
+    def handler(state: Log, error: NodeError) -> Log:
+        calls["handler"] += 1
+        handled.set()
+        if handler_fails[0]:
+            raise RuntimeError("handler broke")
+        return {"log": [f"handled {error.node}"]}
+
+    def sibling(state: Log) -> Log:
+        calls["sibling"] += 1
+        # returns only once the handler has started: it runs beside this node
+        return {"log": ["sibling" if handled.wait(5) else "handler not started"]}
+
+    return (
+        StateGraph(Log)
+        .add_node("failing", failing, error_handler=handler)
+        .add_node("sibling", sibling)
+        .add_edge(START, "failing")
+        .add_edge(START, "sibling")
+        .compile(checkpointer=saver)
+    )
+
+
+def test_handler_starts_at_once_beside_the_tasks_still_running():
+    calls = {"failing": 0, "handler": 0, "sibling": 0}
+    graph = _concurrent_graph(InMemorySaver(), calls, threading.Event(), [False])
+    out = graph.invoke({"log": []}, {"configurable": {"thread_id": "t"}})
+    assert sorted(out["log"]) == ["handled failing", "sibling"]
+    assert calls == {"failing": 1, "handler": 1, "sibling": 1}
+
+
+async def test_async_handler_starts_at_once_beside_the_tasks_still_running():
+    calls = {"failing": 0, "handler": 0}
+    started = asyncio.Event()
+
+    async def failing(state: Log) -> Log:
+        calls["failing"] += 1
+        raise RuntimeError("failing broke")
+
+    async def handler(state: Log, error: NodeError) -> Log:
+        calls["handler"] += 1
+        started.set()
+        return {"log": ["handled"]}
+
+    async def sibling(state: Log) -> Log:
+        await asyncio.wait_for(started.wait(), 5)
+        return {"log": ["sibling"]}
+
+    graph = (
+        StateGraph(Log)
+        .add_node("failing", failing, error_handler=handler)
+        .add_node("sibling", sibling)
+        .add_edge(START, "failing")
+        .add_edge(START, "sibling")
+        .compile(checkpointer=InMemorySaver())
+    )
+    out = await graph.ainvoke({"log": []}, {"configurable": {"thread_id": "t"}})
+    assert out["log"] == ["sibling", "handled"]  # task order: the handler after its node
+    assert calls == {"failing": 1, "handler": 1}
+
+
+def test_a_handler_that_crashed_runs_again_on_resume_not_its_node():
+    calls = {"failing": 0, "handler": 0, "sibling": 0}
+    handler_fails = [True]
+    graph = _concurrent_graph(InMemorySaver(), calls, threading.Event(), handler_fails)
+    config = {"configurable": {"thread_id": "t"}}
+    with pytest.raises(RuntimeError, match="handler broke"):
+        graph.invoke({"log": []}, config)
+
+    handler_fails[0] = False
+    out = graph.invoke(None, config)
+    assert sorted(out["log"]) == ["handled failing", "sibling"]
+    assert calls == {"failing": 1, "handler": 2, "sibling": 1}
+
+
+def test_a_finished_handler_counts_once_when_a_sibling_failure_is_resumed():
+    saver = InMemorySaver()
+    handled = threading.Event()
+    attempts = {"flaky": 0, "handler": 0}
+
+    def failing(state: Log) -> Log:
+        raise RuntimeError("always")
+
+    def handler(state: Log, error: NodeError) -> Log:
+        attempts["handler"] += 1
+        handled.set()
+        return {"log": ["h"]}
+
+    def flaky(state: Log) -> Log:
+        attempts["flaky"] += 1
+        if attempts["flaky"] == 1:
+            handled.wait(5)
+            raise ValueError("flaky once")
+        return {"log": ["c"]}
+
+    graph = (
+        StateGraph(Log)
+        .add_node("f", failing, error_handler=handler)
+        .add_node("c", flaky)
+        .add_edge(START, "f")
+        .add_edge(START, "c")
+        .compile(checkpointer=saver)
+    )
+    config = {"configurable": {"thread_id": "t"}}
+    with pytest.raises(ValueError):
+        graph.invoke({"log": ["in"]}, config)
+    out = graph.invoke(None, config)
+    assert out["log"] == ["in", "c", "h"]
+    assert graph.get_state(config).values["log"] == out["log"]
+    assert attempts == {"flaky": 2, "handler": 1}
+
+
+def test_a_breakpoint_before_the_handler_still_defers_it_to_the_next_step():
+    def failing(state: State) -> State:
+        raise RuntimeError("boom")
+
+    graph = (
+        StateGraph(State)
+        .add_node("failing", failing, error_handler=lambda s, error: {"foo": "handled"})
+        .add_edge(START, "failing")
+        .compile(checkpointer=InMemorySaver(),
+                 interrupt_before=["__error_handler__failing"])
+    )
+    config = {"configurable": {"thread_id": "t"}}
+    graph.invoke({"foo": ""}, config)
+    assert graph.get_state(config).next == ("__error_handler__failing",)
+    assert graph.invoke(None, config) == {"foo": "handled"}

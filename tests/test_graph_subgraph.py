@@ -676,3 +676,30 @@ def test_a_retried_subgraph_call_in_a_fresh_run_starts_again() -> None:
     # new input: not a resume, the subgraph starts from its input in a new task
     graph.invoke({"x": 1, "log": []}, cfg())
     assert ran == ["model", "model"]
+
+
+def test_graphs_invoked_one_after_another_by_a_task_get_namespaces_of_their_own():
+    # the first graph a task invokes runs in the task's namespace, the next in "<ns>|1"
+    class Inner(TypedDict):
+        n: Annotated[int, operator.add]
+
+    def graph_of(name: str) -> Any:
+        return (StateGraph(Inner).add_node(name, lambda s: {"n": 1})
+                .add_edge(START, name).compile())
+
+    first, second = graph_of("first"), graph_of("second")
+
+    def outer(state: S) -> dict:
+        a = first.invoke({"n": state["x"]})
+        b = second.invoke({"n": a["n"]})
+        return {"x": b["n"]}
+
+    graph = (StateGraph(S).add_node("outer", outer).add_edge(START, "outer")
+             .compile(checkpointer=InMemorySaver()))
+    chunks = list(graph.stream({"x": 0, "log": []}, cfg(), subgraphs=True,
+                               stream_mode="updates"))
+    namespaces = [ns for ns, _ in chunks]
+    assert len(namespaces) == 3 and namespaces[2] == ()
+    assert re.fullmatch(r"outer:[0-9a-f-]{36}", namespaces[0][0]) and len(namespaces[0]) == 1
+    assert namespaces[1] == (namespaces[0][0], "1")
+    assert chunks[-1][1] == {"outer": {"x": 2}}

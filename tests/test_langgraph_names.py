@@ -86,7 +86,7 @@ def test_encrypted_serializer_from_pycryptodome_aes() -> None:
     pytest.importorskip("Crypto")
     serde = EncryptedSerializer.from_pycryptodome_aes(key=b"1234567890123456")
     tag, data = serde.dumps_typed({"secret": 1})
-    assert tag.endswith("+aesgcm") and b"secret" not in data
+    assert "+aesgcm:" in tag and b"secret" not in data
     assert serde.loads_typed((tag, data)) == {"secret": 1}
     _graph_saver = InMemorySaver(serde=serde)
     config = {"configurable": {"thread_id": "t"}}

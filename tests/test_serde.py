@@ -42,8 +42,11 @@ from threadloom.checkpoint.serde import (
     MsgpackSerializer,
     PickleNotAllowedError,
     SerializerProtocol,
+    UnencryptedValueError,
+    UnknownKeyError,
     UnknownTypeError,
     UnregisteredTypeError,
+    key_id,
     register_type,
 )
 from threadloom.checkpoint.serde.msgpack import EXT_OBJECT, EXT_TUPLE
@@ -872,10 +875,10 @@ def test_encrypted_roundtrip(encrypted: EncryptedSerializer) -> None:
         Send("a", 1),
     ):
         tag, data = encrypted.dumps_typed(value)
-        assert tag.endswith("+aesgcm")
+        assert tag.endswith(f"+aesgcm:{key_id(KEY)}")
         assert encrypted.loads_typed((tag, data)) == value
     tag, data = encrypted.dumps_typed({"secret": "hunter2"})
-    assert tag == "msgpack+aesgcm" and b"hunter2" not in data
+    assert tag == f"msgpack+aesgcm:{key_id(KEY)}" and b"hunter2" not in data
     assert encrypted.dumps_typed("same")[1] != encrypted.dumps_typed("same")[1]  # nonce
 
 
@@ -889,23 +892,26 @@ def test_tampered_ciphertext(encrypted: EncryptedSerializer) -> None:
     with pytest.raises(DecryptionError, match="truncated"):
         encrypted.loads_typed((tag, data[:10]))
     with pytest.raises(DecryptionError):
-        encrypted.loads_typed(("bytes+aesgcm", data))  # tag swapped
+        encrypted.loads_typed((tag.replace("msgpack", "bytes"), data))  # tag swapped
     with pytest.raises(DecryptionError, match="cipher"):
         encrypted.loads_typed(("msgpack+rot13", data))
     other = EncryptedSerializer.from_aes_gcm(bytes(32))
-    with pytest.raises(DecryptionError, match="different key"):
-        other.loads_typed((tag, data))
+    with pytest.raises(UnknownKeyError, match="not among this serializer's keys"):
+        other.loads_typed((tag, data))  # the key id says which key it needs
     assert isinstance(DecryptionError("x"), ValueError)
 
 
-def test_plaintext_still_loads(encrypted: EncryptedSerializer) -> None:
+def test_plaintext_refused_unless_opted_in(encrypted: EncryptedSerializer) -> None:
+    """An encrypting serializer refuses unencrypted values by default (anyone with write
+    access to the store could slip one in); a migration opts in by name."""
     plain = MsgpackSerializer()
+    with pytest.raises(UnencryptedValueError, match="allow_plaintext_reads") as info:
+        encrypted.loads_typed(plain.dumps_typed({"old": 1}))
+    assert isinstance(info.value, CorruptCheckpointError)
+    migrating = EncryptedSerializer.from_aes_gcm(KEY, allow_plaintext_reads=True)
     for value in ({"old": (1, 2)}, None, b"bytes", [HumanMessage("x")]):
-        assert encrypted.loads_typed(plain.dumps_typed(value)) == value
-    strict = EncryptedSerializer.from_aes_gcm(KEY, allow_plaintext=False)
-    with pytest.raises(DecryptionError, match="allow_plaintext"):
-        strict.loads_typed(plain.dumps_typed({"old": 1}))
-    assert strict.loads_typed(strict.dumps_typed({"new": 1})) == {"new": 1}
+        assert migrating.loads_typed(plain.dumps_typed(value)) == value
+    assert migrating.loads_typed(migrating.dumps_typed({"new": 1})) == {"new": 1}
 
 
 def test_key_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -959,7 +965,7 @@ def test_encrypted_inner_pickle_requires_opt_in() -> None:
     pytest.importorskip("cryptography")
     unsafe = EncryptedSerializer.from_aes_gcm(KEY, serde=MsgpackSerializer(pickle_fallback=True))
     tag, data = unsafe.dumps_typed(NotRegistered())
-    assert tag == "pickle+aesgcm"
+    assert tag == f"pickle+aesgcm:{key_id(KEY)}"
     assert type(unsafe.loads_typed((tag, data))) is NotRegistered
     with pytest.raises(PickleNotAllowedError):
         EncryptedSerializer.from_aes_gcm(KEY).loads_typed((tag, data))

@@ -4,6 +4,8 @@
     threadloom sweep --postgres postgresql://... --graph myapp.agent:graph
     threadloom audit --sqlite checkpoints.db --thread t-42 [--out log.jsonl] [--verify]
                      [--key-file audit.key]
+    threadloom rekey --sqlite checkpoints.db [--batch-size N] [--allow-plaintext-reads]
+                     [--allow-unbound-reads] [--json]
 
     threadloom serve --config langgraph.json [--port 2024] [--database FILE] [--dev]
     threadloom interrupts list | approve ID | reject ID | runs list   (see threadloom.server)
@@ -13,7 +15,11 @@ the graph (``threadloom.hitl.deadlines.sweep``; threads of other graphs in the s
 database are left alone); run it from cron or a timer. ``audit`` prints (or exports as
 JSON lines) a thread's audit log; ``--verify`` checks its chain, its anchor and the
 anchors in the thread's checkpoints (and the HMAC, with the key), and fails on a thread
-with no log. A ``--sqlite`` path that does not exist is an error, never a new file.
+with no log. ``rekey`` re-encrypts every stored value with the key in
+``THREADLOOM_AES_KEY``, reading those under the old keys in ``THREADLOOM_AES_OLD_KEYS``
+(``threadloom.checkpoint.rekey``): resumable, one transaction per batch. A ``--sqlite``
+path that does not exist is an error, never a new file. Commands that read an encrypted
+store (``sweep``, ``audit``) use the same two variables when ``THREADLOOM_AES_KEY`` is set.
 
 ``--graph module:attr`` names a compiled graph, a ``StateGraph`` builder, or a function
 taking the checkpointer and returning a compiled graph; the graph is run on the saver
@@ -66,6 +72,21 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--key-file", metavar="FILE",
                        help="the saver's audit_key (HMAC), to verify a signed log "
                             "(default: $THREADLOOM_AUDIT_KEY)")
+
+    rekey = commands.add_parser(
+        "rekey", help="re-encrypt every stored value with the current key ($THREADLOOM_AES_KEY)"
+    )
+    _add_saver_options(rekey)
+    rekey.add_argument("--batch-size", type=int, default=500, metavar="N",
+                       help="rows per transaction (default 500)")
+    rekey.add_argument("--allow-plaintext-reads", action="store_true",
+                       help="also encrypt values stored unencrypted (migrating a store "
+                            "written before encryption was turned on)")
+    rekey.add_argument("--allow-unbound-reads", action="store_true",
+                       help="also bind values encrypted without their place (written by a "
+                            "threadloom older than place binding)")
+    rekey.add_argument("--json", action="store_true", help="print the report as JSON")
+
     from threadloom.server.cli import add_serve_parser
     from threadloom.server.operator_cli import add_operator_parsers
 
@@ -90,13 +111,33 @@ def open_saver(args: argparse.Namespace) -> Iterator[Any]:
             # A mistyped path must not quietly create an empty database and "pass".
             raise _Refused(f"--sqlite {args.sqlite!r}: no such database file.")
         with SqliteSaver.from_conn_string(args.sqlite) as saver:
+            _use_keys(saver, args)
             yield saver
     else:
         from threadloom.checkpoint.postgres import PostgresSaver
 
         with PostgresSaver.from_conn_string(args.postgres) as saver:
             saver.setup()
+            _use_keys(saver, args)
             yield saver
+
+
+def _use_keys(saver: Any, args: argparse.Namespace) -> None:
+    """Read (and write) an encrypted store with the keys in the environment:
+    ``THREADLOOM_AES_KEY`` (required by ``rekey``) and ``THREADLOOM_AES_OLD_KEYS``."""
+    import os
+
+    if args.command != "rekey" and not os.environ.get("THREADLOOM_AES_KEY", "").strip():
+        return
+    from threadloom.checkpoint.serde import EncryptedSerializer, EncryptionKeyError
+
+    try:
+        saver.serde = EncryptedSerializer.from_aes_gcm(
+            allow_plaintext_reads=getattr(args, "allow_plaintext_reads", False),
+            allow_unbound_reads=getattr(args, "allow_unbound_reads", False),
+        )
+    except EncryptionKeyError as exc:
+        raise _Refused(str(exc)) from None
 
 
 def load_graph(spec: str, checkpointer: Any) -> Any:
@@ -197,11 +238,37 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rekey(args: argparse.Namespace) -> int:
+    from threadloom.checkpoint.rekey import rekey
+    from threadloom.checkpoint.serde import CorruptCheckpointError
+
+    if args.batch_size < 1:
+        raise _Refused(f"--batch-size must be at least 1, got {args.batch_size}.")
+    with open_saver(args) as saver:
+        try:
+            report = rekey(saver, batch_size=args.batch_size)
+        except CorruptCheckpointError as exc:
+            print(f"threadloom rekey stopped: {exc}\nEverything re-encrypted before this row "
+                  "is committed; fix or remove the row (or pass the opt-in it names) and run "
+                  "the command again: it carries on where it stopped.", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps({"key_id": report.key_id, "scanned": report.scanned,
+                          "resealed": report.resealed}, sort_keys=True))
+    else:
+        tables = ", ".join(f"{t} {n}" for t, n in report.resealed.items())
+        print(f"{report.total_resealed} value(s) re-encrypted with key {report.key_id} "
+              f"({tables}).")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "sweep":
             return _sweep(args)
+        if args.command == "rekey":
+            return _rekey(args)
         if args.command == "serve":
             from threadloom.server.cli import serve
 

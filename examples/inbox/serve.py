@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,10 @@ def seed(url: str) -> list[str]:
     return started
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=2024)
@@ -74,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             roles = ", ".join(keys[key]["permissions"])
             print(f"  sign in as {name} ({roles}) with the key: {key}")
         print(f"  API docs: {url}/docs   database: {database}   (Ctrl-C stops)", flush=True)
+        # Ctrl-C and SIGTERM stop it, even when started where SIGINT is ignored (a shell's
+        # background job inherits SIG_IGN, and Python then never raises KeyboardInterrupt)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _stop)
         try:
             while True:
                 time.sleep(3600)

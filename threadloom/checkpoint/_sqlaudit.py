@@ -14,6 +14,9 @@ The log goes with its thread: ``delete_thread`` and ``expire_paused`` delete its
 when the saver sets it (``prune_audit``: the older ones become one anchor record at the
 last pruned record's place, so the chain still verifies; by default it keeps them all).
 
+Under an encrypting serializer each record (and the anchor) is sealed for its place
+(``_auditcodec``); the chain covers the plaintext records.
+
 The table comes with its own migration (``SQLITE_MIGRATION`` / ``POSTGRES_MIGRATION``),
 appended to each saver's migration list.
 """
@@ -26,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from threadloom.checkpoint._auditcodec import open_text, seal_text
 from threadloom.checkpoint._sql import Dialect, Op, Query
 from threadloom.checkpoint.base import (
     AuditRecord,
@@ -33,6 +37,7 @@ from threadloom.checkpoint.base import (
     chain_audit_records,
     is_prune_marker,
 )
+from threadloom.checkpoint.serde.place import audit_head_place, audit_place, binds
 
 __all__ = [
     "AUDIT",
@@ -72,16 +77,15 @@ POSTGRES_MIGRATION: tuple[str, ...] = (
 _LOCKS = {"postgres": "SELECT pg_advisory_xact_lock(1953259893, hashtext(?))"}
 
 
-def _decode(raw: Any) -> AuditRecord:
-    return json.loads(raw) if isinstance(raw, (str, bytes, bytearray)) else dict(raw)
-
-
 def put_audit(
     dialect: Dialect,
     thread_id: str,
     records: Sequence[AuditRecord],
     key: bytes | None = None,
+    serde: Any = None,
 ) -> Op[list[AuditRecord]]:
+    """Append ``records`` after the thread's last one (chained, sealed by ``serde`` when
+    it encrypts) and move the anchor; the records as stored."""
     thread_id = str(thread_id)
     for record in records:
         json.dumps(record)  # a value JSON cannot hold fails here, before any I/O
@@ -89,21 +93,28 @@ def put_audit(
     if lock:
         yield Query(lock, (thread_id,))
     rows = yield Query(
-        f"SELECT record FROM {AUDIT} WHERE thread_id = ? AND seq > 0 "
+        f"SELECT seq, record FROM {AUDIT} WHERE thread_id = ? AND seq > 0 "
         "ORDER BY seq DESC LIMIT 1",
         (thread_id,),
         fetch=True,
     )
-    last = _decode(rows[0][0]) if rows else None
-    stored = chain_audit_records(last, thread_id, records, key)
+    last = open_text(serde, rows[0][1], audit_place(thread_id, rows[0][0])) if rows else None
+    stored = chain_audit_records(last, thread_id, records, key, salt=binds(serde))
     now = time.time()
     for record in stored:
+        text = seal_text(
+            serde, json.dumps(record, ensure_ascii=False), audit_place(thread_id, record["seq"])
+        )
         yield Query(
             f"INSERT INTO {AUDIT} (thread_id, seq, record, created_at) VALUES (?, ?, ?, ?)",
-            (thread_id, record["seq"], json.dumps(record, ensure_ascii=False), now),
+            (thread_id, record["seq"], text, now),
         )
     if stored:  # the anchor (row seq 0) moves with the append, in the same transaction
-        head = json.dumps({"seq": stored[-1]["seq"], "hash": stored[-1]["hash"]})
+        head = seal_text(
+            serde,
+            json.dumps({"seq": stored[-1]["seq"], "hash": stored[-1]["hash"]}),
+            audit_head_place(thread_id),
+        )
         yield Query(
             f"INSERT INTO {AUDIT} (thread_id, seq, record, created_at) VALUES (?, 0, ?, ?) "
             "ON CONFLICT (thread_id, seq) DO UPDATE SET record = excluded.record, "
@@ -114,7 +125,7 @@ def put_audit(
 
 
 def prune_audit(
-    dialect: Dialect, thread_id: str, keep: int, key: bytes | None = None
+    dialect: Dialect, thread_id: str, keep: int, key: bytes | None = None, serde: Any = None
 ) -> Op[None]:
     """Keep the ``keep`` newest records of the thread's log; the older ones are replaced
     by one anchor record (``audit_prune_marker``) at the last pruned record's place.
@@ -132,35 +143,40 @@ def prune_audit(
     if not rows:
         return None  # no more than ``keep`` records
     seq, raw = rows[0]
-    last = _decode(raw)
+    last = open_text(serde, raw, audit_place(thread_id, seq))
     if is_prune_marker(last):
         return None  # what is older than the newest ``keep`` is already pruned
     yield Query(
         f"DELETE FROM {AUDIT} WHERE thread_id = ? AND seq > 0 AND seq <= ?", (thread_id, seq)
     )
     marker = audit_prune_marker(last, key)
+    text = seal_text(serde, json.dumps(marker, ensure_ascii=False), audit_place(thread_id, seq))
     yield Query(
         f"INSERT INTO {AUDIT} (thread_id, seq, record, created_at) VALUES (?, ?, ?, ?)",
-        (thread_id, seq, json.dumps(marker, ensure_ascii=False), time.time()),
+        (thread_id, seq, text, time.time()),
     )
     return None
 
 
-def list_audit(thread_id: str) -> Op[list[AuditRecord]]:
+def list_audit(thread_id: str, serde: Any = None) -> Op[list[AuditRecord]]:
+    """The thread's records, oldest first (opened by ``serde`` when sealed)."""
+    thread_id = str(thread_id)
     rows = yield Query(
-        f"SELECT record FROM {AUDIT} WHERE thread_id = ? AND seq > 0 ORDER BY seq",
-        (str(thread_id),),
+        f"SELECT seq, record FROM {AUDIT} WHERE thread_id = ? AND seq > 0 ORDER BY seq",
+        (thread_id,),
         fetch=True,
     )
-    return [_decode(r[0]) for r in rows or ()]
+    return [open_text(serde, r[1], audit_place(thread_id, r[0])) for r in rows or ()]
 
 
-def audit_head(thread_id: str) -> Op[dict[str, Any] | None]:
+def audit_head(thread_id: str, serde: Any = None) -> Op[dict[str, Any] | None]:
+    """The thread's anchor ``{"seq", "hash"}``, or None."""
+    thread_id = str(thread_id)
     rows = yield Query(
-        f"SELECT record FROM {AUDIT} WHERE thread_id = ? AND seq = 0", (str(thread_id),),
+        f"SELECT record FROM {AUDIT} WHERE thread_id = ? AND seq = 0", (thread_id,),
         fetch=True,
     )
-    return _decode(rows[0][0]) if rows else None
+    return open_text(serde, rows[0][0], audit_head_place(thread_id)) if rows else None
 
 
 @contextmanager

@@ -32,7 +32,11 @@ that grew, the appended items plus ``base_version``/``root_version`` (``_delta``
 per pending write.
 
 Damaged rows raise ``CorruptCheckpointError`` naming the thread, namespace and checkpoint;
-decoding goes through the serializer, which never runs code named by stored bytes.
+decoding goes through the serializer, which never runs code named by stored bytes. A
+serializer that binds values to their place (``EncryptedSerializer``) is given each row's
+place (``serde.place``: the checkpoint row, the value's (channel, version, base, root),
+the write's (checkpoint, task, index, channel)), so a row copied elsewhere is refused;
+``copy_thread`` then reseals the copies for their new thread (``_reseal``).
 """
 
 from __future__ import annotations
@@ -87,6 +91,14 @@ from threadloom.checkpoint.base import (
     get_checkpoint_id,
 )
 from threadloom.checkpoint.serde.base import CorruptCheckpointError
+from threadloom.checkpoint.serde.place import (
+    Place,
+    binds,
+    checkpoint_place,
+    dumps_at,
+    value_place,
+    write_place,
+)
 from threadloom.errors import CheckpointConflictError
 
 __all__ = ["CorruptCheckpointError", "PreparedPut", "SqlCore"]
@@ -159,6 +171,8 @@ class SqlCore:
     ) -> None:
         self.d = dialect
         self.serde = serde
+        self._dumps_at = dumps_at(serde)  # place-bound where the serializer binds
+        self._binds = binds(serde)
         self.cache = cache
         self.values = values if values is not None else ValueCache(max_bytes=0)
 
@@ -268,9 +282,11 @@ class SqlCore:
             if row[0] == 0:
                 checkpoints.append(row[1:8])
                 continue
-            _, thread_id, ns, checkpoint_id, task_id, typ, blob, _, channel = row[:9]
+            _, thread_id, ns, checkpoint_id, task_id, typ, blob, _, channel, _, idx = row
             value = self._decode(
-                (typ, blob), partial(_write_name, task_id, channel, thread_id, ns, checkpoint_id)
+                (typ, blob),
+                partial(_write_name, task_id, channel, thread_id, ns, checkpoint_id),
+                write_place(thread_id, ns, checkpoint_id, task_id, idx, channel),
             )
             writes[(thread_id, ns, checkpoint_id)].append((task_id, channel, value))
         return checkpoints, writes
@@ -295,9 +311,15 @@ class SqlCore:
         owners: dict[Key, str] = {}
         for thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata in rows:
             where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"
-            checkpoint = self._decode((typ, blob), f"checkpoint of {where}")
+            place = checkpoint_place(thread_id, ns, checkpoint_id)
+            checkpoint = self._decode((typ, blob), f"checkpoint of {where}", place)
+            sealed = (
+                checkpoint.pop(SEALED_METADATA, None) if isinstance(checkpoint, dict) else None
+            )
             check_checkpoint(checkpoint, where)
             meta = _load_metadata(metadata, where)
+            if sealed is not None:
+                meta = _authentic_metadata(meta, sealed, where)
             keys = [(thread_id, ns, ch, str(v)) for ch, v in checkpoint["channel_versions"].items()]
             for key in keys:
                 owners.setdefault(key, checkpoint_id)
@@ -321,6 +343,7 @@ class SqlCore:
                     f"value of channel {channel!r} version {version!r} (thread "
                     f"{thread_id!r}, namespace {ns!r}, {owner_of(key)})"
                 ),
+                value_place(*key, row.base_version, row.root_version),
             )
 
         if ready:
@@ -403,19 +426,37 @@ class SqlCore:
             found.update(_blob_rows(rows))
         return found
 
-    def _decode(self, data: tuple[str, Any], what: str | Callable[[], str]) -> Any:
-        """Decode a stored value; ``what`` (or what it returns) names it in errors."""
+    def _decode(
+        self, data: tuple[str, Any], what: str | Callable[[], str], place: Place | None = None
+    ) -> Any:
+        """Decode a stored value; ``what`` (or what it returns) names it in errors.
+
+        ``place``: where the value is stored, for a serializer that binds values to their
+        place (``serde.place``). Errors are ``CorruptCheckpointError`` - of the
+        serializer's own subclass when it raised one (``UnencryptedValueError``, ...) -
+        naming the row."""
         typ, blob = data
         if typ == "empty":
             return EMPTY
+        serde = self.serde
         try:
-            return self.serde.loads_typed((typ, _bytes(blob)))
+            if place is not None:
+                bound = getattr(serde, "loads_typed_at", None)
+                if bound is not None:
+                    return bound((typ, _bytes(blob)), place)
+            return serde.loads_typed((typ, _bytes(blob)))
         except Exception as exc:
             name = what if isinstance(what, str) else what()
-            raise CorruptCheckpointError(
-                f"Stored {name} cannot be decoded ({type(exc).__name__}: {exc}). The row is "
-                "damaged or was written by an incompatible serializer; nothing in it was run."
-            ) from exc
+            kind = type(exc) if isinstance(exc, CorruptCheckpointError) else None
+            try:
+                error = (kind or CorruptCheckpointError)(
+                    f"Stored {name} cannot be decoded ({type(exc).__name__}: {exc}). The row "
+                    "is damaged or was written by an incompatible serializer; nothing in it "
+                    "was run."
+                )
+            except Exception:  # a subclass that takes other arguments
+                error = CorruptCheckpointError(f"Stored {name} cannot be decoded: {exc}")
+            raise error from exc
 
     # -- writing -----------------------------------------------------------------------
 
@@ -439,7 +480,10 @@ class SqlCore:
         parent_id = get_checkpoint_id(config) or None  # "" means "no parent" too
         metadata_json = dump_metadata(metadata)
         stored = {k: v for k, v in checkpoint.items() if k != "channel_values"}
-        cp_type, cp_blob = self.serde.dumps_typed(stored)
+        if self._binds:  # the metadata column stays JSON (filters): seal a copy to check it
+            stored[SEALED_METADATA] = json.loads(metadata_json)
+        place = checkpoint_place(thread_id, ns, checkpoint["id"])
+        cp_type, cp_blob = self._dumps_at(stored, place)
         plans = self.cache.plan(
             thread_id, ns, parent_id, checkpoint["channel_values"], new_versions
         )
@@ -455,15 +499,18 @@ class SqlCore:
             cp_blob=cp_blob,
             metadata_json=metadata_json,
             created_at=timestamp(checkpoint.get("ts")),
-            blobs=[(plan, *self._dump_plan(plan)) for plan in plans],
+            blobs=[(plan, *self._dump_plan(thread_id, ns, plan)) for plan in plans],
             relaxed=relaxed,
             run_locked=run_locked,
         )
 
-    def _dump_plan(self, plan: BlobPlan) -> tuple[str, bytes | None]:
+    def _dump_plan(self, thread_id: str, ns: str, plan: BlobPlan) -> tuple[str, bytes | None]:
         if plan.value is EMPTY:
             return "empty", None
-        return self.serde.dumps_typed(plan.payload)
+        place = value_place(
+            thread_id, ns, plan.channel, plan.version, plan.base_version, plan.root_version
+        )
+        return self._dumps_at(plan.payload, place)
 
     def put(self, p: PreparedPut) -> Op[dict[str, Any]]:
         """Store a prepared checkpoint; a run's ``loop`` checkpoint on a stale head loses.
@@ -500,7 +547,7 @@ class SqlCore:
             if attempt == 0:
                 blobs = yield from self._check_bases(p, blobs)
             else:
-                blobs = [self._full(b) for b in blobs]
+                blobs = [self._full(p, b) for b in blobs]
         p.stored = blobs
         return p.config()
 
@@ -529,14 +576,16 @@ class SqlCore:
         """Make ``p`` store every list delta whole: for a write planned on a delta chain
         that changed before it ran (a write before it was stored whole on retry), whose
         planned chain root may no longer exist."""
-        p.blobs = [self._full(b) for b in p.blobs]
+        p.blobs = [self._full(p, b) for b in p.blobs]
 
-    def _full(self, blob: tuple[BlobPlan, str, bytes | None]) -> tuple[BlobPlan, str, bytes | None]:
+    def _full(
+        self, p: PreparedPut, blob: tuple[BlobPlan, str, bytes | None]
+    ) -> tuple[BlobPlan, str, bytes | None]:
         plan = blob[0]
         if not plan.is_delta:
             return blob
         plan = plan.as_full()
-        return (plan, *self._dump_plan(plan))
+        return (plan, *self._dump_plan(p.thread_id, p.ns, plan))
 
     def _put_batch(
         self, p: PreparedPut, blobs: list[tuple[BlobPlan, str, bytes | None]]
@@ -674,7 +723,7 @@ class SqlCore:
             return blobs
         present = yield from self._fetch_keys(bases)
         return [
-            self._full(b)
+            self._full(p, b)
             if b[0].is_delta and (p.thread_id, p.ns, b[0].channel, b[0].base_version) not in present
             else b
             for b in blobs
@@ -715,8 +764,10 @@ class SqlCore:
         regular: dict[int, tuple[Any, ...]] = {}
         special: dict[int, tuple[Any, ...]] = {}
         for idx, (channel, value) in enumerate(writes):
-            typ, blob = self.serde.dumps_typed(value)
             key = WRITES_IDX_MAP.get(channel, idx)
+            typ, blob = self._dumps_at(
+                value, write_place(thread_id, ns, checkpoint_id, task_id, key, channel)
+            )
             row = (thread_id, ns, checkpoint_id, task_id, key, channel, typ, blob, task_path)
             if key < 0:
                 special[key] = row  # the last one wins, as in the memory saver
@@ -859,7 +910,8 @@ class SqlCore:
                 dropped.append((thread_id, ns, checkpoint_id))
                 continue
             where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"
-            checkpoint = self._decode((typ, blob), f"checkpoint of {where}")
+            place = checkpoint_place(thread_id, ns, checkpoint_id)
+            checkpoint = self._decode((typ, blob), f"checkpoint of {where}", place)
             for channel, version in (checkpoint.get("channel_versions") or {}).items():
                 referenced.add((thread_id, ns, channel, str(version)))
         if not dropped:
@@ -930,6 +982,10 @@ class SqlCore:
                 f"SELECT ?, {columns} FROM {table} WHERE thread_id = ?",
                 (target, source),
             )
+        if binds(self.serde):  # values bound to their place: seal the copies for theirs
+            from threadloom.checkpoint._reseal import reseal_thread
+
+            yield from reseal_thread(self.d, self.serde, source, target)
         self.cache.forget(target)
         self.values.forget(target)
         return count
@@ -996,6 +1052,38 @@ def _write_name(task_id: str, channel: str, thread_id: str, ns: str, checkpoint_
 def _blob_rows(rows: Rows | None) -> Iterable[tuple[tuple[Any, ...], StoredBlob]]:
     for thread_id, ns, channel, version, typ, blob, base, root in rows or ():
         yield (thread_id, ns, channel, version), StoredBlob(typ, _bytes(blob), base, root)
+
+
+SEALED_METADATA = "threadloom:metadata"
+"""Key of the copy of a checkpoint's metadata sealed inside its checkpoint row, where the
+serializer binds values to their place (encryption): the metadata column stays plaintext
+JSON, because ``list(filter=...)`` queries it in the database, but a change made to it
+behind the saver's back no longer goes unnoticed (``_authentic_metadata``)."""
+
+
+def _json_numbers(value: Any) -> Any:
+    """``value`` with every number as a float: JSON numbers as a database may give them
+    back (PostgreSQL's jsonb prints ``1e+20`` as ``100000000000000000000``)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_numbers(v) for v in value]
+    return value
+
+
+def _authentic_metadata(column: dict[str, Any], sealed: Any, where: str) -> dict[str, Any]:
+    """The sealed copy of a checkpoint's metadata, once the metadata column is found to
+    say the same; ``CorruptCheckpointError`` if it was altered."""
+    if not isinstance(sealed, dict) or _json_numbers(column) != _json_numbers(sealed):
+        raise CorruptCheckpointError(
+            f"Stored metadata of {where} was altered: it differs from the copy sealed in "
+            "the encrypted checkpoint row. Nothing in it was used."
+        )
+    return sealed
 
 
 def _load_metadata(raw: Any, where: str) -> dict[str, Any]:

@@ -223,7 +223,7 @@ class SqlSaver(BaseCheckpointSaver):
             if keep_audit is not None:
                 for thread_id in sorted(set(ids)):
                     yield from _sqlaudit.prune_audit(
-                        self.dialect, thread_id, keep_audit, self.audit_key
+                        self.dialect, thread_id, keep_audit, self.audit_key, self.serde
                     )
             return dropped
 
@@ -493,18 +493,20 @@ class SyncSqlSaver(SqlSaver):
     def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
         """Append records to the thread's audit log (numbered, hash-chained)."""
         with _sqlaudit.explained():
-            op = _sqlaudit.put_audit(self.dialect, thread_id, records, self.audit_key)
+            op = _sqlaudit.put_audit(
+                self.dialect, thread_id, records, self.audit_key, self.serde
+            )
             return self._run(op, write=True)
 
     def list_audit(self, thread_id: str) -> list[AuditRecord]:
         """The thread's audit records, oldest first."""
         with _sqlaudit.explained():
-            return self._run(_sqlaudit.list_audit(thread_id), write=False)
+            return self._run(_sqlaudit.list_audit(thread_id, self.serde), write=False)
 
     def audit_head(self, thread_id: str) -> dict[str, Any] | None:
         """The anchor of the thread's audit chain (see ``BaseCheckpointSaver``)."""
         with _sqlaudit.explained():
-            return self._run(_sqlaudit.audit_head(thread_id), write=False)
+            return self._run(_sqlaudit.audit_head(thread_id, self.serde), write=False)
 
 
 class AsyncSqlSaver(SqlSaver):
@@ -641,18 +643,20 @@ class AsyncSqlSaver(SqlSaver):
     ) -> list[AuditRecord]:
         self._remember_loop()
         with _sqlaudit.explained():
-            op = _sqlaudit.put_audit(self.dialect, thread_id, records, self.audit_key)
+            op = _sqlaudit.put_audit(
+                self.dialect, thread_id, records, self.audit_key, self.serde
+            )
             return await self._arun(op, write=True)
 
     async def alist_audit(self, thread_id: str) -> list[AuditRecord]:
         self._remember_loop()
         with _sqlaudit.explained():
-            return await self._arun(_sqlaudit.list_audit(thread_id), write=False)
+            return await self._arun(_sqlaudit.list_audit(thread_id, self.serde), write=False)
 
     async def aaudit_head(self, thread_id: str) -> dict[str, Any] | None:
         self._remember_loop()
         with _sqlaudit.explained():
-            return await self._arun(_sqlaudit.audit_head(thread_id), write=False)
+            return await self._arun(_sqlaudit.audit_head(thread_id, self.serde), write=False)
 
     # -- sync bridges ------------------------------------------------------------------
 

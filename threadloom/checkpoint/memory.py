@@ -44,6 +44,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
+from threadloom.checkpoint._auditcodec import open_text, reseal_text, seal_text
 from threadloom.checkpoint._delta import (
     EMPTY,
     BrokenChainError,
@@ -80,6 +81,18 @@ from threadloom.checkpoint.base import (
     get_checkpoint_id,
     is_prune_marker,
     prune_plan,
+)
+from threadloom.checkpoint.serde.place import (
+    Place,
+    audit_head_place,
+    audit_place,
+    binds,
+    dumps_at,
+    loads_at,
+    metadata_place,
+    reseal_at,
+    value_place,
+    write_place,
 )
 from threadloom.constants import CONFIG_KEY_BRANCH
 from threadloom.errors import CheckpointConflictError
@@ -247,17 +260,17 @@ class InMemorySaver(BaseCheckpointSaver):
         it appends deltas.
         """
         blobs = self.blobs
-        loads = self.serde.loads_typed
+        loads = loads_at(self.serde)
         found: dict[Key, Any] = {}  # key -> value (EMPTY for an empty channel)
         owners: dict[Key, str] = {}  # key -> first checkpoint reading it (for errors)
         deltas: list[Key] = []
         decoded = []
         for thread_id, ns, checkpoint_id, (stored, meta, parent_id), metadata in entries:
             if metadata is None:
+                where = (thread_id, ns, checkpoint_id)
                 try:
-                    metadata = loads(meta)
+                    metadata = loads(meta, metadata_place(*where))
                 except Exception:
-                    where = (thread_id, ns, checkpoint_id)
                     metadata = self._named_decode(meta, "metadata of ", *where)
             keys = []
             for channel, version in stored["channel_versions"].items():
@@ -274,8 +287,9 @@ class InMemorySaver(BaseCheckpointSaver):
                 elif row[0] == "empty":
                     found[key] = EMPTY
                 else:
+                    place = value_place(*key)
                     try:
-                        found[key] = loads(row)
+                        found[key] = loads(row, place)
                     except Exception:
                         found[key] = self._named_decode(
                             row,
@@ -284,6 +298,7 @@ class InMemorySaver(BaseCheckpointSaver):
                             ns,
                             checkpoint_id,
                             ")",
+                            place=place,
                         )
             decoded.append((thread_id, ns, checkpoint_id, stored, metadata, parent_id, keys))
 
@@ -336,14 +351,24 @@ class InMemorySaver(BaseCheckpointSaver):
         return out
 
     def _named_decode(
-        self, data: Any, what: str, thread_id: str, ns: str, checkpoint_id: str, end: str = ""
+        self,
+        data: Any,
+        what: str,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        end: str = "",
+        *,
+        place: Place | None = None,
     ) -> Any:
         """Decode through the SQL savers' decoder, which raises ``CorruptCheckpointError``
-        naming the row (reads try the serializer directly first: this is the slow path)."""
+        naming the row (reads try the serializer directly first: this is the slow path).
+        ``place`` defaults to the checkpoint's metadata."""
         return self._decode(
             data,
             lambda: f"{what}thread {thread_id!r}, namespace {ns!r}, checkpoint "
             f"{checkpoint_id!r}{end}",
+            place or metadata_place(thread_id, ns, checkpoint_id),
         )
 
     def _resolve(self, targets: list[Key], owners: dict[Key, str]) -> dict[Key, Resolved]:
@@ -361,13 +386,18 @@ class InMemorySaver(BaseCheckpointSaver):
             owner = via_chain.get(_root_key(key, row) if row else key)
             return f"checkpoint {owner!r}, through the list delta chain it extends"
 
-        loads = self.serde.loads_typed
+        bound = getattr(self.serde, "loads_typed_at", None)
+        plain = self.serde.loads_typed
 
         def decode(key: Key, row: _Row) -> Any:
             if row.type == "empty":
                 return EMPTY
+            place = None  # the place is built only for a serializer that binds to it
             try:
-                return loads((row.type, row.blob))
+                if bound is None:
+                    return plain((row.type, row.blob))
+                place = value_place(*key, row.base_version, row.root_version)
+                return bound((row.type, row.blob), place)
             except Exception:  # decode again through the SQL savers' decoder, which
                 pass  # raises CorruptCheckpointError naming the row (outside this handler)
             thread_id, ns, channel, version = key
@@ -375,6 +405,7 @@ class InMemorySaver(BaseCheckpointSaver):
                 (row.type, row.blob),
                 lambda: f"value of channel {channel!r} version {version!r} (thread "
                 f"{thread_id!r}, namespace {ns!r}, {owner_of(key)})",
+                place,
             )
 
         cached, missing = self._values.lookup(targets, decode)
@@ -404,9 +435,13 @@ class InMemorySaver(BaseCheckpointSaver):
             (
                 task_id,
                 channel,
-                decode(value, partial(_write_name, task_id, channel, thread_id, ns, checkpoint_id)),
+                decode(
+                    value,
+                    partial(_write_name, task_id, channel, thread_id, ns, checkpoint_id),
+                    write_place(thread_id, ns, checkpoint_id, task_id, idx, channel),
+                ),
             )
-            for _, (task_id, channel, value, _path) in items
+            for (_, idx), (task_id, channel, value, _path) in items
         ]
 
     def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
@@ -513,7 +548,7 @@ class InMemorySaver(BaseCheckpointSaver):
         parent_id = get_checkpoint_id(config) or None  # "" means "no parent" too
         checkpoint_id = checkpoint["id"]
         values = checkpoint["channel_values"]
-        dumps = self.serde.dumps_typed
+        dumps = dumps_at(self.serde)
         head_key = (thread_id, ns)
         long_lists = self._long_lists.get(head_key)
         # Serialize outside the lock: only the channels that changed. A long list goes to
@@ -536,19 +571,22 @@ class InMemorySaver(BaseCheckpointSaver):
                 if first_long is None:
                     first_long = []
                 first_long.append(channel)
-            rows.append(((thread_id, ns, channel, str(version)), dumps(value)))
+            key = (thread_id, ns, channel, str(version))
+            rows.append((key, dumps(value, value_place(*key))))
         plans = None
         if long_lists is not None or first_long is not None:  # the planner follows the head
             plans = self._delta.plan(thread_id, ns, parent_id, values, lists or {})
             for plan in plans:
-                typ, blob = dumps(plan.payload)
                 key = (thread_id, ns, plan.channel, plan.version)
+                typ, blob = dumps(
+                    plan.payload, value_place(*key, plan.base_version, plan.root_version)
+                )
                 if plan.is_delta:
                     rows.append((key, _Row(typ, blob, plan.base_version, plan.root_version)))
                 else:
                     rows.append((key, (typ, blob)))
         stored = {k: v for k, v in checkpoint.items() if k != "channel_values"}
-        meta = dumps(dict(metadata))
+        meta = dumps(dict(metadata), metadata_place(thread_id, ns, checkpoint_id))
         # the conflict rule, for a run holding the thread's run lock (see ``lock_thread``)
         loop = (
             bool(metadata)
@@ -579,7 +617,7 @@ class InMemorySaver(BaseCheckpointSaver):
                         plans[i] = plan.as_full()
                         key = (thread_id, ns, plan.channel, plan.version)
                         rows = [r for r in rows if r[0] != key]
-                        rows.append((key, dumps(plans[i].payload)))
+                        rows.append((key, dumps(plans[i].payload, value_place(*key))))
             for key, row in rows:
                 if key not in blobs:  # a version is written once
                     blobs[key] = row
@@ -607,14 +645,15 @@ class InMemorySaver(BaseCheckpointSaver):
         checkpoint_id = get_checkpoint_id(config)
         if checkpoint_id is None:
             raise ValueError("put_writes needs a checkpoint_id in config['configurable'].")
-        dumps = self.serde.dumps_typed
+        dumps = dumps_at(self.serde)
         with self._lock:
             bucket = self.writes[(thread_id, ns, checkpoint_id)]
             for idx, (channel, value) in enumerate(writes):
                 key = (task_id, WRITES_IDX_MAP.get(channel, idx))
                 if key[1] >= 0 and key in bucket:
                     continue
-                bucket[key] = (task_id, channel, dumps(value), task_path)
+                place = write_place(thread_id, ns, checkpoint_id, task_id, key[1], channel)
+                bucket[key] = (task_id, channel, dumps(value, place), task_path)
 
     def delete_thread(self, thread_id: str) -> None:
         thread_id = str(thread_id)
@@ -771,17 +810,67 @@ class InMemorySaver(BaseCheckpointSaver):
             per_ns = self.storage.get(source)
             if not per_ns:
                 return
-            # stored checkpoints and rows are never changed in place: share them
-            self.storage[target] = {ns: dict(cps) for ns, cps in per_ns.items()}
+            # Stored checkpoints and rows are never changed in place: share them - except
+            # where the serializer binds values to their place (encryption): those are
+            # sealed anew for the target thread, all of them before anything is stored.
+            storage = {ns: dict(cps) for ns, cps in per_ns.items()}
+            blobs = {
+                (target, *key[1:]): row for key, row in self.blobs.items() if key[0] == source
+            }
+            writes = {
+                (target, *key[1:]): dict(bucket)
+                for key, bucket in self.writes.items()
+                if key[0] == source
+            }
+            if binds(self.serde):
+                self._reseal_copy(source, target, storage, blobs, writes)
+            self.storage[target] = storage
             for ns, checkpoints in per_ns.items():
                 self._heads[(target, ns)] = max(checkpoints)
-            for key, row in list(self.blobs.items()):
-                if key[0] == source:
-                    self.blobs[(target, *key[1:])] = row
-            for key, bucket in list(self.writes.items()):
-                if key[0] == source:
-                    self.writes[(target, *key[1:])] = dict(bucket)
+            self.blobs.update(blobs)
+            self.writes.update(writes)
             self._activity.pop(target, None)
+
+    def _reseal_copy(
+        self,
+        source: str,
+        target: str,
+        storage: dict[str, dict[str, tuple[Any, Any, str | None]]],
+        blobs: dict[Key, tuple[Any, ...]],
+        writes: dict[tuple[str, str, str], dict[tuple[str, int], tuple]],
+    ) -> None:
+        """Seal the copied rows of ``source`` (given keyed for ``target``) for their new
+        place, in place of the dicts given."""
+        serde = self.serde
+        for ns, checkpoints in storage.items():
+            for checkpoint_id, (stored, meta, parent) in checkpoints.items():
+                moved = reseal_at(
+                    serde,
+                    meta,
+                    metadata_place(source, ns, checkpoint_id),
+                    metadata_place(target, ns, checkpoint_id),
+                )
+                checkpoints[checkpoint_id] = (stored, moved, parent)
+        for key, row in blobs.items():
+            if row[0] == "empty":
+                continue
+            base, root = (row[2], row[3]) if len(row) > 2 else (None, None)
+            typ, blob = reseal_at(  # type: ignore[misc]
+                serde,
+                (row[0], row[1]),
+                value_place(source, *key[1:], base, root),
+                value_place(*key, base, root),
+            )
+            blobs[key] = _Row(typ, blob, base, root) if len(row) > 2 else (typ, blob)
+        for (_, ns, checkpoint_id), bucket in writes.items():
+            for (task_id, idx), (tid, channel, value, path) in bucket.items():
+                moved = reseal_at(
+                    serde,
+                    value,
+                    write_place(source, ns, checkpoint_id, task_id, idx, channel),
+                    write_place(target, ns, checkpoint_id, task_id, idx, channel),
+                )
+                bucket[(task_id, idx)] = (tid, channel, moved, path)
 
     def expire_paused(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
         """Delete threads whose newest checkpoint is older than ``older_than``; their ids.
@@ -815,6 +904,57 @@ class InMemorySaver(BaseCheckpointSaver):
                 if mine(key):
                     total += sum(len(w[2][1] or b"") for w in bucket.values())
             return total
+
+    def _rekey(self, report: Any) -> None:
+        """Reseal every stored value with the serializer's write key, for its own place
+        (``threadloom.checkpoint.rekey``): all computed first, then stored at once."""
+        serde = self.serde
+        current = serde.is_current
+        with self._lock:
+            metas, blobs, writes, audit, heads = {}, {}, {}, {}, {}
+            for thread_id, per_ns in self.storage.items():
+                for ns, checkpoints in per_ns.items():
+                    for checkpoint_id, (_stored, meta, _parent) in checkpoints.items():
+                        if not current(meta[0]):
+                            place = metadata_place(thread_id, ns, checkpoint_id)
+                            metas[(thread_id, ns, checkpoint_id)] = serde.reseal(meta, place)
+            for key, row in self.blobs.items():
+                if row[0] != "empty" and not current(row[0]):
+                    base, root = (row[2], row[3]) if len(row) > 2 else (None, None)
+                    typ, blob = serde.reseal((row[0], row[1]), value_place(*key, base, root))
+                    blobs[key] = _Row(typ, blob, base, root) if len(row) > 2 else (typ, blob)
+            for (thread_id, ns, checkpoint_id), bucket in self.writes.items():
+                for (task_id, idx), (tid, channel, value, path) in bucket.items():
+                    if not current(value[0]):
+                        place = write_place(thread_id, ns, checkpoint_id, task_id, idx, channel)
+                        writes[(thread_id, ns, checkpoint_id, task_id, idx)] = (
+                            tid, channel, serde.reseal(value, place), path,
+                        )  # fmt: skip
+            for thread_id, log in self._audit_log().items():
+                for seq, text in log.items():
+                    new = reseal_text(serde, text, audit_place(thread_id, seq))
+                    if new is not None:
+                        audit[(thread_id, seq)] = new
+            for thread_id, text in self.__dict__.get("_audit_heads", {}).items():
+                new = reseal_text(serde, text, audit_head_place(thread_id))
+                if new is not None:
+                    heads[thread_id] = new
+            for (thread_id, ns, checkpoint_id), meta in metas.items():
+                stored, _, parent = self.storage[thread_id][ns][checkpoint_id]
+                self.storage[thread_id][ns][checkpoint_id] = (stored, meta, parent)
+            self.blobs.update(blobs)
+            for (thread_id, ns, checkpoint_id, task_id, idx), entry in writes.items():
+                self.writes[(thread_id, ns, checkpoint_id)][(task_id, idx)] = entry
+            for (thread_id, seq), text in audit.items():
+                self._audit_log()[thread_id][seq] = text
+            self.__dict__.get("_audit_heads", {}).update(heads)
+            self._values.clear()  # cached rows are the old ciphertexts
+        report.count("metadata", sum(len(c) for p in self.storage.values()
+                                        for c in p.values()), len(metas))
+        report.count("blobs", len(self.blobs), len(blobs))
+        report.count("writes", sum(len(b) for b in self.writes.values()), len(writes))
+        report.count("audit", sum(len(v) for v in self._audit_log().values()) + len(
+            self.__dict__.get("_audit_heads", {})), len(audit) + len(heads))
 
     # The in-memory operations never block on I/O: run them inline, not in a thread.
 
@@ -875,24 +1015,37 @@ class InMemorySaver(BaseCheckpointSaver):
 
     # -- audit log (added for threadloom.hitl) --------------------------------------
 
-    def _audit_log(self) -> dict[str, list[str]]:
-        # thread -> records as JSON text (copies: callers cannot rewrite history)
+    def _audit_log(self) -> dict[str, dict[int, str]]:
+        # thread -> {seq: record as stored JSON text} in seq order (copies: callers cannot
+        # rewrite history; sealed under an encrypting serializer, for their seq)
         log = self.__dict__.get("_audit")
         if log is None:
             log = self.__dict__.setdefault("_audit", {})
         return log
 
     def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
+        """Append records (as JSON text, sealed when the serializer encrypts, as the SQL
+        savers store them: ``_auditcodec``)."""
         thread_id = str(thread_id)
+        serde = self.serde
         with self._lock:
-            log = self._audit_log().setdefault(thread_id, [])
-            last = json.loads(log[-1]) if log else None
-            stored = chain_audit_records(last, thread_id, records, self.audit_key)
-            texts = [json.dumps(r) for r in stored]  # TypeError on non-JSON values
-            log.extend(texts)
+            log = self._audit_log().setdefault(thread_id, {})
+            last = None
+            if log:
+                seq, text = next(reversed(log.items()))
+                last = open_text(serde, text, audit_place(thread_id, seq))
+            stored = chain_audit_records(
+                last, thread_id, records, self.audit_key, salt=binds(serde)
+            )
+            texts = {  # TypeError on non-JSON values, before anything is stored
+                r["seq"]: seal_text(serde, json.dumps(r), audit_place(thread_id, r["seq"]))
+                for r in stored
+            }
+            log.update(texts)
             if stored:
                 heads = self.__dict__.setdefault("_audit_heads", {})
-                heads[thread_id] = {"seq": stored[-1]["seq"], "hash": stored[-1]["hash"]}
+                head = {"seq": stored[-1]["seq"], "hash": stored[-1]["hash"]}
+                heads[thread_id] = seal_text(serde, json.dumps(head), audit_head_place(thread_id))
         return stored
 
     def _prune_audit(self, thread_id: str, keep: int) -> None:
@@ -901,23 +1054,35 @@ class InMemorySaver(BaseCheckpointSaver):
         log = self._audit_log().get(thread_id)
         if not log:
             return
-        real = len(log) - (1 if is_prune_marker(json.loads(log[0])) else 0)
+        entries = list(log.items())
+        first = open_text(self.serde, entries[0][1], audit_place(thread_id, entries[0][0]))
+        real = len(entries) - (1 if is_prune_marker(first) else 0)
         if real <= keep:
             return
-        last = json.loads(log[len(log) - keep - 1])
-        log[:] = [json.dumps(audit_prune_marker(last, self.audit_key)), *log[len(log) - keep :]]
+        seq, text = entries[len(entries) - keep - 1]
+        last = open_text(self.serde, text, audit_place(thread_id, seq))
+        marker = json.dumps(audit_prune_marker(last, self.audit_key))
+        log.clear()
+        log[seq] = seal_text(self.serde, marker, audit_place(thread_id, seq))
+        log.update(entries[len(entries) - keep :])
 
     def audit_head(self, thread_id: str) -> dict[str, Any] | None:
+        thread_id = str(thread_id)
         with self._lock:
-            head = self.__dict__.get("_audit_heads", {}).get(str(thread_id))
-            return dict(head) if head else None
+            head = self.__dict__.get("_audit_heads", {}).get(thread_id)
+            return open_text(self.serde, head, audit_head_place(thread_id)) if head else None
 
     async def aaudit_head(self, thread_id: str) -> dict[str, Any] | None:
         return self.audit_head(thread_id)
 
     def list_audit(self, thread_id: str) -> list[AuditRecord]:
+        thread_id = str(thread_id)
         with self._lock:
-            return [json.loads(r) for r in self._audit_log().get(str(thread_id), ())]
+            log = self._audit_log().get(thread_id) or {}
+            return [
+                open_text(self.serde, text, audit_place(thread_id, seq))
+                for seq, text in log.items()
+            ]
 
     async def aput_audit(self, thread_id, records):  # type: ignore[override]
         return self.put_audit(thread_id, records)

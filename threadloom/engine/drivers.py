@@ -421,10 +421,17 @@ def _run_tasks(
         run_task(task)
         for request in loop.task_done(task, 1):
             perform(loop, saver, request)
+        while loop.spawned:  # it failed into its error handler: that runs next
+            handler = loop.spawned.pop(0)
+            loop.task_started(handler)
+            run_task(handler)
+            for request in loop.task_done(handler, 1):
+                perform(loop, saver, request)
         return
     done: queue.SimpleQueue = events if events is not None else queue.SimpleQueue()
     pool = _executor()
-    for task in tasks:
+
+    def start(task: Task) -> None:
         if task.node.bound.is_async_only:
             raise TypeError(
                 f'No synchronous function provided to "{task.name}": it is an async function. '
@@ -433,6 +440,9 @@ def _run_tasks(
         ctx = copy_context()
         future = pool.submit(ctx.run, run_task, task)
         future.add_done_callback(lambda _f, t=task: done.put(t))
+
+    for task in tasks:
+        start(task)
     remaining = n
     while remaining:
         item = done.get()
@@ -440,6 +450,12 @@ def _run_tasks(
             remaining -= 1
             for request in loop.task_done(item, n):
                 perform(loop, saver, request)
+            while loop.spawned:  # a failed task's error handler starts at once
+                handler = loop.spawned.pop(0)
+                loop.task_started(handler)
+                start(handler)
+                remaining += 1
+                n += 1
         while loop.out:
             yield loop.out.popleft()
 
@@ -487,13 +503,23 @@ async def _arun_tasks(
         await arun_task(task)
         for request in loop.task_done(task, 1):
             await aperform(loop, saver, request)
+        while loop.spawned:  # it failed into its error handler: that runs next
+            handler = loop.spawned.pop(0)
+            loop.task_started(handler)
+            await arun_task(handler)
+            for request in loop.task_done(handler, 1):
+                await aperform(loop, saver, request)
         return
     done: asyncio.Queue = events if events is not None else WakeQueue()
     running = []
-    for task in tasks:
+
+    def start(task: Task) -> None:
         fut = asyncio.ensure_future(arun_task(task))
         fut.add_done_callback(lambda _f, t=task: done.put_nowait(t))
         running.append(fut)
+
+    for task in tasks:
+        start(task)
     remaining = n
     try:
         while remaining:
@@ -506,6 +532,12 @@ async def _arun_tasks(
                 remaining -= 1
                 for request in loop.task_done(item, n):
                     await aperform(loop, saver, request)
+                while loop.spawned:  # a failed task's error handler starts at once
+                    handler = loop.spawned.pop(0)
+                    loop.task_started(handler)
+                    start(handler)
+                    remaining += 1
+                    n += 1
             while loop.out:
                 yield loop.out.popleft()
     finally:

@@ -63,7 +63,7 @@ from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
 from threadloom.engine.payloads import task_start_payload
 from threadloom.engine.program import Program
 from threadloom.engine.scope import ReplayPoint, Scope
-from threadloom.engine.task import Task, task_id
+from threadloom.engine.task import Task, checkpoint_id_bytes, planned_task_id, task_id
 from threadloom.errors import (
     EmptyInputError,
     ErrorCode,
@@ -105,6 +105,26 @@ def run_metadata(config: dict[str, Any]) -> dict[str, Any]:
         if not key.startswith("langgraph_") and key not in _METADATA_SKIP:
             meta[key] = value
     return meta
+
+
+def migrate_checkpoint(program: Program, checkpoint: Checkpoint, writes: Any) -> Any:
+    """Bring, in place, a checkpoint saved in a format older than the one threadloom
+    writes (``v`` < 4, e.g. by an earlier LangGraph) to the program's channels; return
+    its pending ``writes``, renamed likewise. Today's checkpoints are not looked at."""
+    version = checkpoint.get("v", 1)
+    if isinstance(version, int) and version >= 4:
+        return writes
+    # before v4 the Sends a checkpoint hands to its next step were kept beside the
+    # channels, as "pending_sends": they are the tasks channel's value now
+    sends = checkpoint.pop("pending_sends", None)
+    if sends and TASKS in program.channels:
+        checkpoint["channel_values"] = {**checkpoint["channel_values"], TASKS: list(sends)}
+        versions = checkpoint["channel_versions"]
+        if TASKS not in versions:
+            versions[TASKS] = max(versions.values()) if versions else 1
+    if program.migrate is not None:
+        return program.migrate(checkpoint, writes or ())
+    return writes
 
 
 def restore_channels(
@@ -180,6 +200,24 @@ class PendingWrites:
                 bucket = self.succeeded.setdefault(tid, [])
                 if channel != NO_WRITES:
                     bucket.append((channel, value))
+
+    def adopt_legacy_ids(
+        self, tasks: list[Task], checkpoint_id: str, ns: str, step: int
+    ) -> None:
+        """File under the ids ``tasks`` have now the writes a checkpoint saved before
+        planned tasks took LangGraph's ids (``planned_task_id``): threadloom then keyed
+        them by ``task_id`` of the same parts. Nothing happens when every write's task
+        was planned (the usual case, checked first)."""
+        books = (self.succeeded, self.interrupts, self.resumes, self.errors)
+        ids = {t.id for t in tasks}
+        if all(tid in ids for book in books for tid in book):
+            return
+        for task in tasks:
+            why = task.triggers if task.path[0] == PULL else task.path[1:2]
+            old = task_id(checkpoint_id, ns, step, task.name, task.path[0], *why)
+            for book in books:
+                if old in book and task.id not in book:
+                    book[task.id] = book.pop(old)
 
     def pending_interrupts(self) -> list[Interrupt]:
         # one interrupt may be recorded twice: by a called task and by its caller, which
@@ -275,6 +313,10 @@ class Loop:
         # how many tasks the running step has, counting those whose writes a resume
         # recovered (a task running alone in such a step still has siblings)
         self.step_tasks = 0
+        # error handlers started in the running step (see _error_handler_task): all of
+        # them, and those the driver has yet to start
+        self.handlers: list[Task] = []
+        self.spawned: list[Task] = []
 
     # -- versions and checkpoints ---------------------------------------------------
 
@@ -478,6 +520,9 @@ class Loop:
             candidates = found | program.deferred if program.deferred else found
         tasks: list[Task] = []
         managed = self.managed(step)
+        cid = checkpoint_id_bytes(checkpoint_id)
+        version = self.checkpoint.get("v", 4)
+        v1 = isinstance(version, int) and version < 2  # ids of a v1 checkpoint's tasks
         for name in sorted(candidates) if len(candidates) > 1 else candidates:
             node = program.nodes[name]
             seen = seen_all.get(name) or {}
@@ -489,7 +534,7 @@ class Loop:
                         fired.append(ch)
             if not fired:
                 continue
-            tid = task_id(checkpoint_id, self.ns, step, name, PULL, *fired)
+            tid = planned_task_id(cid, self.ns, step, name, PULL, *fired, sha1=v1)
             value = node.read(channels, managed) if for_execution else None
             tasks.append(
                 self._task(tid, name, (PULL, name), value, node, tuple(fired), step, managed)
@@ -502,7 +547,7 @@ class Loop:
             for idx, packet in enumerate(sends.get()):
                 if not isinstance(packet, Send) or packet.node not in program.nodes:
                     continue
-                tid = task_id(checkpoint_id, self.ns, step, packet.node, PUSH, idx)
+                tid = planned_task_id(cid, self.ns, step, packet.node, PUSH, idx, sha1=v1)
                 node = program.nodes[packet.node]
                 pushed = self._task(tid, packet.node, (PUSH, idx, False), packet.arg, node, (),
                                     step, managed)
@@ -757,9 +802,11 @@ class Loop:
     def _to_cache(self, ran: list[Task], keys: dict[str, Any]) -> Generator[Request, Any, None]:
         """Store the writes of the cacheable tasks that succeeded."""
         pairs = {}
+        failed = {h.path[1] for h in self.handlers}  # failures handed to error handlers
         for task in ran:
             key = keys.get(task.id)
-            if key is not None and task.error is None and not task.paused:
+            if (key is not None and task.error is None and not task.paused
+                    and task.path not in failed):
                 pairs[key] = (encode_writes(task.writes), task.node.cache_policy.ttl)
         if pairs:
             yield ("cache_set", pairs)
@@ -788,6 +835,41 @@ class Loop:
             self.emit("debug", _debug("task_result", self.step + 1, payload))
         if self.program.delta_channels and task.error is None and not task.interrupts:
             task.writes = prepare_writes(self.channels, list(task.writes))
+        handler = self._error_handler_task(task)
+        if handler is not None:
+            self.step_tasks += 1
+            self.handlers.append(handler)
+            self.spawned.append(handler)
+        requests = self._save_task_writes(task, siblings, handler is not None)
+        if handler is not None:
+            # the handler's writes stand for the failure in this step (the Send stays
+            # stored, so a resume starts the handler again without the failed node)
+            task.writes = []
+        return requests
+
+    def _error_handler_task(self, task: Task) -> Task | None:
+        """The task of the error handler ``task`` failed into (its one write is the Send
+        of its failure, see ``drivers._fail``), to run in this step beside the tasks
+        still running; None for any other task, and when a breakpoint before the handler
+        defers it to the next step (the Send is then applied as any other)."""
+        name = task.node.error_handler
+        if name is None or len(task.writes) != 1:
+            return None
+        channel, packet = task.writes[0]
+        if channel != TASKS or not isinstance(packet, Send) or packet.node != name:
+            return None
+        stop = self.interrupt_before
+        if stop and (stop == "*" or name in stop):
+            return None
+        step = self.step + 1
+        tid = planned_task_id(checkpoint_id_bytes(self.checkpoint["id"]), self.ns, step,
+                              name, PUSH, task.id)
+        return self._task(tid, name, (PUSH, task.path, ERROR), packet.arg,
+                          self.program.nodes[name], (), step, task.managed)
+
+    def _save_task_writes(self, task: Task, siblings: int, handled: bool) -> list[Request]:
+        """The requests that record a finished task's writes as pending writes (none when
+        the step's checkpoint will hold them)."""
         if self.checkpointer is None or self.checkpoint_config is None:
             return []
         if task.paused:
@@ -798,7 +880,7 @@ class Loop:
             return []  # not a failure: the task runs again when the run is resumed
         elif task.error is not None:
             writes = [(ERROR, repr(task.error))]
-        elif (siblings > 1 or self.partial_step or self._writes_delta(task)
+        elif (siblings > 1 or self.partial_step or self._writes_delta(task) or handled
               or (self.step_tasks > 1 and self.durability != "exit")):
             # Only needed when a sibling may still fail or pause (alone, the task's writes
             # go straight into the next checkpoint, and history derives its result from
@@ -1013,6 +1095,7 @@ class Loop:
                 )
         if saved is not None:
             self.checkpoint = saved.checkpoint
+            stored = migrate_checkpoint(self.program, self.checkpoint, saved.pending_writes)
             self.checkpoint.setdefault("versions_seen", {})
             histories = yield from delta_histories(self.program, saved)
             self.channels = restore_channels(self.program, saved.checkpoint, histories)
@@ -1028,7 +1111,13 @@ class Loop:
                 # __copy__) is run from directly.
                 yield from self._replay(saved)
             else:
-                self.pending = PendingWrites(saved.pending_writes, saved.config)
+                self.pending = PendingWrites(stored, saved.config)
+                if replay_id and not (yield from self._at_head(saved)):
+                    # Answers for a checkpoint the thread has moved past: what its tasks
+                    # stored belongs to the branch that went on from it, so every task
+                    # runs again (the paused ones with the answers).
+                    self.pending.succeeded = {}
+                    self.pending.errors = {}
         else:
             self.checkpoint = {
                 "v": 4,
@@ -1222,8 +1311,11 @@ class Loop:
                 self.status = "drained"
                 raise GraphDrained(control.drain_reason or "shutdown")
             to_run = tasks
+            if first:
+                self.pending.adopt_legacy_ids(tasks, self.checkpoint["id"], self.ns, step)
             if first and self.pending.succeeded:
                 to_run = []
+                handlers = []
                 for task in tasks:
                     done = self.pending.succeeded.get(task.id)
                     if done is not None:
@@ -1232,8 +1324,20 @@ class Loop:
                         task.done = True
                         task.cached = True
                         self._emit_update(task)
+                        handler = self._error_handler_task(task)
+                        if handler is not None:  # it failed: its handler runs (again)
+                            task.writes = []
+                            handlers.append(handler)
                     else:
                         to_run.append(task)
+                for handler in handlers:
+                    done = self.pending.succeeded.get(handler.id)
+                    if done is not None:
+                        handler.writes, handler.done, handler.cached = done, True, True
+                        self._emit_update(handler)
+                    else:
+                        to_run.append(handler)
+                tasks = [*tasks, *handlers]
             if first:
                 for task in to_run:
                     task.load_answers(self.pending.resumes.get(task.id),
@@ -1247,11 +1351,15 @@ class Loop:
             cache_keys: dict[str, Any] = {}
             if to_run and self.scope.cache is not None:
                 to_run, cache_keys = yield from self._from_cache(to_run, len(tasks))
+            self.handlers, self.spawned = [], []
             if to_run:
                 self.step_tasks = len(tasks)
                 for task in to_run:
                     self.task_started(task)
                 yield ("run", to_run)
+            if self.handlers:  # error handlers the step's failures started
+                to_run = [*to_run, *self.handlers]
+                tasks = [*tasks, *self.handlers]
             if cache_keys:
                 yield from self._to_cache(to_run, cache_keys)
             failed = [t for t in to_run if t.error is not None]
@@ -1425,7 +1533,11 @@ def _task_order(task: Task) -> tuple[Any, ...]:
     path = task.path
     if not path:
         return ("", "")
-    return (path[0], path[1]) if path[0] == PULL else (path[0], f"{path[1]:010d}")
+    if path[0] == PULL:
+        return (path[0], path[1])
+    if isinstance(path[1], int):
+        return (path[0], f"{path[1]:010d}")
+    return (path[0], task_path_str(path[1:]))  # an error handler's: (PUSH, failed, ERROR)
 
 
 def task_path_str(path: tuple[Any, ...]) -> str:

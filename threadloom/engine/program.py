@@ -91,6 +91,10 @@ class Program:
     # input -> writes applied to the channels in the input checkpoint itself (Pregel
     # graphs, which have no START node for the input to pass through); None: via START
     direct_input: Callable[[Any], list[tuple[str, Any]]] | None = None
+    # (checkpoint, pending writes) -> the writes: renames, in place, the channels of a
+    # checkpoint saved in an older format to this program's, and those of its pending
+    # writes (threadloom.graph.migrate); None: nothing to rename
+    migrate: Callable[[dict[str, Any], Any], list[tuple[str, str, Any]]] | None = None
 
     def __post_init__(self) -> None:
         self.deferred = frozenset(n for n, node in self.nodes.items() if node.defer)

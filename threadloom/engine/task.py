@@ -12,7 +12,10 @@ import contextvars
 import hashlib
 import threading
 import time
+import uuid
 from typing import Any
+
+from xxhash import xxh3_128_hexdigest
 
 from threadloom._schema import is_typeddict
 from threadloom.constants import CONFIG_KEY_RUNTIME, RESUME
@@ -21,9 +24,41 @@ from threadloom.types import Interrupt, interrupt_id
 
 
 def task_id(*parts: object) -> str:
-    """A deterministic UUID-shaped id: the same checkpoint plans the same task ids."""
+    """A deterministic UUID-shaped id: the same parts give the same id (the id of a task
+    called from a running task; before planned tasks had ``planned_task_id``, theirs)."""
     digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=16).hexdigest()
+    return _uuid_shaped(digest)
+
+
+def _uuid_shaped(digest: str) -> str:
     return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:]}"
+
+
+def checkpoint_id_bytes(checkpoint_id: str) -> bytes:
+    """The bytes a checkpoint id contributes to its tasks' ids: the UUID's 16 bytes (an
+    id that is no UUID contributes its text)."""
+    try:
+        return uuid.UUID(checkpoint_id).bytes
+    except (ValueError, AttributeError, TypeError):
+        return str(checkpoint_id).encode()
+
+
+def planned_task_id(
+    checkpoint: bytes, ns: str, step: int, name: str, kind: str, *why: object,
+    sha1: bool = False,
+) -> str:
+    """The id of a task planned from a checkpoint: the XXH3-128 digest of the checkpoint
+    id's bytes (``checkpoint_id_bytes``), then the task's namespace path (``ns|name``),
+    the step, the node name, the kind of task (``PULL``/``PUSH``) and why it runs (the
+    trigger channels that fired, or a ``Send``'s index). The ids agree with those
+    LangGraph gives the same tasks, so the pending writes of checkpoints it saved are
+    found by the tasks planned here. ``sha1``: for a checkpoint of format v1, whose tasks
+    took the first 16 bytes of the SHA-1 digest of the same bytes instead."""
+    path = f"{ns}|{name}" if ns else name
+    data = checkpoint + "".join((path, str(step), name, kind, *map(str, why))).encode()
+    if sha1:
+        return _uuid_shaped(hashlib.sha1(data, usedforsecurity=False).hexdigest()[:32])
+    return _uuid_shaped(xxh3_128_hexdigest(data))
 
 
 class ResumeBox:
@@ -140,8 +175,8 @@ class Task:
         self.channels: Any = None
         self.managed: dict[str, Any] | None = None
         self.call_index = 0  # how many tasks this task called (ids of calls, see calls.py)
-        # how many checkpointer=True graphs it invoked: each after the first keeps its
-        # state under the task's stable namespace + "|<n>" (in call order)
+        # how many graphs it invoked: each after the first runs under the task's
+        # namespace (a checkpointer=True one: its stable namespace) + "|<n>", call order
         self.stateful_calls = 0
         self.attempt: tuple[int, float | None] = (1, None)  # (number, first attempt's time)
         # its writes were replayed (node cache, or saved by an earlier attempt), not run

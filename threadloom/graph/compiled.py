@@ -265,43 +265,10 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
 
     def _migrate_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Rename, in place, the trigger channels of a checkpoint written by LangGraph
-        before its 0.4 format to the ``branch:to:<node>`` channels this graph uses:
-        ``start:<node>``, ``branch:<source>:<condition>:<node>`` and a node's own
-        channel (its plain edges' trigger). Channels no node listens to are dropped."""
-        nodes = self.builder.nodes
-        edges = self.builder.edges
-
-        def renamed(channel: str) -> list[str]:
-            if channel in nodes:
-                return [f"branch:to:{dst}" for src, dst in sorted(edges)
-                        if src == channel and dst in nodes]
-            if channel.startswith("start:"):
-                return ["branch:to:" + channel[len("start:"):]]
-            if channel.startswith("branch:") and not channel.startswith("branch:to:"):
-                return ["branch:to:" + channel.rsplit(":", 1)[1]]
-            return [channel]
-
-        checkpoint.setdefault("updated_channels", None)
-        if not any(renamed(k) != [k] for k in checkpoint.get("channel_versions", {})):
-            return
-
-        def versions(mapping: dict[str, Any]) -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            for key, version in mapping.items():
-                for name in renamed(key):
-                    if name not in out or version > out[name]:
-                        out[name] = version
-            return out
-
-        values: dict[str, Any] = {}
-        for key, value in checkpoint.get("channel_values", {}).items():
-            for name in renamed(key):
-                values.setdefault(name, value)
-        checkpoint["channel_values"] = values
-        checkpoint["channel_versions"] = versions(checkpoint.get("channel_versions", {}))
-        checkpoint["versions_seen"] = {
-            node: versions(seen) for node, seen in checkpoint.get("versions_seen", {}).items()
-        }
+        before its 0.4 format to the ``branch:to:<node>`` channels this graph uses (see
+        ``threadloom.graph.migrate``)."""
+        if self.program.migrate is not None:
+            self.program.migrate(checkpoint)
 
     def _saver_for(self, config: dict[str, Any]) -> tuple[Any, bool]:
         """(the saver to use, whether this graph keeps its own persistent namespace)."""
@@ -362,18 +329,23 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             config = {**config, "configurable": {**conf, "thread_id": str(conf["thread_id"])}}
             conf = config["configurable"]
         persistent_ns = None
+        # several graphs invoked by one task: the first runs in the task's namespace,
+        # later ones in "<ns>|1", "<ns>|2"... (call order), so each has its own
+        position = 0
+        caller = current_task.get() if nested else None
+        if caller is not None and caller.ns == conf.get("checkpoint_ns"):
+            position = caller.stateful_calls
+            caller.stateful_calls += 1
         if nested and own_ns:
+            # a checkpointer=True graph: the stable namespace (without task ids)
             persistent_ns = "|".join(
                 part.split(":", 1)[0] for part in conf.get("checkpoint_ns", "").split("|")
             )
-            # several checkpointer=True graphs invoked by one task: the first keeps the
-            # task's stable namespace, later ones "<ns>|1", "<ns>|2"... (call order)
-            caller = current_task.get()
-            if caller is not None and caller.ns == conf.get("checkpoint_ns"):
-                position = caller.stateful_calls
-                caller.stateful_calls += 1
-                if position:
-                    persistent_ns = f"{persistent_ns}|{position}"
+            if position:
+                persistent_ns = f"{persistent_ns}|{position}"
+        elif position:
+            conf = {**conf, "checkpoint_ns": f"{conf['checkpoint_ns']}|{position}"}
+            config = {**config, "configurable": conf}
         outer = conf.get(CONFIG_KEY_RUNTIME)  # a runtime (or look-alike) set by the caller
         if control is None:
             control = getattr(outer, "control", None)

@@ -4,11 +4,14 @@
 node without one) turns a node's final failure into a step of the graph: the failed task
 writes a ``Send`` to a hidden handler node (``__error_handler__<node>``, or
 ``__default_error_handler__``) carrying which node failed and with what error. The handler
-runs in the next superstep on the current state, takes the failure as ``error:
-NodeError`` (and ``config``/``runtime``/... like any node), and returns an update or a
-``Command``. Because the ``Send`` is checkpointed, a handler that crashes runs again on
-resume, without running the failed node again. Interrupts never reach handlers; a failing
-handler fails the run.
+starts at once, in the same superstep, beside the tasks still running (the engine turns the
+``Send`` into a task of that step, see ``Loop._error_handler_task``; a breakpoint before the
+handler defers it to the next superstep instead). It reads the step's state, takes the
+failure as ``error: NodeError`` (and ``config``/``runtime``/... like any node), and returns
+an update or a ``Command``; its writes stand for the failed node's in that step. Because
+the ``Send`` is stored as the failed task's pending write, a handler that crashes runs
+again on resume, without running the failed node again (one that finished keeps its
+stored writes). Interrupts never reach handlers; a failing handler fails the run.
 """
 
 from __future__ import annotations

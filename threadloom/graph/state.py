@@ -39,6 +39,7 @@ from threadloom.engine.runnable import RunnableCallable
 from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.branch import Branch, branch_channel
 from threadloom.graph.error_handlers import DEFAULT_HANDLER, handler_body, handler_name
+from threadloom.graph.migrate import TriggerRenames
 from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy, TracePolicy
 from threadloom.warnings import (
     LangGraphDeprecatedSinceV05,
@@ -569,6 +570,7 @@ class StateGraph(Generic[StateT]):
             ),
             state_keys=state_keys,
             managed=dict(self.managed),
+            migrate=TriggerRenames(self.nodes, self.edges),
         )
 
 

@@ -18,6 +18,7 @@ from threadloom.engine.loop import (
     Loop,
     PendingWrites,
     delta_histories,
+    migrate_checkpoint,
     restore_channels,
     subgraph_state_config,
     task_result,
@@ -93,8 +94,11 @@ def _inspector(
     )
 
 
-def _load(loop: Loop, tup: Any, histories: Any = None) -> None:
+def _load(loop: Loop, tup: Any, histories: Any = None) -> PendingWrites:
+    """Load ``tup`` into ``loop``; return its pending writes (both as this graph names
+    the channels, see ``migrate_checkpoint``)."""
     loop.checkpoint = tup.checkpoint
+    stored = migrate_checkpoint(loop.program, loop.checkpoint, tup.pending_writes)
     loop.checkpoint["versions_seen"] = {
         k: dict(v) for k, v in tup.checkpoint.get("versions_seen", {}).items()
     }
@@ -104,6 +108,7 @@ def _load(loop: Loop, tup: Any, histories: Any = None) -> None:
     loop.step = (tup.metadata or {}).get("step", -1)
     loop.delta_counters = dict((tup.metadata or {}).get(COUNTERS_KEY) or {})
     loop.updated = None
+    return PendingWrites(stored, tup.config)
 
 
 def snapshot(
@@ -122,19 +127,21 @@ def snapshot(
     loop = _inspector(graph, None, {"configurable": {"thread_id": conf["thread_id"],
                                                       "checkpoint_ns": conf["checkpoint_ns"]}})
     loop.checkpointer = None
-    _load(loop, tup, histories)
-    pending = PendingWrites(tup.pending_writes, tup.config)
+    pending = _load(loop, tup, histories)
     loop.apply_null_writes(pending.null)
     # shown as LangGraph lists them: the Send packets' tasks first, then triggered nodes
     tasks = sorted(loop.plan(loop.step + 1, for_execution=False), key=lambda t: t.path[0] != PUSH)
+    pending.adopt_legacy_ids(tasks, loop.checkpoint["id"], loop.ns, loop.step + 1)
     finished = [t for t in tasks if t.id in pending.succeeded]
     if live and finished:
         for t in finished:
             t.writes = pending.succeeded[t.id]
         loop.apply(finished)
     alone = None
+    # (formats before v4 - LangGraph's - stored every task's writes: none to derive)
     if (child is not None and len(tasks) == 1 and tasks[0].id not in pending.succeeded
-            and tasks[0].id not in pending.errors and _is_child(child, tup)):
+            and tasks[0].id not in pending.errors and tup.checkpoint.get("v", 4) >= 4
+            and _is_child(child, tup)):
         alone = _result_from_child(graph, loop, child)
     views = []
     for t in tasks:
@@ -382,8 +389,7 @@ def update_state(
         pending = PendingWrites(None)
     else:
         histories = yield from delta_histories(graph.program, tup)
-        _load(loop, tup, histories)
-        pending = PendingWrites(tup.pending_writes, tup.config)
+        pending = _load(loop, tup, histories)
         loop.apply_null_writes(pending.null)
         if any(c in graph.program.delta_channels for c, _ in pending.null):
             loop.delta_applied.append(NULL_TASK_ID)
@@ -412,6 +418,7 @@ def update_state(
         yield from loop._new_checkpoint(loop.step + 1, "input")
         return loop.checkpoint_config
     tasks = loop.plan(step, for_execution=False)
+    pending.adopt_legacy_ids(tasks, loop.checkpoint["id"], loop.ns, step)
     on_head = "checkpoint_id" not in read["configurable"]
     applied = []
     for t in tasks:

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import random
+import secrets
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -491,16 +492,24 @@ def chain_audit_records(
     thread_id: str,
     records: Sequence[AuditRecord],
     key: bytes | None = None,
+    *,
+    salt: bool = False,
 ) -> list[AuditRecord]:
     """``records`` as stored after ``last``: numbered (``seq`` from 1) and hash-chained
     (``prev_hash`` is the previous record's ``hash``; HMAC under ``key`` if given), so an
-    edited or deleted entry shows. Savers call it inside the transaction that appends."""
+    edited or deleted entry shows. Savers call it inside the transaction that appends.
+
+    ``salt``: give each record a random ``salt`` (hashed with it), so that its hash - which
+    may be kept in plaintext (checkpoint metadata anchors) - cannot confirm a guess at an
+    encrypted record's content (see ``threadloom.checkpoint._auditcodec``)."""
     seq = int(last["seq"]) if last else 0
     prev = str(last["hash"]) if last else ""
     out: list[AuditRecord] = []
     for record in records:
         seq += 1
         stored = {**record, "thread_id": str(thread_id), "seq": seq, "prev_hash": prev}
+        if salt:
+            stored["salt"] = secrets.token_hex(16)
         stored["hash"] = prev = audit_record_hash(stored, key)
         out.append(stored)
     return out

@@ -5,7 +5,9 @@
 * :func:`register_type` - allow your own classes (pydantic models, dataclasses, ...) in
   every serializer of the process.
 * :class:`EncryptedSerializer` - encrypt another serializer's output (AES-GCM via
-  ``EncryptedSerializer.from_aes_gcm()``; needs ``pip install threadloom[crypto]``).
+  ``EncryptedSerializer.from_aes_gcm()``; needs ``pip install threadloom[crypto]``), each
+  value bound to its place in the store (``serde.place``), with key ids for rotation
+  (``threadloom.checkpoint.rekey``).
 """
 
 from threadloom.checkpoint.serde.base import (
@@ -16,6 +18,9 @@ from threadloom.checkpoint.serde.base import (
     PickleNotAllowedError,
     SerdeError,
     SerializerProtocol,
+    UnboundCiphertextError,
+    UnencryptedValueError,
+    UnknownKeyError,
     UnknownTypeError,
     UnregisteredTypeError,
 )
@@ -23,6 +28,7 @@ from threadloom.checkpoint.serde.encrypted import (
     AesGcmCipher,
     CipherProtocol,
     EncryptedSerializer,
+    key_id,
 )
 from threadloom.checkpoint.serde.msgpack import (
     DEFAULT_REGISTRY,
@@ -45,9 +51,13 @@ __all__ = [
     "SerdeError",
     "SerializerProtocol",
     "TypeRegistry",
+    "UnboundCiphertextError",
+    "UnencryptedValueError",
+    "UnknownKeyError",
     "UnknownTypeError",
     "NestingTooDeepError",
     "UnregisteredTypeError",
+    "key_id",
     "register_type",
     "type_key",
 ]

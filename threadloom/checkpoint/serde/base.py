@@ -18,6 +18,9 @@ __all__ = [
     "PickleNotAllowedError",
     "SerdeError",
     "SerializerProtocol",
+    "UnboundCiphertextError",
+    "UnencryptedValueError",
+    "UnknownKeyError",
     "UnknownTypeError",
     "UnregisteredTypeError",
 ]
@@ -45,6 +48,28 @@ class PickleNotAllowedError(CorruptCheckpointError):
 
 class DecryptionError(CorruptCheckpointError):
     """An encrypted value failed authentication: tampered, truncated, or the wrong key."""
+
+
+class UnencryptedValueError(CorruptCheckpointError):
+    """A serializer that encrypts was given a value stored unencrypted.
+
+    A ``CorruptCheckpointError`` because, to a store that is encrypted, an unencrypted row
+    is as untrustworthy as a damaged one (anyone with write access to the database can put
+    one there); its own class so a migration can tell it apart and opt in
+    (``EncryptedSerializer(..., allow_plaintext_reads=True)``, then ``threadloom rekey``).
+    """
+
+
+class UnboundCiphertextError(DecryptionError):
+    """An encrypted value was read where a place is expected, but it is bound to none
+    (written by ``dumps_typed``, or by threadloom before values were bound to their
+    place): it could have been copied there from anywhere. ``allow_unbound_reads=True``
+    reads it while a store is migrated (``threadloom rekey`` binds every value)."""
+
+
+class UnknownKeyError(DecryptionError):
+    """An encrypted value names a key id that is not among the serializer's keys: give
+    the old key in ``old_keys`` until ``threadloom rekey`` re-encrypted the store."""
 
 
 class EncryptionKeyError(SerdeError, ValueError):
