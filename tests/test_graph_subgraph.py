@@ -703,3 +703,21 @@ def test_graphs_invoked_one_after_another_by_a_task_get_namespaces_of_their_own(
     assert re.fullmatch(r"outer:[0-9a-f-]{36}", namespaces[0][0]) and len(namespaces[0]) == 1
     assert namespaces[1] == (namespaces[0][0], "1")
     assert chunks[-1][1] == {"outer": {"x": 2}}
+
+
+def test_a_subgraphs_streamed_checkpoints_match_its_history() -> None:
+    inner = (StateGraph(S).add_node("a", lambda s: {"log": ["a"]})
+             .add_node("b", lambda s: {"log": ["b"]})
+             .add_edge(START, "a").add_edge("a", "b").compile())
+    graph = (StateGraph(S).add_node("child", inner).add_edge(START, "child")
+             .compile(checkpointer=InMemorySaver()))
+    streamed = [chunk for ns, chunk in graph.stream({"x": 0, "log": []}, cfg(), subgraphs=True,
+                                                     stream_mode="checkpoints") if ns]
+    ns = streamed[0]["config"]["configurable"]["checkpoint_ns"]
+    history = list(graph.get_state_history(
+        {"configurable": {"thread_id": "t", "checkpoint_ns": ns}}))[::-1]
+    assert len(streamed) == len(history) == 4
+    for event, snap in zip(streamed, history, strict=True):
+        assert event["parent_config"] == snap.parent_config
+    # a subgraph's parent config names the root checkpoint it runs under
+    assert set(streamed[-1]["parent_config"]["configurable"]["checkpoint_map"]) == {"", ns}

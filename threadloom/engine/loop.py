@@ -732,11 +732,15 @@ class Loop:
         if self.durability == "exit" and self._unsaved is not None:
             parent = self._unsaved[1]  # the saved checkpoint the one put at exit follows
         if parent is not None:
-            # as the saver records it (and history shows it): no checkpoint_map
+            # as history shows it: a subgraph's also names its ancestors' checkpoints
             conf = parent["configurable"]
             parent = {"configurable": {
                 "thread_id": conf.get("thread_id"), "checkpoint_ns": conf.get("checkpoint_ns", ""),
                 "checkpoint_id": conf.get("checkpoint_id")}} if conf.get("checkpoint_id") else None
+            if parent is not None and self.checkpoint_map:
+                own_ns = conf.get("checkpoint_ns", self.ns)
+                parent["configurable"]["checkpoint_map"] = {
+                    **self.checkpoint_map, own_ns: conf.get("checkpoint_id")}
         payload = {
             "config": self.checkpoint_config,
             "parent_config": parent,
