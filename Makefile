@@ -10,7 +10,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut
 COMPAT_VENV := .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo serve test lint bench bench-scale bench-server compat clean
+.PHONY: demo serve test lint bench bench-scale bench-server compat compat-reference clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,5 +63,10 @@ $(COMPAT_STAMP): pyproject.toml
 compat: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python compat/run.py --check $(ARGS)
 
+# the same suites on the real LangGraph, in its own throwaway .venv-reference; records
+# compat/reference.json (committed: CI compares against it and never installs LangGraph)
+compat-reference: $(COMPAT_STAMP)
+	$(COMPAT_VENV)/bin/python compat/run.py --reference $(ARGS)
+
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV)
+	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) .venv-reference

@@ -1,10 +1,14 @@
 """Server throughput: runs per second and the approval round trip, over HTTP.
 
     .venv/bin/python bench/server.py [--clients 50] [--seconds 20] [--url URL]
+        [--postgres-workers 1,2,4] [--postgres postgresql://postgres@127.0.0.1/test]
 
 Starts ``threadloom serve --dev`` on a temporary SQLite file in a subprocess (or uses
-``--url``, e.g. a reference server serving the same graph as ``payment``), then runs
-``--clients`` concurrent official async clients for ``--seconds``. Each client loops:
+``--url``, e.g. a reference server serving the same graph as ``payment``); with
+``--postgres-workers``, also, for each count N, ``threadloom serve`` (API only) and N
+``threadloom worker`` processes on a new PostgreSQL database (created through the
+``--postgres`` URL, dropped afterwards). Each setup gets ``--clients`` concurrent
+official async clients for ``--seconds``. Each client loops:
 create a thread, ``runs.wait`` until the approval pauses, ``runs.wait`` the resume
 until done - one *round trip* (two runs). Prints round trips/s, runs/s and the p50/p99
 latency of a round trip. The graph is ``bench/server_graph.py`` (an ``interrupt()``
@@ -22,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -74,16 +80,79 @@ async def measure(url: str, clients: int, seconds: float) -> dict[str, float]:
     }
 
 
-def _serve(folder: Path, port: int) -> subprocess.Popen:
-    (folder / "langgraph.json").write_text(
+def _config(folder: Path) -> Path:
+    path = folder / "langgraph.json"
+    path.write_text(
         json.dumps({"graphs": {"payment": str(HERE / "server_graph.py") + ":graph"}})
     )
+    return path
+
+
+def _serve(folder: Path, port: int, database: str | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "threadloom.cli", "serve", "--config",
-         str(folder / "langgraph.json"), "--port", str(port), "--dev", "--log-level",
-         "warning", "--database", str(folder / "bench.db")],
+         str(_config(folder)), "--port", str(port), "--dev", "--log-level",
+         "warning", "--database", database or str(folder / "bench.db")],
         cwd=folder,
     )
+
+
+def _worker(folder: Path, database: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "threadloom.cli", "worker", "--config", str(_config(folder)),
+         "--log-level", "warning", "--database", database],
+        cwd=folder,
+    )
+
+
+@contextmanager
+def _postgres_database(admin_url: str) -> Iterator[str]:
+    """A new database on the server ``admin_url`` reaches, dropped on exit."""
+    import uuid
+
+    import psycopg
+
+    name = f"threadloom_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield admin_url.rsplit("/", 1)[0] + "/" + name
+        finally:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _run_setup(label: str, args: argparse.Namespace, workers: int | None) -> dict:
+    """Start a server (SQLite: one process; ``workers``: API + that many workers on
+    PostgreSQL), measure it, stop it."""
+    from threadloom.server.embedded import free_port
+
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        folder = Path(tmp)
+        database = None
+        if workers is not None:
+            database = stack.enter_context(_postgres_database(args.postgres))
+        port = free_port()
+        procs = [_serve(folder, port, database)]
+        procs += [_worker(folder, database) for _ in range(workers or 0) if database]
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_up(url, procs[0])
+            result = asyncio.run(measure(url, args.clients, args.seconds))
+        finally:
+            _stop(procs)
+    print(f"{label}: {json.dumps({k: round(v, 2) for k, v in result.items()})}", flush=True)
+    return result
 
 
 def _wait_up(url: str, proc: subprocess.Popen | None) -> None:
@@ -107,26 +176,24 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--url", default=None, help="bench a running server instead")
+    parser.add_argument("--postgres-workers", default="", metavar="1,2,4",
+                        help="also bench PostgreSQL with these numbers of workers")
+    parser.add_argument("--postgres", default=os.environ.get(
+        "THREADLOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+        help="a PostgreSQL URL whose server may create (and drop) a bench database")
+    parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite setup")
     args = parser.parse_args()
-    proc = None
-    with tempfile.TemporaryDirectory() as tmp:
-        url = args.url
-        if url is None:
-            from threadloom.server.embedded import free_port
-
-            port = free_port()
-            proc = _serve(Path(tmp), port)
-            url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_up(url, proc)
-            result = asyncio.run(measure(url, args.clients, args.seconds))
-        finally:
-            if proc is not None:
-                proc.terminate()
-                proc.wait(timeout=30)
-    print(f"server {url if args.url else 'threadloom serve (SQLite, 1 process)'}; "
-          f"{args.clients} clients, {args.seconds:.0f} s; cpu count {os.cpu_count()}")
-    print(json.dumps({k: round(v, 2) for k, v in result.items()}))
+    print(f"{args.clients} clients, {args.seconds:.0f} s per setup; cpu count "
+          f"{os.cpu_count()}", flush=True)
+    if args.url is not None:
+        _wait_up(args.url, None)
+        result = asyncio.run(measure(args.url, args.clients, args.seconds))
+        print(f"server {args.url}: {json.dumps({k: round(v, 2) for k, v in result.items()})}")
+        return
+    if not args.no_sqlite:
+        _run_setup("threadloom serve (SQLite, 1 process)", args, None)
+    for count in [int(n) for n in args.postgres_workers.split(",") if n.strip()]:
+        _run_setup(f"threadloom serve + {count} worker(s) (PostgreSQL)", args, count)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Loaded with ``-p plugin`` before any conftest, it
 
 - serves ``import langgraph...`` from threadloom (:func:`threadloom.install_as_langgraph`),
-  so the unedited test files run against threadloom; LangGraph is not installed;
+  so the unedited test files run against threadloom; LangGraph is not installed
+  (``run.py --reference`` sets ``THREADLOOM_COMPAT_REFERENCE``: the real LangGraph of
+  ``.venv-reference`` is left alone and threadloom is not imported);
 - serves the conformance spec (``langgraph.checkpoint.conformance``, a
   package of the suite under test, not of threadloom) from its sdist;
 - where run.py could not start the suites' own PostgreSQL on localhost:5442,
@@ -24,8 +26,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-
-import threadloom
 
 HERE = Path(__file__).resolve().parent
 SUITE_POSTGRES_PORT = 5442  # the address LangGraph's conftest hard-codes
@@ -94,7 +94,10 @@ def _forward(listen_port: int, host: str, port: int) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser, args) -> None:
     """Before the suite's conftest imports langgraph."""
-    threadloom.install_as_langgraph()
+    if not os.environ.get("THREADLOOM_COMPAT_REFERENCE"):
+        import threadloom
+
+        threadloom.install_as_langgraph()
     suite_pkg = os.environ.get("THREADLOOM_COMPAT_SUITE_PACKAGE")
     if suite_pkg:
         root = Path(os.environ["THREADLOOM_COMPAT_SUITE_ROOT"])

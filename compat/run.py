@@ -9,6 +9,13 @@ is not installed), and prints one line per suite, then the total.
     python compat/run.py                      # every suite
     python compat/run.py --suite langgraph -- -k interrupt -x   # extra pytest args
     python compat/run.py --check              # exit 1 if a suite falls below its floor
+    python compat/run.py --reference          # the same suites on the real LangGraph
+
+``--reference`` runs the same test files the same way (same deselects, same
+PostgreSQL, same pytest arguments) in a throwaway venv, ``.venv-reference``,
+holding the real pinned LangGraph packages (never ``.venv`` or ``.venv-compat``),
+and records each suite's figures in ``compat/reference.json``; every later run
+prints, per suite, threadloom's passed count beside LangGraph's own.
 
 A test file that fails to import cannot report its tests; each ``def test_*``
 in it is counted as failed (before parametrization, so the figure is a
@@ -21,6 +28,7 @@ import argparse
 import ast
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -41,7 +49,9 @@ CACHE = Path(
 )
 DESELECT = HERE / "deselect.txt"
 FLOOR = HERE / "floor.json"
+REFERENCE = HERE / "reference.json"  # LangGraph's own figures on these suites (committed)
 RUNS = REPO / ".compat"  # junit and logs of the last run, per checkout (gitignored)
+REFERENCE_VENV = REPO / ".venv-reference"  # the real LangGraph, for --reference (gitignored)
 
 
 SUITE_POSTGRES_PORT = 5442  # where LangGraph's conftest expects its test server
@@ -198,6 +208,15 @@ class Figures:
         ran = self.passed + self.failed
         return 100.0 * self.passed / ran if ran else 0.0
 
+    def add(self, other: Figures) -> None:
+        for f in ("passed", "failed", "skipped", "deselected", "uncollected_files", "seconds"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+
+    def counts(self) -> dict[str, int]:
+        """The test counts (no timing), as compat/reference.json records them."""
+        return {"passed": self.passed, "failed": self.failed, "skipped": self.skipped,
+                "deselected": self.deselected, "uncollected_files": self.uncollected_files}
+
     def line(self, name: str) -> str:
         extra = f", {self.uncollected_files} files not collected" if self.uncollected_files else ""
         return (f"{name:34} {self.rate:5.1f}%  passed {self.passed}, failed {self.failed}, "
@@ -226,10 +245,23 @@ def read_junit(path: Path, root: Path, figures: Figures, skip=lambda name: False
         setattr(figures, outcome, getattr(figures, outcome) + 1)
 
 
+@dataclass(frozen=True)
+class Target:
+    """What the suites run against: threadloom through the alias, or the real LangGraph."""
+
+    label: str
+    python: str  # the interpreter that runs pytest
+    runs: Path  # where each suite's junit and log land
+    alias: bool  # serve `import langgraph...` from threadloom (compat/plugin.py)
+
+
+THREADLOOM = Target("threadloom", sys.executable, RUNS, alias=True)
+
+
 def run_suite(suite: Suite, pytest_args: list[str], workers: str,
-              postgres_url: str | None) -> Figures:
+              postgres_url: str | None, target: Target = THREADLOOM) -> Figures:
     root = fetch(suite)
-    work = RUNS / suite.name
+    work = target.runs / suite.name
     work.mkdir(parents=True, exist_ok=True)
     junit = work / "junit.xml"
     results = work / "results.jsonl"
@@ -246,6 +278,8 @@ def run_suite(suite: Suite, pytest_args: list[str], workers: str,
         NO_DOCKER="false",
         LANGSMITH_TRACING="false",
     )
+    if not target.alias:
+        env["THREADLOOM_COMPAT_REFERENCE"] = "1"  # plugin.py: leave `langgraph` to LangGraph
     if postgres_url:
         env["THREADLOOM_TEST_POSTGRES_URL"] = postgres_url
     else:
@@ -258,7 +292,7 @@ def run_suite(suite: Suite, pytest_args: list[str], workers: str,
     # what runs instead of the suite's default paths
     if any((root / a.split("::")[0]).exists() for a in pytest_args if not a.startswith("-")):
         paths = []
-    cmd = [sys.executable, "-m", "pytest", *paths, "-p", "plugin", "-p", "no:cacheprovider",
+    cmd = [target.python, "-m", "pytest", *paths, "-p", "plugin", "-p", "no:cacheprovider",
            "--rootdir", str(root), "-c", str(root / "pyproject.toml"),
            "-q", "--tb=line", "-o", "addopts=", f"--junitxml={junit}",
            "--continue-on-collection-errors",
@@ -286,6 +320,140 @@ def run_suite(suite: Suite, pytest_args: list[str], workers: str,
     return figures
 
 
+# -- the reference side: the same suites on the real LangGraph ------------------------
+
+# What .venv-reference holds besides the suites' own pins (SUITES) and threadloom's
+# `compat` extra: the LangGraph packages LangGraph's conftest imports, at the releases
+# current with langgraph 1.2.22 (LangGraph's own CI uses the monorepo's copies).
+REFERENCE_PACKAGES = [
+    "langgraph-checkpoint==4.3.2",
+    "langgraph-checkpoint-sqlite==3.1.2",
+    "langgraph-checkpoint-postgres==3.2.0",
+]
+REFERENCE_NO_DEPS = ["langchain-tests==1.1.9"]  # as in the Makefile: its pins are old
+COEXISTENCE_TEST = REPO / "tests" / "test_langgraph_coexistence.py"
+REFERENCE_LISTED_FAILURES = 200  # reference.json names at most this many failures a suite
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def reference_requirements() -> list[str]:
+    """Everything .venv-reference installs with dependencies, the real LangGraph included."""
+    project = _pyproject()["project"]
+    pins = [s.requirement for s in SUITES if s.package is None]  # conformance: from its sdist
+    return [*pins, *REFERENCE_PACKAGES, *project["dependencies"],
+            *project["optional-dependencies"]["compat"]]
+
+
+def ensure_reference_venv() -> str:
+    """The interpreter of .venv-reference, created or brought up to date when needed.
+
+    Holds the real LangGraph (pinned as the suites are), the suites' test dependencies
+    and threadloom itself (editable, for the coexistence test); never .venv or
+    .venv-compat.
+    """
+    python = REFERENCE_VENV / "bin" / "python"
+    wanted = "\n".join(reference_requirements() + REFERENCE_NO_DEPS)
+    stamp = REFERENCE_VENV / f".installed-{hashlib.sha256(wanted.encode()).hexdigest()[:12]}"
+    if stamp.exists():
+        return str(python)
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(REFERENCE_VENV)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, *reference_requirements()], check=True)
+    subprocess.run([*pip, "--no-deps", *REFERENCE_NO_DEPS, "-e", str(REPO)], check=True)
+    for old in REFERENCE_VENV.glob(".installed-*"):
+        old.unlink()
+    stamp.touch()
+    return str(python)
+
+
+def reference_target(python: str) -> Target:
+    return Target("LangGraph", python, RUNS / "reference", alias=False)
+
+
+def installed_versions(python: str) -> dict[str, str]:
+    """The LangGraph and LangChain packages installed for *python*, by name."""
+    out = subprocess.run([python, "-m", "pip", "list", "--format=json"], check=True,
+                         capture_output=True, text=True).stdout
+    return {p["name"].lower(): p["version"] for p in json.loads(out)
+            if p["name"].lower().startswith(("langgraph", "langchain"))}
+
+
+def run_coexistence(python: str) -> Figures:
+    """tests/test_langgraph_coexistence.py with the real LangGraph and threadloom installed."""
+    work = RUNS / "reference" / "coexistence"
+    work.mkdir(parents=True, exist_ok=True)
+    junit = work / "junit.xml"
+    junit.unlink(missing_ok=True)
+    started = time.monotonic()
+    proc = subprocess.run(
+        [python, "-m", "pytest", str(COEXISTENCE_TEST), "-q", "-rs", "-p", "no:cacheprovider",
+         f"--junitxml={junit}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    (work / "pytest.log").write_text(proc.stdout)
+    figures = Figures(seconds=time.monotonic() - started)
+    if junit.exists():
+        read_junit(junit, REPO, figures)
+    else:
+        figures.failed += 1
+    return figures
+
+
+def failed_tests(junit: Path) -> list[str]:
+    """The ids (``module::name``) of the tests that failed in a junit report."""
+    if not junit.exists():
+        return []
+    ids = []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        if any(child.tag in ("failure", "error") for child in case):
+            module = (case.get("classname") or "").rsplit(".", 1)[-1]
+            ids.append(f"{module}::{case.get('name', '')}")
+    return sorted(ids)
+
+
+def load_reference() -> dict:
+    return json.loads(REFERENCE.read_text()) if REFERENCE.exists() else {}
+
+
+def record_reference(python: str, suites: dict[str, Figures],
+                     coexistence: Figures | None) -> None:
+    """Merge this run's LangGraph figures into compat/reference.json."""
+    data = load_reference()
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    data["python"] = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
+        check=True, capture_output=True, text=True).stdout.strip()
+    data["packages"] = installed_versions(python)
+    recorded = data.setdefault("suites", {})
+    for name, figures in suites.items():
+        # which tests fail on LangGraph itself, to tell them apart from threadloom's
+        failed = failed_tests(reference_target(python).runs / name / "junit.xml")
+        recorded[name] = {**figures.counts(), "recorded": today,
+                          "failed_tests": failed[:REFERENCE_LISTED_FAILURES]}
+    data["suites"] = {s.name: recorded[s.name] for s in SUITES if s.name in recorded}
+    if coexistence is not None:
+        data["coexistence"] = {**coexistence.counts(), "recorded": today,
+                               "test": str(COEXISTENCE_TEST.relative_to(REPO))}
+    REFERENCE.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def versus_reference(figures: Figures, reference: dict | None) -> str:
+    """`` | LangGraph passed N: threadloom passes R% of it`` (empty without a reference)."""
+    if not reference:
+        return ""
+    if not reference["passed"]:
+        return "  | LangGraph passed 0"
+    ratio = 100.0 * figures.passed / reference["passed"]
+    return f"  | LangGraph passed {reference['passed']}: {ratio:5.1f}% of it"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", action="append", choices=[s.name for s in SUITES])
@@ -293,19 +461,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="pytest-xdist workers (0: no xdist)")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 if a suite's pass rate falls below compat/floor.json")
+    parser.add_argument("--reference", action="store_true",
+                        help="run the suites on the real LangGraph (.venv-reference) and "
+                        "record their figures in compat/reference.json")
     parser.add_argument("pytest_args", nargs="*")
     args = parser.parse_args(argv)
     chosen = [s for s in SUITES if not args.suite or s.name in args.suite]
+    if args.reference:
+        return main_reference(chosen, args.pytest_args, args.workers)
     total = Figures()
     floors = json.loads(FLOOR.read_text()) if FLOOR.exists() else {}
+    # a run of chosen test files is not comparable with a whole suite's reference count
+    reference = {} if args.pytest_args else load_reference().get("suites", {})
     below = []
     with suite_postgres() as postgres_url:
         for suite in chosen:
             figures = run_suite(suite, args.pytest_args, args.workers, postgres_url)
-            print(figures.line(suite.name), flush=True)
-            for f in ("passed", "failed", "skipped", "deselected", "uncollected_files",
-                      "seconds"):
-                setattr(total, f, getattr(total, f) + getattr(figures, f))
+            print(figures.line(suite.name) + versus_reference(figures, reference.get(suite.name)),
+                  flush=True)
+            total.add(figures)
             if figures.rate < floors.get(suite.name, 0.0):
                 below.append(f"{suite.name}: {figures.rate:.1f}% < floor {floors[suite.name]}%")
     print(total.line("total"))
@@ -314,6 +488,27 @@ def main(argv: list[str] | None = None) -> int:
         print("compat: below the recorded floor: " + "; ".join(below))
         return 1
     return 0
+
+
+def main_reference(chosen: list[Suite], pytest_args: list[str], workers: str) -> int:
+    """``--reference``: the chosen suites on the real LangGraph; whole runs are recorded."""
+    python = ensure_reference_venv()
+    target = reference_target(python)
+    results: dict[str, Figures] = {}
+    with suite_postgres() as postgres_url:
+        for suite in chosen:
+            figures = run_suite(suite, pytest_args, workers, postgres_url, target)
+            print(figures.line(f"{suite.name} (LangGraph)"), flush=True)
+            results[suite.name] = figures
+    coexistence = run_coexistence(python)
+    print(coexistence.line("coexistence (LangGraph+threadloom)"))
+    print(f"logs: {target.runs}/<suite>/pytest.log")
+    if pytest_args:
+        print("compat: chosen test files only: compat/reference.json left as it was")
+        return 0
+    record_reference(python, results, coexistence)
+    print(f"recorded in {REFERENCE.relative_to(REPO)}")
+    return 0 if coexistence.failed == 0 and coexistence.skipped == 0 else 1
 
 
 if __name__ == "__main__":

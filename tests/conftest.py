@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -13,13 +14,14 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-@pytest.fixture
-def fresh_postgres_database() -> Iterator[str]:
-    """The URL of a new, empty PostgreSQL database, dropped (without FORCE) afterwards.
+@contextmanager
+def new_postgres_database() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped (without FORCE) on exit.
 
-    The drop fails if a connection to the database is still open: a test using this
-    fixture also checks that what it ran closed every connection it opened. Skips when
-    PostgreSQL cannot be reached, except under CI=true, where it fails.
+    The drop fails if a connection to the database is still open: a test using it also
+    checks that what it ran closed every connection it opened. Skips when PostgreSQL
+    cannot be reached, except under CI=true, where it fails. For fixtures of any scope
+    (``fresh_postgres_database`` is the per-test one).
     """
     psycopg = pytest.importorskip("psycopg")
     try:
@@ -36,3 +38,27 @@ def fresh_postgres_database() -> Iterator[str]:
             yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
         finally:
             admin.execute(f"DROP DATABASE {name}")
+
+
+@pytest.fixture
+def fresh_postgres_database() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database for one test (see
+    ``new_postgres_database``)."""
+    with new_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_postgres_database() -> Iterator[str]:
+    """A new PostgreSQL database shared by one test module (see
+    ``new_postgres_database``)."""
+    with new_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def session_postgres_database() -> Iterator[str]:
+    """A new PostgreSQL database for a session-wide fixture, e.g. a server shared by
+    several modules (see ``new_postgres_database``)."""
+    with new_postgres_database() as url:
+        yield url

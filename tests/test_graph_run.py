@@ -1107,6 +1107,30 @@ async def test_with_config_copy_async_stream() -> None:
     assert (await bound.aget_state({})).values["log"] == ["a", "b"]
 
 
+def test_a_bound_config_wins_over_the_enclosing_task_config() -> None:
+    """A graph bound with ``with_config`` and run from inside another graph's node keeps
+    its own metadata (LangChain's ``create_agent(name=...)`` binds ``lc_agent_name`` so):
+    the enclosing task's config is inherited, under the bound one."""
+
+    def report(state: S, config) -> dict:
+        meta = config["metadata"]
+        return {"log": [f"{meta['lc_agent_name']}/{meta['team']}"]}
+
+    inner = (
+        StateGraph(S).add_node("report", report).add_edge(START, "report").compile()
+        .with_config({"metadata": {"lc_agent_name": "inner"}})
+    )
+
+    def call_inner(state: S) -> dict:
+        return {"log": inner.invoke({"x": 0})["log"]}  # no config: inherits the task's
+
+    outer = (
+        StateGraph(S).add_node("call", call_inner).add_edge(START, "call").compile()
+        .with_config({"metadata": {"lc_agent_name": "outer", "team": "ops"}})
+    )
+    assert outer.invoke({"x": 0})["log"] == ["inner/ops"]
+
+
 def test_composition_with_runnable_lambda() -> None:
     pipeline = chain("a", "b") | RunnableLambda(lambda s: "+".join(s["log"]))
     assert pipeline.invoke({"x": 0}) == "a+b"
@@ -1268,6 +1292,37 @@ def test_messages_stream_mode_yields_tokens_with_metadata() -> None:
     # the package versions the chat model records for tracing travel with its messages
     assert meta["lc_versions"] == model.metadata["lc_versions"]
     assert "langchain-core" in meta["lc_versions"]
+
+
+def test_messages_stream_metadata_keeps_the_callers_own_keys() -> None:
+    """An agent's name bound with ``with_config`` (as LangChain's ``create_agent(name=)``
+    does) and the caller's own metadata reach every streamed message, in both the v1
+    ``messages`` mode and the v3 event stream."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    from threadloom.graph import MessagesState
+
+    def call(state: MessagesState) -> dict:
+        model = GenericFakeChatModel(messages=iter([AIMessage(content="hi")]))
+        return {"messages": [model.invoke(state["messages"])]}
+
+    g = StateGraph(MessagesState)
+    g.add_node("call", call)
+    g.add_edge(START, "call")
+    agent = g.compile().with_config({"metadata": {"lc_agent_name": "helper"}})
+    chunks = list(agent.stream({"messages": [("user", "hi")]}, {"metadata": {"team": "ops"}},
+                               stream_mode="messages"))
+    assert chunks
+    for _message, meta in chunks:
+        assert meta["lc_agent_name"] == "helper"
+        assert meta["team"] == "ops"
+        assert meta["ls_provider"] == "genericfakechatmodel"  # the model's own keys too
+
+    run = agent.stream_events({"messages": [("user", "hi")]}, version="v3")
+    events = [e for e in run if e["method"] == "messages"]
+    assert events
+    assert all(e["params"]["data"][1]["lc_agent_name"] == "helper" for e in events)
 
 
 def test_a_run_leaves_no_reference_cycles() -> None:

@@ -76,6 +76,29 @@ async def test_async_pool_backed_saver_leaves_no_connection_once_the_pool_closes
     assert connections_to(fresh_postgres_database, settle_at=0) == 0
 
 
+async def test_async_pool_backed_saver_may_keep_its_run_lock_connection(
+    fresh_postgres_database: str,
+) -> None:
+    """keep_lock_connection: one run-lock connection for every run (no connect per run),
+    closed by aclose_run_locks."""
+    async with AsyncConnectionPool(
+        fresh_postgres_database, max_size=4, kwargs={"autocommit": True}
+    ) as pool:
+        saver = AsyncPostgresSaver(pool)
+        saver.keep_lock_connection = True
+        await saver.setup()
+        graph = counter().compile(checkpointer=saver)
+        cfg = {"configurable": {"thread_id": "t"}}
+        assert await graph.ainvoke({"n": 1}, cfg) == {"n": 2}
+        kept = saver._lock_conn
+        assert kept is not None and not kept.closed
+        assert await graph.ainvoke({"n": 5}, {"configurable": {"thread_id": "u"}}) == {"n": 6}
+        assert saver._lock_conn is kept  # the same connection served the second run
+        await saver.aclose_run_locks()
+        assert kept.closed
+    assert connections_to(fresh_postgres_database, settle_at=0) == 0
+
+
 def test_saver_on_a_connection_in_pipeline_mode(fresh_postgres_database: str) -> None:
     with PostgresSaver.from_conn_string(fresh_postgres_database) as saver:
         saver.setup()

@@ -7,8 +7,9 @@ import operator
 from typing import Annotated, Any
 
 import pytest
-from langchain_core.language_models import GenericFakeChatModel
+from langchain_core.language_models import BaseChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 from typing_extensions import TypedDict
 
 from threadloom.checkpoint.memory import InMemorySaver
@@ -295,3 +296,35 @@ def test_v3_refuses_the_modes_it_sets_itself_and_forwards_the_rest():
     assert list(run.values)
     assert seen[0]["interrupt_after"] == ["a"]
     assert seen[0]["interrupt_before"] is None and seen[0]["control"] is None
+
+
+class _WholeAnswerModel(BaseChatModel):
+    """A chat model that cannot stream (no ``_stream``): it reports whole messages."""
+
+    answer: str
+
+    @property
+    def _llm_type(self) -> str:
+        return "whole-answer"
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(self.answer))])
+
+
+def test_a_model_that_cannot_stream_reaches_the_log_as_one_whole_message():
+    """Its message is one ``(message, metadata)`` event, as LangGraph emits it, not a replay
+    of protocol events; ``run.messages`` still makes it one complete stream."""
+    model = _WholeAnswerModel(answer="whole")
+
+    def call(state: MessagesState) -> dict[str, Any]:
+        model.invoke(state["messages"])  # not returned: only the model callback reports it
+        return {}
+
+    graph = StateGraph(MessagesState).add_node("call", call).add_edge(START, "call").compile()
+    run = graph.stream_events({"messages": "hi"}, version="v3")
+    payloads = [e["params"]["data"][0] for e in run if e["method"] == "messages"]
+    assert len(payloads) == 1
+    assert isinstance(payloads[0], AIMessage) and payloads[0].text == "whole"
+
+    run = graph.stream_events({"messages": "hi"}, version="v3")
+    assert [s.output.text for s in run.messages] == ["whole"]

@@ -7,7 +7,8 @@
     threadloom rekey --sqlite checkpoints.db [--batch-size N] [--allow-plaintext-reads]
                      [--allow-unbound-reads] [--json]
 
-    threadloom serve --config langgraph.json [--port 2024] [--database FILE] [--dev]
+    threadloom serve --config langgraph.json [--port 2024] [--database FILE|URL] [--dev]
+    threadloom worker --config langgraph.json --database postgresql://...
     threadloom interrupts list | approve ID | reject ID | runs list   (see threadloom.server)
 
 ``sweep`` applies the passed deadlines of approval requests on every paused thread of
@@ -87,10 +88,11 @@ def _parser() -> argparse.ArgumentParser:
                             "threadloom older than place binding)")
     rekey.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    from threadloom.server.cli import add_serve_parser
+    from threadloom.server.cli import add_serve_parser, add_worker_parser
     from threadloom.server.operator_cli import add_operator_parsers
 
     add_serve_parser(commands)
+    add_worker_parser(commands)
     add_operator_parsers(commands)
     return parser
 
@@ -273,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from threadloom.server.cli import serve
 
             return serve(args)
+        if args.command == "worker":
+            from threadloom.server.cli import work
+
+            return work(args)
         if args.command in ("interrupts", "approve", "reject", "runs"):
             from threadloom.server.operator_cli import run_operator_command
 

@@ -1,5 +1,6 @@
 """The checkpoint conformance spec (PyPI ``langgraph-checkpoint-conformance``)
-against threadloom's five savers, imported by their LangGraph paths.
+against the five savers at their LangGraph import paths: threadloom's (the alias), or
+LangGraph's own under `run.py --reference`.
 
 Each saver is validated exactly as the spec's own ``validate()`` does
 (capability detection on the class, a fresh saver per capability); every
@@ -25,6 +26,7 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from psycopg.rows import tuple_row
 
 POSTGRES_URL = os.environ.get(
     "THREADLOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -94,7 +96,7 @@ def _registered(kind: str):
             with PostgresSaver.from_conn_string(holder["url"]) as saver:
                 saver.setup()
                 yield saver
-                with saver.conn.cursor() as cur:
+                with saver.conn.cursor(row_factory=tuple_row) as cur:
                     cur.execute(
                         "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
                     )
@@ -108,7 +110,7 @@ def _registered(kind: str):
         async with AsyncPostgresSaver.from_conn_string(holder["url"]) as saver:
             await saver.setup()
             yield saver
-            async with saver.conn.cursor() as cur:
+            async with saver.conn.cursor(row_factory=tuple_row) as cur:
                 await cur.execute(
                     "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
                 )

@@ -14,7 +14,9 @@ pytest.importorskip("langgraph_sdk")
 from inbox_support import ALICE, CONFIG, Inbox  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+# module scope: no server thread outlives its module (tests elsewhere fork processes,
+# and a fork taken while a server thread holds a lock deadlocks the child)
+@pytest.fixture(scope="module")
 def inbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inbox]:
     """The shared inbox server (approval events looked for every 0.1 s)."""
     from threadloom.server import background_server, load_config

@@ -1,5 +1,9 @@
 """A real threadloom server (uvicorn on 127.0.0.1, a free port, in a thread) for the
-server tests, driven through the official ``langgraph_sdk`` client."""
+server tests, driven through the official ``langgraph_sdk`` client.
+
+The shared server (``served``, hence ``client`` / ``sync_client``) runs once on SQLite
+and once on PostgreSQL (``PostgresStorage`` on a new database, its worker in the same
+process): every test using it runs against both storages."""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ GRAPHS = {
     "parallel": "./graphs.py:parallel",
     "slow": "./graphs.py:slow",
     "payment": "./graphs.py:payment",
+    "deadline_payment": "./graphs.py:deadline_payment",
     "streaming": "./graphs.py:streaming",
 }
 
@@ -53,7 +58,9 @@ class RunningServer:
         return get_sync_client(url=self.url, api_key=key, timeout=30)
 
 
-@pytest.fixture(scope="session")
+# module scope: no server thread outlives its module (tests elsewhere fork processes,
+# and a fork taken while a server thread holds a lock deadlocks the child)
+@pytest.fixture(scope="module")
 def serve_config(tmp_path_factory: pytest.TempPathFactory):
     """Start a server from a config file; yields a function config_dict -> RunningServer."""
     from contextlib import ExitStack
@@ -62,23 +69,38 @@ def serve_config(tmp_path_factory: pytest.TempPathFactory):
 
     with ExitStack() as stack:
 
-        def start(config: dict[str, Any], *, dev: bool = False) -> RunningServer:
+        def start(config: dict[str, Any], *, dev: bool = False,
+                  database: str | None = None) -> RunningServer:
+            """``database``: a PostgreSQL URL (None: a SQLite file)."""
             folder = tmp_path_factory.mktemp("server")
             for name in ("graphs.py", "auth.py"):
                 (folder / name).write_text((HERE / name).read_text())
             (folder / "langgraph.json").write_text(json.dumps(config))
             cfg = load_config(folder / "langgraph.json", dev=dev or None)
-            cfg.database = str(folder / "threadloom.db")
-            url = stack.enter_context(background_server(cfg))
+            cfg.database = database or str(folder / "threadloom.db")
+            url = stack.enter_context(background_server(cfg, run_worker=True))
             return RunningServer(str(url), url.server)
 
         yield start
 
 
-@pytest.fixture(scope="session")
-def served(serve_config) -> RunningServer:
-    """The shared server: every test graph, API keys for alice, bob and mallory."""
-    return serve_config({"graphs": GRAPHS, "auth": {"api_keys": API_KEYS}})
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def served(request: pytest.FixtureRequest, serve_config) -> Iterator[RunningServer]:
+    """The shared server: every test graph, API keys for alice, bob and mallory; on
+    SQLite, then on PostgreSQL."""
+    config = {"graphs": GRAPHS, "auth": {"api_keys": API_KEYS}}
+    if request.param == "sqlite":
+        yield serve_config(config)
+        return
+    from threadloom.server import background_server, load_config
+
+    # its own server (not serve_config's), stopped before the database is dropped (which
+    # fails if the server left a connection open)
+    url = request.getfixturevalue("session_postgres_database")
+    cfg = load_config(None, graphs=dict(GRAPHS), api_keys=dict(API_KEYS), base_dir=HERE,
+                      database=url)
+    with background_server(cfg, run_worker=True) as base:
+        yield RunningServer(str(base), base.server)
 
 
 @pytest.fixture

@@ -215,3 +215,80 @@ _outer.add_node("inner", _inner.compile())
 _outer.add_edge(START, "inner")
 _outer.add_edge("inner", END)
 streaming = _outer.compile()
+
+# -- a ledger: every node execution leaves a store record (workers that die mid-run) -------
+
+
+class LedgerState(TypedDict):
+    amount: int
+    log: Annotated[list, operator.add]
+
+
+async def _executed(node: str, config: dict) -> None:
+    """Record one execution of ``node``: which process ran it, in which run attempt."""
+    import os
+    import uuid
+
+    thread_id = config["configurable"]["thread_id"]
+    await get_store().aput(("executions", thread_id), f"{node}-{uuid.uuid4().hex}", {
+        "node": node, "pid": os.getpid(), "attempt": config["metadata"].get("run_attempt"),
+    })
+
+
+async def ledger_prepare(state: LedgerState, config: dict) -> dict:
+    await _executed("prepare", config)
+    return {"log": ["prepare"]}
+
+
+def ledger_approve(state: LedgerState) -> dict:
+    decision = request_approval(
+        "transfer", {"amount": state["amount"]}, reviewers=Reviewers(roles=["finance"]),
+        require_digest=False,
+    )
+    return {"log": ["approved" if decision.approved else "refused"]}
+
+
+async def ledger_work(state: LedgerState, config: dict) -> dict:
+    """The long step (where a worker gets killed)."""
+    await asyncio.sleep(0.3)
+    await _executed("work", config)
+    return {"log": ["work"]}
+
+
+async def ledger_finish(state: LedgerState, config: dict) -> dict:
+    await _executed("finish", config)
+    return {"log": ["finish"]}
+
+
+_ledger = StateGraph(LedgerState)
+_ledger.add_node("prepare", ledger_prepare)
+_ledger.add_node("approve", ledger_approve)
+_ledger.add_node("work", ledger_work)
+_ledger.add_node("finish", ledger_finish)
+_ledger.add_edge(START, "prepare")
+_ledger.add_edge("prepare", "approve")
+_ledger.add_edge("approve", "work")
+_ledger.add_edge("work", "finish")
+_ledger.add_edge("finish", END)
+ledger = _ledger.compile(hooks=[ApprovalHooks()])
+
+# -- an approval with a deadline (the workers apply it) ------------------------------------
+
+
+def pay_by_deadline(state: PaymentState) -> dict:
+    from datetime import timedelta
+
+    from threadloom.hitl import Deadline
+
+    decision = request_approval(
+        "pay", {"amount": state["amount"]}, reviewers=Reviewers(roles=["finance"]),
+        require_digest=False, deadline=Deadline(after=timedelta(hours=1), on_timeout="reject"),
+    )
+    return {"outcome": "paid" if decision.approved else "refused"}
+
+
+_deadline_payment = StateGraph(PaymentState)
+_deadline_payment.add_node("pay", pay_by_deadline)
+_deadline_payment.add_edge(START, "pay")
+_deadline_payment.add_edge("pay", END)
+deadline_payment = _deadline_payment.compile(hooks=[ApprovalHooks()])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -13,6 +14,8 @@ import httpx
 from threadloom.server.embedded import free_port
 
 HERE = Path(__file__).resolve().parent
+# the subprocesses import this checkout's threadloom (not whatever is installed)
+SOURCE = str(HERE.parent.parent)
 
 
 def _write(tmp_path: Path, config: dict) -> Path:
@@ -31,6 +34,7 @@ def test_serve_dev_mode_runs_a_graph(tmp_path: Path) -> None:
         [sys.executable, "-m", "threadloom.cli", "serve", "--config", str(config),
          "--port", str(port), "--dev", "--log-level", "warning"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": SOURCE},
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -60,7 +64,7 @@ def test_serve_refuses_to_start_without_auth(tmp_path: Path) -> None:
         [sys.executable, "-m", "threadloom.cli", "serve", "--config", str(config),
          "--port", str(free_port())],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": SOURCE},
     )
     assert proc.returncode != 0
     assert "No authentication configured" in proc.stderr

@@ -25,23 +25,16 @@ from threadloom.constants import TAG_NOSTREAM
 # protocol events in "messages" mode instead of message chunks
 CONFIG_KEY_STREAM_MESSAGES_V2 = "__threadloom_stream_messages_v2"
 
-_META_KEYS = (
-    "langgraph_step",
-    "langgraph_node",
-    "langgraph_triggers",
-    "langgraph_path",
-    "langgraph_checkpoint_ns",
-    "checkpoint_ns",
-    "thread_id",
-    "lc_versions",  # the package versions a chat model records for tracing
-)
 
 
-def _model_run_meta(metadata: dict[str, Any]) -> dict[str, Any]:
-    """The metadata a chat model run's messages stream with: the node's (step, node,
-    namespace, thread), the model's ``ls_*`` tracing keys and its ``lc_versions``."""
-    meta = {k: metadata[k] for k in _META_KEYS if k in metadata}
-    meta.update({k: v for k, v in metadata.items() if k.startswith("ls_")})
+def _model_run_metadata(metadata: dict[str, Any], tags: list[str] | None,
+                        *, drop_step_tags: bool = False) -> dict[str, Any]:
+    """What a streamed message carries: the model run's whole callback metadata (the
+    node's ``langgraph_*`` keys, the caller's own keys such as ``lc_agent_name``, the
+    model's ``ls_*`` keys), and its tags."""
+    meta = dict(metadata)
+    if tags:
+        meta["tags"] = [t for t in tags if not (drop_step_tags and t.startswith("seq:step:"))]
     return meta
 
 
@@ -77,12 +70,9 @@ class StreamMessagesHandler(BaseCallbackHandler, _StreamingCallbackHandler):
             return
         if "langgraph_node" not in metadata:
             return
-        meta = _model_run_meta(metadata)
         # the caller's tags, not the step tags langchain adds inside a sequence
         tags = [t for t in tags or () if not t.startswith("seq:step:")]
-        if tags:
-            meta["tags"] = tags
-        self.runs[run_id] = meta
+        self.runs[run_id] = _model_run_metadata(metadata, tags)
 
     def on_llm_new_token(
         self,
@@ -125,8 +115,10 @@ class StreamMessagesHandlerV2(BaseCallbackHandler, _V2StreamingCallbackHandler):
     Declaring itself a v2 streaming handler makes chat models (even on ``invoke()``)
     drive langchain_core's protocol event generator and call ``on_stream_event`` per
     event; each is emitted as ``(namespace, "messages", (event, metadata))`` with the
-    model call's ``run_id`` in the metadata. A model run that streamed nothing is
-    replayed from its final message. ``emit`` takes that one tuple.
+    model call's ``run_id`` in the metadata. A model run that streamed nothing (a model
+    without ``_stream``) is emitted as its whole final message, ``(message, metadata)``,
+    as LangGraph does; ``MessagesTransformer`` turns that into a complete stream.
+    ``emit`` takes that one tuple.
     """
 
     run_inline = True
@@ -153,9 +145,7 @@ class StreamMessagesHandlerV2(BaseCallbackHandler, _V2StreamingCallbackHandler):
         metadata = metadata or {}
         if (tags and TAG_NOSTREAM in tags) or "langgraph_node" not in metadata:
             return
-        meta = _model_run_meta(metadata)
-        if tags:
-            meta["tags"] = [t for t in tags if not t.startswith("seq:step:")]
+        meta = _model_run_metadata(metadata, tags, drop_step_tags=True)
         ns = metadata.get("langgraph_checkpoint_ns") or ""
         parts = tuple(ns.split("|")[:-1]) if ns else ()
         self.metadata[run_id] = (parts, meta)
@@ -163,7 +153,7 @@ class StreamMessagesHandlerV2(BaseCallbackHandler, _V2StreamingCallbackHandler):
     def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
         return None  # v1 tokens: this handler streams protocol events instead
 
-    def _send(self, run_id: UUID, event: dict[str, Any]) -> None:
+    def _send(self, run_id: UUID, event: dict[str, Any] | BaseMessage) -> None:
         ns, meta = self.metadata[run_id]
         self.emit((ns, "messages", (event, {**meta, "run_id": str(run_id)})))
 
@@ -195,12 +185,7 @@ class StreamMessagesHandlerV2(BaseCallbackHandler, _V2StreamingCallbackHandler):
                         continue
                     if message.id:
                         self.seen.add(message.id)
-                    from langchain_core.language_models._compat_bridge import (
-                        message_to_events,
-                    )
-
-                    for event in message_to_events(message, message_id=message.id):
-                        self._send(run_id, dict(event))
+                    self._send(run_id, message)
         finally:
             self.metadata.pop(run_id, None)
             self.streamed.discard(run_id)

@@ -158,12 +158,14 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     def _with_defaults(self, config: dict[str, Any] | None) -> dict[str, Any] | None:
         """The config a run uses: this graph's default config (``with_config``) under the
         caller's. ``None`` stays ``None`` (inherit the enclosing task's config) when there is
-        no default."""
+        no default. Called from inside a task without a config of its own, the default
+        goes over the enclosing task's config: a graph bound to ``lc_agent_name`` (LangChain's
+        ``create_agent(name=...)``) keeps its own name when another agent's tool runs it."""
         if not self.config:
             return config
         if config is None:
             task = current_task.get()
-            config = dict(task.config) if task is not None else {}
+            return merge_configs(task.config if task is not None else None, self.config)
         return merge_configs(self.config, config)
 
     def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:

@@ -7,8 +7,9 @@ unchanged. Layers, each importing only the ones below it:
   ``detail``), authentication, server-sent events;
 * ``services`` - assistants, threads, runs, store: what each route means;
 * ``storage`` - one ``Storage`` interface for records, the run queue and run streams
-  (``SqliteStorage``: one file, one process), and the ``Worker`` executing queued runs
-  through ``executor``.
+  (``SqliteStorage``: one file, one process; ``PostgresStorage``: an API process and
+  any number of ``threadloom worker`` processes), and the ``Worker`` executing queued
+  runs through ``executor``.
 
 Start it with ``threadloom serve --config langgraph.json`` (see ``threadloom.server.cli``)
 or embed it: ``create_app(Server.from_config(config))``.

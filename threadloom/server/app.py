@@ -44,12 +44,12 @@ __all__ = ["Server", "create_app", "open_storage"]
 
 
 def open_storage(database: str) -> Storage:
-    """The storage a database URL or path names (a SQLite file unless it is a
-    ``postgresql://`` URL)."""
+    """The storage a database URL or path names: ``PostgresStorage`` for a
+    ``postgresql://`` URL, else ``SqliteStorage`` on that file."""
     if database.startswith(("postgres://", "postgresql://")):
-        raise SystemExit(
-            "PostgreSQL server storage is not available in this version; use a SQLite file."
-        )
+        from threadloom.server.storage.postgres import PostgresStorage
+
+        return PostgresStorage(database)
     path = database.removeprefix("sqlite:///").removeprefix("sqlite://")
     from threadloom.server.storage.sqlite import SqliteStorage
 
@@ -74,7 +74,9 @@ class Server:
         self.runs = RunService(self.ctx, self.threads, self.assistants)
         self.store = StoreService(self.ctx)
         self.crons = CronService(self.ctx, self.runs)
-        self.worker = Worker(self.threads, concurrency=config.workers) if run_worker else None
+        self.worker = Worker(
+            self.threads, concurrency=config.workers, lease_seconds=config.lease_seconds
+        ) if run_worker else None
         # the approval inbox's API; deadlines are applied where runs are executed
         self.approvals = ApprovalService(self.ctx, self.threads, self.runs)
         self.approval_feed = ApprovalFeed(self.approvals, self.runs, sweep=run_worker)
@@ -82,10 +84,13 @@ class Server:
 
     @classmethod
     def from_config(cls, config: ServerConfig, *, graphs: Mapping[str, Any] | None = None,
-                    auth: Any = None, run_worker: bool = True) -> Server:
+                    auth: Any = None, run_worker: bool | None = None) -> Server:
         """Open the configured storage, import the graphs and the auth object.
 
         ``graphs`` / ``auth`` given as objects take the place of the config's specs.
+        ``run_worker``: execute runs in this process too; by default only when the
+        storage is not shared (SQLite) - on PostgreSQL, ``threadloom worker`` processes
+        execute them.
         """
         storage = open_storage(config.database)
         if graphs is not None:
@@ -95,10 +100,13 @@ class Server:
         if auth is None and config.auth_path:
             auth = import_object(config.auth_path, config.base_dir, what="auth.path")
         authorizer = Authorizer(api_keys=config.api_keys, auth=auth, dev=config.dev)
+        if run_worker is None:
+            run_worker = not storage.shared
         return cls(config, storage, registry, authorizer, run_worker=run_worker)
 
     async def start(self) -> None:
-        """Set up the storage, the system assistants, the worker and the cron timer."""
+        """Set up the storage, the system assistants, the worker and the cron timer
+        (where runs are executed), and the approval feed."""
         self.loop = asyncio.get_running_loop()
         await self.ctx.storage.setup()
         await self.assistants.ensure_system_assistants()

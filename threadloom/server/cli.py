@@ -1,11 +1,16 @@
-"""``threadloom serve``: run the server on uvicorn.
+"""``threadloom serve`` and ``threadloom worker``: the server's processes.
 
     threadloom serve --config langgraph.json [--host 127.0.0.1] [--port 2024]
                      [--database threadloom.db | postgresql://...] [--dev]
+    threadloom worker --config langgraph.json --database postgresql://...
+                      [--concurrency 8] [--lease-seconds 30]
 
 ``--database`` defaults to ``$THREADLOOM_DATABASE_URL``, else ``threadloom.db`` beside
-the config file. ``--dev`` (alias ``--no-auth``) accepts unauthenticated callers: local
-development only.
+the config file. On a SQLite file ``serve`` executes the runs itself. On PostgreSQL it
+only queues them (unless ``--embedded-worker``), and ``threadloom worker`` processes -
+any number, on any machine reaching the database, with the same config and graph
+files - execute them. ``--dev`` (alias ``--no-auth``) accepts unauthenticated callers:
+local development only.
 """
 
 from __future__ import annotations
@@ -13,39 +18,106 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
-__all__ = ["add_serve_parser", "serve"]
+__all__ = ["add_serve_parser", "add_worker_parser", "serve", "work"]
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="langgraph.json-style config (default: ./langgraph.json if any)")
+    parser.add_argument("--database", default=None, metavar="PATH_OR_URL",
+                        help="SQLite file or postgresql:// URL (default: "
+                             "$THREADLOOM_DATABASE_URL or threadloom.db)")
+    parser.add_argument("--log-level", default="info")
 
 
 def add_serve_parser(commands: argparse._SubParsersAction) -> None:
     """The ``serve`` subcommand's options."""
     parser = commands.add_parser("serve", help="serve graphs over LangGraph's Agent Server API")
-    parser.add_argument("--config", default=None, metavar="FILE",
-                        help="langgraph.json-style config (default: ./langgraph.json if any)")
+    _common(parser)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=2024)
-    parser.add_argument("--database", default=None, metavar="PATH_OR_URL",
-                        help="SQLite file (default: $THREADLOOM_DATABASE_URL or threadloom.db)")
     parser.add_argument("--dev", "--no-auth", dest="dev", action="store_true",
                         help="accept unauthenticated callers (local development only)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="runs executed at once by the embedded worker (default 8)")
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--embedded-worker", action="store_true",
+                        help="on PostgreSQL, execute runs in this process too")
+
+
+def add_worker_parser(commands: argparse._SubParsersAction) -> None:
+    """The ``worker`` subcommand's options."""
+    parser = commands.add_parser(
+        "worker", help="execute the runs queued on a PostgreSQL server database"
+    )
+    _common(parser)
+    parser.add_argument("--concurrency", type=int, default=None, metavar="N",
+                        help="runs executed at once (default 8)")
+    parser.add_argument("--lease-seconds", type=float, default=None, metavar="S",
+                        help="a run is handed to another worker when this one has not "
+                             "renewed its lease for S seconds (default 30)")
+
+
+def _config(args: argparse.Namespace, **overrides: Any) -> Any:
+    from threadloom.server import load_config
+
+    config_path = args.config
+    if config_path is None and Path("langgraph.json").is_file():
+        config_path = "langgraph.json"
+    config = load_config(config_path, **overrides)
+    database = args.database or os.environ.get("THREADLOOM_DATABASE_URL")
+    config.database = database or str(config.base_dir / "threadloom.db")
+    return config
 
 
 def serve(args: argparse.Namespace) -> int:
     """Run the server until interrupted."""
     import uvicorn
 
-    from threadloom.server import Server, create_app, load_config
+    from threadloom.server import Server, create_app
 
-    config_path = args.config
-    if config_path is None and Path("langgraph.json").is_file():
-        config_path = "langgraph.json"
-    config = load_config(config_path, dev=args.dev or None, workers=args.workers)
-    database = args.database or os.environ.get("THREADLOOM_DATABASE_URL")
-    config.database = database or str(config.base_dir / "threadloom.db")
-    server = Server.from_config(config)
+    config = _config(args, dev=args.dev or None, workers=args.workers)
+    server = Server.from_config(config, run_worker=True if args.embedded_worker else None)
     print(f"threadloom approval inbox: http://{args.host}:{args.port}/inbox", flush=True)
     uvicorn.run(create_app(server), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def work(args: argparse.Namespace) -> int:
+    """Run a worker until SIGTERM or SIGINT; its runs in progress go back to the queue
+    when their lease ends."""
+    import asyncio
+    import logging
+    import signal
+
+    from threadloom.server import Server
+
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # a worker serves no HTTP: it authenticates nobody (runs carry their caller)
+    config = _config(args, dev=True, workers=args.concurrency,
+                     lease_seconds=args.lease_seconds)
+    if not config.database.startswith(("postgres://", "postgresql://")):
+        raise SystemExit(
+            "threadloom worker needs a shared database: --database postgresql://... (or "
+            "$THREADLOOM_DATABASE_URL); with a SQLite file, `threadloom serve` runs the runs."
+        )
+    server = Server.from_config(config, run_worker=True)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await server.start()
+        logging.getLogger("threadloom.server").info(
+            "worker %s ready", server.worker.worker_id if server.worker else "?"
+        )
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
     return 0

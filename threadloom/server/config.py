@@ -45,6 +45,8 @@ class ServerConfig:
     database: str = "threadloom.db"
     #: concurrent runs the embedded worker executes
     workers: int = 8
+    #: a worker that has not renewed its lease on a run for this long loses the run
+    lease_seconds: float = 30.0
     #: HMAC key signing webhook deliveries (None: unsigned)
     webhook_secret: str | None = None
 

@@ -38,15 +38,18 @@ def background_server(
     auth: Any = None,
     port: int | None = None,
     timeout: float = 30.0,
+    run_worker: bool | None = None,
 ) -> Iterator[str]:
     """Serve ``config`` (graphs and auth given as objects override its specs) with
     uvicorn in a daemon thread; yields the base URL; stops the server on exit.
+    ``run_worker`` as for ``Server.from_config`` (True: execute runs here even on a
+    shared PostgreSQL storage).
 
     The ``Server`` object is on the URL string's ``server`` attribute.
     """
     import uvicorn
 
-    server = Server.from_config(config, graphs=graphs, auth=auth)
+    server = Server.from_config(config, graphs=graphs, auth=auth, run_worker=run_worker)
     port = port or free_port()
     uv = uvicorn.Server(uvicorn.Config(create_app(server), host="127.0.0.1", port=port,
                                        log_level="warning", lifespan="on"))

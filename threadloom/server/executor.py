@@ -12,6 +12,9 @@ Event names follow the API: ``metadata`` first, then one event per chunk named a
 its mode (``messages-tuple`` chunks are named ``messages``; with ``stream_subgraphs``
 a subgraph's chunk is named ``mode|<ns>``), ``error`` on failure. An internal
 ``__result__`` event (never sent to clients) carries the run's output for ``wait``.
+
+A run taken over from a worker that died (``attempt`` > 1) continues from its last
+checkpoint when the first attempt got as far as writing one, else starts as asked.
 """
 
 from __future__ import annotations
@@ -187,6 +190,11 @@ async def execute_run(
         if kwargs.get("durability"):
             options["durability"] = kwargs["durability"]
         graph_input = build_input(kwargs)
+        if run.get("attempt", 1) > 1 and await _started(graph, run):
+            # a worker died running it: go on from its last checkpoint, not from scratch
+            graph_input = None
+            for key in ("checkpoint_id", "checkpoint_map"):
+                config["configurable"].pop(key, None)
         if kwargs.get("_deadline_sweep"):
             _sweeping(kwargs["_deadline_sweep"])
         if "events" in modes:
@@ -269,6 +277,15 @@ async def _stream(graph: Any, graph_input: Any, config: dict, modes: list[str],
         await publish(_event_name(mode, ns), chunk)
 
 
+async def _started(graph: Any, run: dict[str, Any]) -> bool:
+    """Whether an earlier attempt of ``run`` wrote checkpoints (the thread's head is
+    one of this run's)."""
+    snapshot = await graph.aget_state(
+        {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
+    )
+    return (snapshot.metadata or {}).get("run_id") == run["run_id"]
+
+
 async def _finish(threads: ThreadService, run: dict, graph: Any, status: str,
                   error: dict | None) -> tuple[Any, dict | None]:
     """Store the thread's new state and the run's status; the run's output and record."""
@@ -306,13 +323,14 @@ async def _finish(threads: ThreadService, run: dict, graph: Any, status: str,
 
 
 async def _rollback(threads: ThreadService, run: dict, graph: Any) -> None:
-    """Undo a cancelled run: its checkpoints and its record go; the thread is as before."""
+    """Undo a cancelled run: its checkpoints and its record go; the thread is as before.
+
+    The record goes last: deleting it wakes those waiting for the run, who then find
+    the thread already restored."""
     storage = threads.ctx.storage
     await storage.checkpointer.adelete_for_runs([run["run_id"]])
-    await storage.finish_run(run["run_id"], "interrupted", thread=None)
-    await storage.delete_run(run["run_id"])
     if graph is not None:
-        await threads.refresh(run["thread_id"], graph)
-        active = await storage.list_active_runs(run["thread_id"])
-        if active:
-            await storage.update_thread(run["thread_id"], status="busy")
+        active = [r for r in await storage.list_active_runs(run["thread_id"])
+                  if r["run_id"] != run["run_id"]]
+        await threads.refresh(run["thread_id"], graph, status="busy" if active else None)
+    await storage.delete_run(run["run_id"])

@@ -8,7 +8,8 @@ worker`` processes run the same class against the shared database. A worker:
 * renews the lease of each run it holds every ``lease_seconds / 3`` (a worker that
   stops heartbeating loses its runs to ``requeue_expired``, run by every worker);
 * cancels the task of a run when a cancel request for it arrives
-  (``watch_cancellations``), recording the action asked for.
+  (``watch_cancellations``), recording the action asked for - also when the request
+  arrives just before the claim that started the run returned here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections import OrderedDict
 from typing import Any
 
 from threadloom.server.executor import execute_run
@@ -49,6 +51,8 @@ class Worker:
         self._slots = asyncio.Semaphore(self.concurrency)
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
+        # cancel requests for runs not (yet) held here, most recent last
+        self._early: OrderedDict[str, str] = OrderedDict()
 
     async def start(self) -> None:
         """Start claiming runs in the background."""
@@ -72,7 +76,10 @@ class Worker:
 
     def _on_cancel(self, run_id: str, action: str) -> None:
         held = self._running.get(run_id)
-        if held is None:
+        if held is None:  # maybe claimed here a moment ago: remembered for _claim_loop
+            self._early[run_id] = action
+            while len(self._early) > 1000:
+                self._early.popitem(last=False)
             return
         task, cancel = held
         cancel.setdefault("action", action)
@@ -95,6 +102,12 @@ class Worker:
             cancel: dict[str, str] = {}
             task = asyncio.create_task(self._execute(run, cancel), name=f"run-{run['run_id']}")
             self._running[run["run_id"]] = (task, cancel)
+            # a cancel asked of the worker that held it before (and died), or one that
+            # arrived here just before this claim returned
+            early = self._early.pop(run["run_id"], None) or run.get("cancel_reason")
+            if early is not None:  # once the task has started (a task cancelled before
+                # its first step would skip execute_run's own handling)
+                asyncio.get_running_loop().call_soon(self._on_cancel, run["run_id"], early)
 
     async def _execute(self, run: dict[str, Any], cancel: dict[str, str]) -> None:
         try:

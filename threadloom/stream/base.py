@@ -92,6 +92,13 @@ class StreamTransformer:
     async def afail(self, err: BaseException) -> None:
         self.fail(err)
 
+    def _on_register(self, mux: Any) -> None:
+        """Called once when a ``StreamMux`` registers this transformer (after ``init``).
+
+        A transformer that builds child muxes for subgraphs (``mux._make_child``)
+        keeps *mux* here; the default does nothing.
+        """
+
     # -- background work (async runs) ---------------------------------------------------
 
     def schedule(

@@ -137,9 +137,9 @@ class StreamMux:
                 f"{kind.__name__}.init() must return a dict of projections, "
                 f"got {type(projections).__name__}"
             )
-        attach = getattr(transformer, "_attach_mux", None)
-        if attach is not None:
-            attach(self)
+        on_register = getattr(transformer, "_on_register", None)
+        if on_register is not None:
+            on_register(self)
         for key, projection in projections.items():
             if key in self.extensions:
                 other = type(self._owners[key]).__name__
@@ -176,6 +176,11 @@ class StreamMux:
             )
 
         return forward
+
+    @property
+    def is_async(self) -> bool:
+        """True when this mux serves an async run (``astream_events``)."""
+        return self._is_async
 
     def transformer_by_key(self, key: str) -> StreamTransformer | None:
         """The transformer that registered projection ``key`` (None if none did)."""

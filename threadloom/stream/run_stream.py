@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from types import MappingProxyType
 from typing import Any
 
+from threadloom._compat.lifecycle import SubgraphHandleSurface
 from threadloom.stream.events import to_protocol_event
 from threadloom.stream.mux import StreamMux
 from threadloom.stream.stream_channel import StreamChannel
@@ -410,7 +411,7 @@ class AsyncGraphRunStream(_RunState):
 # -- subgraph handles -------------------------------------------------------------------
 
 
-class _SubgraphHandle(_Projections):
+class _SubgraphHandle(SubgraphHandleSurface, _Projections):
     def __init__(
         self,
         mux: StreamMux,
@@ -425,6 +426,7 @@ class _SubgraphHandle(_Projections):
         self.trigger_call_id = trigger_call_id
         self.status = "started"
         self.error: str | None = None
+        self._seen_terminal = False  # set once by the transformer that ends the handle
 
     def _latest(self) -> Any:
         assert self._mux is not None

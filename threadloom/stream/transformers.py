@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, NotRequired, TypedDict
 
+from threadloom._compat.lifecycle import TasksLifecycleSurface
 from threadloom.errors import GraphInterrupt
 from threadloom.stream.base import ProtocolEvent, StreamTransformer
 from threadloom.stream.stream_channel import StreamChannel
@@ -275,7 +276,7 @@ def _error_text(error: Any) -> str | None:
     return error if isinstance(error, str) else str(error)
 
 
-class _TasksLifecycleBase(StreamTransformer):
+class _TasksLifecycleBase(TasksLifecycleSurface, StreamTransformer):
     """Infers subgraph starts and ends from ``tasks`` events.
 
     A subgraph at namespace ``(..., "node:task_id")`` has *started* when the first
@@ -285,6 +286,11 @@ class _TasksLifecycleBase(StreamTransformer):
     namespaces to track (``_should_track``) and what to do on each transition
     (``_on_started`` — the cause, if known, is in ``self._pending_cause`` — and
     ``_on_terminal``).
+
+    Each task start records the agent name its config carries (``lc_agent_name``, set
+    by LangChain's ``create_agent(name=...)``; the first start in a namespace names it)
+    and its input (to find the tool call a nested agent was started for). The private
+    names LangChain's own subclass uses are in :mod:`threadloom._compat.lifecycle`.
     """
 
     required_stream_modes: ClassVar[tuple[str, ...]] = ("tasks",)
@@ -293,7 +299,8 @@ class _TasksLifecycleBase(StreamTransformer):
         super().__init__(scope)
         self._seen: set[tuple[str, ...]] = set()
         self._open: dict[tuple[str, ...], tuple[str | None, str | None]] = {}
-        self._task_inputs: dict[tuple[tuple[str, ...], Any], Any] = {}
+        self._task_inputs: dict[Any, Any] = {}
+        self._agent_names: dict[tuple[str, ...], str | None] = {}
         self._pending_cause: dict[str, Any] | None = None
 
     # hooks
@@ -311,6 +318,20 @@ class _TasksLifecycleBase(StreamTransformer):
     def _in_scope(self, ns: tuple[str, ...]) -> bool:
         return ns[: len(self.scope)] == self.scope
 
+    def _note_agent_name(self, ns: tuple[str, ...], data: Any) -> None:
+        """Record the agent name of a task start in ``ns`` (the first one wins)."""
+        if ns in self._agent_names:
+            return
+        metadata = data.get("metadata") if isinstance(data, dict) else None
+        self._agent_names[ns] = (
+            metadata.get("lc_agent_name") if isinstance(metadata, dict) else None
+        )
+
+    def _note_task_input(self, data: Any) -> None:
+        """Keep a started task's input until it reports its result."""
+        if isinstance(data, dict) and "input" in data and data.get("id") is not None:
+            self._task_inputs[data["id"]] = data["input"]
+
     def _discover(self, ns: tuple[str, ...], data: Any) -> None:
         if ns in self._seen or len(ns) <= len(self.scope):
             return
@@ -320,11 +341,10 @@ class _TasksLifecycleBase(StreamTransformer):
         segment_name, _, trigger_call_id = ns[-1].partition(":")
         graph_name: str | None = segment_name
         cause: dict[str, Any] | None = None
-        metadata = data.get("metadata") if isinstance(data, dict) else None
-        agent_name = metadata.get("lc_agent_name") if isinstance(metadata, dict) else None
+        agent_name = self._agent_names.get(ns)
         if agent_name:
             graph_name = agent_name
-            call_id = _tool_call_id(self._task_inputs.get((ns[:-1], trigger_call_id)))
+            call_id = _tool_call_id(self._task_inputs.get(trigger_call_id))
             if call_id is not None:
                 cause = {"type": "toolCall", "tool_call_id": call_id}
         self._open[ns] = (graph_name, trigger_call_id or None)
@@ -334,14 +354,40 @@ class _TasksLifecycleBase(StreamTransformer):
         finally:
             self._pending_cause = None
 
-    def _terminate(self, ns: tuple[str, ...], status: str, error: str | None) -> None:
-        # close what is still open below it first, deepest first
+    def _close_below(self, ns: tuple[str, ...], status: str,
+                     error: str | None) -> list[tuple[tuple[str, ...], str, str | None]]:
+        """Close ``ns`` and what is still open below it (deepest first): the transitions."""
+        ended = []
         for inner in sorted((o for o in self._open if o[: len(ns)] == ns and o != ns),
                             key=len, reverse=True):
             self._open.pop(inner, None)
-            self._on_terminal(inner, status, error)
+            ended.append((inner, status, error))
         if self._open.pop(ns, None) is not None:
-            self._on_terminal(ns, status, error)
+            ended.append((ns, status, error))
+        return ended
+
+    def _ended_by(self, ns: tuple[str, ...],
+                  data: Any) -> list[tuple[tuple[str, ...], str, str | None]]:
+        """The subgraphs a task result in ``ns`` ends, closed: ``(namespace, status, error)``."""
+        task_id = data.get("id") if isinstance(data, dict) else None
+        if task_id is None:
+            return []
+        self._task_inputs.pop(task_id, None)
+        ended = []
+        for child in [o for o in self._open if o[:-1] == ns]:
+            if child[-1].partition(":")[2] == task_id:
+                if data.get("interrupts"):
+                    ended += self._close_below(child, "interrupted", None)
+                elif data.get("error") is not None:
+                    ended += self._close_below(child, "failed", _error_text(data["error"]))
+                else:
+                    ended += self._close_below(child, "completed", None)
+        return ended
+
+    @staticmethod
+    def _is_result(data: Any) -> bool:
+        return isinstance(data, dict) and ("result" in data or "error" in data
+                                           or "interrupts" in data)
 
     def _handle_tasks(self, event: ProtocolEvent) -> None:
         ns = _namespace(event)
@@ -350,20 +396,14 @@ class _TasksLifecycleBase(StreamTransformer):
         data = event["params"]["data"]
         if not isinstance(data, dict):
             data = {}
-        self._discover(ns, data)
-        task_id = data.get("id")
-        if "input" in data:
-            self._task_inputs[(ns, task_id)] = data["input"]
-        if task_id is not None and ("result" in data or "error" in data or "interrupts" in data):
-            self._task_inputs.pop((ns, task_id), None)
-            for child in [o for o in self._open if o[:-1] == ns]:
-                if child[-1].partition(":")[2] == task_id:
-                    if data.get("interrupts"):
-                        self._terminate(child, "interrupted", None)
-                    elif data.get("error") is not None:
-                        self._terminate(child, "failed", _error_text(data["error"]))
-                    else:
-                        self._terminate(child, "completed", None)
+        if self._is_result(data):
+            self._discover(ns, data)  # a namespace first seen through a result
+            for child, status, error in self._ended_by(ns, data):
+                self._on_terminal(child, status, error)
+        else:
+            self._note_agent_name(ns, data)
+            self._note_task_input(data)
+            self._discover(ns, data)
 
     def process(self, event: ProtocolEvent) -> bool:
         if event["method"] != "tasks":
@@ -463,7 +503,7 @@ class SubgraphTransformer(_TasksLifecycleBase):
     def init(self) -> dict[str, Any]:
         return {"subgraphs": self._log}
 
-    def _attach_mux(self, mux: Any) -> None:
+    def _on_register(self, mux: Any) -> None:
         self._mux = mux
 
     def _should_track(self, ns: tuple[str, ...]) -> bool:
@@ -484,8 +524,9 @@ class SubgraphTransformer(_TasksLifecycleBase):
 
     def _on_terminal(self, ns: tuple[str, ...], status: str, error: str | None) -> None:
         handle = self._handles.get(ns)
-        if handle is None or handle.status != "started":
+        if handle is None or handle._seen_terminal:
             return
+        handle._seen_terminal = True
         handle.status = status
         handle.error = error
         self._ops.append(("end", handle, (status, error)))

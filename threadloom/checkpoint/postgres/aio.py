@@ -132,6 +132,10 @@ class AsyncPostgresSaver(AsyncSqlSaver):
         self._lock_mutex = asyncio.Lock()
         # thread id -> the lock connection holding its run lock, and the lock's key
         self._holders: RunLockHolders[psycopg.AsyncConnection[Any]] = RunLockHolders()
+        #: on a pool, keep the run-lock connection open between runs (instead of
+        #: connecting for every run); its owner then calls ``aclose_run_locks`` before
+        #: closing the pool (the server's storage does)
+        self.keep_lock_connection = False
         try:
             self.loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -299,7 +303,7 @@ class AsyncPostgresSaver(AsyncSqlSaver):
             if conn is not None and not conn.closed and not conn.broken:
                 try:
                     await conn.execute(RUN_UNLOCK_FLUSH_SQL if flush else RUN_UNLOCK_SQL, (key,))
-                    if last and _is_pool(self.conn):
+                    if last and _is_pool(self.conn) and not self.keep_lock_connection:
                         self._lock_conn = None
                         await conn.close()
                     return

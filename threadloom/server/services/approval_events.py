@@ -17,7 +17,8 @@ With ``sweep`` (servers running a worker), each look also applies the deadlines 
 passed: a thread with due requests gets a run answering them with the deadlines'
 decisions - what ``threadloom sweep`` does for a library graph - recorded in the audit
 log as made by ``threadloom:deadline``. A person's late answer is refused from the
-moment the deadline passes, so the two never race.
+moment the deadline passes, so the two never race. With several worker processes
+(PostgreSQL), one at a time does it (``Storage.lead("deadlines")``).
 """
 
 from __future__ import annotations
@@ -112,6 +113,10 @@ class ApprovalFeed:
     async def tick(self) -> list[ApprovalEvent]:
         """Look once: publish and return the events since the last look; apply due
         deadlines when sweeping."""
+        if self.sweep and not self._subscribers and not await self.approvals.ctx.storage.lead(
+            "deadlines"
+        ):
+            return []  # a worker process that neither feeds anyone nor applies deadlines
         items = await self.approvals.all_pending()
         current = {i.key: i for i in items}
         events: list[ApprovalEvent] = []
@@ -140,6 +145,8 @@ class ApprovalFeed:
         from threadloom.hitl.deadlines import due_requests
         from threadloom.hitl.hooks import graph_identity, hooks_of
 
+        if not await self.approvals.ctx.storage.lead("deadlines"):
+            return  # another worker process applies them (PostgreSQL: one at a time)
         threads: dict[str, PendingRequest] = {}
         for item in items:
             threads.setdefault(item.thread_id, item)

@@ -145,7 +145,9 @@ class CronService:
     async def tick(self, now: datetime | None = None) -> list[str]:
         """Start the runs of every cron due at ``now``; their run ids."""
         now = now or datetime.now(UTC)
-        started = []
+        started: list[str] = []
+        if not await self.ctx.storage.lead("crons"):
+            return started  # another worker fires them
         for cron in await self.ctx.storage.due_crons(now.isoformat()):
             payload = dict(cron["payload"])
             user = AuthUser.from_dict(payload.pop("_user", None))

@@ -70,6 +70,9 @@ class Storage(abc.ABC):
     checkpointer: Any
     #: the store every served graph and the ``/store`` routes use (a ``BaseStore``)
     store: Any
+    #: whether several processes share this storage (then the API process only queues
+    #: runs and ``threadloom worker`` processes execute them); False: one process does all
+    shared: bool = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -248,6 +251,15 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def watch_cancellations(self, callback: CancelCallback) -> None:
         """Deliver every later cancel request of a running run to ``callback``."""
+
+    # -- duties of one process at a time ----------------------------------------------
+
+    @abc.abstractmethod
+    async def lead(self, duty: str) -> bool:
+        """Whether this process does ``duty`` (``"crons"``, ``"deadlines"``: periodic
+        work that only one process may do at a time). Once True it stays True while the
+        process (and its database session) lives; another process takes over when it
+        ends. One process per database (SQLite): always True."""
 
     # -- run streams -------------------------------------------------------------------
 

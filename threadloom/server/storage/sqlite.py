@@ -26,7 +26,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from threadloom.server import serde
 from threadloom.server.errors import Conflict
 from threadloom.server.records import matches, now_iso
 from threadloom.server.storage.base import (
@@ -36,6 +35,26 @@ from threadloom.server.storage.base import (
     Storage,
     StreamEvent,
 )
+from threadloom.server.storage.rows import ASSISTANT_COLS as _ASSISTANT_COLS
+from threadloom.server.storage.rows import ASSISTANT_SORT as _ASSISTANT_SORT
+from threadloom.server.storage.rows import CRON_COLS as _CRON_COLS
+from threadloom.server.storage.rows import CRON_SORT as _CRON_SORT
+from threadloom.server.storage.rows import RUN_COLS as _RUN_COLS
+from threadloom.server.storage.rows import THREAD_COLS as _THREAD_COLS
+from threadloom.server.storage.rows import THREAD_SORT as _THREAD_SORT
+from threadloom.server.storage.rows import assistant_row as _assistant
+from threadloom.server.storage.rows import cron_row as _cron
+from threadloom.server.storage.rows import (
+    merge_thread,
+    next_assistant_version,
+    public_thread,
+    thread_values,
+)
+from threadloom.server.storage.rows import order_by as _order
+from threadloom.server.storage.rows import page as _page
+from threadloom.server.storage.rows import run_row as _run
+from threadloom.server.storage.rows import thread_row as _thread
+from threadloom.server.storage.rows import to_json as _j
 from threadloom.server.storage.streams import LocalStreams
 
 __all__ = ["SqliteStorage"]
@@ -121,116 +140,6 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )""",
     ),
 ]
-
-_J = serde.dumps
-
-
-def _j(value: Any) -> str:
-    return serde.dumps(value).decode()
-
-
-_ASSISTANT_COLS = (
-    "assistant_id, graph_id, name, description, config, context, metadata, version, "
-    "created_at, updated_at"
-)
-_THREAD_COLS = (
-    'thread_id, created_at, updated_at, state_updated_at, metadata, status, config, "values", '
-    "interrupts, error"
-)
-_RUN_COLS = (
-    "run_id, thread_id, assistant_id, created_at, updated_at, status, metadata, kwargs, "
-    "multitask_strategy, cancel_action, attempt"
-)
-_CRON_COLS = (
-    "cron_id, assistant_id, thread_id, user_id, schedule, timezone, end_time, payload, "
-    "metadata, enabled, on_run_completed, next_run_date, created_at, updated_at"
-)
-
-_THREAD_SORT = {"thread_id", "status", "created_at", "updated_at", "state_updated_at"}
-_ASSISTANT_SORT = {"assistant_id", "created_at", "updated_at", "name", "graph_id"}
-_CRON_SORT = {"cron_id", "assistant_id", "thread_id", "next_run_date", "created_at",
-              "updated_at", "end_time"}
-
-
-def _assistant(row: Sequence[Any]) -> dict[str, Any]:
-    return {
-        "assistant_id": row[0],
-        "graph_id": row[1],
-        "name": row[2],
-        "description": row[3],
-        "config": serde.loads(row[4]),
-        "context": serde.loads(row[5]),
-        "metadata": serde.loads(row[6]),
-        "version": row[7],
-        "created_at": row[8],
-        "updated_at": row[9],
-    }
-
-
-def _thread(row: Sequence[Any]) -> dict[str, Any]:
-    out = {
-        "thread_id": row[0],
-        "created_at": row[1],
-        "updated_at": row[2],
-        "state_updated_at": row[3],
-        "metadata": serde.loads(row[4]),
-        "status": row[5],
-        "config": serde.loads(row[6]),
-        "values": serde.loads(row[7]),
-    }
-    if row[8] is not None:
-        out["interrupts"] = serde.loads(row[8])
-    if row[9] is not None:
-        out["error"] = serde.loads(row[9])
-    return out
-
-
-def _run(row: Sequence[Any]) -> dict[str, Any]:
-    out = {
-        "run_id": row[0],
-        "thread_id": row[1],
-        "assistant_id": row[2],
-        "created_at": row[3],
-        "updated_at": row[4],
-        "status": row[5],
-        "metadata": serde.loads(row[6]),
-        "kwargs": serde.loads(row[7]),
-        "multitask_strategy": row[8],
-        "attempt": row[10],
-    }
-    if row[9] is not None:
-        out["cancel_reason"] = row[9]
-    return out
-
-
-def _cron(row: Sequence[Any]) -> dict[str, Any]:
-    return {
-        "cron_id": row[0],
-        "assistant_id": row[1],
-        "thread_id": row[2],
-        "user_id": row[3],
-        "schedule": row[4],
-        "timezone": row[5],
-        "end_time": row[6],
-        "payload": serde.loads(row[7]),
-        "metadata": serde.loads(row[8]),
-        "enabled": bool(row[9]),
-        "on_run_completed": row[10],
-        "next_run_date": row[11],
-        "created_at": row[12],
-        "updated_at": row[13],
-    }
-
-
-def _order(sort_by: str | None, sort_order: str | None, allowed: set[str], default: str) -> str:
-    column = sort_by if sort_by in allowed else default
-    direction = "ASC" if (sort_order or "").lower() == "asc" else "DESC"
-    return f"{column} {direction}"
-
-
-def _page(rows: list[dict], limit: int, offset: int) -> list[dict]:
-    return rows[offset: offset + limit] if limit >= 0 else rows[offset:]
-
 
 class SqliteStorage(Storage):
     """Server storage in one SQLite file (see the module docstring).
@@ -368,14 +277,7 @@ class SqliteStorage(Storage):
                 "SELECT max(version) FROM server_assistant_versions WHERE assistant_id = ?",
                 (assistant_id,),
             ).fetchone()[0]
-            new = dict(current)
-            for key in ("graph_id", "config", "context", "name", "description"):
-                if changes.get(key) is not None:
-                    new[key] = changes[key]
-            if changes.get("metadata") is not None:
-                new["metadata"] = {**current["metadata"], **changes["metadata"]}
-            new["version"] = int(latest or current["version"]) + 1
-            new["updated_at"] = now_iso()
+            new = next_assistant_version(current, changes, latest)
             self._insert_assistant_version(conn, new)
             conn.execute(
                 "UPDATE server_assistants SET graph_id=?, name=?, description=?, config=?, "
@@ -516,30 +418,13 @@ class SqliteStorage(Storage):
         ).fetchone()
         if row is None:
             return None
-        rec = _thread(row)
-        now = now_iso()
-        if fields.get("metadata") is not None:
-            rec["metadata"] = {**rec["metadata"], **fields["metadata"]}
-        for key in ("status", "config", "values", "interrupts", "error"):
-            if key in fields:
-                rec[key] = fields[key]
-        rec["updated_at"] = now
-        if fields.get("state_updated"):
-            rec["state_updated_at"] = now
+        rec = merge_thread(_thread(row), fields)
         conn.execute(
             'UPDATE server_threads SET updated_at=?, state_updated_at=?, metadata=?, status=?, '
             'config=?, "values"=?, interrupts=?, error=? WHERE thread_id=?',
-            (rec["updated_at"], rec["state_updated_at"], _j(rec["metadata"]), rec["status"],
-             _j(rec.get("config") or {}),
-             None if rec.get("values") is None else _j(rec["values"]),
-             None if rec.get("interrupts") is None else _j(rec["interrupts"]),
-             None if rec.get("error") is None else _j(rec["error"]), thread_id),
+            (*thread_values(rec), thread_id),
         )
-        if rec.get("error") is None:
-            rec.pop("error", None)
-        if rec.get("interrupts") is None:
-            rec.pop("interrupts", None)
-        return rec
+        return public_thread(rec)
 
     async def update_thread(self, thread_id: str, **fields: Any) -> dict | None:
         return await self._write(lambda c: self._update_thread(c, thread_id, fields))
@@ -669,6 +554,7 @@ class SqliteStorage(Storage):
         found = await self._write(go)
         if found:
             self._wake_run(run_id)
+            self._work.set()  # a run queued behind it may start
         return found
 
     async def claim_run(self, worker_id: str, lease_seconds: float) -> dict | None:
@@ -830,6 +716,9 @@ class SqliteStorage(Storage):
 
     async def watch_cancellations(self, callback: CancelCallback) -> None:
         self._cancel_callbacks.append(callback)
+
+    async def lead(self, duty: str) -> bool:
+        return True  # one process serves the file
 
     # -- streams -----------------------------------------------------------------------
 

@@ -1,0 +1,231 @@
+"""The server on PostgreSQL with separate worker processes, one of them SIGKILLed mid-run.
+
+The API server (uvicorn on 127.0.0.1, in this process: on PostgreSQL it only queues
+runs) and three ``threadloom worker`` processes share a new database. N threads
+(``THREADLOOM_TEST_WORKER_THREADS``, default 24; the issue's figure is 200) each pause
+for an approval; all are approved at once through the official client; while the
+workers run them, the one holding the most running runs is killed with SIGKILL. Its
+runs lose their lease, the other workers take them over and finish them from their last
+checkpoint. Then every thread has finished exactly once: two successful runs, each
+node's effect once in its state, no node run twice except where the killed worker was
+cut short, alice's approval in its audit log (once, or again by the worker taking over
+a run whose first attempt died before its first checkpoint), the log's hash chain
+whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+THREADS = int(os.environ.get("THREADLOOM_TEST_WORKER_THREADS", "24"))
+WORKERS = 3
+NODES = ["prepare", "approve", "work", "finish"]
+
+
+def _spawn(folder: Path, database: str, *argv: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "threadloom.cli", *argv, "--config",
+         str(folder / "langgraph.json"), "--database", database, "--log-level", "warning"],
+        cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+
+
+def _running_by_worker(database: str) -> Counter:
+    """Running runs per worker pid (read from the run queue)."""
+    import psycopg
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT worker_id FROM server_runs WHERE status = 'running'"
+        ).fetchall()
+    return Counter(int(r[0].split(":")[1]) for r in rows)
+
+
+async def _kill_a_busy_worker(database: str, workers: list[subprocess.Popen]) -> int:
+    """SIGKILL the worker holding the most running runs (at least two); its pid."""
+    pids = {p.pid for p in workers}
+    while True:
+        running = await asyncio.to_thread(_running_by_worker, database)
+        busy = [(n, pid) for pid, n in running.items() if pid in pids and n >= 2]
+        if busy:
+            pid = max(busy)[1]
+            os.kill(pid, signal.SIGKILL)
+            return pid
+        await asyncio.sleep(0.02)
+
+
+def test_workers_take_over_the_runs_of_a_killed_worker(tmp_path: Path,
+                                                       module_postgres_database: str) -> None:
+    from threadloom.server import background_server, load_config
+
+    database = module_postgres_database
+    (tmp_path / "graphs.py").write_text((HERE / "graphs.py").read_text())
+    (tmp_path / "langgraph.json").write_text(json.dumps({
+        "graphs": {"ledger": "./graphs.py:ledger"},
+        "auth": {"api_keys": {"key-alice": {"identity": "alice", "permissions": ["finance"]}}},
+    }))
+    workers = [
+        _spawn(tmp_path, database, "worker", "--concurrency", "8", "--lease-seconds", "2")
+        for _ in range(WORKERS)
+    ]
+    try:
+        config = load_config(tmp_path / "langgraph.json", database=database)
+        # the API process: uvicorn on 127.0.0.1, queueing runs only (PostgreSQL's default)
+        with background_server(config) as url:
+            assert url.server.worker is None
+            killed = asyncio.run(_scenario(url, database, workers))
+        for proc in workers:
+            if proc.pid != killed:
+                assert proc.poll() is None, "a surviving worker stopped"
+    finally:
+        logs = [_stop(p) for p in workers]
+    _check(database, killed, logs)
+
+
+async def _scenario(url: str, database: str, workers: list[subprocess.Popen]) -> int:
+    from langgraph_sdk import get_client
+
+    client = get_client(url=url, api_key="key-alice", timeout=120)
+    try:
+        return await _approve_all(client, database, workers)
+    finally:
+        await client.aclose()
+
+
+async def _approve_all(client: Any, database: str, workers: list[subprocess.Popen]) -> int:
+    limit = asyncio.Semaphore(32)
+
+    async def pause(amount: int) -> tuple[str, str]:
+        async with limit:
+            tid = (await client.threads.create(metadata={"test": "workers"}))["thread_id"]
+            out = await client.runs.wait(tid, "ledger", input={"amount": amount, "log": []})
+            [pending] = out["__interrupt__"]
+            return tid, pending["id"]
+
+    paused = await asyncio.gather(*(pause(i) for i in range(THREADS)))
+    found = await client.threads.search(status="interrupted", metadata={"test": "workers"},
+                                        limit=THREADS + 10)
+    assert len(found) == THREADS
+
+    async def approve(tid: str) -> tuple[str, str]:
+        async with limit:
+            run = await client.runs.create(tid, "ledger", command={"resume": {"type": "accept"}})
+            return tid, run["run_id"]
+
+    resumes = await asyncio.gather(*(approve(tid) for tid, _ in paused))
+    killed = await _kill_a_busy_worker(database, workers)
+
+    async def finished(tid: str, run_id: str) -> None:
+        async with limit:
+            out = await client.runs.join(tid, run_id)
+            assert out["log"] == ["prepare", "approved", "work", "finish"], (tid, out)
+
+    await asyncio.gather(*(finished(tid, rid) for tid, rid in resumes))
+    for tid, _ in paused:
+        thread = await client.threads.get(tid)
+        assert thread["status"] == "idle", thread
+        runs = await client.runs.list(tid)
+        assert [r["status"] for r in runs] == ["success", "success"], runs
+        items = await client.store.search_items(["executions", tid], limit=100)
+        _executions[tid] = [i["value"] for i in items["items"]]
+    return killed
+
+
+_executions: dict[str, list[dict]] = {}
+
+
+def _check(database: str, killed: int, logs: list[str]) -> None:
+    from threadloom.checkpoint.postgres import PostgresSaver
+    from threadloom.hitl.audit import verify_chain
+    from threadloom.hitl.hooks import checkpoint_anchors
+
+    assert len(_executions) == THREADS
+    taken_over = set()
+    for tid, records in _executions.items():
+        by_survivors = Counter(r["node"] for r in records if r["pid"] != killed)
+        everywhere = Counter(r["node"] for r in records)
+        for node in ("prepare", "work", "finish"):
+            assert everywhere[node] >= 1, (tid, node, records)
+            # a node ran twice only when the killed worker had run it (and died before
+            # its checkpoint): never twice on the surviving workers
+            assert by_survivors[node] <= 1, (tid, node, records)
+        if any((r["attempt"] or 1) > 1 for r in records):
+            taken_over.add(tid)
+    assert taken_over, "no run was taken over: the kill hit no run mid-way"
+    with PostgresSaver.from_conn_string(database) as saver:
+        for tid in _executions:
+            log = saver.list_audit(tid)
+            decisions = [r for r in log if r.get("event") == "decision"]
+            assert {(d["who"]["id"], d["decision"], d["request_id"]) for d in decisions} == {
+                ("alice", "accept", decisions[0]["request_id"])
+            }, (tid, log)
+            # Once - except where the killed worker recorded the answer and died before
+            # the run's first checkpoint: the run taken over applies (and records) it
+            # again.
+            assert len(decisions) == 1 or tid in taken_over, (tid, log)
+            # the log is whole: its hash chain, its head and the checkpoints' anchors agree
+            verify_chain(log, head=saver.audit_head(tid),
+                         anchors=checkpoint_anchors(saver, tid))
+    # nobody but the killed worker logged an error
+    for text in logs:
+        assert "Traceback" not in text, text
+
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+
+
+def test_a_cancel_reaches_the_worker_taking_over_the_run(module_postgres_database: str) -> None:
+    """A run cancelled while its worker is dead (the cancel found nobody to stop) is
+    cancelled by the worker that takes it over, not run."""
+    from langgraph_sdk import get_sync_client
+
+    from threadloom.server import background_server, load_config
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    config = load_config(None, graphs={"plan": "./graphs.py:plan"}, base_dir=HERE,
+                         database=module_postgres_database, dev=True, lease_seconds=1.0)
+    with background_server(config) as api:  # queues runs, executes none
+        client = get_sync_client(url=api, api_key=None)
+        tid = client.threads.create()["thread_id"]
+        run = client.runs.create(tid, "plan", input={"messages": []})
+
+        async def claim_and_die() -> None:
+            dead = PostgresStorage(module_postgres_database)
+            await dead.setup()
+            try:
+                claimed = await dead.claim_run("dead-worker", lease_seconds=1.0)
+                assert claimed is not None and claimed["run_id"] == run["run_id"]
+            finally:
+                await dead.close()
+
+        asyncio.run(claim_and_die())
+        assert client.runs.get(tid, run["run_id"])["status"] == "running"
+        client.runs.cancel(tid, run["run_id"])  # nobody holds it to stop it
+        with background_server(config, run_worker=True):  # a worker comes up
+            client.runs.join(tid, run["run_id"])
+        done = client.runs.get(tid, run["run_id"])
+        assert done["status"] == "interrupted"
+        assert client.threads.get_state(tid)["values"] == {}  # the graph never ran

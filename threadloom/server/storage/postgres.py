@@ -1,0 +1,1039 @@
+"""``PostgresStorage``: the server on PostgreSQL - one API process, any number of workers.
+
+``THREADLOOM_DATABASE_URL=postgresql://...`` (or ``--database``) selects it. The API
+process (``threadloom serve``) only queues runs; ``threadloom worker`` processes, on
+any machine, execute them. Everything they share is in the database:
+
+* the checkpoints (``AsyncPostgresSaver``) and the store (``AsyncPostgresStore``), on
+  the same connection pool as the records;
+* the records: the same tables as ``SqliteStorage`` (``server_assistants``,
+  ``server_threads``, ``server_runs``, ``server_crons``), JSON kept as text;
+* the run queue in ``server_runs``: a worker claims the oldest pending run whose thread
+  has no running run with ``SELECT ... FOR UPDATE SKIP LOCKED`` (workers never wait on
+  each other), and a partial unique index on ``(thread_id) WHERE status = 'running'``
+  lets the database itself refuse a second running run of a thread. The claim is a
+  lease (``lease_expires_at``, database clock) that the worker's heartbeat renews; a
+  worker that dies stops renewing, and any other worker's ``requeue_expired`` puts the
+  run back in the queue, where the next claim resumes it from its last checkpoint;
+* run streams in ``server_run_events``: every event a worker publishes is a row (its
+  ``bigserial`` id is the event id, so ids only grow, whichever worker runs the run), so
+  a client reconnecting with ``Last-Event-ID`` replays from the table; a closed stream
+  ends with a marker row, and streams closed more than ``retain_seconds`` ago are
+  deleted.
+
+Wake-ups are LISTEN/NOTIFY on one connection per process, never polling:
+``threadloom_work`` (a run was queued or a thread freed: workers claim),
+``threadloom_run`` (a run ended: ``wait_run``), ``threadloom_cancel`` (a running run is
+to stop: the process running it cancels it) and ``threadloom_stream`` (a run published:
+its subscribers read the new rows). Each NOTIFY is sent in the transaction making the
+change, so it arrives only once the change is visible. If the listening connection
+drops, it is reopened and every waiter is woken to look again (nothing is lost: the
+state is in the tables, the notifications only say when to look).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from threadloom.server.errors import Conflict
+from threadloom.server.records import matches, now_iso
+from threadloom.server.storage.base import (
+    RUN_ACTIVE,
+    CancelAction,
+    CancelCallback,
+    Storage,
+    StreamEvent,
+)
+from threadloom.server.storage.rows import (
+    ASSISTANT_COLS,
+    ASSISTANT_SORT,
+    CRON_COLS,
+    CRON_SORT,
+    RUN_COLS,
+    THREAD_COLS,
+    THREAD_SORT,
+    assistant_row,
+    cron_row,
+    merge_thread,
+    next_assistant_version,
+    order_by,
+    page,
+    public_thread,
+    run_row,
+    thread_row,
+    thread_values,
+    to_json,
+)
+
+__all__ = ["PostgresStorage"]
+
+log = logging.getLogger("threadloom.server")
+
+WORK, RUN, CANCEL, STREAM = (
+    "threadloom_work", "threadloom_run", "threadloom_cancel", "threadloom_stream"
+)
+CLOSED = ""  # the event name of the marker row ending a stream
+
+# Advisory lock keys: "tlsm" serialises concurrent setup() of the records' tables; "tldu"
+# (with the duty's hash) makes one process at a time fire crons / apply deadlines.
+_MIGRATION_LOCK = 0x746C736D
+_DUTY_LOCK = 0x746C6475
+
+MIGRATIONS: list[tuple[str, ...]] = [
+    (
+        """CREATE TABLE IF NOT EXISTS server_assistants (
+            assistant_id text PRIMARY KEY,
+            graph_id text NOT NULL,
+            name text NOT NULL,
+            description text,
+            config text NOT NULL,
+            context text NOT NULL,
+            metadata text NOT NULL,
+            version integer NOT NULL,
+            created_at text NOT NULL,
+            updated_at text NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS server_assistant_versions (
+            assistant_id text NOT NULL,
+            version integer NOT NULL,
+            graph_id text NOT NULL,
+            name text NOT NULL,
+            description text,
+            config text NOT NULL,
+            context text NOT NULL,
+            metadata text NOT NULL,
+            created_at text NOT NULL,
+            PRIMARY KEY (assistant_id, version)
+        )""",
+        """CREATE TABLE IF NOT EXISTS server_threads (
+            thread_id text PRIMARY KEY,
+            created_at text NOT NULL,
+            updated_at text NOT NULL,
+            state_updated_at text NOT NULL,
+            metadata text NOT NULL,
+            status text NOT NULL,
+            config text NOT NULL,
+            "values" text,
+            interrupts text,
+            error text
+        )""",
+        "CREATE INDEX IF NOT EXISTS server_threads_status ON server_threads (status)",
+        """CREATE TABLE IF NOT EXISTS server_runs (
+            seq bigserial PRIMARY KEY,
+            run_id text NOT NULL UNIQUE,
+            thread_id text NOT NULL,
+            assistant_id text NOT NULL,
+            created_at text NOT NULL,
+            updated_at text NOT NULL,
+            status text NOT NULL,
+            metadata text NOT NULL,
+            kwargs text NOT NULL,
+            multitask_strategy text,
+            run_at double precision NOT NULL DEFAULT 0,
+            worker_id text,
+            lease_expires_at timestamptz,
+            cancel_action text,
+            attempt integer NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX IF NOT EXISTS server_runs_thread ON server_runs (thread_id, seq)",
+        "CREATE INDEX IF NOT EXISTS server_runs_active ON server_runs (seq) "
+        "WHERE status IN ('pending', 'running')",
+        # one running run per thread, enforced by the database whatever the workers do
+        "CREATE UNIQUE INDEX IF NOT EXISTS server_runs_one_running ON server_runs (thread_id) "
+        "WHERE status = 'running'",
+        """CREATE TABLE IF NOT EXISTS server_run_events (
+            id bigserial PRIMARY KEY,
+            run_id text NOT NULL,
+            event text NOT NULL,
+            data bytea NOT NULL,
+            keep boolean NOT NULL,
+            at timestamptz NOT NULL DEFAULT now()
+        )""",
+        "CREATE INDEX IF NOT EXISTS server_run_events_run ON server_run_events (run_id, id)",
+        "CREATE INDEX IF NOT EXISTS server_run_events_closed ON server_run_events (at) "
+        "WHERE event = ''",
+        """CREATE TABLE IF NOT EXISTS server_crons (
+            cron_id text PRIMARY KEY,
+            assistant_id text,
+            thread_id text,
+            user_id text,
+            schedule text NOT NULL,
+            timezone text,
+            end_time text,
+            payload text NOT NULL,
+            metadata text NOT NULL,
+            enabled integer NOT NULL,
+            on_run_completed text,
+            next_run_date text,
+            created_at text NOT NULL,
+            updated_at text NOT NULL
+        )""",
+    ),
+]
+
+_NOTIFY = "SELECT pg_notify(%s, %s)"
+# Commit without waiting for the WAL flush (a crash of the database server may lose the
+# last few such commits, never corrupt anything): for what costs only a retry if lost -
+# stream events (the checkpoints are the truth), claims, leases and finished runs (a lost
+# one is run again from its durable checkpoint), thread records (refreshed from the
+# checkpoint). Queued runs and new threads - what a client was told exists - wait for it.
+_RELAXED = "set_config('synchronous_commit', 'off', true)"
+
+
+class PostgresStorage(Storage):
+    """Server storage in PostgreSQL, shared by an API process and its workers (see the
+    module docstring).
+
+    ``url`` is a ``postgresql://`` connection URL; ``pool_size`` the most connections
+    this process opens for queries (plus one listening for notifications and one holding
+    run locks). ``retain_seconds``: how long a closed run stream stays replayable.
+    """
+
+    #: several processes share this storage: the API process need not run a worker
+    shared = True
+
+    def __init__(self, url: str, *, pool_size: int = 10, retain_seconds: float = 600.0
+                 ) -> None:
+        try:
+            from psycopg_pool import AsyncConnectionPool
+        except ImportError as exc:  # pragma: no cover - depends on the installation
+            raise SystemExit(
+                "PostgreSQL server storage needs psycopg 3 and psycopg-pool: "
+                "pip install 'threadloom[postgres]'"
+            ) from exc
+        from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
+        from threadloom.store.postgres import AsyncPostgresStore
+
+        self.url = url
+        self.retain_seconds = retain_seconds
+        self._pool = AsyncConnectionPool(
+            url, min_size=1, max_size=max(2, pool_size), open=False,
+            kwargs={"autocommit": True},
+        )
+        self.checkpointer = AsyncPostgresSaver(self._pool)
+        self.checkpointer.keep_lock_connection = True  # closed in close()
+        self.store = AsyncPostgresStore(self._pool)
+        self._listener: Any = None
+        self._listen_task: asyncio.Task | None = None
+        self._work: asyncio.Event | None = None
+        self._run_waiters: dict[str, set[asyncio.Event]] = {}
+        self._stream_waiters: dict[str, set[asyncio.Event]] = {}
+        # run id -> the highest event id notified to this process (per-run baselines
+        # for subscribers that want only what comes next)
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        # runs this process just queued: a subscriber made now misses none of their events
+        self._fresh: OrderedDict[str, float] = OrderedDict()
+        self._cancel_callbacks: list[CancelCallback] = []
+        self._last_cleanup = 0.0
+        self._closed = False
+        # the connection holding this process's duties (``lead``), and which it holds
+        self._leader: Any = None
+        self._duties: set[str] = set()
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Any]:
+        """A cursor in one transaction."""
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield cur
+
+    async def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql, args)
+            return await cur.fetchall() if cur.description else []
+
+    async def _one(self, sql: str, args: Sequence[Any] = ()) -> tuple | None:
+        rows = await self._rows(sql, args)
+        return rows[0] if rows else None
+
+    async def setup(self) -> None:
+        self._work = asyncio.Event()
+        await self._pool.open()
+        await self.checkpointer.setup()
+        await self.store.setup()
+        async with self._tx() as cur:
+            await cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            await cur.execute(
+                "CREATE TABLE IF NOT EXISTS server_migrations (v integer PRIMARY KEY)"
+            )
+            await cur.execute("SELECT max(v) FROM server_migrations")
+            row = await cur.fetchone()
+            current = -1 if row is None or row[0] is None else int(row[0])
+            for version, statements in enumerate(MIGRATIONS):
+                if version <= current:
+                    continue
+                for statement in statements:
+                    await cur.execute(statement)
+                await cur.execute("INSERT INTO server_migrations (v) VALUES (%s)", (version,))
+        await self._listen()
+        self._listen_task = asyncio.create_task(self._listen_loop(), name="threadloom-listen")
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listen_task
+        for conn in (self._listener, self._leader):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+        with contextlib.suppress(Exception):
+            await self.checkpointer.aclose_run_locks()
+        await self._pool.close()
+
+    # -- notifications -----------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        import psycopg
+
+        conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        for channel in (WORK, RUN, CANCEL, STREAM):
+            await conn.execute(f"LISTEN {channel}")
+        self._listener = conn
+
+    async def _listen_loop(self) -> None:
+        while not self._closed:
+            try:
+                async for note in self._listener.notifies():
+                    await self._dispatch(note.channel, note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if self._closed:
+                    return
+                log.warning("the notification connection dropped; reconnecting")
+            # reconnect, then wake everyone: what they missed is in the tables
+            while not self._closed:
+                with contextlib.suppress(Exception):
+                    await self._listener.close()
+                try:
+                    await self._listen()
+                    break
+                except Exception:
+                    await asyncio.sleep(1.0)
+            self._wake_all()
+
+    def _wake_all(self) -> None:
+        if self._work is not None:
+            self._work.set()
+        for waiters in (*self._run_waiters.values(), *self._stream_waiters.values()):
+            for event in waiters:
+                event.set()
+
+    async def _dispatch(self, channel: str, payload: str) -> None:
+        if channel == STREAM:
+            run_id, _, event_id = payload.partition(" ")
+            self._note_seen(run_id, int(event_id or 0))
+            for event in self._stream_waiters.get(run_id, ()):
+                event.set()
+        elif channel == WORK:
+            if self._work is not None:
+                self._work.set()
+        elif channel == RUN:
+            for event in self._run_waiters.get(payload, ()):
+                event.set()
+        elif channel == CANCEL:
+            run_id, _, action = payload.partition(" ")
+            for callback in list(self._cancel_callbacks):
+                try:
+                    result = callback(run_id, action)  # type: ignore[arg-type]
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception:
+                    log.exception("cancelling run %s failed", run_id)
+
+    def _note_seen(self, run_id: str, event_id: int) -> None:
+        if event_id > self._seen.get(run_id, 0):
+            self._seen[run_id] = event_id
+        self._seen.move_to_end(run_id)
+        while len(self._seen) > 10_000:
+            self._seen.popitem(last=False)
+
+    # -- assistants --------------------------------------------------------------------
+
+    async def create_assistant(self, record: dict[str, Any], *, if_exists: str) -> dict:
+        async with self._tx() as cur:
+            await cur.execute(
+                f"SELECT {ASSISTANT_COLS} FROM server_assistants WHERE assistant_id = %s "
+                "FOR UPDATE",
+                (record["assistant_id"],),
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                if if_exists == "do_nothing":
+                    return assistant_row(row)
+                raise Conflict(f"Assistant {record['assistant_id']} already exists.")
+            await cur.execute(
+                f"INSERT INTO server_assistants ({ASSISTANT_COLS}) VALUES "
+                "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (assistant_id) DO NOTHING",
+                (record["assistant_id"], record["graph_id"], record["name"],
+                 record.get("description"), to_json(record["config"]),
+                 to_json(record["context"]), to_json(record["metadata"]), record["version"],
+                 record["created_at"], record["updated_at"]),
+            )
+            if cur.rowcount == 0:  # another process made it just now
+                if if_exists != "do_nothing":
+                    raise Conflict(f"Assistant {record['assistant_id']} already exists.")
+                await cur.execute(
+                    f"SELECT {ASSISTANT_COLS} FROM server_assistants WHERE assistant_id = %s",
+                    (record["assistant_id"],),
+                )
+                return assistant_row(await cur.fetchone())
+            await self._insert_version(cur, record)
+            return record
+
+    @staticmethod
+    async def _insert_version(cur: Any, record: dict[str, Any]) -> None:
+        await cur.execute(
+            "INSERT INTO server_assistant_versions (assistant_id, version, graph_id, name, "
+            "description, config, context, metadata, created_at) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            (record["assistant_id"], record["version"], record["graph_id"], record["name"],
+             record.get("description"), to_json(record["config"]), to_json(record["context"]),
+             to_json(record["metadata"]), record["updated_at"]),
+        )
+
+    async def get_assistant(self, assistant_id: str) -> dict | None:
+        row = await self._one(
+            f"SELECT {ASSISTANT_COLS} FROM server_assistants WHERE assistant_id = %s",
+            (assistant_id,),
+        )
+        return None if row is None else assistant_row(row)
+
+    async def update_assistant(self, assistant_id: str, changes: dict[str, Any]) -> dict | None:
+        async with self._tx() as cur:
+            await cur.execute(
+                f"SELECT {ASSISTANT_COLS} FROM server_assistants WHERE assistant_id = %s "
+                "FOR UPDATE",
+                (assistant_id,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            await cur.execute(
+                "SELECT max(version) FROM server_assistant_versions WHERE assistant_id = %s",
+                (assistant_id,),
+            )
+            latest = (await cur.fetchone())[0]
+            new = next_assistant_version(assistant_row(row), changes, latest)
+            await self._insert_version(cur, new)
+            await cur.execute(
+                "UPDATE server_assistants SET graph_id=%s, name=%s, description=%s, config=%s, "
+                "context=%s, metadata=%s, version=%s, updated_at=%s WHERE assistant_id=%s",
+                (new["graph_id"], new["name"], new.get("description"), to_json(new["config"]),
+                 to_json(new["context"]), to_json(new["metadata"]), new["version"],
+                 new["updated_at"], assistant_id),
+            )
+            return new
+
+    async def delete_assistant(self, assistant_id: str) -> bool:
+        async with self._tx() as cur:
+            await cur.execute(
+                "DELETE FROM server_assistants WHERE assistant_id = %s", (assistant_id,)
+            )
+            found = cur.rowcount > 0
+            await cur.execute(
+                "DELETE FROM server_assistant_versions WHERE assistant_id = %s", (assistant_id,)
+            )
+            return found
+
+    async def _assistants(self, graph_id: str | None, name: str | None,
+                          metadata: dict | None, order: str) -> list[dict]:
+        sql = f"SELECT {ASSISTANT_COLS} FROM server_assistants WHERE true"
+        args: list[Any] = []
+        if graph_id is not None:
+            sql += " AND graph_id = %s"
+            args.append(graph_id)
+        if name is not None:
+            sql += " AND name LIKE %s"
+            args.append(f"%{name}%")
+        rows = [assistant_row(r) for r in await self._rows(f"{sql} ORDER BY {order}", args)]
+        return [r for r in rows if matches(r["metadata"], metadata)]
+
+    async def search_assistants(self, *, graph_id, name, metadata, limit, offset, sort_by,
+                                sort_order) -> list[dict]:
+        order = order_by(sort_by, sort_order, ASSISTANT_SORT, "created_at")
+        return page(await self._assistants(graph_id, name, metadata, order), limit, offset)
+
+    async def count_assistants(self, *, graph_id, name, metadata) -> int:
+        return len(await self._assistants(graph_id, name, metadata, "created_at"))
+
+    async def assistant_versions(self, assistant_id, *, metadata, limit, offset) -> list[dict]:
+        rows = await self._rows(
+            "SELECT assistant_id, graph_id, name, description, config, context, metadata, "
+            "version, created_at, created_at FROM server_assistant_versions "
+            "WHERE assistant_id = %s ORDER BY version DESC",
+            (assistant_id,),
+        )
+        out = []
+        for row in rows:
+            rec = assistant_row(row)
+            rec.pop("updated_at")
+            if matches(rec["metadata"], metadata):
+                out.append(rec)
+        return page(out, limit, offset)
+
+    async def set_assistant_version(self, assistant_id: str, version: int) -> dict | None:
+        async with self._tx() as cur:
+            await cur.execute(
+                "SELECT assistant_id, graph_id, name, description, config, context, metadata, "
+                "version, created_at, created_at FROM server_assistant_versions "
+                "WHERE assistant_id = %s AND version = %s",
+                (assistant_id, version),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            rec = assistant_row(row)
+            await cur.execute(
+                "UPDATE server_assistants SET graph_id=%s, name=%s, description=%s, config=%s, "
+                "context=%s, metadata=%s, version=%s, updated_at=%s WHERE assistant_id=%s "
+                f"RETURNING {ASSISTANT_COLS}",
+                (rec["graph_id"], rec["name"], rec.get("description"), to_json(rec["config"]),
+                 to_json(rec["context"]), to_json(rec["metadata"]), rec["version"], now_iso(),
+                 assistant_id),
+            )
+            row = await cur.fetchone()
+            return None if row is None else assistant_row(row)
+
+    # -- threads -----------------------------------------------------------------------
+
+    async def create_thread(self, record: dict[str, Any], *, if_exists: str) -> dict:
+        async with self._tx() as cur:
+            await cur.execute(
+                f"INSERT INTO server_threads ({THREAD_COLS}) VALUES "
+                "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (thread_id) DO NOTHING",
+                (record["thread_id"], record["created_at"], record["updated_at"],
+                 record["state_updated_at"], to_json(record["metadata"]), record["status"],
+                 to_json(record.get("config") or {}),
+                 None if record.get("values") is None else to_json(record["values"]),
+                 None if "interrupts" not in record else to_json(record["interrupts"]),
+                 None if record.get("error") is None else to_json(record["error"])),
+            )
+            if cur.rowcount > 0:
+                return record
+            if if_exists != "do_nothing":
+                raise Conflict(f"Thread {record['thread_id']} already exists.")
+            await cur.execute(
+                f"SELECT {THREAD_COLS} FROM server_threads WHERE thread_id = %s",
+                (record["thread_id"],),
+            )
+            return thread_row(await cur.fetchone())
+
+    async def get_thread(self, thread_id: str) -> dict | None:
+        row = await self._one(
+            f"SELECT {THREAD_COLS} FROM server_threads WHERE thread_id = %s", (thread_id,)
+        )
+        return None if row is None else thread_row(row)
+
+    @staticmethod
+    async def _update_thread(cur: Any, thread_id: str, fields: dict) -> dict | None:
+        await cur.execute(
+            f"SELECT {THREAD_COLS} FROM server_threads WHERE thread_id = %s FOR UPDATE",
+            (thread_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        rec = merge_thread(thread_row(row), fields)
+        await cur.execute(
+            'UPDATE server_threads SET updated_at=%s, state_updated_at=%s, metadata=%s, '
+            'status=%s, config=%s, "values"=%s, interrupts=%s, error=%s WHERE thread_id=%s',
+            (*thread_values(rec), thread_id),
+        )
+        return public_thread(rec)
+
+    async def update_thread(self, thread_id: str, **fields: Any) -> dict | None:
+        async with self._tx() as cur:
+            await cur.execute(f"SELECT {_RELAXED}")  # refreshed from the checkpoint anyway
+            return await self._update_thread(cur, thread_id, fields)
+
+    async def delete_thread(self, thread_id: str) -> bool:
+        async with self._tx() as cur:
+            await cur.execute("DELETE FROM server_threads WHERE thread_id = %s", (thread_id,))
+            found = cur.rowcount > 0
+            await cur.execute(
+                "DELETE FROM server_runs WHERE thread_id = %s RETURNING run_id", (thread_id,)
+            )
+            for (run_id,) in await cur.fetchall():
+                await cur.execute(_NOTIFY, (RUN, run_id))
+        if found:
+            await self.checkpointer.adelete_thread(thread_id)
+        return found
+
+    async def _threads(self, ids, metadata, values, status, order) -> list[dict]:
+        sql = f"SELECT {THREAD_COLS} FROM server_threads WHERE true"
+        args: list[Any] = []
+        if status is not None:
+            sql += " AND status = %s"
+            args.append(status)
+        if ids:
+            sql += " AND thread_id = ANY(%s)"
+            args.append(list(ids))
+        rows = [thread_row(r) for r in await self._rows(f"{sql} ORDER BY {order}", args)]
+        return [
+            r for r in rows
+            if matches(r["metadata"], metadata) and (not values or matches(r["values"], values))
+        ]
+
+    async def search_threads(self, *, ids, metadata, values, status, limit, offset, sort_by,
+                             sort_order) -> list[dict]:
+        order = order_by(sort_by, sort_order, THREAD_SORT, "created_at")
+        return page(await self._threads(ids, metadata, values, status, order), limit, offset)
+
+    async def count_threads(self, *, metadata, values, status) -> int:
+        return len(await self._threads(None, metadata, values, status, "created_at"))
+
+    # -- runs --------------------------------------------------------------------------
+
+    async def create_run(self, record: dict[str, Any], *, multitask_strategy: str
+                         ) -> tuple[dict, list[dict]]:
+        async with self._tx() as cur:
+            # the thread's row lock orders the decisions on one thread across processes
+            await cur.execute(
+                "SELECT 1 FROM server_threads WHERE thread_id = %s FOR UPDATE",
+                (record["thread_id"],),
+            )
+            await cur.execute(
+                f"SELECT {RUN_COLS} FROM server_runs WHERE thread_id = %s AND status IN "
+                "('pending', 'running') ORDER BY seq",
+                (record["thread_id"],),
+            )
+            active = [run_row(r) for r in await cur.fetchall()]
+            if active and multitask_strategy == "reject":
+                raise Conflict(
+                    f"Thread {record['thread_id']} is already running a task (run "
+                    f"{active[0]['run_id']}). Wait for it to finish, or choose a different "
+                    "multitask strategy (interrupt, rollback, enqueue)."
+                )
+            to_cancel = active if multitask_strategy in ("interrupt", "rollback") else []
+            await cur.execute(
+                "INSERT INTO server_runs (run_id, thread_id, assistant_id, created_at, "
+                "updated_at, status, metadata, kwargs, multitask_strategy, run_at) "
+                "VALUES (%s,%s,%s,%s,%s,'pending',%s,%s,%s,%s)",
+                (record["run_id"], record["thread_id"], record["assistant_id"],
+                 record["created_at"], record["updated_at"], to_json(record["metadata"]),
+                 to_json(record["kwargs"]), multitask_strategy, record.get("run_at", 0.0)),
+            )
+            await cur.execute(
+                "UPDATE server_threads SET status = 'busy', updated_at = %s "
+                "WHERE thread_id = %s",
+                (record["updated_at"], record["thread_id"]),
+            )
+            await cur.execute(_NOTIFY, (WORK, ""))
+        self._fresh[record["run_id"]] = time.monotonic()
+        self._forget_fresh()
+        return {**record, "status": "pending", "multitask_strategy": multitask_strategy,
+                "attempt": 0}, to_cancel
+
+    def _forget_fresh(self, older_than: float = 5.0) -> None:
+        now = time.monotonic()
+        while self._fresh:
+            run_id, at = next(iter(self._fresh.items()))
+            if now - at < older_than and len(self._fresh) < 10_000:
+                break
+            self._fresh.pop(run_id)
+
+    async def get_run(self, run_id: str, thread_id: str | None = None) -> dict | None:
+        row = await self._one(f"SELECT {RUN_COLS} FROM server_runs WHERE run_id = %s", (run_id,))
+        if row is None:
+            return None
+        run = run_row(row)
+        if thread_id is not None and run["thread_id"] != thread_id:
+            return None
+        return run
+
+    async def list_runs(self, thread_id, *, limit, offset, status) -> list[dict]:
+        sql = f"SELECT {RUN_COLS} FROM server_runs WHERE thread_id = %s"
+        args: list[Any] = [thread_id]
+        if status is not None:
+            sql += " AND status = %s"
+            args.append(status)
+        sql += " ORDER BY seq DESC LIMIT %s OFFSET %s"
+        args += [limit if limit >= 0 else None, offset]  # NULL: no limit
+        return [run_row(r) for r in await self._rows(sql, args)]
+
+    async def list_active_runs(self, thread_id: str | None = None) -> list[dict]:
+        sql = f"SELECT {RUN_COLS} FROM server_runs WHERE status IN ('pending', 'running')"
+        args: list[Any] = []
+        if thread_id is not None:
+            sql += " AND thread_id = %s"
+            args.append(thread_id)
+        return [run_row(r) for r in await self._rows(sql + " ORDER BY seq", args)]
+
+    async def delete_run(self, run_id: str) -> bool:
+        async with self._tx() as cur:
+            await cur.execute("DELETE FROM server_runs WHERE run_id = %s", (run_id,))
+            found = cur.rowcount > 0
+            if found:
+                await cur.execute(_NOTIFY, (RUN, run_id))
+                await cur.execute(_NOTIFY, (WORK, ""))
+            return found
+
+    async def claim_run(self, worker_id: str, lease_seconds: float) -> dict | None:
+        import psycopg
+
+        try:
+            async with self._tx() as cur:
+                await cur.execute(f"SELECT {_RELAXED}")
+                await cur.execute(
+                    f"""
+                    WITH next AS (
+                        SELECT r.seq FROM server_runs r
+                        WHERE r.status = 'pending'
+                          AND r.run_at <= extract(epoch FROM clock_timestamp())
+                          AND NOT EXISTS (
+                              SELECT 1 FROM server_runs o
+                              WHERE o.thread_id = r.thread_id
+                                AND (o.status = 'running'
+                                     OR (o.status = 'pending' AND o.seq < r.seq)))
+                        ORDER BY r.seq
+                        LIMIT 1
+                        FOR UPDATE OF r SKIP LOCKED
+                    )
+                    UPDATE server_runs SET status = 'running', worker_id = %s,
+                        lease_expires_at = clock_timestamp() + make_interval(secs => %s),
+                        attempt = attempt + 1, updated_at = %s
+                    FROM next WHERE server_runs.seq = next.seq
+                    RETURNING {", ".join("server_runs." + c.strip() for c in RUN_COLS.split(","))}
+                    """,
+                    (worker_id, float(lease_seconds), now_iso()),
+                )
+                row = await cur.fetchone()
+        except psycopg.errors.UniqueViolation:
+            # another worker started a run of that thread in between: the partial unique
+            # index refused this one; the next claim looks again
+            if self._work is not None:
+                self._work.set()
+            return None
+        return None if row is None else run_row(row)
+
+    async def heartbeat(self, run_id: str, worker_id: str, lease_seconds: float) -> bool:
+        row = await self._one(
+            "UPDATE server_runs SET lease_expires_at = clock_timestamp() + "
+            "make_interval(secs => %s) WHERE run_id = %s AND worker_id = %s "
+            f"AND status = 'running' RETURNING {_RELAXED}",
+            (float(lease_seconds), run_id, worker_id),
+        )
+        return row is not None
+
+    async def finish_run(self, run_id: str, status: str, *, thread: dict[str, Any] | None
+                         ) -> dict | None:
+        found = await self._one("SELECT thread_id FROM server_runs WHERE run_id = %s", (run_id,))
+        if found is None:
+            return None
+        async with self._tx() as cur:
+            # thread row first, then the run: the order create_run and delete_thread use
+            # relaxed: if lost, the run's lease runs out and it is run again from its
+            # (durable) last checkpoint, where it ends at once
+            await cur.execute(
+                f"SELECT {_RELAXED} FROM server_threads WHERE thread_id = %s FOR UPDATE",
+                (found[0],),
+            )
+            stamp = now_iso()
+            await cur.execute(
+                "UPDATE server_runs SET status = %s, updated_at = %s, worker_id = NULL, "
+                f"lease_expires_at = NULL WHERE run_id = %s RETURNING {RUN_COLS}",
+                (status, stamp, run_id),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            run = run_row(row)
+            fields = dict(thread or {})
+            await cur.execute(
+                "SELECT status FROM server_runs WHERE thread_id = %s AND run_id != %s AND "
+                "status IN ('pending', 'running')",
+                (run["thread_id"], run_id),
+            )
+            others = {r[0] for r in await cur.fetchall()}
+            if others:
+                fields["status"] = "busy"
+            if fields:
+                await self._update_thread(cur, run["thread_id"], fields)
+            await cur.execute(_NOTIFY, (RUN, run_id))
+            if "pending" in others:  # a run queued behind this one may start now
+                await cur.execute(_NOTIFY, (WORK, ""))
+            return run
+
+    async def request_cancel(self, run_ids: Sequence[str], action: CancelAction) -> list[dict]:
+        found = []
+        async with self._tx() as cur:
+            for run_id in run_ids:
+                await cur.execute(
+                    f"SELECT {RUN_COLS} FROM server_runs WHERE run_id = %s FOR UPDATE",
+                    (run_id,),
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    continue
+                run = run_row(row)
+                found.append(run)
+                if run["status"] == "pending":  # never started: ends here and now
+                    if action == "rollback":
+                        await cur.execute("DELETE FROM server_runs WHERE run_id = %s", (run_id,))
+                    else:
+                        await cur.execute(
+                            "UPDATE server_runs SET status = 'interrupted', cancel_action = %s, "
+                            "updated_at = %s WHERE run_id = %s",
+                            (action, now_iso(), run_id),
+                        )
+                    await cur.execute(_NOTIFY, (RUN, run_id))
+                    await cur.execute(_NOTIFY, (WORK, ""))
+                elif run["status"] == "running":
+                    await cur.execute(
+                        "UPDATE server_runs SET cancel_action = %s WHERE run_id = %s",
+                        (action, run_id),
+                    )
+                    run["cancel_reason"] = action
+                    await cur.execute(_NOTIFY, (CANCEL, f"{run_id} {action}"))
+        return found
+
+    async def requeue_expired(self) -> list[str]:
+        rows = await self._rows(
+            "UPDATE server_runs SET status = 'pending', worker_id = NULL, "
+            "lease_expires_at = NULL WHERE run_id IN (SELECT run_id FROM server_runs "
+            "WHERE status = 'running' AND lease_expires_at < clock_timestamp() "
+            "FOR UPDATE SKIP LOCKED) RETURNING run_id"
+        )
+        ids = [r[0] for r in rows]
+        if ids:
+            await self._rows(_NOTIFY, (WORK, ""))
+        await self._cleanup_streams()
+        return ids
+
+    async def wait_for_work(self, timeout: float) -> None:
+        assert self._work is not None, "setup() first"
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._work.wait(), timeout)
+        self._work.clear()
+
+    async def wait_run(self, run_id: str, timeout: float | None) -> dict | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        event = asyncio.Event()
+        waiters = self._run_waiters.setdefault(run_id, set())
+        waiters.add(event)
+        try:
+            while True:
+                event.clear()
+                run = await self.get_run(run_id)
+                if run is None or run["status"] not in RUN_ACTIVE:
+                    return run
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return run
+                # a lost notification costs at most a few seconds, never a hang
+                wait = 5.0 if left is None else min(left, 5.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), wait)
+        finally:
+            waiters.discard(event)
+            if not waiters:
+                self._run_waiters.pop(run_id, None)
+
+    async def watch_cancellations(self, callback: CancelCallback) -> None:
+        self._cancel_callbacks.append(callback)
+
+    # -- duties of one process at a time ----------------------------------------------
+
+    async def lead(self, duty: str) -> bool:
+        """A session advisory lock per duty on a connection of this process's own: held
+        until the process (or that connection) ends, then the next process asking
+        gets it."""
+        import psycopg
+
+        if duty in self._duties and self._leader is not None and not self._leader.closed:
+            return True
+        try:
+            if self._leader is None or self._leader.closed or self._leader.broken:
+                self._duties.clear()
+                self._leader = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            cur = await self._leader.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_DUTY_LOCK, duty)
+            )
+            row = await cur.fetchone()
+        except psycopg.Error:
+            log.warning("asking for the %s duty failed", duty, exc_info=True)
+            return False
+        if row and row[0]:
+            self._duties.add(duty)
+            return True
+        return False
+
+    # -- streams -----------------------------------------------------------------------
+
+    async def publish(self, run_id: str, event: str, data: bytes, *, keep: bool) -> str:
+        row = await self._one(
+            "WITH e AS (INSERT INTO server_run_events (run_id, event, data, keep) "
+            "VALUES (%s, %s, %s, %s) RETURNING id) "
+            f"SELECT id, pg_notify(%s, %s || ' ' || id), {_RELAXED} FROM e",
+            (run_id, event, data, keep, STREAM, run_id),
+        )
+        assert row is not None
+        return str(row[0])
+
+    async def close_stream(self, run_id: str) -> None:
+        await self.publish(run_id, CLOSED, b"", keep=True)
+
+    async def _cleanup_streams(self) -> None:
+        """Delete the streams closed more than ``retain_seconds`` ago (at most every
+        30 s per process)."""
+        now = time.monotonic()
+        if now - self._last_cleanup < 30.0:
+            return
+        self._last_cleanup = now
+        await self._rows(
+            "DELETE FROM server_run_events WHERE run_id IN (SELECT run_id FROM "
+            "server_run_events WHERE event = '' AND at < now() - make_interval(secs => %s))",
+            (self.retain_seconds,),
+        )
+
+    def subscribe(self, run_id: str, *, after: str | None) -> AsyncIterator[StreamEvent]:
+        waker = asyncio.Event()
+        self._stream_waiters.setdefault(run_id, set()).add(waker)
+        if self._fresh.pop(run_id, None) is not None:
+            live_from: int | None = 0  # queued here just now: everything is live
+        else:
+            live_from = self._seen.get(run_id)  # None: the table's newest, when iterated
+        return self._follow(run_id, waker, _parse(after), live_from)
+
+    async def _follow(self, run_id: str, waker: asyncio.Event, after: int | None,
+                      live_from: int | None) -> AsyncIterator[StreamEvent]:
+        try:
+            if live_from is None:
+                row = await self._one(
+                    "SELECT coalesce(max(id), 0) FROM server_run_events WHERE run_id = %s",
+                    (run_id,),
+                )
+                live_from = int(row[0]) if row else 0
+            position = live_from if after is None else after
+            ended_since: float | None = None
+            while True:
+                waker.clear()
+                rows = await self._rows(
+                    "SELECT id, event, data, keep FROM server_run_events "
+                    "WHERE run_id = %s AND id > %s ORDER BY id LIMIT 500",
+                    (run_id, position),
+                )
+                for event_id, event, data, keep in rows:
+                    if event == CLOSED:
+                        return
+                    position = event_id
+                    if keep or event_id > live_from:
+                        yield StreamEvent(str(event_id), event, bytes(data))
+                if len(rows) == 500:
+                    continue
+                if not rows:
+                    # a stream nobody will close: the run is over (or gone) and its
+                    # worker did not get to close it (it died); give the closing a moment
+                    run = await self.get_run(run_id)
+                    if run is None or run["status"] not in RUN_ACTIVE:
+                        if ended_since is None:
+                            ended_since = time.monotonic()
+                        elif time.monotonic() - ended_since > 2.0:
+                            return
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(waker.wait(), 0.5)
+                        continue
+                    ended_since = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waker.wait(), 5.0)
+        finally:
+            waiters = self._stream_waiters.get(run_id)
+            if waiters is not None:
+                waiters.discard(waker)
+                if not waiters:
+                    self._stream_waiters.pop(run_id, None)
+
+    # -- crons -------------------------------------------------------------------------
+
+    @staticmethod
+    def _cron_values(rec: dict[str, Any]) -> tuple[Any, ...]:
+        return (rec["cron_id"], rec.get("assistant_id"), rec.get("thread_id"),
+                rec.get("user_id"), rec["schedule"], rec.get("timezone"), rec.get("end_time"),
+                to_json(rec["payload"]), to_json(rec["metadata"]), int(rec["enabled"]),
+                rec.get("on_run_completed"), rec.get("next_run_date"), rec["created_at"],
+                rec["updated_at"])
+
+    async def create_cron(self, record: dict[str, Any]) -> dict:
+        await self._rows(
+            f"INSERT INTO server_crons ({CRON_COLS}) VALUES "
+            "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            self._cron_values(record),
+        )
+        return record
+
+    async def get_cron(self, cron_id: str) -> dict | None:
+        row = await self._one(
+            f"SELECT {CRON_COLS} FROM server_crons WHERE cron_id = %s", (cron_id,)
+        )
+        return None if row is None else cron_row(row)
+
+    async def update_cron(self, cron_id: str, **fields: Any) -> dict | None:
+        async with self._tx() as cur:
+            await cur.execute(
+                f"SELECT {CRON_COLS} FROM server_crons WHERE cron_id = %s FOR UPDATE",
+                (cron_id,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return None
+            rec = {**cron_row(row), **fields, "updated_at": now_iso()}
+            columns = [c.strip() for c in CRON_COLS.split(",")]
+            sets = ", ".join(f"{c} = %s" for c in columns[1:])
+            await cur.execute(
+                f"UPDATE server_crons SET {sets} WHERE cron_id = %s",
+                (*self._cron_values(rec)[1:], cron_id),
+            )
+            return rec
+
+    async def delete_cron(self, cron_id: str) -> bool:
+        rows = await self._rows(
+            "DELETE FROM server_crons WHERE cron_id = %s RETURNING 1", (cron_id,)
+        )
+        return bool(rows)
+
+    async def search_crons(self, *, assistant_id, thread_id, enabled, limit, offset, sort_by,
+                           sort_order) -> list[dict]:
+        sql = f"SELECT {CRON_COLS} FROM server_crons WHERE true"
+        args: list[Any] = []
+        if assistant_id is not None:
+            sql += " AND assistant_id = %s"
+            args.append(assistant_id)
+        if thread_id is not None:
+            sql += " AND thread_id = %s"
+            args.append(thread_id)
+        if enabled is not None:
+            sql += " AND enabled = %s"
+            args.append(int(enabled))
+        order = order_by(sort_by, sort_order, CRON_SORT, "created_at")
+        sql += f" ORDER BY {order} LIMIT %s OFFSET %s"
+        args += [limit if limit >= 0 else None, offset]  # NULL: no limit
+        return [cron_row(r) for r in await self._rows(sql, args)]
+
+    async def due_crons(self, now_iso: str) -> list[dict]:
+        return [
+            cron_row(r) for r in await self._rows(
+                f"SELECT {CRON_COLS} FROM server_crons WHERE enabled = 1 AND "
+                "next_run_date IS NOT NULL AND next_run_date <= %s",
+                (now_iso,),
+            )
+        ]
+
+
+def _parse(event_id: str | None) -> int | None:
+    if event_id is None or event_id == "":
+        return None
+    try:
+        return int(str(event_id).split("-", 1)[0])
+    except ValueError:
+        return 0

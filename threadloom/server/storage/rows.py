@@ -1,0 +1,206 @@
+"""Rows <-> records, shared by the SQL storages (``SqliteStorage``, ``PostgresStorage``).
+
+Both keep the same columns: JSON values as JSON text (so any JSON the API accepts is
+stored as sent - PostgreSQL's ``jsonb`` would refuse ``\\u0000``), timestamps as ISO
+8601 strings (the records' own format, which sorts as time does). This module holds the
+column lists, the row decoders, the sort and paging rules, and the record updates that
+both compute in Python (a thread's merged fields, an assistant's next version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from threadloom.server import serde
+from threadloom.server.records import now_iso
+
+__all__ = [
+    "ASSISTANT_COLS",
+    "ASSISTANT_SORT",
+    "CRON_COLS",
+    "CRON_SORT",
+    "RUN_COLS",
+    "THREAD_COLS",
+    "THREAD_SORT",
+    "assistant_row",
+    "cron_row",
+    "merge_thread",
+    "next_assistant_version",
+    "order_by",
+    "page",
+    "public_thread",
+    "run_row",
+    "thread_row",
+    "thread_values",
+    "to_json",
+]
+
+
+def to_json(value: Any) -> str:
+    """``value`` as JSON text."""
+    return serde.dumps(value).decode()
+
+
+ASSISTANT_COLS = (
+    "assistant_id, graph_id, name, description, config, context, metadata, version, "
+    "created_at, updated_at"
+)
+THREAD_COLS = (
+    'thread_id, created_at, updated_at, state_updated_at, metadata, status, config, "values", '
+    "interrupts, error"
+)
+RUN_COLS = (
+    "run_id, thread_id, assistant_id, created_at, updated_at, status, metadata, kwargs, "
+    "multitask_strategy, cancel_action, attempt"
+)
+CRON_COLS = (
+    "cron_id, assistant_id, thread_id, user_id, schedule, timezone, end_time, payload, "
+    "metadata, enabled, on_run_completed, next_run_date, created_at, updated_at"
+)
+
+THREAD_SORT = {"thread_id", "status", "created_at", "updated_at", "state_updated_at"}
+ASSISTANT_SORT = {"assistant_id", "created_at", "updated_at", "name", "graph_id"}
+CRON_SORT = {"cron_id", "assistant_id", "thread_id", "next_run_date", "created_at",
+             "updated_at", "end_time"}
+
+
+def assistant_row(row: Sequence[Any]) -> dict[str, Any]:
+    """An assistant record from a row of ``ASSISTANT_COLS``."""
+    return {
+        "assistant_id": row[0],
+        "graph_id": row[1],
+        "name": row[2],
+        "description": row[3],
+        "config": serde.loads(row[4]),
+        "context": serde.loads(row[5]),
+        "metadata": serde.loads(row[6]),
+        "version": row[7],
+        "created_at": row[8],
+        "updated_at": row[9],
+    }
+
+
+def thread_row(row: Sequence[Any]) -> dict[str, Any]:
+    """A thread record from a row of ``THREAD_COLS``."""
+    out = {
+        "thread_id": row[0],
+        "created_at": row[1],
+        "updated_at": row[2],
+        "state_updated_at": row[3],
+        "metadata": serde.loads(row[4]),
+        "status": row[5],
+        "config": serde.loads(row[6]),
+        "values": serde.loads(row[7]),
+    }
+    if row[8] is not None:
+        out["interrupts"] = serde.loads(row[8])
+    if row[9] is not None:
+        out["error"] = serde.loads(row[9])
+    return out
+
+
+def run_row(row: Sequence[Any]) -> dict[str, Any]:
+    """A run record from a row of ``RUN_COLS``."""
+    out = {
+        "run_id": row[0],
+        "thread_id": row[1],
+        "assistant_id": row[2],
+        "created_at": row[3],
+        "updated_at": row[4],
+        "status": row[5],
+        "metadata": serde.loads(row[6]),
+        "kwargs": serde.loads(row[7]),
+        "multitask_strategy": row[8],
+        "attempt": row[10],
+    }
+    if row[9] is not None:
+        out["cancel_reason"] = row[9]
+    return out
+
+
+def cron_row(row: Sequence[Any]) -> dict[str, Any]:
+    """A cron record from a row of ``CRON_COLS``."""
+    return {
+        "cron_id": row[0],
+        "assistant_id": row[1],
+        "thread_id": row[2],
+        "user_id": row[3],
+        "schedule": row[4],
+        "timezone": row[5],
+        "end_time": row[6],
+        "payload": serde.loads(row[7]),
+        "metadata": serde.loads(row[8]),
+        "enabled": bool(row[9]),
+        "on_run_completed": row[10],
+        "next_run_date": row[11],
+        "created_at": row[12],
+        "updated_at": row[13],
+    }
+
+
+def order_by(sort_by: str | None, sort_order: str | None, allowed: set[str],
+             default: str) -> str:
+    """An ``ORDER BY`` clause from a client's sort request (unknown columns: ``default``;
+    descending unless ``asc``)."""
+    column = sort_by if sort_by in allowed else default
+    direction = "ASC" if (sort_order or "").lower() == "asc" else "DESC"
+    return f"{column} {direction}"
+
+
+def page(rows: list[dict], limit: int, offset: int) -> list[dict]:
+    """One page of filtered rows (``limit`` < 0: all after ``offset``)."""
+    return rows[offset: offset + limit] if limit >= 0 else rows[offset:]
+
+
+def merge_thread(record: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with ``Storage.update_thread``'s ``fields`` applied (metadata merged;
+    status, config, values, interrupts, error replaced; ``state_updated`` bumps
+    ``state_updated_at``), ``updated_at`` now."""
+    rec = dict(record)
+    now = now_iso()
+    if fields.get("metadata") is not None:
+        rec["metadata"] = {**rec["metadata"], **fields["metadata"]}
+    for key in ("status", "config", "values", "interrupts", "error"):
+        if key in fields:
+            rec[key] = fields[key]
+    rec["updated_at"] = now
+    if fields.get("state_updated"):
+        rec["state_updated_at"] = now
+    return rec
+
+
+def thread_values(rec: dict[str, Any]) -> tuple[Any, ...]:
+    """The UPDATE parameters of a merged thread: updated_at, state_updated_at, metadata,
+    status, config, values, interrupts, error."""
+    return (
+        rec["updated_at"], rec["state_updated_at"], to_json(rec["metadata"]), rec["status"],
+        to_json(rec.get("config") or {}),
+        None if rec.get("values") is None else to_json(rec["values"]),
+        None if rec.get("interrupts") is None else to_json(rec["interrupts"]),
+        None if rec.get("error") is None else to_json(rec["error"]),
+    )
+
+
+def public_thread(rec: dict[str, Any]) -> dict[str, Any]:
+    """A merged thread as ``thread_row`` would read it back (no null error/interrupts)."""
+    if rec.get("error") is None:
+        rec.pop("error", None)
+    if rec.get("interrupts") is None:
+        rec.pop("interrupts", None)
+    return rec
+
+
+def next_assistant_version(current: dict[str, Any], changes: dict[str, Any],
+                           latest: int | None) -> dict[str, Any]:
+    """The assistant's new current version: ``changes`` applied (graph_id, config,
+    context, name, description replace; metadata merges), version after ``latest``."""
+    new = dict(current)
+    for key in ("graph_id", "config", "context", "name", "description"):
+        if changes.get(key) is not None:
+            new[key] = changes[key]
+    if changes.get("metadata") is not None:
+        new["metadata"] = {**current["metadata"], **changes["metadata"]}
+    new["version"] = int(latest or current["version"]) + 1
+    new["updated_at"] = now_iso()
+    return new
