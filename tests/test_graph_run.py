@@ -1361,8 +1361,9 @@ def test_messages_stream_mode_yields_tokens_with_metadata() -> None:
     assert meta["langgraph_step"] == 1
     assert meta["langgraph_path"] == ("__pregel_pull", "call")
     assert meta["langgraph_checkpoint_ns"].startswith("call:")
-    # the versions the model records for tracing travel with its tokens
+    # the package versions the chat model records for tracing travel with its messages
     assert meta["lc_versions"] == model.metadata["lc_versions"]
+    assert "langchain-core" in meta["lc_versions"]
 
 
 def test_messages_stream_metadata_keeps_the_callers_own_keys() -> None:
@@ -1433,3 +1434,40 @@ def test_a_run_leaves_no_reference_cycles() -> None:
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
+
+
+def test_a_dict_of_runnables_is_a_node_that_runs_them_all() -> None:
+    from langchain_core.runnables import RunnableLambda
+
+    class S2(TypedDict):
+        a: int
+        b: int
+
+    g = StateGraph(S2)
+    g.add_node("both", {"a": RunnableLambda(lambda s: s["a"] + 1),
+                        "b": RunnableLambda(lambda s: s["a"] * 10)})
+    g.add_edge(START, "both")
+    assert g.compile().invoke({"a": 1, "b": 0}) == {"a": 2, "b": 10}
+
+
+def test_messages_metadata_keeps_the_callers_tags_not_sequence_step_tags() -> None:
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.runnables import RunnableLambda
+
+    from threadloom.graph import MessagesState
+
+    tagged = GenericFakeChatModel(messages=iter([AIMessage(content="hi")]), tags=["mine"])
+    untagged = GenericFakeChatModel(messages=iter([AIMessage(content="yo")]))
+
+    def call(state: MessagesState) -> dict:
+        first = (RunnableLambda(lambda m: m) | tagged).invoke(state["messages"])
+        second = (RunnableLambda(lambda m: m) | untagged).invoke(state["messages"])
+        return {"messages": [first, second]}
+
+    g = StateGraph(MessagesState)
+    g.add_node("call", call)
+    g.add_edge(START, "call")
+    chunks = list(g.compile().stream({"messages": [("user", "x")]}, stream_mode="messages"))
+    tags = {m.content: meta.get("tags") for m, meta in chunks}
+    assert tags == {"hi": ["mine"], "yo": None}

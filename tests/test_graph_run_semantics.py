@@ -14,6 +14,7 @@ from typing_extensions import TypedDict
 
 from threadloom.channels import UntrackedValue
 from threadloom.checkpoint.memory import MemorySaver
+from threadloom.constants import TASKS
 from threadloom.graph import END, START, StateGraph
 from threadloom.graph.message import add_messages
 from threadloom.types import Command, Send, StateUpdate, interrupt
@@ -66,6 +67,17 @@ def test_the_interrupt_update_comes_before_the_last_values_chunk() -> None:
     assert modes[-2:] == ["updates", "values"]
     assert "__interrupt__" in chunks[-2][1]
     assert chunks[-1][1]["log"] == ["c"] and len(chunks[-1][1]["__interrupt__"]) == 2
+
+
+def test_each_paused_task_streams_its_own_interrupt_update() -> None:
+    graph = parallel_asks()
+    updates = list(graph.stream({"log": []}, cfg(), stream_mode="updates"))
+    asked = sorted(
+        tuple(i.value for i in chunk["__interrupt__"])
+        for chunk in updates if "__interrupt__" in chunk
+    )
+    assert asked == [("a?",), ("b?",)]
+    assert {"c": {"log": ["c"]}} in updates
 
 
 def test_no_values_chunk_after_a_step_that_wrote_nothing() -> None:
@@ -644,3 +656,69 @@ def test_get_state_shows_every_state_key_whatever_the_output_schema() -> None:
     )
     assert graph.invoke({"query": "q", "docs": ["d1"]}, cfg()) == {"answer": "d1"}
     assert graph.get_state(cfg()).values == {"query": "q", "answer": "d1", "docs": ["d1"]}
+
+
+def test_a_routing_function_sees_extra_keys_its_node_returned_but_state_keeps_none() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def route(data: dict) -> str:
+        seen.append(dict(data))
+        return END
+
+    builder = StateGraph(Log)
+    builder.add_node("agent", lambda s: {"log": ["agent"], "note": "for the edge only"})
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", route)
+    out = builder.compile().invoke({"log": []})
+
+    assert seen == [{"log": ["agent"], "note": "for the edge only"}]
+    assert out == {"log": ["agent"]}
+
+
+def test_a_routing_function_that_names_its_schema_sees_only_that_schema() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def route(data: Log) -> str:
+        seen.append(dict(data))
+        return END
+
+    builder = StateGraph(Log)
+    builder.add_node("agent", lambda s: {"log": ["agent"], "note": "for the edge only"})
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", route)
+    builder.compile().invoke({"log": []})
+
+    assert seen == [{"log": ["agent"]}]
+
+
+class FormatThreeSaver(MemorySaver):
+    """Hands checkpoints back as LangGraph's format 3 stored them: the Send packets in
+    ``pending_sends`` beside the channels, not in the tasks channel."""
+
+    def get_tuple(self, config: dict[str, Any]) -> Any:
+        tup = super().get_tuple(config)
+        if tup is not None and tup.checkpoint["channel_values"].get(TASKS):
+            cp = tup.checkpoint
+            cp["v"] = 3
+            cp["pending_sends"] = cp["channel_values"].pop(TASKS)
+            cp["channel_versions"].pop(TASKS, None)
+            for seen in cp["versions_seen"].values():
+                seen.pop(TASKS, None)
+        return tup
+
+
+def test_a_format_three_checkpoint_resumes_its_pending_sends() -> None:
+    def flaky(state: list) -> list:
+        interrupt("pause")
+        return [f"flaky|{state}"]
+
+    builder = StateGraph(Annotated[list, operator.add])
+    builder.add_node("one", lambda s: ["one"])
+    builder.add_node("flaky", flaky)
+    builder.add_edge(START, "one")
+    builder.add_conditional_edges("one", lambda s: [Send("flaky", 4)])
+    graph = builder.compile(checkpointer=FormatThreeSaver())
+    config = {"configurable": {"thread_id": "v3"}}
+    graph.invoke(["0"], config)
+    assert graph.get_state(config).next == ("flaky",)
+    assert graph.invoke(Command(resume="ok"), config) == ["0", "one", "flaky|4"]

@@ -624,6 +624,60 @@ def test_history_under_exit_durability_does_not_take_a_later_checkpoint_as_a_res
     assert history[1].tasks[0].result is None
 
 
+def _paused_inside_a_called_subgraph() -> tuple[Any, list[str]]:
+    ran: list[str] = []
+
+    def step(name: str):
+        def run(state: S) -> dict:
+            ran.append(name)
+            return {"log": [name]}
+
+        return run
+
+    inner = StateGraph(S)
+    inner.add_node("model", step("model"))
+    inner.add_node("tool", step("tool"))
+    inner.add_edge(START, "model")
+    inner.add_edge("model", "tool")
+    compiled_inner = inner.compile(interrupt_before=["tool"])
+
+    def call_inner(state: S) -> dict:
+        return {"log": compiled_inner.invoke(state)["log"][len(state["log"]):]}
+
+    outer = StateGraph(S)
+    outer.add_node("call_inner", call_inner)
+    outer.add_edge(START, "call_inner")
+    graph = outer.compile(checkpointer=InMemorySaver())
+    graph.invoke({"x": 0, "log": []}, cfg())
+    return graph, ran
+
+
+def test_a_subgraph_finished_by_update_state_is_not_run_again_on_resume() -> None:
+    graph, ran = _paused_inside_a_called_subgraph()
+    inner_state = graph.get_state(cfg(), subgraphs=True).tasks[0].state
+    assert inner_state.next == ("tool",)
+    graph.update_state(inner_state.config, {"log": ["edited"]}, as_node="tool")
+    inner_done = graph.get_state(cfg(), subgraphs=True).tasks[0].state
+    assert inner_done.next == ()
+    # the subgraph's checkpoints (and their parents) name the root checkpoint they are under
+    cmap = inner_done.parent_config["configurable"]["checkpoint_map"]
+    assert cmap[""] == graph.get_state(cfg()).config["configurable"]["checkpoint_id"]
+    ns = inner_done.config["configurable"]["checkpoint_ns"]
+    assert cmap[ns] == inner_done.parent_config["configurable"]["checkpoint_id"]
+
+    # resuming the parent re-runs its node; the subgraph it calls continues from its
+    # (finished) checkpoint instead of starting again from the node's input
+    assert graph.invoke(None, cfg()) == {"x": 0, "log": ["model", "edited"]}
+    assert ran == ["model"]
+
+
+def test_a_retried_subgraph_call_in_a_fresh_run_starts_again() -> None:
+    graph, ran = _paused_inside_a_called_subgraph()
+    # new input: not a resume, the subgraph starts from its input in a new task
+    graph.invoke({"x": 1, "log": []}, cfg())
+    assert ran == ["model", "model"]
+
+
 def test_graphs_invoked_one_after_another_by_a_task_get_namespaces_of_their_own():
     # the first graph a task invokes runs in the task's namespace, the next in "<ns>|1"
     class Inner(TypedDict):
@@ -649,3 +703,21 @@ def test_graphs_invoked_one_after_another_by_a_task_get_namespaces_of_their_own(
     assert re.fullmatch(r"outer:[0-9a-f-]{36}", namespaces[0][0]) and len(namespaces[0]) == 1
     assert namespaces[1] == (namespaces[0][0], "1")
     assert chunks[-1][1] == {"outer": {"x": 2}}
+
+
+def test_a_subgraphs_streamed_checkpoints_match_its_history() -> None:
+    inner = (StateGraph(S).add_node("a", lambda s: {"log": ["a"]})
+             .add_node("b", lambda s: {"log": ["b"]})
+             .add_edge(START, "a").add_edge("a", "b").compile())
+    graph = (StateGraph(S).add_node("child", inner).add_edge(START, "child")
+             .compile(checkpointer=InMemorySaver()))
+    streamed = [chunk for ns, chunk in graph.stream({"x": 0, "log": []}, cfg(), subgraphs=True,
+                                                     stream_mode="checkpoints") if ns]
+    ns = streamed[0]["config"]["configurable"]["checkpoint_ns"]
+    history = list(graph.get_state_history(
+        {"configurable": {"thread_id": "t", "checkpoint_ns": ns}}))[::-1]
+    assert len(streamed) == len(history) == 4
+    for event, snap in zip(streamed, history, strict=True):
+        assert event["parent_config"] == snap.parent_config
+    # a subgraph's parent config names the root checkpoint it runs under
+    assert set(streamed[-1]["parent_config"]["configurable"]["checkpoint_map"]) == {"", ns}

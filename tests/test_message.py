@@ -433,7 +433,7 @@ def test_configured_openai_reducer_formats_content() -> None:
     result = reducer(left, right)
     assert _ids(result) == ["1", "2", "3", "4"]
     assert [type(m) for m in result] == [HumanMessage, AIMessage, ToolMessage, SystemMessage]
-    assert result[0].content == [{"type": "text", "text": "hi"}]
+    assert result[0].content == "hi"  # plain text stays a string, as OpenAI reads it
     ai = result[1]
     assert isinstance(ai, AIMessage)
     assert ai.tool_calls[0]["name"] == "f"
@@ -441,8 +441,8 @@ def test_configured_openai_reducer_formats_content() -> None:
     tool = result[2]
     assert isinstance(tool, ToolMessage)
     assert tool.tool_call_id == "call-1"
-    assert tool.content == [{"type": "text", "text": "result"}]
-    assert result[3].content == [{"type": "text", "text": "sys"}]
+    assert tool.content == "result"
+    assert result[3].content == "sys"
     # the input messages themselves are left untouched
     assert left[0].content == "hi"
 
@@ -486,3 +486,20 @@ def test_messages_state_subclass_adds_keys() -> None:
     reducer = typing.get_args(hints["messages"])[1]
     state["messages"] = reducer(state["messages"], ("user", "hello"))
     assert _contents(state["messages"]) == ["hello"]
+
+
+def test_openai_format_reads_anthropic_style_tool_blocks_as_openai_does() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
+                                         "data": "1234"}}
+    right = [
+        AIMessage(content=[{"type": "tool_use", "name": "f", "input": {"a": 1}, "id": "t1"}],
+                  id="ai"),
+        HumanMessage(content=[{"type": "tool_result", "tool_use_id": "t1", "is_error": False,
+                               "content": [image]}], id="h"),
+    ]
+    ai, tool = add_messages([], right, format="langchain-openai")
+    assert isinstance(ai, AIMessage) and ai.id == "ai" and ai.content == ""
+    assert [(c["name"], c["args"], c["id"]) for c in ai.tool_calls] == [("f", {"a": 1}, "t1")]
+    assert isinstance(tool, ToolMessage) and tool.tool_call_id == "t1"
+    assert tool.content == [{"type": "image_url",
+                             "image_url": {"url": "data:image/jpeg;base64,1234"}}]

@@ -143,3 +143,50 @@ async def test_async_exit_durability_on_a_connection_in_pipeline_mode_commits(
             cfg = {"configurable": {"thread_id": "t"}}
             assert await graph.ainvoke({"n": 1}, cfg, durability="exit") == {"n": 2}
             assert committed_checkpoints(fresh_postgres_database) == 1
+
+
+def stepper():
+    builder = StateGraph(State)
+    for name in ("one", "two", "three"):
+        builder.add_node(name, lambda state: {"n": state["n"] + 1})
+    builder.add_edge(START, "one")
+    builder.add_edge("one", "two")
+    builder.add_edge("two", "three")
+    builder.add_edge("three", END)
+    return builder
+
+
+def test_saver_in_pipeline_mode_commits_each_write_for_the_next_run(
+    fresh_postgres_database: str,
+) -> None:
+    # durability="sync"/"exit" write on the caller's pipelined connection: each write
+    # must be committed (synced) there, or the next run (whose first read goes over the
+    # run-lock connection) finds no checkpoint to resume
+    for durability in ("sync", "exit"):
+        with PostgresSaver.from_conn_string(fresh_postgres_database) as saver:
+            saver.setup()
+            with saver.conn.pipeline():
+                graph = stepper().compile(checkpointer=saver, interrupt_after="*")
+                cfg = {"configurable": {"thread_id": durability}}
+                graph.invoke({"n": 0}, cfg, durability=durability)
+                assert graph.get_state(cfg).next == ("two",)
+                assert graph.invoke(None, cfg, durability=durability) == {"n": 2}
+                assert graph.invoke(None, cfg, durability=durability) == {"n": 3}
+                assert graph.get_state(cfg).next == ()
+        with PostgresSaver.from_conn_string(fresh_postgres_database) as other:
+            saved = list(other.list({"configurable": {"thread_id": durability}}))
+        assert len(saved) == (5 if durability == "sync" else 3)
+
+
+async def test_async_saver_in_pipeline_mode_commits_each_write_for_the_next_run(
+    fresh_postgres_database: str,
+) -> None:
+    async with AsyncPostgresSaver.from_conn_string(fresh_postgres_database) as saver:
+        await saver.setup()
+        async with saver.conn.pipeline():
+            graph = stepper().compile(checkpointer=saver, interrupt_after="*")
+            cfg = {"configurable": {"thread_id": "t"}}
+            await graph.ainvoke({"n": 0}, cfg, durability="sync")
+            assert await graph.ainvoke(None, cfg, durability="sync") == {"n": 2}
+            assert await graph.ainvoke(None, cfg, durability="sync") == {"n": 3}
+            assert (await graph.aget_state(cfg)).next == ()

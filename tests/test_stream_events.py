@@ -221,6 +221,83 @@ def test_task_start_payload_keeps_listener_metadata_only():
     assert payload["metadata"] == {"lc_agent_name": "a", "tags": ["mine"]}
 
 
+class _Two(StreamTransformer):
+    """Two named projections, pushed to by a test-driven pump."""
+
+    _native = True
+
+    def init(self) -> dict[str, Any]:
+        self.alpha: StreamChannel[str] = StreamChannel("alpha")
+        self.beta: StreamChannel[str] = StreamChannel("beta")
+        return {"alpha": self.alpha, "beta": self.beta}
+
+    def process(self, event: Any) -> bool:
+        return True
+
+
+def test_interleave_follows_push_order_with_a_pump_the_caller_binds():
+    from threadloom.stream.mux import StreamMux
+    from threadloom.stream.run_stream import GraphRunStream
+
+    mux = StreamMux(factories=[_Two], is_async=False)
+    run = GraphRunStream(None, mux, wire_pump=False)
+    script = iter([("alpha", "a1"), ("alpha", "a2"), ("beta", "b1"), ("alpha", "a3")])
+
+    def pump() -> bool:
+        for name, item in script:
+            mux.extensions[name].push(item)
+            return True
+        mux.close()
+        return False
+
+    mux.bind_pump(pump)
+    assert list(run.interleave("alpha", "beta")) == [
+        ("alpha", "a1"), ("alpha", "a2"), ("beta", "b1"), ("alpha", "a3"),
+    ]
+    # a channel no run wires stamps its items 0; a run's channels count from 1 up
+    loose: StreamChannel[str] = StreamChannel()
+    loose._bind(is_async=False)
+    loose._subscribed = True
+    loose.push("x")
+    assert list(loose._items) == [(0, "x")]
+
+
+def test_interleave_that_fails_to_subscribe_releases_what_it_took():
+    from threadloom.stream.mux import StreamMux
+    from threadloom.stream.run_stream import GraphRunStream
+
+    mux = StreamMux(factories=[_Two], is_async=False)
+    run = GraphRunStream(None, mux, wire_pump=False)
+    mux.close()
+    held = iter(mux.extensions["beta"])  # another reader holds beta
+    with pytest.raises(RuntimeError, match="already has a subscriber"):
+        list(run.interleave("alpha", "beta"))
+    assert mux.extensions["alpha"]._subscribed is False
+    assert mux.extensions["beta"]._subscribed is True  # still the other reader's
+    del held
+
+
+def test_v3_refuses_the_modes_it_sets_itself_and_forwards_the_rest():
+    graph = _chain()
+    with pytest.raises(TypeError, match="stream_mode"):
+        graph.stream_events({"value": "x", "items": []}, version="v3", stream_mode="values")
+    with pytest.raises(TypeError, match="subgraphs"):
+        graph.stream_events({"value": "x", "items": []}, version="v3", subgraphs=False)
+    seen: list[dict[str, Any]] = []
+    original = graph.stream
+
+    def recording(input: Any, config: Any = None, **kwargs: Any) -> Any:
+        seen.append(kwargs)
+        yield from original(input, config, **kwargs)
+
+    graph.stream = recording  # type: ignore[method-assign]
+    run = graph.stream_events({"value": "x", "items": []}, version="v3",
+                              interrupt_after=["a"])
+    assert list(run.values)
+    assert seen[0]["interrupt_after"] == ["a"]
+    assert seen[0]["interrupt_before"] is None and seen[0]["control"] is None
+
+
 class _WholeAnswerModel(BaseChatModel):
     """A chat model that cannot stream (no ``_stream``): it reports whole messages."""
 

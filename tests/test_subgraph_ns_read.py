@@ -15,14 +15,12 @@ class S(TypedDict):
     items: Annotated[list, operator.add]
 
 
-def _parent():
+def _inner():
     inner = StateGraph(S).add_node("work", lambda s: {"items": ["inner"]})
-    inner = inner.add_edge(START, "work").compile()
+    return inner.add_edge(START, "work").compile()
 
-    def tools(state: S) -> dict:
-        inner.invoke({"items": ["start"]})
-        return {"items": ["tool"]}
 
+def _parent(tools):
     parent = StateGraph(S).add_node("tools", tools).add_edge(START, "tools")
     parent = parent.compile(checkpointer=InMemorySaver())
     thread = str(uuid4())
@@ -36,16 +34,42 @@ def _parent():
     return parent, {"configurable": {"thread_id": thread, "checkpoint_ns": ns}}
 
 
-def test_undeclared_namespace_reads_with_parent_graph():
-    parent, config = _parent()
+def _calls_a_graph_it_names():
+    inner = _inner()
+
+    def tools(state: S) -> dict:
+        inner.invoke({"items": ["start"]})
+        return {"items": ["tool"]}
+
+    return _parent(tools)
+
+
+def _builds_its_graph_inside():
+    def tools(state: S) -> dict:
+        _inner().invoke({"items": ["start"]})
+        return {"items": ["tool"]}
+
+    return _parent(tools)
+
+
+@pytest.mark.parametrize("make", [_calls_a_graph_it_names, _builds_its_graph_inside])
+def test_a_graph_run_inside_a_node_has_its_state_read_at_its_namespace(make):
+    parent, config = make()
     assert parent.get_state(config).values == {"items": ["start", "inner"]}
     assert [s.values.get("items", []) for s in parent.get_state_history(config)] == [
         ["start", "inner"], ["start"], [],
     ]
 
 
-def test_undeclared_namespace_update_raises():
-    parent, config = _parent()
+def test_update_into_a_graph_the_node_names_edits_that_graphs_state():
+    # as LangGraph: a node whose function reaches a graph by name is that graph's node
+    parent, config = _calls_a_graph_it_names()
+    parent.update_state(config, {"items": ["edit"]})
+    assert parent.get_state(config).values == {"items": ["start", "inner", "edit"]}
+
+
+def test_update_into_a_graph_the_node_builds_inside_raises():
+    parent, config = _builds_its_graph_inside()
     with pytest.raises(ValueError, match="Subgraph tools not found"):
         parent.update_state(config, {"items": ["edit"]})
 

@@ -8,6 +8,9 @@ deprecated; all are ``DeprecationWarning`` subclasses.
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 __all__ = [
     "LangGraphDeprecationWarning",
     "LangGraphDeprecatedSinceV05",
@@ -63,3 +66,33 @@ class LangGraphDeprecatedSinceV11(LangGraphDeprecationWarning):
 
     def __init__(self, message: str, *args: object) -> None:
         super().__init__(message, *args, since=(1, 1), expected_removal=(2, 0))
+
+
+def pop_deprecated_argument(
+    kwargs: dict[str, Any],
+    old: str,
+    new: str,
+    category: type[LangGraphDeprecationWarning],
+    *,
+    stacklevel: int = 3,
+) -> Any:
+    """Take the renamed keyword ``old`` out of ``kwargs`` (None if not given), warning
+    (``category``) that ``new`` replaces it. ``stacklevel`` 3: the caller's caller."""
+    if old not in kwargs:
+        return None
+    warnings.warn(
+        f"`{old}` is deprecated and will be removed. Please use `{new}` instead.",
+        category,
+        stacklevel=stacklevel,
+    )
+    return kwargs.pop(old)
+
+
+def warn_config_schema_method(*, stacklevel: int = 3) -> None:
+    """Warn that the ``config_schema()`` method gave way to ``get_context_jsonschema``."""
+    warnings.warn(
+        "`config_schema` is deprecated. Use `get_context_jsonschema` for the relevant "
+        "schema instead.",
+        LangGraphDeprecatedSinceV10,
+        stacklevel=stacklevel,
+    )

@@ -135,6 +135,9 @@ def restore_channels(
     if not checkpoint:
         return program.new_channels()
     values = checkpoint["channel_values"]
+    if checkpoint.get("v", 4) < 4 and checkpoint.get("pending_sends") and TASKS not in values:
+        # a checkpoint from before format 4 kept its Send packets beside the channels
+        values = {**values, TASKS: list(checkpoint["pending_sends"])}
     histories = histories or {}
     return {
         k: apply_history(c, histories[k])
@@ -749,11 +752,15 @@ class Loop:
             # parent, as LangGraph streams it
             parent = None
         if parent is not None:
-            # as the saver records it (and history shows it): no checkpoint_map
+            # as history shows it: a subgraph's also names its ancestors' checkpoints
             conf = parent["configurable"]
             parent = {"configurable": {
                 "thread_id": conf.get("thread_id"), "checkpoint_ns": conf.get("checkpoint_ns", ""),
                 "checkpoint_id": conf.get("checkpoint_id")}} if conf.get("checkpoint_id") else None
+            if parent is not None and self.checkpoint_map:
+                own_ns = conf.get("checkpoint_ns", self.ns)
+                parent["configurable"]["checkpoint_map"] = {
+                    **self.checkpoint_map, own_ns: conf.get("checkpoint_id")}
         payload = {
             "config": self.checkpoint_config,
             "parent_config": parent,
@@ -939,8 +946,9 @@ class Loop:
         from langchain_core.messages import BaseMessage, RemoveMessage
 
         seen = self.scope.message_ids
-        # a message the node received in its input is not news when it hands it back
-        given = _message_ids(task.input, BaseMessage)
+        # a message a node received in its input is not news when it (or a graph above
+        # it, returning the subgraph's state) hands it back, in this run
+        seen.update(_message_ids(task.input, BaseMessage))
         meta: dict[str, Any] | None = None
         for channel, value in task.writes:
             if channel not in self.program.state_keys:
@@ -948,7 +956,7 @@ class Loop:
             for message in value if isinstance(value, list) else (value,):
                 if not isinstance(message, BaseMessage) or isinstance(message, RemoveMessage):
                     continue
-                if message.id is not None and (message.id in seen or message.id in given):
+                if message.id is not None and message.id in seen:
                     continue
                 if message.id is not None:
                     seen.add(message.id)
@@ -1156,10 +1164,15 @@ class Loop:
             not resuming
             and self.scope.nested
             and saved is not None
-            and self.plan(self.step + 1, for_execution=False)
+            and (
+                (self.scope.resuming and not self.persistent)
+                or self.plan(self.step + 1, for_execution=False)
+            )
         ):
             # A subgraph re-entered by its parent's re-run task continues where it paused
-            # (its input is the same parent state it already received).
+            # (its input is the same parent state it already received); when the parent
+            # resumed, its task's subgraph continues even if it had finished (as edited
+            # by update_state, say): nothing of it runs again.
             resuming = True
         if (
             resuming and saved is None and isinstance(inp, Command) and inp.resume is not None
@@ -1169,6 +1182,7 @@ class Loop:
             # and the first interrupt() takes the answer
             resuming = False
             inp = {} if self.program.output_channels != "__root__" else None
+        self.scope.resuming = resuming
         if resuming:
             if saved is None and not (isinstance(inp, Command) and (inp.update or inp.goto)):
                 if self.scope.nested:
@@ -1391,11 +1405,16 @@ class Loop:
             if paused:
                 self.status = "interrupted"
                 self._show_finished([t for t in tasks if not t.interrupts])
-                found = {i.id: i for t in sorted(paused, key=_task_order)
-                         for i in t.interrupts}
-                for i in self.call_interrupts:  # tasks called by the paused ones
+                ordered = sorted(paused, key=_task_order)
+                found = {i.id: i for t in ordered for i in t.interrupts}
+                # one "updates" event per paused task, as each task's interrupt is saved
+                per_task = [t.interrupts for t in ordered if t.interrupts]
+                called = tuple(i for i in self.call_interrupts if i.id not in found)
+                for i in called:  # tasks called by the paused ones
                     found.setdefault(i.id, i)
-                self._pause(tuple(found.values()))
+                if called:
+                    per_task.append(called)
+                self._pause(tuple(found.values()), per_task)
                 return
             self._note_applied(tasks)
             self.apply(tasks)
@@ -1407,7 +1426,13 @@ class Loop:
                 self._pause(())
                 return
 
-    def _pause(self, interrupts: tuple[Interrupt, ...]) -> None:
+    def _pause(
+        self,
+        interrupts: tuple[Interrupt, ...],
+        per_task: list[tuple[Interrupt, ...]] | None = None,
+    ) -> None:
+        """Stop the run: ``interrupts`` are all it asks; ``per_task`` groups them by the
+        task that asked (each group streams as its own ``updates`` event)."""
         if self.checkpointer is None and not self.scope.nested:
             warnings.warn(
                 f"Graph '{self.graph_name}' paused ({self.status}) but has no checkpointer, "
@@ -1419,7 +1444,8 @@ class Loop:
         self.interrupts = list(interrupts)
         if interrupts or not self.scope.nested:
             # (a subgraph stopped at a breakpoint says so through its parent only)
-            self.emit("updates", {INTERRUPT: interrupts})
+            for group in per_task or [interrupts]:
+                self.emit("updates", {INTERRUPT: group})
         if "values" in self.scope.modes:
             if interrupts:
                 self.emit("values", {**_as_dict(self.output()), INTERRUPT: interrupts})

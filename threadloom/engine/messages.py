@@ -70,6 +70,8 @@ class StreamMessagesHandler(BaseCallbackHandler, _StreamingCallbackHandler):
             return
         if "langgraph_node" not in metadata:
             return
+        # the caller's tags, not the step tags langchain adds inside a sequence
+        tags = [t for t in tags or () if not t.startswith("seq:step:")]
         self.runs[run_id] = _model_run_metadata(metadata, tags)
 
     def on_llm_new_token(

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import typing
 from collections.abc import Callable
 from typing import Any
+
+from threadloom.engine.subgraphs import node_subgraph
 
 _INJECTABLE = ("config", "runtime", "writer", "store")
 
@@ -28,19 +31,42 @@ def _is_async(fn: Any) -> bool:
     return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(fn)
 
 
-def _called_graph(fn: Any) -> Any:
-    """A compiled graph a node function refers to (a closure variable or a global it
-    names), so its state can be found as the node's subgraph; None if there is none."""
-    if not inspect.isfunction(fn):
-        return None
+def warn_if_config_mistyped(fn: Any) -> None:
+    """Warn (``UserWarning``) when ``fn``'s ``config`` parameter is annotated as anything
+    but ``RunnableConfig`` or ``RunnableConfig | None``: the run's config is passed to it
+    all the same, but its annotation misleads type checkers and readers. An unannotated
+    parameter, or one whose annotation cannot be resolved, is left alone."""
+    if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
+        return
     try:
-        refs = inspect.getclosurevars(fn)
+        param = inspect.signature(fn).parameters.get("config")
     except (TypeError, ValueError):
-        return None
-    for value in (*refs.nonlocals.values(), *refs.globals.values()):
-        if getattr(value, "_threadloom_graph", False) is True and hasattr(value, "builder"):
-            return value
-    return None
+        return
+    if param is None or param.annotation is inspect.Parameter.empty:
+        return
+    annotation = param.annotation
+    if isinstance(annotation, str):
+        try:
+            annotation = typing.get_type_hints(fn).get("config", annotation)
+        except Exception:  # noqa: BLE001 - a name only the type checker knows
+            return
+        if isinstance(annotation, str):
+            return
+    from langchain_core.runnables import RunnableConfig
+
+    allowed = (RunnableConfig, typing.Optional[RunnableConfig], RunnableConfig | None)  # noqa: UP045
+    if annotation in allowed:
+        return
+    import warnings
+
+    shown = getattr(annotation, "__name__", None) or repr(annotation)
+    warnings.warn(
+        f"The 'config' parameter should be typed as 'RunnableConfig' or "
+        f"'RunnableConfig | None', not '{shown}'. Node '{getattr(fn, '__name__', fn)}' "
+        "receives the run's config either way; only its annotation is wrong.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _is_runnable(obj: Any) -> bool:
@@ -65,9 +91,7 @@ class NodeCallable:
         self.target = fn  # what the node was built from (a function, runnable or graph)
         self.runnable = _is_runnable(fn)
         # the graph this node runs: the node itself, or one its function calls
-        # "is True": a Mock (or any object answering every attribute) is not a graph
-        self.subgraph: Any = (
-            fn if getattr(fn, "_threadloom_graph", False) is True else _called_graph(fn))
+        self.subgraph: Any = node_subgraph(fn)
         self.is_subgraph = self.subgraph is not None
         self.wants: tuple[str, ...] = ()
         if self.runnable:

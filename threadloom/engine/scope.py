@@ -39,6 +39,7 @@ class Scope:
         "control",
         "server_info",
         "durability",
+        "resuming",
     )
 
     def __init__(
@@ -80,6 +81,10 @@ class Scope:
         self.calls: Any = None
         # Set while a run replays a past checkpoint (shared with its subgraph runs).
         self.replay: ReplayPoint | None = None
+        # True when the run continues from its checkpoint (no new input); a subgraph run
+        # starts with its parent's value, so a task re-run by a resumed parent continues
+        # its subgraph where it stopped (even when the subgraph had finished)
+        self.resuming = False
 
     def emit(self, mode: str, payload: Any, ns: str | None = None) -> None:
         if self.sink is not None and mode in self.modes:

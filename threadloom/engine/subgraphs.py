@@ -18,7 +18,7 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["find_subgraphs", "function_references", "is_graph"]
+__all__ = ["find_subgraphs", "function_references", "is_graph", "node_subgraph"]
 
 _ROOT_OPS = frozenset({"LOAD_GLOBAL", "LOAD_DEREF", "LOAD_NAME"})
 _ATTR_OPS = frozenset({"LOAD_ATTR", "LOAD_METHOD"})
@@ -120,3 +120,11 @@ def find_subgraphs(fn: Any) -> list[Any]:
     if is_graph(fn):
         return [fn]
     return [value for value in function_references(fn) if is_graph(value)]
+
+
+def node_subgraph(fn: Any) -> Any:
+    """The graph a node built from ``fn`` counts as running (its namespace's graph for
+    state reads and updates, what ``xray`` draws inside it): ``fn`` itself if it is a
+    graph, else the first graph it reaches; None if it reaches none."""
+    found = find_subgraphs(fn)
+    return found[0] if found else None

@@ -42,7 +42,6 @@ import asyncio
 import dataclasses
 import functools
 import inspect
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, get_args, get_origin, get_type_hints
 
@@ -57,6 +56,12 @@ from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.compiled import CompiledStateGraph
 from threadloom.graph.state import NodeSpec
 from threadloom.types import CachePolicy, Command, RetryPolicy, TimeoutPolicy
+from threadloom.warnings import (
+    LangGraphDeprecatedSinceV05,
+    LangGraphDeprecatedSinceV10,
+    pop_deprecated_argument,
+    warn_config_schema_method,
+)
 
 __all__ = ["entrypoint", "task"]
 
@@ -75,14 +80,10 @@ def _policies(retry_policy: Any) -> tuple[RetryPolicy, ...]:
 
 
 def _deprecated_retry(kwargs: dict[str, Any], retry_policy: Any, what: str) -> Any:
-    if "retry" in kwargs:
-        warnings.warn(
-            "`retry` is deprecated and will be removed. Please use `retry_policy` instead.",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        retry_policy = retry_policy if retry_policy is not None else kwargs.pop("retry")
-        kwargs.pop("retry", None)
+    retry = pop_deprecated_argument(
+        kwargs, "retry", "retry_policy", LangGraphDeprecatedSinceV05, stacklevel=4)
+    if retry_policy is None:
+        retry_policy = retry
     if kwargs:
         raise TypeError(f"{what}() got unexpected arguments: {sorted(kwargs)}")
     return retry_policy
@@ -379,12 +380,7 @@ class EntrypointGraph(CompiledStateGraph):
         return TypeAdapter(schema).json_schema()
 
     def config_schema(self, *, include: Any = None) -> Any:
-        warnings.warn(
-            "`config_schema` is deprecated. Use `get_context_jsonschema` for the relevant "
-            "schema instead.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+        warn_config_schema_method()
         return super().config_schema(include=include)
 
     @property
@@ -438,14 +434,9 @@ class entrypoint(Generic[R]):  # noqa: N801 - LangGraph's public name
         timeout: Any = None,
         **kwargs: Any,
     ) -> None:
-        if "config_schema" in kwargs:
-            warnings.warn(
-                "`config_schema` is deprecated and will be removed. Please use "
-                "`context_schema` instead.",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            context_schema = context_schema or kwargs.pop("config_schema")
+        config_schema = pop_deprecated_argument(
+            kwargs, "config_schema", "context_schema", LangGraphDeprecatedSinceV10)
+        context_schema = context_schema or config_schema
         self.checkpointer = checkpointer
         self.store = store
         self.cache = cache

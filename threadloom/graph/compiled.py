@@ -38,6 +38,7 @@ from threadloom.engine.messages import (
     StreamMessagesHandlerV2,
 )
 from threadloom.engine.scope import LIVE_MODES, Scope, ns_tuple
+from threadloom.engine.subgraphs import node_subgraph
 from threadloom.engine.task import ResumeBox
 from threadloom.graph import thread_state as state_ops
 from threadloom.graph.state import StateGraph, values_of
@@ -195,14 +196,9 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         return TypeAdapter(schema).json_schema()
 
     def config_schema(self, *, include: Any = None) -> Any:
-        from threadloom.warnings import LangGraphDeprecatedSinceV10
+        from threadloom.warnings import warn_config_schema_method
 
-        warnings.warn(
-            "`config_schema` is deprecated. Use `get_context_jsonschema` for the relevant "
-            "schema instead.",
-            LangGraphDeprecatedSinceV10,
-            stacklevel=2,
-        )
+        warn_config_schema_method()
         return super().config_schema(include=include)
 
     def get_config_jsonschema(self, *, include: Any = None) -> dict[str, Any]:
@@ -242,7 +238,8 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         """The graph as a langchain_core ``Graph`` (``.draw_mermaid()``, ``.draw_ascii()``)."""
         from threadloom.graph.draw import draw_graph
 
-        return draw_graph(self.builder, xray=xray)
+        return draw_graph(self.builder, xray=xray, interrupt_before=self.interrupt_before_nodes,
+                          interrupt_after=self.interrupt_after_nodes)
 
     # -- the node cache -------------------------------------------------------------
 
@@ -387,6 +384,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             scope.message_ids = parent_scope.message_ids
             scope.replay = parent_scope.replay
             scope.durability = parent_scope.durability
+            scope.resuming = parent_scope.resuming
             manager = None
             if own and modes & {"messages", "tools"}:
                 manager = self._callbacks(config, scope, input, sink=both)
@@ -520,7 +518,11 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                 ns = meta.get("langgraph_checkpoint_ns", "")
                 send("messages", (message, meta), ns="|".join(ns.split("|")[:-1]))
 
-            if (config.get("configurable") or {}).get(CONFIG_KEY_STREAM_MESSAGES_V2):
+            # v2 protocol events for the run a v3 run stream started; a graph a node
+            # streams itself (sink given) keeps the message chunks its caller asked for
+            if sink is None and (config.get("configurable") or {}).get(
+                CONFIG_KEY_STREAM_MESSAGES_V2
+            ):
 
                 def emit_v2(item: tuple[tuple[str, ...], str, Any]) -> None:
                     ns, mode, data = item
@@ -847,10 +849,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     ) -> CompiledStateGraph:
         """The (sub)graph whose checkpoints live at ``config``'s ``checkpoint_ns``.
 
-        A namespace segment that names no declared subgraph node (a graph invoked
-        from inside a plain node, as a tool runs a subagent) is read with the graph
-        holding that node (``for_update=False``); an update there raises, since that
-        graph's nodes and channels would write the wrong state into the namespace.
+        A node counts as a subgraph node when it is a graph or its function reaches one
+        (``node_subgraph``: a graph it calls by a closure or global name). A segment
+        naming a node that reaches no graph (one built inside the node, or reached
+        through ``self``) is read with the graph holding that node
+        (``for_update=False``); an update there raises, since that graph's nodes and
+        channels would write the wrong state into the namespace.
         A first segment that names no node of this graph at all is this graph's own
         namespace: it ran there as a subgraph (called from inside another graph's node).
         """
@@ -861,8 +865,8 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             spec = graph.builder.nodes.get(name)
             if spec is None and graph is self:
                 return self
-            child = spec.action if spec is not None else None
-            if not getattr(child, "_threadloom_graph", False):
+            child = node_subgraph(spec.action) if spec is not None else None
+            if child is None:
                 if not for_update:
                     return graph
                 plain = "|".join(p.split(":", 1)[0] for p in ns.split("|"))
@@ -909,8 +913,8 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
             head, _, rest = namespace.partition("|")
             head = head.split(":", 1)[0]
         for name, spec in self.builder.nodes.items():
-            child = spec.action
-            if not getattr(child, "_threadloom_graph", False):
+            child = node_subgraph(spec.action)
+            if child is None:
                 continue
             if head is not None and name != head:
                 continue

@@ -2,6 +2,10 @@
 
 ``Graph`` brings ``draw_mermaid()``, ``draw_ascii()`` and ``to_json()``; conditional edges
 are drawn dotted, to every target of their ``path_map`` (or to every node without one).
+A node with no way out is drawn leading to ``__end__``. With ``xray``, a node that runs a
+subgraph is drawn as that subgraph's own drawing, its ids prefixed ``<node>:``: its
+``__start__`` and ``__end__`` are left out where a single node takes their place, and the
+edges into and out of the node are drawn to its first and from its last node.
 """
 
 from __future__ import annotations
@@ -12,17 +16,33 @@ from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_h
 from langchain_core.runnables.graph import Graph
 
 from threadloom.constants import END, START
+from threadloom.engine.subgraphs import node_subgraph
 from threadloom.types import Command
 
 if TYPE_CHECKING:
     from threadloom.graph.state import StateGraph
 
 
-def draw_graph(builder: StateGraph, *, xray: int | bool = False) -> Graph:
+def draw_graph(
+    builder: StateGraph,
+    *,
+    xray: int | bool = False,
+    interrupt_before: Any = (),
+    interrupt_after: Any = (),
+) -> Graph:
+    """Draw ``builder``'s graph; ``xray``: how many levels of subgraphs to draw inside
+    their nodes (``True``: all). ``interrupt_before``/``interrupt_after``: the node names
+    the compiled graph pauses at, shown in those nodes' metadata (``__interrupt``)."""
     graph = Graph()
     nodes: dict[str, Any] = {START: graph.add_node(None, START)}
     for name, spec in builder.nodes.items():
-        nodes[name] = graph.add_node(None, name, metadata=spec.metadata or None)
+        metadata = dict(spec.metadata or {})
+        pauses = [when for when, names in (("before", interrupt_before),
+                                           ("after", interrupt_after))
+                  if not isinstance(names, str) and name in (names or ())]
+        if pauses:
+            metadata["__interrupt"] = ",".join(pauses)
+        nodes[name] = graph.add_node(None, name, metadata=metadata or None)
     ends_used = False
 
     def target(name: str) -> Any:
@@ -50,18 +70,42 @@ def draw_graph(builder: StateGraph, *, xray: int | bool = False) -> Graph:
                 targets = {n: n for n in [*builder.nodes, END] if n != src}
             for label, dst in targets.items():
                 edges.append((src, dst, label if label != dst else None, True))
+    if edges:
+        # a node with no way out ends the run
+        sources = {src for src, _, _, _ in edges}
+        edges += [(name, END, None, False) for name in builder.nodes if name not in sources]
     edges.sort(key=lambda e: (e[1] == END and not e[3], e[0], e[1]))
     for src, dst, label, conditional in edges:
         graph.add_edge(nodes[src], target(dst), data=label, conditional=conditional)
     if not ends_used:
         nodes[END] = graph.add_node(None, END)
-        for name in builder.nodes:
-            has_out = any(s == name for s, _ in builder.edges) or name in builder.branches
-            has_out = has_out or bool(_destinations(builder.nodes[name]))
-            has_out = has_out or any(name in srcs for srcs, _ in builder.waiting_edges)
-            if not has_out:
-                graph.add_edge(nodes[name], nodes[END])
+    if xray:
+        for name, spec in builder.nodes.items():
+            _draw_inside(graph, name, spec.action, xray)
     return graph
+
+
+def _draw_inside(graph: Graph, name: str, action: Any, xray: int | bool) -> None:
+    """Replace node ``name`` of ``graph`` by the drawing of the subgraph it runs, if any."""
+    sub = node_subgraph(action)
+    if sub is None:
+        return
+    deeper = xray if isinstance(xray, bool) else xray - 1
+    inner = sub.get_graph(xray=deeper)
+    inner.trim_first_node()
+    inner.trim_last_node()
+    if inner.first_node() is None or inner.last_node() is None:
+        return  # no single node to draw the edges into and out of
+    first, last = graph.extend(inner, prefix=name)
+    assert first is not None and last is not None
+    del graph.nodes[name]
+    graph.edges = [
+        edge.copy(
+            source=last.id if edge.source == name else edge.source,
+            target=first.id if edge.target == name else edge.target,
+        )
+        for edge in graph.edges
+    ]
 
 
 def _destinations(spec: Any) -> dict[str, str]:

@@ -291,27 +291,26 @@ def _index_of(messages: list[BaseMessage]) -> dict[str, int]:
 
 
 def _format_openai(messages: list[BaseMessage]) -> list[BaseMessage]:
-    """Convert each message's content to OpenAI-style content blocks.
+    """Each message as it reads in OpenAI's chat format, back as a message.
 
-    Message type, id, tool calls and metadata are preserved; only ``content``
-    is rewritten. If the conversion splits one message into several (e.g. a
-    human message carrying tool results), the converted messages are used.
+    Plain text stays a string, other blocks become OpenAI content blocks (an image
+    source a data URL), tool-use blocks the message's tool calls, and a human
+    message carrying tool results the tool messages they are. A message that converts
+    to one message keeps its id; the pieces of a split message get new ids.
     """
     from langchain_core.messages import convert_to_openai_messages
 
     formatted: list[BaseMessage] = []
     for message in messages:
-        converted = cast(
-            list[dict[str, Any]],
-            convert_to_openai_messages([message], text_format="block", include_id=True),
+        converted = convert_to_messages(
+            cast(list[dict[str, Any]], convert_to_openai_messages([message]))
         )
         if len(converted) == 1:
-            formatted.append(message.model_copy(update={"content": converted[0]["content"]}))
-        else:
-            for new_message in convert_to_messages(converted):
-                if new_message.id is None:
-                    new_message.id = str(uuid.uuid4())
-                formatted.append(new_message)
+            converted[0].id = message.id
+        for new_message in converted:
+            if new_message.id is None:
+                new_message.id = str(uuid.uuid4())
+            formatted.append(new_message)
     return formatted
 
 

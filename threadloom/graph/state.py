@@ -32,7 +32,7 @@ from threadloom.channels import (
     TriggerFlag,
 )
 from threadloom.constants import END, RESERVED_CHARS, START, TASKS
-from threadloom.engine.node import NodeCallable, _is_runnable
+from threadloom.engine.node import NodeCallable, _is_runnable, warn_if_config_mistyped
 from threadloom.engine.node_cache import node_namespace
 from threadloom.engine.program import PregelNode, Program
 from threadloom.engine.runnable import RunnableCallable
@@ -41,6 +41,11 @@ from threadloom.graph.branch import Branch, branch_channel
 from threadloom.graph.error_handlers import DEFAULT_HANDLER, handler_body, handler_name
 from threadloom.graph.migrate import TriggerRenames
 from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy, TracePolicy
+from threadloom.warnings import (
+    LangGraphDeprecatedSinceV05,
+    LangGraphDeprecatedSinceV10,
+    pop_deprecated_argument,
+)
 
 __all__ = ["StateGraph"]
 
@@ -93,9 +98,12 @@ class StateGraph(Generic[StateT]):
         output_schema: Any = None,
         **kwargs: Any,
     ) -> None:
-        context_schema = context_schema or kwargs.pop("config_schema", None)
-        input_schema = input_schema or kwargs.pop("input", None)
-        output_schema = output_schema or kwargs.pop("output", None)
+        context_schema = context_schema or pop_deprecated_argument(
+            kwargs, "config_schema", "context_schema", LangGraphDeprecatedSinceV10)
+        input_schema = input_schema or pop_deprecated_argument(
+            kwargs, "input", "input_schema", LangGraphDeprecatedSinceV05)
+        output_schema = output_schema or pop_deprecated_argument(
+            kwargs, "output", "output_schema", LangGraphDeprecatedSinceV05)
         if kwargs:
             raise TypeError(f"StateGraph() got unexpected arguments: {sorted(kwargs)}")
         if state_schema is None:
@@ -183,8 +191,10 @@ class StateGraph(Generic[StateT]):
         ``TimeoutPolicy``, or seconds for a run timeout) applies to async nodes only.
         """
         timeout = TimeoutPolicy.coerce(timeout)
-        retry_policy = retry_policy or kwargs.pop("retry", None)
-        input_schema = input_schema or kwargs.pop("input", None)
+        retry_policy = retry_policy or pop_deprecated_argument(
+            kwargs, "retry", "retry_policy", LangGraphDeprecatedSinceV05)
+        input_schema = input_schema or pop_deprecated_argument(
+            kwargs, "input", "input_schema", LangGraphDeprecatedSinceV05)
         if kwargs:
             raise TypeError(f"add_node() got unexpected arguments: {sorted(kwargs)}")
         if self.compiled:
@@ -197,6 +207,11 @@ class StateGraph(Generic[StateT]):
                 raise ValueError(str(exc)) from None
         if action is None:
             raise ValueError(f"Node `{node}` needs a function: add_node('{node}', fn).")
+        if isinstance(action, dict):
+            # a dict of runnables runs them all on the state: {key: output, ...}
+            from langchain_core.runnables import RunnableParallel
+
+            action = RunnableParallel(action)
         if node in self.nodes:
             raise ValueError(f"Node `{node}` already present.")
         if node in (START, END):
@@ -207,6 +222,7 @@ class StateGraph(Generic[StateT]):
                     f"'{char}' is a reserved character and is not allowed in node names "
                     f"(got '{node}')."
                 )
+        warn_if_config_mistyped(action)
         if input_schema is None and not getattr(action, "_threadloom_graph", False):
             # a subgraph node reads the parent's state (it picks its own keys from it);
             # its private keys never become the parent's

@@ -168,22 +168,31 @@ def snapshot(
         state = subgraph_state_config(t, conf["thread_id"])
         views.append(PregelTask(t.id, t.name, t.path, error, tuple(interrupts), state, result))
     shown = [v for v in views if not (live and v.id in pending.succeeded)]
-    config = tup.config
+    # A subgraph's checkpoint (and its parent) also names its ancestors' checkpoints,
+    # as LangGraph's do.
     parents = (tup.metadata or {}).get("parents")
-    if conf["checkpoint_ns"] and parents:
-        # A subgraph's checkpoint also names its ancestors' checkpoints, as LangGraph's do.
-        config = {"configurable": {**conf, "checkpoint_map": {
-            **parents, conf["checkpoint_ns"]: conf["checkpoint_id"]}}}
+    config = _with_checkpoint_map(tup.config, parents)
+    parent_config = _with_checkpoint_map(tup.parent_config, parents)
     return StateSnapshot(
         values=graph._snapshot_values(loop.view if loop.view is not None else loop.channels),
         next=tuple(v.name for v in shown),
         config=config,
         metadata=tup.metadata,
         created_at=tup.checkpoint.get("ts"),
-        parent_config=tup.parent_config,
+        parent_config=parent_config,
         tasks=tuple(views),
         interrupts=_pending_interrupts(shown, pending, {t.id for t in tasks}),
     )
+
+
+def _with_checkpoint_map(config: Any, parents: dict[str, str] | None) -> Any:
+    """``config`` of a subgraph's checkpoint with its ``checkpoint_map`` (the ancestors'
+    checkpoints ``parents``, then its own); as it is for a root checkpoint or none."""
+    conf = (config or {}).get("configurable") or {}
+    if not parents or not conf.get("checkpoint_ns"):
+        return config
+    return {"configurable": {**conf, "checkpoint_map": {
+        **parents, conf["checkpoint_ns"]: conf.get("checkpoint_id")}}}
 
 
 def _is_child(child: Any, tup: Any) -> bool:

@@ -151,7 +151,7 @@ class NodeWriter:
         writes = updates + self.static
         if self.branches:
             for branch, keys, coerce in self.branch_views:
-                state = self.fresh_state(task, updates, keys, coerce)
+                state = self.branch_state(task, result, updates, branch, keys, coerce)
                 writes += route_writes(branch.route(state, task.config, task), self.graph.nodes,
                                        self.name)
         if gotos:
@@ -163,12 +163,30 @@ class NodeWriter:
         writes = updates + self.static
         if self.branches:
             for branch, keys, coerce in self.branch_views:
-                state = self.fresh_state(task, updates, keys, coerce)
+                state = self.branch_state(task, result, updates, branch, keys, coerce)
                 writes += route_writes(await branch.aroute(state, task.config, task),
                                        self.graph.nodes, self.name)
         if gotos:
             writes += route_writes(gotos, self.graph.nodes, self.name)
         return writes
+
+    def branch_state(
+        self, task: Any, result: Any, updates: list[tuple[str, Any]], branch: Branch,
+        keys: Any, coerce: Any,
+    ) -> Any:
+        """What a routing function of this node sees: the fresh state, plus, for dict
+        states and a routing function that names no schema of its own, the keys the
+        node returned that are not state keys (passed to the edge, never saved)."""
+        state = self.fresh_state(task, updates, keys, coerce)
+        if (
+            branch.input_schema is None
+            and isinstance(result, dict)
+            and isinstance(state, dict)
+            and not result.keys() <= self.state_keys
+        ):
+            extra = {k: v for k, v in result.items() if k not in self.state_keys}
+            return {**extra, **state}
+        return state
 
     def fresh_state(
         self, task: Any, updates: list[tuple[str, Any]], keys: Any = None, coerce: Any = None

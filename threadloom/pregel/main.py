@@ -442,14 +442,9 @@ class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
         return TypeAdapter(self.context_schema).json_schema()
 
     def config_schema(self, *args: Any, **kwargs: Any) -> Any:
-        from threadloom.warnings import LangGraphDeprecatedSinceV10
+        from threadloom.warnings import warn_config_schema_method
 
-        warnings.warn(
-            "`config_schema` is deprecated. Use `get_context_jsonschema` for the relevant "
-            "schema instead.",
-            LangGraphDeprecatedSinceV10,
-            stacklevel=2,
-        )
+        warn_config_schema_method()
         return super().config_schema(*args, **kwargs)
 
     def get_graph(self, config: Any = None, *, xray: int | bool = False) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
@@ -105,8 +106,12 @@ class StreamMux:
             built.extend(factory(self.scope) for factory in self._factories)
         # stable: the before_builtins lane first, each lane in the order given
         self._transformers: list[StreamTransformer] = sorted(built, key=_lane)
+        # stamps from 1 up: the order of pushes across this run's channels (a subgraph's
+        # mux takes its parent's counter, _make_child)
+        self._stamp: Callable[[], int] = itertools.count(1).__next__
         self._events: StreamChannel[ProtocolEvent] = StreamChannel()
         self._events._bind(is_async=is_async)
+        self._events._set_stamper(self._stamp)
         self.extensions: dict[str, Any] = {}
         self._owners: dict[str, StreamTransformer] = {}
         self._channels: list[StreamChannel[Any]] = []
@@ -148,6 +153,7 @@ class StreamMux:
                 if projection._is_async is None:
                     projection._bind(is_async=self._is_async)
                 projection._set_pump(self._pump, self._apump)
+                projection._set_stamper(self._stamp)
                 self._channels.append(projection)
                 if projection.name is not None:
                     method = projection.name if kind._native else f"custom:{projection.name}"
@@ -196,6 +202,14 @@ class StreamMux:
             if bind is not None:
                 bind(pump if not self._is_async else apump)
 
+    def bind_pump(self, pump: Callable[[], Any]) -> None:
+        """Install ``pump``, which readers of this mux's channels call when they run dry
+        (sync mux: returns False once no more events will come; async mux: awaitable)."""
+        if self._is_async:
+            self._bind_pump(None, pump)
+        else:
+            self._bind_pump(pump, None)
+
     def _make_child(self, scope: tuple[str, ...]) -> StreamMux:
         """A mux for the subgraph at ``scope``, with fresh transformers from the factories."""
         if self._factories is None:
@@ -206,6 +220,10 @@ class StreamMux:
         child = StreamMux(factories=self._factories, scope=scope, is_async=self._is_async,
                           _child=True)
         child._bind_pump(self._pump, self._apump)
+        child._stamp = self._stamp
+        child._events._set_stamper(self._stamp)
+        for channel in child._channels:
+            channel._set_stamper(self._stamp)
         return child
 
     # -- events -----------------------------------------------------------------------

@@ -107,10 +107,15 @@ class _RunState(_Projections):
 class GraphRunStream(_RunState):
     """The sync run stream of ``graph.stream_events(..., version="v3")``."""
 
-    def __init__(self, parts: Iterator[dict[str, Any]], mux: StreamMux) -> None:
+    def __init__(
+        self, parts: Iterator[dict[str, Any]] | None, mux: StreamMux, *, wire_pump: bool = True
+    ) -> None:
+        """``parts``: the graph's stream parts; ``wire_pump=False`` leaves the mux's pump to
+        the caller (``mux.bind_pump``), whose pushes then drive the projections."""
         self._setup(mux)
-        self._parts = parts
-        mux._bind_pump(self._pump_one, None)
+        self._parts = parts if parts is not None else iter(())
+        if wire_pump:
+            mux._bind_pump(self._pump_one, None)
 
     # -- driving the graph --------------------------------------------------------------
 
@@ -189,9 +194,11 @@ class GraphRunStream(_RunState):
         return self._interleave(channels)
 
     def _interleave(self, channels: list[tuple[str, StreamChannel[Any]]]) -> Iterator[Any]:
-        for _, channel in channels:
-            channel._subscribe(is_async=False)
+        subscribed: list[StreamChannel[Any]] = []
         try:
+            for _, channel in channels:
+                channel._subscribe(is_async=False)
+                subscribed.append(channel)
             while True:
                 ready = _next_ready(channels)
                 if ready is not None:
@@ -199,12 +206,12 @@ class GraphRunStream(_RunState):
                     continue
                 if _all_closed(channels):
                     return
-                if not self._pump_one() and _next_ready_empty(channels):
-                    if _all_closed(channels):
-                        return
+                pump = self._mux._pump
+                if (pump is None or not pump()) and _next_ready_empty(channels):
+                    _all_closed(channels)
                     return
         finally:
-            for _, channel in channels:
+            for channel in subscribed:  # (not one another reader holds)
                 channel._unsubscribe()
 
     # -- stopping ---------------------------------------------------------------------
@@ -229,17 +236,27 @@ def _next_ready_empty(channels: list[tuple[str, StreamChannel[Any]]]) -> bool:
     return all(not channel._items for _, channel in channels)
 
 
+async def _no_parts() -> AsyncIterator[dict[str, Any]]:
+    return
+    yield  # an async generator that yields nothing
+
+
 class AsyncGraphRunStream(_RunState):
     """The async run stream of ``await graph.astream_events(..., version="v3")``."""
 
-    def __init__(self, parts: AsyncIterator[dict[str, Any]], mux: StreamMux) -> None:
+    def __init__(
+        self, parts: AsyncIterator[dict[str, Any]] | None, mux: StreamMux, *,
+        wire_pump: bool = True,
+    ) -> None:
+        """See ``GraphRunStream``."""
         self._setup(mux)
-        self._parts = parts
+        self._parts = parts if parts is not None else _no_parts()
         self._queue: asyncio.Queue[Any] | None = None
         self._producer: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
         self._aborted = False
-        mux._bind_pump(None, self._apump_one)
+        if wire_pump:
+            mux._bind_pump(None, self._apump_one)
 
     # -- driving the graph --------------------------------------------------------------
 
@@ -346,9 +363,11 @@ class AsyncGraphRunStream(_RunState):
     async def _ainterleave(
         self, channels: list[tuple[str, StreamChannel[Any]]]
     ) -> AsyncIterator[tuple[str, Any]]:
-        for _, channel in channels:
-            channel._subscribe(is_async=True)
+        subscribed: list[StreamChannel[Any]] = []
         try:
+            for _, channel in channels:
+                channel._subscribe(is_async=True)
+                subscribed.append(channel)
             while True:
                 ready = _next_ready(channels)
                 if ready is not None:
@@ -356,11 +375,12 @@ class AsyncGraphRunStream(_RunState):
                     continue
                 if _all_closed(channels):
                     return
-                if not await self._apump_one() and _next_ready_empty(channels):
+                pump = self._mux._apump
+                if (pump is None or not await pump()) and _next_ready_empty(channels):
                     _all_closed(channels)
                     return
         finally:
-            for _, channel in channels:
+            for channel in subscribed:  # (not one another reader holds)
                 channel._unsubscribe()
 
     # -- stopping ---------------------------------------------------------------------

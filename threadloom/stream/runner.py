@@ -96,9 +96,20 @@ def open_run_stream(
     is_async: bool,
     **kwargs: Any,
 ) -> GraphRunStream | AsyncGraphRunStream:
-    """The run stream of ``graph`` on ``input``; nothing runs until it is read."""
-    kwargs.pop("stream_mode", None)
-    kwargs.pop("subgraphs", None)
+    """The run stream of ``graph`` on ``input``; nothing runs until it is read.
+
+    ``kwargs`` go on to the graph's ``stream``/``astream`` (``context=``, ...), with
+    ``interrupt_before``, ``interrupt_after`` and ``control`` always passed (None when
+    not given). ``stream_mode`` and ``subgraphs`` are the run stream's own: refused."""
+    owned = [name for name in ("stream_mode", "subgraphs") if name in kwargs]
+    if owned:
+        raise TypeError(
+            f"stream_events(version='v3') sets {' and '.join(owned)} itself (every mode its "
+            "transformers need, subgraphs included): leave them out and read the "
+            "projections (run.values, run.messages, ...) instead"
+        )
+    for name in ("interrupt_before", "interrupt_after", "control"):
+        kwargs.setdefault(name, None)
     parent = _parent_ns(config)
     conf = (config or {}).get("configurable") or {}
     config = {**(config or {}), "configurable": {**conf, CONFIG_KEY_STREAM_MESSAGES_V2: True}}

@@ -3,8 +3,9 @@
 A channel is a buffer of items with at most one subscriber. It is lazy: until a
 consumer subscribes (by iterating it), pushes are dropped, so projections nobody reads
 cost nothing. Items are removed as they are consumed (drain on consume), and each item
-carries a stamp from a process-wide counter so several channels can be read in the
-order their items were pushed (``GraphRunStream.interleave``).
+carries a stamp from its run's counter (``StreamMux``; 0 for a channel no run wires) so
+several channels can be read in the order their items were pushed
+(``GraphRunStream.interleave``).
 
 A channel is bound to sync or async iteration once (the run binds it). When its buffer
 is empty and it is still open, the reader asks the run for more events through the
@@ -19,7 +20,6 @@ the built-in transformers).
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -28,12 +28,8 @@ __all__ = ["StreamChannel"]
 
 T = TypeVar("T")
 
-_stamps = itertools.count()
-
-
-def next_stamp() -> int:
-    """A process-wide increasing number: the order in which items were pushed."""
-    return next(_stamps)
+def _no_stamp() -> int:
+    return 0
 
 
 class StreamChannel(Generic[T]):
@@ -57,6 +53,8 @@ class StreamChannel(Generic[T]):
         self._pump: Callable[[], bool] | None = None
         self._apump: Callable[[], Any] | None = None
         self._waiter: asyncio.Event | None = None
+        # the run's counter: the order in which items were pushed across its channels
+        self._stamp: Callable[[], int] = _no_stamp
 
     @property
     def name(self) -> str | None:
@@ -71,6 +69,11 @@ class StreamChannel(Generic[T]):
                 f"{'async' if self._is_async else 'sync'} mode"
             )
         self._is_async = is_async
+
+    def _set_stamper(self, stamp: Callable[[], int]) -> None:
+        self._stamp = stamp
+        for child in self._fanout or ():
+            child._set_stamper(stamp)
 
     def _wire(self, fn: Callable[[T], None] | None) -> None:
         self._wire_fn = fn
@@ -95,7 +98,7 @@ class StreamChannel(Generic[T]):
             return
         if not self._subscribed:
             return
-        self._items.append((next_stamp(), item))
+        self._items.append((self._stamp(), item))
         if self._maxlen is not None:
             while len(self._items) > self._maxlen:
                 self._items.popleft()
@@ -201,6 +204,7 @@ class StreamChannel(Generic[T]):
             child: StreamChannel[T] = StreamChannel(self._name, maxlen=self._maxlen)
             child._bind(is_async=self._is_async)
             child._set_pump(self._pump, self._apump)
+            child._set_stamper(self._stamp)
             child._subscribed = True
             if self._closed:
                 child._closed = True

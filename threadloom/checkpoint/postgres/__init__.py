@@ -232,6 +232,14 @@ def _in_pipeline(conn: psycopg.Connection[Any]) -> Iterator[Any]:
             cursor.close()
 
 
+def in_caller_pipeline(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the caller put ``conn`` in pipeline mode (``with conn.pipeline():`` around
+    its use of the saver). A statement sent there only lands when a Sync follows, so the
+    saver then runs each whole op in a pipeline of its own (nested: its exit sends the
+    Sync that commits the op and reports its errors) instead of one bare statement."""
+    return conn.pgconn.pipeline_status != PipelineStatus.OFF
+
+
 @contextmanager
 def _autocommit(conn: psycopg.Connection[Any]) -> Iterator[None]:
     """Autocommit for the moment (no round trip: the connection is idle)."""
@@ -706,7 +714,7 @@ class PostgresSaver(SyncSqlSaver):
                 with conn.transaction(), conn.cursor(row_factory=tuple_row) as cursor:
                     return drive_sync(op, lambda q: _execute(cursor, q))
             with _autocommit(conn):
-                if atomic:
+                if atomic or in_caller_pipeline(conn):
                     # The whole op in one pipeline: one implicit transaction, ended by the
                     # pipeline's Sync; a round trip per query whose rows it needs, plus one.
                     with _in_pipeline(conn) as execute:

@@ -35,6 +35,7 @@ from threadloom.checkpoint.postgres import (
     MIGRATIONS,
     _flush_wal,
     _is_pool,
+    in_caller_pipeline,
     lock_conninfo,
     pg_sql,
     run_lock_key,
@@ -179,7 +180,8 @@ class AsyncPostgresSaver(AsyncSqlSaver):
                 async with conn.transaction(), conn.cursor(row_factory=tuple_row) as cursor:
                     return await drive_async(op, lambda q: _execute(cursor, q))
             async with _autocommit(conn):
-                if atomic:  # one implicit transaction (see PostgresSaver._run)
+                # one implicit transaction (see PostgresSaver._run)
+                if atomic or in_caller_pipeline(conn):
                     async with _in_pipeline(conn) as execute:
                         return await drive_async(op, execute)
                 async with conn.cursor(row_factory=tuple_row) as cursor:
