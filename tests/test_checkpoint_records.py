@@ -127,9 +127,18 @@ def test_debug_checkpoint_parent_config_is_as_history_shows_it() -> None:
     graph = (StateGraph(State).add_node("sub", _nested()).add_edge(START, "sub")
              .compile(checkpointer=InMemorySaver()))
     config = {"configurable": {"thread_id": "1"}}
-    for _ns, event in graph.stream({"value": 0}, config, stream_mode="debug", subgraphs=True):
-        if event["type"] == "checkpoint" and event["payload"]["parent_config"] is not None:
-            assert "checkpoint_map" not in event["payload"]["parent_config"]["configurable"]
+    streamed: dict[tuple[str, ...], list] = {}
+    for ns, event in graph.stream({"value": 0}, config, stream_mode="debug", subgraphs=True):
+        if event["type"] == "checkpoint":
+            streamed.setdefault(ns, []).append(event["payload"]["parent_config"])
+    assert len(streamed) == 3  # the graph, its subgraph and the subgraph inside that
+    for ns, parents in streamed.items():
+        history = graph.get_state_history(
+            {"configurable": {"thread_id": "1", "checkpoint_ns": "|".join(ns)}})
+        expected = [s.parent_config for s in reversed(list(history))]
+        # the same parent config, checkpoint_map (the path to a subgraph) included
+        assert [p and p["configurable"] for p in parents] == [
+            p and p["configurable"] for p in expected]
 
 
 def test_exit_durability_saves_no_checkpoint_of_a_finished_subgraph() -> None:
