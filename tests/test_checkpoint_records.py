@@ -108,9 +108,18 @@ def test_debug_checkpoint_parent_config_is_as_history_shows_it() -> None:
     graph = (StateGraph(State).add_node("sub", _nested()).add_edge(START, "sub")
              .compile(checkpointer=InMemorySaver()))
     config = {"configurable": {"thread_id": "1"}}
+    streamed: dict[str, list] = {}
     for _ns, event in graph.stream({"value": 0}, config, stream_mode="debug", subgraphs=True):
-        if event["type"] == "checkpoint" and event["payload"]["parent_config"] is not None:
-            assert "checkpoint_map" not in event["payload"]["parent_config"]["configurable"]
+        if event["type"] == "checkpoint":
+            ns = event["payload"]["config"]["configurable"]["checkpoint_ns"]
+            streamed.setdefault(ns, []).append(event["payload"]["parent_config"])
+    assert len(streamed) == 3  # the root, the subgraph and the one nested in it
+    for ns, parents in streamed.items():
+        history = graph.get_state_history(
+            {"configurable": {"thread_id": "1", "checkpoint_ns": ns}})
+        assert parents == [snap.parent_config for snap in history][::-1]
+        # a subgraph's also names its ancestors' checkpoints (LangGraph's checkpoint_map)
+        assert all("checkpoint_map" in p["configurable"] for p in parents[1:] if ns)
 
 
 def test_exit_durability_saves_no_checkpoint_of_a_finished_subgraph() -> None:
