@@ -72,7 +72,6 @@ deadline first (requests without a deadline last)."""
 # keeps the requests it had until its run ends (a request being answered stays listed
 # until the answer is applied, rather than vanishing and coming back).
 _THREAD_STATUSES = ("interrupted", "error", "busy")
-_PAGE = 500
 _SUMMARY_CHARS = 120
 
 
@@ -203,25 +202,24 @@ class ApprovalService:
         return utcnow()
 
     async def all_pending(self, user: AuthUser | None = None) -> list[PendingRequest]:
-        """Every pending request on the threads ``user`` may read (None: all threads)."""
+        """Every pending request on the threads ``user`` may read (None: all threads).
+
+        One query for every status a thread with pending requests may have: threads move
+        between busy and interrupted while it reads, and a look made of one query per
+        status (or per page) could see such a thread in none of them - the feed then
+        took its requests for answered and, a moment later, for asked again."""
         out: list[PendingRequest] = []
-        for status in _THREAD_STATUSES:
-            offset = 0
-            while True:
-                if user is None:
-                    page = await self.ctx.storage.search_threads(
-                        ids=None, metadata=None, values=None, status=status, limit=_PAGE,
-                        offset=offset, sort_by=None, sort_order=None,
-                    )
-                else:
-                    page = await self.threads.search(
-                        user, {"status": status, "limit": _PAGE, "offset": offset}
-                    )
-                for thread in page:
-                    out += pending_requests(thread)
-                if len(page) < _PAGE:
-                    break
-                offset += _PAGE
+        if user is None:
+            threads = await self.ctx.storage.search_threads(
+                ids=None, metadata=None, values=None, status=_THREAD_STATUSES, limit=-1,
+                offset=0, sort_by=None, sort_order=None,
+            )
+        else:
+            threads = await self.threads.search(
+                user, {"status": _THREAD_STATUSES, "limit": -1, "offset": 0}
+            )
+        for thread in threads:
+            out += pending_requests(thread)
         return out
 
     async def thread_filter(self, user: AuthUser) -> dict[str, Any] | None:

@@ -161,13 +161,14 @@ class Storage(abc.ABC):
         ids: Sequence[str] | None,
         metadata: dict[str, Any] | None,
         values: dict[str, Any] | None,
-        status: str | None,
+        status: str | Sequence[str] | None,
         limit: int,
         offset: int,
         sort_by: str | None,
         sort_order: str | None,
     ) -> list[dict]:
-        """Threads matching every filter (metadata, values: containment)."""
+        """Threads matching every filter (metadata, values: containment; ``status``: one
+        status or any of several), from one query; ``limit`` < 0: all of them."""
 
     @abc.abstractmethod
     async def count_threads(

@@ -67,6 +67,7 @@ from threadloom.server.storage.rows import (
     page,
     public_thread,
     run_row,
+    statuses_of,
     thread_row,
     thread_values,
     to_json,
@@ -574,8 +575,8 @@ class PostgresStorage(Storage):
         sql = f"SELECT {THREAD_COLS} FROM server_threads WHERE true"
         args: list[Any] = []
         if status is not None:
-            sql += " AND status = %s"
-            args.append(status)
+            sql += " AND status = ANY(%s)"
+            args.append(statuses_of(status))
         if ids:
             sql += " AND thread_id = ANY(%s)"
             args.append(list(ids))
@@ -656,8 +657,8 @@ class PostgresStorage(Storage):
         sql = f"SELECT {RUN_COLS} FROM server_runs WHERE thread_id = %s"
         args: list[Any] = [thread_id]
         if status is not None:
-            sql += " AND status = %s"
-            args.append(status)
+            sql += " AND status = ANY(%s)"
+            args.append(statuses_of(status))
         sql += " ORDER BY seq DESC LIMIT %s OFFSET %s"
         args += [limit if limit >= 0 else None, offset]  # NULL: no limit
         return [run_row(r) for r in await self._rows(sql, args)]

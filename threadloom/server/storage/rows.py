@@ -31,6 +31,7 @@ __all__ = [
     "page",
     "public_thread",
     "run_row",
+    "statuses_of",
     "thread_row",
     "thread_values",
     "to_json",
@@ -146,6 +147,12 @@ def order_by(sort_by: str | None, sort_order: str | None, allowed: set[str],
     column = sort_by if sort_by in allowed else default
     direction = "ASC" if (sort_order or "").lower() == "asc" else "DESC"
     return f"{column} {direction}"
+
+
+def statuses_of(status: str | Sequence[str]) -> list[str]:
+    """A thread search's ``status`` filter as a list: one status, or any of several (one
+    query, so a thread changing status meanwhile is seen once, in one of them)."""
+    return [status] if isinstance(status, str) else list(status)
 
 
 def page(rows: list[dict], limit: int, offset: int) -> list[dict]:

@@ -48,6 +48,7 @@ from threadloom.server.storage.rows import (
     merge_thread,
     next_assistant_version,
     public_thread,
+    statuses_of,
     thread_values,
 )
 from threadloom.server.storage.rows import order_by as _order
@@ -444,8 +445,9 @@ class SqliteStorage(Storage):
         sql = f"SELECT {_THREAD_COLS} FROM server_threads WHERE 1=1"
         args: list[Any] = []
         if status is not None:
-            sql += " AND status = ?"
-            args.append(status)
+            statuses = statuses_of(status)
+            sql += f" AND status IN ({','.join('?' * len(statuses))})"
+            args.extend(statuses)
         if ids:
             sql += f" AND thread_id IN ({','.join('?' * len(ids))})"
             args.extend(ids)
