@@ -8,6 +8,10 @@
   ``finance`` role (a 2-of-2 quorum); the recipient, subject and body may be edited.
 * ``refund`` - a refund over a limit waits for ``finance``, with a deadline taken from
   the input (``deadline_seconds``): when nobody decides in time it is rejected.
+* ``question`` - a plain ``interrupt(value)`` asking for a post's title: the inbox lists
+  it as an "answer" item, shows the value and sends back the reviewer's text or JSON.
+* ``publish`` - a static breakpoint (``interrupt_before=["publish"]``): the inbox lists
+  the paused thread as a "resume" item.
 
 The model is scripted (offline, reproducible). Graphs are compiled without a
 checkpointer: the server runs them on its own.
@@ -15,6 +19,7 @@ checkpointer: the server runs them on its own.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Annotated, Any, TypedDict
 
@@ -34,6 +39,7 @@ from threadloom.hitl import (
     uses_approvals,
 )
 from threadloom.prebuilt import ScriptedChatModel, ToolNode
+from threadloom.types import interrupt
 
 # -- files: the seed's tool-approval agent ---------------------------------------------------
 
@@ -200,3 +206,42 @@ _refund.add_node("refund", refund_node)
 _refund.add_edge(START, "refund")
 _refund.add_edge("refund", END)
 refund = _refund.compile(hooks=[ApprovalHooks()])
+
+# -- question and publish: a plain interrupt and a static breakpoint -------------------------
+
+
+class DraftState(TypedDict, total=False):
+    topic: str
+    title: str
+    published: str
+
+
+def ask_title(state: DraftState) -> dict:
+    """A plain ``interrupt(value)``: the inbox shows the value and sends back the answer."""
+    answer = interrupt({"question": "Which title should the post have?",
+                        "topic": state.get("topic", "")})
+    return {"title": answer if isinstance(answer, str) else json.dumps(answer)}
+
+
+def write_post(state: DraftState) -> dict:
+    return {"title": state.get("title") or f"Notes on {state.get('topic', 'nothing')}"}
+
+
+def publish_post(state: DraftState) -> dict:
+    return {"published": f"published: {state.get('title')}"}
+
+
+_question = StateGraph(DraftState)
+_question.add_node("ask", ask_title)
+_question.add_edge(START, "ask")
+_question.add_edge("ask", END)
+question = _question.compile()
+
+_publish = StateGraph(DraftState)
+_publish.add_node("write", write_post)
+_publish.add_node("publish", publish_post)
+_publish.add_edge(START, "write")
+_publish.add_edge("write", "publish")
+_publish.add_edge("publish", END)
+# a static breakpoint: every run stops before publishing until someone resumes it
+publish = _publish.compile(interrupt_before=["publish"])

@@ -431,3 +431,57 @@ def test_every_look_sees_a_request_whose_thread_goes_busy_and_back(inbox: Inbox)
     looks, missed = asyncio.run_coroutine_threadsafe(race(), inbox.server.loop).result(120)
     assert looks > 10
     assert missed == 0, f"{missed} of {looks} looks did not see the request exactly once"
+
+
+def test_plain_interrupts_and_static_pauses_are_answered_by_the_signed_in_reviewer(
+    inbox: Inbox,
+) -> None:
+    """A plain ``interrupt(value)`` is listed as an "answer" item showing the value, a
+    static ``interrupt_before`` pause as a "resume" item; answering them records the
+    signed-in reviewer, and a second answer is refused as overtaken."""
+    asked = inbox.start("question", {"topic": "graphs"})
+    paused = inbox.start("publish", {"topic": "graphs"})
+    (question,) = inbox.rows(BOB, asked)
+    assert question["kind"] == "answer" and question["allowed"] == ["answer"]
+    assert question["value"] == {"question": "Which title should the post have?",
+                                 "topic": "graphs"}
+    assert question["asked_by"] == "carol" and "Which title" in question["summary"]
+    (pause,) = inbox.rows(BOB, paused)
+    assert pause["kind"] == "resume" and pause["request_id"] == "resume"
+    with inbox.http(BOB) as http:
+        page = http.get(f"/approvals/threads/{paused}/requests/resume").json()
+        assert page["requests"][0]["next"] == ["publish"]
+        assert page["context"]["values"]["title"] == "Notes on graphs"
+        mixed = http.post(f"/approvals/threads/{asked}/decisions", json={"answers": [
+            {**answer(question, "answer"), "value": "x"}, answer(pause, "resume")]})
+        assert mixed.status_code == 422 and "alone" in mixed.json()["detail"]
+    wrong = decide(inbox, BOB, asked, answer(question, "resume"))
+    assert wrong.status_code == 422 and "'answer'" in wrong.json()["detail"]
+    done = decide(inbox, BOB, asked, {**answer(question, "answer"), "value": "Graphs, gently"})
+    assert done.status_code == 200, done.text
+    (decision,) = done.json()["decisions"]
+    assert decision["who"]["id"] == "bob" and decision["value"] == "Graphs, gently"
+    assert done.json()["thread_status"] == "idle"
+    assert inbox.state(asked)["title"] == "Graphs, gently"
+    again = decide(inbox, ALICE, asked, {**answer(question, "answer"), "value": "Other"})
+    assert again.status_code == 409 and again.json()["reason"] == "overtaken"
+    assert "already answered: 'answer' by bob" in again.json()["detail"]
+    assert inbox.rows(BOB, asked) == []
+    # a JSON answer reaches the node as JSON
+    asked_again = inbox.start("question", {"topic": "json"})
+    (row,) = inbox.rows(ALICE, asked_again)
+    assert decide(inbox, ALICE, asked_again,
+                  {**answer(row, "answer"), "value": {"title": "T"}}).status_code == 200
+    assert inbox.state(asked_again)["title"] == '{"title": "T"}'
+    # the static pause
+    resumed = decide(inbox, ALICE, paused, answer(pause, "resume"))
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["decisions"][0]["who"]["id"] == "alice"
+    assert inbox.state(paused)["published"] == "published: Notes on graphs"
+    late = decide(inbox, BOB, paused, answer(pause, "resume"))
+    assert late.status_code == 409 and "already answered: 'resume' by alice" in (
+        late.json()["detail"])
+    with inbox.http(BOB) as http:
+        audit = http.get(f"/approvals/threads/{paused}/audit").json()
+    assert audit["verified"] is True
+    assert [(r["event"], r["who"]["id"]) for r in audit["records"]] == [("decision", "alice")]

@@ -303,3 +303,46 @@ def test_a_decision_overtaken_by_another_reviewer_is_refused(
     assert "already answered: 'accept' by alice" in error
     assert bob.get_attribute("#decide-error", "data-reason") == "overtaken"
     assert inbox.state(thread)["outcome"] == "refunded 129.90 EUR"
+
+
+def test_a_plain_interrupt_is_answered_and_a_breakpoint_resumed(
+    inbox: Inbox, open_page: Any
+) -> None:
+    """A plain ``interrupt(value)`` and a static ``interrupt_before`` pause are listed
+    beside the approvals; the page shows the value, sends a JSON answer, resumes the
+    pause, and refuses a second answer as overtaken."""
+    asked = inbox.start("question", {"topic": "graphs"})
+    paused = inbox.start("publish", {"topic": "graphs"})
+    bob = open_page()
+    sign_in(bob, inbox, BOB)
+    row(bob, asked, "answer").wait_for()
+    assert "Which title should the post have?" in row(bob, asked, "answer").inner_text()
+    assert "Resume" in row(bob, paused, "resume").inner_text()
+    row(bob, asked, "answer").locator("a").click()
+    bob.wait_for_selector("#decide-form")
+    (question,) = inbox.rows(BOB, asked)
+    assert '"topic": "graphs"' in bob.inner_text(".interrupt-value")
+    bob.check(f"#as-{question['request_id']}-json")
+    bob.fill(f"#answer-{question['request_id']}", "{not json")
+    submit(bob)
+    assert "not valid JSON" in bob.inner_text("#decide-error")
+    bob.fill(f"#answer-{question['request_id']}", '{"title": "Graphs, gently"}')
+    bob.click("#submit")
+    bob.wait_for_selector("#outcome h2")
+    assert "bob answer answer" in bob.inner_text("#outcome")
+    assert inbox.state(asked)["title"] == '{"title": "Graphs, gently"}'
+    # the breakpoint: alice opens it too, bob resumes first, alice is refused
+    alice = open_page()
+    sign_in(alice, inbox, ALICE)
+    open_request(alice, inbox, paused, "resume")
+    assert "Next: publish" in alice.inner_text("#decide-form")
+    open_request(bob, inbox, paused, "resume")
+    choose(bob, "resume", "resume")
+    assert bob.inner_text("#submit") == "Resume"
+    submit(bob)
+    assert "bob resume resume" in bob.inner_text("#outcome")
+    assert inbox.state(paused)["published"] == "published: Notes on graphs"
+    choose(alice, "resume", "resume")
+    submit(alice)
+    assert "already answered: 'resume' by bob" in alice.inner_text("#decide-error")
+    assert alice.get_attribute("#decide-error", "data-reason") == "overtaken"

@@ -187,6 +187,11 @@
     const row = data.row || {};
     const d = data.decision || {};
     const who = (d.who && d.who.id) || "someone";
+    if (row.kind === "answer" || row.kind === "resume") {
+      if (kind === "requested") return `New ${row.kind === "answer" ? "question" : "pause"}: ${row.summary}`;
+      if (kind === "answered") return `${who} ${row.kind === "answer" ? "answered" : "resumed"} ${row.summary}`;
+      return `${row.summary}: withdrawn, the thread moved on`;
+    }
     if (kind === "requested") return `New request: ${row.action} (${row.summary})`;
     if (kind === "expired") {
       return `${row.action} expired: its deadline decided ${d.decision || "it"}`;
@@ -407,6 +412,18 @@
 
   function renderRow(row) {
     const href = `#/r/${encodeURIComponent(row.thread_id)}/${encodeURIComponent(row.request_id)}`;
+    if (row.kind === "answer" || row.kind === "resume") {
+      return h("li", { class: "row status-" + row.status + " kind-" + row.kind,
+                       "data-key": row.key, "data-action": row.action, "data-kind": row.kind },
+        h("a", { href, class: "row-link" },
+          h("span", { class: "row-main" },
+            h("strong", { class: "action" }, row.kind === "answer" ? "Answer" : "Resume"),
+            h("code", { class: "summary" }, row.summary)),
+          h("span", { class: "row-meta" },
+            h("span", {}, `${row.graph_id || "graph?"} · thread ${shortId(row.thread_id)}`),
+            h("span", {}, `asked by ${row.asked_by || "unknown"} ${ago(row.asked_at)}`),
+            h("span", { class: "badge" }, row.kind === "answer" ? "interrupt" : "breakpoint"))));
+    }
     return h("li", { class: "row status-" + row.status, "data-key": row.key,
                      "data-action": row.action },
       h("a", { href, class: "row-link" },
@@ -531,7 +548,62 @@
         h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, h("code", {}, json(v)))))));
   }
 
+  // a plain interrupt (answered with text or JSON) or a static pause (resumed)
+  function openBlock(req) {
+    const rid = req.request_id;
+    const block = h("fieldset", { class: "request card", "data-request-id": rid,
+                                  "data-kind": req.kind },
+      h("legend", {}, req.kind === "answer" ? "The graph asks" : "The graph is paused"),
+      h("ul", { class: "facts" },
+        h("li", {}, `Asked by ${req.asked_by || "unknown"} at ${when(req.asked_at)}`),
+        req.next && req.next.length ? h("li", {}, "Next: " + req.next.join(", ")) : null));
+    if (req.kind === "resume") {
+      block.append(h("p", {}, "It stopped at a breakpoint. Resume it to let it continue."),
+        h("div", { class: "choice" },
+          h("input", { type: "radio", id: `choice-${rid}-resume`, name: `choice-${rid}`,
+                       value: "resume", required: true }),
+          h("label", { for: `choice-${rid}-resume` }, h("strong", {}, "Resume"))));
+      block.addEventListener("change", updateSubmit);
+      return block;
+    }
+    const valueId = `answer-${rid}`;
+    block.append(
+      h("pre", { class: "values interrupt-value" }, JSON.stringify(req.value, null, 2)),
+      h("input", { type: "hidden", name: `choice-${rid}`, value: "answer" }),
+      h("fieldset", { class: "choices" }, h("legend", {}, "Send the answer as"),
+        [["text", "Text"], ["json", "JSON"]].map(([v, label]) => h("div", { class: "choice" },
+          h("input", { type: "radio", id: `as-${rid}-${v}`, name: `as-${rid}`, value: v,
+                       checked: v === "text" }),
+          h("label", { for: `as-${rid}-${v}` }, label)))),
+      h("label", { for: valueId }, "Your answer"),
+      h("textarea", { id: valueId, class: "answer-value", rows: 3, required: true }));
+    return block;
+  }
+
+  function openAnswer(block, req, problems) {
+    const answer = { request_id: req.request_id, digest: req.digest, type: req.kind };
+    if (req.kind === "resume") {
+      if (!block.querySelector("input[type=radio]:checked")) {
+        problems.push("Choose Resume to let the graph continue.");
+      }
+      return answer;
+    }
+    const text = block.querySelector("textarea.answer-value").value;
+    const asJson = block.querySelector(`input[name="as-${CSS.escape(req.request_id)}"]:checked`);
+    if (asJson && asJson.value === "json") {
+      try { answer.value = JSON.parse(text); } catch (e) {
+        problems.push("The answer is not valid JSON.");
+      }
+    } else if (!text.trim()) {
+      problems.push("Write your answer.");
+    } else {
+      answer.value = text;
+    }
+    return answer;
+  }
+
   function requestBlock(req, index) {
+    if (req.kind === "answer" || req.kind === "resume") return openBlock(req);
     const rid = req.request_id;
     const allowed = CHOICES.filter(([t]) => req.allowed.includes(t));
     const choices = h("fieldset", { class: "choices" },
@@ -594,6 +666,11 @@
     if (!form || !state.batch) return;
     const blocks = [...form.querySelectorAll("fieldset.request")];
     const chosen = blocks.filter((b) => b.querySelector("input[type=radio]:checked")).length;
+    if (blocks.length === 1 && blocks[0].dataset.kind) {
+      document.getElementById("submit").textContent =
+        blocks[0].dataset.kind === "answer" ? "Send answer" : "Resume";
+      return;
+    }
     const button = document.getElementById("submit");
     const n = blocks.length;
     button.textContent = n > 1 ? `Submit ${n} decisions together` : "Submit decision";
@@ -626,8 +703,10 @@
 
   function decisionLine(d) {
     const who = (d.who && d.who.id) || "unknown";
+    const said = d.message ? ` — “${d.message}”`
+      : d.value !== null && d.value !== undefined ? ` — ${json(d.value)}` : "";
     return h("li", {}, h("strong", {}, who), ` ${d.decision} ${d.action} (${d.request_id})`,
-      d.message ? ` — “${d.message}”` : "", ` at ${when(d.at)}; ${d.status}`,
+      said, ` at ${when(d.at)}; ${d.status}`,
       d.via_deadline ? " (by the deadline)" : "");
   }
 
@@ -649,7 +728,9 @@
     const first = batch.requests[0];
     if (first && first.now) state.skew = new Date(first.now).getTime() - Date.now();
     const title = batch.requests.length > 1
-      ? `Decide ${batch.requests.length} calls paused together` : `Decide: ${first.action}`;
+      ? `Decide ${batch.requests.length} calls paused together`
+      : first.kind === "answer" ? "Answer the graph"
+      : first.kind === "resume" ? "Resume the graph" : `Decide: ${first.action}`;
     const form = h("form", { id: "decide-form", novalidate: true },
       batch.requests.map(requestBlock),
       batch.hidden ? h("p", { class: "muted" },
@@ -683,6 +764,10 @@
     for (const block of form.querySelectorAll("fieldset.request")) {
       const rid = block.dataset.requestId;
       const req = state.batch.requests.find((r) => r.request_id === rid);
+      if (req.kind === "answer" || req.kind === "resume") {
+        answers.push(openAnswer(block, req, problems));
+        continue;
+      }
       const picked = block.querySelector("input[type=radio]:checked");
       if (!picked) { problems.push(`Choose a decision for ${req.action} (${rid}).`); continue; }
       const answer = { request_id: rid, digest: req.digest, type: picked.value };
@@ -742,6 +827,7 @@
     if (r.event === "decision") {
       const parts = [`${r.decision} ${r.action} (${r.request_id})`];
       if (r.message) parts.push(`“${r.message}”`);
+      if (r.value !== null && r.value !== undefined) parts.push(json(r.value));
       if (r.args_diff) {
         const c = r.args_diff.changed || {};
         for (const [k, v] of Object.entries(c)) parts.push(`${k}: ${json(v.from)} → ${json(v.to)}`);

@@ -2,6 +2,8 @@
 
     GET  /approvals/me                                   who is signed in, with which roles
     GET  /approvals?graph=&status=&assignee=&sort=       pending requests the caller may decide
+                                                         (approvals; plain interrupts: kind
+                                                         "answer"; static pauses: "resume")
     GET  /approvals/stream                               server-sent events: requested,
                                                          answered, expired, withdrawn
     GET  /approvals/threads/{tid}/requests/{rid}         a request and those paused with it
@@ -37,10 +39,12 @@ class Answer(BaseModel):
 
     request_id: str
     digest: str
-    type: Literal["accept", "edit", "reject", "response", "ignore"]
+    type: Literal["accept", "edit", "reject", "response", "ignore", "answer", "resume"]
     args: dict[str, Any] | None = Field(default=None, description="an edit's new arguments")
     message: str | None = Field(default=None,
                                 description="a rejection's reason, a response's text")
+    value: Any = Field(default=None, description="an interrupt's answer (any JSON): what "
+                       "interrupt(...) returns in the node")
 
 
 class Decisions(BaseModel):

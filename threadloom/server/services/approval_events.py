@@ -34,7 +34,7 @@ from typing import Any
 from threadloom.hitl.clock import to_iso
 from threadloom.server.auth import SERVER
 from threadloom.server.errors import Conflict
-from threadloom.server.services.approvals import ApprovalService, PendingRequest
+from threadloom.server.services.approvals import ApprovalService, Pending
 from threadloom.server.services.runs import RunService
 
 __all__ = ["ApprovalEvent", "ApprovalFeed"]
@@ -49,8 +49,8 @@ class ApprovalEvent:
     ``decision`` that made the change."""
 
     kind: str
-    item: PendingRequest
-    previous: PendingRequest | None
+    item: Pending
+    previous: Pending | None
     pending: bool
     decision: dict[str, Any] | None = None
 
@@ -64,7 +64,7 @@ class ApprovalFeed:
         self.runs = runs
         self.interval = interval
         self.sweep = sweep
-        self._known: dict[str, PendingRequest] | None = None
+        self._known: dict[str, Pending] | None = None
         self._subscribers: set[asyncio.Queue[ApprovalEvent]] = set()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -141,13 +141,13 @@ class ApprovalFeed:
             await self._apply_deadlines(items)
         return events
 
-    async def _apply_deadlines(self, items: list[PendingRequest]) -> None:
+    async def _apply_deadlines(self, items: list[Pending]) -> None:
         from threadloom.hitl.deadlines import due_requests
         from threadloom.hitl.hooks import graph_identity, hooks_of
 
         if not await self.approvals.ctx.storage.lead("deadlines"):
             return  # another worker process applies them (PostgreSQL: one at a time)
-        threads: dict[str, PendingRequest] = {}
+        threads: dict[str, Pending] = {}
         for item in items:
             threads.setdefault(item.thread_id, item)
         graphs = self.approvals.ctx.graphs

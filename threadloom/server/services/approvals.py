@@ -15,12 +15,19 @@ The approval inbox (``/inbox``) is built on this service, through the routes of
   nothing; an overtaken one (answered by someone else, expired, the thread moved on) is
   refused with the reason, read from the audit log. The run then applies the batch
   atomically: the graph's approval hooks validate all answers before writing any.
+* **Plain interrupts and static pauses** (``PendingInterrupt``): an ``interrupt(value)``
+  that is not an approval request is listed as an "answer" item and answered with any
+  JSON value (``Command(resume={interrupt_id: value})``); a thread stopped by a static
+  ``interrupt_before``/``interrupt_after`` is a "resume" item (request id ``"resume"``),
+  resumed by a run with no input. Either is refused when it is no longer what the
+  reviewer saw; the answer is written to the audit log under the caller's identity.
 * **The audit trail** of a thread, with its hash chain verified (the log's anchor and
   the anchors kept in the thread's checkpoints), and as JSON Lines.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -54,8 +61,11 @@ __all__ = [
     "SORTS",
     "STATUSES",
     "ApprovalService",
+    "Pending",
+    "PendingInterrupt",
     "PendingRequest",
     "may_decide",
+    "pending_items",
     "pending_requests",
     "refusal",
 ]
@@ -107,6 +117,68 @@ class PendingRequest:
                 json.dumps(r.deadline, sort_keys=True), r.reviewers.to_dict()["roles"])
 
 
+    kind = "approval"
+
+    @property
+    def request_id(self) -> str:
+        return self.request.id
+
+    @property
+    def digest(self) -> str:
+        return self.request.digest
+
+
+class PendingInterrupt:
+    """A pause that is not a ``threadloom.hitl`` request: a plain ``interrupt(value)``
+    waiting for an answer (``kind`` ``"answer"``), or a static ``interrupt_before`` /
+    ``interrupt_after`` pause waiting to be resumed (``kind`` ``"resume"``, request id
+    ``"resume"``). Any reviewer who may read the thread may answer it."""
+
+    __slots__ = ("interrupt_id", "kind", "thread", "value")
+
+    def __init__(self, thread: dict[str, Any], kind: str, interrupt_id: str | None = None,
+                 value: Any = None) -> None:
+        self.thread = thread
+        self.kind = kind
+        self.interrupt_id = interrupt_id
+        self.value = value
+
+    @property
+    def thread_id(self) -> str:
+        return str(self.thread["thread_id"])
+
+    @property
+    def graph_id(self) -> str | None:
+        return (self.thread.get("metadata") or {}).get("graph_id")
+
+    @property
+    def request_id(self) -> str:
+        return self.interrupt_id if self.kind == "answer" else RESUME  # type: ignore[return-value]
+
+    @property
+    def digest(self) -> str:
+        """Changes when the pause is another one: the interrupt's value, or (a static
+        pause) the moment the thread's state last changed."""
+        what = (self.interrupt_id, self.value) if self.kind == "answer" else (
+            self.thread.get("state_updated_at"))
+        text = json.dumps(what, sort_keys=True, default=str)
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def key(self) -> str:
+        return f"{self.thread_id}/{self.request_id}/{self.digest[7:23]}"
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        return (self.digest,)
+
+
+Pending = PendingRequest | PendingInterrupt
+"""One item of the inbox: an approval request, a plain interrupt, or a static pause."""
+
+RESUME = "resume"
+"""The request id of a thread's static pause (``interrupt_before``/``interrupt_after``)."""
+
+
 def pending_requests(thread: Mapping[str, Any]) -> list[PendingRequest]:
     """The approval requests pending on a thread record (its ``interrupts``)."""
     out = []
@@ -118,6 +190,20 @@ def pending_requests(thread: Mapping[str, Any]) -> list[PendingRequest]:
     return out
 
 
+def pending_items(thread: Mapping[str, Any]) -> list[Pending]:
+    """Everything waiting for a person on a thread record: its approval requests, its
+    plain interrupts, or - interrupted with no interrupt pending - its static pause."""
+    out: list[Pending] = list(pending_requests(thread))
+    interrupts = [i for group in (thread.get("interrupts") or {}).values() for i in group]
+    for intr in interrupts:
+        if requests_in(intr.get("value")) is None:
+            out.append(PendingInterrupt(dict(thread), "answer", str(intr["id"]),
+                                        intr.get("value")))
+    if not interrupts and thread.get("status") == "interrupted":
+        out.append(PendingInterrupt(dict(thread), "resume"))
+    return out
+
+
 def may_decide(user: AuthUser, request: ApprovalRequest) -> bool:
     """Whether ``user``'s roles let them decide ``request`` (any role it names; a
     request naming none is anyone's, but one counting people needs an identity)."""
@@ -125,6 +211,18 @@ def may_decide(user: AuthUser, request: ApprovalRequest) -> bool:
     if rule.roles:
         return user.is_authenticated and bool(set(user.permissions) & set(rule.roles))
     return user.is_authenticated or not rule.needs_identity
+
+
+def may_decide_item(user: AuthUser, item: Pending) -> bool:
+    """``may_decide`` for any inbox item: a plain interrupt or a static pause names no
+    role, so whoever may read its thread may answer it."""
+    return isinstance(item, PendingInterrupt) or may_decide(user, item.request)
+
+
+def _one_line(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False,
+                                                            default=str)
+    return text if len(text) <= _SUMMARY_CHARS else text[: _SUMMARY_CHARS - 1] + "…"
 
 
 def _summary(args: Mapping[str, Any]) -> str:
@@ -174,7 +272,7 @@ def decision_summary(record: Mapping[str, Any]) -> dict[str, Any]:
     """An audit ``decision`` record as the inbox shows it."""
     return {k: record.get(k) for k in (
         "seq", "request_id", "action", "decision", "message", "who", "at", "status",
-        "via_deadline", "args_diff", "digest", "approvals", "needed",
+        "via_deadline", "args_diff", "digest", "approvals", "needed", "value",
     )}
 
 
@@ -201,14 +299,15 @@ class ApprovalService:
                 return hooks.now()
         return utcnow()
 
-    async def all_pending(self, user: AuthUser | None = None) -> list[PendingRequest]:
-        """Every pending request on the threads ``user`` may read (None: all threads).
+    async def all_pending(self, user: AuthUser | None = None) -> list[Pending]:
+        """Everything pending on the threads ``user`` may read (None: all threads):
+        approval requests, plain interrupts and static pauses (``pending_items``).
 
         One query for every status a thread with pending requests may have: threads move
         between busy and interrupted while it reads, and a look made of one query per
         status (or per page) could see such a thread in none of them - the feed then
         took its requests for answered and, a moment later, for asked again."""
-        out: list[PendingRequest] = []
+        out: list[Pending] = []
         if user is None:
             threads = await self.ctx.storage.search_threads(
                 ids=None, metadata=None, values=None, status=_THREAD_STATUSES, limit=-1,
@@ -219,20 +318,20 @@ class ApprovalService:
                 user, {"status": _THREAD_STATUSES, "limit": -1, "offset": 0}
             )
         for thread in threads:
-            out += pending_requests(thread)
+            out += pending_items(thread)
         return out
 
     async def thread_filter(self, user: AuthUser) -> dict[str, Any] | None:
         """The auth handlers' filter on the threads ``user`` may search."""
         return await self.ctx.authorize(user, "threads", "search", {})
 
-    def visible(self, user: AuthUser, item: PendingRequest,
+    def visible(self, user: AuthUser, item: Pending,
                 thread_filter: Mapping[str, Any] | None) -> bool:
         """Whether ``user`` may see ``item`` (its thread passes the filter, its roles
         are the user's)."""
         if thread_filter and not matches(item.thread.get("metadata") or {}, thread_filter):
             return False
-        return may_decide(user, item.request)
+        return may_decide_item(user, item)
 
     async def asked_by(self, thread: Mapping[str, Any]) -> str | None:
         """Who started the work that asked: the caller of the thread's latest run that
@@ -252,13 +351,16 @@ class ApprovalService:
         self._asked_by[thread_id] = (stamp, who)
         return who
 
-    async def row(self, user: AuthUser, item: PendingRequest) -> dict[str, Any]:
-        """One pending request as the inbox lists it."""
+    async def row(self, user: AuthUser, item: Pending) -> dict[str, Any]:
+        """One pending item as the inbox lists it."""
+        if isinstance(item, PendingInterrupt):
+            return await self._open_row(item)
         r = item.request
         now = self.now(item.graph_id)
         deadline = r.deadline or None
         return {
             "key": item.key,
+            "kind": item.kind,
             "thread_id": item.thread_id,
             "graph_id": item.graph_id,
             "interrupt_id": item.interrupt_id,
@@ -288,6 +390,41 @@ class ApprovalService:
             "now": to_iso(now),
         }
 
+    async def _open_row(self, item: PendingInterrupt) -> dict[str, Any]:
+        """A plain interrupt or a static pause as the inbox lists it: what it shows (the
+        interrupt's value) and how it is answered (``allowed``: answer or resume)."""
+        answer = item.kind == "answer"
+        return {
+            "key": item.key,
+            "kind": item.kind,
+            "thread_id": item.thread_id,
+            "graph_id": item.graph_id,
+            "interrupt_id": item.interrupt_id,
+            "request_id": item.request_id,
+            "checkpoint_id": None,
+            "digest": item.digest,
+            "action": "answer" if answer else "resume",
+            "value": item.value,
+            "args": {},
+            "summary": _one_line(item.value) if answer else "paused at a breakpoint",
+            "description": None,
+            "asked_at": item.thread.get("state_updated_at"),
+            "asked_by": await self.asked_by(item.thread),
+            "deadline": None,
+            "roles": [],
+            "quorum": 1,
+            "rejections_needed": 1,
+            "approvals": [],
+            "rejections": [],
+            "escalation": None,
+            "edited": False,
+            "allowed": ["answer" if answer else "resume"],
+            "batch_size": 1,
+            "status": "waiting",
+            "you_approved": False,
+            "now": to_iso(self.now(item.graph_id)),
+        }
+
     async def pending(
         self,
         user: AuthUser,
@@ -309,7 +446,7 @@ class ApprovalService:
             raise Unprocessable(f"Invalid status {status!r}: use one of {list(STATUSES)}.")
         if sort not in SORTS:
             raise Unprocessable(f"Invalid sort {sort!r}: use one of {list(SORTS)}.")
-        mine = [i for i in await self.all_pending(user) if may_decide(user, i.request)]
+        mine = [i for i in await self.all_pending(user) if may_decide_item(user, i)]
         rows = [await self.row(user, i) for i in mine]
         graphs = sorted({r["graph_id"] for r in rows if r["graph_id"]})
         assignees = sorted({role for r in rows for role in r["roles"]})
@@ -343,6 +480,22 @@ class ApprovalService:
         (those the user may decide, and how many others wait for other roles), the
         conversation or state that led there, and the decisions given so far."""
         thread, graph, snapshot = await self._snapshot(user, thread_id)
+        item = _open_item(thread, snapshot, request_id)
+        if item is not None:
+            row = await self._open_row(item)
+            row["next"] = list(snapshot.next)
+            records = await self._audit(thread_id)
+            return {
+                "thread_id": thread_id,
+                "graph_id": item.graph_id,
+                "thread_status": thread.get("status"),
+                "interrupt_id": item.interrupt_id,
+                "requests": [row],
+                "hidden": 0,
+                "context": _context(snapshot.values),
+                "history": [decision_summary(r) for r in records
+                            if r.get("event") == "decision" and r.get("request_id") == request_id],
+            }
         for intr in snapshot.interrupts:
             requests = requests_in(intr.value)
             if not requests or request_id not in [r.id for r in requests]:
@@ -395,6 +548,14 @@ class ApprovalService:
         ids = [a["request_id"] for a in answers]
         if len(set(ids)) != len(ids):
             raise Unprocessable(f"Answer each request once; got {ids}.")
+        open_types = [a["type"] in OPEN_ANSWERS for a in answers]
+        if any(open_types):
+            if not all(open_types) or len(answers) > 1:
+                raise Unprocessable(
+                    f"An interrupt's answer or a resume is given alone, one per decision; "
+                    f"got {[a['type'] for a in answers]}."
+                )
+            return await self._decide_open(user, thread_id, answers[0])
         thread, graph, snapshot = await self._snapshot(user, thread_id)
         placed: dict[str, tuple[str, ApprovalRequest]] = {}
         for intr in snapshot.interrupts:
@@ -426,6 +587,31 @@ class ApprovalService:
             "command": {"resume": resume},
             "multitask_strategy": "reject",
         }
+        run, events = await self._queue(user, thread_id, body, ids[0])
+        assert events is not None
+        await self._applied(run, events, thread_id, ids[0])
+        after = await self._audit(thread_id)
+        seen = {r.get("seq") for r in before}
+        decided = [decision_summary(r) for r in after
+                   if r.get("seq") not in seen and r.get("event") == "decision"]
+        latest = await self.ctx.storage.get_thread(thread_id) or {}
+        return {"run_id": run["run_id"], "decisions": decided,
+                "thread_status": latest.get("status")}
+
+    async def _applied(self, run: Mapping[str, Any], events: Any, thread_id: str,
+                       request_id: str) -> None:
+        """Wait for the run applying a decision; refuse (raise) when it failed."""
+        await self.runs.collect_result(events)
+        final = await self.ctx.storage.get_run(run["run_id"]) or run
+        for callback in self.on_decided:
+            callback()
+        if final.get("status") == "error":
+            latest = await self.ctx.storage.get_thread(thread_id) or {}
+            raise _run_refusal((latest.get("error") or {}), request_id)
+
+    async def _queue(self, user: AuthUser, thread_id: str, body: dict[str, Any],
+                     request_id: str) -> tuple[dict, Any]:
+        """Queue the run applying a decision; refuse it when the thread is busy."""
         try:
             run, events = await self.runs.create(user, thread_id, body, listen=True)
         except Conflict:
@@ -433,22 +619,71 @@ class ApprovalService:
                 "busy",
                 f"Thread {thread_id} is running right now (another decision, or the agent "
                 "itself): nothing was applied. Reload to see what is pending now.",
-                ids[0],
+                request_id,
             ) from None
-        assert events is not None
-        await self.runs.collect_result(events)
-        final = await self.ctx.storage.get_run(run["run_id"]) or run
-        for callback in self.on_decided:
-            callback()
-        if final.get("status") == "error":
-            latest = await self.ctx.storage.get_thread(thread_id) or {}
-            raise _run_refusal((latest.get("error") or {}), ids[0])
-        after = await self._audit(thread_id)
-        seen = {r.get("seq") for r in before}
-        decided = [decision_summary(r) for r in after
-                   if r.get("seq") not in seen and r.get("event") == "decision"]
+        return run, events
+
+    async def _decide_open(self, user: AuthUser, thread_id: str, answer: Mapping[str, Any]
+                           ) -> dict[str, Any]:
+        """Answer a plain interrupt (``type`` ``"answer"``, any JSON ``value``) or resume a
+        static pause (``"resume"``), as the signed-in reviewer, recorded in the audit log.
+        Refused (409) when it is no longer the pause the reviewer saw."""
+        rid = answer["request_id"]
+        thread, graph, snapshot = await self._snapshot(user, thread_id)
+        item = _open_item(thread, snapshot, rid)
+        expected = "answer" if rid != RESUME else "resume"
+        if answer["type"] != expected:
+            raise Unprocessable(
+                f"Request {rid!r} is answered with type {expected!r}, not {answer['type']!r}."
+            )
+        if item is None or item.digest != answer.get("digest"):
+            records = [r for r in await self._audit(thread_id) if r.get("event") == "decision"
+                       and r.get("request_id") == rid and r.get("digest") == answer.get("digest")]
+            if records:
+                last = records[-1]
+                raise _overtaken(
+                    "overtaken",
+                    f"{'Interrupt' if rid != RESUME else 'The pause'} {rid!r} was already "
+                    f"answered: {last.get('decision')!r} by {_who(last)} at {last.get('at')}. "
+                    "Your decision was not applied.",
+                    rid, decision=decision_summary(last),
+                )
+            raise _overtaken(
+                "overtaken",
+                f"The thread moved on: {'interrupt ' + repr(rid) if rid != RESUME else 'the pause'}"
+                f" is no longer pending on thread {thread_id}. Your decision was not applied.",
+                rid,
+            )
+        metadata = thread.get("metadata") or {}
+        body: dict[str, Any] = {
+            "assistant_id": metadata.get("assistant_id") or metadata.get("graph_id"),
+            "multitask_strategy": "reject",
+        }
+        if item.kind == "answer":
+            body["command"] = {"resume": {item.interrupt_id: answer.get("value")}}
+        else:
+            body["input"] = None
+        run, events = await self._queue(user, thread_id, body, rid)
+        record = {
+            "event": "decision",
+            "thread_id": thread_id,
+            "checkpoint_id": (snapshot.config.get("configurable") or {}).get("checkpoint_id"),
+            "request_id": rid,
+            "action": item.kind,
+            "decision": item.kind,
+            "value": answer.get("value") if item.kind == "answer" else None,
+            "who": {"id": user.identity, "roles": list(user.permissions)},
+            "at": to_iso(self.now(item.graph_id)),
+            "digest": item.digest,
+            "status": f"decided:{item.kind}",
+            "run_id": run["run_id"],
+        }
+        saver = self.ctx.storage.checkpointer
+        stored = await saver.aput_audit(thread_id, [record]) if hasattr(
+            saver, "aput_audit") else [record]
+        await self._applied(run, events, thread_id, rid)
         latest = await self.ctx.storage.get_thread(thread_id) or {}
-        return {"run_id": run["run_id"], "decisions": decided,
+        return {"run_id": run["run_id"], "decisions": [decision_summary(r) for r in stored],
                 "thread_status": latest.get("status")}
 
     async def _still_pending(self, thread_id: str, answer: Mapping[str, Any],
@@ -541,18 +776,38 @@ class ApprovalService:
         export_jsonl(await self._audit(thread_id), out)
         return out.getvalue()
 
-    async def reason_gone(self, item: PendingRequest) -> tuple[str, dict[str, Any] | None]:
+    async def reason_gone(self, item: Pending) -> tuple[str, dict[str, Any] | None]:
         """Why a request the feed knew changed or left: ``("answered", record)``,
         ``("expired", record)`` or ``("withdrawn", None)`` (the thread moved on)."""
         records = await self._audit(item.thread_id)
         for record in reversed(records):
-            if record.get("event") != "decision" or record.get("request_id") != item.request.id:
+            if record.get("event") != "decision" or record.get("request_id") != item.request_id:
                 continue
-            if record.get("digest") != item.request.digest:
+            if record.get("digest") != item.digest:
                 continue
             kind = "expired" if record.get("via_deadline") else "answered"
             return kind, decision_summary(record)
         return "withdrawn", None
+
+
+OPEN_ANSWERS = ("answer", "resume")
+"""Answer types of the items that are not approval requests (``PendingInterrupt``)."""
+
+
+def _open_item(thread: Mapping[str, Any], snapshot: Any, request_id: str
+               ) -> PendingInterrupt | None:
+    """The plain interrupt ``request_id`` (or, for ``"resume"``, the static pause)
+    pending in ``snapshot``; None when there is no such thing pending now."""
+    if request_id == RESUME:
+        if snapshot.next and not snapshot.interrupts:
+            return PendingInterrupt(dict(thread), "resume")
+        return None
+    for intr in snapshot.interrupts:
+        if intr.id == request_id and requests_in(intr.value) is None:
+            from threadloom.server.serde import jsonable
+
+            return PendingInterrupt(dict(thread), "answer", intr.id, jsonable(intr.value))
+    return None
 
 
 def _sorted(rows: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
