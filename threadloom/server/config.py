@@ -7,7 +7,11 @@
         "api_keys": {"secret-1": {"identity": "alice", "permissions": ["finance"]}}
       },
       "http": {"cors": {"allow_origins": ["https://inbox.example"]}},
-      "webhooks": {"secret": "..."}                     # or $THREADLOOM_WEBHOOK_SECRET
+      "webhooks": {
+        "secret": "...",                                # or $THREADLOOM_WEBHOOK_SECRET
+        "url": "https://hooks.example/approvals",       # approval events go here
+        "events": ["requested", "answered", "expired"]  # which ones (default: all)
+      }
     }
 
 Graph specs are ``./file.py:attr`` (relative to the config file) or ``module:attr``
@@ -16,6 +20,11 @@ compiled graph, a ``StateGraph`` builder or a function of the checkpointer. Ever
 graph runs on the server's checkpointer and store (``threadloom.cli.bind_graph``):
 threads live in the server's database, whatever checkpointer the graph was compiled
 with. API keys may also come from ``$THREADLOOM_API_KEYS`` (the same JSON object).
+
+``webhooks.secret`` signs every webhook (a run's ``webhook`` and the approval events:
+HMAC-SHA256, see ``threadloom.server.webhooks``). With ``webhooks.url``, an approval
+being requested, answered or expiring is POSTed there (``webhooks.events`` picks which),
+by the process applying approval deadlines, retried like a run's webhook.
 """
 
 from __future__ import annotations
@@ -49,6 +58,10 @@ class ServerConfig:
     lease_seconds: float = 30.0
     #: HMAC key signing webhook deliveries (None: unsigned)
     webhook_secret: str | None = None
+    #: where approval events are POSTed (None: nowhere)
+    webhook_url: str | None = None
+    #: which approval events are POSTed (``webhooks.APPROVAL_EVENTS``)
+    webhook_events: tuple[str, ...] = ("requested", "answered", "expired")
 
     @property
     def has_auth(self) -> bool:
@@ -92,19 +105,44 @@ def load_config(path: str | os.PathLike[str] | None, **overrides: Any) -> Server
                 f"API key {key[:4]}...: map it to {{\"identity\": \"alice\", "
                 "\"permissions\": [...]}}."
             )
+    webhooks = {} if data.get("webhooks") is None else data["webhooks"]
+    if not isinstance(webhooks, dict):
+        raise SystemExit('"webhooks" must be an object: {"url": ..., "secret": ..., '
+                         '"events": [...]}.')
     config = ServerConfig(
         graphs=dict(graphs),
         auth_path=auth.get("path"),
         api_keys=api_keys,
         cors=(data.get("http") or {}).get("cors"),
         base_dir=base,
-        webhook_secret=(data.get("webhooks") or {}).get("secret")
-        or os.environ.get("THREADLOOM_WEBHOOK_SECRET"),
+        webhook_secret=webhooks.get("secret") or os.environ.get("THREADLOOM_WEBHOOK_SECRET"),
+        webhook_url=_webhook_url(webhooks.get("url")),
+        webhook_events=_webhook_events(webhooks.get("events")),
     )
     for key, value in overrides.items():
         if value is not None:
             setattr(config, key, value)
     return config
+
+
+def _webhook_url(url: Any) -> str | None:
+    if url is None:
+        return None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise SystemExit(f'"webhooks.url" must be an http:// or https:// URL, not {url!r}.')
+    return url
+
+
+def _webhook_events(events: Any) -> tuple[str, ...]:
+    from threadloom.server.webhooks import APPROVAL_EVENTS
+
+    if events is None:
+        return APPROVAL_EVENTS
+    if not isinstance(events, list) or any(e not in APPROVAL_EVENTS for e in events):
+        raise SystemExit(
+            f'"webhooks.events" must be a list of {list(APPROVAL_EVENTS)}, not {events!r}.'
+        )
+    return tuple(events)
 
 
 def import_object(spec: str, base_dir: Path, *, what: str) -> Any:

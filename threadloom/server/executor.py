@@ -237,21 +237,13 @@ def _sweeping(at: str) -> None:
     sweeping(from_iso(at))
 
 
-_PENDING_WEBHOOKS: set[asyncio.Task] = set()
-
-
 def _send_webhook(threads: ThreadService, run: dict, url: str, result: Any) -> None:
     """POST the finished run in the background (retried; see ``webhooks``)."""
     from threadloom.server.services.runs import public_run
-    from threadloom.server.webhooks import deliver
+    from threadloom.server.webhooks import send
 
-    task = asyncio.create_task(
-        deliver(url, {**public_run(run), "values": result},
-                secret=threads.ctx.config.webhook_secret),
-        name=f"webhook-{run['run_id']}",
-    )
-    _PENDING_WEBHOOKS.add(task)
-    task.add_done_callback(_PENDING_WEBHOOKS.discard)
+    send(url, {**public_run(run), "values": result},
+         secret=threads.ctx.config.webhook_secret, name=f"webhook-{run['run_id']}")
 
 
 async def _stream(graph: Any, graph_input: Any, config: dict, modes: list[str],

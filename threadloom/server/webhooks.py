@@ -1,7 +1,16 @@
-"""Webhooks: the run, POSTed to the run's ``webhook`` URL when it ends.
+"""Webhooks: the run, POSTed to the run's ``webhook`` URL when it ends; approval events,
+POSTed to the configured URL.
 
-The body is the run record plus ``values`` (the run's output: the thread's values, with
-``__interrupt__`` when it paused for a person, or ``__error__``). With a secret
+The body of a run's webhook is the run record plus ``values`` (the run's output: the
+thread's values, with ``__interrupt__`` when it paused for a person, or ``__error__``).
+
+With ``"webhooks": {"url": "https://...", "events": [...]}`` in the config, every
+approval event (``APPROVAL_EVENTS``: ``requested``, ``answered``, ``expired``; all of
+them by default) is POSTed there as ``{"event": "approval.<kind>", "key", "thread_id",
+"graph_id", "pending", "request", "decision", "sent_at"}`` - ``request`` as the inbox
+lists it, ``decision`` the audit record that answered it. The process that applies
+approval deadlines sends them (one process at a time on PostgreSQL), so each event is
+sent once. With a secret
 (``"webhooks": {"secret": ...}`` in the config, or ``$THREADLOOM_WEBHOOK_SECRET``) each
 request carries ``X-Threadloom-Timestamp`` and ``X-Threadloom-Signature: sha256=<hex>``,
 the HMAC-SHA256 of ``"<timestamp>.<body>"``, so the receiver can check it came from this
@@ -20,7 +29,10 @@ from typing import Any
 
 from threadloom.server import serde
 
-__all__ = ["deliver", "sign"]
+__all__ = ["APPROVAL_EVENTS", "deliver", "send", "sign"]
+
+APPROVAL_EVENTS = ("requested", "answered", "expired")
+"""The approval events a webhook may be sent for (``"webhooks": {"events": [...]}``)."""
 
 log = logging.getLogger("threadloom.server")
 
@@ -53,3 +65,14 @@ async def deliver(url: str, payload: Any, *, secret: str | None, attempts: int =
             if attempt + 1 < attempts:
                 await asyncio.sleep(backoff * 2**attempt)
     return False
+
+
+_PENDING: set[asyncio.Task] = set()
+
+
+def send(url: str, payload: Any, *, secret: str | None, name: str) -> asyncio.Task:
+    """``deliver`` in the background (the task is kept until it ends)."""
+    task = asyncio.create_task(deliver(url, payload, secret=secret), name=name)
+    _PENDING.add(task)
+    task.add_done_callback(_PENDING.discard)
+    return task

@@ -13,7 +13,9 @@ It reads only thread records and audit logs, so it sees changes whatever process
 them (a run of this server, a client's ``update_state``, another server on the same
 database).
 
-With ``sweep`` (servers running a worker), each look also applies the deadlines that
+With ``sweep`` (servers running a worker), the process applying deadlines also POSTs the
+events to the configured webhook (``"webhooks": {"url": ...}``; see
+``threadloom.server.webhooks``). Each look also applies the deadlines that
 passed: a thread with due requests gets a run answering them with the deadlines'
 decisions - what ``threadloom sweep`` does for a library graph - recorded in the audit
 log as made by ``threadloom:deadline``. A person's late answer is refused from the
@@ -138,8 +140,34 @@ class ApprovalFeed:
             for queue in list(self._subscribers):
                 queue.put_nowait(event)
         if self.sweep:
+            await self._post(events)
             await self._apply_deadlines(items)
         return events
+
+    async def _post(self, events: list[ApprovalEvent]) -> None:
+        """POST the events the config's webhook asks for (``webhooks``), from the one
+        process applying the deadlines."""
+        config = self.approvals.ctx.config
+        wanted = [e for e in events if e.kind in config.webhook_events]
+        if not config.webhook_url or not wanted:
+            return
+        if not await self.approvals.ctx.storage.lead("deadlines"):
+            return
+        from threadloom.hitl.clock import utcnow
+        from threadloom.server.webhooks import send
+
+        for event in wanted:
+            request = await self.approvals.row(SERVER, event.item)
+            send(config.webhook_url, {
+                "event": f"approval.{event.kind}",
+                "key": event.item.key,
+                "thread_id": event.item.thread_id,
+                "graph_id": event.item.graph_id,
+                "pending": event.pending,
+                "request": request,
+                "decision": event.decision,
+                "sent_at": to_iso(utcnow()),
+            }, secret=config.webhook_secret, name=f"webhook-approval-{event.kind}")
 
     async def _apply_deadlines(self, items: list[Pending]) -> None:
         from threadloom.hitl.deadlines import due_requests
