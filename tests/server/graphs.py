@@ -292,3 +292,29 @@ _deadline_payment.add_node("pay", pay_by_deadline)
 _deadline_payment.add_edge(START, "pay")
 _deadline_payment.add_edge("pay", END)
 deadline_payment = _deadline_payment.compile(hooks=[ApprovalHooks()])
+
+# -- slow_payment: slow work after the answer, before the step's checkpoint -----------------
+
+
+class SlowPaymentState(TypedDict, total=False):
+    amount: int
+    work_seconds: float
+    outcome: str
+
+
+def pay_then_work(state: SlowPaymentState) -> dict:
+    import time
+
+    decision = request_approval(
+        "pay", {"amount": state["amount"]}, reviewers=Reviewers(roles=["finance"]),
+        require_digest=False,
+    )
+    time.sleep(float(state.get("work_seconds", 0)))  # the run's first checkpoint waits
+    return {"outcome": "paid" if decision.approved else "refused"}
+
+
+_slow_payment = StateGraph(SlowPaymentState)
+_slow_payment.add_node("pay", pay_then_work)
+_slow_payment.add_edge(START, "pay")
+_slow_payment.add_edge("pay", END)
+slow_payment = _slow_payment.compile(hooks=[ApprovalHooks()])

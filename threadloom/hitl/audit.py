@@ -99,7 +99,7 @@ _WHOLE = frozenset({
     "event", "seq", "hash", "prev_hash", "thread_id", "at", "checkpoint_id",
     "new_checkpoint_id", "interrupt_id", "request_id", "action", "digest", "decision",
     "via_deadline", "status", "approvals", "rejections", "needed", "escalation", "stage",
-    "as_node", "answer",
+    "as_node", "answer", "run_id",
 })
 _HEAD = 256  # characters of a summarized value kept readable
 

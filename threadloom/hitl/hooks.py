@@ -208,8 +208,9 @@ class ApprovalHooks:
                 start.saver.put_audit(start.thread_id, [_refusal(self, exc, snapshot, start)])
             raise
         if start.audit and plan.records:
-            stored = start.saver.put_audit(start.thread_id, plan.records)
-            return plan.input, _anchored(start.config, stored)
+            records, earlier = _once(start, plan.records, start.saver.list_audit)
+            stored = start.saver.put_audit(start.thread_id, records) if records else []
+            return plan.input, _anchored(start.config, stored or earlier)
         return plan.input, start.config
 
     async def abefore_run(self, graph: Any, input: Any, config: Any) -> tuple[Any, Any]:
@@ -234,8 +235,9 @@ class ApprovalHooks:
                 )
             raise
         if start.audit and plan.records:
-            stored = await start.saver.aput_audit(start.thread_id, plan.records)
-            return plan.input, _anchored(start.config, stored)
+            records, earlier = await _aonce(start, plan.records, start.saver.alist_audit)
+            stored = await start.saver.aput_audit(start.thread_id, records) if records else []
+            return plan.input, _anchored(start.config, stored or earlier)
         return plan.input, start.config
 
     def before_update(self, graph: Any, saver: Any, config: Any) -> Any:
@@ -362,6 +364,54 @@ AUDIT_ANCHOR_KEY = "audit_anchor"
 """Config key whose ``"<seq>:<hash>"`` (the audit record a run follows) the run's
 checkpoints keep in their metadata: the chain is anchored in the thread's checkpoints
 as well, so a log cut short below it shows even if its own anchor row was moved back."""
+
+
+def _run_of(config: Mapping[str, Any]) -> tuple[str | None, bool]:
+    """The run a config belongs to (a server run's id) and whether it may be a later
+    attempt of that run (a worker took it over from one that died)."""
+    run_id = (config.get("configurable") or {}).get("run_id")
+    attempt = (config.get("metadata") or {}).get("run_attempt")
+    return (None if run_id is None else str(run_id)), attempt != 1
+
+
+def _record_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (record.get("event"), record.get("interrupt_id"), record.get("request_id"))
+
+
+def _split_earlier(records: list[dict[str, Any]], log: list[Any], run_id: str
+                   ) -> tuple[list[dict[str, Any]], list[Any]]:
+    earlier = [r for r in log if r.get("run_id") == run_id]
+    done = {_record_key(r) for r in earlier}
+    return [r for r in records if _record_key(r) not in done], earlier
+
+
+def _tagged(start: _Start, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
+                                                                  str | None, bool]:
+    run_id, retry = _run_of(start.config)
+    if run_id is None:
+        return records, None, False
+    return [{**r, "run_id": run_id} for r in records], run_id, retry
+
+
+def _once(start: _Start, records: list[dict[str, Any]], list_audit: Any
+          ) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The records to append, once per (run, event, interrupt, request): a run a worker
+    took over after the first attempt recorded its answers but died before its first
+    checkpoint answers the same interrupts again - the log keeps the first record (and
+    the run is anchored on it) instead of a duplicate. Also the earlier records."""
+    records, run_id, retry = _tagged(start, records)
+    if run_id is None or not retry:
+        return records, []
+    return _split_earlier(records, list_audit(start.thread_id), run_id)
+
+
+async def _aonce(start: _Start, records: list[dict[str, Any]], alist_audit: Any
+                 ) -> tuple[list[dict[str, Any]], list[Any]]:
+    """``_once`` for async runs."""
+    records, run_id, retry = _tagged(start, records)
+    if run_id is None or not retry:
+        return records, []
+    return _split_earlier(records, await alist_audit(start.thread_id), run_id)
 
 
 def _anchored(config: Any, stored: Any) -> Any:
