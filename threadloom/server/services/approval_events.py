@@ -11,7 +11,9 @@ it saw the time before, and hands every subscriber the events:
 
 It reads only thread records and audit logs, so it sees changes whatever process made
 them (a run of this server, a client's ``update_state``, another server on the same
-database).
+database). On PostgreSQL a thread record changing wakes it at once (LISTEN/NOTIFY,
+``Storage.watch_threads``): a feed that applies no deadlines (the API process) then
+looks only when woken (and every ``idle_interval`` as a safety net), not every second.
 
 With ``sweep`` (servers running a worker), the process applying deadlines also POSTs the
 events to the configured webhook (``"webhooks": {"url": ...}``; see
@@ -61,10 +63,17 @@ class ApprovalFeed:
     """Watches pending approvals and tells subscribers (see the module docstring)."""
 
     def __init__(self, approvals: ApprovalService, runs: RunService, *,
-                 interval: float = 1.0, sweep: bool = True) -> None:
+                 interval: float = 1.0, sweep: bool = True, idle_interval: float = 30.0,
+                 min_gap: float = 0.05) -> None:
         self.approvals = approvals
         self.runs = runs
         self.interval = interval
+        #: with notifications (PostgreSQL), a feed that applies no deadlines looks this
+        #: often only as a safety net; every thread change wakes it at once
+        self.idle_interval = idle_interval
+        #: the least time between two looks (a burst of changes makes one look)
+        self.min_gap = min_gap
+        self.notified = False
         self.sweep = sweep
         self._known: dict[str, Pending] | None = None
         self._subscribers: set[asyncio.Queue[ApprovalEvent]] = set()
@@ -76,6 +85,7 @@ class ApprovalFeed:
     async def start(self) -> None:
         """Start looking (the first look only learns what is pending)."""
         self._wake = asyncio.Event()
+        self.notified = self.approvals.ctx.storage.watch_threads(self.poke)
         self._task = asyncio.create_task(self._loop(), name="threadloom-approval-feed")
 
     async def stop(self) -> None:
@@ -108,8 +118,12 @@ class ApprovalFeed:
                 await self.tick()
             except Exception:  # the database is away: look again later
                 log.exception("looking at pending approvals failed")
+            # time passing decides deadlines: a sweeping feed looks every ``interval``;
+            # otherwise, with notifications, only a thread changing wakes it
+            wait = self.idle_interval if self.notified and not self.sweep else self.interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                await asyncio.wait_for(self._wake.wait(), wait)
+            await asyncio.sleep(self.min_gap)
             self._wake.clear()
 
     async def tick(self) -> list[ApprovalEvent]:

@@ -253,6 +253,12 @@ class Storage(abc.ABC):
     async def watch_cancellations(self, callback: CancelCallback) -> None:
         """Deliver every later cancel request of a running run to ``callback``."""
 
+    def watch_threads(self, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (on this process's event loop) whenever a thread record may
+        have changed, whichever process changed it. False when this storage cannot tell:
+        the caller then looks periodically (the approval feed)."""
+        return False
+
     # -- duties of one process at a time ----------------------------------------------
 
     @abc.abstractmethod

@@ -25,10 +25,11 @@ Wake-ups are LISTEN/NOTIFY on one connection per process, never polling:
 ``threadloom_work`` (a run was queued or a thread freed: workers claim),
 ``threadloom_run`` (a run ended: ``wait_run``), ``threadloom_cancel`` (a running run is
 to stop: the process running it cancels it) and ``threadloom_stream`` (a run published:
-its subscribers read the new rows). Each NOTIFY is sent in the transaction making the
-change, so it arrives only once the change is visible. If the listening connection
-drops, it is reopened and every waiter is woken to look again (nothing is lost: the
-state is in the tables, the notifications only say when to look).
+its subscribers read the new rows) and ``threadloom_threads`` (a thread record changed:
+the approval feed looks at what is pending, ``watch_threads``). Each NOTIFY is sent in
+the transaction making the change, so it arrives only once the change is visible. If
+the listening connection drops, it is reopened and every waiter is woken to look again
+(nothing is lost: the state is in the tables, the notifications only say when to look).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -77,8 +78,9 @@ __all__ = ["PostgresStorage"]
 
 log = logging.getLogger("threadloom.server")
 
-WORK, RUN, CANCEL, STREAM = (
-    "threadloom_work", "threadloom_run", "threadloom_cancel", "threadloom_stream"
+WORK, RUN, CANCEL, STREAM, THREADS = (
+    "threadloom_work", "threadloom_run", "threadloom_cancel", "threadloom_stream",
+    "threadloom_threads",
 )
 CLOSED = ""  # the event name of the marker row ending a stream
 
@@ -232,6 +234,7 @@ class PostgresStorage(Storage):
         # runs this process just queued: a subscriber made now misses none of their events
         self._fresh: OrderedDict[str, float] = OrderedDict()
         self._cancel_callbacks: list[CancelCallback] = []
+        self._thread_callbacks: list[Callable[[], None]] = []
         self._last_cleanup = 0.0
         self._closed = False
         # the connection holding this process's duties (``lead``), and which it holds
@@ -297,7 +300,7 @@ class PostgresStorage(Storage):
         import psycopg
 
         conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-        for channel in (WORK, RUN, CANCEL, STREAM):
+        for channel in (WORK, RUN, CANCEL, STREAM, THREADS):
             await conn.execute(f"LISTEN {channel}")
         self._listener = conn
 
@@ -326,6 +329,7 @@ class PostgresStorage(Storage):
     def _wake_all(self) -> None:
         if self._work is not None:
             self._work.set()
+        self._threads_changed()
         for waiters in (*self._run_waiters.values(), *self._stream_waiters.values()):
             for event in waiters:
                 event.set()
@@ -342,6 +346,8 @@ class PostgresStorage(Storage):
         elif channel == RUN:
             for event in self._run_waiters.get(payload, ()):
                 event.set()
+        elif channel == THREADS:
+            self._threads_changed()
         elif channel == CANCEL:
             run_id, _, action = payload.partition(" ")
             for callback in list(self._cancel_callbacks):
@@ -351,6 +357,17 @@ class PostgresStorage(Storage):
                         await result
                 except Exception:
                     log.exception("cancelling run %s failed", run_id)
+
+    def _threads_changed(self) -> None:
+        for callback in list(self._thread_callbacks):
+            try:
+                callback()
+            except Exception:
+                log.exception("a thread-change callback failed")
+
+    def watch_threads(self, callback: Callable[[], None]) -> bool:
+        self._thread_callbacks.append(callback)
+        return True
 
     def _note_seen(self, run_id: str, event_id: int) -> None:
         if event_id > self._seen.get(run_id, 0):
@@ -551,6 +568,7 @@ class PostgresStorage(Storage):
             'status=%s, config=%s, "values"=%s, interrupts=%s, error=%s WHERE thread_id=%s',
             (*thread_values(rec), thread_id),
         )
+        await cur.execute(_NOTIFY, (THREADS, thread_id))
         return public_thread(rec)
 
     async def update_thread(self, thread_id: str, **fields: Any) -> dict | None:
@@ -562,6 +580,7 @@ class PostgresStorage(Storage):
         async with self._tx() as cur:
             await cur.execute("DELETE FROM server_threads WHERE thread_id = %s", (thread_id,))
             found = cur.rowcount > 0
+            await cur.execute(_NOTIFY, (THREADS, thread_id))
             await cur.execute(
                 "DELETE FROM server_runs WHERE thread_id = %s RETURNING run_id", (thread_id,)
             )
@@ -631,6 +650,7 @@ class PostgresStorage(Storage):
                 (record["updated_at"], record["thread_id"]),
             )
             await cur.execute(_NOTIFY, (WORK, ""))
+            await cur.execute(_NOTIFY, (THREADS, record["thread_id"]))
         self._fresh[record["run_id"]] = time.monotonic()
         self._forget_fresh()
         return {**record, "status": "pending", "multitask_strategy": multitask_strategy,

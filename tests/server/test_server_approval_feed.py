@@ -1,0 +1,77 @@
+"""On PostgreSQL the approval feed of a process that applies no deadlines (the API
+process) is woken by LISTEN/NOTIFY when a thread record changes - in any process - and
+does not look every second: approval events reach its listeners at once although it
+would otherwise look only every ten minutes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from tests.server.conftest import API_KEYS, GRAPHS, HERE
+
+
+def _listen(url: str, key: str, found: list[tuple[str, dict]], ready: threading.Event,
+            stop: threading.Event) -> None:
+    import httpx
+
+    headers = {"x-api-key": key}
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as http, http.stream(
+        "GET", "/approvals/stream"
+    ) as response:
+        kind = None
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                kind = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                if kind == "ready":
+                    ready.set()
+                else:
+                    found.append((kind or "", json.loads(line.split(":", 1)[1])))
+            if stop.is_set():
+                return
+
+
+def _wait_for(found: list[tuple[str, dict]], kind: str, thread_id: str,
+              timeout: float = 15.0) -> dict[str, Any]:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for k, data in found:
+            if k == kind and data["row"]["thread_id"] == thread_id:
+                return data
+        time.sleep(0.02)
+    raise AssertionError(f"no {kind!r} event for {thread_id} among {[k for k, _ in found]}")
+
+
+def test_the_api_process_feed_is_woken_by_notifications(fresh_postgres_database: str) -> None:
+    from langgraph_sdk import get_sync_client
+
+    from threadloom.server import background_server, load_config
+
+    config = load_config(None, graphs=dict(GRAPHS), api_keys=dict(API_KEYS), base_dir=HERE,
+                         database=fresh_postgres_database)
+    # the API process queues runs; a worker process (here: another server) executes them
+    with background_server(config) as api, background_server(config, run_worker=True):
+        feed = api.server.approval_feed
+        assert feed.notified and not feed.sweep
+        feed.interval = feed.idle_interval = 600.0  # it never looks on its own now
+        time.sleep(1.5)  # its current wait (begun with the old interval) ends
+        found: list[tuple[str, dict]] = []
+        ready, stop = threading.Event(), threading.Event()
+        listener = threading.Thread(target=_listen, args=(str(api), "key-bob", found,
+                                                          ready, stop), daemon=True)
+        listener.start()
+        assert ready.wait(20)
+        client = get_sync_client(url=str(api), api_key="key-alice", timeout=60)
+        tid = client.threads.create()["thread_id"]
+        started = time.monotonic()
+        client.runs.wait(tid, "payment", input={"amount": 40})
+        asked = _wait_for(found, "requested", tid)
+        assert asked["row"]["args"] == {"amount": 40}
+        client.runs.wait(tid, "payment", command={"resume": {"type": "accept"}})
+        done = _wait_for(found, "answered", tid)
+        assert done["decision"]["who"]["id"] == "alice" and done["pending"] is False
+        assert time.monotonic() - started < 60  # far below the feed's own 600 s
+        stop.set()
