@@ -205,6 +205,9 @@ class Command(_command_base(), Generic[N]):  # type: ignore[misc]
         return f"Command({parts})"
 
     def _update_as_tuples(self) -> list[tuple[str, Any]]:
+        """The update as ``(key, value)`` pairs. threadloom itself does not call it: it is
+        LangGraph's, and code written for LangGraph (agent middleware merging two
+        commands, say) calls it, so it stays (tests/test_public_surface.py)."""
         update = self.update
         if update is None:
             return []
