@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Generic, Literal, NamedTuple, NotRequired, Typ
 from typing_extensions import TypeAliasType, TypedDict
 
 from threadloom._context import current_task
+from threadloom._fields import state_object_to_dict
 
 __all__ = [
     "All",
@@ -217,8 +218,6 @@ class Command(_command_base(), Generic[N]):  # type: ignore[misc]
             isinstance(t, tuple) and len(t) == 2 and isinstance(t[0], str) for t in update
         ):
             return list(update)
-        from threadloom._schema import state_object_to_dict
-
         as_dict = state_object_to_dict(update)
         if as_dict is not None:
             return list(as_dict.items())

@@ -25,8 +25,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
 
 from threadloom._context import current_task
-from threadloom._internal._constants import CONFIG_KEY_TIMED_ATTEMPT_OBSERVER
-from threadloom.constants import TASKS
+from threadloom.constants import CONFIG_KEY_TIMED_ATTEMPT_OBSERVER, TASKS
 from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
 from threadloom.engine.task import PAUSED_AT_BREAKPOINT, Task

@@ -46,8 +46,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, get_args, get_origin, get_type_hints
 
 from threadloom._context import current_task
-from threadloom._internal._constants import PREVIOUS  # (public name deprecated)
 from threadloom.channels import MISSING, EphemeralValue, LastValue
+from threadloom.constants import _PREVIOUS as PREVIOUS  # (public name deprecated)
 from threadloom.constants import END, RETURN, START
 from threadloom.engine.node import NodeCallable
 from threadloom.engine.node_cache import node_namespace
