@@ -172,7 +172,7 @@ def _command_base() -> type:
     # Tools may return a Command (ToolNode passes it through): langchain_core recognises
     # tool outputs by this mixin.
     try:
-        from langchain_core.tools.base import ToolOutputMixin
+        from langchain_core.messages.tool import ToolOutputMixin
 
         return ToolOutputMixin
     except ImportError:  # pragma: no cover - older langchain_core
