@@ -31,15 +31,7 @@ def _chain() -> StateGraph:
     def c(state: S) -> S:
         return {"z": 3}
 
-    builder = StateGraph(S)
-    builder.add_node("a", a)
-    builder.add_node("b", b)
-    builder.add_node("c", c)
-    builder.add_edge(START, "a")
-    builder.add_edge("a", "b")
-    builder.add_edge("b", "c")
-    builder.add_edge("c", END)
-    return builder
+    return StateGraph(S).add_sequence([a, b, c]).add_edge(START, "a").add_edge("c", END)
 
 
 def test_stream_values_show_the_output_keys_after_steps_that_wrote_them() -> None:
@@ -108,15 +100,7 @@ def _asking() -> StateGraph:
     def c(state: R) -> Command:
         return Command(update={"z": 3, "y": ["c"]})
 
-    builder = StateGraph(R)
-    builder.add_node("a", a)
-    builder.add_node("b", b)
-    builder.add_node("c", c)
-    builder.add_edge(START, "a")
-    builder.add_edge("a", "b")
-    builder.add_edge("b", "c")
-    builder.add_edge("c", END)
-    return builder
+    return StateGraph(R).add_sequence([a, b, c]).add_edge(START, "a").add_edge("c", END)
 
 
 def test_output_keys_across_an_interrupt_and_its_resume() -> None:
