@@ -10,7 +10,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut
 COMPAT_VENV := .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo serve test lint bench bench-scale bench-server compat compat-reference clean
+.PHONY: demo serve test typecheck lint bench bench-scale bench-server compat compat-reference clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,11 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check threadloom tests examples compat $(wildcard bench)
+	$(PY) -m mypy  # configured in pyproject.toml; its cache is .mypy_cache
 	$(PY) -m pytest -q
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
 
 lint: $(STAMP)
 	$(PY) -m ruff check threadloom tests examples compat $(wildcard bench)

@@ -4,9 +4,6 @@ The test functions here are collected by ``tests/test_checkpoint_savers.py``, wh
 provides the ``saver_kit`` fixture (one per saver kind) and runs each test against every
 saver. Tests talk to the saver through ``Api``: sync savers through their sync methods,
 async savers through their ``a``-methods (``test_other_api_style`` crosses them over).
-
-A test decorated with ``@memory_pending("...")`` is expected to fail on the in-memory
-saver (``xfail(strict=True)``) until that saver implements the feature.
 """
 
 from __future__ import annotations
@@ -47,19 +44,8 @@ from threadloom.types import Interrupt, Send
 __all__ = [
     "Api",
     "SaverKit",
-    "memory_pending",
     "open_sync_saver",
 ]
-
-
-def memory_pending(reason: str) -> Callable[[Any], Any]:
-    """Mark a test as expected to fail on the memory saver (read by pytest_generate_tests)."""
-
-    def mark(fn: Any) -> Any:
-        fn._memory_pending = reason
-        return fn
-
-    return mark
 
 
 # -- how tests reach a saver --------------------------------------------------------------

@@ -33,17 +33,10 @@ PG_URL = os.environ.get(
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """One case per saver kind; ``@memory_pending`` tests are strict xfails on memory."""
+    """One case per saver kind."""
     if "saver_kind" not in metafunc.fixturenames:
         return
-    pending = getattr(metafunc.function, "_memory_pending", None)
-    params = []
-    for kind in KINDS:
-        marks = []
-        if kind == "memory" and pending:
-            marks.append(pytest.mark.xfail(strict=True, reason=f"memory saver: {pending} pending"))
-        params.append(pytest.param(kind, id=kind, marks=marks))
-    metafunc.parametrize("saver_kind", params)
+    metafunc.parametrize("saver_kind", [pytest.param(kind, id=kind) for kind in KINDS])
 
 
 # -- Postgres plumbing ----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The lifecycle surface LangChain's ``SubagentTransformer`` subclasses (``_compat.lifecycle``).
+"""The lifecycle surface LangChain's ``SubagentTransformer`` subclasses (``lifecycle_names``).
 
 LangChain 1.5 surfaces nested named agents (``create_agent(name=...)`` run from a tool)
 as ``run.subagents`` by subclassing ``langgraph.stream.transformers._TasksLifecycleBase``;

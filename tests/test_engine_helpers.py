@@ -144,3 +144,38 @@ def test_saver_overriding_put_writes_without_task_path() -> None:
     graph = builder.compile(checkpointer=OldSaver())
     assert graph.invoke({"log": []}, {"configurable": {"thread_id": "t"}}) == {"log": ["a", "b"]}
     assert len(seen) == 3  # the input task's writes, then a's and b's
+
+
+def test_savers_with_the_current_signature_get_the_task_path() -> None:
+    """A saver whose put_writes / aput_writes takes ``task_path`` is given each task's path
+    (the older three-argument signature above is called without it)."""
+    import asyncio
+
+    from threadloom.checkpoint.memory import MemorySaver
+
+    paths: list[str] = []
+
+    class PathSaver(MemorySaver):
+        def put_writes(self, config: Any, writes: Any, task_id: str,
+                       task_path: str = "") -> None:
+            paths.append(task_path)
+            return super().put_writes(config, writes, task_id, task_path)
+
+        async def aput_writes(self, config: Any, writes: Any, task_id: str,
+                              task_path: str = "") -> None:
+            paths.append(task_path)
+            return super().put_writes(config, writes, task_id, task_path)
+
+    builder = StateGraph(S)
+    builder.add_node("a", lambda s: {"log": ["a"]})
+    builder.add_node("b", lambda s: {"log": ["b"]})
+    builder.add_edge(START, "a")
+    builder.add_edge(START, "b")
+    graph = builder.compile(checkpointer=PathSaver())
+    graph.invoke({"log": []}, {"configurable": {"thread_id": "t"}})
+    assert sorted(paths) == ["~__pregel_pull, __start__", "~__pregel_pull, a",
+                            "~__pregel_pull, b"]
+    paths.clear()
+    asyncio.run(graph.ainvoke({"log": []}, {"configurable": {"thread_id": "u"}}))
+    assert sorted(paths) == ["~__pregel_pull, __start__", "~__pregel_pull, a",
+                            "~__pregel_pull, b"]

@@ -116,28 +116,6 @@ def channel_for(key: str, annotation: Any) -> BaseChannel | str:
     return LastValue(annotation, key=key)
 
 
-def state_object_to_dict(obj: Any) -> dict[str, Any] | None:
-    """The keys a state object sets, as a dict; None if ``obj`` is not a state object.
-
-    A pydantic model writes every field except one left at a ``None`` default (a ``None``
-    passed explicitly is written): an update model's unset optional fields are not updates,
-    while a default such as ``Field(default_factory=...)`` is a value the node returns.
-    """
-    if isinstance(obj, dict):
-        return obj
-    fields = getattr(type(obj), "model_fields", None)
-    if fields is not None and hasattr(obj, "model_fields_set"):
-        out = {}
-        for name, field in fields.items():
-            value = getattr(obj, name)
-            if value is not None or field.default is not None or name in obj.model_fields_set:
-                out[name] = value
-        return out
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-    return None
-
-
 def make_coercer(schema: Any) -> Callable[[dict[str, Any]], Any]:
     """A function turning a dict of channel values into what a node expects as input."""
     if is_pydantic_model(schema):

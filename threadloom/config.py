@@ -25,7 +25,8 @@ def _task() -> Any:
 
 def get_config() -> dict[str, Any]:
     """The ``RunnableConfig`` of the running node (thread id, checkpoint_ns, metadata, ...)."""
-    return _task().config
+    config: dict[str, Any] = _task().config
+    return config
 
 
 def get_store() -> Any:

@@ -68,9 +68,20 @@ RETURN = "__return__"
 NO_WRITES = "__no_writes__"
 OVERWRITE = "__overwrite__"
 
+# LangGraph's names of more keys in a node's config["configurable"] that the engine sets or
+# reads (langgraph._internal._constants re-exports them, with the rest of LangGraph's).
+CONFIG_KEY_THREAD_ID = "thread_id"
+CONFIG_KEY_CHECKPOINT_ID = "checkpoint_id"
+CONFIG_KEY_CHECKPOINT_NS = "checkpoint_ns"
+CONFIG_KEY_SEND = "__pregel_send"
+CONFIG_KEY_STREAM = "__pregel_stream"
+CONFIG_KEY_TIMED_ATTEMPT_OBSERVER = "__pregel_timed_attempt_observer"
+# the channel an @entrypoint saves what its next run receives as ``previous``
+_PREVIOUS = "__previous__"
+
 # Names LangGraph once exported here; importing them still works, with a warning.
 _MOVED = {"Send": "threadloom.types", "Interrupt": "threadloom.types"}
-_PRIVATE = {"PREVIOUS": "__previous__"}  # now private: threadloom._internal._constants
+_PRIVATE = {"PREVIOUS": _PREVIOUS}  # now private: threadloom._internal._constants
 
 
 def __getattr__(name: str) -> object:

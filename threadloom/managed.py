@@ -37,7 +37,8 @@ def is_managed(annotation: Any) -> str | None:
     if get_origin(annotation) is Annotated:
         for extra in get_args(annotation)[1:]:
             if extra in (_RemainingStepsMarker, _IsLastStepMarker):
-                return extra.name
+                name: str = extra.name
+                return name
     return None
 
 

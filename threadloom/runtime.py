@@ -155,7 +155,7 @@ class _TaskRuntime(Runtime[Ctx]):
     ``execution_info`` like any other field."""
 
     @cached_property
-    def execution_info(self) -> ExecutionInfo | None:  # type: ignore[override]
+    def execution_info(self) -> ExecutionInfo | None:
         ns, task_id, checkpoint_map, thread_id, run_id, attempt, first_time = self.__dict__.pop(
             "_info"
         )
@@ -207,4 +207,5 @@ def get_runtime(context_schema: type[Ctx] | None = None) -> Runtime[Ctx]:
     task = current_task.get()
     if task is None:
         raise RuntimeError("get_runtime() works only inside a node while the graph runs.")
-    return task.runtime
+    runtime: Runtime[Ctx] = task.runtime
+    return runtime

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Generic, Literal, NamedTuple, NotRequired, Typ
 from typing_extensions import TypeAliasType, TypedDict
 
 from threadloom._context import current_task
+from threadloom._fields import state_object_to_dict
 
 __all__ = [
     "All",
@@ -171,7 +172,7 @@ def _command_base() -> type:
     # Tools may return a Command (ToolNode passes it through): langchain_core recognises
     # tool outputs by this mixin.
     try:
-        from langchain_core.tools.base import ToolOutputMixin
+        from langchain_core.messages.tool import ToolOutputMixin
 
         return ToolOutputMixin
     except ImportError:  # pragma: no cover - older langchain_core
@@ -205,6 +206,9 @@ class Command(_command_base(), Generic[N]):  # type: ignore[misc]
         return f"Command({parts})"
 
     def _update_as_tuples(self) -> list[tuple[str, Any]]:
+        """The update as ``(key, value)`` pairs. threadloom itself does not call it: it is
+        LangGraph's, and code written for LangGraph (agent middleware merging two
+        commands, say) calls it, so it stays (tests/test_public_surface.py)."""
         update = self.update
         if update is None:
             return []
@@ -214,8 +218,6 @@ class Command(_command_base(), Generic[N]):  # type: ignore[misc]
             isinstance(t, tuple) and len(t) == 2 and isinstance(t[0], str) for t in update
         ):
             return list(update)
-        from threadloom._schema import state_object_to_dict
-
         as_dict = state_object_to_dict(update)
         if as_dict is not None:
             return list(as_dict.items())

@@ -5,12 +5,20 @@ config keys are names for hooks threadloom's engine does not take from a config 
 accepted, and ignored, when code written for LangGraph puts them there).
 """
 
+from threadloom.constants import _PREVIOUS as PREVIOUS
 from threadloom.constants import (
     CONF,
+    CONFIG_KEY_CHECKPOINT_ID,
+    CONFIG_KEY_CHECKPOINT_NS,
     CONFIG_KEY_CHECKPOINTER,
     CONFIG_KEY_NODE_FINISHED,
     CONFIG_KEY_RUNTIME,
+    CONFIG_KEY_SEND,
+    CONFIG_KEY_STREAM,
+    CONFIG_KEY_STRICT_RESUME,
     CONFIG_KEY_TASK,
+    CONFIG_KEY_THREAD_ID,
+    CONFIG_KEY_TIMED_ATTEMPT_OBSERVER,
     COPY,
     END,
     ERROR,
@@ -31,23 +39,15 @@ from threadloom.constants import (
 )
 
 CONFIG_KEY_TASK_ID = CONFIG_KEY_TASK
-CONFIG_KEY_THREAD_ID = "thread_id"
-CONFIG_KEY_CHECKPOINT_ID = "checkpoint_id"
-CONFIG_KEY_CHECKPOINT_NS = "checkpoint_ns"
 CONFIG_KEY_CHECKPOINT_MAP = "checkpoint_map"
-CONFIG_KEY_SEND = "__pregel_send"
 CONFIG_KEY_READ = "__pregel_read"
 CONFIG_KEY_CALL = "__pregel_call"
-CONFIG_KEY_STREAM = "__pregel_stream"
 CONFIG_KEY_SCRATCHPAD = "__pregel_scratchpad"
-CONFIG_KEY_STRICT_RESUME = "__pregel_strict_resume"
-CONFIG_KEY_TIMED_ATTEMPT_OBSERVER = "__pregel_timed_attempt_observer"
 CONFIG_KEY_DURABILITY = "__pregel_durability"
 CONFIG_KEY_CACHE = "__pregel_cache"
 CONFIG_KEY_RESUMING = "__pregel_resuming"
 CONFIG_KEY_RESUME_MAP = "__pregel_resume_map"
 CONFIG_KEY_PREVIOUS = "__pregel_previous"
-PREVIOUS = "__previous__"
 SELF = "__self__"
 NS_SEP = "|"
 NS_END = ":"

@@ -74,7 +74,7 @@ class NamedBarrierValue(BaseChannel):
         return changed
 
     def is_available(self) -> bool:
-        return self.value == self.names
+        return bool(self.value == self.names)
 
     def get(self) -> Any:
         if not self.is_available():

@@ -25,8 +25,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import var_child_runnable_config
 
 from threadloom._context import current_task
-from threadloom._internal._constants import CONFIG_KEY_TIMED_ATTEMPT_OBSERVER
-from threadloom.constants import TASKS
+from threadloom.constants import CONFIG_KEY_TIMED_ATTEMPT_OBSERVER, TASKS
 from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
 from threadloom.engine.task import PAUSED_AT_BREAKPOINT, Task
@@ -309,32 +308,13 @@ async def _acall_timed(task: Task, timeout: Any) -> Any:
 # -- I/O requests ------------------------------------------------------------------
 
 
-_TASK_PATH: dict[tuple[type, str], bool] = {}
-
-
-def _takes_task_path(saver: Any, method: str) -> bool:
-    """Whether a saver's ``put_writes`` takes the task path (a saver written against the
-    older three-argument signature is called without it)."""
-    key = (type(saver), method)
-    found = _TASK_PATH.get(key)
-    if found is None:
-        try:
-            params = inspect.signature(getattr(saver, method)).parameters.values()
-            found = len(params) >= 4 or any(
-                p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
-        except (TypeError, ValueError):
-            found = True
-        _TASK_PATH[key] = found
-    return found
-
-
 def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     """Do one of the loop's I/O requests: ``("cache_<method>", ...)`` goes to the node
     cache, anything else to the checkpoint saver."""
     kind = request[0]
     if kind.startswith("cache_"):
         return getattr(loop.scope.cache, kind[6:])(*request[1:])
-    if kind == "put_writes" and not _takes_task_path(saver, "put_writes"):
+    if kind == "put_writes" and not _takes_task_path(type(saver), "put_writes"):
         return saver.put_writes(*request[1:4])
     if kind == "latest_before":  # (config, checkpoint_id): newest checkpoint older than it
         before = {"configurable": {**request[1]["configurable"], "checkpoint_id": request[2]}}
@@ -349,7 +329,7 @@ async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     kind = request[0]
     if kind.startswith("cache_"):
         return await getattr(loop.scope.cache, "a" + kind[6:])(*request[1:])
-    if kind == "put_writes" and not _takes_task_path(saver, "aput_writes"):
+    if kind == "put_writes" and not _takes_task_path(type(saver), "aput_writes"):
         return await saver.aput_writes(*request[1:4])
     if kind == "latest_before":
         before = {"configurable": {**request[1]["configurable"], "checkpoint_id": request[2]}}

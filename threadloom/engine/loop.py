@@ -265,6 +265,8 @@ class Loop:
         # channels whose writes emit it, and the function of the channels it shows
         self.values_keys: Any = None
         self.values_fn: Any = None
+        # stream(output_keys=...): the state keys the updates stream shows (None: all)
+        self.update_keys: Any = None
         self.input_writes = input_writes
         self.output_fn = output
         self.graph_name = graph_name
@@ -730,6 +732,10 @@ class Loop:
             streamed = self.values_keys
             if not self._wrote(self.program.output_channels if streamed is None else streamed):
                 return
+        elif self.values_keys is not None and self.updated is not None and not self._wrote(
+            self.values_keys
+        ):
+            return  # output_keys given: only a step that wrote one of them emits values
         if "values" in self.scope.modes:
             view = self.view if self.view is not None else self.channels
             self.emit("values", self.output() if self.values_fn is None
@@ -791,7 +797,7 @@ class Loop:
 
     def _emit_update(self, task: Task) -> None:
         if "updates" in self.scope.modes and not task.node.hidden:
-            update = {task.name: _update_payload(task, self.program)}
+            update = {task.name: _update_payload(task, self.program, self.update_keys)}
             if task.cached:
                 update["__metadata__"] = {"cached": True}
             self.emit("updates", update)
@@ -1447,7 +1453,13 @@ class Loop:
             for group in per_task or [interrupts]:
                 self.emit("updates", {INTERRUPT: group})
         if "values" in self.scope.modes:
-            if interrupts:
+            if interrupts and self.update_keys is not None:
+                # output_keys given: those keys' values (one key named alone: none), as
+                # LangGraph streams them
+                shown = self.values_fn(self.view if self.view is not None else self.channels)
+                self.emit("values", {**(shown if isinstance(shown, dict) else {}),
+                                     INTERRUPT: interrupts})
+            elif interrupts:
                 self.emit("values", {**_as_dict(self.output()), INTERRUPT: interrupts})
             elif self.view is not None:  # finished siblings of a task paused at a breakpoint
                 self.emit("values", self.output())
@@ -1593,13 +1605,17 @@ def task_path_str(path: tuple[Any, ...]) -> str:
 _path_str = task_path_str
 
 
-def _update_payload(task: Task, program: Program) -> Any:
+def _update_payload(task: Task, program: Program, shown_keys: Any = None) -> Any:
     """A task's ``updates`` chunk: its writes by key; a list of such dicts when it wrote
-    one key more than once (each repeat starts the next dict)."""
+    one key more than once (each repeat starts the next dict). ``shown_keys``: the run's
+    ``output_keys`` (only those keys; one key named alone: its values, not dicts)."""
     writes = task.writes
     if len(writes) == 1 and writes[0][0] == RETURN:  # a called task: what it returned
         return writes[0][1]
-    keys = program.state_keys
+    if isinstance(shown_keys, str):
+        values = [value for ch, value in writes if ch == shown_keys]
+        return (values[0] if len(values) == 1 else values) if values else None
+    keys = program.state_keys if shown_keys is None else set(shown_keys)
     groups: list[dict[str, Any]] = [{}]
     for ch, value in writes:
         if ch in keys:
@@ -1607,7 +1623,8 @@ def _update_payload(task: Task, program: Program) -> Any:
                 groups.append({})
             groups[-1][ch] = value
     single = program.output_channels
-    if isinstance(single, str) and len(keys) == 1:  # a graph whose state is one bare value
+    if shown_keys is None and isinstance(single, str) and len(keys) == 1:
+        # a graph whose state is one bare value
         shown = [g[single] if single in g else g for g in groups]
     else:
         shown = list(groups)

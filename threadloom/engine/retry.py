@@ -16,17 +16,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from threadloom._context import current_attempt
-from threadloom._internal._constants import (
+from threadloom.constants import (
     CONF,
     CONFIG_KEY_CHECKPOINT_ID,
     CONFIG_KEY_CHECKPOINT_NS,
     CONFIG_KEY_RUNTIME,
     CONFIG_KEY_SEND,
     CONFIG_KEY_STREAM,
-    CONFIG_KEY_TASK_ID,
     CONFIG_KEY_THREAD_ID,
     CONFIG_KEY_TIMED_ATTEMPT_OBSERVER,
 )
+from threadloom.constants import CONFIG_KEY_TASK as CONFIG_KEY_TASK_ID
 from threadloom.engine.drivers import _retry_delay, should_retry_on
 from threadloom.engine.timeouts import (
     ObservedAttempt,

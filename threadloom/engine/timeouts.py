@@ -100,10 +100,8 @@ class TimedAttempt:
         return guarded
 
     def _guard_stream(self, stream: Any) -> Any:
-        """A guarded copy of a ``StreamProtocol`` (same modes)."""
-        from threadloom.pregel.protocol import StreamProtocol
-
-        return StreamProtocol(self._guard_call(stream), stream.modes)
+        """A guarded copy of a ``StreamProtocol`` (same class, same modes)."""
+        return type(stream)(self._guard_call(stream), stream.modes)
 
     def _guard_stream_writer(self, writer: Callable[[Any], None]) -> Callable[[Any], None]:
         return self._guard_call(writer)

@@ -46,8 +46,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, get_args, get_origin, get_type_hints
 
 from threadloom._context import current_task
-from threadloom._internal._constants import PREVIOUS  # (public name deprecated)
 from threadloom.channels import MISSING, EphemeralValue, LastValue
+from threadloom.constants import _PREVIOUS as PREVIOUS  # (public name deprecated)
 from threadloom.constants import END, RETURN, START
 from threadloom.engine.node import NodeCallable
 from threadloom.engine.node_cache import node_namespace
@@ -66,7 +66,8 @@ from threadloom.warnings import (
 __all__ = ["entrypoint", "task"]
 
 R = TypeVar("R")
-S = TypeVar("S")
+ValueT = TypeVar("ValueT")  # entrypoint.final's (its class is inside the generic entrypoint)
+SaveT = TypeVar("SaveT")
 
 _INJECTABLE = ("config", "writer", "store", "runtime")
 
@@ -371,7 +372,7 @@ class EntrypointGraph(CompiledStateGraph):
                             task_id: str | None = None) -> dict[str, Any]:
         return await super().aupdate_state(config, values, as_node or self.entry, task_id)
 
-    def get_context_jsonschema(self) -> dict[str, Any] | None:
+    def get_context_jsonschema(self, config: Any = None) -> dict[str, Any] | None:
         schema = self.builder.context_schema
         if schema is None:
             return None
@@ -446,11 +447,11 @@ class entrypoint(Generic[R]):  # noqa: N801 - LangGraph's public name
         self.timeout = TimeoutPolicy.coerce(timeout)
 
     @dataclasses.dataclass
-    class final(Generic[R, S]):  # noqa: N801 - LangGraph's public name
+    class final(Generic[ValueT, SaveT]):  # noqa: N801 - LangGraph's public name
         """Return ``value`` to the caller but save ``save`` as the next run's ``previous``."""
 
-        value: R
-        save: S
+        value: ValueT
+        save: SaveT
 
     def __call__(self, func: Callable[..., Any]) -> EntrypointGraph:
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):

@@ -55,17 +55,18 @@ _MODES = frozenset(
 class _Run:
     """Everything one invocation set up: the loop, its saver, how to report the end."""
 
-    __slots__ = ("loop", "saver", "manager", "events", "single", "subgraphs", "output_keys",
-                 "coerce_values", "root_ns")
+    __slots__ = ("loop", "saver", "manager", "single", "subgraphs", "coerce_values", "root_ns",
+                 "modes", "printed")
 
     def __init__(self, loop: Loop, saver: Any, manager: Any) -> None:
         self.loop = loop
         self.saver = saver
         self.manager = manager
-        self.events: Any = None
         self.single: str | None = None
         self.subgraphs = False
-        self.output_keys: Any = None
+        # print_mode / debug=True: the modes printed; then only ``modes`` are yielded
+        self.printed: frozenset[str] = frozenset()
+        self.modes: frozenset[str] = frozenset()
         # set for stream(version="v2"): parts are dicts, values coerced by this function
         self.coerce_values: Any = None
         # the namespace the run's own events carry (a config's checkpoint_ns, usually '')
@@ -81,7 +82,13 @@ class _Run:
 
     def keep(self, event: tuple[tuple[str, ...], str, Any]) -> bool:
         # without subgraphs=True, events of subgraphs (messages included) stay out
-        return self.subgraphs or not event[0] or event[0] == self.root_ns
+        if not (self.subgraphs or not event[0] or event[0] == self.root_ns):
+            return False
+        if self.printed:
+            if event[1] in self.printed:
+                _print_event(event, self.subgraphs)
+            return event[1] in self.modes
+        return True
 
     def finish(self, error: BaseException | None = None) -> None:
         if self.manager is None:
@@ -328,7 +335,9 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         interrupt_after: Any,
         durability: str | None,
         control: Any = None,
+        output_keys: Any = None,
     ) -> _Run:
+        output_keys = self._checked_output_keys(output_keys)
         if config is None:
             task = current_task.get()
             config = dict(task.config) if task is not None else {}
@@ -431,7 +440,37 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         )
         loop.step_timeout = self.step_timeout
         loop.values_keys, loop.values_fn = self._values_stream()
+        if output_keys is not None:
+            # values events show these keys, after the steps that wrote one of them;
+            # updates show the writes to them
+            loop.values_keys = loop.update_keys = output_keys
+            loop.values_fn = lambda channels: self._output(channels, output_keys)
         return _Run(loop, saver, manager)
+
+    def _checked_output_keys(self, keys: Any) -> Any:
+        """``output_keys`` as given (a channel name or names), once each is known."""
+        if keys is None:
+            return None
+        names = [keys] if isinstance(keys, str) else list(keys)
+        for name in names:
+            if not isinstance(name, str) or name not in self.program.channels:
+                known = [c for c in self.program.channels if not c.startswith("__")
+                         and ":" not in c and c not in self.program.managed]
+                raise ValueError(
+                    f"Key {name!r} not in channels: output_keys names the state keys to "
+                    f"return and stream, among {known}."
+                )
+        return keys if isinstance(keys, str) else tuple(names)
+
+    def _print_modes(self, print_mode: Any, debug: bool | None) -> frozenset[str]:
+        """The stream modes a run prints as they happen (without yielding them unless
+        asked for): ``print_mode``, or updates and values with ``debug=True`` or a graph
+        compiled with ``debug=True``."""
+        if debug or self.debug:
+            return frozenset({"updates", "values"})
+        if not print_mode:
+            return frozenset()
+        return self._modes(print_mode)[0]
 
     def _values_stream(self) -> tuple[Any, Any]:
         """What the ``values`` stream shows, when not the output: (channels whose writes
@@ -571,6 +610,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         *,
         context: Any = None,
         stream_mode: Any = "values",
+        print_mode: Any = (),
         output_keys: Any = None,
         interrupt_before: Any = None,
         interrupt_after: Any = None,
@@ -584,21 +624,27 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         if stream_mode != "values":
             return list(
                 self.stream(input, config, context=context, stream_mode=stream_mode,
+                            print_mode=print_mode, output_keys=output_keys,
                             interrupt_before=interrupt_before, interrupt_after=interrupt_after,
                             durability=durability, control=control, version=version,
                             **kwargs)
             )
+        printed = self._print_modes(print_mode, None)
+        out: deque[Any] = deque()
         config = self._with_defaults(config)
         with self._thread_lock(config):
             input, config = _before_run(self, input, config)
-            run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
-                                interrupt_before=interrupt_before,
+            run = self._prepare(input, config, modes=printed,
+                                sink=(lambda *event: out.append(event)) if printed else None,
+                                context=context, interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability,
-                                control=control)
+                                control=control, output_keys=output_keys)
+            run.printed = printed
+            run.loop.out = out
             _lifecycle(config, input, run.loop, None)
             try:
-                for _ in drive(run.loop, run.saver, None):
-                    pass
+                for event in drive(run.loop, run.saver, None):
+                    run.keep(event)  # (prints what print_mode asks for)
             except BaseException as exc:
                 run.finish(exc)
                 raise
@@ -613,6 +659,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         *,
         context: Any = None,
         stream_mode: Any = "values",
+        print_mode: Any = (),
         output_keys: Any = None,
         interrupt_before: Any = None,
         interrupt_after: Any = None,
@@ -628,21 +675,27 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                 chunk
                 async for chunk in self.astream(
                     input, config, context=context, stream_mode=stream_mode,
+                    print_mode=print_mode, output_keys=output_keys,
                     interrupt_before=interrupt_before, interrupt_after=interrupt_after,
                     durability=durability, control=control, version=version, **kwargs)
             ]
+        printed = self._print_modes(print_mode, None)
+        out: deque[Any] = deque()
         config = self._with_defaults(config)
         async with self._athread_lock(config):
             input, config = await _abefore_run(self, input, config)
-            run = self._prepare(input, config, modes=frozenset(), sink=None, context=context,
-                                interrupt_before=interrupt_before,
+            run = self._prepare(input, config, modes=printed,
+                                sink=(lambda *event: out.append(event)) if printed else None,
+                                context=context, interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability,
-                                control=control)
+                                control=control, output_keys=output_keys)
+            run.printed = printed
+            run.loop.out = out
             await _alifecycle(config, input, run.loop, None)
             try:
                 async with contextlib.aclosing(adrive(run.loop, run.saver, None)) as events:
-                    async for _ in events:
-                        pass
+                    async for event in events:
+                        run.keep(event)  # (prints what print_mode asks for)
             except BaseException as exc:
                 run.finish(exc)
                 raise
@@ -662,11 +715,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         loop.raise_if_nested_pause()
         # a Pregel whose output channels this run never wrote returns None
         value = None if loop.program.values_on_write and not loop.wrote_values else loop.output()
-        if output_keys is not None and isinstance(value, dict):
-            keys = [output_keys] if isinstance(output_keys, str) else output_keys
-            value = {k: v for k, v in value.items() if k in keys}
+        if output_keys is not None:
+            value = self._output(loop.view if loop.view is not None else loop.channels,
+                                 self._checked_output_keys(output_keys))
         if version == "v2":
-            if isinstance(value, dict) and is_schema_class(self.builder.output_schema):
+            if (output_keys is None and isinstance(value, dict)
+                    and is_schema_class(self.builder.output_schema)):
                 value = make_coercer(self.builder.output_schema)(value)
             return GraphOutput(value=value, interrupts=tuple(loop.interrupts))
         if loop.interrupts:
@@ -681,6 +735,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         *,
         context: Any = None,
         stream_mode: Any = None,
+        print_mode: Any = (),
         output_keys: Any = None,
         interrupt_before: Any = None,
         interrupt_after: Any = None,
@@ -691,12 +746,17 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         control: Any = None,
         **kwargs: Any,
     ) -> Iterator[Any]:
-        """Run the graph, yielding what ``stream_mode`` asks for as it happens."""
+        """Run the graph, yielding what ``stream_mode`` asks for as it happens.
+
+        ``output_keys`` (a key or keys) narrows values and updates to those keys;
+        ``print_mode`` prints the events of those modes; ``debug=True`` (or a graph
+        compiled with ``debug=True``) prints updates and values."""
         durability = _durability(durability, kwargs)
         modes, single = self._modes(stream_mode)
+        printed = self._print_modes(print_mode, debug)
         out: deque[Any] = deque()
         wake: queue.SimpleQueue | None = None
-        if modes & LIVE_MODES or self._live_updates:
+        if (modes | printed) & LIVE_MODES or self._live_updates:
             wake = queue.SimpleQueue()
 
         def sink(ns: tuple[str, ...], mode: str, payload: Any) -> None:
@@ -707,15 +767,17 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         config = self._with_defaults(config)
         with self._thread_lock(config):
             input, config = _before_run(self, input, config)
-            run = self._prepare(input, config, modes=modes, sink=sink, context=context,
-                                interrupt_before=interrupt_before,
+            run = self._prepare(input, config, modes=modes | printed, sink=sink,
+                                context=context, interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability,
-                                control=control)
+                                control=control, output_keys=output_keys)
             run.loop.out = out
             run.single = single
             run.subgraphs = subgraphs
+            run.printed, run.modes = printed, modes
             if version == "v2":
-                run.coerce_values = self._v2_values
+                # (the output schema's type holds the whole state, not some keys)
+                run.coerce_values = self._v2_values if output_keys is None else _same
             try:
                 for event in drive(run.loop, run.saver, wake):
                     if run.keep(event):
@@ -733,6 +795,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         *,
         context: Any = None,
         stream_mode: Any = None,
+        print_mode: Any = (),
         output_keys: Any = None,
         interrupt_before: Any = None,
         interrupt_after: Any = None,
@@ -746,10 +809,11 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         """Async ``stream``."""
         durability = _durability(durability, kwargs)
         modes, single = self._modes(stream_mode)
+        printed = self._print_modes(print_mode, debug)
         out: deque[Any] = deque()
         wake: asyncio.Queue | None = None
         poke: Any = None
-        if modes & LIVE_MODES or self._live_updates:
+        if (modes | printed) & LIVE_MODES or self._live_updates:
             wake = WakeQueue()
             poke = thread_safe_put(wake)
 
@@ -761,15 +825,17 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         config = self._with_defaults(config)
         async with self._athread_lock(config):
             input, config = await _abefore_run(self, input, config)
-            run = self._prepare(input, config, modes=modes, sink=sink, context=context,
-                                interrupt_before=interrupt_before,
+            run = self._prepare(input, config, modes=modes | printed, sink=sink,
+                                context=context, interrupt_before=interrupt_before,
                                 interrupt_after=interrupt_after, durability=durability,
-                                control=control)
+                                control=control, output_keys=output_keys)
             run.loop.out = out
             run.single = single
             run.subgraphs = subgraphs
+            run.printed, run.modes = printed, modes
             if version == "v2":
-                run.coerce_values = self._v2_values
+                # (the output schema's type holds the whole state, not some keys)
+                run.coerce_values = self._v2_values if output_keys is None else _same
             try:
                 # closed with the stream: a consumer that stops early cancels the tasks
                 # still running before its aclose() returns
@@ -1206,6 +1272,21 @@ def _stream_part(ns: tuple[str, ...], mode: str, payload: Any, coerce: Any) -> d
         payload = dict(payload)
         interrupts = tuple(payload.pop(INTERRUPT))
     return {"type": mode, "ns": ns, "data": coerce(payload), "interrupts": interrupts}
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _print_event(event: tuple[tuple[str, ...], str, Any], subgraphs: bool) -> None:
+    """Print one streamed event as LangGraph's ``print_mode`` does: ``[mode]`` in bold, a
+    subgraph's namespace in yellow, then the payload's repr."""
+    ns, mode, payload = event
+    parts = [f"\033[1m[{mode}]\033[0m"]
+    if subgraphs and ns:
+        parts.append(f"\033[1;30;33m[graph={ns}]\033[0m")
+    parts.append(repr(payload))
+    print(" ".join(parts))
 
 
 def _try_coerce(coerce: Any, values: Any) -> Any:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from threadloom._schema import ROOT, make_coercer, state_object_to_dict
+from threadloom._fields import state_object_to_dict
+from threadloom._schema import ROOT, make_coercer
 from threadloom.channels import MISSING
 from threadloom.constants import END, START
 from threadloom.errors import (

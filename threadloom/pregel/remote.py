@@ -25,8 +25,12 @@ import copy
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
-from threadloom._internal._constants import CONFIG_KEY_STREAM, CONFIG_KEY_STRICT_RESUME
-from threadloom.constants import CONFIG_KEY_SCOPE, INTERRUPT
+from threadloom.constants import (
+    CONFIG_KEY_SCOPE,
+    CONFIG_KEY_STREAM,
+    CONFIG_KEY_STRICT_RESUME,
+    INTERRUPT,
+)
 from threadloom.errors import GraphInterrupt, RemoteException
 from threadloom.pregel.protocol import PregelProtocol
 from threadloom.stream.remote import (

@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Iterator
 from types import MappingProxyType
 from typing import Any
 
-from threadloom._compat.lifecycle import SubgraphHandleSurface
 from threadloom.stream.events import to_protocol_event
+from threadloom.stream.lifecycle_names import SubgraphHandleSurface
 from threadloom.stream.mux import StreamMux
 from threadloom.stream.stream_channel import StreamChannel
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, NotRequired, TypedDict
 
-from threadloom._compat.lifecycle import TasksLifecycleSurface
 from threadloom.errors import GraphInterrupt
 from threadloom.stream.base import ProtocolEvent, StreamTransformer
+from threadloom.stream.lifecycle_names import TasksLifecycleSurface
 from threadloom.stream.stream_channel import StreamChannel
 
 __all__ = [
@@ -290,7 +290,7 @@ class _TasksLifecycleBase(TasksLifecycleSurface, StreamTransformer):
     Each task start records the agent name its config carries (``lc_agent_name``, set
     by LangChain's ``create_agent(name=...)``; the first start in a namespace names it)
     and its input (to find the tool call a nested agent was started for). The private
-    names LangChain's own subclass uses are in :mod:`threadloom._compat.lifecycle`.
+    names LangChain's own subclass uses are in :mod:`threadloom.stream.lifecycle_names`.
     """
 
     required_stream_modes: ClassVar[tuple[str, ...]] = ("tasks",)

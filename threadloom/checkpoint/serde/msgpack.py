@@ -100,6 +100,7 @@ from threadloom.checkpoint.serde.base import (
     UnknownTypeError,
     UnregisteredTypeError,
 )
+from threadloom.types import Interrupt, Send, TimeoutPolicy
 
 __all__ = [
     "DEFAULT_REGISTRY",
@@ -857,8 +858,6 @@ def _send_codec(cls: Any, wire: int | str) -> _Codec:
             raise CorruptCheckpointError("malformed Send record in checkpoint data")
         if len(p) == 3:
             return cls(p[1], p[2])
-        from threadloom.types import TimeoutPolicy
-
         t = p[3]
         if isinstance(t, (int, float)):  # written before timeouts were policies
             return cls(p[1], p[2], timeout=t)
@@ -891,9 +890,9 @@ _KIND_CODECS: Final[dict[str, Callable[[Any, int | str], _Codec]]] = {
     "cast": _cast_codec,
     "object": _object_codec,
 }
-_SPECIAL_CODECS: Final[dict[str, Callable[[Any, int | str], _Codec]]] = {
-    "threadloom.types:Send": _send_codec,
-    "threadloom.types:Interrupt": _interrupt_codec,
+_SPECIAL_CODECS: Final[dict[type, Callable[[Any, int | str], _Codec]]] = {
+    Send: _send_codec,
+    Interrupt: _interrupt_codec,
 }
 
 
@@ -903,7 +902,7 @@ def _codec_for(cls: type) -> _Codec:
         _BUILTINS.ensure()
         wire = _BUILTINS.wire.get(cls)
         key = type_key(cls)
-        make = _SPECIAL_CODECS.get(key) if wire is not None else None
+        make = _SPECIAL_CODECS.get(cls) if wire is not None else None
         if make is None:
             make = _KIND_CODECS[_classify(cls)]
         codec = make(cls, key if wire is None else wire)

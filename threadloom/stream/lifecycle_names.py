@@ -61,7 +61,8 @@ class TasksLifecycleSurface:
         self._discover(ns, data)
 
     def _pop_terminal_transitions(self, ns: tuple[str, ...], data: Any) -> Iterable[Transition]:
-        return self._ended_by(ns, data)
+        ended: Iterable[Transition] = self._ended_by(ns, data)
+        return ended
 
     async def _aon_terminal(self, ns: tuple[str, ...], status: str, error: str | None) -> None:
         self._on_terminal(ns, status, error)
