@@ -506,12 +506,12 @@ class ApprovalService:
             if not may_decide(user, target.request):
                 break
             rows = []
-            for item in items:
-                if not may_decide(user, item.request):
+            for pending in items:
+                if not may_decide(user, pending.request):
                     continue
-                row = await self.row(user, item)
-                row["args_schema"] = item.request.args_schema
-                row["original_args"] = item.request.original_args
+                row = await self.row(user, pending)
+                row["args_schema"] = pending.request.args_schema
+                row["original_args"] = pending.request.original_args
                 rows.append(row)
             ids = {r["request_id"] for r in rows}
             records = await self._audit(thread_id)
