@@ -105,3 +105,43 @@ def test_end_run_leaves_the_thread_busy_for_the_run_queued_behind(storage_factor
             await storage.close()
 
     asyncio.run(scenario())
+
+
+def test_a_workers_only_storage_still_hears_of_queued_and_cancelled_runs(
+    fresh_postgres_database: str,
+) -> None:
+    """``serve_workers_only`` (what ``threadloom worker`` asks) drops the stream and
+    run wake-ups, never those a worker needs: a run queued elsewhere wakes
+    ``wait_for_work`` at once, and a cancel reaches ``watch_cancellations``."""
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    async def scenario() -> None:
+        api = PostgresStorage(fresh_postgres_database)
+        worker = PostgresStorage(fresh_postgres_database)
+        worker.serve_workers_only()
+        await api.setup()
+        await worker.setup()
+        cancels: list[tuple[str, str]] = []
+        await worker.watch_cancellations(lambda run_id, action: cancels.append(
+            (run_id, action)))
+        try:
+            await worker.wait_for_work(0.1)  # forget the wake-ups of setting up
+            tid = await _thread(api)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            queued = asyncio.ensure_future(_queue(api, tid))
+            await worker.wait_for_work(30.0)
+            assert loop.time() - start < 15.0  # woken, not timed out
+            run_id = await queued
+            assert (await worker.claim_run("w", 30.0))["run_id"] == run_id
+            await api.request_cancel([run_id], "interrupt")
+            for _ in range(100):
+                if cancels:
+                    break
+                await asyncio.sleep(0.1)
+            assert cancels == [(run_id, "interrupt")]
+        finally:
+            await worker.close()
+            await api.close()
+
+    asyncio.run(scenario())

@@ -230,6 +230,12 @@ class Storage(abc.ABC):
         (``update_thread`` keys; the thread stays ``busy`` when another run of it is
         active). Wakes ``wait_run``. Returns the run."""
 
+    def serve_workers_only(self) -> None:
+        """This process only executes runs (``threadloom worker``): it follows no run's
+        stream and waits for no run. A storage may then skip their wake-ups. Call
+        before ``setup``."""
+        return None  # (SQLite: one process does everything)
+
     async def end_run(
         self, run_id: str, status: str, *, thread: dict[str, Any] | None,
         events: Sequence[tuple[str, bytes]], keep: bool,

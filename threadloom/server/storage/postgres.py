@@ -240,6 +240,7 @@ class PostgresStorage(Storage):
         # the connection holding this process's duties (``lead``), and which it holds
         self._leader: Any = None
         self._duties: set[str] = set()
+        self._channels: tuple[str, ...] = (WORK, RUN, CANCEL, STREAM)
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -305,11 +306,18 @@ class PostgresStorage(Storage):
 
     # -- notifications -----------------------------------------------------------------
 
+    def serve_workers_only(self) -> None:
+        """Listen only for queued runs and cancellations: a ``threadloom worker``
+        process follows no stream and waits for no run, so the notifications of every
+        event published and every run ended need not wake it (each worker process would
+        otherwise read them all)."""
+        self._channels = (WORK, CANCEL)
+
     async def _listen(self) -> None:
         import psycopg
 
         conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-        for channel in (WORK, RUN, CANCEL, STREAM):
+        for channel in self._channels:
             await conn.execute(f"LISTEN {channel}")
         self._listener = conn
 
@@ -937,6 +945,8 @@ class PostgresStorage(Storage):
 
     async def _follow(self, run_id: str, waker: asyncio.Event, after: int | None,
                       live_from: int | None) -> AsyncIterator[StreamEvent]:
+        # a run queued here just now has not ended: its first empty read asks nothing more
+        started = live_from == 0
         try:
             if live_from is None:
                 row = await self._one(
@@ -961,7 +971,9 @@ class PostgresStorage(Storage):
                         yield StreamEvent(str(event_id), event, bytes(data))
                 if len(rows) == 500:
                     continue
-                if not rows:
+                if not rows and started:
+                    started = False
+                elif not rows:
                     # a stream nobody will close: the run is over (or gone) and its
                     # worker did not get to close it (it died); give the closing a moment
                     run = await self.get_run(run_id)
