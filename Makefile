@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
+REFERENCE_SERVER_VENV := .venv-reference-server
+REFERENCE_SERVER_STAMP := $(REFERENCE_SERVER_VENV)/.installed
+
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
@@ -50,9 +53,18 @@ bench: $(BENCH_STAMP)
 bench-scale: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python bench/scale.py --write $(ARGS)
 
-# approval round trips over HTTP, 50 concurrent official clients (ARGS="--url ..." for another server)
-bench-server: $(STAMP)
-	$(PY) bench/server.py $(ARGS)
+# the reference server (`langgraph dev`), only to compare against in bench-server: its own
+# venv, never .venv
+$(REFERENCE_SERVER_STAMP):
+	test -x $(REFERENCE_SERVER_VENV)/bin/python || $(PYTHON) -m venv $(REFERENCE_SERVER_VENV)
+	$(REFERENCE_SERVER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(REFERENCE_SERVER_VENV)/bin/python -m pip install -q 'langgraph-cli[inmem]' langgraph-api langgraph-runtime-inmem
+	touch $(REFERENCE_SERVER_STAMP)
+
+# approval round trips over HTTP, 50 concurrent official clients, threadloom beside the
+# reference server (ARGS="--url ..." for another server, "--no-reference" to skip it)
+bench-server: $(STAMP) $(REFERENCE_SERVER_STAMP)
+	$(PY) bench/server.py --reference-venv $(REFERENCE_SERVER_VENV) $(ARGS)
 
 # LangGraph's own tests against threadloom, in a venv without LangGraph (see COMPAT.md)
 $(COMPAT_STAMP): pyproject.toml
@@ -73,4 +85,4 @@ compat-reference: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python compat/run.py --reference $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) .venv-reference
+	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) .venv-reference $(REFERENCE_SERVER_VENV)

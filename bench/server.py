@@ -2,13 +2,17 @@
 
     .venv/bin/python bench/server.py [--clients 50] [--seconds 20] [--url URL]
         [--postgres-workers 1,2,4] [--postgres postgresql://postgres@127.0.0.1/test]
+        [--reference-venv .venv-reference-server]
 
 Starts ``threadloom serve --dev`` on a temporary SQLite file in a subprocess (or uses
 ``--url``, e.g. a reference server serving the same graph as ``payment``); with
 ``--postgres-workers``, also, for each count N, ``threadloom serve`` (API only) and N
 ``threadloom worker`` processes on a new PostgreSQL database (created through the
 ``--postgres`` URL, dropped afterwards). Each setup gets ``--clients`` concurrent
-official async clients for ``--seconds``. Each client loops:
+official async clients for ``--seconds``. With ``--reference-venv`` (``make bench-server``
+builds one: ``langgraph-cli[inmem]``, never in ``.venv``), the reference server too -
+``langgraph dev`` serving the same graph file - measured in the same run by the same
+clients, and the table ends with threadloom's throughput over the reference's. Each client loops:
 create a thread, ``runs.wait`` until the approval pauses, ``runs.wait`` the resume
 until done - one *round trip* (two runs). Prints round trips/s, runs/s and the p50/p99
 latency of a round trip. The graph is ``bench/server_graph.py`` (an ``interrupt()``
@@ -81,10 +85,13 @@ async def measure(url: str, clients: int, seconds: float) -> dict[str, float]:
 
 
 def _config(folder: Path) -> Path:
+    """A ``langgraph.json`` serving ``bench/server_graph.py`` as ``payment`` (the
+    reference's CLI also asks for ``dependencies``: the graph needs nothing beyond it)."""
     path = folder / "langgraph.json"
-    path.write_text(
-        json.dumps({"graphs": {"payment": str(HERE / "server_graph.py") + ":graph"}})
-    )
+    path.write_text(json.dumps({
+        "dependencies": [str(HERE)],
+        "graphs": {"payment": str(HERE / "server_graph.py") + ":graph"},
+    }))
     return path
 
 
@@ -155,6 +162,54 @@ def _run_setup(label: str, args: argparse.Namespace, workers: int | None) -> dic
     return result
 
 
+def _reference(folder: Path, port: int, venv: Path) -> subprocess.Popen:
+    """``langgraph dev`` (in-memory runtime, no reload, no tracing) on ``port``, serving
+    the same graph file as ``payment``; its output goes to ``reference.log`` there."""
+    env = {**os.environ, "LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false"}
+    with open(folder / "reference.log", "wb") as log:
+        return subprocess.Popen(
+            [str(venv / "bin" / "langgraph"), "dev", "--no-browser", "--no-reload", "--port",
+             str(port), "--config", str(_config(folder)), "--server-log-level", "warning"],
+            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+
+
+def _run_reference(label: str, args: argparse.Namespace) -> dict:
+    """Start the reference server from ``--reference-venv``, measure it, stop it."""
+    from threadloom.server.embedded import free_port
+
+    venv = Path(args.reference_venv).resolve()
+    if not (venv / "bin" / "langgraph").exists():
+        raise SystemExit(f"--reference-venv {venv}: no bin/langgraph there (make "
+                         "bench-server installs langgraph-cli[inmem] into it)")
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        proc = _reference(Path(tmp), port, venv)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_up(url, proc)
+            result = asyncio.run(measure(url, args.clients, args.seconds))
+        except BaseException:
+            print((Path(tmp) / "reference.log").read_text()[-3000:], file=sys.stderr)
+            raise
+        finally:
+            _stop([proc])
+    print(f"{label}: {json.dumps({k: round(v, 2) for k, v in result.items()})}", flush=True)
+    return result
+
+
+def _table(results: dict[str, dict], reference: str | None) -> None:
+    """The figures side by side, and each setup's throughput over the reference's."""
+    print(f"\n| {'setup':<50} | round trips/s | runs/s | p50 ms | p99 ms | vs reference |")
+    print(f"|{'-' * 52}|--------------:|-------:|-------:|-------:|-------------:|")
+    base = results[reference]["round_trips_per_s"] if reference else None
+    for label, r in results.items():
+        ratio = "" if base is None or label == reference else (
+            f"{r['round_trips_per_s'] / base:.1f}x")
+        print(f"| {label:<50} | {r['round_trips_per_s']:13.1f} | {r['runs_per_s']:6.1f} | "
+              f"{r['p50_ms']:6.0f} | {r['p99_ms']:6.0f} | {ratio:>12} |")
+
+
 def _wait_up(url: str, proc: subprocess.Popen | None) -> None:
     import httpx
 
@@ -182,18 +237,35 @@ def main() -> None:
         "THREADLOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
         help="a PostgreSQL URL whose server may create (and drop) a bench database")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite setup")
+    parser.add_argument("--reference-venv", default=None, metavar="DIR",
+                        help="also bench the reference server (langgraph dev) of this venv")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the reference server even with --reference-venv")
     args = parser.parse_args()
     print(f"{args.clients} clients, {args.seconds:.0f} s per setup; cpu count "
-          f"{os.cpu_count()}", flush=True)
+          f"{os.cpu_count()}; load average {_load()}", flush=True)
     if args.url is not None:
         _wait_up(args.url, None)
         result = asyncio.run(measure(args.url, args.clients, args.seconds))
         print(f"server {args.url}: {json.dumps({k: round(v, 2) for k, v in result.items()})}")
         return
+    results: dict[str, dict] = {}
+    reference = None
+    if args.reference_venv and not args.no_reference:
+        reference = "reference server (langgraph dev, in-memory)"
+        results[reference] = _run_reference(reference, args)
     if not args.no_sqlite:
-        _run_setup("threadloom serve (SQLite, 1 process)", args, None)
+        label = "threadloom serve (SQLite, 1 process)"
+        results[label] = _run_setup(label, args, None)
     for count in [int(n) for n in args.postgres_workers.split(",") if n.strip()]:
-        _run_setup(f"threadloom serve + {count} worker(s) (PostgreSQL)", args, count)
+        label = f"threadloom serve + {count} worker(s) (PostgreSQL)"
+        results[label] = _run_setup(label, args, count)
+    _table(results, reference)
+    print(f"load average at the end: {_load()}")
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

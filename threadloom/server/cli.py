@@ -104,6 +104,7 @@ def work(args: argparse.Namespace) -> int:
             "$THREADLOOM_DATABASE_URL); with a SQLite file, `threadloom serve` runs the runs."
         )
     server = Server.from_config(config, run_worker=True)
+    server.ctx.storage.serve_workers_only()  # it serves no API
 
     async def main() -> None:
         stop = asyncio.Event()

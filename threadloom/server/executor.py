@@ -220,8 +220,6 @@ async def execute_run(
         error = {"error": type(exc).__name__, "message": str(exc)}
         await publish("error", error)
     result, finished = await _finish(threads, run, graph, status, error)
-    await publish(RESULT_EVENT, result)
-    await storage.close_stream(run_id)
     if kwargs.get("webhook") and finished is not None:
         _send_webhook(threads, finished, kwargs["webhook"], result)
     return status
@@ -280,7 +278,8 @@ async def _started(graph: Any, run: dict[str, Any]) -> bool:
 
 async def _finish(threads: ThreadService, run: dict, graph: Any, status: str,
                   error: dict | None) -> tuple[Any, dict | None]:
-    """Store the thread's new state and the run's status; the run's output and record."""
+    """Store the thread's new state and the run's status, publish the run's output and
+    close its stream; the output and the run's record."""
     storage = threads.ctx.storage
     thread_fields: dict[str, Any] = {}
     output: Any = None
@@ -308,9 +307,19 @@ async def _finish(threads: ThreadService, run: dict, graph: Any, status: str,
         thread_fields = {"status": "error", "error": error}
     if error is not None:
         output = {"__error__": error}
+    # the run's output for ``wait`` and the stream's end go with its final status (in
+    # one transaction where the storage can), after the thread's new state
+    closing = [(RESULT_EVENT, serde.dumps(output))]
+    keep = bool(run["kwargs"].get("resumable"))
+    if not run["kwargs"].get("temporary"):
+        finished = await storage.end_run(run["run_id"], status, thread=thread_fields,
+                                         events=closing, keep=keep)
+        return output, finished
     finished = await storage.finish_run(run["run_id"], status, thread=thread_fields)
-    if run["kwargs"].get("temporary"):
-        await storage.delete_thread(run["thread_id"])
+    await storage.delete_thread(run["thread_id"])  # before its waiters hear the result
+    for event, data in closing:
+        await storage.publish(run["run_id"], event, data, keep=keep)
+    await storage.close_stream(run["run_id"])
     return output, finished
 
 

@@ -102,9 +102,11 @@ class RunService:
         kwargs["_user"] = user.to_dict()
         kwargs.update({k: v for k, v in (internal or {}).items() if k.startswith("_")})
         now = now_iso()
-        await storage.update_thread(
-            thread_id, metadata={"graph_id": graph_id, "assistant_id": assistant["assistant_id"]}
-        )
+        tags = {"graph_id": graph_id, "assistant_id": assistant["assistant_id"]}
+        if any((thread.get("metadata") or {}).get(k) != v for k, v in tags.items()):
+            # (a thread's later runs mostly name the same assistant: no write then;
+            # create_run bumps the thread's updated_at anyway)
+            await storage.update_thread(thread_id, metadata=tags)
         record = {
             "run_id": run_id,
             "thread_id": thread_id,

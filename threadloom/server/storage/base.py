@@ -231,6 +231,25 @@ class Storage(abc.ABC):
         (``update_thread`` keys; the thread stays ``busy`` when another run of it is
         active). Wakes ``wait_run``. Returns the run."""
 
+    def serve_workers_only(self) -> None:
+        """This process only executes runs (``threadloom worker``): it follows no run's
+        stream and waits for no run. A storage may then skip their wake-ups. Call
+        before ``setup``."""
+        return None  # (SQLite: one process does everything)
+
+    async def end_run(
+        self, run_id: str, status: str, *, thread: dict[str, Any] | None,
+        events: Sequence[tuple[str, bytes]], keep: bool,
+    ) -> dict | None:
+        """``finish_run``, then ``events`` (name, data) appended to the run's stream and
+        the stream closed: what a worker does when a run ends. Storages that can do it
+        in one transaction (PostgreSQL) override this."""
+        finished = await self.finish_run(run_id, status, thread=thread)
+        for event, data in events:
+            await self.publish(run_id, event, data, keep=keep)
+        await self.close_stream(run_id)
+        return finished
+
     @abc.abstractmethod
     async def request_cancel(self, run_ids: Sequence[str], action: CancelAction) -> list[dict]:
         """Cancel runs: pending ones end at once (``interrupted``, or deleted for

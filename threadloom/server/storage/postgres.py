@@ -182,6 +182,10 @@ MIGRATIONS: list[tuple[str, ...]] = [
 ]
 
 _NOTIFY = "SELECT pg_notify(%s, %s)"
+_UPDATE_THREAD = (  # the parameters: rows.thread_values(record), then the thread id
+    'UPDATE server_threads SET updated_at=%s, state_updated_at=%s, metadata=%s, status=%s, '
+    'config=%s, "values"=%s, interrupts=%s, error=%s WHERE thread_id=%s'
+)
 # Commit without waiting for the WAL flush (a crash of the database server may lose the
 # last few such commits, never corrupt anything): for what costs only a retry if lost -
 # stream events (the checkpoints are the truth), claims, leases and finished runs (a lost
@@ -240,6 +244,7 @@ class PostgresStorage(Storage):
         # the connection holding this process's duties (``lead``), and which it holds
         self._leader: Any = None
         self._duties: set[str] = set()
+        self._channels: tuple[str, ...] = (WORK, RUN, CANCEL, STREAM, THREADS)
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -248,6 +253,15 @@ class PostgresStorage(Storage):
         """A cursor in one transaction."""
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             yield cur
+
+    @asynccontextmanager
+    async def _pipelined_tx(self) -> AsyncIterator[Any]:
+        """A connection in pipeline mode, in one transaction: statements are sent
+        without waiting for their replies until one is read (``BEGIN`` goes with the
+        first read, ``COMMIT`` with the last writes: a round trip per read, not per
+        statement). Read each result on a cursor of its own (``conn.cursor()``)."""
+        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
+            yield conn
 
     async def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         async with self._pool.connection() as conn:
@@ -296,11 +310,18 @@ class PostgresStorage(Storage):
 
     # -- notifications -----------------------------------------------------------------
 
+    def serve_workers_only(self) -> None:
+        """Listen only for queued runs and cancellations: a ``threadloom worker``
+        process follows no stream and waits for no run, so the notifications of every
+        event published and every run ended need not wake it (each worker process would
+        otherwise read them all)."""
+        self._channels = (WORK, CANCEL)
+
     async def _listen(self) -> None:
         import psycopg
 
         conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-        for channel in (WORK, RUN, CANCEL, STREAM, THREADS):
+        for channel in self._channels:
             await conn.execute(f"LISTEN {channel}")
         self._listener = conn
 
@@ -563,11 +584,7 @@ class PostgresStorage(Storage):
         if row is None:
             return None
         rec = merge_thread(thread_row(row), fields)
-        await cur.execute(
-            'UPDATE server_threads SET updated_at=%s, state_updated_at=%s, metadata=%s, '
-            'status=%s, config=%s, "values"=%s, interrupts=%s, error=%s WHERE thread_id=%s',
-            (*thread_values(rec), thread_id),
-        )
+        await cur.execute(_UPDATE_THREAD, (*thread_values(rec), thread_id))
         await cur.execute(_NOTIFY, (THREADS, thread_id))
         return public_thread(rec)
 
@@ -617,7 +634,8 @@ class PostgresStorage(Storage):
 
     async def create_run(self, record: dict[str, Any], *, multitask_strategy: str
                          ) -> tuple[dict, list[dict]]:
-        async with self._tx() as cur:
+        # two round trips: the lock and the active runs, then the writes and the commit
+        async with self._pipelined_tx() as conn, conn.cursor() as cur:
             # the thread's row lock orders the decisions on one thread across processes
             await cur.execute(
                 "SELECT 1 FROM server_threads WHERE thread_id = %s FOR UPDATE",
@@ -704,9 +722,10 @@ class PostgresStorage(Storage):
         import psycopg
 
         try:
-            async with self._tx() as cur:
-                await cur.execute(f"SELECT {_RELAXED}")
-                await cur.execute(
+            # one statement, its own transaction (one round trip; relaxed by set_config
+            # in RETURNING, evaluated before its commit)
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
                     f"""
                     WITH next AS (
                         SELECT r.seq FROM server_runs r
@@ -725,7 +744,8 @@ class PostgresStorage(Storage):
                         lease_expires_at = clock_timestamp() + make_interval(secs => %s),
                         attempt = attempt + 1, updated_at = %s
                     FROM next WHERE server_runs.seq = next.seq
-                    RETURNING {", ".join("server_runs." + c.strip() for c in RUN_COLS.split(","))}
+                    RETURNING {", ".join("server_runs." + c.strip() for c in RUN_COLS.split(","))},
+                        {_RELAXED}
                     """,
                     (worker_id, float(lease_seconds), now_iso()),
                 )
@@ -736,7 +756,7 @@ class PostgresStorage(Storage):
             if self._work is not None:
                 self._work.set()
             return None
-        return None if row is None else run_row(row)
+        return None if row is None else run_row(row[:-1])
 
     async def heartbeat(self, run_id: str, worker_id: str, lease_seconds: float) -> bool:
         row = await self._one(
@@ -749,41 +769,59 @@ class PostgresStorage(Storage):
 
     async def finish_run(self, run_id: str, status: str, *, thread: dict[str, Any] | None
                          ) -> dict | None:
-        found = await self._one("SELECT thread_id FROM server_runs WHERE run_id = %s", (run_id,))
-        if found is None:
-            return None
-        async with self._tx() as cur:
-            # thread row first, then the run: the order create_run and delete_thread use
+        return await self.end_run(run_id, status, thread=thread, events=None, keep=False)
+
+    async def end_run(
+        self, run_id: str, status: str, *, thread: dict[str, Any] | None,
+        events: Sequence[tuple[str, bytes]] | None, keep: bool,
+    ) -> dict | None:
+        """One transaction in two round trips: lock the thread and end the run, then
+        update the thread, append ``events`` and close the stream (unless ``events`` is
+        None: ``finish_run``), with their notifications."""
+        async with self._pipelined_tx() as conn:
             # relaxed: if lost, the run's lease runs out and it is run again from its
             # (durable) last checkpoint, where it ends at once
-            await cur.execute(
-                f"SELECT {_RELAXED} FROM server_threads WHERE thread_id = %s FOR UPDATE",
-                (found[0],),
+            await conn.execute(f"SELECT {_RELAXED}")
+            # thread row first, then the run: the order create_run and delete_thread use
+            locked = await conn.execute(
+                f"SELECT {THREAD_COLS} FROM server_threads WHERE thread_id = "
+                "(SELECT thread_id FROM server_runs WHERE run_id = %s) FOR UPDATE",
+                (run_id,),
             )
-            stamp = now_iso()
-            await cur.execute(
+            ended = await conn.execute(
                 "UPDATE server_runs SET status = %s, updated_at = %s, worker_id = NULL, "
-                f"lease_expires_at = NULL WHERE run_id = %s RETURNING {RUN_COLS}",
-                (status, stamp, run_id),
+                f"lease_expires_at = NULL WHERE run_id = %s RETURNING {RUN_COLS}, "
+                "ARRAY(SELECT o.status FROM server_runs o WHERE o.thread_id = "
+                "server_runs.thread_id AND o.run_id != %s AND o.status IN "
+                "('pending', 'running'))",
+                (status, now_iso(), run_id, run_id),
             )
-            row = await cur.fetchone()
-            if row is None:
-                return None
-            run = run_row(row)
-            fields = dict(thread or {})
-            await cur.execute(
-                "SELECT status FROM server_runs WHERE thread_id = %s AND run_id != %s AND "
-                "status IN ('pending', 'running')",
-                (run["thread_id"], run_id),
-            )
-            others = {r[0] for r in await cur.fetchall()}
-            if others:
-                fields["status"] = "busy"
-            if fields:
-                await self._update_thread(cur, run["thread_id"], fields)
-            await cur.execute(_NOTIFY, (RUN, run_id))
-            if "pending" in others:  # a run queued behind this one may start now
-                await cur.execute(_NOTIFY, (WORK, ""))
+            thread_row_ = await locked.fetchone()
+            row = await ended.fetchone()
+            run: dict | None = None
+            if row is not None:
+                run = run_row(row[:-1])
+                others = set(row[-1])
+                fields = dict(thread or {})
+                if others:
+                    fields["status"] = "busy"
+                if fields and thread_row_ is not None:
+                    rec = merge_thread(thread_row(thread_row_), fields)
+                    await conn.execute(_UPDATE_THREAD, (*thread_values(rec), run["thread_id"]))
+                    await conn.execute(_NOTIFY, (THREADS, run["thread_id"]))
+                await conn.execute(_NOTIFY, (RUN, run_id))
+                if "pending" in others:  # a run queued behind this one may start now
+                    await conn.execute(_NOTIFY, (WORK, ""))
+            if events is not None:
+                rows = [(run_id, e, d, keep) for e, d in events] + [(run_id, CLOSED, b"", True)]
+                await conn.execute(
+                    "WITH e AS (INSERT INTO server_run_events (run_id, event, data, keep) "
+                    "SELECT r, e, d, k FROM unnest(%s::text[], %s::text[], %s::bytea[], "
+                    "%s::bool[]) WITH ORDINALITY AS u(r, e, d, k, n) ORDER BY n "
+                    "RETURNING id) SELECT pg_notify(%s, %s || ' ' || max(id)) FROM e",
+                    ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                     [r[3] for r in rows], STREAM, run_id),
+                )
             return run
 
     async def request_cancel(self, run_ids: Sequence[str], action: CancelAction) -> list[dict]:
@@ -929,6 +967,8 @@ class PostgresStorage(Storage):
 
     async def _follow(self, run_id: str, waker: asyncio.Event, after: int | None,
                       live_from: int | None) -> AsyncIterator[StreamEvent]:
+        # a run queued here just now has not ended: its first empty read asks nothing more
+        started = live_from == 0
         try:
             if live_from is None:
                 row = await self._one(
@@ -953,7 +993,9 @@ class PostgresStorage(Storage):
                         yield StreamEvent(str(event_id), event, bytes(data))
                 if len(rows) == 500:
                     continue
-                if not rows:
+                if not rows and started:
+                    started = False
+                elif not rows:
                     # a stream nobody will close: the run is over (or gone) and its
                     # worker did not get to close it (it died); give the closing a moment
                     run = await self.get_run(run_id)

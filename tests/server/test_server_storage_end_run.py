@@ -1,0 +1,147 @@
+"""``Storage.end_run``: a run's final status, its thread's new state, its last events
+and the end of its stream, on SQLite and on PostgreSQL (where it is one transaction)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from threadloom.server.records import new_id, now_iso
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage_factory(request: pytest.FixtureRequest, tmp_path: Path):
+    """A function making the storage under test (set up; closed by the caller)."""
+
+    async def make() -> Any:
+        if request.param == "sqlite":
+            from threadloom.server.storage.sqlite import SqliteStorage
+
+            storage = SqliteStorage(str(tmp_path / "server.db"))
+        else:
+            from threadloom.server.storage.postgres import PostgresStorage
+
+            storage = PostgresStorage(request.getfixturevalue("fresh_postgres_database"))
+        await storage.setup()
+        return storage
+
+    return make
+
+
+async def _thread(storage: Any) -> str:
+    now = now_iso()
+    record = {"thread_id": new_id(), "created_at": now, "updated_at": now,
+              "state_updated_at": now, "metadata": {}, "status": "idle", "config": {},
+              "values": None}
+    await storage.create_thread(record, if_exists="raise")
+    return record["thread_id"]
+
+
+async def _queue(storage: Any, thread_id: str) -> str:
+    now = now_iso()
+    run, _ = await storage.create_run(
+        {"run_id": new_id(), "thread_id": thread_id, "assistant_id": "a", "created_at": now,
+         "updated_at": now, "metadata": {}, "kwargs": {}, "run_at": 0.0},
+        multitask_strategy="enqueue",
+    )
+    return run["run_id"]
+
+
+async def _drain(events: AsyncIterator[Any]) -> list[tuple[str, Any]]:
+    return [(e.event, json.loads(e.data)) async for e in events]
+
+
+def test_end_run_records_the_end_then_closes_the_stream(storage_factory) -> None:
+    async def scenario() -> None:
+        storage = await storage_factory()
+        try:
+            tid = await _thread(storage)
+            run_id = await _queue(storage, tid)
+            events = storage.subscribe(run_id, after=None)
+            claimed = await storage.claim_run("w", 30.0)
+            assert claimed is not None and claimed["run_id"] == run_id
+            await storage.publish(run_id, "values", b'{"x": 0}', keep=False)
+            finished = await storage.end_run(
+                run_id, "success", thread={"values": {"x": 1}, "status": "idle",
+                                           "state_updated": True},
+                events=[("__result__", b'{"x": 1}'), ("extra", b"[1, 2]")], keep=False,
+            )
+            assert finished is not None and finished["status"] == "success"
+            # the events in order, then the subscription ends (the stream is closed)
+            got = await asyncio.wait_for(_drain(events), 10)
+            assert got == [("values", {"x": 0}), ("__result__", {"x": 1}), ("extra", [1, 2])]
+            assert (await storage.get_run(run_id))["status"] == "success"
+            thread = await storage.get_thread(tid)
+            assert thread["values"] == {"x": 1} and thread["status"] == "idle"
+            assert await storage.wait_run(run_id, 1.0) is not None
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
+
+
+def test_end_run_leaves_the_thread_busy_for_the_run_queued_behind(storage_factory) -> None:
+    async def scenario() -> None:
+        storage = await storage_factory()
+        try:
+            tid = await _thread(storage)
+            first = await _queue(storage, tid)
+            second = await _queue(storage, tid)
+            assert (await storage.claim_run("w", 30.0))["run_id"] == first
+            assert await storage.claim_run("w", 30.0) is None  # the thread is taken
+            await storage.end_run(first, "success", thread={"status": "idle"},
+                                  events=[("__result__", b"null")], keep=True)
+            assert (await storage.get_thread(tid))["status"] == "busy"
+            assert (await storage.claim_run("w", 30.0))["run_id"] == second
+            # kept events replay after the run ended, then the closed stream ends
+            replay = await asyncio.wait_for(_drain(storage.subscribe(first, after="0")), 10)
+            assert replay == [("__result__", None)]
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_workers_only_storage_still_hears_of_queued_and_cancelled_runs(
+    fresh_postgres_database: str,
+) -> None:
+    """``serve_workers_only`` (what ``threadloom worker`` asks) drops the stream and
+    run wake-ups, never those a worker needs: a run queued elsewhere wakes
+    ``wait_for_work`` at once, and a cancel reaches ``watch_cancellations``."""
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    async def scenario() -> None:
+        api = PostgresStorage(fresh_postgres_database)
+        worker = PostgresStorage(fresh_postgres_database)
+        worker.serve_workers_only()
+        await api.setup()
+        await worker.setup()
+        cancels: list[tuple[str, str]] = []
+        await worker.watch_cancellations(lambda run_id, action: cancels.append(
+            (run_id, action)))
+        try:
+            await worker.wait_for_work(0.1)  # forget the wake-ups of setting up
+            tid = await _thread(api)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            queued = asyncio.ensure_future(_queue(api, tid))
+            await worker.wait_for_work(30.0)
+            assert loop.time() - start < 15.0  # woken, not timed out
+            run_id = await queued
+            assert (await worker.claim_run("w", 30.0))["run_id"] == run_id
+            await api.request_cancel([run_id], "interrupt")
+            for _ in range(100):
+                if cancels:
+                    break
+                await asyncio.sleep(0.1)
+            assert cancels == [(run_id, "interrupt")]
+        finally:
+            await worker.close()
+            await api.close()
+
+    asyncio.run(scenario())
