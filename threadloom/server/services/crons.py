@@ -105,6 +105,9 @@ class CronService:
         fields: dict[str, Any] = {}
         payload = dict(cron["payload"])
         for key, value in body.items():
+            if value is None and key in ("schedule", "enabled", "on_run_completed",
+                                         "metadata"):
+                continue  # null: left as it is (these have no "unset" value)
             if key in ("schedule", "end_time", "enabled", "timezone", "on_run_completed"):
                 fields[key] = value
             elif key == "metadata":

@@ -13,7 +13,13 @@ from typing import Any
 
 from threadloom.server.auth import AuthUser
 from threadloom.server.context import ServerContext, check_uuid, visible
-from threadloom.server.errors import BadRequest, Conflict, NotFound, Unprocessable
+from threadloom.server.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    Unprocessable,
+    unprocessable_on,
+)
 from threadloom.server.graphs import pending_interrupts, thread_state
 from threadloom.server.records import merge_filters, new_id, now_iso, select_fields
 from threadloom.server.serde import jsonable
@@ -220,8 +226,9 @@ class ThreadService:
         if record["metadata"].get("graph_id") is None and len(self.ctx.graphs.ids()) != 1:
             return _empty_state(thread_id)
         graph = self.graph_for(record)
-        snapshot = await graph.aget_state(self._config(None, thread_id, checkpoint),
-                                          subgraphs=subgraphs)
+        with unprocessable_on(ValueError, what="Invalid checkpoint"):
+            snapshot = await graph.aget_state(self._config(None, thread_id, checkpoint),
+                                              subgraphs=subgraphs)
         return thread_state(snapshot)
 
     async def update_state(self, user: AuthUser, thread_id: str, body: dict[str, Any]) -> dict:
@@ -279,11 +286,13 @@ class ThreadService:
             {"configurable": {"thread_id": thread_id, **before}} if before else None
         )
         out = []
-        async for snapshot in graph.aget_state_history(
-            self._config(None, thread_id, body.get("checkpoint")),
-            filter=body.get("metadata"), before=before_config, limit=body.get("limit", 10),
-        ):
-            out.append(thread_state(snapshot))
+        # the checkpointer checks the metadata filter and the namespace
+        with unprocessable_on(ValueError, what="Invalid history query"):
+            async for snapshot in graph.aget_state_history(
+                self._config(None, thread_id, body.get("checkpoint")),
+                filter=body.get("metadata"), before=before_config, limit=body.get("limit", 10),
+            ):
+                out.append(thread_state(snapshot))
         return out
 
     async def refresh(self, thread_id: str, graph: Any, *, error: dict | None = None,
