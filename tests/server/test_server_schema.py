@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance  # noq
 EXAMPLES = int(os.environ.get("THREADLOOM_SCHEMA_EXAMPLES", "12"))
 KEY = {"x-api-key": "key-alice"}
 # routes that stream for as long as the client listens (no end to wait for)
-ENDLESS = {("GET", "/approvals/stream")}
+ENDLESS = {("GET", "/approvals/stream"), ("GET", "/threads/{thread_id}/stream")}
 
 
 def _known_ids(url: str) -> dict[str, str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from threadloom.server.auth import AuthUser
@@ -15,7 +17,13 @@ from threadloom.server.models import (
     ThreadPrune,
     ThreadSearch,
 )
-from threadloom.server.routes.common import ThreadId, caller, json_response, server_of
+from threadloom.server.routes.common import (
+    ThreadId,
+    caller,
+    json_response,
+    server_of,
+    sse_response,
+)
 
 router = APIRouter(tags=["threads"])
 
@@ -129,3 +137,18 @@ async def get_history(thread_id: ThreadId, request: Request, limit: int = 10,
     """The thread's checkpoints, newest first."""
     data = {"limit": limit, "before": before}
     return json_response(await server_of(request).threads.history(user, thread_id, data))
+
+
+@router.get("/threads/{thread_id}/stream")
+async def join_thread_stream(
+    thread_id: ThreadId,
+    request: Request,
+    stream_mode: list[Literal["run_modes"]] | None = Query(None),
+    user: AuthUser = Depends(caller),
+) -> Response:
+    """Follow the thread (SSE): the events of each of its runs, one run after the other,
+    from now on (``stream_mode=run_modes``: the modes each run was started with). It
+    ends when the thread is deleted or the client leaves."""
+    server = server_of(request)
+    await server.threads.readable(user, thread_id)  # 404 before the 200 starts
+    return sse_response(server.runs.follow_thread(thread_id), with_ids=False)

@@ -1,0 +1,63 @@
+"""Joining a thread's stream, and stream modes combined with ``events``, through the SDK."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from langgraph_sdk.errors import NotFoundError
+
+HELLO = {"messages": [{"role": "user", "content": "hi"}]}
+
+
+async def test_join_stream_follows_every_run_of_the_thread(client) -> None:
+    thread = await client.threads.create(graph_id="email")
+    tid = thread["thread_id"]
+    seen: list[tuple[str, object]] = []
+    joined = asyncio.Event()
+
+    async def follow() -> None:
+        stream = await client.threads.join_stream(tid)
+        joined.set()
+        async for part in stream:
+            seen.append((part.event, part.data))
+
+    follower = asyncio.create_task(follow())
+    await joined.wait()
+    await asyncio.sleep(0.5)  # the request is made when iteration starts
+    await client.runs.wait(tid, "email", input=HELLO)  # pauses before "send"
+    second = await client.runs.create(tid, "email", input=None, stream_mode="updates")
+    await client.runs.join(tid, second["run_id"])
+    await asyncio.sleep(0.5)
+    await client.threads.delete(tid)  # the thread is gone: its stream ends
+    await asyncio.wait_for(follower, 10)
+
+    runs = [data["run_id"] for event, data in seen if event == "metadata"]
+    assert len(runs) == 2 and runs[1] == second["run_id"]
+    events = [event for event, _ in seen]
+    first_run = events[:events.index("metadata", 1)]
+    assert "values" in first_run  # each run's own modes: the first streamed values
+    assert any(e == "updates" and "send" in d for e, d in seen)  # the second, updates
+
+
+async def test_join_stream_of_a_missing_thread_is_404(client) -> None:
+    with pytest.raises(NotFoundError):
+        stream = await client.threads.join_stream("00000000-0000-4000-8000-000000000000")
+        async for _ in stream:
+            pass
+
+
+async def test_events_together_with_other_modes(client) -> None:
+    thread = await client.threads.create()
+    parts = [
+        part async for part in client.runs.stream(
+            thread["thread_id"], "email", input=HELLO, stream_mode=["events", "values"],
+        )
+    ]
+    names = [p.event for p in parts]
+    assert names[0] == "metadata"
+    assert "events" in names and "values" in names
+    kinds = {p.data["event"] for p in parts if p.event == "events"}
+    assert {"on_chain_start", "on_chain_end"} <= kinds
+    values = [p.data for p in parts if p.event == "values"]
+    assert values[-1]["messages"][-1]["content"].startswith("Draft")
