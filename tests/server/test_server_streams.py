@@ -61,3 +61,37 @@ async def test_events_together_with_other_modes(client) -> None:
     assert {"on_chain_start", "on_chain_end"} <= kinds
     values = [p.data for p in parts if p.event == "values"]
     assert values[-1]["messages"][-1]["content"].startswith("Draft")
+
+
+async def _gone(client, thread_id: str, within: float) -> bool:
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            await client.threads.get(thread_id)
+        except NotFoundError:
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def test_thread_ttl_deletes_the_thread_when_it_passes(client) -> None:
+    short = await client.threads.create(ttl=0.02, graph_id="email")  # 1.2 s
+    await client.runs.wait(short["thread_id"], "email", input=HELLO)
+    kept = await client.threads.create()
+    later = await client.threads.create()
+    await client.threads.update(later["thread_id"], metadata={"a": 1},
+                                ttl={"ttl": 0.03, "strategy": "delete"})
+    assert await _gone(client, short["thread_id"], within=15)
+    assert await _gone(client, later["thread_id"], within=15)
+    assert (await client.threads.get(kept["thread_id"]))["thread_id"] == kept["thread_id"]
+    with pytest.raises(NotFoundError):  # its checkpoints went too
+        await client.threads.get_state(short["thread_id"])
+
+
+async def test_a_bad_thread_ttl_is_422(client) -> None:
+    from langgraph_sdk.errors import UnprocessableEntityError
+
+    with pytest.raises(UnprocessableEntityError, match="ttl"):
+        await client.threads.create(ttl=-1)
+    with pytest.raises(UnprocessableEntityError, match="strategy"):
+        await client.threads.create(ttl={"ttl": 5, "strategy": "archive"})

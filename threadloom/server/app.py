@@ -113,12 +113,14 @@ class Server:
         if self.worker is not None:
             await self.worker.start()
             await self.crons.start()
+            await self.threads.start_sweeper()
         await self.approval_feed.start()
 
     async def stop(self) -> None:
         """Stop the worker and close the storage."""
         await self.approval_feed.stop()
         await self.crons.stop()
+        await self.threads.stop_sweeper()
         if self.worker is not None:
             await self.worker.stop()
         await self.ctx.storage.close()

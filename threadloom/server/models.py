@@ -33,6 +33,7 @@ __all__ = [
     "ThreadPatch",
     "ThreadPrune",
     "ThreadSearch",
+    "ThreadTTL",
 ]
 
 #: the largest ``offset`` a search takes (a 32-bit database integer)
@@ -109,18 +110,25 @@ class LatestVersion(_Body):
     version: int
 
 
+class ThreadTTL(_Body):
+    """When a thread goes: ``ttl`` minutes after it was created or last given a TTL."""
+
+    ttl: float = Field(gt=0, le=10**9, description="Minutes until the thread expires.")
+    strategy: Literal["delete"] = "delete"
+
+
 class ThreadCreate(_Body):
     thread_id: str | None = None
     metadata: dict[str, Any] | None = None
     if_exists: Literal["raise", "do_nothing"] = "raise"
     supersteps: list[dict[str, Any]] | None = None
     graph_id: str | None = None
-    ttl: Any = None
+    ttl: ThreadTTL | Annotated[float, Field(gt=0, le=10**9)] | None = None
 
 
 class ThreadPatch(_Body):
     metadata: dict[str, Any] | None = None
-    ttl: Any = None
+    ttl: ThreadTTL | Annotated[float, Field(gt=0, le=10**9)] | None = None
 
 
 class ThreadSearch(_Body):

@@ -9,9 +9,13 @@ served.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
 from typing import Any
 
-from threadloom.server.auth import AuthUser
+from threadloom.server.auth import SERVER, AuthUser
 from threadloom.server.context import ServerContext, check_uuid, visible
 from threadloom.server.errors import (
     BadRequest,
@@ -24,7 +28,30 @@ from threadloom.server.graphs import pending_interrupts, thread_state
 from threadloom.server.records import merge_filters, new_id, now_iso, select_fields
 from threadloom.server.serde import jsonable
 
-__all__ = ["ThreadService", "reviewer_config", "strip_client_identity", "thread_status"]
+__all__ = [
+    "TTL_SWEEP_SECONDS",
+    "ThreadService",
+    "reviewer_config",
+    "strip_client_identity",
+    "thread_status",
+]
+
+log = logging.getLogger("threadloom.server")
+
+#: how often the process executing runs deletes the threads whose TTL has passed
+TTL_SWEEP_SECONDS = 2.0
+
+
+def _ttl(value: Any) -> tuple[float, str] | None:
+    """A request's ``ttl`` (minutes, or ``{"ttl": minutes, "strategy"}``) as
+    ``(expires_at, strategy)``."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        minutes, strategy = value["ttl"], value.get("strategy") or "delete"
+    else:
+        minutes, strategy = value, "delete"
+    return time.time() + float(minutes) * 60.0, strategy
 
 
 def thread_status(snapshot: Any, *, failed: bool = False) -> str:
@@ -62,6 +89,7 @@ class ThreadService:
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
+        self._sweeper: asyncio.Task | None = None
 
     # -- records -----------------------------------------------------------------------
 
@@ -97,7 +125,10 @@ class ThreadService:
             },
             if_exists=value.get("if_exists") or "raise",
         )
-        if value.get("supersteps") and record["created_at"] == now:
+        created = record["created_at"] == now
+        if created and value.get("ttl") is not None:
+            await self.ctx.storage.set_thread_ttl(thread_id, *_ttl(value["ttl"]))
+        if value.get("supersteps") and created:
             record = await self._seed(user, record, value["supersteps"])
         return record
 
@@ -128,6 +159,8 @@ class ThreadService:
         record = await self.ctx.storage.update_thread(thread_id, metadata=value["metadata"])
         if record is None:
             raise NotFound(f"Thread {thread_id} not found.")
+        if body.get("ttl") is not None:  # the clock starts again
+            await self.ctx.storage.set_thread_ttl(thread_id, *_ttl(body["ttl"]))
         return record
 
     async def delete(self, user: AuthUser, thread_id: str) -> None:
@@ -192,6 +225,45 @@ class ThreadService:
                 await self.ctx.storage.checkpointer.aprune([thread_id], strategy="keep_latest")
             pruned += 1
         return pruned
+
+    # -- TTL -------------------------------------------------------------------------------
+
+    async def sweep_expired(self, now: float | None = None) -> list[str]:
+        """Apply the TTL of every thread whose time has come (strategy ``delete``: the
+        thread, its runs and checkpoints go, its active runs are cancelled); their ids.
+        Only one process of a shared database does it (``Storage.lead``)."""
+        if not await self.ctx.storage.lead("thread_ttl"):
+            return []
+        swept = []
+        for thread_id, _strategy in await self.ctx.storage.expired_threads(
+            time.time() if now is None else now
+        ):
+            with contextlib.suppress(NotFound):
+                await self.delete(SERVER, thread_id)
+            await self.ctx.storage.set_thread_ttl(thread_id, None)
+            swept.append(thread_id)
+        return swept
+
+    async def start_sweeper(self, interval: float = TTL_SWEEP_SECONDS) -> None:
+        """Apply thread TTLs every ``interval`` seconds in the background."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await self.sweep_expired()
+                except Exception:
+                    log.exception("applying thread TTLs failed")
+
+        self._sweeper = asyncio.create_task(loop(), name="threadloom-thread-ttl")
+
+    async def stop_sweeper(self) -> None:
+        """Stop applying thread TTLs."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
 
     # -- graph state -------------------------------------------------------------------
 
