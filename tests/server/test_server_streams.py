@@ -95,3 +95,22 @@ async def test_a_bad_thread_ttl_is_422(client) -> None:
         await client.threads.create(ttl=-1)
     with pytest.raises(UnprocessableEntityError, match="strategy"):
         await client.threads.create(ttl={"ttl": 5, "strategy": "archive"})
+
+
+def test_metrics_count_threads_and_runs(served) -> None:
+    import httpx
+
+    headers = {"x-api-key": "key-alice"}
+    with httpx.Client(base_url=served.url, headers=headers, timeout=30) as http:
+        def idle() -> int:
+            lines = http.get("/metrics").text.splitlines()
+            [line] = [x for x in lines if x.startswith('threadloom_threads{status="idle"}')]
+            return int(line.split()[-1])
+
+        before = idle()
+        http.post("/threads", json={}).raise_for_status()
+        answer = http.get("/metrics")
+        assert answer.headers["content-type"].startswith("text/plain")
+        assert 'threadloom_runs{status="pending"}' in answer.text
+        assert idle() == before + 1
+        assert httpx.get(f"{served.url}/metrics").status_code == 401
