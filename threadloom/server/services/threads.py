@@ -9,9 +9,7 @@ served.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import time
 from typing import Any
 
@@ -25,6 +23,7 @@ from threadloom.server.errors import (
     unprocessable_on,
 )
 from threadloom.server.graphs import pending_interrupts, thread_state
+from threadloom.server.periodic import Periodic
 from threadloom.server.records import merge_filters, new_id, now_iso, select_fields
 from threadloom.server.serde import jsonable
 
@@ -35,8 +34,6 @@ __all__ = [
     "strip_client_identity",
     "thread_status",
 ]
-
-log = logging.getLogger("threadloom.server")
 
 #: how often the process executing runs deletes the threads whose TTL has passed
 TTL_SWEEP_SECONDS = 2.0
@@ -89,7 +86,7 @@ class ThreadService:
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
-        self._sweeper: asyncio.Task | None = None
+        self._sweeper = Periodic("applying thread TTLs", self.sweep_expired)
 
     # -- records -----------------------------------------------------------------------
 
@@ -246,24 +243,11 @@ class ThreadService:
 
     async def start_sweeper(self, interval: float = TTL_SWEEP_SECONDS) -> None:
         """Apply thread TTLs every ``interval`` seconds in the background."""
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                try:
-                    await self.sweep_expired()
-                except Exception:
-                    log.exception("applying thread TTLs failed")
-
-        self._sweeper = asyncio.create_task(loop(), name="threadloom-thread-ttl")
+        self._sweeper.start(interval)
 
     async def stop_sweeper(self) -> None:
         """Stop applying thread TTLs."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        await self._sweeper.stop()
 
     # -- graph state -------------------------------------------------------------------
 
