@@ -113,12 +113,14 @@ class Server:
         if self.worker is not None:
             await self.worker.start()
             await self.crons.start()
+            await self.threads.start_sweeper()
         await self.approval_feed.start()
 
     async def stop(self) -> None:
         """Stop the worker and close the storage."""
         await self.approval_feed.stop()
         await self.crons.stop()
+        await self.threads.stop_sweeper()
         if self.worker is not None:
             await self.worker.stop()
         await self.ctx.storage.close()
@@ -130,6 +132,33 @@ def _validation_detail(exc: RequestValidationError) -> str:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
         parts.append(f"{where or 'body'}: {err.get('msg')}")
     return "Invalid request: " + "; ".join(parts)
+
+
+ERROR_BODY = {
+    "title": "Error",
+    "description": "Every error answer: what was wrong, as text.",
+    "type": "object",
+    "properties": {"detail": {"type": "string", "title": "Detail"}},
+    "required": ["detail"],
+}
+
+
+def _error_bodies_in_schema(app: FastAPI) -> None:
+    """/openapi.json describes the 422 body the server sends (``{"detail": str}``, see
+    ``_validation_detail``), not FastAPI's default list of errors."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            components = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in components:
+                components["HTTPValidationError"] = ERROR_BODY
+                components.pop("ValidationError", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(server: Server) -> FastAPI:
@@ -170,6 +199,7 @@ def create_app(server: Server) -> FastAPI:
             allow_headers=cors.get("allow_headers", ["*"]),
             expose_headers=cors.get("expose_headers", ["Content-Location", "Location"]),
         )
+    _error_bodies_in_schema(app)
     for module in (meta, assistants, threads, runs, crons, store):
         app.include_router(module.router)
     from threadloom.server.routes import approvals, inbox  # the approval inbox

@@ -6,6 +6,9 @@ reads), and the text says what was wrong.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 __all__ = [
     "BadRequest",
     "Conflict",
@@ -14,6 +17,7 @@ __all__ = [
     "ServerError",
     "Unauthorized",
     "Unprocessable",
+    "unprocessable_on",
 ]
 
 
@@ -62,3 +66,14 @@ class Unprocessable(ServerError):
     """A value of the request is invalid (422)."""
 
     status = 422
+
+
+@contextlib.contextmanager
+def unprocessable_on(*errors: type[Exception], what: str) -> Iterator[None]:
+    """Turn ``errors`` raised inside into a 422 saying ``what`` was refused and why: for
+    values the request passes on to a lower layer (the store, the checkpointer) that
+    checks them itself."""
+    try:
+        yield
+    except errors as exc:
+        raise Unprocessable(f"{what}: {exc}") from None

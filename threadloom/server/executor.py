@@ -197,14 +197,8 @@ async def execute_run(
                 config["configurable"].pop(key, None)
         if kwargs.get("_deadline_sweep"):
             _sweeping(kwargs["_deadline_sweep"])
-        if "events" in modes:
-            async for event in graph.astream_events(
-                graph_input, config, version="v2", **options
-            ):
-                await publish("events", event)
-        else:
-            await _stream(graph, graph_input, config, modes, options,
-                          bool(kwargs.get("subgraphs")), publish)
+        await _stream(graph, graph_input, config, modes, options,
+                      bool(kwargs.get("subgraphs")), publish)
     except asyncio.CancelledError:
         action = cancel_action.get("action")
         if action is None:  # the worker is shutting down: the lease will hand it on
@@ -246,25 +240,50 @@ def _send_webhook(threads: ThreadService, run: dict, url: str, result: Any) -> N
 
 async def _stream(graph: Any, graph_input: Any, config: dict, modes: list[str],
                   options: dict, subgraphs: bool, publish: Any) -> None:
+    """Run the graph, publishing the events of ``modes``. With ``events`` among them the
+    graph runs under ``astream_events`` (v2), whose root ``on_chain_stream`` events
+    carry the chunks of the other modes."""
     graph_modes = list(dict.fromkeys(_GRAPH_MODES[m] for m in modes if m in _GRAPH_MODES))
-    legacy = _LegacyMessages() if "messages" in modes else None
-    tuple_mode = "messages-tuple" in modes
-    async for item in graph.astream(
-        graph_input, config, stream_mode=graph_modes, subgraphs=subgraphs, **options
-    ):
-        if subgraphs:
+    chunks = _Chunks(modes, subgraphs, publish)
+    if "events" not in modes:
+        async for item in graph.astream(
+            graph_input, config, stream_mode=graph_modes, subgraphs=subgraphs, **options
+        ):
+            await chunks.publish(item)
+        return
+    if graph_modes:
+        options = {**options, "stream_mode": graph_modes, "subgraphs": subgraphs}
+    async for event in graph.astream_events(graph_input, config, version="v2", **options):
+        await publish("events", event)
+        if graph_modes and event.get("event") == "on_chain_stream" and not event.get(
+            "parent_ids"
+        ):
+            await chunks.publish(event["data"]["chunk"])
+
+
+class _Chunks:
+    """Publishes what ``astream(stream_mode=[...])`` yields as the run's events."""
+
+    def __init__(self, modes: list[str], subgraphs: bool, publish: Any) -> None:
+        self.subgraphs = subgraphs
+        self.publish_event = publish
+        self.legacy = _LegacyMessages() if "messages" in modes else None
+        self.tuple_mode = "messages-tuple" in modes
+
+    async def publish(self, item: Any) -> None:
+        if self.subgraphs:
             ns, mode, chunk = item
         else:
             (mode, chunk), ns = item, ()
         if mode == "messages":
             message, metadata = chunk
-            if tuple_mode:
-                await publish(_event_name("messages", ns), [message, metadata])
-            if legacy is not None:
-                for name, data in legacy.events(message, metadata):
-                    await publish(_event_name(name, ns), data)
-            continue
-        await publish(_event_name(mode, ns), chunk)
+            if self.tuple_mode:
+                await self.publish_event(_event_name("messages", ns), [message, metadata])
+            if self.legacy is not None:
+                for name, data in self.legacy.events(message, metadata):
+                    await self.publish_event(_event_name(name, ns), data)
+            return
+        await self.publish_event(_event_name(mode, ns), chunk)
 
 
 async def _started(graph: Any, run: dict[str, Any]) -> bool:

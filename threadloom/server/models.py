@@ -6,11 +6,12 @@ speaks; unknown fields are ignored, as the reference does.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "MAX_OFFSET",
     "AssistantCreate",
     "AssistantSearch",
     "AssistantUpdate",
@@ -32,8 +33,11 @@ __all__ = [
     "ThreadPatch",
     "ThreadPrune",
     "ThreadSearch",
+    "ThreadTTL",
 ]
 
+#: the largest ``offset`` a search takes (a 32-bit database integer)
+MAX_OFFSET = 2**31 - 1
 SortOrder = Literal["asc", "desc"]
 StreamMode = Literal[
     "values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks",
@@ -41,6 +45,11 @@ StreamMode = Literal[
 ]
 Strategy = Literal["reject", "interrupt", "rollback", "enqueue"]
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
+# a store namespace label: the GET route joins labels with dots; no NUL (PostgreSQL)
+Label = Annotated[str, Field(min_length=1, pattern=r"^[^.\x00]*$")]
+Namespace = Annotated[list[Label], Field(min_length=1)]
+# a field path of an item's value to index (``"a.b"``, ``"list[0]"``)
+IndexPath = Annotated[str, Field(min_length=1)]
 
 
 class _Body(BaseModel):
@@ -85,7 +94,7 @@ class AssistantSearch(_Body):
     graph_id: str | None = None
     name: str | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sort_by: Literal["assistant_id", "created_at", "updated_at", "name", "graph_id"] | None = None
     sort_order: SortOrder | None = None
     select: list[str] | None = None
@@ -94,11 +103,18 @@ class AssistantSearch(_Body):
 class AssistantVersions(_Body):
     metadata: dict[str, Any] | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 class LatestVersion(_Body):
     version: int
+
+
+class ThreadTTL(_Body):
+    """When a thread goes: ``ttl`` minutes after it was created or last given a TTL."""
+
+    ttl: float = Field(gt=0, le=10**9, description="Minutes until the thread expires.")
+    strategy: Literal["delete"] = "delete"
 
 
 class ThreadCreate(_Body):
@@ -107,12 +123,12 @@ class ThreadCreate(_Body):
     if_exists: Literal["raise", "do_nothing"] = "raise"
     supersteps: list[dict[str, Any]] | None = None
     graph_id: str | None = None
-    ttl: Any = None
+    ttl: ThreadTTL | Annotated[float, Field(gt=0, le=10**9)] | None = None
 
 
 class ThreadPatch(_Body):
     metadata: dict[str, Any] | None = None
-    ttl: Any = None
+    ttl: ThreadTTL | Annotated[float, Field(gt=0, le=10**9)] | None = None
 
 
 class ThreadSearch(_Body):
@@ -121,7 +137,7 @@ class ThreadSearch(_Body):
     ids: list[str] | None = None
     status: ThreadStatus | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sort_by: Literal[
         "thread_id", "status", "created_at", "updated_at", "state_updated_at"
     ] | None = None
@@ -200,33 +216,33 @@ class RunCancelMany(_Body):
 
 
 class StorePut(_Body):
-    namespace: list[str]
+    namespace: Namespace
     key: str
     value: dict[str, Any]
-    index: Literal[False] | list[str] | None = None
-    ttl: float | None = None
+    index: Literal[False] | list[IndexPath] | None = None
+    ttl: float | None = Field(None, ge=0)
 
 
 class StoreDelete(_Body):
-    namespace: list[str]
+    namespace: Namespace
     key: str
 
 
 class StoreSearch(_Body):
-    namespace_prefix: list[str] | None = None
+    namespace_prefix: list[Label] | None = None
     filter: dict[str, Any] | None = None
     limit: int = Field(10, ge=0, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     query: str | None = None
     refresh_ttl: bool | None = None
 
 
 class StoreNamespaces(_Body):
-    prefix: list[str] | None = None
-    suffix: list[str] | None = None
+    prefix: list[Label] | None = None
+    suffix: list[Label] | None = None
     max_depth: int | None = Field(None, ge=1)
     limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 class CronCreate(_Body):
@@ -270,7 +286,7 @@ class CronSearch(_Body):
     thread_id: str | None = None
     enabled: bool | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sort_by: str | None = None
     sort_order: SortOrder | None = None
     select: list[str] | None = None

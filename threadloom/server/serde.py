@@ -9,6 +9,9 @@ response.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import json
+import uuid
 from typing import Any
 
 import orjson
@@ -40,9 +43,23 @@ def _default(value: Any) -> Any:
     return repr(value)
 
 
+def _default_stdlib(value: Any) -> Any:
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return _default(value)
+
+
 def dumps(value: Any) -> bytes:
     """``value`` as JSON bytes (never fails: unknown objects become their ``repr``)."""
-    return orjson.dumps(value, default=_default, option=_OPTIONS)
+    try:
+        return orjson.dumps(value, default=_default, option=_OPTIONS)
+    except orjson.JSONEncodeError:
+        # what a client may send but orjson does not write: integers beyond 64 bits,
+        # strings with lone surrogates (written as \u escapes)
+        return json.dumps(value, default=_default_stdlib, ensure_ascii=True,
+                          separators=(",", ":")).encode()
 
 
 def loads(data: bytes | str | None) -> Any:

@@ -14,7 +14,7 @@ from threadloom.server.models import (
     AssistantVersions,
     LatestVersion,
 )
-from threadloom.server.routes.common import caller, json_response, server_of
+from threadloom.server.routes.common import AssistantId, caller, json_response, server_of
 
 router = APIRouter(tags=["assistants"])
 
@@ -52,14 +52,14 @@ async def count_assistants(body: AssistantSearch, request: Request,
 
 
 @router.get("/assistants/{assistant_id}")
-async def get_assistant(assistant_id: str, request: Request,
+async def get_assistant(assistant_id: AssistantId, request: Request,
                         user: AuthUser = Depends(caller)) -> Response:
     """One assistant."""
     return json_response(await server_of(request).assistants.get(user, assistant_id))
 
 
 @router.patch("/assistants/{assistant_id}")
-async def update_assistant(assistant_id: str, body: AssistantUpdate, request: Request,
+async def update_assistant(assistant_id: AssistantId, body: AssistantUpdate, request: Request,
                            user: AuthUser = Depends(caller)) -> Response:
     """A new version of the assistant."""
     data = body.model_dump(exclude_unset=True)
@@ -67,7 +67,8 @@ async def update_assistant(assistant_id: str, body: AssistantUpdate, request: Re
 
 
 @router.delete("/assistants/{assistant_id}", status_code=204)
-async def delete_assistant(assistant_id: str, request: Request, delete_threads: bool = False,
+async def delete_assistant(assistant_id: AssistantId, request: Request,
+                           delete_threads: bool = False,
                            user: AuthUser = Depends(caller)) -> Response:
     """Delete the assistant (and its threads with ``delete_threads``)."""
     await server_of(request).assistants.delete(user, assistant_id, delete_threads)
@@ -75,7 +76,7 @@ async def delete_assistant(assistant_id: str, request: Request, delete_threads: 
 
 
 @router.get("/assistants/{assistant_id}/graph")
-async def get_assistant_graph(assistant_id: str, request: Request, xray: str | None = None,
+async def get_assistant_graph(assistant_id: AssistantId, request: Request, xray: str | None = None,
                               user: AuthUser = Depends(caller)) -> Response:
     """The graph's nodes and edges."""
     return json_response(
@@ -84,14 +85,15 @@ async def get_assistant_graph(assistant_id: str, request: Request, xray: str | N
 
 
 @router.get("/assistants/{assistant_id}/schemas")
-async def get_assistant_schemas(assistant_id: str, request: Request,
+async def get_assistant_schemas(assistant_id: AssistantId, request: Request,
                                 user: AuthUser = Depends(caller)) -> Response:
     """Input, output, state, config and context JSON schemas."""
     return json_response(await server_of(request).assistants.schemas(user, assistant_id))
 
 
 @router.get("/assistants/{assistant_id}/subgraphs")
-async def get_assistant_subgraphs(assistant_id: str, request: Request, recurse: bool = False,
+async def get_assistant_subgraphs(assistant_id: AssistantId, request: Request,
+                                  recurse: bool = False,
                                   user: AuthUser = Depends(caller)) -> Response:
     """The schemas of the graph's subgraphs, by namespace."""
     return json_response(
@@ -100,7 +102,7 @@ async def get_assistant_subgraphs(assistant_id: str, request: Request, recurse: 
 
 
 @router.get("/assistants/{assistant_id}/subgraphs/{namespace}")
-async def get_assistant_subgraphs_ns(assistant_id: str, namespace: str, request: Request,
+async def get_assistant_subgraphs_ns(assistant_id: AssistantId, namespace: str, request: Request,
                                      recurse: bool = False,
                                      user: AuthUser = Depends(caller)) -> Response:
     """The schemas of the subgraphs under ``namespace``."""
@@ -110,7 +112,7 @@ async def get_assistant_subgraphs_ns(assistant_id: str, namespace: str, request:
 
 
 @router.post("/assistants/{assistant_id}/versions")
-async def assistant_versions(assistant_id: str, body: AssistantVersions, request: Request,
+async def assistant_versions(assistant_id: AssistantId, body: AssistantVersions, request: Request,
                              user: AuthUser = Depends(caller)) -> Response:
     """The assistant's versions, newest first."""
     return json_response(
@@ -119,7 +121,7 @@ async def assistant_versions(assistant_id: str, body: AssistantVersions, request
 
 
 @router.post("/assistants/{assistant_id}/latest")
-async def set_latest_version(assistant_id: str, body: LatestVersion, request: Request,
+async def set_latest_version(assistant_id: AssistantId, body: LatestVersion, request: Request,
                              user: AuthUser = Depends(caller)) -> Response:
     """Make a version current."""
     return json_response(

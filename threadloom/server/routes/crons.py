@@ -7,13 +7,13 @@ from starlette.responses import Response
 
 from threadloom.server.auth import AuthUser
 from threadloom.server.models import CronCreate, CronSearch, CronUpdate
-from threadloom.server.routes.common import caller, json_response, server_of
+from threadloom.server.routes.common import CronId, ThreadId, caller, json_response, server_of
 
 router = APIRouter(tags=["crons"])
 
 
 @router.post("/threads/{thread_id}/runs/crons")
-async def create_thread_cron(thread_id: str, body: CronCreate, request: Request,
+async def create_thread_cron(thread_id: ThreadId, body: CronCreate, request: Request,
                              user: AuthUser = Depends(caller)) -> Response:
     """A cron starting runs on this thread."""
     data = body.model_dump(exclude_none=True)
@@ -43,14 +43,14 @@ async def count_crons(body: CronSearch, request: Request,
 
 
 @router.get("/runs/crons/{cron_id}")
-async def get_cron(cron_id: str, request: Request,
+async def get_cron(cron_id: CronId, request: Request,
                    user: AuthUser = Depends(caller)) -> Response:
     """One cron."""
     return json_response(await server_of(request).crons.get(user, cron_id))
 
 
 @router.patch("/runs/crons/{cron_id}")
-async def update_cron(cron_id: str, body: CronUpdate, request: Request,
+async def update_cron(cron_id: CronId, body: CronUpdate, request: Request,
                       user: AuthUser = Depends(caller)) -> Response:
     """Change a cron's schedule or run."""
     data = body.model_dump(exclude_unset=True)
@@ -58,7 +58,7 @@ async def update_cron(cron_id: str, body: CronUpdate, request: Request,
 
 
 @router.delete("/runs/crons/{cron_id}", status_code=204)
-async def delete_cron(cron_id: str, request: Request,
+async def delete_cron(cron_id: CronId, request: Request,
                       user: AuthUser = Depends(caller)) -> Response:
     """Delete a cron."""
     await server_of(request).crons.delete(user, cron_id)

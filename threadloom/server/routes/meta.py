@@ -1,4 +1,4 @@
-"""``/ok`` and ``/info``."""
+"""``/ok``, ``/info`` and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from threadloom.server.auth import AuthUser
-from threadloom.server.routes.common import caller, json_response
+from threadloom.server.routes.common import caller, json_response, server_of
 
 router = APIRouter(tags=["meta"])
 
@@ -37,3 +37,25 @@ async def info(request: Request, user: AuthUser = Depends(caller)) -> Response:
         "host": {"kind": "threadloom", "project_id": None, "revision_id": None,
                  "tenant_id": None},
     })
+
+
+@router.get("/metrics")
+async def metrics(request: Request, user: AuthUser = Depends(caller)) -> Response:
+    """Prometheus metrics (text format 0.0.4): threads by status, queued and running
+    runs."""
+    storage = server_of(request).ctx.storage
+    lines = [
+        "# HELP threadloom_threads Threads by status.",
+        "# TYPE threadloom_threads gauge",
+    ]
+    for status in ("idle", "busy", "interrupted", "error"):
+        count = await storage.count_threads(metadata=None, values=None, status=status)
+        lines.append(f'threadloom_threads{{status="{status}"}} {count}')
+    active = await storage.list_active_runs()
+    lines += ["# HELP threadloom_runs Runs waiting for a worker (pending) or executing "
+              "(running).", "# TYPE threadloom_runs gauge"]
+    for status in ("pending", "running"):
+        count = sum(1 for run in active if run["status"] == status)
+        lines.append(f'threadloom_runs{{status="{status}"}} {count}')
+    return Response("\n".join(lines) + "\n",
+                    media_type="text/plain; version=0.0.4; charset=utf-8")

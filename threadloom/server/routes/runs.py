@@ -8,8 +8,10 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
 from threadloom.server.auth import AuthUser
-from threadloom.server.models import RunCancelMany, RunCreate
+from threadloom.server.models import MAX_OFFSET, RunCancelMany, RunCreate
 from threadloom.server.routes.common import (
+    RunId,
+    ThreadId,
     caller,
     json_response,
     long_poll_response,
@@ -66,21 +68,21 @@ async def _wait(request: Request, user: AuthUser, thread_id: str | None,
 
 
 @router.post("/threads/{thread_id}/runs")
-async def create_run(thread_id: str, body: RunCreate, request: Request,
+async def create_run(thread_id: ThreadId, body: RunCreate, request: Request,
                      user: AuthUser = Depends(caller)) -> Response:
     """Queue a run; returns it at once (``status: pending``)."""
     return await _create(request, user, thread_id, body)
 
 
 @router.post("/threads/{thread_id}/runs/stream")
-async def stream_run(thread_id: str, body: RunCreate, request: Request,
+async def stream_run(thread_id: ThreadId, body: RunCreate, request: Request,
                      user: AuthUser = Depends(caller)) -> Response:
     """Queue a run and follow its events (SSE)."""
     return await _stream(request, user, thread_id, body)
 
 
 @router.post("/threads/{thread_id}/runs/wait")
-async def wait_run(thread_id: str, body: RunCreate, request: Request,
+async def wait_run(thread_id: ThreadId, body: RunCreate, request: Request,
                    user: AuthUser = Depends(caller)) -> Response:
     """Queue a run and answer with its output."""
     return await _wait(request, user, thread_id, body)
@@ -129,8 +131,8 @@ async def cancel_runs(body: RunCancelMany, request: Request,
 
 
 @router.get("/threads/{thread_id}/runs")
-async def list_runs(thread_id: str, request: Request, limit: int = Query(10, ge=1, le=1000),
-                    offset: int = Query(0, ge=0), status: str | None = None,
+async def list_runs(thread_id: ThreadId, request: Request, limit: int = Query(10, ge=1, le=1000),
+                    offset: int = Query(0, ge=0, le=MAX_OFFSET), status: str | None = None,
                     user: AuthUser = Depends(caller)) -> Response:
     """The thread's runs, newest first."""
     runs = await server_of(request).runs.list(user, thread_id, limit=limit, offset=offset,
@@ -139,14 +141,14 @@ async def list_runs(thread_id: str, request: Request, limit: int = Query(10, ge=
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
-async def get_run(thread_id: str, run_id: str, request: Request,
+async def get_run(thread_id: ThreadId, run_id: RunId, request: Request,
                   user: AuthUser = Depends(caller)) -> Response:
     """One run."""
     return json_response(public_run(await server_of(request).runs.get(user, thread_id, run_id)))
 
 
 @router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
-async def delete_run(thread_id: str, run_id: str, request: Request,
+async def delete_run(thread_id: ThreadId, run_id: RunId, request: Request,
                      user: AuthUser = Depends(caller)) -> Response:
     """Delete a run record (the thread's state stays)."""
     await server_of(request).runs.delete(user, thread_id, run_id)
@@ -154,7 +156,7 @@ async def delete_run(thread_id: str, run_id: str, request: Request,
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel")
-async def cancel_run(thread_id: str, run_id: str, request: Request, wait: bool = False,
+async def cancel_run(thread_id: ThreadId, run_id: RunId, request: Request, wait: bool = False,
                      action: Literal["interrupt", "rollback"] = "interrupt",
                      user: AuthUser = Depends(caller)) -> Response:
     """Stop a pending or running run (``rollback`` also removes it and its checkpoints)."""
@@ -163,7 +165,7 @@ async def cancel_run(thread_id: str, run_id: str, request: Request, wait: bool =
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
-async def join_run(thread_id: str, run_id: str, request: Request,
+async def join_run(thread_id: ThreadId, run_id: RunId, request: Request,
                    user: AuthUser = Depends(caller)) -> Response:
     """Wait for the run to end; its output."""
     server = server_of(request)
@@ -173,8 +175,8 @@ async def join_run(thread_id: str, run_id: str, request: Request,
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream")
 async def join_run_stream(
-    thread_id: str,
-    run_id: str,
+    thread_id: ThreadId,
+    run_id: RunId,
     request: Request,
     stream_mode: list[str] | None = Query(None),
     cancel_on_disconnect: bool = False,

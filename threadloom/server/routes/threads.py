@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from threadloom.server.auth import AuthUser
@@ -15,7 +17,13 @@ from threadloom.server.models import (
     ThreadPrune,
     ThreadSearch,
 )
-from threadloom.server.routes.common import caller, json_response, server_of
+from threadloom.server.routes.common import (
+    ThreadId,
+    caller,
+    json_response,
+    server_of,
+    sse_response,
+)
 
 router = APIRouter(tags=["threads"])
 
@@ -50,21 +58,21 @@ async def prune_threads(body: ThreadPrune, request: Request,
 
 
 @router.get("/threads/{thread_id}")
-async def get_thread(thread_id: str, request: Request,
+async def get_thread(thread_id: ThreadId, request: Request,
                      user: AuthUser = Depends(caller)) -> Response:
     """One thread, with its status, values and pending interrupts."""
     return json_response(await server_of(request).threads.get(user, thread_id))
 
 
 @router.patch("/threads/{thread_id}")
-async def patch_thread(thread_id: str, body: ThreadPatch, request: Request,
+async def patch_thread(thread_id: ThreadId, body: ThreadPatch, request: Request,
                        user: AuthUser = Depends(caller)) -> Response:
     """Merge metadata into the thread's."""
     return json_response(await server_of(request).threads.update(user, thread_id, body.data()))
 
 
 @router.delete("/threads/{thread_id}", status_code=204)
-async def delete_thread(thread_id: str, request: Request,
+async def delete_thread(thread_id: ThreadId, request: Request,
                         user: AuthUser = Depends(caller)) -> Response:
     """Delete the thread, its runs and its checkpoints."""
     await server_of(request).threads.delete(user, thread_id)
@@ -72,14 +80,14 @@ async def delete_thread(thread_id: str, request: Request,
 
 
 @router.post("/threads/{thread_id}/copy")
-async def copy_thread(thread_id: str, request: Request,
+async def copy_thread(thread_id: ThreadId, request: Request,
                       user: AuthUser = Depends(caller)) -> Response:
     """A new thread with the same checkpoints."""
     return json_response(await server_of(request).threads.copy(user, thread_id))
 
 
 @router.get("/threads/{thread_id}/state")
-async def get_state(thread_id: str, request: Request, subgraphs: bool = False,
+async def get_state(thread_id: ThreadId, request: Request, subgraphs: bool = False,
                     user: AuthUser = Depends(caller)) -> Response:
     """The thread's latest state."""
     return json_response(
@@ -88,7 +96,7 @@ async def get_state(thread_id: str, request: Request, subgraphs: bool = False,
 
 
 @router.get("/threads/{thread_id}/state/{checkpoint_id}")
-async def get_state_at(thread_id: str, checkpoint_id: str, request: Request,
+async def get_state_at(thread_id: ThreadId, checkpoint_id: str, request: Request,
                        subgraphs: bool = False, user: AuthUser = Depends(caller)) -> Response:
     """The thread's state at a checkpoint."""
     return json_response(await server_of(request).threads.get_state(
@@ -97,7 +105,7 @@ async def get_state_at(thread_id: str, checkpoint_id: str, request: Request,
 
 
 @router.post("/threads/{thread_id}/state/checkpoint")
-async def post_state_at(thread_id: str, body: StateAtCheckpoint, request: Request,
+async def post_state_at(thread_id: ThreadId, body: StateAtCheckpoint, request: Request,
                         user: AuthUser = Depends(caller)) -> Response:
     """The thread's state at a checkpoint (given as an object)."""
     return json_response(await server_of(request).threads.get_state(
@@ -107,7 +115,7 @@ async def post_state_at(thread_id: str, body: StateAtCheckpoint, request: Reques
 
 
 @router.post("/threads/{thread_id}/state")
-async def update_state(thread_id: str, body: StateUpdate, request: Request,
+async def update_state(thread_id: ThreadId, body: StateUpdate, request: Request,
                        user: AuthUser = Depends(caller)) -> Response:
     """Write values as if a node returned them (a new checkpoint)."""
     data = body.model_dump(exclude_none=True)
@@ -116,7 +124,7 @@ async def update_state(thread_id: str, body: StateUpdate, request: Request,
 
 
 @router.post("/threads/{thread_id}/history")
-async def post_history(thread_id: str, body: HistoryQuery, request: Request,
+async def post_history(thread_id: ThreadId, body: HistoryQuery, request: Request,
                        user: AuthUser = Depends(caller)) -> Response:
     """The thread's checkpoints, newest first."""
     data = body.model_dump(exclude_none=True)
@@ -124,8 +132,23 @@ async def post_history(thread_id: str, body: HistoryQuery, request: Request,
 
 
 @router.get("/threads/{thread_id}/history")
-async def get_history(thread_id: str, request: Request, limit: int = 10,
+async def get_history(thread_id: ThreadId, request: Request, limit: int = 10,
                       before: str | None = None, user: AuthUser = Depends(caller)) -> Response:
     """The thread's checkpoints, newest first."""
     data = {"limit": limit, "before": before}
     return json_response(await server_of(request).threads.history(user, thread_id, data))
+
+
+@router.get("/threads/{thread_id}/stream")
+async def join_thread_stream(
+    thread_id: ThreadId,
+    request: Request,
+    stream_mode: list[Literal["run_modes"]] | None = Query(None),
+    user: AuthUser = Depends(caller),
+) -> Response:
+    """Follow the thread (SSE): the events of each of its runs, one run after the other,
+    from now on (``stream_mode=run_modes``: the modes each run was started with). It
+    ends when the thread is deleted or the client leaves."""
+    server = server_of(request)
+    await server.threads.readable(user, thread_id)  # 404 before the 200 starts
+    return sse_response(server.runs.follow_thread(thread_id), with_ids=False)

@@ -9,8 +9,6 @@ unless ``on_run_completed="keep"``) - and computes the next date (a cron past it
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from threadloom.server.auth import AuthUser
 from threadloom.server.context import ServerContext, check_uuid
 from threadloom.server.errors import NotFound, Unprocessable
+from threadloom.server.periodic import Periodic
 from threadloom.server.records import new_id, now_iso, select_fields
 
 __all__ = ["CronService"]
@@ -56,7 +55,7 @@ class CronService:
     def __init__(self, ctx: ServerContext, runs: Any) -> None:
         self.ctx = ctx
         self.runs = runs
-        self._task: asyncio.Task | None = None
+        self._timer = Periodic("firing crons", self.tick)
 
     async def create(self, user: AuthUser, thread_id: str | None, body: dict[str, Any]) -> dict:
         value = dict(body)
@@ -105,6 +104,9 @@ class CronService:
         fields: dict[str, Any] = {}
         payload = dict(cron["payload"])
         for key, value in body.items():
+            if value is None and key in ("schedule", "enabled", "on_run_completed",
+                                         "metadata"):
+                continue  # null: left as it is (these have no "unset" value)
             if key in ("schedule", "end_time", "enabled", "timezone", "on_run_completed"):
                 fields[key] = value
             elif key == "metadata":
@@ -167,23 +169,11 @@ class CronService:
 
     async def start(self, interval: float = 5.0) -> None:
         """Fire due crons every ``interval`` seconds in the background."""
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                try:
-                    await self.tick()
-                except Exception:
-                    log.exception("firing crons failed")
-
-        self._task = asyncio.create_task(loop(), name="threadloom-crons")
+        self._timer.start(interval)
 
     async def stop(self) -> None:
         """Stop firing crons."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._timer.stop()
 
 
 def _utc(value: str) -> str:

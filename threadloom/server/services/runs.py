@@ -14,6 +14,7 @@ to an approval never reaches the graph.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -27,7 +28,10 @@ from threadloom.server.services.assistants import AssistantService
 from threadloom.server.services.threads import ThreadService
 from threadloom.server.storage.base import RUN_ACTIVE, StreamEvent
 
-__all__ = ["RunService", "public_run"]
+__all__ = ["THREAD_POLL_SECONDS", "RunService", "public_run"]
+
+#: how often a thread's joined stream looks for the thread's next run
+THREAD_POLL_SECONDS = 0.2
 
 _KWARGS = (
     "input", "command", "config", "context", "stream_mode", "interrupt_before",
@@ -52,6 +56,8 @@ class RunService:
         self.ctx = ctx
         self.threads = threads
         self.assistants = assistants
+        # the queues of this process's joined thread streams, by thread id
+        self._followers: dict[str, set[asyncio.Queue]] = {}
 
     # -- creating ----------------------------------------------------------------------
 
@@ -125,6 +131,8 @@ class RunService:
         strategy = body.get("multitask_strategy") or "enqueue"
         run, to_cancel = await storage.create_run(record, multitask_strategy=strategy)
         events = storage.subscribe(run_id, after=None) if listen else None
+        for follower in self._followers.get(thread_id, ()):  # joined thread streams
+            follower.put_nowait((run_id, storage.subscribe(run_id, after=None)))
         if to_cancel:
             action = "rollback" if strategy == "rollback" else "interrupt"
             await self.cancel_runs([r["run_id"] for r in to_cancel], action)
@@ -182,6 +190,43 @@ class RunService:
     def listen(self, run_id: str, *, after: str | None = None) -> AsyncIterator[StreamEvent]:
         """The run's events from now on (see ``Storage.subscribe``)."""
         return self.ctx.storage.subscribe(run_id, after=after)
+
+    async def follow_thread(self, thread_id: str) -> AsyncIterator[StreamEvent]:
+        """The events of every run on the thread from now on, one run after the other
+        (each starts with its ``metadata`` event), until the thread is deleted; the
+        caller checked the thread is readable.
+
+        Runs created through this process are subscribed to as they are created (so
+        none of their events is missed); runs another process created are found by
+        looking at the thread's active runs every ``THREAD_POLL_SECONDS``."""
+        storage = self.ctx.storage
+        created: asyncio.Queue = asyncio.Queue()
+        self._followers.setdefault(thread_id, set()).add(created)
+        followed: set[str] = set()
+        try:
+            while True:
+                try:
+                    run_id, events = await asyncio.wait_for(created.get(),
+                                                            THREAD_POLL_SECONDS)
+                except TimeoutError:
+                    runs = [r for r in await storage.list_active_runs(thread_id)
+                            if r["run_id"] not in followed]
+                    if not runs:
+                        if await storage.get_thread(thread_id) is None:
+                            return
+                        continue
+                    run_id = runs[0]["run_id"]  # a thread's runs run in the order queued
+                    events = storage.subscribe(run_id, after=None)
+                if run_id in followed:
+                    continue
+                followed.add(run_id)
+                async for event in events:
+                    yield event
+        finally:
+            followers = self._followers.get(thread_id, set())
+            followers.discard(created)
+            if not followers:
+                self._followers.pop(thread_id, None)
 
     async def output(self, run: dict[str, Any]) -> Any:
         """A finished run's output: the thread's values (+ ``__interrupt__``) or

@@ -8,11 +8,13 @@ route joins the namespace with dots).
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from typing import Any
 
 from threadloom.server.auth import AuthUser
 from threadloom.server.context import ServerContext
-from threadloom.server.errors import Unprocessable
+from threadloom.server.errors import Unprocessable, unprocessable_on
 
 __all__ = ["StoreService"]
 
@@ -28,6 +30,27 @@ def _namespace(value: Any, *, allow_empty: bool = False) -> tuple[str, ...]:
                 f"Invalid namespace label {label!r}: labels are non-empty and contain no '.'."
             )
     return tuple(value)
+
+
+def _refused() -> tuple[type[Exception], ...]:
+    """What the store raises for what it refuses (a namespace, an index path, a
+    semantic ``query`` or a ``ttl`` it does not support) and the databases' "this value
+    cannot be stored" (PostgreSQL: a NUL character in a JSON value): the request's
+    fault, a 422."""
+    errors: list[type[Exception]] = [ValueError, TypeError, NotImplementedError,
+                                     sqlite3.DataError]
+    with contextlib.suppress(ImportError):
+        import psycopg
+
+        errors.append(psycopg.DataError)
+    return tuple(errors)
+
+
+_REFUSED = _refused()
+
+
+def _invalid_as_422() -> contextlib.AbstractContextManager[None]:
+    return unprocessable_on(*_REFUSED, what="The store refused the request")
 
 
 class StoreService:
@@ -53,21 +76,25 @@ class StoreService:
         extra: dict[str, Any] = {}
         if value.get("ttl") is not None:
             extra["ttl"] = value["ttl"]
-        await self.store.aput(ns, value["key"], value["value"], value.get("index"), **extra)
+        with _invalid_as_422():
+            await self.store.aput(ns, value["key"], value["value"], value.get("index"),
+                                  **extra)
 
     async def get(self, user: AuthUser, namespace: str, key: str,
                   refresh_ttl: bool | None) -> dict | None:
         ns = _namespace([p for p in namespace.split(".")] if namespace else [])
         value = await self._auth(user, "get", {"namespace": ns, "key": key})
-        item = await self.store.aget(_namespace(value["namespace"]), value["key"],
-                                     refresh_ttl=refresh_ttl)
+        with _invalid_as_422():
+            item = await self.store.aget(_namespace(value["namespace"]), value["key"],
+                                         refresh_ttl=refresh_ttl)
         return None if item is None else item.dict()
 
     async def delete(self, user: AuthUser, body: dict[str, Any]) -> None:
         value = await self._auth(user, "delete", {
             "namespace": _namespace(body["namespace"]), "key": body["key"],
         })
-        await self.store.adelete(_namespace(value["namespace"]), value["key"])
+        with _invalid_as_422():
+            await self.store.adelete(_namespace(value["namespace"]), value["key"])
 
     async def search(self, user: AuthUser, body: dict[str, Any]) -> dict:
         value = await self._auth(user, "search", {
@@ -75,14 +102,12 @@ class StoreService:
             "filter": body.get("filter"), "limit": body.get("limit", 10),
             "offset": body.get("offset", 0), "query": body.get("query"),
         })
-        try:
+        with _invalid_as_422():
             items = await self.store.asearch(
                 _namespace(value["namespace"], allow_empty=True), query=value.get("query"),
                 filter=value.get("filter"), limit=value["limit"], offset=value["offset"],
                 refresh_ttl=body.get("refresh_ttl"),
             )
-        except (ValueError, TypeError) as exc:
-            raise Unprocessable(str(exc)) from None
         return {"items": [item.dict() for item in items]}
 
     async def list_namespaces(self, user: AuthUser, body: dict[str, Any]) -> dict:
@@ -91,9 +116,10 @@ class StoreService:
             "suffix": body.get("suffix"), "max_depth": body.get("max_depth"),
             "limit": body.get("limit", 100), "offset": body.get("offset", 0),
         })
-        namespaces = await self.store.alist_namespaces(
-            prefix=_namespace(value["namespace"], allow_empty=True) or None,
-            suffix=tuple(value["suffix"]) if value.get("suffix") else None,
-            max_depth=value.get("max_depth"), limit=value["limit"], offset=value["offset"],
-        )
+        with _invalid_as_422():
+            namespaces = await self.store.alist_namespaces(
+                prefix=_namespace(value["namespace"], allow_empty=True) or None,
+                suffix=tuple(value["suffix"]) if value.get("suffix") else None,
+                max_depth=value.get("max_depth"), limit=value["limit"], offset=value["offset"],
+            )
         return {"namespaces": [list(ns) for ns in namespaces]}

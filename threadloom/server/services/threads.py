@@ -9,16 +9,46 @@ served.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Any
 
-from threadloom.server.auth import AuthUser
+from threadloom.server.auth import SERVER, AuthUser
 from threadloom.server.context import ServerContext, check_uuid, visible
-from threadloom.server.errors import BadRequest, Conflict, NotFound, Unprocessable
+from threadloom.server.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    Unprocessable,
+    unprocessable_on,
+)
 from threadloom.server.graphs import pending_interrupts, thread_state
+from threadloom.server.periodic import Periodic
 from threadloom.server.records import merge_filters, new_id, now_iso, select_fields
 from threadloom.server.serde import jsonable
 
-__all__ = ["ThreadService", "reviewer_config", "strip_client_identity", "thread_status"]
+__all__ = [
+    "TTL_SWEEP_SECONDS",
+    "ThreadService",
+    "reviewer_config",
+    "strip_client_identity",
+    "thread_status",
+]
+
+#: how often the process executing runs deletes the threads whose TTL has passed
+TTL_SWEEP_SECONDS = 2.0
+
+
+def _ttl(value: Any) -> tuple[float, str] | None:
+    """A request's ``ttl`` (minutes, or ``{"ttl": minutes, "strategy"}``) as
+    ``(expires_at, strategy)``."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        minutes, strategy = value["ttl"], value.get("strategy") or "delete"
+    else:
+        minutes, strategy = value, "delete"
+    return time.time() + float(minutes) * 60.0, strategy
 
 
 def thread_status(snapshot: Any, *, failed: bool = False) -> str:
@@ -56,6 +86,7 @@ class ThreadService:
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
+        self._sweeper = Periodic("applying thread TTLs", self.sweep_expired)
 
     # -- records -----------------------------------------------------------------------
 
@@ -91,7 +122,10 @@ class ThreadService:
             },
             if_exists=value.get("if_exists") or "raise",
         )
-        if value.get("supersteps") and record["created_at"] == now:
+        created = record["created_at"] == now
+        if created and value.get("ttl") is not None:
+            await self.ctx.storage.set_thread_ttl(thread_id, *_ttl(value["ttl"]))
+        if value.get("supersteps") and created:
             record = await self._seed(user, record, value["supersteps"])
         return record
 
@@ -122,6 +156,8 @@ class ThreadService:
         record = await self.ctx.storage.update_thread(thread_id, metadata=value["metadata"])
         if record is None:
             raise NotFound(f"Thread {thread_id} not found.")
+        if body.get("ttl") is not None:  # the clock starts again
+            await self.ctx.storage.set_thread_ttl(thread_id, *_ttl(body["ttl"]))
         return record
 
     async def delete(self, user: AuthUser, thread_id: str) -> None:
@@ -187,6 +223,32 @@ class ThreadService:
             pruned += 1
         return pruned
 
+    # -- TTL -------------------------------------------------------------------------------
+
+    async def sweep_expired(self, now: float | None = None) -> list[str]:
+        """Apply the TTL of every thread whose time has come (strategy ``delete``: the
+        thread, its runs and checkpoints go, its active runs are cancelled); their ids.
+        Only one process of a shared database does it (``Storage.lead``)."""
+        if not await self.ctx.storage.lead("thread_ttl"):
+            return []
+        swept = []
+        for thread_id, _strategy in await self.ctx.storage.expired_threads(
+            time.time() if now is None else now
+        ):
+            with contextlib.suppress(NotFound):
+                await self.delete(SERVER, thread_id)
+            await self.ctx.storage.set_thread_ttl(thread_id, None)
+            swept.append(thread_id)
+        return swept
+
+    async def start_sweeper(self, interval: float = TTL_SWEEP_SECONDS) -> None:
+        """Apply thread TTLs every ``interval`` seconds in the background."""
+        self._sweeper.start(interval)
+
+    async def stop_sweeper(self) -> None:
+        """Stop applying thread TTLs."""
+        await self._sweeper.stop()
+
     # -- graph state -------------------------------------------------------------------
 
     def graph_for(self, record: dict[str, Any]) -> Any:
@@ -220,8 +282,9 @@ class ThreadService:
         if record["metadata"].get("graph_id") is None and len(self.ctx.graphs.ids()) != 1:
             return _empty_state(thread_id)
         graph = self.graph_for(record)
-        snapshot = await graph.aget_state(self._config(None, thread_id, checkpoint),
-                                          subgraphs=subgraphs)
+        with unprocessable_on(ValueError, what="Invalid checkpoint"):
+            snapshot = await graph.aget_state(self._config(None, thread_id, checkpoint),
+                                              subgraphs=subgraphs)
         return thread_state(snapshot)
 
     async def update_state(self, user: AuthUser, thread_id: str, body: dict[str, Any]) -> dict:
@@ -279,11 +342,13 @@ class ThreadService:
             {"configurable": {"thread_id": thread_id, **before}} if before else None
         )
         out = []
-        async for snapshot in graph.aget_state_history(
-            self._config(None, thread_id, body.get("checkpoint")),
-            filter=body.get("metadata"), before=before_config, limit=body.get("limit", 10),
-        ):
-            out.append(thread_state(snapshot))
+        # the checkpointer checks the metadata filter and the namespace
+        with unprocessable_on(ValueError, what="Invalid history query"):
+            async for snapshot in graph.aget_state_history(
+                self._config(None, thread_id, body.get("checkpoint")),
+                filter=body.get("metadata"), before=before_config, limit=body.get("limit", 10),
+            ):
+                out.append(thread_state(snapshot))
         return out
 
     async def refresh(self, thread_id: str, graph: Any, *, error: dict | None = None,

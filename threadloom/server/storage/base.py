@@ -180,6 +180,15 @@ class Storage(abc.ABC):
     ) -> int:
         """How many threads ``search_threads`` would find without paging."""
 
+    @abc.abstractmethod
+    async def set_thread_ttl(self, thread_id: str, expires_at: float | None,
+                             strategy: str = "delete") -> None:
+        """Expire the thread at ``expires_at`` (unix seconds; None: never)."""
+
+    @abc.abstractmethod
+    async def expired_threads(self, now: float) -> list[tuple[str, str]]:
+        """``(thread_id, strategy)`` of the threads whose TTL has passed at ``now``."""
+
     # -- runs and the run queue --------------------------------------------------------
 
     @abc.abstractmethod

@@ -128,6 +128,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
             error text
         )""",
         "CREATE INDEX IF NOT EXISTS server_threads_status ON server_threads (status)",
+        """CREATE TABLE IF NOT EXISTS server_thread_ttl (
+            thread_id text PRIMARY KEY,
+            strategy text NOT NULL,
+            expires_at double precision NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS server_thread_ttl_at ON server_thread_ttl (expires_at)",
         """CREATE TABLE IF NOT EXISTS server_runs (
             seq bigserial PRIMARY KEY,
             run_id text NOT NULL UNIQUE,
@@ -598,6 +604,7 @@ class PostgresStorage(Storage):
             await cur.execute("DELETE FROM server_threads WHERE thread_id = %s", (thread_id,))
             found = cur.rowcount > 0
             await cur.execute(_NOTIFY, (THREADS, thread_id))
+            await cur.execute("DELETE FROM server_thread_ttl WHERE thread_id = %s", (thread_id,))
             await cur.execute(
                 "DELETE FROM server_runs WHERE thread_id = %s RETURNING run_id", (thread_id,)
             )
@@ -1082,6 +1089,26 @@ class PostgresStorage(Storage):
         sql += f" ORDER BY {order} LIMIT %s OFFSET %s"
         args += [limit if limit >= 0 else None, offset]  # NULL: no limit
         return [cron_row(r) for r in await self._rows(sql, args)]
+
+    async def set_thread_ttl(self, thread_id: str, expires_at: float | None,
+                             strategy: str = "delete") -> None:
+        async with self._tx() as cur:
+            if expires_at is None:
+                await cur.execute("DELETE FROM server_thread_ttl WHERE thread_id = %s",
+                                  (thread_id,))
+                return
+            await cur.execute(
+                "INSERT INTO server_thread_ttl (thread_id, strategy, expires_at) VALUES "
+                "(%s,%s,%s) ON CONFLICT (thread_id) DO UPDATE SET strategy = "
+                "excluded.strategy, expires_at = excluded.expires_at",
+                (thread_id, strategy, expires_at),
+            )
+
+    async def expired_threads(self, now: float) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in await self._rows(
+            "SELECT thread_id, strategy FROM server_thread_ttl WHERE expires_at <= %s "
+            "ORDER BY expires_at", (now,),
+        )]
 
     async def due_crons(self, now_iso: str) -> list[dict]:
         return [

@@ -101,6 +101,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
             error TEXT
         )""",
         "CREATE INDEX IF NOT EXISTS server_threads_status ON server_threads (status)",
+        """CREATE TABLE IF NOT EXISTS server_thread_ttl (
+            thread_id TEXT PRIMARY KEY,
+            strategy TEXT NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS server_thread_ttl_at ON server_thread_ttl (expires_at)",
         """CREATE TABLE IF NOT EXISTS server_runs (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
             run_id TEXT NOT NULL UNIQUE,
@@ -434,6 +440,7 @@ class SqliteStorage(Storage):
         def go(conn: sqlite3.Connection) -> bool:
             cur = conn.execute("DELETE FROM server_threads WHERE thread_id = ?", (thread_id,))
             conn.execute("DELETE FROM server_runs WHERE thread_id = ?", (thread_id,))
+            conn.execute("DELETE FROM server_thread_ttl WHERE thread_id = ?", (thread_id,))
             return cur.rowcount > 0
 
         found = await self._write(go)
@@ -807,6 +814,30 @@ class SqliteStorage(Storage):
             sql += f" ORDER BY {order} LIMIT ? OFFSET ?"
             args += [limit, offset]
             return [_cron(r) for r in conn.execute(sql, args)]
+
+        return await self._read(go)
+
+    async def set_thread_ttl(self, thread_id: str, expires_at: float | None,
+                             strategy: str = "delete") -> None:
+        def go(conn: sqlite3.Connection) -> None:
+            if expires_at is None:
+                conn.execute("DELETE FROM server_thread_ttl WHERE thread_id = ?", (thread_id,))
+                return
+            conn.execute(
+                "INSERT INTO server_thread_ttl (thread_id, strategy, expires_at) VALUES "
+                "(?,?,?) ON CONFLICT (thread_id) DO UPDATE SET strategy = excluded.strategy, "
+                "expires_at = excluded.expires_at",
+                (thread_id, strategy, expires_at),
+            )
+
+        await self._write(go)
+
+    async def expired_threads(self, now: float) -> list[tuple[str, str]]:
+        def go(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+                "SELECT thread_id, strategy FROM server_thread_ttl WHERE expires_at <= ? "
+                "ORDER BY expires_at", (now,),
+            )]
 
         return await self._read(go)
 

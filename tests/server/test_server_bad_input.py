@@ -1,0 +1,102 @@
+"""Requests schemathesis found answered with a 500: each is now a clear 4xx (or works),
+on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from langgraph_sdk.errors import UnprocessableEntityError
+
+KEY = {"x-api-key": "key-alice"}
+
+
+def _http(served) -> httpx.Client:
+    return httpx.Client(base_url=served.url, headers=KEY, timeout=30)
+
+
+@pytest.mark.parametrize("body", [
+    {"suffix": [""]},
+    {"prefix": ["a\x00b"]},
+    {"prefix": ["a.b"]},
+])
+def test_bad_namespace_labels_in_a_listing_are_422(served, body) -> None:
+    with _http(served) as http:
+        answer = http.post("/store/namespaces", json=body)
+    assert answer.status_code == 422
+    assert "prefix" in answer.json()["detail"] or "suffix" in answer.json()["detail"]
+
+
+async def test_store_refusals_are_422_naming_the_reason(client) -> None:
+    with pytest.raises(UnprocessableEntityError, match="index"):
+        await client.store.put_item(["docs"], "k", {"a": 1}, index=[""])
+    with pytest.raises(UnprocessableEntityError, match="(?i)semantic search"):
+        await client.store.search_items(["docs"], query="what is in it")
+    with pytest.raises(UnprocessableEntityError, match="(?i)ttl"):
+        await client.store.put_item(["docs"], "k", {"a": 1}, ttl=5)
+
+
+def test_a_nul_character_in_a_store_value_is_never_a_500(served) -> None:
+    """PostgreSQL's jsonb cannot hold NUL: a 422 there; SQLite stores it."""
+    with _http(served) as http:
+        put = http.put("/store/items", json={"namespace": ["nul"], "key": "k",
+                                             "value": {"text": "a\x00b"}})
+        if put.status_code == 422:
+            assert "store refused" in put.json()["detail"]
+        else:
+            assert put.status_code == 204
+            got = http.get("/store/items", params={"namespace": "nul", "key": "k"})
+            assert got.json()["value"] == {"text": "a\x00b"}
+
+
+def test_integers_beyond_64_bits_round_trip(served) -> None:
+    big = 2**70
+    with _http(served) as http:
+        put = http.put("/store/items", json={"namespace": ["big"], "key": "k",
+                                             "value": {"n": big}})
+        assert put.status_code == 204
+        found = http.post("/store/items/search", json={"namespace_prefix": ["big"]})
+        assert found.status_code == 200
+        assert found.json()["items"][0]["value"] == {"n": big}
+        thread = http.post("/threads", json={"metadata": {"n": big}})
+        assert thread.status_code == 200
+        got = http.get(f"/threads/{thread.json()['thread_id']}")
+        assert got.json()["metadata"]["n"] == big
+
+
+def test_an_offset_beyond_the_database_integers_is_422(served) -> None:
+    with _http(served) as http:
+        tid = http.post("/threads", json={}).json()["thread_id"]
+        runs = http.get(f"/threads/{tid}/runs", params={"offset": 2**70})
+        threads = http.post("/threads/search", json={"offset": 2**70})
+    assert runs.status_code == 422 and "offset" in runs.json()["detail"]
+    assert threads.status_code == 422 and "offset" in threads.json()["detail"]
+
+
+async def test_a_history_filter_the_checkpointer_refuses_is_422(client) -> None:
+    thread = await client.threads.create(graph_id="email")
+    await client.runs.wait(thread["thread_id"], "email",
+                           input={"messages": [{"role": "user", "content": "hi"}]})
+    with pytest.raises(UnprocessableEntityError, match="Invalid history query.*filter key"):
+        await client.threads.get_history(thread["thread_id"], metadata={"bad key!": 1})
+    assert await client.threads.get_history(thread["thread_id"], metadata={"step": 0})
+
+
+async def test_a_cron_patch_with_nulls_keeps_those_fields(client, served) -> None:
+    cron = await client.crons.create("email", schedule="0 0 1 1 *", enabled=False)
+    with _http(served) as http:
+        answer = http.patch(f"/runs/crons/{cron['cron_id']}",
+                            json={"schedule": None, "metadata": None, "enabled": None})
+    assert answer.status_code == 200
+    assert answer.json()["schedule"] == "0 0 1 1 *"
+    assert answer.json()["enabled"] is False
+
+
+def test_the_schema_describes_the_error_bodies_sent(served) -> None:
+    with _http(served) as http:
+        schema = http.get("/openapi.json").json()
+        bad = http.post("/threads/search", json={"limit": "many"})
+    error = schema["components"]["schemas"]["HTTPValidationError"]
+    assert error["properties"]["detail"]["type"] == "string"
+    assert isinstance(bad.json()["detail"], str) and bad.status_code == 422
+    get_thread = schema["paths"]["/threads/{thread_id}"]["get"]
+    assert get_thread["parameters"][0]["schema"]["format"] == "uuid"
