@@ -207,6 +207,46 @@ def _linear(sizes: dict[int, int]) -> tuple[bool, float]:
     return growth <= 1.25, growth
 
 
+ASYNC_SHARE = 0.8  # async cycles per second at least this share of the sync ones
+
+
+def async_section(outcomes: list[Outcome]) -> tuple[str, list[tuple[str, bool, str]]]:
+    """Each library's async approval cycles per second beside its sync ones (same run,
+    separate figures), and the target on threadloom's PostgreSQL saver."""
+    by_key = {o.figure.key: o for o in outcomes if o.status == "ok"}
+    rows: list[list[str]] = []
+    verdicts: list[tuple[str, bool, str]] = []
+    for saver in ("sqlite", "postgres"):
+        sync, other = by_key.get(f"approval/{saver}"), by_key.get(f"approval/{saver}-async")
+        if sync is None or other is None:
+            continue
+        shares = {lib: sync.stats[lib].median / other.stats[lib].median for lib in LIBRARIES}
+        rows.append(
+            [saver]
+            + [
+                f"{1 / sync.stats[lib].median:,.0f} / {1 / other.stats[lib].median:,.0f}"
+                for lib in LIBRARIES
+            ]
+            + [f"{shares[TL]:.2f}", f"{shares[LG]:.2f}"]
+        )
+        if saver == "postgres":
+            verdicts.append(
+                (
+                    "async approval cycles/s vs sync, threadloom PostgreSQL",
+                    shares[TL] >= ASYNC_SHARE,
+                    f"{shares[TL]:.2f} of sync (target >= {ASYNC_SHARE})",
+                )
+            )
+    headers = [
+        "saver",
+        "threadloom cycles/s sync / async",
+        "LangGraph cycles/s sync / async",
+        "tl async/sync",
+        "lg async/sync",
+    ]
+    return (report.table(headers, rows, right=1) if rows else ""), verdicts
+
+
 def peak_table(apis: dict[str, Api], quick: bool) -> str:
     rows = []
     for name, program in peak_programs().items():
@@ -249,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + line)
     print(
         f"  {settings.repeats} samples per library and figure, ~{settings.target_s * 1e3:g} ms"
-        " each; both libraries' default durability (async);"
+        " each; both libraries' default durability (async), except the */*-full"
+        " figures (a flush per commit on both sides);"
         " [IQR] is min-max below 4 samples",
         flush=True,
     )
@@ -280,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\n== Time (lower is better; ratio = threadloom / LangGraph, same run)")
         print(main_table(outcomes))
     bytes_text, byte_verdicts = bytes_section(outcomes)
+    async_text, async_verdicts = async_section(outcomes)
+    if async_text:
+        print("\n== Async API beside sync (approval cycle; cycles per second, medians)")
+        print(async_text)
+    byte_verdicts += async_verdicts
     if any(o.figure.program == "agent" for o in outcomes):
         print("\n== Bytes the saver holds after one agent run (payload columns)")
         print(bytes_text)
