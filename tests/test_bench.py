@@ -16,13 +16,15 @@ from langchain_core.messages import AIMessage, HumanMessage
 from bench import harness, programs, report
 from bench.api import load_api
 from bench.cases import HISTORY_CHECKPOINTS, figures
-from bench.cli import _linear
+from bench.cli import Outcome, _linear, async_section
 from bench.harness import Prepared
 from bench.normalize import first_difference, normalize
 from bench.savers import open_saver
 
 API = load_api("threadloom")
-FIGURES = [f for f in figures() if f.saver in ("none", "memory", "sqlite")]
+FIGURES = [
+    f for f in figures() if f.saver in ("none", "memory", "sqlite", "sqlite-async", "sqlite-full")
+]
 
 
 @pytest.mark.parametrize("fig", FIGURES, ids=[f.key for f in FIGURES])
@@ -89,3 +91,39 @@ def test_verdicts_and_growth() -> None:
     assert _linear({25: 100, 50: 200, 100: 400}) == (True, 1.0)
     quadratic = {25: 25**2, 50: 50**2, 100: 100**2}
     assert _linear(quadratic)[0] is False
+
+
+def test_fair_sqlite_figures_run_both_sides_at_synchronous_full() -> None:
+    from bench.savers import sqlite_synchronous
+
+    with open_saver("threadloom", "sqlite-full") as saver:
+        assert sqlite_synchronous("threadloom", saver) == 2
+    with open_saver("threadloom", "sqlite") as saver:
+        assert sqlite_synchronous("threadloom", saver) == 1  # the default: NORMAL
+
+
+def test_async_share_is_async_cycles_per_second_over_sync() -> None:
+    by_key = {f.key: f for f in figures()}
+
+    def outcome(key: str, tl: float, lg: float) -> Outcome:
+        stats = {"threadloom": harness.Stats((tl,)), "langgraph": harness.Stats((lg,))}
+        return Outcome(by_key[key], "ok", stats=stats)
+
+    text, verdicts = async_section(
+        [
+            outcome("approval/postgres", 1 / 64, 1 / 16),  # seconds per cycle
+            outcome("approval/postgres-async", 1.25 / 64, 0.05),
+        ]
+    )
+    assert "64 / 51" in text and "16 / 20" in text and "0.80" in text and "1.25" in text
+    assert verdicts == [
+        (
+            "async approval cycles/s vs sync, threadloom PostgreSQL",
+            True,
+            "0.80 of sync (target >= 0.8)",
+        )
+    ]
+    _, slow = async_section(
+        [outcome("approval/postgres", 0.010, 0.05), outcome("approval/postgres-async", 0.02, 0.05)]
+    )
+    assert slow[0][1] is False
