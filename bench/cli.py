@@ -208,28 +208,48 @@ def _linear(sizes: dict[int, int]) -> tuple[bool, float]:
 
 
 ASYNC_SHARE = 0.8  # async cycles per second at least this share of the sync ones
+AsyncResults = dict[str, dict[str, dict[str, Stats]]]
+"""saver kind -> library -> {"sync": ..., "async": ...}: seconds per approval cycle."""
 
 
-def async_section(outcomes: list[Outcome]) -> tuple[str, list[tuple[str, bool, str]]]:
-    """Each library's async approval cycles per second beside its sync ones (same run,
-    separate figures), and the target on threadloom's PostgreSQL saver."""
-    by_key = {o.figure.key: o for o in outcomes if o.status == "ok"}
+def measure_async_beside_sync(apis: dict[str, Api], settings: Settings) -> AsyncResults:
+    """Each library's approval cycle through its async API and its sync API, on the
+    same kind of database, samples alternating sync, async, sync, ... (the two figures'
+    own runs are minutes apart on a shared machine: their ratio would be mostly noise)."""
+    by_key = {f.key: f for f in figures()}
+    results: AsyncResults = {}
+    for kind in ("sqlite", "postgres"):
+        if any(unavailable(lib, k) for lib in LIBRARIES for k in (kind, f"{kind}-async")):
+            continue
+        for lib in LIBRARIES:
+            with ExitStack() as stack:
+                prepared = {}
+                for mode, key in (("sync", kind), ("async", f"{kind}-async")):
+                    fig = by_key[f"approval/{key}"]
+                    saver = stack.enter_context(open_saver(lib, key))
+                    prepared[mode] = fig.prepare(apis[lib], saver, key, f"{fig.key}/beside")
+                stats = measure(prepared, settings.repeats, settings.target_s)
+            results.setdefault(kind, {})[lib] = stats
+            log(f"async beside sync, {kind}, {lib}: done")
+    return results
+
+
+def async_section(results: AsyncResults) -> tuple[str, list[tuple[str, bool, str]]]:
+    """Each library's async approval cycles per second beside its sync ones, and the
+    target on threadloom's PostgreSQL saver."""
     rows: list[list[str]] = []
     verdicts: list[tuple[str, bool, str]] = []
-    for saver in ("sqlite", "postgres"):
-        sync, other = by_key.get(f"approval/{saver}"), by_key.get(f"approval/{saver}-async")
-        if sync is None or other is None:
-            continue
-        shares = {lib: sync.stats[lib].median / other.stats[lib].median for lib in LIBRARIES}
+    for kind, per_lib in results.items():
+        shares = {lib: s["sync"].median / s["async"].median for lib, s in per_lib.items()}
         rows.append(
-            [saver]
+            [kind]
             + [
-                f"{1 / sync.stats[lib].median:,.0f} / {1 / other.stats[lib].median:,.0f}"
+                f"{1 / per_lib[lib]['sync'].median:,.0f} / {1 / per_lib[lib]['async'].median:,.0f}"
                 for lib in LIBRARIES
             ]
             + [f"{shares[TL]:.2f}", f"{shares[LG]:.2f}"]
         )
-        if saver == "postgres":
+        if kind == "postgres":
             verdicts.append(
                 (
                     "async approval cycles/s vs sync, threadloom PostgreSQL",
@@ -271,7 +291,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         metavar="NAME",
         help="only figures whose key contains NAME (chain, approval, "
-        "interrupt, agent, fanout, wide, history, compile, peak, "
+        "interrupt, agent, fanout, wide, history, compile, peak, async, "
         "sqlite, postgres/..., or a full key such as agent/sqlite/100)",
     )
     parser.add_argument("--repeats", type=int, help="samples per library and figure")
@@ -298,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
 
     only = args.only
     chosen = [f for f in figures() if not only or only in f.key or only == f.program]
+    if only == "async":  # only the async figures and the async-beside-sync table
+        chosen = [f for f in figures() if f.saver.endswith("-async")]
     if args.quick:
         chosen = [f for f in chosen if not _slow_in_quick(f)]
     if not chosen and only != "peak":
@@ -321,9 +343,15 @@ def main(argv: list[str] | None = None) -> int:
         print("\n== Time (lower is better; ratio = threadloom / LangGraph, same run)")
         print(main_table(outcomes))
     bytes_text, byte_verdicts = bytes_section(outcomes)
-    async_text, async_verdicts = async_section(outcomes)
+    beside: AsyncResults = {}
+    if not only or only in ("approval", "async"):
+        beside = measure_async_beside_sync(apis, settings)
+    async_text, async_verdicts = async_section(beside)
     if async_text:
-        print("\n== Async API beside sync (approval cycle; cycles per second, medians)")
+        print(
+            "\n== Async API beside sync (approval cycle, cycles per second: medians of"
+            " samples alternating sync, async; same savers as above)"
+        )
         print(async_text)
     byte_verdicts += async_verdicts
     if any(o.figure.program == "agent" for o in outcomes):

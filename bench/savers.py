@@ -104,13 +104,13 @@ def unavailable(lib: str, kind: str) -> str | None:
 
 
 @contextmanager
-def _pg_schema(lib: str, **settings: str) -> Iterator[str]:
-    """A fresh schema for ``lib``; yields a connection string whose search_path is it
-    (and whose sessions have ``settings``)."""
+def _pg_schema(lib: str, kind: str = "postgres", **settings: str) -> Iterator[str]:
+    """A fresh schema for ``lib`` and ``kind`` (two kinds may be open at once); yields a
+    connection string whose search_path is it (and whose sessions have ``settings``)."""
     import psycopg
     from psycopg.conninfo import make_conninfo
 
-    schema = f"bench_{lib}"
+    schema = f"bench_{lib}" + kind.removeprefix("postgres").replace("-", "_")
     with psycopg.connect(pg_url(), autocommit=True) as admin:
         admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         admin.execute(f"CREATE SCHEMA {schema}")
@@ -140,7 +140,7 @@ def open_saver(lib: str, kind: str) -> Iterator[Any]:
             target = str(Path(_tmpdir.name) / f"{lib}-{next(_counter)}.sqlite")
         else:
             settings = {"synchronous_commit": "on"} if full else {}
-            target = stack.enter_context(_pg_schema(lib, **settings))
+            target = stack.enter_context(_pg_schema(lib, kind, **settings))
         if variant == "async":
             opened = cls.from_conn_string(target, **kwargs)
             saver = run_async(opened.__aenter__())

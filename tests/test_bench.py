@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from bench import harness, programs, report
 from bench.api import load_api
 from bench.cases import HISTORY_CHECKPOINTS, figures
-from bench.cli import Outcome, _linear, async_section
+from bench.cli import _linear, async_section
 from bench.harness import Prepared
 from bench.normalize import first_difference, normalize
 from bench.savers import open_saver
@@ -103,17 +103,13 @@ def test_fair_sqlite_figures_run_both_sides_at_synchronous_full() -> None:
 
 
 def test_async_share_is_async_cycles_per_second_over_sync() -> None:
-    by_key = {f.key: f for f in figures()}
-
-    def outcome(key: str, tl: float, lg: float) -> Outcome:
-        stats = {"threadloom": harness.Stats((tl,)), "langgraph": harness.Stats((lg,))}
-        return Outcome(by_key[key], "ok", stats=stats)
+    def stats(sync: float, async_: float) -> dict[str, harness.Stats]:
+        return {"sync": harness.Stats((sync,)), "async": harness.Stats((async_,))}
 
     text, verdicts = async_section(
-        [
-            outcome("approval/postgres", 1 / 64, 1 / 16),  # seconds per cycle
-            outcome("approval/postgres-async", 1.25 / 64, 0.05),
-        ]
+        {  # seconds per cycle
+            "postgres": {"threadloom": stats(1 / 64, 1.25 / 64), "langgraph": stats(1 / 16, 0.05)}
+        }
     )
     assert "64 / 51" in text and "16 / 20" in text and "0.80" in text and "1.25" in text
     assert verdicts == [
@@ -124,6 +120,6 @@ def test_async_share_is_async_cycles_per_second_over_sync() -> None:
         )
     ]
     _, slow = async_section(
-        [outcome("approval/postgres", 0.010, 0.05), outcome("approval/postgres-async", 0.02, 0.05)]
+        {"postgres": {"threadloom": stats(0.01, 0.02), "langgraph": stats(0.05, 0.05)}}
     )
     assert slow[0][1] is False
