@@ -1,4 +1,4 @@
-"""The sync Postgres saver's own connection for runs: run locks, and writes sent ahead.
+"""The Postgres savers' own connection for runs: run locks, and writes sent ahead.
 
 A run (``lock_thread``) holds a session-level advisory lock on this connection, which
 the saver opens itself, so the lock never takes a pooled connection away from queries
@@ -7,16 +7,19 @@ psycopg's low-level ``pq`` API.
 
 With durability="async" a run's writes need not be waited for: the engine goes on to
 the next step while the database commits them. ``send`` puts such a write on this
-connection in pipeline mode - its statements and a Sync, flushed to the server at once,
-each write its own transaction - and returns without reading the reply. The server
+connection in pipeline mode - its statements and a Sync, each write its own transaction -
+and ``flush`` sends them to the server at once, without reading the reply. The server
 runs it right away, in order; the replies are read by ``drain``, which the saver calls
 before anything that must see those writes (any read, and the release of the run lock,
 whose reply arrives after all of theirs: one round trip for the whole run's writes).
 
 The I/O is sans-I/O, as in psycopg 3: whatever waits on the socket is a generator
-(``PgIO``) that yields a ``Wait`` and is resumed once the socket is ready. ``wait`` drives
-one with ``select`` for the sync saver, ``wait_async`` with the event loop for the asyncio
-one; everything else - the pipeline, the prepared statements, the replies - is shared.
+(``PgIO``) that yields a ``Wait`` and is resumed once the socket is ready. ``ready`` /
+``wait`` serve it with ``select`` for the sync saver, ``ready_async`` / ``wait_async``
+with the event loop for the asyncio one (see ``_fastpath``); everything else - the
+pipeline, the prepared statements, the replies - is shared. The session's connection is
+a sync psycopg connection for both savers (the asyncio one opens it in a worker thread):
+after connecting it is only used through these nonblocking ``pq`` calls.
 """
 
 from __future__ import annotations
