@@ -74,6 +74,20 @@ async def _history(graph: Any, config: dict[str, Any]) -> list[list[str]]:
     return [s.values.get("items", []) async for s in graph.aget_state_history(config)]
 
 
+def _landed(saver: PostgresSaver, config: dict[str, Any], items: list[str]) -> None:
+    """Wait until ``saver`` sees the thread's head holding ``items`` (writes sent ahead
+    commit while the run goes on; a delete that came first would not see them)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        head = saver.get_tuple(config)
+        if head is not None and head.checkpoint["channel_values"].get("items") == items:
+            return
+        assert time.monotonic() < deadline, "the write sent ahead never landed"
+        time.sleep(0.005)
+
+
 async def test_a_failed_write_stops_the_async_run_before_the_step_after_next(
     asaver: AsyncPostgresSaver,
 ) -> None:
@@ -86,6 +100,7 @@ async def test_a_failed_write_stops_the_async_run_before_the_step_after_next(
 
         def delete() -> None:
             ran.append("b")
+            _landed(other, config, ["a"])  # the checkpoint before b, sent ahead, is in
             other.delete_thread("t")
 
         hooks = {name: (lambda name=name: ran.append(name)) for name in "acde"}
