@@ -67,6 +67,40 @@ def _cycle(build: Callable[[Api, Any], Any], cycle: Callable[[Api, Any, str], An
     return prepare
 
 
+def _acycle(build: Callable[[Api, Any], Any], cycle: Callable[[Api, Any, str], Any]) -> Prepare:
+    """``_cycle`` for an async program, each run on the benchmark's event loop."""
+
+    def prepare(api: Api, saver: Any, kind: str, key: str) -> Prepared:
+        from bench.savers import run_async
+
+        graph = build(api, saver)
+        new_thread = _new_thread(key)
+        output = normalize(run_async(cycle(api, graph, new_thread())))
+        return Prepared(
+            run=lambda: run_async(cycle(api, graph, new_thread())), units=1, output=output
+        )
+
+    return prepare
+
+
+def _fsync_cycle(
+    build: Callable[[Api, Any], Any], cycle: Callable[[Api, Any, str], Any]
+) -> Prepare:
+    """``_cycle`` on savers that flush every commit; checks that both sides do."""
+    timed = _cycle(build, cycle)
+
+    def prepare(api: Api, saver: Any, kind: str, key: str) -> Prepared:
+        from bench.savers import sqlite_synchronous
+
+        if kind == "sqlite-full" and sqlite_synchronous(api.name, saver) != 2:
+            raise RuntimeError(f"{api.name}'s SQLite saver does not run synchronous=FULL")
+        if kind == "postgres-full" and getattr(saver, "durability", "full") != "full":
+            raise RuntimeError(f"{api.name}'s PostgreSQL saver relaxes its commits")
+        return timed(api, saver, kind, key)
+
+    return prepare
+
+
 def _agent(turns: int) -> Prepare:
     def prepare(api: Api, saver: Any, kind: str, key: str) -> Prepared:
         from bench.savers import stored_bytes
@@ -158,6 +192,27 @@ def figures() -> list[Figure]:
                 MS,
                 limit,
                 _cycle(p.interrupt_graph, p.run_interrupt_cycle),
+            )
+        )
+    for saver, label, prepare in (
+        ("sqlite-async", "approval cycle, async API", _acycle),
+        ("postgres-async", "approval cycle, async API", _acycle),
+        ("sqlite-full", "approval cycle, fsync/commit", _fsync_cycle),
+        ("postgres-full", "approval cycle, flush/commit", _fsync_cycle),
+    ):
+        out.append(
+            Figure(
+                f"approval/{saver}",
+                "approval",
+                label,
+                saver,
+                "ms/cycle",
+                MS,
+                None,
+                prepare(
+                    p.approval_graph,
+                    p.arun_approval_cycle if saver.endswith("async") else p.run_approval_cycle,
+                ),
             )
         )
     for saver in ("memory", "sqlite", "postgres"):

@@ -207,6 +207,66 @@ def _linear(sizes: dict[int, int]) -> tuple[bool, float]:
     return growth <= 1.25, growth
 
 
+ASYNC_SHARE = 0.8  # async cycles per second at least this share of the sync ones
+AsyncResults = dict[str, dict[str, dict[str, Stats]]]
+"""saver kind -> library -> {"sync": ..., "async": ...}: seconds per approval cycle."""
+
+
+def measure_async_beside_sync(apis: dict[str, Api], settings: Settings) -> AsyncResults:
+    """Each library's approval cycle through its async API and its sync API, on the
+    same kind of database, samples alternating sync, async, sync, ... (the two figures'
+    own runs are minutes apart on a shared machine: their ratio would be mostly noise)."""
+    by_key = {f.key: f for f in figures()}
+    results: AsyncResults = {}
+    for kind in ("sqlite", "postgres"):
+        if any(unavailable(lib, k) for lib in LIBRARIES for k in (kind, f"{kind}-async")):
+            continue
+        for lib in LIBRARIES:
+            with ExitStack() as stack:
+                prepared = {}
+                for mode, key in (("sync", kind), ("async", f"{kind}-async")):
+                    fig = by_key[f"approval/{key}"]
+                    saver = stack.enter_context(open_saver(lib, key))
+                    prepared[mode] = fig.prepare(apis[lib], saver, key, f"{fig.key}/beside")
+                stats = measure(prepared, settings.repeats, settings.target_s)
+            results.setdefault(kind, {})[lib] = stats
+            log(f"async beside sync, {kind}, {lib}: done")
+    return results
+
+
+def async_section(results: AsyncResults) -> tuple[str, list[tuple[str, bool, str]]]:
+    """Each library's async approval cycles per second beside its sync ones, and the
+    target on threadloom's PostgreSQL saver."""
+    rows: list[list[str]] = []
+    verdicts: list[tuple[str, bool, str]] = []
+    for kind, per_lib in results.items():
+        shares = {lib: s["sync"].median / s["async"].median for lib, s in per_lib.items()}
+        rows.append(
+            [kind]
+            + [
+                f"{1 / per_lib[lib]['sync'].median:,.0f} / {1 / per_lib[lib]['async'].median:,.0f}"
+                for lib in LIBRARIES
+            ]
+            + [f"{shares[TL]:.2f}", f"{shares[LG]:.2f}"]
+        )
+        if kind == "postgres":
+            verdicts.append(
+                (
+                    "async approval cycles/s vs sync, threadloom PostgreSQL",
+                    shares[TL] >= ASYNC_SHARE,
+                    f"{shares[TL]:.2f} of sync (target >= {ASYNC_SHARE})",
+                )
+            )
+    headers = [
+        "saver",
+        "threadloom cycles/s sync / async",
+        "LangGraph cycles/s sync / async",
+        "tl async/sync",
+        "lg async/sync",
+    ]
+    return (report.table(headers, rows, right=1) if rows else ""), verdicts
+
+
 def peak_table(apis: dict[str, Api], quick: bool) -> str:
     rows = []
     for name, program in peak_programs().items():
@@ -231,7 +291,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         metavar="NAME",
         help="only figures whose key contains NAME (chain, approval, "
-        "interrupt, agent, fanout, wide, history, compile, peak, "
+        "interrupt, agent, fanout, wide, history, compile, peak, async, "
         "sqlite, postgres/..., or a full key such as agent/sqlite/100)",
     )
     parser.add_argument("--repeats", type=int, help="samples per library and figure")
@@ -249,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + line)
     print(
         f"  {settings.repeats} samples per library and figure, ~{settings.target_s * 1e3:g} ms"
-        " each; both libraries' default durability (async);"
+        " each; both libraries' default durability (async), except the */*-full"
+        " figures (a flush per commit on both sides);"
         " [IQR] is min-max below 4 samples",
         flush=True,
     )
@@ -257,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
 
     only = args.only
     chosen = [f for f in figures() if not only or only in f.key or only == f.program]
+    if only == "async":  # only the async figures and the async-beside-sync table
+        chosen = [f for f in figures() if f.saver.endswith("-async")]
     if args.quick:
         chosen = [f for f in chosen if not _slow_in_quick(f)]
     if not chosen and only != "peak":
@@ -280,6 +343,17 @@ def main(argv: list[str] | None = None) -> int:
         print("\n== Time (lower is better; ratio = threadloom / LangGraph, same run)")
         print(main_table(outcomes))
     bytes_text, byte_verdicts = bytes_section(outcomes)
+    beside: AsyncResults = {}
+    if not only or only in ("approval", "async"):
+        beside = measure_async_beside_sync(apis, settings)
+    async_text, async_verdicts = async_section(beside)
+    if async_text:
+        print(
+            "\n== Async API beside sync (approval cycle, cycles per second: medians of"
+            " samples alternating sync, async; same savers as above)"
+        )
+        print(async_text)
+    byte_verdicts += async_verdicts
     if any(o.figure.program == "agent" for o in outcomes):
         print("\n== Bytes the saver holds after one agent run (payload columns)")
         print(bytes_text)

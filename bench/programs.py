@@ -93,6 +93,19 @@ def run_approval_cycle(api: Api, graph: Graph, thread_id: str) -> State:
     return {"paused": paused, "snapshot": snapshot, "final": final}
 
 
+async def arun_approval_cycle(api: Api, graph: Graph, thread_id: str) -> State:
+    """``run_approval_cycle`` through the async API (``ainvoke``, ``aget_state``, ...)."""
+    config = thread(thread_id)
+    paused = await graph.ainvoke(
+        {"messages": [HumanMessage("Send the quarterly report.")]}, config
+    )
+    snapshot = await graph.aget_state(config)
+    edited = AIMessage("Dear client, the report is attached.", id="draft")
+    await graph.aupdate_state(config, {"messages": [edited], "approved": True}, as_node="draft")
+    final = await graph.ainvoke(None, config)
+    return {"paused": paused, "snapshot": snapshot, "final": final}
+
+
 def interrupt_graph(api: Api, checkpointer: Any) -> Graph:
     """draft -> review (calls ``interrupt()``) -> send."""
 

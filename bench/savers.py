@@ -4,21 +4,38 @@ Kinds: ``none`` (no checkpointer), ``memory``, ``sqlite`` (a file in a temporary
 one per library and figure) and ``postgres`` (one schema per library, ``bench_threadloom``
 and ``bench_langgraph``, made fresh per figure through ``search_path``, so the two
 libraries' tables can never mix even where their names are the same).
+
+``sqlite-async`` / ``postgres-async``: each library's asyncio saver, opened on the
+benchmark's event loop (``run_async``). ``sqlite-full`` / ``postgres-full``: the sync
+savers with equal durability on both sides - an fsync per commit on SQLite
+(``synchronous=FULL`` for both: threadloom's ``durability="full"``, LangGraph's default),
+a WAL flush per commit on PostgreSQL (``synchronous_commit=on`` for both: threadloom's
+``durability="full"``, LangGraph's default).
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import itertools
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Coroutine, Iterator
+from contextlib import ExitStack, contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-KINDS = ("none", "memory", "sqlite", "postgres")
+KINDS = (
+    "none",
+    "memory",
+    "sqlite",
+    "postgres",
+    "sqlite-async",
+    "postgres-async",
+    "sqlite-full",
+    "postgres-full",
+)
 DURABLE = ("memory", "sqlite", "postgres")
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -29,9 +46,29 @@ _SAVER_MODULES = {
     ("langgraph", "memory"): ("langgraph.checkpoint.memory", "InMemorySaver"),
     ("langgraph", "sqlite"): ("langgraph.checkpoint.sqlite", "SqliteSaver"),
     ("langgraph", "postgres"): ("langgraph.checkpoint.postgres", "PostgresSaver"),
+    ("threadloom", "sqlite-async"): ("threadloom.checkpoint.sqlite.aio", "AsyncSqliteSaver"),
+    ("threadloom", "postgres-async"): (
+        "threadloom.checkpoint.postgres.aio",
+        "AsyncPostgresSaver",
+    ),
+    ("langgraph", "sqlite-async"): ("langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver"),
+    ("langgraph", "postgres-async"): ("langgraph.checkpoint.postgres.aio", "AsyncPostgresSaver"),
 }
+for _lib, _base in itertools.product(("threadloom", "langgraph"), ("sqlite", "postgres")):
+    _SAVER_MODULES[(_lib, f"{_base}-full")] = _SAVER_MODULES[(_lib, _base)]
 _counter = itertools.count()
 _tmpdir = tempfile.TemporaryDirectory(prefix="threadloom-bench-")
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coro`` on the benchmark's one event loop (async savers are bound to it)."""
+    global _loop
+    if _loop is None:
+        _loop = asyncio.new_event_loop()
+    return _loop.run_until_complete(coro)
 
 
 def pg_url() -> str:
@@ -63,21 +100,23 @@ def unavailable(lib: str, kind: str) -> str | None:
         saver_class(lib, kind)
     except Exception as exc:
         return f"{_SAVER_MODULES[(lib, kind)][0]} not importable yet ({type(exc).__name__})"
-    return _postgres_reason() if kind == "postgres" else None
+    return _postgres_reason() if kind.startswith("postgres") else None
 
 
 @contextmanager
-def _pg_schema(lib: str) -> Iterator[str]:
-    """A fresh schema for ``lib``; yields a connection string whose search_path is it."""
+def _pg_schema(lib: str, kind: str = "postgres", **settings: str) -> Iterator[str]:
+    """A fresh schema for ``lib`` and ``kind`` (two kinds may be open at once); yields a
+    connection string whose search_path is it (and whose sessions have ``settings``)."""
     import psycopg
     from psycopg.conninfo import make_conninfo
 
-    schema = f"bench_{lib}"
+    schema = f"bench_{lib}" + kind.removeprefix("postgres").replace("-", "_")
     with psycopg.connect(pg_url(), autocommit=True) as admin:
         admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         admin.execute(f"CREATE SCHEMA {schema}")
+    options = " ".join(f"-c {k}={v}" for k, v in {"search_path": schema, **settings}.items())
     try:
-        yield make_conninfo(pg_url(), options=f"-c search_path={schema}")
+        yield make_conninfo(pg_url(), options=options)
     finally:
         with psycopg.connect(pg_url(), autocommit=True) as admin:
             admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
@@ -90,17 +129,38 @@ def open_saver(lib: str, kind: str) -> Iterator[Any]:
         yield None
         return
     cls = saver_class(lib, kind)
+    base, _, variant = kind.partition("-")
+    full = variant == "full"
+    kwargs: dict[str, Any] = {"durability": "full"} if full and lib == "threadloom" else {}
     if kind == "memory":
         yield cls()
-    elif kind == "sqlite":
-        path = Path(_tmpdir.name) / f"{lib}-{next(_counter)}.sqlite"
-        with cls.from_conn_string(str(path)) as saver:
+        return
+    with ExitStack() as stack:
+        if base == "sqlite":
+            target = str(Path(_tmpdir.name) / f"{lib}-{next(_counter)}.sqlite")
+        else:
+            settings = {"synchronous_commit": "on"} if full else {}
+            target = stack.enter_context(_pg_schema(lib, kind, **settings))
+        if variant == "async":
+            opened = cls.from_conn_string(target, **kwargs)
+            saver = run_async(opened.__aenter__())
+            stack.callback(lambda: run_async(opened.__aexit__(None, None, None)))
+            run_async(saver.setup())
+        else:
+            saver = stack.enter_context(cls.from_conn_string(target, **kwargs))
             saver.setup()
-            yield saver
-    else:
-        with _pg_schema(lib) as conninfo, cls.from_conn_string(conninfo) as saver:
-            saver.setup()
-            yield saver
+        if full and base == "sqlite" and lib == "langgraph":
+            with saver.lock:
+                saver.conn.execute("PRAGMA synchronous=FULL")  # (its default already)
+        yield saver
+
+
+def sqlite_synchronous(lib: str, saver: Any) -> int:
+    """The ``PRAGMA synchronous`` level a sync SQLite saver's connection runs at."""
+    if lib == "threadloom":
+        return int(saver.conn.execute("PRAGMA synchronous").fetchone()[0])
+    with saver.lock:
+        return int(saver.conn.execute("PRAGMA synchronous").fetchone()[0])
 
 
 # -- bytes held ---------------------------------------------------------------------

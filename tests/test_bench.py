@@ -16,13 +16,15 @@ from langchain_core.messages import AIMessage, HumanMessage
 from bench import harness, programs, report
 from bench.api import load_api
 from bench.cases import HISTORY_CHECKPOINTS, figures
-from bench.cli import _linear
+from bench.cli import _linear, async_section
 from bench.harness import Prepared
 from bench.normalize import first_difference, normalize
 from bench.savers import open_saver
 
 API = load_api("threadloom")
-FIGURES = [f for f in figures() if f.saver in ("none", "memory", "sqlite")]
+FIGURES = [
+    f for f in figures() if f.saver in ("none", "memory", "sqlite", "sqlite-async", "sqlite-full")
+]
 
 
 @pytest.mark.parametrize("fig", FIGURES, ids=[f.key for f in FIGURES])
@@ -89,3 +91,35 @@ def test_verdicts_and_growth() -> None:
     assert _linear({25: 100, 50: 200, 100: 400}) == (True, 1.0)
     quadratic = {25: 25**2, 50: 50**2, 100: 100**2}
     assert _linear(quadratic)[0] is False
+
+
+def test_fair_sqlite_figures_run_both_sides_at_synchronous_full() -> None:
+    from bench.savers import sqlite_synchronous
+
+    with open_saver("threadloom", "sqlite-full") as saver:
+        assert sqlite_synchronous("threadloom", saver) == 2
+    with open_saver("threadloom", "sqlite") as saver:
+        assert sqlite_synchronous("threadloom", saver) == 1  # the default: NORMAL
+
+
+def test_async_share_is_async_cycles_per_second_over_sync() -> None:
+    def stats(sync: float, async_: float) -> dict[str, harness.Stats]:
+        return {"sync": harness.Stats((sync,)), "async": harness.Stats((async_,))}
+
+    text, verdicts = async_section(
+        {  # seconds per cycle
+            "postgres": {"threadloom": stats(1 / 64, 1.25 / 64), "langgraph": stats(1 / 16, 0.05)}
+        }
+    )
+    assert "64 / 51" in text and "16 / 20" in text and "0.80" in text and "1.25" in text
+    assert verdicts == [
+        (
+            "async approval cycles/s vs sync, threadloom PostgreSQL",
+            True,
+            "0.80 of sync (target >= 0.8)",
+        )
+    ]
+    _, slow = async_section(
+        {"postgres": {"threadloom": stats(0.01, 0.02), "langgraph": stats(0.05, 0.05)}}
+    )
+    assert slow[0][1] is False

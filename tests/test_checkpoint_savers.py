@@ -552,11 +552,55 @@ async def test_async_durability_on_the_async_saver(
         seen = _Statements(monkeypatch)
         config = {"configurable": {"thread_id": "t"}}
         assert await graph.ainvoke({"n": 0}, config) == {"n": 2}
-        assert seen.relaxed(seen.batches) == [True] * 5 and seen.unlocks == [True]
+        # as on the sync saver: sent ahead on the run session, the head read with the lock
+        assert seen.relaxed(seen.ahead) == [True] * 5 and seen.unlocks == [True]
+        assert seen.batches == []
+        assert not saver._runs._unflushed and not saver._lock_session.sent  # type: ignore[union-attr]
         seen.clear()
         await graph.ainvoke({"n": 5}, config, durability="exit")
         assert seen.relaxed(seen.batches) == [False] and seen.unlocks == [False]
         assert (await graph.aget_state(config)).values == {"n": 7}
+
+
+def test_postgres_durability_full_flushes_every_commit(
+    pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """durability="full": even a run with durability="async" commits every write with
+    synchronous_commit on (a WAL flush each) on the data connection, waited for; nothing
+    is sent ahead and the release needs no flush. A bad value is refused by name."""
+    _require_postgres()
+    from threadloom.checkpoint.postgres import PostgresSaver
+
+    with PostgresSaver.from_conn_string(pg_schemas(), durability="full") as saver:
+        saver.setup()
+        assert saver.durability == "full"
+        graph = _three_step_graph(saver)
+        seen = _Statements(monkeypatch)
+        config = {"configurable": {"thread_id": "full"}}
+        assert graph.invoke({"n": 0}, config) == {"n": 2}
+        assert seen.ahead == [] and seen.unlocks == [False]
+        assert seen.relaxed(seen.batches) == [False] * 5
+        assert graph.get_state(config).values == {"n": 2}
+    with pytest.raises(ValueError, match="durability must be 'normal'.*got 'fast'"):
+        PostgresSaver.from_conn_string(pg_schemas(), durability="fast").__enter__()  # type: ignore[arg-type]
+
+
+async def test_async_postgres_durability_full_flushes_every_commit(
+    pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _require_postgres()
+    from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    async with AsyncPostgresSaver.from_conn_string(pg_schemas(), durability="full") as saver:
+        await saver.setup()
+        graph = _three_step_graph(saver)
+        seen = _Statements(monkeypatch)
+        config = {"configurable": {"thread_id": "full"}}
+        assert await graph.ainvoke({"n": 0}, config) == {"n": 2}
+        assert seen.ahead == [] and seen.unlocks == [False]
+        assert seen.relaxed(seen.batches) == [False] * 5
+    with pytest.raises(ValueError, match="durability must be 'normal'"):
+        AsyncPostgresSaver(saver.conn, durability="always")  # type: ignore[arg-type]
 
 
 def test_flush_still_happens_when_the_lock_session_died(

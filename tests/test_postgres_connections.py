@@ -90,12 +90,12 @@ async def test_async_pool_backed_saver_may_keep_its_run_lock_connection(
         graph = counter().compile(checkpointer=saver)
         cfg = {"configurable": {"thread_id": "t"}}
         assert await graph.ainvoke({"n": 1}, cfg) == {"n": 2}
-        kept = saver._lock_conn
-        assert kept is not None and not kept.closed
+        kept = saver._lock_session
+        assert kept is not None and not kept.conn.closed
         assert await graph.ainvoke({"n": 5}, {"configurable": {"thread_id": "u"}}) == {"n": 6}
-        assert saver._lock_conn is kept  # the same connection served the second run
+        assert saver._lock_session is kept  # the same connection served the second run
         await saver.aclose_run_locks()
-        assert kept.closed
+        assert kept.conn.closed
     assert connections_to(fresh_postgres_database, settle_at=0) == 0
 
 

@@ -65,26 +65,42 @@ def _chain(
 
 
 def _lock_pid(saver: AsyncPostgresSaver) -> int:
-    conn = saver._lock_conn
-    assert conn is not None
-    return conn.info.backend_pid
+    session = saver._lock_session
+    assert session is not None
+    return session.conn.info.backend_pid
 
 
 async def _history(graph: Any, config: dict[str, Any]) -> list[list[str]]:
     return [s.values.get("items", []) async for s in graph.aget_state_history(config)]
 
 
-async def test_a_failed_write_stops_the_async_run_before_the_next_step(
+def _landed(saver: PostgresSaver, config: dict[str, Any], items: list[str]) -> None:
+    """Wait until ``saver`` sees the thread's head holding ``items`` (writes sent ahead
+    commit while the run goes on; a delete that came first would not see them)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        head = saver.get_tuple(config)
+        if head is not None and head.checkpoint["channel_values"].get("items") == items:
+            return
+        assert time.monotonic() < deadline, "the write sent ahead never landed"
+        time.sleep(0.005)
+
+
+async def test_a_failed_write_stops_the_async_run_before_the_step_after_next(
     asaver: AsyncPostgresSaver,
 ) -> None:
-    """durability="async" (the default): the checkpoint after b fails on the server
-    (another process deleted the thread while b ran); c never starts."""
+    """durability="async" (the default): the checkpoint after b, sent ahead, fails on the
+    server (another process deleted the thread while b ran); as on the sync saver, c's
+    checkpoint waits for it and stops the run, so d never starts."""
     config = {"configurable": {"thread_id": "t"}}
     ran: list[str] = []
     with PostgresSaver.from_conn_string(asaver._conninfo or "") as other:
 
         def delete() -> None:
             ran.append("b")
+            _landed(other, config, ["a"])  # the checkpoint before b, sent ahead, is in
             other.delete_thread("t")
 
         hooks = {name: (lambda name=name: ran.append(name)) for name in "acde"}
@@ -92,7 +108,7 @@ async def test_a_failed_write_stops_the_async_run_before_the_next_step(
         graph = _chain(asaver, ["a", "b", "c", "d", "e"], hooks)
         with pytest.raises(CheckpointConflictError, match="moved on"):
             await graph.ainvoke({"items": []}, config)
-    assert ran == ["a", "b"]
+    assert ran == ["a", "b", "c"]
 
 
 async def test_an_async_run_that_lost_its_run_lock_stops_before_its_next_write(

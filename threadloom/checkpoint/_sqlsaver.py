@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequen
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from threadloom.checkpoint import _sqlaudit
 from threadloom.checkpoint._delta import DeltaCache, ValueCache, serde_fingerprint
@@ -46,10 +46,33 @@ from threadloom.checkpoint.base import (
 )
 from threadloom.constants import CONFIG_KEY_BRANCH, CONFIG_KEY_DURABILITY
 
-__all__ = ["AsyncSqlSaver", "RunGuard", "SqlSaver", "SyncSqlSaver", "thread_busy_error"]
+__all__ = [
+    "DURABILITIES",
+    "AsyncSqlSaver",
+    "Durability",
+    "RunGuard",
+    "SqlSaver",
+    "SyncSqlSaver",
+    "checked_durability",
+    "thread_busy_error",
+]
 
 T = TypeVar("T")
 _Keyset = tuple[str, str, str]
+
+Durability = Literal["normal", "full"]
+DURABILITIES = ("normal", "full")
+
+
+def checked_durability(durability: str, normal: str) -> Durability:
+    """A saver's ``durability`` argument, or a ``ValueError`` saying what each value
+    means (``normal``: what "normal" means on that database)."""
+    if durability not in DURABILITIES:
+        raise ValueError(
+            f"durability must be 'normal' ({normal}) or 'full' (every commit flushed to "
+            f"disk before it returns), got {durability!r}"
+        )
+    return durability  # type: ignore[return-value]
 
 
 def thread_busy_error(thread_id: str) -> Exception:
@@ -137,6 +160,14 @@ def _cutoff(older_than: timedelta, now: datetime | None) -> float:
     return (now - older_than).timestamp()
 
 
+def _sent_ahead(core: SqlCore, prepared: PreparedPut) -> dict[str, Any]:
+    """A put sent ahead: optimistic, the caches learn the write now (a failed one clears
+    them); the config of the checkpoint it stores."""
+    prepared.stored = prepared.blobs
+    core.remember_put(prepared)
+    return prepared.config()
+
+
 def _next_page(page: list[CheckpointTuple], size: int) -> _Keyset | None:
     """Keyset of the last row, or None when this page was the last one."""
     if len(page) < size:
@@ -156,6 +187,9 @@ class SqlSaver(BaseCheckpointSaver):
     """
 
     dialect: ClassVar[Dialect]
+    #: "full": every commit is flushed to disk before it returns, even within a run with
+    #: durability="async" (see the savers' modules for what "normal" allows)
+    durability: Durability = "normal"
 
     def __init__(self, *, serde: SerializerProtocol | None = None) -> None:
         super().__init__(serde=serde)  # sets self.serde, which builds the core
@@ -187,7 +221,7 @@ class SqlSaver(BaseCheckpointSaver):
         """Whether a write may commit without waiting for its flush: only in a run with
         durability="async" whose run lock this saver holds (see ``RunGuard``)."""
         runs: RunGuard | None = getattr(self, "_runs", None)
-        return runs is not None and runs.relax(config, self.dialect)
+        return self.durability != "full" and runs is not None and runs.relax(config, self.dialect)
 
     def _prepare_put(
         self,
@@ -312,10 +346,7 @@ class SyncSqlSaver(SqlSaver):
             first = next(op)
             again = partial(self._core.put, prepared)
             if self._send_ahead(prepared.thread_id, first, op, again, prepared):
-                # optimistic: the caches learn the write now (a failed one clears them)
-                prepared.stored = prepared.blobs
-                self._core.remember_put(prepared)
-                return prepared.config()
+                return _sent_ahead(self._core, prepared)
             op = resumed(first, op)
         stored = self._run(op, write=True, atomic=False)
         self._core.remember_put(prepared)  # committed: now the caches may know it
@@ -568,8 +599,15 @@ class AsyncSqlSaver(SqlSaver):
         self._remember_loop()
         await self._afence(config, checkpoint=True)
         prepared = self._prepare_put(config, checkpoint, metadata, new_versions)
-        stored = await self._arun(self._core.put(prepared), write=True, atomic=False)
-        self._core.remember_put(prepared)
+        op = self._core.put(prepared)
+        if prepared.relaxed:
+            first = next(op)
+            again = partial(self._core.put, prepared)
+            if await self._asend_ahead(prepared.thread_id, first, op, again, prepared):
+                return _sent_ahead(self._core, prepared)
+            op = resumed(first, op)
+        stored = await self._arun(op, write=True, atomic=False)
+        self._core.remember_put(prepared)  # committed: now the caches may know it
         return stored
 
     async def aput_writes(
@@ -581,15 +619,35 @@ class AsyncSqlSaver(SqlSaver):
     ) -> None:
         self._remember_loop()
         await self._afence(config, checkpoint=False)
-        op = self._core.put_writes(
-            config, writes, task_id, task_path, relaxed=self._relaxed(config)
-        )
+        relaxed = self._relaxed(config)
+
+        def write() -> Op[None]:
+            return self._core.put_writes(config, writes, task_id, task_path, relaxed=relaxed)
+
+        op = write()
+        if relaxed:
+            try:
+                first = next(op)
+            except StopIteration:  # nothing to write
+                return
+            if await self._asend_ahead(thread_and_ns(config)[0], first, op, write, None):
+                return
+            op = resumed(first, op)
         await self._arun(op, write=True, atomic=False)
 
     async def _afence(self, config: dict[str, Any], *, checkpoint: bool) -> None:
-        """``SyncSqlSaver._fence`` for asyncio savers: before a write of a run holding its
-        thread's run lock, make sure it still does (raise ``RunLockLostError`` if not).
-        Their writes are always awaited, so a failed one has stopped the run already."""
+        """``SyncSqlSaver._fence`` for asyncio savers."""
+
+    async def _asend_ahead(
+        self,
+        thread_id: str,
+        first: Query | Batch,
+        op: Op[Any],
+        again: Callable[[], Op[Any]],
+        prepared: PreparedPut | None,
+    ) -> bool:
+        """``SyncSqlSaver._send_ahead`` for asyncio savers."""
+        return False
 
     async def adelete_thread(self, thread_id: str) -> None:
         self._remember_loop()

@@ -31,6 +31,9 @@ transaction open, every operation joins it through a savepoint.
   release of the run lock reads all their replies and flushes the WAL in one round
   trip, so ``invoke`` returns only once the run's writes are durable. A write that
   failed fails its own run (at its next write, at the latest when it ends).
+  ``PostgresSaver(conn, durability="full")`` (``"normal"`` is the default) commits every
+  write with ``synchronous_commit`` on instead - a WAL flush per commit, as a saver that
+  leaves the server's default does - and waits for each.
 * Metadata is ``jsonb``; ``list(filter=...)`` uses ``metadata @> %s::jsonb`` (plus an
   exact ``metadata -> key = value`` test for dict/list values, so filters mean equality
   on every saver). Strings in metadata cannot contain NUL characters (a ``jsonb`` limit),
@@ -46,18 +49,14 @@ collation on keys, so ordering is by code point as everywhere else.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 try:
     import psycopg
-    from psycopg.conninfo import make_conninfo
     from psycopg.pq import PipelineStatus, TransactionStatus
     from psycopg.rows import tuple_row
 except ImportError as exc:  # pragma: no cover - depends on the installation
@@ -75,22 +74,18 @@ from threadloom.checkpoint._sql import (
     PostgresDialect,
     Query,
     drive_sync,
-    resumed,
 )
 from threadloom.checkpoint._sqlaudit import POSTGRES_MIGRATION
 from threadloom.checkpoint._sqlcore import PreparedPut
-from threadloom.checkpoint._sqlsaver import RunGuard, SyncSqlSaver, thread_busy_error
-from threadloom.checkpoint.base import CheckpointTuple, SerializerProtocol, get_checkpoint_id
-from threadloom.checkpoint.postgres._fencing import RunLockHolders
-from threadloom.checkpoint.postgres._runsession import (
-    MAX_SENT,
-    RUN_LOCK_SQL,
-    RUN_UNLOCK_FLUSH_SQL,
-    RUN_UNLOCK_SQL,
-    PreparedReads,
-    RunSession,
-    Sent,
+from threadloom.checkpoint._sqlsaver import Durability, SyncSqlSaver, checked_durability
+from threadloom.checkpoint.base import CheckpointTuple, SerializerProtocol
+from threadloom.checkpoint.postgres._fastpath import (
+    DataOp,
+    FastPath,
+    Steps,
+    lock_conninfo,
 )
+from threadloom.checkpoint.postgres._runsession import RunSession, Wait, ready, wait
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -120,6 +115,9 @@ DIALECT = PostgresDialect(
     relaxed_commit="set_config('synchronous_commit', 'off', true)",
     run_id_sql="(metadata ->> 'run_id')",
 )
+
+# what durability="normal" allows (see the module's docstring)
+NORMAL = "a run with durability='async' commits relaxed and flushes once, at its end"
 
 _KEY = 'TEXT COLLATE "C" NOT NULL'
 
@@ -253,81 +251,15 @@ def _autocommit(conn: psycopg.Connection[Any]) -> Iterator[None]:
         conn.autocommit = False
 
 
-# -- run locks (one run per thread) --------------------------------------------------
-
-
-def _flush_wal() -> Op[None]:
-    """A synchronous commit: returns once all earlier WAL is on disk."""
-    yield Query("SELECT txid_current()", (), fetch=True)
-    return None
-
-
-def run_lock_key(schema: str, thread_id: str) -> int:
-    """The signed 64-bit ``pg_try_advisory_lock`` key of a thread's run lock."""
-    digest = hashlib.sha256(f"threadloom-run\0{schema}\0{thread_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def _batch(step: Query | Batch) -> Batch:
-    return step if isinstance(step, tuple) else (step,)
-
-
-@dataclass(slots=True)
-class _Prefetch:
-    """A head read sent with a run lock (``Sent.owner``)."""
-
-    thread_id: str
-    read: Op[Any]  # ``SqlCore.get_tuple``, its first query sent
-
-
-@dataclass(slots=True)
-class _Ahead:
-    """A write sent ahead on the run session (``Sent.owner``): how to finish it."""
-
-    thread_id: str  # whose run sent it
-    op: Op[Any]  # its first step was sent; the rows go back into it
-    again: Callable[[], Op[Any]]  # the write from scratch, to run it again
-    prepared: PreparedPut | None  # a put's, for the caches
-
-
-@dataclass(slots=True)
-class _Failure:
-    """A write sent ahead that failed, kept for its run (``PostgresSaver._settle``)."""
-
-    error: Exception
-    raised: bool = False  # the run has raised it already
-
-
-def _is_pool(conn: Any) -> bool:
-    """Whether the saver was given a connection pool (not a connection)."""
-    return hasattr(conn, "getconn") and hasattr(conn, "putconn")
-
-
-def lock_conninfo(conn: Any, conninfo: str | None) -> tuple[str, dict[str, Any]]:
-    """Where to open the run-lock connection: ``conninfo`` when the saver was opened from
-    a string, a pool's own conninfo and arguments, or a connection's parameters."""
-    if conninfo is not None:
-        return conninfo, {}
-    if hasattr(conn, "pgconn"):  # a (sync or async) connection
-        params = {
-            o.keyword.decode(): o.val.decode()
-            for o in conn.pgconn.info
-            if o.val is not None and o.val != b""
-        }
-        return make_conninfo("", **params), {}
-    kwargs = dict(getattr(conn, "kwargs", None) or {})
-    kwargs.pop("autocommit", None)
-    return str(conn.conninfo), kwargs
-
-
-class PostgresSaver(SyncSqlSaver):
+class PostgresSaver(FastPath, SyncSqlSaver):
     """A saver on a psycopg 3 ``Connection`` or ``ConnectionPool``.
 
     ``lock_thread(thread_id)`` (the engine takes it around each run) holds a session-level
     advisory lock for the run on a dedicated connection, opened on first use from the
     same connection parameters (a pool's conninfo, or the connection's) and kept for
     later runs, so it neither costs a connect per run nor takes a pooled connection away
-    from the run's own queries.
+    from the run's own queries. The fast path (``_fastpath``) is shared with
+    ``AsyncPostgresSaver``; this class only drives its steps, blocking.
     """
 
     dialect = DIALECT
@@ -337,35 +269,33 @@ class PostgresSaver(SyncSqlSaver):
         conn: psycopg.Connection[Any] | ConnectionPool,
         *,
         serde: SerializerProtocol | None = None,
+        durability: Durability = "normal",
     ) -> None:
+        self.durability = checked_durability(durability, NORMAL)
         super().__init__(serde=serde)
         self.conn = conn
         self._lock = threading.Lock()
         self._conninfo: str | None = None
-        self._runs = RunGuard()
-        self._lock_session: RunSession | None = None
         # guards the run session, and settling what was sent on it (which re-enters)
         self._lock_mutex = threading.RLock()
-        # thread id -> the first failed write its run sent ahead (see ``_settle``)
-        self._failures: dict[str, _Failure] = {}
-        self._reads = PreparedReads()  # head reads, prepared on the data connections
-        # thread id -> (its head read, the rows of that read's first query), fetched with
-        # the run lock and taken by the run's first get_tuple
-        self._prefetched: dict[str, tuple[Op[Any], Any]] = {}
-        # thread id -> the run session holding its run lock, and the lock's key
-        self._holders: RunLockHolders[RunSession] = RunLockHolders()
+        self._init_fast_path()
 
     @classmethod
     @contextmanager
     def from_conn_string(
-        cls, conn_string: str, *, serde: SerializerProtocol | None = None
+        cls,
+        conn_string: str,
+        *,
+        serde: SerializerProtocol | None = None,
+        durability: Durability = "normal",
     ) -> Iterator[PostgresSaver]:
         """Connect to ``conn_string`` (autocommit) and close the connection on exit.
+        ``durability``: "normal" or "full" (see the module).
 
         Call ``setup()`` once before first use (this does not, so read-only roles work).
         """
         with psycopg.Connection.connect(conn_string, autocommit=True) as conn:
-            saver = cls(conn, serde=serde)
+            saver = cls(conn, serde=serde, durability=durability)
             saver._conninfo = conn_string
             try:
                 yield saver
@@ -394,7 +324,6 @@ class PostgresSaver(SyncSqlSaver):
             try:
                 yield
             finally:
-                self._prefetched.pop(thread_id, None)
                 self._give_run_lock(thread_id, key, flush=self._runs.unflushed(thread_id))
 
     @asynccontextmanager
@@ -406,285 +335,78 @@ class PostgresSaver(SyncSqlSaver):
             try:
                 yield
             finally:
-                self._prefetched.pop(thread_id, None)
                 flush = self._runs.unflushed(thread_id)
                 await asyncio.to_thread(self._give_run_lock, thread_id, key, flush=flush)
 
     def close_run_locks(self) -> None:
         """Close the run-lock connection (releasing any run locks it still holds)."""
         with self._lock_mutex:
-            session, self._lock_session = self._lock_session, None
+            session = self._detach_session()
         if session is not None:
             session.close()
-
-    def _session(self) -> RunSession:
-        session = self._lock_session
-        if session is not None and session.alive:
-            return session
-        if session is not None:
-            session.close()
-        session = RunSession(*lock_conninfo(self.conn, self._conninfo))
-        self._lock_session = session
-        weakref.finalize(self, session.close)
-        return session
-
-    def _lost(self, session: RunSession) -> list[Sent]:
-        """Close a run session that failed; the writes it had sent ahead (their fate is
-        unknown: the caller runs them again)."""
-        if self._lock_session is session:
-            self._lock_session = None
-        session.close()
-        return session.sent
 
     def _take_run_lock(self, thread_id: str) -> int:
-        """Take the run lock - and, in the same round trip, read the thread's newest
-        checkpoint, which is what a run reads first (``get_tuple`` takes it from there)."""
-        head = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-        with self._lock_mutex:
-            self._failures.pop(thread_id, None)  # a new run starts clean
-            lost: list[Sent] = []
-            for attempt in range(2):
-                session = self._session()
-                key = run_lock_key(session.schema, thread_id)
-                read = self._core.get_tuple(head)
-                first = next(read)
-                then = session.sendable(_batch(first), _Prefetch(thread_id, read))
-                try:
-                    got, done = session.call(RUN_LOCK_SQL, key, then=then)
-                    break
-                except psycopg.OperationalError:  # the session died: its locks went too
-                    lost += self._lost(session)
-                    if attempt:
-                        self._settle([], lost)
-                        raise
-            for item in done:
-                if isinstance(item.owner, _Prefetch) and got and item.error is None:
-                    self._prefetched[thread_id] = (item.owner.read, item.results[0])
-            if got:
-                self._holders.hold(thread_id, session, key)
-            self._settle(done, lost)
-        if not got:
-            raise thread_busy_error(thread_id)
-        return key
+        return self._locked(self._take_run_lock_steps(thread_id))
 
     def _give_run_lock(self, thread_id: str, key: int, *, flush: bool = False) -> None:
-        """Release the run lock; with ``flush``, also make the run's relaxed commits
-        durable first (if the run session is gone, through the data connection).
+        self._locked(self._give_run_lock_steps(thread_id, key, flush=flush))
 
-        Writes the run sent ahead are settled in the same round trip: the release goes
-        after them on the run session, and its reply after theirs. If one of them failed
-        and the run has not raised that yet, it raises now."""
-        done: list[Sent] = []
-        lost: list[Sent] = []
+    # -- the fast path's steps, driven blocking ---------------------------------------
+
+    def _locked(self, steps: Steps[T]) -> T:
         with self._lock_mutex:
-            self._holders.drop(thread_id)
-            session = self._lock_session
-            if session is not None and session.alive:
-                try:
-                    _, done = session.call(RUN_UNLOCK_FLUSH_SQL if flush else RUN_UNLOCK_SQL, key)
-                    flush = False
-                except psycopg.Error:
-                    lost = self._lost(session)
-            # the session ended, and its locks with it; the flush must still happen
-            self._settle(done, lost, flush=flush)
-            failure = self._failures.pop(thread_id, None)
-            session = self._lock_session
-            if (
-                session is not None
-                and _is_pool(self.conn)
-                and self._runs.alone(thread_id)
-                and not session.sent
-            ):
-                # the last run ended: a pool-backed saver keeps no connection of its own
-                # between runs, so closing the pool leaves nothing of it open
-                self.close_run_locks()
-        if failure is not None and not failure.raised:
-            raise failure.error
+            return self._drive(steps)
+
+    def _drive(self, steps: Steps[T]) -> T:
+        """Run ``steps`` (see ``_fastpath``): wait on sockets with ``select``, run data
+        ops on a data connection, open run sessions; errors go back into the steps."""
+        value: Any = None
+        error: Exception | None = None
+        while True:
+            try:
+                step = steps.send(value) if error is None else steps.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            value = error = None
+            try:
+                if isinstance(step, Wait):
+                    value = ready(step)
+                elif isinstance(step, DataOp):
+                    value = self._run_data(step.op, write=True, atomic=False)
+                else:
+                    value = RunSession(*lock_conninfo(self.conn, self._conninfo))
+            except Exception as exc:
+                error = exc
 
     def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
-        conf = config.get("configurable") or {}
-        if self._prefetched and "thread_id" in conf:
-            stash = self._prefetched.pop(str(conf["thread_id"]), None)
-            if (
-                stash is not None
-                and not conf.get("checkpoint_ns")
-                and get_checkpoint_id(config) is None
-            ):
-                read, rows = stash
-                try:
-                    step = read.send(rows)
-                except StopIteration as stop:
-                    return stop.value
-                return self._run(resumed(step, read), write=False, atomic=False)
-        if get_checkpoint_id(config) is None:
-            keys = self._core.ahead_keys(config)
-            if keys:
-                return self._read_ahead(config, keys)
-        return super().get_tuple(config)
-
-    def _read_ahead(self, config: dict[str, Any], keys: list[Any]) -> CheckpointTuple | None:
-        """A head read that thaws the values it most likely needs (``keys``: those of the
-        head this process knows) while its query is on the wire, so the round trip and
-        the thaw overlap instead of adding up; a guess that misses costs one wasted thaw."""
-        ready: dict[Any, Any] = {}
-
-        def thaw() -> None:
-            ready.update(self._core.values.thawed(keys))
-
-        op = self._core.get_tuple(config, ready)
-        return self._run(op, write=False, atomic=False, meanwhile=thaw)
+        head = self._head_read(config)
+        if head is None:
+            return super().get_tuple(config)
+        if head.op is None:
+            return head.value
+        return self._run(head.op, write=False, atomic=False, meanwhile=head.meanwhile)
 
     def _fence(self, config: dict[str, Any], *, checkpoint: bool) -> None:
-        """The checks before each write of a run holding its thread's run lock.
-
-        A checkpoint ends a step: the writes sent ahead during it (and the previous
-        checkpoint) must have landed before the next step starts, so they are waited
-        for here - before this checkpoint is planned on them - and a failed one stops
-        the run now, not at its end. Their replies have mostly arrived while the step
-        ran: this rarely waits.
-
-        Then the fencing check (see ``_fencing``): if the session holding the lock
-        ended, the lock is taken again on a new session, or the run stops with
-        ``RunLockLostError`` before writing anything more.
-        """
-        if not self._holders:
-            return
-        thread_id = str((config.get("configurable") or {}).get("thread_id"))
-        with self._lock_mutex:
-            held = self._holders.get(thread_id)
-            if held is None:
-                return
-            if checkpoint:
-                self._drain_sent()
-                self._raise_failure(thread_id)
-            holder, key = held
-            if holder is self._lock_session and holder.check_alive():
-                return
-            if self._lock_session is not None and not self._lock_session.check_alive():
-                self._settle([], self._lost(self._lock_session))
-            if holder is not self._lock_session:
-                holder.close()
-            try:
-                session = self._session()
-                got, done = session.call(RUN_LOCK_SQL, key)
-            except psycopg.Error as exc:
-                raise self._holders.failed(thread_id, exc) from exc
-            self._settle(done, [])
-            self._holders.retaken(thread_id, session, key, got)
-
-    # -- writes sent ahead (durability="async") -------------------------------------------
+        if self._holders:
+            self._locked(self._fence_steps(config, checkpoint=checkpoint))
 
     def _send_ahead(
         self,
         thread_id: str,
-        first: Batch,
+        first: Query | Batch,
         op: Op[Any],
         again: Callable[[], Op[Any]],
         prepared: PreparedPut | None,
     ) -> bool:
-        """Send a relaxed write's first batch on the run session and return at once (see
-        ``_runsession``); False if it cannot go that way (then nothing was sent). Raises
-        the error of an earlier write of this run that failed, before sending."""
         if not isinstance(first, tuple):
             return False
         self._prefetched.clear()  # a write: reads fetched ahead are stale
-        with self._lock_mutex:
-            self._raise_failure(thread_id)
-            session = self._lock_session
-            if session is not None and len(session.sent) >= MAX_SENT:
-                self._drain_sent()  # never more than MAX_SENT writes in flight
-                self._raise_failure(thread_id)
-                session = self._lock_session
-            if session is None or not session.alive:
-                return False
-            try:
-                return session.send(first, _Ahead(thread_id, op, again, prepared)) is not None
-            except psycopg.Error:
-                self._settle([], self._lost(session))
-                return False
+        return self._locked(self._send_ahead_steps(thread_id, first, op, again, prepared))
 
     def _drain_sent(self) -> None:
-        """Wait for the writes sent ahead and settle them, so that what comes next sees
-        them. Their failures are kept for the runs they belong to (``_failures``)."""
-        if self._lock_session is None or not self._lock_session.sent:
-            return
-        with self._lock_mutex:
-            session = self._lock_session
-            if session is None or not session.sent:
-                return
-            try:
-                done, lost = session.drain(), []
-            except psycopg.Error:
-                done, lost = [], self._lost(session)
-            self._settle(done, lost)
-
-    def _raise_failure(self, thread_id: str) -> None:
-        """Raise the first failed write of ``thread_id``'s run, once."""
-        failure = self._failures.get(thread_id)
-        if failure is not None and not failure.raised:
-            failure.raised = True
-            raise failure.error
-
-    def _settle(self, done: list[Sent], lost: list[Sent], *, flush: bool = False) -> None:
-        """Finish writes sent ahead, in order (``_lock_mutex`` held): their rows go back
-        into their ops.
-
-        One session carries the writes of every run of this saver, so whoever drains it
-        settles them all; an error is therefore not raised here but kept for the run it
-        belongs to (``_failures``), which raises it at its next write or at its end. The
-        caches are cleared: they assumed every write would land.
-
-        A write that must retry (its delta base was gone) is finished on the data
-        connection, and its run's later writes run again from scratch (their head checks
-        saw the gap), storing their lists whole (the delta chains they were planned on
-        changed shape). ``lost`` writes, whose fate is unknown, run again too (a write
-        is idempotent). Whatever ran here is made durable before this returns."""
-        retried: set[str] = set()  # runs whose later writes run again
-        redo: list[_Ahead] = []
-        for item in done:
-            ahead = item.owner
-            if not isinstance(ahead, _Ahead) or ahead.thread_id in self._failures:
-                continue  # a read fetched ahead, or a write of a run that already failed
-            if ahead.thread_id in retried:
-                redo.append(ahead)
-                continue
-            try:
-                if item.error is not None:
-                    raise item.error
-                try:
-                    step = ahead.op.send(item.results)
-                except StopIteration:
-                    continue
-                self._run(resumed(step, ahead.op), write=True, atomic=False)
-                retried.add(ahead.thread_id)
-                flush = True
-            except Exception as exc:
-                self._fail(ahead.thread_id, exc)
-        redo += [item.owner for item in lost if isinstance(item.owner, _Ahead)]
-        for ahead in redo:
-            if ahead.thread_id in self._failures:
-                continue
-            try:
-                if ahead.thread_id in retried and ahead.prepared is not None:
-                    self._core.store_whole(ahead.prepared)
-                self._run(ahead.again(), write=True, atomic=False)
-                self._remember(ahead)
-                flush = True
-            except Exception as exc:
-                self._fail(ahead.thread_id, exc)
-        if retried:
-            # the caches learned the writes as they were planned, not as they landed
-            self.clear_cache()
-        if flush:
-            self._run(_flush_wal(), write=True, atomic=False)
-
-    def _fail(self, thread_id: str, error: Exception) -> None:
-        self._failures.setdefault(thread_id, _Failure(error))
-        self.clear_cache()
-
-    def _remember(self, ahead: _Ahead) -> None:
-        if ahead.prepared is not None:
-            self._core.remember_put(ahead.prepared)
+        session = self._lock_session
+        if session is not None and session.sent:
+            self._locked(self._drain_steps())
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
@@ -703,11 +425,22 @@ class PostgresSaver(SyncSqlSaver):
         atomic: bool = True,
         meanwhile: Callable[[], None] | None = None,
     ) -> T:
+        """Drive ``op`` on a data connection, once the writes sent ahead landed."""
+        self._prefetched.clear()  # anything may change a thread: those reads are stale
+        self._drain_sent()  # whatever runs next sees the writes sent ahead
+        return self._run_data(op, write=write, atomic=atomic, meanwhile=meanwhile)
+
+    def _run_data(
+        self,
+        op: Op[T],
+        *,
+        write: bool,
+        atomic: bool = True,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> T:
         """Drive ``op`` on a data connection. ``meanwhile``: work to do while the op's
         first query is on the wire - that query then goes as a prepared read
         (``PreparedReads``), where it can (a non-atomic op on an idle connection)."""
-        self._prefetched.clear()  # anything may change a thread: those reads are stale
-        self._drain_sent()  # whatever runs next sees the writes sent ahead
         with self._connection() as conn:
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 # the caller's transaction is open: join it (a savepoint)
@@ -726,7 +459,7 @@ class PostgresSaver(SyncSqlSaver):
                         nonlocal meanwhile
                         if meanwhile is not None:  # the first query, sent before the work
                             work, meanwhile = meanwhile, None
-                            rows = self._reads.read(conn, query, work)
+                            rows = wait(self._reads.read(conn, query, work))
                             if rows is not None:
                                 return rows
                         return _execute(cursor, query)

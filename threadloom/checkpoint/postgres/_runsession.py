@@ -1,4 +1,4 @@
-"""The sync Postgres saver's own connection for runs: run locks, and writes sent ahead.
+"""The Postgres savers' own connection for runs: run locks, and writes sent ahead.
 
 A run (``lock_thread``) holds a session-level advisory lock on this connection, which
 the saver opens itself, so the lock never takes a pooled connection away from queries
@@ -7,24 +7,33 @@ psycopg's low-level ``pq`` API.
 
 With durability="async" a run's writes need not be waited for: the engine goes on to
 the next step while the database commits them. ``send`` puts such a write on this
-connection in pipeline mode - its statements and a Sync, flushed to the server at once,
-each write its own transaction - and returns without reading the reply. The server
+connection in pipeline mode - its statements and a Sync, each write its own transaction -
+and ``flush`` sends them to the server at once, without reading the reply. The server
 runs it right away, in order; the replies are read by ``drain``, which the saver calls
 before anything that must see those writes (any read, and the release of the run lock,
 whose reply arrives after all of theirs: one round trip for the whole run's writes).
+
+The I/O is sans-I/O, as in psycopg 3: whatever waits on the socket is a generator
+(``PgIO``) that yields a ``Wait`` and is resumed once the socket is ready. ``ready`` /
+``wait`` serve it with ``select`` for the sync saver, ``ready_async`` / ``wait_async``
+with the event loop for the asyncio one (see ``_fastpath``); everything else - the
+pipeline, the prepared statements, the replies - is shared. The session's connection is
+a sync psycopg connection for both savers (the asyncio one opens it in a worker thread):
+after connecting it is only used through these nonblocking ``pq`` calls.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import select
 import struct
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 from psycopg import pq
@@ -33,12 +42,20 @@ from threadloom.checkpoint._sql import Query
 from threadloom.checkpoint.postgres._fencing import connection_up, session_up
 
 __all__ = [
+    "PgIO",
     "RUN_LOCK_SQL",
     "RUN_UNLOCK_FLUSH_SQL",
     "RUN_UNLOCK_SQL",
     "PreparedReads",
     "RunSession",
     "Sent",
+    "Wait",
+    "flush_all",
+    "next_result",
+    "ready",
+    "ready_async",
+    "wait",
+    "wait_async",
 ]
 
 RUN_LOCK_SQL = "SELECT pg_try_advisory_lock(%s)"
@@ -57,6 +74,69 @@ SESSION_SQL = (
 MAX_SENT = 64  # writes sent ahead before the saver waits for their replies
 
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+
+T = TypeVar("T")
+
+
+class Wait(NamedTuple):
+    """What a ``PgIO`` step waits for: ``fileno`` readable (or, with ``write``, readable
+    or writable). It is resumed with whether the socket is readable."""
+
+    fileno: int
+    write: bool = False
+
+
+PgIO = Generator[Wait, bool, T]
+"""Work on a libpq connection that waits on its socket only by yielding a ``Wait``."""
+
+
+def ready(step: Wait) -> bool:
+    """Block until ``step``'s socket is ready (``select``, without holding the GIL);
+    whether it is readable."""
+    sock = step.fileno
+    readable, _, _ = select.select([sock], [sock] if step.write else [], [])
+    return bool(readable)
+
+
+async def ready_async(step: Wait) -> bool:
+    """``ready`` on the running event loop (its reader / writer callbacks)."""
+    loop = asyncio.get_running_loop()
+    sock = step.fileno
+    done: asyncio.Future[bool] = loop.create_future()
+
+    def wake(readable: bool) -> None:
+        if not done.done():
+            done.set_result(readable)
+
+    loop.add_reader(sock, wake, True)
+    if step.write:
+        loop.add_writer(sock, wake, False)
+    try:
+        return await done
+    finally:
+        loop.remove_reader(sock)
+        if step.write:
+            loop.remove_writer(sock)
+
+
+def wait(io: PgIO[T]) -> T:
+    """Drive ``io`` blocking."""
+    try:
+        step = next(io)
+        while True:
+            step = io.send(ready(step))
+    except StopIteration as stop:
+        return stop.value
+
+
+async def wait_async(io: PgIO[T]) -> T:
+    """Drive ``io`` on the running event loop."""
+    try:
+        step = next(io)
+        while True:
+            step = io.send(await ready_async(step))
+    except StopIteration as stop:
+        return stop.value
 
 
 @lru_cache(maxsize=512)
@@ -180,7 +260,9 @@ class RunSession:
 
     # -- run locks -----------------------------------------------------------------------
 
-    def call(self, sql: str, key: int, *, then: Sent | None = None) -> tuple[bool, list[Sent]]:
+    def call(
+        self, sql: str, key: int, *, then: Sent | None = None
+    ) -> PgIO[tuple[bool, list[Sent]]]:
         """Run a run-lock statement; whether it answered true, and what was drained with
         it: the writes sent ahead of it (it goes after them) and ``then``, a read sent
         after it - all in one round trip."""
@@ -189,29 +271,36 @@ class RunSession:
             self._send(lock)
             if then is not None:
                 self._send(then)
-            done = self.drain()
+            done = yield from self.drain()
             if lock.error is not None:
                 raise lock.error
             return bool(lock.results[0] and lock.results[0][0][0]), [
                 item for item in done if item is not lock
             ]
         pgconn = self.conn.pgconn
-        res = pgconn.exec_params(_pq(sql), [str(key).encode()])
-        if res.status != pq.ExecStatus.TUPLES_OK:
-            raise psycopg.OperationalError(f"run lock query failed: {_message(res, pgconn)}")
+        pgconn.send_query_params(_pq(sql), [str(key).encode()])
+        res = yield from _reply(pgconn)
+        if res is None or res.status != pq.ExecStatus.TUPLES_OK:
+            why = _message(res, pgconn) if res is not None else "no reply"
+            raise psycopg.OperationalError(f"run lock query failed: {why}")
         return res.get_value(0, 0) == b"t", []
 
     # -- writes sent ahead ---------------------------------------------------------------
 
     def send(self, queries: tuple[Query, ...], owner: Any) -> Sent | None:
-        """Send statements as one transaction and return without waiting; None (nothing
-        sent) if a parameter cannot be sent this way."""
+        """Queue statements as one transaction in libpq's buffer; None (nothing queued)
+        if a parameter cannot be sent this way. ``flush`` then sends them, and returns
+        without waiting for the replies."""
         item = Sent(queries, owner)
         try:
             self._send(item)
         except _Unsendable:
             return None
         return item
+
+    def flush(self) -> PgIO[None]:
+        """Send what is queued (``send``), however large (see ``flush_all``)."""
+        return flush_all(self.conn.pgconn)
 
     def sendable(self, queries: tuple[Query, ...], owner: Any) -> Sent | None:
         """``queries`` as an item to send later (``call(then=...)``); None if a parameter
@@ -238,10 +327,9 @@ class RunSession:
             pgconn.send_query_prepared(name, values, formats, result_format=pq.Format.BINARY)
             item.replies.append((query, False))
         pgconn.pipeline_sync()
-        flush_all(pgconn)
         self.sent.append(item)
 
-    def drain(self) -> list[Sent]:
+    def drain(self) -> PgIO[list[Sent]]:
         """Read the replies of everything sent ahead, in order; the writes, each with its
         rows or its error. Raises ``psycopg.Error`` if the connection failed; then
         ``sent`` still lists them all, and which of them committed is unknown."""
@@ -249,12 +337,13 @@ class RunSession:
         if not sent:
             return sent
         pgconn = self.conn.pgconn
+        yield from flush_all(pgconn)
         for item in sent:
             for query, is_prepare in item.replies:
-                res = self._result()
+                res = yield from next_result(pgconn)
                 if res is None:
                     raise psycopg.OperationalError("the run connection sent no reply")
-                self._result()  # the end of this statement's results
+                yield from next_result(pgconn)  # the end of this statement's results
                 if res.status in _OK:
                     if not is_prepare:
                         item.results.append(_rows(res) if query.fetch else None)
@@ -262,7 +351,7 @@ class RunSession:
                     if is_prepare:
                         self._forget(query)
                     item.error = _error(res, self.conn.info.encoding)
-            sync = self._result()
+            sync = yield from next_result(pgconn)
             if sync is None or sync.status != pq.ExecStatus.PIPELINE_SYNC:
                 raise psycopg.OperationalError("the run connection lost its place in the pipeline")
         pgconn.exit_pipeline_mode()
@@ -273,11 +362,8 @@ class RunSession:
         for key in [k for k in self._prepared if k[0] == query.sql]:
             del self._prepared[key]
 
-    def _result(self) -> pq.abc.PGresult | None:
-        return next_result(self.conn.pgconn)
 
-
-def flush_all(pgconn: pq.abc.PGconn) -> None:
+def flush_all(pgconn: pq.abc.PGconn) -> PgIO[None]:
     """Send everything libpq holds for the server, however large.
 
     The connection is nonblocking (psycopg's), so one ``flush`` sends what the socket
@@ -286,17 +372,26 @@ def flush_all(pgconn: pq.abc.PGconn) -> None:
     for ``get_result``): a server blocked on writing its output stops reading ours, and
     neither side would move again."""
     while pgconn.flush():
-        readable, _, _ = select.select([pgconn.socket], [pgconn.socket], [])
-        if readable:
+        if (yield Wait(pgconn.socket, write=True)):
             pgconn.consume_input()
 
 
-def next_result(pgconn: pq.abc.PGconn) -> pq.abc.PGresult | None:
-    """The next result, waiting for the socket without holding the GIL."""
+def next_result(pgconn: pq.abc.PGconn) -> PgIO[pq.abc.PGresult | None]:
+    """The next result, waiting for the socket when libpq has none complete."""
     while pgconn.is_busy():
-        select.select([pgconn.socket], [], [])
+        yield Wait(pgconn.socket)
         pgconn.consume_input()
     return pgconn.get_result()
+
+
+def _reply(pgconn: pq.abc.PGconn) -> PgIO[pq.abc.PGresult | None]:
+    """Flush a statement sent outside pipeline mode and read its one result (and the
+    end of its results)."""
+    yield from flush_all(pgconn)
+    res = yield from next_result(pgconn)
+    while (yield from next_result(pgconn)) is not None:
+        pass
+    return res
 
 
 # InvalidSqlStatementName (a DISCARD ALL or DEALLOCATE dropped it), FeatureNotSupported
@@ -322,13 +417,14 @@ class PreparedReads:
         self._lock = threading.Lock()
 
     def read(
-        self, conn: psycopg.Connection[Any], query: Query, meanwhile: Callable[[], None]
-    ) -> list[tuple[Any, ...]] | None:
+        self, conn: Any, query: Query, meanwhile: Callable[[], None]
+    ) -> PgIO[list[tuple[Any, ...]] | None]:
         """The rows of ``query`` (``None``: it cannot be sent this way, nothing was sent);
-        ``meanwhile`` runs while the server works on it. A connection whose
-        ``prepare_threshold`` is None (e.g. behind PgBouncer in transaction mode, where a
-        prepared statement may be gone at the next query) is left alone, and so is one
-        the caller put in pipeline mode (libpq refuses synchronous calls there)."""
+        ``meanwhile`` runs while the server works on it. ``conn``: a sync or async psycopg
+        connection. One whose ``prepare_threshold`` is None (e.g. behind PgBouncer in
+        transaction mode, where a prepared statement may be gone at the next query) is
+        left alone, and so is one the caller put in pipeline mode (its results are the
+        caller's)."""
         if (
             conn.prepare_threshold is None
             or conn.pgconn.pipeline_status != pq.PipelineStatus.OFF
@@ -340,13 +436,13 @@ class PreparedReads:
             return None
         pgconn = conn.pgconn
         for attempt in range(2):
-            name = self._prepare(conn, query.sql, oids)
+            name = yield from self._prepare(conn, query.sql, oids)
             pgconn.send_query_prepared(name, values, formats, result_format=pq.Format.BINARY)
-            flush_all(pgconn)
+            yield from flush_all(pgconn)
             if attempt == 0:
                 meanwhile()
-            res = next_result(pgconn)
-            while next_result(pgconn) is not None:  # the end of this query's results
+            res = yield from next_result(pgconn)
+            while (yield from next_result(pgconn)) is not None:  # the end of its results
                 pass
             if res is not None and res.status == pq.ExecStatus.TUPLES_OK:
                 return _rows(res)
@@ -355,27 +451,31 @@ class PreparedReads:
                 raise psycopg.OperationalError("the connection sent no reply")
             if attempt or error.sqlstate not in _STALE_STATEMENT:
                 raise error
-            self._drop(conn, query.sql, name)
+            yield from self._drop(conn, query.sql, name)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _prepare(self, conn: Any, sql: str, oids: list[int]) -> bytes:
+    def _prepare(self, conn: Any, sql: str, oids: list[int]) -> PgIO[bytes]:
         with self._lock:
             name = self._names.setdefault(conn, {}).get(sql)
         if name is not None:
             return name
         name = f"_tl_read_{next(_statement_numbers)}".encode()
-        res = conn.pgconn.prepare(name, _numbered(sql), oids)
+        conn.pgconn.send_prepare(name, _numbered(sql), oids)
+        res = yield from _reply(conn.pgconn)
+        if res is None:
+            raise psycopg.OperationalError("the connection sent no reply")
         if res.status != pq.ExecStatus.COMMAND_OK:
             raise _error(res, conn.info.encoding)
         with self._lock:
             self._names.setdefault(conn, {})[sql] = name
         return name
 
-    def _drop(self, conn: Any, sql: str, name: bytes) -> None:
+    def _drop(self, conn: Any, sql: str, name: bytes) -> PgIO[None]:
         """Forget a stale statement, and deallocate it if the server still has it."""
         with self._lock:
             self._names.get(conn, {}).pop(sql, None)
-        conn.pgconn.exec_(b'DEALLOCATE "' + name + b'"')  # an error here is harmless
+        conn.pgconn.send_query(b'DEALLOCATE "' + name + b'"')
+        yield from _reply(conn.pgconn)  # an error here is harmless
 
 
 _statement_numbers = itertools.count()

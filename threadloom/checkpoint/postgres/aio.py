@@ -4,17 +4,18 @@
         await saver.setup()
         graph = builder.compile(checkpointer=saver)
 
-Same storage, locking, round trips, run locks and conflict rule as ``PostgresSaver`` (the
-operations are shared). Takes a ``psycopg.AsyncConnection`` (operations take turns on it)
-or a ``psycopg_pool.AsyncConnectionPool``. The sync methods work only from a thread other
-than the event loop's (see ``AsyncSqlSaver``).
+Same storage, locking, round trips, run locks and conflict rule as ``PostgresSaver``: the
+operations are shared (``_sqlcore``), and so is the fast path (``_fastpath``: the head
+read sent with the run lock, writes sent ahead with durability="async", prepared head
+reads); this module only drives them on asyncio. Takes a ``psycopg.AsyncConnection``
+(operations take turns on it) or a ``psycopg_pool.AsyncConnectionPool``. The sync methods
+work only from a thread other than the event loop's (see ``AsyncSqlSaver``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,24 +29,27 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 from threadloom.checkpoint._sql import Batch, Op, Query, drive_async
-from threadloom.checkpoint._sqlsaver import AsyncSqlSaver, RunGuard, thread_busy_error
-from threadloom.checkpoint.base import SerializerProtocol
+from threadloom.checkpoint._sqlcore import PreparedPut
+from threadloom.checkpoint._sqlsaver import AsyncSqlSaver, Durability, checked_durability
+from threadloom.checkpoint.base import CheckpointTuple, SerializerProtocol
 from threadloom.checkpoint.postgres import (
     DIALECT,
     MIGRATIONS,
-    _flush_wal,
-    _is_pool,
+    NORMAL,
     in_caller_pipeline,
-    lock_conninfo,
     pg_sql,
-    run_lock_key,
 )
-from threadloom.checkpoint.postgres._fencing import RunLockHolders, session_up
+from threadloom.checkpoint.postgres._fastpath import (
+    DataOp,
+    FastPath,
+    Steps,
+    lock_conninfo,
+)
 from threadloom.checkpoint.postgres._runsession import (
-    RUN_LOCK_SQL,
-    RUN_UNLOCK_FLUSH_SQL,
-    RUN_UNLOCK_SQL,
-    SESSION_SQL,
+    RunSession,
+    Wait,
+    ready_async,
+    wait_async,
 )
 
 if TYPE_CHECKING:
@@ -113,8 +117,13 @@ async def _autocommit(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]
         await conn.set_autocommit(False)
 
 
-class AsyncPostgresSaver(AsyncSqlSaver):
-    """A saver on a psycopg 3 ``AsyncConnection`` or ``AsyncConnectionPool``."""
+class AsyncPostgresSaver(FastPath, AsyncSqlSaver):
+    """A saver on a psycopg 3 ``AsyncConnection`` or ``AsyncConnectionPool``.
+
+    Its run session (run locks, writes sent ahead) is a connection of its own, opened
+    in a worker thread and then used only through libpq's nonblocking calls, waited for
+    on the event loop; see ``PostgresSaver`` for what the fast path does.
+    """
 
     dialect = DIALECT
 
@@ -123,21 +132,15 @@ class AsyncPostgresSaver(AsyncSqlSaver):
         conn: psycopg.AsyncConnection[Any] | AsyncConnectionPool,
         *,
         serde: SerializerProtocol | None = None,
+        durability: Durability = "normal",
     ) -> None:
+        self.durability = checked_durability(durability, NORMAL)
         super().__init__(serde=serde)
         self.conn = conn
         self._lock = asyncio.Lock()
         self._conninfo: str | None = None
-        self._runs = RunGuard()
-        self._lock_conn: psycopg.AsyncConnection[Any] | None = None
-        self._lock_schema = ""
         self._lock_mutex = asyncio.Lock()
-        # thread id -> the lock connection holding its run lock, and the lock's key
-        self._holders: RunLockHolders[psycopg.AsyncConnection[Any]] = RunLockHolders()
-        #: on a pool, keep the run-lock connection open between runs (instead of
-        #: connecting for every run); its owner then calls ``aclose_run_locks`` before
-        #: closing the pool (the server's storage does)
-        self.keep_lock_connection = False
+        self._init_fast_path()
         try:
             self.loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -146,14 +149,19 @@ class AsyncPostgresSaver(AsyncSqlSaver):
     @classmethod
     @asynccontextmanager
     async def from_conn_string(
-        cls, conn_string: str, *, serde: SerializerProtocol | None = None
+        cls,
+        conn_string: str,
+        *,
+        serde: SerializerProtocol | None = None,
+        durability: Durability = "normal",
     ) -> AsyncIterator[AsyncPostgresSaver]:
         """Connect to ``conn_string`` (autocommit) and close the connection on exit.
+        ``durability``: see ``PostgresSaver``.
 
         Call ``await saver.setup()`` once before first use.
         """
         async with await psycopg.AsyncConnection.connect(conn_string, autocommit=True) as conn:
-            saver = cls(conn, serde=serde)
+            saver = cls(conn, serde=serde, durability=durability)
             saver._conninfo = conn_string
             try:
                 yield saver
@@ -174,7 +182,28 @@ class AsyncPostgresSaver(AsyncSqlSaver):
             async with self.conn.connection() as conn:
                 yield conn
 
-    async def _arun(self, op: Op[T], *, write: bool, atomic: bool = True) -> T:
+    async def _arun(
+        self,
+        op: Op[T],
+        *,
+        write: bool,
+        atomic: bool = True,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> T:
+        """Drive ``op`` on a data connection, once the writes sent ahead landed."""
+        self._prefetched.clear()  # anything may change a thread: those reads are stale
+        await self._adrain_sent()  # whatever runs next sees the writes sent ahead
+        return await self._arun_data(op, write=write, atomic=atomic, meanwhile=meanwhile)
+
+    async def _arun_data(
+        self,
+        op: Op[T],
+        *,
+        write: bool,
+        atomic: bool = True,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> T:
+        """``PostgresSaver._run_data`` on asyncio."""
         async with self._connection() as conn:
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 async with conn.transaction(), conn.cursor(row_factory=tuple_row) as cursor:
@@ -185,9 +214,79 @@ class AsyncPostgresSaver(AsyncSqlSaver):
                     async with _in_pipeline(conn) as execute:
                         return await drive_async(op, execute)
                 async with conn.cursor(row_factory=tuple_row) as cursor:
-                    return await drive_async(
-                        op, lambda q: _execute(cursor, q), lambda b: _pipeline(conn, b)
-                    )
+
+                    async def execute(query: Query) -> Any:
+                        nonlocal meanwhile
+                        if meanwhile is not None:  # the first query, sent before the work
+                            work, meanwhile = meanwhile, None
+                            rows = await wait_async(self._reads.read(conn, query, work))
+                            if rows is not None:
+                                return rows
+                        return await _execute(cursor, query)
+
+                    return await drive_async(op, execute, lambda b: _pipeline(conn, b))
+
+    # -- the fast path's steps, driven on asyncio -------------------------------------
+
+    async def _alocked(self, steps: Steps[T]) -> T:
+        async with self._lock_mutex:
+            return await self._adrive(steps)
+
+    async def _adrive(self, steps: Steps[T]) -> T:
+        """Run ``steps`` (see ``_fastpath``): wait on sockets with the event loop, run
+        data ops on a data connection, open run sessions in a worker thread; errors go
+        back into the steps."""
+        value: Any = None
+        error: Exception | None = None
+        while True:
+            try:
+                step = steps.send(value) if error is None else steps.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            value = error = None
+            try:
+                if isinstance(step, Wait):
+                    value = await ready_async(step)
+                elif isinstance(step, DataOp):
+                    value = await self._arun_data(step.op, write=True, atomic=False)
+                else:
+                    where = lock_conninfo(self.conn, self._conninfo)
+                    value = await asyncio.to_thread(RunSession, *where)
+            except Exception as exc:
+                error = exc
+
+    async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
+        self._remember_loop()
+        head = self._head_read(config)
+        if head is None:
+            return await super().aget_tuple(config)
+        if head.op is None:
+            return head.value
+        return await self._arun(head.op, write=False, atomic=False, meanwhile=head.meanwhile)
+
+    async def _afence(self, config: dict[str, Any], *, checkpoint: bool) -> None:
+        if self._holders:
+            await self._alocked(self._fence_steps(config, checkpoint=checkpoint))
+
+    async def _asend_ahead(
+        self,
+        thread_id: str,
+        first: Query | Batch,
+        op: Op[Any],
+        again: Callable[[], Op[Any]],
+        prepared: PreparedPut | None,
+    ) -> bool:
+        if not isinstance(first, tuple):
+            return False
+        self._prefetched.clear()  # a write: reads fetched ahead are stale
+        return await self._alocked(
+            self._send_ahead_steps(thread_id, first, op, again, prepared)
+        )
+
+    async def _adrain_sent(self) -> None:
+        session = self._lock_session
+        if session is not None and session.sent:
+            await self._alocked(self._drain_steps())
 
     # -- one run per thread ------------------------------------------------------------
 
@@ -202,12 +301,8 @@ class AsyncPostgresSaver(AsyncSqlSaver):
             try:
                 yield
             finally:
-                await self._give_run_lock(
-                    thread_id,
-                    key,
-                    flush=self._runs.unflushed(thread_id),
-                    last=self._runs.alone(thread_id),
-                )
+                flush = self._runs.unflushed(thread_id)
+                await self._give_run_lock(thread_id, key, flush=flush)
 
     @contextmanager
     def lock_thread(self, thread_id: str) -> Iterator[None]:
@@ -219,107 +314,17 @@ class AsyncPostgresSaver(AsyncSqlSaver):
                 yield
             finally:
                 flush = self._runs.unflushed(thread_id)
-                last = self._runs.alone(thread_id)
-                self._bridge(self._give_run_lock(thread_id, key, flush=flush, last=last))
+                self._bridge(self._give_run_lock(thread_id, key, flush=flush))
 
     async def aclose_run_locks(self) -> None:
         """Close the run-lock connection (releasing any run locks it still holds)."""
         async with self._lock_mutex:
-            conn, self._lock_conn = self._lock_conn, None
-        if conn is not None:
-            await conn.close()
-
-    async def _lock_connection(self) -> psycopg.AsyncConnection[Any]:
-        conn = self._lock_conn
-        if conn is not None and not conn.closed and not conn.broken:
-            return conn
-        conninfo, kwargs = lock_conninfo(self.conn, self._conninfo)
-        conn = await psycopg.AsyncConnection.connect(conninfo, **kwargs, autocommit=True)
-        try:
-            row = await (await conn.execute(SESSION_SQL)).fetchone()
-        except BaseException:
-            await conn.close()
-            raise
-        self._lock_schema = str(row[0]) if row else ""
-        self._lock_conn = conn
-        weakref.finalize(self, _close_quietly, conn)
-        return conn
+            session = self._detach_session()
+        if session is not None:
+            session.close()
 
     async def _take_run_lock(self, thread_id: str) -> int:
-        async with self._lock_mutex:
-            for attempt in range(2):
-                conn = await self._lock_connection()
-                key = run_lock_key(self._lock_schema, thread_id)
-                try:
-                    row = await (await conn.execute(RUN_LOCK_SQL, (key,))).fetchone()
-                    break
-                except psycopg.OperationalError:
-                    self._lock_conn = None
-                    await conn.close()
-                    if attempt:
-                        raise
-            if row and row[0]:
-                self._holders.hold(thread_id, conn, key)
-        if not (row and row[0]):
-            raise thread_busy_error(thread_id)
-        return key
+        return await self._alocked(self._take_run_lock_steps(thread_id))
 
-    async def _afence(self, config: dict[str, Any], *, checkpoint: bool) -> None:
-        """The fencing check before each write of a run holding its thread's run lock
-        (see ``_fencing``, and ``PostgresSaver._fence``): if the connection holding the
-        lock ended, the lock is taken again on a new one, or the run stops with
-        ``RunLockLostError`` before writing anything more."""
-        if not self._holders:
-            return
-        thread_id = str((config.get("configurable") or {}).get("thread_id"))
-        async with self._lock_mutex:
-            held = self._holders.get(thread_id)
-            if held is None:
-                return
-            holder, key = held
-            current = self._lock_conn
-            if holder is current and session_up(holder):
-                return
-            if current is not None and not session_up(current):
-                self._lock_conn = None
-                await current.close()
-            if holder is not self._lock_conn:
-                await holder.close()
-            try:
-                conn = await self._lock_connection()
-                row = await (await conn.execute(RUN_LOCK_SQL, (key,))).fetchone()
-            except psycopg.Error as exc:
-                raise self._holders.failed(thread_id, exc) from exc
-            self._holders.retaken(thread_id, conn, key, bool(row and row[0]))
-
-    async def _give_run_lock(
-        self, thread_id: str, key: int, *, flush: bool = False, last: bool = False
-    ) -> None:
-        """Release the run lock; with ``flush``, also make the run's relaxed commits
-        durable first (see ``PostgresSaver._give_run_lock``). ``last``: no other run of
-        this saver holds a lock; a pool-backed saver then closes its run-lock connection,
-        so closing the pool leaves nothing of the saver open."""
-        async with self._lock_mutex:
-            self._holders.drop(thread_id)
-            conn = self._lock_conn
-            if conn is not None and not conn.closed and not conn.broken:
-                try:
-                    await conn.execute(RUN_UNLOCK_FLUSH_SQL if flush else RUN_UNLOCK_SQL, (key,))
-                    if last and _is_pool(self.conn) and not self.keep_lock_connection:
-                        self._lock_conn = None
-                        await conn.close()
-                    return
-                except psycopg.Error:
-                    self._lock_conn = None
-                    await conn.close()
-        if flush:
-            await self._arun(_flush_wal(), write=True, atomic=False)
-
-
-def _close_quietly(conn: psycopg.AsyncConnection[Any]) -> None:
-    """Drop the socket of an async connection without an event loop (at exit)."""
-    try:
-        if not conn.closed:
-            conn.pgconn.finish()
-    except Exception:
-        pass
+    async def _give_run_lock(self, thread_id: str, key: int, *, flush: bool = False) -> None:
+        await self._alocked(self._give_run_lock_steps(thread_id, key, flush=flush))

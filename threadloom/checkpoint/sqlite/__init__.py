@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from threadloom.checkpoint._sql import (
     BLOBS,
@@ -54,15 +54,21 @@ from threadloom.checkpoint._sql import (
     drive_sync,
 )
 from threadloom.checkpoint._sqlaudit import SQLITE_MIGRATION
-from threadloom.checkpoint._sqlsaver import RunGuard, SyncSqlSaver, thread_busy_error
+from threadloom.checkpoint._sqlsaver import (
+    DURABILITIES,
+    Durability,
+    RunGuard,
+    SyncSqlSaver,
+    checked_durability,
+    thread_busy_error,
+)
 from threadloom.checkpoint.base import SerializerProtocol
 from threadloom.checkpoint.sqlite import _locks
 
 __all__ = ["SqliteSaver", "MIGRATIONS"]
 
 T = TypeVar("T")
-Durability = Literal["normal", "full"]
-DURABILITIES = ("normal", "full")
+__all__ += ["DURABILITIES", "Durability"]  # (defined with the SQL savers)
 
 DIALECT = SqliteDialect(
     name="sqlite",
@@ -233,14 +239,11 @@ class SqliteSaverBase(SyncSqlSaver):
         serde: SerializerProtocol | None = None,
         durability: Durability = "normal",
     ) -> None:
-        if durability not in DURABILITIES:
-            raise ValueError(
-                f"durability must be 'normal' (WAL + synchronous=NORMAL: safe against "
-                f"process crashes) or 'full' (an fsync per commit), got {durability!r}"
-            )
+        self.durability = checked_durability(
+            durability, "WAL + synchronous=NORMAL: safe against process crashes"
+        )
         super().__init__(serde=serde)
         self.conn = conn
-        self.durability = durability
         self.is_setup = False
         self._runner = _SqliteRunner(conn)
         self._runs = RunGuard()
