@@ -39,11 +39,9 @@ __all__ = [
 TTL_SWEEP_SECONDS = 2.0
 
 
-def _ttl(value: Any) -> tuple[float, str] | None:
+def _ttl(value: Any) -> tuple[float, str]:
     """A request's ``ttl`` (minutes, or ``{"ttl": minutes, "strategy"}``) as
     ``(expires_at, strategy)``."""
-    if value is None:
-        return None
     if isinstance(value, dict):
         minutes, strategy = value["ttl"], value.get("strategy") or "delete"
     else:
