@@ -144,3 +144,18 @@ def test_saver_overriding_put_writes_without_task_path() -> None:
     graph = builder.compile(checkpointer=OldSaver())
     assert graph.invoke({"log": []}, {"configurable": {"thread_id": "t"}}) == {"log": ["a", "b"]}
     assert len(seen) == 3  # the input task's writes, then a's and b's
+
+
+def test_checkpoint_id_bytes_reads_what_uuid_reads() -> None:
+    import uuid
+
+    from threadloom.checkpoint.base import create_checkpoint_id
+    from threadloom.engine.task import checkpoint_id_bytes
+
+    cid = create_checkpoint_id()
+    for form in (cid, cid.upper(), cid.replace("-", ""), "{" + cid + "}", "urn:uuid:" + cid):
+        assert checkpoint_id_bytes(form) == uuid.UUID(cid).bytes
+    # an id that is no UUID contributes its text (32 characters that are not all hex too)
+    assert checkpoint_id_bytes("not-a-uuid") == b"not-a-uuid"
+    assert checkpoint_id_bytes("g" * 32) == b"g" * 32
+    assert checkpoint_id_bytes("ab cd" + "0" * 27) == ("ab cd" + "0" * 27).encode()
