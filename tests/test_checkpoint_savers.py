@@ -511,9 +511,10 @@ def test_async_durability_relaxes_commits_and_flushes_at_release(
         seen = _Statements(monkeypatch)
         config = {"configurable": {"thread_id": "async"}}
         assert graph.invoke({"n": 0}, config) == {"n": 2}  # durability="async" by default
-        # input, the input task's writes, start, a, b
-        assert seen.relaxed(seen.ahead) == [True] * 5
-        assert seen.write_locked(seen.ahead) == [False] * 5  # the run lock is enough
+        # the input with its input task's writes (one batch), start, a, b
+        assert seen.relaxed(seen.ahead) == [True] * 4
+        assert seen.write_locked(seen.ahead) == [False] * 4  # the run lock is enough
+        assert any("INSERT INTO threadloom_writes" in sql for sql in seen.ahead[0])
         assert seen.batches == []
         assert seen.unlocks == [True]  # one flush, before invoke returned
         assert not saver._runs._unflushed and not saver._lock_session.sent  # type: ignore[union-attr]
@@ -521,8 +522,8 @@ def test_async_durability_relaxes_commits_and_flushes_at_release(
         seen.clear()
         graph.invoke({"n": 0}, {"configurable": {"thread_id": "sync"}}, durability="sync")
         assert seen.ahead == [] and seen.unlocks == [False]
-        assert seen.relaxed(seen.batches) == [False] * 5
-        assert seen.write_locked(seen.batches) == [False] * 5
+        assert seen.relaxed(seen.batches) == [False] * 4
+        assert seen.write_locked(seen.batches) == [False] * 4
 
         # a state edit holds the run lock too, and is durable when update_state returns
         seen.clear()
@@ -552,8 +553,10 @@ async def test_async_durability_on_the_async_saver(
         seen = _Statements(monkeypatch)
         config = {"configurable": {"thread_id": "t"}}
         assert await graph.ainvoke({"n": 0}, config) == {"n": 2}
-        # as on the sync saver: sent ahead on the run session, the head read with the lock
-        assert seen.relaxed(seen.ahead) == [True] * 5 and seen.unlocks == [True]
+        # as on the sync saver: the input with its input task's writes (one batch), start,
+        # a, b, sent ahead on the run session, the head read with the lock
+        assert seen.relaxed(seen.ahead) == [True] * 4 and seen.unlocks == [True]
+        assert any("INSERT INTO threadloom_writes" in sql for sql in seen.ahead[0])
         assert seen.batches == []
         assert not saver._runs._unflushed and not saver._lock_session.sent  # type: ignore[union-attr]
         seen.clear()
@@ -579,7 +582,8 @@ def test_postgres_durability_full_flushes_every_commit(
         config = {"configurable": {"thread_id": "full"}}
         assert graph.invoke({"n": 0}, config) == {"n": 2}
         assert seen.ahead == [] and seen.unlocks == [False]
-        assert seen.relaxed(seen.batches) == [False] * 5
+        # the input with its input task's writes (one commit), start, a, b
+        assert seen.relaxed(seen.batches) == [False] * 4
         assert graph.get_state(config).values == {"n": 2}
     with pytest.raises(ValueError, match="durability must be 'normal'.*got 'fast'"):
         PostgresSaver.from_conn_string(pg_schemas(), durability="fast").__enter__()  # type: ignore[arg-type]
@@ -598,7 +602,8 @@ async def test_async_postgres_durability_full_flushes_every_commit(
         config = {"configurable": {"thread_id": "full"}}
         assert await graph.ainvoke({"n": 0}, config) == {"n": 2}
         assert seen.ahead == [] and seen.unlocks == [False]
-        assert seen.relaxed(seen.batches) == [False] * 5
+        # the input with its input task's writes (one commit), start, a, b
+        assert seen.relaxed(seen.batches) == [False] * 4
     with pytest.raises(ValueError, match="durability must be 'normal'"):
         AsyncPostgresSaver(saver.conn, durability="always")  # type: ignore[arg-type]
 

@@ -179,3 +179,18 @@ def test_savers_with_the_current_signature_get_the_task_path() -> None:
     asyncio.run(graph.ainvoke({"log": []}, {"configurable": {"thread_id": "u"}}))
     assert sorted(paths) == ["~__pregel_pull, __start__", "~__pregel_pull, a",
                             "~__pregel_pull, b"]
+
+
+def test_checkpoint_id_bytes_reads_what_uuid_reads() -> None:
+    import uuid
+
+    from threadloom.checkpoint.base import create_checkpoint_id
+    from threadloom.engine.task import checkpoint_id_bytes
+
+    cid = create_checkpoint_id()
+    for form in (cid, cid.upper(), cid.replace("-", ""), "{" + cid + "}", "urn:uuid:" + cid):
+        assert checkpoint_id_bytes(form) == uuid.UUID(cid).bytes
+    # an id that is no UUID contributes its text (32 characters that are not all hex too)
+    assert checkpoint_id_bytes("not-a-uuid") == b"not-a-uuid"
+    assert checkpoint_id_bytes("g" * 32) == b"g" * 32
+    assert checkpoint_id_bytes("ab cd" + "0" * 27) == ("ab cd" + "0" * 27).encode()

@@ -512,8 +512,11 @@ class SqlCore:
         )
         return self._dumps_at(plan.payload, place)
 
-    def put(self, p: PreparedPut) -> Op[dict[str, Any]]:
+    def put(self, p: PreparedPut, extra: Batch = ()) -> Op[dict[str, Any]]:
         """Store a prepared checkpoint; a run's ``loop`` checkpoint on a stale head loses.
+
+        ``extra``: statements sent at the end of the first attempt's batch, in the same
+        round trip and transaction (the pending writes of ``put_with_writes``).
 
         The conflict rule applies to the puts of a run holding the thread's run lock
         (``p.run_locked``): the lock keeps other runs out, the head check catches a
@@ -530,7 +533,7 @@ class SqlCore:
         blobs = p.blobs
         for attempt in range(_ATTEMPTS):
             batch, status_at = self._put_batch(p, blobs)
-            results = yield batch
+            results = yield (*batch, *extra) if attempt == 0 and extra else batch
             head, head_ok, bases_ok = results[status_at][0]
             if not head_ok:
                 raise CheckpointConflictError(
@@ -757,6 +760,21 @@ class SqlCore:
         """Regular writes are kept once per (task, index); special ones are replaced.
 
         ``relaxed``: as for ``prepare_put``."""
+        inserts = self.write_queries(config, writes, task_id, task_path, relaxed=relaxed)
+        if inserts:
+            yield inserts  # one round trip; atomic
+        return None
+
+    def write_queries(
+        self,
+        config: dict[str, Any],
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+        *,
+        relaxed: bool = False,
+    ) -> Batch:
+        """The statements of ``put_writes`` (none when there is nothing to write)."""
         thread_id, ns = thread_and_ns(config)
         checkpoint_id = get_checkpoint_id(config)
         if checkpoint_id is None:
@@ -798,9 +816,7 @@ class SqlCore:
                 inserts.append(
                     Query(insert + values + conflict + action, [v for row in chunk for v in row])
                 )
-        if inserts:
-            yield tuple(inserts)  # one round trip; atomic
-        return None
+        return tuple(inserts)
 
     def _relax(self, relaxed: bool) -> bool:
         return relaxed and self.d.relaxed_commit is not None

@@ -339,12 +339,39 @@ class SyncSqlSaver(SqlSaver):
         """Store a checkpoint. Raises ``CheckpointConflictError`` when a run's ``loop``
         checkpoint's parent is no longer the thread's newest checkpoint (see
         ``SqlCore.put``)."""
+        return self._put(config, checkpoint, metadata, new_versions, None)
+
+    def put_with_writes(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> dict[str, Any]:
+        """``put``, then ``put_writes(<the stored checkpoint's config>, writes, task_id,
+        task_path)``, in one round trip and one transaction (a run's input checkpoint and
+        the writes of its input task). Not for a run's ``loop`` checkpoint: when the
+        conflict rule refuses one, a write sent ahead may land without it."""
+        return self._put(config, checkpoint, metadata, new_versions, (writes, task_id, task_path))
+
+    def _put(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+        writes: tuple[Sequence[tuple[str, Any]], str, str] | None,
+    ) -> dict[str, Any]:
         self._fence(config, checkpoint=True)
         prepared = self._prepare_put(config, checkpoint, metadata, new_versions)
-        op = self._core.put(prepared)
+        extra = self._core.write_queries(prepared.config(), *writes) if writes else ()
+        op = self._core.put(prepared, extra)
         if prepared.relaxed:
             first = next(op)
-            again = partial(self._core.put, prepared)
+            again = partial(self._core.put, prepared, extra)
             if self._send_ahead(prepared.thread_id, first, op, again, prepared):
                 return _sent_ahead(self._core, prepared)
             op = resumed(first, op)
@@ -502,6 +529,20 @@ class SyncSqlSaver(SqlSaver):
     ) -> None:
         await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
 
+    async def aput_with_writes(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> dict[str, Any]:
+        """The async twin of ``put_with_writes``."""
+        return await asyncio.to_thread(self.put_with_writes, config, checkpoint, metadata,
+                                       new_versions, writes, task_id, task_path)
+
     async def adelete_thread(self, thread_id: str) -> None:
         await asyncio.to_thread(self.delete_thread, thread_id)
 
@@ -596,13 +637,38 @@ class AsyncSqlSaver(SqlSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> dict[str, Any]:
+        return await self._aput(config, checkpoint, metadata, new_versions, None)
+
+    async def aput_with_writes(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> dict[str, Any]:
+        """``SyncSqlSaver.put_with_writes`` on asyncio: one round trip, one transaction."""
+        return await self._aput(config, checkpoint, metadata, new_versions,
+                                (writes, task_id, task_path))
+
+    async def _aput(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+        writes: tuple[Sequence[tuple[str, Any]], str, str] | None,
+    ) -> dict[str, Any]:
         self._remember_loop()
         await self._afence(config, checkpoint=True)
         prepared = self._prepare_put(config, checkpoint, metadata, new_versions)
-        op = self._core.put(prepared)
+        extra = self._core.write_queries(prepared.config(), *writes) if writes else ()
+        op = self._core.put(prepared, extra)
         if prepared.relaxed:
             first = next(op)
-            again = partial(self._core.put, prepared)
+            again = partial(self._core.put, prepared, extra)
             if await self._asend_ahead(prepared.thread_id, first, op, again, prepared):
                 return _sent_ahead(self._core, prepared)
             op = resumed(first, op)

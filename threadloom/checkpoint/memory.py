@@ -261,6 +261,7 @@ class InMemorySaver(BaseCheckpointSaver):
         """
         blobs = self.blobs
         loads = loads_at(self.serde)
+        bind = binds(self.serde)  # places are built only for a serializer that binds to them
         found: dict[Key, Any] = {}  # key -> value (EMPTY for an empty channel)
         owners: dict[Key, str] = {}  # key -> first checkpoint reading it (for errors)
         deltas: list[Key] = []
@@ -269,7 +270,7 @@ class InMemorySaver(BaseCheckpointSaver):
             if metadata is None:
                 where = (thread_id, ns, checkpoint_id)
                 try:
-                    metadata = loads(meta, metadata_place(*where))
+                    metadata = loads(meta, metadata_place(*where) if bind else None)
                 except Exception:
                     metadata = self._named_decode(meta, "metadata of ", *where)
             keys = []
@@ -287,7 +288,7 @@ class InMemorySaver(BaseCheckpointSaver):
                 elif row[0] == "empty":
                     found[key] = EMPTY
                 else:
-                    place = value_place(*key)
+                    place = value_place(*key) if bind else None
                     try:
                         found[key] = loads(row, place)
                     except Exception:
@@ -549,6 +550,7 @@ class InMemorySaver(BaseCheckpointSaver):
         checkpoint_id = checkpoint["id"]
         values = checkpoint["channel_values"]
         dumps = dumps_at(self.serde)
+        bind = binds(self.serde)  # places are built only for a serializer that binds to them
         head_key = (thread_id, ns)
         long_lists = self._long_lists.get(head_key)
         # Serialize outside the lock: only the channels that changed. A long list goes to
@@ -572,7 +574,7 @@ class InMemorySaver(BaseCheckpointSaver):
                     first_long = []
                 first_long.append(channel)
             key = (thread_id, ns, channel, str(version))
-            rows.append((key, dumps(value, value_place(*key))))
+            rows.append((key, dumps(value, value_place(*key) if bind else None)))
         plans = None
         if long_lists is not None or first_long is not None:  # the planner follows the head
             plans = self._delta.plan(thread_id, ns, parent_id, values, lists or {})
@@ -586,7 +588,8 @@ class InMemorySaver(BaseCheckpointSaver):
                 else:
                     rows.append((key, (typ, blob)))
         stored = {k: v for k, v in checkpoint.items() if k != "channel_values"}
-        meta = dumps(dict(metadata), metadata_place(thread_id, ns, checkpoint_id))
+        meta = dumps(dict(metadata),
+                     metadata_place(thread_id, ns, checkpoint_id) if bind else None)
         # the conflict rule, for a run holding the thread's run lock (see ``lock_thread``)
         loop = (
             bool(metadata)
@@ -646,13 +649,15 @@ class InMemorySaver(BaseCheckpointSaver):
         if checkpoint_id is None:
             raise ValueError("put_writes needs a checkpoint_id in config['configurable'].")
         dumps = dumps_at(self.serde)
+        bind = binds(self.serde)
         with self._lock:
             bucket = self.writes[(thread_id, ns, checkpoint_id)]
             for idx, (channel, value) in enumerate(writes):
                 key = (task_id, WRITES_IDX_MAP.get(channel, idx))
                 if key[1] >= 0 and key in bucket:
                     continue
-                place = write_place(thread_id, ns, checkpoint_id, task_id, key[1], channel)
+                place = (write_place(thread_id, ns, checkpoint_id, task_id, key[1], channel)
+                         if bind else None)
                 bucket[key] = (task_id, channel, dumps(value, place), task_path)
 
     def delete_thread(self, thread_id: str) -> None:

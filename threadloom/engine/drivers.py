@@ -316,6 +316,13 @@ def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
         return getattr(loop.scope.cache, kind[6:])(*request[1:])
     if kind == "put_writes" and not _takes_task_path(type(saver), "put_writes"):
         return saver.put_writes(*request[1:4])
+    if kind == "put_with_writes":  # a checkpoint and the first writes kept on it
+        # ("put_with_writes", <put's 4 arguments>, <put_writes' 4 arguments>)
+        if _combines(type(saver), "put_with_writes"):
+            return saver.put_with_writes(*request[1:5], *request[6:])
+        saved = perform(loop, saver, ("put", *request[1:5]))
+        perform(loop, saver, ("put_writes", *request[5:]))
+        return saved
     if kind == "latest_before":  # (config, checkpoint_id): newest checkpoint older than it
         before = {"configurable": {**request[1]["configurable"], "checkpoint_id": request[2]}}
         return next(iter(saver.list(request[1], before=before, limit=1)), None)
@@ -331,6 +338,12 @@ async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
         return await getattr(loop.scope.cache, "a" + kind[6:])(*request[1:])
     if kind == "put_writes" and not _takes_task_path(type(saver), "aput_writes"):
         return await saver.aput_writes(*request[1:4])
+    if kind == "put_with_writes":
+        if _combines(type(saver), "aput_with_writes"):
+            return await saver.aput_with_writes(*request[1:5], *request[6:])
+        saved = await aperform(loop, saver, ("put", *request[1:5]))
+        await aperform(loop, saver, ("put_writes", *request[5:]))
+        return saved
     if kind == "latest_before":
         before = {"configurable": {**request[1]["configurable"], "checkpoint_id": request[2]}}
         async for tup in saver.alist(request[1], before=before, limit=1):
@@ -347,6 +360,18 @@ def _saver_args(saver: Any, request: tuple[Any, ...], method: str = "put_writes"
     if request[0] == "put_writes" and not _takes_task_path(type(saver), method):
         return request[1:4]
     return request[1:]
+
+
+@functools.lru_cache(maxsize=64)
+def _combines(cls: type, method: str) -> bool:
+    """Whether ``cls`` has ``method`` (``put_with_writes`` or its async twin) from the
+    class whose put and put_writes it combines: a subclass that overrides one of those
+    gets them called one by one instead."""
+    owner = next((c for c in cls.__mro__ if method in c.__dict__), None)
+    if owner is None:
+        return False
+    put, writes = ("aput", "aput_writes") if method.startswith("a") else ("put", "put_writes")
+    return all(getattr(cls, name, None) is getattr(owner, name, None) for name in (put, writes))
 
 
 @functools.lru_cache(maxsize=64)
@@ -397,6 +422,9 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
         pass
     finally:
         loop.scope.calls = None  # the scope outlives the run (its tasks keep it)
+        held = loop.take_held_put()
+        if held is not None:  # the run stopped here while its input task ran
+            perform(loop, saver, held)
     while out:
         yield out.popleft()
 
@@ -531,6 +559,9 @@ async def adrive(
         pass
     finally:
         loop.scope.calls = None
+        held = loop.take_held_put()
+        if held is not None:  # the run stopped here while its input task ran
+            await aperform(loop, saver, held)
     while out:
         yield out.popleft()
 

@@ -2,7 +2,8 @@
 
 ``Loop.run()`` is a generator: it plans, applies and decides, and *yields* every piece of
 I/O it needs (``("get_tuple", config)``, ``("put", ...)``, ``("put_writes", ...)``,
-``("run", tasks)``). The sync driver performs each request with plain calls, the async
+``("put_with_writes", ...)``: a checkpoint and its first pending writes in one saver
+call, ``("run", tasks)``). The sync driver performs each request with plain calls, the async
 driver awaits the saver's async methods; the algorithm itself exists in one place.
 
 A superstep: plan the tasks triggered by the last step's writes (a pure function of the
@@ -324,6 +325,9 @@ class Loop:
         # them, and those the driver has yet to start
         self.handlers: list[Task] = []
         self.spawned: list[Task] = []
+        # the put of the run's input checkpoint, held until its input task's writes can
+        # go with it (one saver call, see _with_held_put)
+        self._held_put: Request | None = None
 
     # -- versions and checkpoints ---------------------------------------------------
 
@@ -353,9 +357,10 @@ class Loop:
         return {"configurable": conf}
 
     def _new_checkpoint(
-        self, step: int, source: str, *, save: bool = False
+        self, step: int, source: str, *, save: bool = False, hold: bool = False
     ) -> Generator[Request, Any, None]:
-        """Seal the channels into a new checkpoint and (per durability) save it."""
+        """Seal the channels into a new checkpoint and (per durability) save it; ``hold``
+        (a run's input checkpoint): its put waits for its input task's writes."""
         self.step = step
         applied, self.delta_applied = self.delta_applied, []
         if self.checkpointer is None:
@@ -425,6 +430,9 @@ class Loop:
         request = ("put", put_config, saved, metadata, changed)
         if self.durability == "exit" and not save:
             self._unsaved = self._merge_unsaved(request)
+        elif hold and self.durability != "exit" and START in self.program.nodes:
+            # its input task runs next, and its writes are kept on it: both go together
+            self._held_put = request
         else:
             yield request
         if "checkpoints" in self.scope.modes or "debug" in self.scope.modes:
@@ -874,11 +882,33 @@ class Loop:
             self.handlers.append(handler)
             self.spawned.append(handler)
         requests = self._save_task_writes(task, siblings, handler is not None)
+        if self._held_put is not None:
+            requests = self._with_held_put(requests)
         if handler is not None:
             # the handler's writes stand for the failure in this step (the Send stays
             # stored, so a resume starts the handler again without the failed node)
             task.writes = []
         return requests
+
+    def take_held_put(self) -> Request | None:
+        """The held put of the input checkpoint (see ``_with_held_put``), now to be sent
+        on its own; None when none is held. The drivers send it when a run ends before
+        its input task did (a failed or cancelled step)."""
+        request, self._held_put = self._held_put, None
+        return request
+
+    def _with_held_put(self, requests: list[Request]) -> list[Request]:
+        """The input task's requests, the held put of the input checkpoint first: one
+        ``put_with_writes`` request when the first of them is the task's ``put_writes``
+        (on that checkpoint), so a saver that can stores both in one round trip."""
+        held = self.take_held_put()
+        if held is None:
+            return requests
+        writes = requests[0] if requests else None
+        if (writes is not None and writes[0] == "put_writes"
+                and writes[1]["configurable"].get("checkpoint_id") == held[2]["id"]):
+            return [("put_with_writes", *held[1:], *writes[1:]), *requests[1:]]
+        return [held, *requests]
 
     def _error_handler_task(self, task: Task) -> Task | None:
         """The task of the error handler ``task`` failed into (its one write is the Send
@@ -1028,6 +1058,9 @@ class Loop:
             yield from self._start(saved, replay_id)
             yield from self._supersteps()
         finally:
+            held = self.take_held_put()
+            if held is not None:  # the run stopped before its input task ended
+                yield held
             if (self.durability == "exit" and self.scope.nested and not self.persistent
                     and self.status == "done"):
                 # a subgraph that finished saves nothing under durability="exit" (only
@@ -1252,7 +1285,8 @@ class Loop:
             # the input is recorded as seen by the (virtual) input task, as LangGraph does
             self.checkpoint["versions_seen"][INPUT] = {}
             # (saved at once under durability="exit" when it branches from a past checkpoint)
-            yield from self._new_checkpoint(self.step + 1, "input", save=bool(replay_id))
+            yield from self._new_checkpoint(self.step + 1, "input", save=bool(replay_id),
+                                            hold=True)
             self.stop = self.step + self.recursion_limit + 1
 
     def _record_direct_input(
@@ -1338,6 +1372,10 @@ class Loop:
                     )
                 )
             tasks = self.plan(step)
+            if self._held_put is not None and not (len(tasks) == 1 and tasks[0].name == START):
+                held = self.take_held_put()
+                if held is not None:
+                    yield held  # no input task to send it with
             if not tasks:
                 self.status = "done"
                 return

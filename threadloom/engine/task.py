@@ -37,6 +37,17 @@ def _uuid_shaped(digest: str) -> str:
 def checkpoint_id_bytes(checkpoint_id: str) -> bytes:
     """The bytes a checkpoint id contributes to its tasks' ids: the UUID's 16 bytes (an
     id that is no UUID contributes its text)."""
+    if type(checkpoint_id) is str:
+        # the usual hyphenated form, parsed without building a UUID (planned every step):
+        # 32 hex digits once the hyphens are gone are exactly what uuid.UUID reads
+        digits = checkpoint_id.replace("-", "")
+        if len(digits) == 32:
+            try:
+                raw = bytes.fromhex(digits)
+            except ValueError:
+                raw = b""
+            if len(raw) == 16:
+                return raw
     try:
         return uuid.UUID(checkpoint_id).bytes
     except (ValueError, AttributeError, TypeError):

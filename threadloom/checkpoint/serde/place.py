@@ -137,9 +137,10 @@ def binds(serde: Any) -> bool:
     return callable(getattr(serde, "dumps_typed_at", None))
 
 
-def dumps_at(serde: Any) -> Callable[[Any, Place], tuple[str, bytes]]:
+def dumps_at(serde: Any) -> Callable[[Any, Place | None], tuple[str, bytes]]:
     """``serde``'s writer as ``(obj, place) -> (tag, bytes)``: place-bound when it can
-    be, ``dumps_typed`` otherwise (the place is then ignored)."""
+    be, ``dumps_typed`` otherwise (the place is then ignored: a caller that checked
+    :func:`binds` may pass None)."""
     bound = getattr(serde, "dumps_typed_at", None)
     if callable(bound):
         return bound
@@ -147,7 +148,7 @@ def dumps_at(serde: Any) -> Callable[[Any, Place], tuple[str, bytes]]:
     return lambda obj, place: plain(obj)
 
 
-def loads_at(serde: Any) -> Callable[[tuple[str, bytes], Place], Any]:
+def loads_at(serde: Any) -> Callable[[tuple[str, bytes], Place | None], Any]:
     """``serde``'s reader as ``((tag, bytes), place) -> obj`` (see :func:`dumps_at`)."""
     bound = getattr(serde, "loads_typed_at", None)
     if callable(bound):
