@@ -1018,9 +1018,11 @@ class Loop:
                 self.branch_from = read_conf["checkpoint_id"]
         else:
             replay_id = None
+        ended = False
         try:
             yield from self._start(saved, replay_id)
             yield from self._supersteps()
+            ended = True
         finally:
             if (self.durability == "exit" and self.scope.nested and not self.persistent
                     and self.status == "done"):
@@ -1031,6 +1033,9 @@ class Loop:
                 self._exit_writes = []
             if self.durability == "exit" and self.checkpointer is not None:
                 yield from self._save_exit()
+        if ended and self.checkpointer is not None and self.checkpoint_config is not None:
+            # done or paused: the saver stores what its per-step checks left for later
+            yield ("settle", self.checkpoint_config)
 
     def _save_exit(self) -> Generator[Request, Any, None]:
         """durability="exit": save the run's writes, then its last checkpoint (a write
