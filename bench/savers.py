@@ -1,9 +1,9 @@
 """Each library's checkpoint savers, opened fresh per figure, and the bytes they hold.
 
 Kinds: ``none`` (no checkpointer), ``memory``, ``sqlite`` (a file in a temporary folder,
-one per library and figure) and ``postgres`` (one schema per library, ``bench_threadloom``
-and ``bench_langgraph``, made fresh per figure through ``search_path``, so the two
-libraries' tables can never mix even where their names are the same).
+one per library and figure) and ``postgres`` (one schema per library and process,
+``bench_threadloom_<pid>`` and ``bench_langgraph_<pid>``, made fresh per figure through
+``search_path``, so the two libraries' tables - or two bench runs' - can never mix).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def _pg_schema(lib: str) -> Iterator[str]:
     import psycopg
     from psycopg.conninfo import make_conninfo
 
-    schema = f"bench_{lib}"
+    schema = f"bench_{lib}_{os.getpid()}"  # per process: concurrent bench runs never mix
     with psycopg.connect(pg_url(), autocommit=True) as admin:
         admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         admin.execute(f"CREATE SCHEMA {schema}")
