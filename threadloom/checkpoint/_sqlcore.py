@@ -316,7 +316,7 @@ class SqlCore:
         # that does not bind values to their place, a checkpoint of the right shape, JSON
         # metadata. Anything else (or a failure) takes the path that names the row.
         plain = None if self._binds else self.serde.loads_typed
-        loads = json.loads
+        loads = _fast_json_loads
         for row in rows:
             thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata = row
             checkpoint = None
@@ -338,6 +338,8 @@ class SqlCore:
                     meta = None
                 if type(meta) is not dict:
                     checkpoint, meta = self._load_row(row)
+            elif type(metadata) is dict:  # a driver that decodes JSON columns itself
+                meta = metadata
             else:
                 checkpoint, meta = self._load_row(row)
             keys = [(thread_id, ns, ch, str(v)) for ch, v in checkpoint["channel_versions"].items()]
@@ -356,6 +358,12 @@ class SqlCore:
             return f"checkpoint {owner!r}, through the list delta chain it extends"
 
         def decode(key: Key, row: StoredBlob) -> Any:
+            if plain is not None and row.type != "empty":
+                try:  # the common case, without the error text and place
+                    blob = row.blob
+                    return plain((row.type, blob if type(blob) is bytes else _bytes(blob)))
+                except Exception:
+                    pass  # decoded again below, for the error naming the value
             thread_id, ns, channel, version = key
             return self._decode(
                 (row.type, row.blob),
@@ -406,15 +414,15 @@ class SqlCore:
                         got = Resolved(shared_copy(got.value), got.root, got.depth)
                     handed.add(key)
                     values[key[2]] = got.value
-                    mine[key[2]] = got
-            checkpoint = dict(checkpoint)
-            checkpoint["channel_values"] = values
+                    if not listing:
+                        mine[key[2]] = got
+            checkpoint["channel_values"] = values  # decoded just now: ours to fill in
             tup = CheckpointTuple(
-                config=make_config(thread_id, ns, checkpoint_id),
-                checkpoint=checkpoint,  # type: ignore[arg-type]
-                metadata=meta,  # type: ignore[arg-type]
-                parent_config=make_config(thread_id, ns, parent_id) if parent_id else None,
-                pending_writes=writes.get((thread_id, ns, checkpoint_id), []),
+                make_config(thread_id, ns, checkpoint_id),
+                checkpoint,  # type: ignore[arg-type]
+                meta,  # type: ignore[arg-type]
+                make_config(thread_id, ns, parent_id) if parent_id else None,
+                writes.get((thread_id, ns, checkpoint_id)) or [],
             )
             out.append((tup, mine))
         return out
@@ -1150,6 +1158,23 @@ def _authentic_metadata(column: dict[str, Any], sealed: Any, where: str) -> dict
             "the encrypted checkpoint row. Nothing in it was used."
         )
     return sealed
+
+
+def _json_loads(text: str) -> Any:
+    """``json.loads``, through orjson when it is installed (it comes with langchain-core's
+    langsmith); what orjson refuses (NaN, integers past 64 bits) goes to ``json``."""
+    try:
+        return _orjson_loads(text)
+    except Exception:
+        return json.loads(text)
+
+
+try:
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - orjson is optional
+    _fast_json_loads: Callable[[str], Any] = json.loads
+else:
+    _fast_json_loads = _json_loads
 
 
 def _load_metadata(raw: Any, where: str) -> dict[str, Any]:
