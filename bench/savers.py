@@ -1,9 +1,10 @@
 """Each library's checkpoint savers, opened fresh per figure, and the bytes they hold.
 
 Kinds: ``none`` (no checkpointer), ``memory``, ``sqlite`` (a file in a temporary folder,
-one per library and figure) and ``postgres`` (one schema per library, ``bench_threadloom``
-and ``bench_langgraph``, made fresh per figure through ``search_path``, so the two
-libraries' tables can never mix even where their names are the same).
+one per library and figure) and ``postgres`` (one schema per library, kind and process,
+``bench_threadloom_<pid>`` and ``bench_langgraph_<pid>``, made fresh per figure through
+``search_path``, so the two libraries' tables - or two bench runs' - can never mix even
+where their names are the same).
 
 ``sqlite-async`` / ``postgres-async``: each library's asyncio saver, opened on the
 benchmark's event loop (``run_async``). ``sqlite-full`` / ``postgres-full``: the sync
@@ -110,7 +111,8 @@ def _pg_schema(lib: str, kind: str = "postgres", **settings: str) -> Iterator[st
     import psycopg
     from psycopg.conninfo import make_conninfo
 
-    schema = f"bench_{lib}" + kind.removeprefix("postgres").replace("-", "_")
+    # per kind and process: concurrent bench runs never mix
+    schema = f"bench_{lib}" + kind.removeprefix("postgres").replace("-", "_") + f"_{os.getpid()}"
     with psycopg.connect(pg_url(), autocommit=True) as admin:
         admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         admin.execute(f"CREATE SCHEMA {schema}")

@@ -75,16 +75,27 @@ def turns_figures(kinds: list[str], sizes: list[int], apis: dict[str, Api]) -> l
         for turns in sizes:
             times: dict[str, float] = {}
             outputs = {}
-            for lib in LIBRARIES:
-                with open_saver(lib, kind) as saver:
-                    graph = p.agent_graph(apis[lib], saver, turns)
+            with open_saver(TL, kind) as tl, open_saver(LG, kind) as lg:
+                savers = {TL: tl, LG: lg}
+                graphs = {lib: p.agent_graph(apis[lib], s, turns) for lib, s in savers.items()}
+                if turns <= 100:  # warm, checked, then samples alternating between libraries
+                    for lib, graph in graphs.items():
+                        outputs[lib] = normalize(p.run_agent(graph, f"warm-{turns}"))
                     ids = iter(range(10**6))
-                    outputs[lib] = normalize(p.run_agent(graph, f"warm-{turns}"))
-                    repeats = 3 if turns <= 100 else 1
-                    times[lib] = _median_time(
-                        lambda g=graph, i=ids, n=turns: p.run_agent(g, f"t{n}-{next(i)}"),
-                        repeats,
+                    times = _side_by_side(
+                        {
+                            lib: (lambda g=graph, n=turns, i=ids: p.run_agent(g, f"t{n}-{next(i)}"))
+                            for lib, graph in graphs.items()
+                        },
+                        5,
                     )
+                else:  # one run each, timed (the program is warm from the smaller sizes)
+                    for lib, graph in graphs.items():
+                        gc.collect()
+                        start = time.perf_counter()
+                        result = p.run_agent(graph, f"t{turns}")
+                        times[lib] = time.perf_counter() - start
+                        outputs[lib] = normalize(result)
             diff = first_difference(outputs[TL], outputs[LG])
             if diff is not None:
                 raise AssertionError(f"agent loop, {turns} turns, {kind}: outputs differ: {diff}")

@@ -180,6 +180,84 @@ def test_an_old_message_edited_in_place_and_not_returned_is_not_lost(
     assert min(holding) <= 4 + len(start) // GROWTH + 1
 
 
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+def test_an_old_message_edited_in_place_is_stored_when_the_run_ends_first(
+    open_saver: Callable[[], Any], durability: str
+) -> None:
+    """An item older than the tail changed in place two steps before the run ends - long
+    before the next periodic full check: the full check a run ends with (``settle``)
+    stores it, so the thread's state read back holds the edit, as the run's output does."""
+
+    def edit(messages: list[Any]) -> None:
+        messages[1].tool_calls[0]["args"]["q"] = "redacted"
+
+    start = _history(200)  # 401 messages: the next full check is 50 appends away
+    config = {"configurable": {"thread_id": "t"}, "recursion_limit": 1000}
+    with open_saver() as saver:
+        _chat_graph(saver, -1, 4, edit).invoke(
+            {"messages": start, "turn": 0}, config, durability=durability
+        )
+        # a second run continues the thread (its puts store deltas) and edits at turn 12
+        graph = _chat_graph(saver, 12, 14, edit)
+        out = graph.invoke({"turn": 10}, config, durability=durability)
+        assert out["messages"][1].tool_calls[0]["args"]["q"] == "redacted"
+        here = graph.get_state(config).values["messages"]
+        assert here[1].tool_calls[0]["args"]["q"] == "redacted"
+    with open_saver() as fresh:  # what another process reads
+        messages = _chat_graph(fresh, 12, 14, edit).get_state(config).values["messages"]
+    assert messages[1].tool_calls[0]["args"]["q"] == "redacted"
+    assert [m.id for m in messages][-5:] == ["turn-3", "turn-10", "turn-11", "turn-12", "turn-13"]
+
+
+@pytest.mark.parametrize("kind", ["memory", "async-sqlite", "async-postgres"])
+async def test_the_end_of_run_check_runs_on_the_async_path(
+    kind: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    """The same edit, through ``ainvoke`` and the async savers (``asettle``)."""
+
+    def edit(messages: list[Any]) -> None:
+        messages[1].tool_calls[0]["args"]["q"] = "redacted"
+
+    config = {"configurable": {"thread_id": "t"}, "recursion_limit": 1000}
+
+    async def run(saver: Any) -> Any:
+        await _chat_graph(saver, -1, 4, edit).ainvoke(
+            {"messages": _history(200), "turn": 0}, config
+        )
+        graph = _chat_graph(saver, 12, 14, edit)
+        await graph.ainvoke({"turn": 10}, config)
+        saver_of(saver)
+        return (await graph.aget_state(config)).values["messages"]
+
+    def saver_of(saver: Any) -> None:
+        cache = _delta_cache(saver) if kind == "memory" else saver._core.cache
+        assert cache.settle("t", "", "missing") == []  # only the head this process wrote
+
+    if kind == "memory":
+        messages = await run(InMemorySaver())
+    elif kind == "async-sqlite":
+        from threadloom.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "a.db")) as saver:
+            await run(saver)
+        async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "a.db")) as fresh:
+            messages = (await _chat_graph(fresh, 12, 14, edit).aget_state(config)).values[
+                "messages"
+            ]
+    else:
+        from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        url = request.getfixturevalue("fresh_postgres_database")
+        async with AsyncPostgresSaver.from_conn_string(url) as saver:
+            await saver.setup()
+            await run(saver)
+        async with AsyncPostgresSaver.from_conn_string(url) as fresh:
+            messages = (await _chat_graph(fresh, 12, 14, edit).aget_state(config)).values[
+                "messages"
+            ]
+    assert messages[1].tool_calls[0]["args"]["q"] == "redacted"
+
+
 def test_a_list_changed_in_place_by_a_node_is_stored(open_saver: Callable[[], Any]) -> None:
     """An item of the live list replaced by another object (no reducer involved) is seen by
     the identity comparison at the very next put."""

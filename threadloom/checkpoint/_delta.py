@@ -198,9 +198,12 @@ class DeltaCache:
     copy edited alike from it either). LangGraph stores such an edit at the next
     checkpoint that writes the channel, because it serializes the whole list each time;
     here it is stored whole at the next full check, which comes within
-    ``length / verify_growth`` appended items - later, never lost while the run goes on.
-    To store such an edit at its own step, write a *new* message with the same id (a
-    copy made before editing): it replaces the old one and differs from what was stored.
+    ``length / verify_growth`` appended items, or when the run ends or pauses, whichever
+    comes first: the engine then calls the saver's ``settle``, which checks every item
+    once (``settle`` below) and overwrites the head's row with the whole list when one
+    changed - later than LangGraph, never lost. To store such an edit at its own step,
+    write a *new* message with the same id (a copy made before editing): it replaces the
+    old one and differs from what was stored.
     ``verify_growth=0`` checks every item at every ``put`` (the strict, O(length) mode).
     """
 
@@ -440,6 +443,50 @@ class DeltaCache:
                     )
         with self._lock:
             self._store(key, _Head(checkpoint_id, versions, lists))
+
+    def settle(self, thread_id: str, ns: str, checkpoint_id: str) -> list[BlobPlan]:
+        """The full check a run ends with: every item of the lists stored at checkpoint
+        ``checkpoint_id`` (the head this process wrote) digested again.
+
+        A ``put`` checks only the newest items (see the class docstring); an older item
+        changed in place since it was stored is otherwise seen at the next full check,
+        which a run that ends first never reaches. Returns one plan per list whose
+        stored items changed: the head's version stored *whole*, as the items are now
+        (the saver overwrites that version's row, see ``settle`` on the savers). Lists
+        found unchanged count as fully checked, so the next periodic check moves on.
+        Costs O(length) once per run (a run's first read thaws the lists anyway).
+        """
+        with self._lock:
+            head = self._heads.get((thread_id, ns))
+            if head is None or head.checkpoint_id != checkpoint_id:
+                return []
+            snaps = [
+                (channel, snap)
+                for channel, snap in head.lists.items()
+                if snap.items is not None and head.versions.get(channel) == snap.version
+            ]
+        plans: list[BlobPlan] = []
+        for channel, snap in snaps:
+            items = snap.items
+            if items is None:
+                continue
+            if self._check(items, snap.printed):
+                printed = snap.printed
+                if printed.full < printed.length:  # every item checked now
+                    snap.printed = ListPrint(
+                        printed.length, printed.digest, printed.checked, printed.stretches,
+                        printed.length,
+                    )
+                continue
+            plan = self._whole(channel, snap.version, list(items))
+            if plan.printed is None:  # cannot be printed any more: forget the list
+                with self._lock:
+                    head.lists.pop(channel, None)
+                    self._item_refs -= len(items)
+            else:
+                snap.printed, snap.root, snap.depth = plan.printed, snap.version, 0
+            plans.append(plan)
+        return plans
 
     def head_versions(self, thread_id: str, ns: str) -> dict[str, str]:
         """The channel versions of the newest checkpoint this process knows of the thread
@@ -697,12 +744,18 @@ class ValueCache:
     # -- reading -------------------------------------------------------------------
 
     def lookup(
-        self, keys: Iterable[BlobKey], decode: Callable[[BlobKey, StoredBlob], Any]
+        self,
+        keys: Iterable[BlobKey],
+        decode: Callable[[BlobKey, StoredBlob], Any],
+        *,
+        freeze: bool = True,
     ) -> tuple[dict[BlobKey, Resolved], list[BlobKey]]:
         """Values for ``keys`` rebuilt from the cache, and the keys it cannot serve.
 
         ``decode(key, row)`` turns a cached row into a value (the saver's decoder). Every
-        returned value is the caller's own (see the class docstring).
+        returned value is the caller's own (see the class docstring). ``freeze=False``
+        (listing): values rebuilt from rows are not frozen into the cache - a listing
+        reads most versions once, and freezing them would cost more than it saves.
         """
         found: dict[BlobKey, Resolved] = {}
         missing: list[BlobKey] = []
@@ -713,7 +766,7 @@ class ValueCache:
             # prefix of a list already thawed in this call (see ``_prefix``).
             order = sorted(keys, key=self._depth, reverse=True)
             for key in order:
-                got = self._prefix(key, found) or self._resolve(key, decode)
+                got = self._prefix(key, found) or self._resolve(key, decode, freeze)
                 if got is None:
                     missing.append(key)
                 else:
@@ -764,7 +817,7 @@ class ValueCache:
         return None
 
     def _resolve(
-        self, key: BlobKey, decode: Callable[[BlobKey, StoredBlob], Any]
+        self, key: BlobKey, decode: Callable[[BlobKey, StoredBlob], Any], freeze: bool = True
     ) -> Resolved | None:
         entry = self._entries.get(key)
         if entry is None:
@@ -802,7 +855,7 @@ class ValueCache:
                     return None
                 acc.extend(items)
             got = Resolved(acc, base.root, base.depth + len(chain))
-        if not entry.unfreezable:
+        if freeze and not entry.unfreezable:
             self._freeze(entry, got, held=True)
         return got
 
@@ -815,6 +868,15 @@ class ValueCache:
                 entry = self._entries.pop(key, None)
                 if entry is not None:
                     self._bytes -= entry.size
+
+    def drop(self, keys: Iterable[BlobKey]) -> None:
+        """Drop the entries of ``keys`` (rows a saver overwrote, see ``DeltaCache.settle``)."""
+        with self._lock:
+            for key in keys:
+                entry = self._entries.pop(key, None)
+                if entry is not None:
+                    self._bytes -= entry.size
+                    self._by_thread.get(key[0], set()).discard(key)
 
     def clear(self) -> None:
         with self._lock:

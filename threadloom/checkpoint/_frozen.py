@@ -164,6 +164,9 @@ def item_states(items: list[Any]) -> list[Any] | None:
     """What ``state_bytes`` pickles for each of ``items``: a plain model's class, fields,
     extras and fields set, anything else as it is (the pickler then checks it is plain
     data); ``None`` when an item is a pydantic model that is not plain."""
+    kinds = set(map(type, items))  # one C-level pass: lists of plain data are common
+    if tuple not in kinds and all(_kind(cls) is _NOT_A_MODEL for cls in kinds):
+        return items if type(items) is list else list(items)  # each state is the item
     states: list[Any] = []
     append = states.append
     for item in items:

@@ -60,7 +60,7 @@ from threadloom.checkpoint._delta import (
     resolve,
     shared_copy,
 )
-from threadloom.checkpoint._shape import check_checkpoint
+from threadloom.checkpoint._shape import _checkpoint_problem, check_checkpoint
 from threadloom.checkpoint._sql import (
     BLOBS,
     CHECKPOINTS,
@@ -269,7 +269,7 @@ class SqlCore:
         checkpoints, writes = self._split(rows)
         if not checkpoints:
             return []
-        loaded = yield from self._load(checkpoints, writes)
+        loaded = yield from self._load(checkpoints, writes, listing=True)
         return [tup for tup, _ in loaded]
 
     def _split(
@@ -303,23 +303,45 @@ class SqlCore:
         rows: Rows,
         writes: dict[tuple[str, str, str], list[PendingWrite]],
         ready: Mapping[Key, Resolved] | None = None,
+        *,
+        listing: bool = False,
     ) -> Op[list[tuple[CheckpointTuple, dict[str, Resolved]]]]:
         """Turn checkpoint rows into tuples: decode them, find their values (``ready``,
         else in the value cache, else in the database with their delta chains), attach
-        ``writes``."""
+        ``writes``. ``listing``: values are not frozen into the value cache (rows are
+        kept, for the next page's chains)."""
         decoded = []
         owners: dict[Key, str] = {}
-        for thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata in rows:
-            where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"
-            place = checkpoint_place(thread_id, ns, checkpoint_id)
-            checkpoint = self._decode((typ, blob), f"checkpoint of {where}", place)
-            sealed = (
-                checkpoint.pop(SEALED_METADATA, None) if isinstance(checkpoint, dict) else None
-            )
-            check_checkpoint(checkpoint, where)
-            meta = _load_metadata(metadata, where)
-            if sealed is not None:
-                meta = _authentic_metadata(meta, sealed, where)
+        # The common case per row, without building error texts or places: a serializer
+        # that does not bind values to their place, a checkpoint of the right shape, JSON
+        # metadata. Anything else (or a failure) takes the path that names the row.
+        plain = None if self._binds else self.serde.loads_typed
+        loads = _fast_json_loads
+        for row in rows:
+            thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata = row
+            checkpoint = None
+            if plain is not None and typ != "empty":
+                try:
+                    checkpoint = plain((typ, blob if type(blob) is bytes else _bytes(blob)))
+                except Exception:
+                    checkpoint = None
+            if (
+                type(checkpoint) is not dict
+                or SEALED_METADATA in checkpoint
+                or _checkpoint_problem(checkpoint) is not None
+            ):
+                checkpoint, meta = self._load_row(row)
+            elif type(metadata) is str:
+                try:
+                    meta = loads(metadata)
+                except ValueError:
+                    meta = None
+                if type(meta) is not dict:
+                    checkpoint, meta = self._load_row(row)
+            elif type(metadata) is dict:  # a driver that decodes JSON columns itself
+                meta = metadata
+            else:
+                checkpoint, meta = self._load_row(row)
             keys = [(thread_id, ns, ch, str(v)) for ch, v in checkpoint["channel_versions"].items()]
             for key in keys:
                 owners.setdefault(key, checkpoint_id)
@@ -336,6 +358,12 @@ class SqlCore:
             return f"checkpoint {owner!r}, through the list delta chain it extends"
 
         def decode(key: Key, row: StoredBlob) -> Any:
+            if plain is not None and row.type != "empty":
+                try:  # the common case, without the error text and place
+                    blob = row.blob
+                    return plain((row.type, blob if type(blob) is bytes else _bytes(blob)))
+                except Exception:
+                    pass  # decoded again below, for the error naming the value
             thread_id, ns, channel, version = key
             return self._decode(
                 (row.type, row.blob),
@@ -350,7 +378,7 @@ class SqlCore:
             resolved, missing = self.values.lookup([k for k in owners if k not in ready], decode)
             resolved.update((k, ready[k]) for k in owners if k in ready)
         else:
-            resolved, missing = self.values.lookup(owners, decode)
+            resolved, missing = self.values.lookup(owners, decode, freeze=not listing)
         if missing:
             blob_rows.update((yield from self._fetch_values(missing)))
             # a chain row is named after a checkpoint whose value is built on it
@@ -368,7 +396,10 @@ class SqlCore:
                     f"{thread_id!r}, namespace {ns!r}, {owner_of(exc.key)}) "
                     f"cannot be rebuilt: {exc}"
                 ) from exc
-            self.values.add_resolved(blob_rows, fresh)
+            if listing:
+                self.values.add_rows(blob_rows)
+            else:
+                self.values.add_resolved(blob_rows, fresh)
             resolved.update(fresh)
 
         out = []
@@ -383,18 +414,31 @@ class SqlCore:
                         got = Resolved(shared_copy(got.value), got.root, got.depth)
                     handed.add(key)
                     values[key[2]] = got.value
-                    mine[key[2]] = got
-            checkpoint = dict(checkpoint)
-            checkpoint["channel_values"] = values
+                    if not listing:
+                        mine[key[2]] = got
+            checkpoint["channel_values"] = values  # decoded just now: ours to fill in
             tup = CheckpointTuple(
-                config=make_config(thread_id, ns, checkpoint_id),
-                checkpoint=checkpoint,  # type: ignore[arg-type]
-                metadata=meta,  # type: ignore[arg-type]
-                parent_config=make_config(thread_id, ns, parent_id) if parent_id else None,
-                pending_writes=writes.get((thread_id, ns, checkpoint_id), []),
+                make_config(thread_id, ns, checkpoint_id),
+                checkpoint,  # type: ignore[arg-type]
+                meta,  # type: ignore[arg-type]
+                make_config(thread_id, ns, parent_id) if parent_id else None,
+                writes.get((thread_id, ns, checkpoint_id)) or [],
             )
             out.append((tup, mine))
         return out
+
+    def _load_row(self, row: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A checkpoint row's checkpoint and metadata, checked, errors naming the row."""
+        thread_id, ns, checkpoint_id, _, typ, blob, metadata = row
+        where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"
+        place = checkpoint_place(thread_id, ns, checkpoint_id)
+        checkpoint = self._decode((typ, blob), f"checkpoint of {where}", place)
+        sealed = checkpoint.pop(SEALED_METADATA, None) if isinstance(checkpoint, dict) else None
+        check_checkpoint(checkpoint, where)
+        meta = _load_metadata(metadata, where)
+        if sealed is not None:
+            meta = _authentic_metadata(meta, sealed, where)
+        return checkpoint, meta
 
     def _fetch_values(self, keys: list[Key]) -> Op[dict[Key, StoredBlob]]:
         """The rows of ``keys`` and every row of the delta chains they extend, in one
@@ -574,6 +618,36 @@ class SqlCore:
             p.checkpoint["channel_versions"],
             [plan for plan, _, _ in p.stored],
         )
+
+    def settle(self, config: dict[str, Any]) -> Op[None] | None:
+        """The end of a run (``DeltaCache.settle``): None when every list stored at the
+        checkpoint ``config`` names is as stored; else the op that overwrites the rows of
+        those that changed in place with their whole value (the same version: the
+        checkpoints that name it now read the edit)."""
+        checkpoint_id = get_checkpoint_id(config)
+        if not checkpoint_id:
+            return None
+        thread_id, ns = thread_and_ns(config)
+        plans = self.cache.settle(thread_id, ns, checkpoint_id)
+        return self._overwrite(thread_id, ns, plans) if plans else None
+
+    def _overwrite(self, thread_id: str, ns: str, plans: list[BlobPlan]) -> Op[None]:
+        rows: dict[Key, StoredBlob] = {}
+        queries = []
+        for plan in plans:
+            typ, blob = self._dump_plan(thread_id, ns, plan)
+            rows[(thread_id, ns, plan.channel, plan.version)] = StoredBlob(typ, blob)
+            queries.append(
+                Query(
+                    f"UPDATE {BLOBS} SET type = ?, blob = {self.d.blob_param}, "
+                    "base_version = NULL, root_version = NULL WHERE thread_id = ? AND "
+                    "checkpoint_ns = ? AND channel = ? AND version = ?",
+                    (typ, blob, thread_id, ns, plan.channel, plan.version),
+                )
+            )
+        yield tuple(queries)
+        self.values.drop(rows)
+        self.values.add_rows(rows)
 
     def store_whole(self, p: PreparedPut) -> None:
         """Make ``p`` store every list delta whole: for a write planned on a delta chain
@@ -1100,6 +1174,23 @@ def _authentic_metadata(column: dict[str, Any], sealed: Any, where: str) -> dict
             "the encrypted checkpoint row. Nothing in it was used."
         )
     return sealed
+
+
+def _json_loads(text: str) -> Any:
+    """``json.loads``, through orjson when it is installed (it comes with langchain-core's
+    langsmith); what orjson refuses (NaN, integers past 64 bits) goes to ``json``."""
+    try:
+        return _orjson_loads(text)
+    except Exception:
+        return json.loads(text)
+
+
+try:
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - orjson is optional
+    _fast_json_loads: Callable[[str], Any] = json.loads
+else:
+    _fast_json_loads = _json_loads
 
 
 def _load_metadata(raw: Any, where: str) -> dict[str, Any]:

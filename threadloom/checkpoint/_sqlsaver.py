@@ -379,6 +379,14 @@ class SyncSqlSaver(SqlSaver):
         self._core.remember_put(prepared)  # committed: now the caches may know it
         return stored
 
+    def settle(self, config: dict[str, Any]) -> None:
+        """End of a run: lists changed in place since stored are stored (``SqlCore.settle``;
+        nothing is sent when none did)."""
+        op = self._core.settle(config)
+        if op is not None:
+            self._fence(config, checkpoint=False)
+            self._run(op, write=True, atomic=False)
+
     def put_writes(
         self,
         config: dict[str, Any],
@@ -676,6 +684,14 @@ class AsyncSqlSaver(SqlSaver):
         self._core.remember_put(prepared)  # committed: now the caches may know it
         return stored
 
+    async def asettle(self, config: dict[str, Any]) -> None:
+        """End of a run: see ``SyncSqlSaver.settle``."""
+        op = self._core.settle(config)
+        if op is not None:
+            self._remember_loop()
+            await self._afence(config, checkpoint=False)
+            await self._arun(op, write=True, atomic=False)
+
     async def aput_writes(
         self,
         config: dict[str, Any],
@@ -829,6 +845,9 @@ class AsyncSqlSaver(SqlSaver):
         new_versions: ChannelVersions,
     ) -> dict[str, Any]:
         return self._bridge(self.aput(config, checkpoint, metadata, new_versions))
+
+    def settle(self, config: dict[str, Any]) -> None:
+        self._bridge(self.asettle(config))
 
     def put_writes(
         self,

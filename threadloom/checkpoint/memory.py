@@ -636,6 +636,31 @@ class InMemorySaver(BaseCheckpointSaver):
                 )
         return make_config(thread_id, ns, checkpoint_id)
 
+    def settle(self, config: dict[str, Any]) -> None:
+        """End of a run: a list stored at its last checkpoint whose older items changed
+        in place since is stored again, whole, under the same version
+        (``DeltaCache.settle``)."""
+        checkpoint_id = get_checkpoint_id(config)
+        if not checkpoint_id:
+            return
+        thread_id, ns = thread_and_ns(config)
+        plans = self._delta.settle(thread_id, ns, checkpoint_id)
+        if not plans:
+            return
+        dumps = dumps_at(self.serde)
+        rows = {}
+        for plan in plans:
+            key = (thread_id, ns, plan.channel, plan.version)
+            rows[key] = dumps(plan.payload, value_place(*key))
+        with self._lock:
+            for key, row in rows.items():
+                if key in self.blobs:  # still stored (not pruned or deleted meanwhile)
+                    self.blobs[key] = row
+            self._values.drop(rows)
+
+    async def asettle(self, config: dict[str, Any]) -> None:
+        self.settle(config)
+
     def put_writes(
         self,
         config: dict[str, Any],

@@ -328,6 +328,9 @@ def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
         return next(iter(saver.list(request[1], before=before, limit=1)), None)
     if kind == "get_delta_channel_history":  # keyword-only in the saver API
         return saver.get_delta_channel_history(config=request[1], channels=request[2])
+    if kind == "settle":  # the end of a run: only threadloom's savers have it
+        settle = getattr(saver, "settle", None)
+        return None if settle is None else settle(request[1])
     return getattr(saver, kind)(*_saver_args(saver, request))
 
 
@@ -351,6 +354,9 @@ async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
         return None
     if kind == "get_delta_channel_history":
         return await saver.aget_delta_channel_history(config=request[1], channels=request[2])
+    if kind == "settle":
+        settle = getattr(saver, "asettle", None)
+        return None if settle is None else await settle(request[1])
     return await getattr(saver, "a" + kind)(*_saver_args(saver, request, "aput_writes"))
 
 

@@ -1054,9 +1054,11 @@ class Loop:
                 self.branch_from = read_conf["checkpoint_id"]
         else:
             replay_id = None
+        ended = False
         try:
             yield from self._start(saved, replay_id)
             yield from self._supersteps()
+            ended = True
         finally:
             held = self.take_held_put()
             if held is not None:  # the run stopped before its input task ended
@@ -1070,6 +1072,9 @@ class Loop:
                 self._exit_writes = []
             if self.durability == "exit" and self.checkpointer is not None:
                 yield from self._save_exit()
+        if ended and self.checkpointer is not None and self.checkpoint_config is not None:
+            # done or paused: the saver stores what its per-step checks left for later
+            yield ("settle", self.checkpoint_config)
 
     def _save_exit(self) -> Generator[Request, Any, None]:
         """durability="exit": save the run's writes, then its last checkpoint (a write

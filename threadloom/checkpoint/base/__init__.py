@@ -316,6 +316,19 @@ class BaseCheckpointSaver(Generic[V]):
         with self.lock_thread(thread_id):
             yield
 
+    # -- the end of a run -------------------------------------------------------------
+
+    def settle(self, config: dict[str, Any]) -> None:
+        """Called by the engine when a run ends or pauses, with the config of the last
+        checkpoint it wrote. Savers that store list deltas check there, once per run,
+        what their per-``put`` checks leave for later (an older list item changed in
+        place) and store it; this default does nothing."""
+
+    async def asettle(self, config: dict[str, Any]) -> None:
+        """The async twin of ``settle`` (a no-op unless ``settle`` is overridden)."""
+        if type(self).settle is not BaseCheckpointSaver.settle:
+            await asyncio.to_thread(self.settle, config)
+
     # -- async twins -----------------------------------------------------------------
 
     async def aget(self, config: dict[str, Any]) -> Checkpoint | None:
