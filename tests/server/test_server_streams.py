@@ -10,25 +10,41 @@ from langgraph_sdk.errors import NotFoundError
 HELLO = {"messages": [{"role": "user", "content": "hi"}]}
 
 
-async def test_join_stream_follows_every_run_of_the_thread(client) -> None:
+def _followers(served) -> int:
+    """The joined thread streams the server serves, from ``/metrics``."""
+    import httpx
+
+    text = httpx.get(f"{served.url}/metrics", headers={"x-api-key": "key-alice"}).text
+    [line] = [x for x in text.splitlines()
+              if x.startswith("threadloom_thread_stream_followers ")]
+    return int(line.split()[-1])
+
+
+async def test_join_stream_follows_every_run_of_the_thread(client, served) -> None:
     thread = await client.threads.create(graph_id="email")
     tid = thread["thread_id"]
     seen: list[tuple[str, object]] = []
-    joined = asyncio.Event()
+    before = await asyncio.to_thread(_followers, served)
 
     async def follow() -> None:
         stream = await client.threads.join_stream(tid)
-        joined.set()
         async for part in stream:
             seen.append((part.event, part.data))
 
     follower = asyncio.create_task(follow())
-    await joined.wait()
-    await asyncio.sleep(0.5)  # the request is made when iteration starts
+    for _ in range(300):  # the SDK sends the request when iteration starts
+        if await asyncio.to_thread(_followers, served) > before:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the joined stream never reached the server")
     await client.runs.wait(tid, "email", input=HELLO)  # pauses before "send"
     second = await client.runs.create(tid, "email", input=None, stream_mode="updates")
     await client.runs.join(tid, second["run_id"])
-    await asyncio.sleep(0.5)
+    for _ in range(200):  # the follower reads the second run's last update
+        if any(e == "updates" and "send" in d for e, d in seen):  # type: ignore[operator]
+            break
+        await asyncio.sleep(0.05)
     await client.threads.delete(tid)  # the thread is gone: its stream ends
     await asyncio.wait_for(follower, 10)
 

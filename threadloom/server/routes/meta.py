@@ -42,7 +42,7 @@ async def info(request: Request, user: AuthUser = Depends(caller)) -> Response:
 @router.get("/metrics")
 async def metrics(request: Request, user: AuthUser = Depends(caller)) -> Response:
     """Prometheus metrics (text format 0.0.4): threads by status, queued and running
-    runs."""
+    runs, and the joined thread streams this process serves."""
     storage = server_of(request).ctx.storage
     lines = [
         "# HELP threadloom_threads Threads by status.",
@@ -57,5 +57,8 @@ async def metrics(request: Request, user: AuthUser = Depends(caller)) -> Respons
     for status in ("pending", "running"):
         count = sum(1 for run in active if run["status"] == status)
         lines.append(f'threadloom_runs{{status="{status}"}} {count}')
+    lines += ["# HELP threadloom_thread_stream_followers Joined thread streams this "
+              "process serves.", "# TYPE threadloom_thread_stream_followers gauge",
+              f"threadloom_thread_stream_followers {server_of(request).runs.thread_followers()}"]
     return Response("\n".join(lines) + "\n",
                     media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -191,6 +191,10 @@ class RunService:
         """The run's events from now on (see ``Storage.subscribe``)."""
         return self.ctx.storage.subscribe(run_id, after=after)
 
+    def thread_followers(self) -> int:
+        """How many joined thread streams this process is serving (``/metrics``)."""
+        return sum(len(queues) for queues in self._followers.values())
+
     async def follow_thread(self, thread_id: str) -> AsyncIterator[StreamEvent]:
         """The events of every run on the thread from now on, one run after the other
         (each starts with its ``metadata`` event), until the thread is deleted; the

@@ -397,6 +397,7 @@ class PostgresStorage(Storage):
         return True
 
     def _note_seen(self, run_id: str, event_id: int) -> None:
+        self._fresh.pop(run_id, None)  # its events have begun: a new subscriber is late
         if event_id > self._seen.get(run_id, 0):
             self._seen[run_id] = event_id
         self._seen.move_to_end(run_id)
@@ -966,8 +967,10 @@ class PostgresStorage(Storage):
     def subscribe(self, run_id: str, *, after: str | None) -> AsyncIterator[StreamEvent]:
         waker = asyncio.Event()
         self._stream_waiters.setdefault(run_id, set()).add(waker)
-        if self._fresh.pop(run_id, None) is not None:
-            live_from: int | None = 0  # queued here just now: everything is live
+        if run_id in self._fresh:
+            # queued here just now and no event heard of yet: everything is live (for
+            # every subscriber: the run's own stream and the threads joined to it)
+            live_from: int | None = 0
         else:
             live_from = self._seen.get(run_id)  # None: the table's newest, when iterated
         return self._follow(run_id, waker, _parse(after), live_from)
