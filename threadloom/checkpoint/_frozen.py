@@ -38,7 +38,7 @@ from threadloom.checkpoint.serde.msgpack import plain_pydantic_model
 __all__ = ["Frozen", "freeze", "item_states", "state_bytes"]
 
 _setattr = object.__setattr__
-_new = object.__new__
+_new: Callable[[type], Any] = object.__new__
 # (class, fields_set, has extra fields), interned: a cache holding many versions of a long
 # message list keeps one pointer per item, not a tuple and a frozenset each.
 _Shape = tuple[type, frozenset[str], bool]

@@ -43,7 +43,7 @@ class FuturesDict(dict):
         event: threading.Event | Any,
         callback: Callable[[], Callable[[Any, BaseException | None], None] | None],
         should_stop: Callable[[Iterable[Any]], bool] | None = None,
-        future_type: type | tuple[type, ...] = object,
+        future_type: type[Any] | tuple[type[Any], ...] = object,
     ) -> None:
         super().__init__()
         self.event = event

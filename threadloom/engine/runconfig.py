@@ -146,7 +146,7 @@ def merge_configs(*configs: Mapping[str, Any] | None) -> dict[str, Any]:
 def ensure_config(*configs: Mapping[str, Any] | None) -> dict[str, Any]:
     """A complete config: defaults, then the ambient task config, then ``configs``."""
     explicit = [c for c in configs if c]
-    ambient = var_child_runnable_config.get() or {}
+    ambient: Mapping[str, Any] = var_child_runnable_config.get() or {}
     config: dict[str, Any] = {
         "tags": [],
         "metadata": {},

@@ -12,6 +12,7 @@ are unchanged since an earlier checkpoint and are found by their version.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import hashlib
 import hmac
@@ -392,7 +393,7 @@ class BaseCheckpointSaver(Generic[V]):
 
     # -- audit log (added for threadloom.hitl) --------------------------------------
 
-    def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
+    def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> builtins.list[AuditRecord]:
         """Append ``records`` (JSON objects) to the thread's audit log; return them as
         stored, with ``seq``, ``prev_hash`` and ``hash`` (see ``chain_audit_records``).
 
@@ -403,7 +404,7 @@ class BaseCheckpointSaver(Generic[V]):
         """
         raise _no_audit(self)
 
-    def list_audit(self, thread_id: str) -> list[AuditRecord]:
+    def list_audit(self, thread_id: str) -> builtins.list[AuditRecord]:
         """The thread's audit records, oldest first."""
         raise _no_audit(self)
 
@@ -432,10 +433,10 @@ class BaseCheckpointSaver(Generic[V]):
 
     async def aput_audit(
         self, thread_id: str, records: Sequence[AuditRecord]
-    ) -> list[AuditRecord]:
+    ) -> builtins.list[AuditRecord]:
         return await asyncio.to_thread(self.put_audit, thread_id, records)
 
-    async def alist_audit(self, thread_id: str) -> list[AuditRecord]:
+    async def alist_audit(self, thread_id: str) -> builtins.list[AuditRecord]:
         return await asyncio.to_thread(self.list_audit, thread_id)
 
 

@@ -1301,12 +1301,15 @@ class MsgpackSerializer(SerializerProtocol):
         def dec_datetime(data: bytes) -> dt.datetime:
             v = _expect_list(unpack(data), 7, 9, "datetime")
             tz = _tz_or_none(v[7]) if len(v) > 7 else None
-            return dt.datetime(*v[:7], tzinfo=tz, fold=v[8] if len(v) > 8 else 0)
+            year, month, day, hour, minute, second, micro = v[:7]
+            fold = v[8] if len(v) > 8 else 0
+            return dt.datetime(year, month, day, hour, minute, second, micro, tz, fold=fold)
 
         def dec_time(data: bytes) -> dt.time:
             v = _expect_list(unpack(data), 4, 6, "time")
             tz = _tz_or_none(v[4]) if len(v) > 4 else None
-            return dt.time(*v[:4], tzinfo=tz, fold=v[5] if len(v) > 5 else 0)
+            hour, minute, second, micro = v[:4]
+            return dt.time(hour, minute, second, micro, tz, fold=v[5] if len(v) > 5 else 0)
 
         def dec_timezone(data: bytes) -> dt.timezone:
             v = _expect_list(unpack(data), 1, 2, "timezone")
