@@ -393,7 +393,9 @@ class BaseCheckpointSaver(Generic[V]):
 
     # -- audit log (added for threadloom.hitl) --------------------------------------
 
-    def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> builtins.list[AuditRecord]:
+    def put_audit(
+        self, thread_id: str, records: Sequence[AuditRecord]
+    ) -> builtins.list[AuditRecord]:
         """Append ``records`` (JSON objects) to the thread's audit log; return them as
         stored, with ``seq``, ``prev_hash`` and ``hash`` (see ``chain_audit_records``).
 
