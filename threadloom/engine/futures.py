@@ -29,7 +29,7 @@ def should_stop_others(
     return False
 
 
-class FuturesDict(dict):
+class FuturesDict(dict[Any, Any]):
     """``{future: task}`` whose ``event`` wakes the waiter (see the module docstring).
 
     ``callback`` is a weak reference to ``callback(task, exception_or_None)``, called as

@@ -38,7 +38,7 @@ def _model_run_metadata(metadata: dict[str, Any], tags: list[str] | None,
     return meta
 
 
-class StreamMessagesHandler(BaseCallbackHandler, _StreamingCallbackHandler):
+class StreamMessagesHandler(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
     """Forwards chat-model tokens (and whole messages of non-streaming runs) to a scope."""
 
     run_inline = True

@@ -44,7 +44,7 @@ def node_namespace(name: str, fn: Any) -> tuple[str, ...]:
     return (WRITES_NS, identifier(fn), name)
 
 
-def cache_key(policy: CachePolicy, *args: Any, **kwargs: Any) -> str:
+def cache_key(policy: CachePolicy[Any], *args: Any, **kwargs: Any) -> str:
     """``policy.key_func(*args, **kwargs)`` as a string key."""
     key = policy.key_func(*args, **kwargs)
     if isinstance(key, str):

@@ -232,7 +232,9 @@ def async_callback_manager_for_config(
     return AsyncCallbackManager.configure(**_manager_args(config, tags))
 
 
-def patch_configurable(config: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict:
+def patch_configurable(
+    config: Mapping[str, Any] | None, patch: Mapping[str, Any]
+) -> dict[str, Any]:
     """A copy of ``config`` whose ``configurable`` is updated with ``patch``."""
     config = dict(config or {})
     config["configurable"] = {**(config.get("configurable") or {}), **patch}

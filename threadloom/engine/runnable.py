@@ -95,7 +95,7 @@ def _accepts(fn: Any) -> dict[str, bool]:
     }
 
 
-class RunnableCallable(Runnable):
+class RunnableCallable(Runnable[Any, Any]):
     """A sync and/or async function run as a ``Runnable`` with argument injection."""
 
     def __init__(
@@ -266,7 +266,7 @@ def _trace_output(policy: Any, value: Any) -> Any:
     return value if isinstance(value, dict) else {"output": value}
 
 
-class RunnableSeq(Runnable):
+class RunnableSeq(Runnable[Any, Any]):
     """Runnables run one after another, each getting the previous one's output.
 
     Unlike langchain's ``RunnableSequence`` it accepts any number of steps (one is fine)

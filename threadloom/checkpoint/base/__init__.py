@@ -132,7 +132,7 @@ def copy_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
     """A copy of ``checkpoint`` whose dicts can be changed without touching the original
     (``channel_values``, ``channel_versions`` and each ``versions_seen`` entry are new
     dicts; the values themselves are shared)."""
-    copied: Checkpoint = {**checkpoint}  # type: ignore[typeddict-item]
+    copied: Checkpoint = {**checkpoint}
     copied["channel_values"] = dict(checkpoint["channel_values"])
     copied["channel_versions"] = dict(checkpoint["channel_versions"])
     copied["versions_seen"] = {k: dict(v) for k, v in checkpoint["versions_seen"].items()}
@@ -140,7 +140,8 @@ def copy_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
 
 
 def get_checkpoint_id(config: dict[str, Any]) -> str | None:
-    return config.get("configurable", {}).get("checkpoint_id")
+    checkpoint_id: str | None = config.get("configurable", {}).get("checkpoint_id")
+    return checkpoint_id
 
 
 _busy_guard = threading.Lock()  # guards each saver's set of threads being run

@@ -33,7 +33,7 @@ import weakref
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 import psycopg
 from psycopg import pq
@@ -126,7 +126,7 @@ def wait(io: PgIO[T]) -> T:
         while True:
             step = io.send(ready(step))
     except StopIteration as stop:
-        return stop.value
+        return cast(T, stop.value)  # what a generator of T returns
 
 
 async def wait_async(io: PgIO[T]) -> T:
@@ -136,7 +136,7 @@ async def wait_async(io: PgIO[T]) -> T:
         while True:
             step = io.send(await ready_async(step))
     except StopIteration as stop:
-        return stop.value
+        return cast(T, stop.value)  # what a generator of T returns
 
 
 @lru_cache(maxsize=512)

@@ -1383,14 +1383,14 @@ class MsgpackSerializer(SerializerProtocol):
     def _decoder_for(self, key: int | str) -> _Codec:
         cls: type | None = None
         if type(key) is str:
-            cls = self.registry.get(key) or DEFAULT_REGISTRY.get(key)  # type: ignore[arg-type]
+            cls = self.registry.get(key) or DEFAULT_REGISTRY.get(key)
         if cls is None:
             _BUILTINS.ensure()
             cls = _BUILTINS.by_key.get(key)
         if cls is None and type(key) is str and not self.strict:
-            cls = _resolve_loaded(key)  # type: ignore[arg-type]
+            cls = _resolve_loaded(key)
             if cls is not None and key not in _written and key not in _warned:
-                _warned.add(key)  # type: ignore[arg-type]
+                _warned.add(key)
                 logger.warning(
                     "Rebuilding %s from checkpoint data although it is not registered with "
                     "the serializer; register it (register_type) or list it in "

@@ -142,7 +142,8 @@ def dumps_at(serde: Any) -> Callable[[Any, Place], tuple[str, bytes]]:
     be, ``dumps_typed`` otherwise (the place is then ignored)."""
     bound = getattr(serde, "dumps_typed_at", None)
     if callable(bound):
-        return bound
+        writer: Callable[[Any, Place], tuple[str, bytes]] = bound
+        return writer
     plain = serde.dumps_typed
     return lambda obj, place: plain(obj)
 
@@ -151,7 +152,8 @@ def loads_at(serde: Any) -> Callable[[tuple[str, bytes], Place], Any]:
     """``serde``'s reader as ``((tag, bytes), place) -> obj`` (see :func:`dumps_at`)."""
     bound = getattr(serde, "loads_typed_at", None)
     if callable(bound):
-        return bound
+        reader: Callable[[tuple[str, bytes], Place], Any] = bound
+        return reader
     plain = serde.loads_typed
     return lambda data, place: plain(data)
 
@@ -165,4 +167,5 @@ def reseal_at(
     reseal = getattr(serde, "reseal", None)
     if not callable(reseal):
         return None
-    return reseal(data, place, new_place)
+    sealed: tuple[str, bytes] = reseal(data, place, new_place)
+    return sealed
