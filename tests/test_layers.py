@@ -1,10 +1,10 @@
 """The package's layers hold: each imports only the layers below it, and no two modules of
 different layers import each other in a circle.
 
-The layers are those of the architecture (README "How it works"), bottom first. Imports are
-read from the source with ``ast``: module-level ones and those inside functions and
-``TYPE_CHECKING`` blocks alike, since a function-level import is how a cycle hides. A new
-module outside every layer fails the test until it is given one.
+The layers are those of the architecture (docs/design.md, "The layers"), bottom first.
+Imports are read from the source with ``ast``: module-level ones and those inside functions
+and ``TYPE_CHECKING`` blocks alike, since a function-level import is how a cycle hides. A
+new module outside every layer fails the test until it is given one.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def _send(state: EmailState) -> dict:
 
 
 def email_workflow(ask: Ask) -> str:
-    builder = StateGraph(EmailState)
+    builder: StateGraph[EmailState] = StateGraph(EmailState)
     builder.add_node("draft", _draft)
     builder.add_node("send", _send)
     builder.add_edge(START, "draft")

@@ -72,7 +72,10 @@ class LangGraphAliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return module
 
     def exec_module(self, module: ModuleType) -> None:
-        module.__spec__ = module.__spec__.loader_state
+        stamped = module.__spec__
+        if stamped is None:  # only create_module's modules reach here, each with a spec
+            raise ImportError(f"{module.__name__} has no module spec to restore")
+        module.__spec__ = stamped.loader_state
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {ALIAS}.* -> {TARGET}.*>"

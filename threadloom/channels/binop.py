@@ -1,4 +1,9 @@
-"""The reducer channel behind ``Annotated[T, reducer]`` keys."""
+"""The reducer channel behind ``Annotated[T, reducer]`` keys.
+
+It folds every write of a step into the value with the reducer (``operator.add``,
+``add_messages``, ...), so parallel nodes can add to one key; an ``Overwrite`` (or its
+dict forms) replaces the value instead of being folded in.
+"""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ from threadloom.checkpoint.serde.msgpack import plain_pydantic_model
 __all__ = ["Frozen", "freeze", "item_states", "state_bytes"]
 
 _setattr = object.__setattr__
-_new = object.__new__
+_new: Callable[[type], Any] = object.__new__
 # (class, fields_set, has extra fields), interned: a cache holding many versions of a long
 # message list keeps one pointer per item, not a tuple and a frozenset each.
 _Shape = tuple[type, frozenset[str], bool]
@@ -49,7 +49,13 @@ _OPAQUE: Any = (None,)
 _kinds: dict[type, tuple[Any, ...]] = {}
 
 
-def _kind(cls: type) -> tuple[Any, ...]:
+def _builds_with_object_new(cls: type[Any]) -> bool:
+    """Whether ``cls`` leaves ``__new__`` to ``object`` (so a thaw may call it directly)."""
+    new: object = cls.__new__
+    return new is object.__new__
+
+
+def _kind(cls: type[Any]) -> tuple[Any, ...]:
     """What ``cls`` is here (cached): ``_NOT_A_MODEL``; ``_OPAQUE``, a pydantic model
     whose state is more than its four slots (a custom ``__new__``, ``model_post_init``, a
     root model - what the msgpack serializer does not rebuild without running code
@@ -58,7 +64,7 @@ def _kind(cls: type) -> tuple[Any, ...]:
     if kind is None:
         if not hasattr(cls, "__pydantic_fields__"):
             kind = _NOT_A_MODEL
-        elif plain_pydantic_model(cls) and cls.__new__ is object.__new__:
+        elif plain_pydantic_model(cls) and _builds_with_object_new(cls):
             kind = (1, cls.__module__, cls.__qualname__)
         else:
             kind = _OPAQUE

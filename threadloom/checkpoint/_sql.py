@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from threadloom.checkpoint.base import CheckpointMetadata
 
@@ -118,7 +118,7 @@ def drive_sync(
                 result = [execute(q) for q in step]
             step = op.send(result)
     except StopIteration as stop:
-        return stop.value
+        return cast(T, stop.value)  # what a generator of T returns
     finally:
         op.close()
 
@@ -130,7 +130,7 @@ def resumed(first: Query | Batch, op: Op[T]) -> Op[T]:
         try:
             step = op.send(result)
         except StopIteration as stop:
-            return stop.value
+            return cast(T, stop.value)  # what a generator of T returns
         result = yield step
 
 
@@ -151,7 +151,7 @@ async def drive_async(
                 result = [await execute(q) for q in step]
             step = op.send(result)
     except StopIteration as stop:
-        return stop.value
+        return cast(T, stop.value)  # what a generator of T returns
     finally:
         op.close()
 

@@ -29,7 +29,7 @@ def should_stop_others(
     return False
 
 
-class FuturesDict(dict):
+class FuturesDict(dict[Any, Any]):
     """``{future: task}`` whose ``event`` wakes the waiter (see the module docstring).
 
     ``callback`` is a weak reference to ``callback(task, exception_or_None)``, called as
@@ -43,7 +43,7 @@ class FuturesDict(dict):
         event: threading.Event | Any,
         callback: Callable[[], Callable[[Any, BaseException | None], None] | None],
         should_stop: Callable[[Iterable[Any]], bool] | None = None,
-        future_type: type | tuple[type, ...] = object,
+        future_type: type[Any] | tuple[type[Any], ...] = object,
     ) -> None:
         super().__init__()
         self.event = event

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatGenerationChunk, LLMResult
+from langchain_core.outputs import ChatGenerationChunk, GenerationChunk, LLMResult
 from langchain_core.tracers._streaming import (
     _StreamingCallbackHandler,
     _V2StreamingCallbackHandler,
@@ -38,7 +38,7 @@ def _model_run_metadata(metadata: dict[str, Any], tags: list[str] | None,
     return meta
 
 
-class StreamMessagesHandler(BaseCallbackHandler, _StreamingCallbackHandler):
+class StreamMessagesHandler(BaseCallbackHandler, _StreamingCallbackHandler[Any]):
     """Forwards chat-model tokens (and whole messages of non-streaming runs) to a scope."""
 
     run_inline = True
@@ -76,10 +76,12 @@ class StreamMessagesHandler(BaseCallbackHandler, _StreamingCallbackHandler):
 
     def on_llm_new_token(
         self,
-        token: str,
+        token: str | list[str | dict[str, Any]],
         *,
-        chunk: ChatGenerationChunk | None = None,
+        chunk: GenerationChunk | ChatGenerationChunk | None = None,
         run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         meta = self.runs.get(run_id)
@@ -150,7 +152,7 @@ class StreamMessagesHandlerV2(BaseCallbackHandler, _V2StreamingCallbackHandler):
         parts = tuple(ns.split("|")[:-1]) if ns else ()
         self.metadata[run_id] = (parts, meta)
 
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+    def on_llm_new_token(self, token: str | list[str | dict[str, Any]], **kwargs: Any) -> None:
         return None  # v1 tokens: this handler streams protocol events instead
 
     def _send(self, run_id: UUID, event: dict[str, Any] | BaseMessage) -> None:

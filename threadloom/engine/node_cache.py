@@ -44,10 +44,9 @@ def node_namespace(name: str, fn: Any) -> tuple[str, ...]:
     return (WRITES_NS, identifier(fn), name)
 
 
-def cache_key(policy: CachePolicy, *args: Any, **kwargs: Any) -> str:
+def cache_key(policy: CachePolicy[Any], *args: Any, **kwargs: Any) -> str:
     """``policy.key_func(*args, **kwargs)`` as a string key."""
-    key_func = policy.key_func or default_cache_key
-    key = key_func(*args, **kwargs)
+    key = policy.key_func(*args, **kwargs)
     if isinstance(key, str):
         return key
     return default_cache_key(key)

@@ -36,7 +36,7 @@ class PregelNode:
     metadata: dict[str, Any] = field(default_factory=dict)
     hidden: bool = False
     defer: bool = False
-    cache_policy: CachePolicy | None = None
+    cache_policy: CachePolicy[Any] | None = None
     cache_ns: tuple[str, ...] | None = None  # where its cached writes live (node_cache)
     trace_policy: TracePolicy | None = None  # what tracers record of its runs
     timeout: TimeoutPolicy | None = None  # of each attempt (async nodes only)

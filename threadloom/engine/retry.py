@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from threadloom._context import current_attempt
@@ -154,9 +155,7 @@ async def arun_with_retry(
                 result = await _acall(task, config, stream)
             else:
                 clock, config, flush = _timed_config(task, config, timeout, attempt)
-                result = await run_timed(
-                    lambda c=config: _acall(task, c, stream), clock, task.name
-                )
+                result = await run_timed(partial(_acall, task, config, stream), clock, task.name)
                 flush()
             if clock is not None:
                 clock.finish(None)

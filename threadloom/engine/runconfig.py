@@ -146,7 +146,7 @@ def merge_configs(*configs: Mapping[str, Any] | None) -> dict[str, Any]:
 def ensure_config(*configs: Mapping[str, Any] | None) -> dict[str, Any]:
     """A complete config: defaults, then the ambient task config, then ``configs``."""
     explicit = [c for c in configs if c]
-    ambient = var_child_runnable_config.get() or {}
+    ambient: Mapping[str, Any] = var_child_runnable_config.get() or {}
     config: dict[str, Any] = {
         "tags": [],
         "metadata": {},
@@ -232,7 +232,9 @@ def async_callback_manager_for_config(
     return AsyncCallbackManager.configure(**_manager_args(config, tags))
 
 
-def patch_configurable(config: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict:
+def patch_configurable(
+    config: Mapping[str, Any] | None, patch: Mapping[str, Any]
+) -> dict[str, Any]:
     """A copy of ``config`` whose ``configurable`` is updated with ``patch``."""
     config = dict(config or {})
     config["configurable"] = {**(config.get("configurable") or {}), **patch}

@@ -16,9 +16,9 @@ import sys
 import types
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import set_config_context
 
 from threadloom.constants import CONFIG_KEY_RUNTIME
@@ -95,7 +95,7 @@ def _accepts(fn: Any) -> dict[str, bool]:
     }
 
 
-class RunnableCallable(Runnable):
+class RunnableCallable(Runnable[Any, Any]):
     """A sync and/or async function run as a ``Runnable`` with argument injection."""
 
     def __init__(
@@ -118,7 +118,7 @@ class RunnableCallable(Runnable):
         self.func = func
         self.afunc = afunc
         fn = func if func is not None else afunc
-        self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
+        self.name: str = name or getattr(fn, "__name__", None) or type(fn).__name__
         self.tags = tags
         self.trace = trace
         self.recurse = recurse
@@ -190,7 +190,8 @@ class RunnableCallable(Runnable):
                 None, _trace_input(self.trace_policy, input),
                 name=config.get("run_name") or self.get_name(), run_id=config.get("run_id"),
             )
-            child = {**config, "callbacks": run.get_child()}
+            # a copy of the (complete) config with the run's child callbacks
+            child = cast(RunnableConfig, {**config, "callbacks": run.get_child()})
             child.pop("run_id", None)
             child.pop("run_name", None)
             try:
@@ -223,7 +224,8 @@ class RunnableCallable(Runnable):
                 None, _trace_input(self.trace_policy, input),
                 name=config.get("run_name") or self.get_name(), run_id=config.get("run_id"),
             )
-            child = {**config, "callbacks": run.get_child()}
+            # a copy of the (complete) config with the run's child callbacks
+            child = cast(RunnableConfig, {**config, "callbacks": run.get_child()})
             child.pop("run_id", None)
             child.pop("run_name", None)
             try:
@@ -264,7 +266,7 @@ def _trace_output(policy: Any, value: Any) -> Any:
     return value if isinstance(value, dict) else {"output": value}
 
 
-class RunnableSeq(Runnable):
+class RunnableSeq(Runnable[Any, Any]):
     """Runnables run one after another, each getting the previous one's output.
 
     Unlike langchain's ``RunnableSequence`` it accepts any number of steps (one is fine)

@@ -327,7 +327,8 @@ def json_schema_of(schema: Any) -> dict[str, Any] | None:
     if schema is None or isinstance(schema, dict):
         return schema
     if hasattr(schema, "model_json_schema"):
-        return schema.model_json_schema()
+        as_json: dict[str, Any] = schema.model_json_schema()
+        return as_json
     from pydantic import TypeAdapter
 
     return TypeAdapter(schema).json_schema()
@@ -355,7 +356,7 @@ def checked_answer(answer: Any, schema: Any, iid: str) -> Any:
         raise
 
 
-class _Paused(tuple):
+class _Paused(tuple[Any, ...]):
     """The interrupts of a task that paused without asking anything: a subgraph it runs
     stopped at a breakpoint (``interrupt_before``/``after``). Empty, but true: the task
     did not finish."""

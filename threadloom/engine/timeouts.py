@@ -212,9 +212,9 @@ def with_progress_callbacks(
         return [handler]
     if isinstance(callbacks, list):
         return [*callbacks, handler]
-    manager = callbacks.copy()
-    manager.add_handler(handler, inherit=True)
-    return manager
+    copied = callbacks.copy()
+    copied.add_handler(handler, inherit=True)
+    return copied
 
 
 async def run_timed(
@@ -251,7 +251,7 @@ async def run_timed(
         raise
 
 
-def _consume(fut: asyncio.Future) -> None:
+def _consume(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()  # retrieved, so asyncio does not log it
 

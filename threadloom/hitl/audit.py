@@ -263,7 +263,8 @@ def tool_call_changes(before: Any, values: Any) -> list[dict[str, Any]]:
         if not old or not isinstance(new_messages, (list, tuple)):
             continue
         for message in new_messages:
-            previous = old.get(getattr(message, "id", None))
+            message_id = getattr(message, "id", None)
+            previous = old.get(message_id) if message_id is not None else None
             new_calls = getattr(message, "tool_calls", None)
             if previous is None or new_calls is None:
                 continue

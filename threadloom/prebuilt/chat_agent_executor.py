@@ -189,7 +189,7 @@ def create_react_agent(
         "name": name,
     }
 
-    builder = StateGraph(state_schema, context_schema=context_schema)
+    builder: StateGraph[Any] = StateGraph(state_schema, context_schema=context_schema)
     agent_node = RunnableLambda(agent.call, afunc=agent.acall, name="agent")
     if pre_model_hook is not None:
         builder.add_node("pre_model_hook", pre_model_hook)

@@ -12,6 +12,7 @@ are unchanged since an earlier checkpoint and are found by their version.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import hashlib
 import hmac
@@ -131,7 +132,7 @@ def copy_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
     """A copy of ``checkpoint`` whose dicts can be changed without touching the original
     (``channel_values``, ``channel_versions`` and each ``versions_seen`` entry are new
     dicts; the values themselves are shared)."""
-    copied: Checkpoint = {**checkpoint}  # type: ignore[typeddict-item]
+    copied: Checkpoint = {**checkpoint}
     copied["channel_values"] = dict(checkpoint["channel_values"])
     copied["channel_versions"] = dict(checkpoint["channel_versions"])
     copied["versions_seen"] = {k: dict(v) for k, v in checkpoint["versions_seen"].items()}
@@ -139,7 +140,8 @@ def copy_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
 
 
 def get_checkpoint_id(config: dict[str, Any]) -> str | None:
-    return config.get("configurable", {}).get("checkpoint_id")
+    checkpoint_id: str | None = config.get("configurable", {}).get("checkpoint_id")
+    return checkpoint_id
 
 
 _busy_guard = threading.Lock()  # guards each saver's set of threads being run
@@ -405,7 +407,9 @@ class BaseCheckpointSaver(Generic[V]):
 
     # -- audit log (added for threadloom.hitl) --------------------------------------
 
-    def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
+    def put_audit(
+        self, thread_id: str, records: Sequence[AuditRecord]
+    ) -> builtins.list[AuditRecord]:
         """Append ``records`` (JSON objects) to the thread's audit log; return them as
         stored, with ``seq``, ``prev_hash`` and ``hash`` (see ``chain_audit_records``).
 
@@ -416,7 +420,7 @@ class BaseCheckpointSaver(Generic[V]):
         """
         raise _no_audit(self)
 
-    def list_audit(self, thread_id: str) -> list[AuditRecord]:
+    def list_audit(self, thread_id: str) -> builtins.list[AuditRecord]:
         """The thread's audit records, oldest first."""
         raise _no_audit(self)
 
@@ -445,10 +449,10 @@ class BaseCheckpointSaver(Generic[V]):
 
     async def aput_audit(
         self, thread_id: str, records: Sequence[AuditRecord]
-    ) -> list[AuditRecord]:
+    ) -> builtins.list[AuditRecord]:
         return await asyncio.to_thread(self.put_audit, thread_id, records)
 
-    async def alist_audit(self, thread_id: str) -> list[AuditRecord]:
+    async def alist_audit(self, thread_id: str) -> builtins.list[AuditRecord]:
         return await asyncio.to_thread(self.list_audit, thread_id)
 
 

@@ -53,7 +53,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 try:
     import psycopg
@@ -366,7 +366,7 @@ class PostgresSaver(FastPath, SyncSqlSaver):
             try:
                 step = steps.send(value) if error is None else steps.throw(error)
             except StopIteration as stop:
-                return stop.value
+                return cast(T, stop.value)  # what a generator of T returns
             value = error = None
             try:
                 if isinstance(step, Wait):

@@ -179,10 +179,10 @@ class FastPath:
             return session
         if session is not None:
             session.close()
-        session = yield Connect()
-        self._lock_session = session
-        weakref.finalize(self, session.close)
-        return session
+        fresh: RunSession = yield Connect()  # the drivers answer a Connect with one
+        self._lock_session = fresh
+        weakref.finalize(self, fresh.close)
+        return fresh
 
     def _lost(self, session: RunSession) -> list[Sent]:
         """Close a run session that failed; the writes it had sent ahead (their fate is

@@ -33,7 +33,7 @@ import weakref
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 import psycopg
 from psycopg import pq
@@ -126,7 +126,7 @@ def wait(io: PgIO[T]) -> T:
         while True:
             step = io.send(ready(step))
     except StopIteration as stop:
-        return stop.value
+        return cast(T, stop.value)  # what a generator of T returns
 
 
 async def wait_async(io: PgIO[T]) -> T:
@@ -136,7 +136,7 @@ async def wait_async(io: PgIO[T]) -> T:
         while True:
             step = io.send(await ready_async(step))
     except StopIteration as stop:
-        return stop.value
+        return cast(T, stop.value)  # what a generator of T returns
 
 
 @lru_cache(maxsize=512)
@@ -163,20 +163,24 @@ def _dump(params: Sequence[Any]) -> tuple[list[bytes | None], list[int], list[in
     oids: list[int] = []
     formats: list[int] = []
     for value in params:
+        sent: bytes | None
         if value is None:
-            values.append(None), oids.append(0), formats.append(0)
+            sent, oid, fmt = None, 0, 0
         elif isinstance(value, str):
-            values.append(value.encode()), oids.append(25), formats.append(0)
+            sent, oid, fmt = value.encode(), 25, 0
         elif isinstance(value, bool):
-            values.append(b"t" if value else b"f"), oids.append(16), formats.append(0)
+            sent, oid, fmt = (b"t" if value else b"f"), 16, 0
         elif isinstance(value, int):
-            values.append(str(value).encode()), oids.append(20), formats.append(0)
+            sent, oid, fmt = str(value).encode(), 20, 0
         elif isinstance(value, float):
-            values.append(repr(value).encode()), oids.append(701), formats.append(0)
+            sent, oid, fmt = repr(value).encode(), 701, 0
         elif isinstance(value, bytes | bytearray | memoryview):
-            values.append(bytes(value)), oids.append(17), formats.append(1)
+            sent, oid, fmt = bytes(value), 17, 1
         else:
             raise _Unsendable(type(value).__name__)
+        values.append(sent)
+        oids.append(oid)
+        formats.append(fmt)
     return values, oids, formats
 
 

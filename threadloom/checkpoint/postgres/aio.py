@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 try:
     import psycopg
@@ -242,7 +242,7 @@ class AsyncPostgresSaver(FastPath, AsyncSqlSaver):
             try:
                 step = steps.send(value) if error is None else steps.throw(error)
             except StopIteration as stop:
-                return stop.value
+                return cast(T, stop.value)  # what a generator of T returns
             value = error = None
             try:
                 if isinstance(step, Wait):

@@ -238,9 +238,10 @@ class PycryptodomeAesGcmCipher:
         if aad:
             cipher.update(aad)
         try:
-            return cipher.decrypt_and_verify(bytes(body), bytes(tag))
+            plaintext: bytes = cipher.decrypt_and_verify(bytes(body), bytes(tag))
         except ValueError:
             raise _failed() from None
+        return plaintext
 
 
 def _check_name(got: str, want: str) -> None:
@@ -268,13 +269,17 @@ class _Key:
             self.takes_aad = False
 
     def seal(self, plaintext: bytes, aad: bytes) -> tuple[str, bytes]:
+        sealed: tuple[str, bytes]
         if self.takes_aad:
-            return self.cipher.encrypt(plaintext, aad=aad)
-        return self.cipher.encrypt(_digest(aad) + plaintext)
+            sealed = self.cipher.encrypt(plaintext, aad=aad)
+        else:
+            sealed = self.cipher.encrypt(_digest(aad) + plaintext)
+        return sealed
 
     def open(self, ciphername: str, ciphertext: bytes, aad: bytes) -> bytes:
         if self.takes_aad:
-            return self.cipher.decrypt(ciphername, ciphertext, aad=aad)
+            opened: bytes = self.cipher.decrypt(ciphername, ciphertext, aad=aad)
+            return opened
         plaintext = self.cipher.decrypt(ciphername, ciphertext)
         if plaintext[:16] != _digest(aad):
             raise _failed()

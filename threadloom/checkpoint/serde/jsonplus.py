@@ -65,7 +65,7 @@ class JsonPlusSerializer(MsgpackSerializer):
         *,
         pickle_fallback: bool = False,
         allowed_json_modules: Iterable[Any] | bool | None = None,
-        allowed_msgpack_modules: Iterable[Any] | bool | None = _DEFAULT,  # type: ignore[assignment]
+        allowed_msgpack_modules: Iterable[Any] | bool | None = _DEFAULT,
         **kwargs: Any,
     ) -> None:
         allowed: list[type] = []
@@ -77,7 +77,7 @@ class JsonPlusSerializer(MsgpackSerializer):
             strict = True
         else:
             strict = True
-            allowed = [_resolve(entry) for entry in allowed_msgpack_modules]  # type: ignore[union-attr]
+            allowed = [_resolve(entry) for entry in allowed_msgpack_modules]
         kwargs.setdefault("strict", strict)
         self.allowed_json_modules = allowed_json_modules
         self.allowed_msgpack_modules = (  # the default, as what it resolved to

@@ -1301,12 +1301,15 @@ class MsgpackSerializer(SerializerProtocol):
         def dec_datetime(data: bytes) -> dt.datetime:
             v = _expect_list(unpack(data), 7, 9, "datetime")
             tz = _tz_or_none(v[7]) if len(v) > 7 else None
-            return dt.datetime(*v[:7], tzinfo=tz, fold=v[8] if len(v) > 8 else 0)
+            year, month, day, hour, minute, second, micro = v[:7]
+            fold = v[8] if len(v) > 8 else 0
+            return dt.datetime(year, month, day, hour, minute, second, micro, tz, fold=fold)
 
         def dec_time(data: bytes) -> dt.time:
             v = _expect_list(unpack(data), 4, 6, "time")
             tz = _tz_or_none(v[4]) if len(v) > 4 else None
-            return dt.time(*v[:4], tzinfo=tz, fold=v[5] if len(v) > 5 else 0)
+            hour, minute, second, micro = v[:4]
+            return dt.time(hour, minute, second, micro, tz, fold=v[5] if len(v) > 5 else 0)
 
         def dec_timezone(data: bytes) -> dt.timezone:
             v = _expect_list(unpack(data), 1, 2, "timezone")
@@ -1380,14 +1383,14 @@ class MsgpackSerializer(SerializerProtocol):
     def _decoder_for(self, key: int | str) -> _Codec:
         cls: type | None = None
         if type(key) is str:
-            cls = self.registry.get(key) or DEFAULT_REGISTRY.get(key)  # type: ignore[arg-type]
+            cls = self.registry.get(key) or DEFAULT_REGISTRY.get(key)
         if cls is None:
             _BUILTINS.ensure()
             cls = _BUILTINS.by_key.get(key)
         if cls is None and type(key) is str and not self.strict:
-            cls = _resolve_loaded(key)  # type: ignore[arg-type]
+            cls = _resolve_loaded(key)
             if cls is not None and key not in _written and key not in _warned:
-                _warned.add(key)  # type: ignore[arg-type]
+                _warned.add(key)
                 logger.warning(
                     "Rebuilding %s from checkpoint data although it is not registered with "
                     "the serializer; register it (register_type) or list it in "

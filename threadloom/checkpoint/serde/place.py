@@ -32,7 +32,7 @@ ones the savers use, so the memory and SQL savers bind the same value to the sam
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "Place",
@@ -143,7 +143,9 @@ def dumps_at(serde: Any) -> Callable[[Any, Place | None], tuple[str, bytes]]:
     :func:`binds` may pass None)."""
     bound = getattr(serde, "dumps_typed_at", None)
     if callable(bound):
-        return bound
+        # a binding serializer is given a place by every caller (None only when the
+        # caller checked it does not bind)
+        return cast("Callable[[Any, Place | None], tuple[str, bytes]]", bound)
     plain = serde.dumps_typed
     return lambda obj, place: plain(obj)
 
@@ -152,7 +154,7 @@ def loads_at(serde: Any) -> Callable[[tuple[str, bytes], Place | None], Any]:
     """``serde``'s reader as ``((tag, bytes), place) -> obj`` (see :func:`dumps_at`)."""
     bound = getattr(serde, "loads_typed_at", None)
     if callable(bound):
-        return bound
+        return cast("Callable[[tuple[str, bytes], Place | None], Any]", bound)
     plain = serde.loads_typed
     return lambda data, place: plain(data)
 
@@ -166,4 +168,5 @@ def reseal_at(
     reseal = getattr(serde, "reseal", None)
     if not callable(reseal):
         return None
-    return reseal(data, place, new_place)
+    sealed: tuple[str, bytes] = reseal(data, place, new_place)
+    return sealed
