@@ -205,15 +205,6 @@ class SqliteStorage(Storage):
         return await self._call(self._tx, fn)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        # A read (WAL: it never waits for writers) runs right here when the connection
-        # is free: cheaper than the hop to the database thread and back, which costs
-        # more than the point lookups most reads are. Else it queues there.
-        if self._lock.acquire(blocking=False):
-            try:
-                self._loop = asyncio.get_running_loop()
-                return fn(self._conn)
-            finally:
-                self._lock.release()
         return await self._call(self._locked, fn)
 
     async def setup(self) -> None:
