@@ -62,7 +62,7 @@ from threadloom.checkpoint._sqlsaver import (
     checked_durability,
     thread_busy_error,
 )
-from threadloom.checkpoint.base import SerializerProtocol
+from threadloom.checkpoint.base import CheckpointTuple, SerializerProtocol
 from threadloom.checkpoint.sqlite import _locks
 
 __all__ = ["SqliteSaver", "MIGRATIONS"]
@@ -248,6 +248,7 @@ class SqliteSaverBase(SyncSqlSaver):
         self._runner = _SqliteRunner(conn)
         self._runs = RunGuard()
         self._lock_dir: str | None | bool = False  # False: not looked up yet
+        self._reads_never_wait = False  # known at setup
 
     def _setup_sync(self) -> None:
         with self._runner.lock:
@@ -255,6 +256,9 @@ class SqliteSaverBase(SyncSqlSaver):
                 return
             if _is_file(self.conn) and not self.conn.in_transaction:
                 _enable_wal(self.conn)
+            mode = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
+            # WAL (or a private in-memory database): a read never waits for a writer
+            self._reads_never_wait = str(mode).lower() in ("wal", "memory")
             _set_synchronous(self.conn, self.durability)
             self._runner.run(self._core.migrate(MIGRATIONS), write=True)
             self.is_setup = True
@@ -347,3 +351,15 @@ class SqliteSaver(SqliteSaverBase):
         Runs automatically on first use; call it to migrate at deploy time instead.
         """
         self._setup_sync()
+
+    async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
+        """``get_tuple`` - right in the calling thread when the connection is free and
+        reads never wait (WAL): cheaper than a hop to a worker thread and back."""
+        if self.is_setup and self._reads_never_wait and self._runner.lock.acquire(
+            blocking=False
+        ):
+            try:
+                return self.get_tuple(config)
+            finally:
+                self._runner.lock.release()
+        return await super().aget_tuple(config)

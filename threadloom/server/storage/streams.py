@@ -35,6 +35,8 @@ class LocalStreams:
 
     def __init__(self, *, retain_seconds: float = 600.0, max_closed: int = 10_000) -> None:
         self._streams: OrderedDict[str, _Stream] = OrderedDict()
+        # closed streams' run ids, oldest closing first (expiry looks at the front only)
+        self._closed: OrderedDict[str, None] = OrderedDict()
         self._retain = retain_seconds
         self._max_closed = max_closed
 
@@ -62,24 +64,24 @@ class LocalStreams:
         for queue in stream.listeners:
             queue.put_nowait(_CLOSED)
         stream.listeners.clear()
-        self._streams.move_to_end(run_id)
-        self._expire()
+        self._closed[run_id] = None
+        self._closed.move_to_end(run_id)
+        self._expire(stream.closed_at)
 
-    def _expire(self) -> None:
-        now = time.monotonic()
-        closed = [
-            rid for rid, s in self._streams.items()
-            if s.closed_at is not None and (now - s.closed_at > self._retain)
-        ]
-        for rid in closed:
-            del self._streams[rid]
-        excess = sum(1 for s in self._streams.values() if s.closed_at is not None)
-        for rid in list(self._streams):
-            if excess <= self._max_closed:
+    def _expire(self, now: float) -> None:
+        """Forget the streams closed longer than ``retain_seconds`` ago, and the oldest
+        closed ones beyond ``max_closed`` (each close looks only at the oldest few)."""
+        while self._closed:
+            oldest = next(iter(self._closed))
+            stream = self._streams.get(oldest)
+            if stream is not None and stream.closed_at is not None and (
+                len(self._closed) <= self._max_closed
+                and now - stream.closed_at <= self._retain
+            ):
                 break
-            if self._streams[rid].closed_at is not None:
-                del self._streams[rid]
-                excess -= 1
+            del self._closed[oldest]
+            if stream is not None and stream.closed_at is not None:
+                del self._streams[oldest]
 
     def subscribe(
         self,
