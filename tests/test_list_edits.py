@@ -309,3 +309,46 @@ def test_appending_to_a_long_list_digests_o_of_the_change(
         values = graph_of(fresh).get_state(config).values
     assert values["items"] == [*start, *({"i": i} for i in range(steps))]
     assert values["n"] == steps
+
+
+
+def _short_list_graph(saver: Any, edit_at: int | None) -> Any:
+    """Appends one item a step for 3 steps; at step ``edit_at`` it changes the first
+    item in place and writes only ``n`` (the list's channel is not written)."""
+
+    def grow(state: Items) -> dict[str, Any]:
+        if state["n"] == edit_at:
+            state["items"][0]["i"] = "edited"
+            return {"n": state["n"] + 1}
+        return {"items": [{"i": state["n"]}], "n": state["n"] + 1}
+
+    builder = StateGraph(Items)
+    builder.add_node("grow", grow)
+    builder.add_edge(START, "grow")
+    builder.add_conditional_edges("grow", lambda s: "grow" if s["n"] < 3 else END)
+    return builder.compile(checkpointer=saver)
+
+
+@pytest.mark.parametrize("open_saver", ["sqlite", "postgres"], indirect=True)
+def test_the_end_of_run_check_skips_a_short_list_its_last_put_digested(
+    open_saver: Callable[[], Any],
+) -> None:
+    """A list the run's last put stored with every item digested (a short one) cannot
+    have changed since - no node runs after it - so the end-of-run check digests it no
+    more: each put that stored it digested the stored items and the new list (1, then
+    1 + 2, then 2 + 3 items for a list grown to 3), the end of the run nothing. A short list the last put did not
+    store is still checked, and an edit made in place since its own put is stored."""
+    config = {"configurable": {"thread_id": "t"}}
+    with open_saver() as saver:
+        cache = saver._core.cache
+        before = cache.items_digested
+        _short_list_graph(saver, None).invoke({"items": [], "n": 0}, config)
+        assert cache.items_digested - before == 1 + (1 + 2) + (2 + 3)
+
+        other = {"configurable": {"thread_id": "u"}}
+        graph = _short_list_graph(saver, 2)  # the last step edits, writing only n
+        graph.invoke({"items": [], "n": 0}, other)
+        assert graph.get_state(other).values["items"][0] == {"i": "edited"}
+    with open_saver() as fresh:  # what another process reads
+        items = _short_list_graph(fresh, 2).get_state(other).values["items"]
+    assert items == [{"i": "edited"}, {"i": 1}]

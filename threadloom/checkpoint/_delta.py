@@ -166,6 +166,10 @@ class _Head:
     checkpoint_id: str
     versions: dict[str, str]
     lists: dict[str, _ListSnapshot] = field(default_factory=dict)
+    # the lists this checkpoint's own put stored with every item digested (short lists,
+    # whole values, full checks): nothing can have changed them since - no node runs
+    # between a run's last put and its ``settle`` - so settle skips them
+    settled: frozenset[str] = frozenset()
 
 
 class DeltaCache:
@@ -387,10 +391,14 @@ class DeltaCache:
         with self._lock:
             old = self._heads.get((thread_id, ns))
             lists = {}
+            settled = set()
             if old is not None:  # unchanged channels keep their snapshot (same version)
                 lists = {c: s for c, s in old.lists.items() if versions.get(c) == s.version}
             for plan in plans:
                 if plan.printed is not None and type(plan.value) is list:
+                    # stored whole, or short enough that the put digested every item
+                    if not plan.is_delta or plan.printed.length <= self.tail_items:
+                        settled.add(plan.channel)
                     root = plan.root_version if plan.is_delta else plan.version
                     lists[plan.channel] = _ListSnapshot(
                         plan.version,
@@ -401,7 +409,8 @@ class DeltaCache:
                     )
                 else:
                     lists.pop(plan.channel, None)
-            self._store((thread_id, ns), _Head(checkpoint_id, versions, lists))
+            self._store((thread_id, ns), _Head(checkpoint_id, versions, lists,
+                                               frozenset(settled)))
 
     def remember_loaded(
         self,
@@ -464,6 +473,7 @@ class DeltaCache:
                 (channel, snap)
                 for channel, snap in head.lists.items()
                 if snap.items is not None and head.versions.get(channel) == snap.version
+                and channel not in head.settled
             ]
         plans: list[BlobPlan] = []
         for channel, snap in snaps:
