@@ -336,8 +336,9 @@ def test_the_end_of_run_check_skips_a_short_list_its_last_put_digested(
     """A list the run's last put stored with every item digested (a short one) cannot
     have changed since - no node runs after it - so the end-of-run check digests it no
     more: each put that stored it digested the stored items and the new list (1, then
-    1 + 2, then 2 + 3 items for a list grown to 3), the end of the run nothing. A short list the last put did not
-    store is still checked, and an edit made in place since its own put is stored."""
+    1 + 2, then 2 + 3 items for a list grown to 3), the end of the run nothing. A short
+    list the last put did not store is still checked, and an edit made in place since
+    its own put is stored."""
     config = {"configurable": {"thread_id": "t"}}
     with open_saver() as saver:
         cache = saver._core.cache
