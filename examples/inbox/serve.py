@@ -4,7 +4,7 @@
 
 Serves the workflows of ``workflows.py`` (the seed's tool-approval agent and email
 workflow, and a refund with a deadline) with two demo reviewers, prints the inbox URL
-and their keys, and - on a new database - starts a few runs as ``carol`` so approvals
+and their keys, and - on a database without them - starts a few runs as ``carol`` so approvals
 are waiting: the seed's ``delete_file`` call, a batch of two deletions, an email that
 needs two finance approvals, and a refund that expires if nobody decides it within ten
 minutes. Stop it with Ctrl-C; the database keeps the threads for next time.
@@ -26,6 +26,15 @@ if str(ROOT) not in sys.path:  # run from a fresh clone without installing
 
 REVIEWERS = (("alice", "demo-alice"), ("bob", "demo-bob"))
 REQUESTER = "demo-carol"
+
+
+def seeded(url: str) -> bool:
+    """Whether the database already holds the demo's threads (a database that a failed
+    start left empty does not: it is seeded on the next start)."""
+    from langgraph_sdk import get_sync_client
+
+    client = get_sync_client(url=url, api_key=REQUESTER)
+    return bool(client.threads.search(metadata={"demo": True}, limit=1))
 
 
 def seed(url: str) -> list[str]:
@@ -67,11 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh:
         for suffix in ("", "-wal", "-shm"):
             Path(str(database) + suffix).unlink(missing_ok=True)
-    new = not database.exists()
     config = load_config(HERE / "langgraph.json", database=str(database))
     keys = json.loads((HERE / "langgraph.json").read_text())["auth"]["api_keys"]
     with background_server(config, port=args.port) as url:
-        if new and not args.no_seed:
+        if not args.no_seed and not seeded(url):
             for line in seed(url):
                 print(f"  started {line}")
         print(f"\nthreadloom approval inbox: {url}/inbox")

@@ -4,9 +4,12 @@ deadlines applied by the server, live events, and the audit trail."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from inbox_support import (
@@ -304,15 +307,13 @@ def test_the_page_and_its_assets_come_from_the_package(inbox: Inbox) -> None:
         assert http.get("/inbox/secrets.txt").status_code == 404
 
 
-def test_make_serve_starts_the_demo_and_prints_the_inbox_url(tmp_path) -> None:
-    """``make serve`` (examples/inbox/serve.py): the seed's workflows with approvals
-    already waiting, and the URL to open."""
+@contextlib.contextmanager
+def _make_serve(database: Path, *args: str) -> Iterator[tuple[str, str]]:
+    """examples/inbox/serve.py on ``database``: its base URL and what it printed."""
     import os
     import signal
     import subprocess
     import sys
-
-    import httpx
 
     from threadloom.server.embedded import free_port
 
@@ -320,7 +321,7 @@ def test_make_serve_starts_the_demo_and_prints_the_inbox_url(tmp_path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "examples" / "inbox" / "serve.py"), "--port", str(port),
-         "--database", str(tmp_path / "demo.db")],
+         "--database", str(database), *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     try:
@@ -330,19 +331,46 @@ def test_make_serve_starts_the_demo_and_prints_the_inbox_url(tmp_path) -> None:
             printed.append(line)
             if "(Ctrl-C stops)" in line:
                 break
-        text = "".join(printed)
-        assert f"threadloom approval inbox: http://127.0.0.1:{port}/inbox" in text, text
+        yield f"http://127.0.0.1:{port}", "".join(printed)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def _actions(base: str) -> list[str]:
+    import httpx
+
+    items = httpx.get(base + "/approvals", headers={"x-api-key": ALICE}).json()["items"]
+    return sorted(r["action"] for r in items)
+
+
+def test_make_serve_starts_the_demo_and_prints_the_inbox_url(tmp_path) -> None:
+    """``make serve`` (examples/inbox/serve.py): the seed's workflows with approvals
+    already waiting, and the URL to open."""
+    import httpx
+
+    with _make_serve(tmp_path / "demo.db") as (base, text):
+        assert f"threadloom approval inbox: {base}/inbox" in text, text
         assert "demo-alice" in text and "demo-bob" in text
-        base = f"http://127.0.0.1:{port}"
         assert httpx.get(base + "/inbox").status_code == 200
         items = httpx.get(base + "/approvals", headers={"x-api-key": ALICE}).json()["items"]
         assert sorted(r["action"] for r in items) == [
             "delete_file", "delete_file", "delete_file", "issue_refund", "send_email"]
         seed = [r for r in items if r["request_id"] == "call_delete"]
         assert seed[0]["args"] == {"path": "/tmp/old_data.csv"}  # the seed's tool call
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+
+
+def test_make_serve_seeds_a_database_left_without_the_demo(tmp_path) -> None:
+    """A database that exists but holds no demo threads (an earlier start failed or was
+    told --no-seed) is seeded on the next start; a seeded one is not seeded again."""
+    database = tmp_path / "demo.db"
+    with _make_serve(database, "--no-seed") as (base, _):
+        assert _actions(base) == []
+    with _make_serve(database) as (base, text):
+        assert text.count("started ") == 4, text
+    with _make_serve(database) as (base, text):
+        assert "started " not in text
+        assert len(_actions(base)) == 5
 
 
 def test_a_decision_after_the_thread_moved_on_is_refused(inbox: Inbox) -> None:
