@@ -76,7 +76,7 @@ def test_sqlite_list_pages_walk_an_index(tmp_path: Path, config: Any) -> None:
     path = str(tmp_path / "many.sqlite")
     with SqliteSaver.from_conn_string(path) as saver:
         saver.setup()
-        _fill(saver, 60, 4)  # 240 checkpoints: three pages over all threads
+        _fill(saver, 60, 4)  # 240 checkpoints: two pages over all threads (100, the rest)
         statements: list[str] = []
         saver.conn.set_trace_callback(statements.append)
         try:
@@ -84,7 +84,7 @@ def test_sqlite_list_pages_walk_an_index(tmp_path: Path, config: Any) -> None:
         finally:
             saver.conn.set_trace_callback(None)
         pages = [s for s in statements if "ORDER BY checkpoint_id DESC" in s]
-        assert len(pages) == (3 if config is None else 1)
+        assert len(pages) == (2 if config is None else 1)
         for sql in pages:
             plan = saver.conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
             (page,) = [row[0] for row in plan if row[3] == "MATERIALIZE c"]
@@ -112,3 +112,83 @@ def test_postgres_setup_creates_the_listing_indexes(fresh_postgres_database: str
     ids = [t.config["configurable"]["checkpoint_id"] for t in listed]
     assert ids == sorted(ids, reverse=True) and len(ids) == 120
     assert [t.checkpoint["channel_values"]["x"] for t in one] == [303, 302, 301, 300]
+
+
+def test_sqlite_list_reads_a_long_listing_in_long_pages(tmp_path: Path) -> None:
+    """After a first page of 100 (what a UI page or ``limit=10`` reads), a listing read
+    through loads 1,000 rows a query: 2,300 checkpoints take four queries, not 23."""
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    path = str(tmp_path / "long.sqlite")
+    with SqliteSaver.from_conn_string(path) as saver:
+        saver.setup()
+        _fill(saver, 1150, 2)
+        statements: list[str] = []
+        saver.conn.set_trace_callback(statements.append)
+        try:
+            ids = [t.config["configurable"]["checkpoint_id"] for t in saver.list(None)]
+            first = list(saver.list(None, limit=10))
+        finally:
+            saver.conn.set_trace_callback(None)
+    pages = [s for s in statements if "ORDER BY checkpoint_id DESC" in s]
+    assert len(pages) == 4 + 1
+    assert len(ids) == len(set(ids)) == 2300 and ids == sorted(ids, reverse=True)
+    assert [t.config["configurable"]["checkpoint_id"] for t in first] == ids[:10]
+
+
+def test_sqlite_list_makes_tuples_as_they_are_consumed(tmp_path: Path) -> None:
+    """A page's tuples are made as the listing is iterated: the rows before a damaged
+    metadata column come out, and the damaged row raises, naming itself, when reached."""
+    from threadloom.checkpoint.serde.base import CorruptCheckpointError
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    path = str(tmp_path / "damaged.sqlite")
+    with SqliteSaver.from_conn_string(path) as saver:
+        saver.setup()
+        _fill(saver, 3, 1)  # t2 is the newest, t0 the oldest
+        saver.conn.execute(
+            "UPDATE threadloom_checkpoints SET metadata = '{not json' WHERE thread_id = 't0'"
+        )
+        saver.conn.commit()
+        saver.clear_cache()
+        listed = saver.list(None)
+        got = [next(listed).checkpoint["channel_values"]["x"] for _ in range(2)]
+        assert got == [200, 100]
+        with pytest.raises(CorruptCheckpointError, match="'t0'.*not valid JSON"):
+            next(listed)
+
+
+def test_the_fast_shape_check_agrees_with_the_checked_one() -> None:
+    """``well_shaped`` (the listing's C-level check) passes only checkpoints that
+    ``check_checkpoint`` passes; a damaged shape takes the path that names it."""
+    from threadloom.checkpoint._shape import check_checkpoint, well_shaped
+    from threadloom.checkpoint.serde.base import CorruptCheckpointError
+
+    good = {
+        "v": 4, "id": "1", "ts": "now", "channel_values": {},
+        "channel_versions": {"a": "00.1", "b": 2, "c": 3.0},
+        "versions_seen": {"n": {"a": "00.1"}, "m": {}},
+        "updated_channels": ["a"],
+    }
+    damaged = [
+        {**good, "channel_versions": ["a"]},
+        {**good, "channel_versions": {"a": None}},
+        {**good, "channel_versions": {"a": True}},
+        {**good, "channel_versions": {1: "v"}},
+        {k: v for k, v in good.items() if k != "channel_versions"},
+        {**good, "versions_seen": {"n": {"a": b"x"}}},
+        {**good, "versions_seen": {"n": ["a"]}},
+        {**good, "versions_seen": {None: {}}},
+        {**good, "versions_seen": []},
+        {**good, "id": 7},
+        {**good, "ts": None},
+        {**good, "updated_channels": "a"},
+        {**good, "updated_channels": ["a", 1]},
+        ["not", "a", "checkpoint"],
+    ]
+    assert well_shaped(good) and well_shaped({**good, "updated_channels": None})
+    check_checkpoint(good, "here")
+    for checkpoint in damaged:
+        assert not well_shaped(checkpoint), checkpoint
+        with pytest.raises(CorruptCheckpointError):
+            check_checkpoint(checkpoint, "here")

@@ -772,6 +772,8 @@ class ValueCache:
         if self.max_bytes <= 0:
             return found, list(keys)
         with self._lock:
+            if not freeze:  # a listing: most entries are whole rows, read once
+                keys = self._plain_rows(keys, decode, found, missing)
             # Deepest versions first: a shallower version of the same chain is then a
             # prefix of a list already thawed in this call (see ``_prefix``).
             order = sorted(keys, key=self._depth, reverse=True)
@@ -783,6 +785,30 @@ class ValueCache:
                     found[key] = got
             self._evict()
         return found, missing
+
+    def _plain_rows(
+        self,
+        keys: Iterable[BlobKey],
+        decode: Callable[[BlobKey, StoredBlob], Any],
+        found: dict[BlobKey, Resolved],
+        missing: list[BlobKey],
+    ) -> list[BlobKey]:
+        """``lookup`` without freezing, for the keys held as whole rows not yet frozen
+        (decoded here, in one pass: no chain to walk, nothing a ``_prefix`` could
+        share) and those not held (into ``missing``); returns the other keys."""
+        entries = self._entries
+        touch = entries.move_to_end
+        rest: list[BlobKey] = []
+        for key in keys:
+            entry = entries.get(key)
+            if entry is None:
+                missing.append(key)
+            elif entry.frozen is None and entry.row.base_version is None:
+                touch(key)
+                found[key] = Resolved(decode(key, entry.row), str(key[-1]), 0)
+            else:
+                rest.append(key)
+        return rest
 
     def thawed(self, keys: Iterable[BlobKey]) -> dict[BlobKey, Resolved]:
         """The values of those ``keys`` that are held frozen, each thawed anew - what

@@ -18,7 +18,10 @@ from threadloom.checkpoint.serde.base import CorruptCheckpointError
 from threadloom.constants import INTERRUPT, RESUME
 from threadloom.types import Interrupt
 
-__all__ = ["check_checkpoint", "check_write"]
+__all__ = ["check_checkpoint", "check_write", "well_shaped"]
+
+_VERSION_TYPES = frozenset((str, int, float))
+_NAME_TYPES = frozenset((str,))
 
 
 def _is_version(value: Any) -> bool:
@@ -32,6 +35,37 @@ def _versions_problem(versions: Any, what: str) -> str | None:
         if type(channel) is not str or not _is_version(version):
             return f"{what}[{channel!r}] = {version!r} is not a channel version"
     return None
+
+
+def _plain_versions(versions: Any) -> bool:
+    return (
+        type(versions) is dict
+        and _NAME_TYPES.issuperset(map(type, versions))
+        and _VERSION_TYPES.issuperset(map(type, versions.values()))
+    )
+
+
+def well_shaped(checkpoint: Any) -> bool:
+    """Whether ``checkpoint`` passes ``check_checkpoint``, in C-level passes over its
+    maps (a listing checks every row). ``False`` only says to run ``check_checkpoint``
+    for the verdict and its message: a mapping that is not an exact ``dict`` may still
+    pass it."""
+    if type(checkpoint) is not dict:
+        return False
+    get = checkpoint.get
+    if not _plain_versions(get("channel_versions")):
+        return False
+    seen = get("versions_seen", {})
+    if type(seen) is not dict or not _NAME_TYPES.issuperset(map(type, seen)):
+        return False
+    if not all(map(_plain_versions, seen.values())):
+        return False
+    if type(get("id", "")) is not str or type(get("ts", "")) is not str:
+        return False
+    updated = get("updated_channels")
+    return updated is None or (
+        type(updated) in (list, tuple) and _NAME_TYPES.issuperset(map(type, updated))
+    )
 
 
 def _checkpoint_problem(checkpoint: Any) -> str | None:

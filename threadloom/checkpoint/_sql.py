@@ -35,6 +35,7 @@ __all__ = [
     "FILTER_KEY_RE",
     "MAX_PARAMS",
     "MIGRATIONS_TABLE",
+    "LONG_PAGE_SIZE",
     "PAGE_SIZE",
     "WRITES",
     "Batch",
@@ -49,6 +50,7 @@ __all__ = [
     "drive_async",
     "drive_sync",
     "make_config",
+    "page_size",
     "pruned_checkpoints",
     "resumed",
     "thread_and_ns",
@@ -76,7 +78,16 @@ LISTING_MIGRATION: tuple[str, ...] = (
 )
 
 FILTER_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
-PAGE_SIZE = 100  # checkpoints loaded per round trip by ``list``
+PAGE_SIZE = 100  # checkpoints loaded by the first round trip of ``list``
+LONG_PAGE_SIZE = 1000  # ... by each later one: a listing that goes on is read through
+
+
+def page_size(first: bool, remaining: int | None) -> int:
+    """Checkpoints to load by ``list``'s next round trip: a short first page (what
+    ``limit=10``, a page of a UI, reads), then long ones (a listing read through pays
+    one round trip, one query plan and one value-cache pass per 1,000 rows, not 100)."""
+    size = PAGE_SIZE if first else LONG_PAGE_SIZE
+    return size if remaining is None else min(size, remaining)
 EXPIRE_BATCH = 200  # threads deleted per transaction by ``expire_paused``
 MAX_PARAMS = 999  # per statement: the lowest limit of any SQLite build still in use
 

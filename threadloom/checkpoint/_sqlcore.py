@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -60,7 +60,7 @@ from threadloom.checkpoint._delta import (
     resolve,
     shared_copy,
 )
-from threadloom.checkpoint._shape import _checkpoint_problem, check_checkpoint
+from threadloom.checkpoint._shape import check_checkpoint, well_shaped
 from threadloom.checkpoint._sql import (
     BLOBS,
     CHECKPOINTS,
@@ -101,7 +101,7 @@ from threadloom.checkpoint.serde.place import (
 )
 from threadloom.errors import CheckpointConflictError
 
-__all__ = ["CorruptCheckpointError", "PreparedPut", "SqlCore"]
+__all__ = ["CorruptCheckpointError", "ListedPage", "PreparedPut", "SqlCore"]
 
 Rows = list[tuple[Any, ...]]
 
@@ -157,6 +157,86 @@ class PreparedPut:
     def config(self) -> dict[str, Any]:
         """The config ``put`` returns: the stored checkpoint's address."""
         return make_config(self.thread_id, self.ns, self.checkpoint["id"])
+
+
+class ListedPage:
+    """Checkpoint rows read by one query, their checkpoints decoded and their values
+    found, made into ``CheckpointTuple``s as they are iterated.
+
+    A listing read through (``list(None)`` over every thread) then holds one row's
+    metadata, configs and tuple at a time rather than a page of them, which the garbage
+    collector would otherwise walk and promote to its older generations on every page.
+    A damaged metadata column raises when its row is reached (a page built at once
+    raised before handing out any of its rows). Iterate it once: its tuples take the
+    decoded checkpoints and values as their own."""
+
+    __slots__ = ("_decoded", "_load_row", "_resolved", "_writes")
+
+    def __init__(
+        self,
+        decoded: list[tuple[tuple[Any, ...], dict[str, Any], Any, list[Key]]],
+        resolved: Mapping[Key, Resolved],
+        writes: Mapping[tuple[str, str, str], list[PendingWrite]],
+        load_row: Callable[[tuple[Any, ...]], tuple[dict[str, Any], dict[str, Any]]],
+    ) -> None:
+        self._decoded = decoded
+        self._resolved = resolved
+        self._writes = writes
+        self._load_row = load_row
+
+    def __len__(self) -> int:
+        return len(self._decoded)
+
+    def keyset(self) -> tuple[str, str, str]:
+        """(checkpoint id, thread, namespace) of the last row: where the next page starts."""
+        thread_id, ns, checkpoint_id = self._decoded[-1][0][:3]
+        return (checkpoint_id, thread_id, ns)
+
+    def __iter__(self) -> Iterator[CheckpointTuple]:
+        for tup, _ in self.items(mine=False):
+            yield tup
+
+    def items(self, *, mine: bool) -> Iterator[tuple[CheckpointTuple, dict[str, Resolved]]]:
+        """Each tuple, with (``mine``) the values handed to it, by channel."""
+        resolved, writes, load_row = self._resolved, self._writes, self._load_row
+        loads = _fast_json_loads
+        handed: set[Key] = set()
+        for row, checkpoint, meta, keys in self._decoded:
+            thread_id, ns, checkpoint_id, parent_id, _, _, metadata = row
+            if meta is None:
+                if type(metadata) is str:
+                    try:
+                        meta = loads(metadata)
+                    except ValueError:
+                        meta = None
+                elif type(metadata) is dict:  # a driver that decodes JSON columns itself
+                    meta = metadata
+                if type(meta) is not dict:
+                    checkpoint, meta = load_row(row)  # raises, naming the row
+            values: dict[str, Any] = {}
+            theirs: dict[str, Resolved] = {}
+            for key in keys:
+                got = resolved.get(key)
+                if got is not None and got.value is not EMPTY:
+                    if key in handed:  # checkpoints sharing a version get their own lists
+                        got = Resolved(shared_copy(got.value), got.root, got.depth)
+                    handed.add(key)
+                    values[key[2]] = got.value
+                    if mine:
+                        theirs[key[2]] = got
+            checkpoint["channel_values"] = values  # decoded just now: ours to fill in
+            tup = CheckpointTuple(
+                {"configurable": {  # make_config, inline: a listing makes two a row
+                    "thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id
+                }},
+                checkpoint,  # type: ignore[arg-type]
+                meta,
+                {"configurable": {
+                    "thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent_id
+                }} if parent_id else None,
+                writes.get((thread_id, ns, checkpoint_id)) or [] if writes else [],
+            )
+            yield tup, theirs
 
 
 class SqlCore:
@@ -218,7 +298,8 @@ class SqlCore:
         checkpoints, writes = self._split(rows)
         if not checkpoints:
             return None
-        [(tup, resolved)] = yield from self._load(checkpoints, writes, ready)
+        loaded = yield from self._load(checkpoints, writes, ready)
+        [(tup, resolved)] = loaded.items(mine=True)
         if checkpoint_id is None:
             # The newest checkpoint is what a run continues from: remember it, so that the
             # run's first put can append deltas even in a process that never wrote this
@@ -236,8 +317,9 @@ class SqlCore:
         before: dict[str, Any] | None,
         limit: int,
         after: tuple[str, str, str] | None,
-    ) -> Op[list[CheckpointTuple]]:
-        """Up to ``limit`` checkpoints, newest first, strictly after the keyset ``after``."""
+    ) -> Op[ListedPage]:
+        """Up to ``limit`` checkpoints, newest first, strictly after the keyset ``after``
+        (their tuples are made as the page is iterated)."""
         conf = (config or {}).get("configurable") or {}
         where: list[str] = []
         params: list[Any] = []
@@ -267,10 +349,7 @@ class SqlCore:
         sql += " ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC LIMIT ?"
         rows = yield Query(_with_writes(sql, self.d), [*params, limit], fetch=True)
         checkpoints, writes = self._split(rows)
-        if not checkpoints:
-            return []
-        loaded = yield from self._load(checkpoints, writes, listing=True)
-        return [tup for tup, _ in loaded]
+        return (yield from self._load(checkpoints, writes, listing=True))
 
     def _split(
         self, rows: Rows | None
@@ -305,10 +384,11 @@ class SqlCore:
         ready: Mapping[Key, Resolved] | None = None,
         *,
         listing: bool = False,
-    ) -> Op[list[tuple[CheckpointTuple, dict[str, Resolved]]]]:
+    ) -> Op[ListedPage]:
         """Turn checkpoint rows into tuples: decode them, find their values (``ready``,
         else in the value cache, else in the database with their delta chains), attach
-        ``writes``. ``listing``: values are not frozen into the value cache (rows are
+        ``writes`` (the tuples themselves are made by the ``ListedPage``, as it is
+        iterated). ``listing``: values are not frozen into the value cache (rows are
         kept, for the next page's chains)."""
         decoded = []
         owners: dict[Key, str] = {}
@@ -316,7 +396,6 @@ class SqlCore:
         # that does not bind values to their place, a checkpoint of the right shape, JSON
         # metadata. Anything else (or a failure) takes the path that names the row.
         plain = None if self._binds else self.serde.loads_typed
-        loads = _fast_json_loads
         for row in rows:
             thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata = row
             checkpoint = None
@@ -325,27 +404,15 @@ class SqlCore:
                     checkpoint = plain((typ, blob if type(blob) is bytes else _bytes(blob)))
                 except Exception:
                     checkpoint = None
-            if (
-                type(checkpoint) is not dict
-                or SEALED_METADATA in checkpoint
-                or _checkpoint_problem(checkpoint) is not None
-            ):
+            if checkpoint is None or not well_shaped(checkpoint) or SEALED_METADATA in checkpoint:
                 checkpoint, meta = self._load_row(row)
-            elif type(metadata) is str:
-                try:
-                    meta = loads(metadata)
-                except ValueError:
-                    meta = None
-                if type(meta) is not dict:
-                    checkpoint, meta = self._load_row(row)
-            elif type(metadata) is dict:  # a driver that decodes JSON columns itself
-                meta = metadata
             else:
-                checkpoint, meta = self._load_row(row)
+                meta = None  # decoded as the tuple is made (``ListedPage``)
             keys = [(thread_id, ns, ch, str(v)) for ch, v in checkpoint["channel_versions"].items()]
             for key in keys:
-                owners.setdefault(key, checkpoint_id)
-            decoded.append((thread_id, ns, checkpoint_id, parent_id, checkpoint, meta, keys))
+                if key not in owners:
+                    owners[key] = checkpoint_id
+            decoded.append((row, checkpoint, meta, keys))
 
         via_chain: dict[Key, str] = {}
         blob_rows: dict[Key, StoredBlob] = {}
@@ -402,30 +469,7 @@ class SqlCore:
                 self.values.add_resolved(blob_rows, fresh)
             resolved.update(fresh)
 
-        out = []
-        handed: set[Key] = set()
-        for thread_id, ns, checkpoint_id, parent_id, checkpoint, meta, keys in decoded:
-            values: dict[str, Any] = {}
-            mine: dict[str, Resolved] = {}
-            for key in keys:
-                got = resolved.get(key)
-                if got is not None and got.value is not EMPTY:
-                    if key in handed:  # checkpoints sharing a version get their own lists
-                        got = Resolved(shared_copy(got.value), got.root, got.depth)
-                    handed.add(key)
-                    values[key[2]] = got.value
-                    if not listing:
-                        mine[key[2]] = got
-            checkpoint["channel_values"] = values  # decoded just now: ours to fill in
-            tup = CheckpointTuple(
-                make_config(thread_id, ns, checkpoint_id),
-                checkpoint,  # type: ignore[arg-type]
-                meta,  # type: ignore[arg-type]
-                make_config(thread_id, ns, parent_id) if parent_id else None,
-                writes.get((thread_id, ns, checkpoint_id)) or [],
-            )
-            out.append((tup, mine))
-        return out
+        return ListedPage(decoded, resolved, writes, self._load_row)
 
     def _load_row(self, row: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
         """A checkpoint row's checkpoint and metadata, checked, errors naming the row."""

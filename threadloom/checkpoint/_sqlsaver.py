@@ -23,16 +23,16 @@ from typing import Any, ClassVar, Literal, TypeVar
 from threadloom.checkpoint import _sqlaudit
 from threadloom.checkpoint._delta import DeltaCache, ValueCache, serde_fingerprint
 from threadloom.checkpoint._sql import (
-    PAGE_SIZE,
     Batch,
     Dialect,
     Op,
     Query,
+    page_size,
     resumed,
     thread_and_ns,
     validate_filter,
 )
-from threadloom.checkpoint._sqlcore import PreparedPut, SqlCore
+from threadloom.checkpoint._sqlcore import ListedPage, PreparedPut, SqlCore
 from threadloom.checkpoint.base import (
     AuditRecord,
     BaseCheckpointSaver,
@@ -168,12 +168,11 @@ def _sent_ahead(core: SqlCore, prepared: PreparedPut) -> dict[str, Any]:
     return prepared.config()
 
 
-def _next_page(page: list[CheckpointTuple], size: int) -> _Keyset | None:
+def _next_page(page: ListedPage, size: int) -> _Keyset | None:
     """Keyset of the last row, or None when this page was the last one."""
     if len(page) < size:
         return None
-    last = page[-1].config["configurable"]
-    return (last["checkpoint_id"], last["thread_id"], last["checkpoint_ns"])
+    return page.keyset()
 
 
 class SqlSaver(BaseCheckpointSaver):
@@ -305,7 +304,8 @@ class SyncSqlSaver(SqlSaver):
         before: dict[str, Any] | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        """Newest first, fetched ``PAGE_SIZE`` at a time (the lock is not held between)."""
+        """Newest first, fetched a page at a time (``page_size``; the lock is not held
+        between)."""
         checked = validate_filter(filter)
         return self._pages(config, checked, before, limit)
 
@@ -319,7 +319,7 @@ class SyncSqlSaver(SqlSaver):
         after: _Keyset | None = None
         remaining = limit
         while remaining is None or remaining > 0:
-            size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
+            size = page_size(after is None, remaining)
             op = self._core.list_page(config, filter, before, size, after)
             page = self._run(op, write=False, atomic=False)
             yield from page
@@ -627,7 +627,7 @@ class AsyncSqlSaver(SqlSaver):
         after: _Keyset | None = None
         remaining = limit
         while remaining is None or remaining > 0:
-            size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
+            size = page_size(after is None, remaining)
             op = self._core.list_page(config, checked, before, size, after)
             page = await self._arun(op, write=False, atomic=False)
             for item in page:
