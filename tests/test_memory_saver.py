@@ -273,3 +273,17 @@ def test_a_graph_on_the_memory_saver_stores_deltas() -> None:
     # nodes that mutate what they read cannot change stored history
     state.values["messages"][0].content = "changed"
     assert graph.get_state(config).values["messages"][0].content == "hi 0"
+
+
+def test_a_channel_that_grew_elsewhere_is_planned_from_its_first_long_write() -> None:
+    """Once a list channel grew by deltas in one thread, a new thread plans it from its
+    first long write: a thread started with a long input stores it whole once, then
+    appends, instead of storing it whole twice."""
+    saver = InMemorySaver()
+    grow(saver, "a", _SMALL_LIST + 4)
+    assert len(delta_rows(saver, "a")) == 4 - 2  # whole, whole with prints, deltas
+    grow(saver, "b", _SMALL_LIST + 4)
+    assert len(delta_rows(saver, "b")) == 4 - 1  # whole with prints, deltas
+    got = saver.get_tuple(cfg("b"))
+    assert got is not None
+    assert got.checkpoint["channel_values"]["items"] == [f"i{j}" for j in range(_SMALL_LIST + 4)]

@@ -274,9 +274,11 @@ class DeltaCache:
             or snap.depth >= self.max_depth
         ):
             return self._whole(channel, version, value)
-        unchanged, printed = self._extend(snap.printed, snap.items, value)
+        unchanged, printed, copy = self._extend(snap.printed, snap.items, value)
         if not unchanged:  # an old item changed (or cannot be printed)
             return self._whole(channel, version, value)
+        if printed is not None and copy is None:
+            copy = list(value)
         return BlobPlan(
             channel,
             version,
@@ -286,7 +288,7 @@ class DeltaCache:
             start=snap.printed.length,
             depth=snap.depth + 1,
             printed=printed,
-            items=None if printed is None else list(value),
+            items=None if printed is None else copy,
         )
 
     def _whole(self, channel: str, version: str, value: list[Any]) -> BlobPlan:
@@ -296,18 +298,23 @@ class DeltaCache:
 
     def _extend(
         self, old: ListPrint, items: list[Any] | None, value: list[Any]
-    ) -> tuple[bool, ListPrint | None]:
-        """Whether ``value`` starts with the items ``old`` printed, unchanged; and
-        ``value``'s print (None when its new items cannot be printed)."""
+    ) -> tuple[bool, ListPrint | None, list[Any] | None]:
+        """Whether ``value`` starts with the items ``old`` printed, unchanged;
+        ``value``'s print (None when its new items cannot be printed); and a copy of
+        ``value``'s items when comparing them made one (the copy a delta's snapshot
+        keeps), else None."""
         start = old.length
+        copy = None
         if items is not None:
+            copy = value[:start]  # what the comparison needs, and the snapshot's start
             try:  # identity first (C-level): equal but distinct items are digested below
-                same = (value if len(value) == start else value[:start]) == items
+                same = copy == items
             except Exception:  # an item's __eq__ failed: compare states instead
                 same = True
                 items = None
             if not same:
-                return False, None
+                return False, None, None
+            copy += value[start:]
         if (
             items is None
             or self.verify_growth <= 0
@@ -315,8 +322,8 @@ class DeltaCache:
             or (start - old.full) * self.verify_growth >= old.full
         ):
             if not self._check(value, old):
-                return False, None
-            return True, self._fresh_print(value)
+                return False, None, None
+            return True, self._fresh_print(value), copy
         # The last stretch is the tail: the newest items (``tail_items`` of them once the
         # list is long enough), checked again at every put. The items that leave it are
         # given a stretch of their own; the new tail ends with the appended items.
@@ -325,18 +332,18 @@ class DeltaCache:
         if stretches:
             got = self.print_of(value[tail_begin:start])
             if got is None or got.digest != stretches[-1][1]:
-                return False, None
+                return False, None, None
             stretches = stretches[:-1]
         if start == len(value):
-            return True, old
+            return True, old, copy
         new_begin = max(len(value) - self.tail_items, tail_begin)
         for begin, end in ((tail_begin, new_begin), (new_begin, len(value))):
             if begin < end:
                 new = self.print_of(value[begin:end])
                 if new is None:
-                    return True, None
+                    return True, None, None
                 stretches = (*stretches, (end, new.digest))
-        return True, ListPrint(len(value), old.digest, old.checked, stretches, old.full)
+        return True, ListPrint(len(value), old.digest, old.checked, stretches, old.full), copy
 
     def _check(self, value: list[Any], old: ListPrint) -> bool:
         """Whether every item ``old`` printed still has the state it was printed with."""

@@ -9,7 +9,8 @@ rather than with its square. Two CPU savings on top, since memory is all CPU: li
 up to ``_SMALL_LIST`` items are stored whole (a delta saves next to nothing there, while
 fingerprinting the items - what makes deltas safe - and rebuilding chains on reads would
 cost at every step), and a channel goes to the planner only from its second long write
-on (a list written once, such as a 100-way ``Send`` fan-out, is never fingerprinted).
+on (a list written once, such as a 100-way ``Send`` fan-out, is never fingerprinted) -
+or from its first, once the channel grew by deltas in another thread of this saver.
 Everything is lost when the process exits: use ``SqliteSaver`` or ``PostgresSaver`` for
 anything a person may answer tomorrow.
 
@@ -102,6 +103,7 @@ __all__ = ["InMemorySaver", "MemorySaver", "PersistentDict"]
 _EMPTY = ("empty", b"")
 _MISSING: Any = object()
 _SMALL_LIST = 8  # lists up to this long are stored whole: a delta saves little, costs more
+_MAX_GROWING = 1024  # channel names remembered as growing (``_growing``)
 
 Key = tuple[str, str, str, str]  # (thread, namespace, channel, version)
 # (thread, namespace, checkpoint id, stored entry, metadata already decoded or None)
@@ -216,6 +218,10 @@ class InMemorySaver(BaseCheckpointSaver):
         # (thread, ns) -> its list channels written longer than _SMALL_LIST at least once:
         # from their second such write on they go through the delta planner
         self._long_lists: dict[tuple[str, str], set[str]] = {}
+        # list channels that grew by deltas in some thread: a new thread plans them from
+        # their first long write (a thread started with a long input then appends from
+        # its second write on, instead of storing the list whole twice)
+        self._growing: set[str] = set()
         # thread -> (newest created_at, newest checkpoint id); dropped by put, rebuilt lazily
         self._activity: dict[str, tuple[float, str]] = {}
         # Fingerprint with the plain serializer under an encrypting one (its output differs
@@ -565,14 +571,16 @@ class InMemorySaver(BaseCheckpointSaver):
                 continue
             value = values[channel]
             if type(value) is list and len(value) > _SMALL_LIST:
-                if long_lists is not None and channel in long_lists:
+                known = long_lists is not None and channel in long_lists
+                if not known:
+                    if first_long is None:
+                        first_long = []
+                    first_long.append(channel)
+                if known or channel in self._growing:
                     if lists is None:
                         lists = {}
                     lists[channel] = version
                     continue
-                if first_long is None:
-                    first_long = []
-                first_long.append(channel)
             key = (thread_id, ns, channel, str(version))
             rows.append((key, dumps(value, value_place(*key) if bind else None)))
         plans = None
@@ -634,6 +642,8 @@ class InMemorySaver(BaseCheckpointSaver):
                 self._delta.remember_put(
                     thread_id, ns, checkpoint_id, checkpoint["channel_versions"], plans
                 )
+                if len(self._growing) < _MAX_GROWING:
+                    self._growing.update(plan.channel for plan in plans if plan.is_delta)
         return make_config(thread_id, ns, checkpoint_id)
 
     def settle(self, config: dict[str, Any]) -> None:
