@@ -6,6 +6,7 @@ functional ``TypedDict`` form, because the reducer comes from the library at han
 """
 
 import operator
+import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypedDict
 
@@ -139,12 +140,20 @@ def run_interrupt_cycle(api: Api, graph: Graph, thread_id: str) -> State:
 # -- (3) a tool-calling agent loop ---------------------------------------------------------
 
 
-def agent_graph(api: Api, checkpointer: Any, turns: int) -> Graph:
-    """agent -> tools -> agent ... until the model stops calling tools."""
+def agent_graph(
+    api: Api, checkpointer: Any, turns: int, model_clock: list[float] | None = None
+) -> Graph:
+    """agent -> tools -> agent ... until the model stops calling tools. ``model_clock``:
+    a one-item list the seconds spent in the chat model's ``invoke`` are added to."""
     model = TurnsChatModel(turns=turns)
 
     def agent(state: State) -> State:
-        return {"messages": [model.invoke(state["messages"])]}
+        if model_clock is None:
+            return {"messages": [model.invoke(state["messages"])]}
+        start = time.perf_counter()
+        reply = model.invoke(state["messages"])
+        model_clock[0] += time.perf_counter() - start
+        return {"messages": [reply]}
 
     def tools(state: State) -> State:
         calls = state["messages"][-1].tool_calls

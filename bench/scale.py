@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import date
+from functools import partial
 from importlib import import_module
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
@@ -66,41 +67,66 @@ def _exponent(sizes: list[int], per_unit: list[float]) -> float:
 # -- (1) thread length: an agent loop of N turns, time per turn ----------------------
 
 
+def _agent_sample(
+    graph: Any, prefix: str, ids: Any, clock: list[float], spent: list[float]
+) -> None:
+    """One agent run on a new thread; the seconds its chat model took go to ``spent``."""
+    before = clock[0]
+    p.run_agent(graph, f"{prefix}-{next(ids)}")
+    spent.append(clock[0] - before)
+
+
 def turns_figures(kinds: list[str], sizes: list[int], apis: dict[str, Api]) -> list[Row]:
+    """Time per turn, and the same net of the benchmark's chat model: its ``invoke``
+    (langchain-core's message formatting and callbacks, and the model counting the tool
+    results so far) walks the whole history at every call, on both sides alike."""
     rows: list[Row] = []
     for kind in kinds:
         if any(unavailable(lib, kind) for lib in LIBRARIES):
             continue
         per_turn: dict[str, list[float]] = {TL: [], LG: []}
+        net: dict[str, list[float]] = {TL: [], LG: []}
         for turns in sizes:
             times: dict[str, float] = {}
+            model: dict[str, float] = {}
             outputs = {}
+            clocks: dict[str, list[float]] = {lib: [0.0] for lib in LIBRARIES}
             with open_saver(TL, kind) as tl, open_saver(LG, kind) as lg:
                 savers = {TL: tl, LG: lg}
-                graphs = {lib: p.agent_graph(apis[lib], s, turns) for lib, s in savers.items()}
+                graphs = {
+                    lib: p.agent_graph(apis[lib], s, turns, clocks[lib])
+                    for lib, s in savers.items()
+                }
                 if turns <= 100:  # warm, checked, then samples alternating between libraries
                     for lib, graph in graphs.items():
                         outputs[lib] = normalize(p.run_agent(graph, f"warm-{turns}"))
                     ids = iter(range(10**6))
+                    spent: dict[str, list[float]] = {lib: [] for lib in LIBRARIES}
+
                     times = _side_by_side(
                         {
-                            lib: (lambda g=graph, n=turns, i=ids: p.run_agent(g, f"t{n}-{next(i)}"))
+                            lib: partial(_agent_sample, graph, f"t{turns}", ids, clocks[lib],
+                                         spent[lib])
                             for lib, graph in graphs.items()
                         },
                         5,
                     )
+                    model = {lib: statistics.median(spent[lib]) for lib in LIBRARIES}
                 else:  # one run each, timed (the program is warm from the smaller sizes)
                     for lib, graph in graphs.items():
                         gc.collect()
+                        before = clocks[lib][0]
                         start = time.perf_counter()
                         result = p.run_agent(graph, f"t{turns}")
                         times[lib] = time.perf_counter() - start
+                        model[lib] = clocks[lib][0] - before
                         outputs[lib] = normalize(result)
             diff = first_difference(outputs[TL], outputs[LG])
             if diff is not None:
                 raise AssertionError(f"agent loop, {turns} turns, {kind}: outputs differ: {diff}")
             for lib in LIBRARIES:
                 per_turn[lib].append(times[lib] / turns)
+                net[lib].append((times[lib] - model[lib]) / turns)
             rows.append(
                 _row(
                     f"agent loop, {turns} turns",
@@ -111,8 +137,21 @@ def turns_figures(kinds: list[str], sizes: list[int], apis: dict[str, Api]) -> l
                     times[LG] / turns,
                 )
             )
+            rows.append(
+                _row(
+                    f"  of which the chat model, {turns} turns",
+                    kind,
+                    "ms/turn",
+                    1e3,
+                    model[TL] / turns,
+                    model[LG] / turns,
+                )
+            )
         rows.append(
             _growth(f"agent loop per-turn growth {sizes[0]}->{sizes[-1]}", kind, sizes, per_turn)
+        )
+        rows.append(
+            _growth(f"  net of the chat model {sizes[0]}->{sizes[-1]}", kind, sizes, net)
         )
     return rows
 
