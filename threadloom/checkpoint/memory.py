@@ -44,19 +44,10 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
-from threadloom.checkpoint._auditcodec import open_text, reseal_text, seal_text
-from threadloom.checkpoint._delta import (
-    EMPTY,
-    BrokenChainError,
-    DeltaCache,
-    Resolved,
-    ValueCache,
-    needed_keys,
-    resolve,
-    serde_fingerprint,
-    shared_copy,
-)
-from threadloom.checkpoint._sql import (
+from threadloom.checkpoint._sql.core import CorruptCheckpointError, SqlCore, _root_key, _write_name
+from threadloom.checkpoint._sql.saver import _cutoff
+from threadloom.checkpoint._stored.auditcodec import open_text, reseal_text, seal_text
+from threadloom.checkpoint._stored.records import (
     PAGE_SIZE,
     make_config,
     pruned_checkpoints,
@@ -64,8 +55,16 @@ from threadloom.checkpoint._sql import (
     timestamp,
     validate_filter,
 )
-from threadloom.checkpoint._sqlcore import CorruptCheckpointError, SqlCore, _root_key, _write_name
-from threadloom.checkpoint._sqlsaver import _cutoff
+from threadloom.checkpoint._values.cache import ValueCache
+from threadloom.checkpoint._values.chains import (
+    EMPTY,
+    BrokenChainError,
+    Resolved,
+    needed_keys,
+    resolve,
+    shared_copy,
+)
+from threadloom.checkpoint._values.delta import DeltaCache, serde_fingerprint
 from threadloom.checkpoint.base import (
     WRITES_IDX_MAP,
     AuditRecord,
@@ -1055,7 +1054,7 @@ class InMemorySaver(BaseCheckpointSaver):
 
     def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
         """Append records (as JSON text, sealed when the serializer encrypts, as the SQL
-        savers store them: ``_auditcodec``)."""
+        savers store them: ``_stored.auditcodec``)."""
         thread_id = str(thread_id)
         serde = self.serde
         with self._lock:

@@ -3,7 +3,7 @@ serializer, and ``rekey`` (``threadloom.checkpoint.rekey``).
 
 Every table that holds encrypted values is described once (:data:`TABLES`): its primary
 key, the columns a value's place is made of (``serde.place``), and where the sealed value
-is. Two operations (generators of ``Query``, as in ``_sqlcore``) work on any of them:
+is. Two operations (generators of ``Query``, as in ``_sql.core``) work on any of them:
 
 * :func:`reseal_thread` - after a thread's rows were copied to another thread id, seal
   each copied value for its new place (run in the copy's transaction);
@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from threadloom.checkpoint._auditcodec import reseal_text
-from threadloom.checkpoint._sql import BLOBS, CHECKPOINTS, WRITES, Dialect, Op, Query
-from threadloom.checkpoint._sqlaudit import AUDIT
+from threadloom.checkpoint._sql.audit import AUDIT
+from threadloom.checkpoint._sql.statements import BLOBS, CHECKPOINTS, WRITES, Dialect, Op, Query
+from threadloom.checkpoint._stored.auditcodec import reseal_text
 from threadloom.checkpoint.serde.base import CorruptCheckpointError
 from threadloom.checkpoint.serde.place import (
     Place,

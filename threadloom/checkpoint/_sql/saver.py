@@ -1,4 +1,4 @@
-"""Public saver methods on top of ``_sqlcore.SqlCore``, for sync and async database drivers.
+"""Public saver methods on top of ``core.SqlCore``, for sync and async database drivers.
 
 A backend supplies only how to run one operation: ``_run(op)`` for a blocking connection
 (``SyncSqlSaver``), ``_arun(op)`` for an asyncio one (``AsyncSqlSaver``). With
@@ -20,19 +20,18 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, ClassVar, Literal, TypeVar
 
-from threadloom.checkpoint import _sqlaudit
-from threadloom.checkpoint._delta import DeltaCache, ValueCache, serde_fingerprint
-from threadloom.checkpoint._sql import (
-    PAGE_SIZE,
+from threadloom.checkpoint._sql import audit as _sqlaudit
+from threadloom.checkpoint._sql.core import PreparedPut, SqlCore
+from threadloom.checkpoint._sql.statements import (
     Batch,
     Dialect,
     Op,
     Query,
     resumed,
-    thread_and_ns,
-    validate_filter,
 )
-from threadloom.checkpoint._sqlcore import PreparedPut, SqlCore
+from threadloom.checkpoint._stored.records import PAGE_SIZE, thread_and_ns, validate_filter
+from threadloom.checkpoint._values.cache import ValueCache
+from threadloom.checkpoint._values.delta import DeltaCache, serde_fingerprint
 from threadloom.checkpoint.base import (
     AuditRecord,
     BaseCheckpointSaver,
@@ -248,7 +247,7 @@ class SqlSaver(BaseCheckpointSaver):
         strategy: str | None,
     ) -> Op[int]:
         """``prune`` as one operation: the threads' old checkpoints (``SqlCore.prune``),
-        then their audit logs as ``audit_keep_last`` says (``_sqlaudit.prune_audit``)."""
+        then their audit logs as ``audit_keep_last`` says (``_sql.audit.prune_audit``)."""
         ids, keep = prune_plan(thread_ids, keep_last, strategy)
         keep_audit = audit_keep_last(self)  # a bad setting fails before anything goes
 
@@ -568,7 +567,7 @@ class SyncSqlSaver(SqlSaver):
     async def astored_bytes(self, thread_id: str | None = None) -> int:
         return await asyncio.to_thread(self.stored_bytes, thread_id)
 
-    # -- audit log (threadloom.hitl; table and migration in ``_sqlaudit``) -------------
+    # -- audit log (threadloom.hitl; table and migration in ``_sql.audit``) ------------
 
     def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
         """Append records to the thread's audit log (numbered, hash-chained)."""
