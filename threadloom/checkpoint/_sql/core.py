@@ -63,12 +63,16 @@ from threadloom.checkpoint._sql.statements import (
 )
 from threadloom.checkpoint._stored.decode import (
     SEALED_METADATA,
-    _authentic_metadata,
-    _bytes,
-    _fast_json_loads,
-    _load_metadata,
-    _root_key,
-    _write_name,
+    ValueOwners,
+    as_bytes,
+    authentic_metadata,
+    decode_stored,
+    fast_json_loads,
+    load_metadata,
+    rebuild,
+    root_key,
+    value_name,
+    write_name,
 )
 from threadloom.checkpoint._stored.records import (
     dump_metadata,
@@ -80,10 +84,8 @@ from threadloom.checkpoint._stored.shape import _checkpoint_problem, check_check
 from threadloom.checkpoint._values.cache import ValueCache
 from threadloom.checkpoint._values.chains import (
     EMPTY,
-    BrokenChainError,
     Resolved,
     StoredBlob,
-    resolve,
     shared_copy,
 )
 from threadloom.checkpoint._values.delta import BlobPlan, DeltaCache
@@ -269,7 +271,7 @@ class SqlCore(SqlHousekeeping):
             _, thread_id, ns, checkpoint_id, task_id, typ, blob, _, channel, _, idx = row
             value = self._decode(
                 (typ, blob),
-                partial(_write_name, task_id, channel, thread_id, ns, checkpoint_id),
+                partial(write_name, task_id, channel, thread_id, ns, checkpoint_id),
                 write_place(thread_id, ns, checkpoint_id, task_id, idx, channel),
             )
             writes[(thread_id, ns, checkpoint_id)].append((task_id, channel, value))
@@ -300,13 +302,13 @@ class SqlCore(SqlHousekeeping):
         # that does not bind values to their place, a checkpoint of the right shape, JSON
         # metadata. Anything else (or a failure) takes the path that names the row.
         plain = None if self._binds else self.serde.loads_typed
-        loads = _fast_json_loads
+        loads = fast_json_loads
         for row in rows:
             thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata = row
             checkpoint = None
             if plain is not None and typ != "empty":
                 try:
-                    checkpoint = plain((typ, blob if type(blob) is bytes else _bytes(blob)))
+                    checkpoint = plain((typ, blob if type(blob) is bytes else as_bytes(blob)))
                 except Exception:
                     checkpoint = None
             if (
@@ -331,30 +333,19 @@ class SqlCore(SqlHousekeeping):
                 owners.setdefault(key, checkpoint_id)
             decoded.append((thread_id, ns, checkpoint_id, parent_id, checkpoint, meta, keys))
 
-        via_chain: dict[Key, str] = {}
         blob_rows: dict[Key, StoredBlob] = {}
-
-        def owner_of(key: Key) -> str:
-            if key in owners:
-                return f"checkpoint {owners[key]!r}"
-            row = blob_rows.get(key)
-            owner = via_chain.get(_root_key(key, row) if row else key)
-            return f"checkpoint {owner!r}, through the list delta chain it extends"
+        owner_of = ValueOwners(owners, blob_rows)
 
         def decode(key: Key, row: StoredBlob) -> Any:
             if plain is not None and row.type != "empty":
                 try:  # the common case, without the error text and place
                     blob = row.blob
-                    return plain((row.type, blob if type(blob) is bytes else _bytes(blob)))
+                    return plain((row.type, blob if type(blob) is bytes else as_bytes(blob)))
                 except Exception:
                     pass  # decoded again below, for the error naming the value
-            thread_id, ns, channel, version = key
             return self._decode(
                 (row.type, row.blob),
-                lambda: (
-                    f"value of channel {channel!r} version {version!r} (thread "
-                    f"{thread_id!r}, namespace {ns!r}, {owner_of(key)})"
-                ),
+                lambda: value_name(key, owner_of(key)),
                 value_place(*key, row.base_version, row.root_version),
             )
 
@@ -366,20 +357,10 @@ class SqlCore(SqlHousekeeping):
         if missing:
             blob_rows.update((yield from self._fetch_values(missing)))
             # a chain row is named after a checkpoint whose value is built on it
-            via_chain.update(
-                (_root_key(k, r), owners[k])
-                for k, r in blob_rows.items()
-                if r.base_version is not None and k in owners
-            )
-            try:
-                fresh = resolve(blob_rows, missing, decode)
-            except BrokenChainError as exc:
-                thread_id, ns, channel, version = exc.key
-                raise CorruptCheckpointError(
-                    f"Stored value of channel {channel!r} version {version!r} (thread "
-                    f"{thread_id!r}, namespace {ns!r}, {owner_of(exc.key)}) "
-                    f"cannot be rebuilt: {exc}"
-                ) from exc
+            for k, r in blob_rows.items():
+                if r.base_version is not None and k in owners:
+                    owner_of.via_chain[root_key(k, r)] = owners[k]
+            fresh = rebuild(blob_rows, missing, decode, owner_of)
             if listing:
                 self.values.add_rows(blob_rows)
             else:
@@ -419,9 +400,9 @@ class SqlCore(SqlHousekeeping):
         checkpoint = self._decode((typ, blob), f"checkpoint of {where}", place)
         sealed = checkpoint.pop(SEALED_METADATA, None) if isinstance(checkpoint, dict) else None
         check_checkpoint(checkpoint, where)
-        meta = _load_metadata(metadata, where)
+        meta = load_metadata(metadata, where)
         if sealed is not None:
-            meta = _authentic_metadata(meta, sealed, where)
+            meta = authentic_metadata(meta, sealed, where)
         return checkpoint, meta
 
     def _fetch_values(self, keys: list[Key]) -> Op[dict[Key, StoredBlob]]:
@@ -457,34 +438,8 @@ class SqlCore(SqlHousekeeping):
     def _decode(
         self, data: tuple[str, Any], what: str | Callable[[], str], place: Place | None = None
     ) -> Any:
-        """Decode a stored value; ``what`` (or what it returns) names it in errors.
-
-        ``place``: where the value is stored, for a serializer that binds values to their
-        place (``serde.place``). Errors are ``CorruptCheckpointError`` - of the
-        serializer's own subclass when it raised one (``UnencryptedValueError``, ...) -
-        naming the row."""
-        typ, blob = data
-        if typ == "empty":
-            return EMPTY
-        serde = self.serde
-        try:
-            if place is not None:
-                bound = getattr(serde, "loads_typed_at", None)
-                if bound is not None:
-                    return bound((typ, _bytes(blob)), place)
-            return serde.loads_typed((typ, _bytes(blob)))
-        except Exception as exc:
-            name = what if isinstance(what, str) else what()
-            kind = type(exc) if isinstance(exc, CorruptCheckpointError) else None
-            try:
-                error = (kind or CorruptCheckpointError)(
-                    f"Stored {name} cannot be decoded ({type(exc).__name__}: {exc}). The row "
-                    "is damaged or was written by an incompatible serializer; nothing in it "
-                    "was run."
-                )
-            except Exception:  # a subclass that takes other arguments
-                error = CorruptCheckpointError(f"Stored {name} cannot be decoded: {exc}")
-            raise error from exc
+        """``decode_stored`` with this core's serializer."""
+        return decode_stored(self.serde, data, what, place)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -888,4 +843,4 @@ class SqlCore(SqlHousekeeping):
 
 def _blob_rows(rows: Rows | None) -> Iterable[tuple[tuple[Any, ...], StoredBlob]]:
     for thread_id, ns, channel, version, typ, blob, base, root in rows or ():
-        yield (thread_id, ns, channel, version), StoredBlob(typ, _bytes(blob), base, root)
+        yield (thread_id, ns, channel, version), StoredBlob(typ, as_bytes(blob), base, root)

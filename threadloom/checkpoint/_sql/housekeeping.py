@@ -14,7 +14,7 @@ core's dialect, serializer and caches.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from threadloom.checkpoint._sql.audit import AUDIT
 from threadloom.checkpoint._sql.statements import (
@@ -29,13 +29,13 @@ from threadloom.checkpoint._sql.statements import (
     chunks,
     values_cte,
 )
-from threadloom.checkpoint._stored.decode import _load_metadata
+from threadloom.checkpoint._stored.decode import decode_stored, load_metadata
 from threadloom.checkpoint._stored.records import pruned_checkpoints
 from threadloom.checkpoint._values.cache import ValueCache
 from threadloom.checkpoint._values.chains import needed_keys
 from threadloom.checkpoint._values.delta import DeltaCache
 from threadloom.checkpoint.base import SerializerProtocol
-from threadloom.checkpoint.serde.place import Place, binds, checkpoint_place
+from threadloom.checkpoint.serde.place import binds, checkpoint_place
 
 __all__ = ["SqlHousekeeping"]
 
@@ -47,12 +47,6 @@ class SqlHousekeeping:
     serde: SerializerProtocol
     cache: DeltaCache
     values: ValueCache
-
-    if TYPE_CHECKING:
-
-        def _decode(
-            self, data: tuple[str, Any], what: str | Callable[[], str], place: Place | None = None
-        ) -> Any: ...
 
     # -- schema ------------------------------------------------------------------------
 
@@ -164,7 +158,7 @@ class SqlHousekeeping:
         rows = rows or []
         picked = choose(
             [
-                (ns, checkpoint_id, _load_metadata(meta, f"thread {thread_id!r}, namespace "
+                (ns, checkpoint_id, load_metadata(meta, f"thread {thread_id!r}, namespace "
                                     f"{ns!r}, checkpoint {checkpoint_id!r}"))
                 for ns, checkpoint_id, _typ, _blob, meta in rows
             ]
@@ -177,7 +171,7 @@ class SqlHousekeeping:
                 continue
             where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"
             place = checkpoint_place(thread_id, ns, checkpoint_id)
-            checkpoint = self._decode((typ, blob), f"checkpoint of {where}", place)
+            checkpoint = decode_stored(self.serde, (typ, blob), f"checkpoint of {where}", place)
             for channel, version in (checkpoint.get("channel_versions") or {}).items():
                 referenced.add((thread_id, ns, channel, str(version)))
         if not dropped:

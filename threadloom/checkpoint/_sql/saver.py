@@ -16,7 +16,7 @@ import random
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -29,7 +29,12 @@ from threadloom.checkpoint._sql.statements import (
     Query,
     resumed,
 )
-from threadloom.checkpoint._stored.records import PAGE_SIZE, thread_and_ns, validate_filter
+from threadloom.checkpoint._stored.records import (
+    PAGE_SIZE,
+    expiry_cutoff,
+    thread_and_ns,
+    validate_filter,
+)
 from threadloom.checkpoint._values.cache import ValueCache
 from threadloom.checkpoint._values.delta import DeltaCache, serde_fingerprint
 from threadloom.checkpoint.base import (
@@ -150,13 +155,6 @@ class RunGuard:
             yield
         finally:
             self.drop(thread_id)
-
-
-def _cutoff(older_than: timedelta, now: datetime | None) -> float:
-    now = now or datetime.now(UTC)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    return (now - older_than).timestamp()
 
 
 def _sent_ahead(core: SqlCore, prepared: PreparedPut) -> dict[str, Any]:
@@ -468,7 +466,7 @@ class SyncSqlSaver(SqlSaver):
 
         ``now`` defaults to the current UTC time (naive datetimes are taken as UTC).
         """
-        cutoff = _cutoff(older_than, now)
+        cutoff = expiry_cutoff(older_than, now)
         expired: list[str] = []
         more = True
         while more:
@@ -764,7 +762,7 @@ class AsyncSqlSaver(SqlSaver):
         self, older_than: timedelta, *, now: datetime | None = None
     ) -> list[str]:
         self._remember_loop()
-        cutoff = _cutoff(older_than, now)
+        cutoff = expiry_cutoff(older_than, now)
         expired: list[str] = []
         more = True
         while more:

@@ -13,7 +13,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from threadloom.checkpoint.base import CheckpointMetadata
@@ -22,6 +22,7 @@ __all__ = [
     "FILTER_KEY_RE",
     "PAGE_SIZE",
     "canonical_json",
+    "expiry_cutoff",
     "dump_metadata",
     "make_config",
     "pruned_checkpoints",
@@ -135,3 +136,12 @@ def pruned_checkpoints(
                 dropped.add((ns, checkpoint_id))
                 gone.add(checkpoint_id)
     return dropped
+
+
+def expiry_cutoff(older_than: timedelta, now: datetime | None) -> float:
+    """Seconds since the epoch of ``now`` (default: the current time) minus
+    ``older_than``: what ``expire_paused`` compares a thread's newest checkpoint with."""
+    now = now or datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return (now - older_than).timestamp()
