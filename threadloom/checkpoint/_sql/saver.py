@@ -176,7 +176,7 @@ def _next_page(page: list[CheckpointTuple], size: int) -> _Keyset | None:
 class SqlSaver(BaseCheckpointSaver):
     """Common state of the SQL savers: the dialect, the caches and the core.
 
-    ``value_cache`` (a ``threadloom.checkpoint._delta.ValueCache``) keeps the channel
+    ``value_cache`` (a ``threadloom.checkpoint._values.cache.ValueCache``) keeps the channel
     values this saver stored or read, so reading a long thread again neither fetches nor
     walks its delta chains; every read gets values of its own (changing a message read
     from a checkpoint in place changes nothing stored). Bounded (64 MiB by default; set
