@@ -190,12 +190,6 @@ def _matches(metadata: Any, filter: dict[str, Any]) -> bool:
 class InMemorySaver(BaseCheckpointSaver):
     """Keeps checkpoints in process memory. ``MemorySaver`` is the same class."""
 
-    def _decode(
-        self, data: tuple[str, Any], what: str | Callable[[], str], place: Place | None = None
-    ) -> Any:
-        """``decode_stored`` with this saver's serializer (as the SQL savers decode):
-        ``CorruptCheckpointError`` naming what could not be read."""
-        return decode_stored(self.serde, data, what, place)
 
     def __init__(
         self,
@@ -375,7 +369,8 @@ class InMemorySaver(BaseCheckpointSaver):
         """Decode through ``decode_stored``, which raises ``CorruptCheckpointError``
         naming the row (reads try the serializer directly first: this is the slow path).
         ``place`` defaults to the checkpoint's metadata."""
-        return self._decode(
+        return decode_stored(
+            self.serde,
             data,
             lambda: f"{what}thread {thread_id!r}, namespace {ns!r}, checkpoint "
             f"{checkpoint_id!r}{end}",
@@ -404,8 +399,8 @@ class InMemorySaver(BaseCheckpointSaver):
                 return bound((row.type, row.blob), place)
             except Exception:  # decode again through ``decode_stored``, which
                 pass  # raises CorruptCheckpointError naming the row (outside this handler)
-            return self._decode(
-                (row.type, row.blob), lambda: value_name(key, owner_of(key)), place
+            return decode_stored(
+                self.serde, (row.type, row.blob), lambda: value_name(key, owner_of(key)), place
             )
 
         cached, missing = self._values.lookup(targets, decode)
@@ -421,13 +416,14 @@ class InMemorySaver(BaseCheckpointSaver):
         bucket = self.writes.get((thread_id, ns, checkpoint_id))
         if not bucket:
             return []
-        decode = self._decode
+        serde = self.serde
         items = sorted(bucket.items(), key=lambda kv: (kv[1][3], kv[0][0], kv[0][1]))
         return [
             (
                 task_id,
                 channel,
-                decode(
+                decode_stored(
+                    serde,
                     value,
                     partial(write_name, task_id, channel, thread_id, ns, checkpoint_id),
                     write_place(thread_id, ns, checkpoint_id, task_id, idx, channel),

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -101,7 +101,6 @@ from threadloom.checkpoint.base import (
 )
 from threadloom.checkpoint.serde.base import CorruptCheckpointError
 from threadloom.checkpoint.serde.place import (
-    Place,
     binds,
     checkpoint_place,
     dumps_at,
@@ -269,7 +268,8 @@ class SqlCore(SqlHousekeeping):
                 checkpoints.append(row[1:8])
                 continue
             _, thread_id, ns, checkpoint_id, task_id, typ, blob, _, channel, _, idx = row
-            value = self._decode(
+            value = decode_stored(
+                self.serde,
                 (typ, blob),
                 partial(write_name, task_id, channel, thread_id, ns, checkpoint_id),
                 write_place(thread_id, ns, checkpoint_id, task_id, idx, channel),
@@ -343,7 +343,8 @@ class SqlCore(SqlHousekeeping):
                     return plain((row.type, blob if type(blob) is bytes else as_bytes(blob)))
                 except Exception:
                     pass  # decoded again below, for the error naming the value
-            return self._decode(
+            return decode_stored(
+                self.serde,
                 (row.type, row.blob),
                 lambda: value_name(key, owner_of(key)),
                 value_place(*key, row.base_version, row.root_version),
@@ -397,7 +398,7 @@ class SqlCore(SqlHousekeeping):
         thread_id, ns, checkpoint_id, _, typ, blob, metadata = row
         where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"
         place = checkpoint_place(thread_id, ns, checkpoint_id)
-        checkpoint = self._decode((typ, blob), f"checkpoint of {where}", place)
+        checkpoint = decode_stored(self.serde, (typ, blob), f"checkpoint of {where}", place)
         sealed = checkpoint.pop(SEALED_METADATA, None) if isinstance(checkpoint, dict) else None
         check_checkpoint(checkpoint, where)
         meta = load_metadata(metadata, where)
@@ -434,12 +435,6 @@ class SqlCore(SqlHousekeeping):
         for rows in results:
             found.update(_blob_rows(rows))
         return found
-
-    def _decode(
-        self, data: tuple[str, Any], what: str | Callable[[], str], place: Place | None = None
-    ) -> Any:
-        """``decode_stored`` with this core's serializer."""
-        return decode_stored(self.serde, data, what, place)
 
     # -- writing -----------------------------------------------------------------------
 
