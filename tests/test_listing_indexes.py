@@ -161,7 +161,7 @@ def test_sqlite_list_makes_tuples_as_they_are_consumed(tmp_path: Path) -> None:
 def test_the_fast_shape_check_agrees_with_the_checked_one() -> None:
     """``well_shaped`` (the listing's C-level check) passes only checkpoints that
     ``check_checkpoint`` passes; a damaged shape takes the path that names it."""
-    from threadloom.checkpoint._shape import check_checkpoint, well_shaped
+    from threadloom.checkpoint._stored.shape import check_checkpoint, well_shaped
     from threadloom.checkpoint.serde.base import CorruptCheckpointError
 
     good = {
