@@ -404,10 +404,10 @@ class StateGraph(Generic[StateT]):
 
         ``hooks`` (threadloom's addition) attaches higher layers to this graph only, e.g.
         ``hooks=[ApprovalHooks(clock=...)]``; nodes may carry their own (see
-        ``threadloom.graph.hooks``)."""
+        ``threadloom.graph.graph_hooks``)."""
         from threadloom.checkpoint.base import BaseCheckpointSaver
         from threadloom.graph.compiled import CompiledStateGraph
-        from threadloom.graph.hooks import resolve_hooks
+        from threadloom.graph.graph_hooks import resolve_hooks
 
         if checkpointer not in (None, True, False) and not isinstance(
             checkpointer, BaseCheckpointSaver

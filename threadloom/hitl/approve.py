@@ -34,7 +34,7 @@ def asking_context() -> tuple[str | None, Any]:
     without the approval hooks.
     """
     from threadloom.config import get_config
-    from threadloom.hitl.hooks import run_context
+    from threadloom.hitl.approval_hooks import run_context
 
     try:
         config = get_config()

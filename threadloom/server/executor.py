@@ -223,8 +223,8 @@ def _sweeping(at: str) -> None:
     """This run is the server applying approval deadlines as of ``at``: only such a run
     may give deadline decisions (``threadloom.hitl.deadlines``). The flag lives in the
     context of the task executing the run, so it ends with the run."""
+    from threadloom.hitl.approval_hooks import sweeping
     from threadloom.hitl.clock import from_iso
-    from threadloom.hitl.hooks import sweeping
 
     sweeping(from_iso(at))
 

@@ -184,8 +184,8 @@ class ApprovalFeed:
             }, secret=config.webhook_secret, name=f"webhook-approval-{event.kind}")
 
     async def _apply_deadlines(self, items: list[Pending]) -> None:
+        from threadloom.hitl.approval_hooks import graph_identity, hooks_of
         from threadloom.hitl.deadlines import due_requests
-        from threadloom.hitl.hooks import graph_identity, hooks_of
 
         if not await self.approvals.ctx.storage.lead("deadlines"):
             return  # another worker process applies them (PostgreSQL: one at a time)

@@ -291,7 +291,7 @@ class ApprovalService:
 
     def now(self, graph_id: str | None) -> datetime:
         """The deployment's clock for a graph's approvals (its hooks' clock)."""
-        from threadloom.hitl.hooks import hooks_of
+        from threadloom.hitl.approval_hooks import hooks_of
 
         if graph_id is not None and graph_id in self.ctx.graphs:
             hooks = hooks_of(self.ctx.graphs.get(graph_id))
@@ -574,7 +574,7 @@ class ApprovalService:
                 raise error
         resume = _resume(snapshot.interrupts, {a["request_id"]: a for a in answers}, placed)
         config = {"configurable": {"thread_id": thread_id, **reviewer_config(user)}}
-        from threadloom.hitl.hooks import acheck_resume
+        from threadloom.hitl.approval_hooks import acheck_resume
 
         try:
             await acheck_resume(graph, resume, config)
@@ -743,8 +743,8 @@ class ApprovalService:
 
     async def audit(self, user: AuthUser, thread_id: str) -> dict[str, Any]:
         """The thread's audit records and whether their hash chain verifies."""
+        from threadloom.hitl.approval_hooks import acheckpoint_anchors
         from threadloom.hitl.audit import verify_chain
-        from threadloom.hitl.hooks import acheckpoint_anchors
 
         thread = await self.threads.readable(user, thread_id)
         saver = self.ctx.storage.checkpointer
