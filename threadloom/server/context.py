@@ -44,7 +44,9 @@ def check_uuid(value: str, what: str) -> str:
     return str(value)
 
 
-def visible(record: dict[str, Any] | None, filter: dict[str, Any] | None, what: str) -> dict:
+def visible(
+    record: dict[str, Any] | None, filter: dict[str, Any] | None, what: str
+) -> dict[str, Any]:
     """``record`` when it exists and its metadata passes the auth filter, else 404."""
     if record is None or (filter and not matches(record.get("metadata") or {}, filter)):
         raise NotFound(f"{what} not found.")

@@ -78,7 +78,7 @@ class ApprovalFeed:
         self._known: dict[str, Pending] | None = None
         self._subscribers: set[asyncio.Queue[ApprovalEvent]] = set()
         self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._attempted: set[tuple[str, str]] = set()
         approvals.on_decided.append(self.poke)
 

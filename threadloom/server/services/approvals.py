@@ -469,7 +469,7 @@ class ApprovalService:
             "sorts": list(SORTS),
         }
 
-    async def _snapshot(self, user: AuthUser, thread_id: str) -> tuple[dict, Any, Any]:
+    async def _snapshot(self, user: AuthUser, thread_id: str) -> tuple[dict[str, Any], Any, Any]:
         thread = await self.threads.readable(user, thread_id)
         graph = self.threads.graph_for(thread)
         snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
@@ -610,7 +610,7 @@ class ApprovalService:
             raise _run_refusal((latest.get("error") or {}), request_id)
 
     async def _queue(self, user: AuthUser, thread_id: str, body: dict[str, Any],
-                     request_id: str) -> tuple[dict, Any]:
+                     request_id: str) -> tuple[dict[str, Any], Any]:
         """Queue the run applying a decision; refuse it when the thread is busy."""
         try:
             run, events = await self.runs.create(user, thread_id, body, listen=True)
