@@ -336,7 +336,8 @@ def push_message(
     if not message.id:
         raise ValueError("Message ID is required: push_message() needs a message with an id.")
     task.push_message(message, state_key)
-    return message
+    # (convert_to_messages makes one of the concrete message classes AnyMessage lists)
+    return cast(AnyMessage, message)
 
 
 class MessagesState(TypedDict):
@@ -352,7 +353,7 @@ class MessagesState(TypedDict):
 
 
 
-class MessageGraph(StateGraph):
+class MessageGraph(StateGraph[Any]):
     """Deprecated: a graph whose whole state is one list of messages (merged with
     ``add_messages``). Use ``StateGraph(MessagesState)`` (a ``messages`` key) instead."""
 
