@@ -302,9 +302,7 @@ def _format_openai(messages: list[BaseMessage]) -> list[BaseMessage]:
 
     formatted: list[BaseMessage] = []
     for message in messages:
-        converted = convert_to_messages(
-            cast(list[dict[str, Any]], convert_to_openai_messages([message]))
-        )
+        converted = convert_to_messages(convert_to_openai_messages([message]))
         if len(converted) == 1:
             converted[0].id = message.id
         for new_message in converted:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import (
     TYPE_CHECKING,
     Annotated,
@@ -477,7 +477,7 @@ class _ModelSource:
             return self.static
         made = self.factory(*self._factory_args(state))  # type: ignore[misc]
         if inspect.isawaitable(made):
-            made = await cast(Awaitable[Any], made)
+            made = await made
         return self._prepared(made)
 
     def chat_model(self, state: Any) -> BaseChatModel:
