@@ -254,13 +254,13 @@ def refusal(exc: ApprovalError) -> ServerError:
         error, reason = Unprocessable(str(exc)), "invalid"
     else:
         error, reason = Conflict(str(exc)), "overtaken"
-    error.extra = {"reason": reason, "request_id": exc.request_id}  # type: ignore[attr-defined]
+    error.extra = {"reason": reason, "request_id": exc.request_id}
     return error
 
 
 def _overtaken(reason: str, detail: str, request_id: str, **extra: Any) -> Conflict:
     error = Conflict(detail)
-    error.extra = {"reason": reason, "request_id": request_id, **extra}  # type: ignore[attr-defined]
+    error.extra = {"reason": reason, "request_id": request_id, **extra}
     return error
 
 
@@ -570,7 +570,7 @@ class ApprovalService:
                     f"request {request.id!r} ({request.action}): it needs one of the roles "
                     f"{list(request.reviewers.roles)}."
                 )
-                error.extra = {"reason": "not_allowed", "request_id": request.id}  # type: ignore[attr-defined]
+                error.extra = {"reason": "not_allowed", "request_id": request.id}
                 raise error
         resume = _resume(snapshot.interrupts, {a["request_id"]: a for a in answers}, placed)
         config = {"configurable": {"thread_id": thread_id, **reviewer_config(user)}}
@@ -868,7 +868,7 @@ def _run_refusal(error: Mapping[str, Any], request_id: str) -> ServerError:
     if isinstance(cls, type) and issubclass(cls, ApprovalError):
         return refusal(cls(str(message), request_id=request_id))
     failure = ServerError(f"The decision was recorded but the run failed: {kind}: {message}")
-    failure.extra = {"reason": "failed", "request_id": request_id}  # type: ignore[attr-defined]
+    failure.extra = {"reason": "failed", "request_id": request_id}
     return failure
 
 

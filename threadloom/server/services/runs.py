@@ -174,7 +174,7 @@ class RunService:
                 f"{decision.get('at')}."
             )
         error = Conflict(detail)
-        error.extra = {"decision": decision}  # type: ignore[attr-defined]
+        error.extra = {"decision": decision}
         raise error
 
     async def _earlier_decision(self, thread_id: str, named: set[str]) -> dict[str, Any] | None:
