@@ -1,4 +1,11 @@
-"""``ServerContext``: what every service of one server shares."""
+"""``ServerContext``: what every service of one server shares, and the checks they all make.
+
+The services (threads, runs, assistants, crons, store, approvals) are built around one
+context, made once by ``Server``, instead of each holding the configuration, storage,
+graphs and authorizer. ``check_uuid`` and ``visible`` live here because every service
+refuses a malformed id, and hides a record the caller's auth filter does not match, in
+the same words.
+"""
 
 from __future__ import annotations
 
