@@ -210,6 +210,8 @@ class PendingWrites:
         them by ``task_id`` of the same parts. Nothing happens when every write's task
         was planned (the usual case, checked first)."""
         books = (self.succeeded, self.interrupts, self.resumes, self.errors)
+        if not any(books):  # no writes of any task: nothing to file
+            return
         ids = {t.id for t in tasks}
         if all(tid in ids for book in books for tid in book):
             return
@@ -550,10 +552,12 @@ class Loop:
             if not fired:
                 continue
             tid = planned_task_id(cid, self.ns, step, name, PULL, *fired, sha1=v1)
-            value = node.read(channels, managed) if for_execution else None
-            tasks.append(
-                self._task(tid, name, (PULL, name), value, node, tuple(fired), step, managed)
-            )
+            if for_execution:
+                tasks.append(self._task(tid, name, (PULL, name), node.read(channels, managed),
+                                        node, tuple(fired), step, managed))
+            else:  # only looked at (next, history, breakpoints): no input, no config
+                tasks.append(self._task(tid, name, (PULL, name), None, node, tuple(fired),
+                                        step, managed, configured=False))
         if len(tasks) > 1 and any(t.node.defer for t in tasks):
             # Deferred nodes wait until nothing else is left to run.
             tasks = [t for t in tasks if not t.node.defer] or tasks
@@ -565,7 +569,7 @@ class Loop:
                 tid = planned_task_id(cid, self.ns, step, packet.node, PUSH, idx, sha1=v1)
                 node = program.nodes[packet.node]
                 pushed = self._task(tid, packet.node, (PUSH, idx, False), packet.arg, node, (),
-                                    step, managed)
+                                    step, managed, configured=for_execution)
                 pushed.timeout = packet.timeout
                 tasks.append(pushed)
         return tasks
@@ -586,12 +590,15 @@ class Loop:
         triggers: tuple[str, ...],
         step: int,
         managed: dict[str, Any] | None = None,
+        *,
+        configured: bool = True,
     ) -> Task:
         ns = f"{self.ns}|{name}:{tid}" if self.ns else f"{name}:{tid}"
         task = Task(tid, name, path, value, node, triggers, ns, self.scope)
         task.channels = self.channels
         task.managed = managed
-        task.config = self._task_config(task, step)
+        if configured:
+            task.config = self._task_config(task, step)
         return task
 
     def _task_config(self, task: Task, step: int) -> dict[str, Any]:
