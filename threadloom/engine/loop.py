@@ -536,8 +536,8 @@ class Loop:
                 found.update(index.get(channel, ()))
             candidates = found | program.deferred if program.deferred else found
         tasks: list[Task] = []
-        managed = self.managed(step)
-        cid = checkpoint_id_bytes(checkpoint_id)
+        managed = self.managed(step) if program.managed else None
+        cid = b""  # the checkpoint id's bytes, made when a task is planned
         version = self.checkpoint.get("v", 4)
         v1 = isinstance(version, int) and version < 2  # ids of a v1 checkpoint's tasks
         for name in sorted(candidates) if len(candidates) > 1 else candidates:
@@ -545,12 +545,14 @@ class Loop:
             seen = seen_all.get(name) or {}
             fired = []
             for ch in node.triggers:
-                if channels[ch].is_available():
-                    version, last = versions.get(ch), seen.get(ch)
-                    if version is not None and (last is None or version > last):
-                        fired.append(ch)
+                # a newer version than the node saw, on a channel that holds a value
+                version = versions.get(ch)
+                if version is not None and ((last := seen.get(ch)) is None or version > last) \
+                        and channels[ch].is_available():
+                    fired.append(ch)
             if not fired:
                 continue
+            cid = cid or checkpoint_id_bytes(checkpoint_id)
             tid = planned_task_id(cid, self.ns, step, name, PULL, *fired, sha1=v1)
             if for_execution:
                 tasks.append(self._task(tid, name, (PULL, name), node.read(channels, managed),
@@ -566,6 +568,7 @@ class Loop:
             for idx, packet in enumerate(sends.get()):
                 if not isinstance(packet, Send) or packet.node not in program.nodes:
                     continue
+                cid = cid or checkpoint_id_bytes(checkpoint_id)
                 tid = planned_task_id(cid, self.ns, step, packet.node, PUSH, idx, sha1=v1)
                 node = program.nodes[packet.node]
                 pushed = self._task(tid, packet.node, (PUSH, idx, False), packet.arg, node, (),
