@@ -154,7 +154,7 @@ def delta_histories(program: Program, tup: Any) -> Generator[Request, Any, dict[
     if tup is None:
         return {}
     cp = tup.checkpoint
-    wanted = history_channels(program.channels, cp["channel_values"],
+    wanted = history_channels(program.history_specs, cp["channel_values"],
                               cp.get("channel_versions") or {})
     if not wanted:
         return {}
