@@ -206,3 +206,52 @@ def test_a_worker_process_pool_stays_small(fresh_postgres_database: str) -> None
             await api.close()
 
     asyncio.run(scenario())
+
+
+def test_small_events_reach_subscribers_in_their_notification(
+    fresh_postgres_database: str,
+) -> None:
+    """A stream notification carries its events when they are few and small: the API
+    process's subscriber of a run it queued takes them from there without reading the
+    table; a large event is read from the table. Either way: all, in order, once."""
+    from threadloom.server.storage.postgres import INLINE_BYTES, PostgresStorage
+
+    async def scenario() -> None:
+        api = PostgresStorage(fresh_postgres_database)
+        worker = PostgresStorage(fresh_postgres_database)
+        worker.serve_workers_only()
+        await api.setup()
+        await worker.setup()
+        reads: list[str] = []
+        rows = api._rows
+
+        async def counted(sql: str, args: Any = ()) -> list[tuple]:
+            if "FROM server_run_events WHERE run_id" in sql:
+                reads.append(sql)
+            return await rows(sql, args)
+
+        api._rows = counted  # type: ignore[method-assign]
+        try:
+            for size, table_reads in ((10, 0), (INLINE_BYTES + 1, 1)):
+                reads.clear()
+                tid = await _thread(api)
+                run_id = await _queue(api, tid)
+                events = api.subscribe(run_id, after=None)
+                drained = asyncio.ensure_future(_collect(events))
+                claimed = await worker.claim_runs("w", 30.0, 1)
+                assert [r["run_id"] for r in claimed] == [run_id]
+                big = json.dumps({"x": "y" * size}).encode()
+                await worker.publish_many(run_id, [("metadata", b'{"n": 0}'),
+                                                   ("values", big)], keep=False)
+                await worker.publish(run_id, "values", b'{"n": 2}', keep=False)
+                await worker.end_run(run_id, "success", thread={"status": "idle"},
+                                     events=[("__result__", b'{"n": 3}')], keep=False)
+                got = await asyncio.wait_for(drained, 20)
+                assert got == [("metadata", {"n": 0}), ("values", json.loads(big)),
+                               ("values", {"n": 2}), ("__result__", {"n": 3})]
+                assert len(reads) == table_reads, (size, reads)
+        finally:
+            await worker.close()
+            await api.close()
+
+    asyncio.run(scenario())

@@ -256,6 +256,9 @@ class PostgresStorage(Storage):
         self._work: asyncio.Event | None = None
         self._run_waiters: dict[str, set[asyncio.Event]] = {}
         self._stream_waiters: dict[str, set[asyncio.Event]] = {}
+        # run id -> {id of the run's newest event before them: events} of the stream
+        # notifications that carried their events, while the run has subscribers here
+        self._inline: dict[str, dict[int, list[tuple[int, str, bytes, bool]]]] = {}
         # run id -> the highest event id notified to this process (per-run baselines
         # for subscribers that want only what comes next)
         self._seen: OrderedDict[str, int] = OrderedDict()
@@ -398,9 +401,21 @@ class PostgresStorage(Storage):
 
     async def _dispatch(self, channel: str, payload: str) -> None:
         if channel == STREAM:
-            run_id, _, event_id = payload.partition(" ")
+            run_id, _, rest = payload.partition(" ")
+            event_id, _, rest = rest.partition(" ")
             self._note_seen(run_id, int(event_id or 0))
-            for event in self._stream_waiters.get(run_id, ()):
+            waiters = self._stream_waiters.get(run_id)
+            if not waiters:
+                return
+            if rest:  # the events themselves: kept for this process's subscribers
+                before, _, body = rest.partition(" ")
+                batch = _inline_events(body)
+                if batch:
+                    batches = self._inline.setdefault(run_id, {})
+                    batches[int(before)] = batch
+                    while len(batches) > 64:
+                        del batches[min(batches)]
+            for event in waiters:
                 event.set()
         elif channel == WORK:
             if self._work is not None:
@@ -887,8 +902,9 @@ class PostgresStorage(Storage):
                                                    (CLOSED, b"", True)])
                 ctes.append(sql)
                 args += values
-                notes.append("(SELECT pg_notify(%s, %s || ' ' || max(id)) FROM e)")
-                note_args += [STREAM, run_id]
+                note, values = _stream_note(run_id)
+                notes.append(f"(SELECT {note} FROM e)")
+                note_args += values
             if notes:
                 head = f"WITH {', '.join(ctes)} " if ctes else ""
                 await conn.execute(f"{head}SELECT {', '.join(notes)}", [*args, *note_args])
@@ -1001,24 +1017,24 @@ class PostgresStorage(Storage):
     # -- streams -----------------------------------------------------------------------
 
     async def publish(self, run_id: str, event: str, data: bytes, *, keep: bool) -> str:
-        row = await self._one(
-            "WITH e AS (INSERT INTO server_run_events (run_id, event, data, keep) "
-            "VALUES (%s, %s, %s, %s) RETURNING id) "
-            f"SELECT id, pg_notify(%s, %s || ' ' || id), {_RELAXED} FROM e",
-            (run_id, event, data, keep, STREAM, run_id),
-        )
-        assert row is not None
-        return str(row[0])
+        return await self._append(run_id, [(event, data, keep)])
 
     async def publish_many(self, run_id: str, events: Sequence[tuple[str, bytes]], *,
                            keep: bool) -> None:
         """The events in one statement: one round trip, one notification."""
         if events:
-            sql, args = _events_cte(run_id, [(e, d, keep) for e, d in events])
-            await self._rows(
-                f"WITH {sql} SELECT pg_notify(%s, %s || ' ' || max(id)), {_RELAXED} FROM e",
-                (*args, STREAM, run_id),
-            )
+            await self._append(run_id, [(e, d, keep) for e, d in events])
+
+    async def _append(self, run_id: str, events: Sequence[tuple[str, bytes, bool]]) -> str:
+        """Append ``events`` in one relaxed statement with their notification; the id
+        of the last."""
+        sql, args = _events_cte(run_id, events)
+        note, note_args = _stream_note(run_id)
+        row = await self._one(
+            f"WITH {sql} SELECT max(e.id), {note}, {_RELAXED} FROM e", (*args, *note_args)
+        )
+        assert row is not None
+        return str(row[0])
 
     async def close_stream(self, run_id: str) -> None:
         await self.publish(run_id, CLOSED, b"", keep=True)
@@ -1059,21 +1075,35 @@ class PostgresStorage(Storage):
                 )
                 live_from = int(row[0]) if row else 0
             position = live_from if after is None else after
+            # a run queued here just now has published nothing this process has not
+            # heard of: no need to read before its first notification
+            unread = started and after is None
             ended_since: float | None = None
             while True:
                 waker.clear()
-                rows = await self._rows(
-                    "SELECT id, event, data, keep FROM server_run_events "
-                    "WHERE run_id = %s AND id > %s ORDER BY id LIMIT 500",
-                    (run_id, position),
-                )
+                # the events that follow ``position``, from a notification if one
+                # carried them, else from the table
+                inline = self._inline.get(run_id, {}).get(position)
+                if inline is not None:
+                    rows: Sequence[tuple] = inline
+                elif unread:
+                    rows = []
+                else:
+                    rows = await self._rows(
+                        "SELECT id, event, data, keep FROM server_run_events "
+                        "WHERE run_id = %s AND id > %s ORDER BY id LIMIT 500",
+                        (run_id, position),
+                    )
+                unread = False
                 for event_id, event, data, keep in rows:
                     if event == CLOSED:
                         return
                     position = event_id
                     if keep or event_id > live_from:
                         yield StreamEvent(str(event_id), event, bytes(data))
-                if len(rows) == 500:
+                if len(rows) == 500 or (
+                    inline is not None and position in self._inline.get(run_id, {})
+                ):
                     continue
                 if not rows and started:
                     started = False
@@ -1098,6 +1128,7 @@ class PostgresStorage(Storage):
                 waiters.discard(waker)
                 if not waiters:
                     self._stream_waiters.pop(run_id, None)
+                    self._inline.pop(run_id, None)
 
     # -- crons -------------------------------------------------------------------------
 
@@ -1198,13 +1229,47 @@ class PostgresStorage(Storage):
 def _events_cte(run_id: str, events: Sequence[tuple[str, bytes, bool]]
                 ) -> tuple[str, list[Any]]:
     """The CTE ``e`` appending ``events`` (name, data, keep) to a run's stream in order
-    (their ids: ``RETURNING id``), and its parameters."""
+    (``RETURNING`` their rows), and its parameters."""
     return (
         "e AS (INSERT INTO server_run_events (run_id, event, data, keep) "
         "SELECT %s, e, d, k FROM unnest(%s::text[], %s::bytea[], %s::bool[]) "
-        "WITH ORDINALITY AS u(e, d, k, n) ORDER BY n RETURNING id)",
+        "WITH ORDINALITY AS u(e, d, k, n) ORDER BY n RETURNING id, event, data, keep)",
         [run_id, [e[0] for e in events], [e[1] for e in events], [e[2] for e in events]],
     )
+
+
+#: the most bytes (names and data) of the events a stream notification carries
+INLINE_BYTES = 3000
+_INLINE_COUNT = 16
+
+
+def _stream_note(run_id: str) -> tuple[str, list[Any]]:
+    """The notification of the rows of CTE ``e`` (an aggregate over ``e``), and its
+    parameters: ``<run id> <newest id>`` and, when they are few and small, `` <the run's
+    newest id before them> <[[id, name, keep, base64 data], ...]>`` - the events
+    themselves, which a subscriber that has read up to that id takes from the
+    notification instead of reading the table (PostgreSQL caps a payload at 8000
+    bytes). The id before them is read in the statement's snapshot: without the rows
+    it inserts."""
+    return (
+        "pg_notify(%s, %s || ' ' || max(e.id) || CASE WHEN count(*) <= "
+        f"{_INLINE_COUNT} AND sum(octet_length(e.data) + octet_length(e.event)) <= "
+        f"{INLINE_BYTES} THEN ' ' || (SELECT coalesce(max(o.id), 0) FROM "
+        "server_run_events o WHERE o.run_id = %s) || ' ' || json_agg(json_build_array("
+        "e.id, e.event, e.keep, encode(e.data, 'base64')) ORDER BY e.id)::text ELSE '' END)",
+        [STREAM, run_id, run_id],
+    )
+
+
+def _inline_events(body: str) -> list[tuple[int, str, bytes, bool]] | None:
+    """The events a stream notification carries (see ``_stream_note``), or None."""
+    import base64
+    import json
+
+    try:
+        return [(int(i), str(e), base64.b64decode(d), bool(k)) for i, e, k, d in json.loads(body)]
+    except (ValueError, TypeError):
+        return None
 
 
 def _parse(event_id: str | None) -> int | None:
