@@ -7,50 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from threadloom.server.records import new_id, now_iso
+from tests.server.test_server_storage_end_run import (  # the same storages and records
+    _drain,
+    _queue,
+    _thread,
+    storage_factory,
+)
+from threadloom.server.records import new_id
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def storage_factory(request: pytest.FixtureRequest, tmp_path: Path):
-    """A function making the storage under test (set up; closed by the caller)."""
-
-    async def make() -> Any:
-        if request.param == "sqlite":
-            from threadloom.server.storage.sqlite import SqliteStorage
-
-            storage = SqliteStorage(str(tmp_path / "server.db"))
-        else:
-            from threadloom.server.storage.postgres import PostgresStorage
-
-            storage = PostgresStorage(request.getfixturevalue("fresh_postgres_database"))
-        await storage.setup()
-        return storage
-
-    return make
-
-
-async def _thread(storage: Any) -> str:
-    now = now_iso()
-    record = {"thread_id": new_id(), "created_at": now, "updated_at": now,
-              "state_updated_at": now, "metadata": {}, "status": "idle", "config": {},
-              "values": None}
-    await storage.create_thread(record, if_exists="raise")
-    return record["thread_id"]
-
-
-async def _queue(storage: Any, thread_id: str) -> str:
-    now = now_iso()
-    run, _ = await storage.create_run(
-        {"run_id": new_id(), "thread_id": thread_id, "assistant_id": "a", "created_at": now,
-         "updated_at": now, "metadata": {}, "kwargs": {}, "run_at": 0.0},
-        multitask_strategy="enqueue",
-    )
-    return run["run_id"]
+__all__ = ["storage_factory"]  # a fixture, used by name
 
 
 def test_claim_runs_takes_several_oldest_first_never_two_of_one_thread(
@@ -93,20 +62,15 @@ def test_publish_many_appends_in_order(storage_factory) -> None:
             )
             await storage.publish_many(run_id, [], keep=True)  # nothing to write
             await storage.close_stream(run_id)
-            got = await asyncio.wait_for(
-                _collect(events), 10)
+            got = await asyncio.wait_for(_drain(events), 10)
             assert got == [("metadata", {"n": 0}), ("values", {"n": 1}), ("values", {"n": 2})]
             # kept: replayed in the same order
-            replay = await asyncio.wait_for(_collect(storage.subscribe(run_id, after="0")), 10)
+            replay = await asyncio.wait_for(_drain(storage.subscribe(run_id, after="0")), 10)
             assert replay == got
         finally:
             await storage.close()
 
     asyncio.run(scenario())
-
-
-async def _collect(events: Any) -> list[tuple[str, Any]]:
-    return [(e.event, json.loads(e.data)) async for e in events]
 
 
 def test_concurrent_thread_updates_lose_no_write(storage_factory) -> None:
@@ -162,7 +126,7 @@ def test_outbox_writes_a_runs_events_in_batches_in_order(
             await outbox.flush()
             assert sum(writes) == 30 and len(writes) < 30
             await storage.close_stream(run_id)
-            got = await asyncio.wait_for(_collect(events), 10)
+            got = await asyncio.wait_for(_drain(events), 10)
             assert got == [("values", {"n": n}) for n in range(30)]
         finally:
             await storage.close()
@@ -237,7 +201,7 @@ def test_small_events_reach_subscribers_in_their_notification(
                 tid = await _thread(api)
                 run_id = await _queue(api, tid)
                 events = api.subscribe(run_id, after=None)
-                drained = asyncio.ensure_future(_collect(events))
+                drained = asyncio.ensure_future(_drain(events))
                 claimed = await worker.claim_runs("w", 30.0, 1)
                 assert [r["run_id"] for r in claimed] == [run_id]
                 big = json.dumps({"x": "y" * size}).encode()
