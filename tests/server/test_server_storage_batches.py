@@ -196,7 +196,7 @@ def test_small_events_reach_subscribers_in_their_notification(
 
         api._rows = counted  # type: ignore[method-assign]
         try:
-            for size, table_reads in ((10, 0), (INLINE_BYTES + 1, 1)):
+            for size, from_table in ((10, False), (INLINE_BYTES + 1, True)):
                 reads.clear()
                 tid = await _thread(api)
                 run_id = await _queue(api, tid)
@@ -213,7 +213,8 @@ def test_small_events_reach_subscribers_in_their_notification(
                 got = await asyncio.wait_for(drained, 20)
                 assert got == [("metadata", {"n": 0}), ("values", json.loads(big)),
                                ("values", {"n": 2}), ("__result__", {"n": 3})]
-                assert len(reads) == table_reads, (size, reads)
+                # (a wake-up racing with a read may read once more: never fewer)
+                assert bool(reads) == from_table, (size, reads)
         finally:
             await worker.close()
             await api.close()
