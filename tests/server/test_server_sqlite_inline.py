@@ -99,8 +99,15 @@ async def test_a_write_waits_in_a_thread_while_another_process_writes(tmp_path) 
         assert waited >= 0.4, "the write did not wait for the other writer"
         assert ticks >= 10, f"the event loop was blocked while the write waited ({ticks})"
         assert (await storage.get_thread(thread_id))["status"] == "busy"
-        # and the connection waits again as configured (the inline try set it to 0)
-        assert storage._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+
+        def timeout() -> int:
+            return storage._conn.execute("PRAGMA busy_timeout").fetchone()[0]
+
+        # on the loop the connection never waits; any other holder waits as configured
+        assert storage._inline.run(timeout) == 0
+        with storage._lock:
+            assert timeout() == 30000
+        assert storage._inline.run(timeout) == 0
     finally:
         await storage.close()
 

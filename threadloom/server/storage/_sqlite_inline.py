@@ -11,9 +11,10 @@ switch interval) - more than the point lookups and small writes a run makes. So
 * the connection is free: its lock (shared by the saver, the store and the server's
   records) is taken without waiting; if another thread holds it, the caller hops as
   before - the event loop never waits for a lock;
-* for a write, no other connection (another process) holds the file's write lock:
-  ``BEGIN IMMEDIATE`` is tried with ``busy_timeout`` 0, and if the file is locked the
-  caller hops to a thread, where the connection's own timeout applies.
+* no other connection (another process) holds a lock the call needs: on the loop the
+  connection's busy timeout is 0 (``ConnectionLock``), so ``BEGIN IMMEDIATE`` while
+  another process writes fails at once instead of waiting; the call then runs again in
+  a thread, where the connection's own timeout applies.
 
 The caller then still lets the other tasks run once (``asyncio.sleep(0)``), as it did
 while its call was in the thread: a task that loops over such calls must not starve
@@ -25,14 +26,20 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from threadloom.checkpoint.base import AuditRecord, ChannelVersions, Checkpoint
+from threadloom.checkpoint.base import (
+    AuditRecord,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointTuple,
+)
 from threadloom.checkpoint.base import CheckpointMetadata as Metadata
 from threadloom.checkpoint.sqlite import SqliteSaver
 
-__all__ = ["BUSY", "Inline", "LoopSqliteSaver"]
+__all__ = ["BUSY", "ConnectionLock", "Inline", "LoopSqliteSaver"]
 
 T = TypeVar("T")
 
@@ -40,38 +47,79 @@ T = TypeVar("T")
 BUSY: Any = object()
 
 
+class ConnectionLock:
+    """The connection's re-entrant lock (the saver's, the store's and the records'),
+    which also keeps the connection's busy timeout right for whoever holds it: 0 while
+    a call runs on the event loop (``try_on_loop``; SQLite answers "locked" at once
+    instead of making the loop wait), the connection's own timeout for every other
+    holder. The timeout is changed (a ``PRAGMA``) only when the kind of holder changes,
+    so a server whose statements all run on the loop never changes it."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._lock = threading.RLock()
+        self._depth = 0  # how many times the holder holds it (changed only by the holder)
+        self._no_wait = False  # the busy timeout is 0 now
+        self._timeout_ms = 0  # the connection's own busy timeout, read at the first switch
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not self._lock.acquire(blocking, timeout):
+            return False
+        self._depth += 1
+        if self._depth == 1 and self._no_wait:
+            self._set_timeout(self._timeout_ms)
+            self._no_wait = False
+        return True
+
+    def try_on_loop(self) -> bool:
+        """Take the lock if it is free, with the busy timeout at 0; False if taken."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        self._depth += 1
+        if self._depth == 1 and not self._no_wait:
+            if not self._timeout_ms:
+                self._timeout_ms = int(self.conn.execute("PRAGMA busy_timeout").fetchone()[0])
+            self._set_timeout(0)
+            self._no_wait = True
+        return True
+
+    def release(self) -> None:
+        self._depth -= 1
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _set_timeout(self, ms: int) -> None:
+        self.conn.execute(f"PRAGMA busy_timeout = {int(ms)}")
+
+
 class Inline:
     """Runs a call on the connection in the calling thread when that cannot wait (see
     the module docstring); ``ready()`` says whether the database is set up and never
     makes readers wait."""
 
-    def __init__(self, conn: sqlite3.Connection, lock: Any, ready: Callable[[], bool]) -> None:
+    def __init__(self, conn: sqlite3.Connection, lock: ConnectionLock,
+                 ready: Callable[[], bool]) -> None:
         self.conn = conn
         self.lock = lock
         self.ready = ready
-        self._timeout_ms: int | None = None  # the connection's busy timeout, read once
 
-    def run(self, fn: Callable[..., T], *args: Any, write: bool) -> T:
-        """``fn(*args)``, or ``BUSY`` (nothing done) when it could have to wait."""
-        if not self.ready() or not self.lock.acquire(blocking=False):
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, or ``BUSY`` (nothing done) when it would have to wait."""
+        if not self.ready() or not self.lock.try_on_loop():
             return BUSY
         try:
-            if not write:
-                return fn(*args)
-            conn = self.conn
-            if self._timeout_ms is None:
-                self._timeout_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
-            conn.execute("PRAGMA busy_timeout = 0")
-            try:
-                return fn(*args)
-            except sqlite3.OperationalError as exc:
-                # another connection holds the write lock: the transaction (begun or
-                # not) was rolled back; the caller runs it again in a thread, waiting
-                if "locked" in str(exc) and not conn.in_transaction:
-                    return BUSY
-                raise
-            finally:
-                conn.execute(f"PRAGMA busy_timeout = {self._timeout_ms}")
+            return fn(*args)
+        except sqlite3.OperationalError as exc:
+            # another connection holds a lock the call needs: its transaction (begun
+            # or not) was rolled back; the caller runs it again in a thread, waiting
+            if "locked" in str(exc) and not self.conn.in_transaction:
+                return BUSY
+            raise
         finally:
             self.lock.release()
 
@@ -83,8 +131,8 @@ class LoopSqliteSaver(SqliteSaver):
 
     def __init__(self, conn: sqlite3.Connection, **kwargs: Any) -> None:
         super().__init__(conn, **kwargs)
-        self.inline = Inline(conn, self._runner.lock,
-                             lambda: self.is_setup and self._reads_never_wait)
+        self._runner.lock = self.lock = ConnectionLock(conn)  # type: ignore[assignment]
+        self.inline = Inline(conn, self.lock, lambda: self.is_setup and self._reads_never_wait)
 
     def _run(self, op: Any, *, write: bool, atomic: bool = True) -> Any:
         # passes ``atomic`` on (``SqliteSaverBase._run`` drops it): a hot-path read of
@@ -93,8 +141,8 @@ class LoopSqliteSaver(SqliteSaver):
             self._setup_sync()
         return self._runner.run(op, write=write, atomic=atomic)
 
-    async def _here(self, fn: Callable[..., T], *args: Any, write: bool = True) -> T:
-        done = self.inline.run(fn, *args, write=write)
+    async def _here(self, fn: Callable[..., T], *args: Any) -> T:
+        done = self.inline.run(fn, *args)
         if done is BUSY:
             return await asyncio.to_thread(fn, *args)
         await asyncio.sleep(0)  # other tasks run meanwhile, as they would during a hop
@@ -124,4 +172,7 @@ class LoopSqliteSaver(SqliteSaver):
         return await self._here(self.put_audit, thread_id, records)
 
     async def alist_audit(self, thread_id: str) -> list[AuditRecord]:
-        return await self._here(self.list_audit, thread_id, write=False)
+        return await self._here(self.list_audit, thread_id)
+
+    async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
+        return await self._here(self.get_tuple, config)

@@ -211,14 +211,14 @@ class SqliteStorage(Storage):
             return fn(self._conn)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        done = self._inline.run(self._tx, fn, write=True)
+        done = self._inline.run(self._tx, fn)
         if done is _inline.BUSY:
             return await self._call(self._tx, fn)
         await asyncio.sleep(0)  # other tasks run meanwhile, as they would during a hop
         return done
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        done = self._inline.run(self._locked, fn, write=False)
+        done = self._inline.run(self._locked, fn)
         if done is _inline.BUSY:
             return await self._call(self._locked, fn)
         await asyncio.sleep(0)
