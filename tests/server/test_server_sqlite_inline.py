@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.server.test_server_storage_end_run import _thread
 from threadloom.server.records import new_id, now_iso
 from threadloom.server.storage.sqlite import SqliteStorage
 
@@ -19,15 +20,6 @@ async def _storage(tmp_path: Path) -> SqliteStorage:
     storage = SqliteStorage(str(tmp_path / "server.db"))
     await storage.setup()
     return storage
-
-
-async def _thread(storage: SqliteStorage) -> str:
-    now = now_iso()
-    record = {"thread_id": new_id(), "created_at": now, "updated_at": now,
-              "state_updated_at": now, "metadata": {}, "status": "idle", "config": {},
-              "values": None}
-    await storage.create_thread(record, if_exists="raise")
-    return record["thread_id"]
 
 
 def _assistant(assistant_id: str, name: str) -> dict[str, Any]:
