@@ -211,7 +211,7 @@ def create_app(server: Server) -> FastAPI:
             allow_headers=cors.get("allow_headers", ["*"]),
             expose_headers=cors.get("expose_headers", ["Content-Location", "Location"]),
         )
-    _schema_fixups(app, [route.path for module in _SCHEMA_ORDER  # type: ignore[attr-defined]
+    _schema_fixups(app, [getattr(route, "path", "") for module in _SCHEMA_ORDER
                          for route in module.router.routes])
     for module in _MATCH_ORDER:
         app.include_router(module.router)

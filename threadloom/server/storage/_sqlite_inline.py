@@ -28,7 +28,7 @@ import asyncio
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from threadloom.checkpoint.base import (
     AuditRecord,
@@ -111,14 +111,14 @@ class Inline:
     def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``, or ``BUSY`` (nothing done) when it would have to wait."""
         if not self.ready() or not self.lock.try_on_loop():
-            return BUSY
+            return cast(T, BUSY)
         try:
             return fn(*args)
         except sqlite3.OperationalError as exc:
             # another connection holds a lock the call needs: its transaction (begun
             # or not) was rolled back; the caller runs it again in a thread, waiting
             if "locked" in str(exc) and not self.conn.in_transaction:
-                return BUSY
+                return cast(T, BUSY)
             raise
         finally:
             self.lock.release()
