@@ -21,6 +21,7 @@ import pytest
 from checkpoint_conformance import Api, SaverKit
 
 from threadloom.checkpoint.memory import InMemorySaver
+from threadloom.checkpoint.trace import TraceEvent
 
 # Collect the suite's test functions here, where the fixtures below parametrize them.
 globals().update({k: v for k, v in vars(suite).items() if k.startswith("test_")})
@@ -312,30 +313,6 @@ def test_sqlite_run_lock_files(tmp_path: Any) -> None:
             pass
 
 
-def _counting(saver: Any) -> list[str]:
-    """Record each statement or batch the saver's operations send ("q" / "b<n>")."""
-    import threadloom.checkpoint._sql as sql
-
-    steps: list[str] = []
-    run = saver._run
-
-    def counted(op: Any, **kwargs: Any) -> Any:
-        def spy() -> Any:
-            step = next(op)
-            while True:
-                steps.append("q" if isinstance(step, sql.Query) else f"b{len(step)}")
-                reply = yield step
-                try:
-                    step = op.send(reply)
-                except StopIteration as stop:
-                    return stop.value
-
-        return run(spy(), **kwargs)
-
-    saver._run = counted
-    return steps
-
-
 def test_hot_path_round_trips(tmp_path: Any) -> None:
     """put: one batch; put_writes: one batch; get_tuple: one statement when the values
     are cached, two when they are not (checkpoint + writes, then values and chains)."""
@@ -343,14 +320,19 @@ def test_hot_path_round_trips(tmp_path: Any) -> None:
 
     from threadloom.checkpoint.sqlite import SqliteSaver
 
-    with SqliteSaver.from_conn_string(str(tmp_path / "rt.db")) as saver:
+    steps: list[str] = []
+
+    def trace(event: TraceEvent) -> None:  # "q": a statement, "b<n>": a batch of n
+        steps.append("q" if event.kind == "query" else f"b{len(event.statements)}")
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "rt.db"), trace=trace) as saver:
         api = Api(saver, use_async=False)
         t = Thread(api, "rt")
         import asyncio
 
         for i in range(5):
             asyncio.run(t.put(messages=[f"m{j}" for j in range(i + 1)], n=i))
-        steps = _counting(saver)
+        steps.clear()
         asyncio.run(t.put(messages=[f"m{j}" for j in range(6)], n=5))  # a delta
         assert steps == ["b3"]  # status query + value insert + checkpoint insert
         steps.clear()
@@ -441,46 +423,26 @@ def _three_step_graph(saver: Any) -> Any:
 
 
 class _Statements:
-    """Records the SQL the Postgres savers send (wrapping the real calls): batches on the
-    data connection, writes sent ahead on the sync saver's run session, run-lock releases."""
+    """Records the SQL the Postgres savers send, through their trace hook
+    (``threadloom.checkpoint.trace``): batches on the data connection, writes sent ahead
+    on the run session, run-lock releases. Pass it as the saver's ``trace``."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import threadloom.checkpoint.postgres as pg
-        import threadloom.checkpoint.postgres.aio as pg_aio
-        from threadloom.checkpoint.postgres._runsession import RunSession
-
+    def __init__(self) -> None:
         self.batches: list[list[str]] = []  # on the data connection
         self.ahead: list[list[str]] = []  # writes sent ahead on the run session
         self.unlocks: list[bool] = []  # one per released run lock: flushed?
-        real_pipeline, real_apipeline = pg._pipeline, pg_aio._pipeline
-        real_send = RunSession._send
 
-        def pipeline(conn: Any, batch: Any) -> Any:
-            self.batches.append([q.sql for q in batch])
-            return real_pipeline(conn, batch)
-
-        async def apipeline(conn: Any, batch: Any) -> Any:
-            self.batches.append([q.sql for q in batch])
-            return await real_apipeline(conn, batch)
-
-        def send(session: Any, item: Any) -> Any:
-            if any("INSERT" in q.sql for q in item.queries):
-                self.ahead.append([q.sql for q in item.queries])
-            return real_send(session, item)
-
-        monkeypatch.setattr(pg, "_pipeline", pipeline)
-        monkeypatch.setattr(pg_aio, "_pipeline", apipeline)
-        monkeypatch.setattr(RunSession, "_send", send)
-        for cls in (pg.PostgresSaver, pg_aio.AsyncPostgresSaver):
-            real = cls._give_run_lock
-
-            def give(
-                saver: Any, *args: Any, flush: bool = False, _real: Any = real, **kw: Any
-            ) -> Any:
-                self.unlocks.append(flush)
-                return _real(saver, *args, flush=flush, **kw)
-
-            monkeypatch.setattr(cls, "_give_run_lock", give)
+    def __call__(self, event: TraceEvent) -> None:
+        if event.connection == "data":
+            if event.kind == "batch":
+                self.batches.append(list(event.statements))
+        elif event.kind == "send":
+            if any("INSERT" in sql for sql in event.statements):
+                self.ahead.append(list(event.statements))
+        else:  # a wait on the run session: a run-lock statement, alone or with writes
+            self.unlocks += [
+                "txid_current" in sql for sql in event.statements if "advisory_unlock" in sql
+            ]
 
     @staticmethod
     def relaxed(batches: list[list[str]]) -> list[bool]:
@@ -497,7 +459,7 @@ class _Statements:
 
 
 def test_async_durability_relaxes_commits_and_flushes_at_release(
-    pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+    pg_schemas: Callable[[], str],
 ) -> None:
     """durability="async" (the default): the run's writes commit relaxed and are sent
     ahead on the run session without waiting; the release of the run lock flushes them.
@@ -505,10 +467,11 @@ def test_async_durability_relaxes_commits_and_flushes_at_release(
     _require_postgres()
     from threadloom.checkpoint.postgres import PostgresSaver
 
-    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
+    seen = _Statements()
+    with PostgresSaver.from_conn_string(pg_schemas(), trace=seen) as saver:
         saver.setup()
         graph = _three_step_graph(saver)
-        seen = _Statements(monkeypatch)
+        seen.clear()
         config = {"configurable": {"thread_id": "async"}}
         assert graph.invoke({"n": 0}, config) == {"n": 2}  # durability="async" by default
         # the input with its input task's writes (one batch), start, a, b
@@ -541,16 +504,15 @@ def test_async_durability_relaxes_commits_and_flushes_at_release(
         assert graph.get_state(config).values == {"n": 10}
 
 
-async def test_async_durability_on_the_async_saver(
-    pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_async_durability_on_the_async_saver(pg_schemas: Callable[[], str]) -> None:
     _require_postgres()
     from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
 
-    async with AsyncPostgresSaver.from_conn_string(pg_schemas()) as saver:
+    seen = _Statements()
+    async with AsyncPostgresSaver.from_conn_string(pg_schemas(), trace=seen) as saver:
         await saver.setup()
         graph = _three_step_graph(saver)
-        seen = _Statements(monkeypatch)
+        seen.clear()
         config = {"configurable": {"thread_id": "t"}}
         assert await graph.ainvoke({"n": 0}, config) == {"n": 2}
         # as on the sync saver: the input with its input task's writes (one batch), start,
@@ -565,20 +527,19 @@ async def test_async_durability_on_the_async_saver(
         assert (await graph.aget_state(config)).values == {"n": 7}
 
 
-def test_postgres_durability_full_flushes_every_commit(
-    pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_postgres_durability_full_flushes_every_commit(pg_schemas: Callable[[], str]) -> None:
     """durability="full": even a run with durability="async" commits every write with
     synchronous_commit on (a WAL flush each) on the data connection, waited for; nothing
     is sent ahead and the release needs no flush. A bad value is refused by name."""
     _require_postgres()
     from threadloom.checkpoint.postgres import PostgresSaver
 
-    with PostgresSaver.from_conn_string(pg_schemas(), durability="full") as saver:
+    seen = _Statements()
+    with PostgresSaver.from_conn_string(pg_schemas(), durability="full", trace=seen) as saver:
         saver.setup()
         assert saver.durability == "full"
         graph = _three_step_graph(saver)
-        seen = _Statements(monkeypatch)
+        seen.clear()
         config = {"configurable": {"thread_id": "full"}}
         assert graph.invoke({"n": 0}, config) == {"n": 2}
         assert seen.ahead == [] and seen.unlocks == [False]
@@ -590,15 +551,17 @@ def test_postgres_durability_full_flushes_every_commit(
 
 
 async def test_async_postgres_durability_full_flushes_every_commit(
-    pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+    pg_schemas: Callable[[], str],
 ) -> None:
     _require_postgres()
     from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
 
-    async with AsyncPostgresSaver.from_conn_string(pg_schemas(), durability="full") as saver:
+    seen = _Statements()
+    url = pg_schemas()
+    async with AsyncPostgresSaver.from_conn_string(url, durability="full", trace=seen) as saver:
         await saver.setup()
         graph = _three_step_graph(saver)
-        seen = _Statements(monkeypatch)
+        seen.clear()
         config = {"configurable": {"thread_id": "full"}}
         assert await graph.ainvoke({"n": 0}, config) == {"n": 2}
         assert seen.ahead == [] and seen.unlocks == [False]
@@ -608,23 +571,18 @@ async def test_async_postgres_durability_full_flushes_every_commit(
         AsyncPostgresSaver(saver.conn, durability="always")  # type: ignore[arg-type]
 
 
-def test_flush_still_happens_when_the_lock_session_died(
-    pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_flush_still_happens_when_the_lock_session_died(pg_schemas: Callable[[], str]) -> None:
     """If the run-lock connection is gone by the end of the run (its locks went with it),
     the relaxed commits are flushed through the data connection instead."""
     _require_postgres()
-    import threadloom.checkpoint.postgres as pg
     from threadloom.checkpoint.postgres import PostgresSaver
 
     executed: list[str] = []
-    real_execute = pg._execute
 
-    def execute(cursor: Any, query: Any) -> Any:
-        executed.append(query.sql)
-        return real_execute(cursor, query)
+    def trace(event: TraceEvent) -> None:
+        if event.connection == "data":
+            executed.extend(event.statements)
 
-    monkeypatch.setattr(pg, "_execute", execute)
     from typing import TypedDict
 
     from threadloom.graph import END, START, StateGraph
@@ -632,7 +590,7 @@ def test_flush_still_happens_when_the_lock_session_died(
     class S(TypedDict):
         n: int
 
-    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
+    with PostgresSaver.from_conn_string(pg_schemas(), trace=trace) as saver:
         saver.setup()
 
         def step(state: S) -> S:
@@ -677,3 +635,57 @@ def test_node_returning_message_text_on_sqlite(tmp_path: Any) -> None:
         graph = builder.compile(checkpointer=saver)
         values = graph.get_state(config).values
         assert values == {"summary": "a short summary"} and type(values["summary"]) is str
+
+
+# -- the trace hook (threadloom.checkpoint.trace) ----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "sqlite_async", "postgres", "postgres_async"])
+async def test_the_trace_hook_sees_what_its_saver_sends_and_nothing_else(
+    kind: str, tmp_path: Any, pg_schemas: Callable[[], str]
+) -> None:
+    """Each statement or batch a saver runs reaches its own trace hook - the SQL text,
+    never the parameters - and a second saver on the same storage, without one, runs
+    the same without reporting anything to it."""
+    events: list[TraceEvent] = []
+    if kind.startswith("sqlite"):
+        from threadloom.checkpoint.sqlite import SqliteSaver
+        from threadloom.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        target = str(tmp_path / "traced.sqlite")
+        opener: Any = AsyncSqliteSaver if kind == "sqlite_async" else SqliteSaver
+    else:
+        _require_postgres()
+        from threadloom.checkpoint.postgres import PostgresSaver
+        from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        target = pg_schemas()
+        opener = AsyncPostgresSaver if kind == "postgres_async" else PostgresSaver
+
+    async def run(trace: Any, thread: str) -> None:
+        if kind.endswith("async"):
+            async with opener.from_conn_string(target, trace=trace) as saver:
+                if kind == "postgres_async":
+                    await saver.setup()
+                graph = _three_step_graph(saver)
+                assert await graph.ainvoke({"n": 41}, {"configurable": {"thread_id": thread}})
+        else:
+            with opener.from_conn_string(target, trace=trace) as saver:
+                saver.setup()
+                graph = _three_step_graph(saver)
+                assert graph.invoke({"n": 41}, {"configurable": {"thread_id": thread}})
+
+    await run(events.append, "secret-thread")
+    assert {e.connection for e in events} == (
+        {"data"} if kind.startswith("sqlite") else {"data", "run"}
+    )
+    assert any("INSERT INTO threadloom_checkpoints" in sql for e in events for sql in e.statements)
+    for event in events:
+        assert event.statements and all(isinstance(sql, str) for sql in event.statements)
+        assert not any("secret-thread" in sql or "41" in sql for sql in event.statements)
+    if kind.startswith("postgres"):  # durability="async": writes sent ahead, one wait
+        assert any(e.kind == "send" for e in events)
+        assert any(e.kind == "pipeline" and e.transactions >= 1 for e in events)
+    seen = len(events)
+    await run(None, "another")
+    assert len(events) == seen

@@ -18,6 +18,7 @@ from test_checkpoint_savers import _require_postgres, pg_schemas  # noqa: F401 (
 
 from threadloom.checkpoint.postgres import PostgresSaver
 from threadloom.checkpoint.postgres._runsession import MAX_SENT, _dump, _numbered, _Unsendable
+from threadloom.checkpoint.trace import TraceEvent
 from threadloom.errors import CheckpointConflictError
 from threadloom.graph import END, START, StateGraph
 
@@ -189,20 +190,26 @@ def test_a_long_run_waits_for_its_writes_at_each_step(saver: PostgresSaver) -> N
 
 
 def test_a_wide_step_waits_for_its_writes_every_max_sent(
-    saver: PostgresSaver, monkeypatch: pytest.MonkeyPatch
+    pg_schemas: Callable[[], str],  # noqa: F811
 ) -> None:
-    from threadloom.checkpoint.postgres._runsession import RunSession
+    in_flight = most = 0
 
-    most = 0
-    send = RunSession.send
+    def trace(event: TraceEvent) -> None:  # writes sent ahead, until a wait drains them
+        nonlocal in_flight, most
+        if event.kind == "send":
+            in_flight += 1
+            most = max(most, in_flight)
+        elif event.kind == "pipeline":
+            in_flight = 0
 
-    def counting(self: RunSession, *args: Any) -> Any:
-        nonlocal most
-        sent = send(self, *args)
-        most = max(most, len(self.sent))
-        return sent
+    _require_postgres()
+    with PostgresSaver.from_conn_string(pg_schemas(), trace=trace) as saver:
+        saver.setup()
+        _run_a_wide_step(saver)
+    assert most == MAX_SENT  # never more in flight
 
-    monkeypatch.setattr(RunSession, "send", counting)
+
+def _run_a_wide_step(saver: PostgresSaver) -> None:
     names = [f"n{i}" for i in range(MAX_SENT + 6)]
     builder = StateGraph(Log)
     for name in names:
@@ -212,7 +219,6 @@ def test_a_wide_step_waits_for_its_writes_every_max_sent(
     graph = builder.compile(checkpointer=saver)
     config = {"configurable": {"thread_id": "t"}}
     assert sorted(graph.invoke({"items": []}, config)["items"]) == sorted(names)
-    assert most == MAX_SENT  # never more in flight
 
 
 def test_the_session_sends_what_the_core_writes() -> None:
