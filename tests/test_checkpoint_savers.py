@@ -9,16 +9,14 @@ they fail: CI must not silently lose the production backend's coverage.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import quote
 
 import checkpoint_conformance as suite
 import pytest
 from checkpoint_conformance import Api, SaverKit
+from helpers import require_postgres
 
 from threadloom.checkpoint.memory import InMemorySaver
 from threadloom.checkpoint.trace import TraceEvent
@@ -28,9 +26,6 @@ globals().update({k: v for k, v in vars(suite).items() if k.startswith("test_")}
 
 KINDS = ["memory", "sqlite", "sqlite_async", "postgres", "postgres_async"]
 ASYNC_KINDS = {"sqlite_async", "postgres_async"}
-PG_URL = os.environ.get(
-    "THREADLOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -40,58 +35,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("saver_kind", [pytest.param(kind, id=kind) for kind in KINDS])
 
 
-# -- Postgres plumbing ----------------------------------------------------------------------
-
-_pg_status: dict[str, str | None] = {}
-
-
-def _postgres_unavailable() -> str | None:
-    """Why Postgres cannot be used (None when it can); checked once per session."""
-    if "reason" not in _pg_status:
-        try:
-            import psycopg
-
-            with psycopg.connect(PG_URL, connect_timeout=3) as conn:
-                conn.execute("SELECT 1")
-            _pg_status["reason"] = None
-        except Exception as exc:
-            _pg_status["reason"] = f"Postgres at {PG_URL} unreachable: {exc}".strip()
-    return _pg_status["reason"]
-
-
-def _require_postgres() -> None:
-    reason = _postgres_unavailable()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: Postgres tests must run)")
-    pytest.skip(reason + " (set THREADLOOM_TEST_POSTGRES_URL)")
-
-
-def _with_schema(url: str, schema: str) -> str:
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options={quote(f'-c search_path={schema}')}"
-
-
-@pytest.fixture
-def pg_schemas() -> Iterator[Callable[[], str]]:
-    """Makes fresh schemas (returning a URL that uses it); drops them afterwards."""
-    import psycopg
-
-    made: list[str] = []
-
-    def make() -> str:
-        schema = f"tl_test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        made.append(schema)
-        return _with_schema(PG_URL, schema)
-
-    yield make
-    if made:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            for schema in made:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+# -- Postgres plumbing (the schemas: conftest.py's ``pg_schemas``) ---------------------------
 
 
 def _pg_raw_sql(url: str) -> Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -152,7 +96,7 @@ async def saver_kit(
                 yield SaverKit(saver_kind, saver, Api(saver, use_async=False), **common)
         return
 
-    _require_postgres()
+    require_postgres()
     from threadloom.checkpoint.postgres import PostgresSaver
     from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
 
@@ -233,7 +177,7 @@ def test_sqlite_saver_shared_between_threads(tmp_path: Any) -> None:
 
 
 async def test_postgres_savers_on_pools(pg_schemas: Callable[[], str]) -> None:
-    _require_postgres()
+    require_postgres()
     from checkpoint_conformance import _core_scenario
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -382,7 +326,7 @@ def test_value_cache_hands_out_copies(tmp_path: Any) -> None:
 
 async def test_postgres_pool_run_lock(pg_schemas: Callable[[], str]) -> None:
     """A pool-backed saver takes run locks on its own connection, not a pooled one."""
-    _require_postgres()
+    require_postgres()
     from psycopg_pool import ConnectionPool
 
     from threadloom.checkpoint.postgres import PostgresSaver
@@ -464,7 +408,7 @@ def test_async_durability_relaxes_commits_and_flushes_at_release(
     """durability="async" (the default): the run's writes commit relaxed and are sent
     ahead on the run session without waiting; the release of the run lock flushes them.
     The head read came with the run lock: the data connection is not used at all."""
-    _require_postgres()
+    require_postgres()
     from threadloom.checkpoint.postgres import PostgresSaver
 
     seen = _Statements()
@@ -505,7 +449,7 @@ def test_async_durability_relaxes_commits_and_flushes_at_release(
 
 
 async def test_async_durability_on_the_async_saver(pg_schemas: Callable[[], str]) -> None:
-    _require_postgres()
+    require_postgres()
     from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
 
     seen = _Statements()
@@ -531,7 +475,7 @@ def test_postgres_durability_full_flushes_every_commit(pg_schemas: Callable[[], 
     """durability="full": even a run with durability="async" commits every write with
     synchronous_commit on (a WAL flush each) on the data connection, waited for; nothing
     is sent ahead and the release needs no flush. A bad value is refused by name."""
-    _require_postgres()
+    require_postgres()
     from threadloom.checkpoint.postgres import PostgresSaver
 
     seen = _Statements()
@@ -553,7 +497,7 @@ def test_postgres_durability_full_flushes_every_commit(pg_schemas: Callable[[], 
 async def test_async_postgres_durability_full_flushes_every_commit(
     pg_schemas: Callable[[], str],
 ) -> None:
-    _require_postgres()
+    require_postgres()
     from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
 
     seen = _Statements()
@@ -574,7 +518,7 @@ async def test_async_postgres_durability_full_flushes_every_commit(
 def test_flush_still_happens_when_the_lock_session_died(pg_schemas: Callable[[], str]) -> None:
     """If the run-lock connection is gone by the end of the run (its locks went with it),
     the relaxed commits are flushed through the data connection instead."""
-    _require_postgres()
+    require_postgres()
     from threadloom.checkpoint.postgres import PostgresSaver
 
     executed: list[str] = []
@@ -655,7 +599,7 @@ async def test_the_trace_hook_sees_what_its_saver_sends_and_nothing_else(
         target = str(tmp_path / "traced.sqlite")
         opener: Any = AsyncSqliteSaver if kind == "sqlite_async" else SqliteSaver
     else:
-        _require_postgres()
+        require_postgres()
         from threadloom.checkpoint.postgres import PostgresSaver
         from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
 

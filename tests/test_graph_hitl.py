@@ -6,12 +6,12 @@ plus the seed's three examples (../shared/seed/000_446648298180952d.txt).
 
 from __future__ import annotations
 
-import operator
 import re
 from collections import Counter
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from helpers import S, abc, asking_b, cfg, history, logger
 from langchain_core.messages import AIMessage, HumanMessage
 
 from threadloom.checkpoint.memory import InMemorySaver, MemorySaver
@@ -21,63 +21,6 @@ from threadloom.graph.message import add_messages
 from threadloom.types import Command, Interrupt, PregelTask, StateSnapshot, interrupt
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
-
-
-class S(TypedDict):
-    x: int
-    log: Annotated[list, operator.add]
-
-
-def cfg(thread: str = "t", **conf: Any) -> dict:
-    return {"configurable": {"thread_id": thread, **conf}}
-
-
-class Calls(Counter):
-    """Counts node body entries."""
-
-
-def logger(name: str, calls: Counter | None = None):  # noqa: ANN201
-    def node(state: S) -> dict:
-        if calls is not None:
-            calls[name] += 1
-        return {"log": [name]}
-
-    node.__name__ = name
-    return node
-
-
-def abc(
-    *,
-    b: Any = None,
-    calls: Counter | None = None,
-    checkpointer: Any = "new",
-    **compile_kw: Any,
-) -> Any:
-    """START -> a -> b -> c with an InMemorySaver (the spec's own example)."""
-    g = StateGraph(S)
-    g.add_node("a", logger("a", calls))
-    g.add_node("b", b or logger("b", calls))
-    g.add_node("c", logger("c", calls))
-    g.add_edge(START, "a")
-    g.add_edge("a", "b")
-    g.add_edge("b", "c")
-    g.add_edge("c", END)
-    if checkpointer == "new":
-        checkpointer = InMemorySaver()
-    return g.compile(checkpointer=checkpointer, **compile_kw)
-
-
-def asking_b(calls: Counter, question: str = "b?") -> Any:
-    def b(state: S) -> dict:
-        calls["b"] += 1
-        answer = interrupt(question)
-        return {"log": [f"b:{answer}"]}
-
-    return b
-
-
-def history(app: Any, config: dict | None = None, **kw: Any) -> list[StateSnapshot]:
-    return list(app.get_state_history(config or cfg(), **kw))
 
 
 # -- the checkpoint table (§1.17) ----------------------------------------------------

@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from helpers import S, cfg, logger
 
 from threadloom.checkpoint.memory import InMemorySaver
 from threadloom.config import get_config
@@ -20,24 +21,6 @@ from threadloom.graph import END, START, StateGraph
 from threadloom.types import Command, StateSnapshot, interrupt
 
 TASK_NS = re.compile(r"^child:[0-9a-f-]{36}$")
-
-
-class S(TypedDict):
-    x: int
-    log: Annotated[list, operator.add]
-
-
-def cfg(thread: str = "t") -> dict:
-    return {"configurable": {"thread_id": thread}}
-
-
-def logger(name: str, calls: Counter | None = None):  # noqa: ANN201
-    def node(state: S) -> dict:
-        if calls is not None:
-            calls[name] += 1
-        return {"log": [name]}
-
-    return node
 
 
 def parent_with(child: Any, calls: Counter | None = None, checkpointer: Any = None) -> Any:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypedDict
 
 import psycopg
 import pytest
-from test_checkpoint_savers import _require_postgres, pg_schemas  # noqa: F401 (a fixture)
+from helpers import POSTGRES_URL, require_postgres
 
 from threadloom.checkpoint.postgres import PostgresSaver
 from threadloom.checkpoint.postgres._runsession import MAX_SENT, _dump, _numbered, _Unsendable
@@ -28,9 +28,9 @@ class Log(TypedDict):
 
 
 @pytest.fixture
-def saver(pg_schemas: Callable[[], str]) -> Iterator[PostgresSaver]:  # noqa: F811
+def saver(pg_schemas: Callable[[], str]) -> Iterator[PostgresSaver]:
     """A set-up sync Postgres saver in a schema of its own (its URL: ``_conninfo``)."""
-    _require_postgres()
+    require_postgres()
     with PostgresSaver.from_conn_string(pg_schemas()) as saver:
         saver.setup()
         yield saver
@@ -190,7 +190,7 @@ def test_a_long_run_waits_for_its_writes_at_each_step(saver: PostgresSaver) -> N
 
 
 def test_a_wide_step_waits_for_its_writes_every_max_sent(
-    pg_schemas: Callable[[], str],  # noqa: F811
+    pg_schemas: Callable[[], str],
 ) -> None:
     in_flight = most = 0
 
@@ -202,7 +202,7 @@ def test_a_wide_step_waits_for_its_writes_every_max_sent(
         elif event.kind == "pipeline":
             in_flight = 0
 
-    _require_postgres()
+    require_postgres()
     with PostgresSaver.from_conn_string(pg_schemas(), trace=trace) as saver:
         saver.setup()
         _run_a_wide_step(saver)
@@ -290,9 +290,8 @@ def _terminate(*pids: int) -> None:
     (the terminate is asynchronous)."""
     import time
 
-    from test_checkpoint_savers import PG_URL
 
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
         for pid in pids:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         deadline = time.monotonic() + 10

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypedDict
 
 import pytest
-from test_checkpoint_savers import _require_postgres, pg_schemas  # noqa: F401 (a fixture)
+from helpers import require_postgres
 from test_postgres_run_session import _once, _terminate
 
 from threadloom.checkpoint.postgres import PostgresSaver
@@ -31,9 +31,9 @@ class Log(TypedDict):
 
 
 @pytest.fixture
-async def asaver(pg_schemas: Callable[[], str]) -> AsyncIterator[AsyncPostgresSaver]:  # noqa: F811
+async def asaver(pg_schemas: Callable[[], str]) -> AsyncIterator[AsyncPostgresSaver]:
     """A set-up async Postgres saver in a schema of its own (its URL: ``_conninfo``)."""
-    _require_postgres()
+    require_postgres()
     async with AsyncPostgresSaver.from_conn_string(pg_schemas()) as saver:
         await saver.setup()
         yield saver
