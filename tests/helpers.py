@@ -110,6 +110,19 @@ def history(app: Any, config: dict | None = None, **kw: Any) -> list[StateSnapsh
     return list(app.get_state_history(config or cfg(), **kw))
 
 
+def with_child(c2: Any, calls: Counter, *, is_async: bool = False) -> Any:
+    """START -> child, a subgraph c1 -> c2 (``c2`` given), with an InMemorySaver."""
+    child = StateGraph(S)
+    child.add_node("c1", logger("c1", calls, is_async=is_async))
+    child.add_node("c2", c2)
+    child.add_edge(START, "c1")
+    child.add_edge("c1", "c2")
+    g = StateGraph(S)
+    g.add_node("child", child.compile())
+    g.add_edge(START, "child")
+    return g.compile(checkpointer=InMemorySaver())
+
+
 class GraphApi:
     """Awaitable facade over a compiled graph: its sync methods (``invoke``, ``stream``,
     ``get_state``, ...) or their ``a``-twins, one choice per test run - as the saver
@@ -172,6 +185,9 @@ class GraphApi:
 
     def asking_b(self, calls: Counter, question: str = "b?") -> Any:
         return asking_b(calls, question, is_async=self.use_async)
+
+    def with_child(self, c2: Callable[..., Any], calls: Counter) -> Any:
+        return with_child(self.node(c2), calls, is_async=self.use_async)
 
 
 # -- PostgreSQL --------------------------------------------------------------------------

@@ -244,16 +244,7 @@ async def test_subgraph_interrupt_resume(graph_api: GraphApi) -> None:
         calls["c2"] += 1
         return {"log": [f"c2:{interrupt('inner')}"]}
 
-    cg = StateGraph(S)
-    cg.add_node("c1", graph_api.logger("c1", calls))
-    cg.add_node("c2", graph_api.node(c2))
-    cg.add_edge(START, "c1")
-    cg.add_edge("c1", "c2")
-
-    g = StateGraph(S)
-    g.add_node("child", cg.compile())
-    g.add_edge(START, "child")
-    app = g.compile(checkpointer=InMemorySaver())
+    app = graph_api.with_child(c2, calls)
     out = await graph_api.invoke(app, {"x": 0, "log": []}, cfg())
     assert [i.value for i in out["__interrupt__"]] == ["inner"]
     snap = await graph_api.get_state(app, cfg(), subgraphs=True)
