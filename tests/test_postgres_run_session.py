@@ -285,11 +285,25 @@ def test_a_connection_that_must_not_prepare_is_read_the_usual_way(saver: Postgre
     assert not [n for (n,) in names if n.startswith("_tl_read")]
 
 
+def _lock_prober(conninfo: str, held: list[bool]) -> Callable[[], None]:
+    """A hook that tries thread "t"'s run lock from another saver: appends whether some
+    run held it."""
+
+    def probe() -> None:
+        with PostgresSaver.from_conn_string(conninfo) as other:
+            try:
+                with other.lock_thread("t"):
+                    held.append(False)
+            except CheckpointConflictError:
+                held.append(True)
+
+    return probe
+
+
 def _terminate(*pids: int) -> None:
     """``pg_terminate_backend`` each of ``pids``, and wait until their sessions are gone
     (the terminate is asynchronous)."""
     import time
-
 
     with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
         for pid in pids:
@@ -369,14 +383,7 @@ def test_a_run_whose_lock_session_died_alone_takes_the_lock_again(
         assert session is not None
         _terminate(session.conn.info.backend_pid)
 
-    def probe() -> None:
-        with PostgresSaver.from_conn_string(saver._conninfo or "") as other:
-            try:
-                with other.lock_thread("t"):
-                    held.append(False)
-            except CheckpointConflictError:
-                held.append(True)
-
+    probe = _lock_prober(saver._conninfo or "", held)
     graph = _chain(saver, ["a", "b", "c"], {"b": _once(kill), "c": _once(probe)})
     assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c"]}
     assert held == [True]

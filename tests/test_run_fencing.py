@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypedDict
 
 import pytest
 from helpers import require_postgres
-from test_postgres_run_session import _once, _terminate
+from test_postgres_run_session import _lock_prober, _once, _terminate
 
 from threadloom.checkpoint.postgres import PostgresSaver
 from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -149,14 +149,7 @@ async def test_an_async_run_whose_lock_session_died_alone_takes_the_lock_again(
     config = {"configurable": {"thread_id": "t"}}
     held: list[bool] = []
 
-    def probe() -> None:
-        with PostgresSaver.from_conn_string(asaver._conninfo or "") as other:
-            try:
-                with other.lock_thread("t"):
-                    held.append(False)
-            except CheckpointConflictError:
-                held.append(True)
-
+    probe = _lock_prober(asaver._conninfo or "", held)
     graph = _chain(
         asaver,
         ["a", "b", "c"],
