@@ -27,6 +27,10 @@ Kinds, by connection (``docs/design.md`` counts a run's round trips with them):
   wait for the replies of ``transactions`` transactions sent together (writes sent
   ahead, and the run-lock statement and head read that went with them).
 
+Not reported: what a saver sends around its operations - transaction control (SQLite's
+``BEGIN``/``COMMIT``), ``PRAGMA``s, opening a connection or run session, and the
+``PREPARE`` of a hot read (once per statement and connection).
+
 ``statements`` holds the SQL text (``?`` placeholders on the data connection, ``$1`` or
 ``%s`` on the run session), never the parameters: an event does not carry user data.
 """

@@ -262,7 +262,10 @@ class SqliteSaverBase(SyncSqlSaver):
             # WAL (or a private in-memory database): a read never waits for a writer
             self._reads_never_wait = str(mode).lower() in ("wal", "memory")
             _set_synchronous(self.conn, self.durability)
-            self._runner.run(self._core.migrate(MIGRATIONS), write=True)
+            migrate = self._core.migrate(MIGRATIONS)
+            if self.trace is not None:
+                migrate = traced_op(migrate, self.trace)
+            self._runner.run(migrate, write=True)
             self.is_setup = True
 
     def _run(self, op: Op[T], *, write: bool, atomic: bool = True) -> T:
