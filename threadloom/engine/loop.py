@@ -24,8 +24,8 @@ from functools import partial
 from typing import Any
 
 from threadloom.channels import MISSING, BaseChannel
-from threadloom.checkpoint._delta_history import APPLIED_KEY
-from threadloom.checkpoint._shape import check_write
+from threadloom.checkpoint._stored.shape import check_write
+from threadloom.checkpoint._values.history import APPLIED_KEY
 from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
 from threadloom.checkpoint.serde.base import CorruptCheckpointError
 from threadloom.checkpoint.serde.types import _DeltaSnapshot
@@ -308,7 +308,7 @@ class Loop:
         self.delta_counters: dict[str, Any] = {}
         self.force_delta_snapshot = False
         # the task ids of the parent's recorded writes the next checkpoint applies, in
-        # order (its metadata's APPLIED_KEY, see threadloom.checkpoint._delta_history);
+        # order (its metadata's APPLIED_KEY, see threadloom.checkpoint._values.history);
         # with durability="exit", the ids the step's writes were recorded under instead
         self.delta_applied: list[str] = []
         self._exit_ids: dict[str, str] = {}
