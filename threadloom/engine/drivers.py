@@ -312,6 +312,8 @@ def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
     """Do one of the loop's I/O requests: ``("cache_<method>", ...)`` goes to the node
     cache, anything else to the checkpoint saver."""
     kind = request[0]
+    if kind == "put" or kind == "get_tuple":  # the usual requests: straight to the saver
+        return getattr(saver, kind)(*request[1:])
     if kind.startswith("cache_"):
         return getattr(loop.scope.cache, kind[6:])(*request[1:])
     if kind == "put_writes" and not _takes_task_path(type(saver), "put_writes"):

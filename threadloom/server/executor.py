@@ -223,13 +223,13 @@ def _sweeping(at: str) -> None:
     """This run is the server applying approval deadlines as of ``at``: only such a run
     may give deadline decisions (``threadloom.hitl.deadlines``). The flag lives in the
     context of the task executing the run, so it ends with the run."""
+    from threadloom.hitl.approval_hooks import sweeping
     from threadloom.hitl.clock import from_iso
-    from threadloom.hitl.hooks import sweeping
 
     sweeping(from_iso(at))
 
 
-def _send_webhook(threads: ThreadService, run: dict, url: str, result: Any) -> None:
+def _send_webhook(threads: ThreadService, run: dict[str, Any], url: str, result: Any) -> None:
     """POST the finished run in the background (retried; see ``webhooks``)."""
     from threadloom.server.services.runs import public_run
     from threadloom.server.webhooks import send
@@ -238,8 +238,8 @@ def _send_webhook(threads: ThreadService, run: dict, url: str, result: Any) -> N
          secret=threads.ctx.config.webhook_secret, name=f"webhook-{run['run_id']}")
 
 
-async def _stream(graph: Any, graph_input: Any, config: dict, modes: list[str],
-                  options: dict, subgraphs: bool, publish: Any) -> None:
+async def _stream(graph: Any, graph_input: Any, config: dict[str, Any], modes: list[str],
+                  options: dict[str, Any], subgraphs: bool, publish: Any) -> None:
     """Run the graph, publishing the events of ``modes``. With ``events`` among them the
     graph runs under ``astream_events`` (v2), whose root ``on_chain_stream`` events
     carry the chunks of the other modes."""
@@ -292,11 +292,11 @@ async def _started(graph: Any, run: dict[str, Any]) -> bool:
     snapshot = await graph.aget_state(
         {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
     )
-    return (snapshot.metadata or {}).get("run_id") == run["run_id"]
+    return bool((snapshot.metadata or {}).get("run_id") == run["run_id"])
 
 
-async def _finish(threads: ThreadService, run: dict, graph: Any, status: str,
-                  error: dict | None) -> tuple[Any, dict | None]:
+async def _finish(threads: ThreadService, run: dict[str, Any], graph: Any, status: str,
+                  error: dict[str, Any] | None) -> tuple[Any, dict[str, Any] | None]:
     """Store the thread's new state and the run's status, publish the run's output and
     close its stream; the output and the run's record."""
     storage = threads.ctx.storage
@@ -342,7 +342,7 @@ async def _finish(threads: ThreadService, run: dict, graph: Any, status: str,
     return output, finished
 
 
-async def _rollback(threads: ThreadService, run: dict, graph: Any) -> None:
+async def _rollback(threads: ThreadService, run: dict[str, Any], graph: Any) -> None:
     """Undo a cancelled run: its checkpoints and its record go; the thread is as before.
 
     The record goes last: deleting it wakes those waiting for the run, who then find

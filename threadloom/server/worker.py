@@ -47,9 +47,9 @@ class Worker:
         self.concurrency = max(1, int(concurrency))
         self.lease_seconds = lease_seconds
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
-        self._running: dict[str, tuple[asyncio.Task, dict[str, str]]] = {}
+        self._running: dict[str, tuple[asyncio.Task[None], dict[str, str]]] = {}
         self._slots = asyncio.Semaphore(self.concurrency)
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         # cancel requests for runs not (yet) held here, most recent last
         self._early: OrderedDict[str, str] = OrderedDict()
