@@ -165,8 +165,10 @@ async def execute_run(
     kwargs = run["kwargs"]
     keep = bool(kwargs.get("resumable"))
 
+    outbox = _Outbox(storage, run_id, keep)
+
     async def publish(event: str, data: Any) -> None:
-        await storage.publish(run_id, event, serde.dumps(data), keep=keep)
+        await outbox.put(event, serde.dumps(data))
 
     status = "success"
     error: dict[str, Any] | None = None
@@ -205,18 +207,70 @@ async def execute_run(
             raise
         status = "interrupted"
         if action == "rollback":
+            await outbox.flush()
             await _rollback(threads, run, graph)
             await publish(RESULT_EVENT, None)
+            await outbox.flush()
             await storage.close_stream(run_id)
             return "rollback"
     except Exception as exc:  # the graph failed: the run ends in error, the server lives on
         status = "error"
         error = {"error": type(exc).__name__, "message": str(exc)}
         await publish("error", error)
+    await outbox.flush()  # the run's events go before its end
     result, finished = await _finish(threads, run, graph, status, error)
     if kwargs.get("webhook") and finished is not None:
         _send_webhook(threads, finished, kwargs["webhook"], result)
     return status
+
+
+class _Outbox:
+    """A run's events on their way to its stream, in order.
+
+    On a storage shared by processes (PostgreSQL) each write is a round trip to the
+    database: there the run does not wait for its events to be written - ``put`` hands
+    them to a writer task, which appends what accumulated while its last write was on
+    the wire in one statement (``publish_many``: one notification per batch). ``flush``
+    waits until all are written (before the run's end goes after them) and raises the
+    error of a write that failed. Elsewhere ``put`` writes the event at once."""
+
+    def __init__(self, storage: Any, run_id: str, keep: bool) -> None:
+        self.storage = storage
+        self.run_id = run_id
+        self.keep = keep
+        self.background = bool(getattr(storage, "shared", False))
+        self.pending: list[tuple[str, bytes]] = []
+        self.writer: asyncio.Task[None] | None = None
+        self.error: BaseException | None = None
+
+    async def put(self, event: str, data: bytes) -> None:
+        if not self.background:
+            await self.storage.publish(self.run_id, event, data, keep=self.keep)
+            return
+        if self.error is not None:
+            raise self.error
+        self.pending.append((event, data))
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.create_task(self._write(), name=f"events-{self.run_id}")
+
+    async def _write(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            try:
+                await self.storage.publish_many(self.run_id, batch, keep=self.keep)
+            except Exception as exc:  # the run learns it at its next put or flush
+                self.error = exc
+                self.pending.clear()
+                return
+
+    async def flush(self) -> None:
+        if self.writer is not None:
+            # shielded: a cancellation of the run (arriving while it waits here) must
+            # not stop the writing of what it already published
+            await asyncio.shield(self.writer)
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
 
 
 def _sweeping(at: str) -> None:

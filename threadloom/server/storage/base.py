@@ -230,6 +230,18 @@ class Storage(abc.ABC):
         PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so workers never wait on each
         other, with a partial unique index on ``(thread_id) WHERE status = 'running'``."""
 
+    async def claim_runs(self, worker_id: str, lease_seconds: float, limit: int
+                         ) -> list[dict[str, Any]]:
+        """Up to ``limit`` runs as ``claim_run`` takes them, oldest first (PostgreSQL:
+        in one statement)."""
+        runs: list[dict[str, Any]] = []
+        while len(runs) < limit:
+            run = await self.claim_run(worker_id, lease_seconds)
+            if run is None:
+                break
+            runs.append(run)
+        return runs
+
     @abc.abstractmethod
     async def heartbeat(self, run_id: str, worker_id: str, lease_seconds: float) -> bool:
         """Extend the lease; False when the run is no longer this worker's."""
@@ -306,6 +318,12 @@ class Storage(abc.ABC):
     async def publish(self, run_id: str, event: str, data: bytes, *, keep: bool) -> str:
         """Append one event to the run's stream; its id. ``keep``: stored for replay
         (``stream_resumable``), else delivered only to those listening now."""
+
+    async def publish_many(self, run_id: str, events: Sequence[tuple[str, bytes]], *,
+                           keep: bool) -> None:
+        """Append ``events`` (name, data) in order (PostgreSQL: in one statement)."""
+        for event, data in events:
+            await self.publish(run_id, event, data, keep=keep)
 
     @abc.abstractmethod
     async def close_stream(self, run_id: str) -> None:
