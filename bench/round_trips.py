@@ -15,7 +15,8 @@ a new thread while this script records, in order:
 
     .venv/bin/python bench/round_trips.py [--postgres URL]
 
-It wraps private saver methods to observe them; it changes nothing they do.
+It observes the savers through their trace hook (``threadloom.checkpoint.trace``) and
+wraps their public methods; it changes nothing they do.
 """
 
 from __future__ import annotations
@@ -25,32 +26,33 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.api import load_api  # noqa: E402
 from bench.programs import approval_graph, run_approval_cycle  # noqa: E402
-from threadloom.checkpoint._sql.statements import Query  # noqa: E402
+from threadloom.checkpoint.trace import TraceEvent  # noqa: E402
 
 API = load_api("threadloom")
 
 
-def _step_name(step: Any) -> str:
-    return "query" if isinstance(step, Query) else f"batch{len(step)}"
+def _record_sql(log: list[str], data: str) -> Callable[[TraceEvent], None]:
+    """A saver's trace hook (``threadloom.checkpoint.trace``) that logs what it sends:
+    on a data connection as ``data``, each statement or batch; on PostgreSQL's run
+    session, each wait for replies."""
 
+    def trace(event: TraceEvent) -> None:
+        if event.connection == "data":
+            step = "query" if event.kind == "query" else f"batch{len(event.statements)}"
+            log.append(data + step)
+        elif event.kind == "statement":
+            log.append("  run session: one statement")
+        elif event.kind == "pipeline":
+            log.append(f"  run session: a pipeline of {event.transactions} transactions")
 
-def _spy_op(op: Generator[Any, Any, Any], log: list[str], prefix: str) -> Generator[Any, Any, Any]:
-    """``op`` (a generator of the SQL core's steps), logging each step it yields."""
-    step = next(op)
-    while True:
-        log.append(prefix + _step_name(step))
-        reply = yield step
-        try:
-            step = op.send(reply)
-        except StopIteration as stop:
-            return stop.value
+    return trace
 
 
 def _record_calls(saver: Any, log: list[str]) -> None:
@@ -73,15 +75,6 @@ def _record_calls(saver: Any, log: list[str]) -> None:
         log.append("(run lock released)")
 
     saver.lock_thread = lock_thread
-
-
-def _record_sql(saver: Any, log: list[str], prefix: str) -> None:
-    real_run = saver._run
-
-    def run(op: Generator[Any, Any, Any], **kwargs: Any) -> Any:
-        return real_run(_spy_op(op, log, prefix), **kwargs)
-
-    saver._run = run
 
 
 def _cycle(saver: Any, log: list[str]) -> None:
@@ -113,41 +106,23 @@ def sqlite() -> None:
 
     log: list[str] = []
     path = os.path.join(tempfile.mkdtemp(), "round_trips.sqlite")
-    with SqliteSaver.from_conn_string(path) as saver:
+    with SqliteSaver.from_conn_string(path, trace=_record_sql(log, "  sql ")) as saver:
         _record_calls(saver, log)
-        _record_sql(saver, log, "  sql ")
         _cycle(saver, log)
     _report("sqlite (each sql step: a statement or a batch; no network)", log,
             lambda line: line.startswith("  sql"))
 
 
 def postgres(url: str) -> None:
-    import threadloom.checkpoint.postgres._runsession as runsession
     from threadloom.checkpoint.postgres import PostgresSaver
 
     log: list[str] = []
-    real_reply, real_drain = runsession._reply, runsession.RunSession.drain
-
-    def reply(pgconn: Any) -> Generator[Any, Any, Any]:
-        log.append("  run session: one statement")
-        return (yield from real_reply(pgconn))
-
-    def drain(self: Any) -> Generator[Any, Any, Any]:
-        if self.sent:
-            log.append(f"  run session: a pipeline of {len(self.sent)} transactions")
-        return (yield from real_drain(self))
-
-    runsession._reply = reply  # type: ignore[assignment]
-    runsession.RunSession.drain = drain  # type: ignore[method-assign]
-    try:
-        with PostgresSaver.from_conn_string(url) as saver:
-            saver.setup()
-            _record_calls(saver, log)
-            _record_sql(saver, log, "  data connection: ")
-            _cycle(saver, log)
-    finally:
-        runsession._reply = real_reply
-        runsession.RunSession.drain = real_drain  # type: ignore[method-assign]
+    with PostgresSaver.from_conn_string(
+        url, trace=_record_sql(log, "  data connection: ")
+    ) as saver:
+        saver.setup()
+        _record_calls(saver, log)
+        _cycle(saver, log)
     _report("postgres", log, lambda line: line.startswith("  "))
 
 

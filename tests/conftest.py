@@ -1,17 +1,22 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules (the plain helpers they build on: ``helpers.py``).
+
+PostgreSQL: ``pg_schemas`` (new schemas in the test database) and ``postgres_schema_url``
+(one) for savers and stores, ``fresh_postgres_database`` and its module and session
+twins for what needs a database of its own. All of them skip, with the reason, when
+PostgreSQL is unreachable - or fail under CI=true (``helpers.require_postgres``).
+
+``graph_api``: runs one test body through a compiled graph's sync API and again through
+its async one (``helpers.GraphApi``).
+"""
 
 from __future__ import annotations
 
-import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-
-POSTGRES_URL = os.environ.get(
-    "THREADLOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+from helpers import POSTGRES_URL, GraphApi, drop_schemas, require_postgres, schema_maker
 
 
 @contextmanager
@@ -23,14 +28,10 @@ def new_postgres_database() -> Iterator[str]:
     cannot be reached, except under CI=true, where it fails. For fixtures of any scope
     (``fresh_postgres_database`` is the per-test one).
     """
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        reason = f"PostgreSQL at {POSTGRES_URL} unreachable: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)")
-        pytest.skip(reason + " (set THREADLOOM_TEST_POSTGRES_URL)")
+    require_postgres()
+    import psycopg
+
+    admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
     name = f"threadloom_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f"CREATE DATABASE {name}")
@@ -62,3 +63,24 @@ def session_postgres_database() -> Iterator[str]:
     several modules (see ``new_postgres_database``)."""
     with new_postgres_database() as url:
         yield url
+
+
+@pytest.fixture
+def pg_schemas() -> Iterator[Callable[[], str]]:
+    """Makes new schemas in the test database (each call: a URL that uses a new one);
+    drops them after the test."""
+    made: list[str] = []
+    yield schema_maker(made)
+    drop_schemas(made)
+
+
+@pytest.fixture
+def postgres_schema_url(pg_schemas: Callable[[], str]) -> str:
+    """A URL of the test database whose search path is a new schema of this test."""
+    return pg_schemas()
+
+
+@pytest.fixture(params=["sync", "async"])
+def graph_api(request: pytest.FixtureRequest) -> GraphApi:
+    """The test body once through the graphs' sync API, once through the async one."""
+    return GraphApi(use_async=request.param == "async")

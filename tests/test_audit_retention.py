@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 import pytest
-from test_hitl_savers import pg_url  # noqa: F401 (a fixture)
 
 from threadloom.checkpoint.base import audit_prune_marker
 from threadloom.checkpoint.memory import InMemorySaver
@@ -69,13 +68,15 @@ async def open_saver(
     elif kind == "postgres":
         from threadloom.checkpoint.postgres import PostgresSaver
 
-        with PostgresSaver.from_conn_string(request.getfixturevalue("pg_url")) as saver:
+        url = request.getfixturevalue("postgres_schema_url")
+        with PostgresSaver.from_conn_string(url) as saver:
             saver.setup()
             yield saver
     else:
         from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
 
-        async with AsyncPostgresSaver.from_conn_string(request.getfixturevalue("pg_url")) as saver:
+        url = request.getfixturevalue("postgres_schema_url")
+        async with AsyncPostgresSaver.from_conn_string(url) as saver:
             await saver.setup()
             yield saver
 

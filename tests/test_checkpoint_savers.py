@@ -9,27 +9,23 @@ they fail: CI must not silently lose the production backend's coverage.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import quote
 
 import checkpoint_conformance as suite
 import pytest
 from checkpoint_conformance import Api, SaverKit
+from helpers import require_postgres
 
 from threadloom.checkpoint.memory import InMemorySaver
+from threadloom.checkpoint.trace import TraceEvent
 
 # Collect the suite's test functions here, where the fixtures below parametrize them.
 globals().update({k: v for k, v in vars(suite).items() if k.startswith("test_")})
 
 KINDS = ["memory", "sqlite", "sqlite_async", "postgres", "postgres_async"]
 ASYNC_KINDS = {"sqlite_async", "postgres_async"}
-PG_URL = os.environ.get(
-    "THREADLOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -39,58 +35,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("saver_kind", [pytest.param(kind, id=kind) for kind in KINDS])
 
 
-# -- Postgres plumbing ----------------------------------------------------------------------
-
-_pg_status: dict[str, str | None] = {}
-
-
-def _postgres_unavailable() -> str | None:
-    """Why Postgres cannot be used (None when it can); checked once per session."""
-    if "reason" not in _pg_status:
-        try:
-            import psycopg
-
-            with psycopg.connect(PG_URL, connect_timeout=3) as conn:
-                conn.execute("SELECT 1")
-            _pg_status["reason"] = None
-        except Exception as exc:
-            _pg_status["reason"] = f"Postgres at {PG_URL} unreachable: {exc}".strip()
-    return _pg_status["reason"]
-
-
-def _require_postgres() -> None:
-    reason = _postgres_unavailable()
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: Postgres tests must run)")
-    pytest.skip(reason + " (set THREADLOOM_TEST_POSTGRES_URL)")
-
-
-def _with_schema(url: str, schema: str) -> str:
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options={quote(f'-c search_path={schema}')}"
-
-
-@pytest.fixture
-def pg_schemas() -> Iterator[Callable[[], str]]:
-    """Makes fresh schemas (returning a URL that uses it); drops them afterwards."""
-    import psycopg
-
-    made: list[str] = []
-
-    def make() -> str:
-        schema = f"tl_test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
-        made.append(schema)
-        return _with_schema(PG_URL, schema)
-
-    yield make
-    if made:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            for schema in made:
-                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+# -- Postgres plumbing (the schemas: conftest.py's ``pg_schemas``) ---------------------------
 
 
 def _pg_raw_sql(url: str) -> Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -151,7 +96,7 @@ async def saver_kit(
                 yield SaverKit(saver_kind, saver, Api(saver, use_async=False), **common)
         return
 
-    _require_postgres()
+    require_postgres()
     from threadloom.checkpoint.postgres import PostgresSaver
     from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
 
@@ -232,7 +177,7 @@ def test_sqlite_saver_shared_between_threads(tmp_path: Any) -> None:
 
 
 async def test_postgres_savers_on_pools(pg_schemas: Callable[[], str]) -> None:
-    _require_postgres()
+    require_postgres()
     from checkpoint_conformance import _core_scenario
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -312,30 +257,6 @@ def test_sqlite_run_lock_files(tmp_path: Any) -> None:
             pass
 
 
-def _counting(saver: Any) -> list[str]:
-    """Record each statement or batch the saver's operations send ("q" / "b<n>")."""
-    import threadloom.checkpoint._sql.statements as sql
-
-    steps: list[str] = []
-    run = saver._run
-
-    def counted(op: Any, **kwargs: Any) -> Any:
-        def spy() -> Any:
-            step = next(op)
-            while True:
-                steps.append("q" if isinstance(step, sql.Query) else f"b{len(step)}")
-                reply = yield step
-                try:
-                    step = op.send(reply)
-                except StopIteration as stop:
-                    return stop.value
-
-        return run(spy(), **kwargs)
-
-    saver._run = counted
-    return steps
-
-
 def test_hot_path_round_trips(tmp_path: Any) -> None:
     """put: one batch; put_writes: one batch; get_tuple: one statement when the values
     are cached, two when they are not (checkpoint + writes, then values and chains)."""
@@ -343,14 +264,19 @@ def test_hot_path_round_trips(tmp_path: Any) -> None:
 
     from threadloom.checkpoint.sqlite import SqliteSaver
 
-    with SqliteSaver.from_conn_string(str(tmp_path / "rt.db")) as saver:
+    steps: list[str] = []
+
+    def trace(event: TraceEvent) -> None:  # "q": a statement, "b<n>": a batch of n
+        steps.append("q" if event.kind == "query" else f"b{len(event.statements)}")
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "rt.db"), trace=trace) as saver:
         api = Api(saver, use_async=False)
         t = Thread(api, "rt")
         import asyncio
 
         for i in range(5):
             asyncio.run(t.put(messages=[f"m{j}" for j in range(i + 1)], n=i))
-        steps = _counting(saver)
+        steps.clear()
         asyncio.run(t.put(messages=[f"m{j}" for j in range(6)], n=5))  # a delta
         assert steps == ["b3"]  # status query + value insert + checkpoint insert
         steps.clear()
@@ -400,7 +326,7 @@ def test_value_cache_hands_out_copies(tmp_path: Any) -> None:
 
 async def test_postgres_pool_run_lock(pg_schemas: Callable[[], str]) -> None:
     """A pool-backed saver takes run locks on its own connection, not a pooled one."""
-    _require_postgres()
+    require_postgres()
     from psycopg_pool import ConnectionPool
 
     from threadloom.checkpoint.postgres import PostgresSaver
@@ -441,46 +367,26 @@ def _three_step_graph(saver: Any) -> Any:
 
 
 class _Statements:
-    """Records the SQL the Postgres savers send (wrapping the real calls): batches on the
-    data connection, writes sent ahead on the sync saver's run session, run-lock releases."""
+    """Records the SQL the Postgres savers send, through their trace hook
+    (``threadloom.checkpoint.trace``): batches on the data connection, writes sent ahead
+    on the run session, run-lock releases. Pass it as the saver's ``trace``."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import threadloom.checkpoint.postgres as pg
-        import threadloom.checkpoint.postgres.aio as pg_aio
-        from threadloom.checkpoint.postgres._runsession import RunSession
-
+    def __init__(self) -> None:
         self.batches: list[list[str]] = []  # on the data connection
         self.ahead: list[list[str]] = []  # writes sent ahead on the run session
         self.unlocks: list[bool] = []  # one per released run lock: flushed?
-        real_pipeline, real_apipeline = pg._pipeline, pg_aio._pipeline
-        real_send = RunSession._send
 
-        def pipeline(conn: Any, batch: Any) -> Any:
-            self.batches.append([q.sql for q in batch])
-            return real_pipeline(conn, batch)
-
-        async def apipeline(conn: Any, batch: Any) -> Any:
-            self.batches.append([q.sql for q in batch])
-            return await real_apipeline(conn, batch)
-
-        def send(session: Any, item: Any) -> Any:
-            if any("INSERT" in q.sql for q in item.queries):
-                self.ahead.append([q.sql for q in item.queries])
-            return real_send(session, item)
-
-        monkeypatch.setattr(pg, "_pipeline", pipeline)
-        monkeypatch.setattr(pg_aio, "_pipeline", apipeline)
-        monkeypatch.setattr(RunSession, "_send", send)
-        for cls in (pg.PostgresSaver, pg_aio.AsyncPostgresSaver):
-            real = cls._give_run_lock
-
-            def give(
-                saver: Any, *args: Any, flush: bool = False, _real: Any = real, **kw: Any
-            ) -> Any:
-                self.unlocks.append(flush)
-                return _real(saver, *args, flush=flush, **kw)
-
-            monkeypatch.setattr(cls, "_give_run_lock", give)
+    def __call__(self, event: TraceEvent) -> None:
+        if event.connection == "data":
+            if event.kind == "batch":
+                self.batches.append(list(event.statements))
+        elif event.kind == "send":
+            if any("INSERT" in sql for sql in event.statements):
+                self.ahead.append(list(event.statements))
+        else:  # a wait on the run session: a run-lock statement, alone or with writes
+            self.unlocks += [
+                "txid_current" in sql for sql in event.statements if "advisory_unlock" in sql
+            ]
 
     @staticmethod
     def relaxed(batches: list[list[str]]) -> list[bool]:
@@ -497,18 +403,19 @@ class _Statements:
 
 
 def test_async_durability_relaxes_commits_and_flushes_at_release(
-    pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+    pg_schemas: Callable[[], str],
 ) -> None:
     """durability="async" (the default): the run's writes commit relaxed and are sent
     ahead on the run session without waiting; the release of the run lock flushes them.
     The head read came with the run lock: the data connection is not used at all."""
-    _require_postgres()
+    require_postgres()
     from threadloom.checkpoint.postgres import PostgresSaver
 
-    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
+    seen = _Statements()
+    with PostgresSaver.from_conn_string(pg_schemas(), trace=seen) as saver:
         saver.setup()
         graph = _three_step_graph(saver)
-        seen = _Statements(monkeypatch)
+        seen.clear()
         config = {"configurable": {"thread_id": "async"}}
         assert graph.invoke({"n": 0}, config) == {"n": 2}  # durability="async" by default
         # the input with its input task's writes (one batch), start, a, b
@@ -541,16 +448,15 @@ def test_async_durability_relaxes_commits_and_flushes_at_release(
         assert graph.get_state(config).values == {"n": 10}
 
 
-async def test_async_durability_on_the_async_saver(
-    pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _require_postgres()
+async def test_async_durability_on_the_async_saver(pg_schemas: Callable[[], str]) -> None:
+    require_postgres()
     from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
 
-    async with AsyncPostgresSaver.from_conn_string(pg_schemas()) as saver:
+    seen = _Statements()
+    async with AsyncPostgresSaver.from_conn_string(pg_schemas(), trace=seen) as saver:
         await saver.setup()
         graph = _three_step_graph(saver)
-        seen = _Statements(monkeypatch)
+        seen.clear()
         config = {"configurable": {"thread_id": "t"}}
         assert await graph.ainvoke({"n": 0}, config) == {"n": 2}
         # as on the sync saver: the input with its input task's writes (one batch), start,
@@ -565,20 +471,19 @@ async def test_async_durability_on_the_async_saver(
         assert (await graph.aget_state(config)).values == {"n": 7}
 
 
-def test_postgres_durability_full_flushes_every_commit(
-    pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_postgres_durability_full_flushes_every_commit(pg_schemas: Callable[[], str]) -> None:
     """durability="full": even a run with durability="async" commits every write with
     synchronous_commit on (a WAL flush each) on the data connection, waited for; nothing
     is sent ahead and the release needs no flush. A bad value is refused by name."""
-    _require_postgres()
+    require_postgres()
     from threadloom.checkpoint.postgres import PostgresSaver
 
-    with PostgresSaver.from_conn_string(pg_schemas(), durability="full") as saver:
+    seen = _Statements()
+    with PostgresSaver.from_conn_string(pg_schemas(), durability="full", trace=seen) as saver:
         saver.setup()
         assert saver.durability == "full"
         graph = _three_step_graph(saver)
-        seen = _Statements(monkeypatch)
+        seen.clear()
         config = {"configurable": {"thread_id": "full"}}
         assert graph.invoke({"n": 0}, config) == {"n": 2}
         assert seen.ahead == [] and seen.unlocks == [False]
@@ -590,15 +495,17 @@ def test_postgres_durability_full_flushes_every_commit(
 
 
 async def test_async_postgres_durability_full_flushes_every_commit(
-    pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+    pg_schemas: Callable[[], str],
 ) -> None:
-    _require_postgres()
+    require_postgres()
     from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
 
-    async with AsyncPostgresSaver.from_conn_string(pg_schemas(), durability="full") as saver:
+    seen = _Statements()
+    url = pg_schemas()
+    async with AsyncPostgresSaver.from_conn_string(url, durability="full", trace=seen) as saver:
         await saver.setup()
         graph = _three_step_graph(saver)
-        seen = _Statements(monkeypatch)
+        seen.clear()
         config = {"configurable": {"thread_id": "full"}}
         assert await graph.ainvoke({"n": 0}, config) == {"n": 2}
         assert seen.ahead == [] and seen.unlocks == [False]
@@ -608,23 +515,18 @@ async def test_async_postgres_durability_full_flushes_every_commit(
         AsyncPostgresSaver(saver.conn, durability="always")  # type: ignore[arg-type]
 
 
-def test_flush_still_happens_when_the_lock_session_died(
-    pg_schemas: Callable[[], str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_flush_still_happens_when_the_lock_session_died(pg_schemas: Callable[[], str]) -> None:
     """If the run-lock connection is gone by the end of the run (its locks went with it),
     the relaxed commits are flushed through the data connection instead."""
-    _require_postgres()
-    import threadloom.checkpoint.postgres as pg
+    require_postgres()
     from threadloom.checkpoint.postgres import PostgresSaver
 
     executed: list[str] = []
-    real_execute = pg._execute
 
-    def execute(cursor: Any, query: Any) -> Any:
-        executed.append(query.sql)
-        return real_execute(cursor, query)
+    def trace(event: TraceEvent) -> None:
+        if event.connection == "data":
+            executed.extend(event.statements)
 
-    monkeypatch.setattr(pg, "_execute", execute)
     from typing import TypedDict
 
     from threadloom.graph import END, START, StateGraph
@@ -632,7 +534,7 @@ def test_flush_still_happens_when_the_lock_session_died(
     class S(TypedDict):
         n: int
 
-    with PostgresSaver.from_conn_string(pg_schemas()) as saver:
+    with PostgresSaver.from_conn_string(pg_schemas(), trace=trace) as saver:
         saver.setup()
 
         def step(state: S) -> S:
@@ -677,3 +579,59 @@ def test_node_returning_message_text_on_sqlite(tmp_path: Any) -> None:
         graph = builder.compile(checkpointer=saver)
         values = graph.get_state(config).values
         assert values == {"summary": "a short summary"} and type(values["summary"]) is str
+
+
+# -- the trace hook (threadloom.checkpoint.trace) ----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "sqlite_async", "postgres", "postgres_async"])
+async def test_the_trace_hook_sees_what_its_saver_sends_and_nothing_else(
+    kind: str, tmp_path: Any, pg_schemas: Callable[[], str]
+) -> None:
+    """Each statement or batch a saver runs reaches its own trace hook - the SQL text,
+    never the parameters - and a second saver on the same storage, without one, runs
+    the same without reporting anything to it."""
+    events: list[TraceEvent] = []
+    if kind.startswith("sqlite"):
+        from threadloom.checkpoint.sqlite import SqliteSaver
+        from threadloom.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        target = str(tmp_path / "traced.sqlite")
+        opener: Any = AsyncSqliteSaver if kind == "sqlite_async" else SqliteSaver
+    else:
+        require_postgres()
+        from threadloom.checkpoint.postgres import PostgresSaver
+        from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        target = pg_schemas()
+        opener = AsyncPostgresSaver if kind == "postgres_async" else PostgresSaver
+
+    async def run(trace: Any, thread: str) -> None:
+        if kind.endswith("async"):
+            async with opener.from_conn_string(target, trace=trace) as saver:
+                if kind == "postgres_async":
+                    await saver.setup()
+                graph = _three_step_graph(saver)
+                assert await graph.ainvoke({"n": 41}, {"configurable": {"thread_id": thread}})
+        else:
+            with opener.from_conn_string(target, trace=trace) as saver:
+                saver.setup()
+                graph = _three_step_graph(saver)
+                assert graph.invoke({"n": 41}, {"configurable": {"thread_id": thread}})
+
+    await run(events.append, "secret-thread")
+    assert {e.connection for e in events} == (
+        {"data"} if kind.startswith("sqlite") else {"data", "run"}
+    )
+    sent = [sql for e in events for sql in e.statements]
+    assert any("CREATE TABLE" in sql for sql in sent)  # the schema's set-up too
+    assert any("INSERT INTO threadloom_checkpoints" in sql for sql in sent)
+    for event in events:
+        assert event.statements and all(isinstance(sql, str) for sql in event.statements)
+        assert not any("secret-thread" in sql or "41" in sql for sql in event.statements)
+    if kind.startswith("postgres"):  # durability="async": writes sent ahead, one wait
+        assert any(e.kind == "send" for e in events)
+        assert any(e.kind == "pipeline" and e.transactions >= 1 for e in events)
+    seen = len(events)
+    await run(None, "another")
+    assert len(events) == seen

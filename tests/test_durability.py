@@ -33,14 +33,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_URL = os.environ.get(
-    "THREADLOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 STEP_TIMEOUT = 60  # seconds any one child process may take
 
 # The program every child process runs: ``python proc.py <graph> <action> [arg]``. It
@@ -253,42 +249,16 @@ class Store:
         return PostgresSaver.from_conn_string(self.target)
 
 
-def _postgres_reason() -> str | None:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:
-        return f"PostgreSQL at {PG_URL} unreachable: {exc}".strip().splitlines()[0]
-    return None
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
         yield Store("sqlite", str(tmp_path / "checkpoints.db"))
         return
-    reason = _postgres_reason()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: the PostgreSQL durability tests must run)")
-        pytest.skip(f"{reason} (set THREADLOOM_TEST_POSTGRES_URL)")
-    import psycopg
-
-    schema = f"tl_durability_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in PG_URL else "?"
-    url = f"{PG_URL}{sep}options={quote(f'-c search_path={schema}')}"
+    url = request.getfixturevalue("pg_schemas")()  # skips (or fails under CI) without it
     store = Store("postgres", url)
     with store.saver() as saver:
         saver.setup()
-    try:
-        yield store
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    yield store
 
 
 class Procs:

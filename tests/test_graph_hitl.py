@@ -6,12 +6,12 @@ plus the seed's three examples (../shared/seed/000_446648298180952d.txt).
 
 from __future__ import annotations
 
-import operator
 import re
 from collections import Counter
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from helpers import GraphApi, S, abc, asking_b, cfg, history, logger
 from langchain_core.messages import AIMessage, HumanMessage
 
 from threadloom.checkpoint.memory import InMemorySaver, MemorySaver
@@ -23,70 +23,13 @@ from threadloom.types import Command, Interrupt, PregelTask, StateSnapshot, inte
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
-class S(TypedDict):
-    x: int
-    log: Annotated[list, operator.add]
-
-
-def cfg(thread: str = "t", **conf: Any) -> dict:
-    return {"configurable": {"thread_id": thread, **conf}}
-
-
-class Calls(Counter):
-    """Counts node body entries."""
-
-
-def logger(name: str, calls: Counter | None = None):  # noqa: ANN201
-    def node(state: S) -> dict:
-        if calls is not None:
-            calls[name] += 1
-        return {"log": [name]}
-
-    node.__name__ = name
-    return node
-
-
-def abc(
-    *,
-    b: Any = None,
-    calls: Counter | None = None,
-    checkpointer: Any = "new",
-    **compile_kw: Any,
-) -> Any:
-    """START -> a -> b -> c with an InMemorySaver (the spec's own example)."""
-    g = StateGraph(S)
-    g.add_node("a", logger("a", calls))
-    g.add_node("b", b or logger("b", calls))
-    g.add_node("c", logger("c", calls))
-    g.add_edge(START, "a")
-    g.add_edge("a", "b")
-    g.add_edge("b", "c")
-    g.add_edge("c", END)
-    if checkpointer == "new":
-        checkpointer = InMemorySaver()
-    return g.compile(checkpointer=checkpointer, **compile_kw)
-
-
-def asking_b(calls: Counter, question: str = "b?") -> Any:
-    def b(state: S) -> dict:
-        calls["b"] += 1
-        answer = interrupt(question)
-        return {"log": [f"b:{answer}"]}
-
-    return b
-
-
-def history(app: Any, config: dict | None = None, **kw: Any) -> list[StateSnapshot]:
-    return list(app.get_state_history(config or cfg(), **kw))
-
-
 # -- the checkpoint table (§1.17) ----------------------------------------------------
 
 
-def test_checkpoint_table_of_a_plain_run() -> None:
-    app = abc()
-    assert app.invoke({"x": 0}, cfg()) == {"x": 0, "log": ["a", "b", "c"]}
-    snaps = list(reversed(history(app)))
+async def test_checkpoint_table_of_a_plain_run(graph_api: GraphApi) -> None:
+    app = graph_api.abc()
+    assert (await graph_api.invoke(app, {"x": 0}, cfg())) == {"x": 0, "log": ["a", "b", "c"]}
+    snaps = list(reversed(await graph_api.history(app)))
     assert [s.metadata["step"] for s in snaps] == [-1, 0, 1, 2, 3]
     assert [s.metadata["source"] for s in snaps] == ["input", "loop", "loop", "loop", "loop"]
     assert [s.next for s in snaps] == [("__start__",), ("a",), ("b",), ("c",), ()]
@@ -109,6 +52,12 @@ def test_checkpoint_table_of_a_plain_run() -> None:
     assert [[t.name for t in s.tasks] for s in snaps] == [["__start__"], ["a"], ["b"], ["c"],
                                                           []]
     assert snaps[1].tasks[0].path == ("__pregel_pull", "a")
+    # the history's pages and filters
+    assert [s.metadata["step"] for s in await graph_api.history(app, limit=2)] == [3, 2]
+    only_input = await graph_api.history(app, filter={"source": "input"})
+    assert [s.metadata["step"] for s in only_input] == [-1]
+    before = await graph_api.history(app, before=snaps[2].config)
+    assert [s.metadata["step"] for s in before] == [0, -1]
 
 
 def test_get_state_of_finished_thread() -> None:
@@ -187,12 +136,12 @@ def test_get_state_history_filter_before_limit() -> None:
 # -- interrupt_before / interrupt_after ------------------------------------------------
 
 
-def test_interrupt_before() -> None:
+async def test_interrupt_before(graph_api: GraphApi) -> None:
     calls: Counter = Counter()
-    app = abc(calls=calls, interrupt_before=["b"])
-    out = app.invoke({"x": 0}, cfg())
+    app = graph_api.abc(calls=calls, interrupt_before=["b"])
+    out = await graph_api.invoke(app, {"x": 0}, cfg())
     assert out == {"x": 0, "log": ["a"]}  # no __interrupt__ key for static breakpoints
-    snap = app.get_state(cfg())
+    snap = await graph_api.get_state(app, cfg())
     assert snap.next == ("b",)
     assert snap.metadata["step"] == 1
     assert snap.interrupts == ()
@@ -203,9 +152,9 @@ def test_interrupt_before() -> None:
     assert (task.error, task.interrupts, task.state, task.result) == (None, (), None, None)
     assert calls == {"a": 1}
     # resume: b and c run, no second breakpoint on b
-    assert app.invoke(None, cfg()) == {"x": 0, "log": ["a", "b", "c"]}
+    assert (await graph_api.invoke(app, None, cfg())) == {"x": 0, "log": ["a", "b", "c"]}
     assert calls == {"a": 1, "b": 1, "c": 1}
-    assert app.get_state(cfg()).next == ()
+    assert (await graph_api.get_state(app, cfg())).next == ()
 
 
 def test_interrupt_before_resume_with_command_value_ignored() -> None:
@@ -214,25 +163,25 @@ def test_interrupt_before_resume_with_command_value_ignored() -> None:
     assert app.invoke(Command(resume="whatever"), cfg())["log"] == ["a", "b", "c"]
 
 
-def test_interrupt_before_updates_stream() -> None:
-    app = abc(interrupt_before=["b"])
-    chunks = list(app.stream({"x": 0}, cfg(), stream_mode="updates"))
+async def test_interrupt_before_updates_stream(graph_api: GraphApi) -> None:
+    app = graph_api.abc(interrupt_before=["b"])
+    chunks = await graph_api.stream(app, {"x": 0}, cfg(), stream_mode="updates")
     assert chunks == [{"a": {"log": ["a"]}}, {"__interrupt__": ()}]
-    assert list(app.stream(None, cfg(), stream_mode="updates")) == [
+    assert (await graph_api.stream(app, None, cfg(), stream_mode="updates")) == [
         {"b": {"log": ["b"]}},
         {"c": {"log": ["c"]}},
     ]
 
 
-def test_interrupt_after() -> None:
+async def test_interrupt_after(graph_api: GraphApi) -> None:
     calls: Counter = Counter()
-    app = abc(calls=calls, interrupt_after=["b"])
-    assert app.invoke({"x": 0}, cfg()) == {"x": 0, "log": ["a", "b"]}
-    snap = app.get_state(cfg())
+    app = graph_api.abc(calls=calls, interrupt_after=["b"])
+    assert (await graph_api.invoke(app, {"x": 0}, cfg())) == {"x": 0, "log": ["a", "b"]}
+    snap = await graph_api.get_state(app, cfg())
     assert snap.next == ("c",)
     assert snap.metadata["step"] == 2
     assert snap.interrupts == ()
-    assert app.invoke(None, cfg())["log"] == ["a", "b", "c"]
+    assert (await graph_api.invoke(app, None, cfg()))["log"] == ["a", "b", "c"]
     assert calls == {"a": 1, "b": 1, "c": 1}
 
 
@@ -378,7 +327,7 @@ def test_interrupt_id_stable_across_invoke_none_reruns() -> None:
     assert len(history(app)) == 3
 
 
-def test_several_interrupts_in_one_node_answered_in_turn() -> None:
+async def test_several_interrupts_in_one_node_answered_in_turn(graph_api: GraphApi) -> None:
     entries = []
     answers = []
 
@@ -390,19 +339,19 @@ def test_several_interrupts_in_one_node_answered_in_turn() -> None:
         answers.append(("second", second))
         return {"log": [f"{first}+{second}"]}
 
-    app = abc(b=b)
-    out1 = app.invoke({"x": 0}, cfg())
+    app = graph_api.abc(b=graph_api.node(b))
+    out1 = await graph_api.invoke(app, {"x": 0}, cfg())
     assert [i.value for i in out1["__interrupt__"]] == ["q1"]
-    out2 = app.invoke(Command(resume="ans1"), cfg())
+    out2 = await graph_api.invoke(app, Command(resume="ans1"), cfg())
     assert [i.value for i in out2["__interrupt__"]] == ["q2"]
     # the task's answers so far are kept as a (task_id, "__resume__", [...]) pending write
-    task_id = app.get_state(cfg()).tasks[0].id
+    task_id = (await graph_api.get_state(app, cfg())).tasks[0].id
     tup = app.checkpointer.get_tuple(cfg())
     assert (task_id, "__resume__", ["ans1"]) in tup.pending_writes
     assert out2["__interrupt__"][0].id != out1["__interrupt__"][0].id
     assert HEX32.match(out2["__interrupt__"][0].id)
-    assert app.get_state(cfg()).interrupts == tuple(out2["__interrupt__"])
-    out3 = app.invoke(Command(resume="ans2"), cfg())
+    assert (await graph_api.get_state(app, cfg())).interrupts == tuple(out2["__interrupt__"])
+    out3 = await graph_api.invoke(app, Command(resume="ans2"), cfg())
     assert out3 == {"x": 0, "log": ["a", "ans1+ans2", "c"]}
     assert len(entries) == 3
     assert answers == [("first", "ans1"), ("first", "ans1"), ("second", "ans2")]
@@ -445,15 +394,17 @@ def test_command_update_input_on_paused_thread_keeps_pending_task() -> None:
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_no_checkpointer_interrupt_returns_but_cannot_resume() -> None:
+async def test_no_checkpointer_interrupt_returns_but_cannot_resume(graph_api: GraphApi) -> None:
     calls: Counter = Counter()
-    app = abc(b=asking_b(calls), calls=calls, checkpointer=None)
-    out = app.invoke({"x": 0})
+    app = graph_api.abc(b=graph_api.asking_b(calls), calls=calls, checkpointer=None)
+    out = await graph_api.invoke(app, {"x": 0})
     assert out["log"] == ["a"]
     assert [i.value for i in out["__interrupt__"]] == ["b?"]
     with pytest.raises(RuntimeError, match="Cannot use Command\\(resume=...\\) without "
                                            "checkpointer"):
-        app.invoke(Command(resume="x"))
+        await graph_api.invoke(app, Command(resume="x"))
+    with pytest.raises(ValueError, match="No checkpointer set"):
+        await graph_api.get_state(app, cfg())
 
 
 def test_invoke_v2_reports_interrupts() -> None:
@@ -780,16 +731,17 @@ def test_update_state_as_end_clears_pending_tasks() -> None:
     assert calls == {"a": 1}
 
 
-def test_update_state_on_fresh_thread_acts_as_start() -> None:
+async def test_update_state_on_fresh_thread_acts_as_start(graph_api: GraphApi) -> None:
     calls: Counter = Counter()
-    app = abc(calls=calls)
-    app.update_state(cfg("fresh"), {"x": 1, "log": ["seed"]})
-    snap = app.get_state(cfg("fresh"))
+    app = graph_api.abc(calls=calls)
+    await graph_api.update_state(app, cfg("fresh"), {"x": 1, "log": ["seed"]})
+    snap = await graph_api.get_state(app, cfg("fresh"))
     assert snap.values == {"x": 1, "log": ["seed"]}
     assert snap.next == ("a",)
     assert snap.metadata["source"] == "update"
     assert snap.metadata["step"] == 0
-    assert app.invoke(None, cfg("fresh")) == {"x": 1, "log": ["seed", "a", "b", "c"]}
+    out = await graph_api.invoke(app, None, cfg("fresh"))
+    assert out == {"x": 1, "log": ["seed", "a", "b", "c"]}
 
 
 def test_update_state_ambiguous_and_unknown_node() -> None:
@@ -839,23 +791,24 @@ def test_update_state_with_command_goto() -> None:
     assert app.invoke(None, cfg()) == {"x": 1, "log": ["a", "c"]}
 
 
-def test_update_state_while_paused_in_interrupt() -> None:
+async def test_update_state_while_paused_in_interrupt(graph_api: GraphApi) -> None:
     # §2.10
     calls: Counter = Counter()
-    app = abc(b=asking_b(calls), calls=calls)
-    first = app.invoke({"x": 0}, cfg())["__interrupt__"][0]
-    app.update_state(cfg(), {"x": 7})
-    snap = app.get_state(cfg())
+    app = graph_api.abc(b=graph_api.asking_b(calls), calls=calls)
+    first = (await graph_api.invoke(app, {"x": 0}, cfg()))["__interrupt__"][0]
+    await graph_api.update_state(app, cfg(), {"x": 7})
+    snap = await graph_api.get_state(app, cfg())
     assert snap.next == ("b",)
     assert snap.interrupts == ()
     assert all(t.interrupts == () for t in snap.tasks)
     # Command(resume=...) still answers the re-run's interrupt()
-    assert app.invoke(Command(resume="yes"), cfg()) == {"x": 7, "log": ["a", "b:yes", "c"]}
+    out = await graph_api.invoke(app, Command(resume="yes"), cfg())
+    assert out == {"x": 7, "log": ["a", "b:yes", "c"]}
     # and invoke(None) instead raises a fresh interrupt with a new id
-    app2 = abc(b=asking_b(Counter()))
-    first2 = app2.invoke({"x": 0}, cfg())["__interrupt__"][0]
-    app2.update_state(cfg(), {"x": 7})
-    again = app2.invoke(None, cfg())["__interrupt__"][0]
+    app2 = graph_api.abc(b=graph_api.asking_b(Counter()))
+    first2 = (await graph_api.invoke(app2, {"x": 0}, cfg()))["__interrupt__"][0]
+    await graph_api.update_state(app2, cfg(), {"x": 7})
+    again = (await graph_api.invoke(app2, None, cfg()))["__interrupt__"][0]
     assert again.value == "b?"
     assert again.id != first2.id
     assert HEX32.match(first.id)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
 import pytest
+from helpers import S, cfg, logger
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
 from threadloom.checkpoint.memory import InMemorySaver
@@ -31,19 +32,6 @@ from threadloom.store.memory import InMemoryStore
 from threadloom.types import Command, Interrupt, Overwrite, RetryPolicy, Send, interrupt
 
 
-class S(TypedDict):
-    x: int
-    log: Annotated[list, operator.add]
-
-
-def logger(name: str, **extra: Any):  # noqa: ANN201
-    def node(state: S) -> dict:
-        return {"log": [name], **extra}
-
-    node.__name__ = name
-    return node
-
-
 def chain(*names: str, checkpointer: Any = None, **compile_kw: Any) -> Any:
     g = StateGraph(S)
     prev = START
@@ -53,10 +41,6 @@ def chain(*names: str, checkpointer: Any = None, **compile_kw: Any) -> Any:
         prev = name
     g.add_edge(prev, END)
     return g.compile(checkpointer=checkpointer, **compile_kw)
-
-
-def cfg(thread: str = "t", **extra: Any) -> dict:
-    return {"configurable": {"thread_id": thread}, **extra}
 
 
 # -- supersteps and parallelism -----------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import pytest
+from helpers import cfg
 from langchain_core.messages import BaseMessage
 from typing_extensions import TypedDict
 
@@ -22,10 +23,6 @@ from threadloom.types import Command, Send, StateUpdate, interrupt
 
 class Log(TypedDict):
     log: Annotated[list, operator.add]
-
-
-def cfg(thread: str = "t") -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread}}
 
 
 def parallel_asks() -> Any:

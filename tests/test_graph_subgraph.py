@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from helpers import S, cfg, logger, with_child
 
 from threadloom.checkpoint.memory import InMemorySaver
 from threadloom.config import get_config
@@ -20,24 +21,6 @@ from threadloom.graph import END, START, StateGraph
 from threadloom.types import Command, StateSnapshot, interrupt
 
 TASK_NS = re.compile(r"^child:[0-9a-f-]{36}$")
-
-
-class S(TypedDict):
-    x: int
-    log: Annotated[list, operator.add]
-
-
-def cfg(thread: str = "t") -> dict:
-    return {"configurable": {"thread_id": thread}}
-
-
-def logger(name: str, calls: Counter | None = None):  # noqa: ANN201
-    def node(state: S) -> dict:
-        if calls is not None:
-            calls[name] += 1
-        return {"log": [name]}
-
-    return node
 
 
 def parent_with(child: Any, calls: Counter | None = None, checkpointer: Any = None) -> Any:
@@ -468,15 +451,7 @@ def test_error_inside_subgraph_retry_resumes_child_from_its_checkpoint() -> None
             raise RuntimeError("boom")
         return {"log": ["c2"]}
 
-    cg = StateGraph(S)
-    cg.add_node("c1", logger("c1", calls))
-    cg.add_node("c2", c2)
-    cg.add_edge(START, "c1")
-    cg.add_edge("c1", "c2")
-    g = StateGraph(S)
-    g.add_node("child", cg.compile())
-    g.add_edge(START, "child")
-    app = g.compile(checkpointer=InMemorySaver())
+    app = with_child(c2, calls)
     with pytest.raises(RuntimeError, match="boom"):
         app.invoke({"x": 0, "log": []}, cfg())
     assert app.get_state(cfg()).next == ("child",)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from helpers import cfg
 from langchain_core.messages import AIMessage, HumanMessage
 
 from threadloom.checkpoint.base import BaseCheckpointSaver
@@ -48,10 +49,6 @@ def build(saver: Any = None) -> Any:
     # (with the deployment's clock); a graph without them records nothing.
     return builder.compile(checkpointer=saver or InMemorySaver(),
                            hooks=[ApprovalHooks(clock=lambda: NOW)])
-
-
-def cfg(**conf: Any) -> dict[str, Any]:
-    return {"configurable": {"thread_id": "t", **conf}}
 
 
 ALICE = {"id": "alice", "roles": ["ops"]}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import cfg
 from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
@@ -65,10 +66,6 @@ def agent(policy: ApprovalPolicy, *paths: str) -> Any:
     model = ScriptedChatModel(respond=respond)
     return create_react_agent(model, [delete_file, read_file], checkpointer=InMemorySaver(),
                               approval=policy)
-
-
-def cfg(thread: str = "t", **conf: Any) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread, **conf}}
 
 
 def start(graph: Any, thread: str = "t") -> list[dict[str, Any]]:

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
+from helpers import cfg, postgres_problem
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
 
@@ -24,42 +22,6 @@ from threadloom.cli import main as cli_main
 from threadloom.hitl import ApprovalPolicy, echo_digests, verify_chain
 from threadloom.prebuilt import ScriptedChatModel, create_react_agent
 from threadloom.types import Command
-
-PG_URL = os.environ.get(
-    "THREADLOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-_pg: dict[str, str | None] = {}
-
-
-def _pg_unavailable() -> str | None:
-    if "reason" not in _pg:
-        try:
-            import psycopg
-
-            with psycopg.connect(PG_URL, connect_timeout=3) as conn:
-                conn.execute("SELECT 1")
-            _pg["reason"] = None
-        except Exception as exc:
-            _pg["reason"] = f"Postgres at {PG_URL} unreachable: {exc}"
-    return _pg["reason"]
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    reason = _pg_unavailable()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    import psycopg
-
-    schema = f"tl_hitl_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options={quote(f'-c search_path={schema}')}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @contextmanager
@@ -81,7 +43,7 @@ def sync_saver(kind: str, where: str) -> Iterator[Any]:
 def durable(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     if request.param == "sqlite":
         return "sqlite", str(tmp_path / "audit.db")
-    return "postgres", request.getfixturevalue("pg_url")
+    return "postgres", request.getfixturevalue("postgres_schema_url")
 
 
 @tool
@@ -100,10 +62,6 @@ def make_agent(saver: Any) -> Any:
 
     return create_react_agent(ScriptedChatModel(respond=respond), [delete_file],
                               checkpointer=saver, approval=ApprovalPolicy(default="always"))
-
-
-def cfg(**conf: Any) -> dict[str, Any]:
-    return {"configurable": {"thread_id": "t", **conf}}
 
 
 def signed(agent: Any, answer: Any) -> Any:
@@ -179,10 +137,10 @@ def test_async_savers_store_the_log(tmp_path: Path, request: pytest.FixtureReque
             return await run(saver)
 
     logs = [asyncio.run(with_sqlite())]
-    if _pg_unavailable() is None:
+    if postgres_problem() is None:
         from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
 
-        url = request.getfixturevalue("pg_url")
+        url = request.getfixturevalue("postgres_schema_url")
 
         async def with_pg() -> list[dict[str, Any]]:
             async with AsyncPostgresSaver.from_conn_string(url) as saver:
@@ -226,14 +184,15 @@ def test_memory_saver_is_durable_for_the_process_only() -> None:
     assert [r["decision"] for r in saver.list_audit("t")] == ["accept", "accept"]
 
 
-def test_a_database_from_before_the_audit_log_is_told_to_migrate(pg_url: str) -> None:
+def test_a_database_from_before_the_audit_log_is_told_to_migrate(postgres_schema_url: str) -> None:
     import psycopg
 
     from threadloom.checkpoint.postgres import PostgresSaver
 
-    with PostgresSaver.from_conn_string(pg_url) as saver:
+    with PostgresSaver.from_conn_string(postgres_schema_url) as saver:
         saver.setup()
-        with psycopg.connect(pg_url, autocommit=True) as conn:  # as an older release left it
+        # as an older release left it
+        with psycopg.connect(postgres_schema_url, autocommit=True) as conn:
             conn.execute("DROP TABLE threadloom_audit_log")
             conn.execute("DELETE FROM threadloom_migrations WHERE v = 2")
         with pytest.raises(RuntimeError, match=r"run saver\.setup\(\)"):

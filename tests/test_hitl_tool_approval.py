@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from helpers import cfg
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
@@ -76,10 +77,6 @@ def agent(*turns: Any, policy: ApprovalPolicy = POLICY, **kw: Any) -> Any:
     RAN.clear()
     model = ScriptedChatModel([*turns, "All done."])
     return create_react_agent(model, TOOLS, checkpointer=InMemorySaver(), approval=policy, **kw)
-
-
-def cfg(thread: str = "t", **conf: Any) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread, **conf}}
 
 
 def signed(graph: Any, answer: Any, thread: str = "t") -> Any:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import cfg
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -21,10 +22,6 @@ BLOCKS = re.findall(r"```python\n(.*?)```", SECTION_TEXT, flags=re.S)
 @pytest.fixture(scope="module")
 def example() -> dict[str, Any]:
     return runpy.run_path(str(ROOT / "examples" / "people_in_the_loop.py"), run_name="example")
-
-
-def cfg(thread: str) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread}}
 
 
 def test_example_script_runs_all_three_stories(capsys: pytest.CaptureFixture[str]) -> None:

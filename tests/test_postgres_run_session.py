@@ -14,10 +14,11 @@ from typing import Annotated, Any, TypedDict
 
 import psycopg
 import pytest
-from test_checkpoint_savers import _require_postgres, pg_schemas  # noqa: F401 (a fixture)
+from helpers import POSTGRES_URL, require_postgres
 
 from threadloom.checkpoint.postgres import PostgresSaver
 from threadloom.checkpoint.postgres._runsession import MAX_SENT, _dump, _numbered, _Unsendable
+from threadloom.checkpoint.trace import TraceEvent
 from threadloom.errors import CheckpointConflictError
 from threadloom.graph import END, START, StateGraph
 
@@ -27,9 +28,9 @@ class Log(TypedDict):
 
 
 @pytest.fixture
-def saver(pg_schemas: Callable[[], str]) -> Iterator[PostgresSaver]:  # noqa: F811
+def saver(pg_schemas: Callable[[], str]) -> Iterator[PostgresSaver]:
     """A set-up sync Postgres saver in a schema of its own (its URL: ``_conninfo``)."""
-    _require_postgres()
+    require_postgres()
     with PostgresSaver.from_conn_string(pg_schemas()) as saver:
         saver.setup()
         yield saver
@@ -189,20 +190,26 @@ def test_a_long_run_waits_for_its_writes_at_each_step(saver: PostgresSaver) -> N
 
 
 def test_a_wide_step_waits_for_its_writes_every_max_sent(
-    saver: PostgresSaver, monkeypatch: pytest.MonkeyPatch
+    pg_schemas: Callable[[], str],
 ) -> None:
-    from threadloom.checkpoint.postgres._runsession import RunSession
+    in_flight = most = 0
 
-    most = 0
-    send = RunSession.send
+    def trace(event: TraceEvent) -> None:  # writes sent ahead, until a wait drains them
+        nonlocal in_flight, most
+        if event.kind == "send":
+            in_flight += 1
+            most = max(most, in_flight)
+        elif event.kind == "pipeline":
+            in_flight = 0
 
-    def counting(self: RunSession, *args: Any) -> Any:
-        nonlocal most
-        sent = send(self, *args)
-        most = max(most, len(self.sent))
-        return sent
+    require_postgres()
+    with PostgresSaver.from_conn_string(pg_schemas(), trace=trace) as saver:
+        saver.setup()
+        _run_a_wide_step(saver)
+    assert most == MAX_SENT  # never more in flight
 
-    monkeypatch.setattr(RunSession, "send", counting)
+
+def _run_a_wide_step(saver: PostgresSaver) -> None:
     names = [f"n{i}" for i in range(MAX_SENT + 6)]
     builder = StateGraph(Log)
     for name in names:
@@ -212,7 +219,6 @@ def test_a_wide_step_waits_for_its_writes_every_max_sent(
     graph = builder.compile(checkpointer=saver)
     config = {"configurable": {"thread_id": "t"}}
     assert sorted(graph.invoke({"items": []}, config)["items"]) == sorted(names)
-    assert most == MAX_SENT  # never more in flight
 
 
 def test_the_session_sends_what_the_core_writes() -> None:
@@ -279,14 +285,27 @@ def test_a_connection_that_must_not_prepare_is_read_the_usual_way(saver: Postgre
     assert not [n for (n,) in names if n.startswith("_tl_read")]
 
 
+def _lock_prober(conninfo: str, held: list[bool]) -> Callable[[], None]:
+    """A hook that tries thread "t"'s run lock from another saver: appends whether some
+    run held it."""
+
+    def probe() -> None:
+        with PostgresSaver.from_conn_string(conninfo) as other:
+            try:
+                with other.lock_thread("t"):
+                    held.append(False)
+            except CheckpointConflictError:
+                held.append(True)
+
+    return probe
+
+
 def _terminate(*pids: int) -> None:
     """``pg_terminate_backend`` each of ``pids``, and wait until their sessions are gone
     (the terminate is asynchronous)."""
     import time
 
-    from test_checkpoint_savers import PG_URL
-
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
         for pid in pids:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         deadline = time.monotonic() + 10
@@ -364,14 +383,7 @@ def test_a_run_whose_lock_session_died_alone_takes_the_lock_again(
         assert session is not None
         _terminate(session.conn.info.backend_pid)
 
-    def probe() -> None:
-        with PostgresSaver.from_conn_string(saver._conninfo or "") as other:
-            try:
-                with other.lock_thread("t"):
-                    held.append(False)
-            except CheckpointConflictError:
-                held.append(True)
-
+    probe = _lock_prober(saver._conninfo or "", held)
     graph = _chain(saver, ["a", "b", "c"], {"b": _once(kill), "c": _once(probe)})
     assert graph.invoke({"items": []}, config) == {"items": ["a", "b", "c"]}
     assert held == [True]

@@ -217,3 +217,20 @@ def test_command_update_as_tuples_stays_for_code_written_for_langgraph() -> None
     assert Command(update=Update(1, "a"))._update_as_tuples() == [("x", 1), ("y", "a")]
     assert Command()._update_as_tuples() == []
     assert Command(update=5)._update_as_tuples() == [("__root__", 5)]
+
+
+def test_the_savers_trace_hook_is_public() -> None:
+    """threadloom's own addition: ``threadloom.checkpoint.trace`` and the ``trace=``
+    argument of every SQL saver and its ``from_conn_string`` (see the module)."""
+    import inspect
+
+    from threadloom.checkpoint import trace
+    from threadloom.checkpoint.postgres import PostgresSaver
+    from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
+    from threadloom.checkpoint.sqlite import SqliteSaver
+    from threadloom.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    assert sorted(trace.__all__) == ["Trace", "TraceEvent"]
+    for saver in (SqliteSaver, AsyncSqliteSaver, PostgresSaver, AsyncPostgresSaver):
+        for made_by in (saver, saver.from_conn_string):
+            assert "trace" in inspect.signature(made_by).parameters, made_by

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypedDict
 
 import pytest
-from test_checkpoint_savers import _require_postgres, pg_schemas  # noqa: F401 (a fixture)
-from test_postgres_run_session import _once, _terminate
+from helpers import require_postgres
+from test_postgres_run_session import _lock_prober, _once, _terminate
 
 from threadloom.checkpoint.postgres import PostgresSaver
 from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -31,9 +31,9 @@ class Log(TypedDict):
 
 
 @pytest.fixture
-async def asaver(pg_schemas: Callable[[], str]) -> AsyncIterator[AsyncPostgresSaver]:  # noqa: F811
+async def asaver(pg_schemas: Callable[[], str]) -> AsyncIterator[AsyncPostgresSaver]:
     """A set-up async Postgres saver in a schema of its own (its URL: ``_conninfo``)."""
-    _require_postgres()
+    require_postgres()
     async with AsyncPostgresSaver.from_conn_string(pg_schemas()) as saver:
         await saver.setup()
         yield saver
@@ -149,14 +149,7 @@ async def test_an_async_run_whose_lock_session_died_alone_takes_the_lock_again(
     config = {"configurable": {"thread_id": "t"}}
     held: list[bool] = []
 
-    def probe() -> None:
-        with PostgresSaver.from_conn_string(asaver._conninfo or "") as other:
-            try:
-                with other.lock_thread("t"):
-                    held.append(False)
-            except CheckpointConflictError:
-                held.append(True)
-
+    probe = _lock_prober(asaver._conninfo or "", held)
     graph = _chain(
         asaver,
         ["a", "b", "c"],

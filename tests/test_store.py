@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import math
-import os
 import pickle
 import sqlite3
 import threading
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import POSTGRES_URL, require_postgres
 from langchain_core.embeddings import Embeddings
 
 from threadloom.store import (
@@ -45,39 +44,16 @@ from threadloom.store import (
 from threadloom.store.base import GetOp, ListNamespacesOp, MatchCondition, PutOp, SearchOp
 from threadloom.store.sqlite import SqliteStore
 
-PG_URL = os.environ.get("THREADLOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
 # --------------------------------------------------------------------------------------
 # Fixtures
 # --------------------------------------------------------------------------------------
 
 
-@functools.cache
-def _postgres_problem() -> str | None:
-    """Why PostgreSQL cannot be used (probed once per session), or ``None`` when it can."""
-    try:
-        import psycopg
-
-        psycopg.connect(PG_URL, connect_timeout=3, autocommit=True).close()
-    except Exception as exc:  # noqa: BLE001 - any failure means "no database here"
-        return (
-            f"PostgreSQL not reachable at {PG_URL!r} ({type(exc).__name__}: {exc}); "
-            "set THREADLOOM_TEST_POSTGRES_URL to run the PostgreSQL store tests"
-        )
-    return None
-
-
 @pytest.fixture(scope="module")
 def pg_url() -> str:
     """The PostgreSQL URL, or skip (locally) / fail (CI=true) when it is unusable."""
-    problem = _postgres_problem()
-    if problem is not None:
-        if IN_CI:
-            pytest.fail(f"CI=true and {problem}", pytrace=False)
-        pytest.skip(problem)
-    return PG_URL
+    require_postgres()
+    return POSTGRES_URL
 
 
 @pytest.fixture(scope="module")

@@ -229,6 +229,27 @@ async def test_long_waits_keep_the_connection_alive(served, client, monkeypatch)
         assert any(line.startswith("event: values") for line in seen)
 
 
+async def test_a_wait_answered_before_the_first_newline_goes_out_whole(served, client
+                                                                        ) -> None:
+    """A run that ends before a keep-alive newline is due is answered in one piece with
+    its length (not chunked); the answer is the run's output, as streamed ones are."""
+    import json
+
+    import httpx
+
+    tid = (await client.threads.create())["thread_id"]
+    async with httpx.AsyncClient(base_url=served.url, headers={"x-api-key": "key-alice"},
+                                 timeout=30) as http:
+        r = await http.post(f"/threads/{tid}/runs/wait",
+                            json={"assistant_id": "payment", "input": {"amount": 5}})
+    assert r.status_code == 200
+    assert r.headers["content-length"] == str(len(r.content))
+    assert "transfer-encoding" not in r.headers
+    assert r.headers["location"].endswith("/join")
+    answer = json.loads(r.content)
+    assert answer["amount"] == 5 and answer["__interrupt__"]
+
+
 def test_webhook_gets_the_finished_run_signed(serve_config) -> None:
     """The run is POSTed to its webhook when it ends, HMAC-signed; a 500 is retried."""
     import json

@@ -48,6 +48,7 @@ from threadloom.checkpoint.base import (
     audit_keep_last,
     prune_plan,
 )
+from threadloom.checkpoint.trace import Trace
 from threadloom.constants import CONFIG_KEY_BRANCH, CONFIG_KEY_DURABILITY
 
 __all__ = [
@@ -187,8 +188,12 @@ class SqlSaver(BaseCheckpointSaver):
     #: durability="async" (see the savers' modules for what "normal" allows)
     durability: Durability = "normal"
 
-    def __init__(self, *, serde: SerializerProtocol | None = None) -> None:
+    def __init__(
+        self, *, serde: SerializerProtocol | None = None, trace: Trace | None = None
+    ) -> None:
         super().__init__(serde=serde)  # sets self.serde, which builds the core
+        #: called with each statement sent (``threadloom.checkpoint.trace``); None: off
+        self.trace = trace
 
     @property  # type: ignore[override]
     def serde(self) -> SerializerProtocol:

@@ -86,6 +86,7 @@ from threadloom.checkpoint.postgres._fastpath import (
     lock_conninfo,
 )
 from threadloom.checkpoint.postgres._runsession import RunSession, Wait, ready, wait
+from threadloom.checkpoint.trace import Trace, traced_op
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -270,9 +271,10 @@ class PostgresSaver(FastPath, SyncSqlSaver):
         *,
         serde: SerializerProtocol | None = None,
         durability: Durability = "normal",
+        trace: Trace | None = None,
     ) -> None:
         self.durability = checked_durability(durability, NORMAL)
-        super().__init__(serde=serde)
+        super().__init__(serde=serde, trace=trace)
         self.conn = conn
         self._lock = threading.Lock()
         self._conninfo: str | None = None
@@ -288,6 +290,7 @@ class PostgresSaver(FastPath, SyncSqlSaver):
         *,
         serde: SerializerProtocol | None = None,
         durability: Durability = "normal",
+        trace: Trace | None = None,
     ) -> Iterator[PostgresSaver]:
         """Connect to ``conn_string`` (autocommit) and close the connection on exit.
         ``durability``: "normal" or "full" (see the module).
@@ -295,7 +298,7 @@ class PostgresSaver(FastPath, SyncSqlSaver):
         Call ``setup()`` once before first use (this does not, so read-only roles work).
         """
         with psycopg.Connection.connect(conn_string, autocommit=True) as conn:
-            saver = cls(conn, serde=serde, durability=durability)
+            saver = cls(conn, serde=serde, durability=durability, trace=trace)
             saver._conninfo = conn_string
             try:
                 yield saver
@@ -441,6 +444,8 @@ class PostgresSaver(FastPath, SyncSqlSaver):
         """Drive ``op`` on a data connection. ``meanwhile``: work to do while the op's
         first query is on the wire - that query then goes as a prepared read
         (``PreparedReads``), where it can (a non-atomic op on an idle connection)."""
+        if self.trace is not None:
+            op = traced_op(op, self.trace)
         with self._connection() as conn:
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 # the caller's transaction is open: join it (a savepoint)

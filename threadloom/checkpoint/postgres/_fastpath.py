@@ -37,6 +37,7 @@ from threadloom.checkpoint.postgres._runsession import (
     Sent,
     Wait,
 )
+from threadloom.checkpoint.trace import Trace
 
 __all__ = [
     "Connect",
@@ -152,6 +153,7 @@ class FastPath:
 
     conn: Any
     _conninfo: str | None
+    trace: Trace | None
     _core: SqlCore
     clear_cache: Callable[[], None]
 
@@ -180,6 +182,7 @@ class FastPath:
         if session is not None:
             session.close()
         fresh: RunSession = yield Connect()  # the drivers answer a Connect with one
+        fresh.trace = self.trace
         self._lock_session = fresh
         weakref.finalize(self, fresh.close)
         return fresh

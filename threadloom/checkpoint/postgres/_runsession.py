@@ -40,6 +40,7 @@ from psycopg import pq
 
 from threadloom.checkpoint._sql.statements import Query
 from threadloom.checkpoint.postgres._fencing import connection_up, session_up
+from threadloom.checkpoint.trace import Trace, TraceEvent
 
 __all__ = [
     "PgIO",
@@ -249,6 +250,7 @@ class RunSession:
         self.schema = str(row[0]) if row else ""
         self.sent: list[Sent] = []
         self._prepared: dict[tuple[str, tuple[int, ...]], bytes] = {}
+        self.trace: Trace | None = None  # the saver's (``threadloom.checkpoint.trace``)
 
     @property
     def alive(self) -> bool:
@@ -282,6 +284,8 @@ class RunSession:
                 item for item in done if item is not lock
             ]
         pgconn = self.conn.pgconn
+        if self.trace is not None:
+            self.trace(TraceEvent("run", "statement", (sql,)))
         pgconn.send_query_params(_pq(sql), [str(key).encode()])
         res = yield from _reply(pgconn)
         if res is None or res.status != pq.ExecStatus.TUPLES_OK:
@@ -300,6 +304,8 @@ class RunSession:
             self._send(item)
         except _Unsendable:
             return None
+        if self.trace is not None:
+            self.trace(TraceEvent("run", "send", tuple(q.sql for q in queries)))
         return item
 
     def flush(self) -> PgIO[None]:
@@ -340,6 +346,9 @@ class RunSession:
         sent = self.sent
         if not sent:
             return sent
+        if self.trace is not None:
+            sql = tuple(q.sql for item in sent for q in item.queries)
+            self.trace(TraceEvent("run", "pipeline", sql, len(sent)))
         pgconn = self.conn.pgconn
         yield from flush_all(pgconn)
         for item in sent:

@@ -51,6 +51,7 @@ from threadloom.checkpoint.postgres._runsession import (
     ready_async,
     wait_async,
 )
+from threadloom.checkpoint.trace import Trace, traced_op
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -133,9 +134,10 @@ class AsyncPostgresSaver(FastPath, AsyncSqlSaver):
         *,
         serde: SerializerProtocol | None = None,
         durability: Durability = "normal",
+        trace: Trace | None = None,
     ) -> None:
         self.durability = checked_durability(durability, NORMAL)
-        super().__init__(serde=serde)
+        super().__init__(serde=serde, trace=trace)
         self.conn = conn
         self._lock = asyncio.Lock()
         self._conninfo: str | None = None
@@ -154,6 +156,7 @@ class AsyncPostgresSaver(FastPath, AsyncSqlSaver):
         *,
         serde: SerializerProtocol | None = None,
         durability: Durability = "normal",
+        trace: Trace | None = None,
     ) -> AsyncIterator[AsyncPostgresSaver]:
         """Connect to ``conn_string`` (autocommit) and close the connection on exit.
         ``durability``: see ``PostgresSaver``.
@@ -161,7 +164,7 @@ class AsyncPostgresSaver(FastPath, AsyncSqlSaver):
         Call ``await saver.setup()`` once before first use.
         """
         async with await psycopg.AsyncConnection.connect(conn_string, autocommit=True) as conn:
-            saver = cls(conn, serde=serde, durability=durability)
+            saver = cls(conn, serde=serde, durability=durability, trace=trace)
             saver._conninfo = conn_string
             try:
                 yield saver
@@ -204,6 +207,8 @@ class AsyncPostgresSaver(FastPath, AsyncSqlSaver):
         meanwhile: Callable[[], None] | None = None,
     ) -> T:
         """``PostgresSaver._run_data`` on asyncio."""
+        if self.trace is not None:
+            op = traced_op(op, self.trace)
         async with self._connection() as conn:
             if conn.info.transaction_status != TransactionStatus.IDLE:
                 async with conn.transaction(), conn.cursor(row_factory=tuple_row) as cursor:

@@ -64,6 +64,7 @@ from threadloom.checkpoint._sql.statements import (
 )
 from threadloom.checkpoint.base import CheckpointTuple, SerializerProtocol
 from threadloom.checkpoint.sqlite import _locks
+from threadloom.checkpoint.trace import Trace, traced_op
 
 __all__ = ["SqliteSaver", "MIGRATIONS"]
 
@@ -238,11 +239,12 @@ class SqliteSaverBase(SyncSqlSaver):
         *,
         serde: SerializerProtocol | None = None,
         durability: Durability = "normal",
+        trace: Trace | None = None,
     ) -> None:
         self.durability = checked_durability(
             durability, "WAL + synchronous=NORMAL: safe against process crashes"
         )
-        super().__init__(serde=serde)
+        super().__init__(serde=serde, trace=trace)
         self.conn = conn
         self.is_setup = False
         self._runner = _SqliteRunner(conn)
@@ -260,12 +262,17 @@ class SqliteSaverBase(SyncSqlSaver):
             # WAL (or a private in-memory database): a read never waits for a writer
             self._reads_never_wait = str(mode).lower() in ("wal", "memory")
             _set_synchronous(self.conn, self.durability)
-            self._runner.run(self._core.migrate(MIGRATIONS), write=True)
+            migrate = self._core.migrate(MIGRATIONS)
+            if self.trace is not None:
+                migrate = traced_op(migrate, self.trace)
+            self._runner.run(migrate, write=True)
             self.is_setup = True
 
     def _run(self, op: Op[T], *, write: bool, atomic: bool = True) -> T:
         if not self.is_setup:
             self._setup_sync()
+        if self.trace is not None:
+            op = traced_op(op, self.trace)
         return self._runner.run(op, write=write)
 
     # -- one run per thread ------------------------------------------------------------
@@ -334,12 +341,14 @@ class SqliteSaver(SqliteSaverBase):
         *,
         serde: SerializerProtocol | None = None,
         durability: Durability = "normal",
+        trace: Trace | None = None,
     ) -> Iterator[SqliteSaver]:
         """Open ``conn_string`` (a file path, ``":memory:"`` or a ``file:`` URI), set up the
-        schema, and close the connection on exit. ``durability``: see the module."""
+        schema, and close the connection on exit. ``durability``: see the module;
+        ``trace``: see ``threadloom.checkpoint.trace``."""
         conn = _connect(conn_string)
         try:
-            saver = cls(conn, serde=serde, durability=durability)
+            saver = cls(conn, serde=serde, durability=durability, trace=trace)
             saver.setup()
             yield saver
         finally:

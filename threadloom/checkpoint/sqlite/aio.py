@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 
 from threadloom.checkpoint.base import SerializerProtocol
 from threadloom.checkpoint.sqlite import Durability, SqliteSaverBase, _connect
+from threadloom.checkpoint.trace import Trace
 
 __all__ = ["AsyncSqliteSaver"]
 
@@ -34,12 +35,13 @@ class AsyncSqliteSaver(SqliteSaverBase):
         *,
         serde: SerializerProtocol | None = None,
         durability: Durability = "normal",
+        trace: Trace | None = None,
     ) -> AsyncIterator[AsyncSqliteSaver]:
         """Open ``conn_string`` (path, ``":memory:"`` or ``file:`` URI), set up the schema,
         and close the connection on exit. ``durability``: see ``SqliteSaver``."""
         conn = await asyncio.to_thread(_connect, conn_string)
         try:
-            saver = cls(conn, serde=serde, durability=durability)
+            saver = cls(conn, serde=serde, durability=durability, trace=trace)
             await saver.setup()
             yield saver
         finally:

@@ -64,24 +64,61 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 def long_poll_response(result: Awaitable[Any], headers: dict[str, str] | None = None
-                       ) -> StreamingResponse:
+                       ) -> Response:
     """A 200 JSON answer that is ready later: a newline every few seconds meanwhile
     (leading whitespace is valid JSON), so proxies and clients do not time out."""
+    return _LongPoll(result, headers)
 
-    async def body() -> AsyncIterator[bytes]:
-        task = asyncio.ensure_future(result)
+
+class _LongPoll(Response):
+    """``long_poll_response``: an answer ready before the first newline is due goes out
+    whole (with its ``content-length``, one body write); a later one is streamed
+    (chunked: the newlines, then the answer). The wait ends when the client leaves."""
+
+    media_type = "application/json"
+
+    def __init__(self, result: Awaitable[Any], headers: dict[str, str] | None) -> None:
+        self.status_code = 200
+        self.background = None
+        self.result = result
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        task = asyncio.ensure_future(self.result)
+        left = asyncio.ensure_future(_disconnected(receive))
         try:
+            done, _ = await asyncio.wait({task, left}, timeout=HEARTBEAT_SECONDS,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                self.body = serde.dumps(task.result())
+                self.raw_headers.append((b"content-length", str(len(self.body)).encode()))
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": self.raw_headers})
+                await send({"type": "http.response.body", "body": self.body})
+                return
+            if left in done:
+                return
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": self.raw_headers})
             while True:
-                done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
-                if done:
+                await send({"type": "http.response.body", "body": b"\n", "more_body": True})
+                done, _ = await asyncio.wait({task, left}, timeout=HEARTBEAT_SECONDS,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if task in done:
                     break
-                yield b"\n"
-            yield serde.dumps(task.result())
+                if left in done:
+                    return
+            await send({"type": "http.response.body", "body": serde.dumps(task.result())})
         finally:
-            if not task.done():
-                task.cancel()
+            for waiting in (task, left):
+                if not waiting.done():
+                    waiting.cancel()
 
-    return StreamingResponse(body(), media_type="application/json", headers=headers)
+
+async def _disconnected(receive: Any) -> None:
+    """Returns when the client has left (the request's body was read before)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _frame(event: StreamEvent, with_id: bool) -> bytes:

@@ -103,7 +103,7 @@ class RunService:
         graph = self.ctx.graphs.get(graph_id)
         command = body.get("command") or {}
         if command.get("resume") is not None:
-            await self._check_resume(thread_id, graph, command["resume"])
+            await self._check_resume(thread, graph, command["resume"])
         kwargs = {k: body[k] for k in _KWARGS if body.get(k) is not None}
         kwargs["stream_mode"] = body.get("stream_mode") or ["values"]
         kwargs["subgraphs"] = bool(body.get("stream_subgraphs"))
@@ -143,12 +143,20 @@ class RunService:
         run.pop("run_at", None)
         return run, events
 
-    async def _check_resume(self, thread_id: str, graph: Any, resume: Any) -> None:
+    async def _check_resume(self, thread: Mapping[str, Any], graph: Any, resume: Any) -> None:
         """409 for an answer to nothing pending (a second answer, an unknown id)."""
-        if await self.ctx.storage.list_active_runs(thread_id):
-            return  # queued behind a run: what is pending is known only when it starts
         from threadloom.engine.task import is_resume_map
         from threadloom.hitl.request import requests_in
+
+        thread_id = str(thread["thread_id"])
+        if thread.get("interrupts") and not (isinstance(resume, Mapping)
+                                             and is_resume_map(resume)):
+            # an answer not naming interrupts, and the thread's record (stored with the
+            # state after every run and state change) holds some pending: no need to
+            # read the state (the check below would find them too)
+            return
+        if await self.ctx.storage.list_active_runs(thread_id):
+            return  # queued behind a run: what is pending is known only when it starts
 
         snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
         pending = list(snapshot.interrupts)

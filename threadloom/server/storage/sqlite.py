@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from threadloom.server.errors import Conflict
 from threadloom.server.records import matches, now_iso
+from threadloom.server.storage import _sqlite_inline as _inline
 from threadloom.server.storage.base import (
     RUN_ACTIVE,
     CancelAction,
@@ -148,6 +149,10 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
 ]
 
+#: how many assistants' rows ``SqliteStorage`` keeps (it forgets all of them when full)
+ASSISTANT_CACHE_SIZE = 1024
+
+
 class SqliteStorage(Storage):
     """Server storage in one SQLite file (see the module docstring).
 
@@ -156,7 +161,7 @@ class SqliteStorage(Storage):
     """
 
     def __init__(self, path: str) -> None:
-        from threadloom.checkpoint.sqlite import SqliteSaver, _connect
+        from threadloom.checkpoint.sqlite import _connect
         from threadloom.store.sqlite import SqliteStore
 
         if path == ":memory:":
@@ -167,8 +172,9 @@ class SqliteStorage(Storage):
         # in this process take turns on the lock instead of meeting SQLite's busy
         # handler, whose sleeps (up to 100 ms each) would dominate latency under load.
         self._conn = _connect(path)
-        self.checkpointer = SqliteSaver(self._conn)
+        self.checkpointer = _inline.LoopSqliteSaver(self._conn)
         self._lock = self.checkpointer._runner.lock
+        self._inline = self.checkpointer.inline
         self.store = SqliteStore(self._conn)
         self.store._lock = self._lock
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="threadloom-db")
@@ -177,6 +183,9 @@ class SqliteStorage(Storage):
         self._run_waiters: dict[str, list[asyncio.Future]] = {}
         self._cancel_callbacks: list[CancelCallback] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        # assistant rows by id, as read (every write to an assistant forgets its row; no
+        # other process writes them - see the module docstring)
+        self._assistant_rows: dict[str, tuple] = {}
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -202,10 +211,18 @@ class SqliteStorage(Storage):
             return fn(self._conn)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._call(self._tx, fn)
+        done = self._inline.run(self._tx, fn)
+        if done is _inline.BUSY:
+            return await self._call(self._tx, fn)
+        await asyncio.sleep(0)  # other tasks run meanwhile, as they would during a hop
+        return done
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._call(self._locked, fn)
+        done = self._inline.run(self._locked, fn)
+        if done is _inline.BUSY:
+            return await self._call(self._locked, fn)
+        await asyncio.sleep(0)
+        return done
 
     async def setup(self) -> None:
         def migrate(conn: sqlite3.Connection) -> None:
@@ -240,6 +257,7 @@ class SqliteStorage(Storage):
                     return _assistant(row)
                 raise Conflict(f"Assistant {record['assistant_id']} already exists.")
             self._insert_assistant_version(conn, record)
+            self._assistant_rows.pop(record["assistant_id"], None)
             conn.execute(
                 f"INSERT INTO server_assistants ({_ASSISTANT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (record["assistant_id"], record["graph_id"], record["name"],
@@ -262,12 +280,21 @@ class SqliteStorage(Storage):
         )
 
     async def get_assistant(self, assistant_id: str) -> dict | None:
+        row = self._assistant_rows.get(assistant_id)  # each run reads its assistant twice
+        if row is not None:
+            return _assistant(row)
+
         def go(conn: sqlite3.Connection) -> dict | None:
             row = conn.execute(
                 f"SELECT {_ASSISTANT_COLS} FROM server_assistants WHERE assistant_id = ?",
                 (assistant_id,),
             ).fetchone()
-            return None if row is None else _assistant(row)
+            if row is None:
+                return None
+            if len(self._assistant_rows) >= ASSISTANT_CACHE_SIZE:
+                self._assistant_rows.clear()
+            self._assistant_rows[assistant_id] = tuple(row)  # (under the connection's lock)
+            return _assistant(row)
 
         return await self._read(go)
 
@@ -286,6 +313,7 @@ class SqliteStorage(Storage):
             ).fetchone()[0]
             new = next_assistant_version(current, changes, latest)
             self._insert_assistant_version(conn, new)
+            self._assistant_rows.pop(assistant_id, None)
             conn.execute(
                 "UPDATE server_assistants SET graph_id=?, name=?, description=?, config=?, "
                 "context=?, metadata=?, version=?, updated_at=? WHERE assistant_id=?",
@@ -299,6 +327,7 @@ class SqliteStorage(Storage):
 
     async def delete_assistant(self, assistant_id: str) -> bool:
         def go(conn: sqlite3.Connection) -> bool:
+            self._assistant_rows.pop(assistant_id, None)
             cur = conn.execute(
                 "DELETE FROM server_assistants WHERE assistant_id = ?", (assistant_id,)
             )
@@ -366,6 +395,7 @@ class SqliteStorage(Storage):
                 return None
             rec = _assistant(row)
             now = now_iso()
+            self._assistant_rows.pop(assistant_id, None)
             conn.execute(
                 "UPDATE server_assistants SET graph_id=?, name=?, description=?, config=?, "
                 "context=?, metadata=?, version=?, updated_at=? WHERE assistant_id=?",
