@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.api import load_api  # noqa: E402
 from bench.programs import approval_graph, run_approval_cycle  # noqa: E402
-from threadloom.checkpoint._sql import Query  # noqa: E402
+from threadloom.checkpoint._sql.statements import Query  # noqa: E402
 
 API = load_api("threadloom")
 

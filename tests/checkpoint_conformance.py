@@ -1326,7 +1326,7 @@ async def test_copy_thread(saver_kit: SaverKit) -> None:
 async def test_expire_paused(saver_kit: SaverKit, monkeypatch: pytest.MonkeyPatch) -> None:
     api = saver_kit.api
     if saver_kit.is_sql:  # small batches, so several transactions are needed
-        monkeypatch.setattr("threadloom.checkpoint._sqlcore.EXPIRE_BATCH", 2)
+        monkeypatch.setattr("threadloom.checkpoint._sql.housekeeping.EXPIRE_BATCH", 2)
     now = dt.datetime.now(dt.UTC)
     fresh = tid("fresh")
     old = sorted(tid(f"old{i}") for i in range(5))

@@ -1,4 +1,5 @@
-"""Unit tests of ``threadloom.checkpoint._delta`` (storage-agnostic append deltas)."""
+"""Unit tests of ``threadloom.checkpoint._values`` (storage-agnostic append deltas, their
+chains, the value cache)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,16 @@ from typing import Any
 
 import pytest
 
-from threadloom.checkpoint._delta import (
+from threadloom.checkpoint._values.cache import ValueCache
+from threadloom.checkpoint._values.chains import (
     EMPTY,
-    BlobPlan,
     BrokenChainError,
-    DeltaCache,
     Resolved,
     StoredBlob,
-    ValueCache,
     needed_keys,
     resolve,
-    serde_fingerprint,
 )
+from threadloom.checkpoint._values.delta import BlobPlan, DeltaCache, serde_fingerprint
 from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
 
 SERDE = MsgpackSerializer()

@@ -1,4 +1,4 @@
-"""``threadloom.checkpoint._frozen`` and the value cache built on it: every read of a
+"""``threadloom.checkpoint._values.frozen`` and the value cache built on it: every read of a
 cached value is the reader's own, and equal to what was stored, down to field order."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from threadloom.checkpoint._delta import DeltaCache, StoredBlob, ValueCache
-from threadloom.checkpoint._frozen import freeze
+from threadloom.checkpoint._values.cache import ValueCache
+from threadloom.checkpoint._values.chains import StoredBlob
+from threadloom.checkpoint._values.delta import DeltaCache
+from threadloom.checkpoint._values.frozen import freeze
 from threadloom.checkpoint.memory import InMemorySaver
 from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
 from threadloom.checkpoint.sqlite import SqliteSaver

@@ -314,7 +314,7 @@ def test_sqlite_run_lock_files(tmp_path: Any) -> None:
 
 def _counting(saver: Any) -> list[str]:
     """Record each statement or batch the saver's operations send ("q" / "b<n>")."""
-    import threadloom.checkpoint._sql as sql
+    import threadloom.checkpoint._sql.statements as sql
 
     steps: list[str] = []
     run = saver._run

@@ -1,6 +1,6 @@
 """Long list channels: a ``put`` costs O(items appended), and edits made in place are kept.
 
-The delta planner (``threadloom.checkpoint._delta.DeltaCache``) no longer digests the
+The delta planner (``threadloom.checkpoint._values.delta.DeltaCache``) no longer digests the
 whole list at every ``put``: it compares the stored items with the new list by identity,
 digests the new items and the newest stored ones, and checks every stored item again
 once the list has grown by a fraction since the last such check. These tests run real
@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypedDict
 import pytest
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 
-from threadloom.checkpoint._delta import DeltaCache
+from threadloom.checkpoint._values.delta import DeltaCache
 from threadloom.checkpoint.memory import InMemorySaver
 from threadloom.graph import END, START, StateGraph
 from threadloom.graph.message import add_messages

@@ -3,7 +3,8 @@
 Values are serialized on the way in (only the channels that changed, once per version), so
 a node that later mutates an object it returned cannot rewrite history, and every read
 decodes fresh values. A list channel that grew (``add_messages``, ``operator.add``) is
-stored as the items it gained since its previous version, planned by ``_delta.DeltaCache``
+stored as the items it gained since its previous version, planned by
+``_values.delta.DeltaCache``
 exactly as the SQL savers plan them, so a thread's memory grows linearly with its length
 rather than with its square. Two CPU savings on top, since memory is all CPU: lists of
 up to ``_SMALL_LIST`` items are stored whole (a delta saves next to nothing there, while
@@ -16,7 +17,9 @@ anything a person may answer tomorrow.
 It follows the rules of the SQL savers (``tests/checkpoint_conformance.py`` checks both):
 the one-writer conflict rule, metadata filter keys, damaged-row errors, housekeeping
 (``list_threads``, ``prune``, ``expire_paused``) and ``stored_bytes``. The storage-agnostic
-pieces are shared with them (``_delta``, ``_sql``, a few helpers of ``_sqlcore``).
+pieces are shared with them: ``_values`` (deltas, their chains, the value cache) and
+``_stored`` (addresses, metadata, row decoding and the errors naming a damaged row); this
+module imports nothing of the SQL savers.
 
 Layout (plain dicts, so a test can inspect or damage them):
 
@@ -44,28 +47,32 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
-from threadloom.checkpoint._auditcodec import open_text, reseal_text, seal_text
-from threadloom.checkpoint._delta import (
-    EMPTY,
-    BrokenChainError,
-    DeltaCache,
-    Resolved,
-    ValueCache,
-    needed_keys,
-    resolve,
-    serde_fingerprint,
-    shared_copy,
+from threadloom.checkpoint._stored.auditcodec import open_text, reseal_text, seal_text
+from threadloom.checkpoint._stored.decode import (
+    ValueOwners,
+    decode_stored,
+    rebuild,
+    root_key,
+    value_name,
+    write_name,
 )
-from threadloom.checkpoint._sql import (
+from threadloom.checkpoint._stored.records import (
     PAGE_SIZE,
+    expiry_cutoff,
     make_config,
     pruned_checkpoints,
     thread_and_ns,
     timestamp,
     validate_filter,
 )
-from threadloom.checkpoint._sqlcore import CorruptCheckpointError, SqlCore, _root_key, _write_name
-from threadloom.checkpoint._sqlsaver import _cutoff
+from threadloom.checkpoint._values.cache import ValueCache
+from threadloom.checkpoint._values.chains import (
+    EMPTY,
+    Resolved,
+    needed_keys,
+    shared_copy,
+)
+from threadloom.checkpoint._values.delta import DeltaCache, serde_fingerprint
 from threadloom.checkpoint.base import (
     WRITES_IDX_MAP,
     AuditRecord,
@@ -183,9 +190,6 @@ def _matches(metadata: Any, filter: dict[str, Any]) -> bool:
 class InMemorySaver(BaseCheckpointSaver):
     """Keeps checkpoints in process memory. ``MemorySaver`` is the same class."""
 
-    # The SQL savers' decoder: ``CorruptCheckpointError`` naming what could not be read,
-    # never running code named by stored bytes. It only needs ``self.serde``.
-    _decode = SqlCore._decode
 
     def __init__(
         self,
@@ -362,10 +366,11 @@ class InMemorySaver(BaseCheckpointSaver):
         *,
         place: Place | None = None,
     ) -> Any:
-        """Decode through the SQL savers' decoder, which raises ``CorruptCheckpointError``
+        """Decode through ``decode_stored``, which raises ``CorruptCheckpointError``
         naming the row (reads try the serializer directly first: this is the slow path).
         ``place`` defaults to the checkpoint's metadata."""
-        return self._decode(
+        return decode_stored(
+            self.serde,
             data,
             lambda: f"{what}thread {thread_id!r}, namespace {ns!r}, checkpoint "
             f"{checkpoint_id!r}{end}",
@@ -376,16 +381,9 @@ class InMemorySaver(BaseCheckpointSaver):
         """Rebuild delta-stored values; damage raises ``CorruptCheckpointError`` naming the
         thread, namespace and checkpoint (as the SQL savers do)."""
         rows = _Rows(self.blobs)
-        via_chain: dict[Key, str] = {}
+        owner_of = ValueOwners(owners, rows)
         for key in targets:  # a chain row is named after a checkpoint whose value needs it
-            via_chain.setdefault(_root_key(key, rows[key]), owners[key])
-
-        def owner_of(key: Key) -> str:
-            if key in owners:
-                return f"checkpoint {owners[key]!r}"
-            row = rows.get(key)
-            owner = via_chain.get(_root_key(key, row) if row else key)
-            return f"checkpoint {owner!r}, through the list delta chain it extends"
+            owner_of.via_chain.setdefault(root_key(key, rows[key]), owners[key])
 
         bound = getattr(self.serde, "loads_typed_at", None)
         plain = self.serde.loads_typed
@@ -399,28 +397,16 @@ class InMemorySaver(BaseCheckpointSaver):
                     return plain((row.type, row.blob))
                 place = value_place(*key, row.base_version, row.root_version)
                 return bound((row.type, row.blob), place)
-            except Exception:  # decode again through the SQL savers' decoder, which
+            except Exception:  # decode again through ``decode_stored``, which
                 pass  # raises CorruptCheckpointError naming the row (outside this handler)
-            thread_id, ns, channel, version = key
-            return self._decode(
-                (row.type, row.blob),
-                lambda: f"value of channel {channel!r} version {version!r} (thread "
-                f"{thread_id!r}, namespace {ns!r}, {owner_of(key)})",
-                place,
+            return decode_stored(
+                self.serde, (row.type, row.blob), lambda: value_name(key, owner_of(key)), place
             )
 
         cached, missing = self._values.lookup(targets, decode)
         if not missing:
             return cached
-        try:
-            fresh = resolve(rows, missing, decode)
-        except BrokenChainError as exc:
-            thread_id, ns, channel, version = exc.key
-            raise CorruptCheckpointError(
-                f"Stored value of channel {channel!r} version {version!r} (thread "
-                f"{thread_id!r}, namespace {ns!r}, {owner_of(exc.key)}) "
-                f"cannot be rebuilt: {exc}"
-            ) from exc
+        fresh = rebuild(rows, missing, decode, owner_of)
         self._values.add_resolved({key: rows[key] for key in fresh}, fresh)
         cached.update(fresh)
         return cached
@@ -430,15 +416,16 @@ class InMemorySaver(BaseCheckpointSaver):
         bucket = self.writes.get((thread_id, ns, checkpoint_id))
         if not bucket:
             return []
-        decode = self._decode
+        serde = self.serde
         items = sorted(bucket.items(), key=lambda kv: (kv[1][3], kv[0][0], kv[0][1]))
         return [
             (
                 task_id,
                 channel,
-                decode(
+                decode_stored(
+                    serde,
                     value,
-                    partial(_write_name, task_id, channel, thread_id, ns, checkpoint_id),
+                    partial(write_name, task_id, channel, thread_id, ns, checkpoint_id),
                     write_place(thread_id, ns, checkpoint_id, task_id, idx, channel),
                 ),
             )
@@ -907,7 +894,7 @@ class InMemorySaver(BaseCheckpointSaver):
 
         ``now`` defaults to the current UTC time (naive datetimes are taken as UTC).
         """
-        cutoff = _cutoff(older_than, now)
+        cutoff = expiry_cutoff(older_than, now)
         with self._lock:
             expired = []
             for thread_id in sorted(self.storage):
@@ -1055,7 +1042,7 @@ class InMemorySaver(BaseCheckpointSaver):
 
     def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
         """Append records (as JSON text, sealed when the serializer encrypts, as the SQL
-        savers store them: ``_auditcodec``)."""
+        savers store them: ``_stored.auditcodec``)."""
         thread_id = str(thread_id)
         serde = self.serde
         with self._lock:

@@ -76,7 +76,7 @@ def rekey(saver: Any, *, batch_size: int = DEFAULT_BATCH) -> RekeyReport:
     """Reseal every value of ``saver``'s store with its serializer's write key (see the
     module docstring); returns what was done. ``InMemorySaver``, ``SqliteSaver`` and
     ``PostgresSaver`` (and, from a thread other than their loop's, the async savers)."""
-    from threadloom.checkpoint._sqlsaver import AsyncSqlSaver, SyncSqlSaver
+    from threadloom.checkpoint._sql.saver import AsyncSqlSaver, SyncSqlSaver
     from threadloom.checkpoint.memory import InMemorySaver
 
     serde = _serde(saver)
@@ -106,7 +106,7 @@ def _walk(
 ) -> Generator[Any, Any, None]:
     """The SQL savers' rekey as the operations to run, one transaction each (a batch of
     one table), in order; each one's result is sent back."""
-    from threadloom.checkpoint._reseal import TABLES, rekey_batch
+    from threadloom.checkpoint._sql.reseal import TABLES, rekey_batch
 
     for table in TABLES:
         after = None
@@ -122,7 +122,7 @@ def _walk(
 async def arekey(saver: Any, *, batch_size: int = DEFAULT_BATCH) -> RekeyReport:
     """Async ``rekey``: the async SQL savers run it on their connection; others in a
     worker thread."""
-    from threadloom.checkpoint._sqlsaver import AsyncSqlSaver
+    from threadloom.checkpoint._sql.saver import AsyncSqlSaver
 
     if not isinstance(saver, AsyncSqlSaver):
         return await asyncio.to_thread(rekey, saver, batch_size=batch_size)

@@ -25,7 +25,7 @@ from collections.abc import Generator
 from typing import Any
 
 from threadloom.channels import BaseChannel
-from threadloom.checkpoint._delta_history import APPLIED_KEY
+from threadloom.checkpoint._values.history import APPLIED_KEY
 from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id, empty_checkpoint
 from threadloom.checkpoint.serde.types import _DeltaSnapshot
 from threadloom.constants import (

@@ -5,10 +5,11 @@ The run loop (``Loop.run``) and the thread-state operations of ``get_state`` /
 records and get the answer sent back. A request is never changed once yielded; the
 classes are slotted dataclasses, not frozen ones, only because a frozen dataclass's
 ``__init__`` costs three times as much (~7,600 CPU instructions against ~2,500, under
-callgrind) and the loop makes about ten requests per approval cycle. ``perform`` (plain calls) and ``aperform``
-(the saver's ``a``-methods, awaited) dispatch on the record's type, so the algorithm
-exists once and a new request is a new class here, checked by the type checker, rather
-than a method name spelled in a string.
+callgrind) and the loop makes about ten requests per approval cycle.
+
+``perform`` (plain calls) and ``aperform`` (the saver's ``a``-methods, awaited) dispatch
+on the record's type, so the algorithm exists once and a new request is a new class
+here, checked by the type checker, rather than a method name spelled in a string.
 
 ``RunTasks`` and ``NodeWrites`` are not saver calls: the drivers run a step's tasks, and
 an ``update_state`` asks for a node's writes (so an async routing function is awaited).

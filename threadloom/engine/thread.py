@@ -25,8 +25,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from threadloom.channels import MISSING, BaseChannel
-from threadloom.checkpoint._delta_history import APPLIED_KEY
-from threadloom.checkpoint._shape import check_write
+from threadloom.checkpoint._stored.shape import check_write
+from threadloom.checkpoint._values.history import APPLIED_KEY
 from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
 from threadloom.checkpoint.serde.base import CorruptCheckpointError
 from threadloom.checkpoint.serde.types import _DeltaSnapshot
@@ -296,7 +296,7 @@ class ThreadState:
         self.delta_counters: dict[str, Any] = {}
         self.force_delta_snapshot = False
         # the task ids of the parent's recorded writes the next checkpoint applies, in
-        # order (its metadata's APPLIED_KEY, see threadloom.checkpoint._delta_history)
+        # order (its metadata's APPLIED_KEY, see threadloom.checkpoint._values.history)
         self.delta_applied: list[str] = []
         # the ids tasks' delta writes were recorded under when not their own (a run under
         # durability="exit" records them on its last saved checkpoint, see Loop)

@@ -6,7 +6,7 @@ Every resume, every answer to an approval request, every refused answer and ever
 altered entry is detectable (``verify_chain``). When the saver's serializer encrypts, the
 records are stored encrypted like checkpoint values, each bound to its thread and place in
 the log; the chain covers the plaintext records, which carry a random ``salt``
-(``threadloom.checkpoint._auditcodec``). ``graph.get_audit_log(config)`` reads a
+(``threadloom.checkpoint._stored.auditcodec``). ``graph.get_audit_log(config)`` reads a
 thread's log; ``export_jsonl`` writes records as JSON lines for archiving or a SIEM.
 
 Record keys (absent when they do not apply):

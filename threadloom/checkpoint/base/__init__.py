@@ -229,8 +229,9 @@ class BaseCheckpointSaver(Generic[V]):
     ) -> dict[str, Any]:
         """Per channel, ``{"seed": nearest stored value (absent: none), "writes": [(task_id,
         channel, value), ...] recorded after it}``: what rebuilds a channel stored as
-        deltas at the checkpoint ``config`` names (see ``threadloom.checkpoint._delta_history``)."""
-        from threadloom.checkpoint._delta_history import HistoryWalk
+        deltas at the checkpoint ``config`` names (see
+        ``threadloom.checkpoint._values.history``)."""
+        from threadloom.checkpoint._values.history import HistoryWalk
 
         walk = HistoryWalk(channels)
         at: Any = config
@@ -344,7 +345,7 @@ class BaseCheckpointSaver(Generic[V]):
         self, *, config: dict[str, Any], channels: Sequence[str]
     ) -> dict[str, Any]:
         """Async ``get_delta_channel_history`` (walks with ``aget_tuple``)."""
-        from threadloom.checkpoint._delta_history import HistoryWalk
+        from threadloom.checkpoint._values.history import HistoryWalk
 
         walk = HistoryWalk(channels)
         at: Any = config
@@ -521,7 +522,7 @@ def chain_audit_records(
 
     ``salt``: give each record a random ``salt`` (hashed with it), so that its hash - which
     may be kept in plaintext (checkpoint metadata anchors) - cannot confirm a guess at an
-    encrypted record's content (see ``threadloom.checkpoint._auditcodec``)."""
+    encrypted record's content (see ``threadloom.checkpoint._stored.auditcodec``)."""
     seq = int(last["seq"]) if last else 0
     prev = str(last["hash"]) if last else ""
     out: list[AuditRecord] = []

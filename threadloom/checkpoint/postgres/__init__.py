@@ -39,7 +39,7 @@ transaction open, every operation joins it through a savepoint.
   on every saver). Strings in metadata cannot contain NUL characters (a ``jsonb`` limit),
   nor can thread ids or namespaces (a ``text`` limit).
 * Values are stored once per channel version; list channels that only grew store just
-  their new items (see ``threadloom.checkpoint._delta``).
+  their new items (see ``threadloom.checkpoint._values.delta``).
 
 Schema: the same three tables as the SQLite saver (``threadloom_checkpoints``,
 ``threadloom_blobs``, ``threadloom_writes``) with ``bytea``/``jsonb`` columns and ``"C"``
@@ -64,7 +64,10 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "The Postgres savers need psycopg 3: pip install 'threadloom[postgres]'"
     ) from exc
 
-from threadloom.checkpoint._sql import (
+from threadloom.checkpoint._sql.audit import POSTGRES_MIGRATION
+from threadloom.checkpoint._sql.core import PreparedPut
+from threadloom.checkpoint._sql.saver import Durability, SyncSqlSaver, checked_durability
+from threadloom.checkpoint._sql.statements import (
     BLOBS,
     CHECKPOINTS,
     LISTING_MIGRATION,
@@ -75,9 +78,6 @@ from threadloom.checkpoint._sql import (
     Query,
     drive_sync,
 )
-from threadloom.checkpoint._sqlaudit import POSTGRES_MIGRATION
-from threadloom.checkpoint._sqlcore import PreparedPut
-from threadloom.checkpoint._sqlsaver import Durability, SyncSqlSaver, checked_durability
 from threadloom.checkpoint.base import CheckpointTuple, SerializerProtocol
 from threadloom.checkpoint.postgres._fastpath import (
     DataOp,

@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from threadloom.checkpoint._sql import Batch, Op, Query, resumed
-from threadloom.checkpoint._sqlcore import PreparedPut, SqlCore
-from threadloom.checkpoint._sqlsaver import RunGuard, thread_busy_error
+from threadloom.checkpoint._sql.core import PreparedPut, SqlCore
+from threadloom.checkpoint._sql.saver import RunGuard, thread_busy_error
+from threadloom.checkpoint._sql.statements import Batch, Op, Query, resumed
 from threadloom.checkpoint.base import CheckpointTuple, get_checkpoint_id
 from threadloom.checkpoint.postgres._fencing import RunLockHolders
 from threadloom.checkpoint.postgres._runsession import (

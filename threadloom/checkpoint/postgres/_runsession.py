@@ -38,7 +38,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 import psycopg
 from psycopg import pq
 
-from threadloom.checkpoint._sql import Query
+from threadloom.checkpoint._sql.statements import Query
 from threadloom.checkpoint.postgres._fencing import connection_up, session_up
 
 __all__ = [

@@ -5,7 +5,7 @@
         graph = builder.compile(checkpointer=saver)
 
 Same storage, locking, round trips, run locks and conflict rule as ``PostgresSaver``: the
-operations are shared (``_sqlcore``), and so is the fast path (``_fastpath``: the head
+operations are shared (``_sql.core``), and so is the fast path (``_fastpath``: the head
 read sent with the run lock, writes sent ahead with durability="async", prepared head
 reads); this module only drives them on asyncio. Takes a ``psycopg.AsyncConnection``
 (operations take turns on it) or a ``psycopg_pool.AsyncConnectionPool``. The sync methods
@@ -28,9 +28,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "The Postgres savers need psycopg 3: pip install 'threadloom[postgres]'"
     ) from exc
 
-from threadloom.checkpoint._sql import Batch, Op, Query, drive_async
-from threadloom.checkpoint._sqlcore import PreparedPut
-from threadloom.checkpoint._sqlsaver import AsyncSqlSaver, Durability, checked_durability
+from threadloom.checkpoint._sql.core import PreparedPut
+from threadloom.checkpoint._sql.saver import AsyncSqlSaver, Durability, checked_durability
+from threadloom.checkpoint._sql.statements import Batch, Op, Query, drive_async
 from threadloom.checkpoint.base import CheckpointTuple, SerializerProtocol
 from threadloom.checkpoint.postgres import (
     DIALECT,

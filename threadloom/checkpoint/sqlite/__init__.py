@@ -8,7 +8,7 @@ turns through ``BEGIN IMMEDIATE``). For many machines use ``PostgresSaver``.
         graph = builder.compile(checkpointer=saver)
 
 Storage grows with what changed: values are stored once per channel version, and list
-channels that only grew store just their new items (see ``threadloom.checkpoint._delta``).
+channels that only grew store just their new items (see ``threadloom.checkpoint._values.delta``).
 One run at a time per thread is enforced before anything runs by ``lock_thread`` (an
 ``flock`` on ``<database>-locks/<hash of the thread id>.lock``, which the kernel releases
 when the holder dies, however it dies); a run's ``loop`` checkpoint whose parent is no
@@ -43,7 +43,16 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
-from threadloom.checkpoint._sql import (
+from threadloom.checkpoint._sql.audit import SQLITE_MIGRATION
+from threadloom.checkpoint._sql.saver import (
+    DURABILITIES,
+    Durability,
+    RunGuard,
+    SyncSqlSaver,
+    checked_durability,
+    thread_busy_error,
+)
+from threadloom.checkpoint._sql.statements import (
     BLOBS,
     CHECKPOINTS,
     LISTING_MIGRATION,
@@ -52,15 +61,6 @@ from threadloom.checkpoint._sql import (
     Query,
     SqliteDialect,
     drive_sync,
-)
-from threadloom.checkpoint._sqlaudit import SQLITE_MIGRATION
-from threadloom.checkpoint._sqlsaver import (
-    DURABILITIES,
-    Durability,
-    RunGuard,
-    SyncSqlSaver,
-    checked_durability,
-    thread_busy_error,
 )
 from threadloom.checkpoint.base import CheckpointTuple, SerializerProtocol
 from threadloom.checkpoint.sqlite import _locks

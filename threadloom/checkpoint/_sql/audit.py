@@ -15,7 +15,7 @@ when the saver sets it (``prune_audit``: the older ones become one anchor record
 last pruned record's place, so the chain still verifies; by default it keeps them all).
 
 Under an encrypting serializer each record (and the anchor) is sealed for its place
-(``_auditcodec``); the chain covers the plaintext records.
+(``_stored.auditcodec``); the chain covers the plaintext records.
 
 The table comes with its own migration (``SQLITE_MIGRATION`` / ``POSTGRES_MIGRATION``),
 appended to each saver's migration list.
@@ -29,8 +29,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from threadloom.checkpoint._auditcodec import open_text, seal_text
-from threadloom.checkpoint._sql import Dialect, Op, Query
+from threadloom.checkpoint._sql.statements import Dialect, Op, Query
+from threadloom.checkpoint._stored.auditcodec import open_text, seal_text
 from threadloom.checkpoint.base import (
     AuditRecord,
     audit_prune_marker,

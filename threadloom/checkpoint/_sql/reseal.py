@@ -3,7 +3,7 @@ serializer, and ``rekey`` (``threadloom.checkpoint.rekey``).
 
 Every table that holds encrypted values is described once (:data:`TABLES`): its primary
 key, the columns a value's place is made of (``serde.place``), and where the sealed value
-is. Two operations (generators of ``Query``, as in ``_sqlcore``) work on any of them:
+is. Two operations (generators of ``Query``, as in ``_sql.core``) work on any of them:
 
 * :func:`reseal_thread` - after a thread's rows were copied to another thread id, seal
   each copied value for its new place (run in the copy's transaction);
@@ -22,9 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from threadloom.checkpoint._auditcodec import reseal_text
-from threadloom.checkpoint._sql import BLOBS, CHECKPOINTS, WRITES, Dialect, Op, Query
-from threadloom.checkpoint._sqlaudit import AUDIT
+from threadloom.checkpoint._sql.audit import AUDIT
+from threadloom.checkpoint._sql.statements import BLOBS, CHECKPOINTS, WRITES, Dialect, Op, Query
+from threadloom.checkpoint._stored.auditcodec import reseal_text
+from threadloom.checkpoint._stored.decode import as_bytes
 from threadloom.checkpoint.serde.base import CorruptCheckpointError
 from threadloom.checkpoint.serde.place import (
     Place,
@@ -78,10 +79,6 @@ TABLES: tuple[SealedTable, ...] = (
 )  # fmt: skip
 
 
-def _bytes(blob: Any) -> Any:
-    return bytes(blob) if isinstance(blob, memoryview | bytearray) else blob
-
-
 def _select(t: SealedTable) -> str:
     typ = "type" if t.typed else "NULL"
     return f"SELECT {', '.join((*t.keys, *t.extra))}, {typ}, {t.data} FROM {t.name}"
@@ -102,7 +99,7 @@ def _resealed(
 ) -> tuple[Any, ...] | None:
     """The new (type, data) of a row (typed tables) or (data,) (the audit log); None when
     nothing changes."""
-    typ, data = row[-2], _bytes(row[-1])
+    typ, data = row[-2], as_bytes(row[-1])
     try:
         if not t.typed:
             text = reseal_text(serde, data, place, new_place)
@@ -119,7 +116,7 @@ def _resealed(
 def _update_query(
     d: Dialect, t: SealedTable, row: Sequence[Any], new: tuple[Any, ...], keys: Sequence[Any]
 ) -> Query:
-    old = (row[-2], _bytes(row[-1])) if t.typed else (row[-1],)
+    old = (row[-2], as_bytes(row[-1])) if t.typed else (row[-1],)
     return Query(_update(d, t), [*new, *keys, *old])
 
 

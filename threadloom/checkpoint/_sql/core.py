@@ -1,7 +1,7 @@
 """The SQL savers' algorithm, written once for SQLite and Postgres, sync and async.
 
 Every method of ``SqlCore`` that touches the database is a generator of ``Query`` or
-``Batch`` (see ``_sql``): it decides what to read and write, a backend driver executes
+``Batch`` (see ``statements``): it decides what to read and write, a backend driver executes
 it. So what to store, how a stale head is detected, how delta chains are rebuilt and what
 a prune may delete are the same code on every backend, with no I/O of their own.
 
@@ -22,13 +22,14 @@ Round trips on the hot path (what a graph run and ``get_state`` do):
 
 Each of these steps is self-contained, so the drivers may run them without an enclosing
 transaction (each statement or batch is atomic on its own); housekeeping (``prune``,
-``delete_thread``, ``expire``, ``migrate``) runs as one transaction (on Postgres one
-pipeline: a round trip per statement whose rows it needs, plus one).
+``delete_thread``, ``expire``, ``migrate``: ``housekeeping``, a base of ``SqlCore``) runs as
+one transaction (on Postgres one pipeline: a round trip per statement whose rows it
+needs, plus one).
 
-Storage layout (tables in ``_sql``): a checkpoint row without values (serialized with the
+Storage layout (tables in ``statements``): a checkpoint row without values (serialized with the
 saver's serde) and JSON metadata; one blob row per (thread, namespace, channel, version)
 written only for channels in ``new_versions`` - either the whole value, or, for a list
-that grew, the appended items plus ``base_version``/``root_version`` (``_delta``); one row
+that grew, the appended items plus ``base_version``/``root_version`` (``_values.delta``); one row
 per pending write.
 
 Damaged rows raise ``CorruptCheckpointError`` naming the thread, namespace and checkpoint;
@@ -36,50 +37,58 @@ decoding goes through the serializer, which never runs code named by stored byte
 serializer that binds values to their place (``EncryptedSerializer``) is given each row's
 place (``serde.place``: the checkpoint row, the value's (channel, version, base, root),
 the write's (checkpoint, task, index, channel)), so a row copied elsewhere is refused;
-``copy_thread`` then reseals the copies for their new thread (``_reseal``).
+``copy_thread`` then reseals the copies for their new thread (``reseal``).
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from threadloom.checkpoint._delta import (
-    EMPTY,
-    BlobPlan,
-    BrokenChainError,
-    DeltaCache,
-    Resolved,
-    StoredBlob,
-    ValueCache,
-    needed_keys,
-    resolve,
-    shared_copy,
-)
-from threadloom.checkpoint._shape import _checkpoint_problem, check_checkpoint
-from threadloom.checkpoint._sql import (
+from threadloom.checkpoint._sql.housekeeping import SqlHousekeeping
+from threadloom.checkpoint._sql.statements import (
     BLOBS,
     CHECKPOINTS,
-    EXPIRE_BATCH,
-    MIGRATIONS_TABLE,
     WRITES,
     Batch,
     Dialect,
     Op,
     Query,
     chunks,
-    dump_metadata,
-    make_config,
-    pruned_checkpoints,
-    thread_and_ns,
-    timestamp,
     values_cte,
 )
-from threadloom.checkpoint._sqlaudit import AUDIT
+from threadloom.checkpoint._stored.decode import (
+    SEALED_METADATA,
+    ValueOwners,
+    as_bytes,
+    authentic_metadata,
+    decode_stored,
+    fast_json_loads,
+    load_metadata,
+    rebuild,
+    root_key,
+    value_name,
+    write_name,
+)
+from threadloom.checkpoint._stored.records import (
+    dump_metadata,
+    make_config,
+    thread_and_ns,
+    timestamp,
+)
+from threadloom.checkpoint._stored.shape import _checkpoint_problem, check_checkpoint
+from threadloom.checkpoint._values.cache import ValueCache
+from threadloom.checkpoint._values.chains import (
+    EMPTY,
+    Resolved,
+    StoredBlob,
+    shared_copy,
+)
+from threadloom.checkpoint._values.delta import BlobPlan, DeltaCache
 from threadloom.checkpoint.base import (
     WRITES_IDX_MAP,
     ChannelVersions,
@@ -92,7 +101,6 @@ from threadloom.checkpoint.base import (
 )
 from threadloom.checkpoint.serde.base import CorruptCheckpointError
 from threadloom.checkpoint.serde.place import (
-    Place,
     binds,
     checkpoint_place,
     dumps_at,
@@ -159,7 +167,7 @@ class PreparedPut:
         return make_config(self.thread_id, self.ns, self.checkpoint["id"])
 
 
-class SqlCore:
+class SqlCore(SqlHousekeeping):
     """The saver operations as generators of ``Query`` (see the module docstring)."""
 
     def __init__(
@@ -175,29 +183,6 @@ class SqlCore:
         self._binds = binds(serde)
         self.cache = cache
         self.values = values if values is not None else ValueCache(max_bytes=0)
-
-    # -- schema ------------------------------------------------------------------------
-
-    def migrate(self, migrations: Sequence[Sequence[str]]) -> Op[int]:
-        """Apply the migrations not yet recorded; returns how many ran.
-
-        Runs in one transaction behind a lock (``BEGIN IMMEDIATE`` on SQLite, an advisory
-        transaction lock on Postgres), so concurrent callers apply each migration once.
-        """
-        if self.d.lock_migrations:
-            yield Query(self.d.lock_migrations)
-        yield Query(f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (v INTEGER PRIMARY KEY)")
-        rows = yield Query(f"SELECT v FROM {MIGRATIONS_TABLE}", fetch=True)
-        done = {int(r[0]) for r in rows or ()}
-        ran = 0
-        for version, statements in enumerate(migrations):
-            if version in done:
-                continue
-            for statement in statements:
-                yield Query(statement)
-            yield Query(f"INSERT INTO {MIGRATIONS_TABLE} (v) VALUES (?)", (version,))
-            ran += 1
-        return ran
 
     # -- reading -------------------------------------------------------------------------
 
@@ -283,9 +268,10 @@ class SqlCore:
                 checkpoints.append(row[1:8])
                 continue
             _, thread_id, ns, checkpoint_id, task_id, typ, blob, _, channel, _, idx = row
-            value = self._decode(
+            value = decode_stored(
+                self.serde,
                 (typ, blob),
-                partial(_write_name, task_id, channel, thread_id, ns, checkpoint_id),
+                partial(write_name, task_id, channel, thread_id, ns, checkpoint_id),
                 write_place(thread_id, ns, checkpoint_id, task_id, idx, channel),
             )
             writes[(thread_id, ns, checkpoint_id)].append((task_id, channel, value))
@@ -316,13 +302,13 @@ class SqlCore:
         # that does not bind values to their place, a checkpoint of the right shape, JSON
         # metadata. Anything else (or a failure) takes the path that names the row.
         plain = None if self._binds else self.serde.loads_typed
-        loads = _fast_json_loads
+        loads = fast_json_loads
         for row in rows:
             thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata = row
             checkpoint = None
             if plain is not None and typ != "empty":
                 try:
-                    checkpoint = plain((typ, blob if type(blob) is bytes else _bytes(blob)))
+                    checkpoint = plain((typ, blob if type(blob) is bytes else as_bytes(blob)))
                 except Exception:
                     checkpoint = None
             if (
@@ -347,30 +333,20 @@ class SqlCore:
                 owners.setdefault(key, checkpoint_id)
             decoded.append((thread_id, ns, checkpoint_id, parent_id, checkpoint, meta, keys))
 
-        via_chain: dict[Key, str] = {}
         blob_rows: dict[Key, StoredBlob] = {}
-
-        def owner_of(key: Key) -> str:
-            if key in owners:
-                return f"checkpoint {owners[key]!r}"
-            row = blob_rows.get(key)
-            owner = via_chain.get(_root_key(key, row) if row else key)
-            return f"checkpoint {owner!r}, through the list delta chain it extends"
+        owner_of = ValueOwners(owners, blob_rows)
 
         def decode(key: Key, row: StoredBlob) -> Any:
             if plain is not None and row.type != "empty":
                 try:  # the common case, without the error text and place
                     blob = row.blob
-                    return plain((row.type, blob if type(blob) is bytes else _bytes(blob)))
+                    return plain((row.type, blob if type(blob) is bytes else as_bytes(blob)))
                 except Exception:
                     pass  # decoded again below, for the error naming the value
-            thread_id, ns, channel, version = key
-            return self._decode(
+            return decode_stored(
+                self.serde,
                 (row.type, row.blob),
-                lambda: (
-                    f"value of channel {channel!r} version {version!r} (thread "
-                    f"{thread_id!r}, namespace {ns!r}, {owner_of(key)})"
-                ),
+                lambda: value_name(key, owner_of(key)),
                 value_place(*key, row.base_version, row.root_version),
             )
 
@@ -382,20 +358,10 @@ class SqlCore:
         if missing:
             blob_rows.update((yield from self._fetch_values(missing)))
             # a chain row is named after a checkpoint whose value is built on it
-            via_chain.update(
-                (_root_key(k, r), owners[k])
-                for k, r in blob_rows.items()
-                if r.base_version is not None and k in owners
-            )
-            try:
-                fresh = resolve(blob_rows, missing, decode)
-            except BrokenChainError as exc:
-                thread_id, ns, channel, version = exc.key
-                raise CorruptCheckpointError(
-                    f"Stored value of channel {channel!r} version {version!r} (thread "
-                    f"{thread_id!r}, namespace {ns!r}, {owner_of(exc.key)}) "
-                    f"cannot be rebuilt: {exc}"
-                ) from exc
+            for k, r in blob_rows.items():
+                if r.base_version is not None and k in owners:
+                    owner_of.via_chain[root_key(k, r)] = owners[k]
+            fresh = rebuild(blob_rows, missing, decode, owner_of)
             if listing:
                 self.values.add_rows(blob_rows)
             else:
@@ -432,12 +398,12 @@ class SqlCore:
         thread_id, ns, checkpoint_id, _, typ, blob, metadata = row
         where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"
         place = checkpoint_place(thread_id, ns, checkpoint_id)
-        checkpoint = self._decode((typ, blob), f"checkpoint of {where}", place)
+        checkpoint = decode_stored(self.serde, (typ, blob), f"checkpoint of {where}", place)
         sealed = checkpoint.pop(SEALED_METADATA, None) if isinstance(checkpoint, dict) else None
         check_checkpoint(checkpoint, where)
-        meta = _load_metadata(metadata, where)
+        meta = load_metadata(metadata, where)
         if sealed is not None:
-            meta = _authentic_metadata(meta, sealed, where)
+            meta = authentic_metadata(meta, sealed, where)
         return checkpoint, meta
 
     def _fetch_values(self, keys: list[Key]) -> Op[dict[Key, StoredBlob]]:
@@ -469,38 +435,6 @@ class SqlCore:
         for rows in results:
             found.update(_blob_rows(rows))
         return found
-
-    def _decode(
-        self, data: tuple[str, Any], what: str | Callable[[], str], place: Place | None = None
-    ) -> Any:
-        """Decode a stored value; ``what`` (or what it returns) names it in errors.
-
-        ``place``: where the value is stored, for a serializer that binds values to their
-        place (``serde.place``). Errors are ``CorruptCheckpointError`` - of the
-        serializer's own subclass when it raised one (``UnencryptedValueError``, ...) -
-        naming the row."""
-        typ, blob = data
-        if typ == "empty":
-            return EMPTY
-        serde = self.serde
-        try:
-            if place is not None:
-                bound = getattr(serde, "loads_typed_at", None)
-                if bound is not None:
-                    return bound((typ, _bytes(blob)), place)
-            return serde.loads_typed((typ, _bytes(blob)))
-        except Exception as exc:
-            name = what if isinstance(what, str) else what()
-            kind = type(exc) if isinstance(exc, CorruptCheckpointError) else None
-            try:
-                error = (kind or CorruptCheckpointError)(
-                    f"Stored {name} cannot be decoded ({type(exc).__name__}: {exc}). The row "
-                    "is damaged or was written by an incompatible serializer; nothing in it "
-                    "was run."
-                )
-            except Exception:  # a subclass that takes other arguments
-                error = CorruptCheckpointError(f"Stored {name} cannot be decoded: {exc}")
-            raise error from exc
 
     # -- writing -----------------------------------------------------------------------
 
@@ -901,310 +835,7 @@ class SqlCore:
             return [Query(f"SELECT {self.d.relaxed_commit}", ())]
         return []
 
-    # -- housekeeping ------------------------------------------------------------------
-
-    def delete_thread(self, thread_id: str) -> Op[None]:
-        thread_id = str(thread_id)
-        if self.d.lock_thread:
-            yield Query(self.d.lock_thread, (thread_id,))
-        # the thread's audit log goes with it (``_sqlaudit``)
-        for table in (WRITES, BLOBS, CHECKPOINTS, AUDIT):
-            yield Query(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))
-        self.cache.forget(thread_id)
-        self.values.forget(thread_id)
-        return None
-
-    def list_threads(self, limit: int | None) -> Op[list[str]]:
-        sql = (
-            f"SELECT thread_id FROM {CHECKPOINTS} GROUP BY thread_id "
-            "ORDER BY MAX(created_at) DESC, MAX(checkpoint_id) DESC, thread_id"
-        )
-        params: list[Any] = []
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        rows = yield Query(sql, params, fetch=True)
-        return [r[0] for r in rows or ()]
-
-    def prune(self, thread_ids: Sequence[str], keep_last: int) -> Op[int]:
-        """Keep the ``keep_last`` newest checkpoints per namespace of each thread; returns
-        how many checkpoints went (with their pending writes and the values only they
-        used).
-
-        Blobs survive while a kept checkpoint references them or a kept delta chain runs
-        through them, so every kept checkpoint still reads back whole.
-        """
-        if keep_last < 0:
-            raise ValueError(f"keep_last must be >= 0, got {keep_last}")
-        dropped = 0
-        for thread_id in sorted({str(t) for t in thread_ids}):  # lock order: no deadlocks
-            dropped += yield from self._drop(
-                thread_id, lambda entries: pruned_checkpoints(entries, keep_last)
-            )
-        return dropped
-
-    def delete_for_runs(self, run_ids: Sequence[str]) -> Op[int]:
-        """Delete the checkpoints whose metadata ``run_id`` is one of ``run_ids`` (in every
-        thread and namespace), their pending writes and the values only they used;
-        returns how many checkpoints went. Other checkpoints still read back whole."""
-        runs = sorted({str(r) for r in run_ids})
-        if not runs:
-            return 0
-        threads: set[str] = set()
-        for chunk in chunks(runs, 1):
-            rows = yield Query(
-                f"SELECT DISTINCT thread_id FROM {CHECKPOINTS} WHERE {self.d.run_id_sql} "
-                f"IN ({', '.join('?' for _ in chunk)})",
-                list(chunk),
-                fetch=True,
-            )
-            threads.update(r[0] for r in rows or ())
-        wanted = set(runs)
-
-        def made_by_run(entries: list[tuple[str, str, dict[str, Any]]]) -> set[tuple[str, str]]:
-            return {(ns, c) for ns, c, meta in entries if meta.get("run_id") in wanted}
-
-        dropped = 0
-        for thread_id in sorted(threads):
-            dropped += yield from self._drop(thread_id, made_by_run)
-        return dropped
-
-    def _drop(
-        self,
-        thread_id: str,
-        choose: Callable[[list[tuple[str, str, dict[str, Any]]]], set[tuple[str, str]]],
-    ) -> Op[int]:
-        """Delete the checkpoints of ``thread_id`` that ``choose`` picks (as (namespace,
-        checkpoint id) pairs, from every (namespace, checkpoint id, metadata)), their
-        writes, and the blobs no remaining checkpoint needs; how many checkpoints went."""
-        if self.d.lock_thread:
-            yield Query(self.d.lock_thread, (thread_id,))
-        rows = yield Query(
-            f"SELECT checkpoint_ns, checkpoint_id, type, checkpoint, metadata "
-            f"FROM {CHECKPOINTS} WHERE thread_id = ? ORDER BY checkpoint_ns, checkpoint_id DESC",
-            (thread_id,),
-            fetch=True,
-        )
-        rows = rows or []
-        picked = choose(
-            [
-                (ns, checkpoint_id, _load_metadata(meta, f"thread {thread_id!r}, namespace "
-                                    f"{ns!r}, checkpoint {checkpoint_id!r}"))
-                for ns, checkpoint_id, _typ, _blob, meta in rows
-            ]
-        )  # fmt: skip
-        dropped: list[tuple[str, str, str]] = []
-        referenced: set[tuple[Any, ...]] = set()
-        for ns, checkpoint_id, typ, blob, _meta in rows:
-            if (ns, checkpoint_id) in picked:
-                dropped.append((thread_id, ns, checkpoint_id))
-                continue
-            where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"
-            place = checkpoint_place(thread_id, ns, checkpoint_id)
-            checkpoint = self._decode((typ, blob), f"checkpoint of {where}", place)
-            for channel, version in (checkpoint.get("channel_versions") or {}).items():
-                referenced.add((thread_id, ns, channel, str(version)))
-        if not dropped:
-            return 0
-        cols = ("thread_id", "checkpoint_ns", "checkpoint_id")
-        for table in (WRITES, CHECKPOINTS):
-            for chunk in chunks(dropped, 3):
-                cte = values_cte("w", cols, chunk)
-                yield Query(
-                    f"{cte.sql}DELETE FROM {table} WHERE (thread_id, checkpoint_ns, "
-                    "checkpoint_id) IN (SELECT thread_id, checkpoint_ns, checkpoint_id FROM w)",
-                    cte.params,
-                )
-        blob_rows = yield Query(
-            f"SELECT thread_id, checkpoint_ns, channel, version, base_version FROM {BLOBS} "
-            "WHERE thread_id = ?",
-            (thread_id,),
-            fetch=True,
-        )
-        bases = {tuple(r[:4]): r[4] for r in blob_rows or ()}
-        keep = needed_keys(referenced, bases)
-        garbage = [k for k in bases if k not in keep]
-        bcols = ("thread_id", "checkpoint_ns", "channel", "version")
-        for chunk in chunks(garbage, 4):
-            cte = values_cte("w", bcols, chunk)
-            yield Query(
-                f"{cte.sql}DELETE FROM {BLOBS} WHERE (thread_id, checkpoint_ns, channel, "
-                "version) IN (SELECT thread_id, checkpoint_ns, channel, version FROM w)",
-                cte.params,
-            )
-        self.cache.forget(thread_id)
-        self.values.forget(thread_id)
-        return len(dropped)
-
-    def copy_thread(self, source: str, target: str) -> Op[int]:
-        """Copy every checkpoint of thread ``source`` (all namespaces, with their values
-        and pending writes, ids unchanged) to thread ``target``, which must have none;
-        returns how many checkpoints were copied."""
-        source, target = str(source), str(target)
-        if source == target:
-            raise ValueError(f"copy_thread needs two different threads, got {source!r} twice")
-        if self.d.lock_thread:
-            for thread_id in sorted((source, target)):
-                yield Query(self.d.lock_thread, (thread_id,))
-        rows = yield Query(
-            f"SELECT (SELECT COUNT(*) FROM {CHECKPOINTS} WHERE thread_id = ?), "
-            f"(SELECT COUNT(*) FROM {CHECKPOINTS} WHERE thread_id = ?)",
-            (source, target),
-            fetch=True,
-        )
-        count, taken = (int(v) for v in rows[0]) if rows else (0, 0)
-        if taken:
-            raise ValueError(
-                f"Cannot copy thread {source!r} to {target!r}: {target!r} already has "
-                f"{taken} checkpoint(s). Copy to a new thread id, or delete {target!r} first."
-            )
-        if not count:
-            return 0
-        for table, columns in (
-            (CHECKPOINTS, "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
-             "checkpoint, metadata, created_at"),
-            (BLOBS, "checkpoint_ns, channel, version, type, blob, base_version, root_version"),
-            (WRITES, "checkpoint_ns, checkpoint_id, task_id, idx, channel, type, blob, "
-             "task_path"),
-        ):  # fmt: skip
-            yield Query(
-                f"INSERT INTO {table} (thread_id, {columns}) "
-                f"SELECT ?, {columns} FROM {table} WHERE thread_id = ?",
-                (target, source),
-            )
-        if binds(self.serde):  # values bound to their place: seal the copies for theirs
-            from threadloom.checkpoint._reseal import reseal_thread
-
-            yield from reseal_thread(self.d, self.serde, source, target)
-        self.cache.forget(target)
-        self.values.forget(target)
-        return count
-
-    def expire(self, cutoff: float, batch: int | None = None) -> Op[tuple[list[str], bool]]:
-        """Delete up to ``batch`` threads whose newest checkpoint is older than ``cutoff``.
-
-        Returns the deleted ids and whether more candidates may remain. Batches keep each
-        transaction (and, on Postgres, its number of advisory locks) bounded.
-        """
-        batch = batch or EXPIRE_BATCH
-        rows = yield Query(
-            f"SELECT thread_id FROM {CHECKPOINTS} GROUP BY thread_id "
-            "HAVING MAX(created_at) < ? ORDER BY thread_id LIMIT ?",
-            (cutoff, batch),
-            fetch=True,
-        )
-        candidates = [r[0] for r in rows or ()]
-        expired: list[str] = []
-        for thread_id in candidates:
-            if self.d.lock_thread:  # re-check under the lock: a run may have just written
-                yield Query(self.d.lock_thread, (thread_id,))
-                again = yield Query(
-                    f"SELECT MAX(created_at) FROM {CHECKPOINTS} WHERE thread_id = ?",
-                    (thread_id,),
-                    fetch=True,
-                )
-                newest = again[0][0] if again else None
-                if newest is None or newest >= cutoff:
-                    continue
-            yield from self.delete_thread(thread_id)
-            expired.append(thread_id)
-        return expired, len(candidates) >= batch
-
-    def stored_bytes(self, thread_id: str | None) -> Op[int]:
-        where, params = ("", []) if thread_id is None else (" WHERE thread_id = ?", [thread_id])
-        n = self.d.blob_len
-        sql = (
-            f"SELECT (SELECT COALESCE(SUM({n}(checkpoint) + {self.d.metadata_len}), 0) "
-            f"FROM {CHECKPOINTS}{where}), "
-            f"(SELECT COALESCE(SUM({n}(blob)), 0) FROM {BLOBS}{where}), "
-            f"(SELECT COALESCE(SUM({n}(blob)), 0) FROM {WRITES}{where})"
-        )
-        rows = yield Query(sql, params * 3, fetch=True)
-        return int(sum(rows[0])) if rows else 0
-
-
-def _bytes(blob: Any) -> bytes | None:
-    return bytes(blob) if isinstance(blob, memoryview | bytearray) else blob
-
-
-def _root_key(key: tuple[Any, ...], row: StoredBlob) -> tuple[Any, ...]:
-    """Key of the full row a stored value's chain starts at (its own key if it is full)."""
-    return (*key[:-1], row.root_version or row.base_version or key[-1])
-
-
-def _write_name(task_id: str, channel: str, thread_id: str, ns: str, checkpoint_id: str) -> str:
-    return (
-        f"pending write of task {task_id!r} to channel {channel!r} (thread {thread_id!r}, "
-        f"namespace {ns!r}, checkpoint {checkpoint_id!r})"
-    )
-
 
 def _blob_rows(rows: Rows | None) -> Iterable[tuple[tuple[Any, ...], StoredBlob]]:
     for thread_id, ns, channel, version, typ, blob, base, root in rows or ():
-        yield (thread_id, ns, channel, version), StoredBlob(typ, _bytes(blob), base, root)
-
-
-SEALED_METADATA = "threadloom:metadata"
-"""Key of the copy of a checkpoint's metadata sealed inside its checkpoint row, where the
-serializer binds values to their place (encryption): the metadata column stays plaintext
-JSON, because ``list(filter=...)`` queries it in the database, but a change made to it
-behind the saver's back no longer goes unnoticed (``_authentic_metadata``)."""
-
-
-def _json_numbers(value: Any) -> Any:
-    """``value`` with every number as a float: JSON numbers as a database may give them
-    back (PostgreSQL's jsonb prints ``1e+20`` as ``100000000000000000000``)."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, dict):
-        return {k: _json_numbers(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_numbers(v) for v in value]
-    return value
-
-
-def _authentic_metadata(column: dict[str, Any], sealed: Any, where: str) -> dict[str, Any]:
-    """The sealed copy of a checkpoint's metadata, once the metadata column is found to
-    say the same; ``CorruptCheckpointError`` if it was altered."""
-    if not isinstance(sealed, dict) or _json_numbers(column) != _json_numbers(sealed):
-        raise CorruptCheckpointError(
-            f"Stored metadata of {where} was altered: it differs from the copy sealed in "
-            "the encrypted checkpoint row. Nothing in it was used."
-        )
-    return sealed
-
-
-def _json_loads(text: str) -> Any:
-    """``json.loads``, through orjson when it is installed (it comes with langchain-core's
-    langsmith); what orjson refuses (NaN, integers past 64 bits) goes to ``json``."""
-    try:
-        return _orjson_loads(text)
-    except Exception:
-        return json.loads(text)
-
-
-try:
-    from orjson import loads as _orjson_loads
-except ImportError:  # pragma: no cover - orjson is optional
-    _fast_json_loads: Callable[[str], Any] = json.loads
-else:
-    _fast_json_loads = _json_loads
-
-
-def _load_metadata(raw: Any, where: str) -> dict[str, Any]:
-    if isinstance(raw, bytes | bytearray | memoryview):
-        raw = bytes(raw).decode("utf-8", errors="replace")
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError as exc:
-            raise CorruptCheckpointError(
-                f"Stored metadata of {where} is not valid JSON ({exc}); the row is damaged."
-            ) from exc
-    if not isinstance(raw, dict):
-        raise CorruptCheckpointError(
-            f"Stored metadata of {where} is not a JSON object; the row is damaged."
-        )
-    return raw
+        yield (thread_id, ns, channel, version), StoredBlob(typ, as_bytes(blob), base, root)

@@ -25,23 +25,16 @@ How, without reading anything back from the database on the write path:
   ids, then merged on the next step), LangChain's human-in-the-loop middleware edits the
   last AI message's tool calls in place and returns it; an identity check would keep the
   stored copy forever. A digest is one C-level pickle of the items' state
-  (``_frozen.state_bytes``, about 0.5 µs a message), not a serialization of each item;
+  (``frozen.state_bytes``, about 0.5 µs a message), not a serialization of each item;
   items that are not plain data are fingerprinted through the saver's serializer instead
   (``serde_fingerprint``).
 * The cache may be stale (another process deleted or pruned the thread): savers check,
   in the same transaction as the insert, that every planned base still exists, and store
   the value whole when it does not (``BlobPlan.as_full()``).
-* ``resolve()`` rebuilds values from stored rows iteratively (no recursion, cycle-safe),
-  decoding each delta once even when several requested versions share a chain.
-* ``needed_keys()`` says which stored rows must survive a prune: everything a kept
-  checkpoint references plus every base its chain walks through.
-* ``ValueCache`` keeps, per process, the stored rows this saver wrote or read and the
-  values rebuilt from them (frozen, see ``threadloom.checkpoint._frozen``), keyed by
-  (thread, namespace, channel, version). Those keys are immutable (a version is written
-  once and never overwritten, and versions carry a random suffix), so a read of a long
-  thread neither fetches nor walks its delta chain again: it thaws one frozen copy.
 
-The module is storage-agnostic: the memory, SQLite and Postgres savers share it.
+Reading a chain back is ``chains`` (``resolve()``, ``needed_keys()``); the values rebuilt
+from chains are kept, frozen, by ``cache.ValueCache``. The module is storage-agnostic: the
+memory, SQLite and Postgres savers share it.
 """
 
 from __future__ import annotations
@@ -49,45 +42,26 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from threadloom.checkpoint._frozen import Frozen, freeze, item_states, state_bytes
+from threadloom.checkpoint._values.chains import EMPTY, Resolved
+from threadloom.checkpoint._values.frozen import item_states, state_bytes
 
 __all__ = [
-    "EMPTY",
     "MAX_CHAIN_DEPTH",
     "BlobPlan",
     "ListPrint",
-    "BrokenChainError",
     "DeltaCache",
-    "Resolved",
-    "StoredBlob",
-    "ValueCache",
-    "chain_roots",
-    "needed_keys",
-    "resolve",
     "serde_fingerprint",
-    "shared_copy",
 ]
 
 MAX_CHAIN_DEPTH = 2000
 """After this many deltas in a row, store the list whole again, so a read never walks an
 unbounded chain. Growth stays linear in practice (one full copy per 2000 appends)."""
 
-EMPTY: Any = object()
-"""Planned value of a channel listed in ``new_versions`` but absent from the values."""
-
 Fingerprint = Callable[[Any], bytes]
-
-
-class BrokenChainError(ValueError):
-    """A delta's base row is missing or the chain loops: the stored data is damaged."""
-
-    def __init__(self, key: Hashable, reason: str) -> None:
-        super().__init__(f"{reason} (at {key!r})")
-        self.key = key
 
 
 def serde_fingerprint(dumps_typed: Callable[[Any], tuple[str, bytes]]) -> Fingerprint:
@@ -541,392 +515,3 @@ class DeltaCache:
                     snap.items = None
             if self._item_refs <= self.max_item_refs:
                 return
-
-
-# -- reading -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StoredBlob:
-    """One stored row: a full value, or (``base_version`` set) the items appended to it."""
-
-    type: str
-    blob: bytes | None
-    base_version: str | None = None
-    root_version: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Resolved:
-    """A rebuilt value, with the chain facts a later delta needs."""
-
-    value: Any
-    root: str  # version of the chain's full row
-    depth: int  # deltas applied on top of it
-
-
-BlobKey = tuple[Any, ...]  # (..., channel, version): the version is always last
-
-
-def _base_key(key: BlobKey, base_version: str) -> BlobKey:
-    return (*key[:-1], base_version)
-
-
-def resolve(
-    rows: Mapping[BlobKey, StoredBlob],
-    targets: Iterable[BlobKey],
-    decode: Callable[[BlobKey, StoredBlob], Any],
-) -> dict[BlobKey, Resolved]:
-    """Rebuild the value of each target key present in ``rows``.
-
-    Targets missing from ``rows`` are left out (an absent blob means an empty channel).
-    ``decode(key, row)`` turns a row into a Python value; it is called once per row.
-    Raises ``BrokenChainError`` when a base is missing, a chain loops, or a value that
-    deltas extend is not a list.
-    """
-    out: dict[BlobKey, Resolved] = {}
-    wanted = {t for t in targets if t in rows}
-    for target in wanted:
-        if target in out:
-            continue
-        chain: list[BlobKey] = []
-        seen: set[BlobKey] = set()
-        key = target
-        while True:
-            if key in out:
-                base = out[key]
-                acc_root, acc_depth, acc = base.root, base.depth, base.value
-                break
-            row = rows.get(key)
-            if row is None:
-                raise BrokenChainError(key, "the base version of a stored list delta is missing")
-            if row.base_version is None:
-                acc = decode(key, row)
-                acc_root, acc_depth = str(key[-1]), 0
-                if key in wanted:
-                    out[key] = Resolved(acc, acc_root, 0)
-                break
-            if key in seen:
-                raise BrokenChainError(key, "stored list deltas form a loop")
-            seen.add(key)
-            chain.append(key)
-            key = _base_key(key, row.base_version)
-        if chain and type(acc) is not list:
-            raise BrokenChainError(key, "a stored list delta extends a value that is not a list")
-        acc = list(acc) if chain else acc
-        for key in reversed(chain):
-            items = decode(key, rows[key])
-            if type(items) is not list:
-                raise BrokenChainError(key, "a stored list delta does not hold a list")
-            acc.extend(items)
-            acc_depth += 1
-            if key in wanted:
-                out[key] = Resolved(list(acc), acc_root, acc_depth)
-    return out
-
-
-def shared_copy(value: Any) -> Any:
-    """The value for a second checkpoint of the same read that holds the same version: a
-    list of its own over the same items (values rebuilt in one read share the items
-    common to them, as ``resolve`` builds them)."""
-    return list(value) if type(value) is list else value
-
-
-def chain_roots(rows: Mapping[BlobKey, StoredBlob]) -> set[BlobKey]:
-    """Keys of the chain roots the delta rows in ``rows`` need (to fetch in one query)."""
-    return {
-        _base_key(k, r.root_version or r.base_version or "")
-        for k, r in rows.items()
-        if r.base_version is not None
-    }
-
-
-def needed_keys(referenced: Iterable[BlobKey], bases: Mapping[BlobKey, str | None]) -> set[BlobKey]:
-    """``referenced`` plus every base their delta chains walk through.
-
-    ``bases`` maps each stored key to its base version (None for a full row). Keys not in
-    ``bases`` are ignored (nothing stored for them).
-    """
-    needed: set[BlobKey] = set()
-    for start in referenced:
-        key: BlobKey | None = start
-        while key is not None and key in bases and key not in needed:
-            needed.add(key)
-            base = bases[key]
-            key = _base_key(key, base) if base is not None else None
-    return needed
-
-
-# -- caching rebuilt values ----------------------------------------------------------
-
-_ENTRY_OVERHEAD = 100  # rough bytes of bookkeeping per cached entry
-
-
-@dataclass(slots=True)
-class _Cached:
-    """A stored row and, once read, the value it rebuilds to (with its chain), frozen."""
-
-    row: StoredBlob
-    size: int  # estimated bytes held: the row's bytes plus the frozen value's
-    frozen: Frozen | None = None
-    root: str = ""  # chain facts of the frozen value (see ``Resolved``)
-    depth: int = 0
-    unfreezable: bool = False  # freeze() refused the value: decode it on every read
-
-
-class ValueCache:
-    """Process-local LRU of channel values, keyed by (thread, namespace, channel, version).
-
-    What it holds: the rows this saver stored (``add_rows``, at ``put``) or fetched, and,
-    once read, the value they rebuild to, frozen (``threadloom.checkpoint._frozen``). A
-    key is written once and never changes, so an entry can only go stale if its thread is
-    deleted or pruned by *another process* and then written again with the very same
-    version strings, which the savers' versions (a counter plus 64 random bits) rule out;
-    deletes and prunes in this process drop the thread's entries. Damage done to rows
-    behind the saver's back (by hand, in SQL) shows only once the cached entries are gone
-    (``clear``).
-
-    What readers get: a value of their own, every time - the frozen copy thawed anew, or
-    (for values ``freeze`` refuses) the row decoded anew. Changing a returned message in
-    place, as human-in-the-loop edits do before ``update_state``, never reaches the cache
-    or another reader.
-
-    Bounded by ``max_bytes`` (an estimate of the memory entries hold) and
-    ``max_entries``; least recently used first out. ``max_bytes=0`` disables it.
-    Thread-safe.
-    """
-
-    def __init__(self, max_bytes: int = 64 * 2**20, max_entries: int = 100_000) -> None:
-        self.max_bytes = max_bytes
-        self.max_entries = max_entries
-        self._entries: OrderedDict[BlobKey, _Cached] = OrderedDict()
-        self._by_thread: dict[Any, set[BlobKey]] = {}
-        self._bytes = 0
-        self._lock = threading.RLock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def bytes(self) -> int:
-        return self._bytes
-
-    # -- filling -------------------------------------------------------------------
-
-    def add_rows(self, rows: Mapping[BlobKey, StoredBlob]) -> None:
-        """Remember stored rows (already-known keys are kept: their bytes are the same)."""
-        if self.max_bytes <= 0:
-            return
-        with self._lock:
-            for key, row in rows.items():
-                if key in self._entries:
-                    self._entries.move_to_end(key)
-                    continue
-                self._insert(key, _Cached(row, _row_size(row)))
-            self._evict()
-
-    def add_resolved(
-        self, rows: Mapping[BlobKey, StoredBlob], resolved: Mapping[BlobKey, Resolved]
-    ) -> None:
-        """Remember rows fetched from storage and the values rebuilt from them.
-
-        Call it before handing the values out: they are frozen now, as they were stored.
-        """
-        if self.max_bytes <= 0:
-            return
-        with self._lock:
-            for key, got in resolved.items():
-                row = rows.get(key)
-                if row is None:
-                    continue
-                old = self._entries.get(key)
-                if old is not None and old.frozen is not None:
-                    self._entries.move_to_end(key)
-                    continue
-                entry = _Cached(row, _row_size(row))
-                self._freeze(entry, got, held=False)
-                self._insert(key, entry)
-            for key, row in rows.items():  # chain rows: later versions extend them
-                if key not in self._entries:
-                    self._insert(key, _Cached(row, _row_size(row)))
-            self._evict()
-
-    # -- reading -------------------------------------------------------------------
-
-    def lookup(
-        self,
-        keys: Iterable[BlobKey],
-        decode: Callable[[BlobKey, StoredBlob], Any],
-        *,
-        freeze: bool = True,
-    ) -> tuple[dict[BlobKey, Resolved], list[BlobKey]]:
-        """Values for ``keys`` rebuilt from the cache, and the keys it cannot serve.
-
-        ``decode(key, row)`` turns a cached row into a value (the saver's decoder). Every
-        returned value is the caller's own (see the class docstring). ``freeze=False``
-        (listing): values rebuilt from rows are not frozen into the cache - a listing
-        reads most versions once, and freezing them would cost more than it saves.
-        """
-        found: dict[BlobKey, Resolved] = {}
-        missing: list[BlobKey] = []
-        if self.max_bytes <= 0:
-            return found, list(keys)
-        with self._lock:
-            # Deepest versions first: a shallower version of the same chain is then a
-            # prefix of a list already thawed in this call (see ``_prefix``).
-            order = sorted(keys, key=self._depth, reverse=True)
-            for key in order:
-                got = self._prefix(key, found) or self._resolve(key, decode, freeze)
-                if got is None:
-                    missing.append(key)
-                else:
-                    found[key] = got
-            self._evict()
-        return found, missing
-
-    def thawed(self, keys: Iterable[BlobKey]) -> dict[BlobKey, Resolved]:
-        """The values of those ``keys`` that are held frozen, each thawed anew - what
-        ``lookup`` would return for them - and nothing else (no decoding): for a read to
-        prepare while its query is in flight."""
-        found: dict[BlobKey, Resolved] = {}
-        with self._lock:
-            for key in keys:
-                entry = self._entries.get(key)
-                if entry is not None and entry.frozen is not None:
-                    self._entries.move_to_end(key)
-                    found[key] = Resolved(entry.frozen.thaw(), entry.root, entry.depth)
-        return found
-
-    def _depth(self, key: BlobKey) -> int:
-        entry = self._entries.get(key)
-        return -1 if entry is None or entry.frozen is None else entry.depth
-
-    def _prefix(self, key: BlobKey, found: Mapping[BlobKey, Resolved]) -> Resolved | None:
-        """``key``'s value as a slice of a deeper version of its chain thawed in the same
-        call, when ``key`` lies on that version's chain.
-
-        Values rebuilt in one read share the items common to them, as ``resolve`` builds
-        them from storage; each read still gets items of its own.
-        """
-        entry = self._entries.get(key)
-        if entry is None or entry.frozen is None or entry.frozen.single:
-            return None
-        for other, got in found.items():
-            if other[:-1] != key[:-1] or got.root != entry.root or got.depth <= entry.depth:
-                continue
-            at: BlobKey | None = other
-            for _ in range(got.depth - entry.depth):  # walk back to entry's depth
-                cur = self._entries.get(at) if at is not None else None
-                if cur is None or cur.row.base_version is None:
-                    at = None
-                    break
-                at = _base_key(at, cur.row.base_version)
-            if at == key and type(got.value) is list:
-                self._entries.move_to_end(key)
-                return Resolved(got.value[: entry.frozen.length], entry.root, entry.depth)
-        return None
-
-    def _resolve(
-        self, key: BlobKey, decode: Callable[[BlobKey, StoredBlob], Any], freeze: bool = True
-    ) -> Resolved | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        self._entries.move_to_end(key)
-        if entry.frozen is not None:
-            return Resolved(entry.frozen.thaw(), entry.root, entry.depth)
-        row = entry.row
-        if row.base_version is None:
-            got = Resolved(decode(key, row), str(key[-1]), 0)
-        else:  # a delta: walk back to a frozen value or a full row, all within the cache
-            chain: list[tuple[BlobKey, _Cached]] = []
-            seen: set[BlobKey] = set()
-            at, cur = key, entry
-            while cur.frozen is None and cur.row.base_version is not None:
-                if at in seen:
-                    return None  # a loop: let the storage path report it
-                seen.add(at)
-                chain.append((at, cur))
-                at = _base_key(at, cur.row.base_version)
-                nxt = self._entries.get(at)
-                if nxt is None:
-                    return None
-                cur = nxt
-            if cur.frozen is not None:
-                base = Resolved(cur.frozen.thaw(), cur.root, cur.depth)
-            else:
-                base = Resolved(decode(at, cur.row), str(at[-1]), 0)
-            if type(base.value) is not list:
-                return None
-            acc = base.value
-            for k, c in reversed(chain):
-                items = decode(k, c.row)
-                if type(items) is not list:
-                    return None
-                acc.extend(items)
-            got = Resolved(acc, base.root, base.depth + len(chain))
-        if freeze and not entry.unfreezable:
-            self._freeze(entry, got, held=True)
-        return got
-
-    # -- dropping ------------------------------------------------------------------
-
-    def forget(self, thread_id: Any) -> None:
-        """Drop every entry of a thread (after a delete or prune)."""
-        with self._lock:
-            for key in self._by_thread.pop(thread_id, set()):
-                entry = self._entries.pop(key, None)
-                if entry is not None:
-                    self._bytes -= entry.size
-
-    def drop(self, keys: Iterable[BlobKey]) -> None:
-        """Drop the entries of ``keys`` (rows a saver overwrote, see ``DeltaCache.settle``)."""
-        with self._lock:
-            for key in keys:
-                entry = self._entries.pop(key, None)
-                if entry is not None:
-                    self._bytes -= entry.size
-                    self._by_thread.get(key[0], set()).discard(key)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._by_thread.clear()
-            self._bytes = 0
-
-    # -- internals -----------------------------------------------------------------
-
-    def _freeze(self, entry: _Cached, got: Resolved, *, held: bool) -> None:
-        """Freeze ``got`` into ``entry``; ``held``: the entry is already counted."""
-        frozen = freeze(got.value)
-        if frozen is None:
-            entry.unfreezable = True
-            return
-        entry.frozen, entry.root, entry.depth = frozen, got.root, got.depth
-        entry.size += frozen.size
-        if held:
-            self._bytes += frozen.size
-
-    def _insert(self, key: BlobKey, entry: _Cached) -> None:
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self._bytes -= old.size
-        self._entries[key] = entry
-        self._bytes += entry.size
-        self._by_thread.setdefault(key[0], set()).add(key)
-
-    def _evict(self) -> None:
-        while self._entries and (
-            self._bytes > self.max_bytes or len(self._entries) > self.max_entries
-        ):
-            key, entry = self._entries.popitem(last=False)
-            self._bytes -= entry.size
-            keys = self._by_thread.get(key[0])
-            if keys is not None:
-                keys.discard(key)
-                if not keys:
-                    del self._by_thread[key[0]]
-
-
-def _row_size(row: StoredBlob) -> int:
-    return len(row.blob or b"") + _ENTRY_OVERHEAD

@@ -196,7 +196,7 @@ def item_states(items: list[Any]) -> list[Any] | None:
 
 def state_bytes(states: list[Any]) -> bytes | None:
     """Bytes that change whenever any of the ``item_states`` do, for telling whether a
-    list was changed in place (``_delta``); ``None`` when a state is not plain data.
+    list was changed in place (``delta``); ``None`` when a state is not plain data.
 
     A pickle without pickle's memo, so equal states give equal bytes however their
     objects happen to be shared (a decoded copy shares its field names, a live message

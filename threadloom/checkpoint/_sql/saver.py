@@ -1,4 +1,4 @@
-"""Public saver methods on top of ``_sqlcore.SqlCore``, for sync and async database drivers.
+"""Public saver methods on top of ``core.SqlCore``, for sync and async database drivers.
 
 A backend supplies only how to run one operation: ``_run(op)`` for a blocking connection
 (``SyncSqlSaver``), ``_arun(op)`` for an asyncio one (``AsyncSqlSaver``). With
@@ -16,23 +16,27 @@ import random
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, ClassVar, Literal, TypeVar
 
-from threadloom.checkpoint import _sqlaudit
-from threadloom.checkpoint._delta import DeltaCache, ValueCache, serde_fingerprint
-from threadloom.checkpoint._sql import (
-    PAGE_SIZE,
+from threadloom.checkpoint._sql import audit as _sqlaudit
+from threadloom.checkpoint._sql.core import PreparedPut, SqlCore
+from threadloom.checkpoint._sql.statements import (
     Batch,
     Dialect,
     Op,
     Query,
     resumed,
+)
+from threadloom.checkpoint._stored.records import (
+    PAGE_SIZE,
+    expiry_cutoff,
     thread_and_ns,
     validate_filter,
 )
-from threadloom.checkpoint._sqlcore import PreparedPut, SqlCore
+from threadloom.checkpoint._values.cache import ValueCache
+from threadloom.checkpoint._values.delta import DeltaCache, serde_fingerprint
 from threadloom.checkpoint.base import (
     AuditRecord,
     BaseCheckpointSaver,
@@ -153,13 +157,6 @@ class RunGuard:
             self.drop(thread_id)
 
 
-def _cutoff(older_than: timedelta, now: datetime | None) -> float:
-    now = now or datetime.now(UTC)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    return (now - older_than).timestamp()
-
-
 def _sent_ahead(core: SqlCore, prepared: PreparedPut) -> dict[str, Any]:
     """A put sent ahead: optimistic, the caches learn the write now (a failed one clears
     them); the config of the checkpoint it stores."""
@@ -179,7 +176,7 @@ def _next_page(page: list[CheckpointTuple], size: int) -> _Keyset | None:
 class SqlSaver(BaseCheckpointSaver):
     """Common state of the SQL savers: the dialect, the caches and the core.
 
-    ``value_cache`` (a ``threadloom.checkpoint._delta.ValueCache``) keeps the channel
+    ``value_cache`` (a ``threadloom.checkpoint._values.cache.ValueCache``) keeps the channel
     values this saver stored or read, so reading a long thread again neither fetches nor
     walks its delta chains; every read gets values of its own (changing a message read
     from a checkpoint in place changes nothing stored). Bounded (64 MiB by default; set
@@ -248,7 +245,7 @@ class SqlSaver(BaseCheckpointSaver):
         strategy: str | None,
     ) -> Op[int]:
         """``prune`` as one operation: the threads' old checkpoints (``SqlCore.prune``),
-        then their audit logs as ``audit_keep_last`` says (``_sqlaudit.prune_audit``)."""
+        then their audit logs as ``audit_keep_last`` says (``_sql.audit.prune_audit``)."""
         ids, keep = prune_plan(thread_ids, keep_last, strategy)
         keep_audit = audit_keep_last(self)  # a bad setting fails before anything goes
 
@@ -469,7 +466,7 @@ class SyncSqlSaver(SqlSaver):
 
         ``now`` defaults to the current UTC time (naive datetimes are taken as UTC).
         """
-        cutoff = _cutoff(older_than, now)
+        cutoff = expiry_cutoff(older_than, now)
         expired: list[str] = []
         more = True
         while more:
@@ -568,7 +565,7 @@ class SyncSqlSaver(SqlSaver):
     async def astored_bytes(self, thread_id: str | None = None) -> int:
         return await asyncio.to_thread(self.stored_bytes, thread_id)
 
-    # -- audit log (threadloom.hitl; table and migration in ``_sqlaudit``) -------------
+    # -- audit log (threadloom.hitl; table and migration in ``_sql.audit``) ------------
 
     def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
         """Append records to the thread's audit log (numbered, hash-chained)."""
@@ -765,7 +762,7 @@ class AsyncSqlSaver(SqlSaver):
         self, older_than: timedelta, *, now: datetime | None = None
     ) -> list[str]:
         self._remember_loop()
-        cutoff = _cutoff(older_than, now)
+        cutoff = expiry_cutoff(older_than, now)
         expired: list[str] = []
         more = True
         while more:

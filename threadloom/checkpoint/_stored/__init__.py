@@ -1,0 +1,8 @@
+"""What every saver does with its stored records, whatever holds them (private).
+
+``records``: a checkpoint's address, its metadata as JSON, list filters, which checkpoints
+a prune drops; ``shape``: checks that a decoded row has the shape the engine trusts;
+``auditcodec``: how an audit record is stored (JSON text, sealed when the serializer
+encrypts). The memory saver and the SQL savers both build on these, so neither has to
+borrow the other's internals.
+"""
