@@ -150,7 +150,7 @@ def perform(saver: Any, request: Request, cache: Any = None) -> Any:
     (``RunTasks`` is the driver's own: it never comes here.)"""
     match request:
         case PutWrites(config, writes, task_id, task_path):
-            if _takes_task_path(_cls(saver), "put_writes"):
+            if _takes_task_path(saver.__class__, "put_writes"):
                 return saver.put_writes(config, writes, task_id, task_path)
             return saver.put_writes(config, writes, task_id)
         case Put(config, checkpoint, metadata, new_versions):
@@ -158,7 +158,7 @@ def perform(saver: Any, request: Request, cache: Any = None) -> Any:
         case GetTuple(config):
             return saver.get_tuple(config)
         case PutWithWrites(put, writes):
-            if _combines(_cls(saver), "put_with_writes"):
+            if _combines(saver.__class__, "put_with_writes"):
                 return saver.put_with_writes(put.config, put.checkpoint, put.metadata,
                                              put.new_versions, writes.writes,
                                              writes.task_id, writes.task_path)
@@ -187,7 +187,7 @@ async def aperform(saver: Any, request: Request, cache: Any = None) -> Any:
     async write function of ``NodeWrites`` is awaited)."""
     match request:
         case PutWrites(config, writes, task_id, task_path):
-            if _takes_task_path(_cls(saver), "aput_writes"):
+            if _takes_task_path(saver.__class__, "aput_writes"):
                 return await saver.aput_writes(config, writes, task_id, task_path)
             return await saver.aput_writes(config, writes, task_id)
         case Put(config, checkpoint, metadata, new_versions):
@@ -195,7 +195,7 @@ async def aperform(saver: Any, request: Request, cache: Any = None) -> Any:
         case GetTuple(config):
             return await saver.aget_tuple(config)
         case PutWithWrites(put, writes):
-            if _combines(_cls(saver), "aput_with_writes"):
+            if _combines(saver.__class__, "aput_with_writes"):
                 return await saver.aput_with_writes(put.config, put.checkpoint, put.metadata,
                                                     put.new_versions, writes.writes,
                                                     writes.task_id, writes.task_path)
@@ -221,11 +221,6 @@ async def aperform(saver: Any, request: Request, cache: Any = None) -> Any:
                 return await writer.acall(task, values)
             return writer(task, values)
     raise TypeError(f"Not a request a driver performs: {request!r}")
-
-
-def _cls(saver: Any) -> type:
-    """The saver's class (a cache key of the signature checks below)."""
-    return type(saver)
 
 
 def _before(config: Config, checkpoint_id: str) -> Config:

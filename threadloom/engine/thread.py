@@ -503,8 +503,8 @@ class ThreadState:
         program = self.program
         channels = self.channels
         # (versions of one saver compare with each other; their type is the saver's)
-        versions = cast("dict[str, Any]", self.checkpoint["channel_versions"])
-        seen_all = cast("dict[str, dict[str, Any]]", self.checkpoint["versions_seen"])
+        versions: dict[str, Any] = self.checkpoint["channel_versions"]
+        seen_all: dict[str, dict[str, Any]] = self.checkpoint["versions_seen"]
         checkpoint_id = self.checkpoint["id"]
         if self.updated is None:
             candidates: Any = program.nodes
