@@ -58,3 +58,14 @@ def test_removals_and_remove_all_still_work() -> None:
     assert again[_ids(again).index("m2")].content == "m2 again" and len(again) == 50
     cleared = add_messages(again, [RemoveMessage(id="__remove_all__"), AIMessage("only")])
     assert [m.content for m in cleared] == ["only"]
+
+
+def test_a_short_list_keeps_no_index() -> None:
+    short = add_messages([], [HumanMessage(f"m{i}", id=f"m{i}")
+                              for i in range(_message_index.MIN_LENGTH - 1)])
+    assert _message_index.recall(short) is None  # merged from scratch: cheaper when short
+    out = add_messages(short, [AIMessage("new", id="new"), HumanMessage("x", id="m2")])
+    assert _ids(out) == [*_ids(short), "new"] and out[2].content == "x"
+    longer = add_messages(short, [AIMessage("one more", id="more")])
+    assert len(longer) == _message_index.MIN_LENGTH
+    assert _message_index.recall(longer) is not None

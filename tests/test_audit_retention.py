@@ -21,9 +21,9 @@ from threadloom.checkpoint.memory import InMemorySaver
 from threadloom.cli import main as cli_main
 from threadloom.graph import END, START, StateGraph
 from threadloom.hitl import AnswerTooLargeError, ApprovalHooks, InvalidResponseError, verify_chain
+from threadloom.hitl.approval_hooks import MAX_ANSWER_BYTES, checkpoint_anchors
 from threadloom.hitl.audit import MAX_RECORD_BYTES, bounded_record
 from threadloom.hitl.digest import json_digest
-from threadloom.hitl.hooks import MAX_ANSWER_BYTES, checkpoint_anchors
 from threadloom.types import Command, interrupt
 
 SAVERS = ["memory", "sqlite", "async-sqlite", "postgres", "async-postgres"]

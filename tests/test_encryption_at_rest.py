@@ -561,7 +561,7 @@ def test_nothing_a_person_decided_is_stored_in_plaintext(
     from langchain_core.tools import tool
 
     from threadloom.hitl import ApprovalPolicy, echo_digests
-    from threadloom.hitl.hooks import checkpoint_anchors
+    from threadloom.hitl.approval_hooks import checkpoint_anchors
     from threadloom.prebuilt import ScriptedChatModel, create_react_agent
     from threadloom.types import Command
 

@@ -265,7 +265,7 @@ def _decide(saver: Any) -> None:
 
 
 def _verify(saver: Any, key: bytes | None = None) -> None:
-    from threadloom.hitl.hooks import checkpoint_anchors
+    from threadloom.hitl.approval_hooks import checkpoint_anchors
 
     verify_chain(saver.list_audit("t"), head=saver.audit_head("t"), key=key,
                  anchors=checkpoint_anchors(saver, "t"))

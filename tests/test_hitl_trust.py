@@ -20,7 +20,7 @@ from langchain_core.tools import tool
 
 from threadloom.checkpoint.memory import InMemorySaver
 from threadloom.graph import START, StateGraph
-from threadloom.graph.hooks import GraphHooksError
+from threadloom.graph.graph_hooks import GraphHooksError
 from threadloom.hitl import (
     ApprovalHooks,
     ApprovalHooksMissingError,

@@ -274,3 +274,25 @@ def test_tool_call_transformer_projects_tools_events_into_streams() -> None:
                     "output": TM("done", tool_call_id="a")}))
     assert stream.completed and stream.output == "done" and stream.error is None
     assert transformer._active == {}
+
+
+def test_tool_call_transformer_skips_tools_events_that_name_no_call() -> None:
+    """The engine names the call in every ``tools`` event; an event without a string
+    ``tool_call_id`` (another producer's) makes no stream rather than one keyed None."""
+    from threadloom.prebuilt import ToolCallTransformer
+    from threadloom.stream.mux import StreamMux
+
+    transformer = ToolCallTransformer()
+    mux = StreamMux([transformer], is_async=False)
+    transformer._log._subscribed = True
+
+    def event(data: dict[str, Any]) -> Any:
+        return {"type": "event", "method": "tools",
+                "params": {"namespace": [], "timestamp": 0, "data": data}}
+
+    mux.push(event({"event": "tool-started", "tool_name": "t", "input": {}}))
+    mux.push(event({"event": "tool-started", "tool_call_id": 7, "tool_name": "t"}))
+    mux.push(event({"event": "tool-finished", "output": "x"}))
+    assert list(transformer._log._items) == [] and transformer._active == {}
+    mux.push(event({"event": "tool-started", "tool_call_id": "a", "tool_name": "t"}))
+    assert [item.tool_call_id for _, item in transformer._log._items] == ["a"]

@@ -214,8 +214,8 @@ def _audit_key(args: argparse.Namespace) -> bytes | None:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    from threadloom.hitl.approval_hooks import checkpoint_anchors
     from threadloom.hitl.audit import export_jsonl, verify_chain
-    from threadloom.hitl.hooks import checkpoint_anchors
 
     key = _audit_key(args) if args.verify else None
     with open_saver(args) as saver:

@@ -6,10 +6,12 @@ double underscore is reserved for the engine and rejected as a node name.
 
 from __future__ import annotations
 
-START = "__start__"
+from typing import Final
+
+START: Final = "__start__"
 """The virtual node every run begins at: edges from it say where the graph is entered."""
 
-END = "__end__"
+END: Final = "__end__"
 """The virtual node that ends a branch: routing to it schedules nothing."""
 
 TAG_NOSTREAM = "nostream"

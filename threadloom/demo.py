@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Annotated, Any, TypedDict
 
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
 from threadloom.checkpoint.memory import MemorySaver
@@ -48,14 +48,14 @@ def make_asker(auto_yes: bool, stream: Any = sys.stdin) -> Ask:
 
 
 class EmailState(TypedDict):
-    messages: Annotated[list, add_messages]
+    messages: Annotated[list[AnyMessage], add_messages]
 
 
-def _draft(state: EmailState) -> dict:
+def _draft(state: EmailState) -> dict[str, Any]:
     return {"messages": [AIMessage("Dear client, here is the quarterly report.", id="draft")]}
 
 
-def _send(state: EmailState) -> dict:
+def _send(state: EmailState) -> dict[str, Any]:
     return {"messages": [("assistant", f"Email sent: {state['messages'][-1].content!r}")]}
 
 
@@ -82,7 +82,7 @@ def email_workflow(ask: Ask) -> str:
             config, {"messages": [("assistant", "Email cancelled by the reviewer.")]},
             as_node="send",
         )
-        outcome = graph.get_state(config).values["messages"][-1].content
+        outcome: str = graph.get_state(config).values["messages"][-1].content
         print(f"   Rejected: nothing was sent. {outcome}")
         return outcome
     final = graph.invoke(None, config)
@@ -106,7 +106,7 @@ def read_file(path: str) -> str:
     return f"Contents of {path}: ..."
 
 
-def _offline_answer(messages: list) -> AIMessage:
+def _offline_answer(messages: list[AnyMessage]) -> AIMessage:
     last = messages[-1]
     if isinstance(last, HumanMessage):
         path = str(last.content).split()[-1]
@@ -157,7 +157,7 @@ def tool_workflow(ask: Ask, model: Any = None) -> str:
                           for c in proposal.tool_calls]
             agent.update_state(config, {"messages": rejections}, as_node="tools")
         agent.invoke(None, config)
-    outcome = agent.get_state(config).values["messages"][-1].content
+    outcome: str = agent.get_state(config).values["messages"][-1].content
     print(f"   Agent: {outcome}")
     return outcome
 

@@ -74,7 +74,7 @@ def test_approval_events_are_posted_signed_and_retried(receiver: Receiver,
                                                         database: str) -> None:
     from langgraph_sdk import get_sync_client
 
-    from threadloom.hitl.hooks import hooks_of
+    from threadloom.hitl.approval_hooks import hooks_of
     from threadloom.server import background_server, load_config
 
     config = load_config(None, graphs=dict(GRAPHS), api_keys=dict(API_KEYS), base_dir=HERE,

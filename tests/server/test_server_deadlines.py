@@ -12,7 +12,7 @@ from langgraph_sdk.errors import ConflictError
 
 
 def _approval_hooks(served: Any, graph_id: str) -> Any:
-    from threadloom.hitl.hooks import hooks_of
+    from threadloom.hitl.approval_hooks import hooks_of
 
     return hooks_of(served.server.ctx.graphs.get(graph_id))
 

@@ -160,8 +160,8 @@ _executions: dict[str, list[dict]] = {}
 
 def _check(database: str, killed: int, logs: list[str]) -> None:
     from threadloom.checkpoint.postgres import PostgresSaver
+    from threadloom.hitl.approval_hooks import checkpoint_anchors
     from threadloom.hitl.audit import verify_chain
-    from threadloom.hitl.hooks import checkpoint_anchors
 
     assert len(_executions) == THREADS
     taken_over = set()
@@ -241,8 +241,8 @@ def test_a_run_taken_over_before_its_first_checkpoint_records_its_answer_once(
     from langgraph_sdk import get_sync_client
 
     from threadloom.checkpoint.postgres import PostgresSaver
+    from threadloom.hitl.approval_hooks import checkpoint_anchors
     from threadloom.hitl.audit import verify_chain
-    from threadloom.hitl.hooks import checkpoint_anchors
     from threadloom.server import background_server, load_config
 
     database = module_postgres_database

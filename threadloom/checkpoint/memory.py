@@ -251,6 +251,15 @@ class InMemorySaver(BaseCheckpointSaver):
     async def __aexit__(self, *exc: object) -> None:
         self.stack.close()
 
+    def _codec(self) -> tuple[Any, Any, bool]:
+        """(``dumps_at``, ``loads_at``, ``binds``) of the saver's serializer, made once per
+        serializer (every put and read uses them; ``serde`` may be replaced at any time)."""
+        serde = self.serde
+        codec = self.__dict__.get("_codecs")
+        if codec is None or codec[0] is not serde:
+            codec = self._codecs = (serde, dumps_at(serde), loads_at(serde), binds(serde))
+        return codec[1], codec[2], codec[3]
+
     # -- reading ---------------------------------------------------------------------
 
     def _load(
@@ -264,8 +273,7 @@ class InMemorySaver(BaseCheckpointSaver):
         it appends deltas.
         """
         blobs = self.blobs
-        loads = loads_at(self.serde)
-        bind = binds(self.serde)  # places are built only for a serializer that binds to them
+        _, loads, bind = self._codec()  # places are built only for a serializer that binds
         found: dict[Key, Any] = {}  # key -> value (EMPTY for an empty channel)
         owners: dict[Key, str] = {}  # key -> first checkpoint reading it (for errors)
         deltas: list[Key] = []
@@ -536,8 +544,7 @@ class InMemorySaver(BaseCheckpointSaver):
         parent_id = get_checkpoint_id(config) or None  # "" means "no parent" too
         checkpoint_id = checkpoint["id"]
         values = checkpoint["channel_values"]
-        dumps = dumps_at(self.serde)
-        bind = binds(self.serde)  # places are built only for a serializer that binds to them
+        dumps, _, bind = self._codec()  # places are built only for a serializer that binds
         head_key = (thread_id, ns)
         long_lists = self._long_lists.get(head_key)
         # Serialize outside the lock: only the channels that changed. A long list goes to
@@ -631,10 +638,12 @@ class InMemorySaver(BaseCheckpointSaver):
         if not checkpoint_id:
             return
         thread_id, ns = thread_and_ns(config)
+        if not self._long_lists.get((thread_id, ns)):
+            return  # only lists that went through the delta planner have anything to settle
         plans = self._delta.settle(thread_id, ns, checkpoint_id)
         if not plans:
             return
-        dumps = dumps_at(self.serde)
+        dumps = self._codec()[0]
         rows = {}
         for plan in plans:
             key = (thread_id, ns, plan.channel, plan.version)
@@ -660,8 +669,7 @@ class InMemorySaver(BaseCheckpointSaver):
         checkpoint_id = get_checkpoint_id(config)
         if checkpoint_id is None:
             raise ValueError("put_writes needs a checkpoint_id in config['configurable'].")
-        dumps = dumps_at(self.serde)
-        bind = binds(self.serde)
+        dumps, _, bind = self._codec()
         with self._lock:
             bucket = self.writes[(thread_id, ns, checkpoint_id)]
             for idx, (channel, value) in enumerate(writes):

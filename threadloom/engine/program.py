@@ -11,7 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from threadloom.channels import BaseChannel, EphemeralValue, Topic, UntrackedValue
+from threadloom.channels import (
+    BaseChannel,
+    BinaryOperatorAggregate,
+    EphemeralValue,
+    Topic,
+    UntrackedValue,
+)
 from threadloom.channels.delta import DeltaChannel
 from threadloom.engine.node import NodeCallable
 from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy, TracePolicy
@@ -98,6 +104,9 @@ class Program:
     # channels never stored (UntrackedValue): their keys are also left out of the Send
     # arguments a checkpoint keeps
     untracked_channels: frozenset[str] = frozenset()
+    # the reducer channels (delta or plain): the only ones a checkpoint may leave to be
+    # rebuilt from the saver's history (see engine.delta.history_channels)
+    history_specs: dict[str, BaseChannel] = field(default_factory=dict)
     # emit a "values" event only after steps that wrote an output channel (Pregel graphs)
     values_on_write: bool = False
     # input -> writes applied to the channels in the input checkpoint itself (Pregel
@@ -127,6 +136,10 @@ class Program:
         self.untracked_channels = frozenset(
             k for k, c in self.channels.items() if isinstance(c, UntrackedValue)
         )
+        self.history_specs = {
+            k: c for k, c in self.channels.items()
+            if isinstance(c, (DeltaChannel, BinaryOperatorAggregate))
+        }
 
     def new_channels(self) -> dict[str, BaseChannel]:
         return {k: c.copy() for k, c in self.channels.items()}

@@ -149,14 +149,15 @@ def perform(saver: Any, request: Request, cache: Any = None) -> Any:
     """Do ``request`` with plain calls: on ``saver``, or on the node ``cache``.
     (``RunTasks`` is the driver's own: it never comes here.)"""
     match request:
-        case PutWrites(config, writes, task_id, task_path):
-            if _takes_task_path(saver.__class__, "put_writes"):
-                return saver.put_writes(config, writes, task_id, task_path)
-            return saver.put_writes(config, writes, task_id)
+        # (the usual requests first)
         case Put(config, checkpoint, metadata, new_versions):
             return saver.put(config, checkpoint, metadata, new_versions)
         case GetTuple(config):
             return saver.get_tuple(config)
+        case PutWrites(config, writes, task_id, task_path):
+            if _takes_task_path(saver.__class__, "put_writes"):
+                return saver.put_writes(config, writes, task_id, task_path)
+            return saver.put_writes(config, writes, task_id)
         case PutWithWrites(put, writes):
             if _combines(saver.__class__, "put_with_writes"):
                 return saver.put_with_writes(put.config, put.checkpoint, put.metadata,
@@ -186,14 +187,14 @@ async def aperform(saver: Any, request: Request, cache: Any = None) -> Any:
     """The async twin of ``perform`` (the saver's and cache's ``a``-prefixed methods; an
     async write function of ``NodeWrites`` is awaited)."""
     match request:
-        case PutWrites(config, writes, task_id, task_path):
-            if _takes_task_path(saver.__class__, "aput_writes"):
-                return await saver.aput_writes(config, writes, task_id, task_path)
-            return await saver.aput_writes(config, writes, task_id)
         case Put(config, checkpoint, metadata, new_versions):
             return await saver.aput(config, checkpoint, metadata, new_versions)
         case GetTuple(config):
             return await saver.aget_tuple(config)
+        case PutWrites(config, writes, task_id, task_path):
+            if _takes_task_path(saver.__class__, "aput_writes"):
+                return await saver.aput_writes(config, writes, task_id, task_path)
+            return await saver.aput_writes(config, writes, task_id)
         case PutWithWrites(put, writes):
             if _combines(saver.__class__, "aput_with_writes"):
                 return await saver.aput_with_writes(put.config, put.checkpoint, put.metadata,

@@ -150,7 +150,7 @@ def delta_histories(program: Program, tup: Any) -> Generator[Request, Any, dict[
     if tup is None:
         return {}
     cp = tup.checkpoint
-    wanted = history_channels(program.channels, cp["channel_values"],
+    wanted = history_channels(program.history_specs, cp["channel_values"],
                               cp.get("channel_versions") or {})
     if not wanted:
         return {}
@@ -226,6 +226,8 @@ class PendingWrites:
         was planned (the usual case, checked first)."""
         books: tuple[dict[str, Any], ...] = (
             self.succeeded, self.interrupts, self.resumes, self.errors)
+        if not any(books):  # no writes of any task: nothing to file
+            return
         ids = {t.id for t in tasks}
         if all(tid in ids for book in books for tid in book):
             return
@@ -515,8 +517,8 @@ class ThreadState:
                 found.update(index.get(channel, ()))
             candidates = found | program.deferred if program.deferred else found
         tasks: list[Task] = []
-        managed = self.managed(step)
-        cid = checkpoint_id_bytes(checkpoint_id)
+        managed = self.managed(step) if program.managed else None
+        cid = b""  # the checkpoint id's bytes, made when a task is planned
         version = self.checkpoint.get("v", 4)
         v1 = isinstance(version, int) and version < 2  # ids of a v1 checkpoint's tasks
         for name in sorted(candidates) if len(candidates) > 1 else candidates:
@@ -524,17 +526,21 @@ class ThreadState:
             seen = seen_all.get(name) or {}
             fired = []
             for ch in node.triggers:
-                if channels[ch].is_available():
-                    current, last = versions.get(ch), seen.get(ch)
-                    if current is not None and (last is None or current > last):
-                        fired.append(ch)
+                # a newer version than the node saw, on a channel that holds a value
+                current = versions.get(ch)
+                if current is not None and ((last := seen.get(ch)) is None or current > last) \
+                        and channels[ch].is_available():
+                    fired.append(ch)
             if not fired:
                 continue
+            cid = cid or checkpoint_id_bytes(checkpoint_id)
             tid = planned_task_id(cid, self.ns, step, name, PULL, *fired, sha1=v1)
-            value = node.read(channels, managed) if for_execution else None
-            tasks.append(
-                self.new_task(tid, name, (PULL, name), value, node, tuple(fired), step, managed)
-            )
+            if for_execution:
+                tasks.append(self.new_task(tid, name, (PULL, name), node.read(channels, managed),
+                                           node, tuple(fired), step, managed))
+            else:  # only looked at (next, history, breakpoints): no input, no config
+                tasks.append(self.new_task(tid, name, (PULL, name), None, node, tuple(fired),
+                                           step, managed, configured=False))
         if len(tasks) > 1 and any(t.node.defer for t in tasks):
             # Deferred nodes wait until nothing else is left to run.
             tasks = [t for t in tasks if not t.node.defer] or tasks
@@ -543,10 +549,11 @@ class ThreadState:
             for idx, packet in enumerate(sends.get()):
                 if not isinstance(packet, Send) or packet.node not in program.nodes:
                     continue
+                cid = cid or checkpoint_id_bytes(checkpoint_id)
                 tid = planned_task_id(cid, self.ns, step, packet.node, PUSH, idx, sha1=v1)
                 node = program.nodes[packet.node]
                 pushed = self.new_task(tid, packet.node, (PUSH, idx, False), packet.arg, node,
-                                       (), step, managed)
+                                       (), step, managed, configured=for_execution)
                 pushed.timeout = packet.timeout
                 tasks.append(pushed)
         return tasks
@@ -567,13 +574,17 @@ class ThreadState:
         triggers: tuple[str, ...],
         step: int,
         managed: dict[str, Any] | None = None,
+        *,
+        configured: bool = True,
     ) -> Task:
-        """A task of ``step`` that runs ``node`` on ``value``, in this state's namespace."""
+        """A task of ``step`` that runs ``node`` on ``value``, in this state's namespace
+        (``configured``: with its node config; a task only looked at has none)."""
         ns = f"{self.ns}|{name}:{tid}" if self.ns else f"{name}:{tid}"
         task = Task(tid, name, path, value, node, triggers, ns, self.scope)
         task.channels = self.channels
         task.managed = managed
-        task.config = self.task_config(task, step)
+        if configured:
+            task.config = self.task_config(task, step)
         return task
 
     def task_config(self, task: Task, step: int) -> dict[str, Any]:

@@ -20,7 +20,7 @@ asks for this mode, so other runs do no work for it. The output deltas go throug
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -108,7 +108,7 @@ class StreamToolCallHandler(BaseCallbackHandler):
 
 
 def tool_call_writer(
-    config: dict[str, Any] | None, tool_call_id: Any
+    config: Mapping[str, Any] | None, tool_call_id: Any
 ) -> Callable[[Any], None] | None:
     """The writer of ``tool-output-delta`` events for one call a node makes, or None when
     the run does not stream ``tools`` (or ``config`` is not a graph node's)."""
@@ -130,7 +130,9 @@ def tool_call_writer(
 
 
 @contextmanager
-def writing_tool_output(config: dict[str, Any] | None, tool_call_id: Any) -> Iterator[None]:
+def writing_tool_output(
+    config: Mapping[str, Any] | None, tool_call_id: Any
+) -> Iterator[None]:
     """Route ``emit_tool_output_delta`` (``ToolRuntime.emit_output_delta``) to the
     ``tools`` stream of the run ``config`` belongs to, while the block runs."""
     writer = tool_call_writer(config, tool_call_id)

@@ -193,7 +193,7 @@ class _TaskFunction:
     """A function decorated with ``@task``: calling it inside a run returns a future."""
 
     def __init__(self, fn: Any, *, name: str | None, retry_policy: Any,
-                 cache_policy: CachePolicy | None, timeout: Any = None) -> None:
+                 cache_policy: CachePolicy[Any] | None, timeout: Any = None) -> None:
         if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
             raise NotImplementedError(
                 f"@task does not support generator functions ({_callable_name(fn)}): "
@@ -215,7 +215,7 @@ class _TaskFunction:
             cache_ns=node_namespace(self.name, fn),
             timeout=self.timeout,
         )
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         parent = current_task.get()
@@ -250,7 +250,7 @@ def task(
     *,
     name: str | None = None,
     retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None,
-    cache_policy: CachePolicy | None = None,
+    cache_policy: CachePolicy[Any] | None = None,
     timeout: Any = None,
     **kwargs: Any,
 ) -> Any:
@@ -315,7 +315,7 @@ class _EntrypointWriter:
             return [(END, result.value), (PREVIOUS, result.save)]
         return [(END, result), (PREVIOUS, result)]
 
-    def command_input(self, command: Command) -> list[tuple[str, Any]]:
+    def command_input(self, command: Command[Any]) -> list[tuple[str, Any]]:
         if command.update is not None:
             return self(None, command.update)
         return []
@@ -349,8 +349,9 @@ class EntrypointGraph(CompiledStateGraph):
 
     _live_updates = True
 
-    def _input_writes(self, command: Command) -> list[tuple[str, Any]]:
-        return self.program.nodes[self.entry].write.command_input(command)
+    def _input_writes(self, command: Command[Any]) -> list[tuple[str, Any]]:
+        writer: _EntrypointWriter = self.program.nodes[self.entry].write
+        return writer.command_input(command)
 
     @property
     def entry(self) -> str:
@@ -430,7 +431,7 @@ class entrypoint(Generic[R]):  # noqa: N801 - LangGraph's public name
         store: Any = None,
         cache: Any = None,
         context_schema: Any = None,
-        cache_policy: CachePolicy | None = None,
+        cache_policy: CachePolicy[Any] | None = None,
         retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None,
         timeout: Any = None,
         **kwargs: Any,
@@ -465,7 +466,7 @@ class entrypoint(Generic[R]):  # noqa: N801 - LangGraph's public name
             triggers=(START,),
             bound=_EntrypointBody(name, func),
             read=_read_input,
-            write=_EntrypointWriter(),  # type: ignore[arg-type]
+            write=_EntrypointWriter(),
             retry_policy=_policies(self.retry_policy),
             timeout=_checked_timeout(self.timeout, func, name),
         )

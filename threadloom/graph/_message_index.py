@@ -25,10 +25,14 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-__all__ = ["MAX_LISTS", "recall", "remember"]
+__all__ = ["MAX_LISTS", "MIN_LENGTH", "recall", "remember"]
 
 MAX_LISTS = 32
 """How many returned lists keep their index (one per live conversation being merged)."""
+
+MIN_LENGTH = 16
+"""Shorter lists keep no index: coercing and indexing a few messages again costs less
+than remembering the list (a copy, a lock, an LRU entry) and checking it on recall."""
 
 _lists: OrderedDict[int, tuple[list[Any], list[Any], dict[str, int]]] = OrderedDict()
 _lock = threading.Lock()
@@ -37,7 +41,7 @@ _lock = threading.Lock()
 def recall(left: Any) -> dict[str, int] | None:
     """A copy of the id index of ``left`` when it is a list ``remember`` was given and is
     unchanged since; else None."""
-    if type(left) is not list:
+    if type(left) is not list or len(left) < MIN_LENGTH:
         return None
     with _lock:
         entry = _lists.get(id(left))
@@ -54,7 +58,10 @@ def recall(left: Any) -> dict[str, int] | None:
 
 
 def remember(merged: list[Any], index: dict[str, int]) -> None:
-    """Keep ``index`` (id -> position in ``merged``) for the next merge on ``merged``."""
+    """Keep ``index`` (id -> position in ``merged``) for the next merge on ``merged``
+    (a list shorter than ``MIN_LENGTH``: nothing is kept)."""
+    if len(merged) < MIN_LENGTH:
+        return
     entry = (merged, list(merged), index)
     with _lock:
         _lists[id(merged)] = entry

@@ -32,7 +32,7 @@ from threadloom.constants import (
 )
 from threadloom.engine.drivers import WakeQueue, adrive, drive, thread_safe_put
 from threadloom.engine.loop import Loop
-from threadloom.engine.messages import (
+from threadloom.engine.message_stream import (
     CONFIG_KEY_STREAM_MESSAGES_V2,
     StreamMessagesHandler,
     StreamMessagesHandlerV2,
@@ -142,7 +142,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         self.interrupt_after_nodes = interrupt_after
         self.name = name
         self.debug = debug
-        # Higher layers attached to this graph (threadloom.graph.hooks); () for most.
+        # Higher layers attached to this graph (threadloom.graph.graph_hooks); () for most.
         self.hooks = tuple(hooks)
         self.nodes = program.nodes
         self.channels = program.channels
@@ -1174,7 +1174,7 @@ def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[An
     return out
 
 
-# -- hooks attached to this graph (threadloom.graph.hooks): answers checked, updates audited
+# -- hooks attached to this graph (threadloom.graph.graph_hooks): answers checked, updates audited
 
 
 def _nested_sinks(parent: Scope, conf: dict[str, Any], persistent_ns: str | None,

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def draw_graph(
-    builder: StateGraph,
+    builder: StateGraph[Any],
     *,
     xray: int | bool = False,
     interrupt_before: Any = (),
@@ -75,8 +75,8 @@ def draw_graph(
         sources = {src for src, _, _, _ in edges}
         edges += [(name, END, None, False) for name in builder.nodes if name not in sources]
     edges.sort(key=lambda e: (e[1] == END and not e[3], e[0], e[1]))
-    for src, dst, label, conditional in edges:
-        graph.add_edge(nodes[src], target(dst), data=label, conditional=conditional)
+    for src, dst, edge_label, conditional in edges:
+        graph.add_edge(nodes[src], target(dst), data=edge_label, conditional=conditional)
     if not ends_used:
         nodes[END] = graph.add_node(None, END)
     if xray:

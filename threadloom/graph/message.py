@@ -302,9 +302,7 @@ def _format_openai(messages: list[BaseMessage]) -> list[BaseMessage]:
 
     formatted: list[BaseMessage] = []
     for message in messages:
-        converted = convert_to_messages(
-            cast(list[dict[str, Any]], convert_to_openai_messages([message]))
-        )
+        converted = convert_to_messages(convert_to_openai_messages([message]))
         if len(converted) == 1:
             converted[0].id = message.id
         for new_message in converted:
@@ -336,7 +334,8 @@ def push_message(
     if not message.id:
         raise ValueError("Message ID is required: push_message() needs a message with an id.")
     task.push_message(message, state_key)
-    return message
+    # (convert_to_messages makes one of the concrete message classes AnyMessage lists)
+    return cast(AnyMessage, message)
 
 
 class MessagesState(TypedDict):
@@ -352,7 +351,7 @@ class MessagesState(TypedDict):
 
 
 
-class MessageGraph(StateGraph):
+class MessageGraph(StateGraph[Any]):
     """Deprecated: a graph whose whole state is one list of messages (merged with
     ``add_messages``). Use ``StateGraph(MessagesState)`` (a ``messages`` key) instead."""
 

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Annotated, Any, Generic, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Generic, Self, TypeVar, get_args, get_origin
 
 from threadloom._schema import (
     ROOT,
@@ -66,7 +66,7 @@ class NodeSpec:
     metadata: dict[str, Any] = field(default_factory=dict)
     destinations: Any = None
     defer: bool = False
-    cache_policy: CachePolicy | None = None
+    cache_policy: CachePolicy[Any] | None = None
     trace_policy: TracePolicy | None = None
     timeout: TimeoutPolicy | None = None
     error_handler: Any = None  # runs after the node's final failure (error_handlers.py)
@@ -178,13 +178,13 @@ class StateGraph(Generic[StateT]):
         metadata: dict[str, Any] | None = None,
         input_schema: Any = None,
         retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None,
-        cache_policy: CachePolicy | None = None,
+        cache_policy: CachePolicy[Any] | None = None,
         destinations: Any = None,
         trace_policy: TracePolicy | None = None,
         timeout: Any = None,
         error_handler: Any = None,
         **kwargs: Any,
-    ) -> StateGraph:
+    ) -> Self:
         """Add a node: ``add_node("name", fn)`` or ``add_node(fn)`` (named after ``fn``).
 
         Options not given fall back to ``set_node_defaults``; ``timeout`` (a
@@ -251,9 +251,9 @@ class StateGraph(Generic[StateT]):
         return self
 
     def set_node_defaults(
-        self, *, retry_policy: Any = None, cache_policy: CachePolicy | None = None,
+        self, *, retry_policy: Any = None, cache_policy: CachePolicy[Any] | None = None,
         timeout: Any = None, error_handler: Any = None,
-    ) -> StateGraph:
+    ) -> Self:
         """Options for every node that does not set its own (applied at ``compile()``).
 
         ``error_handler`` runs after any node without its own handler finally fails (see
@@ -272,7 +272,7 @@ class StateGraph(Generic[StateT]):
         self._node_defaults = defaults
         return self
 
-    def add_edge(self, start_key: str | list[str], end_key: str) -> StateGraph:
+    def add_edge(self, start_key: str | list[str], end_key: str) -> Self:
         """Run ``end_key`` after ``start_key``; after *all* of them for a list."""
         if isinstance(start_key, str):
             if start_key == END:
@@ -298,7 +298,7 @@ class StateGraph(Generic[StateT]):
         source: str,
         path: Callable[..., Any],
         path_map: dict[Hashable, str] | list[str] | None = None,
-    ) -> StateGraph:
+    ) -> Self:
         """After ``source``, run the node(s) that ``path(state)`` names (or ``Send``s)."""
         branch = Branch(path, path_map)
         if not branch.is_runnable:
@@ -316,7 +316,7 @@ class StateGraph(Generic[StateT]):
         existing[branch.name] = branch
         return self
 
-    def add_sequence(self, nodes: Sequence[Any]) -> StateGraph:
+    def add_sequence(self, nodes: Sequence[Any]) -> Self:
         """Add nodes (callables or ``(name, callable)``) and chain them with edges."""
         if not nodes:
             raise ValueError("Sequence requires at least one node.")
@@ -339,15 +339,15 @@ class StateGraph(Generic[StateT]):
             previous = name
         return self
 
-    def set_entry_point(self, key: str) -> StateGraph:
+    def set_entry_point(self, key: str) -> Self:
         return self.add_edge(START, key)
 
     def set_conditional_entry_point(
         self, path: Callable[..., Any], path_map: Any = None
-    ) -> StateGraph:
+    ) -> Self:
         return self.add_conditional_edges(START, path, path_map)
 
-    def set_finish_point(self, key: str) -> StateGraph:
+    def set_finish_point(self, key: str) -> Self:
         return self.add_edge(key, END)
 
     # -- compile --------------------------------------------------------------------
@@ -404,10 +404,10 @@ class StateGraph(Generic[StateT]):
 
         ``hooks`` (threadloom's addition) attaches higher layers to this graph only, e.g.
         ``hooks=[ApprovalHooks(clock=...)]``; nodes may carry their own (see
-        ``threadloom.graph.hooks``)."""
+        ``threadloom.graph.graph_hooks``)."""
         from threadloom.checkpoint.base import BaseCheckpointSaver
         from threadloom.graph.compiled import CompiledStateGraph
-        from threadloom.graph.hooks import resolve_hooks
+        from threadloom.graph.graph_hooks import resolve_hooks
 
         if checkpointer not in (None, True, False) and not isinstance(
             checkpointer, BaseCheckpointSaver
@@ -519,15 +519,18 @@ class StateGraph(Generic[StateT]):
         edges_from: dict[str, list[str]] = {}
         for src, dst in sorted(self.edges):
             edges_from.setdefault(src, []).append(dst)
-        writer_args = {"graph": self, "state_keys": state_keys, "joins": joins,
-                       "edges_from": edges_from}
+
+        def writer(name: str) -> NodeWriter:
+            return NodeWriter(name, graph=self, state_keys=state_keys, joins=joins,
+                              edges_from=edges_from)
+
         nodes: dict[str, PregelNode] = {
             START: PregelNode(
                 name=START,
                 triggers=(START,),
                 bound=NodeCallable(START, _passthrough),
                 read=input_reader(self),
-                write=NodeWriter(START, **writer_args),
+                write=writer(START),
                 hidden=True,
             )
         }
@@ -541,7 +544,7 @@ class StateGraph(Generic[StateT]):
                 triggers=tuple(triggers[name]),
                 bound=NodeCallable(name, spec.action),
                 read=state_reader(self, spec.input_schema),
-                write=NodeWriter(name, **writer_args),
+                write=writer(name),
                 retry_policy=spec.retry_policy or defaults.get("retry_policy", ()),
                 metadata=spec.metadata,
                 defer=spec.defer,
@@ -559,7 +562,7 @@ class StateGraph(Generic[StateT]):
                 bound=NodeCallable(hname, handler_body(
                     hname, handler, state_reader(self, self.state_schema))),
                 read=state_reader(self, self.state_schema),
-                write=NodeWriter(hname, **writer_args),
+                write=writer(hname),
             )
         output_keys = self.schemas[self.output_schema]
         return Program(
@@ -591,7 +594,8 @@ def _get_node_name(node: Any) -> str:
     if isinstance(name, str):
         return name
     if hasattr(node, "get_name"):
-        return node.get_name()
+        got: str = node.get_name()
+        return got
     if callable(node):
         return type(node).__name__
     raise TypeError(f"Cannot infer a node name from {node!r}: use add_node('name', fn).")

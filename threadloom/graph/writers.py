@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from threadloom.graph.state import StateGraph
 
 
-def state_reader(graph: StateGraph, schema: Any) -> Callable[[Any, Any], Any]:
+def state_reader(graph: StateGraph[Any], schema: Any) -> Callable[[Any, Any], Any]:
     """A function building a node's input (of type ``schema``) from the channels."""
     keys = tuple(graph.schemas[schema])
     if keys == (ROOT,):
@@ -48,7 +48,7 @@ def state_reader(graph: StateGraph, schema: Any) -> Callable[[Any, Any], Any]:
     return read
 
 
-def input_reader(graph: StateGraph) -> Callable[[Any, Any], Any]:
+def input_reader(graph: StateGraph[Any]) -> Callable[[Any, Any], Any]:
     return lambda channels, managed: channels[START].value
 
 
@@ -59,7 +59,7 @@ class NodeWriter:
         self,
         name: str,
         *,
-        graph: StateGraph,
+        graph: StateGraph[Any],
         state_keys: frozenset[str],
         joins: dict[str, list[tuple[str, str]]],
         edges_from: dict[str, list[str]],
@@ -205,18 +205,18 @@ class NodeWriter:
         if self.root:
             chan = touched.get(ROOT) or channels[ROOT]
             return chan.value
-        values = {}
+        state: dict[str, Any] = {}
         managed = task.managed
         for key in self.state_keys_order if keys is None else keys:
             chan = touched.get(key) or channels.get(key)
             if chan is not None:
                 if chan.value is not MISSING:
-                    values[key] = chan.value
+                    state[key] = chan.value
             elif managed and key in managed:
-                values[key] = managed[key]
-        return (self.coerce_state if coerce is None else coerce)(values)
+                state[key] = managed[key]
+        return (self.coerce_state if coerce is None else coerce)(state)
 
-    def command_input(self, command: Command) -> list[tuple[str, Any]]:
+    def command_input(self, command: Command[Any]) -> list[tuple[str, Any]]:
         """Writes for a ``Command`` given as graph input: its update and goto."""
         updates = self._values(command.update, allow_none=True)
         gotos = command.goto

@@ -18,6 +18,7 @@ The pieces, one concept a module:
   with ``compile(..., hooks=[ApprovalHooks()])``.
 """
 
+from threadloom.hitl.approval_hooks import ApprovalHooks, uses_approvals
 from threadloom.hitl.approve import collect_decisions, request_approval
 from threadloom.hitl.audit import arg_diff, export_jsonl, verify_chain
 from threadloom.hitl.deadlines import (
@@ -44,7 +45,6 @@ from threadloom.hitl.errors import (
     NoPendingRequestError,
     ReviewerNotAllowedError,
 )
-from threadloom.hitl.hooks import ApprovalHooks, uses_approvals
 from threadloom.hitl.policy import ApprovalPolicy, ApprovalRule
 from threadloom.hitl.quorum import Reviewer, Reviewers
 from threadloom.hitl.request import Allowed, ApprovalRequest, requests_in

@@ -34,7 +34,7 @@ def asking_context() -> tuple[str | None, Any]:
     without the approval hooks.
     """
     from threadloom.config import get_config
-    from threadloom.hitl.hooks import run_context
+    from threadloom.hitl.approval_hooks import run_context
 
     try:
         config = get_config()
@@ -61,7 +61,8 @@ def json_schema_of(schema: Any) -> dict[str, Any] | None:
         return dict(schema)
     dump = getattr(schema, "model_json_schema", None)
     if callable(dump):
-        return dump()
+        dumped: dict[str, Any] = dump()
+        return dumped
     legacy = getattr(schema, "schema", None)
     return legacy() if callable(legacy) else None
 

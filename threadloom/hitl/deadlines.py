@@ -253,7 +253,7 @@ def _require_saver(graph: CompiledStateGraph) -> Any:
 
 
 def _hooks(graph: CompiledStateGraph) -> Any:
-    from threadloom.hitl.hooks import hooks_of
+    from threadloom.hitl.approval_hooks import hooks_of
 
     hook = hooks_of(graph)
     if hook is not None:
@@ -267,7 +267,7 @@ def _hooks(graph: CompiledStateGraph) -> Any:
 
 
 def _due(graph: CompiledStateGraph, snapshot: Any, now: datetime) -> dict[str, list[Any]]:
-    from threadloom.hitl.hooks import graph_identity
+    from threadloom.hitl.approval_hooks import graph_identity
 
     return due_requests(snapshot.interrupts, now, graph_identity(graph))
 
@@ -287,7 +287,7 @@ def sweep(
     Only requests this graph asked are decided: threads of other graphs sharing the
     database are left alone. ``now`` defaults to the graph's approval clock.
     """
-    from threadloom.hitl.hooks import end_sweep, sweeping
+    from threadloom.hitl.approval_hooks import end_sweep, sweeping
     from threadloom.types import Command
 
     saver = _require_saver(graph)
@@ -322,7 +322,7 @@ async def asweep(
     thread_ids: Iterable[str] | None = None,
 ) -> list[SweepResult]:
     """Async ``sweep``, for asyncio workers and async savers."""
-    from threadloom.hitl.hooks import end_sweep, sweeping
+    from threadloom.hitl.approval_hooks import end_sweep, sweeping
     from threadloom.types import Command
 
     saver = _require_saver(graph)

@@ -105,7 +105,8 @@ class Decision:
         """Plain data, to keep a decision in graph state (``Decision.from_dict`` reads it)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["deciders"] = list(self.deciders)
-        return to_jsonable(out)
+        plain: dict[str, Any] = to_jsonable(out)
+        return plain
 
     @classmethod
     def from_dict(cls, value: Mapping[str, Any]) -> Decision:
@@ -179,7 +180,7 @@ def advance(request: ApprovalRequest, answer: ApprovalResponse) -> Decision | Ap
     if kind == "reject":
         rejections = (*request.rejections, _mark(answer, reason=answer.message))
         if len(rejections) >= rule.rejections:
-            reasons = [r.get("reason") for r in rejections if r.get("reason")]
+            reasons = [str(r["reason"]) for r in rejections if r.get("reason")]
             return _final(
                 request,
                 answer,

@@ -60,7 +60,7 @@ class ApprovalRule:
         if self.when == "never":
             return False
         try:
-            return bool(self.when(dict(args)))  # type: ignore[operator]
+            return bool(self.when(dict(args)))
         except Exception:  # malformed arguments: ask a person rather than guess
             return True
 
@@ -122,7 +122,7 @@ class ApprovalPolicy:
         """The ``ApprovalHooks`` graphs using this policy carry (default: system clock,
         reviewer from ``config["configurable"]["reviewer"]``)."""
         if self._hooks is None:
-            from threadloom.hitl.hooks import DEFAULT_HOOKS
+            from threadloom.hitl.approval_hooks import DEFAULT_HOOKS
 
             return DEFAULT_HOOKS
         return self._hooks

@@ -94,17 +94,16 @@ class ApprovalResponse:
         message = value.get("message") if isinstance(value.get("message"), str) else None
         if kind == "edit":
             edited = value.get("edited_action")
+            given: Any = raw_args
             if isinstance(edited, Mapping):
                 action = edited.get("name") or edited.get("action")
-                args = edited.get("args")
+                given = edited.get("args")
             elif isinstance(raw_args, Mapping) and set(raw_args) == {"action", "args"} and (
                 isinstance(raw_args["args"], Mapping)
             ):
                 action = raw_args["action"]
-                args = raw_args["args"]
-            else:
-                args = raw_args  # type: ignore[assignment]
-            if not isinstance(args, Mapping):
+                given = raw_args["args"]
+            if not isinstance(given, Mapping):
                 raise InvalidResponseError(
                     "An 'edit' answer needs the new arguments: {'type': 'edit', 'args': "
                     "{'action': name, 'args': {...}}} or {'type': 'edit', 'args': {...}}"
@@ -112,7 +111,7 @@ class ApprovalResponse:
                     + f"; got {raw_args!r}.",
                     request_id=request_id,
                 )
-            args = dict(args)
+            args = dict(given)
         elif kind in ("reject", "response", "escalate"):
             if message is None:
                 message = value.get("reason") if isinstance(value.get("reason"), str) else None
@@ -179,7 +178,8 @@ def echo_digests(interrupts: Sequence[Any], answer: Any) -> Any:
             given = {"type": "accept"}
         if (
             isinstance(given, Mapping)
-            and _ALIASES.get(given.get("type")) in ("accept", "edit")
+            and isinstance(kind := given.get("type"), str)
+            and _ALIASES.get(kind) in ("accept", "edit")
             and given.get("digest") is None
         ):
             return {**given, "digest": request.digest}

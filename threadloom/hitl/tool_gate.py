@@ -131,7 +131,7 @@ class ToolApprovalGate:
         decisions = collect_decisions(requests, validate_args=validator)
         by_index = {i: d for (i, _), d in zip(needing, decisions, strict=True)}
         plan: list[Any] = []
-        edited: dict[str, dict[str, Any]] = {}
+        edited: dict[str | None, dict[str, Any]] = {}  # by call id (None: a call without)
         for index, call in enumerate(calls):
             decision = by_index.get(index)
             if decision is None:
@@ -186,7 +186,9 @@ def _answer(call: Mapping[str, Any], decision: Decision) -> ToolMessage:
     )
 
 
-def _edited_message(messages: Any, edited: dict[Any, dict[str, Any]]) -> AIMessage | None:
+def _edited_message(
+    messages: Any, edited: dict[str | None, dict[str, Any]]
+) -> AIMessage | None:
     if not edited or not isinstance(messages, (list, tuple)):
         return None
     for message in reversed(messages):

@@ -94,11 +94,11 @@ def validate_response(
             request_id=rid,
         )
     due = deadline_at(request)
-    if due is not None and now > due:
+    if due is not None and request.deadline is not None and now > due:
         raise DeadlinePassedError(
-            f"Request {rid!r} ({action}) had to be decided by {request.deadline['at']} "  # type: ignore[index]
+            f"Request {rid!r} ({action}) had to be decided by {request.deadline['at']} "
             f"(it is now {now.isoformat()}); its deadline decides it: "
-            f"{request.deadline['on_timeout']!r}. Run `threadloom sweep` (or "  # type: ignore[index]
+            f"{request.deadline['on_timeout']!r}. Run `threadloom sweep` (or "
             "threadloom.hitl.sweep) to apply it.",
             request_id=rid,
         )

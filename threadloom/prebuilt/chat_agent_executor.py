@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import (
     TYPE_CHECKING,
     Annotated,
@@ -62,8 +62,8 @@ __all__ = [
     "create_react_agent",
 ]
 
-StructuredResponse = dict | BaseModel
-StructuredResponseSchema = dict | type[BaseModel]
+StructuredResponse = dict[str, Any] | BaseModel
+StructuredResponseSchema = dict[str, Any] | type[BaseModel]
 Prompt = (
     SystemMessage
     | str
@@ -262,7 +262,7 @@ def _with_approval(node: ToolNode, approval: Any) -> ToolNode:
         )
     return ToolNode(
         list(node.tools_by_name.values()),
-        name=node.name,
+        name=node.name or "tools",  # (a ToolNode always has one)
         tags=node.tags,
         handle_tool_errors=node.handle_tool_errors,
         messages_key=node.messages_key,
@@ -448,7 +448,8 @@ class _ModelSource:
             model, self.tools, len(self.builtin)
         ):
             model = cast(BaseChatModel, model).bind_tools([*self.tools, *self.builtin])
-        return self.prompt | model
+        chain: Runnable[Any, Any] = self.prompt | model
+        return chain
 
     def _factory_args(self, state: Any) -> tuple[Any, ...]:
         assert self.factory is not None
@@ -476,7 +477,7 @@ class _ModelSource:
             return self.static
         made = self.factory(*self._factory_args(state))  # type: ignore[misc]
         if inspect.isawaitable(made):
-            made = await cast(Awaitable[Any], made)
+            made = await made
         return self._prepared(made)
 
     def chat_model(self, state: Any) -> BaseChatModel:
@@ -741,9 +742,10 @@ def _input_schema(state_schema: type) -> type:
         )
     hints = get_type_hints(state_schema, include_extras=True)
     extra = get_type_hints(_ModelInput, include_extras=True)
-    return TypedDict(  # type: ignore[operator]
-        "CallModelInputSchema", {**hints, **extra}, total=False
-    )
+    # (TypedDict's functional form with fields known only at run time: mypy cannot check it)
+    fields: dict[str, Any] = {**hints, **extra}
+    schema: type = TypedDict("CallModelInputSchema", fields, total=False)  # type: ignore[misc]
+    return schema
 
 
 def _allow_in_checkpoints(state_schema: type) -> None:

@@ -29,7 +29,7 @@ from langchain_core.callbacks import (
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ToolCallChunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
@@ -277,11 +277,13 @@ def _chunks_of(message: AIMessage) -> Iterator[ChatGenerationChunk]:
     for token in _TOKEN.findall(text):
         yield ChatGenerationChunk(message=AIMessageChunk(content=token, id=ident))
     for index, call in enumerate(message.tool_calls):
-        head = {"name": call["name"], "args": "", "id": call["id"], "index": index}
+        head: ToolCallChunk = {"name": call["name"], "args": "", "id": call["id"], "index": index}
         yield ChatGenerationChunk(
             message=AIMessageChunk(content="", id=ident, tool_call_chunks=[head])
         )
-        body = {"name": None, "args": json.dumps(call["args"]), "id": None, "index": index}
+        body: ToolCallChunk = {
+            "name": None, "args": json.dumps(call["args"]), "id": None, "index": index
+        }
         yield ChatGenerationChunk(
             message=AIMessageChunk(content="", id=ident, tool_call_chunks=[body])
         )

@@ -68,6 +68,8 @@ class ToolCallTransformer(StreamTransformer):
             return True
         kind = data.get("event")
         call_id = data.get("tool_call_id")
+        if not isinstance(call_id, str):  # (the engine names the call in every tool event)
+            return True
         if kind == "tool-started":
             stream = ToolCallStream(call_id, data.get("tool_name", ""), data.get("input"))
             self._wire(stream._output_deltas)
@@ -75,17 +77,17 @@ class ToolCallTransformer(StreamTransformer):
             if not self._log._closed:
                 self._log.push(stream)
             return True
-        stream = self._active.get(call_id)
-        if stream is None:
+        active = self._active.get(call_id)
+        if active is None:
             return True
         if kind == "tool-output-delta":
-            stream._output_deltas.push(data.get("delta"))
+            active._output_deltas.push(data.get("delta"))
         elif kind == "tool-finished":
             self._active.pop(call_id, None)
-            stream._finish(output=_output_value(data.get("output")))
+            active._finish(output=_output_value(data.get("output")))
         elif kind == "tool-error":
             self._active.pop(call_id, None)
-            stream._finish(error=data.get("message"))
+            active._finish(error=data.get("message"))
         return True
 
     def _wire(self, channel: StreamChannel[Any]) -> None:

@@ -350,11 +350,17 @@ class ToolNode(Runnable[Any, Any]):
 
     # -- Runnable ------------------------------------------------------------------------
 
+    # (langchain calls func(input, config=...) when func takes ``config``; the annotation of
+    # _call_with_config lists only the run_manager forms, hence the two ignores)
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return self._call_with_config(self._run_sync, input, self._config(config))
+        return self._call_with_config(
+            self._run_sync, input, self._config(config)  # type: ignore[arg-type]
+        )
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return await self._acall_with_config(self._run_async, input, self._config(config))
+        return await self._acall_with_config(
+            self._run_async, input, self._config(config)  # type: ignore[arg-type]
+        )
 
     def _config(self, config: RunnableConfig | None) -> RunnableConfig:
         config = ensure_config(config)
@@ -655,8 +661,9 @@ class ToolNode(Runnable[Any, Any]):
         schema = tool.args_schema
         if not (isinstance(schema, type) and issubclass(schema, BaseModel | _BaseModelV1)):
             return None
+        schema_name = schema.__name__
         if isinstance(exc, ValidationErrorV2):
-            if exc.title != schema.__name__:
+            if exc.title != schema_name:
                 return None
         elif getattr(exc, "model", None) is not schema:
             return None
@@ -667,7 +674,7 @@ class ToolNode(Runnable[Any, Any]):
             call["name"],
             exc,
             model_args,
-            _validation_text(exc, schema.__name__, hidden),
+            _validation_text(exc, schema_name, hidden),
             filtered_errors=_model_errors(exc, hidden),
         )
 
@@ -731,7 +738,7 @@ class ToolNode(Runnable[Any, Any]):
             "invoked with a tool call)."
         )
 
-    def _checked_command(self, command: Command, call: ToolCall, input_type: InputType) -> Any:
+    def _checked_command(self, command: Command[Any], call: ToolCall, input_type: InputType) -> Any:
         """Make sure a Command from a tool answers its tool call with a ToolMessage.
 
         Every tool call in the history needs a ToolMessage with its id, or the next model
@@ -843,7 +850,8 @@ def _as_tool(item: Any) -> BaseTool:
             f"got {item!r}."
         )
     if inspect.getdoc(item):
-        return create_tool(item)
+        made: BaseTool = create_tool(item)
+        return made
     # A docstring is only the model-facing description: do not refuse a tool without one.
     name = getattr(item, "__name__", type(item).__name__)
     if inspect.iscoroutinefunction(item):

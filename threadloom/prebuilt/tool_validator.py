@@ -24,7 +24,7 @@ __all__ = ["ValidationNode"]
 
 
 def _default_format_error(
-    error: BaseException, call: ToolCall, schema: type[BaseModel] | type[BaseModelV1]
+    error: BaseException, call: ToolCall, schema: type[BaseModel] | type[BaseModelV1] | None
 ) -> str:
     return f"{error!r}\n\nRespond after fixing all validation errors."
 

@@ -1,5 +1,5 @@
-"""Compatibility path ``langgraph.pregel._messages``: see ``threadloom.engine.messages``."""
+"""Compatibility path ``langgraph.pregel._messages``: see ``threadloom.engine.message_stream``."""
 
-from threadloom.engine.messages import StreamMessagesHandler, StreamMessagesHandlerV2
+from threadloom.engine.message_stream import StreamMessagesHandler, StreamMessagesHandlerV2
 
 __all__ = ["StreamMessagesHandler", "StreamMessagesHandlerV2"]

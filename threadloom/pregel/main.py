@@ -101,7 +101,7 @@ class NodeBuilder:
             if ch not in self._triggers:
                 self._triggers.append(ch)
             if read and ch not in self._channels:
-                self._channels.append(ch)  # type: ignore[union-attr]
+                self._channels.append(ch)
         return self
 
     def read_from(self, *channels: str) -> NodeBuilder:
@@ -110,7 +110,7 @@ class NodeBuilder:
             raise ValueError("read_from() cannot follow subscribe_only(): use subscribe_to().")
         for ch in channels:
             if ch not in self._channels:
-                self._channels.append(ch)  # type: ignore[union-attr]
+                self._channels.append(ch)
         return self
 
     def do(self, action: Any) -> NodeBuilder:
@@ -235,13 +235,13 @@ class _InputWriter:
     def __call__(self, task: Any, result: Any) -> list[tuple[str, Any]]:
         return self._writes(result)
 
-    def command_input(self, command: Command) -> list[tuple[str, Any]]:
+    def command_input(self, command: Command[Any]) -> list[tuple[str, Any]]:
         if command.update is None:
             return []
         update = command.update
         if isinstance(update, Mapping):
             return list(update.items())
-        return [tuple(u) for u in update]  # type: ignore[misc]
+        return [tuple(u) for u in update]
 
 
 # -- the graph -------------------------------------------------------------------------
@@ -352,7 +352,7 @@ class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
         self.input_channels = input_channels
         self.output_channels = output_channels
         self.stream_channels = stream_channels
-        self.stream_mode = stream_mode  # type: ignore[misc]
+        self.stream_mode = stream_mode
         self.cache = cache
         self.retry_policy = policies
         self.specs = specs

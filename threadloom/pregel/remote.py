@@ -201,7 +201,7 @@ def _drawable(graph: Mapping[str, Any]) -> Any:
     return Graph(nodes=nodes, edges=edges)
 
 
-def _command_payload(command: Command) -> dict[str, Any]:
+def _command_payload(command: Command[Any]) -> dict[str, Any]:
     """A ``Command`` as the server's ``command`` body."""
     out: dict[str, Any] = {}
     if command.resume is not None:
@@ -871,7 +871,7 @@ class RemoteGraph(PregelProtocol):
             metadata=args["metadata"],
         )
 
-    async def astream_events(  # type: ignore[override]
+    async def astream_events(
         self,
         input: Any,
         config: dict[str, Any] | None = None,

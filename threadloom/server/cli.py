@@ -32,7 +32,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info")
 
 
-def add_serve_parser(commands: argparse._SubParsersAction) -> None:
+def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``serve`` subcommand's options."""
     parser = commands.add_parser("serve", help="serve graphs over LangGraph's Agent Server API")
     _common(parser)
@@ -46,7 +46,7 @@ def add_serve_parser(commands: argparse._SubParsersAction) -> None:
                         help="on PostgreSQL, execute runs in this process too")
 
 
-def add_worker_parser(commands: argparse._SubParsersAction) -> None:
+def add_worker_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``worker`` subcommand's options."""
     parser = commands.add_parser(
         "worker", help="execute the runs queued on a PostgreSQL server database"

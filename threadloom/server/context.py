@@ -1,4 +1,11 @@
-"""``ServerContext``: what every service of one server shares."""
+"""``ServerContext``: what every service of one server shares, and the checks they all make.
+
+The services (threads, runs, assistants, crons, store, approvals) are built around one
+context, made once by ``Server``, instead of each holding the configuration, storage,
+graphs and authorizer. ``check_uuid`` and ``visible`` live here because every service
+refuses a malformed id, and hides a record the caller's auth filter does not match, in
+the same words.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +51,9 @@ def check_uuid(value: str, what: str) -> str:
     return str(value)
 
 
-def visible(record: dict[str, Any] | None, filter: dict[str, Any] | None, what: str) -> dict:
+def visible(
+    record: dict[str, Any] | None, filter: dict[str, Any] | None, what: str
+) -> dict[str, Any]:
     """``record`` when it exists and its metadata passes the auth filter, else 404."""
     if record is None or (filter and not matches(record.get("metadata") or {}, filter)):
         raise NotFound(f"{what} not found.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 __all__ = [
     "BadRequest",
@@ -25,6 +26,8 @@ class ServerError(Exception):
     """Base of the errors a request can end with; ``status`` is the HTTP status."""
 
     status = 500
+    #: more fields of the error body, beside ``detail`` (e.g. an approval's ``reason``)
+    extra: dict[str, Any] | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)

@@ -165,8 +165,10 @@ async def execute_run(
     kwargs = run["kwargs"]
     keep = bool(kwargs.get("resumable"))
 
+    outbox = _Outbox(storage, run_id, keep)
+
     async def publish(event: str, data: Any) -> None:
-        await storage.publish(run_id, event, serde.dumps(data), keep=keep)
+        await outbox.put(event, serde.dumps(data))
 
     status = "success"
     error: dict[str, Any] | None = None
@@ -205,31 +207,83 @@ async def execute_run(
             raise
         status = "interrupted"
         if action == "rollback":
+            await outbox.flush()
             await _rollback(threads, run, graph)
             await publish(RESULT_EVENT, None)
+            await outbox.flush()
             await storage.close_stream(run_id)
             return "rollback"
     except Exception as exc:  # the graph failed: the run ends in error, the server lives on
         status = "error"
         error = {"error": type(exc).__name__, "message": str(exc)}
         await publish("error", error)
+    await outbox.flush()  # the run's events go before its end
     result, finished = await _finish(threads, run, graph, status, error)
     if kwargs.get("webhook") and finished is not None:
         _send_webhook(threads, finished, kwargs["webhook"], result)
     return status
 
 
+class _Outbox:
+    """A run's events on their way to its stream, in order.
+
+    On a storage shared by processes (PostgreSQL) each write is a round trip to the
+    database: there the run does not wait for its events to be written - ``put`` hands
+    them to a writer task, which appends what accumulated while its last write was on
+    the wire in one statement (``publish_many``: one notification per batch). ``flush``
+    waits until all are written (before the run's end goes after them) and raises the
+    error of a write that failed. Elsewhere ``put`` writes the event at once."""
+
+    def __init__(self, storage: Any, run_id: str, keep: bool) -> None:
+        self.storage = storage
+        self.run_id = run_id
+        self.keep = keep
+        self.background = bool(getattr(storage, "shared", False))
+        self.pending: list[tuple[str, bytes]] = []
+        self.writer: asyncio.Task[None] | None = None
+        self.error: BaseException | None = None
+
+    async def put(self, event: str, data: bytes) -> None:
+        if not self.background:
+            await self.storage.publish(self.run_id, event, data, keep=self.keep)
+            return
+        if self.error is not None:
+            raise self.error
+        self.pending.append((event, data))
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.create_task(self._write(), name=f"events-{self.run_id}")
+
+    async def _write(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            try:
+                await self.storage.publish_many(self.run_id, batch, keep=self.keep)
+            except Exception as exc:  # the run learns it at its next put or flush
+                self.error = exc
+                self.pending.clear()
+                return
+
+    async def flush(self) -> None:
+        if self.writer is not None:
+            # shielded: a cancellation of the run (arriving while it waits here) must
+            # not stop the writing of what it already published
+            await asyncio.shield(self.writer)
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
 def _sweeping(at: str) -> None:
     """This run is the server applying approval deadlines as of ``at``: only such a run
     may give deadline decisions (``threadloom.hitl.deadlines``). The flag lives in the
     context of the task executing the run, so it ends with the run."""
+    from threadloom.hitl.approval_hooks import sweeping
     from threadloom.hitl.clock import from_iso
-    from threadloom.hitl.hooks import sweeping
 
     sweeping(from_iso(at))
 
 
-def _send_webhook(threads: ThreadService, run: dict, url: str, result: Any) -> None:
+def _send_webhook(threads: ThreadService, run: dict[str, Any], url: str, result: Any) -> None:
     """POST the finished run in the background (retried; see ``webhooks``)."""
     from threadloom.server.services.runs import public_run
     from threadloom.server.webhooks import send
@@ -238,8 +292,8 @@ def _send_webhook(threads: ThreadService, run: dict, url: str, result: Any) -> N
          secret=threads.ctx.config.webhook_secret, name=f"webhook-{run['run_id']}")
 
 
-async def _stream(graph: Any, graph_input: Any, config: dict, modes: list[str],
-                  options: dict, subgraphs: bool, publish: Any) -> None:
+async def _stream(graph: Any, graph_input: Any, config: dict[str, Any], modes: list[str],
+                  options: dict[str, Any], subgraphs: bool, publish: Any) -> None:
     """Run the graph, publishing the events of ``modes``. With ``events`` among them the
     graph runs under ``astream_events`` (v2), whose root ``on_chain_stream`` events
     carry the chunks of the other modes."""
@@ -292,11 +346,11 @@ async def _started(graph: Any, run: dict[str, Any]) -> bool:
     snapshot = await graph.aget_state(
         {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
     )
-    return (snapshot.metadata or {}).get("run_id") == run["run_id"]
+    return bool((snapshot.metadata or {}).get("run_id") == run["run_id"])
 
 
-async def _finish(threads: ThreadService, run: dict, graph: Any, status: str,
-                  error: dict | None) -> tuple[Any, dict | None]:
+async def _finish(threads: ThreadService, run: dict[str, Any], graph: Any, status: str,
+                  error: dict[str, Any] | None) -> tuple[Any, dict[str, Any] | None]:
     """Store the thread's new state and the run's status, publish the run's output and
     close its stream; the output and the run's record."""
     storage = threads.ctx.storage
@@ -342,7 +396,7 @@ async def _finish(threads: ThreadService, run: dict, graph: Any, status: str,
     return output, finished
 
 
-async def _rollback(threads: ThreadService, run: dict, graph: Any) -> None:
+async def _rollback(threads: ThreadService, run: dict[str, Any], graph: Any) -> None:
     """Undo a cancelled run: its checkpoints and its record go; the thread is as before.
 
     The record goes last: deleting it wakes those waiting for the run, who then find

@@ -41,7 +41,7 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
                         help="API key (default $THREADLOOM_API_KEY or $LANGGRAPH_API_KEY)")
 
 
-def add_operator_parsers(commands: argparse._SubParsersAction) -> None:
+def add_operator_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``interrupts``, ``approve``, ``reject`` and ``runs`` subcommands."""
     interrupts = commands.add_parser("interrupts", help="pending interrupts on a server")
     sub = interrupts.add_subparsers(dest="action", required=True)
@@ -87,7 +87,9 @@ def _threads(client: Any, **filters: Any) -> Iterator[dict[str, Any]]:
         offset += 100
 
 
-def _pending(client: Any, graph: str | None = None) -> Iterator[tuple[dict, str, dict]]:
+def _pending(
+    client: Any, graph: str | None = None
+) -> Iterator[tuple[dict[str, Any], str, dict[str, Any]]]:
     """(thread, task id, interrupt) for every pending interrupt."""
     metadata = {"graph_id": graph} if graph else None
     # a refused answer leaves the thread in "error", its interrupts still pending

@@ -22,7 +22,7 @@ class Periodic:
     def __init__(self, name: str, fn: Callable[[], Awaitable[Any]]) -> None:
         self.name = name
         self.fn = fn
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self, interval: float) -> None:
         """Start calling (the first call after ``interval`` seconds)."""

@@ -89,7 +89,7 @@ def _operator(have: Any, op: str, operand: Any) -> bool:
             have == operand
         )
     if op == "$ne":
-        return have != operand
+        return bool(have != operand)
     if op == "$contains":
         items = operand if isinstance(operand, list) else [operand]
         if isinstance(have, str):
@@ -116,7 +116,7 @@ def merge_filters(user: Mapping[str, Any] | None, auth: Mapping[str, Any] | None
     return merged
 
 
-def select_fields(rows: list[dict], select: list[str] | None) -> list[dict]:
+def select_fields(rows: list[dict[str, Any]], select: list[str] | None) -> list[dict[str, Any]]:
     """Only the ``select`` keys of each row (all of them without ``select``)."""
     if not select:
         return rows

@@ -67,10 +67,10 @@ async def deliver(url: str, payload: Any, *, secret: str | None, attempts: int =
     return False
 
 
-_PENDING: set[asyncio.Task] = set()
+_PENDING: set[asyncio.Task[bool]] = set()
 
 
-def send(url: str, payload: Any, *, secret: str | None, name: str) -> asyncio.Task:
+def send(url: str, payload: Any, *, secret: str | None, name: str) -> asyncio.Task[bool]:
     """``deliver`` in the background (the task is kept until it ends)."""
     task = asyncio.create_task(deliver(url, payload, secret=secret), name=name)
     _PENDING.add(task)

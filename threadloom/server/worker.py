@@ -3,8 +3,10 @@
 The embedded server runs one inside its own process; with PostgreSQL, ``threadloom
 worker`` processes run the same class against the shared database. A worker:
 
-* claims runs (``Storage.claim_run``) up to ``concurrency`` at a time, sleeping in
-  ``wait_for_work`` (woken when a run is queued) when there is nothing to take;
+* executes up to ``concurrency`` runs at once; claims as many runs as it has free slots
+  in one call (``Storage.claim_runs``: one round trip on PostgreSQL), claims again when
+  a run ends if the last claim filled every slot, and else sleeps in ``wait_for_work``
+  (woken when a run is queued or a thread freed) until there is something to take;
 * renews the lease of each run it holds every ``lease_seconds / 3`` (a worker that
   stops heartbeating loses its runs to ``requeue_expired``, run by every worker);
 * cancels the task of a run when a cancel request for it arrives
@@ -47,9 +49,9 @@ class Worker:
         self.concurrency = max(1, int(concurrency))
         self.lease_seconds = lease_seconds
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
-        self._running: dict[str, tuple[asyncio.Task, dict[str, str]]] = {}
-        self._slots = asyncio.Semaphore(self.concurrency)
-        self._tasks: list[asyncio.Task] = []
+        self._running: dict[str, tuple[asyncio.Task[None], dict[str, str]]] = {}
+        self._freed = asyncio.Event()  # set when a run ends (a slot is free)
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         # cancel requests for runs not (yet) held here, most recent last
         self._early: OrderedDict[str, str] = OrderedDict()
@@ -87,27 +89,32 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
-            await self._slots.acquire()
-            try:
-                run = await self.storage.claim_run(self.worker_id, self.lease_seconds)
+            free = self.concurrency - len(self._running)
+            if free <= 0:  # every slot taken: claim again when a run ends
+                self._freed.clear()
+                await self._freed.wait()
+                continue
+            try:  # as many as there are free slots, in one round trip
+                runs = await self.storage.claim_runs(self.worker_id, self.lease_seconds, free)
             except Exception:  # the database is away: try again shortly
                 log.exception("claiming a run failed")
-                self._slots.release()
                 await asyncio.sleep(1.0)
                 continue
-            if run is None:
-                self._slots.release()
+            for run in runs:
+                self._start(run)
+            if len(runs) < free:  # nothing more to take now: until a run is queued
                 await self.storage.wait_for_work(timeout=1.0)
-                continue
-            cancel: dict[str, str] = {}
-            task = asyncio.create_task(self._execute(run, cancel), name=f"run-{run['run_id']}")
-            self._running[run["run_id"]] = (task, cancel)
-            # a cancel asked of the worker that held it before (and died), or one that
-            # arrived here just before this claim returned
-            early = self._early.pop(run["run_id"], None) or run.get("cancel_reason")
-            if early is not None:  # once the task has started (a task cancelled before
-                # its first step would skip execute_run's own handling)
-                asyncio.get_running_loop().call_soon(self._on_cancel, run["run_id"], early)
+
+    def _start(self, run: dict[str, Any]) -> None:
+        cancel: dict[str, str] = {}
+        task = asyncio.create_task(self._execute(run, cancel), name=f"run-{run['run_id']}")
+        self._running[run["run_id"]] = (task, cancel)
+        # a cancel asked of the worker that held it before (and died), or one that
+        # arrived here just before this claim returned
+        early = self._early.pop(run["run_id"], None) or run.get("cancel_reason")
+        if early is not None:  # once the task has started (a task cancelled before
+            # its first step would skip execute_run's own handling)
+            asyncio.get_running_loop().call_soon(self._on_cancel, run["run_id"], early)
 
     async def _execute(self, run: dict[str, Any], cancel: dict[str, str]) -> None:
         try:
@@ -119,7 +126,7 @@ class Worker:
             log.exception("run %s could not be recorded", run["run_id"])
         finally:
             self._running.pop(run["run_id"], None)
-            self._slots.release()
+            self._freed.set()
 
     async def _lease_loop(self) -> None:
         while not self._stopping:

@@ -61,14 +61,15 @@ Filter language (``search(..., filter={...})``), evaluated against item values:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple, TypedDict
+from typing import Any, Literal, NamedTuple, ParamSpec, TypedDict, TypeVar
 
 from threadloom.store.embed import tokenize_path
 
@@ -170,7 +171,7 @@ class Item:
         # Keyword-only constructor: rebuild through a helper so pickle/copy work.
         return (_rebuild_item, (type(self), self._state()))
 
-    def _state(self) -> dict[str, Any]:
+    def _state(self) -> builtins.dict[str, Any]:  # (``dict`` here is the method above)
         return {name: getattr(self, name) for name in _ITEM_FIELDS}
 
 
@@ -220,7 +221,7 @@ class SearchItem(Item):
         base = super().__repr__()[:-1]
         return f"{base}, score={self.score!r})"
 
-    def _state(self) -> dict[str, Any]:
+    def _state(self) -> builtins.dict[str, Any]:
         state = super()._state()
         state["score"] = self.score
         return state
@@ -284,7 +285,8 @@ class PutOp(NamedTuple):
     namespace: tuple[str, ...]
     key: str
     value: dict[str, Any] | None
-    index: Literal[False] | list[str] | None = None
+    # (LangGraph's field name; it shadows tuple.index, which a PutOp does not offer)
+    index: Literal[False] | list[str] | None = None  # type: ignore[assignment]
     ttl: float | None = None
 
 
@@ -646,12 +648,12 @@ def _condition_holds(value: Mapping[str, Any], condition: _Condition) -> bool:
     elif not _is_number(actual):
         return False
     if op == "$gt":
-        return actual > operand
+        return bool(actual > operand)
     if op == "$gte":
-        return actual >= operand
+        return bool(actual >= operand)
     if op == "$lt":
-        return actual < operand
-    return actual <= operand
+        return bool(actual < operand)
+    return bool(actual <= operand)
 
 
 def _matches(value: Mapping[str, Any], conditions: Sequence[_Condition]) -> bool:
@@ -951,6 +953,10 @@ def _list_op(
     return ListNamespacesOp(tuple(conditions) or None, max_depth, limit, offset)
 
 
-async def _run_in_thread(func: Any, *args: Any) -> Any:
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+async def _run_in_thread(func: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
     """Run blocking backend work off the event loop (used by SQLite / sync Postgres)."""
-    return await asyncio.to_thread(func, *args)
+    return await asyncio.to_thread(func, *args, **kwargs)

@@ -152,7 +152,7 @@ def _from_provider_string(spec: str) -> Embedder:
             "(e.g. 'openai:text-embedding-3-small')"
         )
     try:
-        from langchain.embeddings import init_embeddings  # type: ignore[import-not-found]
+        from langchain.embeddings import init_embeddings
     except ImportError as exc:
         raise ValueError(
             f"index['embed']={spec!r} needs LangChain's init_embeddings to resolve the "

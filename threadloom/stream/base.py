@@ -126,7 +126,8 @@ class StreamTransformer:
         return task
 
     def _take_scheduled(self) -> list[tuple[asyncio.Task[Any], str]]:
-        return self.__dict__.pop("_scheduled", [])
+        scheduled: list[tuple[asyncio.Task[Any], str]] = self.__dict__.pop("_scheduled", [])
+        return scheduled
 
     # -- introspection used by StreamMux --------------------------------------------------
 

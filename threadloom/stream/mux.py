@@ -70,7 +70,7 @@ def _class_factory(cls: type[StreamTransformer]) -> Factory:
 
     def build(scope: tuple[str, ...]) -> StreamTransformer:
         if takes_scope:
-            return cls(scope)  # type: ignore[call-arg]
+            return cls(scope)
         transformer = cls()
         transformer.scope = tuple(scope)
         return transformer

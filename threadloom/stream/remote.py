@@ -189,7 +189,8 @@ class RemoteRunStream(_RemoteRunBase):
     def __iter__(self) -> Iterator[Any]:
         if self._events is None:
             self._events = iter(self._sdk.events)
-        return self._events
+        events: Iterator[Any] = self._events
+        return events
 
     @property
     def output(self) -> Any:
@@ -198,7 +199,7 @@ class RemoteRunStream(_RemoteRunBase):
 
     @property
     def interrupted(self) -> bool:
-        return self._sdk.interrupted
+        return bool(self._sdk.interrupted)
 
     @property
     def interrupts(self) -> Any:
@@ -206,7 +207,8 @@ class RemoteRunStream(_RemoteRunBase):
 
     def interleave(self, *names: str) -> Iterator[tuple[str, Any]]:
         """``(projection name, item)`` pairs of several projections, in server order."""
-        return self._sdk.interleave_projections(list(names))
+        pairs: Iterator[tuple[str, Any]] = self._sdk.interleave_projections(list(names))
+        return pairs
 
     def abort(self) -> None:
         """Cancel the run on the server (best effort) and close the stream. Idempotent."""
@@ -244,14 +246,15 @@ class AsyncRemoteRunStream(_RemoteRunBase):
     def __aiter__(self) -> AsyncIterator[Any]:
         if self._events is None:
             self._events = aiter(self._sdk.events)
-        return self._events
+        events: AsyncIterator[Any] = self._events
+        return events
 
     async def output(self) -> Any:
         """The thread's final values (waits for the run to end)."""
         return await self._sdk.output
 
     async def interrupted(self) -> bool:
-        return self._sdk.interrupted
+        return bool(self._sdk.interrupted)
 
     async def interrupts(self) -> Any:
         return self._sdk.interrupts

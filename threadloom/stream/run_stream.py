@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from types import MappingProxyType
 from typing import Any
 
+from threadloom.stream.base import ProtocolEvent
 from threadloom.stream.events import to_protocol_event
 from threadloom.stream.lifecycle_names import SubgraphHandleSurface
 from threadloom.stream.mux import StreamMux
@@ -89,6 +90,8 @@ def _all_closed(channels: list[tuple[str, StreamChannel[Any]]]) -> bool:
 
 
 class _RunState(_Projections):
+    _mux: StreamMux  # (set by _setup, before anything reads it)
+
     def _setup(self, mux: StreamMux) -> None:
         self._mux = mux
         self._exhausted = False
@@ -167,7 +170,7 @@ class GraphRunStream(_RunState):
 
     # -- reading ----------------------------------------------------------------------
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[ProtocolEvent]:
         return iter(self._mux._events)
 
     @property
@@ -340,7 +343,7 @@ class AsyncGraphRunStream(_RunState):
 
     # -- reading ----------------------------------------------------------------------
 
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+    def __aiter__(self) -> AsyncIterator[ProtocolEvent]:
         return self._mux._events.__aiter__()
 
     async def output(self) -> Any:
@@ -445,7 +448,7 @@ class _SubgraphHandle(SubgraphHandleSurface, _Projections):
 class SubgraphRunStream(_SubgraphHandle):
     """One direct child subgraph of a sync run: its projections and status."""
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[ProtocolEvent]:
         assert self._mux is not None
         return iter(self._mux._events)
 
@@ -468,7 +471,7 @@ class SubgraphRunStream(_SubgraphHandle):
 class AsyncSubgraphRunStream(_SubgraphHandle):
     """One direct child subgraph of an async run."""
 
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+    def __aiter__(self) -> AsyncIterator[ProtocolEvent]:
         assert self._mux is not None
         return self._mux._events.__aiter__()
 

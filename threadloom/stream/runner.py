@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from threadloom.constants import INTERRUPT
-from threadloom.engine.messages import CONFIG_KEY_STREAM_MESSAGES_V2
+from threadloom.engine.message_stream import CONFIG_KEY_STREAM_MESSAGES_V2
 from threadloom.stream.mux import StreamMux, normalize_factories
 from threadloom.stream.run_stream import AsyncGraphRunStream, GraphRunStream
 from threadloom.stream.transformers import (

@@ -174,7 +174,7 @@ class MessagesTransformer(StreamTransformer):
         stream = kind(namespace=list(self.scope), node=meta.get("langgraph_node"),
                       message_id=None if message_id is None else str(message_id))
         if self._pump_fn is not None:
-            if is_async:
+            if isinstance(stream, AsyncChatModelStream):
                 stream.set_arequest_more(self._pump_fn)
             else:
                 stream.set_request_more(self._pump_fn)
@@ -261,12 +261,14 @@ def _tool_call_id(task_input: Any) -> str | None:
     if isinstance(task_input, dict):
         call = task_input.get("tool_call")
         if isinstance(call, dict) and call.get("id"):
-            return call["id"]
+            call_id: str = call["id"]
+            return call_id
         return None
     if isinstance(task_input, (list, tuple)):
         for item in task_input:
             if isinstance(item, dict) and item.get("id"):
-                return item["id"]
+                item_id: str = item["id"]
+                return item_id
     return None
 
 
@@ -469,7 +471,10 @@ class LifecycleTransformer(_TasksLifecycleBase):
 
     @property
     def _names(self) -> dict[tuple[str, ...], tuple[str | None, str | None]]:
-        return self.__dict__.setdefault("_started_names", {})
+        names: dict[tuple[str, ...], tuple[str | None, str | None]] = self.__dict__.setdefault(
+            "_started_names", {}
+        )
+        return names
 
     def _discover(self, ns: tuple[str, ...], data: Any) -> None:
         super()._discover(ns, data)

@@ -146,6 +146,25 @@ class _Head:
     settled: frozenset[str] = frozenset()
 
 
+def _cut(states: list[Any] | None, begin: int, end: int) -> list[Any] | None:
+    """The ``item_states`` of ``value[begin:end]``, from those of ``value`` (None: not
+    made, or not all plain)."""
+    return None if states is None else states[begin:end]
+
+
+_EMPTY_PRINT: list[ListPrint] = []
+
+
+def _empty_print() -> ListPrint:
+    """The print of no items (the same for every cache: made once)."""
+    if not _EMPTY_PRINT:
+        data = state_bytes([])
+        assert data is not None  # an empty list is plain data
+        digest = hashlib.blake2b(data, digest_size=16, person=b"tl-state").digest()
+        _EMPTY_PRINT.append(ListPrint(0, digest, 0, (), 0))
+    return _EMPTY_PRINT[0]
+
+
 class DeltaCache:
     """Per-process memory of the last stored list values: their items and prints.
 
@@ -288,9 +307,10 @@ class DeltaCache:
             or old.full <= self.tail_items
             or (start - old.full) * self.verify_growth >= old.full
         ):
-            if not self._check(value, old):
+            states = item_states(value)  # made once for the check and the new print
+            if not self._check(value, old, states):
                 return False, None
-            return True, self._fresh_print(value)
+            return True, self._fresh_print(value, states)
         # The last stretch is the tail: the newest items (``tail_items`` of them once the
         # list is long enough), checked again at every put. The items that leave it are
         # given a stretch of their own; the new tail ends with the appended items.
@@ -312,24 +332,29 @@ class DeltaCache:
                 stretches = (*stretches, (end, new.digest))
         return True, ListPrint(len(value), old.digest, old.checked, stretches, old.full)
 
-    def _check(self, value: list[Any], old: ListPrint) -> bool:
-        """Whether every item ``old`` printed still has the state it was printed with."""
-        whole = self.print_of(value[: old.checked])
+    def _check(self, value: list[Any], old: ListPrint, states: list[Any] | None = None) -> bool:
+        """Whether every item ``old`` printed still has the state it was printed with
+        (``states``: ``value``'s ``item_states`` if already made)."""
+        whole = self.print_of(value[: old.checked], _cut(states, 0, old.checked))
         if whole is None or whole.digest != old.digest:
             return False
         begin = old.checked
         for end, digest in old.stretches:
-            got = self.print_of(value[begin:end])
+            got = self.print_of(value[begin:end], _cut(states, begin, end))
             if got is None or got.digest != digest:
                 return False
             begin = end
         return True
 
-    def _fresh_print(self, value: list[Any]) -> ListPrint | None:
+    def _fresh_print(
+        self, value: list[Any], states: list[Any] | None = None
+    ) -> ListPrint | None:
         """``value``'s print, every item digested now: its newest ``tail_items`` items as a
-        stretch of their own, so that the next ``put`` checks them again."""
+        stretch of their own, so that the next ``put`` checks them again (``states``:
+        ``value``'s ``item_states`` if already made)."""
         cut = max(len(value) - self.tail_items, 0)
-        head, tail = self.print_of(value[:cut]), self.print_of(value[cut:])
+        head = self.print_of(value[:cut], _cut(states, 0, cut))
+        tail = self.print_of(value[cut:], _cut(states, cut, len(value)))
         if head is None or tail is None:
             return None
         stretches = ((len(value), tail.digest),) if cut < len(value) else ()
@@ -339,6 +364,8 @@ class DeltaCache:
         """``items``' print (``states``: their ``item_states`` if already made); None when
         one of them cannot be fingerprinted."""
         self.items_digested += len(items)
+        if not items:  # (a short list's print has an empty head)
+            return _empty_print()
         if states is None:
             states = item_states(items)
         data = None if states is None else state_bytes(states)

@@ -170,9 +170,13 @@ def item_states(items: list[Any]) -> list[Any] | None:
     """What ``state_bytes`` pickles for each of ``items``: a plain model's class, fields,
     extras and fields set, anything else as it is (the pickler then checks it is plain
     data); ``None`` when an item is a pydantic model that is not plain."""
-    kinds = set(map(type, items))  # one C-level pass: lists of plain data are common
-    if tuple not in kinds and all(_kind(cls) is _NOT_A_MODEL for cls in kinds):
-        return items if type(items) is list else list(items)  # each state is the item
+    # lists of plain data are common: one C-level pass over their types finds them (a
+    # list that starts with a model - a message list - is not one: no need to look)
+    first = type(items[0]) if items else None
+    if first is None or first is tuple or _kind(first) is _NOT_A_MODEL:
+        kinds = set(map(type, items))
+        if tuple not in kinds and all(_kind(cls) is _NOT_A_MODEL for cls in kinds):
+            return items if type(items) is list else list(items)  # each state is the item
     states: list[Any] = []
     append = states.append
     for item in items:

@@ -47,7 +47,8 @@ CronId = Annotated[str, _uuid_path("cron")]
 
 def server_of(request: Request) -> Server:
     """The ``Server`` serving this request."""
-    return request.app.state.server
+    server: Server = request.app.state.server
+    return server
 
 
 async def caller(request: Request) -> AuthUser:
@@ -93,15 +94,14 @@ async def _with_heartbeats(
     events: AsyncIterator[StreamEvent], interval: float
 ) -> AsyncIterator[StreamEvent | None]:
     """The events, with None whenever ``interval`` seconds pass without one."""
-    queue: asyncio.Queue = asyncio.Queue()
-    done = object()
+    queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()  # None: the events ended
 
     async def pump() -> None:
         try:
             async for item in events:
                 await queue.put(item)
         finally:
-            await queue.put(done)
+            await queue.put(None)
 
     task = asyncio.create_task(pump())
     try:
@@ -111,7 +111,7 @@ async def _with_heartbeats(
             except TimeoutError:
                 yield None
                 continue
-            if item is done:
+            if item is None:
                 break
             yield item
         await task  # re-raise what the pump raised

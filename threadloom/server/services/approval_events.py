@@ -78,7 +78,7 @@ class ApprovalFeed:
         self._known: dict[str, Pending] | None = None
         self._subscribers: set[asyncio.Queue[ApprovalEvent]] = set()
         self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._attempted: set[tuple[str, str]] = set()
         approvals.on_decided.append(self.poke)
 
@@ -184,8 +184,8 @@ class ApprovalFeed:
             }, secret=config.webhook_secret, name=f"webhook-approval-{event.kind}")
 
     async def _apply_deadlines(self, items: list[Pending]) -> None:
+        from threadloom.hitl.approval_hooks import graph_identity, hooks_of
         from threadloom.hitl.deadlines import due_requests
-        from threadloom.hitl.hooks import graph_identity, hooks_of
 
         if not await self.approvals.ctx.storage.lead("deadlines"):
             return  # another worker process applies them (PostgreSQL: one at a time)

@@ -254,13 +254,13 @@ def refusal(exc: ApprovalError) -> ServerError:
         error, reason = Unprocessable(str(exc)), "invalid"
     else:
         error, reason = Conflict(str(exc)), "overtaken"
-    error.extra = {"reason": reason, "request_id": exc.request_id}  # type: ignore[attr-defined]
+    error.extra = {"reason": reason, "request_id": exc.request_id}
     return error
 
 
 def _overtaken(reason: str, detail: str, request_id: str, **extra: Any) -> Conflict:
     error = Conflict(detail)
-    error.extra = {"reason": reason, "request_id": request_id, **extra}  # type: ignore[attr-defined]
+    error.extra = {"reason": reason, "request_id": request_id, **extra}
     return error
 
 
@@ -291,7 +291,7 @@ class ApprovalService:
 
     def now(self, graph_id: str | None) -> datetime:
         """The deployment's clock for a graph's approvals (its hooks' clock)."""
-        from threadloom.hitl.hooks import hooks_of
+        from threadloom.hitl.approval_hooks import hooks_of
 
         if graph_id is not None and graph_id in self.ctx.graphs:
             hooks = hooks_of(self.ctx.graphs.get(graph_id))
@@ -469,7 +469,7 @@ class ApprovalService:
             "sorts": list(SORTS),
         }
 
-    async def _snapshot(self, user: AuthUser, thread_id: str) -> tuple[dict, Any, Any]:
+    async def _snapshot(self, user: AuthUser, thread_id: str) -> tuple[dict[str, Any], Any, Any]:
         thread = await self.threads.readable(user, thread_id)
         graph = self.threads.graph_for(thread)
         snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
@@ -570,11 +570,11 @@ class ApprovalService:
                     f"request {request.id!r} ({request.action}): it needs one of the roles "
                     f"{list(request.reviewers.roles)}."
                 )
-                error.extra = {"reason": "not_allowed", "request_id": request.id}  # type: ignore[attr-defined]
+                error.extra = {"reason": "not_allowed", "request_id": request.id}
                 raise error
         resume = _resume(snapshot.interrupts, {a["request_id"]: a for a in answers}, placed)
         config = {"configurable": {"thread_id": thread_id, **reviewer_config(user)}}
-        from threadloom.hitl.hooks import acheck_resume
+        from threadloom.hitl.approval_hooks import acheck_resume
 
         try:
             await acheck_resume(graph, resume, config)
@@ -610,7 +610,7 @@ class ApprovalService:
             raise _run_refusal((latest.get("error") or {}), request_id)
 
     async def _queue(self, user: AuthUser, thread_id: str, body: dict[str, Any],
-                     request_id: str) -> tuple[dict, Any]:
+                     request_id: str) -> tuple[dict[str, Any], Any]:
         """Queue the run applying a decision; refuse it when the thread is busy."""
         try:
             run, events = await self.runs.create(user, thread_id, body, listen=True)
@@ -743,8 +743,8 @@ class ApprovalService:
 
     async def audit(self, user: AuthUser, thread_id: str) -> dict[str, Any]:
         """The thread's audit records and whether their hash chain verifies."""
+        from threadloom.hitl.approval_hooks import acheckpoint_anchors
         from threadloom.hitl.audit import verify_chain
-        from threadloom.hitl.hooks import acheckpoint_anchors
 
         thread = await self.threads.readable(user, thread_id)
         saver = self.ctx.storage.checkpointer
@@ -868,7 +868,7 @@ def _run_refusal(error: Mapping[str, Any], request_id: str) -> ServerError:
     if isinstance(cls, type) and issubclass(cls, ApprovalError):
         return refusal(cls(str(message), request_id=request_id))
     failure = ServerError(f"The decision was recorded but the run failed: {kind}: {message}")
-    failure.extra = {"reason": "failed", "request_id": request_id}  # type: ignore[attr-defined]
+    failure.extra = {"reason": "failed", "request_id": request_id}
     return failure
 
 

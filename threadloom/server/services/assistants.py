@@ -25,7 +25,7 @@ from threadloom.server.serde import jsonable
 __all__ = ["AssistantService"]
 
 
-def _context_of(config: dict[str, Any] | None, context: dict[str, Any] | None) -> dict:
+def _context_of(config: dict[str, Any] | None, context: dict[str, Any] | None) -> dict[str, Any]:
     if context is not None:
         return context
     return dict((config or {}).get("configurable") or {})
@@ -74,14 +74,16 @@ class AssistantService:
             raise NotFound(f"Assistant {assistant_id} not found.")
         return record
 
-    async def _readable(self, user: AuthUser, assistant_id: str, action: str = "read") -> dict:
+    async def _readable(
+        self, user: AuthUser, assistant_id: str, action: str = "read"
+    ) -> dict[str, Any]:
         check_uuid(assistant_id, "assistant")
         filt = await self.ctx.authorize(user, "assistants", action,
                                         {"assistant_id": assistant_id})
         record = await self.ctx.storage.get_assistant(assistant_id)
         return visible(record, filt, f"Assistant {assistant_id}")
 
-    async def create(self, user: AuthUser, body: dict[str, Any]) -> dict:
+    async def create(self, user: AuthUser, body: dict[str, Any]) -> dict[str, Any]:
         value = dict(body)
         value["metadata"] = dict(value.get("metadata") or {})
         await self.ctx.authorize(user, "assistants", "create", value)
@@ -107,10 +109,12 @@ class AssistantService:
             if_exists=value.get("if_exists") or "raise",
         )
 
-    async def get(self, user: AuthUser, assistant_id: str) -> dict:
+    async def get(self, user: AuthUser, assistant_id: str) -> dict[str, Any]:
         return await self._readable(user, assistant_id)
 
-    async def update(self, user: AuthUser, assistant_id: str, body: dict[str, Any]) -> dict:
+    async def update(
+        self, user: AuthUser, assistant_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         await self._readable(user, assistant_id, "update")
         changes = dict(body)
         if changes.get("graph_id") is not None:
@@ -133,7 +137,7 @@ class AssistantService:
         if not await self.ctx.storage.delete_assistant(assistant_id):
             raise NotFound(f"Assistant {assistant_id} not found.")
 
-    async def search(self, user: AuthUser, body: dict[str, Any]) -> list[dict]:
+    async def search(self, user: AuthUser, body: dict[str, Any]) -> list[dict[str, Any]]:
         filt = await self.ctx.authorize(user, "assistants", "search", body)
         metadata = merge_filters(body.get("metadata"), filt)
         if metadata is None:
@@ -154,26 +158,27 @@ class AssistantService:
             graph_id=body.get("graph_id"), name=body.get("name"), metadata=metadata
         )
 
-    async def versions(self, user: AuthUser, assistant_id: str, body: dict[str, Any]) -> list:
+    async def versions(self, user: AuthUser, assistant_id: str, body: dict[str, Any]) -> list[Any]:
         await self._readable(user, assistant_id)
         return await self.ctx.storage.assistant_versions(
             assistant_id, metadata=body.get("metadata"), limit=body.get("limit", 10),
             offset=body.get("offset", 0),
         )
 
-    async def set_latest(self, user: AuthUser, assistant_id: str, version: int) -> dict:
+    async def set_latest(self, user: AuthUser, assistant_id: str, version: int) -> dict[str, Any]:
         await self._readable(user, assistant_id, "update")
         record = await self.ctx.storage.set_assistant_version(assistant_id, version)
         if record is None:
             raise NotFound(f"Assistant {assistant_id} has no version {version}.")
         return record
 
-    async def graph(self, user: AuthUser, assistant_id: str, xray: int | bool) -> dict:
+    async def graph(self, user: AuthUser, assistant_id: str, xray: int | bool) -> dict[str, Any]:
         record = await self._readable(user, assistant_id)
         graph = self.ctx.graphs.get(record["graph_id"])
-        return jsonable(graph.get_graph(xray=xray).to_json())
+        drawn: dict[str, Any] = jsonable(graph.get_graph(xray=xray).to_json())
+        return drawn
 
-    async def schemas(self, user: AuthUser, assistant_id: str) -> dict:
+    async def schemas(self, user: AuthUser, assistant_id: str) -> dict[str, Any]:
         record = await self._readable(user, assistant_id)
         graph = self.ctx.graphs.get(record["graph_id"])
         with warnings.catch_warnings():
@@ -189,7 +194,7 @@ class AssistantService:
         }
 
     async def subgraphs(self, user: AuthUser, assistant_id: str, namespace: str | None,
-                        recurse: bool) -> dict:
+                        recurse: bool) -> dict[str, Any]:
         record = await self._readable(user, assistant_id)
         graph = self.ctx.graphs.get(record["graph_id"])
         out = {}

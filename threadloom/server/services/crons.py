@@ -46,7 +46,8 @@ def next_run(schedule: str, timezone: str | None, after: datetime) -> str:
         raise Unprocessable(f"Invalid cron schedule {schedule!r}: use cron syntax, "
                             "e.g. '*/5 * * * *'.")
     local = after.astimezone(_zone(timezone))
-    return croniter(schedule, local).get_next(datetime).astimezone(UTC).isoformat()
+    fires: datetime = croniter(schedule, local).get_next(datetime)
+    return fires.astimezone(UTC).isoformat()
 
 
 class CronService:
@@ -57,7 +58,9 @@ class CronService:
         self.runs = runs
         self._timer = Periodic("firing crons", self.tick)
 
-    async def create(self, user: AuthUser, thread_id: str | None, body: dict[str, Any]) -> dict:
+    async def create(
+        self, user: AuthUser, thread_id: str | None, body: dict[str, Any]
+    ) -> dict[str, Any]:
         value = dict(body)
         await self.ctx.authorize(user, "crons", "create", value)
         assistant = await self.runs.assistants.resolve(value["assistant_id"])
@@ -86,7 +89,7 @@ class CronService:
             "updated_at": now,
         }))
 
-    async def _own(self, user: AuthUser, cron_id: str, action: str) -> dict:
+    async def _own(self, user: AuthUser, cron_id: str, action: str) -> dict[str, Any]:
         check_uuid(cron_id, "cron")
         filt = await self.ctx.authorize(user, "crons", action, {"cron_id": cron_id})
         cron = await self.ctx.storage.get_cron(cron_id)
@@ -96,10 +99,10 @@ class CronService:
             raise NotFound(f"Cron {cron_id} not found.")
         return cron
 
-    async def get(self, user: AuthUser, cron_id: str) -> dict:
+    async def get(self, user: AuthUser, cron_id: str) -> dict[str, Any]:
         return _public(await self._own(user, cron_id, "read"))
 
-    async def update(self, user: AuthUser, cron_id: str, body: dict[str, Any]) -> dict:
+    async def update(self, user: AuthUser, cron_id: str, body: dict[str, Any]) -> dict[str, Any]:
         cron = await self._own(user, cron_id, "update")
         fields: dict[str, Any] = {}
         payload = dict(cron["payload"])
@@ -125,7 +128,7 @@ class CronService:
         await self._own(user, cron_id, "delete")
         await self.ctx.storage.delete_cron(cron_id)
 
-    async def search(self, user: AuthUser, body: dict[str, Any]) -> list[dict]:
+    async def search(self, user: AuthUser, body: dict[str, Any]) -> list[dict[str, Any]]:
         filt = await self.ctx.authorize(user, "crons", "search", body)
         rows = await self.ctx.storage.search_crons(
             assistant_id=body.get("assistant_id"), thread_id=body.get("thread_id"),

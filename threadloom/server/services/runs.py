@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from threadloom.server.auth import AuthUser
@@ -26,7 +26,7 @@ from threadloom.server.executor import RESULT_EVENT
 from threadloom.server.records import new_id, now_iso
 from threadloom.server.services.assistants import AssistantService
 from threadloom.server.services.threads import ThreadService
-from threadloom.server.storage.base import RUN_ACTIVE, StreamEvent
+from threadloom.server.storage.base import RUN_ACTIVE, CancelAction, StreamEvent
 
 __all__ = ["THREAD_POLL_SECONDS", "RunService", "public_run"]
 
@@ -38,6 +38,9 @@ _KWARGS = (
     "interrupt_after", "webhook", "feedback_keys", "checkpoint", "checkpoint_id",
     "durability", "on_disconnect",
 )
+
+_Created = asyncio.Queue[tuple[str, AsyncIterator[StreamEvent]]]
+"""A joined thread stream's queue: each run created on the thread, with its events."""
 
 
 def public_run(run: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +60,7 @@ class RunService:
         self.threads = threads
         self.assistants = assistants
         # the queues of this process's joined thread streams, by thread id
-        self._followers: dict[str, set[asyncio.Queue]] = {}
+        self._followers: dict[str, set[_Created]] = {}
 
     # -- creating ----------------------------------------------------------------------
 
@@ -72,7 +75,8 @@ class RunService:
         storage = self.ctx.storage
         assistant = await self.assistants.resolve(body["assistant_id"])
         temporary = thread_id is None
-        if temporary:
+        thread: dict[str, Any] | None
+        if thread_id is None:
             thread = await self.threads.create(user, {"metadata": {}})
             thread_id = thread["thread_id"]
         else:
@@ -134,7 +138,7 @@ class RunService:
         for follower in self._followers.get(thread_id, ()):  # joined thread streams
             follower.put_nowait((run_id, storage.subscribe(run_id, after=None)))
         if to_cancel:
-            action = "rollback" if strategy == "rollback" else "interrupt"
+            action: CancelAction = "rollback" if strategy == "rollback" else "interrupt"
             await self.cancel_runs([r["run_id"] for r in to_cancel], action)
         run.pop("run_at", None)
         return run, events
@@ -170,10 +174,10 @@ class RunService:
                 f"{decision.get('at')}."
             )
         error = Conflict(detail)
-        error.extra = {"decision": decision}  # type: ignore[attr-defined]
+        error.extra = {"decision": decision}
         raise error
 
-    async def _earlier_decision(self, thread_id: str, named: set[str]) -> dict | None:
+    async def _earlier_decision(self, thread_id: str, named: set[str]) -> dict[str, Any] | None:
         saver = self.ctx.storage.checkpointer
         if not hasattr(saver, "alist_audit"):
             return None
@@ -204,7 +208,7 @@ class RunService:
         none of their events is missed); runs another process created are found by
         looking at the thread's active runs every ``THREAD_POLL_SECONDS``."""
         storage = self.ctx.storage
-        created: asyncio.Queue = asyncio.Queue()
+        created: _Created = asyncio.Queue()
         self._followers.setdefault(thread_id, set()).add(created)
         followed: set[str] = set()
         try:
@@ -263,7 +267,7 @@ class RunService:
 
     # -- reading -----------------------------------------------------------------------
 
-    async def get(self, user: AuthUser, thread_id: str, run_id: str) -> dict:
+    async def get(self, user: AuthUser, thread_id: str, run_id: str) -> dict[str, Any]:
         await self.threads.readable(user, thread_id)
         check_uuid(run_id, "run")
         run = await self.ctx.storage.get_run(run_id, thread_id)
@@ -272,7 +276,7 @@ class RunService:
         return run
 
     async def list(self, user: AuthUser, thread_id: str, *, limit: int, offset: int,
-                   status: str | None) -> list[dict]:
+                   status: str | None) -> list[dict[str, Any]]:
         await self.threads.readable(user, thread_id)
         return await self.ctx.storage.list_runs(thread_id, limit=limit, offset=offset,
                                                 status=status)
@@ -286,15 +290,15 @@ class RunService:
 
     async def join(self, user: AuthUser, thread_id: str, run_id: str) -> Any:
         run = await self.get(user, thread_id, run_id)
-        run = await self.ctx.storage.wait_run(run["run_id"], None)
-        if run is None:
+        done = await self.ctx.storage.wait_run(run["run_id"], None)
+        if done is None:
             return None
-        return await self.output(run)
+        return await self.output(done)
 
     # -- cancelling --------------------------------------------------------------------
 
     async def cancel(self, user: AuthUser, thread_id: str, run_id: str, *, wait: bool,
-                     action: str) -> None:
+                     action: CancelAction) -> None:
         await self.threads.readable(user, thread_id, "update")
         run = await self.get(user, thread_id, run_id)
         if run["status"] not in RUN_ACTIVE:
@@ -303,9 +307,9 @@ class RunService:
         if wait:
             await self.ctx.storage.wait_run(run_id, None)
 
-    async def cancel_runs(self, run_ids: list[str], action: str) -> None:
+    async def cancel_runs(self, run_ids: Sequence[str], action: CancelAction) -> None:
         """Cancel runs; pending ones end at once (and their thread is brought up to date)."""
-        found = await self.ctx.storage.request_cancel(run_ids, action)  # type: ignore[arg-type]
+        found = await self.ctx.storage.request_cancel(run_ids, action)
         for run in found:
             if run["status"] != "pending":
                 continue
@@ -316,7 +320,8 @@ class RunService:
                 continue
             await self.threads.refresh(run["thread_id"], self.threads.graph_for(thread))
 
-    async def cancel_many(self, user: AuthUser, body: dict[str, Any], action: str) -> None:
+    async def cancel_many(self, user: AuthUser, body: dict[str, Any],
+                          action: CancelAction) -> None:
         thread_id = body.get("thread_id")
         status = body.get("status")
         if body.get("run_ids"):

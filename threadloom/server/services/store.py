@@ -63,7 +63,7 @@ class StoreService:
     def store(self) -> Any:
         return self.ctx.storage.store
 
-    async def _auth(self, user: AuthUser, action: str, value: dict[str, Any]) -> dict:
+    async def _auth(self, user: AuthUser, action: str, value: dict[str, Any]) -> dict[str, Any]:
         await self.ctx.authorize(user, "store", action, value)
         return value
 
@@ -81,7 +81,7 @@ class StoreService:
                                   **extra)
 
     async def get(self, user: AuthUser, namespace: str, key: str,
-                  refresh_ttl: bool | None) -> dict | None:
+                  refresh_ttl: bool | None) -> dict[str, Any] | None:
         ns = _namespace([p for p in namespace.split(".")] if namespace else [])
         value = await self._auth(user, "get", {"namespace": ns, "key": key})
         with _invalid_as_422():
@@ -96,7 +96,7 @@ class StoreService:
         with _invalid_as_422():
             await self.store.adelete(_namespace(value["namespace"]), value["key"])
 
-    async def search(self, user: AuthUser, body: dict[str, Any]) -> dict:
+    async def search(self, user: AuthUser, body: dict[str, Any]) -> dict[str, Any]:
         value = await self._auth(user, "search", {
             "namespace": _namespace(body.get("namespace_prefix") or [], allow_empty=True),
             "filter": body.get("filter"), "limit": body.get("limit", 10),
@@ -110,7 +110,7 @@ class StoreService:
             )
         return {"items": [item.dict() for item in items]}
 
-    async def list_namespaces(self, user: AuthUser, body: dict[str, Any]) -> dict:
+    async def list_namespaces(self, user: AuthUser, body: dict[str, Any]) -> dict[str, Any]:
         value = await self._auth(user, "list_namespaces", {
             "namespace": _namespace(body.get("prefix") or [], allow_empty=True),
             "suffix": body.get("suffix"), "max_depth": body.get("max_depth"),

@@ -88,14 +88,16 @@ class ThreadService:
 
     # -- records -----------------------------------------------------------------------
 
-    async def readable(self, user: AuthUser, thread_id: str, action: str = "read") -> dict:
+    async def readable(
+        self, user: AuthUser, thread_id: str, action: str = "read"
+    ) -> dict[str, Any]:
         """The thread if ``user`` may do ``action`` on it (404 otherwise)."""
         check_uuid(thread_id, "thread")
         filt = await self.ctx.authorize(user, "threads", action, {"thread_id": thread_id})
         record = await self.ctx.storage.get_thread(thread_id)
         return visible(record, filt, f"Thread {thread_id}")
 
-    async def create(self, user: AuthUser, body: dict[str, Any]) -> dict:
+    async def create(self, user: AuthUser, body: dict[str, Any]) -> dict[str, Any]:
         value = dict(body)
         value["metadata"] = dict(value.get("metadata") or {})
         thread_id = value.get("thread_id") or new_id()
@@ -127,7 +129,9 @@ class ThreadService:
             record = await self._seed(user, record, value["supersteps"])
         return record
 
-    async def _seed(self, user: AuthUser, record: dict, supersteps: list[dict]) -> dict:
+    async def _seed(
+        self, user: AuthUser, record: dict[str, Any], supersteps: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         from threadloom.types import StateUpdate
 
         graph = self.graph_for(record)
@@ -141,12 +145,15 @@ class ThreadService:
             await graph.abulk_update_state(config, steps)
         except (ValueError, KeyError) as exc:
             raise BadRequest(f"supersteps: {exc}") from None
-        return await self.refresh(record["thread_id"], graph)
+        seeded = await self.refresh(record["thread_id"], graph)
+        if seeded is None:
+            raise NotFound(f"Thread {record['thread_id']} was deleted while it was seeded.")
+        return seeded
 
-    async def get(self, user: AuthUser, thread_id: str) -> dict:
+    async def get(self, user: AuthUser, thread_id: str) -> dict[str, Any]:
         return await self.readable(user, thread_id)
 
-    async def update(self, user: AuthUser, thread_id: str, body: dict[str, Any]) -> dict:
+    async def update(self, user: AuthUser, thread_id: str, body: dict[str, Any]) -> dict[str, Any]:
         value = {"thread_id": thread_id, "metadata": dict(body.get("metadata") or {})}
         check_uuid(thread_id, "thread")
         filt = await self.ctx.authorize(user, "threads", "update", value)
@@ -166,7 +173,7 @@ class ThreadService:
         if not await self.ctx.storage.delete_thread(thread_id):
             raise NotFound(f"Thread {thread_id} not found.")
 
-    async def search(self, user: AuthUser, body: dict[str, Any]) -> list[dict]:
+    async def search(self, user: AuthUser, body: dict[str, Any]) -> list[dict[str, Any]]:
         filt = await self.ctx.authorize(user, "threads", "search", body)
         metadata = merge_filters(body.get("metadata"), filt)
         if metadata is None:
@@ -188,7 +195,7 @@ class ThreadService:
             metadata=metadata, values=body.get("values"), status=body.get("status")
         )
 
-    async def copy(self, user: AuthUser, thread_id: str) -> dict:
+    async def copy(self, user: AuthUser, thread_id: str) -> dict[str, Any]:
         source = await self.readable(user, thread_id)
         value = {"thread_id": new_id(), "metadata": dict(source["metadata"])}
         await self.ctx.authorize(user, "threads", "create", value)
@@ -275,7 +282,7 @@ class ThreadService:
 
     async def get_state(self, user: AuthUser, thread_id: str, *,
                         checkpoint: dict[str, Any] | None = None,
-                        subgraphs: bool = False) -> dict:
+                        subgraphs: bool = False) -> dict[str, Any]:
         record = await self.readable(user, thread_id)
         if record["metadata"].get("graph_id") is None and len(self.ctx.graphs.ids()) != 1:
             return _empty_state(thread_id)
@@ -285,7 +292,9 @@ class ThreadService:
                                               subgraphs=subgraphs)
         return thread_state(snapshot)
 
-    async def update_state(self, user: AuthUser, thread_id: str, body: dict[str, Any]) -> dict:
+    async def update_state(
+        self, user: AuthUser, thread_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         from threadloom.errors import InvalidUpdateError
 
         value = {"thread_id": thread_id, "metadata": {}}
@@ -328,7 +337,7 @@ class ThreadService:
             "checkpoint_id": checkpoint_out["checkpoint_id"],
         }
 
-    async def history(self, user: AuthUser, thread_id: str, body: dict[str, Any]) -> list:
+    async def history(self, user: AuthUser, thread_id: str, body: dict[str, Any]) -> list[Any]:
         record = await self.readable(user, thread_id)
         if record["metadata"].get("graph_id") is None and len(self.ctx.graphs.ids()) != 1:
             return []
@@ -349,8 +358,8 @@ class ThreadService:
                 out.append(thread_state(snapshot))
         return out
 
-    async def refresh(self, thread_id: str, graph: Any, *, error: dict | None = None,
-                      status: str | None = None) -> dict | None:
+    async def refresh(self, thread_id: str, graph: Any, *, error: dict[str, Any] | None = None,
+                      status: str | None = None) -> dict[str, Any] | None:
         """Store the thread's latest values, status and pending interrupts."""
         snapshot = await graph.aget_state(self._config(None, thread_id))
         return await self.ctx.storage.update_thread(

@@ -87,16 +87,18 @@ class Storage(abc.ABC):
     # -- assistants --------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def create_assistant(self, record: dict[str, Any], *, if_exists: str) -> dict:
+    async def create_assistant(self, record: dict[str, Any], *, if_exists: str) -> dict[str, Any]:
         """Insert an assistant (version 1). ``if_exists``: ``raise`` -> ``Conflict`` on a
         duplicate id, ``do_nothing`` -> the existing one."""
 
     @abc.abstractmethod
-    async def get_assistant(self, assistant_id: str) -> dict | None:
+    async def get_assistant(self, assistant_id: str) -> dict[str, Any] | None:
         """The assistant at its current version."""
 
     @abc.abstractmethod
-    async def update_assistant(self, assistant_id: str, changes: dict[str, Any]) -> dict | None:
+    async def update_assistant(
+        self, assistant_id: str, changes: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """Store a new version (version + 1) with ``changes`` (graph_id, config, context,
         name, description replace; metadata is merged) and make it current."""
 
@@ -115,7 +117,7 @@ class Storage(abc.ABC):
         offset: int,
         sort_by: str | None,
         sort_order: str | None,
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         """Assistants matching every given filter (metadata: containment)."""
 
     @abc.abstractmethod
@@ -127,25 +129,25 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def assistant_versions(
         self, assistant_id: str, *, metadata: dict[str, Any] | None, limit: int, offset: int
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         """The assistant's versions, newest first."""
 
     @abc.abstractmethod
-    async def set_assistant_version(self, assistant_id: str, version: int) -> dict | None:
+    async def set_assistant_version(self, assistant_id: str, version: int) -> dict[str, Any] | None:
         """Make ``version`` current; None when the assistant or version is unknown."""
 
     # -- threads -----------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def create_thread(self, record: dict[str, Any], *, if_exists: str) -> dict:
+    async def create_thread(self, record: dict[str, Any], *, if_exists: str) -> dict[str, Any]:
         """Insert a thread; ``if_exists`` as for assistants."""
 
     @abc.abstractmethod
-    async def get_thread(self, thread_id: str) -> dict | None:
+    async def get_thread(self, thread_id: str) -> dict[str, Any] | None:
         """The thread record."""
 
     @abc.abstractmethod
-    async def update_thread(self, thread_id: str, **fields: Any) -> dict | None:
+    async def update_thread(self, thread_id: str, **fields: Any) -> dict[str, Any] | None:
         """Change thread fields: ``metadata`` is merged into the stored one; ``status``,
         ``values``, ``interrupts``, ``error``, ``config`` replace; ``state_updated``
         (bool) bumps ``state_updated_at``."""
@@ -166,7 +168,7 @@ class Storage(abc.ABC):
         offset: int,
         sort_by: str | None,
         sort_order: str | None,
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         """Threads matching every filter (metadata, values: containment; ``status``: one
         status or any of several), from one query; ``limit`` < 0: all of them."""
 
@@ -194,7 +196,7 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def create_run(
         self, record: dict[str, Any], *, multitask_strategy: str
-    ) -> tuple[dict, list[dict]]:
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Queue a run (``status: pending``) and mark its thread ``busy``, atomically with
         the decision on a busy thread: ``reject`` raises ``Conflict``; ``interrupt`` /
         ``rollback`` return the active runs to cancel (the caller calls
@@ -202,17 +204,17 @@ class Storage(abc.ABC):
         and wakes a waiting worker."""
 
     @abc.abstractmethod
-    async def get_run(self, run_id: str, thread_id: str | None = None) -> dict | None:
+    async def get_run(self, run_id: str, thread_id: str | None = None) -> dict[str, Any] | None:
         """The run (of that thread, when given)."""
 
     @abc.abstractmethod
     async def list_runs(
         self, thread_id: str, *, limit: int, offset: int, status: str | None
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         """A thread's runs, newest first."""
 
     @abc.abstractmethod
-    async def list_active_runs(self, thread_id: str | None = None) -> list[dict]:
+    async def list_active_runs(self, thread_id: str | None = None) -> list[dict[str, Any]]:
         """Pending and running runs (of one thread, or all), oldest first."""
 
     @abc.abstractmethod
@@ -220,13 +222,25 @@ class Storage(abc.ABC):
         """Delete the run record (its checkpoints stay)."""
 
     @abc.abstractmethod
-    async def claim_run(self, worker_id: str, lease_seconds: float) -> dict | None:
+    async def claim_run(self, worker_id: str, lease_seconds: float) -> dict[str, Any] | None:
         """Take the oldest pending run whose thread has no running run (and no older
         pending run: a thread's runs start in the order they were queued) and whose
         ``after_seconds`` delay has passed: mark it ``running``, owned by ``worker_id``
         for ``lease_seconds``, ``attempt`` + 1. None when there is nothing to take.
         PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so workers never wait on each
         other, with a partial unique index on ``(thread_id) WHERE status = 'running'``."""
+
+    async def claim_runs(self, worker_id: str, lease_seconds: float, limit: int
+                         ) -> list[dict[str, Any]]:
+        """Up to ``limit`` runs as ``claim_run`` takes them, oldest first (PostgreSQL:
+        in one statement)."""
+        runs: list[dict[str, Any]] = []
+        while len(runs) < limit:
+            run = await self.claim_run(worker_id, lease_seconds)
+            if run is None:
+                break
+            runs.append(run)
+        return runs
 
     @abc.abstractmethod
     async def heartbeat(self, run_id: str, worker_id: str, lease_seconds: float) -> bool:
@@ -235,7 +249,7 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def finish_run(
         self, run_id: str, status: str, *, thread: dict[str, Any] | None
-    ) -> dict | None:
+    ) -> dict[str, Any] | None:
         """Set the run's final status and, in the same transaction, the thread's fields
         (``update_thread`` keys; the thread stays ``busy`` when another run of it is
         active). Wakes ``wait_run``. Returns the run."""
@@ -249,7 +263,7 @@ class Storage(abc.ABC):
     async def end_run(
         self, run_id: str, status: str, *, thread: dict[str, Any] | None,
         events: Sequence[tuple[str, bytes]], keep: bool,
-    ) -> dict | None:
+    ) -> dict[str, Any] | None:
         """``finish_run``, then ``events`` (name, data) appended to the run's stream and
         the stream closed: what a worker does when a run ends. Storages that can do it
         in one transaction (PostgreSQL) override this."""
@@ -260,7 +274,9 @@ class Storage(abc.ABC):
         return finished
 
     @abc.abstractmethod
-    async def request_cancel(self, run_ids: Sequence[str], action: CancelAction) -> list[dict]:
+    async def request_cancel(
+        self, run_ids: Sequence[str], action: CancelAction
+    ) -> list[dict[str, Any]]:
         """Cancel runs: pending ones end at once (``interrupted``, or deleted for
         ``rollback``); running ones get the request delivered to their worker through
         ``watch_cancellations``. Returns the runs found."""
@@ -274,7 +290,7 @@ class Storage(abc.ABC):
         """Return when a run may have been queued, or after ``timeout`` seconds."""
 
     @abc.abstractmethod
-    async def wait_run(self, run_id: str, timeout: float | None) -> dict | None:
+    async def wait_run(self, run_id: str, timeout: float | None) -> dict[str, Any] | None:
         """Wait until the run is in a final state (or deleted: None); the run."""
 
     @abc.abstractmethod
@@ -303,6 +319,12 @@ class Storage(abc.ABC):
         """Append one event to the run's stream; its id. ``keep``: stored for replay
         (``stream_resumable``), else delivered only to those listening now."""
 
+    async def publish_many(self, run_id: str, events: Sequence[tuple[str, bytes]], *,
+                           keep: bool) -> None:
+        """Append ``events`` (name, data) in order (PostgreSQL: in one statement)."""
+        for event, data in events:
+            await self.publish(run_id, event, data, keep=keep)
+
     @abc.abstractmethod
     async def close_stream(self, run_id: str) -> None:
         """The run emits nothing more: subscribers end after the events they have."""
@@ -317,15 +339,15 @@ class Storage(abc.ABC):
     # -- crons -------------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def create_cron(self, record: dict[str, Any]) -> dict:
+    async def create_cron(self, record: dict[str, Any]) -> dict[str, Any]:
         """Insert a cron."""
 
     @abc.abstractmethod
-    async def get_cron(self, cron_id: str) -> dict | None:
+    async def get_cron(self, cron_id: str) -> dict[str, Any] | None:
         """The cron."""
 
     @abc.abstractmethod
-    async def update_cron(self, cron_id: str, **fields: Any) -> dict | None:
+    async def update_cron(self, cron_id: str, **fields: Any) -> dict[str, Any] | None:
         """Replace cron fields."""
 
     @abc.abstractmethod
@@ -343,9 +365,9 @@ class Storage(abc.ABC):
         offset: int,
         sort_by: str | None,
         sort_order: str | None,
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         """Crons matching the filters."""
 
     @abc.abstractmethod
-    async def due_crons(self, now_iso: str) -> list[dict]:
+    async def due_crons(self, now_iso: str) -> list[dict[str, Any]]:
         """Enabled crons whose ``next_run_date`` has come."""

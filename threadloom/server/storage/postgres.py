@@ -83,6 +83,8 @@ WORK, RUN, CANCEL, STREAM, THREADS = (
     "threadloom_threads",
 )
 CLOSED = ""  # the event name of the marker row ending a stream
+#: the most connections a ``threadloom worker`` process's pool opens
+WORKER_POOL_SIZE = 10
 
 # Advisory lock keys: "tlsm" serialises concurrent setup() of the records' tables; "tldu"
 # (with the duty's hash) makes one process at a time fire crons / apply deadlines.
@@ -188,6 +190,19 @@ MIGRATIONS: list[tuple[str, ...]] = [
 ]
 
 _NOTIFY = "SELECT pg_notify(%s, %s)"
+_INSERT_RUN = (  # the parameters: _run_values
+    "INSERT INTO server_runs (run_id, thread_id, assistant_id, created_at, updated_at, "
+    "status, metadata, kwargs, multitask_strategy, run_at) "
+    "VALUES (%s,%s,%s,%s,%s,'pending',%s,%s,%s,%s)"
+)
+
+
+def _run_values(record: dict[str, Any], multitask_strategy: str) -> tuple[Any, ...]:
+    return (record["run_id"], record["thread_id"], record["assistant_id"],
+            record["created_at"], record["updated_at"], to_json(record["metadata"]),
+            to_json(record["kwargs"]), multitask_strategy, record.get("run_at", 0.0))
+
+
 _UPDATE_THREAD = (  # the parameters: rows.thread_values(record), then the thread id
     'UPDATE server_threads SET updated_at=%s, state_updated_at=%s, metadata=%s, status=%s, '
     'config=%s, "values"=%s, interrupts=%s, error=%s WHERE thread_id=%s'
@@ -205,14 +220,15 @@ class PostgresStorage(Storage):
     module docstring).
 
     ``url`` is a ``postgresql://`` connection URL; ``pool_size`` the most connections
-    this process opens for queries (plus one listening for notifications and one holding
-    run locks). ``retain_seconds``: how long a closed run stream stays replayable.
+    this process opens for queries (a worker process: ``WORKER_POOL_SIZE``; plus one
+    listening for notifications and one holding run locks). ``retain_seconds``: how long
+    a closed run stream stays replayable.
     """
 
     #: several processes share this storage: the API process need not run a worker
     shared = True
 
-    def __init__(self, url: str, *, pool_size: int = 10, retain_seconds: float = 600.0
+    def __init__(self, url: str, *, pool_size: int = 20, retain_seconds: float = 600.0
                  ) -> None:
         try:
             from psycopg_pool import AsyncConnectionPool
@@ -226,8 +242,10 @@ class PostgresStorage(Storage):
 
         self.url = url
         self.retain_seconds = retain_seconds
+        # connections opened up front (a pool growing one connection at a time under
+        # a burst of requests makes them queue), more on demand up to ``pool_size``
         self._pool = AsyncConnectionPool(
-            url, min_size=1, max_size=max(2, pool_size), open=False,
+            url, min_size=min(8, max(2, pool_size)), max_size=max(2, pool_size), open=False,
             kwargs={"autocommit": True},
         )
         self.checkpointer = AsyncPostgresSaver(self._pool)
@@ -238,6 +256,9 @@ class PostgresStorage(Storage):
         self._work: asyncio.Event | None = None
         self._run_waiters: dict[str, set[asyncio.Event]] = {}
         self._stream_waiters: dict[str, set[asyncio.Event]] = {}
+        # run id -> {id of the run's newest event before them: events} of the stream
+        # notifications that carried their events, while the run has subscribers here
+        self._inline: dict[str, dict[int, list[tuple[int, str, bytes, bool]]]] = {}
         # run id -> the highest event id notified to this process (per-run baselines
         # for subscribers that want only what comes next)
         self._seen: OrderedDict[str, int] = OrderedDict()
@@ -251,6 +272,7 @@ class PostgresStorage(Storage):
         self._leader: Any = None
         self._duties: set[str] = set()
         self._channels: tuple[str, ...] = (WORK, RUN, CANCEL, STREAM, THREADS)
+        self._pool_bounds: tuple[int, int] | None = None
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -265,9 +287,21 @@ class PostgresStorage(Storage):
         """A connection in pipeline mode, in one transaction: statements are sent
         without waiting for their replies until one is read (``BEGIN`` goes with the
         first read, ``COMMIT`` with the last writes: a round trip per read, not per
-        statement). Read each result on a cursor of its own (``conn.cursor()``)."""
-        async with self._pool.connection() as conn, conn.pipeline(), conn.transaction():
-            yield conn
+        statement). Read each result on a cursor of its own (``conn.execute``).
+
+        ``BEGIN`` and ``COMMIT`` are plain statements in the pipeline (not
+        ``conn.transaction()``, whose blocks wait for a reply at each end): on a busy
+        event loop every wait for the server costs a turn of the loop, so the fewer the
+        better."""
+        async with self._pool.connection() as conn, conn.pipeline():
+            await conn.execute("BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
 
     async def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         async with self._pool.connection() as conn:
@@ -281,6 +315,8 @@ class PostgresStorage(Storage):
     async def setup(self) -> None:
         self._work = asyncio.Event()
         await self._pool.open()
+        if self._pool_bounds is not None:
+            await self._pool.resize(*self._pool_bounds)
         await self.checkpointer.setup()
         await self.store.setup()
         async with self._tx() as cur:
@@ -320,8 +356,10 @@ class PostgresStorage(Storage):
         """Listen only for queued runs and cancellations: a ``threadloom worker``
         process follows no stream and waits for no run, so the notifications of every
         event published and every run ended need not wake it (each worker process would
-        otherwise read them all)."""
+        otherwise read them all). Its pool stays small (at most ``WORKER_POOL_SIZE``
+        connections): its runs' writes are few and short, the API process's many."""
         self._channels = (WORK, CANCEL)
+        self._pool_bounds = (min(4, WORKER_POOL_SIZE), WORKER_POOL_SIZE)
 
     async def _listen(self) -> None:
         import psycopg
@@ -363,9 +401,21 @@ class PostgresStorage(Storage):
 
     async def _dispatch(self, channel: str, payload: str) -> None:
         if channel == STREAM:
-            run_id, _, event_id = payload.partition(" ")
+            run_id, _, rest = payload.partition(" ")
+            event_id, _, rest = rest.partition(" ")
             self._note_seen(run_id, int(event_id or 0))
-            for event in self._stream_waiters.get(run_id, ()):
+            waiters = self._stream_waiters.get(run_id)
+            if not waiters:
+                return
+            if rest:  # the events themselves: kept for this process's subscribers
+                before, _, body = rest.partition(" ")
+                batch = _inline_events(body)
+                if batch:
+                    batches = self._inline.setdefault(run_id, {})
+                    batches[int(before)] = batch
+                    while len(batches) > 64:
+                        del batches[min(batches)]
+            for event in waiters:
                 event.set()
         elif channel == WORK:
             if self._work is not None:
@@ -554,26 +604,27 @@ class PostgresStorage(Storage):
     # -- threads -----------------------------------------------------------------------
 
     async def create_thread(self, record: dict[str, Any], *, if_exists: str) -> dict:
-        async with self._tx() as cur:
-            await cur.execute(
+        # one statement in its own transaction: one round trip (not BEGIN, INSERT, COMMIT)
+        values = (
+            record["thread_id"], record["created_at"], record["updated_at"],
+            record["state_updated_at"], to_json(record["metadata"]), record["status"],
+            to_json(record.get("config") or {}),
+            None if record.get("values") is None else to_json(record["values"]),
+            None if "interrupts" not in record else to_json(record["interrupts"]),
+            None if record.get("error") is None else to_json(record["error"]),
+        )
+        while True:
+            if await self._rows(
                 f"INSERT INTO server_threads ({THREAD_COLS}) VALUES "
-                "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (thread_id) DO NOTHING",
-                (record["thread_id"], record["created_at"], record["updated_at"],
-                 record["state_updated_at"], to_json(record["metadata"]), record["status"],
-                 to_json(record.get("config") or {}),
-                 None if record.get("values") is None else to_json(record["values"]),
-                 None if "interrupts" not in record else to_json(record["interrupts"]),
-                 None if record.get("error") is None else to_json(record["error"])),
-            )
-            if cur.rowcount > 0:
+                "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (thread_id) DO NOTHING "
+                "RETURNING 1", values,
+            ):
                 return record
             if if_exists != "do_nothing":
                 raise Conflict(f"Thread {record['thread_id']} already exists.")
-            await cur.execute(
-                f"SELECT {THREAD_COLS} FROM server_threads WHERE thread_id = %s",
-                (record["thread_id"],),
-            )
-            return thread_row(await cur.fetchone())
+            existing = await self.get_thread(record["thread_id"])
+            if existing is not None:  # (else deleted in between: insert it after all)
+                return existing
 
     async def get_thread(self, thread_id: str) -> dict | None:
         row = await self._one(
@@ -581,24 +632,25 @@ class PostgresStorage(Storage):
         )
         return None if row is None else thread_row(row)
 
-    @staticmethod
-    async def _update_thread(cur: Any, thread_id: str, fields: dict) -> dict | None:
-        await cur.execute(
-            f"SELECT {THREAD_COLS} FROM server_threads WHERE thread_id = %s FOR UPDATE",
-            (thread_id,),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            return None
-        rec = merge_thread(thread_row(row), fields)
-        await cur.execute(_UPDATE_THREAD, (*thread_values(rec), thread_id))
-        await cur.execute(_NOTIFY, (THREADS, thread_id))
-        return public_thread(rec)
-
     async def update_thread(self, thread_id: str, **fields: Any) -> dict | None:
-        async with self._tx() as cur:
-            await cur.execute(f"SELECT {_RELAXED}")  # refreshed from the checkpoint anyway
-            return await self._update_thread(cur, thread_id, fields)
+        # two statements, no transaction held between them: read the record (and its
+        # row version, xmin), then write the merged record only if the row is still
+        # that version - with its notification, relaxed (the record is refreshed from
+        # the checkpoint anyway); a write in between makes it read and merge again
+        while True:
+            row = await self._one(
+                f"SELECT xmin::text, {THREAD_COLS} FROM server_threads WHERE thread_id = %s",
+                (thread_id,),
+            )
+            if row is None:
+                return None
+            rec = merge_thread(thread_row(row[1:]), fields)
+            if await self._rows(
+                f"WITH u AS ({_UPDATE_THREAD} AND xmin::text = %s RETURNING 1) "
+                f"SELECT pg_notify(%s, %s), {_RELAXED} FROM u",
+                (*thread_values(rec), thread_id, row[0], THREADS, thread_id),
+            ):
+                return public_thread(rec)
 
     async def delete_thread(self, thread_id: str) -> bool:
         async with self._tx() as cur:
@@ -642,6 +694,20 @@ class PostgresStorage(Storage):
 
     async def create_run(self, record: dict[str, Any], *, multitask_strategy: str
                          ) -> tuple[dict, list[dict]]:
+        if multitask_strategy == "enqueue":
+            # nothing to decide from the thread's other runs: one statement, one round
+            # trip (its UPDATE of the thread row waits for whoever holds that row, as
+            # the lock below does), committed durably with its notifications
+            await self._rows(
+                "WITH t AS (UPDATE server_threads SET status = 'busy', updated_at = %s "
+                "WHERE thread_id = %s RETURNING 1), "
+                f"r AS ({_INSERT_RUN} RETURNING 1) "
+                "SELECT pg_notify(%s, ''), pg_notify(%s, %s), (SELECT count(*) FROM t), "
+                "(SELECT count(*) FROM r)",
+                (record["updated_at"], record["thread_id"], *_run_values(record, "enqueue"),
+                 WORK, THREADS, record["thread_id"]),
+            )
+            return self._created(record, "enqueue"), []
         # two round trips: the lock and the active runs, then the writes and the commit
         async with self._pipelined_tx() as conn, conn.cursor() as cur:
             # the thread's row lock orders the decisions on one thread across processes
@@ -662,14 +728,7 @@ class PostgresStorage(Storage):
                     "multitask strategy (interrupt, rollback, enqueue)."
                 )
             to_cancel = active if multitask_strategy in ("interrupt", "rollback") else []
-            await cur.execute(
-                "INSERT INTO server_runs (run_id, thread_id, assistant_id, created_at, "
-                "updated_at, status, metadata, kwargs, multitask_strategy, run_at) "
-                "VALUES (%s,%s,%s,%s,%s,'pending',%s,%s,%s,%s)",
-                (record["run_id"], record["thread_id"], record["assistant_id"],
-                 record["created_at"], record["updated_at"], to_json(record["metadata"]),
-                 to_json(record["kwargs"]), multitask_strategy, record.get("run_at", 0.0)),
-            )
+            await cur.execute(_INSERT_RUN, _run_values(record, multitask_strategy))
             await cur.execute(
                 "UPDATE server_threads SET status = 'busy', updated_at = %s "
                 "WHERE thread_id = %s",
@@ -677,10 +736,13 @@ class PostgresStorage(Storage):
             )
             await cur.execute(_NOTIFY, (WORK, ""))
             await cur.execute(_NOTIFY, (THREADS, record["thread_id"]))
+        return self._created(record, multitask_strategy), to_cancel
+
+    def _created(self, record: dict[str, Any], multitask_strategy: str) -> dict:
         self._fresh[record["run_id"]] = time.monotonic()
         self._forget_fresh()
         return {**record, "status": "pending", "multitask_strategy": multitask_strategy,
-                "attempt": 0}, to_cancel
+                "attempt": 0}
 
     def _forget_fresh(self, older_than: float = 5.0) -> None:
         now = time.monotonic()
@@ -727,11 +789,18 @@ class PostgresStorage(Storage):
             return found
 
     async def claim_run(self, worker_id: str, lease_seconds: float) -> dict | None:
+        runs = await self.claim_runs(worker_id, lease_seconds, 1)
+        return runs[0] if runs else None
+
+    async def claim_runs(self, worker_id: str, lease_seconds: float, limit: int
+                         ) -> list[dict]:
+        """Up to ``limit`` runs in one statement - one round trip, its own transaction
+        (relaxed by set_config in RETURNING, evaluated before its commit) - oldest first.
+        No two of them are of one thread: only a thread's oldest pending run, and only
+        while none of its runs is running, can be taken."""
         import psycopg
 
         try:
-            # one statement, its own transaction (one round trip; relaxed by set_config
-            # in RETURNING, evaluated before its commit)
             async with self._pool.connection() as conn:
                 cur = await conn.execute(
                     f"""
@@ -745,7 +814,7 @@ class PostgresStorage(Storage):
                                 AND (o.status = 'running'
                                      OR (o.status = 'pending' AND o.seq < r.seq)))
                         ORDER BY r.seq
-                        LIMIT 1
+                        LIMIT %s
                         FOR UPDATE OF r SKIP LOCKED
                     )
                     UPDATE server_runs SET status = 'running', worker_id = %s,
@@ -753,18 +822,18 @@ class PostgresStorage(Storage):
                         attempt = attempt + 1, updated_at = %s
                     FROM next WHERE server_runs.seq = next.seq
                     RETURNING {", ".join("server_runs." + c.strip() for c in RUN_COLS.split(","))},
-                        {_RELAXED}
+                        server_runs.seq, {_RELAXED}
                     """,
-                    (worker_id, float(lease_seconds), now_iso()),
+                    (max(1, int(limit)), worker_id, float(lease_seconds), now_iso()),
                 )
-                row = await cur.fetchone()
+                rows = await cur.fetchall()
         except psycopg.errors.UniqueViolation:
-            # another worker started a run of that thread in between: the partial unique
-            # index refused this one; the next claim looks again
+            # another worker started a run of one of those threads in between: the
+            # partial unique index refused the claim; the next claim looks again
             if self._work is not None:
                 self._work.set()
-            return None
-        return None if row is None else run_row(row[:-1])
+            return []
+        return [run_row(row[:-2]) for row in sorted(rows, key=lambda row: row[-2])]
 
     async def heartbeat(self, run_id: str, worker_id: str, lease_seconds: float) -> bool:
         row = await self._one(
@@ -787,49 +856,58 @@ class PostgresStorage(Storage):
         update the thread, append ``events`` and close the stream (unless ``events`` is
         None: ``finish_run``), with their notifications."""
         async with self._pipelined_tx() as conn:
-            # relaxed: if lost, the run's lease runs out and it is run again from its
-            # (durable) last checkpoint, where it ends at once
-            await conn.execute(f"SELECT {_RELAXED}")
             # thread row first, then the run: the order create_run and delete_thread use
             locked = await conn.execute(
                 f"SELECT {THREAD_COLS} FROM server_threads WHERE thread_id = "
                 "(SELECT thread_id FROM server_runs WHERE run_id = %s) FOR UPDATE",
                 (run_id,),
             )
+            # relaxed (set_config in RETURNING): if lost, the run's lease runs out and
+            # it is run again from its (durable) last checkpoint, where it ends at once
             ended = await conn.execute(
                 "UPDATE server_runs SET status = %s, updated_at = %s, worker_id = NULL, "
                 f"lease_expires_at = NULL WHERE run_id = %s RETURNING {RUN_COLS}, "
                 "ARRAY(SELECT o.status FROM server_runs o WHERE o.thread_id = "
                 "server_runs.thread_id AND o.run_id != %s AND o.status IN "
-                "('pending', 'running'))",
+                f"('pending', 'running')), {_RELAXED}",
                 (status, now_iso(), run_id, run_id),
             )
             thread_row_ = await locked.fetchone()
             row = await ended.fetchone()
+            # the writes and their notifications: one statement, sent with the COMMIT
+            ctes: list[str] = []
+            notes: list[str] = []
+            args: list[Any] = []  # the CTEs' parameters
+            note_args: list[Any] = []
             run: dict | None = None
             if row is not None:
-                run = run_row(row[:-1])
-                others = set(row[-1])
+                run = run_row(row[:-2])
+                others = set(row[-2])
                 fields = dict(thread or {})
                 if others:
                     fields["status"] = "busy"
                 if fields and thread_row_ is not None:
                     rec = merge_thread(thread_row(thread_row_), fields)
-                    await conn.execute(_UPDATE_THREAD, (*thread_values(rec), run["thread_id"]))
-                    await conn.execute(_NOTIFY, (THREADS, run["thread_id"]))
-                await conn.execute(_NOTIFY, (RUN, run_id))
+                    ctes.append(f"t AS ({_UPDATE_THREAD} RETURNING 1)")
+                    args += [*thread_values(rec), run["thread_id"]]
+                    notes.append("(SELECT pg_notify(%s, %s) FROM t)")
+                    note_args += [THREADS, run["thread_id"]]
+                notes.append("pg_notify(%s, %s)")
+                note_args += [RUN, run_id]
                 if "pending" in others:  # a run queued behind this one may start now
-                    await conn.execute(_NOTIFY, (WORK, ""))
+                    notes.append("pg_notify(%s, '')")
+                    note_args.append(WORK)
             if events is not None:
-                rows = [(run_id, e, d, keep) for e, d in events] + [(run_id, CLOSED, b"", True)]
-                await conn.execute(
-                    "WITH e AS (INSERT INTO server_run_events (run_id, event, data, keep) "
-                    "SELECT r, e, d, k FROM unnest(%s::text[], %s::text[], %s::bytea[], "
-                    "%s::bool[]) WITH ORDINALITY AS u(r, e, d, k, n) ORDER BY n "
-                    "RETURNING id) SELECT pg_notify(%s, %s || ' ' || max(id)) FROM e",
-                    ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-                     [r[3] for r in rows], STREAM, run_id),
-                )
+                sql, values = _events_cte(run_id, [*((e, d, keep) for e, d in events),
+                                                   (CLOSED, b"", True)])
+                ctes.append(sql)
+                args += values
+                note, values = _stream_note(run_id)
+                notes.append(f"(SELECT {note} FROM e)")
+                note_args += values
+            if notes:
+                head = f"WITH {', '.join(ctes)} " if ctes else ""
+                await conn.execute(f"{head}SELECT {', '.join(notes)}", [*args, *note_args])
             return run
 
     async def request_cancel(self, run_ids: Sequence[str], action: CancelAction) -> list[dict]:
@@ -939,11 +1017,21 @@ class PostgresStorage(Storage):
     # -- streams -----------------------------------------------------------------------
 
     async def publish(self, run_id: str, event: str, data: bytes, *, keep: bool) -> str:
+        return await self._append(run_id, [(event, data, keep)])
+
+    async def publish_many(self, run_id: str, events: Sequence[tuple[str, bytes]], *,
+                           keep: bool) -> None:
+        """The events in one statement: one round trip, one notification."""
+        if events:
+            await self._append(run_id, [(e, d, keep) for e, d in events])
+
+    async def _append(self, run_id: str, events: Sequence[tuple[str, bytes, bool]]) -> str:
+        """Append ``events`` in one relaxed statement with their notification; the id
+        of the last."""
+        sql, args = _events_cte(run_id, events)
+        note, note_args = _stream_note(run_id)
         row = await self._one(
-            "WITH e AS (INSERT INTO server_run_events (run_id, event, data, keep) "
-            "VALUES (%s, %s, %s, %s) RETURNING id) "
-            f"SELECT id, pg_notify(%s, %s || ' ' || id), {_RELAXED} FROM e",
-            (run_id, event, data, keep, STREAM, run_id),
+            f"WITH {sql} SELECT max(e.id), {note}, {_RELAXED} FROM e", (*args, *note_args)
         )
         assert row is not None
         return str(row[0])
@@ -987,21 +1075,35 @@ class PostgresStorage(Storage):
                 )
                 live_from = int(row[0]) if row else 0
             position = live_from if after is None else after
+            # a run queued here just now has published nothing this process has not
+            # heard of: no need to read before its first notification
+            unread = started and after is None
             ended_since: float | None = None
             while True:
                 waker.clear()
-                rows = await self._rows(
-                    "SELECT id, event, data, keep FROM server_run_events "
-                    "WHERE run_id = %s AND id > %s ORDER BY id LIMIT 500",
-                    (run_id, position),
-                )
+                # the events that follow ``position``, from a notification if one
+                # carried them, else from the table
+                inline = self._inline.get(run_id, {}).get(position)
+                if inline is not None:
+                    rows: Sequence[tuple] = inline
+                elif unread:
+                    rows = []
+                else:
+                    rows = await self._rows(
+                        "SELECT id, event, data, keep FROM server_run_events "
+                        "WHERE run_id = %s AND id > %s ORDER BY id LIMIT 500",
+                        (run_id, position),
+                    )
+                unread = False
                 for event_id, event, data, keep in rows:
                     if event == CLOSED:
                         return
                     position = event_id
                     if keep or event_id > live_from:
                         yield StreamEvent(str(event_id), event, bytes(data))
-                if len(rows) == 500:
+                if len(rows) == 500 or (
+                    inline is not None and position in self._inline.get(run_id, {})
+                ):
                     continue
                 if not rows and started:
                     started = False
@@ -1026,6 +1128,7 @@ class PostgresStorage(Storage):
                 waiters.discard(waker)
                 if not waiters:
                     self._stream_waiters.pop(run_id, None)
+                    self._inline.pop(run_id, None)
 
     # -- crons -------------------------------------------------------------------------
 
@@ -1121,6 +1224,52 @@ class PostgresStorage(Storage):
                 (now_iso,),
             )
         ]
+
+
+def _events_cte(run_id: str, events: Sequence[tuple[str, bytes, bool]]
+                ) -> tuple[str, list[Any]]:
+    """The CTE ``e`` appending ``events`` (name, data, keep) to a run's stream in order
+    (``RETURNING`` their rows), and its parameters."""
+    return (
+        "e AS (INSERT INTO server_run_events (run_id, event, data, keep) "
+        "SELECT %s, e, d, k FROM unnest(%s::text[], %s::bytea[], %s::bool[]) "
+        "WITH ORDINALITY AS u(e, d, k, n) ORDER BY n RETURNING id, event, data, keep)",
+        [run_id, [e[0] for e in events], [e[1] for e in events], [e[2] for e in events]],
+    )
+
+
+#: the most bytes (names and data) of the events a stream notification carries
+INLINE_BYTES = 3000
+_INLINE_COUNT = 16
+
+
+def _stream_note(run_id: str) -> tuple[str, list[Any]]:
+    """The notification of the rows of CTE ``e`` (an aggregate over ``e``), and its
+    parameters: ``<run id> <newest id>`` and, when they are few and small, `` <the run's
+    newest id before them> <[[id, name, keep, base64 data], ...]>`` - the events
+    themselves, which a subscriber that has read up to that id takes from the
+    notification instead of reading the table (PostgreSQL caps a payload at 8000
+    bytes). The id before them is read in the statement's snapshot: without the rows
+    it inserts."""
+    return (
+        "pg_notify(%s, %s || ' ' || max(e.id) || CASE WHEN count(*) <= "
+        f"{_INLINE_COUNT} AND sum(octet_length(e.data) + octet_length(e.event)) <= "
+        f"{INLINE_BYTES} THEN ' ' || (SELECT coalesce(max(o.id), 0) FROM "
+        "server_run_events o WHERE o.run_id = %s) || ' ' || json_agg(json_build_array("
+        "e.id, e.event, e.keep, encode(e.data, 'base64')) ORDER BY e.id)::text ELSE '' END)",
+        [STREAM, run_id, run_id],
+    )
+
+
+def _inline_events(body: str) -> list[tuple[int, str, bytes, bool]] | None:
+    """The events a stream notification carries (see ``_stream_note``), or None."""
+    import base64
+    import json
+
+    try:
+        return [(int(i), str(e), base64.b64decode(d), bool(k)) for i, e, k, d in json.loads(body)]
+    except (ValueError, TypeError):
+        return None
 
 
 def _parse(event_id: str | None) -> int | None:

@@ -155,7 +155,7 @@ def statuses_of(status: str | Sequence[str]) -> list[str]:
     return [status] if isinstance(status, str) else list(status)
 
 
-def page(rows: list[dict], limit: int, offset: int) -> list[dict]:
+def page(rows: list[dict[str, Any]], limit: int, offset: int) -> list[dict[str, Any]]:
     """One page of filtered rows (``limit`` < 0: all after ``offset``)."""
     return rows[offset: offset + limit] if limit >= 0 else rows[offset:]
 

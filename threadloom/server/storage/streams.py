@@ -10,6 +10,7 @@ remembered for ``retain_seconds`` so a late join (or a reconnect with
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,14 +20,22 @@ from threadloom.server.storage.base import StreamEvent
 
 __all__ = ["LocalStreams"]
 
-_CLOSED = object()
+
+class _Closed(enum.Enum):
+    """What a listener's queue gets after the stream's last event."""
+
+    CLOSED = enum.auto()
+
+
+_CLOSED = _Closed.CLOSED
+_Listener = asyncio.Queue[StreamEvent | _Closed]
 
 
 @dataclass
 class _Stream:
     seq: int = 0
     kept: list[StreamEvent] = field(default_factory=list)
-    listeners: list[asyncio.Queue] = field(default_factory=list)
+    listeners: list[_Listener] = field(default_factory=list)
     closed_at: float | None = None
 
 
@@ -98,7 +107,7 @@ class LocalStreams:
         process remembered it): then nothing follows.
         """
         stream = self._streams.get(run_id)
-        queue: asyncio.Queue = asyncio.Queue()
+        queue: _Listener = asyncio.Queue()
         if stream is not None and stream.closed_at is None:
             stream.listeners.append(queue)
             return self._follow(run_id, stream, queue, after, is_finished, live=True)
@@ -112,7 +121,7 @@ class LocalStreams:
         self,
         run_id: str,
         stream: _Stream | None,
-        queue: asyncio.Queue,
+        queue: _Listener,
         after: str | None,
         is_finished: Callable[[], Awaitable[bool]],
         *,
@@ -135,13 +144,13 @@ class LocalStreams:
             if closed:
                 return
             while True:
-                item = await queue.get()
-                if item is _CLOSED:
+                got = await queue.get()
+                if got is _CLOSED:
                     return
-                if int(item.id) <= last:
+                if int(got.id) <= last:
                     continue
-                last = int(item.id)
-                yield item
+                last = int(got.id)
+                yield got
         finally:
             if queue in stream.listeners:
                 stream.listeners.remove(queue)

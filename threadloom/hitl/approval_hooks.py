@@ -321,7 +321,7 @@ def run_context(config: Mapping[str, Any]) -> ApprovalRun:
 def graph_identity(graph: Any) -> str:
     """A stable name for the graph (its name, nodes and their tools): requests carry it,
     and ``sweep`` only decides requests asked by the graph it runs."""
-    cached = graph.__dict__.get("_approval_identity")
+    cached: str | None = graph.__dict__.get("_approval_identity")
     if cached is not None:
         return cached
     parts = [str(graph.name)]

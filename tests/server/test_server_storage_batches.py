@@ -1,0 +1,222 @@
+"""What the server storage does in one go: ``claim_runs`` (several runs per claim),
+``publish_many`` (several events per write), the executor's outbox writing a run's
+events in batches on a shared storage, thread updates merging concurrent writes, and the
+pool of a worker process - on SQLite and on PostgreSQL where both apply."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from tests.server.test_server_storage_end_run import (  # the same storages and records
+    _drain,
+    _queue,
+    _thread,
+    storage_factory,
+)
+from threadloom.server.records import new_id
+
+__all__ = ["storage_factory"]  # a fixture, used by name
+
+
+def test_claim_runs_takes_several_oldest_first_never_two_of_one_thread(
+    storage_factory,
+) -> None:
+    async def scenario() -> None:
+        storage = await storage_factory()
+        try:
+            a, b, c = [await _thread(storage) for _ in range(3)]
+            a1 = await _queue(storage, a)
+            b1 = await _queue(storage, b)
+            a2 = await _queue(storage, a)
+            c1 = await _queue(storage, c)
+            two = await storage.claim_runs("w", 30.0, 2)  # the limit holds
+            assert [r["run_id"] for r in two] == [a1, b1]
+            assert all(r["status"] == "running" and r["attempt"] == 1 for r in two)
+            # a2 waits for a1 (same thread): only c1 is left to take
+            assert [r["run_id"] for r in await storage.claim_runs("w", 30.0, 10)] == [c1]
+            assert await storage.claim_runs("w", 30.0, 10) == []
+            await storage.end_run(a1, "success", thread={"status": "idle"},
+                                  events=[("__result__", b"null")], keep=False)
+            assert [r["run_id"] for r in await storage.claim_runs("w", 30.0, 10)] == [a2]
+            assert (await storage.get_run(b1))["status"] == "running"
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
+
+
+def test_publish_many_appends_in_order(storage_factory) -> None:
+    async def scenario() -> None:
+        storage = await storage_factory()
+        try:
+            tid = await _thread(storage)
+            run_id = await _queue(storage, tid)
+            events = storage.subscribe(run_id, after=None)
+            await storage.publish_many(
+                run_id, [("metadata", b'{"n": 0}'), ("values", b'{"n": 1}'),
+                         ("values", b'{"n": 2}')], keep=True,
+            )
+            await storage.publish_many(run_id, [], keep=True)  # nothing to write
+            await storage.close_stream(run_id)
+            got = await asyncio.wait_for(_drain(events), 10)
+            assert got == [("metadata", {"n": 0}), ("values", {"n": 1}), ("values", {"n": 2})]
+            # kept: replayed in the same order
+            replay = await asyncio.wait_for(_drain(storage.subscribe(run_id, after="0")), 10)
+            assert replay == got
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_thread_updates_lose_no_write(storage_factory) -> None:
+    """Each update merges into the record as it is when written: twenty at once, each
+    adding its own metadata key, leave all twenty (on PostgreSQL a write finding the
+    row changed since its read merges again)."""
+
+    async def scenario() -> None:
+        storage = await storage_factory()
+        try:
+            tid = await _thread(storage)
+            results = await asyncio.gather(*(
+                storage.update_thread(tid, metadata={f"k{i}": i}) for i in range(20)
+            ))
+            assert all(r is not None for r in results)
+            metadata = (await storage.get_thread(tid))["metadata"]
+            assert {k: metadata[k] for k in metadata if k.startswith("k")} == {
+                f"k{i}": i for i in range(20)}
+            assert await storage.update_thread(new_id(), metadata={"x": 1}) is None
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
+
+
+def test_outbox_writes_a_runs_events_in_batches_in_order(
+    fresh_postgres_database: str,
+) -> None:
+    """On PostgreSQL a run does not wait for each event to be written: what it
+    publishes while a write is on the wire goes in the next one (fewer statements than
+    events), in order; ``flush`` waits for them all."""
+    from threadloom.server.executor import _Outbox
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    async def scenario() -> None:
+        storage = PostgresStorage(fresh_postgres_database)
+        await storage.setup()
+        writes: list[int] = []
+        publish_many = storage.publish_many
+
+        async def counted(run_id: str, events: Any, *, keep: bool) -> None:
+            writes.append(len(events))
+            await publish_many(run_id, events, keep=keep)
+
+        storage.publish_many = counted  # type: ignore[method-assign]
+        try:
+            tid = await _thread(storage)
+            run_id = await _queue(storage, tid)
+            events = storage.subscribe(run_id, after=None)
+            outbox = _Outbox(storage, run_id, keep=False)
+            for n in range(30):
+                await outbox.put("values", json.dumps({"n": n}).encode())
+            await outbox.flush()
+            assert sum(writes) == 30 and len(writes) < 30
+            await storage.close_stream(run_id)
+            got = await asyncio.wait_for(_drain(events), 10)
+            assert got == [("values", {"n": n}) for n in range(30)]
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
+
+
+def test_outbox_raises_a_failed_write_at_flush(fresh_postgres_database: str) -> None:
+    from threadloom.server.executor import _Outbox
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    async def scenario() -> None:
+        storage = PostgresStorage(fresh_postgres_database)
+        await storage.setup()
+        try:
+            # PostgreSQL text cannot hold a NUL character: the write fails
+            outbox = _Outbox(storage, "bad\x00run", keep=False)
+            await outbox.put("values", b"{}")
+            with pytest.raises(Exception, match="NUL|0x00"):
+                await outbox.flush()
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_worker_process_pool_stays_small(fresh_postgres_database: str) -> None:
+    from threadloom.server.storage.postgres import WORKER_POOL_SIZE, PostgresStorage
+
+    async def scenario() -> None:
+        api = PostgresStorage(fresh_postgres_database, pool_size=30)
+        worker = PostgresStorage(fresh_postgres_database, pool_size=30)
+        worker.serve_workers_only()
+        await api.setup()
+        await worker.setup()
+        try:
+            assert api._pool.max_size == 30
+            assert worker._pool.max_size == WORKER_POOL_SIZE < 30
+        finally:
+            await worker.close()
+            await api.close()
+
+    asyncio.run(scenario())
+
+
+def test_small_events_reach_subscribers_in_their_notification(
+    fresh_postgres_database: str,
+) -> None:
+    """A stream notification carries its events when they are few and small: the API
+    process's subscriber of a run it queued takes them from there without reading the
+    table; a large event is read from the table. Either way: all, in order, once."""
+    from threadloom.server.storage.postgres import INLINE_BYTES, PostgresStorage
+
+    async def scenario() -> None:
+        api = PostgresStorage(fresh_postgres_database)
+        worker = PostgresStorage(fresh_postgres_database)
+        worker.serve_workers_only()
+        await api.setup()
+        await worker.setup()
+        reads: list[str] = []
+        rows = api._rows
+
+        async def counted(sql: str, args: Any = ()) -> list[tuple]:
+            if "FROM server_run_events WHERE run_id" in sql:
+                reads.append(sql)
+            return await rows(sql, args)
+
+        api._rows = counted  # type: ignore[method-assign]
+        try:
+            for size, from_table in ((10, False), (INLINE_BYTES + 1, True)):
+                reads.clear()
+                tid = await _thread(api)
+                run_id = await _queue(api, tid)
+                events = api.subscribe(run_id, after=None)
+                drained = asyncio.ensure_future(_drain(events))
+                claimed = await worker.claim_runs("w", 30.0, 1)
+                assert [r["run_id"] for r in claimed] == [run_id]
+                big = json.dumps({"x": "y" * size}).encode()
+                await worker.publish_many(run_id, [("metadata", b'{"n": 0}'),
+                                                   ("values", big)], keep=False)
+                await worker.publish(run_id, "values", b'{"n": 2}', keep=False)
+                await worker.end_run(run_id, "success", thread={"status": "idle"},
+                                     events=[("__result__", b'{"n": 3}')], keep=False)
+                got = await asyncio.wait_for(drained, 20)
+                assert got == [("metadata", {"n": 0}), ("values", json.loads(big)),
+                               ("values", {"n": 2}), ("__result__", {"n": 3})]
+                # (a wake-up racing with a read may read once more: never fewer)
+                assert bool(reads) == from_table, (size, reads)
+        finally:
+            await worker.close()
+            await api.close()
+
+    asyncio.run(scenario())
