@@ -24,6 +24,7 @@ from typing import Any
 
 from threadloom.constants import PUSH, RETURN
 from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
+from threadloom.engine.requests import Request, aperform, perform
 from threadloom.engine.task import Task, task_id
 from threadloom.errors import GraphInterrupt
 
@@ -69,8 +70,8 @@ class Calls:
             saved = loop.pending.succeeded.get(tid)
         if saved is not None and not loop.scope.modes & {"tasks", "debug"}:
             return None, returned(saved)
-        child = loop._task(tid, node.name, (PUSH, index, parent.id), (args, kwargs), node, (),
-                           loop.step + 1, parent.managed)
+        child = loop.new_task(tid, node.name, (PUSH, index, parent.id), (args, kwargs), node,
+                              (), loop.step + 1, parent.managed)
         if saved is not None:  # shown as started again, as LangGraph does; not run
             loop.task_started(child)
             return None, returned(saved)
@@ -104,7 +105,7 @@ class Calls:
             return None
         return {key: (encode_writes(child.writes), child.node.cache_policy.ttl)}
 
-    def _done(self, child: Task) -> list[tuple[Any, ...]]:
+    def _done(self, child: Task) -> list[Request]:
         if child.interrupts:
             self.loop.call_interrupts.extend(child.interrupts)
         elif child.error is None:
@@ -146,7 +147,7 @@ class _CallFuture(concurrent.futures.Future):
             if key is None or not calls.from_cache(child, cache.get([key]), key):
                 calls.run_task(child)
             for request in calls._done(child):
-                getattr(calls.saver, request[0])(*request[1:])
+                perform(calls.saver, request)
             store = calls.to_cache(child, key)
             if store:
                 cache.set(store)
@@ -209,7 +210,7 @@ class AsyncCalls(Calls):
         if key is None or not self.from_cache(child, await cache.aget([key]), key):
             await self.arun_task(child)
         for request in self._done(child):
-            await getattr(self.saver, "a" + request[0])(*request[1:])
+            await aperform(self.saver, request)
         store = self.to_cache(child, key)
         if store:
             await cache.aset(store)

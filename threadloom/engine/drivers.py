@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import inspect
 import queue
 import random
 import time
@@ -28,6 +26,7 @@ from threadloom._context import current_task
 from threadloom.constants import CONFIG_KEY_TIMED_ATTEMPT_OBSERVER, TASKS
 from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
+from threadloom.engine.requests import RunTasks, aperform, perform
 from threadloom.engine.task import PAUSED_AT_BREAKPOINT, Task
 from threadloom.engine.tracing import run_tree_context, start_policy_run
 from threadloom.errors import (
@@ -305,93 +304,6 @@ async def _acall_timed(task: Task, timeout: Any) -> Any:
     return result
 
 
-# -- I/O requests ------------------------------------------------------------------
-
-
-def perform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
-    """Do one of the loop's I/O requests: ``("cache_<method>", ...)`` goes to the node
-    cache, anything else to the checkpoint saver."""
-    kind = request[0]
-    if kind == "put" or kind == "get_tuple":  # the usual requests: straight to the saver
-        return getattr(saver, kind)(*request[1:])
-    if kind.startswith("cache_"):
-        return getattr(loop.scope.cache, kind[6:])(*request[1:])
-    if kind == "put_writes" and not _takes_task_path(type(saver), "put_writes"):
-        return saver.put_writes(*request[1:4])
-    if kind == "put_with_writes":  # a checkpoint and the first writes kept on it
-        # ("put_with_writes", <put's 4 arguments>, <put_writes' 4 arguments>)
-        if _combines(type(saver), "put_with_writes"):
-            return saver.put_with_writes(*request[1:5], *request[6:])
-        saved = perform(loop, saver, ("put", *request[1:5]))
-        perform(loop, saver, ("put_writes", *request[5:]))
-        return saved
-    if kind == "latest_before":  # (config, checkpoint_id): newest checkpoint older than it
-        before = {"configurable": {**request[1]["configurable"], "checkpoint_id": request[2]}}
-        return next(iter(saver.list(request[1], before=before, limit=1)), None)
-    if kind == "get_delta_channel_history":  # keyword-only in the saver API
-        return saver.get_delta_channel_history(config=request[1], channels=request[2])
-    if kind == "settle":  # the end of a run: only threadloom's savers have it
-        settle = getattr(saver, "settle", None)
-        return None if settle is None else settle(request[1])
-    return getattr(saver, kind)(*_saver_args(saver, request))
-
-
-async def aperform(loop: Loop, saver: Any, request: tuple[Any, ...]) -> Any:
-    """The async twin of ``perform`` (the ``a``-prefixed methods)."""
-    kind = request[0]
-    if kind.startswith("cache_"):
-        return await getattr(loop.scope.cache, "a" + kind[6:])(*request[1:])
-    if kind == "put_writes" and not _takes_task_path(type(saver), "aput_writes"):
-        return await saver.aput_writes(*request[1:4])
-    if kind == "put_with_writes":
-        if _combines(type(saver), "aput_with_writes"):
-            return await saver.aput_with_writes(*request[1:5], *request[6:])
-        saved = await aperform(loop, saver, ("put", *request[1:5]))
-        await aperform(loop, saver, ("put_writes", *request[5:]))
-        return saved
-    if kind == "latest_before":
-        before = {"configurable": {**request[1]["configurable"], "checkpoint_id": request[2]}}
-        async for tup in saver.alist(request[1], before=before, limit=1):
-            return tup
-        return None
-    if kind == "get_delta_channel_history":
-        return await saver.aget_delta_channel_history(config=request[1], channels=request[2])
-    if kind == "settle":
-        settle = getattr(saver, "asettle", None)
-        return None if settle is None else await settle(request[1])
-    return await getattr(saver, "a" + kind)(*_saver_args(saver, request, "aput_writes"))
-
-
-def _saver_args(saver: Any, request: tuple[Any, ...], method: str = "put_writes") -> tuple:
-    # put_writes(config, writes, task_id[, task_path]): the path is left out for savers
-    # that override put_writes without the task_path parameter (older signature)
-    if request[0] == "put_writes" and not _takes_task_path(type(saver), method):
-        return request[1:4]
-    return request[1:]
-
-
-@functools.lru_cache(maxsize=64)
-def _combines(cls: type, method: str) -> bool:
-    """Whether ``cls`` has ``method`` (``put_with_writes`` or its async twin) from the
-    class whose put and put_writes it combines: a subclass that overrides one of those
-    gets them called one by one instead."""
-    owner = next((c for c in cls.__mro__ if method in c.__dict__), None)
-    if owner is None:
-        return False
-    put, writes = ("aput", "aput_writes") if method.startswith("a") else ("put", "put_writes")
-    return all(getattr(cls, name, None) is getattr(owner, name, None) for name in (put, writes))
-
-
-@functools.lru_cache(maxsize=64)
-def _takes_task_path(cls: type, method: str) -> bool:
-    try:
-        params = inspect.signature(getattr(cls, method)).parameters.values()
-    except (AttributeError, TypeError, ValueError):
-        return True
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return any(p.kind == p.VAR_POSITIONAL for p in params) or len(positional) >= 5
-
-
 # -- sync driver -------------------------------------------------------------------
 
 
@@ -418,12 +330,11 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
             reply = None
             while out:  # what the loop emitted so far reaches the caller before more runs
                 yield out.popleft()
-            kind = request[0]
-            if kind == "run":
-                yield from _run_tasks(loop, request[1], saver, events)
+            if isinstance(request, RunTasks):
+                yield from _run_tasks(loop, request.tasks, saver, events)
                 calls.wait()
             else:
-                reply = perform(loop, saver, request)
+                reply = perform(saver, request, loop.scope.cache)
             while out:
                 yield out.popleft()
     except StopIteration:
@@ -432,7 +343,7 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
         loop.scope.calls = None  # the scope outlives the run (its tasks keep it)
         held = loop.take_held_put()
         if held is not None:  # the run stopped here while its input task ran
-            perform(loop, saver, held)
+            perform(saver, held)
     while out:
         yield out.popleft()
 
@@ -446,13 +357,13 @@ def _run_tasks(
         task = tasks[0]
         run_task(task)
         for request in loop.task_done(task, 1):
-            perform(loop, saver, request)
+            perform(saver, request)
         while loop.spawned:  # it failed into its error handler: that runs next
             handler = loop.spawned.pop(0)
             loop.task_started(handler)
             run_task(handler)
             for request in loop.task_done(handler, 1):
-                perform(loop, saver, request)
+                perform(saver, request)
         return
     done: queue.SimpleQueue = events if events is not None else queue.SimpleQueue()
     pool = _executor()
@@ -483,7 +394,7 @@ def _run_tasks(
             if waiting:
                 start(waiting.popleft())
             for request in loop.task_done(item, n):
-                perform(loop, saver, request)
+                perform(saver, request)
             while loop.spawned:  # a failed task's error handler starts at once
                 handler = loop.spawned.pop(0)
                 loop.task_started(handler)
@@ -546,18 +457,17 @@ async def adrive(
             reply = None
             while out:
                 yield out.popleft()
-            kind = request[0]
             try:
-                if kind == "run":
+                if isinstance(request, RunTasks):
                     # closed at once when the stream is (its running tasks cancelled)
                     async with contextlib.aclosing(
-                        _arun_tasks(loop, request[1], saver, events)
+                        _arun_tasks(loop, request.tasks, saver, events)
                     ) as step:
                         async for item in step:
                             yield item
                     await calls.wait()
                 else:
-                    reply = await aperform(loop, saver, request)
+                    reply = await aperform(saver, request, loop.scope.cache)
             except asyncio.CancelledError as exc:
                 await _aunwind(loop, saver, gen, exc)
                 raise
@@ -569,7 +479,7 @@ async def adrive(
         loop.scope.calls = None
         held = loop.take_held_put()
         if held is not None:  # the run stopped here while its input task ran
-            await aperform(loop, saver, held)
+            await aperform(saver, held)
     while out:
         yield out.popleft()
 
@@ -581,7 +491,7 @@ async def _aunwind(loop: Loop, saver: Any, gen: Any, exc: BaseException) -> None
     try:
         request = gen.throw(exc)
         while True:
-            request = gen.send(await aperform(loop, saver, request))
+            request = gen.send(await aperform(saver, request, loop.scope.cache))
     except BaseException as end:  # noqa: BLE001 - the loop re-raises what was thrown in
         if end is not exc and not isinstance(end, (StopIteration, asyncio.CancelledError)):
             raise
@@ -596,13 +506,13 @@ async def _arun_tasks(
         task = tasks[0]
         await arun_task(task)
         for request in loop.task_done(task, 1):
-            await aperform(loop, saver, request)
+            await aperform(saver, request)
         while loop.spawned:  # it failed into its error handler: that runs next
             handler = loop.spawned.pop(0)
             loop.task_started(handler)
             await arun_task(handler)
             for request in loop.task_done(handler, 1):
-                await aperform(loop, saver, request)
+                await aperform(saver, request)
         return
     done: asyncio.Queue = events if events is not None else WakeQueue()
     running = []
@@ -623,7 +533,7 @@ async def _arun_tasks(
             if item is not None:  # None only wakes us to forward live stream events
                 remaining -= 1
                 for request in loop.task_done(item, n):
-                    await aperform(loop, saver, request)
+                    await aperform(saver, request)
                 while loop.spawned:  # a failed task's error handler starts at once
                     handler = loop.spawned.pop(0)
                     loop.task_started(handler)

@@ -1,10 +1,13 @@
-"""The superstep loop, written once for both drivers.
+"""The run: supersteps, pauses and durability, written once for both drivers.
 
-``Loop.run()`` is a generator: it plans, applies and decides, and *yields* every piece of
-I/O it needs (``("get_tuple", config)``, ``("put", ...)``, ``("put_writes", ...)``,
-``("put_with_writes", ...)``: a checkpoint and its first pending writes in one saver
-call, ``("run", tasks)``). The sync driver performs each request with plain calls, the async
-driver awaits the saver's async methods; the algorithm itself exists in one place.
+``Loop`` extends the thread state (``threadloom.engine.thread.ThreadState``: restore,
+plan, apply, seal) with a run on it. ``Loop.run()`` is a generator: it plans, applies and
+decides, and *yields* every piece of I/O it needs as a typed request
+(``threadloom.engine.requests``: ``GetTuple``, ``Put``, ``PutWrites``, ``PutWithWrites``
+- a checkpoint and its first pending writes in one saver call -, ``RunTasks``, ...). The
+sync driver performs each request with plain calls, the async driver awaits the saver's
+async methods; the algorithm itself exists in one place. What the stream events it emits
+carry is built in ``threadloom.engine.payloads``.
 
 A superstep: plan the tasks triggered by the last step's writes (a pure function of the
 checkpoint), run them, apply all their writes at once through the channels, save a
@@ -19,52 +22,65 @@ import uuid
 import warnings
 from collections import deque
 from collections.abc import Generator
-from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
-from threadloom.channels import MISSING, BaseChannel
-from threadloom.checkpoint._stored.shape import check_write
+from threadloom.channels import BaseChannel
 from threadloom.checkpoint._values.history import APPLIED_KEY
-from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
-from threadloom.checkpoint.serde.base import CorruptCheckpointError
+from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id, empty_checkpoint
 from threadloom.checkpoint.serde.types import _DeltaSnapshot
 from threadloom.constants import (
-    CONFIG_KEY_BRANCH,
-    CONFIG_KEY_CHECKPOINTER,
-    CONFIG_KEY_DURABILITY,
     CONFIG_KEY_NODE_FINISHED,
-    CONFIG_KEY_SCOPE,
     CONFIG_KEY_STRICT_RESUME,
-    CONFIG_KEY_TASK,
     ERROR,
     INPUT,
     INTERRUPT,
     NO_WRITES,
     NULL_TASK_ID,
-    PULL,
     PUSH,
-    RESUME,
-    RETURN,
-    RUN_DURABILITY_KEY,
     START,
     TASKS,
 )
-from threadloom.engine.delta import (
-    COUNTERS_KEY,
-    apply_history,
-    delta_channels_to_snapshot,
-    exit_delta_task_id,
-    history_channels,
-    next_counters,
-    prepare_writes,
-    restore_stored,
-)
+from threadloom.engine.delta import exit_delta_task_id, prepare_writes
 from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
-from threadloom.engine.payloads import task_start_payload
+from threadloom.engine.payloads import (
+    as_dict,
+    checkpoint_payload,
+    debug_payload,
+    message_ids,
+    message_metadata,
+    task_result_payload,
+    task_start_payload,
+    update_payload,
+)
 from threadloom.engine.program import Program
+from threadloom.engine.requests import (
+    CacheGet,
+    CacheSet,
+    GetTuple,
+    LatestBefore,
+    Put,
+    PutWithWrites,
+    PutWrites,
+    Request,
+    RunTasks,
+    Settle,
+)
 from threadloom.engine.scope import ReplayPoint, Scope
-from threadloom.engine.task import Task, checkpoint_id_bytes, planned_task_id, task_id
+from threadloom.engine.task import (
+    Task,
+    checkpoint_id_bytes,
+    is_resume_map,
+    planned_task_id,
+    task_order,
+    task_path_str,
+)
+from threadloom.engine.thread import (
+    PendingWrites,
+    ThreadState,
+    delta_histories,
+    stable_ns,
+    subgraph_state_config,
+)
 from threadloom.errors import (
     EmptyInputError,
     ErrorCode,
@@ -75,165 +91,14 @@ from threadloom.errors import (
     UnknownInterruptError,
     create_error_message,
 )
-from threadloom.managed import managed_value
 from threadloom.types import Command, Interrupt, Send
-
-# configurable keys that identify a run, shown with the messages its nodes return
-_MESSAGE_META_KEYS = ("thread_id", "checkpoint_id", "checkpoint_ns", "task_id", "run_id",
-                      "assistant_id", "graph_id")
-_SPECIAL = frozenset({ERROR, INTERRUPT, RESUME, NO_WRITES})
-_METADATA_SKIP = frozenset({"thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map"})
-
-Request = tuple[Any, ...]
 
 
 def newer(version: Any, seen: Any) -> bool:
     return seen is None or (version is not None and version > seen)
 
 
-def run_metadata(config: dict[str, Any]) -> dict[str, Any]:
-    """User keys that go into every checkpoint's metadata (filterable in history)."""
-    meta: dict[str, Any] = {}
-    for key, value in (config.get("configurable") or {}).items():
-        if (
-            key not in _METADATA_SKIP
-            and not key.startswith("__")
-            and not key.startswith("langgraph_")
-            and isinstance(value, (str, int, float, bool))
-        ):
-            meta[key] = value
-    for key, value in (config.get("metadata") or {}).items():
-        if not key.startswith("langgraph_") and key not in _METADATA_SKIP:
-            meta[key] = value
-    return meta
-
-
-def migrate_checkpoint(program: Program, checkpoint: Checkpoint, writes: Any) -> Any:
-    """Bring, in place, a checkpoint saved in a format older than the one threadloom
-    writes (``v`` < 4, e.g. by an earlier LangGraph) to the program's channels; return
-    its pending ``writes``, renamed likewise. Today's checkpoints are not looked at."""
-    version = checkpoint.get("v", 1)
-    if isinstance(version, int) and version >= 4:
-        return writes
-    # before v4 the Sends a checkpoint hands to its next step were kept beside the
-    # channels, as "pending_sends": they are the tasks channel's value now
-    sends = checkpoint.pop("pending_sends", None)
-    if sends and TASKS in program.channels:
-        checkpoint["channel_values"] = {**checkpoint["channel_values"], TASKS: list(sends)}
-        versions = checkpoint["channel_versions"]
-        if TASKS not in versions:
-            versions[TASKS] = max(versions.values()) if versions else 1
-    if program.migrate is not None:
-        return program.migrate(checkpoint, writes or ())
-    return writes
-
-
-def restore_channels(
-    program: Program, checkpoint: Checkpoint | None, histories: Any = None
-) -> dict[str, BaseChannel]:
-    """The channels as ``checkpoint`` stored them; ``histories`` (from
-    ``delta_histories``) rebuild the channels stored as deltas."""
-    if not checkpoint:
-        return program.new_channels()
-    values = checkpoint["channel_values"]
-    if checkpoint.get("v", 4) < 4 and checkpoint.get("pending_sends") and TASKS not in values:
-        # a checkpoint from before format 4 kept its Send packets beside the channels
-        values = {**values, TASKS: list(checkpoint["pending_sends"])}
-    histories = histories or {}
-    return {
-        k: apply_history(c, histories[k])
-        if k in histories
-        else restore_stored(c, values.get(k, MISSING))
-        for k, c in program.channels.items()
-    }
-
-
-def delta_histories(program: Program, tup: Any) -> Generator[Request, Any, dict[str, Any]]:
-    """Ask the saver for the history of the channels ``tup`` stores as deltas (none are
-    asked for when the checkpoint stores every value: plain threads never walk)."""
-    if tup is None:
-        return {}
-    cp = tup.checkpoint
-    wanted = history_channels(program.history_specs, cp["channel_values"],
-                              cp.get("channel_versions") or {})
-    if not wanted:
-        return {}
-    got = yield ("get_delta_channel_history", tup.config, wanted)
-    return dict(got or {})
-
-
-def _write_where(task_id: str, channel: str, config: Any) -> str:
-    conf = (config or {}).get("configurable", {})
-    return (
-        f"pending write of task {task_id!r} to channel {channel!r} (thread "
-        f"{conf.get('thread_id')!r}, namespace {conf.get('checkpoint_ns', '')!r}, checkpoint "
-        f"{conf.get('checkpoint_id')!r})"
-    )
-
-
-class PendingWrites:
-    """A checkpoint's pending writes, grouped by task: what finished, failed or paused."""
-
-    __slots__ = ("succeeded", "interrupts", "resumes", "errors", "null")
-
-    def __init__(
-        self, writes: list[tuple[str, str, Any]] | None, config: Any = None
-    ) -> None:
-        """``config``: the checkpoint's config, to name it if a write is damaged."""
-        self.succeeded: dict[str, list[tuple[str, Any]]] = {}
-        self.interrupts: dict[str, tuple[Interrupt, ...]] = {}
-        self.resumes: dict[str, list[Any] | dict[str, Any]] = {}
-        self.errors: dict[str, Any] = {}
-        self.null: list[tuple[str, Any]] = []
-        for tid, channel, value in writes or ():
-            if tid == NULL_TASK_ID:
-                if channel not in _SPECIAL:
-                    self.null.append((channel, value))
-            elif channel == INTERRUPT:
-                check_write(channel, value, partial(_write_where, tid, channel, config))
-                self.interrupts[tid] = tuple(value)
-            elif channel == RESUME:
-                check_write(channel, value, partial(_write_where, tid, channel, config))
-                self.resumes[tid] = dict(value) if isinstance(value, dict) else list(value)
-            elif channel == ERROR:
-                self.errors[tid] = value
-            else:
-                bucket = self.succeeded.setdefault(tid, [])
-                if channel != NO_WRITES:
-                    bucket.append((channel, value))
-
-    def adopt_legacy_ids(
-        self, tasks: list[Task], checkpoint_id: str, ns: str, step: int
-    ) -> None:
-        """File under the ids ``tasks`` have now the writes a checkpoint saved before
-        planned tasks took LangGraph's ids (``planned_task_id``): threadloom then keyed
-        them by ``task_id`` of the same parts. Nothing happens when every write's task
-        was planned (the usual case, checked first)."""
-        books = (self.succeeded, self.interrupts, self.resumes, self.errors)
-        if not any(books):  # no writes of any task: nothing to file
-            return
-        ids = {t.id for t in tasks}
-        if all(tid in ids for book in books for tid in book):
-            return
-        for task in tasks:
-            why = task.triggers if task.path[0] == PULL else task.path[1:2]
-            old = task_id(checkpoint_id, ns, step, task.name, task.path[0], *why)
-            for book in books:
-                if old in book and task.id not in book:
-                    book[task.id] = book.pop(old)
-
-    def pending_interrupts(self) -> list[Interrupt]:
-        # one interrupt may be recorded twice: by a called task and by its caller, which
-        # the call's interrupt paused too
-        found: dict[str, Interrupt] = {}
-        for tid, its in self.interrupts.items():
-            if tid not in self.succeeded:
-                for i in its:
-                    found.setdefault(i.id, i)
-        return list(found.values())
-
-
-class Loop:
+class Loop(ThreadState):
     """One run of a program on one thread (or on no thread, without a checkpointer)."""
 
     def __init__(
@@ -254,14 +119,11 @@ class Loop:
         out: deque[Any],
         persistent_ns: str | None = None,
     ) -> None:
-        self.program = program
+        super().__init__(program, config, scope, checkpointer=checkpointer,
+                         durability=durability, ns=persistent_ns)
         self.input = input
-        self.config = config
-        self.scope = scope
-        self.checkpointer = checkpointer
         self.interrupt_before = interrupt_before
         self.interrupt_after = interrupt_after
-        self.durability = durability
         self.recursion_limit = recursion_limit
         self.step_timeout: float | None = None  # the graph's step_timeout (the drivers')
         # the values stream, when it is not the output (a Pregel's stream_channels): the
@@ -273,22 +135,8 @@ class Loop:
         self.input_writes = input_writes
         self.output_fn = output
         self.graph_name = graph_name
-        conf = config.get("configurable") or {}
-        self.thread_id = conf.get("thread_id")
+        # a subgraph compiled with checkpointer=True: it keeps its state from run to run
         self.persistent = persistent_ns is not None
-        self.ns: str = persistent_ns if persistent_ns is not None else conf.get(
-            "checkpoint_ns", ""
-        )
-        self.checkpoint_map: dict[str, str] = dict(conf.get("checkpoint_map") or {})
-        self.persistent = persistent_ns is not None
-        self.channels: dict[str, BaseChannel] = {}
-        self.checkpoint: Checkpoint = None  # type: ignore[assignment]
-        self.checkpoint_config: dict[str, Any] | None = None
-        self.parent_config: dict[str, Any] | None = None
-        self.metadata_base = run_metadata(config)
-        self.step = -2
-        self.stop = 0
-        self.updated: set[str] | None = None
         self.pending: PendingWrites = PendingWrites(None)
         # the running step resumes one whose checkpoint holds other tasks' writes
         self.partial_step = False
@@ -297,26 +145,12 @@ class Loop:
         self.interrupts: list[Interrupt] = []
         # the channels as a paused run shows them (see _show_finished), else None
         self.view: dict[str, BaseChannel] | None = None
-        self._unsaved: tuple[Any, ...] | None = None
-        # the checkpoint a run was told to start from (checkpoint_id): its first put branches
-        self.branch_from: str | None = None
+        # durability="exit": the put of the run's last checkpoint, made at its end
+        self._unsaved: Put | None = None
         # a program that outputs values only when written (Pregel): whether this run did
         self.wrote_values = False
-        self._config_bases: tuple[Any, ...] | None = None
-        self._int_version = 0
-        # Delta channels (see threadloom.engine.delta): counters since each one's last
-        # snapshot, as the last checkpoint's metadata holds them; force a snapshot of
-        # every delta channel at the next checkpoint (a thread's first update_state).
-        self.delta_counters: dict[str, Any] = {}
-        self.force_delta_snapshot = False
-        # the task ids of the parent's recorded writes the next checkpoint applies, in
-        # order (its metadata's APPLIED_KEY, see threadloom.checkpoint._values.history);
-        # with durability="exit", the ids the step's writes were recorded under instead
-        self.delta_applied: list[str] = []
-        self._exit_ids: dict[str, str] = {}
-        # durability="exit": delta channels whose snapshot fell due at a checkpoint that
-        # is never saved; every later checkpoint of the run stores them whole
-        self._exit_snapshots: set[str] = set()
+        # durability="exit": the id of the stub checkpoint the delta writes of a thread's
+        # first run are recorded on (see _save_exit)
         self._stub_id: str | None = None
         # interrupts of tasks called from running tasks (``@task``), in the order they paused
         self.call_interrupts: list[Interrupt] = []
@@ -329,383 +163,45 @@ class Loop:
         self.spawned: list[Task] = []
         # the put of the run's input checkpoint, held until its input task's writes can
         # go with it (one saver call, see _with_held_put)
-        self._held_put: Request | None = None
+        self._held_put: Put | None = None
 
-    # -- versions and checkpoints ---------------------------------------------------
-
-    def _next_version(self) -> Any:
-        versions = self.checkpoint["channel_versions"]
-        if self.checkpointer is None:
-            self._int_version += 1
-            return self._int_version
-        try:
-            current = max(versions.values()) if versions else None
-            return self.checkpointer.get_next_version(current, None)
-        except (TypeError, ValueError) as exc:  # a damaged row: versions that do not compare
-            raise CorruptCheckpointError(
-                f"Stored channel versions of thread {self.thread_id!r}, namespace "
-                f"{self.ns!r}, checkpoint {self.checkpoint.get('id')!r} are damaged "
-                f"({type(exc).__name__}: {exc}); the run cannot continue from it."
-            ) from exc
-
-    def _config_for(self, checkpoint_id: str) -> dict[str, Any]:
-        conf: dict[str, Any] = {
-            "thread_id": self.thread_id,
-            "checkpoint_ns": self.ns,
-            "checkpoint_id": checkpoint_id,
-        }
-        if self.checkpoint_map:
-            conf["checkpoint_map"] = {**self.checkpoint_map, self.ns: checkpoint_id}
-        return {"configurable": conf}
+    # -- checkpoints, per durability --------------------------------------------------
 
     def _new_checkpoint(
         self, step: int, source: str, *, save: bool = False, hold: bool = False
     ) -> Generator[Request, Any, None]:
         """Seal the channels into a new checkpoint and (per durability) save it; ``hold``
         (a run's input checkpoint): its put waits for its input task's writes."""
-        self.step = step
-        applied, self.delta_applied = self.delta_applied, []
-        if self.checkpointer is None:
-            # Nothing is stored: keep the run's one checkpoint record (task ids still
-            # differ per step because the step is part of them).
-            return
-        cp = self.checkpoint
-        versions = cp["channel_versions"]
-        values = {}
-        for key, chan in self.channels.items():
-            if key not in versions:  # never written: only its initial value (e.g. [])
-                continue
-            value = chan.checkpoint()
-            if value is not MISSING:
-                values[key] = value
-        # A step's updated channels are those it left holding a value: a trigger it
-        # consumed, or an ephemeral channel it cleared, moved version but is not listed.
-        updated = (
-            sorted(k for k in self.updated if k in values) if self.updated is not None else None
-        )
-        if TASKS in values and self.program.untracked_channels:
-            values[TASKS] = [self._stored_send(v) for v in values[TASKS]]
-        counters = self._delta_checkpoint(values, cp["channel_versions"], source == "fork")
-        if (self.durability == "exit" and self.checkpoint_config is None
-                and self.program.delta_channels and self._stub_id is None):
+        if (self.durability == "exit" and self.checkpointer is not None
+                and self.checkpoint_config is None and self.program.delta_channels
+                and self._stub_id is None):
             self._stub_id = create_checkpoint_id()  # sorts before the run's checkpoints
-        saved: Checkpoint = {
-            "v": 4,
-            "id": create_checkpoint_id(),
-            "ts": datetime.now(UTC).isoformat(),
-            "channel_values": values,
-            "channel_versions": cp["channel_versions"],
-            "versions_seen": cp["versions_seen"],
-            "updated_channels": updated,
-        }
-        # From here on the saver owns these maps; the loop goes on with copies. The inner
-        # versions_seen dicts are replaced, never mutated (see apply), so a shallow copy
-        # of the outer one is enough.
-        new: Checkpoint = {
-            **saved,
-            "channel_versions": dict(saved["channel_versions"]),
-            "versions_seen": dict(saved["versions_seen"]),
-        }
-        # parents: the checkpoint each enclosing graph stood on ({} for a root graph)
-        metadata = {**self.metadata_base, "source": source, "step": step,
-                    "parents": dict(self.checkpoint_map)}
-        if counters:
-            metadata[COUNTERS_KEY] = counters
-        if self.program.delta_channels:
-            metadata[APPLIED_KEY] = applied
-        if self.updated is None:
-            changed = dict(saved["channel_versions"])
-        else:
-            versions = saved["channel_versions"]
-            changed = {k: versions[k] for k in self.updated if k in versions}
-        parent = self.checkpoint_config
-        self.parent_config = parent
-        self.checkpoint = new
-        self.checkpoint_config = self._config_for(new["id"])
-        self._config_bases = None
-        put_config = self._saver_config(parent or self._config_for(""))
-        if self.branch_from is not None:
-            # the first checkpoint after starting from an explicit (maybe past) checkpoint
-            put_config = {**put_config, "configurable": {**put_config["configurable"],
-                                                         CONFIG_KEY_BRANCH: True}}
-            self.branch_from = None
-        request = ("put", put_config, saved, metadata, changed)
+        put = self.seal(step, source)
+        if put is None:
+            return
         if self.durability == "exit" and not save:
-            self._unsaved = self._merge_unsaved(request)
+            self._unsaved = self._merge_unsaved(put)
         elif hold and self.durability != "exit" and START in self.program.nodes:
             # its input task runs next, and its writes are kept on it: both go together
-            self._held_put = request
+            self._held_put = put
         else:
-            yield request
+            yield put
         if "checkpoints" in self.scope.modes or "debug" in self.scope.modes:
-            self._emit_checkpoint(saved, metadata, parent)
+            self._emit_checkpoint(put.checkpoint, put.metadata, self.parent_config)
 
-    def _delta_checkpoint(
-        self, values: dict[str, Any], versions: dict[str, Any], copy: bool = False
-    ) -> dict:
-        """Store the delta channels that are due whole (``_DeltaSnapshot``) in ``values``;
-        the counters the new checkpoint's metadata carries for the others."""
-        if not self.program.delta_channels:
-            return {}
-        delta = {k: self.channels[k] for k in self.program.delta_channels}
-        if copy:  # a copy of a checkpoint is no superstep: its counters carry over
-            counters = {k: tuple(v) for k, v in self.delta_counters.items() if k in delta}
-        else:
-            counters = next_counters(delta, self.delta_counters, self.updated)
-        due = delta_channels_to_snapshot(delta, counters, versions)
-        for key, chan in delta.items():
-            if key in versions and (self.force_delta_snapshot or chan.take_overwritten()):
-                due.add(key)
-        if self.durability == "exit":
-            # only the run's last checkpoint is saved: a snapshot due earlier is taken there
-            due |= self._exit_snapshots
-            self._exit_snapshots = set(due)
-        for key in due:
-            if self.updated is None or key not in self.updated:
-                # stored at a version of its own: the current one is already stored (as
-                # nothing) for an earlier checkpoint, and the saver keeps that row
-                versions[key] = self._next_version()
-                if self.updated is not None:
-                    self.updated.add(key)
-            values[key] = _DeltaSnapshot(delta[key].get())
-            counters.pop(key, None)
-        self.force_delta_snapshot = False
-        self.delta_counters = counters
-        return {k: list(v) for k, v in counters.items()}
-
-    def _merge_unsaved(self, request: Request) -> Request:
+    def _merge_unsaved(self, put: Put) -> Put:
         # With durability="exit" only the last checkpoint is written: its new_versions must
         # cover every channel that changed since the last saved one.
-        if self._unsaved is None:
-            return request
-        changed = {**self._unsaved[4], **request[4]}
-        parent = self._unsaved[1]
-        metadata = request[3]
+        unsaved = self._unsaved
+        if unsaved is None:
+            return put
+        changed = {**unsaved.new_versions, **put.new_versions}
+        metadata = put.metadata
         if APPLIED_KEY in metadata:  # every step's writes were recorded on that parent
             metadata = {**metadata,
-                        APPLIED_KEY: [*self._unsaved[3].get(APPLIED_KEY, ()),
+                        APPLIED_KEY: [*unsaved.metadata.get(APPLIED_KEY, ()),
                                       *metadata[APPLIED_KEY]]}
-        return ("put", parent, request[2], metadata, changed)
-
-    def put_writes(
-        self, task_id_: str, writes: list[tuple[str, Any]], *, task_path: str = ""
-    ) -> Request:
-        """The request that saves a task's ``writes`` as pending writes of this checkpoint."""
-        untracked = self.program.untracked_channels
-        if untracked:
-            # untracked values are never stored: not as writes, nor inside a Send's argument
-            writes = [(c, self._stored_send(v)) if c == TASKS else (c, v)
-                      for c, v in writes if c not in untracked] or [(NO_WRITES, None)]
-        return ("put_writes", self._saver_config(self.checkpoint_config), writes, task_id_,
-                task_path)
-
-    def _stored_send(self, value: Any) -> Any:
-        """A ``Send`` as a checkpoint keeps it: without the values of untracked channels
-        in its (dict) argument. The running task still gets the argument as sent."""
-        untracked = self.program.untracked_channels
-        if (isinstance(value, Send) and isinstance(value.arg, dict)
-                and not untracked.isdisjoint(value.arg)):
-            arg = {k: v for k, v in value.arg.items() if k not in untracked}
-            return Send(value.node, arg, timeout=value.timeout)
-        return value
-
-    def _saver_config(self, config: Any) -> Any:
-        """The config a write goes to the saver with: under durability="async" it says so,
-        and a saver that makes the whole run durable when its run lock is released may
-        commit the write without waiting for the disk (see ``PostgresSaver``)."""
-        if self.durability != "async" or config is None:
-            return config
-        return {**config, "configurable": {**config["configurable"],
-                                           CONFIG_KEY_DURABILITY: "async"}}
-
-    # -- planning -------------------------------------------------------------------
-
-    def plan(self, step: int, for_execution: bool = True) -> list[Task]:
-        """The tasks of the next superstep: triggered nodes, then ``Send`` packets."""
-        program = self.program
-        channels = self.channels
-        versions = self.checkpoint["channel_versions"]
-        seen_all = self.checkpoint["versions_seen"]
-        checkpoint_id = self.checkpoint["id"]
-        if self.updated is None:
-            candidates: Any = program.nodes
-        else:
-            found: set[str] = set()
-            index = program.trigger_to_nodes
-            for channel in self.updated:
-                found.update(index.get(channel, ()))
-            candidates = found | program.deferred if program.deferred else found
-        tasks: list[Task] = []
-        managed = self.managed(step) if program.managed else None
-        cid = b""  # the checkpoint id's bytes, made when a task is planned
-        version = self.checkpoint.get("v", 4)
-        v1 = isinstance(version, int) and version < 2  # ids of a v1 checkpoint's tasks
-        for name in sorted(candidates) if len(candidates) > 1 else candidates:
-            node = program.nodes[name]
-            seen = seen_all.get(name) or {}
-            fired = []
-            for ch in node.triggers:
-                # a newer version than the node saw, on a channel that holds a value
-                version = versions.get(ch)
-                if version is not None and ((last := seen.get(ch)) is None or version > last) \
-                        and channels[ch].is_available():
-                    fired.append(ch)
-            if not fired:
-                continue
-            cid = cid or checkpoint_id_bytes(checkpoint_id)
-            tid = planned_task_id(cid, self.ns, step, name, PULL, *fired, sha1=v1)
-            if for_execution:
-                tasks.append(self._task(tid, name, (PULL, name), node.read(channels, managed),
-                                        node, tuple(fired), step, managed))
-            else:  # only looked at (next, history, breakpoints): no input, no config
-                tasks.append(self._task(tid, name, (PULL, name), None, node, tuple(fired),
-                                        step, managed, configured=False))
-        if len(tasks) > 1 and any(t.node.defer for t in tasks):
-            # Deferred nodes wait until nothing else is left to run.
-            tasks = [t for t in tasks if not t.node.defer] or tasks
-        sends = channels.get(TASKS)
-        if sends is not None and sends.is_available():
-            for idx, packet in enumerate(sends.get()):
-                if not isinstance(packet, Send) or packet.node not in program.nodes:
-                    continue
-                cid = cid or checkpoint_id_bytes(checkpoint_id)
-                tid = planned_task_id(cid, self.ns, step, packet.node, PUSH, idx, sha1=v1)
-                node = program.nodes[packet.node]
-                pushed = self._task(tid, packet.node, (PUSH, idx, False), packet.arg, node, (),
-                                    step, managed, configured=for_execution)
-                pushed.timeout = packet.timeout
-                tasks.append(pushed)
-        return tasks
-
-    def managed(self, step: int) -> dict[str, Any] | None:
-        """Managed values (remaining steps, ...) as a task of ``step`` sees them."""
-        if not self.program.managed:
-            return None
-        return {k: managed_value(kind, step, self.stop) for k, kind in self.program.managed.items()}
-
-    def _task(
-        self,
-        tid: str,
-        name: str,
-        path: tuple[Any, ...],
-        value: Any,
-        node: Any,
-        triggers: tuple[str, ...],
-        step: int,
-        managed: dict[str, Any] | None = None,
-        *,
-        configured: bool = True,
-    ) -> Task:
-        ns = f"{self.ns}|{name}:{tid}" if self.ns else f"{name}:{tid}"
-        task = Task(tid, name, path, value, node, triggers, ns, self.scope)
-        task.channels = self.channels
-        task.managed = managed
-        if configured:
-            task.config = self._task_config(task, step)
-        return task
-
-    def _task_config(self, task: Task, step: int) -> dict[str, Any]:
-        """The ``RunnableConfig`` a node (and any langchain runnable it calls) sees."""
-        bases = self._config_bases
-        if bases is None or bases[0] != step:
-            bases = self._config_bases = (step, *self._make_config_bases(step))
-        _, config_base, conf_base, meta_base = bases
-        # the task's id, not the task: the task holds this config, and a reference back
-        # would make every task a reference cycle, freed only by the garbage collector
-        conf = {**conf_base, "checkpoint_ns": task.ns, CONFIG_KEY_TASK: task.id}
-        metadata = {
-            **meta_base,
-            "langgraph_node": task.name,
-            "langgraph_triggers": task.triggers or ("__pregel_push",),
-            "langgraph_path": task.path,
-            "langgraph_checkpoint_ns": task.ns,
-            "checkpoint_ns": task.ns,
-        }
-        return {**config_base, "configurable": conf, "metadata": metadata}
-
-    def _make_config_bases(self, step: int) -> tuple[dict[str, Any], ...]:
-        """What every task config of a step shares, built once per step."""
-        base = self.config
-        config_base = {
-            k: v
-            for k, v in base.items()
-            # the caller's run id/name name the graph run, not the node's
-            if k not in ("configurable", "metadata", "run_id", "run_name", "callbacks")
-        }
-        if self.scope.callbacks is not None:
-            config_base["callbacks"] = self.scope.callbacks
-        conf_base = {
-            **(base.get("configurable") or {}),
-            CONFIG_KEY_SCOPE: self.scope,
-            CONFIG_KEY_CHECKPOINTER: self.checkpointer,
-            RUN_DURABILITY_KEY: self.durability,
-        }
-        conf_base.pop("checkpoint_id", None)
-        if self.checkpointer is not None and self.checkpoint_config is not None:
-            conf_base["checkpoint_map"] = {**self.checkpoint_map, self.ns: self.checkpoint["id"]}
-        meta_base = {**(base.get("metadata") or {}), "langgraph_step": step}
-        if self.thread_id is not None:
-            meta_base["thread_id"] = self.thread_id
-        return config_base, conf_base, meta_base
-
-    # -- applying -------------------------------------------------------------------
-
-    def apply(self, tasks: list[Task]) -> None:
-        """Fold all tasks' writes into the channels at once; mark their triggers seen."""
-        channels = self.channels
-        versions = self.checkpoint["channel_versions"]
-        seen_all = self.checkpoint["versions_seen"]
-        ordered = sorted(tasks, key=_task_order) if len(tasks) > 1 else tasks
-        for task in ordered:
-            if task.triggers:
-                seen = dict(seen_all.get(task.name) or ())
-                for ch in task.triggers:
-                    if ch in versions:
-                        seen[ch] = versions[ch]
-                seen_all[task.name] = seen
-        version = self._next_version()
-        updated: set[str] = set()
-        for task in ordered:
-            for ch in task.triggers:
-                chan = channels.get(ch)
-                if chan is not None and chan.consume():
-                    versions[ch] = version
-                    updated.add(ch)
-        by_channel: dict[str, list[Any]] = {}
-        for task in ordered:
-            for ch, value in task.writes:
-                if ch in channels:
-                    by_channel.setdefault(ch, []).append(value)
-        for ch, values in by_channel.items():
-            if channels[ch].update(values):
-                versions[ch] = version
-                updated.add(ch)
-        for ch in self.program.ephemeral:
-            chan = channels[ch]
-            if chan.value is not MISSING and ch not in by_channel and chan.update(()):
-                versions[ch] = version
-                updated.add(ch)
-        self.updated = updated
-
-    def apply_null_writes(self, writes: list[tuple[str, Any]]) -> None:
-        """Writes that belong to no task (a ``Command`` given as input).
-
-        Only the written channels change: pending tasks keep their triggers, so a node
-        waiting to resume still runs, and sees the update.
-        """
-        if not writes:
-            return
-        grouped: dict[str, list[Any]] = {}
-        for channel, value in writes:
-            if channel in self.channels:
-                grouped.setdefault(channel, []).append(value)
-        versions = self.checkpoint["channel_versions"]
-        version = self._next_version()
-        for channel, values in grouped.items():
-            if self.channels[channel].update(values):
-                versions[channel] = version
-                if self.updated is not None:
-                    self.updated.add(channel)
+        return Put(unsaved.config, put.checkpoint, metadata, changed)
 
     def should_interrupt(self, nodes: Any, tasks: list[Task]) -> bool:
         """Breakpoints fire once per change: resuming moves past the one that stopped us."""
@@ -785,25 +281,11 @@ class Loop:
                 own_ns = conf.get("checkpoint_ns", self.ns)
                 parent["configurable"]["checkpoint_map"] = {
                     **self.checkpoint_map, own_ns: conf.get("checkpoint_id")}
-        payload = {
-            "config": self.checkpoint_config,
-            "parent_config": parent,
-            "values": self.output(),
-            "metadata": metadata,
-            "next": [t.name for t in next_tasks],
-            "tasks": [{"id": t.id, "name": t.name,
-                       "interrupts": tuple(
-                           {"id": i.id, "response_schema": i.response_schema, "value": i.value}
-                           for i in (interrupts or {}).get(t.id, ())),
-                       "state": self._subgraph_config(t)} for t in next_tasks],
-        }
+        payload = checkpoint_payload(
+            self.checkpoint_config, parent, self.output(), metadata, next_tasks, interrupts,
+            [subgraph_state_config(t, self.thread_id) for t in next_tasks])
         self.emit("checkpoints", payload)
-        self.emit("debug", _debug("checkpoint", self.step, payload))
-
-    def _subgraph_config(self, task: Task) -> dict[str, Any] | None:
-        """Where a subgraph task's own checkpoints live (as a snapshot's ``tasks[i].state``
-        shows it), or None for a plain node."""
-        return subgraph_state_config(task, self.thread_id)
+        self.emit("debug", debug_payload("checkpoint", self.step, payload))
 
     def task_started(self, task: Task) -> None:
         if task.node.hidden:
@@ -811,11 +293,13 @@ class Loop:
         if "tasks" in self.scope.modes or "debug" in self.scope.modes:
             payload = task_start_payload(task)
             self.emit("tasks", payload)
-            self.emit("debug", _debug("task", self.step + 1, payload))
+            self.emit("debug", debug_payload("task", self.step + 1, payload))
 
     def _emit_update(self, task: Task) -> None:
         if "updates" in self.scope.modes and not task.node.hidden:
-            update = {task.name: _update_payload(task, self.program, self.update_keys)}
+            program = self.program
+            update = {task.name: update_payload(task, program.state_keys,
+                                                program.output_channels, self.update_keys)}
             if task.cached:
                 update["__metadata__"] = {"cached": True}
             self.emit("updates", update)
@@ -834,7 +318,7 @@ class Loop:
                 keys[task.id] = (task.node.cache_ns, cache_key(policy, task.input))
         if not keys:
             return tasks, keys
-        found = yield ("cache_get", list(dict.fromkeys(keys.values())))
+        found = yield CacheGet(list(dict.fromkeys(keys.values())))
         if not found:
             return tasks, keys
         remaining = []
@@ -860,7 +344,7 @@ class Loop:
                     and task.path not in failed):
                 pairs[key] = (encode_writes(task.writes), task.node.cache_policy.ttl)
         if pairs:
-            yield ("cache_set", pairs)
+            yield CacheSet(pairs)
 
     def task_done(self, task: Task, siblings: int) -> list[Request]:
         """Bookkeeping when a task ends (on the driver's thread): stream it, save its writes."""
@@ -874,16 +358,9 @@ class Loop:
             if "messages" in modes:
                 self._emit_node_messages(task)
         if ("tasks" in modes or "debug" in modes) and not task.node.hidden:
-            payload = {
-                "id": task.id,
-                "name": task.name,
-                "error": task.error,
-                "result": task_result(task.writes, self.program.state_keys | {RETURN}) or {},
-                "interrupts": [{"value": i.value, "id": i.id, "response_schema": i.response_schema}
-                               for i in task.interrupts],
-            }
+            payload = task_result_payload(task, self.program.state_keys)
             self.emit("tasks", payload)
-            self.emit("debug", _debug("task_result", self.step + 1, payload))
+            self.emit("debug", debug_payload("task_result", self.step + 1, payload))
         if self.program.delta_channels and task.error is None and not task.interrupts:
             task.writes = prepare_writes(self.channels, list(task.writes))
         handler = self._error_handler_task(task)
@@ -900,7 +377,7 @@ class Loop:
             task.writes = []
         return requests
 
-    def take_held_put(self) -> Request | None:
+    def take_held_put(self) -> Put | None:
         """The held put of the input checkpoint (see ``_with_held_put``), now to be sent
         on its own; None when none is held. The drivers send it when a run ends before
         its input task did (a failed or cancelled step)."""
@@ -915,9 +392,9 @@ class Loop:
         if held is None:
             return requests
         writes = requests[0] if requests else None
-        if (writes is not None and writes[0] == "put_writes"
-                and writes[1]["configurable"].get("checkpoint_id") == held[2]["id"]):
-            return [("put_with_writes", *held[1:], *writes[1:]), *requests[1:]]
+        if (isinstance(writes, PutWrites)
+                and writes.config["configurable"].get("checkpoint_id") == held.checkpoint["id"]):
+            return [PutWithWrites(held, writes), *requests[1:]]
         return [held, *requests]
 
     def _error_handler_task(self, task: Task) -> Task | None:
@@ -937,8 +414,8 @@ class Loop:
         step = self.step + 1
         tid = planned_task_id(checkpoint_id_bytes(self.checkpoint["id"]), self.ns, step,
                               name, PUSH, task.id)
-        return self._task(tid, name, (PUSH, task.path, ERROR), packet.arg,
-                          self.program.nodes[name], (), step, task.managed)
+        return self.new_task(tid, name, (PUSH, task.path, ERROR), packet.arg,
+                             self.program.nodes[name], (), step, task.managed)
 
     def _save_task_writes(self, task: Task, siblings: int, handled: bool) -> list[Request]:
         """The requests that record a finished task's writes as pending writes (none when
@@ -953,7 +430,7 @@ class Loop:
             return []  # not a failure: the task runs again when the run is resumed
         elif task.error is not None:
             writes = [(ERROR, repr(task.error))]
-        elif (siblings > 1 or self.partial_step or self._writes_delta(task) or handled
+        elif (siblings > 1 or self.partial_step or self.writes_delta(task) or handled
               or (self.step_tasks > 1 and self.durability != "exit")
               or (task.name == START and self.durability != "exit")):
             # Only needed when a sibling may still fail or pause (alone, the task's writes
@@ -966,26 +443,21 @@ class Loop:
             writes = list(task.writes) or [(NO_WRITES, None)]
         else:
             return []
-        if self.durability == "exit" and self._writes_delta(task) and self._unsaved:
+        if self.durability == "exit" and self.writes_delta(task) and self._unsaved:
             # The step's own checkpoint is never saved: record the delta writes on the
             # last saved one, under ids that sort by step.
             delta = self.program.delta_channels
             exit_id = exit_delta_task_id(self.step + 1, task.id)
-            self._exit_ids[task.id] = exit_id
-            self._exit_writes.append((
-                "put_writes", self._unsaved[1],
-                [(c, v) for c, v in task.writes if c in delta],
-                exit_id, _path_str(task.path),
+            self.recorded_ids[task.id] = exit_id
+            self._exit_writes.append(PutWrites(
+                self._unsaved.config, [(c, v) for c, v in task.writes if c in delta],
+                exit_id, task_path_str(task.path),
             ))
-        request = self.put_writes(task.id, writes, task_path=_path_str(task.path))
+        request = self.put_writes(task.id, writes, task_path=task_path_str(task.path))
         if self.durability == "exit":
             self._exit_writes.append(request)
             return []
         return [request]
-
-    def _writes_delta(self, task: Task) -> bool:
-        delta = self.program.delta_channels
-        return bool(delta) and any(c in delta for c, _ in task.writes)
 
     def _emit_node_messages(self, task: Task) -> None:
         """Messages a node returned that were not already streamed token by token."""
@@ -994,7 +466,7 @@ class Loop:
         seen = self.scope.message_ids
         # a message a node received in its input is not news when it (or a graph above
         # it, returning the subgraph's state) hands it back, in this run
-        seen.update(_message_ids(task.input, BaseMessage))
+        seen.update(message_ids(task.input, BaseMessage))
         meta: dict[str, Any] | None = None
         for channel, value in task.writes:
             if channel not in self.program.state_keys:
@@ -1007,22 +479,12 @@ class Loop:
                 if message.id is not None:
                     seen.add(message.id)
                 if meta is None:
-                    meta = self._message_metadata(task)
+                    meta = message_metadata(self.config, task)
                 self.emit("messages", (message, meta))
-
-    def _message_metadata(self, task: Task) -> dict[str, Any]:
-        """The metadata a message a node returned streams with: the run's identifying
-        configurable keys, then the node's ``langgraph_*`` keys."""
-        conf = self.config.get("configurable") or {}
-        meta: dict[str, Any] = {k: conf[k] for k in _MESSAGE_META_KEYS if k in conf}
-        meta["ls_integration"] = "langgraph"
-        source = task.config.get("metadata") or {}
-        meta.update((k, v) for k, v in source.items() if k.startswith("langgraph_"))
-        return meta
 
     # -- the run --------------------------------------------------------------------
 
-    _exit_writes: list[Request]
+    _exit_writes: list[PutWrites]
 
     def run(self) -> Generator[Request, Any, None]:
         self._exit_writes = []
@@ -1051,15 +513,14 @@ class Loop:
                 target = replay.targets.get(self.ns)
                 if target is not None:
                     read_conf["checkpoint_id"] = target
-                    saved = yield ("get_tuple", {"configurable": read_conf})
+                    saved = yield GetTuple({"configurable": read_conf})
                     replay_id = None if replay.resume else target
                 elif replay.before is not None:
-                    saved = yield ("latest_before", {"configurable": read_conf},
-                                   replay.before)
+                    saved = yield LatestBefore({"configurable": read_conf}, replay.before)
                 else:
-                    saved = yield ("get_tuple", {"configurable": read_conf})
+                    saved = yield GetTuple({"configurable": read_conf})
             else:
-                saved = yield ("get_tuple", {"configurable": read_conf})
+                saved = yield GetTuple({"configurable": read_conf})
             if saved is not None and "checkpoint_id" in read_conf:
                 self.branch_from = read_conf["checkpoint_id"]
         else:
@@ -1084,57 +545,50 @@ class Loop:
                 yield from self._save_exit()
         if ended and self.checkpointer is not None and self.checkpoint_config is not None:
             # done or paused: the saver stores what its per-step checks left for later
-            yield ("settle", self.checkpoint_config)
+            yield Settle(self.checkpoint_config)
 
     def _save_exit(self) -> Generator[Request, Any, None]:
         """durability="exit": save the run's writes, then its last checkpoint (a write
         that fails leaves no checkpoint that would read it). Delta writes recorded on a
         thread that had no checkpoint yet go onto a stub: an empty checkpoint (step -2)
         saved first, as the last checkpoint's parent."""
-        request, self._unsaved = self._unsaved, None
+        put, self._unsaved = self._unsaved, None
         writes, self._exit_writes = self._exit_writes, []
-        self._exit_snapshots = set()
-        if request is not None:
-            parent = request[1]
+        self.exit_snapshots = set()
+        if put is not None:
+            parent = put.config
             if not (parent or {}).get("configurable", {}).get("checkpoint_id"):
                 # writes of channels the last checkpoint stores whole are not needed
-                whole = {k for k, v in request[2]["channel_values"].items()
+                whole = {k for k, v in put.checkpoint["channel_values"].items()
                          if isinstance(v, _DeltaSnapshot)}
-                writes = [w for w in writes if w[1] is not parent
-                          or any(c not in whole for c, _ in w[2])]
+                writes = [w for w in writes if w.config is not parent
+                          or any(c not in whole for c, _ in w.writes)]
             if not (parent or {}).get("configurable", {}).get("checkpoint_id") and any(
-                w[1] is parent for w in writes
+                w.config is parent for w in writes
             ):
                 stub = yield from self._put_stub(parent)
-                writes = [(w[0], stub, *w[2:]) if w[1] is parent else w for w in writes]
-                request = ("put", stub, *request[2:])
+                writes = [PutWrites(stub, w.writes, w.task_id, w.task_path)
+                          if w.config is parent else w for w in writes]
+                put = Put(stub, put.checkpoint, put.metadata, put.new_versions)
         yield from writes
-        if request is not None:
-            yield request
+        if put is not None:
+            yield put
 
     def _put_stub(self, parent: Any) -> Generator[Request, Any, Any]:
-        stub: Checkpoint = {
-            "v": 4,
-            "id": self._stub_id or create_checkpoint_id(),
-            "ts": datetime.now(UTC).isoformat(),
-            "channel_values": {},
-            "channel_versions": {},
-            "versions_seen": {},
-            "updated_channels": None,
-        }
+        stub: Checkpoint = empty_checkpoint(checkpoint_id=self._stub_id)
         metadata = {**self.metadata_base, "source": "input", "step": -2}
         if self.checkpoint_map:
             metadata["parents"] = dict(self.checkpoint_map)
-        saved = yield ("put", parent, stub, metadata, {})
-        return saved if saved is not None else self._config_for(stub["id"])
+        saved = yield Put(parent, stub, metadata, {})
+        return saved if saved is not None else self.config_for(stub["id"])
 
     def _at_head(self, saved: Any) -> Generator[Request, Any, bool]:
         """Whether ``saved`` is the thread's latest checkpoint (a run pinned to an older,
         superseded one is a fork: strict resume does not check its interrupts)."""
         if saved is None or self.branch_from is None:
             return True
-        head = yield ("get_tuple", {"configurable": {"thread_id": self.thread_id,
-                                                     "checkpoint_ns": self.ns}})
+        head = yield GetTuple({"configurable": {"thread_id": self.thread_id,
+                                                "checkpoint_ns": self.ns}})
         return head is None or head.config["configurable"]["checkpoint_id"] == (
             saved.config["configurable"]["checkpoint_id"])
 
@@ -1178,16 +632,8 @@ class Loop:
                     "with checkpointer=MemorySaver() (or a durable saver) to resume."
                 )
         if saved is not None:
-            self.checkpoint = saved.checkpoint
-            stored = migrate_checkpoint(self.program, self.checkpoint, saved.pending_writes)
-            self.checkpoint.setdefault("versions_seen", {})
             histories = yield from delta_histories(self.program, saved)
-            self.channels = restore_channels(self.program, saved.checkpoint, histories)
-            self.checkpoint_config = saved.config
-            self.parent_config = saved.parent_config
-            self.step = (saved.metadata or {}).get("step", -1)
-            self.delta_counters = dict((saved.metadata or {}).get(COUNTERS_KEY) or {})
-            self.updated = None
+            stored = self.restore(saved, histories)
             if replay_id and not resuming_command:
                 # Replaying from a past checkpoint (or new input on it): forget its pending
                 # writes so every task (and interrupt) runs again, on a fork so history
@@ -1203,15 +649,7 @@ class Loop:
                     self.pending.succeeded = {}
                     self.pending.errors = {}
         else:
-            self.checkpoint = {
-                "v": 4,
-                "id": create_checkpoint_id(),
-                "ts": "",
-                "channel_values": {},
-                "channel_versions": {},
-                "versions_seen": {},
-                "updated_channels": None,
-            }
+            self.checkpoint = empty_checkpoint(ts="")
             self.channels = self.program.new_channels()
         self.stop = self.step + self.recursion_limit + 2
         if (
@@ -1294,7 +732,7 @@ class Loop:
                 yield from self._record_direct_input(writes)
             else:
                 self.channels[START].update([inp])
-                version = self._next_version()
+                version = self.next_version()
                 self.checkpoint["channel_versions"][START] = version
                 self.updated = (self.updated or set()) | {START}
             # the input is recorded as seen by the (virtual) input task, as LangGraph does
@@ -1317,7 +755,7 @@ class Loop:
             self.force_delta_snapshot = True
             return
         tid = str(uuid.uuid4())
-        yield ("put_writes", self._saver_config(self.checkpoint_config), recorded, tid, "")
+        yield PutWrites(self.saver_config(self.checkpoint_config), recorded, tid, "")
         self.delta_applied.append(tid)
 
     def _record_input_writes(
@@ -1332,20 +770,12 @@ class Loop:
             recorded = [(c, v) for c, v in writes if c in delta]
             if recorded:
                 tid = exit_delta_task_id(self.step + 1, NULL_TASK_ID)
-                self._exit_writes.append(("put_writes", self._unsaved[1], recorded, tid, ""))
+                self._exit_writes.append(PutWrites(self._unsaved.config, recorded, tid, ""))
                 self.delta_applied.append(tid)
             return
         yield self.put_writes(NULL_TASK_ID, stored)
         if any(c in delta for c, _ in writes):
             self.delta_applied.append(NULL_TASK_ID)
-
-    def _note_applied(self, tasks: list[Task]) -> None:
-        """The next checkpoint applies these tasks' recorded delta writes, in task order."""
-        if not self.program.delta_channels:
-            return
-        for task in sorted(tasks, key=_task_order):
-            if self._writes_delta(task):
-                self.delta_applied.append(self._exit_ids.pop(task.id, task.id))
 
     def _replay(self, saved: Any) -> Generator[Request, Any, None]:
         """Start replaying ``saved``: fork it, unless it is the thread's newest checkpoint
@@ -1355,8 +785,8 @@ class Loop:
         if branch:
             parent = (saved.parent_config or {}).get("configurable") or {}
             before = parent.get("checkpoint_id") or before
-            head = yield ("get_tuple", {"configurable": {"thread_id": self.thread_id,
-                                                         "checkpoint_ns": self.ns}})
+            head = yield GetTuple({"configurable": {"thread_id": self.thread_id,
+                                                    "checkpoint_ns": self.ns}})
             branch = head is not None and head.config["configurable"]["checkpoint_id"] == (
                 saved.config["configurable"]["checkpoint_id"])
         if not self.scope.nested:
@@ -1450,7 +880,7 @@ class Loop:
                 self.step_tasks = len(tasks)
                 for task in to_run:
                     self.task_started(task)
-                yield ("run", to_run)
+                yield RunTasks(to_run)
             if self.handlers:  # error handlers the step's failures started
                 to_run = [*to_run, *self.handlers]
                 tasks = [*tasks, *self.handlers]
@@ -1464,7 +894,7 @@ class Loop:
             if paused:
                 self.status = "interrupted"
                 self._show_finished([t for t in tasks if not t.interrupts])
-                ordered = sorted(paused, key=_task_order)
+                ordered = sorted(paused, key=task_order)
                 found = {i.id: i for t in ordered for i in t.interrupts}
                 # one "updates" event per paused task, as each task's interrupt is saved
                 per_task = [t.interrupts for t in ordered if t.interrupts]
@@ -1475,7 +905,7 @@ class Loop:
                     per_task.append(called)
                 self._pause(tuple(found.values()), per_task)
                 return
-            self._note_applied(tasks)
+            self.note_applied(tasks)
             self.apply(tasks)
             yield from self._new_checkpoint(step, "loop")
             if self._wrote_output():
@@ -1513,7 +943,7 @@ class Loop:
                 self.emit("values", {**(shown if isinstance(shown, dict) else {}),
                                      INTERRUPT: interrupts})
             elif interrupts:
-                self.emit("values", {**_as_dict(self.output()), INTERRUPT: interrupts})
+                self.emit("values", {**as_dict(self.output()), INTERRUPT: interrupts})
             elif self.view is not None:  # finished siblings of a task paused at a breakpoint
                 self.emit("values", self.output())
 
@@ -1526,7 +956,7 @@ class Loop:
             return
         keys = self.program.state_keys
         grouped: dict[str, list[Any]] = {}
-        for task in sorted(finished, key=_task_order):
+        for task in sorted(finished, key=task_order):
             for channel, value in task.writes:
                 if channel in keys:
                     grouped.setdefault(channel, []).append(value)
@@ -1546,43 +976,11 @@ class Loop:
             raise GraphInterrupt(self.interrupts)
 
 
-def subgraph_state_config(task: Task, thread_id: Any) -> dict[str, Any] | None:
-    """The config of a subgraph task's own checkpoints: under the task's namespace, or
-    for a subgraph compiled with ``checkpointer=True`` under its stable one (no task ids),
-    where it keeps its state from run to run. None for a plain node, and for a subgraph
-    compiled with ``checkpointer=False`` (it keeps no checkpoints)."""
-    sub = task.node.bound.subgraph
-    if sub is None or getattr(sub, "checkpointer", None) is False:
-        return None
-    ns = task.ns
-    if getattr(sub, "checkpointer", None) is True:
-        ns = stable_ns(ns)
-    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}
-
-
-def _message_ids(value: Any, kind: type) -> set[str]:
-    """Ids of the messages in a node's input (a state dict, a model, or a message list)."""
-    if isinstance(value, dict):
-        items: Any = value.values()
-    elif hasattr(value, "__dict__") and not isinstance(value, kind):
-        items = vars(value).values()
-    else:
-        items = (value,)
-    ids: set[str] = set()
-    for item in items:
-        for message in item if isinstance(item, list) else (item,):
-            if isinstance(message, kind) and message.id is not None:
-                ids.add(message.id)
-    return ids
-
-
 def check_strict_resume(resume: Any, pending: list[Interrupt]) -> None:
     """Strict resume (``CONFIG_KEY_STRICT_RESUME``): refuse, before anything is written, an
     answer that cannot go where it is meant to - a map naming an interrupt that is not
     pending (unknown, or already answered), an empty map, or one bare value while several
     interrupts wait."""
-    from threadloom.engine.task import is_resume_map
-
     pending_ids = tuple(sorted(i.id for i in pending))
     shown = ", ".join(pending_ids) or "none"
     if isinstance(resume, dict) and not resume:
@@ -1605,95 +1003,3 @@ def check_strict_resume(resume: Any, pending: list[Interrupt]) -> None:
             f"id with Command(resume={{interrupt_id: answer, ...}}). Pending: {shown}.",
             reason="ambiguous", interrupt_ids=(), pending_ids=pending_ids,
         )
-
-
-def task_result(writes: Any, keys: Any) -> dict[str, Any] | None:
-    """What a task wrote to the state, by key (several writes to one key: ``$writes``)."""
-    out: dict[str, Any] = {}
-    many: dict[str, list[Any]] = {}
-    for channel, value in writes:
-        if channel not in keys:
-            continue
-        if channel in many:
-            many[channel].append(value)
-        elif channel in out:
-            many[channel] = [out[channel], value]
-            out[channel] = {"$writes": many[channel]}
-        else:
-            out[channel] = value
-    return out or None
-
-
-def stable_ns(ns: str) -> str:
-    """A namespace without its task ids: where a stateful subgraph keeps its history."""
-    return "|".join(part.split(":", 1)[0] for part in ns.split("|"))
-
-
-def _task_order(task: Task) -> tuple[Any, ...]:
-    path = task.path
-    if not path:
-        return ("", "")
-    if path[0] == PULL:
-        return (path[0], path[1])
-    if isinstance(path[1], int):
-        return (path[0], f"{path[1]:010d}")
-    return (path[0], task_path_str(path[1:]))  # an error handler's: (PUSH, failed, ERROR)
-
-
-def task_path_str(path: tuple[Any, ...]) -> str:
-    """A task path as a string that sorts in task order: ``"~__pregel_pull, node"``,
-    ``"~__pregel_push, 0000000002"``; nested paths nest (``"~push, ~push, 0000000002,
-    0000000001"``)."""
-    parts = []
-    for part in path:
-        if isinstance(part, tuple):
-            parts.append(task_path_str(part))
-        elif isinstance(part, str):
-            parts.append(part)
-        elif isinstance(part, int) and not isinstance(part, bool):
-            parts.append(f"{part:010d}")
-    return f"~{', '.join(parts)}" if parts else ""
-
-
-_path_str = task_path_str
-
-
-def _update_payload(task: Task, program: Program, shown_keys: Any = None) -> Any:
-    """A task's ``updates`` chunk: its writes by key; a list of such dicts when it wrote
-    one key more than once (each repeat starts the next dict). ``shown_keys``: the run's
-    ``output_keys`` (only those keys; one key named alone: its values, not dicts)."""
-    writes = task.writes
-    if len(writes) == 1 and writes[0][0] == RETURN:  # a called task: what it returned
-        return writes[0][1]
-    if isinstance(shown_keys, str):
-        values = [value for ch, value in writes if ch == shown_keys]
-        return (values[0] if len(values) == 1 else values) if values else None
-    keys = program.state_keys if shown_keys is None else set(shown_keys)
-    groups: list[dict[str, Any]] = [{}]
-    for ch, value in writes:
-        if ch in keys:
-            if ch in groups[-1]:
-                groups.append({})
-            groups[-1][ch] = value
-    single = program.output_channels
-    if shown_keys is None and isinstance(single, str) and len(keys) == 1:
-        # a graph whose state is one bare value
-        shown = [g[single] if single in g else g for g in groups]
-    else:
-        shown = list(groups)
-    if len(shown) > 1:
-        return shown
-    return shown[0] or None
-
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {"__root__": value}
-
-
-def _debug(kind: str, step: int, payload: Any) -> dict[str, Any]:
-    return {
-        "step": step,
-        "timestamp": datetime.now(UTC).isoformat(),
-        "type": kind,
-        "payload": payload,
-    }

@@ -18,7 +18,7 @@ from typing import Any
 from xxhash import xxh3_128_hexdigest
 
 from threadloom._schema import is_typeddict
-from threadloom.constants import CONFIG_KEY_RUNTIME, RESUME
+from threadloom.constants import CONFIG_KEY_RUNTIME, PULL, RESUME
 from threadloom.errors import GraphInterrupt, mark_invalid_resume
 from threadloom.types import Interrupt, interrupt_id
 
@@ -354,6 +354,35 @@ def checked_answer(answer: Any, schema: Any, iid: str) -> Any:
         exc.add_note(f"{INVALID_RESUME_NOTE} (interrupt {iid})")
         mark_invalid_resume(exc)
         raise
+
+
+def task_order(task: Task) -> tuple[Any, ...]:
+    """The key that sorts tasks in the order their writes apply (and their events show):
+    triggered nodes by name, then ``Send`` packets by index, error handlers by the path
+    of the task that failed."""
+    path = task.path
+    if not path:
+        return ("", "")
+    if path[0] == PULL:
+        return (path[0], path[1])
+    if isinstance(path[1], int):
+        return (path[0], f"{path[1]:010d}")
+    return (path[0], task_path_str(path[1:]))  # an error handler's: (PUSH, failed, ERROR)
+
+
+def task_path_str(path: tuple[Any, ...]) -> str:
+    """A task path as a string that sorts in task order: ``"~__pregel_pull, node"``,
+    ``"~__pregel_push, 0000000002"``; nested paths nest (``"~push, ~push, 0000000002,
+    0000000001"``)."""
+    parts = []
+    for part in path:
+        if isinstance(part, tuple):
+            parts.append(task_path_str(part))
+        elif isinstance(part, str):
+            parts.append(part)
+        elif isinstance(part, int) and not isinstance(part, bool):
+            parts.append(f"{part:010d}")
+    return f"~{', '.join(parts)}" if parts else ""
 
 
 class _Paused(tuple[Any, ...]):

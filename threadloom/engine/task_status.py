@@ -1,7 +1,7 @@
 """What a checkpoint's pending writes say about each task of the open superstep.
 
 ``task_statuses(writes)`` groups the ``(task_id, channel, value)`` pending writes by
-task (see :class:`threadloom.engine.loop.PendingWrites`) and tells, per task, whether it
+task (see :class:`threadloom.engine.thread.PendingWrites`) and tells, per task, whether it
 finished, what it wrote, how it failed and which of its interrupts still wait for an
 answer: a task that finished after being resumed keeps its old interrupt recorded, but
 that interrupt is no longer pending.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from threadloom.engine.loop import PendingWrites
+from threadloom.engine.thread import PendingWrites
 from threadloom.types import Interrupt
 
 __all__ = ["TaskStatus", "task_statuses"]

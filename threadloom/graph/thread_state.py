@@ -1,72 +1,75 @@
 """Reading and editing a thread's state: ``get_state``, history and ``update_state``.
 
-Each operation is a generator that yields saver requests, like the run loop, so the sync
-and async methods of ``CompiledStateGraph`` share one implementation. One request is not
-the saver's: ``("node_writes", writer, task, values)`` asks for a node's writes for an
-update, so the async driver can await an async routing function.
+Each operation is a generator that yields typed requests (``threadloom.engine.
+requests``), like the run loop, so the sync and async methods of ``CompiledStateGraph``
+share one implementation; the thread state itself (restore, plan, apply, seal) is the
+engine's ``ThreadState``, the one the run loop extends. One request is not the saver's:
+``NodeWrites`` asks for a node's writes for an update, so the async driver can await an
+async routing function.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import deque
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from threadloom._schema import ROOT
+from threadloom.checkpoint.base import empty_checkpoint
 from threadloom.constants import COPY, END, INPUT, NULL_TASK_ID, PULL, PUSH, START
-from threadloom.engine.delta import COUNTERS_KEY, prepare_writes
-from threadloom.engine.loop import (
-    Loop,
-    PendingWrites,
-    delta_histories,
-    migrate_checkpoint,
-    restore_channels,
-    subgraph_state_config,
-    task_result,
+from threadloom.engine.delta import prepare_writes
+from threadloom.engine.payloads import task_result
+from threadloom.engine.requests import (
+    GetTuple,
+    NodeWrites,
+    PutWrites,
+    Request,
+    aperform,
+    perform,
 )
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import ResumeBox, Task
+from threadloom.engine.thread import (
+    PendingWrites,
+    ThreadState,
+    delta_histories,
+    subgraph_state_config,
+)
 from threadloom.errors import InvalidUpdateError
 from threadloom.types import PregelTask, StateSnapshot
 
 if TYPE_CHECKING:
     from threadloom.graph.compiled import CompiledStateGraph
 
-Request = tuple[Any, ...]
+__all__ = [
+    "ChildIndex",
+    "Update",
+    "delta_histories",
+    "get_state",
+    "history_config",
+    "run_async",
+    "run_sync",
+    "snapshot",
+    "update_state",
+]
 
 
 def run_sync(gen: Generator[Request, Any, Any], saver: Any) -> Any:
+    """Drive ``gen`` to its end with plain calls on ``saver``; return what it returns."""
     reply = None
     try:
         while True:
-            request = gen.send(reply)
-            if request[0] == "get_delta_channel_history":  # keyword-only in the saver API
-                reply = saver.get_delta_channel_history(config=request[1], channels=request[2])
-            elif request[0] == "node_writes":  # (node_writes, writer, task, values)
-                reply = request[1](request[2], request[3])
-            else:
-                reply = getattr(saver, request[0])(*request[1:])
+            reply = perform(saver, gen.send(reply))
     except StopIteration as stop:
         return stop.value
 
 
 async def run_async(gen: Generator[Request, Any, Any], saver: Any) -> Any:
+    """Drive ``gen`` to its end on ``saver``'s async methods; return what it returns."""
     reply = None
     try:
         while True:
-            request = gen.send(reply)
-            if request[0] == "get_delta_channel_history":
-                reply = await saver.aget_delta_channel_history(
-                    config=request[1], channels=request[2]
-                )
-            elif request[0] == "node_writes":  # an async routing function is awaited here
-                writer = request[1]
-                reply = (await writer.acall(request[2], request[3])
-                         if getattr(writer, "is_async", False)
-                         else writer(request[2], request[3]))
-            else:
-                reply = await getattr(saver, "a" + request[0])(*request[1:])
+            reply = await aperform(saver, gen.send(reply))
     except StopIteration as stop:
         return stop.value
 
@@ -90,34 +93,20 @@ def history_config(config: dict[str, Any]) -> dict[str, Any]:
     return read
 
 
-def _inspector(
+def _thread_state(
     graph: CompiledStateGraph, saver: Any, config: dict[str, Any], durability: str = "sync"
-) -> Loop:
+) -> ThreadState:
+    """The state of the thread ``config`` names, as ``graph`` reads it (empty until
+    restored)."""
     scope = Scope(modes=frozenset(), sink=None, resume_box=ResumeBox(), store=graph.store,
                   context=None, checkpointer=saver, ns="", nested=False)
-    return Loop(
-        graph.program, None, config, scope, checkpointer=saver, interrupt_before=(),
-        interrupt_after=(), durability=durability, recursion_limit=10**9,
-        input_writes=graph._input_writes, output=graph._output,
-        graph_name=graph.name, out=deque(),
-    )
+    return ThreadState(graph.program, config, scope, checkpointer=saver, durability=durability)
 
 
-def _load(loop: Loop, tup: Any, histories: Any = None) -> PendingWrites:
-    """Load ``tup`` into ``loop``; return its pending writes (both as this graph names
-    the channels, see ``migrate_checkpoint``)."""
-    loop.checkpoint = tup.checkpoint
-    stored = migrate_checkpoint(loop.program, loop.checkpoint, tup.pending_writes)
-    loop.checkpoint["versions_seen"] = {
-        k: dict(v) for k, v in tup.checkpoint.get("versions_seen", {}).items()
-    }
-    loop.checkpoint["channel_versions"] = dict(tup.checkpoint["channel_versions"])
-    loop.channels = restore_channels(loop.program, tup.checkpoint, histories)
-    loop.checkpoint_config = tup.config
-    loop.step = (tup.metadata or {}).get("step", -1)
-    loop.delta_counters = dict((tup.metadata or {}).get(COUNTERS_KEY) or {})
-    loop.updated = None
-    return PendingWrites(stored, tup.config)
+def _restore(state: ThreadState, tup: Any, histories: Any = None) -> PendingWrites:
+    """Restore ``tup`` into ``state`` (on copies of its version maps); return its
+    pending writes (both as this graph names the channels)."""
+    return PendingWrites(state.restore(tup, histories, copy=True), tup.config)
 
 
 def snapshot(
@@ -133,25 +122,25 @@ def snapshot(
     writes went straight into that checkpoint.
     """
     conf = tup.config["configurable"]
-    loop = _inspector(graph, None, {"configurable": {"thread_id": conf["thread_id"],
-                                                      "checkpoint_ns": conf["checkpoint_ns"]}})
-    loop.checkpointer = None
-    pending = _load(loop, tup, histories)
-    loop.apply_null_writes(pending.null)
+    state = _thread_state(graph, None, {"configurable": {
+        "thread_id": conf["thread_id"], "checkpoint_ns": conf["checkpoint_ns"]}})
+    pending = _restore(state, tup, histories)
+    state.apply_null_writes(pending.null)
     # shown as LangGraph lists them: the Send packets' tasks first, then triggered nodes
-    tasks = sorted(loop.plan(loop.step + 1, for_execution=False), key=lambda t: t.path[0] != PUSH)
-    pending.adopt_legacy_ids(tasks, loop.checkpoint["id"], loop.ns, loop.step + 1)
+    tasks = sorted(state.plan(state.step + 1, for_execution=False),
+                   key=lambda t: t.path[0] != PUSH)
+    pending.adopt_legacy_ids(tasks, state.checkpoint["id"], state.ns, state.step + 1)
     finished = [t for t in tasks if t.id in pending.succeeded]
     if live and finished:
         for t in finished:
             t.writes = pending.succeeded[t.id]
-        loop.apply(finished)
+        state.apply(finished)
     alone = None
     # (formats before v4 - LangGraph's - stored every task's writes: none to derive)
     if (child is not None and len(tasks) == 1 and tasks[0].id not in pending.succeeded
             and tasks[0].id not in pending.errors and tup.checkpoint.get("v", 4) >= 4
             and _is_child(child, tup)):
-        alone = _result_from_child(graph, loop, child)
+        alone = _result_from_child(graph, state, child)
     views = []
     for t in tasks:
         # the head shows only questions still open; a record (by id) every one asked
@@ -165,8 +154,9 @@ def snapshot(
             result = alone
         if isinstance(result, dict) and result.keys() == {ROOT}:
             result = result[ROOT]  # a graph whose state is one value: the value written
-        state = subgraph_state_config(t, conf["thread_id"])
-        views.append(PregelTask(t.id, t.name, t.path, error, tuple(interrupts), state, result))
+        sub_state = subgraph_state_config(t, conf["thread_id"])
+        views.append(PregelTask(t.id, t.name, t.path, error, tuple(interrupts), sub_state,
+                                result))
     shown = [v for v in views if not (live and v.id in pending.succeeded)]
     # A subgraph's checkpoint (and its parent) also names its ancestors' checkpoints,
     # as LangGraph's do.
@@ -174,7 +164,7 @@ def snapshot(
     config = _with_checkpoint_map(tup.config, parents)
     parent_config = _with_checkpoint_map(tup.parent_config, parents)
     return StateSnapshot(
-        values=graph._snapshot_values(loop.view if loop.view is not None else loop.channels),
+        values=graph._snapshot_values(state.channels),
         next=tuple(v.name for v in shown),
         config=config,
         metadata=tup.metadata,
@@ -206,7 +196,7 @@ def _is_child(child: Any, tup: Any) -> bool:
     return step is None or child_step is None or child_step == step + 1
 
 
-def _result_from_child(graph: CompiledStateGraph, loop: Loop, child: Any) -> Any:
+def _result_from_child(graph: CompiledStateGraph, state: ThreadState, child: Any) -> Any:
     """What a task that ran alone in its step wrote to the state, read back from the
     checkpoint its step made: for each state key that changed, the write that turns the
     value before into the value after (a plain value, or what a list reducer appended),
@@ -215,20 +205,20 @@ def _result_from_child(graph: CompiledStateGraph, loop: Loop, child: Any) -> Any
     after = child.checkpoint.get("channel_values") or {}
     updated = child.checkpoint.get("updated_channels")
     if updated is None:  # written without the list: the channels whose version moved
-        was = loop.checkpoint.get("channel_versions") or {}
+        was = state.checkpoint.get("channel_versions") or {}
         updated = [k for k, v in (child.checkpoint.get("channel_versions") or {}).items()
                    if was.get(k) != v]
     # a delta channel's checkpoint value is not the whole value: left out
     keys = [k for k in updated if k in program.state_keys and k not in program.delta_channels]
     result: dict[str, Any] = {}
     for key in keys:
-        if key not in after or key not in loop.channels:
+        if key not in after or key not in state.channels:
             continue
         new = program.channels[key].from_checkpoint(after[key])
         if not new.is_available():
             continue
         value = new.get()
-        before = loop.channels[key]
+        before = state.channels[key]
         old = before.get() if before.is_available() else None
         candidates = [value]
         if isinstance(value, list) and isinstance(old, list):
@@ -279,7 +269,7 @@ def get_state(
     graph: CompiledStateGraph, saver: Any, config: dict[str, Any], subgraphs: bool
 ) -> Generator[Request, Any, StateSnapshot]:
     read = _read_config(config)
-    tup = yield ("get_tuple", read)
+    tup = yield GetTuple(read)
     if tup is None:
         return StateSnapshot(values={}, next=(), config=config, metadata=None,
                              created_at=None, parent_config=None, tasks=(), interrupts=())
@@ -318,8 +308,8 @@ class ChildIndex:
         return self.children.pop(tup.config["configurable"]["checkpoint_id"], None)
 
 
-def _last_writer(loop: Loop, graph: CompiledStateGraph) -> str:
-    seen = loop.checkpoint["versions_seen"]
+def _last_writer(state: ThreadState, graph: CompiledStateGraph) -> str:
+    seen = state.checkpoint["versions_seen"]
     # a StateGraph's input is a node (START) that may be the last writer; a Pregel
     # graph's input is written to its channels by no node
     graph_input = getattr(graph, "_input_is_node", True)
@@ -364,13 +354,13 @@ def update_state(
     read = _read_config(config)
     # "async": the saver may commit the new checkpoint without waiting for the disk if it
     # makes it durable when the edit's run lock is released - before update_state returns
-    loop = _inspector(graph, saver, read, durability="async")
+    state = _thread_state(graph, saver, read, durability="async")
     ns = read["configurable"]["checkpoint_ns"]
     if ns:
         # a subgraph's checkpoint: the new one names its ancestors' checkpoints too, so
         # the root graph can be run from the returned config
         cmap = (config.get("configurable") or {}).get("checkpoint_map") or {}
-        loop.checkpoint_map = {k: v for k, v in cmap.items() if k != ns}
+        state.checkpoint_map = {k: v for k, v in cmap.items() if k != ns}
     nodes = graph.program.nodes
     if not updates:
         raise ValueError("update_state needs at least one update.")
@@ -387,47 +377,46 @@ def update_state(
             raise InvalidUpdateError(
                 "END, __input__ and __copy__ updates must be the only update of their superstep."
             )
-    tup = yield ("get_tuple", read)
+    tup = yield GetTuple(read)
     if tup is None:
-        loop.checkpoint = {"v": 4, "id": "", "ts": "", "channel_values": {},
-                           "channel_versions": {}, "versions_seen": {}, "updated_channels": None}
-        loop.channels = graph.program.new_channels()
-        loop.checkpoint_config = None
-        loop.step = -1
-        loop.updated = set()
+        state.checkpoint = empty_checkpoint(checkpoint_id="", ts="")
+        state.channels = graph.program.new_channels()
+        state.checkpoint_config = None
+        state.step = -1
+        state.updated = set()
         pending = PendingWrites(None)
     else:
         histories = yield from delta_histories(graph.program, tup)
-        pending = _load(loop, tup, histories)
-        loop.apply_null_writes(pending.null)
+        pending = _restore(state, tup, histories)
+        state.apply_null_writes(pending.null)
         if any(c in graph.program.delta_channels for c, _ in pending.null):
-            loop.delta_applied.append(NULL_TASK_ID)
+            state.delta_applied.append(NULL_TASK_ID)
     resolved = [
-        (values, as_node or (START if tup is None else _last_writer(loop, graph)))
+        (values, as_node or (START if tup is None else _last_writer(state, graph)))
         for values, as_node in updates
     ]
-    step = loop.step + 1
+    step = state.step + 1
     values, first = resolved[0]
     if first == COPY:  # applies none of the copied checkpoint's writes
-        yield from loop._new_checkpoint(loop.step, "fork")
-        return loop.checkpoint_config
+        yield from _seal(state, state.step, "fork")
+        return state.checkpoint_config
     source = "update"
     if first == INPUT and getattr(graph, "_input_writes_channels", False):
         # a Pregel graph's input goes straight into its input channels (its START node
         # only stands for that mapping): the update is that mapping's writes
         if tup is None:
-            loop.step = step = -1
+            state.step = step = -1
         resolved, first, source = [(values, START)], START, "input"
     if first == INPUT:
         if tup is None:
-            loop.step = -2  # a thread's first input is step -1, as in a run
-        loop.channels[START].update([values])
-        loop.checkpoint["channel_versions"][START] = loop._next_version()
-        loop.updated = {START}
-        yield from loop._new_checkpoint(loop.step + 1, "input")
-        return loop.checkpoint_config
-    tasks = loop.plan(step, for_execution=False)
-    pending.adopt_legacy_ids(tasks, loop.checkpoint["id"], loop.ns, step)
+            state.step = -2  # a thread's first input is step -1, as in a run
+        state.channels[START].update([values])
+        state.checkpoint["channel_versions"][START] = state.next_version()
+        state.updated = {START}
+        yield from _seal(state, state.step + 1, "input")
+        return state.checkpoint_config
+    tasks = state.plan(step, for_execution=False)
+    pending.adopt_legacy_ids(tasks, state.checkpoint["id"], state.ns, step)
     on_head = "checkpoint_id" not in read["configurable"]
     applied = []
     for t in tasks:
@@ -437,42 +426,49 @@ def update_state(
     if first == END:
         if values is not None:
             raise InvalidUpdateError("update_state(..., as_node=END) takes values=None.")
-        loop._note_applied(applied)
-        loop.apply(tasks)
-        yield from loop._new_checkpoint(step, "update")
-        return loop.checkpoint_config
+        state.note_applied(applied)
+        state.apply(tasks)
+        yield from _seal(state, step, "update")
+        return state.checkpoint_config
     record_ids: dict[str, str] = {}
     for index, (values, as_node) in enumerate(resolved):
         node = nodes[as_node]
         task = Task(f"update:{index}:{as_node}", as_node, (PULL, as_node), None, node,
-                    node.triggers, "", loop.scope)
+                    node.triggers, "", state.scope)
         named = getattr(updates[index], "task_id", None)
         if named:
             record_ids[task.id] = str(named)
-        task.channels = loop.channels
-        task.config = loop._task_config(task, step)
+        task.channels = state.channels
+        task.config = state.task_config(task, step)
         task.writes = prepare_writes(
-            loop.channels, list((yield ("node_writes", node.write, task, values))))
+            state.channels, list((yield NodeWrites(node.write, task, values))))
         applied.append(task)
-    loop.apply(applied)
-    yield from _record_delta_writes(loop, tup, applied, on_head, record_ids)
-    yield from loop._new_checkpoint(step, source)
-    return loop.checkpoint_config
+    state.apply(applied)
+    yield from _record_delta_writes(state, tup, applied, on_head, record_ids)
+    yield from _seal(state, step, source)
+    return state.checkpoint_config
+
+
+def _seal(state: ThreadState, step: int, source: str) -> Generator[Request, Any, None]:
+    """Seal ``state`` into its next checkpoint, and save it."""
+    put = state.seal(step, source)
+    if put is not None:
+        yield put
 
 
 def _record_delta_writes(
-    loop: Loop, tup: Any, tasks: list[Task], on_head: bool, record_ids: dict[str, str]
+    state: ThreadState, tup: Any, tasks: list[Task], on_head: bool, record_ids: dict[str, str]
 ) -> Generator[Request, Any, None]:
     """An update's writes to delta channels are their record (threadloom.engine.delta):
     store them on the checkpoint the update extends, and name them in the new
     checkpoint's metadata as the ones it applied (other children of an older checkpoint
     keep to their own). A thread's first update has no checkpoint to extend: the new
     checkpoint stores those channels whole."""
-    delta = loop.program.delta_channels
+    delta = state.program.delta_channels
     if not delta:
         return
     if tup is None:
-        loop.force_delta_snapshot = True
+        state.force_delta_snapshot = True
         return
     for task in tasks:
         writes = [(c, v) for c, v in task.writes if c in delta]
@@ -481,5 +477,5 @@ def _record_delta_writes(
         update = task.id.startswith("update:")
         tid = record_ids.get(task.id) or str(uuid.uuid4()) if update else task.id
         if update or not on_head:
-            yield ("put_writes", tup.config, writes, tid, "")
-        loop.delta_applied.append(tid)
+            yield PutWrites(tup.config, writes, tid, "")
+        state.delta_applied.append(tid)

@@ -1,19 +1,18 @@
 """Compatibility path ``langgraph.pregel._algo``: planning a superstep.
 
-``prepare_next_tasks`` plans with the engine's own planner (``Loop.plan``);
+``prepare_next_tasks`` plans with the engine's own planner (``ThreadState.plan``);
 ``task_path_str`` is the engine's task-path format.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from threadloom.engine.loop import Loop, task_path_str
 from threadloom.engine.program import Program
 from threadloom.engine.scope import Scope
-from threadloom.engine.task import ResumeBox
+from threadloom.engine.task import ResumeBox, task_path_str
+from threadloom.engine.thread import ThreadState
 
 __all__ = ["prepare_next_tasks", "task_path_str"]
 
@@ -39,10 +38,8 @@ def prepare_next_tasks(
                       state_keys=frozenset(channels), managed={})
     scope = Scope(modes=frozenset(), sink=None, resume_box=ResumeBox(), store=None,
                   context=None, checkpointer=None, ns="", nested=False)
-    loop = Loop(program, None, dict(config), scope, checkpointer=None, interrupt_before=(),
-                interrupt_after=(), durability="exit", recursion_limit=max(stop - step, 1),
-                input_writes=None, output=lambda c: None, graph_name="LangGraph", out=deque())
-    loop.checkpoint = checkpoint
-    loop.channels = dict(channels)
-    loop.stop = stop
-    return {t.id: t for t in loop.plan(step, for_execution=for_execution)}
+    state = ThreadState(program, dict(config), scope, checkpointer=None, durability="exit")
+    state.checkpoint = checkpoint
+    state.channels = dict(channels)
+    state.stop = stop
+    return {t.id: t for t in state.plan(step, for_execution=for_execution)}

@@ -116,11 +116,14 @@ def create_checkpoint_id() -> str:
     return f"{h[:8]}-{h[8:]}-6{low:03x}-{clock_seq:04x}-{node:012x}"
 
 
-def empty_checkpoint() -> Checkpoint:
+def empty_checkpoint(*, checkpoint_id: str | None = None, ts: str | None = None) -> Checkpoint:
+    """A checkpoint of no channels (format 4): a new thread's, before its first step.
+    ``checkpoint_id`` and ``ts`` default to a new id (``create_checkpoint_id``) and the
+    current time."""
     return Checkpoint(
         v=4,
-        id=create_checkpoint_id(),
-        ts=datetime.now(UTC).isoformat(),
+        id=create_checkpoint_id() if checkpoint_id is None else checkpoint_id,
+        ts=datetime.now(UTC).isoformat() if ts is None else ts,
         channel_values={},
         channel_versions={},
         versions_seen={},
