@@ -8,15 +8,17 @@ sample order must be what ``bench/RESULTS.md`` says they are.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from bench import harness, programs, report
 from bench.api import load_api
 from bench.cases import HISTORY_CHECKPOINTS, figures
 from bench.cli import _linear, async_section
+from bench.fake_model import TurnsChatModel, tool_results_so_far
 from bench.harness import Prepared
 from bench.normalize import first_difference, normalize
 from bench.savers import open_saver
@@ -123,3 +125,41 @@ def test_async_share_is_async_cycles_per_second_over_sync() -> None:
         {"postgres": {"threadloom": stats(0.01, 0.02), "langgraph": stats(0.05, 0.05)}}
     )
     assert slow[0][1] is False
+
+
+class _CountingHistory(Sequence[Any]):
+    """A message history that records which positions were read."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        self.messages = messages
+        self.read: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def __getitem__(self, i: Any) -> Any:
+        self.read.append(i)
+        return self.messages[i]
+
+
+def _agent_history(turns: int) -> list[Any]:
+    history: list[Any] = [HumanMessage("Check stock for every item.")]
+    for n in range(1, turns + 1):
+        call = {"name": "lookup", "args": {"q": f"item {n}"}, "id": f"call_{n}"}
+        history += [AIMessage("", tool_calls=[call]), ToolMessage("42", tool_call_id=call["id"])]
+    return history
+
+
+def test_the_agent_benchmark_model_reads_only_the_tail_of_the_history() -> None:
+    model = TurnsChatModel(turns=600)
+    history = _CountingHistory(_agent_history(500))
+    reply = model._generate(history)  # type: ignore[arg-type]
+    assert reply.generations[0].message.tool_calls[0]["id"] == "call_501"  # type: ignore[attr-defined]
+    assert len(history.read) == 1  # not 1,001: its cost per call is independent of length
+
+    assert tool_results_so_far(_agent_history(0)) == 0
+    assert TurnsChatModel(turns=3)._generate(_agent_history(3)).generations[0].message.content == (
+        "Done: looked up 3 items."
+    )
+    with pytest.raises(ValueError, match="'other-7' does not answer a call of this model"):
+        tool_results_so_far([ToolMessage("x", tool_call_id="other-7")])
