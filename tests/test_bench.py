@@ -163,3 +163,22 @@ def test_the_agent_benchmark_model_reads_only_the_tail_of_the_history() -> None:
     )
     with pytest.raises(ValueError, match="'other-7' does not answer a call of this model"):
         tool_results_so_far([ToolMessage("x", tool_call_id="other-7")])
+
+
+def test_agent_loop_figures_net_of_the_model_per_run_and_mark_the_judged_one() -> None:
+    from bench.scale import Sample, _growth, _median_sample, table
+
+    samples = [Sample(1.0, 0.5, 0.2, 0.1), Sample(3.0, 0.7, 2.5, 0.4), Sample(2.0, 0.6, 0.3, 0.2)]
+    medians = _median_sample(samples)
+    # each run minus its own model time (0.8, 0.5, 1.7), not median minus median (1.7)
+    assert medians["net_wall"] == pytest.approx(0.8)
+    assert medians["net_cpu"] == pytest.approx(0.4)
+    assert medians["model_cpu"] == pytest.approx(0.2)
+
+    per_turn = {"threadloom": [1.0, 1.4], "langgraph": [2.0, 8.0]}
+    judged = _growth("net, CPU", "memory", [10, 1000], per_turn, target=1.5, judged=True)
+    wall = _growth("wall", "memory", [10, 1000], {"threadloom": [1.0, 3.0], "langgraph": [1, 2]})
+    text = table([wall, judged])
+    assert "last/first per turn 1.40x / 4.00x; PASS (<= 1.5x) *" in text
+    assert "last/first per turn 3.00x / 2.00x\n" in text  # no target: no verdict
+    assert text.endswith("the 1.5x growth net of the chat model)")
