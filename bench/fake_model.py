@@ -2,11 +2,14 @@
 
 ``TurnsChatModel(turns=N)`` asks for the ``lookup`` tool until the conversation holds N
 tool results, then answers in plain text - so an agent graph runs exactly N tool turns.
-It depends only on ``langchain_core``, never on either graph library.
+It reads only the tail of the history (its own tool call ids number the calls), so what
+it costs per call does not grow with the conversation. It depends only on
+``langchain_core``, never on either graph library.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -15,11 +18,33 @@ from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import tool
 
+_CALL = "call_"
+
 
 @tool
 def lookup(q: str) -> str:
     """Look up how many widgets of a kind are in stock."""
     return f"Result for {q}: 42 widgets in stock, reorder level 10."
+
+
+def tool_results_so_far(messages: Sequence[BaseMessage]) -> int:
+    """How many tool results the conversation holds, read from its newest one.
+
+    The model numbers its calls ``call_1``, ``call_2``...; the newest tool result answers
+    the newest call, so its id is the count. Walks back only to that result (the last
+    message in an agent loop), never over the whole history.
+    """
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        if isinstance(message, ToolMessage):
+            number = message.tool_call_id.removeprefix(_CALL)
+            if not number.isdigit():
+                raise ValueError(
+                    f"tool result {message.tool_call_id!r} does not answer a call of this "
+                    f"model (ids {_CALL}1, {_CALL}2, ...)"
+                )
+            return int(number)
+    return 0
 
 
 class TurnsChatModel(BaseChatModel):
@@ -38,12 +63,12 @@ class TurnsChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        done = sum(1 for m in messages if isinstance(m, ToolMessage))
+        done = tool_results_so_far(messages)
         if done < self.turns:
             n = done + 1
             message = AIMessage(
                 content=f"Let me look up item {n}.",
-                tool_calls=[{"name": "lookup", "args": {"q": f"item {n}"}, "id": f"call_{n}"}],
+                tool_calls=[{"name": "lookup", "args": {"q": f"item {n}"}, "id": f"{_CALL}{n}"}],
             )
         else:
             message = AIMessage(content=f"Done: looked up {done} items.")

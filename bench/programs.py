@@ -144,14 +144,16 @@ def agent_graph(
     api: Api, checkpointer: Any, turns: int, model_clock: list[float] | None = None
 ) -> Graph:
     """agent -> tools -> agent ... until the model stops calling tools. ``model_clock``:
-    a one-item list the seconds spent in the chat model's ``invoke`` are added to."""
+    a two-item list the seconds spent in the chat model's ``invoke`` are added to, wall
+    clock (``time.perf_counter``) first, then CPU time (``time.process_time``)."""
     model = TurnsChatModel(turns=turns)
 
     def agent(state: State) -> State:
         if model_clock is None:
             return {"messages": [model.invoke(state["messages"])]}
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         reply = model.invoke(state["messages"])
+        model_clock[1] += time.process_time() - cpu
         model_clock[0] += time.perf_counter() - start
         return {"messages": [reply]}
 

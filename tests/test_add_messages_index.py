@@ -69,3 +69,26 @@ def test_a_short_list_keeps_no_index() -> None:
     longer = add_messages(short, [AIMessage("one more", id="more")])
     assert len(longer) == _message_index.MIN_LENGTH
     assert _message_index.recall(longer) is not None
+
+
+def test_a_merge_copies_a_few_index_entries_not_the_whole_index() -> None:
+    size, steps = 10_000, 200
+    messages = add_messages([], [HumanMessage(f"m{i}", id=f"m{i}") for i in range(size)])
+    before = _message_index.entries_copied
+    for i in range(steps):  # each list merged twice, as the engine does for a branch
+        branch = add_messages(messages, [AIMessage("branch", id=f"b{i}")])
+        assert branch[-1].id == f"b{i}" and len(branch) == size + i + 1
+        messages = add_messages(messages, [AIMessage(f"n{i}", id=f"n{i}")])
+    copied = _message_index.entries_copied - before
+    # a copy of the whole index per merge would be 2 * 200 * ~10,000 = 4,000,000 entries;
+    # the added entries (at most sqrt(10,000) = 100) and a few folds are ~60,000
+    assert copied < 100_000
+    assert _ids(messages) == [f"m{i}" for i in range(size)] + [f"n{i}" for i in range(steps)]
+
+    # ids in the folded base and among the newest added ones are found where they are
+    out = add_messages(
+        messages,
+        [HumanMessage("x", id="m5"), AIMessage("y", id="n150"), AIMessage("z", id="n199")],
+    )
+    assert [out[5].content, out[size + 150].content, out[-1].content] == ["x", "y", "z"]
+    assert len(out) == size + steps and messages[5].content == "m5"

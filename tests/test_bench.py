@@ -8,15 +8,17 @@ sample order must be what ``bench/RESULTS.md`` says they are.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from bench import harness, programs, report
 from bench.api import load_api
 from bench.cases import HISTORY_CHECKPOINTS, figures
 from bench.cli import _linear, async_section
+from bench.fake_model import TurnsChatModel, tool_results_so_far
 from bench.harness import Prepared
 from bench.normalize import first_difference, normalize
 from bench.savers import open_saver
@@ -123,3 +125,60 @@ def test_async_share_is_async_cycles_per_second_over_sync() -> None:
         {"postgres": {"threadloom": stats(0.01, 0.02), "langgraph": stats(0.05, 0.05)}}
     )
     assert slow[0][1] is False
+
+
+class _CountingHistory(Sequence[Any]):
+    """A message history that records which positions were read."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        self.messages = messages
+        self.read: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def __getitem__(self, i: Any) -> Any:
+        self.read.append(i)
+        return self.messages[i]
+
+
+def _agent_history(turns: int) -> list[Any]:
+    history: list[Any] = [HumanMessage("Check stock for every item.")]
+    for n in range(1, turns + 1):
+        call = {"name": "lookup", "args": {"q": f"item {n}"}, "id": f"call_{n}"}
+        history += [AIMessage("", tool_calls=[call]), ToolMessage("42", tool_call_id=call["id"])]
+    return history
+
+
+def test_the_agent_benchmark_model_reads_only_the_tail_of_the_history() -> None:
+    model = TurnsChatModel(turns=600)
+    history = _CountingHistory(_agent_history(500))
+    reply = model._generate(history)  # type: ignore[arg-type]
+    assert reply.generations[0].message.tool_calls[0]["id"] == "call_501"  # type: ignore[attr-defined]
+    assert len(history.read) == 1  # not 1,001: its cost per call is independent of length
+
+    assert tool_results_so_far(_agent_history(0)) == 0
+    assert TurnsChatModel(turns=3)._generate(_agent_history(3)).generations[0].message.content == (
+        "Done: looked up 3 items."
+    )
+    with pytest.raises(ValueError, match="'other-7' does not answer a call of this model"):
+        tool_results_so_far([ToolMessage("x", tool_call_id="other-7")])
+
+
+def test_agent_loop_figures_net_of_the_model_per_run_and_mark_the_judged_one() -> None:
+    from bench.scale import Sample, _growth, _median_sample, table
+
+    samples = [Sample(1.0, 0.5, 0.2, 0.1), Sample(3.0, 0.7, 2.5, 0.4), Sample(2.0, 0.6, 0.3, 0.2)]
+    medians = _median_sample(samples)
+    # each run minus its own model time (0.8, 0.5, 1.7), not median minus median (1.7)
+    assert medians["net_wall"] == pytest.approx(0.8)
+    assert medians["net_cpu"] == pytest.approx(0.4)
+    assert medians["model_cpu"] == pytest.approx(0.2)
+
+    per_turn = {"threadloom": [1.0, 1.4], "langgraph": [2.0, 8.0]}
+    judged = _growth("net, CPU", "memory", [10, 1000], per_turn, target=1.5, judged=True)
+    wall = _growth("wall", "memory", [10, 1000], {"threadloom": [1.0, 3.0], "langgraph": [1, 2]})
+    text = table([wall, judged])
+    assert "last/first per turn 1.40x / 4.00x; PASS (<= 1.5x) *" in text
+    assert "last/first per turn 3.00x / 2.00x\n" in text  # no target: no verdict
+    assert text.endswith("the 1.5x growth net of the chat model)")

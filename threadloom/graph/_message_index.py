@@ -15,17 +15,22 @@ removed, replaced or reordered by a node - is not the remembered one: merged the
 
 Bounded to a few lists (the most recently used), thread-safe. A list may be merged more
 than once (the engine merges a node's writes into the channel's value for a conditional
-edge to read, then into the channel itself): each merge gets a copy of the index (a
-C-level copy of the dict, far cheaper than building it).
+edge to read, then into the channel itself), so a merge never changes an index it was
+given: an ``Index`` is a *base* shared by the lists merged from one another, never
+changed once remembered, and the entries this list *added* since, which each merge gets
+a copy of. The added entries are folded into a new base once they outnumber the square
+root of the base's size, so a merge copies O(sqrt(length)) entries, amortized, instead of
+the whole index (``entries_copied`` counts them).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from typing import Any
 
-__all__ = ["MAX_LISTS", "MIN_LENGTH", "recall", "remember"]
+__all__ = ["FOLD_MIN", "MAX_LISTS", "MIN_LENGTH", "Index", "recall", "remember"]
 
 MAX_LISTS = 32
 """How many returned lists keep their index (one per live conversation being merged)."""
@@ -34,13 +39,44 @@ MIN_LENGTH = 16
 """Shorter lists keep no index: coercing and indexing a few messages again costs less
 than remembering the list (a copy, a lock, an LRU entry) and checking it on recall."""
 
-_lists: OrderedDict[int, tuple[list[Any], list[Any], dict[str, int]]] = OrderedDict()
+FOLD_MIN = 32
+"""Added entries an index keeps apart from its base at least, however short the list."""
+
+entries_copied = 0
+"""Index entries copied by ``recall`` and ``remember``, in all (an operation counter:
+what reusing an index costs a merge)."""
+
+
+class Index:
+    """The id index of one merged list: id -> position.
+
+    ``base`` may be shared with the lists this one was merged from and is never changed;
+    ``added`` holds the entries set since, looked up first. Removing an entry is not
+    supported: a merge that removes messages builds a new index.
+    """
+
+    __slots__ = ("added", "base")
+
+    def __init__(self, base: dict[str, int], added: dict[str, int] | None = None) -> None:
+        self.base = base
+        self.added: dict[str, int] = {} if added is None else added
+
+    def get(self, message_id: str) -> int | None:
+        """The position of ``message_id``, or None when it is not in the list."""
+        found = self.added.get(message_id)
+        return self.base.get(message_id) if found is None else found
+
+    def __setitem__(self, message_id: str, position: int) -> None:
+        self.added[message_id] = position
+
+
+_lists: OrderedDict[int, tuple[list[Any], list[Any], Index]] = OrderedDict()
 _lock = threading.Lock()
 
 
-def recall(left: Any) -> dict[str, int] | None:
-    """A copy of the id index of ``left`` when it is a list ``remember`` was given and is
-    unchanged since; else None."""
+def recall(left: Any) -> Index | None:
+    """The id index of ``left`` when it is a list ``remember`` was given and is unchanged
+    since (its base shared, its added entries a copy the caller may change); else None."""
     if type(left) is not list or len(left) < MIN_LENGTH:
         return None
     with _lock:
@@ -54,14 +90,23 @@ def recall(left: Any) -> dict[str, int] | None:
         same = len(items) == len(left) and left == items  # identity first, per item
     except Exception:  # an item's __eq__ failed: take the slow way
         return None
-    return dict(index) if same else None
+    if not same:
+        return None
+    global entries_copied
+    entries_copied += len(index.added)
+    return Index(index.base, dict(index.added))
 
 
-def remember(merged: list[Any], index: dict[str, int]) -> None:
+def remember(merged: list[Any], index: Index) -> None:
     """Keep ``index`` (id -> position in ``merged``) for the next merge on ``merged``
-    (a list shorter than ``MIN_LENGTH``: nothing is kept)."""
+    (a list shorter than ``MIN_LENGTH``: nothing is kept). The caller must not change
+    ``index`` afterwards."""
     if len(merged) < MIN_LENGTH:
         return
+    if len(index.added) > max(FOLD_MIN, math.isqrt(len(index.base))):
+        global entries_copied
+        entries_copied += len(index.base) + len(index.added)
+        index = Index({**index.base, **index.added})
     entry = (merged, list(merged), index)
     with _lock:
         _lists[id(merged)] = entry

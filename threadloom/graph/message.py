@@ -286,8 +286,8 @@ def _merge(left: Messages, right: Messages, format: MessageFormat | None) -> lis
     return merged
 
 
-def _index_of(messages: list[BaseMessage]) -> dict[str, int]:
-    return {cast(str, m.id): i for i, m in enumerate(messages)}
+def _index_of(messages: list[BaseMessage]) -> _message_index.Index:
+    return _message_index.Index({cast(str, m.id): i for i, m in enumerate(messages)})
 
 
 def _format_openai(messages: list[BaseMessage]) -> list[BaseMessage]:
