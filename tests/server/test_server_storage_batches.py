@@ -134,6 +134,90 @@ def test_outbox_writes_a_runs_events_in_batches_in_order(
     asyncio.run(scenario())
 
 
+def test_outbox_hands_the_events_still_waiting_to_the_runs_end(
+    fresh_postgres_database: str,
+) -> None:
+    """Events whose writer is still in its wait are not written by ``take`` but handed
+    back, in order, for the run's end to carry; a batch already being written is
+    written first."""
+    from threadloom.server.executor import _Outbox
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    async def scenario() -> None:
+        storage = PostgresStorage(fresh_postgres_database)
+        await storage.setup()
+        writes: list[list[str]] = []
+        publish_many = storage.publish_many
+
+        async def counted(run_id: str, events: Any, *, keep: bool) -> None:
+            writes.append([e for e, _ in events])
+            await publish_many(run_id, events, keep=keep)
+
+        storage.publish_many = counted  # type: ignore[method-assign]
+        try:
+            tid = await _thread(storage)
+            run_id = await _queue(storage, tid)
+            events = storage.subscribe(run_id, after=None)
+            outbox = _Outbox(storage, run_id, keep=False)
+            outbox.delay = 0.0
+            await outbox.put("metadata", b'{"n": 0}')
+            while not outbox.writing:  # the first batch is on its way
+                await asyncio.sleep(0.001)
+            outbox.delay = 3600.0  # the next one waits (for the run's end)
+            await outbox.writer  # type: ignore[misc]
+            await outbox.put("values", b'{"n": 1}')
+            await outbox.put("values", b'{"n": 2}')
+            unsent = await outbox.take()
+            assert writes == [["metadata"]]
+            assert unsent == [("values", b'{"n": 1}'), ("values", b'{"n": 2}')]
+            await storage.claim_runs("w", 30.0, 1)
+            await storage.end_run(run_id, "success", thread={"status": "idle"},
+                                  events=[*unsent, ("__result__", b"null")], keep=False)
+            got = await asyncio.wait_for(_drain(events), 10)
+            assert got == [("metadata", {"n": 0}), ("values", {"n": 1}),
+                           ("values", {"n": 2}), ("__result__", None)]
+            assert writes == [["metadata"]]
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_short_runs_events_go_with_its_end(fresh_postgres_database: str) -> None:
+    """A run ending before its first event's writer is done waiting writes no event on
+    its own: its events, output and end are one transaction (one ``at`` for all), and
+    a client waiting on its stream gets every event, in order."""
+    from langgraph_sdk import get_sync_client
+
+    from tests.server.conftest import API_KEYS, GRAPHS, HERE
+    from threadloom.server import background_server, load_config
+    from threadloom.server.executor import _Outbox
+
+    config = load_config(None, graphs=dict(GRAPHS), api_keys=dict(API_KEYS), base_dir=HERE,
+                         database=fresh_postgres_database)
+    delay = _Outbox.delay
+    _Outbox.delay = 3600.0  # no run here is that long: every one ends first
+    assert _Outbox.delay == 3600.0
+    try:
+        with background_server(config, run_worker=True) as url:
+            client = get_sync_client(url=str(url), api_key="key-alice", timeout=60)
+            tid = client.threads.create()["thread_id"]
+            parts = list(client.runs.stream(tid, "payment", input={"amount": 5},
+                                            stream_mode=["values", "updates"]))
+            names = [p.event for p in parts]
+            assert names[0] == "metadata" and "values" in names and "updates" in names
+            run_id = client.runs.list(tid)[0]["run_id"]
+    finally:
+        _Outbox.delay = delay  # type: ignore[misc]
+    import psycopg
+
+    with psycopg.connect(fresh_postgres_database, autocommit=True) as conn:
+        rows = conn.execute("SELECT event, at FROM server_run_events WHERE run_id = %s "
+                            "ORDER BY id", (run_id,)).fetchall()
+    assert [e for e, _ in rows][0] == "metadata" and rows[-1][0] == ""
+    assert len({at for _, at in rows}) == 1  # one transaction: the run's end
+
+
 def test_outbox_raises_a_failed_write_at_flush(fresh_postgres_database: str) -> None:
     from threadloom.server.executor import _Outbox
     from threadloom.server.storage.postgres import PostgresStorage
