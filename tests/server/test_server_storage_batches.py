@@ -17,7 +17,7 @@ from tests.server.test_server_storage_end_run import (  # the same storages and 
     _thread,
     storage_factory,
 )
-from threadloom.server.records import new_id
+from threadloom.server.records import new_id, now_iso
 
 __all__ = ["storage_factory"]  # a fixture, used by name
 
@@ -216,6 +216,64 @@ def test_a_short_runs_events_go_with_its_end(fresh_postgres_database: str) -> No
                             "ORDER BY id", (run_id,)).fetchall()
     assert [e for e, _ in rows][0] == "metadata" and rows[-1][0] == ""
     assert len({at for _, at in rows}) == 1  # one transaction: the run's end
+
+
+def test_a_claim_on_postgres_carries_each_runs_assistant(fresh_postgres_database: str
+                                                         ) -> None:
+    """A claimed run holds its assistant's record as of the claim (read in the claim's
+    statement; None once the assistant is deleted), and a worker executing it reads
+    no assistant of its own."""
+    from langgraph_sdk import get_sync_client
+
+    from tests.server.conftest import API_KEYS, GRAPHS, HERE
+    from threadloom.server import background_server, load_config
+    from threadloom.server.storage.base import CLAIMED_ASSISTANT
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    async def scenario() -> None:
+        storage = PostgresStorage(fresh_postgres_database)
+        await storage.setup()
+        try:
+            now = now_iso()
+            record = {"assistant_id": new_id(), "graph_id": "g", "name": "n",
+                      "description": None, "config": {"configurable": {"k": 1}},
+                      "context": {}, "metadata": {"m": 2}, "version": 1, "created_at": now,
+                      "updated_at": now}
+            await storage.create_assistant(record, if_exists="raise")
+            kept, gone = await _thread(storage), await _thread(storage)
+            for tid in (kept, gone):
+                run, _ = await storage.create_run(
+                    {"run_id": new_id(), "thread_id": tid, "assistant_id":
+                     record["assistant_id"] if tid == kept else new_id(), "created_at": now,
+                     "updated_at": now, "metadata": {}, "kwargs": {}, "run_at": 0.0},
+                    multitask_strategy="enqueue")
+            runs = await storage.claim_runs("w", 30.0, 2)
+            by_thread = {r["thread_id"]: r for r in runs}
+            assert by_thread[kept][CLAIMED_ASSISTANT] == await storage.get_assistant(
+                record["assistant_id"])
+            assert by_thread[gone][CLAIMED_ASSISTANT] is None
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
+
+    config = load_config(None, graphs=dict(GRAPHS), api_keys=dict(API_KEYS), base_dir=HERE,
+                         database=fresh_postgres_database)
+    with background_server(config) as api, background_server(config, run_worker=True) as w:
+        reads: list[str] = []
+        worker_storage = w.server.ctx.storage
+        get_assistant = worker_storage.get_assistant
+
+        async def counted(assistant_id: str) -> Any:
+            reads.append(assistant_id)
+            return await get_assistant(assistant_id)
+
+        worker_storage.get_assistant = counted
+        client = get_sync_client(url=str(api), api_key="key-alice", timeout=60)
+        tid = client.threads.create()["thread_id"]
+        paused = client.runs.wait(tid, "payment", input={"amount": 5})
+        assert paused["__interrupt__"]
+        assert reads == []
 
 
 def test_outbox_raises_a_failed_write_at_flush(fresh_postgres_database: str) -> None:

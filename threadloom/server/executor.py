@@ -33,6 +33,7 @@ from threadloom.server.services.threads import (
     reviewer_config,
     strip_client_identity,
 )
+from threadloom.server.storage.base import CLAIMED_ASSISTANT
 
 __all__ = ["RESULT_EVENT", "build_input", "execute_run", "run_config"]
 
@@ -176,7 +177,10 @@ async def execute_run(
     graph = None
     try:
         await publish("metadata", {"run_id": run_id, "attempt": run.get("attempt", 1)})
-        assistant = await storage.get_assistant(run["assistant_id"])
+        if CLAIMED_ASSISTANT in run:  # read with the claim
+            assistant = run.pop(CLAIMED_ASSISTANT)
+        else:
+            assistant = await storage.get_assistant(run["assistant_id"])
         if assistant is None:
             raise LookupError(f"Assistant {run['assistant_id']} was deleted.")
         graph = ctx.graphs.get(assistant["graph_id"])
