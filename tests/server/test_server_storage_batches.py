@@ -362,3 +362,36 @@ def test_small_events_reach_subscribers_in_their_notification(
             await api.close()
 
     asyncio.run(scenario())
+
+
+def test_a_large_first_batch_heard_before_iterating_is_read_at_once(
+    fresh_postgres_database: str,
+) -> None:
+    """A run queued here ends, in one notification too large to carry its events,
+    before its subscriber's first step: the subscriber reads the table at once instead
+    of waiting for a notification that already came (the fallback wait of 5 s)."""
+    from threadloom.server.storage.postgres import INLINE_BYTES, PostgresStorage
+
+    async def scenario() -> None:
+        api = PostgresStorage(fresh_postgres_database)
+        worker = PostgresStorage(fresh_postgres_database)
+        worker.serve_workers_only()
+        await api.setup()
+        await worker.setup()
+        try:
+            tid = await _thread(api)
+            run_id = await _queue(api, tid)
+            events = api.subscribe(run_id, after=None)  # not iterated yet
+            await worker.claim_runs("w", 30.0, 1)
+            big = json.dumps({"x": "y" * (INLINE_BYTES + 1)}).encode()
+            await worker.end_run(run_id, "success", thread={"status": "idle"},
+                                 events=[("values", big), ("__result__", b"1")], keep=False)
+            while run_id not in api._seen:  # the notification is heard here
+                await asyncio.sleep(0.01)
+            got = await asyncio.wait_for(_drain(events), 4.0)  # not the 5 s fallback
+            assert got == [("values", json.loads(big)), ("__result__", 1)]
+        finally:
+            await worker.close()
+            await api.close()
+
+    asyncio.run(scenario())

@@ -1088,8 +1088,9 @@ class PostgresStorage(Storage):
                 live_from = int(row[0]) if row else 0
             position = live_from if after is None else after
             # a run queued here just now has published nothing this process has not
-            # heard of: no need to read before its first notification
-            unread = started and after is None
+            # heard of: no need to read before its first notification - unless one came
+            # before this first step (the clear below would lose its wake-up)
+            unread = started and after is None and not waker.is_set()
             ended_since: float | None = None
             while True:
                 waker.clear()
