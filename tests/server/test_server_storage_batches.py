@@ -395,3 +395,41 @@ def test_a_large_first_batch_heard_before_iterating_is_read_at_once(
             await api.close()
 
     asyncio.run(scenario())
+
+
+def test_a_run_heard_of_before_its_queueing_returned_is_read_at_once(
+    fresh_postgres_database: str,
+) -> None:
+    """On a busy event loop a run queued here can be claimed, run and ended - its
+    notification heard, with no subscriber yet to keep its events for - before the
+    statement queueing it returns here: its subscriber reads the table at once instead
+    of waiting for a notification that already came (the fallback wait of 5 s)."""
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    async def scenario() -> None:
+        api = PostgresStorage(fresh_postgres_database)
+        worker = PostgresStorage(fresh_postgres_database)
+        worker.serve_workers_only()
+        await api.setup()
+        await worker.setup()
+        try:
+            tid = await _thread(api)
+            now = now_iso()
+            record = {"run_id": new_id(), "thread_id": tid, "assistant_id": "a",
+                      "created_at": now, "updated_at": now, "metadata": {}, "kwargs": {},
+                      "run_at": 0.0}
+            await worker.create_run(record, multitask_strategy="enqueue")  # the INSERT
+            await worker.claim_runs("w", 30.0, 1)
+            await worker.end_run(record["run_id"], "success", thread={"status": "idle"},
+                                 events=[("values", b"0"), ("__result__", b"1")], keep=False)
+            while record["run_id"] not in api._seen:  # heard here, before the return:
+                await asyncio.sleep(0.01)
+            api._created(record, "enqueue")  # what create_run does once it returns
+            events = api.subscribe(record["run_id"], after=None)
+            got = await asyncio.wait_for(_drain(events), 4.0)  # not the 5 s fallback
+            assert got == [("values", 0), ("__result__", 1)]
+        finally:
+            await worker.close()
+            await api.close()
+
+    asyncio.run(scenario())

@@ -1089,8 +1089,11 @@ class PostgresStorage(Storage):
             position = live_from if after is None else after
             # a run queued here just now has published nothing this process has not
             # heard of: no need to read before its first notification - unless one came
-            # before this first step (the clear below would lose its wake-up)
-            unread = started and after is None and not waker.is_set()
+            # before this first step (the clear below would lose its wake-up), or even
+            # before the queueing returned here (on a busy event loop the run can have
+            # ended by then: its notification found no subscriber to keep its events for)
+            unread = (started and after is None and not waker.is_set()
+                      and run_id not in self._seen)
             ended_since: float | None = None
             while True:
                 waker.clear()
