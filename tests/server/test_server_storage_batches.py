@@ -15,6 +15,7 @@ from tests.server.test_server_storage_end_run import (  # the same storages and 
     _drain,
     _queue,
     _thread,
+    api_and_worker,
     storage_factory,
 )
 from threadloom.server.records import new_id, now_iso
@@ -96,35 +97,47 @@ def test_concurrent_thread_updates_lose_no_write(storage_factory) -> None:
     asyncio.run(scenario())
 
 
+def _written_batches(storage: Any) -> list[list[str]]:
+    """The names of the events of each ``publish_many`` call on ``storage`` from now on
+    (the real method still writes them)."""
+    writes: list[list[str]] = []
+    publish_many = storage.publish_many
+
+    async def counted(run_id: str, events: Any, *, keep: bool) -> None:
+        writes.append([e for e, _ in events])
+        await publish_many(run_id, events, keep=keep)
+
+    storage.publish_many = counted
+    return writes
+
+
+async def _outbox_of_a_queued_run(storage: Any) -> tuple[str, Any, Any]:
+    """A run queued on a new thread: its id, a subscription to its events, and an
+    executor's outbox for them."""
+    from threadloom.server.executor import _Outbox
+
+    run_id = await _queue(storage, await _thread(storage))
+    return run_id, storage.subscribe(run_id, after=None), _Outbox(storage, run_id, keep=False)
+
+
 def test_outbox_writes_a_runs_events_in_batches_in_order(
     fresh_postgres_database: str,
 ) -> None:
     """On PostgreSQL a run does not wait for each event to be written: what it
     publishes while a write is on the wire goes in the next one (fewer statements than
     events), in order; ``flush`` waits for them all."""
-    from threadloom.server.executor import _Outbox
     from threadloom.server.storage.postgres import PostgresStorage
 
     async def scenario() -> None:
         storage = PostgresStorage(fresh_postgres_database)
         await storage.setup()
-        writes: list[int] = []
-        publish_many = storage.publish_many
-
-        async def counted(run_id: str, events: Any, *, keep: bool) -> None:
-            writes.append(len(events))
-            await publish_many(run_id, events, keep=keep)
-
-        storage.publish_many = counted  # type: ignore[method-assign]
+        writes = _written_batches(storage)
         try:
-            tid = await _thread(storage)
-            run_id = await _queue(storage, tid)
-            events = storage.subscribe(run_id, after=None)
-            outbox = _Outbox(storage, run_id, keep=False)
+            run_id, events, outbox = await _outbox_of_a_queued_run(storage)
             for n in range(30):
                 await outbox.put("values", json.dumps({"n": n}).encode())
             await outbox.flush()
-            assert sum(writes) == 30 and len(writes) < 30
+            assert sum(map(len, writes)) == 30 and len(writes) < 30
             await storage.close_stream(run_id)
             got = await asyncio.wait_for(_drain(events), 10)
             assert got == [("values", {"n": n}) for n in range(30)]
@@ -140,25 +153,14 @@ def test_outbox_hands_the_events_still_waiting_to_the_runs_end(
     """Events whose writer is still in its wait are not written by ``take`` but handed
     back, in order, for the run's end to carry; a batch already being written is
     written first."""
-    from threadloom.server.executor import _Outbox
     from threadloom.server.storage.postgres import PostgresStorage
 
     async def scenario() -> None:
         storage = PostgresStorage(fresh_postgres_database)
         await storage.setup()
-        writes: list[list[str]] = []
-        publish_many = storage.publish_many
-
-        async def counted(run_id: str, events: Any, *, keep: bool) -> None:
-            writes.append([e for e, _ in events])
-            await publish_many(run_id, events, keep=keep)
-
-        storage.publish_many = counted  # type: ignore[method-assign]
+        writes = _written_batches(storage)
         try:
-            tid = await _thread(storage)
-            run_id = await _queue(storage, tid)
-            events = storage.subscribe(run_id, after=None)
-            outbox = _Outbox(storage, run_id, keep=False)
+            run_id, events, outbox = await _outbox_of_a_queued_run(storage)
             outbox.delay = 0.0
             await outbox.put("metadata", b'{"n": 0}')
             while not outbox.writing:  # the first batch is on its way
@@ -370,15 +372,10 @@ def test_a_large_first_batch_heard_before_iterating_is_read_at_once(
     """A run queued here ends, in one notification too large to carry its events,
     before its subscriber's first step: the subscriber reads the table at once instead
     of waiting for a notification that already came (the fallback wait of 5 s)."""
-    from threadloom.server.storage.postgres import INLINE_BYTES, PostgresStorage
+    from threadloom.server.storage.postgres import INLINE_BYTES
 
     async def scenario() -> None:
-        api = PostgresStorage(fresh_postgres_database)
-        worker = PostgresStorage(fresh_postgres_database)
-        worker.serve_workers_only()
-        await api.setup()
-        await worker.setup()
-        try:
+        async with api_and_worker(fresh_postgres_database) as (api, worker):
             tid = await _thread(api)
             run_id = await _queue(api, tid)
             events = api.subscribe(run_id, after=None)  # not iterated yet
@@ -390,9 +387,6 @@ def test_a_large_first_batch_heard_before_iterating_is_read_at_once(
                 await asyncio.sleep(0.01)
             got = await asyncio.wait_for(_drain(events), 4.0)  # not the 5 s fallback
             assert got == [("values", json.loads(big)), ("__result__", 1)]
-        finally:
-            await worker.close()
-            await api.close()
 
     asyncio.run(scenario())
 
@@ -404,15 +398,8 @@ def test_a_run_heard_of_before_its_queueing_returned_is_read_at_once(
     notification heard, with no subscriber yet to keep its events for - before the
     statement queueing it returns here: its subscriber reads the table at once instead
     of waiting for a notification that already came (the fallback wait of 5 s)."""
-    from threadloom.server.storage.postgres import PostgresStorage
-
     async def scenario() -> None:
-        api = PostgresStorage(fresh_postgres_database)
-        worker = PostgresStorage(fresh_postgres_database)
-        worker.serve_workers_only()
-        await api.setup()
-        await worker.setup()
-        try:
+        async with api_and_worker(fresh_postgres_database) as (api, worker):
             tid = await _thread(api)
             now = now_iso()
             record = {"run_id": new_id(), "thread_id": tid, "assistant_id": "a",
@@ -428,8 +415,5 @@ def test_a_run_heard_of_before_its_queueing_returned_is_read_at_once(
             events = api.subscribe(record["run_id"], after=None)
             got = await asyncio.wait_for(_drain(events), 4.0)  # not the 5 s fallback
             assert got == [("values", 0), ("__result__", 1)]
-        finally:
-            await worker.close()
-            await api.close()
 
     asyncio.run(scenario())
