@@ -20,7 +20,6 @@ checkpoint when the first attempt got as far as writing one, else starts as aske
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -285,9 +284,9 @@ class _Outbox:
         not written but returned (in order), for the caller to write."""
         writer = self.writer
         if writer is not None and not writer.done() and not self.writing:
-            writer.cancel()  # still in its wait: it has taken nothing
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            # still in its wait: it has taken nothing, and ends there (not awaited: a
+            # cancellation of the run itself must not be taken for the writer's)
+            writer.cancel()
             self.writer = None
             unsent, self.pending = self.pending, []
             await self.flush()  # (an earlier batch's error)
