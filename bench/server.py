@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -159,11 +159,60 @@ def _run_setup(label: str, args: argparse.Namespace, workers: int | None) -> dic
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_up(url, procs[0])
+            roles = _roles(procs, database)
+            before = {role: _cpu(pids) for role, pids in roles().items()}
             result = asyncio.run(measure(url, args.clients, args.seconds))
+            after = {role: _cpu(pids) for role, pids in roles().items()}
         finally:
             _stop(procs)
     print(f"{label}: {json.dumps({k: round(v, 2) for k, v in result.items()})}", flush=True)
+    print(f"  CPU ms per round trip: {_cpu_per_round_trip(before, after, result)}", flush=True)
     return result
+
+
+def _roles(procs: list[subprocess.Popen], database: str | None
+           ) -> Callable[[], dict[str, list[int]]]:
+    """The setup's processes by role: ``client`` (this one), ``api``, ``worker 1``...,
+    and ``postgres`` (the
+    backends connected to the bench database, looked up again at each call: pools open
+    connections as they go)."""
+    def roles() -> dict[str, list[int]]:
+        found = {"client": [os.getpid()], "api": [procs[0].pid]}
+        found.update({f"worker {i}": [p.pid] for i, p in enumerate(procs[1:], 1)})
+        if database is not None:
+            import psycopg
+
+            name = database.rsplit("/", 1)[1]
+            with psycopg.connect(database, autocommit=True) as conn:
+                found["postgres"] = [row[0] for row in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s "
+                    "AND pid != pg_backend_pid()", (name,))]
+        return found
+    return roles
+
+
+def _cpu(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds of each process of ``pids`` still alive (from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return out
+
+
+def _cpu_per_round_trip(before: dict[str, dict[int, float]],
+                        after: dict[str, dict[int, float]], result: dict) -> str:
+    """Each role's CPU over the run per round trip (a process seen only at the end
+    counts from zero: it started during the run), and the total."""
+    spent = {role: sum(cpu - before.get(role, {}).get(pid, 0.0) for pid, cpu in pids.items())
+             for role, pids in after.items()}
+    per = {role: 1000 * s / result["round_trips"] for role, s in spent.items()}
+    parts = [f"{role} {ms:.1f}" for role, ms in per.items()]
+    return ", ".join([*parts, f"total {sum(per.values()):.1f}"])
 
 
 def _reference(folder: Path, port: int, venv: Path) -> subprocess.Popen:

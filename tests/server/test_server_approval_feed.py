@@ -75,3 +75,93 @@ def test_the_api_process_feed_is_woken_by_notifications(fresh_postgres_database:
         assert done["decision"]["who"]["id"] == "alice" and done["pending"] is False
         assert time.monotonic() - started < 60  # far below the feed's own 600 s
         stop.set()
+
+
+def _counting(obj: Any, name: str) -> list[Any]:
+    """Record each call of ``obj.name`` (the real method still runs)."""
+    calls: list[Any] = []
+    real = getattr(obj, name)
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return await real(*args, **kwargs)
+
+    setattr(obj, name, counted)
+    return calls
+
+
+def test_a_feed_nobody_listens_to_does_not_look(fresh_postgres_database: str) -> None:
+    """The API process's feed (no deadlines to apply) with no subscriber reads nothing
+    however often threads change; a subscriber arriving makes it learn what is pending
+    then, and tells it what changes after."""
+    from langgraph_sdk import get_sync_client
+
+    from threadloom.server import background_server, load_config
+
+    config = load_config(None, graphs=dict(GRAPHS), api_keys=dict(API_KEYS), base_dir=HERE,
+                         database=fresh_postgres_database)
+    with background_server(config) as api, background_server(config, run_worker=True):
+        feed = api.server.approval_feed
+        assert not feed.sweep
+        looks = _counting(api.server.approvals, "all_pending")
+        client = get_sync_client(url=str(api), api_key="key-alice", timeout=60)
+        before = client.threads.create()["thread_id"]
+        client.runs.wait(before, "payment", input={"amount": 5})  # pending from now on
+        for _ in range(3):
+            feed.poke()
+            time.sleep(0.2)
+        assert looks == [] and feed._known is None
+
+        found: list[tuple[str, dict]] = []
+        ready, stop = threading.Event(), threading.Event()
+        threading.Thread(target=_listen, args=(str(api), "key-bob", found, ready, stop),
+                         daemon=True).start()
+        assert ready.wait(20)
+        assert looks  # it looked before "ready": what was pending then is known
+        client.runs.wait(before, "payment", command={"resume": {"type": "accept"}})
+        done = _wait_for(found, "answered", before)
+        assert done["decision"]["who"]["id"] == "alice"
+        assert not [k for k, d in found if k == "requested" and d["row"]["thread_id"] == before]
+        stop.set()
+
+
+def test_a_sweeping_feed_without_listeners_reads_no_audit_log(tmp_path: Any) -> None:
+    """A feed applying deadlines, with no subscriber and no webhook, still looks at what
+    is pending but never reads an audit log for the reason a request left (nobody would
+    be told it); with a subscriber it does."""
+    from langgraph_sdk import get_sync_client
+
+    from threadloom.server import background_server, load_config
+
+    config = load_config(None, graphs=dict(GRAPHS), api_keys=dict(API_KEYS), base_dir=HERE,
+                         database=str(tmp_path / "feed.db"))
+    with background_server(config, run_worker=True) as url:
+        feed = url.server.approval_feed
+        feed.interval = 0.05
+        reasons = _counting(url.server.approvals, "reason_gone")
+        client = get_sync_client(url=str(url), api_key="key-alice", timeout=60)
+
+        def round_trip() -> str:
+            tid = client.threads.create()["thread_id"]
+            client.runs.wait(tid, "payment", input={"amount": 5})
+            _until(lambda: any(k.startswith(tid) for k in feed._known or {}))
+            client.runs.wait(tid, "payment", command={"resume": {"type": "accept"}})
+            _until(lambda: not any(k.startswith(tid) for k in feed._known or {}))
+            return tid
+
+        round_trip()
+        assert reasons == []
+        queue = feed.subscribe()
+        try:
+            round_trip()
+            assert reasons  # a subscriber is told why: the audit log was read
+            assert any(queue.get_nowait().kind == "answered" for _ in range(queue.qsize()))
+        finally:
+            feed.unsubscribe(queue)
+
+
+def _until(predicate: Any, timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)

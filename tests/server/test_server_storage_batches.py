@@ -15,9 +15,10 @@ from tests.server.test_server_storage_end_run import (  # the same storages and 
     _drain,
     _queue,
     _thread,
+    api_and_worker,
     storage_factory,
 )
-from threadloom.server.records import new_id
+from threadloom.server.records import new_id, now_iso
 
 __all__ = ["storage_factory"]  # a fixture, used by name
 
@@ -96,35 +97,47 @@ def test_concurrent_thread_updates_lose_no_write(storage_factory) -> None:
     asyncio.run(scenario())
 
 
+def _written_batches(storage: Any) -> list[list[str]]:
+    """The names of the events of each ``publish_many`` call on ``storage`` from now on
+    (the real method still writes them)."""
+    writes: list[list[str]] = []
+    publish_many = storage.publish_many
+
+    async def counted(run_id: str, events: Any, *, keep: bool) -> None:
+        writes.append([e for e, _ in events])
+        await publish_many(run_id, events, keep=keep)
+
+    storage.publish_many = counted
+    return writes
+
+
+async def _outbox_of_a_queued_run(storage: Any) -> tuple[str, Any, Any]:
+    """A run queued on a new thread: its id, a subscription to its events, and an
+    executor's outbox for them."""
+    from threadloom.server.executor import _Outbox
+
+    run_id = await _queue(storage, await _thread(storage))
+    return run_id, storage.subscribe(run_id, after=None), _Outbox(storage, run_id, keep=False)
+
+
 def test_outbox_writes_a_runs_events_in_batches_in_order(
     fresh_postgres_database: str,
 ) -> None:
     """On PostgreSQL a run does not wait for each event to be written: what it
     publishes while a write is on the wire goes in the next one (fewer statements than
     events), in order; ``flush`` waits for them all."""
-    from threadloom.server.executor import _Outbox
     from threadloom.server.storage.postgres import PostgresStorage
 
     async def scenario() -> None:
         storage = PostgresStorage(fresh_postgres_database)
         await storage.setup()
-        writes: list[int] = []
-        publish_many = storage.publish_many
-
-        async def counted(run_id: str, events: Any, *, keep: bool) -> None:
-            writes.append(len(events))
-            await publish_many(run_id, events, keep=keep)
-
-        storage.publish_many = counted  # type: ignore[method-assign]
+        writes = _written_batches(storage)
         try:
-            tid = await _thread(storage)
-            run_id = await _queue(storage, tid)
-            events = storage.subscribe(run_id, after=None)
-            outbox = _Outbox(storage, run_id, keep=False)
+            run_id, events, outbox = await _outbox_of_a_queued_run(storage)
             for n in range(30):
                 await outbox.put("values", json.dumps({"n": n}).encode())
             await outbox.flush()
-            assert sum(writes) == 30 and len(writes) < 30
+            assert sum(map(len, writes)) == 30 and len(writes) < 30
             await storage.close_stream(run_id)
             got = await asyncio.wait_for(_drain(events), 10)
             assert got == [("values", {"n": n}) for n in range(30)]
@@ -132,6 +145,137 @@ def test_outbox_writes_a_runs_events_in_batches_in_order(
             await storage.close()
 
     asyncio.run(scenario())
+
+
+def test_outbox_hands_the_events_still_waiting_to_the_runs_end(
+    fresh_postgres_database: str,
+) -> None:
+    """Events whose writer is still in its wait are not written by ``take`` but handed
+    back, in order, for the run's end to carry; a batch already being written is
+    written first."""
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    async def scenario() -> None:
+        storage = PostgresStorage(fresh_postgres_database)
+        await storage.setup()
+        writes = _written_batches(storage)
+        try:
+            run_id, events, outbox = await _outbox_of_a_queued_run(storage)
+            outbox.delay = 0.0
+            await outbox.put("metadata", b'{"n": 0}')
+            while not outbox.writing:  # the first batch is on its way
+                await asyncio.sleep(0.001)
+            outbox.delay = 3600.0  # the next one waits (for the run's end)
+            await outbox.writer  # type: ignore[misc]
+            await outbox.put("values", b'{"n": 1}')
+            await outbox.put("values", b'{"n": 2}')
+            unsent = await outbox.take()
+            assert writes == [["metadata"]]
+            assert unsent == [("values", b'{"n": 1}'), ("values", b'{"n": 2}')]
+            await storage.claim_runs("w", 30.0, 1)
+            await storage.end_run(run_id, "success", thread={"status": "idle"},
+                                  events=[*unsent, ("__result__", b"null")], keep=False)
+            got = await asyncio.wait_for(_drain(events), 10)
+            assert got == [("metadata", {"n": 0}), ("values", {"n": 1}),
+                           ("values", {"n": 2}), ("__result__", None)]
+            assert writes == [["metadata"]]
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_short_runs_events_go_with_its_end(fresh_postgres_database: str) -> None:
+    """A run ending before its first event's writer is done waiting writes no event on
+    its own: its events, output and end are one transaction (one ``at`` for all), and
+    a client waiting on its stream gets every event, in order."""
+    from langgraph_sdk import get_sync_client
+
+    from tests.server.conftest import API_KEYS, GRAPHS, HERE
+    from threadloom.server import background_server, load_config
+    from threadloom.server.executor import _Outbox
+
+    config = load_config(None, graphs=dict(GRAPHS), api_keys=dict(API_KEYS), base_dir=HERE,
+                         database=fresh_postgres_database)
+    delay = _Outbox.delay
+    _Outbox.delay = 3600.0  # no run here is that long: every one ends first
+    assert _Outbox.delay == 3600.0
+    try:
+        with background_server(config, run_worker=True) as url:
+            client = get_sync_client(url=str(url), api_key="key-alice", timeout=60)
+            tid = client.threads.create()["thread_id"]
+            parts = list(client.runs.stream(tid, "payment", input={"amount": 5},
+                                            stream_mode=["values", "updates"]))
+            names = [p.event for p in parts]
+            assert names[0] == "metadata" and "values" in names and "updates" in names
+            run_id = client.runs.list(tid)[0]["run_id"]
+    finally:
+        _Outbox.delay = delay  # type: ignore[misc]
+    import psycopg
+
+    with psycopg.connect(fresh_postgres_database, autocommit=True) as conn:
+        rows = conn.execute("SELECT event, at FROM server_run_events WHERE run_id = %s "
+                            "ORDER BY id", (run_id,)).fetchall()
+    assert [e for e, _ in rows][0] == "metadata" and rows[-1][0] == ""
+    assert len({at for _, at in rows}) == 1  # one transaction: the run's end
+
+
+def test_a_claim_on_postgres_carries_each_runs_assistant(fresh_postgres_database: str
+                                                         ) -> None:
+    """A claimed run holds its assistant's record as of the claim (read in the claim's
+    statement; None once the assistant is deleted), and a worker executing it reads
+    no assistant of its own."""
+    from langgraph_sdk import get_sync_client
+
+    from tests.server.conftest import API_KEYS, GRAPHS, HERE
+    from threadloom.server import background_server, load_config
+    from threadloom.server.storage.base import CLAIMED_ASSISTANT
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    async def scenario() -> None:
+        storage = PostgresStorage(fresh_postgres_database)
+        await storage.setup()
+        try:
+            now = now_iso()
+            record = {"assistant_id": new_id(), "graph_id": "g", "name": "n",
+                      "description": None, "config": {"configurable": {"k": 1}},
+                      "context": {}, "metadata": {"m": 2}, "version": 1, "created_at": now,
+                      "updated_at": now}
+            await storage.create_assistant(record, if_exists="raise")
+            kept, gone = await _thread(storage), await _thread(storage)
+            for tid in (kept, gone):
+                run, _ = await storage.create_run(
+                    {"run_id": new_id(), "thread_id": tid, "assistant_id":
+                     record["assistant_id"] if tid == kept else new_id(), "created_at": now,
+                     "updated_at": now, "metadata": {}, "kwargs": {}, "run_at": 0.0},
+                    multitask_strategy="enqueue")
+            runs = await storage.claim_runs("w", 30.0, 2)
+            by_thread = {r["thread_id"]: r for r in runs}
+            assert by_thread[kept][CLAIMED_ASSISTANT] == await storage.get_assistant(
+                record["assistant_id"])
+            assert by_thread[gone][CLAIMED_ASSISTANT] is None
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
+
+    config = load_config(None, graphs=dict(GRAPHS), api_keys=dict(API_KEYS), base_dir=HERE,
+                         database=fresh_postgres_database)
+    with background_server(config) as api, background_server(config, run_worker=True) as w:
+        reads: list[str] = []
+        worker_storage = w.server.ctx.storage
+        get_assistant = worker_storage.get_assistant
+
+        async def counted(assistant_id: str) -> Any:
+            reads.append(assistant_id)
+            return await get_assistant(assistant_id)
+
+        worker_storage.get_assistant = counted
+        client = get_sync_client(url=str(api), api_key="key-alice", timeout=60)
+        tid = client.threads.create()["thread_id"]
+        paused = client.runs.wait(tid, "payment", input={"amount": 5})
+        assert paused["__interrupt__"]
+        assert reads == []
 
 
 def test_outbox_raises_a_failed_write_at_flush(fresh_postgres_database: str) -> None:
@@ -218,5 +362,58 @@ def test_small_events_reach_subscribers_in_their_notification(
         finally:
             await worker.close()
             await api.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_large_first_batch_heard_before_iterating_is_read_at_once(
+    fresh_postgres_database: str,
+) -> None:
+    """A run queued here ends, in one notification too large to carry its events,
+    before its subscriber's first step: the subscriber reads the table at once instead
+    of waiting for a notification that already came (the fallback wait of 5 s)."""
+    from threadloom.server.storage.postgres import INLINE_BYTES
+
+    async def scenario() -> None:
+        async with api_and_worker(fresh_postgres_database) as (api, worker):
+            tid = await _thread(api)
+            run_id = await _queue(api, tid)
+            events = api.subscribe(run_id, after=None)  # not iterated yet
+            await worker.claim_runs("w", 30.0, 1)
+            big = json.dumps({"x": "y" * (INLINE_BYTES + 1)}).encode()
+            await worker.end_run(run_id, "success", thread={"status": "idle"},
+                                 events=[("values", big), ("__result__", b"1")], keep=False)
+            while run_id not in api._seen:  # the notification is heard here
+                await asyncio.sleep(0.01)
+            got = await asyncio.wait_for(_drain(events), 4.0)  # not the 5 s fallback
+            assert got == [("values", json.loads(big)), ("__result__", 1)]
+
+    asyncio.run(scenario())
+
+
+def test_a_run_heard_of_before_its_queueing_returned_is_read_at_once(
+    fresh_postgres_database: str,
+) -> None:
+    """On a busy event loop a run queued here can be claimed, run and ended - its
+    notification heard, with no subscriber yet to keep its events for - before the
+    statement queueing it returns here: its subscriber reads the table at once instead
+    of waiting for a notification that already came (the fallback wait of 5 s)."""
+    async def scenario() -> None:
+        async with api_and_worker(fresh_postgres_database) as (api, worker):
+            tid = await _thread(api)
+            now = now_iso()
+            record = {"run_id": new_id(), "thread_id": tid, "assistant_id": "a",
+                      "created_at": now, "updated_at": now, "metadata": {}, "kwargs": {},
+                      "run_at": 0.0}
+            await worker.create_run(record, multitask_strategy="enqueue")  # the INSERT
+            await worker.claim_runs("w", 30.0, 1)
+            await worker.end_run(record["run_id"], "success", thread={"status": "idle"},
+                                 events=[("values", b"0"), ("__result__", b"1")], keep=False)
+            while record["run_id"] not in api._seen:  # heard here, before the return:
+                await asyncio.sleep(0.01)
+            api._created(record, "enqueue")  # what create_run does once it returns
+            events = api.subscribe(record["run_id"], after=None)
+            got = await asyncio.wait_for(_drain(events), 4.0)  # not the 5 s fallback
+            assert got == [("values", 0), ("__result__", 1)]
 
     asyncio.run(scenario())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,24 @@ async def _queue(storage: Any, thread_id: str) -> str:
         multitask_strategy="enqueue",
     )
     return run["run_id"]
+
+
+@asynccontextmanager
+async def api_and_worker(url: str) -> AsyncIterator[tuple[Any, Any]]:
+    """Two PostgreSQL storages on ``url``, set up: an API process's and a worker
+    process's (``serve_workers_only``); closed on exit."""
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    api = PostgresStorage(url)
+    worker = PostgresStorage(url)
+    worker.serve_workers_only()
+    await api.setup()
+    await worker.setup()
+    try:
+        yield api, worker
+    finally:
+        await worker.close()
+        await api.close()
 
 
 async def _drain(events: AsyncIterator[Any]) -> list[tuple[str, Any]]:

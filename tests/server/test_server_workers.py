@@ -285,3 +285,30 @@ def test_a_run_taken_over_before_its_first_checkpoint_records_its_answer_once(
     finally:
         for proc in workers:
             _stop(proc)
+
+
+def test_a_worker_runs_on_uvloop_when_installed(tmp_path: Path,
+                                                module_postgres_database: str) -> None:
+    """``threadloom worker`` runs its event loop on uvloop (the server extra), as
+    ``threadloom serve`` does through uvicorn; it says which in its ready line."""
+    pytest.importorskip("uvloop")
+    (tmp_path / "graphs.py").write_text((HERE / "graphs.py").read_text())
+    (tmp_path / "langgraph.json").write_text(json.dumps({
+        "graphs": {"ledger": "./graphs.py:ledger"}}))
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent.parent)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "threadloom.cli", "worker", "--config",
+         str(tmp_path / "langgraph.json"), "--database", module_postgres_database,
+         "--log-level", "info"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if b" ready " in line:
+                assert b"(event loop: uvloop)" in line, line
+                break
+        else:
+            raise AssertionError("the worker never said it was ready")
+    finally:
+        _stop(proc)

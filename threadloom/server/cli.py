@@ -16,7 +16,9 @@ local development only.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +89,6 @@ def serve(args: argparse.Namespace) -> int:
 def work(args: argparse.Namespace) -> int:
     """Run a worker until SIGTERM or SIGINT; its runs in progress go back to the queue
     when their lease ends."""
-    import asyncio
     import logging
     import signal
 
@@ -113,12 +114,25 @@ def work(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         await server.start()
         logging.getLogger("threadloom.server").info(
-            "worker %s ready", server.worker.worker_id if server.worker else "?"
+            "worker %s ready (event loop: %s)", server.worker.worker_id if server.worker
+            else "?", type(loop).__module__.split(".")[0],
         )
         try:
             await stop.wait()
         finally:
             await server.stop()
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(main())
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when installed (the ``server`` extra), as uvicorn picks for
+    ``threadloom serve``: a worker's time is mostly the loop's own (socket waits, task
+    switches between its runs); None: asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

@@ -32,6 +32,7 @@ from threadloom.server.services.threads import (
     reviewer_config,
     strip_client_identity,
 )
+from threadloom.server.storage.base import CLAIMED_ASSISTANT
 
 __all__ = ["RESULT_EVENT", "build_input", "execute_run", "run_config"]
 
@@ -175,7 +176,10 @@ async def execute_run(
     graph = None
     try:
         await publish("metadata", {"run_id": run_id, "attempt": run.get("attempt", 1)})
-        assistant = await storage.get_assistant(run["assistant_id"])
+        if CLAIMED_ASSISTANT in run:  # read with the claim
+            assistant = run.pop(CLAIMED_ASSISTANT)
+        else:
+            assistant = await storage.get_assistant(run["assistant_id"])
         if assistant is None:
             raise LookupError(f"Assistant {run['assistant_id']} was deleted.")
         graph = ctx.graphs.get(assistant["graph_id"])
@@ -217,8 +221,9 @@ async def execute_run(
         status = "error"
         error = {"error": type(exc).__name__, "message": str(exc)}
         await publish("error", error)
-    await outbox.flush()  # the run's events go before its end
-    result, finished = await _finish(threads, run, graph, status, error)
+    # the run's events go before its end; those not on their way yet go with it
+    unsent = await outbox.take()
+    result, finished = await _finish(threads, run, graph, status, error, unsent)
     if kwargs.get("webhook") and finished is not None:
         _send_webhook(threads, finished, kwargs["webhook"], result)
     return status
@@ -229,10 +234,17 @@ class _Outbox:
 
     On a storage shared by processes (PostgreSQL) each write is a round trip to the
     database: there the run does not wait for its events to be written - ``put`` hands
-    them to a writer task, which appends what accumulated while its last write was on
-    the wire in one statement (``publish_many``: one notification per batch). ``flush``
-    waits until all are written (before the run's end goes after them) and raises the
-    error of a write that failed. Elsewhere ``put`` writes the event at once."""
+    them to a writer task, which waits ``delay`` seconds for more to come, then appends
+    what accumulated (and, while that write was on the wire, the next batch) in one
+    statement each (``publish_many``: one notification per batch). ``flush`` waits
+    until all are written and raises the error of a write that failed; ``take`` (at the
+    run's end) does so for a batch already being written, and returns the events whose
+    writer was still waiting, for the run's end to carry in its own transaction: a run
+    ending within ``delay`` writes its events, result and end in one statement.
+    Elsewhere ``put`` writes the event at once."""
+
+    #: how long the first event of a batch waits for others (and for the run's end)
+    delay = 0.05
 
     def __init__(self, storage: Any, run_id: str, keep: bool) -> None:
         self.storage = storage
@@ -241,6 +253,7 @@ class _Outbox:
         self.background = bool(getattr(storage, "shared", False))
         self.pending: list[tuple[str, bytes]] = []
         self.writer: asyncio.Task[None] | None = None
+        self.writing = False  # the writer is past its wait (a batch is its own now)
         self.error: BaseException | None = None
 
     async def put(self, event: str, data: bytes) -> None:
@@ -251,9 +264,12 @@ class _Outbox:
             raise self.error
         self.pending.append((event, data))
         if self.writer is None or self.writer.done():
+            self.writing = False
             self.writer = asyncio.create_task(self._write(), name=f"events-{self.run_id}")
 
     async def _write(self) -> None:
+        await asyncio.sleep(self.delay)
+        self.writing = True
         while self.pending:
             batch, self.pending = self.pending, []
             try:
@@ -262,6 +278,21 @@ class _Outbox:
                 self.error = exc
                 self.pending.clear()
                 return
+
+    async def take(self) -> list[tuple[str, bytes]]:
+        """``flush``, except for the events whose writer is still waiting: those are
+        not written but returned (in order), for the caller to write."""
+        writer = self.writer
+        if writer is not None and not writer.done() and not self.writing:
+            # still in its wait: it has taken nothing, and ends there (not awaited: a
+            # cancellation of the run itself must not be taken for the writer's)
+            writer.cancel()
+            self.writer = None
+            unsent, self.pending = self.pending, []
+            await self.flush()  # (an earlier batch's error)
+            return unsent
+        await self.flush()
+        return []
 
     async def flush(self) -> None:
         if self.writer is not None:
@@ -350,9 +381,10 @@ async def _started(graph: Any, run: dict[str, Any]) -> bool:
 
 
 async def _finish(threads: ThreadService, run: dict[str, Any], graph: Any, status: str,
-                  error: dict[str, Any] | None) -> tuple[Any, dict[str, Any] | None]:
-    """Store the thread's new state and the run's status, publish the run's output and
-    close its stream; the output and the run's record."""
+                  error: dict[str, Any] | None, unsent: list[tuple[str, bytes]]
+                  ) -> tuple[Any, dict[str, Any] | None]:
+    """Store the thread's new state and the run's status, publish the run's ``unsent``
+    events and its output and close its stream; the output and the run's record."""
     storage = threads.ctx.storage
     thread_fields: dict[str, Any] = {}
     output: Any = None
@@ -382,7 +414,7 @@ async def _finish(threads: ThreadService, run: dict[str, Any], graph: Any, statu
         output = {"__error__": error}
     # the run's output for ``wait`` and the stream's end go with its final status (in
     # one transaction where the storage can), after the thread's new state
-    closing = [(RESULT_EVENT, serde.dumps(output))]
+    closing = [*unsent, (RESULT_EVENT, serde.dumps(output))]
     keep = bool(run["kwargs"].get("resumable"))
     if not run["kwargs"].get("temporary"):
         finished = await storage.end_run(run["run_id"], status, thread=thread_fields,

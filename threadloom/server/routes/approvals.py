@@ -95,6 +95,7 @@ async def stream(request: Request, user: AuthUser = Depends(caller)) -> Response
 
     async def events() -> AsyncIterator[StreamEvent]:
         try:
+            await feed.catch_up()  # an idle feed learns what is pending before "ready"
             yield StreamEvent("", "ready", serde.dumps({"identity": user.identity}))
             while True:
                 event = await queue.get()

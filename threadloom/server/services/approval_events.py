@@ -15,6 +15,13 @@ database). On PostgreSQL a thread record changing wakes it at once (LISTEN/NOTIF
 ``Storage.watch_threads``): a feed that applies no deadlines (the API process) then
 looks only when woken (and every ``idle_interval`` as a safety net), not every second.
 
+A feed nobody listens to does no more than its duties need: one that applies no
+deadlines and has no subscribers (the API process, most of the time) does not look at
+all - it forgets what it saw, and ``catch_up`` (called by a new subscriber before its
+first event) looks again to learn what is pending then; one that applies deadlines but
+has neither subscribers nor a webhook still looks, but does not read the audit logs
+that only name the reason for its events (``ApprovalService.reason_gone``).
+
 With ``sweep`` (servers running a worker), the process applying deadlines also POSTs the
 events to the configured webhook (``"webhooks": {"url": ...}``; see
 ``threadloom.server.webhooks``). Each look also applies the deadlines that
@@ -80,6 +87,7 @@ class ApprovalFeed:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._attempted: set[tuple[str, str]] = set()
+        self._looking = asyncio.Lock()  # one look at a time (the loop's, catch_up's)
         approvals.on_decided.append(self.poke)
 
     async def start(self) -> None:
@@ -107,6 +115,13 @@ class ApprovalFeed:
         self._subscribers.add(queue)
         return queue
 
+    async def catch_up(self) -> None:
+        """Learn what is pending now if this feed, idle until now, does not know: a
+        subscriber calls it before waiting for events, which then are the changes from
+        what was pending at that moment."""
+        if self._known is None:
+            await self.tick()
+
     def unsubscribe(self, queue: asyncio.Queue[ApprovalEvent]) -> None:
         """Stop delivering to ``queue``."""
         self._subscribers.discard(queue)
@@ -129,6 +144,13 @@ class ApprovalFeed:
     async def tick(self) -> list[ApprovalEvent]:
         """Look once: publish and return the events since the last look; apply due
         deadlines when sweeping."""
+        async with self._looking:
+            return await self._look()
+
+    async def _look(self) -> list[ApprovalEvent]:
+        if not self.sweep and not self._subscribers:
+            self._known = None  # nobody to tell: forget, until catch_up looks again
+            return []
         if self.sweep and not self._subscribers and not await self.approvals.ctx.storage.lead(
             "deadlines"
         ):
@@ -136,7 +158,9 @@ class ApprovalFeed:
         items = await self.approvals.all_pending()
         current = {i.key: i for i in items}
         events: list[ApprovalEvent] = []
-        if self._known is not None:
+        # the events (and the audit reads naming their reasons) only for someone to get
+        heard = bool(self._subscribers) or bool(self.approvals.ctx.config.webhook_url)
+        if self._known is not None and heard:
             for key, item in current.items():
                 old = self._known.get(key)
                 if old is None:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = [
+    "CLAIMED_ASSISTANT",
     "RUN_ACTIVE",
     "RUN_TERMINAL",
     "CancelAction",
@@ -52,6 +53,8 @@ CancelCallback = Callable[[str, CancelAction], Awaitable[None] | None]
 
 RUN_ACTIVE = ("pending", "running")
 RUN_TERMINAL = ("success", "error", "interrupted", "timeout")
+#: the key of a claimed run holding its assistant's record as of the claim (``claim_runs``)
+CLAIMED_ASSISTANT = "_assistant"
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +236,9 @@ class Storage(abc.ABC):
     async def claim_runs(self, worker_id: str, lease_seconds: float, limit: int
                          ) -> list[dict[str, Any]]:
         """Up to ``limit`` runs as ``claim_run`` takes them, oldest first (PostgreSQL:
-        in one statement)."""
+        in one statement). A storage may add to each the run's assistant record as of
+        the claim under ``CLAIMED_ASSISTANT`` (None: deleted), which the executor then
+        does not read again."""
         runs: list[dict[str, Any]] = []
         while len(runs) < limit:
             run = await self.claim_run(worker_id, lease_seconds)

@@ -46,6 +46,7 @@ from typing import Any
 from threadloom.server.errors import Conflict
 from threadloom.server.records import matches, now_iso
 from threadloom.server.storage.base import (
+    CLAIMED_ASSISTANT,
     RUN_ACTIVE,
     CancelAction,
     CancelCallback,
@@ -797,7 +798,8 @@ class PostgresStorage(Storage):
         """Up to ``limit`` runs in one statement - one round trip, its own transaction
         (relaxed by set_config in RETURNING, evaluated before its commit) - oldest first.
         No two of them are of one thread: only a thread's oldest pending run, and only
-        while none of its runs is running, can be taken."""
+        while none of its runs is running, can be taken. Each carries its assistant's
+        record (``CLAIMED_ASSISTANT``), read in the same statement."""
         import psycopg
 
         try:
@@ -805,7 +807,7 @@ class PostgresStorage(Storage):
                 cur = await conn.execute(
                     f"""
                     WITH next AS (
-                        SELECT r.seq FROM server_runs r
+                        SELECT r.seq, r.assistant_id FROM server_runs r
                         WHERE r.status = 'pending'
                           AND r.run_at <= extract(epoch FROM clock_timestamp())
                           AND NOT EXISTS (
@@ -820,8 +822,11 @@ class PostgresStorage(Storage):
                     UPDATE server_runs SET status = 'running', worker_id = %s,
                         lease_expires_at = clock_timestamp() + make_interval(secs => %s),
                         attempt = attempt + 1, updated_at = %s
-                    FROM next WHERE server_runs.seq = next.seq
+                    FROM next LEFT JOIN server_assistants a
+                        ON a.assistant_id = next.assistant_id
+                    WHERE server_runs.seq = next.seq
                     RETURNING {", ".join("server_runs." + c.strip() for c in RUN_COLS.split(","))},
+                        {", ".join("a." + c.strip() for c in ASSISTANT_COLS.split(","))},
                         server_runs.seq, {_RELAXED}
                     """,
                     (max(1, int(limit)), worker_id, float(lease_seconds), now_iso()),
@@ -833,7 +838,14 @@ class PostgresStorage(Storage):
             if self._work is not None:
                 self._work.set()
             return []
-        return [run_row(row[:-2]) for row in sorted(rows, key=lambda row: row[-2])]
+        width = len(RUN_COLS.split(","))
+        runs = []
+        for row in sorted(rows, key=lambda row: row[-2]):
+            run = run_row(row[:width])
+            assistant = row[width:-2]
+            run[CLAIMED_ASSISTANT] = None if assistant[0] is None else assistant_row(assistant)
+            runs.append(run)
+        return runs
 
     async def heartbeat(self, run_id: str, worker_id: str, lease_seconds: float) -> bool:
         row = await self._one(
@@ -1076,8 +1088,12 @@ class PostgresStorage(Storage):
                 live_from = int(row[0]) if row else 0
             position = live_from if after is None else after
             # a run queued here just now has published nothing this process has not
-            # heard of: no need to read before its first notification
-            unread = started and after is None
+            # heard of: no need to read before its first notification - unless one came
+            # before this first step (the clear below would lose its wake-up), or even
+            # before the queueing returned here (on a busy event loop the run can have
+            # ended by then: its notification found no subscriber to keep its events for)
+            unread = (started and after is None and not waker.is_set()
+                      and run_id not in self._seen)
             ended_since: float | None = None
             while True:
                 waker.clear()
