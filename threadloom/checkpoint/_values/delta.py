@@ -39,12 +39,13 @@ memory, SQLite and Postgres savers share it.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from xxhash import xxh3_128, xxh3_128_digest
 
 from threadloom.checkpoint._values.chains import EMPTY, Resolved
 from threadloom.checkpoint._values.frozen import item_states, state_bytes
@@ -69,7 +70,10 @@ def serde_fingerprint(dumps_typed: Callable[[Any], tuple[str, bytes]]) -> Finger
 
     def fingerprint(item: Any) -> bytes:
         tag, data = dumps_typed(item)
-        return hashlib.blake2b(data, digest_size=16, person=tag.encode()[:16]).digest()
+        hasher = xxh3_128(tag.encode())
+        hasher.update(b"\0")
+        hasher.update(data)
+        return hasher.digest()
 
     return fingerprint
 
@@ -152,6 +156,21 @@ def _cut(states: list[Any] | None, begin: int, end: int) -> list[Any] | None:
     return None if states is None else states[begin:end]
 
 
+_STATES = 1  # ``_digest`` seeds: a print of item states never equals one of fingerprints
+_FINGERPRINTS = 2
+
+
+def _digest(data: bytes, kind: int) -> bytes:
+    """The 16-byte digest of a print's ``data`` (``kind``: what the bytes are).
+
+    xxh3-128: a print only tells whether the same items changed in place within this
+    process (nothing is stored or compared across processes, no input is adversarial),
+    so a fast non-cryptographic hash with 128 bits suffices; it hashes a 10,000-item
+    list's 320 kB of state in ~7 µs where blake2b took ~330 µs.
+    """
+    return xxh3_128_digest(data, seed=kind)
+
+
 _EMPTY_PRINT: list[ListPrint] = []
 
 
@@ -160,8 +179,7 @@ def _empty_print() -> ListPrint:
     if not _EMPTY_PRINT:
         data = state_bytes([])
         assert data is not None  # an empty list is plain data
-        digest = hashlib.blake2b(data, digest_size=16, person=b"tl-state").digest()
-        _EMPTY_PRINT.append(ListPrint(0, digest, 0, (), 0))
+        _EMPTY_PRINT.append(ListPrint(0, _digest(data, _STATES), 0, (), 0))
     return _EMPTY_PRINT[0]
 
 
@@ -376,15 +394,14 @@ class DeltaCache:
         if states is None:
             states = item_states(items)
         data = None if states is None else state_bytes(states)
-        person = b"tl-state"
+        kind = _STATES
         if data is None:  # not plain data: through the saver's serializer, item by item
             try:
                 data = b"".join([self.fingerprint(item) for item in items])
             except Exception:
                 return None
-            person = b"tl-items"
-        digest = hashlib.blake2b(data, digest_size=16, person=person).digest()
-        return ListPrint(len(items), digest, len(items), (), len(items))
+            kind = _FINGERPRINTS
+        return ListPrint(len(items), _digest(data, kind), len(items), (), len(items))
 
     def remember_put(
         self,
