@@ -113,6 +113,9 @@ class BlobPlan:
     depth: int = 0  # number of deltas between this version and its root
     printed: ListPrint | None = None  # a list value's print, for the next delta
     items: list[Any] | None = None  # the list's items as planned (a copy), with ``printed``
+    # stored whole because it no longer extended the stored list (an item replaced,
+    # removed or changed in place); with ``printed`` None: not printed (see ``_replaced``)
+    replaced: bool = False
 
     @property
     def is_delta(self) -> bool:
@@ -126,17 +129,19 @@ class BlobPlan:
     def as_full(self) -> BlobPlan:
         """The same version stored whole (used when the delta's base has disappeared)."""
         return BlobPlan(
-            self.channel, self.version, self.value, printed=self.printed, items=self.items
+            self.channel, self.version, self.value, printed=self.printed, items=self.items,
+            replaced=self.replaced,
         )
 
 
 @dataclass(slots=True)
 class _ListSnapshot:
     version: str
-    printed: ListPrint
+    printed: ListPrint | None  # None: stored whole and not printed (``DeltaCache._replaced``)
     root: str
     depth: int
     items: list[Any] | None  # the items stored, by reference (None: dropped, see max_item_refs)
+    replaced: bool = False  # stored whole as it no longer extended the list stored before
 
 
 @dataclass(slots=True)
@@ -154,6 +159,18 @@ def _cut(states: list[Any] | None, begin: int, end: int) -> list[Any] | None:
     """The ``item_states`` of ``value[begin:end]``, from those of ``value`` (None: not
     made, or not all plain)."""
     return None if states is None else states[begin:end]
+
+
+def _extends(value: list[Any], items: list[Any] | None) -> bool:
+    """Whether ``value`` starts with ``items`` (identical objects, or equal ones: one C-level
+    list comparison; an item whose ``__eq__`` fails counts as changed). Only picks how a
+    list stored whole anyway is remembered (``DeltaCache._replaced``)."""
+    if items is None or len(value) < len(items):
+        return False
+    try:
+        return value[: len(items)] == items
+    except Exception:
+        return False
 
 
 _STATES = 1  # ``_digest`` seeds: a print of item states never equals one of fingerprints
@@ -220,6 +237,15 @@ class DeltaCache:
     write a *new* message with the same id (a copy made before editing): it replaces the
     old one and differs from what was stored.
     ``verify_growth=0`` checks every item at every ``put`` (the strict, O(length) mode).
+
+    A list that is not extended but changed (an item replaced or removed: a reducer that
+    updates items by id) is stored whole, printed, so that appends after it are deltas
+    again. When that happens at two ``put``s in a row, the list is being rewritten, not
+    grown: from then on it is stored whole *without* a print (``_replaced``: printing
+    cost as much as serializing it), and printed again at the first ``put`` that extends
+    it by identity (stored whole once more, its deltas resuming at the next). A list so
+    stored is settled only if a later ``put`` did not write it; having no print to
+    compare with, ``settle`` then stores it whole again.
     """
 
     def __init__(
@@ -280,14 +306,21 @@ class DeltaCache:
             or snap is None
             or snap.version != head.versions.get(channel)
             or snap.version == version
-            or not snap.printed.length
-            or len(value) < snap.printed.length
-            or snap.depth >= self.max_depth
         ):
             return self._whole(channel, version, value)
+        if snap.printed is None:  # stored whole, unprinted: rewritten at every put so far
+            if _extends(value, snap.items):  # growing again: print it (deltas follow)
+                return self._whole(channel, version, value)
+            return self._replaced(channel, version, value)
+        if (
+            len(value) < snap.printed.length
+            or not snap.printed.length
+            or snap.depth >= self.max_depth
+        ):
+            return self._changed(snap, channel, version, value)
         unchanged, printed, copy = self._extend(snap.printed, snap.items, value)
         if not unchanged:  # an old item changed (or cannot be printed)
-            return self._whole(channel, version, value)
+            return self._changed(snap, channel, version, value)
         if printed is not None and copy is None:
             copy = list(value)
         return BlobPlan(
@@ -306,6 +339,23 @@ class DeltaCache:
         printed = self._fresh_print(value)
         items = None if printed is None else list(value)
         return BlobPlan(channel, version, value, printed=printed, items=items)
+
+    def _changed(
+        self, snap: _ListSnapshot, channel: str, version: str, value: list[Any]
+    ) -> BlobPlan:
+        """The plan for a list that does not extend the one stored (``snap``): whole;
+        printed the first time, not when the stored one was not an extension either."""
+        if snap.replaced and snap.items is not None:
+            return self._replaced(channel, version, value)
+        plan = self._whole(channel, version, value)
+        return BlobPlan(
+            channel, version, value, printed=plan.printed, items=plan.items, replaced=True
+        )
+
+    def _replaced(self, channel: str, version: str, value: list[Any]) -> BlobPlan:
+        """Whole, not printed: only its items, kept for the identity comparison that
+        tells whether the next value extends it."""
+        return BlobPlan(channel, version, value, items=list(value), replaced=True)
 
     def _extend(
         self, old: ListPrint, items: list[Any] | None, value: list[Any]
@@ -420,7 +470,14 @@ class DeltaCache:
             if old is not None:  # unchanged channels keep their snapshot (same version)
                 lists = {c: s for c, s in old.lists.items() if versions.get(c) == s.version}
             for plan in plans:
-                if plan.printed is not None and type(plan.value) is list:
+                if type(plan.value) is not list:
+                    lists.pop(plan.channel, None)
+                elif plan.printed is None and plan.replaced and plan.items is not None:
+                    settled.add(plan.channel)  # stored whole by this put: as it is now
+                    lists[plan.channel] = _ListSnapshot(
+                        plan.version, None, plan.version, 0, plan.items, True
+                    )
+                elif plan.printed is not None:
                     # stored whole, or short enough that the put digested every item
                     if not plan.is_delta or plan.printed.length <= self.tail_items:
                         settled.add(plan.channel)
@@ -431,6 +488,7 @@ class DeltaCache:
                         root or plan.version,
                         plan.depth,
                         plan.items if plan.items is not None else list(plan.value),
+                        plan.replaced,
                     )
                 else:
                     lists.pop(plan.channel, None)
@@ -485,7 +543,8 @@ class DeltaCache:
         A ``put`` checks only the newest items (see the class docstring); an older item
         changed in place since it was stored is otherwise seen at the next full check,
         which a run that ends first never reaches. Returns one plan per list whose
-        stored items changed: the head's version stored *whole*, as the items are now
+        stored items changed, or were stored whole without a print (``_replaced``: there
+        is nothing to compare them with): the head's version stored *whole*, as the items are now
         (the saver overwrites that version's row, see ``settle`` on the savers). Lists
         found unchanged count as fully checked, so the next periodic check moves on.
         Costs O(length) once per run (a run's first read thaws the lists anyway).
@@ -505,7 +564,7 @@ class DeltaCache:
             items = snap.items
             if items is None:
                 continue
-            if self._check(items, snap.printed):
+            if snap.printed is not None and self._check(items, snap.printed):
                 printed = snap.printed
                 if printed.full < printed.length:  # every item checked now
                     snap.printed = ListPrint(
