@@ -353,3 +353,102 @@ def test_the_end_of_run_check_skips_a_short_list_its_last_put_digested(
     with open_saver() as fresh:  # what another process reads
         items = _short_list_graph(fresh, 2).get_state(other).values["items"]
     assert items == [{"i": "edited"}, {"i": 1}]
+
+
+def _rewrite(old: list[Any], new: Any) -> list[Any]:
+    """A reducer that replaces an item (``new`` is ``(index, item)``) or appends a list."""
+    if isinstance(new, tuple):
+        out = list(old)
+        out[new[0]] = new[1]
+        return out
+    return [*old, *new]
+
+
+class Rewritten(TypedDict):
+    items: Annotated[list, _rewrite]
+    n: int
+
+
+def _rewrite_graph(
+    saver: Any, rewrites: int, steps: int, counts: list[int], edit_at: int | None = None
+) -> Any:
+    """Step ``n`` replaces item ``n`` while ``n < rewrites``, then appends one item; at
+    step ``edit_at`` it changes item 3 in place instead and writes only ``n``. Each step
+    first records how many items the saver's delta cache has digested so far."""
+
+    def step(state: Rewritten) -> dict[str, Any]:
+        n = state["n"]
+        counts.append(_delta_cache(saver).items_digested)
+        if n == edit_at:
+            state["items"][3]["i"] = "edited in place"
+            return {"n": n + 1}
+        if n < rewrites:
+            return {"items": (n, {"i": f"replaced {n}"}), "n": n + 1}
+        return {"items": [{"i": f"appended {n}"}], "n": n + 1}
+
+    builder = StateGraph(Rewritten)
+    builder.add_node("step", step)
+    builder.add_edge(START, "step")
+    builder.add_conditional_edges("step", lambda s: "step" if s["n"] < steps else END)
+    return builder.compile(checkpointer=saver)
+
+
+def _rewritten(size: int, rewrites: int, n: int) -> list[Any]:
+    """The list after ``n`` steps of ``_rewrite_graph`` (no in-place edit)."""
+    items: list[Any] = [{"i": -k} for k in range(size)]
+    for k in range(n):
+        if k < rewrites:
+            items[k] = {"i": f"replaced {k}"}
+        else:
+            items.append({"i": f"appended {k}"})
+    return items
+
+
+def test_a_list_rewritten_at_every_step_is_not_digested_at_every_put(
+    open_saver: Callable[[], Any],
+) -> None:
+    """A list with one item replaced per step is stored whole at each step (it does not
+    extend the stored one); from its second rewrite in a row on, without digesting its
+    items - the put costs one serialization, as LangGraph's does. Once it grows again it
+    is digested once (stored whole) and then appended as deltas. Every checkpoint reads
+    back as written."""
+    size, rewrites, steps = 1000, 10, 15
+    counts: list[int] = []
+    config = {"configurable": {"thread_id": "t"}, "recursion_limit": 100}
+    start = [{"i": -k} for k in range(size)]
+    with open_saver() as saver:
+        _rewrite_graph(saver, rewrites, steps, counts).invoke(
+            {"items": start, "n": 0}, config, durability="sync"
+        )
+    # per_put[n]: what the put storing step n's result digested
+    per_put = {n: counts[n + 1] - counts[n] for n in range(len(counts) - 1)}
+    assert all(per_put[n] == 0 for n in range(2, rewrites)), per_put
+    assert per_put[rewrites] >= size  # grows again: digested once, stored whole
+    assert all(per_put[n] <= 2 * TAIL + 1 for n in range(rewrites + 1, steps - 1)), per_put
+    with open_saver() as fresh:  # what another process reads
+        graph = _rewrite_graph(fresh, rewrites, steps, [])
+        assert graph.get_state(config).values["items"] == _rewritten(size, rewrites, steps)
+        history = [h.values for h in graph.get_state_history(config) if "n" in h.values]
+    assert len(history) == steps + 1
+    for values in history:
+        assert values["items"] == _rewritten(size, rewrites, values["n"]), values["n"]
+
+
+def test_an_edit_in_place_after_rewrites_is_stored_when_the_run_ends(
+    open_saver: Callable[[], Any],
+) -> None:
+    """A list stored whole without a print (rewritten at two steps in a row), then
+    changed in place by a step that does not write it: the end-of-run check has nothing
+    to compare it with, so it stores it whole again - the edit is kept."""
+    size, rewrites = 100, 6
+    config = {"configurable": {"thread_id": "t"}}
+    with open_saver() as saver:
+        out = _rewrite_graph(saver, rewrites, rewrites + 1, [], edit_at=rewrites).invoke(
+            {"items": [{"i": -k} for k in range(size)], "n": 0}, config
+        )
+    assert out["items"][3] == {"i": "edited in place"}
+    expected = _rewritten(size, rewrites, rewrites)
+    expected[3] = {"i": "edited in place"}
+    with open_saver() as fresh:
+        values = _rewrite_graph(fresh, rewrites, rewrites + 1, []).get_state(config).values
+    assert values["items"] == expected and values["n"] == rewrites + 1
