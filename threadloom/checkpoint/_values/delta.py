@@ -69,13 +69,18 @@ def serde_fingerprint(dumps_typed: Callable[[Any], tuple[str, bytes]]) -> Finger
     """Fingerprints from a serializer's ``dumps_typed``: what a saver actually stores."""
 
     def fingerprint(item: Any) -> bytes:
-        tag, data = dumps_typed(item)
-        hasher = xxh3_128(tag.encode())
-        hasher.update(b"\0")
-        hasher.update(data)
-        return hasher.digest()
+        return row_fingerprint(*dumps_typed(item))
 
     return fingerprint
+
+
+def row_fingerprint(tag: str, data: bytes) -> bytes:
+    """The fingerprint of a value serialized as ``(tag, data)`` (``serde_fingerprint``):
+    also what a saver passes to ``DeltaCache.finish_row`` for a row it serialized."""
+    hasher = xxh3_128(tag.encode())
+    hasher.update(b"\0")
+    hasher.update(data)
+    return hasher.digest()
 
 
 # -- writing -------------------------------------------------------------------------
@@ -91,6 +96,11 @@ class ListPrint:
     appended, digested when it was stored. ``length`` is the last end; ``full`` the
     list's length when every item was last digested. A print of one stretch
     (``DeltaCache.print_of``) has ``checked == full == length`` and no stretches.
+
+    A *row print* (``row``, made by ``DeltaCache.finish_row`` for a list stored whole)
+    has for ``digest`` the fingerprint of the row the saver serialized, ``[0, checked)``
+    being the whole list, and its first stretch, the tail, begins at ``first`` (inside
+    the digested items, so that the next ``put`` checks the newest items again).
     """
 
     length: int
@@ -98,6 +108,13 @@ class ListPrint:
     checked: int
     stretches: tuple[tuple[int, bytes], ...] = ()
     full: int = 0
+    first: int = -1  # where the first stretch begins (-1: at ``checked``)
+    row: bool = False  # ``digest`` fingerprints the serialized ``[0, checked)``
+
+    @property
+    def begin(self) -> int:
+        """Where the first stretch begins."""
+        return self.checked if self.first < 0 else self.first
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +137,11 @@ class BlobPlan:
     @property
     def is_delta(self) -> bool:
         return self.base_version is not None
+
+    @property
+    def needs_row(self) -> bool:
+        """Whether the print waits for the row's fingerprint (``DeltaCache.finish_row``)."""
+        return self.printed is not None and self.printed.row and not self.printed.digest
 
     @property
     def payload(self) -> Any:
@@ -257,6 +279,7 @@ class DeltaCache:
         tail_items: int = 8,
         verify_growth: int = 8,
         max_item_refs: int = 200_000,
+        row_prints: bool = False,
     ) -> None:
         if fingerprint is None:
             from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
@@ -268,6 +291,9 @@ class DeltaCache:
         self.tail_items = tail_items
         self.verify_growth = verify_growth
         self.max_item_refs = max_item_refs
+        self.row_prints = row_prints
+        """Whether ``plan`` leaves a list stored whole to be printed from its serialized
+        row: the saver then passes every plan whose ``needs_row`` through ``finish_row``."""
         self.items_digested = 0
         """Items whose state this cache digested, in all (an operation counter: what a
         ``put`` costs beyond serializing what it stores)."""
@@ -307,10 +333,10 @@ class DeltaCache:
             or snap.version != head.versions.get(channel)
             or snap.version == version
         ):
-            return self._whole(channel, version, value)
+            return self._whole(channel, version, value, row=True)
         if snap.printed is None:  # stored whole, unprinted: rewritten at every put so far
             if _extends(value, snap.items):  # growing again: print it (deltas follow)
-                return self._whole(channel, version, value)
+                return self._whole(channel, version, value, row=True)
             return self._replaced(channel, version, value)
         if (
             len(value) < snap.printed.length
@@ -335,10 +361,45 @@ class DeltaCache:
             items=None if printed is None else copy,
         )
 
-    def _whole(self, channel: str, version: str, value: list[Any]) -> BlobPlan:
+    def _whole(
+        self, channel: str, version: str, value: list[Any], *, row: bool = False
+    ) -> BlobPlan:
+        """``value`` stored whole, printed; with ``row`` (and ``row_prints``) only its
+        tail is digested now, the rest printed from the row (``finish_row``)."""
+        if row and self.row_prints and len(value) > self.tail_items:
+            cut = len(value) - self.tail_items
+            tail = self.print_of(value[cut:])
+            if tail is not None:
+                pending = ListPrint(
+                    len(value), b"", len(value), ((len(value), tail.digest),), len(value),
+                    cut, True,
+                )
+                return BlobPlan(channel, version, value, printed=pending, items=list(value))
         printed = self._fresh_print(value)
         items = None if printed is None else list(value)
         return BlobPlan(channel, version, value, printed=printed, items=items)
+
+    def finish_row(self, plan: BlobPlan, row: tuple[str, bytes] | None) -> BlobPlan:
+        """``plan`` (whose ``needs_row``) with its print complete: the fingerprint of
+        ``row``, what the saver serialized for it with the serializer that fingerprints
+        (one serialization for the row and the print, instead of a digest of every item
+        on top of it), or - ``row`` None: serialized otherwise (encrypted, bound to its
+        place) - its items digested now."""
+        assert plan.printed is not None
+        if row is None:
+            printed = self._fresh_print(plan.value)
+            if printed is None:
+                return BlobPlan(plan.channel, plan.version, plan.value, replaced=plan.replaced)
+        else:
+            old = plan.printed
+            printed = ListPrint(
+                old.length, row_fingerprint(*row), old.checked, old.stretches, old.full,
+                old.first, True,
+            )
+        return BlobPlan(
+            plan.channel, plan.version, plan.value, printed=printed, items=plan.items,
+            replaced=plan.replaced,
+        )
 
     def _changed(
         self, snap: _ListSnapshot, channel: str, version: str, value: list[Any]
@@ -347,7 +408,7 @@ class DeltaCache:
         printed the first time, not when the stored one was not an extension either."""
         if snap.replaced and snap.items is not None:
             return self._replaced(channel, version, value)
-        plan = self._whole(channel, version, value)
+        plan = self._whole(channel, version, value, row=True)
         return BlobPlan(
             channel, version, value, printed=plan.printed, items=plan.items, replaced=True
         )
@@ -390,7 +451,7 @@ class DeltaCache:
         # list is long enough), checked again at every put. The items that leave it are
         # given a stretch of their own; the new tail ends with the appended items.
         stretches = old.stretches
-        tail_begin = stretches[-2][0] if len(stretches) > 1 else old.checked
+        tail_begin = stretches[-2][0] if len(stretches) > 1 else old.begin
         if stretches:
             got = self.print_of(value[tail_begin:start])
             if got is None or got.digest != stretches[-1][1]:
@@ -405,15 +466,26 @@ class DeltaCache:
                 if new is None:
                     return True, None, None
                 stretches = (*stretches, (end, new.digest))
-        return True, ListPrint(len(value), old.digest, old.checked, stretches, old.full), copy
+        return True, ListPrint(
+            len(value), old.digest, old.checked, stretches, old.full, old.first, old.row
+        ), copy
 
     def _check(self, value: list[Any], old: ListPrint, states: list[Any] | None = None) -> bool:
         """Whether every item ``old`` printed still has the state it was printed with
         (``states``: ``value``'s ``item_states`` if already made)."""
-        whole = self.print_of(value[: old.checked], _cut(states, 0, old.checked))
-        if whole is None or whole.digest != old.digest:
-            return False
-        begin = old.checked
+        if old.row:  # serialized again, as the row was
+            self.items_digested += old.checked
+            try:
+                same = self.fingerprint(value[: old.checked]) == old.digest
+            except Exception:  # cannot be serialized any more: changed
+                return False
+            if not same:
+                return False
+        else:
+            whole = self.print_of(value[: old.checked], _cut(states, 0, old.checked))
+            if whole is None or whole.digest != old.digest:
+                return False
+        begin = old.begin
         for end, digest in old.stretches:
             got = self.print_of(value[begin:end], _cut(states, begin, end))
             if got is None or got.digest != digest:
@@ -569,7 +641,7 @@ class DeltaCache:
                 if printed.full < printed.length:  # every item checked now
                     snap.printed = ListPrint(
                         printed.length, printed.digest, printed.checked, printed.stretches,
-                        printed.length,
+                        printed.length, printed.first, printed.row,
                     )
                 continue
             plan = self._whole(channel, snap.version, list(items))
