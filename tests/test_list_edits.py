@@ -353,3 +353,212 @@ def test_the_end_of_run_check_skips_a_short_list_its_last_put_digested(
     with open_saver() as fresh:  # what another process reads
         items = _short_list_graph(fresh, 2).get_state(other).values["items"]
     assert items == [{"i": "edited"}, {"i": 1}]
+
+
+def _rewrite(old: list[Any], new: Any) -> list[Any]:
+    """A reducer that replaces an item (``new`` is ``(index, item)``) or appends a list."""
+    if isinstance(new, tuple):
+        out = list(old)
+        out[new[0]] = new[1]
+        return out
+    return [*old, *new]
+
+
+class Rewritten(TypedDict):
+    items: Annotated[list, _rewrite]
+    n: int
+
+
+def _rewrite_graph(
+    saver: Any, rewrites: int, steps: int, counts: list[int], edit_at: int | None = None
+) -> Any:
+    """Step ``n`` replaces item ``n`` while ``n < rewrites``, then appends one item; at
+    step ``edit_at`` it changes item 3 in place instead and writes only ``n``. Each step
+    first records how many items the saver's delta cache has digested so far."""
+
+    def step(state: Rewritten) -> dict[str, Any]:
+        n = state["n"]
+        counts.append(_delta_cache(saver).items_digested)
+        if n == edit_at:
+            state["items"][3]["i"] = "edited in place"
+            return {"n": n + 1}
+        if n < rewrites:
+            return {"items": (n, {"i": f"replaced {n}"}), "n": n + 1}
+        return {"items": [{"i": f"appended {n}"}], "n": n + 1}
+
+    builder = StateGraph(Rewritten)
+    builder.add_node("step", step)
+    builder.add_edge(START, "step")
+    builder.add_conditional_edges("step", lambda s: "step" if s["n"] < steps else END)
+    return builder.compile(checkpointer=saver)
+
+
+def _rewritten(size: int, rewrites: int, n: int) -> list[Any]:
+    """The list after ``n`` steps of ``_rewrite_graph`` (no in-place edit)."""
+    items: list[Any] = [{"i": -k} for k in range(size)]
+    for k in range(n):
+        if k < rewrites:
+            items[k] = {"i": f"replaced {k}"}
+        else:
+            items.append({"i": f"appended {k}"})
+    return items
+
+
+def test_a_list_rewritten_at_every_step_is_not_digested_at_every_put(
+    open_saver: Callable[[], Any],
+) -> None:
+    """A list with one item replaced per step is stored whole at each step (it does not
+    extend the stored one); from its second rewrite in a row on, without digesting its
+    items - the put costs one serialization, as LangGraph's does. Once it grows again it
+    is printed again (stored whole) and then appended as deltas. Every checkpoint reads
+    back as written."""
+    size, rewrites, steps = 1000, 10, 15
+    counts: list[int] = []
+    config = {"configurable": {"thread_id": "t"}, "recursion_limit": 100}
+    start = [{"i": -k} for k in range(size)]
+    with open_saver() as saver:
+        _rewrite_graph(saver, rewrites, steps, counts).invoke(
+            {"items": start, "n": 0}, config, durability="sync"
+        )
+    # per_put[n]: what the put storing step n's result digested
+    per_put = {n: counts[n + 1] - counts[n] for n in range(len(counts) - 1)}
+    assert all(per_put[n] == 0 for n in range(2, rewrites)), per_put
+    assert all(per_put[n] <= 2 * TAIL + 1 for n in range(rewrites + 1, steps - 1)), per_put
+    with open_saver() as fresh:  # what another process reads
+        graph = _rewrite_graph(fresh, rewrites, steps, [])
+        assert graph.get_state(config).values["items"] == _rewritten(size, rewrites, steps)
+        history = [h.values for h in graph.get_state_history(config) if "n" in h.values]
+    assert len(history) == steps + 1
+    for values in history:
+        assert values["items"] == _rewritten(size, rewrites, values["n"]), values["n"]
+
+
+def test_an_edit_in_place_after_rewrites_is_stored_when_the_run_ends(
+    open_saver: Callable[[], Any],
+) -> None:
+    """A list stored whole without a print (rewritten at two steps in a row), then
+    changed in place by a step that does not write it: the end-of-run check has nothing
+    to compare it with, so it stores it whole again - the edit is kept."""
+    size, rewrites = 100, 6
+    config = {"configurable": {"thread_id": "t"}}
+    with open_saver() as saver:
+        out = _rewrite_graph(saver, rewrites, rewrites + 1, [], edit_at=rewrites).invoke(
+            {"items": [{"i": -k} for k in range(size)], "n": 0}, config
+        )
+    assert out["items"][3] == {"i": "edited in place"}
+    expected = _rewritten(size, rewrites, rewrites)
+    expected[3] = {"i": "edited in place"}
+    with open_saver() as fresh:
+        values = _rewrite_graph(fresh, rewrites, rewrites + 1, []).get_state(config).values
+    assert values["items"] == expected and values["n"] == rewrites + 1
+
+
+def _edit_graph(saver: Any, steps: int, edits: dict[int, Callable[[list[Any]], None]]) -> Any:
+    """Appends ``{"i": n}`` at step ``n``, after calling ``edits[n]`` on the live list."""
+
+    def grow(state: Items) -> dict[str, Any]:
+        n = state["n"]
+        if n in edits:
+            edits[n](state["items"])
+        return {"items": [{"i": n}], "n": n + 1}
+
+    builder = StateGraph(Items)
+    builder.add_node("grow", grow)
+    builder.add_edge(START, "grow")
+    builder.add_conditional_edges("grow", lambda s: "grow" if s["n"] < steps else END)
+    return builder.compile(checkpointer=saver)
+
+
+@pytest.mark.parametrize("serde", ["plain", "encrypted"])
+def test_a_list_stored_whole_in_memory_is_printed_from_its_row(serde: str) -> None:
+    """The memory saver prints a long list it stores whole from the row it serialized for
+    it (plain serializer; an encrypting one makes other bytes, and then the items are
+    digested): the put digests only the newest items. What the print must see is still
+    seen: the newest item changed in place at the next put, and an old one changed in
+    place by the end-of-run check (which serializes the list again)."""
+    size, steps = 2000, 6
+    saver = InMemorySaver()
+    if serde == "encrypted":
+        from threadloom.checkpoint.serde.encrypted import EncryptedSerializer
+
+        saver = InMemorySaver(serde=EncryptedSerializer.from_aes_gcm(b"k" * 32))
+    cache = _delta_cache(saver)
+    digested: list[int] = []
+
+    def newest(items: list[Any]) -> None:
+        digested.append(cache.items_digested)
+        items[-1]["i"] = "newest, edited"
+
+    def old(items: list[Any]) -> None:
+        items[5]["i"] = "old, edited"
+
+    config = {"configurable": {"thread_id": "t"}}
+    graph = _edit_graph(saver, steps, {1: newest, 2: old})
+    start = [{"i": -k} for k in range(size)]
+    before = cache.items_digested
+    graph.invoke({"items": start, "n": 0}, config)
+    # the put before step 1 is the list's first through the planner: stored whole
+    if serde == "plain":
+        assert digested[0] - before <= 2 * TAIL + 1
+    else:
+        assert digested[0] - before >= size
+    history = {h.values["n"]: h.values["items"] for h in graph.get_state_history(config)
+               if "n" in h.values}
+    assert history[1][-1] == {"i": 0} and history[2][-2] == {"i": "newest, edited"}
+    assert history[2][5] == {"i": -5} and history[steps][5] == {"i": "old, edited"}
+    expected = [*({"i": -k} for k in range(size)), *({"i": n} for n in range(steps))]
+    expected[5], expected[size] = {"i": "old, edited"}, {"i": "newest, edited"}
+    assert graph.get_state(config).values["items"] == expected
+
+    # unedited (in a second thread: the list is planned from its first write, as it grew
+    # by deltas in the first), the list is stored whole once and as deltas after: the
+    # row's print matches the items at every put and at the end-of-run check, which
+    # leaves the head's delta row as it is
+    _edit_graph(saver, steps, {}).invoke({"items": start, "n": 0}, {"configurable": {
+        "thread_id": "u"}})
+    rows = {key[3]: row for key, row in saver.blobs.items() if key[0] == "u"
+            and key[2] == "items"}
+    assert sum(len(row) == 2 for row in rows.values()) == 1
+    assert len(rows) == steps + 1 and len(rows[max(rows)]) > 2
+
+
+def test_every_saver_prints_a_list_stored_whole_from_its_row(
+    open_saver: Callable[[], Any],
+) -> None:
+    """On every saver, a run that starts a thread with a long list digests only the
+    newest items at each put (the list stored whole is printed from its serialized row),
+    and what changed in place is still stored: the newest item at the next put, an old
+    one by the end-of-run check - as another process reads it back."""
+    size, steps = 2000, 6
+    digested: list[int] = []
+
+    def graph_of(saver: Any) -> Any:
+        cache = _delta_cache(saver)
+
+        def newest(items: list[Any]) -> None:
+            items[-1]["i"] = "newest, edited"
+
+        def old(items: list[Any]) -> None:
+            items[5]["i"] = "old, edited"
+
+        def count(items: list[Any]) -> None:
+            digested.append(cache.items_digested)
+
+        edits = {n: count for n in range(steps)}
+        edits[1] = lambda items: (count(items), newest(items))
+        edits[2] = lambda items: (count(items), old(items))
+        return _edit_graph(saver, steps, edits)
+
+    config = {"configurable": {"thread_id": "t"}}
+    with open_saver() as saver:
+        graph_of(saver).invoke({"items": [{"i": -k} for k in range(size)], "n": 0}, config)
+    per_put = [b - a for a, b in zip(digested, digested[1:], strict=False)]
+    assert max(per_put) <= 2 * TAIL + 1, per_put
+    expected = [*({"i": -k} for k in range(size)), *({"i": n} for n in range(steps))]
+    expected[5], expected[size] = {"i": "old, edited"}, {"i": "newest, edited"}
+    with open_saver() as fresh:
+        graph = graph_of(fresh)
+        assert graph.get_state(config).values["items"] == expected
+        history = {h.values["n"]: h.values["items"] for h in graph.get_state_history(config)
+                   if "n" in h.values}
+    assert history[1][-1] == {"i": 0} and history[2][-2] == {"i": "newest, edited"}

@@ -232,7 +232,10 @@ class InMemorySaver(BaseCheckpointSaver):
         # on every call; the plaintext encoding does not), as the SQL savers do.
         inner = getattr(self.serde, "serde", None)
         plain = inner if callable(getattr(inner, "dumps_typed", None)) else self.serde
-        self._delta = DeltaCache(serde_fingerprint(plain.dumps_typed))
+        # A list stored whole is printed from its serialized row when the row is what the
+        # fingerprints serialize (``DeltaCache.finish_row``: one pass over it, not two).
+        self._fingerprinted = plain
+        self._delta = DeltaCache(serde_fingerprint(plain.dumps_typed), row_prints=True)
         # Values rebuilt from delta chains, frozen: a long thread's read thaws one copy
         # instead of decoding every delta row again (each reader still gets its own).
         self._values = ValueCache()
@@ -580,11 +583,14 @@ class InMemorySaver(BaseCheckpointSaver):
         plans = None
         if long_lists is not None or first_long is not None:  # the planner follows the head
             plans = self._delta.plan(thread_id, ns, parent_id, values, lists or {})
-            for plan in plans:
+            same_bytes = not bind and self.serde is self._fingerprinted
+            for i, plan in enumerate(plans):
                 key = (thread_id, ns, plan.channel, plan.version)
                 typ, blob = dumps(
                     plan.payload, value_place(*key, plan.base_version, plan.root_version)
                 )
+                if plan.needs_row:
+                    plans[i] = self._delta.finish_row(plan, (typ, blob) if same_bytes else None)
                 if plan.is_delta:
                     rows.append((key, _Row(typ, blob, plan.base_version, plan.root_version)))
                 else:

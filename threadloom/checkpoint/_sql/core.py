@@ -521,10 +521,21 @@ class SqlCore(SqlHousekeeping):
             cp_blob=cp_blob,
             metadata_json=metadata_json,
             created_at=timestamp(checkpoint.get("ts")),
-            blobs=[(plan, *self._dump_plan(thread_id, ns, plan)) for plan in plans],
+            blobs=[self._dumped(thread_id, ns, plan) for plan in plans],
             relaxed=relaxed,
             run_locked=run_locked,
         )
+
+    def _dumped(
+        self, thread_id: str, ns: str, plan: BlobPlan
+    ) -> tuple[BlobPlan, str, bytes | None]:
+        """``plan`` serialized: (plan, type, bytes); a plan whose print waits for its row
+        (``DeltaCache.row_prints``: the saver's serializer is the one that fingerprints)
+        is completed from the bytes."""
+        typ, blob = self._dump_plan(thread_id, ns, plan)
+        if plan.needs_row:
+            plan = self.cache.finish_row(plan, None if blob is None else (typ, blob))
+        return plan, typ, blob
 
     def _dump_plan(self, thread_id: str, ns: str, plan: BlobPlan) -> tuple[str, bytes | None]:
         if plan.value is EMPTY:

@@ -48,6 +48,7 @@ from threadloom.checkpoint.base import (
     audit_keep_last,
     prune_plan,
 )
+from threadloom.checkpoint.serde.place import binds
 from threadloom.checkpoint.trace import Trace
 from threadloom.constants import CONFIG_KEY_BRANCH, CONFIG_KEY_DURABILITY
 
@@ -207,7 +208,11 @@ class SqlSaver(BaseCheckpointSaver):
         # differs on every call, the plaintext encoding does not.
         inner = getattr(value, "serde", None)
         plain = inner if callable(getattr(inner, "dumps_typed", None)) else value
-        self._delta_cache = DeltaCache(serde_fingerprint(plain.dumps_typed))
+        # a list stored whole is printed from its row when the row is what the fingerprints
+        # serialize (``DeltaCache.finish_row``): a plain serializer, not bound to places
+        self._delta_cache = DeltaCache(
+            serde_fingerprint(plain.dumps_typed), row_prints=plain is value and not binds(value)
+        )
         old = getattr(self, "_values", None)
         self._values = ValueCache(
             **({} if old is None else {"max_bytes": old.max_bytes, "max_entries": old.max_entries})
