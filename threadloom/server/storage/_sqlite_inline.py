@@ -87,6 +87,10 @@ class ConnectionLock:
         self._depth -= 1
         self._lock.release()
 
+    def may_wait(self) -> bool:
+        """Whether the holder may wait for other writers (False on the event loop)."""
+        return not self._no_wait
+
     def __enter__(self) -> bool:
         return self.acquire()
 
@@ -132,6 +136,7 @@ class LoopSqliteSaver(SqliteSaver):
     def __init__(self, conn: sqlite3.Connection, **kwargs: Any) -> None:
         super().__init__(conn, **kwargs)
         self._runner.lock = self.lock = ConnectionLock(conn)  # type: ignore[assignment]
+        self._runner.may_wait = self.lock.may_wait  # the loop never waits for the writer lock
         self.inline = Inline(conn, self.lock, lambda: self.is_setup and self._reads_never_wait)
 
     def _run(self, op: Any, *, write: bool, atomic: bool = True) -> Any:
