@@ -475,14 +475,14 @@ def _growth(label: str, kind: str, sizes: list[int], per_unit: dict[str, list[fl
 
 def table(rows: list[Row]) -> str:
     head = (
-        f"{'figure':<52}  {'saver':<8}  {'unit':<9}  {'threadloom':>10}  {'LangGraph':>10}  "
+        f"{'figure':<52}  {'saver':<14}  {'unit':<9}  {'threadloom':>10}  {'LangGraph':>10}  "
         f"{'tl/lg':>6}  result"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         if r.get("growth"):
             lines.append(
-                f"{r['label']:<52}  {r['saver']:<8}  {r['unit']:<9}  {r['tl']:>10.2f}  "
+                f"{r['label']:<52}  {r['saver']:<14}  {r['unit']:<9}  {r['tl']:>10.2f}  "
                 f"{r['lg']:>10.2f}  {'':>6}  {r['note']} {r['ratio']:.2f}x"
             )
             continue
@@ -491,7 +491,7 @@ def table(rows: list[Row]) -> str:
             ok = r["ratio"] <= r["target"]
             result = f"{'PASS' if ok else 'FAIL'} (<= {r['target']})"
         lines.append(
-            f"{r['label']:<52}  {r['saver']:<8}  {r['unit']:<9}  {r['tl']:>10,.3g}  "
+            f"{r['label']:<52}  {r['saver']:<14}  {r['unit']:<9}  {r['tl']:>10,.3g}  "
             f"{r['lg']:>10,.3g}  {r['ratio']:>6.3f}  {result}"
         )
     return "\n".join(lines)
