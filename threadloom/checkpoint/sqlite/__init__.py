@@ -1,8 +1,9 @@
 """``SqliteSaver``: checkpoints in one SQLite file - the embedded, zero-setup durable saver.
 
 Use it when one machine runs the graph: a laptop, a single server, a desktop app. A paused
-thread survives restarts; several processes may share the file (WAL mode, writers take
-turns through ``BEGIN IMMEDIATE``). For many machines use ``PostgresSaver``.
+thread survives restarts; several processes may share the file (WAL mode; writers take
+turns through an ``flock`` queue on ``<database>-writer.lock`` around ``BEGIN IMMEDIATE``,
+see ``threadloom.checkpoint.sqlite._writers``). For many machines use ``PostgresSaver``.
 
     with SqliteSaver.from_conn_string("checkpoints.db") as saver:
         graph = builder.compile(checkpointer=saver)
