@@ -138,3 +138,18 @@ def test_memory_databases_take_no_writer_lock() -> None:
     with SqliteSaver.from_conn_string(":memory:") as saver:
         _put(saver, "t", 0, _thread("t"))
         assert saver._runner.writers is None
+
+
+def test_a_hot_read_is_one_statement_without_a_transaction(tmp_path: Any) -> None:
+    """``get_tuple`` (a non-atomic read) runs its one statement alone: no BEGIN/COMMIT
+    around it, so it holds no read snapshot of the file longer than the statement."""
+    with SqliteSaver.from_conn_string(str(tmp_path / "reads.sqlite")) as saver:
+        _put(saver, "t", 0, _thread("t"))
+        saver.get_tuple(_thread("t"))  # warm: the value cache holds the values
+        sent: list[str] = []
+        saver.conn.set_trace_callback(sent.append)
+        try:
+            assert saver.get_tuple(_thread("t")) is not None
+        finally:
+            saver.conn.set_trace_callback(None)
+        assert len(sent) == 1 and sent[0].lstrip().upper().startswith(("SELECT", "WITH"))

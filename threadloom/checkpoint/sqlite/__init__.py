@@ -291,7 +291,7 @@ class SqliteSaverBase(SyncSqlSaver):
             self._setup_sync()
         if self.trace is not None:
             op = traced_op(op, self.trace)
-        return self._runner.run(op, write=write)
+        return self._runner.run(op, write=write, atomic=atomic)
 
     # -- one run per thread ------------------------------------------------------------
 

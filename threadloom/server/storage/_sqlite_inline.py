@@ -139,13 +139,6 @@ class LoopSqliteSaver(SqliteSaver):
         self._runner.may_wait = self.lock.may_wait  # the loop never waits for the writer lock
         self.inline = Inline(conn, self.lock, lambda: self.is_setup and self._reads_never_wait)
 
-    def _run(self, op: Any, *, write: bool, atomic: bool = True) -> Any:
-        # passes ``atomic`` on (``SqliteSaverBase._run`` drops it): a hot-path read of
-        # one statement (``get_tuple``) runs without BEGIN/COMMIT around it
-        if not self.is_setup:
-            self._setup_sync()
-        return self._runner.run(op, write=write, atomic=atomic)
-
     async def _here(self, fn: Callable[..., T], *args: Any) -> T:
         done = self.inline.run(fn, *args)
         if done is BUSY:
