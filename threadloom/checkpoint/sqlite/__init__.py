@@ -166,7 +166,6 @@ def _enable_wal(conn: sqlite3.Connection, timeout: float = 30.0) -> None:
         delay = min(delay * 2, 0.25)
 
 
-
 def _database_file(conn: sqlite3.Connection) -> str:
     """The main database's file path ("" for in-memory and temporary databases)."""
     for _seq, name, file in conn.execute("PRAGMA database_list").fetchall():
