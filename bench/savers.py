@@ -157,6 +157,21 @@ def open_saver(lib: str, kind: str) -> Iterator[Any]:
         yield saver
 
 
+@contextmanager
+def shared_target(lib: str, kind: str) -> Iterator[str]:
+    """A new database for ``lib``'s ``kind`` (``sqlite`` or ``postgres``) saver, set up,
+    for several processes to open at once: yields a SQLite file path or a PostgreSQL
+    connection string (a fresh schema, dropped on exit)."""
+    with ExitStack() as stack:
+        if kind == "sqlite":
+            target = str(Path(_tmpdir.name) / f"{lib}-shared-{next(_counter)}.sqlite")
+        else:
+            target = stack.enter_context(_pg_schema(lib, kind))
+        with saver_class(lib, kind).from_conn_string(target) as saver:
+            saver.setup()
+        yield target
+
+
 def sqlite_synchronous(lib: str, saver: Any) -> int:
     """The ``PRAGMA synchronous`` level a sync SQLite saver's connection runs at."""
     if lib == "threadloom":

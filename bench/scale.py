@@ -2,13 +2,22 @@
 
     .venv-bench/bin/python bench/scale.py                 # every figure (several minutes)
     .venv-bench/bin/python bench/scale.py --quick         # smaller sizes, a smoke run
-    .venv-bench/bin/python bench/scale.py --only listing  # one family: turns, listing, big, items
+    .venv-bench/bin/python bench/scale.py --only listing  # one family: turns, listing, big,
+                                                          # items, processes, tasks
     .venv-bench/bin/python bench/scale.py --write         # also append the table to RESULTS.md
 
 Same programs on both libraries (``bench/programs.py``), one process, the libraries
 alternating per sample; a figure is the median of its samples. Growth exponents: the
 slope of log(time per unit) over log(size) between the smallest and largest size
 (0 = constant per unit, 1 = each unit costs in proportion to the size).
+
+``processes`` and ``tasks`` measure throughput instead: approval cycles per second with
+1 / 2 / 4 / 8 OS processes on one database (SQLite file, PostgreSQL database), and with
+1 / 10 / 100 asyncio tasks on one async saver (``bench/concurrency.py``), one library
+after the other for each size, in alternating order; their exponent is the slope of
+log(cycles/s) over log(processes or tasks): 0 = flat, below 0 = falls as work is added.
+Cycles per CPU-second (the benchmark's processes only, not the database server's) are
+reported beside them, as the wall-clock figures depend on what else the machine runs.
 """
 
 from __future__ import annotations
@@ -34,8 +43,15 @@ sys.path.insert(0, str(_HERE.parent))
 
 from bench import programs as p  # noqa: E402
 from bench.api import LIBRARIES, Api, load_api  # noqa: E402
+from bench.concurrency import (  # noqa: E402
+    Outcome,
+    alternating,
+    check_threads,
+    run_processes,
+    run_tasks,
+)
 from bench.normalize import first_difference, normalize  # noqa: E402
-from bench.savers import open_saver, unavailable  # noqa: E402
+from bench.savers import open_saver, run_async, shared_target, unavailable  # noqa: E402
 
 TL, LG = LIBRARIES
 Row = dict[str, Any]
@@ -373,6 +389,107 @@ def items_figures(
     return rows
 
 
+# -- (5) processes on one database, (6) asyncio tasks on one async saver -----------------
+
+
+def _throughput_rows(
+    what: str, kind: str, counts: list[int], outcomes: dict[str, dict[int, list[Outcome]]]
+) -> list[Row]:
+    """Per size: cycles/s and cycles per CPU-second (medians over rounds), then the growth
+    exponents of cycles/s; errors, when a side had any, in the label."""
+    rows: list[Row] = []
+    rates: dict[str, list[float]] = {lib: [] for lib in LIBRARIES}
+    for n in counts:
+        rate = {lib: statistics.median(o.rate for o in outcomes[lib][n]) for lib in LIBRARIES}
+        cpu = {lib: statistics.median(o.per_cpu for o in outcomes[lib][n]) for lib in LIBRARIES}
+        errors = {lib: sum(len(o.errors) for o in outcomes[lib][n]) for lib in LIBRARIES}
+        failed = ", ".join(f"{lib} {e} failed" for lib, e in errors.items() if e)
+        label = f"approval cycles, {n} {what}" + (f" ({failed})" if failed else "")
+        rows.append(_row(label, kind, "cycles/s", 1, rate[TL], rate[LG]))
+        rows.append(
+            _row(f"  per CPU-second, {n} {what}", kind, "cycles/cpu-s", 1, cpu[TL], cpu[LG])
+        )
+        for lib in LIBRARIES:
+            rates[lib].append(rate[lib])
+    rows.append(
+        {
+            "label": f"cycles/s growth, {counts[0]}->{counts[-1]} {what}",
+            "saver": kind,
+            "unit": "exponent",
+            "tl": _exponent(counts, rates[TL]),
+            "lg": _exponent(counts, rates[LG]),
+            "ratio": rates[TL][-1] / rates[TL][0],
+            "target": None,
+            "growth": True,
+            "note": "ours last/first cycles/s",
+        }
+    )
+    return rows
+
+
+def _first_errors(outcome: Outcome, lib: str, kind: str, n: int) -> None:
+    if outcome.errors:
+        print(f"  {lib} on {kind}, {n}: {len(outcome.errors)} cycles failed, first: "
+              f"{outcome.errors[0][:200]}", file=sys.stderr)
+
+
+def processes_figures(
+    kinds: list[str], counts: list[int], seconds: float, rounds: int
+) -> list[Row]:
+    """Approval cycles per second with ``counts`` processes sharing one database."""
+    rows: list[Row] = []
+    for kind in kinds:
+        if kind not in ("sqlite", "postgres") or any(unavailable(lib, kind) for lib in LIBRARIES):
+            continue
+        outcomes: dict[str, dict[int, list[Outcome]]] = {
+            lib: {n: [] for n in counts} for lib in LIBRARIES
+        }
+        for round_ in range(rounds):
+            for i, n in enumerate(counts):
+                for lib in alternating(list(LIBRARIES), round_ + i):
+                    with shared_target(lib, kind) as target:
+                        outcome = run_processes(lib, kind, target, n, seconds)
+                        check_threads(lib, kind, target, outcome.threads, f"{lib}-n{n}-w0-warm")
+                    _first_errors(outcome, lib, kind, n)
+                    outcomes[lib][n].append(outcome)
+            diff = first_difference(outcomes[TL][counts[0]][0].output,
+                                    outcomes[LG][counts[0]][0].output)
+            if diff is not None:
+                raise AssertionError(f"approval cycle on {kind}: outputs differ: {diff}")
+        rows += _throughput_rows("processes", kind, counts, outcomes)
+    return rows
+
+
+def tasks_figures(kinds: list[str], counts: list[int], seconds: float, rounds: int) -> list[Row]:
+    """Approval cycles per second with ``counts`` asyncio tasks on one async saver."""
+    rows: list[Row] = []
+    for kind in kinds:
+        akind = f"{kind}-async"
+        if kind not in ("sqlite", "postgres") or any(
+            unavailable(lib, akind) for lib in LIBRARIES
+        ):
+            continue
+        outcomes: dict[str, dict[int, list[Outcome]]] = {
+            lib: {n: [] for n in counts} for lib in LIBRARIES
+        }
+        for round_ in range(rounds):
+            for i, n in enumerate(counts):
+                for lib in alternating(list(LIBRARIES), round_ + i):
+                    with open_saver(lib, akind) as saver:
+                        gc.collect()
+                        outcome = run_async(
+                            run_tasks(lib, saver, n, seconds, f"{lib}-t{n}-r{round_}")
+                        )
+                    _first_errors(outcome, lib, akind, n)
+                    outcomes[lib][n].append(outcome)
+            diff = first_difference(outcomes[TL][counts[0]][0].output,
+                                    outcomes[LG][counts[0]][0].output)
+            if diff is not None:
+                raise AssertionError(f"async approval cycle on {kind}: outputs differ: {diff}")
+        rows += _throughput_rows("tasks", akind, counts, outcomes)
+    return rows
+
+
 # -- the table --------------------------------------------------------------------------
 
 
@@ -421,6 +538,7 @@ def _growth(
         "target": target,
         "judged": judged,
         "growth": True,
+        "note": "last/first per turn, ours / LangGraph:",
     }
 
 
@@ -431,7 +549,7 @@ several (wall clock and CPU time, with and without the chat model)."""
 
 def table(rows: list[Row]) -> str:
     head = (
-        f"{'figure':<52}  {'saver':<8}  {'unit':<9}  {'threadloom':>10}  {'LangGraph':>10}  "
+        f"{'figure':<52}  {'saver':<14}  {'unit':<9}  {'threadloom':>10}  {'LangGraph':>10}  "
         f"{'tl/lg':>6}  result"
     )
     lines = [head, "-" * len(head)]
@@ -443,15 +561,17 @@ def table(rows: list[Row]) -> str:
             result = f"{'PASS' if ok else 'FAIL'} (<= {bound})"
             result += f" {JUDGED}" if r.get("judged") else ""
         if r.get("growth"):
-            last_first = f"{r['ratio']:.2f}x / {r['lg_ratio']:.2f}x"
+            last_first = f"{r['ratio']:.2f}x" + (
+                f" / {r['lg_ratio']:.2f}x" if "lg_ratio" in r else ""
+            )
             lines.append(
-                f"{r['label']:<52}  {r['saver']:<8}  {r['unit']:<9}  {r['tl']:>10.2f}  "
-                f"{r['lg']:>10.2f}  {'':>6}  last/first per turn {last_first}"
+                f"{r['label']:<52}  {r['saver']:<14}  {r['unit']:<9}  {r['tl']:>10.2f}  "
+                f"{r['lg']:>10.2f}  {'':>6}  {r['note']} {last_first}"
                 + ("" if result == "-" else f"; {result}")
             )
             continue
         lines.append(
-            f"{r['label']:<52}  {r['saver']:<8}  {r['unit']:<9}  {r['tl']:>10,.3g}  "
+            f"{r['label']:<52}  {r['saver']:<14}  {r['unit']:<9}  {r['tl']:>10,.3g}  "
             f"{r['lg']:>10,.3g}  {r['ratio']:>6.3f}  {result}"
         )
     if any(r.get("judged") for r in rows):
@@ -466,19 +586,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     parser.add_argument(
-        "--only", action="append", default=[], choices=["turns", "listing", "big", "items"]
+        "--only",
+        action="append",
+        default=[],
+        choices=["turns", "listing", "big", "items", "processes", "tasks"],
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="window per processes/tasks sample"
     )
     parser.add_argument(
         "--saver", action="append", default=[], choices=["memory", "sqlite", "postgres"]
     )
     parser.add_argument("--write", action="store_true", help="append the table to RESULTS.md")
     args = parser.parse_args(argv)
-    families = args.only or ["turns", "listing", "big", "items"]
+    families = args.only or ["turns", "listing", "big", "items", "processes", "tasks"]
     kinds = args.saver or ["memory", "sqlite", "postgres"]
     apis = {lib: load_api(lib) for lib in LIBRARIES}
     quick = args.quick
-    load_before = os.getloadavg()[0]
     started = time.perf_counter()
+    load_before = " ".join(f"{x:.1f}" for x in os.getloadavg())
     rows: list[Row] = []
     if "turns" in families:
         rows += turns_figures(kinds, [10, 100] if quick else [10, 100, 1000], apis)
@@ -488,14 +614,20 @@ def main(argv: list[str] | None = None) -> int:
         rows += big_value_figures([k for k in kinds if k != "memory"], 5 * 2**20, apis, 3)
     if "items" in families:
         rows += items_figures(kinds, 1000 if quick else 10_000, 20, apis, 3)
+    window = args.seconds or (2.0 if quick else 5.0)
+    if "processes" in families:
+        rows += processes_figures(kinds, [1, 2, 4, 8], window, 1 if quick else 2)
+    if "tasks" in families:
+        rows += tasks_figures(kinds, [1, 10, 100], window, 1 if quick else 2)
     elapsed = time.perf_counter() - started
     text = table(rows)
     header = (
         f"threadloom {apis[TL].version} vs langgraph {apis[LG].version}; Python "
         f"{platform.python_version()}; {'quick' if quick else 'full'} run of "
         f"`bench/scale.py {' '.join(argv if argv is not None else sys.argv[1:])}` "
-        f"in {elapsed:.0f} s on {date.today().isoformat()} (load average {load_before:.1f} "
-        f"-> {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs)"
+        f"in {elapsed:.0f} s on {date.today().isoformat()}; {os.cpu_count()} CPUs, load "
+        f"average {load_before} at the start, "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end"
     )
     print(header)
     print(text)

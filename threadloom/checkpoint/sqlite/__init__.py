@@ -1,8 +1,9 @@
 """``SqliteSaver``: checkpoints in one SQLite file - the embedded, zero-setup durable saver.
 
 Use it when one machine runs the graph: a laptop, a single server, a desktop app. A paused
-thread survives restarts; several processes may share the file (WAL mode, writers take
-turns through ``BEGIN IMMEDIATE``). For many machines use ``PostgresSaver``.
+thread survives restarts; several processes may share the file (WAL mode; writers take
+turns through an ``flock`` queue on ``<database>-writer.lock`` around ``BEGIN IMMEDIATE``,
+see ``threadloom.checkpoint.sqlite._writers``). For many machines use ``PostgresSaver``.
 
     with SqliteSaver.from_conn_string("checkpoints.db") as saver:
         graph = builder.compile(checkpointer=saver)
@@ -39,7 +40,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
@@ -64,6 +65,7 @@ from threadloom.checkpoint._sql.statements import (
 )
 from threadloom.checkpoint.base import CheckpointTuple, SerializerProtocol
 from threadloom.checkpoint.sqlite import _locks
+from threadloom.checkpoint.sqlite._writers import WriterLock, writer_lock_path
 from threadloom.checkpoint.trace import Trace, traced_op
 
 __all__ = ["SqliteSaver", "MIGRATIONS"]
@@ -164,10 +166,6 @@ def _enable_wal(conn: sqlite3.Connection, timeout: float = 30.0) -> None:
         delay = min(delay * 2, 0.25)
 
 
-def _is_file(conn: sqlite3.Connection) -> bool:
-    return bool(_database_file(conn))
-
-
 def _database_file(conn: sqlite3.Connection) -> str:
     """The main database's file path ("" for in-memory and temporary databases)."""
     for _seq, name, file in conn.execute("PRAGMA database_list").fetchall():
@@ -189,11 +187,18 @@ def _set_synchronous(conn: sqlite3.Connection, durability: str) -> None:
 
 
 class _SqliteRunner:
-    """Runs one operation in one transaction on a connection shared between threads."""
+    """Runs one operation in one transaction on a connection shared between threads.
+
+    A write transaction of a file database is taken in turn with the file's other
+    threadloom writers, in any process (``writers``, set at setup: see
+    ``threadloom.checkpoint.sqlite._writers``); ``may_wait()`` False (a caller on an event
+    loop) makes it fail at once with "database is locked" instead of waiting its turn."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.lock = threading.RLock()
+        self.writers: WriterLock | None = None
+        self.may_wait: Callable[[], bool] = lambda: True
 
     def run(self, op: Op[T], *, write: bool, atomic: bool = True) -> T:
         """One transaction - except for a non-atomic read, whose every statement is a read
@@ -204,22 +209,31 @@ class _SqliteRunner:
             if not write and not atomic and not nested:
                 cursor = conn.cursor()
                 return drive_sync(op, lambda q: _execute(cursor, q))
-            conn.execute(
-                "SAVEPOINT threadloom" if nested else "BEGIN IMMEDIATE" if write else "BEGIN"
-            )
+            writers = self.writers if write and not nested else None
+            if writers is not None:
+                writers.acquire(blocking=self.may_wait())
             try:
-                cursor = conn.cursor()
-                result = drive_sync(op, lambda q: _execute(cursor, q))
-            except BaseException:
-                if conn.in_transaction:
-                    if nested:
-                        conn.execute("ROLLBACK TO threadloom")
-                        conn.execute("RELEASE threadloom")
-                    else:
-                        conn.execute("ROLLBACK")
-                raise
-            conn.execute("RELEASE threadloom" if nested else "COMMIT")
-            return result
+                return self._transaction(op, write=write, nested=nested)
+            finally:
+                if writers is not None:
+                    writers.release()
+
+    def _transaction(self, op: Op[T], *, write: bool, nested: bool) -> T:
+        conn = self.conn
+        conn.execute("SAVEPOINT threadloom" if nested else "BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            cursor = conn.cursor()
+            result = drive_sync(op, lambda q: _execute(cursor, q))
+        except BaseException:
+            if conn.in_transaction:
+                if nested:
+                    conn.execute("ROLLBACK TO threadloom")
+                    conn.execute("RELEASE threadloom")
+                else:
+                    conn.execute("ROLLBACK")
+            raise
+        conn.execute("RELEASE threadloom" if nested else "COMMIT")
+        return result
 
 
 def _execute(cursor: sqlite3.Cursor, query: Query) -> list[tuple[Any, ...]] | None:
@@ -256,8 +270,11 @@ class SqliteSaverBase(SyncSqlSaver):
         with self._runner.lock:
             if self.is_setup:
                 return
-            if _is_file(self.conn) and not self.conn.in_transaction:
+            database = _database_file(self.conn)
+            if database and not self.conn.in_transaction:
                 _enable_wal(self.conn)
+            if database and self._runner.writers is None:
+                self._runner.writers = WriterLock(writer_lock_path(database))
             mode = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
             # WAL (or a private in-memory database): a read never waits for a writer
             self._reads_never_wait = str(mode).lower() in ("wal", "memory")
@@ -273,7 +290,7 @@ class SqliteSaverBase(SyncSqlSaver):
             self._setup_sync()
         if self.trace is not None:
             op = traced_op(op, self.trace)
-        return self._runner.run(op, write=write)
+        return self._runner.run(op, write=write, atomic=atomic)
 
     # -- one run per thread ------------------------------------------------------------
 

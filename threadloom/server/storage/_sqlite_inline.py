@@ -87,6 +87,10 @@ class ConnectionLock:
         self._depth -= 1
         self._lock.release()
 
+    def may_wait(self) -> bool:
+        """Whether the holder may wait for other writers (False on the event loop)."""
+        return not self._no_wait
+
     def __enter__(self) -> bool:
         return self.acquire()
 
@@ -132,14 +136,8 @@ class LoopSqliteSaver(SqliteSaver):
     def __init__(self, conn: sqlite3.Connection, **kwargs: Any) -> None:
         super().__init__(conn, **kwargs)
         self._runner.lock = self.lock = ConnectionLock(conn)  # type: ignore[assignment]
+        self._runner.may_wait = self.lock.may_wait  # the loop never waits for the writer lock
         self.inline = Inline(conn, self.lock, lambda: self.is_setup and self._reads_never_wait)
-
-    def _run(self, op: Any, *, write: bool, atomic: bool = True) -> Any:
-        # passes ``atomic`` on (``SqliteSaverBase._run`` drops it): a hot-path read of
-        # one statement (``get_tuple``) runs without BEGIN/COMMIT around it
-        if not self.is_setup:
-            self._setup_sync()
-        return self._runner.run(op, write=write, atomic=atomic)
 
     async def _here(self, fn: Callable[..., T], *args: Any) -> T:
         done = self.inline.run(fn, *args)
