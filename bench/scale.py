@@ -538,7 +538,7 @@ def _growth(
         "target": target,
         "judged": judged,
         "growth": True,
-        "note": "last/first per turn, ours / LangGraph:",
+        "note": "last/first per turn",
     }
 
 
