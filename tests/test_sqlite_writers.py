@@ -21,10 +21,10 @@ PROCESSES = 4
 PUTS = 150
 
 
-def _no_wait_saver(path: str) -> SqliteSaver:
-    """A saver whose connection never waits in SQLite's busy handler (timeout 0): any
-    write that finds another connection's write transaction open fails at once."""
-    conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+def _shared_saver(path: str) -> SqliteSaver:
+    """A saver of its own on ``path`` (SQLite's default busy timeout, 5 s: the longest a
+    write waits for the writer lock)."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     return SqliteSaver(conn)
 
 
@@ -39,7 +39,7 @@ def _put(saver: SqliteSaver, thread_id: str, step: int, config: dict[str, Any]) 
 
 
 def _writer(path: str, name: str, barrier: Any, errors: Any) -> None:
-    saver = _no_wait_saver(path)
+    saver = _shared_saver(path)
     saver.setup()
     config: dict[str, Any] = {"configurable": {"thread_id": name, "checkpoint_ns": ""}}
     barrier.wait()
@@ -52,10 +52,10 @@ def _writer(path: str, name: str, barrier: Any, errors: Any) -> None:
         saver.conn.close()
 
 
-def test_processes_writing_one_file_never_meet_the_busy_handler(tmp_path: Any) -> None:
-    """Four processes put at once on connections with a busy timeout of 0: without the
-    writer lock their BEGIN IMMEDIATEs collide ("database is locked"); with it, none
-    does, and every checkpoint of every process is there, once."""
+def test_processes_writing_one_file_take_turns_and_lose_nothing(tmp_path: Any) -> None:
+    """Four processes put at once on one file: they take turns through the writer lock,
+    none is told "database is locked", and every checkpoint of every process is there,
+    once. (That a write waits for the lock: the test after this one.)"""
     path = str(tmp_path / "shared.sqlite")
     with SqliteSaver.from_conn_string(path):
         pass  # schema and WAL, before the writers start
@@ -153,3 +153,36 @@ def test_a_hot_read_is_one_statement_without_a_transaction(tmp_path: Any) -> Non
         finally:
             saver.conn.set_trace_callback(None)
         assert len(sent) == 1 and sent[0].lstrip().upper().startswith(("SELECT", "WITH"))
+
+
+def test_a_writer_waits_no_longer_than_its_busy_timeout(tmp_path: Any) -> None:
+    """A writer stopped mid-transaction must not hang the others forever: past the
+    connection's busy timeout they get "database is locked", as SQLite would answer,
+    and nothing is written."""
+    path = str(tmp_path / "stuck.sqlite")
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=0.3)
+    saver = SqliteSaver(conn)
+    saver.setup()
+    fd = _hold(path)
+    outcome: list[BaseException | None] = []
+
+    def write() -> None:
+        try:
+            _put(saver, "t", 0, _thread("t"))
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(exc)
+
+    writer = threading.Thread(target=write, daemon=True)
+    try:
+        writer.start()
+        writer.join(10)  # without a bound the writer would wait for the holder forever
+        assert not writer.is_alive()
+    finally:
+        os.close(fd)
+    assert isinstance(outcome[0], sqlite3.OperationalError)
+    assert "locked" in str(outcome[0])
+    assert saver.get_tuple(_thread("t")) is None
+    _put(saver, "t", 0, _thread("t"))  # the lock let go: the write goes through
+    assert saver.get_tuple(_thread("t")) is not None
+    conn.close()

@@ -274,7 +274,10 @@ class SqliteSaverBase(SyncSqlSaver):
             if database and not self.conn.in_transaction:
                 _enable_wal(self.conn)
             if database and self._runner.writers is None:
-                self._runner.writers = WriterLock(writer_lock_path(database))
+                busy_ms = self.conn.execute("PRAGMA busy_timeout").fetchone()[0]
+                self._runner.writers = WriterLock(
+                    writer_lock_path(database), timeout=int(busy_ms) / 1000
+                )
             mode = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
             # WAL (or a private in-memory database): a read never waits for a writer
             self._reads_never_wait = str(mode).lower() in ("wal", "memory")
