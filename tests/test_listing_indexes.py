@@ -185,6 +185,8 @@ def test_the_fast_shape_check_agrees_with_the_checked_one() -> None:
         {k: v for k, v in good.items() if k != "channel_versions"},
         {**good, "versions_seen": {"n": {"a": b"x"}}},
         {**good, "versions_seen": {"n": ["a"]}},
+        {**good, "versions_seen": {"n": {1: "00.1"}}},
+        {**good, "versions_seen": {"n": {"a": "00.1"}, "m": {"b": None}}},
         {**good, "versions_seen": {None: {}}},
         {**good, "versions_seen": []},
         {**good, "id": 7},
