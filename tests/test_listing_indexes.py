@@ -201,3 +201,35 @@ def test_the_fast_shape_check_agrees_with_the_checked_one() -> None:
         assert not well_shaped(checkpoint), checkpoint
         with pytest.raises(CorruptCheckpointError):
             check_checkpoint(checkpoint, "here")
+
+
+def test_sqlite_list_decodes_through_a_serializer_that_decodes_otherwise(
+    tmp_path: Path,
+) -> None:
+    """A listing decodes msgpack rows with the serializer's ``payload_loader``; a
+    subclass that overrides ``loads_typed`` has none, and every row and value of the
+    listing goes through its ``loads_typed``."""
+    from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    class Counting(MsgpackSerializer):
+        loads = 0
+
+        def loads_typed(self, data: tuple[str, bytes]) -> Any:
+            Counting.loads += 1
+            return super().loads_typed(data)
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "c.sqlite")) as plain:
+        plain.setup()
+        _fill(plain, 3, 2)
+    conn = sqlite3.connect(str(tmp_path / "c.sqlite"), check_same_thread=False)
+    try:
+        saver = SqliteSaver(conn, serde=Counting())
+        Counting.loads = 0
+        listed = list(saver.list(None))
+    finally:
+        conn.close()
+    assert sorted(t.checkpoint["channel_values"]["x"] for t in listed) == [
+        0, 1, 100, 101, 200, 201
+    ]  # fmt: skip
+    assert Counting.loads == 12  # six checkpoint rows and their six values
