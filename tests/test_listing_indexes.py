@@ -233,3 +233,19 @@ def test_sqlite_list_decodes_through_a_serializer_that_decodes_otherwise(
         0, 1, 100, 101, 200, 201
     ]  # fmt: skip
     assert Counting.loads == 12  # six checkpoint rows and their six values
+
+
+def test_sqlite_list_reads_metadata_orjson_refuses(tmp_path: Path) -> None:
+    """Metadata JSON that orjson refuses but ``json`` reads (integers past 64 bits) is
+    listed as stored: such a row takes the checked path."""
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "m.sqlite")) as saver:
+        saver.setup()
+        config: dict[str, Any] = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+        for step, n in enumerate([2**70, -(2**80), 1]):
+            checkpoint = empty_checkpoint()
+            checkpoint["id"] = create_checkpoint_id()
+            config = saver.put(config, checkpoint, {"step": step, "n": n}, {})
+        listed = [t.metadata for t in saver.list(None)]
+    assert listed == [{"step": 2, "n": 1}, {"step": 1, "n": -(2**80)}, {"step": 0, "n": 2**70}]

@@ -67,8 +67,8 @@ from threadloom.checkpoint._stored.decode import (
     as_bytes,
     authentic_metadata,
     decode_stored,
-    fast_json_loads,
     load_metadata,
+    quick_json_loads,
     rebuild,
     root_key,
     value_name,
@@ -213,7 +213,7 @@ class ListedPage:
 
     def __iter__(self) -> Iterator[CheckpointTuple]:
         values, writes, load_row = self._values, self._writes, self._load_row
-        loads = fast_json_loads
+        loads = quick_json_loads  # what it refuses takes ``load_row``, which reads it
         value_of = values.get
         handed: set[Key] = set()
         for row, checkpoint, meta, keys in self._decoded:
@@ -423,6 +423,7 @@ class SqlCore(SqlHousekeeping):
         plain = None if self._binds else self.serde.loads_typed
         loader = getattr(self.serde, "payload_loader", None)
         unpack = loader() if plain is not None and loader is not None else None
+        own = owners.setdefault
         for row in rows:
             thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata = row
             checkpoint = None
@@ -438,10 +439,11 @@ class SqlCore(SqlHousekeeping):
                 checkpoint, meta = self._load_row(row)
             else:
                 meta = None  # decoded as the tuple is made (``ListedPage``)
-            keys = [(thread_id, ns, ch, str(v)) for ch, v in checkpoint["channel_versions"].items()]
-            for key in keys:
-                if key not in owners:
-                    owners[key] = checkpoint_id
+            keys = []
+            for channel, version in checkpoint["channel_versions"].items():
+                key = (thread_id, ns, channel, str(version))
+                keys.append(key)
+                own(key, checkpoint_id)  # the first checkpoint of the page that needs it
             decoded.append((row, checkpoint, meta, keys))
 
         blob_rows: dict[Key, StoredBlob] = {}
