@@ -249,3 +249,28 @@ def test_sqlite_list_reads_metadata_orjson_refuses(tmp_path: Path) -> None:
             config = saver.put(config, checkpoint, {"step": step, "n": n}, {})
         listed = [t.metadata for t in saver.list(None)]
     assert listed == [{"step": 2, "n": 1}, {"step": 1, "n": -(2**80)}, {"step": 0, "n": 2**70}]
+
+
+def test_sqlite_list_page_keeps_few_collected_objects_per_row(tmp_path: Path) -> None:
+    """A page read and not yet handed out keeps, per row, its row, its decoded checkpoint
+    (three dicts here) and its value key - no per-row containers of its own: objects the
+    garbage collector counts and that stay alive across a page are walked and promoted
+    by its passes (a listing read through with them ran full collections of the heap)."""
+    import gc
+
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "gc.sqlite")) as saver:
+        saver.setup()
+        _fill(saver, 100, 3)  # the first page: 100 rows of one channel each
+        list(saver.list(None))  # warm: the statements are prepared and cached
+        gc.collect()
+        gc.disable()
+        try:
+            before = gc.get_count()[0]  # allocations less deallocations since the last pass
+            listed = saver.list(None)
+            next(listed)  # the first page is read
+            per_row = (gc.get_count()[0] - before) / 100
+        finally:
+            gc.enable()
+    assert per_row <= 6, per_row

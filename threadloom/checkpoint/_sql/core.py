@@ -180,44 +180,62 @@ class ListedPage:
     A listing read through (``list(None)`` over every thread) then holds one row's
     metadata, configs and tuple at a time rather than a page of them, which the garbage
     collector would otherwise walk and promote to its older generations on every page.
-    A damaged metadata column raises when its row is reached (a page built at once
-    raised before handing out any of its rows). Iterate it once: its tuples take the
-    decoded checkpoints and values as their own.
+    For the same reason the page keeps what it decoded in flat lists (the rows, their
+    checkpoints, every row's value keys one after the other and where each row's end),
+    not in containers of its own per row: each container alive across the page counts
+    towards the collector's next pass and is promoted by it. A damaged metadata column
+    raises when its row is reached (a page built at once raised before handing out any
+    of its rows). Iterate it once: its tuples take the decoded checkpoints and values as
+    their own.
 
+    ``checked``: the metadata of the rows read by the checked path, by row index;
     ``values``: each value key's value; ``resolved``: the same with their chain facts,
     for ``items(mine=True)`` (``get_tuple``), None for a listing."""
 
-    __slots__ = ("_decoded", "_load_row", "_resolved", "_values", "_writes")
+    __slots__ = (
+        "_checked", "_checkpoints", "_ends", "_keys", "_load_row", "_resolved", "_rows",
+        "_values", "_writes",
+    )  # fmt: skip
 
     def __init__(
         self,
-        decoded: list[tuple[tuple[Any, ...], dict[str, Any], Any, list[Key]]],
+        rows: Rows,
+        checkpoints: list[dict[str, Any]],
+        checked: dict[int, dict[str, Any]],
+        keys: tuple[list[Key], list[int]],
         values: Mapping[Key, Any],
         writes: Mapping[tuple[str, str, str], list[PendingWrite]],
         load_row: Callable[[tuple[Any, ...]], tuple[dict[str, Any], dict[str, Any]]],
         resolved: Mapping[Key, Resolved] | None = None,
     ) -> None:
-        self._decoded = decoded
+        self._rows = rows
+        self._checkpoints = checkpoints
+        self._checked = checked
+        self._keys, self._ends = keys
         self._values = values
         self._resolved = resolved
         self._writes = writes
         self._load_row = load_row
 
     def __len__(self) -> int:
-        return len(self._decoded)
+        return len(self._rows)
 
     def keyset(self) -> tuple[str, str, str]:
         """(checkpoint id, thread, namespace) of the last row: where the next page starts."""
-        thread_id, ns, checkpoint_id = self._decoded[-1][0][:3]
+        thread_id, ns, checkpoint_id = self._rows[-1][:3]
         return (checkpoint_id, thread_id, ns)
 
     def __iter__(self) -> Iterator[CheckpointTuple]:
         values, writes, load_row = self._values, self._writes, self._load_row
+        checkpoints, checked, keys, ends = self._checkpoints, self._checked, self._keys, self._ends
         loads = quick_json_loads  # what it refuses takes ``load_row``, which reads it
         value_of = values.get
         handed: set[Key] = set()
-        for row, checkpoint, meta, keys in self._decoded:
+        start = 0
+        for i, row in enumerate(self._rows):
             thread_id, ns, checkpoint_id, parent_id, _, _, metadata = row
+            checkpoint = checkpoints[i]
+            meta = checked.get(i) if checked else None
             if meta is None:
                 if type(metadata) is str:
                     try:
@@ -229,7 +247,10 @@ class ListedPage:
                 if type(meta) is not dict:
                     checkpoint, meta = load_row(row)  # raises, naming the row
             channel_values: dict[str, Any] = {}
-            for key in keys:
+            end = ends[i]
+            while start < end:
+                key = keys[start]
+                start += 1
                 value = value_of(key, EMPTY)
                 if value is not EMPTY:
                     if key in handed:  # checkpoints sharing a version get their own lists
@@ -254,11 +275,12 @@ class ListedPage:
         """Each tuple, with (``mine``) the values handed to it, by channel, with their
         chain facts (a page read with them: ``get_tuple``'s)."""
         resolved = self._resolved or {}
-        for tup, (_, _, _, keys) in zip(self, self._decoded, strict=True):
+        keys, ends = self._keys, self._ends
+        for i, tup in enumerate(self):
             theirs: dict[str, Resolved] = {}
             if mine:
                 values = tup.checkpoint["channel_values"]
-                for key in keys:
+                for key in keys[ends[i - 1] if i else 0 : ends[i]]:
                     got = resolved.get(key)
                     if got is not None and key[2] in values:
                         theirs[key[2]] = Resolved(values[key[2]], got.root, got.depth)
@@ -415,7 +437,10 @@ class SqlCore(SqlHousekeeping):
         ``writes`` (the tuples themselves are made by the ``ListedPage``, as it is
         iterated). ``listing``: values are not frozen into the value cache (rows are
         kept, for the next page's chains)."""
-        decoded = []
+        checkpoints: list[dict[str, Any]] = []
+        checked: dict[int, dict[str, Any]] = {}
+        keys: list[Key] = []
+        ends: list[int] = []
         owners: dict[Key, str] = {}
         # The common case per row, without building error texts or places: a serializer
         # that does not bind values to their place, a checkpoint of the right shape, JSON
@@ -423,8 +448,8 @@ class SqlCore(SqlHousekeeping):
         plain = None if self._binds else self.serde.loads_typed
         loader = getattr(self.serde, "payload_loader", None)
         unpack = loader() if plain is not None and loader is not None else None
-        own = owners.setdefault
-        for row in rows:
+        own, add_key = owners.setdefault, keys.append
+        for i, row in enumerate(rows):
             thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata = row
             checkpoint = None
             if plain is not None:
@@ -436,15 +461,13 @@ class SqlCore(SqlHousekeeping):
                 except Exception:
                     checkpoint = None
             if checkpoint is None or not well_shaped(checkpoint) or SEALED_METADATA in checkpoint:
-                checkpoint, meta = self._load_row(row)
-            else:
-                meta = None  # decoded as the tuple is made (``ListedPage``)
-            keys = []
+                checkpoint, checked[i] = self._load_row(row)
             for channel, version in checkpoint["channel_versions"].items():
                 key = (thread_id, ns, channel, str(version))
-                keys.append(key)
+                add_key(key)
                 own(key, checkpoint_id)  # the first checkpoint of the page that needs it
-            decoded.append((row, checkpoint, meta, keys))
+            ends.append(len(keys))
+            checkpoints.append(checkpoint)
 
         blob_rows: dict[Key, StoredBlob] = {}
         owner_of = ValueOwners(owners, blob_rows)
@@ -489,7 +512,9 @@ class SqlCore(SqlHousekeeping):
                 resolved.update(fresh)
         if resolved is not None:
             values = {k: got.value for k, got in resolved.items()}
-        return ListedPage(decoded, values, writes, self._load_row, resolved)
+        return ListedPage(
+            rows, checkpoints, checked, (keys, ends), values, writes, self._load_row, resolved
+        )
 
     def _load_row(self, row: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
         """A checkpoint row's checkpoint and metadata, checked, errors naming the row."""
