@@ -444,3 +444,29 @@ def test_an_old_item_changed_in_place_is_seen_at_the_next_full_check() -> None:
     items[-cache.tail_items]["n"] = "changed"
     [p] = step(cache, store, "c0", "c1", {"m": [*items, {"n": 100}]})
     assert not p.is_delta
+
+
+def test_value_cache_listed_hands_out_values_without_freezing_them() -> None:
+    """``listed`` (a listing's lookup): the values alone - whole rows decoded in one pass,
+    delta chains rebuilt, unknown keys missing - each the caller's own, none frozen."""
+    cache, _, items = _filled(5)
+    whole = (T, NS, "d", "1")
+    tag, data = SERDE.dumps_typed({"a": [1]})
+    cache.add_rows({whole: StoredBlob(tag, data)})
+    chained, unknown = (T, NS, "m", "c4-m"), (T, NS, "x", "9")
+    decoded: list[Any] = []
+
+    def counting(key: tuple[Any, ...], row: StoredBlob) -> Any:
+        decoded.append(key)
+        return decode(key, row)
+
+    values, missing = cache.listed([whole, chained, unknown], counting)
+    assert values == {whole: {"a": [1]}, chained: items} and missing == [unknown]
+    values[whole]["a"].append(2)
+    values[chained].append("caller's own")
+    decoded.clear()
+    again, _ = cache.listed([whole, chained], counting)
+    assert again == {whole: {"a": [1]}, chained: items}
+    assert whole in decoded  # decoded again: the listing did not freeze it
+    off = ValueCache(max_bytes=0)
+    assert off.listed([whole], counting) == ({}, [whole])

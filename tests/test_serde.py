@@ -1218,3 +1218,22 @@ def test_damaged_rows_raise_corrupt_checkpoint_error_naming_the_row(
             graph.invoke(Command(resume=2), config)
     assert "thread 't'" in str(info.value)
     assert repr(checkpoint_id) in str(info.value)
+
+
+def test_payload_loader_decodes_as_loads_typed(serde: MsgpackSerializer) -> None:
+    """``payload_loader`` (a listing decodes many rows with it) gives what ``loads_typed``
+    gives for 'msgpack' payloads, registered classes included; a subclass that decodes
+    otherwise gets None, so its own ``loads_typed`` is used."""
+    value = {"p": Point(1, 2), "c": Color.RED, "when": dt.date(2024, 1, 2), "n": [1, "a"]}
+    tag, data = serde.dumps_typed(value)
+    load = serde.payload_loader()
+    assert tag == "msgpack" and load is not None
+    assert load(data) == serde.loads_typed((tag, data)) == value
+    with pytest.raises(Exception):  # noqa: B017 - raw errors: the caller decodes again
+        load(data[:-3])
+
+    class Upper(MsgpackSerializer):
+        def loads_typed(self, data: tuple[str, bytes]) -> Any:
+            return str(super().loads_typed(data)).upper()
+
+    assert Upper().payload_loader() is None

@@ -67,8 +67,8 @@ from threadloom.checkpoint._stored.decode import (
     as_bytes,
     authentic_metadata,
     decode_stored,
-    fast_json_loads,
     load_metadata,
+    quick_json_loads,
     rebuild,
     root_key,
     value_name,
@@ -120,6 +120,9 @@ _BLOB_COLUMNS = (
     "b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob, b.base_version, "
     "b.root_version"
 )
+_WRITE_COLUMNS = (
+    "x.thread_id, x.checkpoint_ns, x.checkpoint_id, x.task_id, x.type, x.blob, x.channel, x.idx"
+)
 _MAX_DELTAS_PER_PUT = 64  # more list deltas in one put are stored whole (keeps SQL small)
 _ATTEMPTS = 3  # put: as planned; bases re-checked; all values whole (always succeeds)
 
@@ -167,6 +170,9 @@ class PreparedPut:
         return make_config(self.thread_id, self.ns, self.checkpoint["id"])
 
 
+_new_tuple = tuple.__new__  # a ``CheckpointTuple`` without its Python-level ``__new__``
+
+
 class ListedPage:
     """Checkpoint rows read by one query, their checkpoints decoded and their values
     found, made into ``CheckpointTuple``s as they are iterated.
@@ -174,43 +180,62 @@ class ListedPage:
     A listing read through (``list(None)`` over every thread) then holds one row's
     metadata, configs and tuple at a time rather than a page of them, which the garbage
     collector would otherwise walk and promote to its older generations on every page.
-    A damaged metadata column raises when its row is reached (a page built at once
-    raised before handing out any of its rows). Iterate it once: its tuples take the
-    decoded checkpoints and values as their own."""
+    For the same reason the page keeps what it decoded in flat lists (the rows, their
+    checkpoints, every row's value keys one after the other and where each row's end),
+    not in containers of its own per row: each container alive across the page counts
+    towards the collector's next pass and is promoted by it. A damaged metadata column
+    raises when its row is reached (a page built at once raised before handing out any
+    of its rows). Iterate it once: its tuples take the decoded checkpoints and values as
+    their own.
 
-    __slots__ = ("_decoded", "_load_row", "_resolved", "_writes")
+    ``checked``: the metadata of the rows read by the checked path, by row index;
+    ``values``: each value key's value; ``resolved``: the same with their chain facts,
+    for ``items(mine=True)`` (``get_tuple``), None for a listing."""
+
+    __slots__ = (
+        "_checked", "_checkpoints", "_ends", "_keys", "_load_row", "_resolved", "_rows",
+        "_values", "_writes",
+    )  # fmt: skip
 
     def __init__(
         self,
-        decoded: list[tuple[tuple[Any, ...], dict[str, Any], Any, list[Key]]],
-        resolved: Mapping[Key, Resolved],
+        rows: Rows,
+        checkpoints: list[dict[str, Any]],
+        checked: dict[int, dict[str, Any]],
+        keys: tuple[list[Key], list[int]],
+        values: Mapping[Key, Any],
         writes: Mapping[tuple[str, str, str], list[PendingWrite]],
         load_row: Callable[[tuple[Any, ...]], tuple[dict[str, Any], dict[str, Any]]],
+        resolved: Mapping[Key, Resolved] | None = None,
     ) -> None:
-        self._decoded = decoded
+        self._rows = rows
+        self._checkpoints = checkpoints
+        self._checked = checked
+        self._keys, self._ends = keys
+        self._values = values
         self._resolved = resolved
         self._writes = writes
         self._load_row = load_row
 
     def __len__(self) -> int:
-        return len(self._decoded)
+        return len(self._rows)
 
     def keyset(self) -> tuple[str, str, str]:
         """(checkpoint id, thread, namespace) of the last row: where the next page starts."""
-        thread_id, ns, checkpoint_id = self._decoded[-1][0][:3]
+        thread_id, ns, checkpoint_id = self._rows[-1][:3]
         return (checkpoint_id, thread_id, ns)
 
     def __iter__(self) -> Iterator[CheckpointTuple]:
-        for tup, _ in self.items(mine=False):
-            yield tup
-
-    def items(self, *, mine: bool) -> Iterator[tuple[CheckpointTuple, dict[str, Resolved]]]:
-        """Each tuple, with (``mine``) the values handed to it, by channel."""
-        resolved, writes, load_row = self._resolved, self._writes, self._load_row
-        loads = fast_json_loads
+        values, writes, load_row = self._values, self._writes, self._load_row
+        checkpoints, checked, keys, ends = self._checkpoints, self._checked, self._keys, self._ends
+        loads = quick_json_loads  # what it refuses takes ``load_row``, which reads it
+        value_of = values.get
         handed: set[Key] = set()
-        for row, checkpoint, meta, keys in self._decoded:
+        start = 0
+        for i, row in enumerate(self._rows):
             thread_id, ns, checkpoint_id, parent_id, _, _, metadata = row
+            checkpoint = checkpoints[i]
+            meta = checked.get(i) if checked else None
             if meta is None:
                 if type(metadata) is str:
                     try:
@@ -221,29 +246,44 @@ class ListedPage:
                     meta = metadata
                 if type(meta) is not dict:
                     checkpoint, meta = load_row(row)  # raises, naming the row
-            values: dict[str, Any] = {}
-            theirs: dict[str, Resolved] = {}
-            for key in keys:
-                got = resolved.get(key)
-                if got is not None and got.value is not EMPTY:
+            channel_values: dict[str, Any] = {}
+            end = ends[i]
+            while start < end:
+                key = keys[start]
+                start += 1
+                value = value_of(key, EMPTY)
+                if value is not EMPTY:
                     if key in handed:  # checkpoints sharing a version get their own lists
-                        got = Resolved(shared_copy(got.value), got.root, got.depth)
-                    handed.add(key)
-                    values[key[2]] = got.value
-                    if mine:
-                        theirs[key[2]] = got
-            checkpoint["channel_values"] = values  # decoded just now: ours to fill in
-            tup = CheckpointTuple(
+                        value = shared_copy(value)
+                    else:
+                        handed.add(key)
+                    channel_values[key[2]] = value
+            checkpoint["channel_values"] = channel_values  # decoded just now: ours to fill
+            yield _new_tuple(CheckpointTuple, (
                 {"configurable": {  # make_config, inline: a listing makes two a row
                     "thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id
                 }},
-                checkpoint,  # type: ignore[arg-type]
+                checkpoint,
                 meta,
                 {"configurable": {
                     "thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent_id
                 }} if parent_id else None,
                 writes.get((thread_id, ns, checkpoint_id)) or [] if writes else [],
-            )
+            ))  # fmt: skip
+
+    def items(self, *, mine: bool) -> Iterator[tuple[CheckpointTuple, dict[str, Resolved]]]:
+        """Each tuple, with (``mine``) the values handed to it, by channel, with their
+        chain facts (a page read with them: ``get_tuple``'s)."""
+        resolved = self._resolved or {}
+        keys, ends = self._keys, self._ends
+        for i, tup in enumerate(self):
+            theirs: dict[str, Resolved] = {}
+            if mine:
+                values = tup.checkpoint["channel_values"]
+                for key in keys[ends[i - 1] if i else 0 : ends[i]]:
+                    got = resolved.get(key)
+                    if got is not None and key[2] in values:
+                        theirs[key[2]] = Resolved(values[key[2]], got.root, got.depth)
             yield tup, theirs
 
 
@@ -328,25 +368,46 @@ class SqlCore(SqlHousekeeping):
         if after is not None:
             where.append("(checkpoint_id, thread_id, checkpoint_ns) < (?, ?, ?)")
             params += list(after)
-        sql = f"SELECT {_CP_COLUMNS} FROM {CHECKPOINTS}"
+        rest = f" FROM {CHECKPOINTS}"
         if where:
-            sql += " WHERE " + " AND ".join(f"({w})" for w in where)
-        sql += " ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC LIMIT ?"
-        rows = yield Query(_with_writes(sql, self.d), [*params, limit], fetch=True)
-        checkpoints, writes = self._split(rows)
-        return (yield from self._load(checkpoints, writes, listing=True))
+            rest += " WHERE " + " AND ".join(f"({w})" for w in where)
+        rest += " ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC LIMIT ?"
+        params.append(limit)
+        # Two statements in one batch: the page, read in its index's order, and the pending
+        # writes of the page's checkpoints (the page's keys read again, index only). One
+        # statement tagging both kinds of rows (``_with_writes``) must sort the page with
+        # its writes: that sort cost more than the second read of the keys.
+        found = f"SELECT thread_id, checkpoint_ns, checkpoint_id{rest}"
+        rows, write_rows = yield (
+            Query(f"SELECT {_CP_COLUMNS}{rest}", params, fetch=True),
+            Query(
+                f"WITH c AS ({found}) SELECT {_WRITE_COLUMNS} FROM "
+                f"{self.d.probe(WRITES, 'x', 'c', _CP_KEY, one=False)} "
+                "ORDER BY x.task_path, x.task_id, x.idx",
+                params,
+                fetch=True,
+            ),
+        )
+        return (yield from self._load(rows or [], self._writes(write_rows), listing=True))
 
     def _split(
         self, rows: Rows | None
     ) -> tuple[Rows, dict[tuple[str, str, str], list[PendingWrite]]]:
         """Checkpoint rows and decoded pending writes of a ``_with_writes`` result."""
         checkpoints: Rows = []
-        writes: dict[tuple[str, str, str], list[PendingWrite]] = defaultdict(list)
+        writes: Rows = []
         for row in rows or ():
             if row[0] == 0:
                 checkpoints.append(row[1:8])
-                continue
-            _, thread_id, ns, checkpoint_id, task_id, typ, blob, _, channel, _, idx = row
+            else:
+                writes.append(row[1:7] + row[8:9] + row[10:])
+        return checkpoints, self._writes(writes)
+
+    def _writes(self, rows: Rows | None) -> dict[tuple[str, str, str], list[PendingWrite]]:
+        """Pending writes, decoded, by checkpoint, from rows of ``_WRITE_COLUMNS`` (in
+        their order within each checkpoint)."""
+        writes: dict[tuple[str, str, str], list[PendingWrite]] = defaultdict(list)
+        for thread_id, ns, checkpoint_id, task_id, typ, blob, channel, idx in rows or ():
             value = decode_stored(
                 self.serde,
                 (typ, blob),
@@ -354,7 +415,7 @@ class SqlCore(SqlHousekeeping):
                 write_place(thread_id, ns, checkpoint_id, task_id, idx, channel),
             )
             writes[(thread_id, ns, checkpoint_id)].append((task_id, channel, value))
-        return checkpoints, writes
+        return writes
 
     def ahead_keys(self, config: dict[str, Any]) -> list[Key]:
         """The value keys a read of the thread's newest checkpoint most likely needs (those
@@ -376,38 +437,49 @@ class SqlCore(SqlHousekeeping):
         ``writes`` (the tuples themselves are made by the ``ListedPage``, as it is
         iterated). ``listing``: values are not frozen into the value cache (rows are
         kept, for the next page's chains)."""
-        decoded = []
+        checkpoints: list[dict[str, Any]] = []
+        checked: dict[int, dict[str, Any]] = {}
+        keys: list[Key] = []
+        ends: list[int] = []
         owners: dict[Key, str] = {}
         # The common case per row, without building error texts or places: a serializer
         # that does not bind values to their place, a checkpoint of the right shape, JSON
         # metadata. Anything else (or a failure) takes the path that names the row.
         plain = None if self._binds else self.serde.loads_typed
-        for row in rows:
+        loader = getattr(self.serde, "payload_loader", None)
+        unpack = loader() if plain is not None and loader is not None else None
+        own, add_key = owners.setdefault, keys.append
+        for i, row in enumerate(rows):
             thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata = row
             checkpoint = None
-            if plain is not None and typ != "empty":
+            if plain is not None:
                 try:
-                    checkpoint = plain((typ, blob if type(blob) is bytes else as_bytes(blob)))
+                    if unpack is not None and typ == "msgpack" and type(blob) is bytes:
+                        checkpoint = unpack(blob)
+                    elif typ != "empty":
+                        checkpoint = plain((typ, as_bytes(blob)))
                 except Exception:
                     checkpoint = None
             if checkpoint is None or not well_shaped(checkpoint) or SEALED_METADATA in checkpoint:
-                checkpoint, meta = self._load_row(row)
-            else:
-                meta = None  # decoded as the tuple is made (``ListedPage``)
-            keys = [(thread_id, ns, ch, str(v)) for ch, v in checkpoint["channel_versions"].items()]
-            for key in keys:
-                if key not in owners:
-                    owners[key] = checkpoint_id
-            decoded.append((row, checkpoint, meta, keys))
+                checkpoint, checked[i] = self._load_row(row)
+            for channel, version in checkpoint["channel_versions"].items():
+                key = (thread_id, ns, channel, str(version))
+                add_key(key)
+                own(key, checkpoint_id)  # the first checkpoint of the page that needs it
+            ends.append(len(keys))
+            checkpoints.append(checkpoint)
 
         blob_rows: dict[Key, StoredBlob] = {}
         owner_of = ValueOwners(owners, blob_rows)
 
         def decode(key: Key, row: StoredBlob) -> Any:
-            if plain is not None and row.type != "empty":
+            if plain is not None:
                 try:  # the common case, without the error text and place
                     blob = row.blob
-                    return plain((row.type, blob if type(blob) is bytes else as_bytes(blob)))
+                    if unpack is not None and row.type == "msgpack" and type(blob) is bytes:
+                        return unpack(blob)
+                    if row.type != "empty":
+                        return plain((row.type, as_bytes(blob)))
                 except Exception:
                     pass  # decoded again below, for the error naming the value
             return decode_stored(
@@ -417,11 +489,14 @@ class SqlCore(SqlHousekeeping):
                 value_place(*key, row.base_version, row.root_version),
             )
 
-        if ready:
+        resolved: dict[Key, Resolved] | None = None
+        if listing:
+            values, missing = self.values.listed(owners, decode)
+        elif ready:
             resolved, missing = self.values.lookup([k for k in owners if k not in ready], decode)
             resolved.update((k, ready[k]) for k in owners if k in ready)
         else:
-            resolved, missing = self.values.lookup(owners, decode, freeze=not listing)
+            resolved, missing = self.values.lookup(owners, decode)
         if missing:
             blob_rows.update((yield from self._fetch_values(missing)))
             # a chain row is named after a checkpoint whose value is built on it
@@ -429,13 +504,17 @@ class SqlCore(SqlHousekeeping):
                 if r.base_version is not None and k in owners:
                     owner_of.via_chain[root_key(k, r)] = owners[k]
             fresh = rebuild(blob_rows, missing, decode, owner_of)
-            if listing:
+            if resolved is None:
                 self.values.add_rows(blob_rows)
+                values.update((k, got.value) for k, got in fresh.items())
             else:
                 self.values.add_resolved(blob_rows, fresh)
-            resolved.update(fresh)
-
-        return ListedPage(decoded, resolved, writes, self._load_row)
+                resolved.update(fresh)
+        if resolved is not None:
+            values = {k: got.value for k, got in resolved.items()}
+        return ListedPage(
+            rows, checkpoints, checked, (keys, ends), values, writes, self._load_row, resolved
+        )
 
     def _load_row(self, row: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
         """A checkpoint row's checkpoint and metadata, checked, errors naming the row."""

@@ -33,8 +33,8 @@ __all__ = [
     "as_bytes",
     "authentic_metadata",
     "decode_stored",
-    "fast_json_loads",
     "load_metadata",
+    "quick_json_loads",
     "rebuild",
     "root_key",
     "value_name",
@@ -174,21 +174,15 @@ def authentic_metadata(column: dict[str, Any], sealed: Any, where: str) -> dict[
     return sealed
 
 
-def _json_loads(text: str) -> Any:
-    """``json.loads``, through orjson when it is installed (it comes with langchain-core's
-    langsmith); what orjson refuses (NaN, integers past 64 bits) goes to ``json``."""
-    try:
-        return _orjson_loads(text)
-    except Exception:
-        return json.loads(text)
-
-
+quick_json_loads: Callable[[str], Any]
 try:
-    from orjson import loads as _orjson_loads
+    from orjson import loads as quick_json_loads
 except ImportError:  # pragma: no cover - orjson is optional
-    fast_json_loads: Callable[[str], Any] = json.loads
-else:
-    fast_json_loads = _json_loads
+    quick_json_loads = json.loads
+"""``json.loads``, through orjson when it is installed (it comes with langchain-core's
+langsmith), for a listing's metadata; it raises ``ValueError`` on what orjson refuses but
+``json`` reads (NaN, integers past 64 bits): the caller then takes its checked path
+(``load_metadata``)."""
 
 
 def load_metadata(raw: Any, where: str) -> dict[str, Any]:

@@ -11,7 +11,8 @@ row.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import chain
 from typing import Any
 
 from threadloom.checkpoint.serde.base import CorruptCheckpointError
@@ -22,6 +23,8 @@ __all__ = ["check_checkpoint", "check_write", "well_shaped"]
 
 _VERSION_TYPES = frozenset((str, int, float))
 _NAME_TYPES = frozenset((str,))
+_MAP_TYPES = frozenset((dict,))
+_NO_VERSIONS: dict[str, Any] = {}
 
 
 def _is_version(value: Any) -> bool:
@@ -37,30 +40,32 @@ def _versions_problem(versions: Any, what: str) -> str | None:
     return None
 
 
-def _plain_versions(versions: Any) -> bool:
-    return (
-        type(versions) is dict
-        and _NAME_TYPES.issuperset(map(type, versions))
-        and _VERSION_TYPES.issuperset(map(type, versions.values()))
-    )
-
-
 def well_shaped(checkpoint: Any) -> bool:
-    """Whether ``checkpoint`` passes ``check_checkpoint``, in C-level passes over its
-    maps (a listing checks every row). ``False`` only says to run ``check_checkpoint``
-    for the verdict and its message: a mapping that is not an exact ``dict`` may still
-    pass it."""
+    """Whether ``checkpoint`` passes ``check_checkpoint``, in a few C-level passes over its
+    maps (a listing checks every row): every channel and node name a string, every
+    version a string or number. ``False`` only says to run ``check_checkpoint`` for the
+    verdict and its message: a mapping that is not an exact ``dict`` may still pass it."""
     if type(checkpoint) is not dict:
         return False
     get = checkpoint.get
-    if not _plain_versions(get("channel_versions")):
+    versions = get("channel_versions")
+    seen = get("versions_seen", _NO_VERSIONS)
+    if type(versions) is not dict or type(seen) is not dict:
         return False
-    seen = get("versions_seen", {})
-    if type(seen) is not dict or not _NAME_TYPES.issuperset(map(type, seen)):
-        return False
-    if not all(map(_plain_versions, seen.values())):
-        return False
-    if type(get("id", "")) is not str or type(get("ts", "")) is not str:
+    if seen:
+        per_node = seen.values()
+        if not _MAP_TYPES.issuperset(map(type, per_node)):
+            return False
+        names: Iterable[Any] = chain(versions, seen, *per_node)
+        numbers: Iterable[Any] = chain(versions.values(), *map(dict.values, per_node))
+    else:
+        names, numbers = versions, versions.values()
+    if not (
+        _NAME_TYPES.issuperset(map(type, names))
+        and _VERSION_TYPES.issuperset(map(type, numbers))
+        and type(get("id", "")) is str
+        and type(get("ts", "")) is str
+    ):
         return False
     updated = get("updated_channels")
     return updated is None or (

@@ -124,17 +124,14 @@ class ValueCache:
         """Values for ``keys`` rebuilt from the cache, and the keys it cannot serve.
 
         ``decode(key, row)`` turns a cached row into a value (the saver's decoder). Every
-        returned value is the caller's own (see the class docstring). ``freeze=False``
-        (listing): values rebuilt from rows are not frozen into the cache - a listing
-        reads most versions once, and freezing them would cost more than it saves.
+        returned value is the caller's own (see the class docstring). ``freeze=False``:
+        values rebuilt from rows are not frozen into the cache (see ``listed``).
         """
         found: dict[BlobKey, Resolved] = {}
         missing: list[BlobKey] = []
         if self.max_bytes <= 0:
             return found, list(keys)
         with self._lock:
-            if not freeze:  # a listing: most entries are whole rows, read once
-                keys = self._plain_rows(keys, decode, found, missing)
             # Deepest versions first: a shallower version of the same chain is then a
             # prefix of a list already thawed in this call (see ``_prefix``).
             order = sorted(keys, key=self._depth, reverse=True)
@@ -147,29 +144,38 @@ class ValueCache:
             self._evict()
         return found, missing
 
-    def _plain_rows(
-        self,
-        keys: Iterable[BlobKey],
-        decode: Callable[[BlobKey, StoredBlob], Any],
-        found: dict[BlobKey, Resolved],
-        missing: list[BlobKey],
-    ) -> list[BlobKey]:
-        """``lookup`` without freezing, for the keys held as whole rows not yet frozen
-        (decoded here, in one pass: no chain to walk, nothing a ``_prefix`` could
-        share) and those not held (into ``missing``); returns the other keys."""
+    def listed(
+        self, keys: Iterable[BlobKey], decode: Callable[[BlobKey, StoredBlob], Any]
+    ) -> tuple[dict[BlobKey, Any], list[BlobKey]]:
+        """``lookup`` for a listing: the values alone (no chain facts), none frozen - a
+        listing reads most versions once, and freezing them would cost more than it saves
+        and push the hot heads out.
+
+        Keys held as whole rows not yet frozen are decoded in one pass (no chain to
+        walk, nothing a ``_prefix`` could share); the others go through ``lookup``.
+        """
+        values: dict[BlobKey, Any] = {}
+        missing: list[BlobKey] = []
+        if self.max_bytes <= 0:
+            return values, list(keys)
         entries = self._entries
         touch = entries.move_to_end
         rest: list[BlobKey] = []
-        for key in keys:
-            entry = entries.get(key)
-            if entry is None:
-                missing.append(key)
-            elif entry.frozen is None and entry.row.base_version is None:
-                touch(key)
-                found[key] = Resolved(decode(key, entry.row), str(key[-1]), 0)
-            else:
-                rest.append(key)
-        return rest
+        with self._lock:
+            for key in keys:
+                entry = entries.get(key)
+                if entry is None:
+                    missing.append(key)
+                elif entry.frozen is None and entry.row.base_version is None:
+                    touch(key)
+                    values[key] = decode(key, entry.row)
+                else:
+                    rest.append(key)
+            if rest:
+                found, unserved = self.lookup(rest, decode, freeze=False)
+                values.update((key, got.value) for key, got in found.items())
+                missing += unserved
+        return values, missing
 
     def thawed(self, keys: Iterable[BlobKey]) -> dict[BlobKey, Resolved]:
         """The values of those ``keys`` that are held frozen, each thawed anew - what

@@ -1136,6 +1136,19 @@ class MsgpackSerializer(SerializerProtocol):
             f"'msgpack' (and 'pickle' with pickle_fallback=True).{hint}"
         )
 
+    def payload_loader(self) -> Callable[[bytes], Any] | None:
+        """What ``loads_typed(("msgpack", payload))`` does to a ``bytes`` payload, without
+        its per-call checks, for a read that decodes many rows at once (a listing); None
+        when a subclass decodes otherwise. Its errors are raw: the caller decodes a row
+        that fails through ``loads_typed`` again, for the error that names it. Take a new
+        one per batch of rows (it is synchronised with the type registries when taken).
+        """
+        if type(self).loads_typed is not MsgpackSerializer.loads_typed:
+            return None
+        if self._generation != _generation:
+            self._sync()
+        return self._unpackb
+
     # -- nesting ------------------------------------------------------------------------
 
     def _pack_nested(self, obj: Any) -> bytes:
