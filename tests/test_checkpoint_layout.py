@@ -35,3 +35,18 @@ def test_the_memory_saver_borrows_nothing_of_the_sql_savers() -> None:
     assert f"{CHECKPOINT}._stored.decode" in memory  # it decodes as the SQL savers do
     wrong = sorted(t for t in memory if _under(t, (f"{CHECKPOINT}._sql",)))
     assert not wrong, wrong
+
+
+def test_the_sql_core_keeps_reads_writes_and_housekeeping_apart() -> None:
+    """The SQL core is split by concern (``_sql.read``, ``_sql.write``,
+    ``_sql.housekeeping``, over the state of ``_sql.base``): none of the three imports
+    another, and only ``_sql.core`` combines them."""
+    sql = f"{CHECKPOINT}._sql"
+    parts = {f"{sql}.read", f"{sql}.write", f"{sql}.housekeeping"}
+    edges = _imports(_modules())
+    assert parts | {f"{sql}.base"} <= set(edges)  # the modules exist (and import something)
+    for part in parts:
+        assert f"{sql}.base" in edges[part], part
+        wrong = sorted(edges[part] & (parts | {f"{sql}.core"}))
+        assert not wrong, f"{part} imports {wrong}"
+    assert parts <= edges[f"{sql}.core"]

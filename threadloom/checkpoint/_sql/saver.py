@@ -21,7 +21,8 @@ from functools import partial
 from typing import Any, ClassVar, Literal, TypeVar
 
 from threadloom.checkpoint._sql import audit as _sqlaudit
-from threadloom.checkpoint._sql.core import ListedPage, PreparedPut, SqlCore
+from threadloom.checkpoint._sql.core import SqlCore
+from threadloom.checkpoint._sql.read import ListedPage
 from threadloom.checkpoint._sql.statements import (
     Batch,
     Dialect,
@@ -30,6 +31,7 @@ from threadloom.checkpoint._sql.statements import (
     page_size,
     resumed,
 )
+from threadloom.checkpoint._sql.write import PreparedPut
 from threadloom.checkpoint._stored.records import (
     expiry_cutoff,
     thread_and_ns,
