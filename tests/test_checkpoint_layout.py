@@ -50,3 +50,17 @@ def test_the_sql_core_keeps_reads_writes_and_housekeeping_apart() -> None:
         wrong = sorted(edges[part] & (parts | {f"{sql}.core"}))
         assert not wrong, f"{part} imports {wrong}"
     assert parts <= edges[f"{sql}.core"]
+
+
+def test_the_serializer_keeps_registry_codecs_and_format_apart() -> None:
+    """What may be stored (``serde.registry``), how one class is taken apart
+    (``serde.codecs``) and the wire format (``serde.msgpack``) are three modules, each
+    importing only those before it; threadloom's own allowlisted classes are imported as
+    modules, not looked up by a name string."""
+    serde = f"{CHECKPOINT}.serde"
+    registry, codecs, fmt = f"{serde}.registry", f"{serde}.codecs", f"{serde}.msgpack"
+    edges = _imports(_modules())
+    assert {"threadloom.types", "threadloom.errors", f"{serde}.types"} <= edges[registry]
+    assert not edges[registry] & {codecs, fmt}, edges[registry]
+    assert registry in edges[codecs] and fmt not in edges[codecs], edges[codecs]
+    assert {registry, codecs} <= edges[fmt], edges[fmt]
