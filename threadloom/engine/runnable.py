@@ -292,7 +292,7 @@ class RunnableSeq(Runnable[Any, Any]):
         base = name or self.name or "RunnableSeq"
         return f"{base}{suffix}" if suffix else base
 
-    def __or__(self, other: Any) -> RunnableSeq:
+    def __or__(self, other: Any) -> RunnableSeq:  # type: ignore[override]  # LangGraph's signature, not Runnable's
         return RunnableSeq(*self.steps, other, name=self.name)
 
     def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:

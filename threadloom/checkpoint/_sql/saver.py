@@ -12,9 +12,10 @@ here once.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import random
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
@@ -74,12 +75,14 @@ DURABILITIES = ("normal", "full")
 def checked_durability(durability: str, normal: str) -> Durability:
     """A saver's ``durability`` argument, or a ``ValueError`` saying what each value
     means (``normal``: what "normal" means on that database)."""
-    if durability not in DURABILITIES:
-        raise ValueError(
-            f"durability must be 'normal' ({normal}) or 'full' (every commit flushed to "
-            f"disk before it returns), got {durability!r}"
-        )
-    return durability  # type: ignore[return-value]
+    if durability == "normal":
+        return "normal"
+    if durability == "full":
+        return "full"
+    raise ValueError(
+        f"durability must be 'normal' ({normal}) or 'full' (every commit flushed to "
+        f"disk before it returns), got {durability!r}"
+    )
 
 
 def thread_busy_error(thread_id: str) -> Exception:
@@ -175,7 +178,7 @@ def _next_page(page: ListedPage, size: int) -> _Keyset | None:
     return page.keyset()
 
 
-class SqlSaver(BaseCheckpointSaver):
+class SqlSaver(BaseCheckpointSaver[str]):
     """Common state of the SQL savers: the dialect, the caches and the core.
 
     ``value_cache`` (a ``threadloom.checkpoint._values.cache.ValueCache``) keeps the channel
@@ -197,7 +200,7 @@ class SqlSaver(BaseCheckpointSaver):
         #: called with each statement sent (``threadloom.checkpoint.trace``); None: off
         self.trace = trace
 
-    @property  # type: ignore[override]
+    @property
     def serde(self) -> SerializerProtocol:
         return self._serde
 
@@ -208,7 +211,9 @@ class SqlSaver(BaseCheckpointSaver):
         # Fingerprint with the plain serializer under an encrypting one: encryption output
         # differs on every call, the plaintext encoding does not.
         inner = getattr(value, "serde", None)
-        plain = inner if callable(getattr(inner, "dumps_typed", None)) else value
+        plain: SerializerProtocol = value
+        if inner is not None and callable(getattr(inner, "dumps_typed", None)):
+            plain = inner
         self._delta_cache = DeltaCache(serde_fingerprint(plain.dumps_typed))
         old = getattr(self, "_values", None)
         self._values = ValueCache(
@@ -307,7 +312,7 @@ class SyncSqlSaver(SqlSaver):
         filter: dict[str, Any] | None = None,
         before: dict[str, Any] | None = None,
         limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
+    ) -> Generator[CheckpointTuple, None, None]:
         """Newest first, fetched a page at a time (``page_size``; the lock is not held
         between)."""
         checked = validate_filter(filter)
@@ -319,7 +324,7 @@ class SyncSqlSaver(SqlSaver):
         filter: dict[str, Any],
         before: dict[str, Any] | None,
         limit: int | None,
-    ) -> Iterator[CheckpointTuple]:
+    ) -> Generator[CheckpointTuple, None, None]:
         after: _Keyset | None = None
         remaining = limit
         while remaining is None or remaining > 0:
@@ -441,7 +446,7 @@ class SyncSqlSaver(SqlSaver):
 
     # -- housekeeping ------------------------------------------------------------------
 
-    def list_threads(self, limit: int | None = None) -> list[str]:
+    def list_threads(self, limit: int | None = None) -> builtins.list[str]:
         """Thread ids, the one with the newest checkpoint first."""
         return self._run(self._core.list_threads(limit), write=False, atomic=False)
 
@@ -468,7 +473,9 @@ class SyncSqlSaver(SqlSaver):
         with _sqlaudit.explained():
             return self._run(op, write=True)
 
-    def expire_paused(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
+    def expire_paused(
+        self, older_than: timedelta, *, now: datetime | None = None
+    ) -> builtins.list[str]:
         """Delete threads whose newest checkpoint is older than ``older_than``; their ids.
 
         ``now`` defaults to the current UTC time (naive datetimes are taken as UTC).
@@ -486,7 +493,7 @@ class SyncSqlSaver(SqlSaver):
         """Bytes of stored checkpoint, metadata, value and write payloads (for benchmarks)."""
         return self._run(self._core.stored_bytes(thread_id), write=False, atomic=False)
 
-    async def alist_threads(self, limit: int | None = None) -> list[str]:
+    async def alist_threads(self, limit: int | None = None) -> builtins.list[str]:
         return await asyncio.to_thread(self.list_threads, limit)
 
     async def aprune(
@@ -513,15 +520,14 @@ class SyncSqlSaver(SqlSaver):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         pages = self.list(config, filter=filter, before=before, limit=limit)
-        done = object()
         try:
             while True:
-                item = await asyncio.to_thread(next, pages, done)
-                if item is done:
+                item = await asyncio.to_thread(next, pages, None)  # a tuple is never None
+                if item is None:
                     return
                 yield item
         finally:
-            pages.close()  # type: ignore[attr-defined]
+            pages.close()
 
     async def aput(
         self,
@@ -566,7 +572,7 @@ class SyncSqlSaver(SqlSaver):
 
     async def aexpire_paused(
         self, older_than: timedelta, *, now: datetime | None = None
-    ) -> list[str]:
+    ) -> builtins.list[str]:
         return await asyncio.to_thread(self.expire_paused, older_than, now=now)
 
     async def astored_bytes(self, thread_id: str | None = None) -> int:
@@ -574,7 +580,9 @@ class SyncSqlSaver(SqlSaver):
 
     # -- audit log (threadloom.hitl; table and migration in ``_sql.audit``) ------------
 
-    def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
+    def put_audit(
+        self, thread_id: str, records: Sequence[AuditRecord]
+    ) -> builtins.list[AuditRecord]:
         """Append records to the thread's audit log (numbered, hash-chained)."""
         with _sqlaudit.explained():
             op = _sqlaudit.put_audit(
@@ -582,7 +590,7 @@ class SyncSqlSaver(SqlSaver):
             )
             return self._run(op, write=True)
 
-    def list_audit(self, thread_id: str) -> list[AuditRecord]:
+    def list_audit(self, thread_id: str) -> builtins.list[AuditRecord]:
         """The thread's audit records, oldest first."""
         with _sqlaudit.explained():
             return self._run(_sqlaudit.list_audit(thread_id, self.serde), write=False)
@@ -740,7 +748,7 @@ class AsyncSqlSaver(SqlSaver):
         with _sqlaudit.explained():
             await self._arun(self._core.delete_thread(thread_id), write=True)
 
-    async def alist_threads(self, limit: int | None = None) -> list[str]:
+    async def alist_threads(self, limit: int | None = None) -> builtins.list[str]:
         self._remember_loop()
         return await self._arun(self._core.list_threads(limit), write=False, atomic=False)
 
@@ -767,7 +775,7 @@ class AsyncSqlSaver(SqlSaver):
 
     async def aexpire_paused(
         self, older_than: timedelta, *, now: datetime | None = None
-    ) -> list[str]:
+    ) -> builtins.list[str]:
         self._remember_loop()
         cutoff = expiry_cutoff(older_than, now)
         expired: list[str] = []
@@ -784,7 +792,7 @@ class AsyncSqlSaver(SqlSaver):
 
     async def aput_audit(
         self, thread_id: str, records: Sequence[AuditRecord]
-    ) -> list[AuditRecord]:
+    ) -> builtins.list[AuditRecord]:
         self._remember_loop()
         with _sqlaudit.explained():
             op = _sqlaudit.put_audit(
@@ -792,7 +800,7 @@ class AsyncSqlSaver(SqlSaver):
             )
             return await self._arun(op, write=True)
 
-    async def alist_audit(self, thread_id: str) -> list[AuditRecord]:
+    async def alist_audit(self, thread_id: str) -> builtins.list[AuditRecord]:
         self._remember_loop()
         with _sqlaudit.explained():
             return await self._arun(_sqlaudit.list_audit(thread_id, self.serde), write=False)
@@ -836,7 +844,7 @@ class AsyncSqlSaver(SqlSaver):
         before: dict[str, Any] | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        async def collect() -> list[CheckpointTuple]:
+        async def collect() -> builtins.list[CheckpointTuple]:
             return [t async for t in self.alist(config, filter=filter, before=before, limit=limit)]
 
         return iter(self._bridge(collect()))
@@ -865,7 +873,7 @@ class AsyncSqlSaver(SqlSaver):
     def delete_thread(self, thread_id: str) -> None:
         self._bridge(self.adelete_thread(thread_id))
 
-    def list_threads(self, limit: int | None = None) -> list[str]:
+    def list_threads(self, limit: int | None = None) -> builtins.list[str]:
         return self._bridge(self.alist_threads(limit))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
@@ -883,16 +891,20 @@ class AsyncSqlSaver(SqlSaver):
     ) -> int:
         return self._bridge(self.aprune(thread_ids, keep_last, strategy=strategy))
 
-    def expire_paused(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
+    def expire_paused(
+        self, older_than: timedelta, *, now: datetime | None = None
+    ) -> builtins.list[str]:
         return self._bridge(self.aexpire_paused(older_than, now=now))
 
     def stored_bytes(self, thread_id: str | None = None) -> int:
         return self._bridge(self.astored_bytes(thread_id))
 
-    def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
+    def put_audit(
+        self, thread_id: str, records: Sequence[AuditRecord]
+    ) -> builtins.list[AuditRecord]:
         return self._bridge(self.aput_audit(thread_id, records))
 
-    def list_audit(self, thread_id: str) -> list[AuditRecord]:
+    def list_audit(self, thread_id: str) -> builtins.list[AuditRecord]:
         return self._bridge(self.alist_audit(thread_id))
 
     def audit_head(self, thread_id: str) -> dict[str, Any] | None:
