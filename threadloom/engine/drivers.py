@@ -28,6 +28,13 @@ from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
 from threadloom.engine.requests import RunTasks, aperform, perform
 from threadloom.engine.task import PAUSED_AT_BREAKPOINT, Task
+from threadloom.engine.timeouts import (
+    ObservedAttempt,
+    TimedAttemptContext,
+    now_utc,
+    run_timed,
+    with_progress_callbacks,
+)
 from threadloom.engine.tracing import run_tree_context, start_policy_run
 from threadloom.errors import (
     GraphBubbleUp,
@@ -285,14 +292,6 @@ async def _arun_task(task: Task) -> None:
 
 async def _acall_timed(task: Task, timeout: Any) -> Any:
     """Call the node under ``timeout``; LLM/chain callback events count as progress."""
-    from threadloom.engine.timeouts import (
-        ObservedAttempt,
-        TimedAttemptContext,
-        now_utc,
-        run_timed,
-        with_progress_callbacks,
-    )
-
     config = task.config
     observer = (config.get("configurable") or {}).get(CONFIG_KEY_TIMED_ATTEMPT_OBSERVER)
     context = None

@@ -53,6 +53,7 @@ from threadloom.checkpoint.base import (
 )
 from threadloom.checkpoint.trace import Trace
 from threadloom.constants import CONFIG_KEY_BRANCH, CONFIG_KEY_DURABILITY
+from threadloom.errors import CheckpointConflictError
 
 __all__ = [
     "DURABILITIES",
@@ -87,8 +88,6 @@ def checked_durability(durability: str, normal: str) -> Durability:
 
 def thread_busy_error(thread_id: str) -> Exception:
     """What ``lock_thread`` raises when another run holds the thread."""
-    from threadloom.errors import CheckpointConflictError
-
     return CheckpointConflictError(
         f"Thread {thread_id!r} is being run by another process or run right now (it holds "
         "the thread's run lock, e.g. a second resume of the same pause). Nothing was run or "

@@ -48,6 +48,7 @@ from typing import Any
 
 from threadloom.checkpoint._values.chains import EMPTY, Resolved
 from threadloom.checkpoint._values.frozen import item_states, state_bytes
+from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
 
 __all__ = [
     "MAX_CHAIN_DEPTH",
@@ -215,8 +216,6 @@ class DeltaCache:
         max_item_refs: int = 200_000,
     ) -> None:
         if fingerprint is None:
-            from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
-
             fingerprint = serde_fingerprint(MsgpackSerializer(strict=False).dumps_typed)
         self.fingerprint = fingerprint
         self.max_heads = max_heads
