@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -247,3 +249,62 @@ def test_step_timeout_of_a_sync_run_raises_timeout_error() -> None:
             graph.invoke({"x": 0, "log": []})
     finally:
         release.set()
+
+
+# -- thread handoffs -----------------------------------------------------------------
+
+
+class _CountingExecutor(ThreadPoolExecutor):
+    """The loop's default executor, counting what is handed to a worker thread."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=2)
+        self.submitted: list[Any] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.submitted.append(args[0] if args else fn)
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_an_async_run_of_async_nodes_never_hops_to_a_worker_thread() -> None:
+    # the input node is the library's own pass-through: it runs on the loop, where a
+    # thread handoff would cost every ainvoke two thread wake-ups for nothing
+    async def a(state: S) -> dict:
+        return {"log": ["a"]}
+
+    g = StateGraph(S)
+    g.add_node("a", a)
+    g.add_edge(START, "a")
+    g.add_edge("a", END)
+    app = g.compile(checkpointer=InMemorySaver())
+    executor = _CountingExecutor()
+    asyncio.get_running_loop().set_default_executor(executor)
+    try:
+        out = await app.ainvoke({"log": ["in"]}, cfg("handoffs"))
+    finally:
+        executor.shutdown()
+    assert out == {"log": ["in", "a"]}
+    assert executor.submitted == []
+
+
+async def test_a_sync_node_of_an_async_run_still_runs_in_a_worker_thread() -> None:
+    loop_thread = threading.get_ident()
+    seen: list[int] = []
+
+    def a(state: S) -> dict:
+        seen.append(threading.get_ident())
+        return {"log": ["a"]}
+
+    g = StateGraph(S)
+    g.add_node("a", a)
+    g.add_edge(START, "a")
+    g.add_edge("a", END)
+    executor = _CountingExecutor()
+    asyncio.get_running_loop().set_default_executor(executor)
+    try:
+        out = await g.compile().ainvoke({"log": []})
+    finally:
+        executor.shutdown()
+    assert out == {"log": ["a"]}
+    assert seen and seen[0] != loop_thread  # a blocking node never stalls the loop
+    assert len(executor.submitted) == 1

@@ -81,13 +81,20 @@ def _is_runnable(obj: Any) -> bool:
 
 
 class NodeCallable:
-    """A node's function with its injection plan worked out ahead of time."""
+    """A node's function with its injection plan worked out ahead of time.
+
+    ``inline`` marks a function of the library's own that never blocks (the input node's
+    pass-through): an async run calls it on the event loop. Any other sync function runs
+    in a worker thread under an async run, so that a node that blocks never stalls the
+    loop; each such call costs two thread handoffs, which the input node of every run
+    would otherwise pay for nothing."""
 
     __slots__ = ("name", "target", "func", "afunc", "runnable", "wants", "is_subgraph",
-                 "subgraph")
+                 "subgraph", "inline")
 
-    def __init__(self, name: str, fn: Any) -> None:
+    def __init__(self, name: str, fn: Any, *, inline: bool = False) -> None:
         self.name = name
+        self.inline = inline
         self.target = fn  # what the node was built from (a function, runnable or graph)
         self.runnable = _is_runnable(fn)
         # the graph this node runs: the node itself, or one its function calls
@@ -134,6 +141,8 @@ class NodeCallable:
         if self.runnable:
             return await self.afunc(value, task.config)  # type: ignore[misc]
         if self.afunc is None:
+            if self.inline:
+                return self.call(value, task)
             # Sync node under an async run: a worker thread keeps the event loop free.
             loop = asyncio.get_running_loop()
             ctx = task.context_copy()

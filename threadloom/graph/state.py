@@ -528,7 +528,7 @@ class StateGraph(Generic[StateT]):
             START: PregelNode(
                 name=START,
                 triggers=(START,),
-                bound=NodeCallable(START, _passthrough),
+                bound=NodeCallable(START, _passthrough, inline=True),
                 read=input_reader(self),
                 write=writer(START),
                 hidden=True,

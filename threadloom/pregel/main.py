@@ -322,7 +322,7 @@ class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
             START: PregelNode(
                 name=START,
                 triggers=(START,),
-                bound=NodeCallable(START, _identity),
+                bound=NodeCallable(START, _identity, inline=True),
                 read=lambda c, m: c[START].value,
                 write=_InputWriter(input_channels),
                 hidden=True,
