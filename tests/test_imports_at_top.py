@@ -1,6 +1,9 @@
-"""In the engine and the checkpoint package, a module imports another at its top unless
-that import would close a cycle: an import inside a function is kept only where the
-imported module (or a package it sits in) imports the importer back when loaded.
+"""In the engine, the checkpoint package and the graphs (``graph``, ``pregel.main``), a
+module imports another at its top unless that import would close a cycle: an import inside
+a function is kept only where the imported module (or a package it sits in) imports the
+importer back when loaded. (``pregel.types`` keeps LangGraph's deprecated names behind a
+module ``__getattr__``, loaded when asked for; the server, the CLI and hitl load optional
+pieces on first use.)
 
 Imports are read from the source with ``ast``, as ``test_layers`` reads them; a module's
 load-time imports are those of its top-level statements (a ``try`` block's included).
@@ -13,7 +16,9 @@ import pathlib
 
 from test_layers import _modules
 
-PACKAGES = ("threadloom.engine", "threadloom.checkpoint")
+PACKAGES = (
+    "threadloom.engine", "threadloom.checkpoint", "threadloom.graph", "threadloom.pregel.main"
+)
 
 
 def _imported(mod: str, path: pathlib.Path, node: ast.Import | ast.ImportFrom,
