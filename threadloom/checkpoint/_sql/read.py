@@ -157,7 +157,7 @@ class ListedPage:
                 {"configurable": {  # make_config, inline: a listing makes two a row
                     "thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id
                 }},
-                checkpoint,  # type: ignore[arg-type]
+                checkpoint,  # type: ignore[arg-type]  # a dict, its shape checked by _load
                 meta,
                 {"configurable": {
                     "thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent_id
