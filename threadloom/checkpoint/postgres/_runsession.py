@@ -50,6 +50,7 @@ __all__ = [
     "PreparedReads",
     "RunSession",
     "Sent",
+    "SocketReader",
     "Wait",
     "flush_all",
     "next_result",
@@ -118,6 +119,67 @@ async def ready_async(step: Wait) -> bool:
         loop.remove_reader(sock)
         if step.write:
             loop.remove_writer(sock)
+
+
+class SocketReader:
+    """A run session's socket watched by one event loop from one wait to the next.
+
+    ``ready_async`` registers a reader callback for each wait and removes it after: two
+    ``epoll_ctl`` calls and a handle, about two thirds of what an async wait costs beside
+    a ``select`` (about 12 µs against 4 µs, measured on this project's machines), paid
+    some ten times per approval cycle. Nothing but its saver touches a run session's
+    socket, so the reader stays registered while waits follow one another, and goes when
+    the socket turns readable with nobody waiting, before a wait for writing (which
+    ``ready_async`` serves), or when the session closes (``RunSession.close``), so a
+    closed socket's number is never left registered for another socket to inherit."""
+
+    __slots__ = ("fd", "loop", "registered", "thread", "waiter")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread = 0  # the loop's thread: the only one that may change its readers
+        self.registered = False
+        self.waiter: asyncio.Future[bool] | None = None
+
+    async def wait(self) -> bool:
+        """Until the socket is readable (always True, as ``ready_async``'s answer)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self.loop:
+            self.release()
+            self.loop, self.thread = loop, threading.get_ident()
+        if not self.registered:
+            loop.add_reader(self.fd, self._readable)
+            self.registered = True
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self.waiter = waiter
+        try:
+            return await waiter
+        finally:
+            self.waiter = None
+
+    def _readable(self) -> None:
+        waiter = self.waiter
+        if waiter is None:
+            self.release()  # a reply nobody waits for yet: watch again at the next wait
+        elif not waiter.done():
+            waiter.set_result(True)
+
+    def release(self) -> None:
+        """Stop watching the socket (on the loop's thread, or handed to it)."""
+        loop = self.loop
+        if not self.registered or loop is None:
+            return
+        self.registered = False
+        if loop.is_closed():
+            return  # its selector went with it
+        if threading.get_ident() == self.thread:
+            loop.remove_reader(self.fd)
+        else:
+            try:
+                loop.call_soon_threadsafe(loop.remove_reader, self.fd)
+            except RuntimeError:  # closed meanwhile
+                pass
 
 
 def wait(io: PgIO[T]) -> T:
@@ -251,6 +313,22 @@ class RunSession:
         self.sent: list[Sent] = []
         self._prepared: dict[tuple[str, tuple[int, ...]], bytes] = {}
         self.trace: Trace | None = None  # the saver's (``threadloom.checkpoint.trace``)
+        self._fileno = self.conn.pgconn.socket
+        self._reader: SocketReader | None = None  # the asyncio saver's (``ready_async``)
+
+    async def ready_async(self, step: Wait) -> bool:
+        """``ready_async`` for a wait on this session's socket, whose reader stays
+        registered from one wait to the next (``SocketReader``)."""
+        if step.fileno != self._fileno:
+            return await ready_async(step)
+        reader = self._reader
+        if step.write:
+            if reader is not None:
+                reader.release()  # ready_async's own reader and writer take the socket
+            return await ready_async(step)
+        if reader is None:
+            reader = self._reader = SocketReader(step.fileno)
+        return await reader.wait()
 
     @property
     def alive(self) -> bool:
@@ -262,6 +340,8 @@ class RunSession:
         return session_up(self.conn)
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.release()  # before the socket's number can go to another socket
         self.conn.close()
 
     # -- run locks -----------------------------------------------------------------------

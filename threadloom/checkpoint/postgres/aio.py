@@ -251,7 +251,11 @@ class AsyncPostgresSaver(FastPath, AsyncSqlSaver):
             value = error = None
             try:
                 if isinstance(step, Wait):
-                    value = await ready_async(step)
+                    session = self._lock_session
+                    if session is not None:  # the steps wait on nothing else
+                        value = await session.ready_async(step)
+                    else:
+                        value = await ready_async(step)
                 elif isinstance(step, DataOp):
                     value = await self._arun_data(step.op, write=True, atomic=False)
                 else:
