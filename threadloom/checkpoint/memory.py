@@ -35,6 +35,7 @@ Layout (plain dicts, so a test can inspect or damage them):
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -127,7 +128,7 @@ class _Row(NamedTuple):
     root_version: str | None = None
 
 
-class _Rows(Mapping):
+class _Rows(Mapping[Key, Any]):
     """``blobs`` as the rows ``_delta.resolve`` reads: delta rows are ``_Row`` already,
     whole-value rows are wrapped on access (only the chain roots being rebuilt)."""
 
@@ -180,7 +181,7 @@ def _json_equal(have: Any, want: Any) -> bool:
             and len(have) == len(want)
             and all(_json_equal(h, w) for h, w in zip(have, want, strict=True))
         )
-    return have == want
+    return bool(have == want)
 
 
 def _matches(metadata: Any, filter: dict[str, Any]) -> bool:
@@ -189,7 +190,7 @@ def _matches(metadata: Any, filter: dict[str, Any]) -> bool:
     return all(k in metadata and _json_equal(metadata[k], v) for k, v in filter.items())
 
 
-class InMemorySaver(BaseCheckpointSaver):
+class InMemorySaver(BaseCheckpointSaver[str]):
     """Keeps checkpoints in process memory. ``MemorySaver`` is the same class."""
 
 
@@ -208,7 +209,7 @@ class InMemorySaver(BaseCheckpointSaver):
             self._table(factory, dict, "storage")
         )
         self.blobs: dict[Key, tuple[Any, ...]] = self._table(factory, None, "blobs")
-        self.writes: defaultdict[tuple[str, str, str], dict[tuple[str, int], tuple]] = (
+        self.writes: defaultdict[tuple[str, str, str], dict[tuple[str, int], tuple[Any, ...]]] = (
             self._table(factory, dict, "writes")
         )
         self._lock = threading.RLock()
@@ -231,7 +232,9 @@ class InMemorySaver(BaseCheckpointSaver):
         # Fingerprint with the plain serializer under an encrypting one (its output differs
         # on every call; the plaintext encoding does not), as the SQL savers do.
         inner = getattr(self.serde, "serde", None)
-        plain = inner if callable(getattr(inner, "dumps_typed", None)) else self.serde
+        plain: SerializerProtocol = self.serde
+        if inner is not None and callable(getattr(inner, "dumps_typed", None)):
+            plain = inner
         # A list stored whole is printed from its serialized row when the row is what the
         # fingerprints serialize (``DeltaCache.finish_row``: one pass over it, not two).
         self._fingerprinted = plain
@@ -273,7 +276,7 @@ class InMemorySaver(BaseCheckpointSaver):
 
     def _load(
         self, entries: Sequence[_Entry], *, remember: bool = False
-    ) -> list[CheckpointTuple]:
+    ) -> builtins.list[CheckpointTuple]:
         """Build tuples from stored entries (the caller holds the lock).
 
         Each value is decoded once per call; delta chains are rebuilt together, decoding
@@ -409,18 +412,22 @@ class InMemorySaver(BaseCheckpointSaver):
             if row.type == "empty":
                 return EMPTY
             place = None  # the place is built only for a serializer that binds to it
+            blob = row.blob
             try:
                 if bound is None:
-                    return plain((row.type, row.blob))
-                place = value_place(*key, row.base_version, row.root_version)
-                return bound((row.type, row.blob), place)
+                    if blob is not None:  # None: damaged, named by ``decode_stored``
+                        return plain((row.type, blob))
+                else:
+                    place = value_place(*key, row.base_version, row.root_version)
+                    return bound((row.type, blob), place)
             except Exception:  # decode again through ``decode_stored``, which
                 pass  # raises CorruptCheckpointError naming the row (outside this handler)
             return decode_stored(
                 self.serde, (row.type, row.blob), lambda: value_name(key, owner_of(key)), place
             )
 
-        cached, missing = self._values.lookup(targets, decode)
+        # a _Row has StoredBlob's fields (a NamedTuple: cheaper to make than the dataclass)
+        cached, missing = self._values.lookup(targets, decode)  # type: ignore[arg-type]
         if not missing:
             return cached
         fresh = rebuild(rows, missing, decode, owner_of)
@@ -428,7 +435,7 @@ class InMemorySaver(BaseCheckpointSaver):
         cached.update(fresh)
         return cached
 
-    def _pending(self, thread_id: str, ns: str, checkpoint_id: str) -> list[Any]:
+    def _pending(self, thread_id: str, ns: str, checkpoint_id: str) -> builtins.list[Any]:
         """Pending writes in (task path, task id, index) order, as the SQL savers list them."""
         bucket = self.writes.get((thread_id, ns, checkpoint_id))
         if not bucket:
@@ -707,8 +714,8 @@ class InMemorySaver(BaseCheckpointSaver):
             self._long_lists.pop((thread_id, ns), None)
         for key in [k for k in self.writes if k[0] == thread_id]:
             del self.writes[key]
-        for key in [k for k in self.blobs if k[0] == thread_id]:
-            del self.blobs[key]
+        for blob_key in [k for k in self.blobs if k[0] == thread_id]:
+            del self.blobs[blob_key]
         self._activity.pop(thread_id, None)
         self._delta.forget(thread_id)
         self._values.forget(thread_id)
@@ -735,7 +742,7 @@ class InMemorySaver(BaseCheckpointSaver):
             got = self._activity[thread_id] = newest
         return got
 
-    def list_threads(self, limit: int | None = None) -> list[str]:
+    def list_threads(self, limit: int | None = None) -> builtins.list[str]:
         """Thread ids, the one with the newest checkpoint first."""
         with self._lock:
             found = []
@@ -878,7 +885,7 @@ class InMemorySaver(BaseCheckpointSaver):
         target: str,
         storage: dict[str, dict[str, tuple[Any, Any, str | None]]],
         blobs: dict[Key, tuple[Any, ...]],
-        writes: dict[tuple[str, str, str], dict[tuple[str, int], tuple]],
+        writes: dict[tuple[str, str, str], dict[tuple[str, int], tuple[Any, ...]]],
     ) -> None:
         """Seal the copied rows of ``source`` (given keyed for ``target``) for their new
         place, in place of the dicts given."""
@@ -913,7 +920,9 @@ class InMemorySaver(BaseCheckpointSaver):
                 )
                 bucket[(task_id, idx)] = (tid, channel, moved, path)
 
-    def expire_paused(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
+    def expire_paused(
+        self, older_than: timedelta, *, now: datetime | None = None
+    ) -> builtins.list[str]:
         """Delete threads whose newest checkpoint is older than ``older_than``; their ids.
 
         ``now`` defaults to the current UTC time (naive datetimes are taken as UTC).
@@ -949,7 +958,9 @@ class InMemorySaver(BaseCheckpointSaver):
     def _rekey(self, report: Any) -> None:
         """Reseal every stored value with the serializer's write key, for its own place
         (``threadloom.checkpoint.rekey``): all computed first, then stored at once."""
-        serde = self.serde
+        # an EncryptedSerializer, or one like it (``rekey`` checked it has ``reseal`` and
+        # ``is_current``), as the SQL savers' ``_sql.reseal`` takes it
+        serde: Any = self.serde
         current = serde.is_current
         with self._lock:
             metas, blobs, writes, audit, heads = {}, {}, {}, {}, {}
@@ -1008,7 +1019,7 @@ class InMemorySaver(BaseCheckpointSaver):
         # overrides get_delta_channel_history changes both)
         return self.get_delta_channel_history(config=config, channels=channels)
 
-    async def alist(  # type: ignore[override]
+    async def alist(
         self,
         config: dict[str, Any] | None,
         *,
@@ -1019,16 +1030,28 @@ class InMemorySaver(BaseCheckpointSaver):
         for item in self.list(config, filter=filter, before=before, limit=limit):
             yield item
 
-    async def aput(self, config, checkpoint, metadata, new_versions):  # type: ignore[override]
+    async def aput(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> dict[str, Any]:
         return self.put(config, checkpoint, metadata, new_versions)
 
-    async def aput_writes(self, config, writes, task_id, task_path=""):  # type: ignore[override]
+    async def aput_writes(
+        self,
+        config: dict[str, Any],
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
         self.put_writes(config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
         self.delete_thread(thread_id)
 
-    async def alist_threads(self, limit: int | None = None) -> list[str]:
+    async def alist_threads(self, limit: int | None = None) -> builtins.list[str]:
         return self.list_threads(limit)
 
     async def aprune(
@@ -1048,7 +1071,7 @@ class InMemorySaver(BaseCheckpointSaver):
 
     async def aexpire_paused(
         self, older_than: timedelta, *, now: datetime | None = None
-    ) -> list[str]:
+    ) -> builtins.list[str]:
         return self.expire_paused(older_than, now=now)
 
     async def astored_bytes(self, thread_id: str | None = None) -> int:
@@ -1059,12 +1082,14 @@ class InMemorySaver(BaseCheckpointSaver):
     def _audit_log(self) -> dict[str, dict[int, str]]:
         # thread -> {seq: record as stored JSON text} in seq order (copies: callers cannot
         # rewrite history; sealed under an encrypting serializer, for their seq)
-        log = self.__dict__.get("_audit")
+        log: dict[str, dict[int, str]] | None = self.__dict__.get("_audit")
         if log is None:
             log = self.__dict__.setdefault("_audit", {})
         return log
 
-    def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
+    def put_audit(
+        self, thread_id: str, records: Sequence[AuditRecord]
+    ) -> builtins.list[AuditRecord]:
         """Append records (as JSON text, sealed when the serializer encrypts, as the SQL
         savers store them: ``_stored.auditcodec``)."""
         thread_id = str(thread_id)
@@ -1116,7 +1141,7 @@ class InMemorySaver(BaseCheckpointSaver):
     async def aaudit_head(self, thread_id: str) -> dict[str, Any] | None:
         return self.audit_head(thread_id)
 
-    def list_audit(self, thread_id: str) -> list[AuditRecord]:
+    def list_audit(self, thread_id: str) -> builtins.list[AuditRecord]:
         thread_id = str(thread_id)
         with self._lock:
             log = self._audit_log().get(thread_id) or {}
@@ -1125,17 +1150,19 @@ class InMemorySaver(BaseCheckpointSaver):
                 for seq, text in log.items()
             ]
 
-    async def aput_audit(self, thread_id, records):  # type: ignore[override]
+    async def aput_audit(
+        self, thread_id: str, records: Sequence[AuditRecord]
+    ) -> builtins.list[AuditRecord]:
         return self.put_audit(thread_id, records)
 
-    async def alist_audit(self, thread_id: str) -> list[AuditRecord]:
+    async def alist_audit(self, thread_id: str) -> builtins.list[AuditRecord]:
         return self.list_audit(thread_id)
 
 
 MemorySaver = InMemorySaver
 
 
-class PersistentDict(defaultdict):
+class PersistentDict(defaultdict[Any, Any]):
     """A ``defaultdict`` whose contents can be kept in a file between processes.
 
     ``PersistentDict(default_factory, filename=path)`` starts with what ``path`` holds for

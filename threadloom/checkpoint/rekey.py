@@ -28,6 +28,9 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+from threadloom.checkpoint._sql.reseal import TABLES, rekey_batch
+from threadloom.checkpoint._sql.saver import AsyncSqlSaver, SyncSqlSaver
+from threadloom.checkpoint.memory import InMemorySaver
 from threadloom.checkpoint.serde.place import binds
 
 __all__ = ["RekeyReport", "arekey", "rekey"]
@@ -76,9 +79,6 @@ def rekey(saver: Any, *, batch_size: int = DEFAULT_BATCH) -> RekeyReport:
     """Reseal every value of ``saver``'s store with its serializer's write key (see the
     module docstring); returns what was done. ``InMemorySaver``, ``SqliteSaver`` and
     ``PostgresSaver`` (and, from a thread other than their loop's, the async savers)."""
-    from threadloom.checkpoint._sql.saver import AsyncSqlSaver, SyncSqlSaver
-    from threadloom.checkpoint.memory import InMemorySaver
-
     serde = _serde(saver)
     size = _batch_size(batch_size)
     report = RekeyReport(serde.key_id)
@@ -106,8 +106,6 @@ def _walk(
 ) -> Generator[Any, Any, None]:
     """The SQL savers' rekey as the operations to run, one transaction each (a batch of
     one table), in order; each one's result is sent back."""
-    from threadloom.checkpoint._sql.reseal import TABLES, rekey_batch
-
     for table in TABLES:
         after = None
         while True:
@@ -122,8 +120,6 @@ def _walk(
 async def arekey(saver: Any, *, batch_size: int = DEFAULT_BATCH) -> RekeyReport:
     """Async ``rekey``: the async SQL savers run it on their connection; others in a
     worker thread."""
-    from threadloom.checkpoint._sql.saver import AsyncSqlSaver
-
     if not isinstance(saver, AsyncSqlSaver):
         return await asyncio.to_thread(rekey, saver, batch_size=batch_size)
     serde = _serde(saver)

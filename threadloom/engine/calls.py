@@ -23,6 +23,7 @@ from contextvars import copy_context
 from typing import Any
 
 from threadloom.constants import PUSH, RETURN
+from threadloom.engine.loop import Loop
 from threadloom.engine.node_cache import cache_key, decode_writes, encode_writes
 from threadloom.engine.requests import Request, aperform, perform
 from threadloom.engine.task import Task, task_id
@@ -50,7 +51,7 @@ def _raise_outcome(child: Task) -> Any:
 class Calls:
     """The calls made during one run of a loop: ids, replays and bookkeeping."""
 
-    def __init__(self, loop: Any, saver: Any) -> None:
+    def __init__(self, loop: Loop, saver: Any) -> None:
         self.loop = loop
         self.saver = saver
         # calls finished in this run (a caller retried in the same run replays them too)
@@ -115,7 +116,7 @@ class Calls:
         return self.loop.task_done(child, 2)
 
 
-class _CallFuture(concurrent.futures.Future):
+class _CallFuture(concurrent.futures.Future[Any]):
     """The future of a call on the sync driver.
 
     Whoever gets to it first runs the task: a pool thread, or the caller asking for the
@@ -166,7 +167,7 @@ class _CallFuture(concurrent.futures.Future):
 class SyncCalls(Calls):
     """Calls on the sync driver: each runs on a thread of ``pool``."""
 
-    def __init__(self, loop: Any, saver: Any, run_task: Callable[[Task], None],
+    def __init__(self, loop: Loop, saver: Any, run_task: Callable[[Task], None],
                  pool: concurrent.futures.Executor) -> None:
         super().__init__(loop, saver)
         self.run_task = run_task
@@ -174,9 +175,9 @@ class SyncCalls(Calls):
         self.running: list[_CallFuture] = []
 
     def call(self, parent: Task, node: Any, args: tuple[Any, ...],
-             kwargs: dict[str, Any]) -> concurrent.futures.Future:
+             kwargs: dict[str, Any]) -> concurrent.futures.Future[Any]:
         child, value = self.child(parent, node, args, kwargs)
-        future: concurrent.futures.Future
+        future: concurrent.futures.Future[Any]
         if child is None:
             future = concurrent.futures.Future()
             future.set_result(value)
@@ -198,11 +199,11 @@ class SyncCalls(Calls):
 class AsyncCalls(Calls):
     """Calls on the async driver: each is an asyncio task on the run's event loop."""
 
-    def __init__(self, loop: Any, saver: Any, arun_task: Callable[[Task], Any]) -> None:
+    def __init__(self, loop: Loop, saver: Any, arun_task: Callable[[Task], Any]) -> None:
         super().__init__(loop, saver)
         self.arun_task = arun_task
         self.aloop = asyncio.get_running_loop()
-        self.running: set[asyncio.Task] = set()
+        self.running: set[asyncio.Task[Any]] = set()
 
     async def _run(self, child: Task) -> Any:
         key = self.cache_key(child)
@@ -216,7 +217,7 @@ class AsyncCalls(Calls):
             await cache.aset(store)
         return _raise_outcome(child)
 
-    def _start(self, child: Task) -> asyncio.Task:
+    def _start(self, child: Task) -> asyncio.Task[Any]:
         atask = self.aloop.create_task(self._run(child))
         self.running.add(atask)
         atask.add_done_callback(self.running.discard)
@@ -236,7 +237,7 @@ class AsyncCalls(Calls):
                 return done
             return self._start(child)
         # a sync caller on a worker thread: a blocking future, the task on the event loop
-        future: concurrent.futures.Future = concurrent.futures.Future()
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         if child is None:
             future.set_result(value)
             return future
@@ -254,7 +255,7 @@ class AsyncCalls(Calls):
             await asyncio.wait(list(self.running))
 
 
-def _settle(future: concurrent.futures.Future, atask: asyncio.Task) -> None:
+def _settle(future: concurrent.futures.Future[Any], atask: asyncio.Task[Any]) -> None:
     if future.done():
         return
     if atask.cancelled():

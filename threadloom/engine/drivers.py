@@ -14,12 +14,12 @@ import queue
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
-from typing import Any
+from typing import Any, cast
 
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 
 from threadloom._context import current_task
@@ -28,6 +28,13 @@ from threadloom.engine.calls import AsyncCalls, SyncCalls
 from threadloom.engine.loop import Loop
 from threadloom.engine.requests import RunTasks, aperform, perform
 from threadloom.engine.task import PAUSED_AT_BREAKPOINT, Task
+from threadloom.engine.timeouts import (
+    ObservedAttempt,
+    TimedAttemptContext,
+    now_utc,
+    run_timed,
+    with_progress_callbacks,
+)
 from threadloom.engine.tracing import run_tree_context, start_policy_run
 from threadloom.errors import (
     GraphBubbleUp,
@@ -60,14 +67,16 @@ def should_retry_on(policy: RetryPolicy, exc: Exception) -> bool:
     if isinstance(retry_on, Sequence) and not isinstance(retry_on, str):
         return isinstance(exc, tuple(retry_on))
     if callable(retry_on):
-        return bool(retry_on(exc))
+        # mypy narrows a class that is no exception to type[object]; such a class is
+        # called like a predicate, as LangGraph does
+        return bool(retry_on(exc))  # type: ignore[call-arg]
     raise TypeError(
         "retry_on must be an Exception class, a list or tuple of Exception classes, or a "
         f"callable that takes an exception and returns a bool; got {retry_on!r}."
     )
 
 
-def _matching_policy(policies: Any, exc: Exception) -> RetryPolicy | None:
+def _matching_policy(policies: Iterable[RetryPolicy], exc: Exception) -> RetryPolicy | None:
     for policy in policies:
         if should_retry_on(policy, exc):
             return policy
@@ -120,7 +129,22 @@ async def _afinish(task: Task, result: Any) -> None:
         task.writes = [*task.pushed, *task.writes]
 
 
-def _child_command(exc: ParentCommand) -> Command:
+def _runnable_config(task: Task) -> RunnableConfig:
+    """``task``'s config as LangChain's context variable holds it: the engine's configs
+    are plain dicts with RunnableConfig's keys (``RunnableConfig`` is a ``TypedDict``)."""
+    return cast(RunnableConfig, task.config)
+
+
+def _on_done(put: Callable[[Task], object], task: Task) -> Callable[[object], None]:
+    """A future's done-callback that puts ``task`` on the run's wake-up queue."""
+
+    def done(_future: object) -> None:
+        put(task)
+
+    return done
+
+
+def _child_command(exc: ParentCommand) -> Command[Any]:
     cmd = exc.command
     return Command(update=cmd.update, goto=cmd.goto)
 
@@ -185,7 +209,7 @@ async def arun_task(task: Task) -> None:
 
 def _run_task(task: Task) -> None:
     token = current_task.set(task)
-    lc_token = var_child_runnable_config.set(task.config)
+    lc_token = var_child_runnable_config.set(_runnable_config(task))
     node = task.node
     attempt = 0
     try:
@@ -220,7 +244,7 @@ def _run_task(task: Task) -> None:
 
 async def _arun_task(task: Task) -> None:
     token = current_task.set(task)
-    lc_token = var_child_runnable_config.set(task.config)
+    lc_token = var_child_runnable_config.set(_runnable_config(task))
     node = task.node
     attempt = 0
     try:
@@ -268,14 +292,6 @@ async def _arun_task(task: Task) -> None:
 
 async def _acall_timed(task: Task, timeout: Any) -> Any:
     """Call the node under ``timeout``; LLM/chain callback events count as progress."""
-    from threadloom.engine.timeouts import (
-        ObservedAttempt,
-        TimedAttemptContext,
-        now_utc,
-        run_timed,
-        with_progress_callbacks,
-    )
-
     config = task.config
     observer = (config.get("configurable") or {}).get(CONFIG_KEY_TIMED_ATTEMPT_OBSERVER)
     context = None
@@ -290,7 +306,7 @@ async def _acall_timed(task: Task, timeout: Any) -> Any:
         config.get("callbacks"), clock, manager=True)}
 
     async def attempt() -> Any:
-        var_child_runnable_config.set(task.config)  # in the attempt's own context
+        var_child_runnable_config.set(_runnable_config(task))  # in the attempt's own context
         return await task.node.bound.acall(task.input, task)
 
     try:
@@ -307,7 +323,7 @@ async def _acall_timed(task: Task, timeout: Any) -> Any:
 # -- sync driver -------------------------------------------------------------------
 
 
-def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[Any]:
+def drive(loop: Loop, saver: Any, events: queue.SimpleQueue[Any] | None) -> Iterator[Any]:
     """Run ``loop`` with plain calls; yield the stream events as they happen.
 
     Stream events land in ``loop.out``; when the caller streams live, ``events`` is the
@@ -349,7 +365,7 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue | None) -> Iterator[
 
 
 def _run_tasks(
-    loop: Loop, tasks: list[Task], saver: Any, events: queue.SimpleQueue | None
+    loop: Loop, tasks: list[Task], saver: Any, events: queue.SimpleQueue[Any] | None
 ) -> Iterator[Any]:
     n = len(tasks)
     deadline = _deadline(loop)
@@ -365,7 +381,7 @@ def _run_tasks(
             for request in loop.task_done(handler, 1):
                 perform(saver, request)
         return
-    done: queue.SimpleQueue = events if events is not None else queue.SimpleQueue()
+    done: queue.SimpleQueue[Any] = events if events is not None else queue.SimpleQueue()
     pool = _executor()
 
     def start(task: Task) -> None:
@@ -375,7 +391,7 @@ def _run_tasks(
                 "Run the graph with ainvoke()/astream(), or give the node a sync function."
             )
         future = pool.submit(copy_context().run, run_task, task)
-        future.add_done_callback(lambda _f, t=task: done.put(t))
+        future.add_done_callback(_on_done(done.put, task))
 
     waiting = deque(tasks)
     for _ in range(_window(loop, n)):
@@ -437,7 +453,7 @@ def _window(loop: Loop, n: int) -> int:
 
 
 async def adrive(
-    loop: Loop, saver: Any, events: asyncio.Queue | None
+    loop: Loop, saver: Any, events: asyncio.Queue[Any] | None
 ) -> AsyncIterator[Any]:
     """Run ``loop`` on asyncio; the saver's async methods do the I/O."""
     gen = loop.run()
@@ -498,8 +514,8 @@ async def _aunwind(loop: Loop, saver: Any, gen: Any, exc: BaseException) -> None
 
 
 async def _arun_tasks(
-    loop: Loop, tasks: list[Task], saver: Any, events: asyncio.Queue | None
-) -> AsyncIterator[Any]:
+    loop: Loop, tasks: list[Task], saver: Any, events: asyncio.Queue[Any] | None
+) -> AsyncGenerator[Any, None]:
     n = len(tasks)
     deadline = _deadline(loop)
     if n == 1 and not (loop.scope.live and events is not None) and deadline is None:
@@ -514,12 +530,12 @@ async def _arun_tasks(
             for request in loop.task_done(handler, 1):
                 await aperform(saver, request)
         return
-    done: asyncio.Queue = events if events is not None else WakeQueue()
+    done: asyncio.Queue[Any] = events if events is not None else WakeQueue()
     running = []
 
     def start(task: Task) -> None:
         fut = asyncio.ensure_future(arun_task(task))
-        fut.add_done_callback(lambda _f, t=task: done.put_nowait(t))
+        fut.add_done_callback(_on_done(done.put_nowait, task))
         running.append(fut)
 
     waiting = deque(tasks)
@@ -558,7 +574,7 @@ async def _arun_tasks(
 
 
 async def _next_done(
-    done: asyncio.Queue, deadline: float | None, loop: Loop, tasks: list[Task]
+    done: asyncio.Queue[Any], deadline: float | None, loop: Loop, tasks: list[Task]
 ) -> Any:
     """The next finished task (or ``None``, a wake-up for live events) from ``done``;
     past the step's deadline with nothing there, ``TimeoutError`` (also when the consumer
@@ -584,7 +600,7 @@ def _fails_step(task: Task) -> bool:
     return task.error is not None and not isinstance(task.error, (GraphBubbleUp, GraphDrained))
 
 
-class WakeQueue(asyncio.Queue):
+class WakeQueue(asyncio.Queue[Any]):
     """The async run's wake-up queue: finished tasks and live stream events are put here.
 
     ``wait()`` returns once an item is queued, without taking it.
@@ -608,7 +624,7 @@ class WakeQueue(asyncio.Queue):
         await self._ready.wait()
 
 
-def thread_safe_put(aqueue: asyncio.Queue) -> Callable[[Any], None]:
+def thread_safe_put(aqueue: asyncio.Queue[Any]) -> Callable[[Any], None]:
     """A ``put`` usable from worker threads (sync nodes in an async run) and the loop."""
     aloop = asyncio.get_running_loop()
 

@@ -597,7 +597,7 @@ class Loop(ThreadState):
         the subgraph, ``checkpoint_map`` the checkpoints of the graphs above it): run the
         root from its checkpoint in that map, and let the subgraphs on the way start from
         theirs. Returns the root checkpoint id."""
-        cmap = dict(conf.get("checkpoint_map") or {})
+        cmap: dict[str, str] = dict(conf.get("checkpoint_map") or {})
         root = cmap.pop("", None)
         if root is None:
             raise ValueError(

@@ -20,6 +20,7 @@ from threadloom.channels import (
 )
 from threadloom.channels.delta import DeltaChannel
 from threadloom.engine.node import NodeCallable
+from threadloom.engine.subgraphs import find_subgraphs
 from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy, TracePolicy
 
 
@@ -63,8 +64,6 @@ class PregelNode:
     @property
     def subgraphs(self) -> list[Any]:
         """The graphs this node runs or may run (see ``engine.subgraphs``)."""
-        from threadloom.engine.subgraphs import find_subgraphs
-
         return find_subgraphs(self.bound.target)
 
     def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:

@@ -22,7 +22,11 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import set_config_context
 
 from threadloom.constants import CONFIG_KEY_RUNTIME
-from threadloom.engine.runconfig import callback_manager_for_config, ensure_config
+from threadloom.engine.runconfig import (
+    async_callback_manager_for_config,
+    callback_manager_for_config,
+    ensure_config,
+)
 
 __all__ = [
     "ASYNCIO_ACCEPTS_CONTEXT",
@@ -217,8 +221,6 @@ class RunnableCallable(Runnable[Any, Any]):
             with set_config_context(config) as ctx:
                 ret = await _in_context(ctx, self.afunc(*args, **kw))
         else:
-            from threadloom.engine.runconfig import async_callback_manager_for_config
-
             manager = async_callback_manager_for_config(config)
             run = await manager.on_chain_start(
                 None, _trace_input(self.trace_policy, input),
@@ -292,7 +294,7 @@ class RunnableSeq(Runnable[Any, Any]):
         base = name or self.name or "RunnableSeq"
         return f"{base}{suffix}" if suffix else base
 
-    def __or__(self, other: Any) -> RunnableSeq:
+    def __or__(self, other: Any) -> RunnableSeq:  # type: ignore[override]  # LangGraph's signature, not Runnable's
         return RunnableSeq(*self.steps, other, name=self.name)
 
     def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:

@@ -18,8 +18,10 @@ from typing import Any
 from xxhash import xxh3_128_hexdigest
 
 from threadloom._schema import is_typeddict
+from threadloom.checkpoint.serde import register_type
 from threadloom.constants import CONFIG_KEY_RUNTIME, PULL, RESUME
 from threadloom.errors import GraphInterrupt, mark_invalid_resume
+from threadloom.runtime import task_runtime
 from threadloom.types import Interrupt, interrupt_id
 
 
@@ -210,8 +212,6 @@ class Task:
     @property
     def runtime(self) -> Any:
         if self._runtime is None:
-            from threadloom.runtime import task_runtime
-
             scope = self.scope
             conf = self.config.get("configurable") or {}
             attempt, first_time = self.attempt
@@ -343,8 +343,6 @@ def checked_answer(answer: Any, schema: Any, iid: str) -> Any:
     if isinstance(schema, type) and not is_typeddict(schema):
         # the graph's own code named this class: its validated answers (which usually end
         # up in the state) may be checkpointed, as if it were passed to register_type
-        from threadloom.checkpoint.serde import register_type
-
         register_type(schema)
     try:
         if hasattr(schema, "model_validate"):

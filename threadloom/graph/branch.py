@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Protocol, TypeGuard, get_args, get_origin, get_type_hints
 
 from threadloom.constants import END, START, TASKS
 from threadloom.errors import InvalidUpdateError
@@ -22,6 +22,19 @@ def branch_channel(node: str) -> str:
     return f"branch:to:{node}"
 
 
+class _Invocable(Protocol):
+    """A path given as a runnable (what ``Branch`` calls on it)."""
+
+    def invoke(self, input: Any, config: Any) -> Any: ...
+
+    async def ainvoke(self, input: Any, config: Any) -> Any: ...
+
+
+def _invocable(path: object) -> TypeGuard[_Invocable]:
+    """Whether ``path`` is a runnable rather than a function (it has ``invoke``)."""
+    return hasattr(path, "invoke") and not inspect.isfunction(path)
+
+
 class Branch:
     """A routing function plus its optional ``path_map`` (result -> node name)."""
 
@@ -32,7 +45,8 @@ class Branch:
     ) -> None:
         self.path = path
         self.input_schema: Any = None  # the state schema the path asks for, if it says
-        self.is_runnable = hasattr(path, "invoke") and not inspect.isfunction(path)
+        self.runnable = path if _invocable(path) else None
+        self.is_runnable = self.runnable is not None
         self.is_async = inspect.iscoroutinefunction(path) or inspect.iscoroutinefunction(
             getattr(path, "__call__", None)  # noqa: B004
         )
@@ -72,8 +86,8 @@ class Branch:
 
         ``task`` (the running task) supplies ``store``/``runtime``/``writer`` to a path
         that asks for them."""
-        if self.is_runnable:
-            result = self.path.invoke(state, config)
+        if self.runnable is not None:
+            result = self.runnable.invoke(state, config)
         elif self.is_async:
             raise TypeError(
                 f"Conditional edge '{self.name}' is async: run the graph with "
@@ -86,8 +100,8 @@ class Branch:
         return self.resolve(result)
 
     async def aroute(self, state: Any, config: dict[str, Any], task: Any = None) -> list[Any]:
-        if self.is_runnable:
-            result = await self.path.ainvoke(state, config)
+        if self.runnable is not None:
+            result = await self.runnable.ainvoke(state, config)
         elif self.wants:
             result = self.path(state, **self._kwargs(config, task))
         else:

@@ -21,7 +21,8 @@ from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import merge_configs
 
 from threadloom._context import current_task
-from threadloom._schema import is_schema_class, is_typeddict, make_coercer
+from threadloom._schema import io_model, is_schema_class, is_typeddict, make_coercer
+from threadloom.callbacks import GraphInterruptEvent, GraphResumeEvent, adispatch, dispatch
 from threadloom.checkpoint.base import BaseCheckpointSaver
 from threadloom.constants import (
     CONFIG_KEY_CHECKPOINTER,
@@ -40,11 +41,15 @@ from threadloom.engine.message_stream import (
 from threadloom.engine.scope import LIVE_MODES, Scope, ns_tuple
 from threadloom.engine.subgraphs import node_subgraph
 from threadloom.engine.task import ResumeBox
+from threadloom.engine.tools import StreamToolCallHandler
 from threadloom.graph import thread_state as state_ops
+from threadloom.graph.draw import draw_graph
 from threadloom.graph.state import StateGraph, values_of
 from threadloom.runtime import server_info_from
+from threadloom.stream.runner import open_run_stream
 from threadloom.types import Command, GraphOutput, StateSnapshot
 from threadloom.typing import ContextT, InputT, OutputT, StateT
+from threadloom.warnings import LangGraphDeprecatedSinceV10, warn_config_schema_method
 
 DEFAULT_RECURSION_LIMIT = int(os.environ.get("THREADLOOM_DEFAULT_RECURSION_LIMIT", "10007"))
 _MODES = frozenset(
@@ -203,14 +208,10 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         return TypeAdapter(schema).json_schema()
 
     def config_schema(self, *, include: Any = None) -> Any:
-        from threadloom.warnings import warn_config_schema_method
-
         warn_config_schema_method()
         return super().config_schema(include=include)
 
     def get_config_jsonschema(self, *, include: Any = None) -> dict[str, Any]:
-        from threadloom.warnings import LangGraphDeprecatedSinceV10
-
         warnings.warn(
             "`get_config_jsonschema` is deprecated. Use `get_context_jsonschema` instead.",
             LangGraphDeprecatedSinceV10,
@@ -230,21 +231,15 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
 
     def get_input_schema(self, config: Any = None) -> Any:
         """The input schema as a pydantic model (``get_input_jsonschema()`` reads it)."""
-        from threadloom._schema import io_model
-
         model = io_model(self.builder.input_schema, self.builder.managed)
         return model if model is not None else super().get_input_schema(config)
 
     def get_output_schema(self, config: Any = None) -> Any:
-        from threadloom._schema import io_model
-
         model = io_model(self.builder.output_schema, self.builder.managed)
         return model if model is not None else super().get_output_schema(config)
 
     def get_graph(self, config: Any = None, *, xray: int | bool = False) -> Any:
         """The graph as a langchain_core ``Graph`` (``.draw_mermaid()``, ``.draw_ascii()``)."""
-        from threadloom.graph.draw import draw_graph
-
         return draw_graph(self.builder, xray=xray, interrupt_before=self.interrupt_before_nodes,
                           interrupt_after=self.interrupt_after_nodes)
 
@@ -539,7 +534,6 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         )
         # the stream modes this run streams itself are its own: a caller streaming the
         # same modes (the node running this graph) does not get its events too
-        from threadloom.engine.tools import StreamToolCallHandler
 
         taken: tuple[type, ...] = ()
         if "messages" in scope.modes:
@@ -866,7 +860,6 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                 f"stream_events supports version='v3' only, got {version!r}; "
                 "astream_events(version='v2') gives LangChain callback events"
             )
-        from threadloom.stream.runner import open_run_stream
 
         return open_run_stream(self, input, config, transformers=transformers,
                                is_async=False, **kwargs)
@@ -890,8 +883,6 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     async def _astream_events_v3(
         self, input: Any, config: Any, transformers: Any, kwargs: dict[str, Any]
     ) -> Any:
-        from threadloom.stream.runner import open_run_stream
-
         return open_run_stream(self, input, config, transformers=transformers,
                                is_async=True, **kwargs)
 
@@ -1132,7 +1123,6 @@ def _lifecycle_event(config: Any, input: Any, loop: Loop, interrupts: Any) -> An
     """The graph-callback event of a root run starting a resume or ending paused."""
     if loop.scope.nested or not config or not config.get("callbacks"):
         return None
-    from threadloom.callbacks import GraphInterruptEvent, GraphResumeEvent
 
     if interrupts:
         return "on_interrupt", GraphInterruptEvent(tuple(interrupts), (), config)
@@ -1144,16 +1134,12 @@ def _lifecycle_event(config: Any, input: Any, loop: Loop, interrupts: Any) -> An
 def _lifecycle(config: Any, input: Any, loop: Loop, interrupts: Any) -> None:
     event = _lifecycle_event(config, input, loop, interrupts)
     if event is not None:
-        from threadloom.callbacks import dispatch
-
         dispatch(config["callbacks"], *event)
 
 
 async def _alifecycle(config: Any, input: Any, loop: Loop, interrupts: Any) -> None:
     event = _lifecycle_event(config, input, loop, interrupts)
     if event is not None:
-        from threadloom.callbacks import adispatch
-
         await adispatch(config["callbacks"], *event)
 
 
@@ -1305,7 +1291,6 @@ def _durability(durability: str | None, kwargs: dict[str, Any]) -> str | None:
     during = kwargs.pop("checkpoint_during")
     import warnings
 
-    from threadloom.warnings import LangGraphDeprecatedSinceV10
 
     warnings.warn(
         "`checkpoint_during` is deprecated and will be removed. Please use `durability` "

@@ -26,6 +26,7 @@ from langchain_core.messages import (
 # typing_extensions' TypedDict: pydantic (tool signatures) rejects typing's on Python < 3.12.
 from typing_extensions import TypedDict
 
+from threadloom._context import current_task
 from threadloom.channels.binop import _get_overwrite
 from threadloom.graph import _message_index
 from threadloom.graph.state import StateGraph
@@ -322,8 +323,6 @@ def push_message(
     (before the node's own return value), so the state shows it too. It is streamed only
     once: returning it from the node afterwards does not stream it again.
     """
-    from threadloom._context import current_task
-
     task = current_task.get()
     if task is None:
         raise RuntimeError("push_message() can only be called from inside a graph node.")

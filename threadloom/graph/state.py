@@ -22,6 +22,7 @@ from threadloom._schema import (
     is_schema_class,
     schema_hints,
 )
+from threadloom.cache.base import BaseCache
 from threadloom.channels import (
     MISSING,
     BaseChannel,
@@ -31,6 +32,8 @@ from threadloom.channels import (
     Topic,
     TriggerFlag,
 )
+from threadloom.checkpoint.base import BaseCheckpointSaver
+from threadloom.checkpoint.serde.allowlist import allow_graph_classes
 from threadloom.constants import END, RESERVED_CHARS, START, TASKS
 from threadloom.engine.node import NodeCallable, _is_runnable, warn_if_config_mistyped
 from threadloom.engine.node_cache import node_namespace
@@ -40,6 +43,7 @@ from threadloom.engine.timeouts import runs_async, sync_timeout_error
 from threadloom.graph.branch import Branch, branch_channel
 from threadloom.graph.error_handlers import DEFAULT_HANDLER, handler_body, handler_name
 from threadloom.graph.migrate import TriggerRenames
+from threadloom.stream.mux import normalize_factories
 from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy, TracePolicy
 from threadloom.warnings import (
     LangGraphDeprecatedSinceV05,
@@ -405,7 +409,6 @@ class StateGraph(Generic[StateT]):
         ``hooks`` (threadloom's addition) attaches higher layers to this graph only, e.g.
         ``hooks=[ApprovalHooks(clock=...)]``; nodes may carry their own (see
         ``threadloom.graph.graph_hooks``)."""
-        from threadloom.checkpoint.base import BaseCheckpointSaver
         from threadloom.graph.compiled import CompiledStateGraph
         from threadloom.graph.graph_hooks import resolve_hooks
 
@@ -417,8 +420,6 @@ class StateGraph(Generic[StateT]):
                 f"`True`, `False`, or `None`. Received {type(checkpointer).__name__}."
             )
         if cache is not None:
-            from threadloom.cache.base import BaseCache
-
             if not isinstance(cache, BaseCache):
                 raise TypeError(
                     "Invalid cache provided. Expected an instance of `BaseCache` (e.g. "
@@ -436,12 +437,8 @@ class StateGraph(Generic[StateT]):
             {name: spec.action for name, spec in self.nodes.items()}, hooks
         )
         if transformers is not None:
-            from threadloom.stream.mux import normalize_factories
-
             normalize_factories(transformers)  # a wrong item fails here, not at the first run
         if isinstance(checkpointer, BaseCheckpointSaver):
-            from threadloom.checkpoint.serde.allowlist import allow_graph_classes
-
             allow_graph_classes(
                 checkpointer,
                 [self.state_schema, self.input_schema, self.output_schema, *self.schemas],

@@ -282,7 +282,9 @@ def get_state(
     for task in snap.tasks:
         node = graph.program.nodes.get(task.name)
         child = node.bound.subgraph if node is not None else None
-        if task.state is not None and getattr(child, "_threadloom_graph", False):
+        if task.state is not None and child is not None and getattr(
+            child, "_threadloom_graph", False
+        ):
             child_config = child._own_ns_config(task.state)
             child_snap = yield from get_state(child, saver, child_config, True)
             task = task._replace(state=child_snap)
@@ -328,7 +330,7 @@ def _last_writer(state: ThreadState, graph: CompiledStateGraph) -> str:
     return names[0]
 
 
-class Update(tuple):
+class Update(tuple[Any, str | None]):
     """One update, ``(values, as_node)``, with the task id its writes are stored under
     when the caller named one (``StateUpdate.task_id``; otherwise a fresh one)."""
 
@@ -398,8 +400,7 @@ def update_state(
     step = state.step + 1
     values, first = resolved[0]
     if first == COPY:  # applies none of the copied checkpoint's writes
-        yield from _seal(state, state.step, "fork")
-        return state.checkpoint_config
+        return (yield from _seal(state, state.step, "fork"))
     source = "update"
     if first == INPUT and getattr(graph, "_input_writes_channels", False):
         # a Pregel graph's input goes straight into its input channels (its START node
@@ -413,8 +414,7 @@ def update_state(
         state.channels[START].update([values])
         state.checkpoint["channel_versions"][START] = state.next_version()
         state.updated = {START}
-        yield from _seal(state, state.step + 1, "input")
-        return state.checkpoint_config
+        return (yield from _seal(state, state.step + 1, "input"))
     tasks = state.plan(step, for_execution=False)
     pending.adopt_legacy_ids(tasks, state.checkpoint["id"], state.ns, step)
     on_head = "checkpoint_id" not in read["configurable"]
@@ -428,8 +428,7 @@ def update_state(
             raise InvalidUpdateError("update_state(..., as_node=END) takes values=None.")
         state.note_applied(applied)
         state.apply(tasks)
-        yield from _seal(state, step, "update")
-        return state.checkpoint_config
+        return (yield from _seal(state, step, "update"))
     record_ids: dict[str, str] = {}
     for index, (values, as_node) in enumerate(resolved):
         node = nodes[as_node]
@@ -445,15 +444,19 @@ def update_state(
         applied.append(task)
     state.apply(applied)
     yield from _record_delta_writes(state, tup, applied, on_head, record_ids)
-    yield from _seal(state, step, source)
-    return state.checkpoint_config
+    return (yield from _seal(state, step, source))
 
 
-def _seal(state: ThreadState, step: int, source: str) -> Generator[Request, Any, None]:
-    """Seal ``state`` into its next checkpoint, and save it."""
+def _seal(
+    state: ThreadState, step: int, source: str
+) -> Generator[Request, Any, dict[str, Any]]:
+    """Seal ``state`` into its next checkpoint, save it, and return its config."""
     put = state.seal(step, source)
     if put is not None:
         yield put
+    config = state.checkpoint_config
+    assert config is not None  # an update needs a checkpointer, and sealing sets the config
+    return config
 
 
 def _record_delta_writes(

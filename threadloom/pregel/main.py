@@ -35,6 +35,7 @@ from threadloom.graph.state import values_of
 from threadloom.stream.mux import normalize_factories
 from threadloom.types import Command, RetryPolicy, Send, TimeoutPolicy
 from threadloom.typing import ContextT, InputT, OutputT, StateT
+from threadloom.warnings import LangGraphDeprecatedSinceV10, warn_config_schema_method
 
 __all__ = ["NodeBuilder", "Pregel"]
 
@@ -292,8 +293,6 @@ class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
         **kwargs: Any,
     ) -> None:
         if config_type is not None:
-            from threadloom.warnings import LangGraphDeprecatedSinceV10
-
             warnings.warn(
                 "`config_type` is deprecated and will be removed. Please use "
                 "`context_schema` instead.",
@@ -442,8 +441,6 @@ class Pregel(CompiledStateGraph[StateT, ContextT, InputT, OutputT]):
         return TypeAdapter(self.context_schema).json_schema()
 
     def config_schema(self, *args: Any, **kwargs: Any) -> Any:
-        from threadloom.warnings import warn_config_schema_method
-
         warn_config_schema_method()
         return super().config_schema(*args, **kwargs)
 

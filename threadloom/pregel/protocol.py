@@ -90,7 +90,7 @@ class PregelProtocol(Runnable[Any, Any], ABC):
     ) -> Any: ...
 
     @abstractmethod
-    def stream(
+    def stream(  # type: ignore[override]  # LangGraph's signature, not Runnable's
         self,
         input: Any,
         config: Any = None,
@@ -103,7 +103,7 @@ class PregelProtocol(Runnable[Any, Any], ABC):
     ) -> Iterator[Any]: ...
 
     @abstractmethod
-    def astream(
+    def astream(  # type: ignore[override]  # LangGraph's signature, not Runnable's
         self,
         input: Any,
         config: Any = None,

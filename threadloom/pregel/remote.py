@@ -418,7 +418,7 @@ class RemoteGraph(PregelProtocol):
 
     # -- config -----------------------------------------------------------------------------
 
-    def with_config(self, config: dict[str, Any] | None = None, **kwargs: Any) -> RemoteGraph:
+    def with_config(self, config: dict[str, Any] | None = None, **kwargs: Any) -> RemoteGraph:  # type: ignore[override]  # LangGraph's signature, not Runnable's
         """A copy of this graph whose default config is this one's merged with ``config``."""
         clone = copy.copy(self)
         clone.config = _merge_configs(self.config, config, kwargs)
@@ -668,7 +668,7 @@ class RemoteGraph(PregelProtocol):
         )
         return request, mapper
 
-    def stream(
+    def stream(  # type: ignore[override]  # LangGraph's signature, not Runnable's
         self,
         input: Any,
         config: dict[str, Any] | None = None,
@@ -703,7 +703,7 @@ class RemoteGraph(PregelProtocol):
             if mapper.done:
                 return
 
-    async def astream(
+    async def astream(  # type: ignore[override]  # LangGraph's signature, not Runnable's
         self,
         input: Any,
         config: dict[str, Any] | None = None,
@@ -733,7 +733,7 @@ class RemoteGraph(PregelProtocol):
             if mapper.done:
                 return
 
-    def invoke(
+    def invoke(  # type: ignore[override]  # LangGraph's signature, not Runnable's
         self,
         input: Any,
         config: dict[str, Any] | None = None,
@@ -760,7 +760,7 @@ class RemoteGraph(PregelProtocol):
             result = chunk
         return result
 
-    async def ainvoke(
+    async def ainvoke(  # type: ignore[override]  # LangGraph's signature, not Runnable's
         self,
         input: Any,
         config: dict[str, Any] | None = None,
@@ -833,7 +833,7 @@ class RemoteGraph(PregelProtocol):
             "metadata": kwargs.get("metadata"),
         }
 
-    def stream_events(
+    def stream_events(  # type: ignore[override]  # LangGraph's signature, not Runnable's
         self,
         input: Any,
         config: dict[str, Any] | None = None,
@@ -871,7 +871,7 @@ class RemoteGraph(PregelProtocol):
             metadata=args["metadata"],
         )
 
-    async def astream_events(
+    async def astream_events(  # type: ignore[override]  # LangGraph's signature, not Runnable's
         self,
         input: Any,
         config: dict[str, Any] | None = None,

@@ -1,14 +1,14 @@
-"""The SQL savers' housekeeping, as generators of ``Query`` like the hot path (``core``):
-schema migrations, deleting a thread, listing threads, pruning, deleting a run's
-checkpoints, copying a thread, expiring paused threads, counting stored bytes.
+"""The SQL savers' housekeeping, as generators of ``Query`` like the hot path (``read``,
+``write``): schema migrations, deleting a thread, listing threads, pruning, deleting a
+run's checkpoints, copying a thread, expiring paused threads, counting stored bytes.
 
-Why apart from ``core``: none of it is on a run's path, and each operation runs as one
-transaction behind the thread's lock (on PostgreSQL one pipeline: a round trip per
+Why apart from ``read`` and ``write``: none of it is on a run's path, and each operation
+runs as one transaction behind the thread's lock (on PostgreSQL one pipeline: a round trip per
 statement whose rows it needs, plus one), where the hot path's steps are self-contained.
 What a prune may delete is decided once here for every backend: blobs survive while a
 kept checkpoint references them or a kept delta chain runs through them
-(``chains.needed_keys``). ``SqlHousekeeping`` is a base of ``core.SqlCore``: it uses the
-core's dialect, serializer and caches.
+(``chains.needed_keys``). ``SqlHousekeeping`` is a base of ``core.SqlCore``; it works with
+the state of ``base.SqlBase``.
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from threadloom.checkpoint._sql.audit import AUDIT
+from threadloom.checkpoint._sql.base import SqlBase
+from threadloom.checkpoint._sql.reseal import reseal_thread
 from threadloom.checkpoint._sql.statements import (
     BLOBS,
     CHECKPOINTS,
     EXPIRE_BATCH,
     MIGRATIONS_TABLE,
     WRITES,
-    Dialect,
     Op,
     Query,
     chunks,
@@ -31,22 +32,14 @@ from threadloom.checkpoint._sql.statements import (
 )
 from threadloom.checkpoint._stored.decode import decode_stored, load_metadata
 from threadloom.checkpoint._stored.records import pruned_checkpoints
-from threadloom.checkpoint._values.cache import ValueCache
 from threadloom.checkpoint._values.chains import needed_keys
-from threadloom.checkpoint._values.delta import DeltaCache
-from threadloom.checkpoint.base import SerializerProtocol
-from threadloom.checkpoint.serde.place import binds, checkpoint_place
+from threadloom.checkpoint.serde.place import checkpoint_place
 
 __all__ = ["SqlHousekeeping"]
 
 
-class SqlHousekeeping:
+class SqlHousekeeping(SqlBase):
     """Housekeeping operations of ``SqlCore`` (see the module docstring)."""
-
-    d: Dialect
-    serde: SerializerProtocol
-    cache: DeltaCache
-    values: ValueCache
 
     # -- schema ------------------------------------------------------------------------
 
@@ -242,9 +235,7 @@ class SqlHousekeeping:
                 f"SELECT ?, {columns} FROM {table} WHERE thread_id = ?",
                 (target, source),
             )
-        if binds(self.serde):  # values bound to their place: seal the copies for theirs
-            from threadloom.checkpoint._sql.reseal import reseal_thread
-
+        if self._binds:  # values bound to their place: seal the copies for theirs
             yield from reseal_thread(self.d, self.serde, source, target)
         self.cache.forget(target)
         self.values.forget(target)

@@ -3,7 +3,7 @@ serializer, and ``rekey`` (``threadloom.checkpoint.rekey``).
 
 Every table that holds encrypted values is described once (:data:`TABLES`): its primary
 key, the columns a value's place is made of (``serde.place``), and where the sealed value
-is. Two operations (generators of ``Query``, as in ``_sql.core``) work on any of them:
+is. Two operations (generators of ``Query``, as in ``_sql.read``) work on any of them:
 
 * :func:`reseal_thread` - after a thread's rows were copied to another thread id, seal
   each copied value for its new place (run in the copy's transaction);

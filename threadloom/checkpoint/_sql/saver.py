@@ -12,16 +12,18 @@ here once.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import random
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, ClassVar, Literal, TypeVar
 
 from threadloom.checkpoint._sql import audit as _sqlaudit
-from threadloom.checkpoint._sql.core import ListedPage, PreparedPut, SqlCore
+from threadloom.checkpoint._sql.core import SqlCore
+from threadloom.checkpoint._sql.read import ListedPage
 from threadloom.checkpoint._sql.statements import (
     Batch,
     Dialect,
@@ -30,6 +32,7 @@ from threadloom.checkpoint._sql.statements import (
     page_size,
     resumed,
 )
+from threadloom.checkpoint._sql.write import PreparedPut
 from threadloom.checkpoint._stored.records import (
     expiry_cutoff,
     thread_and_ns,
@@ -51,6 +54,7 @@ from threadloom.checkpoint.base import (
 from threadloom.checkpoint.serde.place import binds
 from threadloom.checkpoint.trace import Trace
 from threadloom.constants import CONFIG_KEY_BRANCH, CONFIG_KEY_DURABILITY
+from threadloom.errors import CheckpointConflictError
 
 __all__ = [
     "DURABILITIES",
@@ -73,18 +77,18 @@ DURABILITIES = ("normal", "full")
 def checked_durability(durability: str, normal: str) -> Durability:
     """A saver's ``durability`` argument, or a ``ValueError`` saying what each value
     means (``normal``: what "normal" means on that database)."""
-    if durability not in DURABILITIES:
-        raise ValueError(
-            f"durability must be 'normal' ({normal}) or 'full' (every commit flushed to "
-            f"disk before it returns), got {durability!r}"
-        )
-    return durability  # type: ignore[return-value]
+    if durability == "normal":
+        return "normal"
+    if durability == "full":
+        return "full"
+    raise ValueError(
+        f"durability must be 'normal' ({normal}) or 'full' (every commit flushed to "
+        f"disk before it returns), got {durability!r}"
+    )
 
 
 def thread_busy_error(thread_id: str) -> Exception:
     """What ``lock_thread`` raises when another run holds the thread."""
-    from threadloom.errors import CheckpointConflictError
-
     return CheckpointConflictError(
         f"Thread {thread_id!r} is being run by another process or run right now (it holds "
         "the thread's run lock, e.g. a second resume of the same pause). Nothing was run or "
@@ -174,7 +178,7 @@ def _next_page(page: ListedPage, size: int) -> _Keyset | None:
     return page.keyset()
 
 
-class SqlSaver(BaseCheckpointSaver):
+class SqlSaver(BaseCheckpointSaver[str]):
     """Common state of the SQL savers: the dialect, the caches and the core.
 
     ``value_cache`` (a ``threadloom.checkpoint._values.cache.ValueCache``) keeps the channel
@@ -196,7 +200,7 @@ class SqlSaver(BaseCheckpointSaver):
         #: called with each statement sent (``threadloom.checkpoint.trace``); None: off
         self.trace = trace
 
-    @property  # type: ignore[override]
+    @property
     def serde(self) -> SerializerProtocol:
         return self._serde
 
@@ -207,7 +211,9 @@ class SqlSaver(BaseCheckpointSaver):
         # Fingerprint with the plain serializer under an encrypting one: encryption output
         # differs on every call, the plaintext encoding does not.
         inner = getattr(value, "serde", None)
-        plain = inner if callable(getattr(inner, "dumps_typed", None)) else value
+        plain: SerializerProtocol = value
+        if inner is not None and callable(getattr(inner, "dumps_typed", None)):
+            plain = inner
         # a list stored whole is printed from its row when the row is what the fingerprints
         # serialize (``DeltaCache.finish_row``): a plain serializer, not bound to places
         self._delta_cache = DeltaCache(
@@ -310,7 +316,7 @@ class SyncSqlSaver(SqlSaver):
         filter: dict[str, Any] | None = None,
         before: dict[str, Any] | None = None,
         limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
+    ) -> Generator[CheckpointTuple, None, None]:
         """Newest first, fetched a page at a time (``page_size``; the lock is not held
         between)."""
         checked = validate_filter(filter)
@@ -322,7 +328,7 @@ class SyncSqlSaver(SqlSaver):
         filter: dict[str, Any],
         before: dict[str, Any] | None,
         limit: int | None,
-    ) -> Iterator[CheckpointTuple]:
+    ) -> Generator[CheckpointTuple, None, None]:
         after: _Keyset | None = None
         remaining = limit
         while remaining is None or remaining > 0:
@@ -444,7 +450,7 @@ class SyncSqlSaver(SqlSaver):
 
     # -- housekeeping ------------------------------------------------------------------
 
-    def list_threads(self, limit: int | None = None) -> list[str]:
+    def list_threads(self, limit: int | None = None) -> builtins.list[str]:
         """Thread ids, the one with the newest checkpoint first."""
         return self._run(self._core.list_threads(limit), write=False, atomic=False)
 
@@ -471,7 +477,9 @@ class SyncSqlSaver(SqlSaver):
         with _sqlaudit.explained():
             return self._run(op, write=True)
 
-    def expire_paused(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
+    def expire_paused(
+        self, older_than: timedelta, *, now: datetime | None = None
+    ) -> builtins.list[str]:
         """Delete threads whose newest checkpoint is older than ``older_than``; their ids.
 
         ``now`` defaults to the current UTC time (naive datetimes are taken as UTC).
@@ -489,7 +497,7 @@ class SyncSqlSaver(SqlSaver):
         """Bytes of stored checkpoint, metadata, value and write payloads (for benchmarks)."""
         return self._run(self._core.stored_bytes(thread_id), write=False, atomic=False)
 
-    async def alist_threads(self, limit: int | None = None) -> list[str]:
+    async def alist_threads(self, limit: int | None = None) -> builtins.list[str]:
         return await asyncio.to_thread(self.list_threads, limit)
 
     async def aprune(
@@ -516,15 +524,14 @@ class SyncSqlSaver(SqlSaver):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         pages = self.list(config, filter=filter, before=before, limit=limit)
-        done = object()
         try:
             while True:
-                item = await asyncio.to_thread(next, pages, done)
-                if item is done:
+                item = await asyncio.to_thread(next, pages, None)  # a tuple is never None
+                if item is None:
                     return
                 yield item
         finally:
-            pages.close()  # type: ignore[attr-defined]
+            pages.close()
 
     async def aput(
         self,
@@ -569,7 +576,7 @@ class SyncSqlSaver(SqlSaver):
 
     async def aexpire_paused(
         self, older_than: timedelta, *, now: datetime | None = None
-    ) -> list[str]:
+    ) -> builtins.list[str]:
         return await asyncio.to_thread(self.expire_paused, older_than, now=now)
 
     async def astored_bytes(self, thread_id: str | None = None) -> int:
@@ -577,7 +584,9 @@ class SyncSqlSaver(SqlSaver):
 
     # -- audit log (threadloom.hitl; table and migration in ``_sql.audit``) ------------
 
-    def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
+    def put_audit(
+        self, thread_id: str, records: Sequence[AuditRecord]
+    ) -> builtins.list[AuditRecord]:
         """Append records to the thread's audit log (numbered, hash-chained)."""
         with _sqlaudit.explained():
             op = _sqlaudit.put_audit(
@@ -585,7 +594,7 @@ class SyncSqlSaver(SqlSaver):
             )
             return self._run(op, write=True)
 
-    def list_audit(self, thread_id: str) -> list[AuditRecord]:
+    def list_audit(self, thread_id: str) -> builtins.list[AuditRecord]:
         """The thread's audit records, oldest first."""
         with _sqlaudit.explained():
             return self._run(_sqlaudit.list_audit(thread_id, self.serde), write=False)
@@ -743,7 +752,7 @@ class AsyncSqlSaver(SqlSaver):
         with _sqlaudit.explained():
             await self._arun(self._core.delete_thread(thread_id), write=True)
 
-    async def alist_threads(self, limit: int | None = None) -> list[str]:
+    async def alist_threads(self, limit: int | None = None) -> builtins.list[str]:
         self._remember_loop()
         return await self._arun(self._core.list_threads(limit), write=False, atomic=False)
 
@@ -770,7 +779,7 @@ class AsyncSqlSaver(SqlSaver):
 
     async def aexpire_paused(
         self, older_than: timedelta, *, now: datetime | None = None
-    ) -> list[str]:
+    ) -> builtins.list[str]:
         self._remember_loop()
         cutoff = expiry_cutoff(older_than, now)
         expired: list[str] = []
@@ -787,7 +796,7 @@ class AsyncSqlSaver(SqlSaver):
 
     async def aput_audit(
         self, thread_id: str, records: Sequence[AuditRecord]
-    ) -> list[AuditRecord]:
+    ) -> builtins.list[AuditRecord]:
         self._remember_loop()
         with _sqlaudit.explained():
             op = _sqlaudit.put_audit(
@@ -795,7 +804,7 @@ class AsyncSqlSaver(SqlSaver):
             )
             return await self._arun(op, write=True)
 
-    async def alist_audit(self, thread_id: str) -> list[AuditRecord]:
+    async def alist_audit(self, thread_id: str) -> builtins.list[AuditRecord]:
         self._remember_loop()
         with _sqlaudit.explained():
             return await self._arun(_sqlaudit.list_audit(thread_id, self.serde), write=False)
@@ -839,7 +848,7 @@ class AsyncSqlSaver(SqlSaver):
         before: dict[str, Any] | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        async def collect() -> list[CheckpointTuple]:
+        async def collect() -> builtins.list[CheckpointTuple]:
             return [t async for t in self.alist(config, filter=filter, before=before, limit=limit)]
 
         return iter(self._bridge(collect()))
@@ -868,7 +877,7 @@ class AsyncSqlSaver(SqlSaver):
     def delete_thread(self, thread_id: str) -> None:
         self._bridge(self.adelete_thread(thread_id))
 
-    def list_threads(self, limit: int | None = None) -> list[str]:
+    def list_threads(self, limit: int | None = None) -> builtins.list[str]:
         return self._bridge(self.alist_threads(limit))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
@@ -886,16 +895,20 @@ class AsyncSqlSaver(SqlSaver):
     ) -> int:
         return self._bridge(self.aprune(thread_ids, keep_last, strategy=strategy))
 
-    def expire_paused(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
+    def expire_paused(
+        self, older_than: timedelta, *, now: datetime | None = None
+    ) -> builtins.list[str]:
         return self._bridge(self.aexpire_paused(older_than, now=now))
 
     def stored_bytes(self, thread_id: str | None = None) -> int:
         return self._bridge(self.astored_bytes(thread_id))
 
-    def put_audit(self, thread_id: str, records: Sequence[AuditRecord]) -> list[AuditRecord]:
+    def put_audit(
+        self, thread_id: str, records: Sequence[AuditRecord]
+    ) -> builtins.list[AuditRecord]:
         return self._bridge(self.aput_audit(thread_id, records))
 
-    def list_audit(self, thread_id: str) -> list[AuditRecord]:
+    def list_audit(self, thread_id: str) -> builtins.list[AuditRecord]:
         return self._bridge(self.alist_audit(thread_id))
 
     def audit_head(self, thread_id: str) -> dict[str, Any] | None:

@@ -1,8 +1,9 @@
 """Vocabulary shared by the SQL savers: statements, drivers, dialects, table names.
 
-Each saver operation (see ``_sql.core``) is a *generator* that yields ``Query`` objects
-and receives their rows, or yields a ``Batch`` (a tuple of queries that do not depend on
-each other's results) and receives one result per query. A backend "driver" runs it
+Each saver operation (``read``, ``write``, ``housekeeping``) is a *generator* that yields
+``Query`` objects and receives their rows, or yields a ``Batch`` (a tuple of queries that
+do not depend on each other's results) and receives one result per query. A backend
+"driver" runs it
 (``drive_sync`` / ``drive_async``): either the whole operation in one transaction, or -
 for the hot-path operations, whose every step is self-contained - each query or batch as
 its own atomic unit, a batch in a single round trip (psycopg's pipeline mode: the queries

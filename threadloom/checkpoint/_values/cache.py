@@ -210,7 +210,7 @@ class ValueCache:
             at: BlobKey | None = other
             for _ in range(got.depth - entry.depth):  # walk back to entry's depth
                 cur = self._entries.get(at) if at is not None else None
-                if cur is None or cur.row.base_version is None:
+                if at is None or cur is None or cur.row.base_version is None:
                     at = None
                     break
                 at = _base_key(at, cur.row.base_version)

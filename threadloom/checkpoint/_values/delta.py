@@ -49,6 +49,7 @@ from xxhash import xxh3_128, xxh3_128_digest
 
 from threadloom.checkpoint._values.chains import EMPTY, Resolved
 from threadloom.checkpoint._values.frozen import item_states, state_bytes
+from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
 
 __all__ = [
     "MAX_CHAIN_DEPTH",
@@ -282,8 +283,6 @@ class DeltaCache:
         row_prints: bool = False,
     ) -> None:
         if fingerprint is None:
-            from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
-
             fingerprint = serde_fingerprint(MsgpackSerializer(strict=False).dumps_typed)
         self.fingerprint = fingerprint
         self.max_heads = max_heads

@@ -33,7 +33,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from threadloom.checkpoint.serde.msgpack import plain_pydantic_model
+from threadloom.checkpoint.serde.codecs import plain_pydantic_model
 
 __all__ = ["Frozen", "freeze", "item_states", "state_bytes"]
 

@@ -26,7 +26,7 @@ from typing import Any, Generic, NamedTuple, TypedDict, TypeVar
 
 from threadloom.checkpoint.base.id import next_uuid6_tick
 from threadloom.constants import WRITES_IDX_MAP
-from threadloom.errors import EmptyChannelError
+from threadloom.errors import CheckpointConflictError, EmptyChannelError
 
 __all__ = [
     "AuditRecord",
@@ -151,8 +151,6 @@ _busy_guard = threading.Lock()  # guards each saver's set of threads being run
 
 
 def _busy(thread_id: str) -> Exception:
-    from threadloom.errors import CheckpointConflictError
-
     return CheckpointConflictError(
         f"Thread {thread_id!r} is being run by another run right now (for example a second "
         "resume of the same pause). Nothing was run or written by this one: wait for the "
@@ -176,6 +174,7 @@ class BaseCheckpointSaver(Generic[V]):
 
     def __init__(self, *, serde: SerializerProtocol | None = None) -> None:
         if serde is None:
+            # here, not at the top: the serializer imports this module (a cycle)
             from threadloom.checkpoint.serde.msgpack import default_serializer
 
             serde = default_serializer()
@@ -231,7 +230,7 @@ class BaseCheckpointSaver(Generic[V]):
         channel, value), ...] recorded after it}``: what rebuilds a channel stored as
         deltas at the checkpoint ``config`` names (see
         ``threadloom.checkpoint._values.history``)."""
-        from threadloom.checkpoint._values.history import HistoryWalk
+        from threadloom.checkpoint._values.history import HistoryWalk  # imports this module
 
         walk = HistoryWalk(channels)
         at: Any = config
@@ -345,7 +344,7 @@ class BaseCheckpointSaver(Generic[V]):
         self, *, config: dict[str, Any], channels: Sequence[str]
     ) -> dict[str, Any]:
         """Async ``get_delta_channel_history`` (walks with ``aget_tuple``)."""
-        from threadloom.checkpoint._values.history import HistoryWalk
+        from threadloom.checkpoint._values.history import HistoryWalk  # imports this module
 
         walk = HistoryWalk(channels)
         at: Any = config

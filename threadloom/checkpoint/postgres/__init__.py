@@ -65,7 +65,6 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 from threadloom.checkpoint._sql.audit import POSTGRES_MIGRATION
-from threadloom.checkpoint._sql.core import PreparedPut
 from threadloom.checkpoint._sql.saver import Durability, SyncSqlSaver, checked_durability
 from threadloom.checkpoint._sql.statements import (
     BLOBS,
@@ -78,6 +77,7 @@ from threadloom.checkpoint._sql.statements import (
     Query,
     drive_sync,
 )
+from threadloom.checkpoint._sql.write import PreparedPut
 from threadloom.checkpoint.base import CheckpointTuple, SerializerProtocol
 from threadloom.checkpoint.postgres._fastpath import (
     DataOp,

@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from threadloom.checkpoint._sql.core import PreparedPut, SqlCore
+from threadloom.checkpoint._sql.core import SqlCore
 from threadloom.checkpoint._sql.saver import RunGuard, thread_busy_error
 from threadloom.checkpoint._sql.statements import Batch, Op, Query, resumed
+from threadloom.checkpoint._sql.write import PreparedPut
 from threadloom.checkpoint.base import CheckpointTuple, get_checkpoint_id
 from threadloom.checkpoint.postgres._fencing import RunLockHolders
 from threadloom.checkpoint.postgres._runsession import (

@@ -28,9 +28,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "The Postgres savers need psycopg 3: pip install 'threadloom[postgres]'"
     ) from exc
 
-from threadloom.checkpoint._sql.core import PreparedPut
 from threadloom.checkpoint._sql.saver import AsyncSqlSaver, Durability, checked_durability
 from threadloom.checkpoint._sql.statements import Batch, Op, Query, drive_async
+from threadloom.checkpoint._sql.write import PreparedPut
 from threadloom.checkpoint.base import CheckpointTuple, SerializerProtocol
 from threadloom.checkpoint.postgres import (
     DIALECT,

@@ -8,6 +8,11 @@
   ``EncryptedSerializer.from_aes_gcm()``; needs ``pip install threadloom[crypto]``), each
   value bound to its place in the store (``serde.place``), with key ids for rotation
   (``threadloom.checkpoint.rekey``).
+
+Inside: ``registry`` (which classes may be stored), ``codecs`` (how one class is taken apart
+and rebuilt), ``msgpack`` (the wire format and the serializer), ``encrypted``, ``place``
+(where a stored value is), ``allowlist`` (a graph's classes, for strict serializers);
+``base``, ``types`` and ``jsonplus`` are the modules LangGraph code imports.
 """
 
 from threadloom.checkpoint.serde.base import (

@@ -31,6 +31,9 @@ from typing import Any
 
 import typing_extensions
 
+from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
+from threadloom.checkpoint.serde.registry import BUILTINS
+
 __all__ = ["allow_graph_classes", "builtin_classes", "schema_classes"]
 
 _NOTHING = (Any, typing_extensions.Any)
@@ -66,8 +69,6 @@ def allow_graph_classes(
     serializer (looked for as ``checkpointer.serde``, through an ``EncryptedSerializer``'s
     ``.serde``) if it is a strict ``MsgpackSerializer``; otherwise do nothing. Classes the
     serializer cannot store are skipped (writing such a value names them later)."""
-    from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
-
     serde = getattr(checkpointer, "serde", None)
     for _ in range(4):  # unwrap wrapping serializers (EncryptedSerializer, ...)
         if isinstance(serde, MsgpackSerializer) or serde is None:
@@ -87,10 +88,8 @@ def allow_graph_classes(
 def builtin_classes() -> set[type]:
     """The classes every threadloom serializer rebuilds without registration, plus the
     langchain_core message base classes they derive from."""
-    from threadloom.checkpoint.serde.msgpack import _BUILTINS
-
-    _BUILTINS.ensure()
-    found = set(_BUILTINS.wire)
+    BUILTINS.ensure()
+    found = set(BUILTINS.wire)
     for cls in list(found):
         found.update(
             base

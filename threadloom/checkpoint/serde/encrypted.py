@@ -329,6 +329,7 @@ class EncryptedSerializer(SerializerProtocol):
         allow_unbound_reads: bool = False,
     ) -> None:
         if serde is None:
+            # here, not at the top: importing the serde package imports this module first
             from threadloom.checkpoint.serde.msgpack import default_serializer
 
             serde = default_serializer()

@@ -1,0 +1,470 @@
+"""The SQL core's reads, as generators of ``Query``: ``get_tuple``, a page of ``list``,
+and the values a checkpoint names with their delta chains.
+
+Why apart from the writes (``write``): a read decides nothing about what is stored - it
+turns rows into ``CheckpointTuple``s, taking values from the value cache where it can - and
+the writes never read a checkpoint back. ``SqlReads`` is a base of ``core.SqlCore``.
+
+Round trips: ``get_tuple`` is one statement (the checkpoint row and its pending writes
+together, ``_with_writes``); channel values come from the saver's ``ValueCache`` when it
+holds them, else from one more statement per chunk of keys fetching the rows and every row
+of their delta chains (``_fetch_values``). A page of ``list`` is the same two steps for up
+to a page of checkpoints. Damaged rows raise ``CorruptCheckpointError`` naming the thread,
+namespace and checkpoint (``_load_row``); a serializer that binds values to their place is
+given each row's place.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
+from typing import Any
+
+from threadloom.checkpoint._sql.base import SqlBase
+from threadloom.checkpoint._sql.statements import (
+    BLOBS,
+    CHECKPOINTS,
+    WRITES,
+    Dialect,
+    Op,
+    Query,
+    Rows,
+    chunks,
+    values_cte,
+)
+from threadloom.checkpoint._stored.decode import (
+    SEALED_METADATA,
+    ValueOwners,
+    as_bytes,
+    authentic_metadata,
+    decode_stored,
+    load_metadata,
+    quick_json_loads,
+    rebuild,
+    root_key,
+    value_name,
+    write_name,
+)
+from threadloom.checkpoint._stored.records import thread_and_ns
+from threadloom.checkpoint._stored.shape import check_checkpoint, well_shaped
+from threadloom.checkpoint._values.chains import (
+    EMPTY,
+    BlobKey,
+    Resolved,
+    StoredBlob,
+    shared_copy,
+)
+from threadloom.checkpoint.base import CheckpointTuple, PendingWrite, get_checkpoint_id
+from threadloom.checkpoint.serde.place import checkpoint_place, value_place, write_place
+
+__all__ = ["ListedPage", "SqlReads"]
+
+_CP_COLUMNS = (
+    "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"
+)
+_BLOB_COLUMNS = (
+    "b.thread_id, b.checkpoint_ns, b.channel, b.version, b.type, b.blob, b.base_version, "
+    "b.root_version"
+)
+_WRITE_COLUMNS = (
+    "x.thread_id, x.checkpoint_ns, x.checkpoint_id, x.task_id, x.type, x.blob, x.channel, x.idx"
+)
+_CP_KEY = ("thread_id", "checkpoint_ns", "checkpoint_id")
+
+
+def _with_writes(inner: str, d: Dialect) -> str:
+    """``inner`` (a query for checkpoint rows) plus their pending writes, in one statement.
+
+    Rows come back tagged: ``0`` for a checkpoint (columns as ``_CP_COLUMNS``), ``1`` for
+    a write (thread, namespace, checkpoint, task id, type, blob, -, channel), checkpoints
+    first, newest first, then the writes in (task path, task id, index) order.
+    """
+    return (
+        f"WITH c AS ({inner}) "
+        "SELECT 0, thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
+        "checkpoint, metadata, NULL, NULL, NULL FROM c UNION ALL "
+        "SELECT 1, x.thread_id, x.checkpoint_ns, x.checkpoint_id, x.task_id, x.type, x.blob, "
+        f"NULL, x.channel, x.task_path, x.idx FROM {d.probe(WRITES, 'x', 'c', _CP_KEY, one=False)} "
+        "ORDER BY 1, 4 DESC, 2 DESC, 3 DESC, 10, 5, 11"
+    )
+
+
+_new_tuple = tuple.__new__  # a ``CheckpointTuple`` without its Python-level ``__new__``
+
+
+class ListedPage:
+    """Checkpoint rows read by one query, their checkpoints decoded and their values
+    found, made into ``CheckpointTuple``s as they are iterated.
+
+    A listing read through (``list(None)`` over every thread) then holds one row's
+    metadata, configs and tuple at a time rather than a page of them, which the garbage
+    collector would otherwise walk and promote to its older generations on every page.
+    For the same reason the page keeps what it decoded in flat lists (the rows, their
+    checkpoints, every row's value keys one after the other and where each row's end),
+    not in containers of its own per row: each container alive across the page counts
+    towards the collector's next pass and is promoted by it. A damaged metadata column
+    raises when its row is reached (a page built at once raised before handing out any
+    of its rows). Iterate it once: its tuples take the decoded checkpoints and values as
+    their own.
+
+    ``checked``: the metadata of the rows read by the checked path, by row index;
+    ``values``: each value key's value; ``resolved``: the same with their chain facts,
+    for ``items(mine=True)`` (``get_tuple``), None for a listing."""
+
+    __slots__ = (
+        "_checked", "_checkpoints", "_ends", "_keys", "_load_row", "_resolved", "_rows",
+        "_values", "_writes",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        rows: Rows,
+        checkpoints: list[dict[str, Any]],
+        checked: dict[int, dict[str, Any]],
+        keys: tuple[list[BlobKey], list[int]],
+        values: Mapping[BlobKey, Any],
+        writes: Mapping[tuple[str, str, str], list[PendingWrite]],
+        load_row: Callable[[tuple[Any, ...]], tuple[dict[str, Any], dict[str, Any]]],
+        resolved: Mapping[BlobKey, Resolved] | None = None,
+    ) -> None:
+        self._rows = rows
+        self._checkpoints = checkpoints
+        self._checked = checked
+        self._keys, self._ends = keys
+        self._values = values
+        self._resolved = resolved
+        self._writes = writes
+        self._load_row = load_row
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def keyset(self) -> tuple[str, str, str]:
+        """(checkpoint id, thread, namespace) of the last row: where the next page starts."""
+        thread_id, ns, checkpoint_id = self._rows[-1][:3]
+        return (checkpoint_id, thread_id, ns)
+
+    def __iter__(self) -> Iterator[CheckpointTuple]:
+        values, writes, load_row = self._values, self._writes, self._load_row
+        checkpoints, checked, keys, ends = self._checkpoints, self._checked, self._keys, self._ends
+        loads = quick_json_loads  # what it refuses takes ``load_row``, which reads it
+        value_of = values.get
+        handed: set[BlobKey] = set()
+        start = 0
+        for i, row in enumerate(self._rows):
+            thread_id, ns, checkpoint_id, parent_id, _, _, metadata = row
+            checkpoint = checkpoints[i]
+            meta = checked.get(i) if checked else None
+            if meta is None:
+                if type(metadata) is str:
+                    try:
+                        meta = loads(metadata)
+                    except ValueError:
+                        meta = None
+                elif type(metadata) is dict:  # a driver that decodes JSON columns itself
+                    meta = metadata
+                if type(meta) is not dict:
+                    checkpoint, meta = load_row(row)  # raises, naming the row
+            channel_values: dict[str, Any] = {}
+            end = ends[i]
+            while start < end:
+                key = keys[start]
+                start += 1
+                value = value_of(key, EMPTY)
+                if value is not EMPTY:
+                    if key in handed:  # checkpoints sharing a version get their own lists
+                        value = shared_copy(value)
+                    else:
+                        handed.add(key)
+                    channel_values[key[2]] = value
+            checkpoint["channel_values"] = channel_values  # decoded just now: ours to fill
+            yield _new_tuple(CheckpointTuple, (
+                {"configurable": {  # make_config, inline: a listing makes two a row
+                    "thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id
+                }},
+                checkpoint,
+                meta,
+                {"configurable": {
+                    "thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent_id
+                }} if parent_id else None,
+                writes.get((thread_id, ns, checkpoint_id)) or [] if writes else [],
+            ))  # fmt: skip
+
+    def items(self, *, mine: bool) -> Iterator[tuple[CheckpointTuple, dict[str, Resolved]]]:
+        """Each tuple, with (``mine``) the values handed to it, by channel, with their
+        chain facts (a page read with them: ``get_tuple``'s)."""
+        resolved = self._resolved or {}
+        keys, ends = self._keys, self._ends
+        for i, tup in enumerate(self):
+            theirs: dict[str, Resolved] = {}
+            if mine:
+                values = tup.checkpoint["channel_values"]
+                for key in keys[ends[i - 1] if i else 0 : ends[i]]:
+                    got = resolved.get(key)
+                    if got is not None and key[2] in values:
+                        theirs[key[2]] = Resolved(values[key[2]], got.root, got.depth)
+            yield tup, theirs
+
+class SqlReads(SqlBase):
+    """The reading operations of ``core.SqlCore`` (see the module docstring)."""
+
+    def get_tuple(
+        self, config: dict[str, Any], ready: Mapping[BlobKey, Resolved] | None = None
+    ) -> Op[CheckpointTuple | None]:
+        """The checkpoint ``config`` names, or the newest; ``ready``: values the caller
+        already holds (see ``ahead_keys``), filled in at the latest before the first
+        query's rows are sent back."""
+        thread_id, ns = thread_and_ns(config)
+        checkpoint_id = get_checkpoint_id(config)
+        base = f"SELECT {_CP_COLUMNS} FROM {CHECKPOINTS} WHERE thread_id = ? AND checkpoint_ns = ?"
+        params: tuple[str, ...]
+        if checkpoint_id is not None:
+            inner, params = base + " AND checkpoint_id = ?", (thread_id, ns, checkpoint_id)
+        else:
+            inner, params = base + " ORDER BY checkpoint_id DESC LIMIT 1", (thread_id, ns)
+        rows = yield Query(_with_writes(inner, self.d), params, fetch=True)
+        checkpoints, writes = self._split(rows)
+        if not checkpoints:
+            return None
+        loaded = yield from self._load(checkpoints, writes, ready)
+        [(tup, resolved)] = loaded.items(mine=True)
+        if checkpoint_id is None:
+            # The newest checkpoint is what a run continues from: remember it, so that the
+            # run's first put can append deltas even in a process that never wrote this
+            # thread. Explicit (older) checkpoints are left out: browsing history must not
+            # cost fingerprinting or evict the head a running graph is appending to.
+            self.cache.remember_loaded(
+                thread_id, ns, tup.checkpoint["id"], tup.checkpoint["channel_versions"], resolved
+            )
+        return tup
+
+    def list_page(
+        self,
+        config: dict[str, Any] | None,
+        filter: dict[str, Any],
+        before: dict[str, Any] | None,
+        limit: int,
+        after: tuple[str, str, str] | None,
+    ) -> Op[ListedPage]:
+        """Up to ``limit`` checkpoints, newest first, strictly after the keyset ``after``
+        (their tuples are made as the page is iterated)."""
+        conf = (config or {}).get("configurable") or {}
+        where: list[str] = []
+        params: list[Any] = []
+        if "thread_id" in conf:
+            where.append("thread_id = ?")
+            params.append(str(conf["thread_id"]))
+        if conf.get("checkpoint_ns") is not None:
+            where.append("checkpoint_ns = ?")
+            params.append(str(conf["checkpoint_ns"]))
+        if conf.get("checkpoint_id"):
+            where.append("checkpoint_id = ?")
+            params.append(str(conf["checkpoint_id"]))
+        before_id = get_checkpoint_id(before) if before else None
+        if before_id:
+            where.append("checkpoint_id < ?")
+            params.append(str(before_id))
+        if filter:
+            clauses, filter_params = self.d.filter_sql(filter)
+            where += clauses
+            params += filter_params
+        if after is not None:
+            where.append("(checkpoint_id, thread_id, checkpoint_ns) < (?, ?, ?)")
+            params += list(after)
+        rest = f" FROM {CHECKPOINTS}"
+        if where:
+            rest += " WHERE " + " AND ".join(f"({w})" for w in where)
+        rest += " ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC LIMIT ?"
+        params.append(limit)
+        # Two statements in one batch: the page, read in its index's order, and the pending
+        # writes of the page's checkpoints (the page's keys read again, index only). One
+        # statement tagging both kinds of rows (``_with_writes``) must sort the page with
+        # its writes: that sort cost more than the second read of the keys.
+        found = f"SELECT thread_id, checkpoint_ns, checkpoint_id{rest}"
+        rows, write_rows = yield (
+            Query(f"SELECT {_CP_COLUMNS}{rest}", params, fetch=True),
+            Query(
+                f"WITH c AS ({found}) SELECT {_WRITE_COLUMNS} FROM "
+                f"{self.d.probe(WRITES, 'x', 'c', _CP_KEY, one=False)} "
+                "ORDER BY x.task_path, x.task_id, x.idx",
+                params,
+                fetch=True,
+            ),
+        )
+        return (yield from self._load(rows or [], self._writes(write_rows), listing=True))
+
+    def _split(
+        self, rows: Rows | None
+    ) -> tuple[Rows, dict[tuple[str, str, str], list[PendingWrite]]]:
+        """Checkpoint rows and decoded pending writes of a ``_with_writes`` result."""
+        checkpoints: Rows = []
+        writes: Rows = []
+        for row in rows or ():
+            if row[0] == 0:
+                checkpoints.append(row[1:8])
+            else:
+                writes.append(row[1:7] + row[8:9] + row[10:])
+        return checkpoints, self._writes(writes)
+
+    def _writes(self, rows: Rows | None) -> dict[tuple[str, str, str], list[PendingWrite]]:
+        """Pending writes, decoded, by checkpoint, from rows of ``_WRITE_COLUMNS`` (in
+        their order within each checkpoint)."""
+        writes: dict[tuple[str, str, str], list[PendingWrite]] = defaultdict(list)
+        for thread_id, ns, checkpoint_id, task_id, typ, blob, channel, idx in rows or ():
+            value = decode_stored(
+                self.serde,
+                (typ, blob),
+                partial(write_name, task_id, channel, thread_id, ns, checkpoint_id),
+                write_place(thread_id, ns, checkpoint_id, task_id, idx, channel),
+            )
+            writes[(thread_id, ns, checkpoint_id)].append((task_id, channel, value))
+        return writes
+
+    def ahead_keys(self, config: dict[str, Any]) -> list[BlobKey]:
+        """The value keys a read of the thread's newest checkpoint most likely needs (those
+        of the head this process last wrote or read), for ``get_tuple(ready=...)``."""
+        thread_id, ns = thread_and_ns(config)
+        versions = self.cache.head_versions(thread_id, ns)
+        return [(thread_id, ns, channel, version) for channel, version in versions.items()]
+
+    def _load(
+        self,
+        rows: Rows,
+        writes: dict[tuple[str, str, str], list[PendingWrite]],
+        ready: Mapping[BlobKey, Resolved] | None = None,
+        *,
+        listing: bool = False,
+    ) -> Op[ListedPage]:
+        """Turn checkpoint rows into tuples: decode them, find their values (``ready``,
+        else in the value cache, else in the database with their delta chains), attach
+        ``writes`` (the tuples themselves are made by the ``ListedPage``, as it is
+        iterated). ``listing``: values are not frozen into the value cache (rows are
+        kept, for the next page's chains)."""
+        checkpoints: list[dict[str, Any]] = []
+        checked: dict[int, dict[str, Any]] = {}
+        keys: list[BlobKey] = []
+        ends: list[int] = []
+        owners: dict[BlobKey, str] = {}
+        # The common case per row, without building error texts or places: a serializer
+        # that does not bind values to their place, a checkpoint of the right shape, JSON
+        # metadata. Anything else (or a failure) takes the path that names the row.
+        plain = None if self._binds else self.serde.loads_typed
+        loader = getattr(self.serde, "payload_loader", None)
+        unpack = loader() if plain is not None and loader is not None else None
+        own, add_key = owners.setdefault, keys.append
+        for i, row in enumerate(rows):
+            thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata = row
+            checkpoint = None
+            if plain is not None:
+                try:
+                    if unpack is not None and typ == "msgpack" and type(blob) is bytes:
+                        checkpoint = unpack(blob)
+                    elif typ != "empty" and (data := as_bytes(blob)) is not None:
+                        checkpoint = plain((typ, data))
+                except Exception:
+                    checkpoint = None
+            if checkpoint is None or not well_shaped(checkpoint) or SEALED_METADATA in checkpoint:
+                checkpoint, checked[i] = self._load_row(row)
+            for channel, version in checkpoint["channel_versions"].items():
+                key = (thread_id, ns, channel, str(version))
+                add_key(key)
+                own(key, checkpoint_id)  # the first checkpoint of the page that needs it
+            ends.append(len(keys))
+            checkpoints.append(checkpoint)
+
+        blob_rows: dict[BlobKey, StoredBlob] = {}
+        owner_of = ValueOwners(owners, blob_rows)
+
+        def decode(key: BlobKey, row: StoredBlob) -> Any:
+            if plain is not None:
+                try:  # the common case, without the error text and place
+                    blob = row.blob
+                    if unpack is not None and row.type == "msgpack" and type(blob) is bytes:
+                        return unpack(blob)
+                    if row.type != "empty" and (data := as_bytes(blob)) is not None:
+                        return plain((row.type, data))
+                except Exception:
+                    pass  # decoded again below, for the error naming the value
+            thread_id, ns, channel, version = key
+            return decode_stored(
+                self.serde,
+                (row.type, row.blob),
+                lambda: value_name(key, owner_of(key)),
+                value_place(thread_id, ns, channel, version, row.base_version, row.root_version),
+            )
+
+        resolved: dict[BlobKey, Resolved] | None = None
+        if listing:
+            values, missing = self.values.listed(owners, decode)
+        elif ready:
+            resolved, missing = self.values.lookup([k for k in owners if k not in ready], decode)
+            resolved.update((k, ready[k]) for k in owners if k in ready)
+        else:
+            resolved, missing = self.values.lookup(owners, decode)
+        if missing:
+            blob_rows.update((yield from self._fetch_values(missing)))
+            # a chain row is named after a checkpoint whose value is built on it
+            for k, r in blob_rows.items():
+                if r.base_version is not None and k in owners:
+                    owner_of.via_chain[root_key(k, r)] = owners[k]
+            fresh = rebuild(blob_rows, missing, decode, owner_of)
+            if resolved is None:
+                self.values.add_rows(blob_rows)
+                values.update((k, got.value) for k, got in fresh.items())
+            else:
+                self.values.add_resolved(blob_rows, fresh)
+                resolved.update(fresh)
+        if resolved is not None:
+            values = {k: got.value for k, got in resolved.items()}
+        return ListedPage(
+            rows, checkpoints, checked, (keys, ends), values, writes, self._load_row, resolved
+        )
+
+    def _load_row(self, row: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A checkpoint row's checkpoint and metadata, checked, errors naming the row."""
+        thread_id, ns, checkpoint_id, _, typ, blob, metadata = row
+        where = f"thread {thread_id!r}, namespace {ns!r}, checkpoint {checkpoint_id!r}"
+        place = checkpoint_place(thread_id, ns, checkpoint_id)
+        checkpoint = decode_stored(self.serde, (typ, blob), f"checkpoint of {where}", place)
+        sealed = checkpoint.pop(SEALED_METADATA, None) if isinstance(checkpoint, dict) else None
+        check_checkpoint(checkpoint, where)
+        meta = load_metadata(metadata, where)
+        if sealed is not None:
+            meta = authentic_metadata(meta, sealed, where)
+        return checkpoint, meta
+
+    def _fetch_values(self, keys: list[BlobKey]) -> Op[dict[BlobKey, StoredBlob]]:
+        """The rows of ``keys`` and every row of the delta chains they extend, in one
+        batch (one statement per chunk of keys)."""
+        cols = ("thread_id", "checkpoint_ns", "channel", "version")
+        queries = []
+        for chunk in chunks(keys, 4):
+            cte = values_cte("w", cols, chunk)
+            chain = (
+                f"SELECT {_BLOB_COLUMNS} FROM {BLOBS} b JOIN r ON b.thread_id = r.thread_id "
+                "AND b.checkpoint_ns = r.checkpoint_ns AND b.channel = r.channel AND "
+            )
+            sql = (
+                f"{cte.sql}, k AS (SELECT {_BLOB_COLUMNS} FROM "
+                f"{self.d.probe(BLOBS, 'b', 'w', cols, one=True)}), "
+                "r AS (SELECT DISTINCT thread_id, checkpoint_ns, channel, "
+                "COALESCE(root_version, base_version) AS root FROM k "
+                "WHERE base_version IS NOT NULL) "
+                "SELECT * FROM k "
+                f"UNION ALL {chain}b.root_version = r.root "
+                f"UNION ALL {chain}b.version = r.root"
+            )
+            queries.append(Query(sql, cte.params, fetch=True))
+        found: dict[BlobKey, StoredBlob] = {}
+        if not queries:
+            return found
+        results = yield tuple(queries)
+        for rows in results:
+            found.update(_blob_rows(rows))
+        return found
+
+
+def _blob_rows(rows: Rows | None) -> Iterable[tuple[tuple[Any, ...], StoredBlob]]:
+    for thread_id, ns, channel, version, typ, blob, base, root in rows or ():
+        yield (thread_id, ns, channel, version), StoredBlob(typ, as_bytes(blob), base, root)
