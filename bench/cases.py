@@ -83,6 +83,13 @@ def _acycle(build: Callable[[Api, Any], Any], cycle: Callable[[Api, Any, str], A
     return prepare
 
 
+def async_nodes_approval() -> Prepare:
+    """The approval cycle through the async API, its nodes written ``async def``
+    (``programs.async_approval_graph``): beside ``approval/*-async``, whose sync nodes
+    each run in a worker thread, it shows what those thread handoffs cost."""
+    return _acycle(p.async_approval_graph, p.arun_approval_cycle)
+
+
 def _fsync_cycle(
     build: Callable[[Api, Any], Any], cycle: Callable[[Api, Any, str], Any]
 ) -> Prepare:

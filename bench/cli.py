@@ -13,7 +13,7 @@ from typing import Any
 
 from bench import report
 from bench.api import LIBRARIES, Api, load_api
-from bench.cases import AGENT_TURNS, Figure, figures, peak_programs
+from bench.cases import AGENT_TURNS, Figure, async_nodes_approval, figures, peak_programs
 from bench.harness import Prepared, Stats, measure, peak_bytes
 from bench.normalize import first_difference
 from bench.savers import open_saver, pg_url, unavailable
@@ -228,6 +228,12 @@ def measure_async_beside_sync(apis: dict[str, Api], settings: Settings) -> Async
                     fig = by_key[f"approval/{key}"]
                     saver = stack.enter_context(open_saver(lib, key))
                     prepared[mode] = fig.prepare(apis[lib], saver, key, f"{fig.key}/beside")
+                # the same cycle with its nodes written async: no thread handoff per node
+                key = f"{kind}-async"
+                prepared["async nodes"] = async_nodes_approval()(
+                    apis[lib], stack.enter_context(open_saver(lib, key)), key,
+                    f"approval/{key}/async-nodes",
+                )
                 stats = measure(prepared, settings.repeats, settings.target_s)
             results.setdefault(kind, {})[lib] = stats
             log(f"async beside sync, {kind}, {lib}: done")
@@ -241,13 +247,15 @@ def async_section(results: AsyncResults) -> tuple[str, list[tuple[str, bool, str
     verdicts: list[tuple[str, bool, str]] = []
     for kind, per_lib in results.items():
         shares = {lib: s["sync"].median / s["async"].median for lib, s in per_lib.items()}
+        noded = {lib: s["sync"].median / s["async nodes"].median for lib, s in per_lib.items()}
         rows.append(
             [kind]
             + [
                 f"{1 / per_lib[lib]['sync'].median:,.0f} / {1 / per_lib[lib]['async'].median:,.0f}"
+                f" / {1 / per_lib[lib]['async nodes'].median:,.0f}"
                 for lib in LIBRARIES
             ]
-            + [f"{shares[TL]:.2f}", f"{shares[LG]:.2f}"]
+            + [f"{shares[TL]:.2f} / {noded[TL]:.2f}", f"{shares[LG]:.2f} / {noded[LG]:.2f}"]
         )
         if kind == "postgres":
             verdicts.append(
@@ -259,8 +267,8 @@ def async_section(results: AsyncResults) -> tuple[str, list[tuple[str, bool, str
             )
     headers = [
         "saver",
-        "threadloom cycles/s sync / async",
-        "LangGraph cycles/s sync / async",
+        "threadloom cycles/s sync / async / async nodes",
+        "LangGraph cycles/s sync / async / async nodes",
         "tl async/sync",
         "lg async/sync",
     ]
@@ -350,7 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     if async_text:
         print(
             "\n== Async API beside sync (approval cycle, cycles per second: medians of"
-            " samples alternating sync, async; same savers as above)"
+            " samples alternating sync, async, async nodes; same savers as above; 'async"
+            " nodes': the same cycle with its two nodes written async def, so no node is"
+            " handed to a worker thread; the target is judged on the plain async column)"
         )
         print(async_text)
     byte_verdicts += async_verdicts

@@ -81,6 +81,28 @@ def approval_graph(api: Api, checkpointer: Any) -> Graph:
     return builder.compile(checkpointer=checkpointer, interrupt_before=["send"])
 
 
+async def _adraft(state: State) -> State:
+    return _draft(state)
+
+
+async def _asend(state: State) -> State:
+    return _send(state)
+
+
+def async_approval_graph(api: Api, checkpointer: Any) -> Graph:
+    """``approval_graph`` with its two nodes written ``async def``, as an asyncio program
+    writes them: under the async API a sync node runs in a worker thread (both libraries
+    do this, so that a node that blocks never stalls the event loop), an async one on
+    the loop."""
+    builder = api.StateGraph(messages_state(api, "ApprovalState", approved=bool))
+    builder.add_node("draft", _adraft)
+    builder.add_node("send", _asend)
+    builder.add_edge(api.START, "draft")
+    builder.add_edge("draft", "send")
+    builder.add_edge("send", api.END)
+    return builder.compile(checkpointer=checkpointer, interrupt_before=["send"])
+
+
 def run_approval_cycle(api: Api, graph: Graph, thread_id: str) -> State:
     """Run to the pause, inspect it, edit the draft as ``draft``, resume to the end.
 

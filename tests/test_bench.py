@@ -105,15 +105,23 @@ def test_fair_sqlite_figures_run_both_sides_at_synchronous_full() -> None:
 
 
 def test_async_share_is_async_cycles_per_second_over_sync() -> None:
-    def stats(sync: float, async_: float) -> dict[str, harness.Stats]:
-        return {"sync": harness.Stats((sync,)), "async": harness.Stats((async_,))}
+    def stats(sync: float, async_: float, nodes: float | None = None) -> dict[str, harness.Stats]:
+        return {
+            "sync": harness.Stats((sync,)),
+            "async": harness.Stats((async_,)),
+            "async nodes": harness.Stats((async_ if nodes is None else nodes,)),
+        }
 
     text, verdicts = async_section(
         {  # seconds per cycle
-            "postgres": {"threadloom": stats(1 / 64, 1.25 / 64), "langgraph": stats(1 / 16, 0.05)}
+            "postgres": {
+                "threadloom": stats(1 / 64, 1.25 / 64, 1 / 60),
+                "langgraph": stats(1 / 16, 0.05),
+            }
         }
     )
-    assert "64 / 51" in text and "16 / 20" in text and "0.80" in text and "1.25" in text
+    assert "64 / 51 / 60" in text and "16 / 20 / 20" in text
+    assert "0.80 / 0.94" in text and "1.25 / 1.25" in text
     assert verdicts == [
         (
             "async approval cycles/s vs sync, threadloom PostgreSQL",
