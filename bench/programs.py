@@ -70,11 +70,13 @@ def _send(state: State) -> State:
     return {"messages": [AIMessage(f"Email sent: {state['messages'][-1].content}")]}
 
 
-def approval_graph(api: Api, checkpointer: Any) -> Graph:
+def approval_graph(
+    api: Api, checkpointer: Any, draft: Any = _draft, send: Any = _send
+) -> Graph:
     """draft -> send, paused before ``send`` (the seed's email-approval workflow)."""
     builder = api.StateGraph(messages_state(api, "ApprovalState", approved=bool))
-    builder.add_node("draft", _draft)
-    builder.add_node("send", _send)
+    builder.add_node("draft", draft)
+    builder.add_node("send", send)
     builder.add_edge(api.START, "draft")
     builder.add_edge("draft", "send")
     builder.add_edge("send", api.END)
@@ -94,13 +96,7 @@ def async_approval_graph(api: Api, checkpointer: Any) -> Graph:
     writes them: under the async API a sync node runs in a worker thread (both libraries
     do this, so that a node that blocks never stalls the event loop), an async one on
     the loop."""
-    builder = api.StateGraph(messages_state(api, "ApprovalState", approved=bool))
-    builder.add_node("draft", _adraft)
-    builder.add_node("send", _asend)
-    builder.add_edge(api.START, "draft")
-    builder.add_edge("draft", "send")
-    builder.add_edge("send", api.END)
-    return builder.compile(checkpointer=checkpointer, interrupt_before=["send"])
+    return approval_graph(api, checkpointer, _adraft, _asend)
 
 
 def run_approval_cycle(api: Api, graph: Graph, thread_id: str) -> State:

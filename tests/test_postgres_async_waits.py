@@ -10,34 +10,13 @@ Against a real server (``THREADLOOM_TEST_POSTGRES_URL``); under CI=true they mus
 from __future__ import annotations
 
 import asyncio
-import operator
 from collections import Counter
 from collections.abc import Callable
-from typing import Annotated, Any, TypedDict
+from typing import Any
 
-from helpers import cfg, require_postgres
+from helpers import abc, cfg, require_postgres
 
 from threadloom.checkpoint.postgres.aio import AsyncPostgresSaver
-from threadloom.graph import END, START, StateGraph
-
-
-class Log(TypedDict):
-    items: Annotated[list[str], operator.add]
-
-
-def _chain(saver: AsyncPostgresSaver, names: list[str]) -> Any:
-    def node(name: str) -> Callable[[Log], Any]:
-        async def run(state: Log) -> dict[str, list[str]]:
-            return {"items": [name]}
-
-        return run
-
-    builder = StateGraph(Log)
-    for name in names:
-        builder.add_node(name, node(name))
-    for a, b in zip([START, *names], [*names, END], strict=True):
-        builder.add_edge(a, b)
-    return builder.compile(checkpointer=saver)
 
 
 def _count_readers(loop: asyncio.AbstractEventLoop) -> Counter[int]:
@@ -61,12 +40,12 @@ async def test_waits_on_the_run_session_keep_one_reader_registered(
     waits: list[Any] = []  # one event per statement or pipeline sent and read
     async with AsyncPostgresSaver.from_conn_string(pg_schemas(), trace=waits.append) as saver:
         await saver.setup()
-        graph = _chain(saver, ["a", "b", "c"])
+        graph = abc(checkpointer=saver, is_async=True)
         waits.clear()
         added = _count_readers(loop)
         for i in range(6):
-            out = await graph.ainvoke({"items": []}, cfg(f"t{i}"))
-            assert out == {"items": ["a", "b", "c"]}
+            out = await graph.ainvoke({"log": []}, cfg(f"t{i}"))
+            assert out == {"log": ["a", "b", "c"]}
         session_fd, registrations = added.most_common(1)[0] if added else (None, 0)
         run_waits = [e for e in waits if e.connection == "run"]
         # each run locks, writes its steps and unlocks through the session: many waits,
