@@ -104,7 +104,7 @@ class _Run:
             self.manager.on_chain_end(self.loop.output())
 
 
-class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
+class CompiledStateGraph(Runnable[Any, Any], Generic[StateT, ContextT, InputT, OutputT]):
     """A ``StateGraph`` ready to run. Create it with ``StateGraph.compile()``.
 
     Its type parameters (state, context, input, output) serve annotations only, as in
@@ -127,7 +127,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
     def __init__(
         self,
         *,
-        builder: StateGraph,
+        builder: StateGraph[Any],
         program: Any,
         checkpointer: Any,
         store: Any,
@@ -219,7 +219,8 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LangGraphDeprecatedSinceV10)
-            return self.config_schema(include=include).model_json_schema()
+            schema: dict[str, Any] = self.config_schema(include=include).model_json_schema()
+            return schema
 
     @property
     def InputType(self) -> Any:  # noqa: N802 - Runnable API
@@ -472,9 +473,12 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         emit it, function of the channels); (None, None) here: the output."""
         return None, None
 
-    def _input_writes(self, command: Command) -> list[tuple[str, Any]]:
+    def _input_writes(self, command: Command[Any]) -> list[tuple[str, Any]]:
         """The writes of a ``Command`` given as input (its update and goto)."""
-        return self.program.nodes["__start__"].write.command_input(command)
+        writes: list[tuple[str, Any]] = self.program.nodes["__start__"].write.command_input(
+            command
+        )
+        return writes
 
     def _output(self, channels: dict[str, Any], keys: Any = None) -> Any:
         """The values of ``keys`` (the output channels by default): one channel's value
@@ -749,7 +753,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         modes, single = self._modes(stream_mode)
         printed = self._print_modes(print_mode, debug)
         out: deque[Any] = deque()
-        wake: queue.SimpleQueue | None = None
+        wake: queue.SimpleQueue[Any] | None = None
         if (modes | printed) & LIVE_MODES or self._live_updates:
             wake = queue.SimpleQueue()
 
@@ -805,7 +809,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         modes, single = self._modes(stream_mode)
         printed = self._print_modes(print_mode, debug)
         out: deque[Any] = deque()
-        wake: asyncio.Queue | None = None
+        wake: asyncio.Queue[Any] | None = None
         poke: Any = None
         if (modes | printed) & LIVE_MODES or self._live_updates:
             wake = WakeQueue()
@@ -931,7 +935,7 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
                     f"Subgraph {plain} not found: checkpoint_ns {ns!r} names '{name}', "
                     f"which is not a subgraph node of graph '{graph.name}'."
                 )
-            graph = child  # type: ignore[assignment]
+            graph = child
         return graph
 
     def _state_target(
@@ -1000,7 +1004,10 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         graph, config = self._state_target(config, for_update=False)
-        return state_ops.run_sync(state_ops.get_state(graph, saver, config, subgraphs), saver)
+        snapshot: StateSnapshot = state_ops.run_sync(
+            state_ops.get_state(graph, saver, config, subgraphs), saver
+        )
+        return snapshot
 
     async def aget_state(
         self, config: dict[str, Any], *, subgraphs: bool = False
@@ -1008,9 +1015,10 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         graph, config = self._state_target(config, for_update=False)
-        return await state_ops.run_async(
+        snapshot: StateSnapshot = await state_ops.run_async(
             state_ops.get_state(graph, saver, config, subgraphs), saver
         )
+        return snapshot
 
     def get_state_history(
         self,
@@ -1066,8 +1074,10 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         saver = self._require_saver(config)
         graph, config = self._state_target(config)  # tasks[i].state points into one
         with self._thread_lock(config):
-            return _recorded_update(graph, saver, config,
-                                    [state_ops.Update(values, as_node, task_id)])
+            updated: dict[str, Any] = _recorded_update(
+                graph, saver, config, [state_ops.Update(values, as_node, task_id)]
+            )
+            return updated
 
     async def aupdate_state(
         self,
@@ -1080,8 +1090,10 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         saver = self._require_saver(config)
         graph, config = self._state_target(config)
         async with self._athread_lock(config):
-            return await _arecorded_update(graph, saver, config,
-                                           [state_ops.Update(values, as_node, task_id)])
+            updated: dict[str, Any] = await _arecorded_update(
+                graph, saver, config, [state_ops.Update(values, as_node, task_id)]
+            )
+            return updated
 
     def bulk_update_state(
         self, config: dict[str, Any], supersteps: Sequence[Sequence[Any]]
@@ -1110,13 +1122,16 @@ class CompiledStateGraph(Runnable, Generic[StateT, ContextT, InputT, OutputT]):
         See ``threadloom.hitl.audit`` for the record format."""
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
-        return saver.list_audit(state_ops.history_config(config)["configurable"]["thread_id"])
+        thread_id = state_ops.history_config(config)["configurable"]["thread_id"]
+        records: list[dict[str, Any]] = saver.list_audit(thread_id)
+        return records
 
     async def aget_audit_log(self, config: dict[str, Any]) -> list[dict[str, Any]]:
         config = self._with_defaults(config) or {}
         saver = self._require_saver(config)
         thread_id = state_ops.history_config(config)["configurable"]["thread_id"]
-        return await saver.alist_audit(thread_id)
+        records: list[dict[str, Any]] = await saver.alist_audit(thread_id)
+        return records
 
 
 def _lifecycle_event(config: Any, input: Any, loop: Loop, interrupts: Any) -> Any:
