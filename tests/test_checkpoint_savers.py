@@ -278,7 +278,7 @@ def test_hot_path_round_trips(tmp_path: Any) -> None:
             asyncio.run(t.put(messages=[f"m{j}" for j in range(i + 1)], n=i))
         steps.clear()
         asyncio.run(t.put(messages=[f"m{j}" for j in range(6)], n=5))  # a delta
-        assert steps == ["b3"]  # status query + value insert + checkpoint insert
+        assert steps == ["b4"]  # status query, value insert, thread row, checkpoint insert
         steps.clear()
         saver.put_writes(t.config, [("a", 1), ("__interrupt__", 2)], "task")
         assert steps == ["b2"]  # regular + special writes, together

@@ -24,10 +24,12 @@ from threadloom.checkpoint._sql.statements import (
     CHECKPOINTS,
     EXPIRE_BATCH,
     MIGRATIONS_TABLE,
+    THREADS,
     WRITES,
     Op,
     Query,
     chunks,
+    thread_refresh,
     values_cte,
 )
 from threadloom.checkpoint._stored.decode import decode_stored, load_metadata
@@ -71,16 +73,19 @@ class SqlHousekeeping(SqlBase):
         if self.d.lock_thread:
             yield Query(self.d.lock_thread, (thread_id,))
         # the thread's audit log goes with it (``_sql.audit``)
-        for table in (WRITES, BLOBS, CHECKPOINTS, AUDIT):
+        for table in (WRITES, BLOBS, CHECKPOINTS, THREADS, AUDIT):
             yield Query(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))
         self.cache.forget(thread_id)
         self.values.forget(thread_id)
         return None
 
     def list_threads(self, limit: int | None) -> Op[list[str]]:
+        """Thread ids by their newest checkpoint's ``created_at``, newest first (ties: by
+        newest checkpoint id, newest first, then by thread id): the order of the index
+        of ``THREADS``, so ``limit=N`` reads N of its entries."""
         sql = (
-            f"SELECT thread_id FROM {CHECKPOINTS} GROUP BY thread_id "
-            "ORDER BY MAX(created_at) DESC, MAX(checkpoint_id) DESC, thread_id"
+            f"SELECT thread_id FROM {THREADS} "
+            "ORDER BY created_at DESC, checkpoint_id DESC, thread_id"
         )
         params: list[Any] = []
         if limit is not None:
@@ -178,6 +183,7 @@ class SqlHousekeeping(SqlBase):
                     "checkpoint_id) IN (SELECT thread_id, checkpoint_ns, checkpoint_id FROM w)",
                     cte.params,
                 )
+        yield from thread_refresh(thread_id)
         blob_rows = yield Query(
             f"SELECT thread_id, checkpoint_ns, channel, version, base_version FROM {BLOBS} "
             "WHERE thread_id = ?",
@@ -235,6 +241,7 @@ class SqlHousekeeping(SqlBase):
                 f"SELECT ?, {columns} FROM {table} WHERE thread_id = ?",
                 (target, source),
             )
+        yield from thread_refresh(target)
         if self._binds:  # values bound to their place: seal the copies for theirs
             yield from reseal_thread(self.d, self.serde, source, target)
         self.cache.forget(target)
@@ -244,29 +251,35 @@ class SqlHousekeeping(SqlBase):
     def expire(self, cutoff: float, batch: int | None = None) -> Op[tuple[list[str], bool]]:
         """Delete up to ``batch`` threads whose newest checkpoint is older than ``cutoff``.
 
-        Returns the deleted ids and whether more candidates may remain. Batches keep each
-        transaction (and, on Postgres, its number of advisory locks) bounded.
+        Returns the deleted ids (sorted) and whether more candidates may remain. Batches
+        keep each transaction (and, on Postgres, its number of advisory locks) bounded.
+
+        The candidates are the oldest entries of ``THREADS``'s index (O(batch) whatever
+        the table holds); each is checked again against its checkpoints, under the
+        thread's lock where the database has one (a run may have just written), and a
+        row found out of date is recomputed, so it is not picked again.
         """
         batch = batch or EXPIRE_BATCH
         rows = yield Query(
-            f"SELECT thread_id FROM {CHECKPOINTS} GROUP BY thread_id "
-            "HAVING MAX(created_at) < ? ORDER BY thread_id LIMIT ?",
+            f"SELECT thread_id FROM {THREADS} WHERE created_at < ? "
+            "ORDER BY created_at LIMIT ?",
             (cutoff, batch),
             fetch=True,
         )
-        candidates = [r[0] for r in rows or ()]
+        candidates = sorted(r[0] for r in rows or ())  # lock order: no deadlocks
         expired: list[str] = []
         for thread_id in candidates:
-            if self.d.lock_thread:  # re-check under the lock: a run may have just written
+            if self.d.lock_thread:
                 yield Query(self.d.lock_thread, (thread_id,))
-                again = yield Query(
-                    f"SELECT MAX(created_at) FROM {CHECKPOINTS} WHERE thread_id = ?",
-                    (thread_id,),
-                    fetch=True,
-                )
-                newest = again[0][0] if again else None
-                if newest is None or newest >= cutoff:
-                    continue
+            again = yield Query(
+                f"SELECT MAX(created_at) FROM {CHECKPOINTS} WHERE thread_id = ?",
+                (thread_id,),
+                fetch=True,
+            )
+            newest = again[0][0] if again else None
+            if newest is None or newest >= cutoff:
+                yield from thread_refresh(thread_id)
+                continue
             yield from self.delete_thread(thread_id)
             expired.append(thread_id)
         return expired, len(candidates) >= batch

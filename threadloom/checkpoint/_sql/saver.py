@@ -491,7 +491,7 @@ class SyncSqlSaver(SqlSaver):
             with _sqlaudit.explained():
                 batch, more = self._run(self._core.expire(cutoff), write=True)
             expired += batch
-        return expired
+        return sorted(expired)  # batches come oldest first; the ids, as ever, by id
 
     def stored_bytes(self, thread_id: str | None = None) -> int:
         """Bytes of stored checkpoint, metadata, value and write payloads (for benchmarks)."""
@@ -788,7 +788,7 @@ class AsyncSqlSaver(SqlSaver):
             with _sqlaudit.explained():
                 batch, more = await self._arun(self._core.expire(cutoff), write=True)
             expired += batch
-        return expired
+        return sorted(expired)  # batches come oldest first; the ids, as ever, by id
 
     async def astored_bytes(self, thread_id: str | None = None) -> int:
         self._remember_loop()

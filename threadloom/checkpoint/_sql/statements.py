@@ -30,6 +30,7 @@ __all__ = [
     "CHECKPOINTS",
     "EXPIRE_BATCH",
     "LISTING_MIGRATION",
+    "THREADS",
     "LONG_PAGE_SIZE",
     "MAX_PARAMS",
     "MIGRATIONS_TABLE",
@@ -45,6 +46,9 @@ __all__ = [
     "drive_sync",
     "page_size",
     "resumed",
+    "thread_refresh",
+    "thread_upsert",
+    "threads_migration",
     "values_cte",
 ]
 
@@ -52,11 +56,12 @@ CHECKPOINTS = "threadloom_checkpoints"
 BLOBS = "threadloom_blobs"
 WRITES = "threadloom_writes"
 MIGRATIONS_TABLE = "threadloom_migrations"
+THREADS = "threadloom_threads"
 
 # Schema v3, both dialects: ``list`` pages walk an index in their order (newest checkpoint
 # id first, keyset after the last row), within a thread or over all threads, so a page
-# costs the same whatever the table holds; ``list_threads`` and ``expire_paused`` can walk
-# ``created_at`` newest first. ``IF NOT EXISTS``: an existing database gains them at its
+# costs the same whatever the table holds (``list_threads`` and ``expire_paused`` read
+# ``THREADS`` since v4: ``threads_migration``). ``IF NOT EXISTS``: an existing database gains them at its
 # next ``setup()``.
 LISTING_MIGRATION: tuple[str, ...] = (
     f"CREATE INDEX IF NOT EXISTS {CHECKPOINTS}_listed ON {CHECKPOINTS} "
@@ -65,6 +70,27 @@ LISTING_MIGRATION: tuple[str, ...] = (
     "(thread_id, checkpoint_id, checkpoint_ns)",
     f"CREATE INDEX IF NOT EXISTS {CHECKPOINTS}_recent ON {CHECKPOINTS} (created_at)",
 )
+
+
+def threads_migration(key: str, time: str) -> tuple[str, ...]:
+    """Schema v4: ``threadloom_threads``, one row per thread that has checkpoints - its
+    newest ``created_at`` and newest checkpoint id (each the maximum over all of the
+    thread's checkpoints, in every namespace) - and an index in the order
+    ``list_threads`` returns threads. ``list_threads(limit=N)`` reads N index entries and
+    each batch of ``expire_paused`` reads its own threads' entries, however many
+    checkpoints the table or a thread holds. A database made before it gets the rows
+    from its checkpoints, in the migration's transaction. ``key`` / ``time``: the
+    dialect's column types of ids and of ``created_at``."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {THREADS} (thread_id {key} PRIMARY KEY, "
+        f"created_at {time} NOT NULL, checkpoint_id {key})",
+        f"CREATE INDEX IF NOT EXISTS {THREADS}_recent ON {THREADS} "
+        "(created_at DESC, checkpoint_id DESC, thread_id)",
+        f"INSERT INTO {THREADS} (thread_id, created_at, checkpoint_id) "
+        f"SELECT thread_id, MAX(created_at), MAX(checkpoint_id) FROM {CHECKPOINTS} "
+        f"WHERE thread_id NOT IN (SELECT thread_id FROM {THREADS}) GROUP BY thread_id",
+    )
+
 
 EXPIRE_BATCH = 200  # threads deleted per transaction by ``expire_paused``
 LONG_PAGE_SIZE = 1000  # checkpoints loaded by each round trip of ``list`` after the first
@@ -99,6 +125,37 @@ Batch = tuple[Query, ...]
 one entry per query (its rows, or None). A batch is atomic: it runs in one transaction."""
 
 Op = Generator[Query | Batch, Any, T]
+
+
+def thread_upsert(source: str = "") -> str:
+    """The statement that keeps a thread's ``THREADS`` row up to date as a checkpoint is
+    put: parameters thread id, ``created_at``, checkpoint id; each column keeps the
+    larger value (rows may arrive in any order). ``source``: a ``FROM`` / ``WHERE`` tail
+    that makes it conditional, as the put's other inserts are."""
+    def newer(column: str) -> str:
+        return (
+            f"{column} = CASE WHEN excluded.{column} > {THREADS}.{column} "
+            f"THEN excluded.{column} ELSE {THREADS}.{column} END"
+        )
+
+    return (
+        f"INSERT INTO {THREADS} (thread_id, created_at, checkpoint_id) SELECT ?, ?, ?"
+        f"{source} ON CONFLICT (thread_id) DO UPDATE SET {newer('created_at')}, "
+        f"{newer('checkpoint_id')}"
+    )
+
+
+def thread_refresh(thread_id: str) -> Op[None]:
+    """Recompute a thread's ``THREADS`` row from its checkpoints (none left: no row),
+    after some of them were deleted or copied in."""
+    yield Query(f"DELETE FROM {THREADS} WHERE thread_id = ?", (thread_id,))
+    yield Query(
+        f"INSERT INTO {THREADS} (thread_id, created_at, checkpoint_id) "
+        f"SELECT thread_id, MAX(created_at), MAX(checkpoint_id) FROM {CHECKPOINTS} "
+        "WHERE thread_id = ? GROUP BY thread_id",
+        (thread_id,),
+    )
+    return None
 
 
 def drive_sync(

@@ -32,6 +32,7 @@ from threadloom.checkpoint._sql.statements import (
     Op,
     Query,
     chunks,
+    thread_upsert,
     values_cte,
 )
 from threadloom.checkpoint._stored.decode import SEALED_METADATA
@@ -326,6 +327,7 @@ class SqlWrites(SqlBase):
             t, ns, checkpoint_id, p.parent_id, p.cp_type, p.cp_blob, p.metadata_json,
             p.created_at,
         ]  # fmt: skip
+        newest = [t, p.created_at, checkpoint_id]  # the thread's row (``THREADS``)
 
         queries: list[Query] = []
         if self.d.lock_thread and not p.run_locked:
@@ -347,11 +349,12 @@ class SqlWrites(SqlBase):
                 )
                 params += blob_values(blobs)
             sql += (
-                f", c AS ({cp_insert} FROM s WHERE s.head_ok AND s.bases_ok{cp_conflict}) "
+                f", c AS ({cp_insert} FROM s WHERE s.head_ok AND s.bases_ok{cp_conflict}), "
+                f"n AS ({thread_upsert(' FROM s WHERE s.head_ok AND s.bases_ok')}) "
                 "SELECT head, CASE WHEN head_ok THEN 1 ELSE 0 END, "
                 "CASE WHEN bases_ok THEN 1 ELSE 0 END FROM s"
             )
-            queries.append(Query(sql, [*params, *cp_params], fetch=True))
+            queries.append(Query(sql, [*params, *cp_params, *newest], fetch=True))
             return tuple(queries), len(queries) - 1
 
         queries[:0] = self._commit_mode(p.relaxed)
@@ -374,6 +377,7 @@ class SqlWrites(SqlBase):
                     [*blob_values(chunk), *where_params],
                 )
             )
+        queries.append(Query(thread_upsert(where), [*newest, *where_params]))
         queries.append(Query(cp_insert + where + cp_conflict, [*cp_params, *where_params]))
         return tuple(queries), status_at
 

@@ -76,6 +76,7 @@ from threadloom.checkpoint._sql.statements import (
     PostgresDialect,
     Query,
     drive_sync,
+    threads_migration,
 )
 from threadloom.checkpoint._sql.write import PreparedPut
 from threadloom.checkpoint.base import CheckpointTuple, SerializerProtocol
@@ -167,6 +168,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
     POSTGRES_MIGRATION,  # v2: threadloom_audit_log, the decisions of people (threadloom.hitl)
     LISTING_MIGRATION,  # v3: indexes that keep list pages and thread listings O(page)
+    threads_migration(_KEY, "DOUBLE PRECISION"),  # v4: each thread's newest checkpoint, indexed
 ]
 """Append only: each entry is one schema version, applied once, in order."""
 

@@ -62,6 +62,7 @@ from threadloom.checkpoint._sql.statements import (
     Query,
     SqliteDialect,
     drive_sync,
+    threads_migration,
 )
 from threadloom.checkpoint.base import CheckpointTuple, SerializerProtocol
 from threadloom.checkpoint.sqlite import _locks
@@ -129,6 +130,7 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
     SQLITE_MIGRATION,  # v2: threadloom_audit_log, the decisions of people (threadloom.hitl)
     LISTING_MIGRATION,  # v3: indexes that keep list pages and thread listings O(page)
+    threads_migration("TEXT NOT NULL", "REAL"),  # v4: each thread's newest checkpoint, indexed
 ]
 """Append only: each entry is one schema version, applied once, in order."""
 
