@@ -61,8 +61,8 @@ THREADS = "threadloom_threads"
 # Schema v3, both dialects: ``list`` pages walk an index in their order (newest checkpoint
 # id first, keyset after the last row), within a thread or over all threads, so a page
 # costs the same whatever the table holds (``list_threads`` and ``expire_paused`` read
-# ``THREADS`` since v4: ``threads_migration``). ``IF NOT EXISTS``: an existing database gains them at its
-# next ``setup()``.
+# ``THREADS`` since v4: ``threads_migration``). ``IF NOT EXISTS``: an existing database
+# gains them at its next ``setup()``.
 LISTING_MIGRATION: tuple[str, ...] = (
     f"CREATE INDEX IF NOT EXISTS {CHECKPOINTS}_listed ON {CHECKPOINTS} "
     "(checkpoint_id, thread_id, checkpoint_ns)",
