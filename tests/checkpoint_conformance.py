@@ -1115,6 +1115,88 @@ async def test_list_threads(saver_kit: SaverKit) -> None:
     assert await api.list_threads() == [names[0], names[1]]
 
 
+def _by_activity(tuples: list[CheckpointTuple]) -> list[str]:
+    """What ``list_threads()`` must return, worked out from every stored checkpoint: by
+    the newest ``ts`` of each thread, newest first, then by its newest checkpoint id
+    (the largest, whichever checkpoint has the newest ``ts``), then by thread id."""
+    newest: dict[str, tuple[float, str]] = {}
+    for tup in tuples:
+        thread_id = tup.config["configurable"]["thread_id"]
+        at = dt.datetime.fromisoformat(tup.checkpoint["ts"]).timestamp()
+        checkpoint_id = tup.checkpoint["id"]
+        old_at, old_id = newest.get(thread_id, (at, checkpoint_id))
+        newest[thread_id] = (max(at, old_at), max(checkpoint_id, old_id))
+    by_id = sorted(newest)
+    return sorted(by_id, key=lambda t: newest[t], reverse=True)  # stable: ties by id
+
+
+async def test_list_threads_follows_every_change(saver_kit: SaverKit) -> None:
+    """``list_threads`` (whole and in pages) and ``expire_paused`` agree with the stored
+    checkpoints after puts in several namespaces, ties, prunes, deletes of runs, copies
+    and deletes of threads."""
+    api = saver_kit.api
+    now = dt.datetime.now(dt.UTC)
+
+    def at(hours: float) -> str:
+        return (now - dt.timedelta(hours=hours)).isoformat()
+
+    async def put(thread_id: str, ts: str, ns: str = "", run_id: str = "r") -> None:
+        cp = make_cp({"x": 1}, {"x": "1"}, ts=ts)
+        meta = {"source": "input", "run_id": run_id}
+        await api.put(cfg(thread_id, ns=ns), cp, meta, {"x": "1"})
+
+    async def check() -> list[str]:
+        expected = _by_activity(await api.list(None))
+        assert await api.list_threads() == expected
+        for limit in (0, 1, 2, 3):
+            assert await api.list_threads(limit=limit) == expected[:limit]
+        return expected
+
+    a, b, c, e = (tid(n) for n in ("a", "b", "c", "e"))
+    await put(a, at(5))
+    await put(b, at(5))  # the same newest ts as ``a``: the newer checkpoint id first
+    await put(c, at(9))
+    await put(c, at(1), ns="child:1")  # a namespace's checkpoint is the thread's newest
+    await put(e, at(2))
+    await put(e, at(30), run_id="late")  # the newest id, but not the newest ts
+    assert (await check())[:2] == [c, e]
+    assert await api.prune(e, 1) == 1  # keeps the newest id: e's newest ts is now 30 h ago
+    assert (await check())[-1] == e
+    await put(a, at(0.5), run_id="gone")
+    assert (await check())[0] == a
+    await api.delete_for_runs(["gone"])  # a's newest checkpoint goes again
+    assert (await check())[0] == c
+    copy = tid("a")
+    await api.copy_thread(a, copy)  # the same newest ts and id as ``a``: by thread id
+    order = await check()
+    assert order.index(copy) - order.index(a) == (1 if a < copy else -1)
+    await api.delete_thread(b)
+    assert b not in await check()
+    # expiry takes exactly the threads whose newest checkpoint is older than the cutoff
+    assert await api.expire_paused(dt.timedelta(hours=4), now=now) == sorted([a, copy, e])
+    assert await check() == [c]
+    assert await api.prune(c, 0) == 2
+    assert await check() == []
+
+
+async def test_expire_paused_checks_each_thread_again(saver_kit: SaverKit) -> None:
+    """A thread whose listing row is out of date (here made so by hand) is checked
+    against its checkpoints before it is deleted, and the row is set right."""
+    if saver_kit.raw_sql is None:
+        pytest.skip("the memory saver keeps no listing rows")
+    api = saver_kit.api
+    now = dt.datetime.now(dt.UTC)
+    fresh, old = tid("fresh"), tid("old")
+    for thread_id, age in ((fresh, dt.timedelta(minutes=1)), (old, dt.timedelta(days=3))):
+        cp = make_cp({"x": 1}, {"x": "1"}, ts=(now - age).isoformat())
+        await api.put(cfg(thread_id), cp, {"source": "input"}, {"x": "1"})
+    saver_kit.raw_sql("UPDATE threadloom_threads SET created_at = 0 WHERE thread_id = ?", (fresh,))
+    assert await api.list_threads() == [old, fresh]
+    assert await api.expire_paused(dt.timedelta(days=1), now=now) == [old]
+    assert await api.get_tuple(cfg(fresh)) is not None
+    assert await api.list_threads() == [fresh]
+
+
 async def test_prune_keeps_newest_and_their_chains(saver_kit: SaverKit) -> None:
     api = saver_kit.api
     t = Thread(api, tid())
