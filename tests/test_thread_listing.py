@@ -227,9 +227,10 @@ def test_postgres_thread_listing_reads_the_thread_index(fresh_postgres_database:
         # the plan PostgreSQL picks once the table is large
         conn.execute("SET enable_seqscan = off")
         for sql, params, rows in ((listed[0], (10,), 10), (finder, (cutoff, 200), 2)):
-            (plan,) = conn.execute(
+            [(explained,)] = conn.execute(
                 "EXPLAIN (ANALYZE, FORMAT JSON) " + sql.replace("?", "%s"), params
-            ).fetchone()[0]
+            ).fetchall()
+            (plan,) = explained
             nodes = list(_plan_nodes(plan["Plan"]))
             scans = [n for n in nodes if "Index Name" in n]
             assert scans and all(n["Index Name"] == "threadloom_threads_recent" for n in scans)
