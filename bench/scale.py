@@ -32,7 +32,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from importlib import import_module
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple, TypedDict
@@ -200,7 +200,7 @@ def turns_figures(kinds: list[str], sizes: list[int], apis: dict[str, Api]) -> l
     return rows
 
 
-# -- (2) listing: list(None) over many threads ---------------------------------------
+# -- (2) listing: list(None) over many threads; list_threads and expire_paused ---------
 
 
 def _fill(lib: str, saver: Any, threads: int, per_thread: int) -> None:
@@ -261,6 +261,62 @@ def listing_figures(kinds: list[str], threads: int, repeats: int) -> list[Row]:
                     page[LG],
                 )
             )
+    return rows
+
+
+THREAD_PAGE = 10  # list_threads(limit=THREAD_PAGE)
+EXPIRED = 10  # threads each timed expire_paused call deletes
+
+
+def _put_old(saver: Any, prefix: str, threads: int) -> None:
+    """``threads`` threads of 2 checkpoints, 30 days old: what ``expire_paused`` takes."""
+    base = import_module(f"{TL}.checkpoint.base")
+    ts = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+    for t in range(threads):
+        config: dict[str, Any] = {"configurable": {"thread_id": f"{prefix}{t}"}}
+        for step in range(2):
+            checkpoint = base.empty_checkpoint()
+            checkpoint["id"] = base.create_checkpoint_id()
+            checkpoint["ts"] = ts
+            config = saver.put(config, checkpoint, {"step": step}, {})
+
+
+def thread_figures(kinds: list[str], sizes: list[int], repeats: int) -> list[Row]:
+    """Ours alone (LangGraph's savers have neither ``list_threads`` nor
+    ``expire_paused``): a page of ``list_threads`` and an ``expire_paused`` call that
+    deletes ``EXPIRED`` threads, over ``sizes`` checkpoints (threads of 3), and how each
+    grows from the smallest size to the largest (1.00x: the cost follows the page)."""
+    rows: list[Row] = []
+    for kind in kinds:
+        if kind == "memory" or unavailable(TL, kind):
+            continue
+        per_size: dict[str, list[float]] = {"list": [], "expire": []}
+        for size in sizes:
+            with open_saver(TL, kind) as saver:
+                _fill(TL, saver, size // 3, 3)
+                page = _side_by_side(
+                    {TL: lambda: saver.list_threads(limit=THREAD_PAGE)}, repeats * 5
+                )[TL]
+                samples = []
+                for sample in range(repeats * 3):
+                    _put_old(saver, f"old{sample}-", EXPIRED)  # (not timed)
+                    gc.collect()
+                    start = time.perf_counter()
+                    gone = saver.expire_paused(timedelta(days=1))
+                    samples.append(time.perf_counter() - start)
+                    if len(gone) != EXPIRED:
+                        raise AssertionError(f"expire_paused on {kind}: {len(gone)} threads")
+                expire = statistics.median(samples)
+            per_size["list"].append(page)
+            per_size["expire"].append(expire)
+            rows.append(_own(f"list_threads(limit={THREAD_PAGE}), {size:,} checkpoints", kind,
+                             "ms/page", 1e3, page))  # fmt: skip
+            rows.append(_own(f"expire_paused: {EXPIRED} of {size // 3 + EXPIRED:,} threads",
+                             kind, "ms/call", 1e3, expire))  # fmt: skip
+        for key, label in (("list", f"list_threads(limit={THREAD_PAGE})"),
+                           ("expire", f"expire_paused ({EXPIRED} threads)")):  # fmt: skip
+            rows.append(_own_growth(f"{label}, {sizes[0]:,} -> {sizes[-1]:,} checkpoints",
+                                    kind, sizes, per_size[key]))  # fmt: skip
     return rows
 
 
@@ -542,6 +598,20 @@ def _growth(
     }
 
 
+def _own(label: str, kind: str, unit: str, scale: float, tl: float) -> Row:
+    """A figure of ours alone, where LangGraph has nothing that does the same."""
+    return {"label": label, "saver": kind, "unit": unit, "tl": tl * scale, "lg": None,
+            "ratio": None, "target": None, "judged": False}  # fmt: skip
+
+
+def _own_growth(label: str, kind: str, sizes: list[int], per_unit: list[float]) -> Row:
+    """``_growth`` of ours alone: our exponent and last/first ratio."""
+    return {"label": label, "saver": kind, "unit": "exponent",
+            "tl": _exponent(sizes, per_unit), "lg": None, "ratio": per_unit[-1] / per_unit[0],
+            "target": None, "judged": False, "growth": True,
+            "note": "last/first"}  # fmt: skip
+
+
 JUDGED = "*"
 """Marks, in the result column, the figure a target is judged on where its family reports
 several (wall clock and CPU time, with and without the chat model)."""
@@ -564,10 +634,17 @@ def table(rows: list[Row]) -> str:
             last_first = f"{r['ratio']:.2f}x" + (
                 f" / {r['lg_ratio']:.2f}x" if "lg_ratio" in r else ""
             )
+            lg = "-" if r["lg"] is None else f"{r['lg']:.2f}"
             lines.append(
                 f"{r['label']:<52}  {r['saver']:<14}  {r['unit']:<9}  {r['tl']:>10.2f}  "
-                f"{r['lg']:>10.2f}  {'':>6}  {r['note']} {last_first}"
+                f"{lg:>10}  {'':>6}  {r['note']} {last_first}"
                 + ("" if result == "-" else f"; {result}")
+            )
+            continue
+        if r["lg"] is None:  # ours alone (``_own``)
+            lines.append(
+                f"{r['label']:<52}  {r['saver']:<14}  {r['unit']:<9}  {r['tl']:>10,.3g}  "
+                f"{'-':>10}  {'-':>6}  {result}"
             )
             continue
         lines.append(
@@ -610,6 +687,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += turns_figures(kinds, [10, 100] if quick else [10, 100, 1000], apis)
     if "listing" in families:
         rows += listing_figures(kinds, 1000 if quick else 10_000, 3)
+        rows += thread_figures(kinds, [300, 3000] if quick else [3000, 30_000], 3)
     if "big" in families:
         rows += big_value_figures([k for k in kinds if k != "memory"], 5 * 2**20, apis, 3)
     if "items" in families:
