@@ -41,9 +41,10 @@ transaction open, every operation joins it through a savepoint.
 * Values are stored once per channel version; list channels that only grew store just
   their new items (see ``threadloom.checkpoint._values.delta``).
 
-Schema: the same three tables as the SQLite saver (``threadloom_checkpoints``,
-``threadloom_blobs``, ``threadloom_writes``) with ``bytea``/``jsonb`` columns and ``"C"``
-collation on keys, so ordering is by code point as everywhere else.
+Schema: the same tables as the SQLite saver (``threadloom_checkpoints``,
+``threadloom_blobs``, ``threadloom_writes``, ``threadloom_threads``) with
+``bytea``/``jsonb`` columns and ``"C"`` collation on keys, so ordering is by code point as
+everywhere else.
 """
 
 from __future__ import annotations

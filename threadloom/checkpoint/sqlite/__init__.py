@@ -33,6 +33,9 @@ Schema (created by ``setup()``, which every method runs on first use; versioned 
   holds only the items appended to that version's list.
 * ``threadloom_writes(thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, type,
   blob, task_path)`` - pending writes.
+* ``threadloom_threads(thread_id, created_at, checkpoint_id)`` - each thread's newest
+  checkpoint time and id, kept by the writes that change them, indexed in the order
+  ``list_threads`` returns threads (so it and ``expire_paused`` read O(page) rows).
 """
 
 from __future__ import annotations
