@@ -314,7 +314,7 @@ def thread_figures(kinds: list[str], sizes: list[int], repeats: int) -> list[Row
             rows.append(_own(f"expire_paused: {EXPIRED} of {size // 3 + EXPIRED:,} threads",
                              kind, "ms/call", 1e3, expire))  # fmt: skip
         for key, label in (("list", f"list_threads(limit={THREAD_PAGE})"),
-                           ("expire", f"expire_paused ({EXPIRED} threads)")):  # fmt: skip
+                           ("expire", f"expire_paused ({EXPIRED})")):  # fmt: skip
             rows.append(_own_growth(f"{label}, {sizes[0]:,} -> {sizes[-1]:,} checkpoints",
                                     kind, sizes, per_size[key]))  # fmt: skip
     return rows
