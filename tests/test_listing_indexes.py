@@ -18,8 +18,8 @@ from threadloom.checkpoint.base import create_checkpoint_id, empty_checkpoint
 INDEXES = {
     "threadloom_checkpoints_listed",
     "threadloom_checkpoints_thread_listed",
-    "threadloom_checkpoints_recent",
 }
+DROPPED = "threadloom_checkpoints_recent"  # made by v3, dropped by v4 (threadloom_threads)
 
 
 def _fill(saver: Any, threads: int, per_thread: int) -> None:
@@ -59,7 +59,7 @@ def test_an_existing_sqlite_database_gains_the_listing_indexes(tmp_path: Path) -
         versions = [r[0] for r in saver.conn.execute("SELECT v FROM threadloom_migrations")]
         listed = [t.checkpoint["channel_values"]["x"] for t in saver.list(None)]
     assert versions == list(range(len(MIGRATIONS)))
-    assert INDEXES <= _sqlite_indexes(path)
+    assert INDEXES <= _sqlite_indexes(path) and DROPPED not in _sqlite_indexes(path)
     assert sorted(listed) == sorted(t * 100 + s for t in range(3) for s in range(2))
 
 
@@ -115,7 +115,7 @@ def test_postgres_setup_creates_the_listing_indexes(fresh_postgres_database: str
         one = list(saver.list({"configurable": {"thread_id": "t3"}}))
     with psycopg.connect(fresh_postgres_database) as conn:
         names = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes").fetchall()}
-    assert INDEXES <= names
+    assert INDEXES <= names and DROPPED not in names
     ids = [t.config["configurable"]["checkpoint_id"] for t in listed]
     assert ids == sorted(ids, reverse=True) and len(ids) == 120
     assert [t.checkpoint["channel_values"]["x"] for t in one] == [303, 302, 301, 300]

@@ -68,7 +68,7 @@ LISTING_MIGRATION: tuple[str, ...] = (
     "(checkpoint_id, thread_id, checkpoint_ns)",
     f"CREATE INDEX IF NOT EXISTS {CHECKPOINTS}_thread_listed ON {CHECKPOINTS} "
     "(thread_id, checkpoint_id, checkpoint_ns)",
-    f"CREATE INDEX IF NOT EXISTS {CHECKPOINTS}_recent ON {CHECKPOINTS} (created_at)",
+    f"CREATE INDEX IF NOT EXISTS {CHECKPOINTS}_recent ON {CHECKPOINTS} (created_at)",  # (to v4)
 )
 
 
@@ -80,7 +80,9 @@ def threads_migration(key: str, time: str) -> tuple[str, ...]:
     each batch of ``expire_paused`` reads its own threads' entries, however many
     checkpoints the table or a thread holds. A database made before it gets the rows
     from its checkpoints, in the migration's transaction. ``key`` / ``time``: the
-    dialect's column types of ids and of ``created_at``."""
+    dialect's column types of ids and of ``created_at``. A put writes the row in place of
+    v3's index of ``created_at`` on the checkpoints, which this drops: a put keeps as many
+    indexes up to date as before."""
     return (
         f"CREATE TABLE IF NOT EXISTS {THREADS} (thread_id {key} PRIMARY KEY, "
         f"created_at {time} NOT NULL, checkpoint_id {key})",
@@ -89,6 +91,9 @@ def threads_migration(key: str, time: str) -> tuple[str, ...]:
         f"INSERT INTO {THREADS} (thread_id, created_at, checkpoint_id) "
         f"SELECT thread_id, MAX(created_at), MAX(checkpoint_id) FROM {CHECKPOINTS} "
         f"WHERE thread_id NOT IN (SELECT thread_id FROM {THREADS}) GROUP BY thread_id",
+        # v3's index for finding threads by time: nothing reads it now, and every put
+        # would keep paying for it
+        f"DROP INDEX IF EXISTS {CHECKPOINTS}_recent",
     )
 
 

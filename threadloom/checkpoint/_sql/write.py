@@ -11,10 +11,11 @@ Round trips: ``put`` is one batch - on PostgreSQL one round trip (pipeline mode)
 statements, the thread's write lock and a single statement whose data-modifying ``WITH``
 clauses check and insert; on SQLite (inside ``BEGIN IMMEDIATE``) a status query and the
 conditional inserts. The inserts include the thread's row of ``threadloom_threads``
-(``statements.thread_upsert``), which ``list_threads`` and ``expire_paused`` read. Every insert is conditional on the same two checks - the head check
-and the existence of every delta's base row - so when either fails nothing is written and
-the status row says which (a missing base, i.e. a stale delta cache, is retried with whole
-values; a stale head raises ``CheckpointConflictError``). ``put_writes`` is one batch.
+(``statements.thread_upsert``), which ``list_threads`` and ``expire_paused`` read. Every
+insert is conditional on the same two checks - the head check and the existence of every
+delta's base row - so when either fails nothing is written and the status row says which
+(a missing base, i.e. a stale delta cache, is retried with whole values; a stale head
+raises ``CheckpointConflictError``). ``put_writes`` is one batch.
 """
 
 from __future__ import annotations
