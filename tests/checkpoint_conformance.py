@@ -1172,6 +1172,12 @@ async def test_list_threads_follows_every_change(saver_kit: SaverKit) -> None:
     assert order.index(copy) - order.index(a) == (1 if a < copy else -1)
     await api.delete_thread(b)
     assert b not in await check()
+    # a put refused by the conflict rule leaves the thread where it was
+    async with api.lock_thread(e):  # (no parent while the thread has a head)
+        stale = make_cp({"x": 2}, {"x": "2"}, ts=at(0))
+        with pytest.raises(CheckpointConflictError):
+            await api.put(cfg(e), stale, {"source": "loop"}, {"x": "2"})
+    assert (await check())[-1] == e  # e's newest ts is still 30 h ago
     # expiry takes exactly the threads whose newest checkpoint is older than the cutoff
     assert await api.expire_paused(dt.timedelta(hours=4), now=now) == sorted([a, copy, e])
     assert await check() == [c]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 from threadloom.checkpoint._stored.records import PAGE_SIZE, canonical_json
@@ -132,6 +133,7 @@ one entry per query (its rows, or None). A batch is atomic: it runs in one trans
 Op = Generator[Query | Batch, Any, T]
 
 
+@lru_cache(maxsize=16)
 def thread_upsert(source: str = "") -> str:
     """The statement that keeps a thread's ``THREADS`` row up to date as a checkpoint is
     put: parameters thread id, ``created_at``, checkpoint id; each column keeps the
@@ -258,6 +260,10 @@ class Dialect:
     # index per key (PostgreSQL would otherwise hash the whole table for a hundred keys
     # while its statistics undercount it); SQLite probes per key anyway
     lateral: bool = False
+    # an SQL expression giving the rows the previous statement of the connection wrote,
+    # where the database has one (a put's thread row then follows its checkpoint's
+    # insert without evaluating the put's checks again)
+    changes: str | None = None
 
     def probe(self, table: str, alias: str, keys: str, columns: Sequence[str], one: bool) -> str:
         """``FROM`` text joining the rows of ``keys`` (a CTE) to ``table`` (as ``alias``)

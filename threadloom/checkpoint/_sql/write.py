@@ -379,8 +379,11 @@ class SqlWrites(SqlBase):
                     [*blob_values(chunk), *where_params],
                 )
             )
-        queries.append(Query(thread_upsert(where), [*newest, *where_params]))
-        queries.append(Query(cp_insert + where + cp_conflict, [*cp_params, *where_params]))
+        cp_query = Query(cp_insert + where + cp_conflict, [*cp_params, *where_params])
+        if self.d.changes:  # the thread's row if the checkpoint's insert wrote one
+            queries += (cp_query, Query(thread_upsert(f" WHERE {self.d.changes} > 0"), newest))
+        else:  # the thread's row on the same checks
+            queries += (Query(thread_upsert(where), [*newest, *where_params]), cp_query)
         return tuple(queries), status_at
 
     def _check_bases(

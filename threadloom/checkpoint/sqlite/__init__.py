@@ -86,6 +86,7 @@ DIALECT = SqliteDialect(
     blob_len="length",
     metadata_len="length(CAST(metadata AS BLOB))",
     run_id_sql="json_extract(metadata, '$.run_id')",
+    changes="changes()",
 )
 
 MIGRATIONS: list[tuple[str, ...]] = [
