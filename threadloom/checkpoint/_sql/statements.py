@@ -73,7 +73,7 @@ LISTING_MIGRATION: tuple[str, ...] = (
 )
 
 
-def threads_migration(key: str, time: str) -> tuple[str, ...]:
+def threads_migration(key: str, time: str, options: str = "") -> tuple[str, ...]:
     """Schema v4: ``threadloom_threads``, one row per thread that has checkpoints - its
     newest ``created_at`` and newest checkpoint id (each the maximum over all of the
     thread's checkpoints, in every namespace) - and an index in the order
@@ -81,12 +81,14 @@ def threads_migration(key: str, time: str) -> tuple[str, ...]:
     each batch of ``expire_paused`` reads its own threads' entries, however many
     checkpoints the table or a thread holds. A database made before it gets the rows
     from its checkpoints, in the migration's transaction. ``key`` / ``time``: the
-    dialect's column types of ids and of ``created_at``. A put writes the row in place of
+    dialect's column types of ids and of ``created_at``; ``options``, the table's (SQLite:
+    ``WITHOUT ROWID``, one B-tree keyed by thread id instead of a rowid table and an
+    index of its key). A put writes the row in place of
     v3's index of ``created_at`` on the checkpoints, which this drops: a put keeps as many
     indexes up to date as before."""
     return (
         f"CREATE TABLE IF NOT EXISTS {THREADS} (thread_id {key} PRIMARY KEY, "
-        f"created_at {time} NOT NULL, checkpoint_id {key})",
+        f"created_at {time} NOT NULL, checkpoint_id {key}){options}",
         f"CREATE INDEX IF NOT EXISTS {THREADS}_recent ON {THREADS} "
         "(created_at DESC, checkpoint_id DESC, thread_id)",
         f"INSERT INTO {THREADS} (thread_id, created_at, checkpoint_id) "

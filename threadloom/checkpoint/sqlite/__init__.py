@@ -134,7 +134,8 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
     SQLITE_MIGRATION,  # v2: threadloom_audit_log, the decisions of people (threadloom.hitl)
     LISTING_MIGRATION,  # v3: indexes that keep list pages and thread listings O(page)
-    threads_migration("TEXT NOT NULL", "REAL"),  # v4: each thread's newest checkpoint, indexed
+    # v4: each thread's newest checkpoint, indexed
+    threads_migration("TEXT NOT NULL", "REAL", " WITHOUT ROWID"),
 ]
 """Append only: each entry is one schema version, applied once, in order."""
 
