@@ -864,63 +864,32 @@ class PostgresStorage(Storage):
         self, run_id: str, status: str, *, thread: dict[str, Any] | None,
         events: Sequence[tuple[str, bytes]] | None, keep: bool,
     ) -> dict | None:
-        """One transaction in two round trips: lock the thread and end the run, then
-        update the thread, append ``events`` and close the stream (unless ``events`` is
-        None: ``finish_run``), with their notifications."""
-        async with self._pipelined_tx() as conn:
-            # thread row first, then the run: the order create_run and delete_thread use
-            locked = await conn.execute(
-                f"SELECT {THREAD_COLS} FROM server_threads WHERE thread_id = "
-                "(SELECT thread_id FROM server_runs WHERE run_id = %s) FOR UPDATE",
-                (run_id,),
-            )
-            # relaxed (set_config in RETURNING): if lost, the run's lease runs out and
-            # it is run again from its (durable) last checkpoint, where it ends at once
-            ended = await conn.execute(
-                "UPDATE server_runs SET status = %s, updated_at = %s, worker_id = NULL, "
-                f"lease_expires_at = NULL WHERE run_id = %s RETURNING {RUN_COLS}, "
-                "ARRAY(SELECT o.status FROM server_runs o WHERE o.thread_id = "
-                "server_runs.thread_id AND o.run_id != %s AND o.status IN "
-                f"('pending', 'running')), {_RELAXED}",
-                (status, now_iso(), run_id, run_id),
-            )
-            thread_row_ = await locked.fetchone()
-            row = await ended.fetchone()
-            # the writes and their notifications: one statement, sent with the COMMIT
-            ctes: list[str] = []
-            notes: list[str] = []
-            args: list[Any] = []  # the CTEs' parameters
-            note_args: list[Any] = []
-            run: dict | None = None
-            if row is not None:
-                run = run_row(row[:-2])
-                others = set(row[-2])
-                fields = dict(thread or {})
-                if others:
-                    fields["status"] = "busy"
-                if fields and thread_row_ is not None:
-                    rec = merge_thread(thread_row(thread_row_), fields)
-                    ctes.append(f"t AS ({_UPDATE_THREAD} RETURNING 1)")
-                    args += [*thread_values(rec), run["thread_id"]]
-                    notes.append("(SELECT pg_notify(%s, %s) FROM t)")
-                    note_args += [THREADS, run["thread_id"]]
-                notes.append("pg_notify(%s, %s)")
-                note_args += [RUN, run_id]
-                if "pending" in others:  # a run queued behind this one may start now
-                    notes.append("pg_notify(%s, '')")
-                    note_args.append(WORK)
-            if events is not None:
-                sql, values = _events_cte(run_id, [*((e, d, keep) for e, d in events),
-                                                   (CLOSED, b"", True)])
-                ctes.append(sql)
-                args += values
-                note, values = _stream_note(run_id)
-                notes.append(f"(SELECT {note} FROM e)")
-                note_args += values
-            if notes:
-                head = f"WITH {', '.join(ctes)} " if ctes else ""
-                await conn.execute(f"{head}SELECT {', '.join(notes)}", [*args, *note_args])
-            return run
+        """One statement in one transaction (``BEGIN`` and ``COMMIT`` pipelined with it:
+        two round trips): lock the thread, end the run, update the thread (``busy``
+        while another run of it is active), append ``events`` and close the stream
+        (unless ``events`` is None: ``finish_run``), with their notifications.
+
+        The thread's fields are written as given, without reading the thread first, so
+        ``metadata`` (merged into the stored one) is not among them. The statement's
+        snapshot predates the thread lock: if another transaction changed the thread
+        while this one waited for the lock (e.g. queued a run on it), the runs it read
+        may be out of date - then it is rolled back and done again, with a new snapshot
+        taken after that change."""
+        fields = dict(thread or {})
+        if "metadata" in fields:
+            raise ValueError("end_run/finish_run set a run's end (status, values, "
+                             "interrupts, error, config); merge metadata with update_thread")
+        sql, args = _end_run_statement(run_id, status, fields, events, keep)
+        while True:
+            try:
+                async with self._pipelined_tx() as conn:
+                    row = await (await conn.execute(sql, args)).fetchone()
+                    assert row is not None
+                    if not row[-1]:  # the thread changed after this statement's snapshot
+                        raise _Stale
+            except _Stale:
+                continue
+            return None if row[0] is None else run_row(row[:len(RUN_COLS.split(','))])
 
     async def request_cancel(self, run_ids: Sequence[str], action: CancelAction) -> list[dict]:
         found = []
@@ -1251,6 +1220,79 @@ def _events_cte(run_id: str, events: Sequence[tuple[str, bytes, bool]]
         "SELECT %s, e, d, k FROM unnest(%s::text[], %s::bytea[], %s::bool[]) "
         "WITH ORDINALITY AS u(e, d, k, n) ORDER BY n RETURNING id, event, data, keep)",
         [run_id, [e[0] for e in events], [e[1] for e in events], [e[2] for e in events]],
+    )
+
+
+class _Stale(Exception):
+    """``end_run``'s statement read the thread's runs in a snapshot older than the
+    thread's lock: roll back and do it again."""
+
+
+def _end_run_statement(run_id: str, status: str, fields: dict[str, Any],
+                       events: Sequence[tuple[str, bytes]] | None, keep: bool
+                       ) -> tuple[str, list[Any]]:
+    """``PostgresStorage.end_run``'s statement and its parameters. Its row: the ended
+    run's ``RUN_COLS`` (NULLs when there is no such run), the statuses of the thread's
+    other active runs, and whether the statement's snapshot saw the thread's latest
+    version (False: the runs it read may be out of date)."""
+    now = now_iso()
+    sets, set_args = ["updated_at = %s"], [now]
+    if fields.get("state_updated"):
+        sets.append("state_updated_at = %s")
+        set_args.append(now)
+    if "config" in fields:
+        sets.append("config = %s")
+        set_args.append(to_json(fields["config"] or {}))
+    for key in ("values", "interrupts", "error"):
+        if key in fields:
+            sets.append(f'"{key}" = %s')
+            set_args.append(None if fields[key] is None else to_json(fields[key]))
+    if "status" in fields:
+        own_status, status_args = "%s", [fields["status"]]
+    else:
+        own_status, status_args = "server_threads.status", []
+    busy = "cardinality((SELECT s FROM o)) > 0"
+    # the thread's lock first (the order create_run and delete_thread take), in the
+    # InitPlan of the run's UPDATE; relaxed (set_config): if lost, the run's lease runs
+    # out and it is run again from its (durable) last checkpoint, where it ends at once
+    ctes = [
+        "th AS (SELECT xmin::text AS x FROM server_threads WHERE thread_id = (SELECT "
+        "thread_id FROM server_runs WHERE run_id = %s) FOR UPDATE)",
+        "snap AS (SELECT xmin::text AS x FROM server_threads WHERE thread_id = (SELECT "
+        "thread_id FROM server_runs WHERE run_id = %s))",
+        "r AS (UPDATE server_runs SET status = %s, updated_at = %s, worker_id = NULL, "
+        "lease_expires_at = NULL WHERE run_id = %s AND (SELECT count(*) FROM th) >= 0 "
+        f"RETURNING {RUN_COLS})",
+        "o AS (SELECT coalesce(array_agg(o.status), '{}') AS s FROM server_runs o WHERE "
+        "o.thread_id = (SELECT thread_id FROM r) AND o.run_id != %s AND o.status IN "
+        "('pending', 'running'))",
+        f"t AS (UPDATE server_threads SET {', '.join(sets)}, status = CASE WHEN {busy} "
+        f"THEN 'busy' ELSE {own_status} END WHERE thread_id = (SELECT thread_id FROM r) "
+        f"AND (%s OR {busy}) RETURNING thread_id)",
+    ]
+    args: list[Any] = [run_id, run_id, status, now, run_id, run_id, *set_args,
+                       *status_args, bool(fields)]
+    notes = [
+        "(SELECT pg_notify(%s, thread_id) FROM t)",
+        "CASE WHEN r.run_id IS NOT NULL THEN pg_notify(%s, r.run_id) END",
+        # a run queued behind this one may start now
+        "CASE WHEN (SELECT 'pending' = ANY(s) FROM o) THEN pg_notify(%s, '') END",
+    ]
+    note_args: list[Any] = [THREADS, RUN, WORK]
+    if events is not None:
+        sql, values = _events_cte(run_id, [*((e, d, keep) for e, d in events),
+                                           (CLOSED, b"", True)])
+        ctes.append(sql)
+        args += values
+        note, values = _stream_note(run_id)
+        notes.append(f"(SELECT {note} FROM e)")
+        note_args += values
+    cols = ", ".join(f"r.{c.strip()}" for c in RUN_COLS.split(","))
+    return (
+        f"WITH {', '.join(ctes)} SELECT {cols}, {', '.join(notes)}, {_RELAXED}, "
+        "(SELECT s FROM o), (SELECT x FROM th) IS NOT DISTINCT FROM (SELECT x FROM snap) "
+        "FROM (SELECT 1) AS one LEFT JOIN r ON true",
+        [*args, *note_args],
     )
 
 
