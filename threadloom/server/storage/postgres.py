@@ -633,6 +633,23 @@ class PostgresStorage(Storage):
         )
         return None if row is None else thread_row(row)
 
+    async def get_thread_and_assistant(self, thread_id: str, assistant_id: str
+                                       ) -> tuple[dict | None, dict | None]:
+        """Both in one statement."""
+        t_cols = ", ".join(f"t.{c.strip()}" for c in THREAD_COLS.split(","))
+        a_cols = ", ".join(f"a.{c.strip()}" for c in ASSISTANT_COLS.split(","))
+        row = await self._one(
+            f"SELECT {t_cols}, {a_cols} FROM (SELECT 1) AS one "
+            "LEFT JOIN server_threads t ON t.thread_id = %s "
+            "LEFT JOIN server_assistants a ON a.assistant_id = %s",
+            (thread_id, assistant_id),
+        )
+        assert row is not None
+        width = len(THREAD_COLS.split(","))
+        thread, assistant = row[:width], row[width:]
+        return (None if thread[0] is None else thread_row(thread),
+                None if assistant[0] is None else assistant_row(assistant))
+
     async def update_thread(self, thread_id: str, **fields: Any) -> dict | None:
         # two statements, no transaction held between them: read the record (and its
         # row version, xmin), then write the merged record only if the row is still
@@ -693,21 +710,31 @@ class PostgresStorage(Storage):
 
     # -- runs --------------------------------------------------------------------------
 
-    async def create_run(self, record: dict[str, Any], *, multitask_strategy: str
-                         ) -> tuple[dict, list[dict]]:
+    async def create_run(
+        self, record: dict[str, Any], *, multitask_strategy: str,
+        thread_metadata: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    ) -> tuple[dict, list[dict]]:
+        # the thread's new metadata goes with the run when the stored one is still what
+        # the caller read (compared as stored: JSON text); else merged afterwards
+        retag, retag_args = "", []
+        if thread_metadata is not None:
+            seen, keys = thread_metadata
+            retag = ", metadata = CASE WHEN metadata = %s THEN %s ELSE metadata END"
+            retag_args = [to_json(seen), to_json({**seen, **keys})]
         if multitask_strategy == "enqueue":
             # nothing to decide from the thread's other runs: one statement, one round
             # trip (its UPDATE of the thread row waits for whoever holds that row, as
             # the lock below does), committed durably with its notifications
-            await self._rows(
-                "WITH t AS (UPDATE server_threads SET status = 'busy', updated_at = %s "
-                "WHERE thread_id = %s RETURNING 1), "
+            rows = await self._rows(
+                f"WITH t AS (UPDATE server_threads SET status = 'busy', updated_at = %s{retag} "
+                "WHERE thread_id = %s RETURNING metadata), "
                 f"r AS ({_INSERT_RUN} RETURNING 1) "
-                "SELECT pg_notify(%s, ''), pg_notify(%s, %s), (SELECT count(*) FROM t), "
+                "SELECT pg_notify(%s, ''), pg_notify(%s, %s), (SELECT metadata FROM t), "
                 "(SELECT count(*) FROM r)",
-                (record["updated_at"], record["thread_id"], *_run_values(record, "enqueue"),
-                 WORK, THREADS, record["thread_id"]),
+                (record["updated_at"], *retag_args, record["thread_id"],
+                 *_run_values(record, "enqueue"), WORK, THREADS, record["thread_id"]),
             )
+            await self._retag(record["thread_id"], thread_metadata, rows[0][2])
             return self._created(record, "enqueue"), []
         # two round trips: the lock and the active runs, then the writes and the commit
         async with self._pipelined_tx() as conn, conn.cursor() as cur:
@@ -731,13 +758,27 @@ class PostgresStorage(Storage):
             to_cancel = active if multitask_strategy in ("interrupt", "rollback") else []
             await cur.execute(_INSERT_RUN, _run_values(record, multitask_strategy))
             await cur.execute(
-                "UPDATE server_threads SET status = 'busy', updated_at = %s "
-                "WHERE thread_id = %s",
-                (record["updated_at"], record["thread_id"]),
+                f"UPDATE server_threads SET status = 'busy', updated_at = %s{retag} "
+                "WHERE thread_id = %s RETURNING metadata",
+                (record["updated_at"], *retag_args, record["thread_id"]),
             )
+            # (read only when it matters: reading waits for the reply, a round trip)
+            stored = await cur.fetchone() if thread_metadata is not None else None
             await cur.execute(_NOTIFY, (WORK, ""))
             await cur.execute(_NOTIFY, (THREADS, record["thread_id"]))
+        await self._retag(record["thread_id"], thread_metadata, stored and stored[0])
         return self._created(record, multitask_strategy), to_cancel
+
+    async def _retag(self, thread_id: str,
+                     thread_metadata: tuple[dict[str, Any], dict[str, Any]] | None,
+                     stored: str | None) -> None:
+        """``create_run``'s metadata keys, merged now if the thread's metadata had
+        changed since the caller read it (``stored``: what the queueing left there)."""
+        if thread_metadata is None or stored is None:
+            return
+        seen, keys = thread_metadata
+        if stored != to_json({**seen, **keys}):
+            await self.update_thread(thread_id, metadata=keys)
 
     def _created(self, record: dict[str, Any], multitask_strategy: str) -> dict:
         self._fresh[record["run_id"]] = time.monotonic()
