@@ -905,32 +905,28 @@ class PostgresStorage(Storage):
         self, run_id: str, status: str, *, thread: dict[str, Any] | None,
         events: Sequence[tuple[str, bytes]] | None, keep: bool,
     ) -> dict | None:
-        """One statement in one transaction (``BEGIN`` and ``COMMIT`` pipelined with it:
-        two round trips): lock the thread, end the run, update the thread (``busy``
-        while another run of it is active), append ``events`` and close the stream
-        (unless ``events`` is None: ``finish_run``), with their notifications.
+        """One statement, its own transaction, one round trip: lock the thread, end the
+        run, update the thread (``busy`` while another run of it is active), append
+        ``events`` and close the stream (unless ``events`` is None: ``finish_run``),
+        with their notifications.
 
         The thread's fields are written as given, without reading the thread first, so
         ``metadata`` (merged into the stored one) is not among them. The statement's
         snapshot predates the thread lock: if another transaction changed the thread
-        while this one waited for the lock (e.g. queued a run on it), the runs it read
-        may be out of date - then it is rolled back and done again, with a new snapshot
-        taken after that change."""
+        before the lock was had (e.g. queued a run on it), the runs the snapshot shows
+        may be out of date - then the statement writes nothing, and is run again (with
+        a new snapshot, taken after that change)."""
         fields = dict(thread or {})
         if "metadata" in fields:
             raise ValueError("end_run/finish_run set a run's end (status, values, "
                              "interrupts, error, config); merge metadata with update_thread")
         sql, args = _end_run_statement(run_id, status, fields, events, keep)
         while True:
-            try:
-                async with self._pipelined_tx() as conn:
-                    row = await (await conn.execute(sql, args)).fetchone()
-                    assert row is not None
-                    if not row[-1]:  # the thread changed after this statement's snapshot
-                        raise _Stale
-            except _Stale:
-                continue
-            return None if row[0] is None else run_row(row[:len(RUN_COLS.split(','))])
+            row = await self._one(sql, args)
+            assert row is not None
+            if row[-1]:  # (else the thread changed after this statement's snapshot)
+                break
+        return None if row[0] is None else run_row(row[:len(RUN_COLS.split(","))])
 
     async def request_cancel(self, run_ids: Sequence[str], action: CancelAction) -> list[dict]:
         found = []
@@ -1252,30 +1248,27 @@ class PostgresStorage(Storage):
         ]
 
 
-def _events_cte(run_id: str, events: Sequence[tuple[str, bytes, bool]]
-                ) -> tuple[str, list[Any]]:
+def _events_cte(run_id: str, events: Sequence[tuple[str, bytes, bool]], *,
+                when: str = "true") -> tuple[str, list[Any]]:
     """The CTE ``e`` appending ``events`` (name, data, keep) to a run's stream in order
-    (``RETURNING`` their rows), and its parameters."""
+    (``RETURNING`` their rows) if the SQL condition ``when`` holds, and its
+    parameters."""
     return (
         "e AS (INSERT INTO server_run_events (run_id, event, data, keep) "
         "SELECT %s, e, d, k FROM unnest(%s::text[], %s::bytea[], %s::bool[]) "
-        "WITH ORDINALITY AS u(e, d, k, n) ORDER BY n RETURNING id, event, data, keep)",
+        f"WITH ORDINALITY AS u(e, d, k, n) WHERE {when} ORDER BY n "
+        "RETURNING id, event, data, keep)",
         [run_id, [e[0] for e in events], [e[1] for e in events], [e[2] for e in events]],
     )
-
-
-class _Stale(Exception):
-    """``end_run``'s statement read the thread's runs in a snapshot older than the
-    thread's lock: roll back and do it again."""
 
 
 def _end_run_statement(run_id: str, status: str, fields: dict[str, Any],
                        events: Sequence[tuple[str, bytes]] | None, keep: bool
                        ) -> tuple[str, list[Any]]:
     """``PostgresStorage.end_run``'s statement and its parameters. Its row: the ended
-    run's ``RUN_COLS`` (NULLs when there is no such run), the statuses of the thread's
-    other active runs, and whether the statement's snapshot saw the thread's latest
-    version (False: the runs it read may be out of date)."""
+    run's ``RUN_COLS`` (NULLs when there is no such run), ..., and whether the
+    statement's snapshot saw the thread's latest version - else it wrote nothing (the
+    runs it would have read may be out of date) and is to be run again."""
     now = now_iso()
     sets, set_args = ["updated_at = %s"], [now]
     if fields.get("state_updated"):
@@ -1301,8 +1294,11 @@ def _end_run_statement(run_id: str, status: str, fields: dict[str, Any],
         "thread_id FROM server_runs WHERE run_id = %s) FOR UPDATE)",
         "snap AS (SELECT xmin::text AS x FROM server_threads WHERE thread_id = (SELECT "
         "thread_id FROM server_runs WHERE run_id = %s))",
+        # the lock, then: is the thread still the version this statement's snapshot
+        # holds (the runs it reads are then up to date)? Nothing is written if not
+        "ok AS (SELECT (SELECT x FROM th) IS NOT DISTINCT FROM (SELECT x FROM snap) AS ok)",
         "r AS (UPDATE server_runs SET status = %s, updated_at = %s, worker_id = NULL, "
-        "lease_expires_at = NULL WHERE run_id = %s AND (SELECT count(*) FROM th) >= 0 "
+        "lease_expires_at = NULL WHERE run_id = %s AND (SELECT ok FROM ok) "
         f"RETURNING {RUN_COLS})",
         "o AS (SELECT coalesce(array_agg(o.status), '{}') AS s FROM server_runs o WHERE "
         "o.thread_id = (SELECT thread_id FROM r) AND o.run_id != %s AND o.status IN "
@@ -1322,17 +1318,16 @@ def _end_run_statement(run_id: str, status: str, fields: dict[str, Any],
     note_args: list[Any] = [THREADS, RUN, WORK]
     if events is not None:
         sql, values = _events_cte(run_id, [*((e, d, keep) for e, d in events),
-                                           (CLOSED, b"", True)])
+                                           (CLOSED, b"", True)], when="(SELECT ok FROM ok)")
         ctes.append(sql)
         args += values
         note, values = _stream_note(run_id)
-        notes.append(f"(SELECT {note} FROM e)")
+        notes.append(f"(SELECT {note} FROM e HAVING count(*) > 0)")
         note_args += values
     cols = ", ".join(f"r.{c.strip()}" for c in RUN_COLS.split(","))
     return (
         f"WITH {', '.join(ctes)} SELECT {cols}, {', '.join(notes)}, {_RELAXED}, "
-        "(SELECT s FROM o), (SELECT x FROM th) IS NOT DISTINCT FROM (SELECT x FROM snap) "
-        "FROM (SELECT 1) AS one LEFT JOIN r ON true",
+        "(SELECT ok FROM ok) FROM (SELECT 1) AS one LEFT JOIN r ON true",
         [*args, *note_args],
     )
 
