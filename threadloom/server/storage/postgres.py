@@ -1266,11 +1266,13 @@ def _end_run_statement(run_id: str, status: str, fields: dict[str, Any],
                        events: Sequence[tuple[str, bytes]] | None, keep: bool
                        ) -> tuple[str, list[Any]]:
     """``PostgresStorage.end_run``'s statement and its parameters. Its row: the ended
-    run's ``RUN_COLS`` (NULLs when there is no such run), ..., and whether the
-    statement's snapshot saw the thread's latest version - else it wrote nothing (the
-    runs it would have read may be out of date) and is to be run again."""
+    run's ``RUN_COLS`` (NULLs when there is no such run), the notifications' and
+    ``set_config``'s results, and whether the statement's snapshot saw the thread's
+    latest version - else it wrote nothing (the runs it would have read may be out of
+    date) and is to be run again."""
     now = now_iso()
-    sets, set_args = ["updated_at = %s"], [now]
+    sets: list[str] = ["updated_at = %s"]
+    set_args: list[Any] = [now]
     if fields.get("state_updated"):
         sets.append("state_updated_at = %s")
         set_args.append(now)
