@@ -225,3 +225,29 @@ def test_end_run_sees_a_run_queued_while_it_waited_for_the_thread(
             await storage.close()
 
     asyncio.run(scenario())
+
+
+def test_end_run_on_postgres_refuses_metadata_and_changes_nothing(
+    fresh_postgres_database: str,
+) -> None:
+    """PostgreSQL writes a run's end without reading the thread, so it cannot merge
+    metadata: asked to, it says so, and the run and its thread stay as they were."""
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    async def scenario() -> None:
+        storage = PostgresStorage(fresh_postgres_database)
+        await storage.setup()
+        try:
+            tid = await _thread(storage)
+            run_id = await _queue(storage, tid)
+            await storage.claim_run("w", 30.0)
+            with pytest.raises(ValueError, match="metadata"):
+                await storage.end_run(run_id, "success", thread={"metadata": {"a": 1}},
+                                      events=[], keep=False)
+            assert (await storage.get_run(run_id))["status"] == "running"
+            thread = await storage.get_thread(tid)
+            assert thread["metadata"] == {} and thread["status"] == "busy"
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())

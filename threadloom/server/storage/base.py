@@ -270,8 +270,9 @@ class Storage(abc.ABC):
         self, run_id: str, status: str, *, thread: dict[str, Any] | None
     ) -> dict[str, Any] | None:
         """Set the run's final status and, in the same transaction, the thread's fields
-        (``update_thread`` keys; the thread stays ``busy`` when another run of it is
-        active). Wakes ``wait_run``. Returns the run."""
+        (``update_thread`` keys but ``metadata``: what a run's end sets; the thread
+        stays ``busy`` when another run of it is active). Wakes ``wait_run``. Returns
+        the run."""
 
     def serve_workers_only(self) -> None:
         """This process only executes runs (``threadloom worker``): it follows no run's
