@@ -73,6 +73,9 @@ checks it byte for byte), so which encoder wrote a value never shows, and the de
 the same. Any value it refuses - a ``dict`` with a key that is not a ``str``, nesting
 deeper than it allows, a value the hook cannot store - is packed again, whole, by
 msgpack's packer, which then stores it as before or raises the error it always raised.
+One difference: an ``ormsgpack.Ext`` inside a value is written as the raw extension record
+it stands for (as a ``msgpack.ExtType`` always was), where msgpack's packer refused it as an
+unregistered type.
 
 Nesting depth
 -------------
