@@ -1,6 +1,7 @@
-"""The type checker's configuration keeps its promise: the engine, the channels and the
-checkpoint package (savers, serializer, stored values) are checked with mypy's strict
-flags, with no error code switched off.
+"""The type checker's configuration keeps its promise: the engine, the channels, the
+checkpoint package (savers, serializer, stored values) and the graph API
+(``threadloom.graph``: ``StateGraph``, ``CompiledStateGraph``) are checked with mypy's
+strict flags, with no error code switched off.
 
 ``make test`` runs mypy with ``pyproject.toml``'s configuration; this test reads that
 configuration, so a module of those packages cannot quietly leave the strict list or
@@ -13,10 +14,13 @@ import pathlib
 import tomllib
 from typing import Any
 
+import pytest
 from test_layers import _modules
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-STRICT_PACKAGES = ("threadloom.engine", "threadloom.channels", "threadloom.checkpoint")
+STRICT_PACKAGES = (
+    "threadloom.engine", "threadloom.channels", "threadloom.checkpoint", "threadloom.graph"
+)
 
 
 def _overrides() -> list[dict[str, Any]]:
@@ -46,3 +50,49 @@ def test_the_core_packages_are_strict_with_no_error_code_switched_off() -> None:
     assert not not_strict, f"not under mypy's strict flags: {not_strict}"
     switched_off = [m for m in core if any(_matches(m, p) for p in lenient)]
     assert not switched_off, f"error codes switched off for: {switched_off}"
+
+
+USER_PROGRAM = '''
+from typing import TypedDict
+
+from langchain_core.runnables import RunnableConfig
+
+from threadloom.checkpoint.memory import MemorySaver
+from threadloom.graph import END, START, StateGraph
+
+
+class State(TypedDict):
+    count: int
+
+
+def step(state: State) -> dict[str, int]:
+    return {"count": state["count"] + 1}
+
+
+builder = StateGraph(State)
+builder.add_node("step", step)
+builder.add_edge(START, "step")
+builder.add_edge("step", END)
+graph = builder.compile(checkpointer=MemorySaver())
+config: RunnableConfig = {"configurable": {"thread_id": "1"}}
+graph.invoke({"count": 1}, config)
+for chunk in graph.stream({"count": 1}, config, stream_mode="values"):
+    print(chunk)
+graph.update_state(config, {"count": 3})
+print(graph.get_state(config).values)
+bound = graph.with_config(config)
+'''
+
+
+def test_a_langgraph_style_program_passes_mypy_strict(tmp_path: pathlib.Path) -> None:
+    """What users write (``StateGraph(State)``, a ``RunnableConfig`` handed to ``invoke``,
+    ``stream``, ``get_state``) type-checks under ``mypy --strict`` without annotations of
+    their own."""
+    mypy_api = pytest.importorskip("mypy.api")
+    program = tmp_path / "user_program.py"
+    program.write_text(USER_PROGRAM)
+    out, err, status = mypy_api.run(
+        ["--strict", "--config-file", str(ROOT / "pyproject.toml"),
+         "--cache-dir", str(ROOT / ".mypy_cache"), str(program)]
+    )
+    assert status == 0, out + err

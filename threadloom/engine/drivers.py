@@ -14,7 +14,7 @@ import queue
 import random
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from typing import Any, cast
@@ -454,7 +454,7 @@ def _window(loop: Loop, n: int) -> int:
 
 async def adrive(
     loop: Loop, saver: Any, events: asyncio.Queue[Any] | None
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """Run ``loop`` on asyncio; the saver's async methods do the I/O."""
     gen = loop.run()
     reply: Any = None

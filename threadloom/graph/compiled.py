@@ -15,9 +15,9 @@ import queue
 import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, Generic
+from typing import Any, Generic, Literal, Self, cast
 
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import merge_configs
 
 from threadloom._context import current_task
@@ -118,6 +118,7 @@ class CompiledStateGraph(Runnable[Any, Any], Generic[StateT, ContextT, InputT, O
     _live_updates = False
     # compile(transformers=...): stream transformers of every v3 event stream of this graph
     stream_transformers: tuple[Any, ...] = ()
+    name: str  # (Runnable's may be None; a compiled graph always has one)
     # Default run config set by ``with_config``; the caller's config is merged over it.
     config: dict[str, Any] | None = None
     # Seconds a superstep may take (set it on the compiled graph, as in LangGraph): when its
@@ -161,7 +162,7 @@ class CompiledStateGraph(Runnable[Any, Any], Generic[StateT, ContextT, InputT, O
 
     # -- Runnable plumbing ----------------------------------------------------------
 
-    def copy(self, **updates: Any) -> CompiledStateGraph:
+    def copy(self, **updates: Any) -> Self:
         """A shallow copy of this compiled graph with ``updates`` applied to its attributes
         (``name``, ``config``, ``checkpointer``, ...); the original is left unchanged."""
         clone = copy.copy(self)
@@ -171,23 +172,29 @@ class CompiledStateGraph(Runnable[Any, Any], Generic[StateT, ContextT, InputT, O
             setattr(clone, attr, value)
         return clone
 
-    def with_config(self, config: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    def with_config(
+        self, config: RunnableConfig | dict[str, Any] | None = None, **kwargs: Any
+    ) -> Any:
         """A copy of this graph (same class, same ``name``) whose runs start from ``config``
         (and ``kwargs``) merged into its default config; a run's own config wins."""
-        return self.copy(config=merge_configs(self.config, config, kwargs))
+        return self.copy(config=merge_configs(_config(self.config), _config(config),
+                                              _config(kwargs)))
 
-    def _with_defaults(self, config: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _with_defaults(
+        self, config: RunnableConfig | dict[str, Any] | None
+    ) -> dict[str, Any] | None:
         """The config a run uses: this graph's default config (``with_config``) under the
         caller's. ``None`` stays ``None`` (inherit the enclosing task's config) when there is
         no default. Called from inside a task without a config of its own, the default
         goes over the enclosing task's config: a graph bound to ``lc_agent_name`` (LangChain's
         ``create_agent(name=...)``) keeps its own name when another agent's tool runs it."""
         if not self.config:
-            return config
+            return _run_config(config)
         if config is None:
             task = current_task.get()
-            return merge_configs(task.config if task is not None else None, self.config)
-        return merge_configs(self.config, config)
+            outer = task.config if task is not None else None
+            return _run_config(merge_configs(_config(outer), _config(self.config)))
+        return _run_config(merge_configs(_config(self.config), _config(config)))
 
     def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
         base = name or self.name
@@ -311,12 +318,16 @@ class CompiledStateGraph(Runnable[Any, Any], Generic[StateT, ContextT, InputT, O
     def _thread_lock(self, config: dict[str, Any] | None) -> Any:
         """One run (or state edit) per thread at a time; see ``lock_thread``."""
         target = self._lock_target(config)
-        lock = getattr(target[0], "lock_thread", None) if target else None
+        if target is None:
+            return contextlib.nullcontext()
+        lock = getattr(target[0], "lock_thread", None)
         return lock(target[1]) if lock is not None else contextlib.nullcontext()
 
     def _athread_lock(self, config: dict[str, Any] | None) -> Any:
         target = self._lock_target(config)
-        lock = getattr(target[0], "alock_thread", None) if target else None
+        if target is None:
+            return contextlib.nullcontext()
+        lock = getattr(target[0], "alock_thread", None)
         return lock(target[1]) if lock is not None else contextlib.nullcontext()
 
     def _prepare(
@@ -604,7 +615,7 @@ class CompiledStateGraph(Runnable[Any, Any], Generic[StateT, ContextT, InputT, O
     def invoke(
         self,
         input: Any,
-        config: dict[str, Any] | None = None,
+        config: RunnableConfig | dict[str, Any] | None = None,
         *,
         context: Any = None,
         stream_mode: Any = "values",
@@ -653,7 +664,7 @@ class CompiledStateGraph(Runnable[Any, Any], Generic[StateT, ContextT, InputT, O
     async def ainvoke(
         self,
         input: Any,
-        config: dict[str, Any] | None = None,
+        config: RunnableConfig | dict[str, Any] | None = None,
         *,
         context: Any = None,
         stream_mode: Any = "values",
@@ -726,10 +737,12 @@ class CompiledStateGraph(Runnable[Any, Any], Generic[StateT, ContextT, InputT, O
                      INTERRUPT: list(loop.interrupts)}
         return value
 
-    def stream(
+    # (stream and astream narrow Runnable's ``**kwargs: Any | None``: ``subgraphs`` and
+    # ``version`` take no None, as in LangGraph's signatures)
+    def stream(  # type: ignore[override]
         self,
         input: Any,
-        config: dict[str, Any] | None = None,
+        config: RunnableConfig | dict[str, Any] | None = None,
         *,
         context: Any = None,
         stream_mode: Any = None,
@@ -786,10 +799,10 @@ class CompiledStateGraph(Runnable[Any, Any], Generic[StateT, ContextT, InputT, O
             run.finish()
         run.loop.raise_if_nested_pause()
 
-    async def astream(
+    async def astream(  # type: ignore[override]
         self,
         input: Any,
-        config: dict[str, Any] | None = None,
+        config: RunnableConfig | dict[str, Any] | None = None,
         *,
         context: Any = None,
         stream_mode: Any = None,
@@ -852,7 +865,7 @@ class CompiledStateGraph(Runnable[Any, Any], Generic[StateT, ContextT, InputT, O
     def stream_events(
         self,
         input: Any,
-        config: dict[str, Any] | None = None,
+        config: RunnableConfig | dict[str, Any] | None = None,
         *,
         version: str = "v3",
         transformers: Sequence[Any] | None = None,
@@ -865,13 +878,13 @@ class CompiledStateGraph(Runnable[Any, Any], Generic[StateT, ContextT, InputT, O
                 "astream_events(version='v2') gives LangChain callback events"
             )
 
-        return open_run_stream(self, input, config, transformers=transformers,
+        return open_run_stream(self, input, _run_config(config), transformers=transformers,
                                is_async=False, **kwargs)
 
     def astream_events(
         self,
         input: Any,
-        config: dict[str, Any] | None = None,
+        config: RunnableConfig | dict[str, Any] | None = None,
         *,
         version: str = "v2",
         transformers: Sequence[Any] | None = None,
@@ -882,7 +895,9 @@ class CompiledStateGraph(Runnable[Any, Any], Generic[StateT, ContextT, InputT, O
             return self._astream_events_v3(input, config, transformers, kwargs)
         if transformers is not None:
             raise TypeError("transformers= is only accepted with version='v3'")
-        return super().astream_events(input, config, version=version, **kwargs)
+        # (another version string reaches langchain_core, which refuses it)
+        events_version = cast('Literal["v1", "v2"]', version)
+        return super().astream_events(input, _config(config), version=events_version, **kwargs)
 
     async def _astream_events_v3(
         self, input: Any, config: Any, transformers: Any, kwargs: dict[str, Any]
@@ -907,7 +922,7 @@ class CompiledStateGraph(Runnable[Any, Any], Generic[StateT, ContextT, InputT, O
 
     def _graph_for_ns(
         self, config: dict[str, Any], *, for_update: bool = True
-    ) -> CompiledStateGraph:
+    ) -> CompiledStateGraph[Any, Any, Any, Any]:
         """The (sub)graph whose checkpoints live at ``config``'s ``checkpoint_ns``.
 
         A node counts as a subgraph node when it is a graph or its function reaches one
@@ -920,7 +935,7 @@ class CompiledStateGraph(Runnable[Any, Any], Generic[StateT, ContextT, InputT, O
         namespace: it ran there as a subgraph (called from inside another graph's node).
         """
         ns = (config.get("configurable") or {}).get("checkpoint_ns") or ""
-        graph: CompiledStateGraph = self
+        graph: CompiledStateGraph[Any, Any, Any, Any] = self
         for part in ns.split("|") if ns else ():
             name = part.split(":", 1)[0]
             spec = graph.builder.nodes.get(name)
@@ -1158,7 +1173,7 @@ async def _alifecycle(config: Any, input: Any, loop: Loop, interrupts: Any) -> N
         await adispatch(config["callbacks"], *event)
 
 
-def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[tuple[Any, Any]]]:
+def _check_supersteps(supersteps: Sequence[Sequence[Any]]) -> list[list[state_ops.Update]]:
     if not supersteps:
         raise ValueError(
             "No supersteps provided: bulk_update_state needs at least one superstep of updates."
@@ -1213,20 +1228,26 @@ def _nested_sinks(parent: Scope, conf: dict[str, Any], persistent_ns: str | None
     return both, own
 
 
-def _before_run(graph: CompiledStateGraph, input: Any, config: Any) -> tuple[Any, Any]:
+def _before_run(
+    graph: CompiledStateGraph[Any, Any, Any, Any], input: Any, config: dict[str, Any] | None
+) -> tuple[Any, dict[str, Any] | None]:
     """The graph's hooks may check (and stamp) the input and add to the run's config."""
     for hook in graph.hooks:
         input, config = hook.before_run(graph, input, config)
     return input, config
 
 
-async def _abefore_run(graph: CompiledStateGraph, input: Any, config: Any) -> tuple[Any, Any]:
+async def _abefore_run(
+    graph: CompiledStateGraph[Any, Any, Any, Any], input: Any, config: dict[str, Any] | None
+) -> tuple[Any, dict[str, Any] | None]:
     for hook in graph.hooks:
         input, config = await hook.abefore_run(graph, input, config)
     return input, config
 
 
-def _recorded_update(graph: CompiledStateGraph, saver: Any, config: Any, updates: Any) -> Any:
+def _recorded_update(
+    graph: CompiledStateGraph[Any, Any, Any, Any], saver: Any, config: Any, updates: Any
+) -> Any:
     """One ``update_state`` superstep, recorded by the graph's hooks (the audit log)."""
     # a config into a subgraph (checkpoint_ns) edits that subgraph's checkpoints
     target = graph._graph_for_ns(config)
@@ -1241,7 +1262,7 @@ def _recorded_update(graph: CompiledStateGraph, saver: Any, config: Any, updates
 
 
 async def _arecorded_update(
-    graph: CompiledStateGraph, saver: Any, config: Any, updates: Any
+    graph: CompiledStateGraph[Any, Any, Any, Any], saver: Any, config: Any, updates: Any
 ) -> Any:
     if not graph.hooks:
         return await state_ops.run_async(
@@ -1296,6 +1317,17 @@ def _try_coerce(coerce: Any, values: Any) -> Any:
         return coerce(values)
     except Exception:  # noqa: BLE001
         return values
+
+
+def _run_config(config: RunnableConfig | dict[str, Any] | None) -> dict[str, Any] | None:
+    """A config as this module passes it on (a plain dict)."""
+    return cast("dict[str, Any] | None", config)
+
+
+def _config(config: RunnableConfig | dict[str, Any] | None) -> RunnableConfig | None:
+    """A config as langchain_core's helpers type it (a run's config is a plain dict here:
+    keys of its own ride along)."""
+    return cast("RunnableConfig | None", config)
 
 
 def _durability(durability: str | None, kwargs: dict[str, Any]) -> str | None:

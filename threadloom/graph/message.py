@@ -361,4 +361,5 @@ class MessageGraph(StateGraph[Any]):
             LangGraphDeprecatedSinceV10,
             stacklevel=2,
         )
-        super().__init__(Annotated[list[AnyMessage], add_messages])
+        # (a state of one unnamed channel: an annotated type, not a schema class)
+        super().__init__(Annotated[list[AnyMessage], add_messages])  # type: ignore[arg-type]

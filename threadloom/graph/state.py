@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Annotated, Any, Generic, Self, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Generic, Self, get_args, get_origin
 
 from threadloom._schema import (
     ROOT,
@@ -45,6 +45,7 @@ from threadloom.graph.error_handlers import DEFAULT_HANDLER, handler_body, handl
 from threadloom.graph.migrate import TriggerRenames
 from threadloom.stream.mux import normalize_factories
 from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy, TracePolicy
+from threadloom.typing import StateT
 from threadloom.warnings import (
     LangGraphDeprecatedSinceV05,
     LangGraphDeprecatedSinceV10,
@@ -82,9 +83,6 @@ class NodeSpec:
         return RunnableCallable(self.action, name=_node_name_or_none(self.action))
 
 
-StateT = TypeVar("StateT")
-
-
 class StateGraph(Generic[StateT]):
     """A graph whose nodes read and update a shared state.
 
@@ -95,7 +93,7 @@ class StateGraph(Generic[StateT]):
 
     def __init__(
         self,
-        state_schema: Any = None,
+        state_schema: type[StateT] | None = None,
         context_schema: Any = None,
         *,
         input_schema: Any = None,
