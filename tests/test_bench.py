@@ -190,3 +190,25 @@ def test_agent_loop_figures_net_of_the_model_per_run_and_mark_the_judged_one() -
     assert "last/first per turn 1.40x / 4.00x; PASS (<= 1.5x) *" in text
     assert "last/first per turn 3.00x / 2.00x\n" in text  # no target: no verdict
     assert text.endswith("the 1.5x growth net of the chat model)")
+
+
+def test_statement_counts_see_every_statement_a_trace_shows(tmp_path: Any,
+                                                            fresh_postgres_database: str) -> None:
+    """``bench/statements.py`` reads libpq's trace of a connection back into the
+    statements sent: simple queries, extended ones with SQL spanning lines, and
+    prepared ones executed again by name (named once, in their Parse)."""
+    import psycopg
+    from psycopg import pq
+
+    from bench.statements import statements
+
+    path = tmp_path / "conn.trace"
+    with open(path, "w") as out, psycopg.connect(fresh_postgres_database, autocommit=True,
+                                                 prepare_threshold=2) as conn:
+        conn.pgconn.trace(out.fileno())
+        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        conn.execute("SELECT 1")
+        for i in range(4):
+            conn.execute("SELECT %s,\n  %s", (i, i))
+        conn.pgconn.untrace()
+    assert statements(path) == ["SELECT 1"] + ["SELECT $1, $2"] * 4

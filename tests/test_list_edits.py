@@ -312,6 +312,36 @@ def test_appending_to_a_long_list_digests_o_of_the_change(
 
 
 
+def test_appending_to_a_long_list_copies_only_the_new_items(
+    open_saver: Callable[[], Any],
+) -> None:
+    """The stored items the delta planner keeps to compare the next list with by identity
+    are extended with the appended items at each put, not copied again: one item
+    appended per step copies one item reference per put, not 10,000."""
+    size, steps = 10_000, 30
+    copied: list[int] = []
+
+    def grow(state: Items) -> dict[str, Any]:
+        copied.append(cache.items_copied)  # one put between two steps
+        return {"items": [{"i": state["n"]}], "n": state["n"] + 1}
+
+    config = {"configurable": {"thread_id": "t"}, "recursion_limit": 1000}
+    start = [{"i": -k} for k in range(size)]
+    with open_saver() as saver:
+        cache = _delta_cache(saver)
+        builder = StateGraph(Items)
+        builder.add_node("grow", grow)
+        builder.add_edge(START, "grow")
+        builder.add_conditional_edges("grow", lambda s: "grow" if s["n"] < steps else END)
+        graph = builder.compile(checkpointer=saver)
+        graph.invoke({"items": start, "n": 0}, config, durability="sync")
+        assert graph.get_state(config).values["items"] == [
+            *start, *({"i": i} for i in range(steps))
+        ]
+    per_put = [b - a for a, b in zip(copied[1:], copied[2:], strict=False)]
+    assert per_put == [1] * (steps - 2)
+
+
 def _short_list_graph(saver: Any, edit_at: int | None) -> Any:
     """Appends one item a step for 3 steps; at step ``edit_at`` it changes the first
     item in place and writes only ``n`` (the list's channel is not written)."""

@@ -164,3 +164,90 @@ def test_a_workers_only_storage_still_hears_of_queued_and_cancelled_runs(
             await api.close()
 
     asyncio.run(scenario())
+
+
+async def _wait_for_a_lock_wait(conn: Any) -> None:
+    """Until a backend of this database waits for a lock."""
+    for _ in range(200):
+        cur = await conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        )
+        if (await cur.fetchone())[0]:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("nobody waited for a lock")
+
+
+def test_end_run_sees_a_run_queued_while_it_waited_for_the_thread(
+    fresh_postgres_database: str,
+) -> None:
+    """Another process queues a run on the thread (holding the thread's lock, as
+    ``create_run`` with ``interrupt`` does) while the ending run waits for that lock:
+    ``end_run``'s single statement read the thread's runs before the lock was free, so
+    it does it again - the thread stays ``busy`` and the queued run can start."""
+    import psycopg
+
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    async def scenario() -> None:
+        storage = PostgresStorage(fresh_postgres_database)
+        await storage.setup()
+        other = await psycopg.AsyncConnection.connect(fresh_postgres_database)
+        watcher = await psycopg.AsyncConnection.connect(fresh_postgres_database,
+                                                        autocommit=True)
+        try:
+            tid = await _thread(storage)
+            first = await _queue(storage, tid)
+            assert (await storage.claim_run("w", 30.0))["run_id"] == first
+            await other.execute("SELECT 1 FROM server_threads WHERE thread_id = %s "
+                                "FOR UPDATE", (tid,))
+            ending = asyncio.ensure_future(storage.end_run(
+                first, "success", thread={"status": "idle"}, events=[], keep=False))
+            await _wait_for_a_lock_wait(watcher)
+            second = new_id()
+            await other.execute(
+                "INSERT INTO server_runs (run_id, thread_id, assistant_id, created_at, "
+                "updated_at, status, metadata, kwargs, multitask_strategy) VALUES "
+                "(%s, %s, 'a', %s, %s, 'pending', '{}', '{}', 'interrupt')",
+                (second, tid, now_iso(), now_iso()),
+            )
+            await other.execute("UPDATE server_threads SET status = 'busy' "
+                                "WHERE thread_id = %s", (tid,))
+            await other.commit()
+            finished = await asyncio.wait_for(ending, 10)
+            assert finished is not None and finished["status"] == "success"
+            assert (await storage.get_thread(tid))["status"] == "busy"
+            assert (await storage.claim_run("w", 30.0))["run_id"] == second
+        finally:
+            await other.close()
+            await watcher.close()
+            await storage.close()
+
+    asyncio.run(scenario())
+
+
+def test_end_run_on_postgres_refuses_metadata_and_changes_nothing(
+    fresh_postgres_database: str,
+) -> None:
+    """PostgreSQL writes a run's end without reading the thread, so it cannot merge
+    metadata: asked to, it says so, and the run and its thread stay as they were."""
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    async def scenario() -> None:
+        storage = PostgresStorage(fresh_postgres_database)
+        await storage.setup()
+        try:
+            tid = await _thread(storage)
+            run_id = await _queue(storage, tid)
+            await storage.claim_run("w", 30.0)
+            with pytest.raises(ValueError, match="metadata"):
+                await storage.end_run(run_id, "success", thread={"metadata": {"a": 1}},
+                                      events=[], keep=False)
+            assert (await storage.get_run(run_id))["status"] == "running"
+            thread = await storage.get_thread(tid)
+            assert thread["metadata"] == {} and thread["status"] == "busy"
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())

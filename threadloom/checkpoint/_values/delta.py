@@ -296,6 +296,10 @@ class DeltaCache:
         self.items_digested = 0
         """Items whose state this cache digested, in all (an operation counter: what a
         ``put`` costs beyond serializing what it stores)."""
+        self.items_copied = 0
+        """Item references this cache copied into the lists it keeps, in all (an operation
+        counter: a ``put`` that appends to a list it stored copies the appended items, not
+        the list; see ``_extend``)."""
         self._heads: OrderedDict[tuple[str, str], _Head] = OrderedDict()
         self._item_refs = 0
         self._lock = threading.Lock()
@@ -343,11 +347,13 @@ class DeltaCache:
             or snap.depth >= self.max_depth
         ):
             return self._changed(snap, channel, version, value)
-        unchanged, printed, copy = self._extend(snap.printed, snap.items, value)
+        claimed = self._claim(snap)
+        unchanged, printed, copy = self._extend(snap.printed, claimed, value)
         if not unchanged:  # an old item changed (or cannot be printed)
+            self._give_back(snap, claimed)
             return self._changed(snap, channel, version, value)
         if printed is not None and copy is None:
-            copy = list(value)
+            copy = self._copy(value)
         return BlobPlan(
             channel,
             version,
@@ -373,9 +379,11 @@ class DeltaCache:
                     len(value), b"", len(value), ((len(value), tail.digest),), len(value),
                     cut, True,
                 )
-                return BlobPlan(channel, version, value, printed=pending, items=list(value))
+                return BlobPlan(
+                    channel, version, value, printed=pending, items=self._copy(value)
+                )
         printed = self._fresh_print(value)
-        items = None if printed is None else list(value)
+        items = None if printed is None else self._copy(value)
         return BlobPlan(channel, version, value, printed=printed, items=items)
 
     def finish_row(self, plan: BlobPlan, row: tuple[str, bytes] | None) -> BlobPlan:
@@ -415,7 +423,35 @@ class DeltaCache:
     def _replaced(self, channel: str, version: str, value: list[Any]) -> BlobPlan:
         """Whole, not printed: only its items, kept for the identity comparison that
         tells whether the next value extends it."""
-        return BlobPlan(channel, version, value, items=list(value), replaced=True)
+        return BlobPlan(channel, version, value, items=self._copy(value), replaced=True)
+
+    def _copy(self, items: list[Any]) -> list[Any]:
+        """A list of ``items`` for the cache to keep (counted in ``items_copied``)."""
+        self.items_copied += len(items)
+        return list(items)
+
+    def _claim(self, snap: _ListSnapshot) -> list[Any] | None:
+        """``snap``'s items, taken from it: the caller may extend the list in place and
+        keep it as the next snapshot's (``_extend``). Nobody else holds it then - a
+        ``plan`` from the same head meanwhile, or one after this ``put`` failed, checks
+        every item's state instead, as when the items were let go (``max_item_refs``)."""
+        with self._lock:
+            items = snap.items
+            if items is not None:
+                snap.items = None
+                self._item_refs -= len(items)
+        return items
+
+    def _give_back(self, snap: _ListSnapshot, items: list[Any] | None) -> None:
+        """Return claimed ``items`` to ``snap`` as they were (``_extend`` did not keep
+        them: the list is not an extension of them)."""
+        if items is None or snap.printed is None:
+            return
+        del items[snap.printed.length :]
+        with self._lock:
+            if snap.items is None:
+                snap.items = items
+                self._item_refs += len(items)
 
     def _extend(
         self, old: ListPrint, items: list[Any] | None, value: list[Any]
@@ -423,19 +459,28 @@ class DeltaCache:
         """Whether ``value`` starts with the items ``old`` printed, unchanged;
         ``value``'s print (None when its new items cannot be printed); and a copy of
         ``value``'s items when comparing them made one (the copy a delta's snapshot
-        keeps), else None."""
+        keeps), else None.
+
+        ``items`` (claimed, see ``_claim``) are extended in place with the new items and
+        compared with ``value`` whole: they become that copy without copying the stored
+        items again (a slice of a 10,000-item list, and freeing the old one, cost more
+        than the rest of the comparison)."""
         start = old.length
         copy = None
         if items is not None:
-            copy = value[:start]  # what the comparison needs, and the snapshot's start
+            if len(items) != start:  # (never: a snapshot's items are its print's)
+                return False, None, None
+            appended = value[start:]
+            self.items_copied += len(appended)
+            items += appended
             try:  # identity first (C-level): equal but distinct items are digested below
-                same = copy == items
+                same = items == value
             except Exception:  # an item's __eq__ failed: compare states instead
                 same = True
                 items = None
             if not same:
                 return False, None, None
-            copy += value[start:]
+            copy = self._copy(value) if items is None else items
         if (
             items is None
             or self.verify_growth <= 0
@@ -558,7 +603,7 @@ class DeltaCache:
                         plan.printed,
                         root or plan.version,
                         plan.depth,
-                        plan.items if plan.items is not None else list(plan.value),
+                        plan.items if plan.items is not None else self._copy(plan.value),
                         plan.replaced,
                     )
                 else:
@@ -602,7 +647,7 @@ class DeltaCache:
                 printed = self._fresh_print(r.value)
                 if printed is not None:
                     lists[channel] = _ListSnapshot(
-                        versions[channel], printed, r.root, r.depth, list(r.value)
+                        versions[channel], printed, r.root, r.depth, self._copy(r.value)
                     )
         with self._lock:
             self._store(key, _Head(checkpoint_id, versions, lists))
@@ -643,11 +688,15 @@ class DeltaCache:
                         printed.length, printed.first, printed.row,
                     )
                 continue
-            plan = self._whole(channel, snap.version, list(items))
+            if snap.printed is not None:  # (a put that claimed them may have extended them)
+                items = items[: snap.printed.length]
+            plan = self._whole(channel, snap.version, self._copy(items))
             if plan.printed is None:  # cannot be printed any more: forget the list
                 with self._lock:
                     head.lists.pop(channel, None)
-                    self._item_refs -= len(items)
+                    if snap.items is not None:  # (not claimed by a put meanwhile)
+                        self._item_refs -= len(snap.items)
+                        snap.items = None
             else:
                 snap.printed, snap.root, snap.depth = plan.printed, snap.version, 0
             plans.append(plan)

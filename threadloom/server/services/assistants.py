@@ -59,17 +59,24 @@ class AssistantService:
 
     async def resolve(self, assistant_id: str) -> dict[str, Any]:
         """The assistant an id or graph id names (422 for anything else)."""
+        assistant_id = self.key(assistant_id)
+        return self.found(assistant_id, await self.ctx.storage.get_assistant(assistant_id))
+
+    def key(self, assistant_id: str) -> str:
+        """The assistant id an id or graph id names (422 for anything else)."""
         if assistant_id in self.ctx.graphs:
-            assistant_id = system_assistant_id(assistant_id)
-        else:
-            try:
-                check_uuid(assistant_id, "assistant")
-            except Unprocessable:
-                raise Unprocessable(
-                    f"Invalid assistant_id {assistant_id!r}: give an assistant id (a UUID) or "
-                    f"one of the graph ids {self.ctx.graphs.ids()}."
-                ) from None
-        record = await self.ctx.storage.get_assistant(assistant_id)
+            return system_assistant_id(assistant_id)
+        try:
+            return check_uuid(assistant_id, "assistant")
+        except Unprocessable:
+            raise Unprocessable(
+                f"Invalid assistant_id {assistant_id!r}: give an assistant id (a UUID) or "
+                f"one of the graph ids {self.ctx.graphs.ids()}."
+            ) from None
+
+    @staticmethod
+    def found(assistant_id: str, record: dict[str, Any] | None) -> dict[str, Any]:
+        """``record``, the assistant ``assistant_id`` read (404 when it was None)."""
         if record is None:
             raise NotFound(f"Assistant {assistant_id} not found.")
         return record

@@ -21,7 +21,7 @@ from typing import Any
 
 from threadloom.server.auth import AuthUser
 from threadloom.server.context import ServerContext, check_uuid, visible
-from threadloom.server.errors import Conflict, NotFound
+from threadloom.server.errors import Conflict, NotFound, Unprocessable
 from threadloom.server.executor import RESULT_EVENT
 from threadloom.server.records import new_id, now_iso
 from threadloom.server.services.assistants import AssistantService
@@ -41,6 +41,14 @@ _KWARGS = (
 
 _Created = asyncio.Queue[tuple[str, AsyncIterator[StreamEvent]]]
 """A joined thread stream's queue: each run created on the thread, with its events."""
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        check_uuid(value, "thread")
+    except Unprocessable:
+        return False
+    return True
 
 
 def public_run(run: dict[str, Any]) -> dict[str, Any]:
@@ -73,15 +81,20 @@ class RunService:
         ``internal``: the server's own ``_``-prefixed run options (never a client's),
         e.g. ``_deadline_sweep``."""
         storage = self.ctx.storage
-        assistant = await self.assistants.resolve(body["assistant_id"])
+        assistant_id = self.assistants.key(body["assistant_id"])
+        thread: dict[str, Any] | None = None
+        if thread_id is not None and _is_uuid(thread_id):  # both in one read
+            thread, assistant = await storage.get_thread_and_assistant(thread_id,
+                                                                       assistant_id)
+        else:
+            assistant = await storage.get_assistant(assistant_id)
+        assistant = self.assistants.found(assistant_id, assistant)
         temporary = thread_id is None
-        thread: dict[str, Any] | None
         if thread_id is None:
             thread = await self.threads.create(user, {"metadata": {}})
             thread_id = thread["thread_id"]
         else:
             check_uuid(thread_id, "thread")
-            thread = await storage.get_thread(thread_id)
             if thread is None:
                 if body.get("if_not_exists") != "create":
                     raise NotFound(
@@ -113,10 +126,10 @@ class RunService:
         kwargs.update({k: v for k, v in (internal or {}).items() if k.startswith("_")})
         now = now_iso()
         tags = {"graph_id": graph_id, "assistant_id": assistant["assistant_id"]}
-        if any((thread.get("metadata") or {}).get(k) != v for k, v in tags.items()):
-            # (a thread's later runs mostly name the same assistant: no write then;
-            # create_run bumps the thread's updated_at anyway)
-            await storage.update_thread(thread_id, metadata=tags)
+        seen = thread.get("metadata") or {}
+        # (a thread's later runs mostly name the same assistant: no write then;
+        # create_run bumps the thread's updated_at anyway); else written with the run
+        retag = (seen, tags) if any(seen.get(k) != v for k, v in tags.items()) else None
         record = {
             "run_id": run_id,
             "thread_id": thread_id,
@@ -133,7 +146,8 @@ class RunService:
             "run_at": time.time() + float(body.get("after_seconds") or 0),
         }
         strategy = body.get("multitask_strategy") or "enqueue"
-        run, to_cancel = await storage.create_run(record, multitask_strategy=strategy)
+        run, to_cancel = await storage.create_run(record, multitask_strategy=strategy,
+                                                  thread_metadata=retag)
         events = storage.subscribe(run_id, after=None) if listen else None
         for follower in self._followers.get(thread_id, ()):  # joined thread streams
             follower.put_nowait((run_id, storage.subscribe(run_id, after=None)))

@@ -149,6 +149,14 @@ class Storage(abc.ABC):
     async def get_thread(self, thread_id: str) -> dict[str, Any] | None:
         """The thread record."""
 
+    async def get_thread_and_assistant(
+        self, thread_id: str, assistant_id: str
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """``(get_thread(thread_id), get_assistant(assistant_id))``: what queueing a run
+        reads first. Storages that can read both at once (PostgreSQL: one statement)
+        override this."""
+        return await self.get_thread(thread_id), await self.get_assistant(assistant_id)
+
     @abc.abstractmethod
     async def update_thread(self, thread_id: str, **fields: Any) -> dict[str, Any] | None:
         """Change thread fields: ``metadata`` is merged into the stored one; ``status``,
@@ -198,13 +206,19 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     async def create_run(
-        self, record: dict[str, Any], *, multitask_strategy: str
+        self, record: dict[str, Any], *, multitask_strategy: str,
+        thread_metadata: tuple[dict[str, Any], dict[str, Any]] | None = None,
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Queue a run (``status: pending``) and mark its thread ``busy``, atomically with
         the decision on a busy thread: ``reject`` raises ``Conflict``; ``interrupt`` /
         ``rollback`` return the active runs to cancel (the caller calls
         ``request_cancel``); ``enqueue`` queues behind them. Returns ``(run, to_cancel)``
-        and wakes a waiting worker."""
+        and wakes a waiting worker.
+
+        ``thread_metadata``: ``(the thread's metadata as the caller read it, keys to
+        merge into it)`` - the keys end up in the thread's metadata (as
+        ``update_thread(metadata=keys)`` would put them), in the same statement as the
+        run where the stored metadata is still what the caller read."""
 
     @abc.abstractmethod
     async def get_run(self, run_id: str, thread_id: str | None = None) -> dict[str, Any] | None:
@@ -256,8 +270,9 @@ class Storage(abc.ABC):
         self, run_id: str, status: str, *, thread: dict[str, Any] | None
     ) -> dict[str, Any] | None:
         """Set the run's final status and, in the same transaction, the thread's fields
-        (``update_thread`` keys; the thread stays ``busy`` when another run of it is
-        active). Wakes ``wait_run``. Returns the run."""
+        (``update_thread`` keys but ``metadata``: what a run's end sets; the thread
+        stays ``busy`` when another run of it is active). Wakes ``wait_run``. Returns
+        the run."""
 
     def serve_workers_only(self) -> None:
         """This process only executes runs (``threadloom worker``): it follows no run's

@@ -633,6 +633,23 @@ class PostgresStorage(Storage):
         )
         return None if row is None else thread_row(row)
 
+    async def get_thread_and_assistant(self, thread_id: str, assistant_id: str
+                                       ) -> tuple[dict | None, dict | None]:
+        """Both in one statement."""
+        t_cols = ", ".join(f"t.{c.strip()}" for c in THREAD_COLS.split(","))
+        a_cols = ", ".join(f"a.{c.strip()}" for c in ASSISTANT_COLS.split(","))
+        row = await self._one(
+            f"SELECT {t_cols}, {a_cols} FROM (SELECT 1) AS one "
+            "LEFT JOIN server_threads t ON t.thread_id = %s "
+            "LEFT JOIN server_assistants a ON a.assistant_id = %s",
+            (thread_id, assistant_id),
+        )
+        assert row is not None
+        width = len(THREAD_COLS.split(","))
+        thread, assistant = row[:width], row[width:]
+        return (None if thread[0] is None else thread_row(thread),
+                None if assistant[0] is None else assistant_row(assistant))
+
     async def update_thread(self, thread_id: str, **fields: Any) -> dict | None:
         # two statements, no transaction held between them: read the record (and its
         # row version, xmin), then write the merged record only if the row is still
@@ -693,21 +710,31 @@ class PostgresStorage(Storage):
 
     # -- runs --------------------------------------------------------------------------
 
-    async def create_run(self, record: dict[str, Any], *, multitask_strategy: str
-                         ) -> tuple[dict, list[dict]]:
+    async def create_run(
+        self, record: dict[str, Any], *, multitask_strategy: str,
+        thread_metadata: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    ) -> tuple[dict, list[dict]]:
+        # the thread's new metadata goes with the run when the stored one is still what
+        # the caller read (compared as stored: JSON text); else merged afterwards
+        retag, retag_args = "", []
+        if thread_metadata is not None:
+            seen, keys = thread_metadata
+            retag = ", metadata = CASE WHEN metadata = %s THEN %s ELSE metadata END"
+            retag_args = [to_json(seen), to_json({**seen, **keys})]
         if multitask_strategy == "enqueue":
             # nothing to decide from the thread's other runs: one statement, one round
             # trip (its UPDATE of the thread row waits for whoever holds that row, as
             # the lock below does), committed durably with its notifications
-            await self._rows(
-                "WITH t AS (UPDATE server_threads SET status = 'busy', updated_at = %s "
-                "WHERE thread_id = %s RETURNING 1), "
+            rows = await self._rows(
+                f"WITH t AS (UPDATE server_threads SET status = 'busy', updated_at = %s{retag} "
+                "WHERE thread_id = %s RETURNING metadata), "
                 f"r AS ({_INSERT_RUN} RETURNING 1) "
-                "SELECT pg_notify(%s, ''), pg_notify(%s, %s), (SELECT count(*) FROM t), "
+                "SELECT pg_notify(%s, ''), pg_notify(%s, %s), (SELECT metadata FROM t), "
                 "(SELECT count(*) FROM r)",
-                (record["updated_at"], record["thread_id"], *_run_values(record, "enqueue"),
-                 WORK, THREADS, record["thread_id"]),
+                (record["updated_at"], *retag_args, record["thread_id"],
+                 *_run_values(record, "enqueue"), WORK, THREADS, record["thread_id"]),
             )
+            await self._retag(record["thread_id"], thread_metadata, rows[0][2])
             return self._created(record, "enqueue"), []
         # two round trips: the lock and the active runs, then the writes and the commit
         async with self._pipelined_tx() as conn, conn.cursor() as cur:
@@ -731,13 +758,27 @@ class PostgresStorage(Storage):
             to_cancel = active if multitask_strategy in ("interrupt", "rollback") else []
             await cur.execute(_INSERT_RUN, _run_values(record, multitask_strategy))
             await cur.execute(
-                "UPDATE server_threads SET status = 'busy', updated_at = %s "
-                "WHERE thread_id = %s",
-                (record["updated_at"], record["thread_id"]),
+                f"UPDATE server_threads SET status = 'busy', updated_at = %s{retag} "
+                "WHERE thread_id = %s RETURNING metadata",
+                (record["updated_at"], *retag_args, record["thread_id"]),
             )
+            # (read only when it matters: reading waits for the reply, a round trip)
+            stored = await cur.fetchone() if thread_metadata is not None else None
             await cur.execute(_NOTIFY, (WORK, ""))
             await cur.execute(_NOTIFY, (THREADS, record["thread_id"]))
+        await self._retag(record["thread_id"], thread_metadata, stored and stored[0])
         return self._created(record, multitask_strategy), to_cancel
+
+    async def _retag(self, thread_id: str,
+                     thread_metadata: tuple[dict[str, Any], dict[str, Any]] | None,
+                     stored: str | None) -> None:
+        """``create_run``'s metadata keys, merged now if the thread's metadata had
+        changed since the caller read it (``stored``: what the queueing left there)."""
+        if thread_metadata is None or stored is None:
+            return
+        seen, keys = thread_metadata
+        if stored != to_json({**seen, **keys}):
+            await self.update_thread(thread_id, metadata=keys)
 
     def _created(self, record: dict[str, Any], multitask_strategy: str) -> dict:
         self._fresh[record["run_id"]] = time.monotonic()
@@ -864,63 +905,28 @@ class PostgresStorage(Storage):
         self, run_id: str, status: str, *, thread: dict[str, Any] | None,
         events: Sequence[tuple[str, bytes]] | None, keep: bool,
     ) -> dict | None:
-        """One transaction in two round trips: lock the thread and end the run, then
-        update the thread, append ``events`` and close the stream (unless ``events`` is
-        None: ``finish_run``), with their notifications."""
-        async with self._pipelined_tx() as conn:
-            # thread row first, then the run: the order create_run and delete_thread use
-            locked = await conn.execute(
-                f"SELECT {THREAD_COLS} FROM server_threads WHERE thread_id = "
-                "(SELECT thread_id FROM server_runs WHERE run_id = %s) FOR UPDATE",
-                (run_id,),
-            )
-            # relaxed (set_config in RETURNING): if lost, the run's lease runs out and
-            # it is run again from its (durable) last checkpoint, where it ends at once
-            ended = await conn.execute(
-                "UPDATE server_runs SET status = %s, updated_at = %s, worker_id = NULL, "
-                f"lease_expires_at = NULL WHERE run_id = %s RETURNING {RUN_COLS}, "
-                "ARRAY(SELECT o.status FROM server_runs o WHERE o.thread_id = "
-                "server_runs.thread_id AND o.run_id != %s AND o.status IN "
-                f"('pending', 'running')), {_RELAXED}",
-                (status, now_iso(), run_id, run_id),
-            )
-            thread_row_ = await locked.fetchone()
-            row = await ended.fetchone()
-            # the writes and their notifications: one statement, sent with the COMMIT
-            ctes: list[str] = []
-            notes: list[str] = []
-            args: list[Any] = []  # the CTEs' parameters
-            note_args: list[Any] = []
-            run: dict | None = None
-            if row is not None:
-                run = run_row(row[:-2])
-                others = set(row[-2])
-                fields = dict(thread or {})
-                if others:
-                    fields["status"] = "busy"
-                if fields and thread_row_ is not None:
-                    rec = merge_thread(thread_row(thread_row_), fields)
-                    ctes.append(f"t AS ({_UPDATE_THREAD} RETURNING 1)")
-                    args += [*thread_values(rec), run["thread_id"]]
-                    notes.append("(SELECT pg_notify(%s, %s) FROM t)")
-                    note_args += [THREADS, run["thread_id"]]
-                notes.append("pg_notify(%s, %s)")
-                note_args += [RUN, run_id]
-                if "pending" in others:  # a run queued behind this one may start now
-                    notes.append("pg_notify(%s, '')")
-                    note_args.append(WORK)
-            if events is not None:
-                sql, values = _events_cte(run_id, [*((e, d, keep) for e, d in events),
-                                                   (CLOSED, b"", True)])
-                ctes.append(sql)
-                args += values
-                note, values = _stream_note(run_id)
-                notes.append(f"(SELECT {note} FROM e)")
-                note_args += values
-            if notes:
-                head = f"WITH {', '.join(ctes)} " if ctes else ""
-                await conn.execute(f"{head}SELECT {', '.join(notes)}", [*args, *note_args])
-            return run
+        """One statement, its own transaction, one round trip: lock the thread, end the
+        run, update the thread (``busy`` while another run of it is active), append
+        ``events`` and close the stream (unless ``events`` is None: ``finish_run``),
+        with their notifications.
+
+        The thread's fields are written as given, without reading the thread first, so
+        ``metadata`` (merged into the stored one) is not among them. The statement's
+        snapshot predates the thread lock: if another transaction changed the thread
+        before the lock was had (e.g. queued a run on it), the runs the snapshot shows
+        may be out of date - then the statement writes nothing, and is run again (with
+        a new snapshot, taken after that change)."""
+        fields = dict(thread or {})
+        if "metadata" in fields:
+            raise ValueError("end_run/finish_run set a run's end (status, values, "
+                             "interrupts, error, config); merge metadata with update_thread")
+        sql, args = _end_run_statement(run_id, status, fields, events, keep)
+        while True:
+            row = await self._one(sql, args)
+            assert row is not None
+            if row[-1]:  # (else the thread changed after this statement's snapshot)
+                break
+        return None if row[0] is None else run_row(row[:len(RUN_COLS.split(","))])
 
     async def request_cancel(self, run_ids: Sequence[str], action: CancelAction) -> list[dict]:
         found = []
@@ -1242,15 +1248,89 @@ class PostgresStorage(Storage):
         ]
 
 
-def _events_cte(run_id: str, events: Sequence[tuple[str, bytes, bool]]
-                ) -> tuple[str, list[Any]]:
+def _events_cte(run_id: str, events: Sequence[tuple[str, bytes, bool]], *,
+                when: str = "true") -> tuple[str, list[Any]]:
     """The CTE ``e`` appending ``events`` (name, data, keep) to a run's stream in order
-    (``RETURNING`` their rows), and its parameters."""
+    (``RETURNING`` their rows) if the SQL condition ``when`` holds, and its
+    parameters."""
     return (
         "e AS (INSERT INTO server_run_events (run_id, event, data, keep) "
         "SELECT %s, e, d, k FROM unnest(%s::text[], %s::bytea[], %s::bool[]) "
-        "WITH ORDINALITY AS u(e, d, k, n) ORDER BY n RETURNING id, event, data, keep)",
+        f"WITH ORDINALITY AS u(e, d, k, n) WHERE {when} ORDER BY n "
+        "RETURNING id, event, data, keep)",
         [run_id, [e[0] for e in events], [e[1] for e in events], [e[2] for e in events]],
+    )
+
+
+def _end_run_statement(run_id: str, status: str, fields: dict[str, Any],
+                       events: Sequence[tuple[str, bytes]] | None, keep: bool
+                       ) -> tuple[str, list[Any]]:
+    """``PostgresStorage.end_run``'s statement and its parameters. Its row: the ended
+    run's ``RUN_COLS`` (NULLs when there is no such run), the notifications' and
+    ``set_config``'s results, and whether the statement's snapshot saw the thread's
+    latest version - else it wrote nothing (the runs it would have read may be out of
+    date) and is to be run again."""
+    now = now_iso()
+    sets: list[str] = ["updated_at = %s"]
+    set_args: list[Any] = [now]
+    if fields.get("state_updated"):
+        sets.append("state_updated_at = %s")
+        set_args.append(now)
+    if "config" in fields:
+        sets.append("config = %s")
+        set_args.append(to_json(fields["config"] or {}))
+    for key in ("values", "interrupts", "error"):
+        if key in fields:
+            sets.append(f'"{key}" = %s')
+            set_args.append(None if fields[key] is None else to_json(fields[key]))
+    if "status" in fields:
+        own_status, status_args = "%s", [fields["status"]]
+    else:
+        own_status, status_args = "server_threads.status", []
+    busy = "cardinality((SELECT s FROM o)) > 0"
+    # the thread's lock first (the order create_run and delete_thread take), in the
+    # InitPlan of the run's UPDATE; relaxed (set_config): if lost, the run's lease runs
+    # out and it is run again from its (durable) last checkpoint, where it ends at once
+    ctes = [
+        "th AS (SELECT xmin::text AS x FROM server_threads WHERE thread_id = (SELECT "
+        "thread_id FROM server_runs WHERE run_id = %s) FOR UPDATE)",
+        "snap AS (SELECT xmin::text AS x FROM server_threads WHERE thread_id = (SELECT "
+        "thread_id FROM server_runs WHERE run_id = %s))",
+        # the lock, then: is the thread still the version this statement's snapshot
+        # holds (the runs it reads are then up to date)? Nothing is written if not
+        "ok AS (SELECT (SELECT x FROM th) IS NOT DISTINCT FROM (SELECT x FROM snap) AS ok)",
+        "r AS (UPDATE server_runs SET status = %s, updated_at = %s, worker_id = NULL, "
+        "lease_expires_at = NULL WHERE run_id = %s AND (SELECT ok FROM ok) "
+        f"RETURNING {RUN_COLS})",
+        "o AS (SELECT coalesce(array_agg(o.status), '{}') AS s FROM server_runs o WHERE "
+        "o.thread_id = (SELECT thread_id FROM r) AND o.run_id != %s AND o.status IN "
+        "('pending', 'running'))",
+        f"t AS (UPDATE server_threads SET {', '.join(sets)}, status = CASE WHEN {busy} "
+        f"THEN 'busy' ELSE {own_status} END WHERE thread_id = (SELECT thread_id FROM r) "
+        f"AND (%s OR {busy}) RETURNING thread_id)",
+    ]
+    args: list[Any] = [run_id, run_id, status, now, run_id, run_id, *set_args,
+                       *status_args, bool(fields)]
+    notes = [
+        "(SELECT pg_notify(%s, thread_id) FROM t)",
+        "CASE WHEN r.run_id IS NOT NULL THEN pg_notify(%s, r.run_id) END",
+        # a run queued behind this one may start now
+        "CASE WHEN (SELECT 'pending' = ANY(s) FROM o) THEN pg_notify(%s, '') END",
+    ]
+    note_args: list[Any] = [THREADS, RUN, WORK]
+    if events is not None:
+        sql, values = _events_cte(run_id, [*((e, d, keep) for e, d in events),
+                                           (CLOSED, b"", True)], when="(SELECT ok FROM ok)")
+        ctes.append(sql)
+        args += values
+        note, values = _stream_note(run_id)
+        notes.append(f"(SELECT {note} FROM e HAVING count(*) > 0)")
+        note_args += values
+    cols = ", ".join(f"r.{c.strip()}" for c in RUN_COLS.split(","))
+    return (
+        f"WITH {', '.join(ctes)} SELECT {cols}, {', '.join(notes)}, {_RELAXED}, "
+        "(SELECT ok FROM ok) FROM (SELECT 1) AS one LEFT JOIN r ON true",
+        [*args, *note_args],
     )
 
 

@@ -510,8 +510,10 @@ class SqliteStorage(Storage):
 
     # -- runs --------------------------------------------------------------------------
 
-    async def create_run(self, record: dict[str, Any], *, multitask_strategy: str
-                         ) -> tuple[dict, list[dict]]:
+    async def create_run(
+        self, record: dict[str, Any], *, multitask_strategy: str,
+        thread_metadata: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    ) -> tuple[dict, list[dict]]:
         def go(conn: sqlite3.Connection) -> tuple[dict, list[dict]]:
             active = [
                 _run(r) for r in conn.execute(
@@ -540,6 +542,9 @@ class SqliteStorage(Storage):
                 "UPDATE server_threads SET status = 'busy', updated_at = ? WHERE thread_id = ?",
                 (record["updated_at"], record["thread_id"]),
             )
+            if thread_metadata is not None:  # (in this transaction: nothing in between)
+                self._update_thread(conn, record["thread_id"],
+                                    {"metadata": thread_metadata[1]})
             return {**record, "status": "pending", "multitask_strategy": multitask_strategy,
                     "attempt": 0}, to_cancel
 
