@@ -12,12 +12,19 @@ async def authenticate(authorization: str | None) -> dict:
     if not authorization or not authorization.startswith("Bearer user-"):
         raise Auth.exceptions.HTTPException(status_code=401, detail="Sign in first.")
     name = authorization.removeprefix("Bearer user-")
-    return {"identity": name, "permissions": ["finance"] if name == "alice" else []}
+    user = {"identity": name, "permissions": ["finance"] if name == "alice" else []}
+    if name == "alice":
+        user["team"] = "payments"
+    return user
 
 
 @auth.on.threads.create
 async def stamp_owner(ctx: Auth.types.AuthContext, value: dict) -> None:
-    value.setdefault("metadata", {})["owner"] = ctx.user.identity
+    metadata = value.setdefault("metadata", {})
+    metadata["owner"] = ctx.user.identity
+    if "team" in ctx.user:  # the SDK's BaseUser protocol: `in`, iteration, [key]
+        metadata["team"] = ctx.user["team"]
+        metadata["user_keys"] = sorted(ctx.user)
 
 
 @auth.on.threads

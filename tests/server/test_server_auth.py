@@ -43,7 +43,11 @@ async def test_custom_auth_scopes_threads_and_store(custom) -> None:
         await get_client(url=custom.url, api_key=None).threads.search()
     alice, bob = _as(custom, "alice"), _as(custom, "bob")
     thread = await alice.threads.create(metadata={"topic": "x"})
-    assert thread["metadata"] == {"topic": "x", "owner": "alice"}
+    assert thread["metadata"] == {
+        "topic": "x", "owner": "alice", "team": "payments",
+        "user_keys": ["display_name", "identity", "is_authenticated", "permissions", "team"],
+    }
+    assert (await bob.threads.create())["metadata"] == {"owner": "bob"}  # no team
     with pytest.raises(NotFoundError):  # outside bob's filter: missing, not forbidden
         await bob.threads.get(thread["thread_id"])
     with pytest.raises(NotFoundError):
@@ -86,3 +90,15 @@ async def test_reviewer_comes_from_authentication(served) -> None:
     assert [(d["who"]["id"], d["decision"]) for d in decisions] == [("alice", "accept")]
     refusals = [r for r in log if r.get("event") != "decision"]
     assert [(r.get("who") or {}).get("id") for r in refusals] == ["mallory"]
+
+
+def test_the_authenticated_user_is_the_sdks_base_user() -> None:
+    from langgraph_sdk.auth.types import BaseUser
+
+    from threadloom.server.auth import AuthUser
+
+    user = AuthUser("alice", ("finance",), fields={"team": "payments"})
+    assert isinstance(user, BaseUser)
+    assert "team" in user and "identity" in user and "org" not in user
+    assert list(user) == ["identity", "permissions", "display_name", "is_authenticated", "team"]
+    assert {key: user[key] for key in user}["team"] == "payments"

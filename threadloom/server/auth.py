@@ -23,15 +23,17 @@ The identity found here is the one approvals record as their reviewer.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from starlette.requests import Request
 
 from threadloom.server.errors import Forbidden, ServerError, Unauthorized
 
 __all__ = ["ANONYMOUS", "SERVER", "AuthUser", "Authorizer"]
+
+_USER_KEYS = ("identity", "permissions", "display_name", "is_authenticated")
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,19 @@ class AuthUser:
     fields: Mapping[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
-        if key in ("identity", "permissions", "display_name", "is_authenticated"):
+        if key in _USER_KEYS:
             return getattr(self, key)
         return self.fields[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in _USER_KEYS or key in self.fields
+
+    def __iter__(self) -> Iterator[str]:
+        """The keys ``user[key]`` reads: the four the SDK's user types have, then the
+        authenticate handler's own (the SDK's ``BaseUser`` protocol, which auth handlers
+        may rely on: ``"org" in ctx.user``, ``dict(...)`` of its keys)."""
+        yield from _USER_KEYS
+        yield from (k for k in self.fields if k not in _USER_KEYS)
 
     def get(self, key: str, default: Any = None) -> Any:
         """``user[key]``, or ``default``."""
@@ -72,7 +84,7 @@ class AuthUser:
         """The user ``to_dict`` made (anonymous for None)."""
         if not data:
             return ANONYMOUS
-        known = ("identity", "permissions", "display_name", "is_authenticated")
+        known = _USER_KEYS
         return cls(
             identity=str(data["identity"]),
             permissions=tuple(data.get("permissions") or ()),
@@ -173,8 +185,10 @@ class Authorizer:
         from langgraph_sdk.auth.exceptions import HTTPException
         from langgraph_sdk.auth.types import AuthContext
 
+        # (the server's resource and action names are the SDK's: its Literal types)
         ctx = AuthContext(
-            permissions=list(user.permissions), user=user, resource=resource, action=action
+            permissions=list(user.permissions), user=user, resource=cast(Any, resource),
+            action=cast(Any, action),
         )
         try:
             result = await handler(ctx=ctx, value=value)
