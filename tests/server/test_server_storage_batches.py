@@ -221,6 +221,52 @@ def test_a_short_runs_events_go_with_its_end(fresh_postgres_database: str) -> No
     assert len({at for _, at in rows}) == 1  # one transaction: the run's end
 
 
+def test_only_a_streamed_runs_events_are_written_before_its_end(
+    fresh_postgres_database: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run a client streams has its events written as they come (in batches of
+    ``_Outbox.delay``); one a client waits for (``runs.wait``) has them written with its
+    end when it ends within ``_Outbox.quiet_delay`` - one statement instead of two."""
+    import threading
+
+    import psycopg
+    from langgraph_sdk import get_sync_client
+
+    from tests.server.conftest import API_KEYS, GRAPHS, HERE
+    from threadloom.server import background_server, load_config
+    from threadloom.server.executor import _Outbox
+
+    monkeypatch.setattr(_Outbox, "quiet_delay", 3600.0)  # every run here ends first
+    config = load_config(None, graphs=dict(GRAPHS), api_keys=dict(API_KEYS), base_dir=HERE,
+                         database=fresh_postgres_database)
+    with background_server(config, run_worker=True) as url:
+        client = get_sync_client(url=str(url), api_key="key-alice", timeout=60)
+
+        def open_gate(tag: str) -> None:  # the run's second node waits for it
+            time.sleep(0.5)
+            client.store.put_item(["gates"], tag, {"open": True})
+
+        runs = {}
+        for how in ("stream", "wait"):
+            tid = client.threads.create()["thread_id"]
+            gate = threading.Thread(target=open_gate, args=(how,))
+            gate.start()
+            body = {"input": {"log": []}, "config": {"configurable": {"tag": how}}}
+            if how == "stream":
+                list(client.runs.stream(tid, "slow", **body))
+            else:
+                out = client.runs.wait(tid, "slow", **body)
+                assert out["log"] == ["first:wait", "second:wait"], out
+            gate.join()
+            runs[how] = client.runs.list(tid)[0]["run_id"]
+    with psycopg.connect(fresh_postgres_database, autocommit=True) as conn:
+        written = {how: {at for (at,) in conn.execute(
+            "SELECT at FROM server_run_events WHERE run_id = %s", (run_id,))}
+            for how, run_id in runs.items()}
+    assert len(written["stream"]) > 1  # its first events went before its end
+    assert len(written["wait"]) == 1  # all with its end: one transaction
+
+
 def test_a_claim_on_postgres_carries_each_runs_assistant(fresh_postgres_database: str
                                                          ) -> None:
     """A claimed run holds its assistant's record as of the claim (read in the claim's
