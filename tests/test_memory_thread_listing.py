@@ -13,6 +13,8 @@ import asyncio
 import datetime as dt
 import math
 import random
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,8 +35,11 @@ def _put(saver: InMemorySaver, thread_id: str, checkpoint_id: str, hours_ago: fl
     checkpoint = empty_checkpoint()
     checkpoint["id"] = checkpoint_id
     checkpoint["ts"] = (NOW - dt.timedelta(hours=hours_ago)).isoformat()
+    checkpoint["channel_values"] = {"x": f"{thread_id}/{checkpoint_id}"}
+    checkpoint["channel_versions"] = {"x": f"{thread_id}/{checkpoint_id}"}
     config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}
-    saver.put(config, checkpoint, {"run_id": run_id}, {})
+    config = saver.put(config, checkpoint, {"run_id": run_id}, checkpoint["channel_versions"])
+    saver.put_writes(config, [("x", checkpoint_id)], f"task-{checkpoint_id}")
 
 
 def _newest(saver: InMemorySaver) -> dict[str, tuple[float, str]]:
@@ -54,8 +59,18 @@ def _expected(saver: InMemorySaver) -> list[str]:
     return sorted(sorted(newest), key=newest.__getitem__, reverse=True)
 
 
+def _rows(saver: InMemorySaver, thread_id: str) -> tuple[set[Any], set[Any]]:
+    """The thread's keys in ``blobs`` and ``writes``, without its thread id."""
+    return (
+        {k[1:] for k in saver.blobs if k[0] == thread_id},
+        {k[1:] for k in saver.writes if k[0] == thread_id},
+    )
+
+
 def _check(saver: InMemorySaver, rng: random.Random) -> None:
     expected = _expected(saver)
+    assert {k[0] for k in saver.blobs} <= set(expected)  # no rows of deleted threads
+    assert {k[0] for k in saver.writes} <= set(expected)
     assert saver.list_threads() == expected
     limit = rng.choice([0, 1, 2, 5, 10**6, -1])
     assert saver.list_threads(limit=limit) == expected[:limit]
@@ -84,12 +99,16 @@ def test_thread_order_matches_recomputing_every_thread(
             _put(saver, thread_id, f"{rng.randrange(80):03d}", rng.choice(HOURS),
                  ns=rng.choice(["", "", "child:1"]), run_id=f"r{rng.randrange(6)}")  # fmt: skip
         elif op < 0.68:
-            saver.delete_thread(rng.choice(threads))
+            thread_id = rng.choice(threads)
+            saver.delete_thread(thread_id)
+            assert _rows(saver, thread_id) == (set(), set())
         elif op < 0.78:
             saver.prune(rng.sample(threads, min(3, len(threads))), rng.randrange(3))
         elif op < 0.88:
             copies += 1
-            saver.copy_thread(rng.choice(threads), f"copy{copies}")
+            source = rng.choice(threads)
+            saver.copy_thread(source, f"copy{copies}")
+            assert _rows(saver, f"copy{copies}") == _rows(saver, source)
         elif op < 0.94:
             saver.delete_for_runs([f"r{rng.randrange(6)}"])
         else:
@@ -183,3 +202,50 @@ def test_a_page_of_threads_and_an_expiry_batch_cost_the_page_not_the_threads() -
     assert big[0] == small[0] <= 40, (small, big)  # among the 5 (their ts tie)
     assert big[1] == small[1] <= 10, (small, big)
     assert big[2] <= 8 * math.log2(3000), (small, big)
+
+
+class CountedTable(defaultdict[Any, Any]):
+    """A table (``InMemorySaver(factory=...)``) that counts the entries read by walking
+    it (iteration, ``keys``, ``values``, ``items``)."""
+
+    walked = 0
+
+    def _walk(self, entries: Iterable[Any]) -> Iterator[Any]:
+        for entry in entries:
+            CountedTable.walked += 1
+            yield entry
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._walk(super().__iter__())
+
+    def keys(self) -> Any:
+        return self._walk(super().keys())
+
+    def values(self) -> Any:
+        return self._walk(super().values())
+
+    def items(self) -> Any:
+        return self._walk(super().items())
+
+
+def _walked(threads: int) -> tuple[int, int]:
+    """Table entries walked by ``expire_paused`` (5 old threads) and by
+    ``list_threads(limit=10)``, with ``threads`` threads of 2 checkpoints."""
+    saver = InMemorySaver(factory=CountedTable)
+    for t in range(threads):
+        for step in range(2):
+            _put(saver, f"t{t:05d}", f"{t:05d}-{step}", hours_ago=1)
+    for t in range(5):
+        _put(saver, f"old{t}", f"{t:05d}-0", hours_ago=72)
+    CountedTable.walked = 0
+    assert saver.expire_paused(dt.timedelta(days=1), now=NOW) == [f"old{t}" for t in range(5)]
+    expire, CountedTable.walked = CountedTable.walked, 0
+    assert len(saver.list_threads(limit=10)) == 10
+    return expire, CountedTable.walked
+
+
+def test_expiring_and_listing_threads_walk_no_table() -> None:
+    """Finding and deleting 5 paused threads and a page of ``list_threads`` read the
+    threads' own rows: no walk of ``storage``, ``blobs`` or ``writes`` (which grows with
+    every thread)."""
+    assert _walked(300) == _walked(3000) == (0, 0)

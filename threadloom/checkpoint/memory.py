@@ -31,6 +31,12 @@ Layout (plain dicts, so a test can inspect or damage them):
   ``_Row(type, bytes, base_version, root_version)`` (a 4-tuple) for the items appended to
   ``base_version``, ``("empty", b"")`` for a channel in ``new_versions`` without a value.
 * ``writes[(thread, ns, checkpoint_id)][(task_id, idx)] = (task_id, channel, value, path)``.
+
+Beside them, kept up to date by every method that changes them: the threads in
+``list_threads`` order (``_threadorder.ThreadOrder``), and each thread's keys in ``blobs``
+and ``writes``, so that a page of ``list_threads``, an ``expire_paused`` call and deleting,
+pruning or copying a thread cost that page or those threads, not the whole saver. A test
+may damage or delete entries in place; an entry it adds is not one of its thread's.
 """
 
 from __future__ import annotations
@@ -232,7 +238,16 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         # threads in list_threads order, by (newest created_at, newest checkpoint id):
         # every change of a thread's checkpoints keeps it up to date (``_threadorder``)
         self._threads = ThreadOrder()
-        for thread_id in self.storage:  # tables loaded from a file (PersistentDict)
+        # thread -> the keys of its rows in ``blobs`` / ``writes`` (kept by every method
+        # that adds or deletes rows): deleting, pruning or copying one thread reads its own
+        # rows, not every thread's
+        self._blob_keys: dict[str, set[Key]] = {}
+        self._write_keys: dict[str, set[tuple[str, str, str]]] = {}
+        for blob_key in self.blobs:  # tables loaded from a file (PersistentDict)
+            self._blob_keys.setdefault(blob_key[0], set()).add(blob_key)
+        for write_key in self.writes:
+            self._write_keys.setdefault(write_key[0], set()).add(write_key)
+        for thread_id in self.storage:
             self._refresh_thread(thread_id)
         # Fingerprint with the plain serializer under an encrypting one (its output differs
         # on every call; the plaintext encoding does not), as the SQL savers do.
@@ -642,9 +657,11 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                         key = (thread_id, ns, plan.channel, plan.version)
                         rows = [r for r in rows if r[0] != key]
                         rows.append((key, dumps(plans[i].payload, value_place(*key))))
+            owned = self._blob_keys.setdefault(thread_id, set())
             for key, row in rows:
                 if key not in blobs:  # a version is written once
                     blobs[key] = row
+                    owned.add(key)
             checkpoints = self.storage[thread_id].setdefault(ns, {})
             replaced = checkpoint_id in checkpoints
             checkpoints[checkpoint_id] = (stored, meta, parent_id)
@@ -711,6 +728,7 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         dumps, _, bind = self._codec()
         with self._lock:
             bucket = self.writes[(thread_id, ns, checkpoint_id)]
+            self._write_keys.setdefault(thread_id, set()).add((thread_id, ns, checkpoint_id))
             for idx, (channel, value) in enumerate(writes):
                 key = (task_id, WRITES_IDX_MAP.get(channel, idx))
                 if key[1] >= 0 and key in bucket:
@@ -728,10 +746,10 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         for ns in self.storage.pop(thread_id, None) or ():
             self._heads.pop((thread_id, ns), None)
             self._long_lists.pop((thread_id, ns), None)
-        for key in [k for k in self.writes if k[0] == thread_id]:
-            del self.writes[key]
-        for blob_key in [k for k in self.blobs if k[0] == thread_id]:
-            del self.blobs[blob_key]
+        for key in self._write_keys.pop(thread_id, ()):
+            self.writes.pop(key, None)
+        for blob_key in self._blob_keys.pop(thread_id, ()):
+            self.blobs.pop(blob_key, None)  # (a test may have deleted it)
         self._threads.discard(thread_id)
         self._delta.forget(thread_id)
         self._values.forget(thread_id)
@@ -827,6 +845,7 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                 if (ns, checkpoint_id) in picked:
                     del checkpoints[checkpoint_id]
                     self.writes.pop((thread_id, ns, checkpoint_id), None)
+                    self._write_keys.get(thread_id, set()).discard((thread_id, ns, checkpoint_id))
                     dropped += 1
                     continue
                 versions = checkpoints[checkpoint_id][0].get("channel_versions") or {}
@@ -843,15 +862,17 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         if not dropped:
             return 0
         self._refresh_thread(thread_id)
-        bases = {
-            k: (row[2] if len(row) > 2 else None)
-            for k, row in self.blobs.items()
-            if k[0] == thread_id
-        }
+        owned = self._blob_keys.get(thread_id, set())
+        bases = {}
+        for key in owned:
+            row = self.blobs.get(key)
+            if row is not None:
+                bases[key] = row[2] if len(row) > 2 else None
         keep = needed_keys(referenced, bases)
         for key in bases:
             if key not in keep:
                 del self.blobs[key]
+                owned.discard(key)
         self._delta.forget(thread_id)
         self._values.forget(thread_id)
         return dropped
@@ -876,12 +897,14 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             # sealed anew for the target thread, all of them before anything is stored.
             storage = {ns: dict(cps) for ns, cps in per_ns.items()}
             blobs = {
-                (target, *key[1:]): row for key, row in self.blobs.items() if key[0] == source
+                (target, *key[1:]): self.blobs[key]
+                for key in self._blob_keys.get(source, ())
+                if key in self.blobs
             }
             writes = {
-                (target, *key[1:]): dict(bucket)
-                for key, bucket in self.writes.items()
-                if key[0] == source
+                (target, *key[1:]): dict(self.writes[key])
+                for key in self._write_keys.get(source, ())
+                if key in self.writes
             }
             if binds(self.serde):
                 self._reseal_copy(source, target, storage, blobs, writes)
@@ -890,6 +913,8 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                 self._heads[(target, ns)] = max(checkpoints)
             self.blobs.update(blobs)
             self.writes.update(writes)
+            self._blob_keys.setdefault(target, set()).update(blobs)
+            self._write_keys.setdefault(target, set()).update(writes)
             newest = self._threads.get(source)
             if newest is not None:  # the copies' ids and ts are the source's
                 self._threads.set(target, newest)
