@@ -44,11 +44,34 @@ class ThreadOrder:
     def get(self, thread_id: str) -> Activity | None:
         return self._keys.get(thread_id)
 
+    def add(self, thread_id: str, created_at: float, checkpoint_id: str) -> None:
+        """The thread gained a checkpoint: its key takes the greater of each part."""
+        old = self._keys.get(thread_id)
+        if old is None:
+            self._place(thread_id, (created_at, checkpoint_id), None)
+        else:
+            at, newest = old
+            self._place(
+                thread_id,
+                (created_at if created_at > at else at,
+                 checkpoint_id if checkpoint_id > newest else newest),
+                old,
+            )  # fmt: skip
+
     def set(self, thread_id: str, key: Activity) -> None:
         """Give the thread ``key`` (in place of the one it had)."""
-        old = self._keys.get(thread_id)
+        self._place(thread_id, key, self._keys.get(thread_id))
+
+    def _place(self, thread_id: str, key: Activity, old: Activity | None) -> None:
         if old is not None:
             if old == key:
+                return
+            maxes = self._maxes
+            if maxes[-1] is old and key > old and len(self._groups[old]) == 1:
+                # the newest thread moves on (a run's next step): it stays the last key
+                self._blocks[-1][-1] = maxes[-1] = self._keys[thread_id] = key
+                del self._groups[old]
+                self._groups[key] = [thread_id]
                 return
             self._leave(thread_id, old)
         self._keys[thread_id] = key

@@ -667,15 +667,10 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             checkpoints[checkpoint_id] = (stored, meta, parent_id)
             if head is None or checkpoint_id > head:
                 self._heads[head_key] = checkpoint_id
-            newest = self._threads.get(thread_id)
             if replaced:  # its old created_at may have been the thread's newest
                 self._refresh_thread(thread_id)
-            elif newest is None:
-                self._threads.set(thread_id, (created_at, checkpoint_id))
             else:
-                self._threads.set(
-                    thread_id, (max(newest[0], created_at), max(newest[1], checkpoint_id))
-                )
+                self._threads.add(thread_id, created_at, checkpoint_id)
             if first_long is not None:
                 self._long_lists.setdefault(head_key, set()).update(first_long)
             if plans is not None:
