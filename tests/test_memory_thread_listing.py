@@ -71,6 +71,9 @@ def _check(saver: InMemorySaver, rng: random.Random) -> None:
     expected = _expected(saver)
     assert {k[0] for k in saver.blobs} <= set(expected)  # no rows of deleted threads
     assert {k[0] for k in saver.writes} <= set(expected)
+    # the saver's own account of each thread's rows is the tables' (none lost or stale)
+    assert {k for keys in saver._blob_keys.values() for k in keys} == set(saver.blobs)
+    assert {k for keys in saver._write_keys.values() for k in keys} == set(saver.writes)
     assert saver.list_threads() == expected
     limit = rng.choice([0, 1, 2, 5, 10**6, -1])
     assert saver.list_threads(limit=limit) == expected[:limit]

@@ -868,6 +868,10 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             if key not in keep:
                 del self.blobs[key]
                 owned.discard(key)
+        if not owned:  # (a thread pruned of everything)
+            self._blob_keys.pop(thread_id, None)
+        if not self._write_keys.get(thread_id, True):
+            del self._write_keys[thread_id]
         self._delta.forget(thread_id)
         self._values.forget(thread_id)
         return dropped
