@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -415,5 +416,105 @@ def test_a_run_heard_of_before_its_queueing_returned_is_read_at_once(
             events = api.subscribe(record["run_id"], after=None)
             got = await asyncio.wait_for(_drain(events), 4.0)  # not the 5 s fallback
             assert got == [("values", 0), ("__result__", 1)]
+
+    asyncio.run(scenario())
+
+
+def _claims(statements: list[str]) -> list[str]:
+    """Which claims of ``statements`` looked at every queued run (``scan``) and which
+    at the runs named by notifications (``named``)."""
+    return ["named" if "r.seq = ANY(" in s else "scan"
+            for s in statements if "WITH next AS" in s]
+
+
+async def _hear(worker: Any, count: int) -> None:
+    """Until the worker's storage has heard ``count`` runs queued."""
+    for _ in range(500):
+        if len(worker._claim_hints) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"heard {len(worker._claim_hints)} of {count} queued runs")
+
+
+def test_a_worker_claims_the_runs_it_heard_of_by_their_key(
+    fresh_postgres_database: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After its first look at every queued run, a worker claims the runs whose queueing
+    it heard of by their keys (not walking the index of queued runs, which a busy
+    server fills with entries of runs no longer queued), oldest first, keeping the
+    named runs a full claim did not reach for the next one."""
+    import psycopg
+
+    statements: list[str] = []
+    execute = psycopg.AsyncConnection.execute
+
+    async def counted(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        statements.append(" ".join(str(query).split()))
+        return await execute(self, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "execute", counted)
+
+    async def scenario() -> None:
+        async with api_and_worker(fresh_postgres_database) as (api, worker):
+            assert await worker.claim_runs("w", 30.0, 4) == []  # the first look: all
+            threads = [await _thread(api) for _ in range(3)]
+            queued = [await _queue(api, tid) for tid in threads]
+            await _hear(worker, 3)
+            statements.clear()
+            got = [r["run_id"] for r in await worker.claim_runs("w", 30.0, 2)]
+            assert got == queued[:2]
+            got = [r["run_id"] for r in await worker.claim_runs("w", 30.0, 2)]
+            assert got == queued[2:]
+            assert _claims(statements) == ["named", "named"]
+            # nothing named left: the next claim looks at every queued run
+            assert await worker.claim_runs("w", 30.0, 2) == []
+            assert _claims(statements) == ["named", "named", "scan"]
+
+    asyncio.run(scenario())
+
+
+def test_runs_named_but_not_claimable_yet_are_claimed_by_a_later_full_look(
+    fresh_postgres_database: str,
+) -> None:
+    """A run heard of while its thread is busy is claimed once that thread's run ends
+    (whose notification asks for a full look); a run queued for later
+    (``after_seconds``), at the first claim at least ``full_scan_seconds`` after its
+    time came - while other runs keep being named."""
+    async def scenario() -> None:
+        async with api_and_worker(fresh_postgres_database) as (api, worker):
+            worker.full_scan_seconds = 0.3
+            assert await worker.claim_runs("w", 30.0, 4) == []
+            busy = await _thread(api)
+            first = await _queue(api, busy)
+            second = await _queue(api, busy)  # behind ``first``
+            await _hear(worker, 2)
+            assert [r["run_id"] for r in await worker.claim_runs("w", 30.0, 4)] == [first]
+            assert await worker.claim_runs("w", 30.0, 4) == []
+            await worker.end_run(first, "success", thread={"status": "idle"},
+                                 events=[("__result__", b"null")], keep=False)
+            for _ in range(500):  # the end's notification: look at every queued run
+                if worker._scan_asked:
+                    break
+                await asyncio.sleep(0.01)
+            assert [r["run_id"] for r in await worker.claim_runs("w", 30.0, 4)] == [second]
+
+            now = now_iso()
+            later, _ = await api.create_run(
+                {"run_id": new_id(), "thread_id": await _thread(api), "assistant_id": "a",
+                 "created_at": now, "updated_at": now, "metadata": {}, "kwargs": {},
+                 "run_at": time.time() + 0.5},
+                multitask_strategy="enqueue",
+            )
+            await _hear(worker, 1)
+            assert await worker.claim_runs("w", 30.0, 4) == []  # named, not yet due
+            claimed: list[str] = []
+            for _ in range(100):  # other runs keep coming, each heard of and claimed
+                await _queue(api, await _thread(api))
+                await _hear(worker, 1)
+                claimed += [r["run_id"] for r in await worker.claim_runs("w", 30.0, 4)]
+                if later["run_id"] in claimed:
+                    break
+                await asyncio.sleep(0.05)
+            assert later["run_id"] in claimed
 
     asyncio.run(scenario())
