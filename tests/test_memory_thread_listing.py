@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from threadloom.checkpoint import _threadorder
+from threadloom.checkpoint import _sortedblocks
 from threadloom.checkpoint._stored.records import timestamp
 from threadloom.checkpoint.base import empty_checkpoint
 from threadloom.checkpoint.memory import InMemorySaver, PersistentDict
@@ -80,7 +80,7 @@ def _check(saver: InMemorySaver, rng: random.Random) -> None:
     assert asyncio.run(saver.alist_threads(3)) == expected[:3]
 
 
-@pytest.mark.parametrize("block", [2, 3, _threadorder.BLOCK])
+@pytest.mark.parametrize("block", [2, 3, _sortedblocks.BLOCK])
 @pytest.mark.parametrize("seed", range(4))
 def test_thread_order_matches_recomputing_every_thread(
     monkeypatch: pytest.MonkeyPatch, seed: int, block: int
@@ -90,7 +90,7 @@ def test_thread_order_matches_recomputing_every_thread(
     ``list_threads`` (with and without a limit) and ``expire_paused`` give what
     recomputing every thread from its checkpoints gives. Tiny blocks make the order split
     and join its blocks all the time."""
-    monkeypatch.setattr(_threadorder, "BLOCK", block)
+    monkeypatch.setattr(_sortedblocks, "BLOCK", block)
     rng = random.Random(seed)
     saver = InMemorySaver()
     copies = 0
