@@ -14,7 +14,7 @@ import datetime as dt
 import math
 import random
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -91,10 +91,15 @@ def test_thread_order_matches_recomputing_every_thread(
     recomputing every thread from its checkpoints gives. Tiny blocks make the order split
     and join its blocks all the time."""
     monkeypatch.setattr(_sortedblocks, "BLOCK", block)
-    rng = random.Random(seed)
-    saver = InMemorySaver()
+    random_operations(InMemorySaver(), random.Random(seed), 600, _check)
+
+
+def random_operations(saver: InMemorySaver, rng: random.Random, steps: int,
+                      check: Callable[[InMemorySaver, random.Random], None]) -> None:  # fmt: skip
+    """``steps`` random changes of the saver's checkpoints (the operations listed above,
+    each checking its own result), ``check`` after each."""
     copies = 0
-    for _ in range(600):
+    for _ in range(steps):
         threads = list(saver.storage)
         op = rng.random()
         if op < 0.6 or not threads:
@@ -123,7 +128,7 @@ def test_thread_order_matches_recomputing_every_thread(
             if rng.random() < 0.5:
                 expire = lambda *a, **k: asyncio.run(saver.aexpire_paused(*a, **k))  # noqa: E731
             assert expire(dt.timedelta(hours=cutoff_hours), now=NOW) == want
-        _check(saver, rng)
+        check(saver, rng)
 
 
 def test_a_saver_reopened_from_its_file_lists_its_threads(tmp_path: Path) -> None:
@@ -198,11 +203,13 @@ def _costs(threads: int) -> tuple[int, int, int]:
 
 
 def test_a_page_of_threads_and_an_expiry_batch_cost_the_page_not_the_threads() -> None:
-    """Tenfold the threads, the same comparisons for ``list_threads(limit=10)`` and for
-    finding 5 threads to expire (an O(n log n) sort of the threads made thousands), and a
-    put keeps the order up to date in O(log n) comparisons."""
+    """Tenfold the threads, the same comparisons for ``list_threads(limit=10)``; for an
+    expiry of 5 threads, the same to find them (among the 5: their ts tie) and O(log n)
+    for each of their checkpoints taken out of ``list``'s index (an O(n log n) sort of the
+    threads made tens of thousands); a put keeps the order up to date in O(log n)
+    comparisons."""
     small, big = _costs(300), _costs(3000)
-    assert big[0] == small[0] <= 40, (small, big)  # among the 5 (their ts tie)
+    assert small[0] <= big[0] <= 40 + 5 * 4 * math.log2(2 * 3000), (small, big)
     assert big[1] == small[1] <= 10, (small, big)
     assert big[2] <= 8 * math.log2(3000), (small, big)
 

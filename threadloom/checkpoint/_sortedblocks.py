@@ -13,7 +13,7 @@ The caller serializes access, and does not change the keys while walking them.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 __all__ = ["BLOCK", "SortedBlocks"]
@@ -29,11 +29,13 @@ class SortedBlocks(Generic[K]):
 
     __slots__ = ("_blocks", "_maxes")
 
-    def __init__(self, ordered: Iterable[K] = ()) -> None:
+    def __init__(self, ordered: Sequence[K] = ()) -> None:
         """``ordered``: distinct keys, ascending already (a table read back from a file)."""
-        keys = list(ordered)
-        self._blocks: list[list[K]] = [keys[i : i + BLOCK] for i in range(0, len(keys), BLOCK)]
-        self._maxes: list[K] = [block[-1] for block in self._blocks]  # each block's last key
+        self._blocks: list[list[K]] = []
+        self._maxes: list[K] = []  # each block's last key
+        if ordered:
+            self._blocks = [list(ordered[i : i + BLOCK]) for i in range(0, len(ordered), BLOCK)]
+            self._maxes = [block[-1] for block in self._blocks]
 
     def __bool__(self) -> bool:
         return bool(self._maxes)

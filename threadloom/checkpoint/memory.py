@@ -33,10 +33,13 @@ Layout (plain dicts, so a test can inspect or damage them):
 * ``writes[(thread, ns, checkpoint_id)][(task_id, idx)] = (task_id, channel, value, path)``.
 
 Beside them, kept up to date by every method that changes them: the threads in
-``list_threads`` order (``_threadorder.ThreadOrder``), and each thread's keys in ``blobs``
-and ``writes``, so that a page of ``list_threads``, an ``expire_paused`` call and deleting,
-pruning or copying a thread cost that page or those threads, not the whole saver. A test
-may damage or delete entries in place; an entry it adds is not one of its thread's.
+``list_threads`` order (``_threadorder.ThreadOrder``), the checkpoints in ``list`` order
+(``_sortedblocks.SortedBlocks``, as the SQL savers' two listing indexes: every checkpoint by
+(checkpoint id, thread, namespace), each thread's by (checkpoint id, namespace)), and each
+thread's keys in ``blobs`` and ``writes``, so that a page of ``list_threads`` or of
+``list``, an ``expire_paused`` call and deleting, pruning or copying a thread cost that
+page or those threads, not the whole saver. A test may damage or delete entries in place;
+an entry it adds is not one of its thread's.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from functools import partial
 from itertools import islice
 from typing import Any, NamedTuple
 
+from threadloom.checkpoint._sortedblocks import SortedBlocks
 from threadloom.checkpoint._stored.auditcodec import open_text, reseal_text, seal_text
 from threadloom.checkpoint._stored.decode import (
     ValueOwners,
@@ -249,6 +253,21 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             self._write_keys.setdefault(write_key[0], set()).add(write_key)
         for thread_id in self.storage:
             self._refresh_thread(thread_id)
+        # every checkpoint in ``list`` order, as the SQL savers' two listing indexes: over
+        # all threads by (checkpoint id, thread, namespace), and each thread's by
+        # (checkpoint id, namespace); kept by every method that adds or deletes checkpoints,
+        # so that a page of ``list`` walks its own entries down from a bound
+        listed = sorted(  # tables loaded from a file (PersistentDict)
+            (checkpoint_id, thread_id, ns)
+            for thread_id, per_ns in self.storage.items()
+            for ns, checkpoints in per_ns.items()
+            for checkpoint_id in checkpoints
+        )
+        self._listed: SortedBlocks[tuple[str, str, str]] = SortedBlocks(listed)
+        histories: dict[str, list[tuple[str, str]]] = {}
+        for checkpoint_id, thread_id, ns in listed:
+            histories.setdefault(thread_id, []).append((checkpoint_id, ns))
+        self._history = {thread_id: SortedBlocks(keys) for thread_id, keys in histories.items()}
         # Fingerprint with the plain serializer under an encrypting one (its output differs
         # on every call; the plaintext encoding does not), as the SQL savers do.
         inner = getattr(self.serde, "serde", None)
@@ -506,7 +525,10 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
         """Newest first (by checkpoint id, then thread, then namespace, across threads as
-        the SQL savers order them), loaded ``PAGE_SIZE`` at a time."""
+        the SQL savers order them), loaded ``PAGE_SIZE`` at a time: each page walks the
+        listing index (``_listed``, or the thread's ``_history``) down from the last
+        checkpoint of the page before (O(log n + page); with a metadata ``filter``, the
+        checkpoints it passes over too), as the SQL savers' keyset pages do."""
         checked = validate_filter(filter)  # before anything runs, as the SQL savers do
         return self._pages(config, checked, before, limit)
 
@@ -518,49 +540,52 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         limit: int | None,
     ) -> Iterator[CheckpointTuple]:
         conf = (config or {}).get("configurable") or {}
+        thread_id = str(conf["thread_id"]) if "thread_id" in conf else None
         wanted_ns = conf.get("checkpoint_ns")
         wanted_ns = None if wanted_ns is None else str(wanted_ns)
-        wanted_id = conf.get("checkpoint_id")
+        wanted_id = str(conf["checkpoint_id"]) if conf.get("checkpoint_id") else None
         before_id = get_checkpoint_id(before) if before else None
-        with self._lock:
-            thread_ids = [str(conf["thread_id"])] if "thread_id" in conf else list(self.storage)
-            candidates: list[tuple[str, str, str]] = []
-            for thread_id in thread_ids:
-                for ns, checkpoints in (self.storage.get(thread_id) or {}).items():
-                    if wanted_ns is not None and ns != wanted_ns:
-                        continue
-                    ids = [wanted_id] if wanted_id else checkpoints
-                    for checkpoint_id in ids:
-                        if checkpoint_id not in checkpoints:
-                            continue
-                        if before_id and not checkpoint_id < before_id:
-                            continue
-                        candidates.append((checkpoint_id, thread_id, ns))
-        candidates.sort(reverse=True)
+        # The keys below ``bound`` are still to list, as the SQL savers page by keyset:
+        # ``_listed``'s (checkpoint id, thread, namespace), or (checkpoint id, namespace)
+        # in one thread's ``_history``; a 1-tuple is above every key of lower ids.
+        bound: tuple[str, ...] | None = (str(before_id),) if before_id else None
+        if wanted_id is not None and (bound is None or (wanted_id + "\0",) < bound):
+            bound = (wanted_id + "\0",)  # above every key of ``wanted_id``, below the rest
         remaining = limit
-        at = 0
-        while at < len(candidates) and (remaining is None or remaining > 0):
+        while remaining is None or remaining > 0:
             size = PAGE_SIZE if remaining is None else min(PAGE_SIZE, remaining)
             entries: list[_Entry] = []
+            more = False  # the page filled up before the walk ended
             with self._lock:  # not held between pages
-                while at < len(candidates) and len(entries) < size:
-                    checkpoint_id, thread_id, ns = candidates[at]
-                    at += 1
-                    saved = ((self.storage.get(thread_id) or {}).get(ns) or {}).get(
-                        checkpoint_id
-                    )
-                    if saved is None:  # pruned or deleted since the listing started
+                index: SortedBlocks[Any] | None = (
+                    self._listed if thread_id is None else self._history.get(thread_id)
+                )
+                for key in index.descending(bound) if index is not None else ():
+                    bound = key
+                    checkpoint_id = key[0]
+                    if wanted_id is not None and checkpoint_id != wanted_id:
+                        break  # below the one checkpoint id wanted
+                    thread, ns = key[1:] if thread_id is None else (thread_id, key[1])
+                    if wanted_ns is not None and ns != wanted_ns:
+                        continue
+                    saved = ((self.storage.get(thread) or {}).get(ns) or {}).get(checkpoint_id)
+                    if saved is None:  # (a test deleted it from ``storage``)
                         continue
                     metadata = None
                     if filter:
                         metadata = self._named_decode(
-                            saved[1], "metadata of ", thread_id, ns, checkpoint_id
+                            saved[1], "metadata of ", thread, ns, checkpoint_id
                         )
                         if not _matches(metadata, filter):
                             continue
-                    entries.append((thread_id, ns, checkpoint_id, saved, metadata))
+                    entries.append((thread, ns, checkpoint_id, saved, metadata))
+                    if len(entries) == size:
+                        more = True
+                        break
                 page = self._load(entries) if entries else []
             yield from page
+            if not more:
+                return
             if remaining is not None:
                 remaining -= len(page)
 
@@ -671,6 +696,11 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                 self._refresh_thread(thread_id)
             else:
                 self._threads.add(thread_id, created_at, checkpoint_id)
+                self._listed.add((checkpoint_id, thread_id, ns))
+                history = self._history.get(thread_id)
+                if history is None:
+                    history = self._history[thread_id] = SortedBlocks()
+                history.add((checkpoint_id, ns))
             if first_long is not None:
                 self._long_lists.setdefault(head_key, set()).update(first_long)
             if plans is not None:
@@ -746,10 +776,17 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         for blob_key in self._blob_keys.pop(thread_id, ()):
             self.blobs.pop(blob_key, None)  # (a test may have deleted it)
         self._threads.discard(thread_id)
+        self._unlist(thread_id)
         self._delta.forget(thread_id)
         self._values.forget(thread_id)
         self.__dict__.get("_audit", {}).pop(thread_id, None)  # the log goes with its thread
         self.__dict__.get("_audit_heads", {}).pop(thread_id, None)
+
+    def _unlist(self, thread_id: str) -> None:
+        """Take the thread's checkpoints out of ``_listed`` and ``_history``."""
+        history = self._history.pop(thread_id, None)
+        for checkpoint_id, ns in history.ascending() if history is not None else ():
+            self._listed.remove((checkpoint_id, thread_id, ns))
 
     # -- housekeeping ------------------------------------------------------------------
 
@@ -835,10 +872,13 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         picked = choose(entries)
         dropped = 0
         referenced: set[Key] = set()
+        history = self._history.get(thread_id) or SortedBlocks()
         for ns, checkpoints in list(per_ns.items()):
             for checkpoint_id in list(checkpoints):
                 if (ns, checkpoint_id) in picked:
                     del checkpoints[checkpoint_id]
+                    self._listed.remove((checkpoint_id, thread_id, ns))
+                    history.remove((checkpoint_id, ns))
                     self.writes.pop((thread_id, ns, checkpoint_id), None)
                     self._write_keys.get(thread_id, set()).discard((thread_id, ns, checkpoint_id))
                     dropped += 1
@@ -856,6 +896,8 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             del self.storage[thread_id]
         if not dropped:
             return 0
+        if not history:
+            self._history.pop(thread_id, None)
         self._refresh_thread(thread_id)
         owned = self._blob_keys.get(thread_id, set())
         bases = {}
@@ -908,8 +950,15 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             if binds(self.serde):
                 self._reseal_copy(source, target, storage, blobs, writes)
             self.storage[target] = storage
+            self._unlist(target)  # (none: unless a test emptied its ``storage``)
+            history = []
             for ns, checkpoints in per_ns.items():
                 self._heads[(target, ns)] = max(checkpoints)
+                for checkpoint_id in checkpoints:
+                    self._listed.add((checkpoint_id, target, ns))
+                    history.append((checkpoint_id, ns))
+            if history:
+                self._history[target] = SortedBlocks(sorted(history))
             self.blobs.update(blobs)
             self.writes.update(writes)
             self._blob_keys.setdefault(target, set()).update(blobs)
