@@ -1,8 +1,8 @@
-"""``InMemorySaver.list`` walks the saver's listing indexes (every checkpoint by (checkpoint
-id, thread, namespace), each thread's by (checkpoint id, namespace): ``_sortedblocks``),
-kept up to date by every change of the checkpoints, as the SQL savers walk theirs: the same
-answers as sorting every checkpoint (what ``list`` did before), for a cost that follows the
-page, not the number of checkpoints.
+"""``InMemorySaver.list`` walks the saver's listing indexes (every checkpoint, and each
+thread's, by (checkpoint id, thread, namespace): ``_sortedblocks``), kept up to date by
+every change of the checkpoints, as the SQL savers walk theirs: the same answers as sorting
+every checkpoint (what ``list`` did before), for a cost that follows the page, not the
+number of checkpoints.
 
 No timing: the work is counted in comparisons of checkpoint ids and in table entries
 walked (``CountedId``, ``CountedTable`` of ``test_memory_thread_listing``).
@@ -95,9 +95,9 @@ def _check_indexes(saver: InMemorySaver) -> None:
     )
     assert list(saver._listed.ascending()) == every
     histories = {t: list(h.ascending()) for t, h in saver._history.items()}
-    want: dict[str, list[tuple[str, str]]] = {}
-    for checkpoint_id, thread_id, ns in every:
-        want.setdefault(thread_id, []).append((checkpoint_id, ns))
+    want: dict[str, list[tuple[str, str, str]]] = {}
+    for key in every:
+        want.setdefault(key[1], []).append(key)
     assert histories == want
 
 

@@ -34,8 +34,8 @@ Layout (plain dicts, so a test can inspect or damage them):
 
 Beside them, kept up to date by every method that changes them: the threads in
 ``list_threads`` order (``_threadorder.ThreadOrder``), the checkpoints in ``list`` order
-(``_sortedblocks.SortedBlocks``, as the SQL savers' two listing indexes: every checkpoint by
-(checkpoint id, thread, namespace), each thread's by (checkpoint id, namespace)), and each
+(``_sortedblocks.SortedBlocks``, as the SQL savers' two listing indexes: every checkpoint,
+and each thread's, by (checkpoint id, thread, namespace)), and each
 thread's keys in ``blobs`` and ``writes``, so that a page of ``list_threads`` or of
 ``list``, an ``expire_paused`` call and deleting, pruning or copying a thread cost that
 page or those threads, not the whole saver. A test may damage or delete entries in place;
@@ -253,10 +253,10 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             self._write_keys.setdefault(write_key[0], set()).add(write_key)
         for thread_id in self.storage:
             self._refresh_thread(thread_id)
-        # every checkpoint in ``list`` order, as the SQL savers' two listing indexes: over
-        # all threads by (checkpoint id, thread, namespace), and each thread's by
-        # (checkpoint id, namespace); kept by every method that adds or deletes checkpoints,
-        # so that a page of ``list`` walks its own entries down from a bound
+        # every checkpoint in ``list`` order, (checkpoint id, thread, namespace), as the SQL
+        # savers' two listing indexes: over all threads, and each thread's (the same key
+        # tuples); kept by every method that adds or deletes checkpoints, so that a page of
+        # ``list`` walks its own entries down from a bound
         listed = sorted(  # tables loaded from a file (PersistentDict)
             (checkpoint_id, thread_id, ns)
             for thread_id, per_ns in self.storage.items()
@@ -264,9 +264,9 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             for checkpoint_id in checkpoints
         )
         self._listed: SortedBlocks[tuple[str, str, str]] = SortedBlocks(listed)
-        histories: dict[str, list[tuple[str, str]]] = {}
-        for checkpoint_id, thread_id, ns in listed:
-            histories.setdefault(thread_id, []).append((checkpoint_id, ns))
+        histories: dict[str, list[tuple[str, str, str]]] = {}
+        for listed_key in listed:
+            histories.setdefault(listed_key[1], []).append(listed_key)
         self._history = {thread_id: SortedBlocks(keys) for thread_id, keys in histories.items()}
         # Fingerprint with the plain serializer under an encrypting one (its output differs
         # on every call; the plaintext encoding does not), as the SQL savers do.
@@ -545,9 +545,8 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         wanted_ns = None if wanted_ns is None else str(wanted_ns)
         wanted_id = str(conf["checkpoint_id"]) if conf.get("checkpoint_id") else None
         before_id = get_checkpoint_id(before) if before else None
-        # The keys below ``bound`` are still to list, as the SQL savers page by keyset:
-        # ``_listed``'s (checkpoint id, thread, namespace), or (checkpoint id, namespace)
-        # in one thread's ``_history``; a 1-tuple is above every key of lower ids.
+        # The keys below ``bound`` are still to list, as the SQL savers page by keyset
+        # (checkpoint id, thread, namespace); a 1-tuple is above every key of lower ids.
         bound: tuple[str, ...] | None = (str(before_id),) if before_id else None
         if wanted_id is not None and (bound is None or (wanted_id + "\0",) < bound):
             bound = (wanted_id + "\0",)  # above every key of ``wanted_id``, below the rest
@@ -557,15 +556,12 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             entries: list[_Entry] = []
             more = False  # the page filled up before the walk ended
             with self._lock:  # not held between pages
-                index: SortedBlocks[Any] | None = (
-                    self._listed if thread_id is None else self._history.get(thread_id)
-                )
+                index = self._listed if thread_id is None else self._history.get(thread_id)
                 for key in index.descending(bound) if index is not None else ():
                     bound = key
-                    checkpoint_id = key[0]
+                    checkpoint_id, thread, ns = key
                     if wanted_id is not None and checkpoint_id != wanted_id:
                         break  # below the one checkpoint id wanted
-                    thread, ns = key[1:] if thread_id is None else (thread_id, key[1])
                     if wanted_ns is not None and ns != wanted_ns:
                         continue
                     saved = ((self.storage.get(thread) or {}).get(ns) or {}).get(checkpoint_id)
@@ -696,11 +692,12 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                 self._refresh_thread(thread_id)
             else:
                 self._threads.add(thread_id, created_at, checkpoint_id)
-                self._listed.add((checkpoint_id, thread_id, ns))
+                listed_key = (checkpoint_id, thread_id, ns)
+                self._listed.add(listed_key)
                 history = self._history.get(thread_id)
                 if history is None:
                     history = self._history[thread_id] = SortedBlocks()
-                history.add((checkpoint_id, ns))
+                history.add(listed_key)
             if first_long is not None:
                 self._long_lists.setdefault(head_key, set()).update(first_long)
             if plans is not None:
@@ -785,8 +782,8 @@ class InMemorySaver(BaseCheckpointSaver[str]):
     def _unlist(self, thread_id: str) -> None:
         """Take the thread's checkpoints out of ``_listed`` and ``_history``."""
         history = self._history.pop(thread_id, None)
-        for checkpoint_id, ns in history.ascending() if history is not None else ():
-            self._listed.remove((checkpoint_id, thread_id, ns))
+        for key in history.ascending() if history is not None else ():
+            self._listed.remove(key)
 
     # -- housekeeping ------------------------------------------------------------------
 
@@ -878,7 +875,7 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                 if (ns, checkpoint_id) in picked:
                     del checkpoints[checkpoint_id]
                     self._listed.remove((checkpoint_id, thread_id, ns))
-                    history.remove((checkpoint_id, ns))
+                    history.remove((checkpoint_id, thread_id, ns))
                     self.writes.pop((thread_id, ns, checkpoint_id), None)
                     self._write_keys.get(thread_id, set()).discard((thread_id, ns, checkpoint_id))
                     dropped += 1
@@ -955,8 +952,9 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             for ns, checkpoints in per_ns.items():
                 self._heads[(target, ns)] = max(checkpoints)
                 for checkpoint_id in checkpoints:
-                    self._listed.add((checkpoint_id, target, ns))
-                    history.append((checkpoint_id, ns))
+                    listed_key = (checkpoint_id, target, ns)
+                    self._listed.add(listed_key)
+                    history.append(listed_key)
             if history:
                 self._history[target] = SortedBlocks(sorted(history))
             self.blobs.update(blobs)
