@@ -190,9 +190,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
     (
         # a claim's "no other run of this thread is active" looks at the thread's
-        # active runs only (server_runs_thread holds all the thread ever had)
-        "CREATE INDEX IF NOT EXISTS server_runs_thread_active ON server_runs "
-        "(thread_id, seq) WHERE status IN ('pending', 'running')",
+        # active runs only (server_runs_thread holds all the thread ever had); thread_id
+        # alone, so that the planner never takes it for a claim's lookup of runs by seq
+        # (server_runs_active's), walking all of it for the seq in its second column
+        "CREATE INDEX IF NOT EXISTS server_runs_active_thread ON server_runs (thread_id) "
+        "WHERE status IN ('pending', 'running')",
     ),
 ]
 
