@@ -22,7 +22,8 @@ any machine, execute them. Everything they share is in the database:
   deleted.
 
 Wake-ups are LISTEN/NOTIFY on one connection per process, never polling:
-``threadloom_work`` (a run was queued or a thread freed: workers claim),
+``threadloom_work`` (a run was queued - its payload the run's seq, which workers
+claim by key - or a thread freed: workers claim, looking at every queued run),
 ``threadloom_run`` (a run ended: ``wait_run``), ``threadloom_cancel`` (a running run is
 to stop: the process running it cancels it) and ``threadloom_stream`` (a run published:
 its subscribers read the new rows) and ``threadloom_threads`` (a thread record changed:
