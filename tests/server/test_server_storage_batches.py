@@ -515,6 +515,12 @@ def test_a_worker_claims_the_runs_it_heard_of_by_their_key(
             # nothing named left: the next claim looks at every queued run
             assert await worker.claim_runs("w", 30.0, 2) == []
             assert _claims(statements) == ["named", "named", "scan"]
+            # a run a full look took: its notification, heard after, names nothing
+            worker._scan_asked = True
+            late = await _queue(api, await _thread(api))
+            assert [r["run_id"] for r in await worker.claim_runs("w", 30.0, 2)] == [late]
+            await asyncio.sleep(0.3)  # (its notification has come by now)
+            assert not worker._claim_hints
 
     asyncio.run(scenario())
 
