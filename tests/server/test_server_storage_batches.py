@@ -515,6 +515,12 @@ def test_a_worker_claims_the_runs_it_heard_of_by_their_key(
             # nothing named left: the next claim looks at every queued run
             assert await worker.claim_runs("w", 30.0, 2) == []
             assert _claims(statements) == ["named", "named", "scan"]
+            # a run a full look took: its notification, heard after, names nothing
+            worker._scan_asked = True
+            late = await _queue(api, await _thread(api))
+            assert [r["run_id"] for r in await worker.claim_runs("w", 30.0, 2)] == [late]
+            await asyncio.sleep(0.3)  # (its notification has come by now)
+            assert not worker._claim_hints
 
     asyncio.run(scenario())
 
@@ -564,3 +570,50 @@ def test_runs_named_but_not_claimable_yet_are_claimed_by_a_later_full_look(
             assert later["run_id"] in claimed
 
     asyncio.run(scenario())
+
+
+def test_a_claim_of_named_runs_finds_them_by_key_in_its_generic_plan(
+    fresh_postgres_database: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The named claim's plan (generic, as a prepared statement's is after five runs)
+    looks its runs up by seq - not walking an index of active runs for the seq in its
+    second column - and the "no other active run of this thread" check by thread."""
+    import psycopg
+
+    statements: list[str] = []
+    execute = psycopg.AsyncConnection.execute
+
+    async def counted(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        statements.append(str(query))
+        return await execute(self, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "execute", counted)
+
+    async def scenario() -> None:
+        async with api_and_worker(fresh_postgres_database) as (api, worker):
+            await worker.claim_runs("w", 30.0, 4)
+            await _queue(api, await _thread(api))
+            await _hear(worker, 1)
+            statements.clear()
+            await worker.claim_runs("w", 30.0, 4)
+
+    asyncio.run(scenario())
+    [named] = [s for s in statements if "r.seq = ANY(" in s]
+    parts = named.split("%s")
+    numbered = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+    with psycopg.connect(fresh_postgres_database) as conn:
+        # a server's table: thousands of runs that ended, some active (planned with
+        # the statistics of such a table, not of an empty one)
+        conn.execute(
+            "INSERT INTO server_runs (run_id, thread_id, assistant_id, created_at, "
+            "updated_at, status, metadata, kwargs) SELECT 'r' || i, 't' || (i / 2), 'a', "
+            "'', '', CASE WHEN i % 100 = 0 THEN 'pending' ELSE 'success' END, '{}', '{}' "
+            "FROM generate_series(1, 5000) AS i")
+        conn.execute("ANALYZE server_runs")
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(f"PREPARE named_claim (bigint[], int, text, float8, text) AS {numbered}")
+        plan = "\n".join(row[0] for row in conn.execute(
+            "EXPLAIN (COSTS OFF) EXECUTE named_claim ('{1,2}', 4, 'w', 30, 'now')"))
+        conn.rollback()
+    assert "Index Cond: (seq = ANY ($1))" in plan, plan
+    assert "Index Cond: (thread_id = r.thread_id)" in plan, plan

@@ -22,7 +22,8 @@ any machine, execute them. Everything they share is in the database:
   deleted.
 
 Wake-ups are LISTEN/NOTIFY on one connection per process, never polling:
-``threadloom_work`` (a run was queued or a thread freed: workers claim),
+``threadloom_work`` (a run was queued - its payload the run's seq, which workers
+claim by key - or a thread freed: workers claim, looking at every queued run),
 ``threadloom_run`` (a run ended: ``wait_run``), ``threadloom_cancel`` (a running run is
 to stop: the process running it cancels it) and ``threadloom_stream`` (a run published:
 its subscribers read the new rows) and ``threadloom_threads`` (a thread record changed:
@@ -190,9 +191,11 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
     (
         # a claim's "no other run of this thread is active" looks at the thread's
-        # active runs only (server_runs_thread holds all the thread ever had)
-        "CREATE INDEX IF NOT EXISTS server_runs_thread_active ON server_runs "
-        "(thread_id, seq) WHERE status IN ('pending', 'running')",
+        # active runs only (server_runs_thread holds all the thread ever had); thread_id
+        # alone, so that the planner never takes it for a claim's lookup of runs by seq
+        # (server_runs_active's), walking all of it for the seq in its second column
+        "CREATE INDEX IF NOT EXISTS server_runs_active_thread ON server_runs (thread_id) "
+        "WHERE status IN ('pending', 'running')",
     ),
 ]
 
@@ -268,6 +271,8 @@ class PostgresStorage(Storage):
         self._claim_hints: set[int] = set()
         self._scan_asked = True
         self._last_scan = float("-inf")
+        # the runs full looks took lately: their notifications may come after
+        self._scanned: OrderedDict[int, None] = OrderedDict()
         self._run_waiters: dict[str, set[asyncio.Event]] = {}
         self._stream_waiters: dict[str, set[asyncio.Event]] = {}
         # run id -> {id of the run's newest event before them: events} of the stream
@@ -434,7 +439,8 @@ class PostgresStorage(Storage):
                 event.set()
         elif channel == WORK:
             if payload.isdigit():  # a run was queued: its seq
-                self._claim_hints.add(int(payload))
+                if int(payload) not in self._scanned:  # (else claimed here already)
+                    self._claim_hints.add(int(payload))
             else:  # a thread freed, a run requeued...: look at every queued run
                 self._scan_asked = True
             if self._work is not None:
@@ -870,8 +876,9 @@ class PostgresStorage(Storage):
         server ran. The full look still comes at least every ``full_scan_seconds``,
         when notifications may have been missed (the listening connection dropped), and
         when a run may have become claimable without being queued (a thread freed,
-        a run requeued, a run's ``after_seconds`` past), and when none of the named runs
-        could be claimed (a claim comes back empty only if no queued run is claimable)."""
+        a run requeued, a run's ``after_seconds`` past) - and when there is no run named
+        (so a claim coming back empty after a full look says no queued run is claimable;
+        after a named claim, only that no run heard of is)."""
         limit = max(1, int(limit))
         now = time.monotonic()
         if (self._claim_hints and not self._scan_asked
@@ -879,20 +886,23 @@ class PostgresStorage(Storage):
             hints = sorted(self._claim_hints)
             self._claim_hints.clear()
             rows = await self._claim(worker_id, lease_seconds, limit, hints)
-            if rows:
-                if len(rows) == limit:
-                    # a full claim: the named runs it did not reach may still be queued
-                    taken = {row[-2] for row in rows}
-                    self._claim_hints.update(seq for seq in hints if seq not in taken)
-                # (else each named run not taken is not claimable now: another worker
-                # took it, its thread is busy or its time has not come - a full look
-                # finds it then)
-                return self._claimed(rows)
-            # none claimable: only a look at every queued run may say there are none
+            if len(rows) == limit:
+                # a full claim: the named runs it did not reach may still be queued
+                taken = {row[-2] for row in rows}
+                self._claim_hints.update(seq for seq in hints if seq not in taken)
+            # (else each named run not taken is not claimable now: another worker took
+            # it, its thread is busy or its time has not come - a full look finds it)
+            return self._claimed(rows)
         self._claim_hints.clear()
         self._scan_asked = False
         self._last_scan = now
-        return self._claimed(await self._claim(worker_id, lease_seconds, limit, None))
+        rows = await self._claim(worker_id, lease_seconds, limit, None)
+        for row in rows:  # their notifications, if still to come, name nothing to claim
+            self._claim_hints.discard(row[-2])
+            self._scanned[row[-2]] = None
+        while len(self._scanned) > 1000:
+            self._scanned.popitem(last=False)
+        return self._claimed(rows)
 
     async def _claim(self, worker_id: str, lease_seconds: float, limit: int,
                      among: list[int] | None) -> list[tuple]:
