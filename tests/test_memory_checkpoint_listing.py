@@ -94,7 +94,7 @@ def _check_indexes(saver: InMemorySaver) -> None:
         for checkpoint_id in checkpoints
     )
     assert list(saver._listed.ascending()) == every
-    histories = {t: list(h.ascending()) for t, h in saver._history.items()}
+    histories = dict(saver._history)
     want: dict[str, list[tuple[str, str, str]]] = {}
     for key in every:
         want.setdefault(key[1], []).append(key)

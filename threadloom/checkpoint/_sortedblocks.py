@@ -1,12 +1,19 @@
-"""``SortedBlocks``: distinct keys kept ascending in a list of short sorted blocks (the layout
-of ``sortedcontainers.SortedList``), the in-memory stand-in for a SQL index: what
-``InMemorySaver`` keeps its threads (``_threadorder.ThreadOrder``) and its checkpoints (the
-order ``list`` returns them) in, so that a page of either costs the page, not the saver.
+"""Sorted keys, the in-memory stand-in for a SQL index: what ``InMemorySaver`` keeps its
+threads (``_threadorder.ThreadOrder``) and its checkpoints (the order ``list`` returns them)
+in, so that a page of either costs the page, not the saver.
 
-Adding or removing a key costs O(log n) comparisons (a bisection of the blocks' last keys,
-then one of the block) and moves at most ``2 * BLOCK`` references; a key greater than every
-other (a new checkpoint id, which sort in creation order) is appended after one comparison.
-Walking k keys from either end costs O(k) and no comparison; from a bound, O(log n + k).
+``SortedBlocks``: distinct keys kept ascending in a list of short sorted blocks (the layout
+of ``sortedcontainers.SortedList``). Adding or removing a key costs O(log n) comparisons (a
+bisection of the blocks' last keys, then one of the block) and moves at most ``2 * BLOCK``
+references; a key greater than every other (a new checkpoint id, which sort in creation
+order) is appended after one comparison. Walking k keys from either end costs O(k) and no
+comparison; from a bound, O(log n + k).
+
+``add_sorted``, ``remove_sorted`` and ``walk_down`` do the same on one plain sorted list
+(one block): for the many small orders, such as each thread's checkpoints, where a
+``SortedBlocks`` would cost three more objects apiece (memory and garbage-collector passes),
+and whose keys mostly come in ascending order (an append).
+
 The caller serializes access, and does not change the keys while walking them.
 """
 
@@ -16,11 +23,38 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
-__all__ = ["BLOCK", "SortedBlocks"]
+__all__ = ["BLOCK", "SortedBlocks", "add_sorted", "remove_sorted", "walk_down"]
 
 BLOCK = 128  # keys per block, between BLOCK // 2 and 2 * BLOCK (a lone block: any size)
 
 K = TypeVar("K", bound=tuple[Any, ...])  # keys are tuples, compared as tuples
+
+
+def add_sorted(keys: list[K], key: K) -> None:
+    """Insert ``key`` into the ascending list ``keys`` (nothing when it is there already)."""
+    if not keys or keys[-1] < key:
+        keys.append(key)
+        return
+    i = bisect_left(keys, key)
+    if not keys[i] == key:
+        keys.insert(i, key)
+
+
+def remove_sorted(keys: list[K], key: K) -> bool:
+    """Take ``key`` out of the ascending list ``keys``; whether it was there."""
+    i = bisect_left(keys, key)
+    if i < len(keys) and keys[i] == key:
+        del keys[i]
+        return True
+    return False
+
+
+def walk_down(keys: list[K], below: tuple[Any, ...] | None = None) -> Iterator[K]:
+    """The keys of the ascending list ``keys`` less than ``below`` (every key when it is
+    None), greatest first."""
+    i = len(keys) if below is None else bisect_left(keys, below)
+    for j in range(i - 1, -1, -1):
+        yield keys[j]
 
 
 class SortedBlocks(Generic[K]):
@@ -37,9 +71,6 @@ class SortedBlocks(Generic[K]):
             self._blocks = [list(ordered[i : i + BLOCK]) for i in range(0, len(ordered), BLOCK)]
             self._maxes = [block[-1] for block in self._blocks]
 
-    def __bool__(self) -> bool:
-        return bool(self._maxes)
-
     def add(self, key: K) -> None:
         maxes, blocks = self._maxes, self._blocks
         if not maxes:
@@ -54,10 +85,7 @@ class SortedBlocks(Generic[K]):
         else:
             i = bisect_left(maxes, key)  # < len(maxes): key <= the last key
             block = blocks[i]
-            j = bisect_left(block, key)
-            if block[j] == key:
-                return
-            block.insert(j, key)
+            add_sorted(block, key)
         if len(block) > 2 * BLOCK:
             blocks[i : i + 1] = [block[:BLOCK], block[BLOCK:]]
             maxes[i : i + 1] = [block[BLOCK - 1], block[-1]]
@@ -68,10 +96,8 @@ class SortedBlocks(Generic[K]):
         if i == len(maxes):
             return
         block = blocks[i]
-        j = bisect_left(block, key)
-        if not block[j] == key:
+        if not remove_sorted(block, key):
             return
-        del block[j]
         if block:
             maxes[i] = block[-1]
         if len(block) >= BLOCK // 2 or len(blocks) == 1:
@@ -110,7 +136,6 @@ class SortedBlocks(Generic[K]):
         if below is not None:
             i = bisect_left(self._maxes, below)
             if i < len(blocks):
-                block = blocks[i]
-                yield from reversed(block[: bisect_left(block, below)])
+                yield from walk_down(blocks[i], below)
         for k in range(i - 1, -1, -1):
             yield from reversed(blocks[k])

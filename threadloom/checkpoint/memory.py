@@ -34,8 +34,8 @@ Layout (plain dicts, so a test can inspect or damage them):
 
 Beside them, kept up to date by every method that changes them: the threads in
 ``list_threads`` order (``_threadorder.ThreadOrder``), the checkpoints in ``list`` order
-(``_sortedblocks.SortedBlocks``, as the SQL savers' two listing indexes: every checkpoint,
-and each thread's, by (checkpoint id, thread, namespace)), and each
+(``_sortedblocks``, as the SQL savers' two listing indexes: every checkpoint, and each
+thread's, by (checkpoint id, thread, namespace)), and each
 thread's keys in ``blobs`` and ``writes``, so that a page of ``list_threads`` or of
 ``list``, an ``expire_paused`` call and deleting, pruning or copying a thread cost that
 page or those threads, not the whole saver. A test may damage or delete entries in place;
@@ -59,7 +59,11 @@ from functools import partial
 from itertools import islice
 from typing import Any, NamedTuple
 
-from threadloom.checkpoint._sortedblocks import SortedBlocks
+from threadloom.checkpoint._sortedblocks import (
+    SortedBlocks,
+    add_sorted,
+    walk_down,
+)
 from threadloom.checkpoint._stored.auditcodec import open_text, reseal_text, seal_text
 from threadloom.checkpoint._stored.decode import (
     ValueOwners,
@@ -254,9 +258,10 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         for thread_id in self.storage:
             self._refresh_thread(thread_id)
         # every checkpoint in ``list`` order, (checkpoint id, thread, namespace), as the SQL
-        # savers' two listing indexes: over all threads, and each thread's (the same key
-        # tuples); kept by every method that adds or deletes checkpoints, so that a page of
-        # ``list`` walks its own entries down from a bound
+        # savers' two listing indexes: over all threads (``SortedBlocks``), and each
+        # thread's (a plain sorted list of the same key tuples: one object a thread); kept by
+        # every method that adds or deletes checkpoints, so that a page of ``list`` walks
+        # its own entries down from a bound
         listed = sorted(  # tables loaded from a file (PersistentDict)
             (checkpoint_id, thread_id, ns)
             for thread_id, per_ns in self.storage.items()
@@ -264,10 +269,9 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             for checkpoint_id in checkpoints
         )
         self._listed: SortedBlocks[tuple[str, str, str]] = SortedBlocks(listed)
-        histories: dict[str, list[tuple[str, str, str]]] = {}
+        self._history: dict[str, list[tuple[str, str, str]]] = {}
         for listed_key in listed:
-            histories.setdefault(listed_key[1], []).append(listed_key)
-        self._history = {thread_id: SortedBlocks(keys) for thread_id, keys in histories.items()}
+            self._history.setdefault(listed_key[1], []).append(listed_key)
         # Fingerprint with the plain serializer under an encrypting one (its output differs
         # on every call; the plaintext encoding does not), as the SQL savers do.
         inner = getattr(self.serde, "serde", None)
@@ -556,8 +560,12 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             entries: list[_Entry] = []
             more = False  # the page filled up before the walk ended
             with self._lock:  # not held between pages
-                index = self._listed if thread_id is None else self._history.get(thread_id)
-                for key in index.descending(bound) if index is not None else ():
+                keys = (
+                    self._listed.descending(bound)
+                    if thread_id is None
+                    else walk_down(self._history.get(thread_id) or [], bound)
+                )
+                for key in keys:
                     bound = key
                     checkpoint_id, thread, ns = key
                     if wanted_id is not None and checkpoint_id != wanted_id:
@@ -696,8 +704,9 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                 self._listed.add(listed_key)
                 history = self._history.get(thread_id)
                 if history is None:
-                    history = self._history[thread_id] = SortedBlocks()
-                history.add(listed_key)
+                    self._history[thread_id] = [listed_key]
+                else:
+                    add_sorted(history, listed_key)
             if first_long is not None:
                 self._long_lists.setdefault(head_key, set()).update(first_long)
             if plans is not None:
@@ -781,8 +790,7 @@ class InMemorySaver(BaseCheckpointSaver[str]):
 
     def _unlist(self, thread_id: str) -> None:
         """Take the thread's checkpoints out of ``_listed`` and ``_history``."""
-        history = self._history.pop(thread_id, None)
-        for key in history.ascending() if history is not None else ():
+        for key in self._history.pop(thread_id, ()):
             self._listed.remove(key)
 
     # -- housekeeping ------------------------------------------------------------------
@@ -869,13 +877,11 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         picked = choose(entries)
         dropped = 0
         referenced: set[Key] = set()
-        history = self._history.get(thread_id) or SortedBlocks()
         for ns, checkpoints in list(per_ns.items()):
             for checkpoint_id in list(checkpoints):
                 if (ns, checkpoint_id) in picked:
                     del checkpoints[checkpoint_id]
                     self._listed.remove((checkpoint_id, thread_id, ns))
-                    history.remove((checkpoint_id, thread_id, ns))
                     self.writes.pop((thread_id, ns, checkpoint_id), None)
                     self._write_keys.get(thread_id, set()).discard((thread_id, ns, checkpoint_id))
                     dropped += 1
@@ -893,8 +899,11 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             del self.storage[thread_id]
         if not dropped:
             return 0
-        if not history:
-            self._history.pop(thread_id, None)
+        kept = [  # the thread's index, in one pass (not one deletion per checkpoint)
+            key for key in self._history.pop(thread_id, ()) if key[0] in per_ns.get(key[2], ())
+        ]
+        if kept:
+            self._history[thread_id] = kept
         self._refresh_thread(thread_id)
         owned = self._blob_keys.get(thread_id, set())
         bases = {}
@@ -956,7 +965,7 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                     self._listed.add(listed_key)
                     history.append(listed_key)
             if history:
-                self._history[target] = SortedBlocks(sorted(history))
+                self._history[target] = sorted(history)
             self.blobs.update(blobs)
             self.writes.update(writes)
             self._blob_keys.setdefault(target, set()).update(blobs)
