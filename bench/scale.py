@@ -288,7 +288,7 @@ def thread_figures(kinds: list[str], sizes: list[int], repeats: int) -> list[Row
     grows from the smallest size to the largest (1.00x: the cost follows the page)."""
     rows: list[Row] = []
     for kind in kinds:
-        if kind == "memory" or unavailable(TL, kind):
+        if unavailable(TL, kind):
             continue
         per_size: dict[str, list[float]] = {"list": [], "expire": []}
         for size in sizes:

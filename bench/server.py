@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/server.py [--clients 50] [--seconds 20] [--url URL]
         [--postgres-workers 1,2,4] [--postgres postgresql://postgres@127.0.0.1/test]
-        [--reference-venv .venv-reference-server]
+        [--reference-venv .venv-reference-server] [--wait SECONDS]
 
 Starts ``threadloom serve --dev`` on a temporary SQLite file in a subprocess (or uses
 ``--url``, e.g. a reference server serving the same graph as ``payment``); with
@@ -16,7 +16,10 @@ clients, and the table ends with threadloom's throughput over the reference's. E
 create a thread, ``runs.wait`` until the approval pauses, ``runs.wait`` the resume
 until done - one *round trip* (two runs). Prints round trips/s, runs/s and the p50/p99
 latency of a round trip. The graph is ``bench/server_graph.py`` (an ``interrupt()``
-asking to approve a payment), so any server can serve it.
+asking to approve a payment), so any server can serve it; with ``--wait SECONDS`` its
+node first waits that long (``asyncio.sleep``, as a node calling a model waits), so
+that runs hold workers' slots (``--concurrency``, 8 a worker by default) rather than
+CPU - where more workers are more slots.
 """
 
 from __future__ import annotations
@@ -43,17 +46,18 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _client_loop(url: str, deadline: float, latencies: list[float],
-                       errors: list[str]) -> None:
+                       errors: list[str], wait: float) -> None:
     from langgraph_sdk import get_client
 
     client = get_client(url=url, api_key=None, timeout=120)
+    graph, given = ("payment_wait", {"wait": wait}) if wait else ("payment", {})
     while time.monotonic() < deadline:
         start = time.perf_counter()
         try:
             tid = (await client.threads.create())["thread_id"]
-            paused = await client.runs.wait(tid, "payment", input={"amount": 10})
+            paused = await client.runs.wait(tid, graph, input={"amount": 10, **given})
             assert paused["__interrupt__"], paused
-            done = await client.runs.wait(tid, "payment", command={"resume": "approve"})
+            done = await client.runs.wait(tid, graph, command={"resume": "approve"})
             assert done["outcome"] == "paid", done
         except Exception as exc:  # counted and shown, the loop goes on
             errors.append(f"{type(exc).__name__}: {exc}")
@@ -61,8 +65,10 @@ async def _client_loop(url: str, deadline: float, latencies: list[float],
         latencies.append(time.perf_counter() - start)
 
 
-async def measure(url: str, clients: int, seconds: float) -> dict[str, float]:
-    """Drive ``url`` with ``clients`` concurrent loops for ``seconds``."""
+async def measure(url: str, clients: int, seconds: float, wait: float = 0.0
+                  ) -> dict[str, float]:
+    """Drive ``url`` with ``clients`` concurrent loops for ``seconds`` (``wait``: on the
+    graph whose node waits that long, each time it runs)."""
     # imported before the clock starts: the first import (about 0.5 s of CPU, seconds on
     # a busy machine, blocking every client) fell into the first setup's window
     import langgraph_sdk  # noqa: F401
@@ -71,7 +77,7 @@ async def measure(url: str, clients: int, seconds: float) -> dict[str, float]:
     errors: list[str] = []
     start = time.monotonic()
     deadline = start + seconds
-    await asyncio.gather(*(_client_loop(url, deadline, latencies, errors)
+    await asyncio.gather(*(_client_loop(url, deadline, latencies, errors, wait)
                            for _ in range(clients)))
     elapsed = time.monotonic() - start
     if errors:
@@ -94,7 +100,8 @@ def _config(folder: Path) -> Path:
     path = folder / "langgraph.json"
     path.write_text(json.dumps({
         "dependencies": [str(HERE)],
-        "graphs": {"payment": str(HERE / "server_graph.py") + ":graph"},
+        "graphs": {"payment": str(HERE / "server_graph.py") + ":graph",
+                   "payment_wait": str(HERE / "server_graph.py") + ":waiting_graph"},
     }))
     return path
 
@@ -161,7 +168,7 @@ def _run_setup(label: str, args: argparse.Namespace, workers: int | None) -> dic
             _wait_up(url, procs[0])
             roles = _roles(procs, database)
             before = {role: _cpu(pids) for role, pids in roles().items()}
-            result = asyncio.run(measure(url, args.clients, args.seconds))
+            result = asyncio.run(measure(url, args.clients, args.seconds, args.wait))
             after = {role: _cpu(pids) for role, pids in roles().items()}
         finally:
             _stop(procs)
@@ -241,7 +248,7 @@ def _run_reference(label: str, args: argparse.Namespace) -> dict:
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_up(url, proc)
-            result = asyncio.run(measure(url, args.clients, args.seconds))
+            result = asyncio.run(measure(url, args.clients, args.seconds, args.wait))
         except BaseException:
             print((Path(tmp) / "reference.log").read_text()[-3000:], file=sys.stderr)
             raise
@@ -294,12 +301,17 @@ def main() -> None:
                         help="also bench the reference server (langgraph dev) of this venv")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the reference server even with --reference-venv")
+    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="the graph whose node waits SECONDS each time it runs (as a "
+                        "model call does): runs hold worker slots, not CPU")
     args = parser.parse_args()
+    if args.wait:
+        print(f"the graph's node waits {args.wait} s each time it runs", flush=True)
     print(f"{args.clients} clients, {args.seconds:.0f} s per setup; cpu count "
           f"{os.cpu_count()}; load average {_load()}", flush=True)
     if args.url is not None:
         _wait_up(args.url, None)
-        result = asyncio.run(measure(args.url, args.clients, args.seconds))
+        result = asyncio.run(measure(args.url, args.clients, args.seconds, args.wait))
         print(f"server {args.url}: {json.dumps({k: round(v, 2) for k, v in result.items()})}")
         return
     results: dict[str, dict] = {}

@@ -1,11 +1,13 @@
-"""The graph ``bench/server.py`` serves: pay after a person approves (``interrupt()``).
+"""The graphs ``bench/server.py`` serves: pay after a person approves (``interrupt()``);
+``waiting_graph`` (``--wait``) waits first, as a node calling a model does.
 
 Plain LangGraph-API code with no checkpointer, so threadloom and the reference server
 can both serve it (the reference after renaming the import)."""
 
 from __future__ import annotations
 
-from typing import TypedDict
+import asyncio
+from typing import NotRequired, TypedDict
 
 try:  # threadloom; the reference server imports langgraph instead
     from threadloom.graph import END, START, StateGraph
@@ -18,6 +20,7 @@ except ImportError:  # pragma: no cover - only in the reference server's venv
 class Payment(TypedDict):
     amount: int
     outcome: str
+    wait: NotRequired[float]
 
 
 def pay(state: Payment) -> dict:
@@ -30,3 +33,18 @@ builder.add_node("pay", pay)
 builder.add_edge(START, "pay")
 builder.add_edge("pay", END)
 graph = builder.compile()
+
+
+async def pay_after_waiting(state: Payment) -> dict:
+    """``pay``, after waiting ``wait`` seconds (as a node calling a model waits): runs
+    then hold a worker's slot without using its CPU."""
+    await asyncio.sleep(state.get("wait", 0.0))
+    answer = interrupt({"approve": f"pay {state['amount']}?"})
+    return {"outcome": "paid" if answer == "approve" else "refused"}
+
+
+waiting_builder = StateGraph(Payment)
+waiting_builder.add_node("pay", pay_after_waiting)
+waiting_builder.add_edge(START, "pay")
+waiting_builder.add_edge("pay", END)
+waiting_graph = waiting_builder.compile()

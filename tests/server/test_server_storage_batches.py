@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -220,6 +221,52 @@ def test_a_short_runs_events_go_with_its_end(fresh_postgres_database: str) -> No
     assert len({at for _, at in rows}) == 1  # one transaction: the run's end
 
 
+def test_only_a_streamed_runs_events_are_written_before_its_end(
+    fresh_postgres_database: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run a client streams has its events written as they come (in batches of
+    ``_Outbox.delay``); one a client waits for (``runs.wait``) has them written with its
+    end when it ends within ``_Outbox.quiet_delay`` - one statement instead of two."""
+    import threading
+
+    import psycopg
+    from langgraph_sdk import get_sync_client
+
+    from tests.server.conftest import API_KEYS, GRAPHS, HERE
+    from threadloom.server import background_server, load_config
+    from threadloom.server.executor import _Outbox
+
+    monkeypatch.setattr(_Outbox, "quiet_delay", 3600.0)  # every run here ends first
+    config = load_config(None, graphs=dict(GRAPHS), api_keys=dict(API_KEYS), base_dir=HERE,
+                         database=fresh_postgres_database)
+    with background_server(config, run_worker=True) as url:
+        client = get_sync_client(url=str(url), api_key="key-alice", timeout=60)
+
+        def open_gate(tag: str) -> None:  # the run's second node waits for it
+            time.sleep(0.5)
+            client.store.put_item(["gates"], tag, {"open": True})
+
+        runs = {}
+        for how in ("stream", "wait"):
+            tid = client.threads.create()["thread_id"]
+            gate = threading.Thread(target=open_gate, args=(how,))
+            gate.start()
+            body = {"input": {"log": []}, "config": {"configurable": {"tag": how}}}
+            if how == "stream":
+                list(client.runs.stream(tid, "slow", **body))
+            else:
+                out = client.runs.wait(tid, "slow", **body)
+                assert out["log"] == ["first:wait", "second:wait"], out
+            gate.join()
+            runs[how] = client.runs.list(tid)[0]["run_id"]
+    with psycopg.connect(fresh_postgres_database, autocommit=True) as conn:
+        written = {how: {at for (at,) in conn.execute(
+            "SELECT at FROM server_run_events WHERE run_id = %s", (run_id,))}
+            for how, run_id in runs.items()}
+    assert len(written["stream"]) > 1  # its first events went before its end
+    assert len(written["wait"]) == 1  # all with its end: one transaction
+
+
 def test_a_claim_on_postgres_carries_each_runs_assistant(fresh_postgres_database: str
                                                          ) -> None:
     """A claimed run holds its assistant's record as of the claim (read in the claim's
@@ -417,3 +464,156 @@ def test_a_run_heard_of_before_its_queueing_returned_is_read_at_once(
             assert got == [("values", 0), ("__result__", 1)]
 
     asyncio.run(scenario())
+
+
+def _claims(statements: list[str]) -> list[str]:
+    """Which claims of ``statements`` looked at every queued run (``scan``) and which
+    at the runs named by notifications (``named``)."""
+    return ["named" if "r.seq = ANY(" in s else "scan"
+            for s in statements if "WITH next AS" in s]
+
+
+async def _hear(worker: Any, count: int) -> None:
+    """Until the worker's storage has heard ``count`` runs queued."""
+    for _ in range(500):
+        if len(worker._claim_hints) >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"heard {len(worker._claim_hints)} of {count} queued runs")
+
+
+def test_a_worker_claims_the_runs_it_heard_of_by_their_key(
+    fresh_postgres_database: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After its first look at every queued run, a worker claims the runs whose queueing
+    it heard of by their keys (not walking the index of queued runs, which a busy
+    server fills with entries of runs no longer queued), oldest first, keeping the
+    named runs a full claim did not reach for the next one."""
+    import psycopg
+
+    statements: list[str] = []
+    execute = psycopg.AsyncConnection.execute
+
+    async def counted(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        statements.append(" ".join(str(query).split()))
+        return await execute(self, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "execute", counted)
+
+    async def scenario() -> None:
+        async with api_and_worker(fresh_postgres_database) as (api, worker):
+            assert await worker.claim_runs("w", 30.0, 4) == []  # the first look: all
+            threads = [await _thread(api) for _ in range(3)]
+            queued = [await _queue(api, tid) for tid in threads]
+            await _hear(worker, 3)
+            statements.clear()
+            got = [r["run_id"] for r in await worker.claim_runs("w", 30.0, 2)]
+            assert got == queued[:2]
+            got = [r["run_id"] for r in await worker.claim_runs("w", 30.0, 2)]
+            assert got == queued[2:]
+            assert _claims(statements) == ["named", "named"]
+            # nothing named left: the next claim looks at every queued run
+            assert await worker.claim_runs("w", 30.0, 2) == []
+            assert _claims(statements) == ["named", "named", "scan"]
+            # a run a full look took: its notification, heard after, names nothing
+            worker._scan_asked = True
+            late = await _queue(api, await _thread(api))
+            assert [r["run_id"] for r in await worker.claim_runs("w", 30.0, 2)] == [late]
+            await asyncio.sleep(0.3)  # (its notification has come by now)
+            assert not worker._claim_hints
+
+    asyncio.run(scenario())
+
+
+def test_runs_named_but_not_claimable_yet_are_claimed_by_a_later_full_look(
+    fresh_postgres_database: str,
+) -> None:
+    """A run heard of while its thread is busy is claimed once that thread's run ends
+    (whose notification asks for a full look); a run queued for later
+    (``after_seconds``), at the first claim at least ``full_scan_seconds`` after its
+    time came - while other runs keep being named."""
+    async def scenario() -> None:
+        async with api_and_worker(fresh_postgres_database) as (api, worker):
+            worker.full_scan_seconds = 0.3
+            assert await worker.claim_runs("w", 30.0, 4) == []
+            busy = await _thread(api)
+            first = await _queue(api, busy)
+            second = await _queue(api, busy)  # behind ``first``
+            await _hear(worker, 2)
+            assert [r["run_id"] for r in await worker.claim_runs("w", 30.0, 4)] == [first]
+            assert await worker.claim_runs("w", 30.0, 4) == []
+            await worker.end_run(first, "success", thread={"status": "idle"},
+                                 events=[("__result__", b"null")], keep=False)
+            for _ in range(500):  # the end's notification: look at every queued run
+                if worker._scan_asked:
+                    break
+                await asyncio.sleep(0.01)
+            assert [r["run_id"] for r in await worker.claim_runs("w", 30.0, 4)] == [second]
+
+            now = now_iso()
+            later, _ = await api.create_run(
+                {"run_id": new_id(), "thread_id": await _thread(api), "assistant_id": "a",
+                 "created_at": now, "updated_at": now, "metadata": {}, "kwargs": {},
+                 "run_at": time.time() + 0.5},
+                multitask_strategy="enqueue",
+            )
+            await _hear(worker, 1)
+            assert await worker.claim_runs("w", 30.0, 4) == []  # named, not yet due
+            claimed: list[str] = []
+            for _ in range(100):  # other runs keep coming, each heard of and claimed
+                await _queue(api, await _thread(api))
+                await _hear(worker, 1)
+                claimed += [r["run_id"] for r in await worker.claim_runs("w", 30.0, 4)]
+                if later["run_id"] in claimed:
+                    break
+                await asyncio.sleep(0.05)
+            assert later["run_id"] in claimed
+
+    asyncio.run(scenario())
+
+
+def test_a_claim_of_named_runs_finds_them_by_key_in_its_generic_plan(
+    fresh_postgres_database: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The named claim's plan (generic, as a prepared statement's is after five runs)
+    looks its runs up by seq - not walking an index of active runs for the seq in its
+    second column - and the "no other active run of this thread" check by thread."""
+    import psycopg
+
+    statements: list[str] = []
+    execute = psycopg.AsyncConnection.execute
+
+    async def counted(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        statements.append(str(query))
+        return await execute(self, query, params, **kwargs)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "execute", counted)
+
+    async def scenario() -> None:
+        async with api_and_worker(fresh_postgres_database) as (api, worker):
+            await worker.claim_runs("w", 30.0, 4)
+            await _queue(api, await _thread(api))
+            await _hear(worker, 1)
+            statements.clear()
+            await worker.claim_runs("w", 30.0, 4)
+
+    asyncio.run(scenario())
+    [named] = [s for s in statements if "r.seq = ANY(" in s]
+    parts = named.split("%s")
+    numbered = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+    with psycopg.connect(fresh_postgres_database) as conn:
+        # a server's table: thousands of runs that ended, some active (planned with
+        # the statistics of such a table, not of an empty one)
+        conn.execute(
+            "INSERT INTO server_runs (run_id, thread_id, assistant_id, created_at, "
+            "updated_at, status, metadata, kwargs) SELECT 'r' || i, 't' || (i / 2), 'a', "
+            "'', '', CASE WHEN i % 100 = 0 THEN 'pending' ELSE 'success' END, '{}', '{}' "
+            "FROM generate_series(1, 5000) AS i")
+        conn.execute("ANALYZE server_runs")
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute(f"PREPARE named_claim (bigint[], int, text, float8, text) AS {numbered}")
+        plan = "\n".join(row[0] for row in conn.execute(
+            "EXPLAIN (COSTS OFF) EXECUTE named_claim ('{1,2}', 4, 'w', 30, 'now')"))
+        conn.rollback()
+    assert "Index Cond: (seq = ANY ($1))" in plan, plan
+    assert "Index Cond: (thread_id = r.thread_id)" in plan, plan

@@ -31,6 +31,12 @@ Layout (plain dicts, so a test can inspect or damage them):
   ``_Row(type, bytes, base_version, root_version)`` (a 4-tuple) for the items appended to
   ``base_version``, ``("empty", b"")`` for a channel in ``new_versions`` without a value.
 * ``writes[(thread, ns, checkpoint_id)][(task_id, idx)] = (task_id, channel, value, path)``.
+
+Beside them, kept up to date by every method that changes them: the threads in
+``list_threads`` order (``_threadorder.ThreadOrder``), and each thread's keys in ``blobs``
+and ``writes``, so that a page of ``list_threads``, an ``expire_paused`` call and deleting,
+pruning or copying a thread cost that page or those threads, not the whole saver. A test
+may damage or delete entries in place; an entry it adds is not one of its thread's.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from datetime import datetime, timedelta
 from functools import partial
+from itertools import islice
 from typing import Any, NamedTuple
 
 from threadloom.checkpoint._stored.auditcodec import open_text, reseal_text, seal_text
@@ -67,6 +74,7 @@ from threadloom.checkpoint._stored.records import (
     timestamp,
     validate_filter,
 )
+from threadloom.checkpoint._threadorder import Activity, ThreadOrder
 from threadloom.checkpoint._values.cache import ValueCache
 from threadloom.checkpoint._values.chains import (
     EMPTY,
@@ -227,8 +235,20 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         # their first long write (a thread started with a long input then appends from
         # its second write on, instead of storing the list whole twice)
         self._growing: set[str] = set()
-        # thread -> (newest created_at, newest checkpoint id); dropped by put, rebuilt lazily
-        self._activity: dict[str, tuple[float, str]] = {}
+        # threads in list_threads order, by (newest created_at, newest checkpoint id):
+        # every change of a thread's checkpoints keeps it up to date (``_threadorder``)
+        self._threads = ThreadOrder()
+        # thread -> the keys of its rows in ``blobs`` / ``writes`` (kept by every method
+        # that adds or deletes rows): deleting, pruning or copying one thread reads its own
+        # rows, not every thread's
+        self._blob_keys: dict[str, set[Key]] = {}
+        self._write_keys: dict[str, set[tuple[str, str, str]]] = {}
+        for blob_key in self.blobs:  # tables loaded from a file (PersistentDict)
+            self._blob_keys.setdefault(blob_key[0], set()).add(blob_key)
+        for write_key in self.writes:
+            self._write_keys.setdefault(write_key[0], set()).add(write_key)
+        for thread_id in self.storage:
+            self._refresh_thread(thread_id)
         # Fingerprint with the plain serializer under an encrypting one (its output differs
         # on every call; the plaintext encoding does not), as the SQL savers do.
         inner = getattr(self.serde, "serde", None)
@@ -603,6 +623,7 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                 else:
                     rows.append((key, (typ, blob)))
         stored = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+        created_at = timestamp(checkpoint.get("ts"))
         meta = dumps(dict(metadata),
                      metadata_place(thread_id, ns, checkpoint_id) if bind else None)
         # the conflict rule, for a run holding the thread's run lock (see ``lock_thread``)
@@ -636,13 +657,20 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                         key = (thread_id, ns, plan.channel, plan.version)
                         rows = [r for r in rows if r[0] != key]
                         rows.append((key, dumps(plans[i].payload, value_place(*key))))
+            owned = self._blob_keys.setdefault(thread_id, set())
             for key, row in rows:
                 if key not in blobs:  # a version is written once
                     blobs[key] = row
-            self.storage[thread_id].setdefault(ns, {})[checkpoint_id] = (stored, meta, parent_id)
+                    owned.add(key)
+            checkpoints = self.storage[thread_id].setdefault(ns, {})
+            replaced = checkpoint_id in checkpoints
+            checkpoints[checkpoint_id] = (stored, meta, parent_id)
             if head is None or checkpoint_id > head:
                 self._heads[head_key] = checkpoint_id
-            self._activity.pop(thread_id, None)
+            if replaced:  # its old created_at may have been the thread's newest
+                self._refresh_thread(thread_id)
+            else:
+                self._threads.add(thread_id, created_at, checkpoint_id)
             if first_long is not None:
                 self._long_lists.setdefault(head_key, set()).update(first_long)
             if plans is not None:
@@ -695,6 +723,7 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         dumps, _, bind = self._codec()
         with self._lock:
             bucket = self.writes[(thread_id, ns, checkpoint_id)]
+            self._write_keys.setdefault(thread_id, set()).add((thread_id, ns, checkpoint_id))
             for idx, (channel, value) in enumerate(writes):
                 key = (task_id, WRITES_IDX_MAP.get(channel, idx))
                 if key[1] >= 0 and key in bucket:
@@ -712,11 +741,11 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         for ns in self.storage.pop(thread_id, None) or ():
             self._heads.pop((thread_id, ns), None)
             self._long_lists.pop((thread_id, ns), None)
-        for key in [k for k in self.writes if k[0] == thread_id]:
-            del self.writes[key]
-        for blob_key in [k for k in self.blobs if k[0] == thread_id]:
-            del self.blobs[blob_key]
-        self._activity.pop(thread_id, None)
+        for key in self._write_keys.pop(thread_id, ()):
+            self.writes.pop(key, None)
+        for blob_key in self._blob_keys.pop(thread_id, ()):
+            self.blobs.pop(blob_key, None)  # (a test may have deleted it)
+        self._threads.discard(thread_id)
         self._delta.forget(thread_id)
         self._values.forget(thread_id)
         self.__dict__.get("_audit", {}).pop(thread_id, None)  # the log goes with its thread
@@ -724,35 +753,32 @@ class InMemorySaver(BaseCheckpointSaver[str]):
 
     # -- housekeeping ------------------------------------------------------------------
 
-    def _activity_of(self, thread_id: str) -> tuple[float, str] | None:
-        """(newest created_at, newest checkpoint id) of a thread, as the SQL savers order
-        threads; created_at is the checkpoint's ``ts``."""
-        got = self._activity.get(thread_id)
-        if got is None:
-            newest: tuple[float, str] | None = None
-            for checkpoints in (self.storage.get(thread_id) or {}).values():
-                for checkpoint_id, (stored, _meta, _parent) in checkpoints.items():
-                    at = timestamp(stored.get("ts"))
-                    if newest is None:
-                        newest = (at, checkpoint_id)
-                    else:
-                        newest = (max(newest[0], at), max(newest[1], checkpoint_id))
-            if newest is None:
-                return None
-            got = self._activity[thread_id] = newest
-        return got
+    def _refresh_thread(self, thread_id: str) -> None:
+        """Recompute the thread's place in ``_threads`` from its checkpoints (O(its
+        checkpoints): for the changes that may lower its newest, such as a prune); the
+        caller holds the lock."""
+        newest: Activity | None = None
+        for checkpoints in (self.storage.get(thread_id) or {}).values():
+            for checkpoint_id, (stored, _meta, _parent) in checkpoints.items():
+                at = timestamp(stored.get("ts"))
+                if newest is None:
+                    newest = (at, checkpoint_id)
+                else:
+                    newest = (max(newest[0], at), max(newest[1], checkpoint_id))
+        if newest is None:
+            self._threads.discard(thread_id)
+        else:
+            self._threads.set(thread_id, newest)
 
     def list_threads(self, limit: int | None = None) -> builtins.list[str]:
-        """Thread ids, the one with the newest checkpoint first."""
+        """Thread ids, the one with the newest checkpoint first (by newest created_at -
+        the checkpoint's ``ts`` - then newest checkpoint id, then thread id ascending, as
+        the SQL savers order them): ``limit=N`` reads N entries of ``_threads``."""
         with self._lock:
-            found = []
-            for thread_id in list(self.storage):
-                activity = self._activity_of(thread_id)
-                if activity is not None:
-                    found.append((activity, thread_id))
-        found.sort(key=lambda x: x[1])  # ties: by thread id, ascending
-        found.sort(key=lambda x: x[0], reverse=True)
-        ids = [thread_id for _, thread_id in found]
+            threads = self._threads.newest()
+            if limit is not None and int(limit) >= 0:
+                return builtins.list(islice(threads, int(limit)))
+            ids = builtins.list(threads)
         return ids if limit is None else ids[: int(limit)]
 
     def prune(
@@ -814,6 +840,7 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                 if (ns, checkpoint_id) in picked:
                     del checkpoints[checkpoint_id]
                     self.writes.pop((thread_id, ns, checkpoint_id), None)
+                    self._write_keys.get(thread_id, set()).discard((thread_id, ns, checkpoint_id))
                     dropped += 1
                     continue
                 versions = checkpoints[checkpoint_id][0].get("channel_versions") or {}
@@ -829,16 +856,22 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             del self.storage[thread_id]
         if not dropped:
             return 0
-        bases = {
-            k: (row[2] if len(row) > 2 else None)
-            for k, row in self.blobs.items()
-            if k[0] == thread_id
-        }
+        self._refresh_thread(thread_id)
+        owned = self._blob_keys.get(thread_id, set())
+        bases = {}
+        for key in owned:
+            row = self.blobs.get(key)
+            if row is not None:
+                bases[key] = row[2] if len(row) > 2 else None
         keep = needed_keys(referenced, bases)
         for key in bases:
             if key not in keep:
                 del self.blobs[key]
-        self._activity.pop(thread_id, None)
+                owned.discard(key)
+        if not owned:  # (a thread pruned of everything)
+            self._blob_keys.pop(thread_id, None)
+        if not self._write_keys.get(thread_id, True):
+            del self._write_keys[thread_id]
         self._delta.forget(thread_id)
         self._values.forget(thread_id)
         return dropped
@@ -863,12 +896,14 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             # sealed anew for the target thread, all of them before anything is stored.
             storage = {ns: dict(cps) for ns, cps in per_ns.items()}
             blobs = {
-                (target, *key[1:]): row for key, row in self.blobs.items() if key[0] == source
+                (target, *key[1:]): self.blobs[key]
+                for key in self._blob_keys.get(source, ())
+                if key in self.blobs
             }
             writes = {
-                (target, *key[1:]): dict(bucket)
-                for key, bucket in self.writes.items()
-                if key[0] == source
+                (target, *key[1:]): dict(self.writes[key])
+                for key in self._write_keys.get(source, ())
+                if key in self.writes
             }
             if binds(self.serde):
                 self._reseal_copy(source, target, storage, blobs, writes)
@@ -877,7 +912,11 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                 self._heads[(target, ns)] = max(checkpoints)
             self.blobs.update(blobs)
             self.writes.update(writes)
-            self._activity.pop(target, None)
+            self._blob_keys.setdefault(target, set()).update(blobs)
+            self._write_keys.setdefault(target, set()).update(writes)
+            newest = self._threads.get(source)
+            if newest is not None:  # the copies' ids and ts are the source's
+                self._threads.set(target, newest)
 
     def _reseal_copy(
         self,
@@ -928,13 +967,10 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         ``now`` defaults to the current UTC time (naive datetimes are taken as UTC).
         """
         cutoff = expiry_cutoff(older_than, now)
-        with self._lock:
-            expired = []
-            for thread_id in sorted(self.storage):
-                activity = self._activity_of(thread_id)
-                if activity is not None and activity[0] < cutoff:
-                    self._drop_thread(thread_id)
-                    expired.append(thread_id)
+        with self._lock:  # the oldest entries of ``_threads``: O(expired), not O(threads)
+            expired = sorted(self._threads.older_than(cutoff))
+            for thread_id in expired:
+                self._drop_thread(thread_id)
             return expired
 
     def stored_bytes(self, thread_id: str | None = None) -> int:

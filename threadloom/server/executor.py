@@ -166,7 +166,7 @@ async def execute_run(
     kwargs = run["kwargs"]
     keep = bool(kwargs.get("resumable"))
 
-    outbox = _Outbox(storage, run_id, keep)
+    outbox = _Outbox(storage, run_id, keep, streamed=bool(kwargs.get("_streamed")))
 
     async def publish(event: str, data: Any) -> None:
         await outbox.put(event, serde.dumps(data))
@@ -241,15 +241,25 @@ class _Outbox:
     run's end) does so for a batch already being written, and returns the events whose
     writer was still waiting, for the run's end to carry in its own transaction: a run
     ending within ``delay`` writes its events, result and end in one statement.
-    Elsewhere ``put`` writes the event at once."""
+    Elsewhere ``put`` writes the event at once.
+
+    ``streamed``: the run was asked for by a client streaming its events (``runs.stream``,
+    ``delay``); else (``runs.wait``, ``runs.create``: a client waits for the output, and
+    whoever joins the stream meanwhile sees its events in batches) the first event of a
+    batch waits ``quiet_delay``, so that most short runs write their events with their
+    end - one statement, one notification, instead of two each."""
 
     #: how long the first event of a batch waits for others (and for the run's end)
     delay = 0.05
+    #: the same for a run no client asked to stream
+    quiet_delay = 0.25
 
-    def __init__(self, storage: Any, run_id: str, keep: bool) -> None:
+    def __init__(self, storage: Any, run_id: str, keep: bool, *, streamed: bool = True
+                 ) -> None:
         self.storage = storage
         self.run_id = run_id
         self.keep = keep
+        self.streamed = streamed
         self.background = bool(getattr(storage, "shared", False))
         self.pending: list[tuple[str, bytes]] = []
         self.writer: asyncio.Task[None] | None = None
@@ -268,7 +278,7 @@ class _Outbox:
             self.writer = asyncio.create_task(self._write(), name=f"events-{self.run_id}")
 
     async def _write(self) -> None:
-        await asyncio.sleep(self.delay)
+        await asyncio.sleep(self.delay if self.streamed else self.quiet_delay)
         self.writing = True
         while self.pending:
             batch, self.pending = self.pending, []

@@ -42,7 +42,9 @@ async def _stream(request: Request, user: AuthUser, thread_id: str | None,
                   body: RunCreate) -> Response:
     server = server_of(request)
     data = body.data()
-    run, events = await server.runs.create(user, thread_id, data, listen=True)
+    # (its events are written as they come: see executor._Outbox)
+    run, events = await server.runs.create(user, thread_id, data, listen=True,
+                                           internal={"_streamed": True})
     assert events is not None
 
     async def disconnected() -> None:

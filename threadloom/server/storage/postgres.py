@@ -22,7 +22,8 @@ any machine, execute them. Everything they share is in the database:
   deleted.
 
 Wake-ups are LISTEN/NOTIFY on one connection per process, never polling:
-``threadloom_work`` (a run was queued or a thread freed: workers claim),
+``threadloom_work`` (a run was queued - its payload the run's seq, which workers
+claim by key - or a thread freed: workers claim, looking at every queued run),
 ``threadloom_run`` (a run ended: ``wait_run``), ``threadloom_cancel`` (a running run is
 to stop: the process running it cancels it) and ``threadloom_stream`` (a run published:
 its subscribers read the new rows) and ``threadloom_threads`` (a thread record changed:
@@ -188,6 +189,14 @@ MIGRATIONS: list[tuple[str, ...]] = [
             updated_at text NOT NULL
         )""",
     ),
+    (
+        # a claim's "no other run of this thread is active" looks at the thread's
+        # active runs only (server_runs_thread holds all the thread ever had); thread_id
+        # alone, so that the planner never takes it for a claim's lookup of runs by seq
+        # (server_runs_active's), walking all of it for the seq in its second column
+        "CREATE INDEX IF NOT EXISTS server_runs_active_thread ON server_runs (thread_id) "
+        "WHERE status IN ('pending', 'running')",
+    ),
 ]
 
 _NOTIFY = "SELECT pg_notify(%s, %s)"
@@ -228,6 +237,8 @@ class PostgresStorage(Storage):
 
     #: several processes share this storage: the API process need not run a worker
     shared = True
+    #: the longest a claim goes without looking at every queued run (``claim_runs``)
+    full_scan_seconds = 1.0
 
     def __init__(self, url: str, *, pool_size: int = 20, retain_seconds: float = 600.0
                  ) -> None:
@@ -255,6 +266,13 @@ class PostgresStorage(Storage):
         self._listener: Any = None
         self._listen_task: asyncio.Task | None = None
         self._work: asyncio.Event | None = None
+        # the runs queued since the last claim, as their notifications named them (see
+        # ``claim_runs``), and when the last claim looked at every queued run
+        self._claim_hints: set[int] = set()
+        self._scan_asked = True
+        self._last_scan = float("-inf")
+        # the runs full looks took lately: their notifications may come after
+        self._scanned: OrderedDict[int, None] = OrderedDict()
         self._run_waiters: dict[str, set[asyncio.Event]] = {}
         self._stream_waiters: dict[str, set[asyncio.Event]] = {}
         # run id -> {id of the run's newest event before them: events} of the stream
@@ -393,6 +411,7 @@ class PostgresStorage(Storage):
             self._wake_all()
 
     def _wake_all(self) -> None:
+        self._scan_asked = True  # notifications may have been missed
         if self._work is not None:
             self._work.set()
         self._threads_changed()
@@ -419,6 +438,11 @@ class PostgresStorage(Storage):
             for event in waiters:
                 event.set()
         elif channel == WORK:
+            if payload.isdigit():  # a run was queued: its seq
+                if int(payload) not in self._scanned:  # (else claimed here already)
+                    self._claim_hints.add(int(payload))
+            else:  # a thread freed, a run requeued...: look at every queued run
+                self._scan_asked = True
             if self._work is not None:
                 self._work.set()
         elif channel == RUN:
@@ -728,9 +752,9 @@ class PostgresStorage(Storage):
             rows = await self._rows(
                 f"WITH t AS (UPDATE server_threads SET status = 'busy', updated_at = %s{retag} "
                 "WHERE thread_id = %s RETURNING metadata), "
-                f"r AS ({_INSERT_RUN} RETURNING 1) "
-                "SELECT pg_notify(%s, ''), pg_notify(%s, %s), (SELECT metadata FROM t), "
-                "(SELECT count(*) FROM r)",
+                f"r AS ({_INSERT_RUN} RETURNING seq) "
+                "SELECT pg_notify(%s, (SELECT seq::text FROM r)), pg_notify(%s, %s), "
+                "(SELECT metadata FROM t), (SELECT count(*) FROM r)",
                 (record["updated_at"], *retag_args, record["thread_id"],
                  *_run_values(record, "enqueue"), WORK, THREADS, record["thread_id"]),
             )
@@ -840,7 +864,50 @@ class PostgresStorage(Storage):
         (relaxed by set_config in RETURNING, evaluated before its commit) - oldest first.
         No two of them are of one thread: only a thread's oldest pending run, and only
         while none of its runs is running, can be taken. Each carries its assistant's
-        record (``CLAIMED_ASSISTANT``), read in the same statement."""
+        record (``CLAIMED_ASSISTANT``), read in the same statement.
+
+        Which runs are looked at: those the notifications of their queueing named
+        (``_claim_hints``), each found by its key, while there are any and the last
+        look at every queued run is less than ``full_scan_seconds`` old; else every
+        queued run, oldest first. Looking at every queued run walks an index that, on a
+        busy server, is full of entries of runs that were queued a moment ago and are
+        not any more (each change of a run's status adds one; they go only when the
+        table is vacuumed): under load that walk was the most expensive statement the
+        server ran. The full look still comes at least every ``full_scan_seconds``,
+        when notifications may have been missed (the listening connection dropped), and
+        when a run may have become claimable without being queued (a thread freed,
+        a run requeued, a run's ``after_seconds`` past) - and when there is no run named
+        (so a claim coming back empty after a full look says no queued run is claimable;
+        after a named claim, only that no run heard of is)."""
+        limit = max(1, int(limit))
+        now = time.monotonic()
+        if (self._claim_hints and not self._scan_asked
+                and now - self._last_scan < self.full_scan_seconds):
+            hints = sorted(self._claim_hints)
+            self._claim_hints.clear()
+            rows = await self._claim(worker_id, lease_seconds, limit, hints)
+            if len(rows) == limit:
+                # a full claim: the named runs it did not reach may still be queued
+                taken = {row[-2] for row in rows}
+                self._claim_hints.update(seq for seq in hints if seq not in taken)
+            # (else each named run not taken is not claimable now: another worker took
+            # it, its thread is busy or its time has not come - a full look finds it)
+            return self._claimed(rows)
+        self._claim_hints.clear()
+        self._scan_asked = False
+        self._last_scan = now
+        rows = await self._claim(worker_id, lease_seconds, limit, None)
+        for row in rows:  # their notifications, if still to come, name nothing to claim
+            self._claim_hints.discard(row[-2])
+            self._scanned[row[-2]] = None
+        while len(self._scanned) > 1000:
+            self._scanned.popitem(last=False)
+        return self._claimed(rows)
+
+    async def _claim(self, worker_id: str, lease_seconds: float, limit: int,
+                     among: list[int] | None) -> list[tuple]:
+        """``claim_runs``'s statement: rows of claimed runs, each with its assistant's
+        record and its seq; ``among``: the seqs of the runs to look at (None: all)."""
         import psycopg
 
         try:
@@ -849,7 +916,7 @@ class PostgresStorage(Storage):
                     f"""
                     WITH next AS (
                         SELECT r.seq, r.assistant_id FROM server_runs r
-                        WHERE r.status = 'pending'
+                        WHERE r.status = 'pending' {"" if among is None else "AND r.seq = ANY(%s)"}
                           AND r.run_at <= extract(epoch FROM clock_timestamp())
                           AND NOT EXISTS (
                               SELECT 1 FROM server_runs o
@@ -870,15 +937,20 @@ class PostgresStorage(Storage):
                         {", ".join("a." + c.strip() for c in ASSISTANT_COLS.split(","))},
                         server_runs.seq, {_RELAXED}
                     """,
-                    (max(1, int(limit)), worker_id, float(lease_seconds), now_iso()),
+                    (*([] if among is None else [among]), limit, worker_id,
+                     float(lease_seconds), now_iso()),
                 )
-                rows = await cur.fetchall()
+                return await cur.fetchall()
         except psycopg.errors.UniqueViolation:
             # another worker started a run of one of those threads in between: the
             # partial unique index refused the claim; the next claim looks again
             if self._work is not None:
                 self._work.set()
             return []
+
+    @staticmethod
+    def _claimed(rows: list[tuple]) -> list[dict]:
+        """The runs of ``_claim``'s rows, oldest first, each with its assistant."""
         width = len(RUN_COLS.split(","))
         runs = []
         for row in sorted(rows, key=lambda row: row[-2]):
