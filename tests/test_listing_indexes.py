@@ -76,7 +76,7 @@ def test_sqlite_list_pages_walk_an_index(tmp_path: Path, config: Any) -> None:
     path = str(tmp_path / "many.sqlite")
     with SqliteSaver.from_conn_string(path) as saver:
         saver.setup()
-        _fill(saver, 60, 4)  # 240 checkpoints: two pages over all threads (100, the rest)
+        _fill(saver, 60, 4)  # 240 checkpoints: three pages over all threads (100, 100, 40)
         statements: list[str] = []
         saver.conn.set_trace_callback(statements.append)
         try:
@@ -86,7 +86,7 @@ def test_sqlite_list_pages_walk_an_index(tmp_path: Path, config: Any) -> None:
         # each page: its rows, and the pending writes of the page's keys
         pages = [s for s in statements if s.startswith("SELECT thread_id, checkpoint_ns, ")]
         writes = [s for s in statements if s.startswith("WITH c AS (SELECT thread_id")]
-        assert len(pages) == len(writes) == (2 if config is None else 1)
+        assert len(pages) == len(writes) == (3 if config is None else 1)
         for sql in pages:
             plan = saver.conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
             steps = [row[3] for row in plan]
@@ -121,9 +121,10 @@ def test_postgres_setup_creates_the_listing_indexes(fresh_postgres_database: str
     assert [t.checkpoint["channel_values"]["x"] for t in one] == [303, 302, 301, 300]
 
 
-def test_sqlite_list_reads_a_long_listing_in_long_pages(tmp_path: Path) -> None:
-    """After a first page of 100 (what a UI page or ``limit=10`` reads), a listing read
-    through loads 1,000 rows a query: 2,300 checkpoints take four queries, not 23."""
+def test_sqlite_list_reads_a_long_listing_in_pages_of_100(tmp_path: Path) -> None:
+    """On SQLite every page of a listing holds 100 rows (no round trip to save in-process;
+    see ``test_sqlite_listing_read_through_runs_no_collection``): 2,300 checkpoints take
+    24 queries (the last finds the end), and ``limit=10`` reads 10."""
     from threadloom.checkpoint.sqlite import SqliteSaver
 
     path = str(tmp_path / "long.sqlite")
@@ -138,7 +139,8 @@ def test_sqlite_list_reads_a_long_listing_in_long_pages(tmp_path: Path) -> None:
         finally:
             saver.conn.set_trace_callback(None)
     pages = [s for s in statements if s.startswith("SELECT thread_id, checkpoint_ns, ")]
-    assert len(pages) == 4 + 1
+    assert len(pages) == 24 + 1  # 23 full pages, the one that finds the end, limit=10
+    assert pages[-1].endswith("LIMIT 10") and all(p.endswith("LIMIT 100") for p in pages[:-1])
     assert len(ids) == len(set(ids)) == 2300 and ids == sorted(ids, reverse=True)
     assert [t.config["configurable"]["checkpoint_id"] for t in first] == ids[:10]
 
@@ -274,3 +276,69 @@ def test_sqlite_list_page_keeps_few_collected_objects_per_row(tmp_path: Path) ->
         finally:
             gc.enable()
     assert per_row <= 6, per_row
+
+
+def test_sqlite_listing_read_through_runs_no_collection(tmp_path: Path) -> None:
+    """On SQLite every page holds 100 rows (no round trip to save): what a page keeps
+    alive until it is handed out stays under the collector's young-generation threshold,
+    so a listing read through runs no collections of its own (pages of 1,000 ran about
+    one per 200 rows, each promoting the page, and so, now and then, a full collection of
+    the whole heap)."""
+    import gc
+
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "pages.sqlite")) as saver:
+        saver.setup()
+        _fill(saver, 400, 3)
+        list(saver.list(None))  # warm: the statements are prepared and cached
+        passes: list[dict[str, int]] = []
+
+        def count(phase: str, info: dict[str, int]) -> None:
+            if phase == "stop":
+                passes.append(info)
+
+        thresholds = gc.get_threshold()
+        gc.set_threshold(700, 10, 10)  # the interpreter's defaults
+        gc.callbacks.append(count)
+        try:
+            gc.collect()
+            passes.clear()
+            listed = sum(1 for _ in saver.list(None))
+        finally:
+            gc.callbacks.remove(count)
+            gc.set_threshold(*thresholds)
+    assert listed == 1200
+    assert len(passes) <= 1, passes
+
+
+def test_async_sqlite_listing_hops_to_a_thread_per_page(tmp_path: Path) -> None:
+    """``AsyncSqliteSaver.alist`` runs each page's query and decoding in a worker thread,
+    one hop a page, and makes the page's tuples on the loop (a hop per row cost ~50 us a
+    row, eight times the listing itself)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadloom.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    class Counting(ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            Counting.submitted += 1
+            return super().submit(fn, *args, **kwargs)
+
+    async def run() -> tuple[list[Any], list[Any], int]:
+        async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "a.sqlite")) as saver:
+            _fill(saver, 125, 2)
+            executor = Counting(max_workers=1)
+            asyncio.get_running_loop().set_default_executor(executor)
+            Counting.submitted = 0
+            listed = [t async for t in saver.alist(None)]
+            hops = Counting.submitted
+            return listed, list(saver.list(None)), hops
+
+    listed, synced, hops = asyncio.run(run())
+    assert hops == 3  # pages of 100, 100 and 50
+    assert [t.config for t in listed] == [t.config for t in synced] and len(listed) == 250
+    assert [t.checkpoint["channel_values"] for t in listed][:2] == [{"x": 12401}, {"x": 12400}]

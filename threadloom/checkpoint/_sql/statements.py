@@ -104,12 +104,12 @@ EXPIRE_BATCH = 200  # threads deleted per transaction by ``expire_paused``
 LONG_PAGE_SIZE = 1000  # checkpoints loaded by each round trip of ``list`` after the first
 
 
-def page_size(first: bool, remaining: int | None) -> int:
+def page_size(first: bool, remaining: int | None, long_page: int = LONG_PAGE_SIZE) -> int:
     """Checkpoints to load by ``list``'s next round trip: a short first page
-    (``PAGE_SIZE``: what ``limit=10``, a page of a UI, reads), then long ones (a listing
-    read through pays one round trip, one query plan and one value-cache pass per 1,000
-    rows, not 100)."""
-    size = PAGE_SIZE if first else LONG_PAGE_SIZE
+    (``PAGE_SIZE``: what ``limit=10``, a page of a UI, reads), then ``long_page`` ones
+    (the dialect's ``long_page``: over a network, a listing read through pays one round
+    trip, one query plan and one value-cache pass per 1,000 rows, not 100)."""
+    size = PAGE_SIZE if first else long_page
     return size if remaining is None else min(size, remaining)
 
 
@@ -266,6 +266,8 @@ class Dialect:
     # where the database has one (a put's thread row then follows its checkpoint's
     # insert without evaluating the put's checks again)
     changes: str | None = None
+    # checkpoints a page of ``list`` loads after the first (see ``page_size``)
+    long_page: int = LONG_PAGE_SIZE
 
     def probe(self, table: str, alias: str, keys: str, columns: Sequence[str], one: bool) -> str:
         """``FROM`` text joining the rows of ``keys`` (a CTE) to ``table`` (as ``alias``)
