@@ -401,3 +401,41 @@ def test_the_registration_migrates_a_database_of_the_previous_version(
             assert [r["run_id"] for r in claimed] == [before, after]
 
     asyncio.run(scenario())
+
+
+def test_choosing_the_worker_to_wake_counts_running_runs_by_index(
+    fresh_postgres_database: str,
+) -> None:
+    """The queueing statement's choice of a worker counts each live worker's running
+    runs through the partial index of running runs by worker - not walking the table of
+    every run the server ever had."""
+    import psycopg
+
+    from threadloom.server.storage.postgres import _WAKE, WORK, PostgresStorage
+
+    async def setup() -> None:
+        storage = PostgresStorage(fresh_postgres_database, pool_size=2)
+        await storage.setup()
+        await storage.close()
+
+    asyncio.run(setup())
+    with psycopg.connect(fresh_postgres_database) as conn:
+        # a server's table: thousands of runs that ended (their worker_id cleared),
+        # some queued, some running on four workers
+        conn.execute(
+            "INSERT INTO server_runs (run_id, thread_id, assistant_id, created_at, "
+            "updated_at, status, metadata, kwargs, worker_id) SELECT 'r' || i, 't' || i, "
+            "'a', '', '', CASE WHEN i % 100 = 0 THEN 'running' WHEN i % 100 = 1 THEN "
+            "'pending' ELSE 'success' END, '{}', '{}', CASE WHEN i % 100 = 0 THEN 'w' || "
+            "(i % 4) END FROM generate_series(1, 20000) AS i")
+        conn.execute("INSERT INTO server_workers SELECT 'w' || i, 'threadloom_worker_' || i, "
+                      "8, now(), now() + interval '1 min' FROM generate_series(0, 3) AS i")
+        conn.execute("ANALYZE server_runs")
+        conn.execute("ANALYZE server_workers")
+        plan = "\n".join(row[0] for row in conn.execute(
+            f"EXPLAIN (COSTS OFF) SELECT {_WAKE}", (WORK,)))
+        assert conn.execute(f"SELECT {_WAKE}", (WORK,)).fetchone()[0].startswith(
+            "threadloom_worker_")
+        conn.rollback()
+    assert "server_runs_running_worker" in plan, plan
+    assert "Seq Scan on server_runs" not in plan, plan
