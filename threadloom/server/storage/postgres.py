@@ -231,10 +231,11 @@ _NOTIFY = "SELECT pg_notify(%s, %s)"
 # The channel to notify of a queued run (its one parameter: WORK, the fallback): the
 # channel of one live registered worker - the least loaded (fewest running runs, a full
 # one last), at random among equals - else WORK (no worker registered: every worker
-# hears it, as workers that do not register expect). Who was not woken still claims
-# the run in its next look at every queued run (``claim_runs``), at most
-# ``full_scan_seconds`` later when idle: a run meant for a worker that cannot take it
-# (full, or dead before its registration went stale) waits no longer than that.
+# hears it, as workers that do not register expect). The others still claim the run in
+# their next look at every queued run (``claim_runs``): a worker with a free slot looks
+# at least every ``full_scan_seconds``, so a run meant for a worker that cannot take it
+# (full, or dead before its registration went stale) waits about that long at most
+# while another has room.
 _WAKE = (
     "coalesce((SELECT w.channel FROM server_workers w CROSS JOIN LATERAL (SELECT count(*) "
     "AS n FROM server_runs x WHERE x.worker_id = w.worker_id AND x.status = 'running') l "
@@ -421,8 +422,6 @@ class PostgresStorage(Storage):
             await self.checkpointer.aclose_run_locks()
         await self._pool.close()
 
-    # -- notifications -----------------------------------------------------------------
-
     # -- workers -----------------------------------------------------------------------
 
     async def register_worker(self, worker_id: str, slots: int) -> None:
@@ -488,8 +487,11 @@ class PostgresStorage(Storage):
                 log.warning("unregistering worker %s failed (its record goes stale)",
                             worker_id, exc_info=True)
 
+    # -- notifications -----------------------------------------------------------------
+
     def serve_workers_only(self) -> None:
-        """Listen only for queued runs and cancellations: a ``threadloom worker``
+        """Listen only for queued runs (``threadloom_work`` and this process's own
+        channel, which every process listens to) and cancellations: a ``threadloom worker``
         process follows no stream and waits for no run, so the notifications of every
         event published and every run ended need not wake it (each worker process would
         otherwise read them all). Its pool stays small (at most ``WORKER_POOL_SIZE``
@@ -897,8 +899,8 @@ class PostgresStorage(Storage):
                     "multitask strategy (interrupt, rollback, enqueue)."
                 )
             to_cancel = active if multitask_strategy in ("interrupt", "rollback") else []
-            # (not claimable before the runs to cancel end: their ends, with the run
-            # still queued, ask every worker to look at every queued run)
+            # (with runs to cancel, claimable only once they end: their ends, with this
+            # run still queued, ask every worker to look at every queued run)
             await cur.execute(
                 f"WITH r AS ({_INSERT_RUN} RETURNING seq) "
                 f"SELECT pg_notify({_WAKE}, (SELECT seq::text FROM r))",
