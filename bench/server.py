@@ -169,14 +169,53 @@ def _run_setup(label: str, args: argparse.Namespace, workers: int | None) -> dic
         try:
             _wait_up(url, procs[0])
             roles = _roles(procs, database)
+            statements = _statements(database) if database else None
             before = {role: _cpu(pids) for role, pids in roles().items()}
             result = asyncio.run(measure(url, args.clients, args.seconds, args.wait))
             after = {role: _cpu(pids) for role, pids in roles().items()}
+            counted = statements() if statements else None
         finally:
             _stop(procs)
     print(f"{label}: {json.dumps({k: round(v, 2) for k, v in result.items()})}", flush=True)
     print(f"  CPU ms per round trip: {_cpu_per_round_trip(before, after, result)}", flush=True)
+    if counted:
+        runs = 2 * result["round_trips"]
+        named, scans, taken, total = counted
+        print(f"  claim statements per run: {(named + scans) / runs:.2f} (by key "
+              f"{named / runs:.2f}, full looks {scans / runs:.2f}; runs taken per claim "
+              f"{taken / max(1, named + scans):.2f}); statements per round trip "
+              f"{total / result['round_trips']:.1f}", flush=True)
     return result
+
+
+def _statements(database: str) -> Callable[[], tuple[int, int, int, int]] | None:
+    """With ``pg_stat_statements`` (preloaded on the server), reset the bench database's
+    counts now; the function returning, from then: the claim statements by key and
+    with a full look, the runs they took, and all statements. None without it."""
+    import psycopg
+
+    try:
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            conn.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
+                         "WHERE datname = current_database()), 0)")
+    except psycopg.Error as exc:
+        print(f"  (no statement counts: {exc})", flush=True)
+        return None
+
+    def counts() -> tuple[int, int, int, int]:
+        with psycopg.connect(database, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT coalesce(sum(calls) FILTER (WHERE query LIKE '%WITH next AS%' AND "
+                "query LIKE '%r.seq = ANY(%'), 0), coalesce(sum(calls) FILTER (WHERE query "
+                "LIKE '%WITH next AS%' AND query NOT LIKE '%r.seq = ANY(%'), 0), "
+                "coalesce(sum(rows) FILTER (WHERE query LIKE '%WITH next AS%'), 0), "
+                "coalesce(sum(calls), 0) FROM pg_stat_statements WHERE dbid = (SELECT oid "
+                "FROM pg_database WHERE datname = current_database())").fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+    return counts
 
 
 def _roles(procs: list[subprocess.Popen], database: str | None

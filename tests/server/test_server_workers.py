@@ -65,6 +65,15 @@ def _running_by_worker(database: str) -> Counter:
     return Counter(int(r[0].split(":")[1]) for r in rows)
 
 
+def _registered(database: str) -> set[int]:
+    """The pids of the workers registered (``server_workers``)."""
+    import psycopg
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        rows = conn.execute("SELECT worker_id FROM server_workers").fetchall()
+    return {int(r[0].split(":")[1]) for r in rows}
+
+
 async def _kill_a_busy_worker(database: str, workers: list[subprocess.Popen]) -> int:
     """SIGKILL the worker holding the most running runs (at least two); its pid."""
     pids = {p.pid for p in workers}
@@ -101,9 +110,14 @@ def test_workers_take_over_the_runs_of_a_killed_worker(tmp_path: Path,
         for proc in workers:
             if proc.pid != killed:
                 assert proc.poll() is None, "a surviving worker stopped"
+        # each registered (a queued run's notification goes to one of them)
+        pids = {p.pid for p in workers}
+        assert _registered(database) & pids == pids
     finally:
         logs = [_stop(p) for p in workers]
     _check(database, killed, logs)
+    # those stopped by SIGTERM deleted their records; the killed one's is left to go stale
+    assert _registered(database) & pids == {killed}
 
 
 async def _scenario(url: str, database: str, workers: list[subprocess.Popen]) -> int:

@@ -3,6 +3,8 @@
 The embedded server runs one inside its own process; with PostgreSQL, ``threadloom
 worker`` processes run the same class against the shared database. A worker:
 
+* registers with the storage (``register_worker``: on PostgreSQL, a queued run's
+  notification then goes to one worker, not to all) and unregisters when it stops;
 * executes up to ``concurrency`` runs at once; claims as many runs as it has free slots
   in one call (``Storage.claim_runs``: one round trip on PostgreSQL), claims again when
   a run ends if the last claim filled every slot, and else sleeps in ``wait_for_work``
@@ -59,6 +61,8 @@ class Worker:
     async def start(self) -> None:
         """Start claiming runs in the background."""
         await self.storage.watch_cancellations(self._on_cancel)
+        # (a storage shared by several processes may then wake this one alone for a run)
+        await self.storage.register_worker(self.worker_id, self.concurrency)
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="threadloom-claim"),
             asyncio.create_task(self._lease_loop(), name="threadloom-lease"),
@@ -67,6 +71,9 @@ class Worker:
     async def stop(self) -> None:
         """Stop claiming; cancel the runs in progress (their leases hand them on)."""
         self._stopping = True
+        # first: no run is meant for this worker any more
+        with contextlib.suppress(Exception):
+            await self.storage.unregister_worker(self.worker_id)
         for task in self._tasks:
             task.cancel()
         running = [task for task, _ in self._running.values()]

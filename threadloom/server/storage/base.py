@@ -280,6 +280,18 @@ class Storage(abc.ABC):
         before ``setup``."""
         return None  # (SQLite: one process does everything)
 
+    async def register_worker(self, worker_id: str, slots: int) -> None:
+        """A ``Worker`` of this process (``worker_id``, running up to ``slots`` runs
+        at once) starts claiming runs. A storage shared by several processes may then
+        wake this process alone for some queued runs (PostgreSQL: one worker per run).
+        Never raises: a worker whose registration failed still claims runs, woken as
+        every worker is."""
+        return None  # (SQLite: one process, one worker)
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """The worker stops claiming runs (``register_worker``'s end). Never raises."""
+        return None
+
     async def end_run(
         self, run_id: str, status: str, *, thread: dict[str, Any] | None,
         events: Sequence[tuple[str, bytes]], keep: bool,

@@ -22,8 +22,11 @@ any machine, execute them. Everything they share is in the database:
   deleted.
 
 Wake-ups are LISTEN/NOTIFY on one connection per process, never polling:
-``threadloom_work`` (a run was queued - its payload the run's seq, which workers
-claim by key - or a thread freed: workers claim, looking at every queued run),
+``threadloom_worker_<random>``, each process's own channel (a run was queued for one of
+its workers: the payload is the run's seq, which the worker claims by key),
+``threadloom_work`` (a thread freed, a run requeued, the listening connection
+reopened...: an empty payload, and every worker claims, looking at every queued run;
+or a run was queued while no worker is registered: its seq),
 ``threadloom_run`` (a run ended: ``wait_run``), ``threadloom_cancel`` (a running run is
 to stop: the process running it cancels it) and ``threadloom_stream`` (a run published:
 its subscribers read the new rows) and ``threadloom_threads`` (a thread record changed:
@@ -31,6 +34,16 @@ the approval feed looks at what is pending, ``watch_threads``). Each NOTIFY is s
 the transaction making the change, so it arrives only once the change is visible. If
 the listening connection drops, it is reopened and every waiter is woken to look again
 (nothing is lost: the state is in the tables, the notifications only say when to look).
+
+A queued run wakes one worker, not all: each ``Worker`` registers in ``server_workers``
+(``register_worker``: its id, its process's channel, its slots; renewed every
+``registration_seconds``, deleted when it stops) and the statement queueing a run
+notifies the channel of the least loaded live worker - chosen in that statement
+(``_WAKE``) - or ``threadloom_work`` when none is registered. The others do not claim
+for it (with N workers, N claims and N wake-ups a run would cost, all but one taking
+nothing); every idle worker still looks at every queued run at least every
+``full_scan_seconds``, so a run meant for a worker that does not take it (full, or
+dead before its record went stale) is taken by another within about a second.
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -197,9 +211,36 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX IF NOT EXISTS server_runs_active_thread ON server_runs (thread_id) "
         "WHERE status IN ('pending', 'running')",
     ),
+    (
+        # the workers claiming runs (``register_worker``), each woken on a channel of its
+        # own: a queued run's notification goes to one of them (``_WAKE``)
+        """CREATE TABLE IF NOT EXISTS server_workers (
+            worker_id text PRIMARY KEY,
+            channel text NOT NULL,
+            slots integer NOT NULL,
+            seen_at timestamptz NOT NULL,
+            live_until timestamptz NOT NULL
+        )""",
+        # a worker's running runs, counted when choosing the one to wake
+        "CREATE INDEX IF NOT EXISTS server_runs_running_worker ON server_runs (worker_id) "
+        "WHERE status = 'running'",
+    ),
 ]
 
 _NOTIFY = "SELECT pg_notify(%s, %s)"
+# The channel to notify of a queued run (its one parameter: WORK, the fallback): the
+# channel of one live registered worker - the least loaded (fewest running runs, a full
+# one last), at random among equals - else WORK (no worker registered: every worker
+# hears it, as workers that do not register expect). The others still claim the run in
+# their next look at every queued run (``claim_runs``): a worker with a free slot looks
+# at least every ``full_scan_seconds``, so a run meant for a worker that cannot take it
+# (full, or dead before its registration went stale) waits about that long at most
+# while another has room.
+_WAKE = (
+    "coalesce((SELECT w.channel FROM server_workers w CROSS JOIN LATERAL (SELECT count(*) "
+    "AS n FROM server_runs x WHERE x.worker_id = w.worker_id AND x.status = 'running') l "
+    "WHERE w.live_until > now() ORDER BY l.n >= w.slots, l.n, random() LIMIT 1), %s)"
+)
 _INSERT_RUN = (  # the parameters: _run_values
     "INSERT INTO server_runs (run_id, thread_id, assistant_id, created_at, updated_at, "
     "status, metadata, kwargs, multitask_strategy, run_at) "
@@ -239,6 +280,9 @@ class PostgresStorage(Storage):
     shared = True
     #: the longest a claim goes without looking at every queued run (``claim_runs``)
     full_scan_seconds = 1.0
+    #: how often a registered worker's row is renewed (``register_worker``); it counts
+    #: as live for three such periods
+    registration_seconds = 2.0
 
     def __init__(self, url: str, *, pool_size: int = 20, retain_seconds: float = 600.0
                  ) -> None:
@@ -291,6 +335,13 @@ class PostgresStorage(Storage):
         self._leader: Any = None
         self._duties: set[str] = set()
         self._channels: tuple[str, ...] = (WORK, RUN, CANCEL, STREAM, THREADS)
+        #: this process's own channel (listened to as well): a run queued for one of
+        #: its workers (``register_worker``)
+        self.channel = f"threadloom_worker_{secrets.token_hex(8)}"
+        self._registered: dict[str, int] = {}  # worker id -> slots
+        self._register_task: asyncio.Task | None = None
+        self._register_lock = asyncio.Lock()
+        self._register_failed = False
         self._pool_bounds: tuple[int, int] | None = None
 
     # -- plumbing ----------------------------------------------------------------------
@@ -356,6 +407,8 @@ class PostgresStorage(Storage):
         self._listen_task = asyncio.create_task(self._listen_loop(), name="threadloom-listen")
 
     async def close(self) -> None:
+        for worker_id in list(self._registered):  # (a worker not stopped: gone now)
+            await self.unregister_worker(worker_id)
         self._closed = True
         if self._listen_task is not None:
             self._listen_task.cancel()
@@ -369,10 +422,76 @@ class PostgresStorage(Storage):
             await self.checkpointer.aclose_run_locks()
         await self._pool.close()
 
+    # -- workers -----------------------------------------------------------------------
+
+    async def register_worker(self, worker_id: str, slots: int) -> None:
+        """Record the worker in ``server_workers`` with this process's channel (see
+        ``_WAKE``), and renew the record every ``registration_seconds`` until
+        ``unregister_worker`` (a worker that dies stops renewing it: it goes stale, and
+        is deleted an hour later by another registration). A failed write is logged and
+        tried again at the next renewal; meanwhile runs reach the worker by the looks
+        at every queued run (when other workers are registered) or by the broadcast
+        (when none is)."""
+        self._registered[worker_id] = max(1, int(slots))
+        await self._register()
+        if self._register_task is None or self._register_task.done():
+            self._register_task = asyncio.create_task(
+                self._register_loop(), name="threadloom-register"
+            )
+
+    async def _register_loop(self) -> None:
+        while self._registered and not self._closed:
+            await asyncio.sleep(self.registration_seconds)
+            await self._register()
+
+    async def _register(self) -> None:
+        """Write (or renew) the records of this process's registered workers."""
+        async with self._register_lock:
+            if not self._registered or self._closed:
+                return
+            try:
+                # relaxed: a record lost with the last commits is written again soon
+                await self._rows(
+                    "WITH gone AS (DELETE FROM server_workers WHERE live_until < now() - "
+                    "interval '1 hour') INSERT INTO server_workers (worker_id, channel, "
+                    "slots, seen_at, live_until) SELECT w, %s, s, now(), now() + "
+                    "make_interval(secs => %s) FROM unnest(%s::text[], %s::int[]) AS "
+                    "u(w, s) ON CONFLICT (worker_id) DO UPDATE SET channel = "
+                    "excluded.channel, slots = excluded.slots, seen_at = excluded.seen_at, "
+                    f"live_until = excluded.live_until RETURNING {_RELAXED}",
+                    (self.channel, 3.0 * self.registration_seconds, list(self._registered),
+                     list(self._registered.values())),
+                )
+            except Exception:
+                if not self._register_failed:
+                    log.warning("registering worker(s) %s failed; they are woken as "
+                                "unregistered workers are until it succeeds",
+                                ", ".join(self._registered), exc_info=True)
+                self._register_failed = True
+                return
+            if self._register_failed:
+                log.info("worker(s) %s registered", ", ".join(self._registered))
+            self._register_failed = False
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        """Delete the worker's record: no run is meant for it any more."""
+        async with self._register_lock:
+            self._registered.pop(worker_id, None)
+            if not self._registered and self._register_task is not None:
+                self._register_task.cancel()
+                self._register_task = None
+            try:
+                await self._rows("DELETE FROM server_workers WHERE worker_id = %s",
+                                 (worker_id,))
+            except Exception:
+                log.warning("unregistering worker %s failed (its record goes stale)",
+                            worker_id, exc_info=True)
+
     # -- notifications -----------------------------------------------------------------
 
     def serve_workers_only(self) -> None:
-        """Listen only for queued runs and cancellations: a ``threadloom worker``
+        """Listen only for queued runs (``threadloom_work`` and this process's own
+        channel, which every process listens to) and cancellations: a ``threadloom worker``
         process follows no stream and waits for no run, so the notifications of every
         event published and every run ended need not wake it (each worker process would
         otherwise read them all). Its pool stays small (at most ``WORKER_POOL_SIZE``
@@ -384,7 +503,7 @@ class PostgresStorage(Storage):
         import psycopg
 
         conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-        for channel in self._channels:
+        for channel in (*self._channels, self.channel):
             await conn.execute(f"LISTEN {channel}")
         self._listener = conn
 
@@ -437,7 +556,7 @@ class PostgresStorage(Storage):
                         del batches[min(batches)]
             for event in waiters:
                 event.set()
-        elif channel == WORK:
+        elif channel == WORK or channel == self.channel:  # (its own: for it alone)
             if payload.isdigit():  # a run was queued: its seq
                 if int(payload) not in self._scanned:  # (else claimed here already)
                     self._claim_hints.add(int(payload))
@@ -753,7 +872,7 @@ class PostgresStorage(Storage):
                 f"WITH t AS (UPDATE server_threads SET status = 'busy', updated_at = %s{retag} "
                 "WHERE thread_id = %s RETURNING metadata), "
                 f"r AS ({_INSERT_RUN} RETURNING seq) "
-                "SELECT pg_notify(%s, (SELECT seq::text FROM r)), pg_notify(%s, %s), "
+                f"SELECT pg_notify({_WAKE}, (SELECT seq::text FROM r)), pg_notify(%s, %s), "
                 "(SELECT metadata FROM t), (SELECT count(*) FROM r)",
                 (record["updated_at"], *retag_args, record["thread_id"],
                  *_run_values(record, "enqueue"), WORK, THREADS, record["thread_id"]),
@@ -780,7 +899,13 @@ class PostgresStorage(Storage):
                     "multitask strategy (interrupt, rollback, enqueue)."
                 )
             to_cancel = active if multitask_strategy in ("interrupt", "rollback") else []
-            await cur.execute(_INSERT_RUN, _run_values(record, multitask_strategy))
+            # (with runs to cancel, claimable only once they end: their ends, with this
+            # run still queued, ask every worker to look at every queued run)
+            await cur.execute(
+                f"WITH r AS ({_INSERT_RUN} RETURNING seq) "
+                f"SELECT pg_notify({_WAKE}, (SELECT seq::text FROM r))",
+                (*_run_values(record, multitask_strategy), WORK),
+            )
             await cur.execute(
                 f"UPDATE server_threads SET status = 'busy', updated_at = %s{retag} "
                 "WHERE thread_id = %s RETURNING metadata",
@@ -788,7 +913,6 @@ class PostgresStorage(Storage):
             )
             # (read only when it matters: reading waits for the reply, a round trip)
             stored = await cur.fetchone() if thread_metadata is not None else None
-            await cur.execute(_NOTIFY, (WORK, ""))
             await cur.execute(_NOTIFY, (THREADS, record["thread_id"]))
         await self._retag(record["thread_id"], thread_metadata, stored and stored[0])
         return self._created(record, multitask_strategy), to_cancel
