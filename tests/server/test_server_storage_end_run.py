@@ -251,3 +251,45 @@ def test_end_run_on_postgres_refuses_metadata_and_changes_nothing(
             await storage.close()
 
     asyncio.run(scenario())
+
+
+def test_end_run_on_postgres_notifies_the_end_and_the_thread_change_at_once(
+    fresh_postgres_database: str,
+) -> None:
+    """A run's end that changes its thread's record sends one notification for both
+    (PostgreSQL wakes every listening connection for each): ``threadloom_run`` with the
+    run's and the thread's ids, none on ``threadloom_threads``. Whoever waits for the run
+    wakes, and so do the approval feed's watchers (``watch_threads``)."""
+    import psycopg
+
+    from threadloom.server.storage.postgres import RUN, THREADS
+
+    async def scenario() -> None:
+        async with api_and_worker(fresh_postgres_database) as (api, worker):
+            changed = asyncio.Event()
+            api.watch_threads(changed.set)
+            tid = await _thread(api)
+            run_id = await _queue(api, tid)
+            assert (await worker.claim_run("w", 30.0))["run_id"] == run_id
+            waiting = asyncio.ensure_future(api.wait_run(run_id, 30.0))
+            listener = await psycopg.AsyncConnection.connect(fresh_postgres_database,
+                                                             autocommit=True)
+            try:
+                await listener.execute(f"LISTEN {RUN}")
+                await listener.execute(f"LISTEN {THREADS}")
+                await asyncio.sleep(0.2)
+                changed.clear()
+                await worker.end_run(run_id, "success", thread={
+                    "values": {"x": 1}, "status": "idle", "state_updated": True,
+                }, events=[], keep=False)
+                heard = []
+                async for note in listener.notifies(timeout=1.0):
+                    heard.append((note.channel, note.payload))
+            finally:
+                await listener.close()
+            assert heard == [(RUN, f"{run_id} {tid}")]
+            run = await asyncio.wait_for(waiting, 5.0)
+            assert run is not None and run["status"] == "success"
+            await asyncio.wait_for(changed.wait(), 5.0)
+
+    asyncio.run(scenario())

@@ -27,7 +27,9 @@ its workers: the payload is the run's seq, which the worker claims by key),
 ``threadloom_work`` (a thread freed, a run requeued, the listening connection
 reopened...: an empty payload, and every worker claims, looking at every queued run;
 or a run was queued while no worker is registered: its seq),
-``threadloom_run`` (a run ended: ``wait_run``), ``threadloom_cancel`` (a running run is
+``threadloom_run`` (a run ended: ``wait_run``; when its end changed the thread's record
+too, the payload is the run's id and the thread's, and the approval feed looks again as
+for ``threadloom_threads``), ``threadloom_cancel`` (a running run is
 to stop: the process running it cancels it) and ``threadloom_stream`` (a run published:
 its subscribers read the new rows) and ``threadloom_threads`` (a thread record changed:
 the approval feed looks at what is pending, ``watch_threads``). Each NOTIFY is sent in
@@ -564,9 +566,12 @@ class PostgresStorage(Storage):
                 self._scan_asked = True
             if self._work is not None:
                 self._work.set()
-        elif channel == RUN:
-            for event in self._run_waiters.get(payload, ()):
+        elif channel == RUN:  # a run ended (``<run id>[ <its thread's id>]``)
+            run_id, _, thread_id = payload.partition(" ")
+            for event in self._run_waiters.get(run_id, ()):
                 event.set()
+            if thread_id:  # and its thread's record changed (``end_run``)
+                self._threads_changed()
         elif channel == THREADS:
             self._threads_changed()
         elif channel == CANCEL:
@@ -1508,12 +1513,15 @@ def _end_run_statement(run_id: str, status: str, fields: dict[str, Any],
     args: list[Any] = [run_id, run_id, status, now, run_id, run_id, *set_args,
                        *status_args, bool(fields)]
     notes = [
-        "(SELECT pg_notify(%s, thread_id) FROM t)",
-        "CASE WHEN r.run_id IS NOT NULL THEN pg_notify(%s, r.run_id) END",
+        # the run ended and (its id, then the thread's) the thread's record changed: one
+        # notification for both, not one on THREADS too (PostgreSQL wakes every
+        # listening connection of the database for each notification)
+        "CASE WHEN r.run_id IS NOT NULL THEN pg_notify(%s, r.run_id || "
+        "coalesce(' ' || (SELECT thread_id FROM t), '')) END",
         # a run queued behind this one may start now
         "CASE WHEN (SELECT 'pending' = ANY(s) FROM o) THEN pg_notify(%s, '') END",
     ]
-    note_args: list[Any] = [THREADS, RUN, WORK]
+    note_args: list[Any] = [RUN, WORK]
     if events is not None:
         sql, values = _events_cte(run_id, [*((e, d, keep) for e, d in events),
                                            (CLOSED, b"", True)], when="(SELECT ok FROM ok)")
