@@ -293,6 +293,45 @@ def test_hot_path_round_trips(tmp_path: Any) -> None:
         assert steps == ["q", "b1"]
 
 
+def test_value_cache_keeps_scalar_values_decoded(tmp_path: Any) -> None:
+    """An immutable scalar (None, a bool, number, string or bytes) read once is kept as it
+    was decoded: later reads - listings and ``get_tuple`` - hand it out without decoding
+    its row again. Lists and dicts are still decoded or thawed anew for every reader."""
+    from checkpoint_conformance import cfg, make_cp
+
+    from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    decoded: list[Any] = []
+
+    class Counting(MsgpackSerializer):
+        def loads_typed(self, data: tuple[str, bytes]) -> Any:
+            value = super().loads_typed(data)
+            decoded.append(value)
+            return value
+
+    scalars = {"n": 7, "x": 0.5, "s": "text", "b": b"raw", "f": True, "z": None}
+    with SqliteSaver.from_conn_string(str(tmp_path / "sc.db"), serde=Counting()) as saver:
+        c = cfg("t")
+        for i in range(3):
+            values = {**scalars, "items": [i]}
+            versions = {ch: f"{i + 1:032d}" for ch in values}
+            c = saver.put(c, make_cp(values, versions), {"source": "loop", "step": i}, versions)
+        first = list(saver.list(None))
+        decoded.clear()
+        second = list(saver.list(None))
+        got = saver.get_tuple(cfg("t"))
+        assert got is not None
+        assert [t.checkpoint["channel_values"] for t in second] == [
+            t.checkpoint["channel_values"] for t in first
+        ]
+        assert got.checkpoint["channel_values"] == {**scalars, "items": [2]}
+        assert not [v for v in decoded if type(v) is not dict and not isinstance(v, list)]
+        assert [v for v in decoded if isinstance(v, list)]  # the lists: decoded anew
+        a, b = second[0].checkpoint["channel_values"], first[0].checkpoint["channel_values"]
+        assert a["items"] == b["items"] and a["items"] is not b["items"]
+
+
 def test_value_cache_hands_out_copies(tmp_path: Any) -> None:
     from checkpoint_conformance import cfg, make_cp
 
