@@ -332,6 +332,30 @@ def test_value_cache_keeps_scalar_values_decoded(tmp_path: Any) -> None:
         assert a["items"] == b["items"] and a["items"] is not b["items"]
 
 
+def test_a_listing_hands_each_checkpoint_its_own_list_of_a_shared_version(tmp_path: Any) -> None:
+    """Checkpoints of one page naming the same version of a list channel (it did not
+    change between them) each get a list of their own, from the value cache or not."""
+    from checkpoint_conformance import cfg, make_cp
+
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "sh.db")) as saver:
+        c = cfg("t")
+        v1 = f"{1:032d}"
+        for i in range(3):
+            n = f"{i + 1:032d}"
+            new = {"items": v1, "n": n} if i == 0 else {"n": n}
+            cp = make_cp({"items": [{"k": 1}], "n": i}, {"items": v1, "n": n})
+            c = saver.put(c, cp, {"source": "loop", "step": i}, new)
+        for _ in range(2):  # from the rows put, then with the cache emptied
+            tuples = list(saver.list(None))
+            lists = [t.checkpoint["channel_values"]["items"] for t in tuples]
+            assert lists == [[{"k": 1}]] * 3
+            assert len({id(x) for x in lists}) == 3
+            lists[0].append("mine")
+            assert lists[1] == lists[2] == [{"k": 1}]
+            saver.clear_cache()
+
 def test_value_cache_hands_out_copies(tmp_path: Any) -> None:
     from checkpoint_conformance import cfg, make_cp
 
