@@ -274,6 +274,8 @@ class SqlReads(SqlBase):
             clauses, filter_params = self.d.filter_sql(filter)
             where += clauses
             params += filter_params
+        if self.d.in_process:
+            return (yield from self._list_page_in_process(where, params, limit, after))
         if after is not None:
             where.append("(checkpoint_id, thread_id, checkpoint_ns) < (?, ?, ?)")
             params += list(after)
@@ -298,6 +300,43 @@ class SqlReads(SqlBase):
             ),
         )
         return (yield from self._load(rows or [], self._writes(write_rows), listing=True))
+
+    def _list_page_in_process(
+        self, where: list[str], params: list[Any], limit: int, after: tuple[str, str, str] | None
+    ) -> Op[ListedPage]:
+        """``list_page`` where a statement may wait for the one before (SQLite): the page,
+        then the pending writes of its checkpoints - the rows ``where`` selects between
+        the page's first and last keys, which are the page's rows - without reading its
+        keys again into a table of their own to join (as ``LIMIT`` would need)."""
+        page_where = list(where)
+        page_params = list(params)
+        if after is not None:
+            page_where.append("(checkpoint_id, thread_id, checkpoint_ns) < (?, ?, ?)")
+            page_params += after
+        sql = f"SELECT {_CP_COLUMNS} FROM {CHECKPOINTS}"
+        if page_where:
+            sql += " WHERE " + " AND ".join(f"({w})" for w in page_where)
+        sql += " ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC LIMIT ?"
+        rows = (yield Query(sql, [*page_params, limit], fetch=True)) or []
+        write_rows: Rows | None = None
+        if rows:
+            first, last = rows[0], rows[-1]
+            span = [
+                *where,
+                "(checkpoint_id, thread_id, checkpoint_ns) <= (?, ?, ?)",
+                "(checkpoint_id, thread_id, checkpoint_ns) >= (?, ?, ?)",
+            ]
+            found = f"SELECT thread_id, checkpoint_ns, checkpoint_id FROM {CHECKPOINTS} WHERE " + (
+                " AND ".join(f"({w})" for w in span)
+            )
+            write_rows = yield Query(
+                f"WITH c AS ({found}) SELECT {_WRITE_COLUMNS} FROM "
+                f"{self.d.probe(WRITES, 'x', 'c', _CP_KEY, one=False)} "
+                "ORDER BY x.task_path, x.task_id, x.idx",
+                [*params, first[2], first[0], first[1], last[2], last[0], last[1]],
+                fetch=True,
+            )
+        return (yield from self._load(rows, self._writes(write_rows), listing=True))
 
     def _split(
         self, rows: Rows | None
