@@ -318,6 +318,35 @@ async def test_list_pages_through_many_checkpoints(saver_kit: SaverKit) -> None:
     assert ids(await api.list(cfg(t.thread_id), filter={"step": 200})) == [made[200]]
 
 
+async def test_list_pages_carry_each_checkpoint_pending_writes(saver_kit: SaverKit) -> None:
+    """Every listed checkpoint has its own pending writes - first and last of each page
+    included - in a listing over all threads, one thread's, and a filtered one, while
+    another thread's checkpoints sit between the listed ones."""
+    api = saver_kit.api
+    main, other = Thread(api, tid()), Thread(api, tid("other"))
+    for i in range(230):
+        for t in (main, other):
+            await t.put(source="input" if i % 7 == 0 else "loop", x=i)
+            if t is main or i % 3 == 0:
+                await api.put_writes(t.config, [("w", f"{t.thread_id}-{i}"), ("v", i)], f"k{i}")
+    expected = {}
+    for t in (main, other):
+        for tup in await api.list(cfg(t.thread_id), limit=1000):
+            got = await api.get_tuple(tup.config)
+            assert got is not None
+            expected[tup.config["configurable"]["checkpoint_id"]] = got.pending_writes
+    assert sum(1 for w in expected.values() if w) == 230 + 77
+    for config, kw in [
+        (None, {}),
+        (cfg(main.thread_id), {}),
+        (None, {"filter": {"source": "input"}}),
+        (cfg(other.thread_id), {"filter": {"source": "loop"}}),
+    ]:
+        listed = await api.list(config, **kw)
+        assert listed
+        for tup in listed:
+            assert tup.pending_writes == expected[tup.config["configurable"]["checkpoint_id"]]
+
 async def test_list_across_namespaces_and_threads(saver_kit: SaverKit) -> None:
     api = saver_kit.api
     main = Thread(api, tid())

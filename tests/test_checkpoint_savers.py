@@ -293,6 +293,69 @@ def test_hot_path_round_trips(tmp_path: Any) -> None:
         assert steps == ["q", "b1"]
 
 
+def test_value_cache_keeps_scalar_values_decoded(tmp_path: Any) -> None:
+    """An immutable scalar (None, a bool, number, string or bytes) read once is kept as it
+    was decoded: later reads - listings and ``get_tuple`` - hand it out without decoding
+    its row again. Lists and dicts are still decoded or thawed anew for every reader."""
+    from checkpoint_conformance import cfg, make_cp
+
+    from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    decoded: list[Any] = []
+
+    class Counting(MsgpackSerializer):
+        def loads_typed(self, data: tuple[str, bytes]) -> Any:
+            value = super().loads_typed(data)
+            decoded.append(value)
+            return value
+
+    scalars = {"n": 7, "x": 0.5, "s": "text", "b": b"raw", "f": True, "z": None}
+    with SqliteSaver.from_conn_string(str(tmp_path / "sc.db"), serde=Counting()) as saver:
+        c = cfg("t")
+        for i in range(3):
+            values = {**scalars, "items": [i]}
+            versions = {ch: f"{i + 1:032d}" for ch in values}
+            c = saver.put(c, make_cp(values, versions), {"source": "loop", "step": i}, versions)
+        first = list(saver.list(None))
+        decoded.clear()
+        second = list(saver.list(None))
+        got = saver.get_tuple(cfg("t"))
+        assert got is not None
+        assert [t.checkpoint["channel_values"] for t in second] == [
+            t.checkpoint["channel_values"] for t in first
+        ]
+        assert got.checkpoint["channel_values"] == {**scalars, "items": [2]}
+        assert not [v for v in decoded if type(v) is not dict and not isinstance(v, list)]
+        assert [v for v in decoded if isinstance(v, list)]  # the lists: decoded anew
+        a, b = second[0].checkpoint["channel_values"], first[0].checkpoint["channel_values"]
+        assert a["items"] == b["items"] and a["items"] is not b["items"]
+
+
+def test_a_listing_hands_each_checkpoint_its_own_list_of_a_shared_version(tmp_path: Any) -> None:
+    """Checkpoints of one page naming the same version of a list channel (it did not
+    change between them) each get a list of their own, from the value cache or not."""
+    from checkpoint_conformance import cfg, make_cp
+
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "sh.db")) as saver:
+        c = cfg("t")
+        v1 = f"{1:032d}"
+        for i in range(3):
+            n = f"{i + 1:032d}"
+            new = {"items": v1, "n": n} if i == 0 else {"n": n}
+            cp = make_cp({"items": [{"k": 1}], "n": i}, {"items": v1, "n": n})
+            c = saver.put(c, cp, {"source": "loop", "step": i}, new)
+        for _ in range(2):  # from the rows put, then with the cache emptied
+            tuples = list(saver.list(None))
+            lists = [t.checkpoint["channel_values"]["items"] for t in tuples]
+            assert lists == [[{"k": 1}]] * 3
+            assert len({id(x) for x in lists}) == 3
+            lists[0].append("mine")
+            assert lists[1] == lists[2] == [{"k": 1}]
+            saver.clear_cache()
+
 def test_value_cache_hands_out_copies(tmp_path: Any) -> None:
     from checkpoint_conformance import cfg, make_cp
 

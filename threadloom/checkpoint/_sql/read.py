@@ -110,11 +110,12 @@ class ListedPage:
 
     ``checked``: the metadata of the rows read by the checked path, by row index;
     ``values``: each value key's value; ``resolved``: the same with their chain facts,
-    for ``items(mine=True)`` (``get_tuple``), None for a listing."""
+    for ``items(mine=True)`` (``get_tuple``), None for a listing; ``shared``: the value
+    keys more than one row of the page names (each row after the first gets a copy)."""
 
     __slots__ = (
         "_checked", "_checkpoints", "_ends", "_keys", "_load_row", "_resolved", "_rows",
-        "_values", "_writes",
+        "_shared", "_values", "_writes",
     )  # fmt: skip
 
     def __init__(
@@ -127,6 +128,7 @@ class ListedPage:
         writes: Mapping[tuple[str, str, str], list[PendingWrite]],
         load_row: Callable[[tuple[Any, ...]], tuple[dict[str, Any], dict[str, Any]]],
         resolved: Mapping[BlobKey, Resolved] | None = None,
+        shared: set[BlobKey] | None = None,
     ) -> None:
         self._rows = rows
         self._checkpoints = checkpoints
@@ -136,6 +138,7 @@ class ListedPage:
         self._resolved = resolved
         self._writes = writes
         self._load_row = load_row
+        self._shared = shared
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -150,6 +153,7 @@ class ListedPage:
         checkpoints, checked, keys, ends = self._checkpoints, self._checked, self._keys, self._ends
         loads = quick_json_loads  # what it refuses takes ``load_row``, which reads it
         value_of = values.get
+        shared = self._shared
         handed: set[BlobKey] = set()
         start = 0
         for i, row in enumerate(self._rows):
@@ -173,10 +177,11 @@ class ListedPage:
                 start += 1
                 value = value_of(key, EMPTY)
                 if value is not EMPTY:
-                    if key in handed:  # checkpoints sharing a version get their own lists
-                        value = shared_copy(value)
-                    else:
-                        handed.add(key)
+                    if shared and key in shared:  # rows sharing a version: lists of their own
+                        if key in handed:
+                            value = shared_copy(value)
+                        else:
+                            handed.add(key)
                     channel_values[key[2]] = value
             checkpoint["channel_values"] = channel_values  # decoded just now: ours to fill
             yield _new_tuple(CheckpointTuple, (
@@ -269,6 +274,8 @@ class SqlReads(SqlBase):
             clauses, filter_params = self.d.filter_sql(filter)
             where += clauses
             params += filter_params
+        if self.d.in_process:
+            return (yield from self._list_page_in_process(where, params, limit, after))
         if after is not None:
             where.append("(checkpoint_id, thread_id, checkpoint_ns) < (?, ?, ?)")
             params += list(after)
@@ -293,6 +300,43 @@ class SqlReads(SqlBase):
             ),
         )
         return (yield from self._load(rows or [], self._writes(write_rows), listing=True))
+
+    def _list_page_in_process(
+        self, where: list[str], params: list[Any], limit: int, after: tuple[str, str, str] | None
+    ) -> Op[ListedPage]:
+        """``list_page`` where a statement may wait for the one before (SQLite): the page,
+        then the pending writes of its checkpoints - the rows ``where`` selects between
+        the page's first and last keys, which are the page's rows - without reading its
+        keys again into a table of their own to join (as ``LIMIT`` would need)."""
+        page_where = list(where)
+        page_params = list(params)
+        if after is not None:
+            page_where.append("(checkpoint_id, thread_id, checkpoint_ns) < (?, ?, ?)")
+            page_params += after
+        sql = f"SELECT {_CP_COLUMNS} FROM {CHECKPOINTS}"
+        if page_where:
+            sql += " WHERE " + " AND ".join(f"({w})" for w in page_where)
+        sql += " ORDER BY checkpoint_id DESC, thread_id DESC, checkpoint_ns DESC LIMIT ?"
+        rows = (yield Query(sql, [*page_params, limit], fetch=True)) or []
+        write_rows: Rows | None = None
+        if rows:
+            first, last = rows[0], rows[-1]
+            span = [
+                *where,
+                "(checkpoint_id, thread_id, checkpoint_ns) <= (?, ?, ?)",
+                "(checkpoint_id, thread_id, checkpoint_ns) >= (?, ?, ?)",
+            ]
+            found = f"SELECT thread_id, checkpoint_ns, checkpoint_id FROM {CHECKPOINTS} WHERE " + (
+                " AND ".join(f"({w})" for w in span)
+            )
+            write_rows = yield Query(
+                f"WITH c AS ({found}) SELECT {_WRITE_COLUMNS} FROM "
+                f"{self.d.probe(WRITES, 'x', 'c', _CP_KEY, one=False)} "
+                "ORDER BY x.task_path, x.task_id, x.idx",
+                [*params, first[2], first[0], first[1], last[2], last[0], last[1]],
+                fetch=True,
+            )
+        return (yield from self._load(rows, self._writes(write_rows), listing=True))
 
     def _split(
         self, rows: Rows | None
@@ -346,6 +390,7 @@ class SqlReads(SqlBase):
         keys: list[BlobKey] = []
         ends: list[int] = []
         owners: dict[BlobKey, str] = {}
+        shared: set[BlobKey] = set()
         # The common case per row, without building error texts or places: a serializer
         # that does not bind values to their place, a checkpoint of the right shape, JSON
         # metadata. Anything else (or a failure) takes the path that names the row.
@@ -369,7 +414,10 @@ class SqlReads(SqlBase):
             for channel, version in checkpoint["channel_versions"].items():
                 key = (thread_id, ns, channel, str(version))
                 add_key(key)
-                own(key, checkpoint_id)  # the first checkpoint of the page that needs it
+                # the first checkpoint of the page that needs it (the id of a row's own
+                # column: another row's is another object)
+                if own(key, checkpoint_id) is not checkpoint_id:
+                    shared.add(key)
             ends.append(len(keys))
             checkpoints.append(checkpoint)
 
@@ -418,7 +466,8 @@ class SqlReads(SqlBase):
         if resolved is not None:
             values = {k: got.value for k, got in resolved.items()}
         return ListedPage(
-            rows, checkpoints, checked, (keys, ends), values, writes, self._load_row, resolved
+            rows, checkpoints, checked, (keys, ends), values, writes, self._load_row, resolved,
+            shared,
         )
 
     def _load_row(self, row: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, Any]]:

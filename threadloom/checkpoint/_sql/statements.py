@@ -268,6 +268,9 @@ class Dialect:
     changes: str | None = None
     # checkpoints a page of ``list`` loads after the first (see ``page_size``)
     long_page: int = LONG_PAGE_SIZE
+    # statements run in this process (SQLite): one may wait for the rows of the one before
+    # at no round trip's cost (a page of ``list`` then reads its writes by the page's range)
+    in_process: bool = False
 
     def probe(self, table: str, alias: str, keys: str, columns: Sequence[str], one: bool) -> str:
         """``FROM`` text joining the rows of ``keys`` (a CTE) to ``table`` (as ``alias``)

@@ -9,6 +9,7 @@ it holds and how it is bounded.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -21,18 +22,25 @@ from threadloom.checkpoint._values.frozen import Frozen, freeze
 __all__ = ["ValueCache"]
 
 _ENTRY_OVERHEAD = 100  # rough bytes of bookkeeping per cached entry
+_NO_ATOM: Any = object()  # ``_Cached.atom`` when the entry holds no atom
+_ATOMS = frozenset((type(None), bool, int, float, str, bytes))
+"""Types of the values a cache entry keeps as they are (``_Cached.atom``): immutable, so
+every reader may be handed the same object - no copy of its own to make."""
 
 
 @dataclass(slots=True)
 class _Cached:
-    """A stored row and, once read, the value it rebuilds to (with its chain), frozen."""
+    """A stored row and, once read, the value it rebuilds to (with its chain), frozen -
+    or, for a whole row whose value is an immutable scalar (``_ATOMS``), that value itself
+    (``atom``)."""
 
     row: StoredBlob
-    size: int  # estimated bytes held: the row's bytes plus the frozen value's
+    size: int  # estimated bytes held: the row's bytes plus the frozen value's (or atom's)
     frozen: Frozen | None = None
     root: str = ""  # chain facts of the frozen value (see ``Resolved``)
     depth: int = 0
     unfreezable: bool = False  # freeze() refused the value: decode it on every read
+    atom: Any = _NO_ATOM  # the value of a whole row, when it is of an ``_ATOMS`` type
 
 
 class ValueCache:
@@ -50,7 +58,9 @@ class ValueCache:
     What readers get: a value of their own, every time - the frozen copy thawed anew, or
     (for values ``freeze`` refuses) the row decoded anew. Changing a returned message in
     place, as human-in-the-loop edits do before ``update_state``, never reaches the cache
-    or another reader.
+    or another reader. An immutable scalar (``None``, a bool, number, string or bytes: a
+    counter, a flag, a routing channel's value) cannot be changed in place, so it is kept
+    as it was decoded and handed to every reader as it is.
 
     Bounded by ``max_bytes`` (an estimate of the memory entries hold) and
     ``max_entries``; least recently used first out. ``max_bytes=0`` disables it.
@@ -101,7 +111,7 @@ class ValueCache:
                 if row is None:
                     continue
                 old = self._entries.get(key)
-                if old is not None and old.frozen is not None:
+                if old is not None and (old.frozen is not None or old.atom is not _NO_ATOM):
                     self._entries.move_to_end(key)
                     continue
                 entry = _Cached(row, _row_size(row))
@@ -161,16 +171,26 @@ class ValueCache:
         entries = self._entries
         touch = entries.move_to_end
         rest: list[BlobKey] = []
+        atoms = _ATOMS
+        kept = 0  # bytes of the atoms kept by this call
         with self._lock:
             for key in keys:
                 entry = entries.get(key)
                 if entry is None:
                     missing.append(key)
+                elif (value := entry.atom) is not _NO_ATOM:
+                    touch(key)
+                    values[key] = value
                 elif entry.frozen is None and entry.row.base_version is None:
                     touch(key)
-                    values[key] = decode(key, entry.row)
+                    values[key] = value = decode(key, entry.row)
+                    if type(value) in atoms:
+                        kept += _keep_atom(entry, value)
                 else:
                     rest.append(key)
+            if kept:
+                self._bytes += kept
+                self._evict()
             if rest:
                 found, unserved = self.lookup(rest, decode, freeze=False)
                 values.update((key, got.value) for key, got in found.items())
@@ -178,14 +198,19 @@ class ValueCache:
         return values, missing
 
     def thawed(self, keys: Iterable[BlobKey]) -> dict[BlobKey, Resolved]:
-        """The values of those ``keys`` that are held frozen, each thawed anew - what
-        ``lookup`` would return for them - and nothing else (no decoding): for a read to
-        prepare while its query is in flight."""
+        """The values of those ``keys`` that are held frozen (each thawed anew) or as
+        atoms - what ``lookup`` would return for them - and nothing else (no decoding): for
+        a read to prepare while its query is in flight."""
         found: dict[BlobKey, Resolved] = {}
         with self._lock:
             for key in keys:
                 entry = self._entries.get(key)
-                if entry is not None and entry.frozen is not None:
+                if entry is None:
+                    continue
+                if entry.atom is not _NO_ATOM:
+                    self._entries.move_to_end(key)
+                    found[key] = Resolved(entry.atom, str(key[-1]), 0)
+                elif entry.frozen is not None:
                     self._entries.move_to_end(key)
                     found[key] = Resolved(entry.frozen.thaw(), entry.root, entry.depth)
         return found
@@ -226,11 +251,16 @@ class ValueCache:
         if entry is None:
             return None
         self._entries.move_to_end(key)
+        if entry.atom is not _NO_ATOM:
+            return Resolved(entry.atom, str(key[-1]), 0)
         if entry.frozen is not None:
             return Resolved(entry.frozen.thaw(), entry.root, entry.depth)
         row = entry.row
         if row.base_version is None:
             got = Resolved(decode(key, row), str(key[-1]), 0)
+            if type(got.value) in _ATOMS:
+                self._bytes += _keep_atom(entry, got.value)
+                return got
         else:  # a delta: walk back to a frozen value or a full row, all within the cache
             chain: list[tuple[BlobKey, _Cached]] = []
             seen: set[BlobKey] = set()
@@ -291,6 +321,11 @@ class ValueCache:
 
     def _freeze(self, entry: _Cached, got: Resolved, *, held: bool) -> None:
         """Freeze ``got`` into ``entry``; ``held``: the entry is already counted."""
+        if got.depth == 0 and type(got.value) in _ATOMS:
+            kept = _keep_atom(entry, got.value)
+            if held:
+                self._bytes += kept
+            return
         frozen = freeze(got.value)
         if frozen is None:
             entry.unfreezable = True
@@ -319,6 +354,14 @@ class ValueCache:
                 keys.discard(key)
                 if not keys:
                     del self._by_thread[key[0]]
+
+
+def _keep_atom(entry: _Cached, value: Any) -> int:
+    """Keep ``value`` (of an ``_ATOMS`` type) as ``entry``'s atom; the bytes it adds."""
+    entry.atom = value
+    size = sys.getsizeof(value)
+    entry.size += size
+    return size
 
 
 def _row_size(row: StoredBlob) -> int:

@@ -95,6 +95,7 @@ DIALECT = SqliteDialect(
     # other listing a full collection of the heap (~2.5 us a row, against the listing's own
     # ~6.5); at 100 rows, about one young pass a listing and no full ones.
     long_page=PAGE_SIZE,
+    in_process=True,
 )
 
 MIGRATIONS: list[tuple[str, ...]] = [
