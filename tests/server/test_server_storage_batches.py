@@ -617,3 +617,28 @@ def test_a_claim_of_named_runs_finds_them_by_key_in_its_generic_plan(
         conn.rollback()
     assert "Index Cond: (seq = ANY ($1))" in plan, plan
     assert "Index Cond: (thread_id = r.thread_id)" in plan, plan
+
+
+def test_a_full_look_keeps_the_names_of_the_runs_it_did_not_reach(
+    fresh_postgres_database: str,
+) -> None:
+    """A look at every queued run that fills the worker's free slots with the oldest
+    runs leaves the other runs it heard of named: the next claims take them, oldest
+    first, before a run queued after them (forgotten, they waited for the looks at every
+    queued run - one a second - while newer runs were claimed by name: under load some
+    runs waited 13 s where most waited 0.6 s)."""
+    async def scenario() -> None:
+        async with api_and_worker(fresh_postgres_database) as (api, worker):
+            assert await worker.claim_runs("w", 30.0, 4) == []  # the first look: all
+            queued = [await _queue(api, await _thread(api)) for _ in range(4)]
+            await _hear(worker, 4)
+            worker._scan_asked = True  # (e.g. a thread freed): look at every queued run
+            assert [r["run_id"] for r in await worker.claim_runs("w", 30.0, 1)] == queued[:1]
+            queued.append(await _queue(api, await _thread(api)))
+            await asyncio.sleep(0.3)  # (its notification has come by now)
+            got = []
+            for _ in range(4):
+                got += [r["run_id"] for r in await worker.claim_runs("w", 30.0, 1)]
+            assert got == queued[1:]
+
+    asyncio.run(scenario())

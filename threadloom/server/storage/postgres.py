@@ -1007,7 +1007,9 @@ class PostgresStorage(Storage):
         when a run may have become claimable without being queued (a thread freed,
         a run requeued, a run's ``after_seconds`` past) - and when there is no run named
         (so a claim coming back empty after a full look says no queued run is claimable;
-        after a named claim, only that no run heard of is)."""
+        after a named claim, only that no run heard of is). A full look takes the oldest
+        claimable runs; the named runs it did not reach stay named, so runs are taken
+        oldest first either way."""
         limit = max(1, int(limit))
         now = time.monotonic()
         if (self._claim_hints and not self._scan_asked
@@ -1022,11 +1024,14 @@ class PostgresStorage(Storage):
             # (else each named run not taken is not claimable now: another worker took
             # it, its thread is busy or its time has not come - a full look finds it)
             return self._claimed(rows)
-        self._claim_hints.clear()
         self._scan_asked = False
         self._last_scan = now
         rows = await self._claim(worker_id, lease_seconds, limit, None)
-        for row in rows:  # their notifications, if still to come, name nothing to claim
+        # the named runs it took are named no more, nor when their notifications come
+        # later; those it did not reach stay named (forgetting them left them to the
+        # looks at every queued run, one a second, while runs queued after them were
+        # claimed by name at once: under load, a run waited 13 s where most waited 0.6)
+        for row in rows:
             self._claim_hints.discard(row[-2])
             self._scanned[row[-2]] = None
         while len(self._scanned) > 1000:
