@@ -296,14 +296,30 @@ def _run_reference(label: str, args: argparse.Namespace) -> dict:
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_up(url, proc)
+            roles = {"client": [os.getpid()], "server": _process_tree(proc.pid)}
+            before = {role: _cpu(pids) for role, pids in roles.items()}
             result = asyncio.run(measure(url, args.clients, args.seconds, args.wait))
+            after = {role: _cpu(pids) for role, pids in roles.items()}
         except BaseException:
             print((Path(tmp) / "reference.log").read_text()[-3000:], file=sys.stderr)
             raise
         finally:
             _stop([proc])
     print(f"{label}: {json.dumps({k: round(v, 2) for k, v in result.items()})}", flush=True)
+    print(f"  CPU ms per round trip: {_cpu_per_round_trip(before, after, result)}", flush=True)
     return result
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``langgraph dev`` serves from a child process)."""
+    found = [pid]
+    for parent in found:
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                found += [int(child) for child in children.read_text().split()]
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                continue
+    return found
 
 
 def _table(results: dict[str, dict], reference: str | None) -> None:
