@@ -446,6 +446,20 @@ def test_an_old_item_changed_in_place_is_seen_at_the_next_full_check() -> None:
     assert not p.is_delta
 
 
+def test_value_cache_listed_leaves_the_lru_order_as_it_was() -> None:
+    """A listing walks history once: the versions it reads stay where they were in the
+    LRU order, so the next eviction takes them, not the head a run read last."""
+    cache = ValueCache(max_entries=3)
+    old, head, newer = [(T, NS, "v", str(i)) for i in range(3)]
+    for key in (old, head, newer):
+        cache.add_rows({key: StoredBlob(*SERDE.dumps_typed(int(key[3])))})
+    cache.lookup([head], decode)  # a run reads the head: most recent now
+    values, missing = cache.listed([old], decode)
+    assert values == [0] and missing == []
+    cache.add_rows({(T, NS, "v", "3"): StoredBlob(*SERDE.dumps_typed(3))})  # evicts one
+    assert cache.listed([old, head], decode) == ([EMPTY, 1], [old])
+
+
 def test_value_cache_listed_hands_out_values_without_freezing_them() -> None:
     """``listed`` (a listing's lookup): the values alone - whole rows decoded in one pass,
     delta chains rebuilt, unknown keys missing - each the caller's own, none frozen."""
@@ -460,13 +474,14 @@ def test_value_cache_listed_hands_out_values_without_freezing_them() -> None:
         decoded.append(key)
         return decode(key, row)
 
-    values, missing = cache.listed([whole, chained, unknown], counting)
-    assert values == {whole: {"a": [1]}, chained: items} and missing == [unknown]
-    values[whole]["a"].append(2)
-    values[chained].append("caller's own")
+    values, missing = cache.listed([whole, chained, unknown, unknown], counting)
+    # in the order of the keys, EMPTY where not held; each missing key named once
+    assert values == [{"a": [1]}, items, EMPTY, EMPTY] and missing == [unknown]
+    values[0]["a"].append(2)
+    values[1].append("caller's own")
     decoded.clear()
     again, _ = cache.listed([whole, chained], counting)
-    assert again == {whole: {"a": [1]}, chained: items}
+    assert again == [{"a": [1]}, items]
     assert whole in decoded  # decoded again: the listing did not freeze it
     off = ValueCache(max_bytes=0)
-    assert off.listed([whole], counting) == ({}, [whole])
+    assert off.listed([whole, whole], counting) == ([EMPTY, EMPTY], [whole])

@@ -172,6 +172,51 @@ def test_sqlite_list_makes_tuples_as_they_are_consumed(tmp_path: Path) -> None:
             next(listed)
 
 
+def test_sqlite_list_decodes_a_page_in_one_call_as_each_row_alone(tmp_path: Path) -> None:
+    """A page's checkpoint rows are decoded in one call (``payloads_loader``): each
+    listed tuple is the one its own read gives, shared and sealed-free rows alike."""
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "page.sqlite")) as saver:
+        saver.setup()
+        _fill(saver, 40, 3)
+        listed = list(saver.list(None))
+        saver.clear_cache()
+        alone = [saver.get_tuple(t.config) for t in listed]
+    assert len(listed) == 120
+    assert [(t.config, t.checkpoint, t.metadata, t.parent_config) for t in listed] == [
+        (t.config, t.checkpoint, t.metadata, t.parent_config) for t in alone if t
+    ]
+
+
+def test_sqlite_list_refuses_damage_to_one_row_undone_by_damage_to_the_next(
+    tmp_path: Path,
+) -> None:
+    """Damage that the page's one-call decoding cannot see - a row with another
+    checkpoint's bytes appended, the next row emptied, so the page decodes to as many
+    checkpoints as it has rows - is found by their ids: the rows are decoded one by one
+    and the damaged row raises, naming itself (before, the emptied row was handed the
+    appended checkpoint)."""
+    from threadloom.checkpoint.serde.base import CorruptCheckpointError
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "shifted.sqlite")) as saver:
+        saver.setup()
+        _fill(saver, 3, 1)  # t2 is the newest, t0 the oldest: listed t2, t1, t0
+        blobs = dict(saver.conn.execute("SELECT thread_id, checkpoint FROM threadloom_checkpoints"))
+        saver.conn.execute(
+            "UPDATE threadloom_checkpoints SET checkpoint = ? WHERE thread_id = 't2'",
+            (blobs["t2"] + blobs["t0"],),
+        )
+        saver.conn.execute(
+            "UPDATE threadloom_checkpoints SET checkpoint = ? WHERE thread_id = 't1'", (b"",)
+        )
+        saver.conn.commit()
+        saver.clear_cache()
+        with pytest.raises(CorruptCheckpointError, match="'t2'"):
+            list(saver.list(None))
+
+
 def test_the_fast_shape_check_agrees_with_the_checked_one() -> None:
     """``well_shaped`` (the listing's C-level check) passes only checkpoints that
     ``check_checkpoint`` passes; a damaged shape takes the path that names it."""

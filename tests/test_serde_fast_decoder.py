@@ -130,3 +130,53 @@ def test_hook_errors_keep_their_type() -> None:
     with pytest.raises(UnknownTypeError, match="nowhere:Gone"):
         ser.loads_typed(("msgpack", unknown_type))
     assert ser.redecoded == 2
+
+
+def test_a_batch_decodes_as_each_payload_alone_or_not_at_all() -> None:
+    """``payloads_loader`` (a listing's page in one call): the values of every payload,
+    each what ``loads_typed`` makes of it alone - or None, for the caller to decode each
+    alone. Damage to a payload (cut short, lengthened, a byte changed) that the batch
+    does not refuse shifts the items against the payloads, so an undamaged payload beside
+    it does not get its own value: the check the caller makes (a listing compares each
+    checkpoint's id with its row's). Where every undamaged payload gets its own value,
+    the damaged one's is what it decodes to alone."""
+    ser = serializer()
+    many = ser.payloads_loader()
+    assert many is not None
+    everything = _small_payloads()
+    # what only msgpack's unpacker decodes (a map key that is not a str) is refused
+    payloads = [p for p in everything if many([p]) is not None]
+    assert len(payloads) >= 10 and many(everything) is None
+    alone = [ser.loads_typed(("msgpack", p)) for p in payloads]
+    got = many(payloads)
+    assert got is not None and all(_same(a, b) for a, b in zip(got, alone, strict=True))
+    assert many([]) == []
+    before, after = payloads[-1], payloads[0]
+    own = (alone[-1], alone[0])
+    handed_out = shifted = 0
+    for data in payloads:
+        variants = [data[:cut] for cut in range(len(data))]
+        variants += [data + b"\x01", data + data, data + before]
+        for i in range(len(data)):
+            for new in {0x00, 0x7F, 0xC0, 0xC4, 0xFF, (data[i] + 1) % 256}:
+                variants.append(data[:i] + bytes([new]) + data[i + 1 :])
+        for variant in variants:
+            got = many([before, variant, after])
+            if got is None:
+                continue
+            if not (_same(got[0], own[0]) and _same(got[2], own[1])):
+                shifted += 1  # the caller's check refuses the batch
+                continue
+            outcome = _outcome(lambda d: ser.loads_typed(("msgpack", d)), variant)
+            assert outcome[0] == "value", variant  # alone it fails: the batch must too
+            assert _same(got[1], outcome[1]) or repr(got[1]) == repr(outcome[1]), variant
+            handed_out += 1
+    assert handed_out > 100  # changed bytes that still decode (another number, a letter)
+
+
+def test_a_subclass_decoding_otherwise_has_no_batch_loader() -> None:
+    class Other(MsgpackSerializer):
+        def loads_typed(self, data: tuple[str, bytes]) -> Any:
+            return super().loads_typed(data)
+
+    assert Other().payloads_loader() is None and Other().payload_loader() is None

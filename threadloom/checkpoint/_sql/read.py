@@ -109,9 +109,11 @@ class ListedPage:
     their own.
 
     ``checked``: the metadata of the rows read by the checked path, by row index;
-    ``values``: each value key's value; ``resolved``: the same with their chain facts,
-    for ``items(mine=True)`` (``get_tuple``), None for a listing; ``shared``: the value
-    keys more than one row of the page names (each row after the first gets a copy)."""
+    ``values``: the value of each value key, in the order of the keys (``EMPTY`` where
+    none was found); ``resolved``: the values with their chain facts, by key, for
+    ``items(mine=True)`` (``get_tuple``), None for a listing; ``shared``: the value keys
+    more than one row of the page names (each row after the first gets a copy), or
+    None."""
 
     __slots__ = (
         "_checked", "_checkpoints", "_ends", "_keys", "_load_row", "_resolved", "_rows",
@@ -124,7 +126,7 @@ class ListedPage:
         checkpoints: list[dict[str, Any]],
         checked: dict[int, dict[str, Any]],
         keys: tuple[list[BlobKey], list[int]],
-        values: Mapping[BlobKey, Any],
+        values: list[Any],
         writes: Mapping[tuple[str, str, str], list[PendingWrite]],
         load_row: Callable[[tuple[Any, ...]], tuple[dict[str, Any], dict[str, Any]]],
         resolved: Mapping[BlobKey, Resolved] | None = None,
@@ -152,7 +154,6 @@ class ListedPage:
         values, writes, load_row = self._values, self._writes, self._load_row
         checkpoints, checked, keys, ends = self._checkpoints, self._checked, self._keys, self._ends
         loads = quick_json_loads  # what it refuses takes ``load_row``, which reads it
-        value_of = values.get
         shared = self._shared
         handed: set[BlobKey] = set()
         start = 0
@@ -173,16 +174,16 @@ class ListedPage:
             channel_values: dict[str, Any] = {}
             end = ends[i]
             while start < end:
-                key = keys[start]
-                start += 1
-                value = value_of(key, EMPTY)
+                value = values[start]
                 if value is not EMPTY:
+                    key = keys[start]
                     if shared and key in shared:  # rows sharing a version: lists of their own
                         if key in handed:
                             value = shared_copy(value)
                         else:
                             handed.add(key)
                     channel_values[key[2]] = value
+                start += 1
             checkpoint["channel_values"] = channel_values  # decoded just now: ours to fill
             yield _new_tuple(CheckpointTuple, (
                 {"configurable": {  # make_config, inline: a listing makes two a row
@@ -389,19 +390,23 @@ class SqlReads(SqlBase):
         checked: dict[int, dict[str, Any]] = {}
         keys: list[BlobKey] = []
         ends: list[int] = []
-        owners: dict[BlobKey, str] = {}
-        shared: set[BlobKey] = set()
         # The common case per row, without building error texts or places: a serializer
         # that does not bind values to their place, a checkpoint of the right shape, JSON
         # metadata. Anything else (or a failure) takes the path that names the row.
         plain = None if self._binds else self.serde.loads_typed
         loader = getattr(self.serde, "payload_loader", None)
         unpack = loader() if plain is not None and loader is not None else None
-        own, add_key = owners.setdefault, keys.append
+        batch = None
+        if len(rows) > 1 and unpack is not None:
+            many = getattr(self.serde, "payloads_loader", None)
+            batch = _decoded_page(rows, many()) if many is not None else None
+        add_key = keys.append
         for i, row in enumerate(rows):
             thread_id, ns, checkpoint_id, parent_id, typ, blob, metadata = row
             checkpoint = None
-            if plain is not None:
+            if batch is not None:
+                checkpoint = batch[i]
+            elif plain is not None:
                 try:
                     if unpack is not None and typ == "msgpack" and type(blob) is bytes:
                         checkpoint = unpack(blob)
@@ -412,17 +417,25 @@ class SqlReads(SqlBase):
             if checkpoint is None or not well_shaped(checkpoint) or SEALED_METADATA in checkpoint:
                 checkpoint, checked[i] = self._load_row(row)
             for channel, version in checkpoint["channel_versions"].items():
-                key = (thread_id, ns, channel, str(version))
-                add_key(key)
-                # the first checkpoint of the page that needs it (the id of a row's own
-                # column: another row's is another object)
-                if own(key, checkpoint_id) is not checkpoint_id:
-                    shared.add(key)
+                add_key((thread_id, ns, channel, version if type(version) is str else str(version)))
             ends.append(len(keys))
             checkpoints.append(checkpoint)
 
+        # which checkpoint an error about a value names (made when first needed: a
+        # listing served by the value cache never needs it)
+        owners: dict[BlobKey, str] = {}
+        if len(rows) == 1:  # ``get_tuple``
+            only: str = rows[0][2]
+            owners = dict.fromkeys(keys, only)
+        elif not listing:
+            owners = _first_owners(rows, keys, ends)
         blob_rows: dict[BlobKey, StoredBlob] = {}
         owner_of = ValueOwners(owners, blob_rows)
+
+        def named(key: BlobKey) -> str:
+            if not owners:
+                owners.update(_first_owners(rows, keys, ends))
+            return value_name(key, owner_of(key))
 
         def decode(key: BlobKey, row: StoredBlob) -> Any:
             if plain is not None:
@@ -438,19 +451,22 @@ class SqlReads(SqlBase):
             return decode_stored(
                 self.serde,
                 (row.type, row.blob),
-                lambda: value_name(key, owner_of(key)),
+                lambda: named(key),
                 value_place(thread_id, ns, channel, version, row.base_version, row.root_version),
             )
 
         resolved: dict[BlobKey, Resolved] | None = None
+        values: list[Any]
         if listing:
-            values, missing = self.values.listed(owners, decode)
+            values, missing = self.values.listed(keys, decode)
         elif ready:
             resolved, missing = self.values.lookup([k for k in owners if k not in ready], decode)
             resolved.update((k, ready[k]) for k in owners if k in ready)
         else:
             resolved, missing = self.values.lookup(owners, decode)
         if missing:
+            if not owners:
+                owners.update(_first_owners(rows, keys, ends))
             blob_rows.update((yield from self._fetch_values(missing)))
             # a chain row is named after a checkpoint whose value is built on it
             for k, r in blob_rows.items():
@@ -459,15 +475,17 @@ class SqlReads(SqlBase):
             fresh = rebuild(blob_rows, missing, decode, owner_of)
             if resolved is None:
                 self.values.add_rows(blob_rows)
-                values.update((k, got.value) for k, got in fresh.items())
+                for at, key in enumerate(keys):
+                    if values[at] is EMPTY and key in fresh:
+                        values[at] = fresh[key].value
             else:
                 self.values.add_resolved(blob_rows, fresh)
                 resolved.update(fresh)
         if resolved is not None:
-            values = {k: got.value for k, got in resolved.items()}
+            values = [got.value if (got := resolved.get(k)) is not None else EMPTY for k in keys]
         return ListedPage(
             rows, checkpoints, checked, (keys, ends), values, writes, self._load_row, resolved,
-            shared,
+            _shared_keys(keys) if len(rows) > 1 else None,
         )
 
     def _load_row(self, row: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -512,6 +530,58 @@ class SqlReads(SqlBase):
         for rows in results:
             found.update(_blob_rows(rows))
         return found
+
+
+def _first_owners(rows: Rows, keys: list[BlobKey], ends: list[int]) -> dict[BlobKey, str]:
+    """Each value key of a page (``keys``, row after row, each row's ending at its
+    ``ends``) with the id of the first checkpoint of the page that names it."""
+    owners: dict[BlobKey, str] = {}
+    own = owners.setdefault
+    start = 0
+    for row, end in zip(rows, ends, strict=True):
+        checkpoint_id = row[2]
+        for key in keys[start:end]:
+            own(key, checkpoint_id)
+        start = end
+    return owners
+
+
+def _shared_keys(keys: list[BlobKey]) -> set[BlobKey] | None:
+    """The value keys more than one checkpoint of a page names (a row names each key
+    once), or None when none is."""
+    if len(set(keys)) == len(keys):
+        return None
+    seen: set[BlobKey] = set()
+    shared: set[BlobKey] = set()
+    for key in keys:
+        (shared if key in seen else seen).add(key)
+    return shared
+
+
+def _decoded_page(
+    rows: Rows, unpack_many: Callable[[list[bytes]], list[Any] | None] | None
+) -> list[Any] | None:
+    """The checkpoints of a page's rows decoded in one call (``payloads_loader``), or
+    None - every row is then decoded on its own - when a row is not a ``msgpack`` payload,
+    the batch was refused, or an item is not the checkpoint of its row (a dict carrying
+    the row's checkpoint id): damage to one payload undone by damage to another would
+    shift the items against the rows. Each item is checked further (its shape) by the
+    caller, as a checkpoint decoded alone is."""
+    if unpack_many is None:
+        return None
+    payloads: list[bytes] = []
+    for row in rows:
+        blob = row[5]
+        if row[4] != "msgpack" or type(blob) is not bytes:
+            return None
+        payloads.append(blob)
+    checkpoints = unpack_many(payloads)
+    if checkpoints is None:
+        return None
+    for row, checkpoint in zip(rows, checkpoints, strict=True):
+        if type(checkpoint) is not dict or checkpoint.get("id") != row[2]:
+            return None
+    return checkpoints
 
 
 def _blob_rows(rows: Rows | None) -> Iterable[tuple[tuple[Any, ...], StoredBlob]]:

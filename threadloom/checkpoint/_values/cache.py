@@ -12,11 +12,17 @@ from __future__ import annotations
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from threadloom.checkpoint._values.chains import BlobKey, Resolved, StoredBlob, _base_key
+from threadloom.checkpoint._values.chains import (
+    EMPTY,
+    BlobKey,
+    Resolved,
+    StoredBlob,
+    _base_key,
+)
 from threadloom.checkpoint._values.frozen import Frozen, freeze
 
 __all__ = ["ValueCache"]
@@ -155,22 +161,26 @@ class ValueCache:
         return found, missing
 
     def listed(
-        self, keys: Iterable[BlobKey], decode: Callable[[BlobKey, StoredBlob], Any]
-    ) -> tuple[dict[BlobKey, Any], list[BlobKey]]:
-        """``lookup`` for a listing: the values alone (no chain facts), none frozen - a
-        listing reads most versions once, and freezing them would cost more than it saves
-        and push the hot heads out.
+        self, keys: Sequence[BlobKey], decode: Callable[[BlobKey, StoredBlob], Any]
+    ) -> tuple[list[Any], list[BlobKey]]:
+        """``lookup`` for a listing: the values alone (no chain facts), in the order of
+        ``keys`` (``EMPTY`` for a key not held; a key may come more than once), and the
+        keys not held, once each. None is frozen - a listing reads most versions once,
+        and freezing them would cost more than it saves and push the hot heads out.
 
         Keys held as whole rows not yet frozen are decoded in one pass (no chain to
-        walk, nothing a ``_prefix`` could share); the others go through ``lookup``.
+        walk, nothing a ``_prefix`` could share) and, like atoms, left where they are in
+        the LRU order: a listing walks history once, and moving every version it reads
+        ahead of the heads runs append to would make those the next evicted. The others
+        go through ``lookup``.
         """
-        values: dict[BlobKey, Any] = {}
-        missing: list[BlobKey] = []
         if self.max_bytes <= 0:
-            return values, list(keys)
+            return [EMPTY] * len(keys), list(dict.fromkeys(keys))
+        values: list[Any] = []
+        add = values.append
+        missing: list[BlobKey] = []
         entries = self._entries
-        touch = entries.move_to_end
-        rest: list[BlobKey] = []
+        rest: list[int] = []  # where the keys ``lookup`` serves are
         atoms = _ATOMS
         kept = 0  # bytes of the atoms kept by this call
         with self._lock:
@@ -178,23 +188,30 @@ class ValueCache:
                 entry = entries.get(key)
                 if entry is None:
                     missing.append(key)
+                    add(EMPTY)
                 elif (value := entry.atom) is not _NO_ATOM:
-                    touch(key)
-                    values[key] = value
+                    add(value)
                 elif entry.frozen is None and entry.row.base_version is None:
-                    touch(key)
-                    values[key] = value = decode(key, entry.row)
+                    add(value := decode(key, entry.row))
                     if type(value) in atoms:
                         kept += _keep_atom(entry, value)
                 else:
-                    rest.append(key)
+                    rest.append(len(values))
+                    add(EMPTY)
             if kept:
                 self._bytes += kept
                 self._evict()
             if rest:
-                found, unserved = self.lookup(rest, decode, freeze=False)
-                values.update((key, got.value) for key, got in found.items())
+                found, unserved = self.lookup(
+                    list(dict.fromkeys(keys[at] for at in rest)), decode, freeze=False
+                )
+                for at in rest:
+                    got = found.get(keys[at])
+                    if got is not None:
+                        values[at] = got.value
                 missing += unserved
+        if len(missing) > 1:
+            missing = list(dict.fromkeys(missing))
         return values, missing
 
     def thawed(self, keys: Iterable[BlobKey]) -> dict[BlobKey, Resolved]:

@@ -197,7 +197,8 @@ itself is then packed as msgpack's packer packs it (see "Two encoders, one forma
 
 _fast_unpackb: Final = ormsgpack.unpackb
 _FRAME_END: Final = bytes.fromhex("ec2cfda1bfc4f0088fd852d8e05ace52")
-_FRAMED: Final = b"\x92%b\xc4\x10" + _FRAME_END.replace(b"%", b"%%")
+_FRAME_TAIL: Final = b"\xc4\x10" + _FRAME_END  # the marker, packed as a 16-byte ``bin``
+_FRAMED: Final = b"\x92%b" + _FRAME_TAIL.replace(b"%", b"%%")
 """How ``ormsgpack`` is given a payload: as the first item of a two-item array whose second
 is the ``bin`` value ``_FRAME_END`` (16 arbitrary bytes) - it ignores bytes after the value
 it decodes, so the marker, found where it belongs, shows that the payload was decoded to
@@ -453,6 +454,38 @@ class MsgpackSerializer(SerializerProtocol):
         if self._generation != _registry.generation:
             self._sync()
         return self._unpackb
+
+    def payloads_loader(self) -> Callable[[list[bytes]], list[Any] | None] | None:
+        """``payload_loader`` for a batch: a function decoding a list of ``bytes``
+        payloads in one ``ormsgpack`` call (~0.3 us a row less than one call each), or
+        returning None where a payload needs msgpack's unpacker or any error was met -
+        the caller then decodes each payload on its own, for its value or the error that
+        names it. None when a subclass decodes otherwise.
+
+        The payloads are framed as the items of one array ended by the marker (see "Two
+        decoders, one result"): a payload not decoded to its last byte leaves something
+        else in the marker's place. What that cannot see - damage to one payload undone
+        by damage to another - leaves items that are not the payloads' values in their
+        places, so the caller must still check each item against its row (a listing
+        compares each checkpoint's id with its row's) and decode each on its own when
+        any does not match."""
+        if self.payload_loader() is None:
+            return None
+        return self._unpack_many
+
+    def _unpack_many(self, payloads: list[bytes]) -> list[Any] | None:
+        count = len(payloads) + 1
+        framed = b"".join((b"\xdd", count.to_bytes(4, "big"), *payloads, _FRAME_TAIL))
+        try:
+            values = _fast_unpackb(framed, ext_hook=self._ext_hook)
+        except Exception:
+            return None
+        if type(values) is not list or len(values) != count:
+            return None
+        end = values.pop()
+        if type(end) is not bytes or end != _FRAME_END:
+            return None
+        return values
 
     def _unpackb(self, payload: bytes | bytearray | memoryview) -> Any:
         """A payload's value: decoded by ``ormsgpack`` when it decodes it whole, else by
