@@ -377,9 +377,11 @@ def test_the_registration_migrates_a_database_of_the_previous_version(
     from threadloom.server.storage import postgres
 
     latest = list(postgres.MIGRATIONS)
+    # the schema before the version that made server_workers
+    workers = next(i for i, m in enumerate(latest) if "server_workers (" in m[0])
 
     async def scenario() -> None:
-        monkeypatch.setattr(postgres, "MIGRATIONS", latest[:-1])
+        monkeypatch.setattr(postgres, "MIGRATIONS", latest[:workers])
         async with _storages(fresh_postgres_database, 0) as (old,):
             assert await old._rows("SELECT to_regclass('server_workers')") == [(None,)]
             # a run queued then (by the statement of the time: no worker to choose)

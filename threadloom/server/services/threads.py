@@ -173,9 +173,15 @@ class ThreadService:
         if not await self.ctx.storage.delete_thread(thread_id):
             raise NotFound(f"Thread {thread_id} not found.")
 
-    async def search(self, user: AuthUser, body: dict[str, Any]) -> list[dict[str, Any]]:
+    async def search_filter(self, user: AuthUser, body: dict[str, Any]
+                            ) -> dict[str, Any] | None:
+        """The metadata filter of ``user``'s thread search ``body``: its own merged with
+        the auth handlers' (None: ``user`` may see none of the threads it asks for)."""
         filt = await self.ctx.authorize(user, "threads", "search", body)
-        metadata = merge_filters(body.get("metadata"), filt)
+        return merge_filters(body.get("metadata"), filt)
+
+    async def search(self, user: AuthUser, body: dict[str, Any]) -> list[dict[str, Any]]:
+        metadata = await self.search_filter(user, body)
         if metadata is None:
             return []
         rows = await self.ctx.storage.search_threads(
@@ -187,8 +193,7 @@ class ThreadService:
         return select_fields(rows, body.get("select"))
 
     async def count(self, user: AuthUser, body: dict[str, Any]) -> int:
-        filt = await self.ctx.authorize(user, "threads", "search", body)
-        metadata = merge_filters(body.get("metadata"), filt)
+        metadata = await self.search_filter(user, body)
         if metadata is None:
             return 0
         return await self.ctx.storage.count_threads(

@@ -168,6 +168,14 @@ class Storage(abc.ABC):
         """Delete the thread, its runs and its checkpoints; False when there was none."""
 
     @abc.abstractmethod
+    async def pending_threads(self, metadata: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """The threads that may have something waiting for a person (``rows``'
+        ``PENDING_THREADS``: interrupted, or busy or failed with interrupts), newest
+        first, whose metadata contains ``metadata``: one query on an index of those
+        threads alone (what the approval feed reads every second; a search by status
+        would read every failed thread too)."""
+
+    @abc.abstractmethod
     async def search_threads(
         self,
         *,

@@ -75,6 +75,8 @@ from threadloom.server.storage.rows import (
     ASSISTANT_SORT,
     CRON_COLS,
     CRON_SORT,
+    PENDING_THREADS,
+    PENDING_THREADS_INDEX,
     RUN_COLS,
     THREAD_COLS,
     THREAD_SORT,
@@ -227,6 +229,8 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX IF NOT EXISTS server_runs_running_worker ON server_runs (worker_id) "
         "WHERE status = 'running'",
     ),
+    # the threads that may have something pending for a person, indexed apart
+    (PENDING_THREADS_INDEX,),
 ]
 
 _NOTIFY = "SELECT pg_notify(%s, %s)"
@@ -847,6 +851,13 @@ class PostgresStorage(Storage):
             r for r in rows
             if matches(r["metadata"], metadata) and (not values or matches(r["values"], values))
         ]
+
+    async def pending_threads(self, metadata: dict[str, Any] | None) -> list[dict]:
+        rows = await self._rows(
+            f"SELECT {THREAD_COLS} FROM server_threads WHERE {PENDING_THREADS} "
+            "ORDER BY created_at DESC"
+        )
+        return [r for r in map(thread_row, rows) if matches(r["metadata"], metadata or {})]
 
     async def search_threads(self, *, ids, metadata, values, status, limit, offset, sort_by,
                              sort_order) -> list[dict]:

@@ -20,6 +20,8 @@ __all__ = [
     "ASSISTANT_SORT",
     "CRON_COLS",
     "CRON_SORT",
+    "PENDING_THREADS",
+    "PENDING_THREADS_INDEX",
     "RUN_COLS",
     "THREAD_COLS",
     "THREAD_SORT",
@@ -61,6 +63,22 @@ CRON_COLS = (
 )
 
 THREAD_SORT = {"thread_id", "status", "created_at", "updated_at", "state_updated_at"}
+
+PENDING_THREADS = (
+    "status = 'interrupted' OR (status IN ('busy', 'error') AND interrupts IS NOT NULL "
+    "AND interrupts NOT IN ('{}', 'null'))"
+)
+"""The threads that may have something waiting for a person (``Storage.pending_threads``):
+interrupted ones, and busy or failed ones still holding interrupts - a thread's pending
+items come from its interrupts, or from its status alone when interrupted with none
+(``services.approvals.pending_items``). The predicate of the partial index
+``PENDING_THREADS_INDEX``, written the same way in the queries, so that a look at what is
+pending reads those threads alone, however many idle or failed threads there are."""
+
+PENDING_THREADS_INDEX = (
+    "CREATE INDEX IF NOT EXISTS server_threads_pending ON server_threads (created_at) "
+    f"WHERE {PENDING_THREADS}"
+)
 ASSISTANT_SORT = {"assistant_id", "created_at", "updated_at", "name", "graph_id"}
 CRON_SORT = {"cron_id", "assistant_id", "thread_id", "next_run_date", "created_at",
              "updated_at", "end_time"}

@@ -40,18 +40,20 @@ from threadloom.server.storage.rows import ASSISTANT_COLS as _ASSISTANT_COLS
 from threadloom.server.storage.rows import ASSISTANT_SORT as _ASSISTANT_SORT
 from threadloom.server.storage.rows import CRON_COLS as _CRON_COLS
 from threadloom.server.storage.rows import CRON_SORT as _CRON_SORT
-from threadloom.server.storage.rows import RUN_COLS as _RUN_COLS
-from threadloom.server.storage.rows import THREAD_COLS as _THREAD_COLS
-from threadloom.server.storage.rows import THREAD_SORT as _THREAD_SORT
-from threadloom.server.storage.rows import assistant_row as _assistant
-from threadloom.server.storage.rows import cron_row as _cron
 from threadloom.server.storage.rows import (
+    PENDING_THREADS,
+    PENDING_THREADS_INDEX,
     merge_thread,
     next_assistant_version,
     public_thread,
     statuses_of,
     thread_values,
 )
+from threadloom.server.storage.rows import RUN_COLS as _RUN_COLS
+from threadloom.server.storage.rows import THREAD_COLS as _THREAD_COLS
+from threadloom.server.storage.rows import THREAD_SORT as _THREAD_SORT
+from threadloom.server.storage.rows import assistant_row as _assistant
+from threadloom.server.storage.rows import cron_row as _cron
 from threadloom.server.storage.rows import order_by as _order
 from threadloom.server.storage.rows import page as _page
 from threadloom.server.storage.rows import run_row as _run
@@ -147,6 +149,8 @@ MIGRATIONS: list[tuple[str, ...]] = [
             updated_at TEXT NOT NULL
         )""",
     ),
+    # v1: the threads that may have something pending for a person, indexed apart
+    (PENDING_THREADS_INDEX,),
 ]
 
 #: how many assistants' rows ``SqliteStorage`` keeps (it forgets all of them when full)
@@ -493,6 +497,18 @@ class SqliteStorage(Storage):
             r for r in rows
             if matches(r["metadata"], metadata) and (not values or matches(r["values"], values))
         ]
+
+    async def pending_threads(self, metadata: dict[str, Any] | None) -> list[dict]:
+        def go(conn: sqlite3.Connection) -> list[dict]:
+            rows = conn.execute(
+                # (named: SQLite's planner would rather read every busy and failed
+                # thread by the status index)
+                f"SELECT {_THREAD_COLS} FROM server_threads INDEXED BY server_threads_pending "
+                f"WHERE {PENDING_THREADS} ORDER BY created_at DESC"
+            )
+            return [r for r in map(_thread, rows) if matches(r["metadata"], metadata or {})]
+
+        return await self._read(go)
 
     async def search_threads(self, *, ids, metadata, values, status, limit, offset, sort_by,
                              sort_order) -> list[dict]:
