@@ -110,7 +110,7 @@ def test_sqlite_pending_threads_read_their_index_alone(tmp_path: Path) -> None:
     """The statement ``pending_threads`` runs on SQLite searches the partial index of
     pending threads (in its order: no sort), not the status index over every busy and
     failed thread; a database made before the index gains it at ``setup``."""
-    from threadloom.server.storage.sqlite import SqliteStorage
+    from threadloom.server.storage.sqlite import MIGRATIONS, SqliteStorage
 
     path = str(tmp_path / "plan.db")
 
@@ -119,10 +119,12 @@ def test_sqlite_pending_threads_read_their_index_alone(tmp_path: Path) -> None:
         await storage.setup()
         statements: list[str] = []
         try:
-            with sqlite3.connect(path) as conn:  # as a database of the previous version
-                conn.execute("DROP INDEX server_threads_pending")
-                conn.execute("DELETE FROM server_migrations WHERE v = "
-                             "(SELECT max(v) FROM server_migrations)")
+            with sqlite3.connect(path) as conn:  # as a database of a version before it
+                version = next(i for i, m in enumerate(MIGRATIONS)
+                               if "server_threads_pending" in m[0])
+                for name in ("server_threads_pending", "server_threads_created"):
+                    conn.execute(f"DROP INDEX IF EXISTS {name}")
+                conn.execute("DELETE FROM server_migrations WHERE v >= ?", (version,))
             await storage.close()
             storage = SqliteStorage(path)
             await storage.setup()

@@ -79,7 +79,9 @@ from threadloom.server.storage.rows import (
     PENDING_THREADS_INDEX,
     RUN_COLS,
     THREAD_COLS,
+    THREAD_SEARCH_INDEXES,
     THREAD_SORT,
+    ThreadPage,
     assistant_row,
     cron_row,
     merge_thread,
@@ -231,9 +233,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
     # the threads that may have something pending for a person, indexed apart
     (PENDING_THREADS_INDEX,),
+    # threads newest first (all, and by status), as a search pages them by default
+    THREAD_SEARCH_INDEXES,
 ]
 
 _NOTIFY = "SELECT pg_notify(%s, %s)"
+_SEARCH_BATCH = 200  # rows fetched at a time by a filtered thread search
 # The channel to notify of a queued run (its one parameter: WORK, the fallback): the
 # channel of one live registered worker - the least loaded (fewest running runs, a full
 # one last), at random among equals - else WORK (no worker registered: every worker
@@ -837,7 +842,11 @@ class PostgresStorage(Storage):
             await self.checkpointer.adelete_thread(thread_id)
         return found
 
-    async def _threads(self, ids, metadata, values, status, order) -> list[dict]:
+    async def _threads(self, ids, status, order: str, page: ThreadPage) -> list[dict]:
+        """``page`` filled from the threads of ``ids`` / ``status`` in ``order``, read
+        only as far as it needs: the query pages itself when nothing is filtered here,
+        else a server-side cursor is read a batch at a time (one statement: one
+        snapshot)."""
         sql = f"SELECT {THREAD_COLS} FROM server_threads WHERE true"
         args: list[Any] = []
         if status is not None:
@@ -846,11 +855,17 @@ class PostgresStorage(Storage):
         if ids:
             sql += " AND thread_id = ANY(%s)"
             args.append(list(ids))
-        rows = [thread_row(r) for r in await self._rows(f"{sql} ORDER BY {order}", args)]
-        return [
-            r for r in rows
-            if matches(r["metadata"], metadata) and (not values or matches(r["values"], values))
-        ]
+        sql += f" ORDER BY {order}"
+        window = page.window()
+        if window is not None:
+            page.add(await self._rows(f"{sql} LIMIT %s OFFSET %s", [*args, *window]))
+            return page.rows
+        async with self._pool.connection() as conn, conn.transaction():
+            async with conn.cursor(name="threadloom_thread_search") as cur:
+                await cur.execute(sql, args)
+                while not page.full and (rows := await cur.fetchmany(_SEARCH_BATCH)):
+                    page.add(rows)
+        return page.rows
 
     async def pending_threads(self, metadata: dict[str, Any] | None) -> list[dict]:
         rows = await self._rows(
@@ -862,10 +877,18 @@ class PostgresStorage(Storage):
     async def search_threads(self, *, ids, metadata, values, status, limit, offset, sort_by,
                              sort_order) -> list[dict]:
         order = order_by(sort_by, sort_order, THREAD_SORT, "created_at")
-        return page(await self._threads(ids, metadata, values, status, order), limit, offset)
+        return await self._threads(ids, status, order, ThreadPage(metadata, values, limit,
+                                                                    offset))
 
     async def count_threads(self, *, metadata, values, status) -> int:
-        return len(await self._threads(None, metadata, values, status, "created_at"))
+        if not metadata and not values:  # counted by the database
+            sql, args = "SELECT count(*) FROM server_threads", []
+            if status is not None:
+                sql, args = sql + " WHERE status = ANY(%s)", [statuses_of(status)]
+            row = await self._one(sql, args)
+            return int(row[0]) if row else 0
+        page = ThreadPage(metadata, values, -1, 0)
+        return len(await self._threads(None, status, "created_at", page))
 
     # -- runs --------------------------------------------------------------------------
 

@@ -9,11 +9,11 @@ both compute in Python (a thread's merged fields, an assistant's next version).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from threadloom.server import serde
-from threadloom.server.records import now_iso
+from threadloom.server.records import matches, now_iso
 
 __all__ = [
     "ASSISTANT_COLS",
@@ -25,6 +25,8 @@ __all__ = [
     "RUN_COLS",
     "THREAD_COLS",
     "THREAD_SORT",
+    "THREAD_SEARCH_INDEXES",
+    "ThreadPage",
     "assistant_row",
     "cron_row",
     "merge_thread",
@@ -171,6 +173,73 @@ def statuses_of(status: str | Sequence[str]) -> list[str]:
     """A thread search's ``status`` filter as a list: one status, or any of several (one
     query, so a thread changing status meanwhile is seen once, in one of them)."""
     return [status] if isinstance(status, str) else list(status)
+
+
+THREAD_SEARCH_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS server_threads_created ON server_threads (created_at)",
+    "CREATE INDEX IF NOT EXISTS server_threads_status_created ON server_threads "
+    "(status, created_at)",
+    "DROP INDEX IF EXISTS server_threads_status",  # the new one's prefix
+)
+"""Threads in the order a search returns them by default (newest first), over all
+threads and by status: a page of ``threads.search`` reads its own rows, not every thread
+sorted (``created_at`` never changes; the status index it replaces was kept up to date
+on every status change as this one is)."""
+
+
+class ThreadPage:
+    """A page of a thread search, filled from rows of ``THREAD_COLS`` in the search's
+    order as the storage reads them (sans I/O: the storage feeds it until ``full``).
+
+    Each row is decoded and kept when its metadata and values contain the search's
+    filters (``matches``); the first ``offset`` kept rows are skipped; reading stops
+    after ``limit`` (< 0: none) - a page near the front costs its own rows, not a
+    decode of every thread. Without filters the query itself can page (``window``).
+    """
+
+    __slots__ = ("limit", "metadata", "rows", "skip", "values")
+
+    def __init__(self, metadata: dict[str, Any] | None, values: dict[str, Any] | None,
+                 limit: int, offset: int) -> None:
+        self.metadata = metadata or {}
+        self.values = values or {}
+        self.limit = limit
+        self.skip = offset
+        self.rows: list[dict[str, Any]] = []
+
+    @property
+    def full(self) -> bool:
+        """Whether the page holds ``limit`` rows (read no further)."""
+        return 0 <= self.limit <= len(self.rows)
+
+    def window(self) -> tuple[int | None, int] | None:
+        """``(limit, offset)`` for the query to apply itself (limit None: all) when no
+        row is filtered out here - the page then keeps every row it is given - else
+        None (the query reads on, in order, until the page is full)."""
+        if self.metadata or self.values:
+            return None
+        offset, self.skip = self.skip, 0
+        return (self.limit if self.limit >= 0 else None), offset
+
+    def add(self, rows: Iterable[Sequence[Any]]) -> bool:
+        """Take ``rows`` (an iterator is read only as far as needed); True once full."""
+        if self.full:
+            return True
+        for row in rows:
+            # the metadata alone first: most rows a filter passes over are decoded no
+            # further
+            if self.metadata and not matches(serde.loads(row[4]), self.metadata):
+                continue
+            record = thread_row(row)
+            if self.values and not matches(record["values"], self.values):
+                continue
+            if self.skip:
+                self.skip -= 1
+                continue
+            self.rows.append(record)
+            if self.full:
+                return True
+        return False
 
 
 def page(rows: list[dict[str, Any]], limit: int, offset: int) -> list[dict[str, Any]]:

@@ -43,6 +43,8 @@ from threadloom.server.storage.rows import CRON_SORT as _CRON_SORT
 from threadloom.server.storage.rows import (
     PENDING_THREADS,
     PENDING_THREADS_INDEX,
+    THREAD_SEARCH_INDEXES,
+    ThreadPage,
     merge_thread,
     next_assistant_version,
     public_thread,
@@ -151,6 +153,8 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
     # v1: the threads that may have something pending for a person, indexed apart
     (PENDING_THREADS_INDEX,),
+    # v2: threads newest first (all, and by status), as a search pages them by default
+    THREAD_SEARCH_INDEXES,
 ]
 
 #: how many assistants' rows ``SqliteStorage`` keeps (it forgets all of them when full)
@@ -482,7 +486,10 @@ class SqliteStorage(Storage):
             await self._call(self.checkpointer.delete_thread, thread_id)
         return found
 
-    def _threads(self, conn, ids, metadata, values, status, order) -> list[dict]:
+    def _threads(self, conn: sqlite3.Connection, ids, status, order: str, page: ThreadPage
+                 ) -> list[dict]:
+        """``page`` filled from the threads of ``ids`` / ``status`` in ``order``, read
+        only as far as it needs (one statement: one snapshot)."""
         sql = f"SELECT {_THREAD_COLS} FROM server_threads WHERE 1=1"
         args: list[Any] = []
         if status is not None:
@@ -492,11 +499,14 @@ class SqliteStorage(Storage):
         if ids:
             sql += f" AND thread_id IN ({','.join('?' * len(ids))})"
             args.extend(ids)
-        rows = [_thread(r) for r in conn.execute(f"{sql} ORDER BY {order}", args)]
-        return [
-            r for r in rows
-            if matches(r["metadata"], metadata) and (not values or matches(r["values"], values))
-        ]
+        sql += f" ORDER BY {order}"
+        window = page.window()
+        if window is not None:
+            limit, offset = window
+            sql += " LIMIT ? OFFSET ?"
+            args += [-1 if limit is None else limit, offset]
+        page.add(conn.execute(sql, args))
+        return page.rows
 
     async def pending_threads(self, metadata: dict[str, Any] | None) -> list[dict]:
         def go(conn: sqlite3.Connection) -> list[dict]:
@@ -513,16 +523,23 @@ class SqliteStorage(Storage):
     async def search_threads(self, *, ids, metadata, values, status, limit, offset, sort_by,
                              sort_order) -> list[dict]:
         order = _order(sort_by, sort_order, _THREAD_SORT, "created_at")
-        rows = await self._read(
-            lambda c: self._threads(c, ids, metadata, values, status, order)
-        )
-        return _page(rows, limit, offset)
+        page = ThreadPage(metadata, values, limit, offset)
+        return await self._read(lambda c: self._threads(c, ids, status, order, page))
 
     async def count_threads(self, *, metadata, values, status) -> int:
-        rows = await self._read(
-            lambda c: self._threads(c, None, metadata, values, status, "created_at")
-        )
-        return len(rows)
+        if not metadata and not values:  # counted by the database
+            def count(conn: sqlite3.Connection) -> int:
+                sql, args = "SELECT count(*) FROM server_threads", []
+                if status is not None:
+                    statuses = statuses_of(status)
+                    sql += f" WHERE status IN ({','.join('?' * len(statuses))})"
+                    args = statuses
+                return int(conn.execute(sql, args).fetchone()[0])
+
+            return await self._read(count)
+        page = ThreadPage(metadata, values, -1, 0)
+        return len(await self._read(lambda c: self._threads(c, None, status, "created_at",
+                                                            page)))
 
     # -- runs --------------------------------------------------------------------------
 

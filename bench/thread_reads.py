@@ -1,13 +1,20 @@
-"""The approval feed's look at what is pending, as failed threads pile up.
+"""Reads of the server's threads as threads pile up: the approval feed's look at what is
+pending, and a page of ``threads.search``.
 
-    .venv/bin/python bench/pending_look.py [--threads 1000,10000] [--postgres URL]
+    .venv/bin/python bench/thread_reads.py [--threads 1000,10000] [--postgres URL]
 
 The server's approval feed looks at every thread that may have something waiting for a
-person once a second (``ApprovalFeed``; on SQLite inside the server's own event loop).
-This fills a server storage with 20 interrupted threads and N failed ones (state values
-of ~1 KB, as a small agent's), then times one look both ways, side by side: the storage's
-``pending_threads`` (the partial index of pending threads) and the look it replaced, a
-search by status reading every interrupted, busy or failed thread.
+person once a second (``ApprovalFeed``; on SQLite inside the server's own event loop),
+and front ends list threads a page at a time (``threads.search``, limit 10). This fills
+a server storage with 20 interrupted threads and N failed ones (state values of ~1 KB,
+as a small agent's), then times each read two ways, side by side (median of 7):
+
+* the feed's look: the storage's ``pending_threads`` (the partial index of pending
+  threads) against the look it replaced, a search by status reading every interrupted,
+  busy or failed thread;
+* a search page (the newest 10; the newest 10 failed; a metadata filter nothing
+  matches): the storage's paged search against what it did before - every matching
+  thread decoded, then the page sliced off (the same search with no limit).
 """
 
 from __future__ import annotations
@@ -56,23 +63,38 @@ async def _time(look: Any, repeats: int = 7) -> float:
     return statistics.median(samples)
 
 
-async def _figures(storage: Any, failed: int) -> tuple[float, float, int]:
+async def _figures(storage: Any, failed: int) -> list[tuple[str, float, float, int]]:
+    """(read, seconds now, seconds the way it was read before, rows) of each read."""
     await storage.setup()
     try:
         await _fill(storage, failed)
 
-        async def indexed() -> list[dict[str, Any]]:
-            return list(await storage.pending_threads(None))
-
-        async def by_status() -> list[dict[str, Any]]:
+        async def search(limit: int, **filters: Any) -> list[dict[str, Any]]:
             return list(await storage.search_threads(
-                ids=None, metadata=None, values=None, status=STATUSES, limit=-1, offset=0,
-                sort_by=None, sort_order=None))
+                ids=None, metadata=filters.get("metadata"), values=None,
+                status=filters.get("status"), limit=limit, offset=0, sort_by=None,
+                sort_order=None))
 
-        found = len(await indexed())
-        return await _time(indexed), await _time(by_status), found
+        reads = [
+            ("feed look", lambda: storage.pending_threads(None),
+             lambda: search(-1, status=STATUSES)),
+            ("search, newest 10", lambda: search(10), lambda: _sliced(search(-1))),
+            ("search, newest 10 failed", lambda: search(10, status="error"),
+             lambda: _sliced(search(-1, status="error"))),
+            ("search, metadata none match", lambda: search(10, metadata={"team": "x"}),
+             lambda: _sliced(search(-1, metadata={"team": "x"}))),
+        ]
+        out = []
+        for name, now, before in reads:
+            found = len(await now())
+            out.append((name, await _time(now), await _time(before), found))
+        return out
     finally:
         await storage.close()
+
+
+async def _sliced(rows: Any) -> list[dict[str, Any]]:
+    return list(await rows)[:10]
 
 
 def main() -> None:
@@ -85,21 +107,22 @@ def main() -> None:
     from bench.server import _postgres_database
     from threadloom.server.storage.sqlite import SqliteStorage
 
-    print(f"{'storage':<10} {'failed threads':>14} {'pending':>8} {'look (index) ms':>16} "
-          f"{'look by status ms':>18}")
+    print(f"{'storage':<10} {'failed threads':>14} {'read':<28} {'rows':>5} {'now ms':>9} "
+          f"{'before ms':>10}")
     for failed in (int(n) for n in args.threads.split(",")):
         with tempfile.TemporaryDirectory() as folder:
             figures = [("sqlite", asyncio.run(
-                _figures(SqliteStorage(str(Path(folder) / "look.db")), failed)))]
+                _figures(SqliteStorage(str(Path(folder) / "reads.db")), failed)))]
         if args.postgres:
             from threadloom.server.storage.postgres import PostgresStorage
 
             with _postgres_database(args.postgres) as url:
                 figures.append(("postgres", asyncio.run(
                     _figures(PostgresStorage(url, pool_size=2), failed))))
-        for name, (indexed, by_status, found) in figures:
-            print(f"{name:<10} {failed:>14,} {found:>8} {indexed * 1e3:>16.3f} "
-                  f"{by_status * 1e3:>18.3f}", flush=True)
+        for kind, reads in figures:
+            for name, now, before, found in reads:
+                print(f"{kind:<10} {failed:>14,} {name:<28} {found:>5} {now * 1e3:>9.3f} "
+                      f"{before * 1e3:>10.3f}", flush=True)
 
 
 if __name__ == "__main__":
