@@ -158,3 +158,35 @@ def test_sqlite_search_pages_read_an_index_in_order(tmp_path: Path) -> None:
                                                "server_threads_status_created"), strict=True):
             plan = " / ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + statement))
             assert index in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_a_filtered_search_reads_on_past_batches_until_its_page_is_full(
+    storage_factory: Any,
+) -> None:
+    """A metadata filter that only the oldest threads pass: the page is found after
+    reading past hundreds of rows (on PostgreSQL, several batches of the server-side
+    cursor), and a page past the last match is empty."""
+    async def scenario() -> None:
+        storage = storage_factory()
+        await storage.setup()
+        try:
+            records = []
+            for i in range(450):
+                stamp = f"2026-12-05T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}+00:00"
+                records.append({"thread_id": new_id(), "created_at": stamp,
+                                "metadata": {"old": i < 3, "i": i}, "status": "idle",
+                                "values": {"i": i}})
+            await _fill(storage, records)
+            got = await storage.search_threads(
+                ids=None, metadata={"old": True}, values=None, status=None, limit=2,
+                offset=1, sort_by=None, sort_order=None)
+            assert [t["metadata"]["i"] for t in got] == [1, 0]
+            assert await storage.search_threads(
+                ids=None, metadata={"old": True}, values=None, status=None, limit=2,
+                offset=3, sort_by=None, sort_order=None) == []
+            assert await storage.count_threads(metadata={"old": True}, values=None,
+                                               status="idle") == 3
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
