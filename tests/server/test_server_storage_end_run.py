@@ -227,16 +227,12 @@ def test_end_run_sees_a_run_queued_while_it_waited_for_the_thread(
     asyncio.run(scenario())
 
 
-def test_end_run_on_postgres_refuses_metadata_and_changes_nothing(
-    fresh_postgres_database: str,
-) -> None:
-    """PostgreSQL writes a run's end without reading the thread, so it cannot merge
+def test_end_run_refuses_metadata_and_changes_nothing(storage_factory) -> None:
+    """Both storages write a run's end without reading the thread, so neither can merge
     metadata: asked to, it says so, and the run and its thread stay as they were."""
-    from threadloom.server.storage.postgres import PostgresStorage
 
     async def scenario() -> None:
-        storage = PostgresStorage(fresh_postgres_database)
-        await storage.setup()
+        storage = await storage_factory()
         try:
             tid = await _thread(storage)
             run_id = await _queue(storage, tid)
@@ -247,6 +243,53 @@ def test_end_run_on_postgres_refuses_metadata_and_changes_nothing(
             assert (await storage.get_run(run_id))["status"] == "running"
             thread = await storage.get_thread(tid)
             assert thread["metadata"] == {} and thread["status"] == "busy"
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
+
+
+def test_sqlite_ends_a_run_in_two_statements_without_reading_its_thread(
+    tmp_path: Path,
+) -> None:
+    """On SQLite a run's end is two statements in one transaction - the run's row
+    (returned as updated), then the thread's fields - and the thread is not read first
+    (its state values could be megabytes of JSON). A thread given no fields is left as
+    it was unless another of its runs is active (then it is ``busy``)."""
+    from threadloom.server.storage.sqlite import SqliteStorage
+
+    async def scenario() -> None:
+        storage = SqliteStorage(str(tmp_path / "two.db"))
+        await storage.setup()
+        statements: list[str] = []
+        try:
+            tid = await _thread(storage)
+            run_id = await _queue(storage, tid)
+            await storage.claim_run("w", 30.0)
+            storage._conn.set_trace_callback(statements.append)
+            run = await storage.finish_run(run_id, "success", thread={
+                "status": "idle", "values": {"a": [1, 2]}, "interrupts": {},
+                "error": None, "state_updated": True})
+            storage._conn.set_trace_callback(None)
+            assert run is not None and run["status"] == "success"
+            thread = await storage.get_thread(tid)
+            assert thread["status"] == "idle" and thread["values"] == {"a": [1, 2]}
+            assert thread["state_updated_at"] == thread["updated_at"] == run["updated_at"]
+            body = [s for s in statements if s not in ("BEGIN IMMEDIATE", "COMMIT")]
+            assert len(body) == 2, body
+            assert not any(s.startswith("SELECT") for s in body), body
+
+            # no fields: the thread stays as it was; another run active: busy
+            second = await _queue(storage, tid)
+            await storage.claim_run("w", 30.0)
+            before = await storage.get_thread(tid)
+            await storage.finish_run(second, "success", thread=None)
+            assert await storage.get_thread(tid) == before
+            third, fourth = await _queue(storage, tid), await _queue(storage, tid)
+            await storage.claim_run("w", 30.0)
+            await storage.finish_run(third, "success", thread={"status": "idle"})
+            assert (await storage.get_thread(tid))["status"] == "busy"  # fourth waits
+            assert fourth
         finally:
             await storage.close()
 

@@ -84,6 +84,7 @@ from threadloom.server.storage.rows import (
     ThreadPage,
     assistant_row,
     cron_row,
+    ended_thread_sets,
     merge_thread,
     next_assistant_version,
     order_by,
@@ -1157,9 +1158,6 @@ class PostgresStorage(Storage):
         may be out of date - then the statement writes nothing, and is run again (with
         a new snapshot, taken after that change)."""
         fields = dict(thread or {})
-        if "metadata" in fields:
-            raise ValueError("end_run/finish_run set a run's end (status, values, "
-                             "interrupts, error, config); merge metadata with update_thread")
         sql, args = _end_run_statement(run_id, status, fields, events, keep)
         while True:
             row = await self._one(sql, args)
@@ -1511,18 +1509,7 @@ def _end_run_statement(run_id: str, status: str, fields: dict[str, Any],
     latest version - else it wrote nothing (the runs it would have read may be out of
     date) and is to be run again."""
     now = now_iso()
-    sets: list[str] = ["updated_at = %s"]
-    set_args: list[Any] = [now]
-    if fields.get("state_updated"):
-        sets.append("state_updated_at = %s")
-        set_args.append(now)
-    if "config" in fields:
-        sets.append("config = %s")
-        set_args.append(to_json(fields["config"] or {}))
-    for key in ("values", "interrupts", "error"):
-        if key in fields:
-            sets.append(f'"{key}" = %s')
-            set_args.append(None if fields[key] is None else to_json(fields[key]))
+    sets, set_args = ended_thread_sets(fields, now, "%s")
     if "status" in fields:
         own_status, status_args = "%s", [fields["status"]]
     else:

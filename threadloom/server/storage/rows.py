@@ -29,6 +29,7 @@ __all__ = [
     "ThreadPage",
     "assistant_row",
     "cron_row",
+    "ended_thread_sets",
     "merge_thread",
     "next_assistant_version",
     "order_by",
@@ -262,6 +263,32 @@ def merge_thread(record: dict[str, Any], fields: dict[str, Any]) -> dict[str, An
     if fields.get("state_updated"):
         rec["state_updated_at"] = now
     return rec
+
+
+def ended_thread_sets(fields: dict[str, Any], now: str, param: str
+                      ) -> tuple[list[str], list[Any]]:
+    """The ``SET`` assignments (and their parameters, ``param`` the dialect's
+    placeholder) that write a run's end to its thread without reading the thread first:
+    ``updated_at`` now, ``state_updated_at`` too when ``state_updated``, and ``config``,
+    ``values``, ``interrupts``, ``error`` as given - what ``merge_thread`` makes of
+    ``fields`` without ``metadata`` (which is merged, so not among them); the caller
+    adds ``status``."""
+    if "metadata" in fields:
+        raise ValueError("end_run/finish_run set a run's end (status, values, "
+                         "interrupts, error, config); merge metadata with update_thread")
+    sets: list[str] = [f"updated_at = {param}"]
+    args: list[Any] = [now]
+    if fields.get("state_updated"):
+        sets.append(f"state_updated_at = {param}")
+        args.append(now)
+    if "config" in fields:
+        sets.append(f"config = {param}")
+        args.append(to_json(fields["config"] or {}))
+    for key in ("values", "interrupts", "error"):
+        if key in fields:
+            sets.append(f'"{key}" = {param}')
+            args.append(None if fields[key] is None else to_json(fields[key]))
+    return sets, args
 
 
 def thread_values(rec: dict[str, Any]) -> tuple[Any, ...]:

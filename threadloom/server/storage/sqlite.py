@@ -45,6 +45,7 @@ from threadloom.server.storage.rows import (
     PENDING_THREADS_INDEX,
     THREAD_SEARCH_INDEXES,
     ThreadPage,
+    ended_thread_sets,
     merge_thread,
     next_assistant_version,
     public_thread,
@@ -671,30 +672,34 @@ class SqliteStorage(Storage):
 
     async def finish_run(self, run_id: str, status: str, *, thread: dict[str, Any] | None
                          ) -> dict | None:
+        fields = dict(thread or {})
+
         def go(conn: sqlite3.Connection) -> dict | None:
-            row = conn.execute(
-                f"SELECT {_RUN_COLS} FROM server_runs WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            run = _run(row)
+            # two statements, the thread not read first (as PostgreSQL's end_run): the
+            # run ended, then the thread's fields, ``busy`` while another of its runs
+            # is active (and only that, when there are no fields)
             stamp = now_iso()
-            conn.execute(
+            rows = conn.execute(
                 "UPDATE server_runs SET status = ?, updated_at = ?, worker_id = NULL, "
-                "lease_expires_at = NULL WHERE run_id = ?",
+                f"lease_expires_at = NULL WHERE run_id = ? RETURNING {_RUN_COLS}",
                 (status, stamp, run_id),
+            ).fetchall()
+            if not rows:
+                return None
+            run = _run(rows[0])
+            sets, args = ended_thread_sets(fields, stamp, "?")
+            own_status = "?" if "status" in fields else "status"
+            busy = (
+                "EXISTS (SELECT 1 FROM server_runs WHERE thread_id = ? AND run_id != ? "
+                "AND status IN ('pending', 'running'))"
             )
-            run.update(status=status, updated_at=stamp)
-            fields = dict(thread or {})
-            busy = conn.execute(
-                "SELECT 1 FROM server_runs WHERE thread_id = ? AND run_id != ? AND status IN "
-                "('pending', 'running') LIMIT 1",
-                (run["thread_id"], run_id),
-            ).fetchone()
-            if busy is not None:
-                fields["status"] = "busy"
-            if fields:
-                self._update_thread(conn, run["thread_id"], fields)
+            conn.execute(
+                f"UPDATE server_threads SET {', '.join(sets)}, status = CASE WHEN {busy} "
+                f"THEN 'busy' ELSE {own_status} END WHERE thread_id = ? AND (? OR {busy})",
+                (*args, run["thread_id"], run_id,
+                 *([fields["status"]] if "status" in fields else []), run["thread_id"],
+                 bool(fields), run["thread_id"], run_id),
+            )
             return run
 
         run = await self._write(go)
