@@ -29,7 +29,9 @@ def _records() -> list[dict[str, Any]]:
         out.append({
             "thread_id": new_id(),
             "created_at": f"2026-12-05T00:{i // 60:02d}:{i % 60:02d}+00:00",
-            "metadata": {"team": TEAMS[i % 3], "n": i, "tags": ["x", f"t{i % 4}"]},
+            "metadata": {"team": TEAMS[i % 3], "n": i, "tags": ["x", f"t{i % 4}"],
+                         "a.b": "dotted", "code": str(i % 7) if i % 2 else i % 7,
+                         "owner": {"team": TEAMS[i % 3]} if i % 5 == 0 else TEAMS[i % 3]},
             "status": STATUSES[i % 4],
             "values": {"flag": i % 5 == 0, "i": i},
         })
@@ -77,6 +79,15 @@ CASES = [
     (None, {"team": "c"}, {"flag": True}, 10, 1, "asc"),
     (None, {"team": "nobody"}, None, 10, 0, "desc"),
     (None, {"team": "a"}, None, 10, 500, "desc"),
+    # compared by the database first where it can (a plain key, a string), the rest in
+    # Python: strings against numbers, a dict holding the string, dotted keys
+    (None, {"code": "3"}, None, -1, 0, "desc"),
+    (None, {"code": 3}, None, -1, 0, "desc"),
+    (None, {"owner": "b"}, None, -1, 0, "asc"),
+    (None, {"owner": {"team": "b"}}, None, -1, 0, "asc"),
+    (None, {"a.b": "dotted", "team": "c"}, None, 4, 1, "desc"),
+    ("error", {"team": "b", "tags": {"$contains": "t3"}}, None, 10, 0, "desc"),
+    (None, {"team": "b", "n": {"$in": [1, 4, 7]}}, None, 10, 0, "desc"),
 ]
 
 
@@ -190,3 +201,32 @@ def test_a_filtered_search_reads_on_past_batches_until_its_page_is_full(
             await storage.close()
 
     asyncio.run(scenario())
+
+
+def test_sqlite_compares_metadata_strings_before_decoding(tmp_path: Path) -> None:
+    """On SQLite a metadata filter's plain keys wanting strings (an auth handler's
+    owner, say) are compared by the database (``json_extract``), the rest of the filter
+    in Python; keys that are not plain names are left to Python alone."""
+    from threadloom.server.storage.sqlite import SqliteStorage
+
+    statements: list[str] = []
+
+    async def scenario() -> list[str]:
+        storage = SqliteStorage(str(tmp_path / "json.db"))
+        await storage.setup()
+        try:
+            records = _records()
+            await _fill(storage, records)
+            storage._conn.set_trace_callback(statements.append)
+            got = await storage.search_threads(
+                ids=None, metadata={"team": "b", "a.b": "dotted", "n": {"$in": [1, 4, 7]}},
+                values=None, status=None, limit=10, offset=0, sort_by=None,
+                sort_order=None)
+            return [t["metadata"]["n"] for t in got]
+        finally:
+            await storage.close()
+
+    assert asyncio.run(scenario()) == [7, 4, 1]
+    [search] = [s for s in statements if "FROM server_threads" in s]
+    assert "json_extract(metadata, '$.\"team\"') = 'b'" in search, search
+    assert "a.b" not in search, search

@@ -9,7 +9,8 @@ both compute in Python (a thread's merged fields, an assistant's next version).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from threadloom.server import serde
@@ -30,6 +31,7 @@ __all__ = [
     "assistant_row",
     "cron_row",
     "ended_thread_sets",
+    "string_equalities",
     "merge_thread",
     "next_assistant_version",
     "order_by",
@@ -186,6 +188,24 @@ THREAD_SEARCH_INDEXES = (
 threads and by status: a page of ``threads.search`` reads its own rows, not every thread
 sorted (``created_at`` never changes; the status index it replaces was kept up to date
 on every status change as this one is)."""
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+
+
+def string_equalities(metadata: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """The ``(key, value)`` pairs of a metadata filter the database can check first: a
+    top-level key with a plain name whose wanted value is a string (``matches`` passes a
+    thread only if its metadata holds that very string there - an auth handler's
+    ``{"owner": ...}``, a graph or user id). The rows the database lets through are a
+    superset of those ``matches`` passes and are still checked by it (``ThreadPage``):
+    a search reads the rows that can match, not every row of the table, in Python.
+
+    SQLite compares them (``json_extract``); PostgreSQL does not: its columns are JSON
+    text because ``jsonb`` refuses some JSON the API accepts (``\\u0000``), and a cast
+    of such a row would fail the whole search."""
+    return [(key, want) for key, want in (metadata or {}).items()
+            if type(want) is str and _PLAIN_KEY.fullmatch(key)]
 
 
 class ThreadPage:

@@ -50,6 +50,7 @@ from threadloom.server.storage.rows import (
     next_assistant_version,
     public_thread,
     statuses_of,
+    string_equalities,
     thread_values,
 )
 from threadloom.server.storage.rows import RUN_COLS as _RUN_COLS
@@ -489,10 +490,14 @@ class SqliteStorage(Storage):
 
     def _threads(self, conn: sqlite3.Connection, ids, status, order: str, page: ThreadPage
                  ) -> list[dict]:
-        """``page`` filled from the threads of ``ids`` / ``status`` in ``order``, read
-        only as far as it needs (one statement: one snapshot)."""
+        """``page`` filled from the threads of ``ids`` / ``status`` in ``order`` (and
+        the metadata strings the database can compare: ``string_equalities``), read only
+        as far as it needs (one statement: one snapshot)."""
         sql = f"SELECT {_THREAD_COLS} FROM server_threads WHERE 1=1"
         args: list[Any] = []
+        for key, want in string_equalities(page.metadata):
+            sql += " AND json_extract(metadata, ?) = ?"
+            args += [f'$."{key}"', want]
         if status is not None:
             statuses = statuses_of(status)
             sql += f" AND status IN ({','.join('?' * len(statuses))})"
