@@ -218,9 +218,10 @@ def test_sqlite_list_refuses_damage_to_one_row_undone_by_damage_to_the_next(
 
 
 def test_the_fast_shape_check_agrees_with_the_checked_one() -> None:
-    """``well_shaped`` (the listing's C-level check) passes only checkpoints that
-    ``check_checkpoint`` passes; a damaged shape takes the path that names it."""
-    from threadloom.checkpoint._stored.shape import check_checkpoint, well_shaped
+    """``shaped_value_keys`` (the listing's quick check) passes only checkpoints that
+    ``check_checkpoint`` passes, adding their value keys; a damaged shape adds none and
+    takes the path that names it."""
+    from threadloom.checkpoint._stored.shape import check_checkpoint, shaped_value_keys
     from threadloom.checkpoint.serde.base import CorruptCheckpointError
 
     good = {
@@ -234,6 +235,7 @@ def test_the_fast_shape_check_agrees_with_the_checked_one() -> None:
         {**good, "channel_versions": {"a": None}},
         {**good, "channel_versions": {"a": True}},
         {**good, "channel_versions": {1: "v"}},
+        {**good, "channel_versions": {"a": "00.1", "b": None}},
         {k: v for k, v in good.items() if k != "channel_versions"},
         {**good, "versions_seen": {"n": {"a": b"x"}}},
         {**good, "versions_seen": {"n": ["a"]}},
@@ -247,10 +249,15 @@ def test_the_fast_shape_check_agrees_with_the_checked_one() -> None:
         {**good, "updated_channels": ["a", 1]},
         ["not", "a", "checkpoint"],
     ]
-    assert well_shaped(good) and well_shaped({**good, "updated_channels": None})
+    keys: list[object] = ["before"]
+    assert shaped_value_keys(good, "t", "", keys)
+    assert keys == ["before", ("t", "", "a", "00.1"), ("t", "", "b", "2"), ("t", "", "c", "3.0")]
+    assert shaped_value_keys({**good, "updated_channels": None}, "t", "ns", keys)
+    assert len(keys) == 7
     check_checkpoint(good, "here")
     for checkpoint in damaged:
-        assert not well_shaped(checkpoint), checkpoint
+        assert not shaped_value_keys(checkpoint, "t", "", keys), checkpoint
+        assert len(keys) == 7, checkpoint
         with pytest.raises(CorruptCheckpointError):
             check_checkpoint(checkpoint, "here")
 

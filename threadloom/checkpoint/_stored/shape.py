@@ -18,7 +18,7 @@ from threadloom.checkpoint.serde.base import CorruptCheckpointError
 from threadloom.constants import INTERRUPT, RESUME
 from threadloom.types import Interrupt
 
-__all__ = ["check_checkpoint", "check_write", "well_shaped"]
+__all__ = ["check_checkpoint", "check_write", "shaped_value_keys"]
 
 _VERSION_TYPES = frozenset((str, int, float))
 _NO_VERSIONS: dict[str, Any] = {}
@@ -37,15 +37,19 @@ def _versions_problem(versions: Any, what: str) -> str | None:
     return None
 
 
-def well_shaped(checkpoint: Any) -> bool:
+def shaped_value_keys(checkpoint: Any, thread_id: str, ns: str, keys: list[Any]) -> bool:
     """Whether ``checkpoint`` passes ``check_checkpoint``, without building its message (a
     listing checks every row): every channel and node name a string, every version a
-    string or number. ``False`` only says to run ``check_checkpoint`` for the verdict and
-    its message: a mapping that is not an exact ``dict`` may still pass it.
+    string or number. When it does, the value key of each of its channel versions
+    (``(thread_id, ns, channel, version as a string)``) has been appended to ``keys`` in
+    the same pass; when not, ``keys`` is as it was. ``False`` only says to run
+    ``check_checkpoint`` for the verdict and its message: a mapping that is not an exact
+    ``dict`` may still pass it.
 
     Plain loops: CPython's specialised bytecode runs them faster than ``map``/``chain``
     passes built per call (0.39 against 0.51 us a one-channel checkpoint, 1.3 against 2.5
-    for five channels seen by four nodes)."""
+    for five channels seen by four nodes); the keys are made by the loop that checks the
+    versions, not by a second one over them."""
     if type(checkpoint) is not dict:
         return False
     get = checkpoint.get
@@ -54,25 +58,34 @@ def well_shaped(checkpoint: Any) -> bool:
     if type(versions) is not dict or type(seen) is not dict:
         return False
     version_types = _VERSION_TYPES
-    for channel, version in versions.items():
-        if type(channel) is not str or type(version) not in version_types:
-            return False
-    for node, per_node in seen.items():
-        if type(node) is not str or type(per_node) is not dict:
-            return False
-        for channel, version in per_node.items():
-            if type(channel) is not str or type(version) not in version_types:
+    if seen:
+        for node, per_node in seen.items():
+            if type(node) is not str or type(per_node) is not dict:
                 return False
+            for channel, version in per_node.items():
+                if type(channel) is not str or type(version) not in version_types:
+                    return False
     if type(get("id", "")) is not str or type(get("ts", "")) is not str:
         return False
     updated = get("updated_channels")
-    if updated is None:
-        return True
-    if type(updated) is not list and type(updated) is not tuple:
-        return False
-    for channel in updated:
-        if type(channel) is not str:
+    if updated is not None:
+        if type(updated) is not list and type(updated) is not tuple:
             return False
+        for channel in updated:
+            if type(channel) is not str:
+                return False
+    start = len(keys)
+    add = keys.append
+    for channel, version in versions.items():
+        if type(channel) is not str:
+            del keys[start:]
+            return False
+        if type(version) is not str:
+            if type(version) not in version_types:
+                del keys[start:]
+                return False
+            version = str(version)
+        add((thread_id, ns, channel, version))
     return True
 
 
