@@ -22,7 +22,9 @@ INDEXES = {
 DROPPED = "threadloom_checkpoints_recent"  # made by v3, dropped by v4 (threadloom_threads)
 
 
-def _fill(saver: Any, threads: int, per_thread: int) -> None:
+def _fill(saver: Any, threads: int, per_thread: int, *, in_lists: bool = False) -> None:
+    """``in_lists``: each value in a list of its own, so that it is stored in the value
+    table (ints ride in the checkpoint's row, see ``_stored.inline``)."""
     for t in range(threads):
         config: dict[str, Any] = {"configurable": {"thread_id": f"t{t}", "checkpoint_ns": ""}}
         version = None
@@ -30,7 +32,8 @@ def _fill(saver: Any, threads: int, per_thread: int) -> None:
             checkpoint = empty_checkpoint()
             checkpoint["id"] = create_checkpoint_id()
             version = saver.get_next_version(version, None)
-            checkpoint["channel_values"] = {"x": t * 100 + step}
+            value = t * 100 + step
+            checkpoint["channel_values"] = {"x": [value] if in_lists else value}
             checkpoint["channel_versions"] = {"x": version}
             config = saver.put(config, checkpoint, {"step": step}, {"x": version})
 
@@ -247,6 +250,8 @@ def test_the_fast_shape_check_agrees_with_the_checked_one() -> None:
         {**good, "ts": None},
         {**good, "updated_channels": "a"},
         {**good, "updated_channels": ["a", 1]},
+        {**good, "channel_values": ["a"]},
+        {**good, "channel_values": {1: "x"}},
         ["not", "a", "checkpoint"],
     ]
     keys: list[object] = ["before"]
@@ -254,6 +259,10 @@ def test_the_fast_shape_check_agrees_with_the_checked_one() -> None:
     assert keys == ["before", ("t", "", "a", "00.1"), ("t", "", "b", "2"), ("t", "", "c", "3.0")]
     assert shaped_value_keys({**good, "updated_channels": None}, "t", "ns", keys)
     assert len(keys) == 7
+    # a value the row carries is not looked up by key (``_stored.inline``)
+    assert shaped_value_keys({**good, "channel_values": {"b": 2}}, "u", "", keys)
+    assert keys[7:] == [("u", "", "a", "00.1"), ("u", "", "c", "3.0")]
+    del keys[7:]
     check_checkpoint(good, "here")
     for checkpoint in damaged:
         assert not shaped_value_keys(checkpoint, "t", "", keys), checkpoint
@@ -280,7 +289,7 @@ def test_sqlite_list_decodes_through_a_serializer_that_decodes_otherwise(
 
     with SqliteSaver.from_conn_string(str(tmp_path / "c.sqlite")) as plain:
         plain.setup()
-        _fill(plain, 3, 2)
+        _fill(plain, 3, 2, in_lists=True)
     conn = sqlite3.connect(str(tmp_path / "c.sqlite"), check_same_thread=False)
     try:
         saver = SqliteSaver(conn, serde=Counting())
@@ -289,7 +298,7 @@ def test_sqlite_list_decodes_through_a_serializer_that_decodes_otherwise(
     finally:
         conn.close()
     assert sorted(t.checkpoint["channel_values"]["x"] for t in listed) == [
-        0, 1, 100, 101, 200, 201
+        [0], [1], [100], [101], [200], [201]
     ]  # fmt: skip
     assert Counting.loads == 12  # six checkpoint rows and their six values
 

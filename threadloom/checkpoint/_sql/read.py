@@ -46,6 +46,7 @@ from threadloom.checkpoint._stored.decode import (
     value_name,
     write_name,
 )
+from threadloom.checkpoint._stored.inline import inline_values
 from threadloom.checkpoint._stored.records import thread_and_ns
 from threadloom.checkpoint._stored.shape import check_checkpoint, shaped_value_keys
 from threadloom.checkpoint._values.chains import (
@@ -175,7 +176,8 @@ class ListedPage:
                     meta = metadata
                 if type(meta) is not dict:
                     checkpoint, meta = load_row(row)  # raises, naming the row
-            channel_values: dict[str, Any] = {}
+            # the values the row carries (``_stored.inline``), then those found by key
+            channel_values: dict[str, Any] = checkpoint.get("channel_values") or {}
             end = ends[i]
             while start < end:
                 value = values[start]
@@ -244,8 +246,10 @@ class SqlReads(SqlBase):
             # run's first put can append deltas even in a process that never wrote this
             # thread. Explicit (older) checkpoints are left out: browsing history must not
             # cost fingerprinting or evict the head a running graph is appending to.
+            versions = tup.checkpoint["channel_versions"]
             self.cache.remember_loaded(
-                thread_id, ns, tup.checkpoint["id"], tup.checkpoint["channel_versions"], resolved
+                thread_id, ns, tup.checkpoint["id"], versions, resolved,
+                inline_values(tup.checkpoint["channel_values"], versions),
             )
         return tup
 
@@ -427,8 +431,10 @@ class SqlReads(SqlBase):
                     or not shaped_value_keys(checkpoint, thread_id, ns, keys)
                 ):
                     checkpoint, checked[i] = self._load_row(row)
+                    inline = checkpoint.get("channel_values") or ()
                     for channel, version in checkpoint["channel_versions"].items():
-                        add_key((thread_id, ns, channel, str(version)))
+                        if channel not in inline:
+                            add_key((thread_id, ns, channel, str(version)))
                 ends.append(len(keys))
                 checkpoints.append(checkpoint)
             else:
@@ -570,7 +576,7 @@ def _shared_keys(rows: Rows, keys: list[BlobKey]) -> set[BlobKey] | None:
     """The value keys more than one checkpoint of a page names (a row names each key
     once), or None when none is - at once when no two rows are of one thread (a key
     starts with its thread), as in a listing over many threads."""
-    if len({row[0] for row in rows}) == len(rows) or len(set(keys)) == len(keys):
+    if not keys or len({row[0] for row in rows}) == len(rows) or len(set(keys)) == len(keys):
         return None
     seen: set[BlobKey] = set()
     shared: set[BlobKey] = set()

@@ -38,6 +38,7 @@ from threadloom.checkpoint._sql.statements import (
     values_cte,
 )
 from threadloom.checkpoint._stored.decode import SEALED_METADATA
+from threadloom.checkpoint._stored.inline import inline_values
 from threadloom.checkpoint._stored.records import (
     dump_metadata,
     make_config,
@@ -79,6 +80,7 @@ class PreparedPut:
     stored: list[tuple[BlobPlan, str, bytes | None]] | None = None  # as written by ``put``
     relaxed: bool = False  # commit without waiting for the flush (``Dialect.relaxed_commit``)
     run_locked: bool = False  # this process holds the thread's run lock: no other writer
+    inline: dict[str, Any] | None = None  # the values the row carries (``_stored.inline``)
 
     def config(self) -> dict[str, Any]:
         """The config ``put`` returns: the stored checkpoint's address."""
@@ -107,6 +109,10 @@ class SqlWrites(SqlBase):
         parent_id = get_checkpoint_id(config) or None  # "" means "no parent" too
         metadata_json = dump_metadata(metadata)
         stored = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+        inline = None if self._binds else self._inline(thread_id, ns, parent_id, checkpoint,
+                                                       new_versions)  # fmt: skip
+        if inline:
+            stored["channel_values"] = inline
         if self._binds:  # the metadata column stays JSON (filters): seal a copy to check it
             stored[SEALED_METADATA] = json.loads(metadata_json)
         place = checkpoint_place(thread_id, ns, checkpoint["id"])
@@ -127,9 +133,36 @@ class SqlWrites(SqlBase):
             metadata_json=metadata_json,
             created_at=timestamp(checkpoint.get("ts")),
             blobs=[self._dumped(thread_id, ns, plan) for plan in plans],
+            inline=inline,
             relaxed=relaxed,
             run_locked=run_locked,
         )
+
+    def _inline(
+        self,
+        thread_id: str,
+        ns: str,
+        parent_id: str | None,
+        checkpoint: Checkpoint,
+        new_versions: ChannelVersions,
+    ) -> dict[str, Any]:
+        """The values the checkpoint's row carries, read back with it rather than by
+        version (``_stored.inline``): the new versions' as given, the others' as stored
+        for their version. (Not called with a serializer that binds values to their
+        place: each value is then sealed to its own row, which a reader checks.)"""
+        values, versions = checkpoint["channel_values"], checkpoint["channel_versions"]
+        inline = {
+            channel: value
+            for channel, value in self.cache.carried_atoms(
+                thread_id, ns, parent_id, versions
+            ).items()
+            if channel not in new_versions
+        } if parent_id else {}  # fmt: skip
+        fresh = {
+            c: values[c] for c, v in new_versions.items() if c in values and versions.get(c) == v
+        }
+        inline.update(inline_values(fresh, versions))
+        return inline
 
     def _dumped(
         self, thread_id: str, ns: str, plan: BlobPlan
@@ -211,6 +244,7 @@ class SqlWrites(SqlBase):
             p.checkpoint["id"],
             p.checkpoint["channel_versions"],
             [plan for plan, _, _ in p.stored],
+            p.inline,
         )
 
     def settle(self, config: dict[str, Any]) -> Op[None] | None:

@@ -176,6 +176,9 @@ class _Head:
     # whole values, full checks): nothing can have changed them since - no node runs
     # between a run's last put and its ``settle`` - so settle skips them
     settled: frozenset[str] = frozenset()
+    # the atoms of this checkpoint (``_stored.inline``): the value of each at its version
+    # in ``versions``, as stored - what a checkpoint continuing from it carries in its row
+    atoms: dict[str, Any] = field(default_factory=dict)
 
 
 def _cut(states: list[Any] | None, begin: int, end: int) -> list[Any] | None:
@@ -576,8 +579,10 @@ class DeltaCache:
         checkpoint_id: str,
         channel_versions: Mapping[str, Any],
         plans: Iterable[BlobPlan],
+        atoms: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record the checkpoint just stored as the head this process knows."""
+        """Record the checkpoint just stored as the head this process knows (``atoms``:
+        the values its row carries, see ``carried_atoms``)."""
         versions = {c: str(v) for c, v in channel_versions.items()}
         with self._lock:
             old = self._heads.get((thread_id, ns))
@@ -609,7 +614,7 @@ class DeltaCache:
                 else:
                     lists.pop(plan.channel, None)
             self._store((thread_id, ns), _Head(checkpoint_id, versions, lists,
-                                               frozenset(settled)))
+                                               frozenset(settled), dict(atoms or {})))
 
     def remember_loaded(
         self,
@@ -618,8 +623,10 @@ class DeltaCache:
         checkpoint_id: str,
         channel_versions: Mapping[str, Any],
         resolved: Mapping[str, Resolved],
+        atoms: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record a checkpoint just read, so a run continuing from it can append deltas.
+        """Record a checkpoint just read, so a run continuing from it can append deltas
+        (``atoms``: its values of the types a row carries, see ``carried_atoms``).
 
         Values are printed now, before anyone can change them in place. When the cache
         already holds this checkpoint its prints are exact, but the items it would
@@ -650,7 +657,7 @@ class DeltaCache:
                         versions[channel], printed, r.root, r.depth, self._copy(r.value)
                     )
         with self._lock:
-            self._store(key, _Head(checkpoint_id, versions, lists))
+            self._store(key, _Head(checkpoint_id, versions, lists, atoms=dict(atoms or {})))
 
     def settle(self, thread_id: str, ns: str, checkpoint_id: str) -> list[BlobPlan]:
         """The full check a run ends with: every item of the lists stored at checkpoint
@@ -701,6 +708,25 @@ class DeltaCache:
                 snap.printed, snap.root, snap.depth = plan.printed, snap.version, 0
             plans.append(plan)
         return plans
+
+    def carried_atoms(
+        self, thread_id: str, ns: str, parent_id: str, versions: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The atoms of the head ``parent_id`` (when it is the head this process knows)
+        whose channels are at the same version in ``versions``: the values stored for
+        those versions, which a checkpoint continuing from it carries in its row for the
+        channels it did not change (``_stored.inline``) - not the values it was given
+        for them, which the saver contract does not store."""
+        with self._lock:
+            head = self._heads.get((thread_id, ns))
+            if head is None or head.checkpoint_id != parent_id or not head.atoms:
+                return {}
+            known = head.versions
+            return {
+                channel: value
+                for channel, value in head.atoms.items()
+                if channel in versions and str(versions[channel]) == known.get(channel)
+            }
 
     def head_versions(self, thread_id: str, ns: str) -> dict[str, str]:
         """The channel versions of the newest checkpoint this process knows of the thread
