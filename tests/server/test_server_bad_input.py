@@ -72,6 +72,17 @@ def test_an_offset_beyond_the_database_integers_is_422(served) -> None:
     assert threads.status_code == 422 and "offset" in threads.json()["detail"]
 
 
+def test_a_latest_version_beyond_the_database_integers_is_422(served) -> None:
+    """schemathesis: ``POST /assistants/{id}/latest`` with a version past 64 bits was the
+    driver's OverflowError, a 500; a version in range that does not exist stays a 404."""
+    with _http(served) as http:
+        aid = http.post("/assistants", json={"graph_id": "email"}).json()["assistant_id"]
+        big = http.post(f"/assistants/{aid}/latest", json={"version": 18550781017279418368})
+        missing = http.post(f"/assistants/{aid}/latest", json={"version": 2**63 - 1})
+    assert big.status_code == 422 and "version" in big.json()["detail"]
+    assert missing.status_code == 404
+
+
 async def test_a_history_filter_the_checkpointer_refuses_is_422(client) -> None:
     thread = await client.threads.create(graph_id="email")
     await client.runs.wait(thread["thread_id"], "email",

@@ -107,7 +107,9 @@ class AssistantVersions(_Body):
 
 
 class LatestVersion(_Body):
-    version: int
+    # a version the storage can hold (SQLite's and PostgreSQL's 64-bit integers): one out
+    # of that range is a 422 naming it, not the driver's OverflowError as a 500
+    version: int = Field(ge=-(2**63), le=2**63 - 1)
 
 
 class ThreadTTL(_Body):
