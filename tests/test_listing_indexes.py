@@ -271,6 +271,100 @@ def test_the_fast_shape_check_agrees_with_the_checked_one() -> None:
             check_checkpoint(checkpoint, "here")
 
 
+def test_the_one_pass_decoder_agrees_with_the_checked_path() -> None:
+    """``shaped_checkpoints`` (a page decoded and shape-checked by ``msgspec`` in one
+    pass) hands out a checkpoint only where decoding it alone gives the same value and
+    the shape check passes it; anything else - damage, a key it does not name, a value
+    the serializer decodes its own way (``bin``, an ``ext``) - makes it refuse the page,
+    which is then decoded as before."""
+    import msgpack
+
+    from threadloom.checkpoint._stored.shape import shaped_checkpoints, shaped_value_keys
+
+    good = {
+        "v": 4, "id": "1", "ts": "now", "channel_values": {"n": None, "t": True, "s": "x"},
+        "channel_versions": {"a": "00.1", "b": 2, "c": 3.0},
+        "versions_seen": {"n": {"a": "00.1"}, "m": {}},
+        "updated_channels": ["a"],
+    }  # fmt: skip
+    passing = [
+        good,
+        {**good, "updated_channels": None},
+        {k: v for k, v in good.items() if k not in ("v", "ts", "versions_seen")},
+        {**good, "channel_values": {"i": -(2**63), "u": 2**64 - 1, "f": 1.5}},
+    ]
+    refused = [
+        {**good, "channel_versions": {"a": True}},
+        {**good, "channel_versions": {1: "v"}},
+        {k: v for k, v in good.items() if k != "channel_versions"},
+        {**good, "versions_seen": {"n": {"a": b"x"}}},
+        {**good, "id": 7},
+        {**good, "v": "4"},
+        {**good, "updated_channels": "a"},
+        {**good, "channel_values": ["a"]},
+        {**good, "channel_values": {"x": b"bytes"}},  # bin: the serializer's own
+        {**good, "channel_values": {"x": msgpack.ExtType(5, b"\x01")}},
+        {**good, "channel_values": {"x": [1]}},
+        {**good, "pending_sends": []},  # a key the decoder would drop
+        {**good, "extra": 1},
+        ["not", "a", "checkpoint"],
+    ]
+    for checkpoint in passing:
+        payload = msgpack.packb(checkpoint)
+        [item] = shaped_checkpoints([payload]) or [None]
+        assert item == msgpack.unpackb(payload, strict_map_key=False), checkpoint
+        assert list(item) == list(checkpoint)  # the keys in their order
+        assert shaped_value_keys(item, "t", "", [])
+    for checkpoint in refused:
+        payloads = [msgpack.packb(good), msgpack.packb(checkpoint)]
+        assert shaped_checkpoints(payloads) is None, checkpoint
+    # payloads not decoded each to its last byte: a row shifted into the next
+    one = msgpack.packb(good)
+    assert shaped_checkpoints([one + b"\x00"]) is None
+    assert shaped_checkpoints([one[:-1]]) is None
+    assert shaped_checkpoints([one + one, b""]) is None
+    assert shaped_checkpoints([one, one]) == [msgpack.unpackb(one)] * 2
+
+
+def test_sqlite_list_keeps_what_the_one_pass_decoder_refuses(tmp_path: Path) -> None:
+    """Checkpoints with keys of their own, and a row carrying a value the serializer
+    decodes its own way, list and read back whole: the page is decoded as before."""
+    import msgpack
+
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "keys.sqlite")) as saver:
+        saver.setup()
+        config: dict[str, Any] = {"configurable": {"thread_id": "own", "checkpoint_ns": ""}}
+        for step in range(2):
+            checkpoint: Any = empty_checkpoint()
+            checkpoint["id"] = create_checkpoint_id()
+            checkpoint["pending_sends"] = [step]
+            checkpoint["channel_values"] = {"x": step}
+            checkpoint["channel_versions"] = {"x": saver.get_next_version(None, None)}
+            config = saver.put(config, checkpoint, {}, {"x": checkpoint["channel_versions"]["x"]})
+        _fill(saver, 2, 2)
+        listed = {t.checkpoint["id"]: t.checkpoint for t in saver.list(None)}
+        assert [c["pending_sends"] for c in listed.values() if "pending_sends" in c] == [[1], [0]]
+        # a row whose payload carries bytes among its values (as a serializer's ``bin``)
+        [(cp_id, blob)] = saver.conn.execute(
+            "SELECT checkpoint_id, checkpoint FROM threadloom_checkpoints "
+            "WHERE thread_id = 't1' ORDER BY checkpoint_id DESC LIMIT 1"
+        ).fetchall()
+        payload = msgpack.unpackb(blob)
+        payload["channel_values"]["y"] = b"raw"
+        payload["channel_versions"]["y"] = payload["channel_versions"]["x"]
+        saver.conn.execute(
+            "UPDATE threadloom_checkpoints SET checkpoint = ? WHERE checkpoint_id = ?",
+            (msgpack.packb(payload), cp_id),
+        )
+        saver.conn.commit()
+        saver.clear_cache()
+        listed = {t.checkpoint["id"]: t.checkpoint for t in saver.list(None)}
+        assert listed[cp_id]["channel_values"] == {"x": 101, "y": b"raw"}
+        assert len(listed) == 6
+
+
 def test_sqlite_list_decodes_through_a_serializer_that_decodes_otherwise(
     tmp_path: Path,
 ) -> None:

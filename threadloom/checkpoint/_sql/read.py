@@ -48,7 +48,12 @@ from threadloom.checkpoint._stored.decode import (
 )
 from threadloom.checkpoint._stored.inline import inline_values
 from threadloom.checkpoint._stored.records import thread_and_ns
-from threadloom.checkpoint._stored.shape import check_checkpoint, shaped_value_keys
+from threadloom.checkpoint._stored.shape import (
+    check_checkpoint,
+    shaped_checkpoints,
+    shaped_value_keys,
+    value_keys,
+)
 from threadloom.checkpoint._values.chains import (
     EMPTY,
     BlobKey,
@@ -405,9 +410,13 @@ class SqlReads(SqlBase):
         loader = getattr(self.serde, "payload_loader", None)
         unpack = loader() if plain is not None and loader is not None else None
         batch = None
-        if len(rows) > 1 and unpack is not None:
+        shaped = False  # whether ``batch`` was shape-checked by its decoding
+        if unpack is not None and (payloads := _msgpack_payloads(rows)) is not None:
+            batch = shaped_checkpoints(payloads)
+            shaped = batch is not None
             many = getattr(self.serde, "payloads_loader", None)
-            batch = _decoded_page(rows, many()) if many is not None else None
+            if batch is None and len(rows) > 1 and many is not None:
+                batch = many()(payloads)
         add_key = keys.append
         while True:
             for i, row in enumerate(rows):
@@ -416,7 +425,12 @@ class SqlReads(SqlBase):
                 if batch is not None:
                     checkpoint = batch[i]
                     if type(checkpoint) is not dict or checkpoint.get("id") != checkpoint_id:
-                        break  # items shifted against rows (see ``_decoded_page``)
+                        break  # items shifted against rows (see ``payloads_loader``)
+                    if shaped:
+                        value_keys(checkpoint, thread_id, ns, keys)
+                        ends.append(len(keys))
+                        checkpoints.append(checkpoint)
+                        continue
                 elif plain is not None:
                     try:
                         if unpack is not None and typ is None and type(blob) is bytes:
@@ -439,7 +453,7 @@ class SqlReads(SqlBase):
                 checkpoints.append(checkpoint)
             else:
                 break
-            batch = None  # each row decoded alone, from the first
+            batch, shaped = None, False  # each row decoded alone, from the first
             checkpoints.clear()
             checked.clear()
             keys.clear()
@@ -585,24 +599,16 @@ def _shared_keys(rows: Rows, keys: list[BlobKey]) -> set[BlobKey] | None:
     return shared
 
 
-def _decoded_page(
-    rows: Rows, unpack_many: Callable[[list[bytes]], list[Any] | None] | None
-) -> list[Any] | None:
-    """The checkpoints of a page's rows decoded in one call (``payloads_loader``), or
-    None - every row is then decoded on its own - when a row is not a ``msgpack`` payload,
-    the batch was refused, or an item is not the checkpoint of its row (a dict carrying
-    the row's checkpoint id): damage to one payload undone by damage to another would
-    shift the items against the rows. Each item is checked further (its shape) by the
-    caller, as a checkpoint decoded alone is."""
-    if unpack_many is None:
-        return None
+def _msgpack_payloads(rows: Rows) -> list[bytes] | None:
+    """The checkpoint payloads of ``rows``, or None - each row is then decoded on its
+    own - when a row's is not a ``msgpack`` payload (``_CP_COLUMNS``' type is NULL)."""
     payloads: list[bytes] = []
     for row in rows:
         blob = row[5]
-        if row[4] is not None or type(blob) is not bytes:  # not msgpack (``_CP_COLUMNS``)
+        if row[4] is not None or type(blob) is not bytes:
             return None
         payloads.append(blob)
-    return unpack_many(payloads)
+    return payloads
 
 
 def _blob_rows(rows: Rows | None) -> Iterable[tuple[tuple[Any, ...], StoredBlob]]:

@@ -12,13 +12,21 @@ row.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NotRequired, TypedDict
+
+import msgspec
 
 from threadloom.checkpoint.serde.base import CorruptCheckpointError
 from threadloom.constants import INTERRUPT, RESUME
 from threadloom.types import Interrupt
 
-__all__ = ["check_checkpoint", "check_write", "shaped_value_keys"]
+__all__ = [
+    "check_checkpoint",
+    "check_write",
+    "shaped_checkpoints",
+    "shaped_value_keys",
+    "value_keys",
+]
 
 _VERSION_TYPES = frozenset((str, int, float))
 _NO_VERSIONS: dict[str, Any] = {}
@@ -96,6 +104,66 @@ def shaped_value_keys(checkpoint: Any, thread_id: str, ns: str, keys: list[Any])
         if not inline or channel not in inline:
             add((thread_id, ns, channel, version))
     return True
+
+
+def value_keys(checkpoint: dict[str, Any], thread_id: str, ns: str, keys: list[Any]) -> None:
+    """``shaped_value_keys``'s keys for a checkpoint already known to be of its shape
+    (``shaped_checkpoints``'s): the value key of each channel version, but for the
+    channels whose value the row carries."""
+    inline = checkpoint.get("channel_values")
+    add = keys.append
+    for channel, version in checkpoint["channel_versions"].items():
+        if not inline or channel not in inline:
+            add((thread_id, ns, channel, version if type(version) is str else str(version)))
+
+
+_Version = str | int | float
+
+
+class _ShapedCheckpoint(TypedDict):
+    """What ``shaped_value_keys`` lets through, as ``msgspec`` checks it while decoding:
+    the stored payload of a checkpoint (``channel_values`` holds only the small values a
+    row carries, ``_stored.inline``), nothing else."""
+
+    v: NotRequired[int]
+    id: NotRequired[str]
+    ts: NotRequired[str]
+    channel_versions: dict[str, _Version]
+    versions_seen: NotRequired[dict[str, dict[str, _Version]]]
+    updated_channels: NotRequired[list[str] | None]
+    channel_values: NotRequired[dict[str, None | bool | int | float | str]]
+
+
+_shaped_page = msgspec.msgpack.Decoder(list[_ShapedCheckpoint]).decode
+
+
+def shaped_checkpoints(payloads: list[bytes]) -> list[dict[str, Any]] | None:
+    """The checkpoints of ``msgpack`` payloads decoded and shape-checked in one pass of
+    ``msgspec``'s C decoder, or None: a payload it does not decode to its last byte, any
+    value of another type than ``_ShapedCheckpoint`` says (a ``bin`` or an ``ext``
+    included, which a serializer's own decoding would turn into something else), or a
+    key it does not name (a map's length against its item's). The caller then decodes
+    each payload as before, for the same value or the error naming it: what is decoded
+    here is what ``ormsgpack`` and ``msgpack`` decode the payload to, key for key.
+
+    Why: on a listing the shape check cost about as much as decoding (~13% of a
+    ``list(None)`` over SQLite each); here it is done by the decoding. The caller still
+    compares each item's id with its row's: damage to one payload undone by damage to
+    another would shift the items against the rows, as in ``payloads_loader``."""
+    try:
+        items = _shaped_page(b"".join((b"\xdd", len(payloads).to_bytes(4, "big"), *payloads)))
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    for payload, item in zip(payloads, items, strict=True):
+        if not payload:  # decoded, so taken by the payload before it: shifted
+            return None
+        head = payload[0]
+        if 0x80 <= head <= 0x8F:  # fixmap: up to 15 keys (a checkpoint has 7)
+            if head - 0x80 != len(item):
+                return None
+        elif head != 0xDE or int.from_bytes(payload[1:3], "big") != len(item):
+            return None  # map16 with other keys, or (a decoded map) map32: decoded alone
+    return items  # type: ignore[return-value]
 
 
 def _checkpoint_problem(checkpoint: Any) -> str | None:
