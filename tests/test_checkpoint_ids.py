@@ -37,3 +37,21 @@ def test_checkpoint_ids_and_uuid6_share_one_clock() -> None:
         ids.append(create_checkpoint_id() if i % 2 else str(uuid6(clock_seq=-1)))
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert uuid.UUID(ids[1]).version == 6
+
+
+def test_checkpoint_ids_are_uuid6_text_of_now_across_prefix_changes() -> None:
+    # ids span several 0.4 ms windows (the part formatted once per window): each is the
+    # canonical text of a version-6, RFC 4122 UUID whose timestamp is now
+    ids = []
+    deadline = time.monotonic() + 0.005
+    while time.monotonic() < deadline or len(ids) < 1000:
+        ids.append(create_checkpoint_id())
+    parsed = [uuid.UUID(i) for i in ids]
+    assert [str(u) for u in parsed] == ids
+    assert all(u.version == 6 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert len({i[:13] for i in ids}) > 1  # the prefix changed while minting
+    last = parsed[-1]
+    ticks = (last.int >> 80) << 12 | (last.int >> 64) & 0x0FFF
+    assert abs((ticks - 0x01B21DD213814000) / 10_000_000 - time.time()) < 5
+    assert len({u.node for u in parsed}) > len(parsed) // 2  # node bits stay random

@@ -173,28 +173,17 @@ class _TaskRuntime(Runtime[Ctx]):
 _TaskRuntime.__qualname__ = "Runtime"  # its repr reads as any Runtime's
 
 
-def task_runtime(
-    context: Any,
-    store: Any,
-    stream_writer: Any,
-    server_info: ServerInfo | None,
-    control: RunControl | None,
-    info: tuple[Any, ...],
-) -> Runtime[Any]:
+def task_runtime(fields: dict[str, Any], info: tuple[Any, ...]) -> Runtime[Any]:
     """A task attempt's ``Runtime``, made without the frozen dataclass's per-field
-    ``__init__`` (this runs once per task). ``info``: (namespace, task id, the config's
-    ``checkpoint_map``, thread id, run id, attempt number, first attempt's time), the
-    facts its ``ExecutionInfo`` is built from when first read."""
+    ``__init__`` (this runs once per task). ``fields``: the values of ``context``,
+    ``store``, ``stream_writer``, ``previous``, ``server_info`` and ``control`` (shared by
+    the run's tasks); ``info``: (namespace, task id, the config's ``checkpoint_map``,
+    thread id, run id, attempt number, first attempt's time), the facts its
+    ``ExecutionInfo`` is built from when first read."""
     runtime = object.__new__(_TaskRuntime)
-    runtime.__dict__.update(
-        context=context,
-        store=store,
-        stream_writer=stream_writer,
-        previous=None,
-        server_info=server_info,
-        control=control,
-        _info=info,
-    )
+    state = runtime.__dict__
+    state.update(fields)
+    state["_info"] = info
     return runtime
 
 

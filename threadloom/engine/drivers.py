@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
-from typing import Any, cast
+from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
@@ -113,7 +113,9 @@ def _finish(task: Task, result: Any) -> None:
 
 
 def _returned_runnable(result: Any) -> bool:
-    return isinstance(result, Runnable) and not getattr(result, "_threadloom_graph", False)
+    # (a node's usual result, a dict or None, skips the ABC's isinstance check)
+    return (type(result) is not dict and result is not None and isinstance(result, Runnable)
+            and not getattr(result, "_threadloom_graph", False))
 
 
 async def _afinish(task: Task, result: Any) -> None:
@@ -131,8 +133,10 @@ async def _afinish(task: Task, result: Any) -> None:
 
 def _runnable_config(task: Task) -> RunnableConfig:
     """``task``'s config as LangChain's context variable holds it: the engine's configs
-    are plain dicts with RunnableConfig's keys (``RunnableConfig`` is a ``TypedDict``)."""
-    return cast(RunnableConfig, task.config)
+    are plain dicts with RunnableConfig's keys (``RunnableConfig`` is a ``TypedDict``; no
+    ``typing.cast`` call: this runs for every task)."""
+    config: RunnableConfig = task.config  # type: ignore[assignment]
+    return config
 
 
 def _on_done(put: Callable[[Task], object], task: Task) -> Callable[[object], None]:
@@ -348,7 +352,8 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue[Any] | None) -> Iter
                 yield out.popleft()
             if isinstance(request, RunTasks):
                 yield from _run_tasks(loop, request.tasks, saver, events)
-                calls.wait()
+                if calls.running:  # calls no one waited for end with the step
+                    calls.wait()
             else:
                 reply = perform(saver, request, loop.scope.cache)
             while out:
@@ -368,7 +373,7 @@ def _run_tasks(
     loop: Loop, tasks: list[Task], saver: Any, events: queue.SimpleQueue[Any] | None
 ) -> Iterator[Any]:
     n = len(tasks)
-    deadline = _deadline(loop)
+    deadline = None if loop.step_timeout is None else _deadline(loop)
     if n == 1 and not (loop.scope.live and events is not None) and deadline is None:
         task = tasks[0]
         run_task(task)

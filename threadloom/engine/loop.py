@@ -232,9 +232,12 @@ class Loop(ThreadState):
     def _wrote_output(self) -> bool:
         """Whether the last applied step changed any of the channels the run outputs (or
         streams as values)."""
-        if self.updated is None:
+        updated = self.updated
+        if updated is None:
             return True
-        return self._wrote(self.program.output_channels) or (
+        output = self.program.output_channels
+        return (output in updated if isinstance(output, str) else
+                not updated.isdisjoint(output)) or (
             self.values_keys is not None and self._wrote(self.values_keys))
 
     def _emit_values(self) -> None:
@@ -363,7 +366,7 @@ class Loop(ThreadState):
             self.emit("debug", debug_payload("task_result", self.step + 1, payload))
         if self.program.delta_channels and task.error is None and not task.interrupts:
             task.writes = prepare_writes(self.channels, list(task.writes))
-        handler = self._error_handler_task(task)
+        handler = None if task.node.error_handler is None else self._error_handler_task(task)
         if handler is not None:
             self.step_tasks += 1
             self.handlers.append(handler)
@@ -905,7 +908,8 @@ class Loop(ThreadState):
                     per_task.append(called)
                 self._pause(tuple(found.values()), per_task)
                 return
-            self.note_applied(tasks)
+            if self.program.delta_channels:
+                self.note_applied(tasks)
             self.apply(tasks)
             yield from self._new_checkpoint(step, "loop")
             if self._wrote_output():

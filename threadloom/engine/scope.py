@@ -40,6 +40,7 @@ class Scope:
         "server_info",
         "durability",
         "resuming",
+        "_runtime_fields",
     )
 
     def __init__(
@@ -85,10 +86,26 @@ class Scope:
         # starts with its parent's value, so a task re-run by a resumed parent continues
         # its subgraph where it stopped (even when the subgraph had finished)
         self.resuming = False
+        self._runtime_fields: dict[str, Any] | None = None
 
     def emit(self, mode: str, payload: Any, ns: str | None = None) -> None:
         if self.sink is not None and mode in self.modes:
             self.sink(ns_tuple(self.ns if ns is None else ns), mode, payload)
+
+    def runtime_fields(self) -> dict[str, Any]:
+        """The ``Runtime`` fields every task of the run shares (context, store, stream
+        writer, server info, control), made when its first task starts."""
+        fields = self._runtime_fields
+        if fields is None:
+            fields = self._runtime_fields = {
+                "context": self.context,
+                "store": self.store,
+                "stream_writer": self.custom_writer(None),
+                "previous": None,
+                "server_info": self.server_info,
+                "control": self.control,
+            }
+        return fields
 
     def custom_writer(self, task: Any) -> Callable[[Any], None]:
         if "custom" not in self.modes or self.sink is None:

@@ -211,23 +211,17 @@ class Task:
 
     @property
     def runtime(self) -> Any:
-        if self._runtime is None:
-            scope = self.scope
-            conf = self.config.get("configurable") or {}
+        runtime = self._runtime
+        if runtime is None:
+            config = self.config
+            conf = config.get("configurable") or {}
             attempt, first_time = self.attempt
-            info = (
-                self.ns,
-                self.id,
-                conf.get("checkpoint_map"),
-                conf.get("thread_id"),
-                self.config.get("run_id"),
-                attempt,
-                first_time,
+            runtime = self._runtime = task_runtime(
+                self.scope.runtime_fields(),
+                (self.ns, self.id, conf.get("checkpoint_map"), conf.get("thread_id"),
+                 config.get("run_id"), attempt, first_time),
             )
-            self._runtime = task_runtime(
-                scope.context, scope.store, self.writer, scope.server_info, scope.control, info
-            )
-        return self._runtime
+        return runtime
 
     def start_attempt(self, attempt: int) -> None:
         """Number the attempt about to run (retries re-run a task in the same step); its

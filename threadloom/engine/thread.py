@@ -291,6 +291,8 @@ class ThreadState:
         # the checkpoint a run was told to start from (checkpoint_id): its first put branches
         self.branch_from: str | None = None
         self._config_bases: tuple[Any, ...] | None = None
+        self._static_config_bases: tuple[dict[str, Any], ...] | None = None
+        self._cid: tuple[Any, bytes] = (None, b"")  # (checkpoint id, its bytes)
         self._int_version = 0
         # Delta channels (see threadloom.engine.delta): counters since each one's last
         # snapshot, as the last checkpoint's metadata holds them; force a snapshot of
@@ -396,7 +398,7 @@ class ThreadState:
         # A step's updated channels are those it left holding a value: a trigger it
         # consumed, or an ephemeral channel it cleared, moved version but is not listed.
         updated = (
-            sorted(k for k in self.updated if k in values) if self.updated is not None else None
+            sorted(self.updated.intersection(values)) if self.updated is not None else None
         )
         if TASKS in values and self.program.untracked_channels:
             values[TASKS] = [self.stored_send(v) for v in values[TASKS]]
@@ -518,7 +520,8 @@ class ThreadState:
             candidates = found | program.deferred if program.deferred else found
         tasks: list[Task] = []
         managed = self.managed(step) if program.managed else None
-        cid = b""  # the checkpoint id's bytes, made when a task is planned
+        # the checkpoint id's bytes, made when a task is first planned from it
+        cid = self._cid[1] if self._cid[0] == checkpoint_id else b""
         version = self.checkpoint.get("v", 4)
         v1 = isinstance(version, int) and version < 2  # ids of a v1 checkpoint's tasks
         for name in sorted(candidates) if len(candidates) > 1 else candidates:
@@ -533,7 +536,9 @@ class ThreadState:
                     fired.append(ch)
             if not fired:
                 continue
-            cid = cid or checkpoint_id_bytes(checkpoint_id)
+            if not cid:
+                cid = checkpoint_id_bytes(checkpoint_id)
+                self._cid = (checkpoint_id, cid)
             tid = planned_task_id(cid, self.ns, step, name, PULL, *fired, sha1=v1)
             if for_execution:
                 tasks.append(self.new_task(tid, name, (PULL, name), node.read(channels, managed),
@@ -591,7 +596,7 @@ class ThreadState:
         """The ``RunnableConfig`` a node (and any langchain runnable it calls) sees."""
         bases = self._config_bases
         if bases is None or bases[0] != step:
-            bases = self._config_bases = (step, *self._make_config_bases(step))
+            bases = self._config_bases = self._step_config_bases(step)
         _, config_base, conf_base, meta_base = bases
         # the task's id, not the task: the task holds this config, and a reference back
         # would make every task a reference cycle, freed only by the garbage collector
@@ -606,8 +611,25 @@ class ThreadState:
         }
         return {**config_base, "configurable": conf, "metadata": metadata}
 
-    def _make_config_bases(self, step: int) -> tuple[dict[str, Any], ...]:
-        """What every task config of a step shares, built once per step."""
+    def _step_config_bases(self, step: int) -> tuple[Any, ...]:
+        """(step, config, configurable, metadata): what every task config of ``step``
+        shares. The parts no step changes are made once per run (``_run_config_bases``);
+        a step adds its checkpoint (``checkpoint_map``) and its number."""
+        static = self._static_config_bases
+        if static is None:
+            static = self._static_config_bases = self._run_config_bases()
+        config_base, conf_base, meta_base = static
+        if self.checkpointer is not None and self.checkpoint_config is not None:
+            conf_base = {**conf_base,
+                         "checkpoint_map": {**self.checkpoint_map, self.ns: self.checkpoint["id"]}}
+        meta_base = {**meta_base, "langgraph_step": step}
+        if self.thread_id is not None:
+            meta_base["thread_id"] = self.thread_id
+        return step, config_base, conf_base, meta_base
+
+    def _run_config_bases(self) -> tuple[dict[str, Any], ...]:
+        """What every task config of the run shares (the caller's config, the run's scope,
+        saver and durability), made once, at the run's first task."""
         base = self.config
         config_base = {
             k: v
@@ -624,12 +646,7 @@ class ThreadState:
             RUN_DURABILITY_KEY: self.durability,
         }
         conf_base.pop("checkpoint_id", None)
-        if self.checkpointer is not None and self.checkpoint_config is not None:
-            conf_base["checkpoint_map"] = {**self.checkpoint_map, self.ns: self.checkpoint["id"]}
-        meta_base = {**(base.get("metadata") or {}), "langgraph_step": step}
-        if self.thread_id is not None:
-            meta_base["thread_id"] = self.thread_id
-        return config_base, conf_base, meta_base
+        return config_base, conf_base, dict(base.get("metadata") or {})
 
     # -- apply ------------------------------------------------------------------------
 

@@ -98,22 +98,28 @@ class SerializerProtocol:
         raise NotImplementedError
 
 
+_id_prefix: tuple[int, str] = (-1, "")  # (t >> 12, the id's text for it), one at a time
+
+
 def create_checkpoint_id() -> str:
     """A UUIDv6 string (``base.id.uuid6``) whose string order is creation order, so
     ``max(id)`` is the newest.
 
     Ids created in the same 100 ns tick (or after a clock step back) are still strictly
-    increasing within this process. Built with string formatting, not ``uuid.UUID``: it
-    is minted at every step.
+    increasing within this process. Built with bytes.hex, not ``uuid.UUID``: it is minted
+    at every step. The first 13 characters (the timestamp's high 48 bits) change every
+    ~0.4 ms and are formatted once for all the ids of that span.
     """
+    global _id_prefix
     t = next_uuid6_tick()
-    high = (t >> 12) & 0xFFFF_FFFF_FFFF
-    low = t & 0x0FFF
-    rand = random.getrandbits(62)
-    clock_seq = 0x8000 | ((rand >> 48) & 0x3FFF)
-    node = rand & 0xFFFF_FFFF_FFFF
-    h = f"{high:012x}"
-    return f"{h[:8]}-{h[8:]}-6{low:03x}-{clock_seq:04x}-{node:012x}"
+    high, prefix = _id_prefix
+    if t >> 12 != high:
+        h = f"{t >> 12:012x}"
+        high, prefix = _id_prefix = (t >> 12, f"{h[:8]}-{h[8:]}-6")
+    # the low 12 bits of the time, the variant (10), 14 bits of clock_seq, 48 of node:
+    # 80 bits, of which the hex text drops the first digit (always 0)
+    rest = ((t & 0xFFF) << 64 | 0x8000 << 48 | random.getrandbits(62)).to_bytes(10).hex()
+    return f"{prefix}{rest[1:4]}-{rest[4:8]}-{rest[8:]}"
 
 
 def empty_checkpoint(*, checkpoint_id: str | None = None, ts: str | None = None) -> Checkpoint:

@@ -335,6 +335,8 @@ class MsgpackSerializer(SerializerProtocol):
         self._native_encoders = self._make_native_encoders()
         self._ext_decoders = self._make_ext_decoders()
         self._encoders: dict[type, Callable[[Any], Any]] = {}
+        # classes encoded as objects (EXT_OBJECT), straight to ormsgpack's record
+        self._fast_encoders: dict[type, Callable[[Any], ormsgpack.Ext]] = {}
         self._decoders: dict[int | str, Codec] = {}
         self._generation = -1
         self._sync()
@@ -542,13 +544,18 @@ class MsgpackSerializer(SerializerProtocol):
 
     def _sync(self) -> None:
         self._encoders = dict(self._native_encoders)
+        self._fast_encoders = {}
         self._decoders = {}
         self._generation = _registry.generation
 
     def _fast_default(self, obj: Any) -> Any:
         """``_default`` for ``ormsgpack``: the same value, an extension record as its kind
         of record (a ``msgpack.ExtType`` in the value is one already, as msgpack's packer
-        stores it)."""
+        stores it). An object of a class already encoded once (a message, say) goes
+        straight to its record."""
+        fast = self._fast_encoders.get(obj.__class__)
+        if fast is not None:
+            return fast(obj)
         out = obj if type(obj) is msgpack.ExtType else self._default(obj)
         if type(out) is msgpack.ExtType:
             return ormsgpack.Ext(out.code, out.data)
@@ -585,7 +592,12 @@ class MsgpackSerializer(SerializerProtocol):
         def encoder(obj: Any) -> msgpack.ExtType:
             return ext(EXT_OBJECT, pack(encode(obj)))
 
+        def fast_encoder(obj: Any) -> ormsgpack.Ext:
+            return fast_ext(EXT_OBJECT, pack(encode(obj)))
+
+        fast_ext = ormsgpack.Ext
         self._encoders[cls] = encoder
+        self._fast_encoders[cls] = fast_encoder
         return encoder
 
     def _make_native_encoders(self) -> dict[type, Callable[[Any], msgpack.ExtType]]:
