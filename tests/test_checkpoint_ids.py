@@ -1,11 +1,14 @@
-"""Time-ordered ids (``threadloom.checkpoint.base.id``) and checkpoint ids."""
+"""Time-ordered ids (``threadloom.checkpoint.base.id``), checkpoint ids and timestamps."""
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
-from threadloom.checkpoint.base import create_checkpoint_id
+from threadloom.checkpoint._stored.records import timestamp
+from threadloom.checkpoint.base import checkpoint_ts, create_checkpoint_id
 from threadloom.checkpoint.base.id import uuid6, uuid7
 
 
@@ -55,3 +58,32 @@ def test_checkpoint_ids_are_uuid6_text_of_now_across_prefix_changes() -> None:
     ticks = (last.int >> 80) << 12 | (last.int >> 64) & 0x0FFF
     assert abs((ticks - 0x01B21DD213814000) / 10_000_000 - time.time()) < 5
     assert len({u.node for u in parsed}) > len(parsed) // 2  # node bits stay random
+
+
+def test_checkpoint_ts_is_now_in_datetimes_iso_text() -> None:
+    before = datetime.now(UTC)
+    made = [checkpoint_ts() for _ in range(2000)]
+    after = datetime.now(UTC)
+    for ts in made:
+        parsed = datetime.fromisoformat(ts)
+        assert parsed.isoformat() == ts  # the same text datetime writes, to the microsecond
+        assert before - timedelta(milliseconds=1) <= parsed <= after + timedelta(milliseconds=1)
+
+
+def test_timestamp_reads_every_iso_text_as_datetime_does() -> None:
+    # the fast path (a second read before) and the slow one agree with datetime to the bit,
+    # and text the fast path cannot read goes the slow way (damaged text: now)
+    rng = random.Random(7)
+    start = datetime(2026, 12, 5, 17, tzinfo=UTC)
+    for _ in range(20_000):
+        ts = (start + timedelta(microseconds=rng.randrange(10**10))).isoformat()
+        assert timestamp(ts) == datetime.fromisoformat(ts).timestamp(), ts
+        assert timestamp(ts) == datetime.fromisoformat(ts).timestamp(), ts  # second time
+        ts = checkpoint_ts()
+        assert timestamp(ts) == datetime.fromisoformat(ts).timestamp(), ts
+    same_second = start.isoformat()[:19]
+    assert timestamp(f"{same_second}.000001+00:00") == start.timestamp() + 1e-6
+    for damaged in (f"{same_second}.12345x+00:00", f"{same_second}.12345\u00b2+00:00"):
+        assert abs(timestamp(damaged) - time.time()) < 5
+    naive = "2026-12-05T17:00:00.250000"  # no zone: read as UTC
+    assert timestamp(naive) == start.timestamp() + 0.25

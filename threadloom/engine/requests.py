@@ -148,6 +148,9 @@ Request = (GetTuple | LatestBefore | GetDeltaHistory | Put | PutWrites | PutWith
 def perform(saver: Any, request: Request, cache: Any = None) -> Any:
     """Do ``request`` with plain calls: on ``saver``, or on the node ``cache``.
     (``RunTasks`` is the driver's own: it never comes here.)"""
+    if request.__class__ is Put:  # a step's checkpoint: skips the match's class patterns
+        return saver.put(request.config, request.checkpoint, request.metadata,
+                         request.new_versions)
     match request:
         # (the usual requests first)
         case Put(config, checkpoint, metadata, new_versions):

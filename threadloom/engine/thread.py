@@ -20,14 +20,13 @@ thread of checkpoints here, not an OS thread.)
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
-from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from threadloom.channels import MISSING, BaseChannel
 from threadloom.checkpoint._stored.shape import check_write
 from threadloom.checkpoint._values.history import APPLIED_KEY
-from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id
+from threadloom.checkpoint.base import Checkpoint, checkpoint_ts, create_checkpoint_id
 from threadloom.checkpoint.serde.base import CorruptCheckpointError
 from threadloom.checkpoint.serde.types import _DeltaSnapshot
 from threadloom.constants import (
@@ -406,7 +405,7 @@ class ThreadState:
         saved: Checkpoint = {
             "v": 4,
             "id": create_checkpoint_id(),
-            "ts": datetime.now(UTC).isoformat(),
+            "ts": checkpoint_ts(),
             "channel_values": values,
             "channel_versions": cp["channel_versions"],
             "versions_seen": cp["versions_seen"],

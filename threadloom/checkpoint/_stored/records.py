@@ -95,8 +95,29 @@ def validate_filter(filter: dict[str, Any] | None) -> dict[str, Any]:
     return dict(filter)
 
 
+_parsed_second: tuple[str, int] = ("", 0)  # (an ISO second in UTC, seconds since epoch)
+
+
 def timestamp(ts: Any) -> float:
-    """Seconds since the epoch of a checkpoint's ISO ``ts`` (now, if it has none)."""
+    """Seconds since the epoch of a checkpoint's ISO ``ts`` (now, if it has none).
+
+    A ``ts`` as ``checkpoint_ts`` writes it, in the same second as the one read before
+    (a run's checkpoints), is read from its microseconds alone; the result is the same
+    float ``datetime.timestamp`` gives (whole microseconds over 10**6)."""
+    global _parsed_second
+    if type(ts) is str and len(ts) == 32 and ts[19] == "." and ts.endswith("+00:00"):
+        second, seconds = _parsed_second
+        micro = ts[20:26]
+        micro = micro if micro.isascii() else ""
+        if ts.startswith(second) and second and micro.isdigit():
+            return (seconds * 1_000_000 + int(micro)) / 1_000_000
+        try:
+            whole = datetime.fromisoformat(ts[:19]).replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            whole = None
+        if whole is not None and micro.isdigit():
+            _parsed_second = (ts[:19], int(whole))
+            return (int(whole) * 1_000_000 + int(micro)) / 1_000_000
     try:
         dt = datetime.fromisoformat(str(ts))
     except ValueError:

@@ -20,6 +20,7 @@ import json
 import random
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, NamedTuple, TypedDict, TypeVar
@@ -48,6 +49,7 @@ __all__ = [
     "is_prune_marker",
     "chain_audit_records",
     "copy_checkpoint",
+    "checkpoint_ts",
     "create_checkpoint_id",
     "empty_checkpoint",
     "get_checkpoint_id",
@@ -122,6 +124,22 @@ def create_checkpoint_id() -> str:
     return f"{prefix}{rest[1:4]}-{rest[4:8]}-{rest[8:]}"
 
 
+_ts_second: tuple[int, str] = (-1, "")  # (a second since the epoch, its ISO text)
+
+
+def checkpoint_ts() -> str:
+    """Now, as ``datetime.now(UTC).isoformat()`` writes it (a checkpoint's ``ts``), with
+    the date and time of the current second formatted once for all the checkpoints made
+    in it (a step makes one)."""
+    global _ts_second
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    last, prefix = _ts_second
+    if second != last:
+        prefix = datetime.fromtimestamp(second, UTC).isoformat()[:19]
+        _ts_second = (second, prefix)
+    return f"{prefix}.{micro:06d}+00:00" if micro else f"{prefix}+00:00"
+
+
 def empty_checkpoint(*, checkpoint_id: str | None = None, ts: str | None = None) -> Checkpoint:
     """A checkpoint of no channels (format 4): a new thread's, before its first step.
     ``checkpoint_id`` and ``ts`` default to a new id (``create_checkpoint_id``) and the
@@ -129,7 +147,7 @@ def empty_checkpoint(*, checkpoint_id: str | None = None, ts: str | None = None)
     return Checkpoint(
         v=4,
         id=create_checkpoint_id() if checkpoint_id is None else checkpoint_id,
-        ts=datetime.now(UTC).isoformat() if ts is None else ts,
+        ts=checkpoint_ts() if ts is None else ts,
         channel_values={},
         channel_versions={},
         versions_seen={},
