@@ -329,6 +329,7 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         """
         blobs = self.blobs
         _, loads, bind = self._codec()  # places are built only for a serializer that binds
+        plain = self.serde.loads_typed  # (the same, without the call through loads_at)
         found: dict[Key, Any] = {}  # key -> value (EMPTY for an empty channel)
         owners: dict[Key, str] = {}  # key -> first checkpoint reading it (for errors)
         deltas: list[Key] = []
@@ -357,7 +358,7 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                 else:
                     place = value_place(*key) if bind else None
                     try:
-                        found[key] = loads(row, place)
+                        found[key] = loads(row, place) if bind else plain(row)
                     except Exception:
                         found[key] = self._named_decode(
                             row,
@@ -610,6 +611,7 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         checkpoint_id = checkpoint["id"]
         values = checkpoint["channel_values"]
         dumps, _, bind = self._codec()  # places are built only for a serializer that binds
+        plain = self.serde.dumps_typed  # (the same, without the call through dumps_at)
         head_key = (thread_id, ns)
         long_lists = self._long_lists.get(head_key)
         # Serialize outside the lock: only the channels that changed. A long list goes to
@@ -635,7 +637,7 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                     lists[channel] = version
                     continue
             key = (thread_id, ns, channel, str(version))
-            rows.append((key, dumps(value, value_place(*key) if bind else None)))
+            rows.append((key, dumps(value, value_place(*key)) if bind else plain(value)))
         plans = None
         if long_lists is not None or first_long is not None:  # the planner follows the head
             plans = self._delta.plan(thread_id, ns, parent_id, values, lists or {})
@@ -653,8 +655,8 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                     rows.append((key, (typ, blob)))
         stored = {k: v for k, v in checkpoint.items() if k != "channel_values"}
         created_at = timestamp(checkpoint.get("ts"))
-        meta = dumps(dict(metadata),
-                     metadata_place(thread_id, ns, checkpoint_id) if bind else None)
+        meta = (dumps(dict(metadata), metadata_place(thread_id, ns, checkpoint_id)) if bind
+                else plain(dict(metadata)))
         # the conflict rule, for a run holding the thread's run lock (see ``lock_thread``)
         loop = (
             bool(metadata)
@@ -686,12 +688,17 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                         key = (thread_id, ns, plan.channel, plan.version)
                         rows = [r for r in rows if r[0] != key]
                         rows.append((key, dumps(plans[i].payload, value_place(*key))))
-            owned = self._blob_keys.setdefault(thread_id, set())
+            owned = self._blob_keys.get(thread_id)
+            if owned is None:
+                owned = self._blob_keys[thread_id] = set()
             for key, row in rows:
                 if key not in blobs:  # a version is written once
                     blobs[key] = row
                     owned.add(key)
-            checkpoints = self.storage[thread_id].setdefault(ns, {})
+            per_ns = self.storage[thread_id]
+            checkpoints = per_ns.get(ns)
+            if checkpoints is None:
+                checkpoints = per_ns[ns] = {}
             replaced = checkpoint_id in checkpoints
             checkpoints[checkpoint_id] = (stored, meta, parent_id)
             if head is None or checkpoint_id > head:
@@ -757,16 +764,20 @@ class InMemorySaver(BaseCheckpointSaver[str]):
         if checkpoint_id is None:
             raise ValueError("put_writes needs a checkpoint_id in config['configurable'].")
         dumps, _, bind = self._codec()
+        plain = self.serde.dumps_typed
         with self._lock:
             bucket = self.writes[(thread_id, ns, checkpoint_id)]
-            self._write_keys.setdefault(thread_id, set()).add((thread_id, ns, checkpoint_id))
+            owned = self._write_keys.get(thread_id)
+            if owned is None:
+                owned = self._write_keys[thread_id] = set()
+            owned.add((thread_id, ns, checkpoint_id))
             for idx, (channel, value) in enumerate(writes):
                 key = (task_id, WRITES_IDX_MAP.get(channel, idx))
                 if key[1] >= 0 and key in bucket:
                     continue
-                place = (write_place(thread_id, ns, checkpoint_id, task_id, key[1], channel)
-                         if bind else None)
-                bucket[key] = (task_id, channel, dumps(value, place), task_path)
+                row = (dumps(value, write_place(thread_id, ns, checkpoint_id, task_id, key[1],
+                                                channel)) if bind else plain(value))
+                bucket[key] = (task_id, channel, row, task_path)
 
     def delete_thread(self, thread_id: str) -> None:
         thread_id = str(thread_id)

@@ -94,10 +94,6 @@ from threadloom.errors import (
 from threadloom.types import Command, Interrupt, Send
 
 
-def newer(version: Any, seen: Any) -> bool:
-    return seen is None or (version is not None and version > seen)
-
-
 class Loop(ThreadState):
     """One run of a program on one thread (or on no thread, without a checkpointer)."""
 
@@ -209,7 +205,11 @@ class Loop(ThreadState):
             return False
         versions = self.checkpoint["channel_versions"]
         seen = self.checkpoint["versions_seen"].get(INTERRUPT, {})
-        if not any(newer(v, seen.get(k)) for k, v in versions.items()):
+        for k, v in versions.items():  # any channel newer than the breakpoint saw
+            last = seen.get(k)
+            if last is None or (v is not None and v > last):
+                break
+        else:
             return False
         hit = any(
             (nodes == "*" or t.name in nodes) and not t.node.hidden for t in tasks
@@ -881,19 +881,22 @@ class Loop(ThreadState):
             self.handlers, self.spawned = [], []
             if to_run:
                 self.step_tasks = len(tasks)
-                for task in to_run:
-                    self.task_started(task)
+                modes = self.scope.modes
+                if "tasks" in modes or "debug" in modes:  # (what task_started streams)
+                    for task in to_run:
+                        self.task_started(task)
                 yield RunTasks(to_run)
             if self.handlers:  # error handlers the step's failures started
                 to_run = [*to_run, *self.handlers]
                 tasks = [*tasks, *self.handlers]
             if cache_keys:
                 yield from self._to_cache(to_run, cache_keys)
-            failed = [t for t in to_run if t.error is not None]
-            if failed:
-                self.status = "error"
-                raise failed[0].error  # type: ignore[misc]
-            paused = [t for t in tasks if t.paused]
+            for task in to_run:
+                if task.error is not None:
+                    self.status = "error"
+                    raise task.error
+            paused = [t for t in tasks if t.paused] if len(tasks) > 1 else (
+                tasks if tasks[0].paused else ())
             if paused:
                 self.status = "interrupted"
                 self._show_finished([t for t in tasks if not t.interrupts])

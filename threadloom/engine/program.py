@@ -96,6 +96,8 @@ class Program:
     state_keys: frozenset[str]
     managed: dict[str, str]
     trigger_to_nodes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # the node names in the order the planner looks at them (sorted)
+    node_order: tuple[str, ...] = ()
     ephemeral: tuple[str, ...] = ()
     deferred: frozenset[str] = frozenset()
     # channels stored as deltas (DeltaChannel; see threadloom.engine.delta)
@@ -118,6 +120,7 @@ class Program:
 
     def __post_init__(self) -> None:
         self.deferred = frozenset(n for n, node in self.nodes.items() if node.defer)
+        self.node_order = tuple(sorted(self.nodes))
         index: dict[str, list[str]] = {}
         for name, node in self.nodes.items():
             for channel in node.triggers:

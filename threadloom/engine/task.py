@@ -68,10 +68,13 @@ def planned_task_id(
     found by the tasks planned here. ``sha1``: for a checkpoint of format v1, whose tasks
     took the first 16 bytes of the SHA-1 digest of the same bytes instead."""
     path = f"{ns}|{name}" if ns else name
-    data = checkpoint + "".join((path, str(step), name, kind, *map(str, why))).encode()
+    # (one trigger, the usual case, is joined without a generator)
+    tail = why[0] if len(why) == 1 and type(why[0]) is str else "".join(map(str, why))
+    data = checkpoint + f"{path}{step}{name}{kind}{tail}".encode()
     if sha1:
         return _uuid_shaped(hashlib.sha1(data, usedforsecurity=False).hexdigest()[:32])
-    return _uuid_shaped(xxh3_128_hexdigest(data))
+    d = xxh3_128_hexdigest(data)
+    return f"{d[:8]}-{d[8:12]}-{d[12:16]}-{d[16:20]}-{d[20:]}"
 
 
 class ResumeBox:

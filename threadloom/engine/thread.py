@@ -510,7 +510,7 @@ class ThreadState:
         seen_all: dict[str, dict[str, Any]] = self.checkpoint["versions_seen"]
         checkpoint_id = self.checkpoint["id"]
         if self.updated is None:
-            candidates: Any = program.nodes
+            candidates: Any = program.node_order
         else:
             found: set[str] = set()
             index = program.trigger_to_nodes
@@ -523,7 +523,8 @@ class ThreadState:
         cid = self._cid[1] if self._cid[0] == checkpoint_id else b""
         version = self.checkpoint.get("v", 4)
         v1 = isinstance(version, int) and version < 2  # ids of a v1 checkpoint's tasks
-        for name in sorted(candidates) if len(candidates) > 1 else candidates:
+        for name in (sorted(candidates) if len(candidates) > 1 and candidates is not
+                     program.node_order else candidates):
             node = program.nodes[name]
             seen = seen_all.get(name) or {}
             fired = []
