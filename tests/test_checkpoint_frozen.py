@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 from threadloom.checkpoint._values.cache import ValueCache
 from threadloom.checkpoint._values.chains import StoredBlob
 from threadloom.checkpoint._values.delta import DeltaCache
-from threadloom.checkpoint._values.frozen import freeze
+from threadloom.checkpoint._values.frozen import Frozen, freeze
 from threadloom.checkpoint.memory import InMemorySaver
 from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
 from threadloom.checkpoint.sqlite import SqliteSaver
@@ -167,6 +167,40 @@ def test_versions_read_together_share_their_common_items() -> None:
     assert found[keys[1]].value is not found[keys[0]].value
     later, _ = cache.lookup(keys[:1], decode)
     assert later[keys[0]].value[0] is not found[keys[0]].value[0]
+
+
+def test_deltas_read_with_the_version_below_them_thaw_it_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A page of history: one version frozen, the later ones held as delta rows on top
+    of it. One read thaws the frozen version once; each later version copies that list
+    (sharing its items) and decodes only its own delta rows - each value its own list,
+    equal to what it stored."""
+    from test_checkpoint_delta import NS, Store, T, decode, step
+
+    deltas, store, cache = DeltaCache(), Store(), ValueCache()
+    items: list[Any] = []
+    stored: dict[int, list[Any]] = {}
+    parent = None
+    for i in range(12):
+        items = [*items, HumanMessage(f"m{i}", id=f"m{i}")]
+        stored[i] = items
+        step(deltas, store, parent, f"c{i}", {"m": items})
+        parent = f"c{i}"
+    cache.add_rows(store.rows)
+    base = (T, NS, "m", "c8-m")
+    cache.lookup([base], decode)  # frozen now; c9..c11 stay delta rows on top of it
+    thaws = []
+    thaw = Frozen.thaw
+    monkeypatch.setattr(Frozen, "thaw", lambda self: thaws.append(self) or thaw(self))
+    keys = [(T, NS, "m", f"c{i}-m") for i in (11, 10, 9, 8)]
+    found, missing = cache.lookup(keys, decode, freeze=False)
+    assert missing == [] and len(thaws) == 1
+    for i, key in zip((11, 10, 9, 8), keys, strict=True):
+        assert found[key].value == stored[i]
+    values = [found[k].value for k in keys]
+    assert len({id(v) for v in values}) == 4  # a list of its own each
+    assert values[0][0] is values[3][0]  # the items below are shared within the read
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])

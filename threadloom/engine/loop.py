@@ -203,8 +203,9 @@ class Loop(ThreadState):
         """Breakpoints fire once per change: resuming moves past the one that stopped us."""
         if not nodes:
             return False
-        versions = self.checkpoint["channel_versions"]
-        seen = self.checkpoint["versions_seen"].get(INTERRUPT, {})
+        # (versions of one saver compare with each other; their type is the saver's)
+        versions: dict[str, Any] = self.checkpoint["channel_versions"]
+        seen: dict[str, Any] = self.checkpoint["versions_seen"].get(INTERRUPT, {})
         for k, v in versions.items():  # any channel newer than the breakpoint saw
             last = seen.get(k)
             if last is None or (v is not None and v > last):

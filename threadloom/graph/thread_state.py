@@ -221,8 +221,15 @@ def _result_from_child(graph: CompiledStateGraph, state: ThreadState, child: Any
         before = state.channels[key]
         old = before.get() if before.is_available() else None
         candidates = [value]
+        # ``value`` with ``old`` as its prefix (compared once, in ``_added``): a trial that
+        # keeps those very items need only be compared past them
+        prefix = 0
         if isinstance(value, list) and isinstance(old, list):
-            candidates.insert(0, _added(old, value))
+            if value[:len(old)] == old:
+                prefix = len(old)
+                candidates.insert(0, value[prefix:])
+            else:
+                candidates.insert(0, _added(old, value))
         for write in candidates:
             base = before.checkpoint()
             # a reducer may change its first argument in place: give it a copy
@@ -232,10 +239,20 @@ def _result_from_child(graph: CompiledStateGraph, state: ThreadState, child: Any
                 trial.update([write])
             except Exception:  # noqa: BLE001 - a write this channel refuses is not it
                 continue
-            if trial.is_available() and trial.get() == value:
+            if trial.is_available() and _same_value(trial.get(), value, old, prefix):
                 result[key] = write
                 break
     return result or None
+
+
+def _same_value(got: Any, value: Any, old: Any, prefix: int) -> bool:
+    """``got == value``, where ``value[:prefix] == old[:prefix]`` is known: the items of
+    ``got`` that are ``old``'s very objects are not compared again (pydantic messages
+    compare field by field)."""
+    if (prefix and type(got) is list and len(got) == len(value)
+            and all(a is b for a, b in zip(got[:prefix], old, strict=True))):
+        return bool(got[prefix:] == value[prefix:])
+    return bool(got == value)
 
 
 def _added(old: list[Any], new: list[Any]) -> list[Any]:

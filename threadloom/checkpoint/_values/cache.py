@@ -152,7 +152,7 @@ class ValueCache:
             # prefix of a list already thawed in this call (see ``_prefix``).
             order = sorted(keys, key=self._depth, reverse=True)
             for key in order:
-                got = self._prefix(key, found) or self._resolve(key, decode, freeze)
+                got = self._prefix(key, found) or self._resolve(key, decode, freeze, found)
                 if got is None:
                     missing.append(key)
                 else:
@@ -262,8 +262,16 @@ class ValueCache:
         return None
 
     def _resolve(
-        self, key: BlobKey, decode: Callable[[BlobKey, StoredBlob], Any], freeze: bool = True
+        self,
+        key: BlobKey,
+        decode: Callable[[BlobKey, StoredBlob], Any],
+        freeze: bool = True,
+        found: Mapping[BlobKey, Resolved] | None = None,
     ) -> Resolved | None:
+        """``key``'s value from the cache, or None. A delta walks back to a frozen value or
+        a whole row - or to a version ``found`` already holds (rebuilt earlier in the same
+        ``lookup``): its list is then copied, the items shared as ``_prefix`` shares them,
+        instead of thawing the frozen value below it once more."""
         entry = self._entries.get(key)
         if entry is None:
             return None
@@ -282,17 +290,24 @@ class ValueCache:
             chain: list[tuple[BlobKey, _Cached]] = []
             seen: set[BlobKey] = set()
             at, cur = key, entry
+            shared: Resolved | None = None
             while cur.frozen is None and cur.row.base_version is not None:
                 if at in seen:
                     return None  # a loop: let the storage path report it
                 seen.add(at)
                 chain.append((at, cur))
                 at = _base_key(at, cur.row.base_version)
+                if found is not None and (done := found.get(at)) is not None \
+                        and type(done.value) is list:
+                    shared = done
+                    break
                 nxt = self._entries.get(at)
                 if nxt is None:
                     return None
                 cur = nxt
-            if cur.frozen is not None:
+            if shared is not None:
+                base = Resolved(list(shared.value), shared.root, shared.depth)
+            elif cur.frozen is not None:
                 base = Resolved(cur.frozen.thaw(), cur.root, cur.depth)
             else:
                 base = Resolved(decode(at, cur.row), str(at[-1]), 0)
