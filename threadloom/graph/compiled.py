@@ -14,7 +14,7 @@ import os
 import queue
 import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Generic, Literal, Self, cast
 
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -1348,12 +1348,19 @@ def _durability(durability: str | None, kwargs: dict[str, Any]) -> str | None:
     return "async" if during else "exit"
 
 
+_tracing_check: Callable[[], Any] | None = None  # langchain_core's, loaded at first use
+
+
 def _tracing_enabled() -> bool:
     """LangSmith tracing is on (env ``LANGSMITH_TRACING`` or ``tracing_context``): the
-    run then reports itself (and its nodes) to the tracer langchain_core adds."""
-    from langchain_core.tracers.context import _tracing_v2_is_enabled
+    run then reports itself (and its nodes) to the tracer langchain_core adds. (Its
+    module is loaded by the first run, not by importing this one, and looked up once.)"""
+    global _tracing_check
+    if _tracing_check is None:
+        from langchain_core.tracers.context import _tracing_v2_is_enabled
 
-    return bool(_tracing_v2_is_enabled())
+        _tracing_check = _tracing_v2_is_enabled
+    return bool(_tracing_check())
 
 
 def _node_list(value: Any) -> Any:

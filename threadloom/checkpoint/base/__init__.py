@@ -144,15 +144,16 @@ def empty_checkpoint(*, checkpoint_id: str | None = None, ts: str | None = None)
     """A checkpoint of no channels (format 4): a new thread's, before its first step.
     ``checkpoint_id`` and ``ts`` default to a new id (``create_checkpoint_id``) and the
     current time."""
-    return Checkpoint(
-        v=4,
-        id=create_checkpoint_id() if checkpoint_id is None else checkpoint_id,
-        ts=checkpoint_ts() if ts is None else ts,
-        channel_values={},
-        channel_versions={},
-        versions_seen={},
-        updated_channels=None,
-    )
+    # (a dict display: calling the TypedDict builds the same dict through keywords)
+    return {
+        "v": 4,
+        "id": create_checkpoint_id() if checkpoint_id is None else checkpoint_id,
+        "ts": checkpoint_ts() if ts is None else ts,
+        "channel_values": {},
+        "channel_versions": {},
+        "versions_seen": {},
+        "updated_channels": None,
+    }
 
 
 def copy_checkpoint(checkpoint: Checkpoint) -> Checkpoint:
