@@ -241,20 +241,82 @@ def test_sqlite_durability(tmp_path: Any) -> None:
         SqliteSaver(sqlite3.connect(":memory:"), durability="fast")  # type: ignore[arg-type]
 
 
-def test_sqlite_run_lock_files(tmp_path: Any) -> None:
-    """Lock files live next to the database and are removed once released."""
-    from threadloom.checkpoint.sqlite import SqliteSaver
+def test_sqlite_run_locks_are_bytes_of_one_file(tmp_path: Any) -> None:
+    """A run lock is a byte of ``<database>-runs.lock``: no file is made or removed per run;
+    another saver on the file (another description) is refused while it is held."""
+    from threadloom.checkpoint.sqlite import SqliteSaver, _locks
     from threadloom.errors import CheckpointConflictError
 
+    if not _locks._OFD:
+        pytest.skip("no open-file-description locks here: run locks are files per thread")
     path = tmp_path / "db.sqlite"
-    with SqliteSaver.from_conn_string(str(path)) as saver:
-        with saver.lock_thread("t 1/../x"):  # any thread id: only its hash names the file
-            files = list((tmp_path / "db.sqlite-locks").iterdir())
-            assert len(files) == 1 and len(files[0].name) == len("0" * 32 + ".lock")
-        assert list((tmp_path / "db.sqlite-locks").iterdir()) == []
+    with SqliteSaver.from_conn_string(str(path)) as saver, \
+            SqliteSaver.from_conn_string(str(path)) as other:
+        with saver.lock_thread("t 1/../x"):  # any thread id: only its hash picks the byte
+            assert (tmp_path / "db.sqlite-runs.lock").stat().st_size == 0
+            with pytest.raises(CheckpointConflictError), other.lock_thread("t 1/../x"):
+                pytest.fail("a second saver got in")
+            with other.lock_thread("t 2"):  # another thread id: another byte
+                pass
+        with other.lock_thread("t 1/../x"):
+            pass
+    assert not (tmp_path / "db.sqlite-locks").exists()
     with SqliteSaver.from_conn_string(":memory:") as mem, mem.lock_thread("t"):
         with pytest.raises(CheckpointConflictError), mem.lock_thread("t"):
             pass
+
+
+def test_sqlite_run_lock_files_where_byte_locks_are_missing(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without open-file-description locks each thread id has a lock file, removed once
+    released."""
+    from threadloom.checkpoint.sqlite import SqliteSaver, _locks
+    from threadloom.errors import CheckpointConflictError
+
+    monkeypatch.setattr(_locks, "_OFD", False)
+    path = tmp_path / "db.sqlite"
+    with SqliteSaver.from_conn_string(str(path)) as saver, \
+            SqliteSaver.from_conn_string(str(path)) as other:
+        with saver.lock_thread("t 1/../x"):
+            files = list((tmp_path / "db.sqlite-locks").iterdir())
+            assert len(files) == 1 and len(files[0].name) == len("0" * 32 + ".lock")
+            with pytest.raises(CheckpointConflictError), other.lock_thread("t 1/../x"):
+                pytest.fail("a second saver got in")
+        assert list((tmp_path / "db.sqlite-locks").iterdir()) == []
+    assert not (tmp_path / "db.sqlite-runs.lock").exists()
+
+
+def _lock_in_child(saver: Any, thread_id: str, results: Any) -> None:
+    from threadloom.errors import CheckpointConflictError
+
+    saver._runs = type(saver._runs)()  # the parent's in-process guard stayed behind
+    try:
+        with saver.lock_thread(thread_id):
+            results.put("got in")
+    except CheckpointConflictError:
+        results.put("refused")
+
+
+def test_sqlite_run_lock_of_a_forked_child_is_its_own(tmp_path: Any) -> None:
+    """A child forked while its parent holds a thread, using the saver it inherited, is
+    refused: it locks through a description of its own, not the one it shares."""
+    import multiprocessing
+
+    from threadloom.checkpoint.sqlite import SqliteSaver
+
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    with SqliteSaver.from_conn_string(str(tmp_path / "db.sqlite")) as saver:
+        with saver.lock_thread("t"):
+            child = ctx.Process(target=_lock_in_child, args=(saver, "t", results))
+            child.start()
+            child.join(timeout=60)
+            assert results.get(timeout=10) == "refused"
+        child = ctx.Process(target=_lock_in_child, args=(saver, "t", results))
+        child.start()
+        child.join(timeout=60)
+        assert results.get(timeout=10) == "got in"
 
 
 def test_hot_path_round_trips(tmp_path: Any) -> None:

@@ -10,9 +10,9 @@ see ``threadloom.checkpoint.sqlite._writers``). For many machines use ``Postgres
 
 Storage grows with what changed: values are stored once per channel version, and list
 channels that only grew store just their new items (see ``threadloom.checkpoint._values.delta``).
-One run at a time per thread is enforced before anything runs by ``lock_thread`` (an
-``flock`` on ``<database>-locks/<hash of the thread id>.lock``, which the kernel releases
-when the holder dies, however it dies); a run's ``loop`` checkpoint whose parent is no
+One run at a time per thread is enforced before anything runs by ``lock_thread`` (a lock
+on one byte of ``<database>-runs.lock`` named by the thread id's hash, which the kernel
+releases when the holder dies, however it dies); a run's ``loop`` checkpoint whose parent is no
 longer the newest (the thread was changed outside the run) raises
 ``CheckpointConflictError``.
 
@@ -279,7 +279,7 @@ class SqliteSaverBase(SyncSqlSaver):
         self.is_setup = False
         self._runner = _SqliteRunner(conn)
         self._runs = RunGuard()
-        self._lock_dir: str | None | bool = False  # False: not looked up yet
+        self._run_locks: _locks.RunLocks | None | bool = False  # False: not looked up yet
         self._reads_never_wait = False  # known at setup
 
     def _setup_sync(self) -> None:
@@ -313,35 +313,35 @@ class SqliteSaverBase(SyncSqlSaver):
 
     # -- one run per thread ------------------------------------------------------------
 
-    def _locks_folder(self) -> str | None:
-        if self._lock_dir is False:
+    def _locks(self) -> _locks.RunLocks | None:
+        if self._run_locks is False:
             with self._runner.lock:
                 path = _database_file(self.conn)
-            self._lock_dir = _locks.lock_dir_for(path) if path else None
-        return self._lock_dir  # type: ignore[return-value]
+            self._run_locks = _locks.RunLocks(path) if path else None
+        return self._run_locks  # type: ignore[return-value]
 
     @contextmanager
     def lock_thread(self, thread_id: str) -> Iterator[None]:
         """Hold ``thread_id`` for one run; raise ``CheckpointConflictError`` at once when
         another run - in any process - holds it.
 
-        A file database locks ``<database>-locks/<sha256(thread_id)[:32]>.lock`` with
-        ``flock(LOCK_EX | LOCK_NB)``: released when the run ends, or by the kernel when
-        the process dies (even by SIGKILL). In-memory databases, private to this process,
-        use an in-process lock.
+        A file database locks one byte of ``<database>-runs.lock`` (an open-file lock,
+        ``F_OFD_SETLK``; where the platform has none, a file per thread id: see
+        ``threadloom.checkpoint.sqlite._locks``): released when the run ends, or by the
+        kernel when the process dies (even by SIGKILL). In-memory databases, private to
+        this process, use an in-process lock.
         """
         thread_id = str(thread_id)
-        folder = self._locks_folder()
+        locks = self._locks()
         with self._runs.hold(thread_id):  # what this process holds (the conflict rule)
-            if folder is None:
+            if locks is None:
                 yield
                 return
-            path = _locks.lock_path(folder, thread_id)
-            fd = _locks.acquire(path, lambda: thread_busy_error(thread_id))
+            token = locks.acquire(thread_id, lambda: thread_busy_error(thread_id))
             try:
                 yield
             finally:
-                _locks.release(path, fd)
+                locks.release(token)
 
     @asynccontextmanager
     async def alock_thread(self, thread_id: str) -> AsyncIterator[None]:
