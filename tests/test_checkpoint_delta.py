@@ -60,7 +60,7 @@ def step(
 
 
 def test_append_is_stored_as_delta_and_rebuilt() -> None:
-    cache, store = DeltaCache(), Store()
+    cache, store = DeltaCache(small_list=0), Store()
     items = [{"n": 0}]
     [p0] = step(cache, store, None, "c0", {"m": items})
     assert not p0.is_delta
@@ -73,7 +73,7 @@ def test_append_is_stored_as_delta_and_rebuilt() -> None:
 
 
 def test_equal_but_not_identical_items_still_extend() -> None:
-    cache, store = DeltaCache(), Store()
+    cache, store = DeltaCache(small_list=0), Store()
     step(cache, store, None, "c0", {"m": [[1], "a"]})
     [p1] = step(cache, store, "c0", "c1", {"m": [[1], "a", "b"]})
     assert p1.is_delta
@@ -93,7 +93,7 @@ SERDE.register(Msg)
 def test_items_changed_in_place_are_seen() -> None:
     """``add_messages`` assigns ids to stored messages in place: that must not be lost."""
 
-    cache, store = DeltaCache(), Store()
+    cache, store = DeltaCache(small_list=0), Store()
     first = Msg("hi")
     step(cache, store, None, "c0", {"m": [first]})  # stored without an id
     first.id = "assigned-later"
@@ -110,7 +110,7 @@ def test_items_changed_in_place_are_seen() -> None:
 
 
 def test_unfingerprintable_items_disable_the_delta() -> None:
-    cache, store = DeltaCache(), Store()
+    cache, store = DeltaCache(small_list=0), Store()
     step(cache, store, None, "c0", {"m": ["a"]})
     [p] = cache.plan(T, NS, "c0", {"m": ["a", lambda: 0]}, {"m": "c1-m"})
     assert p.is_delta and p.printed is None  # stored as a delta, not remembered
@@ -120,7 +120,7 @@ def test_unfingerprintable_items_disable_the_delta() -> None:
 
 
 def test_type_changing_equal_items_are_stored_whole() -> None:
-    cache, store = DeltaCache(), Store()
+    cache, store = DeltaCache(small_list=0), Store()
     step(cache, store, None, "c0", {"m": [1]})
     [p1] = step(cache, store, "c0", "c1", {"m": [True, 2]})  # True == 1, yet differs
     assert not p1.is_delta
@@ -138,7 +138,7 @@ def test_type_changing_equal_items_are_stored_whole() -> None:
     ],
 )
 def test_other_changes_are_stored_whole(change: Any) -> None:
-    cache, store = DeltaCache(), Store()
+    cache, store = DeltaCache(small_list=0), Store()
     start = ["a", "b", "c"]
     step(cache, store, None, "c0", {"m": start})
     value = change(start)
@@ -148,7 +148,7 @@ def test_other_changes_are_stored_whole(change: Any) -> None:
 
 
 def test_fork_from_other_checkpoint_is_whole() -> None:
-    cache, store = DeltaCache(), Store()
+    cache, store = DeltaCache(small_list=0), Store()
     step(cache, store, None, "c0", {"m": ["a"]})
     step(cache, store, "c0", "c1", {"m": ["a", "b"]})
     [p] = step(cache, store, "c0", "c2", {"m": ["a", "z"]})  # parent is not the known head
@@ -156,7 +156,7 @@ def test_fork_from_other_checkpoint_is_whole() -> None:
 
 
 def test_unchanged_channel_keeps_its_snapshot() -> None:
-    cache, store = DeltaCache(), Store()
+    cache, store = DeltaCache(small_list=0), Store()
     step(cache, store, None, "c0", {"m": ["a"], "n": [1]})
     # c1 only rewrites "n"; "m" stays at version c0-m
     plans = cache.plan(T, NS, "c0", {"n": [1, 2], "m": ["a"]}, {"n": "c1-n"})
@@ -167,7 +167,7 @@ def test_unchanged_channel_keeps_its_snapshot() -> None:
 
 
 def test_chain_of_100_rebuilds_every_version() -> None:
-    cache, store = DeltaCache(), Store()
+    cache, store = DeltaCache(small_list=0), Store()
     items: list[int] = []
     parent = None
     for i in range(100):
@@ -185,7 +185,7 @@ def test_chain_of_100_rebuilds_every_version() -> None:
 
 
 def test_max_depth_restarts_the_chain() -> None:
-    cache, store = DeltaCache(max_depth=3), Store()
+    cache, store = DeltaCache(small_list=0, max_depth=3), Store()
     items: list[int] = []
     parent = None
     kinds = []
@@ -199,7 +199,7 @@ def test_max_depth_restarts_the_chain() -> None:
 
 
 def test_empty_channel_and_empty_list() -> None:
-    cache, store = DeltaCache(), Store()
+    cache, store = DeltaCache(small_list=0), Store()
     plans = cache.plan(T, NS, None, {"m": []}, {"m": "v1", "gone": "v1"})
     assert [p.value is EMPTY for p in plans] == [False, True]
     store.write(plans)
@@ -215,7 +215,7 @@ def test_serde_fingerprint_uses_tag_and_bytes() -> None:
 
 
 def test_remember_loaded_keeps_known_fingerprints() -> None:
-    cache, store = DeltaCache(), Store()
+    cache, store = DeltaCache(small_list=0), Store()
     item = {"v": 1}
     step(cache, store, None, "c0", {"m": [item]})
     item["v"] = 2  # changed after it was stored, then "loaded" again as the caller sees it
@@ -225,10 +225,10 @@ def test_remember_loaded_keeps_known_fingerprints() -> None:
 
 
 def test_remember_loaded_enables_deltas_in_a_fresh_cache() -> None:
-    cache, store = DeltaCache(), Store()
+    cache, store = DeltaCache(small_list=0), Store()
     step(cache, store, None, "c0", {"m": ["a"]})
     step(cache, store, "c0", "c1", {"m": ["a", "b"]})
-    fresh = DeltaCache()
+    fresh = DeltaCache(small_list=0)
     key = (T, NS, "m", "c1-m")
     loaded = resolve(store.rows, [key], decode)[key]
     fresh.remember_loaded(T, NS, "c1", {"m": "c1-m"}, {"m": loaded})
@@ -237,8 +237,8 @@ def test_remember_loaded_enables_deltas_in_a_fresh_cache() -> None:
 
 
 def test_forget_and_lru_bound() -> None:
-    cache = DeltaCache(max_heads=2)
-    printed = DeltaCache().print_of(["x"])
+    cache = DeltaCache(small_list=0, max_heads=2)
+    printed = DeltaCache(small_list=0).print_of(["x"])
     for t in ("a", "b", "c"):
         cache.remember_put(t, NS, "c0", {"m": "v"}, [BlobPlan("m", "v", ["x"], printed=printed)])
     assert cache.plan("a", NS, "c0", {"m": ["x", "y"]}, {"m": "w"})[0].is_delta is False
@@ -304,7 +304,7 @@ def test_needed_keys_follows_chains() -> None:
 
 def _filled(n: int, cache: ValueCache | None = None) -> tuple[ValueCache, Store, list[Any]]:
     """A chain of ``n`` versions of list channel "m" (c0 full, then deltas), all cached."""
-    deltas, store = DeltaCache(), Store()
+    deltas, store = DeltaCache(small_list=0), Store()
     cache = ValueCache() if cache is None else cache
     items: list[Any] = []
     parent = None
@@ -333,7 +333,7 @@ def test_value_cache_rebuilds_chains_from_cached_rows() -> None:
     again, _ = cache.lookup([last], counting)
     assert again[last].value == items and decoded == []  # now served rebuilt
     # a later version extends the rebuilt one: only its own row is decoded
-    deltas = DeltaCache()
+    deltas = DeltaCache(small_list=0)
     deltas.remember_loaded(T, NS, "c49", {"m": "c49-m"}, {"m": found[last]})
     step(deltas, store, "c49", "c50", {"m": [*items, {"n": 50}]})
     cache.add_rows({k: r for k, r in store.rows.items() if k[-1] == "c50-m"})
@@ -403,7 +403,7 @@ def test_a_print_sees_every_change_of_state_and_nothing_else() -> None:
 
     call = {"name": "search", "args": {"q": "weather"}, "id": "c1", "type": "tool_call"}
     live = [HumanMessage("hi", id="h1"), AIMessage("", id="a1", tool_calls=[call])]
-    cache = DeltaCache()
+    cache = DeltaCache(small_list=0)
     printed = cache.print_of(live)
     assert printed is not None and printed.length == 2
 
@@ -428,7 +428,7 @@ def test_an_old_item_changed_in_place_is_seen_at_the_next_full_check() -> None:
     ``verify_growth=0``); the newest ``tail_items`` are checked at every put."""
     # with 8: once 13 items (>= 100 / 8) were appended, at the put after them
     for growth, seen_after in ((0, 1), (8, 14)):
-        cache, store = DeltaCache(verify_growth=growth), Store()
+        cache, store = DeltaCache(small_list=0, verify_growth=growth), Store()
         items: list[Any] = [{"n": i} for i in range(100)]
         step(cache, store, None, "c0", {"m": items})
         items[0]["n"] = "changed"
@@ -438,7 +438,7 @@ def test_an_old_item_changed_in_place_is_seen_at_the_next_full_check() -> None:
             if not p.is_delta:
                 break
         assert k == seen_after and store.read("m", f"c{k}-m")[0] == {"n": "changed"}
-    cache, store = DeltaCache(), Store()
+    cache, store = DeltaCache(small_list=0), Store()
     items = [{"n": i} for i in range(100)]
     step(cache, store, None, "c0", {"m": items})
     items[-cache.tail_items]["n"] = "changed"

@@ -149,7 +149,7 @@ def test_versions_read_together_share_their_common_items() -> None:
     ``resolve`` builds them from storage); the next read gets new objects."""
     from test_checkpoint_delta import NS, Store, T, decode, step
 
-    deltas, store, cache = DeltaCache(), Store(), ValueCache()
+    deltas, store, cache = DeltaCache(small_list=0), Store(), ValueCache()
     items: list[Any] = []
     parent = None
     for i in range(12):
@@ -178,7 +178,7 @@ def test_deltas_read_with_the_version_below_them_thaw_it_once(
     equal to what it stored."""
     from test_checkpoint_delta import NS, Store, T, decode, step
 
-    deltas, store, cache = DeltaCache(), Store(), ValueCache()
+    deltas, store, cache = DeltaCache(small_list=0), Store(), ValueCache()
     items: list[Any] = []
     stored: dict[int, list[Any]] = {}
     parent = None

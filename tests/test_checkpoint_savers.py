@@ -196,10 +196,12 @@ async def test_postgres_savers_on_pools(pg_schemas: Callable[[], str]) -> None:
 
 
 def test_encrypted_serializer_keeps_deltas(tmp_path: Any) -> None:
-    """Fingerprints use the plaintext encoding, so encrypted savers still store deltas."""
+    """Fingerprints use the plaintext encoding, so encrypted savers still store deltas
+    (once the list is longer than ``SMALL_LIST``: shorter ones are stored whole)."""
     pytest.importorskip("cryptography")
     from checkpoint_conformance import cfg, make_cp
 
+    from threadloom.checkpoint._values.delta import SMALL_LIST
     from threadloom.checkpoint.serde import EncryptedSerializer
     from threadloom.checkpoint.sqlite import SqliteSaver
 
@@ -216,7 +218,7 @@ def test_encrypted_serializer_keeps_deltas(tmp_path: Any) -> None:
         rows = saver.conn.execute(
             "SELECT type, blob, base_version FROM threadloom_blobs ORDER BY version"
         ).fetchall()
-        assert sum(r[2] is not None for r in rows) == 29
+        assert sum(r[2] is not None for r in rows) == 29 - SMALL_LIST
         assert all("+" in r[0] and b"secret" not in r[1] for r in rows)
         plain = SqliteSaver(saver.conn)
         plain.serde = serde  # replacing the serializer after construction works too

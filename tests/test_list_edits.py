@@ -368,10 +368,12 @@ def test_the_end_of_run_check_skips_a_short_list_its_last_put_digested(
     more: each put that stored it digested the stored items and the new list (1, then
     1 + 2, then 2 + 3 items for a list grown to 3), the end of the run nothing. A short
     list the last put did not store is still checked, and an edit made in place since
-    its own put is stored."""
+    its own put is stored. (Lists this short are followed here as long ones are: by
+    default they are stored whole and never digested, see the next test.)"""
     config = {"configurable": {"thread_id": "t"}}
     with open_saver() as saver:
         cache = saver._core.cache
+        cache.small_list = 0
         before = cache.items_digested
         _short_list_graph(saver, None).invoke({"items": [], "n": 0}, config)
         assert cache.items_digested - before == 1 + (1 + 2) + (2 + 3)
@@ -383,6 +385,35 @@ def test_the_end_of_run_check_skips_a_short_list_its_last_put_digested(
     with open_saver() as fresh:  # what another process reads
         items = _short_list_graph(fresh, 2).get_state(other).values["items"]
     assert items == [{"i": "edited"}, {"i": 1}]
+
+
+@pytest.mark.parametrize("open_saver", ["sqlite", "postgres"], indirect=True)
+def test_short_lists_are_stored_whole_and_never_digested(
+    open_saver: Callable[[], Any],
+) -> None:
+    """Up to ``SMALL_LIST`` items a list is stored whole at each put, with no print to
+    take or check (a delta would save next to nothing); past it, deltas follow."""
+    from threadloom.checkpoint._values.delta import SMALL_LIST
+
+    config = {"configurable": {"thread_id": "t"}}
+    with open_saver() as saver:
+        cache = saver._core.cache
+        before = cache.items_digested
+        _short_list_graph(saver, None).invoke({"items": [], "n": 0}, config)
+        assert cache.items_digested == before
+        assert _delta_rows(saver) == 0
+        items = [{"i": i} for i in range(SMALL_LIST + 2)]
+        graph = _short_list_graph(saver, None)
+        graph.invoke({"items": items, "n": 0}, {"configurable": {"thread_id": "u"}})
+        assert cache.items_digested > before
+        assert _delta_rows(saver) > 0
+        got = graph.get_state({"configurable": {"thread_id": "u"}}).values["items"]
+        assert got[: len(items)] == items and len(got) > len(items)
+
+
+def _delta_rows(saver: Any) -> int:
+    sql = "SELECT count(*) FROM threadloom_blobs WHERE base_version IS NOT NULL"
+    return int(saver.conn.execute(sql).fetchone()[0])  # sqlite3 and psycopg alike
 
 
 def _rewrite(old: list[Any], new: Any) -> list[Any]:

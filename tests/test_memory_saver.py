@@ -13,7 +13,8 @@ import pytest
 from checkpoint_conformance import Api, Thread, cfg, make_cp
 from langchain_core.messages import AIMessage, HumanMessage
 
-from threadloom.checkpoint.memory import _SMALL_LIST, InMemorySaver, _Row
+from threadloom.checkpoint._values.delta import SMALL_LIST
+from threadloom.checkpoint.memory import InMemorySaver, _Row
 from threadloom.checkpoint.serde.base import CorruptCheckpointError
 from threadloom.errors import CheckpointConflictError
 from threadloom.graph import END, START, StateGraph, add_messages
@@ -44,7 +45,7 @@ def test_long_lists_are_stored_as_deltas_and_read_back_whole() -> None:
     deltas = delta_rows(saver, "t")
     # whole while short, whole at its first long write (not planned), whole once more with
     # fingerprints (the chain's root), then one delta per write
-    assert len(deltas) == 40 - (_SMALL_LIST + 2)
+    assert len(deltas) == 40 - (SMALL_LIST + 2)
     assert all(type(r) is _Row and r.base_version for r in deltas)
     listed = list(saver.list(cfg("t")))
     assert [len(x.checkpoint["channel_values"]["items"]) for x in listed] == list(range(40, 0, -1))
@@ -54,7 +55,7 @@ def test_long_lists_are_stored_as_deltas_and_read_back_whole() -> None:
 
 def test_short_lists_are_stored_whole() -> None:
     saver = InMemorySaver()
-    grow(saver, "t", _SMALL_LIST)
+    grow(saver, "t", SMALL_LIST)
     assert delta_rows(saver, "t") == []
 
 
@@ -281,10 +282,10 @@ def test_a_channel_that_grew_elsewhere_is_planned_from_its_first_long_write() ->
     first long write: a thread started with a long input stores it whole once, then
     appends, instead of storing it whole twice."""
     saver = InMemorySaver()
-    grow(saver, "a", _SMALL_LIST + 4)
+    grow(saver, "a", SMALL_LIST + 4)
     assert len(delta_rows(saver, "a")) == 4 - 2  # whole, whole with prints, deltas
-    grow(saver, "b", _SMALL_LIST + 4)
+    grow(saver, "b", SMALL_LIST + 4)
     assert len(delta_rows(saver, "b")) == 4 - 1  # whole with prints, deltas
     got = saver.get_tuple(cfg("b"))
     assert got is not None
-    assert got.checkpoint["channel_values"]["items"] == [f"i{j}" for j in range(_SMALL_LIST + 4)]
+    assert got.checkpoint["channel_values"]["items"] == [f"i{j}" for j in range(SMALL_LIST + 4)]

@@ -7,7 +7,7 @@ stored as the items it gained since its previous version, planned by
 ``_values.delta.DeltaCache``
 exactly as the SQL savers plan them, so a thread's memory grows linearly with its length
 rather than with its square. Two CPU savings on top, since memory is all CPU: lists of
-up to ``_SMALL_LIST`` items are stored whole (a delta saves next to nothing there, while
+up to ``SMALL_LIST`` items are stored whole (a delta saves next to nothing there, while
 fingerprinting the items - what makes deltas safe - and rebuilding chains on reads would
 cost at every step), and a channel goes to the planner only from its second long write
 on (a list written once, such as a 100-way ``Send`` fan-out, is never fingerprinted) -
@@ -90,7 +90,7 @@ from threadloom.checkpoint._values.chains import (
     needed_keys,
     shared_copy,
 )
-from threadloom.checkpoint._values.delta import DeltaCache, serde_fingerprint
+from threadloom.checkpoint._values.delta import SMALL_LIST, DeltaCache, serde_fingerprint
 from threadloom.checkpoint.base import (
     WRITES_IDX_MAP,
     AuditRecord,
@@ -126,7 +126,6 @@ __all__ = ["InMemorySaver", "MemorySaver", "PersistentDict"]
 
 _EMPTY = ("empty", b"")
 _MISSING: Any = object()
-_SMALL_LIST = 8  # lists up to this long are stored whole: a delta saves little, costs more
 _MAX_GROWING = 1024  # channel names remembered as growing (``_growing``)
 
 Key = tuple[str, str, str, str]  # (thread, namespace, channel, version)
@@ -236,7 +235,7 @@ class InMemorySaver(BaseCheckpointSaver[str]):
             for ns, checkpoints in per_ns.items()
             if checkpoints
         }
-        # (thread, ns) -> its list channels written longer than _SMALL_LIST at least once:
+        # (thread, ns) -> its list channels written longer than SMALL_LIST at least once:
         # from their second such write on they go through the delta planner
         self._long_lists: dict[tuple[str, str], set[str]] = {}
         # list channels that grew by deltas in some thread: a new thread plans them from
@@ -625,7 +624,7 @@ class InMemorySaver(BaseCheckpointSaver[str]):
                 rows.append(((thread_id, ns, channel, str(version)), _EMPTY))
                 continue
             value = values[channel]
-            if type(value) is list and len(value) > _SMALL_LIST:
+            if type(value) is list and len(value) > SMALL_LIST:
                 known = long_lists is not None and channel in long_lists
                 if not known:
                     if first_long is None:

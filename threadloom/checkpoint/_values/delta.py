@@ -53,6 +53,7 @@ from threadloom.checkpoint.serde.msgpack import MsgpackSerializer
 
 __all__ = [
     "MAX_CHAIN_DEPTH",
+    "SMALL_LIST",
     "BlobPlan",
     "ListPrint",
     "DeltaCache",
@@ -62,6 +63,12 @@ __all__ = [
 MAX_CHAIN_DEPTH = 2000
 """After this many deltas in a row, store the list whole again, so a read never walks an
 unbounded chain. Growth stays linear in practice (one full copy per 2000 appends)."""
+
+SMALL_LIST = 8
+"""Lists up to this long that the cache does not follow yet are stored whole, unprinted:
+a delta would save next to nothing there, while printing and keeping the items costs
+every put and read. A list followed (printed at a longer length) stays followed when it
+shrinks, so its deltas and the checks of its stored items go on."""
 
 Fingerprint = Callable[[Any], bytes]
 
@@ -284,6 +291,7 @@ class DeltaCache:
         verify_growth: int = 8,
         max_item_refs: int = 200_000,
         row_prints: bool = False,
+        small_list: int = SMALL_LIST,
     ) -> None:
         if fingerprint is None:
             fingerprint = serde_fingerprint(MsgpackSerializer(strict=False).dumps_typed)
@@ -293,6 +301,8 @@ class DeltaCache:
         self.tail_items = tail_items
         self.verify_growth = verify_growth
         self.max_item_refs = max_item_refs
+        self.small_list = small_list
+        """Lists up to this long, not followed yet, are stored whole (see ``SMALL_LIST``)."""
         self.row_prints = row_prints
         """Whether ``plan`` leaves a list stored whole to be printed from its serialized
         row: the saver then passes every plan whose ``needs_row`` through ``finish_row``."""
@@ -333,6 +343,8 @@ class DeltaCache:
         if type(value) is not list:
             return BlobPlan(channel, version, value)
         snap = head.lists.get(channel) if head is not None else None
+        if snap is None and len(value) <= self.small_list:
+            return BlobPlan(channel, version, value)  # whole, not followed: see SMALL_LIST
         if (
             head is None
             or snap is None
@@ -650,7 +662,7 @@ class DeltaCache:
         versions = {c: str(v) for c, v in channel_versions.items()}
         lists = {}
         for channel, r in resolved.items():
-            if type(r.value) is list and r.value and channel in versions:
+            if type(r.value) is list and len(r.value) > self.small_list and channel in versions:
                 printed = self._fresh_print(r.value)
                 if printed is not None:
                     lists[channel] = _ListSnapshot(
