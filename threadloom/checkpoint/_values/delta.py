@@ -28,6 +28,9 @@ How, without reading anything back from the database on the write path:
   (``frozen.state_bytes``, about 0.5 µs a message), not a serialization of each item;
   items that are not plain data are fingerprinted through the saver's serializer instead
   (``serde_fingerprint``).
+* Short lists are not followed: up to ``SMALL_LIST`` items a list is stored whole at
+  every put, unprinted, until it grows past that (a delta would save next to nothing,
+  while printing and keeping the items would cost every put and read).
 * The cache may be stale (another process deleted or pruned the thread): savers check,
   in the same transaction as the insert, that every planned base still exists, and store
   the value whole when it does not (``BlobPlan.as_full()``).
