@@ -104,7 +104,9 @@ def _fail(task: Task, exc: BaseException) -> None:
 
 
 def _finish(task: Task, result: Any) -> None:
-    if _returned_runnable(result):  # LangChain semantics: a returned Runnable is run
+    # LangChain semantics: a returned Runnable is run (a dict or None, the usual results,
+    # are not looked at further)
+    if type(result) is not dict and result is not None and _returned_runnable(result):
         result = result.invoke(task.input, task.config)
     task.result = result
     task.writes = task.node.write(task, result)
@@ -187,6 +189,9 @@ def _end_node_run(run: Any, task: Task) -> None:
 
 def run_task(task: Task) -> None:
     """Run one task to its end state: writes, interrupts or error (never raises)."""
+    if task.config.get("callbacks") is None:  # no callbacks: no node run to report
+        _run_task(task)
+        return
     node_run = _start_node_run(task)
     try:
         if node_run is None:
@@ -213,7 +218,8 @@ async def arun_task(task: Task) -> None:
 
 def _run_task(task: Task) -> None:
     token = current_task.set(task)
-    lc_token = var_child_runnable_config.set(_runnable_config(task))
+    config: RunnableConfig = task.config  # type: ignore[assignment]  # (_runnable_config)
+    lc_token = var_child_runnable_config.set(config)
     node = task.node
     attempt = 0
     try:

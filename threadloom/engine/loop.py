@@ -160,6 +160,9 @@ class Loop(ThreadState):
         # the put of the run's input checkpoint, held until its input task's writes can
         # go with it (one saver call, see _with_held_put)
         self._held_put: Put | None = None
+        # called with each node's name as it ends (a caller's hook, see task_done)
+        self._node_finished = (self.config.get("configurable") or {}).get(
+            CONFIG_KEY_NODE_FINISHED)
 
     # -- checkpoints, per durability --------------------------------------------------
 
@@ -354,14 +357,15 @@ class Loop(ThreadState):
         """Bookkeeping when a task ends (on the driver's thread): stream it, save its writes."""
         task.done = True
         modes = self.scope.modes
-        if task.error is None and not task.paused and not task.node.hidden:
-            finished = (self.config.get("configurable") or {}).get(CONFIG_KEY_NODE_FINISHED)
+        finished = self._node_finished
+        if (modes or finished is not None) and task.error is None and not task.paused \
+                and not task.node.hidden:
             if finished is not None:  # the caller asked to hear of each node that ends
                 finished(task.name)
             self._emit_update(task)
             if "messages" in modes:
                 self._emit_node_messages(task)
-        if ("tasks" in modes or "debug" in modes) and not task.node.hidden:
+        if modes and ("tasks" in modes or "debug" in modes) and not task.node.hidden:
             payload = task_result_payload(task, self.program.state_keys)
             self.emit("tasks", payload)
             self.emit("debug", debug_payload("task_result", self.step + 1, payload))
@@ -828,7 +832,7 @@ class Loop(ThreadState):
             if not tasks:
                 self.status = "done"
                 return
-            if self.should_interrupt(self.interrupt_before, tasks):
+            if self.interrupt_before and self.should_interrupt(self.interrupt_before, tasks):
                 self.status = "interrupt_before"
                 self._pause(())
                 return
@@ -915,10 +919,14 @@ class Loop(ThreadState):
             if self.program.delta_channels:
                 self.note_applied(tasks)
             self.apply(tasks)
-            yield from self._new_checkpoint(step, "loop")
-            if self._wrote_output():
+            if self.checkpointer is None:  # (nothing to save: the same, without a generator)
+                self.seal(step, "loop")
+            else:
+                yield from self._new_checkpoint(step, "loop")
+            if (self.program.values_on_write or "values" in self.scope.modes) \
+                    and self._wrote_output():
                 self._emit_values()
-            if self.should_interrupt(self.interrupt_after, tasks):
+            if self.interrupt_after and self.should_interrupt(self.interrupt_after, tasks):
                 self.status = "interrupt_after"
                 self._pause(())
                 return
