@@ -223,7 +223,9 @@ def _coerce(value: Messages) -> list[BaseMessage]:
     """Coerce a message-like value (or list of them) to full messages with ids."""
     items: Sequence[Any] = value if isinstance(value, list) else [value]
     messages: list[BaseMessage] = []
-    for message in convert_to_messages(items):
+    for message in items:
+        if not isinstance(message, BaseMessage):  # (a message is taken as it is)
+            message = convert_to_messages((message,))[0]
         if isinstance(message, BaseMessageChunk):
             message = message_chunk_to_message(message)
         if not message.id:  # none, or an empty string from the wire
