@@ -12,6 +12,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from threadloom.engine.node_threads import run_in_thread
 from threadloom.engine.subgraphs import node_subgraph
 
 _INJECTABLE = ("config", "runtime", "writer", "store")
@@ -144,9 +145,8 @@ class NodeCallable:
             if self.inline:
                 return self.call(value, task)
             # Sync node under an async run: a worker thread keeps the event loop free.
-            loop = asyncio.get_running_loop()
             ctx = task.context_copy()
-            return await loop.run_in_executor(None, ctx.run, self.call, value, task)
+            return await run_in_thread(asyncio.get_running_loop(), ctx.run, self.call, value, task)
         if self.wants:
             return await self.afunc(value, **self._kwargs(task))
         return await self.afunc(value)
