@@ -376,7 +376,10 @@ class Loop(ThreadState):
             self.step_tasks += 1
             self.handlers.append(handler)
             self.spawned.append(handler)
-        requests = self._save_task_writes(task, siblings, handler is not None)
+        if self.checkpointer is None:  # (nothing is saved: _save_task_writes has nothing)
+            requests: list[Request] = []
+        else:
+            requests = self._save_task_writes(task, siblings, handler is not None)
         if self._held_put is not None:
             requests = self._with_held_put(requests)
         if handler is not None:

@@ -236,9 +236,14 @@ class Task:
         self.call_index = 0  # a retried caller replays the calls that already finished
         self.stateful_calls = 0
         self.pushed = []  # messages pushed by an earlier attempt are not kept
-        conf = self.config.get("configurable")
-        if conf is not None:
-            conf[CONFIG_KEY_RUNTIME] = self.runtime
+        config = self.config
+        conf = config.get("configurable")
+        if conf is not None:  # (the ``runtime`` property's work, without the lookup)
+            conf[CONFIG_KEY_RUNTIME] = self._runtime = task_runtime(
+                self.scope.runtime_fields(),
+                (self.ns, self.id, conf.get("checkpoint_map"), conf.get("thread_id"),
+                 config.get("run_id"), attempt, self.attempt[1]),
+            )
 
     def context_copy(self) -> contextvars.Context:
         return contextvars.copy_context()

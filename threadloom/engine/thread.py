@@ -663,7 +663,11 @@ class ThreadState:
                     if ch in versions:
                         seen[ch] = versions[ch]
                 seen_all[task.name] = seen
-        version = self.next_version()
+        if self.checkpointer is None:  # (next_version, without the call)
+            self._int_version += 1
+            version = self._int_version
+        else:
+            version = self.next_version()
         updated: set[str] = set()
         for task in ordered:
             for ch in task.triggers:
