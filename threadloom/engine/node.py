@@ -12,8 +12,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from threadloom.engine.node_threads import run_in_thread
 from threadloom.engine.subgraphs import node_subgraph
+from threadloom.engine.worker_threads import run_in_thread
 
 _INJECTABLE = ("config", "runtime", "writer", "store")
 

@@ -23,9 +23,9 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from threadloom.engine.worker_threads import WorkerThreads
 from threadloom.server.errors import Conflict
 from threadloom.server.records import matches, now_iso
 from threadloom.server.storage import _sqlite_inline as _inline
@@ -187,7 +187,7 @@ class SqliteStorage(Storage):
         self._inline = self.checkpointer.inline
         self.store = SqliteStore(self._conn)
         self.store._lock = self._lock
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="threadloom-db")
+        self._pool = WorkerThreads(max_threads=1, name="threadloom-db")
         self._streams = LocalStreams()
         self._work = asyncio.Event()
         self._run_waiters: dict[str, list[asyncio.Future]] = {}
@@ -202,7 +202,7 @@ class SqliteStorage(Storage):
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         self._loop = loop
-        return await loop.run_in_executor(self._pool, fn, *args)
+        return await self._pool.run(loop, fn, *args)
 
     def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
@@ -252,7 +252,7 @@ class SqliteStorage(Storage):
 
     async def close(self) -> None:
         await self._call(self._locked, lambda conn: conn.close())
-        self._pool.shutdown(wait=True)
+        self._pool.close()
 
     # -- assistants --------------------------------------------------------------------
 

@@ -1,22 +1,24 @@
-"""Worker threads that run sync node code for an async run.
+"""Worker threads that run sync code for an event loop, with a light hand-off.
 
 Under ``ainvoke``/``astream`` a node written as a plain function runs in a worker thread,
 so a node that blocks never stalls the event loop (LangGraph does the same, through the
-loop's default executor). Every such node pays a hand-off to the thread and back; with
+loop's default executor); the server's SQLite storage runs its statements in one thread
+the same way. Every such call pays a hand-off to the thread and back; with
 ``loop.run_in_executor`` that is a ``concurrent.futures`` future chained to an asyncio
-one, the executor's idle semaphore and two cross-thread wake-ups. ``NodeThreads`` keeps
+one, the executor's idle semaphore and two cross-thread wake-ups. ``WorkerThreads`` keeps
 only the wake-ups: the job goes on a ``SimpleQueue`` with the asyncio future it settles,
 and the worker settles it with one ``call_soon_threadsafe``. On a 2-vCPU VM a hand-off
 took ~40 us against ~87 us through ``run_in_executor``.
 
-Semantics follow ``run_in_executor``: the call runs in the context it is given (the
-caller passes ``contextvars.Context.run``), its exception is raised at the ``await``, a
-job whose future was cancelled before a worker took it does not run, and a running one
-finishes unheeded. Threads are started as jobs find none idle, up to
-``min(32, cpu_count + 4)`` (``ThreadPoolExecutor``'s default); more jobs wait their turn.
-At interpreter exit the workers finish their jobs and stop; a forked child starts its own.
-A default executor the program gave its loop (``loop.set_default_executor``) is used
-instead, as LangGraph uses it (``run_in_thread``).
+Semantics follow ``run_in_executor``: the call runs in the context it is given (a caller
+that needs its context passes ``contextvars.Context.run``), its exception is raised at
+the ``await``, a job whose future was cancelled before a worker took it does not run, and
+a running one finishes unheeded. Threads are started as jobs find none idle, up to
+``max_threads`` (by default ``min(32, cpu_count + 4)``, ``ThreadPoolExecutor``'s); more
+jobs wait their turn. At interpreter exit the process's node threads finish their jobs
+and stop; a forked child starts its own. A default executor the program gave its loop
+(``loop.set_default_executor``) runs nodes instead, as LangGraph uses it
+(``run_in_thread``).
 """
 
 from __future__ import annotations
@@ -30,15 +32,16 @@ from concurrent.futures import ThreadPoolExecutor
 from queue import SimpleQueue
 from typing import Any
 
-__all__ = ["NodeThreads", "node_threads", "run_in_thread"]
+__all__ = ["WorkerThreads", "node_threads", "run_in_thread"]
 
 _Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
 
 
-class NodeThreads:
-    """A pool of daemon worker threads that settle asyncio futures (see the module doc)."""
+class WorkerThreads:
+    """Daemon worker threads that run calls and settle asyncio futures with their
+    outcome (see the module doc)."""
 
-    def __init__(self, max_threads: int | None = None, name: str = "threadloom-node") -> None:
+    def __init__(self, max_threads: int | None = None, name: str = "threadloom-worker") -> None:
         if max_threads is not None and max_threads < 1:
             raise ValueError(f"max_threads must be at least 1, got {max_threads!r}")
         self.max_threads = max_threads or min(32, (os.cpu_count() or 1) + 4)
@@ -57,7 +60,7 @@ class NodeThreads:
         future = loop.create_future()
         with self._lock:
             if self._closed:
-                raise RuntimeError("cannot run node code after interpreter shutdown")
+                raise RuntimeError(f"{self.name} is closed: it runs no more calls")
             self._jobs.put((loop, future, fn, args))
             if self._idle:
                 self._idle -= 1
@@ -140,12 +143,13 @@ def run_in_thread(
     return node_threads().run(loop, fn, *args)
 
 
-_pool: NodeThreads | None = None
+_pool: WorkerThreads | None = None
 _pool_lock = threading.Lock()
 
 
-def node_threads() -> NodeThreads:
-    """The process's ``NodeThreads``, made at first use (a forked child makes its own)."""
+def node_threads() -> WorkerThreads:
+    """The process's threads for sync nodes, made at first use (a forked child makes
+    its own)."""
     global _pool
     pool = _pool
     if pool is None:
@@ -154,7 +158,7 @@ def node_threads() -> NodeThreads:
             if pool is None:
                 if not _hooks_installed:
                     _install_hooks()
-                pool = _pool = NodeThreads()
+                pool = _pool = WorkerThreads(name="threadloom-node")
     return pool
 
 

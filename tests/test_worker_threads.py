@@ -1,4 +1,4 @@
-"""The worker threads that run sync nodes of an async run (``threadloom.engine.node_threads``):
+"""The worker threads that run sync nodes of an async run (``threadloom.engine.worker_threads``):
 off the event loop, concurrently when a step has several, failures raised at the await,
 a job cancelled before it started never run, and a default executor the program set on
 its loop used instead (as LangGraph uses it)."""
@@ -12,7 +12,7 @@ from typing import Annotated, TypedDict
 
 import pytest
 
-from threadloom.engine.node_threads import NodeThreads
+from threadloom.engine.worker_threads import WorkerThreads
 from threadloom.graph import END, START, StateGraph
 
 
@@ -59,7 +59,7 @@ async def test_a_sync_node_failure_is_raised_with_its_own_type() -> None:
 
 
 async def test_a_job_cancelled_before_a_worker_took_it_never_runs() -> None:
-    pool = NodeThreads(max_threads=1)
+    pool = WorkerThreads(max_threads=1)
     loop = asyncio.get_running_loop()
     release = threading.Event()
     ran: list[str] = []
@@ -82,7 +82,7 @@ async def test_a_job_cancelled_before_a_worker_took_it_never_runs() -> None:
 
 
 async def test_a_stop_iteration_reaches_the_caller_as_a_runtime_error() -> None:
-    pool = NodeThreads(max_threads=1)
+    pool = WorkerThreads(max_threads=1)
 
     def stops() -> None:
         raise StopIteration
@@ -96,11 +96,11 @@ async def test_a_stop_iteration_reaches_the_caller_as_a_runtime_error() -> None:
 
 def test_a_pool_of_no_threads_is_refused() -> None:
     with pytest.raises(ValueError, match="max_threads must be at least 1"):
-        NodeThreads(max_threads=0)
+        WorkerThreads(max_threads=0)
 
 
 async def test_a_closed_pool_refuses_new_jobs() -> None:
-    pool = NodeThreads(max_threads=1)
+    pool = WorkerThreads(max_threads=1)
     pool.close()
-    with pytest.raises(RuntimeError, match="after interpreter shutdown"):
+    with pytest.raises(RuntimeError, match="is closed: it runs no more calls"):
         pool.run(asyncio.get_running_loop(), print)
