@@ -20,7 +20,7 @@ from helpers import GraphApi, S, cfg
 
 from threadloom.checkpoint.memory import InMemorySaver
 from threadloom.errors import EmptyInputError, GraphRecursionError, InvalidUpdateError
-from threadloom.graph import START, StateGraph
+from threadloom.graph import END, START, StateGraph
 from threadloom.types import Command, Interrupt, RetryPolicy, Send, interrupt
 
 # -- basic runs ------------------------------------------------------------------------
@@ -253,3 +253,68 @@ async def test_subgraph_interrupt_resume(graph_api: GraphApi) -> None:
                                     subgraphs=True)
     assert ((), {"child": {"x": 0, "log": ["c1", "c2:ok"]}}) in chunks
     assert calls == {"c1": 1, "c2": 2}
+
+
+# -- a routed node's reducer runs once a step -------------------------------------------
+
+
+def _copying_reducer(calls: list[int]) -> Any:
+    def reduce(left: list, right: list) -> list:
+        calls.append(len(right))
+        return left + [dict(item) for item in right]  # new objects, as a reducer may make
+    return reduce
+
+
+async def test_a_routed_node_alone_in_its_step_runs_its_reducer_once(graph_api: GraphApi) -> None:
+    calls: list[int] = []
+    seen: list[Any] = []
+
+    # (the functional form: the reducer is a local, which a string annotation cannot name)
+    State = TypedDict("State", {"items": Annotated[list, _copying_reducer(calls)], "n": int})  # noqa: UP013
+
+    def grow(state: Any) -> dict:
+        return {"items": [{"i": state["n"]}], "n": state["n"] + 1}
+
+    def route(state: Any) -> str:
+        seen.append(state["items"][-1])  # what the routing function read
+        return "grow" if state["n"] < 3 else END
+
+    g = StateGraph(State)
+    g.add_node("grow", graph_api.node(grow))
+    g.add_edge(START, "grow")
+    g.add_conditional_edges("grow", route, ["grow", END])
+    out = await graph_api.invoke(g.compile(checkpointer=InMemorySaver()), {"items": [], "n": 0},
+                                 cfg("routed"))
+    assert [item["i"] for item in out["items"]] == [0, 1, 2]
+    # the input, then one call a step: the step applies the copy its routing function read
+    assert calls == [0, 1, 1, 1]
+    assert all(a is b for a, b in zip(seen, out["items"], strict=True))
+
+
+async def test_parallel_routed_nodes_still_see_only_their_own_writes(
+    graph_api: GraphApi,
+) -> None:
+    seen: dict[str, list] = {}
+
+    class State(TypedDict):
+        items: Annotated[list, operator.add]
+
+    def writer(name: str) -> Any:
+        def node(state: State) -> dict:
+            return {"items": [name]}
+        return node
+
+    def router(name: str) -> Any:
+        def route(state: State) -> str:
+            seen[name] = list(state["items"])
+            return END
+        return route
+
+    g = StateGraph(State)
+    for name in ("a", "b"):
+        g.add_node(name, graph_api.node(writer(name)))
+        g.add_edge(START, name)
+        g.add_conditional_edges(name, router(name), [END])
+    out = await graph_api.invoke(g.compile(), {"items": []})
+    assert out == {"items": ["a", "b"]}
+    assert seen == {"a": ["a"], "b": ["b"]}  # (the step applies both, not a's copy)

@@ -121,6 +121,31 @@ def is_resume_map(value: Any) -> bool:
     )
 
 
+class FreshChannels:
+    """A task's state writes applied to copies of their channels, for its routing
+    functions to read (``NodeWriter.fresh_state``): ``updates`` the writes, ``grouped``
+    their values by channel, ``channels`` the updated copies, ``changed`` what each
+    copy's ``update`` returned, ``bases`` the channels copied. When the task runs alone
+    in its step, ``ThreadState.apply`` takes the copies instead of updating the channels
+    with the same values again (a reducer then runs once a step, not twice)."""
+
+    __slots__ = ("bases", "changed", "channels", "grouped", "updates")
+
+    def __init__(
+        self,
+        updates: list[tuple[str, Any]],
+        grouped: dict[str, list[Any]],
+        channels: dict[str, Any],
+        changed: dict[str, bool],
+        bases: dict[str, Any],
+    ) -> None:
+        self.updates = updates
+        self.grouped = grouped
+        self.channels = channels
+        self.changed = changed
+        self.bases = bases
+
+
 class Task:
     """A planned node execution; also the node's view of the run while it executes."""
 
@@ -153,6 +178,7 @@ class Task:
         "_runtime",
         "answers",
         "asked",
+        "fresh",
     )
 
     def __init__(
@@ -200,6 +226,7 @@ class Task:
         # writes made while the node runs (``push_message``), kept ahead of its return's
         self.pushed: list[tuple[str, Any]] = []
         self._runtime: Any = None
+        self.fresh: FreshChannels | None = None  # (see FreshChannels)
         self.timeout: Any = None  # a Send's TimeoutPolicy, over the node's own
 
     # -- what a node can reach -----------------------------------------------------
@@ -233,6 +260,7 @@ class Task:
         first_time = self.attempt[1] if attempt > 1 else None
         self.attempt = (attempt, first_time if first_time is not None else time.time())
         self._runtime = None
+        self.fresh = None
         self.call_index = 0  # a retried caller replays the calls that already finished
         self.stateful_calls = 0
         self.pushed = []  # messages pushed by an earlier attempt are not kept

@@ -57,6 +57,7 @@ from threadloom.engine.program import Program
 from threadloom.engine.requests import GetDeltaHistory, Put, PutWrites, Request
 from threadloom.engine.scope import Scope
 from threadloom.engine.task import (
+    FreshChannels,
     Task,
     checkpoint_id_bytes,
     planned_task_id,
@@ -680,8 +681,14 @@ class ThreadState:
             for ch, value in task.writes:
                 if ch in channels:
                     by_channel.setdefault(ch, []).append(value)
+        fresh = ordered[0].fresh if len(ordered) == 1 else None
         for ch, values in by_channel.items():
-            if channels[ch].update(values):
+            if fresh is not None and _fresh_fits(fresh, ch, values, channels, ordered[0]):
+                channels[ch] = fresh.channels[ch]  # its routing functions' copy, updated
+                changed = fresh.changed[ch]  # with the same values (see FreshChannels)
+            else:
+                changed = channels[ch].update(values)
+            if changed:
                 versions[ch] = version
                 updated.add(ch)
         for ch in self.program.ephemeral:
@@ -724,3 +731,19 @@ class ThreadState:
         record, see ``threadloom.engine.delta``)."""
         delta = self.program.delta_channels
         return bool(delta) and any(c in delta for c, _ in task.writes)
+
+
+def _fresh_fits(
+    fresh: FreshChannels, channel: str, values: list[Any], channels: dict[str, Any], task: Task
+) -> bool:
+    """Whether ``fresh`` holds ``channel`` updated from the channel now there with the
+    very ``values`` the step applies (the same objects, in order), and the task did not
+    consume the channel as a trigger."""
+    grouped = fresh.grouped.get(channel)
+    return (
+        grouped is not None
+        and fresh.bases[channel] is channels[channel]
+        and len(grouped) == len(values)
+        and all(a is b for a, b in zip(grouped, values, strict=True))
+        and channel not in task.triggers
+    )

@@ -11,6 +11,7 @@ from threadloom._fields import state_object_to_dict
 from threadloom._schema import ROOT, make_coercer
 from threadloom.channels import MISSING
 from threadloom.constants import END, START
+from threadloom.engine.task import FreshChannels
 from threadloom.errors import (
     ErrorCode,
     InvalidUpdateError,
@@ -194,14 +195,23 @@ class NodeWriter:
     ) -> Any:
         """The state with this node's own writes applied, but not its siblings'."""
         channels = task.channels
-        touched: dict[str, Any] = {}
-        grouped: dict[str, list[Any]] = {}
-        for key, value in updates:
-            grouped.setdefault(key, []).append(value)
-        for key, values in grouped.items():
-            chan = channels[key].copy()
-            chan.update(values)
-            touched[key] = chan
+        fresh = task.fresh
+        if fresh is not None and fresh.updates is updates:  # (another routing function)
+            touched = fresh.channels
+        else:
+            touched = {}
+            grouped: dict[str, list[Any]] = {}
+            for key, value in updates:
+                grouped.setdefault(key, []).append(value)
+            changed: dict[str, bool] = {}
+            for key, values in grouped.items():
+                base = channels[key]
+                chan = base.copy()
+                changed[key] = chan.update(values)
+                touched[key] = chan
+            # the step's apply may take these channels instead of updating the same again
+            task.fresh = FreshChannels(updates, grouped, touched, changed,
+                                       {k: channels[k] for k in grouped})
         if self.root:
             chan = touched.get(ROOT) or channels[ROOT]
             return chan.value
