@@ -389,3 +389,44 @@ def test_a_run_whose_lock_session_died_alone_takes_the_lock_again(
     assert held == [True]
     saver.clear_cache()
     assert _history(graph, config) == [["a", "b", "c"], ["a", "b"], ["a"], [], []]
+
+
+def test_a_reply_already_received_is_read_without_waiting_for_the_socket() -> None:
+    """``next_result`` reads what the server already sent before it asks to wait (a
+    wait costs a poll, or a turn of the event loop under asyncio)."""
+    import time
+
+    from psycopg import pq
+
+    from threadloom.checkpoint.postgres._runsession import Wait, next_result
+
+    require_postgres()
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        pgconn = conn.pgconn
+        pgconn.nonblocking = 1
+        pgconn.send_query(b"SELECT 42")
+        while pgconn.flush():
+            time.sleep(0.001)
+        deadline = time.monotonic() + 5
+        while not _readable(pgconn.socket) and time.monotonic() < deadline:
+            time.sleep(0.001)  # the reply is in the socket, not yet read by libpq
+        steps = next_result(pgconn)
+        waits: list[Wait] = []
+        try:
+            step = next(steps)
+            while True:
+                waits.append(step)
+                step = steps.send(True)
+        except StopIteration as stop:
+            result = stop.value
+        assert waits == []
+        assert result is not None and result.status == pq.ExecStatus.TUPLES_OK
+        assert result.get_value(0, 0) == b"42"
+        while pgconn.get_result() is not None:
+            pass
+
+
+def _readable(fd: int) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], 0)[0])

@@ -470,10 +470,17 @@ def flush_all(pgconn: pq.abc.PGconn) -> PgIO[None]:
 
 
 def next_result(pgconn: pq.abc.PGconn) -> PgIO[pq.abc.PGresult | None]:
-    """The next result, waiting for the socket when libpq has none complete."""
-    while pgconn.is_busy():
-        yield Wait(pgconn.socket)
+    """The next result, waiting for the socket when libpq has none complete.
+
+    What the server already sent is read first (a nonblocking read): a reply that came
+    while the caller was busy elsewhere - a node running, a write sent ahead - is taken
+    without a wait, which costs a ``poll`` on a blocking driver and a turn of the event
+    loop on asyncio."""
+    if pgconn.is_busy():
         pgconn.consume_input()
+        while pgconn.is_busy():
+            yield Wait(pgconn.socket)
+            pgconn.consume_input()
     return pgconn.get_result()
 
 
