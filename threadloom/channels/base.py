@@ -41,6 +41,22 @@ def _make_copier(cls: type) -> Callable[[Any], Any]:
     return copier
 
 
+def _slot_copier(cls: type) -> Callable[[Any], Any]:
+    copier = _COPIERS.get(cls)
+    if copier is None:
+        copier = _COPIERS[cls] = _make_copier(cls)
+    return copier
+
+
+def copier_of(cls: type) -> Callable[[Any], Any]:
+    """What ``channel.copy()`` runs for a channel of class ``cls``, as a function of the
+    channel (for code copying many channels at once: no method lookup per channel)."""
+    own = getattr(cls, "copy", None)
+    if own is None or own is BaseChannel.copy:
+        return _slot_copier(cls)
+    return own  # type: ignore[no-any-return]
+
+
 class BaseChannel:
     """A state key's storage and update rule. Subclasses set ``value`` and ``update``."""
 
@@ -84,11 +100,7 @@ class BaseChannel:
         return new
 
     def copy(self) -> BaseChannel:
-        cls = type(self)
-        copier = _COPIERS.get(cls)
-        if copier is None:
-            copier = _COPIERS[cls] = _make_copier(cls)
-        new: BaseChannel = copier(self)
+        new: BaseChannel = _slot_copier(type(self))(self)
         return new
 
     def consume(self) -> bool:

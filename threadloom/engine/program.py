@@ -18,6 +18,7 @@ from threadloom.channels import (
     Topic,
     UntrackedValue,
 )
+from threadloom.channels.base import copier_of
 from threadloom.channels.delta import DeltaChannel
 from threadloom.engine.node import NodeCallable
 from threadloom.engine.subgraphs import find_subgraphs
@@ -99,6 +100,11 @@ class Program:
     # the node names in the order the planner looks at them (sorted)
     node_order: tuple[str, ...] = ()
     ephemeral: tuple[str, ...] = ()
+    ephemeral_set: frozenset[str] = frozenset()
+    # (name, channel, its copier) of every channel: what ``new_channels`` copies
+    _copiers: tuple[tuple[str, BaseChannel, Callable[[Any], Any]], ...] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
     deferred: frozenset[str] = frozenset()
     # channels stored as deltas (DeltaChannel; see threadloom.engine.delta)
     delta_channels: frozenset[str] = frozenset()
@@ -131,6 +137,7 @@ class Program:
             for k, c in self.channels.items()
             if isinstance(c, (EphemeralValue, Topic)) and not getattr(c, "accumulate", False)
         )
+        self.ephemeral_set = frozenset(self.ephemeral)
 
         self.delta_channels = frozenset(
             k for k, c in self.channels.items() if isinstance(c, DeltaChannel)
@@ -144,4 +151,10 @@ class Program:
         }
 
     def new_channels(self) -> dict[str, BaseChannel]:
-        return {k: c.copy() for k, c in self.channels.items()}
+        """Fresh copies of the program's channels (empty), one set per run."""
+        copiers = self._copiers
+        if copiers is None:
+            copiers = self._copiers = tuple(
+                (k, c, copier_of(type(c))) for k, c in self.channels.items()
+            )
+        return {k: copy(c) for k, c, copy in copiers}

@@ -288,9 +288,13 @@ class ThreadState:
         self.stop = 0
         # the channels the last apply changed (None: unknown, as after a restore)
         self.updated: set[str] | None = None
+        # whether every ephemeral channel that holds a value is in ``updated`` (true from
+        # the first apply on: then only those need clearing at the next one)
+        self._ephemeral_in_updated = False
         # the checkpoint a run was told to start from (checkpoint_id): its first put branches
         self.branch_from: str | None = None
-        self._config_bases: tuple[Any, ...] | None = None
+        # (step, the configurable every task of the step shares): see task_config
+        self._config_bases: tuple[int, dict[str, Any]] | None = None
         self._static_config_bases: tuple[dict[str, Any], ...] | None = None
         self._cid: tuple[Any, bytes] = (None, b"")  # (checkpoint id, its bytes)
         self._int_version = 0
@@ -334,6 +338,7 @@ class ThreadState:
         self.step = metadata.get("step", -1)
         self.delta_counters = dict(metadata.get(COUNTERS_KEY) or {})
         self.updated = None
+        self._ephemeral_in_updated = False
         return stored
 
     # -- versions and configs -------------------------------------------------------
@@ -595,15 +600,25 @@ class ThreadState:
 
     def task_config(self, task: Task, step: int) -> dict[str, Any]:
         """The ``RunnableConfig`` a node (and any langchain runnable it calls) sees."""
-        bases = self._config_bases
-        if bases is None or bases[0] != step:
-            bases = self._config_bases = self._step_config_bases(step)
-        _, config_base, conf_base, meta_base = bases
+        static = self._static_config_bases
+        if static is None:
+            static = self._static_config_bases = self._run_config_bases()
+        config_base, conf_base, meta_base = static
+        if self.checkpointer is not None and self.checkpoint_config is not None:
+            # what every task of the step shares: the checkpoint it was planned from
+            bases = self._config_bases
+            if bases is None or bases[0] != step:
+                bases = self._config_bases = (step, {
+                    **conf_base,
+                    "checkpoint_map": {**self.checkpoint_map, self.ns: self.checkpoint["id"]},
+                })
+            conf_base = bases[1]
         # the task's id, not the task: the task holds this config, and a reference back
         # would make every task a reference cycle, freed only by the garbage collector
         conf = {**conf_base, "checkpoint_ns": task.ns, CONFIG_KEY_TASK: task.id}
         metadata = {
             **meta_base,
+            "langgraph_step": step,
             "langgraph_node": task.name,
             "langgraph_triggers": task.triggers or ("__pregel_push",),
             "langgraph_path": task.path,
@@ -612,25 +627,10 @@ class ThreadState:
         }
         return {**config_base, "configurable": conf, "metadata": metadata}
 
-    def _step_config_bases(self, step: int) -> tuple[Any, ...]:
-        """(step, config, configurable, metadata): what every task config of ``step``
-        shares. The parts no step changes are made once per run (``_run_config_bases``);
-        a step adds its checkpoint (``checkpoint_map``) and its number."""
-        static = self._static_config_bases
-        if static is None:
-            static = self._static_config_bases = self._run_config_bases()
-        config_base, conf_base, meta_base = static
-        if self.checkpointer is not None and self.checkpoint_config is not None:
-            conf_base = {**conf_base,
-                         "checkpoint_map": {**self.checkpoint_map, self.ns: self.checkpoint["id"]}}
-        meta_base = {**meta_base, "langgraph_step": step}
-        if self.thread_id is not None:
-            meta_base["thread_id"] = self.thread_id
-        return step, config_base, conf_base, meta_base
-
     def _run_config_bases(self) -> tuple[dict[str, Any], ...]:
         """What every task config of the run shares (the caller's config, the run's scope,
-        saver and durability), made once, at the run's first task."""
+        saver and durability, its metadata with the thread id), made once, at the run's
+        first task."""
         base = self.config
         config_base = {
             k: v
@@ -647,7 +647,10 @@ class ThreadState:
             RUN_DURABILITY_KEY: self.durability,
         }
         conf_base.pop("checkpoint_id", None)
-        return config_base, conf_base, dict(base.get("metadata") or {})
+        meta_base = dict(base.get("metadata") or {})
+        if self.thread_id is not None:
+            meta_base["thread_id"] = self.thread_id
+        return config_base, conf_base, meta_base
 
     # -- apply ------------------------------------------------------------------------
 
@@ -691,12 +694,19 @@ class ThreadState:
             if changed:
                 versions[ch] = version
                 updated.add(ch)
-        for ch in self.program.ephemeral:
+        ephemeral: Any = self.program.ephemeral
+        prior = self.updated
+        if self._ephemeral_in_updated and prior is not None and len(prior) < len(ephemeral):
+            # only those written since the last apply can hold a value (O(writes), not
+            # O(channels), a step)
+            ephemeral = self.program.ephemeral_set.intersection(prior)
+        for ch in ephemeral:
             chan = channels[ch]
             if chan.value is not MISSING and ch not in by_channel and chan.update(()):
                 versions[ch] = version
                 updated.add(ch)
         self.updated = updated
+        self._ephemeral_in_updated = True
 
     def apply_null_writes(self, writes: list[tuple[str, Any]]) -> None:
         """Writes that belong to no task (a ``Command`` given as input).

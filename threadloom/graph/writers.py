@@ -69,6 +69,8 @@ class NodeWriter:
         self.graph = graph
         self.state_keys = state_keys
         self.root = state_keys == frozenset({ROOT})
+        # a dict result maps straight to its state keys' writes (``_values``)
+        self.plain_dict = not self.root and name != START
         self.input_keys = frozenset(graph.schemas[graph.input_schema])
         self.static: list[tuple[str, Any]] = [
             (branch_channel(dst), None) for dst in edges_from.get(name, ()) if dst != END
@@ -92,6 +94,9 @@ class NodeWriter:
     # -- the value a node returned -> (updates, gotos) -------------------------------
 
     def updates(self, result: Any) -> tuple[list[tuple[str, Any]], list[Any]]:
+        if type(result) is dict and self.plain_dict:  # (the usual result, at once)
+            keys = self.state_keys
+            return [(k, v) for k, v in result.items() if k in keys], []
         if result is None:
             return [], []
         if isinstance(result, Command):
