@@ -357,7 +357,12 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue[Any] | None) -> Iter
             while out:  # what the loop emitted so far reaches the caller before more runs
                 yield out.popleft()
             if isinstance(request, RunTasks):
-                yield from _run_tasks(loop, request.tasks, saver, events)
+                tasks = request.tasks
+                if len(tasks) == 1 and loop.step_timeout is None and not (
+                        events is not None and loop.scope.live):
+                    _run_alone(loop, tasks[0], saver)  # (no generator for the usual step)
+                else:
+                    yield from _run_tasks(loop, tasks, saver, events)
                 if calls.running:  # calls no one waited for end with the step
                     calls.wait()
             else:
@@ -375,22 +380,27 @@ def drive(loop: Loop, saver: Any, events: queue.SimpleQueue[Any] | None) -> Iter
         yield out.popleft()
 
 
+def _run_alone(loop: Loop, task: Task, saver: Any) -> None:
+    """Run the only task of a step on this thread (nothing to stream while it runs, no
+    step timeout), then what its failure started (its error handler)."""
+    run_task(task)
+    for request in loop.task_done(task, 1):
+        perform(saver, request)
+    while loop.spawned:  # it failed into its error handler: that runs next
+        handler = loop.spawned.pop(0)
+        loop.task_started(handler)
+        run_task(handler)
+        for request in loop.task_done(handler, 1):
+            perform(saver, request)
+
+
 def _run_tasks(
     loop: Loop, tasks: list[Task], saver: Any, events: queue.SimpleQueue[Any] | None
 ) -> Iterator[Any]:
     n = len(tasks)
     deadline = None if loop.step_timeout is None else _deadline(loop)
     if n == 1 and not (loop.scope.live and events is not None) and deadline is None:
-        task = tasks[0]
-        run_task(task)
-        for request in loop.task_done(task, 1):
-            perform(saver, request)
-        while loop.spawned:  # it failed into its error handler: that runs next
-            handler = loop.spawned.pop(0)
-            loop.task_started(handler)
-            run_task(handler)
-            for request in loop.task_done(handler, 1):
-                perform(saver, request)
+        _run_alone(loop, tasks[0], saver)
         return
     done: queue.SimpleQueue[Any] = events if events is not None else queue.SimpleQueue()
     pool = _executor()
