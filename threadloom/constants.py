@@ -57,6 +57,9 @@ CONFIG_KEY_DURABILITY = "__threadloom_durability"
 # on a put: the run chose to branch from this (past) checkpoint (time travel), so the
 # saver does not require it to be the thread's newest
 CONFIG_KEY_BRANCH = "__threadloom_branch"
+# a callable the root run calls with its loop when it ends paused or done (the server
+# reads the thread's new head from it: threadloom.graph.thread_state.run_head)
+CONFIG_KEY_RUN_ENDED = "__threadloom_run_ended"
 
 # The node's Runtime in a config's "configurable" (LangGraph's key, so a Runtime put there
 # by code written for LangGraph is found); a callback called with a node's name when it

@@ -30,6 +30,7 @@ from threadloom.checkpoint.base import Checkpoint, create_checkpoint_id, empty_c
 from threadloom.checkpoint.serde.types import _DeltaSnapshot
 from threadloom.constants import (
     CONFIG_KEY_NODE_FINISHED,
+    CONFIG_KEY_RUN_ENDED,
     CONFIG_KEY_STRICT_RESUME,
     ERROR,
     INPUT,
@@ -163,6 +164,8 @@ class Loop(ThreadState):
         # called with each node's name as it ends (a caller's hook, see task_done)
         self._node_finished = (self.config.get("configurable") or {}).get(
             CONFIG_KEY_NODE_FINISHED)
+        # the tasks of the step the run paused in (interrupted or interrupt_before)
+        self.paused_step: list[Task] | None = None
 
     # -- checkpoints, per durability --------------------------------------------------
 
@@ -557,6 +560,10 @@ class Loop(ThreadState):
         if ended and self.checkpointer is not None and self.checkpoint_config is not None:
             # done or paused: the saver stores what its per-step checks left for later
             yield Settle(self.checkpoint_config)
+        if ended and not self.scope.nested:
+            ended_hook = (self.config.get("configurable") or {}).get(CONFIG_KEY_RUN_ENDED)
+            if ended_hook is not None:
+                ended_hook(self)
 
     def _save_exit(self) -> Generator[Request, Any, None]:
         """durability="exit": save the run's writes, then its last checkpoint (a write
@@ -837,6 +844,7 @@ class Loop(ThreadState):
                 return
             if self.interrupt_before and self.should_interrupt(self.interrupt_before, tasks):
                 self.status = "interrupt_before"
+                self.paused_step = tasks
                 self._pause(())
                 return
             control = self.scope.control
@@ -907,6 +915,7 @@ class Loop(ThreadState):
                 tasks if tasks[0].paused else ())
             if paused:
                 self.status = "interrupted"
+                self.paused_step = tasks
                 self._show_finished([t for t in tasks if not t.interrupts])
                 ordered = sorted(paused, key=task_order)
                 found = {i.id: i for t in ordered for i in t.interrupts}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Generator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from threadloom._schema import ROOT
 from threadloom.checkpoint.base import empty_checkpoint
@@ -36,18 +36,21 @@ from threadloom.engine.thread import (
     subgraph_state_config,
 )
 from threadloom.errors import InvalidUpdateError
-from threadloom.types import PregelTask, StateSnapshot
+from threadloom.types import Interrupt, PregelTask, StateSnapshot
 
 if TYPE_CHECKING:
+    from threadloom.engine.loop import Loop
     from threadloom.graph.compiled import CompiledStateGraph
 
 __all__ = [
     "ChildIndex",
+    "RunHead",
     "Update",
     "delta_histories",
     "get_state",
     "history_config",
     "run_async",
+    "run_head",
     "run_sync",
     "snapshot",
     "update_state",
@@ -173,6 +176,64 @@ def snapshot(
         tasks=tuple(views),
         interrupts=_pending_interrupts(shown, pending, {t.id for t in tasks}),
     )
+
+
+class RunHead(NamedTuple):
+    """What ``get_state`` shows of a thread's head, in the parts a caller that only
+    records a thread's status needs: ``values``, the names of the tasks ``next`` to run,
+    the questions pending (``asking``: by task id, in the snapshot's task order), every
+    pending interrupt once (``interrupts``), and whether a checkpoint exists at all."""
+
+    values: Any
+    next: tuple[str, ...]
+    asking: dict[str, tuple[Interrupt, ...]]
+    interrupts: tuple[Interrupt, ...]
+    saved: bool
+
+    @classmethod
+    def of(cls, snap: StateSnapshot) -> RunHead:
+        """The parts of a ``StateSnapshot`` read from the saver."""
+        saved = bool((snap.config.get("configurable") or {}).get("checkpoint_id"))
+        asking = {t.id: tuple(t.interrupts) for t in snap.tasks if t.interrupts}
+        return cls(snap.values, tuple(snap.next), asking, tuple(snap.interrupts), saved)
+
+
+def run_head(graph: CompiledStateGraph, loop: Loop) -> RunHead | None:
+    """The thread's head as ``get_state`` would read it right after the run of ``loop``
+    ended (``CONFIG_KEY_RUN_ENDED``), taken from the run's own state instead of read
+    back: the same channels, the same tasks, as ``snapshot`` shows a head. None where
+    the two could differ, for the caller to read the state instead: a run that failed or
+    stopped after a step (``interrupt_after``), a nested run, tasks called from tasks,
+    a task paused without a question (a subgraph's breakpoint), channels the saver does
+    not keep as they are (untracked ones) or that a step clears (an ephemeral state key)."""
+    program = graph.program
+    if (loop.checkpointer is None or loop.checkpoint_config is None or loop.scope.nested
+            or loop.call_interrupts or program.untracked_channels
+            or not program.ephemeral_set.isdisjoint(program.state_keys)):
+        return None
+    if loop.status == "done":
+        return RunHead(graph._snapshot_values(loop.channels), (), {}, (), True)
+    tasks = loop.paused_step
+    if tasks is None or loop.status not in ("interrupted", "interrupt_before"):
+        return None
+    # as snapshot lists them: the Send packets' tasks first, then triggered nodes
+    ordered = sorted(tasks, key=lambda t: t.path[0] != PUSH)
+    if loop.status == "interrupt_before":
+        if loop.pending.succeeded or loop.pending.errors:
+            return None  # (writes from before the pause: the head shows them)
+        return RunHead(graph._snapshot_values(loop.channels),
+                       tuple(t.name for t in ordered), {}, (), True)
+    waiting = [t for t in ordered if t.paused]
+    ids = {t.id for t in ordered}
+    if (any(not t.interrupts for t in waiting)
+            or any(not t.paused and not t.done for t in ordered)
+            or any(tid not in ids for tid in loop.pending.interrupts)):
+        return None
+    asking = {t.id: tuple(t.interrupts) for t in waiting}
+    found = {i.id: i for t in waiting for i in t.interrupts}
+    channels = loop.view if loop.view is not None else loop.channels
+    return RunHead(graph._snapshot_values(channels), tuple(t.name for t in waiting), asking,
+                   tuple(found.values()), True)
 
 
 def _with_checkpoint_map(config: Any, parents: dict[str, str] | None) -> Any:

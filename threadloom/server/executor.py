@@ -23,6 +23,8 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from threadloom.constants import CONFIG_KEY_RUN_ENDED
+from threadloom.graph.thread_state import RunHead, run_head
 from threadloom.server import serde
 from threadloom.server.auth import AuthUser
 from threadloom.server.graphs import interrupt_dicts
@@ -31,6 +33,7 @@ from threadloom.server.services.threads import (
     ThreadService,
     reviewer_config,
     strip_client_identity,
+    thread_status,
 )
 from threadloom.server.storage.base import CLAIMED_ASSISTANT
 
@@ -174,6 +177,7 @@ async def execute_run(
     status = "success"
     error: dict[str, Any] | None = None
     graph = None
+    ended: list[Any] = []  # the run's loop, when it ended paused or done
     try:
         await publish("metadata", {"run_id": run_id, "attempt": run.get("attempt", 1)})
         if CLAIMED_ASSISTANT in run:  # read with the claim
@@ -203,6 +207,7 @@ async def execute_run(
                 config["configurable"].pop(key, None)
         if kwargs.get("_deadline_sweep"):
             _sweeping(kwargs["_deadline_sweep"])
+        config["configurable"][CONFIG_KEY_RUN_ENDED] = ended.append
         await _stream(graph, graph_input, config, modes, options,
                       bool(kwargs.get("subgraphs")), publish)
     except asyncio.CancelledError:
@@ -223,7 +228,9 @@ async def execute_run(
         await publish("error", error)
     # the run's events go before its end; those not on their way yet go with it
     unsent = await outbox.take()
-    result, finished = await _finish(threads, run, graph, status, error, unsent)
+    head = run_head(graph, ended[-1]) if graph is not None and ended and status == "success" \
+        else None
+    result, finished = await _finish(threads, run, graph, status, error, unsent, head)
     if kwargs.get("webhook") and finished is not None:
         _send_webhook(threads, finished, kwargs["webhook"], result)
     return status
@@ -391,33 +398,33 @@ async def _started(graph: Any, run: dict[str, Any]) -> bool:
 
 
 async def _finish(threads: ThreadService, run: dict[str, Any], graph: Any, status: str,
-                  error: dict[str, Any] | None, unsent: list[tuple[str, bytes]]
-                  ) -> tuple[Any, dict[str, Any] | None]:
+                  error: dict[str, Any] | None, unsent: list[tuple[str, bytes]],
+                  head: RunHead | None = None) -> tuple[Any, dict[str, Any] | None]:
     """Store the thread's new state and the run's status, publish the run's ``unsent``
-    events and its output and close its stream; the output and the run's record."""
+    events and its output and close its stream; the output and the run's record.
+
+    ``head``: the thread's head as the run left it (``run_head``); without it (a run
+    that failed or was cancelled, ...) the state is read back from the saver."""
     storage = threads.ctx.storage
     thread_fields: dict[str, Any] = {}
     output: Any = None
     if graph is not None:
-        snapshot = await graph.aget_state(
-            {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
-        )
-        from threadloom.server.graphs import pending_interrupts
-        from threadloom.server.services.threads import thread_status
-
-        values = jsonable(snapshot.values) if (snapshot.config.get("configurable") or {}).get(
-            "checkpoint_id") else None
+        if head is None:
+            head = RunHead.of(await graph.aget_state(
+                {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
+            ))
+        values = jsonable(head.values) if head.saved else None
         thread_fields = {
             "values": values,
-            "interrupts": pending_interrupts(snapshot),
-            "status": thread_status(snapshot, failed=error is not None),
+            "interrupts": {tid: interrupt_dicts(asked) for tid, asked in head.asking.items()},
+            "status": thread_status(head, failed=error is not None),
             "error": error,
             "state_updated": True,
         }
         output = values
-        if snapshot.interrupts:
+        if head.interrupts:
             output = {**(values if isinstance(values, dict) else {}),
-                      "__interrupt__": interrupt_dicts(snapshot.interrupts)}
+                      "__interrupt__": interrupt_dicts(head.interrupts)}
     elif error is not None:
         thread_fields = {"status": "error", "error": error}
     if error is not None:

@@ -50,7 +50,8 @@ def _ttl(value: Any) -> tuple[float, str]:
 
 
 def thread_status(snapshot: Any, *, failed: bool = False) -> str:
-    """``error`` after a failed run, ``interrupted`` when something is next, else idle."""
+    """``error`` after a failed run, ``interrupted`` when something is next, else idle
+    (``snapshot``: a ``StateSnapshot`` or a ``RunHead``)."""
     if failed:
         return "error"
     return "interrupted" if snapshot is not None and snapshot.next else "idle"
