@@ -171,6 +171,26 @@ def test_runs_it_cannot_vouch_for_read_the_state_back(saver: Any) -> None:
     assert read.interrupts and (mine is None or mine == read)
 
 
+def test_a_run_from_a_past_checkpoint_reads_the_state_back(saver: Any) -> None:
+    """A run started from a given checkpoint (a replay or a fork) leaves run_head
+    nothing to vouch for: the caller reads the head (here the fork the replay saved)."""
+    builder = StateGraph(State)
+    builder.add_node("a", _note("a"))
+    builder.add_edge(START, "a")
+    graph = builder.compile(checkpointer=saver)
+    thread = str(uuid.uuid4())
+    config = {"configurable": {"thread_id": thread}}
+    graph.invoke({"log": ["first"]}, config)
+    graph.invoke({"log": ["second"]}, config)
+    past = [s for s in graph.get_state_history(config) if not s.next][-1]
+    ended: list[Any] = []
+    graph.invoke(None, {"configurable": {**past.config["configurable"],
+                                         CONFIG_KEY_RUN_ENDED: ended.append}})
+    read = RunHead.of(graph.get_state(config))
+    assert read.values["log"] == ["first", "a"] and read.next == ()
+    assert run_head(graph, ended[0]) is None
+
+
 def test_without_a_checkpointer_there_is_no_head() -> None:
     builder = StateGraph(State)
     builder.add_node("a", _note("a"))

@@ -203,13 +203,17 @@ def run_head(graph: CompiledStateGraph, loop: Loop) -> RunHead | None:
     ended (``CONFIG_KEY_RUN_ENDED``), taken from the run's own state instead of read
     back: the same channels, the same tasks, as ``snapshot`` shows a head. None where
     the two could differ, for the caller to read the state instead: a run that failed or
-    stopped after a step (``interrupt_after``), a nested run, tasks called from tasks,
+    stopped after a step (``interrupt_after``), a nested run, a run started from a given
+    checkpoint, tasks called from tasks,
     a task paused without a question (a subgraph's breakpoint), channels the saver does
     not keep as they are (untracked ones) or that a step clears (an ephemeral state key)."""
     program = graph.program
     if (loop.checkpointer is None or loop.checkpoint_config is None or loop.scope.nested
             or loop.call_interrupts or program.untracked_channels
-            or not program.ephemeral_set.isdisjoint(program.state_keys)):
+            or not program.ephemeral_set.isdisjoint(program.state_keys)
+            # started from a past checkpoint: with nothing to run it saved nothing, and
+            # the head is still the thread's newest, not the one it started from
+            or (loop.config.get("configurable") or {}).get("checkpoint_id")):
         return None
     if loop.status == "done":
         return RunHead(graph._snapshot_values(loop.channels), (), {}, (), True)
