@@ -1,7 +1,8 @@
 """``run_head``: the thread's head as a run left it, taken from the run itself (what the
 server stores as a thread's values, status and pending questions after each run,
 instead of reading the state back). Each case runs a graph with the run-ended hook,
-then compares ``run_head`` with what ``get_state`` reads from the saver."""
+then compares ``run_head`` with what ``get_state`` reads from the saver (memory, SQLite
+and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from typing_extensions import TypedDict
 
 from threadloom.checkpoint.memory import MemorySaver
+from threadloom.checkpoint.postgres import PostgresSaver
 from threadloom.checkpoint.sqlite import SqliteSaver
 from threadloom.constants import CONFIG_KEY_RUN_ENDED
 from threadloom.func import entrypoint, task
@@ -26,13 +28,18 @@ class State(TypedDict, total=False):
     pair: tuple[int, int]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def saver(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
     if request.param == "memory":
         yield MemorySaver()
-        return
-    with SqliteSaver.from_conn_string(str(tmp_path / "head.db")) as sqlite:
-        yield sqlite
+    elif request.param == "sqlite":
+        with SqliteSaver.from_conn_string(str(tmp_path / "head.db")) as sqlite:
+            yield sqlite
+    else:  # the server's saver on PostgreSQL (skips without one, fails under CI=true)
+        url = request.getfixturevalue("postgres_schema_url")
+        with PostgresSaver.from_conn_string(url) as postgres:
+            postgres.setup()
+            yield postgres
 
 
 def _run(graph: Any, value: Any, thread: str) -> tuple[RunHead | None, RunHead]:
