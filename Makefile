@@ -13,7 +13,7 @@ BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut
 COMPAT_VENV := .venv-compat
 COMPAT_STAMP := $(COMPAT_VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo serve test typecheck lint bench bench-scale bench-server compat compat-reference clean
+.PHONY: demo serve test typecheck lint bench bench-scale bench-server compat compat-reference compat-server compat-server-reference clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -83,6 +83,16 @@ compat: $(COMPAT_STAMP)
 # compat/reference.json (committed: CI compares against it and never installs LangGraph)
 compat-reference: $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python compat/run.py --reference $(ARGS)
+
+# the server API against the reference Agent Server: the official client's answers from
+# threadloom serve compared with those recorded from `langgraph dev` (compat/server_diff.py)
+compat-server: $(STAMP)
+	$(PY) compat/server_diff.py $(ARGS)
+
+# records compat/server_reference.json from the reference server (committed: CI compares
+# against it and never installs the reference)
+compat-server-reference: $(STAMP) $(REFERENCE_SERVER_STAMP)
+	$(PY) compat/server_diff.py --reference $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) $(BENCH_VENV) .venv-reference $(REFERENCE_SERVER_VENV)
