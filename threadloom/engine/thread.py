@@ -82,23 +82,30 @@ __all__ = [
 ]
 
 _SPECIAL = frozenset({ERROR, INTERRUPT, RESUME, NO_WRITES})
-_METADATA_SKIP = frozenset({"thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map"})
+#: keys never copied into a checkpoint's metadata: the checkpoint's own address, and the
+#: per-task keys a node's config carries (a subgraph's run config has them) - as
+#: LangGraph leaves them out; other ``langgraph_*`` keys (``langgraph_auth_user_id``,
+#: a server's ``langgraph_request_id``...) are copied like any user key
+_METADATA_SKIP = frozenset({
+    "thread_id", "checkpoint_id", "checkpoint_ns", "checkpoint_map", "langgraph_step",
+    "langgraph_node", "langgraph_triggers", "langgraph_path", "langgraph_checkpoint_ns",
+})
 
 
 def run_metadata(config: Mapping[str, Any]) -> dict[str, Any]:
-    """User keys that go into every checkpoint's metadata (filterable in history)."""
+    """User keys that go into every checkpoint's metadata (filterable in history): the
+    plain values (``str`` without NUL characters, ``int``, ``float``, ``bool``) of the
+    config's ``metadata``, then of its ``configurable`` where ``metadata`` did not name
+    them; ``__``-prefixed keys and ``_METADATA_SKIP`` left out - as LangGraph picks them."""
     meta: dict[str, Any] = {}
-    for key, value in (config.get("configurable") or {}).items():
-        if (
-            key not in _METADATA_SKIP
-            and not key.startswith("__")
-            and not key.startswith("langgraph_")
-            and isinstance(value, (str, int, float, bool))
-        ):
-            meta[key] = value
-    for key, value in (config.get("metadata") or {}).items():
-        if not key.startswith("langgraph_") and key not in _METADATA_SKIP:
-            meta[key] = value
+    for source in (config.get("metadata"), config.get("configurable")):
+        for key, value in (source or {}).items():
+            if key in meta or key in _METADATA_SKIP or key.startswith("__"):
+                continue
+            if isinstance(value, str):
+                meta[key] = value.replace("\x00", "")
+            elif isinstance(value, (int, float, bool)):
+                meta[key] = value
     return meta
 
 

@@ -33,6 +33,7 @@ from threadloom.engine.thread import (
     PendingWrites,
     ThreadState,
     delta_histories,
+    run_metadata,
     subgraph_state_config,
 )
 from threadloom.errors import InvalidUpdateError
@@ -439,6 +440,9 @@ def update_state(
     # "async": the saver may commit the new checkpoint without waiting for the disk if it
     # makes it durable when the edit's run lock is released - before update_state returns
     state = _thread_state(graph, saver, read, durability="async")
+    # the new checkpoint's metadata has the caller's metadata and plain configurable
+    # values, as a run's checkpoints do
+    state.metadata_base = run_metadata(config)
     ns = read["configurable"]["checkpoint_ns"]
     if ns:
         # a subgraph's checkpoint: the new one names its ancestors' checkpoints too, so
