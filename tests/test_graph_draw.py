@@ -120,3 +120,22 @@ def test_xray_levels_and_a_subgraph_called_from_a_function() -> None:
         ("middle:call:model", "middle:call:tool"),
     ]
     assert drawn.nodes["middle:call:tool"].metadata == {"__interrupt": "before"}
+
+
+def test_to_json_shows_each_node_as_a_runnable_named_by_its_id() -> None:
+    # as LangGraph's drawings (and the Agent Server's /assistants/{id}/graph) show them:
+    # every node but __end__ with type "runnable" and data.name; subgraph nodes under xray
+    g = StateGraph(S)
+    g.add_node("first", _node("first"))
+    g.add_node("child", _cycle_child())
+    g.add_edge(START, "first")
+    g.add_edge("first", "child")
+    compiled = g.compile()
+    nodes = {n["id"]: n for n in compiled.get_graph().to_json()["nodes"]}
+    assert nodes["__end__"] == {"id": "__end__"}
+    for name in ("__start__", "first", "child"):
+        assert nodes[name]["type"] == "runnable"
+        assert nodes[name]["data"]["name"] == name
+    xray = {n["id"]: n for n in compiled.get_graph(xray=True).to_json()["nodes"]}
+    assert xray["child:c_one"]["type"] == "runnable"
+    assert xray["child:c_one"]["data"]["name"] == "child:c_one"

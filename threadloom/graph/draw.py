@@ -13,9 +13,11 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_hints
 
+from langchain_core.runnables import Runnable
 from langchain_core.runnables.graph import Graph
 
 from threadloom.constants import END, START
+from threadloom.engine.runnable import RunnableCallable
 from threadloom.engine.subgraphs import node_subgraph
 from threadloom.types import Command
 
@@ -34,7 +36,7 @@ def draw_graph(
     their nodes (``True``: all). ``interrupt_before``/``interrupt_after``: the node names
     the compiled graph pauses at, shown in those nodes' metadata (``__interrupt``)."""
     graph = Graph()
-    nodes: dict[str, Any] = {START: graph.add_node(None, START)}
+    nodes: dict[str, Any] = {START: graph.add_node(_drawn(START, _start), START)}
     for name, spec in builder.nodes.items():
         metadata = dict(spec.metadata or {})
         pauses = [when for when, names in (("before", interrupt_before),
@@ -42,7 +44,8 @@ def draw_graph(
                   if not isinstance(names, str) and name in (names or ())]
         if pauses:
             metadata["__interrupt"] = ",".join(pauses)
-        nodes[name] = graph.add_node(None, name, metadata=metadata or None)
+        nodes[name] = graph.add_node(_drawn(name, spec.action), name,
+                                     metadata=metadata or None)
     ends_used = False
 
     def target(name: str) -> Any:
@@ -83,6 +86,24 @@ def draw_graph(
         for name, spec in builder.nodes.items():
             _draw_inside(graph, name, spec.action, xray)
     return graph
+
+
+def _start(state: Any) -> Any:
+    """What ``__start__`` does with the input, as drawn (its node's data)."""
+    return state
+
+
+def _drawn(name: str, action: Any) -> Any:
+    """A drawn node's data: its action as a ``Runnable`` (a subgraph or a ``ToolNode``
+    as it is, a function as a ``RunnableCallable``), as LangGraph's drawings hold - so
+    ``to_json()`` shows each node as ``{"type": "runnable", "data": {"name": ...}}``.
+    None (a node drawn without data) for an action that cannot be wrapped."""
+    if isinstance(action, Runnable):
+        return action
+    try:
+        return RunnableCallable(action, name=name, trace=False)
+    except (TypeError, ValueError):
+        return None
 
 
 def _draw_inside(graph: Graph, name: str, action: Any, xray: int | bool) -> None:
