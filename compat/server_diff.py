@@ -162,7 +162,8 @@ def _wait_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 @contextmanager
 def serve(reference: bool, database: str | None) -> Iterator[str]:
-    """A server on a free port: the reference (``langgraph dev``) or threadloom."""
+    """A server on a free port: the reference (``langgraph dev``) or threadloom (on
+    PostgreSQL, its API process and one worker)."""
     with _config() as folder:
         port = _free_port()
         config = str(folder / "langgraph.json")
@@ -180,22 +181,30 @@ def serve(reference: bool, database: str | None) -> Iterator[str]:
                    "--database", database or str(folder / "diff.db")]
         env = {**os.environ, "LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false",
                "PYTHONPATH": str(HERE)}
+        cmds = [cmd]
+        if database and database.startswith("postgres"):  # the API only queues runs there
+            cmds.append([sys.executable, "-m", "threadloom.cli", "worker", "--config", config,
+                         "--log-level", "warning", "--database", database])
+        procs = []
         with open(log, "wb") as out:
-            proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=out,
-                                    stderr=subprocess.STDOUT)
+            for command in cmds:
+                procs.append(subprocess.Popen(command, cwd=folder, env=env, stdout=out,
+                                              stderr=subprocess.STDOUT))
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_up(url, proc, log)
+            _wait_up(url, procs[0], log)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
-def compare(recorded: dict[str, Any], ours: dict[str, Any], known: dict[str, str]
+def compare(recorded: dict[str, Any], ours: dict[str, Any], known: dict[str, Any]
             ) -> dict[str, Any]:
     """Per scenario: observations matching, differing (known or not), and the lines."""
     report: dict[str, Any] = {}
@@ -227,11 +236,17 @@ def compare(recorded: dict[str, Any], ours: dict[str, Any], known: dict[str, str
     return report
 
 
-def _known(key: str, diff: str, known: dict[str, str]) -> bool:
-    """Whether ``known`` explains ``diff`` (its keys: ``scenario/label`` or
-    ``scenario/label.path`` prefixes; ``*/label...`` for any scenario)."""
-    full = key + diff.split(":", 1)[0]
-    for pattern in known:
+def _known(key: str, diff: str, known: dict[str, Any]) -> bool:
+    """Whether ``known`` explains ``diff`` of observation ``key`` (``scenario/label``):
+    its ``keys`` name fields whose difference is known wherever they are (the last
+    part of the path), its ``observations`` prefixes of ``scenario/label<path>``
+    (``*/`` for any scenario)."""
+    path = diff.split(":", 1)[0]
+    last = re.sub(r"\[\d+\]$", "", path).rsplit(".", 1)[-1]
+    if last in known.get("keys", {}):
+        return True
+    full = key + path
+    for pattern in known.get("observations", {}):
         if pattern.startswith("*/"):
             if ("/" + full.split("/", 1)[1]).startswith(pattern[1:]):
                 return True

@@ -168,6 +168,17 @@ async def thread_after_run(c: Any, r: Recorder) -> None:
 
 
 @scenario
+async def thread_config_after_run(c: Any, r: Recorder) -> None:
+    _name_systems(r)
+    tid = await _thread(c, r)
+    await c.runs.wait(tid, "steps", input={"log": []},
+                      config={"configurable": {"tone": "dry"}, "tags": ["t1"]})
+    await r.do("thread", c.threads.get(tid))
+    await c.runs.wait(tid, "steps", input={"log": []}, config={"configurable": {"mood": 1}})
+    await r.do("thread after a second run", c.threads.get(tid))
+
+
+@scenario
 async def state_update(c: Any, r: Recorder) -> None:
     _name_systems(r)
     tid = await _thread(c, r)

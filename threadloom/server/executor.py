@@ -27,7 +27,7 @@ from threadloom.constants import CONFIG_KEY_RUN_ENDED
 from threadloom.graph.thread_state import RunHead, run_head
 from threadloom.server import serde
 from threadloom.server.auth import AuthUser
-from threadloom.server.graphs import interrupt_dicts
+from threadloom.server.graphs import checkpoint_ref, interrupt_dicts, output_interrupts
 from threadloom.server.serde import jsonable
 from threadloom.server.services.threads import (
     ThreadService,
@@ -136,7 +136,7 @@ class _LegacyMessages:
         self.seen: dict[str, Any] = {}
 
     def events(self, chunk: Any, metadata: Any) -> list[tuple[str, Any]]:
-        from langchain_core.messages import BaseMessageChunk
+        from langchain_core.messages import BaseMessageChunk, message_chunk_to_message
 
         msg_id = getattr(chunk, "id", None) or ""
         out: list[tuple[str, Any]] = []
@@ -146,7 +146,8 @@ class _LegacyMessages:
         if isinstance(chunk, BaseMessageChunk):
             prev = self.seen[msg_id]
             self.seen[msg_id] = chunk if prev is None else prev + chunk
-            out.append(("messages/partial", [self.seen[msg_id]]))
+            # the message so far, as a message (``type: "ai"``), not a chunk
+            out.append(("messages/partial", [message_chunk_to_message(self.seen[msg_id])]))
         else:
             out.append(("messages/complete", [chunk]))
         return out
@@ -230,7 +231,8 @@ async def execute_run(
     unsent = await outbox.take()
     head = run_head(graph, ended[-1]) if graph is not None and ended and status == "success" \
         else None
-    result, finished = await _finish(threads, run, graph, status, error, unsent, head)
+    result, finished = await _finish(threads, run, graph, status, error, unsent, head,
+                                     cancelled=status == "interrupted")
     if kwargs.get("webhook") and finished is not None:
         _send_webhook(threads, finished, kwargs["webhook"], result)
     return status
@@ -385,7 +387,18 @@ class _Chunks:
                 for name, data in self.legacy.events(message, metadata):
                     await self.publish_event(_event_name(name, ns), data)
             return
+        if mode == "debug" and isinstance(chunk, dict) and chunk.get("type") == "checkpoint":
+            chunk = _with_checkpoint_refs(chunk)
         await self.publish_event(_event_name(mode, ns), chunk)
+
+
+def _with_checkpoint_refs(chunk: dict[str, Any]) -> dict[str, Any]:
+    """A ``debug`` checkpoint event with the ``checkpoint`` and ``parent_checkpoint``
+    references the API adds to its payload (from ``config`` / ``parent_config``)."""
+    payload = dict(chunk.get("payload") or {})
+    payload["checkpoint"] = checkpoint_ref(payload.get("config"))
+    payload["parent_checkpoint"] = checkpoint_ref(payload.get("parent_config"))
+    return {**chunk, "payload": payload}
 
 
 async def _started(graph: Any, run: dict[str, Any]) -> bool:
@@ -397,14 +410,22 @@ async def _started(graph: Any, run: dict[str, Any]) -> bool:
     return bool((snapshot.metadata or {}).get("run_id") == run["run_id"])
 
 
+#: the thread's ``error`` after a run cancelled with ``action=interrupt``
+_CANCELLED = {"error": "UserInterrupt",
+              "message": "interrupt requested via POST /threads/{thread_id}/runs/{run_id}/cancel"}
+
+
 async def _finish(threads: ThreadService, run: dict[str, Any], graph: Any, status: str,
                   error: dict[str, Any] | None, unsent: list[tuple[str, bytes]],
-                  head: RunHead | None = None) -> tuple[Any, dict[str, Any] | None]:
+                  head: RunHead | None = None, *, cancelled: bool = False
+                  ) -> tuple[Any, dict[str, Any] | None]:
     """Store the thread's new state and the run's status, publish the run's ``unsent``
     events and its output and close its stream; the output and the run's record.
 
     ``head``: the thread's head as the run left it (``run_head``); without it (a run
-    that failed or was cancelled, ...) the state is read back from the saver."""
+    that failed or was cancelled, ...) the state is read back from the saver.
+    ``cancelled``: the run was stopped by a cancel (``action=interrupt``): the thread's
+    ``error`` says so, as the reference's does (its status is read from its state)."""
     storage = threads.ctx.storage
     thread_fields: dict[str, Any] = {}
     output: Any = None
@@ -418,13 +439,13 @@ async def _finish(threads: ThreadService, run: dict[str, Any], graph: Any, statu
             "values": values,
             "interrupts": {tid: interrupt_dicts(asked) for tid, asked in head.asking.items()},
             "status": thread_status(head, failed=error is not None),
-            "error": error,
+            "error": _CANCELLED if cancelled and error is None else error,
             "state_updated": True,
         }
         output = values
         if head.interrupts:
             output = {**(values if isinstance(values, dict) else {}),
-                      "__interrupt__": interrupt_dicts(head.interrupts)}
+                      "__interrupt__": output_interrupts(interrupt_dicts(head.interrupts))}
     elif error is not None:
         thread_fields = {"status": "error", "error": error}
     if error is not None:

@@ -15,7 +15,10 @@ from threadloom.server.config import ServerConfig, import_object
 from threadloom.server.errors import NotFound
 from threadloom.server.serde import jsonable
 
-__all__ = ["GraphRegistry", "interrupt_dicts", "pending_interrupts", "thread_state"]
+__all__ = [
+    "GraphRegistry", "checkpoint_ref", "interrupt_dicts", "output_interrupts", "pending_interrupts",
+    "thread_state",
+]
 
 
 class GraphRegistry:
@@ -65,6 +68,12 @@ def interrupt_dicts(interrupts: Any) -> list[dict[str, Any]]:
     return [{"id": i.id, "value": jsonable(i.value)} for i in interrupts or ()]
 
 
+def output_interrupts(dicts: Any) -> list[dict[str, Any]]:
+    """A run output's ``__interrupt__``: the interrupts' dicts with the
+    ``response_schema`` key the reference's outputs and stream chunks carry (null)."""
+    return [{**i, "response_schema": i.get("response_schema")} for i in dicts]
+
+
 def pending_interrupts(snapshot: Any) -> dict[str, list[dict[str, Any]]]:
     """The thread record's ``interrupts``: dynamic interrupts pending, by task id."""
     out: dict[str, list[dict[str, Any]]] = {}
@@ -74,7 +83,9 @@ def pending_interrupts(snapshot: Any) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _checkpoint(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def checkpoint_ref(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The API's reference to the checkpoint a config names (``thread_id``,
+    ``checkpoint_ns``, ``checkpoint_id``, and ``checkpoint_map`` when it has one)."""
     if not config:
         return None
     conf = config.get("configurable") or {}
@@ -90,15 +101,15 @@ def _checkpoint(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def thread_state(snapshot: Any) -> dict[str, Any]:
     """A ``StateSnapshot`` as the API's ``ThreadState`` (nested for subgraph tasks)."""
-    checkpoint = _checkpoint(snapshot.config)
-    parent = _checkpoint(snapshot.parent_config)
+    checkpoint = checkpoint_ref(snapshot.config)
+    parent = checkpoint_ref(snapshot.parent_config)
     tasks = []
     for task in snapshot.tasks:
         state = task.state
         if state is not None and hasattr(state, "values"):
             state = thread_state(state)
         elif isinstance(state, Mapping):
-            state = {"checkpoint": _checkpoint(state)}
+            state = {"checkpoint": checkpoint_ref(state)}
         tasks.append({
             "id": task.id,
             "name": task.name,

@@ -163,7 +163,7 @@ async def cancel_run(thread_id: ThreadId, run_id: RunId, request: Request, wait:
                      user: AuthUser = Depends(caller)) -> Response:
     """Stop a pending or running run (``rollback`` also removes it and its checkpoints)."""
     await server_of(request).runs.cancel(user, thread_id, run_id, wait=wait, action=action)
-    return Response(status_code=200)
+    return json_response({})  # (the reference's body: an empty object)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")

@@ -22,7 +22,8 @@ from typing import Any
 from threadloom.server.auth import AuthUser
 from threadloom.server.context import ServerContext, check_uuid, visible
 from threadloom.server.errors import Conflict, NotFound, Unprocessable
-from threadloom.server.executor import RESULT_EVENT
+from threadloom.server.executor import RESULT_EVENT, run_config
+from threadloom.server.graphs import output_interrupts
 from threadloom.server.records import new_id, now_iso
 from threadloom.server.services.assistants import AssistantService
 from threadloom.server.services.threads import ThreadService
@@ -51,11 +52,33 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
+#: the run options a run's ``kwargs`` shows when the request left them out, as the
+#: reference server echoes them (``durability`` and ``checkpoint_during`` are the
+#: graph's defaults, which a run without them gets)
+_SHOWN_DEFAULTS: dict[str, Any] = {
+    "command": None, "config": {}, "context": {}, "interrupt_before": None,
+    "interrupt_after": None, "webhook": None, "feedback_keys": None,
+    "checkpoint_during": True, "durability": "async",
+}
+
+
 def public_run(run: dict[str, Any]) -> dict[str, Any]:
-    """The run as clients see it (without the private keys kept for the worker)."""
+    """The run as clients see it: without the private keys kept for the worker, with
+    every run option in ``kwargs`` (those not sent at their defaults), ``config`` as the
+    graph gets it (``run_config``: the ids and the caller added; the assistant's own
+    config is merged in when the run starts)."""
     kwargs = {k: v for k, v in (run.get("kwargs") or {}).items() if not k.startswith("_")}
+    graph_id = (run.get("metadata") or {}).get("graph_id")
+    if graph_id is not None:
+        config = run_config({"assistant_id": run["assistant_id"], "graph_id": graph_id},
+                            run)
+        kwargs["config"] = {k: v for k, v in config.items() if k != "callbacks"}
+    for key, value in _SHOWN_DEFAULTS.items():
+        if kwargs.get(key) is None:
+            kwargs[key] = dict(value) if isinstance(value, dict) else value
     out = {k: v for k, v in run.items() if k != "attempt"}
     out["kwargs"] = kwargs
+    out.setdefault("langsmith_session_name", None)
     return out
 
 
@@ -271,9 +294,8 @@ class RunService:
         values = thread.get("values")
         interrupts = [i for group in (thread.get("interrupts") or {}).values() for i in group]
         if interrupts:
-            return {**(values if isinstance(values, dict) else {}), "__interrupt__": [
-                {**i, "response_schema": None} for i in interrupts
-            ]}
+            return {**(values if isinstance(values, dict) else {}),
+                    "__interrupt__": output_interrupts(interrupts)}
         return values
 
     @staticmethod

@@ -59,15 +59,18 @@ def thread_status(snapshot: Any, *, failed: bool = False) -> str:
 
 def reviewer_config(user: AuthUser) -> dict[str, Any]:
     """The configurable keys naming the caller, for the graph and for approvals: the
-    reviewer identity comes from authentication, never from the request."""
-    out: dict[str, Any] = {
+    reviewer identity comes from authentication, never from the request. An
+    unauthenticated caller (a ``--dev`` server's) is no user: ``langgraph_auth_user``
+    None and an empty id, as the reference passes it."""
+    if not user.is_authenticated:
+        return {"langgraph_auth_user": None, "langgraph_auth_user_id": "",
+                "langgraph_auth_permissions": []}
+    return {
         "langgraph_auth_user": user.to_dict(),
         "langgraph_auth_user_id": user.identity,
         "langgraph_auth_permissions": list(user.permissions),
+        "reviewer": {"id": user.identity, "roles": list(user.permissions)},
     }
-    if user.is_authenticated:
-        out["reviewer"] = {"id": user.identity, "roles": list(user.permissions)}
-    return out
 
 
 def strip_client_identity(configurable: dict[str, Any]) -> dict[str, Any]:
@@ -136,7 +139,7 @@ class ThreadService:
         from threadloom.types import StateUpdate
 
         graph = self.graph_for(record)
-        config = self._config(user, record["thread_id"])
+        config = self._update_config(user, record)
         steps = [
             [StateUpdate(u.get("values"), u.get("as_node"), u.get("task_id"))
              for u in step.get("updates") or ()]
@@ -263,7 +266,11 @@ class ThreadService:
     # -- graph state -------------------------------------------------------------------
 
     def graph_for(self, record: dict[str, Any]) -> Any:
-        """The graph of a thread: its ``metadata.graph_id``, or the only one served."""
+        """The graph of a thread (``graph_id_for``)."""
+        return self.ctx.graphs.get(self.graph_id_for(record))
+
+    def graph_id_for(self, record: dict[str, Any]) -> str:
+        """The id of a thread's graph: its ``metadata.graph_id``, or the only one served."""
         graph_id = (record.get("metadata") or {}).get("graph_id")
         if graph_id is None:
             ids = self.ctx.graphs.ids()
@@ -274,7 +281,7 @@ class ThreadService:
                     "graph_id, or start a run on it first."
                 )
             graph_id = ids[0]
-        return self.ctx.graphs.get(graph_id)
+        return str(graph_id)
 
     def _config(self, user: AuthUser | None, thread_id: str,
                 checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -285,6 +292,13 @@ class ThreadService:
         if user is not None:
             conf.update(reviewer_config(user))
         return {"configurable": conf}
+
+    def _update_config(self, user: AuthUser, record: dict[str, Any],
+                       checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The config of a state update: ``_config``'s, with the thread's graph id in the
+        new checkpoint's metadata (as the reference's updates have it)."""
+        return {**self._config(user, record["thread_id"], checkpoint),
+                "metadata": {"graph_id": self.graph_id_for(record)}}
 
     async def get_state(self, user: AuthUser, thread_id: str, *,
                         checkpoint: dict[str, Any] | None = None,
@@ -317,7 +331,7 @@ class ThreadService:
         checkpoint = body.get("checkpoint") or (
             {"checkpoint_id": body["checkpoint_id"]} if body.get("checkpoint_id") else None
         )
-        config = self._config(user, thread_id, checkpoint)
+        config = self._update_config(user, record, checkpoint)
         as_node = body.get("as_node")
         if as_node is not None and as_node not in graph.builder.nodes and as_node not in (
             "__start__", "__end__", "__input__", "__copy__"

@@ -121,6 +121,8 @@ def thread_row(row: Sequence[Any]) -> dict[str, Any]:
         out["interrupts"] = serde.loads(row[8])
     if row[9] is not None:
         out["error"] = serde.loads(row[9])
+    elif row[8] is not None:  # a thread that has run shows ``error: null``, as the
+        out["error"] = None   # reference's does (a new thread has neither key)
     return out
 
 
@@ -324,11 +326,14 @@ def thread_values(rec: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def public_thread(rec: dict[str, Any]) -> dict[str, Any]:
-    """A merged thread as ``thread_row`` would read it back (no null error/interrupts)."""
-    if rec.get("error") is None:
-        rec.pop("error", None)
+    """A merged thread as ``thread_row`` would read it back (no null interrupts; a null
+    error only beside interrupts)."""
     if rec.get("interrupts") is None:
         rec.pop("interrupts", None)
+        if rec.get("error") is None:
+            rec.pop("error", None)
+    elif rec.get("error") is None:
+        rec["error"] = None
     return rec
 
 
