@@ -1050,6 +1050,25 @@ def test_a_resumed_runs_streamed_checkpoints_carry_its_configurable(
     assert last["parent_config"] == resumed["config"]
 
 
+def test_a_replay_streams_its_fork_not_the_checkpoint_it_forked() -> None:
+    """As LangGraph streams a run from a past checkpoint: the fork it saves (its parent
+    the past checkpoint, with the run's keys), then the steps it runs; not the past
+    checkpoint itself under the fork's id."""
+    app = chain("a", "b", checkpointer=InMemorySaver())
+    app.invoke({"x": 0}, cfg())
+    past = next(s for s in app.get_state_history(cfg()) if s.next == ("a",))
+    run_config = {"configurable": {**past.config["configurable"], "baz": 4}}
+    chunks = list(app.stream(None, run_config, stream_mode="checkpoints"))
+    assert [c["metadata"]["source"] for c in chunks] == ["fork", "loop", "loop"]
+    assert [c["next"] for c in chunks] == [["a"], ["b"], []]
+    assert chunks[0]["parent_config"] == run_config
+    for before, chunk in zip(chunks, chunks[1:], strict=False):
+        assert chunk["parent_config"] == before["config"]
+    assert all(c["config"]["configurable"]["baz"] == 4 for c in chunks)
+    assert chunks[-1]["config"] == {
+        "configurable": {**app.get_state(cfg()).config["configurable"], "baz": 4}}
+
+
 @pytest.mark.parametrize("use_async", [False, True])
 def test_recursion_limit_still_streams_the_last_checkpoint_saved(use_async: bool) -> None:
     g = StateGraph(S)

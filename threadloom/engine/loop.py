@@ -735,8 +735,10 @@ class Loop(ThreadState):
                     "None."
                 )
             if saved is not None and ("checkpoints" in self.scope.modes
-                                      or "debug" in self.scope.modes):
+                                      or "debug" in self.scope.modes) and (
+                    self.checkpoint["id"] == saved.checkpoint["id"]):
                 # the run streams the checkpoint it resumes, with the interrupts it answers
+                # (a replay that forked it streamed the fork instead, as LangGraph's does)
                 self._emit_checkpoint(saved.checkpoint, saved.metadata or {},
                                       saved.parent_config, self.pending.interrupts,
                                       resumed=True)
