@@ -496,7 +496,8 @@ async def test_get_state_lists_tasks_in_the_order_the_nodes_were_added(
     first, as they were sent, then the triggered nodes in the order they were added -
     not by name, the order the run itself pauses them in."""
     app = _review(InMemorySaver(), graph_api)
-    await graph_api.invoke(app, {"x": 0, "log": []}, cfg())
+    out = await graph_api.invoke(app, {"x": 0, "log": []}, cfg())
+    assert [i.value for i in out["__interrupt__"]] == ["s1", "s0", "finance", "legal"]
     snap = await graph_api.get_state(app, cfg())
     assert snap.next == ("sent", "sent", "legal", "finance")
     assert [(t.name, t.path[0]) for t in snap.tasks] == [
@@ -504,7 +505,8 @@ async def test_get_state_lists_tasks_in_the_order_the_nodes_were_added(
     assert [i.value for i in snap.interrupts] == ["s1", "s0", "legal", "finance"]
     assert (await graph_api.history(app))[0].next == snap.next
     legal = next(i for i in snap.interrupts if i.value == "legal")
-    await graph_api.invoke(app, Command(resume={legal.id: "ok"}), cfg())
+    out = await graph_api.invoke(app, Command(resume={legal.id: "ok"}), cfg())
+    assert [i.value for i in out["__interrupt__"]] == ["s1", "s0", "finance"]
     snap = await graph_api.get_state(app, cfg())
     assert snap.next == ("sent", "sent", "finance")
     record = await graph_api.get_state(app, snap.config)
@@ -533,6 +535,48 @@ def test_a_subgraphs_state_lists_its_tasks_in_the_order_they_were_added() -> Non
     assert snap.next == ("zsub",)
     assert [t.name for t in snap.tasks] == ["zsub", "anode"]
     assert snap.tasks[0].state.next == ("legal", "finance")
+
+
+async def test_a_run_from_an_update_state_checkpoint_plans_nodes_in_added_order(
+    graph_api: GraphApi
+) -> None:
+    """A checkpoint ``update_state`` made records no updated channels (LangGraph's do
+    not): the run from it plans every node, in the order the nodes were added."""
+    saver = InMemorySaver()
+    g = StateGraph(S)
+    for name in ("zeta", "alpha", "beta"):
+        g.add_node(name, graph_api.node(lambda s, name=name: {"log": [interrupt(name)]}))
+    g.add_node("first", graph_api.node(lambda s: {"log": ["first"]}))
+    g.add_edge(START, "first")
+    for name in ("beta", "zeta", "alpha"):
+        g.add_edge("first", name)
+    app = g.compile(checkpointer=saver, interrupt_before=["zeta"])
+    await graph_api.invoke(app, {"x": 0, "log": []}, cfg())
+    await graph_api.update_state(app, cfg(), {"log": ["edited"]}, as_node="first")
+    assert saver.get_tuple(cfg()).checkpoint["updated_channels"] is None
+    assert (await graph_api.get_state(app, cfg())).next == ("zeta", "alpha", "beta")
+    chunks = await graph_api.stream(app, None, cfg(), stream_mode="tasks")
+    assert [c["name"] for c in chunks if "input" in c] == ["zeta", "alpha", "beta"]
+    snap = await graph_api.get_state(app, cfg())
+    assert [i.value for i in snap.interrupts] == ["zeta", "alpha", "beta"]
+
+
+def test_a_replay_plans_the_forked_checkpoints_nodes_by_name() -> None:
+    """A run from a past checkpoint that records its updated channels plans the nodes
+    they trigger by name, as a run does, though the fork it saves records none (both as
+    LangGraph's); get_state lists them in the order they were added."""
+    saver = InMemorySaver()
+    app = (StateGraph(S).add_node("legal", logger("legal")).add_node("finance", logger("finance"))
+           .add_node("first", logger("first")).add_edge(START, "first")
+           .add_edge("first", "legal").add_edge("first", "finance")
+           .compile(checkpointer=saver))
+    app.invoke({"x": 0, "log": []}, cfg())
+    past = next(s for s in app.get_state_history(cfg()) if s.next)
+    assert past.next == ("legal", "finance")
+    chunks = list(app.stream(None, past.config, stream_mode="tasks"))
+    assert [c["name"] for c in chunks if "input" in c] == ["finance", "legal"]
+    fork = next(t for t in saver.list(cfg()) if t.metadata["source"] == "fork")
+    assert fork.checkpoint["updated_channels"] is None
 
 
 def test_bare_resume_with_several_pending_is_runtime_error() -> None:

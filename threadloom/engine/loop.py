@@ -952,7 +952,8 @@ class Loop(ThreadState):
                 self.status = "interrupted"
                 self.paused_step = tasks
                 self._show_finished([t for t in tasks if not t.interrupts])
-                ordered = sorted(paused, key=task_order)
+                # in the order the step planned them (LangGraph's: Send packets first)
+                ordered = paused
                 found = {i.id: i for t in ordered for i in t.interrupts}
                 # one "updates" event per paused task, as each task's interrupt is saved
                 per_task = [t.interrupts for t in ordered if t.interrupts]

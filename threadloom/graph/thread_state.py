@@ -534,8 +534,10 @@ def update_state(
 def _seal(
     state: ThreadState, step: int, source: str
 ) -> Generator[Request, Any, dict[str, Any]]:
-    """Seal ``state`` into its next checkpoint, save it, and return its config."""
-    put = state.seal(step, source)
+    """Seal ``state`` into its next checkpoint, save it, and return its config. Like
+    LangGraph's, it records no ``updated_channels``: a run from it plans every node, in
+    the order they were added."""
+    put = state.seal(step, source, record_updated=False)
     if put is not None:
         yield put
     config = state.checkpoint_config
