@@ -15,10 +15,12 @@ from helpers import GraphApi, S, abc, asking_b, cfg, history, logger
 from langchain_core.messages import AIMessage, HumanMessage
 
 from threadloom.checkpoint.memory import InMemorySaver, MemorySaver
+from threadloom.checkpoint.sqlite import SqliteSaver
+from threadloom.constants import PULL, PUSH
 from threadloom.errors import EmptyInputError, InvalidUpdateError
 from threadloom.graph import END, START, StateGraph
 from threadloom.graph.message import add_messages
-from threadloom.types import Command, Interrupt, PregelTask, StateSnapshot, interrupt
+from threadloom.types import Command, Interrupt, PregelTask, Send, StateSnapshot, interrupt
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -466,6 +468,115 @@ def test_parallel_interrupts_all_returned_in_task_order() -> None:
     assert snap.next == ("p1", "p2")
     assert [i.value for i in snap.interrupts] == ["p1?", "p2?"]
     assert calls == {"p1": 1, "p2": 1}
+
+
+def _review(saver: Any, api: GraphApi | None = None) -> Any:
+    """START -> legal and finance (added in that order), both asking, and two Send
+    packets to ``sent``, which asks too."""
+
+    def asking(name: str) -> Any:
+        return lambda state: {"log": [f"{name}:{interrupt(name)}"]}
+
+    def wrap(fn: Any) -> Any:
+        return api.node(fn) if api is not None else fn
+
+    g = StateGraph(S)
+    g.add_node("legal", wrap(asking("legal")))
+    g.add_node("finance", wrap(asking("finance")))
+    g.add_node("sent", wrap(lambda arg: {"log": [f"{arg}:{interrupt(arg)}"]}))
+    g.add_conditional_edges(
+        START, lambda s: ["legal", "finance", Send("sent", "s1"), Send("sent", "s0")])
+    return g.compile(checkpointer=saver)
+
+
+async def test_get_state_lists_tasks_in_the_order_the_nodes_were_added(
+    graph_api: GraphApi
+) -> None:
+    """As LangGraph's ``get_state`` (and history) lists them: the Send packets' tasks
+    first, as they were sent, then the triggered nodes in the order they were added -
+    not by name, the order the run itself pauses them in."""
+    app = _review(InMemorySaver(), graph_api)
+    out = await graph_api.invoke(app, {"x": 0, "log": []}, cfg())
+    assert [i.value for i in out["__interrupt__"]] == ["s1", "s0", "finance", "legal"]
+    snap = await graph_api.get_state(app, cfg())
+    assert snap.next == ("sent", "sent", "legal", "finance")
+    assert [(t.name, t.path[0]) for t in snap.tasks] == [
+        ("sent", PUSH), ("sent", PUSH), ("legal", PULL), ("finance", PULL)]
+    assert [i.value for i in snap.interrupts] == ["s1", "s0", "legal", "finance"]
+    assert (await graph_api.history(app))[0].next == snap.next
+    legal = next(i for i in snap.interrupts if i.value == "legal")
+    out = await graph_api.invoke(app, Command(resume={legal.id: "ok"}), cfg())
+    assert [i.value for i in out["__interrupt__"]] == ["s1", "s0", "finance"]
+    snap = await graph_api.get_state(app, cfg())
+    assert snap.next == ("sent", "sent", "finance")
+    record = await graph_api.get_state(app, snap.config)
+    assert [t.name for t in record.tasks] == ["sent", "sent", "legal", "finance"]
+
+
+def test_get_state_task_order_on_sqlite(tmp_path: Any) -> None:
+    with SqliteSaver.from_conn_string(str(tmp_path / "order.db")) as saver:
+        app = _review(saver)
+        app.invoke({"x": 0, "log": []}, cfg())
+        assert app.get_state(cfg()).next == ("sent", "sent", "legal", "finance")
+        assert next(iter(app.get_state_history(cfg()))).next == (
+            "sent", "sent", "legal", "finance")
+
+
+def test_a_subgraphs_state_lists_its_tasks_in_the_order_they_were_added() -> None:
+    child = (StateGraph(S)
+             .add_node("legal", lambda s: {"log": [interrupt("legal")]})
+             .add_node("finance", lambda s: {"log": [interrupt("finance")]})
+             .add_edge(START, "legal").add_edge(START, "finance").compile())
+    app = (StateGraph(S).add_node("zsub", child).add_node("anode", lambda s: {"log": ["a"]})
+           .add_edge(START, "zsub").add_edge(START, "anode")
+           .compile(checkpointer=InMemorySaver()))
+    app.invoke({"x": 0, "log": []}, cfg())
+    snap = app.get_state(cfg(), subgraphs=True)
+    assert snap.next == ("zsub",)
+    assert [t.name for t in snap.tasks] == ["zsub", "anode"]
+    assert snap.tasks[0].state.next == ("legal", "finance")
+
+
+async def test_a_run_from_an_update_state_checkpoint_plans_nodes_in_added_order(
+    graph_api: GraphApi
+) -> None:
+    """A checkpoint ``update_state`` made records no updated channels (LangGraph's do
+    not): the run from it plans every node, in the order the nodes were added."""
+    saver = InMemorySaver()
+    g = StateGraph(S)
+    for name in ("zeta", "alpha", "beta"):
+        g.add_node(name, graph_api.node(lambda s, name=name: {"log": [interrupt(name)]}))
+    g.add_node("first", graph_api.node(lambda s: {"log": ["first"]}))
+    g.add_edge(START, "first")
+    for name in ("beta", "zeta", "alpha"):
+        g.add_edge("first", name)
+    app = g.compile(checkpointer=saver, interrupt_before=["zeta"])
+    await graph_api.invoke(app, {"x": 0, "log": []}, cfg())
+    await graph_api.update_state(app, cfg(), {"log": ["edited"]}, as_node="first")
+    assert saver.get_tuple(cfg()).checkpoint["updated_channels"] is None
+    assert (await graph_api.get_state(app, cfg())).next == ("zeta", "alpha", "beta")
+    chunks = await graph_api.stream(app, None, cfg(), stream_mode="tasks")
+    assert [c["name"] for c in chunks if "input" in c] == ["zeta", "alpha", "beta"]
+    snap = await graph_api.get_state(app, cfg())
+    assert [i.value for i in snap.interrupts] == ["zeta", "alpha", "beta"]
+
+
+def test_a_replay_plans_the_forked_checkpoints_nodes_by_name() -> None:
+    """A run from a past checkpoint that records its updated channels plans the nodes
+    they trigger by name, as a run does, though the fork it saves records none (both as
+    LangGraph's); get_state lists them in the order they were added."""
+    saver = InMemorySaver()
+    app = (StateGraph(S).add_node("legal", logger("legal")).add_node("finance", logger("finance"))
+           .add_node("first", logger("first")).add_edge(START, "first")
+           .add_edge("first", "legal").add_edge("first", "finance")
+           .compile(checkpointer=saver))
+    app.invoke({"x": 0, "log": []}, cfg())
+    past = next(s for s in app.get_state_history(cfg()) if s.next)
+    assert past.next == ("legal", "finance")
+    chunks = list(app.stream(None, past.config, stream_mode="tasks"))
+    assert [c["name"] for c in chunks if "input" in c] == ["finance", "legal"]
+    fork = next(t for t in saver.list(cfg()) if t.metadata["source"] == "fork")
+    assert fork.checkpoint["updated_channels"] is None
 
 
 def test_bare_resume_with_several_pending_is_runtime_error() -> None:

@@ -11,14 +11,16 @@ import asyncio
 import gc
 import operator
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
 import pytest
-from helpers import S, cfg, logger
+from helpers import GraphApi, S, cfg, logger
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 
 from threadloom.checkpoint.memory import InMemorySaver
+from threadloom.checkpoint.sqlite import SqliteSaver
 from threadloom.config import get_config, get_stream_writer
 from threadloom.errors import (
     GraphRecursionError,
@@ -936,6 +938,135 @@ def test_stream_checkpoints_mode() -> None:
     assert [c["next"] for c in chunks] == [["__start__"], ["a"], ["b"], []]
     assert chunks[0]["parent_config"] is None
     assert chunks[1]["parent_config"] == chunks[0]["config"]
+
+
+
+class _Opaque:
+    """A configurable value no serializer knows."""
+
+
+def _paused_child_graph(saver: Any) -> Any:
+    """``a``, then a subgraph ``child`` whose node ``ask`` pauses."""
+
+    def ask(state: S) -> dict:
+        return {"log": [interrupt("ok?")]}
+
+    child = (StateGraph(S).add_node("b", lambda s: {"log": ["b"]}).add_node("ask", ask)
+             .add_edge(START, "b").add_edge("b", "ask").compile())
+    return (StateGraph(S).add_node("a", lambda s: {"log": ["a"]}).add_node("child", child)
+            .add_edge(START, "a").add_edge("a", "child").compile(checkpointer=saver))
+
+
+def _checkpoint_events(chunks: list[Any], mode: str) -> list[tuple[tuple[str, ...], Any]]:
+    if mode == "checkpoints":
+        return list(chunks)
+    return [(ns, c["payload"]) for ns, c in chunks if c["type"] == "checkpoint"]
+
+
+def _expected_conf(run_conf: dict[str, Any], conf: dict[str, Any]) -> dict[str, Any]:
+    """A streamed checkpoint's configurable as LangGraph's: the run's own keys (not its
+    private ``__pregel_*`` ones), then the checkpoint's."""
+    keys = ("thread_id", "checkpoint_ns", "checkpoint_id", "checkpoint_map")
+    return {**{k: v for k, v in run_conf.items() if not k.startswith("__pregel_")},
+            **{k: conf[k] for k in keys if k in conf}}
+
+
+def _assert_streamed_configs(app: Any, chunks: list[Any], mode: str,
+                             run_conf: dict[str, Any]) -> None:
+    by_ns: dict[tuple[str, ...], list[Any]] = {}
+    for ns, event in _checkpoint_events(chunks, mode):
+        by_ns.setdefault(ns, []).append(event)
+    root = by_ns.pop(())
+    (sub_ns,), sub = by_ns.popitem()
+    assert not by_ns and len(root) == 3 and len(sub) == 3
+    for event in root + sub:
+        conf = event["config"]["configurable"]
+        assert set(event["config"]) == {"configurable"}
+        assert conf == _expected_conf(run_conf, conf)
+        assert conf["foo"] == 1 and isinstance(conf["opaque"], _Opaque)
+        assert conf["__mine"] == 2 and "__pregel_mine" not in conf
+    for events in (root, sub):
+        assert events[0]["parent_config"] is None
+        for before, event in zip(events, events[1:], strict=False):
+            assert event["parent_config"] == before["config"]
+    assert all("checkpoint_map" not in e["config"]["configurable"] for e in root)
+    # a subgraph's: the checkpoint it runs under, then its own
+    root_id = root[-1]["config"]["configurable"]["checkpoint_id"]
+    assert root_id == app.get_state(cfg()).config["configurable"]["checkpoint_id"]
+    for event in sub:
+        conf = event["config"]["configurable"]
+        assert conf["checkpoint_ns"] == sub_ns
+        assert conf["checkpoint_map"] == {"": root_id, sub_ns: conf["checkpoint_id"]}
+
+
+@pytest.mark.parametrize("mode", ["debug", "checkpoints"])
+async def test_streamed_checkpoint_configs_carry_the_runs_configurable(
+    graph_api: GraphApi, mode: str
+) -> None:
+    """As LangGraph streams them (``debug`` and ``checkpoints`` modes, root and subgraph):
+    each checkpoint's config and its parent's hold the run's own configurable keys -
+    any value, private-looking names too, but not LangGraph's ``__pregel_*`` - beside the
+    checkpoint's thread, namespace, id (and a subgraph's checkpoint map)."""
+    app = _paused_child_graph(InMemorySaver())
+    run_conf = {"thread_id": "t", "foo": 1, "opaque": _Opaque(), "__mine": 2,
+                "__pregel_mine": 3}
+    chunks = await graph_api.stream(app, {"x": 0, "log": []}, {"configurable": run_conf},
+                                    stream_mode=mode, subgraphs=True)
+    _assert_streamed_configs(app, chunks, mode, run_conf)
+
+
+@pytest.mark.parametrize("saver_kind", ["memory", "sqlite"])
+def test_a_resumed_runs_streamed_checkpoints_carry_its_configurable(
+    saver_kind: str, tmp_path: Any
+) -> None:
+    """The checkpoint a resumed run streams first (the one it resumes) carries the
+    resuming run's configurable; its parent is as the saver keeps it (LangGraph's too);
+    the checkpoints the run then saves chain to it with the run's keys."""
+    with ExitStack() as stack:
+        saver = (InMemorySaver() if saver_kind == "memory" else
+                 stack.enter_context(SqliteSaver.from_conn_string(str(tmp_path / "c.db"))))
+        app = _paused_child_graph(saver)
+        app.invoke({"x": 0, "log": []}, {"configurable": {"thread_id": "t", "foo": 1}})
+        head = app.get_state(cfg()).config["configurable"]
+        events = _checkpoint_events(list(app.stream(
+            Command(resume="yes"), {"configurable": {"thread_id": "t", "bar": 3}},
+            stream_mode="debug", subgraphs=True)), "debug")
+    (_, resumed), (sub_ns, sub_resumed) = events[0], events[1]
+    assert resumed["config"] == {"configurable": {
+        "thread_id": "t", "checkpoint_ns": "", "checkpoint_id": head["checkpoint_id"],
+        "bar": 3}}
+    parent = resumed["parent_config"]["configurable"]
+    assert set(parent) == {"thread_id", "checkpoint_ns", "checkpoint_id"}
+    sub_conf = sub_resumed["config"]["configurable"]
+    assert sub_conf["bar"] == 3 and "foo" not in sub_conf
+    assert sub_conf["checkpoint_map"] == {"": head["checkpoint_id"],
+                                          sub_ns[0]: sub_conf["checkpoint_id"]}
+    assert "bar" not in sub_resumed["parent_config"]["configurable"]
+    assert "checkpoint_map" in sub_resumed["parent_config"]["configurable"]
+    # then those the run saves: parents are the run's previous checkpoints, with its keys
+    (_, sub_next), (_, last) = events[2], events[3]
+    assert sub_next["parent_config"] == sub_resumed["config"]
+    assert len(events) == 4 and last["config"]["configurable"]["bar"] == 3
+    assert last["parent_config"] == resumed["config"]
+
+
+def test_a_replay_streams_its_fork_not_the_checkpoint_it_forked() -> None:
+    """As LangGraph streams a run from a past checkpoint: the fork it saves (its parent
+    the past checkpoint, with the run's keys), then the steps it runs; not the past
+    checkpoint itself under the fork's id."""
+    app = chain("a", "b", checkpointer=InMemorySaver())
+    app.invoke({"x": 0}, cfg())
+    past = next(s for s in app.get_state_history(cfg()) if s.next == ("a",))
+    run_config = {"configurable": {**past.config["configurable"], "baz": 4}}
+    chunks = list(app.stream(None, run_config, stream_mode="checkpoints"))
+    assert [c["metadata"]["source"] for c in chunks] == ["fork", "loop", "loop"]
+    assert [c["next"] for c in chunks] == [["a"], ["b"], []]
+    assert chunks[0]["parent_config"] == run_config
+    for before, chunk in zip(chunks, chunks[1:], strict=False):
+        assert chunk["parent_config"] == before["config"]
+    assert all(c["config"]["configurable"]["baz"] == 4 for c in chunks)
+    assert chunks[-1]["config"] == {
+        "configurable": {**app.get_state(cfg()).config["configurable"], "baz": 4}}
 
 
 @pytest.mark.parametrize("use_async", [False, True])

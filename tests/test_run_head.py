@@ -141,6 +141,35 @@ def test_sent_tasks_that_ask(saver: Any) -> None:
     assert mine == read  # the Send packets' tasks listed first, as get_state lists them
 
 
+def test_tasks_in_the_order_get_state_lists_them(saver: Any) -> None:
+    """Nodes added out of name order (legal, then finance) beside Send packets: the
+    head lists the Send packets' tasks first, then the nodes in the order they were added,
+    as get_state does; also for a run from a checkpoint update_state made."""
+    builder = StateGraph(State)
+    builder.add_node("legal", _asking("legal"))
+    builder.add_node("finance", _asking("finance"))
+    builder.add_node("sent", lambda arg: {"log": [f"{arg}:{interrupt(arg)}"]})
+    builder.add_conditional_edges(
+        START, lambda s: ["legal", "finance", Send("sent", "s1"), Send("sent", "s0")])
+    graph = builder.compile(checkpointer=saver)
+    thread = str(uuid.uuid4())
+    mine, read = _run(graph, {"log": []}, thread)
+    assert read.next == ("sent", "sent", "legal", "finance")
+    assert mine == read
+    legal = next(i for i in read.interrupts if i.value == {"question": "legal"})
+    mine, read = _run(graph, Command(resume={legal.id: "ok"}), thread)
+    assert read.next == ("sent", "sent", "finance") and mine == read
+    # a checkpoint update_state made records no updated channels: the run from it
+    # plans every node in the order they were added (so pauses them in that order)
+    thread = str(uuid.uuid4())
+    graph.update_state({"configurable": {"thread_id": thread}}, {"log": ["edited"]},
+                       as_node=START)
+    mine, read = _run(graph, None, thread)
+    assert read.next == ("sent", "sent", "legal", "finance") and mine == read
+    assert [i.value for i in read.interrupts] == [
+        "s1", "s0", {"question": "legal"}, {"question": "finance"}]
+
+
 def test_a_subgraph_that_asks(saver: Any) -> None:
     child = StateGraph(State)
     child.add_node("inner", _asking("inner"))

@@ -138,6 +138,8 @@ class Loop(ThreadState):
         # the running step resumes one whose checkpoint holds other tasks' writes
         self.partial_step = False
         self.out = out
+        # the configurable keys streamed checkpoint configs carry (_streamed_configurable)
+        self._stream_conf: dict[str, Any] | None = None
         self.status = "pending"
         self.interrupts: list[Interrupt] = []
         # the channels as a paused run shows them (see _show_finished), else None
@@ -272,30 +274,60 @@ class Loop(ThreadState):
 
     def _emit_checkpoint(
         self, saved: Checkpoint, metadata: dict[str, Any], parent: Any,
-        interrupts: dict[str, tuple[Interrupt, ...]] | None = None,
+        interrupts: dict[str, tuple[Interrupt, ...]] | None = None, *,
+        resumed: bool = False,
     ) -> None:
         """Stream a checkpoint (``checkpoints``/``debug`` modes) with the tasks it plans;
-        ``interrupts``: those its tasks already raised (a resumed checkpoint's)."""
+        ``interrupts``: those its tasks already raised. ``resumed``: the checkpoint the
+        run resumes, whose ``parent`` is as the saver gave it (otherwise ``parent`` is the
+        config of the run's previous checkpoint, and shown with the run's keys)."""
         next_tasks = self.plan(self.step + 1, for_execution=False)
         if self.durability == "exit" and self._unsaved is not None:
             # not saved by this run (only the last one is, at exit): streamed with no
             # parent, as LangGraph streams it
             parent = None
+        # As LangGraph streams them: the run's own configurable keys (its private ones
+        # left out) beside the checkpoint's thread, namespace and id; a checkpoint whose
+        # metadata names the enclosing graphs' checkpoints also has their map, with its own.
+        own = self._streamed_configurable()
+        parents = metadata.get("parents")
+        conf = {**own, **(self.checkpoint_config or {}).get("configurable", {})}
+        if parents:
+            conf["checkpoint_map"] = {**parents, conf.get("checkpoint_ns", self.ns):
+                                      conf.get("checkpoint_id")}
         if parent is not None:
-            # as history shows it: a subgraph's also names its ancestors' checkpoints
-            conf = parent["configurable"]
-            parent = {"configurable": {
-                "thread_id": conf.get("thread_id"), "checkpoint_ns": conf.get("checkpoint_ns", ""),
-                "checkpoint_id": conf.get("checkpoint_id")}} if conf.get("checkpoint_id") else None
-            if parent is not None and self.checkpoint_map:
-                own_ns = conf.get("checkpoint_ns", self.ns)
-                parent["configurable"]["checkpoint_map"] = {
-                    **self.checkpoint_map, own_ns: conf.get("checkpoint_id")}
+            pconf = parent["configurable"]
+            if pconf.get("checkpoint_id"):
+                pconf = {"thread_id": pconf.get("thread_id"),
+                         "checkpoint_ns": pconf.get("checkpoint_ns", ""),
+                         "checkpoint_id": pconf.get("checkpoint_id")}
+                if not resumed:  # this run's previous checkpoint: its config
+                    pconf = {**own, **pconf}
+                if parents:
+                    pconf["checkpoint_map"] = {**parents, pconf["checkpoint_ns"]:
+                                               pconf["checkpoint_id"]}
+                parent = {"configurable": pconf}
+            else:
+                parent = None
         payload = checkpoint_payload(
-            self.checkpoint_config, parent, self.output(), metadata, next_tasks, interrupts,
+            {"configurable": conf}, parent, self.output(), metadata, next_tasks, interrupts,
             [subgraph_state_config(t, self.thread_id) for t in next_tasks])
         self.emit("checkpoints", payload)
         self.emit("debug", debug_payload("checkpoint", self.step, payload))
+
+    def _streamed_configurable(self) -> dict[str, Any]:
+        """The run's configurable keys a streamed checkpoint config carries: all but the
+        private ones (LangGraph's ``__pregel_*``, threadloom's ``__threadloom_*``) and
+        those naming a checkpoint (each streamed config names its own). Made once a run,
+        at its first streamed checkpoint."""
+        own = self._stream_conf
+        if own is None:
+            own = self._stream_conf = {
+                k: v for k, v in (self.config.get("configurable") or {}).items()
+                if not k.startswith(("__pregel_", "__threadloom_"))
+                and k not in ("checkpoint_id", "checkpoint_map")
+            }
+        return own
 
     def task_started(self, task: Task) -> None:
         if task.node.hidden:
@@ -703,10 +735,13 @@ class Loop(ThreadState):
                     "None."
                 )
             if saved is not None and ("checkpoints" in self.scope.modes
-                                      or "debug" in self.scope.modes):
+                                      or "debug" in self.scope.modes) and (
+                    self.checkpoint["id"] == saved.checkpoint["id"]):
                 # the run streams the checkpoint it resumes, with the interrupts it answers
+                # (a replay that forked it streamed the fork instead, as LangGraph's does)
                 self._emit_checkpoint(saved.checkpoint, saved.metadata or {},
-                                      saved.parent_config, self.pending.interrupts)
+                                      saved.parent_config, self.pending.interrupts,
+                                      resumed=True)
             self.apply_null_writes(self.pending.null)
             delta = self.program.delta_channels
             if any(c in delta for c, _ in self.pending.null):
@@ -917,7 +952,8 @@ class Loop(ThreadState):
                 self.status = "interrupted"
                 self.paused_step = tasks
                 self._show_finished([t for t in tasks if not t.interrupts])
-                ordered = sorted(paused, key=task_order)
+                # in the order the step planned them (LangGraph's: Send packets first)
+                ordered = paused
                 found = {i.id: i for t in ordered for i in t.interrupts}
                 # one "updates" event per paused task, as each task's interrupt is saved
                 per_task = [t.interrupts for t in ordered if t.interrupts]

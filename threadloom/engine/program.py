@@ -20,6 +20,7 @@ from threadloom.channels import (
 )
 from threadloom.channels.base import copier_of
 from threadloom.channels.delta import DeltaChannel
+from threadloom.constants import PULL
 from threadloom.engine.node import NodeCallable
 from threadloom.engine.subgraphs import find_subgraphs
 from threadloom.types import CachePolicy, RetryPolicy, TimeoutPolicy, TracePolicy
@@ -99,6 +100,8 @@ class Program:
     trigger_to_nodes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # the node names in the order the planner looks at them (sorted)
     node_order: tuple[str, ...] = ()
+    # each node's place in the order the nodes were added (``snapshot_order``)
+    node_rank: dict[str, int] = field(default_factory=dict)
     ephemeral: tuple[str, ...] = ()
     ephemeral_set: frozenset[str] = frozenset()
     # (name, channel, its copier) of every channel: what ``new_channels`` copies
@@ -127,6 +130,7 @@ class Program:
     def __post_init__(self) -> None:
         self.deferred = frozenset(n for n, node in self.nodes.items() if node.defer)
         self.node_order = tuple(sorted(self.nodes))
+        self.node_rank = {name: i for i, name in enumerate(self.nodes)}
         index: dict[str, list[str]] = {}
         for name, node in self.nodes.items():
             for channel in node.triggers:
@@ -158,3 +162,15 @@ class Program:
                 (k, c, copier_of(type(c))) for k, c in self.channels.items()
             )
         return {k: copy(c) for k, c, copy in copiers}
+
+
+def snapshot_order(program: Program, tasks: list[Any]) -> list[Any]:
+    """``tasks`` (planned tasks, or task views with a ``name`` and a ``path``) in the order
+    LangGraph's ``get_state`` lists them: the ``Send`` packets' tasks first, in the order
+    they were sent, then the triggered nodes in the order the nodes were added to the graph
+    (not by name, the order a run plans them in)."""
+    if len(tasks) < 2:
+        return list(tasks)
+    rank = program.node_rank
+    return sorted(tasks, key=lambda t: (1, rank.get(t.name, -1)) if t.path[0] == PULL
+                  else (0, 0))

@@ -295,6 +295,11 @@ class ThreadState:
         self.stop = 0
         # the channels the last apply changed (None: unknown, as after a restore)
         self.updated: set[str] | None = None
+        # until the first apply (``updated`` unknown), as LangGraph plans a restored
+        # checkpoint: by name the nodes triggered, if it records its updated channels
+        # (also when the run forks it); if it records none (one update_state made, a
+        # fork, an older format's), every node in the order they were added
+        self.plan_by_name = True
         # whether every ephemeral channel that holds a value is in ``updated`` (true from
         # the first apply on: then only those need clearing at the next one)
         self._ephemeral_in_updated = False
@@ -345,6 +350,7 @@ class ThreadState:
         self.step = metadata.get("step", -1)
         self.delta_counters = dict(metadata.get(COUNTERS_KEY) or {})
         self.updated = None
+        self.plan_by_name = bool(checkpoint.get("updated_channels"))
         self._ephemeral_in_updated = False
         return stored
 
@@ -388,10 +394,12 @@ class ThreadState:
 
     # -- seal -------------------------------------------------------------------------
 
-    def seal(self, step: int, source: str) -> Put | None:
+    def seal(self, step: int, source: str, *, record_updated: bool = True) -> Put | None:
         """Seal the channels into a new checkpoint of ``step`` (``source``: "input",
         "loop", "update" or "fork"), which becomes the current one; return the request
-        that saves it (None without a checkpointer: nothing is stored)."""
+        that saves it (None without a checkpointer: nothing is stored). ``record_updated``
+        False: the checkpoint records no ``updated_channels`` (as LangGraph's
+        ``update_state`` leaves them), so a run from it plans every node."""
         self.step = step
         applied, self.delta_applied = self.delta_applied, []
         if self.checkpointer is None:
@@ -410,7 +418,8 @@ class ThreadState:
         # A step's updated channels are those it left holding a value: a trigger it
         # consumed, or an ephemeral channel it cleared, moved version but is not listed.
         updated = (
-            sorted(self.updated.intersection(values)) if self.updated is not None else None
+            sorted(self.updated.intersection(values))
+            if self.updated is not None and record_updated else None
         )
         if TASKS in values and self.program.untracked_channels:
             values[TASKS] = [self.stored_send(v) for v in values[TASKS]]
@@ -515,7 +524,8 @@ class ThreadState:
     # -- plan -------------------------------------------------------------------------
 
     def plan(self, step: int, for_execution: bool = True) -> list[Task]:
-        """The tasks of the next superstep: triggered nodes, then ``Send`` packets."""
+        """The tasks of the next superstep, as LangGraph plans them: ``Send`` packets in the
+        order they were sent, then triggered nodes."""
         program = self.program
         channels = self.channels
         # (versions of one saver compare with each other; their type is the saver's)
@@ -523,7 +533,8 @@ class ThreadState:
         seen_all: dict[str, dict[str, Any]] = self.checkpoint["versions_seen"]
         checkpoint_id = self.checkpoint["id"]
         if self.updated is None:
-            candidates: Any = program.node_order
+            # (a restored checkpoint: see plan_by_name)
+            candidates: Any = program.node_order if self.plan_by_name else program.node_rank
         else:
             found: set[str] = set()
             index = program.trigger_to_nodes
@@ -537,7 +548,8 @@ class ThreadState:
         version = self.checkpoint.get("v", 4)
         v1 = isinstance(version, int) and version < 2  # ids of a v1 checkpoint's tasks
         for name in (sorted(candidates) if len(candidates) > 1 and candidates is not
-                     program.node_order else candidates):
+                     program.node_order and candidates is not program.node_rank
+                     else candidates):
             node = program.nodes[name]
             seen = seen_all.get(name) or {}
             fired = []
@@ -564,6 +576,7 @@ class ThreadState:
             tasks = [t for t in tasks if not t.node.defer] or tasks
         sends = channels.get(TASKS)
         if sends is not None and sends.is_available():
+            pulled, tasks = tasks, []
             for idx, packet in enumerate(sends.get()):
                 if not isinstance(packet, Send) or packet.node not in program.nodes:
                     continue
@@ -574,6 +587,7 @@ class ThreadState:
                                        (), step, managed, configured=for_execution)
                 pushed.timeout = packet.timeout
                 tasks.append(pushed)
+            tasks.extend(pulled)
         return tasks
 
     def managed(self, step: int) -> dict[str, Any] | None:

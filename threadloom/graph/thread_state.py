@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from threadloom._schema import ROOT
 from threadloom.checkpoint.base import empty_checkpoint
-from threadloom.constants import COPY, END, INPUT, NULL_TASK_ID, PULL, PUSH, START
+from threadloom.constants import COPY, END, INPUT, NULL_TASK_ID, PULL, START
 from threadloom.engine.delta import prepare_writes
 from threadloom.engine.payloads import task_result
+from threadloom.engine.program import snapshot_order
 from threadloom.engine.requests import (
     GetTuple,
     NodeWrites,
@@ -131,8 +132,8 @@ def snapshot(
     pending = _restore(state, tup, histories)
     state.apply_null_writes(pending.null)
     # shown as LangGraph lists them: the Send packets' tasks first, then triggered nodes
-    tasks = sorted(state.plan(state.step + 1, for_execution=False),
-                   key=lambda t: t.path[0] != PUSH)
+    # in the order they were added
+    tasks = snapshot_order(graph.program, state.plan(state.step + 1, for_execution=False))
     pending.adopt_legacy_ids(tasks, state.checkpoint["id"], state.ns, state.step + 1)
     finished = [t for t in tasks if t.id in pending.succeeded]
     if live and finished:
@@ -221,8 +222,9 @@ def run_head(graph: CompiledStateGraph, loop: Loop) -> RunHead | None:
     tasks = loop.paused_step
     if tasks is None or loop.status not in ("interrupted", "interrupt_before"):
         return None
-    # as snapshot lists them: the Send packets' tasks first, then triggered nodes
-    ordered = sorted(tasks, key=lambda t: t.path[0] != PUSH)
+    # as snapshot lists them: the Send packets' tasks first, then triggered nodes in the
+    # order they were added
+    ordered = snapshot_order(program, tasks)
     if loop.status == "interrupt_before":
         if loop.pending.succeeded or loop.pending.errors:
             return None  # (writes from before the pause: the head shows them)
@@ -536,8 +538,10 @@ def update_state(
 def _seal(
     state: ThreadState, step: int, source: str
 ) -> Generator[Request, Any, dict[str, Any]]:
-    """Seal ``state`` into its next checkpoint, save it, and return its config."""
-    put = state.seal(step, source)
+    """Seal ``state`` into its next checkpoint, save it, and return its config. Like
+    LangGraph's, it records no ``updated_channels``: a run from it plans every node, in
+    the order they were added."""
+    put = state.seal(step, source, record_updated=False)
     if put is not None:
         yield put
     config = state.checkpoint_config
