@@ -111,3 +111,27 @@ def test_the_schema_describes_the_error_bodies_sent(served) -> None:
     assert isinstance(bad.json()["detail"], str) and bad.status_code == 422
     get_thread = schema["paths"]["/threads/{thread_id}"]["get"]
     assert get_thread["parameters"][0]["schema"]["format"] == "uuid"
+
+
+@pytest.mark.parametrize("body", [
+    {"before": "1f0\x00abc", "limit": 5},
+    {"before": {"checkpoint_id": "x\x00y"}},
+    {"checkpoint": {"checkpoint_id": "x\x00y"}},
+])
+def test_a_nul_character_in_a_history_query_is_422(served, body) -> None:
+    with _http(served) as http:
+        tid = http.post("/threads", json={"metadata": {"graph_id": "payment"}}).json()[
+            "thread_id"]
+        answer = http.post(f"/threads/{tid}/history", json=body)
+    assert answer.status_code in (200, 422), answer.text  # SQLite stores NUL: no match
+    if answer.status_code == 422:
+        assert "Invalid history query" in answer.json()["detail"]
+
+
+def test_a_nul_character_in_a_checkpoint_id_read_is_422_or_not_found(served) -> None:
+    with _http(served) as http:
+        tid = http.post("/threads", json={"metadata": {"graph_id": "payment"}}).json()[
+            "thread_id"]
+        answer = http.post(f"/threads/{tid}/state/checkpoint",
+                           json={"checkpoint": {"checkpoint_id": "x\x00y"}})
+    assert answer.status_code in (200, 404, 422), answer.text

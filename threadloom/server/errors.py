@@ -7,6 +7,7 @@ reads), and the text says what was wrong.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ __all__ = [
     "ServerError",
     "Unauthorized",
     "Unprocessable",
+    "stored_value_errors",
     "unprocessable_on",
 ]
 
@@ -80,3 +82,15 @@ def unprocessable_on(*errors: type[Exception], what: str) -> Iterator[None]:
         yield
     except errors as exc:
         raise Unprocessable(f"{what}: {exc}") from None
+
+
+def stored_value_errors() -> tuple[type[Exception], ...]:
+    """The databases' "this value cannot be stored or compared" errors (PostgreSQL: a
+    NUL character in a text or JSON value): when the value came from the request, its
+    fault - ``unprocessable_on`` makes them a 422."""
+    errors: list[type[Exception]] = [sqlite3.DataError]
+    with contextlib.suppress(ImportError):
+        import psycopg
+
+        errors.append(psycopg.DataError)
+    return tuple(errors)

@@ -9,12 +9,11 @@ route joins the namespace with dots).
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from typing import Any
 
 from threadloom.server.auth import AuthUser
 from threadloom.server.context import ServerContext
-from threadloom.server.errors import Unprocessable, unprocessable_on
+from threadloom.server.errors import Unprocessable, stored_value_errors, unprocessable_on
 
 __all__ = ["StoreService"]
 
@@ -35,15 +34,8 @@ def _namespace(value: Any, *, allow_empty: bool = False) -> tuple[str, ...]:
 def _refused() -> tuple[type[Exception], ...]:
     """What the store raises for what it refuses (a namespace, an index path, a
     semantic ``query`` or a ``ttl`` it does not support) and the databases' "this value
-    cannot be stored" (PostgreSQL: a NUL character in a JSON value): the request's
-    fault, a 422."""
-    errors: list[type[Exception]] = [ValueError, TypeError, NotImplementedError,
-                                     sqlite3.DataError]
-    with contextlib.suppress(ImportError):
-        import psycopg
-
-        errors.append(psycopg.DataError)
-    return tuple(errors)
+    cannot be stored": the request's fault, a 422."""
+    return (ValueError, TypeError, NotImplementedError, *stored_value_errors())
 
 
 _REFUSED = _refused()

@@ -20,6 +20,7 @@ from threadloom.server.errors import (
     Conflict,
     NotFound,
     Unprocessable,
+    stored_value_errors,
     unprocessable_on,
 )
 from threadloom.server.graphs import pending_interrupts, thread_state
@@ -307,7 +308,7 @@ class ThreadService:
         if record["metadata"].get("graph_id") is None and len(self.ctx.graphs.ids()) != 1:
             return _empty_state(thread_id)
         graph = self.graph_for(record)
-        with unprocessable_on(ValueError, what="Invalid checkpoint"):
+        with unprocessable_on(ValueError, *stored_value_errors(), what="Invalid checkpoint"):
             snapshot = await graph.aget_state(self._config(None, thread_id, checkpoint),
                                               subgraphs=subgraphs)
         return thread_state(snapshot)
@@ -370,7 +371,8 @@ class ThreadService:
         )
         out = []
         # the checkpointer checks the metadata filter and the namespace
-        with unprocessable_on(ValueError, what="Invalid history query"):
+        with unprocessable_on(ValueError, *stored_value_errors(),
+                              what="Invalid history query"):
             async for snapshot in graph.aget_state_history(
                 self._config(None, thread_id, body.get("checkpoint")),
                 filter=body.get("metadata"), before=before_config, limit=body.get("limit", 10),
