@@ -58,7 +58,15 @@ _TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?$"
 def normalize(value: Any, names: dict[str, str]) -> Any:
     """``value`` with ids and timestamps replaced (see the module docstring)."""
     if isinstance(value, dict):
-        return {normalize(k, names): normalize(v, names) for k, v in value.items()}
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            name = base = normalize(key, names)
+            n = 1
+            while name in out:  # two ids normalized alike (two task ids): kept in order
+                n += 1
+                name = f"{base}#{n}"
+            out[name] = normalize(item, names)
+        return out
     if isinstance(value, (list, tuple)):
         return [normalize(v, names) for v in value]
     if isinstance(value, str):

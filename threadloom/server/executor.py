@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from threadloom.constants import CONFIG_KEY_RUN_ENDED
+from threadloom.constants import CONFIG_KEY_RUN_ENDED, PUSH
 from threadloom.graph.thread_state import RunHead, run_head
 from threadloom.server import serde
 from threadloom.server.auth import AuthUser
@@ -231,6 +231,8 @@ async def execute_run(
     unsent = await outbox.take()
     head = run_head(graph, ended[-1]) if graph is not None and ended and status == "success" \
         else None
+    if head is not None and len(head.interrupts) > 1:
+        head = _in_run_order(head, ended[-1].interrupts)
     result, finished = await _finish(threads, run, graph, status, error, unsent, head,
                                      cancelled=status == "interrupted")
     if kwargs.get("webhook") and finished is not None:
@@ -410,6 +412,19 @@ async def _started(graph: Any, run: dict[str, Any]) -> bool:
     return bool((snapshot.metadata or {}).get("run_id") == run["run_id"])
 
 
+def _in_run_order(head: RunHead, raised: list[Any]) -> RunHead:
+    """``head`` with its interrupts (the run's output) and the thread's pending questions
+    in the order the run raised them (its output's, as LangGraph's and the reference's
+    ``__interrupt__`` list them), not ``get_state``'s (Send packets, then nodes as
+    added)."""
+    rank = {i.id: n for n, i in enumerate(raised)}
+    last = len(rank)
+    interrupts = tuple(sorted(head.interrupts, key=lambda i: rank.get(i.id, last)))
+    asking = dict(sorted(head.asking.items(), key=lambda item: min(
+        (rank.get(i.id, last) for i in item[1]), default=last)))
+    return head._replace(interrupts=interrupts, asking=asking)
+
+
 #: the thread's ``error`` after a run cancelled with ``action=interrupt``
 _CANCELLED = {"error": "UserInterrupt",
               "message": "interrupt requested via POST /threads/{thread_id}/runs/{run_id}/cancel"}
@@ -431,9 +446,13 @@ async def _finish(threads: ThreadService, run: dict[str, Any], graph: Any, statu
     output: Any = None
     if graph is not None:
         if head is None:
-            head = RunHead.of(await graph.aget_state(
+            snapshot = await graph.aget_state(
                 {"configurable": {"thread_id": run["thread_id"], "checkpoint_ns": ""}}
-            ))
+            )
+            head = RunHead.of(snapshot)
+            if len(head.interrupts) > 1:  # in the order a run plans the tasks asking
+                planned = sorted(snapshot.tasks, key=lambda t: (t.path[:1] != (PUSH,), t.name))
+                head = _in_run_order(head, [i for t in planned for i in t.interrupts])
         values = jsonable(head.values) if head.saved else None
         thread_fields = {
             "values": values,
