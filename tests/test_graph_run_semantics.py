@@ -6,7 +6,7 @@ from __future__ import annotations
 import operator
 import threading
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 import pytest
 from helpers import cfg
@@ -719,3 +719,19 @@ def test_a_format_three_checkpoint_resumes_its_pending_sends() -> None:
     graph.invoke(["0"], config)
     assert graph.get_state(config).next == ("flaky",)
     assert graph.invoke(Command(resume="ok"), config) == ["0", "one", "flaky|4"]
+
+
+class _Marked(TypedDict):  # (this module has `from __future__ import annotations`)
+    amount: int
+    note: NotRequired[str]
+    log: Annotated[list[str], operator.add]
+
+
+def test_not_required_keys_written_as_strings_are_optional_in_the_json_schemas() -> None:
+    # under postponed annotations the TypedDict class itself lists every key as
+    # required; the JSON schemas (served as an assistant's input/output schema) follow
+    # the NotRequired marks, as LangGraph's do
+    graph = StateGraph(_Marked).add_node("n", lambda s: None).add_edge(START, "n").compile()
+    for schema in (graph.get_input_jsonschema(), graph.get_output_jsonschema()):
+        assert schema["required"] == ["amount", "log"]
+        assert set(schema["properties"]) == {"amount", "note", "log"}

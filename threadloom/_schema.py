@@ -163,6 +163,21 @@ def _optional(annotation: Any) -> bool:
     return origin in (typing.Union, types.UnionType) and type(None) in get_args(annotation)
 
 
+def typeddict_required(schema: Any, hints: dict[str, Any]) -> set[str]:
+    """The required keys of a TypedDict: ``__required_keys__``, corrected by the
+    resolved ``hints`` - under ``from __future__ import annotations`` the class cannot
+    see a ``NotRequired[...]`` / ``Required[...]`` written as a string, its resolved
+    hint can (as pydantic reads them)."""
+    required = set(getattr(schema, "__required_keys__", hints))
+    for key, hint in hints.items():
+        qualifier = getattr(get_origin(hint), "_name", None)
+        if qualifier == "NotRequired":
+            required.discard(key)
+        elif qualifier == "Required":
+            required.add(key)
+    return required
+
+
 def io_model(schema: Any, skip: Any = ()) -> Any:
     """A pydantic model describing ``schema``'s keys for JSON Schema (managed keys left
     out): a TypedDict key is required as the TypedDict says, a dataclass field when it
@@ -176,7 +191,7 @@ def io_model(schema: Any, skip: Any = ()) -> Any:
     hints = schema_hints(schema)
     defaults: dict[str, Any] = {}
     if is_typeddict(schema):
-        required = set(getattr(schema, "__required_keys__", hints))
+        required = typeddict_required(schema, hints)
     else:
         required = set()
         for f in dataclasses.fields(schema):
