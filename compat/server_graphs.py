@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import operator
 import time
-from typing import Annotated, Any, NotRequired, TypedDict
+from typing import Annotated, Any, NotRequired
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AnyMessage
+from typing_extensions import TypedDict
 
 try:  # threadloom; the reference server's venv has langgraph instead
     from threadloom.config import get_stream_writer

@@ -464,3 +464,40 @@ async def store_items(c: Any, r: Recorder) -> None:
     await r.do("get deleted", c.store.get_item(["diff", "a"], "k1"))
     for ns, key in ((["diff", "a"], "k2"), (["diff", "b"], "k3")):
         await c.store.delete_item(ns, key)
+
+
+# -- more of the surface -----------------------------------------------------------------
+
+@scenario
+async def assistant_schemas(c: Any, r: Recorder) -> None:
+    _name_systems(r)
+    schemas = await r.do("schemas", c.assistants.get_schemas(_system("approval")))
+    if schemas:  # the state schema's shape: its properties and what is required
+        state = schemas.get("state_schema") or {}
+        r.put("state schema properties", sorted(state.get("properties") or {}))
+        r.put("input schema required", sorted((schemas.get("input_schema") or {}).get(
+            "required") or []))
+
+
+@scenario
+async def state_of_a_paused_subgraph(c: Any, r: Recorder) -> None:
+    _name_systems(r)
+    tid = await _thread(c, r)
+    await r.do("wait (breaks before inner)", c.runs.wait(
+        tid, "nested", input={"log": []}, interrupt_before=["inner"]))
+    await r.do("state with subgraphs", c.threads.get_state(tid, subgraphs=True))
+
+
+@scenario
+async def crons_on_a_thread(c: Any, r: Recorder) -> None:
+    _name_systems(r)
+    tid = await _thread(c, r)
+    cron = await r.do("create", c.crons.create_for_thread(
+        tid, "steps", schedule="0 3 * * *", input={"log": []}))
+    if cron:
+        r.name(cron["cron_id"], "cron")
+        found = await c.crons.search(thread_id=tid)
+        r.put("search ids", [x["cron_id"] for x in found])
+        await r.do("delete", c.crons.delete(cron["cron_id"]))
+        found = await c.crons.search(thread_id=tid)
+        r.put("search after delete", [x["cron_id"] for x in found])

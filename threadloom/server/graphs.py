@@ -102,6 +102,8 @@ def checkpoint_ref(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
 def thread_state(snapshot: Any) -> dict[str, Any]:
     """A ``StateSnapshot`` as the API's ``ThreadState`` (nested for subgraph tasks)."""
     checkpoint = checkpoint_ref(snapshot.config)
+    if checkpoint is not None and checkpoint["checkpoint_id"] is None:
+        checkpoint = None  # a state with no checkpoint yet (a subgraph not started)
     parent = checkpoint_ref(snapshot.parent_config)
     tasks = []
     for task in snapshot.tasks:
@@ -126,7 +128,7 @@ def thread_state(snapshot: Any) -> dict[str, Any]:
         "tasks": tasks,
         "checkpoint": checkpoint,
         "parent_checkpoint": parent,
-        "metadata": jsonable(snapshot.metadata or {}),
+        "metadata": jsonable(snapshot.metadata),  # (null: no checkpoint yet)
         "created_at": snapshot.created_at,
         "interrupts": interrupt_dicts(snapshot.interrupts),
         "checkpoint_id": (checkpoint or {}).get("checkpoint_id"),

@@ -195,7 +195,7 @@ class AssistantService:
             "graph_id": record["graph_id"],
             "input_schema": _safe(graph.get_input_jsonschema),
             "output_schema": _safe(graph.get_output_jsonschema),
-            "state_schema": _safe(graph.get_output_jsonschema),
+            "state_schema": _safe(lambda: _state_jsonschema(graph, record["graph_id"])),
             "config_schema": config_schema,
             "context_schema": _safe(graph.get_context_jsonschema),
         }
@@ -215,6 +215,23 @@ class AssistantService:
                 "context_schema": _safe(sub.get_context_jsonschema),
             }
         return out
+
+
+def _state_jsonschema(graph: Any, graph_id: str) -> Any:
+    """The JSON schema of a graph's whole state, as the reference serves it: every
+    state key (managed ones left out) optional with a null default, titled
+    ``<graph id>_state``."""
+    from threadloom._schema import io_model
+
+    model = io_model(graph.builder.state_schema, graph.builder.managed)
+    if model is None:
+        return graph.get_output_jsonschema()
+    schema = dict(model.model_json_schema())
+    schema.pop("required", None)
+    schema["properties"] = {k: {**v, "default": None}
+                            for k, v in (schema.get("properties") or {}).items()}
+    schema["title"] = f"{graph_id}_state"
+    return schema
 
 
 def _safe(fn: Any) -> Any:

@@ -67,11 +67,18 @@ class CronService:
         if thread_id is not None:
             await self.runs.threads.readable(user, thread_id, "create_run")
         now = now_iso()
+        cron_id = new_id()
         payload = {k: value[k] for k in _RUN_FIELDS if value.get(k) is not None}
         payload["assistant_id"] = assistant["assistant_id"]
+        # as the reference keeps them: the schedule, and the cron's id in the config of
+        # the runs it starts (a graph can tell a scheduled run by it)
+        payload["schedule"] = value["schedule"]
+        config = dict(payload.get("config") or {})
+        payload["config"] = {**config, "configurable": {
+            **(config.get("configurable") or {}), "cron_id": cron_id}}
         payload["_user"] = user.to_dict()
         return _public(await self.ctx.storage.create_cron({
-            "cron_id": new_id(),
+            "cron_id": cron_id,
             "assistant_id": assistant["assistant_id"],
             "thread_id": thread_id,
             "user_id": user.identity,
@@ -112,10 +119,16 @@ class CronService:
                 continue  # null: left as it is (these have no "unset" value)
             if key in ("schedule", "end_time", "enabled", "timezone", "on_run_completed"):
                 fields[key] = value
+                if key == "schedule":
+                    payload["schedule"] = value
             elif key == "metadata":
                 fields["metadata"] = {**cron["metadata"], **value}
             elif key in _RUN_FIELDS:
                 payload[key] = value
+        if isinstance(payload.get("config"), dict):  # (a new config keeps the cron's id)
+            config = payload["config"]
+            payload["config"] = {**config, "configurable": {
+                **(config.get("configurable") or {}), "cron_id": cron_id}}
         fields["payload"] = payload
         if "schedule" in fields or "timezone" in fields:
             fields["next_run_date"] = next_run(
