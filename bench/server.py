@@ -155,7 +155,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 def _run_setup(label: str, args: argparse.Namespace, workers: int | None) -> dict:
     """Start a server (SQLite: one process; ``workers``: API + that many workers on
     PostgreSQL), measure it, stop it."""
-    from threadloom.server.embedded import free_port
+    from threadloom.server.embedded import free_port, wait_until_up
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         folder = Path(tmp)
@@ -167,7 +167,7 @@ def _run_setup(label: str, args: argparse.Namespace, workers: int | None) -> dic
         procs += [_worker(folder, database) for _ in range(workers or 0) if database]
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_up(url, procs[0])
+            wait_until_up(url, procs[0])
             roles = _roles(procs, database)
             statements = _statements(database) if database else None
             before = {role: _cpu(pids) for role, pids in roles().items()}
@@ -284,7 +284,7 @@ def _reference(folder: Path, port: int, venv: Path, jobs: int) -> subprocess.Pop
 
 def _run_reference(label: str, args: argparse.Namespace) -> dict:
     """Start the reference server from ``--reference-venv``, measure it, stop it."""
-    from threadloom.server.embedded import free_port
+    from threadloom.server.embedded import free_port, wait_until_up
 
     venv = Path(args.reference_venv).resolve()
     if not (venv / "bin" / "langgraph").exists():
@@ -295,7 +295,7 @@ def _run_reference(label: str, args: argparse.Namespace) -> dict:
         proc = _reference(Path(tmp), port, venv, args.reference_jobs)
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_up(url, proc)
+            wait_until_up(url, proc)
             roles = {"client": [os.getpid()], "server": _process_tree(proc.pid)}
             before = {role: _cpu(pids) for role, pids in roles.items()}
             result = asyncio.run(measure(url, args.clients, args.seconds, args.wait))
@@ -334,22 +334,6 @@ def _table(results: dict[str, dict], reference: str | None) -> None:
               f"{r['p50_ms']:6.0f} | {r['p99_ms']:6.0f} | {ratio:>12} |")
 
 
-def _wait_up(url: str, proc: subprocess.Popen | None) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ok").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if proc is not None and proc.poll() is not None:
-            raise SystemExit("the server exited while starting")
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer /ok within 60 s")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
@@ -378,7 +362,9 @@ def main() -> None:
     print(f"{args.clients} clients, {args.seconds:.0f} s per setup; cpu count "
           f"{os.cpu_count()}; load average {_load()}", flush=True)
     if args.url is not None:
-        _wait_up(args.url, None)
+        from threadloom.server.embedded import wait_until_up
+
+        wait_until_up(args.url, None)
         result = asyncio.run(measure(args.url, args.clients, args.seconds, args.wait))
         print(f"server {args.url}: {json.dumps({k: round(v, 2) for k, v in result.items()})}")
         return

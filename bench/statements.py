@@ -37,8 +37,8 @@ from bench.server import (  # noqa: E402  (the repository root on the path first
     _config,
     _postgres_database,
     _stop,
-    _wait_up,
 )
+from threadloom.server.embedded import wait_until_up  # noqa: E402
 
 TRACE_DIR = "THREADLOOM_BENCH_TRACE_DIR"
 
@@ -136,7 +136,7 @@ def _count(folder: Path, database: str, workers: int, rounds: int, concurrency: 
               for _ in range(workers)]
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_up(url, procs[0])
+        wait_until_up(url, procs[0])
         time.sleep(1.0)  # the workers' start-up
         asyncio.run(_round_trips(url, rounds, concurrency))
         time.sleep(0.5)

@@ -36,7 +36,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -144,36 +143,14 @@ def _config() -> Iterator[Path]:
         yield folder
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ok").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited while starting:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer /ok within 90 s")
-
-
 @contextmanager
 def serve(reference: bool, database: str | None) -> Iterator[str]:
     """A server on a free port: the reference (``langgraph dev``) or threadloom (on
     PostgreSQL, its API process and one worker)."""
+    from threadloom.server.embedded import free_port, wait_until_up
+
     with _config() as folder:
-        port = _free_port()
+        port = free_port()
         config = str(folder / "langgraph.json")
         log = folder / "server.log"
         if reference:
@@ -200,7 +177,10 @@ def serve(reference: bool, database: str | None) -> Iterator[str]:
                                               stderr=subprocess.STDOUT))
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_up(url, procs[0], log)
+            try:
+                wait_until_up(url, procs[0], timeout=90)
+            except SystemExit as exc:
+                raise SystemExit(f"{exc}:\n{log.read_text()[-3000:]}") from None
             yield url
         finally:
             for proc in procs:

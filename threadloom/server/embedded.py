@@ -20,7 +20,7 @@ from typing import Any
 from threadloom.server.app import Server, create_app
 from threadloom.server.config import ServerConfig
 
-__all__ = ["background_server", "free_port"]
+__all__ = ["background_server", "free_port", "wait_until_up"]
 
 
 def free_port() -> int:
@@ -29,6 +29,26 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_until_up(url: str, proc: Any = None, *, timeout: float = 60.0) -> None:
+    """Wait until the server at ``url`` answers ``GET /ok`` with 200; ``SystemExit``
+    saying why if ``proc`` (the server's ``subprocess.Popen``, when it runs in one) exits
+    first or ``timeout`` seconds pass."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ok").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"the server for {url} exited while starting "
+                             f"(exit code {proc.returncode})")
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer /ok within {timeout:.0f} s")
 
 
 @contextmanager
