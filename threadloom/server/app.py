@@ -28,8 +28,9 @@ from threadloom.server.config import ServerConfig, import_object
 from threadloom.server.context import ServerContext
 from threadloom.server.errors import ServerError
 from threadloom.server.graphs import GraphRegistry
+from threadloom.server.hot_routes import HotRoutes
 from threadloom.server.routes import assistants, crons, meta, runs, store, threads
-from threadloom.server.routes.common import json_response
+from threadloom.server.routes.common import caller, json_response
 from threadloom.server.services.approval_events import ApprovalFeed
 from threadloom.server.services.approvals import ApprovalService
 from threadloom.server.services.assistants import AssistantService
@@ -201,6 +202,9 @@ def create_app(server: Server) -> FastAPI:
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         return json_response({"detail": _validation_detail(exc)}, status=422)
 
+    # (inside CORS, added next: a browser's requests get its headers from either)
+    app.add_middleware(HotRoutes, routes=[route for module in _MATCH_ORDER
+                                          for route in module.router.routes], caller=caller)
     cors = server.ctx.config.cors
     if cors is not None or server.ctx.config.dev:
         cors = cors or {}

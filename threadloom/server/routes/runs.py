@@ -13,6 +13,7 @@ from threadloom.server.routes.common import (
     RunId,
     ThreadId,
     caller,
+    hot,
     json_response,
     long_poll_response,
     server_of,
@@ -70,6 +71,7 @@ async def _wait(request: Request, user: AuthUser, thread_id: str | None,
 
 
 @router.post("/threads/{thread_id}/runs")
+@hot
 async def create_run(thread_id: ThreadId, body: RunCreate, request: Request,
                      user: AuthUser = Depends(caller)) -> Response:
     """Queue a run; returns it at once (``status: pending``)."""
@@ -77,6 +79,7 @@ async def create_run(thread_id: ThreadId, body: RunCreate, request: Request,
 
 
 @router.post("/threads/{thread_id}/runs/stream")
+@hot
 async def stream_run(thread_id: ThreadId, body: RunCreate, request: Request,
                      user: AuthUser = Depends(caller)) -> Response:
     """Queue a run and follow its events (SSE)."""
@@ -84,6 +87,7 @@ async def stream_run(thread_id: ThreadId, body: RunCreate, request: Request,
 
 
 @router.post("/threads/{thread_id}/runs/wait")
+@hot
 async def wait_run(thread_id: ThreadId, body: RunCreate, request: Request,
                    user: AuthUser = Depends(caller)) -> Response:
     """Queue a run and answer with its output."""
@@ -91,6 +95,7 @@ async def wait_run(thread_id: ThreadId, body: RunCreate, request: Request,
 
 
 @router.post("/runs")
+@hot
 async def create_stateless_run(body: RunCreate, request: Request,
                                user: AuthUser = Depends(caller)) -> Response:
     """A run on a temporary thread."""
@@ -98,6 +103,7 @@ async def create_stateless_run(body: RunCreate, request: Request,
 
 
 @router.post("/runs/stream")
+@hot
 async def stream_stateless_run(body: RunCreate, request: Request,
                                user: AuthUser = Depends(caller)) -> Response:
     """A run on a temporary thread, followed (SSE)."""
@@ -105,6 +111,7 @@ async def stream_stateless_run(body: RunCreate, request: Request,
 
 
 @router.post("/runs/wait")
+@hot
 async def wait_stateless_run(body: RunCreate, request: Request,
                              user: AuthUser = Depends(caller)) -> Response:
     """A run on a temporary thread; its output."""
@@ -143,6 +150,7 @@ async def list_runs(thread_id: ThreadId, request: Request, limit: int = Query(10
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
+@hot
 async def get_run(thread_id: ThreadId, run_id: RunId, request: Request,
                   user: AuthUser = Depends(caller)) -> Response:
     """One run."""
@@ -167,6 +175,7 @@ async def cancel_run(thread_id: ThreadId, run_id: RunId, request: Request, wait:
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
+@hot
 async def join_run(thread_id: ThreadId, run_id: RunId, request: Request,
                    user: AuthUser = Depends(caller)) -> Response:
     """Wait for the run to end; its output."""

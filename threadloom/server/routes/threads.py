@@ -20,6 +20,7 @@ from threadloom.server.models import (
 from threadloom.server.routes.common import (
     ThreadId,
     caller,
+    hot,
     json_response,
     server_of,
     sse_response,
@@ -29,6 +30,7 @@ router = APIRouter(tags=["threads"])
 
 
 @router.post("/threads")
+@hot
 async def create_thread(body: ThreadCreate, request: Request,
                         user: AuthUser = Depends(caller)) -> Response:
     """Create a thread (409 for a duplicate id unless ``if_exists=do_nothing``)."""
@@ -36,6 +38,7 @@ async def create_thread(body: ThreadCreate, request: Request,
 
 
 @router.post("/threads/search")
+@hot
 async def search_threads(body: ThreadSearch, request: Request,
                          user: AuthUser = Depends(caller)) -> Response:
     """Threads by status, metadata, values or ids."""
@@ -58,6 +61,7 @@ async def prune_threads(body: ThreadPrune, request: Request,
 
 
 @router.get("/threads/{thread_id}")
+@hot
 async def get_thread(thread_id: ThreadId, request: Request,
                      user: AuthUser = Depends(caller)) -> Response:
     """One thread, with its status, values and pending interrupts."""
