@@ -3,6 +3,7 @@
     .venv/bin/python bench/server.py [--clients 50] [--seconds 20] [--url URL]
         [--postgres-workers 1,2,4] [--postgres postgresql://postgres@127.0.0.1/test]
         [--reference-venv .venv-reference-server] [--reference-jobs 10] [--wait SECONDS]
+        [--rounds N]
 
 Starts ``threadloom serve --dev`` on a temporary SQLite file in a subprocess (or uses
 ``--url``, e.g. a reference server serving the same graph as ``payment``); with
@@ -21,7 +22,11 @@ latency of a round trip. The graph is ``bench/server_graph.py`` (an ``interrupt(
 asking to approve a payment), so any server can serve it; with ``--wait SECONDS`` its
 node first waits that long (``asyncio.sleep``, as a node calling a model waits), so
 that runs hold workers' slots (``--concurrency``, 8 a worker by default) rather than
-CPU - where more workers are more slots.
+CPU - where more workers are more slots. With ``--rounds N`` every setup is measured N
+times, every other round in the opposite order, and the table gives medians and the
+median of each round's ratio to that round's reference (a shared machine's speed drifts
+by a third within minutes: one measurement of each, one after the other, compares the
+machine as much as the servers).
 """
 
 from __future__ import annotations
@@ -322,16 +327,29 @@ def _process_tree(pid: int) -> list[int]:
     return found
 
 
-def _table(results: dict[str, dict], reference: str | None) -> None:
-    """The figures side by side, and each setup's throughput over the reference's."""
+def _table(results: dict[str, list[dict]], reference: str | None) -> None:
+    """The figures side by side (each the median of the setup's rounds), and each
+    setup's throughput over the reference's: the median of the rounds' ratios, each
+    against the reference measured in the same round (with several rounds, every
+    round's ratio follows)."""
     print(f"\n| {'setup':<50} | round trips/s | runs/s | p50 ms | p99 ms | vs reference |")
     print(f"|{'-' * 52}|--------------:|-------:|-------:|-------:|-------------:|")
-    base = results[reference]["round_trips_per_s"] if reference else None
-    for label, r in results.items():
-        ratio = "" if base is None or label == reference else (
-            f"{r['round_trips_per_s'] / base:.1f}x")
+    rounds = {}
+    for label, measured in results.items():
+        r = {k: statistics.median(m[k] for m in measured)
+             for k in ("round_trips_per_s", "runs_per_s", "p50_ms", "p99_ms")}
+        ratio = ""
+        if reference is not None and label != reference:
+            ratios = [m["round_trips_per_s"] / b["round_trips_per_s"]
+                      for m, b in zip(measured, results[reference], strict=True)]
+            ratio = f"{statistics.median(ratios):.1f}x"
+            rounds[label] = ratios
         print(f"| {label:<50} | {r['round_trips_per_s']:13.1f} | {r['runs_per_s']:6.1f} | "
               f"{r['p50_ms']:6.0f} | {r['p99_ms']:6.0f} | {ratio:>12} |")
+    if any(len(ratios) > 1 for ratios in rounds.values()):
+        print("\nvs reference, round by round:")
+        for label, ratios in rounds.items():
+            print(f"  {label}: {', '.join(f'{x:.2f}x' for x in ratios)}")
 
 
 def main() -> None:
@@ -353,6 +371,10 @@ def main() -> None:
                         "unset, it runs one at a time)")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the reference server even with --reference-venv")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N",
+                        help="measure every setup N times, in alternating order (the "
+                        "table: medians, and the median of each round's ratio to the "
+                        "reference): on a shared machine whose speed drifts")
     parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                         help="the graph whose node waits SECONDS each time it runs (as a "
                         "model call does): runs hold worker slots, not CPU")
@@ -368,17 +390,25 @@ def main() -> None:
         result = asyncio.run(measure(args.url, args.clients, args.seconds, args.wait))
         print(f"server {args.url}: {json.dumps({k: round(v, 2) for k, v in result.items()})}")
         return
-    results: dict[str, dict] = {}
+    setups: list[tuple[str, Callable[[str], dict]]] = []
     reference = None
     if args.reference_venv and not args.no_reference:
         reference = f"reference (langgraph dev, in-memory, {args.reference_jobs} jobs)"
-        results[reference] = _run_reference(reference, args)
+        setups.append((reference, lambda label: _run_reference(label, args)))
     if not args.no_sqlite:
-        label = "threadloom serve (SQLite, 1 process)"
-        results[label] = _run_setup(label, args, None)
+        setups.append(("threadloom serve (SQLite, 1 process)",
+                       lambda label: _run_setup(label, args, None)))
     for count in [int(n) for n in args.postgres_workers.split(",") if n.strip()]:
-        label = f"threadloom serve + {count} worker(s) (PostgreSQL)"
-        results[label] = _run_setup(label, args, count)
+        setups.append((f"threadloom serve + {count} worker(s) (PostgreSQL)",
+                       lambda label, count=count: _run_setup(label, args, count)))
+    results: dict[str, list[dict]] = {label: [] for label, _ in setups}
+    for n in range(args.rounds):
+        if args.rounds > 1:
+            print(f"-- round {n + 1} of {args.rounds}", flush=True)
+        # every other round in the opposite order: a machine getting slower or faster
+        # during the run favours no setup
+        for label, setup in setups if n % 2 == 0 else setups[::-1]:
+            results[label].append(setup(label))
     _table(results, reference)
     print(f"load average at the end: {_load()}")
 
