@@ -51,6 +51,33 @@ def test_claim_runs_takes_several_oldest_first_never_two_of_one_thread(
     asyncio.run(scenario())
 
 
+def test_a_sqlite_claim_finding_nothing_takes_no_write_lock(tmp_path) -> None:
+    """Most claims find nothing (a worker looks again whenever a run ends): on SQLite
+    they read, without taking the database's write lock - another process writing
+    meanwhile neither blocks them nor is blocked - and take the lock only to claim."""
+    import sqlite3
+
+    from threadloom.server.storage.sqlite import SqliteStorage
+
+    async def scenario() -> None:
+        storage = SqliteStorage(str(tmp_path / "server.db"))
+        await storage.setup()
+        other = sqlite3.connect(tmp_path / "server.db", isolation_level=None)
+        try:
+            tid = await _thread(storage)
+            other.execute("BEGIN IMMEDIATE")  # another process is writing
+            assert await asyncio.wait_for(storage.claim_runs("w", 30.0, 4), 2.0) == []
+            other.execute("COMMIT")
+            run_id = await _queue(storage, tid)
+            assert [r["run_id"] for r in await storage.claim_runs("w", 30.0, 4)] == [run_id]
+            assert await storage.claim_runs("w", 30.0, 4) == []  # taken: it is running
+        finally:
+            other.close()
+            await storage.close()
+
+    asyncio.run(scenario())
+
+
 def test_publish_many_appends_in_order(storage_factory) -> None:
     async def scenario() -> None:
         storage = await storage_factory()

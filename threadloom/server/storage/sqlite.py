@@ -641,28 +641,42 @@ class SqliteStorage(Storage):
         return found
 
     async def claim_run(self, worker_id: str, lease_seconds: float) -> dict | None:
-        def go(conn: sqlite3.Connection) -> dict | None:
-            now = time.time()
-            row = conn.execute(
+        runs = await self.claim_runs(worker_id, lease_seconds, 1)
+        return runs[0] if runs else None
+
+    async def claim_runs(self, worker_id: str, lease_seconds: float, limit: int
+                         ) -> list[dict[str, Any]]:
+        """Up to ``limit`` runs in one transaction - none taken when a read finds none
+        to take (most claims, as a worker looks again whenever a run ends): no write
+        lock then. At most one run a thread: a thread's later pending runs wait for
+        its earlier ones."""
+
+        def claimable(conn: sqlite3.Connection, now: float) -> list[tuple]:
+            return conn.execute(
                 f"SELECT {_RUN_COLS} FROM server_runs r WHERE status = 'pending' "
                 "AND run_at <= ? AND NOT EXISTS (SELECT 1 FROM server_runs o WHERE "
                 "o.thread_id = r.thread_id AND (o.status = 'running' OR (o.status = 'pending' "
-                "AND o.seq < r.seq))) ORDER BY seq LIMIT 1",
-                (now,),
-            ).fetchone()
-            if row is None:
-                return None
-            run = _run(row)
-            stamp = now_iso()
-            conn.execute(
-                "UPDATE server_runs SET status = 'running', worker_id = ?, "
-                "lease_expires_at = ?, attempt = attempt + 1, updated_at = ? WHERE run_id = ?",
-                (worker_id, now + lease_seconds, stamp, run["run_id"]),
-            )
-            run.update(status="running", updated_at=stamp, attempt=run["attempt"] + 1)
-            return run
+                "AND o.seq < r.seq))) ORDER BY seq LIMIT ?",
+                (now, limit),
+            ).fetchall()
 
-        return await self._write(go)
+        def go(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            now = time.time()
+            stamp = now_iso()
+            runs = [_run(row) for row in claimable(conn, now)]
+            for run in runs:
+                conn.execute(
+                    "UPDATE server_runs SET status = 'running', worker_id = ?, "
+                    "lease_expires_at = ?, attempt = attempt + 1, updated_at = ? "
+                    "WHERE run_id = ?",
+                    (worker_id, now + lease_seconds, stamp, run["run_id"]),
+                )
+                run.update(status="running", updated_at=stamp, attempt=run["attempt"] + 1)
+            return runs
+
+        if not await self._read(lambda conn: claimable(conn, time.time())):
+            return []
+        return await self._write(go)  # (read again: another process may have claimed)
 
     async def heartbeat(self, run_id: str, worker_id: str, lease_seconds: float) -> bool:
         def go(conn: sqlite3.Connection) -> bool:
