@@ -426,16 +426,23 @@ def test_sqlite_list_page_keeps_few_collected_objects_per_row(tmp_path: Path) ->
         saver.setup()
         _fill(saver, 100, 3)  # the first page: 100 rows of one channel each
         list(saver.list(None))  # warm: the statements are prepared and cached
-        gc.collect()
-        gc.disable()
-        try:
-            before = gc.get_count()[0]  # allocations less deallocations since the last pass
-            listed = saver.list(None)
-            next(listed)  # the first page is read
-            per_row = (gc.get_count()[0] - before) / 100
-        finally:
-            gc.enable()
-    assert per_row <= 6, per_row
+        counts = []
+        # the count is the process's: another thread allocating meanwhile (a server an
+        # earlier test left winding down) adds to it - the least of a few reads is the
+        # page's own
+        for _ in range(5):
+            gc.collect()
+            gc.disable()
+            try:
+                before = gc.get_count()[0]  # allocations less deallocations since the pass
+                listed = saver.list(None)
+                next(listed)  # the first page is read
+                counts.append((gc.get_count()[0] - before) / 100)
+                listed.close()
+            finally:
+                gc.enable()
+    per_row = min(counts)
+    assert per_row <= 6, counts
 
 
 def test_sqlite_listing_read_through_runs_no_collection(tmp_path: Path) -> None:

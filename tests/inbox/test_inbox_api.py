@@ -219,6 +219,9 @@ def test_events_and_a_deadline_the_server_applies(inbox: Inbox) -> None:
     files = inbox.start("files", seed_call())
     kind, data = _wait_for(found, lambda k, d: k == "requested" and d["row"]["thread_id"] == quick)
     assert data["pending"] and data["row"]["deadline"]["on_timeout"] == "reject"
+    # the feed knows the email's request before it is answered (else the answer's look
+    # is the first to see it, and tells of it as requested, partly approved)
+    _wait_for(found, lambda k, d: k == "requested" and d["row"]["thread_id"] == email)
     (row,) = inbox.rows(ALICE, email)
     assert decide(inbox, ALICE, email, answer(row, "accept")).status_code == 200
     kind, data = _wait_for(found, lambda k, d: k == "answered" and d["row"]["thread_id"] == email)
