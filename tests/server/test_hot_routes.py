@@ -3,6 +3,7 @@ and leaves every other request to FastAPI (a recorder inside it sees which)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -25,10 +26,14 @@ class Order(BaseModel):
 
 
 async def who(request: Request) -> str:
-    """The caller: its key, which the path parameters may not forbid."""
+    """The caller: its key, which the path parameters may not forbid, nor the body
+    (which it reads, as an auth handler may)."""
     key = request.headers.get("x-api-key")
     if key is None or key == request.path_params.get("shop"):
         raise Unauthorized("who are you?")
+    # (not forever: a body read before and not kept would never come)
+    if request.method == "POST" and b"forged" in await asyncio.wait_for(request.body(), 5):
+        raise Unauthorized("forged")
     return key
 
 
@@ -137,6 +142,9 @@ async def test_errors_are_rendered_by_the_apps_handlers(http, recorded) -> None:
     refused = await http.post("/shops/north/orders", json={"item": "tea"},
                               headers={"x-api-key": "north"})
     assert (refused.status_code, refused.json()) == (401, {"detail": "who are you?"})
+    forged = await http.post("/shops/north/orders", json={"item": "forged"},
+                             headers={"x-api-key": "alice"})
+    assert (forged.status_code, forged.json()) == (401, {"detail": "forged"})
     bug = await http.post("/shops/north/orders", json={"item": "bug"},
                           headers={"x-api-key": "alice"})
     assert bug.status_code == 500

@@ -121,6 +121,9 @@ class HotRoutes:
         path_params = {name: hot.route.param_convertors[name].convert(value)
                        for name, value in matched.items()}
         kwargs: dict[str, Any] = dict(path_params)
+        # the request as the route and the caller see it: its body, read here, can be
+        # read again (an auth handler may), as from FastAPI's request
+        request_receive = receive
         if hot.body is not None:
             body = await _read_body(receive)
             model = _parse(hot.body, scope, body)
@@ -128,10 +131,11 @@ class HotRoutes:
                 await self.app(scope, _replay(body, receive), send)
                 return
             kwargs["body"] = model
+            request_receive = _replay(body, receive)
         scope["path_params"] = path_params
         scope["endpoint"] = hot.route.endpoint
         scope["route"] = hot.route
-        request = Request(scope, receive)
+        request = Request(scope, request_receive)
         try:
             if hot.wants_user:
                 kwargs["user"] = await self.caller(request)
