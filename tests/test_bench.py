@@ -212,3 +212,22 @@ def test_statement_counts_see_every_statement_a_trace_shows(tmp_path: Any,
             conn.execute("SELECT %s,\n  %s", (i, i))
         conn.pgconn.untrace()
     assert statements(path) == ["SELECT 1"] + ["SELECT $1, $2"] * 4
+
+
+def test_server_table_compares_each_round_with_its_own_reference(capsys) -> None:
+    """``bench/server.py --rounds``: medians of each setup, and its ratio to the
+    reference as the median of the rounds' ratios, each against that round's reference
+    (the machine's speed drifts between rounds)."""
+    from bench.server import _table
+
+    def measured(rate: float) -> dict[str, float]:
+        return {"round_trips_per_s": rate, "runs_per_s": 2 * rate, "p50_ms": 100.0,
+                "p99_ms": 200.0}
+
+    _table({"ref": [measured(10), measured(20), measured(40)],
+            "ours": [measured(30), measured(50), measured(120)]}, "ref")
+    out = capsys.readouterr().out
+    ours = next(line for line in out.splitlines() if line.startswith("| ours"))
+    # median rate 50; ratios 3.0, 2.5, 3.0 -> 3.0 (the ratio of the medians would be 2.5)
+    assert "|          50.0 |  100.0 |" in ours and ours.rstrip().endswith("3.0x |")
+    assert "ours: 3.00x, 2.50x, 3.00x" in out
