@@ -179,6 +179,17 @@ def test_a_route_fastapi_alone_can_fill_is_refused_when_marked() -> None:
     with pytest.raises(TypeError, match="its body is <class 'dict'>, not a pydantic model"):
         HotRoutes(None, odd.routes[1:], who)  # type: ignore[arg-type]
 
+    async def someone(request: Request) -> str:
+        return "someone"
+
+    @odd.get("/mine")
+    @hot
+    async def mine(request: Request, user: str = Depends(someone)) -> Response:
+        return json_response(user)
+
+    with pytest.raises(TypeError, match=r"its user is not Depends\(who\)"):
+        HotRoutes(None, odd.routes[2:], who)  # type: ignore[arg-type]
+
 
 def test_a_browsers_requests_to_hot_routes_get_cors_headers(serve_config) -> None:
     """On the real server in dev mode (CORS for every origin): the round trip's routes,

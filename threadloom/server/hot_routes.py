@@ -70,7 +70,8 @@ class _Route:
         return match.groupdict()
 
     @classmethod
-    def of(cls, route: APIRoute, earlier: Sequence[Any]) -> _Route:
+    def of(cls, route: APIRoute, earlier: Sequence[Any], caller: Callable[..., Any]
+           ) -> _Route:
         endpoint = route.endpoint
         params = inspect.signature(endpoint).parameters
         path_params = set(route.param_convertors)
@@ -81,6 +82,12 @@ class _Route:
                 f"{', '.join(sorted(others))}, which only FastAPI fills (a query "
                 "parameter, a header, ...): a hot route takes only its path parameters, "
                 "body, request and user. Remove the parameter or the @hot mark."
+            )
+        if "user" in params and getattr(params["user"].default, "dependency", None) \
+                is not caller:
+            raise TypeError(
+                f"{endpoint.__qualname__} ({route.path}) is marked @hot but its user is "
+                f"not Depends({caller.__qualname__}), the caller HotRoutes finds."
             )
         body = None
         if "body" in params:
@@ -104,7 +111,7 @@ class HotRoutes:
                  caller: Callable[[Request], Awaitable[Any]]) -> None:
         self.app = app
         self.caller = caller
-        self.routes = [_Route.of(r, routes[:n]) for n, r in enumerate(routes)
+        self.routes = [_Route.of(r, routes[:n], caller) for n, r in enumerate(routes)
                        if isinstance(r, APIRoute) and is_hot(r.endpoint)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
