@@ -16,8 +16,8 @@ from pydantic import BaseModel  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
 from threadloom.server.errors import NotFound, ServerError, Unauthorized  # noqa: E402
-from threadloom.server.hot_routes import HotRoutes  # noqa: E402
-from threadloom.server.routes.common import hot, json_response  # noqa: E402
+from threadloom.server.hot_routes import HotRoutes, hot  # noqa: E402
+from threadloom.server.routes.common import json_response  # noqa: E402
 
 
 class Order(BaseModel):

@@ -7,7 +7,7 @@ routes, solving the ``Depends``, parsing and validating the body) - a third of w
 API process does in an approval round trip (``threads.create``, ``runs.wait``,
 ``runs.wait`` the resume). ``HotRoutes`` is a middleware placed inside CORS (so a
 browser's requests get its headers alike): a request to a route marked ``@hot``
-(``routes.common.hot``) is matched with that route's own path pattern, its JSON body
+(``hot``) is matched with that route's own path pattern, its JSON body
 validated by the route's own pydantic model, its caller found by the same ``caller``,
 and the route's own function called; an error it raises is rendered by the app's own
 exception handlers, an unexpected one goes on to the server-error middleware (a 500).
@@ -28,7 +28,7 @@ import re
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi.routing import APIRoute
@@ -36,18 +36,30 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["HotRoutes", "is_hot"]
+__all__ = ["HotRoutes", "hot", "is_hot"]
 
-#: the attribute ``routes.common.hot`` sets on a route function
-HOT_MARK = "__threadloom_hot__"
+#: the attribute ``hot`` sets on a route function
+_HOT_MARK = "__threadloom_hot__"
 
 #: the parameters of a hot route function besides its path parameters
 _GIVEN = {"body", "request", "user"}
 
 
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
+
+
+def hot(endpoint: _Endpoint) -> _Endpoint:
+    """Mark a route function (under its ``@router`` decorator) to be served by
+    ``HotRoutes``, without FastAPI's per-request machinery: for the routes of a run's
+    round trip. It may take only its path parameters, ``body`` (a pydantic model),
+    ``request`` and ``user`` (``Depends`` on the caller ``HotRoutes`` is given)."""
+    setattr(endpoint, _HOT_MARK, True)
+    return endpoint
+
+
 def is_hot(endpoint: Callable[..., Any]) -> bool:
-    """Whether ``endpoint`` is marked to be served by ``HotRoutes``."""
-    return bool(getattr(endpoint, HOT_MARK, False))
+    """Whether ``endpoint`` is marked ``@hot``."""
+    return bool(getattr(endpoint, _HOT_MARK, False))
 
 
 @dataclass(frozen=True)

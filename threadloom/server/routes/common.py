@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Path, Request
 from starlette.responses import Response, StreamingResponse
@@ -13,7 +13,6 @@ from starlette.responses import Response, StreamingResponse
 from threadloom.server import serde
 from threadloom.server.auth import AuthUser
 from threadloom.server.executor import RESULT_EVENT
-from threadloom.server.hot_routes import HOT_MARK
 from threadloom.server.storage.base import StreamEvent
 
 if TYPE_CHECKING:
@@ -26,7 +25,6 @@ __all__ = [
     "RunId",
     "ThreadId",
     "caller",
-    "hot",
     "json_response",
     "long_poll_response",
     "server_of",
@@ -45,18 +43,6 @@ ThreadId = Annotated[str, _uuid_path("thread")]
 RunId = Annotated[str, _uuid_path("run")]
 AssistantId = Annotated[str, _uuid_path("assistant")]
 CronId = Annotated[str, _uuid_path("cron")]
-
-
-_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
-
-
-def hot(endpoint: _Endpoint) -> _Endpoint:
-    """Mark a route function (under its ``@router`` decorator) to be served by
-    ``hot_routes.HotRoutes``, without FastAPI's per-request machinery: for the routes
-    of a run's round trip. It may take only its path parameters, ``body`` (a pydantic
-    model), ``request`` and ``user`` (``Depends(caller)``)."""
-    setattr(endpoint, HOT_MARK, True)
-    return endpoint
 
 
 def server_of(request: Request) -> Server:

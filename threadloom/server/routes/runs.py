@@ -8,12 +8,12 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
 from threadloom.server.auth import AuthUser
+from threadloom.server.hot_routes import hot
 from threadloom.server.models import MAX_OFFSET, RunCancelMany, RunCreate
 from threadloom.server.routes.common import (
     RunId,
     ThreadId,
     caller,
-    hot,
     json_response,
     long_poll_response,
     server_of,

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from threadloom.server.auth import AuthUser
+from threadloom.server.hot_routes import hot
 from threadloom.server.models import (
     HistoryQuery,
     StateAtCheckpoint,
@@ -20,7 +21,6 @@ from threadloom.server.models import (
 from threadloom.server.routes.common import (
     ThreadId,
     caller,
-    hot,
     json_response,
     server_of,
     sse_response,
