@@ -151,6 +151,20 @@ async def test_errors_are_rendered_by_the_apps_handlers(http, recorded) -> None:
     assert recorded == []
 
 
+async def test_an_app_with_overridden_dependencies_is_left_to_fastapi(recorded) -> None:
+    app = _app(recorded)
+
+    async def tester(request: Request) -> str:
+        return "tester"
+
+    app.dependency_overrides[who] = tester  # as a test of the app would
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        answer = await client.post("/shops/north/orders", json={"item": "tea"})
+    assert answer.json()["by"] == "tester"
+    assert recorded == ["POST /shops/north/orders"]
+
+
 async def test_an_app_under_a_root_path_is_left_to_fastapi(recorded) -> None:
     transport = httpx.ASGITransport(app=_app(recorded), root_path="/api")
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -14,11 +14,12 @@ exception handlers, an unexpected one goes on to the server-error middleware (a 
 
 Whatever it would not serve exactly as FastAPI does goes to FastAPI unchanged, its body
 replayed: a body that is not a JSON object the model accepts (FastAPI answers the 422),
-one sent as anything but ``application/json``, an app served under a root path, and
-every route not marked. A route is marked only if FastAPI would fill its parameters from
-nothing but the path, the body, the request and the caller; ``HotRoutes`` checks that
-when it is built and refuses a route with any other parameter (a query parameter, a
-header), which only FastAPI parses.
+one sent as anything but ``application/json``, an app served under a root path or with
+dependencies overridden (``app.dependency_overrides``), and every route not marked. A
+route is marked only if FastAPI would fill its parameters from nothing but the path, the
+body, the request and the caller; ``HotRoutes`` checks that when it is built and refuses
+a route with any other parameter (a query parameter, a header), which only FastAPI
+parses, or whose ``user`` depends on another caller.
 """
 
 from __future__ import annotations
@@ -127,7 +128,9 @@ class HotRoutes:
                        if isinstance(r, APIRoute) and is_hot(r.endpoint)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope.get("root_path"):
+        # (an app whose dependencies are overridden - tests do - is FastAPI's to serve)
+        if scope["type"] == "http" and not scope.get("root_path") and not getattr(
+                scope.get("app"), "dependency_overrides", None):
             for hot in self.routes:
                 matched = hot.match(scope)
                 if matched is not None:
