@@ -113,3 +113,37 @@ def client(served: RunningServer):
 def sync_client(served: RunningServer) -> Iterator[Any]:
     """A sync client signed in as alice (finance)."""
     return served.sync_client()
+
+
+@pytest.fixture
+def sent_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every statement the PostgreSQL server storage sends from now on, as (the name of
+    the asyncio task sending it, its SQL with whitespace collapsed): through psycopg's
+    async cursors (``AsyncConnection.execute`` included) and through the storage's
+    statement pipe. Counts are deterministic where timings are not."""
+    import asyncio
+
+    psycopg = pytest.importorskip("psycopg")
+    from threadloom.server.storage._statement_pipe import StatementPipe
+
+    seen: list[tuple[str, str]] = []
+
+    def note(query: Any) -> None:
+        task = asyncio.current_task()
+        seen.append(("" if task is None else task.get_name(), " ".join(str(query).split())))
+
+    executed = psycopg.AsyncCursor.execute
+
+    async def execute(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        note(query)
+        return await executed(self, query, params, **kwargs)
+
+    piped = StatementPipe.rows
+
+    async def rows(self: Any, sql: str, params: Any = ()) -> Any:
+        note(sql)
+        return await piped(self, sql, params)
+
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", execute)
+    monkeypatch.setattr(StatementPipe, "rows", rows)
+    return seen

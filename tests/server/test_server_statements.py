@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -25,21 +24,10 @@ __all__ = ["storage_factory"]  # a fixture, used by name
 psycopg = pytest.importorskip("psycopg")
 
 
-@pytest.fixture
-def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The statements psycopg's async cursors execute from now on, but those of the
-    server's own background tasks (``threadloom-*``: notifications, crons, TTLs)."""
-    seen: list[str] = []
-    original = psycopg.AsyncCursor.execute
-
-    async def execute(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
-        task = asyncio.current_task()
-        if task is None or not task.get_name().startswith("threadloom-"):
-            seen.append(" ".join(str(query).split()))
-        return await original(self, query, params, **kwargs)
-
-    monkeypatch.setattr(psycopg.AsyncCursor, "execute", execute)
-    return seen
+def _own(sent: list[tuple[str, str]]) -> list[str]:
+    """The SQL of ``sent_statements`` but that of the server's own background tasks
+    (``threadloom-*``: notifications, crons, TTLs)."""
+    return [sql for task, sql in sent if not task.startswith("threadloom-")]
 
 
 @pytest.fixture
@@ -53,7 +41,8 @@ def api_only(fresh_postgres_database: str) -> Iterator[str]:
         yield str(base)
 
 
-def test_queueing_a_run_is_two_statements(api_only: str, statements: list[str]) -> None:
+def test_queueing_a_run_is_two_statements(api_only: str,
+                                          sent_statements: list[tuple[str, str]]) -> None:
     """The thread and the assistant in one read, then the run with the thread's
     metadata tags (its first run) in one write."""
     from langgraph_sdk import get_client
@@ -61,12 +50,12 @@ def test_queueing_a_run_is_two_statements(api_only: str, statements: list[str]) 
     async def scenario() -> None:
         client = get_client(url=api_only, api_key="key-alice", timeout=30)
         thread = await client.threads.create()
-        statements.clear()
+        sent_statements.clear()
         await client.runs.create(thread["thread_id"], "payment", input={"amount": 10})
-        assert len(statements) == 2, statements
-        statements.clear()
+        assert len(_own(sent_statements)) == 2, _own(sent_statements)
+        sent_statements.clear()
         await client.runs.create(thread["thread_id"], "payment", input={"amount": 5})
-        assert len(statements) == 2, statements
+        assert len(_own(sent_statements)) == 2, _own(sent_statements)
         stored = await client.threads.get(thread["thread_id"])
         assert stored["metadata"]["graph_id"] == "payment"
         assert stored["metadata"]["assistant_id"]
@@ -75,7 +64,7 @@ def test_queueing_a_run_is_two_statements(api_only: str, statements: list[str]) 
 
 
 def test_ending_a_run_is_one_statement(fresh_postgres_database: str,
-                                                        statements: list[str]) -> None:
+                                      sent_statements: list[tuple[str, str]]) -> None:
     from threadloom.server.storage.postgres import PostgresStorage
 
     async def scenario() -> None:
@@ -84,10 +73,10 @@ def test_ending_a_run_is_one_statement(fresh_postgres_database: str,
         try:
             run_id = await _queue(storage, await _thread(storage))
             await storage.claim_run("w", 30.0)
-            statements.clear()
+            sent_statements.clear()
             await storage.end_run(run_id, "success", thread={"status": "idle"},
                                   events=[("__result__", b"null")], keep=False)
-            assert [s.split()[0] for s in statements] == ["WITH"]
+            assert [s.split()[0] for s in _own(sent_statements)] == ["WITH"]
         finally:
             await storage.close()
 

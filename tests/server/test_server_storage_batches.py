@@ -493,11 +493,11 @@ def test_a_run_heard_of_before_its_queueing_returned_is_read_at_once(
     asyncio.run(scenario())
 
 
-def _claims(statements: list[str]) -> list[str]:
-    """Which claims of ``statements`` looked at every queued run (``scan``) and which
-    at the runs named by notifications (``named``)."""
-    return ["named" if "r.seq = ANY(" in s else "scan"
-            for s in statements if "WITH next AS" in s]
+def _claims(sent: list[tuple[str, str]]) -> list[str]:
+    """Which claims of ``sent`` (``sent_statements``) looked at every queued run
+    (``scan``) and which at the runs named by notifications (``named``)."""
+    return ["named" if "r.seq = ANY(" in sql else "scan"
+            for _, sql in sent if "WITH next AS" in sql]
 
 
 async def _hear(worker: Any, count: int) -> None:
@@ -510,38 +510,27 @@ async def _hear(worker: Any, count: int) -> None:
 
 
 def test_a_worker_claims_the_runs_it_heard_of_by_their_key(
-    fresh_postgres_database: str, monkeypatch: pytest.MonkeyPatch,
+    fresh_postgres_database: str, sent_statements: list[tuple[str, str]],
 ) -> None:
     """After its first look at every queued run, a worker claims the runs whose queueing
     it heard of by their keys (not walking the index of queued runs, which a busy
     server fills with entries of runs no longer queued), oldest first, keeping the
     named runs a full claim did not reach for the next one."""
-    import psycopg
-
-    statements: list[str] = []
-    execute = psycopg.AsyncConnection.execute
-
-    async def counted(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
-        statements.append(" ".join(str(query).split()))
-        return await execute(self, query, params, **kwargs)
-
-    monkeypatch.setattr(psycopg.AsyncConnection, "execute", counted)
-
     async def scenario() -> None:
         async with api_and_worker(fresh_postgres_database) as (api, worker):
             assert await worker.claim_runs("w", 30.0, 4) == []  # the first look: all
             threads = [await _thread(api) for _ in range(3)]
             queued = [await _queue(api, tid) for tid in threads]
             await _hear(worker, 3)
-            statements.clear()
+            sent_statements.clear()
             got = [r["run_id"] for r in await worker.claim_runs("w", 30.0, 2)]
             assert got == queued[:2]
             got = [r["run_id"] for r in await worker.claim_runs("w", 30.0, 2)]
             assert got == queued[2:]
-            assert _claims(statements) == ["named", "named"]
+            assert _claims(sent_statements) == ["named", "named"]
             # nothing named left: the next claim looks at every queued run
             assert await worker.claim_runs("w", 30.0, 2) == []
-            assert _claims(statements) == ["named", "named", "scan"]
+            assert _claims(sent_statements) == ["named", "named", "scan"]
             # a run a full look took: its notification, heard after, names nothing
             worker._scan_asked = True
             late = await _queue(api, await _thread(api))
@@ -600,32 +589,23 @@ def test_runs_named_but_not_claimable_yet_are_claimed_by_a_later_full_look(
 
 
 def test_a_claim_of_named_runs_finds_them_by_key_in_its_generic_plan(
-    fresh_postgres_database: str, monkeypatch: pytest.MonkeyPatch,
+    fresh_postgres_database: str, sent_statements: list[tuple[str, str]],
 ) -> None:
     """The named claim's plan (generic, as a prepared statement's is after five runs)
     looks its runs up by seq - not walking an index of active runs for the seq in its
     second column - and the "no other active run of this thread" check by thread."""
     import psycopg
 
-    statements: list[str] = []
-    execute = psycopg.AsyncConnection.execute
-
-    async def counted(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
-        statements.append(str(query))
-        return await execute(self, query, params, **kwargs)
-
-    monkeypatch.setattr(psycopg.AsyncConnection, "execute", counted)
-
     async def scenario() -> None:
         async with api_and_worker(fresh_postgres_database) as (api, worker):
             await worker.claim_runs("w", 30.0, 4)
             await _queue(api, await _thread(api))
             await _hear(worker, 1)
-            statements.clear()
+            sent_statements.clear()
             await worker.claim_runs("w", 30.0, 4)
 
     asyncio.run(scenario())
-    [named] = [s for s in statements if "r.seq = ANY(" in s]
+    [named] = [sql for _, sql in sent_statements if "r.seq = ANY(" in sql]
     parts = named.split("%s")
     numbered = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
     with psycopg.connect(fresh_postgres_database) as conn:

@@ -49,11 +49,13 @@ __all__ = [
     "RUN_UNLOCK_SQL",
     "PreparedReads",
     "RunSession",
+    "STALE_STATEMENT",
     "Sent",
     "SocketReader",
     "Wait",
     "flush_all",
     "next_result",
+    "result_error",
     "ready",
     "ready_async",
     "wait",
@@ -443,7 +445,7 @@ class RunSession:
                 elif item.error is None:
                     if is_prepare:
                         self._forget(query)
-                    item.error = _error(res, self.conn.info.encoding)
+                    item.error = result_error(res, self.conn.info.encoding)
             sync = yield from next_result(pgconn)
             if sync is None or sync.status != pq.ExecStatus.PIPELINE_SYNC:
                 raise psycopg.OperationalError("the run connection lost its place in the pipeline")
@@ -494,9 +496,9 @@ def _reply(pgconn: pq.abc.PGconn) -> PgIO[pq.abc.PGresult | None]:
     return res
 
 
-# InvalidSqlStatementName (a DISCARD ALL or DEALLOCATE dropped it), FeatureNotSupported
-# ("cached plan must not change result type": the table changed under it)
-_STALE_STATEMENT = {"26000", "0A000"}
+#: InvalidSqlStatementName (a DISCARD ALL or DEALLOCATE dropped it), FeatureNotSupported
+#: ("cached plan must not change result type": the table changed under it)
+STALE_STATEMENT = {"26000", "0A000"}
 
 
 class PreparedReads:
@@ -546,10 +548,10 @@ class PreparedReads:
                 pass
             if res is not None and res.status == pq.ExecStatus.TUPLES_OK:
                 return _rows(res)
-            error = _error(res, conn.info.encoding) if res is not None else None
+            error = result_error(res, conn.info.encoding) if res is not None else None
             if error is None:
                 raise psycopg.OperationalError("the connection sent no reply")
-            if attempt or error.sqlstate not in _STALE_STATEMENT:
+            if attempt or error.sqlstate not in STALE_STATEMENT:
                 raise error
             yield from self._drop(conn, query.sql, name)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -565,7 +567,7 @@ class PreparedReads:
         if res is None:
             raise psycopg.OperationalError("the connection sent no reply")
         if res.status != pq.ExecStatus.COMMAND_OK:
-            raise _error(res, conn.info.encoding)
+            raise result_error(res, conn.info.encoding)
         with self._lock:
             self._names.setdefault(conn, {})[sql] = name
         return name
@@ -585,7 +587,9 @@ def _message(res: pq.abc.PGresult, pgconn: pq.abc.PGconn) -> str:
     return (res.error_message or pgconn.error_message or b"").decode(errors="replace").strip()
 
 
-def _error(res: pq.abc.PGresult, encoding: str) -> psycopg.Error:
+def result_error(res: pq.abc.PGresult, encoding: str) -> psycopg.Error:
+    """The error a failed result stands for (``PipelineAborted`` for a statement skipped
+    after an earlier one of its pipeline sync failed)."""
     if res.status == pq.ExecStatus.PIPELINE_ABORTED:
         return psycopg.errors.PipelineAborted("an earlier statement of this write failed")
     return psycopg.errors.error_from_result(res, encoding=encoding)

@@ -62,6 +62,7 @@ from typing import Any
 
 from threadloom.server.errors import Conflict
 from threadloom.server.records import matches, now_iso
+from threadloom.server.storage._statement_pipe import StatementPipe
 from threadloom.server.storage.base import (
     CLAIMED_ASSISTANT,
     RUN_ACTIVE,
@@ -316,6 +317,8 @@ class PostgresStorage(Storage):
             url, min_size=min(8, max(2, pool_size)), max_size=max(2, pool_size), open=False,
             kwargs={"autocommit": True},
         )
+        # single statements outside a transaction: pipelined on connections of their own
+        self._pipe = StatementPipe(url)
         self.checkpointer = AsyncPostgresSaver(self._pool)
         self.checkpointer.keep_lock_connection = True  # closed in close()
         self.store = AsyncPostgresStore(self._pool)
@@ -386,9 +389,9 @@ class PostgresStorage(Storage):
             await conn.execute("COMMIT")
 
     async def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(sql, args)
-            return await cur.fetchall() if cur.description else []
+        """The rows of one statement, its own transaction (through the pipe: never
+        call this while holding a transaction open, see ``_statement_pipe``)."""
+        return await self._pipe.rows(sql, args)
 
     async def _one(self, sql: str, args: Sequence[Any] = ()) -> tuple | None:
         rows = await self._rows(sql, args)
@@ -432,6 +435,7 @@ class PostgresStorage(Storage):
                     await conn.close()
         with contextlib.suppress(Exception):
             await self.checkpointer.aclose_run_locks()
+        await self._pipe.close()
         await self._pool.close()
 
     # -- workers -----------------------------------------------------------------------
@@ -1080,36 +1084,34 @@ class PostgresStorage(Storage):
         import psycopg
 
         try:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(
-                    f"""
-                    WITH next AS (
-                        SELECT r.seq, r.assistant_id FROM server_runs r
-                        WHERE r.status = 'pending' {"" if among is None else "AND r.seq = ANY(%s)"}
-                          AND r.run_at <= extract(epoch FROM clock_timestamp())
-                          AND NOT EXISTS (
-                              SELECT 1 FROM server_runs o
-                              WHERE o.thread_id = r.thread_id
-                                AND (o.status = 'running'
-                                     OR (o.status = 'pending' AND o.seq < r.seq)))
-                        ORDER BY r.seq
-                        LIMIT %s
-                        FOR UPDATE OF r SKIP LOCKED
-                    )
-                    UPDATE server_runs SET status = 'running', worker_id = %s,
-                        lease_expires_at = clock_timestamp() + make_interval(secs => %s),
-                        attempt = attempt + 1, updated_at = %s
-                    FROM next LEFT JOIN server_assistants a
-                        ON a.assistant_id = next.assistant_id
-                    WHERE server_runs.seq = next.seq
-                    RETURNING {", ".join("server_runs." + c.strip() for c in RUN_COLS.split(","))},
-                        {", ".join("a." + c.strip() for c in ASSISTANT_COLS.split(","))},
-                        server_runs.seq, {_RELAXED}
-                    """,
-                    (*([] if among is None else [among]), limit, worker_id,
-                     float(lease_seconds), now_iso()),
+            return await self._rows(
+                f"""
+                WITH next AS (
+                    SELECT r.seq, r.assistant_id FROM server_runs r
+                    WHERE r.status = 'pending' {"" if among is None else "AND r.seq = ANY(%s)"}
+                      AND r.run_at <= extract(epoch FROM clock_timestamp())
+                      AND NOT EXISTS (
+                          SELECT 1 FROM server_runs o
+                          WHERE o.thread_id = r.thread_id
+                            AND (o.status = 'running'
+                                 OR (o.status = 'pending' AND o.seq < r.seq)))
+                    ORDER BY r.seq
+                    LIMIT %s
+                    FOR UPDATE OF r SKIP LOCKED
                 )
-                return await cur.fetchall()
+                UPDATE server_runs SET status = 'running', worker_id = %s,
+                    lease_expires_at = clock_timestamp() + make_interval(secs => %s),
+                    attempt = attempt + 1, updated_at = %s
+                FROM next LEFT JOIN server_assistants a
+                    ON a.assistant_id = next.assistant_id
+                WHERE server_runs.seq = next.seq
+                RETURNING {", ".join("server_runs." + c.strip() for c in RUN_COLS.split(","))},
+                    {", ".join("a." + c.strip() for c in ASSISTANT_COLS.split(","))},
+                    server_runs.seq, {_RELAXED}
+                """,
+                (*([] if among is None else [among]), limit, worker_id,
+                 float(lease_seconds), now_iso()),
+            )
         except psycopg.errors.UniqueViolation:
             # another worker started a run of one of those threads in between: the
             # partial unique index refused the claim; the next claim looks again
