@@ -5,7 +5,10 @@ process (``threadloom serve``) only queues runs; ``threadloom worker`` processes
 any machine, execute them. Everything they share is in the database:
 
 * the checkpoints (``AsyncPostgresSaver``) and the store (``AsyncPostgresStore``), on
-  the same connection pool as the records;
+  the same connection pool as the records' transactions; the records' single
+  statements (most of what the server asks: create a thread, queue, claim and end a
+  run) go through a ``StatementPipe`` instead - pipelined, from all the process's
+  coroutines, on two connections of its own (``_statement_pipe``);
 * the records: the same tables as ``SqliteStorage`` (``server_assistants``,
   ``server_threads``, ``server_runs``, ``server_crons``), JSON kept as text;
 * the run queue in ``server_runs``: a worker claims the oldest pending run whose thread
