@@ -231,3 +231,18 @@ def test_server_table_compares_each_round_with_its_own_reference(capsys) -> None
     # median rate 50; ratios 3.0, 2.5, 3.0 -> 3.0 (the ratio of the medians would be 2.5)
     assert "|          50.0 |  100.0 |" in ours and ours.rstrip().endswith("3.0x |")
     assert "ours: 3.00x, 2.50x, 3.00x" in out
+
+
+def test_statement_pipe_bench_measures_both_ways(capsys, fresh_postgres_database: str) -> None:
+    """``bench/statement_pipe.py``: the same statement through psycopg's pool and the
+    server storage's statement pipe, one and sixteen at a time, in a table - and every
+    connection it opened closed (the database is dropped after)."""
+    import asyncio
+
+    from bench.statement_pipe import main
+
+    asyncio.run(main(fresh_postgres_database, 40, 2))
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    ways = [tuple(cell.strip() for cell in line.strip("|").split("|")[:2]) for line in rows[1:]]
+    assert ways == [("psycopg pool", "1"), ("psycopg pool", "16"),
+                    ("statement pipe", "1"), ("statement pipe", "16")]
