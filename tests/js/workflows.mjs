@@ -114,6 +114,31 @@ const scenarios = {
       (error) => error.status === 404);
   },
 
+  // a resumable stream replayed after the run ended: from the start, then after an event id
+  async resumableStreamReplay() {
+    const { thread_id } = await client.threads.create();
+    const run = await client.runs.create(thread_id, "email", {
+      input: { messages: [{ role: "user", content: "report" }] },
+      streamMode: ["values", "updates"], streamResumable: true,
+    });
+    await client.runs.join(thread_id, run.run_id);
+    const replay = async (lastEventId) => {
+      const parts = [];
+      for await (const part of client.runs.joinStream(thread_id, run.run_id, { lastEventId })) {
+        parts.push(part);
+      }
+      return parts;
+    };
+    const all = await replay("-1");
+    assert.equal(all[0].event, "metadata");
+    assert.ok(all.some((p) => p.event === "updates" && "draft" in p.data));
+    const ids = all.map((p) => p.id);
+    assert.ok(ids.every((id) => typeof id === "string" && id.length > 0), JSON.stringify(ids));
+    const later = await replay(ids[1]);
+    assert.deepEqual(later.map((p) => p.id), ids.slice(2));
+    assert.deepEqual(later.map((p) => p.event), all.slice(2).map((p) => p.event));
+  },
+
   // the store: put, get, search, delete
   async store() {
     const namespace = ["js-sdk", `n${Date.now()}`];

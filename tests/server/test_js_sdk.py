@@ -2,8 +2,9 @@
 the real server on SQLite and on PostgreSQL: each scenario of ``tests/js/workflows.mjs``
 in a ``node`` process of its own - the seed's three workflows (the plan review resumed
 with a command, the corrected tool call through ``updateState``, the email workflow
-streamed), parallel interrupts answered by id, a background run joined, the store, and
-calls without a valid key refused.
+streamed), parallel interrupts answered by id, a background run joined, a resumable
+stream replayed from its start and from an event id, the store, and calls without a
+valid key refused.
 
 The client is installed with ``npm ci`` from the committed lock file the first time
 (into ``tests/js/node_modules``). Without ``node`` and ``npm``, or when the npm registry
@@ -23,7 +24,7 @@ from tests.server.conftest import RunningServer
 
 JS = Path(__file__).resolve().parents[1] / "js"
 SCENARIOS = ["planReview", "correctedToolCall", "streamedEmail", "parallelById",
-             "backgroundRunAndJoin", "store", "refusedWithoutKey"]
+             "backgroundRunAndJoin", "resumableStreamReplay", "store", "refusedWithoutKey"]
 
 
 def _unavailable(reason: str) -> None:
