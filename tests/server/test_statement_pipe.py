@@ -129,6 +129,26 @@ def test_a_killed_connection_fails_what_was_in_flight_and_the_next_statement_rec
     on_pipe(scenario)
 
 
+def test_a_statement_failing_as_it_runs_stays_prepared_once(postgres_schema_url: str) -> None:
+    """A statement prepared fine whose runs fail (a unique violation, each time) is not
+    prepared again and again: the server holds it once."""
+    async def scenario() -> None:
+        pipe = StatementPipe(postgres_schema_url, lanes=1)
+        try:
+            await pipe.rows("CREATE TABLE t (k text PRIMARY KEY)")
+            await pipe.rows("INSERT INTO t VALUES ('taken')")
+            for _ in range(6):
+                with pytest.raises(psycopg.errors.UniqueViolation):
+                    await pipe.rows("INSERT INTO t VALUES (%s)", ("taken",))
+            [(held,)] = await pipe.rows("SELECT count(*) FROM pg_prepared_statements "
+                                        "WHERE statement LIKE %s", ("INSERT INTO t %",))
+            assert held == 1
+        finally:
+            await pipe.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_prepared_statement_whose_table_changed_is_prepared_again(on_pipe) -> None:
     async def scenario(pipe: StatementPipe) -> None:
         await pipe.rows("CREATE TABLE t (a int)")

@@ -199,16 +199,17 @@ class _Lane:
                 pending.results.append(res)
 
     def _finish(self, pending: _Pending) -> None:
-        if pending.future.done():  # its caller gave up waiting
-            return
         error = None
-        for res in pending.results:
+        for index, res in enumerate(pending.results):
             if res.status not in _OK:
                 error = result_error(res, self.encoding)
+                # not prepared after all (its Prepare failed), or no longer as it was
+                if (pending.prepared_now and index == 0) or error.sqlstate in STALE_STATEMENT:
+                    self.forget(pending.key)
                 break
+        if pending.future.done():  # its caller gave up waiting
+            return
         if error is not None:
-            if pending.prepared_now or error.sqlstate in STALE_STATEMENT:
-                self.forget(pending.key)
             pending.future.set_exception(error)
             return
         last = pending.results[-1] if pending.results else None
