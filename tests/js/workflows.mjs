@@ -114,6 +114,30 @@ const scenarios = {
       (error) => error.status === 404);
   },
 
+  // multitask "reject" on a busy thread is a 409; a cancel interrupts the run, which resumes
+  // (the slow graph's second node waits until a store item named after its tag exists)
+  async rejectCancelResume() {
+    const tag = `t${Date.now()}${Math.random().toString(16).slice(2)}`;
+    const config = { configurable: { tag } };
+    const { thread_id } = await client.threads.create();
+    const run = await client.runs.create(thread_id, "slow", { input: { log: [] }, config });
+    const until = async (done) => {
+      for (let i = 0; i < 2000 && !(await done()); i++) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(await done(), "timed out");
+    };
+    await until(async () => (await client.threads.getState(thread_id)).next[0] === "second");
+    await assert.rejects(
+      client.runs.create(thread_id, "slow", { input: { log: [] }, config, multitaskStrategy: "reject" }),
+      (error) => error.status === 409,
+    );
+    await client.runs.cancel(thread_id, run.run_id, true);
+    assert.equal((await client.runs.get(thread_id, run.run_id)).status, "interrupted");
+    assert.equal((await client.threads.get(thread_id)).status, "interrupted");
+    await client.store.putItem(["gates"], tag, { open: true });
+    const out = await client.runs.wait(thread_id, "slow", { input: null, config });
+    assert.deepEqual(out.log, [`first:${tag}`, `second:${tag}`]);
+  },
+
   // a resumable stream replayed after the run ended: from the start, then after an event id
   async resumableStreamReplay() {
     const { thread_id } = await client.threads.create();

@@ -2,7 +2,8 @@
 the real server on SQLite and on PostgreSQL: each scenario of ``tests/js/workflows.mjs``
 in a ``node`` process of its own - the seed's three workflows (the plan review resumed
 with a command, the corrected tool call through ``updateState``, the email workflow
-streamed), parallel interrupts answered by id, a background run joined, a resumable
+streamed), parallel interrupts answered by id, a background run joined, multitask
+"reject" refused and a cancelled run resumed, a resumable
 stream replayed from its start and from an event id, the store, and calls without a
 valid key refused.
 
@@ -24,7 +25,8 @@ from tests.server.conftest import RunningServer
 
 JS = Path(__file__).resolve().parents[1] / "js"
 SCENARIOS = ["planReview", "correctedToolCall", "streamedEmail", "parallelById",
-             "backgroundRunAndJoin", "resumableStreamReplay", "store", "refusedWithoutKey"]
+             "backgroundRunAndJoin", "rejectCancelResume", "resumableStreamReplay", "store",
+             "refusedWithoutKey"]
 
 
 def _unavailable(reason: str) -> None:
