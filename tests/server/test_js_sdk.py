@@ -3,9 +3,8 @@ the real server on SQLite and on PostgreSQL: each scenario of ``tests/js/workflo
 in a ``node`` process of its own - the seed's three workflows (the plan review resumed
 with a command, the corrected tool call through ``updateState``, the email workflow
 streamed), parallel interrupts answered by id, a background run joined, multitask
-"reject" refused and a cancelled run resumed, a resumable
-stream replayed from its start and from an event id, the store, and calls without a
-valid key refused.
+"reject" refused and a cancelled run resumed, a resumable stream replayed from its start
+and from an event id, the store, and calls without a valid key refused.
 
 The client is installed with ``npm ci`` from the committed lock file the first time
 (into ``tests/js/node_modules``). Without ``node`` and ``npm``, or when the npm registry
