@@ -10,6 +10,7 @@ import operator
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 
 from threadloom.config import get_store
@@ -318,3 +319,32 @@ _slow_payment.add_node("pay", pay_then_work)
 _slow_payment.add_edge(START, "pay")
 _slow_payment.add_edge("pay", END)
 slow_payment = _slow_payment.compile(hooks=[ApprovalHooks()])
+
+# -- stalling: a node that blocks its worker's event loop on the run's first attempt -------
+
+
+class StallingState(TypedDict, total=False):
+    stall_seconds: float
+    steps: Annotated[list[str], operator.add]
+
+
+async def stall_then_step(state: StallingState, config: RunnableConfig) -> dict:
+    import time
+
+    attempt = config["metadata"]["run_attempt"]
+    if attempt == 1:  # the mistake the worker must survive: blocking the event loop
+        time.sleep(float(state.get("stall_seconds", 0)))
+    return {"steps": [f"stall (attempt {attempt})"]}
+
+
+def step_after(state: StallingState) -> dict:
+    return {"steps": ["after"]}
+
+
+_stalling = StateGraph(StallingState)
+_stalling.add_node("stall", stall_then_step)
+_stalling.add_node("after", step_after)
+_stalling.add_edge(START, "stall")
+_stalling.add_edge("stall", "after")
+_stalling.add_edge("after", END)
+stalling = _stalling.compile()

@@ -1,5 +1,7 @@
 """``Storage.end_run``: a run's final status, its thread's new state, its last events
-and the end of its stream, on SQLite and on PostgreSQL (where it is one transaction)."""
+and the end of its stream, on SQLite and on PostgreSQL (where it is one transaction) -
+written only by the worker holding the run, whose leases ``renew_leases`` renews and
+which ``release_run`` puts back in the queue."""
 
 from __future__ import annotations
 
@@ -336,3 +338,101 @@ def test_end_run_on_postgres_notifies_the_end_and_the_thread_change_at_once(
             await asyncio.wait_for(changed.wait(), 5.0)
 
     asyncio.run(scenario())
+
+
+def _with_storage(storage_factory: Any, scenario: Any) -> None:
+    """Run ``scenario(storage)`` on a new storage, closed after."""
+    async def main() -> None:
+        storage = await storage_factory()
+        try:
+            await scenario(storage)
+        finally:
+            await storage.close()
+
+    asyncio.run(main())
+
+
+def test_renew_leases_renews_and_names_the_runs_the_worker_still_holds(
+        storage_factory) -> None:
+    async def scenario(storage: Any) -> None:
+        kept, ended, expired = [await _queue(storage, await _thread(storage))
+                                for _ in range(3)]
+        assert (await storage.claim_run("w", 30.0))["run_id"] == kept
+        assert (await storage.claim_run("w", 30.0))["run_id"] == ended
+        assert (await storage.claim_run("w", 0.05))["run_id"] == expired
+        await storage.end_run(ended, "success", thread=None, events=[], keep=False)
+        await asyncio.sleep(0.1)
+        assert await storage.requeue_expired() == [expired]
+        assert await storage.renew_leases([kept, ended, expired, "nope"], "w", 0.2) \
+            == {kept}
+        assert await storage.renew_leases([kept], "another worker", 30.0) == set()
+        assert await storage.renew_leases([], "w", 30.0) == set()
+        # renewed for 0.2 s (not the claim's 30): it runs out, and is requeued
+        await asyncio.sleep(0.3)
+        assert kept in await storage.requeue_expired()
+
+    _with_storage(storage_factory, scenario)
+
+
+def test_release_run_puts_the_run_back_in_the_queue_for_later(storage_factory) -> None:
+    async def scenario(storage: Any) -> None:
+        tid = await _thread(storage)
+        run_id = await _queue(storage, tid)
+        assert (await storage.claim_run("w", 30.0))["attempt"] == 1
+        assert await storage.release_run(run_id, "another worker", 0.0) is False
+        assert (await storage.get_run(run_id))["status"] == "running"
+        assert await storage.release_run(run_id, "w", 0.6) is True
+        assert (await storage.get_run(run_id))["status"] == "pending"
+        assert await storage.release_run(run_id, "w", 0.0) is False  # not held now
+        assert await storage.claim_run("w2", 30.0) is None  # not before its time
+        await asyncio.sleep(0.7)
+        again = await storage.claim_run("w2", 30.0)
+        assert again is not None and again["run_id"] == run_id and again["attempt"] == 2
+
+    _with_storage(storage_factory, scenario)
+
+
+def test_end_run_by_a_worker_not_holding_the_run_writes_nothing(storage_factory) -> None:
+    """The run's lease ran out and another worker holds it: the first worker's end of
+    it - status, thread, events - is not written; the holder's is."""
+    async def scenario(storage: Any) -> None:
+        tid = await _thread(storage)
+        run_id = await _queue(storage, tid)
+        events = storage.subscribe(run_id, after=None)
+        await storage.claim_run("first", 0.05)
+        await asyncio.sleep(0.1)
+        await storage.requeue_expired()
+        assert (await storage.claim_run("second", 30.0))["run_id"] == run_id
+        stale = await storage.end_run(
+            run_id, "error", thread={"values": {"x": "stale"}, "status": "error",
+                                     "state_updated": True},
+            events=[("__result__", b'"stale"')], keep=False, worker_id="first")
+        assert stale is None
+        assert await storage.finish_run(run_id, "error", thread=None,
+                                        worker_id="first") is None
+        assert (await storage.get_run(run_id))["status"] == "running"
+        assert (await storage.get_thread(tid))["values"] is None
+        assert await storage.renew_leases([run_id], "second", 30.0) == {run_id}
+        done = await storage.end_run(
+            run_id, "success", thread={"values": {"x": 1}, "status": "idle",
+                                       "state_updated": True},
+            events=[("__result__", b'{"x": 1}')], keep=False, worker_id="second")
+        assert done is not None and done["status"] == "success"
+        assert await asyncio.wait_for(_drain(events), 10) == [("__result__", {"x": 1})]
+        assert (await storage.get_thread(tid))["values"] == {"x": 1}
+
+    _with_storage(storage_factory, scenario)
+
+
+def test_end_run_of_a_run_deleted_meanwhile_still_ends_its_stream(storage_factory) -> None:
+    async def scenario(storage: Any) -> None:
+        run_id = await _queue(storage, await _thread(storage))
+        events = storage.subscribe(run_id, after=None)
+        await storage.claim_run("w", 30.0)
+        assert await storage.delete_run(run_id)
+        assert await storage.end_run(run_id, "success", thread=None,
+                                     events=[("__result__", b"1")], keep=False,
+                                     worker_id="w") is None
+        assert await asyncio.wait_for(_drain(events), 10) == [("__result__", 1)]
+
+    _with_storage(storage_factory, scenario)

@@ -326,3 +326,117 @@ def test_a_worker_runs_on_uvloop_when_installed(tmp_path: Path,
             raise AssertionError("the worker never said it was ready")
     finally:
         _stop(proc)
+
+
+def test_a_worker_whose_event_loop_blocked_past_its_lease_hands_the_run_over(
+    tmp_path: Path, module_postgres_database: str
+) -> None:
+    """The run's node blocks its worker's event loop (``time.sleep`` in an async node)
+    three times the lease: the other worker takes the run over while the first still
+    holds the thread's run lock. The run is not failed for it: it goes back to the
+    queue until the first worker lets go, and then ends once - a success, every step's
+    effect in the thread's state once, nobody logging an error."""
+    from langgraph_sdk import get_sync_client
+
+    from threadloom.server import background_server, load_config
+
+    database = module_postgres_database
+    (tmp_path / "graphs.py").write_text((HERE / "graphs.py").read_text())
+    (tmp_path / "langgraph.json").write_text(
+        json.dumps({"graphs": {"stalling": "./graphs.py:stalling"}}))
+    workers = [_spawn(tmp_path, database, "worker", "--lease-seconds", "1") for _ in range(2)]
+    logs: list[str] = []
+    try:
+        config = load_config(tmp_path / "langgraph.json", database=database, dev=True)
+        with background_server(config) as url:
+            client = get_sync_client(url=url, api_key=None, timeout=60)
+            for worker in workers:  # both up and claiming
+                _wait_registered(database, worker.pid)
+            tid = client.threads.create()["thread_id"]
+            result = client.runs.wait(tid, "stalling", input={"stall_seconds": 3})
+            (run,) = client.runs.list(tid)
+            assert run["status"] == "success", run
+            state = client.threads.get_state(tid)
+            assert result == state["values"]  # the output, not an error
+            steps = state["values"]["steps"]
+            assert len(steps) == 2 and steps[0].startswith("stall (attempt ") \
+                and steps[1] == "after", steps
+            assert _attempts(database, run["run_id"]) > 1  # it was taken over
+    finally:
+        logs = [_stop(worker) for worker in workers]
+    for text in logs:
+        assert "Traceback" not in text and "ERROR" not in text, text
+
+
+def _wait_registered(database: str, pid: int) -> None:
+    for _ in range(300):
+        if pid in _registered(database):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"worker {pid} never registered")
+
+
+def _attempts(database: str, run_id: str) -> int:
+    import psycopg
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        row = conn.execute("SELECT attempt FROM server_runs WHERE run_id = %s",
+                           (run_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_worker_stops_a_run_whose_lease_it_finds_lost(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another worker holds the run now (here: its row says so): at its next renewal
+    the worker stops its own execution of it - the graph goes no further, nothing of
+    the run's end is written - and says why in its log."""
+    from langgraph_sdk import get_sync_client
+
+    from threadloom.server import background_server, load_config
+
+    if backend == "sqlite":
+        database = str(tmp_path / "server.db")
+    else:
+        database = request.getfixturevalue("fresh_postgres_database")
+    config = load_config(None, graphs={"slow": "./graphs.py:slow"}, base_dir=HERE,
+                         database=database, dev=True, lease_seconds=0.6)
+    with background_server(config, run_worker=True) as url:
+        client = get_sync_client(url=url, api_key=None, timeout=30)
+        tid = client.threads.create()["thread_id"]
+        run = client.runs.create(tid, "slow", input={"log": []},
+                                 config={"configurable": {"tag": "t"}})
+        for _ in range(500):  # at the gate: "first" done, "second" waiting
+            if client.threads.get_state(tid)["next"] == ["second"]:
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("the run never reached its gate")
+        _steal(backend, database, run["run_id"])
+        time.sleep(1.0)  # renewals every 0.2 s
+        client.store.put_item(["gates"], "t", {"open": True})
+        time.sleep(1.0)
+        # the graph went no further here, and nothing was recorded as the run's end
+        assert client.threads.get_state(tid)["values"] == {"log": ["first:t"]}
+        assert client.runs.get(tid, run["run_id"])["status"] == "running"
+    assert any("did not renew its lease" in r.getMessage() for r in caplog.records)
+
+
+def _steal(backend: str, database: str, run_id: str) -> None:
+    """Give the run to another worker, as a takeover after its lease ran out does (a
+    worker that keeps its lease: for an hour)."""
+    if backend == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(database) as conn:
+            conn.execute("UPDATE server_runs SET worker_id = 'thief', lease_expires_at = ? "
+                         "WHERE run_id = ?", (time.time() + 3600, run_id))
+        return
+    import psycopg
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("UPDATE server_runs SET worker_id = 'thief', lease_expires_at = "
+                     "clock_timestamp() + interval '1 hour' WHERE run_id = %s", (run_id,))

@@ -15,15 +15,27 @@ a subgraph's chunk is named ``mode|<ns>``), ``error`` on failure. An internal
 
 A run taken over from a worker that died (``attempt`` > 1) continues from its last
 checkpoint when the first attempt got as far as writing one, else starts as asked.
+
+A worker may also lose a run while alive: its event loop blocked past the lease (a node
+calling ``time.sleep`` or a blocking client), the database unreachable for as long. The
+run is then taken over while the first worker still holds the thread's run lock - the
+second one's run would fail at once (``CheckpointConflictError``), so it is put back
+in the queue for a moment (``Storage.release_run``) and taken again when the first
+lets go, up to ``TAKEOVER_ATTEMPTS`` claims. The first worker lets go when it learns
+it lost its lease (``Worker`` cancels the run without recording anything), and if it
+reaches the run's end first, that end is not written (``end_run`` with its worker id):
+whoever holds the run records it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from threadloom.constants import CONFIG_KEY_RUN_ENDED, PUSH
+from threadloom.errors import CheckpointConflictError
 from threadloom.graph.thread_state import RunHead, run_head
 from threadloom.server import serde
 from threadloom.server.auth import AuthUser
@@ -37,9 +49,30 @@ from threadloom.server.services.threads import (
 )
 from threadloom.server.storage.base import CLAIMED_ASSISTANT
 
-__all__ = ["RESULT_EVENT", "build_input", "execute_run", "run_config"]
+__all__ = ["RESULT_EVENT", "TAKEOVER_ATTEMPTS", "RunHold", "build_input", "execute_run",
+           "run_config"]
 
 RESULT_EVENT = "__result__"
+
+#: the claims of a run after which a thread another process still holds ends it in error
+TAKEOVER_ATTEMPTS = 10
+
+
+@dataclass
+class RunHold:
+    """A worker's hold on a run it executes, shared by the worker and ``execute_run``.
+
+    ``worker_id``: the worker holding it (its end is written only while it does).
+    ``action``: the cancel asked for (``interrupt`` / ``rollback``), set by whoever
+    cancels the task executing the run; ``lost``: set instead when the worker lost the
+    run's lease (the task is cancelled and nothing is recorded). ``ending``: set by
+    ``execute_run`` once the run's end is being written - the task is then no longer
+    cancelled (a cancel then would leave the run running until its lease ran out)."""
+
+    worker_id: str | None = None
+    action: str | None = None
+    lost: bool = False
+    ending: bool = False
 
 _GRAPH_MODES = {
     "values": "values",
@@ -153,16 +186,13 @@ class _LegacyMessages:
         return out
 
 
-async def execute_run(
-    threads: ThreadService,
-    run: dict[str, Any],
-    *,
-    cancel_action: dict[str, str],
-) -> str:
-    """Run ``run`` to its end and record it; returns the final status.
+async def execute_run(threads: ThreadService, run: dict[str, Any], hold: RunHold) -> str:
+    """Run ``run`` to its end and record it; returns the final status (``released``:
+    put back in the queue, its thread still held by another process).
 
-    ``cancel_action`` is filled (``{"action": "interrupt"|"rollback"}``) by whoever
-    cancels the task running this coroutine, so the cancellation is recorded as asked.
+    ``hold.action`` is set by whoever cancels the task running this coroutine, so the
+    cancellation is recorded as asked; a task cancelled without it (the worker stops,
+    or lost the run) records nothing.
     """
     ctx = threads.ctx
     storage = ctx.storage
@@ -212,8 +242,8 @@ async def execute_run(
         await _stream(graph, graph_input, config, modes, options,
                       bool(kwargs.get("subgraphs")), publish)
     except asyncio.CancelledError:
-        action = cancel_action.get("action")
-        if action is None:  # the worker is shutting down: the lease will hand it on
+        action = hold.action
+        if action is None:  # the worker stops or lost the run: the lease hands it on
             raise
         status = "interrupted"
         if action == "rollback":
@@ -223,18 +253,31 @@ async def execute_run(
             await outbox.flush()
             await storage.close_stream(run_id)
             return "rollback"
+    except CheckpointConflictError as exc:
+        if hold.worker_id is not None and run.get("attempt", 1) < TAKEOVER_ATTEMPTS:
+            # another process still holds the thread (a worker that lost the run's lease
+            # and has not noticed yet): back to the queue, taken again once it lets go
+            await outbox.flush()
+            delay = min(5.0, 0.25 * 2 ** (run.get("attempt", 1) - 1))
+            if await storage.release_run(run_id, hold.worker_id, delay):
+                return "released"
+        status = "error"
+        error = {"error": type(exc).__name__, "message": str(exc)}
+        await publish("error", error)
     except Exception as exc:  # the graph failed: the run ends in error, the server lives on
         status = "error"
         error = {"error": type(exc).__name__, "message": str(exc)}
         await publish("error", error)
     # the run's events go before its end; those not on their way yet go with it
+    hold.ending = True
     unsent = await outbox.take()
     head = run_head(graph, ended[-1]) if graph is not None and ended and status == "success" \
         else None
     if head is not None and len(head.interrupts) > 1:
         head = _in_run_order(head, ended[-1].interrupts)
     result, finished = await _finish(threads, run, graph, status, error, unsent, head,
-                                     cancelled=status == "interrupted")
+                                     cancelled=status == "interrupted",
+                                     worker_id=hold.worker_id)
     if kwargs.get("webhook") and finished is not None:
         _send_webhook(threads, finished, kwargs["webhook"], result)
     return status
@@ -432,15 +475,17 @@ _CANCELLED = {"error": "UserInterrupt",
 
 async def _finish(threads: ThreadService, run: dict[str, Any], graph: Any, status: str,
                   error: dict[str, Any] | None, unsent: list[tuple[str, bytes]],
-                  head: RunHead | None = None, *, cancelled: bool = False
-                  ) -> tuple[Any, dict[str, Any] | None]:
+                  head: RunHead | None = None, *, cancelled: bool = False,
+                  worker_id: str | None = None) -> tuple[Any, dict[str, Any] | None]:
     """Store the thread's new state and the run's status, publish the run's ``unsent``
     events and its output and close its stream; the output and the run's record.
 
     ``head``: the thread's head as the run left it (``run_head``); without it (a run
     that failed or was cancelled, ...) the state is read back from the saver.
     ``cancelled``: the run was stopped by a cancel (``action=interrupt``): the thread's
-    ``error`` says so, as the reference's does (its status is read from its state)."""
+    ``error`` says so, as the reference's does (its status is read from its state).
+    ``worker_id``: the worker holding the run; nothing is written if it no longer does
+    (``finished`` is then None)."""
     storage = threads.ctx.storage
     thread_fields: dict[str, Any] = {}
     output: Any = None
@@ -475,9 +520,13 @@ async def _finish(threads: ThreadService, run: dict[str, Any], graph: Any, statu
     keep = bool(run["kwargs"].get("resumable"))
     if not run["kwargs"].get("temporary"):
         finished = await storage.end_run(run["run_id"], status, thread=thread_fields,
-                                         events=closing, keep=keep)
+                                         events=closing, keep=keep, worker_id=worker_id)
         return output, finished
-    finished = await storage.finish_run(run["run_id"], status, thread=thread_fields)
+    finished = await storage.finish_run(run["run_id"], status, thread=thread_fields,
+                                        worker_id=worker_id)
+    if finished is None and worker_id is not None and \
+            await storage.get_run(run["run_id"]) is not None:
+        return output, None  # another worker's run now: its end is that worker's
     await storage.delete_thread(run["thread_id"])  # before its waiters hear the result
     for event, data in closing:
         await storage.publish(run["run_id"], event, data, keep=keep)

@@ -9,8 +9,11 @@ worker`` processes run the same class against the shared database. A worker:
   in one call (``Storage.claim_runs``: one round trip on PostgreSQL), claims again when
   a run ends if the last claim filled every slot, and else sleeps in ``wait_for_work``
   (woken when a run is queued or a thread freed) until there is something to take;
-* renews the lease of each run it holds every ``lease_seconds / 3`` (a worker that
-  stops heartbeating loses its runs to ``requeue_expired``, run by every worker);
+* renews the leases of the runs it holds every ``lease_seconds / 3``, in one statement
+  (a worker that stops renewing loses its runs to ``requeue_expired``, run by every
+  worker); a run whose lease it finds lost - its event loop was blocked, or the
+  database out of reach, for longer than the lease - it lets go at once: the task is
+  cancelled, nothing recorded, and the worker that took it over finishes it;
 * cancels the task of a run when a cancel request for it arrives
   (``watch_cancellations``), recording the action asked for - also when the request
   arrives just before the claim that started the run returned here.
@@ -26,7 +29,7 @@ import socket
 from collections import OrderedDict
 from typing import Any
 
-from threadloom.server.executor import execute_run
+from threadloom.server.executor import RunHold, execute_run
 from threadloom.server.records import new_id
 from threadloom.server.services.threads import ThreadService
 
@@ -51,7 +54,7 @@ class Worker:
         self.concurrency = max(1, int(concurrency))
         self.lease_seconds = lease_seconds
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
-        self._running: dict[str, tuple[asyncio.Task[None], dict[str, str]]] = {}
+        self._running: dict[str, tuple[asyncio.Task[None], RunHold]] = {}
         self._freed = asyncio.Event()  # set when a run ends (a slot is free)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -90,8 +93,10 @@ class Worker:
             while len(self._early) > 1000:
                 self._early.popitem(last=False)
             return
-        task, cancel = held
-        cancel.setdefault("action", action)
+        task, hold = held
+        if hold.ending or hold.lost:  # its end is being written, or it is not ours
+            return
+        hold.action = hold.action or action
         task.cancel()
 
     async def _claim_loop(self) -> None:
@@ -113,9 +118,14 @@ class Worker:
                 await self.storage.wait_for_work(timeout=1.0)
 
     def _start(self, run: dict[str, Any]) -> None:
-        cancel: dict[str, str] = {}
-        task = asyncio.create_task(self._execute(run, cancel), name=f"run-{run['run_id']}")
-        self._running[run["run_id"]] = (task, cancel)
+        held = self._running.get(run["run_id"])
+        if held is not None and not held[1].lost:
+            # its lease ran out and this worker claimed it back while still executing
+            # it: that execution goes on, holding the run again
+            return
+        hold = RunHold(worker_id=self.worker_id)
+        task = asyncio.create_task(self._execute(run, hold), name=f"run-{run['run_id']}")
+        self._running[run["run_id"]] = (task, hold)
         # a cancel asked of the worker that held it before (and died), or one that
         # arrived here just before this claim returned
         early = self._early.pop(run["run_id"], None) or run.get("cancel_reason")
@@ -123,24 +133,44 @@ class Worker:
             # its first step would skip execute_run's own handling)
             asyncio.get_running_loop().call_soon(self._on_cancel, run["run_id"], early)
 
-    async def _execute(self, run: dict[str, Any], cancel: dict[str, str]) -> None:
+    async def _execute(self, run: dict[str, Any], hold: RunHold) -> None:
+        run_id = run["run_id"]
         try:
-            await execute_run(self.threads, run, cancel_action=cancel)
+            await execute_run(self.threads, run, hold)
         except asyncio.CancelledError:
-            if not self._stopping:
-                log.warning("run %s was cancelled without a cancel request", run["run_id"])
+            if hold.lost:
+                log.warning(
+                    "run %s: this worker did not renew its lease for %s s (its event loop "
+                    "blocked, or the database out of reach) and another worker may have "
+                    "taken it over: stopped here, recorded by whoever holds it now",
+                    run_id, self.lease_seconds)
+            elif not self._stopping:
+                log.warning("run %s was cancelled without a cancel request", run_id)
         except Exception:
-            log.exception("run %s could not be recorded", run["run_id"])
+            log.exception("run %s could not be recorded", run_id)
         finally:
-            self._running.pop(run["run_id"], None)
+            if self._running.get(run_id, (None, None))[1] is hold:  # (not a later claim's)
+                del self._running[run_id]
             self._freed.set()
 
     async def _lease_loop(self) -> None:
         while not self._stopping:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
-                for run_id in list(self._running):
-                    await self.storage.heartbeat(run_id, self.worker_id, self.lease_seconds)
+                await self._renew_leases()
                 await self.storage.requeue_expired()
             except Exception:
                 log.exception("renewing leases failed")
+
+    async def _renew_leases(self) -> None:
+        """Renew the leases of the runs held here; let go of those lost."""
+        asked = dict(self._running)
+        if not asked:
+            return
+        held = await self.storage.renew_leases(list(asked), self.worker_id,
+                                               self.lease_seconds)
+        for run_id, (task, hold) in asked.items():
+            if run_id in held or hold.ending or self._running.get(run_id) != (task, hold):
+                continue  # held, or ending (its end is what took it), or started again
+            hold.lost = True
+            task.cancel()

@@ -18,9 +18,11 @@ What an implementation must guarantee (the services rely on it):
   ``multitask_strategy`` atomically with the insert, and ``claim_run`` hands out a run
   only when no other run of its thread is ``running`` (a database constraint, not a
   check in Python, when several processes claim).
-* **Leases.** A claimed run belongs to its worker until ``lease_seconds`` pass without a
-  ``heartbeat``; ``requeue_expired`` puts such runs back to ``pending`` (their graph
-  resumes from the last checkpoint, since the run's config names the thread).
+* **Leases.** A claimed run belongs to its worker until ``lease_seconds`` pass without
+  ``renew_leases``; ``requeue_expired`` puts such runs back to ``pending`` (their graph
+  resumes from the last checkpoint, since the run's config names the thread). Only the
+  worker holding a run ends it (``end_run`` / ``finish_run`` with its ``worker_id``)
+  or puts it back (``release_run``).
 * **Wake-ups, not polling.** ``wait_for_work`` returns as soon as a run is queued
   (SQLite: an in-process event; PostgreSQL: LISTEN/NOTIFY), ``wait_run`` as soon as a
   run finishes, ``watch_cancellations`` delivers cancel requests to the process running
@@ -270,17 +272,31 @@ class Storage(abc.ABC):
         return runs
 
     @abc.abstractmethod
-    async def heartbeat(self, run_id: str, worker_id: str, lease_seconds: float) -> bool:
-        """Extend the lease; False when the run is no longer this worker's."""
+    async def renew_leases(self, run_ids: Sequence[str], worker_id: str,
+                           lease_seconds: float) -> set[str]:
+        """Extend by ``lease_seconds`` the leases ``worker_id`` holds on ``run_ids`` (one
+        statement); returns the runs among them it still holds - running, its own. A
+        run missing is no longer this worker's: it ended, or its lease ran out and it
+        was put back in the queue (and maybe taken by another worker)."""
+
+    @abc.abstractmethod
+    async def release_run(self, run_id: str, worker_id: str, delay_seconds: float) -> bool:
+        """Put a run ``worker_id`` holds back in the queue (``pending``, its place in
+        the queue kept), to be claimed again no sooner than ``delay_seconds`` from now:
+        for a run its worker cannot execute yet (another process still holds its
+        thread). False, changing nothing, when the worker does not hold it."""
 
     @abc.abstractmethod
     async def finish_run(
-        self, run_id: str, status: str, *, thread: dict[str, Any] | None
+        self, run_id: str, status: str, *, thread: dict[str, Any] | None,
+        worker_id: str | None = None,
     ) -> dict[str, Any] | None:
         """Set the run's final status and, in the same transaction, the thread's fields
         (``update_thread`` keys but ``metadata``: what a run's end sets; the thread
         stays ``busy`` when another run of it is active). Wakes ``wait_run``. Returns
-        the run."""
+        the run. ``worker_id``: only if that worker holds the run (else nothing is
+        written and None returned: a worker whose lease ran out does not end a run
+        another worker has taken over)."""
 
     def serve_workers_only(self) -> None:
         """This process only executes runs (``threadloom worker``): it follows no run's
@@ -302,12 +318,16 @@ class Storage(abc.ABC):
 
     async def end_run(
         self, run_id: str, status: str, *, thread: dict[str, Any] | None,
-        events: Sequence[tuple[str, bytes]], keep: bool,
+        events: Sequence[tuple[str, bytes]], keep: bool, worker_id: str | None = None,
     ) -> dict[str, Any] | None:
         """``finish_run``, then ``events`` (name, data) appended to the run's stream and
-        the stream closed: what a worker does when a run ends. Storages that can do it
-        in one transaction (PostgreSQL) override this."""
-        finished = await self.finish_run(run_id, status, thread=thread)
+        the stream closed: what a worker does when a run ends - neither where
+        ``worker_id`` no longer holds the run (another worker's now). Storages that can
+        do it in one transaction (PostgreSQL) override this."""
+        finished = await self.finish_run(run_id, status, thread=thread, worker_id=worker_id)
+        if finished is None and worker_id is not None and \
+                await self.get_run(run_id) is not None:
+            return None  # not this worker's run any more: its stream is not ours to end
         for event, data in events:
             await self.publish(run_id, event, data, keep=keep)
         await self.close_stream(run_id)

@@ -15,9 +15,11 @@ any machine, execute them. Everything they share is in the database:
   has no running run with ``SELECT ... FOR UPDATE SKIP LOCKED`` (workers never wait on
   each other), and a partial unique index on ``(thread_id) WHERE status = 'running'``
   lets the database itself refuse a second running run of a thread. The claim is a
-  lease (``lease_expires_at``, database clock) that the worker's heartbeat renews; a
-  worker that dies stops renewing, and any other worker's ``requeue_expired`` puts the
-  run back in the queue, where the next claim resumes it from its last checkpoint;
+  lease (``lease_expires_at``, database clock) that the worker renews (all its runs'
+  in one statement); a worker that dies stops renewing, and any other worker's
+  ``requeue_expired`` puts the run back in the queue, where the next claim resumes it
+  from its last checkpoint - a worker that was only stalled finds the lease lost at
+  its next renewal, and its end of the run is not written (``worker_id`` fences it);
 * run streams in ``server_run_events``: every event a worker publishes is a row (its
   ``bigserial`` id is the event id, so ids only grow, whichever worker runs the run), so
   a client reconnecting with ``Last-Event-ID`` replays from the table; a closed stream
@@ -1134,22 +1136,38 @@ class PostgresStorage(Storage):
             runs.append(run)
         return runs
 
-    async def heartbeat(self, run_id: str, worker_id: str, lease_seconds: float) -> bool:
-        row = await self._one(
+    async def renew_leases(self, run_ids: Sequence[str], worker_id: str,
+                           lease_seconds: float) -> set[str]:
+        if not run_ids:
+            return set()
+        rows = await self._rows(
             "UPDATE server_runs SET lease_expires_at = clock_timestamp() + "
-            "make_interval(secs => %s) WHERE run_id = %s AND worker_id = %s "
-            f"AND status = 'running' RETURNING {_RELAXED}",
-            (float(lease_seconds), run_id, worker_id),
+            "make_interval(secs => %s) WHERE run_id = ANY(%s) AND worker_id = %s "
+            f"AND status = 'running' RETURNING run_id, {_RELAXED}",
+            (float(lease_seconds), list(run_ids), worker_id),
+        )
+        return {row[0] for row in rows}
+
+    async def release_run(self, run_id: str, worker_id: str, delay_seconds: float) -> bool:
+        # no notification: nobody may take it before its time, and every worker looks
+        # at every queued run at least once a second
+        row = await self._one(
+            "UPDATE server_runs SET status = 'pending', worker_id = NULL, "
+            "lease_expires_at = NULL, run_at = extract(epoch FROM clock_timestamp()) + %s, "
+            "updated_at = %s WHERE run_id = %s AND worker_id = %s AND status = 'running' "
+            "RETURNING run_id",
+            (max(0.0, float(delay_seconds)), now_iso(), run_id, worker_id),
         )
         return row is not None
 
-    async def finish_run(self, run_id: str, status: str, *, thread: dict[str, Any] | None
-                         ) -> dict | None:
-        return await self.end_run(run_id, status, thread=thread, events=None, keep=False)
+    async def finish_run(self, run_id: str, status: str, *, thread: dict[str, Any] | None,
+                         worker_id: str | None = None) -> dict | None:
+        return await self.end_run(run_id, status, thread=thread, events=None, keep=False,
+                                  worker_id=worker_id)
 
     async def end_run(
         self, run_id: str, status: str, *, thread: dict[str, Any] | None,
-        events: Sequence[tuple[str, bytes]] | None, keep: bool,
+        events: Sequence[tuple[str, bytes]] | None, keep: bool, worker_id: str | None = None,
     ) -> dict | None:
         """One statement, its own transaction, one round trip: lock the thread, end the
         run, update the thread (``busy`` while another run of it is active), append
@@ -1161,9 +1179,13 @@ class PostgresStorage(Storage):
         snapshot predates the thread lock: if another transaction changed the thread
         before the lock was had (e.g. queued a run on it), the runs the snapshot shows
         may be out of date - then the statement writes nothing, and is run again (with
-        a new snapshot, taken after that change)."""
+        a new snapshot, taken after that change).
+
+        ``worker_id``: only if that worker holds the run; else the statement writes
+        nothing - neither the run, the thread nor the events (unless the run is gone:
+        its stream still ends) - and returns None."""
         fields = dict(thread or {})
-        sql, args = _end_run_statement(run_id, status, fields, events, keep)
+        sql, args = _end_run_statement(run_id, status, fields, events, keep, worker_id)
         while True:
             row = await self._one(sql, args)
             assert row is not None
@@ -1506,8 +1528,8 @@ def _events_cte(run_id: str, events: Sequence[tuple[str, bytes, bool]], *,
 
 
 def _end_run_statement(run_id: str, status: str, fields: dict[str, Any],
-                       events: Sequence[tuple[str, bytes]] | None, keep: bool
-                       ) -> tuple[str, list[Any]]:
+                       events: Sequence[tuple[str, bytes]] | None, keep: bool,
+                       worker_id: str | None = None) -> tuple[str, list[Any]]:
     """``PostgresStorage.end_run``'s statement and its parameters. Its row: the ended
     run's ``RUN_COLS`` (NULLs when there is no such run), the notifications' and
     ``set_config``'s results, and whether the statement's snapshot saw the thread's
@@ -1533,7 +1555,7 @@ def _end_run_statement(run_id: str, status: str, fields: dict[str, Any],
         "ok AS (SELECT (SELECT x FROM th) IS NOT DISTINCT FROM (SELECT x FROM snap) AS ok)",
         "r AS (UPDATE server_runs SET status = %s, updated_at = %s, worker_id = NULL, "
         "lease_expires_at = NULL WHERE run_id = %s AND (SELECT ok FROM ok) "
-        f"RETURNING {RUN_COLS})",
+        f"{'' if worker_id is None else 'AND worker_id = %s '}RETURNING {RUN_COLS})",
         "o AS (SELECT coalesce(array_agg(o.status), '{}') AS s FROM server_runs o WHERE "
         "o.thread_id = (SELECT thread_id FROM r) AND o.run_id != %s AND o.status IN "
         "('pending', 'running'))",
@@ -1541,7 +1563,8 @@ def _end_run_statement(run_id: str, status: str, fields: dict[str, Any],
         f"THEN 'busy' ELSE {own_status} END WHERE thread_id = (SELECT thread_id FROM r) "
         f"AND (%s OR {busy}) RETURNING thread_id)",
     ]
-    args: list[Any] = [run_id, run_id, status, now, run_id, run_id, *set_args,
+    args: list[Any] = [run_id, run_id, status, now, run_id,
+                       *([] if worker_id is None else [worker_id]), run_id, *set_args,
                        *status_args, bool(fields)]
     notes = [
         # the run ended and (its id, then the thread's) the thread's record changed: one
@@ -1554,10 +1577,15 @@ def _end_run_statement(run_id: str, status: str, fields: dict[str, Any],
     ]
     note_args: list[Any] = [RUN, WORK]
     if events is not None:
+        # (a worker no longer holding the run leaves its stream to the one that does;
+        # a run deleted meanwhile still has its stream ended)
+        when = "(SELECT ok FROM ok)" if worker_id is None else (
+            "(SELECT ok FROM ok) AND (EXISTS (SELECT 1 FROM r) OR NOT EXISTS (SELECT 1 "
+            "FROM server_runs WHERE run_id = %s))")
         sql, values = _events_cte(run_id, [*((e, d, keep) for e, d in events),
-                                           (CLOSED, b"", True)], when="(SELECT ok FROM ok)")
+                                           (CLOSED, b"", True)], when=when)
         ctes.append(sql)
-        args += values
+        args += [*values, *([] if worker_id is None else [run_id])]  # (``when``'s last)
         note, values = _stream_note(run_id)
         notes.append(f"(SELECT {note} FROM e HAVING count(*) > 0)")
         note_args += values

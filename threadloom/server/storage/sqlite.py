@@ -20,6 +20,7 @@ another inside this process); wake-ups and run streams are in-process
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -678,20 +679,37 @@ class SqliteStorage(Storage):
             return []
         return await self._write(go)  # (read again: another process may have claimed)
 
-    async def heartbeat(self, run_id: str, worker_id: str, lease_seconds: float) -> bool:
+    async def renew_leases(self, run_ids: Sequence[str], worker_id: str,
+                           lease_seconds: float) -> set[str]:
+        if not run_ids:
+            return set()
+
+        def go(conn: sqlite3.Connection) -> set[str]:
+            rows = conn.execute(
+                "UPDATE server_runs SET lease_expires_at = ? WHERE run_id IN (SELECT value "
+                "FROM json_each(?)) AND worker_id = ? AND status = 'running' RETURNING run_id",
+                (time.time() + lease_seconds, json.dumps(list(run_ids)), worker_id),
+            ).fetchall()
+            return {row[0] for row in rows}
+
+        return await self._write(go)
+
+    async def release_run(self, run_id: str, worker_id: str, delay_seconds: float) -> bool:
         def go(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
-                "UPDATE server_runs SET lease_expires_at = ? WHERE run_id = ? AND worker_id = ? "
-                "AND status = 'running'",
-                (time.time() + lease_seconds, run_id, worker_id),
+                "UPDATE server_runs SET status = 'pending', worker_id = NULL, "
+                "lease_expires_at = NULL, run_at = ?, updated_at = ? WHERE run_id = ? "
+                "AND worker_id = ? AND status = 'running'",
+                (time.time() + max(0.0, delay_seconds), now_iso(), run_id, worker_id),
             )
             return cur.rowcount > 0
 
         return await self._write(go)
 
-    async def finish_run(self, run_id: str, status: str, *, thread: dict[str, Any] | None
-                         ) -> dict | None:
+    async def finish_run(self, run_id: str, status: str, *, thread: dict[str, Any] | None,
+                         worker_id: str | None = None) -> dict | None:
         fields = dict(thread or {})
+        held, held_args = ("", ()) if worker_id is None else (" AND worker_id = ?", (worker_id,))
 
         def go(conn: sqlite3.Connection) -> dict | None:
             # two statements, the thread not read first (as PostgreSQL's end_run): the
@@ -700,8 +718,8 @@ class SqliteStorage(Storage):
             stamp = now_iso()
             rows = conn.execute(
                 "UPDATE server_runs SET status = ?, updated_at = ?, worker_id = NULL, "
-                f"lease_expires_at = NULL WHERE run_id = ? RETURNING {_RUN_COLS}",
-                (status, stamp, run_id),
+                f"lease_expires_at = NULL WHERE run_id = ?{held} RETURNING {_RUN_COLS}",
+                (status, stamp, run_id, *held_args),
             ).fetchall()
             if not rows:
                 return None
