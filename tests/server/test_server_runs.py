@@ -41,6 +41,26 @@ async def _busy_run(client: Any, tid: str, tag: str, **kw: Any) -> dict:
     return run
 
 
+async def test_a_worker_runs_many_waiting_runs_at_once(client) -> None:
+    """Runs that wait (here at their gates) hold a worker's slots, not its CPU: its
+    default slots (``RUN_SLOTS``) keep well over the 8 it used to hold running at once -
+    none of these 20 waits in the queue for a slot."""
+    from threadloom.server.config import RUN_SLOTS
+
+    count = 20
+    assert RUN_SLOTS >= count
+    tags = [_tag() for _ in range(count)]
+    tids = [(await client.threads.create())["thread_id"] for _ in tags]
+    # (with fewer slots the runs past them stay queued and never reach their gates)
+    runs = await asyncio.wait_for(asyncio.gather(
+        *(_busy_run(client, tid, tag) for tid, tag in zip(tids, tags, strict=True))), 30)
+    for tag in tags:
+        await _open(client, tag)
+    for tid, tag, run in zip(tids, tags, runs, strict=True):
+        out = await client.runs.join(tid, run["run_id"])
+        assert out["log"] == [f"first:{tag}", f"second:{tag}"]
+
+
 async def test_reject_on_busy_thread_is_409(client) -> None:
     tid = (await client.threads.create())["thread_id"]
     a, b = _tag(), _tag()

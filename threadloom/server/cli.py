@@ -3,7 +3,7 @@
     threadloom serve --config langgraph.json [--host 127.0.0.1] [--port 2024]
                      [--database threadloom.db | postgresql://...] [--dev]
     threadloom worker --config langgraph.json --database postgresql://...
-                      [--concurrency 8] [--lease-seconds 30]
+                      [--concurrency 32] [--lease-seconds 30]
 
 ``--database`` defaults to ``$THREADLOOM_DATABASE_URL``, else ``threadloom.db`` beside
 the config file. On a SQLite file ``serve`` executes the runs itself. On PostgreSQL it
@@ -21,6 +21,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from threadloom.server.config import RUN_SLOTS
 
 __all__ = ["add_serve_parser", "add_worker_parser", "serve", "work"]
 
@@ -43,7 +45,8 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     parser.add_argument("--dev", "--no-auth", dest="dev", action="store_true",
                         help="accept unauthenticated callers (local development only)")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="runs executed at once by the embedded worker (default 8)")
+                        help="runs executed at once by the embedded worker (default "
+                             f"{RUN_SLOTS})")
     parser.add_argument("--embedded-worker", action="store_true",
                         help="on PostgreSQL, execute runs in this process too")
 
@@ -55,7 +58,7 @@ def add_worker_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     _common(parser)
     parser.add_argument("--concurrency", type=int, default=None, metavar="N",
-                        help="runs executed at once (default 8)")
+                        help=f"runs executed at once (default {RUN_SLOTS})")
     parser.add_argument("--lease-seconds", type=float, default=None, metavar="S",
                         help="a run is handed to another worker when this one has not "
                              "renewed its lease for S seconds (default 30)")

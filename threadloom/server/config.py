@@ -38,7 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ServerConfig", "import_object", "load_config"]
+__all__ = ["RUN_SLOTS", "ServerConfig", "import_object", "load_config"]
+
+#: the runs a worker executes at once by default. A run mostly waits (on a model, a
+#: tool, a person's answer read back): a worker process holds many at little cost, and
+#: with too few slots queued runs wait for a slot while the CPU idles (bench/RESULTS.md,
+#: "Run slots": 8 slots gave a quarter of the round trips 32 did when nodes wait 0.2 s,
+#: the same when they only compute). LangGraph's Agent Server runs 10 a worker.
+RUN_SLOTS = 32
 
 
 @dataclass
@@ -52,8 +59,8 @@ class ServerConfig:
     base_dir: Path = field(default_factory=Path.cwd)
     dev: bool = False
     database: str = "threadloom.db"
-    #: concurrent runs the embedded worker executes
-    workers: int = 8
+    #: concurrent runs a worker executes (the embedded one, or ``threadloom worker``)
+    workers: int = RUN_SLOTS
     #: a worker that has not renewed its lease on a run for this long loses the run
     lease_seconds: float = 30.0
     #: HMAC key signing webhook deliveries (None: unsigned)

@@ -29,6 +29,7 @@ import socket
 from collections import OrderedDict
 from typing import Any
 
+from threadloom.server.config import RUN_SLOTS
 from threadloom.server.executor import RunHold, execute_run
 from threadloom.server.records import new_id
 from threadloom.server.services.threads import ThreadService
@@ -45,7 +46,7 @@ class Worker:
         self,
         threads: ThreadService,
         *,
-        concurrency: int = 8,
+        concurrency: int = RUN_SLOTS,
         lease_seconds: float = 30.0,
         worker_id: str | None = None,
     ) -> None:
