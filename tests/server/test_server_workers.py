@@ -440,3 +440,48 @@ def _steal(backend: str, database: str, run_id: str) -> None:
     with psycopg.connect(database, autocommit=True) as conn:
         conn.execute("UPDATE server_runs SET worker_id = 'thief', lease_expires_at = "
                      "clock_timestamp() + interval '1 hour' WHERE run_id = %s", (run_id,))
+
+
+def test_a_worker_that_lost_the_run_lock_to_the_worker_holding_the_run_writes_nothing(
+    fresh_postgres_database: str,
+) -> None:
+    """The worker's run-lock session ends mid-run (the database dropped it) and the
+    worker that took the run over holds the thread's run lock now: at its next write the
+    graph stops (``RunLockLostError``), and the first worker adds nothing to the run -
+    no error event in its stream, no end, no state."""
+    import psycopg
+    from langgraph_sdk import get_sync_client
+
+    from threadloom.server import background_server, load_config
+
+    database = fresh_postgres_database
+    config = load_config(None, graphs={"slow": "./graphs.py:slow"}, base_dir=HERE,
+                         database=database, dev=True)
+    with background_server(config, run_worker=True) as url, \
+            psycopg.connect(database, autocommit=True) as taker:
+        client = get_sync_client(url=url, api_key=None, timeout=30)
+        tid = client.threads.create()["thread_id"]
+        run = client.runs.create(tid, "slow", input={"log": []}, stream_resumable=True,
+                                 config={"configurable": {"tag": "t"}})
+        for _ in range(500):
+            if client.threads.get_state(tid)["next"] == ["second"]:
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("the run never reached its gate")
+        # the run lock: the one single-key advisory lock held
+        ((pid, high, low),) = taker.execute(
+            "SELECT pid, classid::bigint, objid::bigint FROM pg_locks WHERE locktype = "
+            "'advisory' AND granted AND objsubid = 1").fetchall()
+        key = (high << 32 | low) - (1 << 64) * (high >= 1 << 31)  # as a signed bigint
+        taker.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        taker.execute("SELECT pg_advisory_lock(%s)", (key,))  # the taker's run lock
+        _steal("postgres", database, run["run_id"])
+        client.store.put_item(["gates"], "t", {"open": True})
+        time.sleep(1.5)
+        events = [row[0] for row in taker.execute(
+            "SELECT event FROM server_run_events WHERE run_id = %s ORDER BY id",
+            (run["run_id"],))]
+        assert "error" not in events and "" not in events, events  # nor its end
+        assert client.runs.get(tid, run["run_id"])["status"] == "running"
+        assert client.threads.get_state(tid)["values"] == {"log": ["first:t"]}

@@ -188,7 +188,8 @@ class _LegacyMessages:
 
 async def execute_run(threads: ThreadService, run: dict[str, Any], hold: RunHold) -> str:
     """Run ``run`` to its end and record it; returns the final status (``released``:
-    put back in the queue, its thread still held by another process).
+    put back in the queue, its thread still held by another process; ``lost``: another
+    worker holds the run now, nothing was recorded).
 
     ``hold.action`` is set by whoever cancels the task running this coroutine, so the
     cancellation is recorded as asked; a task cancelled without it (the worker stops,
@@ -255,12 +256,15 @@ async def execute_run(threads: ThreadService, run: dict[str, Any], hold: RunHold
             return "rollback"
     except CheckpointConflictError as exc:
         if hold.worker_id is not None and run.get("attempt", 1) < TAKEOVER_ATTEMPTS:
-            # another process still holds the thread (a worker that lost the run's lease
-            # and has not noticed yet): back to the queue, taken again once it lets go
+            # another process holds the thread: a worker that lost the run's lease and
+            # has not noticed yet (back to the queue, taken again once it lets go) - or,
+            # the run lock lost mid-run (RunLockLostError), the worker that took the run
+            # over from this one (then nothing more is this worker's to write)
             await outbox.flush()
             delay = min(5.0, 0.25 * 2 ** (run.get("attempt", 1) - 1))
             if await storage.release_run(run_id, hold.worker_id, delay):
                 return "released"
+            return "lost"
         status = "error"
         error = {"error": type(exc).__name__, "message": str(exc)}
         await publish("error", error)
