@@ -485,3 +485,52 @@ def test_a_worker_that_lost_the_run_lock_to_the_worker_holding_the_run_writes_no
         assert "error" not in events and "" not in events, events  # nor its end
         assert client.runs.get(tid, run["run_id"])["status"] == "running"
         assert client.threads.get_state(tid)["values"] == {"log": ["first:t"]}
+
+
+def test_a_stopped_worker_hands_its_runs_over_at_once(
+    tmp_path: Path, module_postgres_database: str
+) -> None:
+    """SIGTERM (a deploy, a scale-down) to the worker running a run: it stops the run
+    and puts it back in the queue, and the other worker takes it over from its last
+    checkpoint at once - not when the stopped worker's 30 s lease has run out."""
+    from langgraph_sdk import get_sync_client
+
+    from threadloom.server import background_server, load_config
+
+    database = module_postgres_database
+    (tmp_path / "graphs.py").write_text((HERE / "graphs.py").read_text())
+    (tmp_path / "langgraph.json").write_text(json.dumps({"graphs": {"slow": "./graphs.py:slow"}}))
+    workers = [_spawn(tmp_path, database, "worker") for _ in range(2)]  # 30 s leases
+    try:
+        config = load_config(tmp_path / "langgraph.json", database=database, dev=True)
+        with background_server(config) as url:
+            client = get_sync_client(url=url, api_key=None, timeout=60)
+            tid = client.threads.create()["thread_id"]
+            tag = f"handover-{tid}"
+            run = client.runs.create(tid, "slow", input={"log": []},
+                                     config={"configurable": {"tag": tag}})
+            for _ in range(1000):  # at its gate, on one of the workers
+                running = _running_by_worker(database)
+                if running and client.threads.get_state(tid)["next"] == ["second"]:
+                    break
+                time.sleep(0.01)
+            else:
+                raise AssertionError("the run never reached its gate")
+            (pid,) = running
+            stopped = next(w for w in workers if w.pid == pid)
+            stopped.send_signal(signal.SIGTERM)
+            assert stopped.wait(timeout=20) == 0
+            client.store.put_item(["gates"], tag, {"open": True})
+            started = time.monotonic()
+            while client.runs.get(tid, run["run_id"])["status"] in ("pending", "running"):
+                assert time.monotonic() - started < 10, "not taken over at once"
+                time.sleep(0.05)
+            assert client.runs.get(tid, run["run_id"])["status"] == "success"
+            # continued from the checkpoint after "first": each node once
+            assert client.threads.get_state(tid)["values"]["log"] == [f"first:{tag}",
+                                                                     f"second:{tag}"]
+            assert _attempts(database, run["run_id"]) == 2
+    finally:
+        logs = [_stop(worker) for worker in workers]
+    for text in logs:
+        assert "Traceback" not in text, text

@@ -90,8 +90,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def work(args: argparse.Namespace) -> int:
-    """Run a worker until SIGTERM or SIGINT; its runs in progress go back to the queue
-    when their lease ends."""
+    """Run a worker until SIGTERM or SIGINT; its runs in progress then go back to the
+    queue at once, for another worker to continue from their last checkpoints."""
     import logging
     import signal
 

@@ -73,19 +73,31 @@ class Worker:
         ]
 
     async def stop(self) -> None:
-        """Stop claiming; cancel the runs in progress (their leases hand them on)."""
+        """Stop claiming; stop the runs in progress and put them back in the queue at
+        once, for any worker to take over from their last checkpoints (a deploy or a
+        scale-down does not leave them waiting for their leases to run out). A run whose
+        end is being written finishes first."""
         self._stopping = True
         # first: no run is meant for this worker any more
         with contextlib.suppress(Exception):
             await self.storage.unregister_worker(self.worker_id)
         for task in self._tasks:
             task.cancel()
-        running = [task for task, _ in self._running.values()]
-        for task in running:
-            task.cancel()
-        for task in [*self._tasks, *running]:
+        held = list(self._running.items())
+        for _, (task, hold) in held:
+            if not hold.ending:
+                task.cancel()
+        for task in [*self._tasks, *(task for _, (task, _) in held)]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # (the tasks are done: their graphs let go of the threads' run locks)
+        for run_id, (_, hold) in held:
+            if not (hold.ending or hold.lost):
+                try:
+                    await self.storage.release_run(run_id, self.worker_id, 0.0)
+                except Exception:  # the database is away: the lease hands it on
+                    log.warning("run %s: not put back in the queue (its lease will "
+                                "hand it on)", run_id, exc_info=True)
 
     def _on_cancel(self, run_id: str, action: str) -> None:
         held = self._running.get(run_id)

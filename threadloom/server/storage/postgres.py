@@ -1149,14 +1149,16 @@ class PostgresStorage(Storage):
         return {row[0] for row in rows}
 
     async def release_run(self, run_id: str, worker_id: str, delay_seconds: float) -> bool:
-        # no notification: nobody may take it before its time, and every worker looks
-        # at every queued run at least once a second
+        # a run to take now wakes the workers; a later one is found by their looks at
+        # every queued run (at least once a second)
+        delay = max(0.0, float(delay_seconds))
         row = await self._one(
-            "UPDATE server_runs SET status = 'pending', worker_id = NULL, "
+            "WITH r AS (UPDATE server_runs SET status = 'pending', worker_id = NULL, "
             "lease_expires_at = NULL, run_at = extract(epoch FROM clock_timestamp()) + %s, "
             "updated_at = %s WHERE run_id = %s AND worker_id = %s AND status = 'running' "
-            "RETURNING run_id",
-            (max(0.0, float(delay_seconds)), now_iso(), run_id, worker_id),
+            "RETURNING run_id) SELECT r.run_id, CASE WHEN %s THEN pg_notify(%s, '') END "
+            "FROM r",
+            (delay, now_iso(), run_id, worker_id, delay == 0.0, WORK),
         )
         return row is not None
 

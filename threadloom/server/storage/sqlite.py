@@ -704,7 +704,10 @@ class SqliteStorage(Storage):
             )
             return cur.rowcount > 0
 
-        return await self._write(go)
+        released = await self._write(go)
+        if released:
+            self._work.set()
+        return released
 
     async def finish_run(self, run_id: str, status: str, *, thread: dict[str, Any] | None,
                          worker_id: str | None = None) -> dict | None:
