@@ -8,8 +8,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from threadloom.server.embedded import free_port
 
@@ -68,3 +70,34 @@ def test_serve_refuses_to_start_without_auth(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "No authentication configured" in proc.stderr
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["worker", "--lease-seconds", "-1"], "--lease-seconds: a positive number of seconds"),
+    (["worker", "--lease-seconds", "nan"], "--lease-seconds: a positive number of seconds"),
+    (["worker", "--concurrency", "0"], "--concurrency: a whole number of at least 1"),
+    (["serve", "--workers", "two"], "--workers: a whole number of at least 1"),
+])
+def test_worker_settings_out_of_range_are_refused(argv: list[str], said: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A lease of -1 s renewed every -1/3 s (and requeued as often) would hammer the
+    database; 0 run slots would take no run: refused before anything starts."""
+    from threadloom.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_a_worker_refuses_settings_out_of_range() -> None:
+    from types import SimpleNamespace
+
+    from threadloom.server.worker import Worker
+
+    threads: Any = SimpleNamespace(ctx=SimpleNamespace(storage=None))
+    with pytest.raises(ValueError, match="at least 1, got 0"):
+        Worker(threads, concurrency=0)
+    with pytest.raises(ValueError, match="positive number of seconds.*got 0"):
+        Worker(threads, lease_seconds=0)
+    assert Worker(threads, concurrency=3, lease_seconds=0.5).lease_seconds == 0.5

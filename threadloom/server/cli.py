@@ -44,7 +44,7 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     parser.add_argument("--port", type=int, default=2024)
     parser.add_argument("--dev", "--no-auth", dest="dev", action="store_true",
                         help="accept unauthenticated callers (local development only)")
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
+    parser.add_argument("--workers", type=_at_least_one, default=None, metavar="N",
                         help="runs executed at once by the embedded worker (default "
                              f"{RUN_SLOTS})")
     parser.add_argument("--embedded-worker", action="store_true",
@@ -57,11 +57,31 @@ def add_worker_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "worker", help="execute the runs queued on a PostgreSQL server database"
     )
     _common(parser)
-    parser.add_argument("--concurrency", type=int, default=None, metavar="N",
+    parser.add_argument("--concurrency", type=_at_least_one, default=None, metavar="N",
                         help=f"runs executed at once (default {RUN_SLOTS})")
-    parser.add_argument("--lease-seconds", type=float, default=None, metavar="S",
+    parser.add_argument("--lease-seconds", type=_seconds, default=None, metavar="S",
                         help="a run is handed to another worker when this one has not "
                              "renewed its lease for S seconds (default 30)")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"a positive number of seconds, not {text!r}")
+    return value
 
 
 def _config(args: argparse.Namespace, **overrides: Any) -> Any:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 from collections import OrderedDict
@@ -50,10 +51,17 @@ class Worker:
         lease_seconds: float = 30.0,
         worker_id: str | None = None,
     ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency: the runs a worker executes at once must be a "
+                             f"whole number of at least 1, got {concurrency!r}")
+        if not (isinstance(lease_seconds, (int, float)) and 0 < lease_seconds < math.inf):
+            raise ValueError(f"lease_seconds must be a positive number of seconds (a run "
+                             f"is handed on when its lease is not renewed for that long), "
+                             f"got {lease_seconds!r}")
         self.threads = threads
         self.storage = threads.ctx.storage
-        self.concurrency = max(1, int(concurrency))
-        self.lease_seconds = lease_seconds
+        self.concurrency = concurrency
+        self.lease_seconds = float(lease_seconds)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
         self._running: dict[str, tuple[asyncio.Task[None], RunHold]] = {}
         self._freed = asyncio.Event()  # set when a run ends (a slot is free)
