@@ -436,3 +436,37 @@ def test_end_run_of_a_run_deleted_meanwhile_still_ends_its_stream(storage_factor
         assert await asyncio.wait_for(_drain(events), 10) == [("__result__", 1)]
 
     _with_storage(storage_factory, scenario)
+
+
+def test_a_claim_takes_only_runs_of_the_graphs_the_worker_serves(storage_factory) -> None:
+    """A worker serving graph ``a`` leaves ``b``'s runs queued - for a worker that serves
+    ``b`` - and takes a run whose assistant is gone (it ends at once, anywhere)."""
+    async def scenario(storage: Any) -> None:
+        now = now_iso()
+        assistants = {}
+        for graph_id in ("a", "b"):
+            record = {"assistant_id": new_id(), "graph_id": graph_id, "name": graph_id,
+                      "description": None, "config": {}, "context": {}, "metadata": {},
+                      "version": 1, "created_at": now, "updated_at": now}
+            await storage.create_assistant(record, if_exists="raise")
+            assistants[graph_id] = record["assistant_id"]
+
+        async def queue(assistant_id: str) -> str:
+            run, _ = await storage.create_run(
+                {"run_id": new_id(), "thread_id": await _thread(storage),
+                 "assistant_id": assistant_id, "created_at": now, "updated_at": now,
+                 "metadata": {}, "kwargs": {}, "run_at": 0.0},
+                multitask_strategy="enqueue")
+            return str(run["run_id"])
+
+        of_b = await queue(assistants["b"])
+        of_a = await queue(assistants["a"])
+        orphan = await queue(new_id())  # its assistant is gone
+        taken = await storage.claim_runs("serves a", 30.0, 10, ["a"])
+        assert [run["run_id"] for run in taken] == [of_a, orphan]
+        assert await storage.claim_runs("serves nothing", 30.0, 10, []) == []
+        assert (await storage.get_run(of_b))["status"] == "pending"
+        assert [r["run_id"] for r in await storage.claim_runs("serves b", 30.0, 10, ["b"])] \
+            == [of_b]
+
+    _with_storage(storage_factory, scenario)

@@ -124,8 +124,9 @@ def test_workers_claim_each_queued_run_once_not_once_each(fresh_postgres_databas
                 claim = storage._claim
 
                 async def counted(worker_id: str, lease: float, limit: int,
-                                  among: list[int] | None, claim: Any = claim) -> list:
-                    rows = await claim(worker_id, lease, limit, among)
+                                  among: list[int] | None, graph_ids: Any,
+                                  claim: Any = claim) -> list:
+                    rows = await claim(worker_id, lease, limit, among, graph_ids)
                     claims.append((worker_id, among is not None, len(rows)))
                     return rows
 

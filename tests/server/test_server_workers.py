@@ -534,3 +534,47 @@ def test_a_stopped_worker_hands_its_runs_over_at_once(
         logs = [_stop(worker) for worker in workers]
     for text in logs:
         assert "Traceback" not in text, text
+
+
+def test_a_worker_leaves_the_runs_of_graphs_it_does_not_serve_queued(
+    tmp_path: Path, module_postgres_database: str
+) -> None:
+    """A worker whose config lacks a graph (deployed before the graph was added, or
+    dedicated to other graphs) does not take that graph's runs - it used to, and failed
+    them: they wait in the queue until a worker serving the graph takes them."""
+    from langgraph_sdk import get_sync_client
+
+    from threadloom.server import background_server, load_config
+
+    database = module_postgres_database
+    folders = {}
+    for name, graphs in {"api": {"plan": "./graphs.py:plan", "slow": "./graphs.py:slow"},
+                         "old": {"plan": "./graphs.py:plan"},
+                         "new": {"slow": "./graphs.py:slow"}}.items():
+        folder = folders[name] = tmp_path / name
+        folder.mkdir()
+        (folder / "graphs.py").write_text((HERE / "graphs.py").read_text())
+        (folder / "langgraph.json").write_text(json.dumps({"graphs": graphs}))
+    workers = [_spawn(folders["old"], database, "worker")]
+    try:
+        config = load_config(folders["api"] / "langgraph.json", database=database, dev=True)
+        with background_server(config) as url:
+            client = get_sync_client(url=url, api_key=None, timeout=60)
+            _wait_registered(database, workers[0].pid)
+            tid = client.threads.create()["thread_id"]
+            tag = f"served-{tid}"
+            run = client.runs.create(tid, "slow", input={"log": []},
+                                     config={"configurable": {"tag": tag}})
+            time.sleep(2.0)  # two looks at every queued run, at least
+            assert client.runs.get(tid, run["run_id"])["status"] == "pending"
+            workers.append(_spawn(folders["new"], database, "worker"))
+            client.store.put_item(["gates"], tag, {"open": True})
+            out = client.runs.join(tid, run["run_id"])
+            assert out["log"] == [f"first:{tag}", f"second:{tag}"]
+            assert client.runs.get(tid, run["run_id"])["status"] == "success"
+            assert _running_by_worker(database) == Counter()
+            assert _attempts(database, run["run_id"]) == 1
+    finally:
+        logs = [_stop(worker) for worker in workers]
+    for text in logs:
+        assert "Traceback" not in text, text

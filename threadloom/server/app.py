@@ -76,7 +76,8 @@ class Server:
         self.store = StoreService(self.ctx)
         self.crons = CronService(self.ctx, self.runs)
         self.worker = Worker(
-            self.threads, concurrency=config.workers, lease_seconds=config.lease_seconds
+            self.threads, concurrency=config.workers, lease_seconds=config.lease_seconds,
+            graph_ids=self.ctx.graphs.ids(),
         ) if run_worker else None
         # the approval inbox's API; deadlines are applied where runs are executed
         self.approvals = ApprovalService(self.ctx, self.threads, self.runs)

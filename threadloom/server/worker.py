@@ -5,6 +5,9 @@ worker`` processes run the same class against the shared database. A worker:
 
 * registers with the storage (``register_worker``: on PostgreSQL, a queued run's
   notification then goes to one worker, not to all) and unregisters when it stops;
+* takes only runs of the graphs it serves (``graph_ids``: a worker deployed with an
+  older config, or one dedicated to some graphs, leaves the others' runs queued for
+  the workers that serve them, instead of failing them);
 * executes up to ``concurrency`` runs at once; claims as many runs as it has free slots
   in one call (``Storage.claim_runs``: one round trip on PostgreSQL), claims again when
   a run ends if the last claim filled every slot, and else sleeps in ``wait_for_work``
@@ -28,6 +31,7 @@ import math
 import os
 import socket
 from collections import OrderedDict
+from collections.abc import Collection
 from typing import Any
 
 from threadloom.server.config import RUN_SLOTS
@@ -50,6 +54,7 @@ class Worker:
         concurrency: int = RUN_SLOTS,
         lease_seconds: float = 30.0,
         worker_id: str | None = None,
+        graph_ids: Collection[str] | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency: the runs a worker executes at once must be a "
@@ -62,6 +67,7 @@ class Worker:
         self.storage = threads.ctx.storage
         self.concurrency = concurrency
         self.lease_seconds = float(lease_seconds)
+        self.graph_ids = None if graph_ids is None else tuple(graph_ids)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
         self._running: dict[str, tuple[asyncio.Task[None], RunHold]] = {}
         self._freed = asyncio.Event()  # set when a run ends (a slot is free)
@@ -128,7 +134,8 @@ class Worker:
                 await self._freed.wait()
                 continue
             try:  # as many as there are free slots, in one round trip
-                runs = await self.storage.claim_runs(self.worker_id, self.lease_seconds, free)
+                runs = await self.storage.claim_runs(self.worker_id, self.lease_seconds, free,
+                                                     self.graph_ids)
             except Exception:  # the database is away: try again shortly
                 log.exception("claiming a run failed")
                 await asyncio.sleep(1.0)

@@ -35,7 +35,7 @@ What an implementation must guarantee (the services rely on it):
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -249,23 +249,27 @@ class Storage(abc.ABC):
         """Delete the run record (its checkpoints stay)."""
 
     @abc.abstractmethod
-    async def claim_run(self, worker_id: str, lease_seconds: float) -> dict[str, Any] | None:
+    async def claim_run(self, worker_id: str, lease_seconds: float,
+                        graph_ids: Collection[str] | None = None) -> dict[str, Any] | None:
         """Take the oldest pending run whose thread has no running run (and no older
         pending run: a thread's runs start in the order they were queued) and whose
         ``after_seconds`` delay has passed: mark it ``running``, owned by ``worker_id``
         for ``lease_seconds``, ``attempt`` + 1. None when there is nothing to take.
         PostgreSQL: ``SELECT ... FOR UPDATE SKIP LOCKED`` so workers never wait on each
-        other, with a partial unique index on ``(thread_id) WHERE status = 'running'``."""
+        other, with a partial unique index on ``(thread_id) WHERE status = 'running'``.
+        ``graph_ids`` as for ``claim_runs``."""
 
-    async def claim_runs(self, worker_id: str, lease_seconds: float, limit: int
-                         ) -> list[dict[str, Any]]:
+    async def claim_runs(self, worker_id: str, lease_seconds: float, limit: int,
+                         graph_ids: Collection[str] | None = None) -> list[dict[str, Any]]:
         """Up to ``limit`` runs as ``claim_run`` takes them, oldest first (PostgreSQL:
         in one statement). A storage may add to each the run's assistant record as of
         the claim under ``CLAIMED_ASSISTANT`` (None: deleted), which the executor then
-        does not read again."""
+        does not read again. ``graph_ids``: only runs of assistants of these graphs
+        (the graphs the claiming worker serves; a run whose assistant is gone is taken
+        by any worker - it ends at once); None: any run."""
         runs: list[dict[str, Any]] = []
         while len(runs) < limit:
-            run = await self.claim_run(worker_id, lease_seconds)
+            run = await self.claim_run(worker_id, lease_seconds, graph_ids)
             if run is None:
                 break
             runs.append(run)

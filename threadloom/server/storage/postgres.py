@@ -61,7 +61,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -282,6 +282,10 @@ _UPDATE_THREAD = (  # the parameters: rows.thread_values(record), then the threa
 # one is run again from its durable checkpoint), thread records (refreshed from the
 # checkpoint). Queued runs and new threads - what a client was told exists - wait for it.
 _RELAXED = "set_config('synchronous_commit', 'off', true)"
+# a claim's condition on the run's graph: one of those served (``%s``, an array), or its
+# assistant gone (the run then ends at once, on any worker)
+_SERVED = ("AND NOT EXISTS (SELECT 1 FROM server_assistants a WHERE a.assistant_id = "
+           "r.assistant_id AND a.graph_id <> ALL(%s))")
 
 
 class PostgresStorage(Storage):
@@ -1027,12 +1031,13 @@ class PostgresStorage(Storage):
                 await cur.execute(_NOTIFY, (WORK, ""))
             return found
 
-    async def claim_run(self, worker_id: str, lease_seconds: float) -> dict | None:
-        runs = await self.claim_runs(worker_id, lease_seconds, 1)
+    async def claim_run(self, worker_id: str, lease_seconds: float,
+                        graph_ids: Collection[str] | None = None) -> dict | None:
+        runs = await self.claim_runs(worker_id, lease_seconds, 1, graph_ids)
         return runs[0] if runs else None
 
-    async def claim_runs(self, worker_id: str, lease_seconds: float, limit: int
-                         ) -> list[dict]:
+    async def claim_runs(self, worker_id: str, lease_seconds: float, limit: int,
+                         graph_ids: Collection[str] | None = None) -> list[dict]:
         """Up to ``limit`` runs in one statement - one round trip, its own transaction
         (relaxed by set_config in RETURNING, evaluated before its commit) - oldest first.
         No two of them are of one thread: only a thread's oldest pending run, and only
@@ -1060,7 +1065,7 @@ class PostgresStorage(Storage):
                 and now - self._last_scan < self.full_scan_seconds):
             hints = sorted(self._claim_hints)
             self._claim_hints.clear()
-            rows = await self._claim(worker_id, lease_seconds, limit, hints)
+            rows = await self._claim(worker_id, lease_seconds, limit, hints, graph_ids)
             if len(rows) == limit:
                 # a full claim: the named runs it did not reach may still be queued
                 taken = {row[-2] for row in rows}
@@ -1070,7 +1075,7 @@ class PostgresStorage(Storage):
             return self._claimed(rows)
         self._scan_asked = False
         self._last_scan = now
-        rows = await self._claim(worker_id, lease_seconds, limit, None)
+        rows = await self._claim(worker_id, lease_seconds, limit, None, graph_ids)
         # the named runs it took are named no more, nor when their notifications come
         # later; those it did not reach stay named (forgetting them left them to the
         # looks at every queued run, one a second, while runs queued after them were
@@ -1083,9 +1088,11 @@ class PostgresStorage(Storage):
         return self._claimed(rows)
 
     async def _claim(self, worker_id: str, lease_seconds: float, limit: int,
-                     among: list[int] | None) -> list[tuple]:
+                     among: list[int] | None, graph_ids: Collection[str] | None
+                     ) -> list[tuple]:
         """``claim_runs``'s statement: rows of claimed runs, each with its assistant's
-        record and its seq; ``among``: the seqs of the runs to look at (None: all)."""
+        record and its seq; ``among``: the seqs of the runs to look at (None: all);
+        ``graph_ids``: the graphs served (None: all)."""
         import psycopg
 
         try:
@@ -1100,6 +1107,7 @@ class PostgresStorage(Storage):
                           WHERE o.thread_id = r.thread_id
                             AND (o.status = 'running'
                                  OR (o.status = 'pending' AND o.seq < r.seq)))
+                      {"" if graph_ids is None else _SERVED}
                     ORDER BY r.seq
                     LIMIT %s
                     FOR UPDATE OF r SKIP LOCKED
@@ -1114,7 +1122,8 @@ class PostgresStorage(Storage):
                     {", ".join("a." + c.strip() for c in ASSISTANT_COLS.split(","))},
                     server_runs.seq, {_RELAXED}
                 """,
-                (*([] if among is None else [among]), limit, worker_id,
+                (*([] if among is None else [among]),
+                 *([] if graph_ids is None else [list(graph_ids)]), limit, worker_id,
                  float(lease_seconds), now_iso()),
             )
         except psycopg.errors.UniqueViolation:

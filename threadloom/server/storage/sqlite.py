@@ -23,7 +23,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from threadloom.engine.worker_threads import WorkerThreads
@@ -641,24 +641,30 @@ class SqliteStorage(Storage):
             self._work.set()  # a run queued behind it may start
         return found
 
-    async def claim_run(self, worker_id: str, lease_seconds: float) -> dict | None:
-        runs = await self.claim_runs(worker_id, lease_seconds, 1)
+    async def claim_run(self, worker_id: str, lease_seconds: float,
+                        graph_ids: Collection[str] | None = None) -> dict | None:
+        runs = await self.claim_runs(worker_id, lease_seconds, 1, graph_ids)
         return runs[0] if runs else None
 
-    async def claim_runs(self, worker_id: str, lease_seconds: float, limit: int
-                         ) -> list[dict[str, Any]]:
+    async def claim_runs(self, worker_id: str, lease_seconds: float, limit: int,
+                         graph_ids: Collection[str] | None = None) -> list[dict[str, Any]]:
         """Up to ``limit`` runs in one transaction - none taken when a read finds none
         to take (most claims, as a worker looks again whenever a run ends): no write
         lock then. At most one run a thread: a thread's later pending runs wait for
         its earlier ones."""
+
+        served, served_args = ("", ()) if graph_ids is None else (
+            " AND NOT EXISTS (SELECT 1 FROM server_assistants a WHERE a.assistant_id = "
+            "r.assistant_id AND a.graph_id NOT IN (SELECT value FROM json_each(?)))",
+            (json.dumps(list(graph_ids)),))
 
         def claimable(conn: sqlite3.Connection, now: float) -> list[tuple]:
             return conn.execute(
                 f"SELECT {_RUN_COLS} FROM server_runs r WHERE status = 'pending' "
                 "AND run_at <= ? AND NOT EXISTS (SELECT 1 FROM server_runs o WHERE "
                 "o.thread_id = r.thread_id AND (o.status = 'running' OR (o.status = 'pending' "
-                "AND o.seq < r.seq))) ORDER BY seq LIMIT ?",
-                (now, limit),
+                f"AND o.seq < r.seq))){served} ORDER BY seq LIMIT ?",
+                (now, *served_args, limit),
             ).fetchall()
 
         def go(conn: sqlite3.Connection) -> list[dict[str, Any]]:
