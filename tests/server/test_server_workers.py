@@ -403,7 +403,7 @@ def test_a_worker_stops_a_run_whose_lease_it_finds_lost(
     else:
         database = request.getfixturevalue("fresh_postgres_database")
     config = load_config(None, graphs={"slow": "./graphs.py:slow"}, base_dir=HERE,
-                         database=database, dev=True, lease_seconds=0.6)
+                         database=database, dev=True, lease_seconds=1.5)
     with background_server(config, run_worker=True) as url:
         client = get_sync_client(url=url, api_key=None, timeout=30)
         tid = client.threads.create()["thread_id"]
@@ -416,7 +416,7 @@ def test_a_worker_stops_a_run_whose_lease_it_finds_lost(
         else:
             raise AssertionError("the run never reached its gate")
         _steal(backend, database, run["run_id"])
-        time.sleep(1.0)  # renewals every 0.2 s
+        time.sleep(2.0)  # renewals every 0.5 s
         client.store.put_item(["gates"], "t", {"open": True})
         time.sleep(1.0)
         # the graph went no further here, and nothing was recorded as the run's end
@@ -432,14 +432,15 @@ def _steal(backend: str, database: str, run_id: str) -> None:
         import sqlite3
 
         with sqlite3.connect(database) as conn:
-            conn.execute("UPDATE server_runs SET worker_id = 'thief', lease_expires_at = ? "
-                         "WHERE run_id = ?", (time.time() + 3600, run_id))
+            conn.execute("UPDATE server_runs SET status = 'running', worker_id = 'thief', "
+                         "lease_expires_at = ? WHERE run_id = ?", (time.time() + 3600, run_id))
         return
     import psycopg
 
     with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute("UPDATE server_runs SET worker_id = 'thief', lease_expires_at = "
-                     "clock_timestamp() + interval '1 hour' WHERE run_id = %s", (run_id,))
+        conn.execute("UPDATE server_runs SET status = 'running', worker_id = 'thief', "
+                     "lease_expires_at = clock_timestamp() + interval '1 hour' "
+                     "WHERE run_id = %s", (run_id,))
 
 
 def test_a_worker_that_lost_the_run_lock_to_the_worker_holding_the_run_writes_nothing(
