@@ -58,11 +58,12 @@ def _record(storage: Any) -> list[tuple[str, str]]:
     return heard
 
 
-async def _queue(api: Any, strategy: str = "enqueue") -> tuple[str, int]:
+async def _queue(api: Any, strategy: str = "enqueue", assistant_id: str = "a"
+                 ) -> tuple[str, int]:
     """A run queued on a new thread: its id and seq."""
     now = now_iso()
     run, _ = await api.create_run(
-        {"run_id": new_id(), "thread_id": await _thread(api), "assistant_id": "a",
+        {"run_id": new_id(), "thread_id": await _thread(api), "assistant_id": assistant_id,
          "created_at": now, "updated_at": now, "metadata": {}, "kwargs": {}, "run_at": 0.0},
         multitask_strategy=strategy,
     )
@@ -159,6 +160,34 @@ def test_workers_claim_each_queued_run_once_not_once_each(fresh_postgres_databas
             # (a run rarely goes to an idle worker's periodic full look first)
             assert len([n for n in named if n == 0]) <= 2, seen
             assert len(named) <= 20, seen
+
+    asyncio.run(scenario())
+
+
+def test_a_queued_run_wakes_a_worker_serving_its_graph(fresh_postgres_database: str
+                                                       ) -> None:
+    """Workers registered with the graphs they serve: a run of graph ``g2`` is notified
+    to the worker serving ``g2`` (by either queueing path), never to one that would not
+    take it; a run whose assistant is gone, to either."""
+    async def scenario() -> None:
+        async with _storages(fresh_postgres_database, 2) as (api, *workers):
+            now = now_iso()
+            of_graph = {}
+            for graph_id in ("g1", "g2"):
+                of_graph[graph_id] = new_id()
+                await api.create_assistant(
+                    {"assistant_id": of_graph[graph_id], "graph_id": graph_id, "name": "n",
+                     "description": None, "config": {}, "context": {}, "metadata": {},
+                     "version": 1, "created_at": now, "updated_at": now},
+                    if_exists="raise")
+            await workers[0].register_worker("serves g1", 8, ["g1"])
+            await workers[1].register_worker("serves g2", 8, ["g2", "g3"])
+            for strategy in ("enqueue", "reject", "enqueue", "interrupt", "enqueue"):
+                for index, graph_id in enumerate(("g1", "g2")):
+                    _, seq = await _queue(api, strategy, of_graph[graph_id])
+                    assert await _who_heard(workers, seq) == {index}, (strategy, graph_id)
+            _, seq = await _queue(api, "enqueue", new_id())  # its assistant is gone
+            assert len(await _who_heard(workers, seq)) == 1
 
     asyncio.run(scenario())
 
@@ -440,8 +469,10 @@ def test_choosing_the_worker_to_wake_counts_running_runs_by_index(
         conn.execute("ANALYZE server_runs")
         conn.execute("ANALYZE server_workers")
         plan = "\n".join(row[0] for row in conn.execute(
-            f"EXPLAIN (COSTS OFF) SELECT {_WAKE}", (WORK,)))
-        assert conn.execute(f"SELECT {_WAKE}", (WORK,)).fetchone()[0].startswith(
+            f"EXPLAIN (COSTS OFF) SELECT {_WAKE} FROM (SELECT 'g'::text AS graph_id) g",
+            (WORK,)))
+        assert conn.execute(f"SELECT {_WAKE} FROM (SELECT 'g'::text AS graph_id) g",
+                            (WORK,)).fetchone()[0].startswith(
             "threadloom_worker_")
         conn.rollback()
     assert "server_runs_running_worker" in plan, plan

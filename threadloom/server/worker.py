@@ -80,7 +80,7 @@ class Worker:
         """Start claiming runs in the background."""
         await self.storage.watch_cancellations(self._on_cancel)
         # (a storage shared by several processes may then wake this one alone for a run)
-        await self.storage.register_worker(self.worker_id, self.concurrency)
+        await self.storage.register_worker(self.worker_id, self.concurrency, self.graph_ids)
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="threadloom-claim"),
             asyncio.create_task(self._lease_loop(), name="threadloom-lease"),

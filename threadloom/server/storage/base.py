@@ -308,10 +308,12 @@ class Storage(abc.ABC):
         before ``setup``."""
         return None  # (SQLite: one process does everything)
 
-    async def register_worker(self, worker_id: str, slots: int) -> None:
+    async def register_worker(self, worker_id: str, slots: int,
+                              graph_ids: Collection[str] | None = None) -> None:
         """A ``Worker`` of this process (``worker_id``, running up to ``slots`` runs
-        at once) starts claiming runs. A storage shared by several processes may then
-        wake this process alone for some queued runs (PostgreSQL: one worker per run).
+        at once, of the graphs ``graph_ids`` - None: any) starts claiming runs. A storage
+        shared by several processes may then wake this process alone for some queued
+        runs (PostgreSQL: one worker per run, among those serving its graph).
         Never raises: a worker whose registration failed still claims runs, woken as
         every worker is."""
         return None  # (SQLite: one process, one worker)

@@ -43,10 +43,11 @@ the listening connection drops, it is reopened and every waiter is woken to look
 (nothing is lost: the state is in the tables, the notifications only say when to look).
 
 A queued run wakes one worker, not all: each ``Worker`` registers in ``server_workers``
-(``register_worker``: its id, its process's channel, its slots; renewed every
-``registration_seconds``, deleted when it stops) and the statement queueing a run
-notifies the channel of the least loaded live worker - chosen in that statement
-(``_WAKE``) - or ``threadloom_work`` when none is registered. The others do not claim
+(``register_worker``: its id, its process's channel, its slots, the graphs it serves;
+renewed every ``registration_seconds``, deleted when it stops) and the statement
+queueing a run notifies the channel of the least loaded live worker serving the run's
+graph - chosen in that statement (``_WAKE``) - or ``threadloom_work`` when there is
+none. The others do not claim
 for it (with N workers, N claims and N wake-ups a run would cost, all but one taking
 nothing); every idle worker still looks at every queued run at least every
 ``full_scan_seconds``, so a run meant for a worker that does not take it (full, or
@@ -242,6 +243,9 @@ MIGRATIONS: list[tuple[str, ...]] = [
     (PENDING_THREADS_INDEX,),
     # threads newest first (all, and by status), as a search pages them by default
     THREAD_SEARCH_INDEXES,
+    # the graphs a registered worker serves (NULL: all): a queued run wakes one of those
+    # serving its graph
+    ("ALTER TABLE server_workers ADD COLUMN IF NOT EXISTS graphs text[]",),
 ]
 
 _NOTIFY = "SELECT pg_notify(%s, %s)"
@@ -257,8 +261,13 @@ _SEARCH_BATCH = 200  # rows fetched at a time by a filtered thread search
 _WAKE = (
     "coalesce((SELECT w.channel FROM server_workers w CROSS JOIN LATERAL (SELECT count(*) "
     "AS n FROM server_runs x WHERE x.worker_id = w.worker_id AND x.status = 'running') l "
-    "WHERE w.live_until > now() ORDER BY l.n >= w.slots, l.n, random() LIMIT 1), %s)"
+    "WHERE w.live_until > now() AND (w.graphs IS NULL OR g.graph_id IS NULL OR "
+    "g.graph_id = ANY(w.graphs)) ORDER BY l.n >= w.slots, l.n, random() LIMIT 1), %s)"
 )
+# the queued run's graph, ``g`` in ``_WAKE`` (NULL when its assistant is gone: any
+# worker takes it) - for a statement whose CTE ``r`` inserted the run
+_WAKE_FROM = ("FROM (SELECT (SELECT a.graph_id FROM server_assistants a WHERE "
+              "a.assistant_id = (SELECT assistant_id FROM r)) AS graph_id) g")
 _INSERT_RUN = (  # the parameters: _run_values
     "INSERT INTO server_runs (run_id, thread_id, assistant_id, created_at, updated_at, "
     "status, metadata, kwargs, multitask_strategy, run_at) "
@@ -362,7 +371,8 @@ class PostgresStorage(Storage):
         #: this process's own channel (listened to as well): a run queued for one of
         #: its workers (``register_worker``)
         self.channel = f"threadloom_worker_{secrets.token_hex(8)}"
-        self._registered: dict[str, int] = {}  # worker id -> slots
+        # worker id -> (slots, the graphs it serves or None: all)
+        self._registered: dict[str, tuple[int, list[str] | None]] = {}
         self._register_task: asyncio.Task | None = None
         self._register_lock = asyncio.Lock()
         self._register_failed = False
@@ -449,7 +459,8 @@ class PostgresStorage(Storage):
 
     # -- workers -----------------------------------------------------------------------
 
-    async def register_worker(self, worker_id: str, slots: int) -> None:
+    async def register_worker(self, worker_id: str, slots: int,
+                              graph_ids: Collection[str] | None = None) -> None:
         """Record the worker in ``server_workers`` with this process's channel (see
         ``_WAKE``), and renew the record every ``registration_seconds`` until
         ``unregister_worker`` (a worker that dies stops renewing it: it goes stale, and
@@ -457,7 +468,8 @@ class PostgresStorage(Storage):
         tried again at the next renewal; meanwhile runs reach the worker by the looks
         at every queued run (when other workers are registered) or by the broadcast
         (when none is)."""
-        self._registered[worker_id] = max(1, int(slots))
+        self._registered[worker_id] = (max(1, int(slots)),
+                                       None if graph_ids is None else list(graph_ids))
         await self._register()
         if self._register_task is None or self._register_task.done():
             self._register_task = asyncio.create_task(
@@ -479,13 +491,15 @@ class PostgresStorage(Storage):
                 await self._rows(
                     "WITH gone AS (DELETE FROM server_workers WHERE live_until < now() - "
                     "interval '1 hour') INSERT INTO server_workers (worker_id, channel, "
-                    "slots, seen_at, live_until) SELECT w, %s, s, now(), now() + "
-                    "make_interval(secs => %s) FROM unnest(%s::text[], %s::int[]) AS "
-                    "u(w, s) ON CONFLICT (worker_id) DO UPDATE SET channel = "
-                    "excluded.channel, slots = excluded.slots, seen_at = excluded.seen_at, "
+                    "slots, graphs, seen_at, live_until) SELECT w, %s, s, g, now(), now() + "
+                    "make_interval(secs => %s) FROM jsonb_to_recordset(%s::jsonb) AS "
+                    "u(w text, s int, g text[]) ON CONFLICT (worker_id) DO UPDATE SET "
+                    "channel = excluded.channel, slots = excluded.slots, graphs = "
+                    "excluded.graphs, seen_at = excluded.seen_at, "
                     f"live_until = excluded.live_until RETURNING {_RELAXED}",
-                    (self.channel, 3.0 * self.registration_seconds, list(self._registered),
-                     list(self._registered.values())),
+                    (self.channel, 3.0 * self.registration_seconds, to_json(
+                        [{"w": w, "s": slots, "g": graphs}
+                         for w, (slots, graphs) in self._registered.items()])),
                 )
             except Exception:
                 if not self._register_failed:
@@ -924,9 +938,9 @@ class PostgresStorage(Storage):
             rows = await self._rows(
                 f"WITH t AS (UPDATE server_threads SET status = 'busy', updated_at = %s{retag} "
                 "WHERE thread_id = %s RETURNING metadata), "
-                f"r AS ({_INSERT_RUN} RETURNING seq) "
+                f"r AS ({_INSERT_RUN} RETURNING seq, assistant_id) "
                 f"SELECT pg_notify({_WAKE}, (SELECT seq::text FROM r)), pg_notify(%s, %s), "
-                "(SELECT metadata FROM t), (SELECT count(*) FROM r)",
+                f"(SELECT metadata FROM t), (SELECT count(*) FROM r) {_WAKE_FROM}",
                 (record["updated_at"], *retag_args, record["thread_id"],
                  *_run_values(record, "enqueue"), WORK, THREADS, record["thread_id"]),
             )
@@ -955,8 +969,8 @@ class PostgresStorage(Storage):
             # (with runs to cancel, claimable only once they end: their ends, with this
             # run still queued, ask every worker to look at every queued run)
             await cur.execute(
-                f"WITH r AS ({_INSERT_RUN} RETURNING seq) "
-                f"SELECT pg_notify({_WAKE}, (SELECT seq::text FROM r))",
+                f"WITH r AS ({_INSERT_RUN} RETURNING seq, assistant_id) "
+                f"SELECT pg_notify({_WAKE}, (SELECT seq::text FROM r)) {_WAKE_FROM}",
                 (*_run_values(record, multitask_strategy), WORK),
             )
             await cur.execute(
