@@ -348,3 +348,44 @@ _stalling.add_edge(START, "stall")
 _stalling.add_edge("stall", "after")
 _stalling.add_edge("after", END)
 stalling = _stalling.compile()
+
+# -- dropping: the server's database drops every connection mid-run (first attempt) ------
+
+
+def terminate_other_backends(url: str) -> None:
+    """Terminate every backend of the database at ``url`` but this call's own, as a
+    restart does, and wait until they are gone - blocking, so that an event loop calling
+    this notices nothing meanwhile."""
+    import time
+
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                      "datname = current_database() AND pid != pg_backend_pid()")
+        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                            "current_database() AND pid != pg_backend_pid()"
+                            ).fetchone() != (0,):
+            time.sleep(0.01)
+
+
+async def drop_connections(state: StallingState, config: RunnableConfig) -> dict:
+    """On the run's first attempt, drop every connection to the database named in
+    ``configurable.database`` (the server's pool, run lock, pipe and listener all go);
+    the store read after it then goes out on a dropped connection."""
+    attempt = config["metadata"]["run_attempt"]
+    if attempt == 1:
+        terminate_other_backends(config["configurable"]["database"])
+    await get_store().aget(("gates",), "anything")
+    return {"steps": [f"drop (attempt {attempt})"]}
+
+
+_dropping = StateGraph(StallingState)
+_dropping.add_node("before", lambda state: {"steps": ["before"]})
+_dropping.add_node("drop", drop_connections)
+_dropping.add_node("after", step_after)
+_dropping.add_edge(START, "before")
+_dropping.add_edge("before", "drop")
+_dropping.add_edge("drop", "after")
+_dropping.add_edge("after", END)
+dropping = _dropping.compile()

@@ -74,3 +74,44 @@ def test_one_process_at_a_time_leads_a_duty(module_postgres_database: str) -> No
             await second.close()
 
     asyncio.run(go())
+
+
+def test_a_process_whose_duty_session_was_dropped_no_longer_leads(
+    module_postgres_database: str,
+) -> None:
+    """The database drops the leading process's session (a restart, a terminated
+    backend) and its duty lock with it; another process takes the duty. The first then
+    no longer leads - two processes firing every cron twice - and leads again once the
+    other is gone."""
+    import psycopg
+
+    from threadloom.server.storage.postgres import PostgresStorage
+
+    async def go() -> None:
+        first, second = (PostgresStorage(module_postgres_database) for _ in range(2))
+        await first.setup()
+        await second.setup()
+        try:
+            assert await first.lead("crons")
+            with psycopg.connect(module_postgres_database, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = "
+                    "'advisory' AND classid = %s AND granted", (0x746C6475,))
+            for _ in range(600):
+                if await second.lead("crons"):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the dropped session's duty was never taken")
+            assert not await first.lead("crons")
+        finally:
+            await second.close()
+        for _ in range(600):
+            if await first.lead("crons"):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the duty never came back")
+        await first.close()
+
+    asyncio.run(go())

@@ -470,3 +470,49 @@ def test_a_claim_takes_only_runs_of_the_graphs_the_worker_serves(storage_factory
             == [of_b]
 
     _with_storage(storage_factory, scenario)
+
+
+def test_only_the_servers_own_database_going_away_counts_as_unavailable(
+    fresh_postgres_database: str, tmp_path: Path,
+) -> None:
+    """``unavailable``: an ``OperationalError`` of a connection the database dropped,
+    raised through the storage (here its store), is the server's database going away -
+    a run is retried, a request answered 503; the same error from a node's own
+    connection to a database, or any other error, is not."""
+    import psycopg
+    from graphs import terminate_other_backends as terminate_all  # (tests/server/graphs.py)
+
+    from threadloom.server.storage.postgres import PostgresStorage
+    from threadloom.server.storage.sqlite import SqliteStorage
+
+    async def go() -> None:
+        storage = PostgresStorage(fresh_postgres_database)
+        await storage.setup()
+        try:
+            await storage.store.aput(("ns",), "k", {"v": 1})
+            terminate_all(fresh_postgres_database)  # (blocking: the storage notices nothing)
+            with pytest.raises(psycopg.OperationalError) as dropped:
+                await storage.store.aget(("ns",), "k")
+            assert storage.unavailable(dropped.value)
+            # the pool's other connections were checked: the next read goes through
+            for _ in range(100):
+                try:
+                    assert (await storage.store.aget(("ns",), "k")).value == {"v": 1}
+                    break
+                except psycopg.OperationalError:
+                    await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the storage never recovered")
+            # a node's own connection, dropped the same way: not the server's database
+            async with await psycopg.AsyncConnection.connect(fresh_postgres_database) as own:
+                terminate_all(fresh_postgres_database)
+                with pytest.raises(psycopg.OperationalError) as theirs:
+                    await own.execute("SELECT 1")
+            assert not storage.unavailable(theirs.value)
+            assert not storage.unavailable(RuntimeError("a bug"))
+        finally:
+            await storage.close()
+        sqlite = SqliteStorage(str(tmp_path / "s.db"))
+        assert not sqlite.unavailable(dropped.value)
+
+    asyncio.run(go())

@@ -579,3 +579,37 @@ def test_a_worker_leaves_the_runs_of_graphs_it_does_not_serve_queued(
         logs = [_stop(worker) for worker in workers]
     for text in logs:
         assert "Traceback" not in text, text
+
+
+def test_a_run_whose_database_connections_drop_goes_on_from_its_last_checkpoint(
+    fresh_postgres_database: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every connection of the server's database is dropped mid-run (a database restart,
+    a failover; here every backend terminated) and the run's next read fails on one:
+    the run goes back to the queue and its next attempt goes on from its last
+    checkpoint - a success, each step's effect once - instead of ending in error with
+    the database's ``AdminShutdown``. The server logs a warning, no traceback."""
+    from langgraph_sdk import get_sync_client
+
+    from threadloom.server import background_server, load_config
+
+    database = fresh_postgres_database
+    config = load_config(None, graphs={"dropping": "./graphs.py:dropping"}, base_dir=HERE,
+                         database=database, dev=True)
+    with caplog.at_level("WARNING", logger="threadloom.server"), \
+            background_server(config, run_worker=True) as url:
+        client = get_sync_client(url=url, api_key=None, timeout=60)
+        tid = client.threads.create()["thread_id"]
+        out = client.runs.wait(tid, "dropping", input={"steps": []},
+                               config={"configurable": {"database": database}})
+        assert out == {"steps": ["before", "drop (attempt 2)", "after"]}, out
+        (run,) = client.runs.list(tid)
+        assert run["status"] == "success"
+        assert _attempts(database, run["run_id"]) == 2
+        # the server serves on (its other connections, found dropped, were replaced)
+        again = client.threads.create()["thread_id"]
+        assert client.runs.wait(again, "dropping", input={"steps": []}, config={
+            "configurable": {"database": database}})["steps"][1] == "drop (attempt 2)"
+    went_away = [r for r in caplog.records if "the database went away" in r.getMessage()]
+    assert went_away, [r.getMessage() for r in caplog.records]
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]

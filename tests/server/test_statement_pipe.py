@@ -1,8 +1,8 @@
 """The PostgreSQL server storage's statement pipe (``_statement_pipe.StatementPipe``):
 many coroutines' single statements pipelined on a few connections, each statement its
 own transaction - what callers get back, and the unhappy paths: a failing statement
-among others, a large value among small ones, a connection killed mid-statement, a
-prepared statement gone stale, a caller that stops waiting, closing."""
+among others, a large value among small ones, a connection killed mid-statement or
+while idle, a prepared statement gone stale, a caller that stops waiting, closing."""
 
 from __future__ import annotations
 
@@ -127,6 +127,37 @@ def test_a_killed_connection_fails_what_was_in_flight_and_the_next_statement_rec
         assert await pipe.rows("SELECT %s::int", (7,)) == [(7,)]
 
     on_pipe(scenario)
+
+
+def test_a_connection_dropped_while_idle_loses_no_statement(postgres_schema_url: str) -> None:
+    """The server drops the pipe's idle connections (a database restart, every backend
+    terminated) and the event loop has not run since: the statements sent next find
+    them dropped before anything goes out, and go on new connections - none fails.
+    (Before: the first statement on each such connection failed.)"""
+    import time
+
+    async def scenario() -> None:
+        pipe = StatementPipe(postgres_schema_url, lanes=2)
+        try:
+            pids = {row[0] for rows in await asyncio.gather(
+                *(pipe.rows("SELECT pg_backend_pid() FROM pg_sleep(0.05)") for _ in range(4)))
+                    for row in rows}
+            assert len(pids) == 2  # both connections open, both idle now
+            with psycopg.connect(postgres_schema_url, autocommit=True) as admin:
+                for pid in pids:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                # (blocking: the pipe's reader callbacks cannot run meanwhile)
+                while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = "
+                                    "ANY(%s)", (list(pids),)).fetchone() != (0,):
+                    time.sleep(0.01)
+            rows = await asyncio.gather(*(pipe.rows("SELECT %s::int, pg_backend_pid()", (i,))
+                                          for i in range(10)))
+            assert [r[0][0] for r in rows] == list(range(10))
+            assert not {r[0][1] for r in rows} & pids
+        finally:
+            await pipe.close()
+
+    asyncio.run(scenario())
 
 
 def test_a_statement_failing_as_it_runs_stays_prepared_once(postgres_schema_url: str) -> None:

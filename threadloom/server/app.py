@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -40,6 +41,8 @@ from threadloom.server.services.store import StoreService
 from threadloom.server.services.threads import ThreadService
 from threadloom.server.storage.base import Storage
 from threadloom.server.worker import Worker
+
+log = logging.getLogger("threadloom.server")
 
 __all__ = ["Server", "create_app", "open_storage"]
 
@@ -202,6 +205,22 @@ def create_app(server: Server) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         return json_response({"detail": _validation_detail(exc)}, status=422)
+
+    if server.ctx.storage.shared:  # a database server, which may go away for a while
+        import psycopg
+
+        @app.exception_handler(psycopg.OperationalError)
+        async def database_gone(request: Request, exc: psycopg.OperationalError) -> Response:
+            if not server.ctx.storage.unavailable(exc):
+                log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+                return json_response({"detail": "Internal Server Error"}, status=500)
+            log.warning("%s %s: the database went away (%s: %s)", request.method,
+                        request.url.path, type(exc).__name__, str(exc).strip())
+            return json_response(
+                {"detail": "The server's database went away (a connection lost, the "
+                           "database restarting): try again. A write may or may not have "
+                           "been done."},
+                status=503, headers={"Retry-After": "1"})
 
     # (inside CORS, added next: a browser's requests get its headers from either)
     app.add_middleware(HotRoutes, routes=[route for module in _MATCH_ORDER

@@ -30,6 +30,8 @@ whoever holds the run records it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +55,8 @@ __all__ = ["RESULT_EVENT", "TAKEOVER_ATTEMPTS", "RunHold", "build_input", "execu
            "run_config"]
 
 RESULT_EVENT = "__result__"
+
+log = logging.getLogger("threadloom.server")
 
 #: the claims of a run after which a thread another process still holds ends it in error
 TAKEOVER_ATTEMPTS = 10
@@ -255,36 +259,74 @@ async def execute_run(threads: ThreadService, run: dict[str, Any], hold: RunHold
             await storage.close_stream(run_id)
             return "rollback"
     except CheckpointConflictError as exc:
-        if hold.worker_id is not None and run.get("attempt", 1) < TAKEOVER_ATTEMPTS:
+        if _retrying(run, hold):
             # another process holds the thread: a worker that lost the run's lease and
             # has not noticed yet (back to the queue, taken again once it lets go) - or,
             # the run lock lost mid-run (RunLockLostError), the worker that took the run
             # over from this one (then nothing more is this worker's to write)
             await outbox.flush()
-            delay = min(5.0, 0.25 * 2 ** (run.get("attempt", 1) - 1))
-            if await storage.release_run(run_id, hold.worker_id, delay):
-                return "released"
-            return "lost"
+            return await _release(storage, run, hold)
         status = "error"
         error = {"error": type(exc).__name__, "message": str(exc)}
         await publish("error", error)
     except Exception as exc:  # the graph failed: the run ends in error, the server lives on
+        if storage.unavailable(exc) and _retrying(run, hold):
+            return await _release_after_outage(storage, outbox, run, hold, exc)
         status = "error"
         error = {"error": type(exc).__name__, "message": str(exc)}
         await publish("error", error)
     # the run's events go before its end; those not on their way yet go with it
     hold.ending = True
-    unsent = await outbox.take()
-    head = run_head(graph, ended[-1]) if graph is not None and ended and status == "success" \
-        else None
-    if head is not None and len(head.interrupts) > 1:
-        head = _in_run_order(head, ended[-1].interrupts)
-    result, finished = await _finish(threads, run, graph, status, error, unsent, head,
-                                     cancelled=status == "interrupted",
-                                     worker_id=hold.worker_id)
+    try:
+        unsent = await outbox.take()
+        head = run_head(graph, ended[-1]) \
+            if graph is not None and ended and status == "success" else None
+        if head is not None and len(head.interrupts) > 1:
+            head = _in_run_order(head, ended[-1].interrupts)
+        result, finished = await _finish(threads, run, graph, status, error, unsent, head,
+                                         cancelled=status == "interrupted",
+                                         worker_id=hold.worker_id)
+    except Exception as exc:
+        if not (storage.unavailable(exc) and _retrying(run, hold)):
+            raise
+        # its end not recorded: the next attempt finds the graph where this one left
+        # it (paused or done) and records that at once
+        return await _release_after_outage(storage, outbox, run, hold, exc)
     if kwargs.get("webhook") and finished is not None:
         _send_webhook(threads, finished, kwargs["webhook"], result)
     return status
+
+
+def _retrying(run: Mapping[str, Any], hold: RunHold) -> bool:
+    """Whether a run that cannot go on here for now (its thread held by another
+    process, the database out of reach) may go back to the queue: a worker's run,
+    claimed fewer than ``TAKEOVER_ATTEMPTS`` times."""
+    return hold.worker_id is not None and run.get("attempt", 1) < TAKEOVER_ATTEMPTS
+
+
+async def _release(storage: Any, run: Mapping[str, Any], hold: RunHold) -> str:
+    """Put the run back in the queue, to be claimed again after a delay doubling with
+    each attempt (0.25 s, 0.5 s, ... 5 s); ``released``, or ``lost`` when this worker no
+    longer holds it."""
+    assert hold.worker_id is not None
+    delay = min(5.0, 0.25 * 2 ** (run.get("attempt", 1) - 1))
+    if await storage.release_run(run["run_id"], hold.worker_id, delay):
+        return "released"
+    return "lost"
+
+
+async def _release_after_outage(storage: Any, outbox: _Outbox, run: Mapping[str, Any],
+                                hold: RunHold, error: BaseException) -> str:
+    """``_release`` a run that failed because the server's database went away (its
+    connection lost, the database restarting): it runs again from its last checkpoint,
+    as when its worker dies. If the database is still out of reach, this raises and the
+    run's lease, no longer renewed, runs out instead."""
+    log.warning("run %s (attempt %s): the database went away (%s: %s); back in the "
+                "queue, to go on from its last checkpoint", run["run_id"],
+                run.get("attempt", 1), type(error).__name__, str(error).strip())
+    with contextlib.suppress(Exception):  # its events: those not written are sent again
+        await outbox.flush()
+    return await _release(storage, run, hold)
 
 
 class _Outbox:

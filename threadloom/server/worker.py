@@ -36,6 +36,7 @@ from typing import Any
 
 from threadloom.server.config import RUN_SLOTS
 from threadloom.server.executor import RunHold, execute_run
+from threadloom.server.periodic import log_failure
 from threadloom.server.records import new_id
 from threadloom.server.services.threads import ThreadService
 
@@ -136,8 +137,8 @@ class Worker:
             try:  # as many as there are free slots, in one round trip
                 runs = await self.storage.claim_runs(self.worker_id, self.lease_seconds, free,
                                                      self.graph_ids)
-            except Exception:  # the database is away: try again shortly
-                log.exception("claiming a run failed")
+            except Exception as exc:  # the database is away: try again shortly
+                log_failure(self.storage, "claiming a run", exc)
                 await asyncio.sleep(1.0)
                 continue
             for run in runs:
@@ -174,8 +175,14 @@ class Worker:
                     run_id, self.lease_seconds)
             elif not self._stopping:
                 log.warning("run %s was cancelled without a cancel request", run_id)
-        except Exception:
-            log.exception("run %s could not be recorded", run_id)
+        except Exception as exc:
+            if self.storage.unavailable(exc):
+                log.warning("run %s could not be recorded nor put back in the queue: the "
+                            "database is out of reach (%s: %s); once its lease runs out "
+                            "it goes on from its last checkpoint", run_id,
+                            type(exc).__name__, str(exc).strip())
+            else:
+                log.exception("run %s could not be recorded", run_id)
         finally:
             if self._running.get(run_id, (None, None))[1] is hold:  # (not a later claim's)
                 del self._running[run_id]
@@ -187,8 +194,8 @@ class Worker:
             try:
                 await self._renew_leases()
                 await self.storage.requeue_expired()
-            except Exception:
-                log.exception("renewing leases failed")
+            except Exception as exc:
+                log_failure(self.storage, "renewing leases", exc)
 
     async def _renew_leases(self) -> None:
         """Renew the leases of the runs held here; let go of those lost."""

@@ -45,6 +45,7 @@ from typing import Any
 from threadloom.hitl.clock import to_iso
 from threadloom.server.auth import SERVER
 from threadloom.server.errors import Conflict
+from threadloom.server.periodic import log_failure
 from threadloom.server.services.approvals import ApprovalService, Pending
 from threadloom.server.services.runs import RunService
 
@@ -131,8 +132,8 @@ class ApprovalFeed:
         while True:
             try:
                 await self.tick()
-            except Exception:  # the database is away: look again later
-                log.exception("looking at pending approvals failed")
+            except Exception as exc:  # the database is away: look again later
+                log_failure(self.approvals.ctx.storage, "looking at pending approvals", exc)
             # time passing decides deadlines: a sweeping feed looks every ``interval``;
             # otherwise, with notifications, only a thread changing wakes it
             wait = self.idle_interval if self.notified and not self.sweep else self.interval

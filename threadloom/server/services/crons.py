@@ -56,7 +56,7 @@ class CronService:
     def __init__(self, ctx: ServerContext, runs: Any) -> None:
         self.ctx = ctx
         self.runs = runs
-        self._timer = Periodic("firing crons", self.tick)
+        self._timer = Periodic("firing crons", self.tick, ctx.storage)
 
     async def create(
         self, user: AuthUser, thread_id: str | None, body: dict[str, Any]

@@ -89,7 +89,7 @@ class ThreadService:
 
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
-        self._sweeper = Periodic("applying thread TTLs", self.sweep_expired)
+        self._sweeper = Periodic("applying thread TTLs", self.sweep_expired, ctx.storage)
 
     # -- records -----------------------------------------------------------------------
 

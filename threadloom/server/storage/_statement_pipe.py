@@ -26,7 +26,8 @@ waits for a pipe while it holds a transaction open. Each statement goes to the
 connection with the fewest in flight (``lanes`` connections at most, opened as
 needed). A connection that fails fails the statements in flight on it with
 ``psycopg.OperationalError`` (whether each committed is unknown, as for any statement
-whose connection dropped) and is replaced at the next statement.
+whose connection dropped) and is replaced at the next statement; a statement that
+finds its connection dropped before it went out is sent again on a new one.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ class _Lane:
         self.queue: deque[_Pending] = deque()
         self.writing = False
         self.failed: BaseException | None = None
+        self.closing: str | None = None  # (``_notice``)
+        conn.add_notice_handler(self._notice)
         self.pgconn.nonblocking = 1
         self.pgconn.enter_pipeline_mode()
         loop.add_reader(self.fd, self._readable)
@@ -115,7 +118,11 @@ class _Lane:
     # -- sending -----------------------------------------------------------------------
 
     def send(self, sql: bytes, params: Sequence[Any]) -> asyncio.Future[list[tuple[Any, ...]]]:
-        """Send one statement with its Sync; the future of its rows."""
+        """Send one statement with its Sync; the future of its rows. Raises
+        ``OperationalError`` with nothing sent when the connection has failed - also
+        when, idle, it finds the server dropped it (before the event loop said so)."""
+        if not self.queue and self.failed is None:
+            self._readable()  # (one nonblocking read: what came since, if anything)
         if self.failed is not None:
             raise psycopg.OperationalError(f"the connection failed: {self.failed}")
         values = self.dumper.dump_sequence(params, [PyFormat.AUTO] * len(params))
@@ -174,10 +181,22 @@ class _Lane:
     def _readable(self) -> None:
         try:
             self.pgconn.consume_input()
+            if not self.queue:  # idle: parse what came anyway (a FATAL notice)
+                self.pgconn.is_busy()
         except psycopg.Error as exc:
             self.fail(exc)
             return
+        if self.closing is not None:  # the server is closing the connection
+            self.fail(psycopg.OperationalError(self.closing))
+            return
         self._take()
+
+    def _notice(self, diag: psycopg.errors.Diagnostic) -> None:
+        """psycopg's notice handler: a FATAL message to an idle connection is the server
+        closing it (a backend terminated, the database shutting down) - the statements
+        sent next would be lost with it."""
+        if diag.severity_nonlocalized in ("FATAL", "PANIC"):
+            self.closing = diag.message_primary or "the server closed the connection"
 
     def _take(self) -> None:
         """Hand out the replies libpq has complete."""
@@ -268,15 +287,27 @@ class StatementPipe:
         if numbered is None:
             raise ValueError(f"not a statement a pipe can send (only %s placeholders): {sql!r}")
         params = tuple(params)
-        for attempt in range(2):
+        unsent = 0
+        stale = False
+        while True:
             lane = await self._lane()
-            future = lane.send(numbered, params)
+            try:
+                future = lane.send(numbered, params)
+            except psycopg.OperationalError:
+                # the connection was found dropped before the statement and its Sync went
+                # out (a database restarted, a backend terminated): none of it ran, so it
+                # goes on another connection (each of those open may be found dropped
+                # too; a new one is opened after them)
+                unsent += 1
+                if unsent > self.lanes:
+                    raise
+                continue
             try:
                 return await future
             except psycopg.Error as exc:
-                if attempt or exc.sqlstate not in STALE_STATEMENT:
+                if stale or exc.sqlstate not in STALE_STATEMENT:
                     raise
-        raise AssertionError("unreachable")  # pragma: no cover
+                stale = True
 
     async def _lane(self) -> _Lane:
         """The open connection with the fewest statements in flight; another is opened

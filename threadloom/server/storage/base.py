@@ -290,6 +290,15 @@ class Storage(abc.ABC):
         for a run its worker cannot execute yet (another process still holds its
         thread). False, changing nothing, when the worker does not hold it."""
 
+    def unavailable(self, error: BaseException) -> bool:
+        """Whether ``error`` is this storage's database going away - a connection
+        lost, the database server shutting down or restarting - raised by the storage,
+        its checkpointer or its store, rather than a failure of the graph's own: a run
+        failing so is put back in the queue and runs again from its last checkpoint
+        (``execute_run``) instead of ending in error. False here (one process, one
+        file: nothing to reconnect to)."""
+        return False
+
     @abc.abstractmethod
     async def finish_run(
         self, run_id: str, status: str, *, thread: dict[str, Any] | None,

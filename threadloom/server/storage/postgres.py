@@ -60,6 +60,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
@@ -342,6 +343,7 @@ class PostgresStorage(Storage):
         self.store = AsyncPostgresStore(self._pool)
         self._listener: Any = None
         self._listen_task: asyncio.Task | None = None
+        self._pool_check: asyncio.Task | None = None
         self._work: asyncio.Event | None = None
         # the runs queued since the last claim, as their notifications named them (see
         # ``claim_runs``), and when the last claim looked at every queued run
@@ -444,10 +446,11 @@ class PostgresStorage(Storage):
         for worker_id in list(self._registered):  # (a worker not stopped: gone now)
             await self.unregister_worker(worker_id)
         self._closed = True
-        if self._listen_task is not None:
-            self._listen_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listen_task
+        for task in (self._listen_task, self._pool_check):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         for conn in (self._listener, self._leader):
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -501,11 +504,12 @@ class PostgresStorage(Storage):
                         [{"w": w, "s": slots, "g": graphs}
                          for w, (slots, graphs) in self._registered.items()])),
                 )
-            except Exception:
+            except Exception as exc:
                 if not self._register_failed:
-                    log.warning("registering worker(s) %s failed; they are woken as "
-                                "unregistered workers are until it succeeds",
-                                ", ".join(self._registered), exc_info=True)
+                    log.warning("registering worker(s) %s failed (%s: %s); they are woken "
+                                "as unregistered workers are until it succeeds",
+                                ", ".join(self._registered), type(exc).__name__,
+                                str(exc).strip(), exc_info=not self.unavailable(exc))
                 self._register_failed = True
                 return
             if self._register_failed:
@@ -557,6 +561,9 @@ class PostgresStorage(Storage):
                 if self._closed:
                     return
                 log.warning("the notification connection dropped; reconnecting")
+                # the database restarted, or dropped this process's connections: the
+                # pool's idle ones too, likely - found now, not by the next requests
+                self._check_pool()
             # reconnect, then wake everyone: what they missed is in the tables
             while not self._closed:
                 with contextlib.suppress(Exception):
@@ -1185,6 +1192,29 @@ class PostgresStorage(Storage):
         )
         return row is not None
 
+    def unavailable(self, error: BaseException) -> bool:
+        """See ``Storage.unavailable``. When it is, the pool's idle connections are
+        checked (in the background, once at a time): those the database dropped with
+        this one go now, not each with the next run or request that takes it."""
+        import psycopg
+
+        if not (isinstance(error, psycopg.OperationalError)
+                and _caller(error).startswith(_OWN_DATABASE_CALLERS)):
+            return False
+        self._check_pool()
+        return True
+
+    def _check_pool(self) -> None:
+        """Check the pool's idle connections in the background (once at a time): those
+        the database dropped go, new ones are opened."""
+        if self._pool_check is None or self._pool_check.done():
+            self._pool_check = asyncio.get_running_loop().create_task(
+                self._checked_pool(), name="threadloom-pool-check")
+
+    async def _checked_pool(self) -> None:
+        with contextlib.suppress(Exception):  # (the database still out of reach)
+            await self._pool.check()
+
     async def finish_run(self, run_id: str, status: str, *, thread: dict[str, Any] | None,
                          worker_id: str | None = None) -> dict | None:
         return await self.end_run(run_id, status, thread=thread, events=None, keep=False,
@@ -1301,21 +1331,28 @@ class PostgresStorage(Storage):
     async def lead(self, duty: str) -> bool:
         """A session advisory lock per duty on a connection of this process's own: held
         until the process (or that connection) ends, then the next process asking
-        gets it."""
+        gets it. A duty held is checked each time: one round trip on that connection,
+        which the database may have dropped (a restart) - its locks with it, which
+        another process may hold now."""
         import psycopg
 
-        if duty in self._duties and self._leader is not None and not self._leader.closed:
-            return True
         try:
+            if duty in self._duties and self._leader is not None and not self._leader.closed:
+                with contextlib.suppress(psycopg.OperationalError):  # (then asked again)
+                    await self._leader.execute("SELECT 1")
+                    return True
             if self._leader is None or self._leader.closed or self._leader.broken:
                 self._duties.clear()
+                if self._leader is not None:
+                    await self._leader.close()
                 self._leader = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
             cur = await self._leader.execute(
                 "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_DUTY_LOCK, duty)
             )
             row = await cur.fetchone()
-        except psycopg.Error:
-            log.warning("asking for the %s duty failed", duty, exc_info=True)
+        except psycopg.Error as exc:
+            log.warning("asking for the %s duty failed (%s: %s)", duty, type(exc).__name__,
+                        str(exc).strip(), exc_info=not self.unavailable(exc))
             return False
         if row and row[0]:
             self._duties.add(duty)
@@ -1643,6 +1680,26 @@ def _stream_note(run_id: str) -> tuple[str, list[Any]]:
         "e.id, e.event, e.keep, encode(e.data, 'base64')) ORDER BY e.id)::text ELSE '' END)",
         [STREAM, run_id, run_id],
     )
+
+
+#: the modules whose calls to psycopg go to the server's own database (its checkpointer,
+#: its store, this storage) - not a node's own calls to a database of its own
+_OWN_DATABASE_CALLERS = ("threadloom.checkpoint.", "threadloom.store.",
+                         "threadloom.server.storage.")
+
+
+def _caller(error: BaseException) -> str:
+    """The module of the innermost frame of ``error``'s traceback outside psycopg and
+    the standard library (``contextlib``, ``asyncio``): the code that called psycopg."""
+    caller = ""
+    tb = error.__traceback__
+    while tb is not None:
+        name = str(tb.tb_frame.f_globals.get("__name__", ""))
+        top = name.partition(".")[0]
+        if top not in ("psycopg", "psycopg_pool") and top not in sys.stdlib_module_names:
+            caller = name
+        tb = tb.tb_next
+    return caller
 
 
 def _inline_events(body: str) -> list[tuple[int, str, bytes, bool]] | None:
