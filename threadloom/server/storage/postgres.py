@@ -1193,12 +1193,15 @@ class PostgresStorage(Storage):
         return row is not None
 
     def unavailable(self, error: BaseException) -> bool:
-        """See ``Storage.unavailable``. When it is, the pool's idle connections are
-        checked (in the background, once at a time): those the database dropped with
-        this one go now, not each with the next run or request that takes it."""
+        """See ``Storage.unavailable``: a connection lost or refused, the server shutting
+        down or starting, a transaction it asks to retry (``_connection_lost``) - not a
+        statement timing out, which would again. When it is, the pool's idle
+        connections are checked (in the background, once at a time): those the database
+        dropped with this one go now, not each with the next run or request taking it."""
         import psycopg
 
         if not (isinstance(error, psycopg.OperationalError)
+                and _connection_lost(error.sqlstate)
                 and _caller(error).startswith(_OWN_DATABASE_CALLERS)):
             return False
         self._check_pool()
@@ -1686,6 +1689,18 @@ def _stream_note(run_id: str) -> tuple[str, list[Any]]:
 #: its store, this storage) - not a node's own calls to a database of its own
 _OWN_DATABASE_CALLERS = ("threadloom.checkpoint.", "threadloom.store.",
                          "threadloom.server.storage.")
+
+
+def _connection_lost(sqlstate: str | None) -> bool:
+    """Whether an ``OperationalError`` with this SQLSTATE is the connection or the
+    server going away (or a transaction the database asks to retry), not a statement
+    that would fail again (a statement timeout, ``57014``)."""
+    return (sqlstate is None  # (raised by the client: the connection dropped, a pool's
+            # timeout, a refused connection)
+            or sqlstate[:2] in ("08", "40")  # connection exceptions; serialization,
+            # deadlock
+            or sqlstate in ("57P01", "57P02", "57P03", "53300"))  # shutting down,
+            # starting up, too many connections
 
 
 def _caller(error: BaseException) -> str:
