@@ -55,9 +55,47 @@ def test_serve_dev_mode_runs_a_graph(tmp_path: Path) -> None:
         out = client.runs.wait(tid, "email", input={"messages": []})
         assert out["messages"][-1]["content"].startswith("Draft:")
         assert (tmp_path / "threadloom.db").is_file()  # the default database file
+        # a second server on the same file is refused, naming the first; the first
+        # serves on
+        second = subprocess.run(
+            [sys.executable, "-m", "threadloom.cli", "serve", "--config", str(config),
+             "--port", str(free_port()), "--dev"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": SOURCE},
+        )
+        assert second.returncode != 0
+        assert f"is served by another process (pid {proc.pid})" in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr, second.stderr
+        assert client.runs.wait(tid, "email", input={"messages": []})["messages"]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_one_process_serves_a_sqlite_file(tmp_path: Path) -> None:
+    """Its runs' waiters, streams and wake-ups live in the process serving it: a second
+    storage on the file is refused (before it opens anything) until the first closes."""
+    import asyncio
+
+    from threadloom.server.storage.sqlite import DatabaseInUseError, SqliteStorage
+
+    async def go() -> None:
+        path = str(tmp_path / "one.db")
+        first = SqliteStorage(path)
+        await first.setup()
+        with pytest.raises(DatabaseInUseError, match=f"pid {os.getpid()}"):
+            SqliteStorage(path)
+        await first.close()
+        again = SqliteStorage(path)
+        await again.setup()
+        await again.close()
+        # in-memory servers share nothing: as many as wanted
+        memory = [SqliteStorage(":memory:") for _ in range(2)]
+        for storage in memory:
+            await storage.setup()
+            await storage.close()
+
+    asyncio.run(go())
 
 
 def test_serve_refuses_to_start_without_auth(tmp_path: Path) -> None:

@@ -101,9 +101,13 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from threadloom.server import Server, create_app
+    from threadloom.server.storage.sqlite import DatabaseInUseError
 
     config = _config(args, dev=args.dev or None, workers=args.workers)
-    server = Server.from_config(config, run_worker=True if args.embedded_worker else None)
+    try:
+        server = Server.from_config(config, run_worker=True if args.embedded_worker else None)
+    except DatabaseInUseError as exc:
+        raise SystemExit(f"threadloom serve: {exc}") from None
     print(f"threadloom approval inbox: http://{args.host}:{args.port}/inbox", flush=True)
     uvicorn.run(create_app(server), host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -13,8 +13,13 @@ The file holds everything: the checkpoints (``SqliteSaver``'s tables), the store
 
 Statements run on one dedicated thread (one connection, so no writer waits on
 another inside this process); wake-ups and run streams are in-process
-(``asyncio`` events, ``LocalStreams``). Other processes may read the file (the
-``threadloom`` operator commands do), but only one server process should run the queue.
+(``asyncio`` events, ``LocalStreams``), so one process serves a file: a second
+``SqliteStorage`` on a file another process serves is refused (``DatabaseInUseError``,
+naming that process) - it would take that process's runs while their waiters and
+streams wait in vain, and fire its crons a second time. The lock is an ``flock`` on
+``<file>.lock`` beside the database (never on the database file itself, whose POSIX
+locks a second descriptor of the same process would drop when closed), held while the
+storage is open and released by the system when the process dies.
 """
 
 from __future__ import annotations
@@ -66,7 +71,43 @@ from threadloom.server.storage.rows import thread_row as _thread
 from threadloom.server.storage.rows import to_json as _j
 from threadloom.server.storage.streams import LocalStreams
 
-__all__ = ["SqliteStorage"]
+__all__ = ["DatabaseInUseError", "SqliteStorage"]
+
+
+class DatabaseInUseError(RuntimeError):
+    """Another process serves this SQLite file (see the module docstring)."""
+
+
+def _serve_alone(path: str) -> Any:
+    """Hold the lock saying this process serves the file at ``path`` (an open file, to
+    keep open until the storage closes; None where there is nothing to lock: an
+    in-memory database, a ``file:`` URI, a system without ``flock``)."""
+    if path.startswith("file:"):
+        return None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    import os
+
+    lock = open(f"{path}.lock", "a+")  # noqa: SIM115 (open until close())
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        raise DatabaseInUseError(
+            f"{path} is served by another process (pid {holder}): one process serves a "
+            "SQLite file - its runs, streams and wake-ups live in that process. Stop the "
+            "other one, or point this one at another file; for several processes, use "
+            "PostgreSQL (--database postgresql://...)."
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
 
 T = TypeVar("T")
 
@@ -179,6 +220,7 @@ class SqliteStorage(Storage):
             # one shared in-memory database for the saver, the store and the records
             path = f"file:threadloom-server-{id(self)}?mode=memory&cache=shared"
         self.path = path
+        self._serving = _serve_alone(path)  # (first: a refused storage opens nothing)
         # One connection and one lock for the saver, the store and the records: writers
         # in this process take turns on the lock instead of meeting SQLite's busy
         # handler, whose sleeps (up to 100 ms each) would dominate latency under load.
@@ -254,6 +296,9 @@ class SqliteStorage(Storage):
     async def close(self) -> None:
         await self._call(self._locked, lambda conn: conn.close())
         self._pool.close()
+        if self._serving is not None:
+            self._serving.close()  # (the lock goes with it)
+            self._serving = None
 
     # -- assistants --------------------------------------------------------------------
 
