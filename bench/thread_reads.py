@@ -1,7 +1,8 @@
 """Reads of the server's threads as threads pile up: the approval feed's look at what is
 pending, and a page of ``threads.search``.
 
-    .venv/bin/python bench/thread_reads.py [--threads 1000,10000] [--postgres URL]
+    .venv/bin/python bench/thread_reads.py [--threads 1000,10000] [--waiting 1000,10000]
+        [--postgres URL]
 
 The server's approval feed looks at every thread that may have something waiting for a
 person once a second (``ApprovalFeed``; on SQLite inside the server's own event loop),
@@ -15,6 +16,12 @@ as a small agent's), then times each read two ways, side by side (median of 7):
 * a search page (the newest 10; the newest 10 failed; a metadata filter nothing
   matches): the storage's paged search against what it did before - every matching
   thread decoded, then the page sliced off (the same search with no limit).
+
+Then, with ``--waiting`` N threads waiting for a person (interrupted, same values), the
+feed's look when nothing changed - what a server with many approvals waiting does every
+second: the versions of the pending threads (``pending_thread_versions``; records are
+read again only for threads that changed) against the look it replaced, every pending
+thread's record read and its pending items built.
 """
 
 from __future__ import annotations
@@ -93,6 +100,25 @@ async def _figures(storage: Any, failed: int) -> list[tuple[str, float, float, i
         await storage.close()
 
 
+async def _waiting_figures(storage: Any, waiting: int) -> tuple[float, float]:
+    """(seconds now, seconds before) of the feed's look with ``waiting`` threads
+    waiting and none changed."""
+    from threadloom.server.services.approvals import pending_items
+
+    await storage.setup()
+    try:
+        await _fill(storage, 0, interrupted=waiting)
+
+        async def before() -> list[Any]:
+            return [item for thread in await storage.pending_threads(None)
+                    for item in pending_items(thread)]
+
+        assert len(await storage.pending_thread_versions()) == waiting
+        return await _time(storage.pending_thread_versions), await _time(before)
+    finally:
+        await storage.close()
+
+
 async def _sliced(rows: Any) -> list[dict[str, Any]]:
     return list(await rows)[:10]
 
@@ -100,6 +126,8 @@ async def _sliced(rows: Any) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", default="1000,10000", help="failed threads per figure")
+    parser.add_argument("--waiting", default="1000,10000",
+                        help="threads waiting for a person, per figure of the feed's look")
     parser.add_argument("--postgres", default=None,
                         help="also on PostgreSQL: a URL whose server may create (and drop) "
                              "a bench database")
@@ -123,6 +151,22 @@ def main() -> None:
             for name, now, before, found in reads:
                 print(f"{kind:<10} {failed:>14,} {name:<28} {found:>5} {now * 1e3:>9.3f} "
                       f"{before * 1e3:>10.3f}", flush=True)
+
+    print(f"\n{'storage':<10} {'waiting threads':>15} {'feed look, none changed: now ms':>32} "
+          f"{'before ms':>10}")
+    for waiting in (int(n) for n in args.waiting.split(",")):
+        with tempfile.TemporaryDirectory() as folder:
+            looks = [("sqlite", asyncio.run(_waiting_figures(
+                SqliteStorage(str(Path(folder) / "waiting.db")), waiting)))]
+        if args.postgres:
+            from threadloom.server.storage.postgres import PostgresStorage
+
+            with _postgres_database(args.postgres) as url:
+                looks.append(("postgres", asyncio.run(
+                    _waiting_figures(PostgresStorage(url, pool_size=2), waiting))))
+        for kind, (now, before) in looks:
+            print(f"{kind:<10} {waiting:>15,} {now * 1e3:>32.3f} {before * 1e3:>10.3f}",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -103,14 +103,14 @@ def test_a_feed_nobody_listens_to_does_not_look(fresh_postgres_database: str) ->
     with background_server(config) as api, background_server(config, run_worker=True):
         feed = api.server.approval_feed
         assert not feed.sweep
-        looks = _counting(api.server.approvals, "all_pending")
+        looks = _counting(api.server.ctx.storage, "pending_thread_versions")
         client = get_sync_client(url=str(api), api_key="key-alice", timeout=60)
         before = client.threads.create()["thread_id"]
         client.runs.wait(before, "payment", input={"amount": 5})  # pending from now on
         for _ in range(3):
             feed.poke()
             time.sleep(0.2)
-        assert looks == [] and feed._known is None
+        assert looks == [] and feed._seen is None
 
         found: list[tuple[str, dict]] = []
         ready, stop = threading.Event(), threading.Event()
@@ -144,9 +144,9 @@ def test_a_sweeping_feed_without_listeners_reads_no_audit_log(tmp_path: Any) -> 
         def round_trip() -> str:
             tid = client.threads.create()["thread_id"]
             client.runs.wait(tid, "payment", input={"amount": 5})
-            _until(lambda: any(k.startswith(tid) for k in feed._known or {}))
+            _until(lambda: tid in (feed._seen or {}))
             client.runs.wait(tid, "payment", command={"resume": {"type": "accept"}})
-            _until(lambda: not any(k.startswith(tid) for k in feed._known or {}))
+            _until(lambda: tid not in (feed._seen or {}))
             return tid
 
         round_trip()
@@ -165,3 +165,46 @@ def _until(predicate: Any, timeout: float = 15.0) -> None:
     while not predicate():
         assert time.monotonic() < end, "timed out"
         time.sleep(0.02)
+
+
+def test_a_look_reads_again_only_the_threads_that_changed(tmp_path: Any) -> None:
+    """With threads waiting, a look that finds nothing changed reads no thread record
+    (only the pending threads' versions); a thread that changes is the one read again -
+    a server with thousands of approvals waiting does not decode them all every second.
+    The events stay the same: the answered request is told, the others are not."""
+    from langgraph_sdk import get_sync_client
+
+    from threadloom.server import background_server, load_config
+
+    config = load_config(None, graphs=dict(GRAPHS), api_keys=dict(API_KEYS), base_dir=HERE,
+                         database=str(tmp_path / "feed.db"))
+    with background_server(config, run_worker=True) as url:
+        feed = url.server.approval_feed
+        feed.interval = 0.05
+        client = get_sync_client(url=str(url), api_key="key-alice", timeout=60)
+        waiting = [client.threads.create()["thread_id"] for _ in range(5)]
+        for tid in waiting:
+            client.runs.wait(tid, "payment", input={"amount": 5})
+        _until(lambda: all(tid in (feed._seen or {}) for tid in waiting))
+        reads = _counting(url.server.ctx.storage, "pending_threads")
+        looks = _counting(url.server.ctx.storage, "pending_thread_versions")
+        _until(lambda: len(looks) >= 5)
+        assert reads == []  # nothing changed: no record read
+
+        found: list[tuple[str, dict]] = []
+        ready, stop = threading.Event(), threading.Event()
+        threading.Thread(target=_listen, args=(str(url), "key-bob", found, ready, stop),
+                         daemon=True).start()
+        assert ready.wait(20)
+        client.runs.wait(waiting[0], "payment", command={"resume": {"type": "accept"}})
+        _wait_for(found, "answered", waiting[0])
+
+        def read_ids() -> set[str]:  # the records the feed read again (by id; the
+            # subscriber's first list is its own read of what it may see)
+            return {tid for args in reads if len(args) > 1 for tid in (args[1] or ())}
+
+        client.threads.update(waiting[1], metadata={"team": "ops"})  # a new version
+        _until(lambda: waiting[1] in read_ids())
+        stop.set()
+        assert not read_ids() & set(waiting[2:]), read_ids()
+        assert {d["row"]["thread_id"] for _, d in found} == {waiting[0]}, found

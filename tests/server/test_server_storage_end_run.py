@@ -480,8 +480,8 @@ def test_only_the_servers_own_database_going_away_counts_as_unavailable(
     a run is retried, a request answered 503; the same error from a node's own
     connection to a database, or any other error, is not."""
     import psycopg
-    from graphs import terminate_other_backends as terminate_all  # (tests/server/graphs.py)
 
+    from tests.server.graphs import terminate_other_backends as terminate_all
     from threadloom.server.storage.postgres import PostgresStorage
     from threadloom.server.storage.sqlite import SqliteStorage
 

@@ -11,9 +11,14 @@ it saw the time before, and hands every subscriber the events:
 
 It reads only thread records and audit logs, so it sees changes whatever process made
 them (a run of this server, a client's ``update_state``, another server on the same
-database). On PostgreSQL a thread record changing wakes it at once (LISTEN/NOTIFY,
-``Storage.watch_threads``): a feed that applies no deadlines (the API process) then
-looks only when woken (and every ``idle_interval`` as a safety net), not every second.
+database). A look costs what changed, not what waits: it reads the versions of the
+threads that may hold something pending (ids and ``updated_at`` from their index,
+``Storage.pending_thread_versions``), then the records of those new or changed since the
+look before - not thousands of waiting threads' values every second - and applies
+deadlines only on threads whose earliest deadline has come. On PostgreSQL a thread
+record changing wakes it at once (LISTEN/NOTIFY, ``Storage.watch_threads``): a feed that
+applies no deadlines (the API process) then looks only when woken (and every
+``idle_interval`` as a safety net), not every second.
 
 A feed nobody listens to does no more than its duties need: one that applies no
 deadlines and has no subscribers (the API process, most of the time) does not look at
@@ -39,15 +44,17 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from threadloom.hitl.clock import to_iso
+from threadloom.hitl.clock import aware, to_iso
 from threadloom.server.auth import SERVER
 from threadloom.server.errors import Conflict
 from threadloom.server.periodic import log_failure
-from threadloom.server.services.approvals import ApprovalService, Pending
+from threadloom.server.services.approvals import ApprovalService, Pending, pending_items
 from threadloom.server.services.runs import RunService
+from threadloom.server.storage.rows import thread_version
 
 __all__ = ["ApprovalEvent", "ApprovalFeed"]
 
@@ -67,6 +74,34 @@ class ApprovalEvent:
     decision: dict[str, Any] | None = None
 
 
+#: the most thread records a look reads in one query
+_READ_BATCH = 500
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """A thread as the feed last read it: its record, version, pending items and the
+    earliest deadline of the approval requests in its interrupts (None: none has one)."""
+
+    thread: dict[str, Any]
+    version: str
+    items: list[Pending]
+    earliest: datetime | None
+
+    @classmethod
+    def of(cls, thread: dict[str, Any]) -> _Seen:
+        from threadloom.hitl.deadlines import deadline_at
+        from threadloom.hitl.request import requests_in
+
+        deadlines = [
+            at for group in (thread.get("interrupts") or {}).values() for intr in group
+            for request in (requests_in(intr.get("value")) or ())
+            if (at := deadline_at(request)) is not None
+        ]
+        return cls(thread, thread_version(thread["updated_at"], thread["status"]),
+                   pending_items(thread), min(deadlines, default=None))
+
+
 class ApprovalFeed:
     """Watches pending approvals and tells subscribers (see the module docstring)."""
 
@@ -83,7 +118,8 @@ class ApprovalFeed:
         self.min_gap = min_gap
         self.notified = False
         self.sweep = sweep
-        self._known: dict[str, Pending] | None = None
+        # thread id -> the thread as last read (None: forgotten, see ``_look``)
+        self._seen: dict[str, _Seen] | None = None
         self._subscribers: set[asyncio.Queue[ApprovalEvent]] = set()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -120,7 +156,7 @@ class ApprovalFeed:
         """Learn what is pending now if this feed, idle until now, does not know: a
         subscriber calls it before waiting for events, which then are the changes from
         what was pending at that moment."""
-        if self._known is None:
+        if self._seen is None:
             await self.tick()
 
     def unsubscribe(self, queue: asyncio.Queue[ApprovalEvent]) -> None:
@@ -149,38 +185,58 @@ class ApprovalFeed:
             return await self._look()
 
     async def _look(self) -> list[ApprovalEvent]:
+        storage = self.approvals.ctx.storage
         if not self.sweep and not self._subscribers:
-            self._known = None  # nobody to tell: forget, until catch_up looks again
+            self._seen = None  # nobody to tell: forget, until catch_up looks again
             return []
-        if self.sweep and not self._subscribers and not await self.approvals.ctx.storage.lead(
-            "deadlines"
-        ):
+        if self.sweep and not self._subscribers and not await storage.lead("deadlines"):
             return []  # a worker process that neither feeds anyone nor applies deadlines
-        items = await self.approvals.all_pending()
-        current = {i.key: i for i in items}
+        versions = await storage.pending_thread_versions()
+        before = self._seen or {}
+        changed = [tid for tid, version in versions.items()
+                   if tid not in before or before[tid].version != version]
+        fresh: dict[str, _Seen] = {}
+        for start in range(0, len(changed), _READ_BATCH):
+            for thread in await storage.pending_threads(None, changed[start:start + _READ_BATCH]):
+                fresh[thread["thread_id"]] = _Seen.of(thread)
+        seen: dict[str, _Seen] = {}
+        for tid in versions:
+            if tid in fresh:
+                seen[tid] = fresh[tid]
+            elif tid in before:
+                # changed, and no longer pending when its record was read: as it was until
+                # a look finds it gone (a thread moving between busy and interrupted
+                # is not taken for answered, then asked again)
+                seen[tid] = before[tid]
         events: list[ApprovalEvent] = []
         # the events (and the audit reads naming their reasons) only for someone to get
         heard = bool(self._subscribers) or bool(self.approvals.ctx.config.webhook_url)
-        if self._known is not None and heard:
-            for key, item in current.items():
-                old = self._known.get(key)
-                if old is None:
-                    events.append(ApprovalEvent("requested", item, None, True))
-                elif old.fingerprint() != item.fingerprint():
-                    kind, decision = await self.approvals.reason_gone(old)
-                    kind = "requested" if kind == "withdrawn" else kind
-                    events.append(ApprovalEvent(kind, item, old, True, decision))
-            for key, old in self._known.items():
-                if key not in current:
-                    kind, decision = await self.approvals.reason_gone(old)
-                    events.append(ApprovalEvent(kind, old, old, False, decision))
-        self._known = current
+        if self._seen is not None and heard:
+            for tid, now in fresh.items():
+                known = {i.key: i for i in before[tid].items} if tid in before else {}
+                for item in now.items:
+                    old = known.get(item.key)
+                    if old is None:
+                        events.append(ApprovalEvent("requested", item, None, True))
+                    elif old.fingerprint() != item.fingerprint():
+                        kind, decision = await self.approvals.reason_gone(old)
+                        kind = "requested" if kind == "withdrawn" else kind
+                        events.append(ApprovalEvent(kind, item, old, True, decision))
+            for tid, then in before.items():
+                if tid not in fresh and tid in seen:
+                    continue  # unchanged
+                current = {i.key for i in seen[tid].items} if tid in seen else set()
+                for old in then.items:
+                    if old.key not in current:
+                        kind, decision = await self.approvals.reason_gone(old)
+                        events.append(ApprovalEvent(kind, old, old, False, decision))
+        self._seen = seen
         for event in events:
             for queue in list(self._subscribers):
                 queue.put_nowait(event)
         if self.sweep:
             await self._post(events)
-            await self._apply_deadlines(items)
+            await self._apply_deadlines(seen)
         return events
 
     async def _post(self, events: list[ApprovalEvent]) -> None:
@@ -208,18 +264,17 @@ class ApprovalFeed:
                 "sent_at": to_iso(utcnow()),
             }, secret=config.webhook_secret, name=f"webhook-approval-{event.kind}")
 
-    async def _apply_deadlines(self, items: list[Pending]) -> None:
+    async def _apply_deadlines(self, seen: dict[str, _Seen]) -> None:
         from threadloom.hitl.approval_hooks import graph_identity, hooks_of
         from threadloom.hitl.deadlines import due_requests
 
         if not await self.approvals.ctx.storage.lead("deadlines"):
             return  # another worker process applies them (PostgreSQL: one at a time)
-        threads: dict[str, Pending] = {}
-        for item in items:
-            threads.setdefault(item.thread_id, item)
         graphs = self.approvals.ctx.graphs
-        for thread_id, item in threads.items():
-            graph_id = item.graph_id
+        for thread_id, entry in seen.items():
+            if entry.earliest is None:
+                continue  # no deadline: nothing to read
+            graph_id = (entry.thread.get("metadata") or {}).get("graph_id")
             if graph_id is None or graph_id not in graphs:
                 continue
             graph = graphs.get(graph_id)
@@ -227,9 +282,11 @@ class ApprovalFeed:
             if hooks is None:
                 continue
             now = hooks.now()
+            if aware(now) < entry.earliest:
+                continue  # not yet
             interrupts = [
                 SimpleNamespace(id=i["id"], value=i.get("value"))
-                for group in (item.thread.get("interrupts") or {}).values() for i in group
+                for group in (entry.thread.get("interrupts") or {}).values() for i in group
             ]
             due = due_requests(interrupts, now, graph_identity(graph))
             if not due:
@@ -237,7 +294,7 @@ class ApprovalFeed:
             mark = (thread_id, json.dumps(due, sort_keys=True, default=str))
             if mark in self._attempted:
                 continue  # tried and failed: the thread shows the error
-            metadata = item.thread.get("metadata") or {}
+            metadata = entry.thread.get("metadata") or {}
             body = {
                 "assistant_id": metadata.get("assistant_id") or graph_id,
                 "command": {"resume": due},

@@ -170,12 +170,20 @@ class Storage(abc.ABC):
         """Delete the thread, its runs and its checkpoints; False when there was none."""
 
     @abc.abstractmethod
-    async def pending_threads(self, metadata: dict[str, Any] | None) -> list[dict[str, Any]]:
+    async def pending_threads(self, metadata: dict[str, Any] | None,
+                              ids: Collection[str] | None = None) -> list[dict[str, Any]]:
         """The threads that may have something waiting for a person (``rows``'
         ``PENDING_THREADS``: interrupted, or busy or failed with interrupts), newest
-        first, whose metadata contains ``metadata``: one query on an index of those
-        threads alone (what the approval feed reads every second; a search by status
-        would read every failed thread too)."""
+        first, whose metadata contains ``metadata`` (and, with ``ids``, among those):
+        one query on an index of those threads alone (a search by status would read
+        every failed thread too)."""
+
+    @abc.abstractmethod
+    async def pending_thread_versions(self) -> dict[str, str]:
+        """The ids of all the threads ``pending_threads`` returns, each with its
+        version (``rows.thread_version``), read from their index without their values:
+        what the approval feed reads every second, to read again only the threads whose
+        version changed."""
 
     @abc.abstractmethod
     async def search_threads(

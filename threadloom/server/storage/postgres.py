@@ -102,6 +102,7 @@ from threadloom.server.storage.rows import (
     statuses_of,
     thread_row,
     thread_values,
+    thread_version,
     to_json,
 )
 
@@ -902,12 +903,19 @@ class PostgresStorage(Storage):
                     page.add(rows)
         return page.rows
 
-    async def pending_threads(self, metadata: dict[str, Any] | None) -> list[dict]:
+    async def pending_threads(self, metadata: dict[str, Any] | None,
+                              ids: Collection[str] | None = None) -> list[dict]:
+        among, args = ("", []) if ids is None else (" AND thread_id = ANY(%s)", [list(ids)])
         rows = await self._rows(
-            f"SELECT {THREAD_COLS} FROM server_threads WHERE {PENDING_THREADS} "
-            "ORDER BY created_at DESC"
+            f"SELECT {THREAD_COLS} FROM server_threads WHERE ({PENDING_THREADS}){among} "
+            "ORDER BY created_at DESC", args
         )
         return [r for r in map(thread_row, rows) if matches(r["metadata"], metadata or {})]
+
+    async def pending_thread_versions(self) -> dict[str, str]:
+        return {tid: thread_version(at, status) for tid, at, status in await self._rows(
+            f"SELECT thread_id, updated_at, status FROM server_threads WHERE {PENDING_THREADS}"
+        )}
 
     async def search_threads(self, *, ids, metadata, values, status, limit, offset, sort_by,
                              sort_order) -> list[dict]:

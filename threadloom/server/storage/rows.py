@@ -105,6 +105,12 @@ def assistant_row(row: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+def thread_version(updated_at: str, status: str) -> str:
+    """A thread record's version (``Storage.pending_thread_versions``): every write to a
+    thread sets its ``updated_at``."""
+    return f"{updated_at} {status}"
+
+
 def thread_row(row: Sequence[Any]) -> dict[str, Any]:
     """A thread record from a row of ``THREAD_COLS``."""
     out = {

@@ -58,6 +58,7 @@ from threadloom.server.storage.rows import (
     statuses_of,
     string_equalities,
     thread_values,
+    thread_version,
 )
 from threadloom.server.storage.rows import RUN_COLS as _RUN_COLS
 from threadloom.server.storage.rows import THREAD_COLS as _THREAD_COLS
@@ -560,15 +561,28 @@ class SqliteStorage(Storage):
         page.add(conn.execute(sql, args))
         return page.rows
 
-    async def pending_threads(self, metadata: dict[str, Any] | None) -> list[dict]:
+    async def pending_threads(self, metadata: dict[str, Any] | None,
+                              ids: Collection[str] | None = None) -> list[dict]:
         def go(conn: sqlite3.Connection) -> list[dict]:
+            among, args = "", list(ids or ())
+            if ids is not None:
+                among = " AND thread_id IN (SELECT value FROM json_each(?))"
+                args = [json.dumps(args)]
             rows = conn.execute(
                 # (named: SQLite's planner would rather read every busy and failed
                 # thread by the status index)
                 f"SELECT {_THREAD_COLS} FROM server_threads INDEXED BY server_threads_pending "
-                f"WHERE {PENDING_THREADS} ORDER BY created_at DESC"
+                f"WHERE ({PENDING_THREADS}){among} ORDER BY created_at DESC", args
             )
             return [r for r in map(_thread, rows) if matches(r["metadata"], metadata or {})]
+
+        return await self._read(go)
+
+    async def pending_thread_versions(self) -> dict[str, str]:
+        def go(conn: sqlite3.Connection) -> dict[str, str]:
+            return {tid: thread_version(at, status) for tid, at, status in conn.execute(
+                "SELECT thread_id, updated_at, status FROM server_threads INDEXED BY "
+                f"server_threads_pending WHERE {PENDING_THREADS}")}
 
         return await self._read(go)
 
