@@ -516,3 +516,41 @@ def test_plain_interrupts_and_static_pauses_are_answered_by_the_signed_in_review
         audit = http.get(f"/approvals/threads/{paused}/audit").json()
     assert audit["verified"] is True
     assert [(r["event"], r["who"]["id"]) for r in audit["records"]] == [("decision", "alice")]
+
+
+def test_a_page_of_the_list_builds_the_rows_of_that_page(inbox: Inbox) -> None:
+    """Thousands of requests waiting make one page each time the inbox asks, not
+    thousands of rows: the rows are built for the page only (filtered, sorted and
+    counted on what those need), and the pending threads are read without their state
+    values. The page is the one the whole list sorted would give."""
+    started = [inbox.start("files", seed_call()) for _ in range(6)]
+    approvals = inbox.server.approvals
+    built: list[Any] = []
+    real = approvals.row
+
+    async def row(user: Any, item: Any) -> Any:
+        built.append(item.key)
+        return await real(user, item)
+
+    approvals.row = row
+    try:
+        with inbox.http(ALICE) as http:
+            everything = http.get("/approvals", params={"limit": 1000}).json()
+            built.clear()
+            page = http.get("/approvals", params={"limit": 2, "offset": 1}).json()
+    finally:
+        del approvals.row
+    assert len(built) == 2
+
+    def same(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k != "now"} for r in rows]  # (the clock)
+
+    assert same(page["items"]) == same(everything["items"][1:3])
+    assert page["total"] == everything["total"] >= len(started)
+
+    import asyncio
+
+    records = asyncio.run_coroutine_threadsafe(
+        inbox.server.ctx.storage.pending_threads(None, started), inbox.server.loop).result()
+    assert {r["thread_id"] for r in records} == set(started)
+    assert all(r["values"] is None for r in records)

@@ -176,7 +176,8 @@ class Storage(abc.ABC):
         ``PENDING_THREADS``: interrupted, or busy or failed with interrupts), newest
         first, whose metadata contains ``metadata`` (and, with ``ids``, among those):
         one query on an index of those threads alone (a search by status would read
-        every failed thread too)."""
+        every failed thread too). Their records come without state values (``values``
+        None, ``rows.PENDING_THREAD_COLS``): what waits is in the interrupts."""
 
     @abc.abstractmethod
     async def pending_thread_versions(self) -> dict[str, str]:

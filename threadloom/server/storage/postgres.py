@@ -83,6 +83,7 @@ from threadloom.server.storage.rows import (
     ASSISTANT_SORT,
     CRON_COLS,
     CRON_SORT,
+    PENDING_THREAD_COLS,
     PENDING_THREADS,
     PENDING_THREADS_INDEX,
     RUN_COLS,
@@ -907,7 +908,7 @@ class PostgresStorage(Storage):
                               ids: Collection[str] | None = None) -> list[dict]:
         among, args = ("", []) if ids is None else (" AND thread_id = ANY(%s)", [list(ids)])
         rows = await self._rows(
-            f"SELECT {THREAD_COLS} FROM server_threads WHERE ({PENDING_THREADS}){among} "
+            f"SELECT {PENDING_THREAD_COLS} FROM server_threads WHERE ({PENDING_THREADS}){among} "
             "ORDER BY created_at DESC", args
         )
         return [r for r in map(thread_row, rows) if matches(r["metadata"], metadata or {})]

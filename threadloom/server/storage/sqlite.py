@@ -47,6 +47,7 @@ from threadloom.server.storage.rows import ASSISTANT_SORT as _ASSISTANT_SORT
 from threadloom.server.storage.rows import CRON_COLS as _CRON_COLS
 from threadloom.server.storage.rows import CRON_SORT as _CRON_SORT
 from threadloom.server.storage.rows import (
+    PENDING_THREAD_COLS,
     PENDING_THREADS,
     PENDING_THREADS_INDEX,
     THREAD_SEARCH_INDEXES,
@@ -571,8 +572,9 @@ class SqliteStorage(Storage):
             rows = conn.execute(
                 # (named: SQLite's planner would rather read every busy and failed
                 # thread by the status index)
-                f"SELECT {_THREAD_COLS} FROM server_threads INDEXED BY server_threads_pending "
-                f"WHERE ({PENDING_THREADS}){among} ORDER BY created_at DESC", args
+                f"SELECT {PENDING_THREAD_COLS} FROM server_threads INDEXED BY "
+                f"server_threads_pending WHERE ({PENDING_THREADS}){among} "
+                "ORDER BY created_at DESC", args
             )
             return [r for r in map(_thread, rows) if matches(r["metadata"], metadata or {})]
 
