@@ -139,3 +139,92 @@ def test_a_worker_refuses_settings_out_of_range() -> None:
     with pytest.raises(ValueError, match="positive number of seconds.*got 0"):
         Worker(threads, lease_seconds=0)
     assert Worker(threads, concurrency=3, lease_seconds=0.5).lease_seconds == 0.5
+
+
+def _forward(listen_port: int, target: tuple[str, int]) -> Any:
+    """A TCP forwarder from 127.0.0.1:``listen_port`` to ``target``, in a thread: the
+    database "coming up" on a port where nothing listened. Returns its stop function."""
+    import asyncio
+    import threading
+
+    loop = asyncio.new_event_loop()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*target)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", listen_port))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        loop.call_soon_threadsafe(server.close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+    return stop
+
+
+def test_a_worker_waits_for_its_database_to_come_up(tmp_path: Path,
+                                                    fresh_postgres_database: str) -> None:
+    """Started before its database accepts connections (both starting at once, a
+    failover), a worker says what it waits for - never the URL's password - and
+    serves once the database is up; a database that refuses for good (none of that
+    name) ends it at once with the reason, not half a minute of pool warnings and a
+    traceback."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from threadloom.server import background_server, load_config
+
+    config = _write(tmp_path, {"graphs": {"email": "./graphs.py:email"}})
+    parts = conninfo_to_dict(fresh_postgres_database)
+    target = (parts.get("host") or "127.0.0.1", int(parts.get("port") or 5432))
+    port = free_port()
+    late = (f"postgresql://{parts.get('user', 'postgres')}:hunter2@127.0.0.1:{port}/"
+            f"{parts['dbname']}")
+    env = {**os.environ, "PYTHONPATH": SOURCE}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "threadloom.cli", "worker", "--config", str(config),
+         "--database", late, "--log-level", "warning"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+    stop_forwarding = None
+    try:
+        assert worker.stderr is not None
+        first = worker.stderr.readline()  # nothing listens yet
+        assert f"waiting for the database at 127.0.0.1:{port}/" in first, first
+        assert "hunter2" not in first
+        stop_forwarding = _forward(port, target)  # the database comes up
+        with background_server(load_config(config, database=fresh_postgres_database,
+                                           dev=True)) as url:
+            from langgraph_sdk import get_sync_client
+
+            client = get_sync_client(url=url, api_key=None, timeout=60)
+            tid = client.threads.create()["thread_id"]
+            out = client.runs.wait(tid, "email", input={"messages": []})  # run by the worker
+            assert out["messages"][-1]["content"].startswith("Draft:")
+        assert worker.poll() is None
+    finally:
+        worker.terminate()
+        rest = worker.communicate(timeout=30)[1]
+        if stop_forwarding is not None:
+            stop_forwarding()
+    assert "Traceback" not in rest and "hunter2" not in rest, rest
+
+    missing = fresh_postgres_database.rsplit("/", 1)[0] + "/threadloom_no_such_database"
+    gone = subprocess.run(
+        [sys.executable, "-m", "threadloom.cli", "worker", "--config", str(config),
+         "--database", missing], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env=env)
+    assert gone.returncode != 0
+    assert "cannot use the database at" in gone.stderr and "does not exist" in gone.stderr
+    assert "waiting" not in gone.stderr and "Traceback" not in gone.stderr, gone.stderr

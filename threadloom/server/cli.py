@@ -104,6 +104,7 @@ def serve(args: argparse.Namespace) -> int:
     from threadloom.server.storage.sqlite import DatabaseInUseError
 
     config = _config(args, dev=args.dev or None, workers=args.workers)
+    _wait_for_database(config.database, "serve")
     try:
         server = Server.from_config(config, run_worker=True if args.embedded_worker else None)
     except DatabaseInUseError as exc:
@@ -131,6 +132,7 @@ def work(args: argparse.Namespace) -> int:
             "threadloom worker needs a shared database: --database postgresql://... (or "
             "$THREADLOOM_DATABASE_URL); with a SQLite file, `threadloom serve` runs the runs."
         )
+    _wait_for_database(config.database, "worker")
     server = Server.from_config(config, run_worker=True)
     server.ctx.storage.serve_workers_only()  # it serves no API
 
@@ -152,6 +154,26 @@ def work(args: argparse.Namespace) -> int:
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(main())
     return 0
+
+
+def _wait_for_database(database: str, command: str) -> None:
+    """On PostgreSQL, wait (``DATABASE_WAIT_SECONDS``) until the database accepts
+    connections; exit with the reason if it never does - not a pool's warnings for half
+    a minute, then a traceback."""
+    if not database.startswith(("postgres://", "postgresql://")):
+        return
+    import sys
+
+    from threadloom.server.config import DATABASE_WAIT_SECONDS
+    from threadloom.server.storage.postgres import DatabaseUnreachableError, wait_for_database
+
+    def say(message: str) -> None:
+        print(f"threadloom {command}: {message}", file=sys.stderr, flush=True)
+
+    try:
+        wait_for_database(database, DATABASE_WAIT_SECONDS, say)
+    except DatabaseUnreachableError as exc:
+        raise SystemExit(f"threadloom {command}: {exc}") from None
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -46,6 +46,9 @@ __all__ = ["RUN_SLOTS", "ServerConfig", "import_object", "load_config"]
 #: "Run slots": 8 slots gave a quarter of the round trips 32 did when nodes wait 0.2 s,
 #: the same when they only compute). LangGraph's Agent Server runs 10 a worker.
 RUN_SLOTS = 32
+#: how long ``threadloom serve`` / ``worker`` wait for their PostgreSQL database to
+#: accept connections when they start (a database starting beside them, a failover)
+DATABASE_WAIT_SECONDS = 30.0
 
 
 @dataclass

@@ -107,7 +107,42 @@ from threadloom.server.storage.rows import (
     to_json,
 )
 
-__all__ = ["PostgresStorage"]
+__all__ = ["DatabaseUnreachableError", "PostgresStorage", "wait_for_database"]
+
+
+class DatabaseUnreachableError(RuntimeError):
+    """The server's PostgreSQL database could not be reached (``wait_for_database``)."""
+
+
+def wait_for_database(url: str, seconds: float, say: Callable[[str], None]) -> None:
+    """Connect to ``url`` until it works, for up to ``seconds``: a database that is not
+    up yet (refused, starting, unreachable) is tried again every 0.5 s to 5 s, each
+    failure told to ``say``; one that answers with a refusal that will not change (no
+    such database, a wrong password) fails at once. Raises ``DatabaseUnreachableError``
+    naming where and why, without the URL's password."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(url)
+        where = f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/" \
+                f"{parts.get('dbname') or parts.get('user') or ''}"
+    except psycopg.Error:
+        where = "the URL given"
+    deadline = time.monotonic() + seconds
+    pause = 0.5
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=max(1, min(10, int(seconds) or 1))).close()
+            return
+        except psycopg.OperationalError as exc:
+            reason = " ".join(str(exc).split()) or repr(exc)
+            if not _not_up_yet(reason) or time.monotonic() + pause > deadline:
+                raise DatabaseUnreachableError(
+                    f"cannot use the database at {where}: {reason}") from None
+            say(f"waiting for the database at {where} ({reason})")
+        time.sleep(pause)
+        pause = min(5.0, pause * 2)
 
 log = logging.getLogger("threadloom.server")
 
@@ -1698,6 +1733,21 @@ def _stream_note(run_id: str) -> tuple[str, list[Any]]:
 #: its store, this storage) - not a node's own calls to a database of its own
 _OWN_DATABASE_CALLERS = ("threadloom.checkpoint.", "threadloom.store.",
                          "threadloom.server.storage.")
+
+
+#: the server's refusals of a connection that pass (libpq gives a refused connection no
+#: SQLSTATE, only the server's message): starting up, shutting down, in recovery, full
+_PASSING_REFUSALS = ("starting up", "shutting down", "recovery", "too many clients",
+                     "not yet accepting connections")
+
+
+def _not_up_yet(reason: str) -> bool:
+    """Whether a failed connection (its message) may work later: nothing answered (no
+    server's ``FATAL``: refused, timed out, no route), or the server refused it for now
+    (``_PASSING_REFUSALS``) - not for good (no such database, a wrong password)."""
+    if "FATAL:" not in reason:
+        return True
+    return any(words in reason for words in _PASSING_REFUSALS)
 
 
 def _connection_lost(sqlstate: str | None) -> bool:
