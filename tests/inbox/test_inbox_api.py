@@ -554,3 +554,18 @@ def test_a_page_of_the_list_builds_the_rows_of_that_page(inbox: Inbox) -> None:
         inbox.server.ctx.storage.pending_threads(None, started), inbox.server.loop).result()
     assert {r["thread_id"] for r in records} == set(started)
     assert all(r["values"] is None for r in records)
+
+
+def test_who_asked_is_remembered_for_the_newest_threads_only(inbox: Inbox,
+                                                             monkeypatch: Any) -> None:
+    """A server listing approvals for months remembers who asked on a bounded number
+    of threads (the most recent), not on every thread that ever waited."""
+    from threadloom.server.services import approvals as module
+
+    monkeypatch.setattr(module, "_ASKED_BY_KEPT", 2)
+    started = [inbox.start("files", seed_call()) for _ in range(3)]
+    with inbox.http(ALICE) as http:
+        rows = [r for r in http.get("/approvals", params={"limit": 1000}).json()["items"]
+                if r["thread_id"] in started]
+    assert [r["asked_by"] for r in rows] == ["carol"] * 3
+    assert len(inbox.server.approvals._asked_by) == 2

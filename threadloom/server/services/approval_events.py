@@ -270,6 +270,9 @@ class ApprovalFeed:
 
         if not await self.approvals.ctx.storage.lead("deadlines"):
             return  # another worker process applies them (PostgreSQL: one at a time)
+        # (the marks of threads no longer waiting go: a server applies deadlines for
+        # months)
+        self._attempted = {mark for mark in self._attempted if mark[0] in seen}
         graphs = self.approvals.ctx.graphs
         for thread_id, entry in seen.items():
             if entry.earliest is None:

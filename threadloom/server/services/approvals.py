@@ -190,6 +190,10 @@ def pending_requests(thread: Mapping[str, Any]) -> list[PendingRequest]:
     return out
 
 
+#: how many threads' askers ``ApprovalService.asked_by`` remembers
+_ASKED_BY_KEPT = 20_000
+
+
 def pending_items(thread: Mapping[str, Any]) -> list[Pending]:
     """Everything waiting for a person on a thread record: its approval requests, its
     plain interrupts, or - interrupted with no interrupt pending - its static pause."""
@@ -283,6 +287,7 @@ class ApprovalService:
         self.ctx = ctx
         self.threads = threads
         self.runs = runs
+        # thread id -> (its updated_at, who asked), the most recent ``_ASKED_BY_KEPT``
         self._asked_by: dict[str, tuple[str, str | None]] = {}
         #: called after every decision this server applied (the event feed's wake-up)
         self.on_decided: list[Any] = []
@@ -350,7 +355,10 @@ class ApprovalService:
                 continue
             who = ((kwargs.get("_user") or {}).get("identity"))
             break
-        self._asked_by[thread_id] = (stamp, who)
+        self._asked_by.pop(thread_id, None)
+        self._asked_by[thread_id] = (stamp, who)  # (the newest last)
+        while len(self._asked_by) > _ASKED_BY_KEPT:  # a server living for months
+            del self._asked_by[next(iter(self._asked_by))]
         return who
 
     def _listed(self, item: Pending) -> dict[str, Any]:
