@@ -25,7 +25,7 @@ SECRET = "hook-s3cret"
 class Receiver:
     """A local HTTP server recording every POST; the first one is answered 500."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0, *, fail_first: bool = True) -> None:
         self.got: list[tuple[dict[str, str], bytes]] = []
         got = self.got
 
@@ -33,13 +33,13 @@ class Receiver:
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 got.append((dict(self.headers), body))
-                self.send_response(500 if len(got) == 1 else 204)
+                self.send_response(500 if fail_first and len(got) == 1 else 204)
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.http = HTTPServer(("127.0.0.1", 0), Handler)
+        self.http = HTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.http.server_port}/approvals"
 
@@ -111,6 +111,11 @@ def test_approval_events_are_posted_signed_and_retried(receiver: Receiver,
             hooks.clock = None
         assert expired["decision"]["who"]["id"] == "threadloom:deadline"
         assert expired["decision"]["decision"] == "reject" and expired["pending"] is False
+        # the first POST failed (500): it is sent again
+        end = time.monotonic() + 30
+        while [b for _, b in receiver.got].count(receiver.got[0][1]) < 2:
+            assert time.monotonic() < end, "the failed delivery was not sent again"
+            time.sleep(0.05)
     # every delivery is signed with the secret over "<timestamp>.<body>"
     assert len(receiver.got) >= 5
     for headers, body in receiver.got:
@@ -162,3 +167,38 @@ def test_a_bad_webhook_config_is_named(tmp_path, hooks: Any, problem: str) -> No
     (tmp_path / "langgraph.json").write_text(json.dumps({"graphs": {}, "webhooks": hooks}))
     with pytest.raises(SystemExit, match=problem.replace(".", r"\.")):
         load_config(tmp_path / "langgraph.json")
+
+
+def test_a_webhook_outlives_its_receiver_down_and_the_server_stopped(database: str) -> None:
+    """The receiver is down when the run ends, and the server stops before it comes
+    back: the delivery is kept in the database, and the next server on it sends it once
+    the receiver is up - not dropped after a few seconds of retries in a process that
+    is gone."""
+    from langgraph_sdk import get_sync_client
+
+    from threadloom.server import background_server, load_config
+    from threadloom.server.embedded import free_port
+
+    port = free_port()  # nothing listens there yet
+    config = load_config(None, graphs=dict(GRAPHS), api_keys=dict(API_KEYS), base_dir=HERE,
+                         database=database, webhook_secret=SECRET)
+    with background_server(config, run_worker=True) as url:
+        client = get_sync_client(url=str(url), api_key="key-alice", timeout=30)
+        tid = client.threads.create()["thread_id"]
+        run = client.runs.create(tid, "email", input={"messages": []},
+                                 webhook=f"http://127.0.0.1:{port}/runs")
+        client.runs.join(tid, run["run_id"])
+        time.sleep(2.0)  # refused, tried again, refused...
+    receiver = Receiver(port, fail_first=False)  # the receiver comes back
+    try:
+        with background_server(config, run_worker=True):
+            got = receiver.wait_for(lambda e: e.get("run_id") == run["run_id"])
+            assert got["status"] == "success" and got["values"]["messages"]
+            time.sleep(1.0)
+        assert [e.get("run_id") for e in receiver.events()] == [run["run_id"]]  # once
+        headers, body = receiver.got[0]
+        stamp = headers["X-Threadloom-Timestamp"]
+        mac = hmac.new(SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256)
+        assert headers["X-Threadloom-Signature"] == "sha256=" + mac.hexdigest()
+    finally:
+        receiver.http.shutdown()

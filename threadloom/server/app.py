@@ -40,6 +40,7 @@ from threadloom.server.services.runs import RunService
 from threadloom.server.services.store import StoreService
 from threadloom.server.services.threads import ThreadService
 from threadloom.server.storage.base import Storage
+from threadloom.server.webhooks import WebhookOutbox
 from threadloom.server.worker import Worker
 
 log = logging.getLogger("threadloom.server")
@@ -72,7 +73,8 @@ class Server:
         *,
         run_worker: bool = True,
     ) -> None:
-        self.ctx = ServerContext(config, storage, graphs, authorizer)
+        self.ctx = ServerContext(config, storage, graphs, authorizer,
+                                 WebhookOutbox(storage, config.webhook_secret))
         self.assistants = AssistantService(self.ctx)
         self.threads = ThreadService(self.ctx)
         self.runs = RunService(self.ctx, self.threads, self.assistants)
@@ -119,6 +121,7 @@ class Server:
             await self.worker.start()
             await self.crons.start()
             await self.threads.start_sweeper()
+            self.ctx.webhooks.start()  # (sent where runs are executed)
         await self.approval_feed.start()
 
     async def stop(self) -> None:
@@ -128,6 +131,7 @@ class Server:
         await self.threads.stop_sweeper()
         if self.worker is not None:
             await self.worker.stop()
+        await self.ctx.webhooks.stop()
         await self.ctx.storage.close()
 
 

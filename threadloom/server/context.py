@@ -19,18 +19,21 @@ from threadloom.server.errors import NotFound, Unprocessable
 from threadloom.server.graphs import GraphRegistry
 from threadloom.server.records import matches
 from threadloom.server.storage.base import Storage
+from threadloom.server.webhooks import WebhookOutbox
 
 __all__ = ["ServerContext", "check_uuid", "visible"]
 
 
 @dataclass
 class ServerContext:
-    """The configuration, storage, graphs and authorizer of one server."""
+    """The configuration, storage, graphs and authorizer of one server, and its
+    webhooks (kept in the storage until sent)."""
 
     config: ServerConfig
     storage: Storage
     graphs: GraphRegistry
     authorizer: Authorizer
+    webhooks: WebhookOutbox
 
     async def authorize(
         self, user: AuthUser, resource: str, action: str, value: dict[str, Any]

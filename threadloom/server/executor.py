@@ -293,7 +293,7 @@ async def execute_run(threads: ThreadService, run: dict[str, Any], hold: RunHold
         # it (paused or done) and records that at once
         return await _release_after_outage(storage, outbox, run, hold, exc)
     if kwargs.get("webhook") and finished is not None:
-        _send_webhook(threads, finished, kwargs["webhook"], result)
+        await _queue_webhook(threads, finished, kwargs["webhook"], result)
     return status
 
 
@@ -424,13 +424,19 @@ def _sweeping(at: str) -> None:
     sweeping(from_iso(at))
 
 
-def _send_webhook(threads: ThreadService, run: dict[str, Any], url: str, result: Any) -> None:
-    """POST the finished run in the background (retried; see ``webhooks``)."""
+async def _queue_webhook(threads: ThreadService, run: dict[str, Any], url: str,
+                         result: Any) -> None:
+    """Have the finished run POSTed to ``url`` (kept until sent; see ``webhooks``). A
+    webhook that cannot be kept (the database went away just now) is logged, not
+    raised: the run's end is written."""
     from threadloom.server.services.runs import public_run
-    from threadloom.server.webhooks import send
 
-    send(url, {**public_run(run), "values": result},
-         secret=threads.ctx.config.webhook_secret, name=f"webhook-{run['run_id']}")
+    try:
+        await threads.ctx.webhooks.queue(url, {**public_run(run), "values": result},
+                                         name=f"run {run['run_id']}")
+    except Exception as exc:
+        log.error("the webhook of run %s could not be kept: %s: %s", run["run_id"],
+                  type(exc).__name__, exc)
 
 
 async def _stream(graph: Any, graph_input: Any, config: dict[str, Any], modes: list[str],

@@ -249,11 +249,10 @@ class ApprovalFeed:
         if not await self.approvals.ctx.storage.lead("deadlines"):
             return
         from threadloom.hitl.clock import utcnow
-        from threadloom.server.webhooks import send
 
         for event in wanted:
             request = await self.approvals.row(SERVER, event.item)
-            send(config.webhook_url, {
+            await self.approvals.ctx.webhooks.queue(config.webhook_url, {
                 "event": f"approval.{event.kind}",
                 "key": event.item.key,
                 "thread_id": event.item.thread_id,
@@ -262,7 +261,7 @@ class ApprovalFeed:
                 "request": request,
                 "decision": event.decision,
                 "sent_at": to_iso(utcnow()),
-            }, secret=config.webhook_secret, name=f"webhook-approval-{event.kind}")
+            }, name=f"approval.{event.kind} {event.item.key}")
 
     async def _apply_deadlines(self, seen: dict[str, _Seen]) -> None:
         from threadloom.hitl.approval_hooks import graph_identity, hooks_of

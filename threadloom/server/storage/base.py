@@ -396,6 +396,28 @@ class Storage(abc.ABC):
         process (and its database session) lives; another process takes over when it
         ends. One process per database (SQLite): always True."""
 
+    # -- webhooks ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def queue_webhook(self, url: str, body: bytes, name: str) -> None:
+        """Keep a webhook delivery - a POST of the JSON ``body`` to ``url`` (``name``
+        says what it is, for logs) - until ``end_webhook``: due now, it outlives the
+        process, for whichever process delivers webhooks to send."""
+
+    @abc.abstractmethod
+    async def take_webhooks(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+        """Up to ``limit`` deliveries due now, oldest due first (``id``, ``url``, ``body``,
+        ``name``, ``attempts`` made so far), each held for ``lease_seconds``: not taken
+        again meanwhile, by any process (PostgreSQL: ``FOR UPDATE SKIP LOCKED``) - a
+        process that dies holding one leaves it to another once that time has passed."""
+
+    @abc.abstractmethod
+    async def end_webhook(self, webhook_id: int, *, retry_at: float | None = None,
+                          error: str | None = None) -> None:
+        """A delivery taken is over: sent, or given up (``retry_at`` None: forgotten) -
+        or to be tried again at ``retry_at`` (seconds since the epoch), one more attempt
+        counted and ``error`` kept."""
+
     # -- run streams -------------------------------------------------------------------
 
     @abc.abstractmethod

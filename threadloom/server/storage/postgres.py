@@ -284,6 +284,20 @@ MIGRATIONS: list[tuple[str, ...]] = [
     # the graphs a registered worker serves (NULL: all): a queued run wakes one of those
     # serving its graph
     ("ALTER TABLE server_workers ADD COLUMN IF NOT EXISTS graphs text[]",),
+    # webhook deliveries, kept until sent (``queue_webhook``)
+    (
+        """CREATE TABLE IF NOT EXISTS server_webhooks (
+            id bigserial PRIMARY KEY,
+            url text NOT NULL,
+            body bytea NOT NULL,
+            name text NOT NULL,
+            attempts integer NOT NULL DEFAULT 0,
+            next_at double precision NOT NULL,
+            created_at text NOT NULL,
+            error text
+        )""",
+        "CREATE INDEX IF NOT EXISTS server_webhooks_due ON server_webhooks (next_at)",
+    ),
 ]
 
 _NOTIFY = "SELECT pg_notify(%s, %s)"
@@ -1405,6 +1419,33 @@ class PostgresStorage(Storage):
             self._duties.add(duty)
             return True
         return False
+
+    # -- webhooks ----------------------------------------------------------------------
+
+    async def queue_webhook(self, url: str, body: bytes, name: str) -> None:
+        await self._rows(
+            "INSERT INTO server_webhooks (url, body, name, next_at, created_at) VALUES "
+            "(%s, %s, %s, extract(epoch FROM clock_timestamp()), %s)",
+            (url, body, name, now_iso()))
+
+    async def take_webhooks(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+        rows = await self._rows(
+            "WITH due AS (SELECT id FROM server_webhooks WHERE next_at <= extract(epoch FROM "
+            "clock_timestamp()) ORDER BY next_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+            "UPDATE server_webhooks w SET next_at = extract(epoch FROM clock_timestamp()) + "
+            "%s FROM due WHERE w.id = due.id RETURNING w.id, w.url, w.body, w.name, "
+            "w.attempts", (limit, float(lease_seconds)))
+        return [{"id": r[0], "url": r[1], "body": bytes(r[2]), "name": r[3],
+                 "attempts": r[4]} for r in sorted(rows)]
+
+    async def end_webhook(self, webhook_id: int, *, retry_at: float | None = None,
+                          error: str | None = None) -> None:
+        if retry_at is None:
+            await self._rows("DELETE FROM server_webhooks WHERE id = %s", (webhook_id,))
+            return
+        await self._rows(
+            "UPDATE server_webhooks SET next_at = %s, attempts = attempts + 1, error = %s "
+            "WHERE id = %s", (float(retry_at), error, webhook_id))
 
     # -- streams -----------------------------------------------------------------------
 

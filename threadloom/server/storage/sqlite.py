@@ -201,6 +201,20 @@ MIGRATIONS: list[tuple[str, ...]] = [
     (PENDING_THREADS_INDEX,),
     # v2: threads newest first (all, and by status), as a search pages them by default
     THREAD_SEARCH_INDEXES,
+    # v3: webhook deliveries, kept until sent (``queue_webhook``)
+    (
+        """CREATE TABLE IF NOT EXISTS server_webhooks (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            url TEXT NOT NULL,
+            body BLOB NOT NULL,
+            name TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_at REAL NOT NULL,
+            created_at TEXT NOT NULL,
+            error TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS server_webhooks_due ON server_webhooks (next_at)",
+    ),
 ]
 
 #: how many assistants' rows ``SqliteStorage`` keeps (it forgets all of them when full)
@@ -908,6 +922,36 @@ class SqliteStorage(Storage):
 
     async def lead(self, duty: str) -> bool:
         return True  # one process serves the file
+
+    # -- webhooks ----------------------------------------------------------------------
+
+    async def queue_webhook(self, url: str, body: bytes, name: str) -> None:
+        await self._write(lambda conn: conn.execute(
+            "INSERT INTO server_webhooks (url, body, name, next_at, created_at) "
+            "VALUES (?,?,?,?,?)", (url, body, name, time.time(), now_iso())))
+
+    async def take_webhooks(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+        def go(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            now = time.time()
+            rows = conn.execute(
+                "SELECT id, url, body, name, attempts FROM server_webhooks WHERE next_at <= ? "
+                "ORDER BY next_at LIMIT ?", (now, limit)).fetchall()
+            conn.executemany("UPDATE server_webhooks SET next_at = ? WHERE id = ?",
+                             [(now + lease_seconds, row[0]) for row in rows])
+            return [{"id": r[0], "url": r[1], "body": bytes(r[2]), "name": r[3],
+                     "attempts": r[4]} for r in rows]
+
+        return await self._write(go)
+
+    async def end_webhook(self, webhook_id: int, *, retry_at: float | None = None,
+                          error: str | None = None) -> None:
+        if retry_at is None:
+            await self._write(lambda conn: conn.execute(
+                "DELETE FROM server_webhooks WHERE id = ?", (webhook_id,)))
+            return
+        await self._write(lambda conn: conn.execute(
+            "UPDATE server_webhooks SET next_at = ?, attempts = attempts + 1, error = ? "
+            "WHERE id = ?", (retry_at, error, webhook_id)))
 
     # -- streams -----------------------------------------------------------------------
 
