@@ -15,9 +15,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from threadloom.server.storage.base import Storage
 
-__all__ = ["Periodic", "log_failure"]
+__all__ = ["Periodic", "cancel", "log_failure"]
 
 log = logging.getLogger("threadloom.server")
+
+
+async def cancel(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a background task and wait until it has ended (None: nothing to do)."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def log_failure(storage: Storage, what: str, error: BaseException) -> None:
@@ -58,8 +66,5 @@ class Periodic:
 
     async def stop(self) -> None:
         """Stop calling (a call in progress is cancelled)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None

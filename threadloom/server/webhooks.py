@@ -106,11 +106,10 @@ class WebhookOutbox:
 
     async def stop(self) -> None:
         """Stop sending (deliveries not sent stay kept, for the next process)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        from threadloom.server.periodic import cancel
+
+        await cancel(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         import httpx
