@@ -60,6 +60,61 @@ class RunningServer:
 
 # module scope: no server thread outlives its module (tests elsewhere fork processes,
 # and a fork taken while a server thread holds a lock deadlocks the child)
+class Forwarder:
+    """A TCP forwarder from 127.0.0.1:``port`` to ``target`` (the database), in a thread
+    of its own: a database that comes up (``Forwarder(...)``), goes away - every
+    connection through it cut, new ones refused (``stop``) - and comes back (a new
+    ``Forwarder`` on the same port), for the server behind it alone."""
+
+    def __init__(self, port: int, target: tuple[str, int]) -> None:
+        import asyncio
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        self.writers: set[asyncio.StreamWriter] = set()
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection(*target)
+            self.writers |= {writer, up_writer}
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+        self.server = self.loop.run_until_complete(
+            asyncio.start_server(handle, "127.0.0.1", port, reuse_address=True))
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Refuse new connections and cut those open (as a database going down)."""
+        import asyncio
+
+        async def down() -> None:
+            self.server.close()
+            for writer in list(self.writers):
+                writer.transport.abort()
+            await self.server.wait_closed()
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
+        if self.loop.is_closed():
+            return
+        asyncio.run_coroutine_threadsafe(down(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
 @pytest.fixture(scope="module")
 def serve_config(tmp_path_factory: pytest.TempPathFactory):
     """Start a server from a config file; yields a function config_dict -> RunningServer."""

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.server.conftest import Forwarder
 from threadloom.server.embedded import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -141,40 +142,6 @@ def test_a_worker_refuses_settings_out_of_range() -> None:
     assert Worker(threads, concurrency=3, lease_seconds=0.5).lease_seconds == 0.5
 
 
-def _forward(listen_port: int, target: tuple[str, int]) -> Any:
-    """A TCP forwarder from 127.0.0.1:``listen_port`` to ``target``, in a thread: the
-    database "coming up" on a port where nothing listened. Returns its stop function."""
-    import asyncio
-    import threading
-
-    loop = asyncio.new_event_loop()
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*target)
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    server = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", listen_port))
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-
-    def stop() -> None:
-        loop.call_soon_threadsafe(server.close)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-
-    return stop
-
-
 def test_a_worker_waits_for_its_database_to_come_up(tmp_path: Path,
                                                     fresh_postgres_database: str) -> None:
     """Started before its database accepts connections (both starting at once, a
@@ -197,13 +164,13 @@ def test_a_worker_waits_for_its_database_to_come_up(tmp_path: Path,
         [sys.executable, "-m", "threadloom.cli", "worker", "--config", str(config),
          "--database", late, "--log-level", "warning"],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
-    stop_forwarding = None
+    forwarder = None
     try:
         assert worker.stderr is not None
         first = worker.stderr.readline()  # nothing listens yet
         assert f"waiting for the database at 127.0.0.1:{port}/" in first, first
         assert "hunter2" not in first
-        stop_forwarding = _forward(port, target)  # the database comes up
+        forwarder = Forwarder(port, target)  # the database comes up
         with background_server(load_config(config, database=fresh_postgres_database,
                                            dev=True)) as url:
             from langgraph_sdk import get_sync_client
@@ -216,8 +183,8 @@ def test_a_worker_waits_for_its_database_to_come_up(tmp_path: Path,
     finally:
         worker.terminate()
         rest = worker.communicate(timeout=30)[1]
-        if stop_forwarding is not None:
-            stop_forwarding()
+        if forwarder is not None:
+            forwarder.stop()
     assert "Traceback" not in rest and "hunter2" not in rest, rest
 
     missing = fresh_postgres_database.rsplit("/", 1)[0] + "/threadloom_no_such_database"
