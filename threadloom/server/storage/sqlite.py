@@ -83,7 +83,7 @@ class DatabaseInUseError(RuntimeError):
 def _serve_alone(path: str) -> Any:
     """Hold the lock saying this process serves the file at ``path`` (an open file, to
     keep open until the storage closes; None where there is nothing to lock: an
-    in-memory database, a ``file:`` URI, a system without ``flock``)."""
+    in-memory database, a ``file:`` URI, a system or file system without ``flock``)."""
     if path.startswith("file:"):
         return None
     try:
@@ -105,6 +105,9 @@ def _serve_alone(path: str) -> Any:
             "other one, or point this one at another file; for several processes, use "
             "PostgreSQL (--database postgresql://...)."
         ) from None
+    except OSError:  # a file system without flock (some network mounts): unguarded
+        lock.close()
+        return None
     lock.seek(0)
     lock.truncate()
     lock.write(str(os.getpid()))
