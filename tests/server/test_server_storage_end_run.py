@@ -516,3 +516,43 @@ def test_only_the_servers_own_database_going_away_counts_as_unavailable(
         assert not sqlite.unavailable(dropped.value)
 
     asyncio.run(go())
+
+
+def test_a_runs_webhook_is_kept_with_its_end(storage_factory) -> None:
+    """A run's webhook delivery is kept in the end's own transaction: made of the ended
+    run, kept when the end is written, not kept when the worker no longer holds the run,
+    and an end whose delivery cannot be kept is not written either (the next attempt
+    writes both) - so no run ends without its webhook, whenever its process dies."""
+    made: list[dict[str, Any]] = []
+
+    def webhook(run: dict[str, Any]) -> tuple[str, bytes, str]:
+        made.append(run)
+        return "http://receiver.invalid/hook", json.dumps(run["status"]).encode(), "run"
+
+    def failing(run: dict[str, Any]) -> tuple[str, bytes, str]:
+        raise RuntimeError("no body")
+
+    async def scenario(storage: Any) -> None:
+        run_id = await _queue(storage, await _thread(storage))
+        await storage.claim_run("w", 30.0)
+        assert await storage.end_run(run_id, "success", thread=None, events=[], keep=False,
+                                     worker_id="other", webhook=webhook) is None
+        assert made == [] and await storage.take_webhooks(10, 30.0) == []
+        with pytest.raises(RuntimeError, match="no body"):
+            await storage.end_run(run_id, "success", thread={"status": "idle"},
+                                  events=[], keep=False, worker_id="w", webhook=failing)
+        assert (await storage.get_run(run_id))["status"] == "running"  # (rolled back)
+        ended = await storage.end_run(run_id, "success", thread={"status": "idle"},
+                                      events=[], keep=False, worker_id="w", webhook=webhook)
+        assert ended is not None and [r["status"] for r in made] == ["success"]
+        assert made[0]["updated_at"] == ended["updated_at"]
+        kept = await storage.take_webhooks(10, 30.0)
+        assert [(k["url"], k["body"], k["attempts"]) for k in kept] == [
+            ("http://receiver.invalid/hook", b'"success"', 0)]
+        # finish_run (a temporary run's end) keeps it the same way
+        other = await _queue(storage, await _thread(storage))
+        await storage.claim_run("w", 30.0)
+        await storage.finish_run(other, "error", thread=None, worker_id="w", webhook=webhook)
+        assert [k["body"] for k in await storage.take_webhooks(10, 30.0)] == [b'"error"']
+
+    _with_storage(storage_factory, scenario)

@@ -50,6 +50,7 @@ from threadloom.server.services.threads import (
     thread_status,
 )
 from threadloom.server.storage.base import CLAIMED_ASSISTANT
+from threadloom.server.webhooks import run_webhook
 
 __all__ = ["RESULT_EVENT", "TAKEOVER_ATTEMPTS", "RunHold", "build_input", "execute_run",
            "run_config"]
@@ -283,9 +284,10 @@ async def execute_run(threads: ThreadService, run: dict[str, Any], hold: RunHold
             if graph is not None and ended and status == "success" else None
         if head is not None and len(head.interrupts) > 1:
             head = _in_run_order(head, ended[-1].interrupts)
-        result, finished = await _finish(threads, run, graph, status, error, unsent, head,
+        _, finished = await _finish(threads, run, graph, status, error, unsent, head,
                                          cancelled=status == "interrupted",
-                                         worker_id=hold.worker_id)
+                                         worker_id=hold.worker_id,
+                                         webhook=kwargs.get("webhook"))
     except Exception as exc:
         if not (storage.unavailable(exc) and _retrying(run, hold)):
             raise
@@ -293,7 +295,7 @@ async def execute_run(threads: ThreadService, run: dict[str, Any], hold: RunHold
         # it (paused or done) and records that at once
         return await _release_after_outage(storage, outbox, run, hold, exc)
     if kwargs.get("webhook") and finished is not None:
-        await _queue_webhook(threads, finished, kwargs["webhook"], result)
+        threads.ctx.webhooks.wake()  # (its delivery kept with the run's end)
     return status
 
 
@@ -424,21 +426,6 @@ def _sweeping(at: str) -> None:
     sweeping(from_iso(at))
 
 
-async def _queue_webhook(threads: ThreadService, run: dict[str, Any], url: str,
-                         result: Any) -> None:
-    """Have the finished run POSTed to ``url`` (kept until sent; see ``webhooks``). A
-    webhook that cannot be kept (the database went away just now) is logged, not
-    raised: the run's end is written."""
-    from threadloom.server.services.runs import public_run
-
-    try:
-        await threads.ctx.webhooks.queue(url, {**public_run(run), "values": result},
-                                         name=f"run {run['run_id']}")
-    except Exception as exc:
-        log.error("the webhook of run %s could not be kept: %s: %s", run["run_id"],
-                  type(exc).__name__, exc)
-
-
 async def _stream(graph: Any, graph_input: Any, config: dict[str, Any], modes: list[str],
                   options: dict[str, Any], subgraphs: bool, publish: Any) -> None:
     """Run the graph, publishing the events of ``modes``. With ``events`` among them the
@@ -528,7 +515,8 @@ _CANCELLED = {"error": "UserInterrupt",
 async def _finish(threads: ThreadService, run: dict[str, Any], graph: Any, status: str,
                   error: dict[str, Any] | None, unsent: list[tuple[str, bytes]],
                   head: RunHead | None = None, *, cancelled: bool = False,
-                  worker_id: str | None = None) -> tuple[Any, dict[str, Any] | None]:
+                  worker_id: str | None = None,
+                  webhook: str | None = None) -> tuple[Any, dict[str, Any] | None]:
     """Store the thread's new state and the run's status, publish the run's ``unsent``
     events and its output and close its stream; the output and the run's record.
 
@@ -537,7 +525,8 @@ async def _finish(threads: ThreadService, run: dict[str, Any], graph: Any, statu
     ``cancelled``: the run was stopped by a cancel (``action=interrupt``): the thread's
     ``error`` says so, as the reference's does (its status is read from its state).
     ``worker_id``: the worker holding the run; nothing is written if it no longer does
-    (``finished`` is then None)."""
+    (``finished`` is then None). ``webhook``: the run's webhook URL - its delivery is
+    kept with the run's end, in the same transaction."""
     storage = threads.ctx.storage
     thread_fields: dict[str, Any] = {}
     output: Any = None
@@ -570,12 +559,14 @@ async def _finish(threads: ThreadService, run: dict[str, Any], graph: Any, statu
     # one transaction where the storage can), after the thread's new state
     closing = [*unsent, (RESULT_EVENT, serde.dumps(output))]
     keep = bool(run["kwargs"].get("resumable"))
+    delivery = None if not webhook else run_webhook(webhook, output)
     if not run["kwargs"].get("temporary"):
         finished = await storage.end_run(run["run_id"], status, thread=thread_fields,
-                                         events=closing, keep=keep, worker_id=worker_id)
+                                         events=closing, keep=keep, worker_id=worker_id,
+                                         webhook=delivery)
         return output, finished
     finished = await storage.finish_run(run["run_id"], status, thread=thread_fields,
-                                        worker_id=worker_id)
+                                        worker_id=worker_id, webhook=delivery)
     if finished is None and worker_id is not None and \
             await storage.get_run(run["run_id"]) is not None:
         return output, None  # another worker's run now: its end is that worker's

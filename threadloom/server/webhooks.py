@@ -37,8 +37,10 @@ import time
 from typing import Any
 
 from threadloom.server import serde
+from threadloom.server.storage.base import RunWebhook
 
-__all__ = ["APPROVAL_EVENTS", "ATTEMPTS", "RETRY_CAP", "WebhookOutbox", "post", "sign"]
+__all__ = ["APPROVAL_EVENTS", "ATTEMPTS", "RETRY_CAP", "WebhookOutbox", "post", "run_webhook",
+           "sign"]
 
 APPROVAL_EVENTS = ("requested", "answered", "expired")
 """The approval events a webhook may be sent for (``"webhooks": {"events": [...]}``)."""
@@ -76,6 +78,25 @@ async def post(http: Any, url: str, body: bytes, *, secret: str | None) -> str |
     return f"answered {response.status_code}"
 
 
+def run_webhook(url: str, output: Any) -> RunWebhook:
+    """The delivery of a run's webhook, kept with the run's end (``Storage.end_run``):
+    the ended run's record plus ``values``, its ``output``. A body that cannot be made
+    is logged, and no delivery kept: the run's end is written all the same."""
+
+    def delivery(run: dict[str, Any]) -> tuple[str, bytes, str] | None:
+        from threadloom.server.services.runs import public_run
+
+        try:
+            body = serde.dumps({**public_run(run), "values": output})
+        except Exception as exc:
+            log.error("the webhook of run %s could not be made: %s: %s", run["run_id"],
+                      type(exc).__name__, exc)
+            return None
+        return url, body, f"run {run['run_id']}"
+
+    return delivery
+
+
 class WebhookOutbox:
     """Webhooks kept in ``storage`` until sent (see the module docstring): ``queue``
     keeps one; ``start`` (in a process executing runs) sends those due until ``stop``."""
@@ -96,6 +117,10 @@ class WebhookOutbox:
     async def queue(self, url: str, payload: Any, *, name: str) -> None:
         """Keep a POST of ``payload`` (as JSON) to ``url`` until it is sent."""
         await self.storage.queue_webhook(url, serde.dumps(payload), name)
+        self.wake()
+
+    def wake(self) -> None:
+        """Look for deliveries due now (one was just kept, e.g. with a run's end)."""
         if self._wake is not None:
             self._wake.set()
 

@@ -45,6 +45,7 @@ __all__ = [
     "RUN_TERMINAL",
     "CancelAction",
     "CancelCallback",
+    "RunWebhook",
     "StreamEvent",
     "Storage",
 ]
@@ -52,6 +53,12 @@ __all__ = [
 CancelAction = Literal["interrupt", "rollback"]
 CancelCallback = Callable[[str, CancelAction], Awaitable[None] | None]
 """Called with ``(run_id, action)`` in the process running the run."""
+
+RunWebhook = Callable[[dict[str, Any]], tuple[str, bytes, str] | None]
+"""A webhook delivery kept with a run's end (``finish_run`` / ``end_run``): called with
+the ended run's record, it gives ``(url, body, name)`` - what ``queue_webhook`` keeps -
+or None for none. Kept in the end's own transaction: a process killed just after the end
+is written has its webhook kept too."""
 
 RUN_ACTIVE = ("pending", "running")
 RUN_TERMINAL = ("success", "error", "interrupted", "timeout")
@@ -311,14 +318,15 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     async def finish_run(
         self, run_id: str, status: str, *, thread: dict[str, Any] | None,
-        worker_id: str | None = None,
+        worker_id: str | None = None, webhook: RunWebhook | None = None,
     ) -> dict[str, Any] | None:
         """Set the run's final status and, in the same transaction, the thread's fields
         (``update_thread`` keys but ``metadata``: what a run's end sets; the thread
         stays ``busy`` when another run of it is active). Wakes ``wait_run``. Returns
         the run. ``worker_id``: only if that worker holds the run (else nothing is
         written and None returned: a worker whose lease ran out does not end a run
-        another worker has taken over)."""
+        another worker has taken over). ``webhook``: the delivery the run's end makes,
+        kept in the same transaction (see ``RunWebhook``)."""
 
     def serve_workers_only(self) -> None:
         """This process only executes runs (``threadloom worker``): it follows no run's
@@ -343,12 +351,14 @@ class Storage(abc.ABC):
     async def end_run(
         self, run_id: str, status: str, *, thread: dict[str, Any] | None,
         events: Sequence[tuple[str, bytes]], keep: bool, worker_id: str | None = None,
+        webhook: RunWebhook | None = None,
     ) -> dict[str, Any] | None:
         """``finish_run``, then ``events`` (name, data) appended to the run's stream and
         the stream closed: what a worker does when a run ends - neither where
         ``worker_id`` no longer holds the run (another worker's now). Storages that can
         do it in one transaction (PostgreSQL) override this."""
-        finished = await self.finish_run(run_id, status, thread=thread, worker_id=worker_id)
+        finished = await self.finish_run(run_id, status, thread=thread, worker_id=worker_id,
+                                         webhook=webhook)
         if finished is None and worker_id is not None and \
                 await self.get_run(run_id) is not None:
             return None  # not this worker's run any more: its stream is not ours to end

@@ -75,6 +75,7 @@ from threadloom.server.storage.base import (
     RUN_ACTIVE,
     CancelAction,
     CancelCallback,
+    RunWebhook,
     Storage,
     StreamEvent,
 )
@@ -1277,13 +1278,15 @@ class PostgresStorage(Storage):
             await self._pool.check()
 
     async def finish_run(self, run_id: str, status: str, *, thread: dict[str, Any] | None,
-                         worker_id: str | None = None) -> dict | None:
+                         worker_id: str | None = None,
+                         webhook: RunWebhook | None = None) -> dict | None:
         return await self.end_run(run_id, status, thread=thread, events=None, keep=False,
-                                  worker_id=worker_id)
+                                  worker_id=worker_id, webhook=webhook)
 
     async def end_run(
         self, run_id: str, status: str, *, thread: dict[str, Any] | None,
         events: Sequence[tuple[str, bytes]] | None, keep: bool, worker_id: str | None = None,
+        webhook: RunWebhook | None = None,
     ) -> dict | None:
         """One statement, its own transaction, one round trip: lock the thread, end the
         run, update the thread (``busy`` while another run of it is active), append
@@ -1299,15 +1302,33 @@ class PostgresStorage(Storage):
 
         ``worker_id``: only if that worker holds the run; else the statement writes
         nothing - neither the run, the thread nor the events (unless the run is gone:
-        its stream still ends) - and returns None."""
+        its stream still ends) - and returns None.
+
+        ``webhook``: the statement and the delivery's insert in one transaction (two
+        round trips more: the delivery is made of the ended run)."""
         fields = dict(thread or {})
         sql, args = _end_run_statement(run_id, status, fields, events, keep, worker_id)
-        while True:
-            row = await self._one(sql, args)
-            assert row is not None
-            if row[-1]:  # (else the thread changed after this statement's snapshot)
-                break
-        return None if row[0] is None else run_row(row[:len(RUN_COLS.split(","))])
+        if webhook is None:
+            while True:
+                row = await self._one(sql, args)
+                assert row is not None
+                if row[-1]:  # (else the thread changed after this statement's snapshot)
+                    break
+            return None if row[0] is None else run_row(row[:len(RUN_COLS.split(","))])
+        async with self._tx() as cur:
+            while True:  # (read committed: each statement has a snapshot of its own)
+                await cur.execute(sql, args)
+                row = await cur.fetchone()
+                assert row is not None
+                if row[-1]:
+                    break
+            if row[0] is None:
+                return None
+            run = run_row(row[:len(RUN_COLS.split(","))])
+            delivery = webhook(run)
+            if delivery is not None:
+                await cur.execute(_QUEUE_WEBHOOK, (*delivery, now_iso()))
+        return run
 
     async def request_cancel(self, run_ids: Sequence[str], action: CancelAction) -> list[dict]:
         found = []
@@ -1423,10 +1444,7 @@ class PostgresStorage(Storage):
     # -- webhooks ----------------------------------------------------------------------
 
     async def queue_webhook(self, url: str, body: bytes, name: str) -> None:
-        await self._rows(
-            "INSERT INTO server_webhooks (url, body, name, next_at, created_at) VALUES "
-            "(%s, %s, %s, extract(epoch FROM clock_timestamp()), %s)",
-            (url, body, name, now_iso()))
+        await self._rows(_QUEUE_WEBHOOK, (url, body, name, now_iso()))
 
     async def take_webhooks(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
         rows = await self._rows(
@@ -1675,6 +1693,14 @@ def _events_cte(run_id: str, events: Sequence[tuple[str, bytes, bool]], *,
         "RETURNING id, event, data, keep)",
         [run_id, [e[0] for e in events], [e[1] for e in events], [e[2] for e in events]],
     )
+
+
+#: ``queue_webhook``'s statement: a delivery due now (``url``, ``body``, ``name``,
+#: ``created_at``)
+_QUEUE_WEBHOOK = (
+    "INSERT INTO server_webhooks (url, body, name, next_at, created_at) VALUES "
+    "(%s, %s, %s, extract(epoch FROM clock_timestamp()), %s)"
+)
 
 
 def _end_run_statement(run_id: str, status: str, fields: dict[str, Any],

@@ -39,6 +39,7 @@ from threadloom.server.storage.base import (
     RUN_ACTIVE,
     CancelAction,
     CancelCallback,
+    RunWebhook,
     Storage,
     StreamEvent,
 )
@@ -794,7 +795,8 @@ class SqliteStorage(Storage):
         return released
 
     async def finish_run(self, run_id: str, status: str, *, thread: dict[str, Any] | None,
-                         worker_id: str | None = None) -> dict | None:
+                         worker_id: str | None = None,
+                         webhook: RunWebhook | None = None) -> dict | None:
         fields = dict(thread or {})
         held, held_args = ("", ()) if worker_id is None else (" AND worker_id = ?", (worker_id,))
 
@@ -824,6 +826,9 @@ class SqliteStorage(Storage):
                  *([fields["status"]] if "status" in fields else []), run["thread_id"],
                  bool(fields), run["thread_id"], run_id),
             )
+            delivery = None if webhook is None else webhook(run)
+            if delivery is not None:
+                _queue_webhook(conn, *delivery)
             return run
 
         run = await self._write(go)
@@ -929,9 +934,7 @@ class SqliteStorage(Storage):
     # -- webhooks ----------------------------------------------------------------------
 
     async def queue_webhook(self, url: str, body: bytes, name: str) -> None:
-        await self._write(lambda conn: conn.execute(
-            "INSERT INTO server_webhooks (url, body, name, next_at, created_at) "
-            "VALUES (?,?,?,?,?)", (url, body, name, time.time(), now_iso())))
+        await self._write(lambda conn: _queue_webhook(conn, url, body, name))
 
     async def take_webhooks(self, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
         def go(conn: sqlite3.Connection) -> list[dict[str, Any]]:
@@ -1079,3 +1082,9 @@ class SqliteStorage(Storage):
             ]
 
         return await self._read(go)
+
+
+def _queue_webhook(conn: sqlite3.Connection, url: str, body: bytes, name: str) -> None:
+    """Keep a webhook delivery, due now (``queue_webhook``), in ``conn``'s transaction."""
+    conn.execute("INSERT INTO server_webhooks (url, body, name, next_at, created_at) "
+                 "VALUES (?,?,?,?,?)", (url, body, name, time.time(), now_iso()))
