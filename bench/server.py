@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -52,11 +53,8 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _client_loop(url: str, deadline: float, latencies: list[float],
+async def _client_loop(client: Any, deadline: float, latencies: list[float],
                        errors: list[str], wait: float) -> None:
-    from langgraph_sdk import get_client
-
-    client = get_client(url=url, api_key=None, timeout=120)
     graph, given = ("payment_wait", {"wait": wait}) if wait else ("payment", {})
     while time.monotonic() < deadline:
         start = time.perf_counter()
@@ -76,17 +74,20 @@ async def measure(url: str, clients: int, seconds: float, wait: float = 0.0
                   ) -> dict[str, float]:
     """Drive ``url`` with ``clients`` concurrent loops for ``seconds`` (``wait``: on the
     graph whose node waits that long, each time it runs)."""
-    # imported before the clock starts: the first import (about 0.5 s of CPU, seconds on
-    # a busy machine, blocking every client) fell into the first setup's window
-    import langgraph_sdk  # noqa: F401
+    # made before the clock starts: the SDK's first import (about 0.5 s of CPU, seconds
+    # on a busy machine) and each client's (~20 ms of CPU: its TLS context), blocking
+    # every client, fell into the measured window
+    from langgraph_sdk import get_client
 
+    made = [get_client(url=url, api_key=None, timeout=120) for _ in range(clients)]
     latencies: list[float] = []
     errors: list[str] = []
     start = time.monotonic()
     deadline = start + seconds
-    await asyncio.gather(*(_client_loop(url, deadline, latencies, errors, wait)
-                           for _ in range(clients)))
+    await asyncio.gather(*(_client_loop(client, deadline, latencies, errors, wait)
+                           for client in made))
     elapsed = time.monotonic() - start
+    await asyncio.gather(*(client.aclose() for client in made))
     if errors:
         print(f"{len(errors)} failed round trips, e.g. {errors[0]}", file=sys.stderr)
     if not latencies:
