@@ -389,3 +389,24 @@ _dropping.add_edge("before", "drop")
 _dropping.add_edge("drop", "after")
 _dropping.add_edge("after", END)
 dropping = _dropping.compile()
+
+
+# -- the collector's settings of the process running the graph ---------------------------
+
+
+class HeapState(TypedDict, total=False):
+    frozen: int
+    young_threshold: int
+
+
+def read_heap(state: HeapState) -> dict:
+    import gc
+
+    return {"frozen": gc.get_freeze_count(), "young_threshold": gc.get_threshold()[0]}
+
+
+_heap = StateGraph(HeapState)
+_heap.add_node("read", read_heap)
+_heap.add_edge(START, "read")
+_heap.add_edge("read", END)
+heap = _heap.compile()

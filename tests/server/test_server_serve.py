@@ -31,7 +31,8 @@ def _write(tmp_path: Path, config: dict) -> Path:
 def test_serve_dev_mode_runs_a_graph(tmp_path: Path) -> None:
     from langgraph_sdk import get_sync_client
 
-    config = _write(tmp_path, {"graphs": {"email": "./graphs.py:email"}})
+    config = _write(tmp_path, {"graphs": {"email": "./graphs.py:email",
+                                          "heap": "./graphs.py:heap"}})
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "threadloom.cli", "serve", "--config", str(config),
@@ -56,6 +57,9 @@ def test_serve_dev_mode_runs_a_graph(tmp_path: Path) -> None:
         out = client.runs.wait(tid, "email", input={"messages": []})
         assert out["messages"][-1]["content"].startswith("Draft:")
         assert (tmp_path / "threadloom.db").is_file()  # the default database file
+        # the server process tuned its collector once loaded (see _settle_heap)
+        heap = client.runs.wait(client.threads.create()["thread_id"], "heap", input={})
+        assert heap["young_threshold"] == 7000 and heap["frozen"] > 1000, heap
         # a second server on the same file is refused, naming the first; the first
         # serves on
         second = subprocess.run(
@@ -153,7 +157,8 @@ def test_a_worker_waits_for_its_database_to_come_up(tmp_path: Path,
 
     from threadloom.server import background_server, load_config
 
-    config = _write(tmp_path, {"graphs": {"email": "./graphs.py:email"}})
+    config = _write(tmp_path, {"graphs": {"email": "./graphs.py:email",
+                                          "heap": "./graphs.py:heap"}})
     parts = conninfo_to_dict(fresh_postgres_database)
     target = (parts.get("host") or "127.0.0.1", int(parts.get("port") or 5432))
     port = free_port()
@@ -179,6 +184,9 @@ def test_a_worker_waits_for_its_database_to_come_up(tmp_path: Path,
             tid = client.threads.create()["thread_id"]
             out = client.runs.wait(tid, "email", input={"messages": []})  # run by the worker
             assert out["messages"][-1]["content"].startswith("Draft:")
+            # the worker process tuned its collector once loaded (see _settle_heap)
+            heap = client.runs.wait(client.threads.create()["thread_id"], "heap", input={})
+            assert heap["young_threshold"] == 7000 and heap["frozen"] > 1000, heap
         assert worker.poll() is None
     finally:
         worker.terminate()

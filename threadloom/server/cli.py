@@ -110,6 +110,7 @@ def serve(args: argparse.Namespace) -> int:
     except DatabaseInUseError as exc:
         raise SystemExit(f"threadloom serve: {exc}") from None
     print(f"threadloom approval inbox: http://{args.host}:{args.port}/inbox", flush=True)
+    _settle_heap()
     uvicorn.run(create_app(server), host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
@@ -142,6 +143,7 @@ def work(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await server.start()
+        _settle_heap()
         logging.getLogger("threadloom.server").info(
             "worker %s ready (event loop: %s)", server.worker.worker_id if server.worker
             else "?", type(loop).__module__.split(".")[0],
@@ -154,6 +156,30 @@ def work(args: argparse.Namespace) -> int:
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(main())
     return 0
+
+
+#: the young generation's threshold in a server process (Python's default: 700)
+GC_YOUNG_THRESHOLD = 7000
+
+
+def _settle_heap() -> None:
+    """Tune the cyclic garbage collector for a long-lived server process, once its code
+    and graphs are loaded (a command's own process only: ``create_app`` in a process of
+    the caller's touches nothing).
+
+    What is loaded by now - modules, graphs, models, their classes - lives as long as
+    the process: ``gc.freeze()`` moves it out of the collector's way, where every full
+    collection went over it again (a worker on PostgreSQL spent ~12 % of its CPU in the
+    collector, most of it in those). And a run allocates thousands of short-lived
+    objects that reference counting frees: collecting the young generation every 7,000
+    allocations rather than 700 looks at them ten times less often (cycles are still
+    collected, a little later)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def _wait_for_database(database: str, command: str) -> None:

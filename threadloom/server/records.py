@@ -9,6 +9,7 @@ the filters that ``@auth.on`` handlers return (``{"owner": "alice"}``,
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ SYSTEM_NAMESPACE = uuid.UUID("6ba7b821-9dad-11d1-80b4-00c04fd430c8")
 server, so clients and Studio keep theirs across servers)."""
 
 
+@functools.lru_cache(maxsize=256)
 def system_assistant_id(graph_id: str) -> str:
     """The id of the assistant the server makes for ``graph_id`` at startup."""
     return str(uuid.uuid5(SYSTEM_NAMESPACE, graph_id))
