@@ -355,16 +355,22 @@ class RunSession:
         it: the writes sent ahead of it (it goes after them) and ``then``, a read sent
         after it - all in one round trip."""
         if self.sent or then is not None:
-            lock = Sent((Query(sql.replace("%s", "?"), (key,), fetch=True),))
+            query = Query(sql.replace("%s", "?"), (key,), fetch=True)
+            # ``then`` goes in the lock's own transaction (one Sync: one transaction, one
+            # send, one reply for the server to make); a lock is a session's, which no
+            # rollback undoes
+            lock = Sent((query,) if then is None else (query, *then.queries))
             self._send(lock)
-            if then is not None:
-                self._send(then)
             done = yield from self.drain()
-            if lock.error is not None:
+            if not lock.results:  # (the lock's own statement failed)
+                assert lock.error is not None
                 raise lock.error
-            return bool(lock.results[0] and lock.results[0][0][0]), [
-                item for item in done if item is not lock
-            ]
+            got = bool(lock.results[0] and lock.results[0][0][0])
+            done = [item for item in done if item is not lock]
+            if then is not None:
+                then.results, then.error = lock.results[1:], lock.error
+                done.append(then)
+            return got, done
         pgconn = self.conn.pgconn
         if self.trace is not None:
             self.trace(TraceEvent("run", "statement", (sql,)))
