@@ -556,3 +556,67 @@ def test_a_runs_webhook_is_kept_with_its_end(storage_factory) -> None:
         assert [k["body"] for k in await storage.take_webhooks(10, 30.0)] == [b'"error"']
 
     _with_storage(storage_factory, scenario)
+
+
+def test_a_large_event_goes_out_at_about_its_own_size(storage_factory) -> None:
+    """A run's events carry its state (``values`` mode): a 20 MB value is published
+    and ends a run without the storage holding several copies of it - on PostgreSQL it
+    went as a text array, escaped to twice its size in Python (peak ~3x, and ~1 s a
+    50 MB value) - and reads back byte for byte."""
+    import tracemalloc
+
+    data = bytes(range(256)) * 80_000  # 20 MB, every byte value
+    size = len(data)
+
+    async def scenario(storage: Any) -> None:
+        run_id = await _queue(storage, await _thread(storage))
+        events = storage.subscribe(run_id, after=None)
+        await storage.claim_run("w", 30.0)
+        tracemalloc.start()
+        try:
+            await storage.publish_many(run_id, [("values", data)], keep=True)
+            published = tracemalloc.get_traced_memory()[1]
+            tracemalloc.reset_peak()
+            await storage.end_run(run_id, "success", thread={"status": "idle"},
+                                  events=[("values", data)], keep=True, worker_id="w")
+            ended = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert published < 2.5 * size and ended < 2.5 * size, (published, ended)
+        got = [e async for e in events]
+        assert [(e.event, e.data == data) for e in got] == [("values", True)] * 2
+
+    _with_storage(storage_factory, scenario)
+
+
+def test_a_late_subscriber_reads_a_large_stream_a_few_events_at_a_time(
+        storage_factory) -> None:
+    """Replaying a run whose events carry a large state (``values`` mode: a copy of it
+    per step) holds a few of them at a time, not the whole stream: PostgreSQL read up to
+    500 events at once, whatever their size."""
+    import tracemalloc
+
+    step = bytes(range(256)) * 4_000  # 1 MB
+    count = 24
+
+    async def scenario(storage: Any) -> None:
+        run_id = await _queue(storage, await _thread(storage))
+        await storage.claim_run("w", 30.0)
+        for n in range(count):
+            await storage.publish(run_id, "values", step + n.to_bytes(2, "big"), keep=True)
+        await storage.end_run(run_id, "success", thread={"status": "idle"}, events=[],
+                              keep=True, worker_id="w")
+        tracemalloc.start()
+        try:
+            seen = []
+            async for event in storage.subscribe(run_id, after="0"):
+                seen.append(int.from_bytes(event.data[-2:], "big"))
+                assert event.data[:-2] == step
+                del event
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert seen == list(range(count))
+        assert peak < 0.6 * count * len(step), peak
+
+    _with_storage(storage_factory, scenario)

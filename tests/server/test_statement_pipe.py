@@ -220,14 +220,17 @@ def test_more_statements_than_it_prepares_still_run(on_pipe, monkeypatch) -> Non
 
 def test_what_it_refuses_and_a_closed_pipe(on_pipe) -> None:
     assert pipeable("SELECT %s") and not pipeable("SELECT '100%%'")
-    assert not pipeable("SELECT %(name)s")
+    assert not pipeable("SELECT %(name)s") and pipeable("SELECT %s, %b")
 
     async def scenario(pipe: StatementPipe) -> None:
-        with pytest.raises(ValueError, match="only %s placeholders"):
+        with pytest.raises(ValueError, match="only %s and %b placeholders"):
             await pipe.rows("SELECT %(name)s", {"name": 1})  # type: ignore[arg-type]
         with pytest.raises(psycopg.ProgrammingError):  # a value psycopg cannot adapt
             await pipe.rows("SELECT %s", (object(),))
         assert await pipe.rows("SELECT 1") == [(1,)]
+        # %b: binary, as psycopg's cursors send it (bytes inside an array too)
+        raw = [bytes(range(256)), b"", b"\\x00"]
+        assert await pipe.rows("SELECT %b::bytea[], %s::text", (raw, "a%b")) == [(raw, "a%b")]
         slow = asyncio.ensure_future(pipe.rows("SELECT pg_sleep(30)"))
         await asyncio.sleep(0.2)
         await pipe.close()

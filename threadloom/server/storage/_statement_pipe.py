@@ -18,16 +18,16 @@ gets what ``cursor.execute`` would have given it. A statement used twice is prep
 (a name per connection; at most ``PREPARED_MAX`` of them, later ones go unnamed); one
 the server no longer has, or whose plan no longer fits its table, is prepared again.
 
-What may go through a pipe: a single statement (psycopg's ``%s`` placeholders) that
-needs no transaction around it. Statements on one connection run one after another,
-so one waiting for a row lock delays those behind it on that connection - never for
-ever: what it waits for is a transaction on another connection, and the storage never
-waits for a pipe while it holds a transaction open. Each statement goes to the
-connection with the fewest in flight (``lanes`` connections at most, opened as
+What may go through a pipe: a single statement (psycopg's ``%s`` and ``%b``
+placeholders) that needs no transaction around it. Statements on one connection run one
+after another, so one waiting for a row lock delays those behind it on that connection -
+never for ever: what it waits for is a transaction on another connection, and the
+storage never waits for a pipe while it holds a transaction open. Each statement goes to
+the connection with the fewest in flight (``lanes`` connections at most, opened as
 needed). A connection that fails fails the statements in flight on it with
 ``psycopg.OperationalError`` (whether each committed is unknown, as for any statement
-whose connection dropped) and is replaced at the next statement; a statement that
-finds its connection dropped before it went out is sent again on a new one.
+whose connection dropped) and is replaced at the next statement; a statement that finds
+its connection dropped before it went out is sent again on a new one.
 """
 
 from __future__ import annotations
@@ -52,26 +52,31 @@ __all__ = ["PREPARED_MAX", "StatementPipe", "pipeable"]
 PREPARED_MAX = 128
 
 _TEXT = pq.Format.TEXT
+_BINARY = pq.Format.BINARY
 _SYNC = pq.ExecStatus.PIPELINE_SYNC
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
-_OTHER_PERCENT = re.compile(r"%(?!s)")
+_PLACEHOLDER = re.compile(r"%[sb]")
 _Key = tuple[bytes, tuple[int, ...]]  # a prepared statement's: its SQL, its parameter types
 
 
 @lru_cache(maxsize=1024)
-def _numbered(sql: str) -> bytes | None:
-    """``%s`` placeholders to ``$1..$n``; None when the statement uses any other ``%``
-    form (``%%``, ``%(name)s``, ``%b``...), which only psycopg itself parses."""
-    parts = sql.split("%s")
-    if any(_OTHER_PERCENT.search(part) for part in parts):
+def _numbered(sql: str) -> tuple[bytes, list[PyFormat]] | None:
+    """``%s`` / ``%b`` placeholders to ``$1..$n``, and each one's format (as psycopg's:
+    ``%b`` binary, ``%s`` the type's choice); None when the statement uses any other
+    ``%`` form (``%%``, ``%(name)s``...), which only psycopg itself parses."""
+    parts = _PLACEHOLDER.split(sql)
+    if any("%" in part for part in parts):
         return None
+    formats = [PyFormat.BINARY if mark == "%b" else PyFormat.AUTO
+               for mark in _PLACEHOLDER.findall(sql)]
     out = [f"{part}${i}" for i, part in enumerate(parts[:-1], 1)]
     out.append(parts[-1])
-    return "".join(out).encode()
+    return "".join(out).encode(), formats
 
 
 def pipeable(sql: str) -> bool:
-    """Whether ``sql`` can go through a pipe (its placeholders are all ``%s``)."""
+    """Whether ``sql`` can go through a pipe (its placeholders are all ``%s`` or
+    ``%b``)."""
     return _numbered(sql) is not None
 
 
@@ -117,15 +122,17 @@ class _Lane:
 
     # -- sending -----------------------------------------------------------------------
 
-    def send(self, sql: bytes, params: Sequence[Any]) -> asyncio.Future[list[tuple[Any, ...]]]:
-        """Send one statement with its Sync; the future of its rows. Raises
+    def send(self, sql: bytes, placeholders: list[PyFormat], params: Sequence[Any],
+             result_format: pq.Format = _TEXT) -> asyncio.Future[list[tuple[Any, ...]]]:
+        """Send one statement with its Sync; the future of its rows (``placeholders``:
+        each parameter's format, see ``_numbered``). Raises
         ``OperationalError`` with nothing sent when the connection has failed - also
         when, idle, it finds the server dropped it (before the event loop said so)."""
         if not self.queue and self.failed is None:
             self._readable()  # (one nonblocking read: what came since, if anything)
         if self.failed is not None:
             raise psycopg.OperationalError(f"the connection failed: {self.failed}")
-        values = self.dumper.dump_sequence(params, [PyFormat.AUTO] * len(params))
+        values = self.dumper.dump_sequence(params, placeholders)
         types = tuple(self.dumper.types or ())
         formats = list(self.dumper.formats or ())
         key = (sql, types)
@@ -143,9 +150,9 @@ class _Lane:
                 self.seen[key] = None
                 while len(self.seen) > 4 * PREPARED_MAX:
                     del self.seen[next(iter(self.seen))]
-                pgconn.send_query_params(sql, values, types, formats, _TEXT)
+                pgconn.send_query_params(sql, values, types, formats, result_format)
             else:
-                pgconn.send_query_prepared(name, values, formats, _TEXT)
+                pgconn.send_query_prepared(name, values, formats, result_format)
             pgconn.pipeline_sync()
         except psycopg.Error as exc:  # the connection failed
             self.fail(exc)
@@ -280,19 +287,24 @@ class StatementPipe:
         self._opening_loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
-    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    async def rows(self, sql: str, params: Sequence[Any] = (), *, binary: bool = False
+                   ) -> list[tuple[Any, ...]]:
         """The rows of ``sql`` (``[]`` for a statement returning none), run with
-        ``params`` as its own transaction. ``sql``: see ``pipeable``."""
+        ``params`` as its own transaction. ``sql``: see ``pipeable``. ``binary``: the
+        rows come in binary (``bytea`` as it is, not as hex text to decode: for rows
+        carrying large values)."""
         numbered = _numbered(sql)
         if numbered is None:
-            raise ValueError(f"not a statement a pipe can send (only %s placeholders): {sql!r}")
+            raise ValueError(
+                f"not a statement a pipe can send (only %s and %b placeholders): {sql!r}")
+        text, formats = numbered
         params = tuple(params)
         unsent = 0
         stale = False
         while True:
             lane = await self._lane()
             try:
-                future = lane.send(numbered, params)
+                future = lane.send(text, formats, params, _BINARY if binary else _TEXT)
             except psycopg.OperationalError:
                 # the connection was found dropped before the statement and its Sync went
                 # out (a database restarted, a backend terminated): none of it ran, so it
