@@ -109,7 +109,8 @@ def _config(folder: Path) -> Path:
     path.write_text(json.dumps({
         "dependencies": [str(HERE)],
         "graphs": {"payment": str(HERE / "server_graph.py") + ":graph",
-                   "payment_wait": str(HERE / "server_graph.py") + ":waiting_graph"},
+                   "payment_wait": str(HERE / "server_graph.py") + ":waiting_graph",
+                   "large": str(HERE / "server_graph.py") + ":large_graph"},
     }))
     return path
 

@@ -246,3 +246,26 @@ def test_statement_pipe_bench_measures_both_ways(capsys, fresh_postgres_database
     ways = [tuple(cell.strip() for cell in line.strip("|").split("|")[:2]) for line in rows[1:]]
     assert ways == [("psycopg pool", "1"), ("psycopg pool", "16"),
                     ("statement pipe", "1"), ("statement pipe", "16")]
+
+
+def test_large_state_bench_times_each_step_on_both_storages(
+        fresh_postgres_database: str) -> None:
+    """``bench/server_large.py``: one round trip with a large value in the state, on the
+    SQLite server and on PostgreSQL with a worker (a database of its own, dropped after),
+    each step timed and the server processes' memory read - a table row per setup."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(root / "bench" / "server_large.py"), "--mb", "0.5",
+         "--rounds", "1", "--postgres", fresh_postgres_database],
+        capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| threadloom")]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "threadloom serve (SQLite)", "threadloom serve + 1 worker (PostgreSQL)"]
+    for row in rows:  # five timings (0.00 s when fast) and a memory figure
+        *timings, rss = (float(cell) for cell in row.strip("|").split("|")[1:])
+        assert len(timings) == 5 and min(timings) >= 0 and rss > 0, row
