@@ -195,9 +195,9 @@ def sent_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
     piped = StatementPipe.rows
 
-    async def rows(self: Any, sql: str, params: Any = ()) -> Any:
+    async def rows(self: Any, sql: str, params: Any = (), **options: Any) -> Any:
         note(sql)
-        return await piped(self, sql, params)
+        return await piped(self, sql, params, **options)
 
     monkeypatch.setattr(psycopg.AsyncCursor, "execute", execute)
     monkeypatch.setattr(StatementPipe, "rows", rows)

@@ -407,10 +407,10 @@ def test_small_events_reach_subscribers_in_their_notification(
         reads: list[str] = []
         rows = api._rows
 
-        async def counted(sql: str, args: Any = ()) -> list[tuple]:
+        async def counted(sql: str, args: Any = (), **options: Any) -> list[tuple]:
             if "FROM server_run_events WHERE run_id" in sql:
                 reads.append(sql)
-            return await rows(sql, args)
+            return await rows(sql, args, **options)
 
         api._rows = counted  # type: ignore[method-assign]
         try:
