@@ -620,3 +620,26 @@ def test_a_late_subscriber_reads_a_large_stream_a_few_events_at_a_time(
         assert peak < 0.6 * count * len(step), peak
 
     _with_storage(storage_factory, scenario)
+
+
+def test_a_thread_read_without_its_values(storage_factory) -> None:
+    """Reads that need a thread's record, not its state (an auth check before reading
+    the state from the graph, queueing a run) leave its values unread: a large state
+    costs its size to read and parse."""
+    async def scenario(storage: Any) -> None:
+        tid = await _thread(storage)
+        big = {"document": "x" * 1_000_000}
+        await storage.update_thread(tid, values=big, status="idle", state_updated=True)
+        full = await storage.get_thread(tid)
+        bare = await storage.get_thread(tid, values=False)
+        assert full["values"] == big and bare["values"] is None
+        assert {k: v for k, v in full.items() if k != "values"} == \
+            {k: v for k, v in bare.items() if k != "values"}
+        thread, assistant = await storage.get_thread_and_assistant(tid, "none",
+                                                                   values=False)
+        assert thread == bare and assistant is None
+        thread, _ = await storage.get_thread_and_assistant(tid, "none")
+        assert thread == full
+        assert await storage.get_thread(new_id(), values=False) is None
+
+    _with_storage(storage_factory, scenario)

@@ -120,15 +120,17 @@ def thread_state(snapshot: Any) -> dict[str, Any]:
             "interrupts": interrupt_dicts(task.interrupts),
             "checkpoint": None,
             "state": state,
-            "result": jsonable(task.result),
+            "result": task.result,
         })
+    # (values, metadata and results as they are: the caller writes the whole as JSON,
+    # which turns them into JSON data as ``jsonable`` would - once, not twice)
     return {
-        "values": jsonable(snapshot.values),
+        "values": snapshot.values,
         "next": list(snapshot.next),
         "tasks": tasks,
         "checkpoint": checkpoint,
         "parent_checkpoint": parent,
-        "metadata": jsonable(snapshot.metadata),  # (null: no checkpoint yet)
+        "metadata": snapshot.metadata,  # (null: no checkpoint yet)
         "created_at": snapshot.created_at,
         "interrupts": interrupt_dicts(snapshot.interrupts),
         "checkpoint_id": (checkpoint or {}).get("checkpoint_id"),

@@ -154,5 +154,5 @@ async def join_thread_stream(
     from now on (``stream_mode=run_modes``: the modes each run was started with). It
     ends when the thread is deleted or the client leaves."""
     server = server_of(request)
-    await server.threads.readable(user, thread_id)  # 404 before the 200 starts
+    await server.threads.readable(user, thread_id, values=False)  # 404 before the 200
     return sse_response(server.runs.follow_thread(thread_id), with_ids=False)

@@ -107,8 +107,8 @@ class RunService:
         assistant_id = self.assistants.key(body["assistant_id"])
         thread: dict[str, Any] | None = None
         if thread_id is not None and _is_uuid(thread_id):  # both in one read
-            thread, assistant = await storage.get_thread_and_assistant(thread_id,
-                                                                       assistant_id)
+            thread, assistant = await storage.get_thread_and_assistant(
+                thread_id, assistant_id, values=False)  # (a run reads its state itself)
         else:
             assistant = await storage.get_assistant(assistant_id)
         assistant = self.assistants.found(assistant_id, assistant)
@@ -312,7 +312,7 @@ class RunService:
     # -- reading -----------------------------------------------------------------------
 
     async def get(self, user: AuthUser, thread_id: str, run_id: str) -> dict[str, Any]:
-        await self.threads.readable(user, thread_id)
+        await self.threads.readable(user, thread_id, values=False)
         check_uuid(run_id, "run")
         run = await self.ctx.storage.get_run(run_id, thread_id)
         if run is None:
@@ -321,12 +321,12 @@ class RunService:
 
     async def list(self, user: AuthUser, thread_id: str, *, limit: int, offset: int,
                    status: str | None) -> list[dict[str, Any]]:
-        await self.threads.readable(user, thread_id)
+        await self.threads.readable(user, thread_id, values=False)
         return await self.ctx.storage.list_runs(thread_id, limit=limit, offset=offset,
                                                 status=status)
 
     async def delete(self, user: AuthUser, thread_id: str, run_id: str) -> None:
-        await self.threads.readable(user, thread_id, "delete")
+        await self.threads.readable(user, thread_id, "delete", values=False)
         run = await self.get(user, thread_id, run_id)
         if run["status"] in RUN_ACTIVE:
             await self.cancel_runs([run_id], "interrupt")
@@ -343,7 +343,7 @@ class RunService:
 
     async def cancel(self, user: AuthUser, thread_id: str, run_id: str, *, wait: bool,
                      action: CancelAction) -> None:
-        await self.threads.readable(user, thread_id, "update")
+        await self.threads.readable(user, thread_id, "update", values=False)
         run = await self.get(user, thread_id, run_id)
         if run["status"] not in RUN_ACTIVE:
             raise NotFound(f"Run {run_id} is not pending or running (it is {run['status']}).")
@@ -376,7 +376,7 @@ class RunService:
                 await self.get(user, thread_id, run_id)
         else:
             if thread_id is not None:
-                await self.threads.readable(user, thread_id, "update")
+                await self.threads.readable(user, thread_id, "update", values=False)
             active = await self.ctx.storage.list_active_runs(thread_id)
             ids = [
                 r["run_id"] for r in active

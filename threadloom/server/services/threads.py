@@ -94,12 +94,13 @@ class ThreadService:
     # -- records -----------------------------------------------------------------------
 
     async def readable(
-        self, user: AuthUser, thread_id: str, action: str = "read"
+        self, user: AuthUser, thread_id: str, action: str = "read", *, values: bool = True
     ) -> dict[str, Any]:
-        """The thread if ``user`` may do ``action`` on it (404 otherwise)."""
+        """The thread if ``user`` may do ``action`` on it (404 otherwise); without
+        ``values``, its record's ``values`` left unread (None)."""
         check_uuid(thread_id, "thread")
         filt = await self.ctx.authorize(user, "threads", action, {"thread_id": thread_id})
-        record = await self.ctx.storage.get_thread(thread_id)
+        record = await self.ctx.storage.get_thread(thread_id, values=values)
         return visible(record, filt, f"Thread {thread_id}")
 
     async def create(self, user: AuthUser, body: dict[str, Any]) -> dict[str, Any]:
@@ -304,7 +305,7 @@ class ThreadService:
     async def get_state(self, user: AuthUser, thread_id: str, *,
                         checkpoint: dict[str, Any] | None = None,
                         subgraphs: bool = False) -> dict[str, Any]:
-        record = await self.readable(user, thread_id)
+        record = await self.readable(user, thread_id, values=False)  # (read from the graph)
         if record["metadata"].get("graph_id") is None and len(self.ctx.graphs.ids()) != 1:
             return _empty_state(thread_id)
         graph = self.graph_for(record)
@@ -359,7 +360,7 @@ class ThreadService:
         }
 
     async def history(self, user: AuthUser, thread_id: str, body: dict[str, Any]) -> list[Any]:
-        record = await self.readable(user, thread_id)
+        record = await self.readable(user, thread_id, values=False)
         if record["metadata"].get("graph_id") is None and len(self.ctx.graphs.ids()) != 1:
             return []
         graph = self.graph_for(record)

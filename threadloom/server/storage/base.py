@@ -155,16 +155,19 @@ class Storage(abc.ABC):
         """Insert a thread; ``if_exists`` as for assistants."""
 
     @abc.abstractmethod
-    async def get_thread(self, thread_id: str) -> dict[str, Any] | None:
-        """The thread record."""
+    async def get_thread(self, thread_id: str, *, values: bool = True
+                         ) -> dict[str, Any] | None:
+        """The thread record; without ``values``, its ``values`` None (left unread: a
+        large state costs its size to read and parse)."""
 
     async def get_thread_and_assistant(
-        self, thread_id: str, assistant_id: str
+        self, thread_id: str, assistant_id: str, *, values: bool = True
     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """``(get_thread(thread_id), get_assistant(assistant_id))``: what queueing a run
-        reads first. Storages that can read both at once (PostgreSQL: one statement)
-        override this."""
-        return await self.get_thread(thread_id), await self.get_assistant(assistant_id)
+        """``(get_thread(thread_id, values=values), get_assistant(assistant_id))``: what
+        queueing a run reads first. Storages that can read both at once (PostgreSQL:
+        one statement) override this."""
+        return (await self.get_thread(thread_id, values=values),
+                await self.get_assistant(assistant_id))
 
     @abc.abstractmethod
     async def update_thread(self, thread_id: str, **fields: Any) -> dict[str, Any] | None:

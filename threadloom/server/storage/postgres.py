@@ -89,6 +89,7 @@ from threadloom.server.storage.rows import (
     PENDING_THREADS_INDEX,
     RUN_COLS,
     THREAD_COLS,
+    THREAD_COLS_WITHOUT_VALUES,
     THREAD_SEARCH_INDEXES,
     THREAD_SORT,
     ThreadPage,
@@ -873,16 +874,20 @@ class PostgresStorage(Storage):
             if existing is not None:  # (else deleted in between: insert it after all)
                 return existing
 
-    async def get_thread(self, thread_id: str) -> dict | None:
+    async def get_thread(self, thread_id: str, *, values: bool = True) -> dict | None:
+        cols = THREAD_COLS if values else THREAD_COLS_WITHOUT_VALUES
         row = await self._one(
-            f"SELECT {THREAD_COLS} FROM server_threads WHERE thread_id = %s", (thread_id,)
+            f"SELECT {cols} FROM server_threads WHERE thread_id = %s", (thread_id,)
         )
         return None if row is None else thread_row(row)
 
-    async def get_thread_and_assistant(self, thread_id: str, assistant_id: str
+    async def get_thread_and_assistant(self, thread_id: str, assistant_id: str, *,
+                                       values: bool = True
                                        ) -> tuple[dict | None, dict | None]:
         """Both in one statement."""
         t_cols = ", ".join(f"t.{c.strip()}" for c in THREAD_COLS.split(","))
+        if not values:
+            t_cols = t_cols.replace('t."values"', 'NULL AS "values"')
         a_cols = ", ".join(f"a.{c.strip()}" for c in ASSISTANT_COLS.split(","))
         row = await self._one(
             f"SELECT {t_cols}, {a_cols} FROM (SELECT 1) AS one "

@@ -80,9 +80,12 @@ items come from its interrupts, or from its status alone when interrupted with n
 ``PENDING_THREADS_INDEX``, written the same way in the queries, so that a look at what is
 pending reads those threads alone, however many idle or failed threads there are."""
 
-PENDING_THREAD_COLS = THREAD_COLS.replace('"values"', 'NULL AS "values"')
+THREAD_COLS_WITHOUT_VALUES = THREAD_COLS.replace('"values"', 'NULL AS "values"')
+"""``THREAD_COLS`` with ``values`` NULL: a thread's record where its state values (an
+agent's whole conversation, a large document) are not what the reader needs."""
+PENDING_THREAD_COLS = THREAD_COLS_WITHOUT_VALUES
 """``THREAD_COLS`` for ``Storage.pending_threads``: what waits is in a thread's interrupts
-and status - its state values (an agent's whole conversation) are left unread."""
+and status - its state values are left unread."""
 PENDING_THREADS_INDEX = (
     "CREATE INDEX IF NOT EXISTS server_threads_pending ON server_threads (created_at) "
     f"WHERE {PENDING_THREADS}"

@@ -51,6 +51,7 @@ from threadloom.server.storage.rows import (
     PENDING_THREAD_COLS,
     PENDING_THREADS,
     PENDING_THREADS_INDEX,
+    THREAD_COLS_WITHOUT_VALUES,
     THREAD_SEARCH_INDEXES,
     ThreadPage,
     ended_thread_sets,
@@ -515,10 +516,12 @@ class SqliteStorage(Storage):
              None if record.get("error") is None else _j(record["error"])),
         )
 
-    async def get_thread(self, thread_id: str) -> dict | None:
+    async def get_thread(self, thread_id: str, *, values: bool = True) -> dict | None:
+        cols = _THREAD_COLS if values else THREAD_COLS_WITHOUT_VALUES
+
         def go(conn: sqlite3.Connection) -> dict | None:
             row = conn.execute(
-                f"SELECT {_THREAD_COLS} FROM server_threads WHERE thread_id = ?", (thread_id,)
+                f"SELECT {cols} FROM server_threads WHERE thread_id = ?", (thread_id,)
             ).fetchone()
             return None if row is None else _thread(row)
 
