@@ -1785,11 +1785,12 @@ def _end_run_statement(run_id: str, status: str, fields: dict[str, Any],
     )
 
 
-#: a subscriber's read of a run's events: the rows after an id, at most 500 and, past
-#: the first, no more than READ_BYTES of data - a run whose events carry a large state
-#: (``values`` mode) is read a few at a time, not hundreds of copies of it at once. Its
-#: rows: id, event, data, keep, and how many the page had before the bytes' cap (more
-#: may follow when it is 500, or more than the rows returned)
+#: a subscriber's read of a run's events: the rows after an id, at most 500, each taken
+#: while those before it in the read hold less than READ_BYTES of data (a read holds at
+#: most READ_BYTES plus one event) - a run whose events carry a large state (``values``
+#: mode) is read a few at a time, not hundreds of copies of it at once. Its rows: id,
+#: event, data, keep, and how many the page had before the bytes' cap (more may follow
+#: when it is 500, or more than the rows returned)
 READ_BYTES = 8 * 1024 * 1024
 _READ_ROWS = 500
 _READ_EVENTS = (
