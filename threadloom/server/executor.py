@@ -285,9 +285,8 @@ async def execute_run(threads: ThreadService, run: dict[str, Any], hold: RunHold
         if head is not None and len(head.interrupts) > 1:
             head = _in_run_order(head, ended[-1].interrupts)
         _, finished = await _finish(threads, run, graph, status, error, unsent, head,
-                                         cancelled=status == "interrupted",
-                                         worker_id=hold.worker_id,
-                                         webhook=kwargs.get("webhook"))
+                                    cancelled=status == "interrupted",
+                                    worker_id=hold.worker_id, webhook=kwargs.get("webhook"))
     except Exception as exc:
         if not (storage.unavailable(exc) and _retrying(run, hold)):
             raise
