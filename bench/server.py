@@ -148,6 +148,55 @@ def _postgres_database(admin_url: str) -> Iterator[str]:
             admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
+SETUP_LABELS = {"sqlite": "threadloom serve (SQLite)",
+                "postgres": "threadloom serve + 1 worker (PostgreSQL)",
+                "reference": "reference (langgraph dev, in-memory)"}
+"""The one-server setups of the single-client benches (``server_large``,
+``thread_search``), by ``setup_kinds`` name."""
+
+
+def add_setup_args(parser: argparse.ArgumentParser) -> None:
+    """``--postgres``, ``--no-postgres`` and ``--reference-venv``, for ``setup_kinds``."""
+    parser.add_argument("--postgres", default=os.environ.get(
+        "THREADLOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--reference-venv", default=None, metavar="DIR")
+
+
+def setup_kinds(args: argparse.Namespace) -> list[str]:
+    """The setups ``add_setup_args``' arguments ask for: SQLite always, PostgreSQL
+    unless ``--no-postgres``, the reference with ``--reference-venv``."""
+    return (["sqlite"] + ([] if args.no_postgres else ["postgres"])
+            + (["reference"] if args.reference_venv else []))
+
+
+@contextmanager
+def started(kind: str, args: argparse.Namespace) -> Iterator[
+        tuple[str, list[subprocess.Popen], str | None]]:
+    """A server of ``kind`` up (PostgreSQL: the API and one worker on a new database,
+    dropped afterwards); yields its URL, its processes and the database's URL (None
+    but on PostgreSQL); stopped on exit."""
+    from threadloom.server.embedded import free_port, wait_until_up
+
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        folder = Path(tmp)
+        port = free_port()
+        database = None
+        if kind == "reference":
+            procs = [_reference(folder, port, Path(args.reference_venv).resolve(), 10)]
+        elif kind == "postgres":
+            database = stack.enter_context(_postgres_database(args.postgres))
+            procs = [_serve(folder, port, database), _worker(folder, database)]
+        else:
+            procs = [_serve(folder, port)]
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until_up(url, procs[0])
+            yield url, procs, database
+        finally:
+            _stop(procs)
+
+
 def _stop(procs: list[subprocess.Popen]) -> None:
     for proc in procs:
         proc.terminate()

@@ -21,20 +21,17 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.server import (  # noqa: E402  (the repository on the path first)
-    _postgres_database,
+    SETUP_LABELS,
     _process_tree,
-    _reference,
-    _serve,
-    _stop,
-    _worker,
+    add_setup_args,
+    setup_kinds,
+    started,
 )
 
 STEPS = ("pause", "get_state", "resume", "history", "stream")
@@ -82,44 +79,20 @@ def _rss_mb(pids: list[int]) -> float:
 
 
 def _setup(kind: str, args: argparse.Namespace, size: int) -> tuple[dict[str, float], float]:
-    from threadloom.server.embedded import free_port, wait_until_up
-
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        folder = Path(tmp)
-        port = free_port()
-        if kind == "reference":
-            procs = [_reference(folder, port, Path(args.reference_venv).resolve(), 10)]
-        elif kind == "postgres":
-            database = stack.enter_context(_postgres_database(args.postgres))
-            procs = [_serve(folder, port, database), _worker(folder, database)]
-        else:
-            procs = [_serve(folder, port)]
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_until_up(url, procs[0])
-            took = drive(url, size)
-            rss = _rss_mb([pid for proc in procs for pid in _process_tree(proc.pid)])
-        finally:
-            _stop(procs)
-    return took, rss
+    with started(kind, args) as (url, procs, _):
+        took = drive(url, size)
+        return took, _rss_mb([pid for proc in procs for pid in _process_tree(proc.pid)])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mb", type=float, default=50.0)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--postgres", default=os.environ.get(
-        "THREADLOOM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
-    parser.add_argument("--no-postgres", action="store_true")
-    parser.add_argument("--reference-venv", default=None, metavar="DIR")
+    add_setup_args(parser)
     args = parser.parse_args()
     size = int(args.mb * 1_000_000)
-    kinds = ["sqlite"] + ([] if args.no_postgres else ["postgres"])
-    if args.reference_venv:
-        kinds.append("reference")
-    labels = {"sqlite": "threadloom serve (SQLite)",
-              "postgres": "threadloom serve + 1 worker (PostgreSQL)",
-              "reference": "reference (langgraph dev, in-memory)"}
+    kinds = setup_kinds(args)
+    labels = SETUP_LABELS
     print(f"a state of {args.mb:g} MB, {args.rounds} round(s); cpu count {os.cpu_count()}")
     results: dict[str, list[tuple[dict[str, float], float]]] = {k: [] for k in kinds}
     for n in range(args.rounds):

@@ -253,19 +253,39 @@ def test_large_state_bench_times_each_step_on_both_storages(
     """``bench/server_large.py``: one round trip with a large value in the state, on the
     SQLite server and on PostgreSQL with a worker (a database of its own, dropped after),
     each step timed and the server processes' memory read - a table row per setup."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run(
-        [sys.executable, str(root / "bench" / "server_large.py"), "--mb", "0.5",
-         "--rounds", "1", "--postgres", fresh_postgres_database],
-        capture_output=True, text=True, timeout=300, cwd=root)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| threadloom")]
+    rows = _table_rows("server_large.py", "--mb", "0.5", "--rounds", "1", "--postgres",
+                       fresh_postgres_database)
     assert [row.split("|")[1].strip() for row in rows] == [
         "threadloom serve (SQLite)", "threadloom serve + 1 worker (PostgreSQL)"]
     for row in rows:  # five timings (0.00 s when fast) and a memory figure
         *timings, rss = (float(cell) for cell in row.strip("|").split("|")[1:])
         assert len(timings) == 5 and min(timings) >= 0 and rss > 0, row
+
+
+def test_thread_search_bench_times_each_search_on_both_storages(
+        fresh_postgres_database: str) -> None:
+    """``bench/thread_search.py``: threads created through the server, then each search
+    timed, on the SQLite server and on PostgreSQL (a database of its own, dropped
+    after) - a table row per setup; the searches found what they should (it exits
+    non-zero when a search by owner finds other than its 6 threads)."""
+    rows = _table_rows("thread_search.py", "--threads", "120", "--repeat", "1",
+                       "--postgres", fresh_postgres_database)
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "threadloom serve (SQLite)", "threadloom serve + 1 worker (PostgreSQL)"]
+    for row in rows:  # threads a second, then five timings
+        created, *timings = (float(cell) for cell in row.strip("|").split("|")[1:])
+        assert created > 0 and len(timings) == 5 and min(timings) > 0, row
+
+
+def _table_rows(script: str, *args: str) -> list[str]:
+    """Run ``bench/<script>`` with ``args`` (it must succeed); its table's threadloom
+    rows."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(root / "bench" / script), *args],
+                          capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [line for line in done.stdout.splitlines() if line.startswith("| threadloom")]

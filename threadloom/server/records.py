@@ -4,12 +4,14 @@ Shared by every ``Storage`` implementation and the services: new ids (UUIDv7, ti
 ordered), timestamps (ISO 8601 with offset), the system assistants' stable ids, and
 ``matches`` - the containment filter used by ``metadata``/``values`` searches and by
 the filters that ``@auth.on`` handlers return (``{"owner": "alice"}``,
-``{"owner": {"$eq": "alice"}}``, ``{"tags": {"$contains": "x"}}``).
+``{"owner": {"$eq": "alice"}}``, ``{"tags": {"$contains": "x"}}``) - and
+``containment``, what of such a filter a database's index can check first.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -19,6 +21,7 @@ from threadloom.checkpoint.base.id import uuid7
 
 __all__ = [
     "SYSTEM_NAMESPACE",
+    "containment",
     "matches",
     "merge_filters",
     "new_id",
@@ -83,6 +86,59 @@ def _value_matches(have: Any, want: Any) -> bool:
         and not isinstance(want, bool)
         and have == want
     )
+
+
+_ANY: Any = object()  # ``_contained``: the wanted value constrains nothing containment checks
+
+
+def containment(filter: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A JSON document that every doc ``matches(doc, filter)`` passes contains (as
+    PostgreSQL's ``jsonb @>`` means it), for a database to narrow a search with an
+    index before ``matches`` decides: None when it would narrow nothing.
+
+    The document is a necessary condition, never a sufficient one: a plain value and
+    ``$eq`` are kept (equal JSON values contain each other; 1 and 1.0 too, as in
+    ``matches``), dicts and lists recursively; ``$ne``, ``$contains`` and ``$in`` - which
+    containment cannot say - are left out, as are values that are not JSON data.
+    """
+    doc = _contained(dict(filter or {}))
+    return doc if isinstance(doc, dict) and doc else None
+
+
+def _contained(want: Any) -> Any:
+    if isinstance(want, Mapping):
+        if not want:
+            return _ANY  # ``matches(x, {})`` holds for anything
+        if not all(isinstance(k, str) for k in want):
+            return _ANY
+        ops = [k for k in want if k.startswith("$")]
+        if ops and len(ops) == len(want):
+            if "$eq" not in want:
+                return _ANY
+            operand = want["$eq"]
+            # a dict operand is compared whole, by Python's ``==``
+            return _equal_to(operand) if isinstance(operand, Mapping) else _contained(
+                operand)
+        return {k: c for k, v in want.items() if (c := _contained(v)) is not _ANY}
+    if isinstance(want, list):
+        return [c for c in map(_contained, want) if c is not _ANY]
+    if want is None or isinstance(want, (str, bool, int)):
+        return want
+    if isinstance(want, float) and math.isfinite(want):
+        return want
+    return _ANY
+
+
+def _equal_to(value: Any) -> Any:
+    """What every JSON value ``== value`` contains: its strings and nulls, in place
+    (numbers and booleans are left out: ``True == 1`` in Python, not in JSON)."""
+    if isinstance(value, Mapping):
+        if not all(isinstance(k, str) for k in value):
+            return _ANY
+        return {k: c for k, v in value.items() if (c := _equal_to(v)) is not _ANY}
+    if isinstance(value, list):
+        return [c for c in map(_equal_to, value) if c is not _ANY]
+    return value if value is None or isinstance(value, str) else _ANY
 
 
 def _operator(have: Any, op: str, operand: Any) -> bool:

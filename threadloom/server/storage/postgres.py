@@ -68,7 +68,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from threadloom.server.errors import Conflict
-from threadloom.server.records import matches, now_iso
+from threadloom.server.records import containment, matches, now_iso
 from threadloom.server.storage._statement_pipe import StatementPipe
 from threadloom.server.storage.base import (
     CLAIMED_ASSISTANT,
@@ -300,10 +300,67 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )""",
         "CREATE INDEX IF NOT EXISTS server_webhooks_due ON server_webhooks (next_at)",
     ),
+    # threads by metadata (``_METADATA_HOLDS``): a search by owner, user or any other
+    # metadata reads the threads that can match, not every thread. The metadata is
+    # indexed in a table of its own, kept by triggers: a thread's row changes at every
+    # run (status, values) and its metadata rarely - an index on the row itself would
+    # be written at each change of either
+    (
+        # JSON text as jsonb; NULL for what jsonb refuses but the API accepts (\u0000,
+        # lone surrogates): a write of such a thread goes through, and the thread is
+        # always read by a search (``matches`` decides)
+        """CREATE OR REPLACE FUNCTION threadloom_jsonb(text) RETURNS jsonb
+            LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+            BEGIN
+                RETURN $1::jsonb;
+            EXCEPTION WHEN others THEN
+                RETURN NULL;
+            END $$""",
+        # a row for each thread whose metadata is not empty (no filter matches {})
+        """CREATE TABLE IF NOT EXISTS server_thread_metadata (
+            thread_id text PRIMARY KEY,
+            doc jsonb
+        )""",
+        """CREATE OR REPLACE FUNCTION threadloom_thread_metadata() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                IF TG_OP = 'DELETE' OR NEW.metadata = '{}' THEN
+                    IF TG_OP <> 'INSERT' THEN
+                        DELETE FROM server_thread_metadata WHERE thread_id = OLD.thread_id;
+                    END IF;
+                ELSE
+                    INSERT INTO server_thread_metadata (thread_id, doc)
+                    VALUES (NEW.thread_id, threadloom_jsonb(NEW.metadata))
+                    ON CONFLICT (thread_id) DO UPDATE SET doc = EXCLUDED.doc;
+                END IF;
+                RETURN NULL;
+            END $$""",
+        "DROP TRIGGER IF EXISTS server_threads_metadata ON server_threads",
+        "CREATE TRIGGER server_threads_metadata AFTER INSERT OR DELETE ON "
+        "server_threads FOR EACH ROW EXECUTE FUNCTION threadloom_thread_metadata()",
+        "DROP TRIGGER IF EXISTS server_threads_metadata_changed ON server_threads",
+        "CREATE TRIGGER server_threads_metadata_changed AFTER UPDATE ON "
+        "server_threads FOR EACH ROW WHEN (OLD.metadata IS DISTINCT FROM NEW.metadata) "
+        "EXECUTE FUNCTION threadloom_thread_metadata()",
+        "INSERT INTO server_thread_metadata (thread_id, doc) SELECT thread_id, "
+        "threadloom_jsonb(metadata) FROM server_threads WHERE metadata <> '{}' "
+        "ON CONFLICT (thread_id) DO NOTHING",
+        "ANALYZE server_thread_metadata",  # (the plans of the first searches)
+        "CREATE INDEX IF NOT EXISTS server_thread_metadata_doc ON server_thread_metadata "
+        "USING gin (doc jsonb_path_ops)",
+        "CREATE INDEX IF NOT EXISTS server_thread_metadata_unread ON server_thread_metadata "
+        "(thread_id) WHERE doc IS NULL",
+    ),
 ]
 
 _NOTIFY = "SELECT pg_notify(%s, %s)"
 _SEARCH_BATCH = 200  # rows fetched at a time by a filtered thread search
+# the threads whose metadata can match a filter (its ``containment`` document, the
+# parameter): those whose metadata contains it, and those jsonb could not hold
+_METADATA_HOLDS = (
+    "EXISTS (SELECT 1 FROM server_thread_metadata m WHERE m.thread_id = "
+    "server_threads.thread_id AND (m.doc @> %s::jsonb OR m.doc IS NULL))"
+)
 # The channel to notify of a queued run (its one parameter: WORK, the fallback): the
 # channel of one live registered worker - the least loaded (fewest running runs, a full
 # one last), at random among equals - else WORK (no worker registered: every worker
@@ -937,12 +994,27 @@ class PostgresStorage(Storage):
         return found
 
     async def _threads(self, ids, status, order: str, page: ThreadPage) -> list[dict]:
-        """``page`` filled from the threads of ``ids`` / ``status`` in ``order``, read
-        only as far as it needs: the query pages itself when nothing is filtered here,
-        else a server-side cursor is read a batch at a time (one statement: one
-        snapshot)."""
+        """``page`` filled from the threads of ``ids`` / ``status`` in ``order`` (and
+        those whose metadata can match: ``_METADATA_HOLDS``), read only as far as it
+        needs: the query pages itself when nothing is filtered here, else a server-side
+        cursor is read a batch at a time (one statement: one snapshot).
+
+        A page by metadata is first asked for with a ``LIMIT`` of the rows it needs:
+        most filters are wholly said by the index (``containment``), and the planner
+        then chooses by how rare the filter's value is - the index for a rare owner,
+        the search's order for one that nearly every thread holds - where a cursor's
+        plan favours its first rows whatever they cost. Only when ``matches`` turned
+        some of those rows down is the page read again, through the cursor."""
         sql = f"SELECT {THREAD_COLS} FROM server_threads WHERE true"
         args: list[Any] = []
+        held = containment(page.metadata)
+        if held is not None:
+            text = to_json(held)
+            if "\\u" in text:  # (jsonb may refuse the filter's own \u escapes)
+                held = None
+            else:
+                sql += f" AND {_METADATA_HOLDS}"
+                args.append(text)
         if status is not None:
             sql += " AND status = ANY(%s)"
             args.append(statuses_of(status))
@@ -954,7 +1026,16 @@ class PostgresStorage(Storage):
         if window is not None:
             page.add(await self._rows(f"{sql} LIMIT %s OFFSET %s", [*args, *window]))
             return page.rows
+        if held is not None and page.limit >= 0:
+            need = page.skip + page.limit
+            first = ThreadPage(page.metadata, page.values, page.limit, page.skip)
+            rows = await self._rows(f"{sql} LIMIT %s", [*args, need])
+            first.add(rows)
+            if first.full or len(rows) < need:
+                return first.rows
         async with self._pool.connection() as conn, conn.transaction():
+            if page.limit < 0:  # every row read: the plan cheapest in all
+                await conn.execute("SET LOCAL cursor_tuple_fraction = 1")
             async with conn.cursor(name="threadloom_thread_search") as cur:
                 await cur.execute(sql, args)
                 while not page.full and (rows := await cur.fetchmany(_SEARCH_BATCH)):

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from threadloom.server import serde
-from threadloom.server.records import matches, now_iso
+from threadloom.server.records import containment, matches, now_iso
 
 __all__ = [
     "ASSISTANT_COLS",
@@ -205,21 +205,45 @@ on every status change as this one is)."""
 
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def string_equalities(metadata: Mapping[str, Any] | None) -> list[tuple[str, str]]:
-    """The ``(key, value)`` pairs of a metadata filter the database can check first: a
-    top-level key with a plain name whose wanted value is a string (``matches`` passes a
-    thread only if its metadata holds that very string there - an auth handler's
-    ``{"owner": ...}``, a graph or user id). The rows the database lets through are a
-    superset of those ``matches`` passes and are still checked by it (``ThreadPage``):
-    a search reads the rows that can match, not every row of the table, in Python.
+    """The ``(JSON path, string)`` pairs of a metadata filter SQLite can check first:
+    the strings a thread's metadata must hold for ``matches`` to pass it - at a key, or
+    under keys of nested dicts (``records.containment``'s strings outside lists), every
+    key a plain name - an auth handler's ``{"owner": ...}``, a graph or user id,
+    ``{"prefs": {"lang": "fr"}}``. The rows the database lets through are a superset of
+    those ``matches`` passes and are still checked by it (``ThreadPage``): a search
+    reads the rows that can match, not every row of the table, in Python. Strings with
+    control characters (``json_extract`` does not give back a NUL) or that are not
+    UTF-8 (a lone surrogate) are left to ``matches``.
 
-    SQLite compares them (``json_extract``); PostgreSQL does not: its columns are JSON
-    text because ``jsonb`` refuses some JSON the API accepts (``\\u0000``), and a cast
-    of such a row would fail the whole search."""
-    return [(key, want) for key, want in (metadata or {}).items()
-            if type(want) is str and _PLAIN_KEY.fullmatch(key)]
+    (PostgreSQL asks an index of the whole document instead.)"""
+    found: list[tuple[str, str]] = []
+
+    def walk(path: str, doc: Mapping[str, Any]) -> None:
+        for key, want in doc.items():
+            if not _PLAIN_KEY.fullmatch(key):
+                continue
+            if isinstance(want, Mapping):
+                walk(f'{path}."{key}"', want)
+            elif type(want) is str and _plain_text(want):
+                found.append((f'{path}."{key}"', want))
+
+    walk("$", containment(metadata) or {})
+    return found
+
+
+def _plain_text(text: str) -> bool:
+    """Whether ``text`` has no control character and is UTF-8."""
+    if _CONTROL.search(text):
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ThreadPage:

@@ -564,9 +564,9 @@ class SqliteStorage(Storage):
         as far as it needs (one statement: one snapshot)."""
         sql = f"SELECT {_THREAD_COLS} FROM server_threads WHERE 1=1"
         args: list[Any] = []
-        for key, want in string_equalities(page.metadata):
+        for path, want in string_equalities(page.metadata):
             sql += " AND json_extract(metadata, ?) = ?"
-            args += [f'$."{key}"', want]
+            args += [path, want]
         if status is not None:
             statuses = statuses_of(status)
             sql += f" AND status IN ({','.join('?' * len(statuses))})"
