@@ -40,7 +40,9 @@ def _records() -> list[dict[str, Any]]:
                          "flag": i % 5 == 0, "ratio": i % 3 / 2,
                          "nested": {"k": TEAMS[i % 3], "deep": {"n": i % 2}}},
             "status": STATUSES[i % 4],
-            "values": {"flag": i % 5 == 0, "i": i},
+            "values": {"flag": i % 5 == 0, "i": i, "note": f"n{i % 4}",
+                       "items": [{"name": f"x{i % 3}"}, {"name": "all"}],
+                       "quote": 'say "hi"' if i % 2 else "say hi"},
         })
     for i, note in ((N, "nul\u0000here"), (N + 1, "bell\x07")):
         out.append({"thread_id": new_id(), "created_at": _stamp(i), "status": "idle",
@@ -115,6 +117,14 @@ CASES = [
     (None, {"note": "bell\x07"}, None, -1, 0, "desc"),
     (None, {"note": "\ud800", "team": "z"}, None, -1, 0, "desc"),  # not UTF-8
     (None, {"n": {"$in": [-60, 4]}, "team": {"$ne": "q"}}, None, -1, 0, "desc"),
+    # values: the keys and strings looked for in the stored text first
+    # (``value_needles``), then ``matches``
+    (None, None, {"note": "n1"}, -1, 0, "desc"),
+    (None, None, {"items": [{"name": "x2"}]}, 5, 1, "asc"),
+    (None, None, {"quote": 'say "hi"'}, 4, 0, "desc"),
+    (None, None, {"note": "n1", "i": {"$in": [1, 5, 9, 13]}}, -1, 0, "desc"),
+    ("error", {"team": "a"}, {"note": "n3", "flag": False}, -1, 0, "asc"),
+    (None, None, {"note": "nowhere"}, 10, 0, "desc"),
 ]
 
 
@@ -267,7 +277,8 @@ def test_a_metadata_search_decodes_only_the_threads_the_database_found(
     thread: SQLite compares their strings (``json_extract``), PostgreSQL asks its index
     of metadata (``server_thread_metadata``, kept by triggers). Before, PostgreSQL
     decoded all 600 for both - at 300,000 threads, ~0.7 s a search - and SQLite all 600
-    for the nested one."""
+    for the nested one. A search by values reads the states whose text holds the
+    filter's keys and strings (``value_needles``): before, every state was decoded."""
     from threadloom.server.storage import rows as rows_module
 
     given: list[int] = []
@@ -278,13 +289,13 @@ def test_a_metadata_search_decodes_only_the_threads_the_database_found(
         given.append(len(rows))
         return add(self, rows)
 
-    async def scenario() -> tuple[int, int]:
+    async def scenario() -> tuple[int, int, int]:
         storage = storage_factory()
         await storage.setup()
         try:
             await _fill(storage, [
                 {"thread_id": new_id(), "created_at": _stamp(i), "status": "idle",
-                 "values": None,
+                 "values": {"stage": f"s{i % 300}", "log": ["s42"] * (i % 7 == 0)},
                  "metadata": {"owner": f"user-{i % 150}", "prefs": {"lang": f"l{i % 200}"}}}
                 for i in range(600)
             ])
@@ -297,13 +308,21 @@ def test_a_metadata_search_decodes_only_the_threads_the_database_found(
             by_nested = await storage.search_threads(
                 ids=None, metadata={"prefs": {"lang": "l3"}}, values=None, status=None,
                 limit=10, offset=0, sort_by=None, sort_order=None)
+            nested_rows = sum(given)
+            given.clear()
+            by_values = await storage.search_threads(
+                ids=None, metadata=None, values={"stage": "s42"}, status=None, limit=10,
+                offset=0, sort_by=None, sort_order=None)
             assert [t["metadata"]["owner"] for t in by_owner] == ["user-7"] * 4
             assert [t["metadata"]["prefs"]["lang"] for t in by_nested] == ["l3"] * 3
-            return owner_rows, sum(given)
+            assert [t["values"]["stage"] for t in by_values] == ["s42"] * 2
+            return owner_rows, nested_rows, sum(given)
         finally:
             await storage.close()
 
-    assert asyncio.run(scenario()) == (4, 3)
+    # by values: the 2 threads at stage s42 and the 85 others holding "s42" in their
+    # log (every seventh), which ``matches`` turns down - not all 600
+    assert asyncio.run(scenario()) == (4, 3, 87)
 
 
 def test_the_index_of_metadata_follows_each_change(storage_factory: Any) -> None:

@@ -107,6 +107,7 @@ from threadloom.server.storage.rows import (
     thread_values,
     thread_version,
     to_json,
+    value_needles,
 )
 
 __all__ = ["DatabaseUnreachableError", "PostgresStorage", "wait_for_database"]
@@ -995,7 +996,8 @@ class PostgresStorage(Storage):
 
     async def _threads(self, ids, status, order: str, page: ThreadPage) -> list[dict]:
         """``page`` filled from the threads of ``ids`` / ``status`` in ``order`` (and
-        those whose metadata can match: ``_METADATA_HOLDS``), read only as far as it
+        those whose metadata and values can match: ``_METADATA_HOLDS``,
+        ``value_needles``), read only as far as it
         needs: the query pages itself when nothing is filtered here, else a server-side
         cursor is read a batch at a time (one statement: one snapshot).
 
@@ -1015,6 +1017,9 @@ class PostgresStorage(Storage):
             else:
                 sql += f" AND {_METADATA_HOLDS}"
                 args.append(text)
+        for needle in value_needles(page.values):
+            sql += ' AND strpos("values", %s) > 0'
+            args.append(needle)
         if status is not None:
             sql += " AND status = ANY(%s)"
             args.append(statuses_of(status))

@@ -42,6 +42,7 @@ __all__ = [
     "thread_row",
     "thread_values",
     "to_json",
+    "value_needles",
 ]
 
 
@@ -206,6 +207,7 @@ on every status change as this one is)."""
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 _CONTROL = re.compile(r"[\x00-\x1f]")
+_JSON_VERBATIM = re.compile(r'[\x20-\x21\x23-\x5b\x5d-\x7e]+')  # printable ASCII but " and \\
 
 
 def string_equalities(metadata: Mapping[str, Any] | None) -> list[tuple[str, str]]:
@@ -233,6 +235,32 @@ def string_equalities(metadata: Mapping[str, Any] | None) -> list[tuple[str, str
 
     walk("$", containment(metadata) or {})
     return found
+
+
+def value_needles(values: Mapping[str, Any] | None, most: int = 8) -> list[str]:
+    """Pieces of JSON text a thread's state values must hold for a ``values`` filter to
+    pass them: each key and string of the filter (``records.containment``'s) quoted as
+    JSON writes it - only those of printable ASCII without ``"`` or ``\\``, which every
+    JSON writer leaves as they are - the longest first, at most ``most``. A database
+    looks for them in the stored text (``strpos``, ``instr``) before a thread's values
+    are decoded: a search by values reads the states that can match, and ``matches``
+    still decides."""
+    found: set[str] = set()
+
+    def walk(doc: Any) -> None:
+        if isinstance(doc, Mapping):
+            for key, value in doc.items():
+                found.add(key)
+                walk(value)
+        elif isinstance(doc, list):
+            for item in doc:
+                walk(item)
+        elif isinstance(doc, str):
+            found.add(doc)
+
+    walk(containment(values) or {})
+    quoted = [f'"{text}"' for text in found if text and _JSON_VERBATIM.fullmatch(text)]
+    return sorted(quoted, key=lambda q: (-len(q), q))[:most]
 
 
 def _plain_text(text: str) -> bool:

@@ -62,6 +62,7 @@ from threadloom.server.storage.rows import (
     string_equalities,
     thread_values,
     thread_version,
+    value_needles,
 )
 from threadloom.server.storage.rows import RUN_COLS as _RUN_COLS
 from threadloom.server.storage.rows import THREAD_COLS as _THREAD_COLS
@@ -560,13 +561,17 @@ class SqliteStorage(Storage):
     def _threads(self, conn: sqlite3.Connection, ids, status, order: str, page: ThreadPage
                  ) -> list[dict]:
         """``page`` filled from the threads of ``ids`` / ``status`` in ``order`` (and
-        the metadata strings the database can compare: ``string_equalities``), read only
+        the metadata strings the database can compare, ``string_equalities``; the
+        pieces of text their values must hold, ``value_needles``), read only
         as far as it needs (one statement: one snapshot)."""
         sql = f"SELECT {_THREAD_COLS} FROM server_threads WHERE 1=1"
         args: list[Any] = []
         for path, want in string_equalities(page.metadata):
             sql += " AND json_extract(metadata, ?) = ?"
             args += [path, want]
+        for needle in value_needles(page.values):
+            sql += ' AND instr("values", ?) > 0'
+            args.append(needle)
         if status is not None:
             statuses = statuses_of(status)
             sql += f" AND status IN ({','.join('?' * len(statuses))})"
