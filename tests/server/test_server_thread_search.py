@@ -373,7 +373,8 @@ def test_postgres_indexes_the_metadata_of_threads_stored_before(
 ) -> None:
     """A database of the version before the index of metadata, holding threads - one
     with metadata jsonb refuses, one with none - is migrated on the next setup: every
-    thread is found by its metadata, the one jsonb refuses too."""
+    thread is found by its metadata, the one jsonb refuses too; the triggers keep the
+    index whatever the search_path of the session writing."""
     from threadloom.server.storage import postgres
 
     latest = list(postgres.MIGRATIONS)
@@ -405,6 +406,19 @@ def test_postgres_indexes_the_metadata_of_threads_stored_before(
                     offset=0, sort_by=None, sort_order=None)
                 assert [t["thread_id"] for t in got] == [records[i]["thread_id"]
                                                          for i in want], metadata
+            # a writer whose search_path does not name the schema (an operator's tool)
+            import psycopg
+
+            async with await psycopg.AsyncConnection.connect(
+                    fresh_postgres_database, autocommit=True,
+                    options="-c search_path=pg_catalog") as other:
+                await other.execute(
+                    "UPDATE public.server_threads SET metadata = %s WHERE thread_id = %s",
+                    ('{"owner": "cy"}', records[3]["thread_id"]))
+            got = await new.search_threads(
+                ids=None, metadata={"owner": "cy"}, values=None, status=None, limit=-1,
+                offset=0, sort_by=None, sort_order=None)
+            assert [t["thread_id"] for t in got] == [records[3]["thread_id"]]
         finally:
             await new.close()
 

@@ -322,8 +322,9 @@ MIGRATIONS: list[tuple[str, ...]] = [
             thread_id text PRIMARY KEY,
             doc jsonb
         )""",
+        # (its tables found where the schema's were made, whatever a writer's search_path)
         """CREATE OR REPLACE FUNCTION threadloom_thread_metadata() RETURNS trigger
-            LANGUAGE plpgsql AS $$
+            LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
             BEGIN
                 IF TG_OP = 'DELETE' OR NEW.metadata = '{}' THEN
                     IF TG_OP <> 'INSERT' THEN
