@@ -63,6 +63,32 @@ def test_thread_records(sync_client) -> None:
         sync_client.threads.get(tid)
 
 
+def test_a_copy_that_fails_leaves_no_thread_behind(served, sync_client,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy whose checkpoints cannot be copied (the database failing then) answers a
+    500 naming the error - not a connection reset under the client - and leaves no new
+    thread (not a record saying "interrupted" over a thread with no checkpoint); the
+    source is untouched, and a copy afterwards works."""
+    tid = sync_client.threads.create(metadata={"copy_test": "yes"})["thread_id"]
+    sync_client.runs.wait(tid, "email", input={"messages": [{"role": "user", "content": "hi"}]})
+    saver = served.server.ctx.storage.checkpointer
+
+    async def failing(source: str, target: str) -> None:
+        raise RuntimeError("the database went away mid-copy")
+
+    monkeypatch.setattr(saver, "acopy_thread", failing)
+    with pytest.raises(httpx.HTTPStatusError) as failed:
+        sync_client.threads.copy(tid)
+    assert failed.value.response.status_code == 500
+    assert "RuntimeError" in failed.value.response.json()["detail"]
+    assert sync_client.threads.count(metadata={"copy_test": "yes"}) == 1
+    monkeypatch.undo()
+    copy = sync_client.threads.copy(tid)
+    assert sync_client.threads.get_state(copy["thread_id"])["next"] == ["send"]
+    assert sync_client.threads.get_state(tid)["next"] == ["send"]
+    assert sync_client.threads.count(metadata={"copy_test": "yes"}) == 2
+
+
 def test_state_history_fork_and_copy(sync_client) -> None:
     tid = sync_client.threads.create()["thread_id"]
     sync_client.runs.wait(tid, "email", input={"messages": [{"role": "user", "content": "hi"}]})

@@ -182,6 +182,37 @@ _SCHEMA_ORDER = (meta, assistants, threads, runs, crons, store)
 _MATCH_ORDER = (runs, threads, meta, assistants, crons, store)
 
 
+class _InternalErrors:
+    """An error no handler knew - a bug, a library failing - is logged with its
+    traceback and answered ``500`` with a JSON ``detail`` naming its type, the request
+    ending normally: left to uvicorn, the connection was closed under the client (a
+    reset where the official client retries, repeating a write that was made)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:  # (the answer is on its way: only the connection can end)
+                raise
+            log.error("%s %s failed", scope.get("method"), scope.get("path"), exc_info=exc)
+            await json_response(
+                {"detail": f"Internal server error ({type(exc).__name__}); the server's "
+                           "log has its traceback."}, status=500)(scope, receive, send)
+
+
 def create_app(server: Server) -> FastAPI:
     """The ASGI app serving ``server`` (started and stopped with the app's lifespan)."""
 
@@ -229,6 +260,7 @@ def create_app(server: Server) -> FastAPI:
     # (inside CORS, added next: a browser's requests get its headers from either)
     app.add_middleware(HotRoutes, routes=[route for module in _MATCH_ORDER
                                           for route in module.router.routes], caller=caller)
+    app.add_middleware(_InternalErrors)  # around the hot routes too
     cors = server.ctx.config.cors
     if cors is not None or server.ctx.config.dev:
         cors = cors or {}

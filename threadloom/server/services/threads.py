@@ -210,10 +210,11 @@ class ThreadService:
         source = await self.readable(user, thread_id)
         value = {"thread_id": new_id(), "metadata": dict(source["metadata"])}
         await self.ctx.authorize(user, "threads", "create", value)
+        copy_id = str(value["thread_id"])
         now = now_iso()
         record = {
             **source,
-            "thread_id": value["thread_id"],
+            "thread_id": copy_id,
             "metadata": value["metadata"],
             "created_at": now,
             "updated_at": now,
@@ -221,8 +222,14 @@ class ThreadService:
             "status": "idle" if source["status"] == "busy" else source["status"],
         }
         record = await self.ctx.storage.create_thread(record, if_exists="raise")
-        saver = self.ctx.storage.checkpointer
-        await saver.acopy_thread(thread_id, value["thread_id"])
+        try:
+            await self.ctx.storage.checkpointer.acopy_thread(thread_id, copy_id)
+        except BaseException:
+            # no half copy left behind: a thread whose record says one thing and
+            # whose checkpoints another (the error, not this cleanup's, is raised)
+            with contextlib.suppress(Exception):
+                await self.ctx.storage.delete_thread(copy_id)
+            raise
         return record
 
     async def prune(self, user: AuthUser, thread_ids: list[str], strategy: str) -> int:
