@@ -49,7 +49,9 @@ def test_a_nul_character_in_a_store_value_is_never_a_500(served) -> None:
 
 
 def test_integers_beyond_64_bits_round_trip(served) -> None:
-    big = 2**70
+    """Exactly, not as the nearest float (2**70 alone, a float exactly, hid that the
+    hot routes' parser and every read turned them into floats)."""
+    big = 2**70 + 1
     with _http(served) as http:
         put = http.put("/store/items", json={"namespace": ["big"], "key": "k",
                                              "value": {"n": big}})
@@ -59,8 +61,31 @@ def test_integers_beyond_64_bits_round_trip(served) -> None:
         assert found.json()["items"][0]["value"] == {"n": big}
         thread = http.post("/threads", json={"metadata": {"n": big}})
         assert thread.status_code == 200
+        assert thread.json()["metadata"]["n"] == big
         got = http.get(f"/threads/{thread.json()['thread_id']}")
         assert got.json()["metadata"]["n"] == big
+        negative = http.post("/threads", json={"metadata": {"n": -(2**66) - 7, "ok": 1.5}})
+        assert negative.json()["metadata"] == {"n": -(2**66) - 7, "ok": 1.5}
+        found = http.post("/threads/search", json={"metadata": {"n": big}})
+        assert [t["metadata"]["n"] for t in found.json()] == [big]
+
+
+def test_a_lone_surrogate_in_metadata_never_breaks_a_read(served) -> None:
+    """A thread whose metadata holds a lone surrogate (valid JSON, which orjson refuses
+    to read) is stored and read back; every search still works - one such thread made
+    every later search or listing of threads a 500."""
+    body = b'{"metadata": {"label": "half \\ud800 pair", "kind": "surrogate-test"}}'
+    with _http(served) as http:
+        made = http.post("/threads", content=body,
+                         headers={"content-type": "application/json"})
+        assert made.status_code == 200, made.text
+        tid = made.json()["thread_id"]
+        assert http.get(f"/threads/{tid}").json()["metadata"]["label"] == "half \ud800 pair"
+        found = http.post("/threads/search", json={"metadata": {"kind": "surrogate-test"}})
+        assert found.status_code == 200 and [t["thread_id"] for t in found.json()] == [tid]
+        everything = http.post("/threads/search", json={"limit": 1000})
+        assert everything.status_code == 200
+        assert http.post("/threads/count", json={}).status_code == 200
 
 
 def test_an_offset_beyond_the_database_integers_is_422(served) -> None:

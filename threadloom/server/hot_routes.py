@@ -31,11 +31,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import orjson
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from threadloom.server import serde
 
 __all__ = ["HotRoutes", "hot", "is_hot"]
 
@@ -172,15 +173,14 @@ class HotRoutes:
 
 
 def _parse(model: type[BaseModel], scope: Scope, body: bytes) -> BaseModel | None:
-    """``body`` validated by ``model`` as FastAPI would (it parses JSON with ``json``:
-    what ``orjson`` refuses - NaN, integers beyond 64 bits - is left to it); None where
-    FastAPI should answer."""
+    """``body`` validated by ``model`` as FastAPI would (its JSON as ``json`` reads it:
+    ``serde.parse_request``); None where FastAPI should answer."""
     content_type = next((v for k, v in scope["headers"] if k == b"content-type"), None)
     if content_type != b"application/json" or not body:
         return None
     try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        data = serde.parse_request(body)
+    except ValueError:  # (not JSON: FastAPI's answer)
         return None
     if not isinstance(data, dict):
         return None
