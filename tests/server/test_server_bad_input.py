@@ -160,3 +160,22 @@ def test_a_nul_character_in_a_checkpoint_id_read_is_422_or_not_found(served) -> 
         answer = http.post(f"/threads/{tid}/state/checkpoint",
                            json={"checkpoint": {"checkpoint_id": "x\x00y"}})
     assert answer.status_code in (200, 404, 422), answer.text
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/threads/search", {"metadata": {"kind": {"$bogus": 1}}}),
+    ("/threads/count", {"metadata": {"kind": {"$bogus": 1}}}),
+    ("/threads/search", {"values": {"items": [{"$regex": "x"}]}}),
+    ("/assistants/search", {"metadata": {"kind": {"$bogus": 1}}}),
+    ("/assistants/count", {"metadata": {"kind": {"$bogus": 1}}}),
+])
+def test_an_unknown_filter_operator_is_422_naming_it(served, path, body) -> None:
+    """Whether or not a stored record reaches it (it was a 500 once one did: a thread
+    holding the key; nothing at all when none did)."""
+    with _http(served) as http:
+        http.post("/threads", json={"metadata": {"kind": "op-test"}})
+        answer = http.post(path, json=body)
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert "unknown filter operator" in detail and ("$bogus" in detail or "$regex" in detail)
+    assert "$eq, $ne, $contains or $in" in detail

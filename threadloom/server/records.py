@@ -20,7 +20,9 @@ from typing import Any
 from threadloom.checkpoint.base.id import uuid7
 
 __all__ = [
+    "FILTER_OPERATORS",
     "SYSTEM_NAMESPACE",
+    "check_filter",
     "containment",
     "matches",
     "merge_filters",
@@ -86,6 +88,31 @@ def _value_matches(have: Any, want: Any) -> bool:
         and not isinstance(want, bool)
         and have == want
     )
+
+
+FILTER_OPERATORS = ("$eq", "$ne", "$contains", "$in")
+"""The operators ``matches`` knows (``{"owner": {"$eq": "alice"}}``)."""
+
+
+def check_filter(filter: Any, where: str) -> None:
+    """Raise ``ValueError`` naming the first operator of ``filter`` (a search's
+    ``metadata`` or ``values``, found at ``where``) that ``matches`` does not know - at
+    once, rather than when a stored record first reaches it (or never, when none
+    does)."""
+    if isinstance(filter, Mapping):
+        ops = [k for k in filter if isinstance(k, str) and k.startswith("$")]
+        if ops and len(ops) == len(filter):  # an operator dict (``_value_matches``)
+            for op in ops:
+                if op not in FILTER_OPERATORS:
+                    raise ValueError(
+                        f"unknown filter operator {op!r} at {where}: use "
+                        f"{', '.join(FILTER_OPERATORS[:-1])} or {FILTER_OPERATORS[-1]}")
+            return
+        for key, value in filter.items():
+            check_filter(value, f"{where}.{key}")
+    elif isinstance(filter, list):
+        for i, item in enumerate(filter):
+            check_filter(item, f"{where}[{i}]")
 
 
 _ANY: Any = object()  # ``_contained``: the wanted value constrains nothing containment checks
@@ -157,7 +184,8 @@ def _operator(have: Any, op: str, operand: Any) -> bool:
         return False
     if op == "$in":
         return isinstance(operand, list) and have in operand
-    raise ValueError(f"unknown filter operator {op!r}: use $eq, $ne, $contains or $in")
+    raise ValueError(f"unknown filter operator {op!r}: use "
+                     f"{', '.join(FILTER_OPERATORS[:-1])} or {FILTER_OPERATORS[-1]}")
 
 
 def merge_filters(user: Mapping[str, Any] | None, auth: Mapping[str, Any] | None

@@ -12,8 +12,9 @@ from typing import Any
 
 from threadloom.server.auth import AuthUser
 from threadloom.server.context import ServerContext, check_uuid, visible
-from threadloom.server.errors import NotFound, Unprocessable
+from threadloom.server.errors import NotFound, Unprocessable, unprocessable_on
 from threadloom.server.records import (
+    check_filter,
     merge_filters,
     new_id,
     now_iso,
@@ -145,6 +146,8 @@ class AssistantService:
             raise NotFound(f"Assistant {assistant_id} not found.")
 
     async def search(self, user: AuthUser, body: dict[str, Any]) -> list[dict[str, Any]]:
+        with unprocessable_on(ValueError, what="Refused search"):
+            check_filter(body.get("metadata"), "metadata")
         filt = await self.ctx.authorize(user, "assistants", "search", body)
         metadata = merge_filters(body.get("metadata"), filt)
         if metadata is None:
@@ -157,6 +160,8 @@ class AssistantService:
         return select_fields(rows, body.get("select"))
 
     async def count(self, user: AuthUser, body: dict[str, Any]) -> int:
+        with unprocessable_on(ValueError, what="Refused search"):
+            check_filter(body.get("metadata"), "metadata")
         filt = await self.ctx.authorize(user, "assistants", "search", body)
         metadata = merge_filters(body.get("metadata"), filt)
         if metadata is None:

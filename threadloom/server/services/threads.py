@@ -25,7 +25,13 @@ from threadloom.server.errors import (
 )
 from threadloom.server.graphs import pending_interrupts, thread_state
 from threadloom.server.periodic import Periodic
-from threadloom.server.records import merge_filters, new_id, now_iso, select_fields
+from threadloom.server.records import (
+    check_filter,
+    merge_filters,
+    new_id,
+    now_iso,
+    select_fields,
+)
 from threadloom.server.serde import jsonable
 
 __all__ = [
@@ -183,6 +189,9 @@ class ThreadService:
                             ) -> dict[str, Any] | None:
         """The metadata filter of ``user``'s thread search ``body``: its own merged with
         the auth handlers' (None: ``user`` may see none of the threads it asks for)."""
+        with unprocessable_on(ValueError, what="Refused search"):
+            check_filter(body.get("metadata"), "metadata")
+            check_filter(body.get("values"), "values")
         filt = await self.ctx.authorize(user, "threads", "search", body)
         return merge_filters(body.get("metadata"), filt)
 
