@@ -179,3 +179,20 @@ def test_an_unknown_filter_operator_is_422_naming_it(served, path, body) -> None
     detail = answer.json()["detail"]
     assert "unknown filter operator" in detail and ("$bogus" in detail or "$regex" in detail)
     assert "$eq, $ne, $contains or $in" in detail
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "not a url", "http://", "ftp://host/x",
+                                 "http://[::1"])
+def test_a_webhook_that_cannot_be_delivered_is_422(served, url) -> None:
+    """A run's or a cron's webhook must be an absolute http(s) URL with a host: the
+    run or cron was made, and its delivery retried for hours, each attempt failing
+    the same way."""
+    with _http(served) as http:
+        tid = http.post("/threads", json={}).json()["thread_id"]
+        run = http.post(f"/threads/{tid}/runs", json={"assistant_id": "slow", "webhook": url})
+        cron = http.post("/runs/crons", json={"assistant_id": "slow", "schedule": "0 0 * * *",
+                                              "webhook": url})
+        assert http.get(f"/threads/{tid}/runs").json() == []
+    for answer in (run, cron):
+        assert answer.status_code == 422, answer.text
+        assert "webhook" in answer.json()["detail"], answer.text

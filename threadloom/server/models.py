@@ -7,8 +7,9 @@ speaks; unknown fields are ignored, as the reference does.
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 __all__ = [
     "MAX_OFFSET",
@@ -47,6 +48,23 @@ Strategy = Literal["reject", "interrupt", "rollback", "enqueue"]
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 # a store namespace label: the GET route joins labels with dots; no NUL (PostgreSQL)
 Label = Annotated[str, Field(min_length=1, pattern=r"^[^.\x00]*$")]
+
+
+def _webhook_url(url: str) -> str:
+    """A webhook's URL: absolute, http or https, with a host - what a delivery can be
+    made to (anything else was retried for hours, each attempt failing the same way)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ValueError(f"not a URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"an absolute http:// or https:// URL is expected, not {url!r}")
+    return url
+
+
+WebhookUrl = Annotated[str, Field(min_length=1, json_schema_extra={
+    "format": "uri", "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\s]+"}),
+    AfterValidator(_webhook_url)]
 Namespace = Annotated[list[Label], Field(min_length=1)]
 # a field path of an item's value to index (``"a.b"``, ``"list[0]"``)
 IndexPath = Annotated[str, Field(min_length=1)]
@@ -194,7 +212,7 @@ class RunCreate(_Body):
     stream_subgraphs: bool = False
     stream_resumable: bool = False
     feedback_keys: list[str] | None = None
-    webhook: str | None = None
+    webhook: WebhookUrl | None = None
     multitask_strategy: Strategy | None = None
     if_not_exists: Literal["create", "reject"] = "reject"
     on_disconnect: Literal["cancel", "continue"] = "continue"
@@ -256,7 +274,7 @@ class CronCreate(_Body):
     context: dict[str, Any] | None = None
     interrupt_before: Literal["*"] | list[str] | None = None
     interrupt_after: Literal["*"] | list[str] | None = None
-    webhook: str | None = None
+    webhook: WebhookUrl | None = None
     timezone: str | None = None
     end_time: str | None = None
     on_run_completed: Literal["delete", "keep"] | None = None
@@ -275,7 +293,7 @@ class CronUpdate(_Body):
     metadata: dict[str, Any] | None = None
     config: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
-    webhook: str | None = None
+    webhook: WebhookUrl | None = None
     interrupt_before: Literal["*"] | list[str] | None = None
     interrupt_after: Literal["*"] | list[str] | None = None
     on_run_completed: Literal["delete", "keep"] | None = None
