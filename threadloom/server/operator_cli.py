@@ -67,14 +67,17 @@ def add_operator_parsers(commands: argparse._SubParsersAction[argparse.ArgumentP
     rlist.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
+def _url(args: argparse.Namespace) -> str:
+    return str(args.url or os.environ.get("THREADLOOM_URL") or "http://127.0.0.1:2024")
+
+
 def _client(args: argparse.Namespace) -> Any:
     from langgraph_sdk import get_sync_client
 
-    url = args.url or os.environ.get("THREADLOOM_URL") or "http://127.0.0.1:2024"
     key = args.api_key or os.environ.get("THREADLOOM_API_KEY") or os.environ.get(
         "LANGGRAPH_API_KEY"
     )
-    return get_sync_client(url=url, api_key=key)
+    return get_sync_client(url=_url(args), api_key=key)
 
 
 def _threads(client: Any, **filters: Any) -> Iterator[dict[str, Any]]:
@@ -202,11 +205,28 @@ def _list_runs(args: argparse.Namespace) -> int:
 
 
 def run_operator_command(args: argparse.Namespace) -> int:
-    """Dispatch an operator subcommand; its exit status."""
-    if args.command == "interrupts":
-        return _list_interrupts(args)
-    if args.command == "approve":
-        return _answer(args, "accept")
-    if args.command == "reject":
-        return _answer(args, "reject")
-    return _list_runs(args)
+    """Dispatch an operator subcommand; its exit status (2, with one line on stderr
+    saying why, when the server cannot be reached or refuses the call)."""
+    import httpx
+
+    try:
+        if args.command == "interrupts":
+            return _list_interrupts(args)
+        if args.command == "approve":
+            return _answer(args, "accept")
+        if args.command == "reject":
+            return _answer(args, "reject")
+        return _list_runs(args)
+    except httpx.HTTPStatusError as exc:  # (the official client's errors are these)
+        response = exc.response
+        try:
+            detail = response.json().get("detail") or response.text
+        except ValueError:
+            detail = response.text
+        print(f"threadloom {args.command}: the server at {_url(args)} answered "
+              f"{response.status_code}: {detail}", file=sys.stderr)
+    except httpx.TransportError as exc:
+        print(f"threadloom {args.command}: cannot reach the server at {_url(args)} "
+              f"({type(exc).__name__}: {exc}) - is it running? --url or $THREADLOOM_URL "
+              "says where", file=sys.stderr)
+    return 2
