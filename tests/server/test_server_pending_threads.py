@@ -171,3 +171,49 @@ def test_postgres_pending_threads_read_their_index(fresh_postgres_database: str)
         conn.rollback()
     assert "server_threads_pending" in plan, plan
     assert "Seq Scan on server_threads" not in plan, plan
+
+
+def test_a_reviewers_pending_threads_are_narrowed_by_the_database(
+    storage_kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The inbox of a reviewer whose auth handler filters by owner: the database
+    compares the owner (SQLite ``json_extract``, PostgreSQL the index of metadata), not
+    Python after reading every pending thread; an operator it cannot say is still
+    applied."""
+    url = (request.getfixturevalue("fresh_postgres_database")
+           if storage_kind == "postgres" else None)
+    statements: list[str] = []
+    sent_to_postgres: list[tuple[str, str]] = (
+        request.getfixturevalue("sent_statements") if storage_kind == "postgres" else [])
+
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
+        storage = _storage(storage_kind, tmp_path, url)
+        await storage.setup()
+        try:
+            for i in range(40):
+                thread_id = new_id()
+                stamp = f"2026-12-05T00:01:{i:02d}+00:00"
+                await storage.create_thread({
+                    "thread_id": thread_id, "created_at": stamp, "updated_at": stamp,
+                    "state_updated_at": stamp, "metadata": {"owner": f"o{i % 8}", "n": i},
+                    "status": "idle", "config": {}, "values": None, "interrupts": None,
+                    "error": None}, if_exists="raise")
+                await storage.update_thread(thread_id, status="interrupted",
+                                            interrupts={"task": [INTERRUPT]})
+            if storage_kind == "sqlite":
+                storage._conn.set_trace_callback(statements.append)
+            sent_to_postgres.clear()
+            mine = await storage.pending_threads({"owner": "o3"})
+            some = await storage.pending_threads({"owner": "o3", "n": {"$ne": 11}})
+            statements.extend(sql for _, sql in sent_to_postgres)
+            return ([t["metadata"]["owner"] for t in mine],
+                    [t["metadata"]["n"] for t in some], list(statements))
+        finally:
+            await storage.close()
+
+    owners, numbers, sent = asyncio.run(scenario())
+    assert owners == ["o3"] * 5 and numbers == [35, 27, 19, 3]
+    looks = [s for s in sent if "FROM server_threads" in s]
+    assert len(looks) == 2, sent
+    marker = "json_extract(metadata" if storage_kind == "sqlite" else "server_thread_metadata"
+    assert all(marker in s for s in looks), looks

@@ -363,6 +363,19 @@ _METADATA_HOLDS = (
     "EXISTS (SELECT 1 FROM server_thread_metadata m WHERE m.thread_id = "
     "server_threads.thread_id AND (m.doc @> %s::jsonb OR m.doc IS NULL))"
 )
+
+
+def _metadata_holds(metadata: dict[str, Any] | None) -> str | None:
+    """The parameter of ``_METADATA_HOLDS`` for a metadata filter: its ``containment``
+    document as JSON text; None when it narrows nothing or holds a \\u escape (which
+    jsonb may refuse: ``matches`` alone decides then)."""
+    held = containment(metadata)
+    if held is None:
+        return None
+    text = to_json(held)
+    return None if "\\u" in text else text
+
+
 # The channel to notify of a queued run (its one parameter: WORK, the fallback): the
 # channel of one live registered worker - the least loaded (fewest running runs, a full
 # one last), at random among equals - else WORK (no worker registered: every worker
@@ -1010,14 +1023,10 @@ class PostgresStorage(Storage):
         some of those rows down is the page read again, through the cursor."""
         sql = f"SELECT {THREAD_COLS} FROM server_threads WHERE true"
         args: list[Any] = []
-        held = containment(page.metadata)
+        held = _metadata_holds(page.metadata)
         if held is not None:
-            text = to_json(held)
-            if "\\u" in text:  # (jsonb may refuse the filter's own \u escapes)
-                held = None
-            else:
-                sql += f" AND {_METADATA_HOLDS}"
-                args.append(text)
+            sql += f" AND {_METADATA_HOLDS}"
+            args.append(held)
         for needle in value_needles(page.values):
             sql += ' AND strpos("values", %s) > 0'
             args.append(needle)
@@ -1050,7 +1059,13 @@ class PostgresStorage(Storage):
 
     async def pending_threads(self, metadata: dict[str, Any] | None,
                               ids: Collection[str] | None = None) -> list[dict]:
-        among, args = ("", []) if ids is None else (" AND thread_id = ANY(%s)", [list(ids)])
+        among, args = "", list[Any]()
+        if ids is not None:
+            among, args = " AND thread_id = ANY(%s)", [list(ids)]
+        held = _metadata_holds(metadata)  # (a reviewer's inbox: their owner's threads)
+        if held is not None:
+            among += f" AND {_METADATA_HOLDS}"
+            args.append(held)
         rows = await self._rows(
             f"SELECT {PENDING_THREAD_COLS} FROM server_threads WHERE ({PENDING_THREADS}){among} "
             "ORDER BY created_at DESC", args

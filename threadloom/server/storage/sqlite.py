@@ -227,6 +227,16 @@ MIGRATIONS: list[tuple[str, ...]] = [
 ASSISTANT_CACHE_SIZE = 1024
 
 
+def _metadata_strings(metadata: dict[str, Any] | None) -> tuple[str, list[Any]]:
+    """The SQL conditions (``AND ...``) and arguments comparing a metadata filter's
+    strings in the database (``string_equalities``)."""
+    sql, args = "", []
+    for path, want in string_equalities(metadata):
+        sql += " AND json_extract(metadata, ?) = ?"
+        args += [path, want]
+    return sql, args
+
+
 class SqliteStorage(Storage):
     """Server storage in one SQLite file (see the module docstring).
 
@@ -565,10 +575,8 @@ class SqliteStorage(Storage):
         pieces of text their values must hold, ``value_needles``), read only
         as far as it needs (one statement: one snapshot)."""
         sql = f"SELECT {_THREAD_COLS} FROM server_threads WHERE 1=1"
-        args: list[Any] = []
-        for path, want in string_equalities(page.metadata):
-            sql += " AND json_extract(metadata, ?) = ?"
-            args += [path, want]
+        strings, args = _metadata_strings(page.metadata)
+        sql += strings
         for needle in value_needles(page.values):
             sql += ' AND instr("values", ?) > 0'
             args.append(needle)
@@ -595,6 +603,9 @@ class SqliteStorage(Storage):
             if ids is not None:
                 among = " AND thread_id IN (SELECT value FROM json_each(?))"
                 args = [json.dumps(args)]
+            strings, compared = _metadata_strings(metadata)  # (a reviewer's own threads)
+            among += strings
+            args += compared
             rows = conn.execute(
                 # (named: SQLite's planner would rather read every busy and failed
                 # thread by the status index)
